@@ -1,0 +1,410 @@
+//! The command line (clap). `main.rs` parses it, loads settings, starts telemetry and calls
+//! [`run`].
+
+use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use secrecy::SecretString;
+use serde_json::json;
+
+use crate::accounts::NewUser;
+use crate::clients::{Client, ClientError, ClientSpec};
+use crate::config::{Environment, Settings};
+use crate::demo;
+use crate::domain::{Email, Username};
+use crate::startup::{Application, Services};
+
+/// Latchkey, a standalone OAuth 2.0 authorization server.
+#[derive(Debug, Parser)]
+#[command(name = "latchkey", version, about, long_about = None)]
+pub struct Cli {
+    /// A TOML configuration file layered over the built-in defaults.
+    #[arg(long, global = true, env = "LATCHKEY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations and serve HTTP.
+    Serve {
+        /// Also create a demo user and demo clients (idempotent) and print how to use them.
+        /// Refused in production.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage OAuth clients (applications).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Delete expired and revoked tokens, expired authorization codes and old rate-limit
+    /// counters (like django-oauth-toolkit's `cleartokens`).
+    Cleartokens,
+    /// Check the configuration and that the database is reachable.
+    Check,
+}
+
+/// `latchkey user …`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user. Without --password the password is prompted for (or read from stdin).
+    Create {
+        /// Login name: letters, digits and @ . + - _ (at most 150).
+        #[arg(long)]
+        username: String,
+        /// Email address.
+        #[arg(long)]
+        email: String,
+        /// Password (at least 8 characters). Prefer the prompt: arguments end up in shell history.
+        #[arg(long)]
+        password: Option<String>,
+        /// Given name.
+        #[arg(long, default_value = "")]
+        first_name: String,
+        /// Family name.
+        #[arg(long, default_value = "")]
+        last_name: String,
+        /// Make the user staff and superuser.
+        #[arg(long)]
+        superuser: bool,
+    },
+}
+
+/// `latchkey client …`
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Register a client; prints its client_id and (confidential clients) its secret, once.
+    Create(Box<ClientCreateArgs>),
+    /// List clients.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one client (never its secret).
+    Show {
+        /// The client_id.
+        client_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a client with its tokens, codes and consents.
+    Delete {
+        /// The client_id.
+        client_id: String,
+    },
+    /// Generate a new secret for a confidential client; the old one stops working at once.
+    RotateSecret {
+        /// The client_id.
+        client_id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Options of `latchkey client create`.
+#[derive(Debug, Args)]
+pub struct ClientCreateArgs {
+    /// Display name shown on the consent page.
+    #[arg(long)]
+    pub name: String,
+    /// confidential (has a secret) or public (native/browser app, PKCE).
+    #[arg(long = "type", value_name = "confidential|public")]
+    pub client_type: String,
+    /// Allowed grant types, comma-separated: authorization_code, refresh_token, password,
+    /// client_credentials.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub grant_types: Vec<String>,
+    /// A redirect URI (repeat for several). https, or http on loopback, or a private-use
+    /// scheme like com.example.app:/cb (RFC 8252).
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+    /// A post-logout redirect URI (repeat for several).
+    #[arg(long = "post-logout-redirect-uri")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A CORS origin allowed to call the token endpoint, like https://app.example.com (repeat).
+    #[arg(long = "allowed-origin")]
+    pub allowed_origins: Vec<String>,
+    /// Allowed scopes, space- or comma-separated (default: every scope the server knows).
+    #[arg(long, value_delimiter = ',')]
+    pub scopes: Vec<String>,
+    /// client_secret_basic (default for confidential), client_secret_post, or none (public).
+    #[arg(long)]
+    pub token_endpoint_auth_method: Option<String>,
+    /// Skip the consent page (first-party apps).
+    #[arg(long)]
+    pub skip_authorization: bool,
+    /// Do not require PKCE for this confidential client (public clients always need it).
+    #[arg(long)]
+    pub no_pkce: bool,
+    /// Accept the PKCE `plain` method (not recommended).
+    #[arg(long)]
+    pub allow_plain_pkce: bool,
+    /// Let this client introspect every client's tokens (a resource server).
+    #[arg(long)]
+    pub introspect_all: bool,
+    /// Access-token lifetime in seconds (default: server setting).
+    #[arg(long)]
+    pub access_token_lifetime: Option<i64>,
+    /// Refresh-token lifetime in seconds (default: server setting).
+    #[arg(long)]
+    pub refresh_token_lifetime: Option<i64>,
+    /// Print JSON (for scripts).
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ClientCreateArgs {
+    fn spec(&self) -> ClientSpec {
+        ClientSpec {
+            name: self.name.clone(),
+            client_type: self.client_type.clone(),
+            auth_method: self.token_endpoint_auth_method.clone(),
+            grant_types: self.grant_types.clone(),
+            redirect_uris: self.redirect_uris.clone(),
+            post_logout_redirect_uris: self.post_logout_redirect_uris.clone(),
+            allowed_origins: self.allowed_origins.clone(),
+            scopes: self.scopes.clone(),
+            skip_authorization: self.skip_authorization,
+            require_pkce: !self.no_pkce,
+            allow_plain_pkce: self.allow_plain_pkce,
+            introspect_all: self.introspect_all,
+            access_token_lifetime: self.access_token_lifetime,
+            refresh_token_lifetime: self.refresh_token_lifetime,
+            owner_id: None,
+        }
+    }
+}
+
+/// Runs a parsed command with loaded settings.
+///
+/// # Errors
+/// Whatever failed, with context for the operator.
+pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { demo } => serve(settings, demo).await,
+        Command::Migrate => {
+            Services::build(&settings).await?;
+            println!(
+                "database is up to date ({})",
+                settings.database_url.redacted()
+            );
+            Ok(())
+        }
+        Command::Check => {
+            let services = Services::build(&settings).await?;
+            services
+                .db
+                .ping()
+                .await
+                .context("database is not reachable")?;
+            println!("configuration OK");
+            println!("issuer:   {}", settings.issuer_str());
+            println!("listen:   {}", settings.listen);
+            println!(
+                "database: {} (reachable, migrated)",
+                settings.database_url.redacted()
+            );
+            Ok(())
+        }
+        Command::Cleartokens => {
+            let services = Services::build(&settings).await?;
+            let (tokens, codes, counters) = services.oauth.clear_expired().await?;
+            println!("deleted {tokens} expired or revoked tokens, {codes} expired authorization codes, {counters} old rate-limit counters");
+            Ok(())
+        }
+        Command::User(UserCommand::Create {
+            username,
+            email,
+            password,
+            first_name,
+            last_name,
+            superuser,
+        }) => {
+            let username = Username::parse(&username).map_err(anyhow::Error::msg)?;
+            let email = Email::parse(&email).map_err(anyhow::Error::msg)?;
+            let password = match password {
+                Some(p) => SecretString::from(p),
+                None => read_password()?,
+            };
+            let services = Services::build(&settings).await?;
+            let user = services
+                .accounts
+                .create_user(NewUser {
+                    username,
+                    email,
+                    password: Some(password),
+                    first_name,
+                    last_name,
+                    superuser,
+                    email_verified: true,
+                })
+                .await?;
+            println!("created user {} (id {})", user.username, user.id);
+            Ok(())
+        }
+        Command::Client(cmd) => client_command(cmd, settings).await,
+    }
+}
+
+async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
+    if demo && settings.environment == Environment::Production {
+        bail!("--demo creates accounts with published passwords and is refused in production");
+    }
+    settings.demo = demo;
+    let (app, services) = Application::build(&settings).await?;
+    if demo {
+        let report = demo::ensure(&services, settings.issuer_str()).await?;
+        println!("{report}");
+    }
+    tracing::info!(
+        listen = %settings.listen,
+        port = app.port(),
+        issuer = %settings.issuer_str(),
+        database = %settings.database_url.redacted(),
+        "Latchkey is serving"
+    );
+    app.run_until_stopped().await.context("server failed")
+}
+
+async fn client_command(cmd: ClientCommand, settings: Settings) -> anyhow::Result<()> {
+    let services = Services::build(&settings).await?;
+    let clients = &services.clients;
+    match cmd {
+        ClientCommand::Create(args) => {
+            let (client, secret) = clients.register(&args.spec()).await.map_err(client_error)?;
+            if args.json {
+                let mut value = client_json(&client);
+                value["client_secret"] = json!(secret.as_ref().map(|s| s.0.as_str()));
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                println!("client_id:     {}", client.id());
+                if let Some(secret) = secret {
+                    println!("client_secret: {}", secret.0);
+                    println!("Store the secret now: it is not stored and cannot be shown again.");
+                }
+            }
+        }
+        ClientCommand::List { json } => {
+            let list = clients.list().await?;
+            if json {
+                let values: Vec<_> = list.iter().map(client_json).collect();
+                println!("{}", serde_json::to_string_pretty(&values)?);
+            } else if list.is_empty() {
+                println!("no clients");
+            } else {
+                println!(
+                    "{:<34} {:<13} {:<45} NAME",
+                    "CLIENT_ID", "TYPE", "GRANT TYPES"
+                );
+                for c in &list {
+                    println!(
+                        "{:<34} {:<13} {:<45} {}",
+                        c.id(),
+                        c.row.client_type,
+                        c.row.grant_types,
+                        c.row.name
+                    );
+                }
+            }
+        }
+        ClientCommand::Show { client_id, json } => {
+            let client = clients
+                .find(&client_id)
+                .await?
+                .with_context(|| format!("no client {client_id:?}"))?;
+            let mut value = client_json(&client);
+            value["active_tokens"] = json!(clients.active_token_count(&client_id).await?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else if let serde_json::Value::Object(map) = value {
+                for (k, v) in map {
+                    println!("{k:<27} {}", v.to_string().trim_matches('"'));
+                }
+            }
+        }
+        ClientCommand::Delete { client_id } => {
+            clients.delete(&client_id).await.map_err(client_error)?;
+            println!("deleted client {client_id}");
+        }
+        ClientCommand::RotateSecret { client_id, json } => {
+            let secret = clients
+                .rotate_secret(&client_id)
+                .await
+                .map_err(client_error)?;
+            if json {
+                println!(
+                    "{}",
+                    json!({ "client_id": client_id, "client_secret": secret.0 })
+                );
+            } else {
+                println!("client_id:     {client_id}");
+                println!("client_secret: {}", secret.0);
+                println!("The previous secret no longer works. Store this one now: it cannot be shown again.");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn client_error(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Db(db) => anyhow::Error::new(db).context("storage failed"),
+        other => anyhow::Error::msg(other.to_string()),
+    }
+}
+
+/// A client as JSON (no secret, only its hint).
+#[must_use]
+pub fn client_json(c: &Client) -> serde_json::Value {
+    let list = |s: &str| crate::clients::split_list(s);
+    json!({
+        "client_id": c.id(),
+        "name": c.row.name,
+        "client_type": c.row.client_type,
+        "token_endpoint_auth_method": c.row.token_endpoint_auth_method,
+        "secret_hint": c.row.secret_hint.as_ref().map(|h| format!("{h}…")),
+        "grant_types": list(&c.row.grant_types),
+        "redirect_uris": list(&c.row.redirect_uris),
+        "post_logout_redirect_uris": list(&c.row.post_logout_redirect_uris),
+        "allowed_origins": list(&c.row.allowed_origins),
+        "scopes": list(&c.row.allowed_scopes),
+        "skip_authorization": c.row.skip_authorization,
+        "require_pkce": c.row.require_pkce,
+        "allow_plain_pkce": c.row.allow_plain_pkce,
+        "introspect_all": c.row.introspect_all,
+        "access_token_lifetime": c.row.access_token_lifetime,
+        "refresh_token_lifetime": c.row.refresh_token_lifetime,
+        "owner_id": c.row.owner_id,
+        "created_at": c.row.created_at.and_utc().to_rfc3339(),
+        "updated_at": c.row.updated_at.and_utc().to_rfc3339(),
+    })
+}
+
+fn read_password() -> anyhow::Result<SecretString> {
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Password (again): ")?;
+        if first != second {
+            bail!("the passwords differ");
+        }
+        Ok(SecretString::from(first))
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Ok(SecretString::from(
+            line.trim_end_matches(['\r', '\n']).to_owned(),
+        ))
+    }
+}

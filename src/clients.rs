@@ -1,0 +1,764 @@
+//! Client registration rules: types, grant types, authentication methods, redirect URIs,
+//! scopes, and the client secret (server-generated, shown once, stored as SHA-256).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use diesel::Connection;
+
+use crate::db::clients::{self, ClientRow};
+use crate::db::{self, tokens, Db, DbError};
+use crate::domain::{RedirectUri, ScopeSet};
+use crate::secret;
+
+/// RFC 6749 §2.1 client types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientType {
+    /// Can keep a secret (server-side apps).
+    Confidential,
+    /// Cannot (native and browser apps); must use PKCE.
+    Public,
+}
+
+impl ClientType {
+    /// The stored/wire name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Confidential => "confidential",
+            Self::Public => "public",
+        }
+    }
+}
+
+impl FromStr for ClientType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "confidential" => Ok(Self::Confidential),
+            "public" => Ok(Self::Public),
+            other => Err(format!(
+                "unknown client type {other:?} (confidential or public)"
+            )),
+        }
+    }
+}
+
+/// Grant types a client may be allowed (RFC 6749 §4 and §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GrantType {
+    /// §4.1, with PKCE (RFC 7636).
+    AuthorizationCode,
+    /// §6.
+    RefreshToken,
+    /// §4.3 resource owner password credentials.
+    Password,
+    /// §4.4.
+    ClientCredentials,
+}
+
+impl GrantType {
+    /// Every grant type, in the order they are listed.
+    pub const ALL: [Self; 4] = [
+        Self::AuthorizationCode,
+        Self::RefreshToken,
+        Self::Password,
+        Self::ClientCredentials,
+    ];
+
+    /// The `grant_type` parameter value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::Password => "password",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+}
+
+impl FromStr for GrantType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown grant type {s:?} (authorization_code, refresh_token, password, client_credentials)"
+                )
+            })
+    }
+}
+
+/// Token endpoint client authentication methods (RFC 7591 §2 names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// HTTP Basic with the form-urlencoded id and secret (RFC 6749 §2.3.1).
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+    /// No secret: public clients.
+    None,
+}
+
+impl AuthMethod {
+    /// The stored/wire name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ClientSecretBasic => "client_secret_basic",
+            Self::ClientSecretPost => "client_secret_post",
+            Self::None => "none",
+        }
+    }
+}
+
+impl FromStr for AuthMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "client_secret_basic" => Ok(Self::ClientSecretBasic),
+            "client_secret_post" => Ok(Self::ClientSecretPost),
+            "none" => Ok(Self::None),
+            other => Err(format!(
+                "unknown token endpoint auth method {other:?} (client_secret_basic, client_secret_post, none)"
+            )),
+        }
+    }
+}
+
+/// A client as the rest of the program sees it: the row with its lists parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Client {
+    /// The stored row.
+    pub row: ClientRow,
+    /// Parsed client type.
+    pub client_type: ClientType,
+    /// Parsed allowed grant types.
+    pub grant_types: Vec<GrantType>,
+    /// Registered redirect URIs (exact strings).
+    pub redirect_uris: Vec<String>,
+    /// Allowed scopes.
+    pub allowed_scopes: ScopeSet,
+}
+
+impl Client {
+    /// Parses a stored row; unknown list items (from a newer version) are ignored.
+    #[must_use]
+    pub fn from_row(row: ClientRow) -> Self {
+        let client_type = row.client_type.parse().unwrap_or(ClientType::Confidential);
+        let grant_types = row
+            .grant_types
+            .split(' ')
+            .filter_map(|g| g.parse().ok())
+            .collect();
+        let redirect_uris = split_list(&row.redirect_uris);
+        let allowed_scopes = ScopeSet::from_stored(&row.allowed_scopes);
+        Self {
+            row,
+            client_type,
+            grant_types,
+            redirect_uris,
+            allowed_scopes,
+        }
+    }
+
+    /// The `client_id`.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.row.client_id
+    }
+
+    /// Whether the client may use `grant`.
+    #[must_use]
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grant_types.contains(&grant)
+    }
+
+    /// Whether PKCE is mandatory: always for public clients (RFC 9700 §2.1.1), else per client.
+    #[must_use]
+    pub fn requires_pkce(&self) -> bool {
+        self.client_type == ClientType::Public || self.row.require_pkce
+    }
+}
+
+/// Splits a stored space-separated list.
+#[must_use]
+pub fn split_list(raw: &str) -> Vec<String> {
+    raw.split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What registering (or updating) a client needs, before validation.
+#[derive(Clone, Debug, Default)]
+pub struct ClientSpec {
+    /// Display name (1–200 characters).
+    pub name: String,
+    /// `confidential` or `public`.
+    pub client_type: String,
+    /// Token endpoint auth method; default `client_secret_basic` (confidential) or `none`.
+    pub auth_method: Option<String>,
+    /// Allowed grant types.
+    pub grant_types: Vec<String>,
+    /// Redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// CORS origins (`https://app.example.com`).
+    pub allowed_origins: Vec<String>,
+    /// Allowed scopes; empty = every scope the server knows.
+    pub scopes: Vec<String>,
+    /// Skip the consent page.
+    pub skip_authorization: bool,
+    /// Require PKCE for a confidential client too (public clients always).
+    pub require_pkce: bool,
+    /// Accept PKCE `plain`.
+    pub allow_plain_pkce: bool,
+    /// May introspect every client's tokens (a resource server).
+    pub introspect_all: bool,
+    /// Access-token lifetime override in seconds.
+    pub access_token_lifetime: Option<i64>,
+    /// Refresh-token lifetime override in seconds.
+    pub refresh_token_lifetime: Option<i64>,
+    /// Owning user id.
+    pub owner_id: Option<String>,
+}
+
+/// Why a client could not be registered or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A field is invalid: (field, message for the user).
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field's name (`redirect_uris`, `grant_types`, …).
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// No client with that id.
+    #[error("no such client")]
+    NotFound,
+    /// Storage failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for ClientError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(DbError::Query(e))
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ClientError {
+    ClientError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Validates a spec into a row (without id, secret or timestamps set meaningfully).
+///
+/// # Errors
+/// [`ClientError::Invalid`] naming the first offending field.
+pub fn validate_spec(
+    spec: &ClientSpec,
+    known_scopes: &BTreeMap<String, String>,
+) -> Result<ClientRow, ClientError> {
+    let name = spec.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(invalid("name", "must have 1 to 200 characters"));
+    }
+    let client_type: ClientType = spec
+        .client_type
+        .parse()
+        .map_err(|e| invalid("client_type", e))?;
+    let auth_method = match &spec.auth_method {
+        Some(m) => m
+            .parse()
+            .map_err(|e| invalid("token_endpoint_auth_method", e))?,
+        None if client_type == ClientType::Public => AuthMethod::None,
+        None => AuthMethod::ClientSecretBasic,
+    };
+    match (client_type, auth_method) {
+        (ClientType::Public, AuthMethod::None)
+        | (ClientType::Confidential, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost) => {}
+        (ClientType::Public, _) => {
+            return Err(invalid(
+                "token_endpoint_auth_method",
+                "public clients have no secret: use none",
+            ))
+        }
+        (ClientType::Confidential, AuthMethod::None) => {
+            return Err(invalid(
+                "token_endpoint_auth_method",
+                "confidential clients authenticate with a secret: use client_secret_basic or client_secret_post",
+            ))
+        }
+    }
+    let mut grants: Vec<GrantType> = Vec::new();
+    for g in spec
+        .grant_types
+        .iter()
+        .flat_map(|g| g.split([',', ' ']))
+        .filter(|g| !g.is_empty())
+    {
+        let g: GrantType = g.parse().map_err(|e| invalid("grant_types", e))?;
+        if !grants.contains(&g) {
+            grants.push(g);
+        }
+    }
+    if grants.is_empty() {
+        return Err(invalid("grant_types", "choose at least one grant type"));
+    }
+    grants.sort();
+    if client_type == ClientType::Public && grants.contains(&GrantType::ClientCredentials) {
+        return Err(invalid(
+            "grant_types",
+            "client_credentials needs a confidential client (RFC 6749 §4.4)",
+        ));
+    }
+    let mut redirect_uris = Vec::new();
+    for uri in spec
+        .redirect_uris
+        .iter()
+        .map(|u| u.trim())
+        .filter(|u| !u.is_empty())
+    {
+        let uri = RedirectUri::parse(uri).map_err(|e| invalid("redirect_uris", e))?;
+        if !redirect_uris.contains(&uri.as_str().to_owned()) {
+            redirect_uris.push(uri.as_str().to_owned());
+        }
+    }
+    if grants.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+        return Err(invalid(
+            "redirect_uris",
+            "the authorization_code grant needs at least one redirect URI",
+        ));
+    }
+    let mut post_logout = Vec::new();
+    for uri in spec
+        .post_logout_redirect_uris
+        .iter()
+        .map(|u| u.trim())
+        .filter(|u| !u.is_empty())
+    {
+        let uri = RedirectUri::parse(uri).map_err(|e| invalid("post_logout_redirect_uris", e))?;
+        post_logout.push(uri.as_str().to_owned());
+    }
+    let mut origins = Vec::new();
+    for origin in spec
+        .allowed_origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+    {
+        origins.push(parse_origin(origin).map_err(|e| invalid("allowed_origins", e))?);
+    }
+    let scopes = if spec.scopes.iter().all(|s| s.trim().is_empty()) {
+        known_scopes.keys().cloned().collect::<ScopeSet>()
+    } else {
+        let joined = spec.scopes.join(" ").replace(',', " ");
+        let set = ScopeSet::parse(&joined).map_err(|e| invalid("scopes", e))?;
+        if let Some(unknown) = set.iter().find(|s| !known_scopes.contains_key(*s)) {
+            return Err(invalid(
+                "scopes",
+                format!(
+                    "unknown scope {unknown:?}; known scopes: {}",
+                    known_scopes.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        set
+    };
+    for (field, v) in [
+        ("access_token_lifetime", spec.access_token_lifetime),
+        ("refresh_token_lifetime", spec.refresh_token_lifetime),
+    ] {
+        if let Some(v) = v {
+            if !(1..=10 * 365 * 24 * 3600).contains(&v) {
+                return Err(invalid(field, "must be between 1 second and 10 years"));
+            }
+        }
+    }
+    let now = db::now();
+    Ok(ClientRow {
+        client_id: String::new(),
+        name: name.to_owned(),
+        client_type: client_type.as_str().to_owned(),
+        token_endpoint_auth_method: auth_method.as_str().to_owned(),
+        secret_hash: None,
+        secret_hint: None,
+        grant_types: grants
+            .iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        redirect_uris: redirect_uris.join(" "),
+        post_logout_redirect_uris: post_logout.join(" "),
+        allowed_origins: origins.join(" "),
+        allowed_scopes: scopes.to_string(),
+        skip_authorization: spec.skip_authorization,
+        require_pkce: spec.require_pkce || client_type == ClientType::Public,
+        allow_plain_pkce: spec.allow_plain_pkce,
+        introspect_all: spec.introspect_all,
+        access_token_lifetime: spec.access_token_lifetime,
+        refresh_token_lifetime: spec.refresh_token_lifetime,
+        owner_id: spec.owner_id.clone(),
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// Parses a CORS origin: `scheme://host[:port]` and nothing else.
+fn parse_origin(raw: &str) -> Result<String, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("{raw:?} is not an origin ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(format!("{raw:?} is not an http(s) origin"));
+    }
+    let origin = url.origin().ascii_serialization();
+    if origin != raw.trim_end_matches('/') {
+        return Err(format!(
+            "{raw:?} is not an origin: use scheme://host[:port] only ({origin})"
+        ));
+    }
+    Ok(origin)
+}
+
+/// A newly generated client secret: give it to the client once, never store it.
+pub struct PlainSecret(pub String);
+
+impl fmt::Debug for PlainSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PlainSecret(***)")
+    }
+}
+
+/// Characters of the secret kept as a hint so a person can tell secrets apart.
+pub const SECRET_HINT_CHARS: usize = 6;
+
+fn new_secret() -> (PlainSecret, String, String) {
+    let secret = secret::new_token();
+    let hash = secret::sha256_hex(&secret);
+    let hint = secret.chars().take(SECRET_HINT_CHARS).collect();
+    (PlainSecret(secret), hash, hint)
+}
+
+/// The clients service.
+#[derive(Clone, Debug)]
+pub struct Clients {
+    db: Db,
+    known_scopes: BTreeMap<String, String>,
+}
+
+impl Clients {
+    /// The service over `db`; `known_scopes` are the server's scopes.
+    #[must_use]
+    pub fn new(db: Db, known_scopes: BTreeMap<String, String>) -> Self {
+        Self { db, known_scopes }
+    }
+
+    /// Registers a client. A confidential client gets a fresh secret, returned here once.
+    ///
+    /// # Errors
+    /// [`ClientError::Invalid`] for invalid input.
+    #[tracing::instrument(skip_all, fields(name = %spec.name))]
+    pub async fn register(
+        &self,
+        spec: &ClientSpec,
+    ) -> Result<(Client, Option<PlainSecret>), ClientError> {
+        let mut row = validate_spec(spec, &self.known_scopes)?;
+        row.client_id = secret::random_alphanumeric(32);
+        let plain = if row.client_type == ClientType::Confidential.as_str() {
+            let (plain, hash, hint) = new_secret();
+            row.secret_hash = Some(hash);
+            row.secret_hint = Some(hint);
+            Some(plain)
+        } else {
+            None
+        };
+        let stored = row.clone();
+        self.db
+            .write(move |conn| {
+                conn.transaction(|conn| clients::insert(conn, &stored))
+                    .map_err(ClientError::from)
+            })
+            .await?;
+        tracing::info!(target: "audit", event = "client.created", client_id = %row.client_id, owner_id = ?row.owner_id);
+        Ok((Client::from_row(row), plain))
+    }
+
+    /// Creates a client with a caller-chosen `client_id` and secret, or resets an existing one
+    /// to `spec` (used only by `serve --demo`, whose credentials are published on purpose).
+    ///
+    /// # Errors
+    /// [`ClientError::Invalid`] for an invalid spec.
+    pub async fn ensure_fixed(
+        &self,
+        client_id: &str,
+        secret: Option<&str>,
+        spec: &ClientSpec,
+    ) -> Result<(), ClientError> {
+        let mut row = validate_spec(spec, &self.known_scopes)?;
+        row.client_id = client_id.to_owned();
+        if let Some(secret) = secret {
+            row.secret_hash = Some(secret::sha256_hex(secret));
+            row.secret_hint = Some(secret.chars().take(SECRET_HINT_CHARS).collect());
+        }
+        self.db
+            .write(move |conn| {
+                conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    match clients::find(conn, &row.client_id)? {
+                        None => clients::insert(conn, &row)?,
+                        Some(old) => {
+                            // Keep the demo usable when the issuer (and so the callback) moved.
+                            row.created_at = old.created_at;
+                            clients::update(conn, &row)?;
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(ClientError::from)
+            })
+            .await
+    }
+
+    /// Replaces a client's settings (not its id, secret, owner or creation time).
+    ///
+    /// # Errors
+    /// [`ClientError::Invalid`], [`ClientError::NotFound`].
+    pub async fn update(&self, client_id: &str, spec: &ClientSpec) -> Result<Client, ClientError> {
+        let mut row = validate_spec(spec, &self.known_scopes)?;
+        let id = client_id.to_owned();
+        let updated = self
+            .db
+            .write(move |conn| {
+                conn.transaction::<_, ClientError, _>(|conn| {
+                    let Some(old) = clients::find(conn, &id)? else {
+                        return Ok(None);
+                    };
+                    if old.client_type != row.client_type {
+                        return Err(invalid(
+                            "client_type",
+                            "the client type cannot change; register a new client",
+                        ));
+                    }
+                    row.client_id = old.client_id;
+                    row.secret_hash = old.secret_hash;
+                    row.secret_hint = old.secret_hint;
+                    row.owner_id = old.owner_id;
+                    row.created_at = old.created_at;
+                    clients::update(conn, &row)?;
+                    Ok(Some(row))
+                })
+            })
+            .await?
+            .ok_or(ClientError::NotFound)?;
+        tracing::info!(target: "audit", event = "client.updated", client_id = %updated.client_id);
+        Ok(Client::from_row(updated))
+    }
+
+    /// The client with this id.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn find(&self, client_id: &str) -> Result<Option<Client>, DbError> {
+        let id = client_id.to_owned();
+        self.db
+            .read(move |conn| clients::find(conn, &id).map_err(DbError::from))
+            .await
+            .map(|r| r.map(Client::from_row))
+    }
+
+    /// All clients.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn list(&self) -> Result<Vec<Client>, DbError> {
+        self.db
+            .read(|conn| clients::list(conn).map_err(DbError::from))
+            .await
+            .map(|v| v.into_iter().map(Client::from_row).collect())
+    }
+
+    /// Deletes a client with its codes, tokens and consents.
+    ///
+    /// # Errors
+    /// [`ClientError::NotFound`].
+    pub async fn delete(&self, client_id: &str) -> Result<(), ClientError> {
+        let id = client_id.to_owned();
+        let deleted = self
+            .db
+            .write(move |conn| {
+                conn.transaction(|conn| clients::delete(conn, &id))
+                    .map_err(ClientError::from)
+            })
+            .await?;
+        if !deleted {
+            return Err(ClientError::NotFound);
+        }
+        tracing::info!(target: "audit", event = "client.deleted", client_id = %client_id);
+        Ok(())
+    }
+
+    /// Replaces a confidential client's secret; the old one stops working at once.
+    ///
+    /// # Errors
+    /// [`ClientError::NotFound`], or [`ClientError::Invalid`] for a public client.
+    pub async fn rotate_secret(&self, client_id: &str) -> Result<PlainSecret, ClientError> {
+        let client = self.find(client_id).await?.ok_or(ClientError::NotFound)?;
+        if client.client_type != ClientType::Confidential {
+            return Err(invalid("client_type", "public clients have no secret"));
+        }
+        let (plain, hash, hint) = new_secret();
+        let id = client_id.to_owned();
+        let changed = self
+            .db
+            .write(move |conn| {
+                clients::set_secret(conn, &id, &hash, &hint, db::now()).map_err(ClientError::from)
+            })
+            .await?;
+        if !changed {
+            return Err(ClientError::NotFound);
+        }
+        tracing::info!(target: "audit", event = "client.secret_rotated", client_id = %client_id);
+        Ok(plain)
+    }
+
+    /// Whether a browser at `origin` may call the token endpoints (CORS): with `client_id`,
+    /// whether that client registered the origin; without (a preflight), whether any client did.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn origin_allowed(
+        &self,
+        origin: &str,
+        client_id: Option<&str>,
+    ) -> Result<bool, DbError> {
+        let origin = origin.to_owned();
+        let client_id = client_id.map(str::to_owned);
+        self.db
+            .read(move |conn| {
+                let candidates = match client_id {
+                    Some(id) => clients::find(conn, &id)?.into_iter().collect(),
+                    None => clients::with_origin_like(conn, &origin)?,
+                };
+                Ok(candidates
+                    .iter()
+                    .any(|c| c.allowed_origins.split(' ').any(|o| o == origin)))
+            })
+            .await
+    }
+
+    /// Active tokens of a client.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn active_token_count(&self, client_id: &str) -> Result<i64, DbError> {
+        let id = client_id.to_owned();
+        self.db
+            .read(move |conn| {
+                tokens::count_active_for_client(conn, &id, db::now()).map_err(DbError::from)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scopes() -> BTreeMap<String, String> {
+        [("read", "Read"), ("write", "Write")]
+            .into_iter()
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            .collect()
+    }
+
+    fn spec() -> ClientSpec {
+        ClientSpec {
+            name: "App".into(),
+            client_type: "confidential".into(),
+            grant_types: vec!["authorization_code,refresh_token".into()],
+            redirect_uris: vec!["https://app.example.com/cb".into()],
+            ..ClientSpec::default()
+        }
+    }
+
+    #[test]
+    fn validates_a_good_spec() {
+        let row = validate_spec(&spec(), &scopes()).expect("valid");
+        assert_eq!(row.grant_types, "authorization_code refresh_token");
+        assert_eq!(row.allowed_scopes, "read write");
+        assert_eq!(row.token_endpoint_auth_method, "client_secret_basic");
+    }
+
+    #[test]
+    fn refuses_bad_specs() {
+        let field = |s: ClientSpec| match validate_spec(&s, &scopes()) {
+            Err(ClientError::Invalid { field, .. }) => field,
+            other => panic!("expected invalid, got {other:?}"),
+        };
+        assert_eq!(
+            field(ClientSpec {
+                grant_types: vec!["implicit".into()],
+                ..spec()
+            }),
+            "grant_types"
+        );
+        assert_eq!(
+            field(ClientSpec {
+                redirect_uris: vec![],
+                ..spec()
+            }),
+            "redirect_uris"
+        );
+        assert_eq!(
+            field(ClientSpec {
+                redirect_uris: vec!["http://evil.example/cb".into()],
+                ..spec()
+            }),
+            "redirect_uris"
+        );
+        assert_eq!(
+            field(ClientSpec {
+                scopes: vec!["admin".into()],
+                ..spec()
+            }),
+            "scopes"
+        );
+        assert_eq!(
+            field(ClientSpec {
+                client_type: "public".into(),
+                grant_types: vec!["client_credentials".into()],
+                ..spec()
+            }),
+            "grant_types"
+        );
+        assert_eq!(
+            field(ClientSpec {
+                allowed_origins: vec!["https://a.example/path".into()],
+                ..spec()
+            }),
+            "allowed_origins"
+        );
+    }
+
+    #[test]
+    fn public_clients_always_require_pkce() {
+        let row = validate_spec(
+            &ClientSpec {
+                client_type: "public".into(),
+                ..spec()
+            },
+            &scopes(),
+        )
+        .expect("valid");
+        assert!(row.require_pkce);
+        assert_eq!(row.token_endpoint_auth_method, "none");
+    }
+}

@@ -1,0 +1,516 @@
+//! Configuration: compiled-in `config/default.toml` ← optional TOML file (`--config` /
+//! `LATCHKEY_CONFIG`) ← `LATCHKEY_*` environment variables (`__` separates levels) ← `.env`
+//! (loaded into the environment by `main` before anything else, never overriding variables that
+//! are already set).
+//!
+//! [`Settings::load`] parses and validates everything once, at start-up, into typed values; the
+//! rest of the program never reads configuration again.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use serde::Deserialize;
+use url::Url;
+
+use crate::db::DatabaseUrl;
+
+/// The defaults, compiled into the binary so that it runs from any directory.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Longest lifetime accepted for tokens, codes and sessions: 10 years, in seconds.
+pub const MAX_LIFETIME_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
+/// Minimum length of the cookie/CSRF secret key in bytes (actix's cookie `Key` needs 64).
+pub const SECRET_KEY_BYTES: usize = 64;
+
+#[derive(Debug, Deserialize)]
+struct Raw {
+    server: RawServer,
+    database: RawDatabase,
+    secrets: RawSecrets,
+    tokens: RawTokens,
+    argon2: RawArgon2,
+    rate_limits: RawRateLimits,
+    log: RawLog,
+    scopes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawServer {
+    environment: String,
+    listen: String,
+    issuer: String,
+    workers: usize,
+    max_body_bytes: usize,
+    cookie_secure: String,
+    session_max_age_seconds: u64,
+    data_dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawDatabase {
+    url: String,
+    max_connections: u32,
+}
+
+#[derive(Deserialize)]
+struct RawSecrets {
+    secret_key: SecretString,
+    secret_key_file: PathBuf,
+}
+
+impl std::fmt::Debug for RawSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawSecrets(..)")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RawTokens {
+    authorization_code_seconds: u64,
+    access_token_seconds: u64,
+    refresh_token_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawArgon2 {
+    memory_kib: u32,
+    iterations: u32,
+    parallelism: u32,
+    max_concurrent: usize,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRateLimits {
+    failed_logins_per_account: u32,
+    failed_logins_per_ip: u32,
+    failed_client_auth_per_client: u32,
+    window_seconds: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawLog {
+    level: String,
+    format: String,
+}
+
+/// Development conveniences on, or production strictness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environment {
+    /// Generates a secret key when none is set (with a warning).
+    Development,
+    /// Refuses to start without a configured secret key.
+    Production,
+}
+
+/// Token and code lifetimes (RFC 6749 §4.1.2 recommends at most 10 minutes for codes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// Authorization code lifetime (default 60 s).
+    pub authorization_code: Duration,
+    /// Access token lifetime (default 1 h); clients may override.
+    pub access_token: Duration,
+    /// Refresh token lifetime (default 30 days); clients may override.
+    pub refresh_token: Duration,
+}
+
+/// argon2id parameters and the bound on concurrent hashing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Argon2Settings {
+    /// Memory cost in KiB.
+    pub memory_kib: u32,
+    /// Time cost (passes).
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+    /// Hashes computed at once.
+    pub max_concurrent: usize,
+}
+
+/// Brute-force limits; counters live in the database so they hold across nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Failed logins per account per window.
+    pub failed_logins_per_account: u32,
+    /// Failed logins per client IP per window.
+    pub failed_logins_per_ip: u32,
+    /// Failed client authentications per `client_id` per window.
+    pub failed_client_auth_per_client: u32,
+    /// Window length.
+    pub window: Duration,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Every setting, validated.
+#[derive(Debug)]
+pub struct Settings {
+    /// Development or production.
+    pub environment: Environment,
+    /// Bind address.
+    pub listen: SocketAddr,
+    /// Public issuer URL, without a trailing slash (RFC 8414 §2: no query or fragment).
+    pub issuer: Url,
+    /// Worker threads (0 = per core).
+    pub workers: usize,
+    /// Largest accepted request body in bytes.
+    pub max_body_bytes: usize,
+    /// Whether cookies carry the `Secure` attribute.
+    pub cookie_secure: bool,
+    /// How long a login lasts.
+    pub session_max_age: Duration,
+    /// Directory for generated files.
+    pub data_dir: PathBuf,
+    /// Database location.
+    pub database_url: DatabaseUrl,
+    /// Pool size.
+    pub database_max_connections: u32,
+    /// Key for session cookies and CSRF tokens (≥ 64 bytes).
+    pub secret_key: SecretBox<Vec<u8>>,
+    /// Lifetimes.
+    pub lifetimes: Lifetimes,
+    /// Password hashing.
+    pub argon2: Argon2Settings,
+    /// Brute-force limits.
+    pub rate_limits: RateLimits,
+    /// Log filter.
+    pub log_level: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Known scopes and their descriptions, by name.
+    pub scopes: BTreeMap<String, String>,
+    /// Messages to log once telemetry is up (unknown variables, generated key).
+    pub warnings: Vec<String>,
+    /// Set by `serve --demo` (not a configuration key): serves the demo callback page.
+    pub demo: bool,
+}
+
+impl Settings {
+    /// The issuer as a string without a trailing slash, e.g. `https://id.example.com`.
+    #[must_use]
+    pub fn issuer_str(&self) -> &str {
+        self.issuer.as_str().trim_end_matches('/')
+    }
+
+    /// Loads and validates settings. `file` is the `--config` path (or `LATCHKEY_CONFIG`).
+    ///
+    /// # Errors
+    /// A message naming the setting: unknown database URL scheme, malformed issuer or listen
+    /// address, missing secret key in production, unreadable files.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let defaults = Figment::from(Toml::string(DEFAULT_TOML));
+        let mut figment = defaults.clone();
+        if let Some(path) = file {
+            if !path.exists() {
+                bail!("configuration file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let env = Env::prefixed("LATCHKEY_")
+            .ignore(&["config", "test_postgres_url"])
+            .split("__");
+        let mut warnings = Vec::new();
+        for (key, _) in env.iter() {
+            // Scopes are an open table; every other key must exist in the defaults.
+            if !key.as_str().starts_with("scopes.") && defaults.find_value(key.as_str()).is_err() {
+                warnings.push(format!(
+                    "ignoring unknown setting `{key}` from environment variable LATCHKEY_{}",
+                    key.as_str().replace('.', "__").to_uppercase()
+                ));
+            }
+        }
+        figment = figment.merge(env);
+        let raw: Raw = figment.extract().context("invalid configuration")?;
+        Self::validate(raw, warnings)
+    }
+
+    /// Settings from the defaults with TOML `layers` merged over them in order (tests and
+    /// tools; no files or environment variables are read).
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn from_toml_layers(layers: &[&str]) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        for layer in layers {
+            figment = figment.merge(Toml::string(layer));
+        }
+        let raw: Raw = figment.extract().context("invalid configuration")?;
+        Self::validate(raw, Vec::new())
+    }
+
+    /// [`Settings::from_toml_layers`] with one layer.
+    ///
+    /// # Errors
+    /// As [`Settings::load`].
+    pub fn from_toml(overrides: &str) -> anyhow::Result<Self> {
+        Self::from_toml_layers(&[overrides])
+    }
+
+    fn validate(raw: Raw, mut warnings: Vec<String>) -> anyhow::Result<Self> {
+        let environment = match raw.server.environment.as_str() {
+            "development" => Environment::Development,
+            "production" => Environment::Production,
+            other => {
+                bail!("server.environment must be \"development\" or \"production\", not {other:?}")
+            }
+        };
+        let listen: SocketAddr = raw.server.listen.parse().with_context(|| {
+            format!(
+                "server.listen {:?} is not an address like 127.0.0.1:8080",
+                raw.server.listen
+            )
+        })?;
+        let issuer = parse_issuer(&raw.server.issuer)?;
+        let database_url = DatabaseUrl::parse(&raw.database.url)
+            .with_context(|| "database.url is not usable".to_owned())?;
+        if raw.server.max_body_bytes < 1024 {
+            bail!("server.max_body_bytes must be at least 1024");
+        }
+        let cookie_secure = match raw.server.cookie_secure.as_str() {
+            "auto" => issuer.scheme() == "https",
+            "true" => true,
+            "false" => false,
+            other => {
+                bail!("server.cookie_secure must be \"auto\", \"true\" or \"false\", not {other:?}")
+            }
+        };
+        let secret_key = resolve_secret_key(
+            &raw.secrets,
+            environment,
+            &raw.server.data_dir,
+            &mut warnings,
+        )?;
+        let secs = |name: &str, v: u64| -> anyhow::Result<Duration> {
+            if v == 0 || v > MAX_LIFETIME_SECONDS {
+                bail!(
+                    "tokens.{name} must be between 1 and {MAX_LIFETIME_SECONDS} seconds (10 years)"
+                );
+            }
+            Ok(Duration::from_secs(v))
+        };
+        let lifetimes = Lifetimes {
+            authorization_code: secs(
+                "authorization_code_seconds",
+                raw.tokens.authorization_code_seconds,
+            )?,
+            access_token: secs("access_token_seconds", raw.tokens.access_token_seconds)?,
+            refresh_token: secs("refresh_token_seconds", raw.tokens.refresh_token_seconds)?,
+        };
+        if raw.argon2.memory_kib < 8 * raw.argon2.parallelism.max(1)
+            || raw.argon2.iterations == 0
+            || raw.argon2.parallelism == 0
+        {
+            bail!("argon2 parameters are out of range (memory_kib >= 8 × parallelism, iterations >= 1, parallelism >= 1)");
+        }
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        let argon2 = Argon2Settings {
+            memory_kib: raw.argon2.memory_kib,
+            iterations: raw.argon2.iterations,
+            parallelism: raw.argon2.parallelism,
+            max_concurrent: if raw.argon2.max_concurrent == 0 {
+                cores
+            } else {
+                raw.argon2.max_concurrent
+            },
+        };
+        let rate_limits = RateLimits {
+            failed_logins_per_account: raw.rate_limits.failed_logins_per_account,
+            failed_logins_per_ip: raw.rate_limits.failed_logins_per_ip,
+            failed_client_auth_per_client: raw.rate_limits.failed_client_auth_per_client,
+            window: Duration::from_secs(raw.rate_limits.window_seconds.max(1)),
+        };
+        let log_format = match raw.log.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => bail!("log.format must be \"text\" or \"json\", not {other:?}"),
+        };
+        for name in raw.scopes.keys() {
+            if name.is_empty() || !name.chars().all(is_scope_char) {
+                bail!("scope name {name:?} contains characters RFC 6749 §3.3 does not allow");
+            }
+        }
+        Ok(Self {
+            environment,
+            listen,
+            issuer,
+            workers: raw.server.workers,
+            max_body_bytes: raw.server.max_body_bytes,
+            cookie_secure,
+            session_max_age: {
+                let v = raw.server.session_max_age_seconds;
+                if v == 0 || v > MAX_LIFETIME_SECONDS {
+                    bail!("server.session_max_age_seconds must be between 1 and {MAX_LIFETIME_SECONDS}");
+                }
+                Duration::from_secs(v)
+            },
+            data_dir: raw.server.data_dir,
+            database_url,
+            database_max_connections: raw.database.max_connections.max(1),
+            secret_key,
+            lifetimes,
+            argon2,
+            rate_limits,
+            log_level: raw.log.level,
+            log_format,
+            scopes: raw.scopes,
+            warnings,
+            demo: false,
+        })
+    }
+}
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+#[must_use]
+pub fn is_scope_char(c: char) -> bool {
+    matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')
+}
+
+fn parse_issuer(raw: &str) -> anyhow::Result<Url> {
+    let url = Url::parse(raw).with_context(|| format!("server.issuer {raw:?} is not a URL"))?;
+    if url.scheme() != "https" && url.scheme() != "http" {
+        bail!("server.issuer must be an http(s) URL, not {raw:?}");
+    }
+    if url.query().is_some() || url.fragment().is_some() || url.host().is_none() {
+        bail!("server.issuer must have a host and no query or fragment (RFC 8414 §2): {raw:?}");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        bail!("server.issuer must not contain credentials");
+    }
+    Ok(url)
+}
+
+fn resolve_secret_key(
+    raw: &RawSecrets,
+    environment: Environment,
+    data_dir: &Path,
+    warnings: &mut Vec<String>,
+) -> anyhow::Result<SecretBox<Vec<u8>>> {
+    let configured = if raw.secret_key_file.as_os_str().is_empty() {
+        raw.secret_key.expose_secret().trim().to_owned()
+    } else {
+        std::fs::read_to_string(&raw.secret_key_file)
+            .with_context(|| {
+                format!(
+                    "cannot read secrets.secret_key_file {}",
+                    raw.secret_key_file.display()
+                )
+            })?
+            .trim()
+            .to_owned()
+    };
+    if !configured.is_empty() {
+        return decode_key(&configured).map(|k| SecretBox::new(Box::new(k)));
+    }
+    if environment == Environment::Production {
+        bail!(
+            "secrets.secret_key is required in production: set LATCHKEY_SECRETS__SECRET_KEY \
+             (base64 of at least {SECRET_KEY_BYTES} random bytes, e.g. `openssl rand -base64 64`) \
+             or LATCHKEY_SECRETS__SECRET_KEY_FILE"
+        );
+    }
+    let path = data_dir.join("secret_key");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        return decode_key(existing.trim()).map(|k| SecretBox::new(Box::new(k)));
+    }
+    let mut key = vec![0u8; SECRET_KEY_BYTES];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    write_private_file(
+        &path,
+        &base64::engine::general_purpose::STANDARD.encode(&key),
+    )
+    .with_context(|| format!("cannot write {}", path.display()))?;
+    warnings.push(format!(
+        "no secrets.secret_key configured: generated one in {} (development only; set \
+         LATCHKEY_SECRETS__SECRET_KEY in production)",
+        path.display()
+    ));
+    Ok(SecretBox::new(Box::new(key)))
+}
+
+fn decode_key(encoded: &str) -> anyhow::Result<Vec<u8>> {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .context("secrets.secret_key is not valid base64")?;
+    if key.len() < SECRET_KEY_BYTES {
+        bail!(
+            "secrets.secret_key must decode to at least {SECRET_KEY_BYTES} bytes, got {}",
+            key.len()
+        );
+    }
+    Ok(key)
+}
+
+fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "[secrets]\nsecret_key = \"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n";
+
+    #[test]
+    fn defaults_validate() {
+        let s = Settings::from_toml(KEY).expect("defaults are valid");
+        assert_eq!(s.issuer_str(), "http://127.0.0.1:8080");
+        assert_eq!(s.lifetimes.authorization_code, Duration::from_secs(60));
+        assert_eq!(s.lifetimes.access_token, Duration::from_secs(3600));
+        assert_eq!(
+            s.lifetimes.refresh_token,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        assert!(!s.cookie_secure);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let bad = |extra: &str| {
+            Settings::from_toml(&format!("{KEY}{extra}"))
+                .expect_err("must fail")
+                .root_cause()
+                .to_string()
+        };
+        assert!(bad("[database]\nurl = \"mysql://x\"").contains("unsupported database URL scheme"));
+        assert!(format!(
+            "{:#}",
+            Settings::from_toml(&format!("{KEY}[server]\nissuer = \"not a url\""))
+                .expect_err("bad")
+        )
+        .contains("server.issuer"));
+        assert!(bad("[server]\nissuer = \"https://x.example/?a=b\"").contains("no query"));
+        assert!(bad("[server]\nenvironment = \"staging\"").contains("environment"));
+    }
+
+    #[test]
+    fn production_requires_a_key() {
+        let err =
+            Settings::from_toml("[server]\nenvironment = \"production\"").expect_err("no key");
+        assert!(err.to_string().contains("secret_key is required"));
+    }
+}

@@ -1,0 +1,150 @@
+//! The `clients` table (registered OAuth client applications).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::clients;
+use super::DbConnection;
+
+/// A row of `clients`. List-valued columns hold space-separated items.
+#[derive(
+    Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable, Identifiable, AsChangeset,
+)]
+#[diesel(table_name = clients, primary_key(client_id))]
+pub struct ClientRow {
+    /// Public identifier (RFC 6749 §2.2).
+    pub client_id: String,
+    /// Display name shown on the consent page.
+    pub name: String,
+    /// `confidential` or `public` (RFC 6749 §2.1).
+    pub client_type: String,
+    /// `client_secret_basic`, `client_secret_post` or `none`.
+    pub token_endpoint_auth_method: String,
+    /// Hex SHA-256 of the client secret; `None` for public clients.
+    pub secret_hash: Option<String>,
+    /// The secret's first characters, to recognise it (never enough to use it).
+    pub secret_hint: Option<String>,
+    /// Allowed grant types, space-separated.
+    pub grant_types: String,
+    /// Registered redirect URIs, space-separated; matched exactly.
+    pub redirect_uris: String,
+    /// Registered post-logout redirect URIs, space-separated.
+    pub post_logout_redirect_uris: String,
+    /// Origins allowed to call the token endpoint from a browser (CORS), space-separated.
+    pub allowed_origins: String,
+    /// Scopes this client may be granted, space-separated.
+    pub allowed_scopes: String,
+    /// Skip the consent page for this (first-party) client.
+    pub skip_authorization: bool,
+    /// Require PKCE (always true for public clients).
+    pub require_pkce: bool,
+    /// Accept the `plain` PKCE method (RFC 7636 §4.2); off by default.
+    pub allow_plain_pkce: bool,
+    /// A resource server that may introspect every client's tokens.
+    pub introspect_all: bool,
+    /// Per-client access-token lifetime in seconds; `None` = server default.
+    pub access_token_lifetime: Option<i64>,
+    /// Per-client refresh-token lifetime in seconds; `None` = server default.
+    pub refresh_token_lifetime: Option<i64>,
+    /// The user who registered the client.
+    pub owner_id: Option<String>,
+    /// Creation time (UTC).
+    pub created_at: NaiveDateTime,
+    /// Last change (UTC).
+    pub updated_at: NaiveDateTime,
+}
+
+/// Inserts a client.
+///
+/// # Errors
+/// Query failures (a duplicate `client_id` is a unique violation).
+pub fn insert(conn: &mut DbConnection, row: &ClientRow) -> QueryResult<()> {
+    diesel::insert_into(clients::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
+}
+
+/// The client with this id.
+///
+/// # Errors
+/// Query failures only.
+pub fn find(conn: &mut DbConnection, client_id: &str) -> QueryResult<Option<ClientRow>> {
+    crate::per_backend!(conn, |c| clients::table
+        .find(client_id)
+        .select(ClientRow::as_select())
+        .load(c))
+    .map(super::first_of)
+}
+
+/// All clients, oldest first.
+///
+/// # Errors
+/// Query failures only.
+pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<ClientRow>> {
+    clients::table
+        .order(clients::created_at.asc())
+        .select(ClientRow::as_select())
+        .load(conn)
+}
+
+/// Replaces every column of the row with this `client_id`. Returns whether it existed.
+///
+/// # Errors
+/// Query failures only.
+pub fn update(conn: &mut DbConnection, row: &ClientRow) -> QueryResult<bool> {
+    diesel::update(clients::table.find(&row.client_id))
+        .set(row)
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// Deletes a client (its codes, tokens and consents cascade). Returns whether it existed.
+///
+/// # Errors
+/// Query failures only.
+pub fn delete(conn: &mut DbConnection, client_id: &str) -> QueryResult<bool> {
+    diesel::delete(clients::table.find(client_id))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// Stores a new secret hash and hint.
+///
+/// # Errors
+/// Query failures only.
+pub fn set_secret(
+    conn: &mut DbConnection,
+    client_id: &str,
+    secret_hash: &str,
+    secret_hint: &str,
+    at: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(clients::table.find(client_id))
+        .set((
+            clients::secret_hash.eq(Some(secret_hash)),
+            clients::secret_hint.eq(Some(secret_hint)),
+            clients::updated_at.eq(at),
+        ))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// Clients whose `allowed_origins` contains `origin` as a substring (the caller matches exactly).
+///
+/// # Errors
+/// Query failures only.
+pub fn with_origin_like(conn: &mut DbConnection, origin: &str) -> QueryResult<Vec<ClientRow>> {
+    let escaped = origin
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    clients::table
+        .filter(
+            clients::allowed_origins
+                .like(format!("%{escaped}%"))
+                .escape('\\'),
+        )
+        .select(ClientRow::as_select())
+        .load(conn)
+}

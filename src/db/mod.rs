@@ -1,0 +1,450 @@
+//! Storage: one diesel codebase over SQLite and PostgreSQL.
+//!
+//! * [`DbConnection`] is a `diesel::MultiConnection` over both backends; the backend is chosen by
+//!   [`DatabaseUrl::parse`] from the URL scheme (never by trying each backend in turn).
+//! * [`Db`] owns the r2d2 pools and is the **one** way to touch the database: [`Db::read`] and
+//!   [`Db::write`] run a closure on tokio's blocking pool with a pooled connection and carry the
+//!   caller's tracing span. On SQLite all writes go through a single connection (SQLite has one
+//!   writer), so writers queue in the pool instead of failing with `SQLITE_BUSY`; reads use a
+//!   separate pool and run concurrently thanks to WAL. On PostgreSQL both share one pool.
+//! * Error policy: the table modules return `diesel::QueryResult`; [`DbError`] adds pool and
+//!   task failures; services wrap it in their own `thiserror` enums.
+
+pub mod clients;
+pub mod codes;
+pub mod consents;
+pub mod rate_limits;
+#[allow(missing_docs)] // diesel-generated table and column items
+pub mod schema;
+pub mod tokens;
+pub mod users;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, SubsecRound, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ManageConnection, Pool};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+/// Migrations for SQLite, embedded at compile time from `migrations/sqlite`.
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+/// Migrations for PostgreSQL, embedded at compile time from `migrations/postgres`.
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+pub use connection::DbConnection;
+
+mod connection {
+    // The derive generates public helper items (the `MultiBackend` and its query builder) that
+    // carry no documentation of their own.
+    #![allow(missing_docs)]
+
+    /// A connection to either supported backend. Queries written once against this type run on
+    /// both.
+    #[derive(diesel::MultiConnection)]
+    pub enum DbConnection {
+        /// An embedded SQLite database (WAL mode, foreign keys on).
+        Sqlite(diesel::SqliteConnection),
+        /// A PostgreSQL server.
+        Postgres(diesel::PgConnection),
+    }
+}
+
+/// Runs a diesel expression on the concrete connection inside a [`DbConnection`], so that the
+/// same query text is written once and compiled for both backends.
+///
+/// Used for the hottest queries, with [`first_of`] instead of `.first()`. Measured on SQLite
+/// (lookup by primary key of a 20-column row): 31 µs through the `MultiConnection` wrapper with
+/// `.first()`, 9 µs through the wrapper with `.load()`, 3 µs on the concrete connection with
+/// `.load()` — the wrapper re-serialises the SQL on every call, and diesel re-prepares
+/// statements that carry `LIMIT` instead of taking them from its statement cache.
+#[macro_export]
+macro_rules! per_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Sqlite($c) => $body,
+            $crate::db::DbConnection::Postgres($c) => $body,
+        }
+    };
+}
+
+/// The first row of a lookup by a unique key (used with `.load()`, see [`per_backend!`]).
+#[must_use]
+pub fn first_of<T>(rows: Vec<T>) -> Option<T> {
+    rows.into_iter().next()
+}
+
+/// The current time in UTC, truncated to microseconds so that it survives a round trip through
+/// either backend unchanged (PostgreSQL `TIMESTAMP` keeps microseconds).
+#[must_use]
+pub fn now() -> NaiveDateTime {
+    Utc::now().naive_utc().trunc_subsecs(6)
+}
+
+/// Where the database lives, parsed from the `database.url` setting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db`, or a bare file path.
+    Sqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…`, passed to libpq unchanged.
+    Postgres(String),
+}
+
+/// Why a database URL was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DatabaseUrlError {
+    /// The scheme is neither `sqlite` nor `postgres`/`postgresql`.
+    #[error("unsupported database URL scheme `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedScheme(String),
+    /// The URL is empty or names no file.
+    #[error("the database URL is empty")]
+    Empty,
+}
+
+impl DatabaseUrl {
+    /// Parses `sqlite://PATH`, `sqlite:PATH`, `postgres://…`, `postgresql://…`, or a bare path
+    /// (anything without a `scheme:` prefix is taken as a SQLite file).
+    ///
+    /// # Errors
+    /// [`DatabaseUrlError::UnsupportedScheme`] for any other scheme (e.g. `mysql://`),
+    /// [`DatabaseUrlError::Empty`] for an empty string or `sqlite://` without a path.
+    pub fn parse(raw: &str) -> Result<Self, DatabaseUrlError> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(DatabaseUrlError::Empty);
+        }
+        match raw.split_once(':') {
+            Some((scheme, rest))
+                if scheme.len() > 1
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.') =>
+            {
+                match scheme.to_ascii_lowercase().as_str() {
+                    "sqlite" => {
+                        let path = rest.strip_prefix("//").unwrap_or(rest);
+                        if path.is_empty() {
+                            return Err(DatabaseUrlError::Empty);
+                        }
+                        Ok(Self::Sqlite(PathBuf::from(path)))
+                    }
+                    "postgres" | "postgresql" => Ok(Self::Postgres(raw.to_owned())),
+                    other => Err(DatabaseUrlError::UnsupportedScheme(other.to_owned())),
+                }
+            }
+            // No scheme (or a Windows drive letter): a file path.
+            _ => Ok(Self::Sqlite(PathBuf::from(raw))),
+        }
+    }
+
+    /// A description safe to log: the SQLite path, or the PostgreSQL URL without its password.
+    #[must_use]
+    pub fn redacted(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Postgres(url) => match url::Url::parse(url) {
+                Ok(mut parsed) => {
+                    if parsed.password().is_some() {
+                        let _ = parsed.set_password(Some("***"));
+                    }
+                    parsed.to_string()
+                }
+                Err(_) => "postgres://(unparseable)".to_owned(),
+            },
+        }
+    }
+}
+
+/// Opens connections for r2d2, choosing the backend from the parsed URL.
+#[derive(Clone, Debug)]
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl ConnectionManager {
+    /// A manager for `url`; nothing is opened until the pool asks.
+    #[must_use]
+    pub fn new(url: DatabaseUrl) -> Self {
+        Self { url }
+    }
+}
+
+impl ManageConnection for ConnectionManager {
+    type Connection = DbConnection;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<DbConnection, Self::Error> {
+        match &self.url {
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = diesel::SqliteConnection::establish(&path.to_string_lossy())
+                    .map_err(diesel::r2d2::Error::ConnectionError)?;
+                // busy_timeout first: switching to WAL itself needs the lock.
+                conn.batch_execute(
+                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+                )
+                .map_err(diesel::r2d2::Error::QueryError)?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
+                .map(DbConnection::Postgres)
+                .map_err(diesel::r2d2::Error::ConnectionError),
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), Self::Error> {
+        diesel::r2d2::R2D2Connection::ping(conn).map_err(diesel::r2d2::Error::QueryError)
+    }
+
+    /// A connection whose server went away or whose transaction state is broken is dropped
+    /// when it returns to the pool.
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        diesel::r2d2::R2D2Connection::is_broken(conn)
+    }
+}
+
+/// Failures of the storage layer as seen by services.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// A query failed.
+    #[error("database query failed")]
+    Query(#[from] diesel::result::Error),
+    /// No connection could be had from the pool within its timeout.
+    #[error("no database connection available")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    /// The blocking task panicked or was cancelled.
+    #[error("database task failed")]
+    Task(#[from] tokio::task::JoinError),
+    /// Migrations could not be applied.
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    /// The pool was shut down.
+    #[error("the database pool is closed")]
+    Closed,
+}
+
+/// A pool with an async gate in front: at most `max_size` closures are handed to the blocking
+/// pool at once, so surplus requests wait as cheap futures instead of as parked threads fighting
+/// over the pool's mutex (measured: 75 threads and ~35% of CPU in futex/scheduler calls at 32
+/// concurrent introspections without the gate).
+#[derive(Clone)]
+struct GatedPool {
+    pool: Pool<ConnectionManager>,
+    gate: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl GatedPool {
+    fn new(pool: Pool<ConnectionManager>) -> Self {
+        let permits = pool.max_size() as usize;
+        Self {
+            pool,
+            gate: std::sync::Arc::new(tokio::sync::Semaphore::new(permits)),
+        }
+    }
+}
+
+type DbPool = GatedPool;
+
+/// The database handle shared by every request: cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    writer: DbPool,
+    reader: DbPool,
+    url: DatabaseUrl,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("url", &self.url.redacted())
+            .finish()
+    }
+}
+
+impl Db {
+    /// Opens the pools (and, for SQLite, creates the file's directory). `max_connections` bounds
+    /// the read pool on SQLite and the shared pool on PostgreSQL; SQLite writes use one
+    /// connection. Blocks while connecting: call it from startup code, not from a request.
+    ///
+    /// # Errors
+    /// [`DbError::Pool`] when the first connection cannot be opened within 10 seconds.
+    pub fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Self, DbError> {
+        let manager = ConnectionManager::new(url.clone());
+        let build = |size: u32| {
+            Pool::builder()
+                .max_size(size.max(1))
+                .min_idle(Some(1))
+                // r2d2 would run `SELECT 1` before every checkout; a broken connection shows up
+                // as a query error instead, and `/readyz` checks the database explicitly.
+                .test_on_check_out(false)
+                .connection_timeout(Duration::from_secs(10))
+                .build(manager.clone())
+        };
+        match url {
+            DatabaseUrl::Sqlite(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    if !dir.exists() {
+                        std::fs::create_dir_all(dir).map_err(|e| {
+                            DbError::Migration(format!("cannot create {}: {e}", dir.display()))
+                        })?;
+                    }
+                }
+                let writer = GatedPool::new(build(1)?);
+                let reader = GatedPool::new(build(max_connections)?);
+                Ok(Self {
+                    writer,
+                    reader,
+                    url: url.clone(),
+                })
+            }
+            DatabaseUrl::Postgres(_) => {
+                let pool = GatedPool::new(build(max_connections)?);
+                Ok(Self {
+                    writer: pool.clone(),
+                    reader: pool,
+                    url: url.clone(),
+                })
+            }
+        }
+    }
+
+    /// The URL this handle was opened with.
+    #[must_use]
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// Runs `f` with a connection meant for reading. See [`Db::write`].
+    ///
+    /// # Errors
+    /// Whatever `f` returns, or [`DbError`] (converted into `E`) when no connection or thread
+    /// could be had.
+    pub async fn read<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        Self::run(self.reader.clone(), f).await
+    }
+
+    /// Runs `f` with the connection that may write, on the blocking pool. Use a transaction
+    /// inside `f` for anything that writes more than one row.
+    ///
+    /// # Errors
+    /// As [`Db::read`].
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        Self::run(self.writer.clone(), f).await
+    }
+
+    async fn run<T, E, F>(pool: DbPool, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        let span = tracing::Span::current();
+        let Ok(_permit) = pool.gate.acquire().await else {
+            return Err(E::from(DbError::Closed));
+        };
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut conn = pool.pool.get().map_err(|e| E::from(DbError::Pool(e)))?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| E::from(DbError::Task(e)))?
+    }
+
+    /// Applies pending migrations and returns the names of those applied. On PostgreSQL an
+    /// advisory lock keeps two nodes starting at once from migrating concurrently.
+    ///
+    /// # Errors
+    /// [`DbError::Migration`] with the migration's own message.
+    pub async fn migrate(&self) -> Result<Vec<String>, DbError> {
+        self.write(|conn| run_migrations(conn).map_err(DbError::Migration))
+            .await
+    }
+
+    /// `SELECT 1` through the read pool: used by `/readyz` and `latchkey check`.
+    ///
+    /// # Errors
+    /// [`DbError`] when the database cannot be reached.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.read(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from))
+            .await
+    }
+}
+
+/// Applies pending migrations on one connection; the names applied are returned.
+///
+/// # Errors
+/// The migration harness's message.
+pub fn run_migrations(conn: &mut DbConnection) -> Result<Vec<String>, String> {
+    let names = |v: Vec<diesel::migration::MigrationVersion<'_>>| {
+        v.into_iter().map(|m| m.to_string()).collect::<Vec<_>>()
+    };
+    match conn {
+        DbConnection::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(names)
+            .map_err(|e| e.to_string()),
+        DbConnection::Postgres(c) => {
+            const LOCK: &str = "SELECT pg_advisory_lock(7418811)";
+            const UNLOCK: &str = "SELECT pg_advisory_unlock(7418811)";
+            c.batch_execute(LOCK).map_err(|e| e.to_string())?;
+            let result = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(names)
+                .map_err(|e| e.to_string());
+            let _ = c.batch_execute(UNLOCK);
+            result
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_database_urls() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/latchkey.db"),
+            Ok(DatabaseUrl::Sqlite("data/latchkey.db".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///tmp/x.db"),
+            Ok(DatabaseUrl::Sqlite("/tmp/x.db".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("data/x.db"),
+            Ok(DatabaseUrl::Sqlite("data/x.db".into()))
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://postgres@127.0.0.1/x"),
+            Ok(DatabaseUrl::Postgres(_))
+        ));
+        assert_eq!(
+            DatabaseUrl::parse("mysql://root@localhost/x"),
+            Err(DatabaseUrlError::UnsupportedScheme("mysql".into()))
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://"),
+            Err(DatabaseUrlError::Empty)
+        );
+        assert_eq!(DatabaseUrl::parse(""), Err(DatabaseUrlError::Empty));
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        let url = DatabaseUrl::parse("postgres://u:secret@h/db").expect("valid");
+        assert!(!url.redacted().contains("secret"));
+    }
+}

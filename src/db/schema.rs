@@ -1,0 +1,108 @@
+//! Diesel table definitions, written by hand to match both migration folders
+//! (`migrations/sqlite` and `migrations/postgres`); the `migrations` test checks they agree.
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        username -> Text,
+        email -> Text,
+        first_name -> Text,
+        last_name -> Text,
+        password_hash -> Nullable<Text>,
+        is_active -> Bool,
+        is_staff -> Bool,
+        is_superuser -> Bool,
+        email_verified -> Bool,
+        date_joined -> Timestamp,
+        last_login -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    clients (client_id) {
+        client_id -> Text,
+        name -> Text,
+        client_type -> Text,
+        token_endpoint_auth_method -> Text,
+        secret_hash -> Nullable<Text>,
+        secret_hint -> Nullable<Text>,
+        grant_types -> Text,
+        redirect_uris -> Text,
+        post_logout_redirect_uris -> Text,
+        allowed_origins -> Text,
+        allowed_scopes -> Text,
+        skip_authorization -> Bool,
+        require_pkce -> Bool,
+        allow_plain_pkce -> Bool,
+        introspect_all -> Bool,
+        access_token_lifetime -> Nullable<BigInt>,
+        refresh_token_lifetime -> Nullable<BigInt>,
+        owner_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    authorization_codes (id) {
+        id -> Text,
+        code_hash -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        redirect_uri -> Text,
+        redirect_uri_explicit -> Bool,
+        scope -> Text,
+        extensions -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    tokens (id) {
+        id -> Text,
+        token_hash -> Text,
+        kind -> Text,
+        client_id -> Text,
+        user_id -> Nullable<Text>,
+        scope -> Text,
+        grant_type -> Text,
+        family_id -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        rotated_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    consents (user_id, client_id) {
+        user_id -> Text,
+        client_id -> Text,
+        scope -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    rate_limits (bucket) {
+        bucket -> Text,
+        window_start -> Timestamp,
+        hits -> BigInt,
+    }
+}
+
+diesel::joinable!(authorization_codes -> clients (client_id));
+diesel::joinable!(tokens -> clients (client_id));
+diesel::joinable!(consents -> clients (client_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    clients,
+    authorization_codes,
+    tokens,
+    consents,
+    rate_limits,
+);

@@ -1,0 +1,195 @@
+//! The `tokens` table: access and refresh tokens, stored only as SHA-256 hashes.
+//!
+//! Tokens issued from one authorization grant share a `family_id` (the authorization code's id,
+//! or a fresh id for password and client-credentials grants). Revoking a refresh token, replaying
+//! a code or reusing a rotated refresh token revokes the whole family (RFC 7009 §2.1,
+//! RFC 6749 §4.1.2, RFC 9700 §4.14.2).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::schema::tokens;
+use super::users::{self, UserRow};
+use super::DbConnection;
+
+/// `kind` of an access token row.
+pub const ACCESS: &str = "access";
+/// `kind` of a refresh token row.
+pub const REFRESH: &str = "refresh";
+
+/// A row of `tokens`.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = tokens)]
+pub struct TokenRow {
+    /// Row id.
+    pub id: String,
+    /// Hex SHA-256 of the token.
+    pub token_hash: String,
+    /// [`ACCESS`] or [`REFRESH`].
+    pub kind: String,
+    /// The client the token was issued to.
+    pub client_id: String,
+    /// The resource owner; `None` for client-credentials tokens.
+    pub user_id: Option<String>,
+    /// Granted scope, space-separated.
+    pub scope: String,
+    /// The grant type that produced the family.
+    pub grant_type: String,
+    /// Family (authorization grant) the token belongs to.
+    pub family_id: String,
+    /// Issue time (UTC).
+    pub created_at: NaiveDateTime,
+    /// Expiry (UTC).
+    pub expires_at: NaiveDateTime,
+    /// Revocation time; `None` while valid.
+    pub revoked_at: Option<NaiveDateTime>,
+    /// For refresh tokens: when it was exchanged for a new one (rotation).
+    pub rotated_at: Option<NaiveDateTime>,
+}
+
+impl TokenRow {
+    /// Whether the token is usable at `now`: not expired, revoked or rotated.
+    #[must_use]
+    pub fn is_active(&self, now: NaiveDateTime) -> bool {
+        self.revoked_at.is_none() && self.rotated_at.is_none() && self.expires_at > now
+    }
+}
+
+/// Inserts a token.
+///
+/// # Errors
+/// Query failures only.
+pub fn insert(conn: &mut DbConnection, row: &TokenRow) -> QueryResult<()> {
+    let query = diesel::insert_into(tokens::table).values(row);
+    crate::per_backend!(conn, |c| query.execute(c)).map(|_| ())
+}
+
+/// The token with this hash and kind (`None` for either kind). Both forms are static queries,
+/// so diesel caches their prepared statements (a boxed query would be prepared every time).
+///
+/// # Errors
+/// Query failures only.
+pub fn find_by_hash(
+    conn: &mut DbConnection,
+    token_hash: &str,
+    kind: Option<&str>,
+) -> QueryResult<Option<TokenRow>> {
+    let by_hash = tokens::table.filter(tokens::token_hash.eq(token_hash));
+    match kind {
+        Some(kind) => crate::per_backend!(conn, |c| by_hash
+            .filter(tokens::kind.eq(kind))
+            .select(TokenRow::as_select())
+            .load(c)),
+        None => crate::per_backend!(conn, |c| by_hash.select(TokenRow::as_select()).load(c)),
+    }
+    .map(super::first_of)
+}
+
+/// The token with this hash (and kind) if it is usable at `now`, with its resource owner; `None`
+/// when the token is unknown, expired, revoked or rotated, or its owner is missing or
+/// deactivated. The owner is `None` for client-credentials tokens.
+///
+/// # Errors
+/// Query failures only.
+pub fn find_usable(
+    conn: &mut DbConnection,
+    token_hash: &str,
+    kind: Option<&str>,
+    now: NaiveDateTime,
+) -> QueryResult<Option<(TokenRow, Option<UserRow>)>> {
+    let Some(row) = find_by_hash(conn, token_hash, kind)? else {
+        return Ok(None);
+    };
+    if !row.is_active(now) {
+        return Ok(None);
+    }
+    let owner = match &row.user_id {
+        None => None,
+        Some(id) => match users::find(conn, id)? {
+            Some(user) if user.is_active => Some(user),
+            _ => return Ok(None),
+        },
+    };
+    Ok(Some((row, owner)))
+}
+
+/// Marks a refresh token rotated if it was not already; `true` only for the caller that won.
+///
+/// # Errors
+/// Query failures only.
+pub fn mark_rotated(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResult<bool> {
+    diesel::update(
+        tokens::table
+            .find(id)
+            .filter(tokens::rotated_at.is_null())
+            .filter(tokens::revoked_at.is_null()),
+    )
+    .set(tokens::rotated_at.eq(Some(at)))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Revokes one token; returns whether it changed.
+///
+/// # Errors
+/// Query failures only.
+pub fn revoke(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResult<bool> {
+    diesel::update(tokens::table.find(id).filter(tokens::revoked_at.is_null()))
+        .set(tokens::revoked_at.eq(Some(at)))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// Revokes every token of a family; returns how many changed.
+///
+/// # Errors
+/// Query failures only.
+pub fn revoke_family(
+    conn: &mut DbConnection,
+    family_id: &str,
+    at: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        tokens::table
+            .filter(tokens::family_id.eq(family_id))
+            .filter(tokens::revoked_at.is_null()),
+    )
+    .set(tokens::revoked_at.eq(Some(at)))
+    .execute(conn)
+}
+
+/// Deletes tokens that expired or were revoked before `now`; returns how many.
+///
+/// # Errors
+/// Query failures only.
+pub fn delete_expired_or_revoked(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::delete(
+        tokens::table.filter(
+            tokens::expires_at
+                .lt(now)
+                .or(tokens::revoked_at.is_not_null()),
+        ),
+    )
+    .execute(conn)
+}
+
+/// Counts active (unexpired, unrevoked, unrotated) tokens of a client.
+///
+/// # Errors
+/// Query failures only.
+pub fn count_active_for_client(
+    conn: &mut DbConnection,
+    client_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<i64> {
+    tokens::table
+        .filter(tokens::client_id.eq(client_id))
+        .filter(tokens::revoked_at.is_null())
+        .filter(tokens::rotated_at.is_null())
+        .filter(tokens::expires_at.gt(now))
+        .count()
+        .get_result(conn)
+}

@@ -1,0 +1,12 @@
+//! Validated newtypes: input is parsed into these at the edge, so the code behind them never
+//! sees an invalid scope, redirect URI, email or username.
+
+mod email;
+mod redirect_uri;
+mod scope;
+mod username;
+
+pub use email::Email;
+pub use redirect_uri::RedirectUri;
+pub use scope::ScopeSet;
+pub use username::Username;

@@ -1,0 +1,316 @@
+//! The authorization endpoint (RFC 6749 §4.1.1–§4.1.2) for `response_type=code`.
+//!
+//! Validation order follows RFC 6749 §4.1.2.1: while the client or its `redirect_uri` cannot be
+//! trusted the answer is an error page, never a redirect; after that every error is redirected
+//! to the client with `state` and the RFC 9207 `iss` parameter. Login and consent are asked for
+//! only once the request itself is valid.
+
+use diesel::Connection;
+use oxide_auth::code_grant::authorization;
+use url::Url;
+
+use super::error::ErrorCode;
+use super::grant_types::negotiate_scope;
+use super::params::Params;
+use super::primitives::{CanonicalRequest, Primitives};
+use super::OAuth;
+use crate::clients::{Client, ClientType, GrantType};
+use crate::db::users::UserRow;
+use crate::db::{self, consents, DbError};
+use crate::domain::ScopeSet;
+
+/// What the resource owner decided on the consent page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Approve the requested scopes.
+    Allow,
+    /// Refuse: the client receives `access_denied`.
+    Deny,
+}
+
+/// One scope line on the consent page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScopeLine {
+    /// The scope token.
+    pub name: String,
+    /// What it lets the application do, in words.
+    pub description: String,
+    /// Whether the user approved it before.
+    pub already_granted: bool,
+}
+
+/// Everything the consent page shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentPrompt {
+    /// The application's name.
+    pub client_name: String,
+    /// Its `client_id`.
+    pub client_id: String,
+    /// Where the user will be sent afterwards (host only, for display).
+    pub redirect_host: String,
+    /// The requested scopes.
+    pub scopes: Vec<ScopeLine>,
+}
+
+impl ConsentPrompt {
+    /// Whether the user approved some of these scopes before (then new ones are marked).
+    #[must_use]
+    pub fn has_previous(&self) -> bool {
+        self.scopes.iter().any(|line| line.already_granted)
+    }
+}
+
+/// What the route should do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthorizeOutcome {
+    /// Show an error page (status 400): the client or redirect URI cannot be trusted.
+    ErrorPage(String),
+    /// Send the user agent here (303): a code or an error for the client.
+    Redirect(String),
+    /// The user must log in, then come back with the same query.
+    Login,
+    /// Ask the user.
+    Consent(ConsentPrompt),
+}
+
+/// RFC 7636 §4.2: `code_challenge = 43*128unreserved`.
+fn is_valid_challenge(c: &str) -> bool {
+    (43..=128).contains(&c.len())
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+impl OAuth {
+    /// Appends RFC 9207's `iss` to an authorization response URL.
+    fn with_iss(&self, mut url: Url) -> String {
+        url.query_pairs_mut().append_pair("iss", &self.cfg.issuer);
+        url.into()
+    }
+
+    fn error_redirect(
+        &self,
+        target: &str,
+        state: Option<&str>,
+        code: ErrorCode,
+        description: &str,
+    ) -> AuthorizeOutcome {
+        match Url::parse(target) {
+            Ok(mut url) => {
+                {
+                    let mut q = url.query_pairs_mut();
+                    q.append_pair("error", code.as_str());
+                    q.append_pair("error_description", description);
+                    if let Some(state) = state {
+                        q.append_pair("state", state);
+                    }
+                }
+                AuthorizeOutcome::Redirect(self.with_iss(url))
+            }
+            Err(_) => {
+                AuthorizeOutcome::ErrorPage("the registered redirect URI is invalid".to_owned())
+            }
+        }
+    }
+
+    /// Processes an authorization request. `query` is the raw query string (the consent form
+    /// posts back to the same URL), `user` the logged-in user if any, `decision` the consent
+    /// form's answer.
+    ///
+    /// # Errors
+    /// [`DbError`] when storage fails.
+    #[tracing::instrument(skip_all)]
+    pub async fn authorize(
+        &self,
+        query: &str,
+        user: Option<&UserRow>,
+        decision: Option<Decision>,
+    ) -> Result<AuthorizeOutcome, DbError> {
+        let params = match Params::from_query(query) {
+            Ok(p) => p,
+            Err(e) => return Ok(AuthorizeOutcome::ErrorPage(e.description)),
+        };
+        let Some(client_id) = params.get("client_id") else {
+            return Ok(AuthorizeOutcome::ErrorPage(
+                "the request has no client_id".to_owned(),
+            ));
+        };
+        let Some(client) = self.clients.find(client_id).await? else {
+            return Ok(AuthorizeOutcome::ErrorPage(format!(
+                "no application is registered with client_id {client_id:?}"
+            )));
+        };
+        let target = match params.get("redirect_uri") {
+            // Exact string match (RFC 9700 §4.1.3).
+            Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_owned(),
+            Some(_) => {
+                return Ok(AuthorizeOutcome::ErrorPage(
+                    "the redirect_uri is not registered for this application".to_owned(),
+                ))
+            }
+            None => match client.redirect_uris.as_slice() {
+                [only] => only.clone(),
+                [] => {
+                    return Ok(AuthorizeOutcome::ErrorPage(
+                        "this application has no redirect URI".to_owned(),
+                    ))
+                }
+                _ => {
+                    return Ok(AuthorizeOutcome::ErrorPage(
+                        "redirect_uri is required: this application registered several".to_owned(),
+                    ))
+                }
+            },
+        };
+        let state = params.get("state");
+        let fail =
+            |code, description: &str| Ok(self.error_redirect(&target, state, code, description));
+        match params.get("response_type") {
+            None => return fail(ErrorCode::InvalidRequest, "response_type is required"),
+            Some("code") => {}
+            Some(_) => {
+                return fail(
+                    ErrorCode::UnsupportedResponseType,
+                    "only response_type=code is supported",
+                )
+            }
+        }
+        if !client.allows(GrantType::AuthorizationCode) {
+            return fail(
+                ErrorCode::UnauthorizedClient,
+                "this application may not use the authorization code grant",
+            );
+        }
+        let scope = match negotiate_scope(&client, &self.cfg, params.get("scope")) {
+            Ok(s) => s,
+            Err(e) => return fail(ErrorCode::InvalidScope, &e.description),
+        };
+        if let Some(message) = pkce_problem(&client, &params) {
+            return fail(ErrorCode::InvalidRequest, message);
+        }
+        let Some(user) = user else {
+            return Ok(AuthorizeOutcome::Login);
+        };
+        if decision == Some(Decision::Deny) {
+            tracing::info!(target: "audit", event = "consent.denied", user_id = %user.id, client_id = %client.id());
+            return fail(ErrorCode::AccessDenied, "the user denied the request");
+        }
+        self.issue_code(
+            client,
+            params,
+            scope,
+            user.id.clone(),
+            decision == Some(Decision::Allow),
+            target,
+        )
+        .await
+    }
+
+    /// Asks for consent or issues the code, in one transaction.
+    async fn issue_code(
+        &self,
+        client: Client,
+        params: Params,
+        scope: ScopeSet,
+        user_id: String,
+        allowed_now: bool,
+        target: String,
+    ) -> Result<AuthorizeOutcome, DbError> {
+        let cfg = self.cfg.clone();
+        let outcome = self
+            .db
+            .write(move |conn| {
+                conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    let previous = consents::find(conn, &user_id, client.id())?
+                        .map(|c| ScopeSet::from_stored(&c.scope))
+                        .unwrap_or_default();
+                    // RFC 8252 §8.6: a public client on a loopback or private-use redirect URI cannot
+                    // be told apart from another app claiming it, so remembered consent does not
+                    // count for it (an admin's skip_authorization still does).
+                    let impersonable = client.client_type == ClientType::Public
+                        && !target.starts_with("https://");
+                    let covered = client.row.skip_authorization
+                        || (!impersonable && scope.is_subset(&previous));
+                    if !covered && !allowed_now {
+                        return Ok(Err(consent_prompt(&client, &cfg.scopes, &scope, &previous, &target)));
+                    }
+                    if allowed_now {
+                        consents::upsert(conn, &user_id, client.id(), &previous.union(&scope).to_string(), db::now())?;
+                        tracing::info!(target: "audit", event = "consent.granted", user_id = %user_id, client_id = %client.id(), scope = %scope);
+                    }
+                    let mut primitives = Primitives::new(conn, &cfg, &client, GrantType::AuthorizationCode);
+                    primitives.state.get_mut().redirect_uri_explicit = params.get("redirect_uri").is_some();
+                    let request = CanonicalRequest {
+                        params: &params,
+                        client_id: client.id(),
+                    };
+                    // oxide-auth's error type is large; it lives only for these lines.
+                    #[allow(clippy::result_large_err)]
+                    let result = authorization::authorization_code(&mut primitives, &request)
+                        .and_then(|pending| pending.authorize(&mut primitives, user_id.clone().into()));
+                    let state = primitives.into_state();
+                    if let Some(e) = state.db_error {
+                        return Err(e);
+                    }
+                    Ok(Ok(match result {
+                        Ok(url) => Ok(url),
+                        Err(authorization::Error::Redirect(e)) => Ok(e.into()),
+                        Err(_) => Err(state.pkce_error.unwrap_or("the authorization request is invalid")),
+                    }))
+                })
+                .map_err(DbError::from)
+            })
+            .await?;
+        Ok(match outcome {
+            Err(prompt) => AuthorizeOutcome::Consent(prompt),
+            Ok(Ok(url)) => AuthorizeOutcome::Redirect(self.with_iss(url)),
+            Ok(Err(message)) => AuthorizeOutcome::ErrorPage(message.to_owned()),
+        })
+    }
+}
+
+fn pkce_problem(client: &Client, params: &Params) -> Option<&'static str> {
+    let challenge = params.get("code_challenge");
+    let method = params.get("code_challenge_method");
+    match (challenge, method) {
+        (None, Some(_)) => Some("code_challenge_method given without code_challenge"),
+        (None, None) if client.requires_pkce() => {
+            Some("PKCE is required: send code_challenge and code_challenge_method=S256 (RFC 7636)")
+        }
+        (None, None) => None,
+        (Some(c), _) if !is_valid_challenge(c) => {
+            Some("code_challenge must be 43 to 128 unreserved characters (RFC 7636 §4.2)")
+        }
+        (Some(_), Some("S256")) => None,
+        // RFC 7636 §4.3: an absent method means plain.
+        (Some(_), Some("plain") | None) if client.row.allow_plain_pkce => None,
+        (Some(_), Some("plain") | None) => {
+            Some("code_challenge_method=plain is not allowed for this application: use S256")
+        }
+        (Some(_), Some(_)) => Some("unsupported code_challenge_method: use S256"),
+    }
+}
+
+fn consent_prompt(
+    client: &Client,
+    descriptions: &std::collections::BTreeMap<String, String>,
+    scope: &ScopeSet,
+    previous: &ScopeSet,
+    target: &str,
+) -> ConsentPrompt {
+    ConsentPrompt {
+        client_name: client.row.name.clone(),
+        client_id: client.id().to_owned(),
+        redirect_host: Url::parse(target)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| target.to_owned()),
+        scopes: scope
+            .iter()
+            .map(|s| ScopeLine {
+                name: s.to_owned(),
+                description: descriptions.get(s).cloned().unwrap_or_else(|| s.to_owned()),
+                already_granted: previous.contains(s),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,30 @@
+//! `latchkey cleartokens`: deletes what can no longer be used.
+
+use chrono::TimeDelta;
+use diesel::Connection;
+
+use super::OAuth;
+use crate::db::{self, codes, rate_limits, tokens, DbError};
+
+impl OAuth {
+    /// Deletes expired or revoked tokens, expired authorization codes, and rate-limit windows
+    /// older than the configured window. Returns the three counts.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn clear_expired(&self) -> Result<(usize, usize, usize), DbError> {
+        let window = TimeDelta::from_std(self.cfg.rate_limits.window).unwrap_or(TimeDelta::days(1));
+        self.db
+            .write(move |conn| {
+                conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    let now = db::now();
+                    let t = tokens::delete_expired_or_revoked(conn, now)?;
+                    let c = codes::delete_expired(conn, now)?;
+                    let r = rate_limits::delete_older_than(conn, now - window)?;
+                    Ok((t, c, r))
+                })
+                .map_err(DbError::from)
+            })
+            .await
+    }
+}

@@ -1,0 +1,38 @@
+//! The authorization-code grant's token request (RFC 6749 §4.1.3), with PKCE (RFC 7636 §4.5).
+
+use oxide_auth::code_grant::accesstoken;
+
+use super::super::error::OAuthError;
+use super::super::params::Params;
+use super::super::token::TokenResponse;
+use super::super::OAuth;
+use crate::clients::{Client, GrantType};
+
+/// Exchanges an authorization code for tokens.
+pub(crate) async fn exchange(
+    oauth: &OAuth,
+    client: Client,
+    params: Params,
+) -> Result<TokenResponse, OAuthError> {
+    if params.get("code").is_none() {
+        return Err(OAuthError::invalid_request("code is required"));
+    }
+    let omitted = params.get("redirect_uri").is_none();
+    let with_refresh = client.allows(GrantType::RefreshToken);
+    super::run(
+        oauth,
+        client,
+        params,
+        GrantType::AuthorizationCode,
+        move |state| {
+            state.redirect_uri_omitted = omitted;
+            state.issue_refresh = with_refresh;
+        },
+        |primitives, request| {
+            accesstoken::access_token(primitives, request)
+                .map(|_| ())
+                .map_err(|mut e| e.description().map(|d| d.kind()))
+        },
+    )
+    .await
+}

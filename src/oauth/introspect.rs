@@ -1,0 +1,110 @@
+//! Token introspection (RFC 7662). Clients must authenticate; a client learns about its own
+//! tokens only, unless it is registered as a resource server (`introspect_all`). Anything else
+//! — unknown, expired, revoked, another client's — is `{"active": false}` (RFC 7662 §2.2).
+
+use serde::Serialize;
+
+use super::client_auth::presented_client;
+use super::error::OAuthError;
+use super::params::Params;
+use super::OAuth;
+use crate::clients::Client;
+use crate::db::{self, clients, tokens, DbError};
+use crate::secret;
+
+/// The introspection response (RFC 7662 §2.2); every field but `active` is omitted for
+/// inactive tokens.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Introspection {
+    /// Whether the token is currently usable.
+    pub active: bool,
+    /// Granted scope, space-separated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The client the token was issued to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The resource owner's username.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `Bearer` for access tokens, `refresh_token` for refresh tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    /// Expiry, seconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Issue time, seconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// The resource owner's stable id (absent for client-credentials tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Intended audience: the client.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// The issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+}
+
+impl OAuth {
+    /// Introspects `params["token"]` for the authenticated client.
+    ///
+    /// # Errors
+    /// `invalid_client` (401) when client authentication fails, `invalid_request` without a
+    /// token; `server_error` when storage fails.
+    #[tracing::instrument(skip_all)]
+    pub async fn introspect(
+        &self,
+        authorization: Option<&str>,
+        params: Params,
+    ) -> Result<Introspection, OAuthError> {
+        // One trip to the database: the client, then (only once it is authenticated) the token.
+        let presented = presented_client(authorization, &params)?;
+        let hash = params.get("token").map(secret::sha256_hex);
+        let has_token = hash.is_some();
+        let outcome = self
+            .db
+            .read(move |conn| -> Result<_, DbError> {
+                let client = clients::find(conn, presented.id())?.map(Client::from_row);
+                let Some(client) = client.filter(|c| presented.authenticates(c)) else {
+                    return Ok(Err(presented));
+                };
+                let found = match &hash {
+                    Some(hash) => tokens::find_usable(conn, hash, None, db::now())?,
+                    None => None,
+                };
+                Ok(Ok((client, found)))
+            })
+            .await?;
+        let (client, found) = match outcome {
+            Ok(found) => found,
+            Err(presented) => return Err(self.client_auth_failed(&presented).await),
+        };
+        if !has_token {
+            return Err(OAuthError::invalid_request("token is required"));
+        }
+        let issuer = self.cfg.issuer.clone();
+        let found =
+            found.filter(|(row, _)| row.client_id == client.id() || client.row.introspect_all);
+        let Some((row, user)) = found else {
+            return Ok(Introspection::default());
+        };
+        Ok(Introspection {
+            active: true,
+            scope: Some(row.scope),
+            client_id: Some(row.client_id.clone()),
+            username: user.map(|u| u.username),
+            token_type: Some(if row.kind == tokens::REFRESH {
+                "refresh_token"
+            } else {
+                "Bearer"
+            }),
+            exp: Some(row.expires_at.and_utc().timestamp()),
+            iat: Some(row.created_at.and_utc().timestamp()),
+            sub: row.user_id,
+            aud: Some(row.client_id),
+            iss: Some(issuer),
+        })
+    }
+}

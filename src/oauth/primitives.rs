@@ -1,0 +1,725 @@
+//! oxide-auth's primitives (`Registrar`, `Authorizer`, `Issuer`) and grant extensions over
+//! diesel, plus the canonical requests we present to its `code_grant` state machines.
+//!
+//! One [`Primitives`] lives for one request, inside one database transaction on the blocking
+//! pool. Client authentication has already happened in [`super::client_auth`], so
+//! `Registrar::check` only confirms that oxide-auth is talking about that client. Everything the
+//! state machines report only as "invalid" is recorded in [`FlowState`] so that
+//! [`super::token`] can answer with the RFC's error code (oxide-auth's measured deviations,
+//! listed in `docs/architecture.md`, never reach a client).
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use diesel::QueryResult;
+use oxide_auth::code_grant::extensions::Pkce;
+use oxide_auth::code_grant::{accesstoken, authorization, client_credentials, refresh};
+use oxide_auth::primitives::authorizer::Authorizer;
+use oxide_auth::primitives::grant::{Extensions, Grant, Value};
+use oxide_auth::primitives::issuer::{IssuedToken, Issuer, RefreshedToken, TokenType};
+use oxide_auth::primitives::registrar::{
+    BoundClient, ClientUrl, ExactUrl, PreGrant, RegisteredUrl, Registrar, RegistrarError,
+};
+use oxide_auth::primitives::scope::Scope;
+
+use super::params::Params;
+use super::OAuthConfig;
+use crate::clients::{Client, GrantType};
+use crate::db::codes::{self, CodeRow};
+use crate::db::tokens::{self, TokenRow};
+use crate::db::{self, users, DbConnection};
+use crate::domain::ScopeSet;
+use crate::secret;
+
+/// Stand-in `redirect_uri` for a token request that omitted it, accepted only when the
+/// authorization request omitted it too (RFC 6749 §4.1.3).
+pub(crate) const OMITTED_REDIRECT_URI: &str = "urn:latchkey:redirect-uri-omitted";
+
+/// What happened to the authorization code presented at the token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CodeOutcome {
+    Unknown,
+    Replayed,
+    Expired,
+    OwnerInactive,
+    Valid,
+}
+
+/// What happened to the refresh token presented at the token endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RefreshOutcome {
+    Unknown,
+    Reused,
+    Inactive,
+    Valid,
+}
+
+/// Tokens minted by our issuer during the flow.
+#[derive(Clone, Debug)]
+pub(crate) struct Minted {
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    pub expires_in: i64,
+    pub scope: String,
+}
+
+/// Facts recorded by the primitives while oxide-auth drives them.
+#[derive(Debug, Default)]
+pub(crate) struct FlowState {
+    pub db_error: Option<diesel::result::Error>,
+    pub code: Option<CodeOutcome>,
+    pub refresh: Option<RefreshOutcome>,
+    pub pkce_error: Option<&'static str>,
+    pub scope_refused: bool,
+    /// Token family of the grant being exchanged.
+    pub family_id: Option<String>,
+    /// Whether `issue` also mints a refresh token.
+    pub issue_refresh: bool,
+    /// Whether the authorization request carried `redirect_uri`.
+    pub redirect_uri_explicit: bool,
+    /// Whether the token request omitted `redirect_uri`.
+    pub redirect_uri_omitted: bool,
+    pub minted: Option<Minted>,
+    /// The refresh token `recover_refresh` found, for `refresh` to rotate (no second lookup).
+    pub recovered_refresh: Option<TokenRow>,
+}
+
+/// The primitives for one request.
+pub(crate) struct Primitives<'a> {
+    conn: RefCell<&'a mut DbConnection>,
+    cfg: &'a OAuthConfig,
+    client: &'a Client,
+    grant_type: GrantType,
+    pkce: Pkce,
+    pub state: RefCell<FlowState>,
+}
+
+impl<'a> Primitives<'a> {
+    pub fn new(
+        conn: &'a mut DbConnection,
+        cfg: &'a OAuthConfig,
+        client: &'a Client,
+        grant_type: GrantType,
+    ) -> Self {
+        let mut pkce = if client.requires_pkce() {
+            Pkce::required()
+        } else {
+            Pkce::optional()
+        };
+        if client.row.allow_plain_pkce {
+            pkce.allow_plain();
+        }
+        Self {
+            conn: RefCell::new(conn),
+            cfg,
+            client,
+            grant_type,
+            pkce,
+            state: RefCell::new(FlowState::default()),
+        }
+    }
+
+    pub fn into_state(self) -> FlowState {
+        self.state.into_inner()
+    }
+
+    fn with_conn<T>(&self, f: impl FnOnce(&mut DbConnection) -> QueryResult<T>) -> Result<T, ()> {
+        let mut conn = self.conn.borrow_mut();
+        f(&mut conn).map_err(|e| {
+            self.state.borrow_mut().db_error = Some(e);
+        })
+    }
+
+    fn placeholder_url(&self) -> Result<ExactUrl, RegistrarError> {
+        self.cfg
+            .issuer
+            .parse()
+            .map_err(|_| RegistrarError::PrimitiveError)
+    }
+
+    fn lifetime(&self, override_secs: Option<i64>, default: std::time::Duration) -> TimeDelta {
+        override_secs
+            .map(TimeDelta::seconds)
+            .or_else(|| TimeDelta::from_std(default).ok())
+            .unwrap_or(TimeDelta::hours(1))
+    }
+
+    /// Inserts an access token (and a refresh token if `with_refresh`) and records them.
+    fn mint(
+        &self,
+        user_id: Option<String>,
+        scope: &Scope,
+        family_id: String,
+        grant_type: &str,
+        refresh_scope: Option<String>,
+    ) -> Result<(String, Option<String>, DateTime<Utc>), ()> {
+        let with_refresh = refresh_scope.is_some();
+        let now = db::now();
+        let scope = ScopeSet::from_stored(&scope.to_string()).to_string();
+        let access_ttl = self.lifetime(
+            self.client.row.access_token_lifetime,
+            self.cfg.lifetimes.access_token,
+        );
+        let access = secret::new_token();
+        let mut rows = vec![TokenRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            token_hash: secret::sha256_hex(&access),
+            kind: tokens::ACCESS.to_owned(),
+            client_id: self.client.id().to_owned(),
+            user_id: user_id.clone(),
+            scope: scope.clone(),
+            grant_type: grant_type.to_owned(),
+            family_id: family_id.clone(),
+            created_at: now,
+            expires_at: now + access_ttl,
+            revoked_at: None,
+            rotated_at: None,
+        }];
+        let refresh = if with_refresh {
+            let refresh = secret::new_token();
+            let ttl = self.lifetime(
+                self.client.row.refresh_token_lifetime,
+                self.cfg.lifetimes.refresh_token,
+            );
+            rows.push(TokenRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                token_hash: secret::sha256_hex(&refresh),
+                kind: tokens::REFRESH.to_owned(),
+                scope: refresh_scope.unwrap_or_default(),
+                expires_at: now + ttl,
+                ..rows[0].clone()
+            });
+            Some(refresh)
+        } else {
+            None
+        };
+        self.with_conn(|conn| {
+            for row in &rows {
+                tokens::insert(conn, row)?;
+            }
+            Ok(())
+        })?;
+        let until = Utc.from_utc_datetime(&(now + access_ttl));
+        self.state.borrow_mut().minted = Some(Minted {
+            access_token: access.clone(),
+            refresh_token: refresh.clone(),
+            expires_in: access_ttl.num_seconds(),
+            scope,
+        });
+        tracing::info!(
+            target: "audit",
+            event = "token.issued",
+            client_id = %self.client.id(),
+            user_id = ?user_id,
+            grant_type = grant_type,
+            family_id = %family_id,
+            refresh = with_refresh,
+        );
+        Ok((access, refresh, until))
+    }
+
+    fn user_is_active(&self, user_id: Option<&str>) -> Result<bool, ()> {
+        match user_id {
+            None => Ok(true),
+            Some(id) => {
+                self.with_conn(|conn| users::find(conn, id).map(|u| u.is_some_and(|u| u.is_active)))
+            }
+        }
+    }
+}
+
+fn encode_extensions(ext: &Extensions) -> String {
+    let mut map = serde_json::Map::new();
+    for (k, v) in ext.public() {
+        map.insert(k.to_owned(), serde_json::json!({ "public": v }));
+    }
+    for (k, v) in ext.private() {
+        map.insert(k.to_owned(), serde_json::json!({ "private": v }));
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+fn decode_extensions(raw: &str) -> Extensions {
+    let mut ext = Extensions::new();
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_str::<serde_json::Value>(raw) {
+        for (k, v) in map {
+            let text = |key: &str| v.get(key).and_then(|x| x.as_str()).map(str::to_owned);
+            if v.get("public").is_some() {
+                ext.set_raw(k, Value::public(text("public")));
+            } else if v.get("private").is_some() {
+                ext.set_raw(k, Value::private(text("private")));
+            }
+        }
+    }
+    ext
+}
+
+impl Registrar for Primitives<'_> {
+    fn bound_redirect<'b>(&self, bound: ClientUrl<'b>) -> Result<BoundClient<'b>, RegistrarError> {
+        if bound.client_id.as_ref() != self.client.id() {
+            return Err(RegistrarError::Unspecified);
+        }
+        let uri = match bound.redirect_uri {
+            // Exact string comparison (RFC 9700 §4.1.3).
+            Some(uri) => {
+                if !self.client.redirect_uris.iter().any(|r| r == uri.as_str()) {
+                    return Err(RegistrarError::Unspecified);
+                }
+                uri.into_owned()
+            }
+            None => match self.client.redirect_uris.as_slice() {
+                // RFC 6749 §3.1.2.3: may be omitted when exactly one is registered.
+                [only] => only.parse().map_err(|_| RegistrarError::PrimitiveError)?,
+                _ if self.grant_type == GrantType::ClientCredentials => self.placeholder_url()?,
+                _ => return Err(RegistrarError::Unspecified),
+            },
+        };
+        Ok(BoundClient {
+            client_id: bound.client_id,
+            redirect_uri: Cow::Owned(RegisteredUrl::Exact(uri)),
+        })
+    }
+
+    fn negotiate(
+        &self,
+        bound: BoundClient,
+        scope: Option<Scope>,
+    ) -> Result<PreGrant, RegistrarError> {
+        let requested = scope.map(|s| s.to_string());
+        let Ok(granted) =
+            super::grant_types::negotiate_scope(self.client, self.cfg, requested.as_deref())
+        else {
+            self.state.borrow_mut().scope_refused = true;
+            return Err(RegistrarError::Unspecified);
+        };
+        Ok(PreGrant {
+            client_id: bound.client_id.into_owned(),
+            redirect_uri: bound.redirect_uri.into_owned(),
+            scope: granted
+                .to_string()
+                .parse()
+                .map_err(|_| RegistrarError::PrimitiveError)?,
+        })
+    }
+
+    fn check(&self, client_id: &str, _passphrase: Option<&[u8]>) -> Result<(), RegistrarError> {
+        // The client was authenticated before the flow started (client_auth.rs).
+        if client_id == self.client.id() {
+            Ok(())
+        } else {
+            Err(RegistrarError::Unspecified)
+        }
+    }
+}
+
+impl Authorizer for Primitives<'_> {
+    fn authorize(&mut self, grant: Grant) -> Result<String, ()> {
+        let code = secret::new_token();
+        let now = db::now();
+        let ttl = TimeDelta::from_std(self.cfg.lifetimes.authorization_code).map_err(|_| ())?;
+        let row = CodeRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            code_hash: secret::sha256_hex(&code),
+            client_id: grant.client_id,
+            user_id: grant.owner_id,
+            redirect_uri: grant.redirect_uri.to_string(),
+            redirect_uri_explicit: self.state.borrow().redirect_uri_explicit,
+            scope: ScopeSet::from_stored(&grant.scope.to_string()).to_string(),
+            extensions: encode_extensions(&grant.extensions),
+            created_at: now,
+            expires_at: now + ttl,
+            used_at: None,
+        };
+        self.with_conn(|conn| codes::insert(conn, &row))?;
+        Ok(code)
+    }
+
+    fn extract(&mut self, code: &str) -> Result<Option<Grant>, ()> {
+        let hash = secret::sha256_hex(code);
+        let Some(row) = self.with_conn(|conn| codes::find_by_hash(conn, &hash))? else {
+            self.state.borrow_mut().code = Some(CodeOutcome::Unknown);
+            return Ok(None);
+        };
+        let now = db::now();
+        let first_use =
+            row.used_at.is_none() && self.with_conn(|conn| codes::mark_used(conn, &row.id, now))?;
+        if !first_use {
+            // RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it.
+            let revoked = self.with_conn(|conn| tokens::revoke_family(conn, &row.id, now))?;
+            tracing::warn!(
+                target: "audit",
+                event = "code.replayed",
+                client_id = %row.client_id,
+                user_id = %row.user_id,
+                tokens_revoked = revoked,
+            );
+            self.state.borrow_mut().code = Some(CodeOutcome::Replayed);
+            return Ok(None);
+        }
+        if row.expires_at <= now {
+            self.state.borrow_mut().code = Some(CodeOutcome::Expired);
+            return Ok(None);
+        }
+        if !self.user_is_active(Some(&row.user_id))? {
+            self.state.borrow_mut().code = Some(CodeOutcome::OwnerInactive);
+            return Ok(None);
+        }
+        let mut state = self.state.borrow_mut();
+        state.code = Some(CodeOutcome::Valid);
+        state.family_id = Some(row.id.clone());
+        let redirect_uri = if state.redirect_uri_omitted && !row.redirect_uri_explicit {
+            OMITTED_REDIRECT_URI
+        } else {
+            &row.redirect_uri
+        };
+        Ok(Some(Grant {
+            owner_id: row.user_id.clone(),
+            client_id: row.client_id.clone(),
+            scope: row.scope.parse().map_err(|_| ())?,
+            redirect_uri: redirect_uri.parse().map_err(|_| ())?,
+            until: Utc.from_utc_datetime(&row.expires_at),
+            extensions: decode_extensions(&row.extensions),
+        }))
+    }
+}
+
+impl Issuer for Primitives<'_> {
+    fn issue(&mut self, grant: Grant) -> Result<IssuedToken, ()> {
+        let (family, with_refresh) = {
+            let state = self.state.borrow();
+            (
+                state
+                    .family_id
+                    .clone()
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                state.issue_refresh,
+            )
+        };
+        let user_id = match self.grant_type {
+            GrantType::ClientCredentials => None,
+            _ => Some(grant.owner_id.clone()),
+        };
+        let refresh_scope =
+            with_refresh.then(|| ScopeSet::from_stored(&grant.scope.to_string()).to_string());
+        let (token, refresh, until) = self.mint(
+            user_id,
+            &grant.scope,
+            family,
+            self.grant_type.as_str(),
+            refresh_scope,
+        )?;
+        Ok(IssuedToken {
+            token,
+            refresh,
+            until,
+            token_type: TokenType::Bearer,
+        })
+    }
+
+    fn refresh(&mut self, _refresh: &str, grant: Grant) -> Result<RefreshedToken, ()> {
+        // oxide-auth always recovers the refresh token before asking for a new one.
+        let row = self.state.borrow_mut().recovered_refresh.take().ok_or(())?;
+        let now = db::now();
+        if !self.with_conn(|conn| tokens::mark_rotated(conn, &row.id, now))? {
+            // Another request rotated it first: treat as reuse (RFC 9700 §4.14.2).
+            self.with_conn(|conn| tokens::revoke_family(conn, &row.family_id, now))?;
+            self.state.borrow_mut().refresh = Some(RefreshOutcome::Reused);
+            return Err(());
+        }
+        let (token, refresh, until) = self.mint(
+            row.user_id.clone(),
+            &grant.scope,
+            row.family_id.clone(),
+            &row.grant_type,
+            // RFC 6749 §6: a narrower access token does not narrow the grant; the new refresh
+            // token keeps the scope of the one it replaces.
+            Some(row.scope.clone()),
+        )?;
+        Ok(RefreshedToken {
+            token,
+            refresh,
+            until,
+            token_type: TokenType::Bearer,
+        })
+    }
+
+    fn recover_token<'t>(&'t self, token: &'t str) -> Result<Option<Grant>, ()> {
+        let hash = secret::sha256_hex(token);
+        let Some(row) =
+            self.with_conn(|conn| tokens::find_by_hash(conn, &hash, Some(tokens::ACCESS)))?
+        else {
+            return Ok(None);
+        };
+        if !row.is_active(db::now()) {
+            return Ok(None);
+        }
+        Ok(Some(Grant {
+            owner_id: row.user_id.unwrap_or_default(),
+            client_id: row.client_id,
+            scope: row.scope.parse().map_err(|_| ())?,
+            redirect_uri: self.cfg.issuer.parse().map_err(|_| ())?,
+            until: Utc.from_utc_datetime(&row.expires_at),
+            extensions: Extensions::new(),
+        }))
+    }
+
+    fn recover_refresh<'t>(&'t self, token: &'t str) -> Result<Option<Grant>, ()> {
+        let hash = secret::sha256_hex(token);
+        let Some(row) =
+            self.with_conn(|conn| tokens::find_by_hash(conn, &hash, Some(tokens::REFRESH)))?
+        else {
+            self.state.borrow_mut().refresh = Some(RefreshOutcome::Unknown);
+            return Ok(None);
+        };
+        let now = db::now();
+        if row.rotated_at.is_some() {
+            // A rotated refresh token came back: someone holds a stolen copy. Revoke the whole
+            // family (RFC 9700 §4.14.2).
+            let revoked =
+                self.with_conn(|conn| tokens::revoke_family(conn, &row.family_id, now))?;
+            tracing::warn!(
+                target: "audit",
+                event = "refresh_token.reused",
+                client_id = %row.client_id,
+                user_id = ?row.user_id,
+                family_id = %row.family_id,
+                tokens_revoked = revoked,
+            );
+            self.state.borrow_mut().refresh = Some(RefreshOutcome::Reused);
+            return Ok(None);
+        }
+        if !row.is_active(now) || !self.user_is_active(row.user_id.as_deref())? {
+            self.state.borrow_mut().refresh = Some(RefreshOutcome::Inactive);
+            return Ok(None);
+        }
+        let grant = Grant {
+            owner_id: row.user_id.clone().unwrap_or_default(),
+            client_id: row.client_id.clone(),
+            scope: row.scope.parse().map_err(|_| ())?,
+            redirect_uri: self.cfg.issuer.parse().map_err(|_| ())?,
+            until: Utc.from_utc_datetime(&row.expires_at),
+            extensions: Extensions::new(),
+        };
+        let mut state = self.state.borrow_mut();
+        state.refresh = Some(RefreshOutcome::Valid);
+        state.recovered_refresh = Some(row);
+        Ok(Some(grant))
+    }
+}
+
+/// RFC 7636 §4.1: `code_verifier = 43*128unreserved`.
+fn is_valid_verifier(v: &str) -> bool {
+    (43..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+impl authorization::Extension for Primitives<'_> {
+    fn extend(&mut self, request: &dyn authorization::Request) -> Result<Extensions, ()> {
+        let mut ext = Extensions::new();
+        match self.pkce.challenge(
+            request.extension("code_challenge_method"),
+            request.extension("code_challenge"),
+        ) {
+            Ok(Some(value)) => ext.set(&self.pkce, value),
+            Ok(None) => {}
+            Err(()) => {
+                self.state.borrow_mut().pkce_error =
+                    Some("PKCE is required: send code_challenge with code_challenge_method=S256 (RFC 7636)");
+                return Err(());
+            }
+        }
+        Ok(ext)
+    }
+}
+
+impl accesstoken::Extension for Primitives<'_> {
+    fn extend(
+        &mut self,
+        request: &dyn accesstoken::Request,
+        mut data: Extensions,
+    ) -> Result<Extensions, ()> {
+        let method = data.remove(&self.pkce);
+        let verifier = request.extension("code_verifier");
+        let error = match (&method, &verifier) {
+            // RFC 9700 §2.1.1: a verifier for a code issued without a challenge is refused.
+            (None, Some(_)) => {
+                Some("code_verifier sent but the authorization request had no code_challenge")
+            }
+            (_, Some(v)) if !is_valid_verifier(v) => {
+                Some("code_verifier must be 43 to 128 unreserved characters (RFC 7636 §4.1)")
+            }
+            _ => None,
+        };
+        if error.is_none() && self.pkce.verify(method, verifier).is_ok() {
+            return Ok(Extensions::new());
+        }
+        self.state.borrow_mut().pkce_error = Some(error.unwrap_or(
+            "PKCE verification failed: code_verifier does not match code_challenge (RFC 7636 §4.6)",
+        ));
+        Err(())
+    }
+}
+
+impl client_credentials::Extension for Primitives<'_> {
+    fn extend(&mut self, _request: &dyn client_credentials::Request) -> Result<Extensions, ()> {
+        Ok(Extensions::new())
+    }
+}
+
+impl authorization::Endpoint for Primitives<'_> {
+    fn registrar(&self) -> &dyn Registrar {
+        self
+    }
+    fn authorizer(&mut self) -> &mut dyn Authorizer {
+        self
+    }
+    fn extension(&mut self) -> &mut dyn authorization::Extension {
+        self
+    }
+}
+
+impl accesstoken::Endpoint for Primitives<'_> {
+    fn registrar(&self) -> &dyn Registrar {
+        self
+    }
+    fn authorizer(&mut self) -> &mut dyn Authorizer {
+        self
+    }
+    fn issuer(&mut self) -> &mut dyn Issuer {
+        self
+    }
+    fn extension(&mut self) -> &mut dyn accesstoken::Extension {
+        self
+    }
+}
+
+impl refresh::Endpoint for Primitives<'_> {
+    fn registrar(&self) -> &dyn Registrar {
+        self
+    }
+    fn issuer(&mut self) -> &mut dyn Issuer {
+        self
+    }
+}
+
+impl client_credentials::Endpoint for Primitives<'_> {
+    fn registrar(&self) -> &dyn Registrar {
+        self
+    }
+    fn issuer(&mut self) -> &mut dyn Issuer {
+        self
+    }
+    fn extension(&mut self) -> &mut dyn client_credentials::Extension {
+        self
+    }
+}
+
+/// The canonical request oxide-auth sees: our parsed, de-duplicated parameters, with client
+/// credentials replaced by the already-authenticated `client_id`.
+pub(crate) struct CanonicalRequest<'p> {
+    pub params: &'p Params,
+    pub client_id: &'p str,
+}
+
+impl CanonicalRequest<'_> {
+    fn param(&self, name: &str) -> Option<Cow<'_, str>> {
+        match name {
+            // Credentials were consumed by our client authentication.
+            "client_secret" => None,
+            _ => self.params.get(name).map(Cow::Borrowed),
+        }
+    }
+}
+
+impl authorization::Request for CanonicalRequest<'_> {
+    fn valid(&self) -> bool {
+        true
+    }
+    fn client_id(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(self.client_id))
+    }
+    fn scope(&self) -> Option<Cow<'_, str>> {
+        self.param("scope")
+    }
+    fn redirect_uri(&self) -> Option<Cow<'_, str>> {
+        self.param("redirect_uri")
+    }
+    fn state(&self) -> Option<Cow<'_, str>> {
+        self.param("state")
+    }
+    fn response_type(&self) -> Option<Cow<'_, str>> {
+        self.param("response_type")
+    }
+    fn extension(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.param(key)
+    }
+}
+
+impl accesstoken::Request for CanonicalRequest<'_> {
+    fn valid(&self) -> bool {
+        true
+    }
+    fn code(&self) -> Option<Cow<'_, str>> {
+        self.param("code")
+    }
+    fn authorization(&self) -> accesstoken::Authorization<'_> {
+        accesstoken::Authorization::None
+    }
+    fn client_id(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(self.client_id))
+    }
+    fn redirect_uri(&self) -> Option<Cow<'_, str>> {
+        self.param("redirect_uri")
+            .or(Some(Cow::Borrowed(OMITTED_REDIRECT_URI)))
+    }
+    fn grant_type(&self) -> Option<Cow<'_, str>> {
+        self.param("grant_type")
+    }
+    fn extension(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.param(key)
+    }
+}
+
+impl refresh::Request for CanonicalRequest<'_> {
+    fn valid(&self) -> bool {
+        true
+    }
+    fn refresh_token(&self) -> Option<Cow<'_, str>> {
+        self.param("refresh_token")
+    }
+    fn scope(&self) -> Option<Cow<'_, str>> {
+        self.param("scope")
+    }
+    fn grant_type(&self) -> Option<Cow<'_, str>> {
+        self.param("grant_type")
+    }
+    fn authorization(&self) -> Option<(Cow<'_, str>, Cow<'_, [u8]>)> {
+        Some((Cow::Borrowed(self.client_id), Cow::Borrowed(&[][..])))
+    }
+    fn extension(&self, key: &str) -> Option<Cow<'_, str>> {
+        self.param(key)
+    }
+}
+
+impl client_credentials::Request for CanonicalRequest<'_> {
+    fn valid(&self) -> bool {
+        true
+    }
+    fn authorization(&self) -> Option<(Cow<'_, str>, Cow<'_, [u8]>)> {
+        Some((Cow::Borrowed(self.client_id), Cow::Borrowed(&[][..])))
+    }
+    fn scope(&self) -> Option<Cow<'_, str>> {
+        self.param("scope")
+    }
+    fn grant_type(&self) -> Option<Cow<'_, str>> {
+        self.param("grant_type")
+    }
+    fn extension(&self, key: &str) -> Option<Cow<'_, str>> {
+        match key {
+            "client_id" => None,
+            _ => self.param(key),
+        }
+    }
+}

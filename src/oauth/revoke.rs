@@ -1,0 +1,62 @@
+//! Token revocation (RFC 7009). The client must authenticate; revoking a refresh token revokes
+//! every token of its grant (RFC 7009 §2.1); unknown tokens, and tokens of other clients, get the
+//! same empty 200 so that the endpoint reveals nothing (RFC 7009 §2.2).
+
+use diesel::Connection;
+
+use super::error::OAuthError;
+use super::params::Params;
+use super::OAuth;
+use crate::db::{self, tokens, DbError};
+
+impl OAuth {
+    /// Revokes `params["token"]` if it belongs to the authenticated client.
+    /// `token_type_hint` is accepted and not needed (hashes are unique across kinds).
+    ///
+    /// # Errors
+    /// `invalid_client` (401), `invalid_request` without a token, `server_error` when storage
+    /// fails.
+    #[tracing::instrument(skip_all)]
+    pub async fn revoke(
+        &self,
+        authorization: Option<&str>,
+        params: Params,
+    ) -> Result<(), OAuthError> {
+        let (client, hash) = self
+            .authenticated_token_request(authorization, &params)
+            .await?;
+        let client_id = client.id().to_owned();
+        let revoked = self
+            .db
+            .write(move |conn| {
+                conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    let Some(row) = tokens::find_by_hash(conn, &hash, None)? else {
+                        return Ok(None);
+                    };
+                    if row.client_id != client_id {
+                        return Ok(None);
+                    }
+                    let now = db::now();
+                    let count = if row.kind == tokens::REFRESH {
+                        tokens::revoke_family(conn, &row.family_id, now)?
+                    } else {
+                        usize::from(tokens::revoke(conn, &row.id, now)?)
+                    };
+                    Ok(Some((row, count)))
+                })
+                .map_err(DbError::from)
+            })
+            .await?;
+        if let Some((row, count)) = revoked {
+            tracing::info!(
+                target: "audit",
+                event = "token.revoked",
+                client_id = %row.client_id,
+                user_id = ?row.user_id,
+                kind = %row.kind,
+                tokens_revoked = count,
+            );
+        }
+        Ok(())
+    }
+}

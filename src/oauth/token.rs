@@ -1,0 +1,79 @@
+//! The token endpoint (RFC 6749 §3.2): client authentication, then one module per grant type
+//! under `grant_types/`. Every answer is JSON; the route adds `Cache-Control: no-store` and
+//! `Pragma: no-cache` (RFC 6749 §5.1).
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::client_auth::presented_client;
+use super::error::{ErrorCode, OAuthError};
+use super::grant_types;
+use super::params::Params;
+use super::OAuth;
+use crate::clients::GrantType;
+
+/// A successful token response (RFC 6749 §5.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TokenResponse {
+    /// The access token (opaque, 256 bits).
+    pub access_token: String,
+    /// Always `Bearer` (RFC 6750).
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// A refresh token, when the client may use the refresh_token grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// The granted scope, space-separated (always sent, RFC 6749 §5.1 allows it).
+    pub scope: String,
+}
+
+impl OAuth {
+    /// Handles a token request: `authorization` is the `Authorization` header, `params` the
+    /// parsed form body, `ip` the caller's address (for brute-force limits).
+    ///
+    /// # Errors
+    /// RFC 6749 §5.2 errors: `invalid_request`, `invalid_client` (401), `invalid_grant`,
+    /// `unauthorized_client`, `unsupported_grant_type`, `invalid_scope`; `server_error` (500)
+    /// only when storage fails.
+    #[tracing::instrument(skip_all, fields(grant_type = params.get("grant_type").unwrap_or("")))]
+    pub async fn token(
+        &self,
+        authorization: Option<&str>,
+        params: Params,
+        ip: Option<IpAddr>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let grant_type = params
+            .get("grant_type")
+            .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?
+            .to_owned();
+        let presented = presented_client(authorization, &params)?;
+        let client = self.authenticate_client(presented).await?;
+        let grant: GrantType = grant_type.parse().map_err(|_| {
+            OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                format!(
+                    "unsupported grant_type {grant_type:?}: use authorization_code, refresh_token, password or client_credentials"
+                ),
+            )
+        })?;
+        if !client.allows(grant) {
+            return Err(OAuthError::unauthorized_client(format!(
+                "this client is not allowed to use the {grant_type} grant"
+            )));
+        }
+        match grant {
+            GrantType::AuthorizationCode => {
+                grant_types::authorization_code::exchange(self, client, params).await
+            }
+            GrantType::RefreshToken => {
+                grant_types::refresh_token::exchange(self, client, params).await
+            }
+            GrantType::Password => grant_types::password::exchange(self, client, params, ip).await,
+            GrantType::ClientCredentials => {
+                grant_types::client_credentials::exchange(self, client, params).await
+            }
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The authorization endpoint's pages: `GET /o/authorize/` validates the request, sends the
+//! user to log in or shows the consent page; the consent form posts back to the same URL.
+
+use actix_session::Session;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::support::{
+    csrf_token, current_user, error_page, read_page_form, render, see_other, unavailable, WebConfig,
+};
+use crate::accounts::Accounts;
+use crate::oauth::authorize::{AuthorizeOutcome, ConsentPrompt, Decision};
+use crate::oauth::OAuth;
+
+#[derive(Template)]
+#[template(path = "auth/consent.html")]
+struct ConsentPage<'a> {
+    prompt: ConsentPrompt,
+    username: String,
+    csrf_token: String,
+    action: &'a str,
+}
+
+/// `GET /o/authorize/?response_type=code&client_id=…` (RFC 6749 §4.1.1).
+pub async fn show(
+    req: HttpRequest,
+    session: Session,
+    oauth: web::Data<OAuth>,
+    accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    respond(&req, &session, &oauth, &accounts, &web, None).await
+}
+
+/// `POST /o/authorize/?…` with `decision=allow|deny` and the CSRF token.
+pub async fn decide(
+    req: HttpRequest,
+    payload: web::Payload,
+    session: Session,
+    oauth: web::Data<OAuth>,
+    accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
+        Ok(form) => form,
+        Err(page) => return page,
+    };
+    let decision = match form.get("decision") {
+        Some("allow") => Decision::Allow,
+        Some("deny") => Decision::Deny,
+        _ => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                "Choose Allow or Deny.",
+            )
+        }
+    };
+    respond(&req, &session, &oauth, &accounts, &web, Some(decision)).await
+}
+
+async fn respond(
+    req: &HttpRequest,
+    session: &Session,
+    oauth: &OAuth,
+    accounts: &Accounts,
+    web: &WebConfig,
+    decision: Option<Decision>,
+) -> HttpResponse {
+    let user = match current_user(session, accounts, web).await {
+        Ok(u) => u,
+        Err(e) => return unavailable(&e),
+    };
+    let outcome = match oauth
+        .authorize(req.query_string(), user.as_ref(), decision)
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => return unavailable(&e),
+    };
+    let here = req
+        .uri()
+        .path_and_query()
+        .map_or("/o/authorize/", |p| p.as_str());
+    match outcome {
+        AuthorizeOutcome::Redirect(location) => {
+            let mut builder = if decision.is_some() {
+                HttpResponse::SeeOther()
+            } else {
+                HttpResponse::Found()
+            };
+            builder
+                .insert_header((header::LOCATION, location))
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish()
+        }
+        AuthorizeOutcome::Login => {
+            let next: String = form_urlencoded::byte_serialize(here.as_bytes()).collect();
+            see_other(&format!("/accounts/login/?next={next}"))
+        }
+        AuthorizeOutcome::Consent(prompt) => render(
+            StatusCode::OK,
+            &ConsentPage {
+                prompt,
+                username: user.map(|u| u.username).unwrap_or_default(),
+                csrf_token: csrf_token(session),
+                action: here,
+            },
+        ),
+        AuthorizeOutcome::ErrorPage(message) => error_page(
+            StatusCode::BAD_REQUEST,
+            "Invalid authorization request",
+            &format!(
+                "The application sent an invalid request: {message}. Nothing was shared with it."
+            ),
+        ),
+    }
+}

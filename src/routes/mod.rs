@@ -1,0 +1,75 @@
+//! The HTTP layer: the route table (all of it, in [`configure`]), extractors-free handlers that
+//! parse input, call a service, and render JSON or an askama page. No SQL lives here.
+
+mod api;
+mod auth;
+mod authorize;
+mod demo;
+mod health;
+mod oauth;
+mod pages;
+mod support;
+
+use actix_web::web;
+
+pub use support::WebConfig;
+
+/// Registers every URL Latchkey answers. Paths taken from django-oauth-toolkit answer with and
+/// without their trailing slash.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(pages::home))
+        .route("/static/style.css", web::get().to(pages::stylesheet))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/demo/callback", web::get().to(demo::callback))
+        .service(
+            web::resource("/.well-known/oauth-authorization-server")
+                .route(web::get().to(oauth::metadata))
+                .default_service(web::to(oauth::method_not_allowed)),
+        );
+    both(cfg, "/o/authorize/", |r| {
+        r.route(web::get().to(authorize::show))
+            .route(web::post().to(authorize::decide))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/o/token/", |r| {
+        r.route(web::post().to(oauth::token))
+            .route(web::method(actix_web::http::Method::OPTIONS).to(oauth::preflight))
+            .default_service(web::to(oauth::method_not_allowed))
+    });
+    both(cfg, "/o/revoke_token/", |r| {
+        r.route(web::post().to(oauth::revoke))
+            .route(web::method(actix_web::http::Method::OPTIONS).to(oauth::preflight))
+            .default_service(web::to(oauth::method_not_allowed))
+    });
+    both(cfg, "/o/introspect/", |r| {
+        r.route(web::post().to(oauth::introspect))
+            .default_service(web::to(oauth::method_not_allowed))
+    });
+    both(cfg, "/accounts/login/", |r| {
+        r.route(web::get().to(auth::show_login_form))
+            .route(web::post().to(auth::submit_login))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/accounts/logout/", |r| {
+        r.route(web::post().to(auth::logout))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    cfg.service(
+        web::resource("/api/me")
+            .route(web::get().to(api::me))
+            .default_service(web::to(oauth::method_not_allowed)),
+    );
+}
+
+/// Registers `path` (ending in `/`) and the same path without the slash.
+fn both(
+    cfg: &mut web::ServiceConfig,
+    path: &str,
+    build: impl Fn(actix_web::Resource) -> actix_web::Resource,
+) {
+    cfg.service(build(web::resource(path)));
+    cfg.service(build(web::resource(path.trim_end_matches('/'))));
+}
+
+pub use pages::not_found;

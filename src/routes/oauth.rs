@@ -1,0 +1,136 @@
+//! Token, introspection and revocation endpoints, and RFC 8414 metadata.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::support::{authorization_header, no_store, oauth_error, peer_ip, read_form, WebConfig};
+use crate::clients::Clients;
+use crate::oauth::client_auth::presented_client;
+use crate::oauth::metadata::ServerMetadata;
+use crate::oauth::{OAuth, OAuthError, Params};
+
+/// `POST /o/token/` (RFC 6749 §3.2).
+pub async fn token(
+    req: HttpRequest,
+    payload: web::Payload,
+    oauth: web::Data<OAuth>,
+    clients: web::Data<Clients>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    let params = match read_form(&req, payload, web.max_body_bytes).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let origin = cors_origin(&req, &params, &clients).await;
+    let response = match oauth
+        .token(authorization_header(&req), params, peer_ip(&req))
+        .await
+    {
+        Ok(tokens) => no_store(&mut HttpResponse::Ok()).json(tokens),
+        Err(e) => oauth_error(&e),
+    };
+    with_cors(response, origin)
+}
+
+/// `POST /o/introspect/` (RFC 7662 §2).
+pub async fn introspect(
+    req: HttpRequest,
+    payload: web::Payload,
+    oauth: web::Data<OAuth>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    let params = match read_form(&req, payload, web.max_body_bytes).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    match oauth.introspect(authorization_header(&req), params).await {
+        Ok(answer) => no_store(&mut HttpResponse::Ok()).json(answer),
+        Err(e) => oauth_error(&e),
+    }
+}
+
+/// `POST /o/revoke_token/` (RFC 7009 §2): 200 with an empty body on success.
+pub async fn revoke(
+    req: HttpRequest,
+    payload: web::Payload,
+    oauth: web::Data<OAuth>,
+    clients: web::Data<Clients>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    let params = match read_form(&req, payload, web.max_body_bytes).await {
+        Ok(p) => p,
+        Err(response) => return response,
+    };
+    let origin = cors_origin(&req, &params, &clients).await;
+    let response = match oauth.revoke(authorization_header(&req), params).await {
+        Ok(()) => no_store(&mut HttpResponse::Ok()).finish(),
+        Err(e) => oauth_error(&e),
+    };
+    with_cors(response, origin)
+}
+
+/// CORS preflight (`OPTIONS`) for the token and revocation endpoints: allowed when some client
+/// registered the requesting origin; the request itself is then checked against the client it
+/// names.
+pub async fn preflight(req: HttpRequest, clients: web::Data<Clients>) -> HttpResponse {
+    let origin = match request_origin(&req) {
+        Some(origin) if clients.origin_allowed(origin, None).await.unwrap_or(false) => {
+            Some(origin.to_owned())
+        }
+        _ => None,
+    };
+    let mut builder = HttpResponse::NoContent();
+    builder.insert_header((header::VARY, "Origin"));
+    if let Some(origin) = origin {
+        builder
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "POST"))
+            .insert_header((
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "authorization, content-type",
+            ))
+            .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"));
+    }
+    builder.finish()
+}
+
+fn request_origin(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+}
+
+/// The request's `Origin` if the client it names (Basic or `client_id`) registered it.
+async fn cors_origin(req: &HttpRequest, params: &Params, clients: &Clients) -> Option<String> {
+    let origin = request_origin(req)?;
+    let client = presented_client(authorization_header(req), params).ok()?;
+    match clients.origin_allowed(origin, Some(client.id())).await {
+        Ok(true) => Some(origin.to_owned()),
+        _ => None,
+    }
+}
+
+fn with_cors(mut response: HttpResponse, origin: Option<String>) -> HttpResponse {
+    let headers = response.headers_mut();
+    headers.insert(header::VARY, header::HeaderValue::from_static("Origin"));
+    if let Some(value) = origin.and_then(|o| header::HeaderValue::from_str(&o).ok()) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+    }
+    response
+}
+
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414 §3).
+pub async fn metadata(oauth: web::Data<OAuth>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .json(ServerMetadata::new(oauth.config()))
+}
+
+/// Wrong method on a JSON endpoint.
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let e =
+        OAuthError::invalid_request(format!("{} is not allowed on {}", req.method(), req.path()));
+    let mut builder = HttpResponse::MethodNotAllowed();
+    no_store(&mut builder).json(e.body())
+}

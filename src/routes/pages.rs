@@ -1,0 +1,76 @@
+//! The start page, the stylesheet, and fallbacks.
+
+use actix_session::Session;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::support::{csrf_token, current_user, error_page, render, unavailable, WebConfig};
+use crate::accounts::Accounts;
+
+const STYLESHEET: &str = include_str!("../../static/style.css");
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    username: Option<String>,
+    csrf_token: String,
+}
+
+/// `GET /`.
+pub async fn home(
+    session: Session,
+    accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    match current_user(&session, &accounts, &web).await {
+        Ok(user) => render(
+            StatusCode::OK,
+            &HomePage {
+                username: user.map(|u| u.username),
+                csrf_token: csrf_token(&session),
+            },
+        ),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// `GET /static/style.css` (compiled in).
+pub async fn stylesheet() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(STYLESHEET)
+}
+
+/// Wrong method on an HTML page.
+pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    error_page(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "Method not allowed",
+        &format!("{} is not allowed here.", req.method()),
+    )
+}
+
+/// The 404 answer: JSON under the API prefixes, a page elsewhere.
+pub async fn not_found(req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
+    let path = req.path().to_owned();
+    let response = if path.starts_with("/o/")
+        || path.starts_with("/api/")
+        || path.starts_with("/.well-known/")
+    {
+        HttpResponse::NotFound().json(serde_json::json!({
+            "error": "not_found",
+            "error_description": format!("nothing is served at {path}"),
+        }))
+    } else {
+        error_page(
+            StatusCode::NOT_FOUND,
+            "Page not found",
+            "There is nothing at this address.",
+        )
+    };
+    let (req, _) = req.into_parts();
+    Ok(ServiceResponse::new(req, response))
+}

@@ -1,0 +1,272 @@
+//! Small helpers shared by the handlers: body reading with a size cap, OAuth JSON responses,
+//! HTML rendering, the session's user and CSRF token, client IPs.
+
+use std::net::IpAddr;
+
+use actix_session::Session;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use askama::Template;
+
+use crate::accounts::Accounts;
+use crate::db::users::UserRow;
+use crate::db::DbError;
+use crate::oauth::{OAuthError, Params};
+use crate::secret;
+
+/// What the web layer needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// Issuer URL without trailing slash.
+    pub issuer: String,
+    /// Largest accepted body in bytes.
+    pub max_body_bytes: usize,
+    /// Whether `serve --demo` is running (enables `/demo/callback`).
+    pub demo: bool,
+    /// How long a login lasts, in seconds.
+    pub session_max_age_seconds: i64,
+}
+
+/// Session keys.
+pub const SESSION_USER: &str = "uid";
+/// Unix time of the last password login.
+pub const SESSION_AUTH_TIME: &str = "auth_time";
+const SESSION_CSRF: &str = "csrf";
+
+/// Why a body could not be read.
+pub enum BodyError {
+    /// Larger than `max_body_bytes` (413).
+    TooLarge(usize),
+    /// The connection failed or the encoding was invalid.
+    Unreadable,
+}
+
+/// Reads a request body of at most `limit` bytes.
+pub async fn read_body(payload: web::Payload, limit: usize) -> Result<web::Bytes, BodyError> {
+    match payload.to_bytes_limited(limit).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(BodyError::Unreadable),
+        Err(_) => Err(BodyError::TooLarge(limit)),
+    }
+}
+
+/// Reads and parses an `application/x-www-form-urlencoded` body.
+pub async fn read_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<Params, HttpResponse> {
+    let body = read_body(payload, limit).await.map_err(|e| match e {
+        BodyError::TooLarge(limit) => oauth_error_with_status(
+            &OAuthError::invalid_request(format!("the request body exceeds {limit} bytes")),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        BodyError::Unreadable => oauth_error(&OAuthError::invalid_request(
+            "the request body could not be read",
+        )),
+    })?;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    Params::from_form(content_type, &body).map_err(|e| oauth_error(&e))
+}
+
+/// Reads an HTML form and checks its CSRF token: the error is a page (400 or 403).
+pub async fn read_page_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    session: &Session,
+    limit: usize,
+) -> Result<Params, HttpResponse> {
+    let form = read_form(req, payload, limit).await.map_err(|_| {
+        error_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The form could not be read.",
+        )
+    })?;
+    if !csrf_ok(session, form.get("csrf_token")) {
+        return Err(csrf_failed());
+    }
+    Ok(form)
+}
+
+/// Adds `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
+pub fn no_store(builder: &mut HttpResponseBuilder) -> &mut HttpResponseBuilder {
+    builder
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")))
+}
+
+/// An RFC 6749 §5.2 JSON error with its status and headers.
+pub fn oauth_error(e: &OAuthError) -> HttpResponse {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    oauth_error_with_status(e, status)
+}
+
+fn oauth_error_with_status(e: &OAuthError, status: StatusCode) -> HttpResponse {
+    let mut builder = HttpResponse::build(status);
+    no_store(&mut builder);
+    if e.code == crate::oauth::ErrorCode::InvalidClient {
+        // RFC 6749 §5.2: 401 carries a challenge for the scheme the client may use.
+        builder.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"latchkey\""));
+    }
+    if let Some(seconds) = e.retry_after {
+        builder.insert_header((header::RETRY_AFTER, seconds.to_string()));
+    }
+    builder.json(e.body())
+}
+
+/// The `Authorization` header as text; a non-ASCII header reads as an unusable value.
+pub fn authorization_header(req: &HttpRequest) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or("invalid"))
+}
+
+/// The peer's IP address (the TCP peer; forwarded headers are not trusted).
+pub fn peer_ip(req: &HttpRequest) -> Option<IpAddr> {
+    req.peer_addr().map(|a| a.ip())
+}
+
+/// Renders a template with `status`; a rendering failure is logged and answered with 500.
+pub fn render(status: StatusCode, template: &impl Template) -> HttpResponse {
+    match template.render() {
+        Ok(body) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(body),
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body("The page could not be rendered.")
+        }
+    }
+}
+
+/// The error page.
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage<'a> {
+    /// Heading.
+    pub title: &'a str,
+    /// Explanation.
+    pub message: &'a str,
+}
+
+/// Renders the error page.
+pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+    render(status, &ErrorPage { title, message })
+}
+
+/// The page shown when storage fails.
+pub fn unavailable(e: &DbError) -> HttpResponse {
+    tracing::error!(error = %e, cause = ?std::error::Error::source(e), "storage failure");
+    error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Temporarily unavailable",
+        "The server cannot reach its database. Please try again in a moment.",
+    )
+}
+
+/// The logged-in, active user of this session. A session older than
+/// `server.session_max_age_seconds`, or naming a deleted or deactivated user, is cleared (the
+/// cookie store keeps no server-side expiry of its own).
+pub async fn current_user(
+    session: &Session,
+    accounts: &Accounts,
+    web: &WebConfig,
+) -> Result<Option<UserRow>, DbError> {
+    let Some(id) = session.get::<String>(SESSION_USER).ok().flatten() else {
+        return Ok(None);
+    };
+    let auth_time = session
+        .get::<i64>(SESSION_AUTH_TIME)
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    if chrono::Utc::now().timestamp().saturating_sub(auth_time) > web.session_max_age_seconds {
+        session.purge();
+        return Ok(None);
+    }
+    match accounts.find(id).await? {
+        Some(user) if user.is_active => Ok(Some(user)),
+        _ => {
+            session.purge();
+            Ok(None)
+        }
+    }
+}
+
+/// The session's CSRF token, created on first use.
+pub fn csrf_token(session: &Session) -> String {
+    if let Ok(Some(token)) = session.get::<String>(SESSION_CSRF) {
+        return token;
+    }
+    let token = secret::new_token();
+    let _ = session.insert(SESSION_CSRF, &token);
+    token
+}
+
+/// Whether `presented` equals the session's CSRF token (constant-time).
+pub fn csrf_ok(session: &Session, presented: Option<&str>) -> bool {
+    match (
+        session.get::<String>(SESSION_CSRF).ok().flatten(),
+        presented,
+    ) {
+        (Some(expected), Some(presented)) => {
+            secret::ct_eq(expected.as_bytes(), presented.as_bytes())
+        }
+        _ => false,
+    }
+}
+
+/// The page for a failed CSRF check.
+pub fn csrf_failed() -> HttpResponse {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "Form expired",
+        "This form was not submitted from this site, or your session has expired. Go back, reload the page and try again.",
+    )
+}
+
+/// Whether `next` is a safe local path to continue to after login (no open redirect).
+#[must_use]
+pub fn safe_next(next: Option<&str>) -> &str {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && !n.starts_with("/\\")
+                && !n.chars().any(|c| c.is_control() || c == '\\') =>
+        {
+            n
+        }
+        _ => "/",
+    }
+}
+
+/// A `303 See Other` to `location`.
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_must_be_local() {
+        assert_eq!(safe_next(Some("/o/authorize/?a=b")), "/o/authorize/?a=b");
+        assert_eq!(safe_next(Some("//evil.example/")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example/")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+}

@@ -1,0 +1,214 @@
+//! Building the application: services from settings, then the actix server. Tests build the
+//! very same application on port 0 (see `tests/api/helpers.rs`).
+
+use std::net::TcpListener;
+
+use actix_session::config::CookieContentSecurity;
+use actix_session::storage::CookieSessionStore;
+use actix_session::SessionMiddleware;
+use actix_web::body::MessageBody;
+use actix_web::cookie::{Key, SameSite};
+use actix_web::dev::Server;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::HttpMessage;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder, TracingLogger};
+
+use crate::accounts::{Accounts, PasswordHasher};
+use crate::clients::Clients;
+use crate::config::Settings;
+use crate::db::Db;
+use crate::oauth::{OAuth, OAuthConfig};
+use crate::routes::{self, WebConfig};
+
+/// The services every entry point (server, CLI) works with.
+#[derive(Clone, Debug)]
+pub struct Services {
+    /// Storage.
+    pub db: Db,
+    /// Users.
+    pub accounts: Accounts,
+    /// Client registrations.
+    pub clients: Clients,
+    /// The OAuth core.
+    pub oauth: OAuth,
+}
+
+impl Services {
+    /// Connects to the database, applies pending migrations, and builds the services.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or migrated.
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let url = settings.database_url.clone();
+        let max = settings.database_max_connections;
+        let db = tokio::task::spawn_blocking(move || Db::connect(&url, max))
+            .await
+            .context("database connection task failed")?
+            .with_context(|| {
+                format!(
+                    "cannot open the database {}",
+                    settings.database_url.redacted()
+                )
+            })?;
+        let applied = db
+            .migrate()
+            .await
+            .context("cannot apply database migrations")?;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "applied database migrations");
+        }
+        let hasher = PasswordHasher::new(&settings.argon2).context("invalid argon2 settings")?;
+        let accounts = Accounts::new(db.clone(), hasher, settings.rate_limits);
+        let clients = Clients::new(db.clone(), settings.scopes.clone());
+        let oauth = OAuth::new(
+            db.clone(),
+            OAuthConfig::from_settings(settings),
+            accounts.clone(),
+            clients.clone(),
+        );
+        Ok(Self {
+            db,
+            accounts,
+            clients,
+            oauth,
+        })
+    }
+}
+
+/// A bound, not yet running, HTTP server.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Builds the services and binds `settings.listen` (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// Database or bind failures.
+    pub async fn build(settings: &Settings) -> anyhow::Result<(Self, Services)> {
+        let services = Services::build(settings).await?;
+        let listener = TcpListener::bind(settings.listen)
+            .with_context(|| format!("cannot listen on {}", settings.listen))?;
+        let app = Self::from_listener(listener, settings, services.clone())?;
+        Ok((app, services))
+    }
+
+    /// Runs the server on an already bound listener.
+    ///
+    /// # Errors
+    /// When the listener cannot be used.
+    pub fn from_listener(
+        listener: TcpListener,
+        settings: &Settings,
+        services: Services,
+    ) -> anyhow::Result<Self> {
+        let port = listener.local_addr()?.port();
+        let key = Key::derive_from(settings.secret_key.expose_secret());
+        let cookie_secure = settings.cookie_secure;
+        let web_config = WebConfig {
+            issuer: settings.issuer_str().to_owned(),
+            max_body_bytes: settings.max_body_bytes,
+            demo: settings.demo,
+            session_max_age_seconds: i64::try_from(settings.session_max_age.as_secs())
+                .unwrap_or(i64::MAX),
+        };
+        let db = web::Data::new(services.db);
+        let accounts = web::Data::new(services.accounts);
+        let clients = web::Data::new(services.clients);
+        let oauth = web::Data::new(services.oauth);
+        let web_config = web::Data::new(web_config);
+        let max_body = settings.max_body_bytes;
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(
+                    SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
+                        .cookie_name("latchkey_session".to_owned())
+                        .cookie_secure(cookie_secure)
+                        .cookie_http_only(true)
+                        .cookie_same_site(SameSite::Lax)
+                        .cookie_content_security(CookieContentSecurity::Private)
+                        .build(),
+                )
+                .wrap(security_headers())
+                .wrap(TracingLogger::<PathOnlySpan>::new())
+                .app_data(db.clone())
+                .app_data(accounts.clone())
+                .app_data(clients.clone())
+                .app_data(oauth.clone())
+                .app_data(web_config.clone())
+                .app_data(web::PayloadConfig::new(max_body))
+                .configure(routes::configure)
+                .default_service(actix_web::dev::fn_service(routes::not_found))
+        })
+        .listen(listener)?;
+        if settings.workers > 0 {
+            server = server.workers(settings.workers);
+        }
+        Ok(Self {
+            port,
+            server: server.run(),
+        })
+    }
+
+    /// The bound port.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the process is stopped (SIGINT/SIGTERM stop gracefully).
+    ///
+    /// # Errors
+    /// I/O errors from the server.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// The request span: method, path and request id, but never the query string — authorization
+/// codes and other secrets can arrive there (tracing-actix-web's default records it).
+struct PathOnlySpan;
+
+impl RootSpanBuilder for PathOnlySpan {
+    fn on_request_start(request: &ServiceRequest) -> tracing::Span {
+        let request_id = request
+            .extensions()
+            .get::<RequestId>()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        tracing::info_span!(
+            "http_request",
+            http.method = %request.method(),
+            http.path = %request.path(),
+            http.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
+            request_id = %request_id,
+        )
+    }
+
+    fn on_request_end<B: MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<ServiceResponse<B>, actix_web::Error>,
+    ) {
+        DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}
+
+/// Security headers on every response.
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+        ))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "no-referrer"))
+}

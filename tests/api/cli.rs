@@ -1,0 +1,466 @@
+//! The command line, run as the real binary against the test's database, and `serve --demo`
+//! walked through as the README does.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::helpers::{csrf_from, query_param, spawn_app, test_database, TEST_KEY};
+
+fn latchkey(db_url: &str, args: &[&str]) -> Output {
+    latchkey_with(db_url, args, ("LATCHKEY_LOG__FORMAT", "text"))
+}
+
+fn latchkey_with(db_url: &str, args: &[&str], extra: (&str, &str)) -> Output {
+    let dir = tempfile::tempdir().expect("dir");
+    Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(args)
+        .env(extra.0, extra.1)
+        .env("LATCHKEY_DATABASE__URL", db_url)
+        .env("LATCHKEY_SECRETS__SECRET_KEY", TEST_KEY)
+        .env("LATCHKEY_SERVER__DATA_DIR", dir.path())
+        .env("LATCHKEY_ARGON2__MEMORY_KIB", "1024")
+        .env("LATCHKEY_ARGON2__ITERATIONS", "1")
+        .env("LATCHKEY_LOG__LEVEL", "info")
+        .env_remove("LATCHKEY_TEST_POSTGRES_URL")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run latchkey")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn client_commands_manage_clients_that_work_over_http() {
+    let app = spawn_app().await;
+    let db = app.db_url.clone();
+    let created = tokio::task::spawn_blocking(move || {
+        latchkey(
+            &db,
+            &[
+                "client",
+                "create",
+                "--name",
+                "CLI app",
+                "--type",
+                "confidential",
+                "--grant-types",
+                "client_credentials,password",
+                "--redirect-uri",
+                "https://app.example.com/cb",
+                "--scopes",
+                "read,write",
+                "--json",
+            ],
+        )
+    })
+    .await
+    .expect("task");
+    assert!(created.status.success(), "{}", stderr(&created));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&created)).expect("json");
+    let id = json["client_id"].as_str().expect("id").to_owned();
+    let secret = json["client_secret"].as_str().expect("secret").to_owned();
+    assert!(secret.len() >= 43, "256-bit secret");
+    assert_eq!(json["scopes"], serde_json::json!(["read", "write"]));
+
+    let (status, _) = app
+        .post_token(
+            &[("grant_type", "client_credentials")],
+            Some((&id, &secret)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let db = app.db_url.clone();
+    let id2 = id.clone();
+    let (list, show, rotated, bad) = tokio::task::spawn_blocking(move || {
+        (
+            latchkey(&db, &["client", "list", "--json"]),
+            latchkey(&db, &["client", "show", &id2, "--json"]),
+            latchkey(&db, &["client", "rotate-secret", &id2, "--json"]),
+            latchkey(
+                &db,
+                &[
+                    "client",
+                    "create",
+                    "--name",
+                    "Bad",
+                    "--type",
+                    "confidential",
+                    "--grant-types",
+                    "authorization_code",
+                    "--redirect-uri",
+                    "http://evil.example/cb",
+                ],
+            ),
+        )
+    })
+    .await
+    .expect("task");
+    assert!(stdout(&list).contains(&id));
+    let shown: serde_json::Value = serde_json::from_str(&stdout(&show)).expect("json");
+    assert!(shown.get("client_secret").is_none(), "never shown again");
+    assert!(shown["secret_hint"]
+        .as_str()
+        .expect("hint")
+        .starts_with(&secret[..6]));
+    assert_eq!(shown["active_tokens"], 1);
+    let new_secret = serde_json::from_str::<serde_json::Value>(&stdout(&rotated)).expect("json")
+        ["client_secret"]
+        .as_str()
+        .expect("secret")
+        .to_owned();
+    assert_ne!(new_secret, secret);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("redirect_uris"), "{}", stderr(&bad));
+
+    let (status, _) = app
+        .post_token(
+            &[("grant_type", "client_credentials")],
+            Some((&id, &secret)),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the old secret stops working"
+    );
+    let (status, fresh) = app
+        .post_token(
+            &[("grant_type", "client_credentials")],
+            Some((&id, &new_secret)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // One revoked token for cleartokens to remove (the other one is still active).
+    let (status, _) = app
+        .post_oauth(
+            "/o/revoke_token/",
+            &[("token", fresh["access_token"].as_str().expect("token"))],
+            Some((&id, &new_secret)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let db = app.db_url.clone();
+    let id3 = id.clone();
+    let (cleared, deleted, missing) = tokio::task::spawn_blocking(move || {
+        (
+            latchkey(&db, &["cleartokens"]),
+            latchkey(&db, &["client", "delete", &id3]),
+            latchkey(&db, &["client", "show", &id3]),
+        )
+    })
+    .await
+    .expect("task");
+    assert!(cleared.status.success());
+    assert!(
+        stdout(&cleared).contains("deleted 1 expired or revoked tokens"),
+        "{}",
+        stdout(&cleared)
+    );
+    assert!(deleted.status.success());
+    assert!(!missing.status.success());
+    let (status, _) = app
+        .post_token(
+            &[("grant_type", "client_credentials")],
+            Some((&id, &new_secret)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn user_create_check_and_configuration_errors() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (db, _) = test_database(dir.path()).await;
+    let outputs = tokio::task::spawn_blocking(move || {
+        vec![
+            latchkey(&db, &["migrate"]),
+            latchkey(&db, &["check"]),
+            latchkey(
+                &db,
+                &[
+                    "user",
+                    "create",
+                    "--username",
+                    "cli",
+                    "--email",
+                    "cli@example.com",
+                    "--password",
+                    "long enough pw",
+                ],
+            ),
+            latchkey(
+                &db,
+                &[
+                    "user",
+                    "create",
+                    "--username",
+                    "cli",
+                    "--email",
+                    "other@example.com",
+                    "--password",
+                    "long enough pw",
+                ],
+            ),
+            latchkey(
+                &db,
+                &[
+                    "user",
+                    "create",
+                    "--username",
+                    "short",
+                    "--email",
+                    "s@example.com",
+                    "--password",
+                    "short",
+                ],
+            ),
+            latchkey("mysql://root@localhost/x", &["check"]),
+            latchkey(&db, &["client", "create", "--help"]),
+            latchkey_with(&db, &["check"], ("LATCHKEY_SERVER__LISTN", "127.0.0.1:1")),
+        ]
+    })
+    .await
+    .expect("task");
+    assert!(outputs[0].status.success(), "{}", stderr(&outputs[0]));
+    assert!(stdout(&outputs[1]).contains("configuration OK"));
+    assert!(outputs[2].status.success(), "{}", stderr(&outputs[2]));
+    assert!(!outputs[3].status.success());
+    assert!(stderr(&outputs[3]).contains("already exists"));
+    assert!(!outputs[4].status.success());
+    assert!(stderr(&outputs[4]).contains("at least 8"));
+    assert_eq!(outputs[5].status.code(), Some(2));
+    assert!(
+        stderr(&outputs[5]).contains("unsupported database URL scheme"),
+        "{}",
+        stderr(&outputs[5])
+    );
+    assert!(stdout(&outputs[6]).contains("--grant-types"));
+    assert!(outputs[7].status.success());
+    assert!(
+        stderr(&outputs[7]).contains("unknown setting `server.listn`"),
+        "{}",
+        stderr(&outputs[7])
+    );
+}
+
+/// Kills the demo server when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_demo(dir: &std::path::Path, db: &str, port: u16) -> Child {
+    let issuer = format!("http://127.0.0.1:{port}");
+    Child(
+        Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["serve", "--demo"])
+            .env("LATCHKEY_DATABASE__URL", db)
+            .env("LATCHKEY_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("LATCHKEY_SERVER__ISSUER", &issuer)
+            .env("LATCHKEY_SERVER__WORKERS", "1")
+            .env("LATCHKEY_SERVER__DATA_DIR", dir.join("data"))
+            .env("LATCHKEY_LOG__LEVEL", "info")
+            .env_remove("LATCHKEY_SECRETS__SECRET_KEY")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.join(format!("server-{port}.log"))).expect("log file"),
+            )
+            .spawn()
+            .expect("start latchkey serve --demo"),
+    )
+}
+
+async fn wait_ready(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(r) = reqwest::get(format!("{base}/readyz")).await {
+            if r.status() == StatusCode::OK {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the demo server did not become ready");
+}
+
+#[tokio::test]
+async fn serve_demo_walkthrough_works_and_is_idempotent() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (db, _) = test_database(dir.path()).await;
+    for _round in 0..2 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let base = format!("http://127.0.0.1:{port}");
+        let _server = start_demo(dir.path(), &db, port);
+        wait_ready(&base).await;
+        let api = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let token = |form: Vec<(&'static str, &'static str)>| {
+            api.post(format!("{base}/o/token/"))
+                .basic_auth(
+                    latchkey::demo::CONFIDENTIAL_ID,
+                    Some(latchkey::demo::CONFIDENTIAL_SECRET),
+                )
+                .form(&form)
+                .send()
+        };
+        let password = token(vec![
+            ("grant_type", "password"),
+            ("username", latchkey::demo::USERNAME),
+            ("password", latchkey::demo::PASSWORD),
+            ("scope", "profile"),
+        ])
+        .await
+        .expect("password grant");
+        assert_eq!(password.status(), StatusCode::OK);
+        let access = password.json::<serde_json::Value>().await.expect("json")["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        let me = api
+            .get(format!("{base}/api/me"))
+            .bearer_auth(&access)
+            .send()
+            .await
+            .expect("me");
+        assert_eq!(me.status(), StatusCode::OK);
+        let cc = token(vec![
+            ("grant_type", "client_credentials"),
+            ("scope", "read"),
+        ])
+        .await
+        .expect("cc");
+        // Secrets never reach the log: not in the query string of a request that logs an audit
+        // event, not as tokens, codes or passwords.
+        let leaky = api
+            .post(format!("{base}/o/token/?client_secret=QUERYSECRETMARKER"))
+            .basic_auth(
+                latchkey::demo::CONFIDENTIAL_ID,
+                Some(latchkey::demo::CONFIDENTIAL_SECRET),
+            )
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .expect("token");
+        assert_eq!(leaky.status(), StatusCode::OK);
+        assert_eq!(cc.status(), StatusCode::OK);
+
+        // The printed authorize URL, followed by a browser, lands on the demo callback page.
+        let browser = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("browser");
+        let login = browser
+            .get(format!("{base}/accounts/login/"))
+            .send()
+            .await
+            .expect("login page");
+        let csrf = csrf_from(&login.text().await.expect("html"));
+        browser
+            .post(format!("{base}/accounts/login/"))
+            .form(&[
+                ("csrf_token", csrf.as_str()),
+                ("username", "demo"),
+                ("password", "demo-password"),
+                ("next", "/"),
+            ])
+            .send()
+            .await
+            .expect("login");
+        let callback = format!("{base}/demo/callback");
+        let authorize = format!(
+            "{base}/o/authorize/?response_type=code&client_id=demo-public&redirect_uri={}&scope=profile&state=xyz&code_challenge={}&code_challenge_method=S256",
+            form_urlencoded_encode(&callback),
+            latchkey::demo::code_challenge()
+        );
+        let consent = browser.get(&authorize).send().await.expect("authorize");
+        let location = if consent.status() == StatusCode::OK {
+            let csrf = csrf_from(&consent.text().await.expect("html"));
+            let done = browser
+                .post(&authorize)
+                .form(&[("csrf_token", csrf.as_str()), ("decision", "allow")])
+                .send()
+                .await
+                .expect("allow");
+            done.headers()["location"]
+                .to_str()
+                .expect("ascii")
+                .to_owned()
+        } else {
+            // Second round: the consent from the first round is remembered.
+            assert_eq!(consent.status(), StatusCode::FOUND);
+            consent.headers()["location"]
+                .to_str()
+                .expect("ascii")
+                .to_owned()
+        };
+        assert!(location.starts_with(&callback), "{location}");
+        let code = query_param(&location, "code").expect("code");
+        let page = browser
+            .get(&location)
+            .send()
+            .await
+            .expect("callback page")
+            .text()
+            .await
+            .expect("html");
+        assert!(
+            page.contains(&code) && page.contains("code_verifier="),
+            "the callback page shows the exchange command"
+        );
+        let exchanged = api
+            .post(format!("{base}/o/token/"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("client_id", "demo-public"),
+                ("code", code.as_str()),
+                ("redirect_uri", callback.as_str()),
+                ("code_verifier", latchkey::demo::CODE_VERIFIER),
+            ])
+            .send()
+            .await
+            .expect("exchange");
+        assert_eq!(exchanged.status(), StatusCode::OK);
+        let issued = exchanged.json::<serde_json::Value>().await.expect("json");
+        let log =
+            std::fs::read_to_string(dir.path().join(format!("server-{port}.log"))).expect("log");
+        assert!(log.contains("token.issued"), "audit events are logged");
+        for secret in [
+            "QUERYSECRETMARKER",
+            code.as_str(),
+            access.as_str(),
+            issued["access_token"].as_str().expect("token"),
+            latchkey::demo::CONFIDENTIAL_SECRET,
+            latchkey::demo::PASSWORD,
+            latchkey::demo::CODE_VERIFIER,
+        ] {
+            assert!(!log.contains(secret), "{secret} leaked into the log");
+        }
+    }
+}
+
+fn form_urlencoded_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

@@ -1,0 +1,223 @@
+//! The client-credentials grant and client authentication.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use oauth2::basic::BasicClient;
+use oauth2::{AuthType, ClientId, ClientSecret, Scope, TokenResponse, TokenUrl};
+use reqwest::StatusCode;
+
+use crate::helpers::{spawn_app, spec};
+
+#[tokio::test]
+async fn client_credentials_via_basic_and_post() {
+    let app = spawn_app().await;
+    let (client, secret) = app
+        .register(&spec("confidential", &["client_credentials"]))
+        .await;
+    let secret = secret.expect("secret");
+    let http = oauth2::reqwest::Client::new();
+    for auth in [AuthType::BasicAuth, AuthType::RequestBody] {
+        let tokens = BasicClient::new(ClientId::new(client.id().to_owned()))
+            .set_client_secret(ClientSecret::new(secret.clone()))
+            .set_token_uri(TokenUrl::new(app.url("/o/token/")).expect("url"))
+            .set_auth_type(auth)
+            .exchange_client_credentials()
+            .add_scope(Scope::new("read".into()))
+            .request_async(&http)
+            .await
+            .expect("client credentials");
+        assert!(
+            tokens.refresh_token().is_none(),
+            "RFC 6749 §4.4.3: no refresh token"
+        );
+        assert_eq!(tokens.scopes().expect("scope")[0].as_str(), "read");
+    }
+}
+
+#[tokio::test]
+async fn token_responses_are_not_cacheable() {
+    let app = spawn_app().await;
+    let (client, secret) = app
+        .register(&spec("confidential", &["client_credentials"]))
+        .await;
+    for path in ["/o/token/", "/o/token"] {
+        let response = app
+            .api
+            .post(app.url(path))
+            .basic_auth(client.id(), secret.as_deref())
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        assert_eq!(response.headers()["pragma"], "no-cache");
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(
+            body["scope"], "email profile read write",
+            "no scope → the client's allowed scopes"
+        );
+    }
+}
+
+#[tokio::test]
+async fn basic_credentials_are_form_urldecoded() {
+    let app = spawn_app().await;
+    let (client, secret) = app
+        .register(&spec("confidential", &["client_credentials"]))
+        .await;
+    let secret = secret.expect("secret");
+    // Generated secrets are URL-safe; encode every byte anyway, as RFC 6749 §2.3.1 allows.
+    let encoded: String = secret.bytes().map(|b| format!("%{b:02X}")).collect();
+    let header = format!(
+        "Basic {}",
+        STANDARD.encode(format!("{}:{encoded}", client.id()))
+    );
+    let response = app
+        .api
+        .post(app.url("/o/token/"))
+        .header("authorization", header)
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn client_authentication_failures_are_401_with_a_challenge() {
+    let app = spawn_app().await;
+    let (client, secret) = app
+        .register(&spec("confidential", &["client_credentials"]))
+        .await;
+    let secret = secret.expect("secret");
+    let (public, _) = app.register(&spec("public", &["authorization_code"])).await;
+    type Attempt<'a> = (Vec<(&'a str, &'a str)>, Option<(&'a str, &'a str)>);
+    let attempts: Vec<Attempt> = vec![
+        (
+            vec![("grant_type", "client_credentials")],
+            Some((client.id(), "wrong-secret")),
+        ),
+        (
+            vec![("grant_type", "client_credentials")],
+            Some(("no-such-client", "x")),
+        ),
+        (vec![("grant_type", "client_credentials")], None),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", client.id()),
+            ],
+            None,
+        ),
+        (
+            vec![
+                ("grant_type", "client_credentials"),
+                ("client_id", public.id()),
+                ("client_secret", "x"),
+            ],
+            None,
+        ),
+    ];
+    for (form, basic) in attempts {
+        let response = {
+            let mut request = app.api.post(app.url("/o/token/")).form(&form);
+            if let Some((id, s)) = basic {
+                request = request.basic_auth(id, Some(s));
+            }
+            request.send().await.expect("request")
+        };
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{form:?}");
+        assert!(response.headers()["www-authenticate"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("Basic"));
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["error"], "invalid_client");
+        assert!(body["error_description"].is_string());
+    }
+    // Both methods at once is a malformed request.
+    let (status, body) = app
+        .post_token(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_secret", &secret),
+            ],
+            Some((client.id(), &secret)),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+}
+
+#[tokio::test]
+async fn grant_rules_are_enforced() {
+    let app = spawn_app().await;
+    let (client, secret) = app
+        .register(&spec("confidential", &["authorization_code"]))
+        .await;
+    let basic = Some((client.id(), secret.as_deref().expect("secret")));
+    let (status, body) = app
+        .post_token(&[("grant_type", "client_credentials")], basic)
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unauthorized_client"))
+    );
+    let (status, body) = app.post_token(&[("grant_type", "implicit")], basic).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unsupported_grant_type"))
+    );
+    let (status, body) = app.post_token(&[("code", "x")], basic).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+
+    let (cc, cc_secret) = app
+        .register(&spec("confidential", &["client_credentials"]))
+        .await;
+    let (status, body) = app
+        .post_token(
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "read admin"),
+            ],
+            Some((cc.id(), cc_secret.as_deref().expect("secret"))),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_scope"))
+    );
+}
+
+#[tokio::test]
+async fn failed_client_authentication_is_rate_limited_but_never_locks_out_the_real_secret() {
+    let app =
+        crate::helpers::spawn_app_with("[rate_limits]\nfailed_client_auth_per_client = 2\n").await;
+    let (client, secret) = app
+        .register(&spec("confidential", &["client_credentials"]))
+        .await;
+    let mut last = StatusCode::OK;
+    for _ in 0..3 {
+        let (status, _) = app
+            .post_token(
+                &[("grant_type", "client_credentials")],
+                Some((client.id(), "guess")),
+            )
+            .await;
+        last = status;
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    let (status, _) = app
+        .post_token(
+            &[("grant_type", "client_credentials")],
+            Some((client.id(), secret.as_deref().expect("secret"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -1,0 +1,16 @@
+//! Latchkey's integration tests: each test spawns the real server on a random port with its own
+//! database (SQLite in a temporary directory, or a fresh PostgreSQL database when
+//! `LATCHKEY_TEST_POSTGRES_URL` is set) and drives it over HTTP like a client would.
+
+mod authorization_code;
+mod bad_input;
+mod cli;
+mod client_credentials;
+mod cors;
+mod helpers;
+mod introspection_revocation;
+mod metadata_health;
+mod migrations;
+mod password;
+mod refresh;
+mod resource;
