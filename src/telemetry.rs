@@ -2,6 +2,8 @@
 //! so they can be routed separately, e.g. `RUST_LOG=audit=info,warn`. Secrets are never logged:
 //! tokens, codes, passwords and client secrets never appear in a span or event.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::fmt;
 use tracing_subscriber::EnvFilter;
 
@@ -17,6 +19,8 @@ pub fn init(level: &str, format: LogFormat) {
     let builder = fmt()
         .with_env_filter(filter)
         .with_target(true)
+        // Colour codes only for a terminal; files, pipes and journald get plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -272,14 +272,21 @@ impl Db {
     pub fn connect(url: &DatabaseUrl, max_connections: u32) -> Result<Self, DbError> {
         let manager = ConnectionManager::new(url.clone());
         let build = |size: u32| {
-            Pool::builder()
+            let pool = Pool::builder()
                 .max_size(size.max(1))
-                .min_idle(Some(1))
+                // No idle minimum: r2d2 refills a minimum from a background thread, and a
+                // process that exits while that thread is inside libpq's connect crashes in
+                // libpq's exit handlers (seen as SIGSEGV after `latchkey check`). Connections
+                // are then only opened for a caller that waits for them.
+                .min_idle(Some(0))
                 // r2d2 would run `SELECT 1` before every checkout; a broken connection shows up
                 // as a query error instead, and `/readyz` checks the database explicitly.
                 .test_on_check_out(false)
                 .connection_timeout(Duration::from_secs(10))
-                .build(manager.clone())
+                .build(manager.clone())?;
+            // Open the first connection now, so an unreachable database fails at startup.
+            drop(pool.get()?);
+            Ok::<_, DbError>(pool)
         };
         match url {
             DatabaseUrl::Sqlite(path) => {

@@ -161,13 +161,13 @@ async fn client_commands_manage_clients_that_work_over_http() {
     })
     .await
     .expect("task");
-    assert!(cleared.status.success());
+    assert!(cleared.status.success(), "{}", stderr(&cleared));
     assert!(
         stdout(&cleared).contains("deleted 1 expired or revoked tokens"),
         "{}",
         stdout(&cleared)
     );
-    assert!(deleted.status.success());
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
     assert!(!missing.status.success());
     let (status, _) = app
         .post_token(
@@ -246,7 +246,7 @@ async fn user_create_check_and_configuration_errors() {
         stderr(&outputs[5])
     );
     assert!(stdout(&outputs[6]).contains("--grant-types"));
-    assert!(outputs[7].status.success());
+    assert!(outputs[7].status.success(), "{}", stderr(&outputs[7]));
     assert!(
         stderr(&outputs[7]).contains("unknown setting `server.listn`"),
         "{}",
