@@ -90,6 +90,8 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change a client; options not given keep their value.
+    Update(Box<ClientUpdateArgs>),
     /// Show one client (never its secret).
     Show {
         /// The client_id.
@@ -160,9 +162,87 @@ pub struct ClientCreateArgs {
     /// Refresh-token lifetime in seconds (default: server setting).
     #[arg(long)]
     pub refresh_token_lifetime: Option<i64>,
+    /// Algorithm of ID tokens and JWT access tokens: RS256 (default), ES256 or EdDSA.
+    #[arg(long, value_name = "RS256|ES256|EdDSA")]
+    pub id_token_alg: Option<String>,
+    /// opaque (default) or jwt (RFC 9068 access tokens, verifiable offline via the JWKS).
+    #[arg(long, value_name = "opaque|jwt")]
+    pub access_token_format: Option<String>,
+    /// Issue a refresh token on every authorization-code exchange, even without the
+    /// offline_access scope (django-oauth-toolkit's behaviour).
+    #[arg(long)]
+    pub always_issue_refresh_token: bool,
     /// Print JSON (for scripts).
     #[arg(long)]
     pub json: bool,
+}
+
+/// Options of `latchkey client update`: only the options given change.
+#[derive(Debug, Args)]
+pub struct ClientUpdateArgs {
+    /// The client_id.
+    pub client_id: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Allowed grant types, comma-separated (replaces the list).
+    #[arg(long, value_delimiter = ',')]
+    pub grant_types: Option<Vec<String>>,
+    /// Redirect URI (repeat for several; replaces the list).
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Option<Vec<String>>,
+    /// Post-logout redirect URI (repeat for several; replaces the list; "" clears it).
+    #[arg(long = "post-logout-redirect-uri")]
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// CORS origin (repeat for several; replaces the list; "" clears it).
+    #[arg(long = "allowed-origin")]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Allowed scopes, comma-separated (replaces the list).
+    #[arg(long, value_delimiter = ',')]
+    pub scopes: Option<Vec<String>>,
+    /// RS256, ES256 or EdDSA.
+    #[arg(long, value_name = "RS256|ES256|EdDSA")]
+    pub id_token_alg: Option<String>,
+    /// opaque or jwt.
+    #[arg(long, value_name = "opaque|jwt")]
+    pub access_token_format: Option<String>,
+    /// Issue refresh tokens without offline_access (true/false).
+    #[arg(long, value_name = "true|false")]
+    pub always_issue_refresh_token: Option<bool>,
+    /// Skip the consent page (true/false).
+    #[arg(long, value_name = "true|false")]
+    pub skip_authorization: Option<bool>,
+    /// Access-token lifetime in seconds.
+    #[arg(long)]
+    pub access_token_lifetime: Option<i64>,
+    /// Refresh-token lifetime in seconds.
+    #[arg(long)]
+    pub refresh_token_lifetime: Option<i64>,
+    /// Print the client as JSON afterwards.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl ClientUpdateArgs {
+    fn apply(self, mut spec: ClientSpec) -> ClientSpec {
+        let or = |new: Option<Vec<String>>, old: Vec<String>| new.unwrap_or(old);
+        spec.name = self.name.unwrap_or(spec.name);
+        spec.grant_types = or(self.grant_types, spec.grant_types);
+        spec.redirect_uris = or(self.redirect_uris, spec.redirect_uris);
+        spec.post_logout_redirect_uris =
+            or(self.post_logout_redirect_uris, spec.post_logout_redirect_uris);
+        spec.allowed_origins = or(self.allowed_origins, spec.allowed_origins);
+        spec.scopes = or(self.scopes, spec.scopes);
+        spec.id_token_alg = self.id_token_alg.or(spec.id_token_alg);
+        spec.access_token_format = self.access_token_format.or(spec.access_token_format);
+        spec.always_issue_refresh_token = self
+            .always_issue_refresh_token
+            .unwrap_or(spec.always_issue_refresh_token);
+        spec.skip_authorization = self.skip_authorization.unwrap_or(spec.skip_authorization);
+        spec.access_token_lifetime = self.access_token_lifetime.or(spec.access_token_lifetime);
+        spec.refresh_token_lifetime = self.refresh_token_lifetime.or(spec.refresh_token_lifetime);
+        spec
+    }
 }
 
 impl ClientCreateArgs {
@@ -183,6 +263,9 @@ impl ClientCreateArgs {
             access_token_lifetime: self.access_token_lifetime,
             refresh_token_lifetime: self.refresh_token_lifetime,
             owner_id: None,
+            id_token_alg: self.id_token_alg.clone(),
+            access_token_format: self.access_token_format.clone(),
+            always_issue_refresh_token: self.always_issue_refresh_token,
         }
     }
 }
@@ -334,6 +417,24 @@ async fn client_command(cmd: ClientCommand, settings: Settings) -> anyhow::Resul
                 }
             }
         }
+        ClientCommand::Update(args) => {
+            let client_id = args.client_id.clone();
+            let json = args.json;
+            let client = clients
+                .find(&client_id)
+                .await?
+                .with_context(|| format!("no client {client_id:?}"))?;
+            let spec = args.apply(ClientSpec::from_client(&client));
+            let client = clients
+                .update(&client_id, &spec)
+                .await
+                .map_err(client_error)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&client_json(&client))?);
+            } else {
+                println!("updated client {client_id}");
+            }
+        }
         ClientCommand::Delete { client_id } => {
             clients.delete(&client_id).await.map_err(client_error)?;
             println!("deleted client {client_id}");
@@ -387,6 +488,9 @@ pub fn client_json(c: &Client) -> serde_json::Value {
         "access_token_lifetime": c.row.access_token_lifetime,
         "refresh_token_lifetime": c.row.refresh_token_lifetime,
         "owner_id": c.row.owner_id,
+        "id_token_signed_response_alg": c.row.id_token_signed_response_alg,
+        "access_token_format": c.row.access_token_format,
+        "always_issue_refresh_token": c.row.always_issue_refresh_token,
         "created_at": c.row.created_at.and_utc().to_rfc3339(),
         "updated_at": c.row.updated_at.and_utc().to_rfc3339(),
     })

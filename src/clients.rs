@@ -130,6 +130,38 @@ impl FromStr for AuthMethod {
     }
 }
 
+/// How access tokens look (a per-client choice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccessTokenFormat {
+    /// 256 random bits; resource servers ask the introspection endpoint (RFC 7662).
+    Opaque,
+    /// An RFC 9068 JWT signed with the client's algorithm; resource servers may validate it
+    /// offline against the JWKS (and still introspect to learn about revocation).
+    Jwt,
+}
+
+impl AccessTokenFormat {
+    /// The stored name: `opaque` or `jwt`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Opaque => "opaque",
+            Self::Jwt => "jwt",
+        }
+    }
+}
+
+impl FromStr for AccessTokenFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "opaque" => Ok(Self::Opaque),
+            "jwt" => Ok(Self::Jwt),
+            other => Err(format!("unknown access token format {other:?} (opaque or jwt)")),
+        }
+    }
+}
+
 /// A client as the rest of the program sees it: the row with its lists parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Client {
@@ -176,6 +208,22 @@ impl Client {
     #[must_use]
     pub fn allows(&self, grant: GrantType) -> bool {
         self.grant_types.contains(&grant)
+    }
+
+    /// The JWS algorithm of this client's ID tokens and JWT access tokens (RS256 when the
+    /// stored value is unknown).
+    #[must_use]
+    pub fn signing_alg(&self) -> crate::oidc::SigningAlg {
+        self.row
+            .id_token_signed_response_alg
+            .parse()
+            .unwrap_or(crate::oidc::SigningAlg::Rs256)
+    }
+
+    /// Whether access tokens are RFC 9068 JWTs rather than opaque strings.
+    #[must_use]
+    pub fn jwt_access_tokens(&self) -> bool {
+        self.row.access_token_format == AccessTokenFormat::Jwt.as_str()
     }
 
     /// Whether PKCE is mandatory: always for public clients (RFC 9700 §2.1.1), else per client.
@@ -227,6 +275,40 @@ pub struct ClientSpec {
     pub refresh_token_lifetime: Option<i64>,
     /// Owning user id.
     pub owner_id: Option<String>,
+    /// `id_token_signed_response_alg`: RS256 (default), ES256 or EdDSA.
+    pub id_token_alg: Option<String>,
+    /// `opaque` (default) or `jwt`.
+    pub access_token_format: Option<String>,
+    /// Issue refresh tokens on authorization-code exchanges even without `offline_access`.
+    pub always_issue_refresh_token: bool,
+}
+
+impl ClientSpec {
+    /// The spec that reproduces `client` (for edits that change a few fields).
+    #[must_use]
+    pub fn from_client(client: &Client) -> Self {
+        let row = &client.row;
+        Self {
+            name: row.name.clone(),
+            client_type: row.client_type.clone(),
+            auth_method: Some(row.token_endpoint_auth_method.clone()),
+            grant_types: split_list(&row.grant_types),
+            redirect_uris: client.redirect_uris.clone(),
+            post_logout_redirect_uris: split_list(&row.post_logout_redirect_uris),
+            allowed_origins: split_list(&row.allowed_origins),
+            scopes: split_list(&row.allowed_scopes),
+            skip_authorization: row.skip_authorization,
+            require_pkce: row.require_pkce,
+            allow_plain_pkce: row.allow_plain_pkce,
+            introspect_all: row.introspect_all,
+            access_token_lifetime: row.access_token_lifetime,
+            refresh_token_lifetime: row.refresh_token_lifetime,
+            owner_id: row.owner_id.clone(),
+            id_token_alg: Some(row.id_token_signed_response_alg.clone()),
+            access_token_format: Some(row.access_token_format.clone()),
+            always_issue_refresh_token: row.always_issue_refresh_token,
+        }
+    }
 }
 
 /// Why a client could not be registered or changed.
@@ -385,6 +467,14 @@ pub fn validate_spec(
             }
         }
     }
+    let alg: crate::oidc::SigningAlg = match spec.id_token_alg.as_deref().map(str::trim) {
+        None | Some("") => crate::oidc::SigningAlg::Rs256,
+        Some(a) => a.parse().map_err(|e| invalid("id_token_signed_response_alg", e))?,
+    };
+    let format: AccessTokenFormat = match spec.access_token_format.as_deref().map(str::trim) {
+        None | Some("") => AccessTokenFormat::Opaque,
+        Some(f) => f.parse().map_err(|e| invalid("access_token_format", e))?,
+    };
     let now = db::now();
     Ok(ClientRow {
         client_id: String::new(),
@@ -411,6 +501,9 @@ pub fn validate_spec(
         owner_id: spec.owner_id.clone(),
         created_at: now,
         updated_at: now,
+        id_token_signed_response_alg: alg.as_str().to_owned(),
+        access_token_format: format.as_str().to_owned(),
+        always_issue_refresh_token: spec.always_issue_refresh_token,
     })
 }
 

@@ -40,7 +40,14 @@ struct Raw {
     argon2: RawArgon2,
     rate_limits: RawRateLimits,
     log: RawLog,
+    oidc: RawOidc,
     scopes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawOidc {
+    key_cache_seconds: u64,
+    access_token_audience: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -78,6 +85,7 @@ struct RawTokens {
     authorization_code_seconds: u64,
     access_token_seconds: u64,
     refresh_token_seconds: u64,
+    id_token_seconds: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +128,18 @@ pub struct Lifetimes {
     pub access_token: Duration,
     /// Refresh token lifetime (default 30 days); clients may override.
     pub refresh_token: Duration,
+    /// ID token lifetime (default 1 h), OpenID Connect Core §2 `exp`.
+    pub id_token: Duration,
+}
+
+/// OpenID Connect settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// How long a node serves signing keys from memory before re-reading them, and how long a
+    /// rotated-in key is published in the JWKS before any node signs with it (default 30 s).
+    pub key_cache: Duration,
+    /// `aud` of JWT access tokens (RFC 9068 §3 default resource indicator); default the issuer.
+    pub access_token_audience: String,
 }
 
 /// argon2id parameters and the bound on concurrent hashing.
@@ -194,6 +214,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Known scopes and their descriptions, by name.
     pub scopes: BTreeMap<String, String>,
+    /// OpenID Connect settings.
+    pub oidc: OidcSettings,
     /// Messages to log once telemetry is up (unknown variables, generated key).
     pub warnings: Vec<String>,
     /// Set by `serve --demo` (not a configuration key): serves the demo callback page.
@@ -310,6 +332,18 @@ impl Settings {
             )?,
             access_token: secs("access_token_seconds", raw.tokens.access_token_seconds)?,
             refresh_token: secs("refresh_token_seconds", raw.tokens.refresh_token_seconds)?,
+            id_token: secs("id_token_seconds", raw.tokens.id_token_seconds)?,
+        };
+        if raw.oidc.key_cache_seconds > 3600 {
+            bail!("oidc.key_cache_seconds must be at most 3600");
+        }
+        let oidc = OidcSettings {
+            key_cache: Duration::from_secs(raw.oidc.key_cache_seconds),
+            access_token_audience: if raw.oidc.access_token_audience.trim().is_empty() {
+                issuer.as_str().trim_end_matches('/').to_owned()
+            } else {
+                raw.oidc.access_token_audience.trim().to_owned()
+            },
         };
         if raw.argon2.memory_kib < 8 * raw.argon2.parallelism.max(1)
             || raw.argon2.iterations == 0
@@ -368,6 +402,7 @@ impl Settings {
             log_level: raw.log.level,
             log_format,
             scopes: raw.scopes,
+            oidc,
             warnings,
             demo: false,
         })

@@ -32,6 +32,7 @@ pub mod domain;
 pub mod error;
 pub mod limits;
 pub mod oauth;
+pub mod oidc;
 pub mod routes;
 pub mod secret;
 pub mod startup;

@@ -17,6 +17,7 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder, TracingLogger};
 
+use crate::oidc::KeyStore;
 use crate::accounts::{Accounts, PasswordHasher};
 use crate::clients::Clients;
 use crate::config::Settings;
@@ -35,6 +36,8 @@ pub struct Services {
     pub clients: Clients,
     /// The OAuth core.
     pub oauth: OAuth,
+    /// OpenID Connect signing keys.
+    pub keys: KeyStore,
 }
 
 impl Services {
@@ -64,17 +67,26 @@ impl Services {
         let hasher = PasswordHasher::new(&settings.argon2).context("invalid argon2 settings")?;
         let accounts = Accounts::new(db.clone(), hasher, settings.rate_limits);
         let clients = Clients::new(db.clone(), settings.scopes.clone());
+        let keys = KeyStore::new(
+            db.clone(),
+            settings.secret_key.expose_secret(),
+            settings.oidc.key_cache,
+        )
+        .context("cannot set up signing-key encryption")?;
+        keys.ensure().await.context("signing keys are unusable")?;
         let oauth = OAuth::new(
             db.clone(),
             OAuthConfig::from_settings(settings),
             accounts.clone(),
             clients.clone(),
+            keys.clone(),
         );
         Ok(Self {
             db,
             accounts,
             clients,
             oauth,
+            keys,
         })
     }
 }

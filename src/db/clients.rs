@@ -52,6 +52,14 @@ pub struct ClientRow {
     pub created_at: NaiveDateTime,
     /// Last change (UTC).
     pub updated_at: NaiveDateTime,
+    /// JWS algorithm of ID tokens and JWT access tokens: `RS256`, `ES256` or `EdDSA`
+    /// (OpenID Connect Dynamic Client Registration §2 name).
+    pub id_token_signed_response_alg: String,
+    /// `opaque` (default) or `jwt` (RFC 9068).
+    pub access_token_format: String,
+    /// Issue a refresh token on every authorization-code exchange, even without
+    /// `offline_access` (django-oauth-toolkit's behaviour).
+    pub always_issue_refresh_token: bool,
 }
 
 /// Inserts a client.

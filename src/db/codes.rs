@@ -34,6 +34,12 @@ pub struct CodeRow {
     pub expires_at: NaiveDateTime,
     /// When it was exchanged; `None` while unused.
     pub used_at: Option<NaiveDateTime>,
+    /// OpenID Connect `nonce` from the authorization request, echoed in the ID token.
+    pub nonce: Option<String>,
+    /// When the user authenticated (OIDC Core §2 `auth_time`).
+    pub auth_time: Option<NaiveDateTime>,
+    /// Authentication methods (RFC 8176 values), space-separated.
+    pub amr: Option<String>,
 }
 
 /// Inserts a code.

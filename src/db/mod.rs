@@ -16,6 +16,7 @@ pub mod consents;
 pub mod rate_limits;
 #[allow(missing_docs)] // diesel-generated table and column items
 pub mod schema;
+pub mod signing_keys;
 pub mod tokens;
 pub mod users;
 
@@ -386,6 +387,19 @@ impl Db {
     pub async fn ping(&self) -> Result<(), DbError> {
         self.read(|conn| conn.batch_execute("SELECT 1").map_err(DbError::from))
             .await
+    }
+}
+
+/// Serialises one-time set-up work (creating the first signing keys) between nodes: on
+/// PostgreSQL a transaction-scoped advisory lock; SQLite has a single writer already. Call it
+/// first inside a transaction.
+///
+/// # Errors
+/// Query failures.
+pub fn lock_for_setup(conn: &mut DbConnection) -> diesel::QueryResult<()> {
+    match conn {
+        DbConnection::Sqlite(_) => Ok(()),
+        DbConnection::Postgres(c) => c.batch_execute("SELECT pg_advisory_xact_lock(7418812)"),
     }
 }
 

@@ -40,6 +40,9 @@ diesel::table! {
         owner_id -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        id_token_signed_response_alg -> Text,
+        access_token_format -> Text,
+        always_issue_refresh_token -> Bool,
     }
 }
 
@@ -56,6 +59,9 @@ diesel::table! {
         created_at -> Timestamp,
         expires_at -> Timestamp,
         used_at -> Nullable<Timestamp>,
+        nonce -> Nullable<Text>,
+        auth_time -> Nullable<Timestamp>,
+        amr -> Nullable<Text>,
     }
 }
 
@@ -73,6 +79,21 @@ diesel::table! {
         expires_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
         rotated_at -> Nullable<Timestamp>,
+        auth_time -> Nullable<Timestamp>,
+        amr -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        alg -> Text,
+        public_jwk -> Text,
+        private_key -> Text,
+        created_at -> Timestamp,
+        activates_at -> Timestamp,
+        retired_at -> Nullable<Timestamp>,
+        expires_at -> Nullable<Timestamp>,
     }
 }
 
@@ -105,4 +126,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     tokens,
     consents,
     rate_limits,
+    signing_keys,
 );

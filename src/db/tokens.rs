@@ -45,6 +45,10 @@ pub struct TokenRow {
     pub revoked_at: Option<NaiveDateTime>,
     /// For refresh tokens: when it was exchanged for a new one (rotation).
     pub rotated_at: Option<NaiveDateTime>,
+    /// When the user authenticated for this grant (ID tokens on refresh keep it, OIDC Core §12.2).
+    pub auth_time: Option<NaiveDateTime>,
+    /// Authentication methods (RFC 8176 values), space-separated.
+    pub amr: Option<String>,
 }
 
 impl TokenRow {

@@ -15,9 +15,9 @@ use super::params::Params;
 use super::primitives::{CanonicalRequest, Primitives};
 use super::OAuth;
 use crate::clients::{Client, ClientType, GrantType};
-use crate::db::users::UserRow;
 use crate::db::{self, consents, DbError};
 use crate::domain::ScopeSet;
+use crate::oidc::Authentication;
 
 /// What the resource owner decided on the consent page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,11 +67,64 @@ pub enum AuthorizeOutcome {
     ErrorPage(String),
     /// Send the user agent here (303): a code or an error for the client.
     Redirect(String),
-    /// The user must log in, then come back with the same query.
-    Login,
+    /// `response_mode=form_post` (OAuth 2.0 Form Post Response Mode §2): an auto-submitting
+    /// form that POSTs `fields` to `action`.
+    FormPost {
+        /// The client's redirect URI.
+        action: String,
+        /// The response parameters (`code`, `state`, `iss` or the error).
+        fields: Vec<(String, String)>,
+    },
+    /// The user must log in (again), then come back to the authorization endpoint with
+    /// `resume_query` (the request minus `prompt=login` and `max_age`, which the new login
+    /// satisfies).
+    Login {
+        /// The query string to come back with.
+        resume_query: String,
+        /// OIDC `login_hint`, to pre-fill the login form.
+        login_hint: Option<String>,
+    },
     /// Ask the user.
     Consent(ConsentPrompt),
 }
+
+/// How the authorization response travels (OAuth 2.0 Multiple Response Type Encoding
+/// Practices §2.1, Form Post Response Mode §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResponseMode {
+    Query,
+    FormPost,
+}
+
+/// The OIDC `prompt` values (OIDC Core §3.1.2.1) of one request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Prompt {
+    none: bool,
+    login: bool,
+    consent: bool,
+}
+
+impl Prompt {
+    fn parse(raw: Option<&str>) -> Result<Self, &'static str> {
+        let mut prompt = Self::default();
+        for value in raw.unwrap_or_default().split(' ').filter(|v| !v.is_empty()) {
+            match value {
+                "none" => prompt.none = true,
+                // There is one account per session: choosing an account means logging in.
+                "login" | "select_account" => prompt.login = true,
+                "consent" => prompt.consent = true,
+                _ => return Err("prompt must be none, login, consent or select_account"),
+            }
+        }
+        if prompt.none && (prompt.login || prompt.consent) {
+            return Err("prompt=none cannot be combined with other values");
+        }
+        Ok(prompt)
+    }
+}
+
+/// The longest `nonce` accepted, in bytes.
+const MAX_NONCE_BYTES: usize = 512;
 
 /// RFC 7636 §4.2: `code_challenge = 43*128unreserved`.
 fn is_valid_challenge(c: &str) -> bool {
@@ -87,9 +140,32 @@ impl OAuth {
         url.into()
     }
 
+    /// Delivers an authorization response: `url` is `target` with the response parameters
+    /// appended; `iss` is added (RFC 9207) and the mode decides redirect or form post.
+    fn deliver(&self, target: &str, mode: ResponseMode, url: Url) -> AuthorizeOutcome {
+        let url = self.with_iss(url);
+        match mode {
+            ResponseMode::Query => AuthorizeOutcome::Redirect(url),
+            ResponseMode::FormPost => {
+                let Ok(parsed) = Url::parse(&url) else {
+                    return AuthorizeOutcome::ErrorPage(
+                        "the registered redirect URI is invalid".to_owned(),
+                    );
+                };
+                // The redirect URI's own query stays in the action; the rest are the response.
+                let own = Url::parse(target).map_or(0, |t| t.query_pairs().count());
+                AuthorizeOutcome::FormPost {
+                    action: target.to_owned(),
+                    fields: parsed.query_pairs().skip(own).map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
+                }
+            }
+        }
+    }
+
     fn error_redirect(
         &self,
         target: &str,
+        mode: ResponseMode,
         state: Option<&str>,
         code: ErrorCode,
         description: &str,
@@ -104,7 +180,7 @@ impl OAuth {
                         q.append_pair("state", state);
                     }
                 }
-                AuthorizeOutcome::Redirect(self.with_iss(url))
+                self.deliver(target, mode, url)
             }
             Err(_) => {
                 AuthorizeOutcome::ErrorPage("the registered redirect URI is invalid".to_owned())
@@ -113,8 +189,15 @@ impl OAuth {
     }
 
     /// Processes an authorization request. `query` is the raw query string (the consent form
-    /// posts back to the same URL), `user` the logged-in user if any, `decision` the consent
-    /// form's answer.
+    /// posts back to the same URL), `login` the session's authentication if any (its `nonce`
+    /// is ignored), `decision` the consent form's answer.
+    ///
+    /// OpenID Connect parameters (OIDC Core §3.1.2.1): `nonce` is stored with the code;
+    /// `prompt=none` answers `login_required` / `consent_required` instead of showing a page,
+    /// `prompt=login` (and `select_account`) asks for a new login, `prompt=consent` shows the
+    /// consent page even when consent is remembered; `max_age` asks for a new login when the
+    /// last one is older; `login_hint` pre-fills the login form; `ui_locales` is accepted (the
+    /// pages are English only); `response_mode` is `query` or `form_post`.
     ///
     /// # Errors
     /// [`DbError`] when storage fails.
@@ -122,7 +205,7 @@ impl OAuth {
     pub async fn authorize(
         &self,
         query: &str,
-        user: Option<&UserRow>,
+        login: Option<&Authentication>,
         decision: Option<Decision>,
     ) -> Result<AuthorizeOutcome, DbError> {
         let params = match Params::from_query(query) {
@@ -161,9 +244,22 @@ impl OAuth {
                 }
             },
         };
-        let state = params.get("state");
-        let fail =
-            |code, description: &str| Ok(self.error_redirect(&target, state, code, description));
+        let state = params.get("state").map(str::to_owned);
+        let state = state.as_deref();
+        let (mode, mode_error) = match params.get("response_mode") {
+            None | Some("query") => (ResponseMode::Query, None),
+            Some("form_post") => (ResponseMode::FormPost, None),
+            Some(_) => (
+                ResponseMode::Query,
+                Some("response_mode must be query or form_post"),
+            ),
+        };
+        let fail = |code, description: &str| {
+            Ok(self.error_redirect(&target, mode, state, code, description))
+        };
+        if let Some(message) = mode_error {
+            return fail(ErrorCode::InvalidRequest, message);
+        }
         match params.get("response_type") {
             None => return fail(ErrorCode::InvalidRequest, "response_type is required"),
             Some("code") => {}
@@ -187,35 +283,88 @@ impl OAuth {
         if let Some(message) = pkce_problem(&client, &params) {
             return fail(ErrorCode::InvalidRequest, message);
         }
-        let Some(user) = user else {
-            return Ok(AuthorizeOutcome::Login);
+        let prompt = match Prompt::parse(params.get("prompt")) {
+            Ok(p) => p,
+            Err(message) => return fail(ErrorCode::InvalidRequest, message),
         };
+        let max_age = match params.get("max_age").map(str::parse::<u64>) {
+            None => None,
+            Some(Ok(seconds)) => Some(seconds),
+            Some(Err(_)) => {
+                return fail(
+                    ErrorCode::InvalidRequest,
+                    "max_age must be a number of seconds",
+                )
+            }
+        };
+        let nonce = params.get("nonce").map(str::to_owned);
+        if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE_BYTES) {
+            return fail(ErrorCode::InvalidRequest, "nonce is too long");
+        }
+        // A login made while this request was pending satisfies prompt=login and max_age: the
+        // resumed request carries neither (see `resume_query`).
+        let too_old = |auth: &Authentication| {
+            max_age.is_some_and(|max| {
+                let age = (db::now() - auth.auth_time).num_seconds();
+                u64::try_from(age).unwrap_or(0) > max
+            })
+        };
+        let login = match login {
+            Some(auth) if !prompt.login && !too_old(auth) => auth,
+            _ if prompt.none => {
+                return fail(
+                    ErrorCode::LoginRequired,
+                    "the user is not logged in (or must log in again) and prompt=none was given",
+                )
+            }
+            _ => {
+                return Ok(AuthorizeOutcome::Login {
+                    resume_query: resume_query(&params),
+                    login_hint: params.get("login_hint").map(str::to_owned),
+                })
+            }
+        };
+        let user = &login.user;
         if decision == Some(Decision::Deny) {
             tracing::info!(target: "audit", event = "consent.denied", user_id = %user.id, client_id = %client.id());
             return fail(ErrorCode::AccessDenied, "the user denied the request");
         }
-        self.issue_code(
-            client,
-            params,
-            scope,
-            user.id.clone(),
-            decision == Some(Decision::Allow),
-            target,
-        )
-        .await
+        let auth = Authentication {
+            nonce,
+            ..login.clone()
+        };
+        let allowed_now = decision == Some(Decision::Allow);
+        let outcome = self
+            .issue_code(client, params, scope, auth, allowed_now, prompt, target.clone())
+            .await?;
+        Ok(match outcome {
+            CodeOutcome::ConsentRequired => fail(
+                ErrorCode::ConsentRequired,
+                "the user has not consented to this request and prompt=none was given",
+            )?,
+            CodeOutcome::Prompt(prompt) => AuthorizeOutcome::Consent(prompt),
+            CodeOutcome::Issued(url) => match Url::parse(&url) {
+                Ok(url) => self.deliver(&target, mode, url),
+                Err(_) => AuthorizeOutcome::ErrorPage("the registered redirect URI is invalid".to_owned()),
+            },
+            CodeOutcome::Invalid(message) => AuthorizeOutcome::ErrorPage(message.to_owned()),
+        })
     }
 
     /// Asks for consent or issues the code, in one transaction.
+    #[allow(clippy::too_many_arguments)]
     async fn issue_code(
         &self,
         client: Client,
         params: Params,
         scope: ScopeSet,
-        user_id: String,
+        auth: Authentication,
         allowed_now: bool,
+        prompt: Prompt,
         target: String,
-    ) -> Result<AuthorizeOutcome, DbError> {
+    ) -> Result<CodeOutcome, DbError> {
         let cfg = self.cfg.clone();
+        let user_id = auth.user.id.clone();
         let outcome = self
             .db
             .write(move |conn| {
@@ -229,9 +378,12 @@ impl OAuth {
                     let impersonable = client.client_type == ClientType::Public
                         && !target.starts_with("https://");
                     let covered = client.row.skip_authorization
-                        || (!impersonable && scope.is_subset(&previous));
+                        || (!impersonable && !prompt.consent && scope.is_subset(&previous));
                     if !covered && !allowed_now {
-                        return Ok(Err(consent_prompt(&client, &cfg.scopes, &scope, &previous, &target)));
+                        if prompt.none {
+                            return Ok(CodeOutcome::ConsentRequired);
+                        }
+                        return Ok(CodeOutcome::Prompt(consent_prompt(&client, &cfg.scopes, &scope, &previous, &target)));
                     }
                     if allowed_now {
                         consents::upsert(conn, &user_id, client.id(), &previous.union(&scope).to_string(), db::now())?;
@@ -239,6 +391,7 @@ impl OAuth {
                     }
                     let mut primitives = Primitives::new(conn, &cfg, &client, GrantType::AuthorizationCode);
                     primitives.state.get_mut().redirect_uri_explicit = params.get("redirect_uri").is_some();
+                    primitives.state.get_mut().auth = Some(auth);
                     let request = CanonicalRequest {
                         params: &params,
                         client_id: client.id(),
@@ -251,21 +404,56 @@ impl OAuth {
                     if let Some(e) = state.db_error {
                         return Err(e);
                     }
-                    Ok(Ok(match result {
-                        Ok(url) => Ok(url),
-                        Err(authorization::Error::Redirect(e)) => Ok(e.into()),
-                        Err(_) => Err(state.pkce_error.unwrap_or("the authorization request is invalid")),
-                    }))
+                    Ok(match result {
+                        Ok(url) => CodeOutcome::Issued(url.to_string()),
+                        Err(authorization::Error::Redirect(e)) => {
+                            let url: Url = e.into();
+                            CodeOutcome::Issued(url.to_string())
+                        }
+                        Err(_) => CodeOutcome::Invalid(state.pkce_error.unwrap_or("the authorization request is invalid")),
+                    })
                 })
                 .map_err(DbError::from)
             })
             .await?;
-        Ok(match outcome {
-            Err(prompt) => AuthorizeOutcome::Consent(prompt),
-            Ok(Ok(url)) => AuthorizeOutcome::Redirect(self.with_iss(url)),
-            Ok(Err(message)) => AuthorizeOutcome::ErrorPage(message.to_owned()),
-        })
+        Ok(outcome)
     }
+}
+
+/// What [`OAuth::issue_code`] decided.
+enum CodeOutcome {
+    /// The redirect URI with `code` and `state` (or oxide-auth's error).
+    Issued(String),
+    /// Consent is needed: show this.
+    Prompt(ConsentPrompt),
+    /// Consent is needed but `prompt=none` forbids asking.
+    ConsentRequired,
+    /// oxide-auth refused the request.
+    Invalid(&'static str),
+}
+
+/// The request to resume after a login: without `prompt=login` / `select_account` and
+/// `max_age`, which that login satisfies (other prompt values stay).
+fn resume_query(params: &Params) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (key, value) in params.iter() {
+        match key {
+            "max_age" => {}
+            "prompt" => {
+                let rest: Vec<&str> = value
+                    .split(' ')
+                    .filter(|v| !v.is_empty() && *v != "login" && *v != "select_account")
+                    .collect();
+                if !rest.is_empty() {
+                    out.append_pair("prompt", &rest.join(" "));
+                }
+            }
+            _ => {
+                out.append_pair(key, value);
+            }
+        }
+    }
+    out.finish()
 }
 
 fn pkce_problem(client: &Client, params: &Params) -> Option<&'static str> {

@@ -29,6 +29,10 @@ pub enum ErrorCode {
     InvalidToken,
     /// The token lacks a needed scope (RFC 6750 §3.1), sent with 403.
     InsufficientScope,
+    /// `prompt=none` but the user must log in (OIDC Core §3.1.2.6).
+    LoginRequired,
+    /// `prompt=none` but the user must consent (OIDC Core §3.1.2.6).
+    ConsentRequired,
 }
 
 impl ErrorCode {
@@ -47,6 +51,8 @@ impl ErrorCode {
             Self::ServerError => "server_error",
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
+            Self::LoginRequired => "login_required",
+            Self::ConsentRequired => "consent_required",
         }
     }
 }

@@ -1,8 +1,12 @@
-//! Authorization server metadata (RFC 8414 §2). Everything advertised is implemented.
+//! Authorization server metadata (RFC 8414 §2) and OpenID Provider metadata (OpenID Connect
+//! Discovery 1.0 §3): one document, served at both well-known paths. Everything advertised is
+//! implemented, and defaults that would claim more (`request_uri_parameter_supported` defaults
+//! to true) are spelled out.
 
 use serde::Serialize;
 
 use super::OAuthConfig;
+use crate::oidc::{SigningAlg, CLAIMS_SUPPORTED};
 
 /// The metadata document served at `/.well-known/oauth-authorization-server`.
 #[derive(Clone, Debug, Serialize)]
@@ -17,11 +21,33 @@ pub struct ServerMetadata {
     pub revocation_endpoint: String,
     /// `/o/introspect/` (RFC 7662).
     pub introspection_endpoint: String,
+    /// `/o/userinfo/` (OIDC Core §5.3).
+    pub userinfo_endpoint: String,
+    /// `/.well-known/jwks.json` (RFC 7517).
+    pub jwks_uri: String,
+    /// `/o/logout/` (OpenID Connect RP-Initiated Logout 1.0 §2).
+    pub end_session_endpoint: String,
+    /// `["public"]`: `sub` is the user's id for every client.
+    pub subject_types_supported: Vec<&'static str>,
+    /// RS256 (required by OIDC), ES256, EdDSA.
+    pub id_token_signing_alg_values_supported: Vec<&'static str>,
+    /// Claims in ID tokens and UserInfo.
+    pub claims_supported: Vec<&'static str>,
+    /// `prompt` values (OIDC Core §3.1.2.1).
+    pub prompt_values_supported: Vec<&'static str>,
+    /// The pages are in English.
+    pub ui_locales_supported: Vec<&'static str>,
+    /// `false`: no `claims` request parameter.
+    pub claims_parameter_supported: bool,
+    /// `false`: no `request` objects.
+    pub request_parameter_supported: bool,
+    /// `false` (Discovery §3 defaults it to true).
+    pub request_uri_parameter_supported: bool,
     /// Known scopes.
     pub scopes_supported: Vec<String>,
     /// `["code"]`.
     pub response_types_supported: Vec<&'static str>,
-    /// `["query"]`.
+    /// `["query", "form_post"]`.
     pub response_modes_supported: Vec<&'static str>,
     /// The four grant types.
     pub grant_types_supported: Vec<&'static str>,
@@ -48,9 +74,23 @@ impl ServerMetadata {
             token_endpoint: cfg.endpoint("/o/token/"),
             revocation_endpoint: cfg.endpoint("/o/revoke_token/"),
             introspection_endpoint: cfg.endpoint("/o/introspect/"),
+            userinfo_endpoint: cfg.endpoint("/o/userinfo/"),
+            jwks_uri: cfg.endpoint("/.well-known/jwks.json"),
+            end_session_endpoint: cfg.endpoint("/o/logout/"),
+            subject_types_supported: vec!["public"],
+            id_token_signing_alg_values_supported: SigningAlg::ALL
+                .iter()
+                .map(|a| a.as_str())
+                .collect(),
+            claims_supported: CLAIMS_SUPPORTED.to_vec(),
+            prompt_values_supported: vec!["none", "login", "consent", "select_account"],
+            ui_locales_supported: vec!["en"],
+            claims_parameter_supported: false,
+            request_parameter_supported: false,
+            request_uri_parameter_supported: false,
             scopes_supported: cfg.scopes.keys().cloned().collect(),
             response_types_supported: vec!["code"],
-            response_modes_supported: vec!["query"],
+            response_modes_supported: vec!["query", "form_post"],
             grant_types_supported: vec![
                 "authorization_code",
                 "refresh_token",

@@ -29,6 +29,7 @@ use crate::clients::Clients;
 use crate::config::{Lifetimes, RateLimits, Settings};
 use crate::db::Db;
 use crate::limits::Limiter;
+use crate::oidc::KeyStore;
 
 pub use error::{ErrorCode, OAuthError};
 pub use params::Params;
@@ -44,6 +45,8 @@ pub struct OAuthConfig {
     pub scopes: BTreeMap<String, String>,
     /// Brute-force limits.
     pub rate_limits: RateLimits,
+    /// `aud` of RFC 9068 JWT access tokens.
+    pub access_token_audience: String,
 }
 
 impl OAuthConfig {
@@ -55,6 +58,7 @@ impl OAuthConfig {
             lifetimes: settings.lifetimes,
             scopes: settings.scopes.clone(),
             rate_limits: settings.rate_limits,
+            access_token_audience: settings.oidc.access_token_audience.clone(),
         }
     }
 
@@ -73,19 +77,39 @@ pub struct OAuth {
     accounts: Accounts,
     clients: Clients,
     limiter: Limiter,
+    keys: KeyStore,
 }
 
 impl OAuth {
     /// The service.
     #[must_use]
-    pub fn new(db: Db, cfg: OAuthConfig, accounts: Accounts, clients: Clients) -> Self {
+    pub fn new(
+        db: Db,
+        cfg: OAuthConfig,
+        accounts: Accounts,
+        clients: Clients,
+        keys: KeyStore,
+    ) -> Self {
         Self {
+            keys,
             limiter: Limiter::new(db.clone()),
             db,
             cfg: Arc::new(cfg),
             accounts,
             clients,
         }
+    }
+
+    /// The client registry.
+    #[must_use]
+    pub fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
+    /// The signing keys.
+    #[must_use]
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
     }
 
     /// The configuration in use.

@@ -28,7 +28,10 @@ use super::OAuthConfig;
 use crate::clients::{Client, GrantType};
 use crate::db::codes::{self, CodeRow};
 use crate::db::tokens::{self, TokenRow};
+use crate::db::users::UserRow;
 use crate::db::{self, users, DbConnection};
+use crate::oidc::keys::Signer;
+use crate::oidc::{AccessTokenClaims, Authentication, ACCESS_TOKEN_TYP, OFFLINE_ACCESS};
 use crate::domain::ScopeSet;
 use crate::secret;
 
@@ -72,6 +75,8 @@ pub(crate) struct FlowState {
     pub refresh: Option<RefreshOutcome>,
     pub pkce_error: Option<&'static str>,
     pub scope_refused: bool,
+    /// A JWT access token could not be signed (no key): a server error.
+    pub signing_failed: bool,
     /// Token family of the grant being exchanged.
     pub family_id: Option<String>,
     /// Whether `issue` also mints a refresh token.
@@ -83,6 +88,10 @@ pub(crate) struct FlowState {
     pub minted: Option<Minted>,
     /// The refresh token `recover_refresh` found, for `refresh` to rotate (no second lookup).
     pub recovered_refresh: Option<TokenRow>,
+    /// The user's authentication behind this grant: set by the authorization endpoint (stored
+    /// with the code), recovered from the code or refresh token, or made by the password grant.
+    /// Minted tokens keep `auth_time` and `amr`; ID tokens are built from it.
+    pub auth: Option<Authentication>,
 }
 
 /// The primitives for one request.
@@ -92,6 +101,8 @@ pub(crate) struct Primitives<'a> {
     client: &'a Client,
     grant_type: GrantType,
     pkce: Pkce,
+    /// Present when the client gets RFC 9068 JWT access tokens.
+    signer: Option<Signer>,
     pub state: RefCell<FlowState>,
 }
 
@@ -116,8 +127,15 @@ impl<'a> Primitives<'a> {
             client,
             grant_type,
             pkce,
+            signer: None,
             state: RefCell::new(FlowState::default()),
         }
+    }
+
+    /// Signs access tokens as RFC 9068 JWTs with `signer`.
+    pub fn with_signer(mut self, signer: Option<Signer>) -> Self {
+        self.signer = signer;
+        self
     }
 
     pub fn into_state(self) -> FlowState {
@@ -161,9 +179,41 @@ impl<'a> Primitives<'a> {
             self.client.row.access_token_lifetime,
             self.cfg.lifetimes.access_token,
         );
-        let access = secret::new_token();
+        let (auth_time, amr) = self
+            .state
+            .borrow()
+            .auth
+            .as_ref()
+            .map(|a| (Some(a.auth_time), Some(a.amr.clone())))
+            .unwrap_or_default();
+        let id = uuid::Uuid::new_v4().to_string();
+        let access = match &self.signer {
+            None => secret::new_token(),
+            Some(signer) => {
+                // RFC 9068 §2.2.
+                let claims = AccessTokenClaims {
+                    iss: self.cfg.issuer.clone(),
+                    sub: user_id
+                        .clone()
+                        .unwrap_or_else(|| self.client.id().to_owned()),
+                    aud: self.cfg.access_token_audience.clone(),
+                    client_id: self.client.id().to_owned(),
+                    scope: scope.clone(),
+                    jti: id.clone(),
+                    iat: now.and_utc().timestamp(),
+                    exp: (now + access_ttl).and_utc().timestamp(),
+                    auth_time: auth_time.map(|t| t.and_utc().timestamp()),
+                };
+                signer
+                    .sign(self.client.signing_alg(), ACCESS_TOKEN_TYP, &claims)
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "signing a JWT access token failed");
+                        self.state.borrow_mut().signing_failed = true;
+                    })?
+            }
+        };
         let mut rows = vec![TokenRow {
-            id: uuid::Uuid::new_v4().to_string(),
+            id,
             token_hash: secret::sha256_hex(&access),
             kind: tokens::ACCESS.to_owned(),
             client_id: self.client.id().to_owned(),
@@ -175,6 +225,8 @@ impl<'a> Primitives<'a> {
             expires_at: now + access_ttl,
             revoked_at: None,
             rotated_at: None,
+            auth_time,
+            amr,
         }];
         let refresh = if with_refresh {
             let refresh = secret::new_token();
@@ -219,13 +271,9 @@ impl<'a> Primitives<'a> {
         Ok((access, refresh, until))
     }
 
-    fn user_is_active(&self, user_id: Option<&str>) -> Result<bool, ()> {
-        match user_id {
-            None => Ok(true),
-            Some(id) => {
-                self.with_conn(|conn| users::find(conn, id).map(|u| u.is_some_and(|u| u.is_active)))
-            }
-        }
+    /// The user if their account is active.
+    fn active_user(&self, user_id: &str) -> Result<Option<UserRow>, ()> {
+        self.with_conn(|conn| users::find(conn, user_id).map(|u| u.filter(|u| u.is_active)))
     }
 }
 
@@ -330,6 +378,18 @@ impl Authorizer for Primitives<'_> {
             created_at: now,
             expires_at: now + ttl,
             used_at: None,
+            nonce: None,
+            auth_time: None,
+            amr: None,
+        };
+        let row = match &self.state.borrow().auth {
+            Some(auth) => CodeRow {
+                nonce: auth.nonce.clone(),
+                auth_time: Some(auth.auth_time),
+                amr: Some(auth.amr.clone()),
+                ..row
+            },
+            None => row,
         };
         self.with_conn(|conn| codes::insert(conn, &row))?;
         Ok(code)
@@ -361,11 +421,17 @@ impl Authorizer for Primitives<'_> {
             self.state.borrow_mut().code = Some(CodeOutcome::Expired);
             return Ok(None);
         }
-        if !self.user_is_active(Some(&row.user_id))? {
+        let Some(user) = self.active_user(&row.user_id)? else {
             self.state.borrow_mut().code = Some(CodeOutcome::OwnerInactive);
             return Ok(None);
-        }
+        };
         let mut state = self.state.borrow_mut();
+        state.auth = Some(Authentication {
+            user,
+            auth_time: row.auth_time.unwrap_or(row.created_at),
+            amr: row.amr.clone().unwrap_or_else(|| "pwd".to_owned()),
+            nonce: row.nonce.clone(),
+        });
         state.code = Some(CodeOutcome::Valid);
         state.family_id = Some(row.id.clone());
         let redirect_uri = if state.redirect_uri_omitted && !row.redirect_uri_explicit {
@@ -400,8 +466,15 @@ impl Issuer for Primitives<'_> {
             GrantType::ClientCredentials => None,
             _ => Some(grant.owner_id.clone()),
         };
-        let refresh_scope =
-            with_refresh.then(|| ScopeSet::from_stored(&grant.scope.to_string()).to_string());
+        let granted = ScopeSet::from_stored(&grant.scope.to_string());
+        // OIDC Core §11: the authorization-code grant yields a refresh token only with
+        // `offline_access` (which the user saw on the consent page), unless the client is
+        // configured to always get one (django-oauth-toolkit's behaviour).
+        let with_refresh = with_refresh
+            && (self.grant_type != GrantType::AuthorizationCode
+                || granted.contains(OFFLINE_ACCESS)
+                || self.client.row.always_issue_refresh_token);
+        let refresh_scope = with_refresh.then(|| granted.to_string());
         let (token, refresh, until) = self.mint(
             user_id,
             &grant.scope,
@@ -489,7 +562,11 @@ impl Issuer for Primitives<'_> {
             self.state.borrow_mut().refresh = Some(RefreshOutcome::Reused);
             return Ok(None);
         }
-        if !row.is_active(now) || !self.user_is_active(row.user_id.as_deref())? {
+        let user = match &row.user_id {
+            Some(id) => self.active_user(id)?,
+            None => None,
+        };
+        if !row.is_active(now) || (row.user_id.is_some() && user.is_none()) {
             self.state.borrow_mut().refresh = Some(RefreshOutcome::Inactive);
             return Ok(None);
         }
@@ -502,6 +579,12 @@ impl Issuer for Primitives<'_> {
             extensions: Extensions::new(),
         };
         let mut state = self.state.borrow_mut();
+        state.auth = user.map(|user| Authentication {
+            user,
+            auth_time: row.auth_time.unwrap_or(row.created_at),
+            amr: row.amr.clone().unwrap_or_else(|| "pwd".to_owned()),
+            nonce: None,
+        });
         state.refresh = Some(RefreshOutcome::Valid);
         state.recovered_refresh = Some(row);
         Ok(Some(grant))

@@ -27,6 +27,9 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     /// The granted scope, space-separated (always sent, RFC 6749 §5.1 allows it).
     pub scope: String,
+    /// An ID token (OIDC Core §3.1.3.3) when the granted scope contains `openid`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
 }
 
 impl OAuth {

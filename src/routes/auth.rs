@@ -8,7 +8,7 @@ use secrecy::SecretString;
 
 use super::support::{
     csrf_token, current_user, peer_ip, read_page_form, render, safe_next, see_other, unavailable,
-    WebConfig, SESSION_AUTH_TIME, SESSION_USER,
+    WebConfig, SESSION_AMR, SESSION_AUTH_TIME, SESSION_USER,
 };
 use crate::accounts::{Accounts, LoginError};
 use crate::oauth::Params;
@@ -22,15 +22,23 @@ struct LoginPage<'a> {
     error: Option<String>,
 }
 
-/// `GET /accounts/login/?next=PATH`.
+/// `GET /accounts/login/?next=PATH[&login_hint=NAME]` (`login_hint` pre-fills the username,
+/// OIDC Core §3.1.2.1).
 pub async fn show_login_form(req: HttpRequest, session: Session) -> HttpResponse {
     let params = Params::from_query(req.query_string()).unwrap_or_default();
+    let hint: String = params
+        .get("login_hint")
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(254)
+        .collect();
     render(
         StatusCode::OK,
         &LoginPage {
             csrf_token: csrf_token(&session),
             next: safe_next(params.get("next")),
-            username: "",
+            username: &hint,
             error: None,
         },
     )
@@ -73,7 +81,8 @@ pub async fn submit_login(
             session.clear();
             let stored = session
                 .insert(SESSION_USER, &user.id)
-                .and_then(|()| session.insert(SESSION_AUTH_TIME, chrono::Utc::now().timestamp()));
+                .and_then(|()| session.insert(SESSION_AUTH_TIME, chrono::Utc::now().timestamp()))
+                .and_then(|()| session.insert(SESSION_AMR, "pwd"));
             if let Err(e) = stored {
                 tracing::error!(error = %e, "could not store the session");
                 return failure(

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::support::{
-    csrf_token, current_user, error_page, read_page_form, render, see_other, unavailable, WebConfig,
+    csrf_token, current_login, error_page, read_page_form, render, see_other, unavailable, WebConfig,
 };
 use crate::accounts::Accounts;
 use crate::oauth::authorize::{AuthorizeOutcome, ConsentPrompt, Decision};
@@ -20,6 +20,14 @@ struct ConsentPage<'a> {
     username: String,
     csrf_token: String,
     action: &'a str,
+}
+
+/// `response_mode=form_post`: the response parameters POSTed to the client by the browser.
+#[derive(Template)]
+#[template(path = "auth/form_post.html")]
+struct FormPostPage {
+    action: String,
+    fields: Vec<(String, String)>,
 }
 
 /// `GET /o/authorize/?response_type=code&client_id=…` (RFC 6749 §4.1.1).
@@ -68,12 +76,12 @@ async fn respond(
     web: &WebConfig,
     decision: Option<Decision>,
 ) -> HttpResponse {
-    let user = match current_user(session, accounts, web).await {
+    let login = match current_login(session, accounts, web).await {
         Ok(u) => u,
         Err(e) => return unavailable(&e),
     };
     let outcome = match oauth
-        .authorize(req.query_string(), user.as_ref(), decision)
+        .authorize(req.query_string(), login.as_ref(), decision)
         .await
     {
         Ok(o) => o,
@@ -95,15 +103,34 @@ async fn respond(
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .finish()
         }
-        AuthorizeOutcome::Login => {
-            let next: String = form_urlencoded::byte_serialize(here.as_bytes()).collect();
-            see_other(&format!("/accounts/login/?next={next}"))
+        AuthorizeOutcome::Login {
+            resume_query,
+            login_hint,
+        } => {
+            let resume = format!("{}?{resume_query}", req.path());
+            let mut location = form_urlencoded::Serializer::new(String::new());
+            location.append_pair("next", &resume);
+            if let Some(hint) = login_hint {
+                location.append_pair("login_hint", &hint);
+            }
+            see_other(&format!("/accounts/login/?{}", location.finish()))
+        }
+        AuthorizeOutcome::FormPost { action, fields } => {
+            let mut response = render(StatusCode::OK, &FormPostPage { action, fields });
+            // The page's only script submits the form (no inline script, CSP stays strict).
+            response.headers_mut().insert(
+                header::CONTENT_SECURITY_POLICY,
+                header::HeaderValue::from_static(
+                    "default-src 'none'; script-src 'self'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'",
+                ),
+            );
+            response
         }
         AuthorizeOutcome::Consent(prompt) => render(
             StatusCode::OK,
             &ConsentPage {
                 prompt,
-                username: user.map(|u| u.username).unwrap_or_default(),
+                username: login.map(|l| l.user.username).unwrap_or_default(),
                 csrf_token: csrf_token(session),
                 action: here,
             },

@@ -7,6 +7,7 @@ mod authorize;
 mod demo;
 mod health;
 mod oauth;
+mod oidc;
 mod pages;
 mod support;
 
@@ -19,14 +20,45 @@ pub use support::WebConfig;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(pages::home))
         .route("/static/style.css", web::get().to(pages::stylesheet))
+        .route("/static/form_post.js", web::get().to(pages::form_post_script))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/demo/callback", web::get().to(demo::callback))
         .service(
             web::resource("/.well-known/oauth-authorization-server")
-                .route(web::get().to(oauth::metadata))
+                .route(web::get().to(oidc::discovery))
+                .default_service(web::to(oauth::method_not_allowed)),
+        )
+        .service(
+            web::resource("/.well-known/openid-configuration")
+                .route(web::get().to(oidc::discovery))
+                .default_service(web::to(oauth::method_not_allowed)),
+        )
+        .service(
+            web::resource("/.well-known/jwks.json")
+                .route(web::get().to(oidc::jwks))
                 .default_service(web::to(oauth::method_not_allowed)),
         );
+    // django-oauth-toolkit serves its OIDC documents under /o/.
+    both(cfg, "/o/.well-known/openid-configuration/", |r| {
+        r.route(web::get().to(oidc::discovery))
+            .default_service(web::to(oauth::method_not_allowed))
+    });
+    cfg.service(
+        web::resource("/o/.well-known/jwks.json")
+            .route(web::get().to(oidc::jwks))
+            .default_service(web::to(oauth::method_not_allowed)),
+    );
+    both(cfg, "/o/userinfo/", |r| {
+        r.route(web::get().to(oidc::userinfo))
+            .route(web::post().to(oidc::userinfo))
+            .default_service(web::to(oauth::method_not_allowed))
+    });
+    both(cfg, "/o/logout/", |r| {
+        r.route(web::get().to(oidc::end_session))
+            .route(web::post().to(oidc::end_session))
+            .default_service(web::to(pages::method_not_allowed))
+    });
     both(cfg, "/o/authorize/", |r| {
         r.route(web::get().to(authorize::show))
             .route(web::post().to(authorize::decide))

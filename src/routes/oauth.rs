@@ -6,7 +6,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::support::{authorization_header, no_store, oauth_error, peer_ip, read_form, WebConfig};
 use crate::clients::Clients;
 use crate::oauth::client_auth::presented_client;
-use crate::oauth::metadata::ServerMetadata;
 use crate::oauth::{OAuth, OAuthError, Params};
 
 /// `POST /o/token/` (RFC 6749 §3.2).
@@ -117,14 +116,6 @@ fn with_cors(mut response: HttpResponse, origin: Option<String>) -> HttpResponse
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
     }
     response
-}
-
-/// `GET /.well-known/oauth-authorization-server` (RFC 8414 §3).
-pub async fn metadata(oauth: web::Data<OAuth>) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .json(ServerMetadata::new(oauth.config()))
 }
 
 /// Wrong method on a JSON endpoint.

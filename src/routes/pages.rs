@@ -10,6 +10,7 @@ use super::support::{csrf_token, current_user, error_page, render, unavailable, 
 use crate::accounts::Accounts;
 
 const STYLESHEET: &str = include_str!("../../static/style.css");
+const FORM_POST_SCRIPT: &str = include_str!("../../static/form_post.js");
 
 #[derive(Template)]
 #[template(path = "home.html")]
@@ -42,6 +43,14 @@ pub async fn stylesheet() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(STYLESHEET)
+}
+
+/// `GET /static/form_post.js`: submits the `response_mode=form_post` page's form.
+pub async fn form_post_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(FORM_POST_SCRIPT)
 }
 
 /// Wrong method on an HTML page.

@@ -32,6 +32,8 @@ pub struct WebConfig {
 pub const SESSION_USER: &str = "uid";
 /// Unix time of the last password login.
 pub const SESSION_AUTH_TIME: &str = "auth_time";
+/// Session key: RFC 8176 authentication methods of the login, space-separated.
+pub const SESSION_AMR: &str = "amr";
 const SESSION_CSRF: &str = "csrf";
 
 /// Why a body could not be read.
@@ -202,6 +204,37 @@ pub async fn current_user(
 }
 
 /// The session's CSRF token, created on first use.
+/// The session's login as OIDC sees it: the user, when they logged in and how.
+///
+/// # Errors
+/// [`DbError`] when the user cannot be loaded.
+pub async fn current_login(
+    session: &Session,
+    accounts: &Accounts,
+    web: &WebConfig,
+) -> Result<Option<crate::oidc::Authentication>, DbError> {
+    let Some(user) = current_user(session, accounts, web).await? else {
+        return Ok(None);
+    };
+    let auth_time = session
+        .get::<i64>(SESSION_AUTH_TIME)
+        .ok()
+        .flatten()
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map_or_else(crate::db::now, |t| t.naive_utc());
+    let amr = session
+        .get::<String>(SESSION_AMR)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "pwd".to_owned());
+    Ok(Some(crate::oidc::Authentication {
+        user,
+        auth_time,
+        amr,
+        nonce: None,
+    }))
+}
+
 pub fn csrf_token(session: &Session) -> String {
     if let Ok(Some(token)) = session.get::<String>(SESSION_CSRF) {
         return token;

@@ -17,6 +17,8 @@ use super::token::TokenResponse;
 use super::{OAuth, OAuthConfig};
 use crate::clients::{Client, GrantType};
 use crate::domain::ScopeSet;
+use crate::oidc::keys::KeyError;
+use crate::oidc::{id_token_claims, IdTokenRequest, OFFLINE_ACCESS, OPENID};
 
 /// How a flow ended when it did not issue tokens: oxide-auth's error kind, if it gave one.
 pub(crate) type FlowFailure = Option<AccessTokenErrorType>;
@@ -38,12 +40,20 @@ where
         + 'static,
 {
     let cfg = oauth.cfg.clone();
-    oauth
+    let signer = if client.jwt_access_tokens() {
+        Some(oauth.keys.signer().await.map_err(signing_failed)?)
+    } else {
+        None
+    };
+    let alg = client.signing_alg();
+    let client_id = client.id().to_owned();
+    let (mut response, auth) = oauth
         .db
         .write(move |conn| {
             conn.transaction::<_, diesel::result::Error, _>(|conn| {
                 let cfg: &OAuthConfig = &cfg;
-                let mut primitives = Primitives::new(conn, cfg, &client, grant);
+                let mut primitives =
+                    Primitives::new(conn, cfg, &client, grant).with_signer(signer);
                 setup(primitives.state.get_mut());
                 let request = CanonicalRequest {
                     params: &params,
@@ -54,21 +64,59 @@ where
                 if let Some(e) = state.db_error.take() {
                     return Err(e);
                 }
+                if state.signing_failed {
+                    // Nothing may be stored for a response that cannot be sent.
+                    return Err(diesel::result::Error::RollbackTransaction);
+                }
                 Ok(match (result, state.minted.take()) {
-                    (Ok(()), Some(minted)) => Ok(TokenResponse {
-                        access_token: minted.access_token,
-                        token_type: "Bearer",
-                        expires_in: minted.expires_in,
-                        refresh_token: minted.refresh_token,
-                        scope: minted.scope,
-                    }),
+                    (Ok(()), Some(minted)) => Ok((
+                        TokenResponse {
+                            access_token: minted.access_token,
+                            token_type: "Bearer",
+                            expires_in: minted.expires_in,
+                            refresh_token: minted.refresh_token,
+                            scope: minted.scope,
+                            id_token: None,
+                        },
+                        state.auth.take(),
+                    )),
                     (Ok(()), None) => Err(OAuthError::server_error()),
                     (Err(kind), _) => Err(map_failure(kind, &state)),
                 })
             })
             .map_err(OAuthError::from)
         })
-        .await?
+        .await??;
+    // OIDC Core §3.1.3.3: an ID token whenever the granted scope contains `openid`; on refresh
+    // too (§12.2), with the original auth_time and without a nonce.
+    let scope = ScopeSet::from_stored(&response.scope);
+    if let (true, Some(auth)) = (scope.contains(OPENID), auth) {
+        let claims = id_token_claims(
+            &auth,
+            &IdTokenRequest {
+                issuer: &oauth.cfg.issuer,
+                client_id: &client_id,
+                scope: &scope,
+                access_token: &response.access_token,
+                alg,
+                lifetime_seconds: i64::try_from(oauth.cfg.lifetimes.id_token.as_secs())
+                    .unwrap_or(3600),
+            },
+        );
+        response.id_token = Some(
+            oauth
+                .keys
+                .sign(alg, "JWT", &claims)
+                .await
+                .map_err(signing_failed)?,
+        );
+    }
+    Ok(response)
+}
+
+fn signing_failed(e: KeyError) -> OAuthError {
+    tracing::error!(error = %e, "signing failed");
+    OAuthError::server_error()
 }
 
 /// Turns what the primitives recorded (and oxide-auth's error kind) into the RFC's error:
@@ -150,7 +198,13 @@ pub(crate) fn negotiate_scope(
         None => ScopeSet::default(),
     };
     if requested.is_empty() {
-        return Ok(allowed);
+        // `openid` and `offline_access` change what the client gets (an ID token, a refresh
+        // token that outlives the session): only an explicit request grants them.
+        return Ok(allowed
+            .iter()
+            .filter(|s| *s != OPENID && *s != OFFLINE_ACCESS)
+            .map(str::to_owned)
+            .collect());
     }
     if !requested.is_subset(&allowed) {
         return Err(OAuthError::invalid_scope(format!(

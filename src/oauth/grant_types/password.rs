@@ -15,6 +15,7 @@ use super::super::token::TokenResponse;
 use super::super::OAuth;
 use crate::accounts::LoginError;
 use crate::clients::{Client, GrantType};
+use crate::oidc::Authentication;
 
 /// Issues tokens for a username and password.
 pub(crate) async fn exchange(
@@ -44,13 +45,22 @@ pub(crate) async fn exchange(
             LoginError::Db(e) => OAuthError::from(e),
         })?;
     let with_refresh = client.allows(GrantType::RefreshToken);
+    let auth_user = user.clone();
     let issuer = oauth.cfg.issuer.clone();
     super::run(
         oauth,
         client,
         params,
         GrantType::Password,
-        move |state| state.issue_refresh = with_refresh,
+        move |state| {
+            state.issue_refresh = with_refresh;
+            state.auth = Some(Authentication {
+                user: auth_user,
+                auth_time: crate::db::now(),
+                amr: "pwd".to_owned(),
+                nonce: None,
+            });
+        },
         move |primitives, request| {
             let grant = Grant {
                 owner_id: user.id.clone(),

@@ -1,0 +1,721 @@
+//! Signing keys: generated on first start, stored in the database so that every node signs with
+//! the same keys, private parts encrypted at rest, rotated with overlap.
+//!
+//! - One current key per algorithm: RS256 (RSA 2048, always, OIDC Core §15.1), ES256 (P-256)
+//!   and EdDSA (Ed25519). Keys are made by aws-lc-rs, signing and verifying is jsonwebtoken's.
+//! - The `kid` is the RFC 7638 SHA-256 thumbprint of the public key.
+//! - Private keys are PKCS#8 DER sealed with AES-256-GCM under a key derived from
+//!   `secrets.secret_key` with HKDF-SHA256; the `kid` is the associated data, so a sealed key
+//!   cannot be moved to another row.
+//! - `latchkey keys rotate` adds a key that is published at once but signs only from
+//!   `activates_at` (now + `oidc.key_cache_seconds`): by then every node has re-read the keys,
+//!   so no relying party meets a `kid` that the JWKS it fetched lacks. The key it replaces keeps
+//!   verifying until the longest-lived token it could have signed has expired, then leaves the
+//!   JWKS.
+//! - Each node keeps the keys in memory for `oidc.key_cache_seconds` and re-reads them after
+//!   that (and at once when asked to verify an unknown `kid`).
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::hkdf;
+use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::Connection;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, EllipticCurveKeyParameters,
+    EllipticCurveKeyType, Jwk, JwkSet, KeyAlgorithm, OctetKeyPairParameters, OctetKeyPairType,
+    PublicKeyUse, RSAKeyParameters, RSAKeyType, ThumbprintHash,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::db::signing_keys::{self, SigningKeyRow};
+use crate::db::{self, Db, DbError};
+
+/// JWS algorithms Latchkey signs with (RFC 7518 §3.1, RFC 8037 §3.1 names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SigningAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256, 2048-bit keys. Required by OIDC Core §15.1; the default.
+    Rs256,
+    /// ECDSA P-256 with SHA-256.
+    Es256,
+    /// Ed25519.
+    EdDsa,
+}
+
+impl SigningAlg {
+    /// Every algorithm, RS256 first.
+    pub const ALL: [Self; 3] = [Self::Rs256, Self::Es256, Self::EdDsa];
+
+    /// The JOSE name: `RS256`, `ES256`, `EdDSA`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rs256 => "RS256",
+            Self::Es256 => "ES256",
+            Self::EdDsa => "EdDSA",
+        }
+    }
+
+    fn jwt(self) -> Algorithm {
+        match self {
+            Self::Rs256 => Algorithm::RS256,
+            Self::Es256 => Algorithm::ES256,
+            Self::EdDsa => Algorithm::EdDSA,
+        }
+    }
+
+    /// The left-most half of the hash of `value` that `at_hash` / `c_hash` carry (OIDC Core
+    /// §3.1.3.6): SHA-256 for RS256 and ES256, SHA-512 for Ed25519 (the hash EdDSA uses
+    /// internally, as relying-party libraries expect), base64url without padding.
+    #[must_use]
+    pub fn half_hash(self, value: &str) -> String {
+        let digest: Vec<u8> = match self {
+            Self::Rs256 | Self::Es256 => Sha256::digest(value.as_bytes()).to_vec(),
+            Self::EdDsa => Sha512::digest(value.as_bytes()).to_vec(),
+        };
+        URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
+    }
+}
+
+impl fmt::Display for SigningAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SigningAlg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| format!("unknown signing algorithm {s:?} (RS256, ES256 or EdDSA)"))
+    }
+}
+
+/// Why keys could not be made, read or used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Storage failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// A stored private key does not decrypt: the secret key changed, or the row was altered.
+    #[error("signing key {0} cannot be decrypted with the configured secrets.secret_key (was the secret key changed?)")]
+    Undecryptable(String),
+    /// A stored key is malformed.
+    #[error("signing key {kid} is unusable: {message}")]
+    Malformed {
+        /// The key's id.
+        kid: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Key generation or signing failed in the crypto library.
+    #[error("cryptographic operation failed: {0}")]
+    Crypto(String),
+    /// No usable key for an algorithm (keys were deleted by hand).
+    #[error("no active {0} signing key")]
+    NoActiveKey(SigningAlg),
+}
+
+impl From<diesel::result::Error> for KeyError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(DbError::Query(e))
+    }
+}
+
+/// Why a JWT we are asked to trust was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// Not one of our JWTs, a bad signature, wrong claims, or expired.
+    #[error("{0}")]
+    Invalid(String),
+    /// Keys could not be loaded.
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+}
+
+/// What `latchkey keys list` shows of a key (never private material).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeyInfo {
+    /// Key id.
+    pub kid: String,
+    /// Algorithm.
+    pub alg: String,
+    /// `active`, `pending` (published, signs from `activates_at`), `retired` (verifies only) or
+    /// `expired` (out of the JWKS).
+    pub status: &'static str,
+    /// Generation time (UTC).
+    pub created_at: NaiveDateTime,
+    /// Start of signing (UTC).
+    pub activates_at: NaiveDateTime,
+    /// End of signing (UTC).
+    pub retired_at: Option<NaiveDateTime>,
+    /// Leaves the JWKS (UTC).
+    pub expires_at: Option<NaiveDateTime>,
+}
+
+/// A key loaded into memory.
+struct LoadedKey {
+    kid: String,
+    alg: SigningAlg,
+    jwk: Jwk,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    activates_at: NaiveDateTime,
+    retired_at: Option<NaiveDateTime>,
+    expires_at: Option<NaiveDateTime>,
+}
+
+impl LoadedKey {
+    fn signs_at(&self, now: NaiveDateTime) -> bool {
+        self.activates_at <= now && self.retired_at.is_none_or(|r| r > now)
+    }
+
+    fn published_at(&self, now: NaiveDateTime) -> bool {
+        self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+/// The keys as loaded at one moment.
+struct KeySet {
+    keys: Vec<Arc<LoadedKey>>,
+    loaded: Instant,
+}
+
+/// AES-256-GCM under a key derived from the configured secret.
+struct KeyCipher(RandomizedNonceKey);
+
+struct Len32;
+
+impl hkdf::KeyType for Len32 {
+    fn len(&self) -> usize {
+        32
+    }
+}
+
+impl KeyCipher {
+    fn new(secret: &[u8]) -> Result<Self, KeyError> {
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"latchkey").extract(secret);
+        let mut key = [0u8; 32];
+        prk.expand(&[b"signing-keys/v1"], Len32)
+            .and_then(|okm| okm.fill(&mut key))
+            .map_err(|_| KeyError::Crypto("HKDF failed".into()))?;
+        let sealing = RandomizedNonceKey::new(&AES_256_GCM, &key)
+            .map_err(|_| KeyError::Crypto("AES key setup failed".into()))?;
+        key.fill(0);
+        Ok(Self(sealing))
+    }
+
+    fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<String, KeyError> {
+        let mut in_out = plaintext.to_vec();
+        let nonce = self
+            .0
+            .seal_in_place_append_tag(Aad::from(kid.as_bytes()), &mut in_out)
+            .map_err(|_| KeyError::Crypto("sealing the private key failed".into()))?;
+        let mut out = nonce.as_ref().to_vec();
+        out.extend_from_slice(&in_out);
+        in_out.fill(0);
+        Ok(URL_SAFE_NO_PAD.encode(out))
+    }
+
+    fn open(&self, kid: &str, sealed: &str) -> Result<Vec<u8>, KeyError> {
+        let undecryptable = || KeyError::Undecryptable(kid.to_owned());
+        let raw = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| undecryptable())?;
+        if raw.len() <= NONCE_LEN {
+            return Err(undecryptable());
+        }
+        let (nonce, ciphertext) = raw.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| undecryptable())?;
+        let mut in_out = ciphertext.to_vec();
+        let plain = self
+            .0
+            .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut in_out)
+            .map_err(|_| undecryptable())?
+            .to_vec();
+        in_out.fill(0);
+        Ok(plain)
+    }
+}
+
+/// A freshly generated key pair: the public JWK and the PKCS#8 private key.
+struct Generated {
+    jwk: Jwk,
+    pkcs8: Vec<u8>,
+}
+
+fn crypto(e: impl fmt::Debug) -> KeyError {
+    KeyError::Crypto(format!("{e:?}"))
+}
+
+fn generate(alg: SigningAlg) -> Result<Generated, KeyError> {
+    let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+    let (algorithm, pkcs8) = match alg {
+        SigningAlg::Rs256 => {
+            let pair =
+                aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(crypto)?;
+            let public = pair.public_key();
+            let params = AlgorithmParameters::RSA(RSAKeyParameters {
+                key_type: RSAKeyType::RSA,
+                n: b64(public.modulus().big_endian_without_leading_zero()),
+                e: b64(public.exponent().big_endian_without_leading_zero()),
+            });
+            let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).map_err(crypto)?;
+            (params, der.as_ref().to_vec())
+        }
+        SigningAlg::Es256 => {
+            let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).map_err(crypto)?;
+            // Uncompressed SEC1 point: 0x04 ‖ x (32 bytes) ‖ y (32 bytes).
+            let point = pair.public_key().as_ref();
+            if point.len() != 65 || point[0] != 4 {
+                return Err(KeyError::Crypto("unexpected P-256 public key encoding".into()));
+            }
+            let params = AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
+                key_type: EllipticCurveKeyType::EC,
+                curve: EllipticCurve::P256,
+                x: b64(&point[1..33]),
+                y: b64(&point[33..65]),
+            });
+            let der = pair.to_pkcs8v1().map_err(crypto)?;
+            (params, der.as_ref().to_vec())
+        }
+        SigningAlg::EdDsa => {
+            let pair = Ed25519KeyPair::generate().map_err(crypto)?;
+            let params = AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                key_type: OctetKeyPairType::OctetKeyPair,
+                curve: EllipticCurve::Ed25519,
+                x: b64(pair.public_key().as_ref()),
+            });
+            let der = pair.to_pkcs8v1().map_err(crypto)?;
+            (params, der.as_ref().to_vec())
+        }
+    };
+    let mut jwk = Jwk {
+        common: CommonParameters::default(),
+        algorithm,
+    };
+    let kid = jwk.thumbprint(ThumbprintHash::SHA256);
+    jwk.common = CommonParameters {
+        public_key_use: Some(PublicKeyUse::Signature),
+        key_algorithm: Some(match alg {
+            SigningAlg::Rs256 => KeyAlgorithm::RS256,
+            SigningAlg::Es256 => KeyAlgorithm::ES256,
+            SigningAlg::EdDsa => KeyAlgorithm::EdDSA,
+        }),
+        key_id: Some(kid),
+        ..CommonParameters::default()
+    };
+    Ok(Generated { jwk, pkcs8 })
+}
+
+/// jsonwebtoken reads private keys from PEM (it unwraps PKCS#8 to what aws-lc-rs wants).
+fn encoding_key(alg: SigningAlg, pkcs8: &[u8]) -> jsonwebtoken::errors::Result<EncodingKey> {
+    let pem = pem::encode(&pem::Pem::new("PRIVATE KEY", pkcs8.to_vec()));
+    match alg {
+        SigningAlg::Rs256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
+        SigningAlg::Es256 => EncodingKey::from_ec_pem(pem.as_bytes()),
+        SigningAlg::EdDsa => EncodingKey::from_ed_pem(pem.as_bytes()),
+    }
+}
+
+/// The signing keys of this deployment. Cheap to clone.
+#[derive(Clone)]
+pub struct KeyStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    cipher: KeyCipher,
+    cache_for: Duration,
+    set: RwLock<Option<Arc<KeySet>>>,
+}
+
+impl fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyStore(..)")
+    }
+}
+
+impl KeyStore {
+    /// A store over `db`, encrypting with a key derived from `secret` (the configured
+    /// `secrets.secret_key`), re-reading keys after `cache_for`.
+    ///
+    /// # Errors
+    /// [`KeyError::Crypto`] if the cipher cannot be set up.
+    pub fn new(db: Db, secret: &[u8], cache_for: Duration) -> Result<Self, KeyError> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                cipher: KeyCipher::new(secret)?,
+                cache_for,
+                set: RwLock::new(None),
+            }),
+        })
+    }
+
+    /// Makes sure a current key exists for every algorithm (first start), under a lock shared
+    /// by every node, then loads the keys, which proves they decrypt.
+    ///
+    /// # Errors
+    /// [`KeyError`] when storage fails or a stored key does not decrypt.
+    pub async fn ensure(&self) -> Result<Vec<String>, KeyError> {
+        let this = self.clone();
+        let created = self
+            .inner
+            .db
+            .write(move |conn| {
+                conn.transaction::<_, KeyError, _>(|conn| {
+                    db::lock_for_setup(conn)?;
+                    let rows = signing_keys::all(conn)?;
+                    let mut created = Vec::new();
+                    for alg in SigningAlg::ALL {
+                        let has_current = rows
+                            .iter()
+                            .any(|r| r.alg == alg.as_str() && r.retired_at.is_none());
+                        if !has_current {
+                            let now = db::now();
+                            let row = this.new_row(alg, now, now)?;
+                            signing_keys::insert(conn, &row)?;
+                            created.push(row.kid);
+                        }
+                    }
+                    Ok(created)
+                })
+            })
+            .await?;
+        for kid in &created {
+            tracing::info!(target: "audit", event = "signing_key.created", kid = %kid);
+        }
+        self.reload().await?;
+        Ok(created)
+    }
+
+    fn new_row(
+        &self,
+        alg: SigningAlg,
+        now: NaiveDateTime,
+        activates_at: NaiveDateTime,
+    ) -> Result<SigningKeyRow, KeyError> {
+        let generated = generate(alg)?;
+        let kid = generated.jwk.common.key_id.clone().unwrap_or_default();
+        let sealed = self.inner.cipher.seal(&kid, &generated.pkcs8)?;
+        let mut pkcs8 = generated.pkcs8;
+        pkcs8.fill(0);
+        Ok(SigningKeyRow {
+            public_jwk: serde_json::to_string(&generated.jwk).map_err(crypto)?,
+            kid,
+            alg: alg.as_str().to_owned(),
+            private_key: sealed,
+            created_at: now,
+            activates_at,
+            retired_at: None,
+            expires_at: None,
+        })
+    }
+
+    /// Adds a new key for each of `algs`; it is published at once and signs from
+    /// now + `oidc.key_cache_seconds`. The keys it replaces sign until then and stay published
+    /// for `overlap` more (the longest lifetime of a token they signed). Keys whose time is up
+    /// are deleted. Returns the new kids.
+    ///
+    /// # Errors
+    /// [`KeyError`] when storage or key generation fails.
+    pub async fn rotate(
+        &self,
+        algs: Vec<SigningAlg>,
+        overlap: Duration,
+    ) -> Result<Vec<String>, KeyError> {
+        let this = self.clone();
+        let delay = TimeDelta::from_std(self.inner.cache_for).unwrap_or(TimeDelta::zero());
+        let overlap = TimeDelta::from_std(overlap).unwrap_or(TimeDelta::days(1));
+        let kids = self
+            .inner
+            .db
+            .write(move |conn| {
+                conn.transaction::<_, KeyError, _>(|conn| {
+                    db::lock_for_setup(conn)?;
+                    let now = db::now();
+                    signing_keys::delete_expired(conn, now)?;
+                    let mut kids = Vec::new();
+                    for alg in algs {
+                        let activates = now + delay;
+                        signing_keys::retire(conn, alg.as_str(), activates, activates + overlap)?;
+                        let row = this.new_row(alg, now, activates)?;
+                        signing_keys::insert(conn, &row)?;
+                        kids.push(row.kid);
+                    }
+                    Ok(kids)
+                })
+            })
+            .await?;
+        for kid in &kids {
+            tracing::info!(target: "audit", event = "signing_key.rotated", kid = %kid);
+        }
+        self.reload().await?;
+        Ok(kids)
+    }
+
+    /// Every stored key, oldest first, with its status at this moment.
+    ///
+    /// # Errors
+    /// [`KeyError::Db`] when storage fails.
+    pub async fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
+        let rows = self
+            .inner
+            .db
+            .read(|conn| signing_keys::all(conn).map_err(DbError::from))
+            .await?;
+        let now = db::now();
+        Ok(rows
+            .into_iter()
+            .map(|r| KeyInfo {
+                status: if r.expires_at.is_some_and(|e| e <= now) {
+                    "expired"
+                } else if r.retired_at.is_some_and(|t| t <= now) {
+                    "retired"
+                } else if r.activates_at > now {
+                    "pending"
+                } else {
+                    "active"
+                },
+                kid: r.kid,
+                alg: r.alg,
+                created_at: r.created_at,
+                activates_at: r.activates_at,
+                retired_at: r.retired_at,
+                expires_at: r.expires_at,
+            })
+            .collect())
+    }
+
+    async fn reload(&self) -> Result<Arc<KeySet>, KeyError> {
+        let rows = self
+            .inner
+            .db
+            .read(|conn| signing_keys::all(conn).map_err(DbError::from))
+            .await?;
+        let mut keys = Vec::with_capacity(rows.len());
+        for row in rows {
+            let Ok(alg) = row.alg.parse::<SigningAlg>() else {
+                continue;
+            };
+            let malformed = |message: String| KeyError::Malformed {
+                kid: row.kid.clone(),
+                message,
+            };
+            let jwk: Jwk = serde_json::from_str(&row.public_jwk)
+                .map_err(|e| malformed(format!("public JWK: {e}")))?;
+            let decoding =
+                DecodingKey::from_jwk(&jwk).map_err(|e| malformed(format!("public JWK: {e}")))?;
+            let mut pkcs8 = self.inner.cipher.open(&row.kid, &row.private_key)?;
+            let encoding = encoding_key(alg, &pkcs8);
+            pkcs8.fill(0);
+            let encoding = encoding.map_err(|e| malformed(format!("private key: {e}")))?;
+            keys.push(Arc::new(LoadedKey {
+                kid: row.kid,
+                alg,
+                jwk,
+                encoding,
+                decoding,
+                activates_at: row.activates_at,
+                retired_at: row.retired_at,
+                expires_at: row.expires_at,
+            }));
+        }
+        let set = Arc::new(KeySet {
+            keys,
+            loaded: Instant::now(),
+        });
+        if let Ok(mut slot) = self.inner.set.write() {
+            *slot = Some(set.clone());
+        }
+        Ok(set)
+    }
+
+    /// The keys, re-read when older than the cache time.
+    async fn current(&self) -> Result<Arc<KeySet>, KeyError> {
+        let cached = self.inner.set.read().ok().and_then(|s| s.clone());
+        match cached {
+            Some(set) if set.loaded.elapsed() < self.inner.cache_for => Ok(set),
+            _ => self.reload().await,
+        }
+    }
+
+    /// The JWKS document (RFC 7517 §5): every published public key, with `kid`, `kty`, `use`
+    /// and `alg`.
+    ///
+    /// # Errors
+    /// [`KeyError`] when keys cannot be loaded.
+    pub async fn jwks(&self) -> Result<JwkSet, KeyError> {
+        let set = self.current().await?;
+        let now = db::now();
+        Ok(JwkSet {
+            keys: set
+                .keys
+                .iter()
+                .filter(|k| k.published_at(now))
+                .map(|k| k.jwk.clone())
+                .collect(),
+        })
+    }
+
+    /// Signs `claims` as a JWS with the current key for `alg`; `typ` goes in the header
+    /// (`JWT`, or `at+jwt` for RFC 9068 access tokens).
+    ///
+    /// # Errors
+    /// [`KeyError::NoActiveKey`] when there is none; [`KeyError::Crypto`] if signing fails.
+    pub async fn sign<T: Serialize>(
+        &self,
+        alg: SigningAlg,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, KeyError> {
+        let set = self.current().await?;
+        sign_with(&set, alg, typ, claims)
+    }
+
+    /// The signer for use inside a blocking database closure: the keys as cached now.
+    ///
+    /// # Errors
+    /// [`KeyError`] when keys cannot be loaded.
+    pub async fn signer(&self) -> Result<Signer, KeyError> {
+        Ok(Signer(self.current().await?))
+    }
+
+    /// Verifies a JWT we signed: known `kid`, its algorithm, signature, `iss` = `issuer`;
+    /// `exp` is checked unless `allow_expired` (an `id_token_hint` may have expired, OpenID
+    /// Connect RP-Initiated Logout §2). `aud` is left to the caller.
+    ///
+    /// # Errors
+    /// [`VerifyError::Invalid`] with a reason.
+    pub async fn verify<T: DeserializeOwned>(
+        &self,
+        token: &str,
+        issuer: &str,
+        allow_expired: bool,
+    ) -> Result<T, VerifyError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| VerifyError::Invalid(format!("not a JWT: {e}")))?;
+        let kid = header
+            .kid
+            .ok_or_else(|| VerifyError::Invalid("the JWT has no kid".into()))?;
+        let mut set = self.current().await?;
+        if !set.keys.iter().any(|k| k.kid == kid) {
+            set = self.reload().await?;
+        }
+        let now = db::now();
+        let key = set
+            .keys
+            .iter()
+            .find(|k| k.kid == kid && k.published_at(now))
+            .ok_or_else(|| VerifyError::Invalid("the JWT was not signed by a current key".into()))?;
+        if header.alg != key.alg.jwt() {
+            return Err(VerifyError::Invalid("the JWT's alg does not match its key".into()));
+        }
+        let mut validation = Validation::new(key.alg.jwt());
+        validation.set_issuer(&[issuer]);
+        validation.validate_aud = false;
+        validation.validate_exp = !allow_expired;
+        validation.leeway = 30;
+        validation.set_required_spec_claims(&["iss", "sub", "exp"]);
+        jsonwebtoken::decode::<T>(token, &key.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| VerifyError::Invalid(format!("the JWT is invalid: {e}")))
+    }
+}
+
+/// The keys as cached at one moment, for signing where no `await` is possible.
+pub struct Signer(Arc<KeySet>);
+
+impl Signer {
+    /// Like [`KeyStore::sign`].
+    ///
+    /// # Errors
+    /// [`KeyError::NoActiveKey`], [`KeyError::Crypto`].
+    pub fn sign<T: Serialize>(
+        &self,
+        alg: SigningAlg,
+        typ: &str,
+        claims: &T,
+    ) -> Result<String, KeyError> {
+        sign_with(&self.0, alg, typ, claims)
+    }
+}
+
+fn sign_with<T: Serialize>(
+    set: &KeySet,
+    alg: SigningAlg,
+    typ: &str,
+    claims: &T,
+) -> Result<String, KeyError> {
+    let now = db::now();
+    let key = set
+        .keys
+        .iter()
+        .filter(|k| k.alg == alg && k.signs_at(now))
+        .max_by_key(|k| k.activates_at)
+        .ok_or(KeyError::NoActiveKey(alg))?;
+    let mut header = Header::new(alg.jwt());
+    header.typ = Some(typ.to_owned());
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| KeyError::Crypto(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_hash_matches_oidc_core_example() {
+        // OIDC Core §A.3 uses this access token with RS256 and expects this at_hash.
+        assert_eq!(
+            SigningAlg::Rs256.half_hash("jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"),
+            "77QmUPtjPfzWtF2AnpK9RQ"
+        );
+    }
+
+    #[test]
+    fn sealed_keys_open_only_with_their_kid_and_secret() {
+        let cipher = KeyCipher::new(&[7u8; 64]).expect("cipher");
+        let sealed = cipher.seal("kid-1", b"private").expect("seal");
+        assert_eq!(cipher.open("kid-1", &sealed).expect("open"), b"private");
+        assert!(cipher.open("kid-2", &sealed).is_err());
+        let other = KeyCipher::new(&[8u8; 64]).expect("cipher");
+        assert!(other.open("kid-1", &sealed).is_err());
+        assert!(cipher.open("kid-1", "not base64!").is_err());
+    }
+
+    #[test]
+    fn generated_keys_sign_and_verify() {
+        for alg in SigningAlg::ALL {
+            let generated = generate(alg).expect("generate");
+            let encoding = encoding_key(alg, &generated.pkcs8).expect("encoding key");
+            let decoding = DecodingKey::from_jwk(&generated.jwk).expect("decoding key");
+            let mut header = Header::new(alg.jwt());
+            header.kid = generated.jwk.common.key_id.clone();
+            let token = jsonwebtoken::encode(
+                &header,
+                &serde_json::json!({"sub": "x", "exp": 4_000_000_000u64}),
+                &encoding,
+            )
+            .expect("sign");
+            let mut validation = Validation::new(alg.jwt());
+            validation.validate_aud = false;
+            let claims =
+                jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).expect("verify");
+            assert_eq!(claims.claims["sub"], "x");
+            assert!("RS256 ES256 EdDSA".contains(alg.as_str()));
+        }
+    }
+}

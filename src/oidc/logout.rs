@@ -1,0 +1,115 @@
+//! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0 §2–§3): which client asks, whether
+//! the request is authenticated by an `id_token_hint`, and where the browser may go afterwards.
+//! The route ends the session and renders the pages.
+
+use url::Url;
+
+use super::keys::VerifyError;
+use super::IdTokenHint;
+use crate::db::DbError;
+use crate::oauth::{OAuth, Params};
+
+/// What a logout request asks for, once checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogoutPlan {
+    /// The `sub` of a valid `id_token_hint` (the user the relying party believes is logged in).
+    pub hinted_subject: Option<String>,
+    /// The name of the client that asked, when it is known.
+    pub client_name: Option<String>,
+    /// Where to send the browser afterwards: a registered `post_logout_redirect_uri` of that
+    /// client, with `state` appended (§3). `None` shows the logged-out page instead.
+    pub redirect: Option<String>,
+    /// Why a `post_logout_redirect_uri` given was not used, for the logged-out page.
+    pub redirect_refused: Option<&'static str>,
+}
+
+/// A logout request that cannot be honoured as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum LogoutError {
+    /// Malformed or contradictory parameters (shown on an error page, §2).
+    #[error("{0}")]
+    Invalid(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Signing keys could not be loaded.
+    #[error(transparent)]
+    Keys(#[from] super::keys::KeyError),
+}
+
+impl OAuth {
+    /// Checks a logout request's `id_token_hint`, `client_id`, `post_logout_redirect_uri` and
+    /// `state` (§2). An `id_token_hint` must be one of our ID tokens (expired is fine, §2);
+    /// with a `client_id` too, that client must be among its audiences. A
+    /// `post_logout_redirect_uri` is used only when it exactly matches one the client
+    /// registered.
+    ///
+    /// # Errors
+    /// [`LogoutError::Invalid`] for a bad hint or a `client_id` that contradicts it;
+    /// [`LogoutError::Db`] when storage fails.
+    pub async fn plan_logout(&self, params: &Params) -> Result<LogoutPlan, LogoutError> {
+        let mut hinted_subject = None;
+        let mut client_id = params.get("client_id").map(str::to_owned);
+        if let Some(hint) = params.get("id_token_hint") {
+            let claims: IdTokenHint = match self
+                .keys()
+                .verify(hint, &self.config().issuer, true)
+                .await
+            {
+                Ok(c) => c,
+                Err(VerifyError::Invalid(reason)) => {
+                    return Err(LogoutError::Invalid(format!(
+                        "the id_token_hint is not a valid ID token from this server ({reason})"
+                    )))
+                }
+                Err(VerifyError::Keys(e)) => return Err(LogoutError::Keys(e)),
+            };
+            match &client_id {
+                Some(id) if !claims.aud.contains(id) => {
+                    return Err(LogoutError::Invalid(
+                        "client_id does not match the id_token_hint's audience".into(),
+                    ))
+                }
+                Some(_) => {}
+                None => client_id = claims.aud.single().map(str::to_owned),
+            }
+            hinted_subject = Some(claims.sub);
+        }
+        let client = match &client_id {
+            Some(id) => self.clients().find(id).await?,
+            None => None,
+        };
+        let mut plan = LogoutPlan {
+            hinted_subject,
+            client_name: client.as_ref().map(|c| c.row.name.clone()),
+            redirect: None,
+            redirect_refused: None,
+        };
+        let Some(uri) = params.get("post_logout_redirect_uri") else {
+            return Ok(plan);
+        };
+        let Some(client) = client else {
+            plan.redirect_refused = Some(
+                "the application was not identified (send client_id or id_token_hint)",
+            );
+            return Ok(plan);
+        };
+        let registered = crate::clients::split_list(&client.row.post_logout_redirect_uris);
+        // Exact string comparison, as for redirect URIs (§3).
+        if !registered.iter().any(|r| r == uri) {
+            plan.redirect_refused =
+                Some("the address it asked to return to is not registered for it");
+            return Ok(plan);
+        }
+        match Url::parse(uri) {
+            Ok(mut url) => {
+                if let Some(state) = params.get("state") {
+                    url.query_pairs_mut().append_pair("state", state);
+                }
+                plan.redirect = Some(url.into());
+            }
+            Err(_) => plan.redirect_refused = Some("the registered address is invalid"),
+        }
+        Ok(plan)
+    }
+}

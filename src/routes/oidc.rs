@@ -1,0 +1,221 @@
+//! OpenID Connect endpoints: discovery, JWKS, UserInfo and RP-initiated logout.
+
+use actix_session::Session;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::api::bearer_error;
+use super::support::{
+    authorization_header, csrf_ok, csrf_token, csrf_failed, current_user, error_page, no_store,
+    read_form, render, see_other, unavailable, WebConfig,
+};
+use crate::accounts::Accounts;
+use crate::domain::ScopeSet;
+use crate::oauth::bearer::BearerError;
+use crate::oauth::metadata::ServerMetadata;
+use crate::oauth::{OAuth, Params};
+use crate::oidc::logout::{LogoutError, LogoutPlan};
+use crate::oidc::{user_claims, OPENID};
+
+/// `GET /.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4) and
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414 §3): the same document.
+pub async fn discovery(oauth: web::Data<OAuth>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .json(ServerMetadata::new(oauth.config()))
+}
+
+/// `GET /.well-known/jwks.json` (RFC 7517 §5): the published public keys. Cacheable for five
+/// minutes: a rotated-in key is published before it signs, and relying parties re-fetch on an
+/// unknown `kid`.
+pub async fn jwks(oauth: web::Data<OAuth>) -> HttpResponse {
+    match oauth.keys().jwks().await {
+        Ok(set) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+            .content_type("application/jwk-set+json")
+            .json(set),
+        Err(e) => {
+            tracing::error!(error = %e, "signing keys unavailable");
+            let mut builder = HttpResponse::ServiceUnavailable();
+            no_store(&mut builder).json(serde_json::json!({
+                "error": "temporarily_unavailable",
+                "error_description": "the signing keys cannot be read",
+            }))
+        }
+    }
+}
+
+/// `GET` or `POST /o/userinfo/` (OIDC Core §5.3): the claims the access token's scope grants.
+/// The token comes in the `Authorization: Bearer` header, or for `POST` as `access_token` in a
+/// form body (RFC 6750 §2.2), never both (§2). It must carry `openid` and belong to a user:
+/// client-credentials tokens describe no user and get 403 `insufficient_scope`.
+pub async fn userinfo(
+    req: HttpRequest,
+    payload: web::Payload,
+    oauth: web::Data<OAuth>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    let header_value = authorization_header(&req).map(str::to_owned);
+    let form_token = if req.method() == actix_web::http::Method::POST {
+        match read_form(&req, payload, web.max_body_bytes).await {
+            Ok(form) => form.get("access_token").map(str::to_owned),
+            Err(response) => return response,
+        }
+    } else {
+        None
+    };
+    let authorization = match (header_value, form_token) {
+        (Some(_), Some(_)) => {
+            return bearer_error(&BearerError::InvalidRequest(
+                "send the access token in one place only (RFC 6750 §2)",
+            ))
+        }
+        (Some(h), None) => Some(h),
+        (None, Some(t)) => Some(format!("Bearer {t}")),
+        (None, None) => None,
+    };
+    let grant = match oauth
+        .validate_bearer(authorization.as_deref(), Some(OPENID))
+        .await
+    {
+        Ok(g) => g,
+        Err(e) => return bearer_error(&e),
+    };
+    let Some(user) = grant.user else {
+        return bearer_error(&BearerError::UserRequired);
+    };
+    let scope: &ScopeSet = &grant.scope;
+    let mut builder = HttpResponse::Ok();
+    no_store(&mut builder)
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
+        .json(user_claims(&user, scope))
+}
+
+#[derive(Template)]
+#[template(path = "auth/logout_confirm.html")]
+struct LogoutConfirmPage<'a> {
+    csrf_token: String,
+    fields: Vec<(String, String)>,
+    client_name: Option<&'a str>,
+    username: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "auth/logged_out.html")]
+struct LoggedOutPage<'a> {
+    client_name: Option<&'a str>,
+    redirect_refused: Option<&'a str>,
+}
+
+/// The logout request parameters carried through the confirmation form.
+const LOGOUT_PARAMS: [&str; 5] = [
+    "id_token_hint",
+    "client_id",
+    "post_logout_redirect_uri",
+    "state",
+    "ui_locales",
+];
+
+/// `GET` or `POST /o/logout/` (OpenID Connect RP-Initiated Logout 1.0 §2). A request
+/// authenticated by an `id_token_hint` for the logged-in user (or made with no one logged in)
+/// ends the session at once; any other asks the user to confirm. The confirmation form posts
+/// back here with `csrf_token` and `confirm=yes`.
+pub async fn end_session(
+    req: HttpRequest,
+    payload: web::Payload,
+    session: Session,
+    oauth: web::Data<OAuth>,
+    accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    let params = if req.method() == actix_web::http::Method::POST {
+        match read_form(&req, payload, web.max_body_bytes).await {
+            Ok(p) => p,
+            Err(_) => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "Bad request",
+                    "The logout request could not be read.",
+                )
+            }
+        }
+    } else {
+        match Params::from_query(req.query_string()) {
+            Ok(p) => p,
+            Err(e) => {
+                return error_page(
+                    StatusCode::BAD_REQUEST,
+                    "Invalid logout request",
+                    &e.description,
+                )
+            }
+        }
+    };
+    let confirmed = match params.get("csrf_token") {
+        Some(presented) if csrf_ok(&session, Some(presented)) => {
+            params.get("confirm") == Some("yes")
+        }
+        Some(_) => return csrf_failed(),
+        None => false,
+    };
+    let plan: LogoutPlan = match oauth.plan_logout(&params).await {
+        Ok(plan) => plan,
+        Err(LogoutError::Invalid(message)) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Invalid logout request",
+                &format!("The application sent an invalid logout request: {message}. You are still signed in."),
+            )
+        }
+        Err(LogoutError::Db(e)) => return unavailable(&e),
+        Err(LogoutError::Keys(e)) => {
+            tracing::error!(error = %e, "signing keys unavailable");
+            return error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Temporarily unavailable",
+                "Please try again in a moment.",
+            );
+        }
+    };
+    let user = match current_user(&session, &accounts, &web).await {
+        Ok(u) => u,
+        Err(e) => return unavailable(&e),
+    };
+    let authenticated_by_hint = match (&user, &plan.hinted_subject) {
+        (None, _) => true,
+        (Some(user), Some(sub)) => &user.id == sub,
+        (Some(_), None) => false,
+    };
+    if let (Some(user), false, false) = (&user, authenticated_by_hint, confirmed) {
+        let fields = LOGOUT_PARAMS
+            .iter()
+            .filter_map(|k| params.get(k).map(|v| ((*k).to_owned(), v.to_owned())))
+            .collect();
+        return render(
+            StatusCode::OK,
+            &LogoutConfirmPage {
+                csrf_token: csrf_token(&session),
+                fields,
+                client_name: plan.client_name.as_deref(),
+                username: &user.username,
+            },
+        );
+    }
+    if let Some(user) = &user {
+        tracing::info!(target: "audit", event = "logout", user_id = %user.id, rp_initiated = true);
+    }
+    session.purge();
+    match plan.redirect {
+        Some(location) => see_other(&location),
+        None => render(
+            StatusCode::OK,
+            &LoggedOutPage {
+                client_name: plan.client_name.as_deref(),
+                redirect_refused: plan.redirect_refused,
+            },
+        ),
+    }
+}
