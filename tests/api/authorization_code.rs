@@ -31,6 +31,8 @@ async fn full_flow(app: &TestApp, client_id: &str, secret: Option<String>) {
         .authorize_url(CsrfToken::new_random)
         .add_scope(Scope::new("profile".into()))
         .add_scope(Scope::new("email".into()))
+        // OIDC Core §11: refresh tokens from this grant need offline_access.
+        .add_scope(Scope::new("offline_access".into()))
         .set_pkce_challenge(challenge)
         .url();
     let location = app.authorize_as(url.as_str(), "alice", "allow").await;
@@ -59,7 +61,7 @@ async fn full_flow(app: &TestApp, client_id: &str, secret: Option<String>) {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    assert_eq!(scopes, ["email", "profile"]);
+    assert_eq!(scopes, ["email", "offline_access", "profile"]);
     let refresh = tokens.refresh_token().expect("refresh token").clone();
 
     let me = app
@@ -264,7 +266,9 @@ async fn a_replayed_code_is_refused_and_revokes_the_tokens_issued_from_it() {
     let (client, _) = app
         .register(&spec("public", &["authorization_code", "refresh_token"]))
         .await;
-    let (code, verifier) = app.code_for(client.id(), "erin", "profile").await;
+    let (code, verifier) = app
+        .code_for(client.id(), "erin", "profile offline_access")
+        .await;
     let form = [
         ("grant_type", "authorization_code"),
         ("code", code.as_str()),

@@ -94,6 +94,8 @@ secret_key = "{TEST_KEY}"
 [argon2]
 memory_kib = 1024
 iterations = 1
+[oidc]
+key_cache_seconds = 0
 "#,
         data = dir.path().display()
     );

@@ -11,6 +11,8 @@ mod helpers;
 mod introspection_revocation;
 mod metadata_health;
 mod migrations;
+mod oidc;
+mod oidc_flows;
 mod password;
 mod refresh;
 mod resource;

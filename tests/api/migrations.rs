@@ -76,6 +76,9 @@ async fn every_table_round_trips() {
         owner_id: Some(user.id.clone()),
         created_at: now,
         updated_at: now,
+        id_token_signed_response_alg: "EdDSA".into(),
+        access_token_format: "jwt".into(),
+        always_issue_refresh_token: true,
     };
     let code = CodeRow {
         id: "code-1".into(),
@@ -89,6 +92,9 @@ async fn every_table_round_trips() {
         created_at: now,
         expires_at: now + TimeDelta::seconds(60),
         used_at: None,
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        auth_time: Some(now - TimeDelta::seconds(5)),
+        amr: Some("pwd".into()),
     };
     let token = TokenRow {
         id: "token-1".into(),
@@ -103,6 +109,8 @@ async fn every_table_round_trips() {
         expires_at: now + TimeDelta::days(30),
         revoked_at: None,
         rotated_at: Some(now),
+        auth_time: Some(now - TimeDelta::seconds(5)),
+        amr: Some("pwd otp".into()),
     };
     let consent = ConsentRow {
         user_id: user.id.clone(),
@@ -136,6 +144,7 @@ async fn every_table_round_trips() {
                 db::tokens::find_by_hash(conn, &t.token_hash, Some("refresh"))?,
                 db::consents::find(conn, &s.user_id, &s.client_id)?,
                 (hits, hits2),
+                db::signing_keys::all(conn)?,
             ))
         })
         .await
@@ -146,4 +155,15 @@ async fn every_table_round_trips() {
     assert_eq!(loaded.3.as_ref(), Some(&token));
     assert_eq!(loaded.4.as_ref(), Some(&consent));
     assert_eq!(loaded.5, (1, 2));
+    // The first start made one key per algorithm, private parts sealed.
+    let algs: Vec<&str> = loaded.6.iter().map(|k| k.alg.as_str()).collect();
+    for alg in ["RS256", "ES256", "EdDSA"] {
+        assert_eq!(algs.iter().filter(|a| **a == alg).count(), 1, "{algs:?}");
+    }
+    for key in &loaded.6 {
+        assert!(key.retired_at.is_none() && key.expires_at.is_none());
+        assert!(!key.private_key.contains("PRIVATE"), "sealed, not PEM");
+        assert!(key.public_jwk.contains(&key.kid));
+        assert!(!key.public_jwk.contains("\"d\""), "no private JWK members");
+    }
 }

@@ -1,0 +1,1 @@
+//! OpenID Connect: a strict relying party, discovery, keys, JWT access tokens, UserInfo.

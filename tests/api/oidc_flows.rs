@@ -1,0 +1,1 @@
+//! OpenID Connect authorization-request parameters and RP-initiated logout, over HTTP.
