@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 use serde_json::json;
 
+use crate::oidc::SigningAlg;
 use crate::accounts::NewUser;
 use crate::clients::{Client, ClientError, ClientSpec};
 use crate::config::{Environment, Settings};
@@ -46,6 +47,9 @@ pub enum Command {
     /// Manage OAuth clients (applications).
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage the OpenID Connect signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Delete expired and revoked tokens, expired authorization codes and old rate-limit
     /// counters (like django-oauth-toolkit's `cleartokens`).
     Cleartokens,
@@ -76,6 +80,26 @@ pub enum UserCommand {
         /// Make the user staff and superuser.
         #[arg(long)]
         superuser: bool,
+    },
+}
+
+/// `latchkey keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the signing keys: kid, algorithm, status (active, pending, retired, expired) and
+    /// dates. Never prints private material.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a new signing key. It is published in the JWKS at once and signs from
+    /// oidc.key_cache_seconds later (every node has re-read the keys by then); the key it
+    /// replaces keeps verifying until the longest-lived token it signed has expired.
+    Rotate {
+        /// Which algorithm's key to rotate: RS256, ES256, EdDSA or all.
+        #[arg(long, default_value = "all", value_name = "RS256|ES256|EdDSA|all")]
+        alg: String,
     },
 }
 
@@ -338,6 +362,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Client(cmd) => client_command(cmd, settings).await,
+        Command::Keys(cmd) => keys_command(cmd, settings).await,
     }
 }
 
@@ -359,6 +384,70 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
         "Latchkey is serving"
     );
     app.run_until_stopped().await.context("server failed")
+}
+
+async fn keys_command(cmd: KeysCommand, settings: Settings) -> anyhow::Result<()> {
+    let services = Services::build(&settings).await?;
+    match cmd {
+        KeysCommand::List { json } => {
+            let keys = services.keys.list().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                println!(
+                    "{:<44} {:<6} {:<8} {:<20} {:<20} EXPIRES",
+                    "KID", "ALG", "STATUS", "ACTIVATES", "RETIRED"
+                );
+                let time = |t: Option<chrono::NaiveDateTime>| {
+                    t.map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                };
+                for k in keys {
+                    println!(
+                        "{:<44} {:<6} {:<8} {:<20} {:<20} {}",
+                        k.kid,
+                        k.alg,
+                        k.status,
+                        time(Some(k.activates_at)),
+                        time(k.retired_at),
+                        time(k.expires_at)
+                    );
+                }
+            }
+        }
+        KeysCommand::Rotate { alg } => {
+            let algs = if alg.eq_ignore_ascii_case("all") {
+                SigningAlg::ALL.to_vec()
+            } else {
+                vec![alg.parse::<SigningAlg>().map_err(anyhow::Error::msg)?]
+            };
+            // The old key must outlive every token it signed: ID tokens and JWT access tokens,
+            // whose lifetime a client may override.
+            let longest_client = services
+                .clients
+                .list()
+                .await?
+                .iter()
+                .filter_map(|c| c.row.access_token_lifetime)
+                .filter_map(|s| u64::try_from(s).ok())
+                .max()
+                .unwrap_or(0);
+            let overlap = settings
+                .lifetimes
+                .access_token
+                .max(settings.lifetimes.id_token)
+                .max(std::time::Duration::from_secs(longest_client));
+            let kids = services.keys.rotate(algs, overlap).await?;
+            for kid in kids {
+                println!("new signing key {kid}");
+            }
+            println!(
+                "It signs from {} s from now; the keys it replaces stay in the JWKS for {} s more.",
+                settings.oidc.key_cache.as_secs(),
+                overlap.as_secs()
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn client_command(cmd: ClientCommand, settings: Settings) -> anyhow::Result<()> {
