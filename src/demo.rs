@@ -56,6 +56,7 @@ pub async fn ensure(services: &Services, issuer: &str) -> anyhow::Result<String>
     let callback = format!("{issuer}/demo/callback");
     let base = ClientSpec {
         redirect_uris: vec![callback.clone()],
+        post_logout_redirect_uris: vec![format!("{issuer}/")],
         scopes: Vec::new(),
         require_pkce: true,
         ..ClientSpec::default()
@@ -113,7 +114,7 @@ pub async fn ensure(services: &Services, issuer: &str) -> anyhow::Result<String>
     );
     let _ = writeln!(
         out,
-        "  {issuer}/o/authorize/?response_type=code&client_id={PUBLIC_ID}&redirect_uri={}&scope=profile+email&state=xyz&code_challenge={challenge}&code_challenge_method=S256",
+        "  {issuer}/o/authorize/?response_type=code&client_id={PUBLIC_ID}&redirect_uri={}&scope=openid+profile+email+offline_access&state=xyz&nonce=n1&code_challenge={challenge}&code_challenge_method=S256",
         form_urlencoded::byte_serialize(callback.as_bytes()).collect::<String>()
     );
     let _ = writeln!(

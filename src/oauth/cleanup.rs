@@ -4,11 +4,12 @@ use chrono::TimeDelta;
 use diesel::Connection;
 
 use super::OAuth;
-use crate::db::{self, codes, rate_limits, tokens, DbError};
+use crate::db::{self, codes, rate_limits, signing_keys, tokens, DbError};
 
 impl OAuth {
-    /// Deletes expired or revoked tokens, expired authorization codes, and rate-limit windows
-    /// older than the configured window. Returns the three counts.
+    /// Deletes expired or revoked tokens, expired authorization codes, rate-limit windows
+    /// older than the configured window, and retired signing keys past their overlap. Returns
+    /// the first three counts.
     ///
     /// # Errors
     /// Storage failures.
@@ -21,6 +22,8 @@ impl OAuth {
                     let t = tokens::delete_expired_or_revoked(conn, now)?;
                     let c = codes::delete_expired(conn, now)?;
                     let r = rate_limits::delete_older_than(conn, now - window)?;
+                    // Signing keys whose last token has expired have left the JWKS already.
+                    signing_keys::delete_expired(conn, now)?;
                     Ok((t, c, r))
                 })
                 .map_err(DbError::from)
