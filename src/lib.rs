@@ -1,10 +1,11 @@
 //! # Latchkey
 //!
-//! A standalone OAuth 2.0 authorization server: one binary, SQLite embedded or PostgreSQL.
+//! A standalone OAuth 2.0 authorization server and OpenID Provider: one binary, SQLite embedded
+//! or PostgreSQL.
 //!
 //! ## Architecture (read this first)
 //!
-//! Dependencies run one way — `routes → {oauth, accounts, clients} → db`:
+//! Dependencies run one way — `routes → {oauth, oidc, accounts, clients} → db`:
 //!
 //! * [`routes`] — actix-web handlers and askama pages; the whole URL table is in
 //!   [`routes::configure`]. Parses input, calls a service, renders. No SQL.
@@ -12,6 +13,12 @@
 //!   authorization-code, refresh and client-credentials flows over our diesel-backed
 //!   `Registrar`/`Authorizer`/`Issuer`; our own layer parses parameters, authenticates clients and
 //!   writes every RFC-shaped answer. Password grant, introspection, revocation are ours.
+//! * [`oidc`] — OpenID Connect on top of `oauth`: signing keys (generated into the database,
+//!   private parts sealed with a key derived from the secret key, rotated with overlap), the
+//!   JWKS, ID-token / UserInfo / RFC 9068 access-token claims, RP-initiated logout. The
+//!   authorization endpoint stores `nonce`, `auth_time` and `amr` with the code; the token
+//!   endpoint's primitives carry them onto the tokens; an ID token is signed after the token
+//!   transaction commits.
 //! * [`accounts`] — users, argon2id passwords (bounded concurrency), login limits.
 //! * [`clients`] — client registration rules and secrets (SHA-256, shown once).
 //! * [`db`] — one diesel codebase over SQLite and PostgreSQL (`MultiConnection`), embedded
@@ -20,7 +27,8 @@
 //!   [`telemetry`] (tracing, `audit` target), [`domain`] (validated newtypes), [`secret`].
 //!
 //! Nothing that nodes must share lives in memory: sessions are encrypted cookies; codes, tokens,
-//! consents and rate-limit counters are rows. The living design is `docs/architecture.md`.
+//! consents, rate-limit counters and signing keys are rows (each node caches the keys for
+//! `oidc.key_cache_seconds`). The living design is `docs/architecture.md`.
 
 pub mod accounts;
 pub mod cli;
