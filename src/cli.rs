@@ -9,12 +9,12 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 use serde_json::json;
 
-use crate::oidc::SigningAlg;
 use crate::accounts::NewUser;
 use crate::clients::{Client, ClientError, ClientSpec};
 use crate::config::{Environment, Settings};
 use crate::demo;
 use crate::domain::{Email, Username};
+use crate::oidc::SigningAlg;
 use crate::startup::{Application, Services};
 
 /// Latchkey, a standalone OAuth 2.0 authorization server.
@@ -253,8 +253,10 @@ impl ClientUpdateArgs {
         spec.name = self.name.unwrap_or(spec.name);
         spec.grant_types = or(self.grant_types, spec.grant_types);
         spec.redirect_uris = or(self.redirect_uris, spec.redirect_uris);
-        spec.post_logout_redirect_uris =
-            or(self.post_logout_redirect_uris, spec.post_logout_redirect_uris);
+        spec.post_logout_redirect_uris = or(
+            self.post_logout_redirect_uris,
+            spec.post_logout_redirect_uris,
+        );
         spec.allowed_origins = or(self.allowed_origins, spec.allowed_origins);
         spec.scopes = or(self.scopes, spec.scopes);
         spec.id_token_alg = self.id_token_alg.or(spec.id_token_alg);
@@ -399,7 +401,10 @@ async fn keys_command(cmd: KeysCommand, settings: Settings) -> anyhow::Result<()
                     "KID", "ALG", "STATUS", "ACTIVATES", "RETIRED"
                 );
                 let time = |t: Option<chrono::NaiveDateTime>| {
-                    t.map_or_else(|| "-".to_owned(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    t.map_or_else(
+                        || "-".to_owned(),
+                        |t| t.format("%Y-%m-%d %H:%M:%S").to_string(),
+                    )
                 };
                 for k in keys {
                     println!(

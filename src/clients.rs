@@ -157,7 +157,9 @@ impl FromStr for AccessTokenFormat {
         match s {
             "opaque" => Ok(Self::Opaque),
             "jwt" => Ok(Self::Jwt),
-            other => Err(format!("unknown access token format {other:?} (opaque or jwt)")),
+            other => Err(format!(
+                "unknown access token format {other:?} (opaque or jwt)"
+            )),
         }
     }
 }
@@ -469,7 +471,9 @@ pub fn validate_spec(
     }
     let alg: crate::oidc::SigningAlg = match spec.id_token_alg.as_deref().map(str::trim) {
         None | Some("") => crate::oidc::SigningAlg::Rs256,
-        Some(a) => a.parse().map_err(|e| invalid("id_token_signed_response_alg", e))?,
+        Some(a) => a
+            .parse()
+            .map_err(|e| invalid("id_token_signed_response_alg", e))?,
     };
     let format: AccessTokenFormat = match spec.access_token_format.as_deref().map(str::trim) {
         None | Some("") => AccessTokenFormat::Opaque,

@@ -17,12 +17,12 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder, TracingLogger};
 
-use crate::oidc::KeyStore;
 use crate::accounts::{Accounts, PasswordHasher};
 use crate::clients::Clients;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::oauth::{OAuth, OAuthConfig};
+use crate::oidc::KeyStore;
 use crate::routes::{self, WebConfig};
 
 /// The services every entry point (server, CLI) works with.

@@ -156,7 +156,11 @@ impl OAuth {
                 let own = Url::parse(target).map_or(0, |t| t.query_pairs().count());
                 AuthorizeOutcome::FormPost {
                     action: target.to_owned(),
-                    fields: parsed.query_pairs().skip(own).map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
+                    fields: parsed
+                        .query_pairs()
+                        .skip(own)
+                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                        .collect(),
                 }
             }
         }
@@ -309,21 +313,20 @@ impl OAuth {
                 u64::try_from(age).unwrap_or(0) > max
             })
         };
-        let login = match login {
-            Some(auth) if !prompt.login && !too_old(auth) => auth,
-            _ if prompt.none => {
-                return fail(
+        let login =
+            match login {
+                Some(auth) if !prompt.login && !too_old(auth) => auth,
+                _ if prompt.none => return fail(
                     ErrorCode::LoginRequired,
                     "the user is not logged in (or must log in again) and prompt=none was given",
-                )
-            }
-            _ => {
-                return Ok(AuthorizeOutcome::Login {
-                    resume_query: resume_query(&params),
-                    login_hint: params.get("login_hint").map(str::to_owned),
-                })
-            }
-        };
+                ),
+                _ => {
+                    return Ok(AuthorizeOutcome::Login {
+                        resume_query: resume_query(&params),
+                        login_hint: params.get("login_hint").map(str::to_owned),
+                    })
+                }
+            };
         let user = &login.user;
         if decision == Some(Decision::Deny) {
             tracing::info!(target: "audit", event = "consent.denied", user_id = %user.id, client_id = %client.id());
@@ -335,7 +338,15 @@ impl OAuth {
         };
         let allowed_now = decision == Some(Decision::Allow);
         let outcome = self
-            .issue_code(client, params, scope, auth, allowed_now, prompt, target.clone())
+            .issue_code(
+                client,
+                params,
+                scope,
+                auth,
+                allowed_now,
+                prompt,
+                target.clone(),
+            )
             .await?;
         Ok(match outcome {
             CodeOutcome::ConsentRequired => fail(
@@ -345,7 +356,9 @@ impl OAuth {
             CodeOutcome::Prompt(prompt) => AuthorizeOutcome::Consent(prompt),
             CodeOutcome::Issued(url) => match Url::parse(&url) {
                 Ok(url) => self.deliver(&target, mode, url),
-                Err(_) => AuthorizeOutcome::ErrorPage("the registered redirect URI is invalid".to_owned()),
+                Err(_) => {
+                    AuthorizeOutcome::ErrorPage("the registered redirect URI is invalid".to_owned())
+                }
             },
             CodeOutcome::Invalid(message) => AuthorizeOutcome::ErrorPage(message.to_owned()),
         })

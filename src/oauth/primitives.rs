@@ -30,9 +30,9 @@ use crate::db::codes::{self, CodeRow};
 use crate::db::tokens::{self, TokenRow};
 use crate::db::users::UserRow;
 use crate::db::{self, users, DbConnection};
+use crate::domain::ScopeSet;
 use crate::oidc::keys::Signer;
 use crate::oidc::{AccessTokenClaims, Authentication, ACCESS_TOKEN_TYP, OFFLINE_ACCESS};
-use crate::domain::ScopeSet;
 use crate::secret;
 
 /// Stand-in `redirect_uri` for a token request that omitted it, accepted only when the

@@ -23,7 +23,9 @@ use std::time::{Duration, Instant};
 use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::hkdf;
-use aws_lc_rs::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use aws_lc_rs::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{NaiveDateTime, TimeDelta};
@@ -231,7 +233,9 @@ impl KeyCipher {
 
     fn open(&self, kid: &str, sealed: &str) -> Result<Vec<u8>, KeyError> {
         let undecryptable = || KeyError::Undecryptable(kid.to_owned());
-        let raw = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| undecryptable())?;
+        let raw = URL_SAFE_NO_PAD
+            .decode(sealed)
+            .map_err(|_| undecryptable())?;
         if raw.len() <= NONCE_LEN {
             return Err(undecryptable());
         }
@@ -262,8 +266,8 @@ fn generate(alg: SigningAlg) -> Result<Generated, KeyError> {
     let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
     let (algorithm, pkcs8) = match alg {
         SigningAlg::Rs256 => {
-            let pair =
-                aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(crypto)?;
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(crypto)?;
             let public = pair.public_key();
             let params = AlgorithmParameters::RSA(RSAKeyParameters {
                 key_type: RSAKeyType::RSA,
@@ -278,7 +282,9 @@ fn generate(alg: SigningAlg) -> Result<Generated, KeyError> {
             // Uncompressed SEC1 point: 0x04 ‖ x (32 bytes) ‖ y (32 bytes).
             let point = pair.public_key().as_ref();
             if point.len() != 65 || point[0] != 4 {
-                return Err(KeyError::Crypto("unexpected P-256 public key encoding".into()));
+                return Err(KeyError::Crypto(
+                    "unexpected P-256 public key encoding".into(),
+                ));
             }
             let params = AlgorithmParameters::EllipticCurve(EllipticCurveKeyParameters {
                 key_type: EllipticCurveKeyType::EC,
@@ -619,9 +625,13 @@ impl KeyStore {
             .keys
             .iter()
             .find(|k| k.kid == kid && k.published_at(now))
-            .ok_or_else(|| VerifyError::Invalid("the JWT was not signed by a current key".into()))?;
+            .ok_or_else(|| {
+                VerifyError::Invalid("the JWT was not signed by a current key".into())
+            })?;
         if header.alg != key.alg.jwt() {
-            return Err(VerifyError::Invalid("the JWT's alg does not match its key".into()));
+            return Err(VerifyError::Invalid(
+                "the JWT's alg does not match its key".into(),
+            ));
         }
         let mut validation = Validation::new(key.alg.jwt());
         validation.set_issuer(&[issuer]);
@@ -669,7 +679,8 @@ fn sign_with<T: Serialize>(
     let mut header = Header::new(alg.jwt());
     header.typ = Some(typ.to_owned());
     header.kid = Some(key.kid.clone());
-    jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| KeyError::Crypto(e.to_string()))
+    jsonwebtoken::encode(&header, claims, &key.encoding)
+        .map_err(|e| KeyError::Crypto(e.to_string()))
 }
 
 #[cfg(test)]
@@ -712,8 +723,8 @@ mod tests {
             .expect("sign");
             let mut validation = Validation::new(alg.jwt());
             validation.validate_aud = false;
-            let claims =
-                jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation).expect("verify");
+            let claims = jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation)
+                .expect("verify");
             assert_eq!(claims.claims["sub"], "x");
             assert!("RS256 ES256 EdDSA".contains(alg.as_str()));
         }

@@ -51,19 +51,16 @@ impl OAuth {
         let mut hinted_subject = None;
         let mut client_id = params.get("client_id").map(str::to_owned);
         if let Some(hint) = params.get("id_token_hint") {
-            let claims: IdTokenHint = match self
-                .keys()
-                .verify(hint, &self.config().issuer, true)
-                .await
-            {
-                Ok(c) => c,
-                Err(VerifyError::Invalid(reason)) => {
-                    return Err(LogoutError::Invalid(format!(
-                        "the id_token_hint is not a valid ID token from this server ({reason})"
-                    )))
-                }
-                Err(VerifyError::Keys(e)) => return Err(LogoutError::Keys(e)),
-            };
+            let claims: IdTokenHint =
+                match self.keys().verify(hint, &self.config().issuer, true).await {
+                    Ok(c) => c,
+                    Err(VerifyError::Invalid(reason)) => {
+                        return Err(LogoutError::Invalid(format!(
+                            "the id_token_hint is not a valid ID token from this server ({reason})"
+                        )))
+                    }
+                    Err(VerifyError::Keys(e)) => return Err(LogoutError::Keys(e)),
+                };
             match &client_id {
                 Some(id) if !claims.aud.contains(id) => {
                     return Err(LogoutError::Invalid(
@@ -89,9 +86,8 @@ impl OAuth {
             return Ok(plan);
         };
         let Some(client) = client else {
-            plan.redirect_refused = Some(
-                "the application was not identified (send client_id or id_token_hint)",
-            );
+            plan.redirect_refused =
+                Some("the application was not identified (send client_id or id_token_hint)");
             return Ok(plan);
         };
         let registered = crate::clients::split_list(&client.row.post_logout_redirect_uris);

@@ -119,7 +119,10 @@ pub fn id_token_claims(auth: &Authentication, req: &IdTokenRequest<'_>) -> Map<S
     claims.insert("azp".into(), req.client_id.into());
     claims.insert("iat".into(), now.into());
     claims.insert("exp".into(), (now + req.lifetime_seconds).into());
-    claims.insert("auth_time".into(), auth.auth_time.and_utc().timestamp().into());
+    claims.insert(
+        "auth_time".into(),
+        auth.auth_time.and_utc().timestamp().into(),
+    );
     if let Some(nonce) = &auth.nonce {
         claims.insert("nonce".into(), nonce.clone().into());
     }

@@ -7,7 +7,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::support::{
-    csrf_token, current_login, error_page, read_page_form, render, see_other, unavailable, WebConfig,
+    csrf_failed, csrf_ok, csrf_token, current_login, error_page, read_form, render, see_other,
+    unavailable, WebConfig,
 };
 use crate::accounts::Accounts;
 use crate::oauth::authorize::{AuthorizeOutcome, ConsentPrompt, Decision};
@@ -38,7 +39,16 @@ pub async fn show(
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
 ) -> HttpResponse {
-    respond(&req, &session, &oauth, &accounts, &web, None).await
+    respond(
+        &req,
+        req.query_string(),
+        &session,
+        &oauth,
+        &accounts,
+        &web,
+        None,
+    )
+    .await
 }
 
 /// `POST /o/authorize/?…` with `decision=allow|deny` and the CSRF token.
@@ -50,10 +60,34 @@ pub async fn decide(
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
 ) -> HttpResponse {
-    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
+    let form = match read_form(&req, payload, web.max_body_bytes).await {
         Ok(form) => form,
-        Err(page) => return page,
+        Err(_) => {
+            return error_page(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                "The form could not be read.",
+            )
+        }
     };
+    // OIDC Core §3.1.2.1: an authorization request may also be POSTed, form-encoded. Ours is
+    // the consent form, which always carries a CSRF token and keeps the request in the query.
+    if form.get("csrf_token").is_none() && req.query_string().is_empty() {
+        let query = form
+            .iter()
+            .fold(
+                form_urlencoded::Serializer::new(String::new()),
+                |mut q, (k, v)| {
+                    q.append_pair(k, v);
+                    q
+                },
+            )
+            .finish();
+        return respond(&req, &query, &session, &oauth, &accounts, &web, None).await;
+    }
+    if !csrf_ok(&session, form.get("csrf_token")) {
+        return csrf_failed();
+    }
     let decision = match form.get("decision") {
         Some("allow") => Decision::Allow,
         Some("deny") => Decision::Deny,
@@ -65,11 +99,21 @@ pub async fn decide(
             )
         }
     };
-    respond(&req, &session, &oauth, &accounts, &web, Some(decision)).await
+    respond(
+        &req,
+        req.query_string(),
+        &session,
+        &oauth,
+        &accounts,
+        &web,
+        Some(decision),
+    )
+    .await
 }
 
 async fn respond(
     req: &HttpRequest,
+    query: &str,
     session: &Session,
     oauth: &OAuth,
     accounts: &Accounts,
@@ -80,17 +124,12 @@ async fn respond(
         Ok(u) => u,
         Err(e) => return unavailable(&e),
     };
-    let outcome = match oauth
-        .authorize(req.query_string(), login.as_ref(), decision)
-        .await
-    {
+    let outcome = match oauth.authorize(query, login.as_ref(), decision).await {
         Ok(o) => o,
         Err(e) => return unavailable(&e),
     };
-    let here = req
-        .uri()
-        .path_and_query()
-        .map_or("/o/authorize/", |p| p.as_str());
+    let here = format!("{}?{query}", req.path());
+    let here = here.as_str();
     match outcome {
         AuthorizeOutcome::Redirect(location) => {
             let mut builder = if decision.is_some() {

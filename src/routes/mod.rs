@@ -20,7 +20,10 @@ pub use support::WebConfig;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(pages::home))
         .route("/static/style.css", web::get().to(pages::stylesheet))
-        .route("/static/form_post.js", web::get().to(pages::form_post_script))
+        .route(
+            "/static/form_post.js",
+            web::get().to(pages::form_post_script),
+        )
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/demo/callback", web::get().to(demo::callback))

@@ -7,7 +7,7 @@ use askama::Template;
 
 use super::api::bearer_error;
 use super::support::{
-    authorization_header, csrf_ok, csrf_token, csrf_failed, current_user, error_page, no_store,
+    authorization_header, csrf_failed, csrf_ok, csrf_token, current_user, error_page, no_store,
     read_form, render, see_other, unavailable, WebConfig,
 };
 use crate::accounts::Accounts;

@@ -119,7 +119,9 @@ async fn a_strict_relying_party_logs_in_with_only_the_issuer_for_every_algorithm
         let id_token = tokens.id_token().expect("an ID token for scope openid");
         let id_verifier = rp.id_token_verifier();
         // Signature against the JWKS, iss, aud, exp, and the nonce.
-        let claims = id_token.claims(&id_verifier, &nonce).expect("valid ID token");
+        let claims = id_token
+            .claims(&id_verifier, &nonce)
+            .expect("valid ID token");
         assert_eq!(claims.subject().as_str(), user.id);
         assert_eq!(
             claims.preferred_username().map(|u| u.as_str()),
@@ -156,10 +158,7 @@ async fn a_strict_relying_party_logs_in_with_only_the_issuer_for_every_algorithm
             .request_async(&http)
             .await
             .expect("userinfo");
-        assert_eq!(
-            info.email().map(|e| e.as_str()),
-            Some("olivia@example.com")
-        );
+        assert_eq!(info.email().map(|e| e.as_str()), Some("olivia@example.com"));
         assert_eq!(
             info.given_name()
                 .and_then(|n| n.get(None))
@@ -370,7 +369,11 @@ async fn key_rotation_keeps_old_tokens_verifiable_and_every_node_serves_the_same
     assert_eq!(kids_before.len(), 3);
 
     let listed = latchkey(&app, &["keys", "list", "--json"], &[]);
-    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
     let listed: Value = serde_json::from_slice(&listed.stdout).expect("json");
     assert_eq!(listed.as_array().expect("list").len(), 3);
     assert!(listed
@@ -388,7 +391,11 @@ async fn key_rotation_keeps_old_tokens_verifiable_and_every_node_serves_the_same
             ("LATCHKEY_TOKENS__ID_TOKEN_SECONDS", "1"),
         ],
     );
-    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
     let kids_after = jwks_kids(&app.url("/.well-known/jwks.json")).await;
     assert_eq!(kids_after.len(), 4, "the old RS256 key is still published");
     assert!(kids_before.iter().all(|k| kids_after.contains(k)));
@@ -400,7 +407,9 @@ async fn key_rotation_keeps_old_tokens_verifiable_and_every_node_serves_the_same
     let new_token = after["id_token"].as_str().expect("id_token");
     assert_ne!(header(new_token)["kid"], header(&old_token)["kid"]);
     assert!(!kids_before.contains(&header(new_token)["kid"].as_str().expect("kid").to_owned()));
-    verify_with_jwks(&app, new_token).await.expect("new token verifies");
+    verify_with_jwks(&app, new_token)
+        .await
+        .expect("new token verifies");
 
     // A second server process on the same database publishes the same keys.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -587,7 +596,11 @@ async fn userinfo_follows_rfc_6750_and_refuses_tokens_without_a_user_or_openid()
     assert_eq!(get.status(), StatusCode::OK);
     assert_eq!(get.headers()["cache-control"], "no-store");
     let claims: Value = get.json().await.expect("json");
-    assert_eq!(claims, serde_json::json!({ "sub": user.id }), "openid alone: sub only");
+    assert_eq!(
+        claims,
+        serde_json::json!({ "sub": user.id }),
+        "openid alone: sub only"
+    );
 
     let full = token("openid profile email").await;
     let access = full["access_token"].as_str().expect("token");
@@ -606,7 +619,10 @@ async fn userinfo_follows_rfc_6750_and_refuses_tokens_without_a_user_or_openid()
     assert_eq!(post["email"], "info@example.com");
     assert_eq!(post["name"], "Test User");
     assert_eq!(post["preferred_username"], "info");
-    assert_eq!(payload(full["id_token"].as_str().expect("id"))["sub"], post["sub"]);
+    assert_eq!(
+        payload(full["id_token"].as_str().expect("id"))["sub"],
+        post["sub"]
+    );
 
     // Header and body at once: invalid_request.
     let both = app
@@ -632,7 +648,10 @@ async fn userinfo_follows_rfc_6750_and_refuses_tokens_without_a_user_or_openid()
         .starts_with("Bearer"));
     // A token without openid, and a client-credentials token: 403 insufficient_scope.
     let plain = token("read").await;
-    assert!(plain.get("id_token").is_none(), "no ID token without openid");
+    assert!(
+        plain.get("id_token").is_none(),
+        "no ID token without openid"
+    );
     let (_, cc) = app
         .post_token(
             &[("grant_type", "client_credentials"), ("scope", "openid")],
@@ -720,4 +739,39 @@ async fn code_flow_refresh_tokens_need_offline_access_unless_the_client_always_g
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["scope"], "profile");
     assert!(body.get("id_token").is_none());
+}
+
+#[tokio::test]
+async fn authorization_requests_may_be_posted() {
+    let app = spawn_app().await;
+    app.create_user("poster").await;
+    let (client, _) = app
+        .register(&ClientSpec {
+            scopes: vec!["openid profile".into()],
+            skip_authorization: true,
+            ..spec("public", &["authorization_code"])
+        })
+        .await;
+    app.login("poster", PASSWORD).await;
+    let (_, challenge) = crate::helpers::pkce_pair();
+    let response = app
+        .browser
+        .post(app.url("/o/authorize/"))
+        .form(&[
+            ("response_type", "code"),
+            ("client_id", client.id()),
+            ("redirect_uri", REDIRECT_URI),
+            ("scope", "openid"),
+            ("state", "posted"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ])
+        .send()
+        .await
+        .expect("post");
+    assert!(response.status().is_redirection(), "{}", response.status());
+    let location = response.headers()["location"].to_str().expect("ascii");
+    assert!(location.starts_with(REDIRECT_URI), "{location}");
+    assert!(query_param(location, "code").is_some());
+    assert_eq!(query_param(location, "state").as_deref(), Some("posted"));
 }

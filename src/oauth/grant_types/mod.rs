@@ -52,8 +52,7 @@ where
         .write(move |conn| {
             conn.transaction::<_, diesel::result::Error, _>(|conn| {
                 let cfg: &OAuthConfig = &cfg;
-                let mut primitives =
-                    Primitives::new(conn, cfg, &client, grant).with_signer(signer);
+                let mut primitives = Primitives::new(conn, cfg, &client, grant).with_signer(signer);
                 setup(primitives.state.get_mut());
                 let request = CanonicalRequest {
                     params: &params,
