@@ -309,8 +309,10 @@ impl OAuth {
         // resumed request carries neither (see `resume_query`).
         let too_old = |auth: &Authentication| {
             max_age.is_some_and(|max| {
+                // auth_time has whole seconds, so an age of 0 may be up to a second old:
+                // max_age=0 always asks for a new login (it acts like prompt=login).
                 let age = (db::now() - auth.auth_time).num_seconds();
-                u64::try_from(age).unwrap_or(0) > max
+                max == 0 || u64::try_from(age).unwrap_or(0) > max
             })
         };
         let login =

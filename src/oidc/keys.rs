@@ -599,7 +599,8 @@ impl KeyStore {
         Ok(Signer(self.current().await?))
     }
 
-    /// Verifies a JWT we signed: known `kid`, its algorithm, signature, `iss` = `issuer`;
+    /// Verifies a JWT we signed: header `typ` (e.g. `JWT` for ID tokens, never `at+jwt`),
+    /// known `kid`, its algorithm, signature, `iss` = `issuer`;
     /// `exp` is checked unless `allow_expired` (an `id_token_hint` may have expired, OpenID
     /// Connect RP-Initiated Logout §2). `aud` is left to the caller.
     ///
@@ -608,11 +609,21 @@ impl KeyStore {
     pub async fn verify<T: DeserializeOwned>(
         &self,
         token: &str,
+        typ: &str,
         issuer: &str,
         allow_expired: bool,
     ) -> Result<T, VerifyError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|e| VerifyError::Invalid(format!("not a JWT: {e}")))?;
+        // One key signs several kinds of JWT (ID tokens, RFC 9068 access tokens): the type
+        // keeps one from passing for the other (RFC 8725 §3.11).
+        if !header
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case(typ))
+        {
+            return Err(VerifyError::Invalid(format!("the JWT's typ is not {typ}")));
+        }
         let kid = header
             .kid
             .ok_or_else(|| VerifyError::Invalid("the JWT has no kid".into()))?;

@@ -5,7 +5,7 @@
 use url::Url;
 
 use super::keys::VerifyError;
-use super::IdTokenHint;
+use super::{IdTokenHint, ID_TOKEN_TYP};
 use crate::db::DbError;
 use crate::oauth::{OAuth, Params};
 
@@ -51,16 +51,19 @@ impl OAuth {
         let mut hinted_subject = None;
         let mut client_id = params.get("client_id").map(str::to_owned);
         if let Some(hint) = params.get("id_token_hint") {
-            let claims: IdTokenHint =
-                match self.keys().verify(hint, &self.config().issuer, true).await {
-                    Ok(c) => c,
-                    Err(VerifyError::Invalid(reason)) => {
-                        return Err(LogoutError::Invalid(format!(
-                            "the id_token_hint is not a valid ID token from this server ({reason})"
-                        )))
-                    }
-                    Err(VerifyError::Keys(e)) => return Err(LogoutError::Keys(e)),
-                };
+            let claims: IdTokenHint = match self
+                .keys()
+                .verify(hint, ID_TOKEN_TYP, &self.config().issuer, true)
+                .await
+            {
+                Ok(c) => c,
+                Err(VerifyError::Invalid(reason)) => {
+                    return Err(LogoutError::Invalid(format!(
+                        "the id_token_hint is not a valid ID token from this server ({reason})"
+                    )))
+                }
+                Err(VerifyError::Keys(e)) => return Err(LogoutError::Keys(e)),
+            };
             match &client_id {
                 Some(id) if !claims.aud.contains(id) => {
                     return Err(LogoutError::Invalid(

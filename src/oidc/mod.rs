@@ -164,6 +164,9 @@ pub struct AccessTokenClaims {
     pub auth_time: Option<i64>,
 }
 
+/// The `typ` header of ID tokens (OIDC Core §2 does not fix one; `JWT` per RFC 7519 §5.1).
+pub const ID_TOKEN_TYP: &str = "JWT";
+
 /// The `typ` header of RFC 9068 access tokens (§2.1).
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 

@@ -8,7 +8,7 @@ use askama::Template;
 
 use super::support::{
     csrf_failed, csrf_ok, csrf_token, current_login, error_page, read_form, render, see_other,
-    unavailable, WebConfig,
+    unavailable, WebConfig, SESSION_REAUTH,
 };
 use crate::accounts::Accounts;
 use crate::oauth::authorize::{AuthorizeOutcome, ConsentPrompt, Decision};
@@ -146,6 +146,13 @@ async fn respond(
             resume_query,
             login_hint,
         } => {
+            if login.is_some() {
+                // A new login was asked for (prompt=login, max_age): the current one no longer
+                // counts until the user logs in again (OIDC Core §3.1.2.1).
+                if let Err(e) = session.insert(SESSION_REAUTH, true) {
+                    tracing::error!(error = %e, "could not store the session");
+                }
+            }
             let resume = format!("{}?{resume_query}", req.path());
             let mut location = form_urlencoded::Serializer::new(String::new());
             location.append_pair("next", &resume);

@@ -34,6 +34,10 @@ pub const SESSION_USER: &str = "uid";
 pub const SESSION_AUTH_TIME: &str = "auth_time";
 /// Session key: RFC 8176 authentication methods of the login, space-separated.
 pub const SESSION_AMR: &str = "amr";
+/// Session key: an authorization request asked for a new login (`prompt=login`, `max_age`).
+/// Until the user logs in again (which clears the session), the old login does not count for
+/// authorization requests, so opening the resume URL without logging in gains nothing.
+pub const SESSION_REAUTH: &str = "reauth";
 const SESSION_CSRF: &str = "csrf";
 
 /// Why a body could not be read.
@@ -216,6 +220,9 @@ pub async fn current_login(
     let Some(user) = current_user(session, accounts, web).await? else {
         return Ok(None);
     };
+    if session.get::<bool>(SESSION_REAUTH).ok().flatten() == Some(true) {
+        return Ok(None);
+    }
     let auth_time = session
         .get::<i64>(SESSION_AUTH_TIME)
         .ok()

@@ -18,7 +18,7 @@ use super::{OAuth, OAuthConfig};
 use crate::clients::{Client, GrantType};
 use crate::domain::ScopeSet;
 use crate::oidc::keys::KeyError;
-use crate::oidc::{id_token_claims, IdTokenRequest, OFFLINE_ACCESS, OPENID};
+use crate::oidc::{id_token_claims, IdTokenRequest, ID_TOKEN_TYP, OFFLINE_ACCESS, OPENID};
 
 /// How a flow ended when it did not issue tokens: oxide-auth's error kind, if it gave one.
 pub(crate) type FlowFailure = Option<AccessTokenErrorType>;
@@ -105,7 +105,7 @@ where
         response.id_token = Some(
             oauth
                 .keys
-                .sign(alg, "JWT", &claims)
+                .sign(alg, ID_TOKEN_TYP, &claims)
                 .await
                 .map_err(signing_failed)?,
         );
