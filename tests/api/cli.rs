@@ -464,3 +464,80 @@ async fn serve_demo_walkthrough_works_and_is_idempotent() {
 fn form_urlencoded_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+#[tokio::test]
+async fn client_update_changes_only_what_it_is_given() {
+    let app = spawn_app().await;
+    let (client, _) = app
+        .register(&crate::helpers::spec(
+            "confidential",
+            &["authorization_code", "refresh_token"],
+        ))
+        .await;
+    let db = app.db_url.clone();
+    let id = client.id().to_owned();
+    let (updated, bad, missing) = tokio::task::spawn_blocking(move || {
+        (
+            latchkey(
+                &db,
+                &[
+                    "client",
+                    "update",
+                    &id,
+                    "--id-token-alg",
+                    "ES256",
+                    "--access-token-format",
+                    "jwt",
+                    "--always-issue-refresh-token",
+                    "true",
+                    "--post-logout-redirect-uri",
+                    "https://app.example.com/bye",
+                    "--json",
+                ],
+            ),
+            latchkey(&db, &["client", "update", &id, "--id-token-alg", "HS256"]),
+            latchkey(&db, &["client", "update", "nope", "--name", "x"]),
+        )
+    })
+    .await
+    .expect("task");
+    assert!(updated.status.success(), "{}", stderr(&updated));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&updated)).expect("json");
+    assert_eq!(json["id_token_signed_response_alg"], "ES256");
+    assert_eq!(json["access_token_format"], "jwt");
+    assert_eq!(json["always_issue_refresh_token"], true);
+    assert_eq!(
+        json["post_logout_redirect_uris"],
+        serde_json::json!(["https://app.example.com/bye"])
+    );
+    // Untouched fields keep their values.
+    assert_eq!(json["name"], client.row.name);
+    assert_eq!(
+        json["redirect_uris"],
+        serde_json::json!([crate::helpers::REDIRECT_URI])
+    );
+    assert_eq!(
+        json["grant_types"],
+        serde_json::json!(["authorization_code", "refresh_token"])
+    );
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("id_token_signed_response_alg"),
+        "{}",
+        stderr(&bad)
+    );
+    assert!(!missing.status.success());
+    let stored = app
+        .services
+        .clients
+        .find(client.id())
+        .await
+        .expect("find")
+        .expect("client");
+    assert!(stored.jwt_access_tokens());
+    assert_eq!(stored.signing_alg().as_str(), "ES256");
+    assert_eq!(
+        stored.row.secret_hash, client.row.secret_hash,
+        "secret kept"
+    );
+}
