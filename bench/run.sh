@@ -2,6 +2,9 @@
 # Load benchmark: builds release, starts Latchkey on SQLite (default) or PostgreSQL
 # (`bench/run.sh postgres`), and drives it with oha over loopback. Every run is bounded in
 # request count and in time. Prints a Markdown table for the README.
+# Authorization-code exchanges need one single-use code per request: they are fetched
+# beforehand (a logged-in session, GET /o/authorize/ N times) and sent with wrk and
+# bench/token_exchange.lua, each code at most once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,10 +13,15 @@ PORT=${BENCH_PORT:-18080}
 BASE="http://127.0.0.1:$PORT"
 N=${BENCH_REQUESTS:-20000}        # requests per fast scenario
 N_PASSWORD=${BENCH_PASSWORD_REQUESTS:-1000}
+N_CODES=${BENCH_CODES:-3000}       # authorization codes exchanged per ID-token algorithm
 CONCURRENCY=${BENCH_CONCURRENCY:-32}
 LIMIT=${BENCH_SECONDS:-60}        # hard time limit per scenario
 
 command -v oha >/dev/null || cargo install oha --locked
+if ! command -v wrk >/dev/null; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >/dev/null
+fi
 cargo build --release --quiet
 BIN=target/release/latchkey
 
@@ -39,15 +47,36 @@ export LATCHKEY_LOG__LEVEL=warn
 # The benchmark measures throughput, not the brute-force limits.
 export LATCHKEY_RATE_LIMITS__FAILED_LOGINS_PER_ACCOUNT=0
 export LATCHKEY_RATE_LIMITS__FAILED_LOGINS_PER_IP=0
+# Codes are fetched before they are exchanged (up to $LIMIT s of fetching): 10 minutes, the
+# RFC 6749 §4.1.2 maximum, instead of the default 60 s.
+export LATCHKEY_TOKENS__AUTHORIZATION_CODE_SECONDS=600
 
 $BIN migrate >/dev/null
 CLIENT_JSON=$($BIN client create --name bench --type confidential \
   --grant-types client_credentials,password --json)
 CLIENT_ID=$(echo "$CLIENT_JSON" | sed -nE 's/.*"client_id": "([^"]+)".*/\1/p')
 CLIENT_SECRET=$(echo "$CLIENT_JSON" | sed -nE 's/.*"client_secret": "([^"]+)".*/\1/p')
-echo "bench-password" | $BIN user create --username bench --email bench@example.com >/dev/null
-BASIC="Authorization: Basic $(printf '%s:%s' "$CLIENT_ID" "$CLIENT_SECRET" | base64 -w0)"
+echo "bench-password" | $BIN user create --username bench --email bench@example.com \
+  --first-name Bench --last-name User >/dev/null
+basic() { echo "Authorization: Basic $(printf '%s:%s' "$1" "$2" | base64 -w0)"; }
+BASIC=$(basic "$CLIENT_ID" "$CLIENT_SECRET")
 FORM="Content-Type: application/x-www-form-urlencoded"
+
+# OpenID Connect: one authorization-code client per ID-token algorithm, no consent page, PKCE
+# (required for confidential clients too) with a fixed S256 pair.
+REDIRECT_URI=http://127.0.0.1:9/cb
+REDIRECT_URI_Q=http%3A%2F%2F127.0.0.1%3A9%2Fcb
+VERIFIER=latchkey-bench-code-verifier-0123456789-abcdefghijklmnopqrstuvwxyz
+CHALLENGE=$(python3 -c 'import base64, hashlib, sys
+print(base64.urlsafe_b64encode(hashlib.sha256(sys.argv[1].encode()).digest()).rstrip(b"=").decode())' "$VERIFIER")
+declare -A OIDC_ID OIDC_SECRET
+for alg in RS256 ES256; do
+  json=$($BIN client create --name "bench $alg" --type confidential \
+    --grant-types authorization_code --redirect-uri "$REDIRECT_URI" --scopes openid,profile,email \
+    --skip-authorization --id-token-alg "$alg" --json)
+  OIDC_ID[$alg]=$(echo "$json" | sed -nE 's/.*"client_id": "([^"]+)".*/\1/p')
+  OIDC_SECRET[$alg]=$(echo "$json" | sed -nE 's/.*"client_secret": "([^"]+)".*/\1/p')
+done
 
 $BIN serve >"$WORK/server.log" 2>&1 &
 SERVER=$!
@@ -59,19 +88,61 @@ IDLE_RSS=$(rss)
 TOKEN=$(curl -s -H "$BASIC" -d grant_type=client_credentials "$BASE/o/token/" |
   sed -E 's/.*"access_token":"([^"]+)".*/\1/')
 
-run() { # name path requests [body]; with a body: POST with client authentication, else GET
-  local name=$1 path=$2 n=$3 body=${4:-} out args=()
-  if [ -n "$body" ]; then args=(-m POST -H "$BASIC" -H "$FORM" -d "$body"); fi
-  out=$(timeout "$LIMIT" oha --no-tui -n "$n" -c "$CONCURRENCY" \
-    "${args[@]}" --output-format json "$BASE$path" 2>/dev/null || true)
-  echo "$out" > "$WORK/$name.json"
-  python3 - "$WORK/$name.json" "$name" "$(rss)" <<'PY'
+# The user logs in once (hosted login page, cookie jar); its session then gets codes.
+JAR=$WORK/cookies
+CSRF=$(curl -s -c "$JAR" "$BASE/accounts/login/" |
+  sed -nE 's/.*name="csrf_token" value="([^"]+)".*/\1/p')
+LOGIN=$(curl -s -o /dev/null -w '%{http_code}' -b "$JAR" -c "$JAR" --data-urlencode "csrf_token=$CSRF" \
+  -d username=bench -d password=bench-password -d next=/ "$BASE/accounts/login/")
+[ "$LOGIN" = 303 ] || { echo "login failed: HTTP $LOGIN" >&2; exit 1; }
+
+codes() { # client_id count file: authorization codes for the logged-in user, one per line
+  local query="response_type=code&client_id=$1&redirect_uri=$REDIRECT_URI_Q&scope=openid%20profile%20email&state=x&code_challenge=$CHALLENGE&code_challenge_method=S256"
+  # One curl, one keep-alive connection, $2 requests; each answer is a 302 to the redirect URI.
+  awk -v u="$BASE/o/authorize/?$query" -v n="$2" \
+    'BEGIN { for (i = 0; i < n; i++) printf "url = \"%s\"\noutput = \"/dev/null\"\n", u }' \
+    > "$WORK/authorize.curl"
+  timeout "$LIMIT" curl -s -b "$JAR" -K "$WORK/authorize.curl" -w '%{redirect_url}\n' |
+    sed -nE 's/^[^?]*\?(.*&)?code=([^&]+).*/\2/p' > "$3" || true
+  local got; got=$(wc -l < "$3")
+  [ "$got" = "$2" ] || echo "note: $got of $2 authorization codes for $1" >&2
+}
+
+row() { # name: a table row from $WORK/name.json (oha's JSON, or the same shape from bench/token_exchange.lua)
+  python3 - "$WORK/$1.json" "$1" "$(rss)" <<'PY'
 import json, sys
 data = json.load(open(sys.argv[1]))
 s = data["summary"]; p = data["latencyPercentiles"]
 codes = data.get("statusCodeDistribution", {})
-print(f"| {sys.argv[2]} | {s['requestsPerSec']:.0f} | {p['p50']*1000:.2f} | {p['p99']*1000:.2f} | {sys.argv[3]} | {dict(sorted(codes.items()))} |")
+errors = {**data.get("errorDistribution", {})}
+non_200 = sum(n for code, n in codes.items() if code != "200")
+if non_200:
+    errors["non-200"] = non_200
+tail = f" errors: {errors}" if errors else ""
+print(f"| {sys.argv[2]} | {s['requestsPerSec']:.0f} | {p['p50']*1000:.2f} | {p['p99']*1000:.2f} | {sys.argv[3]} | {dict(sorted(codes.items()))}{tail} |")
 PY
+}
+
+run() { # name path requests [body] [header]; with a body: POST with client authentication, else GET
+  local name=$1 path=$2 n=$3 body=${4:-} header=${5:-} out args=()
+  if [ -n "$body" ]; then args=(-m POST -H "$BASIC" -H "$FORM" -d "$body"); fi
+  if [ -n "$header" ]; then args+=(-H "$header"); fi
+  out=$(timeout "$LIMIT" oha --no-tui -n "$n" -c "$CONCURRENCY" \
+    "${args[@]}" --output-format json "$BASE$path" 2>/dev/null || true)
+  echo "$out" > "$WORK/$name.json"
+  row "$name"
+}
+
+exchange() { # name alg: $N_CODES fresh codes, then one POST /o/token/ per code with wrk
+  local name=$1 alg=$2 out
+  codes "${OIDC_ID[$alg]}" "$N_CODES" "$WORK/$name.codes"
+  out=$(timeout $((LIMIT + 10)) wrk -t1 -c "$CONCURRENCY" -d "${LIMIT}s" --timeout 10s \
+    -H "$(basic "${OIDC_ID[$alg]}" "${OIDC_SECRET[$alg]}")" -H "$FORM" \
+    -s bench/token_exchange.lua "$BASE/o/token/" -- "$WORK/$name.codes" \
+    "grant_type=authorization_code&code={code}&redirect_uri=$REDIRECT_URI_Q&code_verifier=$VERIFIER" \
+    2>/dev/null || true)
+  echo "$out" | sed -n 's/^BENCH_JSON //p' > "$WORK/$name.json"
+  row "$name"
 }
 
 echo
@@ -84,3 +155,12 @@ run client_credentials /o/token/ "$N" "grant_type=client_credentials"
 run introspection /o/introspect/ "$N" "token=$TOKEN"
 run metadata /.well-known/oauth-authorization-server "$N"
 run password_grant /o/token/ "$N_PASSWORD" "grant_type=password&username=bench&password=bench-password"
+exchange code_exchange_id_token_rs256 RS256
+exchange code_exchange_id_token_es256 ES256
+codes "${OIDC_ID[RS256]}" 1 "$WORK/userinfo.code"
+USER_TOKEN=$(curl -s -H "$(basic "${OIDC_ID[RS256]}" "${OIDC_SECRET[RS256]}")" \
+  -d grant_type=authorization_code -d "code=$(cat "$WORK/userinfo.code")" \
+  -d "redirect_uri=$REDIRECT_URI_Q" -d "code_verifier=$VERIFIER" "$BASE/o/token/" |
+  sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+run userinfo /o/userinfo/ "$N" "" "Authorization: Bearer $USER_TOKEN"
+run jwks /.well-known/jwks.json "$N"
