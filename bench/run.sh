@@ -136,6 +136,7 @@ run() { # name path requests [body] [header]; with a body: POST with client auth
 exchange() { # name alg: $N_CODES fresh codes, then one POST /o/token/ per code with wrk
   local name=$1 alg=$2 out
   codes "${OIDC_ID[$alg]}" "$N_CODES" "$WORK/$name.codes"
+  [ -s "$WORK/$name.codes" ] || { echo "| $name | no authorization codes: see above |"; return; }
   out=$(timeout $((LIMIT + 10)) wrk -t1 -c "$CONCURRENCY" -d "${LIMIT}s" --timeout 10s \
     -H "$(basic "${OIDC_ID[$alg]}" "${OIDC_SECRET[$alg]}")" -H "$FORM" \
     -s bench/token_exchange.lua "$BASE/o/token/" -- "$WORK/$name.codes" \
