@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::support::{
-    csrf_failed, csrf_ok, csrf_token, current_login, error_page, read_form, render, see_other,
+    csrf_failed, csrf_ok, csrf_token, current_login, error_page, read_html_form, render, see_other,
     unavailable, WebConfig, SESSION_REAUTH,
 };
 use crate::accounts::Accounts;
@@ -60,15 +60,9 @@ pub async fn decide(
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
 ) -> HttpResponse {
-    let form = match read_form(&req, payload, web.max_body_bytes).await {
+    let form = match read_html_form(&req, payload, web.max_body_bytes).await {
         Ok(form) => form,
-        Err(_) => {
-            return error_page(
-                StatusCode::BAD_REQUEST,
-                "Bad request",
-                "The form could not be read.",
-            )
-        }
+        Err(page) => return page,
     };
     // OIDC Core §3.1.2.1: an authorization request may also be POSTed, form-encoded. Ours is
     // the consent form, which always carries a CSRF token and keeps the request in the query.

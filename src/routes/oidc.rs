@@ -8,10 +8,9 @@ use askama::Template;
 use super::api::bearer_error;
 use super::support::{
     authorization_header, csrf_failed, csrf_ok, csrf_token, current_user, error_page, no_store,
-    read_form, render, see_other, unavailable, WebConfig,
+    read_form, read_html_form, render, see_other, unavailable, WebConfig,
 };
 use crate::accounts::Accounts;
-use crate::domain::ScopeSet;
 use crate::oauth::bearer::BearerError;
 use crate::oauth::metadata::ServerMetadata;
 use crate::oauth::{OAuth, Params};
@@ -87,11 +86,10 @@ pub async fn userinfo(
     let Some(user) = grant.user else {
         return bearer_error(&BearerError::UserRequired);
     };
-    let scope: &ScopeSet = &grant.scope;
     let mut builder = HttpResponse::Ok();
     no_store(&mut builder)
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .json(user_claims(&user, scope))
+        .json(user_claims(&user, &grant.scope))
 }
 
 #[derive(Template)]
@@ -132,15 +130,9 @@ pub async fn end_session(
     web: web::Data<WebConfig>,
 ) -> HttpResponse {
     let params = if req.method() == actix_web::http::Method::POST {
-        match read_form(&req, payload, web.max_body_bytes).await {
+        match read_html_form(&req, payload, web.max_body_bytes).await {
             Ok(p) => p,
-            Err(_) => {
-                return error_page(
-                    StatusCode::BAD_REQUEST,
-                    "Bad request",
-                    "The logout request could not be read.",
-                )
-            }
+            Err(page) => return page,
         }
     } else {
         match Params::from_query(req.query_string()) {

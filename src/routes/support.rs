@@ -79,6 +79,21 @@ pub async fn read_form(
     Params::from_form(content_type, &body).map_err(|e| oauth_error(&e))
 }
 
+/// Reads a form posted by a browser (no CSRF check): the error is a 400 page.
+pub async fn read_html_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<Params, HttpResponse> {
+    read_form(req, payload, limit).await.map_err(|_| {
+        error_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The form could not be read.",
+        )
+    })
+}
+
 /// Reads an HTML form and checks its CSRF token: the error is a page (400 or 403).
 pub async fn read_page_form(
     req: &HttpRequest,
@@ -86,13 +101,7 @@ pub async fn read_page_form(
     session: &Session,
     limit: usize,
 ) -> Result<Params, HttpResponse> {
-    let form = read_form(req, payload, limit).await.map_err(|_| {
-        error_page(
-            StatusCode::BAD_REQUEST,
-            "Bad request",
-            "The form could not be read.",
-        )
-    })?;
+    let form = read_html_form(req, payload, limit).await?;
     if !csrf_ok(session, form.get("csrf_token")) {
         return Err(csrf_failed());
     }
