@@ -282,25 +282,13 @@ async fn a_replayed_code_is_refused_and_revokes_the_tokens_issued_from_it() {
         .as_str()
         .expect("access token")
         .to_owned();
-    let me = app
-        .api
-        .get(app.url("/api/me"))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .expect("me");
+    let me = app.get_with_bearer("/api/me", &access).await;
     assert_eq!(me.status(), StatusCode::OK);
 
     let (status, replay) = app.post_token(&form, None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(replay["error"], "invalid_grant");
-    let me = app
-        .api
-        .get(app.url("/api/me"))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .expect("me");
+    let me = app.get_with_bearer("/api/me", &access).await;
     assert_eq!(
         me.status(),
         StatusCode::UNAUTHORIZED,

@@ -219,6 +219,16 @@ impl TestApp {
         (client, secret.map(|s| s.0))
     }
 
+    /// GETs `path` with `Authorization: Bearer token` (RFC 6750 §2.1).
+    pub async fn get_with_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        self.api
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("bearer request")
+    }
+
     /// POSTs a form to the token endpoint, with HTTP Basic when `basic` is given.
     pub async fn post_token(
         &self,

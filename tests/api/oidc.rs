@@ -509,13 +509,7 @@ async fn jwt_access_tokens_follow_rfc_9068_and_stay_revocable() {
         assert!(claims["auth_time"].as_i64().is_some());
 
         // The JWT works where an opaque token does, and revocation still counts.
-        let me = app
-            .api
-            .get(app.url("/api/me"))
-            .bearer_auth(&access)
-            .send()
-            .await
-            .expect("me");
+        let me = app.get_with_bearer("/api/me", &access).await;
         assert_eq!(me.status(), StatusCode::OK);
         let (_, active) = app
             .post_oauth("/o/introspect/", &[("token", access.as_str())], basic)
@@ -530,13 +524,7 @@ async fn jwt_access_tokens_follow_rfc_9068_and_stay_revocable() {
             .post_oauth("/o/introspect/", &[("token", access.as_str())], basic)
             .await;
         assert_eq!(inactive, serde_json::json!({ "active": false }));
-        let me = app
-            .api
-            .get(app.url("/api/me"))
-            .bearer_auth(&access)
-            .send()
-            .await
-            .expect("me");
+        let me = app.get_with_bearer("/api/me", &access).await;
         assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
 
         // RFC 9068 §2.2: without a user, sub is the client.
@@ -586,13 +574,7 @@ async fn userinfo_follows_rfc_6750_and_refuses_tokens_without_a_user_or_openid()
     let openid_only = token("openid").await;
     assert!(openid_only["id_token"].is_string());
     let access = openid_only["access_token"].as_str().expect("token");
-    let get = app
-        .api
-        .get(app.url("/o/userinfo/"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .expect("userinfo");
+    let get = app.get_with_bearer("/o/userinfo/", access).await;
     assert_eq!(get.status(), StatusCode::OK);
     assert_eq!(get.headers()["cache-control"], "no-store");
     let claims: Value = get.json().await.expect("json");
@@ -671,13 +653,7 @@ async fn userinfo_follows_rfc_6750_and_refuses_tokens_without_a_user_or_openid()
         assert_eq!(body["error"], "insufficient_scope");
     }
     // A bad token: 401 invalid_token.
-    let bad = app
-        .api
-        .get(app.url("/o/userinfo/"))
-        .bearer_auth("not-a-token")
-        .send()
-        .await
-        .expect("userinfo");
+    let bad = app.get_with_bearer("/o/userinfo/", "not-a-token").await;
     assert_eq!(bad.status(), StatusCode::UNAUTHORIZED);
 }
 

@@ -82,13 +82,7 @@ async fn refresh_tokens_rotate_and_reuse_revokes_the_family() {
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_grant"))
     );
-    let me = app
-        .api
-        .get(app.url("/api/me"))
-        .bearer_auth(&a2)
-        .send()
-        .await
-        .expect("me");
+    let me = app.get_with_bearer("/api/me", &a2).await;
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
 }
 

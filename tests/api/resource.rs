@@ -26,13 +26,7 @@ async fn api_me_follows_rfc_6750() {
         "Bearer realm=\"latchkey\""
     );
 
-    let garbage = app
-        .api
-        .get(app.url("/api/me"))
-        .bearer_auth("garbage")
-        .send()
-        .await
-        .expect("request");
+    let garbage = app.get_with_bearer("/api/me", "garbage").await;
     assert_eq!(garbage.status(), StatusCode::UNAUTHORIZED);
     assert!(garbage.headers()["www-authenticate"]
         .to_str()
