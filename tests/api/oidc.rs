@@ -461,6 +461,23 @@ async fn key_rotation_keeps_old_tokens_verifiable_and_every_node_serves_the_same
         jwks_kids(&format!("{second}/.well-known/jwks.json")).await,
         kids_later
     );
+    // cleartokens deletes the key that has left the JWKS.
+    let cleared = latchkey(&app, &["cleartokens"], &[]);
+    assert!(
+        cleared.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cleared.stderr)
+    );
+    let listed = latchkey(&app, &["keys", "list", "--json"], &[]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).expect("json");
+    let mut kids: Vec<String> = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|k| k["kid"].as_str().expect("kid").to_owned())
+        .collect();
+    kids.sort();
+    assert_eq!(kids, kids_later);
 }
 
 #[tokio::test]
@@ -739,6 +756,8 @@ async fn authorization_requests_may_be_posted() {
             ("redirect_uri", REDIRECT_URI),
             ("scope", "openid"),
             ("state", "posted"),
+            // Accepted and ignored (the pages are in English).
+            ("ui_locales", "fr-CA en"),
             ("code_challenge", challenge.as_str()),
             ("code_challenge_method", "S256"),
         ])
