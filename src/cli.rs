@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 use serde_json::json;
 
+use crate::audit::Actor;
 use crate::accounts::NewUser;
 use crate::clients::{Client, ClientError, ClientSpec};
 use crate::config::{Environment, Settings};
@@ -350,7 +351,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let services = Services::build(&settings).await?;
             let user = services
                 .accounts
-                .create_user(NewUser {
+                .create_user(&Actor::system(), NewUser {
                     username,
                     email,
                     password: Some(password),
@@ -460,7 +461,7 @@ async fn client_command(cmd: ClientCommand, settings: Settings) -> anyhow::Resul
     let clients = &services.clients;
     match cmd {
         ClientCommand::Create(args) => {
-            let (client, secret) = clients.register(&args.spec()).await.map_err(client_error)?;
+            let (client, secret) = clients.register(&Actor::system(), &args.spec()).await.map_err(client_error)?;
             if args.json {
                 let mut value = client_json(&client);
                 value["client_secret"] = json!(secret.as_ref().map(|s| s.0.as_str()));
@@ -520,7 +521,7 @@ async fn client_command(cmd: ClientCommand, settings: Settings) -> anyhow::Resul
                 .with_context(|| format!("no client {client_id:?}"))?;
             let spec = args.apply(ClientSpec::from_client(&client));
             let client = clients
-                .update(&client_id, &spec)
+                .update(&Actor::system(), &client_id, &spec)
                 .await
                 .map_err(client_error)?;
             if json {
@@ -530,12 +531,12 @@ async fn client_command(cmd: ClientCommand, settings: Settings) -> anyhow::Resul
             }
         }
         ClientCommand::Delete { client_id } => {
-            clients.delete(&client_id).await.map_err(client_error)?;
+            clients.delete(&Actor::system(), &client_id).await.map_err(client_error)?;
             println!("deleted client {client_id}");
         }
         ClientCommand::RotateSecret { client_id, json } => {
             let secret = clients
-                .rotate_secret(&client_id)
+                .rotate_secret(&Actor::system(), &client_id)
                 .await
                 .map_err(client_error)?;
             if json {

@@ -9,7 +9,8 @@ use diesel::Connection;
 
 use crate::db::clients::{self, ClientRow};
 use crate::db::{self, tokens, Db, DbError};
-use crate::domain::{RedirectUri, ScopeSet};
+use crate::audit::{self, Actor, AuditEvent};
+use crate::domain::{Page, PageRequest, RedirectUri, ScopeSet};
 use crate::secret;
 
 /// RFC 6749 §2.1 client types.
@@ -566,6 +567,7 @@ impl Clients {
     #[tracing::instrument(skip_all, fields(name = %spec.name))]
     pub async fn register(
         &self,
+        actor: &Actor,
         spec: &ClientSpec,
     ) -> Result<(Client, Option<PlainSecret>), ClientError> {
         let mut row = validate_spec(spec, &self.known_scopes)?;
@@ -579,13 +581,20 @@ impl Clients {
             None
         };
         let stored = row.clone();
+        let event = AuditEvent::new("client.created")
+            .by(actor)
+            .client(row.client_id.clone())
+            .maybe_user(row.owner_id.as_deref())
+            .detail("name", row.name.clone());
         self.db
             .write(move |conn| {
-                conn.transaction(|conn| clients::insert(conn, &stored))
-                    .map_err(ClientError::from)
+                conn.transaction(|conn| {
+                    clients::insert(conn, &stored)?;
+                    audit::record(conn, event)
+                })
+                .map_err(ClientError::from)
             })
             .await?;
-        tracing::info!(target: "audit", event = "client.created", client_id = %row.client_id, owner_id = ?row.owner_id);
         Ok((Client::from_row(row), plain))
     }
 
@@ -628,9 +637,17 @@ impl Clients {
     ///
     /// # Errors
     /// [`ClientError::Invalid`], [`ClientError::NotFound`].
-    pub async fn update(&self, client_id: &str, spec: &ClientSpec) -> Result<Client, ClientError> {
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        client_id: &str,
+        spec: &ClientSpec,
+    ) -> Result<Client, ClientError> {
         let mut row = validate_spec(spec, &self.known_scopes)?;
         let id = client_id.to_owned();
+        let event = AuditEvent::new("client.updated")
+            .by(actor)
+            .client(client_id);
         let updated = self
             .db
             .write(move |conn| {
@@ -650,12 +667,12 @@ impl Clients {
                     row.owner_id = old.owner_id;
                     row.created_at = old.created_at;
                     clients::update(conn, &row)?;
+                    audit::record(conn, event.maybe_user(row.owner_id.as_deref()))?;
                     Ok(Some(row))
                 })
             })
             .await?
             .ok_or(ClientError::NotFound)?;
-        tracing::info!(target: "audit", event = "client.updated", client_id = %updated.client_id);
         Ok(Client::from_row(updated))
     }
 
@@ -686,19 +703,33 @@ impl Clients {
     ///
     /// # Errors
     /// [`ClientError::NotFound`].
-    pub async fn delete(&self, client_id: &str) -> Result<(), ClientError> {
+    pub async fn delete(&self, actor: &Actor, client_id: &str) -> Result<(), ClientError> {
         let id = client_id.to_owned();
+        let event = AuditEvent::new("client.deleted")
+            .by(actor)
+            .client(client_id);
         let deleted = self
             .db
             .write(move |conn| {
-                conn.transaction(|conn| clients::delete(conn, &id))
-                    .map_err(ClientError::from)
+                conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    let Some(old) = clients::find(conn, &id)? else {
+                        return Ok(false);
+                    };
+                    clients::delete(conn, &id)?;
+                    audit::record(
+                        conn,
+                        event
+                            .maybe_user(old.owner_id.as_deref())
+                            .detail("name", old.name),
+                    )?;
+                    Ok(true)
+                })
+                .map_err(ClientError::from)
             })
             .await?;
         if !deleted {
             return Err(ClientError::NotFound);
         }
-        tracing::info!(target: "audit", event = "client.deleted", client_id = %client_id);
         Ok(())
     }
 
@@ -706,24 +737,80 @@ impl Clients {
     ///
     /// # Errors
     /// [`ClientError::NotFound`], or [`ClientError::Invalid`] for a public client.
-    pub async fn rotate_secret(&self, client_id: &str) -> Result<PlainSecret, ClientError> {
+    pub async fn rotate_secret(
+        &self,
+        actor: &Actor,
+        client_id: &str,
+    ) -> Result<PlainSecret, ClientError> {
         let client = self.find(client_id).await?.ok_or(ClientError::NotFound)?;
         if client.client_type != ClientType::Confidential {
             return Err(invalid("client_type", "public clients have no secret"));
         }
         let (plain, hash, hint) = new_secret();
         let id = client_id.to_owned();
+        let event = AuditEvent::new("client.secret_rotated")
+            .by(actor)
+            .client(client_id)
+            .maybe_user(client.row.owner_id.as_deref());
         let changed = self
             .db
             .write(move |conn| {
-                clients::set_secret(conn, &id, &hash, &hint, db::now()).map_err(ClientError::from)
+                conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    let changed = clients::set_secret(conn, &id, &hash, &hint, db::now())?;
+                    if changed {
+                        audit::record(conn, event)?;
+                    }
+                    Ok(changed)
+                })
+                .map_err(ClientError::from)
             })
             .await?;
         if !changed {
             return Err(ClientError::NotFound);
         }
-        tracing::info!(target: "audit", event = "client.secret_rotated", client_id = %client_id);
         Ok(plain)
+    }
+
+    /// The scopes a client may be allowed, with their descriptions.
+    #[must_use]
+    pub fn known_scopes(&self) -> &BTreeMap<String, String> {
+        &self.known_scopes
+    }
+
+    /// One page of clients, newest first: only those owned by `owner_id` when given, only those
+    /// whose name or client_id contains `search` (case-insensitive) when given.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn list_page(
+        &self,
+        owner_id: Option<String>,
+        search: Option<String>,
+        page: PageRequest,
+    ) -> Result<Page<Client>, DbError> {
+        self.db
+            .read(move |conn| {
+                clients::list_page(
+                    conn,
+                    owner_id.as_deref(),
+                    search.as_deref(),
+                    page.size,
+                    page.offset(),
+                )
+                .map_err(DbError::from)
+            })
+            .await
+            .map(|(rows, total)| Page::new(rows, page, total).map(Client::from_row))
+    }
+
+    /// Counts every registered client.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn count(&self) -> Result<i64, DbError> {
+        self.db
+            .read(|conn| clients::count(conn).map_err(DbError::from))
+            .await
     }
 
     /// Whether a browser at `origin` may call the token endpoints (CORS): with `client_id`,

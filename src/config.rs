@@ -41,7 +41,19 @@ struct Raw {
     rate_limits: RawRateLimits,
     log: RawLog,
     oidc: RawOidc,
+    audit: RawAudit,
+    console: RawConsole,
     scopes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawAudit {
+    retention_days: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawConsole {
+    page_size: i64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,6 +228,10 @@ pub struct Settings {
     pub scopes: BTreeMap<String, String>,
     /// OpenID Connect settings.
     pub oidc: OidcSettings,
+    /// How long audit events are kept; `cleartokens` deletes older ones.
+    pub audit_retention: Duration,
+    /// Rows per page in the web console's lists (1..=200).
+    pub page_size: i64,
     /// Messages to log once telemetry is up (unknown variables, generated key).
     pub warnings: Vec<String>,
     /// Set by `serve --demo` (not a configuration key): serves the demo callback page.
@@ -334,6 +350,17 @@ impl Settings {
             refresh_token: secs("refresh_token_seconds", raw.tokens.refresh_token_seconds)?,
             id_token: secs("id_token_seconds", raw.tokens.id_token_seconds)?,
         };
+        if !(1..=36_500).contains(&raw.audit.retention_days) {
+            bail!("audit.retention_days must be between 1 and 36500");
+        }
+        let audit_retention = Duration::from_secs(raw.audit.retention_days * 24 * 3600);
+        if !(1..=crate::domain::page::MAX_PAGE_SIZE).contains(&raw.console.page_size) {
+            bail!(
+                "console.page_size must be between 1 and {}",
+                crate::domain::page::MAX_PAGE_SIZE
+            );
+        }
+        let page_size = raw.console.page_size;
         if raw.oidc.key_cache_seconds > 3600 {
             bail!("oidc.key_cache_seconds must be at most 3600");
         }
@@ -403,6 +430,8 @@ impl Settings {
             log_format,
             scopes: raw.scopes,
             oidc,
+            audit_retention,
+            page_size,
             warnings,
             demo: false,
         })

@@ -39,7 +39,7 @@ pub fn code_challenge() -> String {
 pub async fn ensure(services: &Services, issuer: &str) -> anyhow::Result<String> {
     match services
         .accounts
-        .create_user(NewUser {
+        .create_user(&crate::audit::Actor::system(), NewUser {
             username: Username::parse(USERNAME).map_err(anyhow::Error::msg)?,
             email: Email::parse("demo@example.com").map_err(anyhow::Error::msg)?,
             password: Some(SecretString::from(PASSWORD)),

@@ -31,12 +31,14 @@
 //! `oidc.key_cache_seconds`). The living design is `docs/architecture.md`.
 
 pub mod accounts;
+pub mod audit;
 pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod db;
 pub mod demo;
 pub mod domain;
+pub mod groups;
 pub mod error;
 pub mod limits;
 pub mod oauth;

@@ -18,9 +18,11 @@ use secrecy::ExposeSecret;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder, TracingLogger};
 
 use crate::accounts::{Accounts, PasswordHasher};
+use crate::audit::Audit;
 use crate::clients::Clients;
 use crate::config::Settings;
 use crate::db::Db;
+use crate::groups::Groups;
 use crate::oauth::{OAuth, OAuthConfig};
 use crate::oidc::KeyStore;
 use crate::routes::{self, WebConfig};
@@ -38,6 +40,10 @@ pub struct Services {
     pub oauth: OAuth,
     /// OpenID Connect signing keys.
     pub keys: KeyStore,
+    /// Groups of users.
+    pub groups: Groups,
+    /// The audit log.
+    pub audit: Audit,
 }
 
 impl Services {
@@ -82,6 +88,8 @@ impl Services {
             keys.clone(),
         );
         Ok(Self {
+            groups: Groups::new(db.clone()),
+            audit: Audit::new(db.clone()),
             db,
             accounts,
             clients,
@@ -128,11 +136,14 @@ impl Application {
             demo: settings.demo,
             session_max_age_seconds: i64::try_from(settings.session_max_age.as_secs())
                 .unwrap_or(i64::MAX),
+            page_size: settings.page_size,
         };
         let db = web::Data::new(services.db);
         let accounts = web::Data::new(services.accounts);
         let clients = web::Data::new(services.clients);
         let oauth = web::Data::new(services.oauth);
+        let groups = web::Data::new(services.groups);
+        let audit = web::Data::new(services.audit);
         let web_config = web::Data::new(web_config);
         let max_body = settings.max_body_bytes;
         let mut server = HttpServer::new(move || {
@@ -152,6 +163,8 @@ impl Application {
                 .app_data(accounts.clone())
                 .app_data(clients.clone())
                 .app_data(oauth.clone())
+                .app_data(groups.clone())
+                .app_data(audit.clone())
                 .app_data(web_config.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .configure(routes::configure)

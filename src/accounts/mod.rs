@@ -9,10 +9,12 @@ use std::net::IpAddr;
 use diesel::Connection;
 use secrecy::SecretString;
 
+use crate::audit::{self, Actor, Audit, AuditEvent};
 use crate::config::RateLimits;
-use crate::db::users::{self, UserRow};
+use crate::db::tokens;
+use crate::db::users::{self, UserFilter, UserRow};
 use crate::db::{self, Db, DbError};
-use crate::domain::{Email, Username};
+use crate::domain::{Email, Page, PageRequest, Username};
 use crate::limits::{self, Limiter, RetryAfter};
 pub use password::PasswordHasher;
 
@@ -31,6 +33,12 @@ pub enum AccountError {
     /// Hashing failed.
     #[error(transparent)]
     Hash(#[from] password::HashError),
+    /// No such user.
+    #[error("no such user")]
+    NotFound,
+    /// The current password given to confirm a change is wrong.
+    #[error("the current password is wrong")]
+    WrongPassword,
 }
 
 impl From<diesel::result::Error> for AccountError {
@@ -85,6 +93,7 @@ pub struct Accounts {
     hasher: PasswordHasher,
     limiter: Limiter,
     limits: RateLimits,
+    audit: Audit,
 }
 
 impl Accounts {
@@ -93,6 +102,7 @@ impl Accounts {
     pub fn new(db: Db, hasher: PasswordHasher, limits: RateLimits) -> Self {
         Self {
             limiter: Limiter::new(db.clone()),
+            audit: Audit::new(db.clone()),
             db,
             hasher,
             limits,
@@ -105,7 +115,7 @@ impl Accounts {
     /// [`AccountError::Invalid`] for a password that fails the policy, [`AccountError::Taken`]
     /// for a duplicate username or email.
     #[tracing::instrument(skip_all, fields(username = %new.username))]
-    pub async fn create_user(&self, new: NewUser) -> Result<UserRow, AccountError> {
+    pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<UserRow, AccountError> {
         let password_hash = match new.password {
             Some(p) => {
                 PasswordHasher::validate(&p).map_err(AccountError::Invalid)?;
@@ -126,15 +136,22 @@ impl Accounts {
             email_verified: new.email_verified,
             date_joined: db::now(),
             last_login: None,
+            sessions_valid_after: None,
         };
         let inserted = row.clone();
+        let event = AuditEvent::new("user.created")
+            .by(actor)
+            .user(row.id.clone())
+            .detail("username", row.username.clone());
         self.db
             .write(move |conn| {
-                conn.transaction(|conn| users::insert(conn, &inserted))
-                    .map_err(AccountError::from)
+                conn.transaction(|conn| {
+                    users::insert(conn, &inserted)?;
+                    audit::record(conn, event)
+                })
+                .map_err(AccountError::from)
             })
             .await?;
-        tracing::info!(target: "audit", event = "user.created", user_id = %row.id, username = %row.username);
         Ok(row)
     }
 
@@ -172,8 +189,16 @@ impl Accounts {
             buckets.push((b.clone(), self.limits.failed_logins_per_ip));
         }
         // Counted before the hash, so that parallel guesses cannot all pass the limit.
+        let shown_login: String = login.chars().take(254).collect();
         if let Err(retry) = self.limiter.attempt(buckets, self.limits.window).await? {
-            tracing::warn!(target: "audit", event = "login.locked", login = %login, ip = ?ip, retry_after = retry.0);
+            self.audit
+                .record(
+                    AuditEvent::new("login.locked")
+                        .ip(ip)
+                        .detail("login", shown_login)
+                        .detail("retry_after_seconds", retry.0),
+                )
+                .await?;
             return Err(LoginError::Locked(retry));
         }
         let lookup = login.clone();
@@ -188,27 +213,289 @@ impl Accounts {
             // does), so a correct guess is not confirmed.
             Some(user) if ok && user.is_active => {
                 let id = user.id.clone();
+                let event = AuditEvent::new("login.success")
+                    .by(&Actor::user(user.id.clone(), ip))
+                    .user(user.id.clone());
                 self.db
                     .write(move |conn| {
-                        users::touch_last_login(conn, &id, db::now()).map_err(DbError::from)
+                        conn.transaction(|conn| {
+                            users::touch_last_login(conn, &id, db::now())?;
+                            audit::record(conn, event)
+                        })
+                        .map_err(DbError::from)
                     })
                     .await?;
                 self.limiter
                     .succeeded(ip_bucket.into_iter().collect(), vec![account_bucket])
                     .await?;
-                tracing::info!(target: "audit", event = "login.success", user_id = %user.id, ip = ?ip);
                 Ok(user)
             }
             Some(user) if ok => {
-                tracing::info!(target: "audit", event = "login.inactive", user_id = %user.id, ip = ?ip);
+                self.audit
+                    .record(
+                        AuditEvent::new("login.inactive")
+                            .ip(ip)
+                            .user(user.id.clone()),
+                    )
+                    .await?;
                 Err(LoginError::InvalidCredentials)
             }
-            _ => {
-                tracing::info!(target: "audit", event = "login.failure", login = %login, ip = ?ip);
+            found => {
+                self.audit
+                    .record(
+                        AuditEvent::new("login.failure")
+                            .ip(ip)
+                            .maybe_user(found.as_ref().map(|u| u.id.as_str()))
+                            .detail("login", shown_login),
+                    )
+                    .await?;
                 Err(LoginError::InvalidCredentials)
             }
         }
     }
+}
+
+/// The profile fields a user (or an admin) may change.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// New email address (validated, lower-cased).
+    pub email: String,
+    /// Given name (at most 150 characters).
+    pub first_name: String,
+    /// Family name (at most 150 characters).
+    pub last_name: String,
+}
+
+/// The account flags an admin may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountFlags {
+    /// May log in and hold tokens.
+    pub is_active: bool,
+    /// May use the admin console.
+    pub is_staff: bool,
+    /// Has every permission.
+    pub is_superuser: bool,
+}
+
+impl Accounts {
+    /// A page of users matching `filter`, by username.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn list(&self, filter: UserFilter, page: PageRequest) -> Result<Page<UserRow>, DbError> {
+        self.db
+            .read(move |conn| {
+                users::list(conn, &filter, page.size, page.offset()).map_err(DbError::from)
+            })
+            .await
+            .map(|(rows, total)| Page::new(rows, page, total))
+    }
+
+    /// Counts every user.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn count(&self) -> Result<i64, DbError> {
+        self.db
+            .read(|conn| users::count(conn).map_err(DbError::from))
+            .await
+    }
+
+    /// Changes a user's email and names.
+    ///
+    /// # Errors
+    /// [`AccountError::Invalid`] for a bad email or an over-long name, [`AccountError::Taken`]
+    /// when another user has the email, [`AccountError::NotFound`].
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn update_profile(
+        &self,
+        actor: &Actor,
+        user_id: &str,
+        profile: Profile,
+    ) -> Result<UserRow, AccountError> {
+        let email = Email::parse(&profile.email).map_err(AccountError::Invalid)?;
+        let first_name = profile.first_name.trim().to_owned();
+        let last_name = profile.last_name.trim().to_owned();
+        if first_name.chars().count() > 150 || last_name.chars().count() > 150 {
+            return Err(AccountError::Invalid(
+                "names may have at most 150 characters".into(),
+            ));
+        }
+        let id = user_id.to_owned();
+        let event = AuditEvent::new("user.profile_changed").by(actor).user(user_id);
+        self.db
+            .write(move |conn| {
+                conn.transaction(|conn| {
+                    let Some(old) = users::find(conn, &id)? else {
+                        return Ok(None);
+                    };
+                    users::update_profile(conn, &id, email.as_str(), &first_name, &last_name)?;
+                    let event = if old.email == email.as_str() {
+                        event
+                    } else {
+                        event.detail("email_changed", true)
+                    };
+                    audit::record(conn, event)?;
+                    users::find(conn, &id)
+                })
+                .map_err(AccountError::from)
+            })
+            .await?
+            .ok_or(AccountError::NotFound)
+    }
+
+    /// Changes a user's password after checking the current one, and ends the user's other
+    /// browser sessions (those that began before now; the caller re-stamps the current one).
+    ///
+    /// # Errors
+    /// [`AccountError::WrongPassword`], [`AccountError::Invalid`] for a new password that fails
+    /// the policy, [`AccountError::NotFound`].
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn change_password(
+        &self,
+        actor: &Actor,
+        user_id: &str,
+        current: SecretString,
+        new: SecretString,
+    ) -> Result<(), AccountError> {
+        let user = self.find(user_id.to_owned()).await?.ok_or(AccountError::NotFound)?;
+        if !self.hasher.verify(current, user.password_hash.clone()).await {
+            self.audit
+                .record(
+                    AuditEvent::new("password.change_failed")
+                        .by(actor)
+                        .user(user_id),
+                )
+                .await?;
+            return Err(AccountError::WrongPassword);
+        }
+        PasswordHasher::validate(&new).map_err(AccountError::Invalid)?;
+        let hash = self.hasher.hash(new).await?;
+        let id = user_id.to_owned();
+        let event = AuditEvent::new("password.changed").by(actor).user(user_id);
+        self.db
+            .write(move |conn| {
+                conn.transaction(|conn| {
+                    users::set_password_hash(conn, &id, &hash)?;
+                    users::end_sessions(conn, &id, db::now())?;
+                    audit::record(conn, event)
+                })
+                .map_err(AccountError::from)
+            })
+            .await
+    }
+
+    /// Sets the active, staff and superuser flags. Deactivating also revokes the user's tokens
+    /// and ends their sessions. Each changed flag is an audit event.
+    ///
+    /// # Errors
+    /// [`AccountError::NotFound`], [`AccountError::Invalid`] when an admin would remove their
+    /// own staff status or deactivate themselves (they would lock themselves out).
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn set_flags(
+        &self,
+        actor: &Actor,
+        user_id: &str,
+        flags: AccountFlags,
+    ) -> Result<UserRow, AccountError> {
+        if actor.user_id.as_deref() == Some(user_id) && !(flags.is_active && flags.is_staff) {
+            return Err(AccountError::Invalid(
+                "you cannot deactivate yourself or remove your own staff status".into(),
+            ));
+        }
+        let id = user_id.to_owned();
+        let actor = actor.clone();
+        self.db
+            .write(move |conn| {
+                conn.transaction(|conn| {
+                    let Some(old) = users::find(conn, &id)? else {
+                        return Ok(None);
+                    };
+                    users::set_flags(conn, &id, flags.is_active, flags.is_staff, flags.is_superuser)?;
+                    let changes = [
+                        (old.is_active, flags.is_active, "user.activated", "user.deactivated"),
+                        (old.is_staff, flags.is_staff, "user.staff_granted", "user.staff_revoked"),
+                        (
+                            old.is_superuser,
+                            flags.is_superuser,
+                            "user.superuser_granted",
+                            "user.superuser_revoked",
+                        ),
+                    ];
+                    for (before, after, on, off) in changes {
+                        if before != after {
+                            let name = if after { on } else { off };
+                            audit::record(conn, AuditEvent::new(name).by(&actor).user(id.clone()))?;
+                        }
+                    }
+                    if old.is_active && !flags.is_active {
+                        end_everything(conn, &actor, &id)?;
+                    }
+                    users::find(conn, &id)
+                })
+                .map_err(AccountError::from)
+            })
+            .await?
+            .ok_or(AccountError::NotFound)
+    }
+
+    /// Revokes every token of the user and ends every browser session they have, on every
+    /// node ("sign out everywhere").
+    ///
+    /// # Errors
+    /// [`AccountError::NotFound`].
+    #[tracing::instrument(skip_all, fields(user_id = %user_id))]
+    pub async fn end_sessions_and_tokens(
+        &self,
+        actor: &Actor,
+        user_id: &str,
+    ) -> Result<usize, AccountError> {
+        let id = user_id.to_owned();
+        let actor = actor.clone();
+        self.db
+            .write(move |conn| {
+                conn.transaction(|conn| {
+                    if users::find(conn, &id)?.is_none() {
+                        return Ok(None);
+                    }
+                    end_everything(conn, &actor, &id).map(Some)
+                })
+                .map_err(AccountError::from)
+            })
+            .await?
+            .ok_or(AccountError::NotFound)
+    }
+
+    /// Records that a user signed out of this browser.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn logged_out(&self, user_id: &str, ip: Option<IpAddr>, rp_initiated: bool) -> Result<(), DbError> {
+        self.audit
+            .record(
+                AuditEvent::new("logout")
+                    .by(&Actor::user(user_id, ip))
+                    .user(user_id)
+                    .detail("rp_initiated", rp_initiated),
+            )
+            .await
+    }
+}
+
+/// Revokes all of the user's tokens and moves their session cut-off to now (inside the
+/// caller's transaction); returns how many tokens were revoked.
+fn end_everything(conn: &mut db::DbConnection, actor: &Actor, user_id: &str) -> diesel::QueryResult<usize> {
+    let now = db::now();
+    let revoked = tokens::revoke_for_user(conn, user_id, None, now)?;
+    users::end_sessions(conn, user_id, now)?;
+    audit::record(
+        conn,
+        AuditEvent::new("user.signed_out_everywhere")
+            .by(actor)
+            .user(user_id)
+            .detail("tokens_revoked", revoked),
+    )?;
+    Ok(revoked)
 }
 
 /// The part of an address that identifies one client for limits: the whole IPv4 address, or the

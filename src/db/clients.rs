@@ -156,3 +156,49 @@ pub fn with_origin_like(conn: &mut DbConnection, origin: &str) -> QueryResult<Ve
         .select(ClientRow::as_select())
         .load(conn)
 }
+
+/// One page of clients, newest first: only `owner_id`'s when given, only names or client ids
+/// containing `search` (case-insensitive) when given; and the number of matches.
+///
+/// # Errors
+/// Query failures only.
+pub fn list_page(
+    conn: &mut DbConnection,
+    owner_id: Option<&str>,
+    search: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<(Vec<ClientRow>, i64)> {
+    let filtered = || {
+        let mut query = clients::table.into_boxed();
+        if let Some(owner) = owner_id {
+            query = query.filter(clients::owner_id.eq(owner));
+        }
+        if let Some(s) = search.filter(|s| !s.trim().is_empty()) {
+            let pattern = crate::domain::page::contains_pattern(s);
+            query = query.filter(
+                super::lower(clients::name)
+                    .like(pattern.clone())
+                    .escape('\\')
+                    .or(super::lower(clients::client_id).like(pattern).escape('\\')),
+            );
+        }
+        query
+    };
+    let total = filtered().count().get_result(conn)?;
+    let rows = filtered()
+        .order((clients::created_at.desc(), clients::client_id.asc()))
+        .limit(limit)
+        .offset(offset)
+        .select(ClientRow::as_select())
+        .load(conn)?;
+    Ok((rows, total))
+}
+
+/// Counts all clients.
+///
+/// # Errors
+/// Query failures only.
+pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
+    clients::table.count().get_result(conn)
+}

@@ -81,3 +81,25 @@ pub fn upsert(
     }
     Ok(())
 }
+
+/// Every consent the user has given, most recent first.
+///
+/// # Errors
+/// Query failures only.
+pub fn for_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<Vec<ConsentRow>> {
+    consents::table
+        .filter(consents::user_id.eq(user_id))
+        .order(consents::updated_at.desc())
+        .select(ConsentRow::as_select())
+        .load(conn)
+}
+
+/// Removes the user's consent for a client; returns whether there was one.
+///
+/// # Errors
+/// Query failures only.
+pub fn delete(conn: &mut DbConnection, user_id: &str, client_id: &str) -> QueryResult<bool> {
+    diesel::delete(consents::table.find((user_id, client_id)))
+        .execute(conn)
+        .map(|n| n == 1)
+}

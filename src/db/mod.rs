@@ -10,9 +10,11 @@
 //! * Error policy: the table modules return `diesel::QueryResult`; [`DbError`] adds pool and
 //!   task failures; services wrap it in their own `thiserror` enums.
 
+pub mod audit_events;
 pub mod clients;
 pub mod codes;
 pub mod consents;
+pub mod groups;
 pub mod rate_limits;
 #[allow(missing_docs)] // diesel-generated table and column items
 pub mod schema;
@@ -34,7 +36,7 @@ pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/
 /// Migrations for PostgreSQL, embedded at compile time from `migrations/postgres`.
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
-pub use connection::DbConnection;
+pub use connection::{DbConnection, MultiBackend};
 
 mod connection {
     // The derive generates public helper items (the `MultiBackend` and its query builder) that
@@ -68,6 +70,12 @@ macro_rules! per_backend {
             $crate::db::DbConnection::Postgres($c) => $body,
         }
     };
+}
+
+diesel::define_sql_function! {
+    /// SQL `lower(text)`, for case-insensitive search on both backends (PostgreSQL's `LIKE` is
+    /// case-sensitive, SQLite's only for non-ASCII).
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
 
 /// The first row of a lookup by a unique key (used with `.load()`, see [`per_backend!`]).

@@ -15,6 +15,7 @@ diesel::table! {
         email_verified -> Bool,
         date_joined -> Timestamp,
         last_login -> Nullable<Timestamp>,
+        sessions_valid_after -> Nullable<Timestamp>,
     }
 }
 
@@ -115,9 +116,44 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    groups (id) {
+        id -> Text,
+        name -> Text,
+        name_key -> Text,
+        description -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    group_members (group_id, user_id) {
+        group_id -> Text,
+        user_id -> Text,
+        added_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        occurred_at -> Timestamp,
+        event -> Text,
+        actor_id -> Nullable<Text>,
+        user_id -> Nullable<Text>,
+        client_id -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        details -> Text,
+    }
+}
+
 diesel::joinable!(authorization_codes -> clients (client_id));
 diesel::joinable!(tokens -> clients (client_id));
 diesel::joinable!(consents -> clients (client_id));
+diesel::joinable!(group_members -> groups (group_id));
+diesel::joinable!(group_members -> users (user_id));
+diesel::joinable!(tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -127,4 +163,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     consents,
     rate_limits,
     signing_keys,
+    groups,
+    group_members,
+    audit_events,
 );

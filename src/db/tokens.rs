@@ -197,3 +197,148 @@ pub fn count_active_for_client(
         .count()
         .get_result(conn)
 }
+
+/// Revokes every active token of `user_id` (only those issued to `client_id` when given);
+/// returns how many changed.
+///
+/// # Errors
+/// Query failures only.
+pub fn revoke_for_user(
+    conn: &mut DbConnection,
+    user_id: &str,
+    client_id: Option<&str>,
+    at: NaiveDateTime,
+) -> QueryResult<usize> {
+    let mut query = tokens::table
+        .filter(tokens::user_id.eq(user_id))
+        .filter(tokens::revoked_at.is_null())
+        .into_boxed();
+    if let Some(client_id) = client_id {
+        query = query.filter(tokens::client_id.eq(client_id));
+    }
+    let ids: Vec<String> = query.select(tokens::id).load(conn)?;
+    revoke_ids(conn, &ids, at)
+}
+
+/// Revokes the tokens with these row ids (already revoked ones are left alone); returns how
+/// many changed.
+///
+/// # Errors
+/// Query failures only.
+pub fn revoke_ids(conn: &mut DbConnection, ids: &[String], at: NaiveDateTime) -> QueryResult<usize> {
+    let mut changed = 0;
+    // Bounded chunks keep the statement within every backend's parameter limit.
+    for chunk in ids.chunks(500) {
+        changed += diesel::update(
+            tokens::table
+                .filter(tokens::id.eq_any(chunk))
+                .filter(tokens::revoked_at.is_null()),
+        )
+        .set(tokens::revoked_at.eq(Some(at)))
+        .execute(conn)?;
+    }
+    Ok(changed)
+}
+
+/// The tokens with these row ids.
+///
+/// # Errors
+/// Query failures only.
+pub fn find_ids(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<TokenRow>> {
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(500) {
+        rows.extend(
+            tokens::table
+                .filter(tokens::id.eq_any(chunk))
+                .select(TokenRow::as_select())
+                .load(conn)?,
+        );
+    }
+    Ok(rows)
+}
+
+/// Which active tokens to list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TokenFilter {
+    /// Only this user's tokens.
+    pub user_id: Option<String>,
+    /// Only tokens issued to this client.
+    pub client_id: Option<String>,
+}
+
+/// One page of active tokens (unexpired, unrevoked, unrotated) matching `filter`, newest
+/// first, each with its owner's username, and the number of matches.
+///
+/// # Errors
+/// Query failures only.
+pub fn list_active(
+    conn: &mut DbConnection,
+    filter: &TokenFilter,
+    now: NaiveDateTime,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<(Vec<(TokenRow, Option<String>)>, i64)> {
+    use super::schema::users as u;
+    let filtered = || {
+        let mut query = tokens::table
+            .left_join(u::table)
+            .filter(tokens::revoked_at.is_null())
+            .filter(tokens::rotated_at.is_null())
+            .filter(tokens::expires_at.gt(now))
+            .into_boxed();
+        if let Some(user) = filter.user_id.as_deref().filter(|s| !s.is_empty()) {
+            query = query.filter(tokens::user_id.eq(user));
+        }
+        if let Some(client) = filter.client_id.as_deref().filter(|s| !s.is_empty()) {
+            query = query.filter(tokens::client_id.eq(client));
+        }
+        query
+    };
+    let total = filtered().count().get_result(conn)?;
+    let rows = filtered()
+        .order((tokens::created_at.desc(), tokens::id.desc()))
+        .limit(limit)
+        .offset(offset)
+        .select((TokenRow::as_select(), u::username.nullable()))
+        .load(conn)?;
+    Ok((rows, total))
+}
+
+/// Counts every active token.
+///
+/// # Errors
+/// Query failures only.
+pub fn count_active(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<i64> {
+    tokens::table
+        .filter(tokens::revoked_at.is_null())
+        .filter(tokens::rotated_at.is_null())
+        .filter(tokens::expires_at.gt(now))
+        .count()
+        .get_result(conn)
+}
+
+/// For each client the user holds active tokens of: (client id, count).
+///
+/// # Errors
+/// Query failures only.
+pub fn active_per_client_for_user(
+    conn: &mut DbConnection,
+    user_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<Vec<(String, i64)>> {
+    let ids: Vec<String> = tokens::table
+        .filter(tokens::user_id.eq(user_id))
+        .filter(tokens::revoked_at.is_null())
+        .filter(tokens::rotated_at.is_null())
+        .filter(tokens::expires_at.gt(now))
+        .select(tokens::client_id)
+        .load(conn)?;
+    let mut counts: Vec<(String, i64)> = Vec::new();
+    for id in ids {
+        match counts.iter_mut().find(|(c, _)| *c == id) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((id, 1)),
+        }
+    }
+    Ok(counts)
+}

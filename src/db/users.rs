@@ -34,6 +34,8 @@ pub struct UserRow {
     pub date_joined: NaiveDateTime,
     /// Last successful login (UTC).
     pub last_login: Option<NaiveDateTime>,
+    /// Browser sessions that began before this time (UTC) are over ("sign out everywhere").
+    pub sessions_valid_after: Option<NaiveDateTime>,
 }
 
 /// Inserts a new user.
@@ -97,4 +99,130 @@ pub fn touch_last_login(conn: &mut DbConnection, id: &str, at: NaiveDateTime) ->
         .set(users::last_login.eq(Some(at)))
         .execute(conn)
         .map(|_| ())
+}
+
+/// Which users to list; every set field narrows the list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    /// Case-insensitive substring of the username, email, or first or last name.
+    pub search: Option<String>,
+    /// Only active (`true`) or only deactivated (`false`) users.
+    pub active: Option<bool>,
+    /// Only staff (`true`) or only non-staff (`false`) users.
+    pub staff: Option<bool>,
+}
+
+/// One page of matching users, by username, and the number of matches.
+///
+/// # Errors
+/// Query failures only.
+pub fn list(
+    conn: &mut DbConnection,
+    filter: &UserFilter,
+    limit: i64,
+    offset: i64,
+) -> QueryResult<(Vec<UserRow>, i64)> {
+    let filtered = || {
+        let mut query = users::table.into_boxed();
+        if let Some(s) = filter.search.as_deref().filter(|s| !s.trim().is_empty()) {
+            let pattern = crate::domain::page::contains_pattern(s);
+            query = query.filter(
+                super::lower(users::username)
+                    .like(pattern.clone())
+                    .escape('\\')
+                    .or(users::email.like(pattern.clone()).escape('\\'))
+                    .or(super::lower(users::first_name)
+                        .like(pattern.clone())
+                        .escape('\\'))
+                    .or(super::lower(users::last_name).like(pattern).escape('\\')),
+            );
+        }
+        if let Some(active) = filter.active {
+            query = query.filter(users::is_active.eq(active));
+        }
+        if let Some(staff) = filter.staff {
+            query = query.filter(users::is_staff.eq(staff));
+        }
+        query
+    };
+    let total = filtered().count().get_result(conn)?;
+    let rows = filtered()
+        .order(super::lower(users::username).asc())
+        .limit(limit)
+        .offset(offset)
+        .select(UserRow::as_select())
+        .load(conn)?;
+    Ok((rows, total))
+}
+
+/// Counts all users.
+///
+/// # Errors
+/// Query failures only.
+pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
+    users::table.count().get_result(conn)
+}
+
+/// Sets the profile fields; returns whether the user exists.
+///
+/// # Errors
+/// `DatabaseError(UniqueViolation, …)` when the email is taken.
+pub fn update_profile(
+    conn: &mut DbConnection,
+    id: &str,
+    email: &str,
+    first_name: &str,
+    last_name: &str,
+) -> QueryResult<bool> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::email.eq(email),
+            users::first_name.eq(first_name),
+            users::last_name.eq(last_name),
+        ))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// Stores a new password hash.
+///
+/// # Errors
+/// Query failures only.
+pub fn set_password_hash(conn: &mut DbConnection, id: &str, hash: &str) -> QueryResult<bool> {
+    diesel::update(users::table.find(id))
+        .set(users::password_hash.eq(Some(hash)))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// Sets the active, staff and superuser flags; returns whether the user exists.
+///
+/// # Errors
+/// Query failures only.
+pub fn set_flags(
+    conn: &mut DbConnection,
+    id: &str,
+    is_active: bool,
+    is_staff: bool,
+    is_superuser: bool,
+) -> QueryResult<bool> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::is_active.eq(is_active),
+            users::is_staff.eq(is_staff),
+            users::is_superuser.eq(is_superuser),
+        ))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// Ends every browser session of the user that began before `at`.
+///
+/// # Errors
+/// Query failures only.
+pub fn end_sessions(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryResult<bool> {
+    diesel::update(users::table.find(id))
+        .set(users::sessions_valid_after.eq(Some(at)))
+        .execute(conn)
+        .map(|n| n == 1)
 }

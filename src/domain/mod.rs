@@ -10,3 +10,5 @@ pub use email::Email;
 pub use redirect_uri::RedirectUri;
 pub use scope::ScopeSet;
 pub use username::Username;
+pub mod page;
+pub use page::{Page, PageRequest};

@@ -5,6 +5,8 @@
 //! to the client with `state` and the RFC 9207 `iss` parameter. Login and consent are asked for
 //! only once the request itself is valid.
 
+use std::net::IpAddr;
+
 use diesel::Connection;
 use oxide_auth::code_grant::authorization;
 use url::Url;
@@ -14,6 +16,7 @@ use super::grant_types::negotiate_scope;
 use super::params::Params;
 use super::primitives::{CanonicalRequest, Primitives};
 use super::OAuth;
+use crate::audit::{self, Actor, AuditEvent};
 use crate::clients::{Client, ClientType, GrantType};
 use crate::db::{self, consents, DbError};
 use crate::domain::ScopeSet;
@@ -211,6 +214,7 @@ impl OAuth {
         query: &str,
         login: Option<&Authentication>,
         decision: Option<Decision>,
+        ip: Option<IpAddr>,
     ) -> Result<AuthorizeOutcome, DbError> {
         let params = match Params::from_query(query) {
             Ok(p) => p,
@@ -331,7 +335,14 @@ impl OAuth {
             };
         let user = &login.user;
         if decision == Some(Decision::Deny) {
-            tracing::info!(target: "audit", event = "consent.denied", user_id = %user.id, client_id = %client.id());
+            self.audit
+                .record(
+                    AuditEvent::new("consent.denied")
+                        .by(&Actor::user(user.id.clone(), ip))
+                        .user(user.id.clone())
+                        .client(client.id()),
+                )
+                .await?;
             return fail(ErrorCode::AccessDenied, "the user denied the request");
         }
         let auth = Authentication {
@@ -345,7 +356,7 @@ impl OAuth {
                 params,
                 scope,
                 auth,
-                allowed_now,
+                allowed_now.then_some(ip),
                 prompt,
                 target.clone(),
             )
@@ -374,10 +385,12 @@ impl OAuth {
         params: Params,
         scope: ScopeSet,
         auth: Authentication,
-        allowed_now: bool,
+        allowed_now: Option<Option<IpAddr>>,
         prompt: Prompt,
         target: String,
     ) -> Result<CodeOutcome, DbError> {
+        // `Some(ip)`: the user allowed the request just now, from `ip`.
+        let (ip, allowed_now) = (allowed_now.flatten(), allowed_now.is_some());
         let cfg = self.cfg.clone();
         let user_id = auth.user.id.clone();
         let outcome = self
@@ -402,7 +415,7 @@ impl OAuth {
                     }
                     if allowed_now {
                         consents::upsert(conn, &user_id, client.id(), &previous.union(&scope).to_string(), db::now())?;
-                        tracing::info!(target: "audit", event = "consent.granted", user_id = %user_id, client_id = %client.id(), scope = %scope);
+                        audit::record(conn, AuditEvent::new("consent.granted").by(&Actor::user(user_id.clone(), ip)).user(user_id.clone()).client(client.id()).detail("scope", scope.to_string()))?;
                     }
                     let mut primitives = Primitives::new(conn, &cfg, &client, GrantType::AuthorizationCode);
                     primitives.state.get_mut().redirect_uri_explicit = params.get("redirect_uri").is_some();

@@ -9,6 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::error::OAuthError;
 use super::params::{decode, Params};
 use super::OAuth;
+use crate::audit::AuditEvent;
 use crate::clients::{Client, ClientType};
 use crate::secret;
 
@@ -165,8 +166,15 @@ impl OAuth {
     pub(crate) async fn client_auth_failed(&self, presented: &PresentedClient) -> OAuthError {
         let bucket = crate::limits::bucket("client_auth", presented.id());
         let limits = self.cfg.rate_limits;
-        tracing::info!(target: "audit", event = "client_auth.failure", client_id = %presented.id());
         let error = OAuthError::invalid_client("client authentication failed");
+        let presented_id: String = presented.id().chars().take(200).collect();
+        if let Err(e) = self
+            .audit
+            .record(AuditEvent::new("client_auth.failure").client(presented_id))
+            .await
+        {
+            return e.into();
+        }
         match self
             .limiter
             .attempt(

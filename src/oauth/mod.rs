@@ -14,6 +14,7 @@ mod cleanup;
 pub mod client_auth;
 pub mod error;
 mod grant_types;
+pub mod grants;
 pub mod introspect;
 pub mod metadata;
 pub mod params;
@@ -25,6 +26,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::accounts::Accounts;
+use crate::audit::Audit;
 use crate::clients::Clients;
 use crate::config::{Lifetimes, RateLimits, Settings};
 use crate::db::Db;
@@ -47,6 +49,8 @@ pub struct OAuthConfig {
     pub rate_limits: RateLimits,
     /// `aud` of RFC 9068 JWT access tokens.
     pub access_token_audience: String,
+    /// How long audit events are kept.
+    pub audit_retention: std::time::Duration,
 }
 
 impl OAuthConfig {
@@ -59,6 +63,7 @@ impl OAuthConfig {
             scopes: settings.scopes.clone(),
             rate_limits: settings.rate_limits,
             access_token_audience: settings.oidc.access_token_audience.clone(),
+            audit_retention: settings.audit_retention,
         }
     }
 
@@ -78,6 +83,7 @@ pub struct OAuth {
     clients: Clients,
     limiter: Limiter,
     keys: KeyStore,
+    audit: Audit,
 }
 
 impl OAuth {
@@ -93,6 +99,7 @@ impl OAuth {
         Self {
             keys,
             limiter: Limiter::new(db.clone()),
+            audit: Audit::new(db.clone()),
             db,
             cfg: Arc::new(cfg),
             accounts,

@@ -25,6 +25,7 @@ use oxide_auth::primitives::scope::Scope;
 
 use super::params::Params;
 use super::OAuthConfig;
+use crate::audit::{self, AuditEvent};
 use crate::clients::{Client, GrantType};
 use crate::db::codes::{self, CodeRow};
 use crate::db::tokens::{self, TokenRow};
@@ -250,7 +251,16 @@ impl<'a> Primitives<'a> {
             for row in &rows {
                 tokens::insert(conn, row)?;
             }
-            Ok(())
+            audit::record(
+                conn,
+                AuditEvent::new("token.issued")
+                    .client(self.client.id())
+                    .maybe_user(user_id.as_deref())
+                    .detail("grant_type", grant_type)
+                    .detail("family_id", family_id.clone())
+                    .detail("scope", scope.clone())
+                    .detail("refresh_token", with_refresh),
+            )
         })?;
         let until = Utc.from_utc_datetime(&(now + access_ttl));
         self.state.borrow_mut().minted = Some(Minted {
@@ -259,15 +269,6 @@ impl<'a> Primitives<'a> {
             expires_in: access_ttl.num_seconds(),
             scope,
         });
-        tracing::info!(
-            target: "audit",
-            event = "token.issued",
-            client_id = %self.client.id(),
-            user_id = ?user_id,
-            grant_type = grant_type,
-            family_id = %family_id,
-            refresh = with_refresh,
-        );
         Ok((access, refresh, until))
     }
 
@@ -406,14 +407,16 @@ impl Authorizer for Primitives<'_> {
             row.used_at.is_none() && self.with_conn(|conn| codes::mark_used(conn, &row.id, now))?;
         if !first_use {
             // RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it.
-            let revoked = self.with_conn(|conn| tokens::revoke_family(conn, &row.id, now))?;
-            tracing::warn!(
-                target: "audit",
-                event = "code.replayed",
-                client_id = %row.client_id,
-                user_id = %row.user_id,
-                tokens_revoked = revoked,
-            );
+            self.with_conn(|conn| {
+                let revoked = tokens::revoke_family(conn, &row.id, now)?;
+                audit::record(
+                    conn,
+                    AuditEvent::new("code.replayed")
+                        .client(row.client_id.clone())
+                        .user(row.user_id.clone())
+                        .detail("tokens_revoked", revoked),
+                )
+            })?;
             self.state.borrow_mut().code = Some(CodeOutcome::Replayed);
             return Ok(None);
         }
@@ -549,16 +552,17 @@ impl Issuer for Primitives<'_> {
         if row.rotated_at.is_some() {
             // A rotated refresh token came back: someone holds a stolen copy. Revoke the whole
             // family (RFC 9700 §4.14.2).
-            let revoked =
-                self.with_conn(|conn| tokens::revoke_family(conn, &row.family_id, now))?;
-            tracing::warn!(
-                target: "audit",
-                event = "refresh_token.reused",
-                client_id = %row.client_id,
-                user_id = ?row.user_id,
-                family_id = %row.family_id,
-                tokens_revoked = revoked,
-            );
+            self.with_conn(|conn| {
+                let revoked = tokens::revoke_family(conn, &row.family_id, now)?;
+                audit::record(
+                    conn,
+                    AuditEvent::new("refresh_token.reused")
+                        .client(row.client_id.clone())
+                        .maybe_user(row.user_id.as_deref())
+                        .detail("family_id", row.family_id.clone())
+                        .detail("tokens_revoked", revoked),
+                )
+            })?;
             self.state.borrow_mut().refresh = Some(RefreshOutcome::Reused);
             return Ok(None);
         }

@@ -7,6 +7,7 @@ use diesel::Connection;
 use super::error::OAuthError;
 use super::params::Params;
 use super::OAuth;
+use crate::audit::{self, AuditEvent};
 use crate::db::{self, tokens, DbError};
 
 impl OAuth {
@@ -26,15 +27,15 @@ impl OAuth {
             .authenticated_token_request(authorization, &params)
             .await?;
         let client_id = client.id().to_owned();
-        let revoked = self
+        self
             .db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
                     let Some(row) = tokens::find_by_hash(conn, &hash, None)? else {
-                        return Ok(None);
+                        return Ok(());
                     };
                     if row.client_id != client_id {
-                        return Ok(None);
+                        return Ok(());
                     }
                     let now = db::now();
                     let count = if row.kind == tokens::REFRESH {
@@ -42,21 +43,22 @@ impl OAuth {
                     } else {
                         usize::from(tokens::revoke(conn, &row.id, now)?)
                     };
-                    Ok(Some((row, count)))
+                    if count > 0 {
+                        audit::record(
+                            conn,
+                            AuditEvent::new("token.revoked")
+                                .client(row.client_id.clone())
+                                .maybe_user(row.user_id.as_deref())
+                                .detail("kind", row.kind.clone())
+                                .detail("tokens_revoked", count)
+                                .detail("via", "revocation_endpoint"),
+                        )?;
+                    }
+                    Ok(())
                 })
                 .map_err(DbError::from)
             })
             .await?;
-        if let Some((row, count)) = revoked {
-            tracing::info!(
-                target: "audit",
-                event = "token.revoked",
-                client_id = %row.client_id,
-                user_id = ?row.user_id,
-                kind = %row.kind,
-                tokens_revoked = count,
-            );
-        }
         Ok(())
     }
 }

@@ -40,6 +40,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::audit::{self, AuditEvent};
 use crate::db::signing_keys::{self, SigningKeyRow};
 use crate::db::{self, Db, DbError};
 
@@ -388,6 +389,12 @@ impl KeyStore {
                             let now = db::now();
                             let row = this.new_row(alg, now, now)?;
                             signing_keys::insert(conn, &row)?;
+                            audit::record(
+                                conn,
+                                AuditEvent::new("signing_key.created")
+                                    .detail("kid", row.kid.clone())
+                                    .detail("alg", alg.as_str()),
+                            )?;
                             created.push(row.kid);
                         }
                     }
@@ -395,9 +402,6 @@ impl KeyStore {
                 })
             })
             .await?;
-        for kid in &created {
-            tracing::info!(target: "audit", event = "signing_key.created", kid = %kid);
-        }
         self.reload().await?;
         Ok(created)
     }
@@ -454,15 +458,18 @@ impl KeyStore {
                         signing_keys::retire(conn, alg.as_str(), activates, activates + overlap)?;
                         let row = this.new_row(alg, now, activates)?;
                         signing_keys::insert(conn, &row)?;
+                        audit::record(
+                            conn,
+                            AuditEvent::new("signing_key.rotated")
+                                .detail("kid", row.kid.clone())
+                                .detail("alg", alg.as_str()),
+                        )?;
                         kids.push(row.kid);
                     }
                     Ok(kids)
                 })
             })
             .await?;
-        for kid in &kids {
-            tracing::info!(target: "audit", event = "signing_key.rotated", kid = %kid);
-        }
         self.reload().await?;
         Ok(kids)
     }

@@ -8,7 +8,7 @@ use secrecy::SecretString;
 
 use super::support::{
     csrf_token, current_user, peer_ip, read_page_form, render, safe_next, see_other, unavailable,
-    WebConfig, SESSION_AMR, SESSION_AUTH_TIME, SESSION_USER,
+    start_session, WebConfig,
 };
 use crate::accounts::{Accounts, LoginError};
 use crate::oauth::Params;
@@ -77,13 +77,7 @@ pub async fn submit_login(
     {
         Ok(user) => {
             // A new session on login (no fixation), with a new CSRF token.
-            session.renew();
-            session.clear();
-            let stored = session
-                .insert(SESSION_USER, &user.id)
-                .and_then(|()| session.insert(SESSION_AUTH_TIME, chrono::Utc::now().timestamp()))
-                .and_then(|()| session.insert(SESSION_AMR, "pwd"));
-            if let Err(e) = stored {
+            if let Err(e) = start_session(&session, &user.id, "pwd") {
                 tracing::error!(error = %e, "could not store the session");
                 return failure(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -128,7 +122,9 @@ pub async fn logout(
         return page;
     }
     if let Ok(Some(user)) = current_user(&session, &accounts, &web).await {
-        tracing::info!(target: "audit", event = "logout", user_id = %user.id);
+        if let Err(e) = accounts.logged_out(&user.id, peer_ip(&req), false).await {
+            return unavailable(&e);
+        }
     }
     session.purge();
     see_other("/")

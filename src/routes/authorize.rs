@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::support::{
-    csrf_failed, csrf_ok, csrf_token, current_login, error_page, read_html_form, render, see_other,
+    csrf_failed, csrf_ok, csrf_token, current_login, error_page, peer_ip, read_html_form, render, see_other,
     unavailable, WebConfig, SESSION_REAUTH,
 };
 use crate::accounts::Accounts;
@@ -118,7 +118,7 @@ async fn respond(
         Ok(u) => u,
         Err(e) => return unavailable(&e),
     };
-    let outcome = match oauth.authorize(query, login.as_ref(), decision).await {
+    let outcome = match oauth.authorize(query, login.as_ref(), decision, peer_ip(req)).await {
         Ok(o) => o,
         Err(e) => return unavailable(&e),
     };

@@ -2,6 +2,7 @@
 //! parse input, call a service, and render JSON or an askama page. No SQL lives here.
 
 mod api;
+mod apps;
 mod auth;
 mod authorize;
 mod demo;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/static/form_post.js",
             web::get().to(pages::form_post_script),
         )
+        .route("/static/copy.js", web::get().to(pages::copy_script))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/demo/callback", web::get().to(demo::callback))
@@ -88,6 +90,35 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     });
     both(cfg, "/accounts/logout/", |r| {
         r.route(web::post().to(auth::logout))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    // The developer portal (django-oauth-toolkit's paths).
+    both(cfg, "/o/applications/", |r| {
+        r.route(web::get().to(apps::list_applications))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/o/applications/register/", |r| {
+        r.route(web::get().to(apps::show_register_form))
+            .route(web::post().to(apps::register_application))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/o/applications/{client_id}/", |r| {
+        r.route(web::get().to(apps::show_application))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/o/applications/{client_id}/update/", |r| {
+        r.route(web::get().to(apps::show_update_form))
+            .route(web::post().to(apps::update_application))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/o/applications/{client_id}/delete/", |r| {
+        r.route(web::get().to(apps::confirm_delete))
+            .route(web::post().to(apps::delete_application))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/o/applications/{client_id}/rotate_secret/", |r| {
+        r.route(web::get().to(apps::confirm_rotate_secret))
+            .route(web::post().to(apps::rotate_secret))
             .default_service(web::to(pages::method_not_allowed))
     });
     cfg.service(

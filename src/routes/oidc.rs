@@ -8,7 +8,7 @@ use askama::Template;
 use super::api::bearer_error;
 use super::support::{
     authorization_header, csrf_failed, csrf_ok, csrf_token, current_user, error_page, no_store,
-    read_form, read_html_form, render, see_other, unavailable, WebConfig,
+    peer_ip, read_form, read_html_form, render, see_other, unavailable, WebConfig,
 };
 use crate::accounts::Accounts;
 use crate::oauth::bearer::BearerError;
@@ -197,7 +197,9 @@ pub async fn end_session(
         );
     }
     if let Some(user) = &user {
-        tracing::info!(target: "audit", event = "logout", user_id = %user.id, rp_initiated = true);
+        if let Err(e) = accounts.logged_out(&user.id, peer_ip(&req), true).await {
+            return unavailable(&e);
+        }
     }
     session.purge();
     match plan.redirect {

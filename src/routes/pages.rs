@@ -11,6 +11,7 @@ use crate::accounts::Accounts;
 
 const STYLESHEET: &str = include_str!("../../static/style.css");
 const FORM_POST_SCRIPT: &str = include_str!("../../static/form_post.js");
+const COPY_SCRIPT: &str = include_str!("../../static/copy.js");
 
 #[derive(Template)]
 #[template(path = "home.html")]
@@ -51,6 +52,14 @@ pub async fn form_post_script() -> HttpResponse {
         .content_type("text/javascript; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(FORM_POST_SCRIPT)
+}
+
+/// `GET /static/copy.js`: the copy buttons next to secrets and client ids.
+pub async fn copy_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+        .body(COPY_SCRIPT)
 }
 
 /// Wrong method on an HTML page.

@@ -26,6 +26,8 @@ pub struct WebConfig {
     pub demo: bool,
     /// How long a login lasts, in seconds.
     pub session_max_age_seconds: i64,
+    /// Rows per page in the console's lists.
+    pub page_size: i64,
 }
 
 /// Session keys.
@@ -39,6 +41,41 @@ pub const SESSION_AMR: &str = "amr";
 /// authorization requests, so opening the resume URL without logging in gains nothing.
 pub const SESSION_REAUTH: &str = "reauth";
 const SESSION_CSRF: &str = "csrf";
+/// Session key: when this session's login happened, in Unix milliseconds (compared with the
+/// user's `sessions_valid_after` cut-off, which "sign out everywhere" moves).
+const SESSION_STARTED_MS: &str = "started_ms";
+
+/// Starts a fresh session for `user_id` after a login by `amr` (RFC 8176 values): a new session
+/// id (no fixation) and a new CSRF token.
+///
+/// # Errors
+/// When the session cannot be written.
+pub fn start_session(
+    session: &Session,
+    user_id: &str,
+    amr: &str,
+) -> Result<(), actix_session::SessionInsertError> {
+    session.renew();
+    session.clear();
+    let now = chrono::Utc::now();
+    session.insert(SESSION_USER, user_id)?;
+    session.insert(SESSION_AUTH_TIME, now.timestamp())?;
+    session.insert(SESSION_AMR, amr)?;
+    session.insert(SESSION_STARTED_MS, now.timestamp_millis())
+}
+
+/// Keeps this session alive across a cut-off its own user just made (a password change ends
+/// the user's *other* sessions).
+///
+/// # Errors
+/// When the session cannot be written.
+pub fn keep_session(session: &Session) -> Result<(), actix_session::SessionInsertError> {
+    session.renew();
+    session.insert(
+        SESSION_STARTED_MS,
+        chrono::Utc::now().timestamp_millis() + 1,
+    )
+}
 
 /// Why a body could not be read.
 pub enum BodyError {
@@ -207,8 +244,20 @@ pub async fn current_user(
         session.purge();
         return Ok(None);
     }
+    let started_ms = session
+        .get::<i64>(SESSION_STARTED_MS)
+        .ok()
+        .flatten()
+        .unwrap_or(0);
     match accounts.find(id).await? {
-        Some(user) if user.is_active => Ok(Some(user)),
+        Some(user)
+            if user.is_active
+                && user
+                    .sessions_valid_after
+                    .is_none_or(|cut| started_ms > cut.and_utc().timestamp_millis()) =>
+        {
+            Ok(Some(user))
+        }
         _ => {
             session.purge();
             Ok(None)
@@ -296,6 +345,127 @@ pub fn safe_next(next: Option<&str>) -> &str {
         }
         _ => "/",
     }
+}
+
+/// The signed-in user, or the response to send instead: a redirect to the login page that
+/// comes back to this URL, or the storage-failure page.
+///
+/// # Errors
+/// The response to return as is.
+pub async fn require_login(
+    req: &HttpRequest,
+    session: &Session,
+    accounts: &Accounts,
+    web: &WebConfig,
+) -> Result<UserRow, HttpResponse> {
+    match current_user(session, accounts, web).await {
+        Ok(Some(user)) => Ok(user),
+        Ok(None) => {
+            let here = match req.query_string() {
+                "" => req.path().to_owned(),
+                q => format!("{}?{q}", req.path()),
+            };
+            let next: String = form_urlencoded::byte_serialize(here.as_bytes()).collect();
+            Err(see_other(&format!("/accounts/login/?next={next}")))
+        }
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+/// The signed-in staff user, or the response to send instead: the login redirect, or 403 for
+/// a signed-in user who is not staff.
+///
+/// # Errors
+/// The response to return as is.
+pub async fn require_staff(
+    req: &HttpRequest,
+    session: &Session,
+    accounts: &Accounts,
+    web: &WebConfig,
+) -> Result<UserRow, HttpResponse> {
+    let user = require_login(req, session, accounts, web).await?;
+    if user.is_staff || user.is_superuser {
+        Ok(user)
+    } else {
+        Err(error_page(
+            StatusCode::FORBIDDEN,
+            "Staff only",
+            "The admin console is for staff members. Ask an administrator if you need access.",
+        ))
+    }
+}
+
+/// The user acting through this request, for the audit log.
+#[must_use]
+pub fn actor(req: &HttpRequest, user: &UserRow) -> crate::audit::Actor {
+    crate::audit::Actor::user(user.id.clone(), peer_ip(req))
+}
+
+/// Pagination links for a list page: the page numbers and the query string of the list's
+/// filters, so that "next" keeps them.
+#[derive(Clone, Debug)]
+pub struct PageNav {
+    /// 1-based page number.
+    pub number: i64,
+    /// Number of pages (≥ 1).
+    pub pages: i64,
+    /// Items in the whole list.
+    pub total: i64,
+    /// The list's path.
+    path: String,
+    /// The filters as `key=value&…` (already encoded), without `page`.
+    filters: String,
+}
+
+impl PageNav {
+    /// Links for `page` of the list at `path` filtered by `filters` (name, value) pairs; empty
+    /// values are left out.
+    #[must_use]
+    pub fn new<T>(page: &crate::domain::Page<T>, path: &str, filters: &[(&str, &str)]) -> Self {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in filters.iter().filter(|(_, v)| !v.is_empty()) {
+            query.append_pair(k, v);
+        }
+        Self {
+            number: page.number,
+            pages: page.pages(),
+            total: page.total,
+            path: path.to_owned(),
+            filters: query.finish(),
+        }
+    }
+
+    fn href(&self, number: i64) -> String {
+        if self.filters.is_empty() {
+            format!("{}?page={number}", self.path)
+        } else {
+            format!("{}?{}&page={number}", self.path, self.filters)
+        }
+    }
+
+    /// The previous page's URL, if there is one.
+    #[must_use]
+    pub fn prev_href(&self) -> Option<String> {
+        (self.number > 1).then(|| self.href((self.number - 1).min(self.pages)))
+    }
+
+    /// The next page's URL, if there is one.
+    #[must_use]
+    pub fn next_href(&self) -> Option<String> {
+        (self.number < self.pages).then(|| self.href(self.number + 1))
+    }
+}
+
+/// The `page` query parameter (1-based); anything unparsable is page 1.
+#[must_use]
+pub fn page_number(params: &Params) -> Option<i64> {
+    params.get("page").and_then(|p| p.trim().parse().ok())
+}
+
+/// Formats a UTC timestamp for pages: `2026-11-22 14:05 UTC`.
+#[must_use]
+pub fn show_time(t: &chrono::NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
 /// A `303 See Other` to `location`.

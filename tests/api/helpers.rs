@@ -177,7 +177,7 @@ impl TestApp {
     pub async fn create_user(&self, username: &str) -> UserRow {
         self.services
             .accounts
-            .create_user(latchkey::accounts::NewUser {
+            .create_user(&latchkey::audit::Actor::system(), latchkey::accounts::NewUser {
                 username: latchkey::domain::Username::parse(username).expect("valid username"),
                 email: latchkey::domain::Email::parse(&format!("{username}@example.com"))
                     .expect("valid email"),
@@ -213,7 +213,7 @@ impl TestApp {
         let (client, secret) = self
             .services
             .clients
-            .register(spec)
+            .register(&latchkey::audit::Actor::system(), spec)
             .await
             .expect("register client");
         (client, secret.map(|s| s.0))

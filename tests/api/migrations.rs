@@ -54,6 +54,7 @@ async fn every_table_round_trips() {
         email_verified: false,
         date_joined: now,
         last_login: Some(now + TimeDelta::microseconds(1)),
+        sessions_valid_after: Some(now),
     };
     let client = ClientRow {
         client_id: "round-trip".into(),

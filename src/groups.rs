@@ -1,0 +1,319 @@
+//! Groups of users, managed by admins. Groups are Latchkey's own; upstream connectors map them
+//! to outside roles (the Discord connector: a group ↔ a guild role) in tables of their own, so
+//! a group never needs to know which connectors use it.
+
+use diesel::Connection;
+
+use crate::audit::{self, Actor, AuditEvent};
+use crate::db::groups::{self, GroupRow};
+use crate::db::users::UserRow;
+use crate::db::{self, users, Db, DbError};
+use crate::domain::{Page, PageRequest};
+
+/// Why a group change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    /// The input is invalid; the message is for the user.
+    #[error("{0}")]
+    Invalid(String),
+    /// Another group already has this name (names are compared case-insensitively).
+    #[error("a group with this name already exists")]
+    Taken,
+    /// No such group or user.
+    #[error("no such group or user")]
+    NotFound,
+    /// Storage failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for GroupError {
+    fn from(e: diesel::result::Error) -> Self {
+        match e {
+            diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            ) => Self::Taken,
+            other => Self::Db(DbError::Query(other)),
+        }
+    }
+}
+
+/// A group with its member count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupSummary {
+    /// The group.
+    pub group: GroupRow,
+    /// How many users belong to it.
+    pub members: i64,
+}
+
+/// The groups service.
+#[derive(Clone, Debug)]
+pub struct Groups {
+    db: Db,
+}
+
+/// Checks a group name: 1 to 150 characters, no control characters; returns it trimmed.
+fn parse_name(name: &str) -> Result<String, GroupError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 150 {
+        return Err(GroupError::Invalid(
+            "a group name must have 1 to 150 characters".into(),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(GroupError::Invalid(
+            "a group name cannot contain control characters".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn parse_description(description: &str) -> Result<String, GroupError> {
+    let description = description.trim();
+    if description.chars().count() > 1000 {
+        return Err(GroupError::Invalid(
+            "a description may have at most 1000 characters".into(),
+        ));
+    }
+    Ok(description.to_owned())
+}
+
+impl Groups {
+    /// The service over `db`.
+    #[must_use]
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+
+    /// A page of groups whose name contains `search` (case-insensitive), by name.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn list(
+        &self,
+        search: Option<String>,
+        page: PageRequest,
+    ) -> Result<Page<GroupSummary>, DbError> {
+        self.db
+            .read(move |conn| {
+                groups::list(conn, search.as_deref(), page.size, page.offset())
+                    .map_err(DbError::from)
+            })
+            .await
+            .map(|(rows, total)| {
+                Page::new(rows, page, total)
+                    .map(|(group, members)| GroupSummary { group, members })
+            })
+    }
+
+    /// Every group, by name.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn all(&self) -> Result<Vec<GroupRow>, DbError> {
+        self.db
+            .read(|conn| groups::all(conn).map_err(DbError::from))
+            .await
+    }
+
+    /// A group and its members (by username).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn find(&self, id: &str) -> Result<Option<(GroupRow, Vec<UserRow>)>, DbError> {
+        let id = id.to_owned();
+        self.db
+            .read(move |conn| {
+                let Some(group) = groups::find(conn, &id)? else {
+                    return Ok(None);
+                };
+                let members = groups::members(conn, &id)?;
+                Ok(Some((group, members)))
+            })
+            .await
+    }
+
+    /// The groups `user_id` belongs to, by name.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn of_user(&self, user_id: &str) -> Result<Vec<GroupRow>, DbError> {
+        let id = user_id.to_owned();
+        self.db
+            .read(move |conn| groups::of_user(conn, &id).map_err(DbError::from))
+            .await
+    }
+
+    /// Creates a group.
+    ///
+    /// # Errors
+    /// [`GroupError::Invalid`], [`GroupError::Taken`].
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        name: &str,
+        description: &str,
+    ) -> Result<GroupRow, GroupError> {
+        let name = parse_name(name)?;
+        let description = parse_description(description)?;
+        let now = db::now();
+        let row = GroupRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            name_key: name.to_lowercase(),
+            name,
+            description,
+            created_at: now,
+            updated_at: now,
+        };
+        let stored = row.clone();
+        let event = AuditEvent::new("group.created")
+            .by(actor)
+            .detail("group_id", row.id.clone())
+            .detail("name", row.name.clone());
+        self.db
+            .write(move |conn| {
+                conn.transaction(|conn| {
+                    groups::insert(conn, &stored)?;
+                    audit::record(conn, event)
+                })
+                .map_err(GroupError::from)
+            })
+            .await?;
+        Ok(row)
+    }
+
+    /// Renames a group and sets its description.
+    ///
+    /// # Errors
+    /// [`GroupError::Invalid`], [`GroupError::Taken`], [`GroupError::NotFound`].
+    pub async fn update(
+        &self,
+        actor: &Actor,
+        id: &str,
+        name: &str,
+        description: &str,
+    ) -> Result<(), GroupError> {
+        let name = parse_name(name)?;
+        let description = parse_description(description)?;
+        let id = id.to_owned();
+        let actor = actor.clone();
+        self.db
+            .write(move |conn| {
+                conn.transaction(|conn| {
+                    let Some(old) = groups::find(conn, &id)? else {
+                        return Err(GroupError::NotFound);
+                    };
+                    groups::update(conn, &id, &name, &description, db::now())?;
+                    let mut event = AuditEvent::new("group.updated")
+                        .by(&actor)
+                        .detail("group_id", id.clone())
+                        .detail("name", name.clone());
+                    if old.name != name {
+                        event = event.detail("previous_name", old.name);
+                    }
+                    audit::record(conn, event)?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Deletes a group and its memberships.
+    ///
+    /// # Errors
+    /// [`GroupError::NotFound`].
+    pub async fn delete(&self, actor: &Actor, id: &str) -> Result<(), GroupError> {
+        let id = id.to_owned();
+        let actor = actor.clone();
+        self.db
+            .write(move |conn| {
+                conn.transaction(|conn| {
+                    let Some(old) = groups::find(conn, &id)? else {
+                        return Err(GroupError::NotFound);
+                    };
+                    groups::delete(conn, &id)?;
+                    audit::record(
+                        conn,
+                        AuditEvent::new("group.deleted")
+                            .by(&actor)
+                            .detail("group_id", id.clone())
+                            .detail("name", old.name),
+                    )?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Adds the user called `username` (or with that email) to a group; returns whether they
+    /// were added (false: already a member).
+    ///
+    /// # Errors
+    /// [`GroupError::NotFound`] for an unknown group or user.
+    pub async fn add_member(
+        &self,
+        actor: &Actor,
+        group_id: &str,
+        username: &str,
+    ) -> Result<bool, GroupError> {
+        let (group_id, username) = (group_id.to_owned(), username.trim().to_owned());
+        let actor = actor.clone();
+        self.db
+            .write(move |conn| {
+                conn.transaction(|conn| {
+                    let (Some(group), Some(user)) = (
+                        groups::find(conn, &group_id)?,
+                        users::find_by_login(conn, &username)?,
+                    ) else {
+                        return Err(GroupError::NotFound);
+                    };
+                    let added = groups::add_member(conn, &group.id, &user.id, db::now())?;
+                    if added {
+                        audit::record(
+                            conn,
+                            AuditEvent::new("group.member_added")
+                                .by(&actor)
+                                .user(user.id)
+                                .detail("group_id", group.id)
+                                .detail("group", group.name),
+                        )?;
+                    }
+                    Ok(added)
+                })
+            })
+            .await
+    }
+
+    /// Removes a user from a group; returns whether they were a member.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn remove_member(
+        &self,
+        actor: &Actor,
+        group_id: &str,
+        user_id: &str,
+    ) -> Result<bool, GroupError> {
+        let (group_id, user_id) = (group_id.to_owned(), user_id.to_owned());
+        let actor = actor.clone();
+        self.db
+            .write(move |conn| {
+                conn.transaction(|conn| {
+                    let removed = groups::remove_member(conn, &group_id, &user_id)?;
+                    if removed {
+                        audit::record(
+                            conn,
+                            AuditEvent::new("group.member_removed")
+                                .by(&actor)
+                                .user(user_id.clone())
+                                .detail("group_id", group_id.clone()),
+                        )?;
+                    }
+                    Ok(removed)
+                })
+            })
+            .await
+    }
+}

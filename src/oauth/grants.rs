@@ -1,0 +1,198 @@
+//! What users have granted, seen from the user's side (`/o/authorized_tokens/`) and the
+//! admin's (the token list): remembered consent and active tokens, and revoking them.
+
+use chrono::NaiveDateTime;
+use diesel::Connection;
+
+use super::OAuth;
+use crate::audit::{self, Actor, AuditEvent};
+use crate::db::tokens::{self, TokenFilter, TokenRow};
+use crate::db::{self, clients, consents, DbError};
+use crate::domain::{Page, PageRequest};
+
+/// An application the user has authorized: by consent, or by holding its tokens (password
+/// grant, `skip_authorization` clients).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthorizedApp {
+    /// The client.
+    pub client_id: String,
+    /// The client's display name.
+    pub client_name: String,
+    /// Scopes the user consented to (space-separated; empty without a consent).
+    pub scope: String,
+    /// First consent (UTC); `None` without a consent.
+    pub authorized_at: Option<NaiveDateTime>,
+    /// Last change of the consent (UTC).
+    pub updated_at: Option<NaiveDateTime>,
+    /// Active access and refresh tokens the client holds for the user.
+    pub active_tokens: i64,
+}
+
+/// An active token as the admin list shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenListing {
+    /// The token row (its hash is not a secret, and is not shown either).
+    pub row: TokenRow,
+    /// The owner's username; `None` for client-credentials tokens.
+    pub username: Option<String>,
+}
+
+impl OAuth {
+    /// The applications `user_id` has authorized, most recently authorized first; applications
+    /// holding tokens without a consent come last, by name.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn authorized_apps(&self, user_id: &str) -> Result<Vec<AuthorizedApp>, DbError> {
+        let user_id = user_id.to_owned();
+        self.db
+            .read(move |conn| {
+                let now = db::now();
+                let mut counts = tokens::active_per_client_for_user(conn, &user_id, now)?;
+                let mut apps = Vec::new();
+                for consent in consents::for_user(conn, &user_id)? {
+                    let Some(client) = clients::find(conn, &consent.client_id)? else {
+                        continue;
+                    };
+                    let active = take_count(&mut counts, &consent.client_id);
+                    apps.push(AuthorizedApp {
+                        client_id: consent.client_id,
+                        client_name: client.name,
+                        scope: consent.scope,
+                        authorized_at: Some(consent.created_at),
+                        updated_at: Some(consent.updated_at),
+                        active_tokens: active,
+                    });
+                }
+                let mut rest = Vec::new();
+                for (client_id, active) in counts {
+                    if let Some(client) = clients::find(conn, &client_id)? {
+                        rest.push(AuthorizedApp {
+                            client_id,
+                            client_name: client.name,
+                            scope: String::new(),
+                            authorized_at: None,
+                            updated_at: None,
+                            active_tokens: active,
+                        });
+                    }
+                }
+                rest.sort_by(|a, b| a.client_name.cmp(&b.client_name));
+                apps.extend(rest);
+                Ok(apps)
+            })
+            .await
+    }
+
+    /// Forgets the user's consent for `client_id` and revokes every token the client holds for
+    /// the user (the next authorization request asks for consent again). Returns whether
+    /// anything was there to revoke.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn revoke_authorization(
+        &self,
+        actor: &Actor,
+        user_id: &str,
+        client_id: &str,
+    ) -> Result<bool, DbError> {
+        let (user_id, client_id) = (user_id.to_owned(), client_id.to_owned());
+        let actor = actor.clone();
+        self.db
+            .write(move |conn| {
+                conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    let had_consent = consents::delete(conn, &user_id, &client_id)?;
+                    let revoked =
+                        tokens::revoke_for_user(conn, &user_id, Some(&client_id), db::now())?;
+                    if !had_consent && revoked == 0 {
+                        return Ok(false);
+                    }
+                    audit::record(
+                        conn,
+                        AuditEvent::new("consent.revoked")
+                            .by(&actor)
+                            .user(user_id.clone())
+                            .client(client_id.clone())
+                            .detail("tokens_revoked", revoked),
+                    )?;
+                    Ok(true)
+                })
+                .map_err(DbError::from)
+            })
+            .await
+    }
+
+    /// A page of active tokens matching `filter`, newest first.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn list_tokens(
+        &self,
+        filter: TokenFilter,
+        page: PageRequest,
+    ) -> Result<Page<TokenListing>, DbError> {
+        self.db
+            .read(move |conn| {
+                tokens::list_active(conn, &filter, db::now(), page.size, page.offset())
+                    .map_err(DbError::from)
+            })
+            .await
+            .map(|(rows, total)| {
+                Page::new(rows, page, total).map(|(row, username)| TokenListing { row, username })
+            })
+    }
+
+    /// Counts every active token.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn count_active_tokens(&self) -> Result<i64, DbError> {
+        self.db
+            .read(|conn| tokens::count_active(conn, db::now()).map_err(DbError::from))
+            .await
+    }
+
+    /// Revokes the tokens with these row ids (at most 500); returns how many were revoked.
+    /// Revoking a refresh token this way leaves the rest of its family alone: the admin chose
+    /// exactly these rows.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn revoke_tokens(&self, actor: &Actor, ids: Vec<String>) -> Result<usize, DbError> {
+        let actor = actor.clone();
+        let ids: Vec<String> = ids.into_iter().take(500).collect();
+        self.db
+            .write(move |conn| {
+                conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    let rows = tokens::find_ids(conn, &ids)?;
+                    let now = db::now();
+                    let mut revoked = 0;
+                    for row in rows.iter().filter(|r| r.revoked_at.is_none()) {
+                        if tokens::revoke(conn, &row.id, now)? {
+                            revoked += 1;
+                            audit::record(
+                                conn,
+                                AuditEvent::new("token.revoked")
+                                    .by(&actor)
+                                    .client(row.client_id.clone())
+                                    .maybe_user(row.user_id.as_deref())
+                                    .detail("kind", row.kind.clone())
+                                    .detail("via", "admin"),
+                            )?;
+                        }
+                    }
+                    Ok(revoked)
+                })
+                .map_err(DbError::from)
+            })
+            .await
+    }
+}
+
+/// Removes `client_id`'s entry from `counts` and returns its count (0 when absent).
+fn take_count(counts: &mut Vec<(String, i64)>, client_id: &str) -> i64 {
+    match counts.iter().position(|(c, _)| c == client_id) {
+        Some(i) => counts.swap_remove(i).1,
+        None => 0,
+    }
+}
