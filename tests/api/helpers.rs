@@ -401,3 +401,144 @@ impl TestApp {
         url.to_string()
     }
 }
+
+/// A second browser (its own cookie store, no automatic redirects), for tests with several
+/// people signed in at once.
+pub struct Visitor {
+    /// The HTTP client with the cookie store.
+    pub client: reqwest::Client,
+    address: String,
+}
+
+impl Visitor {
+    /// A full URL for `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// GETs `path`; returns the status and the body.
+    pub async fn get(&self, path: &str) -> (StatusCode, String) {
+        let response = self
+            .client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET");
+        let status = response.status();
+        (status, response.text().await.expect("body"))
+    }
+
+    /// GETs `path` and returns the raw response (headers, redirects).
+    pub async fn get_response(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// Opens the page at `form_page`, takes its CSRF token, and POSTs `fields` to `action`
+    /// like the page's form would. Returns the response (not followed).
+    pub async fn submit(
+        &self,
+        form_page: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let (status, html) = self.get(form_page).await;
+        assert_eq!(status, StatusCode::OK, "form page {form_page}: {html}");
+        let csrf = csrf_from(&html);
+        let mut all: Vec<(&str, &str)> = vec![("csrf_token", csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.client
+            .post(self.url(action))
+            .form(&all)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// POSTs `fields` to `action` with the CSRF token found in `html` (a page already loaded).
+    pub async fn post_with_csrf_of(
+        &self,
+        html: &str,
+        action: &str,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let csrf = csrf_from(html);
+        let mut all: Vec<(&str, &str)> = vec![("csrf_token", csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.client
+            .post(self.url(action))
+            .form(&all)
+            .send()
+            .await
+            .expect("POST")
+    }
+}
+
+impl TestApp {
+    /// A new browser, signed in as `username` (password [`PASSWORD`]).
+    pub async fn visitor(&self, username: &str) -> Visitor {
+        let visitor = self.anonymous_visitor();
+        let response = visitor
+            .submit(
+                "/accounts/login/",
+                "/accounts/login/",
+                &[("username", username), ("password", PASSWORD), ("next", "/")],
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SEE_OTHER,
+            "login as {username} failed"
+        );
+        visitor
+    }
+
+    /// A new browser that is not signed in.
+    pub fn anonymous_visitor(&self) -> Visitor {
+        Visitor {
+            client: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("visitor client"),
+            address: self.address.clone(),
+        }
+    }
+
+    /// Creates an active staff user (staff and superuser) with [`PASSWORD`].
+    pub async fn create_staff(&self, username: &str) -> UserRow {
+        let user = self.create_user(username).await;
+        self.services
+            .accounts
+            .set_flags(
+                &latchkey::audit::Actor::system(),
+                &user.id,
+                latchkey::accounts::AccountFlags {
+                    is_active: true,
+                    is_staff: true,
+                    is_superuser: true,
+                },
+            )
+            .await
+            .expect("make staff")
+    }
+
+    /// Audit events named `event`, newest first.
+    pub async fn audit_events(&self, event: &str) -> Vec<latchkey::db::audit_events::AuditRow> {
+        self.services
+            .audit
+            .list(
+                latchkey::db::audit_events::AuditFilter {
+                    event: Some(event.to_owned()),
+                    ..Default::default()
+                },
+                latchkey::domain::PageRequest::new(None, 200),
+            )
+            .await
+            .expect("audit log")
+            .items
+    }
+}
