@@ -7,9 +7,9 @@ use std::str::FromStr;
 
 use diesel::Connection;
 
+use crate::audit::{self, Actor, AuditEvent};
 use crate::db::clients::{self, ClientRow};
 use crate::db::{self, tokens, Db, DbError};
-use crate::audit::{self, Actor, AuditEvent};
 use crate::domain::{Page, PageRequest, RedirectUri, ScopeSet};
 use crate::secret;
 

@@ -103,8 +103,7 @@ impl Groups {
             })
             .await
             .map(|(rows, total)| {
-                Page::new(rows, page, total)
-                    .map(|(group, members)| GroupSummary { group, members })
+                Page::new(rows, page, total).map(|(group, members)| GroupSummary { group, members })
             })
     }
 

@@ -165,6 +165,18 @@ impl Accounts {
             .await
     }
 
+    /// Looks a user up by exact username or (case-insensitive) email, for admin pages that
+    /// take a person's name rather than their id. No timing protection: staff only.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn find_by_login(&self, login: &str) -> Result<Option<UserRow>, DbError> {
+        let login = login.trim().to_owned();
+        self.db
+            .read(move |conn| users::find_by_login(conn, &login).map_err(DbError::from))
+            .await
+    }
+
     /// Checks a username-or-email and password. Takes as long for unknown users as for known
     /// ones (a dummy hash is verified), counts failures per account and per IP, and refuses
     /// inactive users. On success `last_login` is updated.
@@ -282,7 +294,11 @@ impl Accounts {
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn list(&self, filter: UserFilter, page: PageRequest) -> Result<Page<UserRow>, DbError> {
+    pub async fn list(
+        &self,
+        filter: UserFilter,
+        page: PageRequest,
+    ) -> Result<Page<UserRow>, DbError> {
         self.db
             .read(move |conn| {
                 users::list(conn, &filter, page.size, page.offset()).map_err(DbError::from)
@@ -301,7 +317,7 @@ impl Accounts {
             .await
     }
 
-    /// Changes a user's email and names.
+    /// Changes a user's email and names. A changed email is no longer verified.
     ///
     /// # Errors
     /// [`AccountError::Invalid`] for a bad email or an over-long name, [`AccountError::Taken`]
@@ -322,7 +338,9 @@ impl Accounts {
             ));
         }
         let id = user_id.to_owned();
-        let event = AuditEvent::new("user.profile_changed").by(actor).user(user_id);
+        let event = AuditEvent::new("user.profile_changed")
+            .by(actor)
+            .user(user_id);
         self.db
             .write(move |conn| {
                 conn.transaction(|conn| {
@@ -333,6 +351,9 @@ impl Accounts {
                     let event = if old.email == email.as_str() {
                         event
                     } else {
+                        // Nobody has confirmed the new address: the `email_verified` claim
+                        // (OIDC Core §5.1) must not vouch for it.
+                        users::mark_email_unverified(conn, &id)?;
                         event.detail("email_changed", true)
                     };
                     audit::record(conn, event)?;
@@ -358,8 +379,15 @@ impl Accounts {
         current: SecretString,
         new: SecretString,
     ) -> Result<(), AccountError> {
-        let user = self.find(user_id.to_owned()).await?.ok_or(AccountError::NotFound)?;
-        if !self.hasher.verify(current, user.password_hash.clone()).await {
+        let user = self
+            .find(user_id.to_owned())
+            .await?
+            .ok_or(AccountError::NotFound)?;
+        if !self
+            .hasher
+            .verify(current, user.password_hash.clone())
+            .await
+        {
             self.audit
                 .record(
                     AuditEvent::new("password.change_failed")
@@ -411,10 +439,26 @@ impl Accounts {
                     let Some(old) = users::find(conn, &id)? else {
                         return Ok(None);
                     };
-                    users::set_flags(conn, &id, flags.is_active, flags.is_staff, flags.is_superuser)?;
+                    users::set_flags(
+                        conn,
+                        &id,
+                        flags.is_active,
+                        flags.is_staff,
+                        flags.is_superuser,
+                    )?;
                     let changes = [
-                        (old.is_active, flags.is_active, "user.activated", "user.deactivated"),
-                        (old.is_staff, flags.is_staff, "user.staff_granted", "user.staff_revoked"),
+                        (
+                            old.is_active,
+                            flags.is_active,
+                            "user.activated",
+                            "user.deactivated",
+                        ),
+                        (
+                            old.is_staff,
+                            flags.is_staff,
+                            "user.staff_granted",
+                            "user.staff_revoked",
+                        ),
                         (
                             old.is_superuser,
                             flags.is_superuser,
@@ -470,7 +514,12 @@ impl Accounts {
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn logged_out(&self, user_id: &str, ip: Option<IpAddr>, rp_initiated: bool) -> Result<(), DbError> {
+    pub async fn logged_out(
+        &self,
+        user_id: &str,
+        ip: Option<IpAddr>,
+        rp_initiated: bool,
+    ) -> Result<(), DbError> {
         self.audit
             .record(
                 AuditEvent::new("logout")
@@ -484,7 +533,11 @@ impl Accounts {
 
 /// Revokes all of the user's tokens and moves their session cut-off to now (inside the
 /// caller's transaction); returns how many tokens were revoked.
-fn end_everything(conn: &mut db::DbConnection, actor: &Actor, user_id: &str) -> diesel::QueryResult<usize> {
+fn end_everything(
+    conn: &mut db::DbConnection,
+    actor: &Actor,
+    user_id: &str,
+) -> diesel::QueryResult<usize> {
     let now = db::now();
     let revoked = tokens::revoke_for_user(conn, user_id, None, now)?;
     users::end_sessions(conn, user_id, now)?;

@@ -98,7 +98,13 @@ mod tests {
 
     #[test]
     fn requests_are_clamped() {
-        assert_eq!(PageRequest::new(None, 20), PageRequest { number: 1, size: 20 });
+        assert_eq!(
+            PageRequest::new(None, 20),
+            PageRequest {
+                number: 1,
+                size: 20
+            }
+        );
         assert_eq!(PageRequest::new(Some(-3), 0).offset(), 0);
         assert_eq!(PageRequest::new(Some(3), 10_000).size, MAX_PAGE_SIZE);
         assert_eq!(PageRequest::new(Some(3), 25).offset(), 50);

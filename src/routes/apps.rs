@@ -14,8 +14,8 @@ use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use super::support::{
-    actor, csrf_token, error_page, page_number, read_page_form, render, require_login,
-    see_other, show_time, unavailable, PageNav, WebConfig,
+    actor, csrf_token, error_page, page_number, read_page_form, render, require_login, see_other,
+    show_time, ticked, unavailable, PageNav, WebConfig,
 };
 use crate::accounts::Accounts;
 use crate::clients::{
@@ -157,7 +157,9 @@ fn grant_label(grant: GrantType) -> &'static str {
     match grant {
         GrantType::AuthorizationCode => "Authorization code (users sign in through your app)",
         GrantType::RefreshToken => "Refresh token (keep access without asking again)",
-        GrantType::Password => "Password (your app collects the user's password — first-party apps only)",
+        GrantType::Password => {
+            "Password (your app collects the user's password — first-party apps only)"
+        }
         GrantType::ClientCredentials => "Client credentials (your server acts as itself, no user)",
     }
 }
@@ -219,7 +221,11 @@ pub async fn list_applications(
     let owner = (!staff).then(|| user.id.clone());
     let request = PageRequest::new(page_number(&params), web.page_size);
     let page = match clients
-        .list_page(owner, Some(search.clone()).filter(|s| !s.is_empty()), request)
+        .list_page(
+            owner,
+            Some(search.clone()).filter(|s| !s.is_empty()),
+            request,
+        )
         .await
     {
         Ok(p) => p,
@@ -489,11 +495,9 @@ pub async fn delete_application(
     match clients.delete(&actor(&req, &user), client.id()).await {
         Ok(()) | Err(ClientError::NotFound) => see_other("/o/applications/"),
         Err(ClientError::Db(e)) => unavailable(&e),
-        Err(e @ ClientError::Invalid { .. }) => error_page(
-            StatusCode::BAD_REQUEST,
-            "Cannot delete",
-            &e.to_string(),
-        ),
+        Err(e @ ClientError::Invalid { .. }) => {
+            error_page(StatusCode::BAD_REQUEST, "Cannot delete", &e.to_string())
+        }
     }
 }
 
@@ -552,7 +556,10 @@ pub async fn rotate_secret(
     if let Err(page) = read_page_form(&req, payload, &session, web.max_body_bytes).await {
         return page;
     }
-    match clients.rotate_secret(&actor(&req, &user), client.id()).await {
+    match clients
+        .rotate_secret(&actor(&req, &user), client.id())
+        .await
+    {
         Ok(secret) => {
             stash_secret(&session, client.id(), secret.0);
             see_other(&detail_path(client.id()))
@@ -679,14 +686,6 @@ fn form_error(
     }
 }
 
-/// The ticked checkboxes named `PREFIX<value>` (forms cannot repeat a name: see `Params`).
-fn ticked(form: &Params, prefix: &str) -> Vec<String> {
-    form.iter()
-        .filter_map(|(name, _)| name.strip_prefix(prefix))
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Lines of a textarea, trimmed, empty ones dropped.
 fn lines(value: Option<&str>) -> Vec<String> {
     value
@@ -699,10 +698,7 @@ fn lines(value: Option<&str>) -> Vec<String> {
 }
 
 /// A lifetime field: empty = the server default; otherwise whole seconds.
-fn lifetime(
-    form: &Params,
-    field: &'static str,
-) -> Result<Option<i64>, (&'static str, String)> {
+fn lifetime(form: &Params, field: &'static str) -> Result<Option<i64>, (&'static str, String)> {
     match form.get(field).map(str::trim) {
         None | Some("") => Ok(None),
         Some(v) => v.parse::<i64>().map(Some).map_err(|_| {

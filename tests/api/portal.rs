@@ -1,0 +1,538 @@
+//! The developer portal `/o/applications/`: registering, showing the secret once, editing,
+//! rotating, deleting, and who may see what.
+
+use reqwest::StatusCode;
+
+use crate::helpers::{spawn_app, spawn_app_with, TestApp, Visitor};
+
+/// The text of `<code id="ID">…</code>` in a page.
+fn code_by_id(html: &str, id: &str) -> Option<String> {
+    let marker = format!("<code id=\"{id}\">");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find("</code>")? + start;
+    Some(html[start..end].to_owned())
+}
+
+/// The `Location` header of a response.
+fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("location")
+        .expect("a Location header")
+        .to_str()
+        .expect("ASCII")
+        .to_owned()
+}
+
+/// Registers a confidential client-credentials application through the form; returns its
+/// detail path, client_id and the secret read from the page.
+async fn register_service(visitor: &Visitor, name: &str) -> (String, String, String) {
+    let response = visitor
+        .submit(
+            "/o/applications/register/",
+            "/o/applications/register/",
+            &[
+                ("name", name),
+                ("client_type", "confidential"),
+                ("token_endpoint_auth_method", "client_secret_basic"),
+                ("grant:client_credentials", "on"),
+                ("scope:read", "on"),
+                ("scope:write", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let detail = location(&response);
+    assert!(detail.starts_with("/o/applications/"), "{detail}");
+    let (status, html) = visitor.get(&detail).await;
+    assert_eq!(status, StatusCode::OK);
+    let client_id = code_by_id(&html, "client-id").expect("client_id on the page");
+    let secret = code_by_id(&html, "client-secret").expect("the secret, shown once");
+    (detail, client_id, secret)
+}
+
+async fn client_credentials(app: &TestApp, id: &str, secret: &str) -> StatusCode {
+    app.post_token(&[("grant_type", "client_credentials")], Some((id, secret)))
+        .await
+        .0
+}
+
+#[tokio::test]
+async fn signed_out_visitors_are_sent_to_login() {
+    let app = spawn_app().await;
+    let visitor = app.anonymous_visitor();
+    for path in [
+        "/o/applications/",
+        "/o/applications/register/",
+        "/o/applications/x/",
+        "/o/applications/x/update/",
+        "/o/applications/x/delete/",
+    ] {
+        let response = visitor.get_response(path).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+        let next = location(&response);
+        assert!(
+            next.starts_with("/accounts/login/?next=%2Fo%2Fapplications%2F"),
+            "{path} → {next}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_registered_secret_is_shown_once_and_works() {
+    let app = spawn_app().await;
+    let owner = app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let (detail, client_id, secret) = register_service(&visitor, "Billing service").await;
+    assert_eq!(
+        client_credentials(&app, &client_id, &secret).await,
+        StatusCode::OK
+    );
+
+    // The second view shows only the first characters, never the secret or its hash.
+    let response = visitor.get_response(&detail).await;
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let html = response.text().await.expect("html");
+    assert!(code_by_id(&html, "client-secret").is_none());
+    assert!(!html.contains(&secret));
+    assert!(html.contains(&format!("Begins with <code>{}</code>", &secret[..6])));
+    let stored = app
+        .services
+        .clients
+        .find(&client_id)
+        .await
+        .expect("db")
+        .expect("client");
+    let hash = stored.row.secret_hash.clone().expect("hash");
+    assert!(!html.contains(&hash), "the hash is never shown");
+    assert_eq!(stored.row.owner_id.as_deref(), Some(owner.id.as_str()));
+    assert!(
+        stored.row.require_pkce,
+        "portal clients always require PKCE"
+    );
+
+    // The page gives what a developer pastes into a client.
+    for needle in [
+        format!("{}/o/token/", app.address),
+        format!("{}/o/authorize/", app.address),
+        format!("{}/.well-known/jwks.json", app.address),
+        "grant_type=client_credentials".to_owned(),
+        "Active tokens</dt><dd>1</dd>".to_owned(),
+    ] {
+        assert!(html.contains(&needle), "detail page lacks {needle}");
+    }
+
+    // The list shows it; the audit log names the user who registered it.
+    let (_, list) = visitor.get("/o/applications/").await;
+    assert!(list.contains("Billing service") && list.contains(&client_id));
+    let events = app.audit_events("client.created").await;
+    assert_eq!(events[0].client_id.as_deref(), Some(client_id.as_str()));
+    assert_eq!(events[0].actor_id.as_deref(), Some(owner.id.as_str()));
+}
+
+#[tokio::test]
+async fn invalid_fields_are_reported_next_to_the_field_and_nothing_is_saved() {
+    let app = spawn_app().await;
+    app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let cases: [(&[(&str, &str)], &str, &str); 5] = [
+        (
+            &[
+                ("name", "Web"),
+                ("client_type", "confidential"),
+                ("grant:authorization_code", "on"),
+                ("redirect_uris", "https://app.example/cb#fragment"),
+                ("scope:read", "on"),
+            ],
+            "redirect_uris",
+            "fragment",
+        ),
+        (
+            &[
+                ("name", "Web"),
+                ("client_type", "confidential"),
+                ("grant:authorization_code", "on"),
+                ("scope:read", "on"),
+            ],
+            "redirect_uris",
+            "needs at least one redirect URI",
+        ),
+        (
+            &[
+                ("name", ""),
+                ("client_type", "public"),
+                ("grant:authorization_code", "on"),
+                ("redirect_uris", "https://app.example/cb"),
+                ("scope:read", "on"),
+            ],
+            "name",
+            "1 to 200 characters",
+        ),
+        (
+            &[
+                ("name", "Web"),
+                ("client_type", "public"),
+                ("grant:client_credentials", "on"),
+                ("scope:read", "on"),
+            ],
+            "grant_types",
+            "confidential",
+        ),
+        (
+            &[
+                ("name", "Web"),
+                ("client_type", "confidential"),
+                ("grant:client_credentials", "on"),
+            ],
+            "scopes",
+            "at least one scope",
+        ),
+    ];
+    for (fields, field, message) in cases {
+        let response = visitor
+            .submit(
+                "/o/applications/register/",
+                "/o/applications/register/",
+                fields,
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}"
+        );
+        let html = response.text().await.expect("html");
+        let error_at = html
+            .find("class=\"field-error\"")
+            .unwrap_or_else(|| panic!("no inline error for {field}: {html}"));
+        // The error sits inside the field's own block (after its input, before the next field).
+        let field_at = html
+            .find(&format!(
+                "name=\"{}",
+                if field == "grant_types" {
+                    "grant:"
+                } else if field == "scopes" {
+                    "scope:"
+                } else {
+                    field
+                }
+            ))
+            .unwrap_or_else(|| panic!("field {field} on the page"));
+        assert!(error_at > field_at, "{field}: error before its field");
+        assert!(html[error_at..].contains(message), "{field}: {message}");
+        // What was typed is kept.
+        if let Some((_, v)) = fields.iter().find(|(k, _)| *k == "redirect_uris") {
+            assert!(html.contains(v), "the form keeps the typed redirect URIs");
+        }
+    }
+    let clients = app.services.clients.list().await.expect("list");
+    assert!(clients.is_empty(), "nothing was registered");
+}
+
+#[tokio::test]
+async fn users_cannot_see_or_change_other_users_applications() {
+    let app = spawn_app().await;
+    app.create_user("alice").await;
+    app.create_user("mallory").await;
+    let alice = app.visitor("alice").await;
+    let mallory = app.visitor("mallory").await;
+    let (detail, client_id, secret) = register_service(&alice, "Alice's service").await;
+
+    let (_, list) = mallory.get("/o/applications/").await;
+    assert!(!list.contains(&client_id) && !list.contains("Alice's service"));
+    for suffix in ["", "update/", "delete/", "rotate_secret/"] {
+        let (status, _) = mallory.get(&format!("{detail}{suffix}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "GET {detail}{suffix}");
+    }
+    // Mallory's own CSRF token is valid; the answer is still 404 and nothing changes.
+    let (_, own_page) = mallory.get("/o/applications/register/").await;
+    for (suffix, fields) in [
+        (
+            "update/",
+            vec![
+                ("name", "Pwned"),
+                ("scope:read", "on"),
+                ("grant:client_credentials", "on"),
+            ],
+        ),
+        ("delete/", vec![]),
+        ("rotate_secret/", vec![]),
+    ] {
+        let response = mallory
+            .post_with_csrf_of(&own_page, &format!("{detail}{suffix}"), &fields)
+            .await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "POST {suffix}");
+    }
+    let client = app
+        .services
+        .clients
+        .find(&client_id)
+        .await
+        .expect("db")
+        .expect("still there");
+    assert_eq!(client.row.name, "Alice's service");
+    assert_eq!(
+        client_credentials(&app, &client_id, &secret).await,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn staff_see_every_application_with_owners_and_can_search() {
+    let app = spawn_app_with("[console]\npage_size = 2").await;
+    app.create_user("alice").await;
+    app.create_staff("root").await;
+    let alice = app.visitor("alice").await;
+    for name in ["Alpha", "Beta", "Gamma"] {
+        register_service(&alice, name).await;
+    }
+    let root = app.visitor("root").await;
+    let (status, page1) = root.get("/o/applications/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page1.contains("All applications") && page1.contains(">alice<"));
+    assert!(page1.contains("Page 1 of 2"), "{page1}");
+    assert!(page1.contains("href=\"/o/applications/?page=2\""));
+    let (_, found) = root.get("/o/applications/?q=GAM").await;
+    assert!(found.contains("Gamma") && !found.contains("Alpha"));
+    // Alice, not staff, gets no search and only her own list (all three, paginated).
+    let (_, own) = alice.get("/o/applications/?page=2").await;
+    assert!(own.contains("Page 2 of 2") && !own.contains("role=\"search\""));
+}
+
+#[tokio::test]
+async fn updating_keeps_what_the_form_does_not_own() {
+    let app = spawn_app().await;
+    app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let (detail, client_id, secret) = register_service(&visitor, "Before").await;
+    let form = format!("{detail}update/");
+    let (status, html) = visitor.get(&form).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("value=\"Before\""), "the form is filled in");
+    assert!(
+        !html.contains("skip_authorization"),
+        "staff-only setting hidden"
+    );
+    let response = visitor
+        .submit(
+            &form,
+            &form,
+            &[
+                ("name", "After"),
+                ("token_endpoint_auth_method", "client_secret_post"),
+                ("grant:client_credentials", "on"),
+                ("grant:authorization_code", "on"),
+                (
+                    "redirect_uris",
+                    "https://app.example/cb\n\nhttp://127.0.0.1:8000/cb",
+                ),
+                ("scope:read", "on"),
+                ("access_token_lifetime", "600"),
+                ("access_token_format", "jwt"),
+                ("id_token_signed_response_alg", "ES256"),
+                // Not staff: ignored.
+                ("skip_authorization", "on"),
+                ("introspect_all", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let client = app
+        .services
+        .clients
+        .find(&client_id)
+        .await
+        .expect("db")
+        .expect("client");
+    assert_eq!(client.row.name, "After");
+    assert_eq!(client.row.token_endpoint_auth_method, "client_secret_post");
+    assert_eq!(
+        client.redirect_uris,
+        ["https://app.example/cb", "http://127.0.0.1:8000/cb"]
+    );
+    assert_eq!(client.row.allowed_scopes, "read");
+    assert_eq!(client.row.access_token_lifetime, Some(600));
+    assert_eq!(client.row.access_token_format, "jwt");
+    assert_eq!(client.row.id_token_signed_response_alg, "ES256");
+    assert!(!client.row.skip_authorization && !client.row.introspect_all);
+    assert_eq!(client.row.client_type, "confidential");
+    // The secret is untouched (now sent in the body).
+    let (status, _) = app
+        .post_token(
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", &client_id),
+                ("client_secret", &secret),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // A bad lifetime is an inline error and changes nothing.
+    let response = visitor
+        .submit(
+            &form,
+            &form,
+            &[
+                ("name", "Again"),
+                ("grant:client_credentials", "on"),
+                ("scope:read", "on"),
+                ("access_token_lifetime", "soon"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(response
+        .text()
+        .await
+        .expect("html")
+        .contains("whole number of seconds"));
+    let name = app
+        .services
+        .clients
+        .find(&client_id)
+        .await
+        .expect("db")
+        .expect("client")
+        .row
+        .name;
+    assert_eq!(name, "After");
+}
+
+#[tokio::test]
+async fn rotating_the_secret_shows_the_new_one_once_and_kills_the_old() {
+    let app = spawn_app().await;
+    app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let (detail, client_id, old) = register_service(&visitor, "Rotor").await;
+    let confirm = format!("{detail}rotate_secret/");
+    let (status, page) = visitor.get(&confirm).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("stops working"));
+    let response = visitor.submit(&confirm, &confirm, &[]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (_, html) = visitor.get(&detail).await;
+    let new = code_by_id(&html, "client-secret").expect("new secret shown");
+    assert_ne!(new, old);
+    let (_, again) = visitor.get(&detail).await;
+    assert!(code_by_id(&again, "client-secret").is_none(), "shown once");
+    assert_eq!(
+        client_credentials(&app, &client_id, &old).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        client_credentials(&app, &client_id, &new).await,
+        StatusCode::OK
+    );
+    assert_eq!(app.audit_events("client.secret_rotated").await.len(), 1);
+}
+
+#[tokio::test]
+async fn deleting_needs_confirmation_and_a_csrf_token() {
+    let app = spawn_app().await;
+    app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let (detail, client_id, secret) = register_service(&visitor, "Doomed").await;
+    let token = app
+        .post_token(
+            &[("grant_type", "client_credentials")],
+            Some((&client_id, &secret)),
+        )
+        .await
+        .1["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let confirm = format!("{detail}delete/");
+    let (status, page) = visitor.get(&confirm).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Delete this application?") && page.contains("Doomed"));
+    // Without the CSRF token: refused, nothing deleted.
+    let forged = visitor
+        .client
+        .post(visitor.url(&confirm))
+        .form(&[("csrf_token", "forged")])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(app
+        .services
+        .clients
+        .find(&client_id)
+        .await
+        .expect("db")
+        .is_some());
+    let response = visitor.submit(&confirm, &confirm, &[]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/o/applications/");
+    assert!(app
+        .services
+        .clients
+        .find(&client_id)
+        .await
+        .expect("db")
+        .is_none());
+    assert_eq!(
+        client_credentials(&app, &client_id, &secret).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = visitor.get(&detail).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let response = app.get_with_bearer("/o/userinfo/", &token).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "its tokens are gone"
+    );
+}
+
+#[tokio::test]
+async fn public_clients_get_no_secret() {
+    let app = spawn_app().await;
+    app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let response = visitor
+        .submit(
+            "/o/applications/register/",
+            "/o/applications/register/",
+            &[
+                ("name", "Phone app"),
+                ("client_type", "public"),
+                // A public client cannot pick a secret method; the form's value is ignored.
+                ("token_endpoint_auth_method", "client_secret_basic"),
+                ("grant:authorization_code", "on"),
+                ("grant:refresh_token", "on"),
+                ("redirect_uris", "com.example.app:/callback"),
+                ("scope:openid", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (_, html) = visitor.get(&location(&response)).await;
+    assert!(code_by_id(&html, "client-secret").is_none());
+    assert!(html.contains("PKCE instead"));
+    let (status, _) = visitor
+        .get(&format!("{}rotate_secret/", location(&response)))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn pages_carry_security_headers() {
+    let app = spawn_app().await;
+    app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let response = visitor.get_response("/o/applications/register/").await;
+    let headers = response.headers();
+    let csp = headers["content-security-policy"].to_str().expect("csp");
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    assert_eq!(headers["cache-control"], "no-store");
+    let html = response.text().await.expect("html");
+    assert!(!html.contains("<script>") && !html.contains("style=\""));
+    let script = app.browse("/static/copy.js").await;
+    assert_eq!(script.status(), StatusCode::OK);
+}
