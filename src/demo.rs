@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::accounts::{AccountError, NewUser};
 use crate::clients::ClientSpec;
+use crate::db::users::UserRow;
 use crate::domain::{Email, Username};
 use crate::startup::Services;
 
@@ -17,6 +18,10 @@ use crate::startup::Services;
 pub const USERNAME: &str = "demo";
 /// The demo user's password (published: development only).
 pub const PASSWORD: &str = "demo-password";
+/// The demo staff user (the admin console).
+pub const ADMIN_USERNAME: &str = "admin";
+/// The demo staff user's password (published: development only).
+pub const ADMIN_PASSWORD: &str = "admin-password";
 /// The demo confidential client.
 pub const CONFIDENTIAL_ID: &str = "demo-confidential";
 /// Its secret (published: development only).
@@ -37,24 +42,12 @@ pub fn code_challenge() -> String {
 /// # Errors
 /// Storage failures or an invalid issuer for redirect URIs.
 pub async fn ensure(services: &Services, issuer: &str) -> anyhow::Result<String> {
-    match services
-        .accounts
-        .create_user(&crate::audit::Actor::system(), NewUser {
-            username: Username::parse(USERNAME).map_err(anyhow::Error::msg)?,
-            email: Email::parse("demo@example.com").map_err(anyhow::Error::msg)?,
-            password: Some(SecretString::from(PASSWORD)),
-            first_name: "Demo".into(),
-            last_name: "User".into(),
-            superuser: false,
-            email_verified: true,
-        })
-        .await
-    {
-        Ok(_) | Err(AccountError::Taken) => {}
-        Err(e) => return Err(e.into()),
-    }
+    let demo = ensure_user(services, USERNAME, PASSWORD, "Demo", false).await?;
+    ensure_user(services, ADMIN_USERNAME, ADMIN_PASSWORD, "Admin", true).await?;
     let callback = format!("{issuer}/demo/callback");
     let base = ClientSpec {
+        // The demo user sees the demo clients in the developer portal.
+        owner_id: Some(demo.id),
         redirect_uris: vec![callback.clone()],
         post_logout_redirect_uris: vec![format!("{issuer}/")],
         scopes: Vec::new(),
@@ -105,6 +98,10 @@ pub async fn ensure(services: &Services, issuer: &str) -> anyhow::Result<String>
     let _ = writeln!(out, "user:                {USERNAME} / {PASSWORD}");
     let _ = writeln!(
         out,
+        "staff user:          {ADMIN_USERNAME} / {ADMIN_PASSWORD}"
+    );
+    let _ = writeln!(
+        out,
         "confidential client: {CONFIDENTIAL_ID} / {CONFIDENTIAL_SECRET}"
     );
     let _ = writeln!(out, "public client:       {PUBLIC_ID} (PKCE, no secret)");
@@ -135,5 +132,44 @@ pub async fn ensure(services: &Services, issuer: &str) -> anyhow::Result<String>
         out,
         "\nThen: curl -s -H \"Authorization: Bearer ACCESS_TOKEN\" {issuer}/api/me"
     );
+    let _ = writeln!(
+        out,
+        "\nWeb console (sign in at {issuer}/accounts/login/):\n  as {USERNAME}: {issuer}/o/applications/ (your applications), {issuer}/o/authorized_tokens/ (apps you allowed), {issuer}/account/\n  as {ADMIN_USERNAME}: {issuer}/admin/ (users, groups, applications, tokens, audit log)"
+    );
     Ok(out)
+}
+
+/// Creates a demo user unless one with that name exists; returns it either way.
+async fn ensure_user(
+    services: &Services,
+    username: &str,
+    password: &str,
+    first_name: &str,
+    staff: bool,
+) -> anyhow::Result<UserRow> {
+    let created = services
+        .accounts
+        .create_user(
+            &crate::audit::Actor::system(),
+            NewUser {
+                username: Username::parse(username).map_err(anyhow::Error::msg)?,
+                email: Email::parse(&format!("{username}@example.com"))
+                    .map_err(anyhow::Error::msg)?,
+                password: Some(SecretString::from(password.to_owned())),
+                first_name: first_name.into(),
+                last_name: "User".into(),
+                superuser: staff,
+                email_verified: true,
+            },
+        )
+        .await;
+    match created {
+        Ok(user) => Ok(user),
+        Err(AccountError::Taken) => services
+            .accounts
+            .find_by_login(username)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the demo user {username} cannot be found")),
+        Err(e) => Err(e.into()),
+    }
 }
