@@ -165,8 +165,9 @@ impl Accounts {
             .await
     }
 
-    /// Looks a user up by exact username or (case-insensitive) email, for admin pages that
-    /// take a person's name rather than their id. No timing protection: staff only.
+    /// Looks a user up by exact username or (case-insensitive) email, for admin pages and the
+    /// demo set-up, which take a person's name rather than their id. No timing protection: not
+    /// for login.
     ///
     /// # Errors
     /// Storage failures.
