@@ -5,7 +5,7 @@
 //!
 //! ## Architecture (read this first)
 //!
-//! Dependencies run one way — `routes → {oauth, oidc, accounts, clients} → db`:
+//! Dependencies run one way — `routes → {oauth, oidc, accounts, clients, groups} → audit → db`:
 //!
 //! * [`routes`] — actix-web handlers and askama pages; the whole URL table is in
 //!   [`routes::configure`]. Parses input, calls a service, renders. No SQL.
@@ -19,15 +19,21 @@
 //!   authorization endpoint stores `nonce`, `auth_time` and `amr` with the code; the token
 //!   endpoint's primitives carry them onto the tokens; an ID token is signed after the token
 //!   transaction commits.
-//! * [`accounts`] — users, argon2id passwords (bounded concurrency), login limits.
+//! * [`accounts`] — users, argon2id passwords (bounded concurrency), login limits, profile,
+//!   password change, admin flags, "sign out everywhere".
 //! * [`clients`] — client registration rules and secrets (SHA-256, shown once).
+//! * [`groups`] — groups of users for admins (upstream connectors map them to outside roles).
+//! * [`audit`] — the audit log: services record security events with [`audit::record`] inside
+//!   the transaction of the change they describe; the admin console lists them. The web pages
+//!   (developer portal, account, admin console) are in [`routes`] and only call services.
 //! * [`db`] — one diesel codebase over SQLite and PostgreSQL (`MultiConnection`), embedded
 //!   migrations, and the one helper through which every query runs on the blocking pool.
 //! * [`config`] (figment), [`cli`] (clap), [`startup`] (builds the app; tests use it too),
 //!   [`telemetry`] (tracing, `audit` target), [`domain`] (validated newtypes), [`secret`].
 //!
-//! Nothing that nodes must share lives in memory: sessions are encrypted cookies; codes, tokens,
-//! consents, rate-limit counters and signing keys are rows (each node caches the keys for
+//! Nothing that nodes must share lives in memory: sessions are encrypted cookies (a per-user
+//! cut-off row ends them everywhere); codes, tokens, consents, rate-limit counters, audit events
+//! and signing keys are rows (each node caches the keys for
 //! `oidc.key_cache_seconds`). The living design is `docs/architecture.md`.
 
 pub mod accounts;
