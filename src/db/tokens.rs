@@ -225,7 +225,11 @@ pub fn revoke_for_user(
 ///
 /// # Errors
 /// Query failures only.
-pub fn revoke_ids(conn: &mut DbConnection, ids: &[String], at: NaiveDateTime) -> QueryResult<usize> {
+pub fn revoke_ids(
+    conn: &mut DbConnection,
+    ids: &[String],
+    at: NaiveDateTime,
+) -> QueryResult<usize> {
     let mut changed = 0;
     // Bounded chunks keep the statement within every backend's parameter limit.
     for chunk in ids.chunks(500) {
@@ -257,6 +261,9 @@ pub fn find_ids(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Toke
     Ok(rows)
 }
 
+/// A token and its owner's username (`None` for client-credentials tokens).
+pub type TokenWithOwner = (TokenRow, Option<String>);
+
 /// Which active tokens to list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TokenFilter {
@@ -277,7 +284,7 @@ pub fn list_active(
     now: NaiveDateTime,
     limit: i64,
     offset: i64,
-) -> QueryResult<(Vec<(TokenRow, Option<String>)>, i64)> {
+) -> QueryResult<(Vec<TokenWithOwner>, i64)> {
     use super::schema::users as u;
     let filtered = || {
         let mut query = tokens::table

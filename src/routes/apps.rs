@@ -302,19 +302,10 @@ pub async fn register_application(
         Ok(f) => f,
         Err(page) => return page,
     };
-    let mut spec = match spec_from_form(&form, &user, None) {
-        Ok(spec) => spec,
-        Err((spec, field, message)) => {
-            return form_page(
-                &session,
-                &user,
-                None,
-                &spec,
-                clients.known_scopes(),
-                Some((field, message)),
-            )
-        }
-    };
+    let (mut spec, error) = spec_from_form(&form, &user, None);
+    if error.is_some() {
+        return form_page(&session, &user, None, &spec, clients.known_scopes(), error);
+    }
     spec.owner_id = Some(user.id.clone());
     spec.require_pkce = true;
     match clients.register(&actor(&req, &user), &spec).await {
@@ -422,19 +413,17 @@ pub async fn update_application(
         Err(page) => return page,
     };
     let id = client.id().to_owned();
-    let spec = match spec_from_form(&form, &user, Some(&client)) {
-        Ok(spec) => spec,
-        Err((spec, field, message)) => {
-            return form_page(
-                &session,
-                &user,
-                Some(&id),
-                &spec,
-                clients.known_scopes(),
-                Some((field, message)),
-            )
-        }
-    };
+    let (spec, error) = spec_from_form(&form, &user, Some(&client));
+    if error.is_some() {
+        return form_page(
+            &session,
+            &user,
+            Some(&id),
+            &spec,
+            clients.known_scopes(),
+            error,
+        );
+    }
     match clients.update(&actor(&req, &user), &id, &spec).await {
         Ok(_) => see_other(&detail_path(&id)),
         Err(e) => form_error(&session, &user, Some(&id), &spec, &clients, e),
@@ -711,15 +700,14 @@ fn lifetime(form: &Params, field: &'static str) -> Result<Option<i64>, (&'static
     }
 }
 
-/// Builds a spec from the submitted form; on a field that is not even well-formed, returns the
-/// spec as far as it was read, with the field and message. Staff-only settings keep `existing`'s
-/// values (or are off) for non-staff users.
-#[allow(clippy::type_complexity)]
+/// Builds a spec from the submitted form, with the first field that is not even well-formed
+/// (and its message) if there is one; the spec is then as far as it was read. Staff-only
+/// settings keep `existing`'s values (or are off) for non-staff users.
 fn spec_from_form(
     form: &Params,
     user: &UserRow,
     existing: Option<&Client>,
-) -> Result<ClientSpec, (ClientSpec, &'static str, String)> {
+) -> (ClientSpec, Option<(&'static str, String)>) {
     let staff = is_staff(user);
     let stored = existing.map(ClientSpec::from_client);
     let checked = |name: &str| form.get(name).is_some();
@@ -763,16 +751,19 @@ fn spec_from_form(
     if spec.scopes.is_empty() {
         // An empty scope list would mean "every scope" to the validator; in the form it means
         // the user unticked them all.
-        return Err((spec, "scopes", "choose at least one scope".to_owned()));
+        return (
+            spec,
+            Some(("scopes", "choose at least one scope".to_owned())),
+        );
     }
     for field in ["access_token_lifetime", "refresh_token_lifetime"] {
         match lifetime(form, field) {
             Ok(v) if field == "access_token_lifetime" => spec.access_token_lifetime = v,
             Ok(v) => spec.refresh_token_lifetime = v,
-            Err((field, message)) => return Err((spec, field, message)),
+            Err(error) => return (spec, Some(error)),
         }
     }
-    Ok(spec)
+    (spec, None)
 }
 
 /// A `curl` command that gets a token for this client: client credentials when allowed,

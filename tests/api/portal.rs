@@ -130,12 +130,15 @@ async fn a_registered_secret_is_shown_once_and_works() {
     assert_eq!(events[0].actor_id.as_deref(), Some(owner.id.as_str()));
 }
 
+/// Form fields, the field whose error is expected, and words of the message.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+
 #[tokio::test]
 async fn invalid_fields_are_reported_next_to_the_field_and_nothing_is_saved() {
     let app = spawn_app().await;
     app.create_user("dev").await;
     let visitor = app.visitor("dev").await;
-    let cases: [(&[(&str, &str)], &str, &str); 5] = [
+    let cases: [Case; 5] = [
         (
             &[
                 ("name", "Web"),
