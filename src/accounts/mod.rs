@@ -11,7 +11,7 @@ use secrecy::SecretString;
 
 use crate::audit::{self, Actor, Audit, AuditEvent};
 use crate::config::RateLimits;
-use crate::db::tokens;
+use crate::db::{codes, tokens};
 use crate::db::users::{self, UserFilter, UserRow};
 use crate::db::{self, Db, DbError};
 use crate::domain::{Email, Page, PageRequest, Username};
@@ -39,6 +39,9 @@ pub enum AccountError {
     /// The current password given to confirm a change is wrong.
     #[error("the current password is wrong")]
     WrongPassword,
+    /// Too many wrong passwords for this account (they count as failed logins).
+    #[error("too many failed attempts; try again in {} seconds", .0.0)]
+    Locked(RetryAfter),
 }
 
 impl From<diesel::result::Error> for AccountError {
@@ -384,11 +387,35 @@ impl Accounts {
             .find(user_id.to_owned())
             .await?
             .ok_or(AccountError::NotFound)?;
-        if !self
+        // Wrong current passwords count as failed logins of the account: a stolen session must
+        // not become a way around the login limit.
+        let bucket = limits::bucket("login:account", &user.username.to_lowercase());
+        if let Err(retry) = self
+            .limiter
+            .attempt(
+                vec![(bucket.clone(), self.limits.failed_logins_per_account)],
+                self.limits.window,
+            )
+            .await?
+        {
+            self.audit
+                .record(
+                    AuditEvent::new("login.locked")
+                        .by(actor)
+                        .user(user_id)
+                        .detail("retry_after_seconds", retry.0)
+                        .detail("during", "password_change"),
+                )
+                .await?;
+            return Err(AccountError::Locked(retry));
+        }
+        if self
             .hasher
             .verify(current, user.password_hash.clone())
             .await
         {
+            self.limiter.succeeded(vec![bucket], Vec::new()).await?;
+        } else {
             self.audit
                 .record(
                     AuditEvent::new("password.change_failed")
@@ -532,8 +559,8 @@ impl Accounts {
     }
 }
 
-/// Revokes all of the user's tokens and moves their session cut-off to now (inside the
-/// caller's transaction); returns how many tokens were revoked.
+/// Revokes all of the user's tokens, deletes their unexchanged codes and moves their session
+/// cut-off to now (inside the caller's transaction); returns how many tokens were revoked.
 fn end_everything(
     conn: &mut db::DbConnection,
     actor: &Actor,
@@ -541,6 +568,7 @@ fn end_everything(
 ) -> diesel::QueryResult<usize> {
     let now = db::now();
     let revoked = tokens::revoke_for_user(conn, user_id, None, now)?;
+    codes::delete_unused_for_user(conn, user_id, None)?;
     users::end_sessions(conn, user_id, now)?;
     audit::record(
         conn,

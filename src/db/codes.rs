@@ -84,3 +84,25 @@ pub fn mark_used(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> QueryR
 pub fn delete_expired(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<usize> {
     diesel::delete(codes::table.filter(codes::expires_at.lt(now))).execute(conn)
 }
+
+/// Deletes the user's codes that were not exchanged yet (only those of `client_id`, when
+/// given), so that revoking an authorization also stops a code already on its way to the
+/// client; returns how many.
+///
+/// # Errors
+/// Query failures only.
+pub fn delete_unused_for_user(
+    conn: &mut DbConnection,
+    user_id: &str,
+    client_id: Option<&str>,
+) -> QueryResult<usize> {
+    let unused = codes::table
+        .filter(codes::user_id.eq(user_id))
+        .filter(codes::used_at.is_null());
+    match client_id {
+        Some(client_id) => {
+            diesel::delete(unused.filter(codes::client_id.eq(client_id))).execute(conn)
+        }
+        None => diesel::delete(unused).execute(conn),
+    }
+}

@@ -184,6 +184,17 @@ pub fn update_profile(
         .map(|n| n == 1)
 }
 
+/// Marks the user's email address as not (or no longer) verified.
+///
+/// # Errors
+/// Query failures only.
+pub fn mark_email_unverified(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    diesel::update(users::table.find(id))
+        .set(users::email_verified.eq(false))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
 /// Stores a new password hash.
 ///
 /// # Errors

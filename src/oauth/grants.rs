@@ -7,7 +7,7 @@ use diesel::Connection;
 use super::OAuth;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::tokens::{self, TokenFilter, TokenRow};
-use crate::db::{self, clients, consents, DbError};
+use crate::db::{self, clients, codes, consents, DbError};
 use crate::domain::{Page, PageRequest};
 
 /// An application the user has authorized: by consent, or by holding its tokens (password
@@ -84,9 +84,9 @@ impl OAuth {
             .await
     }
 
-    /// Forgets the user's consent for `client_id` and revokes every token the client holds for
-    /// the user (the next authorization request asks for consent again). Returns whether
-    /// anything was there to revoke.
+    /// Forgets the user's consent for `client_id`, revokes every token the client holds for
+    /// the user and deletes its unexchanged codes (the next authorization request asks for
+    /// consent again). Returns whether anything was there to revoke.
     ///
     /// # Errors
     /// Storage failures.
@@ -104,7 +104,9 @@ impl OAuth {
                     let had_consent = consents::delete(conn, &user_id, &client_id)?;
                     let revoked =
                         tokens::revoke_for_user(conn, &user_id, Some(&client_id), db::now())?;
-                    if !had_consent && revoked == 0 {
+                    // A code issued just before must not buy new tokens afterwards.
+                    let codes = codes::delete_unused_for_user(conn, &user_id, Some(&client_id))?;
+                    if !had_consent && revoked == 0 && codes == 0 {
                         return Ok(false);
                     }
                     audit::record(

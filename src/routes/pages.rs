@@ -16,8 +16,12 @@ const COPY_SCRIPT: &str = include_str!("../../static/copy.js");
 #[derive(Template)]
 #[template(path = "home.html")]
 struct HomePage {
+    /// The signed-in user's name (`who` for the navigation).
     username: Option<String>,
     csrf_token: String,
+    is_staff: bool,
+    /// No navigation entry is current on the start page.
+    section: &'static str,
 }
 
 /// `GET /`.
@@ -30,8 +34,10 @@ pub async fn home(
         Ok(user) => render(
             StatusCode::OK,
             &HomePage {
+                is_staff: user.as_ref().is_some_and(|u| u.is_staff || u.is_superuser),
                 username: user.map(|u| u.username),
                 csrf_token: csrf_token(&session),
+                section: "",
             },
         ),
         Err(e) => unavailable(&e),

@@ -462,6 +462,16 @@ pub fn page_number(params: &Params) -> Option<i64> {
     params.get("page").and_then(|p| p.trim().parse().ok())
 }
 
+/// The ticked checkboxes named `PREFIX<value>`, as the values (forms cannot repeat a name:
+/// see `Params`).
+#[must_use]
+pub fn ticked(form: &Params, prefix: &str) -> Vec<String> {
+    form.iter()
+        .filter_map(|(name, _)| name.strip_prefix(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Formats a UTC timestamp for pages: `2026-11-22 14:05 UTC`.
 #[must_use]
 pub fn show_time(t: &chrono::NaiveDateTime) -> String {
