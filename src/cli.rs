@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 use serde_json::json;
 
-use crate::audit::Actor;
 use crate::accounts::NewUser;
+use crate::audit::Actor;
 use crate::clients::{Client, ClientError, ClientSpec};
 use crate::config::{Environment, Settings};
 use crate::demo;
@@ -351,15 +351,18 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let services = Services::build(&settings).await?;
             let user = services
                 .accounts
-                .create_user(&Actor::system(), NewUser {
-                    username,
-                    email,
-                    password: Some(password),
-                    first_name,
-                    last_name,
-                    superuser,
-                    email_verified: true,
-                })
+                .create_user(
+                    &Actor::system(),
+                    NewUser {
+                        username,
+                        email,
+                        password: Some(password),
+                        first_name,
+                        last_name,
+                        superuser,
+                        email_verified: true,
+                    },
+                )
                 .await?;
             println!("created user {} (id {})", user.username, user.id);
             Ok(())
@@ -461,7 +464,10 @@ async fn client_command(cmd: ClientCommand, settings: Settings) -> anyhow::Resul
     let clients = &services.clients;
     match cmd {
         ClientCommand::Create(args) => {
-            let (client, secret) = clients.register(&Actor::system(), &args.spec()).await.map_err(client_error)?;
+            let (client, secret) = clients
+                .register(&Actor::system(), &args.spec())
+                .await
+                .map_err(client_error)?;
             if args.json {
                 let mut value = client_json(&client);
                 value["client_secret"] = json!(secret.as_ref().map(|s| s.0.as_str()));
@@ -531,7 +537,10 @@ async fn client_command(cmd: ClientCommand, settings: Settings) -> anyhow::Resul
             }
         }
         ClientCommand::Delete { client_id } => {
-            clients.delete(&Actor::system(), &client_id).await.map_err(client_error)?;
+            clients
+                .delete(&Actor::system(), &client_id)
+                .await
+                .map_err(client_error)?;
             println!("deleted client {client_id}");
         }
         ClientCommand::RotateSecret { client_id, json } => {

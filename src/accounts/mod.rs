@@ -11,9 +11,9 @@ use secrecy::SecretString;
 
 use crate::audit::{self, Actor, Audit, AuditEvent};
 use crate::config::RateLimits;
-use crate::db::{codes, tokens};
 use crate::db::users::{self, UserFilter, UserRow};
 use crate::db::{self, Db, DbError};
+use crate::db::{codes, tokens};
 use crate::domain::{Email, Page, PageRequest, Username};
 use crate::limits::{self, Limiter, RetryAfter};
 pub use password::PasswordHasher;

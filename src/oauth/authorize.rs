@@ -403,22 +403,43 @@ impl OAuth {
                     // RFC 8252 §8.6: a public client on a loopback or private-use redirect URI cannot
                     // be told apart from another app claiming it, so remembered consent does not
                     // count for it (an admin's skip_authorization still does).
-                    let impersonable = client.client_type == ClientType::Public
-                        && !target.starts_with("https://");
+                    let impersonable =
+                        client.client_type == ClientType::Public && !target.starts_with("https://");
                     let covered = client.row.skip_authorization
                         || (!impersonable && !prompt.consent && scope.is_subset(&previous));
                     if !covered && !allowed_now {
                         if prompt.none {
                             return Ok(CodeOutcome::ConsentRequired);
                         }
-                        return Ok(CodeOutcome::Prompt(consent_prompt(&client, &cfg.scopes, &scope, &previous, &target)));
+                        return Ok(CodeOutcome::Prompt(consent_prompt(
+                            &client,
+                            &cfg.scopes,
+                            &scope,
+                            &previous,
+                            &target,
+                        )));
                     }
                     if allowed_now {
-                        consents::upsert(conn, &user_id, client.id(), &previous.union(&scope).to_string(), db::now())?;
-                        audit::record(conn, AuditEvent::new("consent.granted").by(&Actor::user(user_id.clone(), ip)).user(user_id.clone()).client(client.id()).detail("scope", scope.to_string()))?;
+                        consents::upsert(
+                            conn,
+                            &user_id,
+                            client.id(),
+                            &previous.union(&scope).to_string(),
+                            db::now(),
+                        )?;
+                        audit::record(
+                            conn,
+                            AuditEvent::new("consent.granted")
+                                .by(&Actor::user(user_id.clone(), ip))
+                                .user(user_id.clone())
+                                .client(client.id())
+                                .detail("scope", scope.to_string()),
+                        )?;
                     }
-                    let mut primitives = Primitives::new(conn, &cfg, &client, GrantType::AuthorizationCode);
-                    primitives.state.get_mut().redirect_uri_explicit = params.get("redirect_uri").is_some();
+                    let mut primitives =
+                        Primitives::new(conn, &cfg, &client, GrantType::AuthorizationCode);
+                    primitives.state.get_mut().redirect_uri_explicit =
+                        params.get("redirect_uri").is_some();
                     primitives.state.get_mut().auth = Some(auth);
                     let request = CanonicalRequest {
                         params: &params,
@@ -427,7 +448,9 @@ impl OAuth {
                     // oxide-auth's error type is large; it lives only for these lines.
                     #[allow(clippy::result_large_err)]
                     let result = authorization::authorization_code(&mut primitives, &request)
-                        .and_then(|pending| pending.authorize(&mut primitives, user_id.clone().into()));
+                        .and_then(|pending| {
+                            pending.authorize(&mut primitives, user_id.clone().into())
+                        });
                     let state = primitives.into_state();
                     if let Some(e) = state.db_error {
                         return Err(e);
@@ -438,7 +461,11 @@ impl OAuth {
                             let url: Url = e.into();
                             CodeOutcome::Issued(url.to_string())
                         }
-                        Err(_) => CodeOutcome::Invalid(state.pkce_error.unwrap_or("the authorization request is invalid")),
+                        Err(_) => CodeOutcome::Invalid(
+                            state
+                                .pkce_error
+                                .unwrap_or("the authorization request is invalid"),
+                        ),
                     })
                 })
                 .map_err(DbError::from)

@@ -27,8 +27,7 @@ impl OAuth {
             .authenticated_token_request(authorization, &params)
             .await?;
         let client_id = client.id().to_owned();
-        self
-            .db
+        self.db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
                     let Some(row) = tokens::find_by_hash(conn, &hash, None)? else {

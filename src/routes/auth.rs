@@ -7,8 +7,8 @@ use askama::Template;
 use secrecy::SecretString;
 
 use super::support::{
-    csrf_token, current_user, peer_ip, read_page_form, render, safe_next, see_other, unavailable,
-    start_session, WebConfig,
+    csrf_token, current_user, peer_ip, read_page_form, render, safe_next, see_other, start_session,
+    unavailable, WebConfig,
 };
 use crate::accounts::{Accounts, LoginError};
 use crate::oauth::Params;

@@ -7,8 +7,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::support::{
-    csrf_failed, csrf_ok, csrf_token, current_login, error_page, peer_ip, read_html_form, render, see_other,
-    unavailable, WebConfig, SESSION_REAUTH,
+    csrf_failed, csrf_ok, csrf_token, current_login, error_page, peer_ip, read_html_form, render,
+    see_other, unavailable, WebConfig, SESSION_REAUTH,
 };
 use crate::accounts::Accounts;
 use crate::oauth::authorize::{AuthorizeOutcome, ConsentPrompt, Decision};
@@ -118,7 +118,10 @@ async fn respond(
         Ok(u) => u,
         Err(e) => return unavailable(&e),
     };
-    let outcome = match oauth.authorize(query, login.as_ref(), decision, peer_ip(req)).await {
+    let outcome = match oauth
+        .authorize(query, login.as_ref(), decision, peer_ip(req))
+        .await
+    {
         Ok(o) => o,
         Err(e) => return unavailable(&e),
     };

@@ -1,6 +1,8 @@
 //! The HTTP layer: the route table (all of it, in [`configure`]), extractors-free handlers that
 //! parse input, call a service, and render JSON or an askama page. No SQL lives here.
 
+mod account;
+mod admin;
 mod api;
 mod apps;
 mod auth;
@@ -92,6 +94,75 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         r.route(web::post().to(auth::logout))
             .default_service(web::to(pages::method_not_allowed))
     });
+    // The admin console, staff only (routes/admin.rs). Applications are the portal's.
+    both(cfg, "/admin/", |r| {
+        r.route(web::get().to(admin::show_dashboard))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/users/", |r| {
+        r.route(web::get().to(admin::list_users))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/users/{id}/", |r| {
+        r.route(web::get().to(admin::show_user))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/users/{id}/profile/", |r| {
+        r.route(web::post().to(admin::update_user_profile))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/users/{id}/flags/", |r| {
+        r.route(web::post().to(admin::update_user_flags))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/users/{id}/groups/", |r| {
+        r.route(web::post().to(admin::add_user_to_group))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/users/{id}/groups/{group_id}/remove/", |r| {
+        r.route(web::post().to(admin::remove_user_from_group))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/users/{id}/end_sessions/", |r| {
+        r.route(web::get().to(admin::confirm_end_sessions))
+            .route(web::post().to(admin::end_sessions))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/groups/", |r| {
+        r.route(web::get().to(admin::list_groups))
+            .route(web::post().to(admin::create_group))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/groups/{id}/", |r| {
+        r.route(web::get().to(admin::show_group))
+            .route(web::post().to(admin::update_group))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/groups/{id}/members/add/", |r| {
+        r.route(web::post().to(admin::add_group_member))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/groups/{id}/members/{user_id}/remove/", |r| {
+        r.route(web::post().to(admin::remove_group_member))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/groups/{id}/delete/", |r| {
+        r.route(web::get().to(admin::confirm_delete_group))
+            .route(web::post().to(admin::delete_group))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/tokens/", |r| {
+        r.route(web::get().to(admin::list_tokens))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/tokens/revoke/", |r| {
+        r.route(web::post().to(admin::revoke_tokens))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/audit/", |r| {
+        r.route(web::get().to(admin::list_audit_events))
+            .default_service(web::to(pages::method_not_allowed))
+    });
     // The developer portal (django-oauth-toolkit's paths).
     both(cfg, "/o/applications/", |r| {
         r.route(web::get().to(apps::list_applications))
@@ -119,6 +190,36 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     both(cfg, "/o/applications/{client_id}/rotate_secret/", |r| {
         r.route(web::get().to(apps::confirm_rotate_secret))
             .route(web::post().to(apps::rotate_secret))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    // Every signed-in user: the applications they authorized (django-oauth-toolkit's path)
+    // and their account.
+    both(cfg, "/o/authorized_tokens/", |r| {
+        r.route(web::get().to(account::list_authorized_apps))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/o/authorized_tokens/{client_id}/revoke/", |r| {
+        r.route(web::get().to(account::confirm_revoke_authorization))
+            .route(web::post().to(account::revoke_authorization))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/account/", |r| {
+        r.route(web::get().to(account::show_account))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/account/profile/", |r| {
+        r.route(web::get().to(account::back_to_account))
+            .route(web::post().to(account::update_profile))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/account/password/", |r| {
+        r.route(web::get().to(account::back_to_account))
+            .route(web::post().to(account::change_password))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/account/sessions/end/", |r| {
+        r.route(web::get().to(account::confirm_end_sessions))
+            .route(web::post().to(account::end_sessions))
             .default_service(web::to(pages::method_not_allowed))
     });
     cfg.service(

@@ -10,14 +10,15 @@
 //! `LATCHKEY_SCREENSHOTS_DIR`), so a run on each backend leaves a picture of every page a test
 //! stopped to look at.
 //!
-//! Still to write, once the pages exist:
-//! - developer portal: register an application through `/o/applications/register/`, read its
-//!   secret from the page, then use it with the client-credentials grant;
-//! - authorized apps: authorize an application, then revoke it from `/o/authorized_tokens/` and
-//!   see its tokens stop working;
-//! - admin: an administrator deactivates a user, who then cannot sign in.
+//! The flows: `authorization` (login, consent, redirect, code exchange), `portal` (register an
+//! application, read its secret from the page, use it with the client-credentials grant),
+//! `authorized_apps` (authorize an application, revoke it from `/o/authorized_tokens/`, its
+//! tokens stop working), `admin` (a staff user deactivates a user, who then cannot sign in).
 
+mod admin;
 mod authorization;
+mod authorized_apps;
+mod portal;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -177,16 +177,19 @@ impl TestApp {
     pub async fn create_user(&self, username: &str) -> UserRow {
         self.services
             .accounts
-            .create_user(&latchkey::audit::Actor::system(), latchkey::accounts::NewUser {
-                username: latchkey::domain::Username::parse(username).expect("valid username"),
-                email: latchkey::domain::Email::parse(&format!("{username}@example.com"))
-                    .expect("valid email"),
-                password: Some(secrecy::SecretString::from(PASSWORD)),
-                first_name: "Test".into(),
-                last_name: "User".into(),
-                superuser: false,
-                email_verified: true,
-            })
+            .create_user(
+                &latchkey::audit::Actor::system(),
+                latchkey::accounts::NewUser {
+                    username: latchkey::domain::Username::parse(username).expect("valid username"),
+                    email: latchkey::domain::Email::parse(&format!("{username}@example.com"))
+                        .expect("valid email"),
+                    password: Some(secrecy::SecretString::from(PASSWORD)),
+                    first_name: "Test".into(),
+                    last_name: "User".into(),
+                    superuser: false,
+                    email_verified: true,
+                },
+            )
             .await
             .expect("create user")
     }
@@ -418,23 +421,14 @@ impl Visitor {
 
     /// GETs `path`; returns the status and the body.
     pub async fn get(&self, path: &str) -> (StatusCode, String) {
-        let response = self
-            .client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("GET");
+        let response = self.client.get(self.url(path)).send().await.expect("GET");
         let status = response.status();
         (status, response.text().await.expect("body"))
     }
 
     /// GETs `path` and returns the raw response (headers, redirects).
     pub async fn get_response(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("GET")
+        self.client.get(self.url(path)).send().await.expect("GET")
     }
 
     /// Opens the page at `form_page`, takes its CSRF token, and POSTs `fields` to `action`
@@ -485,7 +479,11 @@ impl TestApp {
             .submit(
                 "/accounts/login/",
                 "/accounts/login/",
-                &[("username", username), ("password", PASSWORD), ("next", "/")],
+                &[
+                    ("username", username),
+                    ("password", PASSWORD),
+                    ("next", "/"),
+                ],
             )
             .await;
         assert_eq!(

@@ -2,8 +2,12 @@
 //! database (SQLite in a temporary directory, or a fresh PostgreSQL database when
 //! `LATCHKEY_TEST_POSTGRES_URL` is set) and drives it over HTTP like a client would.
 
+mod account;
+mod admin;
+mod audit;
 mod authorization_code;
 mod bad_input;
+mod browser;
 mod cli;
 mod client_credentials;
 mod cors;
@@ -14,5 +18,6 @@ mod migrations;
 mod oidc;
 mod oidc_flows;
 mod password;
+mod portal;
 mod refresh;
 mod resource;
