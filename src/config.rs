@@ -43,7 +43,45 @@ struct Raw {
     oidc: RawOidc,
     audit: RawAudit,
     console: RawConsole,
+    accounts: RawAccounts,
+    email: RawEmail,
     scopes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawAccounts {
+    registration: String,
+    allowed_email_domains: Vec<String>,
+    email_verification: String,
+    otp_expiration_seconds: u64,
+    otp_max_attempts: u32,
+    resend_cooldown_seconds: u64,
+    activation_link_seconds: u64,
+    password_reset_seconds: u64,
+    login_otp: String,
+    registrations_per_ip: u32,
+}
+
+#[derive(Deserialize)]
+struct RawEmail {
+    transport: String,
+    outbox_dir: PathBuf,
+    from: String,
+    smtp_host: String,
+    smtp_port: u16,
+    smtp_security: String,
+    smtp_username: String,
+    smtp_password: SecretString,
+    smtp_timeout_seconds: u64,
+}
+
+impl std::fmt::Debug for RawEmail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawEmail")
+            .field("transport", &self.transport)
+            .field("smtp_host", &self.smtp_host)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +205,93 @@ pub struct Argon2Settings {
     pub max_concurrent: usize,
 }
 
+/// Whether unverified email addresses matter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailVerification {
+    /// Unverified users cannot log in or get tokens.
+    Mandatory,
+    /// Verification is offered; nothing is refused.
+    Optional,
+    /// No verification emails are sent.
+    Off,
+}
+
+/// Who must pass an emailed one-time code after the password.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoginOtp {
+    /// Users who switched it on at `/account/`.
+    Optional,
+    /// Staff always; others if they switched it on.
+    Staff,
+    /// Everyone.
+    All,
+}
+
+/// Self-service account settings (`[accounts]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountSettings {
+    /// Whether anyone may register.
+    pub registration_open: bool,
+    /// Lower-cased domains registration is limited to; empty = any.
+    pub allowed_email_domains: Vec<String>,
+    /// Verification policy.
+    pub email_verification: EmailVerification,
+    /// Lifetime of an emailed one-time code.
+    pub otp_expiration: Duration,
+    /// Wrong guesses allowed per code.
+    pub otp_max_attempts: u32,
+    /// First resend cooldown (doubles with each resend within an hour).
+    pub resend_cooldown: Duration,
+    /// Lifetime of an activation link.
+    pub activation_link: Duration,
+    /// Lifetime of a password-reset link.
+    pub password_reset: Duration,
+    /// Login code policy.
+    pub login_otp: LoginOtp,
+    /// Registrations per client IP per rate-limit window.
+    pub registrations_per_ip: u32,
+}
+
+/// How to reach the SMTP server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (required).
+    StartTls,
+    /// TLS from the first byte (SMTPS).
+    Tls,
+    /// No TLS (a relay on the same machine only).
+    None,
+}
+
+/// Where emails go (`[email]`).
+#[derive(Clone, Debug)]
+pub enum EmailTransport {
+    /// Each message becomes an `.eml` file in this directory.
+    Outbox(PathBuf),
+    /// An SMTP server.
+    Smtp {
+        /// Host name (also the TLS server name).
+        host: String,
+        /// Port.
+        port: u16,
+        /// TLS mode.
+        security: SmtpSecurity,
+        /// User name and password, when the server wants them.
+        credentials: Option<(String, SecretString)>,
+        /// Connection and command timeout.
+        timeout: Duration,
+    },
+}
+
+/// Email settings.
+#[derive(Clone, Debug)]
+pub struct EmailSettings {
+    /// Transport.
+    pub transport: EmailTransport,
+    /// The `From` mailbox, e.g. `Latchkey <no-reply@example.com>`.
+    pub from: String,
+}
+
 /// Brute-force limits; counters live in the database so they hold across nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimits {
@@ -232,6 +357,10 @@ pub struct Settings {
     pub audit_retention: Duration,
     /// Rows per page in the web console's lists (1..=200).
     pub page_size: i64,
+    /// Self-service accounts.
+    pub accounts: AccountSettings,
+    /// Outgoing email.
+    pub email: EmailSettings,
     /// Messages to log once telemetry is up (unknown variables, generated key).
     pub warnings: Vec<String>,
     /// Set by `serve --demo` (not a configuration key): serves the demo callback page.
@@ -361,6 +490,8 @@ impl Settings {
             );
         }
         let page_size = raw.console.page_size;
+        let accounts = account_settings(&raw.accounts)?;
+        let email = email_settings(raw.email, &raw.server.data_dir)?;
         if raw.oidc.key_cache_seconds > 3600 {
             bail!("oidc.key_cache_seconds must be at most 3600");
         }
@@ -432,6 +563,8 @@ impl Settings {
             oidc,
             audit_retention,
             page_size,
+            accounts,
+            email,
             warnings,
             demo: false,
         })
@@ -533,6 +666,122 @@ fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(contents.as_bytes())
 }
 
+fn account_settings(raw: &RawAccounts) -> anyhow::Result<AccountSettings> {
+    let registration_open = match raw.registration.as_str() {
+        "open" => true,
+        "closed" => false,
+        other => bail!("accounts.registration must be \"open\" or \"closed\", not {other:?}"),
+    };
+    let email_verification = match raw.email_verification.as_str() {
+        "mandatory" => EmailVerification::Mandatory,
+        "optional" => EmailVerification::Optional,
+        "off" => EmailVerification::Off,
+        other => bail!(
+            "accounts.email_verification must be \"mandatory\", \"optional\" or \"off\", not {other:?}"
+        ),
+    };
+    let login_otp = match raw.login_otp.as_str() {
+        "optional" => LoginOtp::Optional,
+        "staff" => LoginOtp::Staff,
+        "all" => LoginOtp::All,
+        other => {
+            bail!("accounts.login_otp must be \"optional\", \"staff\" or \"all\", not {other:?}")
+        }
+    };
+    let secs = |name: &str, v: u64, max: u64| -> anyhow::Result<Duration> {
+        if v == 0 || v > max {
+            bail!("accounts.{name} must be between 1 and {max}");
+        }
+        Ok(Duration::from_secs(v))
+    };
+    if !(1..=100).contains(&raw.otp_max_attempts) {
+        bail!("accounts.otp_max_attempts must be between 1 and 100");
+    }
+    let mut domains = Vec::new();
+    for d in &raw.allowed_email_domains {
+        let d = d.trim().trim_start_matches('@').to_lowercase();
+        if d.is_empty() || d.contains(|c: char| c.is_whitespace() || c == '@') {
+            bail!("accounts.allowed_email_domains: {d:?} is not a domain");
+        }
+        domains.push(d);
+    }
+    Ok(AccountSettings {
+        registration_open,
+        allowed_email_domains: domains,
+        email_verification,
+        otp_expiration: secs("otp_expiration_seconds", raw.otp_expiration_seconds, 86_400)?,
+        otp_max_attempts: raw.otp_max_attempts,
+        resend_cooldown: secs(
+            "resend_cooldown_seconds",
+            raw.resend_cooldown_seconds,
+            86_400,
+        )?,
+        activation_link: secs(
+            "activation_link_seconds",
+            raw.activation_link_seconds,
+            30 * 86_400,
+        )?,
+        password_reset: secs(
+            "password_reset_seconds",
+            raw.password_reset_seconds,
+            7 * 86_400,
+        )?,
+        login_otp,
+        registrations_per_ip: raw.registrations_per_ip,
+    })
+}
+
+fn email_settings(raw: RawEmail, data_dir: &Path) -> anyhow::Result<EmailSettings> {
+    let from = raw.from.trim().to_owned();
+    if from.parse::<lettre::message::Mailbox>().is_err() {
+        bail!("email.from {from:?} is not a mailbox such as \"Latchkey <no-reply@example.com>\"");
+    }
+    let transport = match raw.transport.as_str() {
+        "outbox" => {
+            let dir = if raw.outbox_dir.is_absolute() {
+                raw.outbox_dir
+            } else if raw.outbox_dir.starts_with("data") {
+                // The default lives under server.data_dir, wherever that was moved.
+                data_dir.join(
+                    raw.outbox_dir
+                        .strip_prefix("data")
+                        .unwrap_or(&raw.outbox_dir),
+                )
+            } else {
+                raw.outbox_dir
+            };
+            EmailTransport::Outbox(dir)
+        }
+        "smtp" => {
+            let host = raw.smtp_host.trim().to_owned();
+            if host.is_empty() {
+                bail!("email.smtp_host is required with transport = \"smtp\"");
+            }
+            let security = match raw.smtp_security.as_str() {
+                "starttls" => SmtpSecurity::StartTls,
+                "tls" => SmtpSecurity::Tls,
+                "none" => SmtpSecurity::None,
+                other => bail!(
+                    "email.smtp_security must be \"starttls\", \"tls\" or \"none\", not {other:?}"
+                ),
+            };
+            if raw.smtp_timeout_seconds == 0 || raw.smtp_timeout_seconds > 300 {
+                bail!("email.smtp_timeout_seconds must be between 1 and 300");
+            }
+            let username = raw.smtp_username.trim().to_owned();
+            EmailTransport::Smtp {
+                host,
+                port: raw.smtp_port,
+                security,
+                credentials: (!username.is_empty()).then_some((username, raw.smtp_password)),
+                timeout: Duration::from_secs(raw.smtp_timeout_seconds),
+            }
+        }
+        other => bail!("email.transport must be \"outbox\" or \"smtp\", not {other:?}"),
+    };
+    Ok(EmailSettings { transport, from })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,6 +818,45 @@ mod tests {
         .contains("server.issuer"));
         assert!(bad("[server]\nissuer = \"https://x.example/?a=b\"").contains("no query"));
         assert!(bad("[server]\nenvironment = \"staging\"").contains("environment"));
+    }
+
+    #[test]
+    fn account_and_email_settings_are_checked() {
+        let s = Settings::from_toml(KEY).expect("defaults are valid");
+        assert_eq!(s.accounts.email_verification, EmailVerification::Optional);
+        assert_eq!(s.accounts.otp_expiration, Duration::from_secs(600));
+        assert!(matches!(
+            &s.email.transport,
+            EmailTransport::Outbox(dir) if dir.ends_with("outbox")
+        ));
+        let bad = |extra: &str| {
+            Settings::from_toml(&format!("{KEY}{extra}"))
+                .expect_err("must fail")
+                .root_cause()
+                .to_string()
+        };
+        assert!(bad("[accounts]\nemail_verification = \"maybe\"").contains("email_verification"));
+        assert!(bad("[accounts]\nlogin_otp = \"sometimes\"").contains("login_otp"));
+        assert!(bad("[accounts]\notp_max_attempts = 0").contains("otp_max_attempts"));
+        assert!(bad("[accounts]\nallowed_email_domains = [\"a b\"]").contains("not a domain"));
+        assert!(bad("[email]\nfrom = \"not a mailbox\"").contains("email.from"));
+        assert!(
+            bad("[email]\ntransport = \"smtp\"\nsmtp_security = \"ssl3\"")
+                .contains("smtp_security")
+        );
+        let smtp = Settings::from_toml(&format!(
+            "{KEY}[email]\ntransport = \"smtp\"\nsmtp_host = \"mail.example\"\nsmtp_port = 465\nsmtp_security = \"tls\"\nsmtp_username = \"me\"\nsmtp_password = \"pw\""
+        ))
+        .expect("smtp settings");
+        assert!(matches!(
+            smtp.email.transport,
+            EmailTransport::Smtp {
+                port: 465,
+                security: SmtpSecurity::Tls,
+                credentials: Some(_),
+                ..
+            }
+        ));
     }
 
     #[test]

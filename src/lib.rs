@@ -47,6 +47,7 @@ pub mod domain;
 pub mod error;
 pub mod groups;
 pub mod limits;
+pub mod mail;
 pub mod oauth;
 pub mod oidc;
 pub mod routes;

@@ -48,20 +48,39 @@ impl Limiter {
         buckets: Vec<(String, u32)>,
         window: Duration,
     ) -> Result<Result<(), RetryAfter>, DbError> {
+        Ok(self
+            .attempt_noting_lock(buckets, window)
+            .await?
+            .map_err(|(retry, _)| retry))
+    }
+
+    /// [`Limiter::attempt`], also telling whether this attempt is the one that crossed a limit
+    /// (`true` once per bucket and window), so that a lock is recorded once, not on every
+    /// refused attempt.
+    ///
+    /// # Errors
+    /// `Ok(Err((RetryAfter, first)))` when limited; `Err(DbError)` when the database fails.
+    pub async fn attempt_noting_lock(
+        &self,
+        buckets: Vec<(String, u32)>,
+        window: Duration,
+    ) -> Result<Result<(), (RetryAfter, bool)>, DbError> {
         let window = to_delta(window);
         self.db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
                     let now = db::now();
                     let mut limited = None;
+                    let mut first = false;
                     for (bucket, max) in buckets.iter().filter(|(_, max)| *max > 0) {
                         let (hits, until) = rate_limits::hit(conn, bucket, window, now)?;
                         if hits > i64::from(*max) {
+                            first |= hits == i64::from(*max) + 1;
                             let secs = (until - now).num_seconds().max(1).unsigned_abs();
                             limited = Some(limited.map_or(secs, |s: u64| s.max(secs)));
                         }
                     }
-                    Ok(limited.map_or(Ok(()), |s| Err(RetryAfter(s))))
+                    Ok(limited.map_or(Ok(()), |s| Err((RetryAfter(s), first))))
                 })
                 .map_err(DbError::from)
             })

@@ -140,6 +140,7 @@ impl Accounts {
             date_joined: db::now(),
             last_login: None,
             sessions_valid_after: None,
+            mfa_enabled: false,
         };
         let inserted = row.clone();
         let event = AuditEvent::new("user.created")
@@ -205,17 +206,28 @@ impl Accounts {
             buckets.push((b.clone(), self.limits.failed_logins_per_ip));
         }
         // Counted before the hash, so that parallel guesses cannot all pass the limit.
-        let shown_login: String = login.chars().take(254).collect();
-        if let Err(retry) = self.limiter.attempt(buckets, self.limits.window).await? {
-            self.audit
-                .record(
-                    AuditEvent::new("login.locked")
-                        .ip(ip)
-                        .detail("login", shown_login)
-                        .detail("retry_after_seconds", retry.0),
-                )
-                .await?;
-            return Err(LoginError::Locked(retry));
+        // The typed login is not recorded unless it names an account: a password typed into
+        // the username field must not end up in the audit log.
+        match self
+            .limiter
+            .attempt_noting_lock(buckets, self.limits.window)
+            .await?
+        {
+            Ok(()) => {}
+            Err((retry, first)) => {
+                if first {
+                    let known = self.find_by_login(&login).await?;
+                    self.audit
+                        .record(
+                            AuditEvent::new("login.locked")
+                                .ip(ip)
+                                .maybe_user(known.as_ref().map(|u| u.id.as_str()))
+                                .detail("retry_after_seconds", retry.0),
+                        )
+                        .await?;
+                }
+                return Err(LoginError::Locked(retry));
+            }
         }
         let lookup = login.clone();
         let user = self
@@ -261,8 +273,7 @@ impl Accounts {
                     .record(
                         AuditEvent::new("login.failure")
                             .ip(ip)
-                            .maybe_user(found.as_ref().map(|u| u.id.as_str()))
-                            .detail("login", shown_login),
+                            .maybe_user(found.as_ref().map(|u| u.id.as_str())),
                     )
                     .await?;
                 Err(LoginError::InvalidCredentials)
@@ -369,8 +380,10 @@ impl Accounts {
             .ok_or(AccountError::NotFound)
     }
 
-    /// Changes a user's password after checking the current one, and ends the user's other
-    /// browser sessions (those that began before now; the caller re-stamps the current one).
+    /// Changes a user's password after checking the current one, and ends the user's browser
+    /// sessions that began before now. Returns that cut-off, which the caller gives to
+    /// `keep_session` so that the current browser stays signed in (and only it: a later
+    /// "sign out everywhere" still ends it).
     ///
     /// # Errors
     /// [`AccountError::WrongPassword`], [`AccountError::Invalid`] for a new password that fails
@@ -382,7 +395,7 @@ impl Accounts {
         user_id: &str,
         current: SecretString,
         new: SecretString,
-    ) -> Result<(), AccountError> {
+    ) -> Result<chrono::NaiveDateTime, AccountError> {
         let user = self
             .find(user_id.to_owned())
             .await?
@@ -390,23 +403,25 @@ impl Accounts {
         // Wrong current passwords count as failed logins of the account: a stolen session must
         // not become a way around the login limit.
         let bucket = limits::bucket("login:account", &user.username.to_lowercase());
-        if let Err(retry) = self
+        if let Err((retry, first)) = self
             .limiter
-            .attempt(
+            .attempt_noting_lock(
                 vec![(bucket.clone(), self.limits.failed_logins_per_account)],
                 self.limits.window,
             )
             .await?
         {
-            self.audit
-                .record(
-                    AuditEvent::new("login.locked")
-                        .by(actor)
-                        .user(user_id)
-                        .detail("retry_after_seconds", retry.0)
-                        .detail("during", "password_change"),
-                )
-                .await?;
+            if first {
+                self.audit
+                    .record(
+                        AuditEvent::new("login.locked")
+                            .by(actor)
+                            .user(user_id)
+                            .detail("retry_after_seconds", retry.0)
+                            .detail("during", "password_change"),
+                    )
+                    .await?;
+            }
             return Err(AccountError::Locked(retry));
         }
         if self
@@ -431,10 +446,12 @@ impl Accounts {
         let event = AuditEvent::new("password.changed").by(actor).user(user_id);
         self.db
             .write(move |conn| {
-                conn.transaction(|conn| {
+                conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    let cut = db::now();
                     users::set_password_hash(conn, &id, &hash)?;
-                    users::end_sessions(conn, &id, db::now())?;
-                    audit::record(conn, event)
+                    users::end_sessions(conn, &id, cut)?;
+                    audit::record(conn, event)?;
+                    Ok(cut)
                 })
                 .map_err(AccountError::from)
             })
@@ -446,7 +463,8 @@ impl Accounts {
     ///
     /// # Errors
     /// [`AccountError::NotFound`], [`AccountError::Invalid`] when an admin would remove their
-    /// own staff status or deactivate themselves (they would lock themselves out).
+    /// own staff status or deactivate themselves (they would lock themselves out), or when an
+    /// actor who is not a superuser changes staff or superuser status or touches a superuser.
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn set_flags(
         &self,
@@ -467,6 +485,20 @@ impl Accounts {
                     let Some(old) = users::find(conn, &id)? else {
                         return Ok(None);
                     };
+                    // Staff manage users; only superusers manage staff (or a superuser), so one
+                    // staff account cannot lock out every administrator or promote itself.
+                    if let Some(actor_id) = &actor.user_id {
+                        let actor_is_superuser = users::find(conn, actor_id)?
+                            .is_some_and(|a| a.is_active && a.is_superuser);
+                        let touches_admins = old.is_superuser
+                            || old.is_staff != flags.is_staff
+                            || old.is_superuser != flags.is_superuser;
+                        if touches_admins && !actor_is_superuser {
+                            return Err(AccountError::Invalid(
+                                "only a superuser can change staff or superuser status, or change a superuser's account".into(),
+                            ));
+                        }
+                    }
                     users::set_flags(
                         conn,
                         &id,
@@ -503,9 +535,8 @@ impl Accounts {
                     if old.is_active && !flags.is_active {
                         end_everything(conn, &actor, &id)?;
                     }
-                    users::find(conn, &id)
+                    Ok(users::find(conn, &id)?)
                 })
-                .map_err(AccountError::from)
             })
             .await?
             .ok_or(AccountError::NotFound)

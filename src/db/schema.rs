@@ -16,6 +16,7 @@ diesel::table! {
         date_joined -> Timestamp,
         last_login -> Nullable<Timestamp>,
         sessions_valid_after -> Nullable<Timestamp>,
+        mfa_enabled -> Bool,
     }
 }
 
@@ -148,6 +149,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    one_time_codes (id) {
+        id -> Text,
+        user_id -> Text,
+        purpose -> Text,
+        code_hash -> Text,
+        challenge_hash -> Nullable<Text>,
+        client_id -> Nullable<Text>,
+        scope -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        attempts -> BigInt,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    user_sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        ip -> Nullable<Text>,
+        user_agent -> Text,
+        amr -> Text,
+        ended_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(authorization_codes -> clients (client_id));
 diesel::joinable!(tokens -> clients (client_id));
 diesel::joinable!(consents -> clients (client_id));
@@ -166,4 +196,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     groups,
     group_members,
     audit_events,
+    one_time_codes,
+    user_sessions,
 );

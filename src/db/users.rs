@@ -36,6 +36,8 @@ pub struct UserRow {
     pub last_login: Option<NaiveDateTime>,
     /// Browser sessions that began before this time (UTC) are over ("sign out everywhere").
     pub sessions_valid_after: Option<NaiveDateTime>,
+    /// The user asked for an emailed one-time code after the password.
+    pub mfa_enabled: bool,
 }
 
 /// Inserts a new user.

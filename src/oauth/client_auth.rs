@@ -167,23 +167,37 @@ impl OAuth {
         let bucket = crate::limits::bucket("client_auth", presented.id());
         let limits = self.cfg.rate_limits;
         let error = OAuthError::invalid_client("client authentication failed");
-        let presented_id: String = presented.id().chars().take(200).collect();
-        if let Err(e) = self
-            .audit
-            .record(AuditEvent::new("client_auth.failure").client(presented_id))
-            .await
-        {
-            return e.into();
-        }
-        match self
+        let attempt = self
             .limiter
-            .attempt(
+            .attempt_noting_lock(
                 vec![(bucket, limits.failed_client_auth_per_client)],
                 limits.window,
             )
-            .await
-        {
-            Ok(Err(retry)) => error.rate_limited(retry.0),
+            .await;
+        // Recorded for registered clients only (an unknown client_id is anyone's to invent) and
+        // at most up to the limit and once at the lock, so a flood cannot flood the audit log.
+        let event = match &attempt {
+            Ok(Ok(())) => Some("client_auth.failure"),
+            Ok(Err((_, true))) => Some("client_auth.locked"),
+            _ => None,
+        };
+        if let Some(event) = event {
+            match self.clients.find(presented.id()).await {
+                Ok(Some(client)) => {
+                    if let Err(e) = self
+                        .audit
+                        .record(AuditEvent::new(event).client(client.id()))
+                        .await
+                    {
+                        return e.into();
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return e.into(),
+            }
+        }
+        match attempt {
+            Ok(Err((retry, _))) => error.rate_limited(retry.0),
             Ok(Ok(())) => error,
             Err(e) => e.into(),
         }

@@ -154,9 +154,9 @@ impl OAuth {
             .await
     }
 
-    /// Revokes the tokens with these row ids (at most 500); returns how many were revoked.
-    /// Revoking a refresh token this way leaves the rest of its family alone: the admin chose
-    /// exactly these rows.
+    /// Revokes the tokens with these row ids (at most 500) together with the rest of their grant
+    /// (the access and refresh tokens issued from the same authorization); returns how many
+    /// tokens were revoked.
     ///
     /// # Errors
     /// Storage failures.
@@ -170,8 +170,11 @@ impl OAuth {
                     let now = db::now();
                     let mut revoked = 0;
                     for row in rows.iter().filter(|r| r.revoked_at.is_none()) {
-                        if tokens::revoke(conn, &row.id, now)? {
-                            revoked += 1;
+                        // The whole grant goes, as at the revocation endpoint (RFC 7009 §2.1):
+                        // a refresh token left behind would mint new access tokens.
+                        let count = tokens::revoke_family(conn, &row.family_id, now)?;
+                        if count > 0 {
+                            revoked += count;
                             audit::record(
                                 conn,
                                 AuditEvent::new("token.revoked")
@@ -179,6 +182,7 @@ impl OAuth {
                                     .client(row.client_id.clone())
                                     .maybe_user(row.user_id.as_deref())
                                     .detail("kind", row.kind.clone())
+                                    .detail("tokens_revoked", count)
                                     .detail("via", "admin"),
                             )?;
                         }

@@ -93,6 +93,15 @@ impl OAuth {
                 Some("the application was not identified (send client_id or id_token_hint)");
             return Ok(plan);
         };
+        // A client any user registered through the developer portal could otherwise turn this
+        // endpoint into an open redirector: its redirect needs the proof of an ID token it
+        // received (RP-Initiated Logout §3 "other means" are only trusted for clients the
+        // operators registered).
+        if client.row.owner_id.is_some() && plan.hinted_subject.is_none() {
+            plan.redirect_refused =
+                Some("the application did not send the id_token_hint this redirect needs");
+            return Ok(plan);
+        }
         let registered = crate::clients::split_list(&client.row.post_logout_redirect_uris);
         // Exact string comparison, as for redirect URIs (§3).
         if !registered.iter().any(|r| r == uri) {

@@ -16,16 +16,16 @@ use askama::Template;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::support::{
-    actor, csrf_token, error_page, keep_session, read_page_form, render, require_login, see_other,
-    show_time, unavailable, WebConfig,
+    actor, csrf_token, error_page, keep_session, page_number, read_page_form, render,
+    require_login, see_other, show_time, unavailable, PageNav, WebConfig,
 };
 use crate::accounts::password::MIN_PASSWORD_CHARS;
 use crate::accounts::{AccountError, Accounts, Profile};
 use crate::clients::Clients;
 use crate::db::users::UserRow;
-use crate::domain::Email;
+use crate::domain::{Email, Page, PageRequest};
 use crate::oauth::grants::AuthorizedApp;
-use crate::oauth::OAuth;
+use crate::oauth::{OAuth, Params};
 
 /// Session key of the notice the authorized-apps page shows once.
 const SESSION_AUTHORIZED_NOTICE: &str = "authorized_notice";
@@ -72,6 +72,7 @@ struct AuthorizedPage<'a> {
     section: &'a str,
     apps: Vec<AuthorizedRow>,
     notice: Option<String>,
+    page: PageNav,
 }
 
 #[derive(Template)]
@@ -145,6 +146,17 @@ pub async fn list_authorized_apps(
         Err(e) => return unavailable(&e),
     };
     let known = clients.known_scopes();
+    // One row per application the user authorized: few enough to page through in memory.
+    let params = Params::from_query(req.query_string()).unwrap_or_default();
+    let request = PageRequest::new(page_number(&params), web.page_size);
+    let total = i64::try_from(apps.len()).unwrap_or(i64::MAX);
+    let on_page = apps
+        .into_iter()
+        .skip(usize::try_from(request.offset()).unwrap_or(usize::MAX))
+        .take(usize::try_from(request.size).unwrap_or(usize::MAX))
+        .map(|app| AuthorizedRow::new(app, known))
+        .collect();
+    let page = Page::new(on_page, request, total);
     render(
         StatusCode::OK,
         &AuthorizedPage {
@@ -152,10 +164,8 @@ pub async fn list_authorized_apps(
             csrf_token: csrf_token(&session),
             is_staff: is_staff(&user),
             section: "authorized",
-            apps: apps
-                .into_iter()
-                .map(|app| AuthorizedRow::new(app, known))
-                .collect(),
+            page: PageNav::new(&page, "/o/authorized_tokens/", &[]),
+            apps: page.items,
             notice: take_notice(&session, SESSION_AUTHORIZED_NOTICE),
         },
     )
@@ -360,15 +370,15 @@ pub async fn change_password(
         .change_password(&actor(&req, &user), &user.id, current, new)
         .await
     {
-        Ok(()) => {
-            if let Err(e) = keep_session(&session) {
+        Ok(cut) => {
+            if let Err(e) = keep_session(&session, cut) {
                 // The user is signed out here too, and can sign in with the new password.
                 tracing::error!(error = %e, "could not keep the session after a password change");
             }
             set_notice(
                 &session,
                 SESSION_ACCOUNT_NOTICE,
-                "Your password was changed. You were signed out on every other device.".to_owned(),
+                "Your password was changed. You were signed out in every other browser. Applications you authorized keep their access; you can revoke it on the Authorized apps page.".to_owned(),
             );
             return see_other("/account/");
         }

@@ -1,9 +1,13 @@
 //! The developer portal (django-oauth-toolkit's `/o/applications/`): a user registers, edits
 //! and deletes their own OAuth clients; staff see and manage every client. The client secret is
-//! shown exactly once, on the page right after registration or rotation; afterwards only its
-//! first characters identify it.
+//! shown exactly once, in the answer to the registration (or rotation) POST itself — never
+//! stored anywhere, not even in the session — and afterwards only its first characters identify
+//! it.
 //!
-//! Someone else's application answers 404, as if it did not exist.
+//! Someone else's application answers 404, as if it did not exist. Powers meant for first-party
+//! applications are staff-only: the password grant, skipping consent, introspecting every token,
+//! refresh tokens without `offline_access`, plain PKCE and custom token lifetimes (a self-made
+//! client with the password grant would be a phishing kit that gets tokens without consent).
 
 use std::collections::BTreeMap;
 
@@ -11,7 +15,6 @@ use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
-use serde::{Deserialize, Serialize};
 
 use super::support::{
     actor, csrf_token, error_page, page_number, read_page_form, render, require_login, see_other,
@@ -25,16 +28,6 @@ use crate::db::users::UserRow;
 use crate::domain::PageRequest;
 use crate::oauth::Params;
 use crate::oidc::SigningAlg;
-
-/// Session key of the secret waiting to be shown once (an encrypted cookie holds it for the
-/// one redirect between the form and the page that shows it).
-const SESSION_NEW_SECRET: &str = "new_client_secret";
-
-#[derive(Serialize, Deserialize)]
-struct NewSecret {
-    client_id: String,
-    secret: String,
-}
 
 /// One row of the application list.
 struct AppRow {
@@ -310,10 +303,17 @@ pub async fn register_application(
     spec.require_pkce = true;
     match clients.register(&actor(&req, &user), &spec).await {
         Ok((client, secret)) => {
-            if let Some(secret) = secret {
-                stash_secret(&session, client.id(), secret.0);
-            }
-            see_other(&detail_path(client.id()))
+            detail_page(
+                &session,
+                &user,
+                &client,
+                &accounts,
+                &clients,
+                &web,
+                secret.map(|s| s.0),
+                StatusCode::CREATED,
+            )
+            .await
         }
         Err(e) => form_error(&session, &user, None, &spec, &clients, e),
     }
@@ -333,24 +333,48 @@ pub async fn show_application(
         Ok(found) => found,
         Err(response) => return response,
     };
+    detail_page(
+        &session,
+        &user,
+        &client,
+        &accounts,
+        &clients,
+        &web,
+        None,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// The detail page; `new_secret` is the plain secret in the answer that generated it.
+#[allow(clippy::too_many_arguments)]
+async fn detail_page(
+    session: &Session,
+    user: &UserRow,
+    client: &Client,
+    accounts: &Accounts,
+    clients: &Clients,
+    web: &WebConfig,
+    new_secret: Option<String>,
+    status: StatusCode,
+) -> HttpResponse {
     let active_tokens = match clients.active_token_count(client.id()).await {
         Ok(n) => n,
         Err(e) => return unavailable(&e),
     };
-    let owner = match owner_name(&accounts, &client).await {
+    let owner = match owner_name(accounts, client).await {
         Ok(o) => o,
         Err(response) => return response,
     };
-    let new_secret = take_secret(&session, client.id());
     let row = &client.row;
     let page = DetailPage {
         who: &user.username,
-        csrf_token: csrf_token(&session),
-        is_staff: is_staff(&user),
+        csrf_token: csrf_token(session),
+        is_staff: is_staff(user),
         section: "apps",
-        curl: curl_example(&web.issuer, &client),
+        curl: curl_example(&web.issuer, client),
         secret_hint: row.secret_hint.clone().unwrap_or_default(),
-        client: &client,
+        client,
         owner,
         new_secret,
         active_tokens,
@@ -363,7 +387,7 @@ pub async fn show_application(
         created: show_time(&row.created_at),
         updated: show_time(&row.updated_at),
     };
-    render(StatusCode::OK, &page)
+    render(status, &page)
 }
 
 /// `GET /o/applications/{client_id}/update/`: the form, filled in.
@@ -550,8 +574,17 @@ pub async fn rotate_secret(
         .await
     {
         Ok(secret) => {
-            stash_secret(&session, client.id(), secret.0);
-            see_other(&detail_path(client.id()))
+            detail_page(
+                &session,
+                &user,
+                &client,
+                &accounts,
+                &clients,
+                &web,
+                Some(secret.0),
+                StatusCode::OK,
+            )
+            .await
         }
         Err(ClientError::Db(e)) => unavailable(&e),
         Err(_) => not_found(),
@@ -604,24 +637,6 @@ async fn owner_name(accounts: &Accounts, client: &Client) -> Result<Option<Strin
             Err(e) => Err(unavailable(&e)),
         },
     }
-}
-
-fn stash_secret(session: &Session, client_id: &str, secret: String) {
-    let stashed = NewSecret {
-        client_id: client_id.to_owned(),
-        secret,
-    };
-    if let Err(e) = session.insert(SESSION_NEW_SECRET, stashed) {
-        tracing::error!(error = %e, "could not keep the new secret for display");
-    }
-}
-
-/// The stashed secret for `client_id`, removed from the session: it is shown once.
-fn take_secret(session: &Session, client_id: &str) -> Option<String> {
-    let stashed = session
-        .remove_as::<NewSecret>(SESSION_NEW_SECRET)
-        .and_then(Result::ok)?;
-    (stashed.client_id == client_id).then_some(stashed.secret)
 }
 
 fn form_page(
@@ -716,6 +731,9 @@ fn spec_from_form(
         Some(client) => client.client_type.as_str().to_owned(),
         None => form.get("client_type").unwrap_or_default().to_owned(),
     };
+    // Staff decide first-party powers; for others the stored values (or the safe defaults of a
+    // new client) stay.
+    let staff_or = |ticked: bool, kept: bool| if staff { ticked } else { kept };
     let mut spec = ClientSpec {
         name: form.get("name").unwrap_or_default().to_owned(),
         auth_method: if client_type == ClientType::Public.as_str() {
@@ -729,25 +747,51 @@ fn spec_from_form(
         post_logout_redirect_uris: lines(form.get("post_logout_redirect_uris")),
         allowed_origins: lines(form.get("allowed_origins")),
         scopes: ticked(form, "scope:"),
-        skip_authorization: if staff {
-            checked("skip_authorization")
-        } else {
-            stored.as_ref().is_some_and(|s| s.skip_authorization)
-        },
+        skip_authorization: staff_or(
+            checked("skip_authorization"),
+            stored.as_ref().is_some_and(|s| s.skip_authorization),
+        ),
         require_pkce: stored.as_ref().is_none_or(|s| s.require_pkce),
-        allow_plain_pkce: checked("allow_plain_pkce"),
-        introspect_all: if staff {
-            checked("introspect_all")
-        } else {
-            stored.as_ref().is_some_and(|s| s.introspect_all)
-        },
-        access_token_lifetime: None,
-        refresh_token_lifetime: None,
+        allow_plain_pkce: staff_or(
+            checked("allow_plain_pkce"),
+            stored.as_ref().is_some_and(|s| s.allow_plain_pkce),
+        ),
+        introspect_all: staff_or(
+            checked("introspect_all"),
+            stored.as_ref().is_some_and(|s| s.introspect_all),
+        ),
+        access_token_lifetime: stored.as_ref().and_then(|s| s.access_token_lifetime),
+        refresh_token_lifetime: stored.as_ref().and_then(|s| s.refresh_token_lifetime),
         owner_id: stored.as_ref().and_then(|s| s.owner_id.clone()),
         id_token_alg: form.get("id_token_signed_response_alg").map(str::to_owned),
         access_token_format: form.get("access_token_format").map(str::to_owned),
-        always_issue_refresh_token: checked("always_issue_refresh_token"),
+        always_issue_refresh_token: staff_or(
+            checked("always_issue_refresh_token"),
+            stored
+                .as_ref()
+                .is_some_and(|s| s.always_issue_refresh_token),
+        ),
     };
+    let had_password = stored.as_ref().is_some_and(|s| {
+        s.grant_types
+            .iter()
+            .any(|g| g == GrantType::Password.as_str())
+    });
+    if !staff
+        && !had_password
+        && spec
+            .grant_types
+            .iter()
+            .any(|g| g == GrantType::Password.as_str())
+    {
+        return (
+            spec,
+            Some((
+                "grant_types",
+                "the password grant lets an application collect passwords and get tokens without asking for consent: only administrators can allow it".to_owned(),
+            )),
+        );
+    }
     if spec.scopes.is_empty() {
         // An empty scope list would mean "every scope" to the validator; in the form it means
         // the user unticked them all.
@@ -756,11 +800,13 @@ fn spec_from_form(
             Some(("scopes", "choose at least one scope".to_owned())),
         );
     }
-    for field in ["access_token_lifetime", "refresh_token_lifetime"] {
-        match lifetime(form, field) {
-            Ok(v) if field == "access_token_lifetime" => spec.access_token_lifetime = v,
-            Ok(v) => spec.refresh_token_lifetime = v,
-            Err(error) => return (spec, Some(error)),
+    if staff {
+        for field in ["access_token_lifetime", "refresh_token_lifetime"] {
+            match lifetime(form, field) {
+                Ok(v) if field == "access_token_lifetime" => spec.access_token_lifetime = v,
+                Ok(v) => spec.refresh_token_lifetime = v,
+                Err(error) => return (spec, Some(error)),
+            }
         }
     }
     (spec, None)
@@ -769,14 +815,20 @@ fn spec_from_form(
 /// A `curl` command that gets a token for this client: client credentials when allowed,
 /// otherwise the code exchange (with placeholders for the code and verifier).
 fn curl_example(issuer: &str, client: &Client) -> String {
-    let token = format!("{issuer}/o/token/");
+    let token = shell_quote(&format!("{issuer}/o/token/"));
     let auth = match client.row.token_endpoint_auth_method.as_str() {
-        "client_secret_basic" => format!("  -u '{}:YOUR_CLIENT_SECRET' \\\n", client.id()),
-        "client_secret_post" => format!(
-            "  -d client_id={} \\\n  -d client_secret=YOUR_CLIENT_SECRET \\\n",
-            client.id()
+        "client_secret_basic" => format!(
+            "  -u {} \\\n",
+            shell_quote(&format!("{}:YOUR_CLIENT_SECRET", client.id()))
         ),
-        _ => format!("  -d client_id={} \\\n", client.id()),
+        "client_secret_post" => format!(
+            "  -d {} \\\n  -d client_secret=YOUR_CLIENT_SECRET \\\n",
+            shell_quote(&format!("client_id={}", client.id()))
+        ),
+        _ => format!(
+            "  -d {} \\\n",
+            shell_quote(&format!("client_id={}", client.id()))
+        ),
     };
     if client.allows(GrantType::ClientCredentials) {
         format!("curl -X POST {token} \\\n{auth}  -d grant_type=client_credentials")
@@ -786,8 +838,29 @@ fn curl_example(issuer: &str, client: &Client) -> String {
             .first()
             .cloned()
             .unwrap_or_else(|| "YOUR_REDIRECT_URI".to_owned());
+        let redirect = shell_quote(&format!("redirect_uri={redirect}"));
         format!(
-            "curl -X POST {token} \\\n{auth}  -d grant_type=authorization_code \\\n  -d code=THE_CODE \\\n  --data-urlencode redirect_uri={redirect} \\\n  -d code_verifier=YOUR_CODE_VERIFIER"
+            "curl -X POST {token} \\\n{auth}  -d grant_type=authorization_code \\\n  -d code=THE_CODE \\\n  --data-urlencode {redirect} \\\n  -d code_verifier=YOUR_CODE_VERIFIER"
         )
+    }
+}
+
+/// `value` as one POSIX shell word: single quotes, with each `'` written as `'\''`. Redirect
+/// URIs may hold `$(…)`, backquotes or `;`; pasted into a terminal they must stay text.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_quote;
+
+    #[test]
+    fn shell_words_stay_words() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(
+            shell_quote("redirect_uri=https://x.example/cb?$(id)'x"),
+            "'redirect_uri=https://x.example/cb?$(id)'\\''x'"
+        );
     }
 }

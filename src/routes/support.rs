@@ -64,17 +64,18 @@ pub fn start_session(
     session.insert(SESSION_STARTED_MS, now.timestamp_millis())
 }
 
-/// Keeps this session alive across a cut-off its own user just made (a password change ends
-/// the user's *other* sessions).
+/// Keeps this session alive across the cut-off `cut` its own user just made (a password
+/// change ends the user's *other* sessions): the session counts as started just after `cut`,
+/// so any later cut-off still ends it.
 ///
 /// # Errors
 /// When the session cannot be written.
-pub fn keep_session(session: &Session) -> Result<(), actix_session::SessionInsertError> {
+pub fn keep_session(
+    session: &Session,
+    cut: chrono::NaiveDateTime,
+) -> Result<(), actix_session::SessionInsertError> {
     session.renew();
-    session.insert(
-        SESSION_STARTED_MS,
-        chrono::Utc::now().timestamp_millis() + 1,
-    )
+    session.insert(SESSION_STARTED_MS, cut.and_utc().timestamp_millis() + 1)
 }
 
 /// Why a body could not be read.

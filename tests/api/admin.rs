@@ -468,6 +468,74 @@ async fn staff_and_superuser_flags_are_granted_and_admins_cannot_demote_themselv
 }
 
 #[tokio::test]
+async fn only_superusers_change_staff_status_or_superusers() {
+    let app = spawn_app().await;
+    let (root, _) = admin(&app).await;
+    // ned is staff, not superuser.
+    let ned = app.create_user("ned").await;
+    app.services
+        .accounts
+        .set_flags(
+            &latchkey::audit::Actor::system(),
+            &ned.id,
+            latchkey::accounts::AccountFlags {
+                is_active: true,
+                is_staff: true,
+                is_superuser: false,
+            },
+        )
+        .await
+        .expect("make staff");
+    let pat = app.create_user("pat").await;
+    let neds = app.visitor("ned").await;
+    for (target, fields) in [
+        // Promote someone, promote himself, touch a superuser.
+        (&pat, vec![("is_active", "on"), ("is_staff", "on")]),
+        (
+            &ned,
+            vec![
+                ("is_active", "on"),
+                ("is_staff", "on"),
+                ("is_superuser", "on"),
+            ],
+        ),
+        (&root, vec![("is_active", "on"), ("is_staff", "on")]),
+    ] {
+        let response = neds
+            .submit(
+                &format!("/admin/users/{}/", target.id),
+                &format!("/admin/users/{}/flags/", target.id),
+                &fields,
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            target.username
+        );
+        assert!(response
+            .text()
+            .await
+            .expect("html")
+            .contains("only a superuser can"));
+    }
+    assert!(!user(&app, &pat.id).await.is_staff);
+    assert!(!user(&app, &ned.id).await.is_superuser);
+    assert!(user(&app, &root.id).await.is_superuser);
+    // Plain staff work still works: ned deactivates pat (after the confirmation step).
+    let page = format!("/admin/users/{}/", pat.id);
+    let action = format!("/admin/users/{}/flags/", pat.id);
+    let response = neds.submit(&page, &action, &[]).await;
+    let confirm = response.text().await.expect("html");
+    let response = neds
+        .post_with_csrf_of(&confirm, &action, &[("confirm", "yes")])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(!user(&app, &pat.id).await.is_active);
+}
+
+#[tokio::test]
 async fn sign_out_everywhere_revokes_tokens_and_ends_sessions() {
     let app = spawn_app().await;
     let (root, visitor) = admin(&app).await;
@@ -953,8 +1021,8 @@ async fn the_audit_log_filters_by_event_prefix_user_client_and_ip() {
         .await;
     assert_eq!(listed_events(&only), ["login.failure", "login.success"]);
     assert!(
-        only.contains("<span class=\"muted mono\">login: cy</span>"),
-        "details"
+        !only.contains("login: cy"),
+        "what was typed at the login is not kept, even for a known account"
     );
 
     let (_, rooted) = visitor

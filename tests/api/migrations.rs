@@ -55,6 +55,7 @@ async fn every_table_round_trips() {
         date_joined: now,
         last_login: Some(now + TimeDelta::microseconds(1)),
         sessions_valid_after: Some(now),
+        mfa_enabled: true,
     };
     let client = ClientRow {
         client_id: "round-trip".into(),

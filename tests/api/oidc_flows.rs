@@ -1422,3 +1422,43 @@ async fn logout_without_a_session_shows_the_logged_out_page_or_redirects() {
     assert_eq!(response.status(), StatusCode::OK);
     assert!(response.headers().get(LOCATION).is_none());
 }
+
+#[tokio::test]
+async fn a_portal_registered_client_needs_an_id_token_hint_to_redirect_after_logout() {
+    let app = spawn_app().await;
+    let owner = app.create_user("owner").await;
+    let mut s = spec("confidential", &["authorization_code", "refresh_token"]);
+    s.post_logout_redirect_uris = vec![BYE.into()];
+    s.owner_id = Some(owner.id.clone());
+    let (client, secret) = app.register(&s).await;
+    let rp = Rp {
+        id: client.id().to_owned(),
+        secret: secret.expect("secret"),
+    };
+    // Without a hint, anyone could send people through /o/logout/ to a URI they registered.
+    let response = app
+        .browse(&logout_url(
+            &app,
+            &[("client_id", &rp.id), ("post_logout_redirect_uri", BYE)],
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response
+        .text()
+        .await
+        .expect("html")
+        .contains("You are signed out"));
+    // With a hint the client proves a real login happened through it: the redirect happens.
+    let id_token = id_token_for(&app, &rp, "owner").await;
+    let response = app
+        .browse(&logout_url(
+            &app,
+            &[
+                ("id_token_hint", &id_token),
+                ("post_logout_redirect_uri", BYE),
+            ],
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), BYE);
+}

@@ -41,14 +41,14 @@ async fn register_service(visitor: &Visitor, name: &str) -> (String, String, Str
             ],
         )
         .await;
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let detail = location(&response);
-    assert!(detail.starts_with("/o/applications/"), "{detail}");
-    let (status, html) = visitor.get(&detail).await;
-    assert_eq!(status, StatusCode::OK);
+    // The answer to the POST itself shows the secret: it is stored nowhere, not even in the
+    // session, so no later request can show it again.
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let html = response.text().await.expect("html");
     let client_id = code_by_id(&html, "client-id").expect("client_id on the page");
     let secret = code_by_id(&html, "client-secret").expect("the secret, shown once");
-    (detail, client_id, secret)
+    (format!("/o/applications/{client_id}/"), client_id, secret)
 }
 
 async fn client_credentials(app: &TestApp, id: &str, secret: &str) -> StatusCode {
@@ -330,12 +330,14 @@ async fn updating_keeps_what_the_form_does_not_own() {
                     "https://app.example/cb\n\nhttp://127.0.0.1:8000/cb",
                 ),
                 ("scope:read", "on"),
-                ("access_token_lifetime", "600"),
                 ("access_token_format", "jwt"),
                 ("id_token_signed_response_alg", "ES256"),
-                // Not staff: ignored.
+                // Not staff: first-party powers are ignored.
+                ("access_token_lifetime", "315360000"),
                 ("skip_authorization", "on"),
                 ("introspect_all", "on"),
+                ("always_issue_refresh_token", "on"),
+                ("allow_plain_pkce", "on"),
             ],
         )
         .await;
@@ -354,10 +356,11 @@ async fn updating_keeps_what_the_form_does_not_own() {
         ["https://app.example/cb", "http://127.0.0.1:8000/cb"]
     );
     assert_eq!(client.row.allowed_scopes, "read");
-    assert_eq!(client.row.access_token_lifetime, Some(600));
+    assert_eq!(client.row.access_token_lifetime, None);
     assert_eq!(client.row.access_token_format, "jwt");
     assert_eq!(client.row.id_token_signed_response_alg, "ES256");
     assert!(!client.row.skip_authorization && !client.row.introspect_all);
+    assert!(!client.row.always_issue_refresh_token && !client.row.allow_plain_pkce);
     assert_eq!(client.row.client_type, "confidential");
     // The secret is untouched (now sent in the body).
     let (status, _) = app
@@ -371,7 +374,9 @@ async fn updating_keeps_what_the_form_does_not_own() {
         )
         .await;
     assert_eq!(status, StatusCode::OK);
-    // A bad lifetime is an inline error and changes nothing.
+    // Staff may set lifetimes; a bad one is an inline error and changes nothing.
+    app.create_staff("root").await;
+    let visitor = app.visitor("root").await;
     let response = visitor
         .submit(
             &form,
@@ -413,8 +418,8 @@ async fn rotating_the_secret_shows_the_new_one_once_and_kills_the_old() {
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("stops working"));
     let response = visitor.submit(&confirm, &confirm, &[]).await;
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let (_, html) = visitor.get(&detail).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.expect("html");
     let new = code_by_id(&html, "client-secret").expect("new secret shown");
     assert_ne!(new, old);
     let (_, again) = visitor.get(&detail).await;
@@ -511,12 +516,13 @@ async fn public_clients_get_no_secret() {
             ],
         )
         .await;
-    assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let (_, html) = visitor.get(&location(&response)).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let html = response.text().await.expect("html");
     assert!(code_by_id(&html, "client-secret").is_none());
     assert!(html.contains("PKCE instead"));
+    let client_id = code_by_id(&html, "client-id").expect("client_id");
     let (status, _) = visitor
-        .get(&format!("{}rotate_secret/", location(&response)))
+        .get(&format!("/o/applications/{client_id}/rotate_secret/"))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
@@ -538,4 +544,67 @@ async fn pages_carry_security_headers() {
     assert!(!html.contains("<script>") && !html.contains("style=\""));
     let script = app.browse("/static/copy.js").await;
     assert_eq!(script.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn only_staff_allow_the_password_grant() {
+    let app = spawn_app().await;
+    app.create_user("dev").await;
+    app.create_staff("root").await;
+    let fields: &[(&str, &str)] = &[
+        ("name", "Phisher"),
+        ("client_type", "public"),
+        ("grant:password", "on"),
+        ("scope:read", "on"),
+    ];
+    let dev = app.visitor("dev").await;
+    let response = dev
+        .submit(
+            "/o/applications/register/",
+            "/o/applications/register/",
+            fields,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(response
+        .text()
+        .await
+        .expect("html")
+        .contains("only administrators can allow it"));
+    assert!(app.services.clients.list().await.expect("list").is_empty());
+    let root = app.visitor("root").await;
+    let response = root
+        .submit(
+            "/o/applications/register/",
+            "/o/applications/register/",
+            fields,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn the_curl_example_quotes_what_the_owner_typed() {
+    let app = spawn_app().await;
+    app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let response = visitor
+        .submit(
+            "/o/applications/register/",
+            "/o/applications/register/",
+            &[
+                ("name", "Sneaky"),
+                ("client_type", "confidential"),
+                ("grant:authorization_code", "on"),
+                ("redirect_uris", "https://x.example/cb?a=$(id)"),
+                ("scope:read", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let html = response.text().await.expect("html");
+    assert!(
+        html.contains("--data-urlencode &#39;redirect_uri=https://x.example/cb?a=$(id)&#39;"),
+        "{html}"
+    );
 }

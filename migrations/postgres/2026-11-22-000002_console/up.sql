@@ -38,3 +38,5 @@ CREATE INDEX audit_events_time ON audit_events(occurred_at);
 CREATE INDEX audit_events_event ON audit_events(event, occurred_at);
 CREATE INDEX audit_events_user ON audit_events(user_id, occurred_at);
 CREATE INDEX audit_events_actor ON audit_events(actor_id, occurred_at);
+CREATE INDEX audit_events_client ON audit_events(client_id, occurred_at);
+CREATE INDEX audit_events_ip ON audit_events(ip, occurred_at);
