@@ -17,12 +17,14 @@ use anyhow::Context;
 use secrecy::ExposeSecret;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder, TracingLogger};
 
-use crate::accounts::{Accounts, PasswordHasher};
+use crate::accounts::links::LinkSigner;
+use crate::accounts::{Accounts, AccountsConfig, PasswordHasher};
 use crate::audit::Audit;
 use crate::clients::Clients;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::groups::Groups;
+use crate::mail::Mailer;
 use crate::oauth::{OAuth, OAuthConfig};
 use crate::oidc::KeyStore;
 use crate::routes::{self, WebConfig};
@@ -71,7 +73,18 @@ impl Services {
             tracing::info!(migrations = ?applied, "applied database migrations");
         }
         let hasher = PasswordHasher::new(&settings.argon2).context("invalid argon2 settings")?;
-        let accounts = Accounts::new(db.clone(), hasher, settings.rate_limits);
+        let mailer = Mailer::new(&settings.email).context("invalid email settings")?;
+        let accounts = Accounts::new(
+            db.clone(),
+            hasher,
+            settings.rate_limits,
+            AccountsConfig {
+                settings: settings.accounts.clone(),
+                issuer: settings.issuer_str().to_owned(),
+                mailer,
+                links: LinkSigner::new(settings.secret_key.expose_secret()),
+            },
+        );
         let clients = Clients::new(db.clone(), settings.scopes.clone());
         let keys = KeyStore::new(
             db.clone(),

@@ -2,6 +2,8 @@
 //!
 //! The full account lifecycle (registration, verification, reset) builds on this module.
 
+pub mod links;
+pub mod otp;
 pub mod password;
 
 use std::net::IpAddr;
@@ -10,13 +12,16 @@ use diesel::Connection;
 use secrecy::SecretString;
 
 use crate::audit::{self, Actor, Audit, AuditEvent};
-use crate::config::RateLimits;
+use crate::config::{AccountSettings, RateLimits};
 use crate::db::users::{self, UserFilter, UserRow};
 use crate::db::{self, Db, DbError};
 use crate::db::{codes, tokens};
 use crate::domain::{Email, Page, PageRequest, Username};
 use crate::limits::{self, Limiter, RetryAfter};
+use crate::mail::Mailer;
+use links::LinkSigner;
 pub use password::PasswordHasher;
+use std::sync::Arc;
 
 /// Why a user could not be created or changed.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +94,20 @@ pub struct NewUser {
     pub email_verified: bool,
 }
 
+/// What the self-service flows (registration, verification, login codes, reset) need besides
+/// the database.
+#[derive(Clone, Debug)]
+pub struct AccountsConfig {
+    /// `[accounts]` settings.
+    pub settings: AccountSettings,
+    /// Issuer URL without a trailing slash: links in emails start with it.
+    pub issuer: String,
+    /// Sends the emails.
+    pub mailer: Mailer,
+    /// Signs and checks the links in emails.
+    pub links: LinkSigner,
+}
+
 /// The accounts service.
 #[derive(Clone, Debug)]
 pub struct Accounts {
@@ -97,19 +116,45 @@ pub struct Accounts {
     limiter: Limiter,
     limits: RateLimits,
     audit: Audit,
+    cfg: Arc<AccountsConfig>,
 }
 
 impl Accounts {
     /// The service over `db`.
     #[must_use]
-    pub fn new(db: Db, hasher: PasswordHasher, limits: RateLimits) -> Self {
+    pub fn new(db: Db, hasher: PasswordHasher, limits: RateLimits, cfg: AccountsConfig) -> Self {
         Self {
             limiter: Limiter::new(db.clone()),
             audit: Audit::new(db.clone()),
             db,
             hasher,
             limits,
+            cfg: Arc::new(cfg),
         }
+    }
+
+    /// The `[accounts]` settings.
+    #[must_use]
+    pub fn settings(&self) -> &AccountSettings {
+        &self.cfg.settings
+    }
+
+    /// The mailer.
+    #[must_use]
+    pub fn mailer(&self) -> &Mailer {
+        &self.cfg.mailer
+    }
+
+    /// The link signer for account emails.
+    #[must_use]
+    pub fn links(&self) -> &LinkSigner {
+        &self.cfg.links
+    }
+
+    /// A URL under the issuer for `path` (which starts with `/`), for links in emails.
+    #[must_use]
+    pub fn public_url(&self, path: &str) -> String {
+        format!("{}{path}", self.cfg.issuer)
     }
 
     /// Creates a user with an argon2id password hash.

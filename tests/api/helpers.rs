@@ -540,3 +540,90 @@ impl TestApp {
             .items
     }
 }
+
+/// An email read back from the outbox.
+#[derive(Clone, Debug)]
+pub struct ReceivedEmail {
+    /// `To` header.
+    pub to: String,
+    /// `Subject` header.
+    pub subject: String,
+    /// The text/plain part, decoded.
+    pub text: String,
+    /// The text/html part, decoded.
+    pub html: String,
+}
+
+impl ReceivedEmail {
+    /// Parses one RFC 5322 message with a text and an HTML alternative.
+    pub fn parse(raw: &[u8]) -> Self {
+        let mail = mailparse::parse_mail(raw).expect("a MIME message");
+        let header = |name: &str| {
+            mailparse::MailHeaderMap::get_first_value(mail.headers.as_slice(), name)
+                .unwrap_or_default()
+        };
+        let mut text = String::new();
+        let mut html = String::new();
+        for part in mail.parts() {
+            match part.ctype.mimetype.as_str() {
+                "text/plain" => text = part.get_body().expect("text body"),
+                "text/html" => html = part.get_body().expect("html body"),
+                _ => {}
+            }
+        }
+        Self {
+            to: header("To"),
+            subject: header("Subject"),
+            text,
+            html,
+        }
+    }
+
+    /// The first URL in the text body that starts with `prefix`.
+    pub fn link_starting_with(&self, prefix: &str) -> Option<String> {
+        self.text
+            .split_whitespace()
+            .find(|w| w.starts_with(prefix))
+            .map(str::to_owned)
+    }
+
+    /// The first run of six digits in the text body (a one-time code).
+    pub fn code(&self) -> Option<String> {
+        self.text
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|w| w.len() == 6)
+            .map(str::to_owned)
+    }
+}
+
+impl TestApp {
+    /// Every email in the development outbox addressed to `address`, oldest first.
+    pub fn emails_to(&self, address: &str) -> Vec<ReceivedEmail> {
+        let dir = self._dir.path().join("outbox");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(std::time::SystemTime, ReceivedEmail)> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .map(|e| {
+                let modified = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                let raw = std::fs::read(e.path()).expect("read .eml");
+                (modified, ReceivedEmail::parse(&raw))
+            })
+            .filter(|(_, m)| m.to.contains(address))
+            .collect();
+        found.sort_by_key(|(t, _)| *t);
+        found.into_iter().map(|(_, m)| m).collect()
+    }
+
+    /// The newest email to `address`; panics when there is none.
+    pub fn last_email_to(&self, address: &str) -> ReceivedEmail {
+        self.emails_to(address)
+            .pop()
+            .unwrap_or_else(|| panic!("no email to {address} in the outbox"))
+    }
+}
