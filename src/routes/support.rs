@@ -146,6 +146,91 @@ pub async fn read_page_form(
     Ok(form)
 }
 
+/// A JSON API error answer: `{"error": code, "error_description": description}` with `status`
+/// and `Cache-Control: no-store`; `retry_after` (seconds) adds `Retry-After` (RFC 9110 §10.2.3).
+#[must_use]
+pub fn api_error(
+    status: StatusCode,
+    code: &str,
+    description: &str,
+    retry_after: Option<u64>,
+) -> HttpResponse {
+    let mut builder = HttpResponse::build(status);
+    no_store(&mut builder);
+    if let Some(seconds) = retry_after {
+        builder.insert_header((header::RETRY_AFTER, seconds.to_string()));
+    }
+    builder.json(serde_json::json!({
+        "error": code,
+        "error_description": description,
+    }))
+}
+
+/// Reads a JSON API request body into `T`: `application/json` (a form-encoded body is accepted
+/// too, for clients that post forms), at most `limit` bytes. Errors are JSON answers: 413 for a
+/// large body, 415 for another media type, 400 `invalid_request` for unparsable input.
+///
+/// # Errors
+/// The response to send as is.
+pub async fn read_api_body<T: serde::de::DeserializeOwned>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<T, HttpResponse> {
+    let body = read_body(payload, limit).await.map_err(|e| match e {
+        BodyError::TooLarge(limit) => api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request",
+            &format!("the request body exceeds {limit} bytes"),
+            None,
+        ),
+        BodyError::Unreadable => api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request body could not be read",
+            None,
+        ),
+    })?;
+    let media = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.split(';').next())
+        .map(|c| c.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let parsed = match media.as_str() {
+        "application/json" => serde_json::from_slice::<T>(&body).map_err(|e| e.to_string()),
+        "application/x-www-form-urlencoded" => {
+            Params::from_form(Some(&media), &body)
+                .map_err(|e| e.description)
+                .and_then(|params| {
+                    let map: serde_json::Map<String, serde_json::Value> = params
+                        .iter()
+                        .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
+                        .collect();
+                    serde_json::from_value::<T>(serde_json::Value::Object(map))
+                        .map_err(|e| e.to_string())
+                })
+        }
+        _ => {
+            return Err(api_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request",
+                "send the body as application/json",
+                None,
+            ))
+        }
+    };
+    parsed.map_err(|reason| {
+        api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("the request body is not valid: {reason}"),
+            None,
+        )
+    })
+}
+
 /// Adds `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
 pub fn no_store(builder: &mut HttpResponseBuilder) -> &mut HttpResponseBuilder {
     builder
