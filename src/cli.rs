@@ -163,7 +163,8 @@ pub struct ClientCreateArgs {
     /// A CORS origin allowed to call the token endpoint, like https://app.example.com (repeat).
     #[arg(long = "allowed-origin")]
     pub allowed_origins: Vec<String>,
-    /// Allowed scopes, space- or comma-separated (default: every scope the server knows).
+    /// Allowed scopes, space- or comma-separated (default: every scope the server knows
+    /// except `admin`, which must be named).
     #[arg(long, value_delimiter = ',')]
     pub scopes: Vec<String>,
     /// client_secret_basic (default for confidential), client_secret_post, or none (public).

@@ -445,7 +445,12 @@ pub fn validate_spec(
         origins.push(parse_origin(origin).map_err(|e| invalid("allowed_origins", e))?);
     }
     let scopes = if spec.scopes.iter().all(|s| s.trim().is_empty()) {
-        known_scopes.keys().cloned().collect::<ScopeSet>()
+        // Every scope but `admin`, which a client gets only by asking for it by name.
+        known_scopes
+            .keys()
+            .filter(|s| *s != crate::config::ADMIN_SCOPE)
+            .cloned()
+            .collect::<ScopeSet>()
     } else {
         let joined = spec.scopes.join(" ").replace(',', " ");
         let set = ScopeSet::parse(&joined).map_err(|e| invalid("scopes", e))?;

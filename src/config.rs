@@ -31,6 +31,11 @@ pub const MAX_LIFETIME_SECONDS: u64 = 10 * 365 * 24 * 3600;
 /// Minimum length of the cookie/CSRF secret key in bytes (actix's cookie `Key` needs 64).
 pub const SECRET_KEY_BYTES: usize = 64;
 
+/// The scope of the admin JSON API (`/api/users/`). A client without an explicit scope list
+/// is not allowed it (see `clients::validate_spec`), and a token with it works only for an
+/// active staff user.
+pub const ADMIN_SCOPE: &str = "admin";
+
 #[derive(Debug, Deserialize)]
 struct Raw {
     server: RawServer,

@@ -3,8 +3,12 @@
 //! The full account lifecycle (registration, verification, reset) builds on this module.
 
 pub mod links;
+pub mod login_code;
 pub mod otp;
 pub mod password;
+pub mod registration;
+pub mod reset;
+pub mod sessions;
 
 use std::net::IpAddr;
 
@@ -70,6 +74,11 @@ pub enum LoginError {
     /// Too many failures for this account or address.
     #[error("too many failed attempts; try again in {} seconds", .0.0)]
     Locked(RetryAfter),
+    /// The password is right, but `accounts.email_verification = "mandatory"` and the user's
+    /// address is not verified yet. Only said after a correct password, so it tells nothing to
+    /// someone without it.
+    #[error("the email address is not verified")]
+    Unverified(Box<UserRow>),
     /// Storage failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -166,7 +175,13 @@ impl Accounts {
     pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<UserRow, AccountError> {
         let password_hash = match new.password {
             Some(p) => {
-                PasswordHasher::validate(&p).map_err(AccountError::Invalid)?;
+                let inputs = password::UserInputs {
+                    username: new.username.as_str(),
+                    email: new.email.as_str(),
+                    first_name: &new.first_name,
+                    last_name: &new.last_name,
+                };
+                PasswordHasher::validate(&p, &inputs).map_err(AccountError::Invalid)?;
                 Some(self.hasher.hash(p).await?)
             }
             None => None,
@@ -282,13 +297,34 @@ impl Accounts {
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
         let ok = self.hasher.verify(password, hash).await;
         match user {
+            // Mandatory verification (registration.rs): no login, and no tokens, until the
+            // address is verified. The password was right, so it is not a failure.
+            Some(user) if ok && user.is_active && self.must_verify(&user) => {
+                self.audit
+                    .record(
+                        AuditEvent::new("login.unverified")
+                            .ip(ip)
+                            .user(user.id.clone()),
+                    )
+                    .await?;
+                self.limiter
+                    .succeeded(ip_bucket.into_iter().collect(), vec![account_bucket])
+                    .await?;
+                Err(LoginError::Unverified(Box::new(user)))
+            }
             // A deactivated account answers like a wrong password (as Django's ModelBackend
             // does), so a correct guess is not confirmed.
             Some(user) if ok && user.is_active => {
                 let id = user.id.clone();
-                let event = AuditEvent::new("login.success")
-                    .by(&Actor::user(user.id.clone(), ip))
-                    .user(user.id.clone());
+                // A user who must also enter an emailed code (login_code.rs) has not logged in
+                // yet: `login.success` (amr `pwd otp`) waits for the code.
+                let event = if self.needs_login_code(&user) {
+                    AuditEvent::new("login.password_ok")
+                } else {
+                    AuditEvent::new("login.success").detail("amr", "pwd")
+                }
+                .by(&Actor::user(user.id.clone(), ip))
+                .user(user.id.clone());
                 self.db
                     .write(move |conn| {
                         conn.transaction(|conn| {
@@ -485,11 +521,13 @@ impl Accounts {
                 .await?;
             return Err(AccountError::WrongPassword);
         }
-        PasswordHasher::validate(&new).map_err(AccountError::Invalid)?;
+        PasswordHasher::validate(&new, &password::UserInputs::of(&user))
+            .map_err(AccountError::Invalid)?;
         let hash = self.hasher.hash(new).await?;
         let id = user_id.to_owned();
         let event = AuditEvent::new("password.changed").by(actor).user(user_id);
-        self.db
+        let cut = self
+            .db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
                     let cut = db::now();
@@ -500,7 +538,10 @@ impl Accounts {
                 })
                 .map_err(AccountError::from)
             })
-            .await
+            .await?;
+        // After the commit; a failure to send is logged and the change stands.
+        self.notify_password_changed(&user).await;
+        Ok(cut)
     }
 
     /// Sets the active, staff and superuser flags. Deactivating also revokes the user's tokens
@@ -613,30 +654,11 @@ impl Accounts {
             .await?
             .ok_or(AccountError::NotFound)
     }
-
-    /// Records that a user signed out of this browser.
-    ///
-    /// # Errors
-    /// Storage failures.
-    pub async fn logged_out(
-        &self,
-        user_id: &str,
-        ip: Option<IpAddr>,
-        rp_initiated: bool,
-    ) -> Result<(), DbError> {
-        self.audit
-            .record(
-                AuditEvent::new("logout")
-                    .by(&Actor::user(user_id, ip))
-                    .user(user_id)
-                    .detail("rp_initiated", rp_initiated),
-            )
-            .await
-    }
 }
 
-/// Revokes all of the user's tokens, deletes their unexchanged codes and moves their session
-/// cut-off to now (inside the caller's transaction); returns how many tokens were revoked.
+/// Revokes all of the user's tokens, deletes their unexchanged codes, ends their recorded
+/// browser sessions and moves their session cut-off to now (inside the caller's transaction);
+/// returns how many tokens were revoked.
 fn end_everything(
     conn: &mut db::DbConnection,
     actor: &Actor,
@@ -646,12 +668,14 @@ fn end_everything(
     let revoked = tokens::revoke_for_user(conn, user_id, None, now)?;
     codes::delete_unused_for_user(conn, user_id, None)?;
     users::end_sessions(conn, user_id, now)?;
+    let sessions = crate::db::user_sessions::end_all_for_user(conn, user_id, None, now)?;
     audit::record(
         conn,
         AuditEvent::new("user.signed_out_everywhere")
             .by(actor)
             .user(user_id)
-            .detail("tokens_revoked", revoked),
+            .detail("tokens_revoked", revoked)
+            .detail("sessions_ended", sessions),
     )?;
     Ok(revoked)
 }

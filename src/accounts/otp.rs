@@ -21,7 +21,7 @@ pub const CODE_DIGITS: usize = 6;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CodeCheck {
     /// Right code, now used.
-    Valid(CodeRow),
+    Valid(Box<CodeRow>),
     /// Wrong code; this many guesses are left.
     Wrong {
         /// Guesses left before the code dies.
@@ -161,7 +161,7 @@ impl Accounts {
                     }
                     if secret::ct_eq(row.code_hash.as_bytes(), presented.as_bytes()) {
                         if one_time_codes::mark_used(conn, &row.id, now)? {
-                            return Ok(CodeCheck::Valid(row));
+                            return Ok(CodeCheck::Valid(Box::new(row)));
                         }
                         return Ok(CodeCheck::Missing);
                     }

@@ -21,6 +21,7 @@ pub mod rate_limits;
 pub mod schema;
 pub mod signing_keys;
 pub mod tokens;
+pub mod user_sessions;
 pub mod users;
 
 use std::path::PathBuf;

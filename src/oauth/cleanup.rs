@@ -4,12 +4,16 @@ use chrono::TimeDelta;
 use diesel::Connection;
 
 use super::OAuth;
-use crate::db::{self, audit_events, codes, rate_limits, signing_keys, tokens, DbError};
+use crate::db::{
+    self, audit_events, codes, one_time_codes, rate_limits, signing_keys, tokens, user_sessions,
+    DbError,
+};
 
 impl OAuth {
     /// Deletes expired or revoked tokens, expired authorization codes, rate-limit windows
-    /// older than the configured window, retired signing keys past their overlap, and audit
-    /// events older than `audit.retention_days`. Returns
+    /// older than the configured window, retired signing keys past their overlap, audit events
+    /// older than `audit.retention_days`, browser-session rows that ended (or began) longer
+    /// than `server.session_max_age_seconds` ago, and one-time codes expired over a day ago. Returns
     /// the first three counts.
     ///
     /// # Errors
@@ -18,6 +22,8 @@ impl OAuth {
         let window = TimeDelta::from_std(self.cfg.rate_limits.window).unwrap_or(TimeDelta::days(1));
         let retention =
             TimeDelta::from_std(self.cfg.audit_retention).unwrap_or(TimeDelta::days(365));
+        let session_age =
+            TimeDelta::from_std(self.cfg.session_max_age).unwrap_or(TimeDelta::days(14));
         self.db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
@@ -28,6 +34,10 @@ impl OAuth {
                     // Signing keys whose last token has expired have left the JWKS already.
                     signing_keys::delete_expired(conn, now)?;
                     audit_events::delete_before(conn, now - retention)?;
+                    user_sessions::delete_stale(conn, now - session_age)?;
+                    // Codes expire within a day at most; a day more keeps the resend
+                    // cooldown's history.
+                    one_time_codes::delete_expired(conn, now - TimeDelta::days(1))?;
                     Ok((t, c, r))
                 })
                 .map_err(DbError::from)

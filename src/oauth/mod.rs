@@ -16,6 +16,7 @@ pub mod error;
 mod grant_types;
 pub mod grants;
 pub mod introspect;
+pub mod logout;
 pub mod metadata;
 pub mod params;
 mod primitives;
@@ -51,6 +52,9 @@ pub struct OAuthConfig {
     pub access_token_audience: String,
     /// How long audit events are kept.
     pub audit_retention: std::time::Duration,
+    /// How long a browser login lasts (`server.session_max_age_seconds`); older session rows
+    /// are deleted by `cleartokens`.
+    pub session_max_age: std::time::Duration,
 }
 
 impl OAuthConfig {
@@ -64,6 +68,7 @@ impl OAuthConfig {
             rate_limits: settings.rate_limits,
             access_token_audience: settings.oidc.access_token_audience.clone(),
             audit_retention: settings.audit_retention,
+            session_max_age: settings.session_max_age,
         }
     }
 

@@ -53,11 +53,22 @@ impl OAuth {
             .to_owned();
         let presented = presented_client(authorization, &params)?;
         let client = self.authenticate_client(presented).await?;
+        if grant_type == grant_types::mfa_otp::GRANT_TYPE {
+            // The second half of a password-grant login: a client allowed the password grant
+            // may use it, with no registration of its own.
+            if !client.allows(GrantType::Password) {
+                return Err(OAuthError::unauthorized_client(
+                    "only a client allowed the password grant may use the mfa-otp grant",
+                ));
+            }
+            return grant_types::mfa_otp::exchange(self, client, params, ip).await;
+        }
         let grant: GrantType = grant_type.parse().map_err(|_| {
             OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!(
-                    "unsupported grant_type {grant_type:?}: use authorization_code, refresh_token, password or client_credentials"
+                    "unsupported grant_type {grant_type:?}: use authorization_code, refresh_token, password, client_credentials or {}",
+                    grant_types::mfa_otp::GRANT_TYPE
                 ),
             )
         })?;

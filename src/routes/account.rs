@@ -15,6 +15,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use secrecy::{ExposeSecret, SecretString};
 
+use super::account_sessions::{session_lines, SessionLine};
 use super::support::{
     actor, csrf_token, error_page, keep_session, page_number, read_page_form, render,
     require_login, see_other, show_time, unavailable, PageNav, WebConfig,
@@ -30,7 +31,7 @@ use crate::oauth::{OAuth, Params};
 /// Session key of the notice the authorized-apps page shows once.
 const SESSION_AUTHORIZED_NOTICE: &str = "authorized_notice";
 /// Session key of the notice the account page shows once.
-const SESSION_ACCOUNT_NOTICE: &str = "account_notice";
+pub(super) const SESSION_ACCOUNT_NOTICE: &str = "account_notice";
 
 /// A scope with the words the consent page used for it.
 struct ScopeLine {
@@ -116,6 +117,10 @@ struct AccountPage<'a> {
     created: String,
     last_login: Option<String>,
     min_password_chars: usize,
+    /// The user's live browser sessions, this one first.
+    sessions: Vec<SessionLine>,
+    /// The sign-in code switch (`routes/account_mfa.rs`).
+    login_code: super::account_mfa::LoginCodeSwitch,
 }
 
 impl AccountPage<'_> {
@@ -263,7 +268,7 @@ pub async fn show_account(
         last_name: user.last_name.clone(),
     };
     let notice = take_notice(&session, SESSION_ACCOUNT_NOTICE);
-    account_page(&session, &user, profile, None, notice)
+    account_page(&session, &accounts, &web, &user, profile, None, notice).await
 }
 
 /// `GET /account/profile/` and `GET /account/password/` (the forms' targets, opened by hand or
@@ -297,7 +302,16 @@ pub async fn update_profile(
     // error, so each is shown at its own field.
     if let Err(message) = Email::parse(&submitted.email) {
         let error = field_error("email", message);
-        return account_page(&session, &user, submitted, Some(error), None);
+        return account_page(
+            &session,
+            &accounts,
+            &web,
+            &user,
+            submitted,
+            Some(error),
+            None,
+        )
+        .await;
     }
     let profile = Profile {
         email: submitted.email.clone(),
@@ -321,11 +335,29 @@ pub async fn update_profile(
                 "email",
                 "Another account already uses this email address.".to_owned(),
             );
-            account_page(&session, &user, submitted, Some(error), None)
+            account_page(
+                &session,
+                &accounts,
+                &web,
+                &user,
+                submitted,
+                Some(error),
+                None,
+            )
+            .await
         }
         Err(AccountError::Invalid(message)) => {
             let error = field_error("names", message);
-            account_page(&session, &user, submitted, Some(error), None)
+            account_page(
+                &session,
+                &accounts,
+                &web,
+                &user,
+                submitted,
+                Some(error),
+                None,
+            )
+            .await
         }
         Err(e) => account_failure(&e),
     }
@@ -364,14 +396,14 @@ pub async fn change_password(
             "confirm_password",
             "The two new passwords are not the same.".to_owned(),
         );
-        return account_page(&session, &user, stored, Some(error), None);
+        return account_page(&session, &accounts, &web, &user, stored, Some(error), None).await;
     }
     let error = match accounts
         .change_password(&actor(&req, &user), &user.id, current, new)
         .await
     {
         Ok(cut) => {
-            if let Err(e) = keep_session(&session, cut) {
+            if let Err(e) = keep_session(&session, &accounts, &user.id, cut).await {
                 // The user is signed out here too, and can sign in with the new password.
                 tracing::error!(error = %e, "could not keep the session after a password change");
             }
@@ -396,7 +428,7 @@ pub async fn change_password(
         ),
         Err(e) => return account_failure(&e),
     };
-    account_page(&session, &user, stored, Some(error), None)
+    account_page(&session, &accounts, &web, &user, stored, Some(error), None).await
 }
 
 /// `GET /account/sessions/end/`: asks for confirmation.
@@ -510,7 +542,7 @@ fn capitalized(message: &str) -> String {
     }
 }
 
-fn set_notice(session: &Session, key: &str, message: String) {
+pub(super) fn set_notice(session: &Session, key: &str, message: String) {
     if let Err(e) = session.insert(key, message) {
         tracing::error!(error = %e, "could not keep a notice for the next page");
     }
@@ -521,13 +553,19 @@ fn take_notice(session: &Session, key: &str) -> Option<String> {
     session.remove_as::<String>(key).and_then(Result::ok)
 }
 
-fn account_page(
+async fn account_page(
     session: &Session,
+    accounts: &Accounts,
+    web: &WebConfig,
     user: &UserRow,
     profile: ProfileValues,
     error: Option<FieldError>,
     notice: Option<String>,
 ) -> HttpResponse {
+    let sessions = match session_lines(session, accounts, web, &user.id).await {
+        Ok(lines) => lines,
+        Err(e) => return unavailable(&e),
+    };
     let status = if error.is_some() {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
@@ -547,6 +585,8 @@ fn account_page(
             created: show_time(&user.date_joined),
             last_login: user.last_login.as_ref().map(show_time),
             min_password_chars: MIN_PASSWORD_CHARS,
+            sessions,
+            login_code: super::account_mfa::LoginCodeSwitch::for_user(accounts, user),
         },
     )
 }

@@ -24,6 +24,7 @@ use crate::accounts::Accounts;
 use crate::clients::{
     split_list, AuthMethod, Client, ClientError, ClientSpec, ClientType, Clients, GrantType,
 };
+use crate::config::ADMIN_SCOPE;
 use crate::db::users::UserRow;
 use crate::domain::PageRequest;
 use crate::oauth::Params;
@@ -112,7 +113,9 @@ impl FormValues {
             .map(|(name, description)| Choice {
                 value: name.clone(),
                 label: description.clone(),
-                checked: all_scopes || spec.scopes.iter().any(|s| s == name),
+                // A new form ticks every scope but `admin`, like the validator's default.
+                checked: (all_scopes && name != crate::config::ADMIN_SCOPE)
+                    || spec.scopes.iter().any(|s| s == name),
             })
             .collect();
         Self {
@@ -772,6 +775,19 @@ fn spec_from_form(
                 .is_some_and(|s| s.always_issue_refresh_token),
         ),
     };
+    // The `admin` scope (the admin users API) is for clients staff set up.
+    let had_admin = stored
+        .as_ref()
+        .is_some_and(|s| s.scopes.iter().any(|x| x == ADMIN_SCOPE));
+    if !staff && !had_admin && spec.scopes.iter().any(|x| x == ADMIN_SCOPE) {
+        return (
+            spec,
+            Some((
+                "scopes",
+                "the admin scope is only for applications administrators set up".to_owned(),
+            )),
+        );
+    }
     let had_password = stored.as_ref().is_some_and(|s| {
         s.grant_types
             .iter()

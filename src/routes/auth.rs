@@ -45,7 +45,8 @@ pub async fn show_login_form(req: HttpRequest, session: Session) -> HttpResponse
 }
 
 /// `POST /accounts/login/`: checks the CSRF token and the password, starts a fresh session and
-/// continues to `next` (a local path only).
+/// continues to `next` (a local path only). A user who must enter an emailed code goes to the
+/// code step first (`routes/login_code.rs`).
 pub async fn submit_login(
     req: HttpRequest,
     payload: web::Payload,
@@ -75,9 +76,13 @@ pub async fn submit_login(
         .authenticate(username, password, peer_ip(&req))
         .await
     {
+        // Email 2FA (routes/login_code.rs): the code is emailed, the login waits for it.
+        Ok(user) if accounts.needs_login_code(&user) => {
+            super::login_code::begin(&req, &session, &accounts, &user, &next).await
+        }
         Ok(user) => {
             // A new session on login (no fixation), with a new CSRF token.
-            if let Err(e) = start_session(&session, &user.id, "pwd") {
+            if let Err(e) = start_session(&req, &session, &accounts, &user.id, "pwd").await {
                 tracing::error!(error = %e, "could not store the session");
                 return failure(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,8 +111,31 @@ pub async fn submit_login(
             }
             response
         }
+        // Mandatory verification (routes/register.rs): a new code, then the verify page.
+        Err(LoginError::Unverified(user)) => {
+            super::register::refuse_unverified_login(&session, &accounts, &user, &next).await
+        }
         Err(LoginError::Db(e)) => unavailable(&e),
     }
+}
+
+/// The login page with `error`, answered with `status` (for the steps after the password).
+pub(super) fn login_page(
+    status: StatusCode,
+    session: &Session,
+    next: &str,
+    username: &str,
+    error: String,
+) -> HttpResponse {
+    render(
+        status,
+        &LoginPage {
+            csrf_token: csrf_token(session),
+            next,
+            username,
+            error: Some(error),
+        },
+    )
 }
 
 /// `POST /accounts/logout/`: ends the session.
@@ -122,7 +150,7 @@ pub async fn logout(
         return page;
     }
     if let Ok(Some(user)) = current_user(&session, &accounts, &web).await {
-        if let Err(e) = accounts.logged_out(&user.id, peer_ip(&req), false).await {
+        if let Err(e) = super::support::log_out(&req, &session, &accounts, &user.id, false).await {
             return unavailable(&e);
         }
     }

@@ -2,16 +2,22 @@
 //! parse input, call a service, and render JSON or an askama page. No SQL lives here.
 
 mod account;
+mod account_mfa;
+mod account_sessions;
 mod admin;
 mod api;
+mod api_accounts;
 mod apps;
 mod auth;
 mod authorize;
 mod demo;
 mod health;
+mod login_code;
 mod oauth;
 mod oidc;
 mod pages;
+mod register;
+mod reset;
 mod support;
 
 use actix_web::web;
@@ -221,6 +227,119 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         r.route(web::get().to(account::confirm_end_sessions))
             .route(web::post().to(account::end_sessions))
             .default_service(web::to(pages::method_not_allowed))
+    });
+    // Password reset (routes/reset.rs): the email form, "check your email", the link's
+    // new-password form, "password changed", and the same two steps as a JSON API.
+    both(cfg, "/accounts/password-reset/", |r| {
+        r.route(web::get().to(reset::show_request_form))
+            .route(web::post().to(reset::submit_request))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/accounts/password-reset/done/", |r| {
+        r.route(web::get().to(reset::show_request_done))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/accounts/password-reset/complete/", |r| {
+        r.route(web::get().to(reset::show_reset_complete))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(
+        cfg,
+        "/accounts/password-reset-confirm/{uidb64}/{token}/",
+        |r| {
+            r.route(web::get().to(reset::show_new_password_form))
+                .route(web::post().to(reset::submit_new_password))
+                .default_service(web::to(pages::method_not_allowed))
+        },
+    );
+    both(cfg, "/api/password-reset/", |r| {
+        r.route(web::post().to(reset::api_request_reset))
+            .default_service(web::to(oauth::method_not_allowed))
+    });
+    both(cfg, "/api/password-reset-confirm/{uidb64}/{token}/", |r| {
+        r.route(web::post().to(reset::api_confirm_reset))
+            .default_service(web::to(oauth::method_not_allowed))
+    });
+    // Emailed one-time codes at login (routes/login_code.rs: the hosted login's code step) and
+    // the account page's switch for them (routes/account_mfa.rs). The API side is the
+    // password grant and the mfa-otp grant at /o/token/.
+    both(cfg, "/accounts/login/code/", |r| {
+        r.route(web::get().to(login_code::show_code_form))
+            .route(web::post().to(login_code::submit_code))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/accounts/login/code/resend/", |r| {
+        r.route(web::get().to(login_code::back_to_code_form))
+            .route(web::post().to(login_code::resend_code))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/account/login_code/", |r| {
+        r.route(web::get().to(account::back_to_account))
+            .route(web::post().to(account_mfa::set_login_code))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    // Sessions and logout (routes/account_sessions.rs, routes/api_accounts.rs): ending one
+    // browser session or all the others from the account page; the logout API; the admin users
+    // API. `end_others` is registered before `{id}/end/`, though the two cannot overlap.
+    both(cfg, "/account/sessions/end_others/", |r| {
+        r.route(web::post().to(account_sessions::end_other_sessions))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/account/sessions/{id}/end/", |r| {
+        r.route(web::post().to(account_sessions::end_session))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/api/logout/", |r| {
+        r.route(web::post().to(api_accounts::logout))
+            .default_service(web::to(oauth::method_not_allowed))
+    });
+    both(cfg, "/api/logout_all/", |r| {
+        r.route(web::post().to(api_accounts::logout_all))
+            .default_service(web::to(oauth::method_not_allowed))
+    });
+    both(cfg, "/api/users/", |r| {
+        r.route(web::get().to(api_accounts::list_users))
+            .default_service(web::to(oauth::method_not_allowed))
+    });
+    both(cfg, "/api/users/{id}/", |r| {
+        r.route(web::get().to(api_accounts::show_user))
+            .default_service(web::to(oauth::method_not_allowed))
+    });
+    // Self-registration and email verification (routes/register.rs): the pages and the
+    // JSON API.
+    both(cfg, "/accounts/register/", |r| {
+        r.route(web::get().to(register::show_register_form))
+            .route(web::post().to(register::submit_register))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/accounts/verify/", |r| {
+        r.route(web::get().to(register::show_verify_form))
+            .route(web::post().to(register::submit_verify))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/accounts/activate/{uidb64}/{token}/", |r| {
+        r.route(web::get().to(register::activate_page))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/api/register/", |r| {
+        r.route(web::post().to(register::api_register))
+            .default_service(web::to(oauth::method_not_allowed))
+    });
+    both(cfg, "/api/verify-otp/", |r| {
+        r.route(web::post().to(register::api_verify_otp))
+            .default_service(web::to(oauth::method_not_allowed))
+    });
+    both(cfg, "/api/activate/{uidb64}/{token}/", |r| {
+        r.route(web::get().to(register::api_activate))
+            .default_service(web::to(oauth::method_not_allowed))
+    });
+    both(cfg, "/api/resend-otp/", |r| {
+        r.route(web::post().to(register::api_resend))
+            .default_service(web::to(oauth::method_not_allowed))
+    });
+    both(cfg, "/api/resend-activation-email/", |r| {
+        r.route(web::post().to(register::api_resend))
+            .default_service(web::to(oauth::method_not_allowed))
     });
     cfg.service(
         web::resource("/api/me")

@@ -8,7 +8,7 @@ use askama::Template;
 use super::api::bearer_error;
 use super::support::{
     authorization_header, csrf_failed, csrf_ok, csrf_token, current_user, error_page, no_store,
-    peer_ip, read_form, read_html_form, render, see_other, unavailable, WebConfig,
+    read_form, read_html_form, render, see_other, unavailable, WebConfig,
 };
 use crate::accounts::Accounts;
 use crate::oauth::bearer::BearerError;
@@ -197,7 +197,7 @@ pub async fn end_session(
         );
     }
     if let Some(user) = &user {
-        if let Err(e) = accounts.logged_out(&user.id, peer_ip(&req), true).await {
+        if let Err(e) = super::support::log_out(&req, &session, &accounts, &user.id, true).await {
             return unavailable(&e);
         }
     }

@@ -9,6 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use askama::Template;
 
+use crate::accounts::sessions::NewSession;
 use crate::accounts::Accounts;
 use crate::db::users::UserRow;
 use crate::db::DbError;
@@ -41,27 +42,64 @@ pub const SESSION_AMR: &str = "amr";
 /// authorization requests, so opening the resume URL without logging in gains nothing.
 pub const SESSION_REAUTH: &str = "reauth";
 const SESSION_CSRF: &str = "csrf";
-/// Session key: when this session's login happened, in Unix milliseconds (compared with the
-/// user's `sessions_valid_after` cut-off, which "sign out everywhere" moves).
-const SESSION_STARTED_MS: &str = "started_ms";
+/// Session key: the random handle of this browser's server-side session (the `user_sessions`
+/// row's id is its SHA-256). The cookie is encrypted, so the handle never shows.
+const SESSION_HANDLE: &str = "sid";
+
+/// Why a session could not be started or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The cookie could not be written.
+    #[error(transparent)]
+    Cookie(#[from] actix_session::SessionInsertError),
+    /// The session could not be recorded.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
 
 /// Starts a fresh session for `user_id` after a login by `amr` (RFC 8176 values): a new session
-/// id (no fixation) and a new CSRF token.
+/// id (no fixation), a new CSRF token, and a `user_sessions` row with the request's IP address
+/// and `User-Agent` (the browser's earlier session, if any, ends).
 ///
 /// # Errors
-/// When the session cannot be written.
-pub fn start_session(
+/// When the session cannot be recorded or written; the browser is then signed out.
+pub async fn start_session(
+    req: &HttpRequest,
     session: &Session,
+    accounts: &Accounts,
     user_id: &str,
     amr: &str,
-) -> Result<(), actix_session::SessionInsertError> {
+) -> Result<(), SessionError> {
+    let replacing = session_handle(session);
     session.renew();
     session.clear();
-    let now = chrono::Utc::now();
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let handle = accounts
+        .start_browser_session(
+            NewSession {
+                user_id: user_id.to_owned(),
+                ip: peer_ip(req),
+                user_agent,
+                amr: amr.to_owned(),
+            },
+            replacing,
+        )
+        .await?;
     session.insert(SESSION_USER, user_id)?;
-    session.insert(SESSION_AUTH_TIME, now.timestamp())?;
+    session.insert(SESSION_AUTH_TIME, chrono::Utc::now().timestamp())?;
     session.insert(SESSION_AMR, amr)?;
-    session.insert(SESSION_STARTED_MS, now.timestamp_millis())
+    session.insert(SESSION_HANDLE, handle)?;
+    Ok(())
+}
+
+/// The handle of this browser's server-side session, if it has one.
+#[must_use]
+pub fn session_handle(session: &Session) -> Option<String> {
+    session.get::<String>(SESSION_HANDLE).ok().flatten()
 }
 
 /// Keeps this session alive across the cut-off `cut` its own user just made (a password
@@ -69,13 +107,42 @@ pub fn start_session(
 /// so any later cut-off still ends it.
 ///
 /// # Errors
-/// When the session cannot be written.
-pub fn keep_session(
+/// When the session cannot be recorded or written.
+pub async fn keep_session(
     session: &Session,
+    accounts: &Accounts,
+    user_id: &str,
     cut: chrono::NaiveDateTime,
-) -> Result<(), actix_session::SessionInsertError> {
+) -> Result<(), SessionError> {
     session.renew();
-    session.insert(SESSION_STARTED_MS, cut.and_utc().timestamp_millis() + 1)
+    if let Some(handle) = session_handle(session) {
+        accounts.keep_browser_session(user_id, &handle, cut).await?;
+    }
+    Ok(())
+}
+
+/// Signs this browser out: ends its server-side session, records the `logout` event and
+/// clears the cookie. `rp_initiated`: an application asked (RP-Initiated Logout).
+///
+/// # Errors
+/// Storage failures (the cookie is then left as it was).
+pub async fn log_out(
+    req: &HttpRequest,
+    session: &Session,
+    accounts: &Accounts,
+    user_id: &str,
+    rp_initiated: bool,
+) -> Result<(), DbError> {
+    accounts
+        .log_out(
+            user_id,
+            session_handle(session).as_deref(),
+            peer_ip(req),
+            rp_initiated,
+        )
+        .await?;
+    session.purge();
+    Ok(())
 }
 
 /// Why a body could not be read.
@@ -200,18 +267,16 @@ pub async fn read_api_body<T: serde::de::DeserializeOwned>(
         .unwrap_or_default();
     let parsed = match media.as_str() {
         "application/json" => serde_json::from_slice::<T>(&body).map_err(|e| e.to_string()),
-        "application/x-www-form-urlencoded" => {
-            Params::from_form(Some(&media), &body)
-                .map_err(|e| e.description)
-                .and_then(|params| {
-                    let map: serde_json::Map<String, serde_json::Value> = params
-                        .iter()
-                        .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
-                        .collect();
-                    serde_json::from_value::<T>(serde_json::Value::Object(map))
-                        .map_err(|e| e.to_string())
-                })
-        }
+        "application/x-www-form-urlencoded" => Params::from_form(Some(&media), &body)
+            .map_err(|e| e.description)
+            .and_then(|params| {
+                let map: serde_json::Map<String, serde_json::Value> = params
+                    .iter()
+                    .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
+                    .collect();
+                serde_json::from_value::<T>(serde_json::Value::Object(map))
+                    .map_err(|e| e.to_string())
+            }),
         _ => {
             return Err(api_error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -311,8 +376,9 @@ pub fn unavailable(e: &DbError) -> HttpResponse {
 }
 
 /// The logged-in, active user of this session. A session older than
-/// `server.session_max_age_seconds`, or naming a deleted or deactivated user, is cleared (the
-/// cookie store keeps no server-side expiry of its own).
+/// `server.session_max_age_seconds`, without a live `user_sessions` row (ended, unknown, or
+/// begun before the user's `sessions_valid_after` cut-off), or naming a deleted or deactivated
+/// user, is cleared. The row is the only state that decides, so ending it works on every node.
 pub async fn current_user(
     session: &Session,
     accounts: &Accounts,
@@ -330,28 +396,19 @@ pub async fn current_user(
         session.purge();
         return Ok(None);
     }
-    let started_ms = session
-        .get::<i64>(SESSION_STARTED_MS)
-        .ok()
-        .flatten()
-        .unwrap_or(0);
-    match accounts.find(id).await? {
-        Some(user)
-            if user.is_active
-                && user
-                    .sessions_valid_after
-                    .is_none_or(|cut| started_ms > cut.and_utc().timestamp_millis()) =>
-        {
-            Ok(Some(user))
-        }
-        _ => {
+    let Some(handle) = session_handle(session) else {
+        session.purge();
+        return Ok(None);
+    };
+    match accounts.browser_session_user(&handle, &id).await? {
+        Some(user) => Ok(Some(user)),
+        None => {
             session.purge();
             Ok(None)
         }
     }
 }
 
-/// The session's CSRF token, created on first use.
 /// The session's login as OIDC sees it: the user, when they logged in and how.
 ///
 /// # Errors
@@ -386,6 +443,7 @@ pub async fn current_login(
     }))
 }
 
+/// The session's CSRF token, created on first use.
 pub fn csrf_token(session: &Session) -> String {
     if let Ok(Some(token)) = session.get::<String>(SESSION_CSRF) {
         return token;

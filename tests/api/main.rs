@@ -4,6 +4,7 @@
 
 mod account;
 mod admin;
+mod api_users;
 mod audit;
 mod authorization_code;
 mod bad_input;
@@ -13,11 +14,16 @@ mod client_credentials;
 mod cors;
 mod helpers;
 mod introspection_revocation;
+mod login_code;
 mod metadata_health;
 mod migrations;
 mod oidc;
 mod oidc_flows;
 mod password;
+mod password_reset;
 mod portal;
 mod refresh;
+mod registration;
 mod resource;
+mod sessions;
+mod smtp;

@@ -4,6 +4,7 @@
 
 pub mod authorization_code;
 pub mod client_credentials;
+pub mod mfa_otp;
 pub mod password;
 pub mod refresh_token;
 

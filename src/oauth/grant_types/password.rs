@@ -1,6 +1,10 @@
 //! The resource owner password credentials grant (RFC 6749 §4.3), ours rather than
 //! oxide-auth's: client authentication → grant check (done by the caller) → argon2id
 //! verification (rate-limited, timing-safe) → `Issuer::issue`.
+//!
+//! A user who must enter an emailed login code (`accounts.login_otp`, or their own switch) gets
+//! no tokens here: the code is emailed and the answer is `403 mfa_required` with an
+//! `mfa_token`, which the client completes with the mfa-otp grant ([`super::mfa_otp`]).
 
 use std::net::IpAddr;
 
@@ -15,7 +19,12 @@ use super::super::token::TokenResponse;
 use super::super::OAuth;
 use crate::accounts::LoginError;
 use crate::clients::{Client, GrantType};
+use crate::db::users::UserRow;
+use crate::domain::ScopeSet;
 use crate::oidc::Authentication;
+
+/// The RFC 8176 method of a login by password alone.
+const AMR_PASSWORD: &str = "pwd";
 
 /// Issues tokens for a username and password.
 pub(crate) async fn exchange(
@@ -42,8 +51,30 @@ pub(crate) async fn exchange(
                 OAuthError::invalid_grant("too many failed logins; try again later")
                     .rate_limited(retry.0)
             }
+            // `accounts.email_verification = "mandatory"`: told only after a right password.
+            LoginError::Unverified(_) => {
+                OAuthError::invalid_grant("the email address is not verified")
+            }
             LoginError::Db(e) => OAuthError::from(e),
         })?;
+    if oauth.accounts.needs_login_code(&user) {
+        return Err(super::mfa_otp::challenge(oauth, &client, &user, &scope, ip).await);
+    }
+    issue(oauth, client, params, user, scope, AMR_PASSWORD).await
+}
+
+/// Issues tokens to `client` for a user who has logged in by `amr` (RFC 8176 values,
+/// space-separated): the password grant's issuing path, shared with the mfa-otp grant. A
+/// refresh token when the client may use the `refresh_token` grant; an ID token when `scope`
+/// holds `openid`.
+pub(super) async fn issue(
+    oauth: &OAuth,
+    client: Client,
+    params: Params,
+    user: UserRow,
+    scope: ScopeSet,
+    amr: &'static str,
+) -> Result<TokenResponse, OAuthError> {
     let with_refresh = client.allows(GrantType::RefreshToken);
     let auth_user = user.clone();
     let issuer = oauth.cfg.issuer.clone();
@@ -57,7 +88,7 @@ pub(crate) async fn exchange(
             state.auth = Some(Authentication {
                 user: auth_user,
                 auth_time: crate::db::now(),
-                amr: "pwd".to_owned(),
+                amr: amr.to_owned(),
                 nonce: None,
             });
         },

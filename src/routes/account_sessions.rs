@@ -1,0 +1,256 @@
+//! The account page's browser sessions: the list (device, IP address, when signed in, when
+//! last seen, "this browser"), ending one session (`POST /account/sessions/{id}/end/`), and
+//! ending all the others (`POST /account/sessions/end_others/`).
+//!
+//! Only the user's own live sessions can be ended: any other id answers 404, as if it did not
+//! exist. An ended session is signed out at its browser's next request, on whichever node
+//! serves it (the row is the only state). Ending this browser's own session signs it out
+//! at once, like "Sign out".
+
+use actix_session::Session;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::account::{set_notice, SESSION_ACCOUNT_NOTICE};
+use super::support::{
+    actor, error_page, read_page_form, require_login, see_other, session_handle, show_time,
+    unavailable, WebConfig,
+};
+use crate::accounts::sessions::session_id;
+use crate::accounts::Accounts;
+use crate::db::user_sessions::SessionRow;
+use crate::db::DbError;
+
+/// One row of the account page's session list.
+pub struct SessionLine {
+    /// The row id (SHA-256 hex of the cookie's handle), for the End form.
+    pub id: String,
+    /// "Firefox on Linux" and the like.
+    pub device: String,
+    /// The whole `User-Agent` (shown as a tooltip).
+    pub user_agent: String,
+    /// The address at login.
+    pub ip: String,
+    /// When the session signed in.
+    pub created: String,
+    /// When it was last seen (to the minute).
+    pub last_seen: String,
+    /// Whether this is the browser showing the page.
+    pub this_browser: bool,
+}
+
+/// The user's live sessions for the account page, this browser first.
+///
+/// # Errors
+/// Storage failures.
+pub async fn session_lines(
+    session: &Session,
+    accounts: &Accounts,
+    web: &WebConfig,
+    user_id: &str,
+) -> Result<Vec<SessionLine>, DbError> {
+    // Logins older than the maximum session age have expired, whether or not they ended.
+    let logins_since =
+        crate::db::now() - chrono::TimeDelta::seconds(web.session_max_age_seconds.max(0));
+    let current = session_handle(session).map(|h| session_id(&h));
+    let rows = accounts.browser_sessions(user_id, logins_since).await?;
+    let mut lines: Vec<SessionLine> = rows
+        .into_iter()
+        .map(|row| line(row, current.as_deref()))
+        .collect();
+    lines.sort_by_key(|l| !l.this_browser);
+    Ok(lines)
+}
+
+fn line(row: SessionRow, current: Option<&str>) -> SessionLine {
+    SessionLine {
+        this_browser: current == Some(row.id.as_str()),
+        device: device_summary(&row.user_agent),
+        ip: row.ip.unwrap_or_else(|| "unknown".to_owned()),
+        created: show_time(&row.created_at),
+        last_seen: show_time(&row.last_seen_at),
+        user_agent: row.user_agent,
+        id: row.id,
+    }
+}
+
+/// `POST /account/sessions/{id}/end/`: ends one of the user's sessions.
+pub async fn end_session(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    session: Session,
+    accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    let user = match require_login(&req, &session, &accounts, &web).await {
+        Ok(u) => u,
+        Err(response) => return response,
+    };
+    if let Err(page) = read_page_form(&req, payload, &session, web.max_body_bytes).await {
+        return page;
+    }
+    let id = path.into_inner();
+    // Row ids are SHA-256 hex; anything else cannot name a session.
+    if id.len() != 64 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return session_not_found();
+    }
+    let this_browser = session_handle(&session).is_some_and(|h| session_id(&h) == id);
+    match accounts
+        .end_browser_session(&actor(&req, &user), &user.id, &id)
+        .await
+    {
+        Ok(true) if this_browser => {
+            session.purge();
+            see_other("/accounts/login/")
+        }
+        Ok(true) => {
+            set_notice(
+                &session,
+                SESSION_ACCOUNT_NOTICE,
+                "The session was ended. That browser is signed out.".to_owned(),
+            );
+            see_other("/account/#sessions")
+        }
+        Ok(false) => session_not_found(),
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// `POST /account/sessions/end_others/`: ends every session of the user but this one.
+pub async fn end_other_sessions(
+    req: HttpRequest,
+    payload: web::Payload,
+    session: Session,
+    accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    let user = match require_login(&req, &session, &accounts, &web).await {
+        Ok(u) => u,
+        Err(response) => return response,
+    };
+    if let Err(page) = read_page_form(&req, payload, &session, web.max_body_bytes).await {
+        return page;
+    }
+    // `require_login` passed, so the session has a live handle.
+    let Some(handle) = session_handle(&session) else {
+        return see_other("/accounts/login/");
+    };
+    match accounts
+        .end_other_browser_sessions(&actor(&req, &user), &user.id, &handle)
+        .await
+    {
+        Ok(n) => {
+            let message = match n {
+                0 => "You had no other sessions.".to_owned(),
+                1 => "1 other session was ended.".to_owned(),
+                n => format!("{n} other sessions were ended."),
+            };
+            set_notice(&session, SESSION_ACCOUNT_NOTICE, message);
+            see_other("/account/#sessions")
+        }
+        Err(e) => unavailable(&e),
+    }
+}
+
+fn session_not_found() -> HttpResponse {
+    error_page(
+        StatusCode::NOT_FOUND,
+        "Session not found",
+        "You have no active session with this address. It may have ended already.",
+    )
+}
+
+/// A short description of the device behind a `User-Agent`: "Firefox on Linux", "Safari on
+/// iPhone", or the start of the string when it names no known browser.
+#[must_use]
+pub fn device_summary(user_agent: &str) -> String {
+    let ua = user_agent.trim();
+    if ua.is_empty() {
+        return "Unknown device".to_owned();
+    }
+    let has = |needle: &str| ua.contains(needle);
+    // Order matters: Edge and Opera say "Chrome", Chrome says "Safari".
+    let browser = if has("Edg/") || has("Edge/") {
+        Some("Edge")
+    } else if has("OPR/") || has("Opera") {
+        Some("Opera")
+    } else if has("Firefox/") || has("FxiOS/") {
+        Some("Firefox")
+    } else if has("Chrome/") || has("Chromium/") || has("CriOS/") {
+        Some("Chrome")
+    } else if has("Safari/") && has("Version/") {
+        Some("Safari")
+    } else {
+        None
+    };
+    let os = if has("iPhone") {
+        Some("iPhone")
+    } else if has("iPad") {
+        Some("iPad")
+    } else if has("Android") {
+        Some("Android")
+    } else if has("Windows") {
+        Some("Windows")
+    } else if has("Mac OS X") || has("Macintosh") {
+        Some("macOS")
+    } else if has("CrOS") {
+        Some("ChromeOS")
+    } else if has("Linux") || has("X11") {
+        Some("Linux")
+    } else {
+        None
+    };
+    match (browser, os) {
+        (Some(b), Some(o)) => format!("{b} on {o}"),
+        (Some(b), None) => b.to_owned(),
+        (None, Some(o)) => format!("Browser on {o}"),
+        (None, None) => {
+            // A program such as `curl/8.5.0`: its product token.
+            let product: String = ua
+                .split_whitespace()
+                .next()
+                .unwrap_or(ua)
+                .chars()
+                .take(40)
+                .collect();
+            product
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_summary;
+
+    #[test]
+    fn devices_are_named_from_the_user_agent() {
+        let cases = [
+            (
+                "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+                "Firefox on Linux",
+            ),
+            (
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.0.0",
+                "Edge on Windows",
+            ),
+            (
+                "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
+                "Safari on macOS",
+            ),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+                "Safari on iPhone",
+            ),
+            (
+                "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Mobile Safari/537.36",
+                "Chrome on Android",
+            ),
+            ("curl/8.5.0", "curl/8.5.0"),
+            ("", "Unknown device"),
+        ];
+        for (ua, expected) in cases {
+            assert_eq!(device_summary(ua), expected, "{ua}");
+        }
+    }
+}

@@ -1,0 +1,853 @@
+//! Self-registration and email verification, hosted pages and JSON API (issue 5,
+//! "Registration" and "Email verification"). The rules are in `accounts/registration.rs`.
+//!
+//! Pages:
+//! * `GET|POST /accounts/register/[?next=PATH]` — the form; errors inline at their fields (422).
+//!   After registering, the browser is signed in (unless verification is mandatory) and shown
+//!   the verify page (unless verification is off: then it continues to `next`).
+//! * `GET|POST /accounts/verify/` — email and code, and a "Send a new code" button. A browser
+//!   that proved the password (it registered, or logged in with the right password while
+//!   unverified) is signed in once the code is right, and continues to `next`.
+//! * `GET /accounts/activate/<uidb64>/<token>/` — the link in the email.
+//!
+//! API (JSON or form bodies; errors are `{"error","error_description"}`):
+//! * `POST /api/register/` → 201 `{"id","username","email","email_verified","verification",
+//!   "email_sent"}`; 400 `invalid_request` with `fields`; 403 `registration_closed`; 429
+//!   `too_many_requests` with `Retry-After`.
+//! * `POST /api/verify-otp/` (`email`, `otp`) → 200 `{"status":"verified"}`; 400
+//!   `invalid_otp` (with `attempts_left`), `otp_expired`, `otp_exhausted`, `no_pending_code`.
+//! * `GET /api/activate/<uidb64>/<token>/` → 200 `{"status":"verified"}`; 400 `invalid_link`.
+//! * `POST /api/resend-otp/` and `POST /api/resend-activation-email/` (`email`) → 200
+//!   `{"status":"sent"}` whatever the address; 429 with `Retry-After` during a pending
+//!   address's cooldown; 503 `email_not_sent`.
+//!
+//! With `accounts.email_verification = "off"` the verification endpoints answer 403
+//! `verification_disabled` (pages: 404).
+
+use actix_session::Session;
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::support::{
+    api_error, csrf_token, current_user, error_page, no_store, peer_ip, read_api_body,
+    read_page_form, render, safe_next, see_other, start_session, unavailable, WebConfig,
+};
+use crate::accounts::password::MIN_PASSWORD_CHARS;
+use crate::accounts::registration::{
+    ActivationError, FieldErrors, RegisterError, Registered, Registration, ResendError,
+    VerifyError, AMR_PASSWORD_AND_CODE,
+};
+use crate::accounts::Accounts;
+use crate::config::EmailVerification;
+use crate::db::users::UserRow;
+use crate::db::DbError;
+use crate::oauth::Params;
+
+/// Session key: the address the verify page is pre-filled with.
+const SESSION_VERIFY_EMAIL: &str = "verify_email";
+/// Session key: the user who proved their password in this browser (registered, or logged in
+/// while unverified); a right code signs them in.
+const SESSION_VERIFY_USER: &str = "verify_uid";
+/// Session key: where to continue after verifying.
+const SESSION_VERIFY_NEXT: &str = "verify_next";
+/// Session key: the notice the verify page shows once.
+const SESSION_VERIFY_NOTICE: &str = "verify_notice";
+
+/// What the navigation of these pages needs.
+struct Nav {
+    signed_in: Option<String>,
+    csrf_token: String,
+    is_staff: bool,
+}
+
+impl Nav {
+    fn new(session: &Session, user: Option<&UserRow>) -> Self {
+        Self {
+            signed_in: user.map(|u| u.username.clone()),
+            csrf_token: csrf_token(session),
+            is_staff: user.is_some_and(|u| u.is_staff || u.is_superuser),
+        }
+    }
+}
+
+/// The registration form's values (never the passwords).
+#[derive(Default)]
+struct RegisterValues {
+    email: String,
+    username: String,
+    first_name: String,
+    last_name: String,
+}
+
+#[derive(Template)]
+#[template(path = "accounts/register.html")]
+struct RegisterPage<'a> {
+    signed_in: Option<String>,
+    csrf_token: String,
+    is_staff: bool,
+    closed: bool,
+    values: RegisterValues,
+    errors: FieldErrors,
+    alert: Option<String>,
+    next: &'a str,
+    login_href: String,
+    allowed_domains: String,
+    min_password_chars: usize,
+}
+
+impl RegisterPage<'_> {
+    /// The messages for `field` as sentences, or `None`.
+    fn err(&self, field: &str) -> Option<String> {
+        self.errors.get(field).map(|messages| sentences(messages))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "accounts/verify.html")]
+struct VerifyPage {
+    signed_in: Option<String>,
+    csrf_token: String,
+    is_staff: bool,
+    verified: bool,
+    email: String,
+    notice: Option<String>,
+    alert: Option<String>,
+    email_error: Option<String>,
+    code_error: Option<String>,
+    minutes: u64,
+    continue_href: String,
+    continue_label: &'static str,
+}
+
+impl VerifyPage {
+    fn new(nav: Nav, accounts: &Accounts, email: String) -> Self {
+        Self {
+            signed_in: nav.signed_in,
+            csrf_token: nav.csrf_token,
+            is_staff: nav.is_staff,
+            verified: false,
+            email,
+            notice: None,
+            alert: None,
+            email_error: None,
+            code_error: None,
+            minutes: accounts.settings().otp_expiration.as_secs().div_ceil(60),
+            continue_href: "/".to_owned(),
+            continue_label: "Continue",
+        }
+    }
+}
+
+/// `GET /accounts/register/?next=PATH`: the form, or "registration is closed" (403). A
+/// signed-in browser continues to `next`.
+pub async fn show_register_form(
+    req: HttpRequest,
+    session: Session,
+    accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    let params = Params::from_query(req.query_string()).unwrap_or_default();
+    let next = safe_next(params.get("next"));
+    match current_user(&session, &accounts, &web).await {
+        Ok(Some(_)) => return see_other(next),
+        Ok(None) => {}
+        Err(e) => return unavailable(&e),
+    }
+    let status = if accounts.settings().registration_open {
+        StatusCode::OK
+    } else {
+        StatusCode::FORBIDDEN
+    };
+    register_page(
+        status,
+        &session,
+        &accounts,
+        next,
+        RegisterValues::default(),
+        FieldErrors::new(),
+        None,
+    )
+}
+
+/// `POST /accounts/register/`: creates the account, then signs the browser in (unless
+/// verification is mandatory) and shows the verify page (unless verification is off).
+pub async fn submit_register(
+    req: HttpRequest,
+    payload: web::Payload,
+    session: Session,
+    accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
+        Ok(form) => form,
+        Err(page) => return page,
+    };
+    let next = safe_next(form.get("next")).to_owned();
+    let field = |name: &str| form.get(name).unwrap_or_default().to_owned();
+    let values = RegisterValues {
+        email: field("email"),
+        username: field("username"),
+        first_name: field("first_name"),
+        last_name: field("last_name"),
+    };
+    let registration = Registration {
+        email: values.email.clone(),
+        username: Some(values.username.clone()),
+        first_name: values.first_name.clone(),
+        last_name: values.last_name.clone(),
+        password: SecretString::from(field("password")),
+        confirm_password: SecretString::from(field("confirm_password")),
+    };
+    let page = |status, values, errors, alert: Option<String>| {
+        register_page(status, &session, &accounts, &next, values, errors, alert)
+    };
+    let registered = match accounts.register(registration, peer_ip(&req)).await {
+        Ok(r) => r,
+        Err(RegisterError::Invalid(errors)) => {
+            return page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                values,
+                errors,
+                Some("Your account was not created: please correct the fields below.".into()),
+            )
+        }
+        Err(RegisterError::Limited(retry)) => {
+            let mut response = page(
+                StatusCode::TOO_MANY_REQUESTS,
+                values,
+                FieldErrors::new(),
+                Some(format!(
+                    "Too many accounts were created from your network. Try again in {} seconds.",
+                    retry.0
+                )),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(retry.0));
+            return response;
+        }
+        Err(RegisterError::Closed) => {
+            return page(StatusCode::FORBIDDEN, values, FieldErrors::new(), None)
+        }
+        Err(RegisterError::Db(e)) => return unavailable(&e),
+        Err(RegisterError::Hash(e)) => {
+            tracing::error!(error = %e, "registration failed");
+            return error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong",
+                "Your account could not be created. Please try again in a moment.",
+            );
+        }
+    };
+    let Registered {
+        user,
+        verification,
+        email_sent,
+    } = registered;
+    if verification != EmailVerification::Mandatory {
+        if let Err(e) = start_session(&req, &session, &accounts, &user.id, "pwd").await {
+            // The account exists; the person can sign in on the login page.
+            tracing::error!(error = %e, "could not start a session after registration");
+            return see_other("/accounts/login/");
+        }
+    }
+    if verification == EmailVerification::Off {
+        return see_other(&next);
+    }
+    let sent = match email_sent {
+        Some(false) => format!(
+            "We could not send the email to {}. Use “Send a new code” below to try again.",
+            user.email
+        ),
+        _ => format!("We sent a 6-digit code to {}.", user.email),
+    };
+    let notice = if verification == EmailVerification::Mandatory {
+        format!("Your account was created. {sent} Enter it below to verify your email address before you sign in.")
+    } else {
+        format!("Welcome! Your account was created and you are signed in. {sent} Enter it below to verify your email address, or do it later.")
+    };
+    remember_pending(&session, &user, &next, notice);
+    see_other("/accounts/verify/")
+}
+
+/// `GET /accounts/verify/`: the code form, pre-filled with the pending address of this
+/// browser or the signed-in user's address.
+pub async fn show_verify_form(
+    session: Session,
+    accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    if accounts.settings().email_verification == EmailVerification::Off {
+        return verification_off_page();
+    }
+    let user = match current_user(&session, &accounts, &web).await {
+        Ok(u) => u,
+        Err(e) => return unavailable(&e),
+    };
+    if let Some(user) = user.as_ref().filter(|u| u.email_verified) {
+        let mut page = VerifyPage::new(
+            Nav::new(&session, Some(user)),
+            &accounts,
+            user.email.clone(),
+        );
+        page.verified = true;
+        page.continue_href = "/account/".to_owned();
+        page.continue_label = "Your account";
+        return render(StatusCode::OK, &page);
+    }
+    let email = session_string(&session, SESSION_VERIFY_EMAIL)
+        .or_else(|| user.as_ref().map(|u| u.email.clone()))
+        .unwrap_or_default();
+    let mut page = VerifyPage::new(Nav::new(&session, user.as_ref()), &accounts, email);
+    page.notice = session
+        .remove_as::<String>(SESSION_VERIFY_NOTICE)
+        .and_then(Result::ok);
+    render(StatusCode::OK, &page)
+}
+
+/// `POST /accounts/verify/`: `action=verify` checks the code; `action=resend` sends a new one
+/// (the same answer whether or not the address is waiting for one).
+pub async fn submit_verify(
+    req: HttpRequest,
+    payload: web::Payload,
+    session: Session,
+    accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
+        Ok(form) => form,
+        Err(page) => return page,
+    };
+    if accounts.settings().email_verification == EmailVerification::Off {
+        return verification_off_page();
+    }
+    let signed_in = match current_user(&session, &accounts, &web).await {
+        Ok(u) => u,
+        Err(e) => return unavailable(&e),
+    };
+    let email = form.get("email").unwrap_or_default().trim().to_owned();
+    let mut page = VerifyPage::new(
+        Nav::new(&session, signed_in.as_ref()),
+        &accounts,
+        email.clone(),
+    );
+    if email.is_empty() {
+        page.email_error = Some("Enter your email address.".into());
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    }
+    if let Err(e) = session.insert(SESSION_VERIFY_EMAIL, &email) {
+        tracing::warn!(error = %e, "could not remember the address to verify");
+    }
+    if form.get("action") == Some("resend") {
+        return match accounts.resend_verification(&email).await {
+            Ok(()) => {
+                page.notice = Some(format!(
+                    "If {email} is waiting for verification, we sent a new code to it. Earlier codes no longer work."
+                ));
+                render(StatusCode::OK, &page)
+            }
+            Err(ResendError::TooSoon(retry)) => {
+                page.email_error = Some(format!(
+                    "We sent a code to this address a moment ago. You can ask for a new one in {} seconds.",
+                    retry.0
+                ));
+                let mut response = render(StatusCode::TOO_MANY_REQUESTS, &page);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(retry.0));
+                response
+            }
+            Err(ResendError::Mail(_)) => {
+                page.alert =
+                    Some("We could not send the email. Please try again in a moment.".into());
+                render(StatusCode::SERVICE_UNAVAILABLE, &page)
+            }
+            Err(ResendError::Disabled) => verification_off_page(),
+            Err(ResendError::Db(e)) => unavailable(&e),
+        };
+    }
+    let code = form.get("otp").unwrap_or_default().trim();
+    if code.is_empty() {
+        page.code_error = Some("Enter the 6-digit code from the email.".into());
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    }
+    let user = match accounts
+        .verify_email_code(&email, code, peer_ip(&req))
+        .await
+    {
+        Ok(user) => user,
+        Err(VerifyError::Db(e)) => return unavailable(&e),
+        Err(VerifyError::Disabled) => return verification_off_page(),
+        Err(e) => {
+            page.code_error = Some(code_message(&e));
+            return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        }
+    };
+    verified(&req, &session, &accounts, signed_in.as_ref(), &user).await
+}
+
+/// `GET /accounts/activate/{uidb64}/{token}/`: the activation link. It verifies the address;
+/// it signs in only a browser that proved the password in this flow (a link can be opened
+/// anywhere).
+pub async fn activate_page(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    session: Session,
+    accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    let (uidb64, token) = path.into_inner();
+    let signed_in = match current_user(&session, &accounts, &web).await {
+        Ok(u) => u,
+        Err(e) => return unavailable(&e),
+    };
+    match accounts.activate(&uidb64, &token, peer_ip(&req)).await {
+        Ok(user) => verified(&req, &session, &accounts, signed_in.as_ref(), &user).await,
+        Err(ActivationError::InvalidLink) => {
+            let email = session_string(&session, SESSION_VERIFY_EMAIL).unwrap_or_default();
+            let mut page =
+                VerifyPage::new(Nav::new(&session, signed_in.as_ref()), &accounts, email);
+            page.alert = Some("This activation link is invalid or has expired, or it was already used. Enter the code from the email, or send a new one.".into());
+            render(StatusCode::BAD_REQUEST, &page)
+        }
+        Err(ActivationError::Disabled) => verification_off_page(),
+        Err(ActivationError::Db(e)) => unavailable(&e),
+    }
+}
+
+/// Called by the login page when the password was right but the address must be verified
+/// first (`accounts.email_verification = "mandatory"`): sends a new code (when the cooldown
+/// allows) and shows the verify page, which says why.
+pub(super) async fn refuse_unverified_login(
+    session: &Session,
+    accounts: &Accounts,
+    user: &UserRow,
+    next: &str,
+) -> HttpResponse {
+    let why = "You cannot sign in until your email address is verified.";
+    let notice = match accounts.send_verification(user).await {
+        Ok(()) => format!("{why} We sent a new 6-digit code to {}.", user.email),
+        Err(ResendError::TooSoon(retry)) => format!(
+            "{why} We sent a code to {} a moment ago; enter it below, or ask for a new one in {} seconds.",
+            user.email, retry.0
+        ),
+        Err(ResendError::Mail(_) | ResendError::Disabled) => format!(
+            "{why} We could not send a new code to {}; use “Send a new code” below to try again.",
+            user.email
+        ),
+        Err(ResendError::Db(e)) => return unavailable(&e),
+    };
+    remember_pending(session, user, next, notice);
+    see_other("/accounts/verify/")
+}
+
+/// The "verified" page. A browser that proved this user's password in the verification flow
+/// (and is not signed in as someone else) is signed in and continues to where it was going.
+async fn verified(
+    req: &HttpRequest,
+    session: &Session,
+    accounts: &Accounts,
+    signed_in: Option<&UserRow>,
+    user: &UserRow,
+) -> HttpResponse {
+    let proven = session_string(session, SESSION_VERIFY_USER).as_deref() == Some(user.id.as_str());
+    let next = session_string(session, SESSION_VERIFY_NEXT).unwrap_or_else(|| "/".to_owned());
+    for key in [
+        SESSION_VERIFY_EMAIL,
+        SESSION_VERIFY_USER,
+        SESSION_VERIFY_NEXT,
+        SESSION_VERIFY_NOTICE,
+    ] {
+        session.remove(key);
+    }
+    let mut current = signed_in.cloned();
+    if proven && signed_in.is_none() {
+        if let Err(e) = accounts.login_after_verification(user, peer_ip(req)).await {
+            return unavailable(&e);
+        }
+        match start_session(req, session, accounts, &user.id, AMR_PASSWORD_AND_CODE).await {
+            Ok(()) => current = Some(user.clone()),
+            Err(e) => tracing::error!(error = %e, "could not start a session after verification"),
+        }
+    }
+    let mut page = VerifyPage::new(
+        Nav::new(session, current.as_ref()),
+        accounts,
+        user.email.clone(),
+    );
+    page.verified = true;
+    if current.as_ref().is_some_and(|u| u.id == user.id) {
+        page.continue_href = safe_next(Some(&next)).to_owned();
+        page.continue_label = "Continue";
+    } else {
+        let encoded: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+        page.continue_href = format!("/accounts/login/?next={encoded}");
+        page.continue_label = "Sign in";
+    }
+    render(StatusCode::OK, &page)
+}
+
+/// The request body of `POST /api/register/`.
+#[derive(Deserialize)]
+pub struct RegisterBody {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    first_name: String,
+    #[serde(default)]
+    last_name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm_password: String,
+}
+
+/// `POST /api/register/`: 201 with the new account; 400 `invalid_request` with `fields`; 403
+/// `registration_closed`; 429 `too_many_requests`.
+pub async fn api_register(
+    req: HttpRequest,
+    payload: web::Payload,
+    accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    let body: RegisterBody = match read_api_body(&req, payload, web.max_body_bytes).await {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    let registration = Registration {
+        email: body.email,
+        username: body.username,
+        first_name: body.first_name,
+        last_name: body.last_name,
+        password: SecretString::from(body.password),
+        confirm_password: SecretString::from(body.confirm_password),
+    };
+    match accounts.register(registration, peer_ip(&req)).await {
+        Ok(Registered {
+            user,
+            verification,
+            email_sent,
+        }) => no_store(&mut HttpResponse::Created()).json(serde_json::json!({
+            "id": user.id,
+            "username": user.username,
+            "email": user.email,
+            "email_verified": user.email_verified,
+            "verification": match verification {
+                EmailVerification::Mandatory => "mandatory",
+                EmailVerification::Optional => "optional",
+                EmailVerification::Off => "off",
+            },
+            "email_sent": email_sent.unwrap_or(false),
+        })),
+        Err(RegisterError::Invalid(errors)) => field_errors(&errors),
+        Err(RegisterError::Closed) => api_error(
+            StatusCode::FORBIDDEN,
+            "registration_closed",
+            "registration is closed on this server",
+            None,
+        ),
+        Err(RegisterError::Limited(retry)) => api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            &format!(
+                "too many registrations from this network; retry in {} seconds",
+                retry.0
+            ),
+            Some(retry.0),
+        ),
+        Err(RegisterError::Db(e)) => api_unavailable(&e),
+        Err(RegisterError::Hash(e)) => {
+            tracing::error!(error = %e, "registration failed");
+            api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the account could not be created; try again in a moment",
+                None,
+            )
+        }
+    }
+}
+
+/// The request body of `POST /api/verify-otp/`.
+#[derive(Deserialize)]
+pub struct VerifyBody {
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    otp: String,
+}
+
+/// `POST /api/verify-otp/` (`email`, `otp`): 200 `{"status":"verified"}`, or 400 with
+/// `invalid_otp` (and `attempts_left`), `otp_expired`, `otp_exhausted` or `no_pending_code`
+/// (also for unknown addresses).
+pub async fn api_verify_otp(
+    req: HttpRequest,
+    payload: web::Payload,
+    accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    let body: VerifyBody = match read_api_body(&req, payload, web.max_body_bytes).await {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    if body.email.trim().is_empty() || body.otp.trim().is_empty() {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "email and otp are required",
+            None,
+        );
+    }
+    match accounts
+        .verify_email_code(&body.email, &body.otp, peer_ip(&req))
+        .await
+    {
+        Ok(_) => verified_json(),
+        Err(VerifyError::WrongCode { remaining }) => no_store(&mut HttpResponse::BadRequest())
+            .json(serde_json::json!({
+                "error": "invalid_otp",
+                "error_description": "the code is not right",
+                "attempts_left": remaining,
+            })),
+        Err(VerifyError::Expired) => api_error(
+            StatusCode::BAD_REQUEST,
+            "otp_expired",
+            "the code has expired; ask for a new one",
+            None,
+        ),
+        Err(VerifyError::Exhausted) => api_error(
+            StatusCode::BAD_REQUEST,
+            "otp_exhausted",
+            "too many wrong codes: this code no longer works; ask for a new one",
+            None,
+        ),
+        Err(VerifyError::NoPendingCode) => api_error(
+            StatusCode::BAD_REQUEST,
+            "no_pending_code",
+            "no code is waiting for this address; ask for a new one",
+            None,
+        ),
+        Err(VerifyError::Disabled) => verification_disabled(),
+        Err(VerifyError::Db(e)) => api_unavailable(&e),
+    }
+}
+
+/// `GET /api/activate/{uidb64}/{token}/`: 200 `{"status":"verified"}` or 400 `invalid_link`.
+pub async fn api_activate(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    accounts: web::Data<Accounts>,
+) -> HttpResponse {
+    let (uidb64, token) = path.into_inner();
+    match accounts.activate(&uidb64, &token, peer_ip(&req)).await {
+        Ok(_) => verified_json(),
+        Err(ActivationError::InvalidLink) => api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_link",
+            "the activation link is invalid or has expired, or it was already used",
+            None,
+        ),
+        Err(ActivationError::Disabled) => verification_disabled(),
+        Err(ActivationError::Db(e)) => api_unavailable(&e),
+    }
+}
+
+/// The request body of the two resend endpoints.
+#[derive(Deserialize)]
+pub struct ResendBody {
+    #[serde(default)]
+    email: String,
+}
+
+/// `POST /api/resend-otp/` and `POST /api/resend-activation-email/` (`email`): a new email with
+/// a code and an activation link. 200 `{"status":"sent"}` for every address (unknown or
+/// verified ones get nothing); 429 with `Retry-After` while a pending address's cooldown runs.
+pub async fn api_resend(
+    req: HttpRequest,
+    payload: web::Payload,
+    accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
+) -> HttpResponse {
+    let body: ResendBody = match read_api_body(&req, payload, web.max_body_bytes).await {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    if body.email.trim().is_empty() {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "email is required",
+            None,
+        );
+    }
+    match accounts.resend_verification(&body.email).await {
+        Ok(()) => no_store(&mut HttpResponse::Ok()).json(serde_json::json!({"status": "sent"})),
+        Err(ResendError::TooSoon(retry)) => api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            &format!(
+                "a code was sent to this address a moment ago; retry in {} seconds",
+                retry.0
+            ),
+            Some(retry.0),
+        ),
+        Err(ResendError::Mail(_)) => api_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "email_not_sent",
+            "we could not send the email; try again in a moment",
+            None,
+        ),
+        Err(ResendError::Disabled) => verification_disabled(),
+        Err(ResendError::Db(e)) => api_unavailable(&e),
+    }
+}
+
+fn register_page(
+    status: StatusCode,
+    session: &Session,
+    accounts: &Accounts,
+    next: &str,
+    values: RegisterValues,
+    errors: FieldErrors,
+    alert: Option<String>,
+) -> HttpResponse {
+    let settings = accounts.settings();
+    let encoded: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    render(
+        status,
+        &RegisterPage {
+            signed_in: None,
+            csrf_token: csrf_token(session),
+            is_staff: false,
+            closed: !settings.registration_open,
+            values,
+            errors,
+            alert,
+            next,
+            login_href: format!("/accounts/login/?next={encoded}"),
+            allowed_domains: settings.allowed_email_domains.join(", "),
+            min_password_chars: MIN_PASSWORD_CHARS,
+        },
+    )
+}
+
+/// Remembers in this browser's session the account waiting for verification (which proved its
+/// password here), where to go next, and the verify page's notice.
+fn remember_pending(session: &Session, user: &UserRow, next: &str, notice: String) {
+    let stored = session
+        .insert(SESSION_VERIFY_EMAIL, &user.email)
+        .and_then(|()| session.insert(SESSION_VERIFY_USER, &user.id))
+        .and_then(|()| session.insert(SESSION_VERIFY_NEXT, safe_next(Some(next))))
+        .and_then(|()| session.insert(SESSION_VERIFY_NOTICE, notice));
+    if let Err(e) = stored {
+        tracing::error!(error = %e, "could not remember the pending verification");
+    }
+}
+
+fn session_string(session: &Session, key: &str) -> Option<String> {
+    session.get::<String>(key).ok().flatten()
+}
+
+/// The verify page's message for a refused code.
+fn code_message(e: &VerifyError) -> String {
+    match e {
+        VerifyError::WrongCode { remaining: 1 } => {
+            "This code is not right. 1 attempt left.".to_owned()
+        }
+        VerifyError::WrongCode { remaining } => {
+            format!("This code is not right. {remaining} attempts left.")
+        }
+        VerifyError::Expired => "This code has expired. Send a new code.".to_owned(),
+        VerifyError::Exhausted => {
+            "Too many wrong codes: this code no longer works. Send a new code.".to_owned()
+        }
+        _ => "There is no code waiting for this address. Check the address, or send a new code."
+            .to_owned(),
+    }
+}
+
+fn verification_off_page() -> HttpResponse {
+    error_page(
+        StatusCode::NOT_FOUND,
+        "Not available",
+        "Email verification is switched off on this server.",
+    )
+}
+
+fn verified_json() -> HttpResponse {
+    no_store(&mut HttpResponse::Ok()).json(serde_json::json!({"status": "verified"}))
+}
+
+fn verification_disabled() -> HttpResponse {
+    api_error(
+        StatusCode::FORBIDDEN,
+        "verification_disabled",
+        "email verification is switched off on this server",
+        None,
+    )
+}
+
+/// A 400 naming the wrong fields: `{"error":"invalid_request","error_description":…,
+/// "fields":{"email":["…"]}}`.
+fn field_errors(errors: &FieldErrors) -> HttpResponse {
+    let description = errors
+        .iter()
+        .map(|(field, messages)| format!("{field}: {}", messages.join("; ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    no_store(&mut HttpResponse::BadRequest()).json(serde_json::json!({
+        "error": "invalid_request",
+        "error_description": description,
+        "fields": errors,
+    }))
+}
+
+fn api_unavailable(e: &DbError) -> HttpResponse {
+    tracing::error!(error = %e, cause = ?std::error::Error::source(e), "storage failure");
+    api_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "the server cannot reach its database; try again in a moment",
+        None,
+    )
+}
+
+/// Service messages (sentence fragments) as sentences for a page.
+fn sentences(messages: &[String]) -> String {
+    messages
+        .iter()
+        .map(|m| {
+            let mut chars = m.chars();
+            let mut s: String = match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect(),
+                None => String::new(),
+            };
+            if !s.ends_with(['.', '!', '?']) {
+                s.push('.');
+            }
+            s
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sentences;
+
+    #[test]
+    fn fragments_become_sentences() {
+        assert_eq!(
+            sentences(&[
+                "the password is entirely numeric".into(),
+                "too easy.".into()
+            ]),
+            "The password is entirely numeric. Too easy."
+        );
+    }
+}

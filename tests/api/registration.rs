@@ -1,0 +1,903 @@
+//! Self-registration and email verification, on the hosted pages and through the JSON API,
+//! with the emails read back from the development outbox.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, spawn_app_with, spec, TestApp, Visitor, PASSWORD};
+
+/// A password the validators accept.
+const GOOD: &str = "blue tiger morning lamp";
+
+/// POSTs `body` as JSON to `path`; returns the status, the `Retry-After` header and the body.
+async fn post_json(app: &TestApp, path: &str, body: &Value) -> (StatusCode, Option<u64>, Value) {
+    let response = app
+        .api
+        .post(app.url(path))
+        .json(body)
+        .send()
+        .await
+        .expect("request");
+    let status = response.status();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().expect("ascii").parse().expect("seconds"));
+    (status, retry, response.json().await.expect("a JSON body"))
+}
+
+async fn get_json(app: &TestApp, path: &str) -> (StatusCode, Value) {
+    let response = app.api.get(app.url(path)).send().await.expect("request");
+    let status = response.status();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+/// Registers through the API with [`GOOD`] as the password.
+async fn api_register(app: &TestApp, email: &str, username: Option<&str>) -> (StatusCode, Value) {
+    let mut body = json!({
+        "email": email,
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "password": GOOD,
+        "confirm_password": GOOD,
+    });
+    if let Some(name) = username {
+        body["username"] = json!(name);
+    }
+    let (status, _, body) = post_json(app, "/api/register/", &body).await;
+    (status, body)
+}
+
+async fn user_by_email(app: &TestApp, email: &str) -> latchkey::db::users::UserRow {
+    app.services
+        .accounts
+        .find_by_login(email)
+        .await
+        .expect("db")
+        .unwrap_or_else(|| panic!("no user with {email}"))
+}
+
+/// The code in the newest email to `email`.
+fn latest_code(app: &TestApp, email: &str) -> String {
+    app.last_email_to(email)
+        .code()
+        .expect("a code in the email")
+}
+
+/// A 6-digit code that is not `code`.
+fn other_code(code: &str) -> String {
+    let n: u32 = code.parse().expect("digits");
+    format!("{:06}", (n + 1) % 1_000_000)
+}
+
+/// The path of the activation link in the newest email to `email`.
+fn activation_path(app: &TestApp, email: &str) -> String {
+    let link = app
+        .last_email_to(email)
+        .link_starting_with(&app.url("/accounts/activate/"))
+        .expect("an activation link");
+    link.trim_start_matches(&app.address).to_owned()
+}
+
+/// The `Location` header.
+fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
+/// Whether the visitor's start page says it is signed in as `username`.
+async fn signed_in_as(visitor: &Visitor, username: &str) -> bool {
+    let (_, html) = visitor.get("/").await;
+    html.contains(&format!("You are signed in as <strong>{username}</strong>"))
+}
+
+#[tokio::test]
+async fn the_api_registers_an_unverified_account_and_the_emailed_code_verifies_it_once() {
+    let app = spawn_app().await;
+    let (status, body) = api_register(&app, "  Ada@Example.COM ", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let user = user_by_email(&app, "ada@example.com").await;
+    assert_eq!(
+        body,
+        json!({
+            "id": user.id,
+            "username": "ada",
+            "email": "ada@example.com",
+            "email_verified": false,
+            "verification": "optional",
+            "email_sent": true,
+        })
+    );
+    assert!(!user.email_verified);
+    assert_eq!(
+        (user.first_name.as_str(), user.last_name.as_str()),
+        ("Ada", "Lovelace")
+    );
+    let registered = app.audit_events("user.registered").await;
+    assert_eq!(registered.len(), 1);
+    assert_eq!(registered[0].user_id.as_deref(), Some(user.id.as_str()));
+
+    let email = app.last_email_to("ada@example.com");
+    assert_eq!(email.subject, "Confirm your email address");
+    let code = email.code().expect("a code");
+    assert!(email.html.contains(&code));
+    assert!(activation_path(&app, "ada@example.com").starts_with("/accounts/activate/"));
+
+    let (status, _, body) = post_json(
+        &app,
+        "/api/verify-otp/",
+        &json!({"email": "ADA@example.com", "otp": code}),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"status": "verified"}))
+    );
+    assert!(user_by_email(&app, "ada@example.com").await.email_verified);
+    let events = app.audit_events("email.verified").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].user_id.as_deref(), Some(user.id.as_str()));
+
+    // Single use, and the activation link died with the state it was signed over.
+    let (status, _, body) = post_json(
+        &app,
+        "/api/verify-otp/",
+        &json!({"email": "ada@example.com", "otp": code}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "no_pending_code");
+    let api_link = activation_path(&app, "ada@example.com").replacen("/accounts/", "/api/", 1);
+    let (status, body) = get_json(&app, &api_link).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_link");
+    assert_eq!(app.audit_events("email.verified").await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_register_page_signs_in_and_the_verify_page_takes_the_code() {
+    let app = spawn_app().await;
+    let visitor = app.anonymous_visitor();
+    let (status, html) = visitor.get("/accounts/register/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Create an account"));
+    let response = visitor
+        .submit(
+            "/accounts/register/",
+            "/accounts/register/",
+            &[
+                ("email", "grace@example.com"),
+                ("username", "Grace"),
+                ("first_name", "Grace"),
+                ("last_name", "Hopper"),
+                ("password", GOOD),
+                ("confirm_password", GOOD),
+                ("next", "/account/"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/accounts/verify/");
+    assert!(signed_in_as(&visitor, "Grace").await, "optional: signed in");
+
+    let (status, html) = visitor.get("/accounts/verify/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("We sent a 6-digit code to grace@example.com."),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"value="grace@example.com""#),
+        "pre-filled: {html}"
+    );
+
+    let code = latest_code(&app, "grace@example.com");
+    let response = visitor
+        .submit(
+            "/accounts/verify/",
+            "/accounts/verify/",
+            &[
+                ("email", "grace@example.com"),
+                ("otp", &other_code(&code)),
+                ("action", "verify"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = response.text().await.expect("html");
+    assert!(
+        html.contains(
+            r#"<p class="field-error" id="otp-error">This code is not right. 4 attempts left.</p>"#
+        ),
+        "{html}"
+    );
+    let response = visitor
+        .submit(
+            "/accounts/verify/",
+            "/accounts/verify/",
+            &[
+                ("email", "grace@example.com"),
+                ("otp", &code),
+                ("action", "verify"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.expect("html");
+    assert!(html.contains("Email address verified"), "{html}");
+    assert!(
+        html.contains(r#"href="/account/""#),
+        "continues to next: {html}"
+    );
+    assert!(
+        user_by_email(&app, "grace@example.com")
+            .await
+            .email_verified
+    );
+    assert_eq!(app.audit_events("email.verified").await.len(), 1);
+}
+
+#[tokio::test]
+async fn taken_emails_and_usernames_are_refused_without_regard_to_case() {
+    let app = spawn_app().await;
+    app.create_user("bob").await;
+    let (status, body) = api_register(&app, "BOB@example.com", Some("robert")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_request");
+    assert_eq!(
+        body["fields"],
+        json!({"email": ["an account with this email address already exists"]})
+    );
+    let (status, body) = api_register(&app, "robert@example.com", Some("BoB")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["fields"],
+        json!({"username": ["a user with this username already exists"]})
+    );
+    // An address is a login name too: no username may be another account's address.
+    let (status, body) = api_register(&app, "robert@example.com", Some("Bob@Example.com")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["fields"]["username"],
+        json!(["a user with this username already exists"])
+    );
+    // A derived username is made unique with digits.
+    let (status, body) = api_register(&app, "Bob@elsewhere.org", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["username"], "bob2");
+
+    // The page shows the error at its field and keeps what was typed, except passwords.
+    let visitor = app.anonymous_visitor();
+    let response = visitor
+        .submit(
+            "/accounts/register/",
+            "/accounts/register/",
+            &[
+                ("email", "bob@EXAMPLE.com"),
+                ("username", "BOB"),
+                ("first_name", "Robert"),
+                ("last_name", ""),
+                ("password", GOOD),
+                ("confirm_password", GOOD),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = response.text().await.expect("html");
+    assert!(html.contains(r#"<p class="field-error" id="email-error">An account with this email address already exists.</p>"#), "{html}");
+    assert!(html.contains(r#"<p class="field-error" id="username-error">A user with this username already exists.</p>"#), "{html}");
+    assert!(html.contains(r#"value="Robert""#));
+    assert!(!html.contains(GOOD), "passwords are never written back");
+    assert_eq!(app.services.accounts.count().await.expect("count"), 2);
+}
+
+#[tokio::test]
+async fn the_password_validators_say_what_is_wrong_wherever_a_password_is_set() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            "zebra@example.com",
+            "short1",
+            "short1",
+            "password",
+            "the password must have at least 8 characters",
+        ),
+        (
+            "zebra@example.com",
+            "8302917465",
+            "8302917465",
+            "password",
+            "the password is entirely numeric",
+        ),
+        (
+            "zebra@example.com",
+            "zebrafish77",
+            "zebrafish77",
+            "password",
+            "the password is too similar to your username",
+        ),
+        (
+            "zebra@example.com",
+            "password123",
+            "password123",
+            "password",
+            "the password is too easy to guess: this is a very common password.",
+        ),
+        (
+            "zebra@example.com",
+            GOOD,
+            "blue tiger morning lamb",
+            "confirm_password",
+            "the two passwords must match",
+        ),
+    ];
+    for (email, password, confirm, field, message) in cases {
+        let (status, _, body) = post_json(
+            &app,
+            "/api/register/",
+            &json!({
+                "email": email,
+                "username": "zebrafish",
+                "password": password,
+                "confirm_password": confirm,
+            }),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{password}: {body}");
+        let messages = body["fields"][field].as_array().expect("messages");
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.as_str().expect("text").starts_with(message)),
+            "{password}: {body}"
+        );
+        assert!(
+            body["error_description"]
+                .as_str()
+                .expect("text")
+                .contains(message),
+            "{body}"
+        );
+    }
+    // Missing fields are errors, not crashes.
+    let (status, _, body) = post_json(&app, "/api/register/", &json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["fields"]["email"].is_array() && body["fields"]["password"].is_array());
+    assert_eq!(app.services.accounts.count().await.expect("count"), 0);
+    assert!(app.audit_events("user.registered").await.is_empty());
+
+    // The same validators guard the account page's password change.
+    app.create_user("ann").await;
+    let visitor = app.visitor("ann").await;
+    let response = visitor
+        .submit(
+            "/account/",
+            "/account/password/",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "password123"),
+                ("confirm_password", "password123"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = response.text().await.expect("html");
+    assert!(
+        html.contains("The password is too easy to guess: this is a very common password."),
+        "{html}"
+    );
+}
+
+#[tokio::test]
+async fn closed_registration_is_refused_on_the_page_and_the_api() {
+    let app = spawn_app_with("[accounts]\nregistration = \"closed\"").await;
+    let (status, body) = api_register(&app, "ada@example.com", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "registration_closed");
+    let visitor = app.anonymous_visitor();
+    let (status, html) = visitor.get("/accounts/register/").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(html.contains("Registration is closed"), "{html}");
+    // A form kept from before the switch gets the same answer.
+    let (_, login) = visitor.get("/accounts/login/").await;
+    let response = visitor
+        .post_with_csrf_of(
+            &login,
+            "/accounts/register/",
+            &[
+                ("email", "ada@example.com"),
+                ("password", GOOD),
+                ("confirm_password", GOOD),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.services.accounts.count().await.expect("count"), 0);
+}
+
+#[tokio::test]
+async fn only_the_allowed_email_domains_may_register() {
+    let app = spawn_app_with("[accounts]\nallowed_email_domains = [\"Example.com\"]").await;
+    let (status, body) = api_register(&app, "ada@elsewhere.org", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        body["fields"]["email"],
+        json!(["registration is open only to addresses at example.com"])
+    );
+    let (status, body) = api_register(&app, "ada@sub.example.com", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = api_register(&app, "ada@EXAMPLE.com", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+#[tokio::test]
+async fn registrations_per_client_address_are_limited() {
+    let app = spawn_app_with("[accounts]\nregistrations_per_ip = 2").await;
+    // Input that names no existing account does not count…
+    let (status, _, _) = post_json(
+        &app,
+        "/api/register/",
+        &json!({"email": "x@example.com", "password": "123", "confirm_password": "123"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // …registrations do.
+    for n in 1..=2 {
+        let (status, body) = api_register(&app, &format!("user{n}@example.com"), None).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (status, retry, body) = post_json(
+        &app,
+        "/api/register/",
+        &json!({"email": "user3@example.com", "password": GOOD, "confirm_password": GOOD}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "too_many_requests");
+    let retry = retry.expect("Retry-After");
+    assert!((1..=900).contains(&retry), "{retry}");
+
+    let response = app
+        .anonymous_visitor()
+        .submit(
+            "/accounts/register/",
+            "/accounts/register/",
+            &[
+                ("email", "user4@example.com"),
+                ("password", GOOD),
+                ("confirm_password", GOOD),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+    let html = response.text().await.expect("html");
+    assert!(html.contains("Too many accounts were created from your network."));
+    assert_eq!(app.services.accounts.count().await.expect("count"), 2);
+    assert_eq!(app.audit_events("registration.locked").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_code_dies_after_five_wrong_guesses() {
+    let app = spawn_app().await;
+    api_register(&app, "ada@example.com", None).await;
+    let code = latest_code(&app, "ada@example.com");
+    let wrong = other_code(&code);
+    for left in (1..=4).rev() {
+        let (status, _, body) = post_json(
+            &app,
+            "/api/verify-otp/",
+            &json!({"email": "ada@example.com", "otp": wrong}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"], "invalid_otp");
+        assert_eq!(body["attempts_left"], left, "{body}");
+    }
+    for otp in [&wrong, &code] {
+        let (status, _, body) = post_json(
+            &app,
+            "/api/verify-otp/",
+            &json!({"email": "ada@example.com", "otp": otp}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"], "otp_exhausted", "{body}");
+    }
+    assert!(!user_by_email(&app, "ada@example.com").await.email_verified);
+    // The page says the same.
+    let response = app
+        .anonymous_visitor()
+        .submit(
+            "/accounts/verify/",
+            "/accounts/verify/",
+            &[("email", "ada@example.com"), ("otp", &code)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = response.text().await.expect("html");
+    assert!(html.contains("Too many wrong codes: this code no longer works."));
+}
+
+#[tokio::test]
+async fn an_expired_code_is_refused() {
+    let app = spawn_app_with("[accounts]\notp_expiration_seconds = 1").await;
+    api_register(&app, "ada@example.com", None).await;
+    let code = latest_code(&app, "ada@example.com");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, _, body) = post_json(
+        &app,
+        "/api/verify-otp/",
+        &json!({"email": "ada@example.com", "otp": code}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "otp_expired");
+    let response = app
+        .anonymous_visitor()
+        .submit(
+            "/accounts/verify/",
+            "/accounts/verify/",
+            &[("email", "ada@example.com"), ("otp", &code)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(response
+        .text()
+        .await
+        .expect("html")
+        .contains("This code has expired."));
+    assert!(!user_by_email(&app, "ada@example.com").await.email_verified);
+}
+
+#[tokio::test]
+async fn the_activation_link_verifies_once_on_the_page_and_the_api() {
+    let app = spawn_app().await;
+    api_register(&app, "page@example.com", None).await;
+    api_register(&app, "api@example.com", None).await;
+
+    // The page, in a browser that did not register: verified, but not signed in.
+    let visitor = app.anonymous_visitor();
+    let link = activation_path(&app, "page@example.com");
+    let (status, html) = visitor.get(&link).await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(html.contains("Email address verified"));
+    assert!(
+        html.contains(r#"href="/accounts/login/?next=%2F""#),
+        "{html}"
+    );
+    assert!(user_by_email(&app, "page@example.com").await.email_verified);
+    let (status, html) = visitor.get(&link).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(html.contains("This activation link is invalid or has expired"));
+
+    // The API.
+    let api_link = activation_path(&app, "api@example.com").replacen("/accounts/", "/api/", 1);
+    let (status, body) = get_json(&app, &api_link).await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"status": "verified"}))
+    );
+    assert!(user_by_email(&app, "api@example.com").await.email_verified);
+    let (status, body) = get_json(&app, &api_link).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_link");
+    // Nor does the code of the same email work any more.
+    let (status, _, body) = post_json(
+        &app,
+        "/api/verify-otp/",
+        &json!({"email": "api@example.com", "otp": latest_code(&app, "api@example.com")}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].clone()),
+        (StatusCode::BAD_REQUEST, json!("no_pending_code"))
+    );
+
+    // Garbage is a 400, not a 500.
+    for bad in [
+        "/api/activate/%25%25/x/",
+        "/api/activate/bm90LWEtdXNlcg/1-0123456789abcdef0123456789abcdef/",
+    ] {
+        let (status, body) = get_json(&app, bad).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+    }
+    let methods = app
+        .api
+        .post(app.url(&api_link))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(methods.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(app.audit_events("email.verified").await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_new_code_waits_for_a_growing_cooldown() {
+    let app = spawn_app_with("[accounts]\nresend_cooldown_seconds = 2").await;
+    api_register(&app, "ada@example.com", None).await;
+    let first = latest_code(&app, "ada@example.com");
+    let resend = |path: &'static str| {
+        let app = &app;
+        async move { post_json(app, path, &json!({"email": "ada@example.com"})).await }
+    };
+    let (status, early, body) = resend("/api/resend-otp/").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"], "too_many_requests");
+    let early = early.expect("Retry-After");
+    assert_eq!(app.emails_to("ada@example.com").len(), 1);
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, _, body) = resend("/api/resend-activation-email/").await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "sent"})));
+    assert_eq!(app.emails_to("ada@example.com").len(), 2);
+    let second = latest_code(&app, "ada@example.com");
+    let (status, later, _) = resend("/api/resend-otp/").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let later = later.expect("Retry-After");
+    assert!(later > early, "the wait grows: {early} then {later}");
+
+    // The page's button says the same.
+    let response = app
+        .anonymous_visitor()
+        .submit(
+            "/accounts/verify/",
+            "/accounts/verify/",
+            &[("email", "ada@example.com"), ("action", "resend")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+
+    // Only the newest code works.
+    if first != second {
+        let (_, _, body) = post_json(
+            &app,
+            "/api/verify-otp/",
+            &json!({"email": "ada@example.com", "otp": first}),
+        )
+        .await;
+        assert_eq!(body["error"], "invalid_otp");
+    }
+    let (status, _, _) = post_json(
+        &app,
+        "/api/verify-otp/",
+        &json!({"email": "ada@example.com", "otp": second}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_and_verified_addresses_get_the_same_answers() {
+    let app = spawn_app().await;
+    app.create_user("vera").await; // verified
+    api_register(&app, "pending@example.com", None).await;
+    let mut answers = Vec::new();
+    for email in ["nobody@example.com", "vera@example.com", "not an address"] {
+        for path in ["/api/resend-otp/", "/api/resend-activation-email/"] {
+            let (status, _, body) = post_json(&app, path, &json!({"email": email})).await;
+            answers.push((status, body));
+        }
+    }
+    assert!(answers
+        .iter()
+        .all(|a| *a == (StatusCode::OK, json!({"status": "sent"}))));
+    assert!(app.emails_to("nobody@example.com").is_empty());
+    assert!(app.emails_to("vera@example.com").is_empty());
+
+    let verify = |email: &'static str| {
+        let app = &app;
+        async move {
+            let (status, _, body) = post_json(
+                app,
+                "/api/verify-otp/",
+                &json!({"email": email, "otp": "123456"}),
+            )
+            .await;
+            (status, body)
+        }
+    };
+    let unknown = verify("nobody@example.com").await;
+    assert_eq!(unknown.0, StatusCode::BAD_REQUEST);
+    assert_eq!(unknown.1["error"], "no_pending_code");
+    assert_eq!(verify("vera@example.com").await, unknown);
+
+    // The page's resend button too.
+    let visitor = app.anonymous_visitor();
+    let mut pages = Vec::new();
+    for email in ["nobody@example.com", "vera@example.com"] {
+        let response = visitor
+            .submit(
+                "/accounts/verify/",
+                "/accounts/verify/",
+                &[("email", email), ("action", "resend")],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let html = response.text().await.expect("html");
+        pages.push(html.replace(email, "ADDRESS"));
+    }
+    assert_eq!(pages[0], pages[1]);
+    assert!(pages[0].contains("If ADDRESS is waiting for verification, we sent a new code to it."));
+}
+
+#[tokio::test]
+async fn mandatory_verification_blocks_the_login_page_and_the_password_grant_until_verified() {
+    let app = spawn_app_with("[accounts]\nemail_verification = \"mandatory\"").await;
+    let (client, secret) = app.register(&spec("confidential", &["password"])).await;
+    let secret = secret.expect("secret");
+    let grant = |password: &'static str| {
+        let app = &app;
+        let basic = Some((client.id(), secret.as_str()));
+        async move {
+            app.post_token(
+                &[
+                    ("grant_type", "password"),
+                    ("username", "mia"),
+                    ("password", password),
+                    ("scope", "profile"),
+                ],
+                basic,
+            )
+            .await
+        }
+    };
+
+    // Registering on the page does not sign in: it shows the verify page.
+    let registrar = app.anonymous_visitor();
+    let response = registrar
+        .submit(
+            "/accounts/register/?next=/o/applications/",
+            "/accounts/register/",
+            &[
+                ("email", "mia@example.com"),
+                ("username", "mia"),
+                ("password", GOOD),
+                ("confirm_password", GOOD),
+                ("next", "/o/applications/"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/accounts/verify/");
+    assert!(!signed_in_as(&registrar, "mia").await);
+    let (_, html) = registrar.get("/accounts/verify/").await;
+    assert!(
+        html.contains("verify your email address before you sign in"),
+        "{html}"
+    );
+
+    // The password grant: refused with the reason, only for the right password.
+    let (status, body) = grant(GOOD).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_grant");
+    assert_eq!(
+        body["error_description"],
+        "the email address is not verified"
+    );
+    let (status, body) = grant("wrong password here").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error_description"], "invalid username or password");
+
+    // The login page: a wrong password says nothing more…
+    let other = app.anonymous_visitor();
+    let response = other
+        .submit(
+            "/accounts/login/",
+            "/accounts/login/",
+            &[
+                ("username", "mia"),
+                ("password", "wrong password here"),
+                ("next", "/"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(!response.text().await.expect("html").contains("verified"));
+    // …the right one goes to the verify page, which says why (the code was sent a moment ago).
+    let response = other
+        .submit(
+            "/accounts/login/",
+            "/accounts/login/",
+            &[("username", "mia"), ("password", GOOD), ("next", "/")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/accounts/verify/");
+    assert!(!signed_in_as(&other, "mia").await);
+    let (_, html) = other.get("/accounts/verify/").await;
+    assert!(
+        html.contains("You cannot sign in until your email address is verified."),
+        "{html}"
+    );
+    assert_eq!(app.audit_events("login.unverified").await.len(), 2);
+    assert!(app.audit_events("login.success").await.is_empty());
+
+    // The registering browser enters the code: verified, signed in, on to `next`.
+    let code = latest_code(&app, "mia@example.com");
+    let response = registrar
+        .submit(
+            "/accounts/verify/",
+            "/accounts/verify/",
+            &[
+                ("email", "mia@example.com"),
+                ("otp", &code),
+                ("action", "verify"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.expect("html");
+    assert!(html.contains(r#"href="/o/applications/""#), "{html}");
+    assert!(signed_in_as(&registrar, "mia").await);
+    let mia = user_by_email(&app, "mia@example.com").await;
+    assert!(mia.email_verified);
+    assert!(mia.last_login.is_some());
+    let logins = app.audit_events("login.success").await;
+    assert_eq!(logins.len(), 1);
+    let details: Value = serde_json::from_str(&logins[0].details).expect("json");
+    assert_eq!(details["amr"], "pwd otp");
+
+    let (status, body) = grant(GOOD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let response = other
+        .submit(
+            "/accounts/login/",
+            "/accounts/login/",
+            &[("username", "mia"), ("password", GOOD), ("next", "/")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/");
+    assert!(signed_in_as(&other, "mia").await);
+}
+
+#[tokio::test]
+async fn with_verification_off_nothing_is_emailed_and_the_page_signs_in() {
+    let app = spawn_app_with("[accounts]\nemail_verification = \"off\"").await;
+    let (status, body) = api_register(&app, "ada@example.com", None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["verification"], "off");
+    assert_eq!(body["email_sent"], false);
+    assert!(app.emails_to("ada@example.com").is_empty());
+    let (status, _, body) = post_json(
+        &app,
+        "/api/resend-otp/",
+        &json!({"email": "ada@example.com"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["error"], "verification_disabled");
+
+    let visitor = app.anonymous_visitor();
+    let response = visitor
+        .submit(
+            "/accounts/register/?next=/account/",
+            "/accounts/register/",
+            &[
+                ("email", "ben@example.com"),
+                ("password", GOOD),
+                ("confirm_password", GOOD),
+                ("next", "/account/"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), "/account/");
+    assert!(signed_in_as(&visitor, "ben").await);
+    // The login page links here, and to the password reset.
+    let (_, html) = app
+        .anonymous_visitor()
+        .get("/accounts/login/?next=/o/applications/")
+        .await;
+    assert!(
+        html.contains(r#"href="/accounts/register/?next=%2Fo%2Fapplications%2F""#),
+        "{html}"
+    );
+    assert!(html.contains(r#"href="/accounts/password-reset/""#));
+}
