@@ -19,8 +19,11 @@
 //!   authorization endpoint stores `nonce`, `auth_time` and `amr` with the code; the token
 //!   endpoint's primitives carry them onto the tokens; an ID token is signed after the token
 //!   transaction commits.
-//! * [`accounts`] — users, argon2id passwords (bounded concurrency), login limits, profile,
-//!   password change, admin flags, "sign out everywhere".
+//! * [`accounts`] — users, argon2id passwords (bounded concurrency, Django-equivalent
+//!   validators), login limits, registration, email verification (code and signed link),
+//!   emailed login codes (hosted step and the mfa-otp grant), password reset, server-side
+//!   browser sessions, admin flags, "sign out everywhere". [`mail`] sends their emails (SMTP or
+//!   the development outbox).
 //! * [`clients`] — client registration rules and secrets (SHA-256, shown once).
 //! * [`groups`] — groups of users for admins (upstream connectors map them to outside roles).
 //! * [`audit`] — the audit log: services record security events with [`audit::record`] inside
@@ -31,9 +34,9 @@
 //! * [`config`] (figment), [`cli`] (clap), [`startup`] (builds the app; tests use it too),
 //!   [`telemetry`] (tracing, `audit` target), [`domain`] (validated newtypes), [`secret`].
 //!
-//! Nothing that nodes must share lives in memory: sessions are encrypted cookies (a per-user
-//! cut-off row ends them everywhere); codes, tokens, consents, rate-limit counters, audit events
-//! and signing keys are rows (each node caches the keys for
+//! Nothing that nodes must share lives in memory: a session cookie holds only a handle to a
+//! `user_sessions` row; codes (authorization and one-time), tokens, consents, rate-limit
+//! counters, audit events and signing keys are rows (each node caches the keys for
 //! `oidc.key_cache_seconds`). The living design is `docs/architecture.md`.
 
 pub mod accounts;
