@@ -199,6 +199,13 @@ impl Application {
         self.port
     }
 
+    /// A handle that stops the server (tests stop theirs when they end, so that no worker
+    /// thread is still using the database when the test process exits).
+    #[must_use]
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// Serves until the process is stopped (SIGINT/SIGTERM stop gracefully).
     ///
     /// # Errors
@@ -222,7 +229,7 @@ impl RootSpanBuilder for PathOnlySpan {
         tracing::info_span!(
             "http_request",
             http.method = %request.method(),
-            http.path = %request.path(),
+            http.path = %redacted_path(request.path()),
             http.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
             exception.message = tracing::field::Empty,
@@ -239,6 +246,17 @@ impl RootSpanBuilder for PathOnlySpan {
     }
 }
 
+/// `path` without the secret parts of account links (`…/activate/<uid>/<token>/`,
+/// `…/password-reset-confirm/<uid>/<token>/`), which must not reach the logs.
+fn redacted_path(path: &str) -> std::borrow::Cow<'_, str> {
+    for marker in ["/activate/", "/password-reset-confirm/"] {
+        if let Some(i) = path.find(marker) {
+            return format!("{}{marker}…", &path[..i]).into();
+        }
+    }
+    path.into()
+}
+
 /// Security headers on every response. Scripts only from our own files (`/static/*.js`), no
 /// inline script or style. There is no `form-action`: browsers apply it to the redirect after a
 /// POST too, and the consent form's answer redirects to the client's redirect URI.
@@ -251,4 +269,22 @@ fn security_headers() -> DefaultHeaders {
         .add(("X-Frame-Options", "DENY"))
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("Referrer-Policy", "no-referrer"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_path;
+
+    #[test]
+    fn account_link_tokens_stay_out_of_the_request_span() {
+        assert_eq!(
+            redacted_path("/accounts/password-reset-confirm/YWJj/3x-0123abcd/"),
+            "/accounts/password-reset-confirm/…"
+        );
+        assert_eq!(
+            redacted_path("/api/activate/YWJj/3x-0123/"),
+            "/api/activate/…"
+        );
+        assert_eq!(redacted_path("/o/token/"), "/o/token/");
+    }
 }

@@ -239,7 +239,16 @@ impl Accounts {
                 if let Some(client_id) = &spent.client_id {
                     event = event.client(client_id.clone());
                 }
-                self.audit.record(event).await?;
+                let id = user.id.clone();
+                self.db
+                    .write(move |conn| {
+                        conn.transaction(|conn| {
+                            crate::db::users::touch_last_login(conn, &id, crate::db::now())?;
+                            crate::audit::record(conn, event)
+                        })
+                        .map_err(DbError::from)
+                    })
+                    .await?;
                 return Ok(LoginCodeOutcome::Passed {
                     user: Box::new(user),
                     scope: spent.scope,

@@ -318,17 +318,23 @@ impl Accounts {
                 let id = user.id.clone();
                 // A user who must also enter an emailed code (login_code.rs) has not logged in
                 // yet: `login.success` (amr `pwd otp`) waits for the code.
-                let event = if self.needs_login_code(&user) {
-                    AuditEvent::new("login.password_ok")
-                } else {
+                // `last_login` (which password-reset links are signed over) moves only when the
+                // login completes: someone who merely knows the password must not be able to
+                // kill the owner's reset links by logging in again and again.
+                let complete = !self.needs_login_code(&user);
+                let event = if complete {
                     AuditEvent::new("login.success").detail("amr", "pwd")
+                } else {
+                    AuditEvent::new("login.password_ok")
                 }
                 .by(&Actor::user(user.id.clone(), ip))
                 .user(user.id.clone());
                 self.db
                     .write(move |conn| {
                         conn.transaction(|conn| {
-                            users::touch_last_login(conn, &id, db::now())?;
+                            if complete {
+                                users::touch_last_login(conn, &id, db::now())?;
+                            }
                             audit::record(conn, event)
                         })
                         .map_err(DbError::from)
@@ -414,6 +420,8 @@ impl Accounts {
     }
 
     /// Changes a user's email and names. A changed email is no longer verified.
+    /// A new address is unverified; under mandatory verification the change also ends the
+    /// user's sessions and revokes their tokens until they verify it.
     ///
     /// # Errors
     /// [`AccountError::Invalid`] for a bad email or an over-long name, [`AccountError::Taken`]
@@ -437,6 +445,9 @@ impl Accounts {
         let event = AuditEvent::new("user.profile_changed")
             .by(actor)
             .user(user_id);
+        let mandatory =
+            self.settings().email_verification == crate::config::EmailVerification::Mandatory;
+        let actor = actor.clone();
         self.db
             .write(move |conn| {
                 conn.transaction(|conn| {
@@ -453,6 +464,11 @@ impl Accounts {
                         event.detail("email_changed", true)
                     };
                     audit::record(conn, event)?;
+                    if mandatory && old.email != email.as_str() {
+                        // With mandatory verification an unverified user holds no session and
+                        // no token: they sign in again and verify the new address first.
+                        end_everything(conn, &actor, &id)?;
+                    }
                     users::find(conn, &id)
                 })
                 .map_err(AccountError::from)

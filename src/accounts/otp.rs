@@ -10,7 +10,7 @@ use rand::Rng;
 
 use super::Accounts;
 use crate::db::one_time_codes::{self, CodeRow};
-use crate::db::{self, DbError};
+use crate::db::{self, users, DbError};
 use crate::limits::RetryAfter;
 use crate::secret;
 
@@ -88,6 +88,9 @@ impl Accounts {
         self.db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    // Lock the user's row first (a no-op update) so that parallel requests
+                    // check the cooldown one after the other, and only one code is issued.
+                    users::touch_for_update(conn, &user_id)?;
                     let now = db::now();
                     let (sent, newest) = one_time_codes::sent_since(
                         conn,
@@ -156,16 +159,22 @@ impl Accounts {
                     if row.expires_at <= now {
                         return Ok(CodeCheck::Expired);
                     }
-                    if row.attempts >= max {
-                        return Ok(CodeCheck::Exhausted);
+                    // Every guess is counted before it is compared, under the row lock, so
+                    // parallel guesses cannot get past the limit (the right one counts too).
+                    if !one_time_codes::count_guess_below(conn, &row.id, max)? {
+                        return Ok(if row.attempts >= max {
+                            CodeCheck::Exhausted
+                        } else {
+                            CodeCheck::Missing
+                        });
                     }
+                    let attempts = row.attempts + 1;
                     if secret::ct_eq(row.code_hash.as_bytes(), presented.as_bytes()) {
                         if one_time_codes::mark_used(conn, &row.id, now)? {
                             return Ok(CodeCheck::Valid(Box::new(row)));
                         }
                         return Ok(CodeCheck::Missing);
                     }
-                    let attempts = one_time_codes::count_attempt(conn, &row.id)?;
                     if attempts >= max {
                         return Ok(CodeCheck::Exhausted);
                     }

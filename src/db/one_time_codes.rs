@@ -95,6 +95,24 @@ pub fn find_by_challenge(
         .optional()
 }
 
+/// Counts one guess if the code is unused and below `max` guesses; returns whether it was
+/// counted. The conditional update takes the row lock, so parallel guesses are counted one
+/// after the other and never exceed `max`.
+///
+/// # Errors
+/// Query failures only.
+pub fn count_guess_below(conn: &mut DbConnection, id: &str, max: i64) -> QueryResult<bool> {
+    diesel::update(
+        one_time_codes::table
+            .find(id)
+            .filter(one_time_codes::attempts.lt(max))
+            .filter(one_time_codes::used_at.is_null()),
+    )
+    .set(one_time_codes::attempts.eq(one_time_codes::attempts + 1))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
 /// Counts one wrong guess; returns the new count.
 ///
 /// # Errors

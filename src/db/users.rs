@@ -239,3 +239,15 @@ pub fn end_sessions(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> Que
         .execute(conn)
         .map(|n| n == 1)
 }
+
+/// A no-op update of the user's row, which takes its row lock until the transaction ends
+/// (serialises per-user operations on PostgreSQL; SQLite has one writer anyway).
+///
+/// # Errors
+/// Query failures only.
+pub fn touch_for_update(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::id.eq(id))
+        .execute(conn)
+        .map(|_| ())
+}

@@ -36,7 +36,18 @@ pub struct TestApp {
     pub backend: &'static str,
     /// The database URL (for running the CLI against the same database).
     pub db_url: String,
+    server: actix_web::dev::ServerHandle,
     _dir: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    /// Stops this test's server (its worker threads and their database pools) when the test
+    /// ends, instead of leaving it running until the process exits: libpq must not be in use
+    /// by a leftover worker while the process runs its exit handlers.
+    fn drop(&mut self) {
+        // The stop command is sent at once; the returned future only waits for completion.
+        drop(self.server.stop(false));
+    }
 }
 
 /// The database for one test: a SQLite file, or a fresh PostgreSQL database.
@@ -104,6 +115,7 @@ key_cache_seconds = 0
     let services = Services::build(&settings).await.expect("services");
     let app =
         Application::from_listener(listener, &settings, services.clone()).expect("application");
+    let server = app.handle();
     tokio::spawn(app.run_until_stopped());
     let browser = reqwest::Client::builder()
         .cookie_store(true)
@@ -121,6 +133,7 @@ key_cache_seconds = 0
         api,
         backend,
         db_url,
+        server,
         _dir: dir,
     }
 }

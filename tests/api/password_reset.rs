@@ -760,3 +760,27 @@ async fn a_link_used_twice_at_once_works_once() {
     };
     assert_eq!(try_login(&app, "max", winner).await, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn a_password_alone_does_not_kill_the_reset_link_of_a_user_with_login_codes() {
+    let app = spawn_app().await;
+    let gus = app.create_user("gus").await;
+    app.services
+        .accounts
+        .set_login_code(&latchkey::audit::Actor::system(), &gus.id, true)
+        .await
+        .expect("codes on");
+    let link = link_for(&app, "gus", 1).await;
+    // Someone who knows the password (but not the mailbox) signs in up to the code step.
+    let visitor = app.anonymous_visitor();
+    let response = visitor
+        .submit(
+            "/accounts/login/",
+            "/accounts/login/",
+            &[("username", "gus"), ("password", PASSWORD), ("next", "/")],
+        )
+        .await;
+    assert_eq!(location(&response), "/accounts/login/code/");
+    // The owner's link still works.
+    assert_eq!(app.anonymous_visitor().get(&link).await.0, StatusCode::OK);
+}
