@@ -477,6 +477,65 @@ impl Accounts {
             .ok_or(AccountError::NotFound)
     }
 
+    /// Checks `current` against the user's password before a sensitive change (new password,
+    /// new email address, login codes off). Wrong passwords count as failed logins of the
+    /// account: a stolen session must not become a way around the login limit. `during` names
+    /// the change in the audit events.
+    ///
+    /// # Errors
+    /// [`AccountError::WrongPassword`], [`AccountError::Locked`] past the login limit.
+    pub async fn confirm_password(
+        &self,
+        actor: &Actor,
+        user: &UserRow,
+        current: SecretString,
+        during: &'static str,
+    ) -> Result<(), AccountError> {
+        let user_id = user.id.as_str();
+        // Wrong current passwords count as failed logins of the account: a stolen session must
+        // not become a way around the login limit.
+        let bucket = limits::bucket("login:account", &user.username.to_lowercase());
+        if let Err((retry, first)) = self
+            .limiter
+            .attempt_noting_lock(
+                vec![(bucket.clone(), self.limits.failed_logins_per_account)],
+                self.limits.window,
+            )
+            .await?
+        {
+            if first {
+                self.audit
+                    .record(
+                        AuditEvent::new("login.locked")
+                            .by(actor)
+                            .user(user_id)
+                            .detail("retry_after_seconds", retry.0)
+                            .detail("during", during),
+                    )
+                    .await?;
+            }
+            return Err(AccountError::Locked(retry));
+        }
+        if self
+            .hasher
+            .verify(current, user.password_hash.clone())
+            .await
+        {
+            self.limiter.succeeded(vec![bucket], Vec::new()).await?;
+        } else {
+            self.audit
+                .record(
+                    AuditEvent::new("password.confirm_failed")
+                        .by(actor)
+                        .user(user_id)
+                        .detail("during", during),
+                )
+                .await?;
+            return Err(AccountError::WrongPassword);
+        }
+        Ok(())
+    }
+
     /// Changes a user's password after checking the current one, and ends the user's browser
     /// sessions that began before now. Returns that cut-off, which the caller gives to
     /// `keep_session` so that the current browser stays signed in (and only it: a later
@@ -497,46 +556,8 @@ impl Accounts {
             .find(user_id.to_owned())
             .await?
             .ok_or(AccountError::NotFound)?;
-        // Wrong current passwords count as failed logins of the account: a stolen session must
-        // not become a way around the login limit.
-        let bucket = limits::bucket("login:account", &user.username.to_lowercase());
-        if let Err((retry, first)) = self
-            .limiter
-            .attempt_noting_lock(
-                vec![(bucket.clone(), self.limits.failed_logins_per_account)],
-                self.limits.window,
-            )
-            .await?
-        {
-            if first {
-                self.audit
-                    .record(
-                        AuditEvent::new("login.locked")
-                            .by(actor)
-                            .user(user_id)
-                            .detail("retry_after_seconds", retry.0)
-                            .detail("during", "password_change"),
-                    )
-                    .await?;
-            }
-            return Err(AccountError::Locked(retry));
-        }
-        if self
-            .hasher
-            .verify(current, user.password_hash.clone())
-            .await
-        {
-            self.limiter.succeeded(vec![bucket], Vec::new()).await?;
-        } else {
-            self.audit
-                .record(
-                    AuditEvent::new("password.change_failed")
-                        .by(actor)
-                        .user(user_id),
-                )
-                .await?;
-            return Err(AccountError::WrongPassword);
-        }
+        self.confirm_password(actor, &user, current, "password_change")
+            .await?;
         PasswordHasher::validate(&new, &password::UserInputs::of(&user))
             .map_err(AccountError::Invalid)?;
         let hash = self.hasher.hash(new).await?;

@@ -70,6 +70,35 @@ pub async fn set_login_code(
         Err(page) => return page,
     };
     let on = form.get("enabled") == Some("on");
+    // Switching codes off weakens the account: it takes the password, so a stolen session
+    // cannot do it.
+    if !on && user.mfa_enabled {
+        let current = secrecy::SecretString::from(
+            form.get("current_password").unwrap_or_default().to_owned(),
+        );
+        match accounts
+            .confirm_password(&actor(&req, &user), &user, current, "login_code_off")
+            .await
+        {
+            Ok(()) => {}
+            Err(AccountError::Locked(retry)) => {
+                return error_page(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "Sign-in codes not changed",
+                    &format!(
+                        "Too many wrong passwords. Try again in {} seconds.",
+                        retry.0
+                    ),
+                )
+            }
+            Err(AccountError::Db(e)) => return unavailable(&e),
+            Err(_) => return error_page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Sign-in codes not changed",
+                "Enter your current password to switch sign-in codes off. Go back and try again.",
+            ),
+        }
+    }
     match accounts
         .set_login_code(&actor(&req, &user), &user.id, on)
         .await

@@ -479,6 +479,7 @@ async fn the_profile_form_saves_and_shows_errors_at_the_email_field() {
                 ("email", "BOB@example.com"),
                 ("first_name", "Ann"),
                 ("last_name", "Example"),
+                ("current_password", PASSWORD),
             ],
         )
         .await;
@@ -543,6 +544,35 @@ async fn the_profile_form_saves_and_shows_errors_at_the_email_field() {
     );
     assert!(app.audit_events("user.profile_changed").await.is_empty());
 
+    // A new address needs the current password (reset links and login codes go there).
+    for password in ["", "not my password"] {
+        let response = visitor
+            .submit(
+                "/account/",
+                "/account/profile/",
+                &[
+                    ("email", "ann.new@example.com"),
+                    ("first_name", "Ann"),
+                    ("current_password", password),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let html = response.text().await.expect("html");
+        assert!(
+            html.contains("id=\"profile_password-error\">Enter your current password"),
+            "{html}"
+        );
+    }
+    let unchanged = app
+        .services
+        .accounts
+        .find(ann.id.clone())
+        .await
+        .expect("db")
+        .expect("user");
+    assert_eq!(unchanged.email, "ann@example.com");
+
     let response = visitor
         .submit(
             "/account/",
@@ -551,6 +581,7 @@ async fn the_profile_form_saves_and_shows_errors_at_the_email_field() {
                 ("email", " Ann.New@Example.com "),
                 ("first_name", "Ann"),
                 ("last_name", "Lovelace"),
+                ("current_password", PASSWORD),
             ],
         )
         .await;
@@ -662,7 +693,7 @@ async fn a_password_change_is_refused_with_the_reason_at_its_field() {
     assert_eq!(user.password_hash, ann.password_hash);
     assert_eq!(user.sessions_valid_after, None);
     assert!(app.audit_events("password.changed").await.is_empty());
-    assert_eq!(app.audit_events("password.change_failed").await.len(), 1);
+    assert_eq!(app.audit_events("password.confirm_failed").await.len(), 1);
     assert!(signed_in(&visitor).await);
     assert_eq!(
         try_login(&app, "ann", PASSWORD).await,

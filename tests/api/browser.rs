@@ -147,25 +147,30 @@ impl Browser {
 
     /// The visible text of the element matching `css`.
     pub async fn text_of(&self, css: &str) -> String {
-        self.wait_for(css)
-            .await
-            .text()
-            .await
-            .unwrap_or_else(|e| panic!("text of {css}: {e}"))
+        // Retried like `wait_for`: the element may go stale when a navigation replaces it.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.wait_for(css).await.text().await {
+                Ok(text) => return text,
+                Err(e) if Instant::now() >= deadline => panic!("text of {css}: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
     }
 
     /// Waits (at most ten seconds) until an element matches `css`, and returns it.
     pub async fn wait_for(&self, css: &str) -> Element {
-        match self
-            .client
-            .wait()
-            .at_most(WAIT)
-            .every(Duration::from_millis(50))
-            .for_element(Locator::Css(css))
-            .await
-        {
-            Ok(element) => element,
-            Err(e) => panic!("no {css} on {}: {e}", self.current_url().await),
+        // A manual loop rather than fantoccini's `wait`: a lookup that races a navigation
+        // fails with "aborted by navigation" instead of "not found", and must be retried too.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.client.find(Locator::Css(css)).await {
+                Ok(element) => return element,
+                Err(e) if Instant::now() >= deadline => {
+                    panic!("no {css} on {}: {e}", self.current_url().await)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
         }
     }
 

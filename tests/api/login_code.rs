@@ -753,9 +753,28 @@ async fn the_account_page_switch_turns_codes_on_and_off() {
     let response = post_password(&other, "kit", "/").await;
     assert_eq!(location(&response), "/accounts/login/code/");
 
-    // Off again: the checkbox is left out of the form.
+    // Off again (the checkbox is left out of the form) takes the current password.
+    for wrong in [&[][..], &[("current_password", "not it")][..]] {
+        let response = visitor
+            .post_with_csrf_of(&page, "/account/login_code/", wrong)
+            .await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    assert!(
+        app.services
+            .accounts
+            .find(user.id.clone())
+            .await
+            .expect("db")
+            .expect("user")
+            .mfa_enabled
+    );
     let response = visitor
-        .post_with_csrf_of(&page, "/account/login_code/", &[])
+        .post_with_csrf_of(
+            &page,
+            "/account/login_code/",
+            &[("current_password", PASSWORD)],
+        )
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let stored = app
