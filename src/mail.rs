@@ -17,6 +17,7 @@ use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, To
 use secrecy::ExposeSecret;
 
 use crate::config::{EmailSettings, EmailTransport, SmtpSecurity};
+use crate::db::users::UserRow;
 
 /// Why a message was not sent.
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +167,16 @@ impl Mailer {
     }
 }
 
+/// How an email greets the user: their first name, else their username.
+#[must_use]
+pub fn greeting_name(user: &UserRow) -> String {
+    if user.first_name.trim().is_empty() {
+        user.username.clone()
+    } else {
+        user.first_name.trim().to_owned()
+    }
+}
+
 /// Implements [`Email`] for `$name`, whose HTML template is `$name` itself (derive `Template`)
 /// and whose text template is the wrapper `$text`.
 macro_rules! email {
@@ -265,3 +276,31 @@ email!(
     "email/password_changed.txt",
     |_| { "Your password was changed".to_owned() }
 );
+
+#[cfg(test)]
+mod tests {
+    use super::{greeting_name, UserRow};
+
+    #[test]
+    fn emails_greet_by_first_name_or_username() {
+        let mut user = UserRow {
+            id: "u".into(),
+            username: "ann".into(),
+            email: "ann@example.com".into(),
+            first_name: "  ".into(),
+            last_name: String::new(),
+            password_hash: None,
+            is_active: true,
+            is_staff: false,
+            is_superuser: false,
+            email_verified: true,
+            date_joined: crate::db::now(),
+            last_login: None,
+            sessions_valid_after: None,
+            mfa_enabled: false,
+        };
+        assert_eq!(greeting_name(&user), "ann");
+        user.first_name = "Ann ".into();
+        assert_eq!(greeting_name(&user), "Ann");
+    }
+}

@@ -31,6 +31,7 @@ use crate::db::schema;
 use crate::db::users::{self, UserRow};
 use crate::db::DbError;
 use crate::limits::RetryAfter;
+use crate::mail::greeting_name;
 use crate::mail::LoginCodeEmail;
 use crate::secret;
 
@@ -113,7 +114,7 @@ impl Accounts {
     pub fn login_code_forced(&self, user: &UserRow) -> bool {
         match self.settings().login_otp {
             LoginOtp::All => true,
-            LoginOtp::Staff => user.is_staff || user.is_superuser,
+            LoginOtp::Staff => user.has_staff_access(),
             LoginOtp::Optional => false,
         }
     }
@@ -327,14 +328,5 @@ impl Accounts {
             })
             .await?
             .ok_or(AccountError::NotFound)
-    }
-}
-
-/// How the email greets the user: their first name, else their username.
-fn greeting_name(user: &UserRow) -> String {
-    if user.first_name.trim().is_empty() {
-        user.username.clone()
-    } else {
-        user.first_name.trim().to_owned()
     }
 }

@@ -32,6 +32,7 @@ use crate::db::users::{self, UserFilter, UserRow};
 use crate::db::{self, DbError};
 use crate::domain::Email;
 use crate::limits::{self, RetryAfter};
+use crate::mail::greeting_name;
 use crate::mail::{PasswordChangedEmail, PasswordResetEmail};
 
 /// Reset requests accepted per address per hour (on top of the per-request cooldown
@@ -321,43 +322,5 @@ impl Accounts {
         if let Err(e) = self.mailer().send(&user.email, &email).await {
             tracing::error!(error = %e, user_id = %user.id, "the password changed email could not be sent");
         }
-    }
-}
-
-/// The name an email greets the user with: the first name, or the username.
-fn greeting_name(user: &UserRow) -> String {
-    if user.first_name.trim().is_empty() {
-        user.username.clone()
-    } else {
-        user.first_name.trim().to_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::greeting_name;
-    use crate::db::users::UserRow;
-
-    #[test]
-    fn emails_greet_by_first_name_or_username() {
-        let mut user = UserRow {
-            id: "u".into(),
-            username: "ann".into(),
-            email: "ann@example.com".into(),
-            first_name: "  ".into(),
-            last_name: String::new(),
-            password_hash: None,
-            is_active: true,
-            is_staff: false,
-            is_superuser: false,
-            email_verified: true,
-            date_joined: crate::db::now(),
-            last_login: None,
-            sessions_valid_after: None,
-            mfa_enabled: false,
-        };
-        assert_eq!(greeting_name(&user), "ann");
-        user.first_name = "Ann ".into();
-        assert_eq!(greeting_name(&user), "Ann");
     }
 }

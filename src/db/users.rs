@@ -40,6 +40,14 @@ pub struct UserRow {
     pub mfa_enabled: bool,
 }
 
+impl UserRow {
+    /// Whether the user may use the admin console and the admin API (staff or superuser).
+    #[must_use]
+    pub fn has_staff_access(&self) -> bool {
+        self.is_staff || self.is_superuser
+    }
+}
+
 /// Inserts a new user.
 ///
 /// # Errors

@@ -16,6 +16,7 @@ use askama::Template;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::account_sessions::{session_lines, SessionLine};
+use super::support::capitalized;
 use super::support::{
     actor, csrf_token, error_page, keep_session, page_number, read_page_form, render,
     require_login, see_other, show_time, unavailable, PageNav, WebConfig,
@@ -167,7 +168,7 @@ pub async fn list_authorized_apps(
         &AuthorizedPage {
             who: &user.username,
             csrf_token: csrf_token(&session),
-            is_staff: is_staff(&user),
+            is_staff: user.has_staff_access(),
             section: "authorized",
             page: PageNav::new(&page, "/o/authorized_tokens/", &[]),
             apps: page.items,
@@ -199,7 +200,7 @@ pub async fn confirm_revoke_authorization(
         &ConfirmPage {
             who: &user.username,
             csrf_token: csrf_token(&session),
-            is_staff: is_staff(&user),
+            is_staff: user.has_staff_access(),
             section: "authorized",
             title: "Revoke access?",
             message: format!(
@@ -482,7 +483,7 @@ pub async fn confirm_end_sessions(
         &ConfirmPage {
             who: &user.username,
             csrf_token: csrf_token(&session),
-            is_staff: is_staff(&user),
+            is_staff: user.has_staff_access(),
             section: "account",
             title: "Sign out everywhere?",
             message: "You will be signed out in every browser, this one included, and every application you have authorized loses its tokens. Applications will have to ask you to sign in again.".to_owned(),
@@ -519,10 +520,6 @@ pub async fn end_sessions(
         }
         Err(e) => account_failure(&e),
     }
-}
-
-fn is_staff(user: &UserRow) -> bool {
-    user.is_staff || user.is_superuser
 }
 
 fn revoke_path(client_id: &str) -> String {
@@ -568,15 +565,6 @@ fn field_error(field: &'static str, message: String) -> FieldError {
     FieldError { field, message }
 }
 
-/// `message` with its first letter in upper case (service messages are sentence fragments).
-fn capitalized(message: &str) -> String {
-    let mut chars = message.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
-}
-
 pub(super) fn set_notice(session: &Session, key: &str, message: String) {
     if let Err(e) = session.insert(key, message) {
         tracing::error!(error = %e, "could not keep a notice for the next page");
@@ -611,7 +599,7 @@ async fn account_page(
         &AccountPage {
             who: &user.username,
             csrf_token: csrf_token(session),
-            is_staff: is_staff(user),
+            is_staff: user.has_staff_access(),
             section: "account",
             user,
             profile,

@@ -11,6 +11,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::account::{set_notice, SESSION_ACCOUNT_NOTICE};
+use super::support::capitalized;
 use super::support::{
     actor, error_page, read_page_form, require_login, see_other, unavailable, WebConfig,
 };
@@ -133,13 +134,5 @@ pub async fn set_login_code(
                 "Your account could not be changed. Please try again in a moment.",
             )
         }
-    }
-}
-
-fn capitalized(message: &str) -> String {
-    let mut chars = message.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }

@@ -326,7 +326,7 @@ async fn require_admin(req: &HttpRequest, oauth: &OAuth) -> Result<UserRow, Http
     let Some(user) = grant.user else {
         return Err(bearer_error(&BearerError::UserRequired));
     };
-    if user.is_staff || user.is_superuser {
+    if user.has_staff_access() {
         Ok(user)
     } else {
         Err(api_error(

@@ -213,7 +213,7 @@ pub async fn list_applications(
     };
     let params = Params::from_query(req.query_string()).unwrap_or_default();
     let search = params.get("q").unwrap_or_default().trim().to_owned();
-    let staff = is_staff(&user);
+    let staff = user.has_staff_access();
     let owner = (!staff).then(|| user.id.clone());
     let request = PageRequest::new(page_number(&params), web.page_size);
     let page = match clients
@@ -373,7 +373,7 @@ async fn detail_page(
     let page = DetailPage {
         who: &user.username,
         csrf_token: csrf_token(session),
-        is_staff: is_staff(user),
+        is_staff: user.has_staff_access(),
         section: "apps",
         curl: curl_example(&web.issuer, client),
         secret_hint: row.secret_hint.clone().unwrap_or_default(),
@@ -476,7 +476,7 @@ pub async fn confirm_delete(
         &ConfirmPage {
             who: &user.username,
             csrf_token: csrf_token(&session),
-            is_staff: is_staff(&user),
+            is_staff: user.has_staff_access(),
             section: "apps",
             title: "Delete this application?",
             message: format!(
@@ -539,7 +539,7 @@ pub async fn confirm_rotate_secret(
         &ConfirmPage {
             who: &user.username,
             csrf_token: csrf_token(&session),
-            is_staff: is_staff(&user),
+            is_staff: user.has_staff_access(),
             section: "apps",
             title: "Generate a new client secret?",
             message: format!(
@@ -594,10 +594,6 @@ pub async fn rotate_secret(
     }
 }
 
-fn is_staff(user: &UserRow) -> bool {
-    user.is_staff || user.is_superuser
-}
-
 fn detail_path(client_id: &str) -> String {
     let encoded: String = form_urlencoded::byte_serialize(client_id.as_bytes()).collect();
     format!("/o/applications/{encoded}/")
@@ -623,7 +619,8 @@ async fn owned_client(
     let user = require_login(req, session, accounts, web).await?;
     match clients.find(client_id).await {
         Ok(Some(client))
-            if is_staff(&user) || client.row.owner_id.as_deref() == Some(user.id.as_str()) =>
+            if user.has_staff_access()
+                || client.row.owner_id.as_deref() == Some(user.id.as_str()) =>
         {
             Ok((user, client))
         }
@@ -661,7 +658,7 @@ fn form_page(
         &FormPage {
             who: &user.username,
             csrf_token: csrf_token(session),
-            is_staff: is_staff(user),
+            is_staff: user.has_staff_access(),
             section: "apps",
             client_id,
             form: FormValues::from_spec(spec, known),
@@ -726,7 +723,7 @@ fn spec_from_form(
     user: &UserRow,
     existing: Option<&Client>,
 ) -> (ClientSpec, Option<(&'static str, String)>) {
-    let staff = is_staff(user);
+    let staff = user.has_staff_access();
     let stored = existing.map(ClientSpec::from_client);
     let checked = |name: &str| form.get(name).is_some();
     let client_type = match existing {

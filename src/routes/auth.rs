@@ -1,14 +1,14 @@
 //! The hosted login and logout pages.
 
 use actix_session::Session;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use secrecy::SecretString;
 
 use super::support::{
     csrf_token, current_user, peer_ip, read_page_form, render, safe_next, see_other, start_session,
-    unavailable, WebConfig,
+    unavailable, with_retry_after, WebConfig,
 };
 use crate::accounts::{Accounts, LoginError};
 use crate::oauth::Params;
@@ -98,7 +98,7 @@ pub async fn submit_login(
             &session,
         ),
         Err(LoginError::Locked(retry)) => {
-            let mut response = failure(
+            let response = failure(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
                     "Too many failed attempts. Try again in {} seconds.",
@@ -106,10 +106,7 @@ pub async fn submit_login(
                 ),
                 &session,
             );
-            if let Ok(value) = header::HeaderValue::from_str(&retry.0.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            response
+            with_retry_after(response, retry.0)
         }
         // Mandatory verification (routes/register.rs): a new code, then the verify page.
         Err(LoginError::Unverified(user)) => {

@@ -10,12 +10,13 @@
 //! once the resend cooldown has passed, and says how long to wait (429) before.
 
 use actix_session::Session;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use super::auth::login_page;
+use super::support::with_retry_after;
 use super::support::{
     csrf_token, peer_ip, read_page_form, render, see_other, start_session, unavailable, WebConfig,
 };
@@ -400,13 +401,6 @@ fn flash(session: &Session, key: &str, message: String) {
 
 fn take(session: &Session, key: &str) -> Option<String> {
     session.remove_as::<String>(key).and_then(Result::ok)
-}
-
-fn with_retry_after(mut response: HttpResponse, seconds: u64) -> HttpResponse {
-    if let Ok(value) = header::HeaderValue::from_str(&seconds.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub async fn home(
         Ok(user) => render(
             StatusCode::OK,
             &HomePage {
-                is_staff: user.as_ref().is_some_and(|u| u.is_staff || u.is_superuser),
+                is_staff: user.as_ref().is_some_and(|u| u.has_staff_access()),
                 username: user.map(|u| u.username),
                 csrf_token: csrf_token(&session),
                 section: "",

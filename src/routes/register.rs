@@ -25,7 +25,7 @@
 //! `verification_disabled` (pages: 404).
 
 use actix_session::Session;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use secrecy::SecretString;
@@ -35,6 +35,7 @@ use super::support::{
     api_error, csrf_token, current_user, error_page, no_store, peer_ip, read_api_body,
     read_page_form, render, safe_next, see_other, start_session, unavailable, WebConfig,
 };
+use super::support::{api_unavailable, with_retry_after};
 use crate::accounts::password::MIN_PASSWORD_CHARS;
 use crate::accounts::registration::{
     ActivationError, FieldErrors, RegisterError, Registered, Registration, ResendError,
@@ -43,7 +44,6 @@ use crate::accounts::registration::{
 use crate::accounts::Accounts;
 use crate::config::EmailVerification;
 use crate::db::users::UserRow;
-use crate::db::DbError;
 use crate::oauth::Params;
 
 /// Session key: the address the verify page is pre-filled with.
@@ -68,7 +68,7 @@ impl Nav {
         Self {
             signed_in: user.map(|u| u.username.clone()),
             csrf_token: csrf_token(session),
-            is_staff: user.is_some_and(|u| u.is_staff || u.is_superuser),
+            is_staff: user.is_some_and(|u| u.has_staff_access()),
         }
     }
 }
@@ -215,7 +215,7 @@ pub async fn submit_register(
             )
         }
         Err(RegisterError::Limited(retry)) => {
-            let mut response = page(
+            let response = page(
                 StatusCode::TOO_MANY_REQUESTS,
                 values,
                 FieldErrors::new(),
@@ -224,10 +224,7 @@ pub async fn submit_register(
                     retry.0
                 )),
             );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from(retry.0));
-            return response;
+            return with_retry_after(response, retry.0);
         }
         Err(RegisterError::Closed) => {
             return page(StatusCode::FORBIDDEN, values, FieldErrors::new(), None)
@@ -354,11 +351,7 @@ pub async fn submit_verify(
                     "We sent a code to this address a moment ago. You can ask for a new one in {} seconds.",
                     retry.0
                 ));
-                let mut response = render(StatusCode::TOO_MANY_REQUESTS, &page);
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, header::HeaderValue::from(retry.0));
-                response
+                with_retry_after(render(StatusCode::TOO_MANY_REQUESTS, &page), retry.0)
             }
             Err(ResendError::Mail(_)) => {
                 page.alert =
@@ -805,16 +798,6 @@ fn field_errors(errors: &FieldErrors) -> HttpResponse {
         "error_description": description,
         "fields": errors,
     }))
-}
-
-fn api_unavailable(e: &DbError) -> HttpResponse {
-    tracing::error!(error = %e, cause = ?std::error::Error::source(e), "storage failure");
-    api_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "temporarily_unavailable",
-        "the server cannot reach its database; try again in a moment",
-        None,
-    )
 }
 
 /// Service messages (sentence fragments) as sentences for a page.

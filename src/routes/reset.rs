@@ -16,7 +16,7 @@
 //! `Referrer-Policy: no-referrer`, so it is not leaked to other sites through `Referer`.
 
 use actix_session::Session;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use secrecy::{ExposeSecret, SecretString};
@@ -26,6 +26,7 @@ use super::support::{
     api_error, csrf_token, current_user, error_page, no_store, peer_ip, read_api_body,
     read_page_form, render, see_other, unavailable, WebConfig,
 };
+use super::support::{api_unavailable, capitalized, with_retry_after};
 use crate::accounts::password::MIN_PASSWORD_CHARS;
 use crate::accounts::reset::ResetError;
 use crate::accounts::Accounts;
@@ -45,7 +46,7 @@ impl Nav {
     async fn new(session: &Session, accounts: &Accounts, web: &WebConfig) -> Result<Self, DbError> {
         let user = current_user(session, accounts, web).await?;
         Ok(Self {
-            is_staff: user.as_ref().is_some_and(|u| u.is_staff || u.is_superuser),
+            is_staff: user.as_ref().is_some_and(|u| u.has_staff_access()),
             signed_in: user.map(|u| u.username),
             csrf_token: csrf_token(session),
         })
@@ -154,7 +155,7 @@ pub async fn submit_request(
         },
     );
     match retry {
-        Some(retry) => with_retry_after(page, retry),
+        Some(retry) => with_retry_after(page, retry.0),
         None => page,
     }
 }
@@ -420,16 +421,6 @@ fn field_errors(errors: &[(&str, String)]) -> HttpResponse {
     }))
 }
 
-fn api_unavailable(e: &DbError) -> HttpResponse {
-    tracing::error!(error = %e, cause = ?std::error::Error::source(e), "storage failure");
-    api_error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "temporarily_unavailable",
-        "the server cannot reach its database; try again in a moment",
-        None,
-    )
-}
-
 async fn invalid_link_page(
     session: &Session,
     accounts: &Accounts,
@@ -491,22 +482,6 @@ fn wait_message(retry: RetryAfter) -> String {
             "Too many requests for this address or from your network. Try again in {minutes} minute{}.",
             if minutes == 1 { "" } else { "s" }
         )
-    }
-}
-
-fn with_retry_after(mut response: HttpResponse, retry: RetryAfter) -> HttpResponse {
-    if let Ok(value) = header::HeaderValue::from_str(&retry.0.to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, value);
-    }
-    response
-}
-
-/// `message` with its first letter in upper case (service messages are sentence fragments).
-fn capitalized(message: &str) -> String {
-    let mut chars = message.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
     }
 }
 

@@ -296,6 +296,37 @@ pub async fn read_api_body<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// The JSON API's answer when storage fails: 503 `temporarily_unavailable`, the cause logged.
+#[must_use]
+pub fn api_unavailable(e: &DbError) -> HttpResponse {
+    tracing::error!(error = %e, cause = ?std::error::Error::source(e), "storage failure");
+    api_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "the server cannot reach its database; try again in a moment",
+        None,
+    )
+}
+
+/// `response` with `Retry-After: seconds` (RFC 9110 §10.2.3).
+#[must_use]
+pub fn with_retry_after(mut response: HttpResponse, seconds: u64) -> HttpResponse {
+    if let Ok(value) = header::HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// `message` with its first letter in upper case (service messages are sentence fragments).
+#[must_use]
+pub fn capitalized(message: &str) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 /// Adds `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749 §5.1).
 pub fn no_store(builder: &mut HttpResponseBuilder) -> &mut HttpResponseBuilder {
     builder
@@ -528,7 +559,7 @@ pub async fn require_staff(
     web: &WebConfig,
 ) -> Result<UserRow, HttpResponse> {
     let user = require_login(req, session, accounts, web).await?;
-    if user.is_staff || user.is_superuser {
+    if user.has_staff_access() {
         Ok(user)
     } else {
         Err(error_page(
