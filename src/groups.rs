@@ -4,6 +4,7 @@
 
 use diesel::Connection;
 
+use crate::accounts::privileges::{self, NotAllowed};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::groups::{self, GroupRow};
 use crate::db::users::UserRow;
@@ -22,6 +23,9 @@ pub enum GroupError {
     /// No such group or user.
     #[error("no such group or user")]
     NotFound,
+    /// The actor may not change this user's memberships ([`privileges`]); nothing changed.
+    #[error(transparent)]
+    Forbidden(#[from] NotAllowed),
     /// Storage failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -219,10 +223,12 @@ impl Groups {
             .await
     }
 
-    /// Deletes a group and its memberships.
+    /// Deletes a group and its memberships. Deleting takes every member out of the group, so
+    /// a group with a staff or superuser member is deleted only by a superuser (or the system),
+    /// like any other change to their memberships ([`privileges`]).
     ///
     /// # Errors
-    /// [`GroupError::NotFound`].
+    /// [`GroupError::NotFound`], [`GroupError::Forbidden`].
     pub async fn delete(&self, actor: &Actor, id: &str) -> Result<(), GroupError> {
         let id = id.to_owned();
         let actor = actor.clone();
@@ -232,6 +238,9 @@ impl Groups {
                     let Some(old) = groups::find(conn, &id)? else {
                         return Err(GroupError::NotFound);
                     };
+                    for member in groups::members(conn, &id)? {
+                        privileges::check_may_change::<GroupError>(conn, &actor, &member)?;
+                    }
                     groups::delete(conn, &id)?;
                     audit::record(
                         conn,
@@ -247,10 +256,11 @@ impl Groups {
     }
 
     /// Adds the user called `username` (or with that email) to a group; returns whether they
-    /// were added (false: already a member).
+    /// were added (false: already a member). Staff add ordinary users only; a staff or
+    /// superuser account's groups are changed by a superuser ([`privileges`]).
     ///
     /// # Errors
-    /// [`GroupError::NotFound`] for an unknown group or user.
+    /// [`GroupError::NotFound`] for an unknown group or user, [`GroupError::Forbidden`].
     pub async fn add_member(
         &self,
         actor: &Actor,
@@ -262,12 +272,16 @@ impl Groups {
         self.db
             .write(move |conn| {
                 conn.transaction(|conn| {
-                    let (Some(group), Some(user)) = (
+                    let (Some(group), Some(found)) = (
                         groups::find(conn, &group_id)?,
                         users::find_by_login(conn, &username)?,
                     ) else {
                         return Err(GroupError::NotFound);
                     };
+                    let Some(user) = privileges::lock_target(conn, &found.id)? else {
+                        return Err(GroupError::NotFound);
+                    };
+                    privileges::check_may_change::<GroupError>(conn, &actor, &user)?;
                     let added = groups::add_member(conn, &group.id, &user.id, db::now())?;
                     if added {
                         audit::record(
@@ -285,10 +299,11 @@ impl Groups {
             .await
     }
 
-    /// Removes a user from a group; returns whether they were a member.
+    /// Removes a user from a group; returns whether they were a member. The same rule as
+    /// [`Groups::add_member`] applies.
     ///
     /// # Errors
-    /// Storage failures.
+    /// [`GroupError::Forbidden`]; storage failures.
     pub async fn remove_member(
         &self,
         actor: &Actor,
@@ -300,6 +315,10 @@ impl Groups {
         self.db
             .write(move |conn| {
                 conn.transaction(|conn| {
+                    // A user who no longer exists has no memberships left to protect.
+                    if let Some(user) = privileges::lock_target(conn, &user_id)? {
+                        privileges::check_may_change::<GroupError>(conn, &actor, &user)?;
+                    }
                     let removed = groups::remove_member(conn, &group_id, &user_id)?;
                     if removed {
                         audit::record(

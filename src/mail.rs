@@ -269,12 +269,56 @@ pub struct PasswordChangedEmail {
     pub name: String,
     /// Where to reset the password if the reader did not change it.
     pub reset_link: String,
+    /// Whether the change also revoked every token of the user (a reset always does; a change
+    /// on the account page when "also sign out of applications" was ticked).
+    pub applications_signed_out: bool,
 }
 email!(
     PasswordChangedEmail,
     PasswordChangedText,
     "email/password_changed.txt",
     |_| { "Your password was changed".to_owned() }
+);
+
+/// The notice sent to the *previous* address after an email change (by the user or by an
+/// administrator), so that the owner learns of a change meant to take the account over.
+#[derive(Debug, Template)]
+#[template(path = "email/email_changed.html")]
+pub struct EmailChangedEmail {
+    /// Greeting name.
+    pub name: String,
+    /// The account's username.
+    pub username: String,
+    /// The address the message goes to (the one replaced).
+    pub previous_email: String,
+    /// The address now stored.
+    pub new_email: String,
+    /// Whether someone other than the user (an administrator, or the command line) changed it.
+    pub by_admin: bool,
+}
+email!(
+    EmailChangedEmail,
+    EmailChangedText,
+    "email/email_changed.txt",
+    |_| { "Your email address was changed".to_owned() }
+);
+
+/// The notice that sign-in codes (the emailed second step) were switched off.
+#[derive(Debug, Template)]
+#[template(path = "email/login_code_off.html")]
+pub struct LoginCodeOffEmail {
+    /// Greeting name.
+    pub name: String,
+    /// The account's username.
+    pub username: String,
+    /// Where to reset the password if the reader did not do it.
+    pub reset_link: String,
+}
+email!(
+    LoginCodeOffEmail,
+    LoginCodeOffText,
+    "email/login_code_off.txt",
+    |_| { "Sign-in codes were switched off".to_owned() }
 );
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ use crate::db::users::{self, UserRow};
 use crate::db::DbError;
 use crate::limits::RetryAfter;
 use crate::mail::greeting_name;
-use crate::mail::LoginCodeEmail;
+use crate::mail::{LoginCodeEmail, LoginCodeOffEmail};
 use crate::secret;
 
 /// The RFC 8176 authentication methods of a login completed with an emailed code: a password
@@ -275,12 +275,15 @@ impl Accounts {
     }
 
     /// Switches login codes on or off for the user (`users.mfa_enabled`) and records
-    /// `mfa.enabled` / `mfa.disabled` in the same transaction (nothing when unchanged).
+    /// `mfa.enabled` / `mfa.disabled` in the same transaction (nothing when unchanged). Switching
+    /// them off is then announced to the user by email ([`LoginCodeOffEmail`]; a failed send is
+    /// logged, the change stands). The user themself, the system and admins by the
+    /// [`privileges`](super::privileges) rules may do it.
     ///
     /// # Errors
     /// [`AccountError::Invalid`] when switching off a code the policy requires, or switching on
     /// while the email address is unverified (the codes go there; unless verification is off);
-    /// [`AccountError::NotFound`].
+    /// [`AccountError::Forbidden`]; [`AccountError::NotFound`].
     #[tracing::instrument(skip_all, fields(user_id = %user_id, on = on))]
     pub async fn set_login_code(
         &self,
@@ -305,16 +308,19 @@ impl Accounts {
             ));
         }
         let id = user_id.to_owned();
+        let actor = actor.clone();
         let event = AuditEvent::new(if on { "mfa.enabled" } else { "mfa.disabled" })
-            .by(actor)
+            .by(&actor)
             .user(user_id)
             .detail("method", "email_otp");
-        self.db
+        let (switched_off, updated) = self
+            .db
             .write(move |conn| {
-                conn.transaction(|conn| {
-                    let Some(old) = users::find(conn, &id)? else {
+                conn.transaction::<_, AccountError, _>(|conn| {
+                    let Some(old) = super::privileges::lock_target(conn, &id)? else {
                         return Ok(None);
                     };
+                    super::privileges::check_may_change::<AccountError>(conn, &actor, &old)?;
                     if old.mfa_enabled != on {
                         // A single-purpose update, kept beside its only caller.
                         diesel::update(schema::users::table.find(&id))
@@ -322,11 +328,22 @@ impl Accounts {
                             .execute(conn)?;
                         audit::record(conn, event)?;
                     }
-                    users::find(conn, &id)
+                    let switched_off = old.mfa_enabled && !on;
+                    Ok(users::find(conn, &id)?.map(|u| (switched_off, u)))
                 })
-                .map_err(AccountError::from)
             })
             .await?
-            .ok_or(AccountError::NotFound)
+            .ok_or(AccountError::NotFound)?;
+        if switched_off {
+            let email = LoginCodeOffEmail {
+                name: greeting_name(&updated),
+                username: updated.username.clone(),
+                reset_link: self.public_url(super::reset::RESET_REQUEST_PATH),
+            };
+            if let Err(e) = self.mailer().send(&updated.email, &email).await {
+                tracing::error!(error = %e, user_id = %updated.id, "the sign-in codes off notice could not be sent");
+            }
+        }
+        Ok(updated)
     }
 }

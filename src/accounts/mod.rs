@@ -6,6 +6,7 @@ pub mod links;
 pub mod login_code;
 pub mod otp;
 pub mod password;
+pub mod privileges;
 pub mod registration;
 pub mod reset;
 pub mod sessions;
@@ -22,7 +23,7 @@ use crate::db::{self, Db, DbError};
 use crate::db::{codes, tokens};
 use crate::domain::{Email, Page, PageRequest, Username};
 use crate::limits::{self, Limiter, RetryAfter};
-use crate::mail::Mailer;
+use crate::mail::{greeting_name, EmailChangedEmail, Mailer};
 use links::LinkSigner;
 pub use password::PasswordHasher;
 use std::sync::Arc;
@@ -51,6 +52,9 @@ pub enum AccountError {
     /// Too many wrong passwords for this account (they count as failed logins).
     #[error("too many failed attempts; try again in {} seconds", .0.0)]
     Locked(RetryAfter),
+    /// The actor may not make this change to this account ([`privileges`]); nothing changed.
+    #[error(transparent)]
+    Forbidden(#[from] privileges::NotAllowed),
 }
 
 impl From<diesel::result::Error> for AccountError {
@@ -419,13 +423,17 @@ impl Accounts {
             .await
     }
 
-    /// Changes a user's email and names. A changed email is no longer verified.
-    /// A new address is unverified; under mandatory verification the change also ends the
-    /// user's sessions and revokes their tokens until they verify it.
+    /// Changes a user's email and names. A changed email is no longer verified; under
+    /// mandatory verification the change also ends the user's sessions and revokes their tokens
+    /// until they verify it. After the commit, a changed email is announced to the *previous*
+    /// address ([`EmailChangedEmail`]; a failed send is logged, the change stands).
+    ///
+    /// Only the user themself, the system, an active superuser, or active staff for an ordinary
+    /// account may do it ([`privileges`]), checked in the change's transaction.
     ///
     /// # Errors
     /// [`AccountError::Invalid`] for a bad email or an over-long name, [`AccountError::Taken`]
-    /// when another user has the email, [`AccountError::NotFound`].
+    /// when another user has the email, [`AccountError::Forbidden`], [`AccountError::NotFound`].
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn update_profile(
         &self,
@@ -447,13 +455,16 @@ impl Accounts {
             .user(user_id);
         let mandatory =
             self.settings().email_verification == crate::config::EmailVerification::Mandatory;
+        let by_admin = actor.user_id.as_deref() != Some(user_id);
         let actor = actor.clone();
-        self.db
+        let (old, updated) = self
+            .db
             .write(move |conn| {
-                conn.transaction(|conn| {
-                    let Some(old) = users::find(conn, &id)? else {
+                conn.transaction::<_, AccountError, _>(|conn| {
+                    let Some(old) = privileges::lock_target(conn, &id)? else {
                         return Ok(None);
                     };
+                    privileges::check_may_change::<AccountError>(conn, &actor, &old)?;
                     users::update_profile(conn, &id, email.as_str(), &first_name, &last_name)?;
                     let event = if old.email == email.as_str() {
                         event
@@ -469,12 +480,30 @@ impl Accounts {
                         // no token: they sign in again and verify the new address first.
                         end_everything(conn, &actor, &id)?;
                     }
-                    users::find(conn, &id)
+                    Ok(users::find(conn, &id)?.map(|new| (old, new)))
                 })
-                .map_err(AccountError::from)
             })
             .await?
-            .ok_or(AccountError::NotFound)
+            .ok_or(AccountError::NotFound)?;
+        if old.email != updated.email {
+            self.notify_email_changed(&old, &updated, by_admin).await;
+        }
+        Ok(updated)
+    }
+
+    /// Tells the previous address of `old` that the account's address is now `new`'s. A
+    /// failure is logged, never returned: the change stands.
+    async fn notify_email_changed(&self, old: &UserRow, new: &UserRow, by_admin: bool) {
+        let email = EmailChangedEmail {
+            name: greeting_name(new),
+            username: new.username.clone(),
+            previous_email: old.email.clone(),
+            new_email: new.email.clone(),
+            by_admin,
+        };
+        if let Err(e) = self.mailer().send(&old.email, &email).await {
+            tracing::error!(error = %e, user_id = %new.id, "the email changed notice could not be sent");
+        }
     }
 
     /// Checks `current` against the user's password before a sensitive change (new password,
@@ -537,13 +566,17 @@ impl Accounts {
     }
 
     /// Changes a user's password after checking the current one, and ends the user's browser
-    /// sessions that began before now. Returns that cut-off, which the caller gives to
-    /// `keep_session` so that the current browser stays signed in (and only it: a later
-    /// "sign out everywhere" still ends it).
+    /// sessions that began before now. With `sign_out_applications` (the account page's "also
+    /// sign out of applications", on by default) the same transaction revokes every OAuth token
+    /// of the user and deletes their unexchanged authorization codes, so a token taken with the
+    /// old password does not outlive the change. Returns the session cut-off, which the caller
+    /// gives to `keep_session` so that the current browser stays signed in (and only it: a
+    /// later "sign out everywhere" still ends it). Afterwards the user is emailed
+    /// ([`PasswordChangedEmail`](crate::mail::PasswordChangedEmail)).
     ///
     /// # Errors
-    /// [`AccountError::WrongPassword`], [`AccountError::Invalid`] for a new password that fails
-    /// the policy, [`AccountError::NotFound`].
+    /// [`AccountError::WrongPassword`], [`AccountError::Locked`], [`AccountError::Invalid`] for
+    /// a new password that fails the policy, [`AccountError::NotFound`].
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn change_password(
         &self,
@@ -551,6 +584,7 @@ impl Accounts {
         user_id: &str,
         current: SecretString,
         new: SecretString,
+        sign_out_applications: bool,
     ) -> Result<chrono::NaiveDateTime, AccountError> {
         let user = self
             .find(user_id.to_owned())
@@ -562,14 +596,25 @@ impl Accounts {
             .map_err(AccountError::Invalid)?;
         let hash = self.hasher.hash(new).await?;
         let id = user_id.to_owned();
-        let event = AuditEvent::new("password.changed").by(actor).user(user_id);
+        let event = AuditEvent::new("password.changed")
+            .by(actor)
+            .user(user_id)
+            .detail("applications_signed_out", sign_out_applications);
         let cut = self
             .db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
                     let cut = db::now();
+                    // The first write takes the user's row lock (PostgreSQL).
                     users::set_password_hash(conn, &id, &hash)?;
                     users::end_sessions(conn, &id, cut)?;
+                    let event = if sign_out_applications {
+                        let revoked = tokens::revoke_for_user(conn, &id, None, cut)?;
+                        codes::delete_unused_for_user(conn, &id, None)?;
+                        event.detail("tokens_revoked", revoked)
+                    } else {
+                        event
+                    };
                     audit::record(conn, event)?;
                     Ok(cut)
                 })
@@ -577,17 +622,22 @@ impl Accounts {
             })
             .await?;
         // After the commit; a failure to send is logged and the change stands.
-        self.notify_password_changed(&user).await;
+        self.notify_password_changed(&user, sign_out_applications)
+            .await;
         Ok(cut)
     }
 
     /// Sets the active, staff and superuser flags. Deactivating also revokes the user's tokens
     /// and ends their sessions. Each changed flag is an audit event.
     ///
+    /// Who may ([`privileges`], checked in the change's transaction): staff change the active
+    /// flag of ordinary users; only a superuser (or the system) changes a staff or superuser
+    /// account, or grants or removes staff or superuser status.
+    ///
     /// # Errors
-    /// [`AccountError::NotFound`], [`AccountError::Invalid`] when an admin would remove their
-    /// own staff status or deactivate themselves (they would lock themselves out), or when an
-    /// actor who is not a superuser changes staff or superuser status or touches a superuser.
+    /// [`AccountError::NotFound`]; [`AccountError::Invalid`] when an admin would remove their
+    /// own staff status or deactivate themselves (they would lock themselves out);
+    /// [`AccountError::Forbidden`] by the rules above.
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn set_flags(
         &self,
@@ -604,23 +654,17 @@ impl Accounts {
         let actor = actor.clone();
         self.db
             .write(move |conn| {
-                conn.transaction(|conn| {
-                    let Some(old) = users::find(conn, &id)? else {
+                conn.transaction::<_, AccountError, _>(|conn| {
+                    let Some(old) = privileges::lock_target(conn, &id)? else {
                         return Ok(None);
                     };
-                    // Staff manage users; only superusers manage staff (or a superuser), so one
-                    // staff account cannot lock out every administrator or promote itself.
-                    if let Some(actor_id) = &actor.user_id {
-                        let actor_is_superuser = users::find(conn, actor_id)?
-                            .is_some_and(|a| a.is_active && a.is_superuser);
-                        let touches_admins = old.is_superuser
-                            || old.is_staff != flags.is_staff
-                            || old.is_superuser != flags.is_superuser;
-                        if touches_admins && !actor_is_superuser {
-                            return Err(AccountError::Invalid(
-                                "only a superuser can change staff or superuser status, or change a superuser's account".into(),
-                            ));
-                        }
+                    privileges::check_may_change::<AccountError>(conn, &actor, &old)?;
+                    // Only superusers make or unmake administrators, so that one staff account
+                    // can neither promote itself nor lock out the others.
+                    let promotes = old.is_staff != flags.is_staff
+                        || old.is_superuser != flags.is_superuser;
+                    if promotes && !privileges::is_superuser(conn, &actor)? {
+                        return Err(privileges::NotAllowed::Promotion.into());
                     }
                     users::set_flags(
                         conn,
@@ -666,10 +710,11 @@ impl Accounts {
     }
 
     /// Revokes every token of the user and ends every browser session they have, on every
-    /// node ("sign out everywhere").
+    /// node ("sign out everywhere"); returns how many tokens were revoked. Allowed to the user,
+    /// the system, and admins by the [`privileges`] rules.
     ///
     /// # Errors
-    /// [`AccountError::NotFound`].
+    /// [`AccountError::NotFound`], [`AccountError::Forbidden`].
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn end_sessions_and_tokens(
         &self,
@@ -680,13 +725,13 @@ impl Accounts {
         let actor = actor.clone();
         self.db
             .write(move |conn| {
-                conn.transaction(|conn| {
-                    if users::find(conn, &id)?.is_none() {
+                conn.transaction::<_, AccountError, _>(|conn| {
+                    let Some(target) = privileges::lock_target(conn, &id)? else {
                         return Ok(None);
-                    }
-                    end_everything(conn, &actor, &id).map(Some)
+                    };
+                    privileges::check_may_change::<AccountError>(conn, &actor, &target)?;
+                    Ok(Some(end_everything(conn, &actor, &id)?))
                 })
-                .map_err(AccountError::from)
             })
             .await?
             .ok_or(AccountError::NotFound)

@@ -308,16 +308,18 @@ impl Accounts {
                 })
             })
             .await?;
-        self.notify_password_changed(&updated).await;
+        self.notify_password_changed(&updated, true).await;
         Ok(updated)
     }
 
     /// Emails `user` that their password was changed, with a link to reset it should it not
-    /// have been them. A failure is logged, never returned: the change stands.
-    pub async fn notify_password_changed(&self, user: &UserRow) {
+    /// have been them; `applications_signed_out` says whether their tokens were revoked too. A
+    /// failure is logged, never returned: the change stands.
+    pub async fn notify_password_changed(&self, user: &UserRow, applications_signed_out: bool) {
         let email = PasswordChangedEmail {
             name: greeting_name(user),
             reset_link: self.public_url(RESET_REQUEST_PATH),
+            applications_signed_out,
         };
         if let Err(e) = self.mailer().send(&user.email, &email).await {
             tracing::error!(error = %e, user_id = %user.id, "the password changed email could not be sent");

@@ -400,7 +400,8 @@ pub async fn update_profile(
 }
 
 /// `POST /account/password/`: changes the password after checking the current one. The user's
-/// other browser sessions end; this one stays signed in.
+/// other browser sessions end; this one stays signed in. With `sign_out_applications` ticked
+/// (the default) every OAuth token of the user is revoked as well.
 pub async fn change_password(
     req: HttpRequest,
     payload: web::Payload,
@@ -434,8 +435,18 @@ pub async fn change_password(
         );
         return account_page(&session, &accounts, &web, &user, stored, Some(error), None).await;
     }
+    // "Also sign out of applications" is on unless the form that offered it came back unticked:
+    // a form without the box (a page from before it existed) signs out too.
+    let sign_out_applications =
+        form.contains("sign_out_applications") || !form.contains("sign_out_applications_offered");
     let error = match accounts
-        .change_password(&actor(&req, &user), &user.id, current, new)
+        .change_password(
+            &actor(&req, &user),
+            &user.id,
+            current,
+            new,
+            sign_out_applications,
+        )
         .await
     {
         Ok(cut) => {
@@ -443,11 +454,12 @@ pub async fn change_password(
                 // The user is signed out here too, and can sign in with the new password.
                 tracing::error!(error = %e, "could not keep the session after a password change");
             }
-            set_notice(
-                &session,
-                SESSION_ACCOUNT_NOTICE,
-                "Your password was changed. You were signed out in every other browser. Applications you authorized keep their access; you can revoke it on the Authorized apps page.".to_owned(),
-            );
+            let notice = if sign_out_applications {
+                "Your password was changed. You were signed out in every other browser, and every application you authorized has to ask you to sign in again."
+            } else {
+                "Your password was changed. You were signed out in every other browser. Applications you authorized keep their access; you can revoke it on the Authorized apps page."
+            };
+            set_notice(&session, SESSION_ACCOUNT_NOTICE, notice.to_owned());
             return see_other("/account/");
         }
         Err(AccountError::WrongPassword) => field_error(
@@ -623,6 +635,11 @@ fn account_failure(e: &AccountError) -> HttpResponse {
             StatusCode::NOT_FOUND,
             "Account not found",
             "This account no longer exists.",
+        ),
+        AccountError::Forbidden(refusal) => error_page(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            &format!("{}.", capitalized(&refusal.to_string())),
         ),
         other => {
             tracing::error!(error = %other, "account change failed");

@@ -126,6 +126,11 @@ pub async fn set_login_code(
             "This account no longer exists.",
         ),
         Err(AccountError::Db(e)) => unavailable(&e),
+        Err(AccountError::Forbidden(refusal)) => error_page(
+            StatusCode::FORBIDDEN,
+            "Sign-in codes not changed",
+            &capitalized(&refusal.to_string()),
+        ),
         Err(e) => {
             tracing::error!(error = %e, "switching sign-in codes failed");
             error_page(

@@ -3,8 +3,11 @@
 //! Applications live in the developer portal (`/o/applications/`), where staff already see and
 //! search every client with its owner; the console links there instead of repeating it.
 //!
-//! Access is a staff check only ([`require_staff`]: `is_staff` or `is_superuser`). Staff and
-//! superusers have the same powers here: Latchkey has no finer permissions yet.
+//! Access is a staff check ([`require_staff`]: `is_staff` or `is_superuser`). What each admin
+//! may change is the services' rule (`accounts::privileges`): staff manage ordinary users; the
+//! accounts of staff members and superusers, and the staff and superuser flags, are a
+//! superuser's. A refused change answers 403 and changes nothing; a user's page shows a staff
+//! member the accounts they cannot change without their forms.
 //!
 //! Every POST checks the session's CSRF token. Destructive actions (deactivating a user,
 //! signing a user out everywhere, revoking tokens, deleting a group) are confirmed on a page of
@@ -142,6 +145,11 @@ struct UserPage<'a> {
     user: &'a UserRow,
     /// The page shows the admin's own account.
     is_self: bool,
+    /// The admin may not change this account (a staff member looking at another staff or
+    /// superuser account): the page shows no forms. The services refuse such changes anyway.
+    read_only: bool,
+    /// The admin is a superuser (only they grant or remove staff and superuser status).
+    admin_is_superuser: bool,
     joined: String,
     last_login: Option<String>,
     profile: ProfileValues,
@@ -1427,6 +1435,7 @@ fn account_failure(e: AccountError) -> HttpResponse {
     match e {
         AccountError::NotFound => user_not_found(),
         AccountError::Db(e) => unavailable(&e),
+        AccountError::Forbidden(refusal) => not_allowed(&refusal.to_string()),
         other => {
             tracing::error!(error = %other, "account change failed");
             error_page(
@@ -1438,6 +1447,16 @@ fn account_failure(e: AccountError) -> HttpResponse {
     }
 }
 
+/// 403: the services refused the change by the privilege rules (`accounts::privileges`); the
+/// message says which rule.
+fn not_allowed(message: &str) -> HttpResponse {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "Not allowed",
+        &format!("{}. Nothing was changed.", super::support::capitalized(message)),
+    )
+}
+
 /// The page for a group change the handler has no better answer to.
 fn group_failure(e: GroupError) -> HttpResponse {
     match e {
@@ -1447,6 +1466,7 @@ fn group_failure(e: GroupError) -> HttpResponse {
             "The group or user does not exist any more.",
         ),
         GroupError::Db(e) => unavailable(&e),
+        GroupError::Forbidden(refusal) => not_allowed(&refusal.to_string()),
         other @ (GroupError::Invalid(_) | GroupError::Taken) => error_page(
             StatusCode::BAD_REQUEST,
             "Not saved",
@@ -1665,6 +1685,8 @@ async fn user_page(
             area: "users",
             user,
             is_self: user.id == admin.id,
+            read_only: user.id != admin.id && !admin.is_superuser && user.has_staff_access(),
+            admin_is_superuser: admin.is_superuser,
             joined: show_time(&user.date_joined),
             last_login: user.last_login.as_ref().map(show_time),
             profile: forms.profile,

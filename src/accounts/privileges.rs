@@ -1,0 +1,148 @@
+//! Who may change whose account: the one rule every service that changes a user applies
+//! (`Accounts::update_profile`, `set_flags`, `end_sessions_and_tokens`, `set_login_code`;
+//! `Groups::add_member`, `remove_member`, `delete`), inside the transaction of the change, so it
+//! holds whoever calls the service (admin console, account page, JSON API, command line).
+//!
+//! * The system — the command line and background jobs, an [`Actor`] without a user — may
+//!   change any account.
+//! * Anyone may change their own account (the account page asks for the current password where
+//!   it matters: email address, password, sign-in codes off).
+//! * An active superuser may change any other account.
+//! * Active staff may change *ordinary* accounts (neither staff nor superuser): profile, email,
+//!   active flag, sessions, "sign out everywhere", groups. The account of another staff member
+//!   or a superuser is the superuser's alone: otherwise a staff member could set a superuser's
+//!   email address to their own and take the account over with a password reset.
+//! * Only a superuser grants or removes staff or superuser status, their own included.
+//!
+//! The target's row is locked first ([`lock_target`]) and the actor's flags are read after it
+//! on the same connection, so on PostgreSQL a promotion or demotion that committed before the
+//! lock is seen, and one that commits later waits for this change (SQLite has one writer).
+
+use crate::audit::Actor;
+use crate::db::users::{self, UserRow};
+use crate::db::DbConnection;
+
+/// Why an actor may not make a change to an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotAllowed {
+    /// The actor is not an active staff member or superuser, and the account is not theirs.
+    #[error("only staff can change another user's account")]
+    NotStaff,
+    /// The account is a staff or superuser account, and the actor is not a superuser.
+    #[error("only a superuser can change the account of a staff member or superuser")]
+    AdminAccount,
+    /// Granting or removing staff or superuser status, by an actor who is not a superuser.
+    #[error("only a superuser can grant or remove staff or superuser status")]
+    Promotion,
+}
+
+/// Locks the user's row until the transaction ends (PostgreSQL; SQLite has one writer) and
+/// reads it afresh. `None` when there is no such user.
+///
+/// # Errors
+/// Query failures.
+pub fn lock_target(conn: &mut DbConnection, id: &str) -> diesel::QueryResult<Option<UserRow>> {
+    users::touch_for_update(conn, id)?;
+    users::find(conn, id)
+}
+
+/// The actor's account as stored now: `None` for the system, or for a user who no longer
+/// exists (who then has no powers).
+fn actor_row(conn: &mut DbConnection, actor: &Actor) -> diesel::QueryResult<Option<UserRow>> {
+    match &actor.user_id {
+        Some(id) => users::find(conn, id),
+        None => Ok(None),
+    }
+}
+
+/// Whether `actor` is the system or an active superuser, read on `conn`.
+///
+/// # Errors
+/// Query failures.
+pub fn is_superuser(conn: &mut DbConnection, actor: &Actor) -> diesel::QueryResult<bool> {
+    if actor.user_id.is_none() {
+        return Ok(true);
+    }
+    Ok(actor_row(conn, actor)?.is_some_and(|a| a.is_active && a.is_superuser))
+}
+
+/// Checks that `actor` may change `target`'s account (profile, email, active flag, sessions,
+/// tokens, groups), by the rules of this module. Call it inside the change's transaction, after
+/// [`lock_target`].
+///
+/// # Errors
+/// `E::from(NotAllowed)` when refused; query failures.
+pub fn check_may_change<E>(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    target: &UserRow,
+) -> Result<(), E>
+where
+    E: From<NotAllowed> + From<diesel::result::Error>,
+{
+    let Some(actor_id) = actor.user_id.as_deref() else {
+        return Ok(());
+    };
+    if actor_id == target.id {
+        return Ok(());
+    }
+    let Some(acting) = actor_row(conn, actor)?.filter(|a| a.is_active) else {
+        return Err(NotAllowed::NotStaff.into());
+    };
+    decide(&acting, target).map_err(E::from)
+}
+
+/// The rule itself, on the two accounts as stored (the actor active and not the target).
+fn decide(actor: &UserRow, target: &UserRow) -> Result<(), NotAllowed> {
+    if actor.is_superuser {
+        Ok(())
+    } else if !actor.has_staff_access() {
+        Err(NotAllowed::NotStaff)
+    } else if target.has_staff_access() {
+        Err(NotAllowed::AdminAccount)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decide, NotAllowed};
+    use crate::db::users::UserRow;
+
+    fn user(staff: bool, superuser: bool) -> UserRow {
+        UserRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            username: "u".into(),
+            email: "u@example.com".into(),
+            first_name: String::new(),
+            last_name: String::new(),
+            password_hash: None,
+            is_active: true,
+            is_staff: staff,
+            is_superuser: superuser,
+            email_verified: true,
+            date_joined: crate::db::now(),
+            last_login: None,
+            sessions_valid_after: None,
+            mfa_enabled: false,
+        }
+    }
+
+    #[test]
+    fn staff_manage_ordinary_users_and_superusers_everyone() {
+        let (ordinary, staff, root) = (user(false, false), user(true, false), user(true, true));
+        // A superuser flag without the staff flag still counts as an administrator.
+        let bare_root = user(false, true);
+        assert_eq!(decide(&staff, &ordinary), Ok(()));
+        for target in [&staff, &root, &bare_root] {
+            assert_eq!(decide(&staff, target), Err(NotAllowed::AdminAccount));
+            assert_eq!(decide(&root, target), Ok(()));
+            assert_eq!(decide(&bare_root, target), Ok(()));
+        }
+        assert_eq!(decide(&root, &ordinary), Ok(()));
+        for target in [&ordinary, &staff, &root] {
+            assert_eq!(decide(&ordinary, target), Err(NotAllowed::NotStaff));
+        }
+    }
+}
