@@ -612,11 +612,31 @@ async fn the_profile_form_saves_and_shows_errors_at_the_email_field() {
     let events = app.audit_events("user.profile_changed").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].actor_id.as_deref(), Some(ann.id.as_str()));
+    // The previous address is told, once, where the account's mail goes now.
+    let notices = app.emails_to("ann@example.com");
+    assert_eq!(notices.len(), 1);
+    assert_eq!(notices[0].subject, "Your email address was changed");
+    assert!(
+        notices[0].text.contains("by you, from ann@example.com to ann.new@example.com"),
+        "{}",
+        notices[0].text
+    );
     let (_, html) = visitor.get("/account/").await;
     assert!(
         !html.contains("Your profile was saved."),
         "the notice is shown once"
     );
+    // A change of name only tells nobody.
+    let response = visitor
+        .submit(
+            "/account/",
+            "/account/profile/",
+            &[("email", "ann.new@example.com"), ("first_name", "Annie")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.emails_to("ann@example.com").len(), 1);
+    assert!(app.emails_to("ann.new@example.com").is_empty());
 }
 
 #[tokio::test]
@@ -799,6 +819,139 @@ async fn a_new_password_works_and_signs_out_the_other_browsers() {
     let events = app.audit_events("password.changed").await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].actor_id.as_deref(), Some(ann.id.as_str()));
+}
+
+/// An access and a refresh token of `username` from the password grant of `auth`'s client.
+async fn password_tokens(
+    app: &TestApp,
+    auth: &Authorized,
+    username: &str,
+    password: &str,
+) -> Authorized {
+    let (status, body) = app
+        .post_token(
+            &[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", password),
+            ],
+            auth.basic(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    Authorized {
+        client_id: auth.client_id.clone(),
+        secret: auth.secret.clone(),
+        access: body["access_token"].as_str().expect("access").to_owned(),
+        refresh: body["refresh_token"].as_str().expect("refresh").to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn a_password_change_signs_out_of_applications_unless_the_box_is_unticked() {
+    let app = spawn_app().await;
+    let ann = app.create_user("ann").await;
+    // A first-party app with the password grant (to get tokens after each change), authorized
+    // once through the consent page; and a code on its way to the app, not exchanged yet.
+    let mut client_spec = spec(
+        "confidential",
+        &["authorization_code", "refresh_token", "password"],
+    );
+    client_spec.name = "Photo printer".to_owned();
+    let (client, secret) = app.register(&client_spec).await;
+    let client = Authorized {
+        client_id: client.id().to_owned(),
+        secret: secret.expect("secret"),
+        access: String::new(),
+        refresh: String::new(),
+    };
+    let (in_flight, verifier) = app.code_for(&client.client_id, "ann", "profile").await;
+    let first = password_tokens(&app, &client, "ann", PASSWORD).await;
+    let visitor = app.visitor("ann").await;
+    let (_, page) = visitor.get("/account/").await;
+    assert!(
+        page.contains(r#"name="sign_out_applications" value="on" checked"#),
+        "ticked by default: {page}"
+    );
+    assert!(page.contains(r#"name="sign_out_applications_offered" value="yes""#));
+
+    // Ticked, as the page offers it: every token of the user is revoked, the code is gone.
+    let change = |current: &'static str, new: &'static str, tick: bool| {
+        let mut fields = vec![
+            ("current_password", current),
+            ("new_password", new),
+            ("confirm_password", new),
+            ("sign_out_applications_offered", "yes"),
+        ];
+        if tick {
+            fields.push(("sign_out_applications", "on"));
+        }
+        let visitor = &visitor;
+        async move { visitor.submit("/account/", "/account/password/", &fields).await }
+    };
+    let response = change(PASSWORD, NEW_PASSWORD, true).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(!is_active(&app, &first, &first.access).await);
+    assert!(!is_active(&app, &first, &first.refresh).await);
+    let (status, body) = refresh(&app, &first).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    let (status, body) = app
+        .post_token(
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &in_flight),
+                ("redirect_uri", REDIRECT_URI),
+                ("code_verifier", &verifier),
+            ],
+            client.basic(),
+        )
+        .await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    let (_, html) = visitor.get("/account/").await;
+    assert!(
+        html.contains("every application you authorized has to ask you to sign in again"),
+        "{html}"
+    );
+    let events = app.audit_events("password.changed").await;
+    assert!(
+        events[0].details.contains(r#""applications_signed_out":true"#)
+            && events[0].details.contains(r#""tokens_revoked":2"#),
+        "{}",
+        events[0].details
+    );
+    let email = app.last_email_to(&ann.email);
+    assert!(email.text.contains("in every application"), "{}", email.text);
+
+    // Unticked: the applications keep their access.
+    const THIRD: &str = "yet another fresh passphrase";
+    let second = password_tokens(&app, &client, "ann", NEW_PASSWORD).await;
+    let response = change(NEW_PASSWORD, THIRD, false).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(is_active(&app, &second, &second.access).await);
+    let (status, body) = refresh(&app, &second).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, html) = visitor.get("/account/").await;
+    assert!(html.contains("Applications you authorized keep their access"));
+    let events = app.audit_events("password.changed").await;
+    assert!(events[0].details.contains(r#""applications_signed_out":false"#));
+    let email = app.last_email_to(&ann.email);
+    assert!(email.text.contains("applications you authorized keep their access"));
+
+    // A form that never offered the box (a page from before it existed) signs out too.
+    let third = password_tokens(&app, &client, "ann", THIRD).await;
+    let response = visitor
+        .submit(
+            "/account/",
+            "/account/password/",
+            &[
+                ("current_password", THIRD),
+                ("new_password", NEW_PASSWORD),
+                ("confirm_password", NEW_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(!is_active(&app, &third, &third.access).await);
 }
 
 #[tokio::test]

@@ -510,7 +510,7 @@ async fn only_superusers_change_staff_status_or_superusers() {
             .await;
         assert_eq!(
             response.status(),
-            StatusCode::UNPROCESSABLE_ENTITY,
+            StatusCode::FORBIDDEN,
             "{}",
             target.username
         );
@@ -518,7 +518,7 @@ async fn only_superusers_change_staff_status_or_superusers() {
             .text()
             .await
             .expect("html")
-            .contains("only a superuser can"));
+            .contains("Only a superuser can"));
     }
     assert!(!user(&app, &pat.id).await.is_staff);
     assert!(!user(&app, &ned.id).await.is_superuser);

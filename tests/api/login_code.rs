@@ -702,6 +702,13 @@ async fn users_without_codes_still_get_tokens_from_the_password_grant_and_metada
     }
 }
 
+/// Whether the account page's sign-in code checkbox is ticked.
+fn switch_checked(page: &str) -> bool {
+    let start = page.find("name=\"enabled\"").expect("the switch");
+    let end = start + page[start..].find('>').expect("end of the tag");
+    page[start..end].contains(" checked")
+}
+
 #[tokio::test]
 async fn the_account_page_switch_turns_codes_on_and_off() {
     let app = spawn_app().await;
@@ -710,7 +717,7 @@ async fn the_account_page_switch_turns_codes_on_and_off() {
     let (_, page) = visitor.get("/account/").await;
     assert!(page.contains("Sign-in codes"));
     assert!(page.contains("name=\"enabled\" value=\"on\""));
-    assert!(!page.contains(" checked"), "off at first: {page}");
+    assert!(!switch_checked(&page), "off at first: {page}");
 
     // Without the CSRF token: refused.
     let response = visitor
@@ -743,7 +750,11 @@ async fn the_account_page_switch_turns_codes_on_and_off() {
     assert!(stored.expect("user").mfa_enabled);
     let (_, page) = visitor.get("/account/").await;
     assert!(page.contains("From your next sign-in"), "notice: {page}");
-    assert!(page.contains(" checked>"), "on: {page}");
+    assert!(switch_checked(&page), "on: {page}");
+    assert!(
+        app.emails_to("kit@example.com").is_empty(),
+        "switching on sends nothing"
+    );
     let enabled = app.audit_events("mfa.enabled").await;
     assert_eq!(enabled.len(), 1);
     assert_eq!(enabled[0].actor_id.as_deref(), Some(user.id.as_str()));
@@ -785,6 +796,13 @@ async fn the_account_page_switch_turns_codes_on_and_off() {
         .expect("db");
     assert!(!stored.expect("user").mfa_enabled);
     assert_eq!(app.audit_events("mfa.disabled").await.len(), 1);
+    // The owner hears of it (someone with their session and password may have done it).
+    let notice = app.last_email_to("kit@example.com");
+    assert_eq!(notice.subject, "Sign-in codes were switched off");
+    assert!(notice.text.contains("your password alone signs you in"), "{}", notice.text);
+    assert!(notice
+        .link_starting_with(&app.url("/accounts/password-reset/"))
+        .is_some());
     let third = app.anonymous_visitor();
     let response = post_password(&third, "kit", "/").await;
     assert_eq!(location(&response), "/");

@@ -4,6 +4,7 @@
 
 mod account;
 mod admin;
+mod admin_privileges;
 mod api_users;
 mod audit;
 mod authorization_code;

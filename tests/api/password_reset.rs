@@ -520,6 +520,7 @@ async fn links_die_when_the_user_logs_in_or_changes_the_password() {
             &fay.id,
             secrecy::SecretString::from(PASSWORD),
             secrecy::SecretString::from(NEW_PASSWORD),
+            true,
         )
         .await
         .expect("change password");
