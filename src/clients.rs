@@ -445,10 +445,11 @@ pub fn validate_spec(
         origins.push(parse_origin(origin).map_err(|e| invalid("allowed_origins", e))?);
     }
     let scopes = if spec.scopes.iter().all(|s| s.trim().is_empty()) {
-        // Every scope but `admin`, which a client gets only by asking for it by name.
+        // Every scope but `admin` and `logout_all`, which a client gets only by asking for
+        // them by name.
         known_scopes
             .keys()
-            .filter(|s| *s != crate::config::ADMIN_SCOPE)
+            .filter(|s| !crate::config::RESTRICTED_SCOPES.contains(&s.as_str()))
             .cloned()
             .collect::<ScopeSet>()
     } else {

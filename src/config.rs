@@ -36,6 +36,15 @@ pub const SECRET_KEY_BYTES: usize = 64;
 /// active staff user.
 pub const ADMIN_SCOPE: &str = "admin";
 
+/// The scope that lets a third-party application sign its user out of everything
+/// (`POST /api/logout_all/`; first-party clients, those with `skip_authorization`, need no
+/// scope for it). Like [`ADMIN_SCOPE`] it is never among a client's default scopes.
+pub const LOGOUT_ALL_SCOPE: &str = "logout_all";
+
+/// Scopes a client is allowed only when they are named in its scope list, and which only staff
+/// can tick in the developer portal.
+pub const RESTRICTED_SCOPES: [&str; 2] = [ADMIN_SCOPE, LOGOUT_ALL_SCOPE];
+
 #[derive(Debug, Deserialize)]
 struct Raw {
     server: RawServer,

@@ -661,8 +661,8 @@ impl Accounts {
                     privileges::check_may_change::<AccountError>(conn, &actor, &old)?;
                     // Only superusers make or unmake administrators, so that one staff account
                     // can neither promote itself nor lock out the others.
-                    let promotes = old.is_staff != flags.is_staff
-                        || old.is_superuser != flags.is_superuser;
+                    let promotes =
+                        old.is_staff != flags.is_staff || old.is_superuser != flags.is_superuser;
                     if promotes && !privileges::is_superuser(conn, &actor)? {
                         return Err(privileges::NotAllowed::Promotion.into());
                     }

@@ -2,14 +2,39 @@
 //! token of the grant as its bearer credential (RFC 6750 §2.1) and the grant's refresh token;
 //! the whole token family (the refresh token and every access token issued with it) is
 //! revoked, as RFC 7009 §2.1 does for a revoked refresh token.
+//!
+//! Logging the user out of everything (`POST /api/logout_all/`, [`OAuth::log_out_everywhere`])
+//! ends every session and revokes every token of every application, so it takes more than any
+//! token of the user: the token's client must be first-party (`skip_authorization`, which only
+//! an operator or staff can set) or the token must carry the
+//! [`LOGOUT_ALL_SCOPE`](crate::config::LOGOUT_ALL_SCOPE) scope (which the user consented to, and
+//! which only staff can allow a client). Otherwise any application the user once allowed could
+//! sign them out everywhere, over and over.
+
+use std::net::IpAddr;
 
 use diesel::Connection;
 
 use super::bearer::{bearer_token, BearerError};
 use super::OAuth;
-use crate::audit::{self, AuditEvent};
+use crate::accounts::AccountError;
+use crate::audit::{self, Actor, AuditEvent};
+use crate::config::LOGOUT_ALL_SCOPE;
 use crate::db::{self, tokens, DbError};
 use crate::secret;
+
+/// Why a user could not be signed out everywhere.
+#[derive(Debug, thiserror::Error)]
+pub enum EverywhereLogoutError {
+    /// The bearer token is missing, malformed or unusable (401/400), was issued to no user, or
+    /// neither belongs to a first-party client nor carries the `logout_all` scope (403
+    /// `insufficient_scope`, RFC 6750 §3.1).
+    #[error(transparent)]
+    Bearer(#[from] BearerError),
+    /// The account change failed (storage; the user deleted meanwhile).
+    #[error(transparent)]
+    Account(#[from] AccountError),
+}
 
 /// Why a grant could not be logged out.
 #[derive(Debug, thiserror::Error)]
@@ -95,5 +120,46 @@ impl OAuth {
             .into()),
             Outcome::BadRefreshToken => Err(GrantLogoutError::InvalidRefreshToken),
         }
+    }
+}
+
+impl OAuth {
+    /// Signs the user of the bearer access token in `authorization` out of everything: every
+    /// token of every client revoked, every browser session ended (`Accounts::
+    /// end_sessions_and_tokens`, recorded as `user.signed_out_everywhere` by the user from
+    /// `ip`); returns how many tokens were revoked. Allowed for tokens of first-party clients
+    /// (`skip_authorization`) and tokens with the `logout_all` scope only.
+    ///
+    /// # Errors
+    /// [`EverywhereLogoutError::Bearer`] — `InsufficientScope("logout_all")` for a third-party
+    /// token without the scope, `UserRequired` for a client-credentials token, and the other
+    /// RFC 6750 §3.1 answers; nothing changes then. [`EverywhereLogoutError::Account`] when the
+    /// change fails.
+    #[tracing::instrument(skip_all)]
+    pub async fn log_out_everywhere(
+        &self,
+        authorization: Option<&str>,
+        ip: Option<IpAddr>,
+    ) -> Result<usize, EverywhereLogoutError> {
+        let grant = self.validate_bearer(authorization, None).await?;
+        let Some(user) = grant.user else {
+            return Err(BearerError::UserRequired.into());
+        };
+        if !grant.scope.contains(LOGOUT_ALL_SCOPE) {
+            let first_party = self
+                .clients
+                .find(&grant.client_id)
+                .await
+                .map_err(BearerError::from)?
+                .is_some_and(|c| c.row.skip_authorization);
+            if !first_party {
+                return Err(BearerError::InsufficientScope(LOGOUT_ALL_SCOPE.to_owned()).into());
+            }
+        }
+        let actor = Actor::user(user.id.clone(), ip);
+        Ok(self
+            .accounts
+            .end_sessions_and_tokens(&actor, &user.id)
+            .await?)
     }
 }

@@ -1453,7 +1453,10 @@ fn not_allowed(message: &str) -> HttpResponse {
     error_page(
         StatusCode::FORBIDDEN,
         "Not allowed",
-        &format!("{}. Nothing was changed.", super::support::capitalized(message)),
+        &format!(
+            "{}. Nothing was changed.",
+            super::support::capitalized(message)
+        ),
     )
 }
 

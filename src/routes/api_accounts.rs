@@ -16,14 +16,13 @@ use super::support::{
     api_error, authorization_header, no_store, peer_ip, read_api_body, WebConfig,
 };
 use crate::accounts::{AccountError, Accounts};
-use crate::audit::Actor;
 use crate::config::ADMIN_SCOPE;
 use crate::db::users::{UserFilter, UserRow};
 use crate::db::DbError;
 use crate::domain::{Page, PageRequest};
 use crate::groups::Groups;
 use crate::oauth::bearer::BearerError;
-use crate::oauth::logout::GrantLogoutError;
+use crate::oauth::logout::{EverywhereLogoutError, GrantLogoutError};
 use crate::oauth::{OAuth, Params};
 
 /// The largest `page_size` of the users API.
@@ -73,34 +72,25 @@ pub async fn logout(
 }
 
 /// `POST /api/logout_all/` with `Authorization: Bearer ACCESS_TOKEN`: revokes every token of
-/// the token's user (for every client) and ends every browser session they have.
-pub async fn logout_all(
-    req: HttpRequest,
-    oauth: web::Data<OAuth>,
-    accounts: web::Data<Accounts>,
-) -> HttpResponse {
-    let grant = match oauth
-        .validate_bearer(authorization_header(&req), None)
+/// the token's user (for every client) and ends every browser session they have. The token must
+/// be a first-party client's (`skip_authorization`) or carry the `logout_all` scope; any other
+/// gets `403 insufficient_scope` with `scope="logout_all"` in the challenge (RFC 6750 §3.1).
+pub async fn logout_all(req: HttpRequest, oauth: web::Data<OAuth>) -> HttpResponse {
+    match oauth
+        .log_out_everywhere(authorization_header(&req), peer_ip(&req))
         .await
     {
-        Ok(g) => g,
-        Err(e) => return bearer_error(&e),
-    };
-    let Some(user) = grant.user else {
-        return bearer_error(&BearerError::UserRequired);
-    };
-    let actor = Actor::user(user.id.clone(), peer_ip(&req));
-    match accounts.end_sessions_and_tokens(&actor, &user.id).await {
         Ok(revoked) => no_store(&mut HttpResponse::Ok()).json(serde_json::json!({
             "status": "logged_out_everywhere",
             "tokens_revoked": revoked,
         })),
+        Err(EverywhereLogoutError::Bearer(e)) => bearer_error(&e),
         // The user was deleted after the token was checked: their tokens went with them.
-        Err(AccountError::NotFound) => bearer_error(&BearerError::InvalidToken(
-            "the access token is invalid, expired or revoked",
-        )),
-        Err(AccountError::Db(e)) => storage_failure(&e),
-        Err(e) => {
+        Err(EverywhereLogoutError::Account(AccountError::NotFound)) => bearer_error(
+            &BearerError::InvalidToken("the access token is invalid, expired or revoked"),
+        ),
+        Err(EverywhereLogoutError::Account(AccountError::Db(e))) => storage_failure(&e),
+        Err(EverywhereLogoutError::Account(e)) => {
             tracing::error!(error = %e, "logout_all failed");
             api_error(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -24,7 +24,7 @@ use crate::accounts::Accounts;
 use crate::clients::{
     split_list, AuthMethod, Client, ClientError, ClientSpec, ClientType, Clients, GrantType,
 };
-use crate::config::ADMIN_SCOPE;
+use crate::config::RESTRICTED_SCOPES;
 use crate::db::users::UserRow;
 use crate::domain::PageRequest;
 use crate::oauth::Params;
@@ -113,8 +113,9 @@ impl FormValues {
             .map(|(name, description)| Choice {
                 value: name.clone(),
                 label: description.clone(),
-                // A new form ticks every scope but `admin`, like the validator's default.
-                checked: (all_scopes && name != crate::config::ADMIN_SCOPE)
+                // A new form ticks every scope but `admin` and `logout_all`, like the
+                // validator's default.
+                checked: (all_scopes && !RESTRICTED_SCOPES.contains(&name.as_str()))
                     || spec.scopes.iter().any(|s| s == name),
             })
             .collect();
@@ -772,18 +773,23 @@ fn spec_from_form(
                 .is_some_and(|s| s.always_issue_refresh_token),
         ),
     };
-    // The `admin` scope (the admin users API) is for clients staff set up.
-    let had_admin = stored
-        .as_ref()
-        .is_some_and(|s| s.scopes.iter().any(|x| x == ADMIN_SCOPE));
-    if !staff && !had_admin && spec.scopes.iter().any(|x| x == ADMIN_SCOPE) {
-        return (
-            spec,
-            Some((
-                "scopes",
-                "the admin scope is only for applications administrators set up".to_owned(),
-            )),
-        );
+    // The `admin` scope (the admin users API) and `logout_all` (signing the user out of
+    // everything) are for clients staff set up.
+    for restricted in RESTRICTED_SCOPES {
+        let had = stored
+            .as_ref()
+            .is_some_and(|s| s.scopes.iter().any(|x| x == restricted));
+        if !staff && !had && spec.scopes.iter().any(|x| x == restricted) {
+            return (
+                spec,
+                Some((
+                    "scopes",
+                    format!(
+                        "the {restricted} scope is only for applications administrators set up"
+                    ),
+                )),
+            );
+        }
     }
     let had_password = stored.as_ref().is_some_and(|s| {
         s.grant_types

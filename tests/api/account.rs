@@ -617,7 +617,9 @@ async fn the_profile_form_saves_and_shows_errors_at_the_email_field() {
     assert_eq!(notices.len(), 1);
     assert_eq!(notices[0].subject, "Your email address was changed");
     assert!(
-        notices[0].text.contains("by you, from ann@example.com to ann.new@example.com"),
+        notices[0]
+            .text
+            .contains("by you, from ann@example.com to ann.new@example.com"),
         "{}",
         notices[0].text
     );
@@ -887,14 +889,21 @@ async fn a_password_change_signs_out_of_applications_unless_the_box_is_unticked(
             fields.push(("sign_out_applications", "on"));
         }
         let visitor = &visitor;
-        async move { visitor.submit("/account/", "/account/password/", &fields).await }
+        async move {
+            visitor
+                .submit("/account/", "/account/password/", &fields)
+                .await
+        }
     };
     let response = change(PASSWORD, NEW_PASSWORD, true).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert!(!is_active(&app, &first, &first.access).await);
     assert!(!is_active(&app, &first, &first.refresh).await);
     let (status, body) = refresh(&app, &first).await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
     let (status, body) = app
         .post_token(
             &[
@@ -906,7 +915,10 @@ async fn a_password_change_signs_out_of_applications_unless_the_box_is_unticked(
             client.basic(),
         )
         .await;
-    assert_eq!((status, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_grant")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
     let (_, html) = visitor.get("/account/").await;
     assert!(
         html.contains("every application you authorized has to ask you to sign in again"),
@@ -914,13 +926,19 @@ async fn a_password_change_signs_out_of_applications_unless_the_box_is_unticked(
     );
     let events = app.audit_events("password.changed").await;
     assert!(
-        events[0].details.contains(r#""applications_signed_out":true"#)
+        events[0]
+            .details
+            .contains(r#""applications_signed_out":true"#)
             && events[0].details.contains(r#""tokens_revoked":2"#),
         "{}",
         events[0].details
     );
     let email = app.last_email_to(&ann.email);
-    assert!(email.text.contains("in every application"), "{}", email.text);
+    assert!(
+        email.text.contains("in every application"),
+        "{}",
+        email.text
+    );
 
     // Unticked: the applications keep their access.
     const THIRD: &str = "yet another fresh passphrase";
@@ -933,9 +951,13 @@ async fn a_password_change_signs_out_of_applications_unless_the_box_is_unticked(
     let (_, html) = visitor.get("/account/").await;
     assert!(html.contains("Applications you authorized keep their access"));
     let events = app.audit_events("password.changed").await;
-    assert!(events[0].details.contains(r#""applications_signed_out":false"#));
+    assert!(events[0]
+        .details
+        .contains(r#""applications_signed_out":false"#));
     let email = app.last_email_to(&ann.email);
-    assert!(email.text.contains("applications you authorized keep their access"));
+    assert!(email
+        .text
+        .contains("applications you authorized keep their access"));
 
     // A form that never offered the box (a page from before it existed) signs out too.
     let third = password_tokens(&app, &client, "ann", THIRD).await;

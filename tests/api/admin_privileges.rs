@@ -45,7 +45,13 @@ fn account_fields(u: &UserRow) -> impl PartialEq + std::fmt::Debug {
         u.email.clone(),
         u.first_name.clone(),
         u.last_name.clone(),
-        (u.is_active, u.is_staff, u.is_superuser, u.email_verified, u.mfa_enabled),
+        (
+            u.is_active,
+            u.is_staff,
+            u.is_superuser,
+            u.email_verified,
+            u.mfa_enabled,
+        ),
         u.sessions_valid_after,
     )
 }
@@ -142,8 +148,14 @@ async fn staff_tries_everything(app: &TestApp, neds: &Visitor, target: &UserRow,
         html.contains("only a superuser can change this account"),
         "{html}"
     );
-    assert!(!html.contains(&format!("action=\"{page}profile/\"")), "{html}");
-    assert!(!html.contains(&format!("action=\"{page}flags/\"")), "{html}");
+    assert!(
+        !html.contains(&format!("action=\"{page}profile/\"")),
+        "{html}"
+    );
+    assert!(
+        !html.contains(&format!("action=\"{page}flags/\"")),
+        "{html}"
+    );
     let csrf = crate::helpers::csrf_from(&html);
     let post = |path: String, fields: Vec<(&'static str, String)>| {
         let mut all = vec![("csrf_token", csrf.clone())];
@@ -194,12 +206,9 @@ async fn staff_tries_everything(app: &TestApp, neds: &Visitor, target: &UserRow,
     .await
     .expect("POST");
     assert_refused(response, "add from the group page").await;
-    let response = post(
-        format!("{page}groups/{}/remove/", infra.id),
-        Vec::new(),
-    )
-    .await
-    .expect("POST");
+    let response = post(format!("{page}groups/{}/remove/", infra.id), Vec::new())
+        .await
+        .expect("POST");
     assert_refused(response, "remove from the user page").await;
     let response = post(
         format!("/admin/groups/{}/members/{}/remove/", infra.id, target.id),
@@ -254,7 +263,10 @@ async fn staff_cannot_change_a_superuser_or_another_staff_member_through_any_pag
         "group.deleted",
     ] {
         assert!(
-            app.audit_events(event).await.iter().all(|e| e.actor_id.is_none()),
+            app.audit_events(event)
+                .await
+                .iter()
+                .all(|e| e.actor_id.is_none()),
             "no {event} by ned"
         );
     }
@@ -278,8 +290,16 @@ async fn staff_cannot_change_a_superuser_or_another_staff_member_through_any_pag
     assert_eq!(stored(&app, &pat.id).await.email, "pat.new@example.com");
     let notice = app.last_email_to("pat@example.com");
     assert_eq!(notice.subject, "Your email address was changed");
-    assert!(notice.text.contains("by an administrator"), "{}", notice.text);
-    assert!(notice.text.contains("pat.new@example.com"), "{}", notice.text);
+    assert!(
+        notice.text.contains("by an administrator"),
+        "{}",
+        notice.text
+    );
+    assert!(
+        notice.text.contains("pat.new@example.com"),
+        "{}",
+        notice.text
+    );
     assert!(notice.html.contains("pat.new@example.com"));
     let response = neds
         .post_with_csrf_of(
@@ -289,7 +309,10 @@ async fn staff_cannot_change_a_superuser_or_another_staff_member_through_any_pag
         )
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert_eq!(app.audit_events("user.signed_out_everywhere").await.len(), 1);
+    assert_eq!(
+        app.audit_events("user.signed_out_everywhere").await.len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -328,7 +351,10 @@ async fn a_superuser_changes_staff_and_superuser_accounts() {
             "Your email address was changed"
         );
         for (path, fields) in [
-            (format!("{page}groups/"), vec![("group_id", group.id.as_str())]),
+            (
+                format!("{page}groups/"),
+                vec![("group_id", group.id.as_str())],
+            ),
             (format!("{page}groups/{}/remove/", group.id), vec![]),
             (
                 format!("/admin/groups/{}/members/add/", group.id),
@@ -356,7 +382,11 @@ async fn a_superuser_changes_staff_and_superuser_accounts() {
     let response = roots
         .post_with_csrf_of(&html, &format!("/admin/groups/{}/delete/", group.id), &[])
         .await;
-    assert_eq!(response.status(), StatusCode::SEE_OTHER, "a superuser deletes the group");
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "a superuser deletes the group"
+    );
 }
 
 #[tokio::test]
@@ -385,7 +415,12 @@ async fn the_services_refuse_staff_whoever_calls_them() {
     };
     let forbidden = |r: Result<_, AccountError>| matches!(r, Err(AccountError::Forbidden(_)));
     let group_forbidden = |r: Result<_, GroupError>| matches!(r, Err(GroupError::Forbidden(_)));
-    for (target, actor) in [(&root, &as_ned), (&sam, &as_ned), (&ned, &as_pat), (&root, &as_pat)] {
+    for (target, actor) in [
+        (&root, &as_ned),
+        (&sam, &as_ned),
+        (&ned, &as_pat),
+        (&root, &as_pat),
+    ] {
         assert!(forbidden(
             accounts
                 .update_profile(actor, &target.id, profile("taken@example.com"))
@@ -398,7 +433,10 @@ async fn the_services_refuse_staff_whoever_calls_them() {
             is_superuser: target.is_superuser,
         };
         assert!(forbidden(
-            accounts.set_flags(actor, &target.id, flags).await.map(|_| ())
+            accounts
+                .set_flags(actor, &target.id, flags)
+                .await
+                .map(|_| ())
         ));
         assert!(forbidden(
             accounts
@@ -439,7 +477,10 @@ async fn the_services_refuse_staff_whoever_calls_them() {
             is_superuser: flags.2,
         };
         assert!(forbidden(
-            accounts.set_flags(&as_ned, &target.id, flags).await.map(|_| ())
+            accounts
+                .set_flags(&as_ned, &target.id, flags)
+                .await
+                .map(|_| ())
         ));
     }
     for user in [&root, &ned, &sam, &pat, &zoe] {

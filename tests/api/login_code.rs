@@ -799,7 +799,11 @@ async fn the_account_page_switch_turns_codes_on_and_off() {
     // The owner hears of it (someone with their session and password may have done it).
     let notice = app.last_email_to("kit@example.com");
     assert_eq!(notice.subject, "Sign-in codes were switched off");
-    assert!(notice.text.contains("your password alone signs you in"), "{}", notice.text);
+    assert!(
+        notice.text.contains("your password alone signs you in"),
+        "{}",
+        notice.text
+    );
     assert!(notice
         .link_starting_with(&app.url("/accounts/password-reset/"))
         .is_some());

@@ -584,6 +584,56 @@ async fn only_staff_allow_the_password_grant() {
 }
 
 #[tokio::test]
+async fn only_staff_allow_the_logout_all_scope_and_a_new_form_leaves_it_unticked() {
+    let app = spawn_app().await;
+    app.create_user("dev").await;
+    app.create_staff("root").await;
+    let dev = app.visitor("dev").await;
+    let (_, form) = dev.get("/o/applications/register/").await;
+    for scope in ["logout_all", "admin"] {
+        let start = form
+            .find(&format!("name=\"scope:{scope}\""))
+            .unwrap_or_else(|| panic!("a box for {scope}"));
+        let tag = &form[start..start + form[start..].find('>').expect("tag end")];
+        assert!(!tag.contains("checked"), "{scope} is not ticked: {tag}");
+    }
+    let fields: &[(&str, &str)] = &[
+        ("name", "Signer-outer"),
+        ("client_type", "confidential"),
+        ("token_endpoint_auth_method", "client_secret_basic"),
+        ("grant:authorization_code", "on"),
+        ("redirect_uris", "https://app.example.com/cb"),
+        ("scope:profile", "on"),
+        ("scope:logout_all", "on"),
+    ];
+    let response = dev
+        .submit(
+            "/o/applications/register/",
+            "/o/applications/register/",
+            fields,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(response
+        .text()
+        .await
+        .expect("html")
+        .contains("the logout_all scope is only for applications administrators set up"));
+    assert!(app.services.clients.list().await.expect("list").is_empty());
+    let root = app.visitor("root").await;
+    let response = root
+        .submit(
+            "/o/applications/register/",
+            "/o/applications/register/",
+            fields,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let clients = app.services.clients.list().await.expect("list");
+    assert!(clients[0].allowed_scopes.contains("logout_all"));
+}
+
+#[tokio::test]
 async fn the_curl_example_quotes_what_the_owner_typed() {
     let app = spawn_app().await;
     app.create_user("dev").await;

@@ -514,14 +514,32 @@ async fn password_client(app: &TestApp) -> (String, String) {
     (client.id().to_owned(), secret.expect("secret"))
 }
 
+/// A first-party client (`skip_authorization`, set by an operator) with the password and
+/// refresh grants: (client id, secret).
+async fn first_party_client(app: &TestApp) -> (String, String) {
+    let mut first_party = spec("confidential", &["password", "refresh_token"]);
+    first_party.skip_authorization = true;
+    let (client, secret) = app.register(&first_party).await;
+    (client.id().to_owned(), secret.expect("secret"))
+}
+
 async fn password_grant(app: &TestApp, client: &(String, String), username: &str) -> Grant {
+    password_grant_for(app, client, username, "profile").await
+}
+
+async fn password_grant_for(
+    app: &TestApp,
+    client: &(String, String),
+    username: &str,
+    scope: &str,
+) -> Grant {
     let (status, body) = app
         .post_token(
             &[
                 ("grant_type", "password"),
                 ("username", username),
                 ("password", PASSWORD),
-                ("scope", "profile"),
+                ("scope", scope),
             ],
             Some((&client.0, &client.1)),
         )
@@ -716,7 +734,7 @@ async fn api_logout_all_revokes_every_token_and_ends_every_session() {
     let app = spawn_app().await;
     let ann = app.create_user("ann").await;
     app.create_user("bob").await;
-    let client = password_client(&app).await;
+    let client = first_party_client(&app).await;
     let other_client = password_client(&app).await;
     let first = password_grant(&app, &client, "ann").await;
     let second = password_grant(&app, &other_client, "ann").await;
@@ -781,4 +799,68 @@ async fn api_logout_all_revokes_every_token_and_ends_every_session() {
         .await
         .expect("POST");
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn api_logout_all_needs_a_first_party_client_or_the_logout_all_scope() {
+    let app = spawn_app().await;
+    let ann = app.create_user("ann").await;
+    let browser = Browser::signed_in_as(&app, "ann", FIREFOX).await;
+    // Any application ann once allowed: its token works for her profile, not for this.
+    let third_party = password_client(&app).await;
+    let theirs = password_grant(&app, &third_party, "ann").await;
+    let first_party = first_party_client(&app).await;
+    let ours = password_grant(&app, &first_party, "ann").await;
+    let post = |token: String| {
+        app.api
+            .post(app.url("/api/logout_all/"))
+            .bearer_auth(token)
+            .send()
+    };
+
+    let response = post(theirs.access.clone()).await.expect("POST");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let challenge = response.headers()["www-authenticate"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        challenge.contains(r#"error="insufficient_scope""#)
+            && challenge.contains(r#"scope="logout_all""#),
+        "{challenge}"
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "insufficient_scope");
+    // Nothing happened.
+    for (client, grant) in [(&third_party, &theirs), (&first_party, &ours)] {
+        assert!(introspected_active(&app, client, &grant.access).await);
+        assert!(introspected_active(&app, client, &grant.refresh).await);
+    }
+    assert!(browser.signed_in().await);
+    assert!(app
+        .audit_events("user.signed_out_everywhere")
+        .await
+        .is_empty());
+
+    // The scope is never a default one, and a client allowed it by name gets it only when the
+    // token asks for it.
+    let (defaults, _) = app.register(&spec("confidential", &["password"])).await;
+    assert!(defaults.allowed_scopes.contains("profile"));
+    assert!(!defaults.allowed_scopes.contains("logout_all"));
+    let mut allowed = spec("confidential", &["password", "refresh_token"]);
+    allowed.scopes = vec!["profile".into(), "logout_all".into()];
+    let (client, secret) = app.register(&allowed).await;
+    let allowed = (client.id().to_owned(), secret.expect("secret"));
+    let without = password_grant_for(&app, &allowed, "ann", "profile").await;
+    let response = post(without.access.clone()).await.expect("POST");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let with = password_grant_for(&app, &allowed, "ann", "profile logout_all").await;
+    let response = post(with.access.clone()).await.expect("POST");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(!introspected_active(&app, &third_party, &theirs.access).await);
+    assert!(!introspected_active(&app, &first_party, &ours.refresh).await);
+    assert!(!browser.signed_in().await);
+    let events = app.audit_events("user.signed_out_everywhere").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor_id.as_deref(), Some(ann.id.as_str()));
 }
