@@ -51,6 +51,9 @@ pub enum Command {
     /// Manage the OpenID Connect signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// What `serve --demo` created.
+    #[command(subcommand)]
+    Demo(DemoCommand),
     /// Delete expired and revoked tokens, expired authorization codes and old rate-limit
     /// counters (like django-oauth-toolkit's `cleartokens`).
     Cleartokens,
@@ -82,6 +85,16 @@ pub enum UserCommand {
         #[arg(long)]
         superuser: bool,
     },
+}
+
+/// `latchkey demo …`
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Delete the demo users (demo, admin) while their password is the published one, the demo
+    /// clients, and clients the demo users own, with their tokens and sessions (one
+    /// transaction, one `demo.removed` audit event). `serve` refuses to start in production
+    /// until they are gone.
+    Remove,
 }
 
 /// `latchkey keys …`
@@ -370,6 +383,16 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Client(cmd) => client_command(cmd, settings).await,
         Command::Keys(cmd) => keys_command(cmd, settings).await,
+        Command::Demo(DemoCommand::Remove) => {
+            let services = Services::build(&settings).await?;
+            let removed = demo::remove(&services, &Actor::system()).await?;
+            if removed.is_empty() {
+                println!("no demo accounts or clients found");
+            } else {
+                println!("removed {}", removed.describe());
+            }
+            Ok(())
+        }
     }
 }
 
@@ -378,7 +401,17 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
         bail!("--demo creates accounts with published passwords and is refused in production");
     }
     settings.demo = demo;
-    let (app, services) = Application::build(&settings).await?;
+    let services = Services::build(&settings).await?;
+    if settings.environment == Environment::Production {
+        // Published credentials left by `--demo` would let anyone in.
+        let leftovers = demo::find_leftovers(&services)
+            .await
+            .context("cannot look for the demo accounts")?;
+        if !leftovers.is_empty() {
+            bail!("{}", demo::refusal(&leftovers));
+        }
+    }
+    let app = Application::bind(&settings, services.clone())?;
     if demo {
         let report = demo::ensure(&services, settings.issuer_str()).await?;
         println!("{report}");

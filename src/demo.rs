@@ -1,16 +1,36 @@
 //! `latchkey serve --demo`: a demo user and two demo clients with published credentials,
 //! created if missing (idempotent), and a printed walk-through. Refused in production.
+//!
+//! A database that ever ran `--demo` keeps those rows, and anyone who read the README can use
+//! them. [`find_leftovers`] recognises them, `serve` in production refuses to start while there
+//! are any, and `latchkey demo remove` ([`remove`]) deletes them:
+//!
+//! * **users** named `demo` or `admin` whose password still verifies as the published one
+//!   ([`PASSWORD`], [`ADMIN_PASSWORD`]). A real account that happens to be called `admin` has
+//!   another password and is left alone; a demo account whose password was changed has become
+//!   someone's real account and is left alone too. Only the published credential is the danger;
+//! * **clients** with the fixed ids [`CONFIDENTIAL_ID`] and [`PUBLIC_ID`] (registered client
+//!   ids are 32 random characters, so only `--demo` makes these), and every client owned by a
+//!   demo user found above (anyone could have signed in as that user and registered one; once
+//!   its owner is gone it would look like a client an operator set up).
+//!
+//! Nothing is marked in the database: the rule works as well for databases that ran `--demo`
+//! before it existed.
 
 use std::fmt::Write;
 
+use anyhow::Context;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use diesel::Connection;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 use crate::accounts::{AccountError, NewUser};
+use crate::audit::{self, Actor, AuditEvent};
 use crate::clients::ClientSpec;
-use crate::db::users::UserRow;
+use crate::db::users::{self, UserRow};
+use crate::db::{clients, DbError};
 use crate::domain::{Email, Username};
 use crate::startup::Services;
 
@@ -172,4 +192,135 @@ async fn ensure_user(
             .ok_or_else(|| anyhow::anyhow!("the demo user {username} cannot be found")),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The demo rows a database still holds (see the module documentation for the rule).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    /// Demo users whose password is still the published one.
+    pub users: Vec<UserRow>,
+    /// The demo clients' ids, and those of clients owned by [`Leftovers::users`], sorted.
+    pub clients: Vec<String>,
+}
+
+impl Leftovers {
+    /// Whether there is nothing to remove.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.clients.is_empty()
+    }
+
+    /// `users admin, demo; clients demo-confidential, demo-public` (the parts that are not
+    /// empty).
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.users.is_empty() {
+            let names: Vec<&str> = self.users.iter().map(|u| u.username.as_str()).collect();
+            parts.push(format!("users {}", names.join(", ")));
+        }
+        if !self.clients.is_empty() {
+            parts.push(format!("clients {}", self.clients.join(", ")));
+        }
+        parts.join("; ")
+    }
+}
+
+/// Finds the demo rows still in the database: two password checks (argon2id, off the async
+/// workers) and a few reads.
+///
+/// # Errors
+/// Storage failures.
+pub async fn find_leftovers(services: &Services) -> Result<Leftovers, DbError> {
+    let mut found = Leftovers::default();
+    for (username, password) in [(USERNAME, PASSWORD), (ADMIN_USERNAME, ADMIN_PASSWORD)] {
+        let Some(user) = services.accounts.find_by_login(username).await? else {
+            continue;
+        };
+        // An exact username only: `find_by_login` also matches an email address.
+        if user.username == username
+            && services
+                .accounts
+                .password_is(&user, SecretString::from(password.to_owned()))
+                .await
+        {
+            found.users.push(user);
+        }
+    }
+    let mut ids: Vec<String> = services
+        .clients
+        .list()
+        .await?
+        .into_iter()
+        .filter(|c| {
+            [CONFIDENTIAL_ID, PUBLIC_ID].contains(&c.id())
+                || c.row
+                    .owner_id
+                    .as_ref()
+                    .is_some_and(|owner| found.users.iter().any(|u| &u.id == owner))
+        })
+        .map(|c| c.id().to_owned())
+        .collect();
+    ids.sort();
+    found.clients = ids;
+    Ok(found)
+}
+
+/// The message `serve` stops with in production while demo rows exist.
+#[must_use]
+pub fn refusal(leftovers: &Leftovers) -> String {
+    format!(
+        "the database still holds what `latchkey serve --demo` created, with credentials published in the README ({}); anyone could sign in with them. Remove them with `latchkey demo remove` (with this same configuration), then start again",
+        leftovers.describe()
+    )
+}
+
+/// Deletes the demo rows ([`find_leftovers`]) in one transaction: the clients (their tokens,
+/// codes and consents cascade) and the users (their tokens, codes, consents, sessions and group
+/// memberships cascade), recorded as one `demo.removed` audit event by `actor`. A user whose
+/// password changed between the check and the transaction is kept. Returns what was removed.
+///
+/// # Errors
+/// Storage failures; nothing is removed then.
+pub async fn remove(services: &Services, actor: &Actor) -> anyhow::Result<Leftovers> {
+    let found = find_leftovers(services)
+        .await
+        .context("cannot look for the demo accounts")?;
+    if found.is_empty() {
+        return Ok(found);
+    }
+    let actor = actor.clone();
+    let removed = services
+        .db
+        .write(move |conn| {
+            conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                let mut removed = Leftovers::default();
+                for id in &found.clients {
+                    if clients::delete(conn, id)? {
+                        removed.clients.push(id.clone());
+                    }
+                }
+                for user in &found.users {
+                    // Still the account whose published password was verified?
+                    let same = users::find(conn, &user.id)?
+                        .is_some_and(|now| now.password_hash == user.password_hash);
+                    if same && users::delete(conn, &user.id)? {
+                        removed.users.push(user.clone());
+                    }
+                }
+                let names: Vec<&str> = removed.users.iter().map(|u| u.username.as_str()).collect();
+                audit::record(
+                    conn,
+                    AuditEvent::new("demo.removed")
+                        .by(&actor)
+                        .detail("users", names)
+                        .detail("clients", removed.clients.clone()),
+                )?;
+                Ok(removed)
+            })
+            .map_err(DbError::from)
+        })
+        .await
+        .context("cannot remove the demo accounts")?;
+    Ok(removed)
 }

@@ -125,10 +125,19 @@ impl Application {
     /// Database or bind failures.
     pub async fn build(settings: &Settings) -> anyhow::Result<(Self, Services)> {
         let services = Services::build(settings).await?;
+        let app = Self::bind(settings, services.clone())?;
+        Ok((app, services))
+    }
+
+    /// Binds `settings.listen` and builds the server over services already built (so that
+    /// `serve` can look at the database before it listens).
+    ///
+    /// # Errors
+    /// Bind failures.
+    pub fn bind(settings: &Settings, services: Services) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("cannot listen on {}", settings.listen))?;
-        let app = Self::from_listener(listener, settings, services.clone())?;
-        Ok((app, services))
+        Self::from_listener(listener, settings, services)
     }
 
     /// Runs the server on an already bound listener.

@@ -246,6 +246,17 @@ impl Accounts {
             .await
     }
 
+    /// Whether `password` is `user`'s password. This is not a login: no limit is counted and
+    /// nothing is recorded, so it serves only checks the operator runs on their own database
+    /// (the demo accounts' published passwords, `crate::demo`), never input from the network.
+    pub async fn password_is(&self, user: &UserRow, password: SecretString) -> bool {
+        user.password_hash.is_some()
+            && self
+                .hasher
+                .verify(password, user.password_hash.clone())
+                .await
+    }
+
     /// Checks a username-or-email and password. Takes as long for unknown users as for known
     /// ones (a dummy hash is verified), counts failures per account and per IP, and refuses
     /// inactive users. On success `last_login` is updated.

@@ -248,6 +248,17 @@ pub fn end_sessions(conn: &mut DbConnection, id: &str, at: NaiveDateTime) -> Que
         .map(|n| n == 1)
 }
 
+/// Deletes a user; their tokens, codes, consents, sessions, one-time codes and group
+/// memberships cascade, and clients they own lose their owner. Returns whether they existed.
+///
+/// # Errors
+/// Query failures only.
+pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
+    diesel::delete(users::table.find(id))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
 /// A no-op update of the user's row, which takes its row lock until the transaction ends
 /// (serialises per-user operations on PostgreSQL; SQLite has one writer anyway).
 ///

@@ -236,7 +236,7 @@ async fn staff_tries_everything(app: &TestApp, neds: &Visitor, target: &UserRow,
         StatusCode::OK,
         "{name}'s browser is still signed in"
     );
-    assert_eq!(group_names(app, &target.id).await, [infra.name.clone()]);
+    assert_eq!(group_names(app, &target.id).await, vec![infra.name]);
     assert!(app.emails_to("ned.owns.this@example.com").is_empty());
     assert!(app.emails_to(&target.email).is_empty());
 }

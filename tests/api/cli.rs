@@ -541,3 +541,191 @@ async fn client_update_changes_only_what_it_is_given() {
         "secret kept"
     );
 }
+
+/// `latchkey serve` with `server.environment = "production"` on `port`, its log in
+/// `dir/server-PORT.log`.
+fn start_production(dir: &std::path::Path, db: &str, port: u16) -> Child {
+    Child(
+        Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["serve"])
+            .env("LATCHKEY_SERVER__ENVIRONMENT", "production")
+            .env("LATCHKEY_SECRETS__SECRET_KEY", TEST_KEY)
+            .env("LATCHKEY_DATABASE__URL", db)
+            .env("LATCHKEY_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "LATCHKEY_SERVER__ISSUER",
+                format!("http://127.0.0.1:{port}"),
+            )
+            .env("LATCHKEY_SERVER__WORKERS", "1")
+            .env("LATCHKEY_SERVER__DATA_DIR", dir.join("data"))
+            .env("LATCHKEY_LOG__LEVEL", "info")
+            .env_remove("LATCHKEY_TEST_POSTGRES_URL")
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(dir.join(format!("server-{port}.log"))).expect("log file"),
+            )
+            .spawn()
+            .expect("start latchkey serve"),
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+#[tokio::test]
+async fn production_refuses_the_demo_leftovers_until_demo_remove_deletes_them() {
+    let app = spawn_app().await;
+    // What `serve --demo` leaves behind, in use: a token and a browser session of the demo
+    // user, and a client the demo user registered in the portal.
+    latchkey::demo::ensure(&app.services, &app.address)
+        .await
+        .expect("demo");
+    let demo = app
+        .services
+        .accounts
+        .find_by_login(latchkey::demo::USERNAME)
+        .await
+        .expect("db")
+        .expect("demo user");
+    let mut owned = crate::helpers::spec("confidential", &["client_credentials"]);
+    owned.owner_id = Some(demo.id.clone());
+    let (owned, _) = app.register(&owned).await;
+    let (status, body) = app
+        .post_token(
+            &[
+                ("grant_type", "password"),
+                ("username", latchkey::demo::USERNAME),
+                ("password", latchkey::demo::PASSWORD),
+                ("scope", "profile"),
+            ],
+            Some((
+                latchkey::demo::CONFIDENTIAL_ID,
+                latchkey::demo::CONFIDENTIAL_SECRET,
+            )),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let demo_token = body["access_token"].as_str().expect("token").to_owned();
+    // Real people stay: a staff member, and someone who picked the name "admin" (with a
+    // password of their own) is not the demo's admin.
+    let ann = app.create_user("ann").await;
+    let (mine, _) = app
+        .register(&crate::helpers::spec(
+            "confidential",
+            &["client_credentials"],
+        ))
+        .await;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let refused_port = free_port();
+    let mut server = start_production(dir.path(), &app.db_url, refused_port);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve in production started with the demo accounts in the database"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(!status.success());
+    let log = std::fs::read_to_string(dir.path().join(format!("server-{refused_port}.log")))
+        .expect("log");
+    assert!(
+        log.contains("users demo, admin; clients ") && log.contains("`latchkey demo remove`"),
+        "{log}"
+    );
+    let db = app.db_url.clone();
+    let (removed, again) = tokio::task::spawn_blocking(move || {
+        (
+            latchkey(&db, &["demo", "remove"]),
+            latchkey(&db, &["demo", "remove"]),
+        )
+    })
+    .await
+    .expect("task");
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    let mut expected_clients = vec![
+        latchkey::demo::CONFIDENTIAL_ID.to_owned(),
+        latchkey::demo::PUBLIC_ID.to_owned(),
+        owned.id().to_owned(),
+    ];
+    expected_clients.sort();
+    assert_eq!(
+        stdout(&removed).trim(),
+        format!(
+            "removed users demo, admin; clients {}",
+            expected_clients.join(", ")
+        )
+    );
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert_eq!(stdout(&again).trim(), "no demo accounts or clients found");
+
+    // Gone with their tokens; everyone and everything else stays.
+    for name in [latchkey::demo::USERNAME, latchkey::demo::ADMIN_USERNAME] {
+        assert!(app
+            .services
+            .accounts
+            .find_by_login(name)
+            .await
+            .expect("db")
+            .is_none());
+    }
+    for id in &expected_clients {
+        assert!(app.services.clients.find(id).await.expect("db").is_none());
+    }
+    let me = app.get_with_bearer("/api/me", &demo_token).await;
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
+    assert!(app
+        .services
+        .accounts
+        .find(ann.id.clone())
+        .await
+        .expect("db")
+        .is_some());
+    assert!(app
+        .services
+        .clients
+        .find(mine.id())
+        .await
+        .expect("db")
+        .is_some());
+    let events = app.audit_events("demo.removed").await;
+    assert_eq!(
+        events.len(),
+        1,
+        "one event, for the run that removed something"
+    );
+    assert!(
+        events[0].details.contains(r#""users":["demo","admin"]"#),
+        "{}",
+        events[0].details
+    );
+
+    // A real account called "admin" (a password of its own) is neither removed nor stops
+    // production.
+    let admin = app.create_user("admin").await;
+    let db = app.db_url.clone();
+    let kept = tokio::task::spawn_blocking(move || latchkey(&db, &["demo", "remove"]))
+        .await
+        .expect("task");
+    assert_eq!(stdout(&kept).trim(), "no demo accounts or clients found");
+    assert!(app
+        .services
+        .accounts
+        .find(admin.id.clone())
+        .await
+        .expect("db")
+        .is_some());
+    let port = free_port();
+    let _server = start_production(dir.path(), &app.db_url, port);
+    wait_ready(&format!("http://127.0.0.1:{port}")).await;
+}
