@@ -22,7 +22,8 @@
 //! * [`accounts`] — users, argon2id passwords (bounded concurrency, Django-equivalent
 //!   validators), login limits, registration, email verification (code and signed link),
 //!   emailed login codes (hosted step and the mfa-otp grant), password reset, server-side
-//!   browser sessions, admin flags, "sign out everywhere". [`mail`] sends their emails (SMTP or
+//!   browser sessions, admin flags and who may change whose account (`accounts::privileges`),
+//!   "sign out everywhere". [`mail`] sends their emails (SMTP or
 //!   the development outbox).
 //! * [`clients`] — client registration rules and secrets (SHA-256, shown once).
 //! * [`groups`] — groups of users for admins (upstream connectors map them to outside roles).
