@@ -23,8 +23,7 @@
 //!   validators), login limits, registration, email verification (code and signed link),
 //!   emailed login codes (hosted step and the mfa-otp grant), password reset, server-side
 //!   browser sessions, admin flags and who may change whose account (`accounts::privileges`),
-//!   "sign out everywhere". [`mail`] sends their emails (SMTP or
-//!   the development outbox).
+//!   "sign out everywhere". [`mail`] sends their emails (SMTP or the development outbox).
 //! * [`clients`] — client registration rules and secrets (SHA-256, shown once).
 //! * [`groups`] — groups of users for admins (upstream connectors map them to outside roles).
 //! * [`audit`] — the audit log: services record security events with [`audit::record`] inside
