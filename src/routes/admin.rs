@@ -213,6 +213,9 @@ struct MemberLine {
     username: String,
     email: String,
     is_active: bool,
+    /// A staff or superuser member the signed-in staff member may not remove (the service
+    /// refuses it anyway): no button.
+    protected: bool,
 }
 
 #[derive(Template)]
@@ -1807,6 +1810,7 @@ async fn group_page(
         .items
         .into_iter()
         .map(|u| MemberLine {
+            protected: u.has_staff_access() && !admin.is_superuser && u.id != admin.id,
             id: u.id,
             username: u.username,
             email: u.email,

@@ -156,6 +156,12 @@ async fn staff_tries_everything(app: &TestApp, neds: &Visitor, target: &UserRow,
         !html.contains(&format!("action=\"{page}flags/\"")),
         "{html}"
     );
+    let (_, group_page) = neds.get(&format!("/admin/groups/{}/", infra.id)).await;
+    assert!(group_page.contains(&format!("/admin/users/{}/", target.id)));
+    assert!(
+        !group_page.contains(&format!("/members/{}/remove/", target.id)),
+        "no remove button: {group_page}"
+    );
     let csrf = crate::helpers::csrf_from(&html);
     let post = |path: String, fields: Vec<(&'static str, String)>| {
         let mut all = vec![("csrf_token", csrf.clone())];
