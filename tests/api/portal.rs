@@ -51,6 +51,10 @@ async fn register_service(visitor: &Visitor, name: &str) -> (String, String, Str
     (format!("/o/applications/{client_id}/"), client_id, secret)
 }
 
+/// Portal clients get client-credentials tokens only for `tokens.scopes_without_user`; the
+/// tests that prove a secret works with that grant allow `read`.
+const SCOPES_WITHOUT_USER: &str = "[tokens]\nscopes_without_user = [\"read\"]";
+
 async fn client_credentials(app: &TestApp, id: &str, secret: &str) -> StatusCode {
     app.post_token(&[("grant_type", "client_credentials")], Some((id, secret)))
         .await
@@ -80,7 +84,7 @@ async fn signed_out_visitors_are_sent_to_login() {
 
 #[tokio::test]
 async fn a_registered_secret_is_shown_once_and_works() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(SCOPES_WITHOUT_USER).await;
     let owner = app.create_user("dev").await;
     let visitor = app.visitor("dev").await;
     let (detail, client_id, secret) = register_service(&visitor, "Billing service").await;
@@ -234,7 +238,7 @@ async fn invalid_fields_are_reported_next_to_the_field_and_nothing_is_saved() {
 
 #[tokio::test]
 async fn users_cannot_see_or_change_other_users_applications() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(SCOPES_WITHOUT_USER).await;
     app.create_user("alice").await;
     app.create_user("mallory").await;
     let alice = app.visitor("alice").await;
@@ -304,7 +308,7 @@ async fn staff_see_every_application_with_owners_and_can_search() {
 
 #[tokio::test]
 async fn updating_keeps_what_the_form_does_not_own() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(SCOPES_WITHOUT_USER).await;
     app.create_user("dev").await;
     let visitor = app.visitor("dev").await;
     let (detail, client_id, secret) = register_service(&visitor, "Before").await;
@@ -409,7 +413,7 @@ async fn updating_keeps_what_the_form_does_not_own() {
 
 #[tokio::test]
 async fn rotating_the_secret_shows_the_new_one_once_and_kills_the_old() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(SCOPES_WITHOUT_USER).await;
     app.create_user("dev").await;
     let visitor = app.visitor("dev").await;
     let (detail, client_id, old) = register_service(&visitor, "Rotor").await;
@@ -437,7 +441,7 @@ async fn rotating_the_secret_shows_the_new_one_once_and_kills_the_old() {
 
 #[tokio::test]
 async fn deleting_needs_confirmation_and_a_csrf_token() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(SCOPES_WITHOUT_USER).await;
     app.create_user("dev").await;
     let visitor = app.visitor("dev").await;
     let (detail, client_id, secret) = register_service(&visitor, "Doomed").await;
