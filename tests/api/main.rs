@@ -7,6 +7,7 @@ mod admin;
 mod api_users;
 mod audit;
 mod authorization_code;
+mod authorize_redirects;
 mod bad_input;
 mod browser;
 mod cli;
