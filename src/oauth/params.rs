@@ -180,7 +180,7 @@ mod tests {
         assert_eq!(p.get("resource"), Some("https://b.example"));
         assert_eq!(p.iter().filter(|(k, _)| *k == "resource").count(), 2);
         assert!(p.get_all("scope").is_empty());
-        let many = vec!["resource=x"; MAX_REPEATS + 1].join("&");
+        let many = ["resource=x"; MAX_REPEATS + 1].join("&");
         assert!(Params::from_form(FORM, many.as_bytes()).is_err());
         // Only empty copies: absent.
         let p = Params::from_form(FORM, b"resource=&resource=").expect("valid");

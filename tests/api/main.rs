@@ -26,5 +26,6 @@ mod portal;
 mod refresh;
 mod registration;
 mod resource;
+mod resource_indicators;
 mod sessions;
 mod smtp;

@@ -612,3 +612,107 @@ async fn the_curl_example_quotes_what_the_owner_typed() {
         "{html}"
     );
 }
+
+#[tokio::test]
+async fn only_staff_set_the_resources_an_application_serves() {
+    let app = spawn_app().await;
+    app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let (detail, client_id, _) = register_service(&visitor, "An API").await;
+    let form = format!("{detail}update/");
+    let (_, html) = visitor.get(&form).await;
+    assert!(!html.contains("resource_uris"), "staff-only field hidden");
+    // A non-staff owner cannot make their client a resource server (it could then introspect
+    // other applications' tokens meant for that URI).
+    let response = visitor
+        .submit(
+            &form,
+            &form,
+            &[
+                ("name", "An API"),
+                ("grant:client_credentials", "on"),
+                ("scope:read", "on"),
+                ("resource_uris", "https://api.example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let stored = |app: &TestApp| {
+        let id = client_id.clone();
+        let clients = app.services.clients.clone();
+        async move {
+            clients
+                .find(&id)
+                .await
+                .expect("db")
+                .expect("client")
+                .row
+                .resource_uris
+        }
+    };
+    assert_eq!(stored(&app).await, "");
+
+    app.create_staff("root").await;
+    let staff = app.visitor("root").await;
+    let (_, html) = staff.get(&form).await;
+    assert!(
+        html.contains("name=\"resource_uris\""),
+        "staff see the field"
+    );
+    let bad = staff
+        .submit(
+            &form,
+            &form,
+            &[
+                ("name", "An API"),
+                ("grant:client_credentials", "on"),
+                ("scope:read", "on"),
+                ("resource_uris", "https://api.example.com/#top"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text().await.expect("html").contains("RFC 8707"));
+    let response = staff
+        .submit(
+            &form,
+            &form,
+            &[
+                ("name", "An API"),
+                ("grant:client_credentials", "on"),
+                ("scope:read", "on"),
+                (
+                    "resource_uris",
+                    "https://api.example.com\nurn:example:reports",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        stored(&app).await,
+        "https://api.example.com urn:example:reports"
+    );
+    let (_, page) = visitor.get(&detail).await;
+    assert!(
+        page.contains("urn:example:reports"),
+        "the detail page lists them"
+    );
+    // The owner saving the form again keeps what staff set.
+    let response = visitor
+        .submit(
+            &form,
+            &form,
+            &[
+                ("name", "Renamed API"),
+                ("grant:client_credentials", "on"),
+                ("scope:read", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        stored(&app).await,
+        "https://api.example.com urn:example:reports"
+    );
+}
