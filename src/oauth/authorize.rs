@@ -657,3 +657,27 @@ fn consent_prompt(
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resumed_request_keeps_every_resource_and_drops_what_the_login_satisfies() {
+        let params = Params::from_query(
+            "client_id=c&resource=https%3A%2F%2Fb.example&resource=urn%3Aa&prompt=login+consent&max_age=5",
+        )
+        .expect("valid");
+        let resumed = Params::from_query(&resume_query(&params)).expect("valid");
+        assert_eq!(resumed.get_all("resource"), ["https://b.example", "urn:a"]);
+        assert_eq!(resumed.get("prompt"), Some("consent"));
+        assert_eq!(resumed.get("max_age"), None);
+        assert_eq!(resumed.get("client_id"), Some("c"));
+    }
+
+    #[test]
+    fn the_page_names_the_host_of_the_redirect_uri() {
+        assert_eq!(host_of("https://rp.example.net/cb?x=1"), "rp.example.net");
+        assert_eq!(host_of("com.example.app:/cb"), "com.example.app:/cb");
+    }
+}
