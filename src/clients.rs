@@ -885,17 +885,7 @@ impl Clients {
         self.db
             .read(|conn| clients::resource_uri_lists(conn).map_err(DbError::from))
             .await
-            .map(|lists| {
-                lists
-                    .iter()
-                    .flat_map(|l| {
-                        ResourceSet::from_stored(l)
-                            .iter()
-                            .map(str::to_owned)
-                            .collect::<Vec<_>>()
-                    })
-                    .collect()
-            })
+            .map(|lists| lists.iter().flat_map(|l| split_list(l)).collect())
     }
 
     /// Active tokens of a client.
