@@ -446,7 +446,8 @@ impl OAuth {
             .issue_code(
                 client.clone(),
                 params,
-                (scope, resources),
+                scope,
+                resources,
                 auth,
                 allowed_now.then_some(ip),
                 prompt,
@@ -475,7 +476,8 @@ impl OAuth {
         &self,
         client: Client,
         params: Params,
-        (scope, resources): (ScopeSet, ResourceSet),
+        scope: ScopeSet,
+        resources: ResourceSet,
         auth: Authentication,
         allowed_now: Option<Option<IpAddr>>,
         prompt: Prompt,
@@ -506,7 +508,8 @@ impl OAuth {
                         return Ok(CodeOutcome::Prompt(consent_prompt(
                             &client,
                             &cfg.scopes,
-                            (&scope, &resources),
+                            &scope,
+                            &resources,
                             &previous,
                             &target,
                         )));
@@ -638,7 +641,8 @@ fn host_of(target: &str) -> String {
 fn consent_prompt(
     client: &Client,
     descriptions: &std::collections::BTreeMap<String, String>,
-    (scope, resources): (&ScopeSet, &ResourceSet),
+    scope: &ScopeSet,
+    resources: &ResourceSet,
     previous: &ScopeSet,
     target: &str,
 ) -> ConsentPrompt {

@@ -103,9 +103,9 @@ impl OAuth {
             return Ok(plan);
         };
         // A client any user registered through the developer portal could otherwise turn this
-        // endpoint into an open redirector: its redirect needs the proof of an ID token it
-        // received (RP-Initiated Logout §3 "other means" are only trusted for clients the
-        // operators registered).
+        // endpoint into an open redirector (RFC 9700 §4.11.2): its redirect needs an ID token
+        // of the user signed in here (RP-Initiated Logout §3 "other means" are only trusted
+        // for clients the operators registered). Its owner can mint hints for themselves only.
         if client.is_portal_client() {
             let refused = match (plan.hinted_subject.as_deref(), signed_in) {
                 (None, _) => {
