@@ -195,6 +195,11 @@ pub struct ClientCreateArgs {
     /// Let this client introspect every client's tokens (a resource server).
     #[arg(long)]
     pub introspect_all: bool,
+    /// An RFC 8707 resource URI this (confidential) client serves as a resource server, like
+    /// https://api.example.com (repeat for several): clients may ask for tokens with
+    /// `resource=` it, and it may introspect those tokens.
+    #[arg(long = "resource-uri")]
+    pub resource_uris: Vec<String>,
     /// Access-token lifetime in seconds (default: server setting).
     #[arg(long)]
     pub access_token_lifetime: Option<i64>,
@@ -239,6 +244,10 @@ pub struct ClientUpdateArgs {
     /// Allowed scopes, comma-separated (replaces the list).
     #[arg(long, value_delimiter = ',')]
     pub scopes: Option<Vec<String>>,
+    /// RFC 8707 resource URI the client serves (repeat for several; replaces the list; ""
+    /// clears it).
+    #[arg(long = "resource-uri")]
+    pub resource_uris: Option<Vec<String>>,
     /// RS256, ES256 or EdDSA.
     #[arg(long, value_name = "RS256|ES256|EdDSA")]
     pub id_token_alg: Option<String>,
@@ -274,6 +283,7 @@ impl ClientUpdateArgs {
         );
         spec.allowed_origins = or(self.allowed_origins, spec.allowed_origins);
         spec.scopes = or(self.scopes, spec.scopes);
+        spec.resource_uris = or(self.resource_uris, spec.resource_uris);
         spec.id_token_alg = self.id_token_alg.or(spec.id_token_alg);
         spec.access_token_format = self.access_token_format.or(spec.access_token_format);
         spec.always_issue_refresh_token = self
@@ -307,6 +317,7 @@ impl ClientCreateArgs {
             id_token_alg: self.id_token_alg.clone(),
             access_token_format: self.access_token_format.clone(),
             always_issue_refresh_token: self.always_issue_refresh_token,
+            resource_uris: self.resource_uris.clone(),
         }
     }
 }
@@ -401,6 +412,12 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
         bail!("--demo creates accounts with published passwords and is refused in production");
     }
     settings.demo = demo;
+    if demo && settings.scopes_without_user.is_empty() {
+        // The demo clients belong to the demo user (so the portal shows them), which makes them
+        // portal clients: let the walk-through's client-credentials example have `read`.
+        settings.scopes_without_user = crate::domain::ScopeSet::from_stored("read");
+        tracing::warn!("--demo: tokens.scopes_without_user = [\"read\"] so that the demo client may use client_credentials");
+    }
     let services = Services::build(&settings).await?;
     if settings.environment == Environment::Production {
         // Published credentials left by `--demo` would let anyone in.
@@ -623,6 +640,7 @@ pub fn client_json(c: &Client) -> serde_json::Value {
         "require_pkce": c.row.require_pkce,
         "allow_plain_pkce": c.row.allow_plain_pkce,
         "introspect_all": c.row.introspect_all,
+        "resource_uris": list(&c.row.resource_uris),
         "access_token_lifetime": c.row.access_token_lifetime,
         "refresh_token_lifetime": c.row.refresh_token_lifetime,
         "owner_id": c.row.owner_id,

@@ -10,7 +10,7 @@ use diesel::Connection;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::clients::{self, ClientRow};
 use crate::db::{self, tokens, Db, DbError};
-use crate::domain::{Page, PageRequest, RedirectUri, ScopeSet};
+use crate::domain::{Page, PageRequest, RedirectUri, ResourceSet, ScopeSet};
 use crate::secret;
 
 /// RFC 6749 §2.1 client types.
@@ -178,6 +178,9 @@ pub struct Client {
     pub redirect_uris: Vec<String>,
     /// Allowed scopes.
     pub allowed_scopes: ScopeSet,
+    /// RFC 8707 resources this client serves as a resource server (it may introspect access
+    /// tokens for them).
+    pub resource_uris: ResourceSet,
 }
 
 impl Client {
@@ -192,13 +195,23 @@ impl Client {
             .collect();
         let redirect_uris = split_list(&row.redirect_uris);
         let allowed_scopes = ScopeSet::from_stored(&row.allowed_scopes);
+        let resource_uris = ResourceSet::from_stored(&row.resource_uris);
         Self {
             row,
             client_type,
             grant_types,
             redirect_uris,
             allowed_scopes,
+            resource_uris,
         }
+    }
+
+    /// Whether the client was registered through the developer portal (it has an owner) rather
+    /// than by an operator (CLI): such clients are held to stricter rules at the authorization,
+    /// token and logout endpoints (RFC 9700 §4.11.2 open redirectors, user-less tokens).
+    #[must_use]
+    pub fn is_portal_client(&self) -> bool {
+        self.row.owner_id.is_some()
     }
 
     /// The `client_id`.
@@ -284,6 +297,9 @@ pub struct ClientSpec {
     pub access_token_format: Option<String>,
     /// Issue refresh tokens on authorization-code exchanges even without `offline_access`.
     pub always_issue_refresh_token: bool,
+    /// RFC 8707 resource URIs the client serves as a resource server (confidential clients
+    /// only; at most [`crate::domain::MAX_RESOURCES`]).
+    pub resource_uris: Vec<String>,
 }
 
 impl ClientSpec {
@@ -310,6 +326,7 @@ impl ClientSpec {
             id_token_alg: Some(row.id_token_signed_response_alg.clone()),
             access_token_format: Some(row.access_token_format.clone()),
             always_issue_refresh_token: row.always_issue_refresh_token,
+            resource_uris: split_list(&row.resource_uris),
         }
     }
 }
@@ -486,6 +503,21 @@ pub fn validate_spec(
         None | Some("") => AccessTokenFormat::Opaque,
         Some(f) => f.parse().map_err(|e| invalid("access_token_format", e))?,
     };
+    let resource_uris = ResourceSet::parse(
+        spec.resource_uris
+            .iter()
+            .map(|r| r.trim())
+            .filter(|r| !r.is_empty()),
+    )
+    .map_err(|e| invalid("resource_uris", e))?;
+    // A public client authenticates with its client_id alone: serving a resource would let
+    // anyone who knows it introspect that resource's tokens.
+    if !resource_uris.is_empty() && client_type == ClientType::Public {
+        return Err(invalid(
+            "resource_uris",
+            "only a confidential client can serve a resource (introspection needs its secret)",
+        ));
+    }
     let now = db::now();
     Ok(ClientRow {
         client_id: String::new(),
@@ -515,6 +547,7 @@ pub fn validate_spec(
         id_token_signed_response_alg: alg.as_str().to_owned(),
         access_token_format: format.as_str().to_owned(),
         always_issue_refresh_token: spec.always_issue_refresh_token,
+        resource_uris: resource_uris.to_string(),
     })
 }
 
@@ -842,6 +875,18 @@ impl Clients {
                     .any(|c| c.allowed_origins.split(' ').any(|o| o == origin)))
             })
             .await
+    }
+
+    /// Every resource URI some client serves (RFC 8707): the resources a `resource` parameter
+    /// may name, advertised as `protected_resources` in the metadata (RFC 9728 §4).
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn served_resources(&self) -> Result<ResourceSet, DbError> {
+        self.db
+            .read(|conn| clients::resource_uri_lists(conn).map_err(DbError::from))
+            .await
+            .map(|lists| lists.iter().flat_map(|l| split_list(l)).collect())
     }
 
     /// Active tokens of a client.

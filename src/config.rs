@@ -150,6 +150,7 @@ struct RawTokens {
     access_token_seconds: u64,
     refresh_token_seconds: u64,
     id_token_seconds: u64,
+    scopes_without_user: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,6 +366,11 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Known scopes and their descriptions, by name.
     pub scopes: BTreeMap<String, String>,
+    /// `tokens.scopes_without_user`: the scopes a client registered through the developer
+    /// portal may get from the client-credentials grant (a token with no user behind it);
+    /// empty (the default) refuses that grant to portal clients. Operator clients are not
+    /// limited.
+    pub scopes_without_user: crate::domain::ScopeSet,
     /// OpenID Connect settings.
     pub oidc: OidcSettings,
     /// How long audit events are kept; `cleartokens` deletes older ones.
@@ -550,6 +556,8 @@ impl Settings {
                 bail!("scope name {name:?} contains characters RFC 6749 §3.3 does not allow");
             }
         }
+        let scopes_without_user =
+            scopes_without_user(&raw.tokens.scopes_without_user, &raw.scopes)?;
         Ok(Self {
             environment,
             listen,
@@ -574,6 +582,7 @@ impl Settings {
             log_level: raw.log.level,
             log_format,
             scopes: raw.scopes,
+            scopes_without_user,
             oidc,
             audit_retention,
             page_size,
@@ -583,6 +592,25 @@ impl Settings {
             demo: false,
         })
     }
+}
+
+/// Validates `tokens.scopes_without_user`: known scopes only, and none that describes a user
+/// (`openid`, `offline_access`).
+fn scopes_without_user(
+    names: &[String],
+    known: &BTreeMap<String, String>,
+) -> anyhow::Result<crate::domain::ScopeSet> {
+    let set = crate::domain::ScopeSet::parse(&names.join(" "))
+        .map_err(|e| anyhow::anyhow!("tokens.scopes_without_user: {e}"))?;
+    for name in set.iter() {
+        if !known.contains_key(name) {
+            bail!("tokens.scopes_without_user: {name:?} is not one of the [scopes]");
+        }
+        if name == crate::oidc::OPENID || name == crate::oidc::OFFLINE_ACCESS {
+            bail!("tokens.scopes_without_user: {name:?} describes a user and cannot be granted without one");
+        }
+    }
+    Ok(set)
 }
 
 /// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
@@ -832,6 +860,15 @@ mod tests {
         .contains("server.issuer"));
         assert!(bad("[server]\nissuer = \"https://x.example/?a=b\"").contains("no query"));
         assert!(bad("[server]\nenvironment = \"staging\"").contains("environment"));
+        assert!(bad("[tokens]\nscopes_without_user = [\"nope\"]").contains("scopes_without_user"));
+        assert!(bad("[tokens]\nscopes_without_user = [\"openid\"]").contains("describes a user"));
+        let s = Settings::from_toml(&format!("{KEY}[tokens]\nscopes_without_user = [\"read\"]"))
+            .expect("a known scope");
+        assert!(s.scopes_without_user.contains("read"));
+        assert!(Settings::from_toml(KEY)
+            .expect("defaults")
+            .scopes_without_user
+            .is_empty());
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! * [`oauth`] — the protocol. oxide-auth's `code_grant` state machines run the
 //!   authorization-code, refresh and client-credentials flows over our diesel-backed
 //!   `Registrar`/`Authorizer`/`Issuer`; our own layer parses parameters, authenticates clients and
-//!   writes every RFC-shaped answer. Password grant, introspection, revocation are ours.
+//!   writes every RFC-shaped answer. Password grant, introspection, revocation are ours, and
+//!   RFC 8707 resource indicators (a token's audience; resource servers introspect theirs).
 //! * [`oidc`] — OpenID Connect on top of `oauth`: signing keys (generated into the database,
 //!   private parts sealed with a key derived from the secret key, rotated with overlap), the
 //!   JWKS, ID-token / UserInfo / RFC 9068 access-token claims, RP-initiated logout. The

@@ -60,6 +60,9 @@ pub struct ClientRow {
     /// Issue a refresh token on every authorization-code exchange, even without
     /// `offline_access` (django-oauth-toolkit's behaviour).
     pub always_issue_refresh_token: bool,
+    /// RFC 8707 resource URIs this client serves as a resource server, space-separated: it may
+    /// introspect access tokens whose audience names one of them.
+    pub resource_uris: String,
 }
 
 /// Inserts a client.
@@ -193,6 +196,18 @@ pub fn list_page(
         .select(ClientRow::as_select())
         .load(conn)?;
     Ok((rows, total))
+}
+
+/// The non-empty `resource_uris` lists of every client (resource servers are few; the caller
+/// parses them).
+///
+/// # Errors
+/// Query failures only.
+pub fn resource_uri_lists(conn: &mut DbConnection) -> QueryResult<Vec<String>> {
+    clients::table
+        .filter(clients::resource_uris.ne(""))
+        .select(clients::resource_uris)
+        .load(conn)
 }
 
 /// Counts all clients.

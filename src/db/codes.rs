@@ -40,6 +40,8 @@ pub struct CodeRow {
     pub auth_time: Option<NaiveDateTime>,
     /// Authentication methods (RFC 8176 values), space-separated.
     pub amr: Option<String>,
+    /// RFC 8707 resources of the authorization request, space-separated (empty: none named).
+    pub resources: String,
 }
 
 /// Inserts a code.

@@ -45,6 +45,7 @@ diesel::table! {
         id_token_signed_response_alg -> Text,
         access_token_format -> Text,
         always_issue_refresh_token -> Bool,
+        resource_uris -> Text,
     }
 }
 
@@ -64,6 +65,7 @@ diesel::table! {
         nonce -> Nullable<Text>,
         auth_time -> Nullable<Timestamp>,
         amr -> Nullable<Text>,
+        resources -> Text,
     }
 }
 
@@ -83,6 +85,7 @@ diesel::table! {
         rotated_at -> Nullable<Timestamp>,
         auth_time -> Nullable<Timestamp>,
         amr -> Nullable<Text>,
+        resources -> Text,
     }
 }
 

@@ -49,6 +49,10 @@ pub struct TokenRow {
     pub auth_time: Option<NaiveDateTime>,
     /// Authentication methods (RFC 8176 values), space-separated.
     pub amr: Option<String>,
+    /// RFC 8707 resources, space-separated: an access token's audience (empty: the default
+    /// audience, `oidc.access_token_audience`); a refresh token's grant resources, which a
+    /// refresh may narrow (RFC 8707 §2.2).
+    pub resources: String,
 }
 
 impl TokenRow {

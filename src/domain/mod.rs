@@ -1,13 +1,15 @@
 //! Validated newtypes: input is parsed into these at the edge, so the code behind them never
-//! sees an invalid scope, redirect URI, email or username.
+//! sees an invalid scope, redirect URI, resource indicator, email or username.
 
 mod email;
 mod redirect_uri;
+mod resource;
 mod scope;
 mod username;
 
 pub use email::Email;
 pub use redirect_uri::RedirectUri;
+pub use resource::{ResourceSet, MAX_RESOURCES};
 pub use scope::ScopeSet;
 pub use username::Username;
 pub mod page;

@@ -4,6 +4,14 @@
 //! trusted the answer is an error page, never a redirect; after that every error is redirected
 //! to the client with `state` and the RFC 9207 `iss` parameter. Login and consent are asked for
 //! only once the request itself is valid.
+//!
+//! Open redirectors (RFC 9700 §4.11.2): any signed-in user can register a client in the
+//! developer portal with a redirect URI pointing anywhere, so for such a client an error is
+//! redirected only to a user who is signed in and has consented to it before (or has just
+//! answered its consent page, which names the destination). Anyone else gets a page naming the
+//! error and the destination host, and follows it only by choice ([`AuthorizeOutcome::Untrusted`]).
+//! This covers `prompt=none`'s `login_required` and `consent_required` too. Clients registered by
+//! an operator, and those staff marked `skip_authorization`, keep RFC 6749 §4.1.2.1's redirect.
 
 use std::net::IpAddr;
 
@@ -19,7 +27,7 @@ use super::OAuth;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::clients::{Client, ClientType, GrantType};
 use crate::db::{self, consents, DbError};
-use crate::domain::ScopeSet;
+use crate::domain::{ResourceSet, ScopeSet};
 use crate::oidc::Authentication;
 
 /// What the resource owner decided on the consent page.
@@ -53,6 +61,8 @@ pub struct ConsentPrompt {
     pub redirect_host: String,
     /// The requested scopes.
     pub scopes: Vec<ScopeLine>,
+    /// The RFC 8707 resources (APIs) the access will be for; empty when none was named.
+    pub resources: Vec<String>,
 }
 
 impl ConsentPrompt {
@@ -89,6 +99,20 @@ pub enum AuthorizeOutcome {
     },
     /// Ask the user.
     Consent(ConsentPrompt),
+    /// An error for a client whose redirect URI is not trusted yet (RFC 9700 §4.11.2): a page
+    /// (status 400) with the error and the destination host; the user may still go back to
+    /// the application with `response` (a [`AuthorizeOutcome::Redirect`] or
+    /// [`AuthorizeOutcome::FormPost`] carrying the error) by choice, never automatically.
+    Untrusted {
+        /// The application's name.
+        client_name: String,
+        /// The error's `error_description`.
+        description: String,
+        /// The host the error response would go to.
+        redirect_host: String,
+        /// The error response, for a user who chooses to return.
+        response: Box<AuthorizeOutcome>,
+    },
 }
 
 /// How the authorization response travels (OAuth 2.0 Multiple Response Type Encoding
@@ -195,6 +219,66 @@ impl OAuth {
         }
     }
 
+    /// An error response for a client whose redirect URI is `trusted` (RFC 6749 §4.1.2.1), or
+    /// the page that names it otherwise (RFC 9700 §4.11.2).
+    #[allow(clippy::too_many_arguments)]
+    fn error_response(
+        &self,
+        client: &Client,
+        trusted: bool,
+        target: &str,
+        mode: ResponseMode,
+        state: Option<&str>,
+        code: ErrorCode,
+        description: &str,
+    ) -> AuthorizeOutcome {
+        let response = self.error_redirect(target, mode, state, code, description);
+        if trusted
+            || !matches!(
+                response,
+                AuthorizeOutcome::Redirect(_) | AuthorizeOutcome::FormPost { .. }
+            )
+        {
+            return response;
+        }
+        AuthorizeOutcome::Untrusted {
+            client_name: client.row.name.clone(),
+            description: description.to_owned(),
+            redirect_host: host_of(target),
+            response: Box::new(response),
+        }
+    }
+
+    /// RFC 9700 §4.11.2: whether an error may be redirected to `client` without asking. Yes for
+    /// clients an operator registered and for those staff marked `skip_authorization` (both
+    /// vetted); for a portal client only when the signed-in user has consented to it before or
+    /// has just answered its consent page (`decided`), which named the destination.
+    async fn redirect_trusted(
+        &self,
+        client: &Client,
+        login: Option<&Authentication>,
+        decided: bool,
+    ) -> Result<bool, DbError> {
+        if !client.is_portal_client() || client.row.skip_authorization {
+            return Ok(true);
+        }
+        let Some(login) = login else {
+            return Ok(false);
+        };
+        if decided {
+            return Ok(true);
+        }
+        let user_id = login.user.id.clone();
+        let client_id = client.id().to_owned();
+        self.db
+            .read(move |conn| {
+                consents::find(conn, &user_id, &client_id)
+                    .map(|c| c.is_some_and(|c| !c.scope.trim().is_empty()))
+                    .map_err(DbError::from)
+            })
+            .await
+    }
+
     /// Processes an authorization request. `query` is the raw query string (the consent form
     /// posts back to the same URL), `login` the session's authentication if any (its `nonce`
     /// is ignored), `decision` the consent form's answer.
@@ -254,6 +338,9 @@ impl OAuth {
         };
         let state = params.get("state").map(str::to_owned);
         let state = state.as_deref();
+        let trusted = self
+            .redirect_trusted(&client, login, decision.is_some())
+            .await?;
         let (mode, mode_error) = match params.get("response_mode") {
             None | Some("query") => (ResponseMode::Query, None),
             Some("form_post") => (ResponseMode::FormPost, None),
@@ -263,7 +350,7 @@ impl OAuth {
             ),
         };
         let fail = |code, description: &str| {
-            Ok(self.error_redirect(&target, mode, state, code, description))
+            Ok(self.error_response(&client, trusted, &target, mode, state, code, description))
         };
         if let Some(message) = mode_error {
             return fail(ErrorCode::InvalidRequest, message);
@@ -287,6 +374,11 @@ impl OAuth {
         let scope = match negotiate_scope(&client, &self.cfg, params.get("scope")) {
             Ok(s) => s,
             Err(e) => return fail(ErrorCode::InvalidScope, &e.description),
+        };
+        // RFC 8707 §2.1: the resources the grant is for, stored with the code.
+        let resources = match self.check_resources(&params).await? {
+            Ok(r) => r,
+            Err(message) => return fail(ErrorCode::InvalidTarget, &message),
         };
         if let Some(message) = pkce_problem(&client, &params) {
             return fail(ErrorCode::InvalidRequest, message);
@@ -352,9 +444,10 @@ impl OAuth {
         let allowed_now = decision == Some(Decision::Allow);
         let outcome = self
             .issue_code(
-                client,
+                client.clone(),
                 params,
                 scope,
+                resources,
                 auth,
                 allowed_now.then_some(ip),
                 prompt,
@@ -384,6 +477,7 @@ impl OAuth {
         client: Client,
         params: Params,
         scope: ScopeSet,
+        resources: ResourceSet,
         auth: Authentication,
         allowed_now: Option<Option<IpAddr>>,
         prompt: Prompt,
@@ -415,6 +509,7 @@ impl OAuth {
                             &client,
                             &cfg.scopes,
                             &scope,
+                            &resources,
                             &previous,
                             &target,
                         )));
@@ -441,6 +536,7 @@ impl OAuth {
                     primitives.state.get_mut().redirect_uri_explicit =
                         params.get("redirect_uri").is_some();
                     primitives.state.get_mut().auth = Some(auth);
+                    primitives.state.get_mut().requested_resources = resources.clone();
                     let request = CanonicalRequest {
                         params: &params,
                         client_id: client.id(),
@@ -533,20 +629,28 @@ fn pkce_problem(client: &Client, params: &Params) -> Option<&'static str> {
     }
 }
 
+/// The host of a redirect URI, for display (the whole URI when it has none, e.g. a
+/// private-use scheme).
+fn host_of(target: &str) -> String {
+    Url::parse(target)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| target.to_owned())
+}
+
 fn consent_prompt(
     client: &Client,
     descriptions: &std::collections::BTreeMap<String, String>,
     scope: &ScopeSet,
+    resources: &ResourceSet,
     previous: &ScopeSet,
     target: &str,
 ) -> ConsentPrompt {
     ConsentPrompt {
         client_name: client.row.name.clone(),
         client_id: client.id().to_owned(),
-        redirect_host: Url::parse(target)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_else(|| target.to_owned()),
+        redirect_host: host_of(target),
+        resources: resources.iter().map(str::to_owned).collect(),
         scopes: scope
             .iter()
             .map(|s| ScopeLine {
@@ -555,5 +659,29 @@ fn consent_prompt(
                 already_granted: previous.contains(s),
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_resumed_request_keeps_every_resource_and_drops_what_the_login_satisfies() {
+        let params = Params::from_query(
+            "client_id=c&resource=https%3A%2F%2Fb.example&resource=urn%3Aa&prompt=login+consent&max_age=5",
+        )
+        .expect("valid");
+        let resumed = Params::from_query(&resume_query(&params)).expect("valid");
+        assert_eq!(resumed.get_all("resource"), ["https://b.example", "urn:a"]);
+        assert_eq!(resumed.get("prompt"), Some("consent"));
+        assert_eq!(resumed.get("max_age"), None);
+        assert_eq!(resumed.get("client_id"), Some("c"));
+    }
+
+    #[test]
+    fn the_page_names_the_host_of_the_redirect_uri() {
+        assert_eq!(host_of("https://rp.example.net/cb?x=1"), "rp.example.net");
+        assert_eq!(host_of("com.example.app:/cb"), "com.example.app:/cb");
     }
 }

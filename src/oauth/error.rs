@@ -1,5 +1,5 @@
 //! OAuth error responses: the codes of RFC 6749 §4.1.2.1 / §5.2, RFC 6750 §3.1, RFC 7009 §2.2.1,
-//! and the HTTP status each one is sent with.
+//! RFC 8707 §2, and the HTTP status each one is sent with.
 
 use serde::Serialize;
 
@@ -19,6 +19,8 @@ pub enum ErrorCode {
     UnsupportedGrantType,
     /// Scope unknown or beyond what the client may have.
     InvalidScope,
+    /// A `resource` that is malformed, unknown, or beyond the grant's resources (RFC 8707 §2).
+    InvalidTarget,
     /// The resource owner said no (RFC 6749 §4.1.2.1).
     AccessDenied,
     /// Only `code` is supported (RFC 6749 §4.1.2.1).
@@ -50,6 +52,7 @@ impl ErrorCode {
             Self::UnauthorizedClient => "unauthorized_client",
             Self::UnsupportedGrantType => "unsupported_grant_type",
             Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
             Self::AccessDenied => "access_denied",
             Self::UnsupportedResponseType => "unsupported_response_type",
             Self::ServerError => "server_error",
@@ -120,6 +123,11 @@ impl OAuthError {
     /// `invalid_scope`.
     pub fn invalid_scope(description: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidScope, description)
+    }
+
+    /// `invalid_target` (RFC 8707 §2).
+    pub fn invalid_target(description: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidTarget, description)
     }
 
     /// `unauthorized_client`.

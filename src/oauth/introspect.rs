@@ -1,6 +1,8 @@
-//! Token introspection (RFC 7662). Clients must authenticate; a client learns about its own
-//! tokens only, unless it is registered as a resource server (`introspect_all`). Anything else
-//! — unknown, expired, revoked, another client's — is `{"active": false}` (RFC 7662 §2.2).
+//! Token introspection (RFC 7662). Clients must authenticate. A client learns about its own
+//! tokens; a confidential client serving RFC 8707 resources (`resource_uris`) also about the
+//! access tokens whose audience names one of them (RFC 7662 §4: the server decides who may see
+//! which tokens); a client with `introspect_all` about every token. Anything else — unknown,
+//! expired, revoked, another client's — is `{"active": false}` (RFC 7662 §2.2).
 
 use serde::Serialize;
 
@@ -8,8 +10,11 @@ use super::client_auth::presented_client;
 use super::error::OAuthError;
 use super::params::Params;
 use super::OAuth;
-use crate::clients::Client;
+use crate::clients::{Client, ClientType};
+use crate::db::tokens::TokenRow;
 use crate::db::{self, clients, tokens, DbError};
+use crate::domain::ResourceSet;
+use crate::oidc::Audience;
 use crate::secret;
 
 /// The introspection response (RFC 7662 §2.2); every field but `active` is omitted for
@@ -39,9 +44,11 @@ pub struct Introspection {
     /// The resource owner's stable id (absent for client-credentials tokens).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
-    /// Intended audience: the client.
+    /// Intended audience (RFC 7662 §2.2): the token's RFC 8707 resources, or
+    /// `oidc.access_token_audience` when it names none — the `aud` a JWT access token carries.
+    /// A string, or an array of several.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<Audience>,
     /// The issuer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
@@ -85,11 +92,14 @@ impl OAuth {
             return Err(OAuthError::invalid_request("token is required"));
         }
         let issuer = self.cfg.issuer.clone();
-        let found =
-            found.filter(|(row, _)| row.client_id == client.id() || client.row.introspect_all);
+        let found = found.filter(|(row, _)| may_introspect(&client, row));
         let Some((row, user)) = found else {
             return Ok(Introspection::default());
         };
+        let aud = Audience::of_resources(
+            &ResourceSet::from_stored(&row.resources),
+            &self.cfg.access_token_audience,
+        );
         Ok(Introspection {
             active: true,
             scope: Some(row.scope),
@@ -103,8 +113,21 @@ impl OAuth {
             exp: Some(row.expires_at.and_utc().timestamp()),
             iat: Some(row.created_at.and_utc().timestamp()),
             sub: row.user_id,
-            aud: Some(row.client_id),
+            aud: Some(aud),
             iss: Some(issuer),
         })
     }
+}
+
+/// Whether `client` may learn about `token`: its own; every token with `introspect_all`; an
+/// access token for a resource it serves (confidential clients only: a public one proves
+/// nothing but its client_id). Refresh tokens are for their client alone.
+fn may_introspect(client: &Client, token: &TokenRow) -> bool {
+    token.client_id == client.id()
+        || client.row.introspect_all
+        || (token.kind == tokens::ACCESS
+            && client.client_type == ClientType::Confidential
+            && client
+                .resource_uris
+                .intersects(&ResourceSet::from_stored(&token.resources)))
 }

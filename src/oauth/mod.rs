@@ -20,6 +20,7 @@ pub mod logout;
 pub mod metadata;
 pub mod params;
 mod primitives;
+mod resource;
 pub mod revoke;
 pub mod token;
 
@@ -48,8 +49,11 @@ pub struct OAuthConfig {
     pub scopes: BTreeMap<String, String>,
     /// Brute-force limits.
     pub rate_limits: RateLimits,
-    /// `aud` of RFC 9068 JWT access tokens.
+    /// `aud` of RFC 9068 JWT access tokens and of introspection answers when the token names no
+    /// RFC 8707 resource.
     pub access_token_audience: String,
+    /// Scopes portal clients may get without a user (client-credentials grant).
+    pub scopes_without_user: crate::domain::ScopeSet,
     /// How long audit events are kept.
     pub audit_retention: std::time::Duration,
     /// How long a browser login lasts (`server.session_max_age_seconds`); older session rows
@@ -67,6 +71,7 @@ impl OAuthConfig {
             scopes: settings.scopes.clone(),
             rate_limits: settings.rate_limits,
             access_token_audience: settings.oidc.access_token_audience.clone(),
+            scopes_without_user: settings.scopes_without_user.clone(),
             audit_retention: settings.audit_retention,
             session_max_age: settings.session_max_age,
         }

@@ -1,6 +1,7 @@
 //! Request parameter parsing shared by every OAuth endpoint: strict
 //! `application/x-www-form-urlencoded` decoding that refuses invalid UTF-8 and repeated
-//! parameters (RFC 6749 §3.1, §3.2) and treats empty values as absent (RFC 6749 §3.1).
+//! parameters (RFC 6749 §3.1, §3.2) and treats empty values as absent (RFC 6749 §3.1). The one
+//! exception is `resource`, which RFC 8707 §2 lets a client repeat to name several resources.
 
 use std::collections::BTreeMap;
 
@@ -11,9 +12,16 @@ use super::error::OAuthError;
 /// Longest parameter name accepted, in bytes.
 const MAX_NAME: usize = 128;
 
-/// Decoded request parameters, each present at most once and never empty.
+/// Parameters that may be repeated: `resource` (RFC 8707 §2, one per target resource).
+pub const REPEATABLE: [&str; 1] = ["resource"];
+
+/// Most values a repeatable parameter may have in one request.
+pub const MAX_REPEATS: usize = 10;
+
+/// Decoded request parameters, never empty; each present at most once except the
+/// [`REPEATABLE`] ones (at most [`MAX_REPEATS`] values, in request order).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Params(BTreeMap<String, String>);
+pub struct Params(BTreeMap<String, Vec<String>>);
 
 impl Params {
     /// Parses a POST body, checking the media type first.
@@ -42,7 +50,7 @@ impl Params {
     }
 
     fn parse(input: &[u8]) -> Result<Self, OAuthError> {
-        let mut map = BTreeMap::new();
+        let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for pair in input.split(|b| *b == b'&').filter(|p| !p.is_empty()) {
             let (name, value) = match pair.iter().position(|b| *b == b'=') {
                 Some(i) => (&pair[..i], &pair[i + 1..]),
@@ -53,22 +61,39 @@ impl Params {
             if name.len() > MAX_NAME {
                 return Err(OAuthError::invalid_request("a parameter name is too long"));
             }
-            if map.contains_key(&name) {
+            let seen = map.get(&name).map_or(0, Vec::len);
+            if seen > 0 && !REPEATABLE.contains(&name.as_str()) {
+                // Repeats are refused even when one copy is empty.
                 return Err(OAuthError::invalid_request(format!(
                     "the parameter `{name}` is repeated (RFC 6749 §3.1)"
                 )));
             }
-            // Repeats are refused even when one copy is empty.
-            map.insert(name, value);
+            if seen >= MAX_REPEATS {
+                return Err(OAuthError::invalid_request(format!(
+                    "the parameter `{name}` is repeated more than {MAX_REPEATS} times"
+                )));
+            }
+            map.entry(name).or_default().push(value);
         }
-        map.retain(|_, v: &mut String| !v.is_empty());
+        for values in map.values_mut() {
+            values.retain(|v| !v.is_empty());
+        }
+        map.retain(|_, v| !v.is_empty());
         Ok(Self(map))
     }
 
-    /// The value of `name`, if present and non-empty.
+    /// The value of `name`, if present and non-empty (the first one of a [`REPEATABLE`]
+    /// parameter).
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str)
+        self.0.get(name).and_then(|v| v.first()).map(String::as_str)
+    }
+
+    /// Every non-empty value of `name`, in request order (several only for [`REPEATABLE`]
+    /// parameters).
+    #[must_use]
+    pub fn get_all(&self, name: &str) -> &[String] {
+        self.0.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// Whether `name` is present.
@@ -85,9 +110,11 @@ impl Params {
         Self(map)
     }
 
-    /// Every parameter, in name order.
+    /// Every parameter, in name order (a repeated one once per value, in request order).
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0
+            .iter()
+            .flat_map(|(k, values)| values.iter().map(move |v| (k.as_str(), v.as_str())))
     }
 }
 
@@ -140,5 +167,23 @@ mod tests {
         assert!(Params::from_form(FORM, b"a=%FF").is_err());
         assert!(Params::from_form(FORM, b"a=\xff").is_err());
         assert!(Params::from_form(FORM, b"a=%00").is_err());
+    }
+
+    #[test]
+    fn resource_may_repeat_within_a_bound() {
+        let p = Params::from_form(
+            FORM,
+            b"resource=https%3A%2F%2Fb.example&resource=&resource=x",
+        )
+        .expect("valid");
+        assert_eq!(p.get_all("resource"), ["https://b.example", "x"]);
+        assert_eq!(p.get("resource"), Some("https://b.example"));
+        assert_eq!(p.iter().filter(|(k, _)| *k == "resource").count(), 2);
+        assert!(p.get_all("scope").is_empty());
+        let many = ["resource=x"; MAX_REPEATS + 1].join("&");
+        assert!(Params::from_form(FORM, many.as_bytes()).is_err());
+        // Only empty copies: absent.
+        let p = Params::from_form(FORM, b"resource=&resource=").expect("valid");
+        assert!(!p.contains("resource"));
     }
 }

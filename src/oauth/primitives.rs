@@ -31,9 +31,9 @@ use crate::db::codes::{self, CodeRow};
 use crate::db::tokens::{self, TokenRow};
 use crate::db::users::UserRow;
 use crate::db::{self, users, DbConnection};
-use crate::domain::ScopeSet;
+use crate::domain::{ResourceSet, ScopeSet};
 use crate::oidc::keys::Signer;
-use crate::oidc::{AccessTokenClaims, Authentication, ACCESS_TOKEN_TYP, OFFLINE_ACCESS};
+use crate::oidc::{AccessTokenClaims, Audience, Authentication, ACCESS_TOKEN_TYP, OFFLINE_ACCESS};
 use crate::secret;
 
 /// Stand-in `redirect_uri` for a token request that omitted it, accepted only when the
@@ -93,6 +93,14 @@ pub(crate) struct FlowState {
     /// with the code), recovered from the code or refresh token, or made by the password grant.
     /// Minted tokens keep `auth_time` and `amr`; ID tokens are built from it.
     pub auth: Option<Authentication>,
+    /// The RFC 8707 `resource`s of this request (already checked to be registered resources).
+    pub requested_resources: ResourceSet,
+    /// The resources of the grant being exchanged: the code's (its authorization request's) or
+    /// the refresh token's. `None` for grants without a previous request (password, client
+    /// credentials), where the requested resources are the grant's.
+    pub grant_resources: Option<ResourceSet>,
+    /// The requested resources are not within the grant's (RFC 8707 §2.2): `invalid_target`.
+    pub target_error: Option<&'static str>,
 }
 
 /// The primitives for one request.
@@ -173,6 +181,7 @@ impl<'a> Primitives<'a> {
         grant_type: &str,
         refresh_scope: Option<String>,
     ) -> Result<(String, Option<String>, DateTime<Utc>), ()> {
+        let (audience, grant_resources) = self.resources()?;
         let with_refresh = refresh_scope.is_some();
         let now = db::now();
         let scope = ScopeSet::from_stored(&scope.to_string()).to_string();
@@ -197,7 +206,7 @@ impl<'a> Primitives<'a> {
                     sub: user_id
                         .clone()
                         .unwrap_or_else(|| self.client.id().to_owned()),
-                    aud: self.cfg.access_token_audience.clone(),
+                    aud: Audience::of_resources(&audience, &self.cfg.access_token_audience),
                     client_id: self.client.id().to_owned(),
                     scope: scope.clone(),
                     jti: id.clone(),
@@ -228,6 +237,7 @@ impl<'a> Primitives<'a> {
             rotated_at: None,
             auth_time,
             amr,
+            resources: audience.to_string(),
         }];
         let refresh = if with_refresh {
             let refresh = secret::new_token();
@@ -241,6 +251,7 @@ impl<'a> Primitives<'a> {
                 kind: tokens::REFRESH.to_owned(),
                 scope: refresh_scope.unwrap_or_default(),
                 expires_at: now + ttl,
+                resources: grant_resources.to_string(),
                 ..rows[0].clone()
             });
             Some(refresh)
@@ -259,6 +270,7 @@ impl<'a> Primitives<'a> {
                     .detail("grant_type", grant_type)
                     .detail("family_id", family_id.clone())
                     .detail("scope", scope.clone())
+                    .detail("resources", audience.to_string())
                     .detail("refresh_token", with_refresh),
             )
         })?;
@@ -270,6 +282,31 @@ impl<'a> Primitives<'a> {
             scope,
         });
         Ok((access, refresh, until))
+    }
+
+    /// The resources of the access token to mint (its audience) and of the grant a refresh token
+    /// carries on (RFC 8707 §2.2): a request may name only resources within the grant's; naming
+    /// none takes all of them. Without a previous grant (password, client credentials) the
+    /// requested resources are both.
+    ///
+    /// # Errors
+    /// Records `target_error` when the request names a resource outside the grant's.
+    fn resources(&self) -> Result<(ResourceSet, ResourceSet), ()> {
+        let mut state = self.state.borrow_mut();
+        let requested = state.requested_resources.clone();
+        match state.grant_resources.clone() {
+            None => Ok((requested.clone(), requested)),
+            Some(grant) if requested.is_empty() => Ok((grant.clone(), grant)),
+            Some(grant) if requested.is_subset(&grant) => Ok((requested, grant)),
+            Some(grant) => {
+                state.target_error = Some(if grant.is_empty() {
+                    "the authorization request named no resource, so the token request may not name one (RFC 8707 section 2.2)"
+                } else {
+                    "a requested resource is not among the resources of the grant (RFC 8707 section 2.2)"
+                });
+                Err(())
+            }
+        }
     }
 
     /// The user if their account is active.
@@ -336,9 +373,16 @@ impl Registrar for Primitives<'_> {
         scope: Option<Scope>,
     ) -> Result<PreGrant, RegistrarError> {
         let requested = scope.map(|s| s.to_string());
-        let Ok(granted) =
+        let negotiated = if self.grant_type == GrantType::ClientCredentials {
+            super::grant_types::client_credentials::negotiate(
+                self.client,
+                self.cfg,
+                requested.as_deref(),
+            )
+        } else {
             super::grant_types::negotiate_scope(self.client, self.cfg, requested.as_deref())
-        else {
+        };
+        let Ok(granted) = negotiated else {
             self.state.borrow_mut().scope_refused = true;
             return Err(RegistrarError::Unspecified);
         };
@@ -382,6 +426,7 @@ impl Authorizer for Primitives<'_> {
             nonce: None,
             auth_time: None,
             amr: None,
+            resources: self.state.borrow().requested_resources.to_string(),
         };
         let row = match &self.state.borrow().auth {
             Some(auth) => CodeRow {
@@ -437,6 +482,7 @@ impl Authorizer for Primitives<'_> {
         });
         state.code = Some(CodeOutcome::Valid);
         state.family_id = Some(row.id.clone());
+        state.grant_resources = Some(ResourceSet::from_stored(&row.resources));
         let redirect_uri = if state.redirect_uri_omitted && !row.redirect_uri_explicit {
             OMITTED_REDIRECT_URI
         } else {
@@ -496,6 +542,9 @@ impl Issuer for Primitives<'_> {
     fn refresh(&mut self, _refresh: &str, grant: Grant) -> Result<RefreshedToken, ()> {
         // oxide-auth always recovers the refresh token before asking for a new one.
         let row = self.state.borrow_mut().recovered_refresh.take().ok_or(())?;
+        // A resource outside the grant is refused before the refresh token is rotated, so the
+        // client keeps it.
+        self.resources()?;
         let now = db::now();
         if !self.with_conn(|conn| tokens::mark_rotated(conn, &row.id, now))? {
             // Another request rotated it first: treat as reuse (RFC 9700 §4.14.2).
@@ -590,6 +639,7 @@ impl Issuer for Primitives<'_> {
             nonce: None,
         });
         state.refresh = Some(RefreshOutcome::Valid);
+        state.grant_resources = Some(ResourceSet::from_stored(&row.resources));
         state.recovered_refresh = Some(row);
         Ok(Some(grant))
     }

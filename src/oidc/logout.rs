@@ -39,15 +39,24 @@ pub enum LogoutError {
 
 impl OAuth {
     /// Checks a logout request's `id_token_hint`, `client_id`, `post_logout_redirect_uri` and
-    /// `state` (§2). An `id_token_hint` must be one of our ID tokens (expired is fine, §2);
-    /// with a `client_id` too, that client must be among its audiences. A
-    /// `post_logout_redirect_uri` is used only when it exactly matches one the client
-    /// registered.
+    /// `state` (§2) for a browser in which `signed_in` (a user id) is signed in, if anyone. An
+    /// `id_token_hint` must be one of our ID tokens (expired is fine, §2); with a `client_id`
+    /// too, that client must be among its audiences. A `post_logout_redirect_uri` is used only
+    /// when it exactly matches one the client registered, and for a client registered through
+    /// the developer portal only when the hint's `sub` is the signed-in user: anyone can get an
+    /// ID token of their own (even an expired one does) from a client they registered, so a
+    /// hint proves nothing about the person who follows the link — without a session, or for
+    /// another user's session, it would make `/o/logout/` an open redirector (RFC 9700
+    /// §4.11.2). Operator clients keep §3's rules (a hint or `client_id` identifies them).
     ///
     /// # Errors
     /// [`LogoutError::Invalid`] for a bad hint or a `client_id` that contradicts it;
     /// [`LogoutError::Db`] when storage fails.
-    pub async fn plan_logout(&self, params: &Params) -> Result<LogoutPlan, LogoutError> {
+    pub async fn plan_logout(
+        &self,
+        params: &Params,
+        signed_in: Option<&str>,
+    ) -> Result<LogoutPlan, LogoutError> {
         let mut hinted_subject = None;
         let mut client_id = params.get("client_id").map(str::to_owned);
         if let Some(hint) = params.get("id_token_hint") {
@@ -94,13 +103,26 @@ impl OAuth {
             return Ok(plan);
         };
         // A client any user registered through the developer portal could otherwise turn this
-        // endpoint into an open redirector: its redirect needs the proof of an ID token it
-        // received (RP-Initiated Logout §3 "other means" are only trusted for clients the
-        // operators registered).
-        if client.row.owner_id.is_some() && plan.hinted_subject.is_none() {
-            plan.redirect_refused =
-                Some("the application did not send the id_token_hint this redirect needs");
-            return Ok(plan);
+        // endpoint into an open redirector (RFC 9700 §4.11.2): its redirect needs an ID token
+        // of the user signed in here (RP-Initiated Logout §3 "other means" are only trusted
+        // for clients the operators registered). Its owner can mint hints for themselves only.
+        if client.is_portal_client() {
+            let refused = match (plan.hinted_subject.as_deref(), signed_in) {
+                (None, _) => {
+                    Some("the application did not send the id_token_hint this redirect needs")
+                }
+                (Some(_), None) => Some(
+                    "you were not signed in here, so nothing shows that the request came from you",
+                ),
+                (Some(sub), Some(user)) if sub != user => {
+                    Some("the sign-in it named (id_token_hint) is of another account")
+                }
+                (Some(_), Some(_)) => None,
+            };
+            if refused.is_some() {
+                plan.redirect_refused = refused;
+                return Ok(plan);
+            }
         }
         let registered = crate::clients::split_list(&client.row.post_logout_redirect_uris);
         // Exact string comparison, as for redirect URIs (§3).

@@ -147,8 +147,9 @@ pub struct AccessTokenClaims {
     pub iss: String,
     /// The user, or the client itself for client-credentials tokens (§2.2).
     pub sub: String,
-    /// The resource the token is for (`oidc.access_token_audience`).
-    pub aud: String,
+    /// The resource(s) the token is for (RFC 9068 §3): the RFC 8707 resources of the request,
+    /// or `oidc.access_token_audience` when it named none. One string, or an array of several.
+    pub aud: Audience,
     /// The client it was issued to.
     pub client_id: String,
     /// Granted scope, space-separated.
@@ -180,7 +181,7 @@ pub struct IdTokenHint {
 }
 
 /// `aud` is a string or an array of strings (RFC 7519 §4.1.3).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Audience {
     /// One audience.
@@ -190,6 +191,17 @@ pub enum Audience {
 }
 
 impl Audience {
+    /// The audience of an access token (RFC 9068 §3, RFC 7662 §2.2): its RFC 8707 resources,
+    /// or `default` (`oidc.access_token_audience`) when it has none. One resource is a string.
+    #[must_use]
+    pub fn of_resources(resources: &crate::domain::ResourceSet, default: &str) -> Self {
+        match resources.len() {
+            0 => Self::One(default.to_owned()),
+            1 => Self::One(resources.iter().collect()),
+            _ => Self::Many(resources.iter().map(str::to_owned).collect()),
+        }
+    }
+
     /// Whether `client_id` is among the audiences.
     #[must_use]
     pub fn contains(&self, client_id: &str) -> bool {

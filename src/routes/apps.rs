@@ -6,6 +6,7 @@
 //!
 //! Someone else's application answers 404, as if it did not exist. Powers meant for first-party
 //! applications are staff-only: the password grant, skipping consent, introspecting every token,
+//! serving RFC 8707 resources (which lets a client introspect the tokens meant for them),
 //! refresh tokens without `offline_access`, plain PKCE and custom token lifetimes (a self-made
 //! client with the password grant would be a phishing kit that gets tokens without consent).
 
@@ -86,6 +87,7 @@ struct FormValues {
     post_logout_redirect_uris: String,
     allowed_origins: String,
     scopes: Vec<Choice>,
+    resource_uris: String,
     skip_authorization: bool,
     introspect_all: bool,
     allow_plain_pkce: bool,
@@ -128,6 +130,7 @@ impl FormValues {
             post_logout_redirect_uris: spec.post_logout_redirect_uris.join("\n"),
             allowed_origins: spec.allowed_origins.join("\n"),
             scopes,
+            resource_uris: spec.resource_uris.join("\n"),
             skip_authorization: spec.skip_authorization,
             introspect_all: spec.introspect_all,
             allow_plain_pkce: spec.allow_plain_pkce,
@@ -157,7 +160,9 @@ fn grant_label(grant: GrantType) -> &'static str {
         GrantType::Password => {
             "Password (your app collects the user's password — first-party apps only)"
         }
-        GrantType::ClientCredentials => "Client credentials (your server acts as itself, no user)",
+        GrantType::ClientCredentials => {
+            "Client credentials (your server acts as itself, no user; only for the scopes the server allows without a user)"
+        }
     }
 }
 
@@ -180,6 +185,7 @@ struct DetailPage<'a> {
     post_logout_redirect_uris: Vec<String>,
     allowed_origins: Vec<String>,
     scopes: Vec<String>,
+    resource_uris: Vec<String>,
     curl: String,
     created: String,
     updated: String,
@@ -388,6 +394,7 @@ async fn detail_page(
         post_logout_redirect_uris: split_list(&row.post_logout_redirect_uris),
         allowed_origins: split_list(&row.allowed_origins),
         scopes: client.allowed_scopes.iter().map(str::to_owned).collect(),
+        resource_uris: client.resource_uris.iter().map(str::to_owned).collect(),
         created: show_time(&row.created_at),
         updated: show_time(&row.updated_at),
     };
@@ -761,6 +768,15 @@ fn spec_from_form(
             checked("introspect_all"),
             stored.as_ref().is_some_and(|s| s.introspect_all),
         ),
+        // Serving a resource lets the client introspect the tokens meant for it: staff only.
+        resource_uris: if staff {
+            lines(form.get("resource_uris"))
+        } else {
+            stored
+                .as_ref()
+                .map(|s| s.resource_uris.clone())
+                .unwrap_or_default()
+        },
         access_token_lifetime: stored.as_ref().and_then(|s| s.access_token_lifetime),
         refresh_token_lifetime: stored.as_ref().and_then(|s| s.refresh_token_lifetime),
         owner_id: stored.as_ref().and_then(|s| s.owner_id.clone()),

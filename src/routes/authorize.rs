@@ -23,6 +23,20 @@ struct ConsentPage<'a> {
     action: &'a str,
 }
 
+/// An error for a client whose redirect URI is not trusted yet (RFC 9700 §4.11.2): the error,
+/// the destination host, and a way back that the user must choose (a link, or for
+/// `response_mode=form_post` a form without the auto-submitting script).
+#[derive(Template)]
+#[template(path = "auth/untrusted_error.html")]
+struct UntrustedErrorPage {
+    client_name: String,
+    description: String,
+    redirect_host: String,
+    link: Option<String>,
+    form_action: Option<String>,
+    form_fields: Vec<(String, String)>,
+}
+
 /// `response_mode=form_post`: the response parameters POSTed to the client by the browser.
 #[derive(Template)]
 #[template(path = "auth/form_post.html")]
@@ -178,6 +192,29 @@ async fn respond(
                 action: here,
             },
         ),
+        AuthorizeOutcome::Untrusted {
+            client_name,
+            description,
+            redirect_host,
+            response,
+        } => {
+            let (link, form_action, form_fields) = match *response {
+                AuthorizeOutcome::Redirect(location) => (Some(location), None, Vec::new()),
+                AuthorizeOutcome::FormPost { action, fields } => (None, Some(action), fields),
+                _ => (None, None, Vec::new()),
+            };
+            render(
+                StatusCode::BAD_REQUEST,
+                &UntrustedErrorPage {
+                    client_name,
+                    description,
+                    redirect_host,
+                    link,
+                    form_action,
+                    form_fields,
+                },
+            )
+        }
         AuthorizeOutcome::ErrorPage(message) => error_page(
             StatusCode::BAD_REQUEST,
             "Invalid authorization request",

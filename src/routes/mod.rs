@@ -65,6 +65,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     both(cfg, "/o/userinfo/", |r| {
         r.route(web::get().to(oidc::userinfo))
             .route(web::post().to(oidc::userinfo))
+            .route(web::method(actix_web::http::Method::OPTIONS).to(oidc::userinfo_preflight))
             .default_service(web::to(oauth::method_not_allowed))
     });
     both(cfg, "/o/logout/", |r| {

@@ -72,7 +72,17 @@ pub async fn revoke(
 /// registered the requesting origin; the request itself is then checked against the client it
 /// names.
 pub async fn preflight(req: HttpRequest, clients: web::Data<Clients>) -> HttpResponse {
-    let origin = match request_origin(&req) {
+    preflight_for(&req, &clients, "POST").await
+}
+
+/// The preflight answer for an endpoint that takes `methods`: `204` always, with the CORS
+/// headers (Fetch standard) only for an origin some client registered.
+pub(super) async fn preflight_for(
+    req: &HttpRequest,
+    clients: &Clients,
+    methods: &'static str,
+) -> HttpResponse {
+    let origin = match request_origin(req) {
         Some(origin) if clients.origin_allowed(origin, None).await.unwrap_or(false) => {
             Some(origin.to_owned())
         }
@@ -83,7 +93,7 @@ pub async fn preflight(req: HttpRequest, clients: web::Data<Clients>) -> HttpRes
     if let Some(origin) = origin {
         builder
             .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
-            .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "POST"))
+            .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, methods))
             .insert_header((
                 header::ACCESS_CONTROL_ALLOW_HEADERS,
                 "authorization, content-type",
@@ -93,7 +103,8 @@ pub async fn preflight(req: HttpRequest, clients: web::Data<Clients>) -> HttpRes
     builder.finish()
 }
 
-fn request_origin(req: &HttpRequest) -> Option<&str> {
+/// The request's `Origin` header, if any.
+pub(super) fn request_origin(req: &HttpRequest) -> Option<&str> {
     req.headers()
         .get(header::ORIGIN)
         .and_then(|v| v.to_str().ok())
@@ -109,7 +120,8 @@ async fn cors_origin(req: &HttpRequest, params: &Params, clients: &Clients) -> O
     }
 }
 
-fn with_cors(mut response: HttpResponse, origin: Option<String>) -> HttpResponse {
+/// `response` with `Vary: Origin`, and `Access-Control-Allow-Origin: origin` when given.
+pub(super) fn with_cors(mut response: HttpResponse, origin: Option<String>) -> HttpResponse {
     let headers = response.headers_mut();
     headers.insert(header::VARY, header::HeaderValue::from_static("Origin"));
     if let Some(value) = origin.and_then(|o| header::HeaderValue::from_str(&o).ok()) {

@@ -6,11 +6,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::api::bearer_error;
+use super::oauth::{preflight_for, request_origin, with_cors};
 use super::support::{
     authorization_header, csrf_failed, csrf_ok, csrf_token, current_user, error_page, no_store,
     read_form, read_html_form, render, see_other, unavailable, WebConfig,
 };
 use crate::accounts::Accounts;
+use crate::clients::Clients;
 use crate::oauth::bearer::BearerError;
 use crate::oauth::metadata::ServerMetadata;
 use crate::oauth::{OAuth, Params};
@@ -18,12 +20,24 @@ use crate::oidc::logout::{LogoutError, LogoutPlan};
 use crate::oidc::{user_claims, OPENID};
 
 /// `GET /.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4) and
-/// `GET /.well-known/oauth-authorization-server` (RFC 8414 §3): the same document.
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414 §3): the same document, with the
+/// registered RFC 8707 resources as `protected_resources` (RFC 9728 §4).
 pub async fn discovery(oauth: web::Data<OAuth>) -> HttpResponse {
+    let resources = match oauth.clients().served_resources().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "storage failure");
+            let mut builder = HttpResponse::ServiceUnavailable();
+            return no_store(&mut builder).json(serde_json::json!({
+                "error": "temporarily_unavailable",
+                "error_description": "the server cannot reach its database",
+            }));
+        }
+    };
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .json(ServerMetadata::new(oauth.config()))
+        .json(ServerMetadata::new(oauth.config()).with_protected_resources(&resources))
 }
 
 /// `GET /.well-known/jwks.json` (RFC 7517 §5): the published public keys. Cacheable for five
@@ -51,26 +65,57 @@ pub async fn jwks(oauth: web::Data<OAuth>) -> HttpResponse {
 /// The token comes in the `Authorization: Bearer` header, or for `POST` as `access_token` in a
 /// form body (RFC 6750 §2.2), never both (§2). It must carry `openid` and belong to a user:
 /// client-credentials tokens describe no user and get 403 `insufficient_scope`.
+///
+/// CORS as at the token endpoint: a browser at an origin gets `Access-Control-Allow-Origin`
+/// when the client the token was issued to registered that origin; an error (no valid token,
+/// so no client) gets it when some client registered the origin, as a preflight does.
 pub async fn userinfo(
     req: HttpRequest,
     payload: web::Payload,
     oauth: web::Data<OAuth>,
+    clients: web::Data<Clients>,
     web: web::Data<WebConfig>,
 ) -> HttpResponse {
-    let header_value = authorization_header(&req).map(str::to_owned);
+    let (response, client_id) = userinfo_response(&req, payload, &oauth, &web).await;
+    let origin = match request_origin(&req) {
+        Some(origin) => match clients.origin_allowed(origin, client_id.as_deref()).await {
+            Ok(true) => Some(origin.to_owned()),
+            _ => None,
+        },
+        None => None,
+    };
+    with_cors(response, origin)
+}
+
+/// `OPTIONS /o/userinfo/`: the CORS preflight, answered like the token endpoint's.
+pub async fn userinfo_preflight(req: HttpRequest, clients: web::Data<Clients>) -> HttpResponse {
+    preflight_for(&req, &clients, "GET, POST").await
+}
+
+/// The UserInfo answer, and the client the presented token was issued to (when it was valid).
+async fn userinfo_response(
+    req: &HttpRequest,
+    payload: web::Payload,
+    oauth: &OAuth,
+    web: &WebConfig,
+) -> (HttpResponse, Option<String>) {
+    let header_value = authorization_header(req).map(str::to_owned);
     let form_token = if req.method() == actix_web::http::Method::POST {
-        match read_form(&req, payload, web.max_body_bytes).await {
+        match read_form(req, payload, web.max_body_bytes).await {
             Ok(form) => form.get("access_token").map(str::to_owned),
-            Err(response) => return response,
+            Err(response) => return (response, None),
         }
     } else {
         None
     };
     let authorization = match (header_value, form_token) {
         (Some(_), Some(_)) => {
-            return bearer_error(&BearerError::InvalidRequest(
-                "send the access token in one place only (RFC 6750 §2)",
-            ))
+            return (
+                bearer_error(&BearerError::InvalidRequest(
+                    "send the access token in one place only (RFC 6750 §2)",
+                )),
+                None,
+            )
         }
         (Some(h), None) => Some(h),
         (None, Some(t)) => Some(format!("Bearer {t}")),
@@ -81,15 +126,19 @@ pub async fn userinfo(
         .await
     {
         Ok(g) => g,
-        Err(e) => return bearer_error(&e),
+        Err(e) => return (bearer_error(&e), None),
     };
     let Some(user) = grant.user else {
-        return bearer_error(&BearerError::UserRequired);
+        return (
+            bearer_error(&BearerError::UserRequired),
+            Some(grant.client_id),
+        );
     };
     let mut builder = HttpResponse::Ok();
-    no_store(&mut builder)
-        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .json(user_claims(&user, &grant.scope))
+    (
+        no_store(&mut builder).json(user_claims(&user, &grant.scope)),
+        Some(grant.client_id),
+    )
 }
 
 #[derive(Template)]
@@ -120,7 +169,9 @@ const LOGOUT_PARAMS: [&str; 5] = [
 /// `GET` or `POST /o/logout/` (OpenID Connect RP-Initiated Logout 1.0 §2). A request
 /// authenticated by an `id_token_hint` for the logged-in user (or made with no one logged in)
 /// ends the session at once; any other asks the user to confirm. The confirmation form posts
-/// back here with `csrf_token` and `confirm=yes`.
+/// back here with `csrf_token` and `confirm=yes`. Where the browser goes afterwards is
+/// [`OAuth::plan_logout`]'s decision (for portal clients: only back to the application whose
+/// hint names the user who was signed in).
 pub async fn end_session(
     req: HttpRequest,
     payload: web::Payload,
@@ -153,7 +204,13 @@ pub async fn end_session(
         Some(_) => return csrf_failed(),
         None => false,
     };
-    let plan: LogoutPlan = match oauth.plan_logout(&params).await {
+    let user = match current_user(&session, &accounts, &web).await {
+        Ok(u) => u,
+        Err(e) => return unavailable(&e),
+    };
+    let plan: LogoutPlan = match oauth
+        .plan_logout(&params, user.as_ref().map(|u| u.id.as_str()))
+        .await {
         Ok(plan) => plan,
         Err(LogoutError::Invalid(message)) => {
             return error_page(
@@ -171,10 +228,6 @@ pub async fn end_session(
                 "Please try again in a moment.",
             );
         }
-    };
-    let user = match current_user(&session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(e) => return unavailable(&e),
     };
     let authenticated_by_hint = match (&user, &plan.hinted_subject) {
         (None, _) => true,

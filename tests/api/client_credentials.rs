@@ -221,3 +221,96 @@ async fn failed_client_authentication_is_rate_limited_but_never_locks_out_the_re
         .await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// A confidential client with the client-credentials grant: registered in the portal (it has
+/// an owner) or by an operator; returns (client_id, secret).
+async fn userless_client(
+    app: &crate::helpers::TestApp,
+    owner: Option<&str>,
+    scopes: &[&str],
+) -> (String, String) {
+    let mut s = spec("confidential", &["client_credentials"]);
+    s.owner_id = owner.map(str::to_owned);
+    s.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+    let (client, secret) = app.register(&s).await;
+    (client.id().to_owned(), secret.expect("secret"))
+}
+
+#[tokio::test]
+async fn portal_clients_get_no_user_less_tokens_by_default_and_operator_clients_are_unchanged() {
+    let app = spawn_app().await;
+    let dev = app.create_user("dev").await;
+    let (portal, portal_secret) = userless_client(&app, Some(&dev.id), &[]).await;
+    for form in [
+        vec![("grant_type", "client_credentials")],
+        vec![("grant_type", "client_credentials"), ("scope", "read")],
+    ] {
+        let (status, body) = app.post_token(&form, Some((&portal, &portal_secret))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"], "unauthorized_client");
+    }
+    // Nothing was issued.
+    assert_eq!(
+        app.services
+            .clients
+            .active_token_count(&portal)
+            .await
+            .expect("count"),
+        0
+    );
+    let (operator, operator_secret) = userless_client(&app, None, &[]).await;
+    let (status, body) = app
+        .post_token(
+            &[("grant_type", "client_credentials")],
+            Some((&operator, &operator_secret)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["scope"], "email profile read write");
+}
+
+#[tokio::test]
+async fn portal_clients_get_only_the_scopes_an_operator_allows_without_a_user() {
+    let app = crate::helpers::spawn_app_with("[tokens]\nscopes_without_user = [\"read\"]").await;
+    let dev = app.create_user("dev").await;
+    let (portal, secret) = userless_client(&app, Some(&dev.id), &[]).await;
+    let token = |scope: Option<&'static str>| {
+        let mut form = vec![("grant_type", "client_credentials")];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        let (portal, secret) = (portal.clone(), secret.clone());
+        let app = &app;
+        async move { app.post_token(&form, Some((&portal, &secret))).await }
+    };
+    // No scope named: the client's scopes that may be granted without a user.
+    let (status, body) = token(None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["scope"], "read");
+    let (status, body) = token(Some("read")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for beyond in ["write", "read write", "profile"] {
+        let (status, body) = token(Some(beyond)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{beyond}: {body}");
+        assert_eq!(body["error"], "invalid_scope", "{beyond}");
+    }
+    // A portal client none of whose scopes is allowed without a user gets nothing.
+    let (writer, writer_secret) = userless_client(&app, Some(&dev.id), &["write"]).await;
+    let (status, body) = app
+        .post_token(
+            &[("grant_type", "client_credentials")],
+            Some((&writer, &writer_secret)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"], "invalid_scope");
+    // Operator clients are not limited by the setting.
+    let (operator, operator_secret) = userless_client(&app, None, &[]).await;
+    let (status, body) = app
+        .post_token(
+            &[("grant_type", "client_credentials"), ("scope", "write")],
+            Some((&operator, &operator_secret)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}

@@ -81,6 +81,7 @@ async fn every_table_round_trips() {
         id_token_signed_response_alg: "EdDSA".into(),
         access_token_format: "jwt".into(),
         always_issue_refresh_token: true,
+        resource_uris: "https://api.example.com urn:example:billing".into(),
     };
     let code = CodeRow {
         id: "code-1".into(),
@@ -97,6 +98,7 @@ async fn every_table_round_trips() {
         nonce: Some("n-0S6_WzA2Mj".into()),
         auth_time: Some(now - TimeDelta::seconds(5)),
         amr: Some("pwd".into()),
+        resources: "https://api.example.com".into(),
     };
     let token = TokenRow {
         id: "token-1".into(),
@@ -113,6 +115,7 @@ async fn every_table_round_trips() {
         rotated_at: Some(now),
         auth_time: Some(now - TimeDelta::seconds(5)),
         amr: Some("pwd otp".into()),
+        resources: "https://api.example.com urn:example:billing".into(),
     };
     let consent = ConsentRow {
         user_id: user.id.clone(),

@@ -1462,3 +1462,111 @@ async fn a_portal_registered_client_needs_an_id_token_hint_to_redirect_after_log
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&response), BYE);
 }
+
+/// A post-logout redirect URI of a site the attacker owns.
+const EVIL: &str = "https://evil.example/landing";
+
+/// An ID token of ours for `sub` and `aud` that expired an hour ago (an attacker keeps the ones
+/// they received; RP-Initiated Logout §2 accepts expired hints).
+async fn expired_id_token(app: &TestApp, sub: &str, aud: &str) -> String {
+    let now = unix_now();
+    app.services
+        .keys
+        .sign(
+            latchkey::oidc::SigningAlg::Rs256,
+            latchkey::oidc::ID_TOKEN_TYP,
+            &json!({
+                "iss": app.address, "sub": sub, "aud": aud, "azp": aud,
+                "iat": now - 7200, "exp": now - 3600, "auth_time": now - 7200,
+            }),
+        )
+        .await
+        .expect("sign")
+}
+
+#[tokio::test]
+async fn a_portal_clients_logout_redirect_needs_the_hint_of_the_signed_in_user() {
+    let app = spawn_app().await;
+    let mallory = app.create_user("mallory").await;
+    app.create_user("alice").await;
+    // Mallory registers a client in the portal with her site as post-logout URI, and keeps an
+    // ID token of her own (expired long ago) for it.
+    let mut s = spec("confidential", &["authorization_code"]);
+    s.post_logout_redirect_uris = vec![EVIL.into()];
+    s.owner_id = Some(mallory.id.clone());
+    let (client, _) = app.register(&s).await;
+    let hint = expired_id_token(&app, &mallory.id, client.id()).await;
+    let link = logout_url(
+        &app,
+        &[
+            ("id_token_hint", hint.as_str()),
+            ("post_logout_redirect_uri", EVIL),
+            ("state", "x"),
+        ],
+    );
+    let not_sent_away = |response: &reqwest::Response, who: &str| {
+        assert_eq!(response.status(), StatusCode::OK, "{who}");
+        assert!(response.headers().get(LOCATION).is_none(), "{who}");
+    };
+
+    // Nobody signed in: the hint proves nothing about who follows the link.
+    let stranger = app.anonymous_visitor();
+    let response = stranger.client.get(&link).send().await.expect("GET");
+    not_sent_away(&response, "signed out");
+    let html = response.text().await.expect("html");
+    assert!(html.contains("You are signed out"), "{html}");
+    assert!(!html.contains("evil.example"), "not even a link: {html}");
+
+    // Alice is signed in: the hint is not hers, so she confirms, is signed out, and stays.
+    let alice = app.visitor("alice").await;
+    let response = alice.client.get(&link).send().await.expect("GET");
+    not_sent_away(&response, "alice, before confirming");
+    let html = response.text().await.expect("html");
+    let form = form_to(&html, "/o/logout/");
+    let mut fields: Vec<(&str, &str)> = form
+        .fields
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    fields.push(("confirm", "yes"));
+    let response = alice
+        .client
+        .post(alice.url("/o/logout/"))
+        .form(&fields)
+        .send()
+        .await
+        .expect("confirm");
+    not_sent_away(&response, "alice, after confirming");
+    let account = alice.get_response("/account/").await;
+    assert_eq!(
+        account.status(),
+        StatusCode::SEE_OTHER,
+        "alice is signed out"
+    );
+
+    // Mallory herself, signed in, with her own hint: the application's redirect happens.
+    let own = app.visitor("mallory").await;
+    let response = own.client.get(&link).send().await.expect("GET");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), format!("{EVIL}?state=x"));
+
+    // An operator's client keeps RP-Initiated Logout §3: its hint alone identifies it.
+    let mut s = spec("confidential", &["authorization_code"]);
+    s.post_logout_redirect_uris = vec![BYE.into()];
+    let (operator, _) = app.register(&s).await;
+    let hint = expired_id_token(&app, &mallory.id, operator.id()).await;
+    let response = stranger
+        .client
+        .get(logout_url(
+            &app,
+            &[
+                ("id_token_hint", hint.as_str()),
+                ("post_logout_redirect_uri", BYE),
+            ],
+        ))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), BYE);
+}

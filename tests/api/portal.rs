@@ -51,6 +51,10 @@ async fn register_service(visitor: &Visitor, name: &str) -> (String, String, Str
     (format!("/o/applications/{client_id}/"), client_id, secret)
 }
 
+/// Portal clients get client-credentials tokens only for `tokens.scopes_without_user`; the
+/// tests that prove a secret works with that grant allow `read`.
+const SCOPES_WITHOUT_USER: &str = "[tokens]\nscopes_without_user = [\"read\"]";
+
 async fn client_credentials(app: &TestApp, id: &str, secret: &str) -> StatusCode {
     app.post_token(&[("grant_type", "client_credentials")], Some((id, secret)))
         .await
@@ -80,7 +84,7 @@ async fn signed_out_visitors_are_sent_to_login() {
 
 #[tokio::test]
 async fn a_registered_secret_is_shown_once_and_works() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(SCOPES_WITHOUT_USER).await;
     let owner = app.create_user("dev").await;
     let visitor = app.visitor("dev").await;
     let (detail, client_id, secret) = register_service(&visitor, "Billing service").await;
@@ -234,7 +238,7 @@ async fn invalid_fields_are_reported_next_to_the_field_and_nothing_is_saved() {
 
 #[tokio::test]
 async fn users_cannot_see_or_change_other_users_applications() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(SCOPES_WITHOUT_USER).await;
     app.create_user("alice").await;
     app.create_user("mallory").await;
     let alice = app.visitor("alice").await;
@@ -304,7 +308,7 @@ async fn staff_see_every_application_with_owners_and_can_search() {
 
 #[tokio::test]
 async fn updating_keeps_what_the_form_does_not_own() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(SCOPES_WITHOUT_USER).await;
     app.create_user("dev").await;
     let visitor = app.visitor("dev").await;
     let (detail, client_id, secret) = register_service(&visitor, "Before").await;
@@ -409,7 +413,7 @@ async fn updating_keeps_what_the_form_does_not_own() {
 
 #[tokio::test]
 async fn rotating_the_secret_shows_the_new_one_once_and_kills_the_old() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(SCOPES_WITHOUT_USER).await;
     app.create_user("dev").await;
     let visitor = app.visitor("dev").await;
     let (detail, client_id, old) = register_service(&visitor, "Rotor").await;
@@ -437,7 +441,7 @@ async fn rotating_the_secret_shows_the_new_one_once_and_kills_the_old() {
 
 #[tokio::test]
 async fn deleting_needs_confirmation_and_a_csrf_token() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(SCOPES_WITHOUT_USER).await;
     app.create_user("dev").await;
     let visitor = app.visitor("dev").await;
     let (detail, client_id, secret) = register_service(&visitor, "Doomed").await;
@@ -656,5 +660,109 @@ async fn the_curl_example_quotes_what_the_owner_typed() {
     assert!(
         html.contains("--data-urlencode &#39;redirect_uri=https://x.example/cb?a=$(id)&#39;"),
         "{html}"
+    );
+}
+
+#[tokio::test]
+async fn only_staff_set_the_resources_an_application_serves() {
+    let app = spawn_app().await;
+    app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let (detail, client_id, _) = register_service(&visitor, "An API").await;
+    let form = format!("{detail}update/");
+    let (_, html) = visitor.get(&form).await;
+    assert!(!html.contains("resource_uris"), "staff-only field hidden");
+    // A non-staff owner cannot make their client a resource server (it could then introspect
+    // other applications' tokens meant for that URI).
+    let response = visitor
+        .submit(
+            &form,
+            &form,
+            &[
+                ("name", "An API"),
+                ("grant:client_credentials", "on"),
+                ("scope:read", "on"),
+                ("resource_uris", "https://api.example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let stored = |app: &TestApp| {
+        let id = client_id.clone();
+        let clients = app.services.clients.clone();
+        async move {
+            clients
+                .find(&id)
+                .await
+                .expect("db")
+                .expect("client")
+                .row
+                .resource_uris
+        }
+    };
+    assert_eq!(stored(&app).await, "");
+
+    app.create_staff("root").await;
+    let staff = app.visitor("root").await;
+    let (_, html) = staff.get(&form).await;
+    assert!(
+        html.contains("name=\"resource_uris\""),
+        "staff see the field"
+    );
+    let bad = staff
+        .submit(
+            &form,
+            &form,
+            &[
+                ("name", "An API"),
+                ("grant:client_credentials", "on"),
+                ("scope:read", "on"),
+                ("resource_uris", "https://api.example.com/#top"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.text().await.expect("html").contains("RFC 8707"));
+    let response = staff
+        .submit(
+            &form,
+            &form,
+            &[
+                ("name", "An API"),
+                ("grant:client_credentials", "on"),
+                ("scope:read", "on"),
+                (
+                    "resource_uris",
+                    "https://api.example.com\nurn:example:reports",
+                ),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        stored(&app).await,
+        "https://api.example.com urn:example:reports"
+    );
+    let (_, page) = visitor.get(&detail).await;
+    assert!(
+        page.contains("urn:example:reports"),
+        "the detail page lists them"
+    );
+    // The owner saving the form again keeps what staff set.
+    let response = visitor
+        .submit(
+            &form,
+            &form,
+            &[
+                ("name", "Renamed API"),
+                ("grant:client_credentials", "on"),
+                ("scope:read", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        stored(&app).await,
+        "https://api.example.com urn:example:reports"
     );
 }

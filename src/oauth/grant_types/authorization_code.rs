@@ -19,12 +19,16 @@ pub(crate) async fn exchange(
     }
     let omitted = params.get("redirect_uri").is_none();
     let with_refresh = client.allows(GrantType::RefreshToken);
+    // RFC 8707 §2.2: within the resources of the authorization request (checked against the
+    // code by the primitives).
+    let resources = oauth.requested_resources(&params).await?;
     super::run(
         oauth,
         client,
         params,
         GrantType::AuthorizationCode,
         move |state| {
+            state.requested_resources = resources;
             state.redirect_uri_omitted = omitted;
             state.issue_refresh = with_refresh;
         },

@@ -126,6 +126,9 @@ fn map_failure(kind: FlowFailure, state: &FlowState) -> OAuthError {
     if let Some(message) = state.pkce_error {
         return OAuthError::invalid_grant(message);
     }
+    if let Some(message) = state.target_error {
+        return OAuthError::invalid_target(message);
+    }
     match state.code {
         Some(CodeOutcome::Unknown) => {
             return OAuthError::invalid_grant("the authorization code is invalid")

@@ -66,7 +66,7 @@ pub(crate) async fn exchange(
 /// Issues tokens to `client` for a user who has logged in by `amr` (RFC 8176 values,
 /// space-separated): the password grant's issuing path, shared with the mfa-otp grant. A
 /// refresh token when the client may use the `refresh_token` grant; an ID token when `scope`
-/// holds `openid`.
+/// holds `openid`. The RFC 8707 `resource`s of `params` are the token's audience.
 pub(super) async fn issue(
     oauth: &OAuth,
     client: Client,
@@ -75,6 +75,7 @@ pub(super) async fn issue(
     scope: ScopeSet,
     amr: &'static str,
 ) -> Result<TokenResponse, OAuthError> {
+    let resources = oauth.requested_resources(&params).await?;
     let with_refresh = client.allows(GrantType::RefreshToken);
     let auth_user = user.clone();
     let issuer = oauth.cfg.issuer.clone();
@@ -84,6 +85,7 @@ pub(super) async fn issue(
         params,
         GrantType::Password,
         move |state| {
+            state.requested_resources = resources;
             state.issue_refresh = with_refresh;
             state.auth = Some(Authentication {
                 user: auth_user,

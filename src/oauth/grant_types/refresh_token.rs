@@ -1,5 +1,7 @@
 //! The refresh-token grant (RFC 6749 §6) with rotation: every use returns a new refresh token
 //! and retires the old one; presenting a retired one revokes the whole grant (RFC 9700 §4.14.2).
+//! `resource` may narrow the new access token's audience to some of the grant's resources
+//! (RFC 8707 §2.2); the new refresh token keeps all of them.
 
 use oxide_auth::code_grant::refresh;
 
@@ -24,12 +26,13 @@ pub(crate) async fn exchange(
         Some(Ok(scope)) if scope.is_empty() => params.without("scope"),
         _ => params,
     };
+    let resources = oauth.requested_resources(&params).await?;
     super::run(
         oauth,
         client,
         params,
         GrantType::RefreshToken,
-        |_| {},
+        move |state| state.requested_resources = resources,
         |primitives, request| {
             refresh::refresh(primitives, request)
                 .map(|_| ())

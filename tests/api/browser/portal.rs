@@ -8,14 +8,15 @@ use fantoccini::Locator;
 use reqwest::StatusCode;
 
 use crate::browser::{browser, Browser};
-use crate::helpers::{spawn_app, PASSWORD};
+use crate::helpers::{spawn_app_with, PASSWORD};
 
 /// The register form's submit button (the page also has the header's "Sign out" button).
 const REGISTER: &str = "form[action='/o/applications/register/'] button[type=submit]";
 
 #[tokio::test]
 async fn portal_register_and_use_secret() {
-    let app = spawn_app().await;
+    // Portal clients get client-credentials tokens only for tokens.scopes_without_user.
+    let app = spawn_app_with("[tokens]\nscopes_without_user = [\"read\"]").await;
     let Some(browser) = browser(&app).await else {
         return;
     };
