@@ -542,6 +542,111 @@ async fn client_update_changes_only_what_it_is_given() {
     );
 }
 
+#[tokio::test]
+async fn clients_serve_resources_set_from_the_command_line() {
+    let app = spawn_app().await;
+    let db = app.db_url.clone();
+    let (created, public) = tokio::task::spawn_blocking(move || {
+        (
+            latchkey(
+                &db,
+                &[
+                    "client",
+                    "create",
+                    "--name",
+                    "Orders API",
+                    "--type",
+                    "confidential",
+                    "--grant-types",
+                    "client_credentials",
+                    "--resource-uri",
+                    "https://orders.example.com",
+                    "--resource-uri",
+                    "urn:example:orders",
+                    "--json",
+                ],
+            ),
+            latchkey(
+                &db,
+                &[
+                    "client",
+                    "create",
+                    "--name",
+                    "SPA",
+                    "--type",
+                    "public",
+                    "--grant-types",
+                    "authorization_code",
+                    "--redirect-uri",
+                    "https://spa.example.com/cb",
+                    "--resource-uri",
+                    "https://orders.example.com",
+                ],
+            ),
+        )
+    })
+    .await
+    .expect("task");
+    assert!(created.status.success(), "{}", stderr(&created));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&created)).expect("json");
+    assert_eq!(
+        json["resource_uris"],
+        serde_json::json!(["https://orders.example.com", "urn:example:orders"])
+    );
+    assert!(!public.status.success(), "a public client cannot serve one");
+    assert!(
+        stderr(&public).contains("resource_uris"),
+        "{}",
+        stderr(&public)
+    );
+    let id = json["client_id"].as_str().expect("id").to_owned();
+    let secret = json["client_secret"].as_str().expect("secret").to_owned();
+
+    // Another client gets a token for the resource; the API introspects it.
+    let (other, other_secret) = app
+        .register(&crate::helpers::spec(
+            "confidential",
+            &["client_credentials"],
+        ))
+        .await;
+    let other_secret = other_secret.expect("secret");
+    let (status, body) = app
+        .post_token(
+            &[
+                ("grant_type", "client_credentials"),
+                ("resource", "urn:example:orders"),
+            ],
+            Some((other.id(), &other_secret)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().expect("token").to_owned();
+    let (_, answer) = app
+        .post_oauth("/o/introspect/", &[("token", &token)], Some((&id, &secret)))
+        .await;
+    assert_eq!(answer["active"], true, "{answer}");
+    assert_eq!(answer["aud"], "urn:example:orders");
+
+    // `client update --resource-uri ""` clears the list: the API sees nothing any more.
+    let db = app.db_url.clone();
+    let cleared = tokio::task::spawn_blocking(move || {
+        latchkey(
+            &db,
+            &["client", "update", &id, "--resource-uri", "", "--json"],
+        )
+    })
+    .await
+    .expect("task");
+    assert!(cleared.status.success(), "{}", stderr(&cleared));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&cleared)).expect("json");
+    assert_eq!(json["resource_uris"], serde_json::json!([]));
+    let id = json["client_id"].as_str().expect("id").to_owned();
+    let (_, answer) = app
+        .post_oauth("/o/introspect/", &[("token", &token)], Some((&id, &secret)))
+        .await;
+    assert_eq!(answer, serde_json::json!({"active": false}));
+}
+
 /// `latchkey serve` with `server.environment = "production"` on `port`, its log in
 /// `dir/server-PORT.log`.
 fn start_production(dir: &std::path::Path, db: &str, port: u16) -> Child {
@@ -616,68 +721,6 @@ async fn production_refuses_the_demo_leftovers_until_demo_remove_deletes_them() 
     // password of their own) is not the demo's admin.
     let ann = app.create_user("ann").await;
     let (mine, _) = app
-#[tokio::test]
-async fn clients_serve_resources_set_from_the_command_line() {
-    let app = spawn_app().await;
-    let db = app.db_url.clone();
-    let (created, public) = tokio::task::spawn_blocking(move || {
-        (
-            latchkey(
-                &db,
-                &[
-                    "client",
-                    "create",
-                    "--name",
-                    "Orders API",
-                    "--type",
-                    "confidential",
-                    "--grant-types",
-                    "client_credentials",
-                    "--resource-uri",
-                    "https://orders.example.com",
-                    "--resource-uri",
-                    "urn:example:orders",
-                    "--json",
-                ],
-            ),
-            latchkey(
-                &db,
-                &[
-                    "client",
-                    "create",
-                    "--name",
-                    "SPA",
-                    "--type",
-                    "public",
-                    "--grant-types",
-                    "authorization_code",
-                    "--redirect-uri",
-                    "https://spa.example.com/cb",
-                    "--resource-uri",
-                    "https://orders.example.com",
-                ],
-            ),
-        )
-    })
-    .await
-    .expect("task");
-    assert!(created.status.success(), "{}", stderr(&created));
-    let json: serde_json::Value = serde_json::from_str(&stdout(&created)).expect("json");
-    assert_eq!(
-        json["resource_uris"],
-        serde_json::json!(["https://orders.example.com", "urn:example:orders"])
-    );
-    assert!(!public.status.success(), "a public client cannot serve one");
-    assert!(
-        stderr(&public).contains("resource_uris"),
-        "{}",
-        stderr(&public)
-    );
-    let id = json["client_id"].as_str().expect("id").to_owned();
-    let secret = json["client_secret"].as_str().expect("secret").to_owned();
-
-    // Another client gets a token for the resource; the API introspects it.
-    let (other, other_secret) = app
         .register(&crate::helpers::spec(
             "confidential",
             &["client_credentials"],
@@ -710,30 +753,6 @@ async fn clients_serve_resources_set_from_the_command_line() {
         (
             latchkey(&db, &["demo", "remove"]),
             latchkey(&db, &["demo", "remove"]),
-    let other_secret = other_secret.expect("secret");
-    let (status, body) = app
-        .post_token(
-            &[
-                ("grant_type", "client_credentials"),
-                ("resource", "urn:example:orders"),
-            ],
-            Some((other.id(), &other_secret)),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let token = body["access_token"].as_str().expect("token").to_owned();
-    let (_, answer) = app
-        .post_oauth("/o/introspect/", &[("token", &token)], Some((&id, &secret)))
-        .await;
-    assert_eq!(answer["active"], true, "{answer}");
-    assert_eq!(answer["aud"], "urn:example:orders");
-
-    // `client update --resource-uri ""` clears the list: the API sees nothing any more.
-    let db = app.db_url.clone();
-    let cleared = tokio::task::spawn_blocking(move || {
-        latchkey(
-            &db,
-            &["client", "update", &id, "--resource-uri", "", "--json"],
         )
     })
     .await
@@ -814,12 +833,4 @@ async fn clients_serve_resources_set_from_the_command_line() {
     let port = free_port();
     let _server = start_production(dir.path(), &app.db_url, port);
     wait_ready(&format!("http://127.0.0.1:{port}")).await;
-    assert!(cleared.status.success(), "{}", stderr(&cleared));
-    let json: serde_json::Value = serde_json::from_str(&stdout(&cleared)).expect("json");
-    assert_eq!(json["resource_uris"], serde_json::json!([]));
-    let id = json["client_id"].as_str().expect("id").to_owned();
-    let (_, answer) = app
-        .post_oauth("/o/introspect/", &[("token", &token)], Some((&id, &secret)))
-        .await;
-    assert_eq!(answer, serde_json::json!({"active": false}));
 }
