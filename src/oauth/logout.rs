@@ -8,7 +8,7 @@ use diesel::Connection;
 use super::bearer::{bearer_token, BearerError};
 use super::OAuth;
 use crate::audit::{self, AuditEvent};
-use crate::db::{self, tokens, DbError};
+use crate::db::{self, tokens, users, DbError};
 use crate::secret;
 
 /// Why a grant could not be logged out.
@@ -63,6 +63,9 @@ impl OAuth {
                     let Some(user) = owner else {
                         return Ok(Outcome::NoUser);
                     };
+                    // The user's row lock before the refresh token is read and its family
+                    // revoked (see the lock rule in `db::tokens`).
+                    users::lock(conn, &user.id)?;
                     let refresh = tokens::find_by_hash(conn, &refresh_hash, Some(tokens::REFRESH))?;
                     let Some(refresh) = refresh.filter(|r| {
                         r.family_id == access.family_id

@@ -22,6 +22,7 @@ mod oidc_flows;
 mod password;
 mod password_reset;
 mod portal;
+mod races;
 mod refresh;
 mod registration;
 mod resource;

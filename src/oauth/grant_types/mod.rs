@@ -141,6 +141,11 @@ fn map_failure(kind: FlowFailure, state: &FlowState) -> OAuthError {
         Some(CodeOutcome::OwnerInactive) => {
             return OAuthError::invalid_grant("the user's account is disabled")
         }
+        Some(CodeOutcome::SessionsEnded) => {
+            return OAuthError::invalid_grant(
+                "the authorization code is no longer valid: the user was signed out everywhere after it was issued",
+            )
+        }
         Some(CodeOutcome::Valid) | None => {}
     }
     match state.refresh {
@@ -156,6 +161,9 @@ fn map_failure(kind: FlowFailure, state: &FlowState) -> OAuthError {
             return OAuthError::invalid_grant("the refresh token has expired or was revoked")
         }
         Some(RefreshOutcome::Valid) | None => {}
+    }
+    if state.owner_inactive {
+        return OAuthError::invalid_grant("the user's account is disabled");
     }
     if state.scope_refused {
         return OAuthError::invalid_scope("the requested scope is not allowed for this client");
