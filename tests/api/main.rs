@@ -11,6 +11,7 @@ mod bad_input;
 mod browser;
 mod cli;
 mod client_credentials;
+mod config_bounds;
 mod cors;
 mod helpers;
 mod introspection_revocation;
