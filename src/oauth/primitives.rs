@@ -659,7 +659,7 @@ impl accesstoken::Extension for Primitives<'_> {
                 Some("code_verifier sent but the authorization request had no code_challenge")
             }
             (_, Some(v)) if !is_valid_verifier(v) => {
-                Some("code_verifier must be 43 to 128 unreserved characters (RFC 7636 §4.1)")
+                Some("code_verifier must be 43 to 128 unreserved characters (RFC 7636 section 4.1)")
             }
             _ => None,
         };
@@ -667,7 +667,7 @@ impl accesstoken::Extension for Primitives<'_> {
             return Ok(Extensions::new());
         }
         self.state.borrow_mut().pkce_error = Some(error.unwrap_or(
-            "PKCE verification failed: code_verifier does not match code_challenge (RFC 7636 §4.6)",
+            "PKCE verification failed: code_verifier does not match code_challenge (RFC 7636 section 4.6)",
         ));
         Err(())
     }

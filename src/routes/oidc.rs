@@ -69,7 +69,7 @@ pub async fn userinfo(
     let authorization = match (header_value, form_token) {
         (Some(_), Some(_)) => {
             return bearer_error(&BearerError::InvalidRequest(
-                "send the access token in one place only (RFC 6750 §2)",
+                "send the access token in one place only (RFC 6750 section 2)",
             ))
         }
         (Some(h), None) => Some(h),
@@ -141,7 +141,7 @@ pub async fn end_session(
                 return error_page(
                     StatusCode::BAD_REQUEST,
                     "Invalid logout request",
-                    &e.description,
+                    e.description.as_str(),
                 )
             }
         }

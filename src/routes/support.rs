@@ -214,7 +214,7 @@ pub async fn read_page_form(
 }
 
 /// A JSON API error answer: `{"error": code, "error_description": description}` with `status`
-/// and `Cache-Control: no-store`; `retry_after` (seconds) adds `Retry-After` (RFC 9110 §10.2.3).
+/// and `Cache-Control: no-store` (the description cleaned into RFC 6749 §5.2's character set); `retry_after` (seconds) adds `Retry-After` (RFC 9110 §10.2.3).
 #[must_use]
 pub fn api_error(
     status: StatusCode,
@@ -229,7 +229,7 @@ pub fn api_error(
     }
     builder.json(serde_json::json!({
         "error": code,
-        "error_description": description,
+        "error_description": crate::oauth::ErrorDescription::new(description),
     }))
 }
 
@@ -268,7 +268,7 @@ pub async fn read_api_body<T: serde::de::DeserializeOwned>(
     let parsed = match media.as_str() {
         "application/json" => serde_json::from_slice::<T>(&body).map_err(|e| e.to_string()),
         "application/x-www-form-urlencoded" => Params::from_form(Some(&media), &body)
-            .map_err(|e| e.description)
+            .map_err(|e| e.description.into_string())
             .and_then(|params| {
                 let map: serde_json::Map<String, serde_json::Value> = params
                     .iter()

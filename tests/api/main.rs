@@ -13,6 +13,7 @@ mod cli;
 mod client_credentials;
 mod config_bounds;
 mod cors;
+mod error_bodies;
 mod helpers;
 mod introspection_revocation;
 mod login_code;

@@ -216,8 +216,8 @@ pub(crate) fn negotiate_scope(
     }
     if !requested.is_subset(&allowed) {
         return Err(OAuthError::invalid_scope(format!(
-            "scope {:?} is not allowed for this client",
-            requested.difference(&allowed).to_string()
+            "scope not allowed for this client: {}",
+            requested.difference(&allowed)
         )));
     }
     Ok(requested)
