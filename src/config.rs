@@ -202,6 +202,8 @@ struct RawServer {
     cookie_secure: String,
     session_max_age_seconds: u64,
     data_dir: PathBuf,
+    trusted_proxies: Vec<String>,
+    forwarded_header: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,8 +421,11 @@ pub struct Settings {
     pub workers: usize,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
-    /// Whether cookies carry the `Secure` attribute.
+    /// Whether cookies carry the `Secure` attribute (always with an https issuer).
     pub cookie_secure: bool,
+    /// Reverse proxies whose forwarding header gives the client's address
+    /// (`server.trusted_proxies`, `server.forwarded_header`); empty = the TCP peer is the client.
+    pub trusted_proxies: crate::domain::TrustedProxies,
     /// How long a login lasts.
     pub session_max_age: Duration,
     /// Directory for generated files.
@@ -543,11 +548,20 @@ impl Settings {
         let cookie_secure = match raw.server.cookie_secure.as_str() {
             "auto" => issuer.scheme() == "https",
             "true" => true,
+            "false" if issuer.scheme() == "https" => bail!(
+                "server.cookie_secure cannot be \"false\" with an https issuer: the session cookie \
+                 is named with the __Host- prefix there, which browsers accept only when Secure"
+            ),
             "false" => false,
             other => {
                 bail!("server.cookie_secure must be \"auto\", \"true\" or \"false\", not {other:?}")
             }
         };
+        let trusted_proxies = crate::domain::TrustedProxies::parse(
+            &raw.server.trusted_proxies,
+            &raw.server.forwarded_header,
+        )
+        .map_err(|e| anyhow::anyhow!("server.trusted_proxies / server.forwarded_header: {e}"))?;
         let secret_key = resolve_secret_key(
             &raw.secrets,
             environment,
@@ -627,6 +641,7 @@ impl Settings {
             workers: raw.server.workers,
             max_body_bytes: raw.server.max_body_bytes,
             cookie_secure,
+            trusted_proxies,
             session_max_age: bounded_duration(
                 "server.session_max_age_seconds",
                 raw.server.session_max_age_seconds,
@@ -920,6 +935,38 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn proxies_and_https_cookies_are_checked() {
+        let s = Settings::from_toml(&format!(
+            "{KEY}[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nforwarded_header = \"Forwarded\"\n"
+        ))
+        .expect("valid proxies");
+        assert!(s.trusted_proxies.contains("10.1.1.1".parse().expect("ip")));
+        assert_eq!(
+            s.trusted_proxies.header(),
+            crate::domain::ForwardedHeader::Forwarded
+        );
+        let bad = |extra: &str| {
+            format!(
+                "{:#}",
+                Settings::from_toml(&format!("{KEY}{extra}")).expect_err("must fail")
+            )
+        };
+        assert!(
+            bad("[server]\ntrusted_proxies = [\"proxy.local\"]").contains("server.trusted_proxies")
+        );
+        assert!(bad("[server]\nforwarded_header = \"x-real-ip\"").contains("forwarded_header"));
+        assert!(
+            bad("[server]\nissuer = \"https://id.example.com\"\ncookie_secure = \"false\"")
+                .contains("__Host-")
+        );
+        let https = Settings::from_toml(&format!(
+            "{KEY}[server]\nissuer = \"https://id.example.com\""
+        ))
+        .expect("https issuer");
+        assert!(https.cookie_secure);
     }
 
     /// Every duration setting takes its bounds and refuses one past each, naming itself and

@@ -1,11 +1,13 @@
 //! Validated newtypes: input is parsed into these at the edge, so the code behind them never
 //! sees an invalid scope, redirect URI, email or username.
 
+pub mod client_ip;
 mod email;
 mod redirect_uri;
 mod scope;
 mod username;
 
+pub use client_ip::{ForwardedHeader, TrustedProxies};
 pub use email::Email;
 pub use redirect_uri::RedirectUri;
 pub use scope::ScopeSet;

@@ -29,6 +29,8 @@ pub struct WebConfig {
     pub session_max_age_seconds: i64,
     /// Rows per page in the console's lists.
     pub page_size: i64,
+    /// Proxies whose forwarding header gives the client's address (see [`peer_ip`]).
+    pub trusted_proxies: crate::domain::TrustedProxies,
 }
 
 /// Session keys.
@@ -360,9 +362,27 @@ pub fn authorization_header(req: &HttpRequest) -> Option<&str> {
         .map(|v| v.to_str().unwrap_or("invalid"))
 }
 
-/// The peer's IP address (the TCP peer; forwarded headers are not trusted).
+/// The client's IP address, for every IP-keyed limit and the audit log: the TCP peer, or,
+/// when the peer is one of `server.trusted_proxies`, the rightmost hop of the configured
+/// forwarding header that is not a trusted proxy ([`crate::domain::TrustedProxies::client_ip`]).
+/// Headers from any other peer are ignored. IPv4-mapped IPv6 addresses read as IPv4.
 pub fn peer_ip(req: &HttpRequest) -> Option<IpAddr> {
-    req.peer_addr().map(|a| a.ip())
+    let peer = req.peer_addr()?.ip();
+    let Some(web) = req.app_data::<web::Data<WebConfig>>() else {
+        return Some(peer.to_canonical());
+    };
+    let proxies = &web.trusted_proxies;
+    if !proxies.contains(peer) {
+        return Some(peer.to_canonical());
+    }
+    // Bytes that are not text spoil only their own item, not the proxy's on their right.
+    let values: Vec<String> = req
+        .headers()
+        .get_all(proxies.header().name())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    Some(proxies.client_ip(peer, &values))
 }
 
 /// Renders a template with `status`; a rendering failure is logged and answered with 500.

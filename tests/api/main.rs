@@ -24,6 +24,7 @@ mod oidc_flows;
 mod password;
 mod password_reset;
 mod portal;
+mod proxies;
 mod races;
 mod refresh;
 mod registration;
