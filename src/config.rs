@@ -28,6 +28,93 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// Longest lifetime accepted for tokens, codes and sessions: 10 years, in seconds.
 pub const MAX_LIFETIME_SECONDS: u64 = 10 * 365 * 24 * 3600;
 
+/// The accepted range of one duration setting (inclusive), in the setting's own unit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DurationRange {
+    /// The setting's dotted key, e.g. `rate_limits.window_seconds`.
+    pub key: &'static str,
+    /// Smallest accepted value.
+    pub min: u64,
+    /// Largest accepted value.
+    pub max: u64,
+    /// The unit of the value: `"seconds"` or `"days"`.
+    pub unit: &'static str,
+}
+
+const DAY: u64 = 24 * 3600;
+
+const fn seconds(key: &'static str, min: u64, max: u64) -> DurationRange {
+    DurationRange {
+        key,
+        min,
+        max,
+        unit: "seconds",
+    }
+}
+
+const fn days(key: &'static str, min: u64, max: u64) -> DurationRange {
+    DurationRange {
+        key,
+        min,
+        max,
+        unit: "days",
+    }
+}
+
+/// Every duration setting and its accepted range. A value outside its range is refused at
+/// start-up (and by `latchkey check`) with a message naming the setting and the range: an
+/// unbounded duration once made every login panic (`rate_limits.window_seconds` added to the
+/// current time overflowed). The upper bounds are far beyond any sensible value, yet keep
+/// every `now + duration` a server computes within the calendar; the lower bounds keep
+/// meaning (a code, token, session or window that lasts 0 seconds is a mistake, except the
+/// signing-key cache, which 0 turns off). The README's configuration table shows the same
+/// ranges.
+pub const DURATION_RANGES: &[DurationRange] = &[
+    seconds("server.session_max_age_seconds", 1, MAX_LIFETIME_SECONDS),
+    // RFC 6749 §4.1.2: a maximum code lifetime of 10 minutes is RECOMMENDED.
+    seconds("tokens.authorization_code_seconds", 1, 600),
+    seconds("tokens.access_token_seconds", 1, MAX_LIFETIME_SECONDS),
+    seconds("tokens.refresh_token_seconds", 1, MAX_LIFETIME_SECONDS),
+    seconds("tokens.id_token_seconds", 1, MAX_LIFETIME_SECONDS),
+    seconds("rate_limits.window_seconds", 1, 7 * DAY),
+    seconds("oidc.key_cache_seconds", 0, 3600),
+    seconds("accounts.otp_expiration_seconds", 1, DAY),
+    seconds("accounts.resend_cooldown_seconds", 1, DAY),
+    seconds("accounts.activation_link_seconds", 1, 30 * DAY),
+    seconds("accounts.password_reset_seconds", 1, 7 * DAY),
+    seconds("email.smtp_timeout_seconds", 1, 300),
+    days("audit.retention_days", 1, 36_500),
+];
+
+/// `value` of the duration setting `key` as a [`Duration`], checked against its range in
+/// [`DURATION_RANGES`].
+///
+/// # Errors
+/// A message naming the setting and its range when `value` is outside it.
+///
+/// # Panics
+/// When `key` has no row in [`DURATION_RANGES`] (a programming error, caught by the tests).
+pub fn bounded_duration(key: &str, value: u64) -> anyhow::Result<Duration> {
+    let range = DURATION_RANGES
+        .iter()
+        .find(|r| r.key == key)
+        .unwrap_or_else(|| panic!("{key} has no row in DURATION_RANGES"));
+    if !(range.min..=range.max).contains(&value) {
+        bail!(
+            "{key} must be between {} and {} {} (got {value})",
+            range.min,
+            range.max,
+            range.unit
+        );
+    }
+    let seconds = if range.unit == "days" {
+        value * DAY
+    } else {
+        value
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
 /// Minimum length of the cookie/CSRF secret key in bytes (actix's cookie `Key` needs 64).
 pub const SECRET_KEY_BYTES: usize = 64;
 
@@ -124,6 +211,8 @@ struct RawServer {
     cookie_secure: String,
     session_max_age_seconds: u64,
     data_dir: PathBuf,
+    trusted_proxies: Vec<String>,
+    forwarded_header: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -342,8 +431,11 @@ pub struct Settings {
     pub workers: usize,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
-    /// Whether cookies carry the `Secure` attribute.
+    /// Whether cookies carry the `Secure` attribute (always with an https issuer).
     pub cookie_secure: bool,
+    /// Reverse proxies whose forwarding header gives the client's address
+    /// (`server.trusted_proxies`, `server.forwarded_header`); empty = the TCP peer is the client.
+    pub trusted_proxies: crate::domain::TrustedProxies,
     /// How long a login lasts.
     pub session_max_age: Duration,
     /// Directory for generated files.
@@ -471,38 +563,42 @@ impl Settings {
         let cookie_secure = match raw.server.cookie_secure.as_str() {
             "auto" => issuer.scheme() == "https",
             "true" => true,
+            "false" if issuer.scheme() == "https" => bail!(
+                "server.cookie_secure cannot be \"false\" with an https issuer: the session cookie \
+                 is named with the __Host- prefix there, which browsers accept only when Secure"
+            ),
             "false" => false,
             other => {
                 bail!("server.cookie_secure must be \"auto\", \"true\" or \"false\", not {other:?}")
             }
         };
+        let trusted_proxies = crate::domain::TrustedProxies::parse(
+            &raw.server.trusted_proxies,
+            &raw.server.forwarded_header,
+        )
+        .map_err(|e| anyhow::anyhow!("server.trusted_proxies / server.forwarded_header: {e}"))?;
         let secret_key = resolve_secret_key(
             &raw.secrets,
             environment,
             &raw.server.data_dir,
             &mut warnings,
         )?;
-        let secs = |name: &str, v: u64| -> anyhow::Result<Duration> {
-            if v == 0 || v > MAX_LIFETIME_SECONDS {
-                bail!(
-                    "tokens.{name} must be between 1 and {MAX_LIFETIME_SECONDS} seconds (10 years)"
-                );
-            }
-            Ok(Duration::from_secs(v))
-        };
         let lifetimes = Lifetimes {
-            authorization_code: secs(
-                "authorization_code_seconds",
+            authorization_code: bounded_duration(
+                "tokens.authorization_code_seconds",
                 raw.tokens.authorization_code_seconds,
             )?,
-            access_token: secs("access_token_seconds", raw.tokens.access_token_seconds)?,
-            refresh_token: secs("refresh_token_seconds", raw.tokens.refresh_token_seconds)?,
-            id_token: secs("id_token_seconds", raw.tokens.id_token_seconds)?,
+            access_token: bounded_duration(
+                "tokens.access_token_seconds",
+                raw.tokens.access_token_seconds,
+            )?,
+            refresh_token: bounded_duration(
+                "tokens.refresh_token_seconds",
+                raw.tokens.refresh_token_seconds,
+            )?,
+            id_token: bounded_duration("tokens.id_token_seconds", raw.tokens.id_token_seconds)?,
         };
-        if !(1..=36_500).contains(&raw.audit.retention_days) {
-            bail!("audit.retention_days must be between 1 and 36500");
-        }
-        let audit_retention = Duration::from_secs(raw.audit.retention_days * 24 * 3600);
+        let audit_retention = bounded_duration("audit.retention_days", raw.audit.retention_days)?;
         if !(1..=crate::domain::page::MAX_PAGE_SIZE).contains(&raw.console.page_size) {
             bail!(
                 "console.page_size must be between 1 and {}",
@@ -512,11 +608,8 @@ impl Settings {
         let page_size = raw.console.page_size;
         let accounts = account_settings(&raw.accounts)?;
         let email = email_settings(raw.email, &raw.server.data_dir)?;
-        if raw.oidc.key_cache_seconds > 3600 {
-            bail!("oidc.key_cache_seconds must be at most 3600");
-        }
         let oidc = OidcSettings {
-            key_cache: Duration::from_secs(raw.oidc.key_cache_seconds),
+            key_cache: bounded_duration("oidc.key_cache_seconds", raw.oidc.key_cache_seconds)?,
             access_token_audience: if raw.oidc.access_token_audience.trim().is_empty() {
                 issuer.as_str().trim_end_matches('/').to_owned()
             } else {
@@ -544,7 +637,7 @@ impl Settings {
             failed_logins_per_account: raw.rate_limits.failed_logins_per_account,
             failed_logins_per_ip: raw.rate_limits.failed_logins_per_ip,
             failed_client_auth_per_client: raw.rate_limits.failed_client_auth_per_client,
-            window: Duration::from_secs(raw.rate_limits.window_seconds.max(1)),
+            window: bounded_duration("rate_limits.window_seconds", raw.rate_limits.window_seconds)?,
         };
         let log_format = match raw.log.format.as_str() {
             "text" => LogFormat::Text,
@@ -565,13 +658,11 @@ impl Settings {
             workers: raw.server.workers,
             max_body_bytes: raw.server.max_body_bytes,
             cookie_secure,
-            session_max_age: {
-                let v = raw.server.session_max_age_seconds;
-                if v == 0 || v > MAX_LIFETIME_SECONDS {
-                    bail!("server.session_max_age_seconds must be between 1 and {MAX_LIFETIME_SECONDS}");
-                }
-                Duration::from_secs(v)
-            },
+            trusted_proxies,
+            session_max_age: bounded_duration(
+                "server.session_max_age_seconds",
+                raw.server.session_max_age_seconds,
+            )?,
             data_dir: raw.server.data_dir,
             database_url,
             database_max_connections: raw.database.max_connections.max(1),
@@ -730,12 +821,7 @@ fn account_settings(raw: &RawAccounts) -> anyhow::Result<AccountSettings> {
             bail!("accounts.login_otp must be \"optional\", \"staff\" or \"all\", not {other:?}")
         }
     };
-    let secs = |name: &str, v: u64, max: u64| -> anyhow::Result<Duration> {
-        if v == 0 || v > max {
-            bail!("accounts.{name} must be between 1 and {max}");
-        }
-        Ok(Duration::from_secs(v))
-    };
+    let secs = |name: &str, v: u64| bounded_duration(&format!("accounts.{name}"), v);
     if !(1..=100).contains(&raw.otp_max_attempts) {
         bail!("accounts.otp_max_attempts must be between 1 and 100");
     }
@@ -751,23 +837,11 @@ fn account_settings(raw: &RawAccounts) -> anyhow::Result<AccountSettings> {
         registration_open,
         allowed_email_domains: domains,
         email_verification,
-        otp_expiration: secs("otp_expiration_seconds", raw.otp_expiration_seconds, 86_400)?,
+        otp_expiration: secs("otp_expiration_seconds", raw.otp_expiration_seconds)?,
         otp_max_attempts: raw.otp_max_attempts,
-        resend_cooldown: secs(
-            "resend_cooldown_seconds",
-            raw.resend_cooldown_seconds,
-            86_400,
-        )?,
-        activation_link: secs(
-            "activation_link_seconds",
-            raw.activation_link_seconds,
-            30 * 86_400,
-        )?,
-        password_reset: secs(
-            "password_reset_seconds",
-            raw.password_reset_seconds,
-            7 * 86_400,
-        )?,
+        resend_cooldown: secs("resend_cooldown_seconds", raw.resend_cooldown_seconds)?,
+        activation_link: secs("activation_link_seconds", raw.activation_link_seconds)?,
+        password_reset: secs("password_reset_seconds", raw.password_reset_seconds)?,
         login_otp,
         registrations_per_ip: raw.registrations_per_ip,
     })
@@ -778,6 +852,8 @@ fn email_settings(raw: RawEmail, data_dir: &Path) -> anyhow::Result<EmailSetting
     if from.parse::<lettre::message::Mailbox>().is_err() {
         bail!("email.from {from:?} is not a mailbox such as \"Latchkey <no-reply@example.com>\"");
     }
+    // Checked whatever the transport, so that a bad value never waits for a switch to SMTP.
+    let timeout = bounded_duration("email.smtp_timeout_seconds", raw.smtp_timeout_seconds)?;
     let transport = match raw.transport.as_str() {
         "outbox" => {
             let dir = if raw.outbox_dir.is_absolute() {
@@ -807,16 +883,13 @@ fn email_settings(raw: RawEmail, data_dir: &Path) -> anyhow::Result<EmailSetting
                     "email.smtp_security must be \"starttls\", \"tls\" or \"none\", not {other:?}"
                 ),
             };
-            if raw.smtp_timeout_seconds == 0 || raw.smtp_timeout_seconds > 300 {
-                bail!("email.smtp_timeout_seconds must be between 1 and 300");
-            }
             let username = raw.smtp_username.trim().to_owned();
             EmailTransport::Smtp {
                 host,
                 port: raw.smtp_port,
                 security,
                 credentials: (!username.is_empty()).then_some((username, raw.smtp_password)),
-                timeout: Duration::from_secs(raw.smtp_timeout_seconds),
+                timeout,
             }
         }
         other => bail!("email.transport must be \"outbox\" or \"smtp\", not {other:?}"),
@@ -908,6 +981,91 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn proxies_and_https_cookies_are_checked() {
+        let s = Settings::from_toml(&format!(
+            "{KEY}[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nforwarded_header = \"Forwarded\"\n"
+        ))
+        .expect("valid proxies");
+        assert!(s.trusted_proxies.contains("10.1.1.1".parse().expect("ip")));
+        assert_eq!(
+            s.trusted_proxies.header(),
+            crate::domain::ForwardedHeader::Forwarded
+        );
+        let bad = |extra: &str| {
+            format!(
+                "{:#}",
+                Settings::from_toml(&format!("{KEY}{extra}")).expect_err("must fail")
+            )
+        };
+        assert!(
+            bad("[server]\ntrusted_proxies = [\"proxy.local\"]").contains("server.trusted_proxies")
+        );
+        assert!(bad("[server]\nforwarded_header = \"x-real-ip\"").contains("forwarded_header"));
+        assert!(
+            bad("[server]\nissuer = \"https://id.example.com\"\ncookie_secure = \"false\"")
+                .contains("__Host-")
+        );
+        let https = Settings::from_toml(&format!(
+            "{KEY}[server]\nissuer = \"https://id.example.com\""
+        ))
+        .expect("https issuer");
+        assert!(https.cookie_secure);
+    }
+
+    /// Every duration setting takes its bounds and refuses one past each, naming itself and
+    /// its range (issue 9, item 16).
+    #[test]
+    fn every_duration_setting_is_bounded() {
+        let with = |key: &str, value: u64| {
+            let (section, name) = key.split_once('.').expect("dotted key");
+            Settings::from_toml(&format!("{KEY}[{section}]\n{name} = {value}\n"))
+        };
+        for range in DURATION_RANGES {
+            for ok in [range.min, range.max] {
+                if let Err(e) = with(range.key, ok) {
+                    panic!("{} = {ok} must be accepted: {e:#}", range.key);
+                }
+            }
+            let mut refused = vec![range.max + 1, i64::MAX.unsigned_abs()];
+            if range.min > 0 {
+                refused.push(range.min - 1);
+            }
+            for bad in refused {
+                let message = format!("{:#}", with(range.key, bad).expect_err(range.key));
+                assert!(
+                    message.contains(&format!(
+                        "{} must be between {} and {}",
+                        range.key, range.min, range.max
+                    )),
+                    "{}: {message}",
+                    range.key
+                );
+            }
+        }
+        // The setting that once made every login panic, at its largest accepted value.
+        let s = Settings::from_toml(&format!("{KEY}[rate_limits]\nwindow_seconds = 604800\n"))
+            .expect("a week");
+        assert_eq!(s.rate_limits.window, Duration::from_secs(604_800));
+        assert_eq!(
+            bounded_duration("audit.retention_days", 2).expect("in range"),
+            Duration::from_secs(2 * 24 * 3600)
+        );
+    }
+
+    /// The table names settings that exist: each key is in the defaults.
+    #[test]
+    fn duration_ranges_name_real_settings() {
+        let defaults = Figment::from(Toml::string(DEFAULT_TOML));
+        for range in DURATION_RANGES {
+            assert!(
+                defaults.find_value(range.key).is_ok(),
+                "{} is not in config/default.toml",
+                range.key
+            );
+        }
     }
 
     #[test]

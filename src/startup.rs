@@ -159,7 +159,13 @@ impl Application {
             session_max_age_seconds: i64::try_from(settings.session_max_age.as_secs())
                 .unwrap_or(i64::MAX),
             page_size: settings.page_size,
+            trusted_proxies: settings.trusted_proxies.clone(),
         };
+        // With an https issuer: HSTS, and the session cookie named with the `__Host-` prefix
+        // (RFC 6265bis §4.1.3.2: Secure, Path=/, no Domain), so that no other host, and no
+        // plain-http page of this one, can set or shadow it.
+        let https = settings.issuer.scheme() == "https";
+        let cookie_name = session_cookie_name(https);
         let db = web::Data::new(services.db);
         let accounts = web::Data::new(services.accounts);
         let clients = web::Data::new(services.clients);
@@ -172,14 +178,16 @@ impl Application {
             App::new()
                 .wrap(
                     SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
-                        .cookie_name("latchkey_session".to_owned())
+                        .cookie_name(cookie_name.to_owned())
+                        .cookie_path("/".to_owned())
+                        .cookie_domain(None)
                         .cookie_secure(cookie_secure)
                         .cookie_http_only(true)
                         .cookie_same_site(SameSite::Lax)
                         .cookie_content_security(CookieContentSecurity::Private)
                         .build(),
                 )
-                .wrap(security_headers())
+                .wrap(security_headers(https))
                 .wrap(TracingLogger::<PathOnlySpan>::new())
                 .app_data(db.clone())
                 .app_data(accounts.clone())
@@ -266,11 +274,33 @@ fn redacted_path(path: &str) -> std::borrow::Cow<'_, str> {
     path.into()
 }
 
+/// The session cookie's name: `__Host-latchkey_session` under an https issuer (the prefix
+/// makes browsers insist on Secure, Path=/ and no Domain), `latchkey_session` otherwise.
+#[must_use]
+pub fn session_cookie_name(https: bool) -> &'static str {
+    if https {
+        "__Host-latchkey_session"
+    } else {
+        "latchkey_session"
+    }
+}
+
+/// `Strict-Transport-Security` sent under an https issuer (RFC 6797): one year, subdomains
+/// included (the issuer's host is the server's own; its subdomains have no business on plain
+/// HTTP either).
+pub const HSTS: &str = "max-age=31536000; includeSubDomains";
+
 /// Security headers on every response. Scripts only from our own files (`/static/*.js`), no
 /// inline script or style. There is no `form-action`: browsers apply it to the redirect after a
-/// POST too, and the consent form's answer redirects to the client's redirect URI.
-fn security_headers() -> DefaultHeaders {
-    DefaultHeaders::new()
+/// POST too, and the consent form's answer redirects to the client's redirect URI. With
+/// `https`, also [`HSTS`].
+fn security_headers(https: bool) -> DefaultHeaders {
+    let headers = if https {
+        DefaultHeaders::new().add(("Strict-Transport-Security", HSTS))
+    } else {
+        DefaultHeaders::new()
+    };
+    headers
         .add((
             "Content-Security-Policy",
             "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",

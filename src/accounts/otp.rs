@@ -88,9 +88,9 @@ impl Accounts {
         self.db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
-                    // Lock the user's row first (a no-op update) so that parallel requests
-                    // check the cooldown one after the other, and only one code is issued.
-                    users::touch_for_update(conn, &user_id)?;
+                    // Lock the user's row first so that parallel requests check the cooldown
+                    // one after the other, and only one code is issued.
+                    users::lock(conn, &user_id)?;
                     let now = db::now();
                     let (sent, newest) = one_time_codes::sent_since(
                         conn,

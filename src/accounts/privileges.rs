@@ -42,8 +42,7 @@ pub enum NotAllowed {
 /// # Errors
 /// Query failures.
 pub fn lock_target(conn: &mut DbConnection, id: &str) -> diesel::QueryResult<Option<UserRow>> {
-    users::touch_for_update(conn, id)?;
-    users::find(conn, id)
+    users::lock(conn, id)
 }
 
 /// The actor's account as stored now: `None` for the system, or for a user who no longer

@@ -5,6 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::schema::authorization_codes as codes;
+use super::users::UserRow;
 use super::DbConnection;
 
 /// A row of `authorization_codes`.
@@ -64,6 +65,27 @@ pub fn find_by_hash(conn: &mut DbConnection, code_hash: &str) -> QueryResult<Opt
         .filter(codes::code_hash.eq(code_hash))
         .select(CodeRow::as_select())
         .load(c))
+    .map(super::first_of)
+}
+
+/// Locks the user who approved the code with this hash and returns them as read under the lock
+/// (`None` for an unknown code); see the lock rule in [`super::tokens`]. Call it before reading
+/// the code, so that the code row read next reflects a concurrent revocation (which deletes
+/// unused codes).
+///
+/// # Errors
+/// Query failures only.
+pub fn lock_owner(conn: &mut DbConnection, code_hash: &str) -> QueryResult<Option<UserRow>> {
+    use super::schema::users as u;
+    let owner = codes::table
+        .filter(codes::code_hash.eq(code_hash))
+        .select(codes::user_id);
+    crate::load_locked!(
+        conn,
+        u::table
+            .filter(u::id.eq_any(owner))
+            .select(UserRow::as_select())
+    )
     .map(super::first_of)
 }
 

@@ -74,6 +74,29 @@ macro_rules! per_backend {
     };
 }
 
+/// Loads a `SELECT` and, on PostgreSQL, locks the rows it returns until the transaction ends
+/// (`FOR NO KEY UPDATE`: the lock an `UPDATE` of non-key columns takes, so it conflicts with
+/// such updates and with itself, but not with the `FOR KEY SHARE` that foreign-key checks take
+/// when rows referencing it are inserted). SQLite has no row locks and needs none: it has one
+/// writer, so a write transaction is serialised already. Expands to a `QueryResult<Vec<_>>`.
+/// Like [`per_backend!`], `$query` is an expression written out in each arm (its `as_select`
+/// is typed per backend), so pass the query itself, not a variable holding it.
+///
+/// Used to serialise minting and revoking tokens per user (see [`users::lock`]). Must be
+/// called before the transaction touches any token or code row, so that every transaction
+/// takes its locks in the same order (user row first) and none can deadlock.
+#[macro_export]
+macro_rules! load_locked {
+    ($conn:expr, $query:expr) => {
+        match $conn {
+            $crate::db::DbConnection::Sqlite(c) => diesel::RunQueryDsl::load($query, c),
+            $crate::db::DbConnection::Postgres(c) => {
+                diesel::RunQueryDsl::load(diesel::QueryDsl::for_no_key_update($query), c)
+            }
+        }
+    };
+}
+
 diesel::define_sql_function! {
     /// SQL `lower(text)`, for case-insensitive search on both backends (PostgreSQL's `LIKE` is
     /// case-sensitive, SQLite's only for non-ASCII).

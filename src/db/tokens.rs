@@ -4,6 +4,14 @@
 //! or a fresh id for password and client-credentials grants). Revoking a refresh token, replaying
 //! a code or reusing a rotated refresh token revokes the whole family (RFC 7009 §2.1,
 //! RFC 6749 §4.1.2, RFC 9700 §4.14.2).
+//!
+//! **Lock rule** (PostgreSQL runs READ COMMITTED: a revoking `UPDATE` does not see tokens that a
+//! concurrent refresh inserts and commits after the statement began). Every transaction that
+//! mints tokens for a user or revokes a user's tokens first locks that user's row
+//! ([`users::lock`], or [`lock_owner`] by token hash), before touching any token or code row.
+//! Minting and revoking for one user therefore run one after the other, and whichever runs
+//! second sees what the first committed. A family belongs to one user (or is a single
+//! client-credentials token, which no refresh extends), so this serialises families too.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -90,6 +98,28 @@ pub fn find_by_hash(
             .load(c)),
         None => crate::per_backend!(conn, |c| by_hash.select(TokenRow::as_select()).load(c)),
     }
+    .map(super::first_of)
+}
+
+/// Locks the resource owner of the token with this hash (any kind) and returns the owner as
+/// read under the lock; `None` for an unknown token or one without a user (client
+/// credentials). Call it before reading the token itself, so that the token row read next
+/// reflects every revocation or rotation committed before the lock was granted. See the lock
+/// rule above.
+///
+/// # Errors
+/// Query failures only.
+pub fn lock_owner(conn: &mut DbConnection, token_hash: &str) -> QueryResult<Option<UserRow>> {
+    use super::schema::users as u;
+    let owner = tokens::table
+        .filter(tokens::token_hash.eq(token_hash))
+        .select(tokens::user_id);
+    crate::load_locked!(
+        conn,
+        u::table
+            .filter(u::id.nullable().eq_any(owner))
+            .select(UserRow::as_select())
+    )
     .map(super::first_of)
 }
 
@@ -203,7 +233,9 @@ pub fn count_active_for_client(
 }
 
 /// Revokes every active token of `user_id` (only those issued to `client_id` when given);
-/// returns how many changed.
+/// returns how many changed. Locks the user's row first (see the lock rule above), so a token
+/// minted by a transaction that commits meanwhile is either seen and revoked here, or minted
+/// after this transaction commits by a minter that then finds the revocation's effects.
 ///
 /// # Errors
 /// Query failures only.
@@ -213,6 +245,7 @@ pub fn revoke_for_user(
     client_id: Option<&str>,
     at: NaiveDateTime,
 ) -> QueryResult<usize> {
+    users::lock(conn, user_id)?;
     let mut query = tokens::table
         .filter(tokens::user_id.eq(user_id))
         .filter(tokens::revoked_at.is_null())

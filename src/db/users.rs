@@ -259,14 +259,19 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
         .map(|n| n == 1)
 }
 
-/// A no-op update of the user's row, which takes its row lock until the transaction ends
-/// (serialises per-user operations on PostgreSQL; SQLite has one writer anyway).
+/// Locks the user's row until the transaction ends and returns it, as it is once the lock is
+/// held (PostgreSQL `SELECT … FOR NO KEY UPDATE`; a plain read on SQLite, whose single writer
+/// serialises write transactions already). `None` when there is no such user.
+///
+/// The per-user lock that serialises work on one account across nodes: issuing codes
+/// (`accounts::otp`), and minting and revoking tokens (RFC 9700 §4.14.2 needs a revocation to
+/// reach every token of a grant, including one minted by a refresh that commits meanwhile).
+/// Take it first in the transaction, before any token or code row: the lock order is user row
+/// → token and code rows, everywhere.
 ///
 /// # Errors
 /// Query failures only.
-pub fn touch_for_update(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
-    diesel::update(users::table.find(id))
-        .set(users::id.eq(id))
-        .execute(conn)
-        .map(|_| ())
+pub fn lock(conn: &mut DbConnection, id: &str) -> QueryResult<Option<UserRow>> {
+    crate::load_locked!(conn, users::table.find(id).select(UserRow::as_select()))
+        .map(super::first_of)
 }

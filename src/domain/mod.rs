@@ -1,12 +1,14 @@
 //! Validated newtypes: input is parsed into these at the edge, so the code behind them never
 //! sees an invalid scope, redirect URI, resource indicator, email or username.
 
+pub mod client_ip;
 mod email;
 mod redirect_uri;
 mod resource;
 mod scope;
 mod username;
 
+pub use client_ip::{ForwardedHeader, TrustedProxies};
 pub use email::Email;
 pub use redirect_uri::RedirectUri;
 pub use resource::{ResourceSet, MAX_RESOURCES};

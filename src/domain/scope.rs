@@ -17,7 +17,7 @@ impl ScopeSet {
         let mut set = BTreeSet::new();
         for token in raw.split(' ').filter(|t| !t.is_empty()) {
             if !token.chars().all(is_scope_char) {
-                return Err(format!("invalid scope token {token:?}"));
+                return Err(format!("invalid scope token '{token}'"));
             }
             set.insert(token.to_owned());
         }

@@ -19,7 +19,7 @@ use diesel::Connection;
 use oxide_auth::code_grant::authorization;
 use url::Url;
 
-use super::error::ErrorCode;
+use super::error::{ErrorCode, ErrorDescription};
 use super::grant_types::negotiate_scope;
 use super::params::Params;
 use super::primitives::{CanonicalRequest, Primitives};
@@ -206,7 +206,11 @@ impl OAuth {
                 {
                     let mut q = url.query_pairs_mut();
                     q.append_pair("error", code.as_str());
-                    q.append_pair("error_description", description);
+                    // Cleaned into RFC 6749 §4.1.2.1's character set, whatever the message.
+                    q.append_pair(
+                        "error_description",
+                        ErrorDescription::new(description).as_str(),
+                    );
                     if let Some(state) = state {
                         q.append_pair("state", state);
                     }
@@ -302,7 +306,7 @@ impl OAuth {
     ) -> Result<AuthorizeOutcome, DbError> {
         let params = match Params::from_query(query) {
             Ok(p) => p,
-            Err(e) => return Ok(AuthorizeOutcome::ErrorPage(e.description)),
+            Err(e) => return Ok(AuthorizeOutcome::ErrorPage(e.description.into_string())),
         };
         let Some(client_id) = params.get("client_id") else {
             return Ok(AuthorizeOutcome::ErrorPage(
@@ -373,7 +377,7 @@ impl OAuth {
         }
         let scope = match negotiate_scope(&client, &self.cfg, params.get("scope")) {
             Ok(s) => s,
-            Err(e) => return fail(ErrorCode::InvalidScope, &e.description),
+            Err(e) => return fail(ErrorCode::InvalidScope, e.description.as_str()),
         };
         // RFC 8707 §2.1: the resources the grant is for, stored with the code.
         let resources = match self.check_resources(&params).await? {
@@ -617,7 +621,7 @@ fn pkce_problem(client: &Client, params: &Params) -> Option<&'static str> {
         }
         (None, None) => None,
         (Some(c), _) if !is_valid_challenge(c) => {
-            Some("code_challenge must be 43 to 128 unreserved characters (RFC 7636 §4.2)")
+            Some("code_challenge must be 43 to 128 unreserved characters (RFC 7636 section 4.2)")
         }
         (Some(_), Some("S256")) => None,
         // RFC 7636 §4.3: an absent method means plain.

@@ -2,6 +2,7 @@
 
 use chrono::NaiveDateTime;
 
+use super::error::ErrorDescription;
 use super::OAuth;
 use crate::db::users::UserRow;
 use crate::db::{self, tokens, DbError};
@@ -68,13 +69,24 @@ impl BearerError {
         }
     }
 
-    /// The `WWW-Authenticate` challenge (RFC 6750 §3). Descriptions never contain `"` or `\`,
-    /// which the quoted-string would not allow.
+    /// The `error_description` (RFC 6750 §3: the character set of RFC 6749 §5.2, which also
+    /// keeps it safe inside a quoted-string).
+    #[must_use]
+    pub fn description(&self) -> ErrorDescription {
+        ErrorDescription::new(&self.to_string())
+    }
+
+    /// The `WWW-Authenticate` challenge (RFC 6750 §3). `realm` is ours; the description is an
+    /// [`ErrorDescription`] (no `"` or `\`), and a scope token cannot hold either (RFC 6749
+    /// §3.3), so every quoted-string is well formed.
     #[must_use]
     pub fn challenge(&self, realm: &str) -> String {
         let mut out = format!("Bearer realm=\"{realm}\"");
         if let Some(code) = self.code() {
-            out.push_str(&format!(", error=\"{code}\", error_description=\"{self}\""));
+            out.push_str(&format!(
+                ", error=\"{code}\", error_description=\"{}\"",
+                self.description()
+            ));
         }
         if let Self::InsufficientScope(scope) = self {
             out.push_str(&format!(", scope=\"{scope}\""));

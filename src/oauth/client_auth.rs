@@ -97,7 +97,7 @@ fn parse_credentials(
             .map_err(|_| OAuthError::invalid_client("malformed client_secret"))?;
         if params.contains("client_secret") {
             return Err(OAuthError::invalid_request(
-                "use one client authentication method, not HTTP Basic and client_secret together (RFC 6749 §2.3)",
+                "use one client authentication method, not HTTP Basic and client_secret together (RFC 6749 section 2.3)",
             ));
         }
         if params.get("client_id").is_some_and(|body_id| body_id != id) {

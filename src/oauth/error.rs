@@ -1,7 +1,98 @@
 //! OAuth error responses: the codes of RFC 6749 §4.1.2.1 / §5.2, RFC 6750 §3.1, RFC 7009 §2.2.1,
-//! RFC 8707 §2, and the HTTP status each one is sent with.
+//! RFC 8707 §2, and the HTTP status each one is sent with. Every description is an
+//! [`ErrorDescription`], whose text is within the character set those RFCs allow.
 
 use serde::Serialize;
+
+/// An `error_description` value: by construction only the characters RFC 6749 §5.2 (and
+/// §4.1.2.1) allow, `%x20-21 / %x23-5B / %x5D-7E` — printable ASCII without `"` and `\` — which
+/// is also safe inside the quoted-string of a `WWW-Authenticate` challenge (RFC 6750 §3).
+/// Strict client libraries reject answers with anything else.
+///
+/// Any text can be turned into one; [`ErrorDescription::new`] cleans it: `"` becomes `'`, `\`
+/// becomes `/`, `§` becomes `section`, tabs and line breaks become spaces, any other character
+/// outside the set (controls, non-ASCII) becomes `?`, and text longer than
+/// [`ErrorDescription::MAX_CHARS`] is cut short with `...` (it may echo client input). Our own
+/// messages are written in the allowed set, so for them cleaning changes nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorDescription(String);
+
+impl ErrorDescription {
+    /// Longest description sent, in characters (bytes: the text is ASCII).
+    pub const MAX_CHARS: usize = 512;
+
+    /// Whether RFC 6749 §5.2 allows `c` in an `error_description`.
+    #[must_use]
+    pub fn is_allowed(c: char) -> bool {
+        matches!(c, '\x20'..='\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')
+    }
+
+    /// `text`, cleaned as described on the type.
+    #[must_use]
+    pub fn new(text: &str) -> Self {
+        let mut out = String::with_capacity(text.len().min(Self::MAX_CHARS));
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                c if Self::is_allowed(c) => out.push(c),
+                '"' => out.push('\''),
+                '\\' => out.push('/'),
+                '§' => {
+                    out.push_str("section");
+                    if chars.peek().is_some_and(|n| !n.is_whitespace()) {
+                        out.push(' ');
+                    }
+                }
+                '\t' | '\n' | '\r' => out.push(' '),
+                _ => out.push('?'),
+            }
+            if out.len() > Self::MAX_CHARS {
+                break;
+            }
+        }
+        if out.len() > Self::MAX_CHARS {
+            out.truncate(Self::MAX_CHARS - 3);
+            out.push_str("...");
+        }
+        Self(out)
+    }
+
+    /// The text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The text, owned.
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::fmt::Display for ErrorDescription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for ErrorDescription {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl From<&str> for ErrorDescription {
+    fn from(text: &str) -> Self {
+        Self::new(text)
+    }
+}
+
+impl From<String> for ErrorDescription {
+    fn from(text: String) -> Self {
+        Self::new(&text)
+    }
+}
 
 /// An RFC-registered OAuth error code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,8 +161,9 @@ impl ErrorCode {
 pub struct OAuthError {
     /// The code.
     pub code: ErrorCode,
-    /// A sentence for the client's developer (never secret material).
-    pub description: String,
+    /// A sentence for the client's developer (never secret material), in the RFC's character
+    /// set.
+    pub description: ErrorDescription,
     /// Set when a rate limit refused the request: seconds until retrying makes sense (429).
     pub retry_after: Option<u64>,
     /// With [`ErrorCode::MfaRequired`]: the handle the client sends back with the code.
@@ -91,7 +183,7 @@ impl OAuthError {
     pub fn new(code: ErrorCode, description: impl Into<String>) -> Self {
         Self {
             code,
-            description: description.into(),
+            description: ErrorDescription::new(&description.into()),
             retry_after: None,
             mfa_token: None,
         }
@@ -184,7 +276,7 @@ pub struct ErrorBody<'a> {
     /// The code.
     pub error: &'static str,
     /// The description.
-    pub error_description: &'a str,
+    pub error_description: &'a ErrorDescription,
     /// With `mfa_required` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mfa_token: Option<&'a str>,
@@ -200,5 +292,77 @@ impl From<crate::db::DbError> for OAuthError {
 impl From<diesel::result::Error> for OAuthError {
     fn from(e: diesel::result::Error) -> Self {
         Self::from(crate::db::DbError::Query(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed(text: &str) -> bool {
+        text.chars().all(ErrorDescription::is_allowed)
+    }
+
+    #[test]
+    fn clean_text_is_kept_as_it_is() {
+        let text = "code_verifier must be 43 to 128 unreserved characters (RFC 7636 section 4.1)";
+        assert_eq!(ErrorDescription::new(text).as_str(), text);
+    }
+
+    #[test]
+    fn forbidden_characters_are_replaced() {
+        assert_eq!(
+            ErrorDescription::new("unsupported grant_type \"foo\": see RFC 7636 §4.6").as_str(),
+            "unsupported grant_type 'foo': see RFC 7636 section 4.6"
+        );
+        assert_eq!(ErrorDescription::new("a § b").as_str(), "a section b");
+        assert_eq!(ErrorDescription::new("a\\b\tc\nd\0e").as_str(), "a/b c d?e");
+        assert_eq!(ErrorDescription::new("café ☕").as_str(), "caf? ?");
+        assert_eq!(ErrorDescription::new("").as_str(), "");
+    }
+
+    #[test]
+    fn long_text_is_cut_short() {
+        let long = "x".repeat(10_000);
+        let d = ErrorDescription::new(&long);
+        assert_eq!(d.as_str().len(), ErrorDescription::MAX_CHARS);
+        assert!(d.as_str().ends_with("..."));
+        let exact = "y".repeat(ErrorDescription::MAX_CHARS);
+        assert_eq!(ErrorDescription::new(&exact).as_str(), exact);
+    }
+
+    /// Whatever the input, the description is in the allowed set and bounded (a property test
+    /// over random strings of every kind of character).
+    #[test]
+    fn any_text_becomes_an_allowed_description() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let samples = [
+            '"', '\\', '§', '\n', '\0', '\u{7f}', 'é', '😀', 'a', ' ', '\u{2028}',
+        ];
+        for _ in 0..2_000 {
+            let len = rng.gen_range(0..700);
+            let text: String = (0..len)
+                .map(|_| {
+                    if rng.gen_bool(0.5) {
+                        samples[rng.gen_range(0..samples.len())]
+                    } else {
+                        char::from_u32(rng.gen_range(0..0x11_000)).unwrap_or('x')
+                    }
+                })
+                .collect();
+            let d = ErrorDescription::new(&text);
+            assert!(allowed(d.as_str()), "{text:?} -> {:?}", d.as_str());
+            assert!(d.as_str().len() <= ErrorDescription::MAX_CHARS);
+            // Cleaning is idempotent: a clean description is left alone.
+            assert_eq!(ErrorDescription::new(d.as_str()), d);
+        }
+    }
+
+    #[test]
+    fn every_error_body_is_clean() {
+        let e = OAuthError::invalid_request("bad \"value\" §1");
+        let json = serde_json::to_value(e.body()).expect("json");
+        assert_eq!(json["error_description"], "bad 'value' section 1");
     }
 }

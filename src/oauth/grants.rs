@@ -7,7 +7,7 @@ use diesel::Connection;
 use super::OAuth;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::tokens::{self, TokenFilter, TokenRow};
-use crate::db::{self, clients, codes, consents, DbError};
+use crate::db::{self, clients, codes, consents, users, DbError};
 use crate::domain::{Page, PageRequest};
 
 /// An application the user has authorized: by consent, or by holding its tokens (password
@@ -101,6 +101,8 @@ impl OAuth {
         self.db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    // The user's row lock first (see the lock rule in `db::tokens`).
+                    users::lock(conn, &user_id)?;
                     let had_consent = consents::delete(conn, &user_id, &client_id)?;
                     let revoked =
                         tokens::revoke_for_user(conn, &user_id, Some(&client_id), db::now())?;
@@ -167,6 +169,17 @@ impl OAuth {
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
                     let rows = tokens::find_ids(conn, &ids)?;
+                    // The owners' row locks before any token row is touched (see the lock rule
+                    // in `db::tokens`), in a fixed order so that two such revocations cannot
+                    // deadlock. Each family is revoked by a statement that starts later, so
+                    // it sees every token a concurrent refresh committed.
+                    let mut owners: Vec<&str> =
+                        rows.iter().filter_map(|r| r.user_id.as_deref()).collect();
+                    owners.sort_unstable();
+                    owners.dedup();
+                    for owner in owners {
+                        users::lock(conn, owner)?;
+                    }
                     let now = db::now();
                     let mut revoked = 0;
                     for row in rows.iter().filter(|r| r.revoked_at.is_none()) {

@@ -20,7 +20,7 @@ use super::OAuth;
 use crate::accounts::AccountError;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::LOGOUT_ALL_SCOPE;
-use crate::db::{self, tokens, DbError};
+use crate::db::{self, tokens, users, DbError};
 use crate::secret;
 
 /// Why a user could not be signed out everywhere.
@@ -88,6 +88,9 @@ impl OAuth {
                     let Some(user) = owner else {
                         return Ok(Outcome::NoUser);
                     };
+                    // The user's row lock before the refresh token is read and its family
+                    // revoked (see the lock rule in `db::tokens`).
+                    users::lock(conn, &user.id)?;
                     let refresh = tokens::find_by_hash(conn, &refresh_hash, Some(tokens::REFRESH))?;
                     let Some(refresh) = refresh.filter(|r| {
                         r.family_id == access.family_id

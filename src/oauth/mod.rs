@@ -35,7 +35,7 @@ use crate::db::Db;
 use crate::limits::Limiter;
 use crate::oidc::KeyStore;
 
-pub use error::{ErrorCode, OAuthError};
+pub use error::{ErrorCode, ErrorDescription, OAuthError};
 pub use params::Params;
 
 /// What the OAuth core needs from the configuration.

@@ -35,7 +35,7 @@ impl Params {
             .map(|c| c.trim().to_ascii_lowercase());
         if media.as_deref() != Some("application/x-www-form-urlencoded") {
             return Err(OAuthError::invalid_request(
-                "the body must be application/x-www-form-urlencoded (RFC 6749 §4.1.3)",
+                "the body must be application/x-www-form-urlencoded (RFC 6749 section 4.1.3)",
             ));
         }
         Self::parse(body)
@@ -65,7 +65,7 @@ impl Params {
             if seen > 0 && !REPEATABLE.contains(&name.as_str()) {
                 // Repeats are refused even when one copy is empty.
                 return Err(OAuthError::invalid_request(format!(
-                    "the parameter `{name}` is repeated (RFC 6749 §3.1)"
+                    "the parameter `{name}` is repeated (RFC 6749 section 3.1)"
                 )));
             }
             if seen >= MAX_REPEATS {

@@ -29,7 +29,6 @@ use crate::audit::{self, AuditEvent};
 use crate::clients::{Client, GrantType};
 use crate::db::codes::{self, CodeRow};
 use crate::db::tokens::{self, TokenRow};
-use crate::db::users::UserRow;
 use crate::db::{self, users, DbConnection};
 use crate::domain::{ResourceSet, ScopeSet};
 use crate::oidc::keys::Signer;
@@ -47,6 +46,9 @@ pub(crate) enum CodeOutcome {
     Replayed,
     Expired,
     OwnerInactive,
+    /// The user's sessions were ended ("sign out everywhere", password reset or change,
+    /// deactivation) after the code was issued: the login that approved it is over.
+    SessionsEnded,
     Valid,
 }
 
@@ -76,6 +78,8 @@ pub(crate) struct FlowState {
     pub refresh: Option<RefreshOutcome>,
     pub pkce_error: Option<&'static str>,
     pub scope_refused: bool,
+    /// The password grant's user was deactivated before the tokens could be minted.
+    pub owner_inactive: bool,
     /// A JWT access token could not be signed (no key): a server error.
     pub signing_failed: bool,
     /// Token family of the grant being exchanged.
@@ -309,9 +313,17 @@ impl<'a> Primitives<'a> {
         }
     }
 
-    /// The user if their account is active.
-    fn active_user(&self, user_id: &str) -> Result<Option<UserRow>, ()> {
-        self.with_conn(|conn| users::find(conn, user_id).map(|u| u.filter(|u| u.is_active)))
+    /// Locks the user's row for the rest of the transaction (see the lock rule in
+    /// [`crate::db::tokens`]) and returns whether the account is active. The password and
+    /// mfa-otp grants call it before [`Issuer::issue`]; the code and refresh grants lock the
+    /// owner in `extract` and `recover_refresh`. Records `owner_inactive` when it is not.
+    pub fn lock_active_user(&self, user_id: &str) -> Result<bool, ()> {
+        let user = self.with_conn(|conn| users::lock(conn, user_id))?;
+        let active = user.is_some_and(|u| u.is_active);
+        if !active {
+            self.state.borrow_mut().owner_inactive = true;
+        }
+        Ok(active)
     }
 }
 
@@ -443,6 +455,9 @@ impl Authorizer for Primitives<'_> {
 
     fn extract(&mut self, code: &str) -> Result<Option<Grant>, ()> {
         let hash = secret::sha256_hex(code);
+        // The owner's row lock first (lock order: user → code and token rows), then the code
+        // as it is under the lock: a revocation that committed meanwhile deleted it.
+        let owner = self.with_conn(|conn| codes::lock_owner(conn, &hash))?;
         let Some(row) = self.with_conn(|conn| codes::find_by_hash(conn, &hash))? else {
             self.state.borrow_mut().code = Some(CodeOutcome::Unknown);
             return Ok(None);
@@ -469,10 +484,19 @@ impl Authorizer for Primitives<'_> {
             self.state.borrow_mut().code = Some(CodeOutcome::Expired);
             return Ok(None);
         }
-        let Some(user) = self.active_user(&row.user_id)? else {
+        let Some(user) = owner.filter(|u| u.is_active && u.id == row.user_id) else {
             self.state.borrow_mut().code = Some(CodeOutcome::OwnerInactive);
             return Ok(None);
         };
+        // A code issued before the user's sessions were ended (its authorization request may
+        // have passed the session check just before) buys nothing afterwards.
+        if user
+            .sessions_valid_after
+            .is_some_and(|cut| row.created_at <= cut)
+        {
+            self.state.borrow_mut().code = Some(CodeOutcome::SessionsEnded);
+            return Ok(None);
+        }
         let mut state = self.state.borrow_mut();
         state.auth = Some(Authentication {
             user,
@@ -591,6 +615,9 @@ impl Issuer for Primitives<'_> {
 
     fn recover_refresh<'t>(&'t self, token: &'t str) -> Result<Option<Grant>, ()> {
         let hash = secret::sha256_hex(token);
+        // The owner's row lock first (lock order: user → token rows), then the token as it is
+        // under the lock: a revocation that committed meanwhile shows.
+        let owner = self.with_conn(|conn| tokens::lock_owner(conn, &hash))?;
         let Some(row) =
             self.with_conn(|conn| tokens::find_by_hash(conn, &hash, Some(tokens::REFRESH)))?
         else {
@@ -615,10 +642,7 @@ impl Issuer for Primitives<'_> {
             self.state.borrow_mut().refresh = Some(RefreshOutcome::Reused);
             return Ok(None);
         }
-        let user = match &row.user_id {
-            Some(id) => self.active_user(id)?,
-            None => None,
-        };
+        let user = owner.filter(|u| u.is_active && row.user_id.as_ref() == Some(&u.id));
         if !row.is_active(now) || (row.user_id.is_some() && user.is_none()) {
             self.state.borrow_mut().refresh = Some(RefreshOutcome::Inactive);
             return Ok(None);
@@ -685,7 +709,7 @@ impl accesstoken::Extension for Primitives<'_> {
                 Some("code_verifier sent but the authorization request had no code_challenge")
             }
             (_, Some(v)) if !is_valid_verifier(v) => {
-                Some("code_verifier must be 43 to 128 unreserved characters (RFC 7636 §4.1)")
+                Some("code_verifier must be 43 to 128 unreserved characters (RFC 7636 section 4.1)")
             }
             _ => None,
         };
@@ -693,7 +717,7 @@ impl accesstoken::Extension for Primitives<'_> {
             return Ok(Extensions::new());
         }
         self.state.borrow_mut().pkce_error = Some(error.unwrap_or(
-            "PKCE verification failed: code_verifier does not match code_challenge (RFC 7636 §4.6)",
+            "PKCE verification failed: code_verifier does not match code_challenge (RFC 7636 section 4.6)",
         ));
         Err(())
     }

@@ -30,6 +30,9 @@ impl OAuth {
         self.db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    // The owner's row lock first (see the lock rule in `db::tokens`): a refresh
+                    // of this grant commits wholly before or after, never in between.
+                    tokens::lock_owner(conn, &hash)?;
                     let Some(row) = tokens::find_by_hash(conn, &hash, None)? else {
                         return Ok(());
                     };

@@ -67,7 +67,7 @@ impl OAuth {
             OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!(
-                    "unsupported grant_type {grant_type:?}: use authorization_code, refresh_token, password, client_credentials or {}",
+                    "unsupported grant_type '{grant_type}': use authorization_code, refresh_token, password, client_credentials or {}",
                     grant_types::mfa_otp::GRANT_TYPE
                 ),
             )

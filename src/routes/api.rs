@@ -57,12 +57,6 @@ pub fn bearer_error(e: &BearerError) -> HttpResponse {
     if status != StatusCode::INTERNAL_SERVER_ERROR {
         builder.insert_header((header::WWW_AUTHENTICATE, e.challenge("latchkey")));
     }
-    match e.code() {
-        Some(code) => {
-            builder.json(serde_json::json!({ "error": code, "error_description": e.to_string() }))
-        }
-        None => builder.json(
-            serde_json::json!({ "error": "invalid_request", "error_description": e.to_string() }),
-        ),
-    }
+    let code = e.code().unwrap_or("invalid_request");
+    builder.json(serde_json::json!({ "error": code, "error_description": e.description() }))
 }

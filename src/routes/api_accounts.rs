@@ -244,7 +244,7 @@ impl UsersQuery {
     /// Parses `search`, `active`, `staff` (`true` or `false`), `page` (≥ 1) and `page_size`
     /// (1 to [`MAX_API_PAGE_SIZE`], default `default_size`). Errors name the bad parameter.
     fn parse(query: &str, default_size: i64) -> Result<Self, String> {
-        let params = Params::from_query(query).map_err(|e| e.description)?;
+        let params = Params::from_query(query).map_err(|e| e.description.into_string())?;
         let flag = |name: &str| -> Result<Option<bool>, String> {
             match params.get(name).map(str::trim) {
                 None | Some("") => Ok(None),

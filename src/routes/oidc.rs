@@ -112,7 +112,7 @@ async fn userinfo_response(
         (Some(_), Some(_)) => {
             return (
                 bearer_error(&BearerError::InvalidRequest(
-                    "send the access token in one place only (RFC 6750 §2)",
+                    "send the access token in one place only (RFC 6750 section 2)",
                 )),
                 None,
             )
@@ -192,7 +192,7 @@ pub async fn end_session(
                 return error_page(
                     StatusCode::BAD_REQUEST,
                     "Invalid logout request",
-                    &e.description,
+                    e.description.as_str(),
                 )
             }
         }

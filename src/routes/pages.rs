@@ -86,7 +86,7 @@ pub async fn not_found(req: ServiceRequest) -> Result<ServiceResponse, actix_web
     {
         HttpResponse::NotFound().json(serde_json::json!({
             "error": "not_found",
-            "error_description": format!("nothing is served at {path}"),
+            "error_description": crate::oauth::ErrorDescription::new(&format!("nothing is served at {path}")),
         }))
     } else {
         error_page(

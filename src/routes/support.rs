@@ -29,6 +29,8 @@ pub struct WebConfig {
     pub session_max_age_seconds: i64,
     /// Rows per page in the console's lists.
     pub page_size: i64,
+    /// Proxies whose forwarding header gives the client's address (see [`peer_ip`]).
+    pub trusted_proxies: crate::domain::TrustedProxies,
 }
 
 /// Session keys.
@@ -214,7 +216,7 @@ pub async fn read_page_form(
 }
 
 /// A JSON API error answer: `{"error": code, "error_description": description}` with `status`
-/// and `Cache-Control: no-store`; `retry_after` (seconds) adds `Retry-After` (RFC 9110 §10.2.3).
+/// and `Cache-Control: no-store` (the description cleaned into RFC 6749 §5.2's character set); `retry_after` (seconds) adds `Retry-After` (RFC 9110 §10.2.3).
 #[must_use]
 pub fn api_error(
     status: StatusCode,
@@ -229,7 +231,7 @@ pub fn api_error(
     }
     builder.json(serde_json::json!({
         "error": code,
-        "error_description": description,
+        "error_description": crate::oauth::ErrorDescription::new(description),
     }))
 }
 
@@ -268,7 +270,7 @@ pub async fn read_api_body<T: serde::de::DeserializeOwned>(
     let parsed = match media.as_str() {
         "application/json" => serde_json::from_slice::<T>(&body).map_err(|e| e.to_string()),
         "application/x-www-form-urlencoded" => Params::from_form(Some(&media), &body)
-            .map_err(|e| e.description)
+            .map_err(|e| e.description.into_string())
             .and_then(|params| {
                 let map: serde_json::Map<String, serde_json::Value> = params
                     .iter()
@@ -360,9 +362,27 @@ pub fn authorization_header(req: &HttpRequest) -> Option<&str> {
         .map(|v| v.to_str().unwrap_or("invalid"))
 }
 
-/// The peer's IP address (the TCP peer; forwarded headers are not trusted).
+/// The client's IP address, for every IP-keyed limit and the audit log: the TCP peer, or,
+/// when the peer is one of `server.trusted_proxies`, the rightmost hop of the configured
+/// forwarding header that is not a trusted proxy ([`crate::domain::TrustedProxies::client_ip`]).
+/// Headers from any other peer are ignored. IPv4-mapped IPv6 addresses read as IPv4.
 pub fn peer_ip(req: &HttpRequest) -> Option<IpAddr> {
-    req.peer_addr().map(|a| a.ip())
+    let peer = req.peer_addr()?.ip();
+    let Some(web) = req.app_data::<web::Data<WebConfig>>() else {
+        return Some(peer.to_canonical());
+    };
+    let proxies = &web.trusted_proxies;
+    if !proxies.contains(peer) {
+        return Some(peer.to_canonical());
+    }
+    // Bytes that are not text spoil only their own item, not the proxy's on their right.
+    let values: Vec<String> = req
+        .headers()
+        .get_all(proxies.header().name())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    Some(proxies.client_ip(peer, &values))
 }
 
 /// Renders a template with `status`; a rendering failure is logged and answered with 500.

@@ -24,7 +24,7 @@ pub(crate) async fn exchange(
 ) -> Result<TokenResponse, OAuthError> {
     if client.client_type != ClientType::Confidential {
         return Err(OAuthError::unauthorized_client(
-            "the client_credentials grant is only for confidential clients (RFC 6749 §4.4)",
+            "the client_credentials grant is only for confidential clients (RFC 6749 section 4.4)",
         ));
     }
     // Validate here so that an invalid scope gets its own error (oxide-auth ignores the request);

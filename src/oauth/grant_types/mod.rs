@@ -144,6 +144,11 @@ fn map_failure(kind: FlowFailure, state: &FlowState) -> OAuthError {
         Some(CodeOutcome::OwnerInactive) => {
             return OAuthError::invalid_grant("the user's account is disabled")
         }
+        Some(CodeOutcome::SessionsEnded) => {
+            return OAuthError::invalid_grant(
+                "the authorization code is no longer valid: the user was signed out everywhere after it was issued",
+            )
+        }
         Some(CodeOutcome::Valid) | None => {}
     }
     match state.refresh {
@@ -159,6 +164,9 @@ fn map_failure(kind: FlowFailure, state: &FlowState) -> OAuthError {
             return OAuthError::invalid_grant("the refresh token has expired or was revoked")
         }
         Some(RefreshOutcome::Valid) | None => {}
+    }
+    if state.owner_inactive {
+        return OAuthError::invalid_grant("the user's account is disabled");
     }
     if state.scope_refused {
         return OAuthError::invalid_scope("the requested scope is not allowed for this client");
@@ -211,8 +219,8 @@ pub(crate) fn negotiate_scope(
     }
     if !requested.is_subset(&allowed) {
         return Err(OAuthError::invalid_scope(format!(
-            "scope {:?} is not allowed for this client",
-            requested.difference(&allowed).to_string()
+            "scope not allowed for this client: {}",
+            requested.difference(&allowed)
         )));
     }
     Ok(requested)

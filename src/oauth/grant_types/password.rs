@@ -95,6 +95,11 @@ pub(super) async fn issue(
             });
         },
         move |primitives, request| {
+            // The user's row lock before minting (see the lock rule in `db::tokens`): a
+            // deactivation or "sign out everywhere" then runs wholly before or after this.
+            if !primitives.lock_active_user(&user.id).map_err(|()| None)? {
+                return Err(None);
+            }
             let grant = Grant {
                 owner_id: user.id.clone(),
                 client_id: request.client_id.to_owned(),
