@@ -424,6 +424,14 @@ pub fn validate_spec(
             "client_credentials needs a confidential client (RFC 6749 §4.4)",
         ));
     }
+    if client_type == ClientType::Public && spec.introspect_all {
+        // A public client authenticates with its client_id alone (RFC 6749 section 2.1), which
+        // is no secret: with introspect_all anyone who knew the id could read every token.
+        return Err(invalid(
+            "introspect_all",
+            "introspecting every token needs a confidential client (RFC 7662 section 2.1)",
+        ));
+    }
     let mut redirect_uris = Vec::new();
     for uri in spec
         .redirect_uris
@@ -878,7 +886,7 @@ impl Clients {
     }
 
     /// Every resource URI some client serves (RFC 8707): the resources a `resource` parameter
-    /// may name, advertised as `protected_resources` in the metadata (RFC 9728 §4).
+    /// may name (RFC 8707 §2: anything else is `invalid_target`).
     ///
     /// # Errors
     /// Storage failures.

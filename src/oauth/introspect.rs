@@ -120,13 +120,15 @@ impl OAuth {
 }
 
 /// Whether `client` may learn about `token`: its own; every token with `introspect_all`; an
-/// access token for a resource it serves (confidential clients only: a public one proves
-/// nothing but its client_id). Refresh tokens are for their client alone.
+/// access token for a resource it serves. The last two need a confidential client: a public one
+/// proves nothing but its client_id (`validate_spec` refuses `introspect_all` for public clients;
+/// this also covers rows stored before it did). Refresh tokens are for their client alone.
 fn may_introspect(client: &Client, token: &TokenRow) -> bool {
+    let confidential = client.client_type == ClientType::Confidential;
     token.client_id == client.id()
-        || client.row.introspect_all
+        || (confidential && client.row.introspect_all)
         || (token.kind == tokens::ACCESS
-            && client.client_type == ClientType::Confidential
+            && confidential
             && client
                 .resource_uris
                 .intersects(&ResourceSet::from_stored(&token.resources)))

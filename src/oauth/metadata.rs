@@ -62,10 +62,6 @@ pub struct ServerMetadata {
     pub code_challenge_methods_supported: Vec<&'static str>,
     /// RFC 9207: `iss` is in every authorization response.
     pub authorization_response_iss_parameter_supported: bool,
-    /// RFC 9728 §4: the RFC 8707 resource indicators a `resource` parameter may name (the
-    /// resource URIs registered clients serve); omitted when there are none.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub protected_resources: Vec<String>,
 }
 
 impl ServerMetadata {
@@ -108,14 +104,6 @@ impl ServerMetadata {
             introspection_endpoint_auth_methods_supported: auth_methods,
             code_challenge_methods_supported: vec!["S256"],
             authorization_response_iss_parameter_supported: true,
-            protected_resources: Vec::new(),
         }
-    }
-
-    /// The document with `protected_resources` (RFC 9728 §4) listing `resources`.
-    #[must_use]
-    pub fn with_protected_resources(mut self, resources: &crate::domain::ResourceSet) -> Self {
-        self.protected_resources = resources.iter().map(str::to_owned).collect();
-        self
     }
 }

@@ -20,24 +20,15 @@ use crate::oidc::logout::{LogoutError, LogoutPlan};
 use crate::oidc::{user_claims, OPENID};
 
 /// `GET /.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4) and
-/// `GET /.well-known/oauth-authorization-server` (RFC 8414 §3): the same document, with the
-/// registered RFC 8707 resources as `protected_resources` (RFC 9728 §4).
+/// `GET /.well-known/oauth-authorization-server` (RFC 8414 §3): the same document, built from
+/// the configuration alone, so it is served from memory and never depends on the database.
+/// (RFC 9728 §4's optional `protected_resources` is left out for that reason: it would need a
+/// read of every client on each request.)
 pub async fn discovery(oauth: web::Data<OAuth>) -> HttpResponse {
-    let resources = match oauth.clients().served_resources().await {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "storage failure");
-            let mut builder = HttpResponse::ServiceUnavailable();
-            return no_store(&mut builder).json(serde_json::json!({
-                "error": "temporarily_unavailable",
-                "error_description": "the server cannot reach its database",
-            }));
-        }
-    };
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"))
-        .json(ServerMetadata::new(oauth.config()).with_protected_resources(&resources))
+        .json(ServerMetadata::new(oauth.config()))
 }
 
 /// `GET /.well-known/jwks.json` (RFC 7517 §5): the published public keys. Cacheable for five

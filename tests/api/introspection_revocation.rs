@@ -260,3 +260,45 @@ async fn a_client_cannot_revoke_another_clients_token() {
         (StatusCode::UNAUTHORIZED, Some("invalid_client"))
     );
 }
+
+#[tokio::test]
+async fn a_public_client_never_introspects_every_token() {
+    let f = fixture().await;
+    // Registration refuses it: a public client proves nothing but its client_id.
+    let mut public = spec("public", &["authorization_code"]);
+    public.introspect_all = true;
+    let refused = f
+        .app
+        .services
+        .clients
+        .register(&latchkey::audit::Actor::system(), &public)
+        .await;
+    assert!(refused.is_err(), "introspect_all on a public client");
+
+    // A row stored before that rule (or written by hand) gains nothing either.
+    public.introspect_all = false;
+    let (client, _) = f.app.register(&public).await;
+    let id = client.id().to_owned();
+    f.app
+        .services
+        .db
+        .write(move |conn| {
+            use diesel::RunQueryDsl;
+            diesel::sql_query("UPDATE clients SET introspect_all = TRUE WHERE client_id = $1")
+                .bind::<diesel::sql_types::Text, _>(id)
+                .execute(conn)
+                .map_err(latchkey::db::DbError::from)
+        })
+        .await
+        .expect("update");
+    let (status, body) = f
+        .app
+        .post_oauth(
+            "/o/introspect/",
+            &[("token", f.access.as_str()), ("client_id", client.id())],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, serde_json::json!({ "active": false }));
+}

@@ -139,18 +139,6 @@ async fn resources_flow_from_the_authorization_request_to_the_audience_and_intro
     let other = resource_server(&app, &[OTHER]).await;
     let rp = relying_party(&app).await;
 
-    // The metadata lists the resources a request may name (RFC 9728 §4).
-    let meta: Value = app
-        .api
-        .get(app.url("/.well-known/oauth-authorization-server"))
-        .send()
-        .await
-        .expect("metadata")
-        .json()
-        .await
-        .expect("json");
-    assert_eq!(meta["protected_resources"], json!([API, BILLING, OTHER]));
-
     // The consent page says which APIs the access is for.
     let (_, challenge) = pkce_pair();
     app.login("alice", crate::helpers::PASSWORD).await;
