@@ -31,6 +31,8 @@
 //!   (developer portal, account, admin console) are in [`routes`] and only call services.
 //! * [`db`] — one diesel codebase over SQLite and PostgreSQL (`MultiConnection`), embedded
 //!   migrations, and the one helper through which every query runs on the blocking pool.
+//! * [`scheduler`] — jobs every node may run, each run claimed by exactly one node through a
+//!   conditional update of its `jobs` row; [`maintenance`] registers cleanup and key rotation.
 //! * [`config`] (figment), [`cli`] (clap), [`startup`] (builds the app; tests use it too),
 //!   [`telemetry`] (tracing, `audit` target), [`domain`] (validated newtypes), [`secret`].
 //!
@@ -51,9 +53,11 @@ pub mod error;
 pub mod groups;
 pub mod limits;
 pub mod mail;
+pub mod maintenance;
 pub mod oauth;
 pub mod oidc;
 pub mod routes;
+pub mod scheduler;
 pub mod secret;
 pub mod startup;
 pub mod telemetry;

@@ -83,6 +83,7 @@ diesel::table! {
         rotated_at -> Nullable<Timestamp>,
         auth_time -> Nullable<Timestamp>,
         amr -> Nullable<Text>,
+        signing_kid -> Nullable<Text>,
     }
 }
 
@@ -178,6 +179,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    jobs (name) {
+        name -> Text,
+        next_run_at -> Timestamp,
+        running_until -> Nullable<Timestamp>,
+        lease_owner -> Nullable<Text>,
+        last_started_at -> Nullable<Timestamp>,
+        last_finished_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        failures -> BigInt,
+    }
+}
+
 diesel::joinable!(authorization_codes -> clients (client_id));
 diesel::joinable!(tokens -> clients (client_id));
 diesel::joinable!(consents -> clients (client_id));
@@ -198,4 +212,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     one_time_codes,
     user_sessions,
+    jobs,
 );

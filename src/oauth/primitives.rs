@@ -30,7 +30,7 @@ use crate::clients::{Client, GrantType};
 use crate::db::codes::{self, CodeRow};
 use crate::db::tokens::{self, TokenRow};
 use crate::db::users::UserRow;
-use crate::db::{self, users, DbConnection};
+use crate::db::{self, signing_keys, users, DbConnection};
 use crate::domain::ScopeSet;
 use crate::oidc::keys::Signer;
 use crate::oidc::{AccessTokenClaims, Authentication, ACCESS_TOKEN_TYP, OFFLINE_ACCESS};
@@ -188,8 +188,8 @@ impl<'a> Primitives<'a> {
             .map(|a| (Some(a.auth_time), Some(a.amr.clone())))
             .unwrap_or_default();
         let id = uuid::Uuid::new_v4().to_string();
-        let access = match &self.signer {
-            None => secret::new_token(),
+        let (access, signing_kid) = match &self.signer {
+            None => (secret::new_token(), None),
             Some(signer) => {
                 // RFC 9068 §2.2.
                 let claims = AccessTokenClaims {
@@ -205,12 +205,20 @@ impl<'a> Primitives<'a> {
                     exp: (now + access_ttl).and_utc().timestamp(),
                     auth_time: auth_time.map(|t| t.and_utc().timestamp()),
                 };
-                signer
+                let (jwt, kid) = signer
                     .sign(self.client.signing_alg(), ACCESS_TOKEN_TYP, &claims)
                     .map_err(|e| {
                         tracing::error!(error = %e, "signing a JWT access token failed");
                         self.state.borrow_mut().signing_failed = true;
-                    })?
+                    })?;
+                // The key is held until this transaction commits, so a revocation either
+                // happened before (the key is gone: refuse) or sees this token and revokes it.
+                if !self.with_conn(|conn| signing_keys::lock_if_present(conn, &kid))? {
+                    tracing::error!(kid = %kid, "the signing key was revoked while signing");
+                    self.state.borrow_mut().signing_failed = true;
+                    return Err(());
+                }
+                (jwt, Some(kid))
             }
         };
         let mut rows = vec![TokenRow {
@@ -228,6 +236,7 @@ impl<'a> Primitives<'a> {
             rotated_at: None,
             auth_time,
             amr,
+            signing_kid,
         }];
         let refresh = if with_refresh {
             let refresh = secret::new_token();
@@ -241,6 +250,7 @@ impl<'a> Primitives<'a> {
                 kind: tokens::REFRESH.to_owned(),
                 scope: refresh_scope.unwrap_or_default(),
                 expires_at: now + ttl,
+                signing_kid: None,
                 ..rows[0].clone()
             });
             Some(refresh)

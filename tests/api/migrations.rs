@@ -113,6 +113,7 @@ async fn every_table_round_trips() {
         rotated_at: Some(now),
         auth_time: Some(now - TimeDelta::seconds(5)),
         amr: Some("pwd otp".into()),
+        signing_kid: Some("kid-1".into()),
     };
     let consent = ConsentRow {
         user_id: user.id.clone(),
