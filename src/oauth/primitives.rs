@@ -30,7 +30,7 @@ use crate::clients::{Client, GrantType};
 use crate::db::codes::{self, CodeRow};
 use crate::db::tokens::{self, TokenRow};
 use crate::db::users::UserRow;
-use crate::db::{self, signing_keys, users, DbConnection};
+use crate::db::{self, users, DbConnection};
 use crate::domain::ScopeSet;
 use crate::oidc::keys::Signer;
 use crate::oidc::{AccessTokenClaims, Authentication, ACCESS_TOKEN_TYP, OFFLINE_ACCESS};
@@ -205,19 +205,21 @@ impl<'a> Primitives<'a> {
                     exp: (now + access_ttl).and_utc().timestamp(),
                     auth_time: auth_time.map(|t| t.and_utc().timestamp()),
                 };
-                let (jwt, kid) = signer
-                    .sign(self.client.signing_alg(), ACCESS_TOKEN_TYP, &claims)
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "signing a JWT access token failed");
-                        self.state.borrow_mut().signing_failed = true;
-                    })?;
-                // The key is held until this transaction commits, so a revocation either
-                // happened before (the key is gone: refuse) or sees this token and revokes it.
-                if !self.with_conn(|conn| signing_keys::lock_if_present(conn, &kid))? {
-                    tracing::error!(kid = %kid, "the signing key was revoked while signing");
+                // The key stays locked until this transaction commits, so a concurrent
+                // revocation of it also revokes this token (`Signer::sign_held`).
+                let signed = {
+                    let mut conn = self.conn.borrow_mut();
+                    signer.sign_held(
+                        &mut conn,
+                        self.client.signing_alg(),
+                        ACCESS_TOKEN_TYP,
+                        &claims,
+                    )
+                };
+                let (jwt, kid) = signed.map_err(|e| {
+                    tracing::error!(error = %e, "signing a JWT access token failed");
                     self.state.borrow_mut().signing_failed = true;
-                    return Err(());
-                }
+                })?;
                 (jwt, Some(kid))
             }
         };

@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256, Sha512};
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::signing_keys::{self, SigningKeyRow};
-use crate::db::{self, tokens, Db, DbError};
+use crate::db::{self, tokens, Db, DbConnection, DbError};
 
 /// JWS algorithms Latchkey signs with (RFC 7518 §3.1, RFC 8037 §3.1 names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -648,30 +648,9 @@ impl KeyStore {
             .await?;
         let mut keys = Vec::with_capacity(rows.len());
         for row in rows {
-            let Ok(alg) = row.alg.parse::<SigningAlg>() else {
-                continue;
-            };
-            let malformed = |message: String| KeyError::Malformed {
-                kid: row.kid.clone(),
-                message,
-            };
-            let jwk: Jwk = serde_json::from_str(&row.public_jwk)
-                .map_err(|e| malformed(format!("public JWK: {e}")))?;
-            let decoding =
-                DecodingKey::from_jwk(&jwk).map_err(|e| malformed(format!("public JWK: {e}")))?;
-            let mut pkcs8 = self.inner.cipher.open(&row.kid, &row.private_key)?;
-            let encoding = encoding_key(alg, &pkcs8);
-            pkcs8.fill(0);
-            let encoding = encoding.map_err(|e| malformed(format!("private key: {e}")))?;
-            keys.push(Arc::new(LoadedKey {
-                kid: row.kid,
-                alg,
-                jwk,
-                encoding,
-                decoding,
-                activates_at: row.activates_at,
-                expires_at: row.expires_at,
-            }));
+            if let Some(key) = self.load(row)? {
+                keys.push(Arc::new(key));
+            }
         }
         let set = Arc::new(KeySet {
             keys,
@@ -681,6 +660,41 @@ impl KeyStore {
             *slot = Some(set.clone());
         }
         Ok(set)
+    }
+
+    /// Decrypts a stored key; `None` for an algorithm we do not know.
+    fn load(&self, row: SigningKeyRow) -> Result<Option<LoadedKey>, KeyError> {
+        let Ok(alg) = row.alg.parse::<SigningAlg>() else {
+            return Ok(None);
+        };
+        let malformed = |message: String| KeyError::Malformed {
+            kid: row.kid.clone(),
+            message,
+        };
+        let jwk: Jwk = serde_json::from_str(&row.public_jwk)
+            .map_err(|e| malformed(format!("public JWK: {e}")))?;
+        let decoding =
+            DecodingKey::from_jwk(&jwk).map_err(|e| malformed(format!("public JWK: {e}")))?;
+        let mut pkcs8 = self.inner.cipher.open(&row.kid, &row.private_key)?;
+        let encoding = encoding_key(alg, &pkcs8);
+        pkcs8.fill(0);
+        let encoding = encoding.map_err(|e| malformed(format!("private key: {e}")))?;
+        Ok(Some(LoadedKey {
+            kid: row.kid,
+            alg,
+            jwk,
+            encoding,
+            decoding,
+            activates_at: row.activates_at,
+            expires_at: row.expires_at,
+        }))
+    }
+
+    /// Forgets the cached keys: the next use re-reads them.
+    fn invalidate(&self) {
+        if let Ok(mut slot) = self.inner.set.write() {
+            *slot = None;
+        }
     }
 
     /// The keys, re-read when older than the cache time.
@@ -761,14 +775,16 @@ impl KeyStore {
     }
 
     /// The signer for use inside a blocking database closure: the keys as cached now, re-read
-    /// first if `alg`'s signing key was revoked since. The caller confirms the key again under
-    /// a lock in its transaction ([`signing_keys::lock_if_present`]) before storing a token it
-    /// signed.
+    /// first if `alg`'s signing key was revoked since. [`Signer::sign_held`] confirms the key
+    /// again, under a lock, in the transaction that stores what it signed.
     ///
     /// # Errors
     /// [`KeyError`] when keys cannot be loaded.
     pub async fn signer(&self, alg: SigningAlg) -> Result<Signer, KeyError> {
-        Ok(Signer(self.signing_set(alg).await?))
+        Ok(Signer {
+            set: self.signing_set(alg).await?,
+            store: self.clone(),
+        })
     }
 
     /// The cached keys, confirmed to still hold the key that signs for `alg` now.
@@ -845,21 +861,50 @@ impl KeyStore {
 }
 
 /// The keys as cached at one moment, for signing where no `await` is possible.
-pub struct Signer(Arc<KeySet>);
+pub struct Signer {
+    set: Arc<KeySet>,
+    store: KeyStore,
+}
 
 impl Signer {
-    /// Like [`KeyStore::sign`], and also returns the `kid` of the key that signed (stored with
-    /// JWT access tokens, so that revoking the key revokes them).
+    /// Signs like [`KeyStore::sign`] for a token stored in the transaction open on `conn`, and
+    /// returns the JWS with the `kid` of the key that signed (stored with JWT access tokens, so
+    /// that revoking the key revokes them). The key's row is held until that transaction ends
+    /// ([`signing_keys::lock_if_present`]): a revocation either committed before — then the
+    /// key that signs now is read from `conn` and used instead, and this node's cache is
+    /// dropped — or waits for this transaction and then revokes what it stored.
     ///
     /// # Errors
-    /// [`KeyError::NoActiveKey`], [`KeyError::Crypto`].
-    pub fn sign<T: Serialize>(
+    /// [`KeyError::NoActiveKey`], [`KeyError::Crypto`], [`KeyError::Db`].
+    pub fn sign_held<T: Serialize>(
         &self,
+        conn: &mut DbConnection,
         alg: SigningAlg,
         typ: &str,
         claims: &T,
     ) -> Result<(String, String), KeyError> {
-        sign_with(&self.0, alg, typ, claims)
+        let key = signing_key(&self.set, alg)?;
+        if signing_keys::lock_if_present(conn, &key.kid)? {
+            return sign_key(key, typ, claims);
+        }
+        // Revoked since this node read its keys.
+        self.store.invalidate();
+        let now = db::now();
+        let mut rows: Vec<SigningKeyRow> = signing_keys::all(conn)?
+            .into_iter()
+            .filter(|r| {
+                r.alg == alg.as_str()
+                    && r.activates_at <= now
+                    && r.expires_at.is_none_or(|e| e > now)
+            })
+            .collect();
+        rows.sort_by_key(|r| r.activates_at);
+        let row = rows.pop().ok_or(KeyError::NoActiveKey(alg))?;
+        if !signing_keys::lock_if_present(conn, &row.kid)? {
+            return Err(KeyError::NoActiveKey(alg));
+        }
+        let key = self.store.load(row)?.ok_or(KeyError::NoActiveKey(alg))?;
+        sign_key(&key, typ, claims)
     }
 }
 
@@ -882,7 +927,16 @@ fn sign_with<T: Serialize>(
     typ: &str,
     claims: &T,
 ) -> Result<(String, String), KeyError> {
-    let key = signing_key(set, alg)?;
+    sign_key(signing_key(set, alg)?, typ, claims)
+}
+
+/// Signs `claims` with `key`, `typ` and `kid` in the header; returns the JWS and the kid.
+fn sign_key<T: Serialize>(
+    key: &LoadedKey,
+    typ: &str,
+    claims: &T,
+) -> Result<(String, String), KeyError> {
+    let alg = key.alg;
     let mut header = Header::new(alg.jwt());
     header.typ = Some(typ.to_owned());
     header.kid = Some(key.kid.clone());

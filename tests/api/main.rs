@@ -14,6 +14,7 @@ mod client_credentials;
 mod cors;
 mod helpers;
 mod introspection_revocation;
+mod keys;
 mod login_code;
 mod metadata_health;
 mod migrations;
