@@ -44,10 +44,8 @@ type JobFn = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = JobResult> + Send>> + S
 pub const MAX_JOB_NAME: usize = 64;
 
 /// Shortest and longest interval a job may be registered with.
-pub const INTERVAL_RANGE: (Duration, Duration) = (
-    Duration::from_secs(1),
-    Duration::from_secs(366 * 86_400),
-);
+pub const INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_secs(1), Duration::from_secs(366 * 86_400));
 
 /// Longest error message stored for the dashboard, in bytes (the log gets all of it).
 const MAX_ERROR_BYTES: usize = 2000;
@@ -107,7 +105,11 @@ impl std::fmt::Debug for Scheduler {
         f.debug_struct("Scheduler")
             .field(
                 "jobs",
-                &self.jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(),
+                &self
+                    .jobs
+                    .iter()
+                    .map(|j| j.name.as_str())
+                    .collect::<Vec<_>>(),
             )
             .finish_non_exhaustive()
     }
@@ -333,7 +335,10 @@ impl Scheduler {
         let next = rows
             .iter()
             .filter(|r| self.jobs.iter().any(|j| j.name == r.name))
-            .map(|r| r.running_until.map_or(r.next_run_at, |u| u.max(r.next_run_at)))
+            .map(|r| {
+                r.running_until
+                    .map_or(r.next_run_at, |u| u.max(r.next_run_at))
+            })
             .min();
         next.and_then(|t| (t - now).to_std().ok())
             .unwrap_or(Duration::ZERO)
@@ -386,7 +391,10 @@ impl SchedulerHandle {
         self.stopping.store(true, Ordering::SeqCst);
         self.wake.notify_one();
         let abort = self.task.abort_handle();
-        if tokio::time::timeout(SHUTDOWN_WAIT, self.task).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_WAIT, self.task)
+            .await
+            .is_err()
+        {
             abort.abort();
             tracing::warn!("scheduler stopped while a job was still running; its lease will lapse");
         } else {
@@ -462,9 +470,7 @@ mod tests {
     fn retries_back_off_up_to_the_interval() {
         let retry = Duration::from_secs(30);
         let every = Duration::from_secs(300);
-        let delays: Vec<u64> = (0..6)
-            .map(|f| backoff(retry, f, every).as_secs())
-            .collect();
+        let delays: Vec<u64> = (0..6).map(|f| backoff(retry, f, every).as_secs()).collect();
         assert_eq!(delays, [30, 60, 120, 240, 300, 300]);
         assert_eq!(backoff(retry, i64::MAX, every), every);
         assert_eq!(backoff(retry, -1, every), retry);

@@ -81,14 +81,10 @@ pub fn pull_forward(
     name: &str,
     latest: NaiveDateTime,
 ) -> QueryResult<bool> {
-    diesel::update(
-        jobs::table
-            .find(name)
-            .filter(jobs::next_run_at.gt(latest)),
-    )
-    .set(jobs::next_run_at.eq(latest))
-    .execute(conn)
-    .map(|n| n == 1)
+    diesel::update(jobs::table.find(name).filter(jobs::next_run_at.gt(latest)))
+        .set(jobs::next_run_at.eq(latest))
+        .execute(conn)
+        .map(|n| n == 1)
 }
 
 /// Claims the slot of `name` that is due at `now` for `owner`: the next run moves to

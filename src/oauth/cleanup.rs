@@ -9,12 +9,12 @@ use chrono::TimeDelta;
 use diesel::Connection;
 
 use super::OAuth;
-use crate::oidc::keys::KeyError;
-use crate::oidc::SigningAlg;
 use crate::db::{
     self, audit_events, codes, one_time_codes, rate_limits, signing_keys, tokens, user_sessions,
     DbError,
 };
+use crate::oidc::keys::KeyError;
+use crate::oidc::SigningAlg;
 
 impl OAuth {
     /// Deletes expired or revoked tokens, expired authorization codes, rate-limit windows
@@ -81,7 +81,10 @@ impl OAuth {
     ///
     /// # Errors
     /// [`KeyError`] when storage or key generation fails.
-    pub async fn rotate_signing_keys(&self, algs: Vec<SigningAlg>) -> Result<Vec<String>, KeyError> {
+    pub async fn rotate_signing_keys(
+        &self,
+        algs: Vec<SigningAlg>,
+    ) -> Result<Vec<String>, KeyError> {
         let overlap = self.signing_key_overlap().await?;
         self.keys.rotate(algs, overlap).await
     }
@@ -92,7 +95,10 @@ impl OAuth {
     ///
     /// # Errors
     /// [`KeyError`] when storage or key generation fails.
-    pub async fn rotate_due_signing_keys(&self, max_age: Duration) -> Result<Vec<String>, KeyError> {
+    pub async fn rotate_due_signing_keys(
+        &self,
+        max_age: Duration,
+    ) -> Result<Vec<String>, KeyError> {
         let overlap = self.signing_key_overlap().await?;
         self.keys.rotate_due(max_age, overlap).await
     }

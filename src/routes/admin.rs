@@ -343,6 +343,7 @@ struct ConfirmPage<'a> {
 
 /// `GET /admin/`: counts of users, applications, active tokens and recent logins, the latest
 /// audit events, and the scheduled jobs (last run, next run, last error).
+#[allow(clippy::too_many_arguments)] // actix extractors
 pub async fn show_dashboard(
     req: HttpRequest,
     session: Session,

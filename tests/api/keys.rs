@@ -97,7 +97,10 @@ async fn keys_revoke_removes_a_key_everywhere_at_once_and_signing_goes_on() {
     let before = tokens(&app, client.id(), &secret).await;
     let access = before["access_token"].as_str().expect("access").to_owned();
     let id_token = before["id_token"].as_str().expect("id_token").to_owned();
-    let refresh = before["refresh_token"].as_str().expect("refresh").to_owned();
+    let refresh = before["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
     let kid = kid_of(&access);
     assert_eq!(kid_of(&id_token), kid);
     assert!(jwks(&app).await.iter().any(|(k, _)| *k == kid));
@@ -144,7 +147,10 @@ async fn keys_revoke_removes_a_key_everywhere_at_once_and_signing_goes_on() {
     let revoked: Value = serde_json::from_slice(&revoked.stdout).expect("json");
     assert_eq!(revoked["kid"], kid.as_str());
     assert_eq!(revoked["alg"], "RS256");
-    assert_eq!(revoked["tokens_revoked"], 1, "the JWT access token it signed");
+    assert_eq!(
+        revoked["tokens_revoked"], 1,
+        "the JWT access token it signed"
+    );
     let replacement = revoked["replacement"]
         .as_str()
         .expect("a replacement, it was signing")

@@ -26,5 +26,6 @@ mod portal;
 mod refresh;
 mod registration;
 mod resource;
+mod scheduler;
 mod sessions;
 mod smtp;
