@@ -56,6 +56,8 @@ pub mod mail;
 pub mod maintenance;
 pub mod oauth;
 pub mod oidc;
+#[cfg(test)]
+mod properties;
 pub mod routes;
 pub mod scheduler;
 pub mod secret;

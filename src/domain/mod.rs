@@ -1,5 +1,5 @@
 //! Validated newtypes: input is parsed into these at the edge, so the code behind them never
-//! sees an invalid scope, redirect URI, email or username.
+//! sees an invalid scope, redirect URI, email or username ([`pkce`] holds the PKCE grammar).
 
 mod email;
 mod redirect_uri;
@@ -11,4 +11,5 @@ pub use redirect_uri::RedirectUri;
 pub use scope::ScopeSet;
 pub use username::Username;
 pub mod page;
+pub mod pkce;
 pub use page::{Page, PageRequest};

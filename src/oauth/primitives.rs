@@ -31,7 +31,7 @@ use crate::db::codes::{self, CodeRow};
 use crate::db::tokens::{self, TokenRow};
 use crate::db::users::UserRow;
 use crate::db::{self, users, DbConnection};
-use crate::domain::ScopeSet;
+use crate::domain::{pkce, ScopeSet};
 use crate::oidc::keys::Signer;
 use crate::oidc::{AccessTokenClaims, Authentication, ACCESS_TOKEN_TYP, OFFLINE_ACCESS};
 use crate::secret;
@@ -607,13 +607,6 @@ impl Issuer for Primitives<'_> {
     }
 }
 
-/// RFC 7636 §4.1: `code_verifier = 43*128unreserved`.
-fn is_valid_verifier(v: &str) -> bool {
-    (43..=128).contains(&v.len())
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
-}
-
 impl authorization::Extension for Primitives<'_> {
     fn extend(&mut self, request: &dyn authorization::Request) -> Result<Extensions, ()> {
         let mut ext = Extensions::new();
@@ -646,7 +639,7 @@ impl accesstoken::Extension for Primitives<'_> {
             (None, Some(_)) => {
                 Some("code_verifier sent but the authorization request had no code_challenge")
             }
-            (_, Some(v)) if !is_valid_verifier(v) => {
+            (_, Some(v)) if !pkce::is_valid(v) => {
                 Some("code_verifier must be 43 to 128 unreserved characters (RFC 7636 §4.1)")
             }
             _ => None,
