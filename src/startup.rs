@@ -166,6 +166,7 @@ impl Application {
         let max_body = settings.max_body_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(routes::refuse_nul_in_path))
                 .wrap(
                     SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
                         .cookie_name("latchkey_session".to_owned())

@@ -13,6 +13,7 @@ mod cli;
 mod client_credentials;
 mod cors;
 mod helpers;
+mod hostile;
 mod introspection_revocation;
 mod keys;
 mod login_code;
