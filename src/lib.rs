@@ -38,8 +38,10 @@
 //!
 //! Nothing that nodes must share lives in memory: a session cookie holds only a handle to a
 //! `user_sessions` row; codes (authorization and one-time), tokens, consents, rate-limit
-//! counters, audit events and signing keys are rows (each node caches the keys for
-//! `oidc.key_cache_seconds`). The living design is `docs/architecture.md`.
+//! counters, audit events, scheduled jobs and signing keys are rows (each node caches the keys
+//! for `oidc.key_cache_seconds`, and confirms a cached key still exists before it signs or
+//! verifies with it, so a revoked key stops at once). The living design is
+//! `docs/architecture.md`.
 
 pub mod accounts;
 pub mod audit;
