@@ -202,6 +202,8 @@ impl Scheduler {
             if row.next_run_at > now || row.running_until.is_some_and(|u| u >= now) {
                 continue;
             }
+            // A job earlier in this pass may have taken a while: claim with the time now.
+            let now = (self.clock)();
             let claimed = {
                 let (name, owner) = (job.name.clone(), self.owner.clone());
                 let next = now + delta(job.every);
@@ -292,7 +294,7 @@ impl Scheduler {
     /// Runs `job` in a task of its own (a panic becomes an error) while renewing the lease.
     async fn execute(&self, job: &Job) -> Result<String, String> {
         let mut task = tokio::spawn((job.run)());
-        let mut beat = tokio::time::interval(self.lease / 3);
+        let mut beat = tokio::time::interval((self.lease / 3).max(Duration::from_secs(1)));
         beat.tick().await; // The first tick is immediate; the claim has just taken the lease.
         loop {
             tokio::select! {
