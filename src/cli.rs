@@ -15,7 +15,9 @@ use crate::clients::{Client, ClientError, ClientSpec};
 use crate::config::{Environment, Settings};
 use crate::demo;
 use crate::domain::{Email, Username};
+use crate::maintenance::{self, MaintenancePlan};
 use crate::oidc::SigningAlg;
+use crate::scheduler::Scheduler;
 use crate::startup::{Application, Services};
 
 /// Latchkey, a standalone OAuth 2.0 authorization server.
@@ -55,7 +57,8 @@ pub enum Command {
     #[command(subcommand)]
     Demo(DemoCommand),
     /// Delete expired and revoked tokens, expired authorization codes and old rate-limit
-    /// counters (like django-oauth-toolkit's `cleartokens`).
+    /// counters (like django-oauth-toolkit's `cleartokens`). `serve` also does this every
+    /// scheduler.cleanup_interval_seconds.
     Cleartokens,
     /// Check the configuration and that the database is reachable.
     Check,
@@ -114,6 +117,18 @@ pub enum KeysCommand {
         /// Which algorithm's key to rotate: RS256, ES256, EdDSA or all.
         #[arg(long, default_value = "all", value_name = "RS256|ES256|EdDSA|all")]
         alg: String,
+    },
+    /// Revoke a (compromised) signing key at once: it is deleted, leaves the JWKS, and no node
+    /// signs or verifies with it any more; unexpired JWT access tokens it signed are revoked.
+    /// If it was signing, a new key of its algorithm is generated first and signs at once.
+    /// Relying parties drop it when their cached copy of the JWKS expires (the JWKS is served
+    /// with max-age 300).
+    Revoke {
+        /// The key's kid (see `latchkey keys list`).
+        kid: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -433,6 +448,16 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
         let report = demo::ensure(&services, settings.issuer_str()).await?;
         println!("{report}");
     }
+    let plan = MaintenancePlan::from_settings(&settings);
+    let scheduler = if settings.scheduler.enabled && !plan.is_empty() {
+        let mut scheduler = Scheduler::new(services.db.clone(), &settings.scheduler);
+        maintenance::register(&mut scheduler, &services.oauth, &plan)
+            .context("cannot register the maintenance jobs")?;
+        Some(scheduler.start())
+    } else {
+        tracing::info!("no scheduled jobs on this node");
+        None
+    };
     tracing::info!(
         listen = %settings.listen,
         port = app.port(),
@@ -440,7 +465,13 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
         database = %settings.database_url.redacted(),
         "Latchkey is serving"
     );
-    app.run_until_stopped().await.context("server failed")
+    // actix stops on SIGINT/SIGTERM (finishing requests in flight); then the scheduler stops
+    // claiming jobs and lets a run in progress end.
+    let served = app.run_until_stopped().await;
+    if let Some(scheduler) = scheduler {
+        scheduler.shutdown().await;
+    }
+    served.context("server failed")
 }
 
 async fn keys_command(cmd: KeysCommand, settings: Settings) -> anyhow::Result<()> {
@@ -482,21 +513,8 @@ async fn keys_command(cmd: KeysCommand, settings: Settings) -> anyhow::Result<()
             };
             // The old key must outlive every token it signed: ID tokens and JWT access tokens,
             // whose lifetime a client may override.
-            let longest_client = services
-                .clients
-                .list()
-                .await?
-                .iter()
-                .filter_map(|c| c.row.access_token_lifetime)
-                .filter_map(|s| u64::try_from(s).ok())
-                .max()
-                .unwrap_or(0);
-            let overlap = settings
-                .lifetimes
-                .access_token
-                .max(settings.lifetimes.id_token)
-                .max(std::time::Duration::from_secs(longest_client));
-            let kids = services.keys.rotate(algs, overlap).await?;
+            let overlap = services.oauth.signing_key_overlap().await?;
+            let kids = services.oauth.rotate_signing_keys(algs).await?;
             for kid in kids {
                 println!("new signing key {kid}");
             }
@@ -505,6 +523,25 @@ async fn keys_command(cmd: KeysCommand, settings: Settings) -> anyhow::Result<()
                 settings.oidc.key_cache.as_secs(),
                 overlap.as_secs()
             );
+        }
+        KeysCommand::Revoke { kid, json } => {
+            let revoked = services.keys.revoke(&Actor::system(), &kid).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&revoked)?);
+            } else {
+                println!("revoked signing key {} ({})", revoked.kid, revoked.alg);
+                if let Some(new) = &revoked.replacement {
+                    println!("new {} signing key {new} signs from now", revoked.alg);
+                }
+                println!(
+                    "{} unexpired JWT access tokens it signed are revoked",
+                    revoked.tokens_revoked
+                );
+                println!(
+                    "Every node stops signing and verifying with it at its next use, and drops it \
+                     from the JWKS; relying parties do when their cached JWKS expires (max-age 300 s)."
+                );
+            }
         }
     }
     Ok(())

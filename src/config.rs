@@ -147,6 +147,15 @@ struct Raw {
     accounts: RawAccounts,
     email: RawEmail,
     scopes: BTreeMap<String, String>,
+    scheduler: RawScheduler,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawScheduler {
+    enabled: bool,
+    cleanup_interval_seconds: u64,
+    retry_seconds: u64,
+    lease_seconds: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,6 +208,7 @@ struct RawConsole {
 struct RawOidc {
     key_cache_seconds: u64,
     access_token_audience: String,
+    rotate_keys_days: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -294,6 +304,29 @@ pub struct OidcSettings {
     pub key_cache: Duration,
     /// `aud` of JWT access tokens (RFC 9068 §3 default resource indicator); default the issuer.
     pub access_token_audience: String,
+    /// `oidc.rotate_keys_days`: the scheduler rotates a signing key once it has signed this
+    /// long; `None` (0 days, the default) leaves rotation to `latchkey keys rotate`.
+    pub rotate_keys_after: Option<Duration>,
+}
+
+/// Longest `oidc.rotate_keys_days`: 10 years.
+pub const MAX_ROTATE_KEYS_DAYS: u64 = 3650;
+
+/// The scheduled jobs `serve` runs (`[scheduler]`, see [`crate::scheduler`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedulerSettings {
+    /// Whether this node runs scheduled jobs at all (`scheduler.enabled`). Every node may: each
+    /// run is claimed by exactly one.
+    pub enabled: bool,
+    /// How often the cleanup job (what `latchkey cleartokens` does) runs; `None` when
+    /// `scheduler.cleanup_interval_seconds` is 0. Between 10 s and 1 day.
+    pub cleanup_interval: Option<Duration>,
+    /// First retry delay after a failed run (1 s to 1 h); it doubles with each consecutive
+    /// failure, never beyond the job's own interval.
+    pub retry: Duration,
+    /// How long a claimed run holds its job (10 s to 1 h); the node renews it while the job runs,
+    /// so another node takes over only after the holder stopped (crash, kill).
+    pub lease: Duration,
 }
 
 /// argon2id parameters and the bound on concurrent hashing.
@@ -473,6 +506,8 @@ pub struct Settings {
     pub accounts: AccountSettings,
     /// Outgoing email.
     pub email: EmailSettings,
+    /// Scheduled jobs.
+    pub scheduler: SchedulerSettings,
     /// Messages to log once telemetry is up (unknown variables, generated key).
     pub warnings: Vec<String>,
     /// Set by `serve --demo` (not a configuration key): serves the demo callback page.
@@ -607,8 +642,14 @@ impl Settings {
         }
         let page_size = raw.console.page_size;
         let accounts = account_settings(&raw.accounts)?;
+        let scheduler = scheduler_settings(&raw.scheduler)?;
         let email = email_settings(raw.email, &raw.server.data_dir)?;
+        if raw.oidc.rotate_keys_days > MAX_ROTATE_KEYS_DAYS {
+            bail!("oidc.rotate_keys_days must be between 0 (off) and {MAX_ROTATE_KEYS_DAYS}");
+        }
         let oidc = OidcSettings {
+            rotate_keys_after: (raw.oidc.rotate_keys_days > 0)
+                .then(|| Duration::from_secs(raw.oidc.rotate_keys_days * 86_400)),
             key_cache: bounded_duration("oidc.key_cache_seconds", raw.oidc.key_cache_seconds)?,
             access_token_audience: if raw.oidc.access_token_audience.trim().is_empty() {
                 issuer.as_str().trim_end_matches('/').to_owned()
@@ -679,6 +720,7 @@ impl Settings {
             page_size,
             accounts,
             email,
+            scheduler,
             warnings,
             demo: false,
         })
@@ -847,6 +889,25 @@ fn account_settings(raw: &RawAccounts) -> anyhow::Result<AccountSettings> {
     })
 }
 
+fn scheduler_settings(raw: &RawScheduler) -> anyhow::Result<SchedulerSettings> {
+    let interval = raw.cleanup_interval_seconds;
+    if interval != 0 && !(10..=86_400).contains(&interval) {
+        bail!("scheduler.cleanup_interval_seconds must be 0 (off) or between 10 and 86400");
+    }
+    if !(1..=3600).contains(&raw.retry_seconds) {
+        bail!("scheduler.retry_seconds must be between 1 and 3600");
+    }
+    if !(10..=3600).contains(&raw.lease_seconds) {
+        bail!("scheduler.lease_seconds must be between 10 and 3600");
+    }
+    Ok(SchedulerSettings {
+        enabled: raw.enabled,
+        cleanup_interval: (interval > 0).then(|| Duration::from_secs(interval)),
+        retry: Duration::from_secs(raw.retry_seconds),
+        lease: Duration::from_secs(raw.lease_seconds),
+    })
+}
+
 fn email_settings(raw: RawEmail, data_dir: &Path) -> anyhow::Result<EmailSettings> {
     let from = raw.from.trim().to_owned();
     if from.parse::<lettre::message::Mailbox>().is_err() {
@@ -964,6 +1025,11 @@ mod tests {
         assert!(bad("[accounts]\notp_max_attempts = 0").contains("otp_max_attempts"));
         assert!(bad("[accounts]\nallowed_email_domains = [\"a b\"]").contains("not a domain"));
         assert!(bad("[email]\nfrom = \"not a mailbox\"").contains("email.from"));
+        assert!(bad("[scheduler]\ncleanup_interval_seconds = 5").contains("cleanup_interval"));
+        assert!(bad("[scheduler]\ncleanup_interval_seconds = 86401").contains("cleanup_interval"));
+        assert!(bad("[scheduler]\nretry_seconds = 0").contains("retry_seconds"));
+        assert!(bad("[scheduler]\nlease_seconds = 99999999999").contains("lease_seconds"));
+        assert!(bad("[oidc]\nrotate_keys_days = 18446744073709551615").contains("rotate_keys_days"));
         assert!(
             bad("[email]\ntransport = \"smtp\"\nsmtp_security = \"ssl3\"")
                 .contains("smtp_security")

@@ -32,13 +32,17 @@
 //!   (developer portal, account, admin console) are in [`routes`] and only call services.
 //! * [`db`] — one diesel codebase over SQLite and PostgreSQL (`MultiConnection`), embedded
 //!   migrations, and the one helper through which every query runs on the blocking pool.
+//! * [`scheduler`] — jobs every node may run, each run claimed by exactly one node through a
+//!   conditional update of its `jobs` row; [`maintenance`] registers cleanup and key rotation.
 //! * [`config`] (figment), [`cli`] (clap), [`startup`] (builds the app; tests use it too),
 //!   [`telemetry`] (tracing, `audit` target), [`domain`] (validated newtypes), [`secret`].
 //!
 //! Nothing that nodes must share lives in memory: a session cookie holds only a handle to a
 //! `user_sessions` row; codes (authorization and one-time), tokens, consents, rate-limit
-//! counters, audit events and signing keys are rows (each node caches the keys for
-//! `oidc.key_cache_seconds`). The living design is `docs/architecture.md`.
+//! counters, audit events, scheduled jobs and signing keys are rows (each node caches the keys
+//! for `oidc.key_cache_seconds`, and confirms a cached key still exists before it signs or
+//! verifies with it, so a revoked key stops at once). The living design is
+//! `docs/architecture.md`.
 
 pub mod accounts;
 pub mod audit;
@@ -52,9 +56,13 @@ pub mod error;
 pub mod groups;
 pub mod limits;
 pub mod mail;
+pub mod maintenance;
 pub mod oauth;
 pub mod oidc;
+#[cfg(test)]
+mod properties;
 pub mod routes;
+pub mod scheduler;
 pub mod secret;
 pub mod startup;
 pub mod telemetry;

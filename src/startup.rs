@@ -28,6 +28,7 @@ use crate::mail::Mailer;
 use crate::oauth::{OAuth, OAuthConfig};
 use crate::oidc::KeyStore;
 use crate::routes::{self, WebConfig};
+use crate::scheduler::Jobs;
 
 /// The services every entry point (server, CLI) works with.
 #[derive(Clone, Debug)]
@@ -46,6 +47,8 @@ pub struct Services {
     pub groups: Groups,
     /// The audit log.
     pub audit: Audit,
+    /// The scheduled jobs' state (the dashboard's panel).
+    pub jobs: Jobs,
 }
 
 impl Services {
@@ -103,6 +106,7 @@ impl Services {
         Ok(Self {
             groups: Groups::new(db.clone()),
             audit: Audit::new(db.clone()),
+            jobs: Jobs::new(db.clone()),
             db,
             accounts,
             clients,
@@ -172,10 +176,12 @@ impl Application {
         let oauth = web::Data::new(services.oauth);
         let groups = web::Data::new(services.groups);
         let audit = web::Data::new(services.audit);
+        let jobs = web::Data::new(services.jobs);
         let web_config = web::Data::new(web_config);
         let max_body = settings.max_body_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(routes::refuse_nul_in_path))
                 .wrap(
                     SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
                         .cookie_name(cookie_name.to_owned())
@@ -195,6 +201,7 @@ impl Application {
                 .app_data(oauth.clone())
                 .app_data(groups.clone())
                 .app_data(audit.clone())
+                .app_data(jobs.clone())
                 .app_data(web_config.clone())
                 .app_data(web::PayloadConfig::new(max_body))
                 .configure(routes::configure)

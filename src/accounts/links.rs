@@ -70,14 +70,18 @@ pub fn encode_uid(user_id: &str) -> String {
     URL_SAFE_NO_PAD.encode(user_id.as_bytes())
 }
 
-/// The user id in a `uidb64` path segment; `None` when it is not one.
+/// The user id in a `uidb64` path segment; `None` when it is not one: not base64url, not
+/// UTF-8, or holding a control character (no user id has one, and PostgreSQL refuses NUL in a
+/// query parameter).
 #[must_use]
 pub fn decode_uid(uidb64: &str) -> Option<String> {
     if uidb64.len() > 100 {
         return None;
     }
     let bytes = URL_SAFE_NO_PAD.decode(uidb64).ok()?;
-    String::from_utf8(bytes).ok()
+    String::from_utf8(bytes)
+        .ok()
+        .filter(|id| !id.chars().any(char::is_control))
 }
 
 impl LinkSigner {
@@ -158,8 +162,12 @@ fn to_base36(mut n: i64) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// The number `s` spells in [`to_base36`]'s form only: lower-case digits, no sign, no leading
+/// zero (`i64::from_str_radix` alone also takes `+`, upper case and leading zeros, which would
+/// give one link several spellings).
 fn from_base36(s: &str) -> Option<i64> {
-    i64::from_str_radix(s, 36).ok().filter(|n| *n >= 0)
+    let n = i64::from_str_radix(s, 36).ok().filter(|n| *n >= 0)?;
+    (to_base36(n) == s).then_some(n)
 }
 
 #[cfg(test)]

@@ -86,6 +86,7 @@ diesel::table! {
         auth_time -> Nullable<Timestamp>,
         amr -> Nullable<Text>,
         resources -> Text,
+        signing_kid -> Nullable<Text>,
     }
 }
 
@@ -181,6 +182,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    jobs (name) {
+        name -> Text,
+        next_run_at -> Timestamp,
+        running_until -> Nullable<Timestamp>,
+        lease_owner -> Nullable<Text>,
+        last_started_at -> Nullable<Timestamp>,
+        last_finished_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        failures -> BigInt,
+    }
+}
+
 diesel::joinable!(authorization_codes -> clients (client_id));
 diesel::joinable!(tokens -> clients (client_id));
 diesel::joinable!(consents -> clients (client_id));
@@ -201,4 +215,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     one_time_codes,
     user_sessions,
+    jobs,
 );

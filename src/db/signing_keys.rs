@@ -80,3 +80,60 @@ pub fn retire(
 pub fn delete_expired(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<usize> {
     diesel::delete(signing_keys::table.filter(signing_keys::expires_at.lt(now))).execute(conn)
 }
+
+/// The key `kid`, if stored.
+///
+/// # Errors
+/// Query failures.
+pub fn find(conn: &mut DbConnection, kid: &str) -> QueryResult<Option<SigningKeyRow>> {
+    signing_keys::table
+        .find(kid)
+        .select(SigningKeyRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Whether the key `kid` is stored (it was not revoked).
+///
+/// # Errors
+/// Query failures.
+pub fn exists(conn: &mut DbConnection, kid: &str) -> QueryResult<bool> {
+    let query = signing_keys::table.find(kid).select(signing_keys::kid);
+    crate::per_backend!(conn, |c| query.load::<String>(c)).map(|rows| !rows.is_empty())
+}
+
+/// Every stored key's `(kid, alg)`.
+///
+/// # Errors
+/// Query failures.
+pub fn kids(conn: &mut DbConnection) -> QueryResult<Vec<(String, String)>> {
+    let query = signing_keys::table.select((signing_keys::kid, signing_keys::alg));
+    crate::per_backend!(conn, |c| query.load(c))
+}
+
+/// Whether the key `kid` is stored, holding it (on PostgreSQL, a `FOR SHARE` row lock until
+/// the transaction ends) so that a concurrent revocation, which deletes the row, waits for
+/// this transaction and then sees the tokens it stored. SQLite has a single writer already.
+/// Call it inside the transaction that stores a token the key signed.
+///
+/// # Errors
+/// Query failures.
+pub fn lock_if_present(conn: &mut DbConnection, kid: &str) -> QueryResult<bool> {
+    let query = signing_keys::table.find(kid).select(signing_keys::kid);
+    match conn {
+        DbConnection::Sqlite(c) => query.load::<String>(c),
+        DbConnection::Postgres(c) => query.for_share().load::<String>(c),
+    }
+    .map(|rows| !rows.is_empty())
+}
+
+/// Deletes the key `kid` (revocation: its private part goes with it); returns whether it was
+/// there.
+///
+/// # Errors
+/// Query failures.
+pub fn delete(conn: &mut DbConnection, kid: &str) -> QueryResult<bool> {
+    diesel::delete(signing_keys::table.find(kid))
+        .execute(conn)
+        .map(|n| n == 1)
+}

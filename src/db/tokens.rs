@@ -61,6 +61,9 @@ pub struct TokenRow {
     /// audience, `oidc.access_token_audience`); a refresh token's grant resources, which a
     /// refresh may narrow (RFC 8707 §2.2).
     pub resources: String,
+    /// For RFC 9068 JWT access tokens: the `kid` of the key that signed it (revoking the key
+    /// revokes the token, [`revoke_signed_by`]); `None` for opaque tokens.
+    pub signing_kid: Option<String>,
 }
 
 impl TokenRow {
@@ -191,6 +194,27 @@ pub fn revoke_family(
         tokens::table
             .filter(tokens::family_id.eq(family_id))
             .filter(tokens::revoked_at.is_null()),
+    )
+    .set(tokens::revoked_at.eq(Some(at)))
+    .execute(conn)
+}
+
+/// Revokes every unexpired token signed by the signing key `kid` (JWT access tokens, see
+/// [`TokenRow::signing_kid`]); returns how many changed. Rare (a key revocation), so it scans
+/// rather than keeping an index that every token insert would pay for.
+///
+/// # Errors
+/// Query failures only.
+pub fn revoke_signed_by(
+    conn: &mut DbConnection,
+    kid: &str,
+    at: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        tokens::table
+            .filter(tokens::signing_kid.eq(kid))
+            .filter(tokens::revoked_at.is_null())
+            .filter(tokens::expires_at.gt(at)),
     )
     .set(tokens::revoked_at.eq(Some(at)))
     .execute(conn)

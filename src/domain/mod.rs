@@ -1,5 +1,6 @@
 //! Validated newtypes: input is parsed into these at the edge, so the code behind them never
-//! sees an invalid scope, redirect URI, resource indicator, email or username.
+//! sees an invalid scope, redirect URI, resource indicator, email or username ([`pkce`] holds
+//! the PKCE grammar).
 
 pub mod client_ip;
 mod email;
@@ -15,4 +16,5 @@ pub use resource::{ResourceSet, MAX_RESOURCES};
 pub use scope::ScopeSet;
 pub use username::Username;
 pub mod page;
+pub mod pkce;
 pub use page::{Page, PageRequest};

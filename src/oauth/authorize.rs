@@ -27,7 +27,7 @@ use super::OAuth;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::clients::{Client, ClientType, GrantType};
 use crate::db::{self, consents, DbError};
-use crate::domain::{ResourceSet, ScopeSet};
+use crate::domain::{pkce, ResourceSet, ScopeSet};
 use crate::oidc::Authentication;
 
 /// What the resource owner decided on the consent page.
@@ -152,13 +152,6 @@ impl Prompt {
 
 /// The longest `nonce` accepted, in bytes.
 const MAX_NONCE_BYTES: usize = 512;
-
-/// RFC 7636 §4.2: `code_challenge = 43*128unreserved`.
-fn is_valid_challenge(c: &str) -> bool {
-    (43..=128).contains(&c.len())
-        && c.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
-}
 
 impl OAuth {
     /// Appends RFC 9207's `iss` to an authorization response URL.
@@ -620,7 +613,7 @@ fn pkce_problem(client: &Client, params: &Params) -> Option<&'static str> {
             Some("PKCE is required: send code_challenge and code_challenge_method=S256 (RFC 7636)")
         }
         (None, None) => None,
-        (Some(c), _) if !is_valid_challenge(c) => {
+        (Some(c), _) if !pkce::is_valid(c) => {
             Some("code_challenge must be 43 to 128 unreserved characters (RFC 7636 section 4.2)")
         }
         (Some(_), Some("S256")) => None,

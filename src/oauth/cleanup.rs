@@ -1,4 +1,9 @@
-//! `latchkey cleartokens`: deletes what can no longer be used.
+//! Maintenance: `latchkey cleartokens` (and the scheduler's cleanup job) deletes what can no
+//! longer be used; signing-key rotation by hand (`latchkey keys rotate`) or when due
+//! (`oidc.rotate_keys_days`, the scheduler's rotation job) keeps replaced keys published for
+//! as long as a token they signed can live.
+
+use std::time::Duration;
 
 use chrono::TimeDelta;
 use diesel::Connection;
@@ -8,6 +13,8 @@ use crate::db::{
     self, audit_events, codes, one_time_codes, rate_limits, signing_keys, tokens, user_sessions,
     DbError,
 };
+use crate::oidc::keys::KeyError;
+use crate::oidc::SigningAlg;
 
 impl OAuth {
     /// Deletes expired or revoked tokens, expired authorization codes, rate-limit windows
@@ -43,5 +50,56 @@ impl OAuth {
                 .map_err(DbError::from)
             })
             .await
+    }
+
+    /// How long a replaced signing key must stay published: the longest lifetime of a token
+    /// it could have signed (ID tokens, JWT access tokens, and any client's access-token
+    /// lifetime override), in seconds.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn signing_key_overlap(&self) -> Result<Duration, DbError> {
+        let longest_client = self
+            .clients
+            .list()
+            .await?
+            .iter()
+            .filter_map(|c| c.row.access_token_lifetime)
+            .filter_map(|s| u64::try_from(s).ok())
+            .max()
+            .unwrap_or(0);
+        Ok(self
+            .cfg
+            .lifetimes
+            .access_token
+            .max(self.cfg.lifetimes.id_token)
+            .max(Duration::from_secs(longest_client)))
+    }
+
+    /// Rotates the signing keys of `algs` now (`latchkey keys rotate`), keeping the replaced
+    /// keys published for [`OAuth::signing_key_overlap`]. Returns the new kids.
+    ///
+    /// # Errors
+    /// [`KeyError`] when storage or key generation fails.
+    pub async fn rotate_signing_keys(
+        &self,
+        algs: Vec<SigningAlg>,
+    ) -> Result<Vec<String>, KeyError> {
+        let overlap = self.signing_key_overlap().await?;
+        self.keys.rotate(algs, overlap).await
+    }
+
+    /// Rotates every algorithm's signing key that has signed for `max_age` or longer
+    /// (`oidc.rotate_keys_days`, checked by the scheduler), as [`OAuth::rotate_signing_keys`]
+    /// does. Returns the new kids; none when nothing was due.
+    ///
+    /// # Errors
+    /// [`KeyError`] when storage or key generation fails.
+    pub async fn rotate_due_signing_keys(
+        &self,
+        max_age: Duration,
+    ) -> Result<Vec<String>, KeyError> {
+        let overlap = self.signing_key_overlap().await?;
+        self.keys.rotate_due(max_age, overlap).await
     }
 }

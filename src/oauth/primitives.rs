@@ -30,7 +30,7 @@ use crate::clients::{Client, GrantType};
 use crate::db::codes::{self, CodeRow};
 use crate::db::tokens::{self, TokenRow};
 use crate::db::{self, users, DbConnection};
-use crate::domain::{ResourceSet, ScopeSet};
+use crate::domain::{pkce, ResourceSet, ScopeSet};
 use crate::oidc::keys::Signer;
 use crate::oidc::{AccessTokenClaims, Audience, Authentication, ACCESS_TOKEN_TYP, OFFLINE_ACCESS};
 use crate::secret;
@@ -201,8 +201,8 @@ impl<'a> Primitives<'a> {
             .map(|a| (Some(a.auth_time), Some(a.amr.clone())))
             .unwrap_or_default();
         let id = uuid::Uuid::new_v4().to_string();
-        let access = match &self.signer {
-            None => secret::new_token(),
+        let (access, signing_kid) = match &self.signer {
+            None => (secret::new_token(), None),
             Some(signer) => {
                 // RFC 9068 §2.2.
                 let claims = AccessTokenClaims {
@@ -218,12 +218,22 @@ impl<'a> Primitives<'a> {
                     exp: (now + access_ttl).and_utc().timestamp(),
                     auth_time: auth_time.map(|t| t.and_utc().timestamp()),
                 };
-                signer
-                    .sign(self.client.signing_alg(), ACCESS_TOKEN_TYP, &claims)
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "signing a JWT access token failed");
-                        self.state.borrow_mut().signing_failed = true;
-                    })?
+                // The key stays locked until this transaction commits, so a concurrent
+                // revocation of it also revokes this token (`Signer::sign_held`).
+                let signed = {
+                    let mut conn = self.conn.borrow_mut();
+                    signer.sign_held(
+                        &mut conn,
+                        self.client.signing_alg(),
+                        ACCESS_TOKEN_TYP,
+                        &claims,
+                    )
+                };
+                let (jwt, kid) = signed.map_err(|e| {
+                    tracing::error!(error = %e, "signing a JWT access token failed");
+                    self.state.borrow_mut().signing_failed = true;
+                })?;
+                (jwt, Some(kid))
             }
         };
         let mut rows = vec![TokenRow {
@@ -242,6 +252,7 @@ impl<'a> Primitives<'a> {
             auth_time,
             amr,
             resources: audience.to_string(),
+            signing_kid,
         }];
         let refresh = if with_refresh {
             let refresh = secret::new_token();
@@ -256,6 +267,7 @@ impl<'a> Primitives<'a> {
                 scope: refresh_scope.unwrap_or_default(),
                 expires_at: now + ttl,
                 resources: grant_resources.to_string(),
+                signing_kid: None,
                 ..rows[0].clone()
             });
             Some(refresh)
@@ -669,13 +681,6 @@ impl Issuer for Primitives<'_> {
     }
 }
 
-/// RFC 7636 §4.1: `code_verifier = 43*128unreserved`.
-fn is_valid_verifier(v: &str) -> bool {
-    (43..=128).contains(&v.len())
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
-}
-
 impl authorization::Extension for Primitives<'_> {
     fn extend(&mut self, request: &dyn authorization::Request) -> Result<Extensions, ()> {
         let mut ext = Extensions::new();
@@ -708,7 +713,7 @@ impl accesstoken::Extension for Primitives<'_> {
             (None, Some(_)) => {
                 Some("code_verifier sent but the authorization request had no code_challenge")
             }
-            (_, Some(v)) if !is_valid_verifier(v) => {
+            (_, Some(v)) if !pkce::is_valid(v) => {
                 Some("code_verifier must be 43 to 128 unreserved characters (RFC 7636 section 4.1)")
             }
             _ => None,

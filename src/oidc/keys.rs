@@ -40,9 +40,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::audit::{self, AuditEvent};
+use crate::audit::{self, Actor, AuditEvent};
 use crate::db::signing_keys::{self, SigningKeyRow};
-use crate::db::{self, Db, DbError};
+use crate::db::{self, tokens, Db, DbConnection, DbError};
 
 /// JWS algorithms Latchkey signs with (RFC 7518 §3.1, RFC 8037 §3.1 names).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -129,6 +129,9 @@ pub enum KeyError {
     /// No usable key for an algorithm (keys were deleted by hand).
     #[error("no active {0} signing key")]
     NoActiveKey(SigningAlg),
+    /// No key with this kid is stored (never was, expired, or revoked already).
+    #[error("no signing key {0:?} (see `latchkey keys list`)")]
+    UnknownKey(String),
 }
 
 impl From<diesel::result::Error> for KeyError {
@@ -166,6 +169,19 @@ pub struct KeyInfo {
     pub retired_at: Option<NaiveDateTime>,
     /// Leaves the JWKS (UTC).
     pub expires_at: Option<NaiveDateTime>,
+}
+
+/// What [`KeyStore::revoke`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Revocation {
+    /// The revoked key.
+    pub kid: String,
+    /// Its algorithm.
+    pub alg: String,
+    /// The key generated to sign in its place, when it was signing or current.
+    pub replacement: Option<String>,
+    /// Unexpired JWT access tokens it had signed, now revoked.
+    pub tokens_revoked: usize,
 }
 
 /// A key loaded into memory.
@@ -441,6 +457,44 @@ impl KeyStore {
         algs: Vec<SigningAlg>,
         overlap: Duration,
     ) -> Result<Vec<String>, KeyError> {
+        self.rotate_where(overlap, move |_, _| algs).await
+    }
+
+    /// Rotates (as [`KeyStore::rotate`]) the key of every algorithm whose current key has
+    /// signed for `max_age` or longer (`oidc.rotate_keys_days`; the scheduler calls this). A
+    /// key published but not yet signing counts as current, so a rotation in progress is not
+    /// repeated. The check runs under the same lock as the rotation, so nodes checking at once
+    /// rotate once. Returns the new kids (none when nothing was due).
+    ///
+    /// # Errors
+    /// [`KeyError`] when storage or key generation fails.
+    pub async fn rotate_due(
+        &self,
+        max_age: Duration,
+        overlap: Duration,
+    ) -> Result<Vec<String>, KeyError> {
+        let max_age = TimeDelta::from_std(max_age).unwrap_or(TimeDelta::MAX);
+        self.rotate_where(overlap, move |rows, now| {
+            SigningAlg::ALL
+                .into_iter()
+                .filter(|alg| {
+                    !rows.iter().any(|r| {
+                        r.alg == alg.as_str()
+                            && r.retired_at.is_none()
+                            && now.signed_duration_since(r.activates_at) < max_age
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Rotates the algorithms `pick` chooses from the stored keys at `now`, in one transaction
+    /// under the set-up lock.
+    async fn rotate_where<P>(&self, overlap: Duration, pick: P) -> Result<Vec<String>, KeyError>
+    where
+        P: FnOnce(&[SigningKeyRow], NaiveDateTime) -> Vec<SigningAlg> + Send + 'static,
+    {
         let this = self.clone();
         let delay = TimeDelta::from_std(self.inner.cache_for).unwrap_or(TimeDelta::zero());
         let overlap = TimeDelta::from_std(overlap).unwrap_or(TimeDelta::days(1));
@@ -452,6 +506,7 @@ impl KeyStore {
                     db::lock_for_setup(conn)?;
                     let now = db::now();
                     signing_keys::delete_expired(conn, now)?;
+                    let algs = pick(&signing_keys::all(conn)?, now);
                     let mut kids = Vec::new();
                     for alg in algs {
                         let activates = now + delay;
@@ -470,8 +525,86 @@ impl KeyStore {
                 })
             })
             .await?;
-        self.reload().await?;
+        if !kids.is_empty() {
+            self.reload().await?;
+        }
         Ok(kids)
+    }
+
+    /// Revokes the key `kid` at once (a compromised key): its row, private part included, is
+    /// deleted, so it leaves the JWKS and stops signing and verifying on every node at its next
+    /// use (each node checks that a cached key still exists before it signs or verifies with
+    /// it, and compares the stored kids before serving the JWKS). Unexpired JWT access tokens
+    /// it signed are revoked (introspection answers `active: false`, bearer use is refused);
+    /// refresh tokens are opaque and keep working, so clients get new access tokens signed by
+    /// the replacement. When the key signs now or is its algorithm's current key, a
+    /// replacement that signs at once is generated first in the same transaction, so signing
+    /// never stops. Recorded as `signing_key.revoked` (and `signing_key.created` for the
+    /// replacement), by `actor`.
+    ///
+    /// # Errors
+    /// [`KeyError::UnknownKey`] when no such key is stored; [`KeyError`] when storage or key
+    /// generation fails.
+    pub async fn revoke(&self, actor: &Actor, kid: &str) -> Result<Revocation, KeyError> {
+        let this = self.clone();
+        let kid = kid.to_owned();
+        let actor = actor.clone();
+        let revocation = self
+            .inner
+            .db
+            .write(move |conn| {
+                conn.transaction::<_, KeyError, _>(|conn| {
+                    db::lock_for_setup(conn)?;
+                    let now = db::now();
+                    let Some(row) = signing_keys::find(conn, &kid)? else {
+                        return Err(KeyError::UnknownKey(kid.clone()));
+                    };
+                    let signs_now =
+                        row.activates_at <= now && row.retired_at.is_none_or(|t| t > now);
+                    let alg = row.alg.parse::<SigningAlg>().ok();
+                    let replacement = match alg {
+                        Some(alg) if signs_now || row.retired_at.is_none() => {
+                            // Signs at once: the compromised key must stop now, and nothing
+                            // may be left without a key (no publish-then-sign delay here).
+                            let new = this.new_row(alg, now, now)?;
+                            signing_keys::insert(conn, &new)?;
+                            audit::record(
+                                conn,
+                                AuditEvent::new("signing_key.created")
+                                    .by(&actor)
+                                    .detail("kid", new.kid.clone())
+                                    .detail("alg", alg.as_str())
+                                    .detail("replaces", kid.clone()),
+                            )?;
+                            Some(new.kid)
+                        }
+                        _ => None,
+                    };
+                    // Deleting first takes the row lock that a concurrent token mint holds
+                    // (shared) until it commits, so the tokens it inserted are visible to the
+                    // revocation below (PostgreSQL; SQLite has a single writer).
+                    signing_keys::delete(conn, &kid)?;
+                    let tokens_revoked = tokens::revoke_signed_by(conn, &kid, now)?;
+                    audit::record(
+                        conn,
+                        AuditEvent::new("signing_key.revoked")
+                            .by(&actor)
+                            .detail("kid", kid.clone())
+                            .detail("alg", row.alg.clone())
+                            .detail("replaced_by", replacement.clone())
+                            .detail("tokens_revoked", tokens_revoked),
+                    )?;
+                    Ok(Revocation {
+                        kid: kid.clone(),
+                        alg: row.alg,
+                        replacement,
+                        tokens_revoked,
+                    })
+                })
+            })
+            .await?;
+        self.reload().await?;
+        Ok(revocation)
     }
 
     /// Every stored key, oldest first, with its status at this moment.
@@ -515,30 +648,9 @@ impl KeyStore {
             .await?;
         let mut keys = Vec::with_capacity(rows.len());
         for row in rows {
-            let Ok(alg) = row.alg.parse::<SigningAlg>() else {
-                continue;
-            };
-            let malformed = |message: String| KeyError::Malformed {
-                kid: row.kid.clone(),
-                message,
-            };
-            let jwk: Jwk = serde_json::from_str(&row.public_jwk)
-                .map_err(|e| malformed(format!("public JWK: {e}")))?;
-            let decoding =
-                DecodingKey::from_jwk(&jwk).map_err(|e| malformed(format!("public JWK: {e}")))?;
-            let mut pkcs8 = self.inner.cipher.open(&row.kid, &row.private_key)?;
-            let encoding = encoding_key(alg, &pkcs8);
-            pkcs8.fill(0);
-            let encoding = encoding.map_err(|e| malformed(format!("private key: {e}")))?;
-            keys.push(Arc::new(LoadedKey {
-                kid: row.kid,
-                alg,
-                jwk,
-                encoding,
-                decoding,
-                activates_at: row.activates_at,
-                expires_at: row.expires_at,
-            }));
+            if let Some(key) = self.load(row)? {
+                keys.push(Arc::new(key));
+            }
         }
         let set = Arc::new(KeySet {
             keys,
@@ -550,6 +662,41 @@ impl KeyStore {
         Ok(set)
     }
 
+    /// Decrypts a stored key; `None` for an algorithm we do not know.
+    fn load(&self, row: SigningKeyRow) -> Result<Option<LoadedKey>, KeyError> {
+        let Ok(alg) = row.alg.parse::<SigningAlg>() else {
+            return Ok(None);
+        };
+        let malformed = |message: String| KeyError::Malformed {
+            kid: row.kid.clone(),
+            message,
+        };
+        let jwk: Jwk = serde_json::from_str(&row.public_jwk)
+            .map_err(|e| malformed(format!("public JWK: {e}")))?;
+        let decoding =
+            DecodingKey::from_jwk(&jwk).map_err(|e| malformed(format!("public JWK: {e}")))?;
+        let mut pkcs8 = self.inner.cipher.open(&row.kid, &row.private_key)?;
+        let encoding = encoding_key(alg, &pkcs8);
+        pkcs8.fill(0);
+        let encoding = encoding.map_err(|e| malformed(format!("private key: {e}")))?;
+        Ok(Some(LoadedKey {
+            kid: row.kid,
+            alg,
+            jwk,
+            encoding,
+            decoding,
+            activates_at: row.activates_at,
+            expires_at: row.expires_at,
+        }))
+    }
+
+    /// Forgets the cached keys: the next use re-reads them.
+    fn invalidate(&self) {
+        if let Ok(mut slot) = self.inner.set.write() {
+            *slot = None;
+        }
+    }
+
     /// The keys, re-read when older than the cache time.
     async fn current(&self) -> Result<Arc<KeySet>, KeyError> {
         let cached = self.inner.set.read().ok().and_then(|s| s.clone());
@@ -559,13 +706,48 @@ impl KeyStore {
         }
     }
 
+    /// The cached keys if `kid` is still stored, or the keys re-read at once when it is not
+    /// (it was revoked since they were read). One primary-key read: this is what makes a
+    /// revocation take effect on every node without waiting for the cache to expire.
+    async fn confirmed(&self, set: Arc<KeySet>, kid: &str) -> Result<Arc<KeySet>, KeyError> {
+        let kid = kid.to_owned();
+        let stored = self
+            .inner
+            .db
+            .read(move |conn| signing_keys::exists(conn, &kid).map_err(DbError::from))
+            .await?;
+        if stored {
+            Ok(set)
+        } else {
+            self.reload().await
+        }
+    }
+
     /// The JWKS document (RFC 7517 §5): every published public key, with `kid`, `kty`, `use`
-    /// and `alg`.
+    /// and `alg`. The stored kids are compared with the cached ones first (one small read), so
+    /// a revoked key leaves the document, and a new one joins it, on every node at once.
     ///
     /// # Errors
     /// [`KeyError`] when keys cannot be loaded.
     pub async fn jwks(&self) -> Result<JwkSet, KeyError> {
-        let set = self.current().await?;
+        let mut set = self.current().await?;
+        let stored = self
+            .inner
+            .db
+            .read(|conn| signing_keys::kids(conn).map_err(DbError::from))
+            .await?;
+        // Rows of an algorithm we do not know are never loaded; leave them out here too.
+        let mut stored: Vec<String> = stored
+            .into_iter()
+            .filter(|(_, alg)| alg.parse::<SigningAlg>().is_ok())
+            .map(|(kid, _)| kid)
+            .collect();
+        stored.sort_unstable();
+        let mut cached: Vec<&str> = set.keys.iter().map(|k| k.kid.as_str()).collect();
+        cached.sort_unstable();
+        if stored.iter().map(String::as_str).ne(cached) {
+            set = self.reload().await?;
+        }
         let now = db::now();
         Ok(JwkSet {
             keys: set
@@ -588,16 +770,34 @@ impl KeyStore {
         typ: &str,
         claims: &T,
     ) -> Result<String, KeyError> {
-        let set = self.current().await?;
-        sign_with(&set, alg, typ, claims)
+        let set = self.signing_set(alg).await?;
+        sign_with(&set, alg, typ, claims).map(|(jwt, _)| jwt)
     }
 
-    /// The signer for use inside a blocking database closure: the keys as cached now.
+    /// The signer for use inside a blocking database closure: the keys as cached now, re-read
+    /// first if `alg`'s signing key was revoked since. [`Signer::sign_held`] confirms the key
+    /// again, under a lock, in the transaction that stores what it signed.
     ///
     /// # Errors
     /// [`KeyError`] when keys cannot be loaded.
-    pub async fn signer(&self) -> Result<Signer, KeyError> {
-        Ok(Signer(self.current().await?))
+    pub async fn signer(&self, alg: SigningAlg) -> Result<Signer, KeyError> {
+        Ok(Signer {
+            set: self.signing_set(alg).await?,
+            store: self.clone(),
+        })
+    }
+
+    /// The cached keys, confirmed to still hold the key that signs for `alg` now.
+    async fn signing_set(&self, alg: SigningAlg) -> Result<Arc<KeySet>, KeyError> {
+        let set = self.current().await?;
+        match signing_key(&set, alg) {
+            Ok(key) => {
+                let kid = key.kid.clone();
+                self.confirmed(set, &kid).await
+            }
+            // Nothing to sign with in the cache: perhaps a revocation replaced it meanwhile.
+            Err(_) => self.reload().await,
+        }
     }
 
     /// Verifies a JWT we signed: header `typ` (e.g. `JWT` for ID tokens, never `at+jwt`),
@@ -632,13 +832,17 @@ impl KeyStore {
         // signs with it, so an unknown kid is not ours (and must not cost a database read).
         let set = self.current().await?;
         let now = db::now();
+        let not_current = || VerifyError::Invalid("the JWT was not signed by a current key".into());
+        if !set.keys.iter().any(|k| k.kid == kid) {
+            return Err(not_current());
+        }
+        // A revoked key is deleted: confirm this one is still stored before trusting it.
+        let set = self.confirmed(set, &kid).await?;
         let key = set
             .keys
             .iter()
             .find(|k| k.kid == kid && k.published_at(now))
-            .ok_or_else(|| {
-                VerifyError::Invalid("the JWT was not signed by a current key".into())
-            })?;
+            .ok_or_else(not_current)?;
         if header.alg != key.alg.jwt() {
             return Err(VerifyError::Invalid(
                 "the JWT's alg does not match its key".into(),
@@ -657,43 +861,87 @@ impl KeyStore {
 }
 
 /// The keys as cached at one moment, for signing where no `await` is possible.
-pub struct Signer(Arc<KeySet>);
+pub struct Signer {
+    set: Arc<KeySet>,
+    store: KeyStore,
+}
 
 impl Signer {
-    /// Like [`KeyStore::sign`].
+    /// Signs like [`KeyStore::sign`] for a token stored in the transaction open on `conn`, and
+    /// returns the JWS with the `kid` of the key that signed (stored with JWT access tokens, so
+    /// that revoking the key revokes them). The key's row is held until that transaction ends
+    /// ([`signing_keys::lock_if_present`]): a revocation either committed before — then the
+    /// key that signs now is read from `conn` and used instead, and this node's cache is
+    /// dropped — or waits for this transaction and then revokes what it stored.
     ///
     /// # Errors
-    /// [`KeyError::NoActiveKey`], [`KeyError::Crypto`].
-    pub fn sign<T: Serialize>(
+    /// [`KeyError::NoActiveKey`], [`KeyError::Crypto`], [`KeyError::Db`].
+    pub fn sign_held<T: Serialize>(
         &self,
+        conn: &mut DbConnection,
         alg: SigningAlg,
         typ: &str,
         claims: &T,
-    ) -> Result<String, KeyError> {
-        sign_with(&self.0, alg, typ, claims)
+    ) -> Result<(String, String), KeyError> {
+        let key = signing_key(&self.set, alg)?;
+        if signing_keys::lock_if_present(conn, &key.kid)? {
+            return sign_key(key, typ, claims);
+        }
+        // Revoked since this node read its keys.
+        self.store.invalidate();
+        let now = db::now();
+        let mut rows: Vec<SigningKeyRow> = signing_keys::all(conn)?
+            .into_iter()
+            .filter(|r| {
+                r.alg == alg.as_str()
+                    && r.activates_at <= now
+                    && r.expires_at.is_none_or(|e| e > now)
+            })
+            .collect();
+        rows.sort_by_key(|r| r.activates_at);
+        let row = rows.pop().ok_or(KeyError::NoActiveKey(alg))?;
+        if !signing_keys::lock_if_present(conn, &row.kid)? {
+            return Err(KeyError::NoActiveKey(alg));
+        }
+        let key = self.store.load(row)?.ok_or(KeyError::NoActiveKey(alg))?;
+        sign_key(&key, typ, claims)
     }
 }
 
+/// The key that signs for `alg` now: the most recently activated one. A retired key is chosen
+/// only while this node has not yet read its successor (a rotation committing during a
+/// reload): it is still published, so its tokens verify, and that beats refusing to sign.
+fn signing_key(set: &KeySet, alg: SigningAlg) -> Result<&Arc<LoadedKey>, KeyError> {
+    let now = db::now();
+    set.keys
+        .iter()
+        .filter(|k| k.alg == alg && k.activates_at <= now && k.published_at(now))
+        .max_by_key(|k| k.activates_at)
+        .ok_or(KeyError::NoActiveKey(alg))
+}
+
+/// Signs with [`signing_key`]; returns the JWS and the signing key's kid.
 fn sign_with<T: Serialize>(
     set: &KeySet,
     alg: SigningAlg,
     typ: &str,
     claims: &T,
-) -> Result<String, KeyError> {
-    let now = db::now();
-    // The most recently activated key signs. A retired key is chosen only while this node has
-    // not yet read its successor (a rotation committing during a reload): it is still
-    // published, so its tokens verify, and that beats refusing to sign.
-    let key = set
-        .keys
-        .iter()
-        .filter(|k| k.alg == alg && k.activates_at <= now && k.published_at(now))
-        .max_by_key(|k| k.activates_at)
-        .ok_or(KeyError::NoActiveKey(alg))?;
+) -> Result<(String, String), KeyError> {
+    sign_key(signing_key(set, alg)?, typ, claims)
+}
+
+/// Signs `claims` with `key`, `typ` and `kid` in the header; returns the JWS and the kid.
+fn sign_key<T: Serialize>(
+    key: &LoadedKey,
+    typ: &str,
+    claims: &T,
+) -> Result<(String, String), KeyError> {
+    let alg = key.alg;
     let mut header = Header::new(alg.jwt());
     header.typ = Some(typ.to_owned());
     header.kid = Some(key.kid.clone());
     jsonwebtoken::encode(&header, claims, &key.encoding)
+        .map(|jwt| (jwt, key.kid.clone()))
         .map_err(|e| KeyError::Crypto(e.to_string()))
 }
 

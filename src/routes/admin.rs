@@ -30,12 +30,14 @@ use crate::audit::Audit;
 use crate::clients::Clients;
 use crate::db::audit_events::{AuditFilter, AuditRow};
 use crate::db::groups::GroupRow;
+use crate::db::jobs::JobRow;
 use crate::db::tokens::TokenFilter;
 use crate::db::users::{UserFilter, UserRow};
 use crate::db::DbError;
 use crate::domain::{Email, Page, PageRequest};
 use crate::groups::{GroupError, Groups};
 use crate::oauth::{OAuth, Params};
+use crate::scheduler::Jobs;
 
 /// How many audit events the dashboard shows.
 const DASHBOARD_EVENTS: i64 = 10;
@@ -89,6 +91,40 @@ struct DashboardPage<'a> {
     active_tokens: i64,
     logins_24h: i64,
     events: Vec<EventLine>,
+    jobs: Vec<JobLine>,
+}
+
+/// One scheduled job on the dashboard (`jobs` rows, see `crate::scheduler`).
+struct JobLine {
+    name: String,
+    /// "running", "failing" or "ok"; `None` before the first run.
+    status: Option<&'static str>,
+    last_run: Option<String>,
+    next_run: String,
+    failures: i64,
+    last_error: Option<String>,
+}
+
+impl JobLine {
+    fn from_row(row: JobRow, now: chrono::NaiveDateTime) -> Self {
+        let status = if row.running_until.is_some_and(|u| u >= now) {
+            Some("running")
+        } else if row.last_error.is_some() {
+            Some("failing")
+        } else if row.last_finished_at.is_some() {
+            Some("ok")
+        } else {
+            None
+        };
+        Self {
+            name: row.name,
+            status,
+            last_run: row.last_started_at.as_ref().map(show_time),
+            next_run: show_time(&row.next_run_at),
+            failures: row.failures,
+            last_error: row.last_error,
+        }
+    }
 }
 
 /// One row of the user list.
@@ -316,8 +352,9 @@ struct ConfirmPage<'a> {
 // Dashboard
 // ---------------------------------------------------------------------------------------------
 
-/// `GET /admin/`: counts of users, applications, active tokens and recent logins, and the
-/// latest audit events.
+/// `GET /admin/`: counts of users, applications, active tokens and recent logins, the latest
+/// audit events, and the scheduled jobs (last run, next run, last error).
+#[allow(clippy::too_many_arguments)] // actix extractors
 pub async fn show_dashboard(
     req: HttpRequest,
     session: Session,
@@ -325,13 +362,15 @@ pub async fn show_dashboard(
     clients: web::Data<Clients>,
     oauth: web::Data<OAuth>,
     audit: web::Data<Audit>,
+    jobs: web::Data<Jobs>,
     web: web::Data<WebConfig>,
 ) -> HttpResponse {
     let admin = match require_staff(&req, &session, &accounts, &web).await {
         Ok(u) => u,
         Err(response) => return response,
     };
-    let since = crate::db::now() - chrono::Duration::hours(24);
+    let now = crate::db::now();
+    let since = now - chrono::Duration::hours(24);
     let loaded = async {
         Ok::<_, DbError>((
             accounts.count().await?,
@@ -344,10 +383,11 @@ pub async fn show_dashboard(
                     PageRequest::new(None, DASHBOARD_EVENTS),
                 )
                 .await?,
+            jobs.list().await?,
         ))
     }
     .await;
-    let (users, applications, active_tokens, logins_24h, latest) = match loaded {
+    let (users, applications, active_tokens, logins_24h, latest, job_rows) = match loaded {
         Ok(all) => all,
         Err(e) => return unavailable(&e),
     };
@@ -366,6 +406,10 @@ pub async fn show_dashboard(
             active_tokens,
             logins_24h,
             events,
+            jobs: job_rows
+                .into_iter()
+                .map(|row| JobLine::from_row(row, now))
+                .collect(),
         },
     )
 }

@@ -359,4 +359,4 @@ fn both(
     cfg.service(build(web::resource(path.trim_end_matches('/'))));
 }
 
-pub use pages::not_found;
+pub use pages::{not_found, refuse_nul_in_path};

@@ -1,8 +1,10 @@
 //! The start page, the stylesheet, and fallbacks.
 
 use actix_session::Session;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
+use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
@@ -97,4 +99,25 @@ pub async fn not_found(req: ServiceRequest) -> Result<ServiceResponse, actix_web
     };
     let (req, _) = req.into_parts();
     Ok(ServiceResponse::new(req, response))
+}
+
+/// Middleware: a path holding an encoded NUL (`%00`) names nothing we serve, so it is answered
+/// like any unknown path ([`not_found`]) before routing. Otherwise a `{id}` segment would carry
+/// the NUL into a database lookup, which PostgreSQL refuses with an error (a 503); found by
+/// `tests/api/hostile.rs`.
+///
+/// # Errors
+/// Those of the wrapped service.
+pub async fn refuse_nul_in_path(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if req.path().contains("%00") {
+        return not_found(req)
+            .await
+            .map(ServiceResponse::map_into_right_body);
+    }
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }

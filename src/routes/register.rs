@@ -44,6 +44,7 @@ use crate::accounts::registration::{
 use crate::accounts::Accounts;
 use crate::config::EmailVerification;
 use crate::db::users::UserRow;
+use crate::domain::Email;
 use crate::oauth::Params;
 
 /// Session key: the address the verify page is pre-filled with.
@@ -333,6 +334,15 @@ pub async fn submit_verify(
     );
     if email.is_empty() {
         page.email_error = Some("Enter your email address.".into());
+        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+    }
+    // It goes into the session cookie: only a real address (at most 254 characters), never
+    // text that would make the cookie too large to send.
+    if Email::parse(&email).is_err() {
+        if email.len() > 254 {
+            page.email = String::new();
+        }
+        page.email_error = Some("Enter a valid email address.".into());
         return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
     }
     if let Err(e) = session.insert(SESSION_VERIFY_EMAIL, &email) {

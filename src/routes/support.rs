@@ -526,12 +526,18 @@ pub fn csrf_failed() -> HttpResponse {
     )
 }
 
+/// Longest `next` kept, in bytes: it is stored in the session cookie on the way through a
+/// login code or a registration, and a cookie over 4 KB cannot be sent (the answer would be a
+/// 500). A longer one falls back to `/`.
+pub const MAX_NEXT_BYTES: usize = 2048;
+
 /// Whether `next` is a safe local path to continue to after login (no open redirect).
 #[must_use]
 pub fn safe_next(next: Option<&str>) -> &str {
     match next {
         Some(n)
-            if n.starts_with('/')
+            if n.len() <= MAX_NEXT_BYTES
+                && n.starts_with('/')
                 && !n.starts_with("//")
                 && !n.starts_with("/\\")
                 && !n.chars().any(|c| c.is_control() || c == '\\') =>

@@ -116,6 +116,7 @@ async fn every_table_round_trips() {
         auth_time: Some(now - TimeDelta::seconds(5)),
         amr: Some("pwd otp".into()),
         resources: "https://api.example.com urn:example:billing".into(),
+        signing_kid: Some("kid-1".into()),
     };
     let consent = ConsentRow {
         user_id: user.id.clone(),

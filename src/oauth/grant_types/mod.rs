@@ -42,7 +42,13 @@ where
 {
     let cfg = oauth.cfg.clone();
     let signer = if client.jwt_access_tokens() {
-        Some(oauth.keys.signer().await.map_err(signing_failed)?)
+        Some(
+            oauth
+                .keys
+                .signer(client.signing_alg())
+                .await
+                .map_err(signing_failed)?,
+        )
     } else {
         None
     };

@@ -1,0 +1,2 @@
+ALTER TABLE tokens DROP COLUMN signing_kid;
+DROP TABLE jobs;
