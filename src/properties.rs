@@ -11,9 +11,6 @@
 //! in `proptest-regressions/properties.txt` (committed, replayed first on every run); each one
 //! found so far also has a named regression test below.
 //!
-//! TODO(lead): the `Forwarded` / `X-Forwarded-For` parser (issue 9 item 15) is being written in
-//! parallel by another helper; its properties belong here once merged (rightmost untrusted hop;
-//! never taken from an untrusted peer; arbitrary header bytes never panic).
 
 use std::sync::OnceLock;
 
@@ -581,6 +578,117 @@ mod id_token_hints {
             verify(&expired, true).is_ok(),
             "logout accepts expired hints"
         );
+    }
+}
+
+mod forwarded_headers {
+    //! `TrustedProxies::client_ip`: the address every IP-keyed limit and the audit log use.
+
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use proptest::prelude::*;
+
+    use super::{cases, text};
+    use crate::domain::client_ip::TrustedProxies;
+
+    /// Trusted: 10.0.0.0/8 and fd00::/8.
+    fn proxies(header: &str) -> TrustedProxies {
+        TrustedProxies::parse(&["10.0.0.0/8".to_owned(), "fd00::/8".to_owned()], header)
+            .expect("valid")
+    }
+
+    fn trusted() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            any::<[u8; 3]>().prop_map(|[a, b, c]| IpAddr::V4(Ipv4Addr::new(10, a, b, c))),
+            any::<[u16; 7]>().prop_map(|s| IpAddr::V6(Ipv6Addr::new(
+                0xfd00, s[0], s[1], s[2], s[3], s[4], s[5], s[6]
+            ))),
+        ]
+    }
+
+    /// Public addresses (never in the trusted ranges).
+    fn untrusted() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            any::<[u8; 3]>().prop_map(|[a, b, c]| IpAddr::V4(Ipv4Addr::new(192, a, b, c))),
+            any::<[u16; 7]>().prop_map(|s| IpAddr::V6(Ipv6Addr::new(
+                0x2001, s[0], s[1], s[2], s[3], s[4], s[5], s[6]
+            ))),
+        ]
+    }
+
+    /// An `X-Forwarded-For` item for `ip`, with or without a port.
+    fn xff_item(ip: IpAddr, port: Option<u16>) -> String {
+        match (ip, port) {
+            (IpAddr::V4(v4), Some(p)) => format!("{v4}:{p}"),
+            (IpAddr::V6(v6), Some(p)) => format!("[{v6}]:{p}"),
+            (ip, None) => ip.to_string(),
+        }
+    }
+
+    /// A `Forwarded` element for `ip` (RFC 7239 section 6: IPv6 in brackets and quotes).
+    fn forwarded_item(ip: IpAddr) -> String {
+        match ip {
+            IpAddr::V4(v4) => format!("for={v4}"),
+            IpAddr::V6(v6) => format!("for=\"[{v6}]\""),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(cases(256))]
+
+        /// From a peer that is not a trusted proxy, no header is ever believed.
+        #[test]
+        fn an_untrusted_peer_is_the_client_whatever_it_sends(
+            peer in untrusted(),
+            values in proptest::collection::vec(text(80), 0..3),
+        ) {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            for header in ["x-forwarded-for", "forwarded"] {
+                prop_assert_eq!(proxies(header).client_ip(peer, &values), peer);
+            }
+        }
+
+        /// Behind a chain of trusted proxies, the rightmost untrusted hop is the client, and
+        /// nothing the client wrote further left (however many hops, whatever they say) changes
+        /// that.
+        #[test]
+        fn the_rightmost_untrusted_hop_is_the_client(
+            left in proptest::collection::vec(text(20), 0..4),
+            client in untrusted(),
+            port in proptest::option::of(any::<u16>()),
+            chain in proptest::collection::vec(trusted(), 0..4),
+            peer in trusted(),
+        ) {
+            let mut items: Vec<String> = left.iter().map(|l| l.replace(',', " ")).collect();
+            items.push(xff_item(client, port));
+            items.extend(chain.iter().map(|ip| xff_item(*ip, None)));
+            let header = items.join(", ");
+            prop_assert_eq!(proxies("x-forwarded-for").client_ip(peer, &[header.as_str()]), client);
+
+            let mut elements: Vec<String> = Vec::new();
+            elements.push(forwarded_item(client));
+            elements.extend(chain.iter().map(|ip| forwarded_item(*ip)));
+            let header = elements.join(", ");
+            prop_assert_eq!(proxies("forwarded").client_ip(peer, &[header.as_str()]), client);
+        }
+
+        /// Arbitrary header text never panics, and the answer is the peer or an address the
+        /// text names: never one made up.
+        #[test]
+        fn arbitrary_header_text_gives_the_peer_or_a_named_address(
+            peer in trusted(),
+            values in proptest::collection::vec(text(120), 1..3),
+        ) {
+            let values: Vec<&str> = values.iter().map(String::as_str).collect();
+            for header in ["x-forwarded-for", "forwarded"] {
+                let ip = proxies(header).client_ip(peer, &values);
+                let named = values.iter().any(|v| {
+                    v.contains(&ip.to_string())
+                        || matches!(ip, IpAddr::V6(v6) if v.to_ascii_lowercase().contains(&v6.to_string()))
+                });
+                prop_assert!(ip == peer || named, "{} from {:?}", ip, values);
+            }
+        }
     }
 }
 
