@@ -28,6 +28,9 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 /// Longest lifetime accepted for tokens, codes and sessions: 10 years, in seconds.
 pub const MAX_LIFETIME_SECONDS: u64 = 10 * 365 * 24 * 3600;
 
+/// The largest `accounts.max_password_length` accepted, in characters (at most 4 KiB of UTF-8).
+pub const MAX_PASSWORD_LENGTH_LIMIT: usize = 1024;
+
 /// Minimum length of the cookie/CSRF secret key in bytes (actix's cookie `Key` needs 64).
 pub const SECRET_KEY_BYTES: usize = 64;
 
@@ -65,6 +68,8 @@ struct RawAccounts {
     password_reset_seconds: u64,
     login_otp: String,
     registrations_per_ip: u32,
+    min_password_length: usize,
+    max_password_length: usize,
 }
 
 #[derive(Deserialize)]
@@ -155,7 +160,11 @@ struct RawArgon2 {
 struct RawRateLimits {
     failed_logins_per_account: u32,
     failed_logins_per_ip: u32,
+    failed_logins_before_delay: u32,
+    login_delay_max_seconds: u64,
     failed_client_auth_per_client: u32,
+    failed_client_auth_per_ip: u32,
+    code_guesses_per_ip: u32,
     window_seconds: u64,
 }
 
@@ -253,8 +262,14 @@ pub struct AccountSettings {
     pub password_reset: Duration,
     /// Login code policy.
     pub login_otp: LoginOtp,
-    /// Registrations per client IP per rate-limit window.
+    /// Registration attempts (valid or not) per client IP per rate-limit window.
     pub registrations_per_ip: u32,
+    /// Shortest password a user may set, in characters (a run of spaces counts once; default
+    /// 12, OWASP ASVS V2.1.1).
+    pub min_password_length: usize,
+    /// Longest password a user may set or sign in with, in characters (default 128, ASVS
+    /// V2.1.2); longer ones are refused before any validator or hash runs.
+    pub max_password_length: usize,
 }
 
 /// How to reach the SMTP server.
@@ -297,15 +312,32 @@ pub struct EmailSettings {
     pub from: String,
 }
 
-/// Brute-force limits; counters live in the database so they hold across nodes.
+/// Brute-force limits; counters live in the database so they hold across nodes. What each one
+/// counts, and what an attacker can still do, is `## Limits` in `docs/architecture.md`. 0
+/// switches a limit off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimits {
-    /// Failed logins per account per window.
+    /// Failed logins per account *from one client address* per window; past it that address is
+    /// refused (429) for that account until the window ends. Other addresses are unaffected.
     pub failed_logins_per_account: u32,
-    /// Failed logins per client IP per window.
+    /// Failed logins per client address (IPv6: per /64), whatever the account, per window; past
+    /// it the address is refused (429) until the window ends.
     pub failed_logins_per_ip: u32,
-    /// Failed client authentications per `client_id` per window.
+    /// Failed logins per account from all addresses per window after which each further
+    /// attempt waits a delay after the previous failure: 1 s, doubling up to
+    /// `login_delay_max`. A slowdown, never a lock.
+    pub failed_logins_before_delay: u32,
+    /// The longest such delay.
+    pub login_delay_max: Duration,
+    /// Failed client authentications per registered `client_id` per window; past it failures
+    /// answer 429 (a correct secret is always accepted).
     pub failed_client_auth_per_client: u32,
+    /// Failed client authentications per client address per window, whatever the `client_id`
+    /// (unknown ones included); past it failures from the address answer 429.
+    pub failed_client_auth_per_ip: u32,
+    /// Emailed-code guesses (address verification, login codes, the mfa-otp grant) per client
+    /// address per window, across accounts; a right code is not counted.
+    pub code_guesses_per_ip: u32,
     /// Window length.
     pub window: Duration,
 }
@@ -525,10 +557,17 @@ impl Settings {
                 raw.argon2.max_concurrent
             },
         };
+        if !(1..=3600).contains(&raw.rate_limits.login_delay_max_seconds) {
+            bail!("rate_limits.login_delay_max_seconds must be between 1 and 3600");
+        }
         let rate_limits = RateLimits {
             failed_logins_per_account: raw.rate_limits.failed_logins_per_account,
             failed_logins_per_ip: raw.rate_limits.failed_logins_per_ip,
+            failed_logins_before_delay: raw.rate_limits.failed_logins_before_delay,
+            login_delay_max: Duration::from_secs(raw.rate_limits.login_delay_max_seconds),
             failed_client_auth_per_client: raw.rate_limits.failed_client_auth_per_client,
+            failed_client_auth_per_ip: raw.rate_limits.failed_client_auth_per_ip,
+            code_guesses_per_ip: raw.rate_limits.code_guesses_per_ip,
             window: Duration::from_secs(raw.rate_limits.window_seconds.max(1)),
         };
         let log_format = match raw.log.format.as_str() {
@@ -702,6 +741,15 @@ fn account_settings(raw: &RawAccounts) -> anyhow::Result<AccountSettings> {
     if !(1..=100).contains(&raw.otp_max_attempts) {
         bail!("accounts.otp_max_attempts must be between 1 and 100");
     }
+    // NIST SP 800-63B §5.1.1.2 asks for at least 8; ASVS V2.1.2 for at least 64 permitted.
+    if !(8..=64).contains(&raw.min_password_length) {
+        bail!("accounts.min_password_length must be between 8 and 64 characters");
+    }
+    if !(64..=MAX_PASSWORD_LENGTH_LIMIT).contains(&raw.max_password_length) {
+        bail!(
+            "accounts.max_password_length must be between 64 and {MAX_PASSWORD_LENGTH_LIMIT} characters"
+        );
+    }
     let mut domains = Vec::new();
     for d in &raw.allowed_email_domains {
         let d = d.trim().trim_start_matches('@').to_lowercase();
@@ -733,6 +781,8 @@ fn account_settings(raw: &RawAccounts) -> anyhow::Result<AccountSettings> {
         )?,
         login_otp,
         registrations_per_ip: raw.registrations_per_ip,
+        min_password_length: raw.min_password_length,
+        max_password_length: raw.max_password_length,
     })
 }
 
