@@ -96,7 +96,13 @@ impl Rule {
     /// Past `after` hits per `window` in `bucket`, a delay from `base` doubling to `cap`
     /// (0 = no limit).
     #[must_use]
-    pub fn delay(bucket: String, after: u32, base: Duration, cap: Duration, window: Duration) -> Self {
+    pub fn delay(
+        bucket: String,
+        after: u32,
+        base: Duration,
+        cap: Duration,
+        window: Duration,
+    ) -> Self {
         Self {
             bucket,
             allowance: Allowance::Delay { after, base, cap },
@@ -400,7 +406,10 @@ mod tests {
             Some(RetryAfter(890))
         );
         assert_eq!(rule.refusal(Some(&counter(0, 50, 10)), at(900)), None);
-        assert_eq!(Rule::max("b".into(), 0, WINDOW).refusal(Some(&counter(0, 9, 0)), at(1)), None);
+        assert_eq!(
+            Rule::max("b".into(), 0, WINDOW).refusal(Some(&counter(0, 9, 0)), at(1)),
+            None
+        );
     }
 
     #[test]

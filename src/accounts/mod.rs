@@ -886,4 +886,3 @@ fn end_everything(
     )?;
     Ok(revoked)
 }
-

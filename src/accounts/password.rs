@@ -579,12 +579,15 @@ mod tests {
     use super::*;
 
     fn hasher() -> PasswordHasher {
-        PasswordHasher::new(&Argon2Settings {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-            max_concurrent: 2,
-        }, PasswordPolicy::default())
+        PasswordHasher::new(
+            &Argon2Settings {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+                max_concurrent: 2,
+            },
+            PasswordPolicy::default(),
+        )
         .expect("valid params")
     }
 
@@ -671,7 +674,9 @@ mod tests {
             ["the password must have at most 128 characters"]
         );
         // Characters, not bytes: 128 four-byte characters are fine as far as length goes.
-        assert!(PasswordPolicy::default().length_problem(&"🔑".repeat(128)).is_none());
+        assert!(PasswordPolicy::default()
+            .length_problem(&"🔑".repeat(128))
+            .is_none());
         assert!(ok("blue tiger morning lamp").is_empty());
         assert!(ok("correct horse battery staple").is_empty());
         let custom = PasswordPolicy {
@@ -690,7 +695,9 @@ mod tests {
         let weak = format!("{}{}", "a".repeat(ZXCVBN_MAX_CHARS), "Zq8#vL2!pW9@");
         let found = check(&weak, &UserInputs::default());
         assert!(
-            found.iter().any(|p| p.starts_with("the password is too easy to guess")),
+            found
+                .iter()
+                .any(|p| p.starts_with("the password is too easy to guess")),
             "{found:?}"
         );
     }
@@ -699,11 +706,17 @@ mod tests {
     async fn over_long_passwords_are_never_hashed() {
         let h = hasher();
         let long = "correct horse ".repeat(20);
-        let hash = h.hash(SecretString::from(long.clone())).await.expect("hash");
+        let hash = h
+            .hash(SecretString::from(long.clone()))
+            .await
+            .expect("hash");
         // Even its own hash does not verify: the length is refused first.
         assert!(!h.verify(SecretString::from(long), Some(hash)).await);
         let problems = h
-            .check(&SecretString::from("z".repeat(100_000)), &UserInputs::default())
+            .check(
+                &SecretString::from("z".repeat(100_000)),
+                &UserInputs::default(),
+            )
             .await
             .expect("checked");
         assert_eq!(problems, ["the password must have at most 128 characters"]);
@@ -711,6 +724,14 @@ mod tests {
 
     #[test]
     fn numeric_common_and_similar_passwords_are_refused() {
+        // The validators, apart from the length rule.
+        let check = |password: &str, user: &UserInputs<'_>| {
+            let policy = PasswordPolicy {
+                min_chars: 8,
+                ..PasswordPolicy::default()
+            };
+            problems(&SecretString::from(password), user, &policy)
+        };
         let none = UserInputs::default();
         let numeric = check("83920174625", &none);
         assert!(

@@ -187,11 +187,7 @@ impl Accounts {
             let bucket = limits::bucket("register:ip", &ip_prefix(ip));
             self.count_registration(&bucket, Some(ip)).await?;
         }
-        let checked = check_form(
-            &form,
-            &settings.allowed_email_domains,
-            self.hasher.policy(),
-        );
+        let checked = check_form(&form, &settings.allowed_email_domains, self.hasher.policy());
         let mut errors = checked.errors;
         if let Some(email) = &checked.email {
             let email = email.as_str().to_owned();
@@ -413,7 +409,10 @@ impl Accounts {
             RESEND_WINDOW,
             RESEND_WINDOW,
         ));
-        self.limiter.take(rules).await?.map_err(ResendError::TooSoon)?;
+        self.limiter
+            .take(rules)
+            .await?
+            .map_err(ResendError::TooSoon)?;
         let accounts = self.clone();
         tokio::spawn(async move {
             let result = match accounts.pending_user(&typed).await {

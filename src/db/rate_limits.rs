@@ -93,7 +93,12 @@ pub fn hit(
         .find(bucket)
         .select((rate_limits::window_start, rate_limits::hits))
         .first(conn)?;
-    Ok((hits, start.checked_add_signed(window).unwrap_or(NaiveDateTime::MAX)))
+    Ok((
+        hits,
+        start
+            .checked_add_signed(window)
+            .unwrap_or(NaiveDateTime::MAX),
+    ))
 }
 
 /// `bucket`'s counter, if it has a row.

@@ -205,7 +205,11 @@ impl OAuth {
                 limits.window,
             )
         });
-        if let Err(retry) = self.limiter.check(ip_rule.iter().cloned().collect()).await? {
+        if let Err(retry) = self
+            .limiter
+            .check(ip_rule.iter().cloned().collect())
+            .await?
+        {
             return Ok(Err(retry));
         }
         let client = self.clients.find(presented.id()).await?;

@@ -15,6 +15,7 @@ mod cors;
 mod helpers;
 mod introspection_revocation;
 mod login_code;
+mod login_limits;
 mod metadata_health;
 mod migrations;
 mod oidc;
