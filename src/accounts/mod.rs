@@ -49,7 +49,8 @@ pub enum AccountError {
     /// The current password given to confirm a change is wrong.
     #[error("the current password is wrong")]
     WrongPassword,
-    /// Too many wrong passwords for this account (they count as failed logins).
+    /// A login limit refused the check of the current password (wrong ones count as failed
+    /// logins of the account from the actor's address).
     #[error("too many failed attempts; try again in {} seconds", .0.0)]
     Locked(RetryAfter),
 }
@@ -72,7 +73,10 @@ pub enum LoginError {
     /// Unknown user or wrong password.
     #[error("invalid username or password")]
     InvalidCredentials,
-    /// Too many failures for this account or address.
+    /// A login limit refused the attempt before the password was checked: too many failures
+    /// from this client address (for every account, or for this one), or — past
+    /// `rate_limits.failed_logins_before_delay` — the account's delay since its latest failure
+    /// has not passed. Retry after the given seconds.
     #[error("too many failed attempts; try again in {} seconds", .0.0)]
     Locked(RetryAfter),
     /// The password is right, but `accounts.email_verification = "mandatory"` and the user's
