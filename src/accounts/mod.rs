@@ -452,26 +452,41 @@ impl Accounts {
         })
     }
 
-    /// Every login counter for `account` from `ip`, in the order they are checked: the
-    /// address (hard limit), the account from this address (hard limit, so one address cannot
-    /// lock the owner out elsewhere), the account from everywhere (a growing delay).
-    fn login_rules(&self, ip: Option<IpAddr>, account: &AccountKey<'_>) -> Vec<Rule> {
+    /// Every login counter for `account` from `ip`, named for the `login.locked` event, in the
+    /// order they are checked: the address (`ip`, hard limit), the account from this address
+    /// (`account_ip`, hard limit, so that one address cannot lock the owner out elsewhere), the
+    /// account from everywhere (`account`, a growing delay).
+    fn login_rules(
+        &self,
+        ip: Option<IpAddr>,
+        account: &AccountKey<'_>,
+    ) -> Vec<(&'static str, Rule)> {
         let key = account.key();
         let window = self.limits.window;
-        let mut rules: Vec<Rule> = self.login_ip_rule(ip).into_iter().collect();
+        let mut rules: Vec<(&'static str, Rule)> = self
+            .login_ip_rule(ip)
+            .map(|rule| ("ip", rule))
+            .into_iter()
+            .collect();
         if let Some(ip) = ip {
-            rules.push(Rule::max(
-                limits::bucket("login:account_ip", &format!("{key} {}", ip_prefix(ip))),
-                self.limits.failed_logins_per_account,
-                window,
+            rules.push((
+                "account_ip",
+                Rule::max(
+                    limits::bucket("login:account_ip", &format!("{key} {}", ip_prefix(ip))),
+                    self.limits.failed_logins_per_account,
+                    window,
+                ),
             ));
         }
-        rules.push(Rule::delay(
-            limits::bucket("login:account", &key),
-            self.limits.failed_logins_before_delay,
-            LOGIN_DELAY_BASE,
-            self.limits.login_delay_max,
-            window,
+        rules.push((
+            "account",
+            Rule::delay(
+                limits::bucket("login:account", &key),
+                self.limits.failed_logins_before_delay,
+                LOGIN_DELAY_BASE,
+                self.limits.login_delay_max,
+                window,
+            ),
         ));
         rules
     }
@@ -481,24 +496,29 @@ impl Accounts {
     /// matched and `succeeds_on_match` — counts the failure in every counter, all while holding
     /// the slot. So a right password is never counted, a refused attempt is never counted, and
     /// parallel guesses pass a limit by at most the slots in flight (`argon2.max_concurrent`
-    /// per node). A failure that reaches a limit records `login.locked` once.
+    /// per node). A failure that reaches a limit records `login.locked` once, naming the
+    /// counters it reached.
     async fn checked_password(
         &self,
-        rules: Vec<Rule>,
+        rules: Vec<(&'static str, Rule)>,
         password: SecretString,
         hash: Option<String>,
         succeeds_on_match: bool,
         context: &LockContext<'_>,
     ) -> Result<Checked, CheckFailure> {
+        let (names, rules): (Vec<&'static str>, Vec<Rule>) = rules.into_iter().unzip();
         let permit = self.hasher.permit().await.map_err(CheckFailure::Hash)?;
         if let Err(retry) = self.limiter.check(rules.clone()).await? {
             return Ok(Checked::Refused(retry));
         }
-        let matched = self.hasher.verify_with(&permit, password, hash).await;
+        let (matched, permit) = self
+            .hasher
+            .verify_with(permit, password, hash)
+            .await
+            .map_err(CheckFailure::Hash)?;
         if matched && succeeds_on_match {
             return Ok(Checked::Match);
         }
-        let names: Vec<&'static str> = rules.iter().map(|r| rule_name(&r.bucket)).collect();
         let reached = self.limiter.count(rules).await?;
         drop(permit);
         let reached: Vec<&str> = names
@@ -541,18 +561,6 @@ impl AccountKey<'_> {
             Self::User(id) => format!("user:{id}"),
             Self::Name(login) => format!("name:{}", login.to_lowercase()),
         }
-    }
-}
-
-/// The short name of a login counter, for the `login.locked` event: `ip`, `account_ip` or
-/// `account`.
-fn rule_name(bucket: &str) -> &'static str {
-    if bucket.starts_with("login:account_ip:") {
-        "account_ip"
-    } else if bucket.starts_with("login:account:") {
-        "account"
-    } else {
-        "ip"
     }
 }
 
