@@ -920,4 +920,28 @@ mod tests {
             Settings::from_toml("[server]\nenvironment = \"production\"").expect_err("no key");
         assert!(err.to_string().contains("secret_key is required"));
     }
+
+    #[test]
+    fn password_lengths_and_the_login_delay_are_bounded() {
+        let s = Settings::from_toml(KEY).expect("defaults are valid");
+        assert_eq!(
+            (
+                s.accounts.min_password_length,
+                s.accounts.max_password_length
+            ),
+            (12, 128)
+        );
+        assert_eq!(s.rate_limits.login_delay_max, Duration::from_secs(60));
+        for bad in [
+            "[accounts]\nmin_password_length = 7",
+            "[accounts]\nmin_password_length = 65",
+            "[accounts]\nmax_password_length = 63",
+            "[accounts]\nmax_password_length = 1025",
+            "[rate_limits]\nlogin_delay_max_seconds = 0",
+            "[rate_limits]\nlogin_delay_max_seconds = 3601",
+        ] {
+            let err = Settings::from_toml_layers(&[KEY, bad]).expect_err(bad);
+            assert!(err.to_string().contains("must be between"), "{bad}: {err}");
+        }
+    }
 }
