@@ -2,6 +2,7 @@
 # Load benchmark: builds release, starts Latchkey on SQLite (default) or PostgreSQL
 # (`bench/run.sh postgres`), and drives it with oha over loopback. Every run is bounded in
 # request count and in time. Prints a Markdown table for the README.
+# BENCH_ONLY=<scenario> runs one scenario (e.g. BENCH_ONLY=hostile_registrations).
 # Authorization-code exchanges need one single-use code per request: they are fetched
 # beforehand (a logged-in session, GET /o/authorize/ N times) and sent with wrk and
 # bench/token_exchange.lua, each code at most once.
@@ -16,14 +17,21 @@ N_PASSWORD=${BENCH_PASSWORD_REQUESTS:-1000}
 N_CODES=${BENCH_CODES:-3000}       # authorization codes exchanged per ID-token algorithm
 CONCURRENCY=${BENCH_CONCURRENCY:-32}
 LIMIT=${BENCH_SECONDS:-60}        # hard time limit per scenario
+ONLY=${BENCH_ONLY:-}
+N_PROBE=${BENCH_PROBES:-1000}      # /healthz probes, one every 10 ms, idle and under the flood
+N_FLOOD=${BENCH_FLOOD_REQUESTS:-20000} # hostile registrations at most…
+FLOOD_SECONDS=${BENCH_FLOOD_SECONDS:-20} # …and for at most this long
+FLOOD_CONCURRENCY=${BENCH_FLOOD_CONCURRENCY:-64}
+want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
 
-command -v oha >/dev/null || cargo install oha --locked
+[ "$ONLY" = hostile_registrations ] || command -v oha >/dev/null || cargo install oha --locked
 if ! command -v wrk >/dev/null; then
   SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --quiet
-BIN=target/release/latchkey
+# BENCH_BIN runs another build of the server (e.g. an older commit's, for a comparison).
+[ -n "${BENCH_BIN:-}" ] || cargo build --release --quiet
+BIN=${BENCH_BIN:-target/release/latchkey}
 
 WORK=$(mktemp -d)
 trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -44,9 +52,11 @@ export LATCHKEY_SERVER__ISSUER="$BASE"
 export LATCHKEY_SERVER__DATA_DIR="$WORK/data"
 export LATCHKEY_SECRETS__SECRET_KEY=$(head -c 64 /dev/urandom | base64 -w0)
 export LATCHKEY_LOG__LEVEL=warn
-# The benchmark measures throughput, not the brute-force limits.
-export LATCHKEY_RATE_LIMITS__FAILED_LOGINS_PER_ACCOUNT=0
-export LATCHKEY_RATE_LIMITS__FAILED_LOGINS_PER_IP=0
+# The login limits stay at their defaults: only failed logins count, so the password-grant run
+# (right password, 32 connections) is never refused.
+# The hostile-registration flood stands for many client addresses: from one address,
+# accounts.registrations_per_ip refuses all but the first few attempts before any check runs.
+export LATCHKEY_ACCOUNTS__REGISTRATIONS_PER_IP=0
 # Codes are fetched before they are exchanged (up to $LIMIT s of fetching): 10 minutes, the
 # RFC 6749 §4.1.2 maximum, instead of the default 60 s.
 export LATCHKEY_TOKENS__AUTHORIZATION_CODE_SECONDS=600
@@ -108,16 +118,17 @@ codes() { # client_id count file: authorization codes for the logged-in user, on
   [ "$got" = "$2" ] || echo "note: $got of $2 authorization codes for $1" >&2
 }
 
-row() { # name: a table row from $WORK/name.json (oha's JSON, or the same shape from bench/token_exchange.lua)
-  python3 - "$WORK/$1.json" "$1" "$(rss)" <<'PY'
+row() { # name [expected status]: a table row from $WORK/name.json (oha's JSON, or the same shape from bench/*.lua)
+  python3 - "$WORK/$1.json" "$1" "$(rss)" "${2:-200}" <<'PY'
 import json, sys
 data = json.load(open(sys.argv[1]))
 s = data["summary"]; p = data["latencyPercentiles"]
 codes = data.get("statusCodeDistribution", {})
 errors = {**data.get("errorDistribution", {})}
-non_200 = sum(n for code, n in codes.items() if code != "200")
-if non_200:
-    errors["non-200"] = non_200
+expected = sys.argv[4]
+unexpected = sum(n for code, n in codes.items() if code != expected)
+if unexpected:
+    errors[f"non-{expected}"] = unexpected
 tail = f" errors: {errors}" if errors else ""
 print(f"| {sys.argv[2]} | {s['requestsPerSec']:.0f} | {p['p50']*1000:.2f} | {p['p99']*1000:.2f} | {sys.argv[3]} | {dict(sorted(codes.items()))}{tail} |")
 PY
@@ -152,16 +163,49 @@ echo "Idle RSS after start: $IDLE_RSS"
 echo
 echo "| scenario | requests/s | p50 ms | p99 ms | server RSS after | status codes |"
 echo "|---|---|---|---|---|---|"
-run client_credentials /o/token/ "$N" "grant_type=client_credentials"
-run introspection /o/introspect/ "$N" "token=$TOKEN"
-run metadata /.well-known/oauth-authorization-server "$N"
-run password_grant /o/token/ "$N_PASSWORD" "grant_type=password&username=bench&password=bench-password"
-exchange code_exchange_id_token_rs256 RS256
-exchange code_exchange_id_token_es256 ES256
-codes "${OIDC_ID[RS256]}" 1 "$WORK/userinfo.code"
-USER_TOKEN=$(curl -s -H "$(basic "${OIDC_ID[RS256]}" "${OIDC_SECRET[RS256]}")" \
-  -d grant_type=authorization_code -d "code=$(cat "$WORK/userinfo.code")" \
-  -d "redirect_uri=$REDIRECT_URI_Q" -d "code_verifier=$VERIFIER" "$BASE/o/token/" |
-  sed -E 's/.*"access_token":"([^"]+)".*/\1/')
-run userinfo /o/userinfo/ "$N" "" "Authorization: Bearer $USER_TOKEN"
-run jwks /.well-known/jwks.json "$N"
+want client_credentials && run client_credentials /o/token/ "$N" "grant_type=client_credentials"
+want introspection && run introspection /o/introspect/ "$N" "token=$TOKEN"
+want metadata && run metadata /.well-known/oauth-authorization-server "$N"
+want password_grant && run password_grant /o/token/ "$N_PASSWORD" "grant_type=password&username=bench&password=bench-password"
+want code_exchange_id_token_rs256 && exchange code_exchange_id_token_rs256 RS256
+want code_exchange_id_token_es256 && exchange code_exchange_id_token_es256 ES256
+if want userinfo; then
+  codes "${OIDC_ID[RS256]}" 1 "$WORK/userinfo.code"
+  USER_TOKEN=$(curl -s -H "$(basic "${OIDC_ID[RS256]}" "${OIDC_SECRET[RS256]}")" \
+    -d grant_type=authorization_code -d "code=$(cat "$WORK/userinfo.code")" \
+    -d "redirect_uri=$REDIRECT_URI_Q" -d "code_verifier=$VERIFIER" "$BASE/o/token/" |
+    sed -E 's/.*"access_token":"([^"]+)".*/\1/')
+  run userinfo /o/userinfo/ "$N" "" "Authorization: Bearer $USER_TOKEN"
+fi
+want jwks && run jwks /.well-known/jwks.json "$N"
+
+# Hostile registrations beside a health probe (issue 9): the probe's latency idle, then while
+# $FLOOD_CONCURRENCY connections send registrations whose password is the costliest input found
+# for zxcvbn (100 characters of l33t substitutions; it reads no more) — each fails the validators.
+# The validators and argon2 share one semaphore on the blocking pool, so the flood queues there
+# and the HTTP workers keep answering.
+probe() { # name: $N_PROBE GETs of /healthz on one connection, 10 ms apart
+  timeout $((LIMIT + 10)) wrk -t1 -c1 -d "${LIMIT}s" --timeout 10s -s bench/bounded.lua \
+    "$BASE/healthz" -- "$N_PROBE" 10 2>/dev/null | sed -n 's/^BENCH_JSON //p' > "$WORK/$1.json"
+}
+if want hostile_registrations; then
+  HOSTILE=$(python3 -c 'print(("4@3!1|70$5+%2869" * 7)[:100])')
+  printf '{"email": "flood@example.com", "password": "%s", "confirm_password": "%s"}' \
+    "$HOSTILE" "$HOSTILE" > "$WORK/hostile.json"
+  JSON="Content-Type: application/json"
+  ONE=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' -H "$JSON" \
+    --data-binary "@$WORK/hostile.json" "$BASE/api/register/")
+  echo "one hostile registration alone: HTTP ${ONE% *}, ${ONE#* } s" >&2
+  probe healthz_probe_idle
+  row healthz_probe_idle
+  timeout $((FLOOD_SECONDS + 10)) wrk -t1 -c "$FLOOD_CONCURRENCY" -d "${FLOOD_SECONDS}s" \
+    --timeout 30s -H "$JSON" -s bench/bounded.lua "$BASE/api/register/" -- \
+    "$N_FLOOD" 0 POST "$WORK/hostile.json" 2>/dev/null |
+    sed -n 's/^BENCH_JSON //p' > "$WORK/hostile_registrations.json" &
+  FLOOD=$!
+  sleep 2
+  probe healthz_probe_during_flood
+  wait $FLOOD || true
+  row healthz_probe_during_flood
+  row hostile_registrations 400
+fi

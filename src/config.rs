@@ -77,12 +77,15 @@ pub const DURATION_RANGES: &[DurationRange] = &[
     seconds("tokens.refresh_token_seconds", 1, MAX_LIFETIME_SECONDS),
     seconds("tokens.id_token_seconds", 1, MAX_LIFETIME_SECONDS),
     seconds("rate_limits.window_seconds", 1, 7 * DAY),
+    seconds("rate_limits.login_delay_max_seconds", 1, 3600),
     seconds("oidc.key_cache_seconds", 0, 3600),
     seconds("accounts.otp_expiration_seconds", 1, DAY),
     seconds("accounts.resend_cooldown_seconds", 1, DAY),
     seconds("accounts.activation_link_seconds", 1, 30 * DAY),
     seconds("accounts.password_reset_seconds", 1, 7 * DAY),
     seconds("email.smtp_timeout_seconds", 1, 300),
+    seconds("scheduler.retry_seconds", 1, 3600),
+    seconds("scheduler.lease_seconds", 10, 3600),
     days("audit.retention_days", 1, 36_500),
 ];
 
@@ -114,6 +117,9 @@ pub fn bounded_duration(key: &str, value: u64) -> anyhow::Result<Duration> {
     };
     Ok(Duration::from_secs(seconds))
 }
+
+/// The largest `accounts.max_password_length` accepted, in characters (at most 4 KiB of UTF-8).
+pub const MAX_PASSWORD_LENGTH_LIMIT: usize = 1024;
 
 /// Minimum length of the cookie/CSRF secret key in bytes (actix's cookie `Key` needs 64).
 pub const SECRET_KEY_BYTES: usize = 64;
@@ -170,6 +176,8 @@ struct RawAccounts {
     password_reset_seconds: u64,
     login_otp: String,
     registrations_per_ip: u32,
+    min_password_length: usize,
+    max_password_length: usize,
 }
 
 #[derive(Deserialize)]
@@ -264,7 +272,11 @@ struct RawArgon2 {
 struct RawRateLimits {
     failed_logins_per_account: u32,
     failed_logins_per_ip: u32,
+    failed_logins_before_delay: u32,
+    login_delay_max_seconds: u64,
     failed_client_auth_per_client: u32,
+    failed_client_auth_per_ip: u32,
+    code_guesses_per_ip: u32,
     window_seconds: u64,
 }
 
@@ -385,8 +397,14 @@ pub struct AccountSettings {
     pub password_reset: Duration,
     /// Login code policy.
     pub login_otp: LoginOtp,
-    /// Registrations per client IP per rate-limit window.
+    /// Registration attempts (valid or not) per client IP per rate-limit window.
     pub registrations_per_ip: u32,
+    /// Shortest password a user may set, in characters (a run of spaces counts once; default
+    /// 12, OWASP ASVS V2.1.1).
+    pub min_password_length: usize,
+    /// Longest password a user may set or sign in with, in characters (default 128, ASVS
+    /// V2.1.2); longer ones are refused before any validator or hash runs.
+    pub max_password_length: usize,
 }
 
 /// How to reach the SMTP server.
@@ -429,15 +447,32 @@ pub struct EmailSettings {
     pub from: String,
 }
 
-/// Brute-force limits; counters live in the database so they hold across nodes.
+/// Brute-force limits; counters live in the database so they hold across nodes. What each one
+/// counts, and what an attacker can still do, is `## Limits` in `docs/architecture.md`. 0
+/// switches a limit off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimits {
-    /// Failed logins per account per window.
+    /// Failed logins per account *from one client address* per window; past it that address is
+    /// refused (429) for that account until the window ends. Other addresses are unaffected.
     pub failed_logins_per_account: u32,
-    /// Failed logins per client IP per window.
+    /// Failed logins per client address (IPv6: per /64), whatever the account, per window; past
+    /// it the address is refused (429) until the window ends.
     pub failed_logins_per_ip: u32,
-    /// Failed client authentications per `client_id` per window.
+    /// Failed logins per account from all addresses per window after which each further
+    /// attempt waits a delay after the previous failure: 1 s, doubling up to
+    /// `login_delay_max`. A slowdown, never a lock.
+    pub failed_logins_before_delay: u32,
+    /// The longest such delay.
+    pub login_delay_max: Duration,
+    /// Failed client authentications per registered `client_id` per window; past it failures
+    /// answer 429 (a correct secret is always accepted).
     pub failed_client_auth_per_client: u32,
+    /// Failed client authentications per client address per window, whatever the `client_id`
+    /// (unknown ones included); past it failures from the address answer 429.
+    pub failed_client_auth_per_ip: u32,
+    /// Emailed-code guesses (address verification, login codes, the mfa-otp grant) per client
+    /// address per window, across accounts; a right code is not counted.
+    pub code_guesses_per_ip: u32,
     /// Window length.
     pub window: Duration,
 }
@@ -677,7 +712,14 @@ impl Settings {
         let rate_limits = RateLimits {
             failed_logins_per_account: raw.rate_limits.failed_logins_per_account,
             failed_logins_per_ip: raw.rate_limits.failed_logins_per_ip,
+            failed_logins_before_delay: raw.rate_limits.failed_logins_before_delay,
+            login_delay_max: bounded_duration(
+                "rate_limits.login_delay_max_seconds",
+                raw.rate_limits.login_delay_max_seconds,
+            )?,
             failed_client_auth_per_client: raw.rate_limits.failed_client_auth_per_client,
+            failed_client_auth_per_ip: raw.rate_limits.failed_client_auth_per_ip,
+            code_guesses_per_ip: raw.rate_limits.code_guesses_per_ip,
             window: bounded_duration("rate_limits.window_seconds", raw.rate_limits.window_seconds)?,
         };
         let log_format = match raw.log.format.as_str() {
@@ -867,6 +909,15 @@ fn account_settings(raw: &RawAccounts) -> anyhow::Result<AccountSettings> {
     if !(1..=100).contains(&raw.otp_max_attempts) {
         bail!("accounts.otp_max_attempts must be between 1 and 100");
     }
+    // NIST SP 800-63B §5.1.1.2 asks for at least 8; ASVS V2.1.2 for at least 64 permitted.
+    if !(8..=64).contains(&raw.min_password_length) {
+        bail!("accounts.min_password_length must be between 8 and 64 characters");
+    }
+    if !(64..=MAX_PASSWORD_LENGTH_LIMIT).contains(&raw.max_password_length) {
+        bail!(
+            "accounts.max_password_length must be between 64 and {MAX_PASSWORD_LENGTH_LIMIT} characters"
+        );
+    }
     let mut domains = Vec::new();
     for d in &raw.allowed_email_domains {
         let d = d.trim().trim_start_matches('@').to_lowercase();
@@ -886,6 +937,8 @@ fn account_settings(raw: &RawAccounts) -> anyhow::Result<AccountSettings> {
         password_reset: secs("password_reset_seconds", raw.password_reset_seconds)?,
         login_otp,
         registrations_per_ip: raw.registrations_per_ip,
+        min_password_length: raw.min_password_length,
+        max_password_length: raw.max_password_length,
     })
 }
 
@@ -894,17 +947,11 @@ fn scheduler_settings(raw: &RawScheduler) -> anyhow::Result<SchedulerSettings> {
     if interval != 0 && !(10..=86_400).contains(&interval) {
         bail!("scheduler.cleanup_interval_seconds must be 0 (off) or between 10 and 86400");
     }
-    if !(1..=3600).contains(&raw.retry_seconds) {
-        bail!("scheduler.retry_seconds must be between 1 and 3600");
-    }
-    if !(10..=3600).contains(&raw.lease_seconds) {
-        bail!("scheduler.lease_seconds must be between 10 and 3600");
-    }
     Ok(SchedulerSettings {
         enabled: raw.enabled,
         cleanup_interval: (interval > 0).then(|| Duration::from_secs(interval)),
-        retry: Duration::from_secs(raw.retry_seconds),
-        lease: Duration::from_secs(raw.lease_seconds),
+        retry: bounded_duration("scheduler.retry_seconds", raw.retry_seconds)?,
+        lease: bounded_duration("scheduler.lease_seconds", raw.lease_seconds)?,
     })
 }
 
@@ -1139,5 +1186,29 @@ mod tests {
         let err =
             Settings::from_toml("[server]\nenvironment = \"production\"").expect_err("no key");
         assert!(err.to_string().contains("secret_key is required"));
+    }
+
+    #[test]
+    fn password_lengths_and_the_login_delay_are_bounded() {
+        let s = Settings::from_toml(KEY).expect("defaults are valid");
+        assert_eq!(
+            (
+                s.accounts.min_password_length,
+                s.accounts.max_password_length
+            ),
+            (12, 128)
+        );
+        assert_eq!(s.rate_limits.login_delay_max, Duration::from_secs(60));
+        for bad in [
+            "[accounts]\nmin_password_length = 7",
+            "[accounts]\nmin_password_length = 65",
+            "[accounts]\nmax_password_length = 63",
+            "[accounts]\nmax_password_length = 1025",
+            "[rate_limits]\nlogin_delay_max_seconds = 0",
+            "[rate_limits]\nlogin_delay_max_seconds = 3601",
+        ] {
+            let err = Settings::from_toml_layers(&[KEY, bad]).expect_err(bad);
+            assert!(err.to_string().contains("must be between"), "{bad}: {err}");
+        }
     }
 }

@@ -18,6 +18,7 @@ use secrecy::ExposeSecret;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder, TracingLogger};
 
 use crate::accounts::links::LinkSigner;
+use crate::accounts::password::PasswordPolicy;
 use crate::accounts::{Accounts, AccountsConfig, PasswordHasher};
 use crate::audit::Audit;
 use crate::clients::Clients;
@@ -75,7 +76,12 @@ impl Services {
         if !applied.is_empty() {
             tracing::info!(migrations = ?applied, "applied database migrations");
         }
-        let hasher = PasswordHasher::new(&settings.argon2).context("invalid argon2 settings")?;
+        let policy = PasswordPolicy {
+            min_chars: settings.accounts.min_password_length,
+            max_chars: settings.accounts.max_password_length,
+        };
+        let hasher =
+            PasswordHasher::new(&settings.argon2, policy).context("invalid argon2 settings")?;
         let mailer = Mailer::new(&settings.email).context("invalid email settings")?;
         let accounts = Accounts::new(
             db.clone(),

@@ -98,6 +98,9 @@ pub enum LoginCodeOutcome {
     /// No such challenge: unknown, already used, replaced by a newer code, started by another
     /// client, or the user can no longer log in.
     Invalid,
+    /// Too many code guesses from this client address (`rate_limits.code_guesses_per_ip`);
+    /// nothing was checked or counted against the code.
+    Limited(RetryAfter),
 }
 
 impl Accounts {
@@ -142,11 +145,13 @@ impl Accounts {
                 challenge: Some(handle.clone()),
                 client_id: None,
                 scope: None,
+                skip_cooldown: false,
             },
             ChallengeFor::Client { client_id, scope } => NewCode {
                 challenge: Some(handle.clone()),
                 client_id: Some(client_id),
                 scope: Some(scope),
+                skip_cooldown: false,
             },
         };
         let code = match self.new_code(&user.id, LOGIN, extra).await? {
@@ -178,9 +183,11 @@ impl Accounts {
         Ok(Ok(LoginChallenge { handle, emailed }))
     }
 
-    /// Checks `code` for the challenge `handle`. `client_id` must name whoever started it: the
-    /// same client, or `None` for the hosted login; otherwise the challenge counts as unknown
-    /// and no guess is counted against it. The right code completes the login: `login.success` is
+    /// Checks `code` for the challenge `handle`, entered from `ip`. Every guess counts against
+    /// `rate_limits.code_guesses_per_ip` first, whatever the handle names (the right code is
+    /// taken back). `client_id` must name whoever started the challenge: the same client, or
+    /// `None` for the hosted login; otherwise the challenge counts as unknown and no guess is
+    /// counted against its code. The right code completes the login: `login.success` is
     /// recorded with `amr` = `pwd otp`. A wrong, expired or exhausted code records
     /// `login.otp_failed`.
     ///
@@ -194,6 +201,10 @@ impl Accounts {
         client_id: Option<&str>,
         ip: Option<IpAddr>,
     ) -> Result<LoginCodeOutcome, DbError> {
+        let guess = match self.count_code_guess(ip).await? {
+            Ok(guess) => guess,
+            Err(retry) => return Ok(LoginCodeOutcome::Limited(retry)),
+        };
         let challenge_hash = secret::sha256_hex(handle);
         let Some(row) = self
             .db
@@ -250,6 +261,7 @@ impl Accounts {
                         .map_err(DbError::from)
                     })
                     .await?;
+                self.forgive_code_guess(guess).await?;
                 return Ok(LoginCodeOutcome::Passed {
                     user: Box::new(user),
                     scope: spent.scope,

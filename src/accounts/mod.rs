@@ -12,6 +12,7 @@ pub mod reset;
 pub mod sessions;
 
 use std::net::IpAddr;
+use std::time::Duration;
 
 use diesel::Connection;
 use secrecy::SecretString;
@@ -22,7 +23,7 @@ use crate::db::users::{self, UserFilter, UserRow};
 use crate::db::{self, Db, DbError};
 use crate::db::{codes, tokens};
 use crate::domain::{Email, Page, PageRequest, Username};
-use crate::limits::{self, Limiter, RetryAfter};
+use crate::limits::{self, ip_prefix, Limiter, RetryAfter, Rule};
 use crate::mail::{greeting_name, EmailChangedEmail, Mailer};
 use links::LinkSigner;
 pub use password::PasswordHasher;
@@ -49,7 +50,8 @@ pub enum AccountError {
     /// The current password given to confirm a change is wrong.
     #[error("the current password is wrong")]
     WrongPassword,
-    /// Too many wrong passwords for this account (they count as failed logins).
+    /// A login limit refused the check of the current password (wrong ones count as failed
+    /// logins of the account from the actor's address).
     #[error("too many failed attempts; try again in {} seconds", .0.0)]
     Locked(RetryAfter),
     /// The actor may not make this change to this account ([`privileges`]); nothing changed.
@@ -75,7 +77,10 @@ pub enum LoginError {
     /// Unknown user or wrong password.
     #[error("invalid username or password")]
     InvalidCredentials,
-    /// Too many failures for this account or address.
+    /// A login limit refused the attempt before the password was checked: too many failures
+    /// from this client address (for every account, or for this one), or — past
+    /// `rate_limits.failed_logins_before_delay` — the account's delay since its latest failure
+    /// has not passed. Retry after the given seconds.
     #[error("too many failed attempts; try again in {} seconds", .0.0)]
     Locked(RetryAfter),
     /// The password is right, but `accounts.email_verification = "mandatory"` and the user's
@@ -86,6 +91,62 @@ pub enum LoginError {
     /// Storage failed.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The password could not be checked (the hashing pool failed).
+    #[error(transparent)]
+    Hash(#[from] password::HashError),
+}
+
+/// The first delay past `rate_limits.failed_logins_before_delay`; it doubles with each further
+/// failure, up to `rate_limits.login_delay_max_seconds`.
+pub const LOGIN_DELAY_BASE: Duration = Duration::from_secs(1);
+
+/// What a password check under the login limits found.
+enum Checked {
+    /// The password matched (counted as a failure all the same when the account cannot log
+    /// in).
+    Match,
+    /// It did not; the failure has been counted.
+    Mismatch,
+    /// The limits refused the attempt before any hash: nothing was counted.
+    Refused(RetryAfter),
+}
+
+/// Why a password check under the login limits could not finish.
+enum CheckFailure {
+    Db(DbError),
+    Hash(password::HashError),
+}
+
+impl From<DbError> for CheckFailure {
+    fn from(e: DbError) -> Self {
+        Self::Db(e)
+    }
+}
+
+impl From<CheckFailure> for LoginError {
+    fn from(e: CheckFailure) -> Self {
+        match e {
+            CheckFailure::Db(e) => Self::Db(e),
+            CheckFailure::Hash(e) => Self::Hash(e),
+        }
+    }
+}
+
+impl From<CheckFailure> for AccountError {
+    fn from(e: CheckFailure) -> Self {
+        match e {
+            CheckFailure::Db(e) => Self::Db(e),
+            CheckFailure::Hash(e) => Self::Hash(e),
+        }
+    }
+}
+
+/// Who a password check is for, to record a lock when a failure reaches a limit.
+struct LockContext<'a> {
+    ip: Option<IpAddr>,
+    actor: Option<&'a Actor>,
+    user_id: Option<&'a str>,
+    during: Option<&'static str>,
 }
 
 /// What `create_user` needs.
@@ -152,6 +213,12 @@ impl Accounts {
         &self.cfg.settings
     }
 
+    /// The password length rules (`accounts.min_password_length`, `max_password_length`).
+    #[must_use]
+    pub fn password_policy(&self) -> password::PasswordPolicy {
+        *self.hasher.policy()
+    }
+
     /// The mailer.
     #[must_use]
     pub fn mailer(&self) -> &Mailer {
@@ -185,7 +252,10 @@ impl Accounts {
                     first_name: &new.first_name,
                     last_name: &new.last_name,
                 };
-                PasswordHasher::validate(&p, &inputs).map_err(AccountError::Invalid)?;
+                self.hasher
+                    .validate(&p, &inputs)
+                    .await?
+                    .map_err(AccountError::Invalid)?;
                 Some(self.hasher.hash(p).await?)
             }
             None => None,
@@ -257,12 +327,18 @@ impl Accounts {
                 .await
     }
 
-    /// Checks a username-or-email and password. Takes as long for unknown users as for known
-    /// ones (a dummy hash is verified), counts failures per account and per IP, and refuses
-    /// inactive users. On success `last_login` is updated.
+    /// Checks a username-or-email and password from the client address `ip`. Takes as long
+    /// for unknown users as for known ones (a dummy hash is verified), refuses inactive users,
+    /// and applies the login limits (`## Limits` in `docs/architecture.md`): the address's
+    /// counter is read first (a refused address costs no lookup, no hash and no row); the
+    /// per-account counters — keyed by the user's id, or by the typed login for unknown names —
+    /// are read when the argon2 slot is taken; only a failure is counted, after the hash. On
+    /// success `last_login` is updated.
     ///
     /// # Errors
-    /// See [`LoginError`].
+    /// See [`LoginError`]; [`LoginError::Locked`] (429) when a limit refuses the attempt, before
+    /// any hash: for this address, or (past `failed_logins_before_delay`) for the account until
+    /// its delay has passed.
     #[tracing::instrument(skip_all)]
     pub async fn authenticate(
         &self,
@@ -271,46 +347,49 @@ impl Accounts {
         ip: Option<IpAddr>,
     ) -> Result<UserRow, LoginError> {
         let login = login.trim().to_owned();
-        let account_bucket = limits::bucket("login:account", &login.to_lowercase());
-        let mut buckets = vec![(
-            account_bucket.clone(),
-            self.limits.failed_logins_per_account,
-        )];
-        let ip_bucket = ip.map(|ip| limits::bucket("login:ip", &ip_prefix(ip)));
-        if let Some(b) = &ip_bucket {
-            buckets.push((b.clone(), self.limits.failed_logins_per_ip));
-        }
-        // Counted before the hash, so that parallel guesses cannot all pass the limit.
-        // The typed login is not recorded unless it names an account: a password typed into
-        // the username field must not end up in the audit log.
-        match self
+        // The address first, on its own, so that a refused address creates no counter for the
+        // names it invents.
+        if let Err(retry) = self
             .limiter
-            .attempt_noting_lock(buckets, self.limits.window)
+            .check(self.login_ip_rule(ip).into_iter().collect())
             .await?
         {
-            Ok(()) => {}
-            Err((retry, first)) => {
-                if first {
-                    let known = self.find_by_login(&login).await?;
-                    self.audit
-                        .record(
-                            AuditEvent::new("login.locked")
-                                .ip(ip)
-                                .maybe_user(known.as_ref().map(|u| u.id.as_str()))
-                                .detail("retry_after_seconds", retry.0),
-                        )
-                        .await?;
-                }
-                return Err(LoginError::Locked(retry));
-            }
+            return Err(LoginError::Locked(retry));
         }
         let lookup = login.clone();
         let user = self
             .db
             .read(move |conn| users::find_by_login(conn, &lookup).map_err(DbError::from))
             .await?;
+        let account = match &user {
+            Some(u) => AccountKey::User(&u.id),
+            None => AccountKey::Name(&login),
+        };
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-        let ok = self.hasher.verify(password, hash).await;
+        // A deactivated account's right password is still a failed login.
+        let can_log_in = user.as_ref().is_some_and(|u| u.is_active);
+        // The typed login is not recorded unless it names an account: a password typed into
+        // the username field must not end up in the audit log.
+        let context = LockContext {
+            ip,
+            actor: None,
+            user_id: user.as_ref().map(|u| u.id.as_str()),
+            during: None,
+        };
+        let ok = match self
+            .checked_password(
+                self.login_rules(ip, &account),
+                password,
+                hash,
+                can_log_in,
+                &context,
+            )
+            .await?
+        {
+            Checked::Refused(retry) => return Err(LoginError::Locked(retry)),
+            Checked::Match => true,
+            Checked::Mismatch => false,
+        };
         match user {
             // Mandatory verification (registration.rs): no login, and no tokens, until the
             // address is verified. The password was right, so it is not a failure.
@@ -321,9 +400,6 @@ impl Accounts {
                             .ip(ip)
                             .user(user.id.clone()),
                     )
-                    .await?;
-                self.limiter
-                    .succeeded(ip_bucket.into_iter().collect(), vec![account_bucket])
                     .await?;
                 Err(LoginError::Unverified(Box::new(user)))
             }
@@ -355,9 +431,6 @@ impl Accounts {
                         .map_err(DbError::from)
                     })
                     .await?;
-                self.limiter
-                    .succeeded(ip_bucket.into_iter().collect(), vec![account_bucket])
-                    .await?;
                 Ok(user)
             }
             Some(user) if ok => {
@@ -380,6 +453,128 @@ impl Accounts {
                     .await?;
                 Err(LoginError::InvalidCredentials)
             }
+        }
+    }
+
+    /// The counter of failed logins from the client address `ip`, whatever the account.
+    fn login_ip_rule(&self, ip: Option<IpAddr>) -> Option<Rule> {
+        ip.map(|ip| {
+            Rule::max(
+                limits::bucket("login:ip", &ip_prefix(ip)),
+                self.limits.failed_logins_per_ip,
+                self.limits.window,
+            )
+        })
+    }
+
+    /// Every login counter for `account` from `ip`, named for the `login.locked` event, in the
+    /// order they are checked: the address (`ip`, hard limit), the account from this address
+    /// (`account_ip`, hard limit, so that one address cannot lock the owner out elsewhere), the
+    /// account from everywhere (`account`, a growing delay).
+    fn login_rules(
+        &self,
+        ip: Option<IpAddr>,
+        account: &AccountKey<'_>,
+    ) -> Vec<(&'static str, Rule)> {
+        let key = account.key();
+        let window = self.limits.window;
+        let mut rules: Vec<(&'static str, Rule)> = self
+            .login_ip_rule(ip)
+            .map(|rule| ("ip", rule))
+            .into_iter()
+            .collect();
+        if let Some(ip) = ip {
+            rules.push((
+                "account_ip",
+                Rule::max(
+                    limits::bucket("login:account_ip", &format!("{key} {}", ip_prefix(ip))),
+                    self.limits.failed_logins_per_account,
+                    window,
+                ),
+            ));
+        }
+        rules.push((
+            "account",
+            Rule::delay(
+                limits::bucket("login:account", &key),
+                self.limits.failed_logins_before_delay,
+                LOGIN_DELAY_BASE,
+                self.limits.login_delay_max,
+                window,
+            ),
+        ));
+        rules
+    }
+
+    /// Checks `password` against `hash` under the login `rules`: takes an argon2 slot, reads the
+    /// counters (refusing without a hash when one says so), hashes, and — unless the password
+    /// matched and `succeeds_on_match` — counts the failure in every counter, all while holding
+    /// the slot. So a right password is never counted, a refused attempt is never counted, and
+    /// parallel guesses pass a limit by at most the slots in flight (`argon2.max_concurrent`
+    /// per node). A failure that reaches a limit records `login.locked` once, naming the
+    /// counters it reached.
+    async fn checked_password(
+        &self,
+        rules: Vec<(&'static str, Rule)>,
+        password: SecretString,
+        hash: Option<String>,
+        succeeds_on_match: bool,
+        context: &LockContext<'_>,
+    ) -> Result<Checked, CheckFailure> {
+        let (names, rules): (Vec<&'static str>, Vec<Rule>) = rules.into_iter().unzip();
+        let permit = self.hasher.permit().await.map_err(CheckFailure::Hash)?;
+        if let Err(retry) = self.limiter.check(rules.clone()).await? {
+            return Ok(Checked::Refused(retry));
+        }
+        let (matched, permit) = self
+            .hasher
+            .verify_with(permit, password, hash)
+            .await
+            .map_err(CheckFailure::Hash)?;
+        if matched && succeeds_on_match {
+            return Ok(Checked::Match);
+        }
+        let reached = self.limiter.count(rules).await?;
+        drop(permit);
+        let reached: Vec<&str> = names
+            .into_iter()
+            .zip(reached)
+            .filter_map(|(name, reached)| reached.then_some(name))
+            .collect();
+        if !reached.is_empty() {
+            let mut event = AuditEvent::new("login.locked")
+                .ip(context.ip)
+                .maybe_user(context.user_id)
+                .detail("limit", reached.join(" "));
+            if let Some(actor) = context.actor {
+                event = event.by(actor);
+            }
+            if let Some(during) = context.during {
+                event = event.detail("during", during);
+            }
+            self.audit.record(event).await?;
+        }
+        Ok(if matched {
+            Checked::Match
+        } else {
+            Checked::Mismatch
+        })
+    }
+}
+
+/// What the per-account login counters are keyed by.
+enum AccountKey<'a> {
+    /// A known account: its id, so that its username and email address share one counter.
+    User(&'a str),
+    /// A name that matches no account: the typed login, lower-cased.
+    Name(&'a str),
+}
+
+impl AccountKey<'_> {
+    fn key(&self) -> String {
+        match self {
+            Self::User(id) => format!("user:{id}"),
+            Self::Name(login) => format!("name:{}", login.to_lowercase()),
         }
     }
 }
@@ -519,11 +714,13 @@ impl Accounts {
 
     /// Checks `current` against the user's password before a sensitive change (new password,
     /// new email address, login codes off). Wrong passwords count as failed logins of the
-    /// account: a stolen session must not become a way around the login limit. `during` names
-    /// the change in the audit events.
+    /// account from the actor's address, under the same limits as the login page: a stolen
+    /// session must not become a way around them. `during` names the change in the audit
+    /// events.
     ///
     /// # Errors
-    /// [`AccountError::WrongPassword`], [`AccountError::Locked`] past the login limit.
+    /// [`AccountError::WrongPassword`], [`AccountError::Locked`] when a login limit refuses the
+    /// attempt.
     pub async fn confirm_password(
         &self,
         actor: &Actor,
@@ -532,48 +729,31 @@ impl Accounts {
         during: &'static str,
     ) -> Result<(), AccountError> {
         let user_id = user.id.as_str();
-        // Wrong current passwords count as failed logins of the account: a stolen session must
-        // not become a way around the login limit.
-        let bucket = limits::bucket("login:account", &user.username.to_lowercase());
-        if let Err((retry, first)) = self
-            .limiter
-            .attempt_noting_lock(
-                vec![(bucket.clone(), self.limits.failed_logins_per_account)],
-                self.limits.window,
-            )
+        let context = LockContext {
+            ip: actor.ip,
+            actor: Some(actor),
+            user_id: Some(user_id),
+            during: Some(during),
+        };
+        let rules = self.login_rules(actor.ip, &AccountKey::User(user_id));
+        match self
+            .checked_password(rules, current, user.password_hash.clone(), true, &context)
             .await?
         {
-            if first {
+            Checked::Match => Ok(()),
+            Checked::Refused(retry) => Err(AccountError::Locked(retry)),
+            Checked::Mismatch => {
                 self.audit
                     .record(
-                        AuditEvent::new("login.locked")
+                        AuditEvent::new("password.confirm_failed")
                             .by(actor)
                             .user(user_id)
-                            .detail("retry_after_seconds", retry.0)
                             .detail("during", during),
                     )
                     .await?;
+                Err(AccountError::WrongPassword)
             }
-            return Err(AccountError::Locked(retry));
         }
-        if self
-            .hasher
-            .verify(current, user.password_hash.clone())
-            .await
-        {
-            self.limiter.succeeded(vec![bucket], Vec::new()).await?;
-        } else {
-            self.audit
-                .record(
-                    AuditEvent::new("password.confirm_failed")
-                        .by(actor)
-                        .user(user_id)
-                        .detail("during", during),
-                )
-                .await?;
-            return Err(AccountError::WrongPassword);
-        }
-        Ok(())
     }
 
     /// Changes a user's password after checking the current one, and ends the user's browser
@@ -603,7 +783,9 @@ impl Accounts {
             .ok_or(AccountError::NotFound)?;
         self.confirm_password(actor, &user, current, "password_change")
             .await?;
-        PasswordHasher::validate(&new, &password::UserInputs::of(&user))
+        self.hasher
+            .validate(&new, &password::UserInputs::of(&user))
+            .await?
             .map_err(AccountError::Invalid)?;
         let hash = self.hasher.hash(new).await?;
         let id = user_id.to_owned();
@@ -771,16 +953,4 @@ fn end_everything(
             .detail("sessions_ended", sessions),
     )?;
     Ok(revoked)
-}
-
-/// The part of an address that identifies one client for limits: the whole IPv4 address, or the
-/// /64 prefix of an IPv6 address (one host usually holds a whole /64).
-fn ip_prefix(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-        }
-    }
 }

@@ -8,10 +8,12 @@ use chrono::TimeDelta;
 use diesel::Connection;
 use rand::Rng;
 
-use super::Accounts;
+use std::net::IpAddr;
+
+use super::{ip_prefix, Accounts};
 use crate::db::one_time_codes::{self, CodeRow};
 use crate::db::{self, users, DbError};
-use crate::limits::RetryAfter;
+use crate::limits::{self, RetryAfter, Rule};
 use crate::secret;
 
 /// Digits in a code.
@@ -67,9 +69,51 @@ pub struct NewCode {
     pub client_id: Option<String>,
     /// The scope it asked for.
     pub scope: Option<String>,
+    /// Issue it even when the resend cooldown has not passed (the caller holds a cooldown of
+    /// its own).
+    pub skip_cooldown: bool,
 }
 
+/// A code guess counted against the client address: the bucket, to take the guess back when the
+/// code was right. `None` when the address is unknown or the limit is off.
+#[derive(Debug)]
+pub struct CountedGuess(Option<String>);
+
 impl Accounts {
+    /// Counts one code guess from `ip` against `rate_limits.code_guesses_per_ip`, across
+    /// accounts and whatever the guess names (so that probing unknown addresses or handles
+    /// answers like probing real ones). Past the limit nothing is counted and the guess must
+    /// not be checked: this bounds how many of the owners' attempts one address can burn.
+    ///
+    /// # Errors
+    /// `Ok(Err(RetryAfter))` when the limit refuses; storage failures.
+    pub async fn count_code_guess(
+        &self,
+        ip: Option<IpAddr>,
+    ) -> Result<Result<CountedGuess, RetryAfter>, DbError> {
+        let max = self.limits.code_guesses_per_ip;
+        let Some(ip) = ip.filter(|_| max > 0) else {
+            return Ok(Ok(CountedGuess(None)));
+        };
+        let bucket = limits::bucket("code:ip", &ip_prefix(ip));
+        Ok(self
+            .limiter
+            .take(vec![Rule::max(bucket.clone(), max, self.limits.window)])
+            .await?
+            .map(|_| CountedGuess(Some(bucket))))
+    }
+
+    /// Takes back a guess that turned out right: only wrong guesses use up the limit.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn forgive_code_guess(&self, guess: CountedGuess) -> Result<(), DbError> {
+        match guess.0 {
+            Some(bucket) => self.limiter.succeeded(vec![bucket], Vec::new()).await,
+            None => Ok(()),
+        }
+    }
+
     /// Creates a new code of `purpose` for the user (the older ones stop working) and returns
     /// it in plain text for the email, or how long to wait when the cooldown has not passed.
     ///
@@ -98,7 +142,7 @@ impl Accounts {
                         purpose,
                         now - TimeDelta::hours(1),
                     )?;
-                    if let (Some(newest), true) = (newest, sent > 0) {
+                    if let (Some(newest), true, false) = (newest, sent > 0, extra.skip_cooldown) {
                         let wait = cooldown(settings.resend_cooldown.as_secs(), sent);
                         let ready = newest + TimeDelta::seconds(wait);
                         if ready > now {

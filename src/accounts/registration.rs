@@ -4,9 +4,9 @@
 //!   `/accounts/register/` or posted to `/api/register/`: email (normalised, unique), username
 //!   (optional: derived from the email's local part and made unique with digits; unique without
 //!   regard to case), names and a password checked by the validators of
-//!   [`password::problems`](super::password::problems). Every problem is reported at its
-//!   field. `accounts.registration = "closed"` refuses everything; `allowed_email_domains`
-//!   limits the addresses.
+//!   [`password::problems`](super::password::problems) (off the HTTP workers, behind the
+//!   hashing semaphore). Every problem is reported at its field. `accounts.registration =
+//!   "closed"` refuses everything; `allowed_email_domains` limits the addresses.
 //! * Unless `accounts.email_verification = "off"`, the new address gets a
 //!   [`VerificationEmail`]: a 6-digit code ([`Accounts::verify_email_code`], the newest code
 //!   only, `otp_max_attempts` guesses, single use) and an activation link
@@ -15,10 +15,11 @@
 //! * With `"mandatory"`, [`Accounts::authenticate`] refuses unverified users after a correct
 //!   password ([`super::LoginError::Unverified`]).
 //!
-//! No answer here tells whether an address has an account: unknown addresses get the answers
-//! of "no code waiting" and "sent". The one exception is registration itself, which must say
-//! "this email address is taken"; attempts that meet a taken address or username count against
-//! `accounts.registrations_per_ip`, as registrations do.
+//! No answer here tells whether an address has an account: verifying a code and asking for a
+//! new one answer the same for unknown, verified and pending addresses (the limits are counted
+//! per address and per client address whatever the account, and the email goes out from a
+//! background task). The one exception is registration itself, which must say "this email
+//! address is taken"; every registration attempt counts against `accounts.registrations_per_ip`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -29,7 +30,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::links::{decode_uid, encode_uid, LinkPurpose};
 use super::otp::{CodeCheck, CodeFor, NewCode};
-use super::password::{self, HashError, UserInputs};
+use super::password::{HashError, PasswordPolicy, UserInputs};
 use super::{ip_prefix, Accounts};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::EmailVerification;
@@ -38,8 +39,16 @@ use crate::db::schema::{one_time_codes, users};
 use crate::db::users::UserRow;
 use crate::db::{self, DbConnection, DbError};
 use crate::domain::{Email, Username};
-use crate::limits::{self, RetryAfter};
+use crate::limits::{self, RetryAfter, Rule};
 use crate::mail::{MailError, VerificationEmail};
+
+/// Requests for a verification email accepted per client IP (IPv6: per /64) per
+/// `rate_limits.window_seconds`, whatever the addresses (as [`super::reset::RESETS_PER_IP`]).
+pub const RESENDS_PER_IP: u32 = 20;
+
+/// The window of the per-address resend cooldown: the cooldown doubles with each request
+/// within it, and never exceeds it.
+const RESEND_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// RFC 8176 methods of a login completed by verifying the address: the password, given
 /// earlier in the same browser, and the emailed one-time code (or link).
@@ -104,21 +113,14 @@ pub struct Registered {
 /// Why a verification code was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
-    /// Wrong code; this many guesses are left.
-    #[error("the code is not right")]
-    WrongCode {
-        /// Guesses left.
-        remaining: u32,
-    },
-    /// The code expired.
-    #[error("the code has expired")]
-    Expired,
-    /// Too many wrong guesses: the code is dead.
-    #[error("too many wrong codes")]
-    Exhausted,
-    /// No code is waiting for this address (also: unknown address, already verified).
-    #[error("no code is waiting for this address")]
-    NoPendingCode,
+    /// The code was not accepted: wrong, expired, used up by wrong guesses, or there is no code
+    /// for this address (unknown, already verified, or none sent). Deliberately one answer, so
+    /// that it tells nothing about the address.
+    #[error("the code is wrong or has expired, or no code is waiting for this address")]
+    Rejected,
+    /// Too many code guesses from this client address (`rate_limits.code_guesses_per_ip`).
+    #[error("too many codes were tried from this address; try again in {} seconds", .0.0)]
+    Limited(RetryAfter),
     /// `accounts.email_verification = "off"`.
     #[error("email verification is switched off")]
     Disabled,
@@ -145,7 +147,7 @@ pub enum ActivationError {
 /// Why a verification email was not sent.
 #[derive(Debug, thiserror::Error)]
 pub enum ResendError {
-    /// The cooldown for this address has not passed.
+    /// The cooldown for this address has not passed, or this client address asked too often.
     #[error("a new code can be sent in {} seconds", .0.0)]
     TooSoon(RetryAfter),
     /// `accounts.email_verification = "off"`.
@@ -163,10 +165,11 @@ impl Accounts {
     /// Registers a new account from `ip` and, unless verification is off, emails the
     /// verification code and link. The account stays when the email cannot be sent.
     ///
-    /// Attempts count against `accounts.registrations_per_ip` per `rate_limits.window_seconds`
-    /// when they create an account or meet a taken email address or username (the first lock
-    /// in a window is the audit event `registration.locked`); other invalid input does not
-    /// count.
+    /// Every attempt — valid or not, refused ones included — counts against
+    /// `accounts.registrations_per_ip` per `rate_limits.window_seconds`, before anything is
+    /// checked: the checks cost CPU, so a client must not get them for free (the first lock in a
+    /// window is the audit event `registration.locked`). The password's length is checked at
+    /// once; its validators and its hash run on the blocking pool behind the hashing semaphore.
     ///
     /// # Errors
     /// See [`RegisterError`].
@@ -180,13 +183,12 @@ impl Accounts {
         if !settings.registration_open {
             return Err(RegisterError::Closed);
         }
-        let bucket = ip.map(|ip| limits::bucket("register:ip", &ip_prefix(ip)));
-        if let Some(bucket) = &bucket {
-            self.count_registration(bucket, ip).await?;
+        if let Some(ip) = ip {
+            let bucket = limits::bucket("register:ip", &ip_prefix(ip));
+            self.count_registration(&bucket, Some(ip)).await?;
         }
-        let checked = check_form(&form, &settings.allowed_email_domains);
+        let checked = check_form(&form, &settings.allowed_email_domains, self.hasher.policy());
         let mut errors = checked.errors;
-        let mut probed = false;
         if let Some(email) = &checked.email {
             let email = email.as_str().to_owned();
             let username = checked.username.clone();
@@ -194,16 +196,15 @@ impl Accounts {
                 .db
                 .read(move |conn| taken(conn, &email, username.as_ref()).map_err(DbError::from))
                 .await?;
-            probed = !taken.is_empty();
             merge(&mut errors, taken);
         }
-        let (Some(email), true) = (checked.email, errors.is_empty()) else {
-            // Input that names no existing account reveals nothing: it does not count.
-            if let (Some(bucket), false) = (&bucket, probed) {
-                self.limiter
-                    .succeeded(vec![bucket.clone()], Vec::new())
-                    .await?;
+        if checked.password_length_ok {
+            let inputs = checked.policy_inputs.borrow();
+            for problem in self.hasher.check(&form.password, &inputs).await? {
+                errors.entry("password").or_default().push(problem);
             }
+        }
+        let (Some(email), true) = (checked.email, errors.is_empty()) else {
             return Err(RegisterError::Invalid(errors));
         };
 
@@ -310,13 +311,29 @@ impl Accounts {
     }
 
     /// Emails `user` a new verification code and activation link (the older code stops
-    /// working). A send failure is logged here, without the code or link.
+    /// working), once the doubling cooldown since the last code has passed. A send failure is
+    /// logged here, without the code or link.
     ///
     /// # Errors
     /// [`ResendError::TooSoon`] while the cooldown runs, [`ResendError::Mail`],
     /// [`ResendError::Disabled`], [`ResendError::Db`].
     #[tracing::instrument(skip_all, fields(user_id = %user.id))]
     pub async fn send_verification(&self, user: &UserRow) -> Result<(), ResendError> {
+        self.send_verification_code(user, true).await
+    }
+
+    /// [`Accounts::send_verification`] without the per-user cooldown, for
+    /// [`Accounts::resend_verification`], whose per-address limits already hold the same
+    /// cooldown (and hold it for every address, so that they reveal nothing).
+    async fn send_verification_now(&self, user: &UserRow) -> Result<(), ResendError> {
+        self.send_verification_code(user, false).await
+    }
+
+    async fn send_verification_code(
+        &self,
+        user: &UserRow,
+        cooldown: bool,
+    ) -> Result<(), ResendError> {
         if self.settings().email_verification == EmailVerification::Off {
             return Err(ResendError::Disabled);
         }
@@ -329,6 +346,7 @@ impl Accounts {
                     // that one: the address is kept in the row's otherwise unused `scope`, and
                     // the code does not verify a different address the account has moved to.
                     scope: Some(user.email.clone()),
+                    skip_cooldown: !cooldown,
                     ..NewCode::default()
                 },
             )
@@ -353,29 +371,74 @@ impl Accounts {
         Ok(())
     }
 
-    /// Sends a new verification email to `email` if it names an active account whose address
-    /// is not verified yet; does nothing, and answers the same, for any other address.
+    /// Asks for a new verification email to `email` from the client address `ip`. Answers the
+    /// same for every address — pending, verified, unknown or malformed: the limits are counted
+    /// per address whatever account has it (a cooldown from `accounts.resend_cooldown_seconds`
+    /// doubling with each request within the hour, as for codes) and per client address
+    /// ([`RESENDS_PER_IP`] per `rate_limits.window_seconds`); then a background task sends the
+    /// email if the address belongs to an active account waiting for verification, so the
+    /// answer takes as long either way. A send failure is logged.
     ///
     /// # Errors
-    /// [`ResendError::TooSoon`] (only for a real pending address), [`ResendError::Mail`],
+    /// [`ResendError::TooSoon`] when a limit refuses (for any address alike),
     /// [`ResendError::Disabled`], [`ResendError::Db`].
     #[tracing::instrument(skip_all)]
-    pub async fn resend_verification(&self, email: &str) -> Result<(), ResendError> {
+    pub async fn resend_verification(
+        &self,
+        email: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<(), ResendError> {
         if self.settings().email_verification == EmailVerification::Off {
             return Err(ResendError::Disabled);
         }
-        match self.pending_user(email).await? {
-            Some(user) => self.send_verification(&user).await,
-            None => Ok(()),
-        }
+        let typed = email.trim().to_lowercase();
+        let mut rules: Vec<Rule> = ip
+            .map(|ip| {
+                Rule::max(
+                    limits::bucket("verify_resend:ip", &ip_prefix(ip)),
+                    RESENDS_PER_IP,
+                    self.limits.window,
+                )
+            })
+            .into_iter()
+            .collect();
+        rules.push(Rule::delay(
+            limits::bucket("verify_resend:address", &typed),
+            1,
+            self.settings().resend_cooldown,
+            RESEND_WINDOW,
+            RESEND_WINDOW,
+        ));
+        self.limiter
+            .take(rules)
+            .await?
+            .map_err(ResendError::TooSoon)?;
+        let accounts = self.clone();
+        tokio::spawn(async move {
+            let result = match accounts.pending_user(&typed).await {
+                Ok(Some(user)) => accounts.send_verification_now(&user).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(ResendError::Db(e)),
+            };
+            if let Err(e) = result {
+                // A mail failure was logged by the sender.
+                if !matches!(e, ResendError::Mail(_)) {
+                    tracing::error!(error = %e, "the verification email could not be sent");
+                }
+            }
+        });
+        Ok(())
     }
 
-    /// Verifies the address `email` with the emailed `code`: the account's address becomes
-    /// verified (audit `email.verified`), and its other codes and activation links die.
+    /// Verifies the address `email` with the emailed `code`, entered from `ip`: the account's
+    /// address becomes verified (audit `email.verified`), and its other codes and activation
+    /// links die. Every guess counts against `rate_limits.code_guesses_per_ip` first, whatever
+    /// the address (a right code is taken back), so one client address can burn only so many
+    /// of the owners' attempts.
     ///
     /// # Errors
-    /// See [`VerifyError`]; an unknown, inactive or already verified address answers
-    /// [`VerifyError::NoPendingCode`].
+    /// [`VerifyError::Rejected`] for every refused code, whatever the reason and whatever the
+    /// address; [`VerifyError::Limited`]; [`VerifyError::Disabled`]; [`VerifyError::Db`].
     #[tracing::instrument(skip_all)]
     pub async fn verify_email_code(
         &self,
@@ -386,23 +449,28 @@ impl Accounts {
         if self.settings().email_verification == EmailVerification::Off {
             return Err(VerifyError::Disabled);
         }
+        let guess = self
+            .count_code_guess(ip)
+            .await?
+            .map_err(VerifyError::Limited)?;
         let Some(user) = self.pending_user(email).await? else {
-            return Err(VerifyError::NoPendingCode);
+            return Err(VerifyError::Rejected);
         };
         let purpose = CodeFor::User {
             user_id: &user.id,
             purpose: VERIFY_EMAIL,
         };
         match self.check_code(purpose, code).await? {
-            CodeCheck::Valid(row) if row.scope.as_deref() == Some(user.email.as_str()) => self
-                .mark_verified(&user, ip, "code")
-                .await?
-                .ok_or(VerifyError::NoPendingCode),
-            // Sent to an address the account no longer has.
-            CodeCheck::Valid(_) | CodeCheck::Missing => Err(VerifyError::NoPendingCode),
-            CodeCheck::Wrong { remaining } => Err(VerifyError::WrongCode { remaining }),
-            CodeCheck::Expired => Err(VerifyError::Expired),
-            CodeCheck::Exhausted => Err(VerifyError::Exhausted),
+            // Sent to the address the account still has.
+            CodeCheck::Valid(row) if row.scope.as_deref() == Some(user.email.as_str()) => {
+                let verified = self
+                    .mark_verified(&user, ip, "code")
+                    .await?
+                    .ok_or(VerifyError::Rejected)?;
+                self.forgive_code_guess(guess).await?;
+                Ok(verified)
+            }
+            _ => Err(VerifyError::Rejected),
         }
     }
 
@@ -570,11 +638,40 @@ struct CheckedForm {
     /// The username given, parsed; `None` when it is to be derived.
     username: Option<Username>,
     errors: FieldErrors,
+    /// Whether the password's length passed (so that its validators are worth running).
+    password_length_ok: bool,
+    /// The details the password must not resemble.
+    policy_inputs: PolicyInputs,
 }
 
-/// Checks the fields that need no database: email syntax and domain, username syntax, name
-/// lengths, the password policy and the confirmation.
-fn check_form(form: &Registration, allowed_domains: &[String]) -> CheckedForm {
+/// The user's details for the password validators, as typed (owned, so that the validators can
+/// run after the form is checked).
+struct PolicyInputs {
+    username: String,
+    email: String,
+    first_name: String,
+    last_name: String,
+}
+
+impl PolicyInputs {
+    fn borrow(&self) -> UserInputs<'_> {
+        UserInputs {
+            username: &self.username,
+            email: &self.email,
+            first_name: &self.first_name,
+            last_name: &self.last_name,
+        }
+    }
+}
+
+/// Checks what needs no database and little CPU: email syntax and domain, username syntax, name
+/// lengths, the password's length and the confirmation. The password validators are left to
+/// [`PasswordHasher::check`](super::PasswordHasher::check).
+fn check_form(
+    form: &Registration,
+    allowed_domains: &[String],
+    policy: &PasswordPolicy,
+) -> CheckedForm {
     let mut errors = FieldErrors::new();
     let mut add = |field: &'static str, message: String| {
         errors.entry(field).or_default().push(message);
@@ -627,22 +724,27 @@ fn check_form(form: &Registration, allowed_domains: &[String]) -> CheckedForm {
         }
     }
     let typed_email = form.email.trim().to_lowercase();
-    let derived;
     let username_for_policy = match (&username, &email) {
-        (Some(name), _) => name.as_str(),
-        (None, Some(email)) => {
-            derived = derive_username(email);
-            derived.as_str()
-        }
-        (None, None) => form.username.as_deref().unwrap_or_default().trim(),
+        (Some(name), _) => name.as_str().to_owned(),
+        (None, Some(email)) => derive_username(email),
+        (None, None) => form
+            .username
+            .as_deref()
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
     };
-    let inputs = UserInputs {
+    let policy_inputs = PolicyInputs {
         username: username_for_policy,
-        email: email.as_ref().map_or(typed_email.as_str(), Email::as_str),
-        first_name: form.first_name.trim(),
-        last_name: form.last_name.trim(),
+        email: email
+            .as_ref()
+            .map_or(typed_email, |e| e.as_str().to_owned()),
+        first_name: form.first_name.trim().to_owned(),
+        last_name: form.last_name.trim().to_owned(),
     };
-    for problem in password::problems(&form.password, &inputs) {
+    let length = policy.length_problem(form.password.expose_secret());
+    let password_length_ok = length.is_none();
+    if let Some(problem) = length {
         add("password", problem);
     }
     if form.password.expose_secret() != form.confirm_password.expose_secret() {
@@ -655,6 +757,8 @@ fn check_form(form: &Registration, allowed_domains: &[String]) -> CheckedForm {
         email,
         username,
         errors,
+        password_length_ok,
+        policy_inputs,
     }
 }
 
@@ -790,19 +894,25 @@ mod tests {
     #[test]
     fn each_problem_is_reported_at_its_field() {
         let good = "blue tiger morning lamp";
-        let ok = check_form(&form("ada@example.com", None, good, good), &[]);
+        let policy = PasswordPolicy::default();
+        let ok = check_form(&form("ada@example.com", None, good, good), &[], &policy);
         assert!(ok.errors.is_empty(), "{:?}", ok.errors);
+        assert!(ok.password_length_ok);
+        assert_eq!(ok.policy_inputs.username, "ada");
         let bad = check_form(
             &form("not-an-address", Some("a b"), "12345678", "87654321"),
             &[],
+            &policy,
         );
         assert_eq!(
             bad.errors.keys().copied().collect::<Vec<_>>(),
             ["confirm_password", "email", "password", "username"]
         );
+        assert!(!bad.password_length_ok);
         let elsewhere = check_form(
             &form("ada@elsewhere.org", None, good, good),
             &["example.com".to_owned()],
+            &policy,
         );
         assert_eq!(
             elsewhere.errors["email"],

@@ -26,7 +26,7 @@ use secrecy::SecretString;
 
 use super::links::{decode_uid, encode_uid, LinkPurpose};
 use super::password::UserInputs;
-use super::{end_everything, ip_prefix, Accounts, PasswordHasher};
+use super::{end_everything, ip_prefix, Accounts};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::users::{self, UserFilter, UserRow};
 use crate::db::{self, DbError};
@@ -278,7 +278,10 @@ impl Accounts {
         let Some(ResetLink { user }) = self.check_reset_link(uidb64, token).await? else {
             return Err(ResetError::InvalidLink);
         };
-        PasswordHasher::validate(&new, &UserInputs::of(&user)).map_err(ResetError::Invalid)?;
+        self.hasher
+            .validate(&new, &UserInputs::of(&user))
+            .await?
+            .map_err(ResetError::Invalid)?;
         let hash = self.hasher.hash(new).await?;
         let actor = Actor::user(user.id.clone(), ip);
         let this = self.clone();

@@ -118,6 +118,7 @@ diesel::table! {
         bucket -> Text,
         window_start -> Timestamp,
         hits -> BigInt,
+        last_hit_at -> Nullable<Timestamp>,
     }
 }
 

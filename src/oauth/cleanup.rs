@@ -26,7 +26,11 @@ impl OAuth {
     /// # Errors
     /// Storage failures.
     pub async fn clear_expired(&self) -> Result<(usize, usize, usize), DbError> {
-        let window = TimeDelta::from_std(self.cfg.rate_limits.window).unwrap_or(TimeDelta::days(1));
+        // Some counters have a window of an hour whatever `rate_limits.window_seconds` is (the
+        // per-address cooldowns of reset and verification emails): keep those too.
+        let window = TimeDelta::from_std(self.cfg.rate_limits.window)
+            .unwrap_or(TimeDelta::days(1))
+            .max(TimeDelta::hours(1));
         let retention =
             TimeDelta::from_std(self.cfg.audit_retention).unwrap_or(TimeDelta::days(365));
         let session_age =

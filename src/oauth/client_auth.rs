@@ -2,6 +2,8 @@
 //! (RFC 6749 §2.3): `client_secret_basic` (with the form-urldecoding of §2.3.1),
 //! `client_secret_post`, and `none` for public clients. Parsed once per request.
 
+use std::net::IpAddr;
+
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
@@ -11,6 +13,8 @@ use super::params::{decode, Params};
 use super::OAuth;
 use crate::audit::AuditEvent;
 use crate::clients::{Client, ClientType};
+use crate::db::DbError;
+use crate::limits::{self, RetryAfter, Rule};
 use crate::secret;
 
 /// The credentials a request presented.
@@ -145,7 +149,8 @@ impl PresentedClient {
 }
 
 impl OAuth {
-    /// Authenticates the presented client (see [`PresentedClient::authenticates`]).
+    /// Authenticates the presented client (see [`PresentedClient::authenticates`]) for a request
+    /// from the client address `ip`.
     ///
     /// # Errors
     /// `invalid_client` (401), or 429 after too many failures (see
@@ -153,60 +158,98 @@ impl OAuth {
     pub async fn authenticate_client(
         &self,
         presented: PresentedClient,
+        ip: Option<IpAddr>,
     ) -> Result<Client, OAuthError> {
         match self.clients.find(presented.id()).await? {
             Some(client) if presented.authenticates(&client) => Ok(client),
-            _ => Err(self.client_auth_failed(&presented).await),
+            _ => Err(self.client_auth_failed(&presented, ip).await),
         }
     }
 
-    /// Records a failed client authentication and returns the error to send. Failures are
-    /// counted per `client_id`; past the limit they answer 429 — a correct secret is never
-    /// refused, so an attacker cannot lock the real client out.
-    pub(crate) async fn client_auth_failed(&self, presented: &PresentedClient) -> OAuthError {
-        let bucket = crate::limits::bucket("client_auth", presented.id());
-        let limits = self.cfg.rate_limits;
+    /// Records a failed client authentication from `ip` and returns the error to send: 401, or
+    /// 429 with `Retry-After` once a limit is reached. A correct secret is never refused (a
+    /// 256-bit secret cannot be guessed, and locking the real client out would be a denial of
+    /// service), so the limits bound what failures cost us — rows, audit events — and tell a
+    /// misconfigured or hostile caller to stop:
+    ///
+    /// * per client address (`failed_client_auth_per_ip`, any `client_id`), checked first: past
+    ///   it nothing more is counted or recorded, so invented `client_id`s cannot create rows;
+    /// * per registered `client_id` (`failed_client_auth_per_client`). An unknown `client_id` is
+    ///   anyone's to invent: it gets no counter and no audit event of its own.
+    ///
+    /// Failures are recorded (`client_auth.failure`) up to the limit and the lock once
+    /// (`client_auth.locked`), so a flood cannot flood the audit log.
+    pub(crate) async fn client_auth_failed(
+        &self,
+        presented: &PresentedClient,
+        ip: Option<IpAddr>,
+    ) -> OAuthError {
         let error = OAuthError::invalid_client("client authentication failed");
-        let attempt = self
-            .limiter
-            .attempt_noting_lock(
-                vec![(bucket, limits.failed_client_auth_per_client)],
-                limits.window,
-            )
-            .await;
-        // Recorded for registered clients only (an unknown client_id is anyone's to invent) and
-        // at most up to the limit and once at the lock, so a flood cannot flood the audit log.
-        let event = match &attempt {
-            Ok(Ok(())) => Some("client_auth.failure"),
-            Ok(Err((_, true))) => Some("client_auth.locked"),
-            _ => None,
-        };
-        if let Some(event) = event {
-            match self.clients.find(presented.id()).await {
-                Ok(Some(client)) => {
-                    if let Err(e) = self
-                        .audit
-                        .record(AuditEvent::new(event).client(client.id()))
-                        .await
-                    {
-                        return e.into();
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => return e.into(),
-            }
-        }
-        match attempt {
-            Ok(Err((retry, _))) => error.rate_limited(retry.0),
+        match self.count_client_auth_failure(presented, ip).await {
             Ok(Ok(())) => error,
+            Ok(Err(retry)) => error.rate_limited(retry.0),
             Err(e) => e.into(),
         }
+    }
+
+    async fn count_client_auth_failure(
+        &self,
+        presented: &PresentedClient,
+        ip: Option<IpAddr>,
+    ) -> Result<Result<(), RetryAfter>, DbError> {
+        let limits = self.cfg.rate_limits;
+        let ip_rule = ip.map(|ip| {
+            Rule::max(
+                limits::bucket("client_auth:ip", &limits::ip_prefix(ip)),
+                limits.failed_client_auth_per_ip,
+                limits.window,
+            )
+        });
+        if let Err(retry) = self
+            .limiter
+            .check(ip_rule.iter().cloned().collect())
+            .await?
+        {
+            return Ok(Err(retry));
+        }
+        let client = self.clients.find(presented.id()).await?;
+        let client_rule = client.as_ref().map(|c| {
+            Rule::max(
+                limits::bucket("client_auth", c.id()),
+                limits.failed_client_auth_per_client,
+                limits.window,
+            )
+        });
+        if let Err(retry) = self
+            .limiter
+            .check(client_rule.iter().cloned().collect())
+            .await?
+        {
+            return Ok(Err(retry));
+        }
+        let client_reached = {
+            let rules: Vec<Rule> = client_rule.into_iter().chain(ip_rule).collect();
+            // The client's rule comes first when there is one.
+            let reached = self.limiter.count(rules).await?;
+            client.is_some() && reached.first().copied().unwrap_or(false)
+        };
+        if let Some(client) = client {
+            self.audit
+                .record(AuditEvent::new("client_auth.failure").client(client.id()))
+                .await?;
+            if client_reached {
+                self.audit
+                    .record(AuditEvent::new("client_auth.locked").client(client.id()))
+                    .await?;
+            }
+        }
+        Ok(Ok(()))
     }
 }
 
 impl OAuth {
-    /// The common start of introspection and revocation: authenticate the client, then take the
-    /// `token` parameter. Returns the client and the token's SHA-256.
+    /// The common start of introspection and revocation: authenticate the client (a request
+    /// from `ip`), then take the `token` parameter. Returns the client and the token's SHA-256.
     ///
     /// # Errors
     /// `invalid_client` (401), `invalid_request` without a token.
@@ -214,9 +257,10 @@ impl OAuth {
         &self,
         authorization: Option<&str>,
         params: &Params,
+        ip: Option<IpAddr>,
     ) -> Result<(Client, String), OAuthError> {
         let client = self
-            .authenticate_client(presented_client(authorization, params)?)
+            .authenticate_client(presented_client(authorization, params)?, ip)
             .await?;
         let token = params
             .get("token")

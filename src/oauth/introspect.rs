@@ -4,6 +4,8 @@
 //! which tokens); a client with `introspect_all` about every token. Anything else — unknown,
 //! expired, revoked, another client's — is `{"active": false}` (RFC 7662 §2.2).
 
+use std::net::IpAddr;
+
 use serde::Serialize;
 
 use super::client_auth::presented_client;
@@ -55,7 +57,8 @@ pub struct Introspection {
 }
 
 impl OAuth {
-    /// Introspects `params["token"]` for the authenticated client.
+    /// Introspects `params["token"]` for the authenticated client (a request from `ip`, for the
+    /// client-authentication limits).
     ///
     /// # Errors
     /// `invalid_client` (401) when client authentication fails, `invalid_request` without a
@@ -65,6 +68,7 @@ impl OAuth {
         &self,
         authorization: Option<&str>,
         params: Params,
+        ip: Option<IpAddr>,
     ) -> Result<Introspection, OAuthError> {
         // One trip to the database: the client, then (only once it is authenticated) the token.
         let presented = presented_client(authorization, &params)?;
@@ -86,7 +90,7 @@ impl OAuth {
             .await?;
         let (client, found) = match outcome {
             Ok(found) => found,
-            Err(presented) => return Err(self.client_auth_failed(&presented).await),
+            Err(presented) => return Err(self.client_auth_failed(&presented, ip).await),
         };
         if !has_token {
             return Err(OAuthError::invalid_request("token is required"));

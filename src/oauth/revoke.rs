@@ -2,6 +2,8 @@
 //! every token of its grant (RFC 7009 §2.1); unknown tokens, and tokens of other clients, get the
 //! same empty 200 so that the endpoint reveals nothing (RFC 7009 §2.2).
 
+use std::net::IpAddr;
+
 use diesel::Connection;
 
 use super::error::OAuthError;
@@ -11,7 +13,8 @@ use crate::audit::{self, AuditEvent};
 use crate::db::{self, tokens, DbError};
 
 impl OAuth {
-    /// Revokes `params["token"]` if it belongs to the authenticated client.
+    /// Revokes `params["token"]` if it belongs to the authenticated client (a request from `ip`,
+    /// for the client-authentication limits).
     /// `token_type_hint` is accepted and not needed (hashes are unique across kinds).
     ///
     /// # Errors
@@ -22,9 +25,10 @@ impl OAuth {
         &self,
         authorization: Option<&str>,
         params: Params,
+        ip: Option<IpAddr>,
     ) -> Result<(), OAuthError> {
         let (client, hash) = self
-            .authenticated_token_request(authorization, &params)
+            .authenticated_token_request(authorization, &params, ip)
             .await?;
         let client_id = client.id().to_owned();
         self.db

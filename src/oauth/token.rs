@@ -52,7 +52,7 @@ impl OAuth {
             .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?
             .to_owned();
         let presented = presented_client(authorization, &params)?;
-        let client = self.authenticate_client(presented).await?;
+        let client = self.authenticate_client(presented, ip).await?;
         if grant_type == grant_types::mfa_otp::GRANT_TYPE {
             // The second half of a password-grant login: a client allowed the password grant
             // may use it, with no registration of its own.

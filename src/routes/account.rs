@@ -21,7 +21,6 @@ use super::support::{
     actor, csrf_token, error_page, keep_session, page_number, read_page_form, render,
     require_login, see_other, show_time, unavailable, PageNav, WebConfig,
 };
-use crate::accounts::password::MIN_PASSWORD_CHARS;
 use crate::accounts::{AccountError, Accounts, Profile};
 use crate::clients::Clients;
 use crate::db::users::UserRow;
@@ -118,6 +117,7 @@ struct AccountPage<'a> {
     created: String,
     last_login: Option<String>,
     min_password_chars: usize,
+    max_password_chars: usize,
     /// The user's live browser sessions, this one first.
     sessions: Vec<SessionLine>,
     /// The sign-in code switch (`routes/account_mfa.rs`).
@@ -619,7 +619,8 @@ async fn account_page(
             notice,
             created: show_time(&user.date_joined),
             last_login: user.last_login.as_ref().map(show_time),
-            min_password_chars: MIN_PASSWORD_CHARS,
+            min_password_chars: accounts.password_policy().min_chars,
+            max_password_chars: accounts.password_policy().max_chars,
             sessions,
             login_code: super::account_mfa::LoginCodeSwitch::for_user(accounts, user),
         },

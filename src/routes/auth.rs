@@ -113,6 +113,14 @@ pub async fn submit_login(
             super::register::refuse_unverified_login(&session, &accounts, &user, &next).await
         }
         Err(LoginError::Db(e)) => unavailable(&e),
+        Err(LoginError::Hash(e)) => {
+            tracing::error!(error = %e, "the password could not be checked");
+            failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Your password could not be checked. Please try again in a moment.".into(),
+                &session,
+            )
+        }
     }
 }
 

@@ -220,6 +220,21 @@ pub async fn submit_code(
                 n => format!("That code is not right. {n} attempts left."),
             }),
         ),
+        LoginCodeOutcome::Limited(retry) => with_retry_after(
+            code_page(
+                StatusCode::TOO_MANY_REQUESTS,
+                &session,
+                &accounts,
+                &user,
+                None,
+                None,
+                Some(format!(
+                    "Too many codes were tried from your network. Try again in {} seconds.",
+                    retry.0
+                )),
+            ),
+            retry.0,
+        ),
         LoginCodeOutcome::Expired => abandon(
             &session,
             &pending,

@@ -42,7 +42,10 @@ pub async fn introspect(
         Ok(p) => p,
         Err(response) => return response,
     };
-    match oauth.introspect(authorization_header(&req), params).await {
+    match oauth
+        .introspect(authorization_header(&req), params, peer_ip(&req))
+        .await
+    {
         Ok(answer) => no_store(&mut HttpResponse::Ok()).json(answer),
         Err(e) => oauth_error(&e),
     }
@@ -61,7 +64,10 @@ pub async fn revoke(
         Err(response) => return response,
     };
     let origin = cors_origin(&req, &params, &clients).await;
-    let response = match oauth.revoke(authorization_header(&req), params).await {
+    let response = match oauth
+        .revoke(authorization_header(&req), params, peer_ip(&req))
+        .await
+    {
         Ok(()) => no_store(&mut HttpResponse::Ok()).finish(),
         Err(e) => oauth_error(&e),
     };

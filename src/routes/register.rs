@@ -15,11 +15,14 @@
 //!   "email_sent"}`; 400 `invalid_request` with `fields`; 403 `registration_closed`; 429
 //!   `too_many_requests` with `Retry-After`.
 //! * `POST /api/verify-otp/` (`email`, `otp`) → 200 `{"status":"verified"}`; 400
-//!   `invalid_otp` (with `attempts_left`), `otp_expired`, `otp_exhausted`, `no_pending_code`.
+//!   `invalid_otp` for every refused code, whatever the reason or the address (wrong, expired,
+//!   used up, no code waiting, unknown or verified address); 429 `too_many_requests` with
+//!   `Retry-After` past `rate_limits.code_guesses_per_ip`.
 //! * `GET /api/activate/<uidb64>/<token>/` → 200 `{"status":"verified"}`; 400 `invalid_link`.
 //! * `POST /api/resend-otp/` and `POST /api/resend-activation-email/` (`email`) → 200
-//!   `{"status":"sent"}` whatever the address; 429 with `Retry-After` during a pending
-//!   address's cooldown; 503 `email_not_sent`.
+//!   `{"status":"sent"}` whatever the address (the email goes out in the background, to a
+//!   pending address only); 429 with `Retry-After` during the address's cooldown or past the
+//!   per-client-address limit — counted for every address alike.
 //!
 //! With `accounts.email_verification = "off"` the verification endpoints answer 403
 //! `verification_disabled` (pages: 404).
@@ -36,7 +39,6 @@ use super::support::{
     read_page_form, render, safe_next, see_other, start_session, unavailable, WebConfig,
 };
 use super::support::{api_unavailable, with_retry_after};
-use crate::accounts::password::MIN_PASSWORD_CHARS;
 use crate::accounts::registration::{
     ActivationError, FieldErrors, RegisterError, Registered, Registration, ResendError,
     VerifyError, AMR_PASSWORD_AND_CODE,
@@ -97,6 +99,7 @@ struct RegisterPage<'a> {
     login_href: String,
     allowed_domains: String,
     min_password_chars: usize,
+    max_password_chars: usize,
 }
 
 impl RegisterPage<'_> {
@@ -349,7 +352,7 @@ pub async fn submit_verify(
         tracing::warn!(error = %e, "could not remember the address to verify");
     }
     if form.get("action") == Some("resend") {
-        return match accounts.resend_verification(&email).await {
+        return match accounts.resend_verification(&email, peer_ip(&req)).await {
             Ok(()) => {
                 page.notice = Some(format!(
                     "If {email} is waiting for verification, we sent a new code to it. Earlier codes no longer work."
@@ -358,7 +361,7 @@ pub async fn submit_verify(
             }
             Err(ResendError::TooSoon(retry)) => {
                 page.email_error = Some(format!(
-                    "We sent a code to this address a moment ago. You can ask for a new one in {} seconds.",
+                    "A code for this address was asked for a moment ago. You can ask for a new one in {} seconds.",
                     retry.0
                 ));
                 with_retry_after(render(StatusCode::TOO_MANY_REQUESTS, &page), retry.0)
@@ -384,8 +387,15 @@ pub async fn submit_verify(
         Ok(user) => user,
         Err(VerifyError::Db(e)) => return unavailable(&e),
         Err(VerifyError::Disabled) => return verification_off_page(),
-        Err(e) => {
-            page.code_error = Some(code_message(&e));
+        Err(VerifyError::Limited(retry)) => {
+            page.code_error = Some(format!(
+                "Too many codes were tried from your network. Try again in {} seconds.",
+                retry.0
+            ));
+            return with_retry_after(render(StatusCode::TOO_MANY_REQUESTS, &page), retry.0);
+        }
+        Err(VerifyError::Rejected) => {
+            page.code_error = Some(REJECTED_CODE.to_owned());
             return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
         }
     };
@@ -585,9 +595,9 @@ pub struct VerifyBody {
     otp: String,
 }
 
-/// `POST /api/verify-otp/` (`email`, `otp`): 200 `{"status":"verified"}`, or 400 with
-/// `invalid_otp` (and `attempts_left`), `otp_expired`, `otp_exhausted` or `no_pending_code`
-/// (also for unknown addresses).
+/// `POST /api/verify-otp/` (`email`, `otp`): 200 `{"status":"verified"}`; 400 `invalid_otp` for
+/// every refused code (one answer whatever the reason or the address, so that it reveals
+/// nothing); 429 `too_many_requests` past the per-client-address limit on guesses.
 pub async fn api_verify_otp(
     req: HttpRequest,
     payload: web::Payload,
@@ -611,29 +621,20 @@ pub async fn api_verify_otp(
         .await
     {
         Ok(_) => verified_json(),
-        Err(VerifyError::WrongCode { remaining }) => no_store(&mut HttpResponse::BadRequest())
-            .json(serde_json::json!({
-                "error": "invalid_otp",
-                "error_description": "the code is not right",
-                "attempts_left": remaining,
-            })),
-        Err(VerifyError::Expired) => api_error(
+        Err(VerifyError::Rejected) => api_error(
             StatusCode::BAD_REQUEST,
-            "otp_expired",
-            "the code has expired; ask for a new one",
+            "invalid_otp",
+            "the code is wrong or has expired, or no code is waiting for this address; check both, or ask for a new code",
             None,
         ),
-        Err(VerifyError::Exhausted) => api_error(
-            StatusCode::BAD_REQUEST,
-            "otp_exhausted",
-            "too many wrong codes: this code no longer works; ask for a new one",
-            None,
-        ),
-        Err(VerifyError::NoPendingCode) => api_error(
-            StatusCode::BAD_REQUEST,
-            "no_pending_code",
-            "no code is waiting for this address; ask for a new one",
-            None,
+        Err(VerifyError::Limited(retry)) => api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            &format!(
+                "too many codes were tried from this network; retry in {} seconds",
+                retry.0
+            ),
+            Some(retry.0),
         ),
         Err(VerifyError::Disabled) => verification_disabled(),
         Err(VerifyError::Db(e)) => api_unavailable(&e),
@@ -668,8 +669,9 @@ pub struct ResendBody {
 }
 
 /// `POST /api/resend-otp/` and `POST /api/resend-activation-email/` (`email`): a new email with
-/// a code and an activation link. 200 `{"status":"sent"}` for every address (unknown or
-/// verified ones get nothing); 429 with `Retry-After` while a pending address's cooldown runs.
+/// a code and an activation link. 200 `{"status":"sent"}` for every address (only a pending one
+/// gets an email, sent in the background); 429 with `Retry-After` while the address's cooldown
+/// runs or past the per-client-address limit, for every address alike.
 pub async fn api_resend(
     req: HttpRequest,
     payload: web::Payload,
@@ -688,13 +690,16 @@ pub async fn api_resend(
             None,
         );
     }
-    match accounts.resend_verification(&body.email).await {
+    match accounts
+        .resend_verification(&body.email, peer_ip(&req))
+        .await
+    {
         Ok(()) => no_store(&mut HttpResponse::Ok()).json(serde_json::json!({"status": "sent"})),
         Err(ResendError::TooSoon(retry)) => api_error(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_requests",
             &format!(
-                "a code was sent to this address a moment ago; retry in {} seconds",
+                "a code for this address was asked for a moment ago; retry in {} seconds",
                 retry.0
             ),
             Some(retry.0),
@@ -734,7 +739,8 @@ fn register_page(
             next,
             login_href: format!("/accounts/login/?next={encoded}"),
             allowed_domains: settings.allowed_email_domains.join(", "),
-            min_password_chars: MIN_PASSWORD_CHARS,
+            min_password_chars: accounts.password_policy().min_chars,
+            max_password_chars: accounts.password_policy().max_chars,
         },
     )
 }
@@ -756,23 +762,8 @@ fn session_string(session: &Session, key: &str) -> Option<String> {
     session.get::<String>(key).ok().flatten()
 }
 
-/// The verify page's message for a refused code.
-fn code_message(e: &VerifyError) -> String {
-    match e {
-        VerifyError::WrongCode { remaining: 1 } => {
-            "This code is not right. 1 attempt left.".to_owned()
-        }
-        VerifyError::WrongCode { remaining } => {
-            format!("This code is not right. {remaining} attempts left.")
-        }
-        VerifyError::Expired => "This code has expired. Send a new code.".to_owned(),
-        VerifyError::Exhausted => {
-            "Too many wrong codes: this code no longer works. Send a new code.".to_owned()
-        }
-        _ => "There is no code waiting for this address. Check the address, or send a new code."
-            .to_owned(),
-    }
-}
+/// The verify page's message for a refused code: one for every reason and every address.
+const REJECTED_CODE: &str = "This code is not right, or it has expired. Check the address and the code, or send a new code.";
 
 fn verification_off_page() -> HttpResponse {
     error_page(

@@ -27,7 +27,6 @@ use super::support::{
     read_page_form, render, see_other, unavailable, WebConfig,
 };
 use super::support::{api_unavailable, capitalized, with_retry_after};
-use crate::accounts::password::MIN_PASSWORD_CHARS;
 use crate::accounts::reset::ResetError;
 use crate::accounts::Accounts;
 use crate::db::DbError;
@@ -84,6 +83,7 @@ struct ConfirmPage<'a> {
     field: Option<&'static str>,
     error: Option<String>,
     min_password_chars: usize,
+    max_password_chars: usize,
 }
 
 impl ConfirmPage<'_> {
@@ -216,7 +216,8 @@ pub async fn show_new_password_form(
                     username: &link.user.username,
                     field: None,
                     error: None,
-                    min_password_chars: MIN_PASSWORD_CHARS,
+                    min_password_chars: accounts.password_policy().min_chars,
+                    max_password_chars: accounts.password_policy().max_chars,
                 },
             ),
             Err(e) => unavailable(&e),
@@ -286,7 +287,8 @@ pub async fn submit_new_password(
             username: &link.user.username,
             field: Some(field),
             error: Some(message),
-            min_password_chars: MIN_PASSWORD_CHARS,
+            min_password_chars: accounts.password_policy().min_chars,
+            max_password_chars: accounts.password_policy().max_chars,
         },
     )
 }

@@ -666,7 +666,7 @@ async fn a_password_change_is_refused_with_the_reason_at_its_field() {
             "short",
             "short",
             "new_password",
-            "The password must have at least 8 characters",
+            "The password must have at least 12 characters",
         ),
         (
             PASSWORD,

@@ -238,7 +238,7 @@ async fn user_create_check_and_configuration_errors() {
     assert!(!outputs[3].status.success());
     assert!(stderr(&outputs[3]).contains("already exists"));
     assert!(!outputs[4].status.success());
-    assert!(stderr(&outputs[4]).contains("at least 8"));
+    assert!(stderr(&outputs[4]).contains("at least 12"));
     assert_eq!(outputs[5].status.code(), Some(2));
     assert!(
         stderr(&outputs[5]).contains("unsupported database URL scheme"),

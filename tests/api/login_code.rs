@@ -844,3 +844,59 @@ async fn an_unverified_address_cannot_switch_codes_on() {
         .expect("db");
     assert!(!stored.expect("user").mfa_enabled);
 }
+
+#[tokio::test]
+async fn code_guesses_at_the_mfa_otp_grant_and_the_code_page_count_per_client_address() {
+    let app = spawn_app_with("[rate_limits]\ncode_guesses_per_ip = 3").await;
+    let user = app.create_user("ivy").await;
+    switch_on(&app, &user.id).await;
+    let (id, secret) = password_client(&app).await;
+    let basic = (id.as_str(), secret.as_str());
+    let response = password_grant(&app, "ivy", basic).await;
+    let body: Value = response.json().await.expect("json");
+    let mfa_token = body["mfa_token"].as_str().expect("mfa_token").to_owned();
+    let code = code_for(&app, "ivy");
+    // Guesses with invented mfa_tokens count too: the limit is the address's, not the code's.
+    for token in ["invented-1", "invented-2", mfa_token.as_str()] {
+        let (status, body) = app
+            .post_token(
+                &[
+                    ("grant_type", MFA_OTP),
+                    ("mfa_token", token),
+                    ("otp", wrong(&code)),
+                ],
+                Some(basic),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    // Past the limit even the right code is not checked (and not spent).
+    let response = app
+        .api
+        .post(app.url("/o/token/"))
+        .basic_auth(basic.0, Some(basic.1))
+        .form(&[
+            ("grant_type", MFA_OTP),
+            ("mfa_token", mfa_token.as_str()),
+            ("otp", code.as_str()),
+        ])
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key(RETRY_AFTER));
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"], "invalid_grant");
+    // The hosted code page shares the counter.
+    let visitor = app.anonymous_visitor();
+    let other = app.create_user("jay").await;
+    switch_on(&app, &other.id).await;
+    assert_eq!(
+        post_password(&visitor, "jay", "/").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let response = enter_code(&visitor, &code_for(&app, "jay")).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key(RETRY_AFTER));
+    assert!(!signed_in(&visitor).await);
+}

@@ -21,6 +21,7 @@ mod hostile;
 mod introspection_revocation;
 mod keys;
 mod login_code;
+mod login_limits;
 mod metadata_health;
 mod migrations;
 mod oidc;

@@ -239,8 +239,8 @@ async fn the_pages_reset_the_password_once_and_sign_out_everywhere() {
             &path,
             &path,
             &[
-                ("password", "12345678901"),
-                ("confirm_password", "12345678901"),
+                ("password", "123456789012"),
+                ("confirm_password", "123456789012"),
             ],
         )
         .await;
@@ -359,7 +359,7 @@ async fn the_api_resets_the_password_once_and_revokes_every_token() {
         body["fields"]["password"][0]
             .as_str()
             .expect("a message")
-            .contains("at least 8 characters"),
+            .contains("at least 12 characters"),
         "{body}"
     );
     // Like the username: Django's UserAttributeSimilarityValidator.

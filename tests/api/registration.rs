@@ -7,9 +7,13 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, spawn_app_with, spec, TestApp, Visitor, PASSWORD};
+use crate::password_reset::wait_for_emails;
 
 /// A password the validators accept.
 const GOOD: &str = "blue tiger morning lamp";
+
+/// What the verify page says for every refused code.
+const REJECTED_PAGE: &str = r#"<p class="field-error" id="otp-error">This code is not right, or it has expired. Check the address and the code, or send a new code.</p>"#;
 
 /// POSTs `body` as JSON to `path`; returns the status, the `Retry-After` header and the body.
 async fn post_json(app: &TestApp, path: &str, body: &Value) -> (StatusCode, Option<u64>, Value) {
@@ -150,7 +154,7 @@ async fn the_api_registers_an_unverified_account_and_the_emailed_code_verifies_i
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"], "no_pending_code");
+    assert_eq!(body["error"], "invalid_otp");
     let api_link = activation_path(&app, "ada@example.com").replacen("/accounts/", "/api/", 1);
     let (status, body) = get_json(&app, &api_link).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -209,12 +213,7 @@ async fn the_register_page_signs_in_and_the_verify_page_takes_the_code() {
         .await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = response.text().await.expect("html");
-    assert!(
-        html.contains(
-            r#"<p class="field-error" id="otp-error">This code is not right. 4 attempts left.</p>"#
-        ),
-        "{html}"
-    );
+    assert!(html.contains(REJECTED_PAGE), "{html}");
     let response = visitor
         .submit(
             "/accounts/verify/",
@@ -301,29 +300,29 @@ async fn the_password_validators_say_what_is_wrong_wherever_a_password_is_set() 
     let cases = [
         (
             "zebra@example.com",
-            "short1",
-            "short1",
+            "short horse",
+            "short horse",
             "password",
-            "the password must have at least 8 characters",
+            "the password must have at least 12 characters",
         ),
         (
             "zebra@example.com",
-            "8302917465",
-            "8302917465",
+            "830291746512",
+            "830291746512",
             "password",
             "the password is entirely numeric",
         ),
         (
             "zebra@example.com",
-            "zebrafish77",
-            "zebrafish77",
+            "zebrafish777",
+            "zebrafish777",
             "password",
             "the password is too similar to your username",
         ),
         (
             "zebra@example.com",
-            "password123",
-            "password123",
+            "password1234",
+            "password1234",
             "password",
             "the password is too easy to guess: this is a very common password.",
         ),
@@ -379,8 +378,8 @@ async fn the_password_validators_say_what_is_wrong_wherever_a_password_is_set() 
             "/account/password/",
             &[
                 ("current_password", PASSWORD),
-                ("new_password", "password123"),
-                ("confirm_password", "password123"),
+                ("new_password", "password1234"),
+                ("confirm_password", "password1234"),
             ],
         )
         .await;
@@ -436,8 +435,8 @@ async fn only_the_allowed_email_domains_may_register() {
 
 #[tokio::test]
 async fn registrations_per_client_address_are_limited() {
-    let app = spawn_app_with("[accounts]\nregistrations_per_ip = 2").await;
-    // Input that names no existing account does not count…
+    let app = spawn_app_with("[accounts]\nregistrations_per_ip = 3").await;
+    // Every attempt counts, before anything is checked: an invalid one too…
     let (status, _, _) = post_json(
         &app,
         "/api/register/",
@@ -445,7 +444,7 @@ async fn registrations_per_client_address_are_limited() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    // …registrations do.
+    // …and registrations.
     for n in 1..=2 {
         let (status, body) = api_register(&app, &format!("user{n}@example.com"), None).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -460,6 +459,14 @@ async fn registrations_per_client_address_are_limited() {
     assert_eq!(body["error"], "too_many_requests");
     let retry = retry.expect("Retry-After");
     assert!((1..=900).contains(&retry), "{retry}");
+    // Refused before the form is read: an over-long or invalid password changes nothing.
+    let (status, _, _) = post_json(
+        &app,
+        "/api/register/",
+        &json!({"email": "bad", "password": "x".repeat(5000), "confirm_password": ""}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 
     let response = app
         .anonymous_visitor()
@@ -482,32 +489,120 @@ async fn registrations_per_client_address_are_limited() {
 }
 
 #[tokio::test]
+async fn invalid_registrations_count_towards_the_limit() {
+    let app = spawn_app_with("[accounts]\nregistrations_per_ip = 4").await;
+    // Four invalid attempts (the old code let every one of them through uncounted)…
+    for password in [
+        "123",
+        "password1234",
+        &"p@$$w0rd".repeat(12),
+        &"y".repeat(10_000),
+    ] {
+        let (status, _, body) = post_json(
+            &app,
+            "/api/register/",
+            &json!({"email": "flood@example.com", "password": password, "confirm_password": password}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    // …use up the limit: a valid registration from the same address is refused.
+    let (status, body) = api_register(&app, "late@example.com", None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(app.services.accounts.count().await.expect("count"), 0);
+}
+
+#[tokio::test]
+async fn an_over_long_password_gets_a_clear_field_error_at_once() {
+    let app = spawn_app().await;
+    // 129 characters, and a megabyte-sized one (just under the body limit): the length is
+    // refused before any validator or hash runs.
+    for password in ["q".repeat(129), "🔑".repeat(7_000)] {
+        let started = std::time::Instant::now();
+        let (status, _, body) = post_json(
+            &app,
+            "/api/register/",
+            &json!({"email": "long@example.com", "password": password, "confirm_password": password}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(
+            body["fields"]["password"],
+            json!(["the password must have at most 128 characters"])
+        );
+        // Generous for a loaded machine; the validators and hash are what would take long.
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    // 128 characters are accepted (characters, not bytes: these are 224 bytes).
+    let random = || uuid::Uuid::new_v4().simple().to_string();
+    let password = format!("{}{}{}{}", random(), random(), random(), "🔑".repeat(32));
+    let (status, _, body) = post_json(
+        &app,
+        "/api/register/",
+        &json!({"email": "long@example.com", "password": password, "confirm_password": password}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The page says the same at the field.
+    let long = "q".repeat(200);
+    let response = app
+        .anonymous_visitor()
+        .submit(
+            "/accounts/register/",
+            "/accounts/register/",
+            &[
+                ("email", "page@example.com"),
+                ("password", &long),
+                ("confirm_password", &long),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = response.text().await.expect("html");
+    assert!(
+        html.contains(r#"<p class="field-error" id="password-error">The password must have at most 128 characters.</p>"#),
+        "{html}"
+    );
+    // And so does every other place a password is set or checked: at login an over-long
+    // password is simply wrong (no hash), even where it was stored under an older policy.
+    let (client, secret) = app.register(&spec("confidential", &["password"])).await;
+    let (status, body) = app
+        .post_token(
+            &[
+                ("grant_type", "password"),
+                ("username", "long@example.com"),
+                ("password", &long),
+            ],
+            Some((client.id(), secret.as_deref().expect("secret"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+}
+
+#[tokio::test]
 async fn a_code_dies_after_five_wrong_guesses() {
     let app = spawn_app().await;
     api_register(&app, "ada@example.com", None).await;
     let code = latest_code(&app, "ada@example.com");
     let wrong = other_code(&code);
-    for left in (1..=4).rev() {
-        let (status, _, body) = post_json(
-            &app,
-            "/api/verify-otp/",
-            &json!({"email": "ada@example.com", "otp": wrong}),
-        )
-        .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(body["error"], "invalid_otp");
-        assert_eq!(body["attempts_left"], left, "{body}");
-    }
-    for otp in [&wrong, &code] {
+    let mut answers = Vec::new();
+    for otp in [&wrong, &wrong, &wrong, &wrong, &wrong, &code] {
         let (status, _, body) = post_json(
             &app,
             "/api/verify-otp/",
             &json!({"email": "ada@example.com", "otp": otp}),
         )
         .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(body["error"], "otp_exhausted", "{body}");
+        answers.push((status, body));
     }
+    // Every refusal is the same answer, the right code after five wrong ones included.
+    assert!(
+        answers.iter().all(|a| a.0 == StatusCode::BAD_REQUEST
+            && a.1["error"] == "invalid_otp"
+            && *a == answers[0]),
+        "{answers:?}"
+    );
     assert!(!user_by_email(&app, "ada@example.com").await.email_verified);
     // The page says the same.
     let response = app
@@ -520,7 +615,7 @@ async fn a_code_dies_after_five_wrong_guesses() {
         .await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = response.text().await.expect("html");
-    assert!(html.contains("Too many wrong codes: this code no longer works."));
+    assert!(html.contains(REJECTED_PAGE), "{html}");
 }
 
 #[tokio::test]
@@ -536,7 +631,7 @@ async fn an_expired_code_is_refused() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(body["error"], "otp_expired");
+    assert_eq!(body["error"], "invalid_otp");
     let response = app
         .anonymous_visitor()
         .submit(
@@ -546,11 +641,7 @@ async fn an_expired_code_is_refused() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(response
-        .text()
-        .await
-        .expect("html")
-        .contains("This code has expired."));
+    assert!(response.text().await.expect("html").contains(REJECTED_PAGE));
     assert!(!user_by_email(&app, "ada@example.com").await.email_verified);
 }
 
@@ -595,7 +686,7 @@ async fn the_activation_link_verifies_once_on_the_page_and_the_api() {
     .await;
     assert_eq!(
         (status, body["error"].clone()),
-        (StatusCode::BAD_REQUEST, json!("no_pending_code"))
+        (StatusCode::BAD_REQUEST, json!("invalid_otp"))
     );
 
     // Garbage is a 400, not a 500.
@@ -625,17 +716,22 @@ async fn a_new_code_waits_for_a_growing_cooldown() {
         let app = &app;
         async move { post_json(app, path, &json!({"email": "ada@example.com"})).await }
     };
+    // The first request is sent (in the background), the next one waits for the cooldown.
+    let (status, _, body) = resend("/api/resend-otp/").await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "sent"})));
+    let emails = wait_for_emails(&app, "ada@example.com", 2).await;
+    let second = emails[1].code().expect("a code");
     let (status, early, body) = resend("/api/resend-otp/").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["error"], "too_many_requests");
     let early = early.expect("Retry-After");
-    assert_eq!(app.emails_to("ada@example.com").len(), 1);
+    assert!((1..=2).contains(&early), "{early}");
 
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (status, _, body) = resend("/api/resend-activation-email/").await;
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "sent"})));
-    assert_eq!(app.emails_to("ada@example.com").len(), 2);
-    let second = latest_code(&app, "ada@example.com");
+    let emails = wait_for_emails(&app, "ada@example.com", 3).await;
+    let third = emails[2].code().expect("a code");
     let (status, later, _) = resend("/api/resend-otp/").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     let later = later.expect("Retry-After");
@@ -654,63 +750,89 @@ async fn a_new_code_waits_for_a_growing_cooldown() {
     assert!(response.headers().contains_key("retry-after"));
 
     // Only the newest code works.
-    if first != second {
-        let (_, _, body) = post_json(
-            &app,
-            "/api/verify-otp/",
-            &json!({"email": "ada@example.com", "otp": first}),
-        )
-        .await;
-        assert_eq!(body["error"], "invalid_otp");
+    for old in [&first, &second] {
+        if *old != third {
+            let (_, _, body) = post_json(
+                &app,
+                "/api/verify-otp/",
+                &json!({"email": "ada@example.com", "otp": old}),
+            )
+            .await;
+            assert_eq!(body["error"], "invalid_otp");
+        }
     }
     let (status, _, _) = post_json(
         &app,
         "/api/verify-otp/",
-        &json!({"email": "ada@example.com", "otp": second}),
+        &json!({"email": "ada@example.com", "otp": third}),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    assert_eq!(app.emails_to("ada@example.com").len(), 3);
 }
 
 #[tokio::test]
-async fn unknown_and_verified_addresses_get_the_same_answers() {
-    let app = spawn_app().await;
+async fn pending_unknown_and_verified_addresses_get_the_same_answers() {
+    let app = spawn_app_with("[accounts]\nresend_cooldown_seconds = 60").await;
     app.create_user("vera").await; // verified
     api_register(&app, "pending@example.com", None).await;
-    let mut answers = Vec::new();
-    for email in ["nobody@example.com", "vera@example.com", "not an address"] {
+    let addresses = [
+        "pending@example.com",
+        "nobody@example.com",
+        "vera@example.com",
+        "not an address",
+    ];
+    // Asking for a code: the same sequence of answers for each (sent, then the cooldown with
+    // the same wait), on both paths. (The wait is compared to the minute: a slow machine may
+    // take a second between two requests.)
+    let mut sequences = Vec::new();
+    for email in addresses {
+        let mut answers = Vec::new();
         for path in ["/api/resend-otp/", "/api/resend-activation-email/"] {
-            let (status, _, body) = post_json(&app, path, &json!({"email": email})).await;
-            answers.push((status, body));
+            let (status, retry, mut body) = post_json(&app, path, &json!({"email": email})).await;
+            if let Some(text) = body["error_description"].as_str() {
+                body["error_description"] = json!(text.replace(char::is_numeric, ""));
+            }
+            answers.push((status, retry.map(|r| r.div_ceil(60)), body));
         }
+        sequences.push(answers);
     }
-    assert!(answers
-        .iter()
-        .all(|a| *a == (StatusCode::OK, json!({"status": "sent"}))));
+    assert_eq!(
+        sequences[0][0],
+        (StatusCode::OK, None, json!({"status": "sent"}))
+    );
+    assert_eq!(sequences[0][1].0, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(sequences[0][1].1, Some(1));
+    for other in &sequences[1..] {
+        assert_eq!(other, &sequences[0]);
+    }
+    // Only the pending address gets an email (the registration's and the resent one).
+    wait_for_emails(&app, "pending@example.com", 2).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(app.emails_to("nobody@example.com").is_empty());
     assert!(app.emails_to("vera@example.com").is_empty());
 
-    let verify = |email: &'static str| {
-        let app = &app;
-        async move {
-            let (status, _, body) = post_json(
-                app,
-                "/api/verify-otp/",
-                &json!({"email": email, "otp": "123456"}),
-            )
-            .await;
-            (status, body)
-        }
-    };
-    let unknown = verify("nobody@example.com").await;
-    assert_eq!(unknown.0, StatusCode::BAD_REQUEST);
-    assert_eq!(unknown.1["error"], "no_pending_code");
-    assert_eq!(verify("vera@example.com").await, unknown);
+    // Verifying: the same answer for a wrong code of a pending address, an unknown address
+    // and a verified one.
+    let mut answers = Vec::new();
+    let wrong = other_code(&latest_code(&app, "pending@example.com"));
+    for email in &addresses[..3] {
+        let (status, retry, body) = post_json(
+            &app,
+            "/api/verify-otp/",
+            &json!({"email": email, "otp": wrong}),
+        )
+        .await;
+        answers.push((status, retry, body));
+    }
+    assert_eq!(answers[0].0, StatusCode::BAD_REQUEST);
+    assert_eq!(answers[0].2["error"], "invalid_otp");
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
 
-    // The page's resend button too.
+    // The page: the resend button and the code form.
     let visitor = app.anonymous_visitor();
     let mut pages = Vec::new();
-    for email in ["nobody@example.com", "vera@example.com"] {
+    for email in ["nobody2@example.com", "vera2@example.com"] {
         let response = visitor
             .submit(
                 "/accounts/verify/",
@@ -724,6 +846,126 @@ async fn unknown_and_verified_addresses_get_the_same_answers() {
     }
     assert_eq!(pages[0], pages[1]);
     assert!(pages[0].contains("If ADDRESS is waiting for verification, we sent a new code to it."));
+    let mut pages = Vec::new();
+    for email in &addresses[..3] {
+        let response = visitor
+            .submit(
+                "/accounts/verify/",
+                "/accounts/verify/",
+                &[("email", email), ("otp", &wrong), ("action", "verify")],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        pages.push(
+            response
+                .text()
+                .await
+                .expect("html")
+                .replace(email, "ADDRESS"),
+        );
+    }
+    assert!(pages[0].contains(REJECTED_PAGE));
+    assert!(pages.iter().all(|p| *p == pages[0]));
+}
+
+#[tokio::test]
+async fn code_guesses_are_limited_per_client_address_across_accounts() {
+    let app = spawn_app_with("[rate_limits]\ncode_guesses_per_ip = 4").await;
+    for name in ["ann", "bob", "cy"] {
+        api_register(&app, &format!("{name}@example.com"), None).await;
+    }
+    let ann_code = latest_code(&app, "ann@example.com");
+    // Guesses spread over several accounts, and at unknown addresses, share one counter.
+    for email in [
+        "bob@example.com",
+        "cy@example.com",
+        "nobody@example.com",
+        "bob@example.com",
+    ] {
+        let (status, _, body) = post_json(
+            &app,
+            "/api/verify-otp/",
+            &json!({"email": email, "otp": "000000"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    // Past the limit nothing is checked: neither a guess at cy's code (which keeps its
+    // attempts) nor even ann's right code, until the window ends.
+    for (email, otp) in [("cy@example.com", "000000"), ("ann@example.com", &ann_code)] {
+        let (status, retry, body) = post_json(
+            &app,
+            "/api/verify-otp/",
+            &json!({"email": email, "otp": otp}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert_eq!(body["error"], "too_many_requests");
+        assert!(retry.is_some_and(|r| (1..=900).contains(&r)));
+    }
+    assert!(!user_by_email(&app, "ann@example.com").await.email_verified);
+    let cy = user_by_email(&app, "cy@example.com").await;
+    let attempts = cy_attempts(&app, &cy.id).await;
+    assert_eq!(
+        attempts, 1,
+        "only the guess within the limit touched cy's code"
+    );
+    // The page says so too.
+    let response = app
+        .anonymous_visitor()
+        .submit(
+            "/accounts/verify/",
+            "/accounts/verify/",
+            &[("email", "ann@example.com"), ("otp", &ann_code)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn parallel_code_guesses_cannot_pass_the_per_address_limit() {
+    let app = spawn_app_with("[rate_limits]\ncode_guesses_per_ip = 3").await;
+    api_register(&app, "ann@example.com", None).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let request = app
+            .api
+            .post(app.url("/api/verify-otp/"))
+            .json(&json!({"email": format!("probe{i}@example.com"), "otp": "123456"}));
+        tasks.spawn(async move { request.send().await.expect("request").status() });
+    }
+    let statuses: Vec<StatusCode> = tasks.join_all().await;
+    let checked = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::BAD_REQUEST)
+        .count();
+    assert_eq!(checked, 3, "{statuses:?}");
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+            .count(),
+        9
+    );
+}
+
+/// Wrong guesses counted against the newest verification code of `user_id`.
+async fn cy_attempts(app: &TestApp, user_id: &str) -> i64 {
+    let id = user_id.to_owned();
+    app.services
+        .db
+        .read(move |conn| {
+            use diesel::prelude::*;
+            use latchkey::db::schema::one_time_codes;
+            one_time_codes::table
+                .filter(one_time_codes::user_id.eq(&id))
+                .select(one_time_codes::attempts)
+                .first::<i64>(conn)
+                .map_err(latchkey::db::DbError::from)
+        })
+        .await
+        .expect("attempts")
 }
 
 #[tokio::test]
@@ -900,4 +1142,36 @@ async fn with_verification_off_nothing_is_emailed_and_the_page_signs_in() {
         "{html}"
     );
     assert!(html.contains(r#"href="/accounts/password-reset/""#));
+}
+
+#[tokio::test]
+async fn parallel_requests_for_a_code_pass_the_cooldown_once() {
+    let app = spawn_app().await;
+    api_register(&app, "ada@example.com", None).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..10 {
+        // The same address, and an unknown one: the same answers.
+        let email = if n % 2 == 0 {
+            "ada@example.com"
+        } else {
+            "nobody@example.com"
+        };
+        let request = app
+            .api
+            .post(app.url("/api/resend-otp/"))
+            .json(&json!({ "email": email }));
+        tasks.spawn(async move { (email, request.send().await.expect("request").status()) });
+    }
+    let answers = tasks.join_all().await;
+    for email in ["ada@example.com", "nobody@example.com"] {
+        let sent = answers
+            .iter()
+            .filter(|(e, s)| *e == email && *s == StatusCode::OK)
+            .count();
+        assert_eq!(sent, 1, "{email}: {answers:?}");
+    }
+    // The registration's email and one more.
+    wait_for_emails(&app, "ada@example.com", 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.emails_to("ada@example.com").len(), 2);
 }

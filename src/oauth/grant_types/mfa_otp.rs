@@ -13,7 +13,8 @@
 //! A client allowed the `password` grant may use this grant: it is the second half of the same
 //! login, so it needs no registration of its own. Errors are `invalid_grant` (400): a wrong
 //! code (the description says how many attempts are left), or an expired, exhausted, used or
-//! unknown `mfa_token`, or one that another client started.
+//! unknown `mfa_token`, or one that another client started; `invalid_grant` with 429 and
+//! `Retry-After` past `rate_limits.code_guesses_per_ip` guesses from the client address.
 
 use std::net::IpAddr;
 
@@ -107,6 +108,13 @@ pub(crate) async fn exchange(
             return Err(OAuthError::invalid_grant(
                 "the mfa_token is invalid, already used, or was issued to another client",
             ))
+        }
+        // `rate_limits.code_guesses_per_ip`: nothing was checked.
+        LoginCodeOutcome::Limited(retry) => {
+            return Err(OAuthError::invalid_grant(
+                "too many one-time codes were tried from this address; try again later",
+            )
+            .rate_limited(retry.0))
         }
     };
     // The scope negotiated when the login started, checked again against what the client may

@@ -13,7 +13,7 @@ use oxide_auth::primitives::grant::{Extensions, Grant};
 use oxide_auth::primitives::issuer::Issuer;
 use secrecy::SecretString;
 
-use super::super::error::OAuthError;
+use super::super::error::{ErrorCode, OAuthError};
 use super::super::params::Params;
 use super::super::token::TokenResponse;
 use super::super::OAuth;
@@ -56,6 +56,13 @@ pub(crate) async fn exchange(
                 OAuthError::invalid_grant("the email address is not verified")
             }
             LoginError::Db(e) => OAuthError::from(e),
+            LoginError::Hash(e) => {
+                tracing::error!(error = %e, "the password could not be checked");
+                OAuthError::new(
+                    ErrorCode::ServerError,
+                    "the password could not be checked; try again in a moment",
+                )
+            }
         })?;
     if oauth.accounts.needs_login_code(&user) {
         return Err(super::mfa_otp::challenge(oauth, &client, &user, &scope, ip).await);
