@@ -588,6 +588,9 @@ pub struct Profile {
     pub first_name: String,
     /// Family name (at most 150 characters).
     pub last_name: String,
+    /// The acting user's current password: needed only when users change their own email
+    /// address (see [`Accounts::update_profile`]); admins changing someone else's need none.
+    pub current_password: Option<SecretString>,
 }
 
 /// The account flags an admin may change.
@@ -637,9 +640,16 @@ impl Accounts {
     /// Only the user themself, the system, an active superuser, or active staff for an ordinary
     /// account may do it ([`privileges`]), checked in the change's transaction.
     ///
+    /// A user changing their *own* email address must give their current password
+    /// (`profile.current_password`), whichever page they use: the new address receives reset
+    /// links and login codes, so a stolen session must not be able to take the account. It is
+    /// checked like [`Accounts::confirm_password`] (wrong ones count as failed logins).
+    ///
     /// # Errors
     /// [`AccountError::Invalid`] for a bad email or an over-long name, [`AccountError::Taken`]
-    /// when another user has the email, [`AccountError::Forbidden`], [`AccountError::NotFound`].
+    /// when another user has the email, [`AccountError::Forbidden`], [`AccountError::NotFound`];
+    /// for one's own email change [`AccountError::WrongPassword`] (missing or wrong current
+    /// password) and [`AccountError::Locked`].
     #[tracing::instrument(skip_all, fields(user_id = %user_id))]
     pub async fn update_profile(
         &self,
@@ -655,13 +665,31 @@ impl Accounts {
                 "names may have at most 150 characters".into(),
             ));
         }
+        let own = actor.user_id.as_deref() == Some(user_id);
+        // Whether the password was confirmed for an own email change; checked again against
+        // the row under its lock below, so an address changed meanwhile is covered too.
+        let mut confirmed = false;
+        if own {
+            let current = self
+                .find(user_id.to_owned())
+                .await?
+                .ok_or(AccountError::NotFound)?;
+            if current.email != email.as_str() {
+                let password = profile
+                    .current_password
+                    .ok_or(AccountError::WrongPassword)?;
+                self.confirm_password(actor, &current, password, "email_change")
+                    .await?;
+                confirmed = true;
+            }
+        }
         let id = user_id.to_owned();
         let event = AuditEvent::new("user.profile_changed")
             .by(actor)
             .user(user_id);
         let mandatory =
             self.settings().email_verification == crate::config::EmailVerification::Mandatory;
-        let by_admin = actor.user_id.as_deref() != Some(user_id);
+        let by_admin = !own;
         let actor = actor.clone();
         let (old, updated) = self
             .db
@@ -671,6 +699,9 @@ impl Accounts {
                         return Ok(None);
                     };
                     privileges::check_may_change::<AccountError>(conn, &actor, &old)?;
+                    if own && !confirmed && old.email != email.as_str() {
+                        return Err(AccountError::WrongPassword);
+                    }
                     users::update_profile(conn, &id, email.as_str(), &first_name, &last_name)?;
                     let event = if old.email == email.as_str() {
                         event

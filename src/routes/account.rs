@@ -314,45 +314,15 @@ pub async fn update_profile(
         )
         .await;
     }
-    // A new email address receives reset links and login codes: changing it takes the password,
-    // so a stolen session cannot turn into a stolen account.
-    let email_changes =
-        Email::parse(&submitted.email).is_ok_and(|e| e.as_str() != user.email.as_str());
-    if email_changes {
-        let current =
-            SecretString::from(form.get("current_password").unwrap_or_default().to_owned());
-        let refused = match accounts
-            .confirm_password(&actor(&req, &user), &user, current, "email_change")
-            .await
-        {
-            Ok(()) => None,
-            Err(AccountError::WrongPassword) => {
-                Some("Enter your current password to change your email address.".to_owned())
-            }
-            Err(AccountError::Locked(retry)) => Some(format!(
-                "Too many wrong passwords. Try again in {} seconds.",
-                retry.0
-            )),
-            Err(e) => return account_failure(&e),
-        };
-        if let Some(message) = refused {
-            let error = field_error("profile_password", message);
-            return account_page(
-                &session,
-                &accounts,
-                &web,
-                &user,
-                submitted,
-                Some(error),
-                None,
-            )
-            .await;
-        }
-    }
+    // A new email address receives reset links and login codes: the service takes the current
+    // password for it, so a stolen session cannot turn into a stolen account.
     let profile = Profile {
         email: submitted.email.clone(),
         first_name: submitted.first_name.clone(),
         last_name: submitted.last_name.clone(),
+        current_password: Some(SecretString::from(
+            form.get("current_password").unwrap_or_default().to_owned(),
+        )),
     };
     match accounts
         .update_profile(&actor(&req, &user), &user.id, profile)
@@ -370,6 +340,41 @@ pub async fn update_profile(
             let error = field_error(
                 "email",
                 "Another account already uses this email address.".to_owned(),
+            );
+            account_page(
+                &session,
+                &accounts,
+                &web,
+                &user,
+                submitted,
+                Some(error),
+                None,
+            )
+            .await
+        }
+        Err(AccountError::WrongPassword) => {
+            let error = field_error(
+                "profile_password",
+                "Enter your current password to change your email address.".to_owned(),
+            );
+            account_page(
+                &session,
+                &accounts,
+                &web,
+                &user,
+                submitted,
+                Some(error),
+                None,
+            )
+            .await
+        }
+        Err(AccountError::Locked(retry)) => {
+            let error = field_error(
+                "profile_password",
+                format!(
+                    "Too many wrong passwords. Try again in {} seconds.",
+                    retry.0
+                ),
             );
             account_page(
                 &session,

@@ -566,10 +566,13 @@ pub async fn update_user_profile(
     let error = match field_error {
         Some(error) => error,
         None => {
+            // No password field here: an admin's own email address is changed on /account/,
+            // which asks for the current password (the service refuses it otherwise).
             let change = Profile {
                 email: profile.email.clone(),
                 first_name: profile.first_name.clone(),
                 last_name: profile.last_name.clone(),
+                current_password: None,
             };
             match accounts
                 .update_profile(&actor(&req, &admin), &user.id, change)
@@ -581,6 +584,10 @@ pub async fn update_user_profile(
                     "another user already has this email address".to_owned(),
                 ),
                 Err(AccountError::Invalid(message)) => ("email", message),
+                Err(AccountError::WrongPassword) => (
+                    "email",
+                    "change your own email address on your account page, which asks for your current password".to_owned(),
+                ),
                 Err(e) => return account_failure(e),
             }
         }

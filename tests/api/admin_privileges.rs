@@ -418,6 +418,7 @@ async fn the_services_refuse_staff_whoever_calls_them() {
         email: email.to_owned(),
         first_name: String::new(),
         last_name: String::new(),
+        current_password: None,
     };
     let forbidden = |r: Result<_, AccountError>| matches!(r, Err(AccountError::Forbidden(_)));
     let group_forbidden = |r: Result<_, GroupError>| matches!(r, Err(GroupError::Forbidden(_)));
@@ -556,6 +557,7 @@ async fn a_promotion_racing_a_staff_edit_never_lets_the_edit_land_on_an_admin() 
                     email: format!("ned{round}@example.com"),
                     first_name: String::new(),
                     last_name: String::new(),
+                    current_password: None,
                 },
             ),
             accounts.set_flags(
@@ -587,5 +589,79 @@ async fn a_promotion_racing_a_staff_edit_never_lets_the_edit_land_on_an_admin() 
             }
             Err(e) => panic!("round {round}: {e}"),
         }
+    }
+}
+
+/// A stolen staff or superuser session must not change its own account's email address through
+/// the console (the account page asks for the current password; the console has no such field):
+/// the service refuses an own email change without the password, whichever page calls it.
+#[tokio::test]
+async fn admins_change_their_own_email_only_with_their_password() {
+    let app = spawn_app().await;
+    let root = app.create_staff("root").await;
+    let sam = create_plain_staff(&app, "sam").await;
+    for admin in [&root, &sam] {
+        let visitor = app.visitor(&admin.username).await;
+        let page = format!("/admin/users/{}/", admin.id);
+        let (status, html) = visitor.get(&page).await;
+        assert_eq!(status, StatusCode::OK);
+        let theirs = format!("{}.thief@example.com", admin.username);
+        let response = visitor
+            .post_with_csrf_of(
+                &html,
+                &format!("{page}profile/"),
+                &[("email", &theirs), ("first_name", "Renamed")],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = response.text().await.expect("page");
+        assert!(body.contains("account page"), "{body}");
+        let after = stored(&app, &admin.id).await;
+        assert_eq!(after.email, admin.email, "unchanged");
+        assert_eq!(after.first_name, admin.first_name, "nothing saved");
+
+        // Names alone need no password; the service says the same to every caller.
+        let as_admin = Actor::user(admin.id.clone(), None);
+        let names = Profile {
+            email: admin.email.clone(),
+            first_name: "Renamed".into(),
+            last_name: String::new(),
+            current_password: None,
+        };
+        app.services
+            .accounts
+            .update_profile(&as_admin, &admin.id, names)
+            .await
+            .expect("names");
+        for password in [None, Some("wrong password here")] {
+            let change = Profile {
+                email: theirs.clone(),
+                first_name: "Renamed".into(),
+                last_name: String::new(),
+                current_password: password.map(secrecy::SecretString::from),
+            };
+            let refused = app
+                .services
+                .accounts
+                .update_profile(&as_admin, &admin.id, change)
+                .await;
+            assert!(
+                matches!(refused, Err(AccountError::WrongPassword)),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(stored(&app, &admin.id).await.email, admin.email);
+        let change = Profile {
+            email: theirs.clone(),
+            first_name: "Renamed".into(),
+            last_name: String::new(),
+            current_password: Some(secrecy::SecretString::from(PASSWORD)),
+        };
+        app.services
+            .accounts
+            .update_profile(&as_admin, &admin.id, change)
+            .await
+            .expect("with the password");
+        assert_eq!(stored(&app, &admin.id).await.email, theirs);
     }
 }
