@@ -9,7 +9,8 @@ use diesel::Connection;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::clients::{self, ClientRow};
-use crate::db::{self, tokens, Db, DbError};
+use crate::db::users as db_users;
+use crate::db::{self, tokens, Db, DbConnection, DbError};
 use crate::domain::{Page, PageRequest, RedirectUri, ResourceSet, ScopeSet};
 use crate::secret;
 
@@ -342,9 +343,18 @@ pub enum ClientError {
         /// What is wrong.
         message: String,
     },
-    /// No client with that id.
+    /// No client with that id — or none the acting user may see: a client of someone else's
+    /// answers this too, so that its existence is not confirmed.
     #[error("no such client")]
     NotFound,
+    /// The acting user may not give a client this power ([`check_powers`]); nothing changed.
+    #[error("{field}: {message}")]
+    Forbidden {
+        /// The field holding the power (`grant_types`, `scopes`, `skip_authorization`, …).
+        field: &'static str,
+        /// What is refused, for the user.
+        message: String,
+    },
     /// Storage failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -361,6 +371,134 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ClientError {
         field,
         message: message.into(),
     }
+}
+
+/// Whether `actor` may manage every client and give first-party powers: the system (CLI,
+/// jobs) or an active staff member, read on `conn` (inside the change's transaction).
+fn acts_as_staff(conn: &mut DbConnection, actor: &Actor) -> diesel::QueryResult<bool> {
+    match &actor.user_id {
+        None => Ok(true),
+        Some(id) => {
+            Ok(db_users::find(conn, id)?.is_some_and(|u| u.is_active && u.has_staff_access()))
+        }
+    }
+}
+
+/// A user who is not staff manages only the clients they own; anyone else's answers
+/// [`ClientError::NotFound`] (existence is not confirmed). The system and staff manage all.
+fn check_owner(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    client: &ClientRow,
+) -> Result<(), ClientError> {
+    let owns = actor.user_id.is_some() && client.owner_id == actor.user_id;
+    if owns || acts_as_staff(conn, actor)? {
+        Ok(())
+    } else {
+        Err(ClientError::NotFound)
+    }
+}
+
+/// The rule for clients registered or changed by users who are not staff (the developer
+/// portal), checked by the service whoever calls it: such a user manages only clients they own,
+/// a client they register is theirs (`owner_id`, which makes it a "portal client" that the
+/// authorization, token and logout endpoints treat more strictly), and they cannot give it a
+/// power meant for first-party applications — only keep what staff or an operator already set
+/// (`old`: the stored client; `None` for a new one). The powers: the password grant (a client
+/// with it collects passwords and gets tokens without consent), the `admin` and `logout_all`
+/// scopes, skipping consent, introspecting every token, serving RFC 8707 resources, refresh
+/// tokens without `offline_access`, PKCE off or `plain`, and custom token lifetimes.
+fn check_powers(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    old: Option<&ClientRow>,
+    new: &ClientRow,
+) -> Result<(), ClientError> {
+    if acts_as_staff(conn, actor)? {
+        return Ok(());
+    }
+    let Some(actor_id) = actor.user_id.as_deref() else {
+        return Ok(());
+    };
+    match old {
+        Some(old) if old.owner_id.as_deref() != Some(actor_id) => {
+            return Err(ClientError::NotFound)
+        }
+        None if new.owner_id.as_deref() != Some(actor_id) => {
+            return Err(ClientError::Forbidden {
+                field: "owner",
+                message: "an application you register is yours".into(),
+            })
+        }
+        _ => {}
+    }
+    let listed = |list: &str, item: &str| list.split(' ').any(|x| x == item);
+    let kept_or_off = |was: Option<bool>, now: bool| !now || was == Some(true);
+    let refuse = |field: &'static str, what: &str| {
+        Err(ClientError::Forbidden {
+            field,
+            message: format!("{what}: only administrators can allow it"),
+        })
+    };
+    let had_grant = |g: &str| old.is_some_and(|o| listed(&o.grant_types, g));
+    if listed(&new.grant_types, GrantType::Password.as_str())
+        && !had_grant(GrantType::Password.as_str())
+    {
+        return refuse("grant_types", "the password grant");
+    }
+    for scope in crate::config::RESTRICTED_SCOPES {
+        if listed(&new.allowed_scopes, scope)
+            && !old.is_some_and(|o| listed(&o.allowed_scopes, scope))
+        {
+            return refuse("scopes", &format!("the {scope} scope"));
+        }
+    }
+    let flags = [
+        (
+            "skip_authorization",
+            "skipping consent",
+            old.map(|o| o.skip_authorization),
+            new.skip_authorization,
+        ),
+        (
+            "introspect_all",
+            "introspecting every token",
+            old.map(|o| o.introspect_all),
+            new.introspect_all,
+        ),
+        (
+            "allow_plain_pkce",
+            "plain PKCE",
+            old.map(|o| o.allow_plain_pkce),
+            new.allow_plain_pkce,
+        ),
+        (
+            "require_pkce",
+            "PKCE switched off",
+            old.map(|o| !o.require_pkce),
+            !new.require_pkce,
+        ),
+        (
+            "always_issue_refresh_token",
+            "refresh tokens without offline_access",
+            old.map(|o| o.always_issue_refresh_token),
+            new.always_issue_refresh_token,
+        ),
+    ];
+    for (field, what, was, now) in flags {
+        if !kept_or_off(was, now) {
+            return refuse(field, what);
+        }
+    }
+    let same_or_default = |was: Option<&str>, now: &str| now.is_empty() || was == Some(now);
+    if !same_or_default(old.map(|o| o.resource_uris.as_str()), &new.resource_uris) {
+        return refuse("resource_uris", "serving resources");
+    }
+    let lifetimes = |r: &ClientRow| (r.access_token_lifetime, r.refresh_token_lifetime);
+    if lifetimes(new) != (None, None) && old.map(lifetimes) != Some(lifetimes(new)) {
+        return refuse("lifetimes", "custom token lifetimes");
+    }
+    Ok(())
 }
 
 /// Validates a spec into a row (without id, secret or timestamps set meaningfully).
@@ -633,13 +771,15 @@ impl Clients {
             .client(row.client_id.clone())
             .maybe_user(row.owner_id.as_deref())
             .detail("name", row.name.clone());
+        let actor = actor.clone();
         self.db
             .write(move |conn| {
-                conn.transaction(|conn| {
+                conn.transaction::<_, ClientError, _>(|conn| {
+                    check_powers(conn, &actor, None, &stored)?;
                     clients::insert(conn, &stored)?;
-                    audit::record(conn, event)
+                    audit::record(conn, event)?;
+                    Ok(())
                 })
-                .map_err(ClientError::from)
             })
             .await?;
         Ok((Client::from_row(row), plain))
@@ -695,6 +835,7 @@ impl Clients {
         let event = AuditEvent::new("client.updated")
             .by(actor)
             .client(client_id);
+        let actor = actor.clone();
         let updated = self
             .db
             .write(move |conn| {
@@ -708,10 +849,11 @@ impl Clients {
                             "the client type cannot change; register a new client",
                         ));
                     }
+                    row.owner_id.clone_from(&old.owner_id);
+                    check_powers(conn, &actor, Some(&old), &row)?;
                     row.client_id = old.client_id;
                     row.secret_hash = old.secret_hash;
                     row.secret_hint = old.secret_hint;
-                    row.owner_id = old.owner_id;
                     row.created_at = old.created_at;
                     clients::update(conn, &row)?;
                     audit::record(conn, event.maybe_user(row.owner_id.as_deref()))?;
@@ -755,13 +897,15 @@ impl Clients {
         let event = AuditEvent::new("client.deleted")
             .by(actor)
             .client(client_id);
+        let actor = actor.clone();
         let deleted = self
             .db
             .write(move |conn| {
-                conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                conn.transaction::<_, ClientError, _>(|conn| {
                     let Some(old) = clients::find(conn, &id)? else {
                         return Ok(false);
                     };
+                    check_owner(conn, &actor, &old)?;
                     clients::delete(conn, &id)?;
                     audit::record(
                         conn,
@@ -771,7 +915,6 @@ impl Clients {
                     )?;
                     Ok(true)
                 })
-                .map_err(ClientError::from)
             })
             .await?;
         if !deleted {
@@ -799,17 +942,21 @@ impl Clients {
             .by(actor)
             .client(client_id)
             .maybe_user(client.row.owner_id.as_deref());
+        let actor = actor.clone();
         let changed = self
             .db
             .write(move |conn| {
-                conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                conn.transaction::<_, ClientError, _>(|conn| {
+                    let Some(old) = clients::find(conn, &id)? else {
+                        return Ok(false);
+                    };
+                    check_owner(conn, &actor, &old)?;
                     let changed = clients::set_secret(conn, &id, &hash, &hint, db::now())?;
                     if changed {
                         audit::record(conn, event)?;
                     }
                     Ok(changed)
                 })
-                .map_err(ClientError::from)
             })
             .await?;
         if !changed {

@@ -519,7 +519,7 @@ pub async fn delete_application(
     match clients.delete(&actor(&req, &user), client.id()).await {
         Ok(()) | Err(ClientError::NotFound) => see_other("/o/applications/"),
         Err(ClientError::Db(e)) => unavailable(&e),
-        Err(e @ ClientError::Invalid { .. }) => {
+        Err(e @ (ClientError::Invalid { .. } | ClientError::Forbidden { .. })) => {
             error_page(StatusCode::BAD_REQUEST, "Cannot delete", &e.to_string())
         }
     }
@@ -686,6 +686,16 @@ fn form_error(
 ) -> HttpResponse {
     match e {
         ClientError::Invalid { field, message } => form_page(
+            session,
+            user,
+            client_id,
+            spec,
+            clients.known_scopes(),
+            Some((field, message)),
+        ),
+        // The form keeps staff-only settings away from others (`spec_from_form`), so this is
+        // the service's own refusal of a request the form would not send: shown the same way.
+        ClientError::Forbidden { field, message } => form_page(
             session,
             user,
             client_id,

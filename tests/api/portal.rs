@@ -766,3 +766,139 @@ async fn only_staff_set_the_resources_an_application_serves() {
         "https://api.example.com urn:example:reports"
     );
 }
+
+/// The portal's rules are the service's: whoever calls `Clients` as a user who is not staff
+/// (the portal's form, or any future page or API) registers only clients of their own, without
+/// first-party powers, and manages only their own clients; staff and the command line are not
+/// limited.
+#[tokio::test]
+async fn the_clients_service_keeps_first_party_powers_for_staff_whoever_calls_it() {
+    use latchkey::audit::Actor;
+    use latchkey::clients::ClientError;
+
+    let app = spawn_app().await;
+    let dev = app.create_user("dev").await;
+    let other = app.create_user("other").await;
+    let staff = app.create_staff("root").await;
+    let clients = &app.services.clients;
+    let as_dev = Actor::user(dev.id.clone(), None);
+    let base = latchkey::clients::ClientSpec {
+        owner_id: Some(dev.id.clone()),
+        require_pkce: true,
+        scopes: vec!["profile".into()],
+        ..crate::helpers::spec("confidential", &["authorization_code"])
+    };
+    macro_rules! forbidden {
+        ($r:expr) => {
+            matches!($r, Err(ClientError::Forbidden { .. }))
+        };
+    }
+    macro_rules! not_found {
+        ($r:expr) => {
+            matches!($r, Err(ClientError::NotFound))
+        };
+    }
+
+    let powers: Vec<latchkey::clients::ClientSpec> = vec![
+        latchkey::clients::ClientSpec {
+            grant_types: vec!["authorization_code".into(), "password".into()],
+            ..base.clone()
+        },
+        latchkey::clients::ClientSpec {
+            scopes: vec!["profile".into(), "admin".into()],
+            ..base.clone()
+        },
+        latchkey::clients::ClientSpec {
+            scopes: vec!["profile".into(), "logout_all".into()],
+            ..base.clone()
+        },
+        latchkey::clients::ClientSpec {
+            skip_authorization: true,
+            ..base.clone()
+        },
+        latchkey::clients::ClientSpec {
+            introspect_all: true,
+            ..base.clone()
+        },
+        latchkey::clients::ClientSpec {
+            require_pkce: false,
+            ..base.clone()
+        },
+        latchkey::clients::ClientSpec {
+            allow_plain_pkce: true,
+            ..base.clone()
+        },
+        latchkey::clients::ClientSpec {
+            always_issue_refresh_token: true,
+            ..base.clone()
+        },
+        latchkey::clients::ClientSpec {
+            access_token_lifetime: Some(86_400),
+            ..base.clone()
+        },
+        latchkey::clients::ClientSpec {
+            resource_uris: vec!["https://api.example.com".into()],
+            ..base.clone()
+        },
+        // Without an owner it would pass for an operator's client.
+        latchkey::clients::ClientSpec {
+            owner_id: None,
+            ..base.clone()
+        },
+        latchkey::clients::ClientSpec {
+            owner_id: Some(other.id.clone()),
+            ..base.clone()
+        },
+    ];
+    for power in &powers {
+        let refused = clients.register(&as_dev, power).await;
+        assert!(forbidden!(&refused), "{power:?}: {:?}", refused.map(|_| ()));
+    }
+    let (mine, _) = clients
+        .register(&as_dev, &base)
+        .await
+        .expect("plain client");
+    for power in powers.iter().take(10) {
+        let refused = clients.update(&as_dev, mine.id(), power).await;
+        assert!(forbidden!(&refused), "{power:?}: {:?}", refused.map(|_| ()));
+    }
+    let stored = clients.find(mine.id()).await.expect("db").expect("client");
+    assert!(!stored.row.skip_authorization && stored.row.require_pkce);
+
+    // Someone else's client is not found, whatever is asked.
+    let (theirs, _) = app
+        .register(&latchkey::clients::ClientSpec {
+            owner_id: Some(other.id.clone()),
+            ..base.clone()
+        })
+        .await;
+    assert!(not_found!(
+        clients.update(&as_dev, theirs.id(), &base).await
+    ));
+    assert!(not_found!(
+        clients.rotate_secret(&as_dev, theirs.id()).await
+    ));
+    assert!(not_found!(clients.delete(&as_dev, theirs.id()).await));
+    assert!(clients.find(theirs.id()).await.expect("db").is_some());
+
+    // Staff (and the command line, acting as the system) give the powers.
+    let as_staff = Actor::user(staff.id.clone(), None);
+    for power in powers.iter().take(10) {
+        clients
+            .update(&as_staff, mine.id(), power)
+            .await
+            .expect("staff may");
+    }
+    // What staff set, the owner keeps when saving (the portal's form sends the stored values).
+    let kept = latchkey::clients::ClientSpec::from_client(
+        &clients.find(mine.id()).await.expect("db").expect("client"),
+    );
+    clients
+        .update(&as_dev, mine.id(), &kept)
+        .await
+        .expect("the owner keeps what staff set");
+    clients
+        .delete(&as_dev, mine.id())
+        .await
+        .expect("the owner deletes their own");
+}
