@@ -2,27 +2,41 @@
 //! parse input, call a service, and render JSON or an askama page. No SQL lives here.
 
 mod account;
-mod account_mfa;
-mod account_sessions;
-mod admin;
 mod api;
-mod api_accounts;
 mod apps;
-mod auth;
-mod authorize;
+mod browser;
+mod chrome;
+mod console;
 mod demo;
+mod errors;
+mod extract;
+mod format;
 mod health;
-mod login_code;
+mod http;
+mod login;
 mod oauth;
 mod oidc;
 mod pages;
-mod register;
-mod reset;
 mod support;
 
 use actix_web::web;
 
-pub use support::WebConfig;
+/// What the web layer needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// Issuer URL without trailing slash.
+    pub issuer: String,
+    /// Largest accepted body in bytes.
+    pub max_body_bytes: usize,
+    /// Whether `serve --demo` is running (enables `/demo/callback`).
+    pub demo: bool,
+    /// How long a login lasts, in seconds.
+    pub session_max_age_seconds: i64,
+    /// Rows per page in the console's lists.
+    pub page_size: i64,
+    /// Proxies whose forwarding header gives the client's address (see [`http::peer_ip`]).
+    pub trusted_proxies: crate::domain::TrustedProxies,
+}
 
 /// Registers every URL Latchkey answers. Paths taken from django-oauth-toolkit answer with and
 /// without their trailing slash.
@@ -74,8 +88,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/o/authorize/", |r| {
-        r.route(web::get().to(authorize::show))
-            .route(web::post().to(authorize::decide))
+        r.route(web::get().to(oauth::authorize::show))
+            .route(web::post().to(oauth::authorize::decide))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/o/token/", |r| {
@@ -93,81 +107,81 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(oauth::method_not_allowed))
     });
     both(cfg, "/accounts/login/", |r| {
-        r.route(web::get().to(auth::show_login_form))
-            .route(web::post().to(auth::submit_login))
+        r.route(web::get().to(login::show_login_form))
+            .route(web::post().to(login::submit_login))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/accounts/logout/", |r| {
-        r.route(web::post().to(auth::logout))
+        r.route(web::post().to(login::logout))
             .default_service(web::to(pages::method_not_allowed))
     });
     // The admin console, staff only (routes/admin.rs). Applications are the portal's.
     both(cfg, "/admin/", |r| {
-        r.route(web::get().to(admin::show_dashboard))
+        r.route(web::get().to(console::show_dashboard))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/users/", |r| {
-        r.route(web::get().to(admin::list_users))
+        r.route(web::get().to(console::list_users))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/users/{id}/", |r| {
-        r.route(web::get().to(admin::show_user))
+        r.route(web::get().to(console::show_user))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/users/{id}/profile/", |r| {
-        r.route(web::post().to(admin::update_user_profile))
+        r.route(web::post().to(console::update_user_profile))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/users/{id}/flags/", |r| {
-        r.route(web::post().to(admin::update_user_flags))
+        r.route(web::post().to(console::update_user_flags))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/users/{id}/groups/", |r| {
-        r.route(web::post().to(admin::add_user_to_group))
+        r.route(web::post().to(console::add_user_to_group))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/users/{id}/groups/{group_id}/remove/", |r| {
-        r.route(web::post().to(admin::remove_user_from_group))
+        r.route(web::post().to(console::remove_user_from_group))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/users/{id}/end_sessions/", |r| {
-        r.route(web::get().to(admin::confirm_end_sessions))
-            .route(web::post().to(admin::end_sessions))
+        r.route(web::get().to(console::confirm_end_sessions))
+            .route(web::post().to(console::end_sessions))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/groups/", |r| {
-        r.route(web::get().to(admin::list_groups))
-            .route(web::post().to(admin::create_group))
+        r.route(web::get().to(console::list_groups))
+            .route(web::post().to(console::create_group))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/groups/{id}/", |r| {
-        r.route(web::get().to(admin::show_group))
-            .route(web::post().to(admin::update_group))
+        r.route(web::get().to(console::show_group))
+            .route(web::post().to(console::update_group))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/groups/{id}/members/add/", |r| {
-        r.route(web::post().to(admin::add_group_member))
+        r.route(web::post().to(console::add_group_member))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/groups/{id}/members/{user_id}/remove/", |r| {
-        r.route(web::post().to(admin::remove_group_member))
+        r.route(web::post().to(console::remove_group_member))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/groups/{id}/delete/", |r| {
-        r.route(web::get().to(admin::confirm_delete_group))
-            .route(web::post().to(admin::delete_group))
+        r.route(web::get().to(console::confirm_delete_group))
+            .route(web::post().to(console::delete_group))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/tokens/", |r| {
-        r.route(web::get().to(admin::list_tokens))
+        r.route(web::get().to(console::list_tokens))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/tokens/revoke/", |r| {
-        r.route(web::post().to(admin::revoke_tokens))
+        r.route(web::post().to(console::revoke_tokens))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/audit/", |r| {
-        r.route(web::get().to(admin::list_audit_events))
+        r.route(web::get().to(console::list_audit_events))
             .default_service(web::to(pages::method_not_allowed))
     });
     // The developer portal (django-oauth-toolkit's paths).
@@ -232,114 +246,114 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // Password reset (routes/reset.rs): the email form, "check your email", the link's
     // new-password form, "password changed", and the same two steps as a JSON API.
     both(cfg, "/accounts/password-reset/", |r| {
-        r.route(web::get().to(reset::show_request_form))
-            .route(web::post().to(reset::submit_request))
+        r.route(web::get().to(login::reset::show_request_form))
+            .route(web::post().to(login::reset::submit_request))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/accounts/password-reset/done/", |r| {
-        r.route(web::get().to(reset::show_request_done))
+        r.route(web::get().to(login::reset::show_request_done))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/accounts/password-reset/complete/", |r| {
-        r.route(web::get().to(reset::show_reset_complete))
+        r.route(web::get().to(login::reset::show_reset_complete))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(
         cfg,
         "/accounts/password-reset-confirm/{uidb64}/{token}/",
         |r| {
-            r.route(web::get().to(reset::show_new_password_form))
-                .route(web::post().to(reset::submit_new_password))
+            r.route(web::get().to(login::reset::show_new_password_form))
+                .route(web::post().to(login::reset::submit_new_password))
                 .default_service(web::to(pages::method_not_allowed))
         },
     );
     both(cfg, "/api/password-reset/", |r| {
-        r.route(web::post().to(reset::api_request_reset))
+        r.route(web::post().to(login::reset::api_request_reset))
             .default_service(web::to(oauth::method_not_allowed))
     });
     both(cfg, "/api/password-reset-confirm/{uidb64}/{token}/", |r| {
-        r.route(web::post().to(reset::api_confirm_reset))
+        r.route(web::post().to(login::reset::api_confirm_reset))
             .default_service(web::to(oauth::method_not_allowed))
     });
     // Emailed one-time codes at login (routes/login_code.rs: the hosted login's code step) and
     // the account page's switch for them (routes/account_mfa.rs). The API side is the
     // password grant and the mfa-otp grant at /o/token/.
     both(cfg, "/accounts/login/code/", |r| {
-        r.route(web::get().to(login_code::show_code_form))
-            .route(web::post().to(login_code::submit_code))
+        r.route(web::get().to(login::code::show_code_form))
+            .route(web::post().to(login::code::submit_code))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/accounts/login/code/resend/", |r| {
-        r.route(web::get().to(login_code::back_to_code_form))
-            .route(web::post().to(login_code::resend_code))
+        r.route(web::get().to(login::code::back_to_code_form))
+            .route(web::post().to(login::code::resend_code))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/account/login_code/", |r| {
         r.route(web::get().to(account::back_to_account))
-            .route(web::post().to(account_mfa::set_login_code))
+            .route(web::post().to(account::sign_in_codes::set_login_code))
             .default_service(web::to(pages::method_not_allowed))
     });
     // Sessions and logout (routes/account_sessions.rs, routes/api_accounts.rs): ending one
     // browser session or all the others from the account page; the logout API; the admin users
     // API. `end_others` is registered before `{id}/end/`, though the two cannot overlap.
     both(cfg, "/account/sessions/end_others/", |r| {
-        r.route(web::post().to(account_sessions::end_other_sessions))
+        r.route(web::post().to(account::sessions::end_other_sessions))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/account/sessions/{id}/end/", |r| {
-        r.route(web::post().to(account_sessions::end_session))
+        r.route(web::post().to(account::sessions::end_session))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/api/logout/", |r| {
-        r.route(web::post().to(api_accounts::logout))
+        r.route(web::post().to(api::accounts::logout))
             .default_service(web::to(oauth::method_not_allowed))
     });
     both(cfg, "/api/logout_all/", |r| {
-        r.route(web::post().to(api_accounts::logout_all))
+        r.route(web::post().to(api::accounts::logout_all))
             .default_service(web::to(oauth::method_not_allowed))
     });
     both(cfg, "/api/users/", |r| {
-        r.route(web::get().to(api_accounts::list_users))
+        r.route(web::get().to(api::accounts::list_users))
             .default_service(web::to(oauth::method_not_allowed))
     });
     both(cfg, "/api/users/{id}/", |r| {
-        r.route(web::get().to(api_accounts::show_user))
+        r.route(web::get().to(api::accounts::show_user))
             .default_service(web::to(oauth::method_not_allowed))
     });
     // Self-registration and email verification (routes/register.rs): the pages and the
     // JSON API.
     both(cfg, "/accounts/register/", |r| {
-        r.route(web::get().to(register::show_register_form))
-            .route(web::post().to(register::submit_register))
+        r.route(web::get().to(login::register::show_register_form))
+            .route(web::post().to(login::register::submit_register))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/accounts/verify/", |r| {
-        r.route(web::get().to(register::show_verify_form))
-            .route(web::post().to(register::submit_verify))
+        r.route(web::get().to(login::register::show_verify_form))
+            .route(web::post().to(login::register::submit_verify))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/accounts/activate/{uidb64}/{token}/", |r| {
-        r.route(web::get().to(register::activate_page))
+        r.route(web::get().to(login::register::activate_page))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/api/register/", |r| {
-        r.route(web::post().to(register::api_register))
+        r.route(web::post().to(login::register::api_register))
             .default_service(web::to(oauth::method_not_allowed))
     });
     both(cfg, "/api/verify-otp/", |r| {
-        r.route(web::post().to(register::api_verify_otp))
+        r.route(web::post().to(login::register::api_verify_otp))
             .default_service(web::to(oauth::method_not_allowed))
     });
     both(cfg, "/api/activate/{uidb64}/{token}/", |r| {
-        r.route(web::get().to(register::api_activate))
+        r.route(web::get().to(login::register::api_activate))
             .default_service(web::to(oauth::method_not_allowed))
     });
     both(cfg, "/api/resend-otp/", |r| {
-        r.route(web::post().to(register::api_resend))
+        r.route(web::post().to(login::register::api_resend))
             .default_service(web::to(oauth::method_not_allowed))
     });
     both(cfg, "/api/resend-activation-email/", |r| {
-        r.route(web::post().to(register::api_resend))
+        r.route(web::post().to(login::register::api_resend))
             .default_service(web::to(oauth::method_not_allowed))
     });
     cfg.service(

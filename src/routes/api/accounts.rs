@@ -11,10 +11,6 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDateTime, SecondsFormat};
 use serde::{Deserialize, Serialize};
 
-use super::api::bearer_error;
-use super::support::{
-    api_error, authorization_header, no_store, peer_ip, read_api_body, WebConfig,
-};
 use crate::accounts::{AccountError, Accounts};
 use crate::config::ADMIN_SCOPE;
 use crate::db::users::{UserFilter, UserRow};
@@ -24,6 +20,10 @@ use crate::groups::Groups;
 use crate::oauth::bearer::BearerError;
 use crate::oauth::logout::{EverywhereLogoutError, GrantLogoutError};
 use crate::oauth::{OAuth, Params};
+use crate::routes::api::bearer_error;
+use crate::routes::support::{
+    api_error, authorization_header, no_store, peer_ip, read_api_body, WebConfig,
+};
 
 /// The largest `page_size` of the users API.
 pub const MAX_API_PAGE_SIZE: i64 = 100;

@@ -11,15 +11,15 @@ use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::account::{set_notice, SESSION_ACCOUNT_NOTICE};
-use super::support::{
-    actor, error_page, read_page_form, require_login, see_other, session_handle, show_time,
-    unavailable, WebConfig,
-};
+use super::{set_notice, SESSION_ACCOUNT_NOTICE};
 use crate::accounts::sessions::session_id;
 use crate::accounts::Accounts;
 use crate::db::user_sessions::SessionRow;
 use crate::db::DbError;
+use crate::routes::support::{
+    actor, error_page, read_page_form, require_login, see_other, session_handle, show_time,
+    unavailable, WebConfig,
+};
 
 /// One row of the account page's session list.
 pub struct SessionLine {

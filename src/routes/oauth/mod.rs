@@ -1,12 +1,16 @@
 //! Token, introspection and revocation endpoints, and RFC 8414 metadata.
 
+pub(super) mod authorize;
+
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::support::{authorization_header, no_store, oauth_error, peer_ip, read_form, WebConfig};
 use crate::clients::Clients;
 use crate::oauth::client_auth::presented_client;
 use crate::oauth::{OAuth, OAuthError, Params};
+use crate::routes::support::{
+    authorization_header, no_store, oauth_error, peer_ip, read_form, WebConfig,
+};
 
 /// `POST /o/token/` (RFC 6749 §3.2).
 pub async fn token(

@@ -5,12 +5,6 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::api::bearer_error;
-use super::oauth::{preflight_for, request_origin, with_cors};
-use super::support::{
-    authorization_header, csrf_failed, csrf_ok, csrf_token, current_user, error_page, no_store,
-    read_form, read_html_form, render, see_other, unavailable, WebConfig,
-};
 use crate::accounts::Accounts;
 use crate::clients::Clients;
 use crate::oauth::bearer::BearerError;
@@ -18,6 +12,12 @@ use crate::oauth::metadata::ServerMetadata;
 use crate::oauth::{OAuth, Params};
 use crate::oidc::logout::{LogoutError, LogoutPlan};
 use crate::oidc::{user_claims, OPENID};
+use crate::routes::api::bearer_error;
+use crate::routes::oauth::{preflight_for, request_origin, with_cors};
+use crate::routes::support::{
+    authorization_header, csrf_failed, csrf_ok, csrf_token, current_user, error_page, no_store,
+    read_form, read_html_form, render, see_other, unavailable, WebConfig,
+};
 
 /// `GET /.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4) and
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414 §3): the same document, built from
@@ -241,7 +241,9 @@ pub async fn end_session(
         );
     }
     if let Some(user) = &user {
-        if let Err(e) = super::support::log_out(&req, &session, &accounts, &user.id, true).await {
+        if let Err(e) =
+            crate::routes::support::log_out(&req, &session, &accounts, &user.id, true).await
+        {
             return unavailable(&e);
         }
     }

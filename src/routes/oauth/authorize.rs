@@ -6,13 +6,13 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::support::{
-    csrf_failed, csrf_ok, csrf_token, current_login, error_page, peer_ip, read_html_form, render,
-    see_other, unavailable, WebConfig, SESSION_REAUTH,
-};
 use crate::accounts::Accounts;
 use crate::oauth::authorize::{AuthorizeOutcome, ConsentPrompt, Decision};
 use crate::oauth::OAuth;
+use crate::routes::support::{
+    csrf_failed, csrf_ok, csrf_token, current_login, error_page, peer_ip, read_html_form, render,
+    see_other, unavailable, WebConfig, SESSION_REAUTH,
+};
 
 #[derive(Template)]
 #[template(path = "auth/consent.html")]

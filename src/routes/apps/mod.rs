@@ -17,10 +17,6 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::support::{
-    actor, csrf_token, error_page, page_number, read_page_form, render, require_login, see_other,
-    show_time, ticked, unavailable, PageNav, WebConfig,
-};
 use crate::accounts::Accounts;
 use crate::clients::{
     split_list, AuthMethod, Client, ClientError, ClientSpec, ClientType, Clients, GrantType,
@@ -30,6 +26,10 @@ use crate::db::users::UserRow;
 use crate::domain::PageRequest;
 use crate::oauth::Params;
 use crate::oidc::SigningAlg;
+use crate::routes::support::{
+    actor, csrf_token, error_page, page_number, read_page_form, render, require_login, see_other,
+    show_time, ticked, unavailable, PageNav, WebConfig,
+};
 
 /// One row of the application list.
 struct AppRow {

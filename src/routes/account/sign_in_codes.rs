@@ -10,14 +10,14 @@ use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::account::{set_notice, SESSION_ACCOUNT_NOTICE};
-use super::support::capitalized;
-use super::support::{
-    actor, error_page, read_page_form, require_login, see_other, unavailable, WebConfig,
-};
+use super::{set_notice, SESSION_ACCOUNT_NOTICE};
 use crate::accounts::{AccountError, Accounts};
 use crate::config::{EmailVerification, LoginOtp};
 use crate::db::users::UserRow;
+use crate::routes::support::capitalized;
+use crate::routes::support::{
+    actor, error_page, read_page_form, require_login, see_other, unavailable, WebConfig,
+};
 
 /// What the account page shows for the switch.
 #[derive(Clone, Debug, PartialEq, Eq)]

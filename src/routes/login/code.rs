@@ -15,14 +15,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
-use super::auth::login_page;
-use super::support::with_retry_after;
-use super::support::{
-    csrf_token, peer_ip, read_page_form, render, see_other, start_session, unavailable, WebConfig,
-};
+use super::login_page;
 use crate::accounts::login_code::{ChallengeFor, LoginCodeOutcome, AMR_PASSWORD_AND_CODE};
 use crate::accounts::Accounts;
 use crate::db::users::UserRow;
+use crate::routes::support::with_retry_after;
+use crate::routes::support::{
+    csrf_token, peer_ip, read_page_form, render, see_other, start_session, unavailable, WebConfig,
+};
 
 /// Session key of the pending login.
 const SESSION_PENDING_LOGIN: &str = "pending_login";

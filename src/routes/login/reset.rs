@@ -22,16 +22,16 @@ use askama::Template;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::support::{
-    api_error, csrf_token, current_user, error_page, no_store, peer_ip, read_api_body,
-    read_page_form, render, see_other, unavailable, WebConfig,
-};
-use super::support::{api_unavailable, capitalized, with_retry_after};
 use crate::accounts::reset::ResetError;
 use crate::accounts::Accounts;
 use crate::db::DbError;
 use crate::domain::Email;
 use crate::limits::RetryAfter;
+use crate::routes::support::{
+    api_error, csrf_token, current_user, error_page, no_store, peer_ip, read_api_body,
+    read_page_form, render, see_other, unavailable, WebConfig,
+};
+use crate::routes::support::{api_unavailable, capitalized, with_retry_after};
 
 /// The navigation of a reset page: the signed-in user's (no entry is current), or a "Sign in"
 /// link.

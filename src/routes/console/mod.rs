@@ -21,10 +21,6 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::support::{
-    actor, csrf_token, error_page, page_number, read_page_form, render, require_staff, see_other,
-    show_time, ticked, unavailable, PageNav, WebConfig,
-};
 use crate::accounts::{AccountError, AccountFlags, Accounts, Profile};
 use crate::audit::Audit;
 use crate::clients::Clients;
@@ -37,6 +33,10 @@ use crate::db::DbError;
 use crate::domain::{Email, Page, PageRequest};
 use crate::groups::{GroupError, Groups};
 use crate::oauth::{OAuth, Params};
+use crate::routes::support::{
+    actor, csrf_token, error_page, page_number, read_page_form, render, require_staff, see_other,
+    show_time, ticked, unavailable, PageNav, WebConfig,
+};
 use crate::scheduler::Jobs;
 
 /// How many audit events the dashboard shows.
@@ -1509,7 +1509,7 @@ fn not_allowed(message: &str) -> HttpResponse {
         "Not allowed",
         &format!(
             "{}. Nothing was changed.",
-            super::support::capitalized(message)
+            crate::routes::support::capitalized(message)
         ),
     )
 }

@@ -1,17 +1,21 @@
 //! The hosted login and logout pages.
 
+pub(super) mod code;
+pub(super) mod register;
+pub(super) mod reset;
+
 use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use secrecy::SecretString;
 
-use super::support::{
+use crate::accounts::{Accounts, LoginError};
+use crate::oauth::Params;
+use crate::routes::support::{
     csrf_token, current_user, peer_ip, read_page_form, render, safe_next, see_other, start_session,
     unavailable, with_retry_after, WebConfig,
 };
-use crate::accounts::{Accounts, LoginError};
-use crate::oauth::Params;
 
 #[derive(Template)]
 #[template(path = "auth/login.html")]
@@ -78,7 +82,7 @@ pub async fn submit_login(
     {
         // Email 2FA (routes/login_code.rs): the code is emailed, the login waits for it.
         Ok(user) if accounts.needs_login_code(&user) => {
-            super::login_code::begin(&req, &session, &accounts, &user, &next).await
+            code::begin(&req, &session, &accounts, &user, &next).await
         }
         Ok(user) => {
             // A new session on login (no fixation), with a new CSRF token.
@@ -110,7 +114,7 @@ pub async fn submit_login(
         }
         // Mandatory verification (routes/register.rs): a new code, then the verify page.
         Err(LoginError::Unverified(user)) => {
-            super::register::refuse_unverified_login(&session, &accounts, &user, &next).await
+            register::refuse_unverified_login(&session, &accounts, &user, &next).await
         }
         Err(LoginError::Db(e)) => unavailable(&e),
         Err(LoginError::Hash(e)) => {
@@ -155,7 +159,9 @@ pub async fn logout(
         return page;
     }
     if let Ok(Some(user)) = current_user(&session, &accounts, &web).await {
-        if let Err(e) = super::support::log_out(&req, &session, &accounts, &user.id, false).await {
+        if let Err(e) =
+            crate::routes::support::log_out(&req, &session, &accounts, &user.id, false).await
+        {
             return unavailable(&e);
         }
     }

@@ -1,12 +1,14 @@
 //! The protected resource `GET /api/me` (RFC 6750).
 
+pub(super) mod accounts;
+
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
-use super::support::{authorization_header, no_store};
 use crate::oauth::bearer::BearerError;
 use crate::oauth::OAuth;
+use crate::routes::support::{authorization_header, no_store};
 
 /// The profile returned by `/api/me`.
 #[derive(Debug, Serialize)]

@@ -34,11 +34,6 @@ use askama::Template;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::support::{
-    api_error, csrf_token, current_user, error_page, no_store, peer_ip, read_api_body,
-    read_page_form, render, safe_next, see_other, start_session, unavailable, WebConfig,
-};
-use super::support::{api_unavailable, with_retry_after};
 use crate::accounts::registration::{
     ActivationError, FieldErrors, RegisterError, Registered, Registration, ResendError,
     VerifyError, AMR_PASSWORD_AND_CODE,
@@ -48,6 +43,11 @@ use crate::config::EmailVerification;
 use crate::db::users::UserRow;
 use crate::domain::Email;
 use crate::oauth::Params;
+use crate::routes::support::{
+    api_error, csrf_token, current_user, error_page, no_store, peer_ip, read_api_body,
+    read_page_form, render, safe_next, see_other, start_session, unavailable, WebConfig,
+};
+use crate::routes::support::{api_unavailable, with_retry_after};
 
 /// Session key: the address the verify page is pre-filled with.
 const SESSION_VERIFY_EMAIL: &str = "verify_email";

@@ -7,6 +7,9 @@
 //! a form. After a change, the browser is redirected (POST → 303 → GET) and the page shows a
 //! one-time notice kept in the session.
 
+pub(super) mod sessions;
+pub(super) mod sign_in_codes;
+
 use std::collections::BTreeMap;
 
 use actix_session::Session;
@@ -15,18 +18,18 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::account_sessions::{session_lines, SessionLine};
-use super::support::capitalized;
-use super::support::{
-    actor, csrf_token, error_page, keep_session, page_number, read_page_form, render,
-    require_login, see_other, show_time, unavailable, PageNav, WebConfig,
-};
 use crate::accounts::{AccountError, Accounts, Profile};
 use crate::clients::Clients;
 use crate::db::users::UserRow;
 use crate::domain::{Email, Page, PageRequest};
 use crate::oauth::grants::AuthorizedApp;
 use crate::oauth::{OAuth, Params};
+use crate::routes::support::capitalized;
+use crate::routes::support::{
+    actor, csrf_token, error_page, keep_session, page_number, read_page_form, render,
+    require_login, see_other, show_time, unavailable, PageNav, WebConfig,
+};
+use sessions::{session_lines, SessionLine};
 
 /// Session key of the notice the authorized-apps page shows once.
 const SESSION_AUTHORIZED_NOTICE: &str = "authorized_notice";
@@ -121,7 +124,7 @@ struct AccountPage<'a> {
     /// The user's live browser sessions, this one first.
     sessions: Vec<SessionLine>,
     /// The sign-in code switch (`routes/account_mfa.rs`).
-    login_code: super::account_mfa::LoginCodeSwitch,
+    login_code: sign_in_codes::LoginCodeSwitch,
 }
 
 impl AccountPage<'_> {
@@ -627,7 +630,7 @@ async fn account_page(
             min_password_chars: accounts.password_policy().min_chars,
             max_password_chars: accounts.password_policy().max_chars,
             sessions,
-            login_code: super::account_mfa::LoginCodeSwitch::for_user(accounts, user),
+            login_code: sign_in_codes::LoginCodeSwitch::for_user(accounts, user),
         },
     )
 }

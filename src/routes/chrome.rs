@@ -1,0 +1,221 @@
+//! What every hosted page shows around its content — the page chrome — and the one way pages
+//! are rendered.
+//!
+//! Every page's template struct embeds one [`Chrome`] as its `chrome` field, and
+//! `templates/base.html` reads it: who is signed in (and the sign-out form's CSRF token, which
+//! the page's own forms use too), the main navigation with the current [`Section`], and the
+//! one-time [`Notice`] left by the previous request (post/redirect/get: a handler that changed
+//! something calls [`flash`] and redirects; the next page shows the notice once). A handler gets
+//! its chrome from the extractor that signed the user in (`SignedIn::chrome`) or, on pages for
+//! visitors, from [`Chrome::visitor`].
+
+use actix_session::Session;
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use askama::Template;
+use serde::{Deserialize, Serialize};
+
+use crate::db::users::UserRow;
+
+/// Session key of the pending notice.
+const SESSION_FLASH: &str = "flash";
+
+/// The part of the site a page belongs to, for the navigation's "current page" marks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Section {
+    /// Pages outside the signed-in navigation (sign-in, consent, errors).
+    #[default]
+    None,
+    /// The developer portal (`/o/applications/`).
+    Apps,
+    /// Applications the user authorized (`/o/authorized_tokens/`).
+    Authorized,
+    /// The user's account (`/account/`).
+    Account,
+    /// The admin console, with the part of its side navigation.
+    Admin(AdminArea),
+}
+
+/// The admin console's side navigation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminArea {
+    /// `/admin/`.
+    Dashboard,
+    /// `/admin/users/…`.
+    Users,
+    /// `/admin/groups/…`.
+    Groups,
+    /// `/admin/tokens/`.
+    Tokens,
+    /// `/admin/audit/`.
+    Audit,
+}
+
+impl Section {
+    /// The section's name as the navigation templates compare it: `apps`, `authorized`,
+    /// `account`, `admin` or the empty string.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::None => "",
+            Self::Apps => "apps",
+            Self::Authorized => "authorized",
+            Self::Account => "account",
+            Self::Admin(_) => "admin",
+        }
+    }
+
+    /// The admin console's area (`dashboard`, `users`, `groups`, `tokens`, `audit`), or the
+    /// empty string outside the console.
+    #[must_use]
+    pub fn area(&self) -> &'static str {
+        match self {
+            Self::Admin(AdminArea::Dashboard) => "dashboard",
+            Self::Admin(AdminArea::Users) => "users",
+            Self::Admin(AdminArea::Groups) => "groups",
+            Self::Admin(AdminArea::Tokens) => "tokens",
+            Self::Admin(AdminArea::Audit) => "audit",
+            _ => "",
+        }
+    }
+}
+
+/// How a notice looks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NoticeKind {
+    /// A change was made.
+    Success,
+    /// Something to know (nothing went wrong).
+    Info,
+}
+
+/// A one-time message shown at the top of the next page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notice {
+    /// How it looks.
+    pub kind: NoticeKind,
+    /// The sentence shown (escaped when rendered).
+    pub text: String,
+}
+
+impl Notice {
+    /// "It worked": a change was made.
+    #[must_use]
+    pub fn success(text: impl Into<String>) -> Self {
+        Self {
+            kind: NoticeKind::Success,
+            text: text.into(),
+        }
+    }
+
+    /// Information, nothing changed.
+    #[must_use]
+    pub fn info(text: impl Into<String>) -> Self {
+        Self {
+            kind: NoticeKind::Info,
+            text: text.into(),
+        }
+    }
+
+    /// The stylesheet class.
+    #[must_use]
+    pub fn class(&self) -> &'static str {
+        match self.kind {
+            NoticeKind::Success => "notice success",
+            NoticeKind::Info => "notice",
+        }
+    }
+}
+
+/// Leaves `notice` for the next page this browser opens (post/redirect/get). A cookie that
+/// cannot be written loses the notice, never the change: it is logged.
+pub fn flash(session: &Session, notice: Notice) {
+    if let Err(e) = session.insert(SESSION_FLASH, notice) {
+        tracing::error!(error = %e, "could not keep a notice for the next page");
+    }
+}
+
+/// The pending notice, removed: it is shown once.
+fn take_flash(session: &Session) -> Option<Notice> {
+    session
+        .remove_as::<Notice>(SESSION_FLASH)
+        .and_then(Result::ok)
+}
+
+/// The page chrome (see the module documentation).
+#[derive(Clone, Debug, Default)]
+pub struct Chrome {
+    /// The signed-in user's username; `None` for visitors.
+    pub who: Option<String>,
+    /// Whether the signed-in user may open the admin console.
+    pub is_staff: bool,
+    /// Where the page belongs in the navigation.
+    pub section: Section,
+    /// This session's CSRF token, for every form on the page (empty on pages without one).
+    pub csrf_token: String,
+    /// The notice left by the previous request, shown once.
+    pub notice: Option<Notice>,
+}
+
+impl Chrome {
+    /// The chrome of a page for `user` in `section`: takes the pending notice.
+    #[must_use]
+    pub fn for_user(session: &Session, user: &UserRow, section: Section) -> Self {
+        Self {
+            who: Some(user.username.clone()),
+            is_staff: user.has_staff_access(),
+            section,
+            csrf_token: super::browser::csrf_token(session),
+            notice: take_flash(session),
+        }
+    }
+
+    /// The chrome of a page for a visitor who is not signed in (sign-in, registration, reset):
+    /// a CSRF token for its forms, and the pending notice.
+    #[must_use]
+    pub fn visitor(session: &Session) -> Self {
+        Self {
+            csrf_token: super::browser::csrf_token(session),
+            notice: take_flash(session),
+            ..Self::default()
+        }
+    }
+
+    /// The chrome of a page rendered without a session (error pages): no forms, no notice.
+    #[must_use]
+    pub fn anonymous() -> Self {
+        Self::default()
+    }
+
+    /// This chrome with `notice` shown now (on a page rendered in answer to a POST that did
+    /// not redirect, such as a form with errors) instead of any pending one.
+    #[must_use]
+    pub fn with_notice(mut self, notice: Notice) -> Self {
+        self.notice = Some(notice);
+        self
+    }
+}
+
+/// Renders `template` with `status` as an HTML page (`Cache-Control: no-store`: pages may
+/// show secrets and personal data). A template that fails to render is a bug: logged, and the
+/// plain-text 500 answer says so.
+pub fn render(status: StatusCode, template: &impl Template) -> HttpResponse {
+    match template.render() {
+        Ok(body) => HttpResponse::build(status)
+            .content_type("text/html; charset=utf-8")
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .body(body),
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            HttpResponse::InternalServerError()
+                .content_type("text/plain; charset=utf-8")
+                .body("The page could not be rendered.")
+        }
+    }
+}
+
+/// Renders `template` with 200.
+pub fn page(template: &impl Template) -> HttpResponse {
+    render(StatusCode::OK, template)
+}

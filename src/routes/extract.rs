@@ -1,0 +1,320 @@
+//! The web layer's extractors: what a handler needs is in its signature, and a request that
+//! does not qualify never reaches the handler's body.
+//!
+//! * [`SignedIn`] — a signed-in, active user with a live browser session; otherwise
+//!   [`PageError::SignIn`] (the sign-in page, which comes back here).
+//! * [`Staff`] — [`SignedIn`] and staff (or superuser); others get a 403 page.
+//! * [`Superuser`] — [`SignedIn`] and superuser; others get a 403 page.
+//! * [`Form`] — a browser's form post: `application/x-www-form-urlencoded`, at most
+//!   `server.max_body_bytes`, its `csrf_token` checked against the session (constant time);
+//!   parsed strictly by [`Params`] (no repeated names, no invalid UTF-8), then into `T`.
+//! * [`ApiBody`] — a JSON API body (`application/json`, or a form) into `T`; errors are
+//!   [`ApiError`]s.
+//!
+//! A typical page handler is then: extract → call a service → render, with `?` for every
+//! failure:
+//!
+//! ```text
+//! pub async fn end_session(user: SignedIn, _: Form, path: web::Path<String>,
+//!                          accounts: web::Data<Accounts>) -> Result<HttpResponse, PageError> {
+//!     accounts.end_browser_session(&user.actor(), &user.id, &path).await?;
+//!     flash(user.session(), Notice::success("The session was ended."));
+//!     Ok(see_other("/account/#sessions"))
+//! }
+//! ```
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::ops::Deref;
+use std::pin::Pin;
+
+use actix_session::{Session, SessionExt};
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{web, FromRequest, HttpRequest};
+use serde::de::DeserializeOwned;
+
+use super::browser::{csrf_ok, current_user};
+use super::chrome::{Chrome, Section};
+use super::errors::{ApiError, PageError};
+use super::http::{peer_ip, read_body, BodyError};
+use super::WebConfig;
+use crate::accounts::Accounts;
+use crate::audit::Actor;
+use crate::db::users::UserRow;
+use crate::oauth::Params;
+
+type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+/// The services the extractors read from the application.
+fn app_data<T: 'static>(req: &HttpRequest) -> Result<web::Data<T>, PageError> {
+    req.app_data::<web::Data<T>>().cloned().ok_or_else(|| {
+        tracing::error!(
+            service = std::any::type_name::<T>(),
+            "a service is missing from the application"
+        );
+        PageError::Internal
+    })
+}
+
+/// The path and query of `req`, for coming back after signing in.
+fn here(req: &HttpRequest) -> String {
+    match req.query_string() {
+        "" => req.path().to_owned(),
+        q => format!("{}?{q}", req.path()),
+    }
+}
+
+/// A signed-in, active user with a live browser session (see the module documentation).
+/// Dereferences to the user's account.
+#[derive(Clone)]
+pub struct SignedIn {
+    user: UserRow,
+    session: Session,
+    ip: Option<IpAddr>,
+}
+
+impl SignedIn {
+    /// The user's account as stored when the request began.
+    #[must_use]
+    pub fn user(&self) -> &UserRow {
+        &self.user
+    }
+
+    /// This browser's session (for notices, CSRF tokens, signing out).
+    #[must_use]
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// The client's address (behind `server.trusted_proxies`, the forwarded one).
+    #[must_use]
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.ip
+    }
+
+    /// The user acting through this request, for the services and the audit log.
+    #[must_use]
+    pub fn actor(&self) -> Actor {
+        Actor::user(self.user.id.clone(), self.ip)
+    }
+
+    /// The page chrome for this user in `section` (takes the pending notice).
+    #[must_use]
+    pub fn chrome(&self, section: Section) -> Chrome {
+        Chrome::for_user(&self.session, &self.user, section)
+    }
+}
+
+impl Deref for SignedIn {
+    type Target = UserRow;
+
+    fn deref(&self) -> &UserRow {
+        &self.user
+    }
+}
+
+impl FromRequest for SignedIn {
+    type Error = PageError;
+    type Future = LocalBoxFuture<Result<Self, PageError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let session = req.get_session();
+            let accounts = app_data::<Accounts>(&req)?;
+            let web = app_data::<WebConfig>(&req)?;
+            match current_user(&session, &accounts, &web).await? {
+                Some(user) => Ok(Self {
+                    user,
+                    session,
+                    ip: peer_ip(&req),
+                }),
+                None => Err(PageError::SignIn { next: here(&req) }),
+            }
+        })
+    }
+}
+
+/// A signed-in staff member (`is_staff` or `is_superuser`); dereferences to [`SignedIn`].
+/// Signed-in users who are not staff get a 403 page.
+#[derive(Clone)]
+pub struct Staff(pub SignedIn);
+
+impl Deref for Staff {
+    type Target = SignedIn;
+
+    fn deref(&self) -> &SignedIn {
+        &self.0
+    }
+}
+
+impl FromRequest for Staff {
+    type Error = PageError;
+    type Future = LocalBoxFuture<Result<Self, PageError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let signed_in = SignedIn::from_request(req, payload);
+        Box::pin(async move {
+            let user = signed_in.await?;
+            if user.has_staff_access() {
+                Ok(Self(user))
+            } else {
+                Err(PageError::forbidden(
+                    "Staff only",
+                    "The admin console is for staff members. Ask an administrator if you need access.",
+                ))
+            }
+        })
+    }
+}
+
+/// A signed-in superuser; dereferences to [`SignedIn`]. Anyone else signed in gets a 403 page.
+#[derive(Clone)]
+pub struct Superuser(pub SignedIn);
+
+impl Deref for Superuser {
+    type Target = SignedIn;
+
+    fn deref(&self) -> &SignedIn {
+        &self.0
+    }
+}
+
+impl FromRequest for Superuser {
+    type Error = PageError;
+    type Future = LocalBoxFuture<Result<Self, PageError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let signed_in = SignedIn::from_request(req, payload);
+        Box::pin(async move {
+            let user = signed_in.await?;
+            if user.is_superuser {
+                Ok(Self(user))
+            } else {
+                Err(PageError::forbidden(
+                    "Superusers only",
+                    "Only a superuser can do this. Ask one if it needs doing.",
+                ))
+            }
+        })
+    }
+}
+
+/// How a form's fields become a `T`: [`Params`] as they are (for forms whose names vary, such
+/// as one checkbox per scope), or any `Deserialize` type from the fields as strings.
+pub trait FromParams: Sized {
+    /// `params` as a `T`.
+    ///
+    /// # Errors
+    /// A message for the user when a field is missing or malformed.
+    fn from_params(params: Params) -> Result<Self, String>;
+}
+
+impl FromParams for Params {
+    fn from_params(params: Params) -> Result<Self, String> {
+        Ok(params)
+    }
+}
+
+/// Form fields into a `Deserialize` type: every value is a string (a missing optional field
+/// is `None`; use `#[serde(default)]` for checkboxes).
+pub fn params_into<T: DeserializeOwned>(params: &Params) -> Result<T, String> {
+    let map: serde_json::Map<String, serde_json::Value> = params
+        .iter()
+        .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
+        .collect();
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| e.to_string())
+}
+
+/// A browser's form post with a valid CSRF token (see the module documentation). `Form` alone
+/// (`Form<Params>`) only checks the token and gives the fields.
+pub struct Form<T = Params>(pub T);
+
+impl<T: FromParams + 'static> FromRequest for Form<T> {
+    type Error = PageError;
+    type Future = LocalBoxFuture<Result<Self, PageError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = web::Payload::from_request(&req, payload).into_inner();
+        Box::pin(async move {
+            let web = app_data::<WebConfig>(&req)?;
+            let payload = payload.map_err(|_| PageError::Internal)?;
+            let body = read_body(payload, web.max_body_bytes)
+                .await
+                .map_err(|e| match e {
+                    BodyError::TooLarge(_) => PageError::TooLarge,
+                    BodyError::Unreadable => {
+                        PageError::bad_request("Bad request", "The form could not be read.")
+                    }
+                })?;
+            let content_type = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            let params = Params::from_form(content_type, &body).map_err(|_| {
+                PageError::bad_request("Bad request", "The form could not be read.")
+            })?;
+            if !csrf_ok(&req.get_session(), params.get("csrf_token")) {
+                return Err(PageError::CsrfFailed);
+            }
+            T::from_params(params)
+                .map(Form)
+                .map_err(|message| PageError::bad_request("Bad request", message))
+        })
+    }
+}
+
+/// A JSON API request body as `T`: `application/json`, or a form body (for clients that post
+/// forms), at most `server.max_body_bytes`. Errors: `invalid_request` with 413 for a large body,
+/// 415 for another media type, 400 for a body that does not parse.
+pub struct ApiBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for ApiBody<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = web::Payload::from_request(&req, payload).into_inner();
+        Box::pin(async move {
+            let limit = req
+                .app_data::<web::Data<WebConfig>>()
+                .map_or(64 * 1024, |w| w.max_body_bytes);
+            let payload = payload.map_err(|_| ApiError::invalid_request("no request body"))?;
+            let body = read_body(payload, limit).await.map_err(|e| match e {
+                BodyError::TooLarge(limit) => {
+                    ApiError::invalid_request(&format!("the request body exceeds {limit} bytes"))
+                        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+                }
+                BodyError::Unreadable => {
+                    ApiError::invalid_request("the request body could not be read")
+                }
+            })?;
+            let media = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|c| c.split(';').next())
+                .map(|c| c.trim().to_ascii_lowercase())
+                .unwrap_or_default();
+            let parsed = match media.as_str() {
+                "application/json" => serde_json::from_slice::<T>(&body).map_err(|e| e.to_string()),
+                "application/x-www-form-urlencoded" => Params::from_form(Some(&media), &body)
+                    .map_err(|e| e.description.into_string())
+                    .and_then(|params| params_into::<T>(&params)),
+                _ => {
+                    return Err(
+                        ApiError::invalid_request("send the body as application/json")
+                            .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+                    )
+                }
+            };
+            parsed.map(ApiBody).map_err(|reason| {
+                ApiError::invalid_request(&format!("the request body is not valid: {reason}"))
+            })
+        })
+    }
+}
