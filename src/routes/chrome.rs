@@ -219,3 +219,31 @@ pub fn render(status: StatusCode, template: &impl Template) -> HttpResponse {
 pub fn page(template: &impl Template) -> HttpResponse {
     render(StatusCode::OK, template)
 }
+
+/// What a confirmation asks (see [`ConfirmPage`]).
+#[derive(Clone, Debug)]
+pub struct ConfirmText {
+    /// The question, as the page's heading ("Delete My app?").
+    pub title: String,
+    /// What will happen, in a sentence or two.
+    pub message: String,
+    /// Where the form posts.
+    pub action: String,
+    /// Hidden fields sent along (name, value), e.g. `confirm=yes`.
+    pub hidden: Vec<(String, String)>,
+    /// The action button's label ("Delete application").
+    pub button: String,
+    /// Where Cancel goes.
+    pub cancel: String,
+}
+
+/// The one confirmation page of every destructive action (delete, rotate, revoke, sign out
+/// everywhere, deactivate): a GET shows it, its CSRF-checked POST does the action.
+#[derive(Template)]
+#[template(path = "confirm.html")]
+pub struct ConfirmPage {
+    /// The page chrome (its section decides the frame: the admin console's, or the plain one).
+    pub chrome: Chrome,
+    /// What to confirm.
+    pub confirm: ConfirmText,
+}
