@@ -122,8 +122,8 @@ impl Notice {
     #[must_use]
     pub fn class(&self) -> &'static str {
         match self.kind {
-            NoticeKind::Success => "notice success",
-            NoticeKind::Info => "notice",
+            NoticeKind::Success => "notice",
+            NoticeKind::Info => "notice info",
         }
     }
 }

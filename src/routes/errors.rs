@@ -57,6 +57,14 @@ pub enum PageError {
         /// What is wrong.
         message: String,
     },
+    /// `422`: the form was read but cannot be acted on as sent (a stale page, a missing
+    /// confirmation) and no field of a page can show why.
+    Unprocessable {
+        /// The page's heading.
+        title: &'static str,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// `403`: the form's CSRF token is missing or not this session's (an expired form, or a
     /// request from another site).
     CsrfFailed,
@@ -118,7 +126,8 @@ impl PageError {
             Self::SignIn { .. } => ("Sign in", "Sign in to continue.".to_owned()),
             Self::Forbidden { title, message }
             | Self::NotFound { title, message }
-            | Self::BadRequest { title, message } => (title, message.clone()),
+            | Self::BadRequest { title, message }
+            | Self::Unprocessable { title, message } => (title, message.clone()),
             Self::TooManyRequests { message, .. } => ("Too many attempts", message.clone()),
             Self::CsrfFailed => (
                 "Form expired",
@@ -184,6 +193,7 @@ impl ResponseError for PageError {
             Self::Forbidden { .. } | Self::CsrfFailed => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -284,9 +294,76 @@ impl ApiErrorCode {
     }
 }
 
-/// Messages per field of a form-like request (`{"email": ["…"], "password": ["…", "…"]}`),
-/// the one shape field errors take in JSON answers and on pages.
-pub type FieldErrors = BTreeMap<String, Vec<String>>;
+/// Messages per field of a form (`{"email": ["…"], "password": ["…", "…"]}` in JSON answers):
+/// the one shape field errors take, on pages (next to each field, all at once) and in the JSON
+/// APIs (`fields`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct FieldErrors(BTreeMap<String, Vec<String>>);
+
+impl FieldErrors {
+    /// No errors.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One error for `field`.
+    #[must_use]
+    pub fn one(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = Self::new();
+        errors.add(field, message);
+        errors
+    }
+
+    /// Adds `message` to `field`'s errors.
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0
+            .entry(field.to_owned())
+            .or_default()
+            .push(message.into());
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `field`'s first message (what a page shows next to the field).
+    #[must_use]
+    pub fn first(&self, field: &str) -> Option<&str> {
+        self.0
+            .get(field)
+            .and_then(|m| m.first())
+            .map(String::as_str)
+    }
+
+    /// Whether `field` has an error.
+    #[must_use]
+    pub fn has(&self, field: &str) -> bool {
+        self.0.contains_key(field)
+    }
+
+    /// Every (field, message), in field order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .flat_map(|(f, ms)| ms.iter().map(move |m| (f.as_str(), m.as_str())))
+    }
+}
+
+impl<K: AsRef<str>> FromIterator<(K, Vec<String>)> for FieldErrors {
+    fn from_iter<I: IntoIterator<Item = (K, Vec<String>)>>(iter: I) -> Self {
+        let mut errors = Self::new();
+        for (field, messages) in iter {
+            for m in messages {
+                errors.add(field.as_ref(), m);
+            }
+        }
+        errors
+    }
+}
 
 /// A JSON API error answer; see the module documentation.
 #[derive(Debug)]

@@ -78,3 +78,60 @@ pub fn ticked(form: &Params, prefix: &str) -> Vec<String> {
 pub fn show_time(t: &chrono::NaiveDateTime) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
+
+/// `message` with its first letter in upper case (service messages are sentence fragments).
+#[must_use]
+pub fn capitalized(message: &str) -> String {
+    let mut chars = message.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// A duration of `seconds` in words, rounded up to the unit people would say: "30 seconds",
+/// "1 minute", "15 minutes", "2 hours", "3 days".
+#[must_use]
+pub fn human_duration(seconds: u64) -> String {
+    let (value, unit) = match seconds {
+        0..=59 => (seconds.max(1), "second"),
+        60..=3_599 => (seconds.div_ceil(60), "minute"),
+        3_600..=86_399 => (seconds.div_ceil(3_600), "hour"),
+        _ => (seconds.div_ceil(86_400), "day"),
+    };
+    if value == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{value} {unit}s")
+    }
+}
+
+/// When a limited action may be tried again, for a sentence ending "Try again …": "in 15
+/// minutes" (see [`human_duration`]).
+#[must_use]
+pub fn wait_phrase(seconds: u64) -> String {
+    format!("in {}", human_duration(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{capitalized, human_duration, wait_phrase};
+
+    #[test]
+    fn messages_start_with_a_capital() {
+        assert_eq!(capitalized("the password must"), "The password must");
+        assert_eq!(capitalized(""), "");
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(human_duration(0), "1 second");
+        assert_eq!(human_duration(30), "30 seconds");
+        assert_eq!(human_duration(60), "1 minute");
+        assert_eq!(human_duration(893), "15 minutes");
+        assert_eq!(human_duration(3_600), "1 hour");
+        assert_eq!(human_duration(7_201), "3 hours");
+        assert_eq!(human_duration(86_400), "1 day");
+        assert_eq!(wait_phrase(900), "in 15 minutes");
+    }
+}

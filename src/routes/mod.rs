@@ -216,12 +216,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // Every signed-in user: the applications they authorized (django-oauth-toolkit's path)
     // and their account.
     both(cfg, "/o/authorized_tokens/", |r| {
-        r.route(web::get().to(account::list_authorized_apps))
+        r.route(web::get().to(account::authorized::list_authorized_apps))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/o/authorized_tokens/{client_id}/revoke/", |r| {
-        r.route(web::get().to(account::confirm_revoke_authorization))
-            .route(web::post().to(account::revoke_authorization))
+        r.route(web::get().to(account::authorized::confirm_revoke_authorization))
+            .route(web::post().to(account::authorized::revoke_authorization))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/account/", |r| {

@@ -8,11 +8,11 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 pub use super::browser::{
-    csrf_ok, csrf_token, current_login, current_user, keep_session, log_out, safe_next,
-    session_handle, start_session, SESSION_REAUTH,
+    csrf_ok, csrf_token, current_login, current_user, log_out, safe_next, start_session,
+    SESSION_REAUTH,
 };
 pub use super::chrome::render;
-pub use super::format::{page_number, show_time, ticked, PageNav};
+pub use super::format::{capitalized, page_number, show_time, ticked, PageNav};
 pub use super::http::{
     authorization_header, no_store, oauth_error, peer_ip, read_body, read_form, see_other,
     with_retry_after, BodyError,
@@ -145,16 +145,6 @@ pub fn api_unavailable(e: &DbError) -> HttpResponse {
         "the server cannot reach its database; try again in a moment",
         None,
     )
-}
-
-/// `message` with its first letter in upper case (service messages are sentence fragments).
-#[must_use]
-pub fn capitalized(message: &str) -> String {
-    let mut chars = message.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {

@@ -8,18 +8,19 @@
 //! at once, like "Sign out".
 
 use actix_session::Session;
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 
-use super::{set_notice, SESSION_ACCOUNT_NOTICE};
 use crate::accounts::sessions::session_id;
 use crate::accounts::Accounts;
 use crate::db::user_sessions::SessionRow;
 use crate::db::DbError;
-use crate::routes::support::{
-    actor, error_page, read_page_form, require_login, see_other, session_handle, show_time,
-    unavailable, WebConfig,
-};
+use crate::routes::browser::session_handle;
+use crate::routes::chrome::{flash, Notice};
+use crate::routes::errors::PageError;
+use crate::routes::extract::{Form, SignedIn};
+use crate::routes::format::show_time;
+use crate::routes::http::see_other;
+use crate::routes::WebConfig;
 
 /// One row of the account page's session list.
 pub struct SessionLine {
@@ -74,88 +75,61 @@ fn line(row: SessionRow, current: Option<&str>) -> SessionLine {
     }
 }
 
-/// `POST /account/sessions/{id}/end/`: ends one of the user's sessions.
+/// `POST /account/sessions/{id}/end/`: ends one of the user's sessions. Ending this browser's
+/// own session signs it out at once, like "Sign out".
 pub async fn end_session(
-    req: HttpRequest,
+    user: SignedIn,
+    _form: Form,
     path: web::Path<String>,
-    payload: web::Payload,
-    session: Session,
     accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let user = match require_login(&req, &session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
-    if let Err(page) = read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        return page;
-    }
+) -> Result<HttpResponse, PageError> {
     let id = path.into_inner();
     // Row ids are SHA-256 hex; anything else cannot name a session.
     if id.len() != 64 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return session_not_found();
+        return Err(session_not_found());
     }
-    let this_browser = session_handle(&session).is_some_and(|h| session_id(&h) == id);
-    match accounts
-        .end_browser_session(&actor(&req, &user), &user.id, &id)
-        .await
+    let this_browser = session_handle(user.session()).is_some_and(|h| session_id(&h) == id);
+    if !accounts
+        .end_browser_session(&user.actor(), &user.id, &id)
+        .await?
     {
-        Ok(true) if this_browser => {
-            session.purge();
-            see_other("/accounts/login/")
-        }
-        Ok(true) => {
-            set_notice(
-                &session,
-                SESSION_ACCOUNT_NOTICE,
-                "The session was ended. That browser is signed out.".to_owned(),
-            );
-            see_other("/account/#sessions")
-        }
-        Ok(false) => session_not_found(),
-        Err(e) => unavailable(&e),
+        return Err(session_not_found());
     }
+    if this_browser {
+        user.session().purge();
+        return Ok(see_other("/accounts/login/"));
+    }
+    flash(
+        user.session(),
+        Notice::success("The session was ended. That browser is signed out."),
+    );
+    Ok(see_other("/account/#sessions"))
 }
 
 /// `POST /account/sessions/end_others/`: ends every session of the user but this one.
 pub async fn end_other_sessions(
-    req: HttpRequest,
-    payload: web::Payload,
-    session: Session,
+    user: SignedIn,
+    _form: Form,
     accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let user = match require_login(&req, &session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(response) => return response,
+) -> Result<HttpResponse, PageError> {
+    // The extractor passed, so the session has a live handle.
+    let Some(handle) = session_handle(user.session()) else {
+        return Ok(see_other("/accounts/login/"));
     };
-    if let Err(page) = read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        return page;
-    }
-    // `require_login` passed, so the session has a live handle.
-    let Some(handle) = session_handle(&session) else {
-        return see_other("/accounts/login/");
+    let ended = accounts
+        .end_other_browser_sessions(&user.actor(), &user.id, &handle)
+        .await?;
+    let message = match ended {
+        0 => "You had no other sessions.".to_owned(),
+        1 => "1 other session was ended.".to_owned(),
+        n => format!("{n} other sessions were ended."),
     };
-    match accounts
-        .end_other_browser_sessions(&actor(&req, &user), &user.id, &handle)
-        .await
-    {
-        Ok(n) => {
-            let message = match n {
-                0 => "You had no other sessions.".to_owned(),
-                1 => "1 other session was ended.".to_owned(),
-                n => format!("{n} other sessions were ended."),
-            };
-            set_notice(&session, SESSION_ACCOUNT_NOTICE, message);
-            see_other("/account/#sessions")
-        }
-        Err(e) => unavailable(&e),
-    }
+    flash(user.session(), Notice::success(message));
+    Ok(see_other("/account/#sessions"))
 }
 
-fn session_not_found() -> HttpResponse {
-    error_page(
-        StatusCode::NOT_FOUND,
+fn session_not_found() -> PageError {
+    PageError::not_found(
         "Session not found",
         "You have no active session with this address. It may have ended already.",
     )

@@ -6,18 +6,17 @@
 //! verified email address (the codes go there) unless `accounts.email_verification` is `"off"`.
 //! The change applies from the next sign-in; this session stays as it is.
 
-use actix_session::Session;
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
+use secrecy::SecretString;
 
-use super::{set_notice, SESSION_ACCOUNT_NOTICE};
 use crate::accounts::{AccountError, Accounts};
 use crate::config::{EmailVerification, LoginOtp};
 use crate::db::users::UserRow;
-use crate::routes::support::capitalized;
-use crate::routes::support::{
-    actor, error_page, read_page_form, require_login, see_other, unavailable, WebConfig,
-};
+use crate::routes::chrome::{flash, Notice};
+use crate::routes::errors::PageError;
+use crate::routes::extract::{Form, SignedIn};
+use crate::routes::format::{capitalized, wait_phrase};
+use crate::routes::http::see_other;
 
 /// What the account page shows for the switch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,90 +53,68 @@ impl LoginCodeSwitch {
     }
 }
 
-/// `POST /account/login_code/` (`enabled=on` to switch on; absent to switch off).
+/// `POST /account/login_code/` (`enabled=on` to switch on; absent to switch off). Switching
+/// codes off weakens the account: it takes the current password, so a stolen session cannot
+/// do it.
 pub async fn set_login_code(
-    req: HttpRequest,
-    payload: web::Payload,
-    session: Session,
+    user: SignedIn,
+    Form(form): Form,
     accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let user = match require_login(&req, &session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
-    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+) -> Result<HttpResponse, PageError> {
     let on = form.get("enabled") == Some("on");
-    // Switching codes off weakens the account: it takes the password, so a stolen session
-    // cannot do it.
+    let not_changed = |message: String| PageError::Unprocessable {
+        title: "Sign-in codes not changed",
+        message,
+    };
     if !on && user.mfa_enabled {
-        let current = secrecy::SecretString::from(
-            form.get("current_password").unwrap_or_default().to_owned(),
-        );
+        let current =
+            SecretString::from(form.get("current_password").unwrap_or_default().to_owned());
         match accounts
-            .confirm_password(&actor(&req, &user), &user, current, "login_code_off")
+            .confirm_password(&user.actor(), &user, current, "login_code_off")
             .await
         {
             Ok(()) => {}
             Err(AccountError::Locked(retry)) => {
-                return error_page(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "Sign-in codes not changed",
-                    &format!(
-                        "Too many wrong passwords. Try again in {} seconds.",
-                        retry.0
+                return Err(PageError::too_many(
+                    retry.0,
+                    format!(
+                        "Too many wrong passwords. Try again {}.",
+                        wait_phrase(retry.0)
                     ),
-                )
+                ))
             }
-            Err(AccountError::Db(e)) => return unavailable(&e),
-            Err(_) => return error_page(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "Sign-in codes not changed",
-                "Enter your current password to switch sign-in codes off. Go back and try again.",
-            ),
+            Err(AccountError::Db(e)) => return Err(e.into()),
+            Err(_) => return Err(not_changed(
+                "Enter your current password to switch sign-in codes off. Go back and try again."
+                    .to_owned(),
+            )),
         }
     }
-    match accounts
-        .set_login_code(&actor(&req, &user), &user.id, on)
-        .await
-    {
+    match accounts.set_login_code(&user.actor(), &user.id, on).await {
         Ok(_) => {
             let notice = if on {
                 "From your next sign-in, we will email you a code to enter after your password."
             } else {
                 "Sign-in codes are off: your password is enough to sign in."
             };
-            set_notice(&session, SESSION_ACCOUNT_NOTICE, notice.to_owned());
-            see_other("/account/")
+            flash(user.session(), Notice::success(notice));
+            Ok(see_other("/account/"))
         }
         // Only a stale page or a hand-made request gets here: the page disables the switch in
         // these cases and says why.
-        Err(AccountError::Invalid(message)) => error_page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Sign-in codes not changed",
-            &capitalized(&message),
-        ),
-        Err(AccountError::NotFound) => error_page(
-            StatusCode::NOT_FOUND,
+        Err(AccountError::Invalid(message)) => Err(not_changed(capitalized(&message))),
+        Err(AccountError::NotFound) => Err(PageError::not_found(
             "Account not found",
             "This account no longer exists.",
-        ),
-        Err(AccountError::Db(e)) => unavailable(&e),
-        Err(AccountError::Forbidden(refusal)) => error_page(
-            StatusCode::FORBIDDEN,
+        )),
+        Err(AccountError::Db(e)) => Err(e.into()),
+        Err(AccountError::Forbidden(refusal)) => Err(PageError::forbidden(
             "Sign-in codes not changed",
-            &capitalized(&refusal.to_string()),
-        ),
+            capitalized(&refusal.to_string()),
+        )),
         Err(e) => {
             tracing::error!(error = %e, "switching sign-in codes failed");
-            error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "Your account could not be changed. Please try again in a moment.",
-            )
+            Err(PageError::Internal)
         }
     }
 }
