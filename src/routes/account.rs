@@ -22,7 +22,7 @@ use super::support::{
     require_login, see_other, show_time, unavailable, PageNav, WebConfig,
 };
 use crate::accounts::{AccountError, Accounts, Profile};
-use crate::clients::Clients;
+use crate::clients::{split_list, Clients};
 use crate::db::users::UserRow;
 use crate::domain::{Email, Page, PageRequest};
 use crate::oauth::grants::AuthorizedApp;
@@ -45,6 +45,8 @@ struct AuthorizedRow {
     client_id: String,
     client_name: String,
     scopes: Vec<ScopeLine>,
+    /// The RFC 8707 resources (APIs) consented to.
+    resources: Vec<String>,
     /// When the user first consented; `None` when the application only holds tokens.
     authorized: Option<String>,
     updated: Option<String>,
@@ -55,6 +57,7 @@ impl AuthorizedRow {
     fn new(app: AuthorizedApp, known: &BTreeMap<String, String>) -> Self {
         Self {
             scopes: scope_lines(&app.scope, known),
+            resources: split_list(&app.resources),
             authorized: app.authorized_at.as_ref().map(show_time),
             updated: app.updated_at.as_ref().map(show_time),
             active_tokens: app.active_tokens,
