@@ -513,6 +513,14 @@ pub fn validate_spec(
     if name.is_empty() || name.chars().count() > 200 {
         return Err(invalid("name", "must have 1 to 200 characters"));
     }
+    // The name is shown on consent pages and in emails; a line break, an escape sequence or a
+    // NUL (which PostgreSQL cannot store) has no place in it.
+    if name.chars().any(char::is_control) {
+        return Err(invalid(
+            "name",
+            "may not contain control characters such as line breaks, tabs or NUL",
+        ));
+    }
     let client_type: ClientType = spec
         .client_type
         .parse()
@@ -1136,6 +1144,16 @@ mod tests {
             }),
             "allowed_origins"
         );
+        for name in ["a\u{0}b", "line\nbreak", "esc\u{1b}[31m"] {
+            assert_eq!(
+                field(ClientSpec {
+                    name: name.into(),
+                    ..spec()
+                }),
+                "name",
+                "{name:?}"
+            );
+        }
     }
 
     #[test]

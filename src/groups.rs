@@ -1,6 +1,11 @@
 //! Groups of users, managed by admins. Groups are Latchkey's own; upstream connectors map them
 //! to outside roles (the Discord connector: a group ↔ a guild role) in tables of their own, so
 //! a group never needs to know which connectors use it.
+//!
+//! Every change is checked here, inside its transaction, whoever calls ([`privileges`]): only
+//! the system or an active staff member or superuser changes groups at all; memberships follow
+//! the account rule (staff change those of ordinary users, not their own nor an admin's); a
+//! group that has a staff or superuser member is renamed or deleted only by a superuser.
 
 use diesel::Connection;
 
@@ -23,7 +28,8 @@ pub enum GroupError {
     /// No such group or user.
     #[error("no such group or user")]
     NotFound,
-    /// The actor may not change this user's memberships ([`privileges`]); nothing changed.
+    /// The actor may not make this change ([`privileges`]: not staff, their own memberships, an
+    /// admin's memberships, a group with admins in it); nothing changed.
     #[error(transparent)]
     Forbidden(#[from] NotAllowed),
     /// Storage failed.
@@ -149,10 +155,10 @@ impl Groups {
             .await
     }
 
-    /// Creates a group.
+    /// Creates a group (staff only).
     ///
     /// # Errors
-    /// [`GroupError::Invalid`], [`GroupError::Taken`].
+    /// [`GroupError::Invalid`], [`GroupError::Taken`], [`GroupError::Forbidden`].
     pub async fn create(
         &self,
         actor: &Actor,
@@ -175,22 +181,27 @@ impl Groups {
             .by(actor)
             .detail("group_id", row.id.clone())
             .detail("name", row.name.clone());
+        let actor = actor.clone();
         self.db
             .write(move |conn| {
-                conn.transaction(|conn| {
+                conn.transaction::<_, GroupError, _>(|conn| {
+                    privileges::check_staff::<GroupError>(conn, &actor)?;
                     groups::insert(conn, &stored)?;
-                    audit::record(conn, event)
+                    audit::record(conn, event)?;
+                    Ok(())
                 })
-                .map_err(GroupError::from)
             })
             .await?;
         Ok(row)
     }
 
-    /// Renames a group and sets its description.
+    /// Renames a group and sets its description (staff only). Renaming a group that has a staff
+    /// or superuser member is a superuser's ([`privileges::check_may_rename_group`]); its
+    /// description stays staff's.
     ///
     /// # Errors
-    /// [`GroupError::Invalid`], [`GroupError::Taken`], [`GroupError::NotFound`].
+    /// [`GroupError::Invalid`], [`GroupError::Taken`], [`GroupError::NotFound`],
+    /// [`GroupError::Forbidden`].
     pub async fn update(
         &self,
         actor: &Actor,
@@ -205,9 +216,14 @@ impl Groups {
         self.db
             .write(move |conn| {
                 conn.transaction(|conn| {
+                    privileges::check_staff::<GroupError>(conn, &actor)?;
                     let Some(old) = groups::find(conn, &id)? else {
                         return Err(GroupError::NotFound);
                     };
+                    if old.name != name {
+                        let members = groups::members(conn, &id)?;
+                        privileges::check_may_rename_group::<GroupError>(conn, &actor, &members)?;
+                    }
                     groups::update(conn, &id, &name, &description, db::now())?;
                     let mut event = AuditEvent::new("group.updated")
                         .by(&actor)
@@ -223,9 +239,10 @@ impl Groups {
             .await
     }
 
-    /// Deletes a group and its memberships. Deleting takes every member out of the group, so
-    /// a group with a staff or superuser member is deleted only by a superuser (or the system),
-    /// like any other change to their memberships ([`privileges`]).
+    /// Deletes a group and its memberships (staff only). Deleting takes every member out of the
+    /// group, so a group with a staff or superuser member — the acting staff member included —
+    /// is deleted only by a superuser (or the system), like any other change to their
+    /// memberships ([`privileges::check_may_change_groups`]).
     ///
     /// # Errors
     /// [`GroupError::NotFound`], [`GroupError::Forbidden`].
@@ -235,11 +252,12 @@ impl Groups {
         self.db
             .write(move |conn| {
                 conn.transaction(|conn| {
+                    privileges::check_staff::<GroupError>(conn, &actor)?;
                     let Some(old) = groups::find(conn, &id)? else {
                         return Err(GroupError::NotFound);
                     };
                     for member in groups::members(conn, &id)? {
-                        privileges::check_may_change::<GroupError>(conn, &actor, &member)?;
+                        privileges::check_may_change_groups::<GroupError>(conn, &actor, &member)?;
                     }
                     groups::delete(conn, &id)?;
                     audit::record(
@@ -256,8 +274,9 @@ impl Groups {
     }
 
     /// Adds the user called `username` (or with that email) to a group; returns whether they
-    /// were added (false: already a member). Staff add ordinary users only; a staff or
-    /// superuser account's groups are changed by a superuser ([`privileges`]).
+    /// were added (false: already a member). Staff add ordinary users only, not themselves; a
+    /// staff or superuser account's groups are changed by a superuser
+    /// ([`privileges::check_may_change_groups`]).
     ///
     /// # Errors
     /// [`GroupError::NotFound`] for an unknown group or user, [`GroupError::Forbidden`].
@@ -272,6 +291,9 @@ impl Groups {
         self.db
             .write(move |conn| {
                 conn.transaction(|conn| {
+                    // Refused before the lookups: a user who is not staff learns nothing about
+                    // which groups and users exist.
+                    privileges::check_staff::<GroupError>(conn, &actor)?;
                     let (Some(group), Some(found)) = (
                         groups::find(conn, &group_id)?,
                         users::find_by_login(conn, &username)?,
@@ -281,7 +303,7 @@ impl Groups {
                     let Some(user) = privileges::lock_target(conn, &found.id)? else {
                         return Err(GroupError::NotFound);
                     };
-                    privileges::check_may_change::<GroupError>(conn, &actor, &user)?;
+                    privileges::check_may_change_groups::<GroupError>(conn, &actor, &user)?;
                     let added = groups::add_member(conn, &group.id, &user.id, db::now())?;
                     if added {
                         audit::record(
@@ -315,9 +337,10 @@ impl Groups {
         self.db
             .write(move |conn| {
                 conn.transaction(|conn| {
+                    privileges::check_staff::<GroupError>(conn, &actor)?;
                     // A user who no longer exists has no memberships left to protect.
                     if let Some(user) = privileges::lock_target(conn, &user_id)? {
-                        privileges::check_may_change::<GroupError>(conn, &actor, &user)?;
+                        privileges::check_may_change_groups::<GroupError>(conn, &actor, &user)?;
                     }
                     let removed = groups::remove_member(conn, &group_id, &user_id)?;
                     if removed {

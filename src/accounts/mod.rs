@@ -22,7 +22,7 @@ use crate::config::{AccountSettings, RateLimits};
 use crate::db::users::{self, UserFilter, UserRow};
 use crate::db::{self, Db, DbError};
 use crate::db::{codes, tokens};
-use crate::domain::{Email, Page, PageRequest, Username};
+use crate::domain::{Email, Page, PageRequest, PersonName, Username};
 use crate::limits::{self, ip_prefix, Limiter, RetryAfter, Rule};
 use crate::mail::{greeting_name, EmailChangedEmail, Mailer};
 use links::LinkSigner;
@@ -240,17 +240,24 @@ impl Accounts {
     /// Creates a user with an argon2id password hash.
     ///
     /// # Errors
-    /// [`AccountError::Invalid`] for a password that fails the policy, [`AccountError::Taken`]
-    /// for a duplicate username or email.
+    /// [`AccountError::Invalid`] for a password that fails the policy or a name that is too long
+    /// or holds a control character ([`PersonName`]), [`AccountError::Taken`] for a duplicate
+    /// username or email.
     #[tracing::instrument(skip_all, fields(username = %new.username))]
     pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<UserRow, AccountError> {
+        let first_name = PersonName::parse("first name", &new.first_name)
+            .map_err(AccountError::Invalid)?
+            .into_string();
+        let last_name = PersonName::parse("last name", &new.last_name)
+            .map_err(AccountError::Invalid)?
+            .into_string();
         let password_hash = match new.password {
             Some(p) => {
                 let inputs = password::UserInputs {
                     username: new.username.as_str(),
                     email: new.email.as_str(),
-                    first_name: &new.first_name,
-                    last_name: &new.last_name,
+                    first_name: &first_name,
+                    last_name: &last_name,
                 };
                 self.hasher
                     .validate(&p, &inputs)
@@ -264,8 +271,8 @@ impl Accounts {
             id: uuid::Uuid::new_v4().to_string(),
             username: new.username.as_str().to_owned(),
             email: new.email.as_str().to_owned(),
-            first_name: new.first_name,
-            last_name: new.last_name,
+            first_name,
+            last_name,
             password_hash,
             is_active: true,
             is_staff: new.superuser,
@@ -646,7 +653,8 @@ impl Accounts {
     /// checked like [`Accounts::confirm_password`] (wrong ones count as failed logins).
     ///
     /// # Errors
-    /// [`AccountError::Invalid`] for a bad email or an over-long name, [`AccountError::Taken`]
+    /// [`AccountError::Invalid`] for a bad email or a name that is too long or holds a control
+    /// character ([`PersonName`]; the message names the field), [`AccountError::Taken`]
     /// when another user has the email, [`AccountError::Forbidden`], [`AccountError::NotFound`];
     /// for one's own email change [`AccountError::WrongPassword`] (missing or wrong current
     /// password) and [`AccountError::Locked`].
@@ -658,13 +666,12 @@ impl Accounts {
         profile: Profile,
     ) -> Result<UserRow, AccountError> {
         let email = Email::parse(&profile.email).map_err(AccountError::Invalid)?;
-        let first_name = profile.first_name.trim().to_owned();
-        let last_name = profile.last_name.trim().to_owned();
-        if first_name.chars().count() > 150 || last_name.chars().count() > 150 {
-            return Err(AccountError::Invalid(
-                "names may have at most 150 characters".into(),
-            ));
-        }
+        let first_name = PersonName::parse("first name", &profile.first_name)
+            .map_err(AccountError::Invalid)?
+            .into_string();
+        let last_name = PersonName::parse("last name", &profile.last_name)
+            .map_err(AccountError::Invalid)?
+            .into_string();
         let own = actor.user_id.as_deref() == Some(user_id);
         // Whether the password was confirmed for an own email change; checked again against
         // the row under its lock below, so an address changed meanwhile is covered too.

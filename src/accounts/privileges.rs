@@ -1,7 +1,8 @@
 //! Who may change whose account: the one rule every service that changes a user applies
 //! (`Accounts::update_profile`, `set_flags`, `end_sessions_and_tokens`, `set_login_code`;
-//! `Groups::add_member`, `remove_member`, `delete`), inside the transaction of the change, so it
-//! holds whoever calls the service (admin console, account page, JSON API, command line).
+//! `Groups::add_member`, `remove_member`, `delete`, `update`; `OAuth::revoke_tokens`), inside the
+//! transaction of the change, so it holds whoever calls the service (admin console, account
+//! page, JSON API, command line).
 //!
 //! * The system — the command line and background jobs, an [`Actor`] without a user — may
 //!   change any account.
@@ -13,6 +14,12 @@
 //!   or a superuser is the superuser's alone: otherwise a staff member could set a superuser's
 //!   email address to their own and take the account over with a password reset.
 //! * Only a superuser grants or removes staff or superuser status, their own included.
+//! * The admin powers that are not about one account — groups, the console's token list — are
+//!   staff's ([`check_staff`]): a user who is not active staff is refused whoever calls.
+//! * Group memberships ([`check_may_change_groups`]) follow the account rule, except that a
+//!   staff member does not change their own (they would pick the groups that upstream
+//!   connectors turn into outside roles); a superuser does. Renaming a group that has a staff or
+//!   superuser member is a superuser's ([`check_may_rename_group`]).
 //!
 //! The target's row is locked first ([`lock_target`]) and the actor's flags are read after it
 //! on the same connection, so on PostgreSQL a promotion or demotion that committed before the
@@ -34,6 +41,17 @@ pub enum NotAllowed {
     /// Granting or removing staff or superuser status, by an actor who is not a superuser.
     #[error("only a superuser can grant or remove staff or superuser status")]
     Promotion,
+    /// An admin power (groups, the console's token list) used by an actor who is not an active
+    /// staff member or superuser.
+    #[error("only staff can do this")]
+    StaffOnly,
+    /// A staff member who is not a superuser changing their own group memberships.
+    #[error("only a superuser can change their own group memberships")]
+    OwnGroups,
+    /// Renaming a group that has a staff or superuser member, by an actor who is not a
+    /// superuser.
+    #[error("only a superuser can rename a group that has staff or superuser members")]
+    AdminGroup,
 }
 
 /// Locks the user's row until the transaction ends (PostgreSQL; SQLite has one writer) and
@@ -91,6 +109,93 @@ where
     decide(&acting, target).map_err(E::from)
 }
 
+/// Checks that `actor` is the system or an active staff member or superuser, read on `conn`
+/// (inside the change's transaction): the admin powers that concern no single account, or
+/// several (groups, the console's token list).
+///
+/// # Errors
+/// `E::from(NotAllowed::StaffOnly)` when refused; query failures.
+pub fn check_staff<E>(conn: &mut DbConnection, actor: &Actor) -> Result<(), E>
+where
+    E: From<NotAllowed> + From<diesel::result::Error>,
+{
+    if actor.user_id.is_none() || acting_admin(conn, actor)?.is_some() {
+        Ok(())
+    } else {
+        Err(NotAllowed::StaffOnly.into())
+    }
+}
+
+/// Checks that `actor` may add `target` to a group or take them out of one (also by deleting
+/// the group): the system; an active superuser; active staff for an ordinary account other
+/// than their own. Call it inside the change's transaction, after [`lock_target`].
+///
+/// # Errors
+/// `E::from(NotAllowed)` when refused ([`NotAllowed::StaffOnly`], [`NotAllowed::OwnGroups`],
+/// [`NotAllowed::AdminAccount`]); query failures.
+pub fn check_may_change_groups<E>(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    target: &UserRow,
+) -> Result<(), E>
+where
+    E: From<NotAllowed> + From<diesel::result::Error>,
+{
+    if actor.user_id.is_none() {
+        return Ok(());
+    }
+    let Some(acting) = acting_admin(conn, actor)? else {
+        return Err(NotAllowed::StaffOnly.into());
+    };
+    decide_groups(&acting, target).map_err(E::from)
+}
+
+/// Checks that `actor` may rename a group whose members are `members`: the system or an active
+/// superuser always, active staff only when no member is a staff member or superuser (their
+/// groups are the superuser's, like the rest of their account).
+///
+/// # Errors
+/// `E::from(NotAllowed)` when refused ([`NotAllowed::StaffOnly`], [`NotAllowed::AdminGroup`]);
+/// query failures.
+pub fn check_may_rename_group<E>(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    members: &[UserRow],
+) -> Result<(), E>
+where
+    E: From<NotAllowed> + From<diesel::result::Error>,
+{
+    if actor.user_id.is_none() {
+        return Ok(());
+    }
+    let Some(acting) = acting_admin(conn, actor)? else {
+        return Err(NotAllowed::StaffOnly.into());
+    };
+    if acting.is_superuser || !members.iter().any(UserRow::has_staff_access) {
+        Ok(())
+    } else {
+        Err(NotAllowed::AdminGroup.into())
+    }
+}
+
+/// The actor's account when it is an active staff member or superuser; `None` otherwise (and
+/// for the system, which callers handle first).
+fn acting_admin(conn: &mut DbConnection, actor: &Actor) -> diesel::QueryResult<Option<UserRow>> {
+    Ok(actor_row(conn, actor)?.filter(|a| a.is_active && a.has_staff_access()))
+}
+
+/// The group-membership rule, on the two accounts as stored (the actor active staff or
+/// superuser).
+fn decide_groups(actor: &UserRow, target: &UserRow) -> Result<(), NotAllowed> {
+    if actor.is_superuser {
+        Ok(())
+    } else if actor.id == target.id {
+        Err(NotAllowed::OwnGroups)
+    } else {
+        decide(actor, target)
+    }
+}
+
 /// The rule itself, on the two accounts as stored (the actor active and not the target).
 fn decide(actor: &UserRow, target: &UserRow) -> Result<(), NotAllowed> {
     if actor.is_superuser {
@@ -106,7 +211,7 @@ fn decide(actor: &UserRow, target: &UserRow) -> Result<(), NotAllowed> {
 
 #[cfg(test)]
 mod tests {
-    use super::{decide, NotAllowed};
+    use super::{decide, decide_groups, NotAllowed};
     use crate::db::users::UserRow;
 
     fn user(staff: bool, superuser: bool) -> UserRow {
@@ -142,6 +247,24 @@ mod tests {
         assert_eq!(decide(&root, &ordinary), Ok(()));
         for target in [&ordinary, &staff, &root] {
             assert_eq!(decide(&ordinary, target), Err(NotAllowed::NotStaff));
+        }
+    }
+
+    #[test]
+    fn staff_change_the_groups_of_ordinary_users_but_not_their_own() {
+        let (ordinary, staff, other_staff, root) = (
+            user(false, false),
+            user(true, false),
+            user(true, false),
+            user(true, true),
+        );
+        assert_eq!(decide_groups(&staff, &ordinary), Ok(()));
+        assert_eq!(decide_groups(&staff, &staff), Err(NotAllowed::OwnGroups));
+        for target in [&other_staff, &root] {
+            assert_eq!(decide_groups(&staff, target), Err(NotAllowed::AdminAccount));
+        }
+        for target in [&ordinary, &staff, &root] {
+            assert_eq!(decide_groups(&root, target), Ok(()));
         }
     }
 }

@@ -38,7 +38,7 @@ use crate::db::one_time_codes::VERIFY_EMAIL;
 use crate::db::schema::{one_time_codes, users};
 use crate::db::users::UserRow;
 use crate::db::{self, DbConnection, DbError};
-use crate::domain::{Email, Username};
+use crate::domain::{Email, PersonName, Username};
 use crate::limits::{self, RetryAfter, Rule};
 use crate::mail::{MailError, VerificationEmail};
 
@@ -53,8 +53,6 @@ const RESEND_WINDOW: std::time::Duration = std::time::Duration::from_secs(3600);
 /// RFC 8176 methods of a login completed by verifying the address: the password, given
 /// earlier in the same browser, and the emailed one-time code (or link).
 pub const AMR_PASSWORD_AND_CODE: &str = "pwd otp";
-/// Longest first or last name, in characters (Django's `max_length`).
-const MAX_NAME_CHARS: usize = 150;
 /// Longest derived username before its digits (Django's 150 leaves room for them).
 const MAX_DERIVED_USERNAME_CHARS: usize = 140;
 
@@ -712,15 +710,12 @@ fn check_form(
             }
         },
     };
-    for (field, value) in [
-        ("first_name", &form.first_name),
-        ("last_name", &form.last_name),
+    for (field, what, value) in [
+        ("first_name", "first name", &form.first_name),
+        ("last_name", "last name", &form.last_name),
     ] {
-        if value.trim().chars().count() > MAX_NAME_CHARS {
-            add(
-                field,
-                format!("a name may have at most {MAX_NAME_CHARS} characters"),
-            );
+        if let Err(message) = PersonName::parse(what, value) {
+            add(field, message);
         }
     }
     let typed_email = form.email.trim().to_lowercase();
@@ -917,6 +912,23 @@ mod tests {
         assert_eq!(
             elsewhere.errors["email"],
             ["registration is open only to addresses at example.com"]
+        );
+        // A control character in one name is that name's error, whatever the other fields.
+        let named = check_form(
+            &Registration {
+                last_name: "Love\u{0}lace".to_owned(),
+                ..form("ada@example.com", None, good, good)
+            },
+            &[],
+            &policy,
+        );
+        assert_eq!(
+            named.errors.keys().copied().collect::<Vec<_>>(),
+            ["last_name"]
+        );
+        assert_eq!(
+            named.errors["last_name"],
+            ["the last name may not contain control characters such as line breaks, tabs or NUL"]
         );
     }
 }

@@ -1,4 +1,4 @@
-//! The `consents` table: the scopes a user has approved for a client.
+//! The `consents` table: the scopes and RFC 8707 resources a user has approved for a client.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -20,6 +20,9 @@ pub struct ConsentRow {
     pub created_at: NaiveDateTime,
     /// Last change (UTC).
     pub updated_at: NaiveDateTime,
+    /// Every RFC 8707 resource (API) approved so far, space-separated; empty when none was
+    /// ever named.
+    pub resources: String,
 }
 
 /// The user's consent for a client, if any.
@@ -38,7 +41,8 @@ pub fn find(
     .map(super::first_of)
 }
 
-/// Stores `scope` as the approved scopes (update, else insert; call inside a transaction).
+/// Stores `scope` and `resources` (both space-separated) as what the user has approved
+/// (update, else insert; call inside a transaction).
 ///
 /// # Errors
 /// Query failures only.
@@ -47,10 +51,16 @@ pub fn upsert(
     user_id: &str,
     client_id: &str,
     scope: &str,
+    resources: &str,
     at: NaiveDateTime,
 ) -> QueryResult<()> {
+    let changes = (
+        consents::scope.eq(scope),
+        consents::resources.eq(resources),
+        consents::updated_at.eq(at),
+    );
     let updated = diesel::update(consents::table.find((user_id, client_id)))
-        .set((consents::scope.eq(scope), consents::updated_at.eq(at)))
+        .set(changes)
         .execute(conn)?;
     if updated == 0 {
         // A savepoint: if a concurrent request inserted first, update its row instead.
@@ -62,6 +72,7 @@ pub fn upsert(
                     scope: scope.to_owned(),
                     created_at: at,
                     updated_at: at,
+                    resources: resources.to_owned(),
                 })
                 .execute(conn)
         });
@@ -71,7 +82,7 @@ pub fn upsert(
                 _,
             )) => {
                 diesel::update(consents::table.find((user_id, client_id)))
-                    .set((consents::scope.eq(scope), consents::updated_at.eq(at)))
+                    .set(changes)
                     .execute(conn)?;
             }
             other => {

@@ -259,6 +259,27 @@ pub enum DbError {
     Closed,
 }
 
+impl DbError {
+    /// Whether the database refused a text value of the request itself rather than failing:
+    /// PostgreSQL refuses a NUL in text with SQLSTATE 22021 (`character_not_in_repertoire`,
+    /// "invalid byte sequence for encoding "UTF8": 0x00") — the one byte sequence a Rust string
+    /// can hold that PostgreSQL's UTF-8 does not take. The edges refuse NUL before a query sees
+    /// it (form and query parsing, JSON bodies, paths); this lets routes answer 400 instead of
+    /// 503 for anything that still slips through. diesel reports that SQLSTATE as
+    /// `DatabaseErrorKind::Unknown` without the code, so it is recognised by the server's
+    /// message, which is English unless the server's `lc_messages` says otherwise (then it
+    /// stays a storage failure). SQLite stores NUL and never answers this.
+    #[must_use]
+    pub fn is_refused_text(&self) -> bool {
+        match self {
+            Self::Query(diesel::result::Error::DatabaseError(_, info)) => info
+                .message()
+                .starts_with("invalid byte sequence for encoding"),
+            _ => false,
+        }
+    }
+}
+
 /// A pool with an async gate in front: at most `max_size` closures are handed to the blocking
 /// pool at once, so surplus requests wait as cheap futures instead of as parked threads fighting
 /// over the pool's mutex (measured: 75 threads and ~35% of CPU in futex/scheduler calls at 32

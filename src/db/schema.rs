@@ -110,6 +110,7 @@ diesel::table! {
         scope -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        resources -> Text,
     }
 }
 

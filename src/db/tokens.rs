@@ -322,8 +322,17 @@ pub fn find_ids(conn: &mut DbConnection, ids: &[String]) -> QueryResult<Vec<Toke
     Ok(rows)
 }
 
-/// A token and its owner's username (`None` for client-credentials tokens).
-pub type TokenWithOwner = (TokenRow, Option<String>);
+/// A token and its owner (`None` for client-credentials tokens).
+pub type TokenWithOwner = (TokenRow, Option<TokenOwner>);
+
+/// The owner of a listed token, as the admin list needs them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenOwner {
+    /// Their username.
+    pub username: String,
+    /// Whether they are a staff member or superuser (`is_staff || is_superuser`).
+    pub is_admin: bool,
+}
 
 /// Which active tokens to list.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -335,7 +344,7 @@ pub struct TokenFilter {
 }
 
 /// One page of active tokens (unexpired, unrevoked, unrotated) matching `filter`, newest
-/// first, each with its owner's username, and the number of matches.
+/// first, each with its owner, and the number of matches.
 ///
 /// # Errors
 /// Query failures only.
@@ -363,12 +372,25 @@ pub fn list_active(
         query
     };
     let total = filtered().count().get_result(conn)?;
-    let rows = filtered()
+    let rows: Vec<(TokenRow, Option<(String, bool, bool)>)> = filtered()
         .order((tokens::created_at.desc(), tokens::id.desc()))
         .limit(limit)
         .offset(offset)
-        .select((TokenRow::as_select(), u::username.nullable()))
+        .select((
+            TokenRow::as_select(),
+            (u::username, u::is_staff, u::is_superuser).nullable(),
+        ))
         .load(conn)?;
+    let rows = rows
+        .into_iter()
+        .map(|(row, owner)| {
+            let owner = owner.map(|(username, staff, superuser)| TokenOwner {
+                username,
+                is_admin: staff || superuser,
+            });
+            (row, owner)
+        })
+        .collect();
     Ok((rows, total))
 }
 

@@ -70,6 +70,12 @@ impl ResourceSet {
         self.0.is_subset(&other.0)
     }
 
+    /// Every resource of either set.
+    #[must_use]
+    pub fn union(&self, other: &Self) -> Self {
+        Self(self.0.union(&other.0).cloned().collect())
+    }
+
     /// Whether the two sets share a resource.
     #[must_use]
     pub fn intersects(&self, other: &Self) -> bool {
@@ -182,5 +188,10 @@ mod tests {
         assert!(a.intersects(&ab) && !c.intersects(&ab));
         assert!(ResourceSet::default().is_subset(&a));
         assert_eq!(ab.to_string(), "https://a.example https://b.example");
+        assert_eq!(
+            a.union(&c).to_string(),
+            "https://a.example https://c.example"
+        );
+        assert_eq!(a.union(&ab), ab);
     }
 }

@@ -50,6 +50,15 @@ pub struct ScopeLine {
     pub already_granted: bool,
 }
 
+/// One RFC 8707 resource (API) line on the consent page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceLine {
+    /// The resource URI, exactly as requested.
+    pub uri: String,
+    /// Whether the user approved it for this client before.
+    pub already_granted: bool,
+}
+
 /// Everything the consent page shows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsentPrompt {
@@ -62,14 +71,17 @@ pub struct ConsentPrompt {
     /// The requested scopes.
     pub scopes: Vec<ScopeLine>,
     /// The RFC 8707 resources (APIs) the access will be for; empty when none was named.
-    pub resources: Vec<String>,
+    pub resources: Vec<ResourceLine>,
+    /// Whether the user has a remembered consent for this client (then what is new is marked).
+    pub consented_before: bool,
 }
 
 impl ConsentPrompt {
-    /// Whether the user approved some of these scopes before (then new ones are marked).
+    /// Whether the user consented to this client before: the page then marks each scope and
+    /// resource as "already allowed" or "new".
     #[must_use]
     pub fn has_previous(&self) -> bool {
-        self.scopes.iter().any(|line| line.already_granted)
+        self.consented_before
     }
 }
 
@@ -488,16 +500,26 @@ impl OAuth {
             .db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
-                    let previous = consents::find(conn, &user_id, client.id())?
-                        .map(|c| ScopeSet::from_stored(&c.scope))
-                        .unwrap_or_default();
+                    let previous = consents::find(conn, &user_id, client.id())?.map(|c| Previous {
+                        scope: ScopeSet::from_stored(&c.scope),
+                        resources: ResourceSet::from_stored(&c.resources),
+                    });
                     // RFC 8252 §8.6: a public client on a loopback or private-use redirect URI cannot
                     // be told apart from another app claiming it, so remembered consent does not
                     // count for it (an admin's skip_authorization still does).
                     let impersonable =
                         client.client_type == ClientType::Public && !target.starts_with("https://");
+                    // A remembered consent covers the request's scopes and its RFC 8707
+                    // resources: a token for an API the user never approved for this client
+                    // needs the page (RFC 8707 §2.1 leaves the policy to the server). No
+                    // resource means the server's own default audience, which every consent
+                    // covers.
                     let covered = client.row.skip_authorization
-                        || (!impersonable && !prompt.consent && scope.is_subset(&previous));
+                        || (!impersonable
+                            && !prompt.consent
+                            && previous
+                                .as_ref()
+                                .is_some_and(|p| p.covers(&scope, &resources)));
                     if !covered && !allowed_now {
                         if prompt.none {
                             return Ok(CodeOutcome::ConsentRequired);
@@ -507,26 +529,29 @@ impl OAuth {
                             &cfg.scopes,
                             &scope,
                             &resources,
-                            &previous,
+                            previous.as_ref(),
                             &target,
                         )));
                     }
                     if allowed_now {
+                        let previous = previous.unwrap_or_default();
                         consents::upsert(
                             conn,
                             &user_id,
                             client.id(),
-                            &previous.union(&scope).to_string(),
+                            &previous.scope.union(&scope).to_string(),
+                            &previous.resources.union(&resources).to_string(),
                             db::now(),
                         )?;
-                        audit::record(
-                            conn,
-                            AuditEvent::new("consent.granted")
-                                .by(&Actor::user(user_id.clone(), ip))
-                                .user(user_id.clone())
-                                .client(client.id())
-                                .detail("scope", scope.to_string()),
-                        )?;
+                        let mut event = AuditEvent::new("consent.granted")
+                            .by(&Actor::user(user_id.clone(), ip))
+                            .user(user_id.clone())
+                            .client(client.id())
+                            .detail("scope", scope.to_string());
+                        if !resources.is_empty() {
+                            event = event.detail("resources", resources.to_string());
+                        }
+                        audit::record(conn, event)?;
                     }
                     let mut primitives =
                         Primitives::new(conn, &cfg, &client, GrantType::AuthorizationCode);
@@ -565,6 +590,20 @@ impl OAuth {
             })
             .await?;
         Ok(outcome)
+    }
+}
+
+/// What the user approved for a client before (their remembered consent).
+#[derive(Default)]
+struct Previous {
+    scope: ScopeSet,
+    resources: ResourceSet,
+}
+
+impl Previous {
+    /// Whether the consent covers a request for `scope` and `resources`: nothing in it is new.
+    fn covers(&self, scope: &ScopeSet, resources: &ResourceSet) -> bool {
+        scope.is_subset(&self.scope) && resources.is_subset(&self.resources)
     }
 }
 
@@ -640,22 +679,29 @@ fn consent_prompt(
     descriptions: &std::collections::BTreeMap<String, String>,
     scope: &ScopeSet,
     resources: &ResourceSet,
-    previous: &ScopeSet,
+    previous: Option<&Previous>,
     target: &str,
 ) -> ConsentPrompt {
     ConsentPrompt {
         client_name: client.row.name.clone(),
         client_id: client.id().to_owned(),
         redirect_host: host_of(target),
-        resources: resources.iter().map(str::to_owned).collect(),
+        resources: resources
+            .iter()
+            .map(|r| ResourceLine {
+                uri: r.to_owned(),
+                already_granted: previous.is_some_and(|p| p.resources.contains(r)),
+            })
+            .collect(),
         scopes: scope
             .iter()
             .map(|s| ScopeLine {
                 name: s.to_owned(),
                 description: descriptions.get(s).cloned().unwrap_or_else(|| s.to_owned()),
-                already_granted: previous.contains(s),
+                already_granted: previous.is_some_and(|p| p.scope.contains(s)),
             })
             .collect(),
+        consented_before: previous.is_some(),
     }
 }
 

@@ -283,7 +283,16 @@ pub struct ErrorBody<'a> {
 }
 
 impl From<crate::db::DbError> for OAuthError {
+    /// `server_error`, or `invalid_request` when the database refused the request's text
+    /// ([`crate::db::DbError::is_refused_text`]: a NUL that reached PostgreSQL; `Params`
+    /// refuses `%00` first, so this is a second line).
     fn from(e: crate::db::DbError) -> Self {
+        if e.is_refused_text() {
+            tracing::warn!(error = %e, cause = ?std::error::Error::source(&e), "the database refused a text of the request");
+            return Self::invalid_request(
+                "the request holds a character that cannot be stored (NUL)",
+            );
+        }
         tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "storage failure");
         Self::server_error()
     }

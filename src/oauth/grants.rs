@@ -5,6 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::Connection;
 
 use super::OAuth;
+use crate::accounts::privileges::{self, NotAllowed};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::tokens::{self, TokenFilter, TokenRow};
 use crate::db::{self, clients, codes, consents, users, DbError};
@@ -20,6 +21,8 @@ pub struct AuthorizedApp {
     pub client_name: String,
     /// Scopes the user consented to (space-separated; empty without a consent).
     pub scope: String,
+    /// RFC 8707 resources (APIs) the user consented to (space-separated; often empty).
+    pub resources: String,
     /// First consent (UTC); `None` without a consent.
     pub authorized_at: Option<NaiveDateTime>,
     /// Last change of the consent (UTC).
@@ -35,6 +38,28 @@ pub struct TokenListing {
     pub row: TokenRow,
     /// The owner's username; `None` for client-credentials tokens.
     pub username: Option<String>,
+    /// Whether the owner is a staff member or superuser (whose tokens only a superuser revokes,
+    /// see [`OAuth::revoke_tokens`]); `false` for client-credentials tokens.
+    pub owner_is_admin: bool,
+}
+
+/// Why [`OAuth::revoke_tokens`] revoked nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    /// The actor may not revoke some of these tokens (`accounts::privileges`: not staff, or a
+    /// token of a staff or superuser account and the actor is not a superuser); nothing was
+    /// revoked.
+    #[error(transparent)]
+    Forbidden(#[from] NotAllowed),
+    /// Storage failed; nothing was revoked.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for RevokeError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(DbError::Query(e))
+    }
 }
 
 impl OAuth {
@@ -59,6 +84,7 @@ impl OAuth {
                         client_id: consent.client_id,
                         client_name: client.name,
                         scope: consent.scope,
+                        resources: consent.resources,
                         authorized_at: Some(consent.created_at),
                         updated_at: Some(consent.updated_at),
                         active_tokens: active,
@@ -71,6 +97,7 @@ impl OAuth {
                             client_id,
                             client_name: client.name,
                             scope: String::new(),
+                            resources: String::new(),
                             authorized_at: None,
                             updated_at: None,
                             active_tokens: active,
@@ -142,7 +169,11 @@ impl OAuth {
             })
             .await
             .map(|(rows, total)| {
-                Page::new(rows, page, total).map(|(row, username)| TokenListing { row, username })
+                Page::new(rows, page, total).map(|(row, owner)| TokenListing {
+                    row,
+                    owner_is_admin: owner.as_ref().is_some_and(|o| o.is_admin),
+                    username: owner.map(|o| o.username),
+                })
             })
     }
 
@@ -158,16 +189,24 @@ impl OAuth {
 
     /// Revokes the tokens with these row ids (at most 500) together with the rest of their grant
     /// (the access and refresh tokens issued from the same authorization); returns how many
-    /// tokens were revoked.
+    /// tokens were revoked. The admin console's token list: the actor must be the system or an
+    /// active staff member, and revoking a token of a staff or superuser account is a
+    /// superuser's, like every other change to their account (`accounts::privileges`, checked
+    /// for every owner after their row lock, whoever calls). One refused owner refuses the
+    /// whole request.
     ///
     /// # Errors
-    /// Storage failures.
-    pub async fn revoke_tokens(&self, actor: &Actor, ids: Vec<String>) -> Result<usize, DbError> {
+    /// [`RevokeError::Forbidden`] (nothing revoked); storage failures.
+    pub async fn revoke_tokens(
+        &self,
+        actor: &Actor,
+        ids: Vec<String>,
+    ) -> Result<usize, RevokeError> {
         let actor = actor.clone();
         let ids: Vec<String> = ids.into_iter().take(500).collect();
         self.db
             .write(move |conn| {
-                conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                conn.transaction::<_, RevokeError, _>(|conn| {
                     let rows = tokens::find_ids(conn, &ids)?;
                     // The owners' row locks before any token row is touched (see the lock rule
                     // in `db::tokens`), in a fixed order so that two such revocations cannot
@@ -177,9 +216,15 @@ impl OAuth {
                         rows.iter().filter_map(|r| r.user_id.as_deref()).collect();
                     owners.sort_unstable();
                     owners.dedup();
+                    // The actor's flags are read after the owners' locks, so a promotion of an
+                    // owner (or a demotion of the actor) that committed first is seen, and one
+                    // that commits later waits for this revocation.
                     for owner in owners {
-                        users::lock(conn, owner)?;
+                        if let Some(user) = privileges::lock_target(conn, owner)? {
+                            privileges::check_may_change::<RevokeError>(conn, &actor, &user)?;
+                        }
                     }
+                    privileges::check_staff::<RevokeError>(conn, &actor)?;
                     let now = db::now();
                     let mut revoked = 0;
                     for row in rows.iter().filter(|r| r.revoked_at.is_none()) {
@@ -202,7 +247,6 @@ impl OAuth {
                     }
                     Ok(revoked)
                 })
-                .map_err(DbError::from)
             })
             .await
     }

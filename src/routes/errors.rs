@@ -157,8 +157,17 @@ impl fmt::Display for PageError {
 }
 
 impl From<DbError> for PageError {
-    /// Storage failed: logged here with its cause, answered with the 503 page.
+    /// Storage failed: logged here with its cause, answered with the 503 page — unless the
+    /// database refused the request's own text ([`DbError::is_refused_text`], a NUL that
+    /// reached PostgreSQL): that is the client's input, a 400 page.
     fn from(e: DbError) -> Self {
+        if e.is_refused_text() {
+            tracing::warn!(error = %e, cause = ?std::error::Error::source(&e), "the database refused a text of the request");
+            return Self::bad_request(
+                "Bad request",
+                "The request holds a character that cannot be stored (NUL). Please check what you typed.",
+            );
+        }
         tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "storage failure");
         Self::Unavailable
     }
@@ -453,8 +462,17 @@ impl fmt::Display for ApiError {
 }
 
 impl From<DbError> for ApiError {
-    /// Storage failed: logged with its cause, answered `503 temporarily_unavailable`.
+    /// Storage failed: logged with its cause, answered `503 temporarily_unavailable` — or
+    /// `400 invalid_request` when the database refused the request's own text
+    /// ([`DbError::is_refused_text`]).
     fn from(e: DbError) -> Self {
+        if e.is_refused_text() {
+            tracing::warn!(error = %e, cause = ?std::error::Error::source(&e), "the database refused a text of the request");
+            return Self::new(
+                ApiErrorCode::InvalidRequest,
+                "the request holds a character that cannot be stored (NUL)",
+            );
+        }
         tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "storage failure");
         Self::new(
             ApiErrorCode::TemporarilyUnavailable,

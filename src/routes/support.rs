@@ -74,7 +74,10 @@ pub fn api_error(
 
 /// Reads a JSON API request body into `T`: `application/json` (a form-encoded body is accepted
 /// too, for clients that post forms), at most `limit` bytes. Errors are JSON answers: 413 for a
-/// large body, 415 for another media type, 400 `invalid_request` for unparsable input.
+/// large body, 415 for another media type, 400 `invalid_request` for unparsable input — and for
+/// a NUL (`\u0000`) in any string, key or value at any depth, as `Params` refuses `%00` in
+/// forms: PostgreSQL cannot store a NUL in text, and no field of ours has a use for one, so
+/// every JSON API refuses it here, before a service or a query sees it.
 ///
 /// # Errors
 /// The response to send as is.
@@ -105,7 +108,15 @@ pub async fn read_api_body<T: serde::de::DeserializeOwned>(
         .map(|c| c.trim().to_ascii_lowercase())
         .unwrap_or_default();
     let parsed = match media.as_str() {
-        "application/json" => serde_json::from_slice::<T>(&body).map_err(|e| e.to_string()),
+        "application/json" => serde_json::from_slice::<T>(&body)
+            .map_err(|e| e.to_string())
+            .and_then(|value| {
+                if json_holds_nul(&body) {
+                    Err("a string holds a NUL character".to_owned())
+                } else {
+                    Ok(value)
+                }
+            }),
         "application/x-www-form-urlencoded" => Params::from_form(Some(&media), &body)
             .map_err(|e| e.description.into_string())
             .and_then(|params| {
@@ -135,9 +146,42 @@ pub async fn read_api_body<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// The JSON API's answer when storage fails: 503 `temporarily_unavailable`, the cause logged.
+/// Whether the JSON document `body` (already parsed successfully) holds a NUL character in a
+/// string, key or value. JSON can only spell a NUL as the escape `\u0000` (RFC 8259 §7: a raw
+/// control character in a string is invalid), so a body without the bytes `u0000` has none and
+/// costs one scan; otherwise the document is parsed into a `serde_json::Value` (nesting is
+/// bounded by serde_json's 128 levels) and its strings are looked at, so that an escaped
+/// backslash followed by `u0000` is not mistaken for a NUL.
+fn json_holds_nul(body: &[u8]) -> bool {
+    fn holds(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(holds),
+            serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds(v)),
+            _ => false,
+        }
+    }
+    if !body.windows(5).any(|w| w == b"u0000") {
+        return false;
+    }
+    // `T` parsed the same bytes, so this parses too; if it ever did not, refuse.
+    serde_json::from_slice::<serde_json::Value>(body).map_or(true, |value| holds(&value))
+}
+
+/// The JSON API's answer when storage fails: 503 `temporarily_unavailable`, the cause logged —
+/// unless the database refused the request's text ([`DbError::is_refused_text`]: a NUL that
+/// reached PostgreSQL), which is the client's input: 400 `invalid_request`.
 #[must_use]
 pub fn api_unavailable(e: &DbError) -> HttpResponse {
+    if e.is_refused_text() {
+        tracing::warn!(error = %e, cause = ?std::error::Error::source(e), "the database refused a text of the request");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the request holds a character that cannot be stored (NUL)",
+            None,
+        );
+    }
     tracing::error!(error = %e, cause = ?std::error::Error::source(e), "storage failure");
     api_error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -151,8 +195,18 @@ pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpRespons
     super::errors::error_page(status, title, message)
 }
 
-/// The page shown when storage fails.
+/// The page shown when storage fails (503), or, when the database refused the request's text
+/// ([`DbError::is_refused_text`]: a NUL that reached PostgreSQL), a 400 page: that is the
+/// client's input.
 pub fn unavailable(e: &DbError) -> HttpResponse {
+    if e.is_refused_text() {
+        tracing::warn!(error = %e, cause = ?std::error::Error::source(e), "the database refused a text of the request");
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "The request holds a character that cannot be stored (NUL). Please check what you typed.",
+        );
+    }
     tracing::error!(error = %e, cause = ?std::error::Error::source(e), "storage failure");
     error_page(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -222,4 +276,31 @@ pub async fn require_staff(
 #[must_use]
 pub fn actor(req: &HttpRequest, user: &UserRow) -> crate::audit::Actor {
     crate::audit::Actor::user(user.id.clone(), peer_ip(req))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_holds_nul;
+
+    #[test]
+    fn a_nul_anywhere_in_a_json_string_is_found() {
+        for body in [
+            r#"{"first_name":"a\u0000b"}"#,
+            r#"{"a":{"b":["x","\u0000"]}}"#,
+            r#"{"ke\u0000y":"v"}"#,
+            r#"["\\\u0000"]"#,
+            r#"{"a":"x","a":"\u0000"}"#,
+        ] {
+            assert!(json_holds_nul(body.as_bytes()), "{body}");
+        }
+        for body in [
+            r#"{"first_name":"Ada"}"#,
+            // An escaped backslash followed by the text `u0000` is no NUL.
+            r#"{"a":"\\u0000"}"#,
+            r#"{"u0000":1}"#,
+            r#"{"a":"\u0001"}"#,
+        ] {
+            assert!(!json_holds_nul(body.as_bytes()), "{body}");
+        }
+    }
 }

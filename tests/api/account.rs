@@ -527,7 +527,7 @@ async fn the_profile_form_saves_and_shows_errors_at_the_email_field() {
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = response.text().await.expect("html");
     assert!(
-        html.contains("names may have at most 150 characters"),
+        html.contains("first name may have at most 150 characters"),
         "{html}"
     );
 

@@ -665,3 +665,250 @@ async fn admins_change_their_own_email_only_with_their_password() {
         assert_eq!(stored(&app, &admin.id).await.email, theirs);
     }
 }
+
+/// The row ids of `user_id`'s active tokens, as the console's token list has them.
+async fn token_ids(app: &TestApp, user_id: &str) -> Vec<String> {
+    app.services
+        .oauth
+        .list_tokens(
+            latchkey::db::tokens::TokenFilter {
+                user_id: Some(user_id.to_owned()),
+                client_id: None,
+            },
+            latchkey::domain::PageRequest::new(None, 50),
+        )
+        .await
+        .expect("db")
+        .items
+        .into_iter()
+        .map(|t| t.row.id)
+        .collect()
+}
+
+/// Review finding 4: the console's token list let a staff member revoke a superuser's (or
+/// another staff member's) tokens, a change to their account that is a superuser's. Refused on
+/// the page and in the service, for one protected token among others too; an ordinary user
+/// cannot use the service at all; a superuser can.
+#[tokio::test]
+async fn staff_cannot_revoke_an_admins_tokens_from_the_token_list() {
+    let app = spawn_app().await;
+    let tokens = Tokens::new(&app).await;
+    let root = app.create_staff("root").await;
+    let ned = create_plain_staff(&app, "ned").await;
+    let sam = create_plain_staff(&app, "sam").await;
+    let pat = app.create_user("pat").await;
+    let root_token = tokens.issue(&app, "root").await;
+    let sam_token = tokens.issue(&app, "sam").await;
+    let pat_token = tokens.issue(&app, "pat").await;
+    let neds = app.visitor("ned").await;
+
+    // The list shows the admins' tokens without a checkbox.
+    let (status, html) = neds.get("/admin/tokens/").await;
+    assert_eq!(status, StatusCode::OK);
+    for admin in [&root, &sam] {
+        for id in token_ids(&app, &admin.id).await {
+            assert!(!html.contains(&format!("name=\"token:{id}\"")), "{html}");
+        }
+    }
+    for id in token_ids(&app, &pat.id).await {
+        assert!(html.contains(&format!("name=\"token:{id}\"")), "{html}");
+    }
+
+    // Posting the ids anyway (with an ordinary user's token among them) is refused whole.
+    let csrf = crate::helpers::csrf_from(&html);
+    for admin in [&root, &sam] {
+        let mut form = vec![
+            ("csrf_token".to_owned(), csrf.clone()),
+            ("confirm".to_owned(), "yes".to_owned()),
+        ];
+        for id in token_ids(&app, &admin.id)
+            .await
+            .into_iter()
+            .chain(token_ids(&app, &pat.id).await)
+        {
+            form.push((format!("token:{id}"), "on".to_owned()));
+        }
+        let response = neds
+            .client
+            .post(neds.url("/admin/tokens/revoke/"))
+            .form(&form)
+            .send()
+            .await
+            .expect("POST");
+        assert_refused(response, "revoke an admin's tokens").await;
+    }
+    for token in [&root_token, &sam_token, &pat_token] {
+        assert!(tokens.active(&app, token).await, "nothing was revoked");
+    }
+
+    // The service refuses whoever calls it.
+    let oauth = &app.services.oauth;
+    let refused = |r: Result<usize, latchkey::oauth::grants::RevokeError>| {
+        matches!(r, Err(latchkey::oauth::grants::RevokeError::Forbidden(_)))
+    };
+    assert!(refused(
+        oauth
+            .revoke_tokens(
+                &Actor::user(ned.id.clone(), None),
+                token_ids(&app, &root.id).await
+            )
+            .await
+    ));
+    // An ordinary user may not revoke even another ordinary user's tokens (nor their own)
+    // through the admin power.
+    let other = app.create_user("other").await;
+    tokens.issue(&app, "other").await;
+    for ids in [
+        token_ids(&app, &other.id).await,
+        token_ids(&app, &pat.id).await,
+    ] {
+        assert!(refused(
+            oauth
+                .revoke_tokens(&Actor::user(pat.id.clone(), None), ids)
+                .await
+        ));
+    }
+    assert!(tokens.active(&app, &pat_token).await);
+
+    // Staff revoke an ordinary user's tokens; a superuser an admin's.
+    let n = oauth
+        .revoke_tokens(
+            &Actor::user(ned.id.clone(), None),
+            token_ids(&app, &pat.id).await,
+        )
+        .await
+        .expect("staff revoke an ordinary user's token");
+    assert!(n >= 1);
+    assert!(!tokens.active(&app, &pat_token).await);
+    let n = oauth
+        .revoke_tokens(
+            &Actor::user(root.id.clone(), None),
+            token_ids(&app, &sam.id).await,
+        )
+        .await
+        .expect("a superuser revokes a staff member's token");
+    assert!(n >= 1);
+    assert!(!tokens.active(&app, &sam_token).await);
+}
+
+/// Review finding 6: the groups service took any actor — a user who is not staff could create,
+/// rename or delete groups and change memberships if a page let them call it — and staff could
+/// rename a group of admins (whose names connectors turn into outside roles) or put themselves
+/// into any group. Staff change ordinary users' memberships and groups without admins only.
+#[tokio::test]
+async fn groups_are_staffs_and_admin_groups_and_own_memberships_a_superusers() {
+    let app = spawn_app().await;
+    let root = app.create_staff("root").await;
+    let ned = create_plain_staff(&app, "ned").await;
+    let pat = app.create_user("pat").await;
+    let groups = &app.services.groups;
+    let (as_root, as_ned, as_pat) = (
+        Actor::user(root.id.clone(), None),
+        Actor::user(ned.id.clone(), None),
+        Actor::user(pat.id.clone(), None),
+    );
+    let forbidden = |r: Result<(), GroupError>| matches!(r, Err(GroupError::Forbidden(_)));
+    let plain = groups
+        .create(&Actor::system(), "Readers", "")
+        .await
+        .expect("group");
+    let admins = groups
+        .create(&Actor::system(), "Admins", "")
+        .await
+        .expect("group");
+    groups
+        .add_member(&Actor::system(), &admins.id, "root")
+        .await
+        .expect("member");
+
+    // A user who is not staff can do nothing, not even to their own memberships.
+    assert!(forbidden(
+        groups.create(&as_pat, "Mine", "").await.map(|_| ())
+    ));
+    assert!(forbidden(
+        groups
+            .update(&as_pat, &plain.id, "Renamed", "")
+            .await
+            .map(|_| ())
+    ));
+    assert!(forbidden(
+        groups
+            .add_member(&as_pat, &plain.id, "pat")
+            .await
+            .map(|_| ())
+    ));
+    assert!(forbidden(
+        groups
+            .remove_member(&as_pat, &admins.id, &root.id)
+            .await
+            .map(|_| ())
+    ));
+    assert!(forbidden(groups.delete(&as_pat, &plain.id).await));
+
+    // Staff do not change their own memberships, nor rename a group with an admin in it.
+    assert!(forbidden(
+        groups
+            .add_member(&as_ned, &admins.id, "ned")
+            .await
+            .map(|_| ())
+    ));
+    assert!(forbidden(
+        groups
+            .update(&as_ned, &admins.id, "Everyone", "")
+            .await
+            .map(|_| ())
+    ));
+    // …but describe it, and manage ordinary users and a group without admins.
+    groups
+        .update(&as_ned, &admins.id, "Admins", "the operators")
+        .await
+        .expect("staff describe a group");
+    groups
+        .add_member(&as_ned, &plain.id, "pat")
+        .await
+        .expect("staff add an ordinary user");
+    groups
+        .update(&as_ned, &plain.id, "Readers 2", "")
+        .await
+        .expect("staff rename a group of ordinary users");
+    assert_eq!(group_names(&app, &ned.id).await, Vec::<String>::new());
+    assert_eq!(group_names(&app, &pat.id).await, vec!["Readers 2"]);
+    assert_eq!(group_names(&app, &root.id).await, vec!["Admins"]);
+
+    // The console page does not offer them either.
+    let neds = app.visitor("ned").await;
+    let (_, html) = neds.get(&format!("/admin/users/{}/", ned.id)).await;
+    assert!(
+        html.contains("Only a superuser can change your own groups"),
+        "{html}"
+    );
+    let (_, html) = neds.get(&format!("/admin/groups/{}/", admins.id)).await;
+    assert!(
+        html.contains("only a superuser can rename or delete it"),
+        "{html}"
+    );
+    let csrf = crate::helpers::csrf_from(&html);
+    let response = neds
+        .client
+        .post(neds.url(&format!("/admin/users/{}/groups/", ned.id)))
+        .form(&[
+            ("csrf_token", csrf.as_str()),
+            ("group_id", plain.id.as_str()),
+        ])
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert_eq!(group_names(&app, &ned.id).await, Vec::<String>::new());
+
+    // A superuser does all of it.
+    groups
+        .add_member(&as_root, &admins.id, "root")
+        .await
+        .expect("own membership");
+    groups
+        .update(&as_root, &admins.id, "Operators", "")
+        .await
+        .expect("rename");
+    groups.delete(&as_root, &admins.id).await.expect("delete");
+}

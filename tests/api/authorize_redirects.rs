@@ -190,8 +190,15 @@ async fn consent_in_db(app: &TestApp, user_id: &str, client_id: &str) {
     app.services
         .db
         .write(move |conn| {
-            latchkey::db::consents::upsert(conn, &user_id, &client_id, "read", latchkey::db::now())
-                .map_err(latchkey::db::DbError::from)
+            latchkey::db::consents::upsert(
+                conn,
+                &user_id,
+                &client_id,
+                "read",
+                "",
+                latchkey::db::now(),
+            )
+            .map_err(latchkey::db::DbError::from)
         })
         .await
         .expect("consent");

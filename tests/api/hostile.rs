@@ -633,3 +633,137 @@ async fn a_nul_in_a_path_is_not_found() {
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["error"], "not_found");
 }
+
+/// Review finding 7: the sweep above puts the hostile value in every field at once, so the
+/// first field a handler checks (often the email) refuses the request and the others are never
+/// reached — a NUL in a JSON name reached PostgreSQL (503) unnoticed. Here one field at a time
+/// holds a NUL or a line break, the others plausible values, in a query string, a form and a
+/// JSON body, on every route: never a 5xx, never a dropped connection. (Plausible values may
+/// make a request act, e.g. create a group, so row counts are not compared here.)
+#[tokio::test]
+async fn one_hostile_field_at_a_time_never_errors() {
+    let app = spawn_app_with("").await;
+    let root = app.create_staff("root").await;
+    let victim = app.create_user("victim").await;
+    let visitor = app.visitor("root").await;
+    let (_, account) = visitor.get("/account/").await;
+    let csrf = csrf_from(&account);
+    let (client, _) = app
+        .register(&ClientSpec {
+            owner_id: Some(root.id.clone()),
+            ..spec("confidential", &["authorization_code"])
+        })
+        .await;
+    let group = app
+        .services
+        .groups
+        .create(&latchkey::audit::Actor::system(), "Hostile", "")
+        .await
+        .expect("group");
+    let fixtures = Fixtures {
+        user_id: victim.id.clone(),
+        group_id: group.id.clone(),
+        client_id: client.id().to_owned(),
+    };
+    // Plausible values; no password, so nothing signs in, changes a password or locks out.
+    let plausible = |field: &str| match field {
+        "email" => "sweep@example.com",
+        "username" => "sweep",
+        "first_name" => "Ada",
+        "last_name" => "Lovelace",
+        "name" => "Sweep",
+        "redirect_uris" => "https://sweep.example/cb",
+        "scope" => "openid",
+        "next" => "/account/",
+        "client_id" => "sweep-client",
+        _ => "",
+    };
+    let fields: Vec<&str> = FIELDS
+        .iter()
+        .copied()
+        .filter(|f| !f.contains("password"))
+        .collect();
+    let mut failures = Vec::new();
+    let mut sent = 0;
+    for (path, methods) in route_table() {
+        let concrete = fill(&path, &fixtures, None);
+        let acts = acts_without_fields(&path);
+        for hostile in ["a\u{0}b", "a\nb\u{1b}[31m"] {
+            for field in &fields {
+                let value = |f: &str| {
+                    if f == *field {
+                        hostile.to_owned()
+                    } else {
+                        plausible(f).to_owned()
+                    }
+                };
+                let pairs: Vec<(String, String)> = fields
+                    .iter()
+                    .map(|f| ((*f).to_owned(), value(f)))
+                    .chain((!acts).then(|| ("csrf_token".to_owned(), csrf.clone())))
+                    .collect();
+                let encoded = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(&pairs)
+                    .finish();
+                let json: serde_json::Map<String, serde_json::Value> = pairs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect();
+                let mut cases = Vec::new();
+                if methods.contains(&Method::GET) {
+                    cases.push(Case {
+                        label: format!("query {field}={hostile:?}"),
+                        method: Method::GET,
+                        path: format!("{concrete}?{encoded}"),
+                        headers: Vec::new(),
+                        body: None,
+                        own_connection: false,
+                    });
+                }
+                if methods.contains(&Method::POST) {
+                    for (kind, content_type, body) in [
+                        ("form", FORM, encoded.clone().into_bytes()),
+                        (
+                            "JSON",
+                            "application/json",
+                            serde_json::to_vec(&json).expect("json"),
+                        ),
+                    ] {
+                        cases.push(Case {
+                            label: format!("{kind} {field}={hostile:?}"),
+                            method: Method::POST,
+                            path: concrete.clone(),
+                            headers: vec![(
+                                reqwest::header::CONTENT_TYPE,
+                                HeaderValue::from_static(content_type),
+                            )],
+                            body: Some(body),
+                            own_connection: false,
+                        });
+                    }
+                }
+                for case in cases {
+                    sent += 1;
+                    match send(&visitor, &case).await {
+                        Ok(status) if status.is_server_error() => failures
+                            .push(format!("{status} {} {path} ({})", case.method, case.label)),
+                        Ok(_) => {}
+                        Err(e) => failures.push(format!(
+                            "no answer: {} {path} ({}): {e}",
+                            case.method, case.label
+                        )),
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} one-field hostile requests failed on {}:\n{}",
+        failures.len(),
+        app.backend,
+        failures.join("\n")
+    );
+    let (status, _) = visitor.get("/admin/").await;
+    assert_eq!(status, StatusCode::OK, "still signed in");
+}

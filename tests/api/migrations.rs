@@ -124,6 +124,7 @@ async fn every_table_round_trips() {
         scope: "profile read".into(),
         created_at: now,
         updated_at: now,
+        resources: "https://api.example.com".into(),
     };
     let (u, c, k, t, s) = (
         user.clone(),
@@ -140,7 +141,14 @@ async fn every_table_round_trips() {
             db::clients::insert(conn, &c)?;
             db::codes::insert(conn, &k)?;
             db::tokens::insert(conn, &t)?;
-            db::consents::upsert(conn, &s.user_id, &s.client_id, &s.scope, s.created_at)?;
+            db::consents::upsert(
+                conn,
+                &s.user_id,
+                &s.client_id,
+                &s.scope,
+                &s.resources,
+                s.created_at,
+            )?;
             let (hits, _) = db::rate_limits::hit(conn, "bucket", TimeDelta::seconds(60), now)?;
             let (hits2, _) = db::rate_limits::hit(conn, "bucket", TimeDelta::seconds(60), now)?;
             Ok((

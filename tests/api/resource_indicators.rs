@@ -422,3 +422,132 @@ async fn only_confidential_clients_serve_resources_and_the_uris_are_checked() {
         .await
         .is_err());
 }
+
+/// The `Location` of an answer to a browser, or an empty string when there is none.
+fn location_of(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(LOCATION)
+        .map(|v| v.to_str().expect("ascii").to_owned())
+        .unwrap_or_default()
+}
+
+/// A portal client (owned by `owner`, registered as them) with JWT access tokens.
+async fn portal_relying_party(app: &TestApp, owner: &str) -> Registered {
+    let owner = app.create_user(owner).await;
+    let mut s = spec("confidential", &["authorization_code", "refresh_token"]);
+    s.owner_id = Some(owner.id.clone());
+    s.access_token_format = Some("jwt".into());
+    s.require_pkce = true;
+    let (client, secret) = app
+        .services
+        .clients
+        .register(&latchkey::audit::Actor::user(owner.id, None), &s)
+        .await
+        .expect("a portal client");
+    Registered {
+        id: client.id().to_owned(),
+        secret: secret.expect("secret").0,
+    }
+}
+
+/// Review finding 2: a consent remembered for some scopes (and no resource) once let a client
+/// get, silently and even with `prompt=none`, a token for any API it named later. A remembered
+/// consent now covers the scopes and the RFC 8707 resources the user approved; a new resource
+/// shows the consent page (marking it new) or answers `consent_required`.
+#[tokio::test]
+async fn a_remembered_consent_covers_only_the_resources_the_user_approved() {
+    let app = spawn_app().await;
+    app.create_user("alice").await;
+    resource_server(&app, &[API]).await;
+    resource_server(&app, &[BILLING]).await;
+    let rp = portal_relying_party(&app, "mallory").await;
+
+    // Alice consents once, naming no resource.
+    code_for(&app, &rp, &[]).await;
+    let silent = |resources: &[&str]| {
+        let (_, challenge) = pkce_pair();
+        format!(
+            "{}&prompt=none",
+            authorize_url(&app, &rp.id, &challenge, resources)
+        )
+    };
+    // The same request again needs no page.
+    let again = app.browse(&silent(&[])).await;
+    assert!(
+        query_param(&location_of(&again), "code").is_some(),
+        "{}",
+        location_of(&again)
+    );
+    // The payroll API was never approved: no code, consent_required (the client is one she
+    // consented to, so the error goes back to it).
+    let refused = app.browse(&silent(&[API])).await;
+    let location = location_of(&refused);
+    assert_eq!(
+        query_param(&location, "error").as_deref(),
+        Some("consent_required"),
+        "{location}"
+    );
+    assert!(query_param(&location, "code").is_none(), "{location}");
+
+    // Without prompt=none the page asks, and says the API is what is new.
+    let (_, challenge) = pkce_pair();
+    let page = app
+        .browse(&authorize_url(&app, &rp.id, &challenge, &[API]))
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.expect("html");
+    let api_line = html
+        .split("<li>")
+        .find(|line| line.contains(API))
+        .unwrap_or_else(|| panic!("a line for the API: {html}"));
+    assert!(api_line.contains(">new<"), "{api_line}");
+    assert!(html.contains("already allowed"), "the scopes were: {html}");
+
+    // Once she allows it, the API is remembered with the scopes; another API is still new.
+    let (code, verifier) = code_for(&app, &rp, &[API]).await;
+    let (status, tokens) = exchange(&app, &rp, &code, &verifier, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(jwt_claims(&access_token(&tokens))["aud"], API);
+    let remembered = app.browse(&silent(&[API])).await;
+    assert!(
+        query_param(&location_of(&remembered), "code").is_some(),
+        "{}",
+        location_of(&remembered)
+    );
+    let other = app.browse(&silent(&[API, BILLING])).await;
+    assert_eq!(
+        query_param(&location_of(&other), "error").as_deref(),
+        Some("consent_required")
+    );
+    let (_, challenge) = pkce_pair();
+    let html = app
+        .browse(&authorize_url(&app, &rp.id, &challenge, &[API, BILLING]))
+        .await
+        .text()
+        .await
+        .expect("html");
+    let line = |uri: &str| {
+        html.split("<li>")
+            .find(|line| line.contains(uri))
+            .unwrap_or_else(|| panic!("a line for {uri}: {html}"))
+            .to_owned()
+    };
+    assert!(line(API).contains("already allowed"), "{}", line(API));
+    assert!(line(BILLING).contains(">new<"), "{}", line(BILLING));
+
+    // The audit log and the account page say which APIs were approved.
+    let granted = app.audit_events("consent.granted").await;
+    assert!(
+        granted[0].details.contains(API),
+        "the newest consent names the API: {:?}",
+        granted[0]
+    );
+    let authorized = app
+        .browse("/o/authorized_tokens/")
+        .await
+        .text()
+        .await
+        .expect("html");
+    assert!(authorized.contains(API), "{authorized}");
+}

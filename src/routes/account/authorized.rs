@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use crate::clients::Clients;
+use crate::clients::{split_list, Clients};
 use crate::domain::{Page, PageRequest};
 use crate::oauth::grants::AuthorizedApp;
 use crate::oauth::{OAuth, Params};
@@ -32,6 +32,8 @@ struct AuthorizedRow {
     client_id: String,
     client_name: String,
     scopes: Vec<ScopeLine>,
+    /// The RFC 8707 resources (APIs) consented to.
+    resources: Vec<String>,
     /// When the user first consented; `None` when the application only holds tokens.
     authorized: Option<String>,
     updated: Option<String>,
@@ -42,6 +44,7 @@ impl AuthorizedRow {
     fn new(app: AuthorizedApp, known: &BTreeMap<String, String>) -> Self {
         Self {
             scopes: scope_lines(&app.scope, known),
+            resources: split_list(&app.resources),
             authorized: app.authorized_at.as_ref().map(show_time),
             updated: app.updated_at.as_ref().map(show_time),
             active_tokens: app.active_tokens,

@@ -30,8 +30,9 @@ use crate::db::jobs::JobRow;
 use crate::db::tokens::TokenFilter;
 use crate::db::users::{UserFilter, UserRow};
 use crate::db::DbError;
-use crate::domain::{Email, Page, PageRequest};
+use crate::domain::{Email, Page, PageRequest, PersonName};
 use crate::groups::{GroupError, Groups};
+use crate::oauth::grants::RevokeError;
 use crate::oauth::{OAuth, Params};
 use crate::routes::support::{
     actor, csrf_token, error_page, page_number, read_page_form, render, require_staff, see_other,
@@ -41,9 +42,6 @@ use crate::scheduler::Jobs;
 
 /// How many audit events the dashboard shows.
 const DASHBOARD_EVENTS: i64 = 10;
-
-/// Longest first or last name (as `Accounts::update_profile` allows).
-const MAX_NAME_CHARS: usize = 150;
 
 // ---------------------------------------------------------------------------------------------
 // Pages
@@ -186,6 +184,9 @@ struct UserPage<'a> {
     read_only: bool,
     /// The admin is a superuser (only they grant or remove staff and superuser status).
     admin_is_superuser: bool,
+    /// The admin may not change this user's groups: `read_only`, or their own account and
+    /// they are not a superuser (the groups service refuses both anyway).
+    groups_read_only: bool,
     joined: String,
     last_login: Option<String>,
     profile: ProfileValues,
@@ -264,6 +265,10 @@ struct GroupPage<'a> {
     created: String,
     updated: String,
     members: Vec<MemberLine>,
+    /// The group has a staff or superuser member and the admin is not a superuser: renaming
+    /// and deleting it are a superuser's (the groups service refuses them anyway), so the page
+    /// offers neither.
+    superuser_only: bool,
     page: PageNav,
     form: GroupValues,
     error_field: &'a str,
@@ -282,6 +287,9 @@ impl GroupPage<'_> {
 /// One row of the token list.
 struct TokenLine {
     id: String,
+    /// A token of a staff or superuser account shown to a staff member who is not a superuser:
+    /// no checkbox (the service refuses to revoke it anyway).
+    protected: bool,
     kind: String,
     client: ClientRef,
     user: Option<Person>,
@@ -556,10 +564,10 @@ pub async fn update_user_profile(
     // Checked here as well as in the service, to name the field the message belongs to.
     let field_error = if let Err(message) = Email::parse(&profile.email) {
         Some(("email", message))
-    } else if profile.first_name.chars().count() > MAX_NAME_CHARS {
-        Some(("first_name", format!("at most {MAX_NAME_CHARS} characters")))
-    } else if profile.last_name.chars().count() > MAX_NAME_CHARS {
-        Some(("last_name", format!("at most {MAX_NAME_CHARS} characters")))
+    } else if let Err(message) = PersonName::parse("first name", &profile.first_name) {
+        Some(("first_name", message))
+    } else if let Err(message) = PersonName::parse("last name", &profile.last_name) {
+        Some(("last_name", message))
     } else {
         None
     };
@@ -1159,6 +1167,9 @@ pub async fn list_tokens(
         .map(|listing| {
             let row = listing.row;
             TokenLine {
+                protected: listing.owner_is_admin
+                    && !admin.is_superuser
+                    && row.user_id.as_deref() != Some(admin.id.as_str()),
                 client: ClientRef {
                     name: names.get(&row.client_id).cloned().flatten(),
                     id: row.client_id,
@@ -1260,7 +1271,8 @@ pub async fn revoke_tokens(
                 &[&filters[..], &[("done", "revoked"), ("n", &n)]].concat(),
             ))
         }
-        Err(e) => unavailable(&e),
+        Err(RevokeError::Forbidden(refusal)) => not_allowed(&refusal.to_string()),
+        Err(RevokeError::Db(e)) => unavailable(&e),
     }
 }
 
@@ -1744,6 +1756,8 @@ async fn user_page(
             is_self: user.id == admin.id,
             read_only: user.id != admin.id && !admin.is_superuser && user.has_staff_access(),
             admin_is_superuser: admin.is_superuser,
+            groups_read_only: !admin.is_superuser
+                && (user.id == admin.id || user.has_staff_access()),
             joined: show_time(&user.date_joined),
             last_login: user.last_login.as_ref().map(show_time),
             profile: forms.profile,
@@ -1842,6 +1856,7 @@ async fn group_page(
         Ok(None) => return group_not_found(),
         Err(e) => return unavailable(&e),
     };
+    let superuser_only = !admin.is_superuser && members.iter().any(UserRow::has_staff_access);
     // The service returns every member; the page shows one page of them.
     let request = PageRequest::new(page_number(params), web.page_size);
     let total = i64::try_from(members.len()).unwrap_or(i64::MAX);
@@ -1861,7 +1876,8 @@ async fn group_page(
         .items
         .into_iter()
         .map(|u| MemberLine {
-            protected: u.has_staff_access() && !admin.is_superuser && u.id != admin.id,
+            // Staff change neither an admin's memberships nor their own.
+            protected: u.has_staff_access() && !admin.is_superuser,
             id: u.id,
             username: u.username,
             email: u.email,
@@ -1888,6 +1904,7 @@ async fn group_page(
             updated: show_time(&group.updated_at),
             group: &group,
             members,
+            superuser_only,
             page: nav,
             form,
             error_field,
