@@ -344,7 +344,7 @@ fn rfc3339(t: &NaiveDateTime) -> String {
 /// As [`api_unavailable`](super::support::api_unavailable), with `Retry-After: 5`.
 fn storage_failure(e: &DbError) -> HttpResponse {
     if e.is_refused_text() {
-        return super::support::api_unavailable(e);
+        return crate::routes::support::api_unavailable(e);
     }
     tracing::error!(error = %e, cause = ?std::error::Error::source(e), "storage failure");
     api_error(
