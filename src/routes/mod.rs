@@ -48,6 +48,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(pages::form_post_script),
         )
         .route("/static/copy.js", web::get().to(pages::copy_script))
+        .route("/static/favicon.svg", web::get().to(pages::favicon))
+        .route("/favicon.ico", web::get().to(pages::favicon))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/demo/callback", web::get().to(demo::callback))

@@ -14,6 +14,7 @@ use crate::accounts::Accounts;
 const STYLESHEET: &str = include_str!("../../static/style.css");
 const FORM_POST_SCRIPT: &str = include_str!("../../static/form_post.js");
 const COPY_SCRIPT: &str = include_str!("../../static/copy.js");
+const FAVICON: &str = include_str!("../../static/favicon.svg");
 
 #[derive(Template)]
 #[template(path = "home.html")]
@@ -68,6 +69,15 @@ pub async fn copy_script() -> HttpResponse {
         .content_type("text/javascript; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(COPY_SCRIPT)
+}
+
+/// `GET /static/favicon.svg` and `GET /favicon.ico` (browsers ask for the latter without
+/// reading the page): the brand mark as SVG, which every current browser takes as an icon.
+pub async fn favicon() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(FAVICON)
 }
 
 /// Wrong method on an HTML page.

@@ -87,6 +87,19 @@ async fn pages_carry_security_headers() {
     );
     let css = app.browse("/static/style.css").await;
     assert_eq!(css.status(), StatusCode::OK);
+    let css = css.text().await.expect("css");
+    // Dark mode follows the system (issue 10, item 14); words break only where they must.
+    assert!(css.contains("@media (prefers-color-scheme: dark)"));
+    assert!(!css.contains("break-all"));
+    // The favicon, linked from every page and where browsers look without a link.
+    let home = app.browse("/").await.text().await.expect("html");
+    assert!(home.contains(r#"<link rel="icon" href="/static/favicon.svg""#), "{home}");
+    for path in ["/static/favicon.svg", "/favicon.ico"] {
+        let icon = app.browse(path).await;
+        assert_eq!(icon.status(), StatusCode::OK, "{path}");
+        assert_eq!(icon.headers()["content-type"], "image/svg+xml", "{path}");
+        assert!(icon.text().await.expect("svg").starts_with("<svg"));
+    }
 }
 
 #[tokio::test]
