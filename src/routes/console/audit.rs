@@ -1,6 +1,22 @@
-//! The console's audit log, and the event lines the dashboard shows too.
+//! The console's audit log (`/admin/audit/`), and the event lines the dashboard shows too.
 
-use super::*;
+use std::collections::HashMap;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::{query, user_filter, ClientRef, Person, UserChoice};
+use crate::accounts::Accounts;
+use crate::audit::Audit;
+use crate::clients::Clients;
+use crate::db::audit_events::{AuditFilter, AuditRow};
+use crate::db::DbError;
+use crate::domain::{Page, PageRequest};
+use crate::routes::chrome::{page, AdminArea, Chrome, Section};
+use crate::routes::errors::PageError;
+use crate::routes::extract::Staff;
+use crate::routes::format::{page_number, show_time, PageNav};
+use crate::routes::WebConfig;
 
 /// One row of the audit log.
 pub(super) struct EventLine {
@@ -23,10 +39,8 @@ pub(super) struct EventLine {
 
 #[derive(Template)]
 #[template(path = "admin/audit.html")]
-pub(super) struct AuditPage<'a> {
-    who: &'a str,
-    csrf_token: String,
-    area: &'static str,
+struct AuditPage<'a> {
+    chrome: Chrome,
     events: Vec<EventLine>,
     event: &'a str,
     user_id: &'a str,
@@ -52,35 +66,30 @@ impl AuditPage<'_> {
 /// matches events the user caused or was the subject of. Like the token list, the form's `user`
 /// field (username or email) becomes `user_id` in a redirect.
 pub async fn list_audit_events(
+    admin: Staff,
     req: HttpRequest,
-    session: Session,
     accounts: web::Data<Accounts>,
     clients: web::Data<Clients>,
     audit: web::Data<Audit>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let admin = match require_staff(&req, &session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
+) -> Result<HttpResponse, PageError> {
     let params = query(&req);
     let event = params.get("event").unwrap_or_default().trim();
     let client_id = params.get("client_id").unwrap_or_default().trim();
     let ip = params.get("ip").unwrap_or_default().trim();
     let others = [("event", event), ("client_id", client_id), ("ip", ip)];
     let (user_id, user_login, user_error) =
-        match user_filter(&accounts, &params, "/admin/audit/", &others).await {
-            Ok(UserChoice::Redirect(response)) => return response,
-            Ok(UserChoice::Chosen { id, login }) => (id, login, String::new()),
-            Ok(UserChoice::Unknown(login)) => (
+        match user_filter(&accounts, &params, "/admin/audit/", &others).await? {
+            UserChoice::Redirect(response) => return Ok(response),
+            UserChoice::Chosen { id, login } => (id, login, String::new()),
+            UserChoice::Unknown(login) => (
                 String::new(),
                 login,
                 "no user has this username or email address".to_owned(),
             ),
-            Err(e) => return unavailable(&e),
         };
     let request = PageRequest::new(page_number(&params), web.page_size);
-    let page = if user_error.is_empty() {
+    let found = if user_error.is_empty() {
         let filter = AuditFilter {
             event: Some(event.to_owned()).filter(|s| !s.is_empty()),
             user_id: Some(user_id.clone()).filter(|s| !s.is_empty()),
@@ -88,15 +97,12 @@ pub async fn list_audit_events(
             ip: Some(ip.to_owned()).filter(|s| !s.is_empty()),
             since: None,
         };
-        match audit.list(filter, request).await {
-            Ok(p) => p,
-            Err(e) => return unavailable(&e),
-        }
+        audit.list(filter, request).await?
     } else {
         Page::new(Vec::new(), request, 0)
     };
     let nav = PageNav::new(
-        &page,
+        &found,
         "/admin/audit/",
         &[
             ("event", event),
@@ -105,38 +111,30 @@ pub async fn list_audit_events(
             ("ip", ip),
         ],
     );
-    let events = match event_lines(&accounts, &clients, page.items).await {
-        Ok(lines) => lines,
-        Err(e) => return unavailable(&e),
-    };
-    render(
-        StatusCode::OK,
-        &AuditPage {
-            who: &admin.username,
-            csrf_token: csrf_token(&session),
-            area: "audit",
-            events,
-            event,
-            user_id: &user_id,
-            user_login,
-            user_error,
-            client_id,
-            ip,
-            page: nav,
-        },
-    )
+    let events = event_lines(&accounts, &clients, found.items).await?;
+    Ok(page(&AuditPage {
+        chrome: admin.chrome(Section::Admin(AdminArea::Audit)),
+        events,
+        event,
+        user_id: &user_id,
+        user_login,
+        user_error,
+        client_id,
+        ip,
+        page: nav,
+    }))
 }
 
 /// Whether a client application itself did what `event` records (token requests, client
 /// authentication), as opposed to a change made to a client by someone else.
-pub(super) fn client_acted(event: &str) -> bool {
+fn client_acted(event: &str) -> bool {
     ["token.", "client_auth.", "code.", "refresh_token."]
         .iter()
         .any(|prefix| event.starts_with(prefix))
 }
 
 /// Usernames of `ids`, each looked up once (`None`: the user is gone).
-pub(super) async fn usernames<'a>(
+async fn usernames<'a>(
     accounts: &Accounts,
     ids: impl Iterator<Item = &'a str>,
 ) -> Result<HashMap<String, Option<String>>, DbError> {

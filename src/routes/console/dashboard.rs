@@ -1,17 +1,30 @@
-//! The console's dashboard `/admin/`.
+//! The console's dashboard `/admin/`: counts of users, applications, active tokens and recent
+//! logins, the latest audit events, and the scheduled jobs.
+
+use actix_web::{web, HttpResponse};
+use askama::Template;
 
 use super::audit::{event_lines, EventLine};
-use super::*;
+use crate::accounts::Accounts;
+use crate::audit::Audit;
+use crate::clients::Clients;
+use crate::db::audit_events::AuditFilter;
+use crate::db::jobs::JobRow;
+use crate::domain::PageRequest;
+use crate::oauth::OAuth;
+use crate::routes::chrome::{page, AdminArea, Chrome, Section};
+use crate::routes::errors::PageError;
+use crate::routes::extract::Staff;
+use crate::routes::format::show_time;
+use crate::scheduler::Jobs;
 
 /// How many audit events the dashboard shows.
-pub(super) const DASHBOARD_EVENTS: i64 = 10;
+const DASHBOARD_EVENTS: i64 = 10;
 
 #[derive(Template)]
 #[template(path = "admin/dashboard.html")]
-pub(super) struct DashboardPage<'a> {
-    who: &'a str,
-    csrf_token: String,
-    area: &'static str,
+struct DashboardPage {
+    chrome: Chrome,
     users: i64,
     applications: i64,
     active_tokens: i64,
@@ -21,7 +34,7 @@ pub(super) struct DashboardPage<'a> {
 }
 
 /// One scheduled job on the dashboard (`jobs` rows, see `crate::scheduler`).
-pub(super) struct JobLine {
+struct JobLine {
     name: String,
     /// "running", "failing" or "ok"; `None` before the first run.
     status: Option<&'static str>,
@@ -55,62 +68,34 @@ impl JobLine {
 
 /// `GET /admin/`: counts of users, applications, active tokens and recent logins, the latest
 /// audit events, and the scheduled jobs (last run, next run, last error).
-#[allow(clippy::too_many_arguments)] // actix extractors
 pub async fn show_dashboard(
-    req: HttpRequest,
-    session: Session,
+    admin: Staff,
     accounts: web::Data<Accounts>,
     clients: web::Data<Clients>,
     oauth: web::Data<OAuth>,
     audit: web::Data<Audit>,
     jobs: web::Data<Jobs>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let admin = match require_staff(&req, &session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
+) -> Result<HttpResponse, PageError> {
     let now = crate::db::now();
     let since = now - chrono::Duration::hours(24);
-    let loaded = async {
-        Ok::<_, DbError>((
-            accounts.count().await?,
-            clients.count().await?,
-            oauth.count_active_tokens().await?,
-            audit.count_since("login.success", since).await?,
-            audit
-                .list(
-                    AuditFilter::default(),
-                    PageRequest::new(None, DASHBOARD_EVENTS),
-                )
-                .await?,
-            jobs.list().await?,
-        ))
-    }
-    .await;
-    let (users, applications, active_tokens, logins_24h, latest, job_rows) = match loaded {
-        Ok(all) => all,
-        Err(e) => return unavailable(&e),
-    };
-    let events = match event_lines(&accounts, &clients, latest.items).await {
-        Ok(lines) => lines,
-        Err(e) => return unavailable(&e),
-    };
-    render(
-        StatusCode::OK,
-        &DashboardPage {
-            who: &admin.username,
-            csrf_token: csrf_token(&session),
-            area: "dashboard",
-            users,
-            applications,
-            active_tokens,
-            logins_24h,
-            events,
-            jobs: job_rows
-                .into_iter()
-                .map(|row| JobLine::from_row(row, now))
-                .collect(),
-        },
-    )
+    let latest = audit
+        .list(
+            AuditFilter::default(),
+            PageRequest::new(None, DASHBOARD_EVENTS),
+        )
+        .await?;
+    Ok(page(&DashboardPage {
+        chrome: admin.chrome(Section::Admin(AdminArea::Dashboard)),
+        users: accounts.count().await?,
+        applications: clients.count().await?,
+        active_tokens: oauth.count_active_tokens().await?,
+        logins_24h: audit.count_since("login.success", since).await?,
+        events: event_lines(&accounts, &clients, latest.items).await?,
+        jobs: jobs
+            .list()
+            .await?
+            .into_iter()
+            .map(|row| JobLine::from_row(row, now))
+            .collect(),
+    }))
 }

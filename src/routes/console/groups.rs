@@ -1,9 +1,30 @@
-//! The console's groups: the list, the create form, a group's page and its members.
+//! The console's groups: the list with the create form (`/admin/groups/`), a group's page with
+//! its members and its form (`/admin/groups/{id}/`), and deleting a group.
 
-use super::*;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
+
+use super::{count_of, group_failure, group_not_found, group_path, query};
+use crate::db::groups::GroupRow;
+use crate::db::users::UserRow;
+use crate::domain::{Page, PageRequest};
+use crate::groups::{GroupError, Groups};
+use crate::oauth::Params;
+use crate::routes::chrome::{
+    flash, page, render, AdminArea, Chrome, ConfirmPage, ConfirmText, Notice, Section,
+};
+use crate::routes::errors::{FieldErrors, PageError};
+use crate::routes::extract::{Form, Staff};
+use crate::routes::format::{page_number, show_time, PageNav};
+use crate::routes::http::see_other;
+use crate::routes::WebConfig;
+
+/// The console's groups area in the navigation.
+const GROUPS: Section = Section::Admin(AdminArea::Groups);
 
 /// One row of the group list.
-pub(super) struct GroupLine {
+struct GroupLine {
     id: String,
     name: String,
     description: String,
@@ -12,34 +33,31 @@ pub(super) struct GroupLine {
 
 /// The group form's values.
 #[derive(Default)]
-pub(super) struct GroupValues {
+struct GroupValues {
     name: String,
     description: String,
 }
 
 #[derive(Template)]
 #[template(path = "admin/groups.html")]
-pub(super) struct GroupsPage<'a> {
-    who: &'a str,
-    csrf_token: String,
-    area: &'static str,
+struct GroupsPage {
+    chrome: Chrome,
     groups: Vec<GroupLine>,
-    search: &'a str,
+    search: String,
     page: PageNav,
     form: GroupValues,
-    error_field: &'a str,
-    error_message: String,
-    notice: Option<String>,
+    /// Messages of the create form's `name` and `description`.
+    errors: FieldErrors,
 }
 
-impl GroupsPage<'_> {
+impl GroupsPage {
     fn err(&self, field: &str) -> Option<&str> {
-        (self.error_field == field).then_some(self.error_message.as_str())
+        self.errors.first(field)
     }
 }
 
 /// One member on a group's page.
-pub(super) struct MemberLine {
+struct MemberLine {
     id: String,
     username: String,
     email: String,
@@ -51,10 +69,8 @@ pub(super) struct MemberLine {
 
 #[derive(Template)]
 #[template(path = "admin/group.html")]
-pub(super) struct GroupPage<'a> {
-    who: &'a str,
-    csrf_token: String,
-    area: &'static str,
+struct GroupPage<'a> {
+    chrome: Chrome,
     group: &'a GroupRow,
     created: String,
     updated: String,
@@ -65,265 +81,166 @@ pub(super) struct GroupPage<'a> {
     superuser_only: bool,
     page: PageNav,
     form: GroupValues,
-    error_field: &'a str,
-    error_message: String,
     add_login: String,
-    add_error: String,
-    notice: Option<String>,
+    /// Messages of the form's `name` and `description`, and of the add-member form's `login`.
+    errors: FieldErrors,
 }
 
 impl GroupPage<'_> {
     fn err(&self, field: &str) -> Option<&str> {
-        (self.error_field == field).then_some(self.error_message.as_str())
+        self.errors.first(field)
     }
 }
 
 /// `GET /admin/groups/[?q=TEXT&page=N]`: groups by name with member counts, and the form that
 /// creates one.
 pub async fn list_groups(
+    admin: Staff,
     req: HttpRequest,
-    session: Session,
-    accounts: web::Data<Accounts>,
     groups: web::Data<Groups>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let admin = match require_staff(&req, &session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
+) -> Result<HttpResponse, PageError> {
     let params = query(&req);
-    let notice = notice(&params);
     groups_page(
-        &session,
         &admin,
         &groups,
         &web,
         &params,
         GroupValues::default(),
-        None,
-        notice,
+        FieldErrors::new(),
     )
     .await
 }
 
 /// `POST /admin/groups/`: creates a group.
 pub async fn create_group(
-    req: HttpRequest,
-    payload: web::Payload,
-    session: Session,
-    accounts: web::Data<Accounts>,
+    admin: Staff,
+    Form(form): Form,
     groups: web::Data<Groups>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let admin = match require_staff(&req, &session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
-    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+) -> Result<HttpResponse, PageError> {
     let values = group_values(&form);
     match groups
-        .create(&actor(&req, &admin), &values.name, &values.description)
+        .create(&admin.actor(), &values.name, &values.description)
         .await
     {
-        Ok(group) => see_other(&format!("{}?done=created", group_path(&group.id))),
-        Err(e) => match group_form_error(e) {
-            Ok(error) => {
-                groups_page(
-                    &session,
-                    &admin,
-                    &groups,
-                    &web,
-                    &Params::default(),
-                    values,
-                    Some(error),
-                    None,
-                )
-                .await
-            }
-            Err(e) => group_failure(e),
-        },
+        Ok(group) => {
+            flash(admin.session(), Notice::success("The group was created."));
+            Ok(see_other(&group_path(&group.id)))
+        }
+        Err(e) => {
+            let errors = group_form_error(e).map_err(group_failure)?;
+            groups_page(&admin, &groups, &web, &Params::default(), values, errors).await
+        }
     }
 }
 
 /// `GET /admin/groups/{id}/[?page=N]`: the group's form and its members.
 pub async fn show_group(
+    admin: Staff,
     req: HttpRequest,
     path: web::Path<String>,
-    session: Session,
-    accounts: web::Data<Accounts>,
     groups: web::Data<Groups>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let admin = match require_staff(&req, &session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
+) -> Result<HttpResponse, PageError> {
     let params = query(&req);
-    let state = GroupState {
-        notice: notice(&params),
-        ..GroupState::default()
-    };
-    group_page(&session, &admin, &groups, &web, &path, &params, state).await
+    group_page(&admin, &groups, &web, &path, &params, GroupState::default()).await
 }
 
 /// `POST /admin/groups/{id}/`: renames the group and sets its description.
 pub async fn update_group(
-    req: HttpRequest,
+    admin: Staff,
+    Form(form): Form,
     path: web::Path<String>,
-    payload: web::Payload,
-    session: Session,
-    accounts: web::Data<Accounts>,
     groups: web::Data<Groups>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let admin = match require_staff(&req, &session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
-    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+) -> Result<HttpResponse, PageError> {
     let values = group_values(&form);
     match groups
-        .update(
-            &actor(&req, &admin),
-            &path,
-            &values.name,
-            &values.description,
-        )
+        .update(&admin.actor(), &path, &values.name, &values.description)
         .await
     {
-        Ok(()) => see_other(&format!("{}?done=saved", group_path(&path))),
-        Err(e) => match group_form_error(e) {
-            Ok(error) => {
-                let state = GroupState {
-                    form: Some(values),
-                    error: Some(error),
-                    ..GroupState::default()
-                };
-                group_page(
-                    &session,
-                    &admin,
-                    &groups,
-                    &web,
-                    &path,
-                    &Params::default(),
-                    state,
-                )
-                .await
-            }
-            Err(e) => group_failure(e),
-        },
+        Ok(()) => {
+            flash(admin.session(), Notice::success("The group was saved."));
+            Ok(see_other(&group_path(&path)))
+        }
+        Err(e) => {
+            let state = GroupState {
+                errors: group_form_error(e).map_err(group_failure)?,
+                form: Some(values),
+                ..GroupState::default()
+            };
+            group_page(&admin, &groups, &web, &path, &Params::default(), state).await
+        }
     }
 }
 
 /// `POST /admin/groups/{id}/members/add/`: adds the user named in `login` (username or email).
 pub async fn add_group_member(
-    req: HttpRequest,
+    admin: Staff,
+    Form(form): Form,
     path: web::Path<String>,
-    payload: web::Payload,
-    session: Session,
-    accounts: web::Data<Accounts>,
     groups: web::Data<Groups>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let admin = match require_staff(&req, &session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
-    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+) -> Result<HttpResponse, PageError> {
     let login = form.get("login").unwrap_or_default().trim().to_owned();
     let add_error = if login.is_empty() {
-        "enter a username or email address".to_owned()
+        "enter a username or email address"
     } else {
-        match groups.add_member(&actor(&req, &admin), &path, &login).await {
-            Ok(true) => return see_other(&format!("{}?done=member_added", group_path(&path))),
-            Ok(false) => return see_other(&format!("{}?done=member_present", group_path(&path))),
+        match groups.add_member(&admin.actor(), &path, &login).await {
+            Ok(added) => {
+                let notice = if added {
+                    Notice::success("The member was added.")
+                } else {
+                    Notice::info("That user is already a member.")
+                };
+                flash(admin.session(), notice);
+                return Ok(see_other(&group_path(&path)));
+            }
             // The page below answers 404 when it is the group that is missing.
-            Err(GroupError::NotFound) => "no user has this username or email address".to_owned(),
-            Err(e) => return group_failure(e),
+            Err(GroupError::NotFound) => "no user has this username or email address",
+            Err(e) => return Err(group_failure(e)),
         }
     };
     let state = GroupState {
         add_login: login,
-        add_error,
+        errors: FieldErrors::one("login", add_error),
         ..GroupState::default()
     };
-    group_page(
-        &session,
-        &admin,
-        &groups,
-        &web,
-        &path,
-        &Params::default(),
-        state,
-    )
-    .await
+    group_page(&admin, &groups, &web, &path, &Params::default(), state).await
 }
 
 /// `POST /admin/groups/{id}/members/{user_id}/remove/`: takes a member out of the group.
 pub async fn remove_group_member(
-    req: HttpRequest,
+    admin: Staff,
+    _form: Form,
     path: web::Path<(String, String)>,
-    payload: web::Payload,
-    session: Session,
-    accounts: web::Data<Accounts>,
     groups: web::Data<Groups>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let admin = match require_staff(&req, &session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
-    if let Err(page) = read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        return page;
-    }
+) -> Result<HttpResponse, PageError> {
     let (group_id, user_id) = path.into_inner();
-    match groups.find(&group_id).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return group_not_found(),
-        Err(e) => return unavailable(&e),
+    if groups.find(&group_id).await?.is_none() {
+        return Err(group_not_found());
     }
-    match groups
-        .remove_member(&actor(&req, &admin), &group_id, &user_id)
+    if groups
+        .remove_member(&admin.actor(), &group_id, &user_id)
         .await
+        .map_err(group_failure)?
     {
-        Ok(true) => see_other(&format!("{}?done=member_removed", group_path(&group_id))),
-        Ok(false) => see_other(&group_path(&group_id)),
-        Err(e) => group_failure(e),
+        flash(admin.session(), Notice::success("The member was removed."));
     }
+    Ok(see_other(&group_path(&group_id)))
 }
 
 /// `GET /admin/groups/{id}/delete/`: asks before deleting the group.
 pub async fn confirm_delete_group(
-    req: HttpRequest,
+    admin: Staff,
     path: web::Path<String>,
-    session: Session,
-    accounts: web::Data<Accounts>,
     groups: web::Data<Groups>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let admin = match require_staff(&req, &session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
-    let (group, members) = match groups.find(&path).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return group_not_found(),
-        Err(e) => return unavailable(&e),
-    };
-    confirm_page(
-        &session,
-        &admin,
-        "groups",
-        ConfirmText {
+) -> Result<HttpResponse, PageError> {
+    let (group, members) = groups.find(&path).await?.ok_or_else(group_not_found)?;
+    Ok(page(&ConfirmPage {
+        chrome: admin.chrome(GROUPS),
+        confirm: ConfirmText {
             title: format!("Delete the group “{}”?", group.name),
             message: format!(
                 "The group is deleted together with its {}; the users themselves are not. This cannot be undone.",
@@ -334,41 +251,25 @@ pub async fn confirm_delete_group(
             button: "Delete group".to_owned(),
             cancel: group_path(&group.id),
         },
-    )
+    }))
 }
 
 /// `POST /admin/groups/{id}/delete/`: deletes the group and its memberships.
 pub async fn delete_group(
-    req: HttpRequest,
+    admin: Staff,
+    _form: Form,
     path: web::Path<String>,
-    payload: web::Payload,
-    session: Session,
-    accounts: web::Data<Accounts>,
     groups: web::Data<Groups>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let admin = match require_staff(&req, &session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
-    if let Err(page) = read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        return page;
-    }
-    match groups.delete(&actor(&req, &admin), &path).await {
-        Ok(()) => see_other("/admin/groups/?done=deleted"),
-        Err(e) => group_failure(e),
-    }
+) -> Result<HttpResponse, PageError> {
+    groups
+        .delete(&admin.actor(), &path)
+        .await
+        .map_err(group_failure)?;
+    flash(admin.session(), Notice::success("The group was deleted."));
+    Ok(see_other("/admin/groups/"))
 }
 
-pub(super) fn group_not_found() -> HttpResponse {
-    error_page(
-        StatusCode::NOT_FOUND,
-        "Group not found",
-        "There is no group at this address. It may have been deleted.",
-    )
-}
-
-pub(super) fn group_values(form: &Params) -> GroupValues {
+fn group_values(form: &Params) -> GroupValues {
     GroupValues {
         name: form.get("name").unwrap_or_default().trim().to_owned(),
         description: form
@@ -380,45 +281,38 @@ pub(super) fn group_values(form: &Params) -> GroupValues {
 }
 
 /// The form field and message for a refused group change; other failures as they were.
-pub(super) fn group_form_error(e: GroupError) -> Result<(&'static str, String), GroupError> {
+fn group_form_error(e: GroupError) -> Result<FieldErrors, GroupError> {
     match e {
-        GroupError::Taken => Ok((
+        GroupError::Taken => Ok(FieldErrors::one(
             "name",
-            "another group already has this name (names are compared ignoring case)".to_owned(),
+            "another group already has this name (names are compared ignoring case)",
         )),
         // The service's messages name their field; only the description has its own.
         GroupError::Invalid(message) if message.contains("description") => {
-            Ok(("description", message))
+            Ok(FieldErrors::one("description", message))
         }
-        GroupError::Invalid(message) => Ok(("name", message)),
+        GroupError::Invalid(message) => Ok(FieldErrors::one("name", message)),
         other => Err(other),
     }
 }
 
 /// Renders the group list for `params` (search, page) with the create form; 422 when the form
 /// shows an error.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn groups_page(
-    session: &Session,
-    admin: &UserRow,
+async fn groups_page(
+    admin: &Staff,
     groups: &Groups,
     web: &WebConfig,
     params: &Params,
     form: GroupValues,
-    error: Option<(&'static str, String)>,
-    notice: Option<String>,
-) -> HttpResponse {
+    errors: FieldErrors,
+) -> Result<HttpResponse, PageError> {
     let search = params.get("q").unwrap_or_default().trim().to_owned();
     let request = PageRequest::new(page_number(params), web.page_size);
-    let page = match groups
+    let found = groups
         .list(Some(search.clone()).filter(|s| !s.is_empty()), request)
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => return unavailable(&e),
-    };
-    let nav = PageNav::new(&page, "/admin/groups/", &[("q", &search)]);
-    let lines = page
+        .await?;
+    let nav = PageNav::new(&found, "/admin/groups/", &[("q", &search)]);
+    let lines = found
         .items
         .into_iter()
         .map(|s| GroupLine {
@@ -428,63 +322,55 @@ pub(super) async fn groups_page(
             members: s.members,
         })
         .collect();
-    let status = if error.is_some() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
-    let (error_field, error_message) = error.unwrap_or(("", String::new()));
-    render(
-        status,
+    Ok(render(
+        status_of(&errors),
         &GroupsPage {
-            who: &admin.username,
-            csrf_token: csrf_token(session),
-            area: "groups",
+            chrome: admin.chrome(GROUPS),
             groups: lines,
-            search: &search,
+            search,
             page: nav,
             form,
-            error_field,
-            error_message,
-            notice,
+            errors,
         },
-    )
+    ))
+}
+
+/// 200, or 422 when a form shows errors.
+fn status_of(errors: &FieldErrors) -> StatusCode {
+    if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    }
 }
 
 /// What a group's page shows besides the stored group.
 #[derive(Default)]
-pub(super) struct GroupState {
+struct GroupState {
     /// The submitted form (`None`: the stored values).
     form: Option<GroupValues>,
-    error: Option<(&'static str, String)>,
     add_login: String,
-    add_error: String,
-    notice: Option<String>,
+    errors: FieldErrors,
 }
 
 /// Renders a group's page (404 when it does not exist); members are paged by `params`. 422
 /// when a form shows an error.
-pub(super) async fn group_page(
-    session: &Session,
-    admin: &UserRow,
+async fn group_page(
+    admin: &Staff,
     groups: &Groups,
     web: &WebConfig,
     id: &str,
     params: &Params,
     state: GroupState,
-) -> HttpResponse {
-    let (group, members) = match groups.find(id).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return group_not_found(),
-        Err(e) => return unavailable(&e),
-    };
+) -> Result<HttpResponse, PageError> {
+    let (group, members) = groups.find(id).await?.ok_or_else(group_not_found)?;
     let superuser_only = !admin.is_superuser && members.iter().any(UserRow::has_staff_access);
     // The service returns every member; the page shows one page of them.
     let request = PageRequest::new(page_number(params), web.page_size);
     let total = i64::try_from(members.len()).unwrap_or(i64::MAX);
     let skip = usize::try_from(request.offset()).unwrap_or(usize::MAX);
     let take = usize::try_from(request.size).unwrap_or(usize::MAX);
-    let page = Page::new(
+    let shown = Page::new(
         members
             .into_iter()
             .skip(skip)
@@ -493,8 +379,8 @@ pub(super) async fn group_page(
         request,
         total,
     );
-    let nav = PageNav::new(&page, &group_path(&group.id), &[]);
-    let members = page
+    let nav = PageNav::new(&shown, &group_path(&group.id), &[]);
+    let members = shown
         .items
         .into_iter()
         .map(|u| MemberLine {
@@ -506,22 +392,14 @@ pub(super) async fn group_page(
             is_active: u.is_active,
         })
         .collect();
-    let status = if state.error.is_some() || !state.add_error.is_empty() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
     let form = state.form.unwrap_or_else(|| GroupValues {
         name: group.name.clone(),
         description: group.description.clone(),
     });
-    let (error_field, error_message) = state.error.unwrap_or(("", String::new()));
-    render(
-        status,
+    Ok(render(
+        status_of(&state.errors),
         &GroupPage {
-            who: &admin.username,
-            csrf_token: csrf_token(session),
-            area: "groups",
+            chrome: admin.chrome(GROUPS),
             created: show_time(&group.created_at),
             updated: show_time(&group.updated_at),
             group: &group,
@@ -529,11 +407,8 @@ pub(super) async fn group_page(
             superuser_only,
             page: nav,
             form,
-            error_field,
-            error_message,
             add_login: state.add_login,
-            add_error: state.add_error,
-            notice: state.notice,
+            errors: state.errors,
         },
-    )
+    ))
 }

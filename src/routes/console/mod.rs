@@ -1,52 +1,50 @@
-//! The admin console `/admin/`, for staff: a dashboard, users (profile, account flags, groups,
-//! sign-out-everywhere), groups and their members, active tokens, and the audit log.
+//! The admin console `/admin/`, for staff, one file per resource:
+//!
+//! * [`dashboard`] — `/admin/`: counts, the latest audit events, the scheduled jobs;
+//! * [`users`] — the user list and a user's page (profile, account flags, groups, sign out
+//!   everywhere), with [`user_actions`] — password-reset and verification emails, deleting a
+//!   user;
+//! * [`groups`] — groups and their members;
+//! * [`tokens`] — active tokens, revoked after a confirmation;
+//! * [`audit`] — the audit log (and the event lines the dashboard shows);
+//! * this file — what they share: links, names in tables, the user filter of the lists, and the
+//!   pages for refused changes.
+//!
 //! Applications live in the developer portal (`/o/applications/`), where staff already see and
 //! search every client with its owner; the console links there instead of repeating it.
 //!
-//! Access is a staff check ([`require_staff`]: `is_staff` or `is_superuser`). What each admin
-//! may change is the services' rule (`accounts::privileges`): staff manage ordinary users; the
-//! accounts of staff members and superusers, and the staff and superuser flags, are a
-//! superuser's. A refused change answers 403 and changes nothing; a user's page shows a staff
-//! member the accounts they cannot change without their forms.
+//! Every handler takes [`Staff`](crate::routes::extract::Staff) (`is_staff` or `is_superuser`;
+//! others get a 403 page, visitors the sign-in page) and returns `Result<_, PageError>`; every
+//! POST is a CSRF-checked [`Form`](crate::routes::extract::Form). What each admin may change is
+//! the services' rule (`accounts::privileges`): staff manage ordinary users; the accounts of
+//! staff members and superusers, and the staff and superuser flags, are a superuser's. A
+//! refused change answers 403 and changes nothing; the pages offer a staff member no form for
+//! what they may not change (`read_only`, `groups_read_only`, protected tokens, superuser-only
+//! groups).
 //!
-//! Every POST checks the session's CSRF token. Destructive actions (deactivating a user,
-//! signing a user out everywhere, revoking tokens, deleting a group) are confirmed on a page of
-//! their own first. A successful POST redirects (PRG) to a page that shows a fixed notice named
-//! by `?done=`. A user or group that does not exist answers 404.
+//! Destructive actions (deactivating or deleting a user, signing a user out everywhere,
+//! revoking tokens, deleting a group) are confirmed on the one confirmation page first. A
+//! successful POST leaves a notice ([`flash`](crate::routes::chrome::flash)) and redirects
+//! (post/redirect/get); a form with errors comes back with 422 and each message next to its
+//! field ([`FieldErrors`](crate::routes::errors::FieldErrors)). A user or group that does not
+//! exist answers 404.
 
 pub(super) mod audit;
 pub(super) mod dashboard;
 pub(super) mod groups;
 pub(super) mod tokens;
+//USERACTIONS
 pub(super) mod users;
 
-use std::collections::HashMap;
+use actix_web::{HttpRequest, HttpResponse};
 
-use actix_session::Session;
-use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
-use askama::Template;
-
-use crate::accounts::{AccountError, AccountFlags, Accounts, Profile};
-use crate::audit::Audit;
-use crate::clients::Clients;
-use crate::db::audit_events::{AuditFilter, AuditRow};
-use crate::db::groups::GroupRow;
-use crate::db::jobs::JobRow;
-use crate::db::tokens::TokenFilter;
-use crate::db::users::{UserFilter, UserRow};
+use crate::accounts::{AccountError, Accounts};
 use crate::db::DbError;
-use crate::domain::{Email, Page, PageRequest, PersonName};
-use crate::groups::{GroupError, Groups};
-use crate::oauth::grants::RevokeError;
-use crate::oauth::{OAuth, Params};
-use crate::routes::support::{
-    actor, csrf_token, error_page, page_number, read_page_form, render, require_staff, see_other,
-    show_time, ticked, unavailable, PageNav, WebConfig,
-};
-use crate::scheduler::Jobs;
-
-use users::user_not_found;
+use crate::groups::GroupError;
+use crate::oauth::Params;
+use crate::routes::errors::PageError;
+use crate::routes::format::capitalized;
+use crate::routes::http::see_other;
 
 /// A user as a list shows them: a link to their page, or their bare id once deleted.
 struct Person {
@@ -60,21 +58,7 @@ struct ClientRef {
     name: Option<String>,
 }
 
-/// A confirmation page whose form re-posts `hidden` fields.
-#[derive(Template)]
-#[template(path = "admin/confirm.html")]
-struct ConfirmPage<'a> {
-    who: &'a str,
-    csrf_token: String,
-    area: &'static str,
-    title: String,
-    message: String,
-    action: String,
-    hidden: Vec<(String, String)>,
-    button: String,
-    cancel: String,
-}
-
+/// The request's query string as parameters (an unreadable one as none).
 fn query(req: &HttpRequest) -> Params {
     Params::from_query(req.query_string()).unwrap_or_default()
 }
@@ -97,10 +81,12 @@ fn encode(segment: &str) -> String {
     form_urlencoded::byte_serialize(segment.as_bytes()).collect()
 }
 
+/// `/admin/users/{id}/`.
 fn user_path(id: &str) -> String {
     format!("/admin/users/{}/", encode(id))
 }
 
+/// `/admin/groups/{id}/`.
 fn group_path(id: &str) -> String {
     format!("/admin/groups/{}/", encode(id))
 }
@@ -114,81 +100,55 @@ fn count_of(n: i64, noun: &str) -> String {
     }
 }
 
-/// The success notice named by `?done=` after a redirect. The texts are fixed, so a link cannot
-/// put words on the page; `n` is the count in the texts that have one.
-fn notice(params: &Params) -> Option<String> {
-    let n = params
-        .get("n")
-        .and_then(|n| n.parse::<i64>().ok())
-        .unwrap_or(0);
-    let text = match params.get("done")? {
-        "profile" => "The profile was saved.".to_owned(),
-        "flags" => "The account flags were saved.".to_owned(),
-        "signed_out" => format!(
-            "Signed out everywhere: every session ended and {} revoked.",
-            count_of(n, "token")
-        ),
-        "joined" => "The user was added to the group.".to_owned(),
-        "already_in" => "The user already belongs to that group.".to_owned(),
-        "left" => "The user was removed from the group.".to_owned(),
-        "created" => "The group was created.".to_owned(),
-        "saved" => "The group was saved.".to_owned(),
-        "member_added" => "The member was added.".to_owned(),
-        "member_present" => "That user is already a member.".to_owned(),
-        "member_removed" => "The member was removed.".to_owned(),
-        "deleted" => "The group was deleted.".to_owned(),
-        "revoked" => format!("{} revoked.", count_of(n, "token")),
-        "none_selected" => "No token was selected: tick the tokens to revoke first.".to_owned(),
-        _ => return None,
-    };
-    Some(text)
+/// 404 for a user id that names nobody.
+fn user_not_found() -> PageError {
+    PageError::not_found(
+        "User not found",
+        "There is no user at this address. They may have been deleted.",
+    )
 }
 
-/// The page for an account change the handler has no better answer to.
-fn account_failure(e: AccountError) -> HttpResponse {
-    match e {
-        AccountError::NotFound => user_not_found(),
-        AccountError::Db(e) => unavailable(&e),
-        AccountError::Forbidden(refusal) => not_allowed(&refusal.to_string()),
-        other => {
-            tracing::error!(error = %other, "account change failed");
-            error_page(
-                StatusCode::BAD_REQUEST,
-                "Not saved",
-                &format!("The change was not saved: {other}."),
-            )
-        }
-    }
+/// 404 for a group id that names no group.
+fn group_not_found() -> PageError {
+    PageError::not_found(
+        "Group not found",
+        "There is no group at this address. It may have been deleted.",
+    )
 }
 
 /// 403: the services refused the change by the privilege rules (`accounts::privileges`); the
 /// message says which rule.
-fn not_allowed(message: &str) -> HttpResponse {
-    error_page(
-        StatusCode::FORBIDDEN,
+fn not_allowed(message: &str) -> PageError {
+    PageError::forbidden(
         "Not allowed",
-        &format!(
-            "{}. Nothing was changed.",
-            crate::routes::support::capitalized(message)
-        ),
+        format!("{}. Nothing was changed.", capitalized(message)),
     )
 }
 
-/// The page for a group change the handler has no better answer to.
-fn group_failure(e: GroupError) -> HttpResponse {
+/// The page for an account change the handler has no better answer to.
+fn account_failure(e: AccountError) -> PageError {
     match e {
-        GroupError::NotFound => error_page(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "The group or user does not exist any more.",
-        ),
-        GroupError::Db(e) => unavailable(&e),
+        AccountError::NotFound => user_not_found(),
+        AccountError::Db(e) => e.into(),
+        AccountError::Forbidden(refusal) => not_allowed(&refusal.to_string()),
+        other => {
+            tracing::error!(error = %other, "account change failed");
+            PageError::bad_request("Not saved", format!("The change was not saved: {other}."))
+        }
+    }
+}
+
+/// The page for a group change the handler has no better answer to.
+fn group_failure(e: GroupError) -> PageError {
+    match e {
+        GroupError::NotFound => {
+            PageError::not_found("Not found", "The group or user does not exist any more.")
+        }
+        GroupError::Db(e) => e.into(),
         GroupError::Forbidden(refusal) => not_allowed(&refusal.to_string()),
-        other @ (GroupError::Invalid(_) | GroupError::Taken) => error_page(
-            StatusCode::BAD_REQUEST,
-            "Not saved",
-            &format!("The change was not saved: {other}."),
-        ),
+        other @ (GroupError::Invalid(_) | GroupError::Taken) => {
+            PageError::bad_request("Not saved", format!("The change was not saved: {other}."))
+        }
     }
 }
 
@@ -236,44 +196,11 @@ async fn user_filter(
     Ok(UserChoice::Chosen { id, login })
 }
 
-/// The words of a confirmation page.
-struct ConfirmText {
-    title: String,
-    message: String,
-    action: String,
-    hidden: Vec<(String, String)>,
-    button: String,
-    cancel: String,
-}
-
-fn confirm_page(
-    session: &Session,
-    admin: &UserRow,
-    area: &'static str,
-    text: ConfirmText,
-) -> HttpResponse {
-    render(
-        StatusCode::OK,
-        &ConfirmPage {
-            who: &admin.username,
-            csrf_token: csrf_token(session),
-            area,
-            title: text.title,
-            message: text.message,
-            action: text.action,
-            hidden: text.hidden,
-            button: text.button,
-            cancel: text.cancel,
-        },
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::audit::detail_pairs;
     use super::users::yes_no;
-    use super::{notice, with_query};
-    use crate::oauth::Params;
+    use super::with_query;
 
     #[test]
     fn redirects_keep_only_filled_filters_encoded() {
@@ -288,21 +215,6 @@ mod tests {
             ),
             "/admin/tokens/?user_id=a+b%26c&n=2"
         );
-    }
-
-    #[test]
-    fn notices_are_fixed_texts() {
-        let params = |q: &str| Params::from_query(q).unwrap_or_default();
-        assert_eq!(
-            notice(&params("done=revoked&n=3")).as_deref(),
-            Some("3 tokens revoked.")
-        );
-        assert_eq!(
-            notice(&params("done=revoked&n=1")).as_deref(),
-            Some("1 token revoked.")
-        );
-        assert_eq!(notice(&params("done=%3Cscript%3E")), None);
-        assert_eq!(notice(&params("")), None);
     }
 
     #[test]

@@ -1,10 +1,31 @@
-//! The console's token list and revocation.
+//! The console's token list (`/admin/tokens/`) and revocation (`/admin/tokens/revoke/`, after a
+//! confirmation).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
 
 use super::audit::client_names;
-use super::*;
+use super::{count_of, not_allowed, query, user_filter, with_query, ClientRef, Person, UserChoice};
+use crate::accounts::Accounts;
+use crate::clients::Clients;
+use crate::db::tokens::TokenFilter;
+use crate::domain::{Page, PageRequest};
+use crate::oauth::grants::RevokeError;
+use crate::oauth::OAuth;
+use crate::routes::chrome::{
+    flash, page, AdminArea, Chrome, ConfirmPage, ConfirmText, Notice, Section,
+};
+use crate::routes::errors::PageError;
+use crate::routes::extract::{Form, Staff};
+use crate::routes::format::{page_number, show_time, ticked, PageNav};
+use crate::routes::http::see_other;
+use crate::routes::WebConfig;
+
+/// The console's tokens area in the navigation.
+const TOKENS: Section = Section::Admin(AdminArea::Tokens);
 
 /// One row of the token list.
-pub(super) struct TokenLine {
+struct TokenLine {
     id: String,
     /// A token of a staff or superuser account shown to a staff member who is not a superuser:
     /// no checkbox (the service refuses to revoke it anyway).
@@ -20,10 +41,8 @@ pub(super) struct TokenLine {
 
 #[derive(Template)]
 #[template(path = "admin/tokens.html")]
-pub(super) struct TokensPage<'a> {
-    who: &'a str,
-    csrf_token: String,
-    area: &'static str,
+struct TokensPage<'a> {
+    chrome: Chrome,
     tokens: Vec<TokenLine>,
     user_id: &'a str,
     /// What the user filter field shows: the username, or what was typed.
@@ -31,24 +50,19 @@ pub(super) struct TokensPage<'a> {
     user_error: String,
     client_id: &'a str,
     page: PageNav,
-    notice: Option<String>,
 }
 
 /// `GET /admin/tokens/[?user_id=ID&client_id=ID&page=N]`: active tokens, newest first. The
 /// filter form sends `user` (a username or email), which is looked up and replaced by
 /// `user_id` in a redirect, so links and pages always carry the id.
 pub async fn list_tokens(
+    admin: Staff,
     req: HttpRequest,
-    session: Session,
     accounts: web::Data<Accounts>,
     clients: web::Data<Clients>,
     oauth: web::Data<OAuth>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let admin = match require_staff(&req, &session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
+) -> Result<HttpResponse, PageError> {
     let params = query(&req);
     let client_id = params.get("client_id").unwrap_or_default().trim();
     let (user_id, user_login, user_error) = match user_filter(
@@ -57,45 +71,37 @@ pub async fn list_tokens(
         "/admin/tokens/",
         &[("client_id", client_id)],
     )
-    .await
+    .await?
     {
-        Ok(UserChoice::Redirect(response)) => return response,
-        Ok(UserChoice::Chosen { id, login }) => (id, login, String::new()),
-        Ok(UserChoice::Unknown(login)) => (
+        UserChoice::Redirect(response) => return Ok(response),
+        UserChoice::Chosen { id, login } => (id, login, String::new()),
+        UserChoice::Unknown(login) => (
             String::new(),
             login,
             "no user has this username or email address".to_owned(),
         ),
-        Err(e) => return unavailable(&e),
     };
     let request = PageRequest::new(page_number(&params), web.page_size);
-    let page = if user_error.is_empty() {
+    let found = if user_error.is_empty() {
         let filter = TokenFilter {
             user_id: Some(user_id.clone()).filter(|s| !s.is_empty()),
             client_id: Some(client_id.to_owned()).filter(|s| !s.is_empty()),
         };
-        match oauth.list_tokens(filter, request).await {
-            Ok(p) => p,
-            Err(e) => return unavailable(&e),
-        }
+        oauth.list_tokens(filter, request).await?
     } else {
         Page::new(Vec::new(), request, 0)
     };
     let nav = PageNav::new(
-        &page,
+        &found,
         "/admin/tokens/",
         &[("user_id", &user_id), ("client_id", client_id)],
     );
-    let names = match client_names(
+    let names = client_names(
         &clients,
-        page.items.iter().map(|t| t.row.client_id.as_str()),
+        found.items.iter().map(|t| t.row.client_id.as_str()),
     )
-    .await
-    {
-        Ok(names) => names,
-        Err(e) => return unavailable(&e),
-    };
-    let tokens = page
+    .await?;
+    let tokens = found
         .items
         .into_iter()
         .map(|listing| {
@@ -121,52 +127,37 @@ pub async fn list_tokens(
             }
         })
         .collect();
-    render(
-        StatusCode::OK,
-        &TokensPage {
-            who: &admin.username,
-            csrf_token: csrf_token(&session),
-            area: "tokens",
-            tokens,
-            user_id: &user_id,
-            user_login,
-            user_error,
-            client_id,
-            page: nav,
-            notice: notice(&params),
-        },
-    )
+    Ok(page(&TokensPage {
+        chrome: admin.chrome(TOKENS),
+        tokens,
+        user_id: &user_id,
+        user_login,
+        user_error,
+        client_id,
+        page: nav,
+    }))
 }
 
 /// `POST /admin/tokens/revoke/`: the tokens ticked as `token:<row id>`. Without `confirm=yes`
 /// it shows a confirmation page that posts them again; with it, it revokes them and goes back
 /// to the list (keeping its `user_id` and `client_id` filters).
 pub async fn revoke_tokens(
-    req: HttpRequest,
-    payload: web::Payload,
-    session: Session,
-    accounts: web::Data<Accounts>,
+    admin: Staff,
+    Form(form): Form,
     oauth: web::Data<OAuth>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let admin = match require_staff(&req, &session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(response) => return response,
-    };
-    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+) -> Result<HttpResponse, PageError> {
     let filters = [
         ("user_id", form.get("user_id").unwrap_or_default()),
         ("client_id", form.get("client_id").unwrap_or_default()),
     ];
+    let back = with_query("/admin/tokens/", &filters);
     let ids = ticked(&form, "token:");
     if ids.is_empty() {
-        return see_other(&with_query(
-            "/admin/tokens/",
-            &[&filters[..], &[("done", "none_selected")]].concat(),
-        ));
+        flash(
+            admin.session(),
+            Notice::info("No token was selected: tick the tokens to revoke first."),
+        );
+        return Ok(see_other(&back));
     }
     if form.get("confirm") != Some("yes") {
         let mut hidden: Vec<(String, String)> = ids
@@ -181,11 +172,9 @@ pub async fn revoke_tokens(
         );
         hidden.push(("confirm".to_owned(), "yes".to_owned()));
         let how_many = count_of(i64::try_from(ids.len()).unwrap_or(i64::MAX), "token");
-        return confirm_page(
-            &session,
-            &admin,
-            "tokens",
-            ConfirmText {
+        return Ok(page(&ConfirmPage {
+            chrome: admin.chrome(TOKENS),
+            confirm: ConfirmText {
                 title: format!("Revoke {how_many}?"),
                 message: format!(
                     "The {how_many} you selected stop working at once: resource servers see them as inactive, and the applications holding them must ask their users to sign in again. This cannot be undone."
@@ -193,19 +182,20 @@ pub async fn revoke_tokens(
                 action: "/admin/tokens/revoke/".to_owned(),
                 hidden,
                 button: format!("Revoke {how_many}"),
-                cancel: with_query("/admin/tokens/", &filters),
+                cancel: back,
             },
-        );
+        }));
     }
-    match oauth.revoke_tokens(&actor(&req, &admin), ids).await {
+    match oauth.revoke_tokens(&admin.actor(), ids).await {
         Ok(revoked) => {
-            let n = revoked.to_string();
-            see_other(&with_query(
-                "/admin/tokens/",
-                &[&filters[..], &[("done", "revoked"), ("n", &n)]].concat(),
-            ))
+            let n = i64::try_from(revoked).unwrap_or(i64::MAX);
+            flash(
+                admin.session(),
+                Notice::success(format!("{} revoked.", count_of(n, "token"))),
+            );
+            Ok(see_other(&back))
         }
-        Err(RevokeError::Forbidden(refusal)) => not_allowed(&refusal.to_string()),
-        Err(RevokeError::Db(e)) => unavailable(&e),
+        Err(RevokeError::Forbidden(refusal)) => Err(not_allowed(&refusal.to_string())),
+        Err(RevokeError::Db(e)) => Err(e.into()),
     }
 }
