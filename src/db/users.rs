@@ -259,6 +259,42 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
         .map(|n| n == 1)
 }
 
+/// What went with a deleted user ([`delete_with_everything`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Removed {
+    /// Token rows deleted (access and refresh, live or not).
+    pub tokens: usize,
+    /// Browser session rows deleted.
+    pub sessions: usize,
+}
+
+/// Deletes the user's tokens, authorization codes, browser sessions, one-time codes, consents
+/// and group memberships, takes them off as owner of their clients, then deletes the user.
+/// Explicit rather than left to `ON DELETE CASCADE`, so that it holds on a database whose
+/// foreign keys are off. Run it inside a transaction (with the user's row locked first).
+///
+/// # Errors
+/// Query failures only.
+pub fn delete_with_everything(conn: &mut DbConnection, id: &str) -> QueryResult<Removed> {
+    use super::schema::{
+        authorization_codes, clients, consents, group_members, one_time_codes, tokens,
+        user_sessions,
+    };
+    let tokens = diesel::delete(tokens::table.filter(tokens::user_id.eq(id))).execute(conn)?;
+    diesel::delete(authorization_codes::table.filter(authorization_codes::user_id.eq(id)))
+        .execute(conn)?;
+    let sessions =
+        diesel::delete(user_sessions::table.filter(user_sessions::user_id.eq(id))).execute(conn)?;
+    diesel::delete(one_time_codes::table.filter(one_time_codes::user_id.eq(id))).execute(conn)?;
+    diesel::delete(consents::table.filter(consents::user_id.eq(id))).execute(conn)?;
+    diesel::delete(group_members::table.filter(group_members::user_id.eq(id))).execute(conn)?;
+    diesel::update(clients::table.filter(clients::owner_id.eq(id)))
+        .set(clients::owner_id.eq(None::<String>))
+        .execute(conn)?;
+    delete(conn, id)?;
+    Ok(Removed { tokens, sessions })
+}
+
 /// Locks the user's row until the transaction ends and returns it, as it is once the lock is
 /// held (PostgreSQL `SELECT … FOR NO KEY UPDATE`; a plain read on SQLite, whose single writer
 /// serialises write transactions already). `None` when there is no such user.

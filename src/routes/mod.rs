@@ -115,7 +115,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         r.route(web::post().to(login::logout))
             .default_service(web::to(pages::method_not_allowed))
     });
-    // The admin console, staff only (routes/admin.rs). Applications are the portal's.
+    // The admin console, staff only (routes/console/). Applications are the portal's.
     both(cfg, "/admin/", |r| {
         r.route(web::get().to(console::dashboard::show_dashboard))
             .default_service(web::to(pages::method_not_allowed))
@@ -147,6 +147,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     both(cfg, "/admin/users/{id}/end_sessions/", |r| {
         r.route(web::get().to(console::users::confirm_end_sessions))
             .route(web::post().to(console::users::end_sessions))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/users/{id}/send_password_reset/", |r| {
+        r.route(web::post().to(console::user_actions::send_password_reset))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/users/{id}/resend_verification/", |r| {
+        r.route(web::post().to(console::user_actions::resend_verification))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/users/{id}/delete/", |r| {
+        r.route(web::get().to(console::user_actions::confirm_delete_user))
+            .route(web::post().to(console::user_actions::delete_user))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/groups/", |r| {

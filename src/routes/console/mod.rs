@@ -33,7 +33,7 @@ pub(super) mod audit;
 pub(super) mod dashboard;
 pub(super) mod groups;
 pub(super) mod tokens;
-//USERACTIONS
+pub(super) mod user_actions;
 pub(super) mod users;
 
 use actix_web::{HttpRequest, HttpResponse};

@@ -1,0 +1,134 @@
+//! A user's page's actions beyond its forms (issue 10 item 16, as Keycloak offers them): email
+//! a password-reset link (`POST /admin/users/{id}/send_password_reset/`), email the
+//! verification code again (`POST /admin/users/{id}/resend_verification/`), and delete the
+//! user (`GET` asks, `POST` deletes: `/admin/users/{id}/delete/`).
+//!
+//! Who may is the accounts service's rule (`accounts::admin`, `accounts::privileges`): staff
+//! act on ordinary accounts, superusers on any, nobody deletes their own; the user's page
+//! offers only what the admin may do.
+
+use actix_web::{web, HttpResponse};
+
+use super::users::{find_user, USERS};
+use super::{not_allowed, user_not_found, user_path};
+use crate::accounts::admin::UserActionError;
+use crate::accounts::Accounts;
+use crate::routes::chrome::{flash, page, ConfirmPage, ConfirmText, Notice};
+use crate::routes::errors::PageError;
+use crate::routes::extract::{Form, Staff};
+use crate::routes::format::{capitalized, wait_phrase};
+use crate::routes::http::see_other;
+
+/// `POST /admin/users/{id}/send_password_reset/`: emails the user a password-reset link.
+pub async fn send_password_reset(
+    admin: Staff,
+    _form: Form,
+    path: web::Path<String>,
+    accounts: web::Data<Accounts>,
+) -> Result<HttpResponse, PageError> {
+    let user = find_user(&accounts, &path).await?;
+    accounts
+        .send_password_reset_for(&admin.actor(), &user.id)
+        .await
+        .map_err(action_failure)?;
+    flash(
+        admin.session(),
+        Notice::success(format!(
+            "A password-reset link was emailed to {}.",
+            user.email
+        )),
+    );
+    Ok(see_other(&user_path(&user.id)))
+}
+
+/// `POST /admin/users/{id}/resend_verification/`: emails the user a new verification code and
+/// activation link.
+pub async fn resend_verification(
+    admin: Staff,
+    _form: Form,
+    path: web::Path<String>,
+    accounts: web::Data<Accounts>,
+) -> Result<HttpResponse, PageError> {
+    let user = find_user(&accounts, &path).await?;
+    accounts
+        .resend_verification_for(&admin.actor(), &user.id)
+        .await
+        .map_err(action_failure)?;
+    flash(
+        admin.session(),
+        Notice::success(format!(
+            "A new verification email was sent to {}.",
+            user.email
+        )),
+    );
+    Ok(see_other(&user_path(&user.id)))
+}
+
+/// `GET /admin/users/{id}/delete/`: asks before deleting the user.
+pub async fn confirm_delete_user(
+    admin: Staff,
+    path: web::Path<String>,
+    accounts: web::Data<Accounts>,
+) -> Result<HttpResponse, PageError> {
+    let user = find_user(&accounts, &path).await?;
+    Ok(page(&ConfirmPage {
+        chrome: admin.chrome(USERS),
+        confirm: ConfirmText {
+            title: format!("Delete {}?", user.username),
+            message: format!(
+                "The account of {} is deleted with its tokens, sessions, authorizations and group memberships; applications they registered stay, without an owner. The audit log keeps its events. This cannot be undone: to stop someone signing in for now, deactivate the account instead.",
+                user.username
+            ),
+            action: format!("{}delete/", user_path(&user.id)),
+            hidden: Vec::new(),
+            button: "Delete user".to_owned(),
+            cancel: user_path(&user.id),
+        },
+    }))
+}
+
+/// `POST /admin/users/{id}/delete/`: deletes the user and everything that is theirs.
+pub async fn delete_user(
+    admin: Staff,
+    _form: Form,
+    path: web::Path<String>,
+    accounts: web::Data<Accounts>,
+) -> Result<HttpResponse, PageError> {
+    let deleted = accounts
+        .delete_user(&admin.actor(), &path)
+        .await
+        .map_err(action_failure)?;
+    flash(
+        admin.session(),
+        Notice::success(format!("The user {} was deleted.", deleted.username)),
+    );
+    Ok(see_other("/admin/users/"))
+}
+
+/// The page for a refused or failed user action.
+fn action_failure(e: UserActionError) -> PageError {
+    match e {
+        UserActionError::NotFound => user_not_found(),
+        UserActionError::Forbidden(refusal) => not_allowed(&refusal.to_string()),
+        UserActionError::Invalid(message) => PageError::Unprocessable {
+            title: "Not done",
+            message: format!("{}.", capitalized(&message)),
+        },
+        UserActionError::TooSoon(retry) => PageError::too_many(
+            retry.0,
+            format!(
+                "An email was sent to this user a moment ago. Try again {}.",
+                wait_phrase(retry.0)
+            ),
+        ),
+        UserActionError::Mail(e) => {
+            tracing::error!(error = %e, "an admin's email to a user could not be sent");
+            PageError::Unprocessable {
+                title: "Not sent",
+                message: "The mail server did not take the message. Try again in a moment."
+                    .to_owned(),
+            }
+        }
+        UserActionError::Db(e) => e.into(),
+    }
+}
