@@ -337,11 +337,18 @@ async fn an_admin_edits_a_profile_with_errors_shown_next_to_fields() {
         html.contains("value=\"Park\""),
         "the form keeps what was typed"
     );
+    // Every field's message at once, not one per submit.
     let response = visitor
-        .submit(&page, &action, &[("email", "not-an-email")])
+        .submit(
+            &page,
+            &action,
+            &[("email", "not-an-email"), ("first_name", "Lee\u{7}")],
+        )
         .await;
     assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(response.text().await.expect("html").contains("email-error"));
+    let html = response.text().await.expect("html");
+    assert!(html.contains("id=\"email-error\""), "{html}");
+    assert!(html.contains("id=\"first_name-error\""), "{html}");
     assert_eq!(user(&app, &lee.id).await.email, "lee@example.com");
 
     let response = visitor
