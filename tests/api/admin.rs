@@ -4,18 +4,7 @@
 use latchkey::db::users::UserRow;
 use reqwest::StatusCode;
 
-use crate::helpers::{spawn_app, spawn_app_with, spec, TestApp, Visitor, PASSWORD};
-
-/// The `Location` header of a response.
-fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .expect("a Location header")
-        .to_str()
-        .expect("ASCII")
-        .to_owned()
-}
+use crate::helpers::{location, spawn_app, spawn_app_with, spec, TestApp, Visitor, PASSWORD};
 
 /// The number on the dashboard tile labelled `label`.
 fn stat(html: &str, label: &str) -> i64 {

@@ -7,35 +7,7 @@ use latchkey::accounts::privileges::NotAllowed;
 use latchkey::audit::Actor;
 use reqwest::StatusCode;
 
-use crate::helpers::{spawn_app, spawn_app_with, spec, TestApp};
-
-fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .expect("a Location header")
-        .to_str()
-        .expect("ASCII")
-        .to_owned()
-}
-
-/// A staff member who is not a superuser.
-async fn plain_staff(app: &TestApp, username: &str) -> latchkey::db::users::UserRow {
-    let user = app.create_user(username).await;
-    app.services
-        .accounts
-        .set_flags(
-            &Actor::system(),
-            &user.id,
-            latchkey::accounts::AccountFlags {
-                is_active: true,
-                is_staff: true,
-                is_superuser: false,
-            },
-        )
-        .await
-        .expect("make staff")
-}
+use crate::helpers::{location, spawn_app, spawn_app_with, spec, TestApp};
 
 async fn mark_unverified(app: &TestApp, user_id: &str) {
     let id = user_id.to_owned();
@@ -213,7 +185,7 @@ async fn deleting_a_user_takes_their_tokens_sessions_and_memberships_in_one_go()
 #[tokio::test]
 async fn staff_delete_neither_an_admin_nor_themselves_on_the_page_or_through_the_service() {
     let app = spawn_app().await;
-    let ned = plain_staff(&app, "ned").await;
+    let ned = app.create_plain_staff("ned").await;
     let other = app.create_staff("olga").await;
     let visitor = app.visitor("ned").await;
 

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::{query, user_filter, ClientRef, Person, UserChoice};
+use super::{query, user_filter, ClientRef, Person, UserChoice, UserFilterField};
 use crate::accounts::Accounts;
 use crate::audit::Audit;
 use crate::clients::Clients;
@@ -81,12 +81,7 @@ pub async fn list_audit_events(
     let (user_id, user_login, user_error) =
         match user_filter(&accounts, &params, "/admin/audit/", &others).await? {
             UserChoice::Redirect(response) => return Ok(response),
-            UserChoice::Chosen { id, login } => (id, login, String::new()),
-            UserChoice::Unknown(login) => (
-                String::new(),
-                login,
-                "no user has this username or email address".to_owned(),
-            ),
+            UserChoice::Show(UserFilterField { id, login, error }) => (id, login, error),
         };
     let request = PageRequest::new(page_number(&params), web.page_size);
     let found = if user_error.is_empty() {

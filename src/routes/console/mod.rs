@@ -152,14 +152,22 @@ fn group_failure(e: GroupError) -> PageError {
     }
 }
 
+/// A list's user filter as its page shows it.
+struct UserFilterField {
+    /// The user filtered by (empty: no user filter).
+    id: String,
+    /// What the field shows: the user's username, or what was typed.
+    login: String,
+    /// Why the typed user was not found (the list is then empty); empty otherwise.
+    error: String,
+}
+
 /// How a list's user filter came out.
 enum UserChoice {
     /// The filter form was sent: go to the list filtered by `user_id`.
     Redirect(HttpResponse),
-    /// Filter by this user (`id` empty: no user filter); `login` fills the field.
-    Chosen { id: String, login: String },
-    /// The form named nobody known.
-    Unknown(String),
+    /// Show the list with this filter.
+    Show(UserFilterField),
 }
 
 /// Reads a list's user filter: `user` (a username or email, from the filter form) is resolved
@@ -177,7 +185,13 @@ async fn user_filter(
         } else {
             match accounts.find_by_login(login).await? {
                 Some(user) => user.id,
-                None => return Ok(UserChoice::Unknown(login.to_owned())),
+                None => {
+                    return Ok(UserChoice::Show(UserFilterField {
+                        id: String::new(),
+                        login: login.to_owned(),
+                        error: "no user has this username or email address".to_owned(),
+                    }))
+                }
             }
         };
         let mut pairs = others.to_vec();
@@ -193,7 +207,11 @@ async fn user_filter(
             .await?
             .map_or_else(|| id.clone(), |u| u.username)
     };
-    Ok(UserChoice::Chosen { id, login })
+    Ok(UserChoice::Show(UserFilterField {
+        id,
+        login,
+        error: String::new(),
+    }))
 }
 
 #[cfg(test)]

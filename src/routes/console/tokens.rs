@@ -5,7 +5,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::audit::client_names;
-use super::{count_of, not_allowed, query, user_filter, with_query, ClientRef, Person, UserChoice};
+use super::{
+    count_of, not_allowed, query, user_filter, with_query, ClientRef, Person, UserChoice,
+    UserFilterField,
+};
 use crate::accounts::Accounts;
 use crate::clients::Clients;
 use crate::db::tokens::TokenFilter;
@@ -74,12 +77,7 @@ pub async fn list_tokens(
     .await?
     {
         UserChoice::Redirect(response) => return Ok(response),
-        UserChoice::Chosen { id, login } => (id, login, String::new()),
-        UserChoice::Unknown(login) => (
-            String::new(),
-            login,
-            "no user has this username or email address".to_owned(),
-        ),
+        UserChoice::Show(UserFilterField { id, login, error }) => (id, login, error),
     };
     let request = PageRequest::new(page_number(&params), web.page_size);
     let found = if user_error.is_empty() {

@@ -26,19 +26,7 @@ pub async fn send_password_reset(
     path: web::Path<String>,
     accounts: web::Data<Accounts>,
 ) -> Result<HttpResponse, PageError> {
-    let user = find_user(&accounts, &path).await?;
-    accounts
-        .send_password_reset_for(&admin.actor(), &user.id)
-        .await
-        .map_err(action_failure)?;
-    flash(
-        admin.session(),
-        Notice::success(format!(
-            "A password-reset link was emailed to {}.",
-            user.email
-        )),
-    );
-    Ok(see_other(&user_path(&user.id)))
+    email_user(&admin, &accounts, &path, UserEmail::PasswordReset).await
 }
 
 /// `POST /admin/users/{id}/resend_verification/`: emails the user a new verification code and
@@ -49,17 +37,42 @@ pub async fn resend_verification(
     path: web::Path<String>,
     accounts: web::Data<Accounts>,
 ) -> Result<HttpResponse, PageError> {
-    let user = find_user(&accounts, &path).await?;
-    accounts
-        .resend_verification_for(&admin.actor(), &user.id)
-        .await
-        .map_err(action_failure)?;
+    email_user(&admin, &accounts, &path, UserEmail::Verification).await
+}
+
+/// The emails an admin sends a user from their page.
+#[derive(Clone, Copy)]
+enum UserEmail {
+    PasswordReset,
+    Verification,
+}
+
+/// Sends `which` to the user `id`, then back to their page with a notice naming the address.
+async fn email_user(
+    admin: &Staff,
+    accounts: &Accounts,
+    id: &str,
+    which: UserEmail,
+) -> Result<HttpResponse, PageError> {
+    let user = find_user(accounts, id).await?;
+    let (sent, what) = match which {
+        UserEmail::PasswordReset => (
+            accounts
+                .send_password_reset_for(&admin.actor(), &user.id)
+                .await,
+            "A password-reset link was emailed to",
+        ),
+        UserEmail::Verification => (
+            accounts
+                .resend_verification_for(&admin.actor(), &user.id)
+                .await,
+            "A new verification email was sent to",
+        ),
+    };
+    sent.map_err(action_failure)?;
     flash(
         admin.session(),
-        Notice::success(format!(
-            "A new verification email was sent to {}.",
-            user.email
-        )),
+        Notice::success(format!("{what} {}.", user.email)),
     );
     Ok(see_other(&user_path(&user.id)))
 }
