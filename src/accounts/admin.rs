@@ -14,10 +14,11 @@
 //! * **Verification** sends a new code and activation link to an unverified address (the older
 //!   code stops working), under the per-user cooldown of [`Accounts::send_verification`];
 //!   recorded as `email.verification_sent`.
-//! * **Deletion** removes, in one transaction, the user's tokens, authorization codes, browser
-//!   sessions, one-time codes, consents and group memberships, then the user; clients they
-//!   owned lose their owner (an admin's to reassign). Recorded as `user.deleted` with the
-//!   username; earlier audit events keep the user's id.
+//! * **Deletion** removes, in one transaction, the user with their tokens, authorization codes,
+//!   browser sessions, one-time codes, consents and group memberships, and the clients they
+//!   registered (a client without an owner would pass for an operator's), each with its own
+//!   tokens, codes and consents ([`users::delete_with_clients`]). Recorded as `user.deleted`
+//!   with the username, and `client.deleted` per client; earlier audit events keep the ids.
 
 use diesel::Connection;
 
@@ -174,15 +175,25 @@ impl Accounts {
                     let target =
                         privileges::lock_target(conn, &id)?.ok_or(UserActionError::NotFound)?;
                     privileges::check_may_delete::<UserActionError>(conn, &actor, &target)?;
-                    let removed = users::delete_with_everything(conn, &id)?;
+                    let clients = users::delete_with_clients(conn, &id)?;
+                    for (client_id, name) in &clients {
+                        audit::record(
+                            conn,
+                            AuditEvent::new("client.deleted")
+                                .by(&actor)
+                                .client(client_id.clone())
+                                .user(id.clone())
+                                .detail("name", name.clone())
+                                .detail("owner_deleted", true),
+                        )?;
+                    }
                     audit::record(
                         conn,
                         AuditEvent::new("user.deleted")
                             .by(&actor)
                             .user(id.clone())
                             .detail("username", target.username.clone())
-                            .detail("tokens_deleted", removed.tokens)
-                            .detail("sessions_deleted", removed.sessions),
+                            .detail("clients_deleted", clients.len()),
                     )?;
                     Ok(target)
                 })

@@ -259,40 +259,31 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
         .map(|n| n == 1)
 }
 
-/// What went with a deleted user ([`delete_with_everything`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Removed {
-    /// Token rows deleted (access and refresh, live or not).
-    pub tokens: usize,
-    /// Browser session rows deleted.
-    pub sessions: usize,
-}
-
-/// Deletes the user's tokens, authorization codes, browser sessions, one-time codes, consents
-/// and group memberships, takes them off as owner of their clients, then deletes the user.
-/// Explicit rather than left to `ON DELETE CASCADE`, so that it holds on a database whose
-/// foreign keys are off. Run it inside a transaction (with the user's row locked first).
+/// Deletes the user together with the clients they own, and returns those clients as
+/// `(client_id, name)`. Everything else that is theirs goes by the foreign keys' `ON DELETE
+/// CASCADE` (SQLite connections switch foreign keys on, see `db`): their tokens, codes,
+/// consents, browser sessions, one-time codes and group memberships, and every row of the
+/// deleted clients. Owned clients are deleted rather than left without an owner, because a
+/// client without one would pass for an operator's (portal clients have narrower powers). Run
+/// it inside a transaction, after locking the user's row.
 ///
 /// # Errors
 /// Query failures only.
-pub fn delete_with_everything(conn: &mut DbConnection, id: &str) -> QueryResult<Removed> {
-    use super::schema::{
-        authorization_codes, clients, consents, group_members, one_time_codes, tokens,
-        user_sessions,
-    };
-    let tokens = diesel::delete(tokens::table.filter(tokens::user_id.eq(id))).execute(conn)?;
-    diesel::delete(authorization_codes::table.filter(authorization_codes::user_id.eq(id)))
-        .execute(conn)?;
-    let sessions =
-        diesel::delete(user_sessions::table.filter(user_sessions::user_id.eq(id))).execute(conn)?;
-    diesel::delete(one_time_codes::table.filter(one_time_codes::user_id.eq(id))).execute(conn)?;
-    diesel::delete(consents::table.filter(consents::user_id.eq(id))).execute(conn)?;
-    diesel::delete(group_members::table.filter(group_members::user_id.eq(id))).execute(conn)?;
-    diesel::update(clients::table.filter(clients::owner_id.eq(id)))
-        .set(clients::owner_id.eq(None::<String>))
-        .execute(conn)?;
+pub fn delete_with_clients(
+    conn: &mut DbConnection,
+    id: &str,
+) -> QueryResult<Vec<(String, String)>> {
+    use super::schema::clients;
+    let owned: Vec<(String, String)> = clients::table
+        .filter(clients::owner_id.eq(id))
+        .order(clients::client_id.asc())
+        .select((clients::client_id, clients::name))
+        .load(conn)?;
+    for (client_id, _) in &owned {
+        super::clients::delete(conn, client_id)?;
+    }
     delete(conn, id)?;
-    Ok(Removed { tokens, sessions })
+    Ok(owned)
 }
 
 /// Locks the user's row until the transaction ends and returns it, as it is once the lock is

@@ -116,6 +116,13 @@ async fn deleting_a_user_takes_their_tokens_sessions_and_memberships_in_one_go()
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    // An application pat registered in the portal goes with pat.
+    let (owned, _) = app
+        .register(&latchkey::clients::ClientSpec {
+            owner_id: Some(pat.id.clone()),
+            ..spec("public", &["authorization_code"])
+        })
+        .await;
     let group = app
         .services
         .groups
@@ -135,6 +142,10 @@ async fn deleting_a_user_takes_their_tokens_sessions_and_memberships_in_one_go()
     let (status, confirm) = visitor.get(&delete).await;
     assert_eq!(status, StatusCode::OK);
     assert!(confirm.contains("Delete pat?"));
+    assert!(
+        confirm.contains("The 1 application they registered is deleted too"),
+        "{confirm}"
+    );
     // The one confirmation page: the action first, then Cancel.
     let button = confirm.find(">Delete user</button>").expect("button");
     let cancel = confirm.find(">Cancel</a>").expect("cancel");
@@ -171,10 +182,40 @@ async fn deleting_a_user_takes_their_tokens_sessions_and_memberships_in_one_go()
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].actor_id.as_deref(), Some(root.id.as_str()));
     assert!(
-        events[0].details.contains("\"tokens_deleted\":1"),
+        events[0].details.contains("\"username\":\"pat\""),
         "{}",
         events[0].details
     );
+    let tokens = app
+        .services
+        .oauth
+        .list_tokens(
+            latchkey::db::tokens::TokenFilter {
+                user_id: Some(pat.id.clone()),
+                client_id: None,
+            },
+            latchkey::domain::PageRequest::new(None, 10),
+        )
+        .await
+        .expect("db");
+    assert_eq!(tokens.total, 0, "the tokens went with the account");
+    assert!(app
+        .services
+        .clients
+        .find(owned.id())
+        .await
+        .expect("db")
+        .is_none());
+    assert!(app
+        .services
+        .clients
+        .find(client.id())
+        .await
+        .expect("db")
+        .is_some());
+    let deleted = app.audit_events("client.deleted").await;
+    assert_eq!(deleted.len(), 1);
+    assert_eq!(deleted[0].client_id.as_deref(), Some(owned.id()));
     // Pat's browser is signed out; the user's page is gone.
     let response = pats_browser.get_response("/account/").await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);

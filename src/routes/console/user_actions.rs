@@ -10,9 +10,11 @@
 use actix_web::{web, HttpResponse};
 
 use super::users::{find_user, USERS};
-use super::{not_allowed, user_not_found, user_path};
+use super::{count_of, not_allowed, user_not_found, user_path};
 use crate::accounts::admin::UserActionError;
 use crate::accounts::Accounts;
+use crate::clients::Clients;
+use crate::domain::PageRequest;
 use crate::routes::chrome::{flash, page, ConfirmPage, ConfirmText, Notice};
 use crate::routes::errors::PageError;
 use crate::routes::extract::{Form, Staff};
@@ -77,19 +79,35 @@ async fn email_user(
     Ok(see_other(&user_path(&user.id)))
 }
 
-/// `GET /admin/users/{id}/delete/`: asks before deleting the user.
+/// `GET /admin/users/{id}/delete/`: asks before deleting the user (and says how many
+/// applications they registered go with them).
 pub async fn confirm_delete_user(
     admin: Staff,
     path: web::Path<String>,
     accounts: web::Data<Accounts>,
+    clients: web::Data<Clients>,
 ) -> Result<HttpResponse, PageError> {
     let user = find_user(&accounts, &path).await?;
+    let owned = clients
+        .list_page(Some(user.id.clone()), None, PageRequest::new(None, 1))
+        .await?
+        .total;
+    let applications = if owned == 0 {
+        String::new()
+    } else {
+        format!(
+            " The {} they registered {} deleted too, with {} tokens.",
+            count_of(owned, "application"),
+            if owned == 1 { "is" } else { "are" },
+            if owned == 1 { "its" } else { "their" },
+        )
+    };
     Ok(page(&ConfirmPage {
         chrome: admin.chrome(USERS),
         confirm: ConfirmText {
             title: format!("Delete {}?", user.username),
             message: format!(
-                "The account of {} is deleted with its tokens, sessions, authorizations and group memberships; applications they registered stay, without an owner. The audit log keeps its events. This cannot be undone: to stop someone signing in for now, deactivate the account instead.",
+                "The account of {} is deleted with its tokens, sessions, authorizations and group memberships.{applications} The audit log keeps its events. This cannot be undone: to stop someone signing in for now, deactivate the account instead.",
                 user.username
             ),
             action: format!("{}delete/", user_path(&user.id)),
