@@ -24,6 +24,7 @@
 //!   validators), login limits, registration, email verification (code and signed link),
 //!   emailed login codes (hosted step and the mfa-otp grant), password reset, server-side
 //!   browser sessions, admin flags and who may change whose account (`accounts::privileges`),
+//!   an admin's actions on a user (reset and verification emails, deletion: `accounts::admin`),
 //!   "sign out everywhere". [`mail`] sends their emails (SMTP or the development outbox).
 //! * [`clients`] — client registration rules and secrets (SHA-256, shown once).
 //! * [`groups`] — groups of users for admins (upstream connectors map them to outside roles).

@@ -2,6 +2,7 @@
 //!
 //! The full account lifecycle (registration, verification, reset) builds on this module.
 
+pub mod admin;
 pub mod links;
 pub mod login_code;
 pub mod otp;

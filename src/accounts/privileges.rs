@@ -1,5 +1,6 @@
 //! Who may change whose account: the one rule every service that changes a user applies
-//! (`Accounts::update_profile`, `set_flags`, `end_sessions_and_tokens`, `set_login_code`;
+//! (`Accounts::update_profile`, `set_flags`, `end_sessions_and_tokens`, `set_login_code`,
+//! `delete_user`, `send_password_reset_for`, `resend_verification_for`;
 //! `Groups::add_member`, `remove_member`, `delete`, `update`; `OAuth::revoke_tokens`), inside the
 //! transaction of the change, so it holds whoever calls the service (admin console, account
 //! page, JSON API, command line).
@@ -14,6 +15,8 @@
 //!   or a superuser is the superuser's alone: otherwise a staff member could set a superuser's
 //!   email address to their own and take the account over with a password reset.
 //! * Only a superuser grants or removes staff or superuser status, their own included.
+//! * Deleting an account ([`check_may_delete`]) follows the account rule, except that nobody
+//!   deletes their own.
 //! * The admin powers that are not about one account — groups, the console's token list — are
 //!   staff's ([`check_staff`]): a user who is not active staff is refused whoever calls.
 //! * Group memberships ([`check_may_change_groups`]) follow the account rule, except that a
@@ -52,6 +55,10 @@ pub enum NotAllowed {
     /// superuser.
     #[error("only a superuser can rename a group that has staff or superuser members")]
     AdminGroup,
+    /// Deleting one's own account (from the console or any other caller): an admin would lock
+    /// themselves out, the last admin the console too.
+    #[error("you cannot delete your own account")]
+    OwnAccount,
 }
 
 /// Locks the user's row until the transaction ends (PostgreSQL; SQLite has one writer) and
@@ -107,6 +114,27 @@ where
         return Err(NotAllowed::NotStaff.into());
     };
     decide(&acting, target).map_err(E::from)
+}
+
+/// Checks that `actor` may delete `target`'s account (`Accounts::delete_user`): the system;
+/// an active superuser any other account; active staff another *ordinary* account. Nobody
+/// deletes their own ([`NotAllowed::OwnAccount`]). Call it inside the deletion's transaction,
+/// after [`lock_target`].
+///
+/// # Errors
+/// `E::from(NotAllowed)` when refused; query failures.
+pub fn check_may_delete<E>(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    target: &UserRow,
+) -> Result<(), E>
+where
+    E: From<NotAllowed> + From<diesel::result::Error>,
+{
+    if actor.user_id.as_deref() == Some(target.id.as_str()) {
+        return Err(NotAllowed::OwnAccount.into());
+    }
+    check_may_change(conn, actor, target)
 }
 
 /// Checks that `actor` is the system or an active staff member or superuser, read on `conn`

@@ -33,7 +33,7 @@ use crate::db::{self, DbError};
 use crate::domain::Email;
 use crate::limits::{self, RetryAfter};
 use crate::mail::greeting_name;
-use crate::mail::{PasswordChangedEmail, PasswordResetEmail};
+use crate::mail::{MailError, PasswordChangedEmail, PasswordResetEmail};
 
 /// Reset requests accepted per address per hour (on top of the per-request cooldown
 /// `accounts.resend_cooldown_seconds`).
@@ -104,7 +104,7 @@ impl Accounts {
 
     /// Counts a reset request against the per-IP and per-address limits. A lock of the hourly or
     /// per-IP limit is recorded once per window as `password_reset.locked`.
-    async fn reset_limits(
+    pub(super) async fn reset_limits(
         &self,
         email: &Email,
         ip: Option<IpAddr>,
@@ -184,22 +184,31 @@ impl Accounts {
         if ignored.is_some() {
             return Ok(());
         }
+        if let Err(e) = self.email_reset_link(&user).await {
+            // The link is not logged; the user can ask again.
+            tracing::error!(error = %e, user_id = %user.id, "the password reset email could not be sent");
+        }
+        Ok(())
+    }
+
+    /// Emails `user` a fresh password-reset link (valid for `accounts.password_reset_seconds`).
+    ///
+    /// # Errors
+    /// The mail server did not take the message (the caller logs or reports it; the link is
+    /// never logged).
+    pub(super) async fn email_reset_link(&self, user: &UserRow) -> Result<(), MailError> {
         let token = self
             .links()
-            .make(LinkPurpose::PasswordReset, &user, chrono::Utc::now());
+            .make(LinkPurpose::PasswordReset, user, chrono::Utc::now());
         let email = PasswordResetEmail {
-            name: greeting_name(&user),
+            name: greeting_name(user),
             link: self.public_url(&format!(
                 "/accounts/password-reset-confirm/{}/{token}/",
                 encode_uid(&user.id)
             )),
             minutes: self.settings().password_reset.as_secs().div_ceil(60),
         };
-        if let Err(e) = self.mailer().send(&user.email, &email).await {
-            // The link is not logged; the user can ask again.
-            tracing::error!(error = %e, user_id = %user.id, "the password reset email could not be sent");
-        }
-        Ok(())
+        self.mailer().send(&user.email, &email).await
     }
 
     /// The account with exactly this (normalised) address.

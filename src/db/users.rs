@@ -259,6 +259,33 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
         .map(|n| n == 1)
 }
 
+/// Deletes the user together with the clients they own, and returns those clients as
+/// `(client_id, name)`. Everything else that is theirs goes by the foreign keys' `ON DELETE
+/// CASCADE` (SQLite connections switch foreign keys on, see `db`): their tokens, codes,
+/// consents, browser sessions, one-time codes and group memberships, and every row of the
+/// deleted clients. Owned clients are deleted rather than left without an owner, because a
+/// client without one would pass for an operator's (portal clients have narrower powers). Run
+/// it inside a transaction, after locking the user's row.
+///
+/// # Errors
+/// Query failures only.
+pub fn delete_with_clients(
+    conn: &mut DbConnection,
+    id: &str,
+) -> QueryResult<Vec<(String, String)>> {
+    use super::schema::clients;
+    let owned: Vec<(String, String)> = clients::table
+        .filter(clients::owner_id.eq(id))
+        .order(clients::client_id.asc())
+        .select((clients::client_id, clients::name))
+        .load(conn)?;
+    for (client_id, _) in &owned {
+        super::clients::delete(conn, client_id)?;
+    }
+    delete(conn, id)?;
+    Ok(owned)
+}
+
 /// Locks the user's row until the transaction ends and returns it, as it is once the lock is
 /// held (PostgreSQL `SELECT … FOR NO KEY UPDATE`; a plain read on SQLite, whose single writer
 /// serialises write transactions already). `None` when there is no such user.

@@ -117,73 +117,86 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         r.route(web::post().to(login::logout))
             .default_service(web::to(pages::method_not_allowed))
     });
-    // The admin console, staff only (routes/admin.rs). Applications are the portal's.
+    // The admin console, staff only (routes/console/). Applications are the portal's.
     both(cfg, "/admin/", |r| {
-        r.route(web::get().to(console::show_dashboard))
+        r.route(web::get().to(console::dashboard::show_dashboard))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/users/", |r| {
-        r.route(web::get().to(console::list_users))
+        r.route(web::get().to(console::users::list_users))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/users/{id}/", |r| {
-        r.route(web::get().to(console::show_user))
+        r.route(web::get().to(console::users::show_user))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/users/{id}/profile/", |r| {
-        r.route(web::post().to(console::update_user_profile))
+        r.route(web::post().to(console::users::update_user_profile))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/users/{id}/flags/", |r| {
-        r.route(web::post().to(console::update_user_flags))
+        r.route(web::post().to(console::users::update_user_flags))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/users/{id}/groups/", |r| {
-        r.route(web::post().to(console::add_user_to_group))
+        r.route(web::post().to(console::users::add_user_to_group))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/users/{id}/groups/{group_id}/remove/", |r| {
-        r.route(web::post().to(console::remove_user_from_group))
+        r.route(web::post().to(console::users::remove_user_from_group))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/users/{id}/end_sessions/", |r| {
-        r.route(web::get().to(console::confirm_end_sessions))
-            .route(web::post().to(console::end_sessions))
+        r.route(web::get().to(console::users::confirm_end_sessions))
+            .route(web::post().to(console::users::end_sessions))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/users/{id}/send_password_reset/", |r| {
+        r.route(web::post().to(console::user_actions::send_password_reset))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/users/{id}/resend_verification/", |r| {
+        r.route(web::post().to(console::user_actions::resend_verification))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/users/{id}/delete/", |r| {
+        r.route(web::get().to(console::user_actions::confirm_delete_user))
+            .route(web::post().to(console::user_actions::delete_user))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/groups/", |r| {
-        r.route(web::get().to(console::list_groups))
-            .route(web::post().to(console::create_group))
+        r.route(web::get().to(console::groups::list_groups))
+            .route(web::post().to(console::groups::create_group))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/groups/{id}/", |r| {
-        r.route(web::get().to(console::show_group))
-            .route(web::post().to(console::update_group))
+        r.route(web::get().to(console::groups::show_group))
+            .route(web::post().to(console::groups::update_group))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/groups/{id}/members/add/", |r| {
-        r.route(web::post().to(console::add_group_member))
+        r.route(web::post().to(console::groups::add_group_member))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/groups/{id}/members/{user_id}/remove/", |r| {
-        r.route(web::post().to(console::remove_group_member))
+        r.route(web::post().to(console::groups::remove_group_member))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/groups/{id}/delete/", |r| {
-        r.route(web::get().to(console::confirm_delete_group))
-            .route(web::post().to(console::delete_group))
+        r.route(web::get().to(console::groups::confirm_delete_group))
+            .route(web::post().to(console::groups::delete_group))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/tokens/", |r| {
-        r.route(web::get().to(console::list_tokens))
+        r.route(web::get().to(console::tokens::list_tokens))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/tokens/revoke/", |r| {
-        r.route(web::post().to(console::revoke_tokens))
+        r.route(web::post().to(console::tokens::revoke_tokens))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/audit/", |r| {
-        r.route(web::get().to(console::list_audit_events))
+        r.route(web::get().to(console::audit::list_audit_events))
             .default_service(web::to(pages::method_not_allowed))
     });
     // The developer portal (django-oauth-toolkit's paths).

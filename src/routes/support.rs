@@ -249,29 +249,6 @@ pub async fn require_login(
     }
 }
 
-/// The signed-in staff user, or the response to send instead: the login redirect, or 403 for
-/// a signed-in user who is not staff.
-///
-/// # Errors
-/// The response to return as is.
-pub async fn require_staff(
-    req: &HttpRequest,
-    session: &Session,
-    accounts: &Accounts,
-    web: &WebConfig,
-) -> Result<UserRow, HttpResponse> {
-    let user = require_login(req, session, accounts, web).await?;
-    if user.has_staff_access() {
-        Ok(user)
-    } else {
-        Err(error_page(
-            StatusCode::FORBIDDEN,
-            "Staff only",
-            "The admin console is for staff members. Ask an administrator if you need access.",
-        ))
-    }
-}
-
 /// The user acting through this request, for the audit log.
 #[must_use]
 pub fn actor(req: &HttpRequest, user: &UserRow) -> crate::audit::Actor {

@@ -12,24 +12,6 @@ use reqwest::StatusCode;
 
 use crate::helpers::{spawn_app, spec, TestApp, Visitor, PASSWORD};
 
-/// Makes `username` a staff member who is not a superuser.
-async fn create_plain_staff(app: &TestApp, username: &str) -> UserRow {
-    let user = app.create_user(username).await;
-    app.services
-        .accounts
-        .set_flags(
-            &Actor::system(),
-            &user.id,
-            AccountFlags {
-                is_active: true,
-                is_staff: true,
-                is_superuser: false,
-            },
-        )
-        .await
-        .expect("make staff")
-}
-
 async fn stored(app: &TestApp, id: &str) -> UserRow {
     app.services
         .accounts
@@ -251,8 +233,8 @@ async fn staff_tries_everything(app: &TestApp, neds: &Visitor, target: &UserRow,
 async fn staff_cannot_change_a_superuser_or_another_staff_member_through_any_page() {
     let app = spawn_app().await;
     let root = app.create_staff("root").await;
-    let _ned = create_plain_staff(&app, "ned").await;
-    let sam = create_plain_staff(&app, "sam").await;
+    let _ned = app.create_plain_staff("ned").await;
+    let sam = app.create_plain_staff("sam").await;
     let pat = app.create_user("pat").await;
     let tokens = Tokens::new(&app).await;
     let neds = app.visitor("ned").await;
@@ -326,7 +308,7 @@ async fn a_superuser_changes_staff_and_superuser_accounts() {
     let app = spawn_app().await;
     app.create_staff("root").await;
     let other_root = app.create_staff("ada").await;
-    let sam = create_plain_staff(&app, "sam").await;
+    let sam = app.create_plain_staff("sam").await;
     let tokens = Tokens::new(&app).await;
     let roots = app.visitor("root").await;
     let group = app
@@ -401,8 +383,8 @@ async fn the_services_refuse_staff_whoever_calls_them() {
     // only guard.
     let app = spawn_app().await;
     let root = app.create_staff("root").await;
-    let ned = create_plain_staff(&app, "ned").await;
-    let sam = create_plain_staff(&app, "sam").await;
+    let ned = app.create_plain_staff("ned").await;
+    let sam = app.create_plain_staff("sam").await;
     let pat = app.create_user("pat").await;
     let group = app
         .services
@@ -543,7 +525,7 @@ async fn a_promotion_racing_a_staff_edit_never_lets_the_edit_land_on_an_admin() 
     // the rule is read (on PostgreSQL; SQLite has one writer).
     let app = spawn_app().await;
     let root = app.create_staff("root").await;
-    let ned = create_plain_staff(&app, "ned").await;
+    let ned = app.create_plain_staff("ned").await;
     let as_ned = Actor::user(ned.id.clone(), None);
     let as_root = Actor::user(root.id.clone(), None);
     for round in 0..20 {
@@ -599,7 +581,7 @@ async fn a_promotion_racing_a_staff_edit_never_lets_the_edit_land_on_an_admin() 
 async fn admins_change_their_own_email_only_with_their_password() {
     let app = spawn_app().await;
     let root = app.create_staff("root").await;
-    let sam = create_plain_staff(&app, "sam").await;
+    let sam = app.create_plain_staff("sam").await;
     for admin in [&root, &sam] {
         let visitor = app.visitor(&admin.username).await;
         let page = format!("/admin/users/{}/", admin.id);
@@ -694,8 +676,8 @@ async fn staff_cannot_revoke_an_admins_tokens_from_the_token_list() {
     let app = spawn_app().await;
     let tokens = Tokens::new(&app).await;
     let root = app.create_staff("root").await;
-    let ned = create_plain_staff(&app, "ned").await;
-    let sam = create_plain_staff(&app, "sam").await;
+    let ned = app.create_plain_staff("ned").await;
+    let sam = app.create_plain_staff("sam").await;
     let pat = app.create_user("pat").await;
     let root_token = tokens.issue(&app, "root").await;
     let sam_token = tokens.issue(&app, "sam").await;
@@ -799,7 +781,7 @@ async fn staff_cannot_revoke_an_admins_tokens_from_the_token_list() {
 async fn groups_are_staffs_and_admin_groups_and_own_memberships_a_superusers() {
     let app = spawn_app().await;
     let root = app.create_staff("root").await;
-    let ned = create_plain_staff(&app, "ned").await;
+    let ned = app.create_plain_staff("ned").await;
     let pat = app.create_user("pat").await;
     let groups = &app.services.groups;
     let (as_root, as_ned, as_pat) = (

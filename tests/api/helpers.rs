@@ -163,6 +163,17 @@ pub fn pkce_pair() -> (String, String) {
     (verifier, challenge)
 }
 
+/// The `Location` header of a response (a redirect); panics without one.
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(LOCATION)
+        .expect("a Location header")
+        .to_str()
+        .expect("ASCII")
+        .to_owned()
+}
+
 /// The value of `csrf_token` in a page.
 pub fn csrf_from(html: &str) -> String {
     let marker = "name=\"csrf_token\" value=\"";
@@ -517,6 +528,24 @@ impl TestApp {
                 .expect("visitor client"),
             address: self.address.clone(),
         }
+    }
+
+    /// Makes a new user `username` a staff member who is not a superuser.
+    pub async fn create_plain_staff(&self, username: &str) -> UserRow {
+        let user = self.create_user(username).await;
+        self.services
+            .accounts
+            .set_flags(
+                &latchkey::audit::Actor::system(),
+                &user.id,
+                latchkey::accounts::AccountFlags {
+                    is_active: true,
+                    is_staff: true,
+                    is_superuser: false,
+                },
+            )
+            .await
+            .expect("make staff")
     }
 
     /// Creates an active staff user (staff and superuser) with [`PASSWORD`].

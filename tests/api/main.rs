@@ -5,6 +5,7 @@
 mod account;
 mod admin;
 mod admin_privileges;
+mod admin_user_actions;
 mod api_users;
 mod audit;
 mod authorization_code;

@@ -1,0 +1,101 @@
+//! The console's dashboard `/admin/`: counts of users, applications, active tokens and recent
+//! logins, the latest audit events, and the scheduled jobs.
+
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+use super::audit::{event_lines, EventLine};
+use crate::accounts::Accounts;
+use crate::audit::Audit;
+use crate::clients::Clients;
+use crate::db::audit_events::AuditFilter;
+use crate::db::jobs::JobRow;
+use crate::domain::PageRequest;
+use crate::oauth::OAuth;
+use crate::routes::chrome::{page, AdminArea, Chrome, Section};
+use crate::routes::errors::PageError;
+use crate::routes::extract::Staff;
+use crate::routes::format::show_time;
+use crate::scheduler::Jobs;
+
+/// How many audit events the dashboard shows.
+const DASHBOARD_EVENTS: i64 = 10;
+
+#[derive(Template)]
+#[template(path = "admin/dashboard.html")]
+struct DashboardPage {
+    chrome: Chrome,
+    users: i64,
+    applications: i64,
+    active_tokens: i64,
+    logins_24h: i64,
+    events: Vec<EventLine>,
+    jobs: Vec<JobLine>,
+}
+
+/// One scheduled job on the dashboard (`jobs` rows, see `crate::scheduler`).
+struct JobLine {
+    name: String,
+    /// "running", "failing" or "ok"; `None` before the first run.
+    status: Option<&'static str>,
+    last_run: Option<String>,
+    next_run: String,
+    failures: i64,
+    last_error: Option<String>,
+}
+
+impl JobLine {
+    fn from_row(row: JobRow, now: chrono::NaiveDateTime) -> Self {
+        let status = if row.running_until.is_some_and(|u| u >= now) {
+            Some("running")
+        } else if row.last_error.is_some() {
+            Some("failing")
+        } else if row.last_finished_at.is_some() {
+            Some("ok")
+        } else {
+            None
+        };
+        Self {
+            name: row.name,
+            status,
+            last_run: row.last_started_at.as_ref().map(show_time),
+            next_run: show_time(&row.next_run_at),
+            failures: row.failures,
+            last_error: row.last_error,
+        }
+    }
+}
+
+/// `GET /admin/`: counts of users, applications, active tokens and recent logins, the latest
+/// audit events, and the scheduled jobs (last run, next run, last error).
+pub async fn show_dashboard(
+    admin: Staff,
+    accounts: web::Data<Accounts>,
+    clients: web::Data<Clients>,
+    oauth: web::Data<OAuth>,
+    audit: web::Data<Audit>,
+    jobs: web::Data<Jobs>,
+) -> Result<HttpResponse, PageError> {
+    let now = crate::db::now();
+    let since = now - chrono::Duration::hours(24);
+    let latest = audit
+        .list(
+            AuditFilter::default(),
+            PageRequest::new(None, DASHBOARD_EVENTS),
+        )
+        .await?;
+    Ok(page(&DashboardPage {
+        chrome: admin.chrome(Section::Admin(AdminArea::Dashboard)),
+        users: accounts.count().await?,
+        applications: clients.count().await?,
+        active_tokens: oauth.count_active_tokens().await?,
+        logins_24h: audit.count_since("login.success", since).await?,
+        events: event_lines(&accounts, &clients, latest.items).await?,
+        jobs: jobs
+            .list()
+            .await?
+            .into_iter()
+            .map(|row| JobLine::from_row(row, now))
+            .collect(),
+    }))
+}
