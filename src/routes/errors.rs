@@ -25,6 +25,7 @@ use askama::Template;
 use serde::Serialize;
 
 use crate::db::DbError;
+use crate::oauth::bearer::BearerError;
 use crate::oauth::ErrorDescription;
 
 /// What a hosted page answers instead of its content.
@@ -234,7 +235,9 @@ pub enum ApiErrorCode {
     /// says which). With 413 for a body over `server.max_body_bytes`, 415 for a body that is
     /// neither JSON nor a form.
     InvalidRequest,
-    /// 401 (RFC 6750 §3.1): the bearer token is missing, unknown, expired or revoked.
+    /// 401 (RFC 6750 §3.1): the bearer token is unknown, expired or revoked (a request
+    /// without one is `401 invalid_request`). Also 400 from `POST /api/logout/` for a refresh
+    /// token that is not of the access token's grant.
     InvalidToken,
     /// 403 (RFC 6750 §3.1): the token lacks the scope this API needs.
     InsufficientScope,
@@ -244,7 +247,7 @@ pub enum ApiErrorCode {
     NotFound,
     /// 403: `accounts.registration = "closed"`.
     RegistrationClosed,
-    /// 400: `accounts.email_verification = "off"`, so there is nothing to verify.
+    /// 403: `accounts.email_verification = "off"`, so there is nothing to verify or resend.
     VerificationDisabled,
     /// 400: the emailed code is wrong, expired, used up, or there is none for the address (one
     /// answer for all, so that it tells nothing about the address).
@@ -255,7 +258,8 @@ pub enum ApiErrorCode {
     TooManyRequests,
     /// 503: the email could not be sent; the change stands and the caller may ask again.
     EmailNotSent,
-    /// 503 with `Retry-After`-free advice: the database cannot be reached.
+    /// 503 with `Retry-After`: the database cannot be reached (or, for a bearer token, could
+    /// not be asked); nothing was changed.
     TemporarilyUnavailable,
     /// 500: a bug on our side (logged).
     ServerError,
@@ -287,14 +291,12 @@ impl ApiErrorCode {
     #[must_use]
     pub fn status(self) -> StatusCode {
         match self {
-            Self::InvalidRequest
-            | Self::VerificationDisabled
-            | Self::InvalidOtp
-            | Self::InvalidLink => StatusCode::BAD_REQUEST,
+            Self::InvalidRequest | Self::InvalidOtp | Self::InvalidLink => StatusCode::BAD_REQUEST,
             Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::InsufficientScope | Self::Forbidden | Self::RegistrationClosed => {
-                StatusCode::FORBIDDEN
-            }
+            Self::InsufficientScope
+            | Self::Forbidden
+            | Self::RegistrationClosed
+            | Self::VerificationDisabled => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::EmailNotSent | Self::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -414,10 +416,42 @@ impl ApiError {
         Self::new(ApiErrorCode::InvalidRequest, description)
     }
 
+    /// `invalid_request` (400) naming the wrong fields: `fields` carries every message, and the
+    /// description lists them (`field: message; message; field: message`).
+    #[must_use]
+    pub fn invalid_fields(fields: FieldErrors) -> Self {
+        let mut description = String::new();
+        for (field, messages) in &fields.0 {
+            if !description.is_empty() {
+                description.push_str("; ");
+            }
+            description.push_str(&format!("{field}: {}", messages.join("; ")));
+        }
+        Self::invalid_request(&description).with_fields(fields)
+    }
+
     /// `too_many_requests` (429), retry after `seconds`.
     #[must_use]
     pub fn too_many(seconds: u64, description: &str) -> Self {
         Self::new(ApiErrorCode::TooManyRequests, description).with_retry_after(seconds)
+    }
+
+    /// `temporarily_unavailable` (503) with `Retry-After: 5`: storage failed (logged by the
+    /// caller).
+    #[must_use]
+    pub fn unavailable() -> Self {
+        Self::new(
+            ApiErrorCode::TemporarilyUnavailable,
+            "the server cannot reach its database; try again in a moment",
+        )
+        .with_retry_after(STORAGE_RETRY_SECONDS)
+    }
+
+    /// `server_error` (500) with `description`: a bug or a failure on our side that the caller
+    /// has logged.
+    #[must_use]
+    pub fn server_error(description: &str) -> Self {
+        Self::new(ApiErrorCode::ServerError, description)
     }
 
     /// The same error sent with `status` instead (413, 415 for `invalid_request`).
@@ -447,12 +481,6 @@ impl ApiError {
         self.challenge = Some(challenge);
         self
     }
-
-    /// The code.
-    #[must_use]
-    pub fn code(&self) -> ApiErrorCode {
-        self.code
-    }
 }
 
 impl fmt::Display for ApiError {
@@ -474,10 +502,32 @@ impl From<DbError> for ApiError {
             );
         }
         tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "storage failure");
-        Self::new(
-            ApiErrorCode::TemporarilyUnavailable,
-            "the server cannot reach its database; try again in a moment",
-        )
+        Self::unavailable()
+    }
+}
+
+/// The `Retry-After` of a storage failure's 503, in seconds.
+const STORAGE_RETRY_SECONDS: u64 = 5;
+
+impl From<BearerError> for ApiError {
+    /// An RFC 6750 §3 answer: the status and code of [`BearerError`] with its
+    /// `WWW-Authenticate` challenge (realm `latchkey`). A request without credentials gets
+    /// `401` with a bare challenge (§3.1: no error code in it) and `invalid_request` in the
+    /// body. A storage failure while checking the token is `503 temporarily_unavailable`, as
+    /// elsewhere in the APIs (logged by [`BearerError`]'s conversion).
+    fn from(e: BearerError) -> Self {
+        let code = match e {
+            BearerError::Missing | BearerError::InvalidRequest(_) => ApiErrorCode::InvalidRequest,
+            BearerError::InvalidToken(_) => ApiErrorCode::InvalidToken,
+            BearerError::InsufficientScope(_) | BearerError::UserRequired => {
+                ApiErrorCode::InsufficientScope
+            }
+            BearerError::Storage => return Self::unavailable(),
+        };
+        let status = StatusCode::from_u16(e.status()).unwrap_or_else(|_| code.status());
+        Self::new(code, e.description().as_str())
+            .with_status(status)
+            .with_challenge(e.challenge("latchkey"))
     }
 }
 
