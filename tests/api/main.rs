@@ -5,6 +5,7 @@
 mod account;
 mod admin;
 mod admin_privileges;
+mod api_errors;
 mod api_users;
 mod audit;
 mod authorization_code;
