@@ -270,11 +270,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
     both(cfg, "/api/password-reset/", |r| {
         r.route(web::post().to(api::password_reset::request_reset))
-            .default_service(web::to(oauth::method_not_allowed))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/password-reset-confirm/{uidb64}/{token}/", |r| {
         r.route(web::post().to(api::password_reset::confirm_reset))
-            .default_service(web::to(oauth::method_not_allowed))
+            .default_service(web::to(api::method_not_allowed))
     });
     // Emailed one-time codes at login (routes/login_code.rs: the hosted login's code step) and
     // the account page's switch for them (routes/account_mfa.rs). The API side is the
@@ -308,19 +308,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     });
     both(cfg, "/api/logout/", |r| {
         r.route(web::post().to(api::accounts::logout))
-            .default_service(web::to(oauth::method_not_allowed))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/logout_all/", |r| {
         r.route(web::post().to(api::accounts::logout_all))
-            .default_service(web::to(oauth::method_not_allowed))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/users/", |r| {
         r.route(web::get().to(api::users::list_users))
-            .default_service(web::to(oauth::method_not_allowed))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/users/{id}/", |r| {
         r.route(web::get().to(api::users::show_user))
-            .default_service(web::to(oauth::method_not_allowed))
+            .default_service(web::to(api::method_not_allowed))
     });
     // Self-registration and email verification: the pages (routes/login/register.rs) and the
     // JSON API (routes/api/registration.rs).
@@ -340,28 +340,28 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     });
     both(cfg, "/api/register/", |r| {
         r.route(web::post().to(api::registration::register))
-            .default_service(web::to(oauth::method_not_allowed))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/verify-otp/", |r| {
         r.route(web::post().to(api::registration::verify_otp))
-            .default_service(web::to(oauth::method_not_allowed))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/activate/{uidb64}/{token}/", |r| {
         r.route(web::get().to(api::registration::activate))
-            .default_service(web::to(oauth::method_not_allowed))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/resend-otp/", |r| {
         r.route(web::post().to(api::registration::resend))
-            .default_service(web::to(oauth::method_not_allowed))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/resend-activation-email/", |r| {
         r.route(web::post().to(api::registration::resend))
-            .default_service(web::to(oauth::method_not_allowed))
+            .default_service(web::to(api::method_not_allowed))
     });
     cfg.service(
         web::resource("/api/me")
             .route(web::get().to(api::me))
-            .default_service(web::to(oauth::method_not_allowed)),
+            .default_service(web::to(api::method_not_allowed)),
     );
 }
 

@@ -222,6 +222,14 @@ async fn every_json_api_refusal_has_one_shape_and_a_documented_code() {
             401,
             "invalid_token",
         ),
+        // Routing: a method a route does not answer, a path nothing answers.
+        (Case::get("/api/register/", None), 405, "invalid_request"),
+        (
+            Case::post("/api/users/", Some(&staff), Some(json!({}))),
+            405,
+            "invalid_request",
+        ),
+        (Case::get("/api/no-such-thing/", None), 404, "not_found"),
         // The account API.
         (
             Case::post("/api/register/", None, Some(json!({}))),

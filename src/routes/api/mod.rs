@@ -21,7 +21,8 @@ pub(super) mod password_reset;
 pub(super) mod registration;
 pub(super) mod users;
 
-use actix_web::{web, HttpResponse};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use crate::oauth::bearer::BearerError;
@@ -63,6 +64,12 @@ pub async fn me(bearer: Bearer, oauth: web::Data<OAuth>) -> Result<HttpResponse,
         scope: grant.scope.to_string(),
         client_id: grant.client_id,
     }))
+}
+
+/// A method an `/api/` route does not answer: `405 invalid_request`.
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let message = format!("{} is not allowed on {}", req.method(), req.path());
+    Err(ApiError::invalid_request(&message).with_status(StatusCode::METHOD_NOT_ALLOWED))
 }
 
 /// `{"status": status}` with 200 and `Cache-Control: no-store`: the answer of the API calls
