@@ -51,17 +51,6 @@ pub enum LimitError {
     Db(#[from] DbError),
 }
 
-impl LimitError {
-    /// How long to wait, when a limit refused.
-    #[must_use]
-    pub fn retry_after(&self) -> Option<RetryAfter> {
-        match self {
-            Self::Limited(retry) | Self::Reached(retry) => Some(*retry),
-            Self::Db(_) => None,
-        }
-    }
-}
-
 /// The bucket name for `kind` (e.g. `login:account`) and a user-supplied `value`:
 /// `kind:` followed by 64 hex digits.
 #[must_use]
