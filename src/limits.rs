@@ -33,6 +33,24 @@ use crate::secret;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryAfter(pub u64);
 
+/// Why a limited step did not go ahead: a limit refused it, or storage failed. Services whose
+/// own error enums have a `Limited(RetryAfter)` variant convert this with `From`, so a limit is
+/// an ordinary error (`?`) rather than an `Ok(Err(…))` inside a `Result`.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    /// A limit refused the step; retry after this long.
+    #[error("a limit was reached; retry in {} seconds", .0.0)]
+    Limited(RetryAfter),
+    /// As [`LimitError::Limited`], and this attempt is the one that crossed the limit — once per
+    /// bucket and window — so that the caller records a lock once, not on every refusal. Only
+    /// [`Limiter::attempt`] tells the two apart.
+    #[error("a limit was reached by this attempt; retry in {} seconds", .0.0)]
+    Reached(RetryAfter),
+    /// Storage failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
 /// The bucket name for `kind` (e.g. `login:account`) and a user-supplied `value`:
 /// `kind:` followed by 64 hex digits.
 #[must_use]
@@ -195,22 +213,22 @@ impl Limiter {
     /// rules are looked at in order and the first refusal answers.
     ///
     /// # Errors
-    /// `Ok(Err(RetryAfter))` when refused; `Err(DbError)` when the database fails.
-    pub async fn check(&self, rules: Vec<Rule>) -> Result<Result<(), RetryAfter>, DbError> {
+    /// [`LimitError::Limited`] when refused; [`LimitError::Db`] when the database fails.
+    pub async fn check(&self, rules: Vec<Rule>) -> Result<(), LimitError> {
         let rules: Vec<Rule> = rules.into_iter().filter(Rule::active).collect();
         if rules.is_empty() {
-            return Ok(Ok(()));
+            return Ok(());
         }
         self.db
-            .read(move |conn| -> Result<_, DbError> {
+            .read(move |conn| -> Result<_, LimitError> {
                 let now = db::now();
                 for rule in &rules {
-                    let counter = rate_limits::find(conn, &rule.bucket)?;
+                    let counter = rate_limits::find(conn, &rule.bucket).map_err(DbError::from)?;
                     if let Some(retry) = rule.refusal(counter.as_ref(), now) {
-                        return Ok(Err(retry));
+                        return Err(LimitError::Limited(retry));
                     }
                 }
-                Ok(Ok(()))
+                Ok(())
             })
             .await
     }
@@ -249,8 +267,8 @@ impl Limiter {
     /// reached its threshold (as [`Limiter::count`]).
     ///
     /// # Errors
-    /// `Ok(Err(RetryAfter))` when refused; `Err(DbError)` when the database fails.
-    pub async fn take(&self, rules: Vec<Rule>) -> Result<Result<Vec<bool>, RetryAfter>, DbError> {
+    /// [`LimitError::Limited`] when refused; [`LimitError::Db`] when the database fails.
+    pub async fn take(&self, rules: Vec<Rule>) -> Result<Vec<bool>, LimitError> {
         let result = self
             .db
             .write(move |conn| -> Result<_, DbError> {
@@ -288,40 +306,25 @@ impl Limiter {
             })
             .await?;
         match result {
-            Ok(reached) => Ok(Ok(reached)),
-            Err(Stop::Refused(retry)) => Ok(Err(retry)),
-            Err(Stop::Db(e)) => Err(DbError::from(e)),
+            Ok(reached) => Ok(reached),
+            Err(Stop::Refused(retry)) => Err(LimitError::Limited(retry)),
+            Err(Stop::Db(e)) => Err(DbError::from(e).into()),
         }
     }
 
     /// Counts one attempt in each of `buckets` (name, allowed attempts per window; 0 disables
-    /// the bucket) and answers `Err(RetryAfter)` when any count is now past its limit. Refused
-    /// attempts are counted too (the window does not move, so they do not make it longer).
+    /// the bucket) and refuses when any count is now past its limit. Refused attempts are
+    /// counted too (the window does not move, so they do not make it longer).
     ///
     /// # Errors
-    /// `Ok(Err(RetryAfter))` when limited; `Err(DbError)` when the database fails.
+    /// [`LimitError::Reached`] when this attempt is the one that crossed a limit (once per
+    /// bucket and window, so that a lock is recorded once), [`LimitError::Limited`] for the
+    /// refusals after it; [`LimitError::Db`] when the database fails.
     pub async fn attempt(
         &self,
         buckets: Vec<(String, u32)>,
         window: Duration,
-    ) -> Result<Result<(), RetryAfter>, DbError> {
-        Ok(self
-            .attempt_noting_lock(buckets, window)
-            .await?
-            .map_err(|(retry, _)| retry))
-    }
-
-    /// [`Limiter::attempt`], also telling whether this attempt is the one that crossed a limit
-    /// (`true` once per bucket and window), so that a lock is recorded once, not on every
-    /// refused attempt.
-    ///
-    /// # Errors
-    /// `Ok(Err((RetryAfter, first)))` when limited; `Err(DbError)` when the database fails.
-    pub async fn attempt_noting_lock(
-        &self,
-        buckets: Vec<(String, u32)>,
-        window: Duration,
-    ) -> Result<Result<(), (RetryAfter, bool)>, DbError> {
+    ) -> Result<(), LimitError> {
         let window = to_delta(window);
         self.db
             .write(move |conn| {
@@ -337,11 +340,18 @@ impl Limiter {
                             limited = Some(limited.map_or(secs, |s: u64| s.max(secs)));
                         }
                     }
-                    Ok(limited.map_or(Ok(()), |s| Err((RetryAfter(s), first))))
+                    Ok(limited.map(|s| (RetryAfter(s), first)))
                 })
                 .map_err(DbError::from)
             })
-            .await
+            .await?
+            .map_or(Ok(()), |(retry, first)| {
+                Err(if first {
+                    LimitError::Reached(retry)
+                } else {
+                    LimitError::Limited(retry)
+                })
+            })
     }
 
     /// Takes back the attempt counted in `forgive` and forgets `clear` entirely.

@@ -30,7 +30,7 @@ use crate::config::EmailVerification;
 use crate::db::users::{self, UserRow};
 use crate::db::DbError;
 use crate::domain::Email;
-use crate::limits::RetryAfter;
+use crate::limits::{LimitError, RetryAfter};
 use crate::mail::MailError;
 
 /// Why an admin action on a user was not done.
@@ -99,8 +99,13 @@ impl Accounts {
         }
         let address = Email::parse(&user.email).map_err(UserActionError::Invalid)?;
         self.reset_limits(&address, None)
-            .await?
-            .map_err(UserActionError::TooSoon)?;
+            .await
+            .map_err(|e| match e {
+                LimitError::Limited(retry) | LimitError::Reached(retry) => {
+                    UserActionError::TooSoon(retry)
+                }
+                LimitError::Db(e) => UserActionError::Db(e),
+            })?;
         self.audit
             .record(
                 AuditEvent::new("password_reset.requested")
@@ -138,7 +143,7 @@ impl Accounts {
             ));
         }
         self.send_verification(&user).await.map_err(|e| match e {
-            ResendError::TooSoon(retry) => UserActionError::TooSoon(retry),
+            ResendError::Limited(retry) => UserActionError::TooSoon(retry),
             ResendError::Disabled => {
                 UserActionError::Invalid("email verification is switched off".into())
             }

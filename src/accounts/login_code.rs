@@ -30,7 +30,7 @@ use crate::db::one_time_codes::{self, LOGIN};
 use crate::db::schema;
 use crate::db::users::{self, UserRow};
 use crate::db::DbError;
-use crate::limits::RetryAfter;
+use crate::limits::{LimitError, RetryAfter};
 use crate::mail::greeting_name;
 use crate::mail::{LoginCodeEmail, LoginCodeOffEmail};
 use crate::secret;
@@ -126,18 +126,19 @@ impl Accounts {
     /// login code tied to a new handle, emailed with the address the login came from. Earlier
     /// login codes of the user stop working. Records `login.otp_sent`.
     ///
-    /// Returns the challenge, or how long to wait when the resend cooldown has not passed (the
-    /// previous code still works then).
+    /// Returns the challenge.
     ///
     /// # Errors
-    /// Storage failures. A failed email is not an error: see [`LoginChallenge::emailed`].
+    /// [`LimitError::Limited`] with how long to wait when the resend cooldown has not passed
+    /// (the previous code still works then); storage failures. A failed email is not an error:
+    /// see [`LoginChallenge::emailed`].
     #[tracing::instrument(skip_all, fields(user_id = %user.id))]
     pub async fn start_login_challenge(
         &self,
         user: &UserRow,
         ip: Option<IpAddr>,
         requester: ChallengeFor,
-    ) -> Result<Result<LoginChallenge, RetryAfter>, DbError> {
+    ) -> Result<LoginChallenge, LimitError> {
         let handle = secret::new_token();
         let client_id = requester.client_id().map(str::to_owned);
         let extra = match requester {
@@ -154,10 +155,7 @@ impl Accounts {
                 skip_cooldown: false,
             },
         };
-        let code = match self.new_code(&user.id, LOGIN, extra).await? {
-            Ok(code) => code,
-            Err(wait) => return Ok(Err(wait)),
-        };
+        let code = self.new_code(&user.id, LOGIN, extra).await?;
         // `new_code` commits the code in its own transaction; the event follows it at once.
         let mut event = AuditEvent::new("login.otp_sent")
             .by(&Actor::user(user.id.clone(), ip))
@@ -180,7 +178,7 @@ impl Accounts {
                 false
             }
         };
-        Ok(Ok(LoginChallenge { handle, emailed }))
+        Ok(LoginChallenge { handle, emailed })
     }
 
     /// Checks `code` for the challenge `handle`, entered from `ip`. Every guess counts against
@@ -201,9 +199,12 @@ impl Accounts {
         client_id: Option<&str>,
         ip: Option<IpAddr>,
     ) -> Result<LoginCodeOutcome, DbError> {
-        let guess = match self.count_code_guess(ip).await? {
+        let guess = match self.count_code_guess(ip).await {
             Ok(guess) => guess,
-            Err(retry) => return Ok(LoginCodeOutcome::Limited(retry)),
+            Err(LimitError::Db(e)) => return Err(e),
+            Err(LimitError::Limited(retry) | LimitError::Reached(retry)) => {
+                return Ok(LoginCodeOutcome::Limited(retry))
+            }
         };
         let challenge_hash = secret::sha256_hex(handle);
         let Some(row) = self

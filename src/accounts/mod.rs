@@ -24,7 +24,7 @@ use crate::db::users::{self, UserFilter, UserRow};
 use crate::db::{self, Db, DbError};
 use crate::db::{codes, tokens};
 use crate::domain::{Email, Page, PageRequest, PersonName, Username};
-use crate::limits::{self, ip_prefix, Limiter, RetryAfter, Rule};
+use crate::limits::{self, ip_prefix, LimitError, Limiter, RetryAfter, Rule};
 use crate::mail::{greeting_name, EmailChangedEmail, Mailer};
 use links::LinkSigner;
 pub use password::PasswordHasher;
@@ -95,6 +95,15 @@ pub enum LoginError {
     /// The password could not be checked (the hashing pool failed).
     #[error(transparent)]
     Hash(#[from] password::HashError),
+}
+
+impl From<LimitError> for LoginError {
+    fn from(e: LimitError) -> Self {
+        match e {
+            LimitError::Limited(retry) | LimitError::Reached(retry) => Self::Locked(retry),
+            LimitError::Db(e) => Self::Db(e),
+        }
+    }
 }
 
 /// The first delay past `rate_limits.failed_logins_before_delay`; it doubles with each further
@@ -357,13 +366,9 @@ impl Accounts {
         let login = login.trim().to_owned();
         // The address first, on its own, so that a refused address creates no counter for the
         // names it invents.
-        if let Err(retry) = self
-            .limiter
+        self.limiter
             .check(self.login_ip_rule(ip).into_iter().collect())
-            .await?
-        {
-            return Err(LoginError::Locked(retry));
-        }
+            .await?;
         let lookup = login.clone();
         let user = self
             .db
@@ -531,8 +536,12 @@ impl Accounts {
     ) -> Result<Checked, CheckFailure> {
         let (names, rules): (Vec<&'static str>, Vec<Rule>) = rules.into_iter().unzip();
         let permit = self.hasher.permit().await.map_err(CheckFailure::Hash)?;
-        if let Err(retry) = self.limiter.check(rules.clone()).await? {
-            return Ok(Checked::Refused(retry));
+        match self.limiter.check(rules.clone()).await {
+            Ok(()) => {}
+            Err(LimitError::Limited(retry) | LimitError::Reached(retry)) => {
+                return Ok(Checked::Refused(retry))
+            }
+            Err(LimitError::Db(e)) => return Err(e.into()),
         }
         let (matched, permit) = self
             .hasher

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use super::{ip_prefix, Accounts};
 use crate::db::one_time_codes::{self, CodeRow};
 use crate::db::{self, users, DbError};
-use crate::limits::{self, RetryAfter, Rule};
+use crate::limits::{self, LimitError, RetryAfter, Rule};
 use crate::secret;
 
 /// Digits in a code.
@@ -86,21 +86,17 @@ impl Accounts {
     /// not be checked: this bounds how many of the owners' attempts one address can burn.
     ///
     /// # Errors
-    /// `Ok(Err(RetryAfter))` when the limit refuses; storage failures.
-    pub async fn count_code_guess(
-        &self,
-        ip: Option<IpAddr>,
-    ) -> Result<Result<CountedGuess, RetryAfter>, DbError> {
+    /// [`LimitError::Limited`] when the limit refuses; storage failures.
+    pub async fn count_code_guess(&self, ip: Option<IpAddr>) -> Result<CountedGuess, LimitError> {
         let max = self.limits.code_guesses_per_ip;
         let Some(ip) = ip.filter(|_| max > 0) else {
-            return Ok(Ok(CountedGuess(None)));
+            return Ok(CountedGuess(None));
         };
         let bucket = limits::bucket("code:ip", &ip_prefix(ip));
-        Ok(self
-            .limiter
+        self.limiter
             .take(vec![Rule::max(bucket.clone(), max, self.limits.window)])
-            .await?
-            .map(|_| CountedGuess(Some(bucket))))
+            .await?;
+        Ok(CountedGuess(Some(bucket)))
     }
 
     /// Takes back a guess that turned out right: only wrong guesses use up the limit.
@@ -115,21 +111,23 @@ impl Accounts {
     }
 
     /// Creates a new code of `purpose` for the user (the older ones stop working) and returns
-    /// it in plain text for the email, or how long to wait when the cooldown has not passed.
+    /// it in plain text for the email.
     ///
     /// # Errors
-    /// Storage failures.
+    /// [`LimitError::Limited`] with how long to wait when the cooldown has not passed; storage
+    /// failures.
     pub async fn new_code(
         &self,
         user_id: &str,
         purpose: &'static str,
         extra: NewCode,
-    ) -> Result<Result<String, RetryAfter>, DbError> {
+    ) -> Result<String, LimitError> {
         let settings = self.settings().clone();
         let user_id = user_id.to_owned();
         let code = generate_code();
         let code_hash = secret::sha256_hex(&code);
-        self.db
+        let issued = self
+            .db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
                     // Lock the user's row first so that parallel requests check the cooldown
@@ -172,7 +170,8 @@ impl Accounts {
                 })
                 .map_err(DbError::from)
             })
-            .await
+            .await?;
+        issued.map_err(LimitError::Limited)
     }
 
     /// Checks `code` against the code `which` names: the right code is used up at once; a

@@ -39,7 +39,7 @@ use crate::db::schema::{one_time_codes, users};
 use crate::db::users::UserRow;
 use crate::db::{self, DbConnection, DbError};
 use crate::domain::{Email, PersonName, Username};
-use crate::limits::{self, RetryAfter, Rule};
+use crate::limits::{self, LimitError, RetryAfter, Rule};
 use crate::mail::{MailError, VerificationEmail};
 
 /// Requests for a verification email accepted per client IP (IPv6: per /64) per
@@ -147,7 +147,7 @@ pub enum ActivationError {
 pub enum ResendError {
     /// The cooldown for this address has not passed, or this client address asked too often.
     #[error("a new code can be sent in {} seconds", .0.0)]
-    TooSoon(RetryAfter),
+    Limited(RetryAfter),
     /// `accounts.email_verification = "off"`.
     #[error("email verification is switched off")]
     Disabled,
@@ -158,6 +158,22 @@ pub enum ResendError {
     #[error(transparent)]
     Db(#[from] DbError),
 }
+
+/// A limit's refusal as each service error's `Limited` variant, storage failures as `Db`.
+macro_rules! from_limit_error {
+    ($($error:ident),*) => {$(
+        impl From<LimitError> for $error {
+            fn from(e: LimitError) -> Self {
+                match e {
+                    LimitError::Limited(retry) | LimitError::Reached(retry) => Self::Limited(retry),
+                    LimitError::Db(e) => Self::Db(e),
+                }
+            }
+        }
+    )*};
+}
+
+from_limit_error!(RegisterError, VerifyError, ResendError);
 
 impl Accounts {
     /// Registers a new account from `ip` and, unless verification is off, emails the
@@ -282,22 +298,21 @@ impl Accounts {
         let limit = self.settings().registrations_per_ip;
         match self
             .limiter
-            .attempt_noting_lock(vec![(bucket.to_owned(), limit)], self.limits.window)
-            .await?
+            .attempt(vec![(bucket.to_owned(), limit)], self.limits.window)
+            .await
         {
             Ok(()) => Ok(()),
-            Err((retry, first)) => {
-                if first {
-                    self.audit
-                        .record(
-                            AuditEvent::new("registration.locked")
-                                .ip(ip)
-                                .detail("retry_after_seconds", retry.0),
-                        )
-                        .await?;
-                }
+            Err(LimitError::Reached(retry)) => {
+                self.audit
+                    .record(
+                        AuditEvent::new("registration.locked")
+                            .ip(ip)
+                            .detail("retry_after_seconds", retry.0),
+                    )
+                    .await?;
                 Err(RegisterError::Limited(retry))
             }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -313,7 +328,7 @@ impl Accounts {
     /// logged here, without the code or link.
     ///
     /// # Errors
-    /// [`ResendError::TooSoon`] while the cooldown runs, [`ResendError::Mail`],
+    /// [`ResendError::Limited`] while the cooldown runs, [`ResendError::Mail`],
     /// [`ResendError::Disabled`], [`ResendError::Db`].
     #[tracing::instrument(skip_all, fields(user_id = %user.id))]
     pub async fn send_verification(&self, user: &UserRow) -> Result<(), ResendError> {
@@ -348,8 +363,7 @@ impl Accounts {
                     ..NewCode::default()
                 },
             )
-            .await?
-            .map_err(ResendError::TooSoon)?;
+            .await?;
         let token = self.links().make(LinkPurpose::Activation, user, Utc::now());
         let email = VerificationEmail {
             name: display_name(user),
@@ -378,7 +392,7 @@ impl Accounts {
     /// answer takes as long either way. A send failure is logged.
     ///
     /// # Errors
-    /// [`ResendError::TooSoon`] when a limit refuses (for any address alike),
+    /// [`ResendError::Limited`] when a limit refuses (for any address alike),
     /// [`ResendError::Disabled`], [`ResendError::Db`].
     #[tracing::instrument(skip_all)]
     pub async fn resend_verification(
@@ -407,10 +421,7 @@ impl Accounts {
             RESEND_WINDOW,
             RESEND_WINDOW,
         ));
-        self.limiter
-            .take(rules)
-            .await?
-            .map_err(ResendError::TooSoon)?;
+        self.limiter.take(rules).await?;
         let accounts = self.clone();
         tokio::spawn(async move {
             let result = match accounts.pending_user(&typed).await {
@@ -447,10 +458,7 @@ impl Accounts {
         if self.settings().email_verification == EmailVerification::Off {
             return Err(VerifyError::Disabled);
         }
-        let guess = self
-            .count_code_guess(ip)
-            .await?
-            .map_err(VerifyError::Limited)?;
+        let guess = self.count_code_guess(ip).await?;
         let Some(user) = self.pending_user(email).await? else {
             return Err(VerifyError::Rejected);
         };

@@ -31,7 +31,7 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::db::users::{self, UserFilter, UserRow};
 use crate::db::{self, DbError};
 use crate::domain::Email;
-use crate::limits::{self, RetryAfter};
+use crate::limits::{self, LimitError};
 use crate::mail::greeting_name;
 use crate::mail::{MailError, PasswordChangedEmail, PasswordResetEmail};
 
@@ -76,22 +76,21 @@ pub struct ResetLink {
 }
 
 impl Accounts {
-    /// Asks for a reset link for `email`. Answers `Ok(Ok(()))` for every address once the limits
+    /// Asks for a reset link for `email`. Answers `Ok(())` for every address once the limits
     /// pass — whether or not an account has it; the email (for an active account with a
-    /// password) is sent by a background task. `Ok(Err(RetryAfter))` when a limit refused the
-    /// request (seconds to wait); limits are counted per address whatever account exists.
+    /// password) is sent by a background task. Limits are counted per address whatever account
+    /// exists.
     ///
     /// # Errors
-    /// Storage failures while counting the limits.
+    /// [`LimitError::Limited`] when a limit refused the request (with the seconds to wait);
+    /// storage failures while counting the limits.
     #[tracing::instrument(skip_all)]
     pub async fn request_password_reset(
         &self,
         email: &Email,
         ip: Option<IpAddr>,
-    ) -> Result<Result<(), RetryAfter>, DbError> {
-        if let Err(retry) = self.reset_limits(email, ip).await? {
-            return Ok(Err(retry));
-        }
+    ) -> Result<(), LimitError> {
+        self.reset_limits(email, ip).await?;
         let accounts = self.clone();
         let email = email.clone();
         tokio::spawn(async move {
@@ -99,7 +98,7 @@ impl Accounts {
                 tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "password reset request failed");
             }
         });
-        Ok(Ok(()))
+        Ok(())
     }
 
     /// Counts a reset request against the per-IP and per-address limits. A lock of the hourly or
@@ -108,7 +107,7 @@ impl Accounts {
         &self,
         email: &Email,
         ip: Option<IpAddr>,
-    ) -> Result<Result<(), RetryAfter>, DbError> {
+    ) -> Result<(), LimitError> {
         let address = email.as_str();
         let mut checks: Vec<(String, u32, Duration, &str)> = Vec::new();
         if let Some(ip) = ip {
@@ -132,31 +131,29 @@ impl Accounts {
             "address",
         ));
         for (bucket, max, window, limit) in checks {
-            match self
-                .limiter
-                .attempt_noting_lock(vec![(bucket, max)], window)
-                .await?
-            {
-                Ok(()) => {}
-                Err((retry, first)) => {
-                    // Waiting out the cooldown (a double click) is not a lock worth recording.
-                    if first && limit != "cooldown" {
-                        let known = self.find_by_email(email).await?;
-                        self.audit
-                            .record(
-                                AuditEvent::new("password_reset.locked")
-                                    .ip(ip)
-                                    .maybe_user(known.as_ref().map(|u| u.id.as_str()))
-                                    .detail("limit", limit)
-                                    .detail("retry_after_seconds", retry.0),
-                            )
-                            .await?;
-                    }
-                    return Ok(Err(retry));
-                }
+            let refusal = match self.limiter.attempt(vec![(bucket, max)], window).await {
+                Ok(()) => continue,
+                Err(e) => e,
+            };
+            // Waiting out the cooldown (a double click) is not a lock worth recording.
+            if let (LimitError::Reached(retry), true) = (&refusal, limit != "cooldown") {
+                let known = self.find_by_email(email).await?;
+                self.audit
+                    .record(
+                        AuditEvent::new("password_reset.locked")
+                            .ip(ip)
+                            .maybe_user(known.as_ref().map(|u| u.id.as_str()))
+                            .detail("limit", limit)
+                            .detail("retry_after_seconds", retry.0),
+                    )
+                    .await?;
             }
+            return Err(match refusal {
+                LimitError::Reached(retry) => LimitError::Limited(retry),
+                other => other,
+            });
         }
-        Ok(Ok(()))
+        Ok(())
     }
 
     /// The background half of a reset request: finds the account, records the request and

@@ -13,8 +13,7 @@ use super::params::{decode, Params};
 use super::OAuth;
 use crate::audit::AuditEvent;
 use crate::clients::{Client, ClientType};
-use crate::db::DbError;
-use crate::limits::{self, RetryAfter, Rule};
+use crate::limits::{self, LimitError, Rule};
 use crate::secret;
 
 /// The credentials a request presented.
@@ -186,9 +185,11 @@ impl OAuth {
     ) -> OAuthError {
         let error = OAuthError::invalid_client("client authentication failed");
         match self.count_client_auth_failure(presented, ip).await {
-            Ok(Ok(())) => error,
-            Ok(Err(retry)) => error.rate_limited(retry.0),
-            Err(e) => e.into(),
+            Ok(()) => error,
+            Err(LimitError::Limited(retry) | LimitError::Reached(retry)) => {
+                error.rate_limited(retry.0)
+            }
+            Err(LimitError::Db(e)) => e.into(),
         }
     }
 
@@ -196,7 +197,7 @@ impl OAuth {
         &self,
         presented: &PresentedClient,
         ip: Option<IpAddr>,
-    ) -> Result<Result<(), RetryAfter>, DbError> {
+    ) -> Result<(), LimitError> {
         let limits = self.cfg.rate_limits;
         let ip_rule = ip.map(|ip| {
             Rule::max(
@@ -205,13 +206,9 @@ impl OAuth {
                 limits.window,
             )
         });
-        if let Err(retry) = self
-            .limiter
+        self.limiter
             .check(ip_rule.iter().cloned().collect())
-            .await?
-        {
-            return Ok(Err(retry));
-        }
+            .await?;
         let client = self.clients.find(presented.id()).await?;
         let client_rule = client.as_ref().map(|c| {
             Rule::max(
@@ -220,13 +217,9 @@ impl OAuth {
                 limits.window,
             )
         });
-        if let Err(retry) = self
-            .limiter
+        self.limiter
             .check(client_rule.iter().cloned().collect())
-            .await?
-        {
-            return Ok(Err(retry));
-        }
+            .await?;
         let client_reached = {
             let rules: Vec<Rule> = client_rule.into_iter().chain(ip_rule).collect();
             // The client's rule comes first when there is one.
@@ -243,7 +236,7 @@ impl OAuth {
                     .await?;
             }
         }
-        Ok(Ok(()))
+        Ok(())
     }
 }
 

@@ -5,10 +5,10 @@
 //! * [`PageError`] — hosted HTML pages: the sign-in redirect, 403/404/400 pages, the expired-form
 //!   page, 429 with `Retry-After`, and 503 when storage fails (the cause is logged, the page says
 //!   only "try again").
-//! * [`ApiError`] — the JSON APIs (account API, admin users API, `/api/logout*`):
+//! * [`ApiError`] (in `errors/api.rs`) — the JSON APIs (`routes/api/`):
 //!   `{"error": CODE, "error_description": TEXT}` with the status the [`ApiErrorCode`] implies,
 //!   `Cache-Control: no-store`, `Retry-After` when limited, and per-field messages (`fields`)
-//!   for form-like requests. The description is an [`ErrorDescription`], so it is always within
+//!   for form-like requests. The description is an [`crate::oauth::ErrorDescription`], so it is always within
 //!   RFC 6749 §5.2's character set. The OAuth endpoints keep their own RFC 6749 §5.2 /
 //!   RFC 6750 §3 error type, [`crate::oauth::OAuthError`].
 //!
@@ -25,7 +25,10 @@ use askama::Template;
 use serde::Serialize;
 
 use crate::db::DbError;
-use crate::oauth::ErrorDescription;
+
+mod api;
+
+pub use api::{ApiError, ApiErrorCode};
 
 /// What a hosted page answers instead of its content.
 #[derive(Debug)]
@@ -226,83 +229,6 @@ impl ResponseError for PageError {
     }
 }
 
-/// The `error` codes of the JSON APIs; [`ApiErrorCode::as_str`] is what goes on the wire. The
-/// README's "Errors of the JSON APIs" table lists them with their statuses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ApiErrorCode {
-    /// 400: the request is malformed: unreadable body, missing or invalid fields (`fields`
-    /// says which). With 413 for a body over `server.max_body_bytes`, 415 for a body that is
-    /// neither JSON nor a form.
-    InvalidRequest,
-    /// 401 (RFC 6750 §3.1): the bearer token is missing, unknown, expired or revoked.
-    InvalidToken,
-    /// 403 (RFC 6750 §3.1): the token lacks the scope this API needs.
-    InsufficientScope,
-    /// 403: the token's user may not do this (e.g. not staff).
-    Forbidden,
-    /// 404: no such thing (or one the caller may not see).
-    NotFound,
-    /// 403: `accounts.registration = "closed"`.
-    RegistrationClosed,
-    /// 400: `accounts.email_verification = "off"`, so there is nothing to verify.
-    VerificationDisabled,
-    /// 400: the emailed code is wrong, expired, used up, or there is none for the address (one
-    /// answer for all, so that it tells nothing about the address).
-    InvalidOtp,
-    /// 400: the activation or reset link is invalid or has expired.
-    InvalidLink,
-    /// 429 with `Retry-After`: a brute-force limit or a cooldown refused the request.
-    TooManyRequests,
-    /// 503: the email could not be sent; the change stands and the caller may ask again.
-    EmailNotSent,
-    /// 503 with `Retry-After`-free advice: the database cannot be reached.
-    TemporarilyUnavailable,
-    /// 500: a bug on our side (logged).
-    ServerError,
-}
-
-impl ApiErrorCode {
-    /// The code as sent.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::InvalidRequest => "invalid_request",
-            Self::InvalidToken => "invalid_token",
-            Self::InsufficientScope => "insufficient_scope",
-            Self::Forbidden => "forbidden",
-            Self::NotFound => "not_found",
-            Self::RegistrationClosed => "registration_closed",
-            Self::VerificationDisabled => "verification_disabled",
-            Self::InvalidOtp => "invalid_otp",
-            Self::InvalidLink => "invalid_link",
-            Self::TooManyRequests => "too_many_requests",
-            Self::EmailNotSent => "email_not_sent",
-            Self::TemporarilyUnavailable => "temporarily_unavailable",
-            Self::ServerError => "server_error",
-        }
-    }
-
-    /// The HTTP status the code is sent with (a few requests override it, see
-    /// [`ApiError::with_status`]).
-    #[must_use]
-    pub fn status(self) -> StatusCode {
-        match self {
-            Self::InvalidRequest
-            | Self::VerificationDisabled
-            | Self::InvalidOtp
-            | Self::InvalidLink => StatusCode::BAD_REQUEST,
-            Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::InsufficientScope | Self::Forbidden | Self::RegistrationClosed => {
-                StatusCode::FORBIDDEN
-            }
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
-            Self::EmailNotSent | Self::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-}
-
 /// Messages per field of a form (`{"email": ["…"], "password": ["…", "…"]}` in JSON answers):
 /// the one shape field errors take, on pages (next to each field, all at once) and in the JSON
 /// APIs (`fields`).
@@ -374,161 +300,9 @@ impl<K: AsRef<str>> FromIterator<(K, Vec<String>)> for FieldErrors {
     }
 }
 
-/// A JSON API error answer; see the module documentation.
-#[derive(Debug)]
-pub struct ApiError {
-    code: ApiErrorCode,
-    status: StatusCode,
-    description: ErrorDescription,
-    retry_after: Option<u64>,
-    fields: Option<FieldErrors>,
-    challenge: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ApiErrorBody<'a> {
-    error: &'static str,
-    error_description: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fields: Option<&'a FieldErrors>,
-}
-
-impl ApiError {
-    /// `code` with `description` (cleaned into RFC 6749 §5.2's character set), sent with the
-    /// code's status.
-    #[must_use]
-    pub fn new(code: ApiErrorCode, description: &str) -> Self {
-        Self {
-            code,
-            status: code.status(),
-            description: ErrorDescription::new(description),
-            retry_after: None,
-            fields: None,
-            challenge: None,
-        }
-    }
-
-    /// `invalid_request` (400) with `description`.
-    #[must_use]
-    pub fn invalid_request(description: &str) -> Self {
-        Self::new(ApiErrorCode::InvalidRequest, description)
-    }
-
-    /// `too_many_requests` (429), retry after `seconds`.
-    #[must_use]
-    pub fn too_many(seconds: u64, description: &str) -> Self {
-        Self::new(ApiErrorCode::TooManyRequests, description).with_retry_after(seconds)
-    }
-
-    /// The same error sent with `status` instead (413, 415 for `invalid_request`).
-    #[must_use]
-    pub fn with_status(mut self, status: StatusCode) -> Self {
-        self.status = status;
-        self
-    }
-
-    /// Adds `Retry-After: seconds`.
-    #[must_use]
-    pub fn with_retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after = Some(seconds);
-        self
-    }
-
-    /// Adds per-field messages.
-    #[must_use]
-    pub fn with_fields(mut self, fields: FieldErrors) -> Self {
-        self.fields = Some(fields);
-        self
-    }
-
-    /// Adds a `WWW-Authenticate` challenge (RFC 6750 §3), given whole (`Bearer error=…`).
-    #[must_use]
-    pub fn with_challenge(mut self, challenge: String) -> Self {
-        self.challenge = Some(challenge);
-        self
-    }
-
-    /// The code.
-    #[must_use]
-    pub fn code(&self) -> ApiErrorCode {
-        self.code
-    }
-}
-
-impl fmt::Display for ApiError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.code.as_str(), self.description)
-    }
-}
-
-impl From<DbError> for ApiError {
-    /// Storage failed: logged with its cause, answered `503 temporarily_unavailable` — or
-    /// `400 invalid_request` when the database refused the request's own text
-    /// ([`DbError::is_refused_text`]).
-    fn from(e: DbError) -> Self {
-        if e.is_refused_text() {
-            tracing::warn!(error = %e, cause = ?std::error::Error::source(&e), "the database refused a text of the request");
-            return Self::new(
-                ApiErrorCode::InvalidRequest,
-                "the request holds a character that cannot be stored (NUL)",
-            );
-        }
-        tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "storage failure");
-        Self::new(
-            ApiErrorCode::TemporarilyUnavailable,
-            "the server cannot reach its database; try again in a moment",
-        )
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> HttpResponse {
-        let mut builder = HttpResponse::build(self.status);
-        super::http::no_store(&mut builder);
-        if let Some(seconds) = self.retry_after {
-            builder.insert_header((header::RETRY_AFTER, seconds.to_string()));
-        }
-        if let Some(challenge) = &self.challenge {
-            if let Ok(value) = HeaderValue::from_str(challenge) {
-                builder.insert_header((header::WWW_AUTHENTICATE, value));
-            }
-        }
-        builder.json(ApiErrorBody {
-            error: self.code.as_str(),
-            error_description: self.description.as_str(),
-            fields: self.fields.as_ref(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn api_errors_carry_their_status_and_a_clean_description() {
-        let e = ApiError::too_many(30, "wait \"a bit\" § 2");
-        assert_eq!(e.status_code(), StatusCode::TOO_MANY_REQUESTS);
-        let response = e.error_response();
-        assert_eq!(
-            response
-                .headers()
-                .get(header::RETRY_AFTER)
-                .map(|v| v.as_bytes()),
-            Some(&b"30"[..])
-        );
-        assert!(!e.description.as_str().contains('"'));
-        assert_eq!(
-            ApiError::invalid_request("x")
-                .with_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
-                .status_code(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE
-        );
-    }
 
     #[test]
     fn page_errors_have_their_statuses() {

@@ -10,6 +10,9 @@
 //!   parsed strictly by [`Params`] (no repeated names, no invalid UTF-8), then into `T`.
 //! * [`ApiBody`] — a JSON API body (`application/json`, or a form) into `T`; errors are
 //!   [`ApiError`]s.
+//! * [`Bearer`] — a JSON API request's `Authorization: Bearer` credentials, checked for form
+//!   only (RFC 6750 §2.1); the handler has the token validated with the scope it needs.
+//! * [`StaffToken`] — a bearer token with the `admin` scope of an active staff user.
 //!
 //! A typical page handler is then: extract → call a service → render, with `?` for every
 //! failure:
@@ -37,13 +40,15 @@ use serde::de::DeserializeOwned;
 
 use super::browser::{csrf_ok, current_user};
 use super::chrome::{Chrome, Section};
-use super::errors::{ApiError, PageError};
-use super::http::{peer_ip, read_body, BodyError};
+use super::errors::{ApiError, ApiErrorCode, PageError};
+use super::http::{authorization_header, peer_ip, read_body, BodyError};
 use super::WebConfig;
 use crate::accounts::Accounts;
 use crate::audit::Actor;
+use crate::config::ADMIN_SCOPE;
 use crate::db::users::UserRow;
-use crate::oauth::Params;
+use crate::oauth::bearer::BearerError;
+use crate::oauth::{OAuth, Params};
 
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
@@ -269,7 +274,10 @@ impl<T: FromParams + 'static> FromRequest for Form<T> {
 
 /// A JSON API request body as `T`: `application/json`, or a form body (for clients that post
 /// forms), at most `server.max_body_bytes`. Errors: `invalid_request` with 413 for a large body,
-/// 415 for another media type, 400 for a body that does not parse.
+/// 415 for another media type, 400 for a body that does not parse — and for a NUL (`\u0000`) in
+/// any string, key or value at any depth, as [`Params`] refuses `%00` in forms: PostgreSQL
+/// cannot store a NUL in text, and no field of ours has a use for one, so every JSON API refuses
+/// it here, before a service or a query sees it.
 pub struct ApiBody<T>(pub T);
 
 impl<T: DeserializeOwned + 'static> FromRequest for ApiBody<T> {
@@ -301,7 +309,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiBody<T> {
                 .map(|c| c.trim().to_ascii_lowercase())
                 .unwrap_or_default();
             let parsed = match media.as_str() {
-                "application/json" => serde_json::from_slice::<T>(&body).map_err(|e| e.to_string()),
+                "application/json" => serde_json::from_slice::<T>(&body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|value| {
+                        if json_holds_nul(&body) {
+                            Err("a string holds a NUL character".to_owned())
+                        } else {
+                            Ok(value)
+                        }
+                    }),
                 "application/x-www-form-urlencoded" => Params::from_form(Some(&media), &body)
                     .map_err(|e| e.description.into_string())
                     .and_then(|params| params_into::<T>(&params)),
@@ -316,5 +332,129 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiBody<T> {
                 ApiError::invalid_request(&format!("the request body is not valid: {reason}"))
             })
         })
+    }
+}
+
+/// Whether the JSON document `body` (already parsed successfully) holds a NUL character in a
+/// string, key or value. JSON can only spell a NUL as the escape `\u0000` (RFC 8259 §7: a raw
+/// control character in a string is invalid), so a body without the bytes `u0000` has none and
+/// costs one scan; otherwise the document is parsed into a `serde_json::Value` (nesting is
+/// bounded by serde_json's 128 levels) and its strings are looked at, so that an escaped
+/// backslash followed by `u0000` is not mistaken for a NUL.
+fn json_holds_nul(body: &[u8]) -> bool {
+    fn holds(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(s) => s.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(holds),
+            serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || holds(v)),
+            _ => false,
+        }
+    }
+    if !body.windows(5).any(|w| w == b"u0000") {
+        return false;
+    }
+    // `T` parsed the same bytes, so this parses too; if it ever did not, refuse.
+    serde_json::from_slice::<serde_json::Value>(body).map_or(true, |value| holds(&value))
+}
+
+/// A JSON API request's `Authorization` header, checked to be `Bearer` with a well-formed
+/// token (RFC 6750 §2.1) but not yet validated: the handler asks
+/// [`OAuth::validate_bearer`](crate::oauth::OAuth::validate_bearer) (or a service that does)
+/// with the scope it needs. Without the header: `401` with a bare `WWW-Authenticate: Bearer`
+/// challenge; another scheme or a malformed token: `400 invalid_request` (RFC 6750 §3.1).
+///
+/// It never waits, so placed before an [`ApiBody`] in a handler's signature it answers first:
+/// a request without credentials learns nothing about how its body would have been read.
+pub struct Bearer(String);
+
+impl Bearer {
+    /// The whole `Authorization` header value, as the token checks take it.
+    #[must_use]
+    pub fn authorization(&self) -> Option<&str> {
+        Some(&self.0)
+    }
+}
+
+impl FromRequest for Bearer {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let authorization = authorization_header(req);
+        std::future::ready(
+            crate::oauth::bearer::bearer_token(authorization)
+                .map(|_| Self(authorization.unwrap_or_default().to_owned()))
+                .map_err(ApiError::from),
+        )
+    }
+}
+
+/// An access token with the `admin` scope held by an active staff user (`validate_bearer`
+/// refuses tokens of inactive users): the admin JSON APIs. Token problems are RFC 6750 §3
+/// answers (a client-credentials token, which has no user, is `403 insufficient_scope`); a
+/// token of a user who is not staff is `403 forbidden`. Dereferences to the user.
+pub struct StaffToken(UserRow);
+
+impl Deref for StaffToken {
+    type Target = UserRow;
+
+    fn deref(&self) -> &UserRow {
+        &self.0
+    }
+}
+
+impl FromRequest for StaffToken {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bearer = Bearer::from_request(req, payload).into_inner();
+        let oauth = req.app_data::<web::Data<OAuth>>().cloned();
+        Box::pin(async move {
+            let bearer = bearer?;
+            let oauth = oauth.ok_or_else(|| {
+                tracing::error!("the OAuth service is missing from the application");
+                ApiError::server_error("the token could not be checked")
+            })?;
+            let grant = oauth
+                .validate_bearer(bearer.authorization(), Some(ADMIN_SCOPE))
+                .await?;
+            let user = grant.user.ok_or(BearerError::UserRequired)?;
+            if user.has_staff_access() {
+                Ok(Self(user))
+            } else {
+                Err(ApiError::new(
+                    ApiErrorCode::Forbidden,
+                    "this API is for staff members",
+                ))
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_holds_nul;
+
+    #[test]
+    fn a_nul_anywhere_in_a_json_string_is_found() {
+        for body in [
+            r#"{"first_name":"a\u0000b"}"#,
+            r#"{"a":{"b":["x","\u0000"]}}"#,
+            r#"{"ke\u0000y":"v"}"#,
+            r#"["\\\u0000"]"#,
+            r#"{"a":"x","a":"\u0000"}"#,
+        ] {
+            assert!(json_holds_nul(body.as_bytes()), "{body}");
+        }
+        for body in [
+            r#"{"first_name":"Ada"}"#,
+            // An escaped backslash followed by the text `u0000` is no NUL.
+            r#"{"a":"\\u0000"}"#,
+            r#"{"u0000":1}"#,
+            r#"{"a":"\u0001"}"#,
+        ] {
+            assert!(!json_holds_nul(body.as_bytes()), "{body}");
+        }
     }
 }

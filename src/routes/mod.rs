@@ -258,8 +258,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(account::end_sessions))
             .default_service(web::to(pages::method_not_allowed))
     });
-    // Password reset (routes/reset.rs): the email form, "check your email", the link's
-    // new-password form, "password changed", and the same two steps as a JSON API.
+    // Password reset (routes/login/reset.rs): the email form, "check your email", the link's
+    // new-password form, "password changed"; the same two steps as a JSON API
+    // (routes/api/password_reset.rs).
     both(cfg, "/accounts/password-reset/", |r| {
         r.route(web::get().to(login::reset::show_request_form))
             .route(web::post().to(login::reset::submit_request))
@@ -283,12 +284,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         },
     );
     both(cfg, "/api/password-reset/", |r| {
-        r.route(web::post().to(login::reset::api_request_reset))
-            .default_service(web::to(oauth::method_not_allowed))
+        r.route(web::post().to(api::password_reset::request_reset))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/password-reset-confirm/{uidb64}/{token}/", |r| {
-        r.route(web::post().to(login::reset::api_confirm_reset))
-            .default_service(web::to(oauth::method_not_allowed))
+        r.route(web::post().to(api::password_reset::confirm_reset))
+            .default_service(web::to(api::method_not_allowed))
     });
     // Emailed one-time codes at login (routes/login_code.rs: the hosted login's code step) and
     // the account page's switch for them (routes/account_mfa.rs). The API side is the
@@ -308,9 +309,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(account::sign_in_codes::set_login_code))
             .default_service(web::to(pages::method_not_allowed))
     });
-    // Sessions and logout (routes/account_sessions.rs, routes/api_accounts.rs): ending one
+    // Sessions and logout (routes/account/sessions.rs, routes/api/accounts.rs): ending one
     // browser session or all the others from the account page; the logout API; the admin users
-    // API. `end_others` is registered before `{id}/end/`, though the two cannot overlap.
+    // API (routes/api/users.rs). `end_others` is registered before `{id}/end/`, though the two
+    // cannot overlap.
     both(cfg, "/account/sessions/end_others/", |r| {
         r.route(web::post().to(account::sessions::end_other_sessions))
             .default_service(web::to(pages::method_not_allowed))
@@ -321,22 +323,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     });
     both(cfg, "/api/logout/", |r| {
         r.route(web::post().to(api::accounts::logout))
-            .default_service(web::to(oauth::method_not_allowed))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/logout_all/", |r| {
         r.route(web::post().to(api::accounts::logout_all))
-            .default_service(web::to(oauth::method_not_allowed))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/users/", |r| {
-        r.route(web::get().to(api::accounts::list_users))
-            .default_service(web::to(oauth::method_not_allowed))
+        r.route(web::get().to(api::users::list_users))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/users/{id}/", |r| {
-        r.route(web::get().to(api::accounts::show_user))
-            .default_service(web::to(oauth::method_not_allowed))
+        r.route(web::get().to(api::users::show_user))
+            .default_service(web::to(api::method_not_allowed))
     });
-    // Self-registration and email verification (routes/register.rs): the pages and the
-    // JSON API.
+    // Self-registration and email verification: the pages (routes/login/register.rs) and the
+    // JSON API (routes/api/registration.rs).
     both(cfg, "/accounts/register/", |r| {
         r.route(web::get().to(login::register::show_register_form))
             .route(web::post().to(login::register::submit_register))
@@ -352,29 +354,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/api/register/", |r| {
-        r.route(web::post().to(login::register::api_register))
-            .default_service(web::to(oauth::method_not_allowed))
+        r.route(web::post().to(api::registration::register))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/verify-otp/", |r| {
-        r.route(web::post().to(login::register::api_verify_otp))
-            .default_service(web::to(oauth::method_not_allowed))
+        r.route(web::post().to(api::registration::verify_otp))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/activate/{uidb64}/{token}/", |r| {
-        r.route(web::get().to(login::register::api_activate))
-            .default_service(web::to(oauth::method_not_allowed))
+        r.route(web::get().to(api::registration::activate))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/resend-otp/", |r| {
-        r.route(web::post().to(login::register::api_resend))
-            .default_service(web::to(oauth::method_not_allowed))
+        r.route(web::post().to(api::registration::resend))
+            .default_service(web::to(api::method_not_allowed))
     });
     both(cfg, "/api/resend-activation-email/", |r| {
-        r.route(web::post().to(login::register::api_resend))
-            .default_service(web::to(oauth::method_not_allowed))
+        r.route(web::post().to(api::registration::resend))
+            .default_service(web::to(api::method_not_allowed))
     });
     cfg.service(
         web::resource("/api/me")
             .route(web::get().to(api::me))
-            .default_service(web::to(oauth::method_not_allowed)),
+            .default_service(web::to(api::method_not_allowed)),
     );
 }
 

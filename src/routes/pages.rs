@@ -5,9 +5,10 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 
+use super::errors::{ApiError, ApiErrorCode};
 use super::support::{csrf_token, current_user, error_page, render, unavailable, WebConfig};
 use crate::accounts::Accounts;
 
@@ -96,10 +97,10 @@ pub async fn not_found(req: ServiceRequest) -> Result<ServiceResponse, actix_web
         || path.starts_with("/api/")
         || path.starts_with("/.well-known/")
     {
-        HttpResponse::NotFound().json(serde_json::json!({
-            "error": "not_found",
-            "error_description": crate::oauth::ErrorDescription::new(&format!("nothing is served at {path}")),
-        }))
+        ResponseError::error_response(&ApiError::new(
+            ApiErrorCode::NotFound,
+            &format!("nothing is served at {path}"),
+        ))
     } else {
         error_page(
             StatusCode::NOT_FOUND,

@@ -4,21 +4,10 @@
 use reqwest::StatusCode;
 
 use crate::helpers::{
-    pkce_pair, spawn_app, spawn_app_with, spec, TestApp, Visitor, PASSWORD, REDIRECT_URI,
+    location, pkce_pair, spawn_app, spawn_app_with, spec, TestApp, PASSWORD, REDIRECT_URI,
 };
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
-
-/// The `Location` header of a response.
-fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .expect("a Location header")
-        .to_str()
-        .expect("ASCII")
-        .to_owned()
-}
 
 /// An application `username` authorized through the consent page, with the tokens it got.
 struct Authorized {
@@ -104,35 +93,6 @@ async fn consent_page_shown(app: &TestApp, client_id: &str, scope: &str) -> bool
         }
         other => panic!("unexpected answer to an authorization request: {other}"),
     }
-}
-
-/// Whether `visitor` is still signed in (the account page opens rather than redirecting).
-async fn signed_in(visitor: &Visitor) -> bool {
-    let response = visitor.get_response("/account/").await;
-    match response.status() {
-        StatusCode::OK => true,
-        StatusCode::SEE_OTHER => {
-            assert!(location(&response).starts_with("/accounts/login/"));
-            false
-        }
-        other => panic!("unexpected answer from /account/: {other}"),
-    }
-}
-
-/// POSTs the login form in a fresh browser; returns the status (303 on success).
-async fn try_login(app: &TestApp, username: &str, password: &str) -> StatusCode {
-    app.anonymous_visitor()
-        .submit(
-            "/accounts/login/",
-            "/accounts/login/",
-            &[
-                ("username", username),
-                ("password", password),
-                ("next", "/"),
-            ],
-        )
-        .await
-        .status()
 }
 
 #[tokio::test]
@@ -431,7 +391,7 @@ async fn forms_without_the_csrf_token_change_nothing() {
         }
     }
 
-    assert!(signed_in(&visitor).await);
+    assert!(visitor.signed_in().await);
     assert!(is_active(&app, &auth, &auth.access).await);
     assert!(!consent_page_shown(&app, &auth.client_id, "profile").await);
     let user = app
@@ -445,10 +405,7 @@ async fn forms_without_the_csrf_token_change_nothing() {
     assert_eq!(user.first_name, "Test");
     assert_eq!(user.password_hash, ann.password_hash, "password unchanged");
     assert_eq!(user.sessions_valid_after, None);
-    assert_eq!(
-        try_login(&app, "ann", PASSWORD).await,
-        StatusCode::SEE_OTHER
-    );
+    assert_eq!(app.try_login("ann", PASSWORD).await, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]
@@ -716,11 +673,8 @@ async fn a_password_change_is_refused_with_the_reason_at_its_field() {
     assert_eq!(user.sessions_valid_after, None);
     assert!(app.audit_events("password.changed").await.is_empty());
     assert_eq!(app.audit_events("password.confirm_failed").await.len(), 1);
-    assert!(signed_in(&visitor).await);
-    assert_eq!(
-        try_login(&app, "ann", PASSWORD).await,
-        StatusCode::SEE_OTHER
-    );
+    assert!(visitor.signed_in().await);
+    assert_eq!(app.try_login("ann", PASSWORD).await, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]
@@ -767,7 +721,7 @@ async fn wrong_current_passwords_count_as_failed_logins() {
     assert_eq!(user.password_hash, ann.password_hash);
     // The same account counter guards the login page.
     assert_eq!(
-        try_login(&app, "ann", PASSWORD).await,
+        app.try_login("ann", PASSWORD).await,
         StatusCode::TOO_MANY_REQUESTS
     );
     let locked = app.audit_events("login.locked").await;
@@ -783,7 +737,7 @@ async fn a_new_password_works_and_signs_out_the_other_browsers() {
     let ann = app.create_user("ann").await;
     let here = app.visitor("ann").await;
     let elsewhere = app.visitor("ann").await;
-    assert!(signed_in(&elsewhere).await);
+    assert!(elsewhere.signed_in().await);
 
     let response = here
         .submit(
@@ -805,17 +759,17 @@ async fn a_new_password_works_and_signs_out_the_other_browsers() {
         "{html}"
     );
     assert!(
-        !signed_in(&elsewhere).await,
+        !elsewhere.signed_in().await,
         "the other browser is signed out"
     );
-    assert!(signed_in(&here).await);
+    assert!(here.signed_in().await);
 
     assert_eq!(
-        try_login(&app, "ann", NEW_PASSWORD).await,
+        app.try_login("ann", NEW_PASSWORD).await,
         StatusCode::SEE_OTHER
     );
     assert_eq!(
-        try_login(&app, "ann", PASSWORD).await,
+        app.try_login("ann", PASSWORD).await,
         StatusCode::UNAUTHORIZED
     );
     let events = app.audit_events("password.changed").await;
@@ -996,7 +950,7 @@ async fn signing_out_everywhere_ends_every_session_and_token() {
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("Sign out everywhere?"), "{html}");
     assert!(
-        signed_in(&elsewhere).await,
+        elsewhere.signed_in().await,
         "the confirmation changes nothing"
     );
 
@@ -1006,15 +960,15 @@ async fn signing_out_everywhere_ends_every_session_and_token() {
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&response), "/accounts/login/");
 
-    assert!(!signed_in(&here).await);
-    assert!(!signed_in(&elsewhere).await);
+    assert!(!here.signed_in().await);
+    assert!(!elsewhere.signed_in().await);
     let response = app.browse("/account/").await;
     assert_eq!(
         response.status(),
         StatusCode::SEE_OTHER,
         "the browser that authorized the app is signed out too"
     );
-    assert!(signed_in(&bob).await, "other users are not affected");
+    assert!(bob.signed_in().await, "other users are not affected");
     assert!(!is_active(&app, &auth, &auth.access).await);
     assert!(!is_active(&app, &auth, &auth.refresh).await);
     let (status, _) = refresh(&app, &auth).await;
@@ -1046,10 +1000,7 @@ async fn signing_out_everywhere_ends_every_session_and_token() {
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].actor_id.as_deref(), Some(ann.id.as_str()));
     // The password still works.
-    assert_eq!(
-        try_login(&app, "ann", PASSWORD).await,
-        StatusCode::SEE_OTHER
-    );
+    assert_eq!(app.try_login("ann", PASSWORD).await, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use latchkey::db::users::UserRow;
 use reqwest::StatusCode;
 
-use crate::helpers::{location, spawn_app, spawn_app_with, spec, TestApp, Visitor, PASSWORD};
+use crate::helpers::{location, spawn_app, spawn_app_with, TestApp, Visitor, PASSWORD};
 
 /// The number on the dashboard tile labelled `label`.
 fn stat(html: &str, label: &str) -> i64 {
@@ -49,12 +49,6 @@ async fn admin(app: &TestApp) -> (UserRow, Visitor) {
     let staff = app.create_staff("root").await;
     let visitor = app.visitor("root").await;
     (staff, visitor)
-}
-
-/// A confidential client allowed the password grant: (client_id, secret).
-async fn password_client(app: &TestApp) -> (String, String) {
-    let (client, secret) = app.register(&spec("confidential", &["password"])).await;
-    (client.id().to_owned(), secret.expect("secret"))
 }
 
 /// An access token for `username` through the password grant.
@@ -242,7 +236,7 @@ async fn the_dashboard_counts_users_applications_tokens_and_logins() {
 
     app.create_user("kim").await;
     app.visitor("kim").await;
-    let client = password_client(&app).await;
+    let client = app.password_client(&[]).await;
     access_token(&app, &client, "kim").await;
     access_token(&app, &client, "kim").await;
 
@@ -370,7 +364,7 @@ async fn deactivating_a_user_ends_their_sessions_logins_and_tokens() {
     let (root, visitor) = admin(&app).await;
     let dana = app.create_user("dana").await;
     let danas_browser = app.visitor("dana").await;
-    let client = password_client(&app).await;
+    let client = app.password_client(&[]).await;
     let token = access_token(&app, &client, "dana").await;
     assert!(is_active(&app, &client, &token).await);
 
@@ -537,7 +531,7 @@ async fn sign_out_everywhere_revokes_tokens_and_ends_sessions() {
     let (root, visitor) = admin(&app).await;
     let eve = app.create_user("eve").await;
     let eves_browser = app.visitor("eve").await;
-    let client = password_client(&app).await;
+    let client = app.password_client(&[]).await;
     let token = access_token(&app, &client, "eve").await;
 
     let (_, page) = visitor.get(&format!("/admin/users/{}/", eve.id)).await;
@@ -590,7 +584,7 @@ async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing() {
         .create(&latchkey::audit::Actor::system(), "Editors", "")
         .await
         .expect("group");
-    let client = password_client(&app).await;
+    let client = app.password_client(&[]).await;
     let token = access_token(&app, &client, "fay").await;
     let (_, tokens_page) = visitor.get("/admin/tokens/").await;
     let ids = token_ids(&tokens_page);
@@ -870,8 +864,8 @@ async fn tokens_are_filtered_by_user_and_client_and_revoked_after_confirmation()
     let (_, visitor) = admin(&app).await;
     let amy = app.create_user("amy").await;
     app.create_user("ben").await;
-    let first = password_client(&app).await;
-    let second = password_client(&app).await;
+    let first = app.password_client(&[]).await;
+    let second = app.password_client(&[]).await;
     let amy_first = access_token(&app, &first, "amy").await;
     let amy_second = access_token(&app, &second, "amy").await;
     let ben_first = access_token(&app, &first, "ben").await;

@@ -138,6 +138,18 @@ key_cache_seconds = 0
     }
 }
 
+/// The `Location` header of `response` (a redirect); fails the test, naming the status, when
+/// there is none.
+pub fn location(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get(LOCATION)
+        .unwrap_or_else(|| panic!("a Location header (status {})", response.status()))
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
 /// A client spec with sensible defaults for tests.
 pub fn spec(client_type: &str, grants: &[&str]) -> ClientSpec {
     ClientSpec {
@@ -161,17 +173,6 @@ pub fn pkce_pair() -> (String, String) {
     );
     let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
-}
-
-/// The `Location` header of a response (a redirect); panics without one.
-pub fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get(LOCATION)
-        .expect("a Location header")
-        .to_str()
-        .expect("ASCII")
-        .to_owned()
 }
 
 /// The value of `csrf_token` in a page.
@@ -308,6 +309,20 @@ impl TestApp {
             .send()
             .await
             .expect("login")
+    }
+
+    /// Whether the browser is signed in: `/account/` answers 200, or 303 to the sign-in page
+    /// (any other answer fails the test).
+    pub async fn signed_in(&self) -> bool {
+        let response = self.browse("/account/").await;
+        match response.status() {
+            StatusCode::OK => true,
+            StatusCode::SEE_OTHER => {
+                assert!(location(&response).starts_with("/accounts/login/"));
+                false
+            }
+            other => panic!("unexpected answer from /account/: {other}"),
+        }
     }
 
     /// GETs a URL with the browser.
@@ -476,6 +491,20 @@ impl Visitor {
             .expect("POST")
     }
 
+    /// Whether this browser is signed in: `/account/` answers 200, or 303 to the sign-in page
+    /// (any other answer fails the test).
+    pub async fn signed_in(&self) -> bool {
+        let response = self.get_response("/account/").await;
+        match response.status() {
+            StatusCode::OK => true,
+            StatusCode::SEE_OTHER => {
+                assert!(location(&response).starts_with("/accounts/login/"));
+                false
+            }
+            other => panic!("unexpected answer from /account/: {other}"),
+        }
+    }
+
     /// POSTs `fields` to `action` with the CSRF token found in `html` (a page already loaded).
     pub async fn post_with_csrf_of(
         &self,
@@ -516,6 +545,33 @@ impl TestApp {
             "login as {username} failed"
         );
         visitor
+    }
+
+    /// Signs in as `username` with `password` on the hosted login page, from a new browser;
+    /// the answer's status: 303 when signed in, 200 (the form again) when refused, 429 when a
+    /// limit refused.
+    pub async fn try_login(&self, username: &str, password: &str) -> StatusCode {
+        self.anonymous_visitor()
+            .submit(
+                "/accounts/login/",
+                "/accounts/login/",
+                &[
+                    ("username", username),
+                    ("password", password),
+                    ("next", "/"),
+                ],
+            )
+            .await
+            .status()
+    }
+
+    /// Registers a confidential client with the password grant, the grants in `more` (e.g.
+    /// `refresh_token`) and the default scopes: (client id, secret).
+    pub async fn password_client(&self, more: &[&str]) -> (String, String) {
+        let mut grants = vec!["password"];
+        grants.extend_from_slice(more);
+        let (client, secret) = self.register(&spec("confidential", &grants)).await;
+        (client.id().to_owned(), secret.expect("secret"))
     }
 
     /// A new browser that is not signed in.

@@ -5,13 +5,13 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use latchkey::clients::ClientSpec;
-use reqwest::header::{CACHE_CONTROL, COOKIE, LOCATION, RETRY_AFTER, SET_COOKIE};
+use reqwest::header::{CACHE_CONTROL, COOKIE, RETRY_AFTER, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{
-    csrf_from, pkce_pair, query_param, spawn_app, spawn_app_with, spec, TestApp, Visitor, PASSWORD,
-    REDIRECT_URI,
+    csrf_from, location, pkce_pair, query_param, spawn_app, spawn_app_with, spec, TestApp, Visitor,
+    PASSWORD, REDIRECT_URI,
 };
 
 const MFA_OTP: &str = "urn:latchkey:params:oauth:grant-type:mfa-otp";
@@ -67,18 +67,6 @@ async fn enter_code(visitor: &Visitor, otp: &str) -> reqwest::Response {
         .await
 }
 
-fn location(response: &reqwest::Response) -> String {
-    response.headers()[LOCATION]
-        .to_str()
-        .expect("ascii")
-        .to_owned()
-}
-
-/// Whether the visitor is signed in: the account page answers 200 instead of a redirect.
-async fn signed_in(visitor: &Visitor) -> bool {
-    visitor.get_response("/account/").await.status() == StatusCode::OK
-}
-
 fn claims(jwt: &str) -> Value {
     let part = jwt.split('.').nth(1).expect("a JWT has three parts");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("json")
@@ -116,7 +104,7 @@ async fn hosted_login_asks_for_the_emailed_code_and_the_id_token_says_otp() {
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&response), "/accounts/login/code/");
     assert!(
-        !signed_in(&visitor).await,
+        !visitor.signed_in().await,
         "the password alone signs nobody in"
     );
     let (status, page) = visitor.get("/accounts/login/code/").await;
@@ -148,7 +136,7 @@ async fn hosted_login_asks_for_the_emailed_code_and_the_id_token_says_otp() {
     let response = enter_code(&visitor, &code).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&response), next);
-    assert!(signed_in(&visitor).await);
+    assert!(visitor.signed_in().await);
 
     // Consent, then the ID token carries amr ["pwd", "otp"].
     let (status, consent) = visitor.get(&next).await;
@@ -242,7 +230,7 @@ async fn a_wrong_code_shows_the_attempts_left_and_five_end_the_login() {
         visitor.get_response("/accounts/login/code/").await.status(),
         StatusCode::SEE_OTHER
     );
-    assert!(!signed_in(&visitor).await);
+    assert!(!visitor.signed_in().await);
     let failed = app.audit_events("login.otp_failed").await;
     assert_eq!(failed.len(), 5);
     assert_eq!(details(&failed[0])["reason"], "exhausted");
@@ -265,7 +253,7 @@ async fn an_expired_code_sends_the_user_back_to_the_login_page() {
     let html = response.text().await.expect("html");
     assert!(html.contains("expired"), "{html}");
     assert!(html.contains("value=\"/account/\""), "next is kept: {html}");
-    assert!(!signed_in(&visitor).await);
+    assert!(!visitor.signed_in().await);
     let failed = app.audit_events("login.otp_failed").await;
     assert_eq!(details(&failed[0])["reason"], "expired");
 }
@@ -381,7 +369,7 @@ async fn a_new_code_waits_for_the_growing_cooldown_and_replaces_the_old_one() {
     }
     let response = enter_code(&visitor, &second).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    assert!(signed_in(&visitor).await);
+    assert!(visitor.signed_in().await);
 }
 
 #[tokio::test]
@@ -394,7 +382,7 @@ async fn policy_staff_asks_staff_for_a_code_and_locks_their_switch() {
     let worker = app.anonymous_visitor();
     let response = post_password(&worker, "worker", "/").await;
     assert_eq!(location(&response), "/");
-    assert!(signed_in(&worker).await);
+    assert!(worker.signed_in().await);
     assert!(app.emails_to("worker@example.com").is_empty());
     let (_, page) = worker.get("/account/").await;
     assert!(page.contains("name=\"enabled\""));
@@ -434,17 +422,6 @@ async fn policy_all_asks_everyone_for_a_code() {
     assert!(page.contains(" checked disabled"), "{page}");
 }
 
-/// A confidential client allowed the password grant; returns (`client_id`, secret).
-async fn password_client(app: &TestApp) -> (String, String) {
-    let (client, secret) = app
-        .register(&ClientSpec {
-            scopes: vec!["openid profile".into()],
-            ..spec("confidential", &["password", "refresh_token"])
-        })
-        .await;
-    (client.id().to_owned(), secret.expect("secret"))
-}
-
 /// Sends the password grant for `username`; returns the raw response.
 async fn password_grant(app: &TestApp, username: &str, basic: (&str, &str)) -> reqwest::Response {
     app.api
@@ -466,7 +443,7 @@ async fn the_password_grant_asks_for_the_code_and_the_mfa_otp_grant_issues_token
     let app = spawn_app().await;
     let user = app.create_user("gus").await;
     switch_on(&app, &user.id).await;
-    let (id, secret) = password_client(&app).await;
+    let (id, secret) = app.password_client(&["refresh_token"]).await;
     let basic = (id.as_str(), secret.as_str());
 
     let response = password_grant(&app, "gus", basic).await;
@@ -539,9 +516,9 @@ async fn the_mfa_otp_grant_refuses_wrong_codes_other_clients_and_spent_tokens() 
     let app = spawn_app().await;
     let user = app.create_user("hal").await;
     switch_on(&app, &user.id).await;
-    let (id, secret) = password_client(&app).await;
+    let (id, secret) = app.password_client(&["refresh_token"]).await;
     let basic = (id.as_str(), secret.as_str());
-    let (other_id, other_secret) = password_client(&app).await;
+    let (other_id, other_secret) = app.password_client(&["refresh_token"]).await;
     let response = password_grant(&app, "hal", basic).await;
     let body: Value = response.json().await.expect("json");
     let mfa_token = body["mfa_token"].as_str().expect("mfa_token").to_owned();
@@ -643,7 +620,7 @@ async fn an_expired_mfa_token_is_invalid_grant() {
     let app = spawn_app_with("[accounts]\notp_expiration_seconds = 1\n").await;
     let user = app.create_user("ida").await;
     switch_on(&app, &user.id).await;
-    let (id, secret) = password_client(&app).await;
+    let (id, secret) = app.password_client(&["refresh_token"]).await;
     let response = password_grant(&app, "ida", (id.as_str(), secret.as_str())).await;
     let body: Value = response.json().await.expect("json");
     let mfa_token = body["mfa_token"].as_str().expect("mfa_token").to_owned();
@@ -673,7 +650,7 @@ async fn an_expired_mfa_token_is_invalid_grant() {
 async fn users_without_codes_still_get_tokens_from_the_password_grant_and_metadata_lists_mfa_otp() {
     let app = spawn_app().await;
     app.create_user("jo").await;
-    let (id, secret) = password_client(&app).await;
+    let (id, secret) = app.password_client(&["refresh_token"]).await;
     let response = password_grant(&app, "jo", (id.as_str(), secret.as_str())).await;
     assert_eq!(response.status(), StatusCode::OK);
     let tokens: Value = response.json().await.expect("json");
@@ -850,7 +827,7 @@ async fn code_guesses_at_the_mfa_otp_grant_and_the_code_page_count_per_client_ad
     let app = spawn_app_with("[rate_limits]\ncode_guesses_per_ip = 3").await;
     let user = app.create_user("ivy").await;
     switch_on(&app, &user.id).await;
-    let (id, secret) = password_client(&app).await;
+    let (id, secret) = app.password_client(&["refresh_token"]).await;
     let basic = (id.as_str(), secret.as_str());
     let response = password_grant(&app, "ivy", basic).await;
     let body: Value = response.json().await.expect("json");
@@ -898,5 +875,5 @@ async fn code_guesses_at_the_mfa_otp_grant_and_the_code_page_count_per_client_ad
     let response = enter_code(&visitor, &code_for(&app, "jay")).await;
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(response.headers().contains_key(RETRY_AFTER));
-    assert!(!signed_in(&visitor).await);
+    assert!(!visitor.signed_in().await);
 }

@@ -42,12 +42,6 @@ async fn most_hits(app: &TestApp) -> i64 {
         .unwrap_or(0)
 }
 
-/// A password-grant client; returns (`client_id`, secret).
-async fn password_client(app: &TestApp) -> (String, String) {
-    let (client, secret) = app.register(&spec("confidential", &["password"])).await;
-    (client.id().to_owned(), secret.expect("secret"))
-}
-
 /// The password grant: (status, `Retry-After`).
 async fn grant(
     app: &TestApp,
@@ -90,7 +84,7 @@ async fn a_burst_of_correct_logins_is_never_refused() {
     )
     .await;
     app.create_user("kim").await;
-    let client = password_client(&app).await;
+    let client = app.password_client(&[]).await;
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..20 {
         let request = app
@@ -118,7 +112,7 @@ async fn a_burst_of_correct_logins_is_never_refused() {
 async fn refused_attempts_neither_count_nor_extend_the_lock() {
     let app = spawn_app_with("[rate_limits]\nfailed_logins_per_account = 2").await;
     app.create_user("lou").await;
-    let client = password_client(&app).await;
+    let client = app.password_client(&[]).await;
     for _ in 0..2 {
         assert_eq!(
             grant(&app, &client, "lou", "wrong guess").await.0,
@@ -152,7 +146,7 @@ async fn refused_attempts_neither_count_nor_extend_the_lock() {
 async fn the_username_and_the_email_address_share_one_counter() {
     let app = spawn_app_with("[rate_limits]\nfailed_logins_per_account = 2").await;
     app.create_user("max").await;
-    let client = password_client(&app).await;
+    let client = app.password_client(&[]).await;
     assert_eq!(
         grant(&app, &client, "max", "guess one").await.0,
         StatusCode::BAD_REQUEST
@@ -294,7 +288,7 @@ async fn parallel_guesses_overshoot_by_at_most_the_hashes_in_flight() {
     )
     .await;
     app.create_user("noa").await;
-    let client = password_client(&app).await;
+    let client = app.password_client(&[]).await;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..16 {
         let request = app
@@ -327,7 +321,7 @@ async fn unknown_names_and_client_ids_leave_a_bounded_number_of_counters() {
     let app =
         spawn_app_with("[rate_limits]\nfailed_logins_per_ip = 5\nfailed_client_auth_per_ip = 5")
             .await;
-    let client = password_client(&app).await;
+    let client = app.password_client(&[]).await;
     let mut statuses = Vec::new();
     for n in 0..40 {
         statuses.push(grant(&app, &client, &format!("nobody{n}"), "guess").await.0);

@@ -6,6 +6,7 @@ mod account;
 mod admin;
 mod admin_privileges;
 mod admin_user_actions;
+mod api_errors;
 mod api_users;
 mod audit;
 mod authorization_code;

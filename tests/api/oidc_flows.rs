@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    csrf_from, pkce_pair, query_param, spawn_app, spec, TestApp, PASSWORD, REDIRECT_URI,
+    csrf_from, location, pkce_pair, query_param, spawn_app, spec, TestApp, PASSWORD, REDIRECT_URI,
 };
 
 /// The post-logout redirect URI the relying parties here register.
@@ -78,16 +78,6 @@ fn sorted_pairs(url: &str) -> Vec<(String, String)> {
         .collect();
     pairs.sort();
     pairs
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get(LOCATION)
-        .unwrap_or_else(|| panic!("a Location header (status {})", response.status()))
-        .to_str()
-        .expect("ascii")
-        .to_owned()
 }
 
 /// The `Location` of a 303.
@@ -177,16 +167,6 @@ fn unix_now() -> i64 {
 async fn id_token_for(app: &TestApp, rp: &Rp, username: &str) -> String {
     let (code, verifier) = app.code_for(&rp.id, username, "openid profile").await;
     id_token_of(&exchange(app, rp, &code, &verifier).await)
-}
-
-/// Whether the browser has a session: an authorization request goes to the login page when it
-/// has none.
-async fn signed_in(app: &TestApp, client_id: &str) -> bool {
-    let request = auth_request(app, client_id, "openid", &[]);
-    let response = app.browse(&request.url).await;
-    let to_login = response.status() == StatusCode::SEE_OTHER
-        && location(&response).starts_with("/accounts/login/");
-    !to_login
 }
 
 /// Decodes the character references askama writes (`&#38;`, `&#34;`, …) and the named ones.
@@ -1038,7 +1018,7 @@ async fn logout_with_an_id_token_hint_redirects_with_state_and_ends_the_session(
     app.create_user("alice").await;
     let rp = register_rp(&app, "Logout app").await;
     let id_token = id_token_for(&app, &rp, "alice").await;
-    assert!(signed_in(&app, &rp.id).await);
+    assert!(app.signed_in().await);
 
     let response = app
         .browse(&logout_url(
@@ -1057,7 +1037,7 @@ async fn logout_with_an_id_token_hint_redirects_with_state_and_ends_the_session(
         query_param(&location, "state").as_deref(),
         Some("bye state&more")
     );
-    assert!(!signed_in(&app, &rp.id).await, "the session is gone");
+    assert!(!app.signed_in().await, "the session is gone");
 
     // The hint with a matching client_id works the same.
     let id_token = id_token_for(&app, &rp, "alice").await;
@@ -1073,7 +1053,7 @@ async fn logout_with_an_id_token_hint_redirects_with_state_and_ends_the_session(
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(location_of(&response), BYE);
-    assert!(!signed_in(&app, &rp.id).await);
+    assert!(!app.signed_in().await);
 }
 
 #[tokio::test]
@@ -1106,10 +1086,7 @@ async fn logout_without_an_id_token_hint_asks_for_confirmation() {
     assert_eq!(form.value("post_logout_redirect_uri"), Some(BYE));
     assert_eq!(form.value("state"), Some("s1"));
     assert!(html.contains("name=\"confirm\" value=\"yes\""), "{html}");
-    assert!(
-        signed_in(&app, &rp.id).await,
-        "nothing happens before confirmation"
-    );
+    assert!(app.signed_in().await, "nothing happens before confirmation");
 
     // A forged confirmation (wrong CSRF token) is refused.
     let mut forged: Vec<(&str, &str)> = form
@@ -1128,7 +1105,7 @@ async fn logout_without_an_id_token_hint_asks_for_confirmation() {
         .await
         .expect("post");
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-    assert!(signed_in(&app, &rp.id).await, "still signed in");
+    assert!(app.signed_in().await, "still signed in");
 
     // The real confirmation.
     let mut fields: Vec<(&str, &str)> = form
@@ -1146,7 +1123,7 @@ async fn logout_without_an_id_token_hint_asks_for_confirmation() {
         .expect("post");
     assert_eq!(confirmed.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&confirmed), format!("{BYE}?state=s1"));
-    assert!(!signed_in(&app, &rp.id).await, "signed out");
+    assert!(!app.signed_in().await, "signed out");
 }
 
 #[tokio::test]
@@ -1160,7 +1137,7 @@ async fn logout_with_an_id_token_hint_for_another_user_asks_for_confirmation() {
         .browse(&logout_url(&app, &[("id_token_hint", &bobs)]))
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert!(!signed_in(&app, &rp.id).await, "bob signed out");
+    assert!(!app.signed_in().await, "bob signed out");
 
     app.code_for(&rp.id, "alice", "openid").await;
     let response = app
@@ -1177,7 +1154,7 @@ async fn logout_with_an_id_token_hint_for_another_user_asks_for_confirmation() {
     let html = response.text().await.expect("html");
     let form = form_to(&html, "/o/logout/");
     assert_eq!(form.value("id_token_hint"), Some(bobs.as_str()));
-    assert!(signed_in(&app, &rp.id).await, "alice is still signed in");
+    assert!(app.signed_in().await, "alice is still signed in");
 }
 
 #[tokio::test]
@@ -1207,7 +1184,7 @@ async fn logout_to_an_unregistered_uri_shows_the_logged_out_page_and_ends_the_se
         assert!(html.contains("You are signed out"), "{html}");
         assert!(html.contains("not registered"), "{html}");
         assert!(!html.contains(elsewhere), "no link to it either");
-        assert!(!signed_in(&app, &rp.id).await, "the session is ended");
+        assert!(!app.signed_in().await, "the session is ended");
     }
 }
 
@@ -1248,7 +1225,7 @@ async fn logout_with_an_invalid_id_token_hint_is_refused_and_keeps_the_session()
             assert!(response.headers().get(LOCATION).is_none());
             let html = response.text().await.expect("html");
             assert!(html.contains("Invalid logout request"), "{html}");
-            assert!(signed_in(&app, &rp.id).await, "still signed in");
+            assert!(app.signed_in().await, "still signed in");
         }
     }
 }
@@ -1287,7 +1264,7 @@ async fn logout_refuses_a_jwt_access_token_as_id_token_hint() {
                 .expect("html")
                 .contains("name=\"confirm\""));
     assert!(refused, "the access token is not accepted as a hint");
-    assert!(signed_in(&app, &rp.id).await, "still signed in");
+    assert!(app.signed_in().await, "still signed in");
 }
 
 #[tokio::test]
@@ -1311,7 +1288,7 @@ async fn logout_with_a_client_id_outside_the_hints_audience_is_refused() {
             .await;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{client_id}");
         assert!(response.headers().get(LOCATION).is_none());
-        assert!(signed_in(&app, &rp.id).await, "still signed in");
+        assert!(app.signed_in().await, "still signed in");
     }
 }
 
@@ -1336,7 +1313,7 @@ async fn logout_posted_by_the_relying_party_behaves_like_get() {
     assert_eq!(response.status(), StatusCode::OK);
     let html = response.text().await.expect("html");
     form_to(&html, "/o/logout/");
-    assert!(signed_in(&app, &rp.id).await);
+    assert!(app.signed_in().await);
 
     // With the hint: signed out and sent back with state.
     let id_token = id_token_for(&app, &rp, "alice").await;
@@ -1353,7 +1330,7 @@ async fn logout_posted_by_the_relying_party_behaves_like_get() {
         .expect("post");
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(location(&response), format!("{BYE}?state=posted"));
-    assert!(!signed_in(&app, &rp.id).await, "signed out");
+    assert!(!app.signed_in().await, "signed out");
 }
 
 #[tokio::test]
@@ -1386,7 +1363,7 @@ async fn logout_without_a_session_shows_the_logged_out_page_or_redirects() {
         .browse(&logout_url(&app, &[("id_token_hint", &id_token)]))
         .await;
     assert_eq!(first.status(), StatusCode::OK);
-    assert!(!signed_in(&app, &rp.id).await);
+    assert!(!app.signed_in().await);
     let again = app
         .browse(&logout_url(
             &app,

@@ -7,7 +7,9 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with, spec, ReceivedEmail, TestApp, Visitor, PASSWORD};
+use crate::helpers::{
+    location, spawn_app, spawn_app_with, spec, ReceivedEmail, TestApp, Visitor, PASSWORD,
+};
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
 const CONFIRM_PREFIX: &str = "/accounts/password-reset-confirm/";
@@ -129,38 +131,8 @@ async fn introspect_active(app: &TestApp, client: (&str, &str), token: &str) -> 
     body["active"].as_bool().expect("active")
 }
 
-async fn signed_in(visitor: &Visitor) -> bool {
-    match visitor.get_response("/account/").await.status() {
-        StatusCode::OK => true,
-        StatusCode::SEE_OTHER => false,
-        other => panic!("unexpected answer from /account/: {other}"),
-    }
-}
-
-async fn try_login(app: &TestApp, username: &str, password: &str) -> StatusCode {
-    app.anonymous_visitor()
-        .submit(
-            "/accounts/login/",
-            "/accounts/login/",
-            &[
-                ("username", username),
-                ("password", password),
-                ("next", "/"),
-            ],
-        )
-        .await
-        .status()
-}
-
 fn details(event: &latchkey::db::audit_events::AuditRow) -> Value {
     serde_json::from_str(&event.details).expect("JSON details")
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response.headers()["location"]
-        .to_str()
-        .expect("ascii")
-        .to_owned()
 }
 
 async fn assert_invalid_link_page(visitor: &Visitor, path: &str) {
@@ -180,7 +152,7 @@ async fn the_pages_reset_the_password_once_and_sign_out_everywhere() {
     let ann = app.create_user("ann").await;
     let (client_id, secret, access, refresh) = tokens_for(&app, "ann").await;
     let other_browser = app.visitor("ann").await;
-    assert!(signed_in(&other_browser).await);
+    assert!(other_browser.signed_in().await);
     let visitor = app.anonymous_visitor();
 
     let (status, html) = visitor.get("/accounts/login/").await;
@@ -251,7 +223,7 @@ async fn the_pages_reset_the_password_once_and_sign_out_everywhere() {
         "{html}"
     );
     assert!(html.contains("numeric"), "the validator's reason: {html}");
-    assert!(signed_in(&other_browser).await, "nothing changed yet");
+    assert!(other_browser.signed_in().await, "nothing changed yet");
 
     let response = visitor
         .submit(
@@ -284,17 +256,17 @@ async fn the_pages_reset_the_password_once_and_sign_out_everywhere() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
 
     // Every session and token of the user ended.
-    assert!(!signed_in(&other_browser).await);
+    assert!(!other_browser.signed_in().await);
     let basic = (client_id.as_str(), secret.as_str());
     assert!(!introspect_active(&app, basic, &access).await);
     assert!(!introspect_active(&app, basic, &refresh).await);
 
     assert_eq!(
-        try_login(&app, "ann", PASSWORD).await,
+        app.try_login("ann", PASSWORD).await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        try_login(&app, "ann", NEW_PASSWORD).await,
+        app.try_login("ann", NEW_PASSWORD).await,
         StatusCode::SEE_OTHER
     );
 
@@ -384,9 +356,9 @@ async fn the_api_resets_the_password_once_and_revokes_every_token() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(!signed_in(&other_browser).await);
+    assert!(!other_browser.signed_in().await);
     assert_eq!(
-        try_login(&app, "bob", NEW_PASSWORD).await,
+        app.try_login("bob", NEW_PASSWORD).await,
         StatusCode::SEE_OTHER
     );
 
@@ -482,10 +454,7 @@ async fn links_expire() {
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("invalid_link"))
     );
-    assert_eq!(
-        try_login(&app, "dan", PASSWORD).await,
-        StatusCode::SEE_OTHER
-    );
+    assert_eq!(app.try_login("dan", PASSWORD).await, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]
@@ -532,7 +501,7 @@ async fn links_die_when_the_user_logs_in_or_changes_the_password() {
         (StatusCode::BAD_REQUEST, Some("invalid_link"))
     );
     assert_eq!(
-        try_login(&app, "fay", NEW_PASSWORD).await,
+        app.try_login("fay", NEW_PASSWORD).await,
         StatusCode::SEE_OTHER
     );
     let last = app.last_email_to("fay@example.com");
@@ -713,10 +682,7 @@ async fn the_forms_need_their_csrf_token() {
         .await
         .expect("POST");
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
-    assert_eq!(
-        try_login(&app, "lou", PASSWORD).await,
-        StatusCode::SEE_OTHER
-    );
+    assert_eq!(app.try_login("lou", PASSWORD).await, StatusCode::SEE_OTHER);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(app.emails_to("lou@example.com").len(), 1);
     // A malformed address is shown at its field.
@@ -759,7 +725,7 @@ async fn a_link_used_twice_at_once_works_once() {
     } else {
         "second of two phrases"
     };
-    assert_eq!(try_login(&app, "max", winner).await, StatusCode::SEE_OTHER);
+    assert_eq!(app.try_login("max", winner).await, StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]

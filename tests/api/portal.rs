@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{spawn_app, spawn_app_with, TestApp, Visitor};
+use crate::helpers::{location, spawn_app, spawn_app_with, TestApp, Visitor};
 
 /// The text of `<code id="ID">…</code>` in a page.
 fn code_by_id(html: &str, id: &str) -> Option<String> {
@@ -11,17 +11,6 @@ fn code_by_id(html: &str, id: &str) -> Option<String> {
     let start = html.find(&marker)? + marker.len();
     let end = html[start..].find("</code>")? + start;
     Some(html[start..end].to_owned())
-}
-
-/// The `Location` header of a response.
-fn location(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("location")
-        .expect("a Location header")
-        .to_str()
-        .expect("ASCII")
-        .to_owned()
 }
 
 /// Registers a confidential client-credentials application through the form; returns its

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{spawn_app, spawn_app_with, spec, TestApp, Visitor, PASSWORD};
+use crate::helpers::{location, spawn_app, spawn_app_with, spec, TestApp, Visitor, PASSWORD};
 use crate::password_reset::wait_for_emails;
 
 /// A password the validators accept.
@@ -83,14 +83,6 @@ fn activation_path(app: &TestApp, email: &str) -> String {
         .link_starting_with(&app.url("/accounts/activate/"))
         .expect("an activation link");
     link.trim_start_matches(&app.address).to_owned()
-}
-
-/// The `Location` header.
-fn location(response: &reqwest::Response) -> String {
-    response.headers()["location"]
-        .to_str()
-        .expect("ascii")
-        .to_owned()
 }
 
 /// Whether the visitor's start page says it is signed in as `username`.

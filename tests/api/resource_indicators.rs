@@ -9,7 +9,7 @@ use reqwest::header::LOCATION;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{pkce_pair, query_param, spawn_app, spec, TestApp, REDIRECT_URI};
+use crate::helpers::{location, pkce_pair, query_param, spawn_app, spec, TestApp, REDIRECT_URI};
 
 const API: &str = "https://api.example.com";
 const BILLING: &str = "https://billing.example.com/v1";
@@ -423,15 +423,6 @@ async fn only_confidential_clients_serve_resources_and_the_uris_are_checked() {
         .is_err());
 }
 
-/// The `Location` of an answer to a browser, or an empty string when there is none.
-fn location_of(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get(LOCATION)
-        .map(|v| v.to_str().expect("ascii").to_owned())
-        .unwrap_or_default()
-}
-
 /// A portal client (owned by `owner`, registered as them) with JWT access tokens.
 async fn portal_relying_party(app: &TestApp, owner: &str) -> Registered {
     let owner = app.create_user(owner).await;
@@ -475,20 +466,20 @@ async fn a_remembered_consent_covers_only_the_resources_the_user_approved() {
     // The same request again needs no page.
     let again = app.browse(&silent(&[])).await;
     assert!(
-        query_param(&location_of(&again), "code").is_some(),
+        query_param(&location(&again), "code").is_some(),
         "{}",
-        location_of(&again)
+        location(&again)
     );
     // The payroll API was never approved: no code, consent_required (the client is one she
     // consented to, so the error goes back to it).
     let refused = app.browse(&silent(&[API])).await;
-    let location = location_of(&refused);
+    let to = location(&refused);
     assert_eq!(
-        query_param(&location, "error").as_deref(),
+        query_param(&to, "error").as_deref(),
         Some("consent_required"),
-        "{location}"
+        "{to}"
     );
-    assert!(query_param(&location, "code").is_none(), "{location}");
+    assert!(query_param(&to, "code").is_none(), "{to}");
 
     // Without prompt=none the page asks, and says the API is what is new.
     let (_, challenge) = pkce_pair();
@@ -511,13 +502,13 @@ async fn a_remembered_consent_covers_only_the_resources_the_user_approved() {
     assert_eq!(jwt_claims(&access_token(&tokens))["aud"], API);
     let remembered = app.browse(&silent(&[API])).await;
     assert!(
-        query_param(&location_of(&remembered), "code").is_some(),
+        query_param(&location(&remembered), "code").is_some(),
         "{}",
-        location_of(&remembered)
+        location(&remembered)
     );
     let other = app.browse(&silent(&[API, BILLING])).await;
     assert_eq!(
-        query_param(&location_of(&other), "error").as_deref(),
+        query_param(&location(&other), "error").as_deref(),
         Some("consent_required")
     );
     let (_, challenge) = pkce_pair();

@@ -11,7 +11,7 @@ use reqwest::cookie::CookieStore;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::helpers::{csrf_from, spawn_app, spec, TestApp, PASSWORD};
+use crate::helpers::{csrf_from, location, spawn_app, spec, TestApp, PASSWORD};
 
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 const SAFARI: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
@@ -143,13 +143,6 @@ async fn row_of(app: &TestApp, user_id: &str, agent: &str) -> SessionRow {
         .collect();
     assert_eq!(found.len(), 1, "one session of {agent}");
     found.remove(0)
-}
-
-fn location(response: &reqwest::Response) -> String {
-    response.headers()["location"]
-        .to_str()
-        .expect("ascii")
-        .to_owned()
 }
 
 #[tokio::test]
@@ -506,14 +499,6 @@ struct Grant {
     refresh: String,
 }
 
-/// A confidential client with the password and refresh grants: (client id, secret).
-async fn password_client(app: &TestApp) -> (String, String) {
-    let (client, secret) = app
-        .register(&spec("confidential", &["password", "refresh_token"]))
-        .await;
-    (client.id().to_owned(), secret.expect("secret"))
-}
-
 /// A first-party client (`skip_authorization`, set by an operator) with the password and
 /// refresh grants: (client id, secret).
 async fn first_party_client(app: &TestApp) -> (String, String) {
@@ -603,7 +588,7 @@ async fn post_logout(
 async fn api_logout_revokes_the_refresh_token_and_its_access_tokens() {
     let app = spawn_app().await;
     app.create_user("ann").await;
-    let client = password_client(&app).await;
+    let client = app.password_client(&["refresh_token"]).await;
     let first = password_grant(&app, &client, "ann").await;
     let second = password_grant(&app, &client, "ann").await;
 
@@ -641,8 +626,8 @@ async fn api_logout_refuses_a_refresh_token_of_another_grant_and_revokes_nothing
     let app = spawn_app().await;
     app.create_user("ann").await;
     app.create_user("bob").await;
-    let client = password_client(&app).await;
-    let other_client = password_client(&app).await;
+    let client = app.password_client(&["refresh_token"]).await;
+    let other_client = app.password_client(&["refresh_token"]).await;
     let ann = password_grant(&app, &client, "ann").await;
     let ann_again = password_grant(&app, &client, "ann").await;
     let bob = password_grant(&app, &client, "bob").await;
@@ -735,7 +720,7 @@ async fn api_logout_all_revokes_every_token_and_ends_every_session() {
     let ann = app.create_user("ann").await;
     app.create_user("bob").await;
     let client = first_party_client(&app).await;
-    let other_client = password_client(&app).await;
+    let other_client = app.password_client(&["refresh_token"]).await;
     let first = password_grant(&app, &client, "ann").await;
     let second = password_grant(&app, &other_client, "ann").await;
     let bob = password_grant(&app, &client, "bob").await;
@@ -807,7 +792,7 @@ async fn api_logout_all_needs_a_first_party_client_or_the_logout_all_scope() {
     let ann = app.create_user("ann").await;
     let browser = Browser::signed_in_as(&app, "ann", FIREFOX).await;
     // Any application ann once allowed: its token works for her profile, not for this.
-    let third_party = password_client(&app).await;
+    let third_party = app.password_client(&["refresh_token"]).await;
     let theirs = password_grant(&app, &third_party, "ann").await;
     let first_party = first_party_client(&app).await;
     let ours = password_grant(&app, &first_party, "ann").await;

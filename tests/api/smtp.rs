@@ -117,21 +117,6 @@ async fn ask_for_reset(app: &TestApp, email: &str) -> (StatusCode, Value, Durati
     (status, response.json().await.expect("json"), took)
 }
 
-async fn try_login(app: &TestApp, username: &str, password: &str) -> StatusCode {
-    app.anonymous_visitor()
-        .submit(
-            "/accounts/login/",
-            "/accounts/login/",
-            &[
-                ("username", username),
-                ("password", password),
-                ("next", "/"),
-            ],
-        )
-        .await
-        .status()
-}
-
 #[tokio::test]
 async fn a_reset_link_arrives_through_smtp_and_works() {
     let (port, received) = start_smtp_server(0);
@@ -166,11 +151,11 @@ async fn a_reset_link_arrives_through_smtp_and_works() {
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert_eq!(
-        try_login(&app, "sam", NEW_PASSWORD).await,
+        app.try_login("sam", NEW_PASSWORD).await,
         StatusCode::SEE_OTHER
     );
     assert_eq!(
-        try_login(&app, "sam", PASSWORD).await,
+        app.try_login("sam", PASSWORD).await,
         StatusCode::UNAUTHORIZED
     );
 

@@ -26,6 +26,7 @@ use crate::accounts::login_code::{ChallengeFor, LoginCodeOutcome, AMR_PASSWORD_A
 use crate::clients::Client;
 use crate::db::users::UserRow;
 use crate::domain::ScopeSet;
+use crate::limits::LimitError;
 
 /// The `grant_type` value of this grant (advertised in the server metadata).
 pub const GRANT_TYPE: &str = "urn:latchkey:params:oauth:grant-type:mfa-otp";
@@ -48,7 +49,7 @@ pub(super) async fn challenge(
         .start_login_challenge(user, ip, requester)
         .await
     {
-        Ok(Ok(started)) if started.emailed => OAuthError::mfa_required(
+        Ok(started) if started.emailed => OAuthError::mfa_required(
             format!(
                 "a one-time code was emailed to the user; send it as otp with this mfa_token and grant_type={GRANT_TYPE}"
             ),
@@ -56,16 +57,16 @@ pub(super) async fn challenge(
         ),
         // The code exists but did not go out: tell the client, which may retry after the
         // cooldown (the user's account is unchanged).
-        Ok(Ok(_)) => OAuthError::new(
+        Ok(_) => OAuthError::new(
             ErrorCode::ServerError,
             "the one-time code could not be emailed to the user; try again in a minute",
         ),
-        Ok(Err(wait)) => OAuthError::invalid_grant(format!(
+        Err(LimitError::Limited(wait) | LimitError::Reached(wait)) => OAuthError::invalid_grant(format!(
             "a one-time code was emailed to this user moments ago: finish that login with its mfa_token, or try again in {} seconds",
             wait.0
         ))
         .rate_limited(wait.0),
-        Err(e) => OAuthError::from(e),
+        Err(LimitError::Db(e)) => OAuthError::from(e),
     }
 }
 

@@ -1,14 +1,35 @@
-//! The protected resource `GET /api/me` (RFC 6750).
+//! The JSON APIs — every JSON route that is not an OAuth or OpenID Connect protocol endpoint:
+//!
+//! * `GET /api/me` (here): the token's user, a protected resource (RFC 6750).
+//! * [`accounts`]: logging out of one grant or everywhere (`/api/logout/`, `/api/logout_all/`).
+//! * [`users`]: the admin users API (`/api/users/`, `/api/users/{id}/`).
+//! * [`registration`]: self-registration and email verification (`/api/register/`,
+//!   `/api/verify-otp/`, `/api/activate/…`, `/api/resend-otp/`,
+//!   `/api/resend-activation-email/`).
+//! * [`password_reset`]: `/api/password-reset/` and `/api/password-reset-confirm/…`.
+//!
+//! One shape for all of them: a handler takes its body as [`ApiBody`](super::extract::ApiBody)
+//! and its credentials as [`Bearer`], and returns `Result<HttpResponse, ApiError>`; every error
+//! is an [`ApiError`] with one of the [`ApiErrorCode`](super::errors::ApiErrorCode)s —
+//! `{"error", "error_description", "fields"?}`, `Cache-Control: no-store`, `Retry-After` for
+//! limits and storage failures, and RFC 6750 §3 challenges for token problems. The README's
+//! "Errors of the JSON APIs" lists the codes. The protocol endpoints answer RFC 6749 §5.2
+//! bodies of their own ([`crate::oauth::OAuthError`]).
 
 pub(super) mod accounts;
+pub(super) mod password_reset;
+pub(super) mod registration;
+pub(super) mod users;
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use crate::oauth::bearer::BearerError;
 use crate::oauth::OAuth;
-use crate::routes::support::{authorization_header, no_store};
+use crate::routes::errors::ApiError;
+use crate::routes::extract::Bearer;
+use crate::routes::http::no_store;
 
 /// The profile returned by `/api/me`.
 #[derive(Debug, Serialize)]
@@ -27,19 +48,13 @@ struct Me {
 
 /// `GET /api/me`: needs an access token with the `profile` scope issued to a user; `email`
 /// and `email_verified` are included when the token also has `email`.
-pub async fn me(req: HttpRequest, oauth: web::Data<OAuth>) -> HttpResponse {
-    let grant = match oauth
-        .validate_bearer(authorization_header(&req), Some("profile"))
-        .await
-    {
-        Ok(g) => g,
-        Err(e) => return bearer_error(&e),
-    };
-    let Some(user) = grant.user else {
-        return bearer_error(&BearerError::UserRequired);
-    };
+pub async fn me(bearer: Bearer, oauth: web::Data<OAuth>) -> Result<HttpResponse, ApiError> {
+    let grant = oauth
+        .validate_bearer(bearer.authorization(), Some("profile"))
+        .await?;
+    let user = grant.user.ok_or(BearerError::UserRequired)?;
     let with_email = grant.scope.contains("email");
-    no_store(&mut HttpResponse::Ok()).json(Me {
+    Ok(no_store(&mut HttpResponse::Ok()).json(Me {
         sub: user.id,
         username: user.username,
         first_name: user.first_name,
@@ -48,17 +63,17 @@ pub async fn me(req: HttpRequest, oauth: web::Data<OAuth>) -> HttpResponse {
         email_verified: with_email.then_some(user.email_verified),
         scope: grant.scope.to_string(),
         client_id: grant.client_id,
-    })
+    }))
 }
 
-/// An RFC 6750 §3 error: status, `WWW-Authenticate` challenge, and a JSON body.
-pub fn bearer_error(e: &BearerError) -> HttpResponse {
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
-    let mut builder = HttpResponse::build(status);
-    no_store(&mut builder);
-    if status != StatusCode::INTERNAL_SERVER_ERROR {
-        builder.insert_header((header::WWW_AUTHENTICATE, e.challenge("latchkey")));
-    }
-    let code = e.code().unwrap_or("invalid_request");
-    builder.json(serde_json::json!({ "error": code, "error_description": e.description() }))
+/// A method an `/api/` route does not answer: `405 invalid_request`.
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let message = format!("{} is not allowed on {}", req.method(), req.path());
+    Err(ApiError::invalid_request(&message).with_status(StatusCode::METHOD_NOT_ALLOWED))
+}
+
+/// `{"status": status}` with 200 and `Cache-Control: no-store`: the answer of the API calls
+/// that only report that they were done.
+fn done(status: &str) -> HttpResponse {
+    no_store(&mut HttpResponse::Ok()).json(serde_json::json!({ "status": status }))
 }

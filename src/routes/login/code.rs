@@ -19,6 +19,7 @@ use super::login_page;
 use crate::accounts::login_code::{ChallengeFor, LoginCodeOutcome, AMR_PASSWORD_AND_CODE};
 use crate::accounts::Accounts;
 use crate::db::users::UserRow;
+use crate::limits::LimitError;
 use crate::routes::support::with_retry_after;
 use crate::routes::support::{
     csrf_token, peer_ip, read_page_form, render, see_other, start_session, unavailable, WebConfig,
@@ -73,7 +74,7 @@ pub async fn begin(
         .start_login_challenge(user, ip, ChallengeFor::Browser)
         .await
     {
-        Ok(Ok(challenge)) => {
+        Ok(challenge) => {
             let pending = PendingLogin {
                 user_id: user.id.clone(),
                 handle: challenge.handle,
@@ -95,7 +96,7 @@ pub async fn begin(
             }
             see_other("/accounts/login/code/")
         }
-        Ok(Err(wait)) => match pending(session, accounts) {
+        Err(LimitError::Limited(wait) | LimitError::Reached(wait)) => match pending(session, accounts) {
             Some(p) if p.user_id == user.id => {
                 flash(
                     session,
@@ -118,7 +119,7 @@ pub async fn begin(
                 wait.0,
             ),
         },
-        Err(e) => unavailable(&e),
+        Err(LimitError::Db(e)) => unavailable(&e),
     }
 }
 
@@ -280,7 +281,7 @@ pub async fn resend_code(
         .start_login_challenge(&user, peer_ip(&req), ChallengeFor::Browser)
         .await
     {
-        Ok(Ok(challenge)) => {
+        Ok(challenge) => {
             // A new handle: the old one named the code that is now retired.
             pending.handle = challenge.handle;
             if let Err(e) = session.insert(SESSION_PENDING_LOGIN, &pending) {
@@ -303,7 +304,7 @@ pub async fn resend_code(
             }
             see_other("/accounts/login/code/")
         }
-        Ok(Err(wait)) => with_retry_after(
+        Err(LimitError::Limited(wait) | LimitError::Reached(wait)) => with_retry_after(
             code_page(
                 StatusCode::TOO_MANY_REQUESTS,
                 &session,
@@ -318,7 +319,7 @@ pub async fn resend_code(
             ),
             wait.0,
         ),
-        Err(e) => unavailable(&e),
+        Err(LimitError::Db(e)) => unavailable(&e),
     }
 }
 

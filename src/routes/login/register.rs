@@ -10,29 +10,15 @@
 //!   unverified) is signed in once the code is right, and continues to `next`.
 //! * `GET /accounts/activate/<uidb64>/<token>/` — the link in the email.
 //!
-//! API (JSON or form bodies; errors are `{"error","error_description"}`):
-//! * `POST /api/register/` → 201 `{"id","username","email","email_verified","verification",
-//!   "email_sent"}`; 400 `invalid_request` with `fields`; 403 `registration_closed`; 429
-//!   `too_many_requests` with `Retry-After`.
-//! * `POST /api/verify-otp/` (`email`, `otp`) → 200 `{"status":"verified"}`; 400
-//!   `invalid_otp` for every refused code, whatever the reason or the address (wrong, expired,
-//!   used up, no code waiting, unknown or verified address); 429 `too_many_requests` with
-//!   `Retry-After` past `rate_limits.code_guesses_per_ip`.
-//! * `GET /api/activate/<uidb64>/<token>/` → 200 `{"status":"verified"}`; 400 `invalid_link`.
-//! * `POST /api/resend-otp/` and `POST /api/resend-activation-email/` (`email`) → 200
-//!   `{"status":"sent"}` whatever the address (the email goes out in the background, to a
-//!   pending address only); 429 with `Retry-After` during the address's cooldown or past the
-//!   per-client-address limit — counted for every address alike.
+//! The same steps as a JSON API are `routes/api/registration.rs`.
 //!
-//! With `accounts.email_verification = "off"` the verification endpoints answer 403
-//! `verification_disabled` (pages: 404).
+//! With `accounts.email_verification = "off"` the verification pages answer 404.
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use secrecy::SecretString;
-use serde::Deserialize;
 
 use crate::accounts::registration::{
     ActivationError, FieldErrors, RegisterError, Registered, Registration, ResendError,
@@ -43,11 +29,11 @@ use crate::config::EmailVerification;
 use crate::db::users::UserRow;
 use crate::domain::Email;
 use crate::oauth::Params;
+use crate::routes::support::with_retry_after;
 use crate::routes::support::{
-    api_error, csrf_token, current_user, error_page, no_store, peer_ip, read_api_body,
-    read_page_form, render, safe_next, see_other, start_session, unavailable, WebConfig,
+    csrf_token, current_user, error_page, peer_ip, read_page_form, render, safe_next, see_other,
+    start_session, unavailable, WebConfig,
 };
-use crate::routes::support::{api_unavailable, with_retry_after};
 
 /// Session key: the address the verify page is pre-filled with.
 const SESSION_VERIFY_EMAIL: &str = "verify_email";
@@ -359,7 +345,7 @@ pub async fn submit_verify(
                 ));
                 render(StatusCode::OK, &page)
             }
-            Err(ResendError::TooSoon(retry)) => {
+            Err(ResendError::Limited(retry)) => {
                 page.email_error = Some(format!(
                     "A code for this address was asked for a moment ago. You can ask for a new one in {} seconds.",
                     retry.0
@@ -443,7 +429,7 @@ pub(super) async fn refuse_unverified_login(
     let why = "You cannot sign in until your email address is verified.";
     let notice = match accounts.send_verification(user).await {
         Ok(()) => format!("{why} We sent a new 6-digit code to {}.", user.email),
-        Err(ResendError::TooSoon(retry)) => format!(
+        Err(ResendError::Limited(retry)) => format!(
             "{why} We sent a code to {} a moment ago; enter it below, or ask for a new one in {} seconds.",
             user.email, retry.0
         ),
@@ -503,218 +489,6 @@ async fn verified(
     render(StatusCode::OK, &page)
 }
 
-/// The request body of `POST /api/register/`.
-#[derive(Deserialize)]
-pub struct RegisterBody {
-    #[serde(default)]
-    email: String,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    first_name: String,
-    #[serde(default)]
-    last_name: String,
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    confirm_password: String,
-}
-
-/// `POST /api/register/`: 201 with the new account; 400 `invalid_request` with `fields`; 403
-/// `registration_closed`; 429 `too_many_requests`.
-pub async fn api_register(
-    req: HttpRequest,
-    payload: web::Payload,
-    accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let body: RegisterBody = match read_api_body(&req, payload, web.max_body_bytes).await {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
-    let registration = Registration {
-        email: body.email,
-        username: body.username,
-        first_name: body.first_name,
-        last_name: body.last_name,
-        password: SecretString::from(body.password),
-        confirm_password: SecretString::from(body.confirm_password),
-    };
-    match accounts.register(registration, peer_ip(&req)).await {
-        Ok(Registered {
-            user,
-            verification,
-            email_sent,
-        }) => no_store(&mut HttpResponse::Created()).json(serde_json::json!({
-            "id": user.id,
-            "username": user.username,
-            "email": user.email,
-            "email_verified": user.email_verified,
-            "verification": match verification {
-                EmailVerification::Mandatory => "mandatory",
-                EmailVerification::Optional => "optional",
-                EmailVerification::Off => "off",
-            },
-            "email_sent": email_sent.unwrap_or(false),
-        })),
-        Err(RegisterError::Invalid(errors)) => field_errors(&errors),
-        Err(RegisterError::Closed) => api_error(
-            StatusCode::FORBIDDEN,
-            "registration_closed",
-            "registration is closed on this server",
-            None,
-        ),
-        Err(RegisterError::Limited(retry)) => api_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            &format!(
-                "too many registrations from this network; retry in {} seconds",
-                retry.0
-            ),
-            Some(retry.0),
-        ),
-        Err(RegisterError::Db(e)) => api_unavailable(&e),
-        Err(RegisterError::Hash(e)) => {
-            tracing::error!(error = %e, "registration failed");
-            api_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the account could not be created; try again in a moment",
-                None,
-            )
-        }
-    }
-}
-
-/// The request body of `POST /api/verify-otp/`.
-#[derive(Deserialize)]
-pub struct VerifyBody {
-    #[serde(default)]
-    email: String,
-    #[serde(default)]
-    otp: String,
-}
-
-/// `POST /api/verify-otp/` (`email`, `otp`): 200 `{"status":"verified"}`; 400 `invalid_otp` for
-/// every refused code (one answer whatever the reason or the address, so that it reveals
-/// nothing); 429 `too_many_requests` past the per-client-address limit on guesses.
-pub async fn api_verify_otp(
-    req: HttpRequest,
-    payload: web::Payload,
-    accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let body: VerifyBody = match read_api_body(&req, payload, web.max_body_bytes).await {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
-    if body.email.trim().is_empty() || body.otp.trim().is_empty() {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "email and otp are required",
-            None,
-        );
-    }
-    match accounts
-        .verify_email_code(&body.email, &body.otp, peer_ip(&req))
-        .await
-    {
-        Ok(_) => verified_json(),
-        Err(VerifyError::Rejected) => api_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_otp",
-            "the code is wrong or has expired, or no code is waiting for this address; check both, or ask for a new code",
-            None,
-        ),
-        Err(VerifyError::Limited(retry)) => api_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            &format!(
-                "too many codes were tried from this network; retry in {} seconds",
-                retry.0
-            ),
-            Some(retry.0),
-        ),
-        Err(VerifyError::Disabled) => verification_disabled(),
-        Err(VerifyError::Db(e)) => api_unavailable(&e),
-    }
-}
-
-/// `GET /api/activate/{uidb64}/{token}/`: 200 `{"status":"verified"}` or 400 `invalid_link`.
-pub async fn api_activate(
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    accounts: web::Data<Accounts>,
-) -> HttpResponse {
-    let (uidb64, token) = path.into_inner();
-    match accounts.activate(&uidb64, &token, peer_ip(&req)).await {
-        Ok(_) => verified_json(),
-        Err(ActivationError::InvalidLink) => api_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_link",
-            "the activation link is invalid or has expired, or it was already used",
-            None,
-        ),
-        Err(ActivationError::Disabled) => verification_disabled(),
-        Err(ActivationError::Db(e)) => api_unavailable(&e),
-    }
-}
-
-/// The request body of the two resend endpoints.
-#[derive(Deserialize)]
-pub struct ResendBody {
-    #[serde(default)]
-    email: String,
-}
-
-/// `POST /api/resend-otp/` and `POST /api/resend-activation-email/` (`email`): a new email with
-/// a code and an activation link. 200 `{"status":"sent"}` for every address (only a pending one
-/// gets an email, sent in the background); 429 with `Retry-After` while the address's cooldown
-/// runs or past the per-client-address limit, for every address alike.
-pub async fn api_resend(
-    req: HttpRequest,
-    payload: web::Payload,
-    accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let body: ResendBody = match read_api_body(&req, payload, web.max_body_bytes).await {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
-    if body.email.trim().is_empty() {
-        return api_error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "email is required",
-            None,
-        );
-    }
-    match accounts
-        .resend_verification(&body.email, peer_ip(&req))
-        .await
-    {
-        Ok(()) => no_store(&mut HttpResponse::Ok()).json(serde_json::json!({"status": "sent"})),
-        Err(ResendError::TooSoon(retry)) => api_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            &format!(
-                "a code for this address was asked for a moment ago; retry in {} seconds",
-                retry.0
-            ),
-            Some(retry.0),
-        ),
-        Err(ResendError::Mail(_)) => api_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "email_not_sent",
-            "we could not send the email; try again in a moment",
-            None,
-        ),
-        Err(ResendError::Disabled) => verification_disabled(),
-        Err(ResendError::Db(e)) => api_unavailable(&e),
-    }
-}
-
 fn register_page(
     status: StatusCode,
     session: &Session,
@@ -771,34 +545,6 @@ fn verification_off_page() -> HttpResponse {
         "Not available",
         "Email verification is switched off on this server.",
     )
-}
-
-fn verified_json() -> HttpResponse {
-    no_store(&mut HttpResponse::Ok()).json(serde_json::json!({"status": "verified"}))
-}
-
-fn verification_disabled() -> HttpResponse {
-    api_error(
-        StatusCode::FORBIDDEN,
-        "verification_disabled",
-        "email verification is switched off on this server",
-        None,
-    )
-}
-
-/// A 400 naming the wrong fields: `{"error":"invalid_request","error_description":…,
-/// "fields":{"email":["…"]}}`.
-fn field_errors(errors: &FieldErrors) -> HttpResponse {
-    let description = errors
-        .iter()
-        .map(|(field, messages)| format!("{field}: {}", messages.join("; ")))
-        .collect::<Vec<_>>()
-        .join("; ");
-    no_store(&mut HttpResponse::BadRequest()).json(serde_json::json!({
-        "error": "invalid_request",
-        "error_description": description,
-        "fields": errors,
-    }))
 }
 
 /// Service messages (sentence fragments) as sentences for a page.

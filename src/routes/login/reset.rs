@@ -6,11 +6,8 @@
 //! * `GET|POST /accounts/password-reset-confirm/<uidb64>/<token>/` — the new-password form when
 //!   the link is valid, else a page saying it is invalid or expired; the POST sets the password
 //!   and continues to `/accounts/password-reset/complete/`.
-//! * `POST /api/password-reset/` (`email`) → 200 `{"status":"sent"}` for every address; 429 with
-//!   `Retry-After` when the limits for the address or the client refuse it.
-//! * `POST /api/password-reset-confirm/<uidb64>/<token>/` (`password`, `confirm_password`) →
-//!   200 `{"status":"password_changed"}`, 400 `{"error":"invalid_link"}`, or 400
-//!   `invalid_request` with `fields` naming each wrong field.
+//!
+//! The same two steps as a JSON API are `routes/api/password_reset.rs`.
 //!
 //! The token in the link's path never leaves the page: every response sends
 //! `Referrer-Policy: no-referrer`, so it is not leaked to other sites through `Referer`.
@@ -20,18 +17,17 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 
 use crate::accounts::reset::ResetError;
 use crate::accounts::Accounts;
 use crate::db::DbError;
 use crate::domain::Email;
-use crate::limits::RetryAfter;
+use crate::limits::{LimitError, RetryAfter};
+use crate::routes::support::{capitalized, with_retry_after};
 use crate::routes::support::{
-    api_error, csrf_token, current_user, error_page, no_store, peer_ip, read_api_body,
-    read_page_form, render, see_other, unavailable, WebConfig,
+    csrf_token, current_user, error_page, peer_ip, read_page_form, render, see_other, unavailable,
+    WebConfig,
 };
-use crate::routes::support::{api_unavailable, capitalized, with_retry_after};
 
 /// The navigation of a reset page: the signed-in user's (no entry is current), or a "Sign in"
 /// link.
@@ -133,13 +129,13 @@ pub async fn submit_request(
             None,
         ),
         Ok(email) => match accounts.request_password_reset(&email, peer_ip(&req)).await {
-            Ok(Ok(())) => return see_other("/accounts/password-reset/done/"),
-            Ok(Err(retry)) => (
+            Ok(()) => return see_other("/accounts/password-reset/done/"),
+            Err(LimitError::Limited(retry) | LimitError::Reached(retry)) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 wait_message(retry),
                 Some(retry),
             ),
-            Err(e) => return unavailable(&e),
+            Err(LimitError::Db(e)) => return unavailable(&e),
         },
     };
     let nav = match Nav::new(&session, &accounts, &web).await {
@@ -291,136 +287,6 @@ pub async fn submit_new_password(
             max_password_chars: accounts.password_policy().max_chars,
         },
     )
-}
-
-/// The body of `POST /api/password-reset/`.
-#[derive(Deserialize)]
-pub struct ResetRequestBody {
-    email: String,
-}
-
-/// `POST /api/password-reset/` (`email`): 200 `{"status":"sent"}` whether or not an account
-/// has the address; 400 for a malformed address; 429 with `Retry-After` when a limit refuses.
-pub async fn api_request_reset(
-    req: HttpRequest,
-    payload: web::Payload,
-    accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let body: ResetRequestBody = match read_api_body(&req, payload, web.max_body_bytes).await {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
-    let email = match Email::parse(&body.email) {
-        Ok(email) => email,
-        Err(message) => {
-            return field_errors(&[("email", capitalized(&message))]);
-        }
-    };
-    match accounts
-        .request_password_reset(&email, peer_ip(&req))
-        .await
-    {
-        Ok(Ok(())) => no_store(&mut HttpResponse::Ok()).json(serde_json::json!({"status": "sent"})),
-        Ok(Err(retry)) => api_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
-            &format!(
-                "too many password reset requests for this address or from this network; retry in {} seconds",
-                retry.0
-            ),
-            Some(retry.0),
-        ),
-        Err(e) => api_unavailable(&e),
-    }
-}
-
-/// The body of `POST /api/password-reset-confirm/<uidb64>/<token>/`.
-#[derive(Deserialize)]
-pub struct NewPasswordBody {
-    password: String,
-    confirm_password: String,
-}
-
-/// `POST /api/password-reset-confirm/{uidb64}/{token}/` (`password`, `confirm_password`):
-/// 200 `{"status":"password_changed"}`; 400 `invalid_link`; 400 `invalid_request` with
-/// `fields` for a mismatch or a password the validators refuse.
-pub async fn api_confirm_reset(
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    payload: web::Payload,
-    accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let (uidb64, token) = path.into_inner();
-    let body: NewPasswordBody = match read_api_body(&req, payload, web.max_body_bytes).await {
-        Ok(b) => b,
-        Err(response) => return response,
-    };
-    // The link first: a dead link is the answer whatever the passwords are.
-    match accounts.check_reset_link(&uidb64, &token).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return invalid_link(),
-        Err(e) => return api_unavailable(&e),
-    }
-    if body.password != body.confirm_password {
-        return field_errors(&[(
-            "confirm_password",
-            "The two passwords are not the same.".to_owned(),
-        )]);
-    }
-    match accounts
-        .reset_password(
-            &uidb64,
-            &token,
-            SecretString::from(body.password),
-            peer_ip(&req),
-        )
-        .await
-    {
-        Ok(_) => no_store(&mut HttpResponse::Ok())
-            .json(serde_json::json!({"status": "password_changed"})),
-        Err(ResetError::InvalidLink) => invalid_link(),
-        Err(ResetError::Invalid(message)) => field_errors(&[("password", capitalized(&message))]),
-        Err(ResetError::Db(e)) => api_unavailable(&e),
-        Err(e @ ResetError::Hash(_)) => {
-            tracing::error!(error = %e, "password reset failed");
-            api_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the password could not be changed; try again",
-                None,
-            )
-        }
-    }
-}
-
-fn invalid_link() -> HttpResponse {
-    api_error(
-        StatusCode::BAD_REQUEST,
-        "invalid_link",
-        "the password reset link is invalid or has expired; ask for a new one",
-        None,
-    )
-}
-
-/// A 400 naming the wrong fields: `{"error":"invalid_request","error_description":…,
-/// "fields":{"password":["…"]}}`.
-fn field_errors(errors: &[(&str, String)]) -> HttpResponse {
-    let mut fields = serde_json::Map::new();
-    for (field, message) in errors {
-        fields.insert((*field).to_owned(), serde_json::json!([message]));
-    }
-    let description = errors
-        .iter()
-        .map(|(_, m)| m.as_str())
-        .collect::<Vec<_>>()
-        .join(" ");
-    no_store(&mut HttpResponse::BadRequest()).json(serde_json::json!({
-        "error": "invalid_request",
-        "error_description": description,
-        "fields": fields,
-    }))
 }
 
 async fn invalid_link_page(

@@ -12,7 +12,7 @@ use crate::oauth::metadata::ServerMetadata;
 use crate::oauth::{OAuth, Params};
 use crate::oidc::logout::{LogoutError, LogoutPlan};
 use crate::oidc::{user_claims, OPENID};
-use crate::routes::api::bearer_error;
+use crate::routes::errors::ApiError;
 use crate::routes::oauth::{preflight_for, request_origin, with_cors};
 use crate::routes::support::{
     authorization_header, csrf_failed, csrf_ok, csrf_token, current_user, error_page, no_store,
@@ -102,7 +102,7 @@ async fn userinfo_response(
     let authorization = match (header_value, form_token) {
         (Some(_), Some(_)) => {
             return (
-                bearer_error(&BearerError::InvalidRequest(
+                bearer_error(BearerError::InvalidRequest(
                     "send the access token in one place only (RFC 6750 section 2)",
                 )),
                 None,
@@ -117,11 +117,11 @@ async fn userinfo_response(
         .await
     {
         Ok(g) => g,
-        Err(e) => return (bearer_error(&e), None),
+        Err(e) => return (bearer_error(e), None),
     };
     let Some(user) = grant.user else {
         return (
-            bearer_error(&BearerError::UserRequired),
+            bearer_error(BearerError::UserRequired),
             Some(grant.client_id),
         );
     };
@@ -130,6 +130,12 @@ async fn userinfo_response(
         no_store(&mut builder).json(user_claims(&user, &grant.scope)),
         Some(grant.client_id),
     )
+}
+
+/// An RFC 6750 §3 answer: status, `WWW-Authenticate` challenge and JSON body, written as the
+/// JSON APIs write theirs.
+fn bearer_error(e: BearerError) -> HttpResponse {
+    actix_web::ResponseError::error_response(&ApiError::from(e))
 }
 
 #[derive(Template)]
