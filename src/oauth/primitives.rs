@@ -329,9 +329,10 @@ impl<'a> Primitives<'a> {
         }
     }
 
-    /// Locks the login's user row for the rest of the transaction and returns whether the
-    /// login still holds there ([`PasswordLogin::still_holds`]: active, same password hash, no
-    /// session cut-off since the check began). The password and mfa-otp grants call it before
+    /// Locks the login's user row for the rest of the transaction (see the lock rule in
+    /// [`crate::db::tokens`]: before any token row) and returns whether the login still holds
+    /// there ([`PasswordLogin::still_holds`]: active, same password hash, no session cut-off
+    /// since the check began). The password and mfa-otp grants call it before
     /// [`Issuer::issue`]. Records `owner_inactive` for a deactivated user, `login_outdated`
     /// otherwise.
     pub fn lock_user_for(&self, login: &PasswordLogin) -> Result<bool, ()> {
