@@ -85,6 +85,10 @@ pub enum LoginCodeOutcome {
         user: Box<UserRow>,
         /// For a client's challenge, the scope it asked for.
         scope: Option<String>,
+        /// When the challenge was made (just after the password was checked): a password
+        /// change, reset or "sign out everywhere" since then must end the login
+        /// ([`super::PasswordLogin`]).
+        began: chrono::NaiveDateTime,
     },
     /// A wrong code; this many guesses are left.
     Wrong {
@@ -265,6 +269,7 @@ impl Accounts {
                 return Ok(LoginCodeOutcome::Passed {
                     user: Box::new(user),
                     scope: spent.scope,
+                    began: spent.created_at,
                 });
             }
             CodeCheck::Wrong { remaining } => {

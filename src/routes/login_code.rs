@@ -18,10 +18,11 @@ use serde::{Deserialize, Serialize};
 use super::auth::login_page;
 use super::support::with_retry_after;
 use super::support::{
-    csrf_token, peer_ip, read_page_form, render, see_other, start_session, unavailable, WebConfig,
+    csrf_token, peer_ip, read_page_form, render, see_other, start_session, unavailable, LoginBasis,
+    SessionError, WebConfig,
 };
 use crate::accounts::login_code::{ChallengeFor, LoginCodeOutcome, AMR_PASSWORD_AND_CODE};
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, PasswordLogin};
 use crate::db::users::UserRow;
 
 /// Session key of the pending login.
@@ -44,6 +45,11 @@ struct PendingLogin {
     next: String,
     /// When the password was checked, in Unix seconds.
     started: i64,
+    /// When the password check began ([`PasswordLogin::began`]): the session, once the code
+    /// is entered, counts as started then, so a password change, reset or sign-out since
+    /// ends it. Absent in a cookie written before it existed: `started` is used then.
+    #[serde(default)]
+    began: Option<chrono::NaiveDateTime>,
 }
 
 #[derive(Template)]
@@ -65,9 +71,10 @@ pub async fn begin(
     req: &HttpRequest,
     session: &Session,
     accounts: &Accounts,
-    user: &UserRow,
+    login: &PasswordLogin,
     next: &str,
 ) -> HttpResponse {
+    let user = &login.user;
     let ip = peer_ip(req);
     match accounts
         .start_login_challenge(user, ip, ChallengeFor::Browser)
@@ -79,6 +86,7 @@ pub async fn begin(
                 handle: challenge.handle,
                 next: next.to_owned(),
                 started: chrono::Utc::now().timestamp(),
+                began: Some(login.began),
             };
             if let Err(e) = session.insert(SESSION_PENDING_LOGIN, &pending) {
                 tracing::error!(error = %e, "could not keep the pending login");
@@ -188,15 +196,32 @@ pub async fn submit_code(
         LoginCodeOutcome::Passed { user: signed_in, .. } if signed_in.id == pending.user_id => {
             // A new session on login (no fixation), with a new CSRF token; the pending login
             // goes with the old session's contents.
-            if let Err(e) = start_session(
+            let basis = LoginBasis {
+                began: pending.began.or_else(|| {
+                    chrono::DateTime::from_timestamp(pending.started, 0).map(|t| t.naive_utc())
+                }),
+                verified_hash: None,
+            };
+            let started = start_session(
                 &req,
                 &session,
                 &accounts,
                 &signed_in.id,
                 AMR_PASSWORD_AND_CODE,
+                basis,
             )
-            .await
-            {
+            .await;
+            if let Err(e) = started {
+                if matches!(e, SessionError::Outdated) {
+                    // A password change, reset or sign-out since the password was checked.
+                    return login_page(
+                        StatusCode::UNAUTHORIZED,
+                        &session,
+                        &pending.next,
+                        &signed_in.username,
+                        "Please sign in again.".into(),
+                    );
+                }
                 tracing::error!(error = %e, "could not store the session");
                 return login_page(
                     StatusCode::INTERNAL_SERVER_ERROR,

@@ -36,7 +36,8 @@ use serde::Deserialize;
 
 use super::support::{
     api_error, csrf_token, current_user, error_page, no_store, peer_ip, read_api_body,
-    read_page_form, render, safe_next, see_other, start_session, unavailable, WebConfig,
+    read_page_form, render, safe_next, see_other, start_session, unavailable, LoginBasis,
+    WebConfig,
 };
 use super::support::{api_unavailable, with_retry_after};
 use crate::accounts::registration::{
@@ -249,7 +250,16 @@ pub async fn submit_register(
         email_sent,
     } = registered;
     if verification != EmailVerification::Mandatory {
-        if let Err(e) = start_session(&req, &session, &accounts, &user.id, "pwd").await {
+        if let Err(e) = start_session(
+            &req,
+            &session,
+            &accounts,
+            &user.id,
+            "pwd",
+            LoginBasis::default(),
+        )
+        .await
+        {
             // The account exists; the person can sign in on the login page.
             tracing::error!(error = %e, "could not start a session after registration");
             return see_other("/accounts/login/");
@@ -481,7 +491,16 @@ async fn verified(
         if let Err(e) = accounts.login_after_verification(user, peer_ip(req)).await {
             return unavailable(&e);
         }
-        match start_session(req, session, accounts, &user.id, AMR_PASSWORD_AND_CODE).await {
+        match start_session(
+            req,
+            session,
+            accounts,
+            &user.id,
+            AMR_PASSWORD_AND_CODE,
+            LoginBasis::default(),
+        )
+        .await
+        {
             Ok(()) => current = Some(user.clone()),
             Err(e) => tracing::error!(error = %e, "could not start a session after verification"),
         }

@@ -23,6 +23,7 @@ use super::super::params::Params;
 use super::super::token::TokenResponse;
 use super::super::OAuth;
 use crate::accounts::login_code::{ChallengeFor, LoginCodeOutcome, AMR_PASSWORD_AND_CODE};
+use crate::accounts::PasswordLogin;
 use crate::clients::Client;
 use crate::db::users::UserRow;
 use crate::domain::ScopeSet;
@@ -86,8 +87,10 @@ pub(crate) async fn exchange(
         .accounts
         .finish_login_challenge(mfa_token, otp, Some(client.id()), ip)
         .await?;
-    let (user, stored_scope) = match outcome {
-        LoginCodeOutcome::Passed { user, scope } => (user, scope),
+    let (login, stored_scope) = match outcome {
+        LoginCodeOutcome::Passed { user, scope, began } => {
+            (PasswordLogin { user: *user, began }, scope)
+        }
         LoginCodeOutcome::Wrong { remaining } => {
             return Err(OAuthError::invalid_grant(match remaining {
                 1 => "the code is wrong; 1 attempt left".to_owned(),
@@ -126,5 +129,5 @@ pub(crate) async fn exchange(
     } else {
         super::negotiate_scope(&client, oauth.config(), Some(&stored.to_string()))?
     };
-    super::password::issue(oauth, client, params, *user, scope, AMR_PASSWORD_AND_CODE).await
+    super::password::issue(oauth, client, params, login, scope, AMR_PASSWORD_AND_CODE).await
 }
