@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use diesel::prelude::*;
 
 use super::otp::{CodeCheck, CodeFor, NewCode};
-use super::{AccountError, Accounts};
+use super::{AccountError, Accounts, PasswordLogin};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::{EmailVerification, LoginOtp};
 use crate::db::one_time_codes::{self, LOGIN};
@@ -135,13 +135,14 @@ impl Accounts {
     ///
     /// # Errors
     /// Storage failures. A failed email is not an error: see [`LoginChallenge::emailed`].
-    #[tracing::instrument(skip_all, fields(user_id = %user.id))]
+    #[tracing::instrument(skip_all, fields(user_id = %login.user.id))]
     pub async fn start_login_challenge(
         &self,
-        user: &UserRow,
+        login: &PasswordLogin,
         ip: Option<IpAddr>,
         requester: ChallengeFor,
     ) -> Result<Result<LoginChallenge, RetryAfter>, DbError> {
+        let user = &login.user;
         let handle = secret::new_token();
         let client_id = requester.client_id().map(str::to_owned);
         let extra = match requester {
@@ -150,12 +151,14 @@ impl Accounts {
                 client_id: None,
                 scope: None,
                 skip_cooldown: false,
+                began: Some(login.began),
             },
             ChallengeFor::Client { client_id, scope } => NewCode {
                 challenge: Some(handle.clone()),
                 client_id: Some(client_id),
                 scope: Some(scope),
                 skip_cooldown: false,
+                began: Some(login.began),
             },
         };
         let code = match self.new_code(&user.id, LOGIN, extra).await? {

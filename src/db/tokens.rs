@@ -372,7 +372,9 @@ pub fn list_active(
         query
     };
     let total = filtered().count().get_result(conn)?;
-    let rows: Vec<(TokenRow, Option<(String, bool, bool)>)> = filtered()
+    /// The owner's columns as loaded: username, `is_staff`, `is_superuser`.
+    type OwnerColumns = (String, bool, bool);
+    let rows: Vec<(TokenRow, Option<OwnerColumns>)> = filtered()
         .order((tokens::created_at.desc(), tokens::id.desc()))
         .limit(limit)
         .offset(offset)

@@ -72,6 +72,9 @@ pub async fn submit_login(
             },
         )
     };
+    // When the check began, for a login refused as unverified: the login after verification
+    // counts as begun then (`Accounts::check_login` keeps its own for the other outcomes).
+    let began = crate::db::now();
     match accounts
         .check_login(username, password, peer_ip(&req))
         .await
@@ -127,7 +130,7 @@ pub async fn submit_login(
         }
         // Mandatory verification (routes/register.rs): a new code, then the verify page.
         Err(LoginError::Unverified(user)) => {
-            super::register::refuse_unverified_login(&session, &accounts, &user, &next).await
+            super::register::refuse_unverified_login(&session, &accounts, &user, &next, began).await
         }
         Err(LoginError::Db(e)) => unavailable(&e),
         Err(LoginError::Hash(e)) => {

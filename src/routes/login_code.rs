@@ -77,7 +77,7 @@ pub async fn begin(
     let user = &login.user;
     let ip = peer_ip(req);
     match accounts
-        .start_login_challenge(user, ip, ChallengeFor::Browser)
+        .start_login_challenge(login, ip, ChallengeFor::Browser)
         .await
     {
         Ok(Ok(challenge)) => {
@@ -302,7 +302,14 @@ pub async fn resend_code(
         Err(e) => return unavailable(&e),
     };
     match accounts
-        .start_login_challenge(&user, peer_ip(&req), ChallengeFor::Browser)
+        .start_login_challenge(
+            &PasswordLogin {
+                began: pending.began.unwrap_or_else(crate::db::now),
+                user: user.clone(),
+            },
+            peer_ip(&req),
+            ChallengeFor::Browser,
+        )
         .await
     {
         Ok(Ok(challenge)) => {

@@ -906,3 +906,72 @@ async fn an_authorization_racing_an_application_revocation_leaves_no_usable_code
         }
     }
 }
+
+/// The password grant with an emailed code (the mfa-otp grant): a login whose password check
+/// began before "sign out everywhere" or a reset, but whose code was issued after it, gets no
+/// tokens when the code comes back — the code counts as created when the check began.
+#[tokio::test]
+async fn an_emailed_code_login_checked_before_a_sign_out_everywhere_gets_no_tokens() {
+    const MFA_OTP: &str = "urn:latchkey:params:oauth:grant-type:mfa-otp";
+    let (app, user, client) = in_flight_setup().await;
+    for change in ["sign out everywhere", "reset"] {
+        // The password is verified…
+        let login = check_login(&app, PASSWORD).await;
+        // …the owner signs out everywhere (or resets the password) meanwhile…
+        if change == "reset" {
+            reset_password(&app, &user.id).await;
+        } else {
+            sign_out_everywhere(&app, &user.id).await;
+        }
+        // …and only then is the code challenge made (the grant's next step) and emailed.
+        let challenge = app
+            .services
+            .accounts
+            .start_login_challenge(
+                &login,
+                None,
+                latchkey::accounts::login_code::ChallengeFor::Client {
+                    client_id: client.id().to_owned(),
+                    scope: String::new(),
+                },
+            )
+            .await
+            .expect("db")
+            .expect("no cooldown");
+        // The newest email with a code (a password-change notice may arrive after it).
+        let code = app
+            .emails_to(&user.email)
+            .iter()
+            .rev()
+            .find(|email| email.subject == "Your sign-in code")
+            .and_then(|email| email.code())
+            .expect("a code in the email");
+        let (status, body) = app
+            .post_token(
+                &[
+                    ("grant_type", MFA_OTP),
+                    ("mfa_token", challenge.handle.as_str()),
+                    ("otp", code.as_str()),
+                ],
+                client.basic(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{change}: {body}");
+        assert_eq!(body["error"], "invalid_grant", "{change}: {body}");
+        assert!(body.get("access_token").is_none());
+        if change == "reset" {
+            break;
+        }
+        // The next challenge waits for the resend cooldown: start from a clean slate.
+        app.services
+            .db
+            .write(|conn| {
+                use diesel::prelude::*;
+                diesel::delete(latchkey::db::schema::one_time_codes::table)
+                    .execute(conn)
+                    .map_err(latchkey::db::DbError::from)
+            })
+            .await
+            .expect("codes cleared");
+    }
+}

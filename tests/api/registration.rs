@@ -1175,3 +1175,55 @@ async fn parallel_requests_for_a_code_pass_the_cooldown_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.emails_to("ada@example.com").len(), 2);
 }
+
+/// Review finding 1 (the verification path): the login that waits for the emailed code counts
+/// as begun when its password was checked, so a "sign out everywhere" (or a password change or
+/// reset, which set the same cut-off) between the password and the code leaves the browser
+/// signed out; the address is still verified.
+#[tokio::test]
+async fn a_login_waiting_for_verification_is_ended_by_a_sign_out_everywhere() {
+    let app = spawn_app_with("[accounts]\nemail_verification = \"mandatory\"").await;
+    let registrar = app.anonymous_visitor();
+    let response = registrar
+        .submit(
+            "/accounts/register/",
+            "/accounts/register/",
+            &[
+                ("email", "mia@example.com"),
+                ("username", "mia"),
+                ("password", GOOD),
+                ("confirm_password", GOOD),
+                ("next", "/"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&response), "/accounts/verify/");
+    let mia = user_by_email(&app, "mia@example.com").await;
+    // Meanwhile (someone holding the account elsewhere) every session is ended.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    app.services
+        .accounts
+        .end_sessions_and_tokens(&latchkey::audit::Actor::system(), &mia.id)
+        .await
+        .expect("signed out everywhere");
+    let code = latest_code(&app, "mia@example.com");
+    let response = registrar
+        .submit(
+            "/accounts/verify/",
+            "/accounts/verify/",
+            &[
+                ("email", "mia@example.com"),
+                ("otp", &code),
+                ("action", "verify"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.expect("html");
+    assert!(
+        html.contains("/accounts/login/?next="),
+        "a sign-in link: {html}"
+    );
+    assert!(!signed_in_as(&registrar, "mia").await);
+    assert!(user_by_email(&app, "mia@example.com").await.email_verified);
+}

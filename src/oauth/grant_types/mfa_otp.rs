@@ -25,7 +25,6 @@ use super::super::OAuth;
 use crate::accounts::login_code::{ChallengeFor, LoginCodeOutcome, AMR_PASSWORD_AND_CODE};
 use crate::accounts::PasswordLogin;
 use crate::clients::Client;
-use crate::db::users::UserRow;
 use crate::domain::ScopeSet;
 
 /// The `grant_type` value of this grant (advertised in the server metadata).
@@ -36,7 +35,7 @@ pub const GRANT_TYPE: &str = "urn:latchkey:params:oauth:grant-type:mfa-otp";
 pub(super) async fn challenge(
     oauth: &OAuth,
     client: &Client,
-    user: &UserRow,
+    login: &PasswordLogin,
     scope: &ScopeSet,
     ip: Option<IpAddr>,
 ) -> OAuthError {
@@ -46,7 +45,7 @@ pub(super) async fn challenge(
     };
     match oauth
         .accounts
-        .start_login_challenge(user, ip, requester)
+        .start_login_challenge(login, ip, requester)
         .await
     {
         Ok(Ok(started)) if started.emailed => OAuthError::mfa_required(

@@ -64,7 +64,7 @@ pub(crate) async fn exchange(
             }
         })?;
     if oauth.accounts.needs_login_code(&login.user) {
-        return Err(super::mfa_otp::challenge(oauth, &client, &login.user, &scope, ip).await);
+        return Err(super::mfa_otp::challenge(oauth, &client, &login, &scope, ip).await);
     }
     issue(oauth, client, params, login, scope, AMR_PASSWORD).await
 }
