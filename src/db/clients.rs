@@ -88,6 +88,23 @@ pub fn find(conn: &mut DbConnection, client_id: &str) -> QueryResult<Option<Clie
     .map(super::first_of)
 }
 
+/// Locks the client's row until the transaction ends and returns it, as it is once the lock is
+/// held (PostgreSQL `SELECT … FOR NO KEY UPDATE`; a plain read on SQLite, whose single writer
+/// serialises write transactions already): two edits of one client, or an edit and a grant of
+/// powers, then apply one after the other, each checked against what the other stored.
+///
+/// # Errors
+/// Query failures only.
+pub fn lock(conn: &mut DbConnection, client_id: &str) -> QueryResult<Option<ClientRow>> {
+    crate::load_locked!(
+        conn,
+        clients::table
+            .find(client_id)
+            .select(ClientRow::as_select())
+    )
+    .map(super::first_of)
+}
+
 /// All clients, oldest first.
 ///
 /// # Errors
