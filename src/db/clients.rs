@@ -116,6 +116,17 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<ClientRow>> {
         .load(conn)
 }
 
+/// The `client_id`s of the clients owned by `owner_id`.
+///
+/// # Errors
+/// Query failures only.
+pub fn ids_owned_by(conn: &mut DbConnection, owner_id: &str) -> QueryResult<Vec<String>> {
+    crate::per_backend!(conn, |c| clients::table
+        .filter(clients::owner_id.eq(owner_id))
+        .select(clients::client_id)
+        .load(c))
+}
+
 /// Replaces every column of the row with this `client_id`. Returns whether it existed.
 ///
 /// # Errors
