@@ -231,6 +231,7 @@ struct RawServer {
     data_dir: PathBuf,
     trusted_proxies: Vec<String>,
     forwarded_header: String,
+    hsts_include_subdomains: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -501,6 +502,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Whether cookies carry the `Secure` attribute (always with an https issuer).
     pub cookie_secure: bool,
+    /// Whether HSTS (sent with an https issuer) carries `includeSubDomains` (RFC 6797 §6.1.2):
+    /// off by default, so that a sibling subdomain's plain-HTTP site keeps working.
+    pub hsts_include_subdomains: bool,
     /// Reverse proxies whose forwarding header gives the client's address
     /// (`server.trusted_proxies`, `server.forwarded_header`); empty = the TCP peer is the client.
     pub trusted_proxies: crate::domain::TrustedProxies,
@@ -741,6 +745,7 @@ impl Settings {
             workers: raw.server.workers,
             max_body_bytes: raw.server.max_body_bytes,
             cookie_secure,
+            hsts_include_subdomains: raw.server.hsts_include_subdomains,
             trusted_proxies,
             session_max_age: bounded_duration(
                 "server.session_max_age_seconds",
