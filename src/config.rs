@@ -267,6 +267,7 @@ struct RawArgon2 {
     iterations: u32,
     parallelism: u32,
     max_concurrent: usize,
+    policy_queue: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -353,6 +354,9 @@ pub struct Argon2Settings {
     pub parallelism: u32,
     /// Hashes computed at once.
     pub max_concurrent: usize,
+    /// Password-policy checks (zxcvbn and the other validators) running or waiting at once;
+    /// one more is refused with 503 and `Retry-After` (1 or more).
+    pub policy_queue: usize,
 }
 
 /// Whether unverified email addresses matter.
@@ -712,6 +716,7 @@ impl Settings {
             } else {
                 raw.argon2.max_concurrent
             },
+            policy_queue: raw.argon2.policy_queue,
         };
         let rate_limits = RateLimits {
             failed_logins_per_account: raw.rate_limits.failed_logins_per_account,
