@@ -16,11 +16,11 @@ use askama::Template;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::account_sessions::{session_lines, SessionLine};
-use super::support::capitalized;
 use super::support::{
     actor, csrf_token, error_page, keep_session, page_number, read_page_form, render,
     require_login, see_other, show_time, unavailable, PageNav, WebConfig,
 };
+use super::support::{busy_page, capitalized};
 use crate::accounts::{AccountError, Accounts, Profile};
 use crate::clients::{split_list, Clients};
 use crate::db::users::UserRow;
@@ -639,6 +639,7 @@ async fn account_page(
 fn account_failure(e: &AccountError) -> HttpResponse {
     match e {
         AccountError::Db(e) => unavailable(e),
+        AccountError::Hash(e) if e.is_busy() => busy_page(),
         // The user was deleted between the login check and the change.
         AccountError::NotFound => error_page(
             StatusCode::NOT_FOUND,

@@ -34,12 +34,12 @@ use askama::Template;
 use secrecy::SecretString;
 use serde::Deserialize;
 
+use super::support::{api_busy, api_unavailable, busy_page, with_retry_after};
 use super::support::{
     api_error, csrf_token, current_user, error_page, no_store, peer_ip, read_api_body,
     read_page_form, render, safe_next, see_other, start_session, unavailable, LoginBasis,
     WebConfig,
 };
-use super::support::{api_unavailable, with_retry_after};
 use crate::accounts::registration::{
     ActivationError, FieldErrors, RegisterError, Registered, Registration, ResendError,
     VerifyError, AMR_PASSWORD_AND_CODE,
@@ -241,6 +241,7 @@ pub async fn submit_register(
             return page(StatusCode::FORBIDDEN, values, FieldErrors::new(), None)
         }
         Err(RegisterError::Db(e)) => return unavailable(&e),
+        Err(RegisterError::Hash(e)) if e.is_busy() => return busy_page(),
         Err(RegisterError::Hash(e)) => {
             tracing::error!(error = %e, "registration failed");
             return error_page(
@@ -609,6 +610,7 @@ pub async fn api_register(
             Some(retry.0),
         ),
         Err(RegisterError::Db(e)) => api_unavailable(&e),
+        Err(RegisterError::Hash(e)) if e.is_busy() => api_busy(),
         Err(RegisterError::Hash(e)) => {
             tracing::error!(error = %e, "registration failed");
             api_error(

@@ -22,11 +22,11 @@ use askama::Template;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use super::support::{api_busy, api_unavailable, busy_page, capitalized, with_retry_after};
 use super::support::{
     api_error, csrf_token, current_user, error_page, no_store, peer_ip, read_api_body,
     read_page_form, render, see_other, unavailable, WebConfig,
 };
-use super::support::{api_unavailable, capitalized, with_retry_after};
 use crate::accounts::reset::ResetError;
 use crate::accounts::Accounts;
 use crate::db::DbError;
@@ -260,6 +260,7 @@ pub async fn submit_new_password(
             }
             Err(ResetError::Invalid(message)) => ("password", capitalized(&message)),
             Err(ResetError::Db(e)) => return unavailable(&e),
+            Err(ResetError::Hash(e)) if e.is_busy() => return busy_page(),
             Err(e @ ResetError::Hash(_)) => {
                 tracing::error!(error = %e, "password reset failed");
                 return error_page(
@@ -383,6 +384,7 @@ pub async fn api_confirm_reset(
         Err(ResetError::InvalidLink) => invalid_link(),
         Err(ResetError::Invalid(message)) => field_errors(&[("password", capitalized(&message))]),
         Err(ResetError::Db(e)) => api_unavailable(&e),
+        Err(ResetError::Hash(e)) if e.is_busy() => api_busy(),
         Err(e @ ResetError::Hash(_)) => {
             tracing::error!(error = %e, "password reset failed");
             api_error(

@@ -385,6 +385,32 @@ pub fn api_unavailable(e: &DbError) -> HttpResponse {
     )
 }
 
+/// The page for a password check refused because the policy queue is full
+/// ([`crate::accounts::password::HashError::Busy`]): 503 with `Retry-After` (RFC 9110 §15.6.4).
+#[must_use]
+pub fn busy_page() -> HttpResponse {
+    with_retry_after(
+        error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Temporarily unavailable",
+            "The server is checking too many passwords right now. Please try again in a few seconds.",
+        ),
+        crate::accounts::password::BUSY_RETRY_AFTER_SECONDS,
+    )
+}
+
+/// The JSON answer for the same: 503 `temporarily_unavailable` (RFC 6749 §4.1.2.1's code) with
+/// `Retry-After`.
+#[must_use]
+pub fn api_busy() -> HttpResponse {
+    api_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        "too many password checks are waiting; try again in a few seconds",
+        Some(crate::accounts::password::BUSY_RETRY_AFTER_SECONDS),
+    )
+}
+
 /// `response` with `Retry-After: seconds` (RFC 9110 §10.2.3).
 #[must_use]
 pub fn with_retry_after(mut response: HttpResponse, seconds: u64) -> HttpResponse {
