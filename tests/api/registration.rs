@@ -1226,6 +1226,7 @@ async fn a_login_waiting_for_verification_is_ended_by_a_sign_out_everywhere() {
     );
     assert!(!signed_in_as(&registrar, "mia").await);
     assert!(user_by_email(&app, "mia@example.com").await.email_verified);
+}
 
 /// The password-policy checks have a queue of their own (`argon2.policy_queue`): past it, a
 /// registration is answered at once with 503 and `Retry-After` (a page on the HTML route,
