@@ -151,13 +151,16 @@ impl Accounts {
                 client_id: None,
                 scope: None,
                 skip_cooldown: false,
-                began: Some(login.began),
+                // The browser keeps the login's moment in its pending login (the session
+                // starts from it); the code row's time drives the resend cooldown.
+                began: None,
             },
             ChallengeFor::Client { client_id, scope } => NewCode {
                 challenge: Some(handle.clone()),
                 client_id: Some(client_id),
                 scope: Some(scope),
                 skip_cooldown: false,
+                // The mfa-otp grant has no other memory of when its login began.
                 began: Some(login.began),
             },
         };
