@@ -301,7 +301,9 @@ pub async fn remove(services: &Services, actor: &Actor) -> anyhow::Result<Leftov
                 // was verified? (The argon2 check is too slow for the transaction.)
                 let mut users_to_remove = Vec::new();
                 for user in &found.users {
-                    if let Some(now) = users::lock(conn, &user.id)? {
+                    // `FOR UPDATE`: a client being registered for the user commits first
+                    // and is read below, or waits and then finds no owner.
+                    if let Some(now) = users::lock_for_delete(conn, &user.id)? {
                         if now.password_hash == user.password_hash {
                             users_to_remove.push(user.clone());
                         }
