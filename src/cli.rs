@@ -75,7 +75,8 @@ pub enum UserCommand {
         /// Email address.
         #[arg(long)]
         email: String,
-        /// Password (at least 8 characters). Prefer the prompt: arguments end up in shell history.
+        /// Password (at least `accounts.min_password_length` characters, 12 by default; at most
+        /// 128). Prefer the prompt: arguments end up in shell history.
         #[arg(long)]
         password: Option<String>,
         /// Given name.

@@ -347,10 +347,14 @@ pub enum ClientError {
     /// answers this too, so that its existence is not confirmed.
     #[error("no such client")]
     NotFound,
-    /// The acting user may not give a client this power ([`check_powers`]); nothing changed.
+    /// The acting user may not make this change ([`check_owner`], [`check_powers`]): give a
+    /// first-party power, change where a powered client's codes go, or touch an operator's or
+    /// an admin's client; nothing changed.
     #[error("{field}: {message}")]
     Forbidden {
-        /// The field holding the power (`grant_types`, `scopes`, `skip_authorization`, …).
+        /// The field holding the power (`grant_types`, `scopes`, `skip_authorization`, …), the
+        /// destination refused (`redirect_uris`, …), or `owner` for a client not theirs to
+        /// change.
         field: &'static str,
         /// What is refused, for the user.
         message: String,
@@ -373,84 +377,84 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ClientError {
     }
 }
 
-/// Whether `actor` may manage every client and give first-party powers: the system (CLI,
-/// jobs) or an active staff member, read on `conn` (inside the change's transaction).
-fn acts_as_staff(conn: &mut DbConnection, actor: &Actor) -> diesel::QueryResult<bool> {
-    match &actor.user_id {
-        None => Ok(true),
-        Some(id) => {
-            Ok(db_users::find(conn, id)?.is_some_and(|u| u.is_active && u.has_staff_access()))
-        }
-    }
+/// Who is changing a client, as stored now (read on the change's connection, inside its
+/// transaction, so a demotion that committed first is seen).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Editor {
+    /// The system (command line, jobs) or an active superuser: every client, every power.
+    Admin,
+    /// An active staff member who is not a superuser: their own clients and those of ordinary
+    /// users, without giving new first-party powers.
+    Staff,
+    /// Anyone else: their own clients only, without giving new first-party powers.
+    User,
 }
 
-/// A user who is not staff manages only the clients they own; anyone else's answers
-/// [`ClientError::NotFound`] (existence is not confirmed). The system and staff manage all.
+fn editor(conn: &mut DbConnection, actor: &Actor) -> diesel::QueryResult<Editor> {
+    let Some(id) = &actor.user_id else {
+        return Ok(Editor::Admin);
+    };
+    Ok(match db_users::find(conn, id)? {
+        Some(u) if u.is_active && u.is_superuser => Editor::Admin,
+        Some(u) if u.is_active && u.has_staff_access() => Editor::Staff,
+        _ => Editor::User,
+    })
+}
+
+/// Who may manage (edit, delete, rotate the secret of) a stored client, checked inside the
+/// change's transaction whoever calls: the system and active superusers manage every client;
+/// anyone manages the clients they own; active staff who are not superusers also manage the
+/// portal clients of *ordinary* users — an operator's client (no owner) or one owned by a staff
+/// member or superuser is a superuser's ([`ClientError::Forbidden`], field `owner`); a user who
+/// is not staff gets [`ClientError::NotFound`] for anyone else's (existence is not confirmed).
 fn check_owner(
     conn: &mut DbConnection,
     actor: &Actor,
     client: &ClientRow,
-) -> Result<(), ClientError> {
+) -> Result<Editor, ClientError> {
+    let editor = editor(conn, actor)?;
     let owns = actor.user_id.is_some() && client.owner_id == actor.user_id;
-    if owns || acts_as_staff(conn, actor)? {
-        Ok(())
-    } else {
-        Err(ClientError::NotFound)
+    match editor {
+        Editor::Admin => Ok(editor),
+        _ if owns => Ok(editor),
+        Editor::Staff => {
+            let ordinary_owner = match &client.owner_id {
+                Some(owner) => db_users::find(conn, owner)?.is_some_and(|u| !u.has_staff_access()),
+                None => false,
+            };
+            if ordinary_owner {
+                Ok(editor)
+            } else {
+                Err(ClientError::Forbidden {
+                    field: "owner",
+                    message: "only a superuser can change an application registered by an operator or owned by a staff member or superuser".into(),
+                })
+            }
+        }
+        Editor::User => Err(ClientError::NotFound),
     }
 }
 
-/// The rule for clients registered or changed by users who are not staff (the developer
-/// portal), checked by the service whoever calls it: such a user manages only clients they own,
-/// a client they register is theirs (`owner_id`, which makes it a "portal client" that the
-/// authorization, token and logout endpoints treat more strictly), and they cannot give it a
-/// power meant for first-party applications — only keep what staff or an operator already set
-/// (`old`: the stored client; `None` for a new one). The powers: the password grant (a client
-/// with it collects passwords and gets tokens without consent), the `admin` and `logout_all`
-/// scopes, skipping consent, introspecting every token, serving RFC 8707 resources, refresh
-/// tokens without `offline_access`, PKCE off or `plain`, and custom token lifetimes.
-fn check_powers(
-    conn: &mut DbConnection,
-    actor: &Actor,
-    old: Option<&ClientRow>,
-    new: &ClientRow,
-) -> Result<(), ClientError> {
-    if acts_as_staff(conn, actor)? {
-        return Ok(());
-    }
-    let Some(actor_id) = actor.user_id.as_deref() else {
-        return Ok(());
-    };
-    match old {
-        Some(old) if old.owner_id.as_deref() != Some(actor_id) => {
-            return Err(ClientError::NotFound)
-        }
-        None if new.owner_id.as_deref() != Some(actor_id) => {
-            return Err(ClientError::Forbidden {
-                field: "owner",
-                message: "an application you register is yours".into(),
-            })
-        }
-        _ => {}
-    }
+/// The first first-party power that `new` has and `old` had not (`old`: `None` for a new
+/// client), as (field, description): the password grant (a client with it collects passwords
+/// and gets tokens without consent), the `admin` and `logout_all` scopes, skipping consent,
+/// introspecting every token, serving RFC 8707 resources, refresh tokens without
+/// `offline_access`, PKCE off or `plain`, and custom token lifetimes. Taking a power away is not
+/// giving one.
+fn new_power(old: Option<&ClientRow>, new: &ClientRow) -> Option<(&'static str, String)> {
     let listed = |list: &str, item: &str| list.split(' ').any(|x| x == item);
     let kept_or_off = |was: Option<bool>, now: bool| !now || was == Some(true);
-    let refuse = |field: &'static str, what: &str| {
-        Err(ClientError::Forbidden {
-            field,
-            message: format!("{what}: only administrators can allow it"),
-        })
-    };
     let had_grant = |g: &str| old.is_some_and(|o| listed(&o.grant_types, g));
     if listed(&new.grant_types, GrantType::Password.as_str())
         && !had_grant(GrantType::Password.as_str())
     {
-        return refuse("grant_types", "the password grant");
+        return Some(("grant_types", "the password grant".into()));
     }
     for scope in crate::config::RESTRICTED_SCOPES {
         if listed(&new.allowed_scopes, scope)
             && !old.is_some_and(|o| listed(&o.allowed_scopes, scope))
         {
-            return refuse("scopes", &format!("the {scope} scope"));
+            return Some(("scopes", format!("the {scope} scope")));
         }
     }
     let flags = [
@@ -487,18 +491,118 @@ fn check_powers(
     ];
     for (field, what, was, now) in flags {
         if !kept_or_off(was, now) {
-            return refuse(field, what);
+            return Some((field, what.into()));
         }
     }
     let same_or_default = |was: Option<&str>, now: &str| now.is_empty() || was == Some(now);
     if !same_or_default(old.map(|o| o.resource_uris.as_str()), &new.resource_uris) {
-        return refuse("resource_uris", "serving resources");
+        return Some(("resource_uris", "serving resources".into()));
     }
     let lifetimes = |r: &ClientRow| (r.access_token_lifetime, r.refresh_token_lifetime);
     if lifetimes(new) != (None, None) && old.map(lifetimes) != Some(lifetimes(new)) {
-        return refuse("lifetimes", "custom token lifetimes");
+        return Some(("lifetimes", "custom token lifetimes".into()));
+    }
+    None
+}
+
+/// The first first-party power `client` holds, as (field, description); see [`new_power`].
+fn held_power(client: &ClientRow) -> Option<(&'static str, String)> {
+    new_power(None, client)
+}
+
+/// The fields that say where a client's codes, tokens and users go: fixed while it holds a
+/// first-party power, except for a superuser ([`check_powers`]).
+const DESTINATION_FIELDS: [&str; 3] = [
+    "redirect_uris",
+    "post_logout_redirect_uris",
+    "allowed_origins",
+];
+
+fn destination<'r>(row: &'r ClientRow, field: &str) -> std::collections::BTreeSet<&'r str> {
+    let list = match field {
+        "redirect_uris" => &row.redirect_uris,
+        "post_logout_redirect_uris" => &row.post_logout_redirect_uris,
+        _ => &row.allowed_origins,
+    };
+    list.split(' ').filter(|s| !s.is_empty()).collect()
+}
+
+/// The rule for registering or changing a client, checked by the service inside the change's
+/// transaction whoever calls it (portal pages, tests, the command line as the system):
+///
+/// * who may touch the client at all is [`check_owner`]'s rule; a client registered by anyone
+///   but the system or a superuser is the registrant's own (`owner_id`, which makes it a
+///   "portal client" that the authorization, token and logout endpoints treat more strictly);
+/// * giving a client a first-party power it did not have ([`new_power`]) is a superuser's
+///   (or the system's): staff who are not superusers and owners only keep what is stored;
+/// * while a client holds a first-party power, its redirect URIs, post-logout redirect URIs
+///   and allowed CORS origins are a superuser's too: otherwise its owner (or a staff member)
+///   could point a client trusted to skip consent at a host of their own (RFC 9700 §4.1).
+///
+/// `old`: the stored client; `None` for a new one.
+fn check_powers(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    old: Option<&ClientRow>,
+    new: &ClientRow,
+) -> Result<(), ClientError> {
+    let editor = match old {
+        Some(old) => check_owner(conn, actor, old)?,
+        None => editor(conn, actor)?,
+    };
+    if editor == Editor::Admin {
+        return Ok(());
+    }
+    if old.is_none() && (actor.user_id.is_none() || new.owner_id != actor.user_id) {
+        return Err(ClientError::Forbidden {
+            field: "owner",
+            message: "an application you register is yours".into(),
+        });
+    }
+    let who = match editor {
+        Editor::Staff => "only a superuser can allow it",
+        _ => "only administrators can allow it",
+    };
+    if let Some((field, what)) = new_power(old, new) {
+        return Err(ClientError::Forbidden {
+            field,
+            message: format!("{what}: {who}"),
+        });
+    }
+    if let Some((old, (_, power))) = old.and_then(|o| Some((o, held_power(o)?))) {
+        for field in DESTINATION_FIELDS {
+            if destination(old, field) != destination(new, field) {
+                return Err(ClientError::Forbidden {
+                    field,
+                    message: destinations_fixed(&power),
+                });
+            }
+        }
     }
     Ok(())
+}
+
+/// Why a client's redirect URIs, post-logout redirect URIs and allowed origins stay as they are
+/// (`power`: the first-party power it holds).
+fn destinations_fixed(power: &str) -> String {
+    format!(
+        "an administrator gave this application first-party powers ({power}), so only a superuser can change its redirect URIs, post-logout redirect URIs and allowed origins: ask an administrator"
+    )
+}
+
+/// What an actor may do to a stored client, by the rules of [`check_owner`] and
+/// [`check_powers`]: for pages that hide the controls the viewer cannot use (each change checks
+/// again in its transaction).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientAccess {
+    /// `None` when the actor may edit, delete and rotate the secret of the client; otherwise
+    /// why not.
+    pub refused: Option<String>,
+    /// Whether the actor may give first-party powers (the system or a superuser).
+    pub grant_powers: bool,
+    /// `None` when the actor may change the redirect URIs, post-logout redirect URIs and
+    /// allowed origins; otherwise why not (the client holds a first-party power).
+    pub destinations_fixed: Option<String>,
 }
 
 /// Validates a spec into a row (without id, secret or timestamps set meaningfully).
@@ -848,7 +952,7 @@ impl Clients {
             .db
             .write(move |conn| {
                 conn.transaction::<_, ClientError, _>(|conn| {
-                    let Some(old) = clients::find(conn, &id)? else {
+                    let Some(old) = clients::lock(conn, &id)? else {
                         return Ok(None);
                     };
                     if old.client_type != row.client_type {
@@ -871,6 +975,45 @@ impl Clients {
             .await?
             .ok_or(ClientError::NotFound)?;
         Ok(Client::from_row(updated))
+    }
+
+    /// What `actor` may do to `client` (`None`: a client they would register), read now; each
+    /// change checks again in its transaction.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn access(
+        &self,
+        actor: &Actor,
+        client: Option<&Client>,
+    ) -> Result<ClientAccess, DbError> {
+        let actor = actor.clone();
+        let row = client.map(|c| c.row.clone());
+        self.db
+            .read(move |conn| {
+                let (refused, editor) = match row.as_ref().map(|r| check_owner(conn, &actor, r)) {
+                    None => (None, editor(conn, &actor)?),
+                    Some(Ok(editor)) => (None, editor),
+                    Some(Err(ClientError::Db(e))) => return Err(e),
+                    Some(Err(ClientError::Forbidden { message, .. })) => {
+                        (Some(message), Editor::User)
+                    }
+                    Some(Err(e)) => (Some(e.to_string()), Editor::User),
+                };
+                let grant_powers = editor == Editor::Admin;
+                let destinations_fixed = match &row {
+                    Some(row) if !grant_powers => {
+                        held_power(row).map(|(_, power)| destinations_fixed(&power))
+                    }
+                    _ => None,
+                };
+                Ok(ClientAccess {
+                    refused,
+                    grant_powers,
+                    destinations_fixed,
+                })
+            })
+            .await
     }
 
     /// The client with this id.
@@ -910,7 +1053,7 @@ impl Clients {
             .db
             .write(move |conn| {
                 conn.transaction::<_, ClientError, _>(|conn| {
-                    let Some(old) = clients::find(conn, &id)? else {
+                    let Some(old) = clients::lock(conn, &id)? else {
                         return Ok(false);
                     };
                     check_owner(conn, &actor, &old)?;
@@ -955,7 +1098,7 @@ impl Clients {
             .db
             .write(move |conn| {
                 conn.transaction::<_, ClientError, _>(|conn| {
-                    let Some(old) = clients::find(conn, &id)? else {
+                    let Some(old) = clients::lock(conn, &id)? else {
                         return Ok(false);
                     };
                     check_owner(conn, &actor, &old)?;

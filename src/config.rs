@@ -231,6 +231,7 @@ struct RawServer {
     data_dir: PathBuf,
     trusted_proxies: Vec<String>,
     forwarded_header: String,
+    hsts_include_subdomains: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -266,6 +267,7 @@ struct RawArgon2 {
     iterations: u32,
     parallelism: u32,
     max_concurrent: usize,
+    policy_queue: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -352,6 +354,9 @@ pub struct Argon2Settings {
     pub parallelism: u32,
     /// Hashes computed at once.
     pub max_concurrent: usize,
+    /// Password-policy checks (zxcvbn and the other validators) running or waiting at once;
+    /// one more is refused with 503 and `Retry-After` (1 or more).
+    pub policy_queue: usize,
 }
 
 /// Whether unverified email addresses matter.
@@ -501,6 +506,9 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Whether cookies carry the `Secure` attribute (always with an https issuer).
     pub cookie_secure: bool,
+    /// Whether HSTS (sent with an https issuer) carries `includeSubDomains` (RFC 6797 §6.1.2):
+    /// off by default, so that a sibling subdomain's plain-HTTP site keeps working.
+    pub hsts_include_subdomains: bool,
     /// Reverse proxies whose forwarding header gives the client's address
     /// (`server.trusted_proxies`, `server.forwarded_header`); empty = the TCP peer is the client.
     pub trusted_proxies: crate::domain::TrustedProxies,
@@ -708,6 +716,7 @@ impl Settings {
             } else {
                 raw.argon2.max_concurrent
             },
+            policy_queue: raw.argon2.policy_queue,
         };
         let rate_limits = RateLimits {
             failed_logins_per_account: raw.rate_limits.failed_logins_per_account,
@@ -741,6 +750,7 @@ impl Settings {
             workers: raw.server.workers,
             max_body_bytes: raw.server.max_body_bytes,
             cookie_secure,
+            hsts_include_subdomains: raw.server.hsts_include_subdomains,
             trusted_proxies,
             session_max_age: bounded_duration(
                 "server.session_max_age_seconds",

@@ -278,7 +278,9 @@ pub fn refusal(leftovers: &Leftovers) -> String {
 /// Deletes the demo rows ([`find_leftovers`]) in one transaction: the clients (their tokens,
 /// codes and consents cascade) and the users (their tokens, codes, consents, sessions and group
 /// memberships cascade), recorded as one `demo.removed` audit event by `actor`. A user whose
-/// password changed between the check and the transaction is kept. Returns what was removed.
+/// password changed between the check and the transaction is kept (with their clients). The
+/// clients to delete are read inside the transaction, so one a demo user registered meanwhile
+/// goes too. Returns what was removed.
 ///
 /// # Errors
 /// Storage failures; nothing is removed then.
@@ -295,17 +297,41 @@ pub async fn remove(services: &Services, actor: &Actor) -> anyhow::Result<Leftov
         .write(move |conn| {
             conn.transaction::<_, diesel::result::Error, _>(|conn| {
                 let mut removed = Leftovers::default();
-                for id in &found.clients {
-                    if clients::delete(conn, id)? {
-                        removed.clients.push(id.clone());
+                // The users first, read afresh: still the accounts whose published password
+                // was verified? (The argon2 check is too slow for the transaction.)
+                let mut users_to_remove = Vec::new();
+                for user in &found.users {
+                    // `FOR UPDATE`: a client being registered for the user commits first
+                    // and is read below, or waits and then finds no owner.
+                    if let Some(now) = users::lock_for_delete(conn, &user.id)? {
+                        if now.password_hash == user.password_hash {
+                            users_to_remove.push(user.clone());
+                        }
                     }
                 }
-                for user in &found.users {
-                    // Still the account whose published password was verified?
-                    let same = users::find(conn, &user.id)?
-                        .is_some_and(|now| now.password_hash == user.password_hash);
-                    if same && users::delete(conn, &user.id)? {
-                        removed.users.push(user.clone());
+                // The clients as they are now, in this transaction: the fixed demo ids and
+                // every client of a demo user. A client registered after `find_leftovers` must
+                // go too, or deleting its owner would leave it behind without one — an
+                // operator's client, trusted by the endpoints.
+                let mut ids = Vec::new();
+                for id in [CONFIDENTIAL_ID, PUBLIC_ID] {
+                    if clients::find(conn, id)?.is_some() {
+                        ids.push(id.to_owned());
+                    }
+                }
+                for user in &users_to_remove {
+                    ids.extend(clients::ids_owned_by(conn, &user.id)?);
+                }
+                ids.sort();
+                ids.dedup();
+                for id in ids {
+                    if clients::delete(conn, &id)? {
+                        removed.clients.push(id);
+                    }
+                }
+                for user in users_to_remove {
+                    if users::delete(conn, &user.id)? {
+                        removed.users.push(user);
                     }
                 }
                 let names: Vec<&str> = removed.users.iter().map(|u| u.username.as_str()).collect();

@@ -162,6 +162,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let key = Key::derive_from(settings.secret_key.expose_secret());
         let cookie_secure = settings.cookie_secure;
+        let hsts_include_subdomains = settings.hsts_include_subdomains;
         let web_config = WebConfig {
             issuer: settings.issuer_str().to_owned(),
             max_body_bytes: settings.max_body_bytes,
@@ -199,7 +200,7 @@ impl Application {
                         .cookie_content_security(CookieContentSecurity::Private)
                         .build(),
                 )
-                .wrap(security_headers(https))
+                .wrap(security_headers(https, hsts_include_subdomains))
                 .wrap(TracingLogger::<PathOnlySpan>::new())
                 .app_data(db.clone())
                 .app_data(accounts.clone())
@@ -298,18 +299,25 @@ pub fn session_cookie_name(https: bool) -> &'static str {
     }
 }
 
-/// `Strict-Transport-Security` sent under an https issuer (RFC 6797): one year, subdomains
-/// included (the issuer's host is the server's own; its subdomains have no business on plain
-/// HTTP either).
-pub const HSTS: &str = "max-age=31536000; includeSubDomains";
+/// `Strict-Transport-Security` sent under an https issuer (RFC 6797 §6.1): one year, and
+/// `includeSubDomains` (§6.1.2) only with `server.hsts_include_subdomains` — the issuer's host
+/// is the server's own, but its subdomains may be other people's sites on plain HTTP.
+#[must_use]
+pub fn hsts(include_subdomains: bool) -> &'static str {
+    if include_subdomains {
+        "max-age=31536000; includeSubDomains"
+    } else {
+        "max-age=31536000"
+    }
+}
 
 /// Security headers on every response. Scripts only from our own files (`/static/*.js`), no
 /// inline script or style. There is no `form-action`: browsers apply it to the redirect after a
 /// POST too, and the consent form's answer redirects to the client's redirect URI. With
-/// `https`, also [`HSTS`].
-fn security_headers(https: bool) -> DefaultHeaders {
+/// `https`, also [`hsts`].
+fn security_headers(https: bool, hsts_include_subdomains: bool) -> DefaultHeaders {
     let headers = if https {
-        DefaultHeaders::new().add(("Strict-Transport-Security", HSTS))
+        DefaultHeaders::new().add(("Strict-Transport-Security", hsts(hsts_include_subdomains)))
     } else {
         DefaultHeaders::new()
     };

@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use diesel::prelude::*;
 
 use super::otp::{CodeCheck, CodeFor, NewCode};
-use super::{AccountError, Accounts};
+use super::{AccountError, Accounts, PasswordLogin};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::{EmailVerification, LoginOtp};
 use crate::db::one_time_codes::{self, LOGIN};
@@ -85,6 +85,10 @@ pub enum LoginCodeOutcome {
         user: Box<UserRow>,
         /// For a client's challenge, the scope it asked for.
         scope: Option<String>,
+        /// When the challenge was made (just after the password was checked): a password
+        /// change, reset or "sign out everywhere" since then must end the login
+        /// ([`super::PasswordLogin`]).
+        began: chrono::NaiveDateTime,
     },
     /// A wrong code; this many guesses are left.
     Wrong {
@@ -132,13 +136,14 @@ impl Accounts {
     /// [`LimitError::Limited`] with how long to wait when the resend cooldown has not passed
     /// (the previous code still works then); storage failures. A failed email is not an error:
     /// see [`LoginChallenge::emailed`].
-    #[tracing::instrument(skip_all, fields(user_id = %user.id))]
+    #[tracing::instrument(skip_all, fields(user_id = %login.user.id))]
     pub async fn start_login_challenge(
         &self,
-        user: &UserRow,
+        login: &PasswordLogin,
         ip: Option<IpAddr>,
         requester: ChallengeFor,
     ) -> Result<LoginChallenge, LimitError> {
+        let user = &login.user;
         let handle = secret::new_token();
         let client_id = requester.client_id().map(str::to_owned);
         let extra = match requester {
@@ -147,12 +152,17 @@ impl Accounts {
                 client_id: None,
                 scope: None,
                 skip_cooldown: false,
+                // The browser keeps the login's moment in its pending login (the session
+                // starts from it); the code row's time drives the resend cooldown.
+                began: None,
             },
             ChallengeFor::Client { client_id, scope } => NewCode {
                 challenge: Some(handle.clone()),
                 client_id: Some(client_id),
                 scope: Some(scope),
                 skip_cooldown: false,
+                // The mfa-otp grant has no other memory of when its login began.
+                began: Some(login.began),
             },
         };
         let code = self.new_code(&user.id, LOGIN, extra).await?;
@@ -266,6 +276,7 @@ impl Accounts {
                 return Ok(LoginCodeOutcome::Passed {
                     user: Box::new(user),
                     scope: spent.scope,
+                    began: spent.created_at,
                 });
             }
             CodeCheck::Wrong { remaining } => {

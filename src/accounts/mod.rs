@@ -15,6 +15,7 @@ pub mod sessions;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use chrono::NaiveDateTime;
 use diesel::Connection;
 use secrecy::SecretString;
 
@@ -69,6 +70,39 @@ impl From<diesel::result::Error> for AccountError {
             ) => Self::Taken,
             other => Self::Db(DbError::Query(other)),
         }
+    }
+}
+
+/// A password login that passed [`Accounts::check_login`]: the user as read for the check and
+/// the moment the check began (taken before the stored hash was read).
+///
+/// The argon2 check is slow and runs off the database, so a password change, reset, "sign out
+/// everywhere" or deactivation can commit while it runs. Whoever turns the login into
+/// credentials (tokens, a browser session) re-reads the user under its row lock and asks
+/// [`PasswordLogin::still_holds`], so a login that began before such a change never yields
+/// live credentials after it.
+#[derive(Clone, Debug)]
+pub struct PasswordLogin {
+    /// The user, as read before the password was verified (`password_hash` is the verified
+    /// hash).
+    pub user: UserRow,
+    /// When the check began (UTC, microseconds).
+    pub began: NaiveDateTime,
+}
+
+impl PasswordLogin {
+    /// Whether the login still counts for `current`, the user's row as read under its lock:
+    /// the same account, active, its password hash still the one verified, and its session
+    /// cut-off (`sessions_valid_after`, moved by a password change or reset, "sign out
+    /// everywhere" and deactivation) before the moment the check began.
+    #[must_use]
+    pub fn still_holds(&self, current: &UserRow) -> bool {
+        current.id == self.user.id
+            && current.is_active
+            && current.password_hash == self.user.password_hash
+            && current
+                .sessions_valid_after
+                .is_none_or(|cut| cut < self.began)
     }
 }
 
@@ -342,6 +376,23 @@ impl Accounts {
                 .hasher
                 .verify(password, user.password_hash.clone())
                 .await
+    }
+
+    /// [`Accounts::authenticate`], remembering when the check began: what issues credentials
+    /// for the login checks [`PasswordLogin::still_holds`] under the user's row lock first.
+    ///
+    /// # Errors
+    /// As [`Accounts::authenticate`].
+    pub async fn check_login(
+        &self,
+        login: &str,
+        password: SecretString,
+        ip: Option<IpAddr>,
+    ) -> Result<PasswordLogin, LoginError> {
+        // Before the hash is read: a cut-off set while the check runs is at or after it.
+        let began = db::now();
+        let user = self.authenticate(login, password, ip).await?;
+        Ok(PasswordLogin { user, began })
     }
 
     /// Checks a username-or-email and password from the client address `ip`. Takes as long

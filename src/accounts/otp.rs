@@ -72,6 +72,11 @@ pub struct NewCode {
     /// Issue it even when the resend cooldown has not passed (the caller holds a cooldown of
     /// its own).
     pub skip_cooldown: bool,
+    /// When the login this code completes began ([`super::PasswordLogin::began`]), recorded as
+    /// the code's `created_at` (never later than now): the mfa-otp grant counts its login as
+    /// begun then, so a password change, reset or "sign out everywhere" that lands between the
+    /// password check and the code's issue still ends it. `None`: now.
+    pub began: Option<chrono::NaiveDateTime>,
 }
 
 /// A code guess counted against the client address: the bucket, to take the guess back when the
@@ -160,7 +165,7 @@ impl Accounts {
                             challenge_hash: extra.challenge.as_deref().map(secret::sha256_hex),
                             client_id: extra.client_id,
                             scope: extra.scope,
-                            created_at: now,
+                            created_at: extra.began.map_or(now, |began| began.min(now)),
                             expires_at: now + ttl,
                             attempts: 0,
                             used_at: None,

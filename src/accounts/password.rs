@@ -1,7 +1,8 @@
 //! argon2id password hashing and the password policy, on threads of their own at a lower
-//! scheduling priority, behind a semaphore so that a login or registration flood cannot use more
-//! than `max_concurrent` cores (and `max_concurrent × memory_kib` of memory) at once: surplus
-//! requests queue as futures while the HTTP workers keep answering everything else.
+//! scheduling priority, behind semaphores so that a login or registration flood cannot use more
+//! than `max_concurrent` cores for hashes (and `max_concurrent × memory_kib` of memory) and half
+//! as many for policy checks at once: surplus hashes queue as futures while the HTTP workers
+//! keep answering everything else; surplus policy checks past `argon2.policy_queue` are refused.
 //!
 //! The argon2 working memory (19 MiB with the OWASP parameters) comes from a pool of at most
 //! `max_concurrent` buffers that are wiped after every use and kept for the next hash. Allocating
@@ -15,7 +16,9 @@
 //! (the crate stops there too since 3.0; the cut here keeps the bound whatever its version).
 //! Even 100 characters can be costly: its l33t matcher enumerates substitutions, and 100
 //! characters of `4@3!1|70$5+%2869` take about 0.2 s of one core (release build) — which is why
-//! the validators run behind the same semaphore as argon2, not on an HTTP worker.
+//! the validators run on password threads too, not on an HTTP worker, behind a semaphore of
+//! their own with a bounded queue (`argon2.policy_queue`, refused with [`HashError::Busy`]), so
+//! that a flood of registrations neither delays logins' hashes nor waits without end.
 
 use std::sync::{Arc, Mutex};
 
@@ -148,7 +151,7 @@ impl<'a> UserInputs<'a> {
 ///   as extra dictionary words; the message passes on zxcvbn's warning and suggestions.
 ///
 /// CPU-bound (zxcvbn takes milliseconds): call it through [`PasswordHasher::check`], which runs
-/// it on the blocking pool behind the hashing semaphore.
+/// it on the blocking pool behind the policy semaphore.
 #[must_use]
 pub fn problems(
     password: &SecretString,
@@ -263,16 +266,42 @@ fn lowercase_first(s: &str) -> String {
 
 /// Hashing failed for a reason that is not the caller's input.
 #[derive(Debug, thiserror::Error)]
-#[error("password hashing failed: {0}")]
-pub struct HashError(String);
+pub enum HashError {
+    /// The password thread could not run or failed.
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+    /// Too many password-policy checks are running or waiting (`argon2.policy_queue`): the
+    /// check was refused at once rather than queued. Answer 503 with `Retry-After`
+    /// ([`BUSY_RETRY_AFTER_SECONDS`]).
+    #[error("too many password checks are waiting; try again shortly")]
+    Busy,
+}
 
-/// Hashes and verifies passwords with argon2id, and applies the password policy, all on the
-/// blocking pool behind one semaphore of `argon2.max_concurrent` permits.
+impl HashError {
+    /// Whether this is [`HashError::Busy`] (a full queue, not a failure).
+    #[must_use]
+    pub fn is_busy(&self) -> bool {
+        matches!(self, Self::Busy)
+    }
+}
+
+/// The `Retry-After` (seconds) of an answer refused with [`HashError::Busy`].
+pub const BUSY_RETRY_AFTER_SECONDS: u64 = 5;
+
+/// Hashes and verifies passwords with argon2id behind a semaphore of `argon2.max_concurrent`
+/// permits, and applies the password policy behind a semaphore of its own (half as many
+/// permits, at least one) with a bounded queue (`argon2.policy_queue`), all on password
+/// threads: a flood of registrations (policy checks) neither delays logins' hashes nor waits
+/// without end.
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
     policy: PasswordPolicy,
     permits: Arc<Semaphore>,
+    /// Policy checks running at once.
+    policy_slots: Arc<Semaphore>,
+    /// Policy checks running or waiting; one more is refused with [`HashError::Busy`].
+    policy_queue: Arc<Semaphore>,
     buffers: Arc<Mutex<Vec<Vec<Block>>>>,
     dummy: Arc<OnceCell<String>>,
 }
@@ -346,11 +375,13 @@ impl PasswordHasher {
             settings.parallelism,
             None,
         )
-        .map_err(|e| HashError(e.to_string()))?;
+        .map_err(|e| HashError::Failed(e.to_string()))?;
         Ok(Self {
             params,
             policy,
             permits: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
+            policy_slots: Arc::new(Semaphore::new((settings.max_concurrent / 2).max(1))),
+            policy_queue: Arc::new(Semaphore::new(settings.policy_queue.max(1))),
             buffers: Arc::new(Mutex::new(Vec::new())),
             dummy: Arc::new(OnceCell::new()),
         })
@@ -378,12 +409,13 @@ impl PasswordHasher {
 
     /// Every problem of `password` under the policy ([`problems`]), as sentence fragments
     /// (empty when it passes). The length rules are checked at once; the validators then run on
-    /// a password thread behind the hashing semaphore ([`PasswordHasher::run`]), so a flood of
-    /// hostile passwords queues behind the other password work instead of occupying the HTTP
-    /// workers.
+    /// a password thread behind the policy semaphore (not the hashing one: logins' hashes do
+    /// not wait for a flood of registrations), so hostile passwords do not occupy the HTTP
+    /// workers. At most `argon2.policy_queue` checks run or wait at once; one more is refused.
     ///
     /// # Errors
-    /// [`HashError`] if the password thread fails.
+    /// [`HashError::Busy`] when the queue is full; [`HashError::Failed`] if the password
+    /// thread fails.
     pub async fn check(
         &self,
         password: &SecretString,
@@ -392,7 +424,14 @@ impl PasswordHasher {
         if let Some(problem) = self.policy.length_problem(password.expose_secret()) {
             return Ok(vec![problem]);
         }
-        let slot = self.permit().await?;
+        let _queued = Arc::clone(&self.policy_queue)
+            .try_acquire_owned()
+            .map_err(|_| HashError::Busy)?;
+        let slot = Arc::clone(&self.policy_slots)
+            .acquire_owned()
+            .await
+            .map(|slot| HashPermit { _slot: slot })
+            .map_err(|e| HashError::Failed(e.to_string()))?;
         let password = password.clone();
         let inputs = OwnedInputs::of(user);
         let policy = self.policy;
@@ -437,7 +476,7 @@ impl PasswordHasher {
             .acquire_owned()
             .await
             .map(|slot| HashPermit { _slot: slot })
-            .map_err(|e| HashError(e.to_string()))
+            .map_err(|e| HashError::Failed(e.to_string()))
     }
 
     /// Hashes `password` into a PHC string (`$argon2id$v=19$m=…`).
@@ -456,7 +495,7 @@ impl PasswordHasher {
                 params,
                 &mut memory.blocks,
             )
-            .map_err(|e| HashError(e.to_string()))
+            .map_err(|e| HashError::Failed(e.to_string()))
         })
         .await?;
         hashed
@@ -554,10 +593,10 @@ async fn run<T: Send + 'static>(
             // A caller that stopped waiting drops the answer; the slot is released here.
             let _ = done.send((work(), slot));
         })
-        .map_err(|e| HashError(e.to_string()))?;
+        .map_err(|e| HashError::Failed(e.to_string()))?;
     answer
         .await
-        .map_err(|_| HashError("the password thread failed".to_owned()))
+        .map_err(|_| HashError::Failed("the password thread failed".to_owned()))
 }
 
 /// Lowers the calling thread's scheduling priority to [`PASSWORD_THREAD_PRIORITY`] (raising the
@@ -649,6 +688,7 @@ mod tests {
                 iterations: 1,
                 parallelism: 1,
                 max_concurrent: 2,
+                policy_queue: 4,
             },
             PasswordPolicy::default(),
         )

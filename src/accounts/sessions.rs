@@ -41,6 +41,15 @@ pub struct NewSession {
     pub user_agent: String,
     /// RFC 8176 authentication methods, space-separated (`pwd`, `pwd otp`).
     pub amr: String,
+    /// When the login began: the moment its password check started
+    /// ([`PasswordLogin::began`](super::PasswordLogin)), also through a login code step.
+    /// The session counts as started then, so a cut-off set while the login was under way
+    /// (password change or reset, "sign out everywhere") ends it. `None`: now (a login
+    /// without a password check, e.g. just after registering).
+    pub began: Option<NaiveDateTime>,
+    /// The password hash the login verified, when it verified one just now: the session is
+    /// refused if the stored hash is another by the time it is recorded.
+    pub verified_hash: Option<String>,
 }
 
 /// The row id of the session whose cookie holds `handle`.
@@ -68,9 +77,28 @@ pub fn clean_user_agent(raw: &str) -> String {
         .to_owned()
 }
 
+/// Whether the session `row` is live for `user` (the row's user, as read under its lock where
+/// it matters): the row names the user and has not ended, the user is active, and the session
+/// began after the user's `sessions_valid_after` cut-off.
+#[must_use]
+pub fn is_live(row: &SessionRow, user: &UserRow) -> bool {
+    row.user_id == user.id
+        && row.ended_at.is_none()
+        && user.is_active
+        && user
+            .sessions_valid_after
+            .is_none_or(|cut| row.created_at > cut)
+}
+
 impl Accounts {
     /// Records a new browser session and returns its handle, for the cookie only. The session
     /// the browser had before (`replacing`, a handle), if any, ends: a new login replaces it.
+    ///
+    /// Under the user's row lock (the same lock a password change, reset, "sign out
+    /// everywhere" and deactivation take), the login must still hold: the user is active, no
+    /// session cut-off was set at or after `new.began`, and the stored password hash is still
+    /// `new.verified_hash` when given. Otherwise nothing is recorded and the answer is `None`:
+    /// a login that began before such a change never yields a live session after it.
     ///
     /// # Errors
     /// Storage failures.
@@ -79,34 +107,49 @@ impl Accounts {
         &self,
         new: NewSession,
         replacing: Option<String>,
-    ) -> Result<String, DbError> {
+    ) -> Result<Option<String>, DbError> {
         let handle = secret::new_token();
         let now = db::now();
+        let began = new.began.map_or(now, |began| began.min(now));
+        let verified_hash = new.verified_hash;
         let row = SessionRow {
             id: session_id(&handle),
             user_id: new.user_id,
-            created_at: now,
+            created_at: began,
             last_seen_at: now,
             ip: new.ip.map(|ip| ip.to_string()),
             user_agent: clean_user_agent(&new.user_agent),
             amr: new.amr,
             ended_at: None,
         };
-        self.db
+        let recorded = self
+            .db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    // The user's row lock first (lock order: user row → session rows).
+                    let holds = users::lock(conn, &row.user_id)?.is_some_and(|user| {
+                        user.is_active
+                            && user.sessions_valid_after.is_none_or(|cut| cut < began)
+                            && verified_hash
+                                .as_ref()
+                                .is_none_or(|hash| user.password_hash.as_ref() == Some(hash))
+                    });
+                    if !holds {
+                        return Ok(false);
+                    }
                     if let Some(old) = replacing {
                         // Only the browser's own earlier session, whoever it belonged to.
                         if let Some(old) = user_sessions::find(conn, &session_id(&old))? {
                             user_sessions::end(conn, &old.id, &old.user_id, now)?;
                         }
                     }
-                    user_sessions::insert(conn, &row)
+                    user_sessions::insert(conn, &row)?;
+                    Ok(true)
                 })
                 .map_err(DbError::from)
             })
             .await?;
-        Ok(handle)
+        Ok(recorded.then_some(handle))
     }
 
     /// The user of the live session whose cookie holds `handle` and names `user_id`; `None`
@@ -129,10 +172,7 @@ impl Accounts {
         let Some((row, user)) = found else {
             return Ok(None);
         };
-        let before_cut = user
-            .sessions_valid_after
-            .is_some_and(|cut| row.created_at <= cut);
-        if !user.is_active || before_cut {
+        if !is_live(&row, &user) {
             return Ok(None);
         }
         let now = db::now();

@@ -88,6 +88,23 @@ pub fn find(conn: &mut DbConnection, client_id: &str) -> QueryResult<Option<Clie
     .map(super::first_of)
 }
 
+/// Locks the client's row until the transaction ends and returns it, as it is once the lock is
+/// held (PostgreSQL `SELECT … FOR NO KEY UPDATE`; a plain read on SQLite, whose single writer
+/// serialises write transactions already): two edits of one client, or an edit and a grant of
+/// powers, then apply one after the other, each checked against what the other stored.
+///
+/// # Errors
+/// Query failures only.
+pub fn lock(conn: &mut DbConnection, client_id: &str) -> QueryResult<Option<ClientRow>> {
+    crate::load_locked!(
+        conn,
+        clients::table
+            .find(client_id)
+            .select(ClientRow::as_select())
+    )
+    .map(super::first_of)
+}
+
 /// All clients, oldest first.
 ///
 /// # Errors
@@ -97,6 +114,17 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<ClientRow>> {
         .order(clients::created_at.asc())
         .select(ClientRow::as_select())
         .load(conn)
+}
+
+/// The `client_id`s of the clients owned by `owner_id`.
+///
+/// # Errors
+/// Query failures only.
+pub fn ids_owned_by(conn: &mut DbConnection, owner_id: &str) -> QueryResult<Vec<String>> {
+    crate::per_backend!(conn, |c| clients::table
+        .filter(clients::owner_id.eq(owner_id))
+        .select(clients::client_id)
+        .load(c))
 }
 
 /// Replaces every column of the row with this `client_id`. Returns whether it existed.

@@ -343,6 +343,9 @@ pub struct TokenFilter {
     pub client_id: Option<String>,
 }
 
+/// A token's user as the console's token list shows it: (username, is_staff, is_superuser).
+type OwnerFlags = (String, bool, bool);
+
 /// One page of active tokens (unexpired, unrevoked, unrotated) matching `filter`, newest
 /// first, each with its owner, and the number of matches.
 ///
@@ -372,7 +375,7 @@ pub fn list_active(
         query
     };
     let total = filtered().count().get_result(conn)?;
-    let rows: Vec<(TokenRow, Option<(String, bool, bool)>)> = filtered()
+    let rows: Vec<(TokenRow, Option<OwnerFlags>)> = filtered()
         .order((tokens::created_at.desc(), tokens::id.desc()))
         .limit(limit)
         .offset(offset)

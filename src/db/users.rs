@@ -302,3 +302,26 @@ pub fn lock(conn: &mut DbConnection, id: &str) -> QueryResult<Option<UserRow>> {
     crate::load_locked!(conn, users::table.find(id).select(UserRow::as_select()))
         .map(super::first_of)
 }
+
+/// Locks the user's row before deleting it: like [`lock`], but on PostgreSQL `FOR UPDATE`,
+/// which also waits for (and then holds off) transactions inserting rows that reference the
+/// user — their foreign-key checks take `FOR KEY SHARE`, which [`lock`]'s `FOR NO KEY UPDATE`
+/// lets through. Without it a client registered for the user while the deletion runs would
+/// commit just before the delete, and `clients.owner_id`'s `ON DELETE SET NULL` would leave it
+/// without an owner: an operator's client, trusted by the endpoints. After this lock, the
+/// caller's reads see every row that references the user, and no new one can appear.
+///
+/// # Errors
+/// Query failures only.
+pub fn lock_for_delete(conn: &mut DbConnection, id: &str) -> QueryResult<Option<UserRow>> {
+    let query = users::table.find(id).select(UserRow::as_select());
+    match conn {
+        DbConnection::Sqlite(c) => query.load(c),
+        DbConnection::Postgres(c) => users::table
+            .find(id)
+            .select(UserRow::as_select())
+            .for_update()
+            .load(c),
+    }
+    .map(super::first_of)
+}

@@ -24,9 +24,10 @@ use super::grant_types::negotiate_scope;
 use super::params::Params;
 use super::primitives::{CanonicalRequest, Primitives};
 use super::OAuth;
+use crate::accounts::sessions;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::clients::{Client, ClientType, GrantType};
-use crate::db::{self, consents, DbError};
+use crate::db::{self, consents, user_sessions, users, DbError};
 use crate::domain::{pkce, ResourceSet, ScopeSet};
 use crate::oidc::Authentication;
 
@@ -451,6 +452,8 @@ impl OAuth {
             ..login.clone()
         };
         let allowed_now = decision == Some(Decision::Allow);
+        let params_for_login = params.clone();
+        let login_hint = params.get("login_hint").map(str::to_owned);
         let outcome = self
             .issue_code(
                 client.clone(),
@@ -476,6 +479,15 @@ impl OAuth {
                 }
             },
             CodeOutcome::Invalid(message) => AuthorizeOutcome::ErrorPage(message.to_owned()),
+            // OIDC Core §3.1.2.6: prompt=none cannot show the login page.
+            CodeOutcome::LoginRequired if prompt.none => fail(
+                ErrorCode::LoginRequired,
+                "the user is not logged in (or must log in again) and prompt=none was given",
+            )?,
+            CodeOutcome::LoginRequired => AuthorizeOutcome::Login {
+                resume_query: resume_query(&params_for_login),
+                login_hint: login_hint.clone(),
+            },
         })
     }
 
@@ -496,10 +508,28 @@ impl OAuth {
         let (ip, allowed_now) = (allowed_now.flatten(), allowed_now.is_some());
         let cfg = self.cfg.clone();
         let user_id = auth.user.id.clone();
+        let session_id = auth.session_id.clone();
         let outcome = self
             .db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    // The user's row lock first (the lock rule in `db::tokens`), held through
+                    // the consent check and the code's insert: a "sign out everywhere", a
+                    // password change or reset, a deactivation or an app revocation runs wholly
+                    // before this (and shows below, or deleted the consent) or after it (and
+                    // deletes the code).
+                    let Some(user) = users::lock(conn, &user_id)? else {
+                        return Ok(CodeOutcome::LoginRequired);
+                    };
+                    // The browser session as it is now, not as it was when the request came in.
+                    let live = match &session_id {
+                        Some(id) => user_sessions::find(conn, id)?
+                            .is_some_and(|row| sessions::is_live(&row, &user)),
+                        None => false,
+                    };
+                    if !live {
+                        return Ok(CodeOutcome::LoginRequired);
+                    }
                     let previous = consents::find(conn, &user_id, client.id())?.map(|c| Previous {
                         scope: ScopeSet::from_stored(&c.scope),
                         resources: ResourceSet::from_stored(&c.resources),
@@ -617,6 +647,9 @@ enum CodeOutcome {
     ConsentRequired,
     /// oxide-auth refused the request.
     Invalid(&'static str),
+    /// The browser session ended (or the user was deactivated) after the request was
+    /// checked: the user must log in again.
+    LoginRequired,
 }
 
 /// The request to resume after a login: without `prompt=login` / `select_account` and

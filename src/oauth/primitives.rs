@@ -25,6 +25,7 @@ use oxide_auth::primitives::scope::Scope;
 
 use super::params::Params;
 use super::OAuthConfig;
+use crate::accounts::PasswordLogin;
 use crate::audit::{self, AuditEvent};
 use crate::clients::{Client, GrantType};
 use crate::db::codes::{self, CodeRow};
@@ -80,6 +81,9 @@ pub(crate) struct FlowState {
     pub scope_refused: bool,
     /// The password grant's user was deactivated before the tokens could be minted.
     pub owner_inactive: bool,
+    /// The password grant's login no longer holds under the user's row lock: the password
+    /// changed, or the user's sessions were ended, while it was being checked.
+    pub login_outdated: bool,
     /// A JWT access token could not be signed (no key): a server error.
     pub signing_failed: bool,
     /// Token family of the grant being exchanged.
@@ -325,17 +329,21 @@ impl<'a> Primitives<'a> {
         }
     }
 
-    /// Locks the user's row for the rest of the transaction (see the lock rule in
-    /// [`crate::db::tokens`]) and returns whether the account is active. The password and
-    /// mfa-otp grants call it before [`Issuer::issue`]; the code and refresh grants lock the
-    /// owner in `extract` and `recover_refresh`. Records `owner_inactive` when it is not.
-    pub fn lock_active_user(&self, user_id: &str) -> Result<bool, ()> {
-        let user = self.with_conn(|conn| users::lock(conn, user_id))?;
-        let active = user.is_some_and(|u| u.is_active);
-        if !active {
-            self.state.borrow_mut().owner_inactive = true;
+    /// Locks the login's user row for the rest of the transaction (see the lock rule in
+    /// [`crate::db::tokens`]: before any token row) and returns whether the login still holds
+    /// there ([`PasswordLogin::still_holds`]: active, same password hash, no session cut-off
+    /// since the check began). The password and mfa-otp grants call it before
+    /// [`Issuer::issue`]. Records `owner_inactive` for a deactivated user, `login_outdated`
+    /// otherwise.
+    pub fn lock_user_for(&self, login: &PasswordLogin) -> Result<bool, ()> {
+        let user = self.with_conn(|conn| users::lock(conn, &login.user.id))?;
+        let mut state = self.state.borrow_mut();
+        match user {
+            Some(u) if !u.is_active => state.owner_inactive = true,
+            Some(u) if login.still_holds(&u) => return Ok(true),
+            _ => state.login_outdated = true,
         }
-        Ok(active)
+        Ok(false)
     }
 }
 
@@ -515,6 +523,7 @@ impl Authorizer for Primitives<'_> {
             auth_time: row.auth_time.unwrap_or(row.created_at),
             amr: row.amr.clone().unwrap_or_else(|| "pwd".to_owned()),
             nonce: row.nonce.clone(),
+            session_id: None,
         });
         state.code = Some(CodeOutcome::Valid);
         state.family_id = Some(row.id.clone());
@@ -673,6 +682,7 @@ impl Issuer for Primitives<'_> {
             auth_time: row.auth_time.unwrap_or(row.created_at),
             amr: row.amr.clone().unwrap_or_else(|| "pwd".to_owned()),
             nonce: None,
+            session_id: None,
         });
         state.refresh = Some(RefreshOutcome::Valid);
         state.grant_resources = Some(ResourceSet::from_stored(&row.resources));

@@ -57,6 +57,10 @@ pub struct Authentication {
     pub amr: String,
     /// The authorization request's `nonce`, echoed once (OIDC Core §3.1.2.1).
     pub nonce: Option<String>,
+    /// The browser session this login is (its `user_sessions` row id), for the authorization
+    /// endpoint, which checks it again under the user's row lock before issuing a code;
+    /// `None` for logins that are not a browser session (token grants).
+    pub session_id: Option<String>,
 }
 
 /// Claims about `user` that `scope` grants (OIDC Core §5.4): `sub` always; `profile` gives

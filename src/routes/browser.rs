@@ -42,20 +42,48 @@ pub enum SessionError {
     /// The session could not be recorded.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// The login no longer holds: the password changed, or the user's sessions were ended or
+    /// the account deactivated, while it was under way. Nothing was recorded; the user signs
+    /// in again.
+    #[error("the login was overtaken by a password change or sign-out")]
+    Outdated,
+}
+
+/// What a new session rests on: when its login began and, for a password checked just now,
+/// the hash verified (see [`NewSession`]).
+#[derive(Clone, Debug, Default)]
+pub struct LoginBasis {
+    /// When the login's password check began; `None`: now.
+    pub began: Option<chrono::NaiveDateTime>,
+    /// The password hash the login verified.
+    pub verified_hash: Option<String>,
+}
+
+impl From<&crate::accounts::PasswordLogin> for LoginBasis {
+    fn from(login: &crate::accounts::PasswordLogin) -> Self {
+        Self {
+            began: Some(login.began),
+            verified_hash: login.user.password_hash.clone(),
+        }
+    }
 }
 
 /// Starts a fresh session for `user_id` after a login by `amr` (RFC 8176 values): a new session
 /// id (no fixation), a new CSRF token, and a `user_sessions` row with the request's IP address
-/// and `User-Agent` (the browser's earlier session, if any, ends).
+/// and `User-Agent` (the browser's earlier session, if any, ends). `basis` says when the login
+/// began and what it verified: one overtaken by a password change, reset or sign-out gets no
+/// session ([`SessionError::Outdated`]).
 ///
 /// # Errors
-/// When the session cannot be recorded or written; the browser is then signed out.
+/// When the session cannot be recorded or written, or the login no longer holds; the browser
+/// is then signed out.
 pub async fn start_session(
     req: &HttpRequest,
     session: &Session,
     accounts: &Accounts,
     user_id: &str,
     amr: &str,
+    basis: LoginBasis,
 ) -> Result<(), SessionError> {
     let replacing = session_handle(session);
     session.renew();
@@ -72,10 +100,13 @@ pub async fn start_session(
                 ip: peer_ip(req),
                 user_agent,
                 amr: amr.to_owned(),
+                began: basis.began,
+                verified_hash: basis.verified_hash,
             },
             replacing,
         )
-        .await?;
+        .await?
+        .ok_or(SessionError::Outdated)?;
     session.insert(SESSION_USER, user_id)?;
     session.insert(SESSION_AUTH_TIME, chrono::Utc::now().timestamp())?;
     session.insert(SESSION_AMR, amr)?;

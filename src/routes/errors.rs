@@ -82,6 +82,9 @@ pub enum PageError {
     TooLarge,
     /// `503`: storage failed (logged where it was converted); the page asks to try again.
     Unavailable,
+    /// `503` with `Retry-After` (RFC 9110 §15.6.4): the password-policy queue is full
+    /// ([`crate::accounts::password::HashError::Busy`]); nothing was done.
+    Busy,
     /// `500`: a bug on our side (a page that could not be rendered); logged where it happened.
     Internal,
 }
@@ -143,6 +146,10 @@ impl PageError {
             Self::Unavailable => (
                 "Temporarily unavailable",
                 "The server cannot reach its database. Please try again in a moment.".to_owned(),
+            ),
+            Self::Busy => (
+                "Temporarily unavailable",
+                "The server is checking too many passwords right now. Please try again in a few seconds.".to_owned(),
             ),
             Self::Internal => (
                 "Something went wrong",
@@ -208,7 +215,7 @@ impl ResponseError for PageError {
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -220,8 +227,13 @@ impl ResponseError for PageError {
         }
         let (title, message) = self.text();
         let mut response = error_page(self.status_code(), title, &message);
-        if let Self::TooManyRequests { retry_after, .. } = self {
-            if let Ok(value) = HeaderValue::from_str(&retry_after.to_string()) {
+        let retry_after = match self {
+            Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
+            Self::Busy => Some(crate::accounts::password::BUSY_RETRY_AFTER_SECONDS),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
         }

@@ -834,3 +834,84 @@ async fn production_refuses_the_demo_leftovers_until_demo_remove_deletes_them() 
     let _server = start_production(dir.path(), &app.db_url, port);
     wait_ready(&format!("http://127.0.0.1:{port}")).await;
 }
+
+/// `demo remove` reads what to delete inside its transaction: a client the demo user registers
+/// while it runs is deleted with the user, never left behind without an owner (which would make
+/// it an operator's client, trusted by the endpoints).
+#[tokio::test]
+async fn demo_remove_takes_the_clients_a_demo_user_registers_meanwhile() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let app = spawn_app().await;
+    latchkey::demo::ensure(&app.services, &app.address)
+        .await
+        .expect("demo rows");
+    let demo = app
+        .services
+        .accounts
+        .find_by_login(latchkey::demo::USERNAME)
+        .await
+        .expect("db")
+        .expect("demo user");
+    let stop = Arc::new(AtomicBool::new(false));
+    let registering = {
+        let services = app.services.clone();
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut n = 0_u32;
+            while !stop.load(Ordering::SeqCst) {
+                let spec = latchkey::clients::ClientSpec {
+                    name: format!("Race {n}"),
+                    owner_id: Some(demo.id.clone()),
+                    require_pkce: true,
+                    ..crate::helpers::spec("confidential", &["authorization_code"])
+                };
+                if services
+                    .clients
+                    .register(&latchkey::audit::Actor::system(), &spec)
+                    .await
+                    .is_err()
+                {
+                    break; // the owner is gone
+                }
+                n += 1;
+                tokio::task::yield_now().await;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    latchkey::demo::remove(&app.services, &latchkey::audit::Actor::system())
+        .await
+        .expect("demo remove");
+    stop.store(true, Ordering::SeqCst);
+    let registered = registering.await.expect("registering task");
+    assert!(registered > 0, "the race never started");
+    let orphans: Vec<String> = app
+        .services
+        .clients
+        .list()
+        .await
+        .expect("clients")
+        .into_iter()
+        .filter(|c| c.row.name.starts_with("Race "))
+        .map(|c| format!("{} (owner {:?})", c.row.name, c.row.owner_id))
+        .collect();
+    assert!(orphans.is_empty(), "left behind: {orphans:?}");
+}
+
+/// The help names the real password minimum (`accounts.min_password_length`), not a stale one.
+#[tokio::test]
+async fn user_create_help_gives_the_real_password_minimum() {
+    let output = tokio::task::spawn_blocking(|| {
+        latchkey("sqlite://unused.db", &["user", "create", "--help"])
+    })
+    .await
+    .expect("task");
+    let help = stdout(&output);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!help.contains("8 characters"), "{help}");
+    assert!(help.contains("min_password_length"), "{help}");
+    assert!(help.contains("12 by default"), "{help}");
+}

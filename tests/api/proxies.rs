@@ -215,9 +215,11 @@ async fn an_https_issuer_sends_hsts_and_a_host_prefixed_secure_session_cookie() 
         .send()
         .await
         .expect("healthz");
+    // Without `includeSubDomains` by default: a sibling subdomain's plain-HTTP site keeps
+    // working (RFC 6797 §6.1.2).
     assert_eq!(
         health.headers()["strict-transport-security"],
-        "max-age=31536000; includeSubDomains"
+        "max-age=31536000"
     );
     let cookie = session_cookie(&app).await;
     assert!(cookie.starts_with("__Host-latchkey_session="), "{cookie}");
@@ -232,6 +234,24 @@ async fn an_https_issuer_sends_hsts_and_a_host_prefixed_secure_session_cookie() 
     assert!(
         !attributes.iter().any(|a| a.starts_with("domain")),
         "{cookie}"
+    );
+}
+
+#[tokio::test]
+async fn hsts_covers_subdomains_only_when_configured() {
+    let app = spawn_app_with(
+        "[server]\nissuer = \"https://id.example.test\"\nhsts_include_subdomains = true\n",
+    )
+    .await;
+    let health = app
+        .api
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert_eq!(
+        health.headers()["strict-transport-security"],
+        "max-age=31536000; includeSubDomains"
     );
 }
 

@@ -19,7 +19,16 @@ use latchkey::accounts::links::{encode_uid, LinkPurpose, LinkSigner};
 use latchkey::db::tokens;
 use reqwest::StatusCode;
 
-use crate::helpers::{spawn_app, spec, TestApp, Visitor, PASSWORD, REDIRECT_URI, TEST_KEY};
+use latchkey::accounts::sessions::{session_id, NewSession};
+use latchkey::audit::Actor;
+use latchkey::oauth::authorize::{AuthorizeOutcome, Decision};
+use latchkey::oauth::Params;
+use latchkey::oidc::Authentication;
+use secrecy::SecretString;
+
+use crate::helpers::{
+    pkce_pair, query_param, spawn_app, spec, TestApp, Visitor, PASSWORD, REDIRECT_URI, TEST_KEY,
+};
 
 /// Rounds per revoking operation.
 const ROUNDS: u64 = 24;
@@ -533,4 +542,436 @@ async fn a_code_issued_before_the_sessions_were_ended_buys_no_tokens() {
     let (code, verifier) = app.code_for(client.id(), "rae", "profile").await;
     let (status, body) = exchange(code, verifier).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logins and authorizations in flight (review findings 1 and 9): one that began before a
+// password change, reset, "sign out everywhere" or app revocation never yields live
+// credentials after it. These drive the services step by step, so the interleaving that used
+// to leak is exercised every time, on both databases.
+
+const NEW_PASSWORD: &str = "a different horse, battery and staple";
+
+/// A user, a confidential client that may use the password and code grants, and the services.
+async fn in_flight_setup() -> (TestApp, latchkey::db::users::UserRow, InFlightClient) {
+    let app = spawn_app().await;
+    let user = app.create_user("rae").await;
+    let (client, secret) = app
+        .register(&spec(
+            "confidential",
+            &["authorization_code", "password", "refresh_token"],
+        ))
+        .await;
+    let secret = secret.expect("secret");
+    (app, user, InFlightClient { client, secret })
+}
+
+/// The client of [`in_flight_setup`] and its secret.
+struct InFlightClient {
+    client: latchkey::clients::Client,
+    secret: String,
+}
+
+impl InFlightClient {
+    fn id(&self) -> &str {
+        self.client.id()
+    }
+
+    fn basic(&self) -> Option<(&str, &str)> {
+        Some((self.client.id(), &self.secret))
+    }
+}
+
+async fn check_login(app: &TestApp, password: &str) -> latchkey::accounts::PasswordLogin {
+    app.services
+        .accounts
+        .check_login("rae", SecretString::from(password.to_owned()), None)
+        .await
+        .expect("the password is right")
+}
+
+async fn change_password(app: &TestApp, user_id: &str) {
+    app.services
+        .accounts
+        .change_password(
+            &Actor::user(user_id, None),
+            user_id,
+            SecretString::from(PASSWORD),
+            SecretString::from(NEW_PASSWORD),
+            false,
+        )
+        .await
+        .expect("password changed");
+}
+
+async fn reset_password(app: &TestApp, user_id: &str) {
+    let user = app
+        .services
+        .accounts
+        .find(user_id.to_owned())
+        .await
+        .expect("read user")
+        .expect("user");
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(TEST_KEY)
+        .expect("test key");
+    let token = LinkSigner::new(&key).make(LinkPurpose::PasswordReset, &user, chrono::Utc::now());
+    app.services
+        .accounts
+        .reset_password(
+            &encode_uid(&user.id),
+            &token,
+            SecretString::from(NEW_PASSWORD),
+            None,
+        )
+        .await
+        .expect("password reset");
+}
+
+async fn sign_out_everywhere(app: &TestApp, user_id: &str) {
+    app.services
+        .accounts
+        .end_sessions_and_tokens(&Actor::user(user_id, None), user_id)
+        .await
+        .expect("signed out everywhere");
+}
+
+/// The password grant's issuing step for `login`: the error code when refused.
+async fn password_grant_for(
+    app: &TestApp,
+    client: &InFlightClient,
+    login: latchkey::accounts::PasswordLogin,
+) -> Result<(), latchkey::oauth::ErrorCode> {
+    app.services
+        .oauth
+        .issue_for_password_login(client.client.clone(), Params::default(), login)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.code)
+}
+
+#[tokio::test]
+async fn a_password_grant_checked_before_a_password_change_gets_no_tokens() {
+    let (app, user, client) = in_flight_setup().await;
+    // The password is verified against the hash read first…
+    let login = check_login(&app, PASSWORD).await;
+    // …the owner changes it meanwhile…
+    change_password(&app, &user.id).await;
+    // …and the grant, continuing, is refused as a wrong password would be (RFC 6749 §5.2).
+    assert_eq!(
+        password_grant_for(&app, &client, login).await,
+        Err(latchkey::oauth::ErrorCode::InvalidGrant)
+    );
+    // The same over HTTP with the old password, and a login with the new one works.
+    let (status, body) = app
+        .post_token(
+            &[
+                ("grant_type", "password"),
+                ("username", "rae"),
+                ("password", PASSWORD),
+            ],
+            client.basic(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_grant", "{body}");
+    let login = check_login(&app, NEW_PASSWORD).await;
+    assert_eq!(password_grant_for(&app, &client, login).await, Ok(()));
+}
+
+#[tokio::test]
+async fn a_password_grant_checked_before_a_reset_or_sign_out_everywhere_gets_no_tokens() {
+    let (app, user, client) = in_flight_setup().await;
+    let login = check_login(&app, PASSWORD).await;
+    sign_out_everywhere(&app, &user.id).await;
+    assert_eq!(
+        password_grant_for(&app, &client, login).await,
+        Err(latchkey::oauth::ErrorCode::InvalidGrant)
+    );
+    let login = check_login(&app, PASSWORD).await;
+    reset_password(&app, &user.id).await;
+    assert_eq!(
+        password_grant_for(&app, &client, login).await,
+        Err(latchkey::oauth::ErrorCode::InvalidGrant)
+    );
+    // A login that began after both is not affected.
+    let login = check_login(&app, NEW_PASSWORD).await;
+    assert_eq!(password_grant_for(&app, &client, login).await, Ok(()));
+}
+
+/// Records a browser session for `login` the way the hosted login page does.
+async fn start_session(
+    app: &TestApp,
+    login: &latchkey::accounts::PasswordLogin,
+    verified_hash: bool,
+) -> Option<String> {
+    app.services
+        .accounts
+        .start_browser_session(
+            NewSession {
+                user_id: login.user.id.clone(),
+                ip: None,
+                user_agent: "test".into(),
+                amr: "pwd".into(),
+                began: Some(login.began),
+                verified_hash: if verified_hash {
+                    login.user.password_hash.clone()
+                } else {
+                    None
+                },
+            },
+            None,
+        )
+        .await
+        .expect("storage")
+}
+
+#[tokio::test]
+async fn a_hosted_login_checked_before_a_password_reset_gets_no_session() {
+    let (app, user, _) = in_flight_setup().await;
+    // The password check begins, the owner resets the password, then the session would be
+    // recorded: with the hash compared (the login page) and without (after a login code).
+    let login = check_login(&app, PASSWORD).await;
+    reset_password(&app, &user.id).await;
+    assert_eq!(start_session(&app, &login, true).await, None);
+    assert_eq!(start_session(&app, &login, false).await, None);
+    // Sign out everywhere likewise.
+    let login = check_login(&app, NEW_PASSWORD).await;
+    sign_out_everywhere(&app, &user.id).await;
+    assert_eq!(start_session(&app, &login, false).await, None);
+    // A login after the reset gets a live session.
+    let login = check_login(&app, NEW_PASSWORD).await;
+    let handle = start_session(&app, &login, true)
+        .await
+        .expect("a session for a login after the reset");
+    let live = app
+        .services
+        .accounts
+        .browser_session_user(&handle, &user.id)
+        .await
+        .expect("storage");
+    assert!(live.is_some());
+}
+
+/// A signed-in browser's login as the authorization endpoint sees it when the request arrives.
+async fn browser_login(app: &TestApp, user_id: &str) -> Authentication {
+    let login = check_login(app, PASSWORD).await;
+    let handle = start_session(app, &login, true).await.expect("session");
+    let user = app
+        .services
+        .accounts
+        .browser_session_user(&handle, user_id)
+        .await
+        .expect("storage")
+        .expect("the session is live");
+    Authentication {
+        user,
+        auth_time: latchkey::db::now(),
+        amr: "pwd".into(),
+        nonce: None,
+        session_id: Some(session_id(&handle)),
+    }
+}
+
+fn authorize_query(app: &TestApp, client_id: &str, extra: &[(&str, &str)]) -> (String, String) {
+    let (verifier, challenge) = pkce_pair();
+    let mut url = url::Url::parse(&app.authorize_url(client_id, "profile", &challenge, "st4te"))
+        .expect("url");
+    for (k, v) in extra {
+        url.query_pairs_mut().append_pair(k, v);
+    }
+    (url.query().expect("query").to_owned(), verifier)
+}
+
+async fn exchange(
+    app: &TestApp,
+    client: &InFlightClient,
+    code: &str,
+    verifier: &str,
+) -> StatusCode {
+    let (status, _) = app
+        .post_token(
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", REDIRECT_URI),
+                ("code_verifier", verifier),
+            ],
+            client.basic(),
+        )
+        .await;
+    status
+}
+
+#[tokio::test]
+async fn an_authorization_checked_before_sign_out_everywhere_issues_no_code() {
+    let (app, user, client) = in_flight_setup().await;
+    let oauth = &app.services.oauth;
+    let login = browser_login(&app, &user.id).await;
+    // The session was checked when the request arrived; the user signs out everywhere before
+    // the code is issued.
+    sign_out_everywhere(&app, &user.id).await;
+    let (query, _) = authorize_query(&app, client.id(), &[]);
+    let outcome = oauth
+        .authorize(&query, Some(&login), Some(Decision::Allow), None)
+        .await
+        .expect("storage");
+    assert!(
+        matches!(outcome, AuthorizeOutcome::Login { .. }),
+        "sent to log in again: {outcome:?}"
+    );
+    // OIDC Core §3.1.2.6: prompt=none answers login_required instead.
+    let login = browser_login(&app, &user.id).await;
+    let (query, _) = authorize_query(&app, client.id(), &[]);
+    let outcome = oauth
+        .authorize(&query, Some(&login), Some(Decision::Allow), None)
+        .await
+        .expect("storage");
+    assert!(matches!(outcome, AuthorizeOutcome::Redirect(ref l) if l.contains("code=")));
+    change_password(&app, &user.id).await;
+    let (query, _) = authorize_query(&app, client.id(), &[("prompt", "none")]);
+    let outcome = oauth
+        .authorize(&query, Some(&login), None, None)
+        .await
+        .expect("storage");
+    match outcome {
+        AuthorizeOutcome::Redirect(location) => {
+            assert_eq!(
+                query_param(&location, "error").as_deref(),
+                Some("login_required"),
+                "{location}"
+            );
+        }
+        other => panic!("expected a login_required redirect, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_authorization_racing_an_application_revocation_leaves_no_usable_code() {
+    let (app, user, client) = in_flight_setup().await;
+    // Consent remembered: the request issues a code without asking.
+    let login = browser_login(&app, &user.id).await;
+    let (query, verifier) = authorize_query(&app, client.id(), &[]);
+    let outcome = app
+        .services
+        .oauth
+        .authorize(&query, Some(&login), Some(Decision::Allow), None)
+        .await
+        .expect("storage");
+    let AuthorizeOutcome::Redirect(first) = outcome else {
+        panic!("a code: {outcome:?}");
+    };
+    // A code issued before the revocation dies with it.
+    app.services
+        .oauth
+        .revoke_authorization(&Actor::user(user.id.clone(), None), &user.id, client.id())
+        .await
+        .expect("revoked");
+    let code = query_param(&first, "code").expect("code");
+    assert_eq!(
+        exchange(&app, &client, &code, &verifier).await,
+        StatusCode::BAD_REQUEST
+    );
+    // Then round after round, a request relying on the remembered consent races the
+    // revocation: whichever order they run in, no code that comes out of it still works.
+    for round in 0..ROUNDS {
+        app.services
+            .oauth
+            .authorize(&query, Some(&login), Some(Decision::Allow), None)
+            .await
+            .expect("storage");
+        let (query, verifier) = authorize_query(&app, client.id(), &[]);
+        let oauth = app.services.oauth.clone();
+        let pending_login = login.clone();
+        let request = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_micros(round * 250)).await;
+            oauth
+                .authorize(&query, Some(&pending_login), None, None)
+                .await
+                .expect("storage")
+        });
+        app.services
+            .oauth
+            .revoke_authorization(&Actor::user(user.id.clone(), None), &user.id, client.id())
+            .await
+            .expect("revoked");
+        if let AuthorizeOutcome::Redirect(location) = request.await.expect("joined") {
+            if let Some(code) = query_param(&location, "code") {
+                assert_eq!(
+                    exchange(&app, &client, &code, &verifier).await,
+                    StatusCode::BAD_REQUEST,
+                    "round {round}: a code outlived the revocation"
+                );
+            }
+        }
+    }
+}
+
+/// The password grant with an emailed code (the mfa-otp grant): a login whose password check
+/// began before "sign out everywhere" or a reset, but whose code was issued after it, gets no
+/// tokens when the code comes back — the code counts as created when the check began.
+#[tokio::test]
+async fn an_emailed_code_login_checked_before_a_sign_out_everywhere_gets_no_tokens() {
+    const MFA_OTP: &str = "urn:latchkey:params:oauth:grant-type:mfa-otp";
+    let (app, user, client) = in_flight_setup().await;
+    for change in ["sign out everywhere", "reset"] {
+        // The password is verified…
+        let login = check_login(&app, PASSWORD).await;
+        // …the owner signs out everywhere (or resets the password) meanwhile…
+        if change == "reset" {
+            reset_password(&app, &user.id).await;
+        } else {
+            sign_out_everywhere(&app, &user.id).await;
+        }
+        // …and only then is the code challenge made (the grant's next step) and emailed.
+        let challenge = app
+            .services
+            .accounts
+            .start_login_challenge(
+                &login,
+                None,
+                latchkey::accounts::login_code::ChallengeFor::Client {
+                    client_id: client.id().to_owned(),
+                    scope: String::new(),
+                },
+            )
+            .await
+            .expect("db")
+            .expect("no cooldown");
+        // The newest email with a code (a password-change notice may arrive after it).
+        let code = app
+            .emails_to(&user.email)
+            .iter()
+            .rev()
+            .find(|email| email.subject == "Your sign-in code")
+            .and_then(|email| email.code())
+            .expect("a code in the email");
+        let (status, body) = app
+            .post_token(
+                &[
+                    ("grant_type", MFA_OTP),
+                    ("mfa_token", challenge.handle.as_str()),
+                    ("otp", code.as_str()),
+                ],
+                client.basic(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{change}: {body}");
+        assert_eq!(body["error"], "invalid_grant", "{change}: {body}");
+        assert!(body.get("access_token").is_none());
+        if change == "reset" {
+            break;
+        }
+        // The next challenge waits for the resend cooldown: start from a clean slate.
+        app.services
+            .db
+            .write(|conn| {
+                use diesel::prelude::*;
+                diesel::delete(latchkey::db::schema::one_time_codes::table)
+                    .execute(conn)
+                    .map_err(latchkey::db::DbError::from)
+            })
+            .await
+            .expect("codes cleared");
+    }
 }

@@ -1167,3 +1167,152 @@ async fn parallel_requests_for_a_code_pass_the_cooldown_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(app.emails_to("ada@example.com").len(), 2);
 }
+
+/// Review finding 1 (the verification path): the login that waits for the emailed code counts
+/// as begun when its password was checked, so a "sign out everywhere" (or a password change or
+/// reset, which set the same cut-off) between the password and the code leaves the browser
+/// signed out; the address is still verified.
+#[tokio::test]
+async fn a_login_waiting_for_verification_is_ended_by_a_sign_out_everywhere() {
+    let app = spawn_app_with("[accounts]\nemail_verification = \"mandatory\"").await;
+    let registrar = app.anonymous_visitor();
+    let response = registrar
+        .submit(
+            "/accounts/register/",
+            "/accounts/register/",
+            &[
+                ("email", "mia@example.com"),
+                ("username", "mia"),
+                ("password", GOOD),
+                ("confirm_password", GOOD),
+                ("next", "/"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&response), "/accounts/verify/");
+    let mia = user_by_email(&app, "mia@example.com").await;
+    // Meanwhile (someone holding the account elsewhere) every session is ended.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    app.services
+        .accounts
+        .end_sessions_and_tokens(&latchkey::audit::Actor::system(), &mia.id)
+        .await
+        .expect("signed out everywhere");
+    let code = latest_code(&app, "mia@example.com");
+    let response = registrar
+        .submit(
+            "/accounts/verify/",
+            "/accounts/verify/",
+            &[
+                ("email", "mia@example.com"),
+                ("otp", &code),
+                ("action", "verify"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = response.text().await.expect("html");
+    assert!(
+        html.contains("/accounts/login/?next="),
+        "a sign-in link: {html}"
+    );
+    assert!(!signed_in_as(&registrar, "mia").await);
+    assert!(user_by_email(&app, "mia@example.com").await.email_verified);
+}
+
+/// The password-policy checks have a queue of their own (`argon2.policy_queue`): past it, a
+/// registration is answered at once with 503 and `Retry-After` (a page on the HTML route,
+/// `temporarily_unavailable` on the API) instead of waiting, and logins keep their hashing slots.
+#[tokio::test]
+async fn a_full_password_check_queue_answers_503_with_retry_after() {
+    let app = spawn_app_with(
+        "[argon2]\nmax_concurrent = 1\npolicy_queue = 1\n[rate_limits]\nregistrations_per_ip = 0\n",
+    )
+    .await;
+    app.create_user("ada").await;
+    // zxcvbn's l33t matcher is slow on this (about 0.2 s of a core in a release build).
+    let costly = "4@3!1|70$5+%2869".repeat(6);
+    let visitor = app.anonymous_visitor();
+    let (_, register_page) = visitor.get("/accounts/register/").await;
+    let api_requests: Vec<_> = (0..8)
+        .map(|i| {
+            let body = json!({
+                "email": format!("flood{i}@example.com"),
+                "first_name": "Flood",
+                "last_name": "Test",
+                "password": costly,
+                "confirm_password": costly,
+            });
+            let (client, url) = (app.api.clone(), app.url("/api/register/"));
+            tokio::spawn(async move {
+                let response = client.post(url).json(&body).send().await.expect("request");
+                let status = response.status();
+                let retry = response
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().expect("ascii").to_owned());
+                let body: Value = response.json().await.expect("a JSON body");
+                (status, retry, body)
+            })
+        })
+        .collect();
+    let page_request = async {
+        // Let the API requests fill the queue first.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        visitor
+            .post_with_csrf_of(
+                &register_page,
+                "/accounts/register/",
+                &[
+                    ("email", "page@example.com"),
+                    ("username", "Page"),
+                    ("first_name", "Page"),
+                    ("last_name", "Test"),
+                    ("password", costly.as_str()),
+                    ("confirm_password", costly.as_str()),
+                ],
+            )
+            .await
+    };
+    let login = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        app.login("ada", PASSWORD).await
+    };
+    let (page, login) = tokio::join!(page_request, login);
+    let mut api = Vec::new();
+    for request in api_requests {
+        api.push(request.await.expect("request task"));
+    }
+    let busy: Vec<_> = api
+        .iter()
+        .filter(|(status, _, _)| *status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(!busy.is_empty(), "no request was refused: {api:?}");
+    for (_, retry, body) in &busy {
+        assert_eq!(retry.as_deref(), Some("5"));
+        assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    }
+    for (status, _, body) in &api {
+        assert!(
+            [
+                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::CREATED,
+                StatusCode::BAD_REQUEST
+            ]
+            .contains(status),
+            "{status} {body}"
+        );
+    }
+    assert_eq!(page.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(page.headers()["retry-after"], "5");
+    assert!(page
+        .text()
+        .await
+        .expect("page")
+        .contains("checking too many passwords"));
+    assert_eq!(
+        login.status(),
+        StatusCode::SEE_OTHER,
+        "a login does not wait for the policy checks"
+    );
+}

@@ -23,8 +23,8 @@ use super::super::params::Params;
 use super::super::token::TokenResponse;
 use super::super::OAuth;
 use crate::accounts::login_code::{ChallengeFor, LoginCodeOutcome, AMR_PASSWORD_AND_CODE};
+use crate::accounts::PasswordLogin;
 use crate::clients::Client;
-use crate::db::users::UserRow;
 use crate::domain::ScopeSet;
 use crate::limits::LimitError;
 
@@ -36,7 +36,7 @@ pub const GRANT_TYPE: &str = "urn:latchkey:params:oauth:grant-type:mfa-otp";
 pub(super) async fn challenge(
     oauth: &OAuth,
     client: &Client,
-    user: &UserRow,
+    login: &PasswordLogin,
     scope: &ScopeSet,
     ip: Option<IpAddr>,
 ) -> OAuthError {
@@ -46,7 +46,7 @@ pub(super) async fn challenge(
     };
     match oauth
         .accounts
-        .start_login_challenge(user, ip, requester)
+        .start_login_challenge(login, ip, requester)
         .await
     {
         Ok(started) if started.emailed => OAuthError::mfa_required(
@@ -87,8 +87,10 @@ pub(crate) async fn exchange(
         .accounts
         .finish_login_challenge(mfa_token, otp, Some(client.id()), ip)
         .await?;
-    let (user, stored_scope) = match outcome {
-        LoginCodeOutcome::Passed { user, scope } => (user, scope),
+    let (login, stored_scope) = match outcome {
+        LoginCodeOutcome::Passed { user, scope, began } => {
+            (PasswordLogin { user: *user, began }, scope)
+        }
         LoginCodeOutcome::Wrong { remaining } => {
             return Err(OAuthError::invalid_grant(match remaining {
                 1 => "the code is wrong; 1 attempt left".to_owned(),
@@ -127,5 +129,5 @@ pub(crate) async fn exchange(
     } else {
         super::negotiate_scope(&client, oauth.config(), Some(&stored.to_string()))?
     };
-    super::password::issue(oauth, client, params, *user, scope, AMR_PASSWORD_AND_CODE).await
+    super::password::issue(oauth, client, params, login, scope, AMR_PASSWORD_AND_CODE).await
 }

@@ -174,6 +174,11 @@ fn map_failure(kind: FlowFailure, state: &FlowState) -> OAuthError {
     if state.owner_inactive {
         return OAuthError::invalid_grant("the user's account is disabled");
     }
+    // RFC 6749 §5.2: the password checked is no longer the user's (or their sessions were
+    // ended meanwhile): the same answer as a wrong password.
+    if state.login_outdated {
+        return OAuthError::invalid_grant("invalid username or password");
+    }
     if state.scope_refused {
         return OAuthError::invalid_scope("the requested scope is not allowed for this client");
     }

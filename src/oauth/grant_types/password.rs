@@ -17,9 +17,8 @@ use super::super::error::{ErrorCode, OAuthError};
 use super::super::params::Params;
 use super::super::token::TokenResponse;
 use super::super::OAuth;
-use crate::accounts::LoginError;
+use crate::accounts::{LoginError, PasswordLogin};
 use crate::clients::{Client, GrantType};
-use crate::db::users::UserRow;
 use crate::domain::ScopeSet;
 use crate::oidc::Authentication;
 
@@ -39,9 +38,9 @@ pub(crate) async fn exchange(
         ));
     };
     let scope = super::negotiate_scope(&client, oauth.config(), params.get("scope"))?;
-    let user = oauth
+    let login = oauth
         .accounts
-        .authenticate(username, SecretString::from(password.to_owned()), ip)
+        .check_login(username, SecretString::from(password.to_owned()), ip)
         .await
         .map_err(|e| match e {
             LoginError::InvalidCredentials => {
@@ -64,27 +63,53 @@ pub(crate) async fn exchange(
                 )
             }
         })?;
-    if oauth.accounts.needs_login_code(&user) {
-        return Err(super::mfa_otp::challenge(oauth, &client, &user, &scope, ip).await);
+    if oauth.accounts.needs_login_code(&login.user) {
+        return Err(super::mfa_otp::challenge(oauth, &client, &login, &scope, ip).await);
     }
-    issue(oauth, client, params, user, scope, AMR_PASSWORD).await
+    issue(oauth, client, params, login, scope, AMR_PASSWORD).await
+}
+
+impl OAuth {
+    /// The password grant after the password check (RFC 6749 §4.3.3): tokens for `client` and
+    /// `login`, a password that [`Accounts::check_login`](crate::accounts::Accounts::check_login)
+    /// accepted, with the scope and RFC 8707 resources of `params`. What the token endpoint
+    /// runs once the password matched, so that the check and the issue can be driven apart.
+    ///
+    /// # Errors
+    /// [`OAuthError`] with `invalid_scope`, `invalid_target`, or `invalid_grant` (the same
+    /// answer as a wrong password) when the login no longer holds under the user's row lock:
+    /// the password changed, or the user's sessions were ended, since the check began.
+    pub async fn issue_for_password_login(
+        &self,
+        client: Client,
+        params: Params,
+        login: PasswordLogin,
+    ) -> Result<TokenResponse, OAuthError> {
+        let scope = super::negotiate_scope(&client, self.config(), params.get("scope"))?;
+        issue(self, client, params, login, scope, AMR_PASSWORD).await
+    }
 }
 
 /// Issues tokens to `client` for a user who has logged in by `amr` (RFC 8176 values,
 /// space-separated): the password grant's issuing path, shared with the mfa-otp grant. A
 /// refresh token when the client may use the `refresh_token` grant; an ID token when `scope`
 /// holds `openid`. The RFC 8707 `resource`s of `params` are the token's audience.
+///
+/// Under the user's row lock the login must still hold ([`PasswordLogin::still_holds`]): a
+/// password change or reset, "sign out everywhere" or deactivation that committed while the
+/// password was being checked answers `invalid_grant` (RFC 6749 §5.2), as a wrong password
+/// does.
 pub(super) async fn issue(
     oauth: &OAuth,
     client: Client,
     params: Params,
-    user: UserRow,
+    login: PasswordLogin,
     scope: ScopeSet,
     amr: &'static str,
 ) -> Result<TokenResponse, OAuthError> {
     let resources = oauth.requested_resources(&params).await?;
     let with_refresh = client.allows(GrantType::RefreshToken);
-    let auth_user = user.clone();
+    let auth_user = login.user.clone();
     let issuer = oauth.cfg.issuer.clone();
     super::run(
         oauth,
@@ -99,16 +124,18 @@ pub(super) async fn issue(
                 auth_time: crate::db::now(),
                 amr: amr.to_owned(),
                 nonce: None,
+                session_id: None,
             });
         },
         move |primitives, request| {
             // The user's row lock before minting (see the lock rule in `db::tokens`): a
-            // deactivation or "sign out everywhere" then runs wholly before or after this.
-            if !primitives.lock_active_user(&user.id).map_err(|()| None)? {
+            // deactivation, password change or "sign out everywhere" then runs wholly before
+            // or after this, and one that ran before shows in the row.
+            if !primitives.lock_user_for(&login).map_err(|()| None)? {
                 return Err(None);
             }
             let grant = Grant {
-                owner_id: user.id.clone(),
+                owner_id: login.user.id.clone(),
                 client_id: request.client_id.to_owned(),
                 scope: scope.to_string().parse().map_err(|_| None)?,
                 redirect_uri: issuer.parse().map_err(|_| None)?,

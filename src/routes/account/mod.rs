@@ -270,6 +270,7 @@ async fn account_page(
 fn account_failure(e: AccountError) -> PageError {
     match e {
         AccountError::Db(e) => e.into(),
+        AccountError::Hash(e) if e.is_busy() => PageError::Busy,
         // The user was deleted between the sign-in check and the change.
         AccountError::NotFound => {
             PageError::not_found("Account not found", "This account no longer exists.")

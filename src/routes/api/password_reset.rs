@@ -29,6 +29,7 @@ impl From<ResetError> for ApiError {
                 Self::invalid_fields(FieldErrors::one("password", capitalized(&message)))
             }
             ResetError::Db(e) => e.into(),
+            ResetError::Hash(e) if e.is_busy() => ApiError::busy(),
             e @ ResetError::Hash(_) => {
                 tracing::error!(error = %e, "password reset failed");
                 Self::server_error("the password could not be changed; try again")

@@ -49,6 +49,7 @@ impl From<RegisterError> for ApiError {
                 ),
             ),
             RegisterError::Db(e) => e.into(),
+            RegisterError::Hash(e) if e.is_busy() => ApiError::busy(),
             RegisterError::Hash(e) => {
                 tracing::error!(error = %e, "registration failed");
                 Self::server_error("the account could not be created; try again in a moment")

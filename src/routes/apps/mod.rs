@@ -5,10 +5,13 @@
 //! it.
 //!
 //! Someone else's application answers 404, as if it did not exist. Powers meant for first-party
-//! applications are staff-only: the password grant, skipping consent, introspecting every token,
-//! serving RFC 8707 resources (which lets a client introspect the tokens meant for them),
+//! applications are a superuser's: the password grant, skipping consent, introspecting every
+//! token, serving RFC 8707 resources (which lets a client introspect the tokens meant for them),
 //! refresh tokens without `offline_access`, plain PKCE and custom token lifetimes (a self-made
 //! client with the password grant would be a phishing kit that gets tokens without consent).
+//! Staff who are not superusers see every application but change only their own and ordinary
+//! users' ([`Clients::access`]); while an application holds a power, its redirect URIs,
+//! post-logout redirect URIs and origins are read-only to everyone but a superuser.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +22,8 @@ use askama::Template;
 
 use crate::accounts::Accounts;
 use crate::clients::{
-    split_list, AuthMethod, Client, ClientError, ClientSpec, ClientType, Clients, GrantType,
+    split_list, AuthMethod, Client, ClientAccess, ClientError, ClientSpec, ClientType, Clients,
+    GrantType,
 };
 use crate::config::RESTRICTED_SCOPES;
 use crate::db::users::UserRow;
@@ -66,6 +70,11 @@ struct FormPage<'a> {
     section: &'a str,
     /// `None` when registering.
     client_id: Option<&'a str>,
+    /// Whether the viewer may give first-party powers (a superuser); staff who are not see
+    /// those settings without being able to change them.
+    grant_powers: bool,
+    /// Why the redirect URIs, post-logout redirect URIs and origins are read-only, if they are.
+    destinations_fixed: Option<String>,
     form: FormValues,
     error_field: &'a str,
     error_message: String,
@@ -175,6 +184,8 @@ struct DetailPage<'a> {
     section: &'a str,
     client: &'a Client,
     owner: Option<String>,
+    /// Why the viewer may not edit, delete or rotate the secret of this client, if so.
+    refused: Option<String>,
     /// The plain secret, on the one page view right after it was generated.
     new_secret: Option<String>,
     secret_hint: String,
@@ -274,6 +285,10 @@ pub async fn show_register_form(
         Ok(u) => u,
         Err(response) => return response,
     };
+    let access = match clients.access(&actor(&req, &user), None).await {
+        Ok(a) => a,
+        Err(e) => return unavailable(&e),
+    };
     let spec = ClientSpec {
         client_type: ClientType::Confidential.as_str().to_owned(),
         auth_method: Some(AuthMethod::ClientSecretBasic.as_str().to_owned()),
@@ -284,7 +299,15 @@ pub async fn show_register_form(
         require_pkce: true,
         ..ClientSpec::default()
     };
-    form_page(&session, &user, None, &spec, clients.known_scopes(), None)
+    form_page(
+        &session,
+        &user,
+        None,
+        &access,
+        &spec,
+        clients.known_scopes(),
+        None,
+    )
 }
 
 /// `POST /o/applications/register/`: registers the client (owned by the user) and shows its
@@ -305,15 +328,28 @@ pub async fn register_application(
         Ok(f) => f,
         Err(page) => return page,
     };
-    let (mut spec, error) = spec_from_form(&form, &user, None);
+    let access = match clients.access(&actor(&req, &user), None).await {
+        Ok(a) => a,
+        Err(e) => return unavailable(&e),
+    };
+    let (mut spec, error) = spec_from_form(&form, &access, None);
     if error.is_some() {
-        return form_page(&session, &user, None, &spec, clients.known_scopes(), error);
+        return form_page(
+            &session,
+            &user,
+            None,
+            &access,
+            &spec,
+            clients.known_scopes(),
+            error,
+        );
     }
     spec.owner_id = Some(user.id.clone());
     spec.require_pkce = true;
     match clients.register(&actor(&req, &user), &spec).await {
         Ok((client, secret)) => {
             detail_page(
+                &req,
                 &session,
                 &user,
                 &client,
@@ -325,7 +361,7 @@ pub async fn register_application(
             )
             .await
         }
-        Err(e) => form_error(&session, &user, None, &spec, &clients, e),
+        Err(e) => form_error(&session, &user, None, &access, &spec, &clients, e),
     }
 }
 
@@ -344,6 +380,7 @@ pub async fn show_application(
         Err(response) => return response,
     };
     detail_page(
+        &req,
         &session,
         &user,
         &client,
@@ -359,6 +396,7 @@ pub async fn show_application(
 /// The detail page; `new_secret` is the plain secret in the answer that generated it.
 #[allow(clippy::too_many_arguments)]
 async fn detail_page(
+    req: &HttpRequest,
     session: &Session,
     user: &UserRow,
     client: &Client,
@@ -376,6 +414,10 @@ async fn detail_page(
         Ok(o) => o,
         Err(response) => return response,
     };
+    let refused = match clients.access(&actor(req, user), Some(client)).await {
+        Ok(access) => access.refused,
+        Err(e) => return unavailable(&e),
+    };
     let row = &client.row;
     let page = DetailPage {
         who: &user.username,
@@ -386,6 +428,7 @@ async fn detail_page(
         secret_hint: row.secret_hint.clone().unwrap_or_default(),
         client,
         owner,
+        refused,
         new_secret,
         active_tokens,
         issuer: &web.issuer,
@@ -410,25 +453,27 @@ pub async fn show_update_form(
     clients: web::Data<Clients>,
     web: web::Data<WebConfig>,
 ) -> HttpResponse {
-    let (user, client) = match owned_client(&req, &path, &session, &accounts, &clients, &web).await
-    {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let (user, client, access) =
+        match managed_client(&req, &path, &session, &accounts, &clients, &web).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     let spec = ClientSpec::from_client(&client);
     form_page(
         &session,
         &user,
         Some(client.id()),
+        &access,
         &spec,
         clients.known_scopes(),
         None,
     )
 }
 
-/// `POST /o/applications/{client_id}/update/`: saves the form. Settings only staff may change
-/// (`skip_authorization`, `introspect_all`) keep their stored values when a non-staff owner
-/// saves.
+/// `POST /o/applications/{client_id}/update/`: saves the form. First-party settings
+/// (`skip_authorization`, `introspect_all`, …) keep their stored values when anyone but a
+/// superuser saves, and so do a powered client's redirect URIs, post-logout redirect URIs and
+/// origins.
 pub async fn update_application(
     req: HttpRequest,
     path: web::Path<String>,
@@ -438,22 +483,23 @@ pub async fn update_application(
     clients: web::Data<Clients>,
     web: web::Data<WebConfig>,
 ) -> HttpResponse {
-    let (user, client) = match owned_client(&req, &path, &session, &accounts, &clients, &web).await
-    {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let (user, client, access) =
+        match managed_client(&req, &path, &session, &accounts, &clients, &web).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
         Ok(f) => f,
         Err(page) => return page,
     };
     let id = client.id().to_owned();
-    let (spec, error) = spec_from_form(&form, &user, Some(&client));
+    let (spec, error) = spec_from_form(&form, &access, Some(&client));
     if error.is_some() {
         return form_page(
             &session,
             &user,
             Some(&id),
+            &access,
             &spec,
             clients.known_scopes(),
             error,
@@ -461,7 +507,7 @@ pub async fn update_application(
     }
     match clients.update(&actor(&req, &user), &id, &spec).await {
         Ok(_) => see_other(&detail_path(&id)),
-        Err(e) => form_error(&session, &user, Some(&id), &spec, &clients, e),
+        Err(e) => form_error(&session, &user, Some(&id), &access, &spec, &clients, e),
     }
 }
 
@@ -474,11 +520,11 @@ pub async fn confirm_delete(
     clients: web::Data<Clients>,
     web: web::Data<WebConfig>,
 ) -> HttpResponse {
-    let (user, client) = match owned_client(&req, &path, &session, &accounts, &clients, &web).await
-    {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let (user, client, _) =
+        match managed_client(&req, &path, &session, &accounts, &clients, &web).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     render(
         StatusCode::OK,
         &ConfirmPage {
@@ -508,18 +554,19 @@ pub async fn delete_application(
     clients: web::Data<Clients>,
     web: web::Data<WebConfig>,
 ) -> HttpResponse {
-    let (user, client) = match owned_client(&req, &path, &session, &accounts, &clients, &web).await
-    {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let (user, client, _) =
+        match managed_client(&req, &path, &session, &accounts, &clients, &web).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     if let Err(page) = read_page_form(&req, payload, &session, web.max_body_bytes).await {
         return page;
     }
     match clients.delete(&actor(&req, &user), client.id()).await {
         Ok(()) | Err(ClientError::NotFound) => see_other("/o/applications/"),
         Err(ClientError::Db(e)) => unavailable(&e),
-        Err(e @ (ClientError::Invalid { .. } | ClientError::Forbidden { .. })) => {
+        Err(ClientError::Forbidden { message, .. }) => forbidden(&message),
+        Err(e @ ClientError::Invalid { .. }) => {
             error_page(StatusCode::BAD_REQUEST, "Cannot delete", &e.to_string())
         }
     }
@@ -534,11 +581,11 @@ pub async fn confirm_rotate_secret(
     clients: web::Data<Clients>,
     web: web::Data<WebConfig>,
 ) -> HttpResponse {
-    let (user, client) = match owned_client(&req, &path, &session, &accounts, &clients, &web).await
-    {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let (user, client, _) =
+        match managed_client(&req, &path, &session, &accounts, &clients, &web).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     if client.client_type != ClientType::Confidential {
         return not_found();
     }
@@ -572,11 +619,11 @@ pub async fn rotate_secret(
     clients: web::Data<Clients>,
     web: web::Data<WebConfig>,
 ) -> HttpResponse {
-    let (user, client) = match owned_client(&req, &path, &session, &accounts, &clients, &web).await
-    {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+    let (user, client, _) =
+        match managed_client(&req, &path, &session, &accounts, &clients, &web).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        };
     if let Err(page) = read_page_form(&req, payload, &session, web.max_body_bytes).await {
         return page;
     }
@@ -586,6 +633,7 @@ pub async fn rotate_secret(
     {
         Ok(secret) => {
             detail_page(
+                &req,
                 &session,
                 &user,
                 &client,
@@ -598,6 +646,7 @@ pub async fn rotate_secret(
             .await
         }
         Err(ClientError::Db(e)) => unavailable(&e),
+        Err(ClientError::Forbidden { message, .. }) => forbidden(&message),
         Err(_) => not_found(),
     }
 }
@@ -637,6 +686,35 @@ async fn owned_client(
     }
 }
 
+/// [`owned_client`], when the viewer may also change it ([`Clients::access`]): a staff member
+/// who is not a superuser sees an operator's or an admin's client but gets 403 for its forms.
+async fn managed_client(
+    req: &HttpRequest,
+    client_id: &str,
+    session: &Session,
+    accounts: &Accounts,
+    clients: &Clients,
+    web: &WebConfig,
+) -> Result<(UserRow, Client, ClientAccess), HttpResponse> {
+    let (user, client) = owned_client(req, client_id, session, accounts, clients, web).await?;
+    let access = match clients.access(&actor(req, &user), Some(&client)).await {
+        Ok(a) => a,
+        Err(e) => return Err(unavailable(&e)),
+    };
+    if let Some(why) = &access.refused {
+        return Err(forbidden(why));
+    }
+    Ok((user, client, access))
+}
+
+fn forbidden(why: &str) -> HttpResponse {
+    error_page(
+        StatusCode::FORBIDDEN,
+        "Not allowed",
+        &format!("You cannot change this application: {why}."),
+    )
+}
+
 async fn owner_name(accounts: &Accounts, client: &Client) -> Result<Option<String>, HttpResponse> {
     match &client.row.owner_id {
         None => Ok(None),
@@ -651,6 +729,7 @@ fn form_page(
     session: &Session,
     user: &UserRow,
     client_id: Option<&str>,
+    access: &ClientAccess,
     spec: &ClientSpec,
     known: &BTreeMap<String, String>,
     error: Option<(&str, String)>,
@@ -660,6 +739,20 @@ fn form_page(
     } else {
         StatusCode::OK
     };
+    form_page_with(session, user, client_id, access, spec, known, error, status)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn form_page_with(
+    session: &Session,
+    user: &UserRow,
+    client_id: Option<&str>,
+    access: &ClientAccess,
+    spec: &ClientSpec,
+    known: &BTreeMap<String, String>,
+    error: Option<(&str, String)>,
+    status: StatusCode,
+) -> HttpResponse {
     let (error_field, error_message) = error.unwrap_or(("", String::new()));
     render(
         status,
@@ -669,6 +762,8 @@ fn form_page(
             is_staff: user.has_staff_access(),
             section: "apps",
             client_id,
+            grant_powers: access.grant_powers,
+            destinations_fixed: access.destinations_fixed.clone(),
             form: FormValues::from_spec(spec, known),
             error_field,
             error_message,
@@ -680,6 +775,7 @@ fn form_error(
     session: &Session,
     user: &UserRow,
     client_id: Option<&str>,
+    access: &ClientAccess,
     spec: &ClientSpec,
     clients: &Clients,
     e: ClientError,
@@ -689,19 +785,27 @@ fn form_error(
             session,
             user,
             client_id,
+            access,
             spec,
             clients.known_scopes(),
             Some((field, message)),
         ),
-        // The form keeps staff-only settings away from others (`spec_from_form`), so this is
-        // the service's own refusal of a request the form would not send: shown the same way.
-        ClientError::Forbidden { field, message } => form_page(
+        ClientError::Forbidden {
+            field: "owner",
+            message,
+        } => forbidden(&message),
+        // The form keeps first-party settings and fixed destinations away from those who may
+        // not change them (`spec_from_form`), so this is the service's own refusal of a
+        // request the form would not send (or of a change made meanwhile): 403, the form shown.
+        ClientError::Forbidden { field, message } => form_page_with(
             session,
             user,
             client_id,
+            access,
             spec,
             clients.known_scopes(),
             Some((field, message)),
+            StatusCode::FORBIDDEN,
         ),
         ClientError::NotFound => not_found(),
         ClientError::Db(e) => unavailable(&e),
@@ -734,14 +838,15 @@ fn lifetime(form: &Params, field: &'static str) -> Result<Option<i64>, (&'static
 }
 
 /// Builds a spec from the submitted form, with the first field that is not even well-formed
-/// (and its message) if there is one; the spec is then as far as it was read. Staff-only
-/// settings keep `existing`'s values (or are off) for non-staff users.
+/// (and its message) if there is one; the spec is then as far as it was read. First-party
+/// settings keep `existing`'s values (or are off) for those who may not give them, and so do
+/// the redirect URIs, post-logout redirect URIs and origins while they are fixed (`access`).
 fn spec_from_form(
     form: &Params,
-    user: &UserRow,
+    access: &ClientAccess,
     existing: Option<&Client>,
 ) -> (ClientSpec, Option<(&'static str, String)>) {
-    let staff = user.has_staff_access();
+    let staff = access.grant_powers;
     let stored = existing.map(ClientSpec::from_client);
     let checked = |name: &str| form.get(name).is_some();
     let client_type = match existing {
@@ -749,9 +854,14 @@ fn spec_from_form(
         Some(client) => client.client_type.as_str().to_owned(),
         None => form.get("client_type").unwrap_or_default().to_owned(),
     };
-    // Staff decide first-party powers; for others the stored values (or the safe defaults of a
-    // new client) stay.
+    // Superusers decide first-party powers; for others the stored values (or the safe defaults
+    // of a new client) stay.
     let staff_or = |ticked: bool, kept: bool| if staff { ticked } else { kept };
+    // Where a powered client's codes go stays as stored for those who may not change it.
+    let fixed_or = |stored_list: fn(&ClientSpec) -> &Vec<String>, field: &str| match &stored {
+        Some(s) if access.destinations_fixed.is_some() => stored_list(s).clone(),
+        _ => lines(form.get(field)),
+    };
     let mut spec = ClientSpec {
         name: form.get("name").unwrap_or_default().to_owned(),
         auth_method: if client_type == ClientType::Public.as_str() {
@@ -761,9 +871,12 @@ fn spec_from_form(
         },
         client_type,
         grant_types: ticked(form, "grant:"),
-        redirect_uris: lines(form.get("redirect_uris")),
-        post_logout_redirect_uris: lines(form.get("post_logout_redirect_uris")),
-        allowed_origins: lines(form.get("allowed_origins")),
+        redirect_uris: fixed_or(|s| &s.redirect_uris, "redirect_uris"),
+        post_logout_redirect_uris: fixed_or(
+            |s| &s.post_logout_redirect_uris,
+            "post_logout_redirect_uris",
+        ),
+        allowed_origins: fixed_or(|s| &s.allowed_origins, "allowed_origins"),
         scopes: ticked(form, "scope:"),
         skip_authorization: staff_or(
             checked("skip_authorization"),
@@ -778,7 +891,8 @@ fn spec_from_form(
             checked("introspect_all"),
             stored.as_ref().is_some_and(|s| s.introspect_all),
         ),
-        // Serving a resource lets the client introspect the tokens meant for it: staff only.
+        // Serving a resource lets the client introspect the tokens meant for it: superusers
+        // only.
         resource_uris: if staff {
             lines(form.get("resource_uris"))
         } else {

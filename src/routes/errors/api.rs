@@ -162,6 +162,17 @@ impl ApiError {
         .with_retry_after(STORAGE_RETRY_SECONDS)
     }
 
+    /// `temporarily_unavailable` (503) with `Retry-After`: the password-policy queue is full
+    /// ([`crate::accounts::password::HashError::Busy`]); nothing was done.
+    #[must_use]
+    pub fn busy() -> Self {
+        Self::new(
+            ApiErrorCode::TemporarilyUnavailable,
+            "too many password checks are waiting; try again in a few seconds",
+        )
+        .with_retry_after(crate::accounts::password::BUSY_RETRY_AFTER_SECONDS)
+    }
+
     /// `server_error` (500) with `description`: a bug or a failure on our side that the caller
     /// has logged.
     #[must_use]

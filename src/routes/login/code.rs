@@ -17,12 +17,13 @@ use serde::{Deserialize, Serialize};
 
 use super::login_page;
 use crate::accounts::login_code::{ChallengeFor, LoginCodeOutcome, AMR_PASSWORD_AND_CODE};
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, PasswordLogin};
 use crate::db::users::UserRow;
 use crate::limits::LimitError;
 use crate::routes::support::with_retry_after;
 use crate::routes::support::{
-    csrf_token, peer_ip, read_page_form, render, see_other, start_session, unavailable, WebConfig,
+    csrf_token, peer_ip, read_page_form, render, see_other, start_session, unavailable, LoginBasis,
+    SessionError, WebConfig,
 };
 
 /// Session key of the pending login.
@@ -45,6 +46,11 @@ struct PendingLogin {
     next: String,
     /// When the password was checked, in Unix seconds.
     started: i64,
+    /// When the password check began ([`PasswordLogin::began`]): the session, once the code
+    /// is entered, counts as started then, so a password change, reset or sign-out since
+    /// ends it. Absent in a cookie written before it existed: `started` is used then.
+    #[serde(default)]
+    began: Option<chrono::NaiveDateTime>,
 }
 
 #[derive(Template)]
@@ -66,12 +72,13 @@ pub async fn begin(
     req: &HttpRequest,
     session: &Session,
     accounts: &Accounts,
-    user: &UserRow,
+    login: &PasswordLogin,
     next: &str,
 ) -> HttpResponse {
+    let user = &login.user;
     let ip = peer_ip(req);
     match accounts
-        .start_login_challenge(user, ip, ChallengeFor::Browser)
+        .start_login_challenge(login, ip, ChallengeFor::Browser)
         .await
     {
         Ok(challenge) => {
@@ -80,6 +87,7 @@ pub async fn begin(
                 handle: challenge.handle,
                 next: next.to_owned(),
                 started: chrono::Utc::now().timestamp(),
+                began: Some(login.began),
             };
             if let Err(e) = session.insert(SESSION_PENDING_LOGIN, &pending) {
                 tracing::error!(error = %e, "could not keep the pending login");
@@ -189,15 +197,32 @@ pub async fn submit_code(
         LoginCodeOutcome::Passed { user: signed_in, .. } if signed_in.id == pending.user_id => {
             // A new session on login (no fixation), with a new CSRF token; the pending login
             // goes with the old session's contents.
-            if let Err(e) = start_session(
+            let basis = LoginBasis {
+                began: pending.began.or_else(|| {
+                    chrono::DateTime::from_timestamp(pending.started, 0).map(|t| t.naive_utc())
+                }),
+                verified_hash: None,
+            };
+            let started = start_session(
                 &req,
                 &session,
                 &accounts,
                 &signed_in.id,
                 AMR_PASSWORD_AND_CODE,
+                basis,
             )
-            .await
-            {
+            .await;
+            if let Err(e) = started {
+                if matches!(e, SessionError::Outdated) {
+                    // A password change, reset or sign-out since the password was checked.
+                    return login_page(
+                        StatusCode::UNAUTHORIZED,
+                        &session,
+                        &pending.next,
+                        &signed_in.username,
+                        "Please sign in again.".into(),
+                    );
+                }
                 tracing::error!(error = %e, "could not store the session");
                 return login_page(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -278,7 +303,14 @@ pub async fn resend_code(
         Err(e) => return unavailable(&e),
     };
     match accounts
-        .start_login_challenge(&user, peer_ip(&req), ChallengeFor::Browser)
+        .start_login_challenge(
+            &PasswordLogin {
+                began: pending.began.unwrap_or_else(crate::db::now),
+                user: user.clone(),
+            },
+            peer_ip(&req),
+            ChallengeFor::Browser,
+        )
         .await
     {
         Ok(challenge) => {

@@ -14,7 +14,7 @@ use crate::accounts::{Accounts, LoginError};
 use crate::oauth::Params;
 use crate::routes::support::{
     csrf_token, current_user, peer_ip, read_page_form, render, safe_next, see_other, start_session,
-    unavailable, with_retry_after, WebConfig,
+    unavailable, with_retry_after, LoginBasis, SessionError, WebConfig,
 };
 
 #[derive(Template)]
@@ -76,25 +76,45 @@ pub async fn submit_login(
             },
         )
     };
+    // When the check began, for a login refused as unverified: the login after verification
+    // counts as begun then (`Accounts::check_login` keeps its own for the other outcomes).
+    let began = crate::db::now();
     match accounts
-        .authenticate(username, password, peer_ip(&req))
+        .check_login(username, password, peer_ip(&req))
         .await
     {
         // Email 2FA (routes/login_code.rs): the code is emailed, the login waits for it.
-        Ok(user) if accounts.needs_login_code(&user) => {
-            code::begin(&req, &session, &accounts, &user, &next).await
+        Ok(login) if accounts.needs_login_code(&login.user) => {
+            code::begin(&req, &session, &accounts, &login, &next).await
         }
-        Ok(user) => {
-            // A new session on login (no fixation), with a new CSRF token.
-            if let Err(e) = start_session(&req, &session, &accounts, &user.id, "pwd").await {
-                tracing::error!(error = %e, "could not store the session");
-                return failure(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Your session could not be started.".into(),
+        Ok(login) => {
+            // A new session on login (no fixation), with a new CSRF token; none when a
+            // password change or sign-out overtook the check.
+            match start_session(
+                &req,
+                &session,
+                &accounts,
+                &login.user.id,
+                "pwd",
+                LoginBasis::from(&login),
+            )
+            .await
+            {
+                Ok(()) => see_other(&next),
+                Err(SessionError::Outdated) => failure(
+                    StatusCode::UNAUTHORIZED,
+                    "Invalid username or password.".into(),
                     &session,
-                );
+                ),
+                Err(e) => {
+                    tracing::error!(error = %e, "could not store the session");
+                    failure(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Your session could not be started.".into(),
+                        &session,
+                    )
+                }
             }
-            see_other(&next)
         }
         Err(LoginError::InvalidCredentials) => failure(
             StatusCode::UNAUTHORIZED,
@@ -114,7 +134,7 @@ pub async fn submit_login(
         }
         // Mandatory verification (routes/register.rs): a new code, then the verify page.
         Err(LoginError::Unverified(user)) => {
-            register::refuse_unverified_login(&session, &accounts, &user, &next).await
+            register::refuse_unverified_login(&session, &accounts, &user, &next, began).await
         }
         Err(LoginError::Db(e)) => unavailable(&e),
         Err(LoginError::Hash(e)) => {

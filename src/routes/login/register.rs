@@ -44,6 +44,10 @@ const SESSION_VERIFY_USER: &str = "verify_uid";
 const SESSION_VERIFY_NEXT: &str = "verify_next";
 /// Session key: the notice the verify page shows once.
 const SESSION_VERIFY_NOTICE: &str = "verify_notice";
+/// The session key of when the pending account's password was checked in this browser
+/// (registration or a refused login): the login after verification counts as begun then, so a
+/// password change, reset or "sign out everywhere" in between ends it (`LoginBasis`).
+const SESSION_VERIFY_BEGAN: &str = "verify_began";
 
 /// What the navigation of these pages needs.
 struct Nav {
@@ -194,6 +198,8 @@ pub async fn submit_register(
     let page = |status, values, errors, alert: Option<String>| {
         register_page(status, &session, &accounts, &next, values, errors, alert)
     };
+    // The account's password is set (checked) from now on; see SESSION_VERIFY_BEGAN.
+    let registered_at = crate::db::now();
     let registered = match accounts.register(registration, peer_ip(&req)).await {
         Ok(r) => r,
         Err(RegisterError::Invalid(errors)) => {
@@ -220,6 +226,7 @@ pub async fn submit_register(
             return page(StatusCode::FORBIDDEN, values, FieldErrors::new(), None)
         }
         Err(RegisterError::Db(e)) => return unavailable(&e),
+        Err(RegisterError::Hash(e)) if e.is_busy() => return busy_page(),
         Err(RegisterError::Hash(e)) => {
             tracing::error!(error = %e, "registration failed");
             return error_page(
@@ -235,7 +242,16 @@ pub async fn submit_register(
         email_sent,
     } = registered;
     if verification != EmailVerification::Mandatory {
-        if let Err(e) = start_session(&req, &session, &accounts, &user.id, "pwd").await {
+        if let Err(e) = start_session(
+            &req,
+            &session,
+            &accounts,
+            &user.id,
+            "pwd",
+            LoginBasis::default(),
+        )
+        .await
+        {
             // The account exists; the person can sign in on the login page.
             tracing::error!(error = %e, "could not start a session after registration");
             return see_other("/accounts/login/");
@@ -256,7 +272,7 @@ pub async fn submit_register(
     } else {
         format!("Welcome! Your account was created and you are signed in. {sent} Enter it below to verify your email address, or do it later.")
     };
-    remember_pending(&session, &user, &next, notice);
+    remember_pending(&session, &user, &next, notice, registered_at);
     see_other("/accounts/verify/")
 }
 
@@ -425,6 +441,7 @@ pub(super) async fn refuse_unverified_login(
     accounts: &Accounts,
     user: &UserRow,
     next: &str,
+    began: chrono::NaiveDateTime,
 ) -> HttpResponse {
     let why = "You cannot sign in until your email address is verified.";
     let notice = match accounts.send_verification(user).await {
@@ -439,7 +456,7 @@ pub(super) async fn refuse_unverified_login(
         ),
         Err(ResendError::Db(e)) => return unavailable(&e),
     };
-    remember_pending(session, user, next, notice);
+    remember_pending(session, user, next, notice, began);
     see_other("/accounts/verify/")
 }
 
@@ -454,11 +471,17 @@ async fn verified(
 ) -> HttpResponse {
     let proven = session_string(session, SESSION_VERIFY_USER).as_deref() == Some(user.id.as_str());
     let next = session_string(session, SESSION_VERIFY_NEXT).unwrap_or_else(|| "/".to_owned());
+    // A pending login from before this rule has no moment: it counts as begun at once.
+    let began = session
+        .get::<chrono::NaiveDateTime>(SESSION_VERIFY_BEGAN)
+        .ok()
+        .flatten();
     for key in [
         SESSION_VERIFY_EMAIL,
         SESSION_VERIFY_USER,
         SESSION_VERIFY_NEXT,
         SESSION_VERIFY_NOTICE,
+        SESSION_VERIFY_BEGAN,
     ] {
         session.remove(key);
     }
@@ -467,7 +490,19 @@ async fn verified(
         if let Err(e) = accounts.login_after_verification(user, peer_ip(req)).await {
             return unavailable(&e);
         }
-        match start_session(req, session, accounts, &user.id, AMR_PASSWORD_AND_CODE).await {
+        match start_session(
+            req,
+            session,
+            accounts,
+            &user.id,
+            AMR_PASSWORD_AND_CODE,
+            LoginBasis {
+                began,
+                verified_hash: None,
+            },
+        )
+        .await
+        {
             Ok(()) => current = Some(user.clone()),
             Err(e) => tracing::error!(error = %e, "could not start a session after verification"),
         }
@@ -520,10 +555,18 @@ fn register_page(
 }
 
 /// Remembers in this browser's session the account waiting for verification (which proved its
-/// password here), where to go next, and the verify page's notice.
-fn remember_pending(session: &Session, user: &UserRow, next: &str, notice: String) {
+/// password here), where to go next, the verify page's notice, and when the password was
+/// checked (`began`).
+fn remember_pending(
+    session: &Session,
+    user: &UserRow,
+    next: &str,
+    notice: String,
+    began: chrono::NaiveDateTime,
+) {
     let stored = session
         .insert(SESSION_VERIFY_EMAIL, &user.email)
+        .and_then(|()| session.insert(SESSION_VERIFY_BEGAN, began))
         .and_then(|()| session.insert(SESSION_VERIFY_USER, &user.id))
         .and_then(|()| session.insert(SESSION_VERIFY_NEXT, safe_next(Some(next))))
         .and_then(|()| session.insert(SESSION_VERIFY_NOTICE, notice));

@@ -256,6 +256,7 @@ pub async fn submit_new_password(
             }
             Err(ResetError::Invalid(message)) => ("password", capitalized(&message)),
             Err(ResetError::Db(e)) => return unavailable(&e),
+            Err(ResetError::Hash(e)) if e.is_busy() => return busy_page(),
             Err(e @ ResetError::Hash(_)) => {
                 tracing::error!(error = %e, "password reset failed");
                 return error_page(
