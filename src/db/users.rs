@@ -265,7 +265,8 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> QueryResult<bool> {
 /// consents, browser sessions, one-time codes and group memberships, and every row of the
 /// deleted clients. Owned clients are deleted rather than left without an owner, because a
 /// client without one would pass for an operator's (portal clients have narrower powers). Run
-/// it inside a transaction, after locking the user's row.
+/// it inside a transaction; it takes the user's row lock for deletion itself
+/// ([`lock_for_delete`]).
 ///
 /// # Errors
 /// Query failures only.
@@ -274,6 +275,10 @@ pub fn delete_with_clients(
     id: &str,
 ) -> QueryResult<Vec<(String, String)>> {
     use super::schema::clients;
+    // `FOR UPDATE` (see `lock_for_delete`): a client being registered for the user meanwhile
+    // commits first and is read below, or waits and then finds no owner — never left behind
+    // without one by `ON DELETE SET NULL`.
+    lock_for_delete(conn, id)?;
     let owned: Vec<(String, String)> = clients::table
         .filter(clients::owner_id.eq(id))
         .order(clients::client_id.asc())

@@ -228,6 +228,7 @@ pub async fn current_login(
         auth_time,
         amr,
         nonce: None,
+        session_id: session_handle(session).map(|h| crate::accounts::sessions::session_id(&h)),
     }))
 }
 

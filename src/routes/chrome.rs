@@ -6,8 +6,8 @@
 //! the page's own forms use too), the main navigation with the current [`Section`], and the
 //! one-time [`Notice`] left by the previous request (post/redirect/get: a handler that changed
 //! something calls [`flash`] and redirects; the next page shows the notice once). A handler gets
-//! its chrome from the extractor that signed the user in (`SignedIn::chrome`) or, on pages for
-//! visitors, from [`Chrome::visitor`].
+//! its chrome from the extractor that signed the user in (`SignedIn::chrome`); pages for
+//! visitors (sign-in, registration) get theirs when the login area moves to the extractors.
 
 use actix_session::Session;
 use actix_web::http::header;
@@ -27,8 +27,6 @@ pub enum Section {
     /// Pages outside the signed-in navigation (sign-in, consent, errors).
     #[default]
     None,
-    /// The developer portal (`/o/applications/`).
-    Apps,
     /// Applications the user authorized (`/o/authorized_tokens/`).
     Authorized,
     /// The user's account (`/account/`).
@@ -59,7 +57,6 @@ impl Section {
     pub fn name(&self) -> &'static str {
         match self {
             Self::None => "",
-            Self::Apps => "apps",
             Self::Authorized => "authorized",
             Self::Account => "account",
             Self::Admin(_) => "admin",
@@ -171,29 +168,10 @@ impl Chrome {
         }
     }
 
-    /// The chrome of a page for a visitor who is not signed in (sign-in, registration, reset):
-    /// a CSRF token for its forms, and the pending notice.
-    #[must_use]
-    pub fn visitor(session: &Session) -> Self {
-        Self {
-            csrf_token: super::browser::csrf_token(session),
-            notice: take_flash(session),
-            ..Self::default()
-        }
-    }
-
     /// The chrome of a page rendered without a session (error pages): no forms, no notice.
     #[must_use]
     pub fn anonymous() -> Self {
         Self::default()
-    }
-
-    /// This chrome with `notice` shown now (on a page rendered in answer to a POST that did
-    /// not redirect, such as a form with errors) instead of any pending one.
-    #[must_use]
-    pub fn with_notice(mut self, notice: Notice) -> Self {
-        self.notice = Some(notice);
-        self
     }
 }
 

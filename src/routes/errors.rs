@@ -291,13 +291,6 @@ impl FieldErrors {
     pub fn has(&self, field: &str) -> bool {
         self.0.contains_key(field)
     }
-
-    /// Every (field, message), in field order.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .iter()
-            .flat_map(|(f, ms)| ms.iter().map(move |m| (f.as_str(), m.as_str())))
-    }
 }
 
 impl<K: AsRef<str>> FromIterator<(K, Vec<String>)> for FieldErrors {

@@ -4,7 +4,6 @@
 //! * [`SignedIn`] — a signed-in, active user with a live browser session; otherwise
 //!   [`PageError::SignIn`] (the sign-in page, which comes back here).
 //! * [`Staff`] — [`SignedIn`] and staff (or superuser); others get a 403 page.
-//! * [`Superuser`] — [`SignedIn`] and superuser; others get a 403 page.
 //! * [`Form`] — a browser's form post: `application/x-www-form-urlencoded`, at most
 //!   `server.max_body_bytes`, its `csrf_token` checked against the session (constant time);
 //!   parsed strictly by [`Params`] (no repeated names, no invalid UTF-8), then into `T`.
@@ -93,12 +92,6 @@ impl SignedIn {
         &self.session
     }
 
-    /// The client's address (behind `server.trusted_proxies`, the forwarded one).
-    #[must_use]
-    pub fn ip(&self) -> Option<IpAddr> {
-        self.ip
-    }
-
     /// The user acting through this request, for the services and the audit log.
     #[must_use]
     pub fn actor(&self) -> Actor {
@@ -169,38 +162,6 @@ impl FromRequest for Staff {
                 Err(PageError::forbidden(
                     "Staff only",
                     "The admin console is for staff members. Ask an administrator if you need access.",
-                ))
-            }
-        })
-    }
-}
-
-/// A signed-in superuser; dereferences to [`SignedIn`]. Anyone else signed in gets a 403 page.
-#[derive(Clone)]
-pub struct Superuser(pub SignedIn);
-
-impl Deref for Superuser {
-    type Target = SignedIn;
-
-    fn deref(&self) -> &SignedIn {
-        &self.0
-    }
-}
-
-impl FromRequest for Superuser {
-    type Error = PageError;
-    type Future = LocalBoxFuture<Result<Self, PageError>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let signed_in = SignedIn::from_request(req, payload);
-        Box::pin(async move {
-            let user = signed_in.await?;
-            if user.is_superuser {
-                Ok(Self(user))
-            } else {
-                Err(PageError::forbidden(
-                    "Superusers only",
-                    "Only a superuser can do this. Ask one if it needs doing.",
                 ))
             }
         })

@@ -93,7 +93,10 @@ async fn pages_carry_security_headers() {
     assert!(!css.contains("break-all"));
     // The favicon, linked from every page and where browsers look without a link.
     let home = app.browse("/").await.text().await.expect("html");
-    assert!(home.contains(r#"<link rel="icon" href="/static/favicon.svg""#), "{home}");
+    assert!(
+        home.contains(r#"<link rel="icon" href="/static/favicon.svg""#),
+        "{home}"
+    );
     for path in ["/static/favicon.svg", "/favicon.ico"] {
         let icon = app.browse(path).await;
         assert_eq!(icon.status(), StatusCode::OK, "{path}");

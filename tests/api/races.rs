@@ -936,7 +936,6 @@ async fn an_emailed_code_login_checked_before_a_sign_out_everywhere_gets_no_toke
                 },
             )
             .await
-            .expect("db")
             .expect("no cooldown");
         // The newest email with a code (a password-change notice may arrive after it).
         let code = app

@@ -31,8 +31,8 @@ use crate::domain::Email;
 use crate::oauth::Params;
 use crate::routes::support::with_retry_after;
 use crate::routes::support::{
-    csrf_token, current_user, error_page, peer_ip, read_page_form, render, safe_next, see_other,
-    start_session, unavailable, WebConfig,
+    busy_page, csrf_token, current_user, error_page, peer_ip, read_page_form, render, safe_next,
+    see_other, start_session, unavailable, LoginBasis, WebConfig,
 };
 
 /// Session key: the address the verify page is pre-filled with.

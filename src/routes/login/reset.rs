@@ -23,7 +23,7 @@ use crate::accounts::Accounts;
 use crate::db::DbError;
 use crate::domain::Email;
 use crate::limits::{LimitError, RetryAfter};
-use crate::routes::support::{capitalized, with_retry_after};
+use crate::routes::support::{busy_page, capitalized, with_retry_after};
 use crate::routes::support::{
     csrf_token, current_user, error_page, peer_ip, read_page_form, render, see_other, unavailable,
     WebConfig,
