@@ -7,8 +7,10 @@
 //!
 //! Dependencies run one way — `routes → {oauth, oidc, accounts, clients, groups} → audit → db`:
 //!
-//! * [`routes`] — actix-web handlers and askama pages; the whole URL table is in
-//!   [`routes::configure`]. Parses input, calls a service, renders. No SQL.
+//! * [`routes`] — actix-web handlers and askama pages, in folders by area (console, account,
+//!   login, apps, oauth, oidc, api); the whole URL table is in [`routes::configure`]. A handler
+//!   takes extractors (signed-in user, CSRF-checked form, API body or bearer token), calls a
+//!   service with `?` and renders; errors render themselves (`PageError`, `ApiError`). No SQL.
 //! * [`oauth`] — the protocol. oxide-auth's `code_grant` state machines run the
 //!   authorization-code, refresh and client-credentials flows over our diesel-backed
 //!   `Registrar`/`Authorizer`/`Issuer`; our own layer parses parameters, authenticates clients and
