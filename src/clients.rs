@@ -230,11 +230,11 @@ impl Client {
     /// The JWS algorithm of this client's ID tokens and JWT access tokens (RS256 when the
     /// stored value is unknown).
     #[must_use]
-    pub fn signing_alg(&self) -> crate::oidc::SigningAlg {
+    pub fn signing_alg(&self) -> crate::domain::SigningAlg {
         self.row
             .id_token_signed_response_alg
             .parse()
-            .unwrap_or(crate::oidc::SigningAlg::Rs256)
+            .unwrap_or(crate::domain::SigningAlg::Rs256)
     }
 
     /// Whether access tokens are RFC 9068 JWTs rather than opaque strings.
@@ -751,8 +751,8 @@ pub fn validate_spec(
             }
         }
     }
-    let alg: crate::oidc::SigningAlg = match spec.id_token_alg.as_deref().map(str::trim) {
-        None | Some("") => crate::oidc::SigningAlg::Rs256,
+    let alg: crate::domain::SigningAlg = match spec.id_token_alg.as_deref().map(str::trim) {
+        None | Some("") => crate::domain::SigningAlg::Rs256,
         Some(a) => a
             .parse()
             .map_err(|e| invalid("id_token_signed_response_alg", e))?,

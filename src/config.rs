@@ -737,7 +737,7 @@ impl Settings {
             other => bail!("log.format must be \"text\" or \"json\", not {other:?}"),
         };
         for name in raw.scopes.keys() {
-            if name.is_empty() || !name.chars().all(is_scope_char) {
+            if name.is_empty() || !name.chars().all(crate::domain::is_scope_char) {
                 bail!("scope name {name:?} contains characters RFC 6749 §3.3 does not allow");
             }
         }
@@ -791,17 +791,11 @@ fn scopes_without_user(
         if !known.contains_key(name) {
             bail!("tokens.scopes_without_user: {name:?} is not one of the [scopes]");
         }
-        if name == crate::oidc::OPENID || name == crate::oidc::OFFLINE_ACCESS {
+        if name == crate::domain::OPENID || name == crate::domain::OFFLINE_ACCESS {
             bail!("tokens.scopes_without_user: {name:?} describes a user and cannot be granted without one");
         }
     }
     Ok(set)
-}
-
-/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
-#[must_use]
-pub fn is_scope_char(c: char) -> bool {
-    matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')
 }
 
 fn parse_issuer(raw: &str) -> anyhow::Result<Url> {

@@ -32,7 +32,7 @@ use crate::clients::ClientSpec;
 use crate::db::users::{self, UserRow};
 use crate::db::{clients, DbError};
 use crate::domain::{Email, Username};
-use crate::startup::Services;
+use crate::services::Services;
 
 /// The demo user's username.
 pub const USERNAME: &str = "demo";

@@ -5,7 +5,8 @@
 //!
 //! ## Architecture (read this first)
 //!
-//! Dependencies run one way — `routes → {oauth, oidc, accounts, clients, groups} → audit → db`:
+//! Dependencies run one way — `routes → oauth → oidc → {accounts, clients, groups} → audit → db`
+//! (the layer table is in `docs/architecture.md`; `tests/api/layers.rs` holds the code to it):
 //!
 //! * [`routes`] — actix-web handlers and askama pages, in folders by area (console, account,
 //!   login, apps, oauth, oidc, api); the whole URL table is in [`routes::configure`]. A handler
@@ -67,5 +68,6 @@ mod properties;
 pub mod routes;
 pub mod scheduler;
 pub mod secret;
+pub mod services;
 pub mod startup;
 pub mod telemetry;

@@ -361,7 +361,7 @@ mod scopes {
             tokens in proptest::collection::vec(token(), 0..5),
             bad in prop_oneof![
                 Just('"'), Just('\\'), Just('\u{7f}'), Just('\t'), Just('\u{0}'),
-                any::<char>().prop_filter("outside scope-token", |c| !crate::config::is_scope_char(*c) && *c != ' '),
+                any::<char>().prop_filter("outside scope-token", |c| !crate::domain::is_scope_char(*c) && *c != ' '),
             ],
             at in any::<prop::sample::Index>(),
         ) {
@@ -395,7 +395,7 @@ mod scopes {
         #[test]
         fn arbitrary_scope_strings(raw in text(60)) {
             if let Ok(set) = ScopeSet::parse(&raw) {
-                prop_assert!(set.iter().all(|t| !t.is_empty() && t.chars().all(crate::config::is_scope_char)));
+                prop_assert!(set.iter().all(|t| !t.is_empty() && t.chars().all(crate::domain::is_scope_char)));
             }
         }
     }

@@ -8,6 +8,7 @@ mod person_name;
 mod redirect_uri;
 mod resource;
 mod scope;
+mod signing_alg;
 mod username;
 
 pub use client_ip::{ForwardedHeader, TrustedProxies};
@@ -15,7 +16,8 @@ pub use email::Email;
 pub use person_name::{PersonName, MAX_NAME_CHARS};
 pub use redirect_uri::RedirectUri;
 pub use resource::{ResourceSet, MAX_RESOURCES};
-pub use scope::ScopeSet;
+pub use scope::{is_scope_char, ScopeSet, OFFLINE_ACCESS, OPENID};
+pub use signing_alg::SigningAlg;
 pub use username::Username;
 pub mod page;
 pub mod pkce;

@@ -1,8 +1,6 @@
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::config::is_scope_char;
-
 /// A set of scope tokens (RFC 6749 §3.3), kept sorted so that its string form is stable.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ScopeSet(BTreeSet<String>);
@@ -89,6 +87,17 @@ impl FromIterator<String> for ScopeSet {
     fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Self {
         Self(iter.into_iter().collect())
     }
+}
+
+/// The `openid` scope: without it a request is plain OAuth 2.0 (OIDC Core §3.1.2.1).
+pub const OPENID: &str = "openid";
+/// The `offline_access` scope (OIDC Core §11): refresh tokens for the authorization-code grant.
+pub const OFFLINE_ACCESS: &str = "offline_access";
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+#[must_use]
+pub fn is_scope_char(c: char) -> bool {
+    matches!(c, '\x21' | '\x23'..='\x5B' | '\x5D'..='\x7E')
 }
 
 #[cfg(test)]

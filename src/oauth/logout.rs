@@ -166,3 +166,32 @@ impl OAuth {
             .await?)
     }
 }
+
+impl OAuth {
+    /// Checks an RP-initiated logout request (OpenID Connect RP-Initiated Logout §2–§3) read
+    /// from `params`, for a browser in which `signed_in` (a user id) is signed in, if anyone:
+    /// [`crate::oidc::logout::plan_logout`] with this server's keys, clients and issuer.
+    ///
+    /// # Errors
+    /// As [`crate::oidc::logout::plan_logout`].
+    pub async fn plan_logout(
+        &self,
+        params: &super::Params,
+        signed_in: Option<&str>,
+    ) -> Result<crate::oidc::logout::LogoutPlan, crate::oidc::logout::LogoutError> {
+        let request = crate::oidc::logout::LogoutRequest {
+            id_token_hint: params.get("id_token_hint").map(str::to_owned),
+            client_id: params.get("client_id").map(str::to_owned),
+            post_logout_redirect_uri: params.get("post_logout_redirect_uri").map(str::to_owned),
+            state: params.get("state").map(str::to_owned),
+        };
+        crate::oidc::logout::plan_logout(
+            self.keys(),
+            self.clients(),
+            &self.config().issuer,
+            &request,
+            signed_in,
+        )
+        .await
+    }
+}

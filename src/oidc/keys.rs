@@ -16,7 +16,6 @@
 //!   that.
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -38,71 +37,18 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sha2::{Digest, Sha256, Sha512};
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::signing_keys::{self, SigningKeyRow};
 use crate::db::{self, tokens, Db, DbConnection, DbError};
+pub use crate::domain::SigningAlg;
 
-/// JWS algorithms Latchkey signs with (RFC 7518 §3.1, RFC 8037 §3.1 names).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum SigningAlg {
-    /// RSASSA-PKCS1-v1_5 with SHA-256, 2048-bit keys. Required by OIDC Core §15.1; the default.
-    Rs256,
-    /// ECDSA P-256 with SHA-256.
-    Es256,
-    /// Ed25519.
-    EdDsa,
-}
-
-impl SigningAlg {
-    /// Every algorithm, RS256 first.
-    pub const ALL: [Self; 3] = [Self::Rs256, Self::Es256, Self::EdDsa];
-
-    /// The JOSE name: `RS256`, `ES256`, `EdDSA`.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Rs256 => "RS256",
-            Self::Es256 => "ES256",
-            Self::EdDsa => "EdDSA",
-        }
-    }
-
-    fn jwt(self) -> Algorithm {
-        match self {
-            Self::Rs256 => Algorithm::RS256,
-            Self::Es256 => Algorithm::ES256,
-            Self::EdDsa => Algorithm::EdDSA,
-        }
-    }
-
-    /// The left-most half of the hash of `value` that `at_hash` / `c_hash` carry (OIDC Core
-    /// §3.1.3.6): SHA-256 for RS256 and ES256, SHA-512 for Ed25519 (the hash EdDSA uses
-    /// internally, as relying-party libraries expect), base64url without padding.
-    #[must_use]
-    pub fn half_hash(self, value: &str) -> String {
-        let digest: Vec<u8> = match self {
-            Self::Rs256 | Self::Es256 => Sha256::digest(value.as_bytes()).to_vec(),
-            Self::EdDsa => Sha512::digest(value.as_bytes()).to_vec(),
-        };
-        URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
-    }
-}
-
-impl fmt::Display for SigningAlg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SigningAlg {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
-            .into_iter()
-            .find(|a| a.as_str() == s)
-            .ok_or_else(|| format!("unknown signing algorithm {s:?} (RS256, ES256 or EdDSA)"))
+/// The jsonwebtoken algorithm of `alg`.
+fn jwt_alg(alg: SigningAlg) -> Algorithm {
+    match alg {
+        SigningAlg::Rs256 => Algorithm::RS256,
+        SigningAlg::Es256 => Algorithm::ES256,
+        SigningAlg::EdDsa => Algorithm::EdDSA,
     }
 }
 
@@ -843,12 +789,12 @@ impl KeyStore {
             .iter()
             .find(|k| k.kid == kid && k.published_at(now))
             .ok_or_else(not_current)?;
-        if header.alg != key.alg.jwt() {
+        if header.alg != jwt_alg(key.alg) {
             return Err(VerifyError::Invalid(
                 "the JWT's alg does not match its key".into(),
             ));
         }
-        let mut validation = Validation::new(key.alg.jwt());
+        let mut validation = Validation::new(jwt_alg(key.alg));
         validation.set_issuer(&[issuer]);
         validation.validate_aud = false;
         validation.validate_exp = !allow_expired;
@@ -937,7 +883,7 @@ fn sign_key<T: Serialize>(
     claims: &T,
 ) -> Result<(String, String), KeyError> {
     let alg = key.alg;
-    let mut header = Header::new(alg.jwt());
+    let mut header = Header::new(jwt_alg(alg));
     header.typ = Some(typ.to_owned());
     header.kid = Some(key.kid.clone());
     jsonwebtoken::encode(&header, claims, &key.encoding)
@@ -975,7 +921,7 @@ mod tests {
             let generated = generate(alg).expect("generate");
             let encoding = encoding_key(alg, &generated.pkcs8).expect("encoding key");
             let decoding = DecodingKey::from_jwk(&generated.jwk).expect("decoding key");
-            let mut header = Header::new(alg.jwt());
+            let mut header = Header::new(jwt_alg(alg));
             header.kid = generated.jwk.common.key_id.clone();
             let token = jsonwebtoken::encode(
                 &header,
@@ -983,7 +929,7 @@ mod tests {
                 &encoding,
             )
             .expect("sign");
-            let mut validation = Validation::new(alg.jwt());
+            let mut validation = Validation::new(jwt_alg(alg));
             validation.validate_aud = false;
             let claims = jsonwebtoken::decode::<serde_json::Value>(&token, &decoding, &validation)
                 .expect("verify");

@@ -20,10 +20,7 @@ use crate::domain::ScopeSet;
 
 pub use keys::{KeyStore, SigningAlg};
 
-/// The `openid` scope: without it a request is plain OAuth 2.0 (OIDC Core §3.1.2.1).
-pub const OPENID: &str = "openid";
-/// The `offline_access` scope (OIDC Core §11): refresh tokens for the authorization-code grant.
-pub const OFFLINE_ACCESS: &str = "offline_access";
+pub use crate::domain::{OFFLINE_ACCESS, OPENID};
 
 /// Claims advertised in discovery (`claims_supported`): exactly what Latchkey puts in ID tokens
 /// and UserInfo responses.

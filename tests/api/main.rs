@@ -23,6 +23,7 @@ mod helpers;
 mod hostile;
 mod introspection_revocation;
 mod keys;
+mod layers;
 mod login_code;
 mod login_limits;
 mod metadata_health;
