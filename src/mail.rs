@@ -37,7 +37,7 @@ pub enum MailError {
 }
 
 /// One email: a subject and a template pair (HTML and plain text) rendered from the same data.
-pub trait Email {
+pub trait EmailTemplate {
     /// The `Subject` header.
     fn subject(&self) -> String;
     /// The HTML body.
@@ -130,7 +130,7 @@ impl Mailer {
     /// [`MailError`]; the caller logs it and tells the user the message could not be sent.
     // No fields: subjects and bodies may hold codes and links, which are never logged.
     #[tracing::instrument(skip_all)]
-    pub async fn send(&self, to: &str, email: &impl Email) -> Result<(), MailError> {
+    pub async fn send(&self, to: &str, email: &impl EmailTemplate) -> Result<(), MailError> {
         let to: Mailbox = to
             .parse()
             .map_err(|e: lettre::address::AddressError| MailError::Build(e.to_string()))?;
@@ -177,7 +177,7 @@ pub fn greeting_name(user: &UserRow) -> String {
     }
 }
 
-/// Implements [`Email`] for `$name`, whose HTML template is `$name` itself (derive `Template`)
+/// Implements [`EmailTemplate`] for `$name`, whose HTML template is `$name` itself (derive `Template`)
 /// and whose text template is the wrapper `$text`.
 macro_rules! email {
     ($name:ident, $text:ident, $text_path:literal, $subject:expr) => {
@@ -187,7 +187,7 @@ macro_rules! email {
             m: &'a $name,
         }
 
-        impl Email for $name {
+        impl EmailTemplate for $name {
             fn subject(&self) -> String {
                 let subject: fn(&$name) -> String = $subject;
                 subject(self)

@@ -458,7 +458,7 @@ mod id_token_hints {
 
     use super::*;
     use crate::db::{DatabaseUrl, Db};
-    use crate::oidc::keys::{KeyStore, VerifyError};
+    use crate::oidc::keys::{JwtVerifyError, KeyStore};
     use crate::oidc::{SigningAlg, ACCESS_TOKEN_TYP, ID_TOKEN_TYP};
 
     const ISSUER: &str = "https://id.example";
@@ -500,7 +500,7 @@ mod id_token_hints {
         })
     }
 
-    fn verify(token: &str, allow_expired: bool) -> Result<Value, VerifyError> {
+    fn verify(token: &str, allow_expired: bool) -> Result<Value, JwtVerifyError> {
         let f = fixture();
         f.runtime.block_on(
             f.keys

@@ -467,24 +467,24 @@ impl OAuth {
             )
             .await?;
         Ok(match outcome {
-            CodeOutcome::ConsentRequired => fail(
+            IssueOutcome::ConsentRequired => fail(
                 ErrorCode::ConsentRequired,
                 "the user has not consented to this request and prompt=none was given",
             )?,
-            CodeOutcome::Prompt(prompt) => AuthorizeOutcome::Consent(prompt),
-            CodeOutcome::Issued(url) => match Url::parse(&url) {
+            IssueOutcome::Prompt(prompt) => AuthorizeOutcome::Consent(prompt),
+            IssueOutcome::Issued(url) => match Url::parse(&url) {
                 Ok(url) => self.deliver(&target, mode, url),
                 Err(_) => {
                     AuthorizeOutcome::ErrorPage("the registered redirect URI is invalid".to_owned())
                 }
             },
-            CodeOutcome::Invalid(message) => AuthorizeOutcome::ErrorPage(message.to_owned()),
+            IssueOutcome::Invalid(message) => AuthorizeOutcome::ErrorPage(message.to_owned()),
             // OIDC Core §3.1.2.6: prompt=none cannot show the login page.
-            CodeOutcome::LoginRequired if prompt.none => fail(
+            IssueOutcome::LoginRequired if prompt.none => fail(
                 ErrorCode::LoginRequired,
                 "the user is not logged in (or must log in again) and prompt=none was given",
             )?,
-            CodeOutcome::LoginRequired => AuthorizeOutcome::Login {
+            IssueOutcome::LoginRequired => AuthorizeOutcome::Login {
                 resume_query: resume_query(&params_for_login),
                 login_hint: login_hint.clone(),
             },
@@ -503,7 +503,7 @@ impl OAuth {
         allowed_now: Option<Option<IpAddr>>,
         prompt: Prompt,
         target: String,
-    ) -> Result<CodeOutcome, DbError> {
+    ) -> Result<IssueOutcome, DbError> {
         // `Some(ip)`: the user allowed the request just now, from `ip`.
         let (ip, allowed_now) = (allowed_now.flatten(), allowed_now.is_some());
         let cfg = self.cfg.clone();
@@ -519,7 +519,7 @@ impl OAuth {
                     // before this (and shows below, or deleted the consent) or after it (and
                     // deletes the code).
                     let Some(user) = users::lock(conn, &user_id)? else {
-                        return Ok(CodeOutcome::LoginRequired);
+                        return Ok(IssueOutcome::LoginRequired);
                     };
                     // The browser session as it is now, not as it was when the request came in.
                     let live = match &session_id {
@@ -528,7 +528,7 @@ impl OAuth {
                         None => false,
                     };
                     if !live {
-                        return Ok(CodeOutcome::LoginRequired);
+                        return Ok(IssueOutcome::LoginRequired);
                     }
                     let previous = consents::find(conn, &user_id, client.id())?.map(|c| Previous {
                         scope: ScopeSet::from_stored(&c.scope),
@@ -552,9 +552,9 @@ impl OAuth {
                                 .is_some_and(|p| p.covers(&scope, &resources)));
                     if !covered && !allowed_now {
                         if prompt.none {
-                            return Ok(CodeOutcome::ConsentRequired);
+                            return Ok(IssueOutcome::ConsentRequired);
                         }
-                        return Ok(CodeOutcome::Prompt(consent_prompt(
+                        return Ok(IssueOutcome::Prompt(consent_prompt(
                             &client,
                             &cfg.scopes,
                             &scope,
@@ -604,12 +604,12 @@ impl OAuth {
                         return Err(e);
                     }
                     Ok(match result {
-                        Ok(url) => CodeOutcome::Issued(url.to_string()),
+                        Ok(url) => IssueOutcome::Issued(url.to_string()),
                         Err(authorization::Error::Redirect(e)) => {
                             let url: Url = e.into();
-                            CodeOutcome::Issued(url.to_string())
+                            IssueOutcome::Issued(url.to_string())
                         }
-                        Err(_) => CodeOutcome::Invalid(
+                        Err(_) => IssueOutcome::Invalid(
                             state
                                 .pkce_error
                                 .unwrap_or("the authorization request is invalid"),
@@ -638,7 +638,7 @@ impl Previous {
 }
 
 /// What [`OAuth::issue_code`] decided.
-enum CodeOutcome {
+enum IssueOutcome {
     /// The redirect URI with `code` and `state` (or oxide-auth's error).
     Issued(String),
     /// Consent is needed: show this.

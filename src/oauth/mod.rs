@@ -8,13 +8,13 @@
 //! clients only ever see RFC-shaped answers. The password grant, introspection and revocation
 //! are written here directly.
 
+pub mod authorizations;
 pub mod authorize;
 pub mod bearer;
 mod cleanup;
 pub mod client_auth;
 pub mod error;
 mod grant_types;
-pub mod grants;
 pub mod introspect;
 pub mod logout;
 pub mod metadata;

@@ -88,7 +88,7 @@ impl From<diesel::result::Error> for KeyError {
 
 /// Why a JWT we are asked to trust was refused.
 #[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
+pub enum JwtVerifyError {
     /// Not one of our JWTs, a bad signature, wrong claims, or expired.
     #[error("{0}")]
     Invalid(String),
@@ -752,16 +752,16 @@ impl KeyStore {
     /// Connect RP-Initiated Logout §2). `aud` is left to the caller.
     ///
     /// # Errors
-    /// [`VerifyError::Invalid`] with a reason.
+    /// [`JwtVerifyError::Invalid`] with a reason.
     pub async fn verify<T: DeserializeOwned>(
         &self,
         token: &str,
         typ: &str,
         issuer: &str,
         allow_expired: bool,
-    ) -> Result<T, VerifyError> {
+    ) -> Result<T, JwtVerifyError> {
         let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| VerifyError::Invalid(format!("not a JWT: {e}")))?;
+            .map_err(|e| JwtVerifyError::Invalid(format!("not a JWT: {e}")))?;
         // One key signs several kinds of JWT (ID tokens, RFC 9068 access tokens): the type
         // keeps one from passing for the other (RFC 8725 §3.11).
         if !header
@@ -769,16 +769,19 @@ impl KeyStore {
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case(typ))
         {
-            return Err(VerifyError::Invalid(format!("the JWT's typ is not {typ}")));
+            return Err(JwtVerifyError::Invalid(format!(
+                "the JWT's typ is not {typ}"
+            )));
         }
         let kid = header
             .kid
-            .ok_or_else(|| VerifyError::Invalid("the JWT has no kid".into()))?;
+            .ok_or_else(|| JwtVerifyError::Invalid("the JWT has no kid".into()))?;
         // No re-read for an unknown kid: a new key is published on every node before any node
         // signs with it, so an unknown kid is not ours (and must not cost a database read).
         let set = self.current().await?;
         let now = db::now();
-        let not_current = || VerifyError::Invalid("the JWT was not signed by a current key".into());
+        let not_current =
+            || JwtVerifyError::Invalid("the JWT was not signed by a current key".into());
         if !set.keys.iter().any(|k| k.kid == kid) {
             return Err(not_current());
         }
@@ -790,7 +793,7 @@ impl KeyStore {
             .find(|k| k.kid == kid && k.published_at(now))
             .ok_or_else(not_current)?;
         if header.alg != jwt_alg(key.alg) {
-            return Err(VerifyError::Invalid(
+            return Err(JwtVerifyError::Invalid(
                 "the JWT's alg does not match its key".into(),
             ));
         }
@@ -802,7 +805,7 @@ impl KeyStore {
         validation.set_required_spec_claims(&["iss", "sub", "exp"]);
         jsonwebtoken::decode::<T>(token, &key.decoding, &validation)
             .map(|data| data.claims)
-            .map_err(|e| VerifyError::Invalid(format!("the JWT is invalid: {e}")))
+            .map_err(|e| JwtVerifyError::Invalid(format!("the JWT is invalid: {e}")))
     }
 }
 

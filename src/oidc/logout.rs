@@ -4,7 +4,7 @@
 
 use url::Url;
 
-use super::keys::{KeyStore, VerifyError};
+use super::keys::{JwtVerifyError, KeyStore};
 use super::{IdTokenHint, ID_TOKEN_TYP};
 use crate::clients::Clients;
 use crate::db::DbError;
@@ -76,12 +76,12 @@ pub async fn plan_logout(
     if let Some(hint) = request.id_token_hint.as_deref() {
         let claims: IdTokenHint = match keys.verify(hint, ID_TOKEN_TYP, issuer, true).await {
             Ok(c) => c,
-            Err(VerifyError::Invalid(reason)) => {
+            Err(JwtVerifyError::Invalid(reason)) => {
                 return Err(LogoutError::Invalid(format!(
                     "the id_token_hint is not a valid ID token from this server ({reason})"
                 )))
             }
-            Err(VerifyError::Keys(e)) => return Err(LogoutError::Keys(e)),
+            Err(JwtVerifyError::Keys(e)) => return Err(LogoutError::Keys(e)),
         };
         match &client_id {
             Some(id) if !claims.aud.contains(id) => {

@@ -725,8 +725,11 @@ async fn staff_cannot_revoke_an_admins_tokens_from_the_token_list() {
 
     // The service refuses whoever calls it.
     let oauth = &app.services.oauth;
-    let refused = |r: Result<usize, latchkey::oauth::grants::RevokeError>| {
-        matches!(r, Err(latchkey::oauth::grants::RevokeError::Forbidden(_)))
+    let refused = |r: Result<usize, latchkey::oauth::authorizations::RevokeError>| {
+        matches!(
+            r,
+            Err(latchkey::oauth::authorizations::RevokeError::Forbidden(_))
+        )
     };
     assert!(refused(
         oauth

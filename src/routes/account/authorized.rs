@@ -10,7 +10,7 @@ use askama::Template;
 
 use crate::clients::{split_list, Clients};
 use crate::domain::{Page, PageRequest};
-use crate::oauth::grants::AuthorizedApp;
+use crate::oauth::authorizations::AuthorizedApp;
 use crate::oauth::{OAuth, Params};
 use crate::routes::chrome::Chrome;
 use crate::routes::chrome::{flash, page, ConfirmPage, ConfirmText, Notice, Section};

@@ -13,7 +13,7 @@ use crate::accounts::Accounts;
 use crate::clients::Clients;
 use crate::db::tokens::TokenFilter;
 use crate::domain::{Page, PageRequest};
-use crate::oauth::grants::RevokeError;
+use crate::oauth::authorizations::RevokeError;
 use crate::oauth::OAuth;
 use crate::routes::chrome::{
     flash, page, AdminArea, Chrome, ConfirmPage, ConfirmText, Notice, Section,
