@@ -147,11 +147,7 @@ pub fn check_staff<E>(conn: &mut DbConnection, actor: &Actor) -> Result<(), E>
 where
     E: From<NotAllowed> + From<diesel::result::Error>,
 {
-    if actor.user_id.is_none() || acting_admin(conn, actor)?.is_some() {
-        Ok(())
-    } else {
-        Err(NotAllowed::StaffOnly.into())
-    }
+    as_staff(conn, actor, |_| Ok(()))
 }
 
 /// Checks that `actor` may add `target` to a group or take them out of one (also by deleting
@@ -169,13 +165,7 @@ pub fn check_may_change_groups<E>(
 where
     E: From<NotAllowed> + From<diesel::result::Error>,
 {
-    if actor.user_id.is_none() {
-        return Ok(());
-    }
-    let Some(acting) = acting_admin(conn, actor)? else {
-        return Err(NotAllowed::StaffOnly.into());
-    };
-    decide_groups(&acting, target).map_err(E::from)
+    as_staff(conn, actor, |acting| decide_groups(acting, target))
 }
 
 /// Checks that `actor` may rename a group whose members are `members`: the system or an active
@@ -193,16 +183,31 @@ pub fn check_may_rename_group<E>(
 where
     E: From<NotAllowed> + From<diesel::result::Error>,
 {
+    as_staff(conn, actor, |acting| {
+        if acting.is_superuser || !members.iter().any(UserRow::has_staff_access) {
+            Ok(())
+        } else {
+            Err(NotAllowed::AdminGroup)
+        }
+    })
+}
+
+/// The staff powers' common check: the system passes; an actor who is not an active staff
+/// member or superuser gets [`NotAllowed::StaffOnly`]; an active one is held to `rule`.
+fn as_staff<E>(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    rule: impl FnOnce(&UserRow) -> Result<(), NotAllowed>,
+) -> Result<(), E>
+where
+    E: From<NotAllowed> + From<diesel::result::Error>,
+{
     if actor.user_id.is_none() {
         return Ok(());
     }
-    let Some(acting) = acting_admin(conn, actor)? else {
-        return Err(NotAllowed::StaffOnly.into());
-    };
-    if acting.is_superuser || !members.iter().any(UserRow::has_staff_access) {
-        Ok(())
-    } else {
-        Err(NotAllowed::AdminGroup.into())
+    match acting_admin(conn, actor)? {
+        Some(acting) => rule(&acting).map_err(E::from),
+        None => Err(NotAllowed::StaffOnly.into()),
     }
 }
 
