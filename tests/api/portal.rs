@@ -1119,4 +1119,13 @@ async fn a_new_form_offers_least_privilege() {
     }
     assert!(form.contains("com.example.app:/callback"));
     assert!(form.contains("RFC 8252 §7.1"));
+    // The password grant is a superuser's: not offered to a user, offered (unticked) to one.
+    assert!(!form.contains("name=\"grant:password\""));
+    app.create_staff("root").await;
+    let (_, form) = app
+        .visitor("root")
+        .await
+        .get("/o/applications/register/")
+        .await;
+    assert!(form.contains("name=\"grant:password\""));
 }

@@ -5,7 +5,8 @@
 //! [`spec_problems`]), next to each field and listed at the top. It offers least privilege by
 //! default — a new application gets the authorization-code grant and the sign-in scopes
 //! (`openid`, `profile`, `email`), nothing that writes or stays connected — and does not offer
-//! the restricted scopes ([`RESTRICTED_SCOPES`]) to those who may not give them.
+//! the restricted scopes ([`RESTRICTED_SCOPES`]) or the password grant to those who may not
+//! give them.
 
 use std::collections::BTreeMap;
 
@@ -53,6 +54,8 @@ struct FormPage<'a> {
     errors: FieldErrors,
     /// Every error as (field label, message), for the list at the top of the form.
     problems: Vec<(&'static str, String)>,
+    /// How many fields have an error.
+    fields_in_error: usize,
 }
 
 impl FormPage<'_> {
@@ -93,21 +96,31 @@ impl FormValues {
         access: &ClientAccess,
         stored: Option<&Client>,
     ) -> Self {
+        let stored_spec = stored.map(ClientSpec::from_client);
+        // The password grant is a first-party power: offered to those who may give it, and
+        // shown on a client that has it (so that it can be taken away).
+        let grant_offered = |g: GrantType| {
+            g != GrantType::Password
+                || access.grant_powers
+                || stored_spec
+                    .as_ref()
+                    .is_some_and(|s| s.grant_types.iter().any(|x| x == g.as_str()))
+        };
         let grants = GrantType::ALL
             .iter()
+            .filter(|g| grant_offered(**g))
             .map(|g| Choice {
                 value: g.as_str().to_owned(),
                 label: grant_label(*g).to_owned(),
                 checked: spec.grant_types.iter().any(|s| s == g.as_str()),
             })
             .collect();
-        let stored_scopes = stored.map(|c| ClientSpec::from_client(c).scopes);
         let offered = |name: &str| {
             !RESTRICTED_SCOPES.contains(&name)
                 || access.grant_powers
-                || stored_scopes
+                || stored_spec
                     .as_ref()
-                    .is_some_and(|s| s.iter().any(|x| x == name))
+                    .is_some_and(|s| s.scopes.iter().any(|x| x == name))
         };
         let scopes = known
             .iter()
@@ -315,6 +328,9 @@ fn form_page(
         .iter()
         .map(|(field, message)| (field_label(field), message.to_owned()))
         .collect();
+    let mut fields: Vec<&str> = errors.iter().map(|(field, _)| field).collect();
+    fields.dedup();
+    let fields_in_error = fields.len();
     render(
         status,
         &FormPage {
@@ -323,8 +339,9 @@ fn form_page(
             grant_powers: access.grant_powers,
             destinations_fixed: access.destinations_fixed.clone(),
             form: FormValues::from_spec(spec, clients.known_scopes(), access, client),
-            errors,
             problems,
+            fields_in_error,
+            errors,
         },
     )
 }
