@@ -1129,3 +1129,69 @@ async fn a_new_form_offers_least_privilege() {
         .await;
     assert!(form.contains("name=\"grant:password\""));
 }
+
+/// A held secret past its five minutes is not shown; of concurrent views, exactly one gets it.
+#[tokio::test]
+async fn a_held_secret_expires_and_is_shown_to_one_view_only() {
+    use latchkey::clients::PlainSecret;
+    use latchkey::db::schema::held_secrets;
+
+    let app = spawn_app_with(SCOPES_WITHOUT_USER).await;
+    let dev = app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let (_, client_id, _) = register_service(&visitor, "Racy").await;
+    let clients = app.services.clients.clone();
+    let hold = || async {
+        clients
+            .hold_secret(&dev.id, &client_id, PlainSecret("s3cret".to_owned()))
+            .await
+            .expect("db")
+            .expect("sealed")
+    };
+    let ticket = hold().await;
+    app.services
+        .db
+        .write(|conn| {
+            use diesel::prelude::*;
+            diesel::update(held_secrets::table)
+                .set(
+                    held_secrets::expires_at
+                        .eq(latchkey::db::now() - chrono::TimeDelta::seconds(1)),
+                )
+                .execute(conn)
+                .map_err(latchkey::db::DbError::from)
+        })
+        .await
+        .expect("expire");
+    assert!(clients
+        .take_held_secret(&ticket, &dev.id, &client_id)
+        .await
+        .expect("db")
+        .is_none());
+    for _ in 0..10 {
+        let ticket = hold().await;
+        let views: Vec<_> = (0..4)
+            .map(|_| {
+                let (clients, ticket, user, client) = (
+                    clients.clone(),
+                    ticket.clone(),
+                    dev.id.clone(),
+                    client_id.clone(),
+                );
+                tokio::spawn(async move {
+                    clients
+                        .take_held_secret(&ticket, &user, &client)
+                        .await
+                        .expect("db")
+                })
+            })
+            .collect();
+        let mut shown = 0;
+        for view in views {
+            if view.await.expect("task").is_some() {
+                shown += 1;
+            }
+        }
+        assert_eq!(shown, 1, "one view of four");
+    }
+}
