@@ -4,11 +4,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use diesel::Connection;
 
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::clients::{self, ClientRow};
+use crate::db::held_secrets;
 use crate::db::users as db_users;
 use crate::db::{self, tokens, Db, DbConnection, DbError};
 use crate::domain::{Page, PageRequest, RedirectUri, ResourceSet, ScopeSet};
@@ -608,49 +610,81 @@ pub struct ClientAccess {
 /// Validates a spec into a row (without id, secret or timestamps set meaningfully).
 ///
 /// # Errors
-/// [`ClientError::Invalid`] naming the first offending field.
+/// [`ClientError::Invalid`] naming the first offending field ([`spec_problems`] lists them
+/// all).
 pub fn validate_spec(
     spec: &ClientSpec,
     known_scopes: &BTreeMap<String, String>,
 ) -> Result<ClientRow, ClientError> {
+    let mut problems = Vec::new();
+    let row = check_spec(spec, known_scopes, &mut problems);
+    match problems.into_iter().next() {
+        Some((field, message)) => Err(ClientError::Invalid { field, message }),
+        None => Ok(row),
+    }
+}
+
+/// Every field of `spec` that [`validate_spec`] refuses, with its message, in form order (a
+/// form shows them all at once; a field may appear more than once). Empty when the spec is
+/// valid.
+#[must_use]
+pub fn spec_problems(
+    spec: &ClientSpec,
+    known_scopes: &BTreeMap<String, String>,
+) -> Vec<(&'static str, String)> {
+    let mut problems = Vec::new();
+    check_spec(spec, known_scopes, &mut problems);
+    problems
+}
+
+/// Checks every field of `spec`, adding each problem to `problems` and going on with a safe
+/// stand-in value, so that one submit reports every field; the row is meaningful only when no
+/// problem was added.
+#[allow(clippy::too_many_lines)]
+fn check_spec(
+    spec: &ClientSpec,
+    known_scopes: &BTreeMap<String, String>,
+    problems: &mut Vec<(&'static str, String)>,
+) -> ClientRow {
+    let mut problem = |field: &'static str, message: String| problems.push((field, message));
     let name = spec.name.trim();
     if name.is_empty() || name.chars().count() > 200 {
-        return Err(invalid("name", "must have 1 to 200 characters"));
-    }
-    // The name is shown on consent pages and in emails; a line break, an escape sequence or a
-    // NUL (which PostgreSQL cannot store) has no place in it.
-    if name.chars().any(char::is_control) {
-        return Err(invalid(
+        problem("name", "must have 1 to 200 characters".to_owned());
+    } else if name.chars().any(char::is_control) {
+        // The name is shown on consent pages and in emails; a line break, an escape sequence
+        // or a NUL (which PostgreSQL cannot store) has no place in it.
+        problem(
             "name",
-            "may not contain control characters such as line breaks, tabs or NUL",
-        ));
+            "may not contain control characters such as line breaks, tabs or NUL".to_owned(),
+        );
     }
-    let client_type: ClientType = spec
-        .client_type
-        .parse()
-        .map_err(|e| invalid("client_type", e))?;
+    let client_type: ClientType = spec.client_type.parse().unwrap_or_else(|e| {
+        problem("client_type", e);
+        ClientType::Confidential
+    });
     let auth_method = match &spec.auth_method {
-        Some(m) => m
-            .parse()
-            .map_err(|e| invalid("token_endpoint_auth_method", e))?,
+        Some(m) => m.parse().unwrap_or_else(|e| {
+            problem("token_endpoint_auth_method", e);
+            if client_type == ClientType::Public {
+                AuthMethod::None
+            } else {
+                AuthMethod::ClientSecretBasic
+            }
+        }),
         None if client_type == ClientType::Public => AuthMethod::None,
         None => AuthMethod::ClientSecretBasic,
     };
     match (client_type, auth_method) {
         (ClientType::Public, AuthMethod::None)
         | (ClientType::Confidential, AuthMethod::ClientSecretBasic | AuthMethod::ClientSecretPost) => {}
-        (ClientType::Public, _) => {
-            return Err(invalid(
-                "token_endpoint_auth_method",
-                "public clients have no secret: use none",
-            ))
-        }
-        (ClientType::Confidential, AuthMethod::None) => {
-            return Err(invalid(
-                "token_endpoint_auth_method",
-                "confidential clients authenticate with a secret: use client_secret_basic or client_secret_post",
-            ))
-        }
+        (ClientType::Public, _) => problem(
+            "token_endpoint_auth_method",
+            "public clients have no secret: use none".to_owned(),
+        ),
+        (ClientType::Confidential, AuthMethod::None) => problem(
+            "token_endpoint_auth_method",
+            "confidential clients authenticate with a secret: use client_secret_basic or client_secret_post".to_owned(),
+        ),
     }
     let mut grants: Vec<GrantType> = Vec::new();
     for g in spec
@@ -659,28 +693,30 @@ pub fn validate_spec(
         .flat_map(|g| g.split([',', ' ']))
         .filter(|g| !g.is_empty())
     {
-        let g: GrantType = g.parse().map_err(|e| invalid("grant_types", e))?;
-        if !grants.contains(&g) {
-            grants.push(g);
+        match g.parse::<GrantType>() {
+            Ok(g) if !grants.contains(&g) => grants.push(g),
+            Ok(_) => {}
+            Err(e) => problem("grant_types", e),
         }
     }
-    if grants.is_empty() {
-        return Err(invalid("grant_types", "choose at least one grant type"));
+    if grants.is_empty() && spec.grant_types.iter().all(|g| g.trim().is_empty()) {
+        problem("grant_types", "choose at least one grant type".to_owned());
     }
     grants.sort();
     if client_type == ClientType::Public && grants.contains(&GrantType::ClientCredentials) {
-        return Err(invalid(
+        problem(
             "grant_types",
-            "client_credentials needs a confidential client (RFC 6749 §4.4)",
-        ));
+            "client_credentials needs a confidential client (RFC 6749 §4.4)".to_owned(),
+        );
     }
     if client_type == ClientType::Public && spec.introspect_all {
         // A public client authenticates with its client_id alone (RFC 6749 section 2.1), which
         // is no secret: with introspect_all anyone who knew the id could read every token.
-        return Err(invalid(
+        problem(
             "introspect_all",
-            "introspecting every token needs a confidential client (RFC 7662 section 2.1)",
-        ));
+            "introspecting every token needs a confidential client (RFC 7662 section 2.1)"
+                .to_owned(),
+        );
     }
     let mut redirect_uris = Vec::new();
     for uri in spec
@@ -689,16 +725,21 @@ pub fn validate_spec(
         .map(|u| u.trim())
         .filter(|u| !u.is_empty())
     {
-        let uri = RedirectUri::parse(uri).map_err(|e| invalid("redirect_uris", e))?;
-        if !redirect_uris.contains(&uri.as_str().to_owned()) {
-            redirect_uris.push(uri.as_str().to_owned());
+        match RedirectUri::parse(uri) {
+            Ok(uri) if !redirect_uris.contains(&uri.as_str().to_owned()) => {
+                redirect_uris.push(uri.as_str().to_owned());
+            }
+            Ok(_) => {}
+            Err(e) => problem("redirect_uris", e),
         }
     }
-    if grants.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
-        return Err(invalid(
+    if grants.contains(&GrantType::AuthorizationCode)
+        && spec.redirect_uris.iter().all(|u| u.trim().is_empty())
+    {
+        problem(
             "redirect_uris",
-            "the authorization_code grant needs at least one redirect URI",
-        ));
+            "the authorization_code grant needs at least one redirect URI".to_owned(),
+        );
     }
     let mut post_logout = Vec::new();
     for uri in spec
@@ -707,8 +748,10 @@ pub fn validate_spec(
         .map(|u| u.trim())
         .filter(|u| !u.is_empty())
     {
-        let uri = RedirectUri::parse(uri).map_err(|e| invalid("post_logout_redirect_uris", e))?;
-        post_logout.push(uri.as_str().to_owned());
+        match RedirectUri::parse(uri) {
+            Ok(uri) => post_logout.push(uri.as_str().to_owned()),
+            Err(e) => problem("post_logout_redirect_uris", e),
+        }
     }
     let mut origins = Vec::new();
     for origin in spec
@@ -717,7 +760,10 @@ pub fn validate_spec(
         .map(|o| o.trim())
         .filter(|o| !o.is_empty())
     {
-        origins.push(parse_origin(origin).map_err(|e| invalid("allowed_origins", e))?);
+        match parse_origin(origin) {
+            Ok(o) => origins.push(o),
+            Err(e) => problem("allowed_origins", e),
+        }
     }
     let scopes = if spec.scopes.iter().all(|s| s.trim().is_empty()) {
         // Every scope but `admin` and `logout_all`, which a client gets only by asking for
@@ -729,17 +775,24 @@ pub fn validate_spec(
             .collect::<ScopeSet>()
     } else {
         let joined = spec.scopes.join(" ").replace(',', " ");
-        let set = ScopeSet::parse(&joined).map_err(|e| invalid("scopes", e))?;
-        if let Some(unknown) = set.iter().find(|s| !known_scopes.contains_key(*s)) {
-            return Err(invalid(
-                "scopes",
-                format!(
-                    "unknown scope {unknown:?}; known scopes: {}",
-                    known_scopes.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            ));
+        match ScopeSet::parse(&joined) {
+            Ok(set) => {
+                if let Some(unknown) = set.iter().find(|s| !known_scopes.contains_key(*s)) {
+                    problem(
+                        "scopes",
+                        format!(
+                            "unknown scope {unknown:?}; known scopes: {}",
+                            known_scopes.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                }
+                set
+            }
+            Err(e) => {
+                problem("scopes", e);
+                ScopeSet::default()
+            }
         }
-        set
     };
     for (field, v) in [
         ("access_token_lifetime", spec.access_token_lifetime),
@@ -747,19 +800,23 @@ pub fn validate_spec(
     ] {
         if let Some(v) = v {
             if !(1..=10 * 365 * 24 * 3600).contains(&v) {
-                return Err(invalid(field, "must be between 1 second and 10 years"));
+                problem(field, "must be between 1 second and 10 years".to_owned());
             }
         }
     }
     let alg: crate::domain::SigningAlg = match spec.id_token_alg.as_deref().map(str::trim) {
         None | Some("") => crate::domain::SigningAlg::Rs256,
-        Some(a) => a
-            .parse()
-            .map_err(|e| invalid("id_token_signed_response_alg", e))?,
+        Some(a) => a.parse().unwrap_or_else(|e| {
+            problem("id_token_signed_response_alg", e);
+            crate::domain::SigningAlg::Rs256
+        }),
     };
     let format: AccessTokenFormat = match spec.access_token_format.as_deref().map(str::trim) {
         None | Some("") => AccessTokenFormat::Opaque,
-        Some(f) => f.parse().map_err(|e| invalid("access_token_format", e))?,
+        Some(f) => f.parse().unwrap_or_else(|e| {
+            problem("access_token_format", e);
+            AccessTokenFormat::Opaque
+        }),
     };
     let resource_uris = ResourceSet::parse(
         spec.resource_uris
@@ -767,17 +824,21 @@ pub fn validate_spec(
             .map(|r| r.trim())
             .filter(|r| !r.is_empty()),
     )
-    .map_err(|e| invalid("resource_uris", e))?;
+    .unwrap_or_else(|e| {
+        problem("resource_uris", e);
+        ResourceSet::default()
+    });
     // A public client authenticates with its client_id alone: serving a resource would let
     // anyone who knows it introspect that resource's tokens.
     if !resource_uris.is_empty() && client_type == ClientType::Public {
-        return Err(invalid(
+        problem(
             "resource_uris",
-            "only a confidential client can serve a resource (introspection needs its secret)",
-        ));
+            "only a confidential client can serve a resource (introspection needs its secret)"
+                .to_owned(),
+        );
     }
     let now = db::now();
-    Ok(ClientRow {
+    ClientRow {
         client_id: String::new(),
         name: name.to_owned(),
         client_type: client_type.as_str().to_owned(),
@@ -806,7 +867,7 @@ pub fn validate_spec(
         access_token_format: format.as_str().to_owned(),
         always_issue_refresh_token: spec.always_issue_refresh_token,
         resource_uris: resource_uris.to_string(),
-    })
+    }
 }
 
 /// Parses a CORS origin: `scheme://host[:port]` and nothing else.
@@ -833,6 +894,11 @@ impl fmt::Debug for PlainSecret {
     }
 }
 
+/// The associated data a held secret is sealed with: it opens only for its own row.
+fn held_aad(ticket_hash: &str, client_id: &str, user_id: &str) -> String {
+    format!("{ticket_hash}\n{client_id}\n{user_id}")
+}
+
 /// Characters of the secret kept as a hint so a person can tell secrets apart.
 pub const SECRET_HINT_CHARS: usize = 6;
 
@@ -843,18 +909,112 @@ fn new_secret() -> (PlainSecret, String, String) {
     (PlainSecret(secret), hash, hint)
 }
 
+/// How long a newly generated secret is kept for its one view ([`Clients::hold_secret`]).
+pub const HELD_SECRET_SECONDS: i64 = 5 * 60;
+
+/// The HKDF `info` of the held secrets' sealing key.
+const HELD_SECRETS_PURPOSE: &str = "held-client-secrets/v1";
+
 /// The clients service.
 #[derive(Clone, Debug)]
 pub struct Clients {
     db: Db,
     known_scopes: BTreeMap<String, String>,
+    /// Seals the secrets held for their one view.
+    sealer: Arc<secret::Sealer>,
 }
 
 impl Clients {
-    /// The service over `db`; `known_scopes` are the server's scopes.
-    #[must_use]
-    pub fn new(db: Db, known_scopes: BTreeMap<String, String>) -> Self {
-        Self { db, known_scopes }
+    /// The service over `db`; `known_scopes` are the server's scopes; `secret_key` is
+    /// `secrets.secret_key`, from which the key sealing held secrets is derived.
+    ///
+    /// # Errors
+    /// [`secret::SealError`] if the sealing key cannot be set up.
+    pub fn new(
+        db: Db,
+        known_scopes: BTreeMap<String, String>,
+        secret_key: &[u8],
+    ) -> Result<Self, secret::SealError> {
+        Ok(Self {
+            db,
+            known_scopes,
+            sealer: Arc::new(secret::Sealer::new(secret_key, HELD_SECRETS_PURPOSE)?),
+        })
+    }
+
+    /// Keeps `secret`, newly generated for `client_id` by `user_id`, for one view within
+    /// [`HELD_SECRET_SECONDS`] (post/redirect/get: the page the browser is sent to shows it).
+    /// It is stored sealed ([`secret::Sealer`], bound to the ticket, client and user); a newer
+    /// held secret of the client replaces it. Returns the ticket the browser keeps (in its
+    /// encrypted session) to see it; only its SHA-256 is stored. `None` when the crypto
+    /// library failed to seal it (logged; the page then asks for a new secret).
+    ///
+    /// # Errors
+    /// Storage failures only.
+    pub async fn hold_secret(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        secret: PlainSecret,
+    ) -> Result<Option<String>, DbError> {
+        let ticket = secret::new_token();
+        let ticket_hash = secret::sha256_hex(&ticket);
+        let aad = held_aad(&ticket_hash, client_id, user_id);
+        let sealed = match self.sealer.seal(aad.as_bytes(), secret.0.as_bytes()) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot seal a new client secret for its view");
+                return Ok(None);
+            }
+        };
+        let now = db::now();
+        let row = held_secrets::HeldSecretRow {
+            ticket_hash,
+            client_id: client_id.to_owned(),
+            user_id: user_id.to_owned(),
+            sealed,
+            expires_at: now + chrono::TimeDelta::seconds(HELD_SECRET_SECONDS),
+        };
+        self.db
+            .write(move |conn| held_secrets::replace(conn, &row, now).map_err(DbError::from))
+            .await?;
+        Ok(Some(ticket))
+    }
+
+    /// The secret held under `ticket` for `client_id` and `user_id`, removed: it is shown
+    /// once. `None` when it was shown already, has expired, was replaced by a newer secret,
+    /// or belongs to another client or user.
+    ///
+    /// # Errors
+    /// Storage failures only.
+    pub async fn take_held_secret(
+        &self,
+        ticket: &str,
+        user_id: &str,
+        client_id: &str,
+    ) -> Result<Option<PlainSecret>, DbError> {
+        let ticket_hash = secret::sha256_hex(ticket);
+        let taken = {
+            let hash = ticket_hash.clone();
+            self.db
+                .write(move |conn| held_secrets::take(conn, &hash).map_err(DbError::from))
+                .await?
+        };
+        let Some(row) = taken else {
+            return Ok(None);
+        };
+        if row.client_id != client_id || row.user_id != user_id || row.expires_at <= db::now() {
+            return Ok(None);
+        }
+        let aad = held_aad(&ticket_hash, client_id, user_id);
+        match self.sealer.open(aad.as_bytes(), &row.sealed) {
+            Ok(plain) => Ok(String::from_utf8(plain).ok().map(PlainSecret)),
+            Err(e) => {
+                // The secret key changed between the redirect and this view.
+                tracing::warn!(error = %e, "a held client secret does not open");
+                Ok(None)
+            }
+        }
     }
 
     /// Registers a client. A confidential client gets a fresh secret, returned here once.

@@ -81,7 +81,12 @@ impl Services {
                 links: LinkSigner::new(settings.secret_key.expose_secret()),
             },
         );
-        let clients = Clients::new(db.clone(), settings.scopes.clone());
+        let clients = Clients::new(
+            db.clone(),
+            settings.scopes.clone(),
+            settings.secret_key.expose_secret(),
+        )
+        .context("cannot set up the sealing of held client secrets")?;
         let keys = KeyStore::new(
             db.clone(),
             settings.secret_key.expose_secret(),

@@ -15,6 +15,7 @@ pub mod clients;
 pub mod codes;
 pub mod consents;
 pub mod groups;
+pub mod held_secrets;
 pub mod jobs;
 pub mod one_time_codes;
 pub mod rate_limits;

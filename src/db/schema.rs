@@ -197,6 +197,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    held_secrets (ticket_hash) {
+        ticket_hash -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        sealed -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(authorization_codes -> clients (client_id));
 diesel::joinable!(tokens -> clients (client_id));
 diesel::joinable!(consents -> clients (client_id));
@@ -218,4 +228,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     one_time_codes,
     user_sessions,
     jobs,
+    held_secrets,
 );

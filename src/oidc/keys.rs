@@ -19,9 +19,7 @@ use std::fmt;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use aws_lc_rs::aead::{Aad, Nonce, RandomizedNonceKey, AES_256_GCM, NONCE_LEN};
 use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::hkdf;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, Ed25519KeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING,
 };
@@ -42,6 +40,7 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::db::signing_keys::{self, SigningKeyRow};
 use crate::db::{self, tokens, Db, DbConnection, DbError};
 pub use crate::domain::SigningAlg;
+use crate::secret::Sealer;
 
 /// The jsonwebtoken algorithm of `alg`.
 fn jwt_alg(alg: SigningAlg) -> Algorithm {
@@ -153,62 +152,33 @@ struct KeySet {
     loaded: Instant,
 }
 
-/// AES-256-GCM under a key derived from the configured secret.
-struct KeyCipher(RandomizedNonceKey);
-
-struct Len32;
-
-impl hkdf::KeyType for Len32 {
-    fn len(&self) -> usize {
-        32
-    }
-}
+/// The signing keys' [`Sealer`]: AES-256-GCM under a key derived from the configured secret
+/// for this one purpose, with the `kid` as associated data.
+struct KeyCipher(Sealer);
 
 impl KeyCipher {
     fn new(secret: &[u8]) -> Result<Self, KeyError> {
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"latchkey").extract(secret);
-        let mut key = [0u8; 32];
-        prk.expand(&[b"signing-keys/v1"], Len32)
-            .and_then(|okm| okm.fill(&mut key))
-            .map_err(|_| KeyError::Crypto("HKDF failed".into()))?;
-        let sealing = RandomizedNonceKey::new(&AES_256_GCM, &key)
-            .map_err(|_| KeyError::Crypto("AES key setup failed".into()))?;
-        key.fill(0);
-        Ok(Self(sealing))
+        Sealer::new(secret, SIGNING_KEYS_PURPOSE)
+            .map(Self)
+            .map_err(|e| KeyError::Crypto(e.to_string()))
     }
 
     fn seal(&self, kid: &str, plaintext: &[u8]) -> Result<String, KeyError> {
-        let mut in_out = plaintext.to_vec();
-        let nonce = self
-            .0
-            .seal_in_place_append_tag(Aad::from(kid.as_bytes()), &mut in_out)
-            .map_err(|_| KeyError::Crypto("sealing the private key failed".into()))?;
-        let mut out = nonce.as_ref().to_vec();
-        out.extend_from_slice(&in_out);
-        in_out.fill(0);
-        Ok(URL_SAFE_NO_PAD.encode(out))
+        self.0
+            .seal(kid.as_bytes(), plaintext)
+            .map_err(|_| KeyError::Crypto("sealing the private key failed".into()))
     }
 
     fn open(&self, kid: &str, sealed: &str) -> Result<Vec<u8>, KeyError> {
-        let undecryptable = || KeyError::Undecryptable(kid.to_owned());
-        let raw = URL_SAFE_NO_PAD
-            .decode(sealed)
-            .map_err(|_| undecryptable())?;
-        if raw.len() <= NONCE_LEN {
-            return Err(undecryptable());
-        }
-        let (nonce, ciphertext) = raw.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| undecryptable())?;
-        let mut in_out = ciphertext.to_vec();
-        let plain = self
-            .0
-            .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut in_out)
-            .map_err(|_| undecryptable())?
-            .to_vec();
-        in_out.fill(0);
-        Ok(plain)
+        self.0
+            .open(kid.as_bytes(), sealed)
+            .map_err(|_| KeyError::Undecryptable(kid.to_owned()))
     }
 }
+
+/// The HKDF `info` of the signing keys' sealing key (changing it makes every stored key
+/// undecryptable).
+const SIGNING_KEYS_PURPOSE: &str = "signing-keys/v1";
 
 /// A freshly generated key pair: the public JWK and the PKCS#8 private key.
 struct Generated {

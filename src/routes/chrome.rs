@@ -27,6 +27,8 @@ pub enum Section {
     /// Pages outside the signed-in navigation (sign-in, consent, errors).
     #[default]
     None,
+    /// The developer portal (`/o/applications/`).
+    Apps,
     /// Applications the user authorized (`/o/authorized_tokens/`).
     Authorized,
     /// The user's account (`/account/`).
@@ -57,6 +59,7 @@ impl Section {
     pub fn name(&self) -> &'static str {
         match self {
             Self::None => "",
+            Self::Apps => "apps",
             Self::Authorized => "authorized",
             Self::Account => "account",
             Self::Admin(_) => "admin",

@@ -291,6 +291,13 @@ impl FieldErrors {
     pub fn has(&self, field: &str) -> bool {
         self.0.contains_key(field)
     }
+
+    /// Every (field, message), fields in name order, a field's messages in the order added.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().flat_map(|(field, messages)| {
+            messages.iter().map(move |m| (field.as_str(), m.as_str()))
+        })
+    }
 }
 
 impl<K: AsRef<str>> FromIterator<(K, Vec<String>)> for FieldErrors {

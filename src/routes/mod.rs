@@ -223,6 +223,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(apps::delete_application))
             .default_service(web::to(pages::method_not_allowed))
     });
+    both(cfg, "/o/applications/{client_id}/secret/", |r| {
+        r.route(web::get().to(apps::show_new_secret))
+            .default_service(web::to(pages::method_not_allowed))
+    });
     both(cfg, "/o/applications/{client_id}/rotate_secret/", |r| {
         r.route(web::get().to(apps::confirm_rotate_secret))
             .route(web::post().to(apps::rotate_secret))

@@ -11,13 +11,11 @@ pub use super::browser::{
     LoginBasis, SessionError, SESSION_REAUTH,
 };
 pub use super::chrome::render;
-pub use super::format::{capitalized, page_number, show_time, ticked, PageNav};
+pub use super::format::capitalized;
 pub use super::http::{
     authorization_header, no_store, oauth_error, peer_ip, read_form, see_other, with_retry_after,
 };
 pub use super::WebConfig;
-use crate::accounts::Accounts;
-use crate::db::users::UserRow;
 use crate::db::DbError;
 use crate::oauth::Params;
 
@@ -81,37 +79,6 @@ pub fn csrf_failed() -> HttpResponse {
         "Form expired",
         "This form was not submitted from this site, or your session has expired. Go back, reload the page and try again.",
     )
-}
-
-/// The signed-in user, or the response to send instead: a redirect to the login page that
-/// comes back to this URL, or the storage-failure page.
-///
-/// # Errors
-/// The response to return as is.
-pub async fn require_login(
-    req: &HttpRequest,
-    session: &Session,
-    accounts: &Accounts,
-    web: &WebConfig,
-) -> Result<UserRow, HttpResponse> {
-    match current_user(session, accounts, web).await {
-        Ok(Some(user)) => Ok(user),
-        Ok(None) => {
-            let here = match req.query_string() {
-                "" => req.path().to_owned(),
-                q => format!("{}?{q}", req.path()),
-            };
-            let next: String = form_urlencoded::byte_serialize(here.as_bytes()).collect();
-            Err(see_other(&format!("/accounts/login/?next={next}")))
-        }
-        Err(e) => Err(unavailable(&e)),
-    }
-}
-
-/// The user acting through this request, for the audit log.
-#[must_use]
-pub fn actor(req: &HttpRequest, user: &UserRow) -> crate::audit::Actor {
-    crate::audit::Actor::user(user.id.clone(), peer_ip(req))
 }
 
 /// The page for a password check refused because the policy queue is full

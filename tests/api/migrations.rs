@@ -4,6 +4,7 @@ use chrono::TimeDelta;
 use latchkey::db::clients::ClientRow;
 use latchkey::db::codes::CodeRow;
 use latchkey::db::consents::ConsentRow;
+use latchkey::db::held_secrets::HeldSecretRow;
 use latchkey::db::tokens::TokenRow;
 use latchkey::db::users::UserRow;
 use latchkey::db::{self, DbError};
@@ -126,12 +127,20 @@ async fn every_table_round_trips() {
         updated_at: now,
         resources: "https://api.example.com".into(),
     };
-    let (u, c, k, t, s) = (
+    let held = HeldSecretRow {
+        ticket_hash: "a".repeat(64),
+        client_id: client.client_id.clone(),
+        user_id: user.id.clone(),
+        sealed: "c2VhbGVk".into(),
+        expires_at: now + TimeDelta::minutes(5),
+    };
+    let (u, c, k, t, s, h) = (
         user.clone(),
         client.clone(),
         code.clone(),
         token.clone(),
         consent.clone(),
+        held.clone(),
     );
     let loaded = app
         .services
@@ -149,6 +158,7 @@ async fn every_table_round_trips() {
                 &s.resources,
                 s.created_at,
             )?;
+            db::held_secrets::replace(conn, &h, now)?;
             let (hits, _) = db::rate_limits::hit(conn, "bucket", TimeDelta::seconds(60), now)?;
             let (hits2, _) = db::rate_limits::hit(conn, "bucket", TimeDelta::seconds(60), now)?;
             Ok((
@@ -159,6 +169,7 @@ async fn every_table_round_trips() {
                 db::consents::find(conn, &s.user_id, &s.client_id)?,
                 (hits, hits2),
                 db::signing_keys::all(conn)?,
+                db::held_secrets::take(conn, &h.ticket_hash)?,
             ))
         })
         .await
@@ -169,6 +180,7 @@ async fn every_table_round_trips() {
     assert_eq!(loaded.3.as_ref(), Some(&token));
     assert_eq!(loaded.4.as_ref(), Some(&consent));
     assert_eq!(loaded.5, (1, 2));
+    assert_eq!(loaded.7.as_ref(), Some(&held));
     // The first start made one key per algorithm, private parts sealed.
     let algs: Vec<&str> = loaded.6.iter().map(|k| k.alg.as_str()).collect();
     for alg in ["RS256", "ES256", "EdDSA"] {

@@ -30,14 +30,26 @@ async fn register_service(visitor: &Visitor, name: &str) -> (String, String, Str
             ],
         )
         .await;
-    // The answer to the POST itself shows the secret: it is stored nowhere, not even in the
-    // session, so no later request can show it again.
-    assert_eq!(response.status(), StatusCode::CREATED);
-    assert_eq!(response.headers()["cache-control"], "no-store");
-    let html = response.text().await.expect("html");
+    // Post/redirect/get: the answer to the POST is a redirect to the secret's one view.
+    let html = follow_to_secret(visitor, &response).await;
     let client_id = code_by_id(&html, "client-id").expect("client_id on the page");
     let secret = code_by_id(&html, "client-secret").expect("the secret, shown once");
     (format!("/o/applications/{client_id}/"), client_id, secret)
+}
+
+/// Follows the 303 answering a registration or rotation to the page showing the new secret
+/// (`/o/applications/{client_id}/secret/`) and returns that page.
+async fn follow_to_secret(visitor: &Visitor, response: &reqwest::Response) -> String {
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let view = location(response);
+    assert!(
+        view.starts_with("/o/applications/") && view.ends_with("/secret/"),
+        "{view}"
+    );
+    let response = visitor.get_response(&view).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    response.text().await.expect("html")
 }
 
 /// Portal clients get client-credentials tokens only for `tokens.scopes_without_user`; the
@@ -411,12 +423,21 @@ async fn rotating_the_secret_shows_the_new_one_once_and_kills_the_old() {
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("stops working"));
     let response = visitor.submit(&confirm, &confirm, &[]).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    let html = response.text().await.expect("html");
+    let html = follow_to_secret(&visitor, &response).await;
+    assert!(html.contains("A new secret was generated"), "{html}");
     let new = code_by_id(&html, "client-secret").expect("new secret shown");
     assert_ne!(new, old);
     let (_, again) = visitor.get(&detail).await;
     assert!(code_by_id(&again, "client-secret").is_none(), "shown once");
+    // A reload of the secret's page shows it no more, and rotates nothing.
+    let (status, reloaded) = visitor.get(&format!("{detail}secret/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        code_by_id(&reloaded, "client-secret").is_none(),
+        "shown once"
+    );
+    assert!(!reloaded.contains(&new));
+    assert!(reloaded.contains("The secret was shown once"), "{reloaded}");
     assert_eq!(
         client_credentials(&app, &client_id, &old).await,
         StatusCode::UNAUTHORIZED
@@ -509,8 +530,11 @@ async fn public_clients_get_no_secret() {
             ],
         )
         .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let html = response.text().await.expect("html");
+    // No secret to show: the redirect goes to the application itself.
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (status, html) = visitor.get(&location(&response)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("“Phone app” was registered."), "{html}");
     assert!(code_by_id(&html, "client-secret").is_none());
     assert!(html.contains("PKCE instead"));
     let client_id = code_by_id(&html, "client-id").expect("client_id");
@@ -573,7 +597,7 @@ async fn only_staff_allow_the_password_grant() {
             fields,
         )
         .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
 }
 
 #[tokio::test]
@@ -582,7 +606,20 @@ async fn only_staff_allow_the_logout_all_scope_and_a_new_form_leaves_it_unticked
     app.create_user("dev").await;
     app.create_staff("root").await;
     let dev = app.visitor("dev").await;
+    // Restricted scopes are not offered to those who may not give them (issue 10 item 13);
+    // a superuser sees them, unticked.
     let (_, form) = dev.get("/o/applications/register/").await;
+    for scope in ["logout_all", "admin"] {
+        assert!(
+            !form.contains(&format!("name=\"scope:{scope}\"")),
+            "{scope} is not offered to a user"
+        );
+    }
+    let (_, form) = app
+        .visitor("root")
+        .await
+        .get("/o/applications/register/")
+        .await;
     for scope in ["logout_all", "admin"] {
         let start = form
             .find(&format!("name=\"scope:{scope}\""))
@@ -621,7 +658,7 @@ async fn only_staff_allow_the_logout_all_scope_and_a_new_form_leaves_it_unticked
             fields,
         )
         .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let clients = app.services.clients.list().await.expect("list");
     assert!(clients[0].allowed_scopes.contains("logout_all"));
 }
@@ -644,8 +681,7 @@ async fn the_curl_example_quotes_what_the_owner_typed() {
             ],
         )
         .await;
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let html = response.text().await.expect("html");
+    let html = follow_to_secret(&visitor, &response).await;
     assert!(
         html.contains("--data-urlencode &#39;redirect_uri=https://x.example/cb?a=$(id)&#39;"),
         "{html}"
@@ -890,4 +926,272 @@ async fn the_clients_service_keeps_first_party_powers_for_staff_whoever_calls_it
         .delete(&as_dev, mine.id())
         .await
         .expect("the owner deletes their own");
+}
+
+/// Issue 10 item 9: after "Register application" the browser is redirected to a GET page that
+/// shows the secret once; a reload shows it no more and registers nothing; the secret is for
+/// the browser that registered, not for another session of the same user.
+#[tokio::test]
+async fn registering_redirects_and_a_reload_repeats_nothing() {
+    let app = spawn_app_with(SCOPES_WITHOUT_USER).await;
+    app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let other_browser = app.visitor("dev").await;
+    let response = visitor
+        .submit(
+            "/o/applications/register/",
+            "/o/applications/register/",
+            &[
+                ("name", "Reloaded"),
+                ("client_type", "confidential"),
+                ("grant:client_credentials", "on"),
+                ("scope:read", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let view = location(&response);
+    // Another session of the same user gets nothing from the same address.
+    let (status, elsewhere) = other_browser.get(&view).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(code_by_id(&elsewhere, "client-secret").is_none());
+    let (status, html) = visitor.get(&view).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("“Reloaded” was registered."), "{html}");
+    let secret = code_by_id(&html, "client-secret").expect("the secret, this once");
+    let client_id = code_by_id(&html, "client-id").expect("client_id");
+    assert_eq!(
+        client_credentials(&app, &client_id, &secret).await,
+        StatusCode::OK
+    );
+    // The reload.
+    let (status, again) = visitor.get(&view).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(code_by_id(&again, "client-secret").is_none());
+    assert!(!again.contains(&secret));
+    assert!(
+        !again.contains("was registered"),
+        "the notice is shown once"
+    );
+    assert!(
+        again.contains("generate a new one if you lost it")
+            || again.contains("Generate a new one if you lost it"),
+        "{again}"
+    );
+    assert_eq!(app.services.clients.list().await.expect("list").len(), 1);
+    assert_eq!(app.audit_events("client.created").await.len(), 1);
+}
+
+/// The held secret is sealed in storage (never the plain secret), opens only for its ticket,
+/// client and user, and only once.
+#[tokio::test]
+async fn a_held_secret_is_sealed_and_taken_once() {
+    use latchkey::clients::PlainSecret;
+    use latchkey::db::schema::held_secrets;
+
+    let app = spawn_app_with(SCOPES_WITHOUT_USER).await;
+    let dev = app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let (_, client_id, _) = register_service(&visitor, "Held").await;
+    let clients = &app.services.clients;
+    let plain = "a-very-secret-value-for-this-test".to_owned();
+    let ticket = clients
+        .hold_secret(&dev.id, &client_id, PlainSecret(plain.clone()))
+        .await
+        .expect("db")
+        .expect("sealed");
+    let sealed: Vec<String> = app
+        .services
+        .db
+        .read(|conn| {
+            use diesel::prelude::*;
+            held_secrets::table
+                .select(held_secrets::sealed)
+                .load(conn)
+                .map_err(latchkey::db::DbError::from)
+        })
+        .await
+        .expect("rows");
+    assert_eq!(sealed.len(), 1, "one held secret per client");
+    assert!(!sealed[0].contains(&plain));
+    // Wrong user or client: nothing, and the row is used up all the same.
+    assert!(clients
+        .take_held_secret(&ticket, "someone-else", &client_id)
+        .await
+        .expect("db")
+        .is_none());
+    assert!(clients
+        .take_held_secret(&ticket, &dev.id, &client_id)
+        .await
+        .expect("db")
+        .is_none());
+    let ticket = clients
+        .hold_secret(&dev.id, &client_id, PlainSecret(plain.clone()))
+        .await
+        .expect("db")
+        .expect("sealed");
+    let taken = clients
+        .take_held_secret(&ticket, &dev.id, &client_id)
+        .await
+        .expect("db")
+        .expect("the secret");
+    assert_eq!(taken.0, plain);
+    assert!(clients
+        .take_held_secret(&ticket, &dev.id, &client_id)
+        .await
+        .expect("db")
+        .is_none());
+}
+
+/// Issue 10 item 13: one submit reports every field's problem, each next to its field and all
+/// listed at the top.
+#[tokio::test]
+async fn the_form_reports_every_field_at_once() {
+    let app = spawn_app().await;
+    app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let response = visitor
+        .submit(
+            "/o/applications/register/",
+            "/o/applications/register/",
+            &[
+                ("name", ""),
+                ("client_type", "confidential"),
+                ("grant:authorization_code", "on"),
+                ("redirect_uris", "https://app.example/cb#fragment"),
+                ("allowed_origins", "ftp://files.example"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = response.text().await.expect("html");
+    for (id, words) in [
+        ("name-error", "1 to 200 characters"),
+        ("redirect-error", "fragment"),
+    ] {
+        let at = html
+            .find(&format!("id=\"{id}\""))
+            .unwrap_or_else(|| panic!("{id} in {html}"));
+        assert!(html[at..].contains(words), "{id}: {words}");
+    }
+    for words in [
+        "choose at least one scope",
+        "is not an http(s) origin",
+        "4 fields need a change",
+    ] {
+        assert!(html.contains(words), "{words} in {html}");
+    }
+    assert!(app.services.clients.list().await.expect("list").is_empty());
+}
+
+/// Issue 10 item 13: a new form grants least privilege (sign-in scopes, the code grant;
+/// nothing that writes or stays connected) and its redirect-URI help names private-use
+/// schemes (RFC 8252 §7.1).
+#[tokio::test]
+async fn a_new_form_offers_least_privilege() {
+    let app = spawn_app().await;
+    app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let (status, form) = visitor.get("/o/applications/register/").await;
+    assert_eq!(status, StatusCode::OK);
+    let ticked = |name: &str| {
+        let start = form
+            .find(&format!("name=\"{name}\""))
+            .unwrap_or_else(|| panic!("a box for {name}"));
+        form[start..start + form[start..].find('>').expect("tag end")].contains("checked")
+    };
+    for name in [
+        "scope:openid",
+        "scope:profile",
+        "scope:email",
+        "grant:authorization_code",
+    ] {
+        assert!(ticked(name), "{name} is ticked");
+    }
+    for name in [
+        "scope:write",
+        "scope:offline_access",
+        "scope:read",
+        "grant:refresh_token",
+        "grant:client_credentials",
+    ] {
+        assert!(!ticked(name), "{name} is not ticked");
+    }
+    assert!(form.contains("com.example.app:/callback"));
+    assert!(form.contains("RFC 8252 §7.1"));
+    // The password grant is a superuser's: not offered to a user, offered (unticked) to one.
+    assert!(!form.contains("name=\"grant:password\""));
+    app.create_staff("root").await;
+    let (_, form) = app
+        .visitor("root")
+        .await
+        .get("/o/applications/register/")
+        .await;
+    assert!(form.contains("name=\"grant:password\""));
+}
+
+/// A held secret past its five minutes is not shown; of concurrent views, exactly one gets it.
+#[tokio::test]
+async fn a_held_secret_expires_and_is_shown_to_one_view_only() {
+    use latchkey::clients::PlainSecret;
+    use latchkey::db::schema::held_secrets;
+
+    let app = spawn_app_with(SCOPES_WITHOUT_USER).await;
+    let dev = app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let (_, client_id, _) = register_service(&visitor, "Racy").await;
+    let clients = app.services.clients.clone();
+    let hold = || async {
+        clients
+            .hold_secret(&dev.id, &client_id, PlainSecret("s3cret".to_owned()))
+            .await
+            .expect("db")
+            .expect("sealed")
+    };
+    let ticket = hold().await;
+    app.services
+        .db
+        .write(|conn| {
+            use diesel::prelude::*;
+            diesel::update(held_secrets::table)
+                .set(
+                    held_secrets::expires_at
+                        .eq(latchkey::db::now() - chrono::TimeDelta::seconds(1)),
+                )
+                .execute(conn)
+                .map_err(latchkey::db::DbError::from)
+        })
+        .await
+        .expect("expire");
+    assert!(clients
+        .take_held_secret(&ticket, &dev.id, &client_id)
+        .await
+        .expect("db")
+        .is_none());
+    for _ in 0..10 {
+        let ticket = hold().await;
+        let views: Vec<_> = (0..4)
+            .map(|_| {
+                let (clients, ticket, user, client) = (
+                    clients.clone(),
+                    ticket.clone(),
+                    dev.id.clone(),
+                    client_id.clone(),
+                );
+                tokio::spawn(async move {
+                    clients
+                        .take_held_secret(&ticket, &user, &client)
+                        .await
+                        .expect("db")
+                })
+            })
+            .collect();
+        let mut shown = 0;
+        for view in views {
+            if view.await.expect("task").is_some() {
+                shown += 1;
+            }
+        }
+        assert_eq!(shown, 1, "one view of four");
+    }
 }

@@ -58,7 +58,7 @@ async fn portal_register_and_use_secret() {
 
     let error = browser.text_of(".field.has-error #redirect-error").await;
     assert!(!error.is_empty(), "an inline error under the redirect URIs");
-    let alert = browser.text_of("p.alert[role=alert]").await;
+    let alert = browser.text_of(".alert[role=alert]").await;
     assert!(
         alert.starts_with("The application was not saved"),
         "{alert}"
@@ -112,9 +112,13 @@ async fn portal_register_and_use_secret() {
         .await;
     browser.click(REGISTER).await;
 
-    // The answer to the form is the detail page, with the secret shown this once (the URL is
-    // still the form's: the secret is in this one answer, never stored to be shown again).
+    // The form's answer redirects (post/redirect/get) to the application's page with the
+    // secret, shown this once: a reload registers nothing and shows it no more.
     browser.wait_for("#client-secret").await;
+    assert!(
+        browser.current_url().await.path().ends_with("/secret/"),
+        "redirected to the secret's view"
+    );
     assert_eq!(browser.text_of("h1").await, "Nightly Report Job");
     let client_id = browser.text_of("#client-id").await;
     let secret = browser.text_of("#client-secret").await;
