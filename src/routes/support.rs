@@ -7,14 +7,11 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 pub use super::browser::{
-    csrf_ok, csrf_token, current_login, current_user, log_out, safe_next, start_session,
-    LoginBasis, SessionError, SESSION_REAUTH,
+    csrf_ok, csrf_token, current_login, current_user, log_out, SESSION_REAUTH,
 };
 pub use super::chrome::render;
-pub use super::format::{capitalized, page_number, show_time, ticked, PageNav};
-pub use super::http::{
-    authorization_header, no_store, oauth_error, peer_ip, read_form, see_other, with_retry_after,
-};
+pub use super::format::{page_number, show_time, ticked, PageNav};
+pub use super::http::{authorization_header, no_store, oauth_error, peer_ip, read_form, see_other};
 pub use super::WebConfig;
 use crate::accounts::Accounts;
 use crate::db::users::UserRow;
@@ -112,18 +109,4 @@ pub async fn require_login(
 #[must_use]
 pub fn actor(req: &HttpRequest, user: &UserRow) -> crate::audit::Actor {
     crate::audit::Actor::user(user.id.clone(), peer_ip(req))
-}
-
-/// The page for a password check refused because the policy queue is full
-/// ([`crate::accounts::password::HashError::Busy`]): 503 with `Retry-After` (RFC 9110 §15.6.4).
-#[must_use]
-pub fn busy_page() -> HttpResponse {
-    with_retry_after(
-        error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Temporarily unavailable",
-            "The server is checking too many passwords right now. Please try again in a few seconds.",
-        ),
-        crate::accounts::password::BUSY_RETRY_AFTER_SECONDS,
-    )
 }

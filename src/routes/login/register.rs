@@ -21,19 +21,21 @@ use askama::Template;
 use secrecy::SecretString;
 
 use crate::accounts::registration::{
-    ActivationError, FieldErrors, RegisterError, Registered, Registration, ResendError,
-    VerifyError, AMR_PASSWORD_AND_CODE,
+    ActivationError, RegisterError, Registered, Registration, ResendError, VerifyError,
+    AMR_PASSWORD_AND_CODE,
 };
 use crate::accounts::Accounts;
 use crate::config::EmailVerification;
 use crate::db::users::UserRow;
 use crate::domain::Email;
 use crate::oauth::Params;
-use crate::routes::support::with_retry_after;
-use crate::routes::support::{
-    busy_page, csrf_token, current_user, error_page, peer_ip, read_page_form, render, safe_next,
-    see_other, start_session, unavailable, LoginBasis, WebConfig,
-};
+use crate::routes::browser::{current_user, safe_next, start_session, LoginBasis};
+use crate::routes::chrome::{flash, render, Chrome, Notice};
+use crate::routes::errors::{FieldErrors, PageError};
+use crate::routes::extract::Form;
+use crate::routes::format::wait_phrase;
+use crate::routes::http::{peer_ip, see_other, with_retry_after};
+use crate::routes::WebConfig;
 
 /// Session key: the address the verify page is pre-filled with.
 const SESSION_VERIFY_EMAIL: &str = "verify_email";
@@ -42,29 +44,10 @@ const SESSION_VERIFY_EMAIL: &str = "verify_email";
 const SESSION_VERIFY_USER: &str = "verify_uid";
 /// Session key: where to continue after verifying.
 const SESSION_VERIFY_NEXT: &str = "verify_next";
-/// Session key: the notice the verify page shows once.
-const SESSION_VERIFY_NOTICE: &str = "verify_notice";
 /// The session key of when the pending account's password was checked in this browser
 /// (registration or a refused login): the login after verification counts as begun then, so a
 /// password change, reset or "sign out everywhere" in between ends it (`LoginBasis`).
 const SESSION_VERIFY_BEGAN: &str = "verify_began";
-
-/// What the navigation of these pages needs.
-struct Nav {
-    signed_in: Option<String>,
-    csrf_token: String,
-    is_staff: bool,
-}
-
-impl Nav {
-    fn new(session: &Session, user: Option<&UserRow>) -> Self {
-        Self {
-            signed_in: user.map(|u| u.username.clone()),
-            csrf_token: csrf_token(session),
-            is_staff: user.is_some_and(|u| u.has_staff_access()),
-        }
-    }
-}
 
 /// The registration form's values (never the passwords).
 #[derive(Default)]
@@ -78,9 +61,7 @@ struct RegisterValues {
 #[derive(Template)]
 #[template(path = "accounts/register.html")]
 struct RegisterPage<'a> {
-    signed_in: Option<String>,
-    csrf_token: String,
-    is_staff: bool,
+    chrome: Chrome,
     closed: bool,
     values: RegisterValues,
     errors: FieldErrors,
@@ -95,43 +76,52 @@ struct RegisterPage<'a> {
 impl RegisterPage<'_> {
     /// The messages for `field` as sentences, or `None`.
     fn err(&self, field: &str) -> Option<String> {
-        self.errors.get(field).map(|messages| sentences(messages))
+        let messages = self.errors.messages(field);
+        (!messages.is_empty()).then(|| sentences(messages))
     }
 }
 
 #[derive(Template)]
 #[template(path = "accounts/verify.html")]
 struct VerifyPage {
-    signed_in: Option<String>,
-    csrf_token: String,
-    is_staff: bool,
+    chrome: Chrome,
     verified: bool,
     email: String,
-    notice: Option<String>,
     alert: Option<String>,
-    email_error: Option<String>,
-    code_error: Option<String>,
+    /// Messages of the `email` and `otp` fields.
+    errors: FieldErrors,
     minutes: u64,
     continue_href: String,
     continue_label: &'static str,
 }
 
 impl VerifyPage {
-    fn new(nav: Nav, accounts: &Accounts, email: String) -> Self {
+    fn new(chrome: Chrome, accounts: &Accounts, email: String) -> Self {
         Self {
-            signed_in: nav.signed_in,
-            csrf_token: nav.csrf_token,
-            is_staff: nav.is_staff,
+            chrome,
             verified: false,
             email,
-            notice: None,
             alert: None,
-            email_error: None,
-            code_error: None,
+            errors: FieldErrors::new(),
             minutes: accounts.settings().otp_expiration.as_secs().div_ceil(60),
             continue_href: "/".to_owned(),
             continue_label: "Continue",
         }
+    }
+
+    fn err(&self, field: &str) -> Option<&str> {
+        self.errors.first(field)
+    }
+
+    /// This page with `message` at `field`, answered with `status`.
+    fn refused(
+        mut self,
+        status: StatusCode,
+        field: &str,
+        message: impl Into<String>,
+    ) -> HttpResponse {
+        self.errors.add(field, message);
+        render(status, &self)
     }
 }
 
@@ -142,20 +132,18 @@ pub async fn show_register_form(
     session: Session,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     let params = Params::from_query(req.query_string()).unwrap_or_default();
     let next = safe_next(params.get("next"));
-    match current_user(&session, &accounts, &web).await {
-        Ok(Some(_)) => return see_other(next),
-        Ok(None) => {}
-        Err(e) => return unavailable(&e),
+    if current_user(&session, &accounts, &web).await?.is_some() {
+        return Ok(see_other(next));
     }
     let status = if accounts.settings().registration_open {
         StatusCode::OK
     } else {
         StatusCode::FORBIDDEN
     };
-    register_page(
+    Ok(register_page(
         status,
         &session,
         &accounts,
@@ -163,23 +151,18 @@ pub async fn show_register_form(
         RegisterValues::default(),
         FieldErrors::new(),
         None,
-    )
+    ))
 }
 
 /// `POST /accounts/register/`: creates the account, then signs the browser in (unless
 /// verification is mandatory) and shows the verify page (unless verification is off).
 pub async fn submit_register(
     req: HttpRequest,
-    payload: web::Payload,
     session: Session,
+    Form(form): Form,
     accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        Ok(form) => form,
-        Err(page) => return page,
-    };
-    let next = safe_next(form.get("next")).to_owned();
+) -> Result<HttpResponse, PageError> {
+    let next = safe_next(form.get("next"));
     let field = |name: &str| form.get(name).unwrap_or_default().to_owned();
     let values = RegisterValues {
         email: field("email"),
@@ -196,19 +179,19 @@ pub async fn submit_register(
         confirm_password: SecretString::from(field("confirm_password")),
     };
     let page = |status, values, errors, alert: Option<String>| {
-        register_page(status, &session, &accounts, &next, values, errors, alert)
+        register_page(status, &session, &accounts, next, values, errors, alert)
     };
     // The account's password is set (checked) from now on; see SESSION_VERIFY_BEGAN.
     let registered_at = crate::db::now();
     let registered = match accounts.register(registration, peer_ip(&req)).await {
         Ok(r) => r,
         Err(RegisterError::Invalid(errors)) => {
-            return page(
+            return Ok(page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 values,
-                errors,
+                errors.into_iter().collect(),
                 Some("Your account was not created: please correct the fields below.".into()),
-            )
+            ))
         }
         Err(RegisterError::Limited(retry)) => {
             let response = page(
@@ -216,24 +199,25 @@ pub async fn submit_register(
                 values,
                 FieldErrors::new(),
                 Some(format!(
-                    "Too many accounts were created from your network. Try again in {} seconds.",
-                    retry.0
+                    "Too many accounts were created from your network. Try again {}.",
+                    wait_phrase(retry.0)
                 )),
             );
-            return with_retry_after(response, retry.0);
+            return Ok(with_retry_after(response, retry.0));
         }
         Err(RegisterError::Closed) => {
-            return page(StatusCode::FORBIDDEN, values, FieldErrors::new(), None)
+            return Ok(page(
+                StatusCode::FORBIDDEN,
+                values,
+                FieldErrors::new(),
+                None,
+            ))
         }
-        Err(RegisterError::Db(e)) => return unavailable(&e),
-        Err(RegisterError::Hash(e)) if e.is_busy() => return busy_page(),
+        Err(RegisterError::Db(e)) => return Err(e.into()),
+        Err(RegisterError::Hash(e)) if e.is_busy() => return Err(PageError::Busy),
         Err(RegisterError::Hash(e)) => {
             tracing::error!(error = %e, "registration failed");
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "Your account could not be created. Please try again in a moment.",
-            );
+            return Err(PageError::Internal);
         }
     };
     let Registered {
@@ -254,11 +238,11 @@ pub async fn submit_register(
         {
             // The account exists; the person can sign in on the login page.
             tracing::error!(error = %e, "could not start a session after registration");
-            return see_other("/accounts/login/");
+            return Ok(see_other("/accounts/login/"));
         }
     }
     if verification == EmailVerification::Off {
-        return see_other(&next);
+        return Ok(see_other(next));
     }
     let sent = match email_sent {
         Some(false) => format!(
@@ -272,8 +256,19 @@ pub async fn submit_register(
     } else {
         format!("Welcome! Your account was created and you are signed in. {sent} Enter it below to verify your email address, or do it later.")
     };
-    remember_pending(&session, &user, &next, notice, registered_at);
-    see_other("/accounts/verify/")
+    remember_pending(&session, &user, next, registered_at);
+    flash(&session, Notice::success(notice));
+    Ok(see_other("/accounts/verify/"))
+}
+
+/// The verify page's chrome: the signed-in user's, or a visitor's.
+async fn verify_chrome(
+    session: &Session,
+    accounts: &Accounts,
+    web: &WebConfig,
+) -> Result<(Chrome, Option<UserRow>), PageError> {
+    let user = current_user(session, accounts, web).await?;
+    Ok((Chrome::for_browser(session, user.as_ref()), user))
 }
 
 /// `GET /accounts/verify/`: the code form, pre-filled with the pending address of this
@@ -282,64 +277,44 @@ pub async fn show_verify_form(
     session: Session,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
-    if accounts.settings().email_verification == EmailVerification::Off {
-        return verification_off_page();
-    }
-    let user = match current_user(&session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(e) => return unavailable(&e),
-    };
+) -> Result<HttpResponse, PageError> {
+    verification_on(&accounts)?;
+    let (chrome, user) = verify_chrome(&session, &accounts, &web).await?;
     if let Some(user) = user.as_ref().filter(|u| u.email_verified) {
-        let mut page = VerifyPage::new(
-            Nav::new(&session, Some(user)),
-            &accounts,
-            user.email.clone(),
-        );
+        let mut page = VerifyPage::new(chrome, &accounts, user.email.clone());
         page.verified = true;
         page.continue_href = "/account/".to_owned();
         page.continue_label = "Your account";
-        return render(StatusCode::OK, &page);
+        return Ok(render(StatusCode::OK, &page));
     }
     let email = session_string(&session, SESSION_VERIFY_EMAIL)
         .or_else(|| user.as_ref().map(|u| u.email.clone()))
         .unwrap_or_default();
-    let mut page = VerifyPage::new(Nav::new(&session, user.as_ref()), &accounts, email);
-    page.notice = session
-        .remove_as::<String>(SESSION_VERIFY_NOTICE)
-        .and_then(Result::ok);
-    render(StatusCode::OK, &page)
+    Ok(render(
+        StatusCode::OK,
+        &VerifyPage::new(chrome, &accounts, email),
+    ))
 }
 
 /// `POST /accounts/verify/`: `action=verify` checks the code; `action=resend` sends a new one
 /// (the same answer whether or not the address is waiting for one).
 pub async fn submit_verify(
     req: HttpRequest,
-    payload: web::Payload,
     session: Session,
+    Form(form): Form,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        Ok(form) => form,
-        Err(page) => return page,
-    };
-    if accounts.settings().email_verification == EmailVerification::Off {
-        return verification_off_page();
-    }
-    let signed_in = match current_user(&session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(e) => return unavailable(&e),
-    };
+) -> Result<HttpResponse, PageError> {
+    verification_on(&accounts)?;
+    let (chrome, signed_in) = verify_chrome(&session, &accounts, &web).await?;
     let email = form.get("email").unwrap_or_default().trim().to_owned();
-    let mut page = VerifyPage::new(
-        Nav::new(&session, signed_in.as_ref()),
-        &accounts,
-        email.clone(),
-    );
+    let mut page = VerifyPage::new(chrome, &accounts, email.clone());
     if email.is_empty() {
-        page.email_error = Some("Enter your email address.".into());
-        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        return Ok(page.refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "email",
+            "Enter your email address.",
+        ));
     }
     // It goes into the session cookie: only a real address (at most 254 characters), never
     // text that would make the cookie too large to send.
@@ -347,8 +322,11 @@ pub async fn submit_verify(
         if email.len() > 254 {
             page.email = String::new();
         }
-        page.email_error = Some("Enter a valid email address.".into());
-        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        return Ok(page.refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "email",
+            "Enter a valid email address.",
+        ));
     }
     if let Err(e) = session.insert(SESSION_VERIFY_EMAIL, &email) {
         tracing::warn!(error = %e, "could not remember the address to verify");
@@ -356,49 +334,62 @@ pub async fn submit_verify(
     if form.get("action") == Some("resend") {
         return match accounts.resend_verification(&email, peer_ip(&req)).await {
             Ok(()) => {
-                page.notice = Some(format!(
+                // The same page for every address: nothing here says whether one is waiting.
+                page.chrome.notice = Some(Notice::info(format!(
                     "If {email} is waiting for verification, we sent a new code to it. Earlier codes no longer work."
-                ));
-                render(StatusCode::OK, &page)
+                )));
+                Ok(render(StatusCode::OK, &page))
             }
-            Err(ResendError::Limited(retry)) => {
-                page.email_error = Some(format!(
-                    "A code for this address was asked for a moment ago. You can ask for a new one in {} seconds.",
-                    retry.0
-                ));
-                with_retry_after(render(StatusCode::TOO_MANY_REQUESTS, &page), retry.0)
-            }
+            Err(ResendError::Limited(retry)) => Ok(with_retry_after(
+                page.refused(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "email",
+                    format!(
+                        "A code for this address was asked for a moment ago. You can ask for a new one {}.",
+                        wait_phrase(retry.0)
+                    ),
+                ),
+                retry.0,
+            )),
             Err(ResendError::Mail(_)) => {
                 page.alert =
                     Some("We could not send the email. Please try again in a moment.".into());
-                render(StatusCode::SERVICE_UNAVAILABLE, &page)
+                Ok(render(StatusCode::SERVICE_UNAVAILABLE, &page))
             }
-            Err(ResendError::Disabled) => verification_off_page(),
-            Err(ResendError::Db(e)) => unavailable(&e),
+            Err(ResendError::Disabled) => Err(verification_off()),
+            Err(ResendError::Db(e)) => Err(e.into()),
         };
     }
     let code = form.get("otp").unwrap_or_default().trim();
     if code.is_empty() {
-        page.code_error = Some("Enter the 6-digit code from the email.".into());
-        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+        return Ok(page.refused(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "otp",
+            "Enter the 6-digit code from the email.",
+        ));
     }
     let user = match accounts
         .verify_email_code(&email, code, peer_ip(&req))
         .await
     {
         Ok(user) => user,
-        Err(VerifyError::Db(e)) => return unavailable(&e),
-        Err(VerifyError::Disabled) => return verification_off_page(),
+        Err(VerifyError::Db(e)) => return Err(e.into()),
+        Err(VerifyError::Disabled) => return Err(verification_off()),
         Err(VerifyError::Limited(retry)) => {
-            page.code_error = Some(format!(
-                "Too many codes were tried from your network. Try again in {} seconds.",
-                retry.0
+            return Ok(with_retry_after(
+                page.refused(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "otp",
+                    format!(
+                        "Too many codes were tried from your network. Try again {}.",
+                        wait_phrase(retry.0)
+                    ),
+                ),
+                retry.0,
             ));
-            return with_retry_after(render(StatusCode::TOO_MANY_REQUESTS, &page), retry.0);
         }
         Err(VerifyError::Rejected) => {
-            page.code_error = Some(REJECTED_CODE.to_owned());
-            return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
+            return Ok(page.refused(StatusCode::UNPROCESSABLE_ENTITY, "otp", REJECTED_CODE));
         }
     };
     verified(&req, &session, &accounts, signed_in.as_ref(), &user).await
@@ -413,23 +404,20 @@ pub async fn activate_page(
     session: Session,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     let (uidb64, token) = path.into_inner();
-    let signed_in = match current_user(&session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(e) => return unavailable(&e),
-    };
+    let signed_in = current_user(&session, &accounts, &web).await?;
     match accounts.activate(&uidb64, &token, peer_ip(&req)).await {
         Ok(user) => verified(&req, &session, &accounts, signed_in.as_ref(), &user).await,
         Err(ActivationError::InvalidLink) => {
             let email = session_string(&session, SESSION_VERIFY_EMAIL).unwrap_or_default();
-            let mut page =
-                VerifyPage::new(Nav::new(&session, signed_in.as_ref()), &accounts, email);
+            let chrome = Chrome::for_browser(&session, signed_in.as_ref());
+            let mut page = VerifyPage::new(chrome, &accounts, email);
             page.alert = Some("This activation link is invalid or has expired, or it was already used. Enter the code from the email, or send a new one.".into());
-            render(StatusCode::BAD_REQUEST, &page)
+            Ok(render(StatusCode::BAD_REQUEST, &page))
         }
-        Err(ActivationError::Disabled) => verification_off_page(),
-        Err(ActivationError::Db(e)) => unavailable(&e),
+        Err(ActivationError::Disabled) => Err(verification_off()),
+        Err(ActivationError::Db(e)) => Err(e.into()),
     }
 }
 
@@ -442,22 +430,24 @@ pub(super) async fn refuse_unverified_login(
     user: &UserRow,
     next: &str,
     began: chrono::NaiveDateTime,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     let why = "You cannot sign in until your email address is verified.";
     let notice = match accounts.send_verification(user).await {
         Ok(()) => format!("{why} We sent a new 6-digit code to {}.", user.email),
         Err(ResendError::Limited(retry)) => format!(
-            "{why} We sent a code to {} a moment ago; enter it below, or ask for a new one in {} seconds.",
-            user.email, retry.0
+            "{why} We sent a code to {} a moment ago; enter it below, or ask for a new one {}.",
+            user.email,
+            wait_phrase(retry.0)
         ),
         Err(ResendError::Mail(_) | ResendError::Disabled) => format!(
             "{why} We could not send a new code to {}; use “Send a new code” below to try again.",
             user.email
         ),
-        Err(ResendError::Db(e)) => return unavailable(&e),
+        Err(ResendError::Db(e)) => return Err(e.into()),
     };
-    remember_pending(session, user, next, notice, began);
-    see_other("/accounts/verify/")
+    remember_pending(session, user, next, began);
+    flash(session, Notice::info(notice));
+    Ok(see_other("/accounts/verify/"))
 }
 
 /// The "verified" page. A browser that proved this user's password in the verification flow
@@ -468,7 +458,7 @@ async fn verified(
     accounts: &Accounts,
     signed_in: Option<&UserRow>,
     user: &UserRow,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     let proven = session_string(session, SESSION_VERIFY_USER).as_deref() == Some(user.id.as_str());
     let next = session_string(session, SESSION_VERIFY_NEXT).unwrap_or_else(|| "/".to_owned());
     // A pending login from before this rule has no moment: it counts as begun at once.
@@ -480,16 +470,15 @@ async fn verified(
         SESSION_VERIFY_EMAIL,
         SESSION_VERIFY_USER,
         SESSION_VERIFY_NEXT,
-        SESSION_VERIFY_NOTICE,
         SESSION_VERIFY_BEGAN,
     ] {
         session.remove(key);
     }
     let mut current = signed_in.cloned();
     if proven && signed_in.is_none() {
-        if let Err(e) = accounts.login_after_verification(user, peer_ip(req)).await {
-            return unavailable(&e);
-        }
+        accounts
+            .login_after_verification(user, peer_ip(req))
+            .await?;
         match start_session(
             req,
             session,
@@ -507,11 +496,8 @@ async fn verified(
             Err(e) => tracing::error!(error = %e, "could not start a session after verification"),
         }
     }
-    let mut page = VerifyPage::new(
-        Nav::new(session, current.as_ref()),
-        accounts,
-        user.email.clone(),
-    );
+    let chrome = Chrome::for_browser(session, current.as_ref());
+    let mut page = VerifyPage::new(chrome, accounts, user.email.clone());
     page.verified = true;
     if current.as_ref().is_some_and(|u| u.id == user.id) {
         page.continue_href = safe_next(Some(&next)).to_owned();
@@ -521,7 +507,7 @@ async fn verified(
         page.continue_href = format!("/accounts/login/?next={encoded}");
         page.continue_label = "Sign in";
     }
-    render(StatusCode::OK, &page)
+    Ok(render(StatusCode::OK, &page))
 }
 
 fn register_page(
@@ -538,9 +524,7 @@ fn register_page(
     render(
         status,
         &RegisterPage {
-            signed_in: None,
-            csrf_token: csrf_token(session),
-            is_staff: false,
+            chrome: Chrome::visitor(session),
             closed: !settings.registration_open,
             values,
             errors,
@@ -555,21 +539,13 @@ fn register_page(
 }
 
 /// Remembers in this browser's session the account waiting for verification (which proved its
-/// password here), where to go next, the verify page's notice, and when the password was
-/// checked (`began`).
-fn remember_pending(
-    session: &Session,
-    user: &UserRow,
-    next: &str,
-    notice: String,
-    began: chrono::NaiveDateTime,
-) {
+/// password here), where to go next, and when the password was checked (`began`).
+fn remember_pending(session: &Session, user: &UserRow, next: &str, began: chrono::NaiveDateTime) {
     let stored = session
         .insert(SESSION_VERIFY_EMAIL, &user.email)
         .and_then(|()| session.insert(SESSION_VERIFY_BEGAN, began))
         .and_then(|()| session.insert(SESSION_VERIFY_USER, &user.id))
-        .and_then(|()| session.insert(SESSION_VERIFY_NEXT, safe_next(Some(next))))
-        .and_then(|()| session.insert(SESSION_VERIFY_NOTICE, notice));
+        .and_then(|()| session.insert(SESSION_VERIFY_NEXT, safe_next(Some(next))));
     if let Err(e) = stored {
         tracing::error!(error = %e, "could not remember the pending verification");
     }
@@ -582,12 +558,21 @@ fn session_string(session: &Session, key: &str) -> Option<String> {
 /// The verify page's message for a refused code: one for every reason and every address.
 const REJECTED_CODE: &str = "This code is not right, or it has expired. Check the address and the code, or send a new code.";
 
-fn verification_off_page() -> HttpResponse {
-    error_page(
-        StatusCode::NOT_FOUND,
+/// The answer of the verification pages when verification is off (404).
+fn verification_off() -> PageError {
+    PageError::not_found(
         "Not available",
         "Email verification is switched off on this server.",
     )
+}
+
+/// Whether verification is on; the 404 of [`verification_off`] if not.
+fn verification_on(accounts: &Accounts) -> Result<(), PageError> {
+    if accounts.settings().email_verification == EmailVerification::Off {
+        Err(verification_off())
+    } else {
+        Ok(())
+    }
 }
 
 /// Service messages (sentence fragments) as sentences for a page.
