@@ -40,4 +40,5 @@ mod resource;
 mod resource_indicators;
 mod scheduler;
 mod sessions;
+mod sign_in_context;
 mod smtp;
