@@ -9,9 +9,14 @@
 //! sends the user back to the login page. "Send a new code" replaces the code (and the handle)
 //! once the resend cooldown has passed, and says how long to wait (429) before.
 
-use actix_session::Session;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_session::{Session, SessionExt};
+use actix_web::dev::Payload;
+use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +41,7 @@ pub const PENDING_MAX_AGE_SECONDS: i64 = 30 * 60;
 
 /// A login whose password was right and whose code is awaited.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct PendingLogin {
+pub struct PendingLogin {
     user_id: String,
     /// The challenge handle (its hash names the code in the database).
     handle: String,
@@ -130,47 +135,57 @@ pub async fn begin(
     Ok(refusal.page(session, &context, &user.username))
 }
 
-/// The pending login and its user, or where to go instead: the sign-in page when no login is
-/// pending, or when the user can no longer sign in (the pending login is dropped).
-async fn pending_user(
-    session: &Session,
-    accounts: &Accounts,
-    clients: &Clients,
-) -> Result<Result<(PendingLogin, UserRow), HttpResponse>, PageError> {
-    let Some(pending) = pending(session, accounts) else {
-        return Ok(Err(see_other("/accounts/login/")));
-    };
-    match accounts.find(pending.user_id.clone()).await? {
-        Some(user) if user.is_active => Ok(Ok((pending, user))),
-        _ => Ok(Err(abandon(
-            session,
-            clients,
-            &pending,
-            "",
-            "Please sign in again.",
-        )
-        .await)),
+/// A login awaiting its code in this browser, and its user (still active): handlers of the
+/// code step take it. Without one the request goes to the sign-in page instead (`303` to
+/// `/accounts/login/`, or — when the user can no longer sign in — the sign-in page saying so,
+/// the pending login dropped).
+pub struct AwaitingCode {
+    pending: PendingLogin,
+    user: UserRow,
+}
+
+impl FromRequest for AwaitingCode {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let session = req.get_session();
+        let accounts = req.app_data::<web::Data<Accounts>>().cloned();
+        let clients = req.app_data::<web::Data<Clients>>().cloned();
+        Box::pin(async move {
+            let (Some(accounts), Some(clients)) = (accounts, clients) else {
+                tracing::error!("the accounts or clients service is missing from the application");
+                return Err(PageError::Internal.into());
+            };
+            let Some(pending) = pending(&session, &accounts) else {
+                return Err(elsewhere(see_other("/accounts/login/")));
+            };
+            match accounts
+                .find(pending.user_id.clone())
+                .await
+                .map_err(PageError::from)?
+            {
+                Some(user) if user.is_active => Ok(Self { pending, user }),
+                _ => Err(elsewhere(
+                    abandon(&session, &clients, &pending, "", "Please sign in again.").await,
+                )),
+            }
+        })
     }
+}
+
+/// `response` in place of the handler's answer.
+fn elsewhere(response: HttpResponse) -> actix_web::Error {
+    InternalError::from_response("no login awaits a code", response).into()
 }
 
 /// `GET /accounts/login/code/`: the code form (the login page when no login is pending).
 pub async fn show_code_form(
+    AwaitingCode { user, .. }: AwaitingCode,
     session: Session,
     accounts: web::Data<Accounts>,
-    clients: web::Data<Clients>,
-) -> Result<HttpResponse, PageError> {
-    let user = match pending_user(&session, &accounts, &clients).await? {
-        Ok((_, user)) => user,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
-    Ok(code_page(
-        StatusCode::OK,
-        &session,
-        &accounts,
-        &user,
-        None,
-        None,
-    ))
+) -> HttpResponse {
+    code_page(StatusCode::OK, &session, &accounts, &user, None, None)
 }
 
 /// `POST /accounts/login/code/` (`otp`): checks the code and signs the user in.
@@ -178,13 +193,10 @@ pub async fn submit_code(
     req: HttpRequest,
     session: Session,
     Form(form): Form,
+    AwaitingCode { pending, user }: AwaitingCode,
     accounts: web::Data<Accounts>,
     clients: web::Data<Clients>,
 ) -> Result<HttpResponse, PageError> {
-    let (pending, user) = match pending_user(&session, &accounts, &clients).await? {
-        Ok(found) => found,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
     let otp = form.get("otp").unwrap_or_default().trim();
     let wrong = |status, message: String| {
         code_page(status, &session, &accounts, &user, None, Some(message))
@@ -272,13 +284,10 @@ pub async fn resend_code(
     req: HttpRequest,
     session: Session,
     _: Form,
+    AwaitingCode { mut pending, user }: AwaitingCode,
     accounts: web::Data<Accounts>,
     clients: web::Data<Clients>,
 ) -> Result<HttpResponse, PageError> {
-    let (mut pending, user) = match pending_user(&session, &accounts, &clients).await? {
-        Ok(found) => found,
-        Err(elsewhere) => return Ok(elsewhere),
-    };
     match accounts
         .start_login_challenge(
             &PasswordLogin {

@@ -2,7 +2,7 @@
 //!
 //! * this file — `/accounts/login/` (sign-in) and `/accounts/logout/` (sign-out);
 //! * [`code`] — the emailed one-time code step after the password;
-//! * [`register`] — registration and email verification;
+//! * [`register`] — registration; [`verify`] — email verification;
 //! * [`reset`] — password reset.
 //!
 //! The pages are for visitors: their chrome is [`Chrome::visitor`] (or the signed-in chrome on
@@ -16,6 +16,7 @@
 pub(super) mod code;
 pub(super) mod register;
 pub(super) mod reset;
+pub(super) mod verify;
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
@@ -161,9 +162,9 @@ pub async fn submit_login(
             ),
             retry_after: Some(retry.0),
         },
-        // Mandatory verification (login/register.rs): a new code, then the verify page.
+        // Mandatory verification (login/verify.rs): a new code, then the verify page.
         Err(LoginError::Unverified(user)) => {
-            return register::refuse_unverified_login(&session, &accounts, &user, next, began).await
+            return verify::refuse_unverified_login(&session, &accounts, &user, next, began).await
         }
         Err(LoginError::Db(e)) => return Err(e.into()),
         Err(LoginError::Hash(e)) => {
