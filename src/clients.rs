@@ -223,6 +223,12 @@ impl Client {
         &self.row.client_id
     }
 
+    /// The application's name, as users see it (sign-in and consent pages).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.row.name
+    }
+
     /// Whether the client may use `grant`.
     #[must_use]
     pub fn allows(&self, grant: GrantType) -> bool {

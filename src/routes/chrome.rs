@@ -7,7 +7,8 @@
 //! one-time [`Notice`] left by the previous request (post/redirect/get: a handler that changed
 //! something calls [`flash`] and redirects; the next page shows the notice once). A handler gets
 //! its chrome from the extractor that signed the user in (`SignedIn::chrome`); pages for
-//! visitors (sign-in, registration) get theirs when the login area moves to the extractors.
+//! visitors (sign-in, registration, password reset) from [`Chrome::visitor`] or
+//! [`Chrome::for_browser`].
 
 use actix_session::Session;
 use actix_web::http::header;
@@ -88,6 +89,8 @@ pub enum NoticeKind {
     Success,
     /// Something to know (nothing went wrong).
     Info,
+    /// Something did not work as asked (an email could not be sent); the page still works.
+    Problem,
 }
 
 /// A one-time message shown at the top of the next page.
@@ -118,12 +121,31 @@ impl Notice {
         }
     }
 
+    /// Something did not work as asked.
+    #[must_use]
+    pub fn problem(text: impl Into<String>) -> Self {
+        Self {
+            kind: NoticeKind::Problem,
+            text: text.into(),
+        }
+    }
+
     /// The stylesheet class.
     #[must_use]
     pub fn class(&self) -> &'static str {
         match self.kind {
             NoticeKind::Success => "notice",
             NoticeKind::Info => "notice info",
+            NoticeKind::Problem => "alert",
+        }
+    }
+
+    /// The ARIA role: `alert` for a problem, `status` otherwise.
+    #[must_use]
+    pub fn role(&self) -> &'static str {
+        match self.kind {
+            NoticeKind::Problem => "alert",
+            NoticeKind::Success | NoticeKind::Info => "status",
         }
     }
 }
@@ -168,6 +190,28 @@ impl Chrome {
             section,
             csrf_token: super::browser::csrf_token(session),
             notice: take_flash(session),
+        }
+    }
+
+    /// The chrome of a page for a visitor (sign-in, registration, password reset): nobody is
+    /// signed in, the page's forms get this session's CSRF token; takes the pending notice.
+    #[must_use]
+    pub fn visitor(session: &Session) -> Self {
+        Self {
+            csrf_token: super::browser::csrf_token(session),
+            notice: take_flash(session),
+            ..Self::default()
+        }
+    }
+
+    /// The chrome of a page open to visitors and signed-in users alike (verification, password
+    /// reset): [`Chrome::for_user`] outside any section when `user` is signed in, else
+    /// [`Chrome::visitor`].
+    #[must_use]
+    pub fn for_browser(session: &Session, user: Option<&UserRow>) -> Self {
+        match user {
+            Some(user) => Self::for_user(session, user, Section::None),
+            None => Self::visitor(session),
         }
     }
 

@@ -286,6 +286,12 @@ impl FieldErrors {
             .map(String::as_str)
     }
 
+    /// All of `field`'s messages (none: empty).
+    #[must_use]
+    pub fn messages(&self, field: &str) -> &[String] {
+        self.0.get(field).map_or(&[], Vec::as_slice)
+    }
+
     /// Whether `field` has an error.
     #[must_use]
     pub fn has(&self, field: &str) -> bool {

@@ -295,7 +295,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         r.route(web::post().to(api::password_reset::confirm_reset))
             .default_service(web::to(api::method_not_allowed))
     });
-    // Emailed one-time codes at login (routes/login_code.rs: the hosted login's code step) and
+    // Emailed one-time codes at login (routes/login/code.rs: the hosted login's code step) and
     // the account page's switch for them (routes/account_mfa.rs). The API side is the
     // password grant and the mfa-otp grant at /o/token/.
     both(cfg, "/accounts/login/code/", |r| {
@@ -341,20 +341,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         r.route(web::get().to(api::users::show_user))
             .default_service(web::to(api::method_not_allowed))
     });
-    // Self-registration and email verification: the pages (routes/login/register.rs) and the
-    // JSON API (routes/api/registration.rs).
+    // Self-registration and email verification: the pages (routes/login/register.rs and
+    // verify.rs) and the JSON API (routes/api/registration.rs).
     both(cfg, "/accounts/register/", |r| {
         r.route(web::get().to(login::register::show_register_form))
             .route(web::post().to(login::register::submit_register))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/accounts/verify/", |r| {
-        r.route(web::get().to(login::register::show_verify_form))
-            .route(web::post().to(login::register::submit_verify))
+        r.route(web::get().to(login::verify::show_verify_form))
+            .route(web::post().to(login::verify::submit_verify))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/accounts/activate/{uidb64}/{token}/", |r| {
-        r.route(web::get().to(login::register::activate_page))
+        r.route(web::get().to(login::verify::activate_page))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/api/register/", |r| {

@@ -2,19 +2,14 @@
 //! body reading, error pages), kept while the handlers move to the extractors of
 //! [`super::extract`] and the errors of [`super::errors`]. New code does not use this module.
 
-use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 pub use super::browser::{
-    csrf_ok, csrf_token, current_login, current_user, log_out, safe_next, start_session,
-    LoginBasis, SessionError, SESSION_REAUTH,
+    csrf_ok, csrf_token, current_login, current_user, log_out, SESSION_REAUTH,
 };
 pub use super::chrome::render;
-pub use super::format::capitalized;
-pub use super::http::{
-    authorization_header, no_store, oauth_error, peer_ip, read_form, see_other, with_retry_after,
-};
+pub use super::http::{authorization_header, no_store, oauth_error, peer_ip, read_form, see_other};
 pub use super::WebConfig;
 use crate::db::DbError;
 use crate::oauth::Params;
@@ -32,20 +27,6 @@ pub async fn read_html_form(
             "The form could not be read.",
         )
     })
-}
-
-/// Reads an HTML form and checks its CSRF token: the error is a page (400 or 403).
-pub async fn read_page_form(
-    req: &HttpRequest,
-    payload: web::Payload,
-    session: &Session,
-    limit: usize,
-) -> Result<Params, HttpResponse> {
-    let form = read_html_form(req, payload, limit).await?;
-    if !csrf_ok(session, form.get("csrf_token")) {
-        return Err(csrf_failed());
-    }
-    Ok(form)
 }
 
 pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
@@ -78,19 +59,5 @@ pub fn csrf_failed() -> HttpResponse {
         StatusCode::FORBIDDEN,
         "Form expired",
         "This form was not submitted from this site, or your session has expired. Go back, reload the page and try again.",
-    )
-}
-
-/// The page for a password check refused because the policy queue is full
-/// ([`crate::accounts::password::HashError::Busy`]): 503 with `Retry-After` (RFC 9110 §15.6.4).
-#[must_use]
-pub fn busy_page() -> HttpResponse {
-    with_retry_after(
-        error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Temporarily unavailable",
-            "The server is checking too many passwords right now. Please try again in a few seconds.",
-        ),
-        crate::accounts::password::BUSY_RETRY_AFTER_SECONDS,
     )
 }

@@ -139,6 +139,14 @@ async fn refused_attempts_neither_count_nor_extend_the_lock() {
     assert_eq!(most_hits(&app).await, 2);
     let page = app.login("lou", PASSWORD).await;
     assert_eq!(page.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(page.headers().contains_key("retry-after"));
+    // The sign-in page says the wait in words (issue 10 item 15), not in seconds.
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("Too many failed attempts. Try again in ") && html.contains(" minute"),
+        "{html}"
+    );
+    assert!(!html.contains(" seconds."), "{html}");
     assert_eq!(most_hits(&app).await, 2);
 }
 

@@ -41,4 +41,5 @@ mod resource;
 mod resource_indicators;
 mod scheduler;
 mod sessions;
+mod sign_in_context;
 mod smtp;

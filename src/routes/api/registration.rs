@@ -1,6 +1,6 @@
 //! Self-registration and email verification through the API (issue 5, "Registration" and
-//! "Email verification"; the hosted pages are `routes/login/register.rs`, the rules
-//! `accounts/registration.rs`). JSON or form bodies:
+//! "Email verification"; the hosted pages are `routes/login/register.rs` and `verify.rs`, the
+//! rules `accounts/registration.rs`). JSON or form bodies:
 //!
 //! * `POST /api/register/` → 201 `{"id","username","email","email_verified","verification",
 //!   "email_sent"}`; 400 `invalid_request` with `fields`; 403 `registration_closed`; 429

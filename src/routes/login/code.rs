@@ -9,36 +9,39 @@
 //! sends the user back to the login page. "Send a new code" replaces the code (and the handle)
 //! once the resend cooldown has passed, and says how long to wait (429) before.
 
-use actix_session::Session;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_session::{Session, SessionExt};
+use actix_web::dev::Payload;
+use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
-use super::login_page;
+use super::{Refusal, SignInContext};
 use crate::accounts::login_code::{ChallengeFor, LoginCodeOutcome, AMR_PASSWORD_AND_CODE};
 use crate::accounts::{Accounts, PasswordLogin};
+use crate::clients::Clients;
 use crate::db::users::UserRow;
 use crate::limits::LimitError;
-use crate::routes::support::with_retry_after;
-use crate::routes::support::{
-    csrf_token, peer_ip, read_page_form, render, see_other, start_session, unavailable, LoginBasis,
-    SessionError, WebConfig,
-};
+use crate::routes::browser::{start_session, LoginBasis, SessionError};
+use crate::routes::chrome::{flash, render, Chrome, Notice};
+use crate::routes::errors::PageError;
+use crate::routes::extract::Form;
+use crate::routes::format::wait_phrase;
+use crate::routes::http::{peer_ip, see_other, with_retry_after};
 
 /// Session key of the pending login.
 const SESSION_PENDING_LOGIN: &str = "pending_login";
-/// Session key of the notice the code page shows once.
-const SESSION_CODE_NOTICE: &str = "login_code_notice";
-/// Session key of the alert the code page shows once.
-const SESSION_CODE_ALERT: &str = "login_code_alert";
 /// How long a correct password waits for its code, in seconds, at least (the code's lifetime
 /// when that is longer): after that the password must be typed again, even to resend.
 pub const PENDING_MAX_AGE_SECONDS: i64 = 30 * 60;
 
 /// A login whose password was right and whose code is awaited.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-struct PendingLogin {
+pub struct PendingLogin {
     user_id: String,
     /// The challenge handle (its hash names the code in the database).
     handle: String,
@@ -56,11 +59,12 @@ struct PendingLogin {
 #[derive(Template)]
 #[template(path = "auth/login_code.html")]
 struct CodePage {
-    csrf_token: String,
+    chrome: Chrome,
     address: String,
     minutes: u64,
-    notice: Option<String>,
+    /// A page-level problem (a resend refused by its cooldown).
     alert: Option<String>,
+    /// The code field's message.
     error: Option<String>,
 }
 
@@ -68,17 +72,20 @@ struct CodePage {
 /// the pending login in the session and redirects to the code page. When a code was sent
 /// moments ago (the resend cooldown), the same browser goes on with the code it has; another
 /// browser is told how long to wait (429).
+///
+/// # Errors
+/// Storage failures.
 pub async fn begin(
     req: &HttpRequest,
     session: &Session,
     accounts: &Accounts,
+    clients: &Clients,
     login: &PasswordLogin,
     next: &str,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     let user = &login.user;
-    let ip = peer_ip(req);
-    match accounts
-        .start_login_challenge(login, ip, ChallengeFor::Browser)
+    let refusal = match accounts
+        .start_login_challenge(login, peer_ip(req), ChallengeFor::Browser)
         .await
     {
         Ok(challenge) => {
@@ -89,111 +96,121 @@ pub async fn begin(
                 started: chrono::Utc::now().timestamp(),
                 began: Some(login.began),
             };
-            if let Err(e) = session.insert(SESSION_PENDING_LOGIN, &pending) {
-                tracing::error!(error = %e, "could not keep the pending login");
-                return login_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    session,
-                    next,
-                    &user.username,
-                    "Your session could not be started.".into(),
-                );
+            match session.insert(SESSION_PENDING_LOGIN, &pending) {
+                Ok(()) => {
+                    if !challenge.emailed {
+                        flash(session, Notice::problem(NOT_SENT));
+                    }
+                    return Ok(see_other("/accounts/login/code/"));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "could not keep the pending login");
+                    Refusal::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Your session could not be started.",
+                    )
+                }
             }
-            if !challenge.emailed {
-                flash(session, SESSION_CODE_ALERT, not_sent());
-            }
-            see_other("/accounts/login/code/")
         }
         Err(LimitError::Limited(wait) | LimitError::Reached(wait)) => match pending(session, accounts) {
             Some(p) if p.user_id == user.id => {
                 flash(
                     session,
-                    SESSION_CODE_NOTICE,
-                    "We emailed you a code moments ago: enter it here.".into(),
+                    Notice::info("We emailed you a code moments ago: enter it here."),
                 );
-                see_other("/accounts/login/code/")
+                return Ok(see_other("/accounts/login/code/"));
             }
-            _ => with_retry_after(
-                login_page(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    session,
-                    next,
-                    &user.username,
-                    format!(
-                        "We emailed you a sign-in code moments ago. Enter it in the browser where you signed in, or try again in {} seconds.",
-                        wait.0
-                    ),
+            _ => Refusal {
+                status: StatusCode::TOO_MANY_REQUESTS,
+                message: format!(
+                    "We emailed you a sign-in code moments ago. Enter it in the browser where you signed in, or try again {}.",
+                    wait_phrase(wait.0)
                 ),
-                wait.0,
-            ),
+                retry_after: Some(wait.0),
+            },
         },
-        Err(LimitError::Db(e)) => unavailable(&e),
+        Err(LimitError::Db(e)) => return Err(e.into()),
+    };
+    let context = SignInContext::of(next, clients).await;
+    Ok(refusal.page(session, &context, &user.username))
+}
+
+/// A login awaiting its code in this browser, and its user (still active): handlers of the
+/// code step take it. Without one the request goes to the sign-in page instead (`303` to
+/// `/accounts/login/`, or — when the user can no longer sign in — the sign-in page saying so,
+/// the pending login dropped).
+pub struct AwaitingCode {
+    pending: PendingLogin,
+    user: UserRow,
+}
+
+impl FromRequest for AwaitingCode {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let session = req.get_session();
+        let accounts = req.app_data::<web::Data<Accounts>>().cloned();
+        let clients = req.app_data::<web::Data<Clients>>().cloned();
+        Box::pin(async move {
+            let (Some(accounts), Some(clients)) = (accounts, clients) else {
+                tracing::error!("the accounts or clients service is missing from the application");
+                return Err(PageError::Internal.into());
+            };
+            let Some(pending) = pending(&session, &accounts) else {
+                return Err(elsewhere(see_other("/accounts/login/")));
+            };
+            match accounts
+                .find(pending.user_id.clone())
+                .await
+                .map_err(PageError::from)?
+            {
+                Some(user) if user.is_active => Ok(Self { pending, user }),
+                _ => Err(elsewhere(
+                    abandon(&session, &clients, &pending, "", "Please sign in again.").await,
+                )),
+            }
+        })
     }
 }
 
+/// `response` in place of the handler's answer.
+fn elsewhere(response: HttpResponse) -> actix_web::Error {
+    InternalError::from_response("no login awaits a code", response).into()
+}
+
 /// `GET /accounts/login/code/`: the code form (the login page when no login is pending).
-pub async fn show_code_form(session: Session, accounts: web::Data<Accounts>) -> HttpResponse {
-    let Some(pending) = pending(&session, &accounts) else {
-        return see_other("/accounts/login/");
-    };
-    let user = match accounts.find(pending.user_id.clone()).await {
-        Ok(Some(user)) if user.is_active => user,
-        Ok(_) => return abandon(&session, &pending, "", "Please sign in again.".into()),
-        Err(e) => return unavailable(&e),
-    };
-    let notice = take(&session, SESSION_CODE_NOTICE);
-    let alert = take(&session, SESSION_CODE_ALERT);
-    code_page(
-        StatusCode::OK,
-        &session,
-        &accounts,
-        &user,
-        notice,
-        alert,
-        None,
-    )
+pub async fn show_code_form(
+    AwaitingCode { user, .. }: AwaitingCode,
+    session: Session,
+    accounts: web::Data<Accounts>,
+) -> HttpResponse {
+    code_page(StatusCode::OK, &session, &accounts, &user, None, None)
 }
 
 /// `POST /accounts/login/code/` (`otp`): checks the code and signs the user in.
 pub async fn submit_code(
     req: HttpRequest,
-    payload: web::Payload,
     session: Session,
+    Form(form): Form,
+    AwaitingCode { pending, user }: AwaitingCode,
     accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        Ok(form) => form,
-        Err(page) => return page,
-    };
-    let Some(pending) = pending(&session, &accounts) else {
-        return see_other("/accounts/login/");
-    };
-    let user = match accounts.find(pending.user_id.clone()).await {
-        Ok(Some(user)) if user.is_active => user,
-        Ok(_) => return abandon(&session, &pending, "", "Please sign in again.".into()),
-        Err(e) => return unavailable(&e),
-    };
+    clients: web::Data<Clients>,
+) -> Result<HttpResponse, PageError> {
     let otp = form.get("otp").unwrap_or_default().trim();
-    if otp.is_empty() {
-        return code_page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &session,
-            &accounts,
-            &user,
-            None,
-            None,
-            Some("Enter the 6-digit code from the email.".into()),
-        );
-    }
-    let outcome = match accounts
-        .finish_login_challenge(&pending.handle, otp, None, peer_ip(&req))
-        .await
-    {
-        Ok(outcome) => outcome,
-        Err(e) => return unavailable(&e),
+    let wrong = |status, message: String| {
+        code_page(status, &session, &accounts, &user, None, Some(message))
     };
-    match outcome {
+    if otp.is_empty() {
+        return Ok(wrong(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Enter the 6-digit code from the email.".into(),
+        ));
+    }
+    let outcome = accounts
+        .finish_login_challenge(&pending.handle, otp, None, peer_ip(&req))
+        .await?;
+    let gone = match outcome {
         LoginCodeOutcome::Passed { user: signed_in, .. } if signed_in.id == pending.user_id => {
             // A new session on login (no fixation), with a new CSRF token; the pending login
             // goes with the old session's contents.
@@ -203,7 +220,7 @@ pub async fn submit_code(
                 }),
                 verified_hash: None,
             };
-            let started = start_session(
+            let refusal = match start_session(
                 &req,
                 &session,
                 &accounts,
@@ -211,97 +228,66 @@ pub async fn submit_code(
                 AMR_PASSWORD_AND_CODE,
                 basis,
             )
-            .await;
-            if let Err(e) = started {
-                if matches!(e, SessionError::Outdated) {
-                    // A password change, reset or sign-out since the password was checked.
-                    return login_page(
-                        StatusCode::UNAUTHORIZED,
-                        &session,
-                        &pending.next,
-                        &signed_in.username,
-                        "Please sign in again.".into(),
-                    );
+            .await
+            {
+                Ok(()) => return Ok(see_other(&pending.next)),
+                // A password change, reset or sign-out since the password was checked.
+                Err(SessionError::Outdated) => {
+                    Refusal::new(StatusCode::UNAUTHORIZED, "Please sign in again.")
                 }
-                tracing::error!(error = %e, "could not store the session");
-                return login_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &session,
-                    &pending.next,
-                    &signed_in.username,
-                    "Your session could not be started.".into(),
-                );
-            }
-            see_other(&pending.next)
+                Err(e) => {
+                    tracing::error!(error = %e, "could not store the session");
+                    Refusal::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Your session could not be started.",
+                    )
+                }
+            };
+            let context = SignInContext::of(&pending.next, &clients).await;
+            return Ok(refusal.page(&session, &context, &signed_in.username));
         }
-        LoginCodeOutcome::Wrong { remaining } => code_page(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &session,
-            &accounts,
-            &user,
-            None,
-            None,
-            Some(match remaining {
-                1 => "That code is not right. 1 attempt left.".to_owned(),
-                n => format!("That code is not right. {n} attempts left."),
-            }),
-        ),
-        LoginCodeOutcome::Limited(retry) => with_retry_after(
-            code_page(
-                StatusCode::TOO_MANY_REQUESTS,
-                &session,
-                &accounts,
-                &user,
-                None,
-                None,
-                Some(format!(
-                    "Too many codes were tried from your network. Try again in {} seconds.",
-                    retry.0
-                )),
-            ),
-            retry.0,
-        ),
-        LoginCodeOutcome::Expired => abandon(
-            &session,
-            &pending,
-            &user.username,
-            "Your sign-in code has expired. Sign in again to get a new one.".into(),
-        ),
-        LoginCodeOutcome::Exhausted => abandon(
-            &session,
-            &pending,
-            &user.username,
-            "Too many wrong codes. Sign in again to get a new one.".into(),
-        ),
-        LoginCodeOutcome::Passed { .. } | LoginCodeOutcome::Invalid => abandon(
-            &session,
-            &pending,
-            &user.username,
-            "This sign-in code no longer works: it was used, or a newer one was sent. Sign in again.".into(),
-        ),
-    }
+        LoginCodeOutcome::Wrong { remaining } => {
+            return Ok(wrong(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                match remaining {
+                    1 => "That code is not right. 1 attempt left.".to_owned(),
+                    n => format!("That code is not right. {n} attempts left."),
+                },
+            ))
+        }
+        LoginCodeOutcome::Limited(retry) => {
+            return Ok(with_retry_after(
+                wrong(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "Too many codes were tried from your network. Try again {}.",
+                        wait_phrase(retry.0)
+                    ),
+                ),
+                retry.0,
+            ))
+        }
+        LoginCodeOutcome::Expired => {
+            "Your sign-in code has expired. Sign in again to get a new one."
+        }
+        LoginCodeOutcome::Exhausted => "Too many wrong codes. Sign in again to get a new one.",
+        LoginCodeOutcome::Passed { .. } | LoginCodeOutcome::Invalid => {
+            "This sign-in code no longer works: it was used, or a newer one was sent. Sign in again."
+        }
+    };
+    Ok(abandon(&session, &clients, &pending, &user.username, gone).await)
 }
 
 /// `POST /accounts/login/code/resend/`: emails a new code once the resend cooldown has passed
 /// (429 with the wait before). The earlier code stops working.
 pub async fn resend_code(
     req: HttpRequest,
-    payload: web::Payload,
     session: Session,
+    _: Form,
+    AwaitingCode { mut pending, user }: AwaitingCode,
     accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    if let Err(page) = read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        return page;
-    }
-    let Some(mut pending) = pending(&session, &accounts) else {
-        return see_other("/accounts/login/");
-    };
-    let user = match accounts.find(pending.user_id.clone()).await {
-        Ok(Some(user)) if user.is_active => user,
-        Ok(_) => return abandon(&session, &pending, "", "Please sign in again.".into()),
-        Err(e) => return unavailable(&e),
-    };
+    clients: web::Data<Clients>,
+) -> Result<HttpResponse, PageError> {
     match accounts
         .start_login_challenge(
             &PasswordLogin {
@@ -318,40 +304,40 @@ pub async fn resend_code(
             pending.handle = challenge.handle;
             if let Err(e) = session.insert(SESSION_PENDING_LOGIN, &pending) {
                 tracing::error!(error = %e, "could not keep the pending login");
-                return abandon(
+                return Ok(abandon(
                     &session,
+                    &clients,
                     &pending,
                     &user.username,
-                    "Please sign in again.".into(),
-                );
+                    "Please sign in again.",
+                )
+                .await);
             }
-            if challenge.emailed {
-                flash(
-                    &session,
-                    SESSION_CODE_NOTICE,
-                    "We emailed you a new code. The earlier one no longer works.".into(),
-                );
-            } else {
-                flash(&session, SESSION_CODE_ALERT, not_sent());
-            }
-            see_other("/accounts/login/code/")
+            flash(
+                &session,
+                if challenge.emailed {
+                    Notice::success("We emailed you a new code. The earlier one no longer works.")
+                } else {
+                    Notice::problem(NOT_SENT)
+                },
+            );
+            Ok(see_other("/accounts/login/code/"))
         }
-        Err(LimitError::Limited(wait) | LimitError::Reached(wait)) => with_retry_after(
+        Err(LimitError::Limited(wait) | LimitError::Reached(wait)) => Ok(with_retry_after(
             code_page(
                 StatusCode::TOO_MANY_REQUESTS,
                 &session,
                 &accounts,
                 &user,
-                None,
                 Some(format!(
-                    "You can ask for a new code in {} seconds. The code we sent last still works.",
-                    wait.0
+                    "You can ask for a new code {}. The code we sent last still works.",
+                    wait_phrase(wait.0)
                 )),
                 None,
             ),
             wait.0,
-        ),
-        Err(LimitError::Db(e)) => unavailable(&e),
+        )),
+        Err(LimitError::Db(e)) => Err(e.into()),
     }
 }
 
@@ -380,21 +366,17 @@ fn pending(session: &Session, accounts: &Accounts) -> Option<PendingLogin> {
     Some(pending)
 }
 
-/// Drops the pending login and shows the login page (400) with `message`, keeping `next`.
-fn abandon(
+/// Drops the pending login and shows the sign-in page (400) with `message`, keeping `next`.
+async fn abandon(
     session: &Session,
+    clients: &Clients,
     pending: &PendingLogin,
     username: &str,
-    message: String,
+    message: &str,
 ) -> HttpResponse {
     session.remove(SESSION_PENDING_LOGIN);
-    login_page(
-        StatusCode::BAD_REQUEST,
-        session,
-        &pending.next,
-        username,
-        message,
-    )
+    let context = SignInContext::of(&pending.next, clients).await;
+    Refusal::new(StatusCode::BAD_REQUEST, message).page(session, &context, username)
 }
 
 fn code_page(
@@ -402,14 +384,13 @@ fn code_page(
     session: &Session,
     accounts: &Accounts,
     user: &UserRow,
-    notice: Option<String>,
     alert: Option<String>,
     error: Option<String>,
 ) -> HttpResponse {
     render(
         status,
         &CodePage {
-            csrf_token: csrf_token(session),
+            chrome: Chrome::visitor(session),
             address: masked(&user.email),
             minutes: accounts
                 .settings()
@@ -417,16 +398,14 @@ fn code_page(
                 .as_secs()
                 .div_ceil(60)
                 .max(1),
-            notice,
             alert,
             error,
         },
     )
 }
 
-fn not_sent() -> String {
-    "We could not send the email. Try again in a minute with “send a new code”.".into()
-}
+/// The notice when the code's email could not be sent.
+const NOT_SENT: &str = "We could not send the email. Try again in a minute with “send a new code”.";
 
 /// An address with most of its local part hidden: `kim@example.com` → `k••@example.com`, so
 /// that someone who only knows the password learns little about the account.
@@ -439,16 +418,6 @@ fn masked(email: &str) -> String {
         }
         None => "your email address".into(),
     }
-}
-
-fn flash(session: &Session, key: &str, message: String) {
-    if let Err(e) = session.insert(key, message) {
-        tracing::error!(error = %e, "could not keep a notice for the next page");
-    }
-}
-
-fn take(session: &Session, key: &str) -> Option<String> {
-    session.remove_as::<String>(key).and_then(Result::ok)
 }
 
 #[cfg(test)]

@@ -1,8 +1,22 @@
-//! The hosted login and logout pages.
+//! The hosted login area, one file per step:
+//!
+//! * this file — `/accounts/login/` (sign-in) and `/accounts/logout/` (sign-out);
+//! * [`code`] — the emailed one-time code step after the password;
+//! * [`register`] — registration; [`verify`] — email verification;
+//! * [`reset`] — password reset.
+//!
+//! The pages are for visitors: their chrome is [`Chrome::visitor`] (or the signed-in chrome on
+//! the pages a signed-in user may open too). A login's session rules live in
+//! [`crate::routes::browser`]: a login overtaken by a password change, reset or sign-out gets
+//! no session ([`SessionError::Outdated`]).
+//!
+//! When the sign-in page is reached from an authorization request (`next` is an
+//! `/o/authorize/?…client_id=…` URL), it names the application the user is signing in to.
 
 pub(super) mod code;
 pub(super) mod register;
 pub(super) mod reset;
+pub(super) mod verify;
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
@@ -11,24 +25,74 @@ use askama::Template;
 use secrecy::SecretString;
 
 use crate::accounts::{Accounts, LoginError};
+use crate::clients::Clients;
 use crate::oauth::Params;
-use crate::routes::support::{
-    csrf_token, current_user, peer_ip, read_page_form, render, safe_next, see_other, start_session,
-    unavailable, with_retry_after, LoginBasis, SessionError, WebConfig,
+use crate::routes::browser::{
+    current_user, log_out, safe_next, start_session, LoginBasis, SessionError,
 };
+use crate::routes::chrome::{render, Chrome};
+use crate::routes::errors::PageError;
+use crate::routes::extract::Form;
+use crate::routes::format::wait_phrase;
+use crate::routes::http::{peer_ip, see_other, with_retry_after};
+use crate::routes::WebConfig;
 
 #[derive(Template)]
 #[template(path = "auth/login.html")]
 struct LoginPage<'a> {
-    csrf_token: String,
+    chrome: Chrome,
     next: &'a str,
     username: &'a str,
     error: Option<String>,
+    /// The application whose authorization request sent the user here, if it is known.
+    client_name: Option<String>,
+}
+
+/// What the sign-in page shows besides its form: where it continues and for which
+/// application.
+pub(super) struct SignInContext<'a> {
+    /// Where to continue (a checked local path).
+    pub next: &'a str,
+    /// The name of the application asking, when `next` is an authorization request.
+    pub client_name: Option<String>,
+}
+
+impl<'a> SignInContext<'a> {
+    /// The context of a sign-in continuing to `next` (already checked by [`safe_next`]): the
+    /// client is looked up when `next` is an authorization request (`/o/authorize/?…`);
+    /// an unknown `client_id` shows nothing.
+    pub async fn of(next: &'a str, clients: &Clients) -> Self {
+        Self {
+            next,
+            client_name: requesting_client(next, clients).await,
+        }
+    }
+}
+
+/// The name of the client whose authorization request (RFC 6749 §4.1.1) `next` is, if any.
+async fn requesting_client(next: &str, clients: &Clients) -> Option<String> {
+    let query = next
+        .strip_prefix("/o/authorize/?")
+        .or_else(|| next.strip_prefix("/o/authorize?"))?;
+    let params = Params::from_query(query).ok()?;
+    let client_id = params.get("client_id").filter(|id| !id.is_empty())?;
+    match clients.find(client_id).await {
+        Ok(client) => client.map(|c| c.name().to_owned()),
+        Err(e) => {
+            // The page works without the name.
+            tracing::warn!(error = %e, "could not look up the client of a sign-in");
+            None
+        }
+    }
 }
 
 /// `GET /accounts/login/?next=PATH[&login_hint=NAME]` (`login_hint` pre-fills the username,
 /// OIDC Core §3.1.2.1).
-pub async fn show_login_form(req: HttpRequest, session: Session) -> HttpResponse {
+pub async fn show_login_form(
+    req: HttpRequest,
+    session: Session,
+    clients: web::Data<Clients>,
+) -> HttpResponse {
     let params = Params::from_query(req.query_string()).unwrap_or_default();
     let hint: String = params
         .get("login_hint")
@@ -37,55 +101,33 @@ pub async fn show_login_form(req: HttpRequest, session: Session) -> HttpResponse
         .filter(|c| !c.is_control())
         .take(254)
         .collect();
-    render(
-        StatusCode::OK,
-        &LoginPage {
-            csrf_token: csrf_token(&session),
-            next: safe_next(params.get("next")),
-            username: &hint,
-            error: None,
-        },
-    )
+    let context = SignInContext::of(safe_next(params.get("next")), &clients).await;
+    login_page(StatusCode::OK, &session, &context, &hint, None)
 }
 
-/// `POST /accounts/login/`: checks the CSRF token and the password, starts a fresh session and
-/// continues to `next` (a local path only). A user who must enter an emailed code goes to the
-/// code step first (`routes/login_code.rs`).
+/// `POST /accounts/login/`: checks the password, starts a fresh session and continues to
+/// `next` (a local path only). A user who must enter an emailed code goes to the code step
+/// first ([`code`]); an unverified one, when verification is mandatory, to the verify page.
 pub async fn submit_login(
     req: HttpRequest,
-    payload: web::Payload,
     session: Session,
+    Form(form): Form,
     accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        Ok(form) => form,
-        Err(page) => return page,
-    };
-    let next = safe_next(form.get("next")).to_owned();
+    clients: web::Data<Clients>,
+) -> Result<HttpResponse, PageError> {
+    let next = safe_next(form.get("next"));
     let username = form.get("username").unwrap_or_default();
     let password = SecretString::from(form.get("password").unwrap_or_default().to_owned());
-    let failure = |status: StatusCode, message: String, session: &Session| {
-        render(
-            status,
-            &LoginPage {
-                csrf_token: csrf_token(session),
-                next: &next,
-                username,
-                error: Some(message),
-            },
-        )
-    };
     // When the check began, for a login refused as unverified: the login after verification
     // counts as begun then (`Accounts::check_login` keeps its own for the other outcomes).
     let began = crate::db::now();
-    match accounts
+    let refused = match accounts
         .check_login(username, password, peer_ip(&req))
         .await
     {
-        // Email 2FA (routes/login_code.rs): the code is emailed, the login waits for it.
+        // Email 2FA (login/code.rs): the code is emailed, the login waits for it.
         Ok(login) if accounts.needs_login_code(&login.user) => {
-            code::begin(&req, &session, &accounts, &login, &next).await
+            return code::begin(&req, &session, &accounts, &clients, &login, next).await
         }
         Ok(login) => {
             // A new session on login (no fixation), with a new CSRF token; none when a
@@ -100,91 +142,126 @@ pub async fn submit_login(
             )
             .await
             {
-                Ok(()) => see_other(&next),
-                Err(SessionError::Outdated) => failure(
-                    StatusCode::UNAUTHORIZED,
-                    "Invalid username or password.".into(),
-                    &session,
-                ),
+                Ok(()) => return Ok(see_other(next)),
+                Err(SessionError::Outdated) => Refusal::wrong_password(),
                 Err(e) => {
                     tracing::error!(error = %e, "could not store the session");
-                    failure(
+                    Refusal::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
-                        "Your session could not be started.".into(),
-                        &session,
+                        "Your session could not be started.",
                     )
                 }
             }
         }
-        Err(LoginError::InvalidCredentials) => failure(
-            StatusCode::UNAUTHORIZED,
-            "Invalid username or password.".into(),
-            &session,
-        ),
-        Err(LoginError::Locked(retry)) => {
-            let response = failure(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "Too many failed attempts. Try again in {} seconds.",
-                    retry.0
-                ),
-                &session,
-            );
-            with_retry_after(response, retry.0)
-        }
-        // Mandatory verification (routes/register.rs): a new code, then the verify page.
+        Err(LoginError::InvalidCredentials) => Refusal::wrong_password(),
+        Err(LoginError::Locked(retry)) => Refusal {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: format!(
+                "Too many failed attempts. Try again {}.",
+                wait_phrase(retry.0)
+            ),
+            retry_after: Some(retry.0),
+        },
+        // Mandatory verification (login/verify.rs): a new code, then the verify page.
         Err(LoginError::Unverified(user)) => {
-            register::refuse_unverified_login(&session, &accounts, &user, &next, began).await
+            return verify::refuse_unverified_login(&session, &accounts, &user, next, began).await
         }
-        Err(LoginError::Db(e)) => unavailable(&e),
+        Err(LoginError::Db(e)) => return Err(e.into()),
         Err(LoginError::Hash(e)) => {
             tracing::error!(error = %e, "the password could not be checked");
-            failure(
+            Refusal::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "Your password could not be checked. Please try again in a moment.".into(),
-                &session,
+                "Your password could not be checked. Please try again in a moment.",
             )
+        }
+    };
+    let context = SignInContext::of(next, &clients).await;
+    Ok(refused.page(&session, &context, username))
+}
+
+/// A sign-in refused: the sign-in page again, with the message, answered with `status` (and
+/// `Retry-After` for a limit, RFC 9110 §10.2.3).
+pub(super) struct Refusal {
+    /// The answer's status.
+    pub status: StatusCode,
+    /// What the page says.
+    pub message: String,
+    /// Seconds until a retry makes sense, for a limit.
+    pub retry_after: Option<u64>,
+}
+
+impl Refusal {
+    /// A refusal with `status` and `message`.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The one answer for a wrong name or password — and for a login that a password change
+    /// or sign-out overtook.
+    fn wrong_password() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Invalid username or password.")
+    }
+
+    /// The sign-in page with this refusal.
+    pub fn page(
+        self,
+        session: &Session,
+        context: &SignInContext<'_>,
+        username: &str,
+    ) -> HttpResponse {
+        let page = login_page(self.status, session, context, username, Some(self.message));
+        match self.retry_after {
+            Some(seconds) => with_retry_after(page, seconds),
+            None => page,
         }
     }
 }
 
-/// The login page with `error`, answered with `status` (for the steps after the password).
-pub(super) fn login_page(
+/// The sign-in page, answered with `status`.
+fn login_page(
     status: StatusCode,
     session: &Session,
-    next: &str,
+    context: &SignInContext<'_>,
     username: &str,
-    error: String,
+    error: Option<String>,
 ) -> HttpResponse {
     render(
         status,
         &LoginPage {
-            csrf_token: csrf_token(session),
-            next,
+            chrome: Chrome::visitor(session),
+            next: context.next,
             username,
-            error: Some(error),
+            error,
+            client_name: context.client_name.clone(),
         },
     )
 }
 
-/// `POST /accounts/logout/`: ends the session.
+/// `POST /accounts/logout/[next=PATH]`: ends the session. Without `next` it continues to the
+/// home page; with one (a local path: the consent page's "Use another account" sends its
+/// authorization request) to the sign-in page, which then continues there, so the request
+/// is kept.
 pub async fn logout(
     req: HttpRequest,
-    payload: web::Payload,
     session: Session,
+    Form(form): Form,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
-    if let Err(page) = read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        return page;
-    }
-    if let Ok(Some(user)) = current_user(&session, &accounts, &web).await {
-        if let Err(e) =
-            crate::routes::support::log_out(&req, &session, &accounts, &user.id, false).await
-        {
-            return unavailable(&e);
-        }
+) -> Result<HttpResponse, PageError> {
+    if let Some(user) = current_user(&session, &accounts, &web).await? {
+        log_out(&req, &session, &accounts, &user.id, false).await?;
     }
     session.purge();
-    see_other("/")
+    Ok(match form.get("next").filter(|n| !n.is_empty()) {
+        Some(next) => {
+            let next: String =
+                form_urlencoded::byte_serialize(safe_next(Some(next)).as_bytes()).collect();
+            see_other(&format!("/accounts/login/?next={next}"))
+        }
+        None => see_other("/"),
+    })
 }

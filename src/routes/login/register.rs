@@ -1,18 +1,8 @@
-//! Self-registration and email verification, hosted pages and JSON API (issue 5,
-//! "Registration" and "Email verification"). The rules are in `accounts/registration.rs`.
-//!
-//! Pages:
-//! * `GET|POST /accounts/register/[?next=PATH]` — the form; errors inline at their fields (422).
-//!   After registering, the browser is signed in (unless verification is mandatory) and shown
-//!   the verify page (unless verification is off: then it continues to `next`).
-//! * `GET|POST /accounts/verify/` — email and code, and a "Send a new code" button. A browser
-//!   that proved the password (it registered, or logged in with the right password while
-//!   unverified) is signed in once the code is right, and continues to `next`.
-//! * `GET /accounts/activate/<uidb64>/<token>/` — the link in the email.
-//!
-//! The same steps as a JSON API are `routes/api/registration.rs`.
-//!
-//! With `accounts.email_verification = "off"` the verification pages answer 404.
+//! Self-registration (issue 5, "Registration"): `GET|POST /accounts/register/[?next=PATH]`,
+//! the form, with errors inline at their fields (422). After registering, the browser is signed
+//! in (unless verification is mandatory) and shown the verify page ([`super::verify`]; unless
+//! verification is off: then it continues to `next`). The rules are in
+//! `accounts/registration.rs`; the same step as a JSON API is `routes/api/registration.rs`.
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
@@ -20,51 +10,18 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use secrecy::SecretString;
 
-use crate::accounts::registration::{
-    ActivationError, FieldErrors, RegisterError, Registered, Registration, ResendError,
-    VerifyError, AMR_PASSWORD_AND_CODE,
-};
+use super::verify::remember_pending;
+use crate::accounts::registration::{RegisterError, Registered, Registration};
 use crate::accounts::Accounts;
 use crate::config::EmailVerification;
-use crate::db::users::UserRow;
-use crate::domain::Email;
 use crate::oauth::Params;
-use crate::routes::support::with_retry_after;
-use crate::routes::support::{
-    busy_page, csrf_token, current_user, error_page, peer_ip, read_page_form, render, safe_next,
-    see_other, start_session, unavailable, LoginBasis, WebConfig,
-};
-
-/// Session key: the address the verify page is pre-filled with.
-const SESSION_VERIFY_EMAIL: &str = "verify_email";
-/// Session key: the user who proved their password in this browser (registered, or logged in
-/// while unverified); a right code signs them in.
-const SESSION_VERIFY_USER: &str = "verify_uid";
-/// Session key: where to continue after verifying.
-const SESSION_VERIFY_NEXT: &str = "verify_next";
-/// Session key: the notice the verify page shows once.
-const SESSION_VERIFY_NOTICE: &str = "verify_notice";
-/// The session key of when the pending account's password was checked in this browser
-/// (registration or a refused login): the login after verification counts as begun then, so a
-/// password change, reset or "sign out everywhere" in between ends it (`LoginBasis`).
-const SESSION_VERIFY_BEGAN: &str = "verify_began";
-
-/// What the navigation of these pages needs.
-struct Nav {
-    signed_in: Option<String>,
-    csrf_token: String,
-    is_staff: bool,
-}
-
-impl Nav {
-    fn new(session: &Session, user: Option<&UserRow>) -> Self {
-        Self {
-            signed_in: user.map(|u| u.username.clone()),
-            csrf_token: csrf_token(session),
-            is_staff: user.is_some_and(|u| u.has_staff_access()),
-        }
-    }
-}
+use crate::routes::browser::{current_user, safe_next, start_session, LoginBasis};
+use crate::routes::chrome::{flash, render, Chrome, Notice};
+use crate::routes::errors::{FieldErrors, PageError};
+use crate::routes::extract::Form;
+use crate::routes::format::wait_phrase;
+use crate::routes::http::{peer_ip, see_other, with_retry_after};
+use crate::routes::WebConfig;
 
 /// The registration form's values (never the passwords).
 #[derive(Default)]
@@ -78,9 +35,7 @@ struct RegisterValues {
 #[derive(Template)]
 #[template(path = "accounts/register.html")]
 struct RegisterPage<'a> {
-    signed_in: Option<String>,
-    csrf_token: String,
-    is_staff: bool,
+    chrome: Chrome,
     closed: bool,
     values: RegisterValues,
     errors: FieldErrors,
@@ -95,43 +50,8 @@ struct RegisterPage<'a> {
 impl RegisterPage<'_> {
     /// The messages for `field` as sentences, or `None`.
     fn err(&self, field: &str) -> Option<String> {
-        self.errors.get(field).map(|messages| sentences(messages))
-    }
-}
-
-#[derive(Template)]
-#[template(path = "accounts/verify.html")]
-struct VerifyPage {
-    signed_in: Option<String>,
-    csrf_token: String,
-    is_staff: bool,
-    verified: bool,
-    email: String,
-    notice: Option<String>,
-    alert: Option<String>,
-    email_error: Option<String>,
-    code_error: Option<String>,
-    minutes: u64,
-    continue_href: String,
-    continue_label: &'static str,
-}
-
-impl VerifyPage {
-    fn new(nav: Nav, accounts: &Accounts, email: String) -> Self {
-        Self {
-            signed_in: nav.signed_in,
-            csrf_token: nav.csrf_token,
-            is_staff: nav.is_staff,
-            verified: false,
-            email,
-            notice: None,
-            alert: None,
-            email_error: None,
-            code_error: None,
-            minutes: accounts.settings().otp_expiration.as_secs().div_ceil(60),
-            continue_href: "/".to_owned(),
-            continue_label: "Continue",
-        }
+        let messages = self.errors.messages(field);
+        (!messages.is_empty()).then(|| sentences(messages))
     }
 }
 
@@ -142,20 +62,18 @@ pub async fn show_register_form(
     session: Session,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     let params = Params::from_query(req.query_string()).unwrap_or_default();
     let next = safe_next(params.get("next"));
-    match current_user(&session, &accounts, &web).await {
-        Ok(Some(_)) => return see_other(next),
-        Ok(None) => {}
-        Err(e) => return unavailable(&e),
+    if current_user(&session, &accounts, &web).await?.is_some() {
+        return Ok(see_other(next));
     }
     let status = if accounts.settings().registration_open {
         StatusCode::OK
     } else {
         StatusCode::FORBIDDEN
     };
-    register_page(
+    Ok(register_page(
         status,
         &session,
         &accounts,
@@ -163,23 +81,18 @@ pub async fn show_register_form(
         RegisterValues::default(),
         FieldErrors::new(),
         None,
-    )
+    ))
 }
 
 /// `POST /accounts/register/`: creates the account, then signs the browser in (unless
 /// verification is mandatory) and shows the verify page (unless verification is off).
 pub async fn submit_register(
     req: HttpRequest,
-    payload: web::Payload,
     session: Session,
+    Form(form): Form,
     accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        Ok(form) => form,
-        Err(page) => return page,
-    };
-    let next = safe_next(form.get("next")).to_owned();
+) -> Result<HttpResponse, PageError> {
+    let next = safe_next(form.get("next"));
     let field = |name: &str| form.get(name).unwrap_or_default().to_owned();
     let values = RegisterValues {
         email: field("email"),
@@ -196,19 +109,19 @@ pub async fn submit_register(
         confirm_password: SecretString::from(field("confirm_password")),
     };
     let page = |status, values, errors, alert: Option<String>| {
-        register_page(status, &session, &accounts, &next, values, errors, alert)
+        register_page(status, &session, &accounts, next, values, errors, alert)
     };
     // The account's password is set (checked) from now on; see SESSION_VERIFY_BEGAN.
     let registered_at = crate::db::now();
     let registered = match accounts.register(registration, peer_ip(&req)).await {
         Ok(r) => r,
         Err(RegisterError::Invalid(errors)) => {
-            return page(
+            return Ok(page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 values,
-                errors,
+                errors.into_iter().collect(),
                 Some("Your account was not created: please correct the fields below.".into()),
-            )
+            ))
         }
         Err(RegisterError::Limited(retry)) => {
             let response = page(
@@ -216,24 +129,25 @@ pub async fn submit_register(
                 values,
                 FieldErrors::new(),
                 Some(format!(
-                    "Too many accounts were created from your network. Try again in {} seconds.",
-                    retry.0
+                    "Too many accounts were created from your network. Try again {}.",
+                    wait_phrase(retry.0)
                 )),
             );
-            return with_retry_after(response, retry.0);
+            return Ok(with_retry_after(response, retry.0));
         }
         Err(RegisterError::Closed) => {
-            return page(StatusCode::FORBIDDEN, values, FieldErrors::new(), None)
+            return Ok(page(
+                StatusCode::FORBIDDEN,
+                values,
+                FieldErrors::new(),
+                None,
+            ))
         }
-        Err(RegisterError::Db(e)) => return unavailable(&e),
-        Err(RegisterError::Hash(e)) if e.is_busy() => return busy_page(),
+        Err(RegisterError::Db(e)) => return Err(e.into()),
+        Err(RegisterError::Hash(e)) if e.is_busy() => return Err(PageError::Busy),
         Err(RegisterError::Hash(e)) => {
             tracing::error!(error = %e, "registration failed");
-            return error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong",
-                "Your account could not be created. Please try again in a moment.",
-            );
+            return Err(PageError::Internal);
         }
     };
     let Registered {
@@ -254,11 +168,11 @@ pub async fn submit_register(
         {
             // The account exists; the person can sign in on the login page.
             tracing::error!(error = %e, "could not start a session after registration");
-            return see_other("/accounts/login/");
+            return Ok(see_other("/accounts/login/"));
         }
     }
     if verification == EmailVerification::Off {
-        return see_other(&next);
+        return Ok(see_other(next));
     }
     let sent = match email_sent {
         Some(false) => format!(
@@ -272,256 +186,9 @@ pub async fn submit_register(
     } else {
         format!("Welcome! Your account was created and you are signed in. {sent} Enter it below to verify your email address, or do it later.")
     };
-    remember_pending(&session, &user, &next, notice, registered_at);
-    see_other("/accounts/verify/")
-}
-
-/// `GET /accounts/verify/`: the code form, pre-filled with the pending address of this
-/// browser or the signed-in user's address.
-pub async fn show_verify_form(
-    session: Session,
-    accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    if accounts.settings().email_verification == EmailVerification::Off {
-        return verification_off_page();
-    }
-    let user = match current_user(&session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(e) => return unavailable(&e),
-    };
-    if let Some(user) = user.as_ref().filter(|u| u.email_verified) {
-        let mut page = VerifyPage::new(
-            Nav::new(&session, Some(user)),
-            &accounts,
-            user.email.clone(),
-        );
-        page.verified = true;
-        page.continue_href = "/account/".to_owned();
-        page.continue_label = "Your account";
-        return render(StatusCode::OK, &page);
-    }
-    let email = session_string(&session, SESSION_VERIFY_EMAIL)
-        .or_else(|| user.as_ref().map(|u| u.email.clone()))
-        .unwrap_or_default();
-    let mut page = VerifyPage::new(Nav::new(&session, user.as_ref()), &accounts, email);
-    page.notice = session
-        .remove_as::<String>(SESSION_VERIFY_NOTICE)
-        .and_then(Result::ok);
-    render(StatusCode::OK, &page)
-}
-
-/// `POST /accounts/verify/`: `action=verify` checks the code; `action=resend` sends a new one
-/// (the same answer whether or not the address is waiting for one).
-pub async fn submit_verify(
-    req: HttpRequest,
-    payload: web::Payload,
-    session: Session,
-    accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        Ok(form) => form,
-        Err(page) => return page,
-    };
-    if accounts.settings().email_verification == EmailVerification::Off {
-        return verification_off_page();
-    }
-    let signed_in = match current_user(&session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(e) => return unavailable(&e),
-    };
-    let email = form.get("email").unwrap_or_default().trim().to_owned();
-    let mut page = VerifyPage::new(
-        Nav::new(&session, signed_in.as_ref()),
-        &accounts,
-        email.clone(),
-    );
-    if email.is_empty() {
-        page.email_error = Some("Enter your email address.".into());
-        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
-    }
-    // It goes into the session cookie: only a real address (at most 254 characters), never
-    // text that would make the cookie too large to send.
-    if Email::parse(&email).is_err() {
-        if email.len() > 254 {
-            page.email = String::new();
-        }
-        page.email_error = Some("Enter a valid email address.".into());
-        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
-    }
-    if let Err(e) = session.insert(SESSION_VERIFY_EMAIL, &email) {
-        tracing::warn!(error = %e, "could not remember the address to verify");
-    }
-    if form.get("action") == Some("resend") {
-        return match accounts.resend_verification(&email, peer_ip(&req)).await {
-            Ok(()) => {
-                page.notice = Some(format!(
-                    "If {email} is waiting for verification, we sent a new code to it. Earlier codes no longer work."
-                ));
-                render(StatusCode::OK, &page)
-            }
-            Err(ResendError::Limited(retry)) => {
-                page.email_error = Some(format!(
-                    "A code for this address was asked for a moment ago. You can ask for a new one in {} seconds.",
-                    retry.0
-                ));
-                with_retry_after(render(StatusCode::TOO_MANY_REQUESTS, &page), retry.0)
-            }
-            Err(ResendError::Mail(_)) => {
-                page.alert =
-                    Some("We could not send the email. Please try again in a moment.".into());
-                render(StatusCode::SERVICE_UNAVAILABLE, &page)
-            }
-            Err(ResendError::Disabled) => verification_off_page(),
-            Err(ResendError::Db(e)) => unavailable(&e),
-        };
-    }
-    let code = form.get("otp").unwrap_or_default().trim();
-    if code.is_empty() {
-        page.code_error = Some("Enter the 6-digit code from the email.".into());
-        return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
-    }
-    let user = match accounts
-        .verify_email_code(&email, code, peer_ip(&req))
-        .await
-    {
-        Ok(user) => user,
-        Err(VerifyError::Db(e)) => return unavailable(&e),
-        Err(VerifyError::Disabled) => return verification_off_page(),
-        Err(VerifyError::Limited(retry)) => {
-            page.code_error = Some(format!(
-                "Too many codes were tried from your network. Try again in {} seconds.",
-                retry.0
-            ));
-            return with_retry_after(render(StatusCode::TOO_MANY_REQUESTS, &page), retry.0);
-        }
-        Err(VerifyError::Rejected) => {
-            page.code_error = Some(REJECTED_CODE.to_owned());
-            return render(StatusCode::UNPROCESSABLE_ENTITY, &page);
-        }
-    };
-    verified(&req, &session, &accounts, signed_in.as_ref(), &user).await
-}
-
-/// `GET /accounts/activate/{uidb64}/{token}/`: the activation link. It verifies the address;
-/// it signs in only a browser that proved the password in this flow (a link can be opened
-/// anywhere).
-pub async fn activate_page(
-    req: HttpRequest,
-    path: web::Path<(String, String)>,
-    session: Session,
-    accounts: web::Data<Accounts>,
-    web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let (uidb64, token) = path.into_inner();
-    let signed_in = match current_user(&session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(e) => return unavailable(&e),
-    };
-    match accounts.activate(&uidb64, &token, peer_ip(&req)).await {
-        Ok(user) => verified(&req, &session, &accounts, signed_in.as_ref(), &user).await,
-        Err(ActivationError::InvalidLink) => {
-            let email = session_string(&session, SESSION_VERIFY_EMAIL).unwrap_or_default();
-            let mut page =
-                VerifyPage::new(Nav::new(&session, signed_in.as_ref()), &accounts, email);
-            page.alert = Some("This activation link is invalid or has expired, or it was already used. Enter the code from the email, or send a new one.".into());
-            render(StatusCode::BAD_REQUEST, &page)
-        }
-        Err(ActivationError::Disabled) => verification_off_page(),
-        Err(ActivationError::Db(e)) => unavailable(&e),
-    }
-}
-
-/// Called by the login page when the password was right but the address must be verified
-/// first (`accounts.email_verification = "mandatory"`): sends a new code (when the cooldown
-/// allows) and shows the verify page, which says why.
-pub(super) async fn refuse_unverified_login(
-    session: &Session,
-    accounts: &Accounts,
-    user: &UserRow,
-    next: &str,
-    began: chrono::NaiveDateTime,
-) -> HttpResponse {
-    let why = "You cannot sign in until your email address is verified.";
-    let notice = match accounts.send_verification(user).await {
-        Ok(()) => format!("{why} We sent a new 6-digit code to {}.", user.email),
-        Err(ResendError::Limited(retry)) => format!(
-            "{why} We sent a code to {} a moment ago; enter it below, or ask for a new one in {} seconds.",
-            user.email, retry.0
-        ),
-        Err(ResendError::Mail(_) | ResendError::Disabled) => format!(
-            "{why} We could not send a new code to {}; use “Send a new code” below to try again.",
-            user.email
-        ),
-        Err(ResendError::Db(e)) => return unavailable(&e),
-    };
-    remember_pending(session, user, next, notice, began);
-    see_other("/accounts/verify/")
-}
-
-/// The "verified" page. A browser that proved this user's password in the verification flow
-/// (and is not signed in as someone else) is signed in and continues to where it was going.
-async fn verified(
-    req: &HttpRequest,
-    session: &Session,
-    accounts: &Accounts,
-    signed_in: Option<&UserRow>,
-    user: &UserRow,
-) -> HttpResponse {
-    let proven = session_string(session, SESSION_VERIFY_USER).as_deref() == Some(user.id.as_str());
-    let next = session_string(session, SESSION_VERIFY_NEXT).unwrap_or_else(|| "/".to_owned());
-    // A pending login from before this rule has no moment: it counts as begun at once.
-    let began = session
-        .get::<chrono::NaiveDateTime>(SESSION_VERIFY_BEGAN)
-        .ok()
-        .flatten();
-    for key in [
-        SESSION_VERIFY_EMAIL,
-        SESSION_VERIFY_USER,
-        SESSION_VERIFY_NEXT,
-        SESSION_VERIFY_NOTICE,
-        SESSION_VERIFY_BEGAN,
-    ] {
-        session.remove(key);
-    }
-    let mut current = signed_in.cloned();
-    if proven && signed_in.is_none() {
-        if let Err(e) = accounts.login_after_verification(user, peer_ip(req)).await {
-            return unavailable(&e);
-        }
-        match start_session(
-            req,
-            session,
-            accounts,
-            &user.id,
-            AMR_PASSWORD_AND_CODE,
-            LoginBasis {
-                began,
-                verified_hash: None,
-            },
-        )
-        .await
-        {
-            Ok(()) => current = Some(user.clone()),
-            Err(e) => tracing::error!(error = %e, "could not start a session after verification"),
-        }
-    }
-    let mut page = VerifyPage::new(
-        Nav::new(session, current.as_ref()),
-        accounts,
-        user.email.clone(),
-    );
-    page.verified = true;
-    if current.as_ref().is_some_and(|u| u.id == user.id) {
-        page.continue_href = safe_next(Some(&next)).to_owned();
-        page.continue_label = "Continue";
-    } else {
-        let encoded: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
-        page.continue_href = format!("/accounts/login/?next={encoded}");
-        page.continue_label = "Sign in";
-    }
-    render(StatusCode::OK, &page)
+    remember_pending(&session, &user, next, registered_at);
+    flash(&session, Notice::success(notice));
+    Ok(see_other("/accounts/verify/"))
 }
 
 fn register_page(
@@ -538,9 +205,7 @@ fn register_page(
     render(
         status,
         &RegisterPage {
-            signed_in: None,
-            csrf_token: csrf_token(session),
-            is_staff: false,
+            chrome: Chrome::visitor(session),
             closed: !settings.registration_open,
             values,
             errors,
@@ -551,42 +216,6 @@ fn register_page(
             min_password_chars: accounts.password_policy().min_chars,
             max_password_chars: accounts.password_policy().max_chars,
         },
-    )
-}
-
-/// Remembers in this browser's session the account waiting for verification (which proved its
-/// password here), where to go next, the verify page's notice, and when the password was
-/// checked (`began`).
-fn remember_pending(
-    session: &Session,
-    user: &UserRow,
-    next: &str,
-    notice: String,
-    began: chrono::NaiveDateTime,
-) {
-    let stored = session
-        .insert(SESSION_VERIFY_EMAIL, &user.email)
-        .and_then(|()| session.insert(SESSION_VERIFY_BEGAN, began))
-        .and_then(|()| session.insert(SESSION_VERIFY_USER, &user.id))
-        .and_then(|()| session.insert(SESSION_VERIFY_NEXT, safe_next(Some(next))))
-        .and_then(|()| session.insert(SESSION_VERIFY_NOTICE, notice));
-    if let Err(e) = stored {
-        tracing::error!(error = %e, "could not remember the pending verification");
-    }
-}
-
-fn session_string(session: &Session, key: &str) -> Option<String> {
-    session.get::<String>(key).ok().flatten()
-}
-
-/// The verify page's message for a refused code: one for every reason and every address.
-const REJECTED_CODE: &str = "This code is not right, or it has expired. Check the address and the code, or send a new code.";
-
-fn verification_off_page() -> HttpResponse {
-    error_page(
-        StatusCode::NOT_FOUND,
-        "Not available",
-        "Email verification is switched off on this server.",
     )
 }
 

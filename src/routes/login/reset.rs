@@ -20,40 +20,23 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::accounts::reset::ResetError;
 use crate::accounts::Accounts;
-use crate::db::DbError;
 use crate::domain::Email;
 use crate::limits::{LimitError, RetryAfter};
-use crate::routes::support::{busy_page, capitalized, with_retry_after};
-use crate::routes::support::{
-    csrf_token, current_user, error_page, peer_ip, read_page_form, render, see_other, unavailable,
-    WebConfig,
-};
-
-/// The navigation of a reset page: the signed-in user's (no entry is current), or a "Sign in"
-/// link.
-struct Nav {
-    signed_in: Option<String>,
-    csrf_token: String,
-    is_staff: bool,
-}
-
-impl Nav {
-    async fn new(session: &Session, accounts: &Accounts, web: &WebConfig) -> Result<Self, DbError> {
-        let user = current_user(session, accounts, web).await?;
-        Ok(Self {
-            is_staff: user.as_ref().is_some_and(|u| u.has_staff_access()),
-            signed_in: user.map(|u| u.username),
-            csrf_token: csrf_token(session),
-        })
-    }
-}
+use crate::routes::browser::current_user;
+use crate::routes::chrome::{render, Chrome};
+use crate::routes::errors::{FieldErrors, PageError};
+use crate::routes::extract::Form;
+use crate::routes::format::{capitalized, wait_phrase};
+use crate::routes::http::{peer_ip, see_other, with_retry_after};
+use crate::routes::WebConfig;
 
 #[derive(Template)]
 #[template(path = "accounts/password_reset.html")]
 struct RequestPage<'a> {
-    nav: Nav,
+    chrome: Chrome,
     email: &'a str,
-    error: Option<String>,
+    /// The `email` field's message.
+    errors: FieldErrors,
 }
 
 /// The page after a request, a completed reset, or an invalid link: a heading, a message and
@@ -61,7 +44,7 @@ struct RequestPage<'a> {
 #[derive(Template)]
 #[template(path = "accounts/password_reset_message.html")]
 struct MessagePage<'a> {
-    nav: Nav,
+    chrome: Chrome,
     title: &'a str,
     message: &'a str,
     /// `notice` (success) or `alert` (problem).
@@ -73,19 +56,28 @@ struct MessagePage<'a> {
 #[derive(Template)]
 #[template(path = "accounts/password_reset_confirm.html")]
 struct ConfirmPage<'a> {
-    nav: Nav,
+    chrome: Chrome,
     action: String,
     username: &'a str,
-    field: Option<&'static str>,
-    error: Option<String>,
+    errors: FieldErrors,
     min_password_chars: usize,
     max_password_chars: usize,
 }
 
 impl ConfirmPage<'_> {
     fn err(&self, field: &str) -> Option<&str> {
-        self.error.as_deref().filter(|_| self.field == Some(field))
+        self.errors.first(field)
     }
+}
+
+/// The chrome of a reset page: the signed-in user's (no entry is current), or a visitor's.
+async fn chrome(
+    session: &Session,
+    accounts: &Accounts,
+    web: &WebConfig,
+) -> Result<Chrome, PageError> {
+    let user = current_user(session, accounts, web).await?;
+    Ok(Chrome::for_browser(session, user.as_ref()))
 }
 
 /// `GET /accounts/password-reset/`: the form asking for the account's email address.
@@ -93,34 +85,26 @@ pub async fn show_request_form(
     session: Session,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let nav = match Nav::new(&session, &accounts, &web).await {
-        Ok(nav) => nav,
-        Err(e) => return unavailable(&e),
-    };
-    render(
+) -> Result<HttpResponse, PageError> {
+    Ok(render(
         StatusCode::OK,
         &RequestPage {
-            nav,
+            chrome: chrome(&session, &accounts, &web).await?,
             email: "",
-            error: None,
+            errors: FieldErrors::new(),
         },
-    )
+    ))
 }
 
 /// `POST /accounts/password-reset/`: asks for a link and continues to the "check your email"
 /// page — the same for every address.
 pub async fn submit_request(
     req: HttpRequest,
-    payload: web::Payload,
     session: Session,
+    Form(form): Form,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
+) -> Result<HttpResponse, PageError> {
     let typed = form.get("email").unwrap_or_default();
     let (status, error, retry) = match Email::parse(typed) {
         Err(_) => (
@@ -129,31 +113,27 @@ pub async fn submit_request(
             None,
         ),
         Ok(email) => match accounts.request_password_reset(&email, peer_ip(&req)).await {
-            Ok(()) => return see_other("/accounts/password-reset/done/"),
+            Ok(()) => return Ok(see_other("/accounts/password-reset/done/")),
             Err(LimitError::Limited(retry) | LimitError::Reached(retry)) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 wait_message(retry),
                 Some(retry),
             ),
-            Err(LimitError::Db(e)) => return unavailable(&e),
+            Err(LimitError::Db(e)) => return Err(e.into()),
         },
-    };
-    let nav = match Nav::new(&session, &accounts, &web).await {
-        Ok(nav) => nav,
-        Err(e) => return unavailable(&e),
     };
     let page = render(
         status,
         &RequestPage {
-            nav,
+            chrome: chrome(&session, &accounts, &web).await?,
             email: typed,
-            error: Some(error),
+            errors: FieldErrors::one("email", error),
         },
     );
-    match retry {
+    Ok(match retry {
         Some(retry) => with_retry_after(page, retry.0),
         None => page,
-    }
+    })
 }
 
 /// `GET /accounts/password-reset/done/`: "check your email".
@@ -161,7 +141,7 @@ pub async fn show_request_done(
     session: Session,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     message_page(
         &session,
         &accounts,
@@ -179,7 +159,7 @@ pub async fn show_reset_complete(
     session: Session,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     message_page(
         &session,
         &accounts,
@@ -200,101 +180,80 @@ pub async fn show_new_password_form(
     session: Session,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     let (uidb64, token) = path.into_inner();
-    match accounts.check_reset_link(&uidb64, &token).await {
-        Ok(Some(link)) => match Nav::new(&session, &accounts, &web).await {
-            Ok(nav) => render(
-                StatusCode::OK,
-                &ConfirmPage {
-                    nav,
-                    action: req.path().to_owned(),
-                    username: &link.user.username,
-                    field: None,
-                    error: None,
-                    min_password_chars: accounts.password_policy().min_chars,
-                    max_password_chars: accounts.password_policy().max_chars,
-                },
-            ),
-            Err(e) => unavailable(&e),
+    let Some(link) = accounts.check_reset_link(&uidb64, &token).await? else {
+        return invalid_link_page(&session, &accounts, &web).await;
+    };
+    Ok(render(
+        StatusCode::OK,
+        &ConfirmPage {
+            chrome: chrome(&session, &accounts, &web).await?,
+            action: req.path().to_owned(),
+            username: &link.user.username,
+            errors: FieldErrors::new(),
+            min_password_chars: accounts.password_policy().min_chars,
+            max_password_chars: accounts.password_policy().max_chars,
         },
-        Ok(None) => invalid_link_page(&session, &accounts, &web).await,
-        Err(e) => unavailable(&e),
-    }
+    ))
 }
 
 /// `POST /accounts/password-reset-confirm/{uidb64}/{token}/`: sets the new password.
 pub async fn submit_new_password(
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    payload: web::Payload,
     session: Session,
+    Form(form): Form,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     let (uidb64, token) = path.into_inner();
-    let form = match read_page_form(&req, payload, &session, web.max_body_bytes).await {
-        Ok(f) => f,
-        Err(page) => return page,
-    };
     let password = SecretString::from(form.get("password").unwrap_or_default().to_owned());
     let confirm = SecretString::from(form.get("confirm_password").unwrap_or_default().to_owned());
-    let link = match accounts.check_reset_link(&uidb64, &token).await {
-        Ok(Some(link)) => link,
-        Ok(None) => return invalid_link_page(&session, &accounts, &web).await,
-        Err(e) => return unavailable(&e),
+    let Some(link) = accounts.check_reset_link(&uidb64, &token).await? else {
+        return invalid_link_page(&session, &accounts, &web).await;
     };
-    let (field, message) = if password.expose_secret() == confirm.expose_secret() {
+    let errors = if password.expose_secret() == confirm.expose_secret() {
         match accounts
             .reset_password(&uidb64, &token, password, peer_ip(&req))
             .await
         {
             // The user's sessions, this browser's included if it was theirs, have ended.
-            Ok(_) => return see_other("/accounts/password-reset/complete/"),
+            Ok(_) => return Ok(see_other("/accounts/password-reset/complete/")),
             Err(ResetError::InvalidLink) => {
                 return invalid_link_page(&session, &accounts, &web).await
             }
-            Err(ResetError::Invalid(message)) => ("password", capitalized(&message)),
-            Err(ResetError::Db(e)) => return unavailable(&e),
-            Err(ResetError::Hash(e)) if e.is_busy() => return busy_page(),
+            Err(ResetError::Invalid(message)) => {
+                FieldErrors::one("password", capitalized(&message))
+            }
+            Err(ResetError::Db(e)) => return Err(e.into()),
+            Err(ResetError::Hash(e)) if e.is_busy() => return Err(PageError::Busy),
             Err(e @ ResetError::Hash(_)) => {
                 tracing::error!(error = %e, "password reset failed");
-                return error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Something went wrong",
-                    "Your password could not be changed. Please try again in a moment.",
-                );
+                return Err(PageError::Internal);
             }
         }
     } else {
-        (
-            "confirm_password",
-            "The two passwords are not the same.".to_owned(),
-        )
+        FieldErrors::one("confirm_password", "The two passwords are not the same.")
     };
-    let nav = match Nav::new(&session, &accounts, &web).await {
-        Ok(nav) => nav,
-        Err(e) => return unavailable(&e),
-    };
-    render(
+    Ok(render(
         StatusCode::UNPROCESSABLE_ENTITY,
         &ConfirmPage {
-            nav,
+            chrome: chrome(&session, &accounts, &web).await?,
             action: req.path().to_owned(),
             username: &link.user.username,
-            field: Some(field),
-            error: Some(message),
+            errors,
             min_password_chars: accounts.password_policy().min_chars,
             max_password_chars: accounts.password_policy().max_chars,
         },
-    )
+    ))
 }
 
 async fn invalid_link_page(
     session: &Session,
     accounts: &Accounts,
     web: &WebConfig,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     message_page(
         session,
         accounts,
@@ -315,41 +274,37 @@ async fn message_page(
     title: &str,
     message: &str,
     kind: &str,
-) -> HttpResponse {
-    let nav = match Nav::new(session, accounts, web).await {
-        Ok(nav) => nav,
-        Err(e) => return unavailable(&e),
-    };
+) -> Result<HttpResponse, PageError> {
     let (action, action_label) = if kind == "alert" {
         ("/accounts/password-reset/", "Ask for a new link")
     } else {
         ("/accounts/login/", "Sign in")
     };
-    render(
+    Ok(render(
         status,
         &MessagePage {
-            nav,
+            chrome: chrome(session, accounts, web).await?,
             title,
             message,
             kind,
             action,
             action_label,
         },
-    )
+    ))
 }
 
-/// "Try again in …" for a limit.
+/// "Try again in …" for a limit: a wait under a minute is a recent request for this address;
+/// a longer one is the hourly limit.
 fn wait_message(retry: RetryAfter) -> String {
-    let minutes = retry.0.div_ceil(60);
     if retry.0 < 60 {
         format!(
-            "You asked for a link a moment ago. Try again in {} seconds.",
-            retry.0
+            "You asked for a link a moment ago. Try again {}.",
+            wait_phrase(retry.0)
         )
     } else {
         format!(
-            "Too many requests for this address or from your network. Try again in {minutes} minute{}.",
-            if minutes == 1 { "" } else { "s" }
+            "Too many requests for this address or from your network. Try again {}.",
+            wait_phrase(retry.0)
         )
     }
 }
