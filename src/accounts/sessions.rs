@@ -91,7 +91,8 @@ pub fn is_live(row: &SessionRow, user: &UserRow) -> bool {
 }
 
 impl Accounts {
-    /// Records a new browser session and returns its handle, for the cookie only. The session
+    /// Records a new browser session (a completed sign-in: it moves the user's `last_login`)
+    /// and returns its handle, for the cookie only. The session
     /// the browser had before (`replacing`, a handle), if any, ends: a new login replaces it.
     ///
     /// Under the user's row lock (the same lock a password change, reset, "sign out
@@ -144,6 +145,10 @@ impl Accounts {
                         }
                     }
                     user_sessions::insert(conn, &row)?;
+                    // A browser session starts only at a completed sign-in (password, code,
+                    // verification, or the registration that set the password), so it moves
+                    // `last_login`: "Last sign-in" right after a registration is that one.
+                    users::touch_last_login(conn, &row.user_id, now)?;
                     Ok(true)
                 })
                 .map_err(DbError::from)

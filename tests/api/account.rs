@@ -159,7 +159,10 @@ async fn the_list_shows_each_authorized_app_with_its_scopes_and_tokens() {
     let (status, html) = visitor.get("/o/authorized_tokens").await;
     assert_eq!(status, StatusCode::OK);
     assert!(!html.contains("You have not authorized any application"));
-    assert!(html.contains("<td>Photo printer</td>"), "{html}");
+    assert!(
+        html.contains("<td data-label=\"Application\">Photo printer</td>"),
+        "{html}"
+    );
     // The scopes by their consent-page words (config/default.toml) and names.
     for (name, words) in [
         ("profile", "See your name and username"),
@@ -174,7 +177,10 @@ async fn the_list_shows_each_authorized_app_with_its_scopes_and_tokens() {
         );
     }
     // An access and a refresh token.
-    assert!(html.contains(r#"<td class="num">2</td>"#), "{html}");
+    assert!(
+        html.contains(r#"<td data-label="Active tokens" class="num">2</td>"#),
+        "{html}"
+    );
     let stored = app
         .services
         .oauth
@@ -237,9 +243,12 @@ async fn revoking_an_app_forgets_the_consent_and_revokes_its_tokens() {
         ),
         "{html}"
     );
-    assert!(!html.contains("<td>Photo printer</td>"), "{html}");
     assert!(
-        html.contains("<td>Calendar</td>"),
+        !html.contains("<td data-label=\"Application\">Photo printer</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<td data-label=\"Application\">Calendar</td>"),
         "other apps stay: {html}"
     );
     let (_, html) = visitor.get("/o/authorized_tokens/").await;
@@ -423,7 +432,8 @@ async fn the_profile_form_saves_and_shows_errors_at_the_email_field() {
     assert!(html.contains(r#"<a href="/o/authorized_tokens/">"#));
     assert!(html.contains(r#"Email address verified</dt><dd><span class="badge ok">yes</span>"#));
     assert!(html.contains(&format!(
-        "Account created</dt><dd>{}",
+        "Account created</dt><dd><time datetime=\"{}\" title=\"{}\">",
+        ann.date_joined.format("%Y-%m-%dT%H:%M:%SZ"),
         ann.date_joined.format("%Y-%m-%d %H:%M UTC")
     )));
 
@@ -1037,4 +1047,54 @@ async fn the_start_page_links_to_the_signed_in_pages() {
         html.contains(r#"<a href="/admin/">Admin console</a>"#),
         "{html}"
     );
+}
+
+/// Registering on the page signs the browser in (verification optional or off), and that is a
+/// sign-in: `/account/` shows it as the last one, as a relative time with the exact UTC time,
+/// not "never".
+#[tokio::test]
+async fn the_sign_in_of_a_registration_is_the_last_sign_in() {
+    for verification in ["optional", "off"] {
+        let app = spawn_app_with(&format!(
+            "[accounts]\nemail_verification = \"{verification}\""
+        ))
+        .await;
+        let visitor = app.anonymous_visitor();
+        let password = "a long enough passphrase";
+        let response = visitor
+            .submit(
+                "/accounts/register/",
+                "/accounts/register/",
+                &[
+                    ("email", "kim@example.com"),
+                    ("username", "kim"),
+                    ("password", password),
+                    ("confirm_password", password),
+                    ("next", "/account/"),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{verification}");
+        let (status, html) = visitor.get("/account/").await;
+        assert_eq!(status, StatusCode::OK, "{verification}");
+        let last = html
+            .split("<dt>Last sign-in</dt>")
+            .nth(1)
+            .and_then(|rest| rest.split("</dd>").next())
+            .unwrap_or_else(|| panic!("a Last sign-in line: {html}"));
+        assert!(!last.contains("never"), "{verification}: {last}");
+        assert!(last.contains("just now"), "{verification}: {last}");
+        assert!(
+            last.contains("<time datetime=\"") && last.contains(" UTC\""),
+            "{verification}: {last}"
+        );
+        let kim = app
+            .services
+            .accounts
+            .find_by_login("kim")
+            .await
+            .expect("storage")
+            .expect("kim");
+        assert!(kim.last_login.is_some(), "{verification}");
+    }
 }

@@ -31,11 +31,10 @@ fn token_ids(html: &str) -> Vec<String> {
         .collect()
 }
 
-/// Audit event names listed on a page: the `<code>` right after each time cell (which ends in
-/// `UTC</td>` on the dashboard, `UTC</code></td>` in the audit log).
+/// Audit event names listed on a page: the first `<code>` after each time cell (`<td
+/// data-label="Time">`, on the dashboard and in the audit log).
 fn listed_events(html: &str) -> Vec<String> {
-    html.split(" UTC</td>")
-        .flat_map(|s| s.split(" UTC</code></td>"))
+    html.split("<td data-label=\"Time\">")
         .skip(1)
         .filter_map(|s| {
             let start = s.find("<code>")? + "<code>".len();
@@ -232,7 +231,7 @@ async fn the_dashboard_counts_users_applications_tokens_and_logins() {
     assert_eq!(stat(&before, "Applications"), 0);
     assert_eq!(stat(&before, "Active tokens"), 0);
     assert_eq!(stat(&before, "Logins in the last 24&nbsp;h"), 1);
-    assert!(before.contains("<td><code>login.success</code></td>"));
+    assert!(before.contains("<td data-label=\"Event\"><code>login.success</code></td>"));
 
     app.create_user("kim").await;
     app.visitor("kim").await;
@@ -738,7 +737,10 @@ async fn groups_are_created_renamed_filled_emptied_and_deleted() {
     assert!(html.contains("value=\"nobody\""));
     let (_, list) = visitor.get("/admin/groups/").await;
     assert!(list.contains(">Writers</a>"));
-    assert!(list.contains("<td class=\"num\">2</td>"), "{list}");
+    assert!(
+        list.contains("<td data-label=\"Members\" class=\"num\">2</td>"),
+        "{list}"
+    );
     let (_, list) = visitor.get("/admin/groups/?q=READ").await;
     assert!(list.contains(">Readers</a>") && !list.contains(">Writers</a>"));
 
@@ -984,7 +986,9 @@ async fn the_audit_log_filters_by_event_prefix_user_client_and_ip() {
     assert_eq!(status, StatusCode::OK);
     let events = listed_events(&html);
     assert_eq!(events, ["login.failure", "login.success", "login.success"]);
-    assert!(html.contains("<td><span class=\"mono\">127.0.0.1</span></td>"));
+    assert!(
+        html.contains("<td data-label=\"IP address\"><span class=\"mono\">127.0.0.1</span></td>")
+    );
     assert!(html.contains("class=\"muted\">anonymous</span>"));
 
     let (_, exact) = visitor.get("/admin/audit/?event=login").await;

@@ -10,6 +10,13 @@
 //! `LATCHKEY_SCREENSHOTS_DIR`), so a run on each backend leaves a picture of every page a test
 //! stopped to look at.
 //!
+//! Every page a test stops to look at ([`Browser::screenshot`]) is also looked at on a phone:
+//! at 390×844 nothing may stick out of the viewport (the page is no wider than the screen, and
+//! every link, button, field and table cell of `main` lies inside the screen and inside any
+//! scrolling box around it), and a second screenshot `<name>-phone.png` is saved. No page a
+//! test visited may have broken the Content Security Policy (Chromium's console log, read at
+//! each look).
+//!
 //! The flows: `authorization` (login, consent, redirect, code exchange), `portal` (register an
 //! application, read its secret from the page, use it with the client-credentials grant),
 //! `authorized_apps` (authorize an application, revoke it from `/o/authorized_tokens/`, its
@@ -38,6 +45,42 @@ const DEBIAN_CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const DEBIAN_CHROMIUM: &str = "/usr/bin/chromium";
 /// How long a helper waits for an element, a URL or the driver before failing the test.
 const WAIT: Duration = Duration::from_secs(10);
+/// The desktop window the tests browse in.
+const DESKTOP: (u32, u32) = (1200, 900);
+/// A phone's screen in CSS pixels (an iPhone 12 to 15).
+pub const PHONE: (u32, u32) = (390, 844);
+/// What a phone must show whole: everything one can use or read in the page's main part (the
+/// column headers of tables are hidden there, kept for screen readers).
+const PHONE_CHECKED: &str = "main a, main button, main input, main select, main textarea, \
+                             table.list td";
+
+/// The elements matching `arguments[0]` (CSS) that are laid out (not hidden) but lie outside
+/// the viewport horizontally or outside the visible box of a scrolling ancestor, described;
+/// and the page itself when it is wider than the viewport.
+const OUTSIDE_SCRIPT: &str = r#"
+const [selector] = arguments;
+const width = window.innerWidth;
+const out = [];
+const root = document.documentElement.scrollWidth;
+if (root > width) out.push(`the page is ${root} px wide in a ${width} px viewport`);
+for (const el of document.querySelectorAll(selector)) {
+  const r = el.getBoundingClientRect();
+  if (r.width === 0 && r.height === 0) continue;
+  let left = 0, right = width;
+  for (let a = el.parentElement; a; a = a.parentElement) {
+    if (getComputedStyle(a).overflowX !== 'visible') {
+      const b = a.getBoundingClientRect();
+      left = Math.max(left, b.left);
+      right = Math.min(right, b.right);
+    }
+  }
+  if (r.left < left - 1 || r.right > right + 1) {
+    const text = el.textContent.trim().replace(/\s+/g, ' ').slice(0, 50);
+    out.push(`<${el.tagName.toLowerCase()}> "${text}" spans ${Math.round(r.left)}–${Math.round(r.right)} px, visible ${Math.round(left)}–${Math.round(right)} px`);
+  }
+}
+return out;
+"#;
 
 /// A headless Chromium in a WebDriver session, pointed at one [`TestApp`].
 ///
@@ -75,14 +118,19 @@ pub async fn browser(app: &TestApp) -> Option<Browser> {
             "--no-sandbox",
             "--disable-gpu",
             "--disable-dev-shm-usage",
-            "--window-size=1200,900",
+            format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
             format!("--user-data-dir={}", profile.path().display()),
         ],
     });
     if Path::new(DEBIAN_CHROMIUM).is_file() {
         chrome_options["binary"] = json!(DEBIAN_CHROMIUM);
     }
-    let capabilities = json!({ "browserName": "chrome", "goog:chromeOptions": chrome_options });
+    // The console log carries Chromium's Content Security Policy violations.
+    let capabilities = json!({
+        "browserName": "chrome",
+        "goog:chromeOptions": chrome_options,
+        "goog:loggingPrefs": { "browser": "ALL" },
+    });
     let client = ClientBuilder::new(HttpConnector::new())
         .capabilities(capabilities.as_object().expect("a JSON object").clone())
         .connect(&driver.url())
@@ -195,14 +243,104 @@ impl Browser {
         self.client.current_url().await.expect("current URL")
     }
 
-    /// Saves the viewport as `<screenshots>/<backend>/<name>.png` and returns the path.
+    /// Looks at the page: saves the viewport as `<screenshots>/<backend>/<name>.png` (returned),
+    /// fails the test if a page visited since the last look broke the Content Security Policy,
+    /// then looks at the same page on a phone ([`PHONE`]): nothing may stick out of the screen
+    /// (see [`Browser::outside`]), and `<name>-phone.png` is saved. The window is desktop-sized
+    /// again afterwards.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
+        let path = self.save_screenshot(name).await;
+        let violations = self.csp_violations().await;
+        assert!(
+            violations.is_empty(),
+            "Content Security Policy violations up to {name}: {violations:#?}"
+        );
+        self.resize(PHONE).await;
+        let width = self.inner_width().await;
+        assert!(
+            width <= i64::from(PHONE.0),
+            "a {width} px wide phone viewport"
+        );
+        let outside = self.outside(PHONE_CHECKED).await;
+        self.save_screenshot(&format!("{name}-phone")).await;
+        self.resize(DESKTOP).await;
+        assert!(
+            outside.is_empty(),
+            "{name} on a {} px phone: {outside:#?}",
+            PHONE.0
+        );
+        path
+    }
+
+    /// Saves the viewport as `<screenshots>/<backend>/<name>.png`.
+    async fn save_screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.expect("screenshot");
         std::fs::create_dir_all(&self.screenshots)
             .unwrap_or_else(|e| panic!("create {}: {e}", self.screenshots.display()));
         let path = self.screenshots.join(format!("{name}.png"));
         std::fs::write(&path, png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
         path
+    }
+
+    /// Runs `script` in the page.
+    pub async fn execute(&self, script: &str) {
+        self.client
+            .execute(script, vec![])
+            .await
+            .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    }
+
+    /// Sets the window to `(width, height)` CSS pixels (headless: the viewport).
+    pub async fn resize(&self, (width, height): (u32, u32)) {
+        self.client
+            .set_window_size(width, height)
+            .await
+            .unwrap_or_else(|e| panic!("resize the window to {width}×{height}: {e}"));
+    }
+
+    /// The viewport's width in CSS pixels.
+    pub async fn inner_width(&self) -> i64 {
+        self.client
+            .execute("return window.innerWidth;", vec![])
+            .await
+            .expect("window.innerWidth")
+            .as_i64()
+            .expect("a number")
+    }
+
+    /// The elements matching `css` that stick out of the viewport horizontally or out of the
+    /// visible box of a scrolling ancestor (hidden ones aside), described; first the page
+    /// itself when it is wider than the viewport. Empty when everything is in view.
+    pub async fn outside(&self, css: &str) -> Vec<String> {
+        let found = self
+            .client
+            .execute(OUTSIDE_SCRIPT, vec![json!(css)])
+            .await
+            .unwrap_or_else(|e| panic!("measure {css}: {e}"));
+        serde_json::from_value(found).expect("a list of strings")
+    }
+
+    /// The Content Security Policy violations Chromium logged since the last call (reading the
+    /// log empties it): chromedriver's `POST /session/{id}/se/log` for the `browser` log.
+    pub async fn csp_violations(&self) -> Vec<String> {
+        let session = self.driver.session.as_deref().expect("a WebDriver session");
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/session/{session}/se/log", self.driver.url()))
+            .json(&json!({ "type": "browser" }))
+            .send()
+            .await
+            .expect("chromedriver's log")
+            .json()
+            .await
+            .expect("a JSON log");
+        answer["value"]
+            .as_array()
+            .unwrap_or_else(|| panic!("log entries: {answer}"))
+            .iter()
+            .filter_map(|entry| entry["message"].as_str())
+            .filter(|message| message.contains("Content Security Policy"))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Ends the WebDriver session, which closes Chromium, then stops the driver.

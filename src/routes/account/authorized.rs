@@ -16,7 +16,7 @@ use crate::routes::chrome::Chrome;
 use crate::routes::chrome::{flash, page, ConfirmPage, ConfirmText, Notice, Section};
 use crate::routes::errors::PageError;
 use crate::routes::extract::{Form, SignedIn};
-use crate::routes::format::{page_number, show_time, PageNav};
+use crate::routes::format::{page_number, Moment, PageNav};
 use crate::routes::http::see_other;
 use crate::routes::WebConfig;
 
@@ -35,8 +35,8 @@ struct AuthorizedRow {
     /// The RFC 8707 resources (APIs) consented to.
     resources: Vec<String>,
     /// When the user first consented; `None` when the application only holds tokens.
-    authorized: Option<String>,
-    updated: Option<String>,
+    authorized: Option<Moment>,
+    updated: Option<Moment>,
     active_tokens: i64,
 }
 
@@ -45,8 +45,8 @@ impl AuthorizedRow {
         Self {
             scopes: scope_lines(&app.scope, known),
             resources: split_list(&app.resources),
-            authorized: app.authorized_at.as_ref().map(show_time),
-            updated: app.updated_at.as_ref().map(show_time),
+            authorized: app.authorized_at.as_ref().map(Moment::of),
+            updated: app.updated_at.as_ref().map(Moment::of),
             active_tokens: app.active_tokens,
             client_id: app.client_id,
             client_name: app.client_name,

@@ -29,7 +29,7 @@ use crate::routes::chrome::{
 };
 use crate::routes::errors::{FieldErrors, PageError};
 use crate::routes::extract::{Form, SignedIn};
-use crate::routes::format::{capitalized, show_time, wait_phrase};
+use crate::routes::format::{capitalized, wait_phrase, Moment};
 use crate::routes::http::see_other;
 use crate::routes::WebConfig;
 use sessions::{session_lines, SessionLine};
@@ -58,8 +58,8 @@ struct AccountPage<'a> {
     user: &'a UserRow,
     profile: ProfileValues,
     errors: FieldErrors,
-    created: String,
-    last_login: Option<String>,
+    created: Moment,
+    last_login: Option<Moment>,
     min_password_chars: usize,
     max_password_chars: usize,
     /// The user's live browser sessions, this one first.
@@ -256,8 +256,8 @@ async fn account_page(
             user: user.user(),
             profile,
             errors,
-            created: show_time(&user.date_joined),
-            last_login: user.last_login.as_ref().map(show_time),
+            created: Moment::of(&user.date_joined),
+            last_login: user.last_login.as_ref().map(Moment::of),
             min_password_chars: accounts.password_policy().min_chars,
             max_password_chars: accounts.password_policy().max_chars,
             sessions,

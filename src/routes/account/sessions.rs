@@ -18,7 +18,7 @@ use crate::routes::browser::session_handle;
 use crate::routes::chrome::{flash, Notice};
 use crate::routes::errors::PageError;
 use crate::routes::extract::{Form, SignedIn};
-use crate::routes::format::show_time;
+use crate::routes::format::Moment;
 use crate::routes::http::see_other;
 use crate::routes::WebConfig;
 
@@ -33,9 +33,9 @@ pub struct SessionLine {
     /// The address at login.
     pub ip: String,
     /// When the session signed in.
-    pub created: String,
+    pub created: Moment,
     /// When it was last seen (to the minute).
-    pub last_seen: String,
+    pub last_seen: Moment,
     /// Whether this is the browser showing the page.
     pub this_browser: bool,
 }
@@ -68,8 +68,8 @@ fn line(row: SessionRow, current: Option<&str>) -> SessionLine {
         this_browser: current == Some(row.id.as_str()),
         device: device_summary(&row.user_agent),
         ip: row.ip.unwrap_or_else(|| "unknown".to_owned()),
-        created: show_time(&row.created_at),
-        last_seen: show_time(&row.last_seen_at),
+        created: Moment::of(&row.created_at),
+        last_seen: Moment::of(&row.last_seen_at),
         user_agent: row.user_agent,
         id: row.id,
     }

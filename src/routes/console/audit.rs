@@ -15,15 +15,13 @@ use crate::domain::{Page, PageRequest};
 use crate::routes::chrome::{page, AdminArea, Chrome, Section};
 use crate::routes::errors::PageError;
 use crate::routes::extract::Staff;
-use crate::routes::format::{page_number, show_time, PageNav};
+use crate::routes::format::{page_number, Moment, PageNav};
 use crate::routes::WebConfig;
 
 /// One row of the audit log.
 pub(super) struct EventLine {
-    /// [`show_time`]'s text cut into the date and the rest (`14:05 UTC`), shown on two lines
-    /// so that the column stays narrow.
-    pub(super) date: String,
-    pub(super) clock: String,
+    /// When it happened.
+    pub(super) time: Moment,
     pub(super) event: String,
     pub(super) actor: Option<Person>,
     /// Who acted when no user did: the client (at the token endpoints), "anonymous" (a
@@ -193,14 +191,8 @@ pub(super) async fn event_lines(
     };
     Ok(rows
         .into_iter()
-        .map(|row| {
-            let time = show_time(&row.occurred_at);
-            let (date, clock) = time.split_once(' ').unwrap_or((time.as_str(), ""));
-            (row, date.to_owned(), clock.to_owned())
-        })
-        .map(|(row, date, clock)| EventLine {
-            date,
-            clock,
+        .map(|row| EventLine {
+            time: Moment::of(&row.occurred_at),
             nobody: if row.client_id.is_some() && client_acted(&row.event) {
                 "client"
             } else if row.ip.is_some() {

@@ -15,7 +15,7 @@ use crate::oauth::OAuth;
 use crate::routes::chrome::{page, AdminArea, Chrome, Section};
 use crate::routes::errors::PageError;
 use crate::routes::extract::Staff;
-use crate::routes::format::show_time;
+use crate::routes::format::Moment;
 use crate::scheduler::Jobs;
 
 /// How many audit events the dashboard shows.
@@ -38,8 +38,8 @@ struct JobLine {
     name: String,
     /// "running", "failing" or "ok"; `None` before the first run.
     status: Option<&'static str>,
-    last_run: Option<String>,
-    next_run: String,
+    last_run: Option<Moment>,
+    next_run: Moment,
     failures: i64,
     last_error: Option<String>,
 }
@@ -58,8 +58,8 @@ impl JobLine {
         Self {
             name: row.name,
             status,
-            last_run: row.last_started_at.as_ref().map(show_time),
-            next_run: show_time(&row.next_run_at),
+            last_run: row.last_started_at.as_ref().map(Moment::of),
+            next_run: Moment::of(&row.next_run_at),
             failures: row.failures,
             last_error: row.last_error,
         }

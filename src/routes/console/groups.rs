@@ -16,7 +16,7 @@ use crate::routes::chrome::{
 };
 use crate::routes::errors::{FieldErrors, PageError};
 use crate::routes::extract::{Form, Staff};
-use crate::routes::format::{page_number, show_time, PageNav};
+use crate::routes::format::{page_number, Moment, PageNav};
 use crate::routes::http::see_other;
 use crate::routes::WebConfig;
 
@@ -72,8 +72,8 @@ struct MemberLine {
 struct GroupPage<'a> {
     chrome: Chrome,
     group: &'a GroupRow,
-    created: String,
-    updated: String,
+    created: Moment,
+    updated: Moment,
     members: Vec<MemberLine>,
     /// The group has a staff or superuser member and the admin is not a superuser: renaming
     /// and deleting it are a superuser's (the groups service refuses them anyway), so the page
@@ -400,8 +400,8 @@ async fn group_page(
         status_of(&state.errors),
         &GroupPage {
             chrome: admin.chrome(GROUPS),
-            created: show_time(&group.created_at),
-            updated: show_time(&group.updated_at),
+            created: Moment::of(&group.created_at),
+            updated: Moment::of(&group.updated_at),
             group: &group,
             members,
             superuser_only,

@@ -20,7 +20,7 @@ use crate::routes::chrome::{
 };
 use crate::routes::errors::PageError;
 use crate::routes::extract::{Form, Staff};
-use crate::routes::format::{page_number, show_time, ticked, PageNav};
+use crate::routes::format::{page_number, ticked, Moment, PageNav};
 use crate::routes::http::see_other;
 use crate::routes::WebConfig;
 
@@ -38,8 +38,8 @@ struct TokenLine {
     user: Option<Person>,
     scope: String,
     grant_type: String,
-    created: String,
-    expires: String,
+    created: Moment,
+    expires: Moment,
 }
 
 #[derive(Template)]
@@ -116,8 +116,8 @@ pub async fn list_tokens(
                     id,
                     name: listing.username,
                 }),
-                created: show_time(&row.created_at),
-                expires: show_time(&row.expires_at),
+                created: Moment::of(&row.created_at),
+                expires: Moment::of(&row.expires_at),
                 id: row.id,
                 kind: row.kind,
                 scope: row.scope,

@@ -20,7 +20,7 @@ use crate::routes::chrome::{
 };
 use crate::routes::errors::{FieldErrors, PageError};
 use crate::routes::extract::{Form, Staff};
-use crate::routes::format::{page_number, show_time, PageNav};
+use crate::routes::format::{page_number, Moment, PageNav};
 use crate::routes::http::see_other;
 use crate::routes::WebConfig;
 
@@ -36,8 +36,8 @@ struct UserLine {
     is_active: bool,
     is_staff: bool,
     is_superuser: bool,
-    last_login: Option<String>,
-    joined: String,
+    last_login: Option<Moment>,
+    joined: Moment,
 }
 
 #[derive(Template)]
@@ -88,8 +88,8 @@ struct UserPage<'a> {
     /// "Resend verification email" is offered: the address is not verified, verification is
     /// on, and the account is the admin's to change.
     may_resend_verification: bool,
-    joined: String,
-    last_login: Option<String>,
+    joined: Moment,
+    last_login: Option<Moment>,
     profile: ProfileValues,
     /// Messages of the profile fields (`email`, `first_name`, `last_name`) and of `flags`.
     errors: FieldErrors,
@@ -134,8 +134,8 @@ pub async fn list_users(
         .into_iter()
         .map(|u| UserLine {
             name: full_name(&u),
-            last_login: u.last_login.as_ref().map(show_time),
-            joined: show_time(&u.date_joined),
+            last_login: u.last_login.as_ref().map(Moment::of),
+            joined: Moment::of(&u.date_joined),
             id: u.id,
             username: u.username,
             email: u.email,
@@ -495,8 +495,8 @@ async fn user_page(
             may_resend_verification: !read_only
                 && !user.email_verified
                 && accounts.settings().email_verification != EmailVerification::Off,
-            joined: show_time(&user.date_joined),
-            last_login: user.last_login.as_ref().map(show_time),
+            joined: Moment::of(&user.date_joined),
+            last_login: user.last_login.as_ref().map(Moment::of),
             profile: forms.profile,
             errors: forms.errors,
             flags: forms.flags,

@@ -226,6 +226,18 @@ async fn admin_deactivates_user() {
         "by root, about dana: {deactivated}"
     );
     browser.screenshot("admin-audit").await;
+    // At 1280 px every column of the audit log is in view without scrolling, the IP address
+    // column too.
+    browser.resize((1280, 900)).await;
+    let ips = browser
+        .text_of("table.list.audit td[data-label='IP address']")
+        .await;
+    assert!(ips.contains("127.0.0.1"), "{ips}");
+    let clipped = browser
+        .outside("table.list.audit th, table.list.audit td")
+        .await;
+    assert!(clipped.is_empty(), "the audit log at 1280 px: {clipped:#?}");
+    browser.screenshot("admin-audit-1280").await;
     let recorded = app.audit_events("user.deactivated").await;
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0].user_id.as_deref(), Some(dana.id.as_str()));

@@ -71,3 +71,29 @@ async fn browser_login_and_consent() {
     assert!(tokens["access_token"].is_string(), "{tokens}");
     browser.close().await;
 }
+
+/// The CSP check of every look sees a violation: a style attribute set by a script is refused
+/// (`style-src 'self'`) and logged.
+#[tokio::test]
+async fn a_csp_violation_is_seen() {
+    let app = spawn_app().await;
+    let Some(browser) = browser(&app).await else {
+        return;
+    };
+    browser.goto("/accounts/login/").await;
+    browser.wait_for("#password").await;
+    assert!(browser.csp_violations().await.is_empty());
+    browser
+        .execute("document.body.setAttribute('style', 'color: red');")
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut seen = Vec::new();
+    while seen.is_empty() && std::time::Instant::now() < deadline {
+        seen = browser.csp_violations().await;
+    }
+    assert!(
+        seen.iter().any(|m| m.contains("style")),
+        "a logged violation: {seen:?}"
+    );
+    browser.close().await;
+}
