@@ -75,6 +75,10 @@ pub struct ConsentPrompt {
     pub resources: Vec<ResourceLine>,
     /// Whether the user has a remembered consent for this client (then what is new is marked).
     pub consented_before: bool,
+    /// The client is a public one on a loopback or private-use redirect URI (a native app,
+    /// RFC 8252 §8.6): another app on the device could claim its redirect, so a remembered
+    /// consent does not count and the page asks every time — and says why.
+    pub asks_every_time: bool,
 }
 
 impl ConsentPrompt {
@@ -561,6 +565,7 @@ impl OAuth {
                             &resources,
                             previous.as_ref(),
                             &target,
+                            impersonable,
                         )));
                     }
                     if allowed_now {
@@ -714,6 +719,7 @@ fn consent_prompt(
     resources: &ResourceSet,
     previous: Option<&Previous>,
     target: &str,
+    asks_every_time: bool,
 ) -> ConsentPrompt {
     ConsentPrompt {
         client_name: client.row.name.clone(),
@@ -735,6 +741,7 @@ fn consent_prompt(
             })
             .collect(),
         consented_before: previous.is_some(),
+        asks_every_time,
     }
 }
 

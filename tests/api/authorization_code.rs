@@ -495,11 +495,25 @@ async fn public_clients_on_loopback_redirects_are_always_asked() {
         .browse(&app.authorize_url(client.id(), "profile", &challenge, "s2"))
         .await;
     assert_eq!(again.status(), StatusCode::OK);
-    assert!(again
+    let html = again.text().await.expect("html");
+    assert!(html.contains("wants to access your account"));
+    // …and says why (issue 10, item 11), which a confidential client's page does not.
+    assert!(
+        html.contains(r#"id="asks-every-time""#) && html.contains("you are asked every time"),
+        "{html}"
+    );
+    let (confidential, _) = app
+        .register(&spec("confidential", &["authorization_code"]))
+        .await;
+    let (_, challenge) = pkce_pair();
+    let first = app
+        .browse(&app.authorize_url(confidential.id(), "profile", &challenge, "s3"))
+        .await
         .text()
         .await
-        .expect("html")
-        .contains("wants to access your account"));
+        .expect("html");
+    assert!(first.contains("wants to access your account"), "{first}");
+    assert!(!first.contains("asks-every-time"), "{first}");
 }
 
 #[tokio::test]
