@@ -5,7 +5,9 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::support::{error_page, render, WebConfig};
+use super::chrome::render;
+use super::errors::error_page;
+use super::WebConfig;
 use crate::demo;
 use crate::oauth::Params;
 

@@ -17,7 +17,6 @@ mod login;
 mod oauth;
 mod oidc;
 mod pages;
-mod support;
 
 use actix_web::web;
 

@@ -8,8 +8,11 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 
+use super::browser::{csrf_token, current_user};
+use super::chrome::render;
+use super::errors::{error_page, unavailable};
 use super::errors::{ApiError, ApiErrorCode};
-use super::support::{csrf_token, current_user, error_page, render, unavailable, WebConfig};
+use super::WebConfig;
 use crate::accounts::Accounts;
 
 const STYLESHEET: &str = include_str!("../../static/style.css");

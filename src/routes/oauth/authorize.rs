@@ -9,10 +9,11 @@ use askama::Template;
 use crate::accounts::Accounts;
 use crate::oauth::authorize::{AuthorizeOutcome, ConsentPrompt, Decision};
 use crate::oauth::OAuth;
-use crate::routes::support::{
-    csrf_failed, csrf_ok, csrf_token, current_login, error_page, peer_ip, read_html_form, render,
-    see_other, unavailable, WebConfig, SESSION_REAUTH,
-};
+use crate::routes::browser::{csrf_ok, csrf_token, current_login, SESSION_REAUTH};
+use crate::routes::chrome::render;
+use crate::routes::errors::{csrf_failed, error_page, unavailable};
+use crate::routes::http::{peer_ip, read_html_form, see_other};
+use crate::routes::WebConfig;
 
 #[derive(Template)]
 #[template(path = "auth/consent.html")]

@@ -8,9 +8,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::clients::Clients;
 use crate::oauth::client_auth::presented_client;
 use crate::oauth::{OAuth, OAuthError, Params};
-use crate::routes::support::{
-    authorization_header, no_store, oauth_error, peer_ip, read_form, WebConfig,
-};
+use crate::routes::http::{authorization_header, no_store, oauth_error, peer_ip, read_form};
+use crate::routes::WebConfig;
 
 /// `POST /o/token/` (RFC 6749 §3.2).
 pub async fn token(

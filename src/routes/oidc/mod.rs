@@ -12,12 +12,13 @@ use crate::oauth::metadata::ServerMetadata;
 use crate::oauth::{OAuth, Params};
 use crate::oidc::logout::{LogoutError, LogoutPlan};
 use crate::oidc::{user_claims, OPENID};
+use crate::routes::browser::{csrf_ok, csrf_token, current_user};
+use crate::routes::chrome::render;
 use crate::routes::errors::ApiError;
+use crate::routes::errors::{csrf_failed, error_page, unavailable};
+use crate::routes::http::{authorization_header, no_store, read_form, read_html_form, see_other};
 use crate::routes::oauth::{preflight_for, request_origin, with_cors};
-use crate::routes::support::{
-    authorization_header, csrf_failed, csrf_ok, csrf_token, current_user, error_page, no_store,
-    read_form, read_html_form, render, see_other, unavailable, WebConfig,
-};
+use crate::routes::WebConfig;
 
 /// `GET /.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4) and
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414 §3): the same document, built from
@@ -248,7 +249,7 @@ pub async fn end_session(
     }
     if let Some(user) = &user {
         if let Err(e) =
-            crate::routes::support::log_out(&req, &session, &accounts, &user.id, true).await
+            crate::routes::browser::log_out(&req, &session, &accounts, &user.id, true).await
         {
             return unavailable(&e);
         }
