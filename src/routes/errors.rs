@@ -318,35 +318,6 @@ impl<K: AsRef<str>> FromIterator<(K, Vec<String>)> for FieldErrors {
     }
 }
 
-/// The page shown when storage fails (503), or, when the database refused the request's text
-/// ([`DbError::is_refused_text`]: a NUL that reached PostgreSQL), a 400 page: that is the
-/// client's input.
-pub fn unavailable(e: &DbError) -> HttpResponse {
-    if e.is_refused_text() {
-        tracing::warn!(error = %e, cause = ?std::error::Error::source(e), "the database refused a text of the request");
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "Bad request",
-            "The request holds a character that cannot be stored (NUL). Please check what you typed.",
-        );
-    }
-    tracing::error!(error = %e, cause = ?std::error::Error::source(e), "storage failure");
-    error_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Temporarily unavailable",
-        "The server cannot reach its database. Please try again in a moment.",
-    )
-}
-
-/// The page for a failed CSRF check.
-pub fn csrf_failed() -> HttpResponse {
-    error_page(
-        StatusCode::FORBIDDEN,
-        "Form expired",
-        "This form was not submitted from this site, or your session has expired. Go back, reload the page and try again.",
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

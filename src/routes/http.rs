@@ -122,18 +122,3 @@ pub fn see_other(location: &str) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish()
 }
-
-/// Reads a form posted by a browser (no CSRF check): the error is a 400 page.
-pub async fn read_html_form(
-    req: &HttpRequest,
-    payload: web::Payload,
-    limit: usize,
-) -> Result<Params, HttpResponse> {
-    read_form(req, payload, limit).await.map_err(|_| {
-        super::errors::error_page(
-            StatusCode::BAD_REQUEST,
-            "Bad request",
-            "The form could not be read.",
-        )
-    })
-}

@@ -10,7 +10,7 @@ use askama::Template;
 
 use super::browser::{csrf_token, current_user};
 use super::chrome::render;
-use super::errors::{error_page, unavailable};
+use super::errors::{error_page, PageError};
 use super::errors::{ApiError, ApiErrorCode};
 use super::WebConfig;
 use crate::accounts::Accounts;
@@ -36,19 +36,17 @@ pub async fn home(
     session: Session,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
-    match current_user(&session, &accounts, &web).await {
-        Ok(user) => render(
-            StatusCode::OK,
-            &HomePage {
-                is_staff: user.as_ref().is_some_and(|u| u.has_staff_access()),
-                username: user.map(|u| u.username),
-                csrf_token: csrf_token(&session),
-                section: "",
-            },
-        ),
-        Err(e) => unavailable(&e),
-    }
+) -> Result<HttpResponse, PageError> {
+    let user = current_user(&session, &accounts, &web).await?;
+    Ok(render(
+        StatusCode::OK,
+        &HomePage {
+            is_staff: user.as_ref().is_some_and(|u| u.has_staff_access()),
+            username: user.map(|u| u.username),
+            csrf_token: csrf_token(&session),
+            section: "",
+        },
+    ))
 }
 
 /// `GET /static/style.css` (compiled in).

@@ -11,8 +11,8 @@ use crate::oauth::authorize::{AuthorizeOutcome, ConsentPrompt, Decision};
 use crate::oauth::OAuth;
 use crate::routes::browser::{csrf_ok, csrf_token, current_login, SESSION_REAUTH};
 use crate::routes::chrome::render;
-use crate::routes::errors::{csrf_failed, error_page, unavailable};
-use crate::routes::http::{peer_ip, read_html_form, see_other};
+use crate::routes::errors::{error_page, PageError};
+use crate::routes::http::{peer_ip, read_form, see_other};
 use crate::routes::WebConfig;
 
 #[derive(Template)]
@@ -53,7 +53,7 @@ pub async fn show(
     oauth: web::Data<OAuth>,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     respond(
         &req,
         req.query_string(),
@@ -74,11 +74,10 @@ pub async fn decide(
     oauth: web::Data<OAuth>,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
-    let form = match read_html_form(&req, payload, web.max_body_bytes).await {
-        Ok(form) => form,
-        Err(page) => return page,
-    };
+) -> Result<HttpResponse, PageError> {
+    let form = read_form(&req, payload, web.max_body_bytes)
+        .await
+        .map_err(|_| PageError::bad_request("Bad request", "The form could not be read."))?;
     // OIDC Core §3.1.2.1: an authorization request may also be POSTed, form-encoded. Ours is
     // the consent form, which always carries a CSRF token and keeps the request in the query.
     if form.get("csrf_token").is_none() && req.query_string().is_empty() {
@@ -95,17 +94,16 @@ pub async fn decide(
         return respond(&req, &query, &session, &oauth, &accounts, &web, None).await;
     }
     if !csrf_ok(&session, form.get("csrf_token")) {
-        return csrf_failed();
+        return Err(PageError::CsrfFailed);
     }
     let decision = match form.get("decision") {
         Some("allow") => Decision::Allow,
         Some("deny") => Decision::Deny,
         _ => {
-            return error_page(
-                StatusCode::BAD_REQUEST,
+            return Err(PageError::bad_request(
                 "Bad request",
                 "Choose Allow or Deny.",
-            )
+            ))
         }
     };
     respond(
@@ -128,21 +126,14 @@ async fn respond(
     accounts: &Accounts,
     web: &WebConfig,
     decision: Option<Decision>,
-) -> HttpResponse {
-    let login = match current_login(session, accounts, web).await {
-        Ok(u) => u,
-        Err(e) => return unavailable(&e),
-    };
-    let outcome = match oauth
+) -> Result<HttpResponse, PageError> {
+    let login = current_login(session, accounts, web).await?;
+    let outcome = oauth
         .authorize(query, login.as_ref(), decision, peer_ip(req))
-        .await
-    {
-        Ok(o) => o,
-        Err(e) => return unavailable(&e),
-    };
+        .await?;
     let here = format!("{}?{query}", req.path());
     let here = here.as_str();
-    match outcome {
+    Ok(match outcome {
         AuthorizeOutcome::Redirect(location) => {
             let mut builder = if decision.is_some() {
                 HttpResponse::SeeOther()
@@ -223,5 +214,5 @@ async fn respond(
                 "The application sent an invalid request: {message}. Nothing was shared with it."
             ),
         ),
-    }
+    })
 }

@@ -15,8 +15,8 @@ use crate::oidc::{user_claims, OPENID};
 use crate::routes::browser::{csrf_ok, csrf_token, current_user};
 use crate::routes::chrome::render;
 use crate::routes::errors::ApiError;
-use crate::routes::errors::{csrf_failed, error_page, unavailable};
-use crate::routes::http::{authorization_header, no_store, read_form, read_html_form, see_other};
+use crate::routes::errors::PageError;
+use crate::routes::http::{authorization_header, no_store, read_form, see_other};
 use crate::routes::oauth::{preflight_for, request_origin, with_cors};
 use crate::routes::WebConfig;
 
@@ -177,54 +177,38 @@ pub async fn end_session(
     oauth: web::Data<OAuth>,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     let params = if req.method() == actix_web::http::Method::POST {
-        match read_html_form(&req, payload, web.max_body_bytes).await {
-            Ok(p) => p,
-            Err(page) => return page,
-        }
+        read_form(&req, payload, web.max_body_bytes)
+            .await
+            .map_err(|_| PageError::bad_request("Bad request", "The form could not be read."))?
     } else {
-        match Params::from_query(req.query_string()) {
-            Ok(p) => p,
-            Err(e) => {
-                return error_page(
-                    StatusCode::BAD_REQUEST,
-                    "Invalid logout request",
-                    e.description.as_str(),
-                )
-            }
-        }
+        Params::from_query(req.query_string())
+            .map_err(|e| PageError::bad_request("Invalid logout request", e.description.as_str()))?
     };
     let confirmed = match params.get("csrf_token") {
         Some(presented) if csrf_ok(&session, Some(presented)) => {
             params.get("confirm") == Some("yes")
         }
-        Some(_) => return csrf_failed(),
+        Some(_) => return Err(PageError::CsrfFailed),
         None => false,
     };
-    let user = match current_user(&session, &accounts, &web).await {
-        Ok(u) => u,
-        Err(e) => return unavailable(&e),
-    };
+    let user = current_user(&session, &accounts, &web).await?;
     let plan: LogoutPlan = match oauth
         .plan_logout(&params, user.as_ref().map(|u| u.id.as_str()))
-        .await {
+        .await
+    {
         Ok(plan) => plan,
         Err(LogoutError::Invalid(message)) => {
-            return error_page(
-                StatusCode::BAD_REQUEST,
+            return Err(PageError::bad_request(
                 "Invalid logout request",
-                &format!("The application sent an invalid logout request: {message}. You are still signed in."),
-            )
+                format!("The application sent an invalid logout request: {message}. You are still signed in."),
+            ))
         }
-        Err(LogoutError::Db(e)) => return unavailable(&e),
+        Err(LogoutError::Db(e)) => return Err(e.into()),
         Err(LogoutError::Keys(e)) => {
             tracing::error!(error = %e, "signing keys unavailable");
-            return error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Temporarily unavailable",
-                "Please try again in a moment.",
-            );
+            return Err(PageError::Unavailable);
         }
     };
     let authenticated_by_hint = match (&user, &plan.hinted_subject) {
@@ -237,7 +221,7 @@ pub async fn end_session(
             .iter()
             .filter_map(|k| params.get(k).map(|v| ((*k).to_owned(), v.to_owned())))
             .collect();
-        return render(
+        return Ok(render(
             StatusCode::OK,
             &LogoutConfirmPage {
                 csrf_token: csrf_token(&session),
@@ -245,17 +229,13 @@ pub async fn end_session(
                 client_name: plan.client_name.as_deref(),
                 username: &user.username,
             },
-        );
+        ));
     }
     if let Some(user) = &user {
-        if let Err(e) =
-            crate::routes::browser::log_out(&req, &session, &accounts, &user.id, true).await
-        {
-            return unavailable(&e);
-        }
+        crate::routes::browser::log_out(&req, &session, &accounts, &user.id, true).await?;
     }
     session.purge();
-    match plan.redirect {
+    Ok(match plan.redirect {
         Some(location) => see_other(&location),
         None => render(
             StatusCode::OK,
@@ -264,5 +244,5 @@ pub async fn end_session(
                 redirect_refused: plan.redirect_refused,
             },
         ),
-    }
+    })
 }
