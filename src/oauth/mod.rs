@@ -11,10 +11,10 @@
 pub mod authorizations;
 pub mod authorize;
 pub mod bearer;
-mod cleanup;
 pub mod client_auth;
 pub mod error;
 mod grant_types;
+mod housekeeping;
 pub mod introspect;
 pub mod logout;
 pub mod metadata;

@@ -57,7 +57,7 @@ pub struct PendingLogin {
 }
 
 #[derive(Template)]
-#[template(path = "auth/login_code.html")]
+#[template(path = "login/login_code.html")]
 struct CodePage {
     chrome: Chrome,
     address: String,

@@ -38,7 +38,7 @@ use crate::routes::http::{peer_ip, see_other, with_retry_after};
 use crate::routes::WebConfig;
 
 #[derive(Template)]
-#[template(path = "auth/login.html")]
+#[template(path = "login/login.html")]
 struct LoginPage<'a> {
     chrome: Chrome,
     next: &'a str,

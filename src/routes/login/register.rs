@@ -33,7 +33,7 @@ struct RegisterValues {
 }
 
 #[derive(Template)]
-#[template(path = "accounts/register.html")]
+#[template(path = "login/register.html")]
 struct RegisterPage<'a> {
     chrome: Chrome,
     closed: bool,

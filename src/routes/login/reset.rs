@@ -31,7 +31,7 @@ use crate::routes::http::{peer_ip, see_other, with_retry_after};
 use crate::routes::WebConfig;
 
 #[derive(Template)]
-#[template(path = "accounts/password_reset.html")]
+#[template(path = "login/password_reset.html")]
 struct RequestPage<'a> {
     chrome: Chrome,
     email: &'a str,
@@ -42,7 +42,7 @@ struct RequestPage<'a> {
 /// The page after a request, a completed reset, or an invalid link: a heading, a message and
 /// where to go next.
 #[derive(Template)]
-#[template(path = "accounts/password_reset_message.html")]
+#[template(path = "login/password_reset_message.html")]
 struct MessagePage<'a> {
     chrome: Chrome,
     title: &'a str,
@@ -54,7 +54,7 @@ struct MessagePage<'a> {
 }
 
 #[derive(Template)]
-#[template(path = "accounts/password_reset_confirm.html")]
+#[template(path = "login/password_reset_confirm.html")]
 struct ConfirmPage<'a> {
     chrome: Chrome,
     action: String,

@@ -41,7 +41,7 @@ const SESSION_VERIFY_NEXT: &str = "verify_next";
 const SESSION_VERIFY_BEGAN: &str = "verify_began";
 
 #[derive(Template)]
-#[template(path = "accounts/verify.html")]
+#[template(path = "login/verify.html")]
 struct VerifyPage {
     chrome: Chrome,
     verified: bool,

@@ -16,7 +16,7 @@ use crate::routes::http::{peer_ip, read_form, see_other};
 use crate::routes::WebConfig;
 
 #[derive(Template)]
-#[template(path = "auth/consent.html")]
+#[template(path = "oauth/consent.html")]
 struct ConsentPage<'a> {
     prompt: ConsentPrompt,
     username: String,
@@ -28,7 +28,7 @@ struct ConsentPage<'a> {
 /// the destination host, and a way back that the user must choose (a link, or for
 /// `response_mode=form_post` a form without the auto-submitting script).
 #[derive(Template)]
-#[template(path = "auth/untrusted_error.html")]
+#[template(path = "oauth/untrusted_error.html")]
 struct UntrustedErrorPage {
     client_name: String,
     description: String,
@@ -40,7 +40,7 @@ struct UntrustedErrorPage {
 
 /// `response_mode=form_post`: the response parameters POSTed to the client by the browser.
 #[derive(Template)]
-#[template(path = "auth/form_post.html")]
+#[template(path = "oauth/form_post.html")]
 struct FormPostPage {
     action: String,
     fields: Vec<(String, String)>,

@@ -140,7 +140,7 @@ fn bearer_error(e: BearerError) -> HttpResponse {
 }
 
 #[derive(Template)]
-#[template(path = "auth/logout_confirm.html")]
+#[template(path = "oidc/logout_confirm.html")]
 struct LogoutConfirmPage<'a> {
     csrf_token: String,
     fields: Vec<(String, String)>,
@@ -149,7 +149,7 @@ struct LogoutConfirmPage<'a> {
 }
 
 #[derive(Template)]
-#[template(path = "auth/logged_out.html")]
+#[template(path = "oidc/logged_out.html")]
 struct LoggedOutPage<'a> {
     client_name: Option<&'a str>,
     redirect_refused: Option<&'a str>,
