@@ -72,7 +72,7 @@ pub fn oauth_error(e: &OAuthError) -> HttpResponse {
     oauth_error_with_status(e, status)
 }
 
-fn oauth_error_with_status(e: &OAuthError, status: StatusCode) -> HttpResponse {
+pub(super) fn oauth_error_with_status(e: &OAuthError, status: StatusCode) -> HttpResponse {
     let mut builder = HttpResponse::build(status);
     no_store(&mut builder);
     if e.code == crate::oauth::ErrorCode::InvalidClient {

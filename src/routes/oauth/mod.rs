@@ -8,21 +8,16 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use crate::clients::Clients;
 use crate::oauth::client_auth::presented_client;
 use crate::oauth::{OAuth, OAuthError, Params};
-use crate::routes::http::{authorization_header, no_store, oauth_error, peer_ip, read_form};
-use crate::routes::WebConfig;
+use crate::routes::extract::OAuthForm;
+use crate::routes::http::{authorization_header, no_store, oauth_error, peer_ip};
 
 /// `POST /o/token/` (RFC 6749 §3.2).
 pub async fn token(
     req: HttpRequest,
-    payload: web::Payload,
+    OAuthForm(params): OAuthForm,
     oauth: web::Data<OAuth>,
     clients: web::Data<Clients>,
-    web: web::Data<WebConfig>,
 ) -> HttpResponse {
-    let params = match read_form(&req, payload, web.max_body_bytes).await {
-        Ok(p) => p,
-        Err(response) => return response,
-    };
     let origin = cors_origin(&req, &params, &clients).await;
     let response = match oauth
         .token(authorization_header(&req), params, peer_ip(&req))
@@ -37,14 +32,9 @@ pub async fn token(
 /// `POST /o/introspect/` (RFC 7662 §2).
 pub async fn introspect(
     req: HttpRequest,
-    payload: web::Payload,
+    OAuthForm(params): OAuthForm,
     oauth: web::Data<OAuth>,
-    web: web::Data<WebConfig>,
 ) -> HttpResponse {
-    let params = match read_form(&req, payload, web.max_body_bytes).await {
-        Ok(p) => p,
-        Err(response) => return response,
-    };
     match oauth
         .introspect(authorization_header(&req), params, peer_ip(&req))
         .await
@@ -57,15 +47,10 @@ pub async fn introspect(
 /// `POST /o/revoke_token/` (RFC 7009 §2): 200 with an empty body on success.
 pub async fn revoke(
     req: HttpRequest,
-    payload: web::Payload,
+    OAuthForm(params): OAuthForm,
     oauth: web::Data<OAuth>,
     clients: web::Data<Clients>,
-    web: web::Data<WebConfig>,
 ) -> HttpResponse {
-    let params = match read_form(&req, payload, web.max_body_bytes).await {
-        Ok(p) => p,
-        Err(response) => return response,
-    };
     let origin = cors_origin(&req, &params, &clients).await;
     let response = match oauth
         .revoke(authorization_header(&req), params, peer_ip(&req))
