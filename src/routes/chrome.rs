@@ -215,6 +215,27 @@ impl Chrome {
         }
     }
 
+    /// As [`Chrome::for_browser`], but a pending notice stays pending for the next page that
+    /// has a notice area (the start page and the consent page have none: a notice belongs to
+    /// the page the change ends on).
+    #[must_use]
+    pub fn without_notice(session: &Session, user: Option<&UserRow>) -> Self {
+        Self {
+            who: user.map(|u| u.username.clone()),
+            is_staff: user.is_some_and(UserRow::has_staff_access),
+            section: Section::None,
+            csrf_token: super::browser::csrf_token(session),
+            notice: None,
+        }
+    }
+
+    /// The signed-in user's username, or the empty string for a visitor (for pages that name
+    /// the user in their text, e.g. the consent page).
+    #[must_use]
+    pub fn username(&self) -> &str {
+        self.who.as_deref().unwrap_or_default()
+    }
+
     /// The chrome of a page rendered without a session (error pages): no forms, no notice.
     #[must_use]
     pub fn anonymous() -> Self {

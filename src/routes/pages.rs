@@ -8,8 +8,8 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 
-use super::browser::{csrf_token, current_user};
-use super::chrome::render;
+use super::browser::current_user;
+use super::chrome::{render, Chrome};
 use super::errors::{error_page, PageError};
 use super::errors::{ApiError, ApiErrorCode};
 use super::WebConfig;
@@ -23,12 +23,8 @@ const FAVICON: &str = include_str!("../../static/favicon.svg");
 #[derive(Template)]
 #[template(path = "home.html")]
 struct HomePage {
-    /// The signed-in user's name (`who` for the navigation).
-    username: Option<String>,
-    csrf_token: String,
-    is_staff: bool,
-    /// No navigation entry is current on the start page.
-    section: &'static str,
+    /// Who is signed in, if anyone (no navigation entry is current on the start page).
+    chrome: Chrome,
 }
 
 /// `GET /`.
@@ -41,10 +37,7 @@ pub async fn home(
     Ok(render(
         StatusCode::OK,
         &HomePage {
-            is_staff: user.as_ref().is_some_and(|u| u.has_staff_access()),
-            username: user.map(|u| u.username),
-            csrf_token: csrf_token(&session),
-            section: "",
+            chrome: Chrome::without_notice(&session, user.as_ref()),
         },
     ))
 }

@@ -9,8 +9,8 @@ use askama::Template;
 use crate::accounts::Accounts;
 use crate::oauth::authorize::{AuthorizeOutcome, ConsentPrompt, Decision};
 use crate::oauth::OAuth;
-use crate::routes::browser::{csrf_ok, csrf_token, current_login, SESSION_REAUTH};
-use crate::routes::chrome::render;
+use crate::routes::browser::{csrf_ok, current_login, SESSION_REAUTH};
+use crate::routes::chrome::{render, Chrome};
 use crate::routes::errors::{error_page, PageError};
 use crate::routes::http::{peer_ip, read_form, see_other};
 use crate::routes::WebConfig;
@@ -18,9 +18,10 @@ use crate::routes::WebConfig;
 #[derive(Template)]
 #[template(path = "oauth/consent.html")]
 struct ConsentPage<'a> {
+    /// The signed-in user (the consent page shows no main navigation: only who is signed in
+    /// and "Use another account").
+    chrome: Chrome,
     prompt: ConsentPrompt,
-    username: String,
-    csrf_token: String,
     action: &'a str,
 }
 
@@ -178,9 +179,8 @@ async fn respond(
         AuthorizeOutcome::Consent(prompt) => render(
             StatusCode::OK,
             &ConsentPage {
+                chrome: Chrome::without_notice(session, login.as_ref().map(|l| &l.user)),
                 prompt,
-                username: login.map(|l| l.user.username).unwrap_or_default(),
-                csrf_token: csrf_token(session),
                 action: here,
             },
         ),
