@@ -40,7 +40,9 @@ use serde::de::DeserializeOwned;
 use super::browser::{csrf_ok, current_user};
 use super::chrome::{Chrome, Section};
 use super::errors::{ApiError, ApiErrorCode, PageError};
-use super::http::{authorization_header, peer_ip, read_body, BodyError};
+use super::http::{
+    authorization_header, peer_ip, read_body, read_oauth_form, BodyError, OAuthRejection,
+};
 use super::WebConfig;
 use crate::accounts::Accounts;
 use crate::audit::Actor;
@@ -393,6 +395,29 @@ impl FromRequest for StaffToken {
     }
 }
 
+/// A protocol endpoint's request body (token, introspection, revocation): form-encoded (RFC
+/// 6749 §3.2), at most `server.max_body_bytes`, parsed strictly by [`Params`]. Refusals are the
+/// endpoints' own RFC 6749 §5.2 JSON errors ([`OAuthRejection`]): 413 past the limit, 400
+/// `invalid_request` otherwise.
+pub struct OAuthForm(pub Params);
+
+impl FromRequest for OAuthForm {
+    type Error = OAuthRejection;
+    type Future = LocalBoxFuture<Result<Self, OAuthRejection>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let payload = web::Payload::from_request(&req, payload).into_inner();
+        Box::pin(async move {
+            let limit = req
+                .app_data::<web::Data<WebConfig>>()
+                .map_or(64 * 1024, |w| w.max_body_bytes);
+            let payload = payload.map_err(|_| OAuthRejection::unreadable())?;
+            read_oauth_form(&req, payload, limit).await.map(Self)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::json_holds_nul;
@@ -417,82 +442,5 @@ mod tests {
         ] {
             assert!(!json_holds_nul(body.as_bytes()), "{body}");
         }
-    }
-}
-
-/// A protocol endpoint's request body (token, introspection, revocation): form-encoded (RFC
-/// 6749 §3.2), at most `server.max_body_bytes`, parsed strictly by [`Params`]. Refusals are the
-/// endpoints' own RFC 6749 §5.2 JSON errors ([`OAuthRejection`]): 413 past the limit, 400
-/// `invalid_request` otherwise.
-pub struct OAuthForm(pub Params);
-
-/// Why an [`OAuthForm`] was refused: the OAuth error and its HTTP status.
-#[derive(Debug)]
-pub struct OAuthRejection {
-    error: crate::oauth::OAuthError,
-    status: StatusCode,
-}
-
-impl std::fmt::Display for OAuthRejection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.error.fmt(f)
-    }
-}
-
-impl actix_web::ResponseError for OAuthRejection {
-    fn status_code(&self) -> StatusCode {
-        self.status
-    }
-
-    fn error_response(&self) -> actix_web::HttpResponse {
-        super::http::oauth_error_with_status(&self.error, self.status)
-    }
-}
-
-impl FromRequest for OAuthForm {
-    type Error = OAuthRejection;
-    type Future = LocalBoxFuture<Result<Self, OAuthRejection>>;
-
-    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        let payload = web::Payload::from_request(&req, payload).into_inner();
-        Box::pin(async move {
-            let refuse = |error: crate::oauth::OAuthError, status: StatusCode| OAuthRejection {
-                error,
-                status,
-            };
-            let limit = req
-                .app_data::<web::Data<WebConfig>>()
-                .map_or(64 * 1024, |w| w.max_body_bytes);
-            let payload = payload.map_err(|_| {
-                refuse(
-                    crate::oauth::OAuthError::invalid_request("the request body could not be read"),
-                    StatusCode::BAD_REQUEST,
-                )
-            })?;
-            let body = read_body(payload, limit).await.map_err(|e| match e {
-                BodyError::TooLarge(limit) => refuse(
-                    crate::oauth::OAuthError::invalid_request(format!(
-                        "the request body exceeds {limit} bytes"
-                    )),
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                ),
-                BodyError::Unreadable => refuse(
-                    crate::oauth::OAuthError::invalid_request("the request body could not be read"),
-                    StatusCode::BAD_REQUEST,
-                ),
-            })?;
-            let content_type = req
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok());
-            Params::from_form(content_type, &body)
-                .map(Self)
-                .map_err(|error| {
-                    let status =
-                        StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
-                    refuse(error, status)
-                })
-        })
     }
 }

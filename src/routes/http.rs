@@ -28,26 +28,78 @@ pub async fn read_body(payload: web::Payload, limit: usize) -> Result<web::Bytes
     }
 }
 
-/// Reads and parses an `application/x-www-form-urlencoded` body.
-pub async fn read_form(
+/// Why a protocol endpoint's form body was refused: the RFC 6749 §5.2 error and its HTTP
+/// status (413 past the size limit, otherwise the error's own, 400 for `invalid_request`).
+#[derive(Debug)]
+pub struct OAuthRejection {
+    error: OAuthError,
+    status: StatusCode,
+}
+
+impl OAuthRejection {
+    /// 400 `invalid_request`: the body could not be read.
+    #[must_use]
+    pub fn unreadable() -> Self {
+        Self {
+            error: OAuthError::invalid_request("the request body could not be read"),
+            status: StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl std::fmt::Display for OAuthRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl actix_web::ResponseError for OAuthRejection {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        oauth_error_with_status(&self.error, self.status)
+    }
+}
+
+/// Reads and parses an `application/x-www-form-urlencoded` body of at most `limit` bytes
+/// (RFC 6749 §3.2), strictly ([`Params::from_form`]).
+///
+/// # Errors
+/// [`OAuthRejection`]: 413 past the limit, 400 `invalid_request` for an unreadable body, or
+/// the parser's error.
+pub async fn read_oauth_form(
     req: &HttpRequest,
     payload: web::Payload,
     limit: usize,
-) -> Result<Params, HttpResponse> {
+) -> Result<Params, OAuthRejection> {
     let body = read_body(payload, limit).await.map_err(|e| match e {
-        BodyError::TooLarge(limit) => oauth_error_with_status(
-            &OAuthError::invalid_request(format!("the request body exceeds {limit} bytes")),
-            StatusCode::PAYLOAD_TOO_LARGE,
-        ),
-        BodyError::Unreadable => oauth_error(&OAuthError::invalid_request(
-            "the request body could not be read",
-        )),
+        BodyError::TooLarge(limit) => OAuthRejection {
+            error: OAuthError::invalid_request(format!("the request body exceeds {limit} bytes")),
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+        },
+        BodyError::Unreadable => OAuthRejection::unreadable(),
     })?;
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    Params::from_form(content_type, &body).map_err(|e| oauth_error(&e))
+    Params::from_form(content_type, &body).map_err(|error| OAuthRejection {
+        status: StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST),
+        error,
+    })
+}
+
+/// [`read_oauth_form`], the refusal as the response to send.
+pub async fn read_form(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+) -> Result<Params, HttpResponse> {
+    read_oauth_form(req, payload, limit)
+        .await
+        .map_err(|r| actix_web::ResponseError::error_response(&r))
 }
 
 /// `response` with `Retry-After: seconds` (RFC 9110 §10.2.3).
@@ -72,7 +124,7 @@ pub fn oauth_error(e: &OAuthError) -> HttpResponse {
     oauth_error_with_status(e, status)
 }
 
-pub(super) fn oauth_error_with_status(e: &OAuthError, status: StatusCode) -> HttpResponse {
+fn oauth_error_with_status(e: &OAuthError, status: StatusCode) -> HttpResponse {
     let mut builder = HttpResponse::build(status);
     no_store(&mut builder);
     if e.code == crate::oauth::ErrorCode::InvalidClient {
