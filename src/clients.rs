@@ -251,6 +251,31 @@ impl Client {
         self.row.access_token_format == AccessTokenFormat::Jwt.as_str()
     }
 
+    /// Whether `code_challenge_method=plain` is accepted (RFC 7636 §4.2; S256 otherwise).
+    #[must_use]
+    pub fn allows_plain_pkce(&self) -> bool {
+        self.row.allow_plain_pkce
+    }
+
+    /// The client's own access-token lifetime in seconds, if it overrides the server's.
+    #[must_use]
+    pub fn access_token_lifetime(&self) -> Option<i64> {
+        self.row.access_token_lifetime
+    }
+
+    /// The client's own refresh-token lifetime in seconds, if it overrides the server's.
+    #[must_use]
+    pub fn refresh_token_lifetime(&self) -> Option<i64> {
+        self.row.refresh_token_lifetime
+    }
+
+    /// Whether the authorization-code grant yields a refresh token even without
+    /// `offline_access` (django-oauth-toolkit's behaviour; OIDC Core §11 otherwise).
+    #[must_use]
+    pub fn always_issue_refresh_token(&self) -> bool {
+        self.row.always_issue_refresh_token
+    }
+
     /// Whether PKCE is mandatory: always for public clients (RFC 9700 §2.1.1), else per client.
     #[must_use]
     pub fn requires_pkce(&self) -> bool {

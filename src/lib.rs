@@ -12,16 +12,18 @@
 //!   login, apps, oauth, oidc, api); the whole URL table is in [`routes::configure`]. A handler
 //!   takes extractors (signed-in user, CSRF-checked form, API body or bearer token), calls a
 //!   service with `?` and renders; errors render themselves (`PageError`, `ApiError`). No SQL.
-//! * [`oauth`] — the protocol. oxide-auth's `code_grant` state machines run the
-//!   authorization-code, refresh and client-credentials flows over our diesel-backed
-//!   `Registrar`/`Authorizer`/`Issuer`; our own layer parses parameters, authenticates clients and
-//!   writes every RFC-shaped answer. Password grant, introspection, revocation are ours, and
-//!   RFC 8707 resource indicators (a token's audience; resource servers introspect theirs).
+//! * [`oauth`] — the protocol. oxide-auth's `code_grant` state machines run the token
+//!   endpoint's authorization-code exchange and refresh over our diesel-backed
+//!   `Registrar`/`Authorizer`/`Issuer`; the authorization endpoint, the password, mfa-otp and
+//!   client-credentials grants, minting (`oauth::mint`), introspection and revocation are ours,
+//!   and so are parameter parsing, client authentication, every RFC-shaped answer and RFC 8707
+//!   resource indicators (a token's audience; resource servers introspect theirs). Each rule is
+//!   checked once (the table in `docs/architecture.md`).
 //! * [`oidc`] — OpenID Connect on top of `oauth`: signing keys (generated into the database,
 //!   private parts sealed with a key derived from the secret key, rotated with overlap), the
 //!   JWKS, ID-token / UserInfo / RFC 9068 access-token claims, RP-initiated logout. The
-//!   authorization endpoint stores `nonce`, `auth_time` and `amr` with the code; the token
-//!   endpoint's primitives carry them onto the tokens; an ID token is signed after the token
+//!   authorization endpoint stores `nonce`, `auth_time` and `amr` with the code; minting carries
+//!   them onto the tokens; an ID token is signed after the token
 //!   transaction commits.
 //! * [`accounts`] — users, argon2id passwords (bounded concurrency, Django-equivalent
 //!   validators), login limits, registration, email verification (code and signed link),

@@ -47,6 +47,15 @@ pub fn replace(
         .map(|_| ())
 }
 
+/// Deletes every held secret that expired at or before `now` (never viewed in time); returns
+/// how many.
+///
+/// # Errors
+/// Query failures only.
+pub fn delete_expired(conn: &mut DbConnection, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::delete(held_secrets::table.filter(held_secrets::expires_at.le(now))).execute(conn)
+}
+
 /// Removes and returns the row of `ticket_hash`, if there is one and this call removed it (of
 /// two concurrent takers, one gets it).
 ///

@@ -15,21 +15,23 @@
 
 use std::net::IpAddr;
 
+use chrono::TimeDelta;
 use diesel::Connection;
-use oxide_auth::code_grant::authorization;
 use url::Url;
 
 use super::error::{ErrorCode, ErrorDescription};
 use super::grant_types::negotiate_scope;
 use super::params::Params;
-use super::primitives::{CanonicalRequest, Primitives};
+use super::primitives::encode_pkce;
 use super::OAuth;
 use crate::accounts::sessions;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::clients::{Client, ClientType, GrantType};
+use crate::db::codes::{self, CodeRow};
 use crate::db::{self, consents, user_sessions, users, DbError};
 use crate::domain::{pkce, ResourceSet, ScopeSet};
 use crate::oidc::Authentication;
+use crate::secret;
 
 /// What the resource owner decided on the consent page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -476,12 +478,7 @@ impl OAuth {
                 "the user has not consented to this request and prompt=none was given",
             )?,
             IssueOutcome::Prompt(prompt) => AuthorizeOutcome::Consent(prompt),
-            IssueOutcome::Issued(url) => match Url::parse(&url) {
-                Ok(url) => self.deliver(&target, mode, url),
-                Err(_) => {
-                    AuthorizeOutcome::ErrorPage("the registered redirect URI is invalid".to_owned())
-                }
-            },
+            IssueOutcome::Issued(url) => self.deliver(&target, mode, url),
             IssueOutcome::Invalid(message) => AuthorizeOutcome::ErrorPage(message.to_owned()),
             // OIDC Core §3.1.2.6: prompt=none cannot show the login page.
             IssueOutcome::LoginRequired if prompt.none => fail(
@@ -588,38 +585,46 @@ impl OAuth {
                         }
                         audit::record(conn, event)?;
                     }
-                    let mut primitives =
-                        Primitives::new(conn, &cfg, &client, GrantType::AuthorizationCode);
-                    primitives.state.get_mut().redirect_uri_explicit =
-                        params.get("redirect_uri").is_some();
-                    primitives.state.get_mut().auth = Some(auth);
-                    primitives.state.get_mut().requested_resources = resources.clone();
-                    let request = CanonicalRequest {
-                        params: &params,
-                        client_id: client.id(),
+                    // The PKCE parameters were checked above (`pkce_problem`): the encoding
+                    // cannot refuse them.
+                    let Ok(extensions) = encode_pkce(&client, &params) else {
+                        return Ok(IssueOutcome::Invalid("the PKCE parameters are invalid"));
                     };
-                    // oxide-auth's error type is large; it lives only for these lines.
-                    #[allow(clippy::result_large_err)]
-                    let result = authorization::authorization_code(&mut primitives, &request)
-                        .and_then(|pending| {
-                            pending.authorize(&mut primitives, user_id.clone().into())
-                        });
-                    let state = primitives.into_state();
-                    if let Some(e) = state.db_error {
-                        return Err(e);
+                    let code = secret::new_token();
+                    let now = db::now();
+                    let ttl = TimeDelta::from_std(cfg.lifetimes.authorization_code)
+                        .unwrap_or(TimeDelta::minutes(1));
+                    codes::insert(
+                        conn,
+                        &CodeRow {
+                            id: uuid::Uuid::new_v4().to_string(),
+                            code_hash: secret::sha256_hex(&code),
+                            client_id: client.id().to_owned(),
+                            user_id: user_id.clone(),
+                            redirect_uri: target.clone(),
+                            redirect_uri_explicit: params.get("redirect_uri").is_some(),
+                            scope: scope.to_string(),
+                            extensions,
+                            created_at: now,
+                            expires_at: now + ttl,
+                            used_at: None,
+                            nonce: auth.nonce.clone(),
+                            auth_time: Some(auth.auth_time),
+                            amr: Some(auth.amr.clone()),
+                            resources: resources.to_string(),
+                        },
+                    )?;
+                    // RFC 6749 §4.1.2: `code` and `state` on the redirect URI's query.
+                    let Ok(mut url) = Url::parse(&target) else {
+                        return Ok(IssueOutcome::Invalid(
+                            "the registered redirect URI is invalid",
+                        ));
+                    };
+                    url.query_pairs_mut().append_pair("code", &code);
+                    if let Some(state) = params.get("state") {
+                        url.query_pairs_mut().append_pair("state", state);
                     }
-                    Ok(match result {
-                        Ok(url) => IssueOutcome::Issued(url.to_string()),
-                        Err(authorization::Error::Redirect(e)) => {
-                            let url: Url = e.into();
-                            IssueOutcome::Issued(url.to_string())
-                        }
-                        Err(_) => IssueOutcome::Invalid(
-                            state
-                                .pkce_error
-                                .unwrap_or("the authorization request is invalid"),
-                        ),
-                    })
+                    Ok(IssueOutcome::Issued(url))
                 })
                 .map_err(DbError::from)
             })
@@ -644,13 +649,13 @@ impl Previous {
 
 /// What [`OAuth::issue_code`] decided.
 enum IssueOutcome {
-    /// The redirect URI with `code` and `state` (or oxide-auth's error).
-    Issued(String),
+    /// The redirect URI with `code` and `state`.
+    Issued(Url),
     /// Consent is needed: show this.
     Prompt(ConsentPrompt),
     /// Consent is needed but `prompt=none` forbids asking.
     ConsentRequired,
-    /// oxide-auth refused the request.
+    /// The request cannot be answered on its redirect URI.
     Invalid(&'static str),
     /// The browser session ended (or the user was deactivated) after the request was
     /// checked: the user must log in again.
@@ -695,7 +700,7 @@ fn pkce_problem(client: &Client, params: &Params) -> Option<&'static str> {
         }
         (Some(_), Some("S256")) => None,
         // RFC 7636 §4.3: an absent method means plain.
-        (Some(_), Some("plain") | None) if client.row.allow_plain_pkce => None,
+        (Some(_), Some("plain") | None) if client.allows_plain_pkce() => None,
         (Some(_), Some("plain") | None) => {
             Some("code_challenge_method=plain is not allowed for this application: use S256")
         }

@@ -10,8 +10,8 @@ use diesel::Connection;
 
 use super::OAuth;
 use crate::db::{
-    self, audit_events, codes, one_time_codes, rate_limits, signing_keys, tokens, user_sessions,
-    DbError,
+    self, audit_events, codes, held_secrets, one_time_codes, rate_limits, signing_keys, tokens,
+    user_sessions, DbError,
 };
 use crate::oidc::keys::KeyError;
 use crate::oidc::SigningAlg;
@@ -20,7 +20,8 @@ impl OAuth {
     /// Deletes expired or revoked tokens, expired authorization codes, rate-limit windows
     /// older than the configured window, retired signing keys past their overlap, audit events
     /// older than `audit.retention_days`, browser-session rows that ended (or began) longer
-    /// than `server.session_max_age_seconds` ago, and one-time codes expired over a day ago. Returns
+    /// than `server.session_max_age_seconds` ago, one-time codes expired over a day ago, and new
+    /// client secrets held for a view that never came (`held_secrets`). Returns
     /// the first three counts.
     ///
     /// # Errors
@@ -49,6 +50,7 @@ impl OAuth {
                     // Codes expire within a day at most; a day more keeps the resend
                     // cooldown's history.
                     one_time_codes::delete_expired(conn, now - TimeDelta::days(1))?;
+                    held_secrets::delete_expired(conn, now)?;
                     Ok((t, c, r))
                 })
                 .map_err(DbError::from)

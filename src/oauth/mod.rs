@@ -18,6 +18,7 @@ mod housekeeping;
 pub mod introspect;
 pub mod logout;
 pub mod metadata;
+mod mint;
 pub mod params;
 mod primitives;
 mod resource;

@@ -1,43 +1,48 @@
-//! oxide-auth's primitives (`Registrar`, `Authorizer`, `Issuer`) and grant extensions over
-//! diesel, plus the canonical requests we present to its `code_grant` state machines.
+//! The adapter between oxide-auth's `code_grant` state machines and our storage: the
+//! `Registrar`, `Authorizer` and `Issuer` primitives over diesel, and the canonical request the
+//! machines read. oxide-auth drives the token endpoint's authorization-code exchange and
+//! refresh flows with them; the other grants and the authorization endpoint do not pass through
+//! oxide-auth (`docs/architecture.md`, "What oxide-auth does for us").
 //!
-//! One [`Primitives`] lives for one request, inside one database transaction on the blocking
-//! pool. Client authentication has already happened in [`super::client_auth`], so
-//! `Registrar::check` only confirms that oxide-auth is talking about that client. Everything the
-//! state machines report only as "invalid" is recorded in [`FlowState`] so that
-//! [`super::token`] can answer with the RFC's error code (oxide-auth's measured deviations,
-//! listed in `docs/architecture.md`, never reach a client).
+//! One [`Primitives`] lives for one token request, inside one database transaction on the
+//! blocking pool. oxide-auth's primitives answer `Result<_, ()>` and some take `&self`, so what
+//! happened (a replayed code, a reused refresh token, a PKCE mismatch, a storage error) is
+//! recorded in [`FlowState`] for [`Primitives::finish`] to turn into the RFC's error (oxide-auth's
+//! measured deviations, listed in `docs/architecture.md`, never reach a client).
 
 use std::borrow::Cow;
 use std::cell::RefCell;
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{TimeDelta, TimeZone, Utc};
 use diesel::QueryResult;
+use oxide_auth::code_grant::error::AccessTokenErrorType;
 use oxide_auth::code_grant::extensions::Pkce;
-use oxide_auth::code_grant::{accesstoken, authorization, client_credentials, refresh};
+use oxide_auth::code_grant::{accesstoken, refresh};
 use oxide_auth::primitives::authorizer::Authorizer;
 use oxide_auth::primitives::grant::{Extensions, Grant, Value};
 use oxide_auth::primitives::issuer::{IssuedToken, Issuer, RefreshedToken, TokenType};
 use oxide_auth::primitives::registrar::{
-    BoundClient, ClientUrl, ExactUrl, PreGrant, RegisteredUrl, Registrar, RegistrarError,
+    BoundClient, ClientUrl, PreGrant, Registrar, RegistrarError,
 };
 use oxide_auth::primitives::scope::Scope;
 
+use super::error::OAuthError;
+use super::mint::{Issued, Issuing, MintError, Minted, Refusal, TokenGrant};
 use super::params::Params;
-use super::OAuthConfig;
-use crate::accounts::PasswordLogin;
 use crate::audit::{self, AuditEvent};
 use crate::clients::{Client, GrantType};
-use crate::db::codes::{self, CodeRow};
+use crate::db::codes;
 use crate::db::tokens::{self, TokenRow};
-use crate::db::{self, users, DbConnection};
+use crate::db::{self, DbConnection};
 use crate::domain::{pkce, ResourceSet, ScopeSet};
-use crate::oidc::keys::Signer;
-use crate::oidc::{AccessTokenClaims, Audience, Authentication, ACCESS_TOKEN_TYP, OFFLINE_ACCESS};
+use crate::oidc::{Authentication, OFFLINE_ACCESS};
 use crate::secret;
 
 /// Stand-in `redirect_uri` for a token request that omitted it, accepted only when the
-/// authorization request omitted it too (RFC 6749 §4.1.3).
+/// authorization request omitted it too (RFC 6749 §4.1.3). oxide-auth requires the parameter
+/// (and compares it with the code's), where the RFC requires it only when the authorization
+/// request carried one: the code's stored `redirect_uri_explicit` decides
+/// ([`Authorizer::extract`]).
 pub(crate) const OMITTED_REDIRECT_URI: &str = "urn:latchkey:redirect-uri-omitted";
 
 /// What happened to the authorization code presented at the token endpoint.
@@ -62,101 +67,84 @@ pub(crate) enum RefreshOutcome {
     Valid,
 }
 
-/// Tokens minted by our issuer during the flow.
-#[derive(Clone, Debug)]
-pub(crate) struct Minted {
-    pub access_token: String,
-    pub refresh_token: Option<String>,
-    pub expires_in: i64,
-    pub scope: String,
-}
-
 /// Facts recorded by the primitives while oxide-auth drives them.
 #[derive(Debug, Default)]
 pub(crate) struct FlowState {
     pub db_error: Option<diesel::result::Error>,
+    pub mint_error: Option<MintError>,
     pub code: Option<CodeOutcome>,
     pub refresh: Option<RefreshOutcome>,
     pub pkce_error: Option<&'static str>,
-    pub scope_refused: bool,
-    /// The password grant's user was deactivated before the tokens could be minted.
-    pub owner_inactive: bool,
-    /// The password grant's login no longer holds under the user's row lock: the password
-    /// changed, or the user's sessions were ended, while it was being checked.
-    pub login_outdated: bool,
-    /// A JWT access token could not be signed (no key): a server error.
-    pub signing_failed: bool,
     /// Token family of the grant being exchanged.
     pub family_id: Option<String>,
     /// Whether `issue` also mints a refresh token.
     pub issue_refresh: bool,
-    /// Whether the authorization request carried `redirect_uri`.
-    pub redirect_uri_explicit: bool,
     /// Whether the token request omitted `redirect_uri`.
     pub redirect_uri_omitted: bool,
     pub minted: Option<Minted>,
     /// The refresh token `recover_refresh` found, for `refresh` to rotate (no second lookup).
     pub recovered_refresh: Option<TokenRow>,
-    /// The user's authentication behind this grant: set by the authorization endpoint (stored
-    /// with the code), recovered from the code or refresh token, or made by the password grant.
+    /// The user's authentication behind this grant, recovered from the code or refresh token.
     /// Minted tokens keep `auth_time` and `amr`; ID tokens are built from it.
     pub auth: Option<Authentication>,
     /// The RFC 8707 `resource`s of this request (already checked to be registered resources).
     pub requested_resources: ResourceSet,
     /// The resources of the grant being exchanged: the code's (its authorization request's) or
-    /// the refresh token's. `None` for grants without a previous request (password, client
-    /// credentials), where the requested resources are the grant's.
+    /// the refresh token's.
     pub grant_resources: Option<ResourceSet>,
-    /// The requested resources are not within the grant's (RFC 8707 §2.2): `invalid_target`.
-    pub target_error: Option<&'static str>,
 }
 
-/// The primitives for one request.
+/// The primitives for one token request.
 pub(crate) struct Primitives<'a> {
     conn: RefCell<&'a mut DbConnection>,
-    cfg: &'a OAuthConfig,
-    client: &'a Client,
+    issuing: &'a Issuing<'a>,
     grant_type: GrantType,
     pkce: Pkce,
-    /// Present when the client gets RFC 9068 JWT access tokens.
-    signer: Option<Signer>,
     pub state: RefCell<FlowState>,
 }
 
 impl<'a> Primitives<'a> {
     pub fn new(
         conn: &'a mut DbConnection,
-        cfg: &'a OAuthConfig,
-        client: &'a Client,
+        issuing: &'a Issuing<'a>,
         grant_type: GrantType,
+        state: FlowState,
     ) -> Self {
-        let mut pkce = if client.requires_pkce() {
-            Pkce::required()
-        } else {
-            Pkce::optional()
-        };
-        if client.row.allow_plain_pkce {
-            pkce.allow_plain();
-        }
         Self {
             conn: RefCell::new(conn),
-            cfg,
-            client,
+            issuing,
             grant_type,
-            pkce,
-            signer: None,
-            state: RefCell::new(FlowState::default()),
+            pkce: pkce_policy(issuing.client),
+            state: RefCell::new(state),
         }
     }
 
-    /// Signs access tokens as RFC 9068 JWTs with `signer`.
-    pub fn with_signer(mut self, signer: Option<Signer>) -> Self {
-        self.signer = signer;
-        self
-    }
-
-    pub fn into_state(self) -> FlowState {
-        self.state.into_inner()
+    /// What the flow came to: the minted tokens, or the refusal in the RFC's words. `result`
+    /// is the state machine's own answer (oxide-auth's error kind, if it gave one).
+    ///
+    /// # Errors
+    /// [`Refusal::Db`] when storage failed, [`Refusal::Rollback`] when a JWT could not be
+    /// signed, [`Refusal::Commit`] for every protocol error (so that the revocations done on
+    /// code replay or refresh-token reuse stay done).
+    pub fn finish(
+        self,
+        result: Result<(), Option<AccessTokenErrorType>>,
+    ) -> Result<Issued, Refusal> {
+        let mut state = self.state.into_inner();
+        if let Some(e) = state.db_error.take() {
+            return Err(Refusal::Db(e));
+        }
+        if let Some(e) = state.mint_error.take() {
+            return Err(Refusal::from(e));
+        }
+        match (result, state.minted.take()) {
+            (Ok(()), Some(minted)) => Ok(Issued {
+                minted,
+                auth: state.auth.take(),
+            }),
+            (Ok(()), None) => Err(Refusal::Rollback(OAuthError::server_error())),
+            (Err(kind), _) => Err(Refusal::Commit(map_failure(kind, &state))),
+        }
     }
 
     fn with_conn<T>(&self, f: impl FnOnce(&mut DbConnection) -> QueryResult<T>) -> Result<T, ()> {
@@ -166,185 +154,60 @@ impl<'a> Primitives<'a> {
         })
     }
 
-    fn placeholder_url(&self) -> Result<ExactUrl, RegistrarError> {
-        self.cfg
-            .issuer
-            .parse()
-            .map_err(|_| RegistrarError::PrimitiveError)
-    }
-
-    fn lifetime(&self, override_secs: Option<i64>, default: std::time::Duration) -> TimeDelta {
-        override_secs
-            .map(TimeDelta::seconds)
-            .or_else(|| TimeDelta::from_std(default).ok())
-            .unwrap_or(TimeDelta::hours(1))
-    }
-
-    /// Inserts an access token (and a refresh token if `with_refresh`) and records them.
-    fn mint(
-        &self,
-        user_id: Option<String>,
-        scope: &Scope,
-        family_id: String,
-        grant_type: &str,
-        refresh_scope: Option<String>,
-    ) -> Result<(String, Option<String>, DateTime<Utc>), ()> {
-        let (audience, grant_resources) = self.resources()?;
-        let with_refresh = refresh_scope.is_some();
-        let now = db::now();
-        let scope = ScopeSet::from_stored(&scope.to_string()).to_string();
-        let access_ttl = self.lifetime(
-            self.client.row.access_token_lifetime,
-            self.cfg.lifetimes.access_token,
-        );
-        let (auth_time, amr) = self
-            .state
-            .borrow()
-            .auth
-            .as_ref()
-            .map(|a| (Some(a.auth_time), Some(a.amr.clone())))
-            .unwrap_or_default();
-        let id = uuid::Uuid::new_v4().to_string();
-        let (access, signing_kid) = match &self.signer {
-            None => (secret::new_token(), None),
-            Some(signer) => {
-                // RFC 9068 §2.2.
-                let claims = AccessTokenClaims {
-                    iss: self.cfg.issuer.clone(),
-                    sub: user_id
-                        .clone()
-                        .unwrap_or_else(|| self.client.id().to_owned()),
-                    aud: Audience::of_resources(&audience, &self.cfg.access_token_audience),
-                    client_id: self.client.id().to_owned(),
-                    scope: scope.clone(),
-                    jti: id.clone(),
-                    iat: now.and_utc().timestamp(),
-                    exp: (now + access_ttl).and_utc().timestamp(),
-                    auth_time: auth_time.map(|t| t.and_utc().timestamp()),
-                };
-                // The key stays locked until this transaction commits, so a concurrent
-                // revocation of it also revokes this token (`Signer::sign_held`).
-                let signed = {
-                    let mut conn = self.conn.borrow_mut();
-                    signer.sign_held(
-                        &mut conn,
-                        self.client.signing_alg(),
-                        ACCESS_TOKEN_TYP,
-                        &claims,
-                    )
-                };
-                let (jwt, kid) = signed.map_err(|e| {
-                    tracing::error!(error = %e, "signing a JWT access token failed");
-                    self.state.borrow_mut().signing_failed = true;
-                })?;
-                (jwt, Some(kid))
-            }
-        };
-        let mut rows = vec![TokenRow {
-            id,
-            token_hash: secret::sha256_hex(&access),
-            kind: tokens::ACCESS.to_owned(),
-            client_id: self.client.id().to_owned(),
-            user_id: user_id.clone(),
-            scope: scope.clone(),
-            grant_type: grant_type.to_owned(),
-            family_id: family_id.clone(),
-            created_at: now,
-            expires_at: now + access_ttl,
-            revoked_at: None,
-            rotated_at: None,
-            auth_time,
-            amr,
-            resources: audience.to_string(),
-            signing_kid,
-        }];
-        let refresh = if with_refresh {
-            let refresh = secret::new_token();
-            let ttl = self.lifetime(
-                self.client.row.refresh_token_lifetime,
-                self.cfg.lifetimes.refresh_token,
-            );
-            rows.push(TokenRow {
-                id: uuid::Uuid::new_v4().to_string(),
-                token_hash: secret::sha256_hex(&refresh),
-                kind: tokens::REFRESH.to_owned(),
-                scope: refresh_scope.unwrap_or_default(),
-                expires_at: now + ttl,
-                resources: grant_resources.to_string(),
-                signing_kid: None,
-                ..rows[0].clone()
-            });
-            Some(refresh)
-        } else {
-            None
-        };
-        self.with_conn(|conn| {
-            for row in &rows {
-                tokens::insert(conn, row)?;
-            }
-            audit::record(
-                conn,
-                AuditEvent::new("token.issued")
-                    .client(self.client.id())
-                    .maybe_user(user_id.as_deref())
-                    .detail("grant_type", grant_type)
-                    .detail("family_id", family_id.clone())
-                    .detail("scope", scope.clone())
-                    .detail("resources", audience.to_string())
-                    .detail("refresh_token", with_refresh),
+    /// Mints through [`super::mint`] with this flow's authentication and resources.
+    fn mint(&self, grant: &TokenGrant<'_>) -> Result<Minted, ()> {
+        let state = self.state.borrow();
+        let minted = self
+            .issuing
+            .mint(
+                state.auth.as_ref(),
+                &state.requested_resources,
+                state.grant_resources.as_ref(),
             )
-        })?;
-        let until = Utc.from_utc_datetime(&(now + access_ttl));
-        self.state.borrow_mut().minted = Some(Minted {
-            access_token: access.clone(),
-            refresh_token: refresh.clone(),
-            expires_in: access_ttl.num_seconds(),
-            scope,
-        });
-        Ok((access, refresh, until))
-    }
-
-    /// The resources of the access token to mint (its audience) and of the grant a refresh token
-    /// carries on (RFC 8707 §2.2): a request may name only resources within the grant's; naming
-    /// none takes all of them. Without a previous grant (password, client credentials) the
-    /// requested resources are both.
-    ///
-    /// # Errors
-    /// Records `target_error` when the request names a resource outside the grant's.
-    fn resources(&self) -> Result<(ResourceSet, ResourceSet), ()> {
+            .mint(&mut self.conn.borrow_mut(), grant);
+        drop(state);
         let mut state = self.state.borrow_mut();
-        let requested = state.requested_resources.clone();
-        match state.grant_resources.clone() {
-            None => Ok((requested.clone(), requested)),
-            Some(grant) if requested.is_empty() => Ok((grant.clone(), grant)),
-            Some(grant) if requested.is_subset(&grant) => Ok((requested, grant)),
-            Some(grant) => {
-                state.target_error = Some(if grant.is_empty() {
-                    "the authorization request named no resource, so the token request may not name one (RFC 8707 section 2.2)"
-                } else {
-                    "a requested resource is not among the resources of the grant (RFC 8707 section 2.2)"
-                });
+        match minted {
+            Ok(minted) => {
+                state.minted = Some(minted.clone());
+                Ok(minted)
+            }
+            Err(e) => {
+                state.mint_error = Some(e);
                 Err(())
             }
         }
     }
+}
 
-    /// Locks the login's user row for the rest of the transaction (see the lock rule in
-    /// [`crate::db::tokens`]: before any token row) and returns whether the login still holds
-    /// there ([`PasswordLogin::still_holds`]: active, same password hash, no session cut-off
-    /// since the check began). The password and mfa-otp grants call it before
-    /// [`Issuer::issue`]. Records `owner_inactive` for a deactivated user, `login_outdated`
-    /// otherwise.
-    pub fn lock_user_for(&self, login: &PasswordLogin) -> Result<bool, ()> {
-        let user = self.with_conn(|conn| users::lock(conn, &login.user.id))?;
-        let mut state = self.state.borrow_mut();
-        match user {
-            Some(u) if !u.is_active => state.owner_inactive = true,
-            Some(u) if login.still_holds(&u) => return Ok(true),
-            _ => state.login_outdated = true,
-        }
-        Ok(false)
+/// The PKCE rule of `client` as oxide-auth's extension: required for public clients and clients
+/// configured for it (RFC 9700 §2.1.1), `plain` only where allowed.
+fn pkce_policy(client: &Client) -> Pkce {
+    let mut pkce = if client.requires_pkce() {
+        Pkce::required()
+    } else {
+        Pkce::optional()
+    };
+    if client.allows_plain_pkce() {
+        pkce.allow_plain();
     }
+    pkce
+}
+
+/// The stored form of an authorization request's PKCE challenge (RFC 7636 §4.3), in the
+/// `extensions` column of its code: oxide-auth's encoding, which its `Pkce` verifies at the
+/// token endpoint. `None` when the request had no challenge. The request was already checked
+/// ([`super::authorize`]): `Err` only if it breaks the client's PKCE rule after all.
+pub(crate) fn encode_pkce(client: &Client, params: &Params) -> Result<String, ()> {
+    let pkce = pkce_policy(client);
+    let mut ext = Extensions::new();
+    if let Some(value) = pkce.challenge(
+        params.get("code_challenge_method").map(Cow::Borrowed),
+        params.get("code_challenge").map(Cow::Borrowed),
+    )? {
+        ext.set(&pkce, value);
+    }
+    Ok(encode_extensions(&ext))
 }
 
 fn encode_extensions(ext: &Extensions) -> String {
@@ -374,63 +237,27 @@ fn decode_extensions(raw: &str) -> Extensions {
 }
 
 impl Registrar for Primitives<'_> {
-    fn bound_redirect<'b>(&self, bound: ClientUrl<'b>) -> Result<BoundClient<'b>, RegistrarError> {
-        if bound.client_id.as_ref() != self.client.id() {
-            return Err(RegistrarError::Unspecified);
-        }
-        let uri = match bound.redirect_uri {
-            // Exact string comparison (RFC 9700 §4.1.3).
-            Some(uri) => {
-                if !self.client.redirect_uris.iter().any(|r| r == uri.as_str()) {
-                    return Err(RegistrarError::Unspecified);
-                }
-                uri.into_owned()
-            }
-            None => match self.client.redirect_uris.as_slice() {
-                // RFC 6749 §3.1.2.3: may be omitted when exactly one is registered.
-                [only] => only.parse().map_err(|_| RegistrarError::PrimitiveError)?,
-                _ if self.grant_type == GrantType::ClientCredentials => self.placeholder_url()?,
-                _ => return Err(RegistrarError::Unspecified),
-            },
-        };
-        Ok(BoundClient {
-            client_id: bound.client_id,
-            redirect_uri: Cow::Owned(RegisteredUrl::Exact(uri)),
-        })
+    /// Not used: the flows run through oxide-auth (the code exchange and refresh) only
+    /// authenticate the client; the authorization endpoint, where redirect URIs are bound, is
+    /// ours ([`super::authorize`]).
+    fn bound_redirect<'b>(&self, _bound: ClientUrl<'b>) -> Result<BoundClient<'b>, RegistrarError> {
+        Err(RegistrarError::Unspecified)
     }
 
+    /// Not used, as [`Registrar::bound_redirect`]: scope is negotiated at the authorization
+    /// endpoint, and narrowed at refresh by oxide-auth against the grant itself.
     fn negotiate(
         &self,
-        bound: BoundClient,
-        scope: Option<Scope>,
+        _bound: BoundClient,
+        _scope: Option<Scope>,
     ) -> Result<PreGrant, RegistrarError> {
-        let requested = scope.map(|s| s.to_string());
-        let negotiated = if self.grant_type == GrantType::ClientCredentials {
-            super::grant_types::client_credentials::negotiate(
-                self.client,
-                self.cfg,
-                requested.as_deref(),
-            )
-        } else {
-            super::grant_types::negotiate_scope(self.client, self.cfg, requested.as_deref())
-        };
-        let Ok(granted) = negotiated else {
-            self.state.borrow_mut().scope_refused = true;
-            return Err(RegistrarError::Unspecified);
-        };
-        Ok(PreGrant {
-            client_id: bound.client_id.into_owned(),
-            redirect_uri: bound.redirect_uri.into_owned(),
-            scope: granted
-                .to_string()
-                .parse()
-                .map_err(|_| RegistrarError::PrimitiveError)?,
-        })
+        Err(RegistrarError::Unspecified)
     }
 
     fn check(&self, client_id: &str, _passphrase: Option<&[u8]>) -> Result<(), RegistrarError> {
-        // The client was authenticated before the flow started (client_auth.rs).
-        if client_id == self.client.id() {
+        // The client was authenticated before the flow started (client_auth.rs): this only
+        // confirms that oxide-auth is talking about that client.
+        if client_id == self.issuing.client.id() {
             Ok(())
         } else {
             Err(RegistrarError::Unspecified)
@@ -439,38 +266,10 @@ impl Registrar for Primitives<'_> {
 }
 
 impl Authorizer for Primitives<'_> {
-    fn authorize(&mut self, grant: Grant) -> Result<String, ()> {
-        let code = secret::new_token();
-        let now = db::now();
-        let ttl = TimeDelta::from_std(self.cfg.lifetimes.authorization_code).map_err(|_| ())?;
-        let row = CodeRow {
-            id: uuid::Uuid::new_v4().to_string(),
-            code_hash: secret::sha256_hex(&code),
-            client_id: grant.client_id,
-            user_id: grant.owner_id,
-            redirect_uri: grant.redirect_uri.to_string(),
-            redirect_uri_explicit: self.state.borrow().redirect_uri_explicit,
-            scope: ScopeSet::from_stored(&grant.scope.to_string()).to_string(),
-            extensions: encode_extensions(&grant.extensions),
-            created_at: now,
-            expires_at: now + ttl,
-            used_at: None,
-            nonce: None,
-            auth_time: None,
-            amr: None,
-            resources: self.state.borrow().requested_resources.to_string(),
-        };
-        let row = match &self.state.borrow().auth {
-            Some(auth) => CodeRow {
-                nonce: auth.nonce.clone(),
-                auth_time: Some(auth.auth_time),
-                amr: Some(auth.amr.clone()),
-                ..row
-            },
-            None => row,
-        };
-        self.with_conn(|conn| codes::insert(conn, &row))?;
-        Ok(code)
+    /// Not used: codes are issued by the authorization endpoint, which is ours
+    /// ([`super::authorize`]); oxide-auth only extracts them at the token endpoint.
+    fn authorize(&mut self, _grant: Grant) -> Result<String, ()> {
+        Err(())
     }
 
     fn extract(&mut self, code: &str) -> Result<Option<Grant>, ()> {
@@ -556,30 +355,24 @@ impl Issuer for Primitives<'_> {
                 state.issue_refresh,
             )
         };
-        let user_id = match self.grant_type {
-            GrantType::ClientCredentials => None,
-            _ => Some(grant.owner_id.clone()),
-        };
         let granted = ScopeSet::from_stored(&grant.scope.to_string());
         // OIDC Core §11: the authorization-code grant yields a refresh token only with
         // `offline_access` (which the user saw on the consent page), unless the client is
         // configured to always get one (django-oauth-toolkit's behaviour).
         let with_refresh = with_refresh
-            && (self.grant_type != GrantType::AuthorizationCode
-                || granted.contains(OFFLINE_ACCESS)
-                || self.client.row.always_issue_refresh_token);
-        let refresh_scope = with_refresh.then(|| granted.to_string());
-        let (token, refresh, until) = self.mint(
-            user_id,
-            &grant.scope,
-            family,
-            self.grant_type.as_str(),
-            refresh_scope,
-        )?;
+            && (granted.contains(OFFLINE_ACCESS)
+                || self.issuing.client.always_issue_refresh_token());
+        let minted = self.mint(&TokenGrant {
+            user_id: Some(&grant.owner_id),
+            scope: &granted,
+            family_id: &family,
+            grant_type: self.grant_type.as_str(),
+            refresh_scope: with_refresh.then_some(&granted),
+        })?;
         Ok(IssuedToken {
-            token,
-            refresh,
-            until,
+            until: until(&minted),
+            token: minted.access_token,
+            refresh: minted.refresh_token,
             token_type: TokenType::Bearer,
         })
     }
@@ -589,7 +382,22 @@ impl Issuer for Primitives<'_> {
         let row = self.state.borrow_mut().recovered_refresh.take().ok_or(())?;
         // A resource outside the grant is refused before the refresh token is rotated, so the
         // client keeps it.
-        self.resources()?;
+        {
+            let state = self.state.borrow();
+            let checked = self
+                .issuing
+                .mint(
+                    state.auth.as_ref(),
+                    &state.requested_resources,
+                    state.grant_resources.as_ref(),
+                )
+                .resources();
+            drop(state);
+            if let Err(e) = checked {
+                self.state.borrow_mut().mint_error = Some(e);
+                return Err(());
+            }
+        }
         let now = db::now();
         if !self.with_conn(|conn| tokens::mark_rotated(conn, &row.id, now))? {
             // Another request rotated it first: treat as reuse (RFC 9700 §4.14.2).
@@ -597,19 +405,19 @@ impl Issuer for Primitives<'_> {
             self.state.borrow_mut().refresh = Some(RefreshOutcome::Reused);
             return Err(());
         }
-        let (token, refresh, until) = self.mint(
-            row.user_id.clone(),
-            &grant.scope,
-            row.family_id.clone(),
-            &row.grant_type,
-            // RFC 6749 §6: a narrower access token does not narrow the grant; the new refresh
-            // token keeps the scope of the one it replaces.
-            Some(row.scope.clone()),
-        )?;
+        // RFC 6749 §6: a narrower access token does not narrow the grant; the new refresh
+        // token keeps the scope of the one it replaces.
+        let minted = self.mint(&TokenGrant {
+            user_id: row.user_id.as_deref(),
+            scope: &ScopeSet::from_stored(&grant.scope.to_string()),
+            family_id: &row.family_id,
+            grant_type: &row.grant_type,
+            refresh_scope: Some(&ScopeSet::from_stored(&row.scope)),
+        })?;
         Ok(RefreshedToken {
-            token,
-            refresh,
-            until,
+            until: until(&minted),
+            token: minted.access_token,
+            refresh: minted.refresh_token,
             token_type: TokenType::Bearer,
         })
     }
@@ -628,7 +436,7 @@ impl Issuer for Primitives<'_> {
             owner_id: row.user_id.unwrap_or_default(),
             client_id: row.client_id,
             scope: row.scope.parse().map_err(|_| ())?,
-            redirect_uri: self.cfg.issuer.parse().map_err(|_| ())?,
+            redirect_uri: self.issuing.cfg.issuer.parse().map_err(|_| ())?,
             until: Utc.from_utc_datetime(&row.expires_at),
             extensions: Extensions::new(),
         }))
@@ -672,7 +480,7 @@ impl Issuer for Primitives<'_> {
             owner_id: row.user_id.clone().unwrap_or_default(),
             client_id: row.client_id.clone(),
             scope: row.scope.parse().map_err(|_| ())?,
-            redirect_uri: self.cfg.issuer.parse().map_err(|_| ())?,
+            redirect_uri: self.issuing.cfg.issuer.parse().map_err(|_| ())?,
             until: Utc.from_utc_datetime(&row.expires_at),
             extensions: Extensions::new(),
         };
@@ -688,25 +496,6 @@ impl Issuer for Primitives<'_> {
         state.grant_resources = Some(ResourceSet::from_stored(&row.resources));
         state.recovered_refresh = Some(row);
         Ok(Some(grant))
-    }
-}
-
-impl authorization::Extension for Primitives<'_> {
-    fn extend(&mut self, request: &dyn authorization::Request) -> Result<Extensions, ()> {
-        let mut ext = Extensions::new();
-        match self.pkce.challenge(
-            request.extension("code_challenge_method"),
-            request.extension("code_challenge"),
-        ) {
-            Ok(Some(value)) => ext.set(&self.pkce, value),
-            Ok(None) => {}
-            Err(()) => {
-                self.state.borrow_mut().pkce_error =
-                    Some("PKCE is required: send code_challenge with code_challenge_method=S256 (RFC 7636)");
-                return Err(());
-            }
-        }
-        Ok(ext)
     }
 }
 
@@ -738,24 +527,6 @@ impl accesstoken::Extension for Primitives<'_> {
     }
 }
 
-impl client_credentials::Extension for Primitives<'_> {
-    fn extend(&mut self, _request: &dyn client_credentials::Request) -> Result<Extensions, ()> {
-        Ok(Extensions::new())
-    }
-}
-
-impl authorization::Endpoint for Primitives<'_> {
-    fn registrar(&self) -> &dyn Registrar {
-        self
-    }
-    fn authorizer(&mut self) -> &mut dyn Authorizer {
-        self
-    }
-    fn extension(&mut self) -> &mut dyn authorization::Extension {
-        self
-    }
-}
-
 impl accesstoken::Endpoint for Primitives<'_> {
     fn registrar(&self) -> &dyn Registrar {
         self
@@ -780,18 +551,6 @@ impl refresh::Endpoint for Primitives<'_> {
     }
 }
 
-impl client_credentials::Endpoint for Primitives<'_> {
-    fn registrar(&self) -> &dyn Registrar {
-        self
-    }
-    fn issuer(&mut self) -> &mut dyn Issuer {
-        self
-    }
-    fn extension(&mut self) -> &mut dyn client_credentials::Extension {
-        self
-    }
-}
-
 /// The canonical request oxide-auth sees: our parsed, de-duplicated parameters, with client
 /// credentials replaced by the already-authenticated `client_id`.
 pub(crate) struct CanonicalRequest<'p> {
@@ -806,30 +565,6 @@ impl CanonicalRequest<'_> {
             "client_secret" => None,
             _ => self.params.get(name).map(Cow::Borrowed),
         }
-    }
-}
-
-impl authorization::Request for CanonicalRequest<'_> {
-    fn valid(&self) -> bool {
-        true
-    }
-    fn client_id(&self) -> Option<Cow<'_, str>> {
-        Some(Cow::Borrowed(self.client_id))
-    }
-    fn scope(&self) -> Option<Cow<'_, str>> {
-        self.param("scope")
-    }
-    fn redirect_uri(&self) -> Option<Cow<'_, str>> {
-        self.param("redirect_uri")
-    }
-    fn state(&self) -> Option<Cow<'_, str>> {
-        self.param("state")
-    }
-    fn response_type(&self) -> Option<Cow<'_, str>> {
-        self.param("response_type")
-    }
-    fn extension(&self, key: &str) -> Option<Cow<'_, str>> {
-        self.param(key)
     }
 }
 
@@ -879,23 +614,70 @@ impl refresh::Request for CanonicalRequest<'_> {
     }
 }
 
-impl client_credentials::Request for CanonicalRequest<'_> {
-    fn valid(&self) -> bool {
-        true
+/// When `minted`'s access token expires, for oxide-auth's answer types.
+fn until(minted: &Minted) -> chrono::DateTime<Utc> {
+    Utc::now() + TimeDelta::seconds(minted.expires_in)
+}
+
+/// Turns what the primitives recorded (and oxide-auth's error kind) into the RFC's error:
+/// code replay, unknown codes and PKCE failures are `invalid_grant` (RFC 6749 §5.2,
+/// RFC 7636 §4.6), never oxide-auth's `invalid_request`.
+fn map_failure(kind: Option<AccessTokenErrorType>, state: &FlowState) -> OAuthError {
+    if let Some(message) = state.pkce_error {
+        return OAuthError::invalid_grant(message);
     }
-    fn authorization(&self) -> Option<(Cow<'_, str>, Cow<'_, [u8]>)> {
-        Some((Cow::Borrowed(self.client_id), Cow::Borrowed(&[][..])))
-    }
-    fn scope(&self) -> Option<Cow<'_, str>> {
-        self.param("scope")
-    }
-    fn grant_type(&self) -> Option<Cow<'_, str>> {
-        self.param("grant_type")
-    }
-    fn extension(&self, key: &str) -> Option<Cow<'_, str>> {
-        match key {
-            "client_id" => None,
-            _ => self.param(key),
+    match state.code {
+        Some(CodeOutcome::Unknown) => {
+            return OAuthError::invalid_grant("the authorization code is invalid")
         }
+        Some(CodeOutcome::Replayed) => {
+            return OAuthError::invalid_grant(
+                "the authorization code was already used; the tokens issued for it are revoked",
+            )
+        }
+        Some(CodeOutcome::Expired) => {
+            return OAuthError::invalid_grant("the authorization code has expired")
+        }
+        Some(CodeOutcome::OwnerInactive) => {
+            return OAuthError::invalid_grant("the user's account is disabled")
+        }
+        Some(CodeOutcome::SessionsEnded) => {
+            return OAuthError::invalid_grant(
+                "the authorization code is no longer valid: the user was signed out everywhere after it was issued",
+            )
+        }
+        Some(CodeOutcome::Valid) | None => {}
+    }
+    match state.refresh {
+        Some(RefreshOutcome::Unknown) => {
+            return OAuthError::invalid_grant("the refresh token is invalid")
+        }
+        Some(RefreshOutcome::Reused) => {
+            return OAuthError::invalid_grant(
+                "the refresh token was already used; every token of this grant is now revoked",
+            )
+        }
+        Some(RefreshOutcome::Inactive) => {
+            return OAuthError::invalid_grant("the refresh token has expired or was revoked")
+        }
+        Some(RefreshOutcome::Valid) | None => {}
+    }
+    match kind {
+        Some(AccessTokenErrorType::InvalidGrant) if state.code.is_some() => OAuthError::invalid_grant(
+            "the authorization code was issued to another client, or redirect_uri differs from the authorization request",
+        ),
+        Some(AccessTokenErrorType::InvalidGrant) => OAuthError::invalid_grant("the grant is invalid"),
+        Some(AccessTokenErrorType::InvalidScope) => {
+            OAuthError::invalid_scope("the requested scope exceeds the scope originally granted")
+        }
+        Some(AccessTokenErrorType::InvalidClient) => OAuthError::invalid_client("client authentication failed"),
+        Some(AccessTokenErrorType::UnauthorizedClient) => {
+            OAuthError::unauthorized_client("this client may not use this grant")
+        }
+        Some(AccessTokenErrorType::UnsupportedGrantType) => OAuthError::new(
+            super::ErrorCode::UnsupportedGrantType,
+            "unsupported grant_type",
+        ),
+        _ => OAuthError::invalid_request("the token request is malformed"),
     }
 }

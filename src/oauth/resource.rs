@@ -5,7 +5,7 @@
 //! `invalid_target`. The named resources become the access token's audience (`aud` of JWT
 //! access tokens, RFC 9068 §3, and of introspection answers, RFC 7662 §2.2), and the resource
 //! servers serving them may introspect it. How a token request relates to the grant's
-//! resources is decided by the primitives (`Primitives::resources`).
+//! resources is decided where tokens are minted (`mint::Mint::resources`).
 
 use super::error::OAuthError;
 use super::params::Params;

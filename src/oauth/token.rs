@@ -4,33 +4,13 @@
 
 use std::net::IpAddr;
 
-use serde::Serialize;
-
 use super::client_auth::presented_client;
 use super::error::{ErrorCode, OAuthError};
 use super::grant_types;
+pub use super::mint::TokenResponse;
 use super::params::Params;
 use super::OAuth;
 use crate::clients::GrantType;
-
-/// A successful token response (RFC 6749 §5.1).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct TokenResponse {
-    /// The access token (opaque, 256 bits).
-    pub access_token: String,
-    /// Always `Bearer` (RFC 6750).
-    pub token_type: &'static str,
-    /// Seconds until the access token expires.
-    pub expires_in: i64,
-    /// A refresh token, when the client may use the refresh_token grant.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
-    /// The granted scope, space-separated (always sent, RFC 6749 §5.1 allows it).
-    pub scope: String,
-    /// An ID token (OIDC Core §3.1.3.3) when the granted scope contains `openid`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id_token: Option<String>,
-}
 
 impl OAuth {
     /// Handles a token request: `authorization` is the `Authorization` header, `params` the

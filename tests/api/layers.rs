@@ -133,3 +133,181 @@ fn the_checker_sees_a_back_edge() {
     );
     assert!(layer_of("oauth") > layer_of("db"));
 }
+
+/// The module path of a file under `src/` (`oauth/grant_types/mod.rs` → `oauth::grant_types`).
+fn module_of(relative: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = relative
+        .iter()
+        .map(|c| c.to_string_lossy().trim_end_matches(".rs").to_owned())
+        .collect();
+    if parts.last().is_some_and(|p| p == "mod") {
+        parts.pop();
+    }
+    parts
+}
+
+/// Every module path named by `crate::…`, `super::…` or `self::…` in `source` (outside comments
+/// and test code), resolved against `own`, the using module.
+fn used_paths(own: &[String], source: &str) -> Vec<Vec<String>> {
+    let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+    let mut used = Vec::new();
+    for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+        let bytes = line.as_bytes();
+        let mut i = 0;
+        while i < line.len() {
+            let starts_path = i == 0
+                || !(bytes[i - 1].is_ascii_alphanumeric()
+                    || bytes[i - 1] == b'_'
+                    || bytes[i - 1] == b':');
+            let rest = &line[i..];
+            let base: Option<(Vec<String>, &str)> = if !starts_path {
+                None
+            } else if let Some(r) = rest.strip_prefix("crate::") {
+                Some((Vec::new(), r))
+            } else if rest.starts_with("super::") {
+                let mut base = own.to_vec();
+                let mut r = rest;
+                while let Some(next) = r.strip_prefix("super::") {
+                    base.pop();
+                    r = next;
+                }
+                Some((base, r))
+            } else {
+                rest.strip_prefix("self::").map(|r| (own.to_vec(), r))
+            };
+            if let Some((mut path, r)) = base {
+                let mut segments = r.split("::");
+                for segment in segments.by_ref() {
+                    let name: String = segment
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
+                    if name.is_empty() || name.len() != segment.len() {
+                        if !name.is_empty() {
+                            path.push(name);
+                        }
+                        break;
+                    }
+                    path.push(name);
+                }
+                used.push(path);
+            }
+            i += rest.chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    used
+}
+
+/// Inside one area (`oauth`, `routes`, …) no two modules use each other, directly or round a
+/// longer loop (issue 10, item 4). A module may use its ancestors (the items its parent
+/// declares); the edges counted are those to other modules.
+#[test]
+fn no_two_modules_use_each_other() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let modules: Vec<Vec<String>> = files
+        .iter()
+        .map(|f| module_of(f.strip_prefix(&src).expect("under src")))
+        .collect();
+    let known: BTreeSet<Vec<String>> = modules.iter().cloned().collect();
+    // Each used path → the longest known module it names.
+    let mut edges = Edges::new();
+    for (file, own) in files.iter().zip(&modules) {
+        let source = std::fs::read_to_string(file).expect("readable");
+        for mut path in used_paths(own, &source) {
+            while !path.is_empty() && !known.contains(&path) {
+                path.pop();
+            }
+            let is_ancestor = own.starts_with(&path);
+            if path.is_empty() || is_ancestor || path.starts_with(own) {
+                continue;
+            }
+            edges.entry(own.clone()).or_default().insert(path);
+        }
+    }
+    assert!(
+        edges
+            .get(&vec!["oauth".to_owned(), "token".to_owned()])
+            .is_some_and(|used| used.contains(&vec!["oauth".to_owned(), "grant_types".to_owned()])),
+        "the checker sees the token endpoint use its grant types"
+    );
+    let cycles = cycles(&edges);
+    assert!(
+        cycles.is_empty(),
+        "modules that use each other:\n{}",
+        cycles.join("\n")
+    );
+}
+
+type Edges = std::collections::BTreeMap<Vec<String>, BTreeSet<Vec<String>>>;
+
+/// Every module of `edges` that reaches itself, with the way round.
+fn cycles(edges: &Edges) -> Vec<String> {
+    let mut cycles = Vec::new();
+    for start in edges.keys() {
+        let mut stack = vec![(start.clone(), vec![start.join("::")])];
+        let mut seen = BTreeSet::new();
+        while let Some((at, trail)) = stack.pop() {
+            for next in edges.get(&at).into_iter().flatten() {
+                if next == start {
+                    cycles.push(format!("{} → {}", trail.join(" → "), start.join("::")));
+                } else if seen.insert(next.clone()) {
+                    let mut trail = trail.clone();
+                    trail.push(next.join("::"));
+                    stack.push((next.clone(), trail));
+                }
+            }
+        }
+    }
+    cycles
+}
+
+#[test]
+fn the_cycle_checker_sees_a_loop() {
+    let path = |p: &str| p.split("::").map(str::to_owned).collect::<Vec<_>>();
+    let mut edges = Edges::new();
+    edges
+        .entry(path("oauth::token"))
+        .or_default()
+        .insert(path("oauth::grant_types"));
+    edges
+        .entry(path("oauth::grant_types"))
+        .or_default()
+        .insert(path("oauth::mint"));
+    assert!(cycles(&edges).is_empty());
+    edges
+        .entry(path("oauth::mint"))
+        .or_default()
+        .insert(path("oauth::token"));
+    assert_eq!(
+        cycles(&edges).len(),
+        3,
+        "each module of the loop reaches itself"
+    );
+}
+
+#[test]
+fn the_cycle_checker_resolves_relative_paths() {
+    let own = vec![
+        "oauth".to_owned(),
+        "grant_types".to_owned(),
+        "password".to_owned(),
+    ];
+    let used = used_paths(
+        &own,
+        "use super::super::mint::{Issued, Refusal};\nuse super::issue_for_login;\nuse crate::db::users;\n",
+    );
+    assert_eq!(
+        used,
+        vec![
+            vec!["oauth".to_owned(), "mint".to_owned()],
+            vec![
+                "oauth".to_owned(),
+                "grant_types".to_owned(),
+                "issue_for_login".to_owned()
+            ],
+            vec!["db".to_owned(), "users".to_owned()],
+        ]
+    );
+}

@@ -1195,3 +1195,62 @@ async fn a_held_secret_expires_and_is_shown_to_one_view_only() {
         assert_eq!(shown, 1, "one view of four");
     }
 }
+
+/// A held secret nobody came to view is deleted by the housekeeping job once it expires;
+/// one still within its view window stays.
+#[tokio::test]
+async fn housekeeping_deletes_held_secrets_past_their_view_window() {
+    use latchkey::clients::PlainSecret;
+    use latchkey::db::schema::held_secrets;
+
+    let app = spawn_app_with(SCOPES_WITHOUT_USER).await;
+    let dev = app.create_user("dev").await;
+    let visitor = app.visitor("dev").await;
+    let (_, stale_client, _) = register_service(&visitor, "Stale").await;
+    let (_, fresh_client, _) = register_service(&visitor, "Fresh").await;
+    let clients = &app.services.clients;
+    for client_id in [&stale_client, &fresh_client] {
+        clients
+            .hold_secret(&dev.id, client_id, PlainSecret("s".repeat(40)))
+            .await
+            .expect("db")
+            .expect("sealed");
+    }
+    let held = |db: latchkey::db::Db| async move {
+        db.read(|conn| {
+            use diesel::prelude::*;
+            held_secrets::table
+                .select(held_secrets::client_id)
+                .order(held_secrets::client_id)
+                .load::<String>(conn)
+                .map_err(latchkey::db::DbError::from)
+        })
+        .await
+        .expect("rows")
+    };
+    // Registering leaves a held secret of its own for each client: count from here.
+    let before = held(app.services.db.clone()).await;
+    assert!(before.contains(&stale_client) && before.contains(&fresh_client));
+    let stale = stale_client.clone();
+    app.services
+        .db
+        .write(move |conn| {
+            use diesel::prelude::*;
+            diesel::update(held_secrets::table.filter(held_secrets::client_id.eq(&stale)))
+                .set(
+                    held_secrets::expires_at
+                        .eq(latchkey::db::now() - chrono::TimeDelta::minutes(1)),
+                )
+                .execute(conn)
+                .map_err(latchkey::db::DbError::from)
+        })
+        .await
+        .expect("expire");
+    app.services.oauth.clear_expired().await.expect("cleanup");
+    let after = held(app.services.db.clone()).await;
+    assert!(!after.contains(&stale_client), "the expired one is gone");
+    assert!(
+        after.contains(&fresh_client),
+        "the one still viewable stays"
+    );
+}

@@ -3,8 +3,9 @@
 use oxide_auth::code_grant::accesstoken;
 
 use super::super::error::OAuthError;
+use super::super::mint::TokenResponse;
 use super::super::params::Params;
-use super::super::token::TokenResponse;
+use super::super::primitives::{CanonicalRequest, FlowState, Primitives};
 use super::super::OAuth;
 use crate::clients::{Client, GrantType};
 
@@ -22,21 +23,22 @@ pub(crate) async fn exchange(
     // RFC 8707 §2.2: within the resources of the authorization request (checked against the
     // code by the primitives).
     let resources = oauth.requested_resources(&params).await?;
-    super::run(
-        oauth,
-        client,
-        params,
-        GrantType::AuthorizationCode,
-        move |state| {
-            state.requested_resources = resources;
-            state.redirect_uri_omitted = omitted;
-            state.issue_refresh = with_refresh;
-        },
-        |primitives, request| {
-            accesstoken::access_token(primitives, request)
-                .map(|_| ())
-                .map_err(|mut e| e.description().map(|d| d.kind()))
-        },
-    )
+    super::run(oauth, client, move |conn, issuing| {
+        let state = FlowState {
+            requested_resources: resources,
+            redirect_uri_omitted: omitted,
+            issue_refresh: with_refresh,
+            ..FlowState::default()
+        };
+        let mut primitives = Primitives::new(conn, issuing, GrantType::AuthorizationCode, state);
+        let request = CanonicalRequest {
+            params: &params,
+            client_id: issuing.client.id(),
+        };
+        let result = accesstoken::access_token(&mut primitives, &request)
+            .map(|_| ())
+            .map_err(|mut e| e.description().map(|d| d.kind()));
+        primitives.finish(result)
+    })
     .await
 }

@@ -7,11 +7,11 @@
 //! refused); operator-registered clients get any of their allowed scopes. `resource`
 //! (RFC 8707 §2) names the resource servers the token is for.
 
-use oxide_auth::code_grant::client_credentials;
-
 use super::super::error::OAuthError;
+use super::super::mint::Issued;
+use super::super::mint::TokenGrant;
+use super::super::mint::TokenResponse;
 use super::super::params::Params;
-use super::super::token::TokenResponse;
 use super::super::{OAuth, OAuthConfig};
 use crate::clients::{Client, ClientType, GrantType};
 use crate::domain::ScopeSet;
@@ -27,27 +27,23 @@ pub(crate) async fn exchange(
             "the client_credentials grant is only for confidential clients (RFC 6749 section 4.4)",
         ));
     }
-    // Validate here so that an invalid scope gets its own error (oxide-auth ignores the request);
-    // the primitives' `negotiate` grants the same scope.
-    negotiate(&client, oauth.config(), params.get("scope"))?;
+    let scope = negotiate(&client, oauth.config(), params.get("scope"))?;
     let resources = oauth.requested_resources(&params).await?;
-    super::run(
-        oauth,
-        client,
-        params,
-        GrantType::ClientCredentials,
-        move |state| {
-            state.issue_refresh = false;
-            state.requested_resources = resources;
-        },
-        |primitives, request| {
-            let owner = request.client_id.to_owned();
-            client_credentials::client_credentials(primitives, request)
-                .and_then(|pending| pending.issue(primitives, owner, false))
-                .map(|_| ())
-                .map_err(|mut e| e.description().map(|d| d.kind()))
-        },
-    )
+    super::run(oauth, client, move |conn, issuing| {
+        let family = uuid::Uuid::new_v4().to_string();
+        let minted = issuing.mint(None, &resources, None).mint(
+            conn,
+            &TokenGrant {
+                user_id: None,
+                scope: &scope,
+                family_id: &family,
+                grant_type: GrantType::ClientCredentials.as_str(),
+                // RFC 6749 §4.4.3: no refresh token.
+                refresh_scope: None,
+            },
+        )?;
+        Ok(Issued { minted, auth: None })
+    })
     .await
 }
 

@@ -19,8 +19,8 @@
 use std::net::IpAddr;
 
 use super::super::error::{ErrorCode, OAuthError};
+use super::super::mint::TokenResponse;
 use super::super::params::Params;
-use super::super::token::TokenResponse;
 use super::super::OAuth;
 use crate::accounts::login_code::{ChallengeFor, LoginCodeOutcome, AMR_PASSWORD_AND_CODE};
 use crate::accounts::PasswordLogin;
@@ -129,5 +129,5 @@ pub(crate) async fn exchange(
     } else {
         super::negotiate_scope(&client, oauth.config(), Some(&stored.to_string()))?
     };
-    super::password::issue(oauth, client, params, login, scope, AMR_PASSWORD_AND_CODE).await
+    super::issue_for_login(oauth, client, params, login, scope, AMR_PASSWORD_AND_CODE).await
 }

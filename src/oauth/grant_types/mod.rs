@@ -1,6 +1,8 @@
 //! One module per grant type, and the runner they share: it opens a transaction on the writer
-//! connection, lets oxide-auth's state machine drive our primitives, and turns what happened
-//! into an RFC 6749 §5.1 response or §5.2 error.
+//! connection, lets the grant check its grant and mint tokens ([`super::mint`]) — directly, or
+//! through oxide-auth's state machine for the authorization-code and refresh-token grants —
+//! and turns what happened into an RFC 6749 §5.1 response or §5.2 error, with an ID token where
+//! OpenID Connect asks for one.
 
 pub mod authorization_code;
 pub mod client_credentials;
@@ -9,36 +11,31 @@ pub mod password;
 pub mod refresh_token;
 
 use diesel::Connection;
-use oxide_auth::code_grant::error::AccessTokenErrorType;
 
 use super::error::OAuthError;
+use super::mint::{Issued, Issuing, Refusal, TokenGrant, TokenResponse};
 use super::params::Params;
-use super::primitives::{CanonicalRequest, CodeOutcome, FlowState, Primitives, RefreshOutcome};
-use super::token::TokenResponse;
 use super::{OAuth, OAuthConfig};
-use crate::clients::{Client, GrantType};
+use crate::accounts::PasswordLogin;
+use crate::clients::Client;
+use crate::clients::GrantType;
+use crate::db::users;
+use crate::db::DbConnection;
 use crate::domain::ScopeSet;
 use crate::oidc::keys::KeyError;
+use crate::oidc::Authentication;
 use crate::oidc::{id_token_claims, IdTokenRequest, ID_TOKEN_TYP, OFFLINE_ACCESS, OPENID};
 
-/// How a flow ended when it did not issue tokens: oxide-auth's error kind, if it gave one.
-pub(crate) type FlowFailure = Option<AccessTokenErrorType>;
-
-/// Runs `flow` in a transaction. Storage errors roll back (500); protocol errors commit, so that
-/// the revocations done on code replay or refresh-token reuse stay done.
-pub(crate) async fn run<S, F>(
+/// Runs `grant` in a transaction on the writer connection and answers with its tokens, plus an
+/// ID token when the granted scope holds `openid` (OIDC Core §3.1.3.3; on refresh too, §12.2,
+/// with the original `auth_time` and without a nonce).
+pub(crate) async fn run<F>(
     oauth: &OAuth,
     client: Client,
-    params: Params,
-    grant: GrantType,
-    setup: S,
-    flow: F,
+    grant: F,
 ) -> Result<TokenResponse, OAuthError>
 where
-    S: FnOnce(&mut FlowState) + Send + 'static,
-    F: for<'a> FnOnce(&mut Primitives<'a>, &CanonicalRequest<'a>) -> Result<(), FlowFailure>
-        + Send
-        + 'static,
+    F: for<'a> FnOnce(&mut DbConnection, &Issuing<'a>) -> Result<Issued, Refusal> + Send + 'static,
 {
     let cfg = oauth.cfg.clone();
     let signer = if client.jwt_access_tokens() {
@@ -54,47 +51,42 @@ where
     };
     let alg = client.signing_alg();
     let client_id = client.id().to_owned();
-    let (mut response, auth) = oauth
+    let issued = oauth
         .db
         .write(move |conn| {
-            conn.transaction::<_, diesel::result::Error, _>(|conn| {
-                let cfg: &OAuthConfig = &cfg;
-                let mut primitives = Primitives::new(conn, cfg, &client, grant).with_signer(signer);
-                setup(primitives.state.get_mut());
-                let request = CanonicalRequest {
-                    params: &params,
-                    client_id: client.id(),
+            let mut refused = None;
+            let result = conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                let issuing = Issuing {
+                    cfg: &cfg,
+                    client: &client,
+                    signer: signer.as_ref(),
                 };
-                let result = flow(&mut primitives, &request);
-                let mut state = primitives.into_state();
-                if let Some(e) = state.db_error.take() {
-                    return Err(e);
+                match grant(conn, &issuing) {
+                    Ok(issued) => Ok(Ok(issued)),
+                    Err(Refusal::Commit(e)) => Ok(Err(e)),
+                    Err(Refusal::Rollback(e)) => {
+                        refused = Some(e);
+                        Err(diesel::result::Error::RollbackTransaction)
+                    }
+                    Err(Refusal::Db(e)) => Err(e),
                 }
-                if state.signing_failed {
-                    // Nothing may be stored for a response that cannot be sent.
-                    return Err(diesel::result::Error::RollbackTransaction);
-                }
-                Ok(match (result, state.minted.take()) {
-                    (Ok(()), Some(minted)) => Ok((
-                        TokenResponse {
-                            access_token: minted.access_token,
-                            token_type: "Bearer",
-                            expires_in: minted.expires_in,
-                            refresh_token: minted.refresh_token,
-                            scope: minted.scope,
-                            id_token: None,
-                        },
-                        state.auth.take(),
-                    )),
-                    (Ok(()), None) => Err(OAuthError::server_error()),
-                    (Err(kind), _) => Err(map_failure(kind, &state)),
-                })
-            })
-            .map_err(OAuthError::from)
+            });
+            match (result, refused) {
+                (Ok(answer), _) => Ok(answer),
+                (Err(_), Some(e)) => Ok(Err(e)),
+                (Err(e), None) => Err(OAuthError::from(e)),
+            }
         })
         .await??;
-    // OIDC Core §3.1.3.3: an ID token whenever the granted scope contains `openid`; on refresh
-    // too (§12.2), with the original auth_time and without a nonce.
+    let Issued { minted, auth } = issued;
+    let mut response = TokenResponse {
+        access_token: minted.access_token,
+        token_type: "Bearer",
+        expires_in: minted.expires_in,
+        refresh_token: minted.refresh_token,
+        scope: minted.scope,
+        id_token: None,
+    };
     let scope = ScopeSet::from_stored(&response.scope);
     if let (true, Some(auth)) = (scope.contains(OPENID), auth) {
         let claims = id_token_claims(
@@ -125,81 +117,68 @@ fn signing_failed(e: KeyError) -> OAuthError {
     OAuthError::server_error()
 }
 
-/// Turns what the primitives recorded (and oxide-auth's error kind) into the RFC's error:
-/// code replay, unknown codes and PKCE failures are `invalid_grant` (RFC 6749 §5.2,
-/// RFC 7636 §4.6), never oxide-auth's `invalid_request`.
-fn map_failure(kind: FlowFailure, state: &FlowState) -> OAuthError {
-    if let Some(message) = state.pkce_error {
-        return OAuthError::invalid_grant(message);
-    }
-    if let Some(message) = state.target_error {
-        return OAuthError::invalid_target(message);
-    }
-    match state.code {
-        Some(CodeOutcome::Unknown) => {
-            return OAuthError::invalid_grant("the authorization code is invalid")
+/// Issues tokens to `client` for a user who has logged in by `amr` (RFC 8176 values,
+/// space-separated): the password grant's issuing path, shared with the mfa-otp grant. A
+/// refresh token when the client may use the `refresh_token` grant; an ID token when `scope`
+/// holds `openid`. The RFC 8707 `resource`s of `params` are the token's audience.
+///
+/// Under the user's row lock the login must still hold ([`PasswordLogin::still_holds`]): a
+/// password change or reset, "sign out everywhere" or deactivation that committed while the
+/// password was being checked answers `invalid_grant` (RFC 6749 §5.2), as a wrong password
+/// does.
+pub(crate) async fn issue_for_login(
+    oauth: &OAuth,
+    client: Client,
+    params: Params,
+    login: PasswordLogin,
+    scope: ScopeSet,
+    amr: &'static str,
+) -> Result<TokenResponse, OAuthError> {
+    let resources = oauth.requested_resources(&params).await?;
+    let with_refresh = client.allows(GrantType::RefreshToken);
+    run(oauth, client, move |conn, issuing| {
+        // The user's row lock before minting (see the lock rule in `db::tokens`): a
+        // deactivation, password change or "sign out everywhere" then runs wholly before or
+        // after this, and one that ran before shows in the row.
+        match users::lock(conn, &login.user.id)? {
+            Some(user) if !user.is_active => {
+                return Err(Refusal::Commit(OAuthError::invalid_grant(
+                    "the user's account is disabled",
+                )))
+            }
+            Some(user) if login.still_holds(&user) => {}
+            // RFC 6749 §5.2: the password checked is no longer the user's (or their sessions
+            // were ended meanwhile): the same answer as a wrong password.
+            _ => {
+                return Err(Refusal::Commit(OAuthError::invalid_grant(
+                    "invalid username or password",
+                )))
+            }
         }
-        Some(CodeOutcome::Replayed) => {
-            return OAuthError::invalid_grant(
-                "the authorization code was already used; the tokens issued for it are revoked",
-            )
-        }
-        Some(CodeOutcome::Expired) => {
-            return OAuthError::invalid_grant("the authorization code has expired")
-        }
-        Some(CodeOutcome::OwnerInactive) => {
-            return OAuthError::invalid_grant("the user's account is disabled")
-        }
-        Some(CodeOutcome::SessionsEnded) => {
-            return OAuthError::invalid_grant(
-                "the authorization code is no longer valid: the user was signed out everywhere after it was issued",
-            )
-        }
-        Some(CodeOutcome::Valid) | None => {}
-    }
-    match state.refresh {
-        Some(RefreshOutcome::Unknown) => {
-            return OAuthError::invalid_grant("the refresh token is invalid")
-        }
-        Some(RefreshOutcome::Reused) => {
-            return OAuthError::invalid_grant(
-                "the refresh token was already used; every token of this grant is now revoked",
-            )
-        }
-        Some(RefreshOutcome::Inactive) => {
-            return OAuthError::invalid_grant("the refresh token has expired or was revoked")
-        }
-        Some(RefreshOutcome::Valid) | None => {}
-    }
-    if state.owner_inactive {
-        return OAuthError::invalid_grant("the user's account is disabled");
-    }
-    // RFC 6749 §5.2: the password checked is no longer the user's (or their sessions were
-    // ended meanwhile): the same answer as a wrong password.
-    if state.login_outdated {
-        return OAuthError::invalid_grant("invalid username or password");
-    }
-    if state.scope_refused {
-        return OAuthError::invalid_scope("the requested scope is not allowed for this client");
-    }
-    match kind {
-        Some(AccessTokenErrorType::InvalidGrant) if state.code.is_some() => OAuthError::invalid_grant(
-            "the authorization code was issued to another client, or redirect_uri differs from the authorization request",
-        ),
-        Some(AccessTokenErrorType::InvalidGrant) => OAuthError::invalid_grant("the grant is invalid"),
-        Some(AccessTokenErrorType::InvalidScope) => {
-            OAuthError::invalid_scope("the requested scope exceeds the scope originally granted")
-        }
-        Some(AccessTokenErrorType::InvalidClient) => OAuthError::invalid_client("client authentication failed"),
-        Some(AccessTokenErrorType::UnauthorizedClient) => {
-            OAuthError::unauthorized_client("this client may not use this grant")
-        }
-        Some(AccessTokenErrorType::UnsupportedGrantType) => OAuthError::new(
-            super::ErrorCode::UnsupportedGrantType,
-            "unsupported grant_type",
-        ),
-        _ => OAuthError::invalid_request("the token request is malformed"),
-    }
+        let auth = Authentication {
+            user: login.user,
+            auth_time: crate::db::now(),
+            amr: amr.to_owned(),
+            nonce: None,
+            session_id: None,
+        };
+        let family = uuid::Uuid::new_v4().to_string();
+        let minted = issuing.mint(Some(&auth), &resources, None).mint(
+            conn,
+            &TokenGrant {
+                user_id: Some(&auth.user.id),
+                scope: &scope,
+                family_id: &family,
+                grant_type: GrantType::Password.as_str(),
+                refresh_scope: with_refresh.then_some(&scope),
+            },
+        )?;
+        Ok(Issued {
+            minted,
+            auth: Some(auth),
+        })
+    })
+    .await
 }
 
 /// RFC 6749 §3.3 scope negotiation shared by every grant: no scope (or an empty one) means the

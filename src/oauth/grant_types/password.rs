@@ -1,6 +1,6 @@
 //! The resource owner password credentials grant (RFC 6749 §4.3), ours rather than
 //! oxide-auth's: client authentication → grant check (done by the caller) → argon2id
-//! verification (rate-limited, timing-safe) → `Issuer::issue`.
+//! verification (rate-limited, timing-safe) → [`super::issue_for_login`].
 //!
 //! A user who must enter an emailed login code (`accounts.login_otp`, or their own switch) gets
 //! no tokens here: the code is emailed and the answer is `403 mfa_required` with an
@@ -8,19 +8,14 @@
 
 use std::net::IpAddr;
 
-use chrono::Utc;
-use oxide_auth::primitives::grant::{Extensions, Grant};
-use oxide_auth::primitives::issuer::Issuer;
 use secrecy::SecretString;
 
 use super::super::error::{ErrorCode, OAuthError};
+use super::super::mint::TokenResponse;
 use super::super::params::Params;
-use super::super::token::TokenResponse;
 use super::super::OAuth;
 use crate::accounts::{LoginError, PasswordLogin};
-use crate::clients::{Client, GrantType};
-use crate::domain::ScopeSet;
-use crate::oidc::Authentication;
+use crate::clients::Client;
 
 /// The RFC 8176 method of a login by password alone.
 const AMR_PASSWORD: &str = "pwd";
@@ -66,7 +61,7 @@ pub(crate) async fn exchange(
     if oauth.accounts.needs_login_code(&login.user) {
         return Err(super::mfa_otp::challenge(oauth, &client, &login, &scope, ip).await);
     }
-    issue(oauth, client, params, login, scope, AMR_PASSWORD).await
+    super::issue_for_login(oauth, client, params, login, scope, AMR_PASSWORD).await
 }
 
 impl OAuth {
@@ -86,64 +81,6 @@ impl OAuth {
         login: PasswordLogin,
     ) -> Result<TokenResponse, OAuthError> {
         let scope = super::negotiate_scope(&client, self.config(), params.get("scope"))?;
-        issue(self, client, params, login, scope, AMR_PASSWORD).await
+        super::issue_for_login(self, client, params, login, scope, AMR_PASSWORD).await
     }
-}
-
-/// Issues tokens to `client` for a user who has logged in by `amr` (RFC 8176 values,
-/// space-separated): the password grant's issuing path, shared with the mfa-otp grant. A
-/// refresh token when the client may use the `refresh_token` grant; an ID token when `scope`
-/// holds `openid`. The RFC 8707 `resource`s of `params` are the token's audience.
-///
-/// Under the user's row lock the login must still hold ([`PasswordLogin::still_holds`]): a
-/// password change or reset, "sign out everywhere" or deactivation that committed while the
-/// password was being checked answers `invalid_grant` (RFC 6749 §5.2), as a wrong password
-/// does.
-pub(super) async fn issue(
-    oauth: &OAuth,
-    client: Client,
-    params: Params,
-    login: PasswordLogin,
-    scope: ScopeSet,
-    amr: &'static str,
-) -> Result<TokenResponse, OAuthError> {
-    let resources = oauth.requested_resources(&params).await?;
-    let with_refresh = client.allows(GrantType::RefreshToken);
-    let auth_user = login.user.clone();
-    let issuer = oauth.cfg.issuer.clone();
-    super::run(
-        oauth,
-        client,
-        params,
-        GrantType::Password,
-        move |state| {
-            state.requested_resources = resources;
-            state.issue_refresh = with_refresh;
-            state.auth = Some(Authentication {
-                user: auth_user,
-                auth_time: crate::db::now(),
-                amr: amr.to_owned(),
-                nonce: None,
-                session_id: None,
-            });
-        },
-        move |primitives, request| {
-            // The user's row lock before minting (see the lock rule in `db::tokens`): a
-            // deactivation, password change or "sign out everywhere" then runs wholly before
-            // or after this, and one that ran before shows in the row.
-            if !primitives.lock_user_for(&login).map_err(|()| None)? {
-                return Err(None);
-            }
-            let grant = Grant {
-                owner_id: login.user.id.clone(),
-                client_id: request.client_id.to_owned(),
-                scope: scope.to_string().parse().map_err(|_| None)?,
-                redirect_uri: issuer.parse().map_err(|_| None)?,
-                until: Utc::now(),
-                extensions: Extensions::new(),
-            };
-            primitives.issue(grant).map(|_| ()).map_err(|()| None)
-        },
-    )
-    .await
 }

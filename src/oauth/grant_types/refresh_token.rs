@@ -6,8 +6,9 @@
 use oxide_auth::code_grant::refresh;
 
 use super::super::error::OAuthError;
+use super::super::mint::TokenResponse;
 use super::super::params::Params;
-use super::super::token::TokenResponse;
+use super::super::primitives::{CanonicalRequest, FlowState, Primitives};
 use super::super::OAuth;
 use crate::clients::{Client, GrantType};
 
@@ -27,17 +28,20 @@ pub(crate) async fn exchange(
         _ => params,
     };
     let resources = oauth.requested_resources(&params).await?;
-    super::run(
-        oauth,
-        client,
-        params,
-        GrantType::RefreshToken,
-        move |state| state.requested_resources = resources,
-        |primitives, request| {
-            refresh::refresh(primitives, request)
-                .map(|_| ())
-                .map_err(|mut e| e.description().map(|d| d.kind()))
-        },
-    )
+    super::run(oauth, client, move |conn, issuing| {
+        let state = FlowState {
+            requested_resources: resources,
+            ..FlowState::default()
+        };
+        let mut primitives = Primitives::new(conn, issuing, GrantType::RefreshToken, state);
+        let request = CanonicalRequest {
+            params: &params,
+            client_id: issuing.client.id(),
+        };
+        let result = refresh::refresh(&mut primitives, &request)
+            .map(|_| ())
+            .map_err(|mut e| e.description().map(|d| d.kind()));
+        primitives.finish(result)
+    })
     .await
 }
