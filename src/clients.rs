@@ -1051,7 +1051,10 @@ impl Clients {
     /// Registers a client. A confidential client gets a fresh secret, returned here once.
     ///
     /// # Errors
-    /// [`ClientError::Invalid`] for invalid input.
+    /// [`ClientError::Invalid`] for invalid input; [`ClientError::Forbidden`] (field `owner`)
+    /// when the owner's account is gone or disabled (checked under its row lock, so a client
+    /// registered while its owner is deleted is either refused or deleted with the owner), or
+    /// for a power the actor may not give ([`check_powers`]).
     #[tracing::instrument(skip_all, fields(name = %spec.name))]
     pub async fn register(
         &self,
@@ -1078,6 +1081,17 @@ impl Clients {
         self.db
             .write(move |conn| {
                 conn.transaction::<_, ClientError, _>(|conn| {
+                    // The owner's row lock: a deletion of the owner runs wholly before this
+                    // (and the owner is gone) or after it (and deletes this client too).
+                    if let Some(owner) = &stored.owner_id {
+                        if !db_users::lock(conn, owner)?.is_some_and(|u| u.is_active) {
+                            return Err(ClientError::Forbidden {
+                                field: "owner",
+                                message: "the owner's account no longer exists or is disabled"
+                                    .into(),
+                            });
+                        }
+                    }
                     check_powers(conn, &actor, None, &stored)?;
                     clients::insert(conn, &stored)?;
                     audit::record(conn, event)?;

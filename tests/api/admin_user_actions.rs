@@ -366,3 +366,65 @@ async fn a_refresh_racing_a_deletion_leaves_no_live_token() {
         }
     }
 }
+
+/// Registering an application while its owner is being deleted (the portal's register form
+/// against the console's delete): round after round, with the two start times swept against
+/// each other, the registration is refused or its application goes with the owner — never
+/// left behind without an owner (which would make it an operator's application, trusted by
+/// the endpoints), and never a 5xx. On SQLite (one writer) it passes without exercising
+/// anything new.
+#[tokio::test]
+async fn an_application_registered_during_its_owners_deletion_does_not_outlive_them() {
+    let app = spawn_app().await;
+    app.create_staff("root").await;
+    let admin = app.visitor("root").await;
+    for round in 0..12u64 {
+        let name = format!("reg{round}");
+        let user = app.create_user(&name).await;
+        let page = format!("/admin/users/{}/delete/", user.id);
+        let (_, confirm) = admin.get(&page).await;
+        let delay = Duration::from_millis(round % 4);
+        let owner = user.id.clone();
+        let registering = async {
+            if round % 2 == 0 {
+                tokio::time::sleep(delay).await;
+            }
+            app.services
+                .clients
+                .register(
+                    &Actor::user(owner.clone(), None),
+                    &latchkey::clients::ClientSpec {
+                        owner_id: Some(owner.clone()),
+                        name: format!("Racing {round}"),
+                        ..spec("public", &["authorization_code"])
+                    },
+                )
+                .await
+        };
+        let deleting = async {
+            if round % 2 == 1 {
+                tokio::time::sleep(delay).await;
+            }
+            admin.post_with_csrf_of(&confirm, &page, &[]).await.status()
+        };
+        let (registered, deleted) = tokio::join!(registering, deleting);
+        assert_eq!(deleted, StatusCode::SEE_OTHER, "round {round}");
+        match registered {
+            Ok(_) | Err(latchkey::clients::ClientError::Forbidden { field: "owner", .. }) => {}
+            Err(other) => panic!("round {round}: the registration failed with {other}"),
+        }
+        let left: Vec<_> = app
+            .services
+            .clients
+            .list()
+            .await
+            .expect("list")
+            .into_iter()
+            .filter(|c| c.name() == format!("Racing {round}"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "round {round}: an application outlived its owner"
+        );
+    }
+}
