@@ -232,6 +232,9 @@ pub struct ClientCreateArgs {
     /// offline_access scope (django-oauth-toolkit's behaviour).
     #[arg(long)]
     pub always_issue_refresh_token: bool,
+    /// What the consent page shows about the client besides its name.
+    #[command(flatten)]
+    pub metadata: ClientMetadataArgs,
     /// Print JSON (for scripts).
     #[arg(long)]
     pub json: bool,
@@ -282,9 +285,32 @@ pub struct ClientUpdateArgs {
     /// Refresh-token lifetime in seconds.
     #[arg(long)]
     pub refresh_token_lifetime: Option<i64>,
+    /// What the consent page shows about the client besides its name.
+    #[command(flatten)]
+    pub metadata: ClientMetadataArgs,
     /// Print the client as JSON afterwards.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What the consent page shows about a client besides its name (OpenID Connect Dynamic Client
+/// Registration 1.0 §2): each an absolute https URL (http only on localhost, 127.0.0.1 or
+/// [::1]), without credentials or fragment, at most 2000 bytes. `update` changes only those
+/// given; "" clears one.
+#[derive(Debug, Args)]
+pub struct ClientMetadataArgs {
+    /// URL of the application's logo, shown on the consent page (logo_uri).
+    #[arg(long, value_name = "URL")]
+    pub logo_uri: Option<String>,
+    /// URL of the application's home page (client_uri).
+    #[arg(long, value_name = "URL")]
+    pub client_uri: Option<String>,
+    /// URL of the application's privacy policy (policy_uri).
+    #[arg(long, value_name = "URL")]
+    pub policy_uri: Option<String>,
+    /// URL of the application's terms of service (tos_uri).
+    #[arg(long, value_name = "URL")]
+    pub tos_uri: Option<String>,
 }
 
 impl ClientUpdateArgs {
@@ -308,6 +334,10 @@ impl ClientUpdateArgs {
         spec.skip_authorization = self.skip_authorization.unwrap_or(spec.skip_authorization);
         spec.access_token_lifetime = self.access_token_lifetime.or(spec.access_token_lifetime);
         spec.refresh_token_lifetime = self.refresh_token_lifetime.or(spec.refresh_token_lifetime);
+        spec.logo_uri = self.metadata.logo_uri.or(spec.logo_uri);
+        spec.client_uri = self.metadata.client_uri.or(spec.client_uri);
+        spec.policy_uri = self.metadata.policy_uri.or(spec.policy_uri);
+        spec.tos_uri = self.metadata.tos_uri.or(spec.tos_uri);
         spec
     }
 }
@@ -334,6 +364,10 @@ impl ClientCreateArgs {
             access_token_format: self.access_token_format.clone(),
             always_issue_refresh_token: self.always_issue_refresh_token,
             resource_uris: self.resource_uris.clone(),
+            logo_uri: self.metadata.logo_uri.clone(),
+            client_uri: self.metadata.client_uri.clone(),
+            policy_uri: self.metadata.policy_uri.clone(),
+            tos_uri: self.metadata.tos_uri.clone(),
         }
     }
 }
@@ -685,6 +719,10 @@ pub fn client_json(c: &Client) -> serde_json::Value {
         "id_token_signed_response_alg": c.row.id_token_signed_response_alg,
         "access_token_format": c.row.access_token_format,
         "always_issue_refresh_token": c.row.always_issue_refresh_token,
+        "logo_uri": c.row.logo_uri,
+        "client_uri": c.row.client_uri,
+        "policy_uri": c.row.policy_uri,
+        "tos_uri": c.row.tos_uri,
         "created_at": c.row.created_at.and_utc().to_rfc3339(),
         "updated_at": c.row.updated_at.and_utc().to_rfc3339(),
     })

@@ -13,7 +13,7 @@ use crate::db::clients::{self, ClientRow};
 use crate::db::held_secrets;
 use crate::db::users as db_users;
 use crate::db::{self, tokens, Db, DbConnection, DbError};
-use crate::domain::{Page, PageRequest, RedirectUri, ResourceSet, ScopeSet};
+use crate::domain::{MetadataUri, Page, PageRequest, RedirectUri, ResourceSet, ScopeSet};
 use crate::secret;
 
 /// RFC 6749 §2.1 client types.
@@ -281,6 +281,37 @@ impl Client {
     pub fn requires_pkce(&self) -> bool {
         self.client_type == ClientType::Public || self.row.require_pkce
     }
+
+    /// The application's logo (OpenID Connect Dynamic Client Registration 1.0 §2
+    /// `logo_uri`), if it gave one.
+    #[must_use]
+    pub fn logo(&self) -> Option<MetadataUri> {
+        stored_uri(self.row.logo_uri.as_deref())
+    }
+
+    /// The application's home page (DCR 1.0 §2 `client_uri`), if it gave one.
+    #[must_use]
+    pub fn homepage(&self) -> Option<MetadataUri> {
+        stored_uri(self.row.client_uri.as_deref())
+    }
+
+    /// The application's privacy policy (DCR 1.0 §2 `policy_uri`), if it gave one.
+    #[must_use]
+    pub fn privacy_policy(&self) -> Option<MetadataUri> {
+        stored_uri(self.row.policy_uri.as_deref())
+    }
+
+    /// The application's terms of service (DCR 1.0 §2 `tos_uri`), if it gave one.
+    #[must_use]
+    pub fn terms_of_service(&self) -> Option<MetadataUri> {
+        stored_uri(self.row.tos_uri.as_deref())
+    }
+}
+
+/// A stored metadata URL, parsed again: one that no longer passes (stored by hand, or under
+/// older rules) is not shown at all.
+fn stored_uri(stored: Option<&str>) -> Option<MetadataUri> {
+    MetadataUri::parse(stored?).ok()
 }
 
 /// Splits a stored space-separated list.
@@ -334,6 +365,15 @@ pub struct ClientSpec {
     /// RFC 8707 resource URIs the client serves as a resource server (confidential clients
     /// only; at most [`crate::domain::MAX_RESOURCES`]).
     pub resource_uris: Vec<String>,
+    /// URL of the application's logo, shown on the consent page (OpenID Connect Dynamic Client
+    /// Registration 1.0 §2 `logo_uri`); `None` or empty = none. Rules: [`MetadataUri`].
+    pub logo_uri: Option<String>,
+    /// URL of the application's home page (DCR 1.0 §2 `client_uri`); `None` or empty = none.
+    pub client_uri: Option<String>,
+    /// URL of its privacy policy (DCR 1.0 §2 `policy_uri`); `None` or empty = none.
+    pub policy_uri: Option<String>,
+    /// URL of its terms of service (DCR 1.0 §2 `tos_uri`); `None` or empty = none.
+    pub tos_uri: Option<String>,
 }
 
 impl ClientSpec {
@@ -361,6 +401,10 @@ impl ClientSpec {
             access_token_format: Some(row.access_token_format.clone()),
             always_issue_refresh_token: row.always_issue_refresh_token,
             resource_uris: split_list(&row.resource_uris),
+            logo_uri: row.logo_uri.clone(),
+            client_uri: row.client_uri.clone(),
+            policy_uri: row.policy_uri.clone(),
+            tos_uri: row.tos_uri.clone(),
         }
     }
 }
@@ -638,7 +682,9 @@ pub struct ClientAccess {
     pub destinations_fixed: Option<String>,
 }
 
-/// Validates a spec into a row (without id, secret or timestamps set meaningfully).
+/// Validates a spec into a row (without id, secret or timestamps set meaningfully). The
+/// metadata URLs (`logo_uri`, `client_uri`, `policy_uri`, `tos_uri`; OpenID Connect Dynamic
+/// Client Registration 1.0 §2) follow [`MetadataUri`]'s rules and are stored in its form.
 ///
 /// # Errors
 /// [`ClientError::Invalid`] naming the first offending field ([`spec_problems`] lists them
@@ -868,6 +914,24 @@ fn check_spec(
                 .to_owned(),
         );
     }
+    // OpenID Connect Dynamic Client Registration 1.0 §2: what users see about the application
+    // besides its name. Each optional; empty means none.
+    let [logo_uri, client_uri, policy_uri, tos_uri] = [
+        ("logo_uri", &spec.logo_uri),
+        ("client_uri", &spec.client_uri),
+        ("policy_uri", &spec.policy_uri),
+        ("tos_uri", &spec.tos_uri),
+    ]
+    .map(|(field, value)| match value.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => MetadataUri::parse(raw).map_or_else(
+            |e| {
+                problem(field, e);
+                None
+            },
+            |uri| Some(uri.to_string()),
+        ),
+    });
     let now = db::now();
     ClientRow {
         client_id: String::new(),
@@ -898,6 +962,10 @@ fn check_spec(
         access_token_format: format.as_str().to_owned(),
         always_issue_refresh_token: spec.always_issue_refresh_token,
         resource_uris: resource_uris.to_string(),
+        logo_uri,
+        client_uri,
+        policy_uri,
+        tos_uri,
     }
 }
 
@@ -1502,6 +1570,40 @@ mod tests {
                 "{name:?}"
             );
         }
+    }
+
+    #[test]
+    fn metadata_urls_are_checked_each_in_its_field() {
+        let row = validate_spec(
+            &ClientSpec {
+                logo_uri: Some(" https://app.example.com/logo.png ".into()),
+                client_uri: Some("https://app.example.com".into()),
+                policy_uri: Some(String::new()),
+                tos_uri: None,
+                ..spec()
+            },
+            &scopes(),
+        )
+        .expect("valid");
+        assert_eq!(
+            row.logo_uri.as_deref(),
+            Some("https://app.example.com/logo.png")
+        );
+        assert_eq!(row.client_uri.as_deref(), Some("https://app.example.com/"));
+        assert_eq!((row.policy_uri, row.tos_uri), (None, None));
+
+        let problems = spec_problems(
+            &ClientSpec {
+                logo_uri: Some("javascript:alert(1)".into()),
+                client_uri: Some("http://app.example.com/".into()),
+                policy_uri: Some("https://me:pw@app.example.com/privacy".into()),
+                tos_uri: Some(format!("https://app.example.com/{}", "t".repeat(2000))),
+                ..spec()
+            },
+            &scopes(),
+        );
+        let fields: Vec<&str> = problems.iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields, ["logo_uri", "client_uri", "policy_uri", "tos_uri"]);
     }
 
     #[test]

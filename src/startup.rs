@@ -212,7 +212,9 @@ pub fn hsts(include_subdomains: bool) -> &'static str {
 }
 
 /// Security headers on every response. Scripts only from our own files (`/static/*.js`), no
-/// inline script or style. There is no `form-action`: browsers apply it to the redirect after a
+/// inline script or style. Images also from any `https:` origin: the consent page shows the
+/// logo an application registered (`logo_uri`, an https URL), and `Referrer-Policy:
+/// no-referrer` keeps the page's address (the authorization request) from its host. There is no `form-action`: browsers apply it to the redirect after a
 /// POST too, and the consent form's answer redirects to the client's redirect URI. With
 /// `https`, also [`hsts`].
 fn security_headers(https: bool, hsts_include_subdomains: bool) -> DefaultHeaders {
@@ -224,7 +226,7 @@ fn security_headers(https: bool, hsts_include_subdomains: bool) -> DefaultHeader
     headers
         .add((
             "Content-Security-Policy",
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; frame-ancestors 'none'; base-uri 'none'",
         ))
         .add(("X-Frame-Options", "DENY"))
         .add(("X-Content-Type-Options", "nosniff"))

@@ -7,10 +7,13 @@ use super::schema::clients;
 use super::DbConnection;
 
 /// A row of `clients`. List-valued columns hold space-separated items.
+///
+/// [`update`] writes every column, a `None` as NULL (`treat_none_as_null`): clearing an
+/// optional setting (a token lifetime, a metadata URL) clears it.
 #[derive(
     Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable, Identifiable, AsChangeset,
 )]
-#[diesel(table_name = clients, primary_key(client_id))]
+#[diesel(table_name = clients, primary_key(client_id), treat_none_as_null = true)]
 pub struct ClientRow {
     /// Public identifier (RFC 6749 §2.2).
     pub client_id: String,
@@ -63,6 +66,15 @@ pub struct ClientRow {
     /// RFC 8707 resource URIs this client serves as a resource server, space-separated: it may
     /// introspect access tokens whose audience names one of them.
     pub resource_uris: String,
+    /// URL of the application's logo, shown on the consent page (OpenID Connect Dynamic Client
+    /// Registration 1.0 §2 `logo_uri`); `None` = no logo.
+    pub logo_uri: Option<String>,
+    /// URL of the application's home page (DCR 1.0 §2 `client_uri`).
+    pub client_uri: Option<String>,
+    /// URL of the application's privacy policy (DCR 1.0 §2 `policy_uri`).
+    pub policy_uri: Option<String>,
+    /// URL of the application's terms of service (DCR 1.0 §2 `tos_uri`).
+    pub tos_uri: Option<String>,
 }
 
 /// Inserts a client.

@@ -46,6 +46,10 @@ diesel::table! {
         access_token_format -> Text,
         always_issue_refresh_token -> Bool,
         resource_uris -> Text,
+        logo_uri -> Nullable<Text>,
+        client_uri -> Nullable<Text>,
+        policy_uri -> Nullable<Text>,
+        tos_uri -> Nullable<Text>,
     }
 }
 

@@ -1,9 +1,10 @@
 //! Validated newtypes: input is parsed into these at the edge, so the code behind them never
-//! sees an invalid scope, redirect URI, resource indicator, email, username or person name
-//! ([`pkce`] holds the PKCE grammar).
+//! sees an invalid scope, redirect URI, resource indicator, metadata URL, email, username or
+//! person name ([`pkce`] holds the PKCE grammar).
 
 pub mod client_ip;
 mod email;
+mod metadata_uri;
 mod person_name;
 mod redirect_uri;
 mod resource;
@@ -13,6 +14,7 @@ mod username;
 
 pub use client_ip::{ForwardedHeader, TrustedProxies};
 pub use email::Email;
+pub use metadata_uri::{MetadataUri, MAX_METADATA_URI_BYTES};
 pub use person_name::{PersonName, MAX_NAME_CHARS};
 pub use redirect_uri::RedirectUri;
 pub use resource::{ResourceSet, MAX_RESOURCES};

@@ -29,7 +29,7 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::clients::{Client, ClientType, GrantType};
 use crate::db::codes::{self, CodeRow};
 use crate::db::{self, consents, user_sessions, users, DbError};
-use crate::domain::{pkce, ResourceSet, ScopeSet};
+use crate::domain::{pkce, MetadataUri, ResourceSet, ScopeSet};
 use crate::oidc::Authentication;
 use crate::secret;
 
@@ -69,6 +69,17 @@ pub struct ConsentPrompt {
     pub client_name: String,
     /// Its `client_id`.
     pub client_id: String,
+    /// The username of the user who registered it in the developer portal; `None` for a
+    /// client an operator registered (command line), which the page says.
+    pub owner: Option<String>,
+    /// Its logo (OpenID Connect Dynamic Client Registration 1.0 §2 `logo_uri`), if set.
+    pub logo: Option<MetadataUri>,
+    /// Its home page (DCR 1.0 §2 `client_uri`), if set.
+    pub homepage: Option<MetadataUri>,
+    /// Its privacy policy (DCR 1.0 §2 `policy_uri`), if set.
+    pub privacy_policy: Option<MetadataUri>,
+    /// Its terms of service (DCR 1.0 §2 `tos_uri`), if set.
+    pub terms_of_service: Option<MetadataUri>,
     /// Where the user will be sent afterwards (host only, for display).
     pub redirect_host: String,
     /// The requested scopes.
@@ -89,6 +100,20 @@ impl ConsentPrompt {
     #[must_use]
     pub fn has_previous(&self) -> bool {
         self.consented_before
+    }
+
+    /// The application's home page, privacy policy and terms of service that it gave, as
+    /// (what it is, URL), in that order; empty when it gave none.
+    #[must_use]
+    pub fn links(&self) -> Vec<(&'static str, &MetadataUri)> {
+        [
+            ("Home page", &self.homepage),
+            ("Privacy policy", &self.privacy_policy),
+            ("Terms of service", &self.terms_of_service),
+        ]
+        .into_iter()
+        .filter_map(|(what, uri)| Some((what, uri.as_ref()?)))
+        .collect()
     }
 }
 
@@ -116,8 +141,8 @@ pub enum AuthorizeOutcome {
         /// OIDC `login_hint`, to pre-fill the login form.
         login_hint: Option<String>,
     },
-    /// Ask the user.
-    Consent(ConsentPrompt),
+    /// Ask the user (boxed: the prompt is much larger than the other outcomes).
+    Consent(Box<ConsentPrompt>),
     /// An error for a client whose redirect URI is not trusted yet (RFC 9700 §4.11.2): a page
     /// (status 400) with the error and the destination host; the user may still go back to
     /// the application with `response` (a [`AuthorizeOutcome::Redirect`] or
@@ -555,15 +580,22 @@ impl OAuth {
                         if prompt.none {
                             return Ok(IssueOutcome::ConsentRequired);
                         }
-                        return Ok(IssueOutcome::Prompt(consent_prompt(
+                        // Who registered the client: the page names a portal client's owner,
+                        // so that a user can tell a colleague's app from the operator's.
+                        let owner = match &client.row.owner_id {
+                            Some(id) => users::find(conn, id)?.map(|u| u.username),
+                            None => None,
+                        };
+                        return Ok(IssueOutcome::Prompt(Box::new(consent_prompt(
                             &client,
+                            owner,
                             &cfg.scopes,
                             &scope,
                             &resources,
                             previous.as_ref(),
                             &target,
                             impersonable,
-                        )));
+                        ))));
                     }
                     if allowed_now {
                         let previous = previous.unwrap_or_default();
@@ -652,7 +684,7 @@ enum IssueOutcome {
     /// The redirect URI with `code` and `state`.
     Issued(Url),
     /// Consent is needed: show this.
-    Prompt(ConsentPrompt),
+    Prompt(Box<ConsentPrompt>),
     /// Consent is needed but `prompt=none` forbids asking.
     ConsentRequired,
     /// The request cannot be answered on its redirect URI.
@@ -717,8 +749,10 @@ fn host_of(target: &str) -> String {
         .unwrap_or_else(|| target.to_owned())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn consent_prompt(
     client: &Client,
+    owner: Option<String>,
     descriptions: &std::collections::BTreeMap<String, String>,
     scope: &ScopeSet,
     resources: &ResourceSet,
@@ -729,6 +763,11 @@ fn consent_prompt(
     ConsentPrompt {
         client_name: client.row.name.clone(),
         client_id: client.id().to_owned(),
+        owner,
+        logo: client.logo(),
+        homepage: client.homepage(),
+        privacy_policy: client.privacy_policy(),
+        terms_of_service: client.terms_of_service(),
         redirect_host: host_of(target),
         resources: resources
             .iter()

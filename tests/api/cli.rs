@@ -647,6 +647,105 @@ async fn clients_serve_resources_set_from_the_command_line() {
     assert_eq!(answer, serde_json::json!({"active": false}));
 }
 
+/// The consent page's metadata URLs (OpenID Connect Dynamic Client Registration 1.0 §2) from
+/// the command line: set on create, one cleared with "" and one changed on update, the others
+/// kept; a refused value names its option's field and changes nothing.
+#[tokio::test]
+async fn client_metadata_urls_are_set_and_cleared_from_the_command_line() {
+    let app = spawn_app().await;
+    let db = app.db_url.clone();
+    let created = tokio::task::spawn_blocking(move || {
+        latchkey(
+            &db,
+            &[
+                "client",
+                "create",
+                "--name",
+                "Ops dashboard",
+                "--type",
+                "public",
+                "--grant-types",
+                "authorization_code",
+                "--redirect-uri",
+                "https://ops.example.com/cb",
+                "--logo-uri",
+                "https://ops.example.com/logo.svg",
+                "--client-uri",
+                "https://ops.example.com",
+                "--policy-uri",
+                "https://ops.example.com/privacy",
+                "--tos-uri",
+                "http://localhost:8080/tos",
+                "--json",
+            ],
+        )
+    })
+    .await
+    .expect("task");
+    assert!(created.status.success(), "{}", stderr(&created));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&created)).expect("json");
+    assert_eq!(json["logo_uri"], "https://ops.example.com/logo.svg");
+    assert_eq!(json["client_uri"], "https://ops.example.com/");
+    assert_eq!(json["policy_uri"], "https://ops.example.com/privacy");
+    assert_eq!(json["tos_uri"], "http://localhost:8080/tos");
+    let id = json["client_id"].as_str().expect("id").to_owned();
+
+    let db = app.db_url.clone();
+    let (updated, refused) = tokio::task::spawn_blocking(move || {
+        (
+            latchkey(
+                &db,
+                &[
+                    "client",
+                    "update",
+                    &id,
+                    "--policy-uri",
+                    "",
+                    "--tos-uri",
+                    "https://ops.example.com/terms",
+                    "--json",
+                ],
+            ),
+            latchkey(
+                &db,
+                &[
+                    "client",
+                    "update",
+                    &id,
+                    "--logo-uri",
+                    "http://evil.example/x.png",
+                ],
+            ),
+        )
+    })
+    .await
+    .expect("task");
+    assert!(updated.status.success(), "{}", stderr(&updated));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&updated)).expect("json");
+    assert_eq!(json["policy_uri"], serde_json::Value::Null, "cleared");
+    assert_eq!(json["tos_uri"], "https://ops.example.com/terms");
+    assert_eq!(json["logo_uri"], "https://ops.example.com/logo.svg", "kept");
+    assert_eq!(json["client_uri"], "https://ops.example.com/", "kept");
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("logo_uri") && stderr(&refused).contains("plain http"),
+        "{}",
+        stderr(&refused)
+    );
+    let stored = app
+        .services
+        .clients
+        .list()
+        .await
+        .expect("list")
+        .pop()
+        .expect("client");
+    assert_eq!(
+        stored.row.logo_uri.as_deref(),
+        Some("https://ops.example.com/logo.svg")
+    );
+}
+
 /// `latchkey serve` with `server.environment = "production"` on `port`, its log in
 /// `dir/server-PORT.log`.
 fn start_production(dir: &std::path::Path, db: &str, port: u16) -> Child {

@@ -15,6 +15,7 @@ mod bad_input;
 mod browser;
 mod cli;
 mod client_credentials;
+mod client_metadata;
 mod client_powers;
 mod config_bounds;
 mod cors;

@@ -83,6 +83,10 @@ async fn every_table_round_trips() {
         access_token_format: "jwt".into(),
         always_issue_refresh_token: true,
         resource_uris: "https://api.example.com urn:example:billing".into(),
+        logo_uri: Some("https://a.example/logo.png".into()),
+        client_uri: Some("https://a.example/".into()),
+        policy_uri: None,
+        tos_uri: Some("http://127.0.0.1/tos".into()),
     };
     let code = CodeRow {
         id: "code-1".into(),

@@ -7,6 +7,7 @@ use askama::Template;
 use super::{client_failure, detail_path, managed_client, owner_name, visible_client};
 use crate::accounts::Accounts;
 use crate::clients::{split_list, Client, ClientError, Clients, GrantType};
+use crate::domain::MetadataUri;
 use crate::routes::chrome::{flash, page, Chrome, ConfirmPage, ConfirmText, Notice, Section};
 use crate::routes::errors::PageError;
 use crate::routes::extract::{Form, SignedIn};
@@ -36,6 +37,10 @@ struct DetailPage<'a> {
     curl: String,
     created: String,
     updated: String,
+    /// The logo users see on the consent page, if one is set.
+    logo: Option<MetadataUri>,
+    /// The home page, privacy policy and terms of service, as (label, URL if set).
+    links: [(&'static str, Option<MetadataUri>); 3],
 }
 
 /// `GET /o/applications/{client_id}/`: everything a developer pastes into their client.
@@ -83,6 +88,12 @@ pub(super) async fn detail_page(
         resource_uris: client.resource_uris.iter().map(str::to_owned).collect(),
         created: show_time(&row.created_at),
         updated: show_time(&row.updated_at),
+        logo: client.logo(),
+        links: [
+            ("Home page", client.homepage()),
+            ("Privacy policy", client.privacy_policy()),
+            ("Terms of service", client.terms_of_service()),
+        ],
     }))
 }
 

@@ -84,6 +84,37 @@ struct FormValues {
     access_token_format: String,
     always_issue_refresh_token: bool,
     algs: Vec<&'static str>,
+    /// The URLs users see about the application, in form order.
+    about: [UriField; 4],
+}
+
+/// One of the optional URLs users see on the consent page (OpenID Connect Dynamic Client
+/// Registration 1.0 §2).
+struct UriField {
+    /// The form field, named as in DCR (`logo_uri`, …); also the input's id.
+    field: &'static str,
+    label: &'static str,
+    help: &'static str,
+    /// What is stored or was typed.
+    value: String,
+}
+
+impl UriField {
+    fn new(field: &'static str, value: Option<&String>) -> Self {
+        Self {
+            field,
+            label: field_label(field),
+            help: match field {
+                "logo_uri" => {
+                    "A square image (PNG, SVG, …), shown at 56×56 pixels next to the name."
+                }
+                "client_uri" => "Where users learn what the application is.",
+                "policy_uri" => "What the application does with the data users share with it.",
+                _ => "The terms users accept by using the application.",
+            },
+            value: value.cloned().unwrap_or_default(),
+        }
+    }
 }
 
 impl FormValues {
@@ -159,6 +190,12 @@ impl FormValues {
                 .unwrap_or_else(|| "opaque".into()),
             always_issue_refresh_token: spec.always_issue_refresh_token,
             algs: SigningAlg::ALL.iter().map(|a| a.as_str()).collect(),
+            about: [
+                UriField::new("logo_uri", spec.logo_uri.as_ref()),
+                UriField::new("client_uri", spec.client_uri.as_ref()),
+                UriField::new("policy_uri", spec.policy_uri.as_ref()),
+                UriField::new("tos_uri", spec.tos_uri.as_ref()),
+            ],
         }
     }
 }
@@ -196,6 +233,10 @@ fn field_label(field: &str) -> &'static str {
         "introspect_all" => "Introspect every token",
         "allow_plain_pkce" => "Plain PKCE",
         "always_issue_refresh_token" => "Always issue a refresh token",
+        "logo_uri" => "Logo URL",
+        "client_uri" => "Home page",
+        "policy_uri" => "Privacy policy",
+        "tos_uri" => "Terms of service",
         _ => "Application",
     }
 }
@@ -493,6 +534,12 @@ fn spec_from_form(
                 .as_ref()
                 .is_some_and(|s| s.always_issue_refresh_token),
         ),
+        // What users see about the application (OpenID Connect Dynamic Client Registration
+        // 1.0 §2); the clients service checks each URL.
+        logo_uri: form.get("logo_uri").map(str::to_owned),
+        client_uri: form.get("client_uri").map(str::to_owned),
+        policy_uri: form.get("policy_uri").map(str::to_owned),
+        tos_uri: form.get("tos_uri").map(str::to_owned),
     };
     // The `admin` scope (the admin users API) and `logout_all` (signing the user out of
     // everything) are for clients superusers set up; the form does not offer them to others,

@@ -21,7 +21,7 @@ struct ConsentPage<'a> {
     /// The signed-in user (the consent page shows no main navigation: only who is signed in
     /// and "Use another account").
     chrome: Chrome,
-    prompt: ConsentPrompt,
+    prompt: Box<ConsentPrompt>,
     action: &'a str,
 }
 

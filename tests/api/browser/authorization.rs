@@ -17,6 +17,12 @@ async fn browser_login_and_consent() {
     let redirect_uri = app.url("/cb");
     let mut client_spec = spec("confidential", &["authorization_code"]);
     client_spec.redirect_uris = vec![redirect_uri.clone()];
+    // What the consent page shows about the application, served by the test server itself (a
+    // loopback http URL; `'self'` for the page's CSP), so the phone pass sees a real logo.
+    client_spec.logo_uri = Some(app.url("/static/favicon.svg"));
+    client_spec.client_uri = Some(app.url("/"));
+    client_spec.policy_uri = Some(app.url("/privacy"));
+    client_spec.tos_uri = Some(app.url("/terms"));
     let (client, secret) = app.register(&client_spec).await;
     let secret = secret.expect("a confidential client has a secret");
     let (verifier, challenge) = pkce_pair();
@@ -41,6 +47,15 @@ async fn browser_login_and_consent() {
 
     browser.wait_for("form.decision").await;
     assert_eq!(browser.text_of("h1 .app-name").await, client_spec.name);
+    let links = browser.text_of("#app-links").await;
+    assert!(
+        links.contains("Privacy policy: 127.0.0.1") && links.contains("Terms of service"),
+        "{links}"
+    );
+    assert!(
+        browser.text_of("#registered-by").await.contains("operator"),
+        "an operator's application"
+    );
     let scopes = browser.text_of("ul.scopes").await;
     assert!(
         scopes.contains("profile") && scopes.contains("email"),
