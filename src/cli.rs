@@ -619,9 +619,13 @@ async fn client_command(cmd: ClientCommand, settings: Settings) -> anyhow::Resul
                     println!(
                         "{:<34} {:<13} {:<45} {}",
                         c.id(),
-                        c.row.client_type,
-                        c.row.grant_types,
-                        c.row.name
+                        c.client_type.as_str(),
+                        c.grant_types
+                            .iter()
+                            .map(|g| g.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        c.name()
                     );
                 }
             }
@@ -696,35 +700,35 @@ fn client_error(e: ClientError) -> anyhow::Error {
 /// A client as JSON (no secret, only its hint).
 #[must_use]
 pub fn client_json(c: &Client) -> serde_json::Value {
-    let list = |s: &str| crate::clients::split_list(s);
+    let spec = crate::clients::ClientSpec::from_client(c);
     json!({
         "client_id": c.id(),
-        "name": c.row.name,
-        "client_type": c.row.client_type,
-        "token_endpoint_auth_method": c.row.token_endpoint_auth_method,
-        "secret_hint": c.row.secret_hint.as_ref().map(|h| format!("{h}…")),
-        "grant_types": list(&c.row.grant_types),
-        "redirect_uris": list(&c.row.redirect_uris),
-        "post_logout_redirect_uris": list(&c.row.post_logout_redirect_uris),
-        "allowed_origins": list(&c.row.allowed_origins),
-        "scopes": list(&c.row.allowed_scopes),
-        "skip_authorization": c.row.skip_authorization,
-        "require_pkce": c.row.require_pkce,
-        "allow_plain_pkce": c.row.allow_plain_pkce,
-        "introspect_all": c.row.introspect_all,
-        "resource_uris": list(&c.row.resource_uris),
-        "access_token_lifetime": c.row.access_token_lifetime,
-        "refresh_token_lifetime": c.row.refresh_token_lifetime,
-        "owner_id": c.row.owner_id,
-        "id_token_signed_response_alg": c.row.id_token_signed_response_alg,
-        "access_token_format": c.row.access_token_format,
-        "always_issue_refresh_token": c.row.always_issue_refresh_token,
-        "logo_uri": c.row.logo_uri,
-        "client_uri": c.row.client_uri,
-        "policy_uri": c.row.policy_uri,
-        "tos_uri": c.row.tos_uri,
-        "created_at": c.row.created_at.and_utc().to_rfc3339(),
-        "updated_at": c.row.updated_at.and_utc().to_rfc3339(),
+        "name": spec.name,
+        "client_type": spec.client_type,
+        "token_endpoint_auth_method": c.auth_method(),
+        "secret_hint": c.secret_hint().map(|h| format!("{h}…")),
+        "grant_types": spec.grant_types,
+        "redirect_uris": spec.redirect_uris,
+        "post_logout_redirect_uris": spec.post_logout_redirect_uris,
+        "allowed_origins": spec.allowed_origins,
+        "scopes": spec.scopes,
+        "skip_authorization": spec.skip_authorization,
+        "require_pkce": spec.require_pkce,
+        "allow_plain_pkce": spec.allow_plain_pkce,
+        "introspect_all": spec.introspect_all,
+        "resource_uris": spec.resource_uris,
+        "access_token_lifetime": spec.access_token_lifetime,
+        "refresh_token_lifetime": spec.refresh_token_lifetime,
+        "owner_id": spec.owner_id,
+        "id_token_signed_response_alg": spec.id_token_alg,
+        "access_token_format": spec.access_token_format,
+        "always_issue_refresh_token": spec.always_issue_refresh_token,
+        "logo_uri": spec.logo_uri,
+        "client_uri": spec.client_uri,
+        "policy_uri": spec.policy_uri,
+        "tos_uri": spec.tos_uri,
+        "created_at": c.created_at().and_utc().to_rfc3339(),
+        "updated_at": c.updated_at().and_utc().to_rfc3339(),
     })
 }
 

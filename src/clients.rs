@@ -171,8 +171,9 @@ impl FromStr for AccessTokenFormat {
 /// A client as the rest of the program sees it: the row with its lists parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Client {
-    /// The stored row.
-    pub row: ClientRow,
+    /// The stored row: private, so that no caller sees the secret's hash or the raw lists;
+    /// the accessors below and [`ClientSpec::from_client`] are the client as others see it.
+    row: ClientRow,
     /// Parsed client type.
     pub client_type: ClientType,
     /// Parsed allowed grant types.
@@ -249,6 +250,74 @@ impl Client {
     #[must_use]
     pub fn jwt_access_tokens(&self) -> bool {
         self.row.access_token_format == AccessTokenFormat::Jwt.as_str()
+    }
+
+    /// The `users.id` of the user who registered it in the developer portal; `None` for an
+    /// operator's client.
+    #[must_use]
+    pub fn owner_id(&self) -> Option<&str> {
+        self.row.owner_id.as_deref()
+    }
+
+    /// Whether the consent page is skipped (set by an operator or superuser).
+    #[must_use]
+    pub fn skip_authorization(&self) -> bool {
+        self.row.skip_authorization
+    }
+
+    /// Whether it may introspect every token, not only its own and its resources' (RFC 7662
+    /// §4 leaves the policy to the server).
+    #[must_use]
+    pub fn introspect_all(&self) -> bool {
+        self.row.introspect_all
+    }
+
+    /// Registered `post_logout_redirect_uri`s (OIDC RP-Initiated Logout §3), exact strings.
+    #[must_use]
+    pub fn post_logout_redirect_uris(&self) -> Vec<String> {
+        split_list(&self.row.post_logout_redirect_uris)
+    }
+
+    /// Origins allowed to call the token endpoint from a browser (CORS).
+    #[must_use]
+    pub fn allowed_origins(&self) -> Vec<String> {
+        split_list(&self.row.allowed_origins)
+    }
+
+    /// `token_endpoint_auth_method` (RFC 7591 §2): `client_secret_basic`,
+    /// `client_secret_post` or `none`.
+    #[must_use]
+    pub fn auth_method(&self) -> &str {
+        &self.row.token_endpoint_auth_method
+    }
+
+    /// The first characters of the secret, shown so a developer can tell secrets apart;
+    /// `None` for a public client.
+    #[must_use]
+    pub fn secret_hint(&self) -> Option<&str> {
+        self.row.secret_hint.as_deref()
+    }
+
+    /// Whether `presented` is this client's secret: SHA-256 compared in constant time
+    /// (RFC 6749 §2.3.1). Always false for a client without a secret.
+    #[must_use]
+    pub fn secret_matches(&self, presented: &str) -> bool {
+        self.row
+            .secret_hash
+            .as_deref()
+            .is_some_and(|hash| secret::verify_hashed(presented, hash))
+    }
+
+    /// When it was registered (UTC).
+    #[must_use]
+    pub fn created_at(&self) -> chrono::NaiveDateTime {
+        self.row.created_at
+    }
+
+    /// When its settings last changed (UTC).
+    #[must_use]
+    pub fn updated_at(&self) -> chrono::NaiveDateTime {
+        self.row.updated_at
     }
 
     /// Whether `code_challenge_method=plain` is accepted (RFC 7636 §4.2; S256 otherwise).

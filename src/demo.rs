@@ -254,10 +254,8 @@ pub async fn find_leftovers(services: &Services) -> Result<Leftovers, DbError> {
         .into_iter()
         .filter(|c| {
             [CONFIDENTIAL_ID, PUBLIC_ID].contains(&c.id())
-                || c.row
-                    .owner_id
-                    .as_ref()
-                    .is_some_and(|owner| found.users.iter().any(|u| &u.id == owner))
+                || c.owner_id()
+                    .is_some_and(|owner| found.users.iter().any(|u| u.id == owner))
         })
         .map(|c| c.id().to_owned())
         .collect();

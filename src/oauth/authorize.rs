@@ -283,7 +283,7 @@ impl OAuth {
             return response;
         }
         AuthorizeOutcome::Untrusted {
-            client_name: client.row.name.clone(),
+            client_name: client.name().to_owned(),
             description: description.to_owned(),
             redirect_host: host_of(target),
             response: Box::new(response),
@@ -300,7 +300,7 @@ impl OAuth {
         login: Option<&Authentication>,
         decided: bool,
     ) -> Result<bool, DbError> {
-        if !client.is_portal_client() || client.row.skip_authorization {
+        if !client.is_portal_client() || client.skip_authorization() {
             return Ok(true);
         }
         let Some(login) = login else {
@@ -570,7 +570,7 @@ impl OAuth {
                     // needs the page (RFC 8707 §2.1 leaves the policy to the server). No
                     // resource means the server's own default audience, which every consent
                     // covers.
-                    let covered = client.row.skip_authorization
+                    let covered = client.skip_authorization()
                         || (!impersonable
                             && !prompt.consent
                             && previous
@@ -582,7 +582,7 @@ impl OAuth {
                         }
                         // Who registered the client: the page names a portal client's owner,
                         // so that a user can tell a colleague's app from the operator's.
-                        let owner = match &client.row.owner_id {
+                        let owner = match client.owner_id() {
                             Some(id) => users::find(conn, id)?.map(|u| u.username),
                             None => None,
                         };
@@ -761,7 +761,7 @@ fn consent_prompt(
     asks_every_time: bool,
 ) -> ConsentPrompt {
     ConsentPrompt {
-        client_name: client.row.name.clone(),
+        client_name: client.name().to_owned(),
         client_id: client.id().to_owned(),
         owner,
         logo: client.logo(),

@@ -136,11 +136,7 @@ impl PresentedClient {
         match self {
             Self::Basic { secret, .. } | Self::Post { secret, .. } => {
                 client.client_type == ClientType::Confidential
-                    && client
-                        .row
-                        .secret_hash
-                        .as_deref()
-                        .is_some_and(|h| secret::verify_hashed(secret.expose_secret(), h))
+                    && client.secret_matches(secret.expose_secret())
             }
             Self::None { .. } => client.client_type == ClientType::Public,
         }

@@ -70,7 +70,7 @@ impl OAuth {
             .list()
             .await?
             .iter()
-            .filter_map(|c| c.row.access_token_lifetime)
+            .filter_map(|c| c.access_token_lifetime())
             .filter_map(|s| u64::try_from(s).ok())
             .max()
             .unwrap_or(0);

@@ -130,7 +130,7 @@ impl OAuth {
 fn may_introspect(client: &Client, token: &TokenRow) -> bool {
     let confidential = client.client_type == ClientType::Confidential;
     token.client_id == client.id()
-        || (confidential && client.row.introspect_all)
+        || (confidential && client.introspect_all())
         || (token.kind == tokens::ACCESS
             && confidential
             && client

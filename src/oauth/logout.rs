@@ -154,7 +154,7 @@ impl OAuth {
                 .find(&grant.client_id)
                 .await
                 .map_err(BearerError::from)?
-                .is_some_and(|c| c.row.skip_authorization);
+                .is_some_and(|c| c.skip_authorization());
             if !first_party {
                 return Err(BearerError::InsufficientScope(LOGOUT_ALL_SCOPE.to_owned()).into());
             }

@@ -100,7 +100,7 @@ pub async fn plan_logout(
     };
     let mut plan = LogoutPlan {
         hinted_subject,
-        client_name: client.as_ref().map(|c| c.row.name.clone()),
+        client_name: client.as_ref().map(|c| c.name().to_owned()),
         redirect: None,
         redirect_refused: None,
     };
@@ -132,7 +132,7 @@ pub async fn plan_logout(
             return Ok(plan);
         }
     }
-    let registered = crate::clients::split_list(&client.row.post_logout_redirect_uris);
+    let registered = client.post_logout_redirect_uris();
     // Exact string comparison, as for redirect URIs (§3).
     if !registered.iter().any(|r| r == uri) {
         plan.redirect_refused = Some("the address it asked to return to is not registered for it");

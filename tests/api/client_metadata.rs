@@ -4,6 +4,7 @@
 //! it — set through the application form, shown on the application's page and on the consent
 //! page; refused values are field errors and save nothing.
 
+use latchkey::clients::ClientSpec;
 use reqwest::StatusCode;
 
 use crate::helpers::{location, pkce_pair, spawn_app, spec, TestApp, Visitor, REDIRECT_URI};
@@ -95,7 +96,10 @@ async fn the_form_sets_what_the_consent_page_shows_with_the_owner() {
         .expect("list")
         .pop()
         .expect("registered");
-    assert_eq!(client.row.client_uri.as_deref(), Some(HOMEPAGE));
+    assert_eq!(
+        ClientSpec::from_client(&client).client_uri.as_deref(),
+        Some(HOMEPAGE)
+    );
 
     // Another user asked to allow it sees the logo, the name, who registered it and the links,
     // each named by its host.
@@ -143,9 +147,9 @@ async fn the_form_sets_what_the_consent_page_shows_with_the_owner() {
         .await
         .expect("db")
         .expect("client");
-    assert_eq!(stored.row.policy_uri, None, "cleared");
+    assert_eq!(ClientSpec::from_client(&stored).policy_uri, None, "cleared");
     assert_eq!(
-        stored.row.tos_uri.as_deref(),
+        ClientSpec::from_client(&stored).tos_uri.as_deref(),
         Some("https://notes.example/tos")
     );
     let (_, html) = dev.get(&detail).await;
@@ -269,6 +273,9 @@ async fn refused_urls_are_field_errors_and_nothing_is_saved() {
     }
     let stored = app.services.clients.list().await.expect("list");
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].row.logo_uri.as_deref(), Some(LOGO));
-    assert_eq!(stored[0].row.client_uri, None);
+    assert_eq!(
+        ClientSpec::from_client(&stored[0]).logo_uri.as_deref(),
+        Some(LOGO)
+    );
+    assert_eq!(ClientSpec::from_client(&stored[0]).client_uri, None);
 }

@@ -126,7 +126,7 @@ async fn staff_who_are_not_superusers_give_no_powers_and_change_no_admins_client
         .await
         .expect("staff rotate an ordinary user's secret");
     // … but give it no first-party power, and nothing changes.
-    let before = stored(&app, devs.id()).await.row;
+    let before = stored(&app, devs.id()).await;
     for power in powers(&ClientSpec {
         name: "Renamed by staff".into(),
         redirect_uris: vec!["https://dev.example.com/cb".into()],
@@ -134,7 +134,7 @@ async fn staff_who_are_not_superusers_give_no_powers_and_change_no_admins_client
     }) {
         forbidden(clients.update(&as_neds, devs.id(), &power).await);
     }
-    assert_eq!(stored(&app, devs.id()).await.row, before);
+    assert_eq!(stored(&app, devs.id()).await, before);
 
     // Staff register only clients of their own, without powers.
     forbidden(clients.register(&as_neds, &base(None)).await);
@@ -156,7 +156,7 @@ async fn staff_who_are_not_superusers_give_no_powers_and_change_no_admins_client
         (&roots, Some(&root)),
         (&ottos, Some(&other_staff)),
     ] {
-        let before = stored(&app, client.id()).await.row;
+        let before = stored(&app, client.id()).await;
         let rename = ClientSpec {
             name: "Taken over".into(),
             ..base(owner)
@@ -173,7 +173,7 @@ async fn staff_who_are_not_superusers_give_no_powers_and_change_no_admins_client
             forbidden(clients.delete(&as_neds, client.id()).await),
             "owner"
         );
-        assert_eq!(stored(&app, client.id()).await.row, before);
+        assert_eq!(stored(&app, client.id()).await, before);
         // A superuser may.
         clients
             .update(&as_root, client.id(), &rename)
@@ -208,7 +208,7 @@ async fn staff_who_are_not_superusers_give_no_powers_and_change_no_admins_client
         .update(&as_neds, devs.id(), &kept)
         .await
         .expect("staff take a power away");
-    assert!(!stored(&app, devs.id()).await.row.skip_authorization);
+    assert!(!stored(&app, devs.id()).await.skip_authorization());
 
     // Someone demoted meanwhile has no staff powers left.
     app.services
@@ -259,7 +259,7 @@ async fn the_owner_of_a_powered_client_cannot_move_where_its_codes_go() {
             .update(&as_root, devs.id(), &power)
             .await
             .expect("a superuser gives a power");
-        let before = stored(&app, devs.id()).await.row;
+        let before = stored(&app, devs.id()).await;
         let now = ClientSpec::from_client(&stored(&app, devs.id()).await);
         let changes = [
             (
@@ -295,7 +295,7 @@ async fn the_owner_of_a_powered_client_cannot_move_where_its_codes_go() {
                 }
             }
         }
-        assert_eq!(stored(&app, devs.id()).await.row, before);
+        assert_eq!(stored(&app, devs.id()).await, before);
         // The owner still renames it; a superuser moves it (and back).
         clients
             .update(
@@ -328,7 +328,7 @@ async fn the_portal_shows_staff_and_owners_only_what_they_may_change() {
     let (operators, _) = app.register(&base(None)).await;
     let (devs, _) = app.register(&base(Some(&dev))).await;
     let neds = app.visitor("neds").await;
-    let operators_before = stored(&app, operators.id()).await.row;
+    let operators_before = stored(&app, operators.id()).await;
 
     // An operator's client: seen, without the buttons, and every form 403 with nothing changed.
     let detail = format!("/o/applications/{}/", operators.id());
@@ -355,7 +355,7 @@ async fn the_portal_shows_staff_and_owners_only_what_they_may_change() {
             .await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{suffix}");
     }
-    assert_eq!(stored(&app, operators.id()).await.row, operators_before);
+    assert_eq!(stored(&app, operators.id()).await, operators_before);
 
     // An ordinary user's client: staff edit it, but the powers are shown disabled and the
     // ticks are ignored.
@@ -382,9 +382,9 @@ async fn the_portal_shows_staff_and_owners_only_what_they_may_change() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let row = stored(&app, devs.id()).await.row;
+    let row = ClientSpec::from_client(&stored(&app, devs.id()).await);
     assert_eq!(row.name, "Staff edit");
-    assert_eq!(row.redirect_uris, "https://dev.example.com/cb");
+    assert_eq!(row.redirect_uris, ["https://dev.example.com/cb"]);
     assert!(!row.skip_authorization && !row.introspect_all);
     assert!(row.resource_uris.is_empty() && row.access_token_lifetime.is_none());
 
@@ -422,9 +422,9 @@ async fn the_portal_shows_staff_and_owners_only_what_they_may_change() {
         )
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
-    let row = stored(&app, devs.id()).await.row;
+    let row = ClientSpec::from_client(&stored(&app, devs.id()).await);
     assert_eq!(row.name, "Owner edit");
-    assert_eq!(row.redirect_uris, "https://dev.example.com/cb");
+    assert_eq!(row.redirect_uris, ["https://dev.example.com/cb"]);
     assert!(row.post_logout_redirect_uris.is_empty() && row.allowed_origins.is_empty());
     assert!(row.skip_authorization, "the owner keeps the power");
 }

@@ -108,11 +108,21 @@ async fn a_registered_secret_is_shown_once_and_works() {
         .await
         .expect("db")
         .expect("client");
-    let hash = stored.row.secret_hash.clone().expect("hash");
+    let id = client_id.clone();
+    let hash = app
+        .services
+        .db
+        .read(move |conn| {
+            latchkey::db::clients::find(conn, &id).map_err(latchkey::db::DbError::from)
+        })
+        .await
+        .expect("db")
+        .and_then(|row| row.secret_hash)
+        .expect("hash");
     assert!(!html.contains(&hash), "the hash is never shown");
-    assert_eq!(stored.row.owner_id.as_deref(), Some(owner.id.as_str()));
+    assert_eq!(stored.owner_id(), Some(owner.id.as_str()));
     assert!(
-        stored.row.require_pkce,
+        latchkey::clients::ClientSpec::from_client(&stored).require_pkce,
         "portal clients always require PKCE"
     );
 
@@ -278,7 +288,7 @@ async fn users_cannot_see_or_change_other_users_applications() {
         .await
         .expect("db")
         .expect("still there");
-    assert_eq!(client.row.name, "Alice's service");
+    assert_eq!(client.name(), "Alice's service");
     assert_eq!(
         client_credentials(&app, &client_id, &secret).await,
         StatusCode::OK
@@ -354,19 +364,20 @@ async fn updating_keeps_what_the_form_does_not_own() {
         .await
         .expect("db")
         .expect("client");
-    assert_eq!(client.row.name, "After");
-    assert_eq!(client.row.token_endpoint_auth_method, "client_secret_post");
+    assert_eq!(client.name(), "After");
+    assert_eq!(client.auth_method(), "client_secret_post");
+    let spec = latchkey::clients::ClientSpec::from_client(&client);
     assert_eq!(
         client.redirect_uris,
         ["https://app.example/cb", "http://127.0.0.1:8000/cb"]
     );
-    assert_eq!(client.row.allowed_scopes, "read");
-    assert_eq!(client.row.access_token_lifetime, None);
-    assert_eq!(client.row.access_token_format, "jwt");
-    assert_eq!(client.row.id_token_signed_response_alg, "ES256");
-    assert!(!client.row.skip_authorization && !client.row.introspect_all);
-    assert!(!client.row.always_issue_refresh_token && !client.row.allow_plain_pkce);
-    assert_eq!(client.row.client_type, "confidential");
+    assert_eq!(spec.scopes, ["read"]);
+    assert_eq!(spec.access_token_lifetime, None);
+    assert_eq!(spec.access_token_format.as_deref(), Some("jwt"));
+    assert_eq!(spec.id_token_alg.as_deref(), Some("ES256"));
+    assert!(!spec.skip_authorization && !spec.introspect_all);
+    assert!(!spec.always_issue_refresh_token && !spec.allow_plain_pkce);
+    assert_eq!(spec.client_type, "confidential");
     // The secret is untouched (now sent in the body).
     let (status, _) = app
         .post_token(
@@ -407,8 +418,8 @@ async fn updating_keeps_what_the_form_does_not_own() {
         .await
         .expect("db")
         .expect("client")
-        .row
-        .name;
+        .name()
+        .to_owned();
     assert_eq!(name, "After");
 }
 
@@ -721,8 +732,8 @@ async fn only_staff_set_the_resources_an_application_serves() {
                 .await
                 .expect("db")
                 .expect("client")
-                .row
                 .resource_uris
+                .to_string()
         }
     };
     assert_eq!(stored(&app).await, "");
@@ -888,7 +899,10 @@ async fn the_clients_service_keeps_first_party_powers_for_staff_whoever_calls_it
         assert!(forbidden!(&refused), "{power:?}: {:?}", refused.map(|_| ()));
     }
     let stored = clients.find(mine.id()).await.expect("db").expect("client");
-    assert!(!stored.row.skip_authorization && stored.row.require_pkce);
+    assert!(
+        !stored.skip_authorization()
+            && latchkey::clients::ClientSpec::from_client(&stored).require_pkce
+    );
 
     // Someone else's client is not found, whatever is asked.
     let (theirs, _) = app

@@ -6,7 +6,7 @@ use askama::Template;
 
 use super::{client_failure, detail_path, managed_client, owner_name, visible_client};
 use crate::accounts::Accounts;
-use crate::clients::{split_list, Client, ClientError, Clients, GrantType};
+use crate::clients::{Client, ClientError, ClientSpec, Clients, GrantType};
 use crate::domain::MetadataUri;
 use crate::routes::chrome::{flash, page, Chrome, ConfirmPage, ConfirmText, Notice, Section};
 use crate::routes::errors::PageError;
@@ -20,6 +20,8 @@ use crate::routes::WebConfig;
 struct DetailPage<'a> {
     chrome: Chrome,
     client: &'a Client,
+    /// The client's settings as its form shows them.
+    spec: ClientSpec,
     owner: Option<String>,
     /// Why the viewer may not edit, delete or rotate the secret of this client, if so.
     refused: Option<String>,
@@ -69,12 +71,12 @@ pub(super) async fn detail_page(
     let active_tokens = clients.active_token_count(client.id()).await?;
     let owner = owner_name(accounts, client).await?;
     let refused = clients.access(&user.actor(), Some(client)).await?.refused;
-    let row = &client.row;
     Ok(page(&DetailPage {
         chrome,
         curl: curl_example(&web.issuer, client),
-        secret_hint: row.secret_hint.clone().unwrap_or_default(),
+        secret_hint: client.secret_hint().unwrap_or_default().to_owned(),
         client,
+        spec: ClientSpec::from_client(client),
         owner,
         refused,
         new_secret,
@@ -82,12 +84,12 @@ pub(super) async fn detail_page(
         issuer: &web.issuer,
         grants: client.grant_types.iter().map(|g| g.as_str()).collect(),
         redirect_uris: client.redirect_uris.clone(),
-        post_logout_redirect_uris: split_list(&row.post_logout_redirect_uris),
-        allowed_origins: split_list(&row.allowed_origins),
+        post_logout_redirect_uris: client.post_logout_redirect_uris(),
+        allowed_origins: client.allowed_origins(),
         scopes: client.allowed_scopes.iter().map(str::to_owned).collect(),
         resource_uris: client.resource_uris.iter().map(str::to_owned).collect(),
-        created: show_time(&row.created_at),
-        updated: show_time(&row.updated_at),
+        created: show_time(&client.created_at()),
+        updated: show_time(&client.updated_at()),
         logo: client.logo(),
         links: [
             ("Home page", client.homepage()),
@@ -110,7 +112,7 @@ pub async fn confirm_delete(
             title: "Delete this application?".to_owned(),
             message: format!(
                 "“{}” will stop working at once: its client_id and secret are forgotten, and every token issued to it is revoked. This cannot be undone.",
-                client.row.name
+                client.name()
             ),
             action: format!("{}delete/", detail_path(client.id())),
             hidden: Vec::new(),
@@ -133,7 +135,7 @@ pub async fn delete_application(
         Ok(()) | Err(ClientError::NotFound) => {
             flash(
                 user.session(),
-                Notice::success(format!("“{}” was deleted.", client.row.name)),
+                Notice::success(format!("“{}” was deleted.", client.name())),
             );
             Ok(see_other("/o/applications/"))
         }
@@ -145,7 +147,7 @@ pub async fn delete_application(
 /// otherwise the code exchange (with placeholders for the code and verifier).
 fn curl_example(issuer: &str, client: &Client) -> String {
     let token = shell_quote(&format!("{issuer}/o/token/"));
-    let auth = match client.row.token_endpoint_auth_method.as_str() {
+    let auth = match client.auth_method() {
         "client_secret_basic" => format!(
             "  -u {} \\\n",
             shell_quote(&format!("{}:YOUR_CLIENT_SECRET", client.id()))

@@ -295,7 +295,7 @@ pub async fn register_application(
     }
     match clients.register(&user.actor(), &spec).await {
         Ok((client, secret)) => {
-            let notice = format!("“{}” was registered.", client.row.name);
+            let notice = format!("“{}” was registered.", client.name());
             super::secret::after_new_secret(&user, &clients, &client, secret, &notice).await
         }
         Err(e) => form_error(&user, &clients, None, &access, &spec, e),

@@ -19,6 +19,8 @@ use crate::routes::WebConfig;
 struct AppRow {
     client: Client,
     owner: Option<String>,
+    /// The allowed grant types, space-separated.
+    grants: String,
 }
 
 #[derive(Template)]
@@ -59,7 +61,17 @@ pub async fn list_applications(
         } else {
             None
         };
-        apps.push(AppRow { client, owner });
+        let grants = client
+            .grant_types
+            .iter()
+            .map(|g| g.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        apps.push(AppRow {
+            client,
+            owner,
+            grants,
+        });
     }
     Ok(page(&ListPage {
         chrome: user.chrome(Section::Apps),

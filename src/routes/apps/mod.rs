@@ -82,10 +82,7 @@ async fn visible_client(
     client_id: &str,
 ) -> Result<Client, PageError> {
     match clients.find(client_id).await? {
-        Some(client)
-            if user.has_staff_access()
-                || client.row.owner_id.as_deref() == Some(user.id.as_str()) =>
-        {
+        Some(client) if user.has_staff_access() || client.owner_id() == Some(user.id.as_str()) => {
             Ok(client)
         }
         _ => Err(not_found()),
@@ -109,8 +106,8 @@ async fn managed_client(
 
 /// The username of the client's owner, if it has one.
 async fn owner_name(accounts: &Accounts, client: &Client) -> Result<Option<String>, PageError> {
-    Ok(match &client.row.owner_id {
+    Ok(match client.owner_id() {
         None => None,
-        Some(id) => accounts.find(id.clone()).await?.map(|u| u.username),
+        Some(id) => accounts.find(id.to_owned()).await?.map(|u| u.username),
     })
 }

@@ -119,7 +119,7 @@ pub async fn confirm_rotate_secret(
             title: "Generate a new client secret?".to_owned(),
             message: format!(
                 "The current secret of “{}” stops working the moment the new one is generated. Update your application with the new secret right away. Tokens already issued stay valid.",
-                client.row.name
+                client.name()
             ),
             action: format!("{}rotate_secret/", detail_path(client.id())),
             hidden: Vec::new(),
@@ -144,7 +144,7 @@ pub async fn rotate_secret(
         .map_err(client_failure)?;
     let notice = format!(
         "A new secret was generated for “{}”; the previous one no longer works.",
-        client.row.name
+        client.name()
     );
     after_new_secret(&user, &clients, &client, Some(secret), &notice).await
 }

@@ -149,7 +149,7 @@ pub(super) async fn client_names<'a>(
     let mut names = HashMap::new();
     for id in ids {
         if !names.contains_key(id) {
-            let name = clients.find(id).await?.map(|c| c.row.name);
+            let name = clients.find(id).await?.map(|c| c.name().to_owned());
             names.insert(id.to_owned(), name);
         }
     }
