@@ -1,7 +1,8 @@
 //! Validated newtypes: input is parsed into these at the edge, so the code behind them never
 //! sees an invalid scope, redirect URI, resource indicator, email, username or person name
-//! ([`pkce`] holds the PKCE grammar).
+//! ([`pkce`] holds the PKCE grammar; [`branding`] the product name, logo and accent colour).
 
+pub mod branding;
 pub mod client_ip;
 mod email;
 mod person_name;
@@ -11,6 +12,7 @@ mod scope;
 mod signing_alg;
 mod username;
 
+pub use branding::{AccentColor, BrandName, LogoUrl};
 pub use client_ip::{ForwardedHeader, TrustedProxies};
 pub use email::Email;
 pub use person_name::{PersonName, MAX_NAME_CHARS};
