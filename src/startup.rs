@@ -63,6 +63,11 @@ impl Application {
         let key = Key::derive_from(settings.secret_key.expose_secret());
         let cookie_secure = settings.cookie_secure;
         let hsts_include_subdomains = settings.hsts_include_subdomains;
+        let logo_origin = settings
+            .branding
+            .logo_url
+            .as_ref()
+            .and_then(crate::domain::LogoUrl::origin);
         let web_config = WebConfig {
             issuer: settings.issuer_str().to_owned(),
             max_body_bytes: settings.max_body_bytes,
@@ -71,6 +76,7 @@ impl Application {
                 .unwrap_or(i64::MAX),
             page_size: settings.page_size,
             trusted_proxies: settings.trusted_proxies.clone(),
+            brand: std::sync::Arc::new(routes::Brand::new(&settings.branding)),
         };
         // With an https issuer: HSTS, and the session cookie named with the `__Host-` prefix
         // (RFC 6265bis §4.1.3.2: Secure, Path=/, no Domain), so that no other host, and no
@@ -89,6 +95,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(routes::refuse_nul_in_path))
+                .wrap(actix_web::middleware::from_fn(routes::brand_error_pages))
                 .wrap(
                     SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
                         .cookie_name(cookie_name.to_owned())
@@ -100,7 +107,11 @@ impl Application {
                         .cookie_content_security(CookieContentSecurity::Private)
                         .build(),
                 )
-                .wrap(security_headers(https, hsts_include_subdomains))
+                .wrap(security_headers(
+                    https,
+                    hsts_include_subdomains,
+                    logo_origin.as_deref(),
+                ))
                 .wrap(TracingLogger::<PathOnlySpan>::new())
                 .app_data(db.clone())
                 .app_data(accounts.clone())
@@ -214,8 +225,13 @@ pub fn hsts(include_subdomains: bool) -> &'static str {
 /// Security headers on every response. Scripts only from our own files (`/static/*.js`), no
 /// inline script or style. There is no `form-action`: browsers apply it to the redirect after a
 /// POST too, and the consent form's answer redirects to the client's redirect URI. With
-/// `https`, also [`hsts`].
-fn security_headers(https: bool, hsts_include_subdomains: bool) -> DefaultHeaders {
+/// `https`, also [`hsts`]. `logo_origin` (the origin of an absolute `branding.logo_url`) is
+/// added to `img-src`.
+fn security_headers(
+    https: bool,
+    hsts_include_subdomains: bool,
+    logo_origin: Option<&str>,
+) -> DefaultHeaders {
     let headers = if https {
         DefaultHeaders::new().add(("Strict-Transport-Security", hsts(hsts_include_subdomains)))
     } else {
@@ -224,7 +240,10 @@ fn security_headers(https: bool, hsts_include_subdomains: bool) -> DefaultHeader
     headers
         .add((
             "Content-Security-Policy",
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
+            format!(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:{}; frame-ancestors 'none'; base-uri 'none'",
+                logo_origin.map(|o| format!(" {o}")).unwrap_or_default()
+            ),
         ))
         .add(("X-Frame-Options", "DENY"))
         .add(("X-Content-Type-Options", "nosniff"))
