@@ -154,6 +154,14 @@ struct Raw {
     email: RawEmail,
     scopes: BTreeMap<String, String>,
     scheduler: RawScheduler,
+    branding: RawBranding,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawBranding {
+    name: String,
+    logo_url: String,
+    accent_color: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -482,6 +490,21 @@ pub struct RateLimits {
     pub window: Duration,
 }
 
+/// How pages and emails show the product (`[branding]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Branding {
+    /// `branding.name`: the product name in page titles, the page header and emails
+    /// (default `Latchkey`).
+    pub name: crate::domain::BrandName,
+    /// `branding.logo_url`: the logo in the page header and at the top of HTML emails; `None`
+    /// shows Latchkey's mark. An absolute URL's origin is added to the pages' CSP `img-src`.
+    pub logo_url: Option<crate::domain::LogoUrl>,
+    /// `branding.accent_color`: the pages' accent (buttons, links, focus ring; light and dark
+    /// mode, through `/static/branding.css`) and the button colour of HTML emails; `None` keeps
+    /// the stylesheet's own.
+    pub accent_color: Option<crate::domain::AccentColor>,
+}
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -551,6 +574,8 @@ pub struct Settings {
     pub email: EmailSettings,
     /// Scheduled jobs.
     pub scheduler: SchedulerSettings,
+    /// The product name, logo and accent colour of pages and emails.
+    pub branding: Branding,
     /// Messages to log once telemetry is up (unknown variables, generated key).
     pub warnings: Vec<String>,
     /// Set by `serve --demo` (not a configuration key): serves the demo callback page.
@@ -743,6 +768,18 @@ impl Settings {
         }
         let scopes_without_user =
             scopes_without_user(&raw.tokens.scopes_without_user, &raw.scopes)?;
+        let branding = branding_settings(&raw.branding)?;
+        if let Some(color) = branding.accent_color {
+            let contrast = color.contrast_with_white();
+            if contrast < 4.5 {
+                warnings.push(format!(
+                    "branding.accent_color {} has a contrast of {contrast:.1}:1 with white: links \
+                     in it will be hard to read on the light pages (WCAG asks for 4.5:1); a \
+                     darker shade reads better",
+                    color.hex()
+                ));
+            }
+        }
         Ok(Self {
             environment,
             listen,
@@ -773,6 +810,7 @@ impl Settings {
             accounts,
             email,
             scheduler,
+            branding,
             warnings,
             demo: false,
         })
@@ -956,6 +994,31 @@ fn scheduler_settings(raw: &RawScheduler) -> anyhow::Result<SchedulerSettings> {
         cleanup_interval: (interval > 0).then(|| Duration::from_secs(interval)),
         retry: bounded_duration("scheduler.retry_seconds", raw.retry_seconds)?,
         lease: bounded_duration("scheduler.lease_seconds", raw.lease_seconds)?,
+    })
+}
+
+/// Validates `[branding]`: an empty `logo_url` or `accent_color` is unset.
+fn branding_settings(raw: &RawBranding) -> anyhow::Result<Branding> {
+    let name = crate::domain::BrandName::parse(&raw.name)
+        .map_err(|e| anyhow::anyhow!("branding.name {e}"))?;
+    let logo_url = match raw.logo_url.trim() {
+        "" => None,
+        url => Some(
+            crate::domain::LogoUrl::parse(url)
+                .map_err(|e| anyhow::anyhow!("branding.logo_url {e}"))?,
+        ),
+    };
+    let accent_color = match raw.accent_color.trim() {
+        "" => None,
+        color => Some(
+            crate::domain::AccentColor::parse(color)
+                .map_err(|e| anyhow::anyhow!("branding.accent_color {e}"))?,
+        ),
+    };
+    Ok(Branding {
+        name,
+        logo_url,
+        accent_color,
     })
 }
 
@@ -1183,6 +1246,63 @@ mod tests {
                 range.key
             );
         }
+    }
+
+    #[test]
+    fn branding_defaults_to_latchkey_and_is_checked_at_start() {
+        let s = Settings::from_toml(KEY).expect("defaults are valid");
+        assert_eq!(s.branding, Branding::default());
+        assert_eq!(s.branding.name.as_str(), "Latchkey");
+        let s = Settings::from_toml(&format!(
+            "{KEY}[branding]\nname = \" Acme ID \"\nlogo_url = \"https://cdn.example.com/logo.svg\"\naccent_color = \"#0A7F3B\"\n"
+        ))
+        .expect("valid branding");
+        assert_eq!(s.branding.name.as_str(), "Acme ID");
+        assert_eq!(
+            s.branding
+                .logo_url
+                .as_ref()
+                .map(crate::domain::LogoUrl::as_str),
+            Some("https://cdn.example.com/logo.svg")
+        );
+        assert_eq!(
+            s.branding.accent_color.map(|c| c.hex()).as_deref(),
+            Some("#0a7f3b")
+        );
+        let bad = |extra: &str| {
+            format!(
+                "{:#}",
+                Settings::from_toml(&format!("{KEY}[branding]\n{extra}\n")).expect_err(extra)
+            )
+        };
+        assert!(bad("name = \"\"").contains("branding.name must have between 1 and 64"));
+        assert!(bad(&format!("name = \"{}\"", "x".repeat(65))).contains("branding.name"));
+        assert!(bad("name = \"Acme\\u0007\"").contains("branding.name may hold only printable"));
+        assert!(bad("logo_url = \"javascript:alert(1)\"")
+            .contains("branding.logo_url must be a site-relative path"));
+        assert!(bad("logo_url = \"data:image/png;base64,AAAA\"").contains("data: URLs are refused"));
+        assert!(bad("logo_url = \"https://me:pw@cdn.example.com/l.png\"")
+            .contains("branding.logo_url may not contain credentials"));
+        assert!(bad(&format!("logo_url = \"/{}\"", "a".repeat(2000)))
+            .contains("branding.logo_url may be at most 2000 bytes"));
+        assert!(bad("accent_color = \"blue\"").contains("branding.accent_color must be a colour"));
+        assert!(bad("accent_color = \"#12345\"").contains("#rrggbb"));
+        // A colour too light for links on white starts, with a warning.
+        let light = Settings::from_toml(&format!("{KEY}[branding]\naccent_color = \"#ffd400\"\n"))
+            .expect("a light colour is allowed");
+        assert!(
+            light
+                .warnings
+                .iter()
+                .any(|w| w.contains("branding.accent_color #ffd400")),
+            "{:?}",
+            light.warnings
+        );
+        assert!(!Settings::from_toml(KEY)
+            .expect("defaults")
+            .warnings
+            .iter()
+            .any(|w| w.contains("branding")));
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! and a log line — so that the demo works without a mail server.
 //!
 //! Messages are askama templates under `templates/email/`, each an HTML body with a plain-text
-//! alternative. Links in them start with the public issuer URL. A failed send is logged and
-//! returned to the caller, which reports it to the user; it never undoes the account change that
-//! asked for the message (the user can ask for it again).
+//! alternative. Links in them start with the public issuer URL. The [`Mailer`] draws every
+//! message under the configured [`EmailBrand`] (`[branding]`): the HTML layout shows the logo and
+//! the product name and colours its links and buttons; the plain text signs with the name. A
+//! failed send is logged and returned to the caller, which reports it to the user; it never
+//! undoes the account change that asked for the message (the user can ask for it again).
 
 use std::path::PathBuf;
 
@@ -16,8 +18,9 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
 
-use crate::config::{EmailSettings, EmailTransport, SmtpSecurity};
+use crate::config::{Branding, EmailSettings, EmailTransport, SmtpSecurity};
 use crate::db::users::UserRow;
+use crate::domain::AccentColor;
 
 /// Why a message was not sent.
 #[derive(Debug, thiserror::Error)]
@@ -36,20 +39,52 @@ pub enum MailError {
     Outbox(#[from] lettre::transport::file::Error),
 }
 
-/// One email: a subject and a template pair (HTML and plain text) rendered from the same data.
+/// How emails show the product (from `[branding]`). HTML email has no stylesheet worth the
+/// name: the colours go into inline `style` attributes, which is why they are validated
+/// `#rrggbb` values.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailBrand {
+    /// The product name: at the top of the HTML part, in its `<title>`, and the plain text's
+    /// signature.
+    pub name: String,
+    /// The logo's absolute URL (a configured path resolved against the issuer: a mail client
+    /// has no page to resolve it against), shown above the message.
+    pub logo_url: Option<String>,
+    /// The colour of links and buttons, `#rrggbb` (Latchkey's blue when none is configured).
+    pub accent: String,
+    /// The text colour on a button, `#rrggbb`, contrasting with `accent`.
+    pub on_accent: String,
+}
+
+impl EmailBrand {
+    /// The brand of emails sent by a server whose public URL is `issuer`.
+    #[must_use]
+    pub fn new(branding: &Branding, issuer: &url::Url) -> Self {
+        let accent = branding.accent_color.unwrap_or(AccentColor::DEFAULT);
+        Self {
+            name: branding.name.as_str().to_owned(),
+            logo_url: branding.logo_url.as_ref().map(|logo| logo.absolute(issuer)),
+            accent: accent.hex(),
+            on_accent: accent.on_accent().to_owned(),
+        }
+    }
+}
+
+/// One email: a subject and a template pair (HTML and plain text) rendered from the same data
+/// under the sender's [`EmailBrand`].
 pub trait EmailTemplate {
     /// The `Subject` header.
     fn subject(&self) -> String;
-    /// The HTML body.
+    /// The HTML body (a whole document, in `templates/email/layout.html`).
     ///
     /// # Errors
     /// Template errors.
-    fn html(&self) -> Result<String, askama::Error>;
-    /// The plain-text body.
+    fn html(&self, brand: &EmailBrand) -> Result<String, askama::Error>;
+    /// The plain-text body (signed with the brand's name, `templates/email/layout.txt`).
     ///
     /// # Errors
     /// Template errors.
-    fn text(&self) -> Result<String, askama::Error>;
+    fn text(&self, brand: &EmailBrand) -> Result<String, askama::Error>;
 }
 
 #[derive(Clone)]
@@ -63,6 +98,7 @@ enum Transport {
 pub struct Mailer {
     transport: Transport,
     from: Mailbox,
+    brand: EmailBrand,
 }
 
 impl std::fmt::Debug for Mailer {
@@ -74,17 +110,19 @@ impl std::fmt::Debug for Mailer {
         f.debug_struct("Mailer")
             .field("transport", &kind)
             .field("from", &self.from.to_string())
+            .field("brand", &self.brand)
             .finish()
     }
 }
 
 impl Mailer {
-    /// The mailer `settings` describe. The outbox directory is created here.
+    /// The mailer `settings` describe, drawing its messages under `brand`. The outbox
+    /// directory is created here.
     ///
     /// # Errors
     /// An unusable `from` address, TLS set-up failure, or an outbox directory that cannot be
     /// created.
-    pub fn new(settings: &EmailSettings) -> anyhow::Result<Self> {
+    pub fn new(settings: &EmailSettings, brand: EmailBrand) -> anyhow::Result<Self> {
         let from: Mailbox = settings
             .from
             .parse()
@@ -121,7 +159,11 @@ impl Mailer {
                 Transport::Smtp(builder.build())
             }
         };
-        Ok(Self { transport, from })
+        Ok(Self {
+            transport,
+            from,
+            brand,
+        })
     }
 
     /// Renders `email` and sends it to `to` (an address already validated by the caller).
@@ -143,12 +185,12 @@ impl Mailer {
                     .singlepart(
                         SinglePart::builder()
                             .header(ContentType::TEXT_PLAIN)
-                            .body(email.text()?),
+                            .body(email.text(&self.brand)?),
                     )
                     .singlepart(
                         SinglePart::builder()
                             .header(ContentType::TEXT_HTML)
-                            .body(email.html()?),
+                            .body(email.html(&self.brand)?),
                     ),
             )
             .map_err(|e| MailError::Build(e.to_string()))?;
@@ -177,14 +219,23 @@ pub fn greeting_name(user: &UserRow) -> String {
     }
 }
 
-/// Implements [`EmailTemplate`] for `$name`, whose HTML template is `$name` itself (derive `Template`)
-/// and whose text template is the wrapper `$text`.
+/// Implements [`EmailTemplate`] for `$name` through two wrappers that pair the message (`m`)
+/// with the [`EmailBrand`] (`brand`): `$html` renders the HTML template `$html_path`, `$text`
+/// the plain-text one `$text_path`.
 macro_rules! email {
-    ($name:ident, $text:ident, $text_path:literal, $subject:expr) => {
+    ($name:ident, $html:ident, $html_path:literal, $text:ident, $text_path:literal, $subject:expr) => {
+        #[derive(Template)]
+        #[template(path = $html_path)]
+        struct $html<'a> {
+            m: &'a $name,
+            brand: &'a EmailBrand,
+        }
+
         #[derive(Template)]
         #[template(path = $text_path, escape = "none")]
         struct $text<'a> {
             m: &'a $name,
+            brand: &'a EmailBrand,
         }
 
         impl EmailTemplate for $name {
@@ -192,19 +243,18 @@ macro_rules! email {
                 let subject: fn(&$name) -> String = $subject;
                 subject(self)
             }
-            fn html(&self) -> Result<String, askama::Error> {
-                Template::render(self)
+            fn html(&self, brand: &EmailBrand) -> Result<String, askama::Error> {
+                $html { m: self, brand }.render()
             }
-            fn text(&self) -> Result<String, askama::Error> {
-                $text { m: self }.render()
+            fn text(&self, brand: &EmailBrand) -> Result<String, askama::Error> {
+                $text { m: self, brand }.render()
             }
         }
     };
 }
 
 /// The 6-digit code that verifies an address, with the activation link that does the same.
-#[derive(Debug, Template)]
-#[template(path = "email/verification.html")]
+#[derive(Debug)]
 pub struct VerificationEmail {
     /// Greeting name.
     pub name: String,
@@ -217,14 +267,15 @@ pub struct VerificationEmail {
 }
 email!(
     VerificationEmail,
+    VerificationHtml,
+    "email/verification.html",
     VerificationText,
     "email/verification.txt",
     |_| { "Confirm your email address".to_owned() }
 );
 
 /// The 6-digit code that completes a login.
-#[derive(Debug, Template)]
-#[template(path = "email/login_code.html")]
+#[derive(Debug)]
 pub struct LoginCodeEmail {
     /// Greeting name.
     pub name: String,
@@ -238,14 +289,15 @@ pub struct LoginCodeEmail {
 // The code stays out of the subject: subjects show in notification previews and mail logs.
 email!(
     LoginCodeEmail,
+    LoginCodeHtml,
+    "email/login_code.html",
     LoginCodeText,
     "email/login_code.txt",
     |_| { "Your sign-in code".to_owned() }
 );
 
 /// The password-reset link.
-#[derive(Debug, Template)]
-#[template(path = "email/password_reset.html")]
+#[derive(Debug)]
 pub struct PasswordResetEmail {
     /// Greeting name.
     pub name: String,
@@ -256,14 +308,15 @@ pub struct PasswordResetEmail {
 }
 email!(
     PasswordResetEmail,
+    PasswordResetHtml,
+    "email/password_reset.html",
     PasswordResetText,
     "email/password_reset.txt",
     |_| { "Reset your password".to_owned() }
 );
 
 /// The notice that the password changed.
-#[derive(Debug, Template)]
-#[template(path = "email/password_changed.html")]
+#[derive(Debug)]
 pub struct PasswordChangedEmail {
     /// Greeting name.
     pub name: String,
@@ -275,6 +328,8 @@ pub struct PasswordChangedEmail {
 }
 email!(
     PasswordChangedEmail,
+    PasswordChangedHtml,
+    "email/password_changed.html",
     PasswordChangedText,
     "email/password_changed.txt",
     |_| { "Your password was changed".to_owned() }
@@ -282,8 +337,7 @@ email!(
 
 /// The notice sent to the *previous* address after an email change (by the user or by an
 /// administrator), so that the owner learns of a change meant to take the account over.
-#[derive(Debug, Template)]
-#[template(path = "email/email_changed.html")]
+#[derive(Debug)]
 pub struct EmailChangedEmail {
     /// Greeting name.
     pub name: String,
@@ -298,14 +352,15 @@ pub struct EmailChangedEmail {
 }
 email!(
     EmailChangedEmail,
+    EmailChangedHtml,
+    "email/email_changed.html",
     EmailChangedText,
     "email/email_changed.txt",
     |_| { "Your email address was changed".to_owned() }
 );
 
 /// The notice that sign-in codes (the emailed second step) were switched off.
-#[derive(Debug, Template)]
-#[template(path = "email/login_code_off.html")]
+#[derive(Debug)]
 pub struct LoginCodeOffEmail {
     /// Greeting name.
     pub name: String,
@@ -316,6 +371,8 @@ pub struct LoginCodeOffEmail {
 }
 email!(
     LoginCodeOffEmail,
+    LoginCodeOffHtml,
+    "email/login_code_off.html",
     LoginCodeOffText,
     "email/login_code_off.txt",
     |_| { "Sign-in codes were switched off".to_owned() }
@@ -323,7 +380,74 @@ email!(
 
 #[cfg(test)]
 mod tests {
-    use super::{greeting_name, UserRow};
+    use super::{greeting_name, EmailBrand, EmailTemplate, PasswordResetEmail, UserRow};
+    use crate::config::Branding;
+    use crate::domain::{AccentColor, BrandName, LogoUrl};
+
+    fn reset_email() -> PasswordResetEmail {
+        PasswordResetEmail {
+            name: "Ann".into(),
+            link: "https://id.example.com/accounts/password-reset-confirm/x/y/".into(),
+            minutes: 60,
+        }
+    }
+
+    #[test]
+    fn emails_carry_the_brand() {
+        let issuer = url::Url::parse("https://id.example.com").expect("url");
+        let brand = EmailBrand::new(
+            &Branding {
+                name: BrandName::parse("Acme ID").expect("name"),
+                logo_url: Some(LogoUrl::parse("/static/acme.svg").expect("logo")),
+                accent_color: Some(AccentColor::parse("#ffd400").expect("colour")),
+            },
+            &issuer,
+        );
+        assert_eq!(
+            brand.logo_url.as_deref(),
+            Some("https://id.example.com/static/acme.svg")
+        );
+        let email = reset_email();
+        let html = email.html(&brand).expect("html");
+        assert!(
+            html.contains("<title>Reset your password · Acme ID</title>"),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"<img src="https://id.example.com/static/acme.svg""#),
+            "{html}"
+        );
+        assert!(html.contains("background:#ffd400;color:#000000"), "{html}");
+        assert!(!html.contains("Latchkey"), "{html}");
+        let text = email.text(&brand).expect("text");
+        assert!(
+            text.starts_with("Hello Ann,\n\nTo choose a new password"),
+            "{text:?}"
+        );
+        assert!(
+            text.contains("\n\n    https://id.example.com/accounts/password-reset-confirm/x/y/\n"),
+            "{text:?}"
+        );
+        assert!(
+            text.ends_with("stays as it is.\n\n-- \nAcme ID"),
+            "{text:?}"
+        );
+        assert!(
+            !text.contains("#ffd400") && !text.contains("acme.svg"),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn emails_without_branding_look_as_before() {
+        let issuer = url::Url::parse("https://id.example.com").expect("url");
+        let brand = EmailBrand::new(&Branding::default(), &issuer);
+        assert_eq!(brand.logo_url, None);
+        let html = reset_email().html(&brand).expect("html");
+        assert!(html.contains(">Latchkey</span></p>"), "{html}");
+        assert!(html.contains("background:#2450c9;color:#ffffff"), "{html}");
+        assert!(!html.contains("<img"), "{html}");
+    }
 
     #[test]
     fn emails_greet_by_first_name_or_username() {

@@ -13,7 +13,7 @@ use crate::clients::Clients;
 use crate::config::Settings;
 use crate::db::Db;
 use crate::groups::Groups;
-use crate::mail::Mailer;
+use crate::mail::{EmailBrand, Mailer};
 use crate::oauth::{OAuth, OAuthConfig};
 use crate::oidc::KeyStore;
 use crate::scheduler::Jobs;
@@ -69,7 +69,11 @@ impl Services {
         };
         let hasher =
             PasswordHasher::new(&settings.argon2, policy).context("invalid argon2 settings")?;
-        let mailer = Mailer::new(&settings.email).context("invalid email settings")?;
+        let mailer = Mailer::new(
+            &settings.email,
+            EmailBrand::new(&settings.branding, &settings.issuer),
+        )
+        .context("invalid email settings")?;
         let accounts = Accounts::new(
             db.clone(),
             hasher,

@@ -71,6 +71,7 @@ impl Application {
                 .unwrap_or(i64::MAX),
             page_size: settings.page_size,
             trusted_proxies: settings.trusted_proxies.clone(),
+            brand: std::sync::Arc::new(routes::Brand::new(&settings.branding)),
         };
         // With an https issuer: HSTS, and the session cookie named with the `__Host-` prefix
         // (RFC 6265bis §4.1.3.2: Secure, Path=/, no Domain), so that no other host, and no
@@ -89,6 +90,7 @@ impl Application {
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(routes::refuse_nul_in_path))
+                .wrap(actix_web::middleware::from_fn(routes::brand_error_pages))
                 .wrap(
                     SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
                         .cookie_name(cookie_name.to_owned())
@@ -214,9 +216,10 @@ pub fn hsts(include_subdomains: bool) -> &'static str {
 /// Security headers on every response. Scripts only from our own files (`/static/*.js`), no
 /// inline script or style. Images also from any `https:` origin: the consent page shows the
 /// logo an application registered (`logo_uri`, an https URL), and `Referrer-Policy:
-/// no-referrer` keeps the page's address (the authorization request) from its host. There is no `form-action`: browsers apply it to the redirect after a
-/// POST too, and the consent form's answer redirects to the client's redirect URI. With
-/// `https`, also [`hsts`].
+/// no-referrer` keeps the page's address (the authorization request) from its host; the same
+/// covers an absolute `branding.logo_url`, which must be https. There is no `form-action`:
+/// browsers apply it to the redirect after a POST too, and the consent form's answer redirects
+/// to the client's redirect URI. With `https`, also [`hsts`].
 fn security_headers(https: bool, hsts_include_subdomains: bool) -> DefaultHeaders {
     let headers = if https {
         DefaultHeaders::new().add(("Strict-Transport-Security", hsts(hsts_include_subdomains)))

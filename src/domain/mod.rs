@@ -1,7 +1,9 @@
 //! Validated newtypes: input is parsed into these at the edge, so the code behind them never
 //! sees an invalid scope, redirect URI, resource indicator, metadata URL, email, username or
-//! person name ([`pkce`] holds the PKCE grammar).
+//! person name ([`pkce`] holds the PKCE grammar; [`branding`] the product name, logo and accent
+//! colour).
 
+pub mod branding;
 pub mod client_ip;
 mod email;
 mod metadata_uri;
@@ -12,6 +14,7 @@ mod scope;
 mod signing_alg;
 mod username;
 
+pub use branding::{AccentColor, BrandName, LogoUrl};
 pub use client_ip::{ForwardedHeader, TrustedProxies};
 pub use email::Email;
 pub use metadata_uri::{MetadataUri, MAX_METADATA_URI_BYTES};

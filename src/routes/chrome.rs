@@ -9,14 +9,22 @@
 //! its chrome from the extractor that signed the user in (`SignedIn::chrome`); pages for
 //! visitors (sign-in, registration, password reset) from [`Chrome::visitor`] or
 //! [`Chrome::for_browser`].
+//!
+//! The chrome also carries the [`Brand`] (`[branding]`: the product name in the title, header
+//! and footer, the logo, the accent stylesheet), built once at start-up and kept in
+//! [`super::WebConfig`]. Only the `response_mode=form_post` document has no chrome: it is an
+//! answer for the client, submitted by a script before anyone reads it.
+
+use std::sync::Arc;
 
 use actix_session::Session;
 use actix_web::http::header;
 use actix_web::http::StatusCode;
-use actix_web::HttpResponse;
+use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Branding;
 use crate::db::users::UserRow;
 
 /// Session key of the pending notice.
@@ -165,8 +173,82 @@ fn take_flash(session: &Session) -> Option<Notice> {
         .and_then(Result::ok)
 }
 
+/// The path of the branding stylesheet ([`Brand::stylesheet`]).
+pub const BRANDING_STYLESHEET_PATH: &str = "/static/branding.css";
+
+/// How the pages show the product (`[branding]`), built once at start-up and shared by every
+/// page's [`Chrome`].
+#[derive(Debug)]
+pub struct Brand {
+    /// The product name: page titles, the header, the footer, and texts that name the product.
+    pub name: String,
+    /// The header's logo (`<img src>`, a path on this host or an https URL); `None` draws
+    /// Latchkey's mark.
+    pub logo_url: Option<String>,
+    /// Where pages load the branding stylesheet from, with the colour as a version
+    /// (`/static/branding.css?v=0a7f3b`, so a new colour is never read from a cache); `None`
+    /// without `branding.accent_color`: pages then link only `static/style.css`.
+    pub stylesheet_href: Option<String>,
+    /// The branding stylesheet served at [`BRANDING_STYLESHEET_PATH`]: it sets `--accent`, the
+    /// one colour `static/style.css` derives its accent shades from (light and dark mode), and
+    /// `--on-accent`, the text colour that contrasts with it. No inline style: the pages' CSP
+    /// has `style-src 'self'`.
+    pub stylesheet: String,
+}
+
+impl Brand {
+    /// The brand `branding` describes.
+    #[must_use]
+    pub fn new(branding: &Branding) -> Self {
+        let (stylesheet_href, stylesheet) = match branding.accent_color {
+            Some(color) => {
+                let hex = color.hex();
+                (
+                    Some(format!(
+                        "{BRANDING_STYLESHEET_PATH}?v={}",
+                        hex.trim_start_matches('#')
+                    )),
+                    format!(
+                        "/* branding.accent_color: the accent of style.css, light and dark. */\n\
+                         :root {{ --accent: {hex}; --on-accent: {}; }}\n",
+                        color.on_accent()
+                    ),
+                )
+            }
+            None => (
+                None,
+                "/* No branding.accent_color: style.css keeps its own accent. */\n".to_owned(),
+            ),
+        };
+        Self {
+            name: branding.name.as_str().to_owned(),
+            logo_url: branding
+                .logo_url
+                .as_ref()
+                .map(|logo| logo.as_str().to_owned()),
+            stylesheet_href,
+            stylesheet,
+        }
+    }
+}
+
+/// The brand of the application serving `req` (Latchkey's own for an application without a
+/// [`super::WebConfig`], which only a test would build).
+#[must_use]
+pub fn brand_of(req: &HttpRequest) -> Arc<Brand> {
+    req.app_data::<web::Data<super::WebConfig>>()
+        .map_or_else(|| Arc::new(Brand::default()), |web| Arc::clone(&web.brand))
+}
+
+impl Default for Brand {
+    /// Latchkey's own: the defaults of `[branding]`.
+    fn default() -> Self {
+        Self::new(&Branding::default())
+    }
+}
+
 /// The page chrome (see the module documentation).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Chrome {
     /// The signed-in user's username; `None` for visitors.
     pub who: Option<String>,
@@ -178,29 +260,37 @@ pub struct Chrome {
     pub csrf_token: String,
     /// The notice left by the previous request, shown once.
     pub notice: Option<Notice>,
+    /// The product name, logo and accent stylesheet.
+    pub brand: Arc<Brand>,
 }
 
 impl Chrome {
     /// The chrome of a page for `user` in `section`: takes the pending notice.
     #[must_use]
-    pub fn for_user(session: &Session, user: &UserRow, section: Section) -> Self {
+    pub fn for_user(
+        session: &Session,
+        user: &UserRow,
+        section: Section,
+        brand: &Arc<Brand>,
+    ) -> Self {
         Self {
             who: Some(user.username.clone()),
             is_staff: user.has_staff_access(),
             section,
             csrf_token: super::browser::csrf_token(session),
             notice: take_flash(session),
+            brand: Arc::clone(brand),
         }
     }
 
     /// The chrome of a page for a visitor (sign-in, registration, password reset): nobody is
     /// signed in, the page's forms get this session's CSRF token; takes the pending notice.
     #[must_use]
-    pub fn visitor(session: &Session) -> Self {
+    pub fn visitor(session: &Session, brand: &Arc<Brand>) -> Self {
         Self {
             csrf_token: super::browser::csrf_token(session),
             notice: take_flash(session),
-            ..Self::default()
+            ..Self::anonymous(brand)
         }
     }
 
@@ -208,24 +298,26 @@ impl Chrome {
     /// reset): [`Chrome::for_user`] outside any section when `user` is signed in, else
     /// [`Chrome::visitor`].
     #[must_use]
-    pub fn for_browser(session: &Session, user: Option<&UserRow>) -> Self {
+    pub fn for_browser(session: &Session, user: Option<&UserRow>, brand: &Arc<Brand>) -> Self {
         match user {
-            Some(user) => Self::for_user(session, user, Section::None),
-            None => Self::visitor(session),
+            Some(user) => Self::for_user(session, user, Section::None, brand),
+            None => Self::visitor(session, brand),
         }
     }
 
     /// As [`Chrome::for_browser`], but a pending notice stays pending for the next page that
-    /// has a notice area (the start page and the consent page have none: a notice belongs to
-    /// the page the change ends on).
+    /// has a notice area (the start page, the consent page, the RP-initiated logout's
+    /// confirmation and the authorization endpoint's untrusted-redirect error have none: a
+    /// notice belongs to the page the change ends on).
     #[must_use]
-    pub fn without_notice(session: &Session, user: Option<&UserRow>) -> Self {
+    pub fn without_notice(session: &Session, user: Option<&UserRow>, brand: &Arc<Brand>) -> Self {
         Self {
             who: user.map(|u| u.username.clone()),
             is_staff: user.is_some_and(UserRow::has_staff_access),
             section: Section::None,
             csrf_token: super::browser::csrf_token(session),
             notice: None,
+            brand: Arc::clone(brand),
         }
     }
 
@@ -236,10 +328,20 @@ impl Chrome {
         self.who.as_deref().unwrap_or_default()
     }
 
-    /// The chrome of a page rendered without a session (error pages): no forms, no notice.
+    /// The chrome of a page rendered without a session — error pages (which may answer a
+    /// request whose session could not be read) and the signed-out page (whose session was
+    /// just purged: reading a CSRF token would start a new one): a visitor's, with no forms and
+    /// no notice.
     #[must_use]
-    pub fn anonymous() -> Self {
-        Self::default()
+    pub fn anonymous(brand: &Arc<Brand>) -> Self {
+        Self {
+            who: None,
+            is_staff: false,
+            section: Section::None,
+            csrf_token: String::new(),
+            notice: None,
+            brand: Arc::clone(brand),
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
-use super::chrome::render;
+use super::chrome::{render, Chrome};
 use super::errors::error_page;
 use super::WebConfig;
 use crate::demo;
@@ -14,6 +14,8 @@ use crate::oauth::Params;
 #[derive(Template)]
 #[template(path = "demo_callback.html")]
 struct CallbackPage {
+    /// A visitor's chrome: this page stands for the demo application, not for an account.
+    chrome: Chrome,
     code: Option<String>,
     state: Option<String>,
     iss: Option<String>,
@@ -26,6 +28,7 @@ struct CallbackPage {
 pub async fn callback(req: HttpRequest, web: web::Data<WebConfig>) -> HttpResponse {
     if !web.demo {
         return error_page(
+            &web.brand,
             StatusCode::NOT_FOUND,
             "Page not found",
             "There is nothing at this address.",
@@ -44,6 +47,7 @@ pub async fn callback(req: HttpRequest, web: web::Data<WebConfig>) -> HttpRespon
     render(
         StatusCode::OK,
         &CallbackPage {
+            chrome: Chrome::anonymous(&web.brand),
             code: get("code"),
             state: get("state"),
             iss: get("iss"),

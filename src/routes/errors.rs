@@ -14,16 +14,25 @@
 //!
 //! Service errors become these through `From` impls next to the handlers that know which page
 //! or field an error belongs to; storage failures ([`DbError`]) convert everywhere.
+//!
+//! A page error is drawn with the application's [`Brand`] by the [`brand_error_pages`]
+//! middleware: actix turns an error into a response through `ResponseError::error_response`,
+//! which sees no request and so no configuration.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 use serde::Serialize;
 
+use super::chrome::{brand_of, Brand, Chrome};
 use crate::db::DbError;
 
 mod api;
@@ -187,18 +196,23 @@ impl From<DbError> for PageError {
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
-    chrome: super::chrome::Chrome,
+    chrome: Chrome,
     title: &'a str,
     message: &'a str,
 }
 
-/// Renders the error page with `status`, `title` and `message` (no signed-in chrome: the
-/// page may be answering a request whose session could not be read).
-pub fn error_page(status: StatusCode, title: &str, message: &str) -> HttpResponse {
+/// Renders the error page with `status`, `title` and `message` under `brand` (no signed-in
+/// chrome: the page may be answering a request whose session could not be read).
+pub fn error_page(
+    brand: &Arc<Brand>,
+    status: StatusCode,
+    title: &str,
+    message: &str,
+) -> HttpResponse {
     super::chrome::render(
         status,
         &ErrorPage {
-            chrome: super::chrome::Chrome::anonymous(),
+            chrome: Chrome::anonymous(brand),
             title,
             message,
         },
@@ -220,13 +234,24 @@ impl ResponseError for PageError {
         }
     }
 
+    /// The answer under Latchkey's own brand: there is no request here to read the
+    /// configured one from ([`brand_error_pages`] draws the page again with it).
     fn error_response(&self) -> HttpResponse {
+        self.response(&Arc::new(Brand::default()))
+    }
+}
+
+impl PageError {
+    /// The answer: the sign-in redirect, or the error page under `brand` with its status (and
+    /// `Retry-After` for a limit or a full queue).
+    #[must_use]
+    pub fn response(&self, brand: &Arc<Brand>) -> HttpResponse {
         if let Self::SignIn { next } = self {
             let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
             return super::http::see_other(&format!("/accounts/login/?next={next}"));
         }
         let (title, message) = self.text();
-        let mut response = error_page(self.status_code(), title, &message);
+        let mut response = error_page(brand, self.status_code(), title, &message);
         let retry_after = match self {
             Self::TooManyRequests { retry_after, .. } => Some(*retry_after),
             Self::Busy => Some(crate::accounts::password::BUSY_RETRY_AFTER_SECONDS),
@@ -239,6 +264,31 @@ impl ResponseError for PageError {
         }
         response
     }
+}
+
+/// Middleware: the page of a [`PageError`] drawn again with the application's [`Brand`].
+/// actix answers a handler's or an extractor's error with `ResponseError::error_response`,
+/// which has no request and so draws Latchkey's own brand; the response keeps the error, so
+/// here, with the request at hand, it is answered again as [`PageError::response`] under the
+/// configured one. Every other response (the sign-in redirect included) passes untouched.
+///
+/// # Errors
+/// Those of the wrapped service.
+pub async fn brand_error_pages(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let res = next.call(req).await?;
+    let branded = res
+        .response()
+        .error()
+        .and_then(actix_web::Error::as_error::<PageError>)
+        .filter(|e| !matches!(e, PageError::SignIn { .. }))
+        .map(|e| e.response(&brand_of(res.request())));
+    Ok(match branded {
+        Some(response) => res.into_response(response).map_into_right_body(),
+        None => res.map_into_left_body(),
+    })
 }
 
 /// Messages per field of a form (`{"email": ["…"], "password": ["…", "…"]}` in JSON answers):

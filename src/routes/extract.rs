@@ -29,6 +29,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::ops::Deref;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_session::{Session, SessionExt};
 use actix_web::dev::Payload;
@@ -38,7 +39,7 @@ use actix_web::{web, FromRequest, HttpRequest};
 use serde::de::DeserializeOwned;
 
 use super::browser::{csrf_ok, current_user};
-use super::chrome::{Chrome, Section};
+use super::chrome::{Brand, Chrome, Section};
 use super::errors::{ApiError, ApiErrorCode, PageError};
 use super::http::{
     authorization_header, peer_ip, read_body, read_oauth_form, BodyError, OAuthRejection,
@@ -79,6 +80,7 @@ pub struct SignedIn {
     user: UserRow,
     session: Session,
     ip: Option<IpAddr>,
+    brand: Arc<Brand>,
 }
 
 impl SignedIn {
@@ -103,7 +105,7 @@ impl SignedIn {
     /// The page chrome for this user in `section` (takes the pending notice).
     #[must_use]
     pub fn chrome(&self, section: Section) -> Chrome {
-        Chrome::for_user(&self.session, &self.user, section)
+        Chrome::for_user(&self.session, &self.user, section, &self.brand)
     }
 }
 
@@ -130,6 +132,7 @@ impl FromRequest for SignedIn {
                     user,
                     session,
                     ip: peer_ip(&req),
+                    brand: Arc::clone(&web.brand),
                 }),
                 None => Err(PageError::SignIn { next: here(&req) }),
             }

@@ -35,6 +35,8 @@ pub struct WebConfig {
     pub page_size: i64,
     /// Proxies whose forwarding header gives the client's address (see [`http::peer_ip`]).
     pub trusted_proxies: crate::domain::TrustedProxies,
+    /// The product name, logo and accent stylesheet every page shows (`[branding]`).
+    pub brand: std::sync::Arc<Brand>,
 }
 
 /// Registers every URL Latchkey answers. Paths taken from django-oauth-toolkit answer with and
@@ -42,6 +44,10 @@ pub struct WebConfig {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(pages::home))
         .route("/static/style.css", web::get().to(pages::stylesheet))
+        .route(
+            chrome::BRANDING_STYLESHEET_PATH,
+            web::get().to(pages::branding_stylesheet),
+        )
         .route(
             "/static/form_post.js",
             web::get().to(pages::form_post_script),
@@ -393,4 +399,6 @@ fn both(
     cfg.service(build(web::resource(path.trim_end_matches('/'))));
 }
 
+pub use chrome::Brand;
+pub use errors::brand_error_pages;
 pub use pages::{not_found, refuse_nul_in_path};

@@ -1,4 +1,4 @@
-//! The start page, the stylesheet, and fallbacks.
+//! The start page, the stylesheets, and fallbacks.
 
 use actix_session::Session;
 use actix_web::body::{EitherBody, MessageBody};
@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use askama::Template;
 
 use super::browser::current_user;
-use super::chrome::{render, Chrome};
+use super::chrome::{brand_of, render, Chrome};
 use super::errors::{error_page, PageError};
 use super::errors::{ApiError, ApiErrorCode};
 use super::WebConfig;
@@ -37,7 +37,7 @@ pub async fn home(
     Ok(render(
         StatusCode::OK,
         &HomePage {
-            chrome: Chrome::without_notice(&session, user.as_ref()),
+            chrome: Chrome::without_notice(&session, user.as_ref(), &web.brand),
         },
     ))
 }
@@ -48,6 +48,16 @@ pub async fn stylesheet() -> HttpResponse {
         .content_type("text/css; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
         .body(STYLESHEET)
+}
+
+/// `GET /static/branding.css`: the accent colour of `[branding]` (built at start-up, see
+/// [`super::Brand`]). Pages link it with the colour as a version (`?v=0a7f3b`), so it may be
+/// cached like the other static files.
+pub async fn branding_stylesheet(web: web::Data<WebConfig>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/css; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "public, max-age=86400"))
+        .body(web.brand.stylesheet.clone())
 }
 
 /// `GET /static/form_post.js`: submits the `response_mode=form_post` page's form.
@@ -78,6 +88,7 @@ pub async fn favicon() -> HttpResponse {
 /// Wrong method on an HTML page.
 pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     error_page(
+        &brand_of(&req),
         StatusCode::METHOD_NOT_ALLOWED,
         "Method not allowed",
         &format!("{} is not allowed here.", req.method()),
@@ -97,6 +108,7 @@ pub async fn not_found(req: ServiceRequest) -> Result<ServiceResponse, actix_web
         ))
     } else {
         error_page(
+            &brand_of(req.request()),
             StatusCode::NOT_FOUND,
             "Page not found",
             "There is nothing at this address.",

@@ -12,6 +12,7 @@ mod audit;
 mod authorization_code;
 mod authorize_redirects;
 mod bad_input;
+mod branding;
 mod browser;
 mod cli;
 mod client_credentials;

@@ -87,8 +87,9 @@ pub async fn show_new_secret(
     let mut chrome = user.chrome(Section::Apps);
     if secret.is_none() && client.client_type == ClientType::Confidential {
         chrome.notice = Some(Notice::info(format!(
-            "The secret was shown once (for up to {} minutes after it was generated); Latchkey keeps only its hash. Generate a new one if you lost it.",
-            HELD_SECRET_SECONDS / 60
+            "The secret was shown once (for up to {} minutes after it was generated); {} keeps only its hash. Generate a new one if you lost it.",
+            HELD_SECRET_SECONDS / 60,
+            chrome.brand.name
         )));
     }
     detail_page(

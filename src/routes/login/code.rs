@@ -11,6 +11,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_session::{Session, SessionExt};
 use actix_web::dev::Payload;
@@ -27,11 +28,12 @@ use crate::clients::Clients;
 use crate::db::users::UserRow;
 use crate::limits::LimitError;
 use crate::routes::browser::{start_session, LoginBasis, SessionError};
-use crate::routes::chrome::{flash, render, Chrome, Notice};
+use crate::routes::chrome::{flash, render, Brand, Chrome, Notice};
 use crate::routes::errors::PageError;
 use crate::routes::extract::Form;
 use crate::routes::format::wait_phrase;
 use crate::routes::http::{peer_ip, see_other, with_retry_after};
+use crate::routes::WebConfig;
 
 /// Session key of the pending login.
 const SESSION_PENDING_LOGIN: &str = "pending_login";
@@ -80,6 +82,7 @@ pub async fn begin(
     session: &Session,
     accounts: &Accounts,
     clients: &Clients,
+    brand: &Arc<Brand>,
     login: &PasswordLogin,
     next: &str,
 ) -> Result<HttpResponse, PageError> {
@@ -131,7 +134,7 @@ pub async fn begin(
         },
         Err(LimitError::Db(e)) => return Err(e.into()),
     };
-    let context = SignInContext::of(next, clients).await;
+    let context = SignInContext::of(next, clients, brand).await;
     Ok(refusal.page(session, &context, &user.username))
 }
 
@@ -152,9 +155,12 @@ impl FromRequest for AwaitingCode {
         let session = req.get_session();
         let accounts = req.app_data::<web::Data<Accounts>>().cloned();
         let clients = req.app_data::<web::Data<Clients>>().cloned();
+        let web = req.app_data::<web::Data<WebConfig>>().cloned();
         Box::pin(async move {
-            let (Some(accounts), Some(clients)) = (accounts, clients) else {
-                tracing::error!("the accounts or clients service is missing from the application");
+            let (Some(accounts), Some(clients), Some(web)) = (accounts, clients, web) else {
+                tracing::error!(
+                    "the accounts or clients service or the web settings are missing from the application"
+                );
                 return Err(PageError::Internal.into());
             };
             let Some(pending) = pending(&session, &accounts) else {
@@ -167,7 +173,15 @@ impl FromRequest for AwaitingCode {
             {
                 Some(user) if user.is_active => Ok(Self { pending, user }),
                 _ => Err(elsewhere(
-                    abandon(&session, &clients, &pending, "", "Please sign in again.").await,
+                    abandon(
+                        &session,
+                        &clients,
+                        &web.brand,
+                        &pending,
+                        "",
+                        "Please sign in again.",
+                    )
+                    .await,
                 )),
             }
         })
@@ -184,8 +198,17 @@ pub async fn show_code_form(
     AwaitingCode { user, .. }: AwaitingCode,
     session: Session,
     accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
 ) -> HttpResponse {
-    code_page(StatusCode::OK, &session, &accounts, &user, None, None)
+    code_page(
+        StatusCode::OK,
+        &session,
+        &web.brand,
+        &accounts,
+        &user,
+        None,
+        None,
+    )
 }
 
 /// `POST /accounts/login/code/` (`otp`): checks the code and signs the user in.
@@ -196,10 +219,19 @@ pub async fn submit_code(
     AwaitingCode { pending, user }: AwaitingCode,
     accounts: web::Data<Accounts>,
     clients: web::Data<Clients>,
+    web: web::Data<WebConfig>,
 ) -> Result<HttpResponse, PageError> {
     let otp = form.get("otp").unwrap_or_default().trim();
     let wrong = |status, message: String| {
-        code_page(status, &session, &accounts, &user, None, Some(message))
+        code_page(
+            status,
+            &session,
+            &web.brand,
+            &accounts,
+            &user,
+            None,
+            Some(message),
+        )
     };
     if otp.is_empty() {
         return Ok(wrong(
@@ -243,7 +275,7 @@ pub async fn submit_code(
                     )
                 }
             };
-            let context = SignInContext::of(&pending.next, &clients).await;
+            let context = SignInContext::of(&pending.next, &clients, &web.brand).await;
             return Ok(refusal.page(&session, &context, &signed_in.username));
         }
         LoginCodeOutcome::Wrong { remaining } => {
@@ -275,7 +307,15 @@ pub async fn submit_code(
             "This sign-in code no longer works: it was used, or a newer one was sent. Sign in again."
         }
     };
-    Ok(abandon(&session, &clients, &pending, &user.username, gone).await)
+    Ok(abandon(
+        &session,
+        &clients,
+        &web.brand,
+        &pending,
+        &user.username,
+        gone,
+    )
+    .await)
 }
 
 /// `POST /accounts/login/code/resend/`: emails a new code once the resend cooldown has passed
@@ -287,6 +327,7 @@ pub async fn resend_code(
     AwaitingCode { mut pending, user }: AwaitingCode,
     accounts: web::Data<Accounts>,
     clients: web::Data<Clients>,
+    web: web::Data<WebConfig>,
 ) -> Result<HttpResponse, PageError> {
     match accounts
         .start_login_challenge(
@@ -307,6 +348,7 @@ pub async fn resend_code(
                 return Ok(abandon(
                     &session,
                     &clients,
+                    &web.brand,
                     &pending,
                     &user.username,
                     "Please sign in again.",
@@ -327,6 +369,7 @@ pub async fn resend_code(
             code_page(
                 StatusCode::TOO_MANY_REQUESTS,
                 &session,
+                &web.brand,
                 &accounts,
                 &user,
                 Some(format!(
@@ -370,18 +413,20 @@ fn pending(session: &Session, accounts: &Accounts) -> Option<PendingLogin> {
 async fn abandon(
     session: &Session,
     clients: &Clients,
+    brand: &Arc<Brand>,
     pending: &PendingLogin,
     username: &str,
     message: &str,
 ) -> HttpResponse {
     session.remove(SESSION_PENDING_LOGIN);
-    let context = SignInContext::of(&pending.next, clients).await;
+    let context = SignInContext::of(&pending.next, clients, brand).await;
     Refusal::new(StatusCode::BAD_REQUEST, message).page(session, &context, username)
 }
 
 fn code_page(
     status: StatusCode,
     session: &Session,
+    brand: &Arc<Brand>,
     accounts: &Accounts,
     user: &UserRow,
     alert: Option<String>,
@@ -390,7 +435,7 @@ fn code_page(
     render(
         status,
         &CodePage {
-            chrome: Chrome::visitor(session),
+            chrome: Chrome::visitor(session, brand),
             address: masked(&user.email),
             minutes: accounts
                 .settings()

@@ -18,6 +18,8 @@ pub(super) mod register;
 pub(super) mod reset;
 pub(super) mod verify;
 
+use std::sync::Arc;
+
 use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -30,7 +32,7 @@ use crate::oauth::Params;
 use crate::routes::browser::{
     current_user, log_out, safe_next, start_session, LoginBasis, SessionError,
 };
-use crate::routes::chrome::{render, Chrome};
+use crate::routes::chrome::{render, Brand, Chrome};
 use crate::routes::errors::PageError;
 use crate::routes::extract::Form;
 use crate::routes::format::wait_phrase;
@@ -48,23 +50,26 @@ struct LoginPage<'a> {
     client_name: Option<String>,
 }
 
-/// What the sign-in page shows besides its form: where it continues and for which
-/// application.
+/// What the sign-in page shows besides its form: where it continues, for which application,
+/// and under which brand.
 pub(super) struct SignInContext<'a> {
     /// Where to continue (a checked local path).
     pub next: &'a str,
     /// The name of the application asking, when `next` is an authorization request.
     pub client_name: Option<String>,
+    /// The product name, logo and accent of the page's chrome.
+    pub brand: Arc<Brand>,
 }
 
 impl<'a> SignInContext<'a> {
     /// The context of a sign-in continuing to `next` (already checked by [`safe_next`]): the
     /// client is looked up when `next` is an authorization request (`/o/authorize/?…`);
     /// an unknown `client_id` shows nothing.
-    pub async fn of(next: &'a str, clients: &Clients) -> Self {
+    pub async fn of(next: &'a str, clients: &Clients, brand: &Arc<Brand>) -> Self {
         Self {
             next,
             client_name: requesting_client(next, clients).await,
+            brand: Arc::clone(brand),
         }
     }
 }
@@ -92,6 +97,7 @@ pub async fn show_login_form(
     req: HttpRequest,
     session: Session,
     clients: web::Data<Clients>,
+    web: web::Data<WebConfig>,
 ) -> HttpResponse {
     let params = Params::from_query(req.query_string()).unwrap_or_default();
     let hint: String = params
@@ -101,7 +107,7 @@ pub async fn show_login_form(
         .filter(|c| !c.is_control())
         .take(254)
         .collect();
-    let context = SignInContext::of(safe_next(params.get("next")), &clients).await;
+    let context = SignInContext::of(safe_next(params.get("next")), &clients, &web.brand).await;
     login_page(StatusCode::OK, &session, &context, &hint, None)
 }
 
@@ -114,6 +120,7 @@ pub async fn submit_login(
     Form(form): Form,
     accounts: web::Data<Accounts>,
     clients: web::Data<Clients>,
+    web: web::Data<WebConfig>,
 ) -> Result<HttpResponse, PageError> {
     let next = safe_next(form.get("next"));
     let username = form.get("username").unwrap_or_default();
@@ -127,7 +134,10 @@ pub async fn submit_login(
     {
         // Email 2FA (login/code.rs): the code is emailed, the login waits for it.
         Ok(login) if accounts.needs_login_code(&login.user) => {
-            return code::begin(&req, &session, &accounts, &clients, &login, next).await
+            return code::begin(
+                &req, &session, &accounts, &clients, &web.brand, &login, next,
+            )
+            .await
         }
         Ok(login) => {
             // A new session on login (no fixation), with a new CSRF token; none when a
@@ -175,7 +185,7 @@ pub async fn submit_login(
             )
         }
     };
-    let context = SignInContext::of(next, &clients).await;
+    let context = SignInContext::of(next, &clients, &web.brand).await;
     Ok(refused.page(&session, &context, username))
 }
 
@@ -232,7 +242,7 @@ fn login_page(
     render(
         status,
         &LoginPage {
-            chrome: Chrome::visitor(session),
+            chrome: Chrome::visitor(session, &context.brand),
             next: context.next,
             username,
             error,

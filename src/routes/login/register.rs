@@ -75,7 +75,7 @@ pub async fn show_register_form(
     };
     Ok(register_page(
         status,
-        &session,
+        Chrome::visitor(&session, &web.brand),
         &accounts,
         next,
         RegisterValues::default(),
@@ -91,6 +91,7 @@ pub async fn submit_register(
     session: Session,
     Form(form): Form,
     accounts: web::Data<Accounts>,
+    web: web::Data<WebConfig>,
 ) -> Result<HttpResponse, PageError> {
     let next = safe_next(form.get("next"));
     let field = |name: &str| form.get(name).unwrap_or_default().to_owned();
@@ -109,7 +110,15 @@ pub async fn submit_register(
         confirm_password: SecretString::from(field("confirm_password")),
     };
     let page = |status, values, errors, alert: Option<String>| {
-        register_page(status, &session, &accounts, next, values, errors, alert)
+        register_page(
+            status,
+            Chrome::visitor(&session, &web.brand),
+            &accounts,
+            next,
+            values,
+            errors,
+            alert,
+        )
     };
     // The account's password is set (checked) from now on; see SESSION_VERIFY_BEGAN.
     let registered_at = crate::db::now();
@@ -191,9 +200,10 @@ pub async fn submit_register(
     Ok(see_other("/accounts/verify/"))
 }
 
+/// The registration page with a visitor's `chrome`.
 fn register_page(
     status: StatusCode,
-    session: &Session,
+    chrome: Chrome,
     accounts: &Accounts,
     next: &str,
     values: RegisterValues,
@@ -205,7 +215,7 @@ fn register_page(
     render(
         status,
         &RegisterPage {
-            chrome: Chrome::visitor(session),
+            chrome,
             closed: !settings.registration_open,
             values,
             errors,

@@ -77,7 +77,7 @@ async fn chrome(
     web: &WebConfig,
 ) -> Result<Chrome, PageError> {
     let user = current_user(session, accounts, web).await?;
-    Ok(Chrome::for_browser(session, user.as_ref()))
+    Ok(Chrome::for_browser(session, user.as_ref(), &web.brand))
 }
 
 /// `GET /accounts/password-reset/`: the form asking for the account's email address.

@@ -8,6 +8,8 @@
 //! `routes/api/registration.rs`. With `accounts.email_verification = "off"` these pages answer
 //! 404.
 
+use std::sync::Arc;
+
 use actix_session::Session;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -21,7 +23,7 @@ use crate::config::EmailVerification;
 use crate::db::users::UserRow;
 use crate::domain::Email;
 use crate::routes::browser::{current_user, safe_next, start_session, LoginBasis};
-use crate::routes::chrome::{flash, render, Chrome, Notice};
+use crate::routes::chrome::{flash, render, Brand, Chrome, Notice};
 use crate::routes::errors::{FieldErrors, PageError};
 use crate::routes::extract::Form;
 use crate::routes::format::wait_phrase;
@@ -91,7 +93,10 @@ async fn verify_chrome(
     web: &WebConfig,
 ) -> Result<(Chrome, Option<UserRow>), PageError> {
     let user = current_user(session, accounts, web).await?;
-    Ok((Chrome::for_browser(session, user.as_ref()), user))
+    Ok((
+        Chrome::for_browser(session, user.as_ref(), &web.brand),
+        user,
+    ))
 }
 
 /// `GET /accounts/verify/`: the code form, pre-filled with the pending address of this
@@ -215,7 +220,15 @@ pub async fn submit_verify(
             return Ok(page.refused(StatusCode::UNPROCESSABLE_ENTITY, "otp", REJECTED_CODE));
         }
     };
-    verified(&req, &session, &accounts, signed_in.as_ref(), &user).await
+    verified(
+        &req,
+        &session,
+        &web.brand,
+        &accounts,
+        signed_in.as_ref(),
+        &user,
+    )
+    .await
 }
 
 /// `GET /accounts/activate/{uidb64}/{token}/`: the activation link. It verifies the address;
@@ -231,10 +244,20 @@ pub async fn activate_page(
     let (uidb64, token) = path.into_inner();
     let signed_in = current_user(&session, &accounts, &web).await?;
     match accounts.activate(&uidb64, &token, peer_ip(&req)).await {
-        Ok(user) => verified(&req, &session, &accounts, signed_in.as_ref(), &user).await,
+        Ok(user) => {
+            verified(
+                &req,
+                &session,
+                &web.brand,
+                &accounts,
+                signed_in.as_ref(),
+                &user,
+            )
+            .await
+        }
         Err(ActivationError::InvalidLink) => {
             let email = session_string(&session, SESSION_VERIFY_EMAIL).unwrap_or_default();
-            let chrome = Chrome::for_browser(&session, signed_in.as_ref());
+            let chrome = Chrome::for_browser(&session, signed_in.as_ref(), &web.brand);
             let mut page = VerifyPage::new(chrome, &accounts, email);
             page.alert = Some("This activation link is invalid or has expired, or it was already used. Enter the code from the email, or send a new one.".into());
             Ok(render(StatusCode::BAD_REQUEST, &page))
@@ -278,6 +301,7 @@ pub(super) async fn refuse_unverified_login(
 async fn verified(
     req: &HttpRequest,
     session: &Session,
+    brand: &Arc<Brand>,
     accounts: &Accounts,
     signed_in: Option<&UserRow>,
     user: &UserRow,
@@ -319,7 +343,7 @@ async fn verified(
             Err(e) => tracing::error!(error = %e, "could not start a session after verification"),
         }
     }
-    let chrome = Chrome::for_browser(session, current.as_ref());
+    let chrome = Chrome::for_browser(session, current.as_ref(), brand);
     let mut page = VerifyPage::new(chrome, accounts, user.email.clone());
     page.verified = true;
     if current.as_ref().is_some_and(|u| u.id == user.id) {

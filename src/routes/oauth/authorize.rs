@@ -31,6 +31,9 @@ struct ConsentPage<'a> {
 #[derive(Template)]
 #[template(path = "oauth/untrusted_error.html")]
 struct UntrustedErrorPage {
+    /// Who is signed in, if anyone (the page shows no navigation; a pending notice stays
+    /// pending).
+    chrome: Chrome,
     client_name: String,
     description: String,
     redirect_host: String,
@@ -39,7 +42,11 @@ struct UntrustedErrorPage {
     form_fields: Vec<(String, String)>,
 }
 
-/// `response_mode=form_post`: the response parameters POSTed to the client by the browser.
+/// `response_mode=form_post` (OAuth 2.0 Form Post Response Mode §2): the response parameters
+/// POSTed to the client by the browser. Deliberately bare — no page chrome, no brand, not
+/// `base.html`: it is the client's answer, submitted by `static/form_post.js` as soon as it
+/// loads (a Continue button remains without JavaScript), not a page for reading. Its CSP
+/// therefore allows no images either.
 #[derive(Template)]
 #[template(path = "oauth/form_post.html")]
 struct FormPostPage {
@@ -179,7 +186,11 @@ async fn respond(
         AuthorizeOutcome::Consent(prompt) => render(
             StatusCode::OK,
             &ConsentPage {
-                chrome: Chrome::without_notice(session, login.as_ref().map(|l| &l.user)),
+                chrome: Chrome::without_notice(
+                    session,
+                    login.as_ref().map(|l| &l.user),
+                    &web.brand,
+                ),
                 prompt,
                 action: here,
             },
@@ -198,6 +209,11 @@ async fn respond(
             render(
                 StatusCode::BAD_REQUEST,
                 &UntrustedErrorPage {
+                    chrome: Chrome::without_notice(
+                        session,
+                        login.as_ref().map(|l| &l.user),
+                        &web.brand,
+                    ),
                     client_name,
                     description,
                     redirect_host,
@@ -208,6 +224,7 @@ async fn respond(
             )
         }
         AuthorizeOutcome::ErrorPage(message) => error_page(
+            &web.brand,
             StatusCode::BAD_REQUEST,
             "Invalid authorization request",
             &format!(

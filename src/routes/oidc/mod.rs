@@ -12,8 +12,8 @@ use crate::oauth::metadata::ServerMetadata;
 use crate::oauth::{OAuth, Params};
 use crate::oidc::logout::{LogoutError, LogoutPlan};
 use crate::oidc::{user_claims, OPENID};
-use crate::routes::browser::{csrf_ok, csrf_token, current_user};
-use crate::routes::chrome::render;
+use crate::routes::browser::{csrf_ok, current_user};
+use crate::routes::chrome::{render, Chrome};
 use crate::routes::errors::ApiError;
 use crate::routes::errors::PageError;
 use crate::routes::http::{authorization_header, no_store, read_form, see_other};
@@ -139,18 +139,25 @@ fn bearer_error(e: BearerError) -> HttpResponse {
     actix_web::ResponseError::error_response(&ApiError::from(e))
 }
 
+/// "Sign out?": an application asked to end the session without proving it is the signed-in
+/// user's (OpenID Connect RP-Initiated Logout 1.0 §2, "the OP SHOULD ask the End-User").
 #[derive(Template)]
 #[template(path = "oidc/logout_confirm.html")]
 struct LogoutConfirmPage<'a> {
-    csrf_token: String,
+    /// The signed-in user's (their name, the form's CSRF token); no navigation, and a
+    /// pending notice stays pending.
+    chrome: Chrome,
     fields: Vec<(String, String)>,
     client_name: Option<&'a str>,
-    username: &'a str,
 }
 
+/// "You are signed out", after RP-initiated logout when the browser does not go back to the
+/// application.
 #[derive(Template)]
 #[template(path = "oidc/logged_out.html")]
 struct LoggedOutPage<'a> {
+    /// A visitor's: the session was just purged (and no new one is started for this page).
+    chrome: Chrome,
     client_name: Option<&'a str>,
     redirect_refused: Option<&'a str>,
 }
@@ -224,10 +231,9 @@ pub async fn end_session(
         return Ok(render(
             StatusCode::OK,
             &LogoutConfirmPage {
-                csrf_token: csrf_token(&session),
+                chrome: Chrome::without_notice(&session, Some(user), &web.brand),
                 fields,
                 client_name: plan.client_name.as_deref(),
-                username: &user.username,
             },
         ));
     }
@@ -240,6 +246,7 @@ pub async fn end_session(
         None => render(
             StatusCode::OK,
             &LoggedOutPage {
+                chrome: Chrome::anonymous(&web.brand),
                 client_name: plan.client_name.as_deref(),
                 redirect_refused: plan.redirect_refused,
             },
