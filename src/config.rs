@@ -155,6 +155,45 @@ struct Raw {
     scopes: BTreeMap<String, String>,
     scheduler: RawScheduler,
     branding: RawBranding,
+    #[serde(default)]
+    upstream: BTreeMap<String, RawUpstream>,
+}
+
+/// One `[upstream.<id>]` table (issue 11): an identity provider users may sign in with.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    kind: String,
+    #[serde(default)]
+    label: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
+    #[serde(default)]
+    issuer: String,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default = "enabled_by_default")]
+    enabled: bool,
+    #[serde(default)]
+    authorization_endpoint: String,
+    #[serde(default)]
+    token_endpoint: String,
+    #[serde(default)]
+    userinfo_endpoint: String,
+    #[serde(default)]
+    api_base: String,
+    #[serde(default)]
+    link_by_email: bool,
+    #[serde(default)]
+    allowed_hosted_domains: Vec<String>,
+    #[serde(default)]
+    required_claims: BTreeMap<String, String>,
+}
+
+fn enabled_by_default() -> bool {
+    true
 }
 
 #[derive(Debug, Deserialize)]
@@ -497,12 +536,52 @@ pub struct Branding {
     /// (default `Latchkey`).
     pub name: crate::domain::BrandName,
     /// `branding.logo_url`: the logo in the page header and at the top of HTML emails; `None`
-    /// shows Latchkey's mark. An absolute URL's origin is added to the pages' CSP `img-src`.
+    /// shows Latchkey's mark. An absolute URL is https, which the pages' CSP `img-src` allows.
     pub logo_url: Option<crate::domain::LogoUrl>,
     /// `branding.accent_color`: the pages' accent (buttons, links, focus ring; light and dark
     /// mode, through `/static/branding.css`) and the button colour of HTML emails; `None` keeps
     /// the stylesheet's own.
     pub accent_color: Option<crate::domain::AccentColor>,
+}
+
+/// An upstream identity provider users may sign in with (`[upstream.<id>]`, issue 11).
+#[derive(Clone, Debug)]
+pub struct UpstreamProvider {
+    /// The table's key: the id in URLs (`/accounts/upstream/<id>/login/`) and the `idp` claim.
+    pub id: crate::domain::ProviderId,
+    /// `kind`: `discord`, `google` or `oidc`.
+    pub kind: crate::domain::ProviderKind,
+    /// `label`: the button's words ("Sign in with …"); default: the kind's name.
+    pub label: String,
+    /// `client_id` Latchkey is registered under at the provider.
+    pub client_id: String,
+    /// `client_secret` issued by the provider (sent with HTTP Basic, RFC 6749 §2.3.1).
+    pub client_secret: SecretString,
+    /// `issuer`: the OpenID Connect issuer, whose discovery document (OIDC Discovery 1.0 §4)
+    /// gives the endpoints and the JWKS; Google's by default. `None` for Discord.
+    pub issuer: Option<Url>,
+    /// `scopes` asked for; default per kind ([`crate::domain::ProviderKind::default_scopes`]).
+    pub scopes: Vec<String>,
+    /// `enabled`: shown on the sign-in page and accepted at the callback.
+    pub enabled: bool,
+    /// `authorization_endpoint`, overriding discovery (or Discord's).
+    pub authorization_endpoint: Option<Url>,
+    /// `token_endpoint`, overriding discovery (or Discord's).
+    pub token_endpoint: Option<Url>,
+    /// `userinfo_endpoint`, overriding discovery.
+    pub userinfo_endpoint: Option<Url>,
+    /// `api_base`: Discord's API root (default `https://discord.com/api/v10`); `None` for other
+    /// kinds.
+    pub api_base: Option<Url>,
+    /// `link_by_email`: an unknown upstream identity may be linked to the local account with
+    /// the same address when both sides verified it (off by default).
+    pub link_by_email: bool,
+    /// `allowed_hosted_domains` (Google): the ID token's `hd` must be one of them; empty: any
+    /// account.
+    pub allowed_hosted_domains: Vec<String>,
+    /// `required_claims` (OpenID Connect): claims the ID token or UserInfo must carry with
+    /// these values (a string claim equal to it, or an array of strings containing it).
+    pub required_claims: BTreeMap<String, String>,
 }
 
 /// Log output format.
@@ -576,6 +655,8 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     /// The product name, logo and accent colour of pages and emails.
     pub branding: Branding,
+    /// Upstream identity providers (`[upstream.<id>]`), by id.
+    pub upstream: Vec<UpstreamProvider>,
     /// Messages to log once telemetry is up (unknown variables, generated key).
     pub warnings: Vec<String>,
     /// Set by `serve --demo` (not a configuration key): serves the demo callback page.
@@ -608,8 +689,10 @@ impl Settings {
             .split("__");
         let mut warnings = Vec::new();
         for (key, _) in env.iter() {
-            // Scopes are an open table; every other key must exist in the defaults.
-            if !key.as_str().starts_with("scopes.") && defaults.find_value(key.as_str()).is_err() {
+            // Scopes and upstream providers are open tables; every other key must exist in the
+            // defaults.
+            let open = key.as_str().starts_with("scopes.") || key.as_str().starts_with("upstream.");
+            if !open && defaults.find_value(key.as_str()).is_err() {
                 warnings.push(format!(
                     "ignoring unknown setting `{key}` from environment variable LATCHKEY_{}",
                     key.as_str().replace('.', "__").to_uppercase()
@@ -769,6 +852,11 @@ impl Settings {
         let scopes_without_user =
             scopes_without_user(&raw.tokens.scopes_without_user, &raw.scopes)?;
         let branding = branding_settings(&raw.branding)?;
+        let upstream = raw
+            .upstream
+            .into_iter()
+            .map(|(id, provider)| upstream_settings(&id, provider))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         if let Some(color) = branding.accent_color {
             let contrast = color.contrast_with_white();
             if contrast < 4.5 {
@@ -811,6 +899,7 @@ impl Settings {
             email,
             scheduler,
             branding,
+            upstream,
             warnings,
             demo: false,
         })
@@ -994,6 +1083,105 @@ fn scheduler_settings(raw: &RawScheduler) -> anyhow::Result<SchedulerSettings> {
         cleanup_interval: (interval > 0).then(|| Duration::from_secs(interval)),
         retry: bounded_duration("scheduler.retry_seconds", raw.retry_seconds)?,
         lease: bounded_duration("scheduler.lease_seconds", raw.lease_seconds)?,
+    })
+}
+
+/// Validates one `[upstream.<id>]` table: every URL https (http only on loopback), the
+/// settings that belong to another kind refused rather than ignored.
+fn upstream_settings(id: &str, raw: RawUpstream) -> anyhow::Result<UpstreamProvider> {
+    use crate::domain::upstream::endpoint_url;
+    use crate::domain::{ProviderId, ProviderKind};
+    let key = format!("upstream.{id}");
+    let id = ProviderId::parse(id).map_err(|e| anyhow::anyhow!("{key}: the id {e}"))?;
+    let kind = ProviderKind::parse(&raw.kind).map_err(|e| anyhow::anyhow!("{key}.kind {e}"))?;
+    let url = |field: &str, value: &str| -> anyhow::Result<Option<Url>> {
+        match value.trim() {
+            "" => Ok(None),
+            v => endpoint_url(v)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("{key}.{field} {e}")),
+        }
+    };
+    if raw.client_id.trim().is_empty() {
+        bail!("{key}.client_id is required (the id the provider gave Latchkey)");
+    }
+    if raw.client_secret.is_empty() {
+        bail!("{key}.client_secret is required (the secret the provider gave Latchkey)");
+    }
+    let issuer = match (kind, url("issuer", &raw.issuer)?) {
+        (ProviderKind::Discord, Some(_)) => {
+            bail!("{key}.issuer is for OpenID Connect providers; Discord has none")
+        }
+        (ProviderKind::Oidc, None) => bail!("{key}.issuer is required for kind = \"oidc\""),
+        (ProviderKind::Google, None) => {
+            Some(Url::parse("https://accounts.google.com").expect("Google's issuer is a URL"))
+        }
+        (_, issuer) => issuer,
+    };
+    let api_base = match (kind, url("api_base", &raw.api_base)?) {
+        (ProviderKind::Discord, None) => {
+            Some(Url::parse("https://discord.com/api/v10").expect("Discord's API is a URL"))
+        }
+        (ProviderKind::Discord, base) => base,
+        (_, Some(_)) => bail!("{key}.api_base is for Discord only"),
+        (_, None) => None,
+    };
+    if kind != ProviderKind::Google && !raw.allowed_hosted_domains.is_empty() {
+        bail!("{key}.allowed_hosted_domains is for Google only");
+    }
+    if kind == ProviderKind::Discord && !raw.required_claims.is_empty() {
+        bail!("{key}.required_claims is for OpenID Connect providers only");
+    }
+    let scopes = match raw.scopes {
+        None => kind
+            .default_scopes()
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        Some(scopes) => {
+            if let Some(bad) = scopes
+                .iter()
+                .find(|s| s.is_empty() || !s.chars().all(crate::domain::is_scope_char))
+            {
+                bail!("{key}.scopes: {bad:?} is not a scope (RFC 6749 section 3.3)");
+            }
+            if kind.is_oidc() && !scopes.iter().any(|s| s == "openid") {
+                bail!("{key}.scopes must contain \"openid\" for an OpenID Connect provider");
+            }
+            scopes
+        }
+    };
+    let label = match raw.label.trim() {
+        "" => match kind {
+            ProviderKind::Discord => "Discord".to_owned(),
+            ProviderKind::Google => "Google".to_owned(),
+            ProviderKind::Oidc => id.to_string(),
+        },
+        label if label.chars().count() > 64 || label.chars().any(char::is_control) => {
+            bail!("{key}.label must be at most 64 printable characters")
+        }
+        label => label.to_owned(),
+    };
+    Ok(UpstreamProvider {
+        authorization_endpoint: url("authorization_endpoint", &raw.authorization_endpoint)?,
+        token_endpoint: url("token_endpoint", &raw.token_endpoint)?,
+        userinfo_endpoint: url("userinfo_endpoint", &raw.userinfo_endpoint)?,
+        id,
+        kind,
+        label,
+        client_id: raw.client_id.trim().to_owned(),
+        client_secret: SecretString::from(raw.client_secret),
+        issuer,
+        scopes,
+        enabled: raw.enabled,
+        api_base,
+        link_by_email: raw.link_by_email,
+        allowed_hosted_domains: raw
+            .allowed_hosted_domains
+            .iter()
+            .map(|d| d.trim().to_ascii_lowercase())
+            .collect(),
+        required_claims: raw.required_claims,
     })
 }
 
@@ -1246,6 +1434,108 @@ mod tests {
                 range.key
             );
         }
+    }
+
+    #[test]
+    fn upstream_providers_are_read_with_their_kinds_defaults() {
+        let s = Settings::from_toml(
+            r#"
+[upstream.google]
+kind = "google"
+client_id = "g-id"
+client_secret = "g-secret"
+allowed_hosted_domains = ["Example.com"]
+
+[upstream.corp]
+kind = "oidc"
+label = "Corp SSO"
+issuer = "http://127.0.0.1:9000"
+client_id = "c-id"
+client_secret = "c-secret"
+required_claims = { groups = "staff" }
+
+[upstream.discord]
+kind = "discord"
+client_id = "d-id"
+client_secret = "d-secret"
+enabled = false
+"#,
+        )
+        .expect("valid");
+        assert!(Settings::from_toml("")
+            .expect("defaults")
+            .upstream
+            .is_empty());
+        let by_id = |id: &str| {
+            s.upstream
+                .iter()
+                .find(|p| p.id.as_str() == id)
+                .expect(id)
+                .clone()
+        };
+        let google = by_id("google");
+        assert_eq!(google.label, "Google");
+        assert_eq!(
+            google.issuer.as_ref().map(Url::as_str),
+            Some("https://accounts.google.com/")
+        );
+        assert_eq!(google.scopes, ["openid", "email", "profile"]);
+        assert_eq!(google.allowed_hosted_domains, ["example.com"]);
+        assert!(google.enabled && !google.link_by_email);
+        let corp = by_id("corp");
+        assert_eq!(corp.label, "Corp SSO");
+        assert_eq!(
+            corp.required_claims.get("groups").map(String::as_str),
+            Some("staff")
+        );
+        let discord = by_id("discord");
+        assert_eq!(discord.scopes, ["identify", "email"]);
+        assert!(discord.issuer.is_none() && !discord.enabled);
+        assert_eq!(
+            discord.api_base.as_ref().map(Url::as_str),
+            Some("https://discord.com/api/v10")
+        );
+        assert_eq!(discord.client_secret.expose_secret(), "d-secret");
+    }
+
+    #[test]
+    fn upstream_providers_are_checked_at_start() {
+        let refused = |toml: &str| {
+            format!(
+                "{:#}",
+                Settings::from_toml(toml).expect_err("must be refused")
+            )
+        };
+        let base = "client_id = \"x\"\nclient_secret = \"y\"\n";
+        assert!(refused(&format!(
+            "[upstream.Bad]\nkind = \"oidc\"\n{base}issuer = \"https://a.example\""
+        ))
+        .contains("upstream.Bad: the id"));
+        assert!(refused(&format!("[upstream.x]\nkind = \"github\"\n{base}"))
+            .contains("upstream.x.kind"));
+        assert!(refused(&format!("[upstream.x]\nkind = \"oidc\"\n{base}"))
+            .contains("upstream.x.issuer is required"));
+        assert!(refused(&format!(
+            "[upstream.x]\nkind = \"oidc\"\n{base}issuer = \"http://idp.example.com\""
+        ))
+        .contains("https URL"));
+        assert!(
+            refused("[upstream.x]\nkind = \"discord\"\nclient_id = \"x\"")
+                .contains("client_secret is required")
+        );
+        assert!(refused(&format!(
+            "[upstream.x]\nkind = \"discord\"\n{base}issuer = \"https://a.example\""
+        ))
+        .contains("Discord has none"));
+        assert!(refused(&format!("[upstream.x]\nkind = \"oidc\"\n{base}issuer = \"https://a.example\"\nscopes = [\"email\"]")).contains("must contain \"openid\""));
+        assert!(refused(&format!(
+            "[upstream.x]\nkind = \"discord\"\n{base}allowed_hosted_domains = [\"a.example\"]"
+        ))
+        .contains("Google only"));
+        assert!(refused(&format!(
+            "[upstream.x]\nkind = \"discord\"\n{base}clientid = \"typo\""
+        ))
+        .contains("clientid"));
     }
 
     #[test]

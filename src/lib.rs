@@ -33,6 +33,8 @@
 //!   "sign out everywhere". [`mail`] sends their emails (SMTP or the development outbox).
 //! * [`clients`] — client registration rules and secrets (SHA-256, shown once).
 //! * [`groups`] — groups of users for admins (upstream connectors map them to outside roles).
+//! * [`upstream`] — sign-in through Discord, Google and OpenID Connect providers (issue 11, in
+//!   progress: provider settings, linked-account storage and the linking rule so far).
 //! * [`audit`] — the audit log: services record security events with [`audit::record`] inside
 //!   the transaction of the change they describe; the admin console lists them. The web pages
 //!   (developer portal, account, admin console) are in [`routes`] and only call services.
@@ -73,3 +75,4 @@ pub mod secret;
 pub mod services;
 pub mod startup;
 pub mod telemetry;
+pub mod upstream;

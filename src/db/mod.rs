@@ -23,6 +23,7 @@ pub mod rate_limits;
 pub mod schema;
 pub mod signing_keys;
 pub mod tokens;
+pub mod upstream_links;
 pub mod user_sessions;
 pub mod users;
 

@@ -211,12 +211,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    upstream_links (id) {
+        id -> Text,
+        user_id -> Text,
+        provider_id -> Text,
+        subject -> Text,
+        username -> Text,
+        display_name -> Text,
+        email -> Nullable<Text>,
+        email_verified -> Bool,
+        access_token_sealed -> Nullable<Text>,
+        refresh_token_sealed -> Nullable<Text>,
+        token_expires_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        last_login_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(authorization_codes -> clients (client_id));
 diesel::joinable!(tokens -> clients (client_id));
 diesel::joinable!(consents -> clients (client_id));
 diesel::joinable!(group_members -> groups (group_id));
 diesel::joinable!(group_members -> users (user_id));
 diesel::joinable!(tokens -> users (user_id));
+diesel::joinable!(upstream_links -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -233,4 +252,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_sessions,
     jobs,
     held_secrets,
+    upstream_links,
 );

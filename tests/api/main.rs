@@ -45,3 +45,4 @@ mod scheduler;
 mod sessions;
 mod sign_in_context;
 mod smtp;
+mod upstream_links;

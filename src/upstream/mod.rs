@@ -1,0 +1,228 @@
+//! Upstream login (issue 11): users sign in with an account at Discord, Google or any OpenID
+//! Connect provider an operator configures (`[upstream.<id>]`, [`crate::config::UpstreamProvider`]),
+//! and link those accounts to their Latchkey account (`upstream_links`,
+//! [`crate::db::upstream_links`]).
+//!
+//! Built so far: the provider settings, the link storage, and the linking rule ([`decide`]).
+//! The relying-party flow (authorization request with state, PKCE and nonce; code exchange; ID
+//! token verification; Discord's `/users/@me`), its pages and the account page's link list are
+//! the next steps (`docs/architecture.md`, "Upstream login").
+
+use crate::db::upstream_links::LinkRow;
+use crate::db::users::UserRow;
+
+/// Who the provider says signed in, after the provider's answer was verified (the ID token's
+/// signature, `iss`, `aud`, `exp`, `nonce`; or Discord's `/users/@me` with the token just
+/// obtained).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The provider's subject: OIDC `sub`, the Discord user id.
+    pub subject: String,
+    /// The name at the provider (`preferred_username`, Discord's username); may be empty.
+    pub username: String,
+    /// The display name (`name`, Discord's `global_name`); may be empty.
+    pub display_name: String,
+    /// The address the provider gave, lower-cased.
+    pub email: Option<String>,
+    /// Whether the provider said it verified `email` (OIDC `email_verified`, Discord's
+    /// `verified`).
+    pub email_verified: bool,
+}
+
+/// What a sign-in with an upstream identity leads to (the linking rules of issue 11, in order).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// 1. The identity is linked: sign in as the link's user.
+    SignIn {
+        /// The linked user.
+        user_id: String,
+    },
+    /// 2. Not linked, but the provider allows linking by email, the provider verified the
+    ///    address, and the local account with that address verified it too: link, then sign
+    ///    in.
+    LinkByEmail {
+        /// The local account with the same verified address.
+        user_id: String,
+    },
+    /// 3. Not linked, no local account has the address, and registration is open: create the
+    ///    account (its address verified only if the provider verified it), link, sign in.
+    Register,
+    /// 4. Otherwise: the user signs in with their password first, and the link is made then.
+    ///    Never a sign-in on the strength of an email alone.
+    PasswordFirst,
+    /// The linked (or matching) account is deactivated: no sign-in.
+    Inactive,
+}
+
+/// Applies the linking rules to an identity: `link` is the link of its (provider, subject),
+/// `same_email` the local account with the identity's address (when it gave one),
+/// `link_by_email` the provider's setting and `registration_open` the server's.
+///
+/// Rule 2 needs all three conditions — the setting, the provider's verification, the local
+/// verification — because each one skipped has been an account-takeover bug elsewhere: an
+/// unverified upstream address can be anyone's, and an unverified local one may be a squatter's.
+#[must_use]
+pub fn decide(
+    identity: &Identity,
+    link: Option<(&LinkRow, &UserRow)>,
+    same_email: Option<&UserRow>,
+    link_by_email: bool,
+    registration_open: bool,
+) -> Decision {
+    if let Some((_, user)) = link {
+        return if user.is_active {
+            Decision::SignIn {
+                user_id: user.id.clone(),
+            }
+        } else {
+            Decision::Inactive
+        };
+    }
+    match same_email {
+        Some(user) if link_by_email && identity.email_verified && user.email_verified => {
+            if user.is_active {
+                Decision::LinkByEmail {
+                    user_id: user.id.clone(),
+                }
+            } else {
+                Decision::Inactive
+            }
+        }
+        // The address is taken: an account cannot be created with it.
+        Some(_) => Decision::PasswordFirst,
+        None if registration_open && identity.email.is_some() => Decision::Register,
+        None => Decision::PasswordFirst,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str, verified: bool, active: bool) -> UserRow {
+        UserRow {
+            id: id.to_owned(),
+            username: id.to_owned(),
+            email: format!("{id}@example.com"),
+            first_name: String::new(),
+            last_name: String::new(),
+            password_hash: None,
+            is_active: active,
+            is_staff: false,
+            is_superuser: false,
+            email_verified: verified,
+            date_joined: crate::db::now(),
+            last_login: None,
+            sessions_valid_after: None,
+            mfa_enabled: false,
+        }
+    }
+
+    fn identity(verified: bool) -> Identity {
+        Identity {
+            subject: "sub-1".to_owned(),
+            username: "ann".to_owned(),
+            display_name: "Ann".to_owned(),
+            email: Some("ann@example.com".to_owned()),
+            email_verified: verified,
+        }
+    }
+
+    fn link_of(user: &UserRow) -> LinkRow {
+        LinkRow {
+            id: "l".to_owned(),
+            user_id: user.id.clone(),
+            provider_id: "corp".to_owned(),
+            subject: "sub-1".to_owned(),
+            username: String::new(),
+            display_name: String::new(),
+            email: None,
+            email_verified: false,
+            access_token_sealed: None,
+            refresh_token_sealed: None,
+            token_expires_at: None,
+            created_at: crate::db::now(),
+            last_login_at: None,
+        }
+    }
+
+    #[test]
+    fn a_link_signs_in_whatever_the_email_says() {
+        let ann = user("ann", false, true);
+        let link = link_of(&ann);
+        let other = user("bob", true, true);
+        assert_eq!(
+            decide(
+                &identity(false),
+                Some((&link, &ann)),
+                Some(&other),
+                true,
+                true
+            ),
+            Decision::SignIn {
+                user_id: "ann".into()
+            }
+        );
+        let gone = user("ann", true, false);
+        assert_eq!(
+            decide(&identity(true), Some((&link, &gone)), None, false, true),
+            Decision::Inactive
+        );
+    }
+
+    #[test]
+    fn linking_by_email_needs_the_setting_and_both_verifications() {
+        let verified = user("ann", true, true);
+        let unverified = user("ann", false, true);
+        let link = Decision::LinkByEmail {
+            user_id: "ann".into(),
+        };
+        assert_eq!(
+            decide(&identity(true), None, Some(&verified), true, true),
+            link
+        );
+        // Each condition missing: never a link, and never a second account with the address.
+        assert_eq!(
+            decide(&identity(true), None, Some(&verified), false, true),
+            Decision::PasswordFirst
+        );
+        assert_eq!(
+            decide(&identity(false), None, Some(&verified), true, true),
+            Decision::PasswordFirst
+        );
+        assert_eq!(
+            decide(&identity(true), None, Some(&unverified), true, true),
+            Decision::PasswordFirst
+        );
+        assert_eq!(
+            decide(
+                &identity(true),
+                None,
+                Some(&user("ann", true, false)),
+                true,
+                true
+            ),
+            Decision::Inactive
+        );
+    }
+
+    #[test]
+    fn a_new_identity_registers_only_when_registration_is_open_and_it_has_an_address() {
+        assert_eq!(
+            decide(&identity(false), None, None, false, true),
+            Decision::Register
+        );
+        assert_eq!(
+            decide(&identity(true), None, None, true, false),
+            Decision::PasswordFirst
+        );
+        let no_email = Identity {
+            email: None,
+            ..identity(false)
+        };
+        assert_eq!(
+            decide(&no_email, None, None, false, true),
+            Decision::PasswordFirst
+        );
+    }
+}
