@@ -17,6 +17,7 @@ use crate::mail::{EmailBrand, Mailer};
 use crate::oauth::{OAuth, OAuthConfig};
 use crate::oidc::KeyStore;
 use crate::scheduler::Jobs;
+use crate::upstream::Upstream;
 
 /// The services every entry point (server, CLI) works with.
 #[derive(Clone, Debug)]
@@ -37,6 +38,8 @@ pub struct Services {
     pub audit: Audit,
     /// The scheduled jobs' state (the dashboard's panel).
     pub jobs: Jobs,
+    /// Sign-in through upstream identity providers.
+    pub upstream: Upstream,
 }
 
 impl Services {
@@ -105,7 +108,15 @@ impl Services {
             clients.clone(),
             keys.clone(),
         );
+        let upstream = Upstream::new(
+            db.clone(),
+            settings.upstream.clone(),
+            settings.issuer_str(),
+            settings.accounts.registration_open,
+            settings.accounts.email_verification,
+        );
         Ok(Self {
+            upstream,
             groups: Groups::new(db.clone()),
             audit: Audit::new(db.clone()),
             jobs: Jobs::new(db.clone()),

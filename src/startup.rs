@@ -72,6 +72,7 @@ impl Application {
             page_size: settings.page_size,
             trusted_proxies: settings.trusted_proxies.clone(),
             brand: std::sync::Arc::new(routes::Brand::new(&settings.branding)),
+            upstream: services.upstream.buttons().into(),
         };
         // With an https issuer: HSTS, and the session cookie named with the `__Host-` prefix
         // (RFC 6265bis §4.1.3.2: Secure, Path=/, no Domain), so that no other host, and no
@@ -83,6 +84,7 @@ impl Application {
         let clients = web::Data::new(services.clients);
         let oauth = web::Data::new(services.oauth);
         let groups = web::Data::new(services.groups);
+        let upstream = web::Data::new(services.upstream);
         let audit = web::Data::new(services.audit);
         let jobs = web::Data::new(services.jobs);
         let web_config = web::Data::new(web_config);
@@ -109,6 +111,7 @@ impl Application {
                 .app_data(clients.clone())
                 .app_data(oauth.clone())
                 .app_data(groups.clone())
+                .app_data(upstream.clone())
                 .app_data(audit.clone())
                 .app_data(jobs.clone())
                 .app_data(web_config.clone())

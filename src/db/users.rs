@@ -81,8 +81,16 @@ pub fn find_by_login(conn: &mut DbConnection, login: &str) -> QueryResult<Option
     if let Some(user) = find_by_username(conn, login)? {
         return Ok(Some(user));
     }
+    find_by_email(conn, login)
+}
+
+/// The user with this email address (stored lower-cased; `email` is lower-cased here).
+///
+/// # Errors
+/// Query failures only.
+pub fn find_by_email(conn: &mut DbConnection, email: &str) -> QueryResult<Option<UserRow>> {
     users::table
-        .filter(users::email.eq(login.to_lowercase()))
+        .filter(users::email.eq(email.to_lowercase()))
         .select(UserRow::as_select())
         .first(conn)
         .optional()

@@ -89,6 +89,14 @@ pub enum PageError {
     },
     /// `413`: the form is larger than `server.max_body_bytes`.
     TooLarge,
+    /// `502`: an upstream identity provider could not be reached, was too slow, or answered
+    /// with an error (upstream login).
+    BadGateway {
+        /// The page's heading.
+        title: &'static str,
+        /// What failed and what to do.
+        message: String,
+    },
     /// `503`: storage failed (logged where it was converted); the page asks to try again.
     Unavailable,
     /// `503` with `Retry-After` (RFC 9110 §15.6.4): the password-policy queue is full
@@ -142,7 +150,8 @@ impl PageError {
             Self::Forbidden { title, message }
             | Self::NotFound { title, message }
             | Self::BadRequest { title, message }
-            | Self::Unprocessable { title, message } => (title, message.clone()),
+            | Self::Unprocessable { title, message }
+            | Self::BadGateway { title, message } => (title, message.clone()),
             Self::TooManyRequests { message, .. } => ("Too many attempts", message.clone()),
             Self::CsrfFailed => (
                 "Form expired",
@@ -229,6 +238,7 @@ impl ResponseError for PageError {
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BadGateway { .. } => StatusCode::BAD_GATEWAY,
             Self::Unavailable | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

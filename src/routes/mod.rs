@@ -37,6 +37,8 @@ pub struct WebConfig {
     pub trusted_proxies: crate::domain::TrustedProxies,
     /// The product name, logo and accent stylesheet every page shows (`[branding]`).
     pub brand: std::sync::Arc<Brand>,
+    /// The enabled upstream identity providers, for the sign-in page's buttons.
+    pub upstream: std::sync::Arc<[crate::upstream::ProviderButton]>,
 }
 
 /// Registers every URL Latchkey answers. Paths taken from django-oauth-toolkit answer with and
@@ -116,6 +118,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     both(cfg, "/accounts/login/", |r| {
         r.route(web::get().to(login::show_login_form))
             .route(web::post().to(login::submit_login))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/accounts/upstream/{provider}/login/", |r| {
+        r.route(web::get().to(login::upstream::start))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/accounts/upstream/{provider}/callback/", |r| {
+        r.route(web::get().to(login::upstream::callback))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/accounts/logout/", |r| {

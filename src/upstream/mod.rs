@@ -8,6 +8,12 @@
 //! token verification; Discord's `/users/@me`), its pages and the account page's link list are
 //! the next steps (`docs/architecture.md`, "Upstream login").
 
+pub mod client;
+pub mod service;
+
+pub use client::{PendingLogin, UpstreamError};
+pub use service::{ProviderButton, SignInOutcome, Upstream};
+
 use crate::db::upstream_links::LinkRow;
 use crate::db::users::UserRow;
 

@@ -46,3 +46,4 @@ mod sessions;
 mod sign_in_context;
 mod smtp;
 mod upstream_links;
+mod upstream_login;

@@ -275,7 +275,9 @@ pub async fn submit_code(
                     )
                 }
             };
-            let context = SignInContext::of(&pending.next, &clients, &web.brand).await;
+            let context = SignInContext::of(&pending.next, &clients, &web.brand)
+                .await
+                .with_providers(&web);
             return Ok(refusal.page(&session, &context, &signed_in.username));
         }
         LoginCodeOutcome::Wrong { remaining } => {

@@ -16,6 +16,7 @@
 pub(super) mod code;
 pub(super) mod register;
 pub(super) mod reset;
+pub(super) mod upstream;
 pub(super) mod verify;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ use crate::routes::extract::Form;
 use crate::routes::format::wait_phrase;
 use crate::routes::http::{peer_ip, see_other, with_retry_after};
 use crate::routes::WebConfig;
+use crate::upstream::ProviderButton;
 
 #[derive(Template)]
 #[template(path = "login/login.html")]
@@ -48,6 +50,8 @@ struct LoginPage<'a> {
     error: Option<String>,
     /// The application whose authorization request sent the user here, if it is known.
     client_name: Option<String>,
+    /// The upstream identity providers to offer ("Sign in with …").
+    providers: &'a [ProviderButton],
 }
 
 /// What the sign-in page shows besides its form: where it continues, for which application,
@@ -59,6 +63,9 @@ pub(super) struct SignInContext<'a> {
     pub client_name: Option<String>,
     /// The product name, logo and accent of the page's chrome.
     pub brand: Arc<Brand>,
+    /// The upstream identity providers the page offers (none unless
+    /// [`SignInContext::with_providers`]).
+    pub providers: Arc<[ProviderButton]>,
 }
 
 impl<'a> SignInContext<'a> {
@@ -70,6 +77,16 @@ impl<'a> SignInContext<'a> {
             next,
             client_name: requesting_client(next, clients).await,
             brand: Arc::clone(brand),
+            providers: Arc::from(Vec::new()),
+        }
+    }
+
+    /// The same context offering `web`'s upstream providers (`[upstream.<id>]`).
+    #[must_use]
+    pub fn with_providers(self, web: &WebConfig) -> Self {
+        Self {
+            providers: Arc::clone(&web.upstream),
+            ..self
         }
     }
 }
@@ -107,7 +124,9 @@ pub async fn show_login_form(
         .filter(|c| !c.is_control())
         .take(254)
         .collect();
-    let context = SignInContext::of(safe_next(params.get("next")), &clients, &web.brand).await;
+    let context = SignInContext::of(safe_next(params.get("next")), &clients, &web.brand)
+        .await
+        .with_providers(&web);
     login_page(StatusCode::OK, &session, &context, &hint, None)
 }
 
@@ -185,7 +204,9 @@ pub async fn submit_login(
             )
         }
     };
-    let context = SignInContext::of(next, &clients, &web.brand).await;
+    let context = SignInContext::of(next, &clients, &web.brand)
+        .await
+        .with_providers(&web);
     Ok(refused.page(&session, &context, username))
 }
 
@@ -247,6 +268,7 @@ fn login_page(
             username,
             error,
             client_name: context.client_name.clone(),
+            providers: &context.providers,
         },
     )
 }

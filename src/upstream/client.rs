@@ -1,0 +1,564 @@
+//! The relying-party side of upstream login: the authorization request (RFC 6749 §4.1.1 with
+//! PKCE S256, RFC 7636; OIDC Core §3.1.2.1 with a nonce), the code exchange (RFC 6749 §4.1.3),
+//! and who signed in — from a verified ID token (OIDC Core §3.1.3.7) or Discord's
+//! `GET /users/@me`. Built on the `openidconnect` and `oauth2` crates over reqwest, with
+//! redirects off, timeouts and a bound on every answer's size.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use oauth2::basic::BasicClient;
+use oauth2::{
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
+    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse as _, TokenUrl,
+};
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{IssuerUrl, Nonce, UserInfoUrl};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+use url::Url;
+
+use super::Identity;
+use crate::config::UpstreamProvider;
+use crate::domain::ProviderKind;
+
+/// The largest answer read from a provider, in bytes (discovery documents, JWKS, token
+/// responses and profiles are a few KiB).
+pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
+
+/// How long one call to a provider may take, in seconds (connecting included).
+pub const TIMEOUT_SECONDS: u64 = 10;
+
+/// How long a started upstream sign-in may take before its callback, in seconds.
+pub const PENDING_LIFETIME_SECONDS: i64 = 600;
+
+/// How long a provider's discovery document (and JWKS) is reused, in seconds.
+pub const DISCOVERY_CACHE_SECONDS: u64 = 3600;
+
+/// An upstream sign-in between its start and its callback, kept in the browser's encrypted
+/// session: bound to that browser, and removed when the callback reads it (single use).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PendingLogin {
+    /// The provider's id.
+    pub provider: String,
+    /// The `state` sent (RFC 6749 §10.12).
+    pub state: String,
+    /// The PKCE `code_verifier` (RFC 7636 §4.1).
+    pub code_verifier: String,
+    /// The OIDC `nonce` sent (OIDC Core §3.1.2.1); `None` for Discord.
+    pub nonce: Option<String>,
+    /// Where to continue after signing in (a local path).
+    pub next: String,
+    /// When the sign-in started (Unix seconds).
+    pub started_at: i64,
+}
+
+/// Why an upstream sign-in failed; every one is a readable page with a way back.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No enabled provider has that id.
+    #[error("there is no sign-in provider called {0:?}")]
+    UnknownProvider(String),
+    /// The callback's `state` is missing, replayed or not this browser's (RFC 6749 §10.12), or
+    /// the sign-in took too long.
+    #[error("this sign-in was not started in this browser, was already finished, or took too long; please start again")]
+    State,
+    /// The user refused at the provider, or the provider answered the authorization request
+    /// with an error (RFC 6749 §4.1.2.1).
+    #[error("{0}")]
+    Denied(String),
+    /// The provider could not be reached, was too slow, or answered with an error.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The provider's answer is not acceptable: an invalid ID token (signature, `iss`, `aud`,
+    /// `exp`, `nonce`), a missing subject, a refused hosted domain or missing required claim.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// An HTTP failure talking to a provider.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// Connecting, sending or reading failed (timeouts included).
+    #[error("{0}")]
+    Send(#[from] reqwest::Error),
+    /// The answer is larger than [`MAX_RESPONSE_BYTES`].
+    #[error("the provider's answer is larger than {MAX_RESPONSE_BYTES} bytes")]
+    TooLarge,
+    /// The answer could not be rebuilt as an HTTP response.
+    #[error("{0}")]
+    Build(#[from] oauth2::http::Error),
+}
+
+/// The HTTP client for providers: no redirects followed (an OAuth endpoint that redirects is
+/// misconfigured or hostile), [`TIMEOUT_SECONDS`], Latchkey's `User-Agent` (Discord requires
+/// one).
+///
+/// # Panics
+/// Never in practice: building a reqwest client with these settings cannot fail.
+#[must_use]
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(TIMEOUT_SECONDS))
+        .connect_timeout(Duration::from_secs(TIMEOUT_SECONDS))
+        .user_agent(concat!(
+            "Latchkey (https://github.com/latchkey, ",
+            env!("CARGO_PKG_VERSION"),
+            ")"
+        ))
+        .build()
+        .expect("the HTTP client's settings are valid")
+}
+
+/// One request for the `oauth2`/`openidconnect` crates, its answer read to at most
+/// [`MAX_RESPONSE_BYTES`].
+async fn call(
+    client: &reqwest::Client,
+    request: oauth2::HttpRequest,
+) -> Result<oauth2::HttpResponse, HttpError> {
+    let request = reqwest::Request::try_from(request)?;
+    let mut response = client.execute(request).await?;
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(HttpError::TooLarge);
+    }
+    let mut builder = oauth2::http::Response::builder().status(response.status());
+    for (name, value) in response.headers() {
+        builder = builder.header(name, value);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(HttpError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(builder.body(body)?)
+}
+
+/// The relying party for every configured provider.
+pub struct RelyingParty {
+    http: reqwest::Client,
+    /// Our issuer, without a trailing slash: callbacks are under it.
+    issuer: String,
+    /// Discovery documents by provider id, with when they were fetched.
+    discovered: Mutex<HashMap<String, (CoreProviderMetadata, Instant)>>,
+}
+
+impl RelyingParty {
+    /// A relying party whose callbacks are under `issuer`.
+    #[must_use]
+    pub fn new(issuer: &str) -> Self {
+        Self {
+            http: http_client(),
+            issuer: issuer.trim_end_matches('/').to_owned(),
+            discovered: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The redirect URI registered at the provider: `<issuer>/accounts/upstream/<id>/callback/`.
+    #[must_use]
+    pub fn callback_url(&self, provider: &UpstreamProvider) -> String {
+        format!(
+            "{}/accounts/upstream/{}/callback/",
+            self.issuer, provider.id
+        )
+    }
+
+    fn redirect_url(&self, provider: &UpstreamProvider) -> Result<RedirectUrl, UpstreamError> {
+        RedirectUrl::new(self.callback_url(provider))
+            .map_err(|e| UpstreamError::Invalid(format!("the callback URL is invalid: {e}")))
+    }
+
+    /// Starts a sign-in: the provider's authorization URL to send the browser to, and what to
+    /// keep for the callback. `next` is where to continue afterwards.
+    ///
+    /// # Errors
+    /// [`UpstreamError::Unreachable`] when an OpenID Connect provider's discovery fails.
+    pub async fn begin(
+        &self,
+        provider: &UpstreamProvider,
+        next: &str,
+        now: i64,
+    ) -> Result<(Url, PendingLogin), UpstreamError> {
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let scopes = provider.scopes.iter().map(|s| Scope::new(s.clone()));
+        let (url, state, nonce) = if provider.kind.is_oidc() {
+            let client = CoreClient::from_provider_metadata(
+                self.metadata(provider).await?,
+                ClientId::new(provider.client_id.clone()),
+                Some(ClientSecret::new(
+                    provider.client_secret.expose_secret().to_owned(),
+                )),
+            )
+            .set_redirect_uri(self.redirect_url(provider)?);
+            let mut request = client
+                .authorize_url(
+                    CoreAuthenticationFlow::AuthorizationCode,
+                    CsrfToken::new_random,
+                    Nonce::new_random,
+                )
+                .add_scopes(scopes.filter(|s| s.as_str() != "openid"))
+                .set_pkce_challenge(challenge);
+            // Google: a single allowed domain is also hinted (the ID token's `hd` is checked
+            // either way).
+            if let [domain] = provider.allowed_hosted_domains.as_slice() {
+                request = request.add_extra_param("hd", domain.clone());
+            }
+            let (url, state, nonce) = request.url();
+            (url, state, Some(nonce.secret().clone()))
+        } else {
+            let (url, state) = self
+                .oauth_client(provider)?
+                .authorize_url(CsrfToken::new_random)
+                .add_scopes(scopes)
+                .set_pkce_challenge(challenge)
+                .url();
+            (url, state, None)
+        };
+        Ok((
+            url,
+            PendingLogin {
+                provider: provider.id.to_string(),
+                state: state.secret().clone(),
+                code_verifier: verifier.secret().clone(),
+                nonce,
+                next: next.to_owned(),
+                started_at: now,
+            },
+        ))
+    }
+
+    /// Finishes a sign-in at the callback: checks `state` against the pending sign-in (which
+    /// the caller has already removed from the session), exchanges `code`, and says who
+    /// signed in.
+    ///
+    /// # Errors
+    /// [`UpstreamError::State`] for a foreign or late callback; [`UpstreamError::Unreachable`]
+    /// when the provider fails; [`UpstreamError::Invalid`] for an answer that does not verify.
+    pub async fn finish(
+        &self,
+        provider: &UpstreamProvider,
+        pending: &PendingLogin,
+        state: &str,
+        code: &str,
+        now: i64,
+    ) -> Result<Identity, UpstreamError> {
+        let fresh = (0..=PENDING_LIFETIME_SECONDS).contains(&(now - pending.started_at));
+        let same = pending.provider == provider.id.as_str()
+            && crate::secret::ct_eq(pending.state.as_bytes(), state.as_bytes());
+        if !fresh || !same {
+            return Err(UpstreamError::State);
+        }
+        let code = AuthorizationCode::new(code.to_owned());
+        let verifier = PkceCodeVerifier::new(pending.code_verifier.clone());
+        match provider.kind {
+            ProviderKind::Discord => self.discord_identity(provider, code, verifier).await,
+            ProviderKind::Google | ProviderKind::Oidc => {
+                let nonce = Nonce::new(pending.nonce.clone().unwrap_or_default());
+                self.oidc_identity(provider, code, verifier, &nonce).await
+            }
+        }
+    }
+
+    /// The provider's discovery document (OIDC Discovery 1.0 §4, which also fetches its
+    /// JWKS), cached for [`DISCOVERY_CACHE_SECONDS`], with the configured endpoint overrides.
+    async fn metadata(
+        &self,
+        provider: &UpstreamProvider,
+    ) -> Result<CoreProviderMetadata, UpstreamError> {
+        let id = provider.id.to_string();
+        if let Some((metadata, at)) = self.discovered.lock().await.get(&id) {
+            if at.elapsed() < Duration::from_secs(DISCOVERY_CACHE_SECONDS) {
+                return Ok(metadata.clone());
+            }
+        }
+        let issuer = provider
+            .issuer
+            .as_ref()
+            .ok_or_else(|| UpstreamError::Invalid("the provider has no issuer".to_owned()))?;
+        // `Url` adds a slash to a bare origin; the issuer compares as configured without it.
+        let issuer = IssuerUrl::new(issuer.as_str().trim_end_matches('/').to_owned())
+            .map_err(|e| UpstreamError::Invalid(format!("the issuer is invalid: {e}")))?;
+        let http = |request| call(&self.http, request);
+        let mut metadata = CoreProviderMetadata::discover_async(issuer, &http)
+            .await
+            .map_err(|e| {
+                UpstreamError::Unreachable(format!(
+                    "{} could not be reached (discovery failed: {e})",
+                    provider.label
+                ))
+            })?;
+        if let Some(url) = &provider.authorization_endpoint {
+            metadata = metadata.set_authorization_endpoint(AuthUrl::from_url(url.clone()));
+        }
+        if let Some(url) = &provider.token_endpoint {
+            metadata = metadata.set_token_endpoint(Some(TokenUrl::from_url(url.clone())));
+        }
+        if let Some(url) = &provider.userinfo_endpoint {
+            metadata = metadata.set_userinfo_endpoint(Some(UserInfoUrl::from_url(url.clone())));
+        }
+        self.discovered
+            .lock()
+            .await
+            .insert(id, (metadata.clone(), Instant::now()));
+        Ok(metadata)
+    }
+
+    /// An OpenID Connect sign-in: the code exchange, then the ID token verified against the
+    /// issuer's JWKS — signature, `iss` (Google also issues the spelling without `https://`),
+    /// `aud`, `azp` when several audiences, `exp`, `nonce` (OIDC Core §3.1.3.7) — and the
+    /// provider's own rules: Google's hosted domains, the required claims.
+    async fn oidc_identity(
+        &self,
+        provider: &UpstreamProvider,
+        code: AuthorizationCode,
+        verifier: PkceCodeVerifier,
+        nonce: &Nonce,
+    ) -> Result<Identity, UpstreamError> {
+        let metadata = self.metadata(provider).await?;
+        let configured_issuer = metadata.issuer().as_str().to_owned();
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(provider.client_id.clone()),
+            Some(ClientSecret::new(
+                provider.client_secret.expose_secret().to_owned(),
+            )),
+        )
+        .set_redirect_uri(self.redirect_url(provider)?);
+        let http = |request| call(&self.http, request);
+        let tokens = client
+            .exchange_code(code)
+            .map_err(|e| {
+                UpstreamError::Invalid(format!("the provider has no token endpoint: {e}"))
+            })?
+            .set_pkce_verifier(verifier)
+            .request_async(&http)
+            .await
+            .map_err(|e| {
+                UpstreamError::Unreachable(format!(
+                    "{} did not accept the sign-in (token request failed: {e})",
+                    provider.label
+                ))
+            })?;
+        let id_token = openidconnect::TokenResponse::id_token(&tokens).ok_or_else(|| {
+            UpstreamError::Invalid(format!("{} sent no ID token", provider.label))
+        })?;
+        let google = provider.kind == ProviderKind::Google;
+        let verifier = client.id_token_verifier().require_issuer_match(!google);
+        let claims = id_token.claims(&verifier, nonce).map_err(|e| {
+            UpstreamError::Invalid(format!("{}'s ID token is invalid: {e}", provider.label))
+        })?;
+        if google {
+            let iss = claims.issuer().as_str();
+            if iss != configured_issuer && iss != "accounts.google.com" {
+                return Err(UpstreamError::Invalid(format!(
+                    "Google's ID token names another issuer ({iss})"
+                )));
+            }
+        }
+        // Claims outside the standard set (Google's `hd`, the required claims), read from the
+        // payload the verifier has just accepted.
+        let extra = payload(&id_token.to_string())
+            .ok_or_else(|| UpstreamError::Invalid("the ID token cannot be read".to_owned()))?;
+        if !provider.allowed_hosted_domains.is_empty() {
+            let hd = extra.get("hd").and_then(|v| v.as_str()).unwrap_or_default();
+            if !provider
+                .allowed_hosted_domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(hd))
+            {
+                return Err(UpstreamError::Invalid(format!(
+                    "this {} account does not belong to an allowed organisation",
+                    provider.label
+                )));
+            }
+        }
+        for (name, wanted) in &provider.required_claims {
+            let has = match extra.get(name) {
+                Some(serde_json::Value::String(s)) => s == wanted,
+                Some(serde_json::Value::Array(items)) => {
+                    items.iter().any(|i| i.as_str() == Some(wanted.as_str()))
+                }
+                _ => false,
+            };
+            if !has {
+                return Err(UpstreamError::Invalid(format!(
+                    "this {} account may not sign in here (it lacks the required {name})",
+                    provider.label
+                )));
+            }
+        }
+        let text = |v: Option<String>| v.unwrap_or_default();
+        Ok(Identity {
+            subject: claims.subject().as_str().to_owned(),
+            username: text(claims.preferred_username().map(|u| u.as_str().to_owned())),
+            display_name: text(
+                claims
+                    .name()
+                    .and_then(|n| n.get(None))
+                    .map(|n| n.as_str().to_owned()),
+            ),
+            email: claims.email().map(|e| e.as_str().to_lowercase()),
+            email_verified: claims.email_verified().unwrap_or(false),
+        })
+    }
+
+    /// The OAuth 2.0 client for Discord: its endpoints unless overridden.
+    fn oauth_client(
+        &self,
+        provider: &UpstreamProvider,
+    ) -> Result<
+        BasicClient<
+            oauth2::EndpointSet,
+            oauth2::EndpointNotSet,
+            oauth2::EndpointNotSet,
+            oauth2::EndpointNotSet,
+            oauth2::EndpointSet,
+        >,
+        UpstreamError,
+    > {
+        let parse = |raw: &str| Url::parse(raw).expect("Discord's endpoints are URLs");
+        let auth = provider
+            .authorization_endpoint
+            .clone()
+            .unwrap_or_else(|| parse("https://discord.com/oauth2/authorize"));
+        let token = provider
+            .token_endpoint
+            .clone()
+            .unwrap_or_else(|| parse("https://discord.com/api/oauth2/token"));
+        Ok(BasicClient::new(ClientId::new(provider.client_id.clone()))
+            .set_client_secret(ClientSecret::new(
+                provider.client_secret.expose_secret().to_owned(),
+            ))
+            .set_auth_uri(AuthUrl::from_url(auth))
+            .set_token_uri(TokenUrl::from_url(token))
+            .set_redirect_uri(self.redirect_url(provider)?))
+    }
+
+    /// A Discord sign-in: the code exchange, then `GET /users/@me` (API v10) with the new
+    /// token. The subject is the user's snowflake; the name is the unique username, or the
+    /// legacy `name#1234` tag where the discriminator is not `"0"`.
+    async fn discord_identity(
+        &self,
+        provider: &UpstreamProvider,
+        code: AuthorizationCode,
+        verifier: PkceCodeVerifier,
+    ) -> Result<Identity, UpstreamError> {
+        let http = |request| call(&self.http, request);
+        let tokens = self
+            .oauth_client(provider)?
+            .exchange_code(code)
+            .set_pkce_verifier(verifier)
+            .request_async(&http)
+            .await
+            .map_err(|e| {
+                UpstreamError::Unreachable(format!(
+                    "Discord did not accept the sign-in (token request failed: {e})"
+                ))
+            })?;
+        let base = provider
+            .api_base
+            .as_ref()
+            .map_or("https://discord.com/api/v10", Url::as_str)
+            .trim_end_matches('/');
+        let request = oauth2::http::Request::get(format!("{base}/users/@me"))
+            .header(
+                oauth2::http::header::AUTHORIZATION,
+                format!("Bearer {}", tokens.access_token().secret()),
+            )
+            .body(Vec::new())
+            .map_err(|e| UpstreamError::Invalid(format!("the profile request is invalid: {e}")))?;
+        let response = call(&self.http, request).await.map_err(|e| {
+            UpstreamError::Unreachable(format!("Discord's profile could not be read: {e}"))
+        })?;
+        if !response.status().is_success() {
+            return Err(UpstreamError::Unreachable(format!(
+                "Discord's profile could not be read (HTTP {})",
+                response.status().as_u16()
+            )));
+        }
+        let me: DiscordUser = serde_json::from_slice(response.body()).map_err(|e| {
+            UpstreamError::Invalid(format!("Discord's profile is not what Discord sends: {e}"))
+        })?;
+        Ok(me.identity())
+    }
+}
+
+/// The part of Discord's user object (`GET /users/@me`, API v10) a sign-in reads.
+#[derive(Debug, Deserialize)]
+struct DiscordUser {
+    id: String,
+    username: String,
+    #[serde(default)]
+    discriminator: Option<String>,
+    #[serde(default)]
+    global_name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    verified: Option<bool>,
+}
+
+impl DiscordUser {
+    fn identity(self) -> Identity {
+        let tag = match self.discriminator.as_deref() {
+            None | Some("0" | "") => self.username.clone(),
+            Some(d) => format!("{}#{d}", self.username),
+        };
+        Identity {
+            subject: self.id,
+            display_name: self.global_name.unwrap_or_else(|| self.username.clone()),
+            username: tag,
+            email: self.email.map(|e| e.to_lowercase()),
+            email_verified: self.verified.unwrap_or(false),
+        }
+    }
+}
+
+/// The JSON payload of a JWT whose signature was already verified.
+fn payload(jwt: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+    let encoded = jwt.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discord_names_are_the_unique_username_or_the_legacy_tag() {
+        let user = |discriminator: Option<&str>, global: Option<&str>| DiscordUser {
+            id: "80351110224678912".to_owned(),
+            username: "nelly".to_owned(),
+            discriminator: discriminator.map(str::to_owned),
+            global_name: global.map(str::to_owned),
+            email: Some("Nelly@Example.com".to_owned()),
+            verified: Some(true),
+        };
+        let new = user(Some("0"), Some("Nelly")).identity();
+        assert_eq!(new.username, "nelly");
+        assert_eq!(new.display_name, "Nelly");
+        assert_eq!(new.email.as_deref(), Some("nelly@example.com"));
+        assert!(new.email_verified);
+        assert_eq!(user(Some("1337"), None).identity().username, "nelly#1337");
+        assert_eq!(user(None, None).identity().display_name, "nelly");
+    }
+
+    #[test]
+    fn a_payload_is_read_from_the_middle_part() {
+        let claims =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(r#"{"hd":"example.com"}"#);
+        let map = payload(&format!("e30.{claims}.sig")).expect("payload");
+        assert_eq!(map["hd"], "example.com");
+        assert!(payload("no-dots").is_none());
+    }
+}

@@ -1,0 +1,468 @@
+//! The upstream-login service: the configured providers, the relying party, and what a verified
+//! identity leads to ([`super::decide`]) carried out in one transaction — a sign-in, a new link,
+//! a new account with its link — so that no account is ever half-created.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use diesel::Connection;
+use url::Url;
+
+use super::client::{PendingLogin, RelyingParty, UpstreamError};
+use super::{decide, Decision, Identity};
+use crate::audit::{self, Actor, AuditEvent};
+use crate::config::{EmailVerification, UpstreamProvider};
+use crate::db::upstream_links::{self, LinkRow};
+use crate::db::users::{self, UserRow};
+use crate::db::{self, Db, DbConnection, DbError};
+use crate::domain::{Email, Username};
+
+/// A provider as the sign-in page shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderButton {
+    /// The id in its URLs.
+    pub id: String,
+    /// The button's words.
+    pub label: String,
+}
+
+/// What a verified upstream identity came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignInOutcome {
+    /// Sign this user in (through an existing link, or one made just now).
+    SignIn {
+        /// The local user.
+        user_id: String,
+        /// Whether the link was made just now (by email, or with a new account).
+        linked_now: bool,
+    },
+    /// The signed-in user linked the identity to their account (from the account page).
+    Linked {
+        /// The local user.
+        user_id: String,
+    },
+    /// No link, and none may be made without the password: the user signs in with it, then
+    /// links the provider from their account page (the linking rule's last case).
+    PasswordFirst,
+    /// The account is deactivated.
+    Inactive,
+    /// Refused, with the reason for the user: the identity is linked to someone else, the user
+    /// already linked another account at this provider, or a new account would need a verified
+    /// address.
+    Refused(String),
+}
+
+/// Upstream login's service.
+#[derive(Clone)]
+pub struct Upstream {
+    providers: Arc<Vec<UpstreamProvider>>,
+    rp: Arc<RelyingParty>,
+    db: Db,
+    registration_open: bool,
+    verification: EmailVerification,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No secrets: ids only.
+        f.debug_struct("Upstream")
+            .field(
+                "providers",
+                &self
+                    .providers
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream {
+    /// The service over `providers`, with callbacks under `issuer`; `registration_open` and
+    /// `verification` are the `[accounts]` settings new accounts follow.
+    #[must_use]
+    pub fn new(
+        db: Db,
+        providers: Vec<UpstreamProvider>,
+        issuer: &str,
+        registration_open: bool,
+        verification: EmailVerification,
+    ) -> Self {
+        Self {
+            providers: Arc::new(providers),
+            rp: Arc::new(RelyingParty::new(issuer)),
+            db,
+            registration_open,
+            verification,
+        }
+    }
+
+    /// The enabled providers, in configuration order (by id).
+    #[must_use]
+    pub fn buttons(&self) -> Vec<ProviderButton> {
+        self.providers
+            .iter()
+            .filter(|p| p.enabled)
+            .map(|p| ProviderButton {
+                id: p.id.to_string(),
+                label: p.label.clone(),
+            })
+            .collect()
+    }
+
+    /// The enabled provider `id`.
+    ///
+    /// # Errors
+    /// [`UpstreamError::UnknownProvider`] for an unknown or disabled one.
+    pub fn provider(&self, id: &str) -> Result<&UpstreamProvider, UpstreamError> {
+        self.providers
+            .iter()
+            .find(|p| p.enabled && p.id.as_str() == id)
+            .ok_or_else(|| UpstreamError::UnknownProvider(id.to_owned()))
+    }
+
+    /// Starts a sign-in at `provider` (see [`RelyingParty::begin`]).
+    ///
+    /// # Errors
+    /// As [`RelyingParty::begin`].
+    pub async fn begin(
+        &self,
+        provider: &UpstreamProvider,
+        next: &str,
+    ) -> Result<(Url, PendingLogin), UpstreamError> {
+        self.rp
+            .begin(provider, next, db::now().and_utc().timestamp())
+            .await
+    }
+
+    /// Finishes a sign-in at its callback (see [`RelyingParty::finish`]).
+    ///
+    /// # Errors
+    /// As [`RelyingParty::finish`].
+    pub async fn finish(
+        &self,
+        provider: &UpstreamProvider,
+        pending: &PendingLogin,
+        state: &str,
+        code: &str,
+    ) -> Result<Identity, UpstreamError> {
+        self.rp
+            .finish(
+                provider,
+                pending,
+                state,
+                code,
+                db::now().and_utc().timestamp(),
+            )
+            .await
+    }
+
+    /// Carries out what `identity` at `provider` leads to, in one transaction: with
+    /// `signed_in` (a user signed in in this browser, linking from the account page) the
+    /// identity is linked to them; otherwise the linking rules ([`decide`]) — sign in through
+    /// the link, link by email, create the account and its link, or ask for the password
+    /// first. Every link, new account and upstream sign-in is an audit event.
+    ///
+    /// # Errors
+    /// [`DbError`] when storage fails (nothing is kept).
+    pub async fn sign_in(
+        &self,
+        provider: &UpstreamProvider,
+        identity: Identity,
+        signed_in: Option<String>,
+        ip: Option<IpAddr>,
+    ) -> Result<SignInOutcome, DbError> {
+        let provider_id = provider.id.to_string();
+        let label = provider.label.clone();
+        let link_by_email = provider.link_by_email;
+        let registration_open = self.registration_open;
+        let verification = self.verification;
+        self.db
+            .write(move |conn| {
+                conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    let now = db::now();
+                    let link = upstream_links::find(conn, &provider_id, &identity.subject)?;
+                    let linked_user = match &link {
+                        Some(link) => users::lock(conn, &link.user_id)?,
+                        None => None,
+                    };
+                    if let Some(user_id) = signed_in {
+                        return link_to(
+                            conn,
+                            &provider_id,
+                            &label,
+                            &identity,
+                            link.as_ref(),
+                            &user_id,
+                            ip,
+                        );
+                    }
+                    let same_email = match &identity.email {
+                        Some(email) => users::find_by_email(conn, email)?,
+                        None => None,
+                    };
+                    let decision = decide(
+                        &identity,
+                        link.as_ref().zip(linked_user.as_ref()),
+                        same_email.as_ref(),
+                        link_by_email,
+                        registration_open,
+                    );
+                    Ok(match decision {
+                        Decision::SignIn { user_id } => {
+                            let link = link.expect("a sign-in decision has a link");
+                            touch(conn, &link, &identity, now)?;
+                            record(conn, "upstream.login", &user_id, &provider_id, ip)?;
+                            SignInOutcome::SignIn {
+                                user_id,
+                                linked_now: false,
+                            }
+                        }
+                        Decision::LinkByEmail { user_id } => {
+                            insert_link(conn, &provider_id, &identity, &user_id, now)?;
+                            record(conn, "upstream.linked", &user_id, &provider_id, ip)?;
+                            record(conn, "upstream.login", &user_id, &provider_id, ip)?;
+                            SignInOutcome::SignIn {
+                                user_id,
+                                linked_now: true,
+                            }
+                        }
+                        Decision::Register
+                            if verification == EmailVerification::Mandatory
+                                && !identity.email_verified =>
+                        {
+                            SignInOutcome::Refused(format!(
+                                "{label} has not verified your email address, and this server needs a verified one: verify it at {label}, or register with a password"
+                            ))
+                        }
+                        Decision::Register => {
+                            let Some(user) = new_user(conn, &identity, now)? else {
+                                return Ok(SignInOutcome::Refused(format!(
+                                    "{label} gave no usable email address, so no account can be made from it"
+                                )));
+                            };
+                            users::insert(conn, &user)?;
+                            audit::record(
+                                conn,
+                                AuditEvent::new("user.created")
+                                    .by(&Actor::user(user.id.clone(), ip))
+                                    .user(user.id.clone())
+                                    .detail("username", user.username.clone())
+                                    .detail("provider", provider_id.clone()),
+                            )?;
+                            insert_link(conn, &provider_id, &identity, &user.id, now)?;
+                            record(conn, "upstream.linked", &user.id, &provider_id, ip)?;
+                            record(conn, "upstream.login", &user.id, &provider_id, ip)?;
+                            SignInOutcome::SignIn {
+                                user_id: user.id,
+                                linked_now: true,
+                            }
+                        }
+                        Decision::PasswordFirst => SignInOutcome::PasswordFirst,
+                        Decision::Inactive => SignInOutcome::Inactive,
+                    })
+                })
+                .map_err(DbError::from)
+            })
+            .await
+    }
+
+    /// `user_id`'s links, by provider id.
+    ///
+    /// # Errors
+    /// [`DbError`] when storage fails.
+    pub async fn links_of(&self, user_id: &str) -> Result<Vec<LinkRow>, DbError> {
+        let id = user_id.to_owned();
+        self.db
+            .read(move |conn| upstream_links::for_user(conn, &id).map_err(DbError::from))
+            .await
+    }
+}
+
+/// Links `identity` to the signed-in `user_id` (the account page's "link"): refused when it is
+/// linked to someone else, or the user already linked another account at this provider.
+fn link_to(
+    conn: &mut DbConnection,
+    provider_id: &str,
+    label: &str,
+    identity: &Identity,
+    link: Option<&LinkRow>,
+    user_id: &str,
+    ip: Option<IpAddr>,
+) -> diesel::QueryResult<SignInOutcome> {
+    let now = db::now();
+    match link {
+        Some(link) if link.user_id == user_id => {
+            touch(conn, link, identity, now)?;
+            return Ok(SignInOutcome::Linked {
+                user_id: user_id.to_owned(),
+            });
+        }
+        Some(_) => {
+            return Ok(SignInOutcome::Refused(format!(
+                "this {label} account is already linked to another account here"
+            )))
+        }
+        None => {}
+    }
+    if users::lock(conn, user_id)?.is_none_or(|u| !u.is_active) {
+        return Ok(SignInOutcome::Inactive);
+    }
+    if upstream_links::for_user(conn, user_id)?
+        .iter()
+        .any(|l| l.provider_id == provider_id)
+    {
+        return Ok(SignInOutcome::Refused(format!(
+            "you have already linked another {label} account: unlink it first"
+        )));
+    }
+    insert_link(conn, provider_id, identity, user_id, now)?;
+    record(conn, "upstream.linked", user_id, provider_id, ip)?;
+    Ok(SignInOutcome::Linked {
+        user_id: user_id.to_owned(),
+    })
+}
+
+fn insert_link(
+    conn: &mut DbConnection,
+    provider_id: &str,
+    identity: &Identity,
+    user_id: &str,
+    now: chrono::NaiveDateTime,
+) -> diesel::QueryResult<()> {
+    upstream_links::insert(
+        conn,
+        &LinkRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            user_id: user_id.to_owned(),
+            provider_id: provider_id.to_owned(),
+            subject: identity.subject.clone(),
+            username: identity.username.clone(),
+            display_name: identity.display_name.clone(),
+            email: identity.email.clone(),
+            email_verified: identity.email_verified,
+            access_token_sealed: None,
+            refresh_token_sealed: None,
+            token_expires_at: None,
+            created_at: now,
+            last_login_at: Some(now),
+        },
+    )
+}
+
+fn touch(
+    conn: &mut DbConnection,
+    link: &LinkRow,
+    identity: &Identity,
+    now: chrono::NaiveDateTime,
+) -> diesel::QueryResult<()> {
+    upstream_links::touch(
+        conn,
+        &link.id,
+        now,
+        (
+            &identity.username,
+            &identity.display_name,
+            identity.email.as_deref(),
+            identity.email_verified,
+        ),
+    )
+}
+
+fn record(
+    conn: &mut DbConnection,
+    event: &'static str,
+    user_id: &str,
+    provider_id: &str,
+    ip: Option<IpAddr>,
+) -> diesel::QueryResult<()> {
+    audit::record(
+        conn,
+        AuditEvent::new(event)
+            .by(&Actor::user(user_id.to_owned(), ip))
+            .user(user_id.to_owned())
+            .detail("provider", provider_id.to_owned()),
+    )
+}
+
+/// A new account for `identity`: its address (verified only if the provider verified it), no
+/// password, names from the provider, and a username derived from the provider's (or the
+/// address's local part), made unique with a number. `None` when the provider's address is
+/// not a usable one.
+fn new_user(
+    conn: &mut DbConnection,
+    identity: &Identity,
+    now: chrono::NaiveDateTime,
+) -> diesel::QueryResult<Option<UserRow>> {
+    let Some(email) = identity.email.as_deref().and_then(|e| Email::parse(e).ok()) else {
+        return Ok(None);
+    };
+    let wanted = if identity.username.is_empty() {
+        email.as_str().split('@').next().unwrap_or_default()
+    } else {
+        identity.username.as_str()
+    };
+    let base: String = wanted
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '@' | '.' | '+' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(140)
+        .collect();
+    let base = if base.is_empty() {
+        "user".to_owned()
+    } else {
+        base
+    };
+    let mut username = None;
+    for n in 0..50u32 {
+        let candidate = if n == 0 {
+            base.clone()
+        } else {
+            format!("{base}{}", n + 1)
+        };
+        if users::find_by_username(conn, &candidate)?.is_none() {
+            username = Username::parse(&candidate).ok();
+            break;
+        }
+    }
+    let username = match username {
+        Some(u) => u,
+        None => match Username::parse(&format!(
+            "{base}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        )) {
+            Ok(u) => u,
+            Err(_) => return Ok(None),
+        },
+    };
+    let mut words = identity.display_name.split_whitespace();
+    let first_name: String = words.next().unwrap_or_default().chars().take(150).collect();
+    let last_name: String = words
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(150)
+        .collect();
+    Ok(Some(UserRow {
+        id: uuid::Uuid::new_v4().to_string(),
+        username: username.as_str().to_owned(),
+        email: email.as_str().to_owned(),
+        first_name,
+        last_name,
+        password_hash: None,
+        is_active: true,
+        is_staff: false,
+        is_superuser: false,
+        email_verified: identity.email_verified,
+        date_joined: now,
+        last_login: None,
+        sessions_valid_after: None,
+        mfa_enabled: false,
+    }))
+}
