@@ -26,7 +26,7 @@ use diesel::Connection;
 use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
-use crate::accounts::{AccountError, NewUser};
+use crate::accounts::{Account, AccountError, NewUser};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::clients::ClientSpec;
 use crate::db::users::{self, UserRow};
@@ -166,7 +166,7 @@ async fn ensure_user(
     password: &str,
     first_name: &str,
     staff: bool,
-) -> anyhow::Result<UserRow> {
+) -> anyhow::Result<Account> {
     let created = services
         .accounts
         .create_user(
@@ -234,15 +234,20 @@ impl Leftovers {
 pub async fn find_leftovers(services: &Services) -> Result<Leftovers, DbError> {
     let mut found = Leftovers::default();
     for (username, password) in [(USERNAME, PASSWORD), (ADMIN_USERNAME, ADMIN_PASSWORD)] {
-        let Some(user) = services.accounts.find_by_login(username).await? else {
+        // The row, not the accounts service's view: `remove` deletes it only while its password
+        // hash is still the one checked here. An exact username only, never an email address.
+        let name = username.to_owned();
+        let Some(user) = services
+            .db
+            .read(move |conn| users::find_by_username(conn, &name).map_err(DbError::from))
+            .await?
+        else {
             continue;
         };
-        // An exact username only: `find_by_login` also matches an email address.
-        if user.username == username
-            && services
-                .accounts
-                .password_is(&user, SecretString::from(password.to_owned()))
-                .await
+        if services
+            .accounts
+            .password_is(&user, SecretString::from(password.to_owned()))
+            .await
         {
             found.users.push(user);
         }

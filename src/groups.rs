@@ -10,9 +10,9 @@
 use diesel::Connection;
 
 use crate::accounts::privileges::{self, NotAllowed};
+use crate::accounts::Account;
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::groups::{self, GroupRow};
-use crate::db::users::UserRow;
 use crate::db::{self, users, Db, DbError};
 use crate::domain::{Page, PageRequest};
 
@@ -131,7 +131,7 @@ impl Groups {
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn find(&self, id: &str) -> Result<Option<(GroupRow, Vec<UserRow>)>, DbError> {
+    pub async fn find(&self, id: &str) -> Result<Option<(GroupRow, Vec<Account>)>, DbError> {
         let id = id.to_owned();
         self.db
             .read(move |conn| {
@@ -139,7 +139,10 @@ impl Groups {
                     return Ok(None);
                 };
                 let members = groups::members(conn, &id)?;
-                Ok(Some((group, members)))
+                Ok(Some((
+                    group,
+                    members.into_iter().map(Account::from).collect(),
+                )))
             })
             .await
     }

@@ -19,7 +19,6 @@ use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, To
 use secrecy::ExposeSecret;
 
 use crate::config::{Branding, EmailSettings, EmailTransport, SmtpSecurity};
-use crate::db::users::UserRow;
 use crate::domain::AccentColor;
 
 /// Why a message was not sent.
@@ -209,13 +208,12 @@ impl Mailer {
     }
 }
 
-/// How an email greets the user: their first name, else their username.
+/// How an email greets the user: their first name (trimmed), else their username.
 #[must_use]
-pub fn greeting_name(user: &UserRow) -> String {
-    if user.first_name.trim().is_empty() {
-        user.username.clone()
-    } else {
-        user.first_name.trim().to_owned()
+pub fn greeting_name(first_name: &str, username: &str) -> String {
+    match first_name.trim() {
+        "" => username.to_owned(),
+        first => first.to_owned(),
     }
 }
 
@@ -380,7 +378,7 @@ email!(
 
 #[cfg(test)]
 mod tests {
-    use super::{greeting_name, EmailBrand, EmailTemplate, PasswordResetEmail, UserRow};
+    use super::{greeting_name, EmailBrand, EmailTemplate, PasswordResetEmail};
     use crate::config::Branding;
     use crate::domain::{AccentColor, BrandName, LogoUrl};
 
@@ -451,24 +449,7 @@ mod tests {
 
     #[test]
     fn emails_greet_by_first_name_or_username() {
-        let mut user = UserRow {
-            id: "u".into(),
-            username: "ann".into(),
-            email: "ann@example.com".into(),
-            first_name: "  ".into(),
-            last_name: String::new(),
-            password_hash: None,
-            is_active: true,
-            is_staff: false,
-            is_superuser: false,
-            email_verified: true,
-            date_joined: crate::db::now(),
-            last_login: None,
-            sessions_valid_after: None,
-            mfa_enabled: false,
-        };
-        assert_eq!(greeting_name(&user), "ann");
-        user.first_name = "Ann ".into();
-        assert_eq!(greeting_name(&user), "Ann");
+        assert_eq!(greeting_name("  ", "ann"), "ann");
+        assert_eq!(greeting_name("Ann ", "ann"), "Ann");
     }
 }

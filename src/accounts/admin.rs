@@ -24,7 +24,7 @@ use diesel::Connection;
 
 use super::privileges::{self, NotAllowed};
 use super::registration::ResendError;
-use super::Accounts;
+use super::{Account, Accounts};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::EmailVerification;
 use crate::db::users::{self, UserRow};
@@ -142,14 +142,16 @@ impl Accounts {
                 "the email address is verified already".into(),
             ));
         }
-        self.send_verification(&user).await.map_err(|e| match e {
-            ResendError::Limited(retry) => UserActionError::TooSoon(retry),
-            ResendError::Disabled => {
-                UserActionError::Invalid("email verification is switched off".into())
-            }
-            ResendError::Mail(e) => UserActionError::Mail(e),
-            ResendError::Db(e) => UserActionError::Db(e),
-        })?;
+        self.send_verification_code(&user, true)
+            .await
+            .map_err(|e| match e {
+                ResendError::Limited(retry) => UserActionError::TooSoon(retry),
+                ResendError::Disabled => {
+                    UserActionError::Invalid("email verification is switched off".into())
+                }
+                ResendError::Mail(e) => UserActionError::Mail(e),
+                ResendError::Db(e) => UserActionError::Db(e),
+            })?;
         self.audit
             .record(
                 AuditEvent::new("email.verification_sent")
@@ -172,7 +174,7 @@ impl Accounts {
         &self,
         actor: &Actor,
         user_id: &str,
-    ) -> Result<UserRow, UserActionError> {
+    ) -> Result<Account, UserActionError> {
         let (actor, id) = (actor.clone(), user_id.to_owned());
         self.db
             .write(move |conn| {
@@ -204,5 +206,6 @@ impl Accounts {
                 })
             })
             .await
+            .map(Account::from)
     }
 }

@@ -23,12 +23,12 @@ use std::net::IpAddr;
 use diesel::prelude::*;
 
 use super::otp::{CodeCheck, CodeFor, NewCode};
-use super::{AccountError, Accounts, PasswordLogin};
+use super::{Account, AccountError, Accounts, PasswordLogin};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::{EmailVerification, LoginOtp};
 use crate::db::one_time_codes::{self, LOGIN};
 use crate::db::schema;
-use crate::db::users::{self, UserRow};
+use crate::db::users;
 use crate::db::DbError;
 use crate::limits::{LimitError, RetryAfter};
 use crate::mail::greeting_name;
@@ -77,18 +77,16 @@ pub struct LoginChallenge {
 }
 
 /// What entering a login code found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum LoginCodeOutcome {
     /// The right code: the login is complete (`login.success` is recorded).
     Passed {
-        /// The user, as stored now.
-        user: Box<UserRow>,
+        /// The login: the user as stored now, and when the challenge was made (just after the
+        /// password was checked) as its beginning — a password change, reset or "sign out
+        /// everywhere" since then must end it ([`PasswordLogin::still_holds`]).
+        login: Box<PasswordLogin>,
         /// For a client's challenge, the scope it asked for.
         scope: Option<String>,
-        /// When the challenge was made (just after the password was checked): a password
-        /// change, reset or "sign out everywhere" since then must end the login
-        /// ([`super::PasswordLogin`]).
-        began: chrono::NaiveDateTime,
     },
     /// A wrong code; this many guesses are left.
     Wrong {
@@ -111,24 +109,38 @@ impl Accounts {
     /// Whether `user` must enter an emailed code after their password, under the
     /// `accounts.login_otp` policy and their own switch.
     #[must_use]
-    pub fn needs_login_code(&self, user: &UserRow) -> bool {
-        user.mfa_enabled || self.login_code_forced(user)
+    pub fn needs_login_code(&self, user: &Account) -> bool {
+        self.code_needed(user.mfa_enabled, user.has_staff_access())
     }
 
     /// Whether the policy requires a login code from `user` whatever their switch says
     /// (`"all"`, or `"staff"` for staff and superusers).
     #[must_use]
-    pub fn login_code_forced(&self, user: &UserRow) -> bool {
+    pub fn login_code_forced(&self, user: &Account) -> bool {
+        self.code_forced(user.has_staff_access())
+    }
+
+    /// [`Accounts::needs_login_code`] for a user whose switch is `mfa_enabled` and who is
+    /// (`staff`) or is not staff or superuser.
+    pub(super) fn code_needed(&self, mfa_enabled: bool, staff: bool) -> bool {
+        mfa_enabled || self.code_forced(staff)
+    }
+
+    /// [`Accounts::login_code_forced`] for a user who is (`staff`) or is not staff or
+    /// superuser.
+    fn code_forced(&self, staff: bool) -> bool {
         match self.settings().login_otp {
             LoginOtp::All => true,
-            LoginOtp::Staff => user.has_staff_access(),
+            LoginOtp::Staff => staff,
             LoginOtp::Optional => false,
         }
     }
 
-    /// Starts a login challenge for `user` (who just gave the right password from `ip`): a new
-    /// login code tied to a new handle, emailed with the address the login came from. Earlier
-    /// login codes of the user stop working. Records `login.otp_sent`.
+    /// Starts a login challenge for `user`, who just gave the right password from `ip` in a
+    /// login that began at `began` ([`PasswordLogin::began`]; the browser's pending login keeps
+    /// it across a resend): a new login code tied to a new handle, emailed with the address the
+    /// login came from. Earlier login codes of the user stop working. Records
+    /// `login.otp_sent`.
     ///
     /// Returns the challenge.
     ///
@@ -136,14 +148,14 @@ impl Accounts {
     /// [`LimitError::Limited`] with how long to wait when the resend cooldown has not passed
     /// (the previous code still works then); storage failures. A failed email is not an error:
     /// see [`LoginChallenge::emailed`].
-    #[tracing::instrument(skip_all, fields(user_id = %login.user.id))]
+    #[tracing::instrument(skip_all, fields(user_id = %user.id))]
     pub async fn start_login_challenge(
         &self,
-        login: &PasswordLogin,
+        user: &Account,
+        began: chrono::NaiveDateTime,
         ip: Option<IpAddr>,
         requester: ChallengeFor,
     ) -> Result<LoginChallenge, LimitError> {
-        let user = &login.user;
         let handle = secret::new_token();
         let client_id = requester.client_id().map(str::to_owned);
         let extra = match requester {
@@ -162,7 +174,7 @@ impl Accounts {
                 scope: Some(scope),
                 skip_cooldown: false,
                 // The mfa-otp grant has no other memory of when its login began.
-                began: Some(login.began),
+                began: Some(began),
             },
         };
         let code = self.new_code(&user.id, LOGIN, extra).await?;
@@ -176,7 +188,7 @@ impl Accounts {
         self.audit.record(event).await?;
         let settings = self.settings();
         let email = LoginCodeEmail {
-            name: greeting_name(user),
+            name: user.greeting_name(),
             code,
             minutes: settings.otp_expiration.as_secs().div_ceil(60).max(1),
             ip: ip.map_or_else(|| "an unknown address".to_owned(), |ip| ip.to_string()),
@@ -249,7 +261,7 @@ impl Accounts {
         let outcome = match self.check_code(CodeFor::Challenge(handle), &typed).await? {
             CodeCheck::Valid(spent) => {
                 let Some(user) = self
-                    .find(spent.user_id.clone())
+                    .find_row(spent.user_id.clone())
                     .await?
                     .filter(|u| u.is_active)
                 else {
@@ -274,9 +286,8 @@ impl Accounts {
                     .await?;
                 self.forgive_code_guess(guess).await?;
                 return Ok(LoginCodeOutcome::Passed {
-                    user: Box::new(user),
+                    login: Box::new(PasswordLogin::new(user, spent.created_at)),
                     scope: spent.scope,
-                    began: spent.created_at,
                 });
             }
             CodeCheck::Wrong { remaining } => {
@@ -314,7 +325,7 @@ impl Accounts {
         actor: &Actor,
         user_id: &str,
         on: bool,
-    ) -> Result<UserRow, AccountError> {
+    ) -> Result<Account, AccountError> {
         let Some(user) = self.find(user_id.to_owned()).await? else {
             return Err(AccountError::NotFound);
         };
@@ -360,7 +371,7 @@ impl Accounts {
             .ok_or(AccountError::NotFound)?;
         if switched_off {
             let email = LoginCodeOffEmail {
-                name: greeting_name(&updated),
+                name: greeting_name(&updated.first_name, &updated.username),
                 username: updated.username.clone(),
                 reset_link: self.public_url(super::reset::RESET_REQUEST_PATH),
             };
@@ -368,6 +379,6 @@ impl Accounts {
                 tracing::error!(error = %e, user_id = %updated.id, "the sign-in codes off notice could not be sent");
             }
         }
-        Ok(updated)
+        Ok(Account::from(updated))
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! The full account lifecycle (registration, verification, reset) builds on this module.
 
+mod account;
 pub mod admin;
 pub mod links;
 pub mod login_code;
@@ -21,12 +22,14 @@ use secrecy::SecretString;
 
 use crate::audit::{self, Actor, Audit, AuditEvent};
 use crate::config::{AccountSettings, RateLimits};
-use crate::db::users::{self, UserFilter, UserRow};
+pub use crate::db::users::UserFilter;
+use crate::db::users::{self, UserRow};
 use crate::db::{self, Db, DbError};
 use crate::db::{codes, tokens};
 use crate::domain::{Email, Page, PageRequest, PersonName, Username};
 use crate::limits::{self, ip_prefix, LimitError, Limiter, RetryAfter, Rule};
 use crate::mail::{greeting_name, EmailChangedEmail, Mailer};
+pub use account::Account;
 use links::LinkSigner;
 pub use password::PasswordHasher;
 use std::sync::Arc;
@@ -73,36 +76,92 @@ impl From<diesel::result::Error> for AccountError {
     }
 }
 
-/// A password login that passed [`Accounts::check_login`]: the user as read for the check and
-/// the moment the check began (taken before the stored hash was read).
+/// A password login that passed [`Accounts::check_login`] (or its emailed code, see
+/// [`login_code`]): the user as read for the check and the moment the check began (taken
+/// before the stored hash was read).
 ///
 /// The argon2 check is slow and runs off the database, so a password change, reset, "sign out
 /// everywhere" or deactivation can commit while it runs. Whoever turns the login into
 /// credentials (tokens, a browser session) re-reads the user under its row lock and asks
-/// [`PasswordLogin::still_holds`], so a login that began before such a change never yields
-/// live credentials after it.
-#[derive(Clone, Debug)]
+/// [`PasswordLogin::still_holds`] (or hands [`PasswordLogin::verified_hash`] to
+/// [`Accounts::start_browser_session`]), so a login that began before such a change never
+/// yields live credentials after it. The row read for the check stays private: callers see the
+/// user as an [`Account`].
+#[derive(Clone)]
 pub struct PasswordLogin {
-    /// The user, as read before the password was verified (`password_hash` is the verified
-    /// hash).
-    pub user: UserRow,
+    /// The user's row as read before the password was verified (`password_hash` is the
+    /// verified hash).
+    row: UserRow,
+    /// The same user, as callers see it.
+    user: Account,
     /// When the check began (UTC, microseconds).
     pub began: NaiveDateTime,
 }
 
+impl std::fmt::Debug for PasswordLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordLogin")
+            .field("user", &self.user)
+            .field("began", &self.began)
+            .finish_non_exhaustive()
+    }
+}
+
 impl PasswordLogin {
+    /// The login of `row` (as read before its password was verified) that began at `began`.
+    pub(crate) fn new(row: UserRow, began: NaiveDateTime) -> Self {
+        Self {
+            user: Account::from(&row),
+            row,
+            began,
+        }
+    }
+
+    /// The user who logged in, as read for the check.
+    #[must_use]
+    pub fn user(&self) -> &Account {
+        &self.user
+    }
+
+    /// The password hash the login verified, sealed, for
+    /// [`NewSession::verified_hash`](sessions::NewSession::verified_hash); `None` for an
+    /// account without one.
+    #[must_use]
+    pub fn verified_hash(&self) -> Option<VerifiedHash> {
+        self.row.password_hash.clone().map(VerifiedHash)
+    }
+
     /// Whether the login still counts for `current`, the user's row as read under its lock:
     /// the same account, active, its password hash still the one verified, and its session
     /// cut-off (`sessions_valid_after`, moved by a password change or reset, "sign out
     /// everywhere" and deactivation) before the moment the check began.
     #[must_use]
     pub fn still_holds(&self, current: &UserRow) -> bool {
-        current.id == self.user.id
+        current.id == self.row.id
             && current.is_active
-            && current.password_hash == self.user.password_hash
+            && current.password_hash == self.row.password_hash
             && current
                 .sessions_valid_after
                 .is_none_or(|cut| cut < self.began)
+    }
+}
+
+/// A password hash a [`PasswordLogin`] verified, sealed: the web layer hands it on (to
+/// [`sessions::NewSession`]) but cannot read it; only the accounts service compares it with the
+/// stored one.
+#[derive(Clone, PartialEq, Eq)]
+pub struct VerifiedHash(String);
+
+impl VerifiedHash {
+    /// Whether `stored` (a row's `password_hash`) is still this hash.
+    fn matches(&self, stored: Option<&String>) -> bool {
+        stored == Some(&self.0)
+    }
+}
+
+impl std::fmt::Debug for VerifiedHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VerifiedHash(..)")
     }
 }
 
@@ -122,7 +181,7 @@ pub enum LoginError {
     /// address is not verified yet. Only said after a correct password, so it tells nothing to
     /// someone without it.
     #[error("the email address is not verified")]
-    Unverified(Box<UserRow>),
+    Unverified(Box<Account>),
     /// Storage failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -288,7 +347,7 @@ impl Accounts {
     /// or holds a control character ([`PersonName`]), [`AccountError::Taken`] for a duplicate
     /// username or email.
     #[tracing::instrument(skip_all, fields(username = %new.username))]
-    pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<UserRow, AccountError> {
+    pub async fn create_user(&self, actor: &Actor, new: NewUser) -> Result<Account, AccountError> {
         let first_name = PersonName::parse("first name", &new.first_name)
             .map_err(AccountError::Invalid)?
             .into_string();
@@ -341,14 +400,20 @@ impl Accounts {
                 .map_err(AccountError::from)
             })
             .await?;
-        Ok(row)
+        Ok(Account::from(row))
     }
 
     /// Looks a user up by id.
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn find(&self, id: String) -> Result<Option<UserRow>, DbError> {
+    pub async fn find(&self, id: String) -> Result<Option<Account>, DbError> {
+        Ok(self.find_row(id).await?.map(Account::from))
+    }
+
+    /// The stored row of the user `id`, for the rules that need what [`Account`] leaves out
+    /// (the password hash, the session cut-off).
+    async fn find_row(&self, id: String) -> Result<Option<UserRow>, DbError> {
         self.db
             .read(move |conn| users::find(conn, &id).map_err(DbError::from))
             .await
@@ -360,16 +425,19 @@ impl Accounts {
     ///
     /// # Errors
     /// Storage failures.
-    pub async fn find_by_login(&self, login: &str) -> Result<Option<UserRow>, DbError> {
+    pub async fn find_by_login(&self, login: &str) -> Result<Option<Account>, DbError> {
         let login = login.trim().to_owned();
         self.db
             .read(move |conn| users::find_by_login(conn, &login).map_err(DbError::from))
             .await
+            .map(|found| found.map(Account::from))
     }
 
-    /// Whether `password` is `user`'s password. This is not a login: no limit is counted and
-    /// nothing is recorded, so it serves only checks the operator runs on their own database
-    /// (the demo accounts' published passwords, `crate::demo`), never input from the network.
+    /// Whether `password` is the password of `user`, a row its caller read from the database.
+    /// This is not a login: no limit is counted and nothing is recorded, so it serves only
+    /// checks the operator runs on their own database (the demo accounts' published passwords,
+    /// `crate::demo`, which then deletes the row only if its hash is still the one checked),
+    /// never input from the network.
     pub async fn password_is(&self, user: &UserRow, password: SecretString) -> bool {
         user.password_hash.is_some()
             && self
@@ -378,11 +446,22 @@ impl Accounts {
                 .await
     }
 
-    /// [`Accounts::authenticate`], remembering when the check began: what issues credentials
-    /// for the login checks [`PasswordLogin::still_holds`] under the user's row lock first.
+    /// Checks a username-or-email and password from the client address `ip`, and remembers
+    /// when the check began: what issues credentials for the login checks
+    /// [`PasswordLogin::still_holds`] under the user's row lock first (or hands
+    /// [`PasswordLogin::verified_hash`] to [`Accounts::start_browser_session`]).
+    ///
+    /// Takes as long for unknown users as for known ones (a dummy hash is verified), refuses
+    /// inactive users, and applies the login limits (`## Limits` in `docs/architecture.md`):
+    /// the address's counter is read first (a refused address costs no lookup, no hash and no
+    /// row); the per-account counters — keyed by the user's id, or by the typed login for
+    /// unknown names — are read when the argon2 slot is taken; only a failure is counted, after
+    /// the hash. A login that needs no emailed code updates `last_login`.
     ///
     /// # Errors
-    /// As [`Accounts::authenticate`].
+    /// See [`LoginError`]; [`LoginError::Locked`] (429) when a limit refuses the attempt, before
+    /// any hash: for this address, or (past `failed_logins_before_delay`) for the account until
+    /// its delay has passed.
     pub async fn check_login(
         &self,
         login: &str,
@@ -392,23 +471,12 @@ impl Accounts {
         // Before the hash is read: a cut-off set while the check runs is at or after it.
         let began = db::now();
         let user = self.authenticate(login, password, ip).await?;
-        Ok(PasswordLogin { user, began })
+        Ok(PasswordLogin::new(user, began))
     }
 
-    /// Checks a username-or-email and password from the client address `ip`. Takes as long
-    /// for unknown users as for known ones (a dummy hash is verified), refuses inactive users,
-    /// and applies the login limits (`## Limits` in `docs/architecture.md`): the address's
-    /// counter is read first (a refused address costs no lookup, no hash and no row); the
-    /// per-account counters — keyed by the user's id, or by the typed login for unknown names —
-    /// are read when the argon2 slot is taken; only a failure is counted, after the hash. On
-    /// success `last_login` is updated.
-    ///
-    /// # Errors
-    /// See [`LoginError`]; [`LoginError::Locked`] (429) when a limit refuses the attempt, before
-    /// any hash: for this address, or (past `failed_logins_before_delay`) for the account until
-    /// its delay has passed.
+    /// The password check of [`Accounts::check_login`]; answers the user's row as read for it.
     #[tracing::instrument(skip_all)]
-    pub async fn authenticate(
+    async fn authenticate(
         &self,
         login: &str,
         password: SecretString,
@@ -465,7 +533,7 @@ impl Accounts {
                             .user(user.id.clone()),
                     )
                     .await?;
-                Err(LoginError::Unverified(Box::new(user)))
+                Err(LoginError::Unverified(Box::new(Account::from(user))))
             }
             // A deactivated account answers like a wrong password (as Django's ModelBackend
             // does), so a correct guess is not confirmed.
@@ -476,7 +544,7 @@ impl Accounts {
                 // `last_login` (which password-reset links are signed over) moves only when the
                 // login completes: someone who merely knows the password must not be able to
                 // kill the owner's reset links by logging in again and again.
-                let complete = !self.needs_login_code(&user);
+                let complete = !self.code_needed(user.mfa_enabled, user.has_staff_access());
                 let event = if complete {
                     AuditEvent::new("login.success").detail("amr", "pwd")
                 } else {
@@ -681,13 +749,15 @@ impl Accounts {
         &self,
         filter: UserFilter,
         page: PageRequest,
-    ) -> Result<Page<UserRow>, DbError> {
+    ) -> Result<Page<Account>, DbError> {
         self.db
             .read(move |conn| {
                 users::list(conn, &filter, page.size, page.offset()).map_err(DbError::from)
             })
             .await
-            .map(|(rows, total)| Page::new(rows, page, total))
+            .map(|(rows, total)| {
+                Page::new(rows.into_iter().map(Account::from).collect(), page, total)
+            })
     }
 
     /// Counts every user.
@@ -725,7 +795,7 @@ impl Accounts {
         actor: &Actor,
         user_id: &str,
         profile: Profile,
-    ) -> Result<UserRow, AccountError> {
+    ) -> Result<Account, AccountError> {
         let email = Email::parse(&profile.email).map_err(AccountError::Invalid)?;
         let first_name = PersonName::parse("first name", &profile.first_name)
             .map_err(AccountError::Invalid)?
@@ -739,14 +809,14 @@ impl Accounts {
         let mut confirmed = false;
         if own {
             let current = self
-                .find(user_id.to_owned())
+                .find_row(user_id.to_owned())
                 .await?
                 .ok_or(AccountError::NotFound)?;
             if current.email != email.as_str() {
                 let password = profile
                     .current_password
                     .ok_or(AccountError::WrongPassword)?;
-                self.confirm_password(actor, &current, password, "email_change")
+                self.confirm_password_of(actor, &current, password, "email_change")
                     .await?;
                 confirmed = true;
             }
@@ -793,14 +863,14 @@ impl Accounts {
         if old.email != updated.email {
             self.notify_email_changed(&old, &updated, by_admin).await;
         }
-        Ok(updated)
+        Ok(Account::from(updated))
     }
 
     /// Tells the previous address of `old` that the account's address is now `new`'s. A
     /// failure is logged, never returned: the change stands.
     async fn notify_email_changed(&self, old: &UserRow, new: &UserRow, by_admin: bool) {
         let email = EmailChangedEmail {
-            name: greeting_name(new),
+            name: greeting_name(&new.first_name, &new.username),
             username: new.username.clone(),
             previous_email: old.email.clone(),
             new_email: new.email.clone(),
@@ -817,10 +887,27 @@ impl Accounts {
     /// session must not become a way around them. `during` names the change in the audit
     /// events.
     ///
+    /// The password is the one stored now: the account is read again for the check.
+    ///
     /// # Errors
     /// [`AccountError::WrongPassword`], [`AccountError::Locked`] when a login limit refuses the
-    /// attempt.
+    /// attempt, [`AccountError::NotFound`] when the account no longer exists.
     pub async fn confirm_password(
+        &self,
+        actor: &Actor,
+        user: &Account,
+        current: SecretString,
+        during: &'static str,
+    ) -> Result<(), AccountError> {
+        let row = self
+            .find_row(user.id.clone())
+            .await?
+            .ok_or(AccountError::NotFound)?;
+        self.confirm_password_of(actor, &row, current, during).await
+    }
+
+    /// [`Accounts::confirm_password`] against `user`, the row its caller read.
+    async fn confirm_password_of(
         &self,
         actor: &Actor,
         user: &UserRow,
@@ -877,10 +964,10 @@ impl Accounts {
         sign_out_applications: bool,
     ) -> Result<chrono::NaiveDateTime, AccountError> {
         let user = self
-            .find(user_id.to_owned())
+            .find_row(user_id.to_owned())
             .await?
             .ok_or(AccountError::NotFound)?;
-        self.confirm_password(actor, &user, current, "password_change")
+        self.confirm_password_of(actor, &user, current, "password_change")
             .await?;
         self.hasher
             .validate(&new, &password::UserInputs::of(&user))
@@ -936,7 +1023,7 @@ impl Accounts {
         actor: &Actor,
         user_id: &str,
         flags: AccountFlags,
-    ) -> Result<UserRow, AccountError> {
+    ) -> Result<Account, AccountError> {
         if actor.user_id.as_deref() == Some(user_id) && !(flags.is_active && flags.is_staff) {
             return Err(AccountError::Invalid(
                 "you cannot deactivate yourself or remove your own staff status".into(),
@@ -998,6 +1085,7 @@ impl Accounts {
                 })
             })
             .await?
+            .map(Account::from)
             .ok_or(AccountError::NotFound)
     }
 

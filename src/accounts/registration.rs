@@ -12,7 +12,7 @@
 //!   only, `otp_max_attempts` guesses, single use) and an activation link
 //!   ([`Accounts::activate`]: signed, expiring, dead once the address is verified or changed).
 //!   [`Accounts::resend_verification`] sends a new one after a doubling cooldown.
-//! * With `"mandatory"`, [`Accounts::authenticate`] refuses unverified users after a correct
+//! * With `"mandatory"`, [`Accounts::check_login`] refuses unverified users after a correct
 //!   password ([`super::LoginError::Unverified`]).
 //!
 //! No answer here tells whether an address has an account: verifying a code and asking for a
@@ -31,7 +31,7 @@ use secrecy::{ExposeSecret, SecretString};
 use super::links::{decode_uid, encode_uid, LinkPurpose};
 use super::otp::{CodeCheck, CodeFor, NewCode};
 use super::password::{HashError, PasswordPolicy, UserInputs};
-use super::{ip_prefix, Accounts};
+use super::{ip_prefix, Account, Accounts};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::EmailVerification;
 use crate::db::one_time_codes::VERIFY_EMAIL;
@@ -40,7 +40,7 @@ use crate::db::users::UserRow;
 use crate::db::{self, DbConnection, DbError};
 use crate::domain::{Email, PersonName, Username};
 use crate::limits::{self, LimitError, RetryAfter, Rule};
-use crate::mail::{MailError, VerificationEmail};
+use crate::mail::{greeting_name, MailError, VerificationEmail};
 
 /// Requests for a verification email accepted per client IP (IPv6: per /64) per
 /// `rate_limits.window_seconds`, whatever the addresses (as [`super::reset::RESETS_PER_IP`]).
@@ -100,7 +100,7 @@ pub enum RegisterError {
 #[derive(Debug)]
 pub struct Registered {
     /// The user, not yet verified.
-    pub user: UserRow,
+    pub user: Account,
     /// The verification policy the account was created under.
     pub verification: EmailVerification,
     /// Whether the verification email went out: `None` when none was due (policy `off`),
@@ -269,7 +269,7 @@ impl Accounts {
 
         let email_sent = match settings.email_verification {
             EmailVerification::Off => None,
-            _ => Some(match self.send_verification(&user).await {
+            _ => Some(match self.send_verification_code(&user, true).await {
                 Ok(()) => true,
                 // The account stands; the person can ask for a new code. (The first code of a
                 // new account has no cooldown; a mail failure was logged by the sender.)
@@ -282,7 +282,7 @@ impl Accounts {
             }),
         };
         Ok(Registered {
-            user,
+            user: Account::from(user),
             verification: settings.email_verification,
             email_sent,
         })
@@ -319,30 +319,31 @@ impl Accounts {
     /// Whether `user` must verify their address before logging in: the policy is
     /// `"mandatory"` and the address is not verified.
     #[must_use]
-    pub fn must_verify(&self, user: &UserRow) -> bool {
+    pub(super) fn must_verify(&self, user: &UserRow) -> bool {
         self.settings().email_verification == EmailVerification::Mandatory && !user.email_verified
     }
 
     /// Emails `user` a new verification code and activation link (the older code stops
-    /// working), once the doubling cooldown since the last code has passed. A send failure is
-    /// logged here, without the code or link.
+    /// working), once the doubling cooldown since the last code has passed. The account is read
+    /// again first: the code and link are for the address it has now (nothing is sent when it
+    /// no longer exists). A send failure is logged here, without the code or link.
     ///
     /// # Errors
     /// [`ResendError::Limited`] while the cooldown runs, [`ResendError::Mail`],
     /// [`ResendError::Disabled`], [`ResendError::Db`].
     #[tracing::instrument(skip_all, fields(user_id = %user.id))]
-    pub async fn send_verification(&self, user: &UserRow) -> Result<(), ResendError> {
-        self.send_verification_code(user, true).await
+    pub async fn send_verification(&self, user: &Account) -> Result<(), ResendError> {
+        match self.find_row(user.id.clone()).await? {
+            Some(row) => self.send_verification_code(&row, true).await,
+            None => Ok(()),
+        }
     }
 
-    /// [`Accounts::send_verification`] without the per-user cooldown, for
-    /// [`Accounts::resend_verification`], whose per-address limits already hold the same
-    /// cooldown (and hold it for every address, so that they reveal nothing).
-    async fn send_verification_now(&self, user: &UserRow) -> Result<(), ResendError> {
-        self.send_verification_code(user, false).await
-    }
-
-    async fn send_verification_code(
+    /// Emails `user` a new verification code and activation link; with `cooldown`, only once
+    /// the doubling cooldown since their last code has passed ([`Accounts::send_verification`]).
+    /// Without it for [`Accounts::resend_verification`], whose per-address limits already hold
+    /// the same cooldown (and hold it for every address, so that they reveal nothing).
+    pub(super) async fn send_verification_code(
         &self,
         user: &UserRow,
         cooldown: bool,
@@ -366,7 +367,7 @@ impl Accounts {
             .await?;
         let token = self.links().make(LinkPurpose::Activation, user, Utc::now());
         let email = VerificationEmail {
-            name: display_name(user),
+            name: greeting_name(&user.first_name, &user.username),
             code,
             minutes: self.settings().otp_expiration.as_secs().div_ceil(60),
             link: self.public_url(&format!(
@@ -425,7 +426,7 @@ impl Accounts {
         let accounts = self.clone();
         tokio::spawn(async move {
             let result = match accounts.pending_user(&typed).await {
-                Ok(Some(user)) => accounts.send_verification_now(&user).await,
+                Ok(Some(user)) => accounts.send_verification_code(&user, false).await,
                 Ok(None) => Ok(()),
                 Err(e) => Err(ResendError::Db(e)),
             };
@@ -454,7 +455,7 @@ impl Accounts {
         email: &str,
         code: &str,
         ip: Option<IpAddr>,
-    ) -> Result<UserRow, VerifyError> {
+    ) -> Result<Account, VerifyError> {
         if self.settings().email_verification == EmailVerification::Off {
             return Err(VerifyError::Disabled);
         }
@@ -474,7 +475,7 @@ impl Accounts {
                     .await?
                     .ok_or(VerifyError::Rejected)?;
                 self.forgive_code_guess(guess).await?;
-                Ok(verified)
+                Ok(Account::from(verified))
             }
             _ => Err(VerifyError::Rejected),
         }
@@ -491,14 +492,14 @@ impl Accounts {
         uidb64: &str,
         token: &str,
         ip: Option<IpAddr>,
-    ) -> Result<UserRow, ActivationError> {
+    ) -> Result<Account, ActivationError> {
         if self.settings().email_verification == EmailVerification::Off {
             return Err(ActivationError::Disabled);
         }
         let Some(id) = decode_uid(uidb64) else {
             return Err(ActivationError::InvalidLink);
         };
-        let Some(user) = self.find(id).await?.filter(|u| u.is_active) else {
+        let Some(user) = self.find_row(id).await?.filter(|u| u.is_active) else {
             return Err(ActivationError::InvalidLink);
         };
         let max_age = i64::try_from(self.settings().activation_link.as_secs()).unwrap_or(i64::MAX);
@@ -510,6 +511,7 @@ impl Accounts {
         }
         self.mark_verified(&user, ip, "link")
             .await?
+            .map(Account::from)
             .ok_or(ActivationError::InvalidLink)
     }
 
@@ -521,7 +523,7 @@ impl Accounts {
     /// Storage failures.
     pub async fn login_after_verification(
         &self,
-        user: &UserRow,
+        user: &Account,
         ip: Option<IpAddr>,
     ) -> Result<(), DbError> {
         let id = user.id.clone();
@@ -626,16 +628,6 @@ fn insert_new_user(
     db::users::insert(conn, &row)?;
     audit::record(conn, event.detail("username", row.username.clone()))?;
     Ok(Ok(row))
-}
-
-/// The name an email greets the user with.
-fn display_name(user: &UserRow) -> String {
-    let first = user.first_name.trim();
-    if first.is_empty() {
-        user.username.clone()
-    } else {
-        first.to_owned()
-    }
 }
 
 /// The form's values after the checks that need no database.

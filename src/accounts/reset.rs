@@ -26,7 +26,7 @@ use secrecy::SecretString;
 
 use super::links::{decode_uid, encode_uid, LinkPurpose};
 use super::password::UserInputs;
-use super::{end_everything, ip_prefix, Accounts};
+use super::{end_everything, ip_prefix, Account, Accounts};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::users::{self, UserFilter, UserRow};
 use crate::db::{self, DbError};
@@ -72,7 +72,7 @@ impl From<diesel::result::Error> for ResetError {
 #[derive(Clone, Debug)]
 pub struct ResetLink {
     /// The user whose password the link sets.
-    pub user: UserRow,
+    pub user: Account,
 }
 
 impl Accounts {
@@ -198,7 +198,7 @@ impl Accounts {
             .links()
             .make(LinkPurpose::PasswordReset, user, chrono::Utc::now());
         let email = PasswordResetEmail {
-            name: greeting_name(user),
+            name: greeting_name(&user.first_name, &user.username),
             link: self.public_url(&format!(
                 "/accounts/password-reset-confirm/{}/{token}/",
                 encode_uid(&user.id)
@@ -243,13 +243,21 @@ impl Accounts {
         uidb64: &str,
         token: &str,
     ) -> Result<Option<ResetLink>, DbError> {
+        Ok(self
+            .reset_link_user(uidb64, token)
+            .await?
+            .map(|row| ResetLink {
+                user: Account::from(row),
+            }))
+    }
+
+    /// [`Accounts::check_reset_link`], answering the user's stored row.
+    async fn reset_link_user(&self, uidb64: &str, token: &str) -> Result<Option<UserRow>, DbError> {
         let Some(user_id) = decode_uid(uidb64) else {
             return Ok(None);
         };
-        let user = self.find(user_id).await?;
-        Ok(user
-            .filter(|u| self.link_is_valid(u, token))
-            .map(|user| ResetLink { user }))
+        let user = self.find_row(user_id).await?;
+        Ok(user.filter(|u| self.link_is_valid(u, token)))
     }
 
     fn link_is_valid(&self, user: &UserRow, token: &str) -> bool {
@@ -280,8 +288,8 @@ impl Accounts {
         token: &str,
         new: SecretString,
         ip: Option<IpAddr>,
-    ) -> Result<UserRow, ResetError> {
-        let Some(ResetLink { user }) = self.check_reset_link(uidb64, token).await? else {
+    ) -> Result<Account, ResetError> {
+        let Some(user) = self.reset_link_user(uidb64, token).await? else {
             return Err(ResetError::InvalidLink);
         };
         self.hasher
@@ -318,15 +326,19 @@ impl Accounts {
             })
             .await?;
         self.notify_password_changed(&updated, true).await;
-        Ok(updated)
+        Ok(Account::from(updated))
     }
 
     /// Emails `user` that their password was changed, with a link to reset it should it not
     /// have been them; `applications_signed_out` says whether their tokens were revoked too. A
     /// failure is logged, never returned: the change stands.
-    pub async fn notify_password_changed(&self, user: &UserRow, applications_signed_out: bool) {
+    pub(super) async fn notify_password_changed(
+        &self,
+        user: &UserRow,
+        applications_signed_out: bool,
+    ) {
         let email = PasswordChangedEmail {
-            name: greeting_name(user),
+            name: greeting_name(&user.first_name, &user.username),
             reset_link: self.public_url(RESET_REQUEST_PATH),
             applications_signed_out,
         };

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::Connection;
 
-use super::Accounts;
+use super::{Account, Accounts, VerifiedHash};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::db::user_sessions::{self, SessionRow};
 use crate::db::users::{self, UserRow};
@@ -47,9 +47,10 @@ pub struct NewSession {
     /// (password change or reset, "sign out everywhere") ends it. `None`: now (a login
     /// without a password check, e.g. just after registering).
     pub began: Option<NaiveDateTime>,
-    /// The password hash the login verified, when it verified one just now: the session is
+    /// The password hash the login verified, when it verified one just now
+    /// ([`PasswordLogin::verified_hash`](super::PasswordLogin::verified_hash)): the session is
     /// refused if the stored hash is another by the time it is recorded.
-    pub verified_hash: Option<String>,
+    pub verified_hash: Option<VerifiedHash>,
 }
 
 /// The row id of the session whose cookie holds `handle`.
@@ -133,7 +134,7 @@ impl Accounts {
                             && user.sessions_valid_after.is_none_or(|cut| cut < began)
                             && verified_hash
                                 .as_ref()
-                                .is_none_or(|hash| user.password_hash.as_ref() == Some(hash))
+                                .is_none_or(|hash| hash.matches(user.password_hash.as_ref()))
                     });
                     if !holds {
                         return Ok(false);
@@ -167,7 +168,7 @@ impl Accounts {
         &self,
         handle: &str,
         user_id: &str,
-    ) -> Result<Option<UserRow>, DbError> {
+    ) -> Result<Option<Account>, DbError> {
         let id = session_id(handle);
         let uid = user_id.to_owned();
         let found = self
@@ -194,7 +195,7 @@ impl Accounts {
                 tracing::warn!(error = %e, "could not refresh a session's last-seen time");
             }
         }
-        Ok(Some(user))
+        Ok(Some(Account::from(user)))
     }
 
     /// The user's live browser sessions (not ended, begun after the user's cut-off and after

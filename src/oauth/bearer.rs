@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 
 use super::error::ErrorDescription;
 use super::OAuth;
-use crate::db::users::UserRow;
+use crate::accounts::Account;
 use crate::db::{self, tokens, DbError};
 use crate::domain::ScopeSet;
 use crate::secret;
@@ -14,8 +14,9 @@ use crate::secret;
 pub struct AccessGrant {
     /// The client it was issued to.
     pub client_id: String,
-    /// The resource owner (absent for client-credentials tokens).
-    pub user: Option<UserRow>,
+    /// The resource owner as the token's check read them (absent for client-credentials
+    /// tokens).
+    pub user: Option<Account>,
     /// Granted scope.
     pub scope: ScopeSet,
     /// Expiry (UTC).
@@ -149,7 +150,7 @@ impl OAuth {
             .await?
             .map(|(row, user)| AccessGrant {
                 client_id: row.client_id,
-                user,
+                user: user.map(Account::from),
                 scope: ScopeSet::from_stored(&row.scope),
                 expires_at: row.expires_at,
             })

@@ -318,7 +318,7 @@ impl Authorizer for Primitives<'_> {
         }
         let mut state = self.state.borrow_mut();
         state.auth = Some(Authentication {
-            user,
+            user: user.into(),
             auth_time: row.auth_time.unwrap_or(row.created_at),
             amr: row.amr.clone().unwrap_or_else(|| "pwd".to_owned()),
             nonce: row.nonce.clone(),
@@ -486,7 +486,7 @@ impl Issuer for Primitives<'_> {
         };
         let mut state = self.state.borrow_mut();
         state.auth = user.map(|user| Authentication {
-            user,
+            user: user.into(),
             auth_time: row.auth_time.unwrap_or(row.created_at),
             amr: row.amr.clone().unwrap_or_else(|| "pwd".to_owned()),
             nonce: None,

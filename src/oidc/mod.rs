@@ -15,7 +15,7 @@ use chrono::{NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::db::users::UserRow;
+use crate::accounts::Account;
 use crate::domain::ScopeSet;
 
 pub use keys::{KeyStore, SigningAlg};
@@ -46,8 +46,8 @@ pub const CLAIMS_SUPPORTED: [&str; 16] = [
 /// Who authenticated, when and how: what an ID token says about the login behind a grant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Authentication {
-    /// The user.
-    pub user: UserRow,
+    /// The user, as read when the login was checked.
+    pub user: Account,
     /// When they authenticated (UTC).
     pub auth_time: NaiveDateTime,
     /// RFC 8176 method values, space-separated (`pwd`, later `otp mfa`).
@@ -64,7 +64,7 @@ pub struct Authentication {
 /// `name`, `given_name`, `family_name`, `preferred_username`; `email` gives `email` and
 /// `email_verified`. Empty names are left out rather than sent empty (§5.3.2).
 #[must_use]
-pub fn user_claims(user: &UserRow, scope: &ScopeSet) -> Map<String, Value> {
+pub fn user_claims(user: &Account, scope: &ScopeSet) -> Map<String, Value> {
     let mut claims = Map::new();
     claims.insert("sub".into(), Value::String(user.id.clone()));
     if scope.contains("profile") {

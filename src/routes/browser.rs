@@ -9,8 +9,7 @@ use actix_web::HttpRequest;
 use super::http::peer_ip;
 use super::WebConfig;
 use crate::accounts::sessions::NewSession;
-use crate::accounts::Accounts;
-use crate::db::users::UserRow;
+use crate::accounts::{Account, Accounts, VerifiedHash};
 use crate::db::DbError;
 use crate::secret;
 
@@ -55,15 +54,15 @@ pub enum SessionError {
 pub struct LoginBasis {
     /// When the login's password check began; `None`: now.
     pub began: Option<chrono::NaiveDateTime>,
-    /// The password hash the login verified.
-    pub verified_hash: Option<String>,
+    /// The password hash the login verified (sealed: only the accounts service compares it).
+    pub verified_hash: Option<VerifiedHash>,
 }
 
 impl From<&crate::accounts::PasswordLogin> for LoginBasis {
     fn from(login: &crate::accounts::PasswordLogin) -> Self {
         Self {
             began: Some(login.began),
-            verified_hash: login.user.password_hash.clone(),
+            verified_hash: login.verified_hash(),
         }
     }
 }
@@ -171,7 +170,7 @@ pub async fn current_user(
     session: &Session,
     accounts: &Accounts,
     web: &WebConfig,
-) -> Result<Option<UserRow>, DbError> {
+) -> Result<Option<Account>, DbError> {
     let Some(id) = session.get::<String>(SESSION_USER).ok().flatten() else {
         return Ok(None);
     };

@@ -24,8 +24,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::Account;
 use crate::config::Branding;
-use crate::db::users::UserRow;
 
 /// Session key of the pending notice.
 const SESSION_FLASH: &str = "flash";
@@ -269,7 +269,7 @@ impl Chrome {
     #[must_use]
     pub fn for_user(
         session: &Session,
-        user: &UserRow,
+        user: &Account,
         section: Section,
         brand: &Arc<Brand>,
     ) -> Self {
@@ -298,7 +298,7 @@ impl Chrome {
     /// reset): [`Chrome::for_user`] outside any section when `user` is signed in, else
     /// [`Chrome::visitor`].
     #[must_use]
-    pub fn for_browser(session: &Session, user: Option<&UserRow>, brand: &Arc<Brand>) -> Self {
+    pub fn for_browser(session: &Session, user: Option<&Account>, brand: &Arc<Brand>) -> Self {
         match user {
             Some(user) => Self::for_user(session, user, Section::None, brand),
             None => Self::visitor(session, brand),
@@ -310,10 +310,10 @@ impl Chrome {
     /// confirmation and the authorization endpoint's untrusted-redirect error have none: a
     /// notice belongs to the page the change ends on).
     #[must_use]
-    pub fn without_notice(session: &Session, user: Option<&UserRow>, brand: &Arc<Brand>) -> Self {
+    pub fn without_notice(session: &Session, user: Option<&Account>, brand: &Arc<Brand>) -> Self {
         Self {
             who: user.map(|u| u.username.clone()),
-            is_staff: user.is_some_and(UserRow::has_staff_access),
+            is_staff: user.is_some_and(Account::has_staff_access),
             section: Section::None,
             csrf_token: super::browser::csrf_token(session),
             notice: None,

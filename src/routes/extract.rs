@@ -45,10 +45,9 @@ use super::http::{
     authorization_header, peer_ip, read_body, read_oauth_form, BodyError, OAuthRejection,
 };
 use super::WebConfig;
-use crate::accounts::Accounts;
+use crate::accounts::{Account, Accounts};
 use crate::audit::Actor;
 use crate::config::ADMIN_SCOPE;
-use crate::db::users::UserRow;
 use crate::oauth::bearer::BearerError;
 use crate::oauth::{OAuth, Params};
 
@@ -77,7 +76,7 @@ fn here(req: &HttpRequest) -> String {
 /// Dereferences to the user's account.
 #[derive(Clone)]
 pub struct SignedIn {
-    user: UserRow,
+    user: Account,
     session: Session,
     ip: Option<IpAddr>,
     brand: Arc<Brand>,
@@ -86,7 +85,7 @@ pub struct SignedIn {
 impl SignedIn {
     /// The user's account as stored when the request began.
     #[must_use]
-    pub fn user(&self) -> &UserRow {
+    pub fn user(&self) -> &Account {
         &self.user
     }
 
@@ -110,9 +109,9 @@ impl SignedIn {
 }
 
 impl Deref for SignedIn {
-    type Target = UserRow;
+    type Target = Account;
 
-    fn deref(&self) -> &UserRow {
+    fn deref(&self) -> &Account {
         &self.user
     }
 }
@@ -359,12 +358,12 @@ impl FromRequest for Bearer {
 /// refuses tokens of inactive users): the admin JSON APIs. Token problems are RFC 6750 §3
 /// answers (a client-credentials token, which has no user, is `403 insufficient_scope`); a
 /// token of a user who is not staff is `403 forbidden`. Dereferences to the user.
-pub struct StaffToken(UserRow);
+pub struct StaffToken(Account);
 
 impl Deref for StaffToken {
-    type Target = UserRow;
+    type Target = Account;
 
-    fn deref(&self) -> &UserRow {
+    fn deref(&self) -> &Account {
         &self.0
     }
 }

@@ -357,6 +357,7 @@ async fn another_users_authorization_cannot_be_revoked() {
 async fn forms_without_the_csrf_token_change_nothing() {
     let app = spawn_app().await;
     let ann = app.create_user("ann").await;
+    let ann_row = app.stored_user(&ann.id).await;
     let auth = authorize_app(&app, "ann", "Photo printer").await;
     let visitor = app.visitor("ann").await;
     // The session has a CSRF token (the page was opened); the forms below leave it out or
@@ -403,16 +404,13 @@ async fn forms_without_the_csrf_token_change_nothing() {
     assert!(visitor.signed_in().await);
     assert!(is_active(&app, &auth, &auth.access).await);
     assert!(!consent_page_shown(&app, &auth.client_id, "profile").await);
-    let user = app
-        .services
-        .accounts
-        .find(ann.id.clone())
-        .await
-        .expect("db")
-        .expect("user");
+    let user = app.stored_user(&ann.id).await;
     assert_eq!(user.email, "ann@example.com");
     assert_eq!(user.first_name, "Test");
-    assert_eq!(user.password_hash, ann.password_hash, "password unchanged");
+    assert_eq!(
+        user.password_hash, ann_row.password_hash,
+        "password unchanged"
+    );
     assert_eq!(user.sessions_valid_after, None);
     assert_eq!(app.try_login("ann", PASSWORD).await, StatusCode::SEE_OTHER);
 }
@@ -612,6 +610,7 @@ async fn the_profile_form_saves_and_shows_errors_at_the_email_field() {
 async fn a_password_change_is_refused_with_the_reason_at_its_field() {
     let app = spawn_app().await;
     let ann = app.create_user("ann").await;
+    let ann_row = app.stored_user(&ann.id).await;
     let visitor = app.visitor("ann").await;
     let cases = [
         (
@@ -672,14 +671,8 @@ async fn a_password_change_is_refused_with_the_reason_at_its_field() {
             assert!(!html.contains(&format!("value=\"{typed}\"")), "{typed}");
         }
     }
-    let user = app
-        .services
-        .accounts
-        .find(ann.id.clone())
-        .await
-        .expect("db")
-        .expect("user");
-    assert_eq!(user.password_hash, ann.password_hash);
+    let user = app.stored_user(&ann.id).await;
+    assert_eq!(user.password_hash, ann_row.password_hash);
     assert_eq!(user.sessions_valid_after, None);
     assert!(app.audit_events("password.changed").await.is_empty());
     assert_eq!(app.audit_events("password.confirm_failed").await.len(), 1);
@@ -691,6 +684,7 @@ async fn a_password_change_is_refused_with_the_reason_at_its_field() {
 async fn wrong_current_passwords_count_as_failed_logins() {
     let app = spawn_app_with("[rate_limits]\nfailed_logins_per_account = 2").await;
     let ann = app.create_user("ann").await;
+    let ann_row = app.stored_user(&ann.id).await;
     let visitor = app.visitor("ann").await;
     let change = |current: &'static str| {
         let visitor = &visitor;
@@ -721,14 +715,8 @@ async fn wrong_current_passwords_count_as_failed_logins() {
         html.contains("Too many wrong passwords. Try again in"),
         "{html}"
     );
-    let user = app
-        .services
-        .accounts
-        .find(ann.id.clone())
-        .await
-        .expect("db")
-        .expect("user");
-    assert_eq!(user.password_hash, ann.password_hash);
+    let user = app.stored_user(&ann.id).await;
+    assert_eq!(user.password_hash, ann_row.password_hash);
     // The same account counter guards the login page.
     assert_eq!(
         app.try_login("ann", PASSWORD).await,

@@ -1,6 +1,7 @@
 //! The admin console `/admin/`: who may enter, the dashboard, users (search, paging, profile,
 //! flags, sign-out-everywhere), groups, tokens and the audit log.
 
+use latchkey::accounts::Account;
 use latchkey::db::users::UserRow;
 use reqwest::StatusCode;
 
@@ -44,7 +45,7 @@ fn listed_events(html: &str) -> Vec<String> {
 }
 
 /// A staff member signed in, and their browser.
-async fn admin(app: &TestApp) -> (UserRow, Visitor) {
+async fn admin(app: &TestApp) -> (Account, Visitor) {
     let staff = app.create_staff("root").await;
     let visitor = app.visitor("root").await;
     (staff, visitor)
@@ -84,12 +85,7 @@ async fn is_active(app: &TestApp, client: &(String, String), token: &str) -> boo
 }
 
 async fn user(app: &TestApp, id: &str) -> UserRow {
-    app.services
-        .accounts
-        .find(id.to_owned())
-        .await
-        .expect("db")
-        .expect("user")
+    app.stored_user(id).await
 }
 
 async fn group_id(app: &TestApp, name: &str) -> Option<String> {

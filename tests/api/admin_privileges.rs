@@ -4,6 +4,7 @@
 //! every way in: the console's user and group pages, and the services themselves (what the
 //! JSON API and the command line call). Email changes notify the previous address.
 
+use latchkey::accounts::Account;
 use latchkey::accounts::{AccountError, AccountFlags, Profile};
 use latchkey::audit::Actor;
 use latchkey::db::users::UserRow;
@@ -13,12 +14,7 @@ use reqwest::StatusCode;
 use crate::helpers::{spawn_app, spec, TestApp, Visitor, PASSWORD};
 
 async fn stored(app: &TestApp, id: &str) -> UserRow {
-    app.services
-        .accounts
-        .find(id.to_owned())
-        .await
-        .expect("db")
-        .expect("user")
+    app.stored_user(id).await
 }
 
 /// What an admin could change of an account (not the login times its owner moves).
@@ -100,9 +96,10 @@ async fn assert_refused(response: reqwest::Response, what: &str) {
 
 /// Every change a staff member could try on `target` through the console, all refused, and
 /// nothing changed.
-async fn staff_tries_everything(app: &TestApp, neds: &Visitor, target: &UserRow, tokens: &Tokens) {
+async fn staff_tries_everything(app: &TestApp, neds: &Visitor, target: &Account, tokens: &Tokens) {
     let name = &target.username;
     let page = format!("/admin/users/{}/", target.id);
+    let before = stored(app, &target.id).await;
     let token = tokens.issue(app, name).await;
     let targets_browser = app.visitor(name).await;
     let ops = app
@@ -215,7 +212,7 @@ async fn staff_tries_everything(app: &TestApp, neds: &Visitor, target: &UserRow,
     let now = stored(app, &target.id).await;
     assert_eq!(
         account_fields(&now),
-        account_fields(target),
+        account_fields(&before),
         "{name} is as before"
     );
     assert!(tokens.active(app, &token).await, "{name}'s token lives");
@@ -386,6 +383,11 @@ async fn the_services_refuse_staff_whoever_calls_them() {
     let ned = app.create_plain_staff("ned").await;
     let sam = app.create_plain_staff("sam").await;
     let pat = app.create_user("pat").await;
+    let zoe = app.create_user("zoe").await;
+    let mut before = Vec::new();
+    for user in [&root, &ned, &sam, &pat, &zoe] {
+        before.push(stored(&app, &user.id).await);
+    }
     let group = app
         .services
         .groups
@@ -447,7 +449,6 @@ async fn the_services_refuse_staff_whoever_calls_them() {
         ));
     }
     // An ordinary user cannot touch another ordinary user either.
-    let zoe = app.create_user("zoe").await;
     assert!(forbidden(
         accounts
             .update_profile(&as_pat, &zoe.id, profile("zoe.x@example.com"))
@@ -472,7 +473,7 @@ async fn the_services_refuse_staff_whoever_calls_them() {
                 .map(|_| ())
         ));
     }
-    for user in [&root, &ned, &sam, &pat, &zoe] {
+    for user in &before {
         assert_eq!(
             account_fields(&stored(&app, &user.id).await),
             account_fields(user),

@@ -4,15 +4,15 @@
 //! where its codes go (redirect URIs, post-logout redirect URIs, CORS origins) is a
 //! superuser's. Tried through the service and through the portal's pages.
 
+use latchkey::accounts::Account;
 use latchkey::accounts::AccountFlags;
 use latchkey::audit::Actor;
 use latchkey::clients::{Client, ClientError, ClientSpec};
-use latchkey::db::users::UserRow;
 use reqwest::StatusCode;
 
 use crate::helpers::{spawn_app, spec, TestApp};
 
-async fn create_plain_staff(app: &TestApp, username: &str) -> UserRow {
+async fn create_plain_staff(app: &TestApp, username: &str) -> Account {
     let user = app.create_user(username).await;
     app.services
         .accounts
@@ -29,7 +29,7 @@ async fn create_plain_staff(app: &TestApp, username: &str) -> UserRow {
         .expect("make staff")
 }
 
-fn base(owner: Option<&UserRow>) -> ClientSpec {
+fn base(owner: Option<&Account>) -> ClientSpec {
     ClientSpec {
         owner_id: owner.map(|u| u.id.clone()),
         require_pkce: true,

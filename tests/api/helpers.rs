@@ -5,6 +5,7 @@ use std::sync::Once;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use diesel::{Connection, RunQueryDsl};
+use latchkey::accounts::Account;
 use latchkey::clients::{Client, ClientSpec};
 use latchkey::config::Settings;
 use latchkey::db::users::UserRow;
@@ -199,7 +200,7 @@ impl TestApp {
     }
 
     /// Creates an active user with [`PASSWORD`].
-    pub async fn create_user(&self, username: &str) -> UserRow {
+    pub async fn create_user(&self, username: &str) -> Account {
         self.services
             .accounts
             .create_user(
@@ -217,6 +218,20 @@ impl TestApp {
             )
             .await
             .expect("create user")
+    }
+
+    /// The user's row as stored, with what the services' [`Account`] leaves out (the password
+    /// hash, the session cut-off), read directly from the database.
+    pub async fn stored_user(&self, user_id: &str) -> UserRow {
+        let id = user_id.to_owned();
+        self.services
+            .db
+            .read(move |conn| {
+                latchkey::db::users::find(conn, &id).map_err(latchkey::db::DbError::from)
+            })
+            .await
+            .expect("db")
+            .expect("user")
     }
 
     /// Deactivates a user directly in the database (the admin pages come later).
@@ -587,7 +602,7 @@ impl TestApp {
     }
 
     /// Makes a new user `username` a staff member who is not a superuser.
-    pub async fn create_plain_staff(&self, username: &str) -> UserRow {
+    pub async fn create_plain_staff(&self, username: &str) -> Account {
         let user = self.create_user(username).await;
         self.services
             .accounts
@@ -605,7 +620,7 @@ impl TestApp {
     }
 
     /// Creates an active staff user (staff and superuser) with [`PASSWORD`].
-    pub async fn create_staff(&self, username: &str) -> UserRow {
+    pub async fn create_staff(&self, username: &str) -> Account {
         let user = self.create_user(username).await;
         self.services
             .accounts

@@ -311,3 +311,131 @@ fn the_cycle_checker_resolves_relative_paths() {
         ]
     );
 }
+
+/// The storage rows that carry secrets (a user's password hash and session cut-off, a client's
+/// secret hash), and the `db` modules that hand them out.
+const SECRET_ROWS: &[&str] = &["UserRow", "ClientRow"];
+const SECRET_ROW_MODULES: &[&str] = &["users", "clients"];
+
+/// Where `source` names a row of [`SECRET_ROWS`] or a module of [`SECRET_ROW_MODULES`] under
+/// `db` (`db::users::…`, `db::{users, …}`), outside comments.
+fn secret_row_uses(source: &str) -> Vec<String> {
+    let code: String = source
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let mut found = Vec::new();
+    for row in SECRET_ROWS {
+        for (i, _) in code.match_indices(row) {
+            let before = code[..i].chars().next_back();
+            let after = code[i + row.len()..].chars().next();
+            if !before.is_some_and(ident) && !after.is_some_and(ident) {
+                found.push((*row).to_owned());
+            }
+        }
+    }
+    for (i, _) in code.match_indices("db::") {
+        if code[..i].chars().next_back().is_some_and(ident) {
+            continue;
+        }
+        let rest = code[i + "db::".len()..].trim_start();
+        // The items the path goes on to: one name, or each of a `{…}` group's.
+        let items: Vec<&str> = match rest.strip_prefix('{') {
+            Some(group) => {
+                let mut depth = 0_usize;
+                let end = group
+                    .char_indices()
+                    .find(|&(_, c)| {
+                        match c {
+                            '{' => depth += 1,
+                            '}' if depth == 0 => return true,
+                            '}' => depth -= 1,
+                            _ => {}
+                        }
+                        false
+                    })
+                    .map_or(group.len(), |(end, _)| end);
+                let group = &group[..end];
+                let mut items = Vec::new();
+                let mut depth = 0_usize;
+                let mut start = 0;
+                for (j, c) in group.char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => depth = depth.saturating_sub(1),
+                        ',' if depth == 0 => {
+                            items.push(group[start..j].trim());
+                            start = j + 1;
+                        }
+                        _ => {}
+                    }
+                }
+                items.push(group[start..].trim());
+                items
+            }
+            None => vec![rest],
+        };
+        for item in items {
+            let name: String = item.chars().take_while(|&c| ident(c)).collect();
+            if SECRET_ROW_MODULES.contains(&name.as_str()) {
+                found.push(format!("db::{name}"));
+            }
+        }
+    }
+    found
+}
+
+/// The web layer sees the services' views of users and clients (`accounts::Account`,
+/// `clients::Client`), never the stored rows, which carry the password hash, the session
+/// cut-off and the client secret's hash (`docs/architecture.md`, *Layers*).
+#[test]
+fn routes_never_name_a_row_that_carries_secrets() {
+    let routes = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/routes");
+    let mut files = Vec::new();
+    rust_files(&routes, &mut files);
+    assert!(!files.is_empty(), "src/routes has files");
+    let mut problems = Vec::new();
+    for file in &files {
+        let source = std::fs::read_to_string(file).expect("readable");
+        for used in secret_row_uses(&source) {
+            problems.push(format!(
+                "{} names {used}",
+                file.strip_prefix(env!("CARGO_MANIFEST_DIR"))
+                    .unwrap_or(file)
+                    .display()
+            ));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "routes reach into rows with secrets (use accounts::Account, clients::Client):\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_row_checker_sees_rows_and_their_modules() {
+    for source in [
+        "use crate::db::users::UserRow;",
+        "fn f(u: &UserRow) {}",
+        "let c: Option<ClientRow> = None;",
+        "crate::db::users::find(conn, id)",
+        "use crate::db::{self, users};",
+        "use crate::db::{\n    tokens::TokenFilter,\n    clients::{self, ClientFilter},\n};",
+        "db:: users::list(conn)",
+    ] {
+        assert!(!secret_row_uses(source).is_empty(), "{source}");
+    }
+    for source in [
+        "use crate::accounts::{Account, UserFilter};",
+        "use crate::db::{DbError, user_sessions::SessionRow};",
+        "use crate::db::tokens::TokenFilter;",
+        "// a comment about crate::db::users::UserRow",
+        "let rows = UserRows::default(); let users = db_users::x();",
+        "use crate::clients::{Client, Clients};",
+    ] {
+        assert_eq!(secret_row_uses(source), Vec::<String>::new(), "{source}");
+    }
+}

@@ -71,7 +71,7 @@ async fn grant(
 async fn login(app: &TestApp, login: &str, password: &str, from: &str) -> Result<(), LoginError> {
     app.services
         .accounts
-        .authenticate(login, SecretString::from(password), ip(from))
+        .check_login(login, SecretString::from(password), ip(from))
         .await
         .map(|_| ())
 }

@@ -150,6 +150,7 @@ async fn assert_invalid_link_page(visitor: &Visitor, path: &str) {
 async fn the_pages_reset_the_password_once_and_sign_out_everywhere() {
     let app = spawn_app().await;
     let ann = app.create_user("ann").await;
+    let ann_row = app.stored_user(&ann.id).await;
     let (client_id, secret, access, refresh) = tokens_for(&app, "ann").await;
     let other_browser = app.visitor("ann").await;
     assert!(other_browser.signed_in().await);
@@ -296,14 +297,8 @@ async fn the_pages_reset_the_password_once_and_sign_out_everywhere() {
     for event in requested.iter().chain(&completed) {
         assert!(!format!("{event:?}").contains(token));
     }
-    let stored = app
-        .services
-        .accounts
-        .find(ann.id.clone())
-        .await
-        .expect("db")
-        .expect("ann");
-    assert_ne!(stored.password_hash, ann.password_hash);
+    let stored = app.stored_user(&ann.id).await;
+    assert_ne!(stored.password_hash, ann_row.password_hash);
     assert!(stored.sessions_valid_after.is_some());
 }
 

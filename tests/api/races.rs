@@ -212,14 +212,7 @@ impl Race {
                 Prepared::Browser(visitor, html)
             }
             Revocation::PasswordReset => {
-                let user = self
-                    .app
-                    .services
-                    .accounts
-                    .find(self.user_id.clone())
-                    .await
-                    .expect("read user")
-                    .expect("user");
+                let user = self.app.stored_user(&self.user_id).await;
                 let key = base64::engine::general_purpose::STANDARD
                     .decode(TEST_KEY)
                     .expect("test key");
@@ -553,7 +546,7 @@ async fn a_code_issued_before_the_sessions_were_ended_buys_no_tokens() {
 const NEW_PASSWORD: &str = "a different horse, battery and staple";
 
 /// A user, a confidential client that may use the password and code grants, and the services.
-async fn in_flight_setup() -> (TestApp, latchkey::db::users::UserRow, InFlightClient) {
+async fn in_flight_setup() -> (TestApp, latchkey::accounts::Account, InFlightClient) {
     let app = spawn_app().await;
     let user = app.create_user("rae").await;
     let (client, secret) = app
@@ -605,13 +598,7 @@ async fn change_password(app: &TestApp, user_id: &str) {
 }
 
 async fn reset_password(app: &TestApp, user_id: &str) {
-    let user = app
-        .services
-        .accounts
-        .find(user_id.to_owned())
-        .await
-        .expect("read user")
-        .expect("user");
+    let user = app.stored_user(user_id).await;
     let key = base64::engine::general_purpose::STANDARD
         .decode(TEST_KEY)
         .expect("test key");
@@ -709,13 +696,13 @@ async fn start_session(
         .accounts
         .start_browser_session(
             NewSession {
-                user_id: login.user.id.clone(),
+                user_id: login.user().id.clone(),
                 ip: None,
                 user_agent: "test".into(),
                 amr: "pwd".into(),
                 began: Some(login.began),
                 verified_hash: if verified_hash {
-                    login.user.password_hash.clone()
+                    login.verified_hash()
                 } else {
                     None
                 },
@@ -928,7 +915,8 @@ async fn an_emailed_code_login_checked_before_a_sign_out_everywhere_gets_no_toke
             .services
             .accounts
             .start_login_challenge(
-                &login,
+                login.user(),
+                login.began,
                 None,
                 latchkey::accounts::login_code::ChallengeFor::Client {
                     client_id: client.id().to_owned(),

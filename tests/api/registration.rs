@@ -54,7 +54,7 @@ async fn api_register(app: &TestApp, email: &str, username: Option<&str>) -> (St
     (status, body)
 }
 
-async fn user_by_email(app: &TestApp, email: &str) -> latchkey::db::users::UserRow {
+async fn user_by_email(app: &TestApp, email: &str) -> latchkey::accounts::Account {
     app.services
         .accounts
         .find_by_login(email)

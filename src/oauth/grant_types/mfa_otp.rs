@@ -46,7 +46,7 @@ pub(super) async fn challenge(
     };
     match oauth
         .accounts
-        .start_login_challenge(login, ip, requester)
+        .start_login_challenge(login.user(), login.began, ip, requester)
         .await
     {
         Ok(started) if started.emailed => OAuthError::mfa_required(
@@ -88,9 +88,7 @@ pub(crate) async fn exchange(
         .finish_login_challenge(mfa_token, otp, Some(client.id()), ip)
         .await?;
     let (login, stored_scope) = match outcome {
-        LoginCodeOutcome::Passed { user, scope, began } => {
-            (PasswordLogin { user: *user, began }, scope)
-        }
+        LoginCodeOutcome::Passed { login, scope } => (*login, scope),
         LoginCodeOutcome::Wrong { remaining } => {
             return Err(OAuthError::invalid_grant(match remaining {
                 1 => "the code is wrong; 1 attempt left".to_owned(),

@@ -140,7 +140,7 @@ pub(crate) async fn issue_for_login(
         // The user's row lock before minting (see the lock rule in `db::tokens`): a
         // deactivation, password change or "sign out everywhere" then runs wholly before or
         // after this, and one that ran before shows in the row.
-        match users::lock(conn, &login.user.id)? {
+        match users::lock(conn, &login.user().id)? {
             Some(user) if !user.is_active => {
                 return Err(Refusal::Commit(OAuthError::invalid_grant(
                     "the user's account is disabled",
@@ -156,7 +156,7 @@ pub(crate) async fn issue_for_login(
             }
         }
         let auth = Authentication {
-            user: login.user,
+            user: login.user().clone(),
             auth_time: crate::db::now(),
             amr: amr.to_owned(),
             nonce: None,

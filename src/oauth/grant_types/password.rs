@@ -58,7 +58,7 @@ pub(crate) async fn exchange(
                 )
             }
         })?;
-    if oauth.accounts.needs_login_code(&login.user) {
+    if oauth.accounts.needs_login_code(login.user()) {
         return Err(super::mfa_otp::challenge(oauth, &client, &login, &scope, ip).await);
     }
     super::issue_for_login(oauth, client, params, login, scope, AMR_PASSWORD).await

@@ -19,8 +19,7 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::accounts::{AccountError, Accounts, Profile};
-use crate::db::users::UserRow;
+use crate::accounts::{Account, AccountError, Accounts, Profile};
 use crate::domain::Email;
 use crate::oauth::Params;
 use crate::routes::browser::keep_session;
@@ -42,7 +41,7 @@ struct ProfileValues {
 }
 
 impl ProfileValues {
-    fn of(user: &UserRow) -> Self {
+    fn of(user: &Account) -> Self {
         Self {
             email: user.email.clone(),
             first_name: user.first_name.clone(),
@@ -55,7 +54,7 @@ impl ProfileValues {
 #[template(path = "account/account.html")]
 struct AccountPage<'a> {
     chrome: Chrome,
-    user: &'a UserRow,
+    user: &'a Account,
     profile: ProfileValues,
     errors: FieldErrors,
     created: Moment,

@@ -9,9 +9,8 @@
 use actix_web::{web, HttpResponse};
 use secrecy::SecretString;
 
-use crate::accounts::{AccountError, Accounts};
+use crate::accounts::{Account, AccountError, Accounts};
 use crate::config::{EmailVerification, LoginOtp};
-use crate::db::users::UserRow;
 use crate::routes::chrome::{flash, Notice};
 use crate::routes::errors::PageError;
 use crate::routes::extract::{Form, SignedIn};
@@ -31,7 +30,7 @@ pub struct LoginCodeSwitch {
 impl LoginCodeSwitch {
     /// The switch as `user` sees it under the server's policy.
     #[must_use]
-    pub fn for_user(accounts: &Accounts, user: &UserRow) -> Self {
+    pub fn for_user(accounts: &Accounts, user: &Account) -> Self {
         let settings = accounts.settings();
         let locked_because = if accounts.login_code_forced(user) {
             Some(match settings.login_otp {

@@ -6,8 +6,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{NaiveDateTime, SecondsFormat};
 use serde::Serialize;
 
-use crate::accounts::Accounts;
-use crate::db::users::{UserFilter, UserRow};
+use crate::accounts::{Account, Accounts, UserFilter};
 use crate::db::DbError;
 use crate::domain::{Page, PageRequest};
 use crate::groups::Groups;
@@ -41,7 +40,7 @@ struct ApiUser {
 }
 
 impl ApiUser {
-    fn new(user: UserRow, groups: Vec<String>) -> Self {
+    fn new(user: Account, groups: Vec<String>) -> Self {
         Self {
             date_joined: rfc3339(&user.date_joined),
             last_login: user.last_login.as_ref().map(rfc3339),

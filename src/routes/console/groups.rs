@@ -6,8 +6,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::{count_of, group_failure, group_not_found, group_path, query};
+use crate::accounts::Account;
 use crate::db::groups::GroupRow;
-use crate::db::users::UserRow;
 use crate::domain::{Page, PageRequest};
 use crate::groups::{GroupError, Groups};
 use crate::oauth::Params;
@@ -364,7 +364,7 @@ async fn group_page(
     state: GroupState,
 ) -> Result<HttpResponse, PageError> {
     let (group, members) = groups.find(id).await?.ok_or_else(group_not_found)?;
-    let superuser_only = !admin.is_superuser && members.iter().any(UserRow::has_staff_access);
+    let superuser_only = !admin.is_superuser && members.iter().any(Account::has_staff_access);
     // The service returns every member; the page shows one page of them.
     let request = PageRequest::new(page_number(params), web.page_size);
     let total = i64::try_from(members.len()).unwrap_or(i64::MAX);

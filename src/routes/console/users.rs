@@ -7,11 +7,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use super::{account_failure, group_failure, query, user_not_found, user_path};
-use crate::accounts::{AccountError, AccountFlags, Accounts, Profile};
+use crate::accounts::{Account, AccountError, AccountFlags, Accounts, Profile, UserFilter};
 use crate::config::EmailVerification;
 use crate::db::groups::GroupRow;
 use crate::db::tokens::TokenFilter;
-use crate::db::users::{UserFilter, UserRow};
 use crate::domain::{Email, PageRequest, PersonName};
 use crate::groups::Groups;
 use crate::oauth::OAuth;
@@ -61,7 +60,7 @@ struct ProfileValues {
 }
 
 impl ProfileValues {
-    fn of(user: &UserRow) -> Self {
+    fn of(user: &Account) -> Self {
         Self {
             email: user.email.clone(),
             first_name: user.first_name.clone(),
@@ -74,7 +73,7 @@ impl ProfileValues {
 #[template(path = "admin/user.html")]
 struct UserPage<'a> {
     chrome: crate::routes::chrome::Chrome,
-    user: &'a UserRow,
+    user: &'a Account,
     /// The page shows the admin's own account.
     is_self: bool,
     /// The admin may not change this account (a staff member looking at another staff or
@@ -133,7 +132,7 @@ pub async fn list_users(
         .items
         .into_iter()
         .map(|u| UserLine {
-            name: full_name(&u),
+            name: u.full_name(),
             last_login: u.last_login.as_ref().map(Moment::of),
             joined: Moment::of(&u.date_joined),
             id: u.id,
@@ -163,10 +162,10 @@ struct UserForms {
 }
 
 impl UserForms {
-    fn of(user: &UserRow) -> Self {
+    fn of(user: &Account) -> Self {
         Self {
             profile: ProfileValues::of(user),
-            flags: flags_of(user),
+            flags: user.flags(),
             errors: FieldErrors::new(),
         }
     }
@@ -423,22 +422,8 @@ fn as_bool(value: &str) -> Option<bool> {
     }
 }
 
-fn full_name(user: &UserRow) -> String {
-    format!("{} {}", user.first_name, user.last_name)
-        .trim()
-        .to_owned()
-}
-
-fn flags_of(user: &UserRow) -> AccountFlags {
-    AccountFlags {
-        is_active: user.is_active,
-        is_staff: user.is_staff,
-        is_superuser: user.is_superuser,
-    }
-}
-
 /// The user with `id`, or the 404 page.
-pub(super) async fn find_user(accounts: &Accounts, id: &str) -> Result<UserRow, PageError> {
+pub(super) async fn find_user(accounts: &Accounts, id: &str) -> Result<Account, PageError> {
     accounts
         .find(id.to_owned())
         .await?
@@ -447,7 +432,7 @@ pub(super) async fn find_user(accounts: &Accounts, id: &str) -> Result<UserRow, 
 
 /// Whether `admin` may change `user`'s account, as `accounts::privileges` decides (the page
 /// hides what the services would refuse).
-pub(super) fn may_change(admin: &UserRow, user: &UserRow) -> bool {
+pub(super) fn may_change(admin: &Account, user: &Account) -> bool {
     user.id == admin.id || admin.is_superuser || !user.has_staff_access()
 }
 
@@ -455,7 +440,7 @@ pub(super) fn may_change(admin: &UserRow, user: &UserRow) -> bool {
 async fn user_page(
     admin: &Staff,
     accounts: &Accounts,
-    user: &UserRow,
+    user: &Account,
     groups: &Groups,
     oauth: &OAuth,
     forms: UserForms,

@@ -23,9 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Refusal, SignInContext};
 use crate::accounts::login_code::{ChallengeFor, LoginCodeOutcome, AMR_PASSWORD_AND_CODE};
-use crate::accounts::{Accounts, PasswordLogin};
+use crate::accounts::{Account, Accounts, PasswordLogin};
 use crate::clients::Clients;
-use crate::db::users::UserRow;
 use crate::limits::LimitError;
 use crate::routes::browser::{start_session, LoginBasis, SessionError};
 use crate::routes::chrome::{flash, render, Brand, Chrome, Notice};
@@ -86,9 +85,9 @@ pub async fn begin(
     login: &PasswordLogin,
     next: &str,
 ) -> Result<HttpResponse, PageError> {
-    let user = &login.user;
+    let user = login.user();
     let refusal = match accounts
-        .start_login_challenge(login, peer_ip(req), ChallengeFor::Browser)
+        .start_login_challenge(user, login.began, peer_ip(req), ChallengeFor::Browser)
         .await
     {
         Ok(challenge) => {
@@ -144,7 +143,7 @@ pub async fn begin(
 /// the pending login dropped).
 pub struct AwaitingCode {
     pending: PendingLogin,
-    user: UserRow,
+    user: Account,
 }
 
 impl FromRequest for AwaitingCode {
@@ -243,7 +242,8 @@ pub async fn submit_code(
         .finish_login_challenge(&pending.handle, otp, None, peer_ip(&req))
         .await?;
     let gone = match outcome {
-        LoginCodeOutcome::Passed { user: signed_in, .. } if signed_in.id == pending.user_id => {
+        LoginCodeOutcome::Passed { login, .. } if login.user().id == pending.user_id => {
+            let signed_in = login.user();
             // A new session on login (no fixation), with a new CSRF token; the pending login
             // goes with the old session's contents.
             let basis = LoginBasis {
@@ -333,10 +333,8 @@ pub async fn resend_code(
 ) -> Result<HttpResponse, PageError> {
     match accounts
         .start_login_challenge(
-            &PasswordLogin {
-                began: pending.began.unwrap_or_else(crate::db::now),
-                user: user.clone(),
-            },
+            &user,
+            pending.began.unwrap_or_else(crate::db::now),
             peer_ip(&req),
             ChallengeFor::Browser,
         )
@@ -430,7 +428,7 @@ fn code_page(
     session: &Session,
     brand: &Arc<Brand>,
     accounts: &Accounts,
-    user: &UserRow,
+    user: &Account,
     alert: Option<String>,
     error: Option<String>,
 ) -> HttpResponse {

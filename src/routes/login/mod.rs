@@ -152,7 +152,7 @@ pub async fn submit_login(
         .await
     {
         // Email 2FA (login/code.rs): the code is emailed, the login waits for it.
-        Ok(login) if accounts.needs_login_code(&login.user) => {
+        Ok(login) if accounts.needs_login_code(login.user()) => {
             return code::begin(
                 &req, &session, &accounts, &clients, &web.brand, &login, next,
             )
@@ -165,7 +165,7 @@ pub async fn submit_login(
                 &req,
                 &session,
                 &accounts,
-                &login.user.id,
+                &login.user().id,
                 "pwd",
                 LoginBasis::from(&login),
             )

@@ -18,9 +18,8 @@ use askama::Template;
 use crate::accounts::registration::{
     ActivationError, ResendError, VerifyError, AMR_PASSWORD_AND_CODE,
 };
-use crate::accounts::Accounts;
+use crate::accounts::{Account, Accounts};
 use crate::config::EmailVerification;
-use crate::db::users::UserRow;
 use crate::domain::Email;
 use crate::routes::browser::{current_user, safe_next, start_session, LoginBasis};
 use crate::routes::chrome::{flash, render, Brand, Chrome, Notice};
@@ -91,7 +90,7 @@ async fn verify_chrome(
     session: &Session,
     accounts: &Accounts,
     web: &WebConfig,
-) -> Result<(Chrome, Option<UserRow>), PageError> {
+) -> Result<(Chrome, Option<Account>), PageError> {
     let user = current_user(session, accounts, web).await?;
     Ok((
         Chrome::for_browser(session, user.as_ref(), &web.brand),
@@ -273,7 +272,7 @@ pub async fn activate_page(
 pub(super) async fn refuse_unverified_login(
     session: &Session,
     accounts: &Accounts,
-    user: &UserRow,
+    user: &Account,
     next: &str,
     began: chrono::NaiveDateTime,
 ) -> Result<HttpResponse, PageError> {
@@ -303,8 +302,8 @@ async fn verified(
     session: &Session,
     brand: &Arc<Brand>,
     accounts: &Accounts,
-    signed_in: Option<&UserRow>,
-    user: &UserRow,
+    signed_in: Option<&Account>,
+    user: &Account,
 ) -> Result<HttpResponse, PageError> {
     let proven = session_string(session, SESSION_VERIFY_USER).as_deref() == Some(user.id.as_str());
     let next = session_string(session, SESSION_VERIFY_NEXT).unwrap_or_else(|| "/".to_owned());
@@ -361,7 +360,7 @@ async fn verified(
 /// password here), where to go next, and when the password was checked (`began`).
 pub(super) fn remember_pending(
     session: &Session,
-    user: &UserRow,
+    user: &Account,
     next: &str,
     began: chrono::NaiveDateTime,
 ) {
