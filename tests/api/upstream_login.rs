@@ -103,7 +103,7 @@ async fn a_new_user_signs_in_through_another_latchkey_and_a_link_brings_them_bac
         .expect("db");
     let user = users.expect("an account was made, named after the provider's username");
     assert!(user.email_verified, "the provider verified the address");
-    assert!(user.password_hash.is_none(), "no password");
+    assert!(!user.has_password, "no password");
     let links = rp.services.upstream.links_of(&user.id).await.expect("db");
     assert_eq!(links.len(), 1);
     assert_eq!(links[0].provider_id, "corp");
