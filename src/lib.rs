@@ -34,7 +34,8 @@
 //! * [`clients`] — client registration rules and secrets (SHA-256, shown once).
 //! * [`groups`] — groups of users for admins (upstream connectors map them to outside roles).
 //! * [`upstream`] — sign-in through Discord, Google and OpenID Connect providers (issue 11, in
-//!   progress: provider settings, linked-account storage and the linking rule so far).
+//!   progress): provider settings, the relying party (`openidconnect`/`oauth2` over reqwest),
+//!   linked accounts and the linking rule; the hosted flow is `routes/login/upstream.rs`.
 //! * [`audit`] — the audit log: services record security events with [`audit::record`] inside
 //!   the transaction of the change they describe; the admin console lists them. The web pages
 //!   (developer portal, account, admin console) are in [`routes`] and only call services.

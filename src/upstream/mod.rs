@@ -3,10 +3,11 @@
 //! and link those accounts to their Latchkey account (`upstream_links`,
 //! [`crate::db::upstream_links`]).
 //!
-//! Built so far: the provider settings, the link storage, and the linking rule ([`decide`]).
-//! The relying-party flow (authorization request with state, PKCE and nonce; code exchange; ID
-//! token verification; Discord's `/users/@me`), its pages and the account page's link list are
-//! the next steps (`docs/architecture.md`, "Upstream login").
+//! Built so far: the provider settings, the link storage, the linking rule ([`decide`]), the
+//! relying party ([`client`]: authorization request with state, PKCE and nonce; code exchange;
+//! ID-token verification; Discord's `/users/@me`) and the service that carries a verified
+//! identity out ([`service::Upstream`]). The account page's links, the Discord profile and the
+//! Google token exchange come next (`docs/architecture.md`, "Upstream login").
 
 pub mod client;
 pub mod service;

@@ -45,5 +45,6 @@ mod scheduler;
 mod sessions;
 mod sign_in_context;
 mod smtp;
+mod upstream_discord;
 mod upstream_links;
 mod upstream_login;
