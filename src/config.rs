@@ -169,7 +169,7 @@ struct RawUpstream {
     #[serde(default)]
     client_id: String,
     #[serde(default)]
-    client_secret: String,
+    client_secret: Option<SecretString>,
     #[serde(default)]
     issuer: String,
     #[serde(default)]
@@ -557,9 +557,10 @@ pub struct UpstreamProvider {
     pub client_id: String,
     /// `client_secret` issued by the provider (sent with HTTP Basic, RFC 6749 §2.3.1).
     pub client_secret: SecretString,
-    /// `issuer`: the OpenID Connect issuer, whose discovery document (OIDC Discovery 1.0 §4)
-    /// gives the endpoints and the JWKS; Google's by default. `None` for Discord.
-    pub issuer: Option<Url>,
+    /// `issuer`: the OpenID Connect issuer exactly as configured (discovery compares it
+    /// character for character, OIDC Discovery 1.0 §4.3), whose discovery document gives the
+    /// endpoints and the JWKS; Google's by default. `None` for Discord.
+    pub issuer: Option<String>,
     /// `scopes` asked for; default per kind ([`crate::domain::ProviderKind::default_scopes`]).
     pub scopes: Vec<String>,
     /// `enabled`: shown on the sign-in page and accepted at the callback.
@@ -582,6 +583,17 @@ pub struct UpstreamProvider {
     /// `required_claims` (OpenID Connect): claims the ID token or UserInfo must carry with
     /// these values (a string claim equal to it, or an array of strings containing it).
     pub required_claims: BTreeMap<String, String>,
+}
+
+impl UpstreamProvider {
+    /// What the provider's subjects are unique within, stored with every link: the OpenID
+    /// Connect issuer (OIDC Core §2: `sub` is unique per issuer), or `discord`.
+    #[must_use]
+    pub fn subject_issuer(&self) -> String {
+        self.issuer
+            .clone()
+            .unwrap_or_else(|| self.kind.as_str().to_owned())
+    }
 }
 
 /// Log output format.
@@ -1105,18 +1117,17 @@ fn upstream_settings(id: &str, raw: RawUpstream) -> anyhow::Result<UpstreamProvi
     if raw.client_id.trim().is_empty() {
         bail!("{key}.client_id is required (the id the provider gave Latchkey)");
     }
-    if raw.client_secret.is_empty() {
+    let Some(client_secret) = raw.client_secret.filter(|s| !s.expose_secret().is_empty()) else {
         bail!("{key}.client_secret is required (the secret the provider gave Latchkey)");
-    }
+    };
     let issuer = match (kind, url("issuer", &raw.issuer)?) {
         (ProviderKind::Discord, Some(_)) => {
             bail!("{key}.issuer is for OpenID Connect providers; Discord has none")
         }
         (ProviderKind::Oidc, None) => bail!("{key}.issuer is required for kind = \"oidc\""),
-        (ProviderKind::Google, None) => {
-            Some(Url::parse("https://accounts.google.com").expect("Google's issuer is a URL"))
-        }
-        (_, issuer) => issuer,
+        (ProviderKind::Google, None) => Some("https://accounts.google.com".to_owned()),
+        (_, Some(_)) => Some(raw.issuer.trim().to_owned()),
+        (_, None) => None,
     };
     let api_base = match (kind, url("api_base", &raw.api_base)?) {
         (ProviderKind::Discord, None) => {
@@ -1170,7 +1181,7 @@ fn upstream_settings(id: &str, raw: RawUpstream) -> anyhow::Result<UpstreamProvi
         kind,
         label,
         client_id: raw.client_id.trim().to_owned(),
-        client_secret: SecretString::from(raw.client_secret),
+        client_secret,
         issuer,
         scopes,
         enabled: raw.enabled,
@@ -1476,8 +1487,8 @@ enabled = false
         let google = by_id("google");
         assert_eq!(google.label, "Google");
         assert_eq!(
-            google.issuer.as_ref().map(Url::as_str),
-            Some("https://accounts.google.com/")
+            google.issuer.as_deref(),
+            Some("https://accounts.google.com")
         );
         assert_eq!(google.scopes, ["openid", "email", "profile"]);
         assert_eq!(google.allowed_hosted_domains, ["example.com"]);

@@ -17,7 +17,7 @@ use crate::mail::{EmailBrand, Mailer};
 use crate::oauth::{OAuth, OAuthConfig};
 use crate::oidc::KeyStore;
 use crate::scheduler::Jobs;
-use crate::upstream::Upstream;
+use crate::upstream::{AccountPolicy, Upstream};
 
 /// The services every entry point (server, CLI) works with.
 #[derive(Clone, Debug)]
@@ -110,10 +110,14 @@ impl Services {
         );
         let upstream = Upstream::new(
             db.clone(),
+            accounts.clone(),
             settings.upstream.clone(),
             settings.issuer_str(),
-            settings.accounts.registration_open,
-            settings.accounts.email_verification,
+            AccountPolicy {
+                registration_open: settings.accounts.registration_open,
+                verification: settings.accounts.email_verification,
+                allowed_email_domains: settings.accounts.allowed_email_domains.clone(),
+            },
         );
         Ok(Self {
             upstream,

@@ -815,8 +815,15 @@ fn taken(
 /// A username made from the email's local part: the characters a username may hold, at most
 /// [`MAX_DERIVED_USERNAME_CHARS`]; `user` when none is left.
 fn derive_username(email: &Email) -> String {
-    let local = email.as_str().rsplit_once('@').map_or("", |(l, _)| l);
-    let name: String = local
+    username_base(email.as_str().rsplit_once('@').map_or("", |(l, _)| l))
+}
+
+/// A username made from `wanted` (an email's local part, a name at an upstream provider): the
+/// characters a username may hold except `@` (so that it never reads as someone's address), at
+/// most [`MAX_DERIVED_USERNAME_CHARS`]; `user` when none is left.
+#[must_use]
+pub fn username_base(wanted: &str) -> String {
+    let name: String = wanted
         .chars()
         .filter(|c| c.is_alphanumeric() || matches!(c, '.' | '+' | '-' | '_'))
         .take(MAX_DERIVED_USERNAME_CHARS)
@@ -829,8 +836,12 @@ fn derive_username(email: &Email) -> String {
 }
 
 /// `base`, or `base` followed by the smallest number from 2 up that no username has (compared
-/// without regard to case).
-fn free_username(conn: &mut DbConnection, base: &str) -> QueryResult<String> {
+/// without regard to case). Also used for accounts made by upstream sign-in
+/// ([`crate::upstream`]).
+///
+/// # Errors
+/// Query failures only.
+pub fn free_username(conn: &mut DbConnection, base: &str) -> QueryResult<String> {
     let lowered = base.to_lowercase();
     let pattern = format!(
         "{}%",

@@ -216,6 +216,7 @@ diesel::table! {
         id -> Text,
         user_id -> Text,
         provider_id -> Text,
+        issuer -> Text,
         subject -> Text,
         username -> Text,
         display_name -> Text,

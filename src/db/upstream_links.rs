@@ -17,6 +17,9 @@ pub struct LinkRow {
     pub user_id: String,
     /// The provider's configured id (`[upstream.<id>]`).
     pub provider_id: String,
+    /// The issuer `subject` belongs to: the OpenID Connect issuer as configured, `discord` for
+    /// Discord.
+    pub issuer: String,
     /// The provider's subject for the user: OIDC `sub`, or the Discord user id (a snowflake).
     pub subject: String,
     /// The user's name at the provider (`preferred_username`, Discord's unique username or
@@ -51,17 +54,19 @@ pub fn insert(conn: &mut DbConnection, row: &LinkRow) -> QueryResult<()> {
         .map(|_| ())
 }
 
-/// The link of `subject` at `provider_id`, if any.
+/// The link of `subject` (of `issuer`) at `provider_id`, if any.
 ///
 /// # Errors
 /// Query failures only.
 pub fn find(
     conn: &mut DbConnection,
     provider_id: &str,
+    issuer: &str,
     subject: &str,
 ) -> QueryResult<Option<LinkRow>> {
     crate::per_backend!(conn, |c| upstream_links::table
         .filter(upstream_links::provider_id.eq(provider_id))
+        .filter(upstream_links::issuer.eq(issuer))
         .filter(upstream_links::subject.eq(subject))
         .select(LinkRow::as_select())
         .first(c)

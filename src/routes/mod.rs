@@ -124,6 +124,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         r.route(web::get().to(login::upstream::start))
             .default_service(web::to(pages::method_not_allowed))
     });
+    both(cfg, "/accounts/upstream/{provider}/link/", |r| {
+        r.route(web::post().to(login::upstream::start_link))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/account/linked/", |r| {
+        r.route(web::get().to(login::upstream::linked_accounts))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/account/linked/{provider}/unlink/", |r| {
+        r.route(web::post().to(login::upstream::unlink))
+            .default_service(web::to(pages::method_not_allowed))
+    });
     both(cfg, "/accounts/upstream/{provider}/callback/", |r| {
         r.route(web::get().to(login::upstream::callback))
             .default_service(web::to(pages::method_not_allowed))

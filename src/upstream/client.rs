@@ -39,7 +39,7 @@ pub const DISCOVERY_CACHE_SECONDS: u64 = 3600;
 
 /// An upstream sign-in between its start and its callback, kept in the browser's encrypted
 /// session: bound to that browser, and removed when the callback reads it (single use).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct PendingLogin {
     /// The provider's id.
     pub provider: String,
@@ -53,6 +53,21 @@ pub struct PendingLogin {
     pub next: String,
     /// When the sign-in started (Unix seconds).
     pub started_at: i64,
+    /// The signed-in user who asked to link this provider (the linked-accounts page's
+    /// button); `None` for a sign-in, which never links to a signed-in user.
+    #[serde(default)]
+    pub link_for: Option<String>,
+}
+
+impl std::fmt::Debug for PendingLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The state, verifier and nonce are secrets of this sign-in: never printed.
+        f.debug_struct("PendingLogin")
+            .field("provider", &self.provider)
+            .field("next", &self.next)
+            .field("started_at", &self.started_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an upstream sign-in failed; every one is a readable page with a way back.
@@ -176,7 +191,8 @@ impl RelyingParty {
     }
 
     /// Starts a sign-in: the provider's authorization URL to send the browser to, and what to
-    /// keep for the callback. `next` is where to continue afterwards.
+    /// keep for the callback. `next` is where to continue afterwards; `link_for` the signed-in
+    /// user who asked to link the provider, if that is what this is.
     ///
     /// # Errors
     /// [`UpstreamError::Unreachable`] when an OpenID Connect provider's discovery fails.
@@ -184,6 +200,7 @@ impl RelyingParty {
         &self,
         provider: &UpstreamProvider,
         next: &str,
+        link_for: Option<String>,
         now: i64,
     ) -> Result<(Url, PendingLogin), UpstreamError> {
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -230,6 +247,7 @@ impl RelyingParty {
                 nonce,
                 next: next.to_owned(),
                 started_at: now,
+                link_for,
             },
         ))
     }
@@ -282,18 +300,33 @@ impl RelyingParty {
             .issuer
             .as_ref()
             .ok_or_else(|| UpstreamError::Invalid("the provider has no issuer".to_owned()))?;
-        // `Url` adds a slash to a bare origin; the issuer compares as configured without it.
-        let issuer = IssuerUrl::new(issuer.as_str().trim_end_matches('/').to_owned())
+        let issuer = IssuerUrl::new(issuer.clone())
             .map_err(|e| UpstreamError::Invalid(format!("the issuer is invalid: {e}")))?;
         let http = |request| call(&self.http, request);
         let mut metadata = CoreProviderMetadata::discover_async(issuer, &http)
             .await
             .map_err(|e| {
-                UpstreamError::Unreachable(format!(
-                    "{} could not be reached (discovery failed: {e})",
-                    provider.label
-                ))
+                tracing::warn!(provider = %provider.id, error = %e, "upstream discovery failed");
+                UpstreamError::Unreachable(format!("{} could not be reached", provider.label))
             })?;
+        // What discovery names is checked like what is configured: https (or loopback http),
+        // no credentials — a document pointing the token endpoint or the JWKS elsewhere would
+        // otherwise receive the client secret, the code and the verifier.
+        let discovered = [
+            Some(metadata.authorization_endpoint().url().as_str()),
+            metadata.token_endpoint().map(|u| u.url().as_str()),
+            metadata.userinfo_endpoint().map(|u| u.url().as_str()),
+            Some(metadata.jwks_uri().url().as_str()),
+        ];
+        for url in discovered.into_iter().flatten() {
+            if let Err(e) = crate::domain::upstream::endpoint_url(url) {
+                tracing::warn!(provider = %provider.id, url, "a discovered endpoint is refused");
+                return Err(UpstreamError::Unreachable(format!(
+                    "{}'s discovery document names an endpoint this server will not call (it {e})",
+                    provider.label
+                )));
+            }
+        }
         if let Some(url) = &provider.authorization_endpoint {
             metadata = metadata.set_authorization_endpoint(AuthUrl::from_url(url.clone()));
         }
@@ -340,12 +373,7 @@ impl RelyingParty {
             .set_pkce_verifier(verifier)
             .request_async(&http)
             .await
-            .map_err(|e| {
-                UpstreamError::Unreachable(format!(
-                    "{} did not accept the sign-in (token request failed: {e})",
-                    provider.label
-                ))
-            })?;
+            .map_err(|e| token_failure(&provider.label, &e))?;
         let id_token = openidconnect::TokenResponse::id_token(&tokens).ok_or_else(|| {
             UpstreamError::Invalid(format!("{} sent no ID token", provider.label))
         })?;
@@ -395,7 +423,7 @@ impl RelyingParty {
             }
         }
         let text = |v: Option<String>| v.unwrap_or_default();
-        Ok(Identity {
+        Identity {
             subject: claims.subject().as_str().to_owned(),
             username: text(claims.preferred_username().map(|u| u.as_str().to_owned())),
             display_name: text(
@@ -406,7 +434,8 @@ impl RelyingParty {
             ),
             email: claims.email().map(|e| e.as_str().to_lowercase()),
             email_verified: claims.email_verified().unwrap_or(false),
-        })
+        }
+        .checked(&provider.label)
     }
 
     /// The OAuth 2.0 client for Discord: its endpoints unless overridden.
@@ -457,11 +486,7 @@ impl RelyingParty {
             .set_pkce_verifier(verifier)
             .request_async(&http)
             .await
-            .map_err(|e| {
-                UpstreamError::Unreachable(format!(
-                    "Discord did not accept the sign-in (token request failed: {e})"
-                ))
-            })?;
+            .map_err(|e| token_failure(&provider.label, &e))?;
         let base = provider
             .api_base
             .as_ref()
@@ -475,7 +500,8 @@ impl RelyingParty {
             .body(Vec::new())
             .map_err(|e| UpstreamError::Invalid(format!("the profile request is invalid: {e}")))?;
         let response = call(&self.http, request).await.map_err(|e| {
-            UpstreamError::Unreachable(format!("Discord's profile could not be read: {e}"))
+            tracing::warn!(provider = %provider.id, error = %e, "reading the Discord profile failed");
+            UpstreamError::Unreachable("Discord's profile could not be read".to_owned())
         })?;
         if !response.status().is_success() {
             return Err(UpstreamError::Unreachable(format!(
@@ -486,7 +512,66 @@ impl RelyingParty {
         let me: DiscordUser = serde_json::from_slice(response.body()).map_err(|e| {
             UpstreamError::Invalid(format!("Discord's profile is not what Discord sends: {e}"))
         })?;
-        Ok(me.identity())
+        me.identity()
+    }
+}
+
+/// The page of a failed code exchange: the provider refusing the code (RFC 6749 §5.2, e.g. a
+/// code used twice) is not worth a retry; anything else (down, slow, 429, 5xx) is. The detail
+/// goes to the log, not the page.
+fn token_failure<RE: std::error::Error + 'static, T: oauth2::ErrorResponse + 'static>(
+    label: &str,
+    e: &oauth2::RequestTokenError<RE, T>,
+) -> UpstreamError {
+    tracing::warn!(provider = label, error = %e, "an upstream code exchange failed");
+    match e {
+        oauth2::RequestTokenError::ServerResponse(_) => UpstreamError::Invalid(format!(
+            "{label} did not accept this sign-in; please start again"
+        )),
+        _ => UpstreamError::Unreachable(format!("{label} could not be reached")),
+    }
+}
+
+/// `text` as stored and shown: control characters (NUL included) and bidirectional overrides
+/// (U+202A–U+202E, U+2066–U+2069, which can make a name read as another) dropped, at most `max`
+/// characters.
+fn clean(text: &str, max: usize) -> String {
+    text.chars()
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .take(max)
+        .collect()
+}
+
+/// The longest subject accepted, in bytes (OIDC Core §2: at most 255 ASCII characters).
+const MAX_SUBJECT_BYTES: usize = 255;
+
+impl Identity {
+    /// `self` with every string the provider chose made safe to store and show: a subject of
+    /// 1 to 255 visible ASCII characters (or an error), names without control characters and
+    /// at most 150 characters, the address kept only when it is a valid one.
+    fn checked(self, label: &str) -> Result<Self, UpstreamError> {
+        if self.subject.is_empty()
+            || self.subject.len() > MAX_SUBJECT_BYTES
+            || !self.subject.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(UpstreamError::Invalid(format!(
+                "{label} sent an unusable account identifier"
+            )));
+        }
+        let email = self
+            .email
+            .as_deref()
+            .and_then(|e| crate::domain::Email::parse(e).ok())
+            .map(|e| e.as_str().to_owned());
+        Ok(Self {
+            email_verified: self.email_verified && email.is_some(),
+            email,
+            username: clean(&self.username, 150),
+            display_name: clean(&self.display_name, 150),
+            subject: self.subject,
+        })
     }
 }
 
@@ -506,7 +591,7 @@ struct DiscordUser {
 }
 
 impl DiscordUser {
-    fn identity(self) -> Identity {
+    fn identity(self) -> Result<Identity, UpstreamError> {
         let tag = match self.discriminator.as_deref() {
             None | Some("0" | "") => self.username.clone(),
             Some(d) => format!("{}#{d}", self.username),
@@ -518,6 +603,7 @@ impl DiscordUser {
             email: self.email.map(|e| e.to_lowercase()),
             email_verified: self.verified.unwrap_or(false),
         }
+        .checked("Discord")
     }
 }
 
@@ -544,13 +630,32 @@ mod tests {
             email: Some("Nelly@Example.com".to_owned()),
             verified: Some(true),
         };
-        let new = user(Some("0"), Some("Nelly")).identity();
+        let new = user(Some("0"), Some("Nelly")).identity().expect("valid");
         assert_eq!(new.username, "nelly");
         assert_eq!(new.display_name, "Nelly");
         assert_eq!(new.email.as_deref(), Some("nelly@example.com"));
         assert!(new.email_verified);
-        assert_eq!(user(Some("1337"), None).identity().username, "nelly#1337");
-        assert_eq!(user(None, None).identity().display_name, "nelly");
+        assert_eq!(
+            user(Some("1337"), None).identity().expect("valid").username,
+            "nelly#1337"
+        );
+        assert_eq!(
+            user(None, None).identity().expect("valid").display_name,
+            "nelly"
+        );
+        let hostile = DiscordUser {
+            global_name: Some("Nel\u{0}ly\u{202e}".to_owned()),
+            email: Some("not an address".to_owned()),
+            ..user(Some("0"), None)
+        };
+        let cleaned = hostile.identity().expect("valid");
+        assert_eq!(cleaned.display_name, "Nelly");
+        assert_eq!((cleaned.email, cleaned.email_verified), (None, false));
+        let no_id = DiscordUser {
+            id: "a b".to_owned(),
+            ..user(Some("0"), None)
+        };
+        assert!(no_id.identity().is_err());
     }
 
     #[test]

@@ -13,7 +13,7 @@ pub mod client;
 pub mod service;
 
 pub use client::{PendingLogin, UpstreamError};
-pub use service::{ProviderButton, SignInOutcome, Upstream};
+pub use service::{AccountPolicy, ProviderButton, SignInOutcome, Upstream};
 
 use crate::db::upstream_links::LinkRow;
 use crate::db::users::UserRow;
@@ -57,6 +57,9 @@ pub enum Decision {
     /// 4. Otherwise: the user signs in with their password first, and the link is made then.
     ///    Never a sign-in on the strength of an email alone.
     PasswordFirst,
+    /// Not linked, the address is free, but the provider has not verified it: no account is
+    /// made from it (whoever later proves the address would find a stranger's link on it).
+    UnverifiedAddress,
     /// The linked (or matching) account is deactivated: no sign-in.
     Inactive,
 }
@@ -68,6 +71,8 @@ pub enum Decision {
 /// Rule 2 needs all three conditions — the setting, the provider's verification, the local
 /// verification — because each one skipped has been an account-takeover bug elsewhere: an
 /// unverified upstream address can be anyone's, and an unverified local one may be a squatter's.
+/// It never links a staff or superuser account (those link from a signed-in browser only).
+/// Rule 3 needs the provider's verification too.
 #[must_use]
 pub fn decide(
     identity: &Identity,
@@ -86,7 +91,12 @@ pub fn decide(
         };
     }
     match same_email {
-        Some(user) if link_by_email && identity.email_verified && user.email_verified => {
+        Some(user)
+            if link_by_email
+                && identity.email_verified
+                && user.email_verified
+                && !user.has_staff_access() =>
+        {
             if user.is_active {
                 Decision::LinkByEmail {
                     user_id: user.id.clone(),
@@ -97,8 +107,9 @@ pub fn decide(
         }
         // The address is taken: an account cannot be created with it.
         Some(_) => Decision::PasswordFirst,
-        None if registration_open && identity.email.is_some() => Decision::Register,
-        None => Decision::PasswordFirst,
+        None if !registration_open || identity.email.is_none() => Decision::PasswordFirst,
+        None if !identity.email_verified => Decision::UnverifiedAddress,
+        None => Decision::Register,
     }
 }
 
@@ -140,6 +151,7 @@ mod tests {
             id: "l".to_owned(),
             user_id: user.id.clone(),
             provider_id: "corp".to_owned(),
+            issuer: "https://sso.example".to_owned(),
             subject: "sub-1".to_owned(),
             username: String::new(),
             display_name: String::new(),
@@ -214,10 +226,15 @@ mod tests {
     }
 
     #[test]
-    fn a_new_identity_registers_only_when_registration_is_open_and_it_has_an_address() {
+    fn a_new_identity_registers_only_when_registration_is_open_and_its_address_verified() {
+        assert_eq!(
+            decide(&identity(true), None, None, false, true),
+            Decision::Register
+        );
         assert_eq!(
             decide(&identity(false), None, None, false, true),
-            Decision::Register
+            Decision::UnverifiedAddress,
+            "no account from an address nobody verified"
         );
         assert_eq!(
             decide(&identity(true), None, None, true, false),

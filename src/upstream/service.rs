@@ -10,12 +10,23 @@ use url::Url;
 
 use super::client::{PendingLogin, RelyingParty, UpstreamError};
 use super::{decide, Decision, Identity};
+use crate::accounts::registration::{free_username, username_base};
+use crate::accounts::{Account, Accounts};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::{EmailVerification, UpstreamProvider};
 use crate::db::upstream_links::{self, LinkRow};
 use crate::db::users::{self, UserRow};
 use crate::db::{self, Db, DbConnection, DbError};
 use crate::domain::{Email, Username};
+
+/// Whether a storage error is a unique violation: two sign-ins racing for one identity, address
+/// or username.
+fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}
 
 /// A provider as the sign-in page shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -58,8 +69,19 @@ pub struct Upstream {
     providers: Arc<Vec<UpstreamProvider>>,
     rp: Arc<RelyingParty>,
     db: Db,
-    registration_open: bool,
-    verification: EmailVerification,
+    accounts: Accounts,
+    policy: AccountPolicy,
+}
+
+/// The `[accounts]` settings accounts made by upstream sign-in follow.
+#[derive(Clone, Debug)]
+pub struct AccountPolicy {
+    /// `accounts.registration`: whether new accounts may be made at all.
+    pub registration_open: bool,
+    /// `accounts.email_verification`.
+    pub verification: EmailVerification,
+    /// `accounts.allowed_email_domains`: empty allows every domain.
+    pub allowed_email_domains: Vec<String>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -79,22 +101,22 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    /// The service over `providers`, with callbacks under `issuer`; `registration_open` and
-    /// `verification` are the `[accounts]` settings new accounts follow.
+    /// The service over `providers`, with callbacks under `issuer`; new accounts follow
+    /// `policy`, and `accounts` says who must enter an emailed sign-in code.
     #[must_use]
     pub fn new(
         db: Db,
+        accounts: Accounts,
         providers: Vec<UpstreamProvider>,
         issuer: &str,
-        registration_open: bool,
-        verification: EmailVerification,
+        policy: AccountPolicy,
     ) -> Self {
         Self {
             providers: Arc::new(providers),
             rp: Arc::new(RelyingParty::new(issuer)),
             db,
-            registration_open,
-            verification,
+            accounts,
+            policy,
         }
     }
 
@@ -130,9 +152,10 @@ impl Upstream {
         &self,
         provider: &UpstreamProvider,
         next: &str,
+        link_for: Option<String>,
     ) -> Result<(Url, PendingLogin), UpstreamError> {
         self.rp
-            .begin(provider, next, db::now().and_utc().timestamp())
+            .begin(provider, next, link_for, db::now().and_utc().timestamp())
             .await
     }
 
@@ -159,8 +182,8 @@ impl Upstream {
     }
 
     /// Carries out what `identity` at `provider` leads to, in one transaction: with
-    /// `signed_in` (a user signed in in this browser, linking from the account page) the
-    /// identity is linked to them; otherwise the linking rules ([`decide`]) — sign in through
+    /// `signed_in` (the signed-in user who asked to link the provider, from the linked-accounts
+    /// page) the identity is linked to them; otherwise the linking rules ([`decide`]) — sign in through
     /// the link, link by email, create the account and its link, or ask for the password
     /// first. Every link, new account and upstream sign-in is an audit event.
     ///
@@ -174,15 +197,20 @@ impl Upstream {
         ip: Option<IpAddr>,
     ) -> Result<SignInOutcome, DbError> {
         let provider_id = provider.id.to_string();
+        let issuer = provider.subject_issuer();
         let label = provider.label.clone();
         let link_by_email = provider.link_by_email;
-        let registration_open = self.registration_open;
-        let verification = self.verification;
-        self.db
+        let policy = self.policy.clone();
+        let accounts = self.accounts.clone();
+        let code_refusal = format!(
+            "Your account asks for an emailed sign-in code, so sign in with your password; {label} sign-in does not ask for the code yet."
+        );
+        let outcome = self
+            .db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
                     let now = db::now();
-                    let link = upstream_links::find(conn, &provider_id, &identity.subject)?;
+                    let link = upstream_links::find(conn, &provider_id, &issuer, &identity.subject)?;
                     let linked_user = match &link {
                         Some(link) => users::lock(conn, &link.user_id)?,
                         None => None,
@@ -190,8 +218,7 @@ impl Upstream {
                     if let Some(user_id) = signed_in {
                         return link_to(
                             conn,
-                            &provider_id,
-                            &label,
+                            (&provider_id, &issuer, &label),
                             &identity,
                             link.as_ref(),
                             &user_id,
@@ -207,11 +234,27 @@ impl Upstream {
                         link.as_ref().zip(linked_user.as_ref()),
                         same_email.as_ref(),
                         link_by_email,
-                        registration_open,
+                        policy.registration_open,
                     );
+                    // Someone who must enter an emailed code is not signed in by this alone,
+                    // and nothing is linked or made for them.
+                    let needs_code =
+                        |user: &UserRow| accounts.needs_login_code(&Account::from(user));
                     Ok(match decision {
                         Decision::SignIn { user_id } => {
-                            let link = link.expect("a sign-in decision has a link");
+                            let (Some(link), Some(user)) = (link, linked_user) else {
+                                return Ok(SignInOutcome::Inactive);
+                            };
+                            if policy.verification == EmailVerification::Mandatory
+                                && !user.email_verified
+                            {
+                                return Ok(SignInOutcome::Refused(
+                                    "Your email address is not verified: sign in with your password to verify it first.".to_owned(),
+                                ));
+                            }
+                            if needs_code(&user) {
+                                return Ok(SignInOutcome::Refused(code_refusal));
+                            }
                             touch(conn, &link, &identity, now)?;
                             record(conn, "upstream.login", &user_id, &provider_id, ip)?;
                             SignInOutcome::SignIn {
@@ -220,7 +263,21 @@ impl Upstream {
                             }
                         }
                         Decision::LinkByEmail { user_id } => {
-                            insert_link(conn, &provider_id, &identity, &user_id, now)?;
+                            let Some(user) = users::lock(conn, &user_id)? else {
+                                return Ok(SignInOutcome::PasswordFirst);
+                            };
+                            if upstream_links::for_user(conn, &user_id)?
+                                .iter()
+                                .any(|l| l.provider_id == provider_id)
+                            {
+                                return Ok(SignInOutcome::Refused(format!(
+                                    "Your account is linked to another {label} account: sign in with that one, or with your password."
+                                )));
+                            }
+                            if needs_code(&user) {
+                                return Ok(SignInOutcome::Refused(code_refusal));
+                            }
+                            insert_link(conn, (&provider_id, &issuer), &identity, &user_id, now)?;
                             record(conn, "upstream.linked", &user_id, &provider_id, ip)?;
                             record(conn, "upstream.login", &user_id, &provider_id, ip)?;
                             SignInOutcome::SignIn {
@@ -228,20 +285,20 @@ impl Upstream {
                                 linked_now: true,
                             }
                         }
-                        Decision::Register
-                            if verification == EmailVerification::Mandatory
-                                && !identity.email_verified =>
-                        {
-                            SignInOutcome::Refused(format!(
-                                "{label} has not verified your email address, and this server needs a verified one: verify it at {label}, or register with a password"
-                            ))
-                        }
+                        Decision::UnverifiedAddress => SignInOutcome::Refused(format!(
+                            "{label} has not verified your email address, so no account can be made from it: verify it at {label}, or register with a password."
+                        )),
                         Decision::Register => {
-                            let Some(user) = new_user(conn, &identity, now)? else {
+                            let Some(user) = new_user(conn, &identity, &policy, now)? else {
                                 return Ok(SignInOutcome::Refused(format!(
-                                    "{label} gave no usable email address, so no account can be made from it"
+                                    "This server does not accept the email address {label} gave: register with a password and an address it accepts."
                                 )));
                             };
+                            if needs_code(&user) {
+                                return Ok(SignInOutcome::Refused(format!(
+                                    "This server asks every account for an emailed sign-in code, which {label} sign-in does not ask for yet: register with a password."
+                                )));
+                            }
                             users::insert(conn, &user)?;
                             audit::record(
                                 conn,
@@ -251,7 +308,7 @@ impl Upstream {
                                     .detail("username", user.username.clone())
                                     .detail("provider", provider_id.clone()),
                             )?;
-                            insert_link(conn, &provider_id, &identity, &user.id, now)?;
+                            insert_link(conn, (&provider_id, &issuer), &identity, &user.id, now)?;
                             record(conn, "upstream.linked", &user.id, &provider_id, ip)?;
                             record(conn, "upstream.login", &user.id, &provider_id, ip)?;
                             SignInOutcome::SignIn {
@@ -262,6 +319,51 @@ impl Upstream {
                         Decision::PasswordFirst => SignInOutcome::PasswordFirst,
                         Decision::Inactive => SignInOutcome::Inactive,
                     })
+                })
+                .map_err(DbError::from)
+            })
+            .await;
+        match outcome {
+            // Two sign-ins racing for one identity, address or username: the other one won,
+            // and nothing of this one was kept.
+            Err(DbError::Query(e)) if is_unique_violation(&e) => Ok(SignInOutcome::Refused(
+                "Another sign-in with this account happened at the same moment: please try again."
+                    .to_owned(),
+            )),
+            other => other,
+        }
+    }
+
+    /// Removes `user_id`'s link at `provider_id` — unless it is their last way to sign in (no
+    /// password and no other link). Returns whether a link was removed.
+    ///
+    /// # Errors
+    /// [`DbError`] when storage fails; `Ok(Err(message))` when the link is the last way in.
+    pub async fn unlink(
+        &self,
+        user_id: &str,
+        provider_id: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Result<bool, String>, DbError> {
+        let (user_id, provider_id) = (user_id.to_owned(), provider_id.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    let Some(user) = users::lock(conn, &user_id)? else {
+                        return Ok(Ok(false));
+                    };
+                    let links = upstream_links::for_user(conn, &user_id)?;
+                    if !links.iter().any(|l| l.provider_id == provider_id) {
+                        return Ok(Ok(false));
+                    }
+                    if user.password_hash.is_none() && links.len() == 1 {
+                        return Ok(Err(
+                            "This is your only way to sign in: set a password first (\"Forgot your password?\" on the sign-in page sends a link), then unlink it.".to_owned(),
+                        ));
+                    }
+                    upstream_links::delete(conn, &user_id, &provider_id)?;
+                    record(conn, "upstream.unlinked", &user_id, &provider_id, ip)?;
+                    Ok(Ok(true))
                 })
                 .map_err(DbError::from)
             })
@@ -284,8 +386,7 @@ impl Upstream {
 /// linked to someone else, or the user already linked another account at this provider.
 fn link_to(
     conn: &mut DbConnection,
-    provider_id: &str,
-    label: &str,
+    (provider_id, issuer, label): (&str, &str, &str),
     identity: &Identity,
     link: Option<&LinkRow>,
     user_id: &str,
@@ -317,7 +418,7 @@ fn link_to(
             "you have already linked another {label} account: unlink it first"
         )));
     }
-    insert_link(conn, provider_id, identity, user_id, now)?;
+    insert_link(conn, (provider_id, issuer), identity, user_id, now)?;
     record(conn, "upstream.linked", user_id, provider_id, ip)?;
     Ok(SignInOutcome::Linked {
         user_id: user_id.to_owned(),
@@ -326,7 +427,7 @@ fn link_to(
 
 fn insert_link(
     conn: &mut DbConnection,
-    provider_id: &str,
+    (provider_id, issuer): (&str, &str),
     identity: &Identity,
     user_id: &str,
     now: chrono::NaiveDateTime,
@@ -337,6 +438,7 @@ fn insert_link(
             id: uuid::Uuid::new_v4().to_string(),
             user_id: user_id.to_owned(),
             provider_id: provider_id.to_owned(),
+            issuer: issuer.to_owned(),
             subject: identity.subject.clone(),
             username: identity.username.clone(),
             display_name: identity.display_name.clone(),
@@ -388,58 +490,32 @@ fn record(
 
 /// A new account for `identity`: its address (verified only if the provider verified it), no
 /// password, names from the provider, and a username derived from the provider's (or the
-/// address's local part), made unique with a number. `None` when the provider's address is
-/// not a usable one.
+/// address's local part) as password registration derives one — never holding `@`, unique
+/// without regard to case. `None` when the address is not usable or not in
+/// `accounts.allowed_email_domains`.
 fn new_user(
     conn: &mut DbConnection,
     identity: &Identity,
+    policy: &AccountPolicy,
     now: chrono::NaiveDateTime,
 ) -> diesel::QueryResult<Option<UserRow>> {
     let Some(email) = identity.email.as_deref().and_then(|e| Email::parse(e).ok()) else {
         return Ok(None);
     };
+    let domain = email.as_str().rsplit_once('@').map_or("", |(_, d)| d);
+    if !policy.allowed_email_domains.is_empty()
+        && !policy.allowed_email_domains.iter().any(|d| d == domain)
+    {
+        return Ok(None);
+    }
     let wanted = if identity.username.is_empty() {
         email.as_str().split('@').next().unwrap_or_default()
     } else {
         identity.username.as_str()
     };
-    let base: String = wanted
-        .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || matches!(c, '@' | '.' | '+' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(140)
-        .collect();
-    let base = if base.is_empty() {
-        "user".to_owned()
-    } else {
-        base
-    };
-    let mut username = None;
-    for n in 0..50u32 {
-        let candidate = if n == 0 {
-            base.clone()
-        } else {
-            format!("{base}{}", n + 1)
-        };
-        if users::find_by_username(conn, &candidate)?.is_none() {
-            username = Username::parse(&candidate).ok();
-            break;
-        }
-    }
-    let username = match username {
-        Some(u) => u,
-        None => match Username::parse(&format!(
-            "{base}_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        )) {
-            Ok(u) => u,
-            Err(_) => return Ok(None),
-        },
+    let username = free_username(conn, &username_base(wanted))?;
+    let Ok(username) = Username::parse(&username) else {
+        return Ok(None);
     };
     let mut words = identity.display_name.split_whitespace();
     let first_name: String = words.next().unwrap_or_default().chars().take(150).collect();

@@ -178,3 +178,44 @@ async fn discord_failing_is_a_page_with_a_way_back_and_no_account() {
         .expect("db")
         .is_none());
 }
+
+#[tokio::test]
+async fn no_account_is_made_from_an_address_discord_has_not_verified() {
+    let discord = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/oauth2/token"))
+        .respond_with(token_response())
+        .mount(&discord)
+        .await;
+    let mut unverified = me();
+    unverified["verified"] = serde_json::json!(false);
+    Mock::given(method("GET"))
+        .and(path("/api/v10/users/@me"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(unverified))
+        .mount(&discord)
+        .await;
+    let rp = discord_rp(&discord).await;
+    let visitor = rp.anonymous_visitor();
+    let start = visitor
+        .get_response("/accounts/upstream/discord/login/")
+        .await;
+    let state = query_param(&location(&start), "state").expect("state");
+    let response = visitor
+        .get_response(&format!(
+            "/accounts/upstream/discord/callback/?code=c&state={state}"
+        ))
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let html = response.text().await.expect("page");
+    assert!(
+        html.contains("has not verified your email address"),
+        "{html}"
+    );
+    assert!(rp
+        .services
+        .accounts
+        .find_by_login("nelly")
+        .await
+        .expect("db")
+        .is_none());
+}

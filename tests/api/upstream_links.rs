@@ -11,6 +11,7 @@ fn link(id: &str, user_id: &str, provider: &str, subject: &str) -> LinkRow {
         id: id.to_owned(),
         user_id: user_id.to_owned(),
         provider_id: provider.to_owned(),
+        issuer: format!("https://{provider}.example"),
         subject: subject.to_owned(),
         username: "ann#0".to_owned(),
         display_name: "Ann".to_owned(),
@@ -42,15 +43,38 @@ async fn a_link_is_unique_per_subject_and_per_provider_and_goes_with_its_user() 
                     .is_err();
             let second_for_user =
                 upstream_links::insert(conn, &link("l4", &a, "discord", "1")).is_err();
-            let found = upstream_links::find(conn, "discord", "80351110224678912")?;
-            let other_provider = upstream_links::find(conn, "google", "80351110224678912")?;
+            let found = upstream_links::find(
+                conn,
+                "discord",
+                "https://discord.example",
+                "80351110224678912",
+            )?;
+            let other_provider = upstream_links::find(
+                conn,
+                "google",
+                "https://google.example",
+                "80351110224678912",
+            )?;
+            // The same subject under another issuer (the provider's issuer changed): no match.
+            let other_issuer = upstream_links::find(
+                conn,
+                "discord",
+                "https://elsewhere.example",
+                "80351110224678912",
+            )?;
+            assert!(other_issuer.is_none());
             upstream_links::touch(
                 conn,
                 "l1",
                 db::now(),
                 ("ann", "Ann B", Some("new@example.com"), false),
             )?;
-            let touched = upstream_links::find(conn, "discord", "80351110224678912")?;
+            let touched = upstream_links::find(
+                conn,
+                "discord",
+                "https://discord.example",
+                "80351110224678912",
+            )?;
             let mine = upstream_links::for_user(conn, &a)?;
             let removed = upstream_links::delete(conn, &a, "google")?;
             let removed_again = upstream_links::delete(conn, &a, "google")?;
@@ -104,7 +128,13 @@ async fn a_link_is_unique_per_subject_and_per_provider_and_goes_with_its_user() 
         .services
         .db
         .read(|conn| {
-            upstream_links::find(conn, "discord", "80351110224678912").map_err(DbError::from)
+            upstream_links::find(
+                conn,
+                "discord",
+                "https://discord.example",
+                "80351110224678912",
+            )
+            .map_err(DbError::from)
         })
         .await
         .expect("db");

@@ -121,6 +121,27 @@ async fn a_new_user_signs_in_through_another_latchkey_and_a_link_brings_them_bac
     let links = rp.services.upstream.links_of(&user.id).await.expect("db");
     assert_eq!(links.len(), 1, "no second link");
     assert_eq!(rp.audit_events("upstream.login").await.len(), 2);
+
+    // The link is this passwordless account's only way in: it cannot be unlinked.
+    let (_, page) = again.get("/account/linked/").await;
+    let refused = again
+        .post_with_csrf_of(&page, "/account/linked/corp/unlink/", &[])
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused
+        .text()
+        .await
+        .expect("page")
+        .contains("This is your only way to sign in"));
+    assert_eq!(
+        rp.services
+            .upstream
+            .links_of(&user.id)
+            .await
+            .expect("db")
+            .len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -221,14 +242,55 @@ async fn a_taken_address_asks_for_the_password_unless_linking_by_email_is_on() {
             let html = response.text().await.expect("page");
             assert!(html.contains("Sign in with your password"), "{html}");
             assert!(links.is_empty());
-            // Signed in with the password, the user links it from the same flow.
+            // Signed in with the password, a plain sign-in through the provider still links
+            // nothing (it never links to whoever is signed in) …
             let signed_in = rp.visitor("olivia").await;
             let callback = through_provider(&provider, &rp, &signed_in, "/account/").await;
             let response = signed_in.get_response(&callback).await;
+            assert_eq!(response.status(), StatusCode::FORBIDDEN);
+            assert!(rp
+                .services
+                .upstream
+                .links_of(&local.id)
+                .await
+                .expect("db")
+                .is_empty());
+            // … but "Link Corp SSO" on the linked-accounts page does.
+            let (status, page) = signed_in.get("/account/linked/").await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(page.contains("Link Corp SSO"), "{page}");
+            let start = signed_in
+                .post_with_csrf_of(&page, "/accounts/upstream/corp/link/", &[])
+                .await;
+            assert_eq!(start.status(), StatusCode::SEE_OTHER);
+            let back = provider
+                .authorize_as(&location(&start), "olivia", "allow")
+                .await;
+            let callback = back
+                .strip_prefix(&rp.address)
+                .expect("on the RP")
+                .to_owned();
+            let response = signed_in.get_response(&callback).await;
             assert_eq!(response.status(), StatusCode::SEE_OTHER);
-            assert_eq!(location(&response), "/account/");
+            assert_eq!(location(&response), "/account/linked/");
             let links = rp.services.upstream.links_of(&local.id).await.expect("db");
-            assert_eq!(links.len(), 1, "linked while signed in");
+            assert_eq!(links.len(), 1, "linked on request");
+            let (_, page) = signed_in.get("/account/linked/").await;
+            assert!(page.contains("Your Corp SSO account is linked."), "{page}");
+            assert!(page.contains(">Unlink</button>"), "{page}");
+            // olivia has a password, so the link may go.
+            let response = signed_in
+                .post_with_csrf_of(&page, "/account/linked/corp/unlink/", &[])
+                .await;
+            assert_eq!(response.status(), StatusCode::SEE_OTHER);
+            assert!(rp
+                .services
+                .upstream
+                .links_of(&local.id)
+                .await
+                .expect("db")
+                .is_empty());
+            assert_eq!(rp.audit_events("upstream.unlinked").await.len(), 1);
         }
     }
 }

@@ -6,17 +6,23 @@
 //!
 //! Who may call: anyone. The callback acts only for the browser that started the sign-in (the
 //! `state` in its session), at most once, within
-//! [`crate::upstream::client::PENDING_LIFETIME_SECONDS`]. A signed-in user
-//! reaching the callback links the identity to their own account, never to another's.
+//! [`crate::upstream::client::PENDING_LIFETIME_SECONDS`]. Linking is a separate, deliberate
+//! start: `POST /accounts/upstream/{provider}/link/` (signed in, CSRF-checked) marks the pending
+//! sign-in as a link for that user, and the callback links only when the same user is still
+//! signed in; a plain sign-in never links to whoever is signed in. `GET /account/linked/` lists
+//! the links; `POST /account/linked/{provider}/unlink/` removes one (never the last way in).
 
 use actix_session::Session;
 use actix_web::{web, HttpRequest, HttpResponse};
+use askama::Template;
 
 use crate::accounts::Accounts;
 use crate::oauth::Params;
 use crate::routes::browser::{current_user, safe_next, start_session, LoginBasis};
-use crate::routes::chrome::{flash, Notice};
+use crate::routes::chrome::{flash, page, Chrome, Notice, Section};
 use crate::routes::errors::PageError;
+use crate::routes::extract::{Form, SignedIn};
+use crate::routes::format::Moment;
 use crate::routes::http::{peer_ip, see_other};
 use crate::routes::WebConfig;
 use crate::upstream::{PendingLogin, SignInOutcome, Upstream, UpstreamError};
@@ -50,12 +56,106 @@ pub async fn start(
     let provider = upstream.provider(&path).map_err(failure)?;
     let params = Params::from_query(req.query_string()).unwrap_or_default();
     let next = safe_next(params.get("next"));
-    let (url, pending) = upstream.begin(provider, next).await.map_err(failure)?;
-    session.insert(SESSION_UPSTREAM, &pending).map_err(|e| {
+    let (url, pending) = upstream
+        .begin(provider, next, None)
+        .await
+        .map_err(failure)?;
+    redirect_to_provider(&session, &url, &pending)
+}
+
+/// Keeps `pending` in the session and sends the browser to the provider.
+fn redirect_to_provider(
+    session: &Session,
+    url: &url::Url,
+    pending: &PendingLogin,
+) -> Result<HttpResponse, PageError> {
+    session.insert(SESSION_UPSTREAM, pending).map_err(|e| {
         tracing::error!(error = %e, "could not keep the upstream sign-in in the session");
         PageError::Internal
     })?;
     Ok(see_other(url.as_str()))
+}
+
+/// `POST /accounts/upstream/{provider}/link/` (signed in, CSRF token): starts a sign-in at the
+/// provider whose identity is then linked to this user.
+pub async fn start_link(
+    user: SignedIn,
+    _form: Form,
+    path: web::Path<String>,
+    upstream: web::Data<Upstream>,
+) -> Result<HttpResponse, PageError> {
+    let provider = upstream.provider(&path).map_err(failure)?;
+    let (url, pending) = upstream
+        .begin(provider, "/account/linked/", Some(user.id.clone()))
+        .await
+        .map_err(failure)?;
+    redirect_to_provider(user.session(), &url, &pending)
+}
+
+/// One provider on the linked-accounts page.
+struct LinkLine {
+    id: String,
+    label: String,
+    /// The linked account's name at the provider, when linked.
+    linked_as: Option<String>,
+    since: Option<Moment>,
+    last_used: Option<Moment>,
+}
+
+#[derive(Template)]
+#[template(path = "account/linked.html")]
+struct LinkedPage {
+    chrome: Chrome,
+    lines: Vec<LinkLine>,
+}
+
+/// `GET /account/linked/`: the user's linked accounts, a "Link" button per provider.
+pub async fn linked_accounts(
+    user: SignedIn,
+    upstream: web::Data<Upstream>,
+) -> Result<HttpResponse, PageError> {
+    let links = upstream.links_of(&user.id).await?;
+    let lines = upstream
+        .buttons()
+        .into_iter()
+        .map(|b| {
+            let link = links.iter().find(|l| l.provider_id == b.id);
+            LinkLine {
+                linked_as: link.map(|l| {
+                    if l.display_name.is_empty() || l.display_name == l.username {
+                        l.username.clone()
+                    } else {
+                        format!("{} ({})", l.display_name, l.username)
+                    }
+                }),
+                since: link.map(|l| Moment::of(&l.created_at)),
+                last_used: link.and_then(|l| l.last_login_at.as_ref().map(Moment::of)),
+                id: b.id,
+                label: b.label,
+            }
+        })
+        .collect();
+    Ok(page(&LinkedPage {
+        chrome: user.chrome(Section::Account),
+        lines,
+    }))
+}
+
+/// `POST /account/linked/{provider}/unlink/` (CSRF token): removes the link, unless it is the
+/// user's last way to sign in.
+pub async fn unlink(
+    req: HttpRequest,
+    user: SignedIn,
+    _form: Form,
+    path: web::Path<String>,
+    upstream: web::Data<Upstream>,
+) -> Result<HttpResponse, PageError> {
+    match upstream.unlink(&user.id, &path, peer_ip(&req)).await? {
+        Ok(true) => flash(user.session(), Notice::success("The account was unlinked.")),
+        Ok(false) => {}
+        Err(message) => return Err(PageError::forbidden("Not unlinked", message)),
+    }
+    Ok(see_other("/account/linked/"))
 }
 
 /// `GET /accounts/upstream/{provider}/callback/?code=…&state=…` (or `?error=…`, RFC 6749
@@ -100,25 +200,22 @@ pub async fn callback(
         .finish(provider, &pending, state, code)
         .await
         .map_err(failure)?;
-    let signed_in = current_user(&session, &accounts, &web).await?.map(|u| u.id);
-    let linking = signed_in.is_some();
+    // A link only for the user who asked for it from this browser, and is still signed in.
+    let signed_in = match &pending.link_for {
+        Some(asked) => {
+            let current = current_user(&session, &accounts, &web).await?.map(|u| u.id);
+            if current.as_deref() != Some(asked.as_str()) {
+                return Err(failure(UpstreamError::State));
+            }
+            current
+        }
+        None => None,
+    };
     let outcome = upstream
         .sign_in(provider, identity, signed_in, peer_ip(&req))
         .await?;
     match outcome {
         SignInOutcome::SignIn { user_id, .. } => {
-            // An account that asks for an emailed code after its password is not signed in by
-            // an upstream login alone (the code step for upstream logins is not built yet).
-            let user = accounts.find(user_id.clone()).await?;
-            if user.as_ref().is_some_and(|u| accounts.needs_login_code(u)) {
-                return Err(PageError::forbidden(
-                    "Sign in with your password",
-                    format!(
-                        "Your account asks for an emailed sign-in code, so sign in with your password; {} sign-in does not ask for the code yet.",
-                        provider.label
-                    ),
-                ));
-            }
             start_session(&req, &session, &accounts, &user_id, "", LoginBasis::default())
                 .await
                 .map_err(|e| {
@@ -132,12 +229,12 @@ pub async fn callback(
                 &session,
                 Notice::success(format!("Your {} account is linked.", provider.label)),
             );
-            Ok(see_other(if linking && pending.next == "/" { "/account/" } else { &pending.next }))
+            Ok(see_other(&pending.next))
         }
         SignInOutcome::PasswordFirst => Err(PageError::forbidden(
             "Sign in with your password first",
             format!(
-                "No account here is linked to this {label} account. Sign in with your password, then link {label} from your account page.",
+                "No account here is linked to this {label} account. Sign in with your password, then link {label} under Account → Linked accounts.",
                 label = provider.label
             ),
         )),
