@@ -59,6 +59,16 @@ pub struct PendingLogin {
     pub link_for: Option<String>,
 }
 
+impl PendingLogin {
+    /// Whether a callback with `state` for `provider_id` answers this sign-in (RFC 6749
+    /// §10.12; compared in constant time).
+    #[must_use]
+    pub fn answers(&self, provider_id: &str, state: &str) -> bool {
+        self.provider == provider_id
+            && crate::secret::ct_eq(self.state.as_bytes(), state.as_bytes())
+    }
+}
+
 impl std::fmt::Debug for PendingLogin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The state, verifier and nonce are secrets of this sign-in: never printed.
@@ -268,9 +278,7 @@ impl RelyingParty {
         now: i64,
     ) -> Result<Identity, UpstreamError> {
         let fresh = (0..=PENDING_LIFETIME_SECONDS).contains(&(now - pending.started_at));
-        let same = pending.provider == provider.id.as_str()
-            && crate::secret::ct_eq(pending.state.as_bytes(), state.as_bytes());
-        if !fresh || !same {
+        if !fresh || !pending.answers(provider.id.as_str(), state) {
             return Err(UpstreamError::State);
         }
         let code = AuthorizationCode::new(code.to_owned());

@@ -165,12 +165,23 @@ async fn a_callback_from_another_browser_or_with_an_error_signs_nobody_in() {
         starter.get_response(&callback).await.status(),
         StatusCode::BAD_REQUEST
     );
-    // The provider says the user refused.
-    let _ = starter
+    // An error answer without this browser's state is a callback nobody here started …
+    starter
         .get_response("/accounts/upstream/corp/login/?next=/")
         .await;
-    let denied = starter
+    let foreign = starter
         .get_response("/accounts/upstream/corp/callback/?error=access_denied&state=x")
+        .await;
+    assert_eq!(foreign.status(), StatusCode::BAD_REQUEST);
+    // … with it, the provider says the user refused.
+    let start = starter
+        .get_response("/accounts/upstream/corp/login/?next=/")
+        .await;
+    let state = crate::helpers::query_param(&location(&start), "state").expect("state");
+    let denied = starter
+        .get_response(&format!(
+            "/accounts/upstream/corp/callback/?error=access_denied&state={state}"
+        ))
         .await;
     assert_eq!(denied.status(), StatusCode::FORBIDDEN);
     assert!(denied

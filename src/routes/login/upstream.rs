@@ -175,7 +175,17 @@ pub async fn callback(
     let provider = upstream.provider(&path).map_err(failure)?;
     let params = Params::from_query(req.query_string())
         .map_err(|e| PageError::bad_request("Sign-in not finished", e.description.into_string()))?;
+    // An error answer counts only when it carries this browser's state (RFC 6749 §4.1.2.1
+    // returns `state` with errors too): anything else is a callback nobody here started.
+    let state_matches = |pending: &PendingLogin| {
+        params
+            .get("state")
+            .is_some_and(|state| pending.answers(provider.id.as_str(), state))
+    };
     if let Some(error) = params.get("error") {
+        if !pending.as_ref().is_some_and(state_matches) {
+            return Err(failure(UpstreamError::State));
+        }
         let message = if error == "access_denied" {
             format!("You did not allow the sign-in at {}.", provider.label)
         } else {
