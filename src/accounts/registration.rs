@@ -680,8 +680,7 @@ fn check_form(
     } else {
         match Email::parse(&form.email) {
             Ok(email) => {
-                let domain = email.as_str().rsplit_once('@').map_or("", |(_, d)| d);
-                if allowed_domains.is_empty() || allowed_domains.iter().any(|d| d == domain) {
+                if domain_allowed(&email, allowed_domains) {
                     Some(email)
                 } else {
                     add(
@@ -833,6 +832,14 @@ pub fn username_base(wanted: &str) -> String {
     } else {
         name
     }
+}
+
+/// Whether `email` may register under `accounts.allowed_email_domains` (`allowed`; empty
+/// allows every domain). Also applied to accounts made by upstream sign-in.
+#[must_use]
+pub fn domain_allowed(email: &Email, allowed: &[String]) -> bool {
+    let domain = email.as_str().rsplit_once('@').map_or("", |(_, d)| d);
+    allowed.is_empty() || allowed.iter().any(|d| d == domain)
 }
 
 /// `base`, or `base` followed by the smallest number from 2 up that no username has (compared

@@ -10,7 +10,7 @@ use url::Url;
 
 use super::client::{PendingLogin, RelyingParty, UpstreamError};
 use super::{decide, Decision, Identity};
-use crate::accounts::registration::{free_username, username_base};
+use crate::accounts::registration::{domain_allowed, free_username, username_base};
 use crate::accounts::{Account, Accounts};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::{EmailVerification, UpstreamProvider};
@@ -266,10 +266,7 @@ impl Upstream {
                             let Some(user) = users::lock(conn, &user_id)? else {
                                 return Ok(SignInOutcome::PasswordFirst);
                             };
-                            if upstream_links::for_user(conn, &user_id)?
-                                .iter()
-                                .any(|l| l.provider_id == provider_id)
-                            {
+                            if linked_at(conn, &user_id, &provider_id)? {
                                 return Ok(SignInOutcome::Refused(format!(
                                     "Your account is linked to another {label} account: sign in with that one, or with your password."
                                 )));
@@ -410,10 +407,7 @@ fn link_to(
     if users::lock(conn, user_id)?.is_none_or(|u| !u.is_active) {
         return Ok(SignInOutcome::Inactive);
     }
-    if upstream_links::for_user(conn, user_id)?
-        .iter()
-        .any(|l| l.provider_id == provider_id)
-    {
+    if linked_at(conn, user_id, provider_id)? {
         return Ok(SignInOutcome::Refused(format!(
             "you have already linked another {label} account: unlink it first"
         )));
@@ -423,6 +417,17 @@ fn link_to(
     Ok(SignInOutcome::Linked {
         user_id: user_id.to_owned(),
     })
+}
+
+/// Whether `user_id` already has a link at `provider_id` (one per provider per user).
+fn linked_at(
+    conn: &mut DbConnection,
+    user_id: &str,
+    provider_id: &str,
+) -> diesel::QueryResult<bool> {
+    Ok(upstream_links::for_user(conn, user_id)?
+        .iter()
+        .any(|l| l.provider_id == provider_id))
 }
 
 fn insert_link(
@@ -502,10 +507,7 @@ fn new_user(
     let Some(email) = identity.email.as_deref().and_then(|e| Email::parse(e).ok()) else {
         return Ok(None);
     };
-    let domain = email.as_str().rsplit_once('@').map_or("", |(_, d)| d);
-    if !policy.allowed_email_domains.is_empty()
-        && !policy.allowed_email_domains.iter().any(|d| d == domain)
-    {
+    if !domain_allowed(&email, &policy.allowed_email_domains) {
         return Ok(None);
     }
     let wanted = if identity.username.is_empty() {

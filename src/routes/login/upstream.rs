@@ -18,7 +18,7 @@ use askama::Template;
 
 use crate::accounts::Accounts;
 use crate::oauth::Params;
-use crate::routes::browser::{current_user, safe_next, start_session, LoginBasis};
+use crate::routes::browser::{current_user, safe_next, start_session, LoginBasis, SessionError};
 use crate::routes::chrome::{flash, page, Chrome, Notice, Section};
 use crate::routes::errors::PageError;
 use crate::routes::extract::{Form, SignedIn};
@@ -226,13 +226,20 @@ pub async fn callback(
         .await?;
     match outcome {
         SignInOutcome::SignIn { user_id, .. } => {
-            start_session(&req, &session, &accounts, &user_id, "", LoginBasis::default())
+            match start_session(&req, &session, &accounts, &user_id, "", LoginBasis::default())
                 .await
-                .map_err(|e| {
+            {
+                Ok(()) => Ok(see_other(&pending.next)),
+                // Deactivated, or signed out everywhere, in the moment since the sign-in.
+                Err(SessionError::Outdated) => Err(PageError::forbidden(
+                    "Sign-in not finished",
+                    "Your account changed while you were signing in (it may have been disabled). Please sign in again.",
+                )),
+                Err(e) => {
                     tracing::error!(error = %e, "could not start the session of an upstream sign-in");
-                    PageError::Internal
-                })?;
-            Ok(see_other(&pending.next))
+                    Err(PageError::Internal)
+                }
+            }
         }
         SignInOutcome::Linked { .. } => {
             flash(
