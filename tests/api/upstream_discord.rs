@@ -10,8 +10,14 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::helpers::{location, query_param, spawn_app_with, TestApp};
 
 async fn discord_rp(discord: &MockServer) -> TestApp {
+    discord_rp_with(discord, "").await
+}
+
+/// [`discord_rp`] with more settings (`extra`, TOML placed before the provider's table).
+async fn discord_rp_with(discord: &MockServer, extra: &str) -> TestApp {
     spawn_app_with(&format!(
         r#"
+{1}
 [upstream.discord]
 kind = "discord"
 client_id = "1234567890"
@@ -20,9 +26,24 @@ authorization_endpoint = "{0}/oauth2/authorize"
 token_endpoint = "{0}/api/oauth2/token"
 api_base = "{0}/api/v10"
 "#,
-        discord.uri()
+        discord.uri(),
+        extra
     ))
     .await
+}
+
+/// Starts a Discord sign-in in `visitor` and comes back to the callback with `code` and the
+/// sign-in's own state, as Discord would.
+async fn round_trip(visitor: &crate::helpers::Visitor, code: &str) -> reqwest::Response {
+    let start = visitor
+        .get_response("/accounts/upstream/discord/login/")
+        .await;
+    let state = query_param(&location(&start), "state").expect("state");
+    visitor
+        .get_response(&format!(
+            "/accounts/upstream/discord/callback/?code={code}&state={state}"
+        ))
+        .await
 }
 
 fn token_response() -> ResponseTemplate {
@@ -155,16 +176,7 @@ async fn discord_failing_is_a_page_with_a_way_back_and_no_account() {
         .await;
     let rp = discord_rp(&discord).await;
     for _ in 0..2 {
-        let visitor = rp.anonymous_visitor();
-        let start = visitor
-            .get_response("/accounts/upstream/discord/login/")
-            .await;
-        let state = query_param(&location(&start), "state").expect("state");
-        let response = visitor
-            .get_response(&format!(
-                "/accounts/upstream/discord/callback/?code=c&state={state}"
-            ))
-            .await;
+        let response = round_trip(&rp.anonymous_visitor(), "c").await;
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         let html = response.text().await.expect("page");
         assert!(html.contains("Sign-in failed"), "{html}");
@@ -195,22 +207,45 @@ async fn no_account_is_made_from_an_address_discord_has_not_verified() {
         .mount(&discord)
         .await;
     let rp = discord_rp(&discord).await;
-    let visitor = rp.anonymous_visitor();
-    let start = visitor
-        .get_response("/accounts/upstream/discord/login/")
-        .await;
-    let state = query_param(&location(&start), "state").expect("state");
-    let response = visitor
-        .get_response(&format!(
-            "/accounts/upstream/discord/callback/?code=c&state={state}"
-        ))
-        .await;
+    let response = round_trip(&rp.anonymous_visitor(), "c").await;
     assert_eq!(response.status(), StatusCode::FORBIDDEN);
     let html = response.text().await.expect("page");
     assert!(
         html.contains("has not verified your email address"),
         "{html}"
     );
+    assert!(rp
+        .services
+        .accounts
+        .find_by_login("nelly")
+        .await
+        .expect("db")
+        .is_none());
+}
+
+#[tokio::test]
+async fn upstream_registration_keeps_to_the_allowed_email_domains() {
+    let discord = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/oauth2/token"))
+        .respond_with(token_response())
+        .mount(&discord)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v10/users/@me"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(me()))
+        .mount(&discord)
+        .await;
+    // Discord verified nelly@discord.example, but this server registers only corp.example.
+    let rp = discord_rp_with(
+        &discord,
+        "[accounts]\nallowed_email_domains = [\"corp.example\"]",
+    )
+    .await;
+    let response = round_trip(&rp.anonymous_visitor(), "c").await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let html = response.text().await.expect("page");
+    assert!(html.contains("does not accept the email address"), "{html}");
     assert!(rp
         .services
         .accounts
