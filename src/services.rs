@@ -117,6 +117,8 @@ impl Services {
                 registration_open: settings.accounts.registration_open,
                 verification: settings.accounts.email_verification,
                 allowed_email_domains: settings.accounts.allowed_email_domains.clone(),
+                registrations_per_ip: settings.accounts.registrations_per_ip,
+                window: settings.rate_limits.window,
             },
         );
         Ok(Self {

@@ -198,8 +198,8 @@ impl Accounts {
             return Err(RegisterError::Closed);
         }
         if let Some(ip) = ip {
-            let bucket = limits::bucket("register:ip", &ip_prefix(ip));
-            self.count_registration(&bucket, Some(ip)).await?;
+            self.count_registration(&registration_bucket(ip), Some(ip))
+                .await?;
         }
         let checked = check_form(&form, &settings.allowed_email_domains, self.hasher.policy());
         let mut errors = checked.errors;
@@ -288,7 +288,7 @@ impl Accounts {
         })
     }
 
-    /// Counts a registration attempt from `ip` in `bucket`; the first refusal in a window is
+    /// Counts a registration attempt from `ip` in `bucket` ([`registration_bucket`]); the first refusal in a window is
     /// the audit event `registration.locked`.
     async fn count_registration(
         &self,
@@ -832,6 +832,13 @@ pub fn username_base(wanted: &str) -> String {
     } else {
         name
     }
+}
+
+/// The rate-limit bucket of accounts made from `ip`'s network (`accounts.registrations_per_ip`):
+/// password registration attempts and accounts made by upstream sign-in count in it together.
+#[must_use]
+pub fn registration_bucket(ip: IpAddr) -> String {
+    limits::bucket("register:ip", &ip_prefix(ip))
 }
 
 /// Whether `email` may register under `accounts.allowed_email_domains` (`allowed`; empty

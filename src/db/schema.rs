@@ -230,6 +230,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    upstream_used_states (state_hash) {
+        state_hash -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(authorization_codes -> clients (client_id));
 diesel::joinable!(tokens -> clients (client_id));
 diesel::joinable!(consents -> clients (client_id));
@@ -253,5 +260,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_sessions,
     jobs,
     held_secrets,
+    upstream_used_states,
     upstream_links,
 );

@@ -11,7 +11,7 @@ use diesel::Connection;
 use super::OAuth;
 use crate::db::{
     self, audit_events, codes, held_secrets, one_time_codes, rate_limits, signing_keys, tokens,
-    user_sessions, DbError,
+    upstream_used_states, user_sessions, DbError,
 };
 use crate::oidc::keys::KeyError;
 use crate::oidc::SigningAlg;
@@ -21,7 +21,8 @@ impl OAuth {
     /// older than the configured window, retired signing keys past their overlap, audit events
     /// older than `audit.retention_days`, browser-session rows that ended (or began) longer
     /// than `server.session_max_age_seconds` ago, one-time codes expired over a day ago, and new
-    /// client secrets held for a view that never came (`held_secrets`). Returns
+    /// client secrets held for a view that never came (`held_secrets`), and the used states of
+    /// upstream sign-ins past their lifetime (`upstream_used_states`). Returns
     /// the first three counts.
     ///
     /// # Errors
@@ -51,6 +52,7 @@ impl OAuth {
                     // cooldown's history.
                     one_time_codes::delete_expired(conn, now - TimeDelta::days(1))?;
                     held_secrets::delete_expired(conn, now)?;
+                    upstream_used_states::delete_expired(conn, now)?;
                     Ok((t, c, r))
                 })
                 .map_err(DbError::from)

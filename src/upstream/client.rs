@@ -262,25 +262,38 @@ impl RelyingParty {
         ))
     }
 
-    /// Finishes a sign-in at the callback: checks `state` against the pending sign-in (which
-    /// the caller has already removed from the session), exchanges `code`, and says who
-    /// signed in.
+    /// Checks a callback's `state` against the pending sign-in (which the caller has already
+    /// removed from the session): the same provider, the same state (constant time), and at
+    /// most [`PENDING_LIFETIME_SECONDS`] since the start (RFC 6749 §10.12).
     ///
     /// # Errors
-    /// [`UpstreamError::State`] for a foreign or late callback; [`UpstreamError::Unreachable`]
-    /// when the provider fails; [`UpstreamError::Invalid`] for an answer that does not verify.
+    /// [`UpstreamError::State`] for a foreign or late callback.
+    pub fn check_state(
+        provider: &UpstreamProvider,
+        pending: &PendingLogin,
+        state: &str,
+        now: i64,
+    ) -> Result<(), UpstreamError> {
+        let fresh = (0..=PENDING_LIFETIME_SECONDS).contains(&(now - pending.started_at));
+        if fresh && pending.answers(provider.id.as_str(), state) {
+            Ok(())
+        } else {
+            Err(UpstreamError::State)
+        }
+    }
+
+    /// Finishes a sign-in whose state passed [`Self::check_state`] (and was recorded as used):
+    /// exchanges `code` with the pending sign-in's PKCE verifier, and says who signed in.
+    ///
+    /// # Errors
+    /// [`UpstreamError::Unreachable`] when the provider fails; [`UpstreamError::Invalid`] for
+    /// an answer that does not verify.
     pub async fn finish(
         &self,
         provider: &UpstreamProvider,
         pending: &PendingLogin,
-        state: &str,
         code: &str,
-        now: i64,
     ) -> Result<Identity, UpstreamError> {
-        let fresh = (0..=PENDING_LIFETIME_SECONDS).contains(&(now - pending.started_at));
-        if !fresh || !pending.answers(provider.id.as_str(), state) {
-            return Err(UpstreamError::State);
-        }
         let code = AuthorizationCode::new(code.to_owned());
         let verifier = PkceCodeVerifier::new(pending.code_verifier.clone());
         match provider.kind {

@@ -8,15 +8,18 @@ use std::sync::Arc;
 use diesel::Connection;
 use url::Url;
 
-use super::client::{PendingLogin, RelyingParty, UpstreamError};
+use super::client::{PendingLogin, RelyingParty, UpstreamError, PENDING_LIFETIME_SECONDS};
 use super::{decide, Decision, Identity};
-use crate::accounts::registration::{domain_allowed, free_username, username_base};
+use crate::accounts::registration::{
+    domain_allowed, free_username, registration_bucket, username_base,
+};
 use crate::accounts::{Account, Accounts};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::{EmailVerification, UpstreamProvider};
 use crate::db::upstream_links::{self, LinkRow};
 use crate::db::users::{self, UserRow};
 use crate::db::{self, Db, DbConnection, DbError};
+use crate::db::{rate_limits, upstream_used_states};
 use crate::domain::{Email, Username};
 
 /// Whether a storage error is a unique violation: two sign-ins racing for one identity, address
@@ -57,6 +60,12 @@ pub enum SignInOutcome {
     PasswordFirst,
     /// The account is deactivated.
     Inactive,
+    /// A new account would pass `accounts.registrations_per_ip` for the client's network:
+    /// nothing was made; the client may try again after this many seconds.
+    Limited {
+        /// Seconds until the limit's window ends (`Retry-After`).
+        retry_after_seconds: u64,
+    },
     /// Refused, with the reason for the user: the identity is linked to someone else, the user
     /// already linked another account at this provider, or a new account would need a verified
     /// address.
@@ -82,6 +91,11 @@ pub struct AccountPolicy {
     pub verification: EmailVerification,
     /// `accounts.allowed_email_domains`: empty allows every domain.
     pub allowed_email_domains: Vec<String>,
+    /// `accounts.registrations_per_ip`: accounts made per client network and window, password
+    /// registrations and upstream ones counted together (0 = no limit).
+    pub registrations_per_ip: u32,
+    /// `rate_limits.window_seconds`, the limit's window.
+    pub window: std::time::Duration,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -159,10 +173,15 @@ impl Upstream {
             .await
     }
 
-    /// Finishes a sign-in at its callback (see [`RelyingParty::finish`]).
+    /// Finishes a sign-in at its callback: checks `state` ([`RelyingParty::check_state`]),
+    /// records it as used on every node — a replayed cookie carrying the same pending sign-in
+    /// is refused, not only a second callback in this browser —, then exchanges `code`
+    /// ([`RelyingParty::finish`]).
     ///
     /// # Errors
-    /// As [`RelyingParty::finish`].
+    /// [`UpstreamError::State`] for a foreign, late or replayed callback; otherwise as
+    /// [`RelyingParty::finish`]; [`UpstreamError::Unreachable`] when the record cannot be
+    /// stored.
     pub async fn finish(
         &self,
         provider: &UpstreamProvider,
@@ -170,15 +189,27 @@ impl Upstream {
         state: &str,
         code: &str,
     ) -> Result<Identity, UpstreamError> {
-        self.rp
-            .finish(
-                provider,
-                pending,
-                state,
-                code,
-                db::now().and_utc().timestamp(),
-            )
+        RelyingParty::check_state(provider, pending, state, db::now().and_utc().timestamp())?;
+        let hash = crate::secret::sha256_hex(state);
+        let expires = chrono::DateTime::from_timestamp(
+            pending.started_at.saturating_add(PENDING_LIFETIME_SECONDS),
+            0,
+        )
+        .map_or_else(db::now, |t| t.naive_utc());
+        let first = self
+            .db
+            .write(move |conn| {
+                upstream_used_states::record(conn, &hash, expires).map_err(DbError::from)
+            })
             .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not record an upstream sign-in's state");
+                UpstreamError::Unreachable("This server could not finish the sign-in".to_owned())
+            })?;
+        if !first {
+            return Err(UpstreamError::State);
+        }
+        self.rp.finish(provider, pending, code).await
     }
 
     /// Carries out what `identity` at `provider` leads to, in one transaction: with
@@ -286,6 +317,16 @@ impl Upstream {
                             "{label} has not verified your email address, so no account can be made from it: verify it at {label}, or register with a password."
                         )),
                         Decision::Register => {
+                            // The limit password registration keeps, counted in the same
+                            // bucket and in this transaction: an account is made only when
+                            // its hit is within the allowance.
+                            if let Some(retry_after_seconds) =
+                                registration_limited(conn, &policy, ip, now)?
+                            {
+                                return Ok(SignInOutcome::Limited {
+                                    retry_after_seconds,
+                                });
+                            }
                             let Some(user) = new_user(conn, &identity, &policy, now)? else {
                                 return Ok(SignInOutcome::Refused(format!(
                                     "This server does not accept the email address {label} gave: register with a password and an address it accepts."
@@ -491,6 +532,27 @@ fn record(
             .user(user_id.to_owned())
             .detail("provider", provider_id.to_owned()),
     )
+}
+
+/// Counts an account made by upstream sign-in from `ip` against `accounts.registrations_per_ip`
+/// (the bucket password registration counts in, [`crate::accounts::registration::registration_bucket`]);
+/// `Some(seconds until the window ends)` when this one is past the limit.
+fn registration_limited(
+    conn: &mut DbConnection,
+    policy: &AccountPolicy,
+    ip: Option<IpAddr>,
+    now: chrono::NaiveDateTime,
+) -> diesel::QueryResult<Option<u64>> {
+    let Some(ip) = ip.filter(|_| policy.registrations_per_ip > 0) else {
+        return Ok(None);
+    };
+    let window = chrono::TimeDelta::from_std(policy.window).unwrap_or(chrono::TimeDelta::days(1));
+    let (hits, until) = rate_limits::hit(conn, &registration_bucket(ip), window, now)?;
+    Ok((hits > i64::from(policy.registrations_per_ip)).then(|| {
+        u64::try_from((until - now).num_seconds())
+            .unwrap_or(0)
+            .max(1)
+    }))
 }
 
 /// A new account for `identity`: its address (verified only if the provider verified it), no

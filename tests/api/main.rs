@@ -46,5 +46,6 @@ mod sessions;
 mod sign_in_context;
 mod smtp;
 mod upstream_discord;
+mod upstream_hardening;
 mod upstream_links;
 mod upstream_login;

@@ -260,5 +260,14 @@ pub async fn callback(
             "This account is disabled. Ask an administrator.",
         )),
         SignInOutcome::Refused(message) => Err(PageError::forbidden("Sign-in refused", message)),
+        SignInOutcome::Limited {
+            retry_after_seconds,
+        } => Err(PageError::too_many(
+            retry_after_seconds,
+            format!(
+                "Too many accounts were made from your network. Try again {}.",
+                crate::routes::format::wait_phrase(retry_after_seconds)
+            ),
+        )),
     }
 }
