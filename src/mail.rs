@@ -376,6 +376,32 @@ email!(
     |_| { "Sign-in codes were switched off".to_owned() }
 );
 
+/// The notice that an account at an upstream identity provider was linked to the user's
+/// account (issue 11): a link is a new way in, so its owner hears of every one.
+#[derive(Debug)]
+pub struct AccountLinkedEmail {
+    /// Greeting name.
+    pub name: String,
+    /// The account's username.
+    pub username: String,
+    /// The provider's label (`Discord`, `Google`, …).
+    pub provider: String,
+    /// The linked account's name at the provider (may be empty).
+    pub linked_as: String,
+    /// The linked-accounts page, where the link can be removed.
+    pub manage_link: String,
+    /// Where to reset the password if the reader did not link it.
+    pub reset_link: String,
+}
+email!(
+    AccountLinkedEmail,
+    AccountLinkedHtml,
+    "email/account_linked.html",
+    AccountLinkedText,
+    "email/account_linked.txt",
+    |m| { format!("A {} account was linked to your account", m.provider) }
+);
+
 #[cfg(test)]
 mod tests {
     use super::{greeting_name, EmailBrand, EmailTemplate, PasswordResetEmail};

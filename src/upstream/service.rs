@@ -13,6 +13,7 @@ use super::{decide, Decision, Identity};
 use crate::accounts::registration::{
     domain_allowed, free_username, registration_bucket, username_base,
 };
+use crate::accounts::reset::RESET_REQUEST_PATH;
 use crate::accounts::{Account, Accounts};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::{EmailVerification, UpstreamProvider};
@@ -21,6 +22,7 @@ use crate::db::users::{self, UserRow};
 use crate::db::{self, Db, DbConnection, DbError};
 use crate::db::{rate_limits, upstream_used_states};
 use crate::domain::{Email, Username};
+use crate::mail::AccountLinkedEmail;
 
 /// Whether a storage error is a unique violation: two sign-ins racing for one identity, address
 /// or username.
@@ -47,13 +49,16 @@ pub enum SignInOutcome {
     SignIn {
         /// The local user.
         user_id: String,
-        /// Whether the link was made just now (by email, or with a new account).
+        /// Whether an existing account was linked just now (by email); a new account's link
+        /// does not count (its owner is the one signing in).
         linked_now: bool,
     },
     /// The signed-in user linked the identity to their account (from the account page).
     Linked {
         /// The local user.
         user_id: String,
+        /// Whether the link is new (not the same link signed in again).
+        new: bool,
     },
     /// No link, and none may be made without the password: the user signs in with it, then
     /// links the provider from their account page (the linking rule's last case).
@@ -230,6 +235,8 @@ impl Upstream {
         let provider_id = provider.id.to_string();
         let issuer = provider.subject_issuer();
         let label = provider.label.clone();
+        let label_for_mail = label.clone();
+        let linked_as = identity.username.clone();
         let link_by_email = provider.link_by_email;
         let policy = self.policy.clone();
         let accounts = self.accounts.clone();
@@ -351,7 +358,7 @@ impl Upstream {
                             record(conn, "upstream.login", &user.id, &provider_id, ip)?;
                             SignInOutcome::SignIn {
                                 user_id: user.id,
-                                linked_now: true,
+                                linked_now: false,
                             }
                         }
                         Decision::PasswordFirst => SignInOutcome::PasswordFirst,
@@ -361,6 +368,19 @@ impl Upstream {
                 .map_err(DbError::from)
             })
             .await;
+        match &outcome {
+            Ok(
+                SignInOutcome::SignIn {
+                    user_id,
+                    linked_now: true,
+                }
+                | SignInOutcome::Linked { user_id, new: true },
+            ) => {
+                self.notify_linked(user_id, &label_for_mail, &linked_as)
+                    .await
+            }
+            _ => {}
+        }
         match outcome {
             // Two sign-ins racing for one identity, address or username: the other one won,
             // and nothing of this one was kept.
@@ -369,6 +389,31 @@ impl Upstream {
                     .to_owned(),
             )),
             other => other,
+        }
+    }
+
+    /// Emails `user_id` that an account at `provider` (named `linked_as` there) was linked to
+    /// theirs ([`AccountLinkedEmail`]): every new way in is told to the owner. A failure to send
+    /// is logged (without the address) and does not undo the link.
+    async fn notify_linked(&self, user_id: &str, provider: &str, linked_as: &str) {
+        let user = match self.accounts.find(user_id.to_owned()).await {
+            Ok(Some(user)) => user,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "could not read the account to tell of a new link");
+                return;
+            }
+        };
+        let email = AccountLinkedEmail {
+            name: user.greeting_name(),
+            username: user.username.clone(),
+            provider: provider.to_owned(),
+            linked_as: linked_as.to_owned(),
+            manage_link: self.accounts.public_url("/account/linked/"),
+            reset_link: self.accounts.public_url(RESET_REQUEST_PATH),
+        };
+        if let Err(e) = self.accounts.mailer().send(&user.email, &email).await {
+            tracing::warn!(error = %e, "the notice of a new link could not be sent");
         }
     }
 
@@ -436,6 +481,7 @@ fn link_to(
             touch(conn, link, identity, now)?;
             return Ok(SignInOutcome::Linked {
                 user_id: user_id.to_owned(),
+                new: false,
             });
         }
         Some(_) => {
@@ -457,6 +503,7 @@ fn link_to(
     record(conn, "upstream.linked", user_id, provider_id, ip)?;
     Ok(SignInOutcome::Linked {
         user_id: user_id.to_owned(),
+        new: true,
     })
 }
 

@@ -248,6 +248,14 @@ async fn a_taken_address_asks_for_the_password_unless_linking_by_email_is_on() {
         if linked {
             assert_eq!(response.status(), StatusCode::SEE_OTHER, "{setting}");
             assert_eq!(links.len(), 1, "linked by the verified address");
+            // A new way in is told to the account's owner.
+            let notice = rp.last_email_to(&local.email);
+            assert_eq!(
+                notice.subject,
+                "A Corp SSO account was linked to your account"
+            );
+            assert!(notice.text.contains("/account/linked/"), "{}", notice.text);
+            assert!(notice.text.contains("olivia"), "{}", notice.text);
         } else {
             assert_eq!(response.status(), StatusCode::FORBIDDEN, "{setting}");
             let html = response.text().await.expect("page");
@@ -286,6 +294,12 @@ async fn a_taken_address_asks_for_the_password_unless_linking_by_email_is_on() {
             assert_eq!(location(&response), "/account/linked/");
             let links = rp.services.upstream.links_of(&local.id).await.expect("db");
             assert_eq!(links.len(), 1, "linked on request");
+            let notices: Vec<_> = rp
+                .emails_to(&local.email)
+                .into_iter()
+                .filter(|m| m.subject.contains("was linked"))
+                .collect();
+            assert_eq!(notices.len(), 1, "one notice for the one new link");
             let (_, page) = signed_in.get("/account/linked/").await;
             assert!(page.contains("Your Corp SSO account is linked."), "{page}");
             assert!(page.contains(">Unlink</button>"), "{page}");
