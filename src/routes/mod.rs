@@ -173,6 +173,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         r.route(web::post().to(console::users::remove_user_from_group))
             .default_service(web::to(pages::method_not_allowed))
     });
+    both(cfg, "/admin/users/{id}/links/{provider}/remove/", |r| {
+        r.route(web::post().to(console::users::remove_link))
+            .default_service(web::to(pages::method_not_allowed))
+    });
     both(cfg, "/admin/users/{id}/end_sessions/", |r| {
         r.route(web::get().to(console::users::confirm_end_sessions))
             .route(web::post().to(console::users::end_sessions))

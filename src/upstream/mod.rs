@@ -13,7 +13,7 @@ pub mod client;
 pub mod service;
 
 pub use client::{PendingLogin, UpstreamError};
-pub use service::{AccountPolicy, ProviderButton, SignInOutcome, Upstream};
+pub use service::{AccountPolicy, LinkRemovalError, ProviderButton, SignInOutcome, Upstream};
 
 use crate::db::upstream_links::LinkRow;
 use crate::db::users::UserRow;

@@ -10,6 +10,7 @@ use url::Url;
 
 use super::client::{PendingLogin, RelyingParty, UpstreamError, PENDING_LIFETIME_SECONDS};
 use super::{decide, Decision, Identity};
+use crate::accounts::privileges::{self, NotAllowed};
 use crate::accounts::registration::{
     domain_allowed, free_username, registration_bucket, username_base,
 };
@@ -149,6 +150,16 @@ impl Upstream {
                 id: p.id.to_string(),
                 label: p.label.clone(),
             })
+            .collect()
+    }
+
+    /// Every configured provider's label by id, enabled or not (pages naming the provider of
+    /// a stored link).
+    #[must_use]
+    pub fn labels(&self) -> std::collections::HashMap<String, String> {
+        self.providers
+            .iter()
+            .map(|p| (p.id.to_string(), p.label.clone()))
             .collect()
     }
 
@@ -453,6 +464,47 @@ impl Upstream {
             .await
     }
 
+    /// Removes `user_id`'s link at `provider_id` for an administrator (`actor`): allowed when
+    /// `actor` may change the account ([`crate::accounts::privileges::check_may_change`],
+    /// checked in the removal's transaction after the account's row is locked). Unlike the
+    /// user's own unlink, it may remove the last way in — cutting off a compromised upstream
+    /// account must not wait — and the user then signs in by setting a password ("Forgot your
+    /// password?"). Recorded as `upstream.unlinked` by the admin. Returns whether a link was
+    /// removed.
+    ///
+    /// # Errors
+    /// [`LinkRemovalError::NotFound`] for an unknown user, [`LinkRemovalError::Forbidden`] when
+    /// `actor` may not change the account, [`LinkRemovalError::Db`] when storage fails.
+    pub async fn remove_link(
+        &self,
+        actor: &Actor,
+        user_id: &str,
+        provider_id: &str,
+    ) -> Result<bool, LinkRemovalError> {
+        let (actor, user_id, provider_id) =
+            (actor.clone(), user_id.to_owned(), provider_id.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.transaction::<_, LinkRemovalError, _>(|conn| {
+                    let target = privileges::lock_target(conn, &user_id)?
+                        .ok_or(LinkRemovalError::NotFound)?;
+                    privileges::check_may_change::<LinkRemovalError>(conn, &actor, &target)?;
+                    if !upstream_links::delete(conn, &user_id, &provider_id)? {
+                        return Ok(false);
+                    }
+                    audit::record(
+                        conn,
+                        AuditEvent::new("upstream.unlinked")
+                            .by(&actor)
+                            .user(user_id.clone())
+                            .detail("provider", provider_id.clone()),
+                    )?;
+                    Ok(true)
+                })
+            })
+            .await
+    }
+
     /// `user_id`'s links, by provider id.
     ///
     /// # Errors
@@ -462,6 +514,26 @@ impl Upstream {
         self.db
             .read(move |conn| upstream_links::for_user(conn, &id).map_err(DbError::from))
             .await
+    }
+}
+
+/// Why an administrator's removal of a link failed ([`Upstream::remove_link`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LinkRemovalError {
+    /// No such user.
+    #[error("the user does not exist")]
+    NotFound,
+    /// The administrator may not change this account.
+    #[error(transparent)]
+    Forbidden(#[from] NotAllowed),
+    /// Storage failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for LinkRemovalError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(DbError::from(e))
     }
 }
 

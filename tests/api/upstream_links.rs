@@ -6,7 +6,7 @@ use latchkey::db::{self, DbError};
 
 use crate::helpers::spawn_app;
 
-fn link(id: &str, user_id: &str, provider: &str, subject: &str) -> LinkRow {
+pub(crate) fn link(id: &str, user_id: &str, provider: &str, subject: &str) -> LinkRow {
     LinkRow {
         id: id.to_owned(),
         user_id: user_id.to_owned(),
@@ -139,4 +139,108 @@ async fn a_link_is_unique_per_subject_and_per_provider_and_goes_with_its_user() 
         .await
         .expect("db");
     assert!(left.is_none());
+}
+
+/// Stores a Discord link for `user_id` directly (the sign-in that makes one is tested in
+/// upstream_discord.rs).
+async fn linked(app: &crate::helpers::TestApp, id: &str, user_id: &str) {
+    let row = link(
+        id,
+        user_id,
+        "discord",
+        &format!("8035111022467891{}", id.len()),
+    );
+    app.services
+        .db
+        .write(move |conn| upstream_links::insert(conn, &row).map_err(DbError::from))
+        .await
+        .expect("link");
+}
+
+#[tokio::test]
+async fn the_console_shows_a_users_links_and_an_admin_who_may_change_the_account_removes_one() {
+    let app = crate::helpers::spawn_app_with(
+        "[upstream.discord]\nkind = \"discord\"\nclient_id = \"1\"\nclient_secret = \"s\"",
+    )
+    .await;
+    let root = app.create_staff("root").await;
+    let staff = app.create_plain_staff("sam").await;
+    let ann = app.create_user("ann").await;
+    linked(&app, "l-ann", &ann.id).await;
+    linked(&app, "l-sam-x", &staff.id).await;
+
+    // A superuser sees the link with the provider's label and removes it.
+    let admin = app.visitor("root").await;
+    let page_path = format!("/admin/users/{}/", ann.id);
+    let (status, page) = admin.get(&page_path).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(page.contains("Linked accounts"), "{page}");
+    assert!(
+        page.contains("<td data-label=\"Provider\">Discord</td>"),
+        "{page}"
+    );
+    assert!(page.contains("Ann (ann#0)"), "{page}");
+    let remove = format!("/admin/users/{}/links/discord/remove/", ann.id);
+    let response = admin.post_with_csrf_of(&page, &remove, &[]).await;
+    assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
+    let links = app.services.upstream.links_of(&ann.id).await.expect("db");
+    assert!(links.is_empty());
+    let events = app.audit_events("upstream.unlinked").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor_id.as_deref(), Some(root.id.as_str()));
+    assert_eq!(events[0].user_id.as_deref(), Some(ann.id.as_str()));
+
+    // A staff member who is not a superuser may not touch another staff member's links: the
+    // page offers no button, and the request itself is refused by the service.
+    let sam_page = format!("/admin/users/{}/", staff.id);
+    let other = app.create_plain_staff("tia").await;
+    let tia = app.visitor("tia").await;
+    let (_, page) = tia.get(&sam_page).await;
+    assert!(!page.contains("/links/discord/remove/"), "{page}");
+    let (_, own) = tia.get(&format!("/admin/users/{}/", other.id)).await;
+    let response = tia
+        .post_with_csrf_of(
+            &own,
+            &format!("/admin/users/{}/links/discord/remove/", staff.id),
+            &[],
+        )
+        .await;
+    assert_eq!(response.status(), reqwest::StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.services
+            .upstream
+            .links_of(&staff.id)
+            .await
+            .expect("db")
+            .len(),
+        1
+    );
+    // Nor may an ordinary user, whatever they post.
+    let mallory = app.create_user("mallory").await;
+    linked(&app, "l-mal", &mallory.id).await;
+    let user = app.visitor("mallory").await;
+    let (_, account) = user.get("/account/").await;
+    let response = user
+        .post_with_csrf_of(
+            &account,
+            &format!("/admin/users/{}/links/discord/remove/", staff.id),
+            &[],
+        )
+        .await;
+    assert!(
+        response.status() == reqwest::StatusCode::FORBIDDEN
+            || response.status() == reqwest::StatusCode::SEE_OTHER
+                && !crate::helpers::location(&response).contains("/admin/"),
+        "{}",
+        response.status()
+    );
+    assert_eq!(
+        app.services
+            .upstream
+            .links_of(&staff.id)
+            .await
+            .expect("db")
+            .len(),
+        1
+    );
 }

@@ -22,6 +22,7 @@ use crate::routes::extract::{Form, Staff};
 use crate::routes::format::{page_number, Moment, PageNav};
 use crate::routes::http::see_other;
 use crate::routes::WebConfig;
+use crate::upstream::{LinkRemovalError, Upstream};
 
 /// The console's users area in the navigation.
 pub(super) const USERS: Section = Section::Admin(AdminArea::Users);
@@ -97,6 +98,24 @@ struct UserPage<'a> {
     /// Groups the user is not in, for the "add to group" select.
     other_groups: Vec<GroupRow>,
     active_tokens: i64,
+    /// The user's accounts at upstream identity providers.
+    links: Vec<LinkLine>,
+    /// The user has no password: removing their last link leaves them to set one by email.
+    has_password: bool,
+}
+
+/// One linked upstream account on a user's page.
+struct LinkLine {
+    /// The provider's id (in the removal URL).
+    provider_id: String,
+    /// The provider's label, or its id when it is no longer configured.
+    provider: String,
+    /// The name (and display name) at the provider.
+    name: String,
+    /// The address the provider gave, and whether it said it verified it.
+    email: Option<(String, bool)>,
+    since: Moment,
+    last_used: Option<Moment>,
 }
 
 impl UserPage<'_> {
@@ -179,10 +198,18 @@ pub async fn show_user(
     accounts: web::Data<Accounts>,
     groups: web::Data<Groups>,
     oauth: web::Data<OAuth>,
+    upstream: web::Data<Upstream>,
 ) -> Result<HttpResponse, PageError> {
     let user = find_user(&accounts, &path).await?;
     let forms = UserForms::of(&user);
-    user_page(&admin, &accounts, &user, &groups, &oauth, forms).await
+    user_page(
+        &admin,
+        &accounts,
+        &user,
+        (&groups, &oauth, &upstream),
+        forms,
+    )
+    .await
 }
 
 /// `POST /admin/users/{id}/profile/`: saves the email and names.
@@ -193,6 +220,7 @@ pub async fn update_user_profile(
     accounts: web::Data<Accounts>,
     groups: web::Data<Groups>,
     oauth: web::Data<OAuth>,
+    upstream: web::Data<Upstream>,
 ) -> Result<HttpResponse, PageError> {
     let user = find_user(&accounts, &path).await?;
     let profile = ProfileValues {
@@ -244,7 +272,14 @@ pub async fn update_user_profile(
         errors,
         ..UserForms::of(&user)
     };
-    user_page(&admin, &accounts, &user, &groups, &oauth, forms).await
+    user_page(
+        &admin,
+        &accounts,
+        &user,
+        (&groups, &oauth, &upstream),
+        forms,
+    )
+    .await
 }
 
 /// `POST /admin/users/{id}/flags/`: sets the active, staff and superuser flags. Deactivating
@@ -257,6 +292,7 @@ pub async fn update_user_flags(
     accounts: web::Data<Accounts>,
     groups: web::Data<Groups>,
     oauth: web::Data<OAuth>,
+    upstream: web::Data<Upstream>,
 ) -> Result<HttpResponse, PageError> {
     let user = find_user(&accounts, &path).await?;
     let flags = AccountFlags {
@@ -304,7 +340,14 @@ pub async fn update_user_flags(
                 errors: FieldErrors::one("flags", message),
                 ..UserForms::of(&user)
             };
-            user_page(&admin, &accounts, &user, &groups, &oauth, forms).await
+            user_page(
+                &admin,
+                &accounts,
+                &user,
+                (&groups, &oauth, &upstream),
+                forms,
+            )
+            .await
         }
         Err(e) => Err(account_failure(e)),
     }
@@ -405,6 +448,33 @@ pub async fn end_sessions(
     Ok(see_other(&user_path(&path)))
 }
 
+/// `POST /admin/users/{id}/links/{provider}/remove/`: removes the user's link at an upstream
+/// provider (for an admin who may change the account; the service checks).
+pub async fn remove_link(
+    admin: Staff,
+    _form: Form,
+    path: web::Path<(String, String)>,
+    upstream: web::Data<Upstream>,
+) -> Result<HttpResponse, PageError> {
+    let (user_id, provider_id) = path.into_inner();
+    match upstream
+        .remove_link(&admin.actor(), &user_id, &provider_id)
+        .await
+    {
+        Ok(true) => flash(
+            admin.session(),
+            Notice::success("The linked account was removed: it no longer signs this user in."),
+        ),
+        Ok(false) => {}
+        Err(LinkRemovalError::NotFound) => return Err(user_not_found()),
+        Err(LinkRemovalError::Forbidden(refusal)) => {
+            return Err(super::not_allowed(&refusal.to_string()))
+        }
+        Err(LinkRemovalError::Db(e)) => return Err(e.into()),
+    }
+    Ok(see_other(&user_path(&user_id)))
+}
+
 /// A three-way filter's value: `"yes"`, `"no"` or `""` (either).
 pub(super) fn yes_no(value: Option<&str>) -> &'static str {
     match value {
@@ -441,10 +511,30 @@ async fn user_page(
     admin: &Staff,
     accounts: &Accounts,
     user: &Account,
-    groups: &Groups,
-    oauth: &OAuth,
+    (groups, oauth, upstream): (&Groups, &OAuth, &Upstream),
     forms: UserForms,
 ) -> Result<HttpResponse, PageError> {
+    let labels = upstream.labels();
+    let links = upstream
+        .links_of(&user.id)
+        .await?
+        .into_iter()
+        .map(|l| LinkLine {
+            provider: labels
+                .get(&l.provider_id)
+                .cloned()
+                .unwrap_or_else(|| l.provider_id.clone()),
+            name: if l.display_name.is_empty() || l.display_name == l.username {
+                l.username.clone()
+            } else {
+                format!("{} ({})", l.display_name, l.username)
+            },
+            email: l.email.clone().map(|e| (e, l.email_verified)),
+            since: Moment::of(&l.created_at),
+            last_used: l.last_login_at.as_ref().map(Moment::of),
+            provider_id: l.provider_id,
+        })
+        .collect();
     let all = groups.all().await?;
     let mine = groups.of_user(&user.id).await?;
     let active_tokens = oauth
@@ -488,6 +578,8 @@ async fn user_page(
             groups: mine,
             other_groups,
             active_tokens,
+            links,
+            has_password: user.has_password,
         },
     ))
 }
