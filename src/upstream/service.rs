@@ -379,18 +379,16 @@ impl Upstream {
                 .map_err(DbError::from)
             })
             .await;
-        match &outcome {
-            Ok(
-                SignInOutcome::SignIn {
-                    user_id,
-                    linked_now: true,
-                }
-                | SignInOutcome::Linked { user_id, new: true },
-            ) => {
-                self.notify_linked(user_id, &label_for_mail, &linked_as)
-                    .await
+        if let Ok(
+            SignInOutcome::SignIn {
+                user_id,
+                linked_now: true,
             }
-            _ => {}
+            | SignInOutcome::Linked { user_id, new: true },
+        ) = &outcome
+        {
+            self.notify_linked(user_id, &label_for_mail, &linked_as)
+                .await;
         }
         match outcome {
             // Two sign-ins racing for one identity, address or username: the other one won,
