@@ -39,6 +39,10 @@ use crate::secret;
 /// (`pwd`) and a one-time password (`otp`), space-separated as sessions and tokens store them.
 pub const AMR_PASSWORD_AND_CODE: &str = "pwd otp";
 
+/// RFC 8176 `amr` of an upstream sign-in followed by the emailed code: `otp` (no RFC 8176 value
+/// describes the upstream step; the ID token's `idp` names it).
+pub const AMR_CODE: &str = "otp";
+
 /// The longest code input that is checked at all; anything longer is a wrong code.
 const MAX_CODE_INPUT: usize = 64;
 
@@ -207,8 +211,10 @@ impl Accounts {
     /// `rate_limits.code_guesses_per_ip` first, whatever the handle names (the right code is
     /// taken back). `client_id` must name whoever started the challenge: the same client, or
     /// `None` for the hosted login; otherwise the challenge counts as unknown and no guess is
-    /// counted against its code. The right code completes the login: `login.success` is
-    /// recorded with `amr` = `pwd otp`. A wrong, expired or exhausted code records
+    /// counted against its code. `upstream` names the upstream provider the login's first
+    /// step went through (`None`: the password). The right code completes the login:
+    /// `login.success` is recorded with `amr` = `pwd otp` ([`AMR_PASSWORD_AND_CODE`]), or `otp`
+    /// ([`AMR_CODE`]) and the provider. A wrong, expired or exhausted code records
     /// `login.otp_failed`.
     ///
     /// # Errors
@@ -219,6 +225,7 @@ impl Accounts {
         handle: &str,
         code: &str,
         client_id: Option<&str>,
+        upstream: Option<&str>,
         ip: Option<IpAddr>,
     ) -> Result<LoginCodeOutcome, DbError> {
         let guess = match self.count_code_guess(ip).await {
@@ -269,8 +276,13 @@ impl Accounts {
                 };
                 let mut event = AuditEvent::new("login.success")
                     .by(&Actor::user(user.id.clone(), ip))
-                    .user(user.id.clone())
-                    .detail("amr", AMR_PASSWORD_AND_CODE);
+                    .user(user.id.clone());
+                event = match upstream {
+                    Some(provider) => event
+                        .detail("amr", AMR_CODE)
+                        .detail("provider", provider.to_owned()),
+                    None => event.detail("amr", AMR_PASSWORD_AND_CODE),
+                };
                 if let Some(client_id) = &spent.client_id {
                     event = event.client(client_id.clone());
                 }

@@ -43,6 +43,9 @@ pub struct CodeRow {
     pub amr: Option<String>,
     /// RFC 8707 resources of the authorization request, space-separated (empty: none named).
     pub resources: String,
+    /// The upstream identity provider the login went through (`[upstream.<id>]`); `None` for a
+    /// local login. Becomes the ID token's `idp` claim.
+    pub idp: Option<String>,
 }
 
 /// Inserts a code.

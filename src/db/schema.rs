@@ -70,6 +70,7 @@ diesel::table! {
         auth_time -> Nullable<Timestamp>,
         amr -> Nullable<Text>,
         resources -> Text,
+        idp -> Nullable<Text>,
     }
 }
 
@@ -91,6 +92,7 @@ diesel::table! {
         amr -> Nullable<Text>,
         resources -> Text,
         signing_kid -> Nullable<Text>,
+        idp -> Nullable<Text>,
     }
 }
 

@@ -64,6 +64,9 @@ pub struct TokenRow {
     /// For RFC 9068 JWT access tokens: the `kid` of the key that signed it (revoking the key
     /// revokes the token, [`revoke_signed_by`]); `None` for opaque tokens.
     pub signing_kid: Option<String>,
+    /// The upstream identity provider the grant's login went through (`[upstream.<id>]`);
+    /// `None` for a local login. Kept so that refreshed ID tokens carry the same `idp` claim.
+    pub idp: Option<String>,
 }
 
 impl TokenRow {

@@ -644,6 +644,7 @@ impl OAuth {
                             auth_time: Some(auth.auth_time),
                             amr: Some(auth.amr.clone()),
                             resources: resources.to_string(),
+                            idp: auth.idp.clone(),
                         },
                     )?;
                     // RFC 6749 §4.1.2: `code` and `state` on the redirect URI's query.

@@ -204,9 +204,9 @@ impl Mint<'_> {
             self.client.access_token_lifetime(),
             self.cfg.lifetimes.access_token,
         );
-        let (auth_time, amr) = self
+        let (auth_time, amr, idp) = self
             .auth
-            .map(|a| (Some(a.auth_time), Some(a.amr.clone())))
+            .map(|a| (Some(a.auth_time), Some(a.amr.clone()), a.idp.clone()))
             .unwrap_or_default();
         let id = uuid::Uuid::new_v4().to_string();
         let (access, signing_kid) = match self.signer {
@@ -252,6 +252,7 @@ impl Mint<'_> {
             amr,
             resources: audience.to_string(),
             signing_kid,
+            idp,
         }];
         let refresh = grant.refresh_scope.map(|refresh_scope| {
             let refresh = secret::new_token();

@@ -321,6 +321,7 @@ impl Authorizer for Primitives<'_> {
             user: user.into(),
             auth_time: row.auth_time.unwrap_or(row.created_at),
             amr: row.amr.clone().unwrap_or_else(|| "pwd".to_owned()),
+            idp: row.idp.clone(),
             nonce: row.nonce.clone(),
             session_id: None,
         });
@@ -489,6 +490,7 @@ impl Issuer for Primitives<'_> {
             user: user.into(),
             auth_time: row.auth_time.unwrap_or(row.created_at),
             amr: row.amr.clone().unwrap_or_else(|| "pwd".to_owned()),
+            idp: row.idp.clone(),
             nonce: None,
             session_id: None,
         });

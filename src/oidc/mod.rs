@@ -24,7 +24,7 @@ pub use crate::domain::{OFFLINE_ACCESS, OPENID};
 
 /// Claims advertised in discovery (`claims_supported`): exactly what Latchkey puts in ID tokens
 /// and UserInfo responses.
-pub const CLAIMS_SUPPORTED: [&str; 16] = [
+pub const CLAIMS_SUPPORTED: [&str; 17] = [
     "iss",
     "sub",
     "aud",
@@ -35,6 +35,7 @@ pub const CLAIMS_SUPPORTED: [&str; 16] = [
     "at_hash",
     "azp",
     "amr",
+    "idp",
     "name",
     "given_name",
     "family_name",
@@ -50,8 +51,12 @@ pub struct Authentication {
     pub user: Account,
     /// When they authenticated (UTC).
     pub auth_time: NaiveDateTime,
-    /// RFC 8176 method values, space-separated (`pwd`, later `otp mfa`).
+    /// RFC 8176 method values, space-separated (`pwd`, `pwd otp`; empty for an upstream login
+    /// without Latchkey's emailed code, which no RFC 8176 value describes).
     pub amr: String,
+    /// The upstream identity provider the user signed in through (`[upstream.<id>]`): the ID
+    /// token's `idp` claim. `None` for a local login.
+    pub idp: Option<String>,
     /// The authorization request's `nonce`, echoed once (OIDC Core §3.1.2.1).
     pub nonce: Option<String>,
     /// The browser session this login is (its `user_sessions` row id), for the authorization
@@ -128,16 +133,22 @@ pub fn id_token_claims(auth: &Authentication, req: &IdTokenRequest<'_>) -> Map<S
         claims.insert("nonce".into(), nonce.clone().into());
     }
     claims.insert("at_hash".into(), req.alg.half_hash(req.access_token).into());
-    claims.insert(
-        "amr".into(),
-        Value::Array(
-            auth.amr
-                .split(' ')
-                .filter(|m| !m.is_empty())
-                .map(|m| Value::String(m.to_owned()))
-                .collect(),
-        ),
-    );
+    // `amr` is OPTIONAL (OIDC Core §2): left out rather than sent empty when no RFC 8176
+    // value describes the login (an upstream sign-in alone).
+    let amr: Vec<Value> = auth
+        .amr
+        .split(' ')
+        .filter(|m| !m.is_empty())
+        .map(|m| Value::String(m.to_owned()))
+        .collect();
+    if !amr.is_empty() {
+        claims.insert("amr".into(), Value::Array(amr));
+    }
+    // Not a registered claim: the name Azure AD and others use for the identity provider a
+    // federated login went through (the `[upstream.<id>]` id).
+    if let Some(idp) = &auth.idp {
+        claims.insert("idp".into(), idp.clone().into());
+    }
     claims
 }
 

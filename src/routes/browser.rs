@@ -21,6 +21,10 @@ pub const SESSION_AUTH_TIME: &str = "auth_time";
 /// Session key: RFC 8176 authentication methods of the login, space-separated.
 pub const SESSION_AMR: &str = "amr";
 
+/// Session key: the upstream identity provider of the login (`[upstream.<id>]`), when it went
+/// through one.
+pub const SESSION_IDP: &str = "idp";
+
 /// Session key: an authorization request asked for a new login (`prompt=login`, `max_age`).
 /// Until the user logs in again (which clears the session), the old login does not count for
 /// authorization requests, so opening the resume URL without logging in gains nothing.
@@ -56,6 +60,9 @@ pub struct LoginBasis {
     pub began: Option<chrono::NaiveDateTime>,
     /// The password hash the login verified (sealed: only the accounts service compares it).
     pub verified_hash: Option<VerifiedHash>,
+    /// The upstream identity provider the login went through (`[upstream.<id>]`): the ID
+    /// token's `idp` claim. `None` for a local login.
+    pub idp: Option<String>,
 }
 
 impl From<&crate::accounts::PasswordLogin> for LoginBasis {
@@ -63,6 +70,7 @@ impl From<&crate::accounts::PasswordLogin> for LoginBasis {
         Self {
             began: Some(login.began),
             verified_hash: login.verified_hash(),
+            idp: None,
         }
     }
 }
@@ -109,6 +117,9 @@ pub async fn start_session(
     session.insert(SESSION_USER, user_id)?;
     session.insert(SESSION_AUTH_TIME, chrono::Utc::now().timestamp())?;
     session.insert(SESSION_AMR, amr)?;
+    if let Some(idp) = &basis.idp {
+        session.insert(SESSION_IDP, idp)?;
+    }
     session.insert(SESSION_HANDLE, handle)?;
     Ok(())
 }
@@ -226,6 +237,7 @@ pub async fn current_login(
         user,
         auth_time,
         amr,
+        idp: session.get::<String>(SESSION_IDP).ok().flatten(),
         nonce: None,
         session_id: session_handle(session).map(|h| crate::accounts::sessions::session_id(&h)),
     }))

@@ -54,6 +54,13 @@ pub enum SignInOutcome {
         /// does not count (its owner is the one signing in).
         linked_now: bool,
     },
+    /// The identity is linked to this user, whose account asks for an emailed sign-in code
+    /// (`accounts.login_code`): the code step follows, and the session starts only after it.
+    /// Nothing was recorded yet but the link's refreshed profile.
+    CodeRequired {
+        /// The local user.
+        user_id: String,
+    },
     /// The signed-in user linked the identity to their account (from the account page).
     Linked {
         /// The local user.
@@ -251,8 +258,10 @@ impl Upstream {
         let link_by_email = provider.link_by_email;
         let policy = self.policy.clone();
         let accounts = self.accounts.clone();
+        // An account with sign-in codes is linked only from a signed-in browser: a link made by
+        // email before the code was entered would outlive an abandoned code step.
         let code_refusal = format!(
-            "Your account asks for an emailed sign-in code, so sign in with your password; {label} sign-in does not ask for the code yet."
+            "Your account asks for an emailed sign-in code: sign in with your password and code, then link {label} under Account → Linked accounts."
         );
         let outcome = self
             .db
@@ -301,10 +310,10 @@ impl Upstream {
                                     "Your email address is not verified: sign in with your password to verify it first.".to_owned(),
                                 ));
                             }
-                            if needs_code(&user) {
-                                return Ok(SignInOutcome::Refused(code_refusal));
-                            }
                             touch(conn, &link, &identity, now)?;
+                            if needs_code(&user) {
+                                return Ok(SignInOutcome::CodeRequired { user_id });
+                            }
                             record(conn, "upstream.login", &user_id, &provider_id, ip)?;
                             SignInOutcome::SignIn {
                                 user_id,
@@ -350,11 +359,6 @@ impl Upstream {
                                     "This server does not accept the email address {label} gave: register with a password and an address it accepts."
                                 )));
                             };
-                            if needs_code(&user) {
-                                return Ok(SignInOutcome::Refused(format!(
-                                    "This server asks every account for an emailed sign-in code, which {label} sign-in does not ask for yet: register with a password."
-                                )));
-                            }
                             users::insert(conn, &user)?;
                             audit::record(
                                 conn,
@@ -366,6 +370,11 @@ impl Upstream {
                             )?;
                             insert_link(conn, (&provider_id, &issuer), &identity, &user.id, now)?;
                             record(conn, "upstream.linked", &user.id, &provider_id, ip)?;
+                            // Every account asks for a code (`accounts.login_code`): the new
+                            // one too, sent to the address the provider verified.
+                            if needs_code(&user) {
+                                return Ok(SignInOutcome::CodeRequired { user_id: user.id });
+                            }
                             record(conn, "upstream.login", &user.id, &provider_id, ip)?;
                             SignInOutcome::SignIn {
                                 user_id: user.id,

@@ -49,3 +49,4 @@ mod upstream_discord;
 mod upstream_hardening;
 mod upstream_links;
 mod upstream_login;
+mod upstream_sessions;

@@ -104,6 +104,7 @@ async fn every_table_round_trips() {
         auth_time: Some(now - TimeDelta::seconds(5)),
         amr: Some("pwd".into()),
         resources: "https://api.example.com".into(),
+        idp: None,
     };
     let token = TokenRow {
         id: "token-1".into(),
@@ -122,6 +123,7 @@ async fn every_table_round_trips() {
         amr: Some("pwd otp".into()),
         resources: "https://api.example.com urn:example:billing".into(),
         signing_kid: Some("kid-1".into()),
+        idp: Some("corp".into()),
     };
     let consent = ConsentRow {
         user_id: user.id.clone(),

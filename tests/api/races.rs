@@ -755,6 +755,7 @@ async fn browser_login(app: &TestApp, user_id: &str) -> Authentication {
         user,
         auth_time: latchkey::db::now(),
         amr: "pwd".into(),
+        idp: None,
         nonce: None,
         session_id: Some(session_id(&handle)),
     }

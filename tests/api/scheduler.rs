@@ -426,6 +426,7 @@ async fn insert_expired_token(app: &TestApp) -> String {
         amr: None,
         resources: String::new(),
         signing_kid: None,
+        idp: None,
     };
     let id = row.id.clone();
     app.services

@@ -85,7 +85,7 @@ pub(crate) async fn exchange(
     };
     let outcome = oauth
         .accounts
-        .finish_login_challenge(mfa_token, otp, Some(client.id()), ip)
+        .finish_login_challenge(mfa_token, otp, Some(client.id()), None, ip)
         .await?;
     let (login, stored_scope) = match outcome {
         LoginCodeOutcome::Passed { login, scope } => (*login, scope),

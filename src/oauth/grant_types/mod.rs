@@ -159,6 +159,7 @@ pub(crate) async fn issue_for_login(
             user: login.user().clone(),
             auth_time: crate::db::now(),
             amr: amr.to_owned(),
+            idp: None,
             nonce: None,
             session_id: None,
         };

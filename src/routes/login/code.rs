@@ -22,7 +22,9 @@ use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use super::{Refusal, SignInContext};
-use crate::accounts::login_code::{ChallengeFor, LoginCodeOutcome, AMR_PASSWORD_AND_CODE};
+use crate::accounts::login_code::{
+    ChallengeFor, LoginCodeOutcome, AMR_CODE, AMR_PASSWORD_AND_CODE,
+};
 use crate::accounts::{Account, Accounts, PasswordLogin};
 use crate::clients::Clients;
 use crate::limits::LimitError;
@@ -55,6 +57,25 @@ pub struct PendingLogin {
     /// ends it. Absent in a cookie written before it existed: `started` is used then.
     #[serde(default)]
     began: Option<chrono::NaiveDateTime>,
+    /// The upstream identity provider the first step went through (`[upstream.<id>]`);
+    /// `None` when it was the password. Decides the session's `amr` (`otp`, or `pwd otp`) and
+    /// `idp`.
+    #[serde(default)]
+    idp: Option<String>,
+}
+
+/// The first step a login code follows.
+#[derive(Clone, Copy, Debug)]
+pub enum FirstStep<'a> {
+    /// A password just accepted.
+    Password(&'a PasswordLogin),
+    /// A sign-in through the upstream provider with this id, whose link is the user's.
+    Upstream {
+        /// The user.
+        user: &'a Account,
+        /// The provider's id.
+        provider: &'a str,
+    },
 }
 
 #[derive(Template)]
@@ -69,8 +90,8 @@ struct CodePage {
     error: Option<String>,
 }
 
-/// Starts the code step for `user`, whose password was just accepted: emails a code, keeps
-/// the pending login in the session and redirects to the code page. When a code was sent
+/// Starts the code step after `first` (a password just accepted, or an upstream sign-in):
+/// emails a code, keeps the pending login in the session and redirects to the code page. When a code was sent
 /// moments ago (the resend cooldown), the same browser goes on with the code it has; another
 /// browser is told how long to wait (429).
 ///
@@ -82,12 +103,17 @@ pub async fn begin(
     accounts: &Accounts,
     clients: &Clients,
     brand: &Arc<Brand>,
-    login: &PasswordLogin,
+    first: FirstStep<'_>,
     next: &str,
 ) -> Result<HttpResponse, PageError> {
-    let user = login.user();
+    let (user, began, idp) = match first {
+        FirstStep::Password(login) => (login.user(), login.began, None),
+        FirstStep::Upstream { user, provider } => {
+            (user, crate::db::now(), Some(provider.to_owned()))
+        }
+    };
     let refusal = match accounts
-        .start_login_challenge(user, login.began, peer_ip(req), ChallengeFor::Browser)
+        .start_login_challenge(user, began, peer_ip(req), ChallengeFor::Browser)
         .await
     {
         Ok(challenge) => {
@@ -96,7 +122,8 @@ pub async fn begin(
                 handle: challenge.handle,
                 next: next.to_owned(),
                 started: chrono::Utc::now().timestamp(),
-                began: Some(login.began),
+                began: Some(began),
+                idp,
             };
             match session.insert(SESSION_PENDING_LOGIN, &pending) {
                 Ok(()) => {
@@ -239,7 +266,13 @@ pub async fn submit_code(
         ));
     }
     let outcome = accounts
-        .finish_login_challenge(&pending.handle, otp, None, peer_ip(&req))
+        .finish_login_challenge(
+            &pending.handle,
+            otp,
+            None,
+            pending.idp.as_deref(),
+            peer_ip(&req),
+        )
         .await?;
     let gone = match outcome {
         LoginCodeOutcome::Passed { login, .. } if login.user().id == pending.user_id => {
@@ -251,13 +284,18 @@ pub async fn submit_code(
                     chrono::DateTime::from_timestamp(pending.started, 0).map(|t| t.naive_utc())
                 }),
                 verified_hash: None,
+                idp: pending.idp.clone(),
             };
             let refusal = match start_session(
                 &req,
                 &session,
                 &accounts,
                 &signed_in.id,
-                AMR_PASSWORD_AND_CODE,
+                if pending.idp.is_some() {
+                    AMR_CODE
+                } else {
+                    AMR_PASSWORD_AND_CODE
+                },
                 basis,
             )
             .await

@@ -154,7 +154,13 @@ pub async fn submit_login(
         // Email 2FA (login/code.rs): the code is emailed, the login waits for it.
         Ok(login) if accounts.needs_login_code(login.user()) => {
             return code::begin(
-                &req, &session, &accounts, &clients, &web.brand, &login, next,
+                &req,
+                &session,
+                &accounts,
+                &clients,
+                &web.brand,
+                code::FirstStep::Password(&login),
+                next,
             )
             .await
         }

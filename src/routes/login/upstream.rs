@@ -17,6 +17,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use crate::accounts::Accounts;
+use crate::clients::Clients;
 use crate::oauth::Params;
 use crate::routes::browser::{current_user, safe_next, start_session, LoginBasis, SessionError};
 use crate::routes::chrome::{flash, page, Chrome, Notice, Section};
@@ -24,6 +25,7 @@ use crate::routes::errors::PageError;
 use crate::routes::extract::{Form, SignedIn};
 use crate::routes::format::Moment;
 use crate::routes::http::{peer_ip, see_other};
+use crate::routes::login::code;
 use crate::routes::WebConfig;
 use crate::upstream::{PendingLogin, SignInOutcome, Upstream, UpstreamError};
 
@@ -166,6 +168,7 @@ pub async fn callback(
     path: web::Path<String>,
     upstream: web::Data<Upstream>,
     accounts: web::Data<Accounts>,
+    clients: web::Data<Clients>,
     web: web::Data<WebConfig>,
 ) -> Result<HttpResponse, PageError> {
     // Single use: whatever happens next, this browser's pending sign-in is gone.
@@ -226,9 +229,12 @@ pub async fn callback(
         .await?;
     match outcome {
         SignInOutcome::SignIn { user_id, .. } => {
-            match start_session(&req, &session, &accounts, &user_id, "", LoginBasis::default())
-                .await
-            {
+            // No RFC 8176 `amr` value describes a federated sign-in; `idp` names it.
+            let basis = LoginBasis {
+                idp: Some(provider.id.to_string()),
+                ..LoginBasis::default()
+            };
+            match start_session(&req, &session, &accounts, &user_id, "", basis).await {
                 Ok(()) => Ok(see_other(&pending.next)),
                 // Deactivated, or signed out everywhere, in the moment since the sign-in.
                 Err(SessionError::Outdated) => Err(PageError::forbidden(
@@ -240,6 +246,24 @@ pub async fn callback(
                     Err(PageError::Internal)
                 }
             }
+        }
+        SignInOutcome::CodeRequired { user_id } => {
+            let Some(user) = accounts.find(user_id).await? else {
+                return Err(failure(UpstreamError::State));
+            };
+            code::begin(
+                &req,
+                &session,
+                &accounts,
+                &clients,
+                &web.brand,
+                code::FirstStep::Upstream {
+                    user: &user,
+                    provider: provider.id.as_str(),
+                },
+                &pending.next,
+            )
+            .await
         }
         SignInOutcome::Linked { .. } => {
             flash(

@@ -334,6 +334,7 @@ async fn verified(
             LoginBasis {
                 began,
                 verified_hash: None,
+                idp: None,
             },
         )
         .await
