@@ -20,12 +20,14 @@
 //! The flows: `authorization` (login, consent, redirect, code exchange), `portal` (register an
 //! application, read its secret from the page, use it with the client-credentials grant),
 //! `authorized_apps` (authorize an application, revoke it from `/o/authorized_tokens/`, its
-//! tokens stop working), `admin` (a staff user deactivates a user, who then cannot sign in).
+//! tokens stop working), `admin` (a staff user deactivates a user, who then cannot sign in),
+//! `upstream` (sign in with Discord — a fake — on the way to an application, then see the link).
 
 mod admin;
 mod authorization;
 mod authorized_apps;
 mod portal;
+mod upstream;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
