@@ -10,6 +10,7 @@
 //! Google token exchange come next (`docs/architecture.md`, "Upstream login").
 
 pub mod client;
+pub mod oidc;
 pub mod service;
 
 pub use client::{PendingLogin, UpstreamError};
