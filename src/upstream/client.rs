@@ -5,7 +5,8 @@
 //! redirects off, timeouts and a bound on every answer's size.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use oauth2::basic::BasicClient;
 use oauth2::{
@@ -35,6 +36,15 @@ pub const PENDING_LIFETIME_SECONDS: i64 = 600;
 
 /// How long a provider's discovery document (and JWKS) is reused, in seconds.
 pub const DISCOVERY_CACHE_SECONDS: u64 = 3600;
+
+/// How long a failed discovery is remembered, in seconds: within it, starting a sign-in at
+/// that provider answers at once instead of waiting up to [`TIMEOUT_SECONDS`] again.
+pub const DISCOVERY_FAILURE_CACHE_SECONDS: u64 = 30;
+
+/// The least time between two fetches of a provider's JWKS for an ID token signed with an
+/// unknown key, in seconds: a rotated key is found at once, and forged `kid`s cannot make
+/// this server call the provider on every request.
+pub const JWKS_REFETCH_FLOOR_SECONDS: u64 = 60;
 
 /// An upstream sign-in between its start and its callback, kept in the browser's encrypted
 /// session: bound to that browser, and removed when the callback reads it (single use).
@@ -165,13 +175,26 @@ pub(super) async fn call(
     Ok(builder.body(body)?)
 }
 
+/// What the relying party knows of one OpenID Connect provider. Its lock is held while the
+/// provider is being discovered, so that sign-ins starting together wait for one discovery
+/// (and, when it fails, all see the failure) rather than each calling the provider.
+#[derive(Default)]
+struct ProviderState {
+    /// The discovery document and keys, when discovery succeeded.
+    discovered: Option<oidc::Discovered>,
+    /// The last failed discovery: when, and the error shown.
+    failed: Option<(Instant, String)>,
+    /// When the JWKS was last fetched again for an unknown key.
+    keys_refetched_at: Option<Instant>,
+}
+
 /// The relying party for every configured provider.
 pub struct RelyingParty {
     http: reqwest::Client,
     /// Our issuer, without a trailing slash: callbacks are under it.
     issuer: String,
-    /// Discovery documents and keys by provider id (see [`oidc::discover`]).
-    discovered: Mutex<HashMap<String, oidc::Discovered>>,
+    /// What is known of each OpenID Connect provider, by id.
+    discovered: Mutex<HashMap<String, Arc<Mutex<ProviderState>>>>,
 }
 
 impl RelyingParty {
@@ -291,21 +314,124 @@ impl RelyingParty {
         }
     }
 
+    /// The state kept for `provider`.
+    async fn state_of(&self, provider: &UpstreamProvider) -> Arc<Mutex<ProviderState>> {
+        self.discovered
+            .lock()
+            .await
+            .entry(provider.id.to_string())
+            .or_default()
+            .clone()
+    }
+
     /// The provider's discovery document and keys ([`oidc::discover`]), cached for
-    /// [`DISCOVERY_CACHE_SECONDS`].
+    /// [`DISCOVERY_CACHE_SECONDS`]; a failure is remembered for
+    /// [`DISCOVERY_FAILURE_CACHE_SECONDS`], during which no call is made.
     async fn discovered(
         &self,
         provider: &UpstreamProvider,
     ) -> Result<oidc::Discovered, UpstreamError> {
-        let id = provider.id.to_string();
-        if let Some(discovered) = self.discovered.lock().await.get(&id) {
+        let state = self.state_of(provider).await;
+        let mut state = state.lock().await;
+        if let Some(discovered) = &state.discovered {
             if discovered.fetched_at.elapsed() < Duration::from_secs(DISCOVERY_CACHE_SECONDS) {
                 return Ok(discovered.clone());
             }
         }
-        let discovered = oidc::discover(&self.http, provider).await?;
-        self.discovered.lock().await.insert(id, discovered.clone());
-        Ok(discovered)
+        if let Some((at, message)) = &state.failed {
+            if at.elapsed() < Duration::from_secs(DISCOVERY_FAILURE_CACHE_SECONDS) {
+                return Err(UpstreamError::Unreachable(message.clone()));
+            }
+        }
+        match oidc::discover(&self.http, provider).await {
+            Ok(discovered) => {
+                state.discovered = Some(discovered.clone());
+                state.failed = None;
+                Ok(discovered)
+            }
+            Err(UpstreamError::Unreachable(message)) => {
+                state.failed = Some((Instant::now(), message.clone()));
+                Err(UpstreamError::Unreachable(message))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The provider with its JWKS fetched again, for an ID token signed with a key not in
+    /// hand (the provider rotated its keys) — at most once per
+    /// [`JWKS_REFETCH_FLOOR_SECONDS`]; `None` when that was done too recently or failed.
+    async fn refetch_keys(&self, provider: &UpstreamProvider) -> Option<oidc::Discovered> {
+        let state = self.state_of(provider).await;
+        let mut state = state.lock().await;
+        if state
+            .keys_refetched_at
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(JWKS_REFETCH_FLOOR_SECONDS))
+        {
+            return None;
+        }
+        state.keys_refetched_at = Some(Instant::now());
+        let discovered = state.discovered.as_mut()?;
+        match oidc::fetch_keys(&self.http, discovered.metadata.jwks_uri().url()).await {
+            Ok(keys) => {
+                discovered.keys = keys;
+                Some(discovered.clone())
+            }
+            Err(e) => {
+                tracing::warn!(provider = %provider.id, error = %e, "refetching the JWKS failed");
+                None
+            }
+        }
+    }
+
+    /// [`oidc::verify_id_token`], with the JWKS fetched again once when the token's key is
+    /// unknown ([`RelyingParty::refetch_keys`]).
+    async fn verify_id_token(
+        &self,
+        provider: &UpstreamProvider,
+        discovered: &oidc::Discovered,
+        id_token: &str,
+        audience: oidc::Audience<'_>,
+        nonce: Option<&str>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, UpstreamError> {
+        match oidc::verify_id_token(provider, discovered, id_token, audience, nonce) {
+            Err(oidc::TokenProblem::UnknownKey) => match self.refetch_keys(provider).await {
+                Some(fresh) => oidc::verify_id_token(provider, &fresh, id_token, audience, nonce),
+                None => Err(oidc::TokenProblem::UnknownKey),
+            },
+            verified => verified,
+        }
+        .map_err(|problem| refused_id_token(provider, &problem))
+    }
+
+    /// RFC 9207 §2.4: the `iss` of an authorization response must be the provider's issuer,
+    /// and a provider whose discovery document says it sends one
+    /// (`authorization_response_iss_parameter_supported`) must have sent it — otherwise the
+    /// answer may come from another provider this server also uses (a mix-up attack). Discord
+    /// has no issuer: its callbacks are not checked.
+    ///
+    /// # Errors
+    /// [`UpstreamError::State`] for a missing or foreign `iss`; discovery's errors.
+    pub async fn check_issuer(
+        &self,
+        provider: &UpstreamProvider,
+        iss: Option<&str>,
+    ) -> Result<(), UpstreamError> {
+        if !provider.kind.is_oidc() {
+            return Ok(());
+        }
+        let discovered = self.discovered(provider).await?;
+        let required = discovered
+            .metadata
+            .additional_metadata()
+            .authorization_response_iss_parameter_supported;
+        match iss {
+            Some(iss) if iss == discovered.issuer() => Ok(()),
+            None if !required => Ok(()),
+            _ => {
+                tracing::warn!(provider = %provider.id, iss, "an authorization response with a missing or foreign iss (RFC 9207)");
+                Err(UpstreamError::State)
+            }
+        }
     }
 
     /// An OpenID Connect sign-in: the code exchange, then the ID token verified against the
@@ -334,14 +460,15 @@ impl RelyingParty {
             client_id: &provider.client_id,
             trusted: &provider.accepted_audiences,
         };
-        let claims = oidc::verify_id_token(
-            provider,
-            &discovered,
-            &tokens.id_token,
-            audience,
-            Some(nonce),
-        )
-        .map_err(|problem| refused_id_token(provider, &problem))?;
+        let claims = self
+            .verify_id_token(
+                provider,
+                &discovered,
+                &tokens.id_token,
+                audience,
+                Some(nonce),
+            )
+            .await?;
         let subject = claims.get("sub").and_then(serde_json::Value::as_str);
         let userinfo = oidc::userinfo(
             &self.http,

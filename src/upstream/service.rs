@@ -181,6 +181,19 @@ impl Upstream {
             .await
     }
 
+    /// Checks the `iss` of an authorization response (RFC 9207; see
+    /// [`RelyingParty::check_issuer`]).
+    ///
+    /// # Errors
+    /// As [`RelyingParty::check_issuer`].
+    pub async fn check_issuer(
+        &self,
+        provider: &UpstreamProvider,
+        iss: Option<&str>,
+    ) -> Result<(), UpstreamError> {
+        self.rp.check_issuer(provider, iss).await
+    }
+
     /// Carries out what `identity` at `provider` leads to, in one transaction: with
     /// `signed_in` (the signed-in user who asked to link the provider, from the linked-accounts
     /// page) the identity is linked to them; otherwise the linking rules ([`decide`]) — sign in through

@@ -10,6 +10,9 @@ use crate::google_fake::{
     hs256, now, unsigned, userinfo_of, FakeGoogle, TestKey, ANDROID_CLIENT_ID, CLIENT_ID,
     CLIENT_SECRET, FOREIGN_CLIENT_ID,
 };
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
 use crate::helpers::{location, query_param, spawn_app_with, TestApp, Visitor};
 
 /// A Latchkey whose `[upstream.<id>]` of `kind` is the fake (plus `extra` settings in the
@@ -49,6 +52,17 @@ pub async fn sign_in(
     id: &str,
     token_for: impl FnOnce(&str) -> (String, Value),
 ) -> reqwest::Response {
+    sign_in_with(google, visitor, id, "", token_for).await
+}
+
+/// [`sign_in`], the callback's query with `more` (e.g. `&iss=…`).
+pub async fn sign_in_with(
+    google: &FakeGoogle,
+    visitor: &Visitor,
+    id: &str,
+    more: &str,
+    token_for: impl FnOnce(&str) -> (String, Value),
+) -> reqwest::Response {
     let start = visitor
         .get_response(&format!("/accounts/upstream/{id}/login/"))
         .await;
@@ -62,7 +76,7 @@ pub async fn sign_in(
     google.accept_code(&code, &id_token, &userinfo);
     visitor
         .get_response(&format!(
-            "/accounts/upstream/{id}/callback/?code={}&state={state}",
+            "/accounts/upstream/{id}/callback/?code={}&state={state}{more}",
             urlencode(&code)
         ))
         .await
@@ -493,4 +507,140 @@ async fn no_account_is_made_from_an_address_google_has_not_verified() {
     )
     .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_rotated_key_is_fetched_once_and_forged_kids_fetch_nothing() {
+    let google = FakeGoogle::start().await;
+    let rp = google_rp(&google, "").await;
+    let first = rp.anonymous_visitor();
+    let response = sign_in(&google, &first, "google", signed(&google, |_| {})).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(google.requests_to("/oauth2/v3/certs").await, 1);
+
+    // Google rotates its key: the next ID token names a kid the RP has not seen.
+    let rotated = google.rotate("key-2");
+    let second = rp.anonymous_visitor();
+    let response = sign_in(&google, &second, "google", |nonce| {
+        let claims = google.claims(Some(nonce));
+        (rotated.sign(&claims), userinfo_of(&claims))
+    })
+    .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::SEE_OTHER,
+        "the new key was fetched"
+    );
+    assert!(second.signed_in().await);
+    assert_eq!(google.requests_to("/oauth2/v3/certs").await, 2);
+
+    // Unknown kids right after: refused, and no more fetches (at most one a minute).
+    for kid in ["key-3", "forged"] {
+        let response = sign_in(&google, &rp.anonymous_visitor(), "google", |nonce| {
+            let claims = google.claims(Some(nonce));
+            (rotated.sign_as(kid, &claims), userinfo_of(&claims))
+        })
+        .await;
+        let html = refused(response, kid).await;
+        assert!(html.contains("key the provider does not publish"), "{html}");
+    }
+    assert_eq!(google.requests_to("/oauth2/v3/certs").await, 2);
+    // The rotated key still works from the keys in hand.
+    let response = sign_in(&google, &rp.anonymous_visitor(), "google", |nonce| {
+        let claims = google.claims(Some(nonce));
+        (rotated.sign(&claims), userinfo_of(&claims))
+    })
+    .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_failed_discovery_is_remembered_for_a_while() {
+    let down = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/.well-known/openid-configuration"))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(1)
+        .named("one discovery call for both sign-in starts")
+        .mount(&down)
+        .await;
+    let rp = spawn_app_with(&format!(
+        r#"
+[upstream.google]
+kind = "google"
+issuer = "{}"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+"#,
+        down.uri()
+    ))
+    .await;
+    for _ in 0..2 {
+        let response = rp
+            .anonymous_visitor()
+            .get_response("/accounts/upstream/google/login/")
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        let html = response.text().await.expect("page");
+        assert!(html.contains("Google could not be reached"), "{html}");
+        assert!(html.contains("sign in with your password"), "{html}");
+    }
+    down.verify().await;
+}
+
+#[tokio::test]
+async fn a_callback_naming_another_issuer_is_refused() {
+    let google = FakeGoogle::start().await;
+    let rp = google_rp(&google, "").await;
+    // RFC 9207 §2.4: a foreign `iss` is refused (the fake does not announce `iss`, so none is
+    // also fine).
+    let foreign = format!("&iss={}", urlencode("https://evil.example"));
+    let response = sign_in_with(
+        &google,
+        &rp.anonymous_visitor(),
+        "google",
+        &foreign,
+        signed(&google, |_| {}),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    refused(response, "a foreign iss").await;
+    no_account(&rp).await;
+    let error_answer = rp
+        .anonymous_visitor()
+        .get_response(&format!(
+            "/accounts/upstream/google/callback/?error=access_denied&state=x{foreign}"
+        ))
+        .await;
+    assert_eq!(error_answer.status(), StatusCode::BAD_REQUEST);
+
+    let own = format!("&iss={}", urlencode(&google.issuer()));
+    let visitor = rp.anonymous_visitor();
+    let response = sign_in_with(&google, &visitor, "google", &own, signed(&google, |_| {})).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER, "its own issuer");
+    assert!(visitor.signed_in().await);
+}
+
+#[tokio::test]
+async fn a_provider_announcing_rfc_9207_must_name_itself() {
+    let google =
+        FakeGoogle::start_with(json!({"authorization_response_iss_parameter_supported": true}))
+            .await;
+    let rp = google_rp(&google, "").await;
+    let response = sign_in(
+        &google,
+        &rp.anonymous_visitor(),
+        "google",
+        signed(&google, |_| {}),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "no iss");
+    refused(response, "no iss").await;
+    no_account(&rp).await;
+
+    let own = format!("&iss={}", urlencode(&google.issuer()));
+    let visitor = rp.anonymous_visitor();
+    let response = sign_in_with(&google, &visitor, "google", &own, signed(&google, |_| {})).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(visitor.signed_in().await);
 }
