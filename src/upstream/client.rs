@@ -434,6 +434,77 @@ impl RelyingParty {
         }
     }
 
+    /// Who a token that a first-party app obtained from `provider` says signed in (RFC 8693
+    /// `subject_token`; no browser, so no state, PKCE or nonce):
+    /// - an ID token is verified like a sign-in's ([`oidc::verify_id_token`]: signature with the
+    ///   JWKS, `iss`, `exp`), except that its `aud` or `azp` must be among the provider's
+    ///   `accepted_audiences` (the apps' own client ids) and no nonce is asked;
+    /// - an access token (Google only) is first checked at Google's tokeninfo endpoint
+    ///   ([`oidc::tokeninfo`]: issued to an accepted client id, not expired), then UserInfo says
+    ///   who it is, for the same subject.
+    ///
+    /// Then the provider's own rules ([`oidc::admit`]), `hd` read from the ID token, or from
+    /// UserInfo for an access token.
+    ///
+    /// # Errors
+    /// [`UpstreamError::Invalid`] for a token that does not verify or is someone else's (and for
+    /// an access token at a provider that is not Google); [`UpstreamError::Unreachable`] when
+    /// the provider cannot be reached.
+    pub async fn token_identity(
+        &self,
+        provider: &UpstreamProvider,
+        token: &oidc::SubjectToken,
+        now: i64,
+    ) -> Result<Identity, UpstreamError> {
+        if !provider.kind.is_oidc() {
+            return Err(UpstreamError::Invalid(format!(
+                "{} is not an OpenID Connect provider",
+                provider.label
+            )));
+        }
+        let discovered = self.discovered(provider).await?;
+        match token {
+            oidc::SubjectToken::IdToken(id_token) => {
+                let audience = oidc::Audience::AnyOf(&provider.accepted_audiences);
+                let claims = self
+                    .verify_id_token(provider, &discovered, id_token, audience, None)
+                    .await?;
+                oidc::admit(
+                    provider,
+                    claims.get("hd").and_then(serde_json::Value::as_str),
+                    &claims,
+                )?;
+                oidc::identity(&claims, &provider.label)
+            }
+            oidc::SubjectToken::AccessToken(access_token) => {
+                let Some(endpoint) = &provider.tokeninfo_endpoint else {
+                    return Err(UpstreamError::Invalid(format!(
+                        "access tokens are accepted from Google only; send {}'s ID token",
+                        provider.label
+                    )));
+                };
+                let info =
+                    oidc::tokeninfo(&self.http, provider, endpoint, access_token, now).await?;
+                let subject = info.get("sub").and_then(serde_json::Value::as_str);
+                let claims =
+                    oidc::userinfo(&self.http, provider, &discovered, access_token, subject)
+                        .await?
+                        .ok_or_else(|| {
+                            UpstreamError::Invalid(format!(
+                                "{} has no UserInfo endpoint to say whose this access token is",
+                                provider.label
+                            ))
+                        })?;
+                oidc::admit(
+                    provider,
+                    claims.get("hd").and_then(serde_json::Value::as_str),
+                    &claims,
+                )?;
+                oidc::identity(&claims, &provider.label)
+            }
+        }
+    }
+
     /// An OpenID Connect sign-in: the code exchange, then the ID token verified against the
     /// issuer's JWKS ([`oidc::verify_id_token`]: signature, `iss` — Google also issues the
     /// spelling without `https://` —, `aud`, `azp`, `exp`, `nonce`), then UserInfo for the same

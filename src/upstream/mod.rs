@@ -14,7 +14,8 @@ pub mod oidc;
 pub mod service;
 
 pub use client::{PendingLogin, UpstreamError};
-pub use service::{AccountPolicy, ProviderButton, SignInOutcome, Upstream};
+pub use oidc::SubjectToken;
+pub use service::{AccountPolicy, ProviderButton, SignInOutcome, TokenSignInError, Upstream};
 
 use crate::db::upstream_links::LinkRow;
 use crate::db::users::UserRow;

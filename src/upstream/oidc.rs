@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::client::{call, token_failure, UpstreamError};
+use super::client::{call, token_failure, HttpError, UpstreamError};
 use super::Identity;
 use crate::config::UpstreamProvider;
 use crate::domain::ProviderKind;
@@ -583,6 +583,100 @@ pub async fn userinfo(
         }
     }
     Ok(Some(claims))
+}
+
+/// A token an upstream provider issued to a first-party app, presented to trade it for
+/// Latchkey tokens (RFC 8693 `subject_token`). Never printed.
+#[derive(Clone)]
+pub enum SubjectToken {
+    /// An ID token (`urn:ietf:params:oauth:token-type:id_token`).
+    IdToken(String),
+    /// An access token (`urn:ietf:params:oauth:token-type:access_token`), Google's only.
+    AccessToken(String),
+}
+
+impl std::fmt::Debug for SubjectToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::IdToken(_) => "IdToken(..)",
+            Self::AccessToken(_) => "AccessToken(..)",
+        })
+    }
+}
+
+/// Google's tokeninfo answer for an access token, checked: it was issued to one of `accepted`
+/// (its `aud` or `azp` — the confused-deputy check that calling UserInfo alone skips: any
+/// app's token for the user would do there) and has not expired. Returns the answer (`sub`,
+/// `email`, …).
+///
+/// # Errors
+/// [`UpstreamError::Invalid`] when Google does not know the token, or it is another app's or
+/// expired; [`UpstreamError::Unreachable`] when Google cannot be reached.
+pub async fn tokeninfo(
+    http: &reqwest::Client,
+    provider: &UpstreamProvider,
+    endpoint: &Url,
+    access_token: &str,
+    now: i64,
+) -> Result<Map<String, Value>, UpstreamError> {
+    let mut url = endpoint.clone();
+    url.query_pairs_mut()
+        .append_pair("access_token", access_token);
+    let unreachable = |detail: String| {
+        // The URL carries the token: only the detail is logged.
+        tracing::warn!(provider = %provider.id, error = %detail, "tokeninfo failed");
+        UpstreamError::Unreachable(format!("{} could not be reached", provider.label))
+    };
+    let request = oauth2::http::Request::get(url.as_str())
+        .header(oauth2::http::header::ACCEPT, "application/json")
+        .body(Vec::new())
+        .map_err(|e| unreachable(e.to_string()))?;
+    let response = call(http, request).await.map_err(|e| {
+        unreachable(match e {
+            HttpError::Send(e) => e.without_url().to_string(),
+            other => other.to_string(),
+        })
+    })?;
+    match response.status().as_u16() {
+        200 => {}
+        400 | 401 => {
+            return Err(UpstreamError::Invalid(format!(
+                "{} does not know this access token (it may have expired or been revoked)",
+                provider.label
+            )))
+        }
+        other => return Err(unreachable(format!("HTTP {other}"))),
+    }
+    let info: Map<String, Value> = serde_json::from_slice(response.body())
+        .map_err(|e| unreachable(format!("the answer is not a JSON object: {e}")))?;
+    let text = |name: &str| info.get(name).and_then(Value::as_str);
+    let issued_to_us = [text("aud"), text("azp")]
+        .into_iter()
+        .flatten()
+        .any(|a| provider.accepted_audiences.iter().any(|x| x == a));
+    if !issued_to_us {
+        return Err(UpstreamError::Invalid(format!(
+            "this {} access token was issued to an application this server does not accept",
+            provider.label
+        )));
+    }
+    let seconds = |name: &str| match info.get(name) {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.parse::<i64>().ok(),
+        _ => None,
+    };
+    let live = match (seconds("exp"), seconds("expires_in")) {
+        (Some(exp), _) => exp > now,
+        (None, Some(left)) => left > 0,
+        (None, None) => false,
+    };
+    if !live {
+        return Err(UpstreamError::Invalid(format!(
+            "this {} access token has expired",
+            provider.label
+        )));
+    }
+    Ok(info)
 }
 
 /// `base` with the claims of `more` it lacks.

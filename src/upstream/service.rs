@@ -9,6 +9,7 @@ use diesel::Connection;
 use url::Url;
 
 use super::client::{PendingLogin, RelyingParty, UpstreamError};
+use super::oidc::SubjectToken;
 use super::{decide, Decision, Identity};
 use crate::accounts::registration::{domain_allowed, free_username, username_base};
 use crate::accounts::{Account, Accounts};
@@ -17,7 +18,7 @@ use crate::config::{EmailVerification, UpstreamProvider};
 use crate::db::upstream_links::{self, LinkRow};
 use crate::db::users::{self, UserRow};
 use crate::db::{self, Db, DbConnection, DbError};
-use crate::domain::{Email, Username};
+use crate::domain::{Email, ProviderKind, Username};
 
 /// Whether a storage error is a unique violation: two sign-ins racing for one identity, address
 /// or username.
@@ -61,6 +62,26 @@ pub enum SignInOutcome {
     /// already linked another account at this provider, or a new account would need a verified
     /// address.
     Refused(String),
+}
+
+/// Why a first-party app's upstream token got no Latchkey tokens
+/// ([`Upstream::sign_in_with_token`]).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenSignInError {
+    /// No enabled OpenID Connect provider has that id, or none was named and there is not
+    /// exactly one Google provider.
+    #[error("{0}")]
+    Provider(String),
+    /// The token does not verify, is another application's or expired, or its identity may
+    /// not sign in (not linked and no account may be made, account disabled, …).
+    #[error("{0}")]
+    Refused(String),
+    /// The provider cannot be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// Storage failed (nothing was kept).
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 /// Upstream login's service.
@@ -341,6 +362,69 @@ impl Upstream {
                     .to_owned(),
             )),
             other => other,
+        }
+    }
+
+    /// A sign-in with a token a first-party app obtained from an upstream OpenID Connect
+    /// provider (RFC 8693 token exchange, `/api/google/`): the provider `provider_id` (by
+    /// default the only Google provider), the token verified as
+    /// [`RelyingParty::token_identity`] says, then the linking rules of [`Upstream::sign_in`]
+    /// with no browser (nothing is linked to a signed-in user). Returns the user to issue
+    /// tokens for.
+    ///
+    /// # Errors
+    /// [`TokenSignInError`].
+    #[tracing::instrument(skip_all, fields(provider = provider_id.unwrap_or("")))]
+    pub async fn sign_in_with_token(
+        &self,
+        provider_id: Option<&str>,
+        token: &SubjectToken,
+        ip: Option<IpAddr>,
+    ) -> Result<String, TokenSignInError> {
+        let provider = match provider_id {
+            Some(id) => self
+                .provider(id)
+                .map_err(|e| TokenSignInError::Provider(e.to_string()))?,
+            None => {
+                let mut google = self
+                    .providers
+                    .iter()
+                    .filter(|p| p.enabled && p.kind == ProviderKind::Google);
+                match (google.next(), google.next()) {
+                    (Some(only), None) => only,
+                    _ => {
+                        return Err(TokenSignInError::Provider(
+                            "name the provider (there is not exactly one Google provider)"
+                                .to_owned(),
+                        ))
+                    }
+                }
+            }
+        };
+        if !provider.kind.is_oidc() {
+            return Err(TokenSignInError::Provider(format!(
+                "{} is not an OpenID Connect provider",
+                provider.id
+            )));
+        }
+        let identity = self
+            .rp
+            .token_identity(provider, token, db::now().and_utc().timestamp())
+            .await
+            .map_err(|e| match e {
+                UpstreamError::Unreachable(message) => TokenSignInError::Unreachable(message),
+                other => TokenSignInError::Refused(other.to_string()),
+            })?;
+        let label = &provider.label;
+        match self.sign_in(provider, identity, None, ip).await? {
+            SignInOutcome::SignIn { user_id, .. } | SignInOutcome::Linked { user_id } => Ok(user_id),
+            SignInOutcome::PasswordFirst => Err(TokenSignInError::Refused(format!(
+                "no account here is linked to this {label} account, and none can be made from it: sign in with the password and link {label} first"
+            ))),
+            SignInOutcome::Inactive => Err(TokenSignInError::Refused(
+                "the account is disabled".to_owned(),
+            )),
+            SignInOutcome::Refused(message) => Err(TokenSignInError::Refused(message)),
         }
     }
 

@@ -48,5 +48,6 @@ mod sign_in_context;
 mod smtp;
 mod upstream_discord;
 mod upstream_google;
+mod upstream_google_exchange;
 mod upstream_links;
 mod upstream_login;
