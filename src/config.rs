@@ -1546,6 +1546,44 @@ enabled = false
     }
 
     #[test]
+    fn accepted_audiences_and_tokeninfo_have_defaults_and_belong_to_their_kinds() {
+        let base = "client_id = \"web-id\"\nclient_secret = \"s\"\n";
+        let read = |toml: &str| Settings::from_toml(toml).map(|s| s.upstream[0].clone());
+        let google = read(&format!("[upstream.google]\nkind = \"google\"\n{base}")).expect("valid");
+        assert_eq!(google.accepted_audiences, ["web-id"]);
+        assert_eq!(
+            google.tokeninfo_endpoint.as_ref().map(Url::as_str),
+            Some("https://oauth2.googleapis.com/tokeninfo")
+        );
+        let apps = read(&format!(
+            "[upstream.google]\nkind = \"google\"\n{base}accepted_audiences = [\"web-id\", \" android-id \"]\ntokeninfo_endpoint = \"http://127.0.0.1:9/tokeninfo\""
+        ))
+        .expect("valid");
+        assert_eq!(apps.accepted_audiences, ["web-id", "android-id"]);
+        assert_eq!(
+            apps.tokeninfo_endpoint.as_ref().map(Url::as_str),
+            Some("http://127.0.0.1:9/tokeninfo")
+        );
+        let oidc =
+            format!("[upstream.corp]\nkind = \"oidc\"\nissuer = \"https://a.example\"\n{base}");
+        assert!(read(&oidc).expect("valid").tokeninfo_endpoint.is_none());
+        let refused = |toml: String| format!("{:#}", read(&toml).expect_err("refused"));
+        assert!(
+            refused(format!("{oidc}tokeninfo_endpoint = \"https://t.example\""))
+                .contains("tokeninfo_endpoint is for Google only")
+        );
+        assert!(refused(format!("{oidc}accepted_audiences = []")).contains("at least one"));
+        assert!(refused(format!(
+            "[upstream.d]\nkind = \"discord\"\n{base}accepted_audiences = [\"x\"]"
+        ))
+        .contains("for OpenID Connect providers only"));
+        assert!(refused(format!(
+            "[upstream.google]\nkind = \"google\"\n{base}tokeninfo_endpoint = \"http://tokeninfo.example\""
+        ))
+        .contains("tokeninfo_endpoint"));
+    }
+
+    #[test]
     fn upstream_providers_are_checked_at_start() {
         let refused = |toml: &str| {
             format!(

@@ -463,3 +463,39 @@ async fn an_address_taken_here_is_not_linked_without_the_password() {
         .expect("db")
         .is_empty());
 }
+
+#[tokio::test]
+async fn google_down_is_a_503_never_a_500() {
+    let down = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(wiremock::ResponseTemplate::new(503))
+        .mount(&down)
+        .await;
+    let rp = crate::helpers::spawn_app_with(&format!(
+        r#"
+[upstream.google]
+kind = "google"
+issuer = "{0}"
+client_id = "web"
+client_secret = "s"
+tokeninfo_endpoint = "{0}/tokeninfo"
+"#,
+        down.uri()
+    ))
+    .await;
+    let (client, secret) = rp.register(&spec("confidential", &[GRANT_TYPE])).await;
+    let secret = secret.expect("a secret");
+    for body in [
+        json!({ "id_token": "a.b.c" }),
+        json!({ "access_token": "ya29.x" }),
+    ] {
+        let (status, answer) =
+            post_json(&rp, "/api/google/", &body, Some((client.id(), &secret))).await;
+        assert_error(
+            status,
+            &answer,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+        );
+    }
+}
