@@ -49,7 +49,7 @@ impl FromStr for ClientType {
     }
 }
 
-/// Grant types a client may be allowed (RFC 6749 §4 and §6).
+/// Grant types a client may be allowed (RFC 6749 §4 and §6, RFC 8693).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum GrantType {
     /// §4.1, with PKCE (RFC 7636).
@@ -60,15 +60,20 @@ pub enum GrantType {
     Password,
     /// §4.4.
     ClientCredentials,
+    /// RFC 8693 token exchange: a first-party app trades a token an upstream OpenID Connect
+    /// provider (Google) issued to it for Latchkey tokens (`/o/token/`, `/api/google/`). A
+    /// first-party power, like the password grant: the user consents to nothing here.
+    TokenExchange,
 }
 
 impl GrantType {
     /// Every grant type, in the order they are listed.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::AuthorizationCode,
         Self::RefreshToken,
         Self::Password,
         Self::ClientCredentials,
+        Self::TokenExchange,
     ];
 
     /// The `grant_type` parameter value.
@@ -79,6 +84,7 @@ impl GrantType {
             Self::RefreshToken => "refresh_token",
             Self::Password => "password",
             Self::ClientCredentials => "client_credentials",
+            Self::TokenExchange => "urn:ietf:params:oauth:grant-type:token-exchange",
         }
     }
 }
@@ -91,7 +97,7 @@ impl FromStr for GrantType {
             .find(|g| g.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown grant type {s:?} (authorization_code, refresh_token, password, client_credentials)"
+                    "unknown grant type {s:?} (authorization_code, refresh_token, password, client_credentials, urn:ietf:params:oauth:grant-type:token-exchange)"
                 )
             })
     }
@@ -595,6 +601,11 @@ fn new_power(old: Option<&ClientRow>, new: &ClientRow) -> Option<(&'static str, 
         && !had_grant(GrantType::Password.as_str())
     {
         return Some(("grant_types", "the password grant".into()));
+    }
+    if listed(&new.grant_types, GrantType::TokenExchange.as_str())
+        && !had_grant(GrantType::TokenExchange.as_str())
+    {
+        return Some(("grant_types", "the token-exchange grant".into()));
     }
     for scope in crate::config::RESTRICTED_SCOPES {
         if listed(&new.allowed_scopes, scope)

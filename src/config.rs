@@ -190,6 +190,10 @@ struct RawUpstream {
     allowed_hosted_domains: Vec<String>,
     #[serde(default)]
     required_claims: BTreeMap<String, String>,
+    #[serde(default)]
+    accepted_audiences: Option<Vec<String>>,
+    #[serde(default)]
+    tokeninfo_endpoint: String,
 }
 
 fn enabled_by_default() -> bool {
@@ -583,6 +587,15 @@ pub struct UpstreamProvider {
     /// `required_claims` (OpenID Connect): claims the ID token or UserInfo must carry with
     /// these values (a string claim equal to it, or an array of strings containing it).
     pub required_claims: BTreeMap<String, String>,
+    /// `accepted_audiences` (OpenID Connect): the provider's client ids whose tokens Latchkey
+    /// accepts — the audiences a first-party app's Google token may carry at `/api/google/`
+    /// and in token exchange (the mobile apps' own client ids), and the other audiences a
+    /// sign-in's ID token may also name. Default: `[client_id]`.
+    pub accepted_audiences: Vec<String>,
+    /// `tokeninfo_endpoint` (Google): where an access token's audience and expiry are checked
+    /// before it is used (default `https://oauth2.googleapis.com/tokeninfo`); `None` for other
+    /// kinds, whose access tokens are not accepted from apps.
+    pub tokeninfo_endpoint: Option<Url>,
 }
 
 impl UpstreamProvider {
@@ -1143,6 +1156,27 @@ fn upstream_settings(id: &str, raw: RawUpstream) -> anyhow::Result<UpstreamProvi
     if kind == ProviderKind::Discord && !raw.required_claims.is_empty() {
         bail!("{key}.required_claims is for OpenID Connect providers only");
     }
+    let accepted_audiences = match raw.accepted_audiences {
+        None => vec![raw.client_id.trim().to_owned()],
+        Some(_) if kind == ProviderKind::Discord => {
+            bail!("{key}.accepted_audiences is for OpenID Connect providers only")
+        }
+        Some(list) => {
+            if list.is_empty() || list.iter().any(|a| a.trim().is_empty()) {
+                bail!("{key}.accepted_audiences must name at least one client id, none empty");
+            }
+            list.iter().map(|a| a.trim().to_owned()).collect()
+        }
+    };
+    let tokeninfo_endpoint = match (kind, url("tokeninfo_endpoint", &raw.tokeninfo_endpoint)?) {
+        (ProviderKind::Google, None) => Some(
+            Url::parse("https://oauth2.googleapis.com/tokeninfo")
+                .expect("Google's tokeninfo endpoint is a URL"),
+        ),
+        (ProviderKind::Google, endpoint) => endpoint,
+        (_, Some(_)) => bail!("{key}.tokeninfo_endpoint is for Google only"),
+        (_, None) => None,
+    };
     let scopes = match raw.scopes {
         None => kind
             .default_scopes()
@@ -1193,6 +1227,8 @@ fn upstream_settings(id: &str, raw: RawUpstream) -> anyhow::Result<UpstreamProvi
             .map(|d| d.trim().to_ascii_lowercase())
             .collect(),
         required_claims: raw.required_claims,
+        accepted_audiences,
+        tokeninfo_endpoint,
     })
 }
 
@@ -1507,6 +1543,44 @@ enabled = false
             Some("https://discord.com/api/v10")
         );
         assert_eq!(discord.client_secret.expose_secret(), "d-secret");
+    }
+
+    #[test]
+    fn accepted_audiences_and_tokeninfo_have_defaults_and_belong_to_their_kinds() {
+        let base = "client_id = \"web-id\"\nclient_secret = \"s\"\n";
+        let read = |toml: &str| Settings::from_toml(toml).map(|s| s.upstream[0].clone());
+        let google = read(&format!("[upstream.google]\nkind = \"google\"\n{base}")).expect("valid");
+        assert_eq!(google.accepted_audiences, ["web-id"]);
+        assert_eq!(
+            google.tokeninfo_endpoint.as_ref().map(Url::as_str),
+            Some("https://oauth2.googleapis.com/tokeninfo")
+        );
+        let apps = read(&format!(
+            "[upstream.google]\nkind = \"google\"\n{base}accepted_audiences = [\"web-id\", \" android-id \"]\ntokeninfo_endpoint = \"http://127.0.0.1:9/tokeninfo\""
+        ))
+        .expect("valid");
+        assert_eq!(apps.accepted_audiences, ["web-id", "android-id"]);
+        assert_eq!(
+            apps.tokeninfo_endpoint.as_ref().map(Url::as_str),
+            Some("http://127.0.0.1:9/tokeninfo")
+        );
+        let oidc =
+            format!("[upstream.corp]\nkind = \"oidc\"\nissuer = \"https://a.example\"\n{base}");
+        assert!(read(&oidc).expect("valid").tokeninfo_endpoint.is_none());
+        let refused = |toml: String| format!("{:#}", read(&toml).expect_err("refused"));
+        assert!(
+            refused(format!("{oidc}tokeninfo_endpoint = \"https://t.example\""))
+                .contains("tokeninfo_endpoint is for Google only")
+        );
+        assert!(refused(format!("{oidc}accepted_audiences = []")).contains("at least one"));
+        assert!(refused(format!(
+            "[upstream.d]\nkind = \"discord\"\n{base}accepted_audiences = [\"x\"]"
+        ))
+        .contains("for OpenID Connect providers only"));
+        assert!(refused(format!(
+            "[upstream.google]\nkind = \"google\"\n{base}tokeninfo_endpoint = \"http://tokeninfo.example\""
+        ))
+        .contains("tokeninfo_endpoint"));
     }
 
     #[test]

@@ -101,13 +101,6 @@ impl Services {
         )
         .context("cannot set up signing-key encryption")?;
         keys.ensure().await.context("signing keys are unusable")?;
-        let oauth = OAuth::new(
-            db.clone(),
-            OAuthConfig::from_settings(settings),
-            accounts.clone(),
-            clients.clone(),
-            keys.clone(),
-        );
         let upstream = Upstream::new(
             db.clone(),
             accounts.clone(),
@@ -121,6 +114,14 @@ impl Services {
                 window: settings.rate_limits.window,
             },
         );
+        let oauth = OAuth::new(
+            db.clone(),
+            OAuthConfig::from_settings(settings),
+            accounts.clone(),
+            clients.clone(),
+            keys.clone(),
+        )
+        .with_upstream(upstream.clone());
         Ok(Self {
             upstream,
             groups: Groups::new(db.clone()),

@@ -130,6 +130,10 @@ pub enum ErrorCode {
     /// answer carries an `mfa_token` for the mfa-otp grant (sent with 403). Latchkey's own
     /// code, in the style of the Auth0 / Okta MFA grant extensions.
     MfaRequired,
+    /// A service this request depends on (an upstream identity provider) cannot be reached
+    /// just now; sent with 503. RFC 6749 §4.1.2.1's code, used at the token endpoint for
+    /// RFC 8693 token exchange, which calls the provider.
+    TemporarilyUnavailable,
 }
 
 impl ErrorCode {
@@ -152,6 +156,7 @@ impl ErrorCode {
             Self::LoginRequired => "login_required",
             Self::ConsentRequired => "consent_required",
             Self::MfaRequired => "mfa_required",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 }
@@ -255,6 +260,7 @@ impl OAuthError {
             ErrorCode::InvalidClient | ErrorCode::InvalidToken => 401,
             ErrorCode::InsufficientScope | ErrorCode::MfaRequired => 403,
             ErrorCode::ServerError => 500,
+            ErrorCode::TemporarilyUnavailable => 503,
             _ => 400,
         }
     }

@@ -49,8 +49,8 @@ pub struct ServerMetadata {
     pub response_types_supported: Vec<&'static str>,
     /// `["query", "form_post"]`.
     pub response_modes_supported: Vec<&'static str>,
-    /// The four RFC 6749 grant types and the mfa-otp extension grant (RFC 6749 §4.5) that
-    /// completes a password-grant login with an emailed code.
+    /// The four RFC 6749 grant types, the mfa-otp extension grant (RFC 6749 §4.5) that
+    /// completes a password-grant login with an emailed code, and RFC 8693 token exchange.
     pub grant_types_supported: Vec<&'static str>,
     /// Basic, post, none.
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
@@ -98,6 +98,7 @@ impl ServerMetadata {
                 "password",
                 "client_credentials",
                 super::grant_types::mfa_otp::GRANT_TYPE,
+                super::grant_types::token_exchange::GRANT_TYPE,
             ],
             token_endpoint_auth_methods_supported: auth_methods.clone(),
             revocation_endpoint_auth_methods_supported: auth_methods.clone(),

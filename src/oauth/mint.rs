@@ -87,6 +87,9 @@ pub struct TokenResponse {
     /// An ID token (OIDC Core §3.1.3.3) when the granted scope contains `openid`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+    /// RFC 8693 §2.2.1: the type of `access_token`, in a token-exchange answer only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issued_token_type: Option<&'static str>,
 }
 
 /// What a grant mints with: the settings, the authenticated client, and its signer when it

@@ -37,6 +37,7 @@ use crate::limits::Limiter;
 use crate::oidc::KeyStore;
 
 pub use error::{ErrorCode, ErrorDescription, OAuthError};
+pub use grant_types::token_exchange;
 pub use params::Params;
 
 /// What the OAuth core needs from the configuration.
@@ -95,6 +96,9 @@ pub struct OAuth {
     limiter: Limiter,
     keys: KeyStore,
     audit: Audit,
+    /// Upstream login, for RFC 8693 token exchange; `None` answers that grant
+    /// `unsupported_grant_type`.
+    upstream: Option<crate::upstream::Upstream>,
 }
 
 impl OAuth {
@@ -115,7 +119,15 @@ impl OAuth {
             cfg: Arc::new(cfg),
             accounts,
             clients,
+            upstream: None,
         }
+    }
+
+    /// The service, with upstream login for RFC 8693 token exchange.
+    #[must_use]
+    pub fn with_upstream(mut self, upstream: crate::upstream::Upstream) -> Self {
+        self.upstream = Some(upstream);
+        self
     }
 
     /// The client registry.

@@ -47,7 +47,8 @@ impl OAuth {
             OAuthError::new(
                 ErrorCode::UnsupportedGrantType,
                 format!(
-                    "unsupported grant_type '{grant_type}': use authorization_code, refresh_token, password, client_credentials or {}",
+                    "unsupported grant_type '{grant_type}': use authorization_code, refresh_token, password, client_credentials, {} or {}",
+                    grant_types::token_exchange::GRANT_TYPE,
                     grant_types::mfa_otp::GRANT_TYPE
                 ),
             )
@@ -67,6 +68,9 @@ impl OAuth {
             GrantType::Password => grant_types::password::exchange(self, client, params, ip).await,
             GrantType::ClientCredentials => {
                 grant_types::client_credentials::exchange(self, client, params).await
+            }
+            GrantType::TokenExchange => {
+                grant_types::token_exchange::exchange(self, client, params, ip).await
             }
         }
     }

@@ -356,6 +356,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         r.route(web::post().to(account::sessions::end_session))
             .default_service(web::to(pages::method_not_allowed))
     });
+    // A mobile app's Google token traded for Latchkey tokens (routes/api/google.rs; RFC 8693
+    // token exchange at /o/token/ in seed 002's shape and paths).
+    both(cfg, "/api/google/", |r| {
+        r.route(web::post().to(api::google::exchange_google_token))
+            .default_service(web::to(api::google::method_not_allowed))
+    });
+    both(cfg, "/accounts/api/google/", |r| {
+        r.route(web::post().to(api::google::exchange_google_token))
+            .default_service(web::to(api::google::method_not_allowed))
+    });
     both(cfg, "/api/logout/", |r| {
         r.route(web::post().to(api::accounts::logout))
             .default_service(web::to(api::method_not_allowed))

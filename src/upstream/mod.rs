@@ -10,10 +10,14 @@
 //! Google token exchange come next (`docs/architecture.md`, "Upstream login").
 
 pub mod client;
+pub mod oidc;
 pub mod service;
 
 pub use client::{PendingLogin, UpstreamError};
-pub use service::{AccountPolicy, LinkRemovalError, ProviderButton, SignInOutcome, Upstream};
+pub use oidc::SubjectToken;
+pub use service::{
+    AccountPolicy, LinkRemovalError, ProviderButton, SignInOutcome, TokenSignInError, Upstream,
+};
 
 use crate::db::upstream_links::LinkRow;
 use crate::db::users::UserRow;

@@ -9,6 +9,7 @@ use diesel::Connection;
 use url::Url;
 
 use super::client::{PendingLogin, RelyingParty, UpstreamError, PENDING_LIFETIME_SECONDS};
+use super::oidc::SubjectToken;
 use super::{decide, Decision, Identity};
 use crate::accounts::privileges::{self, NotAllowed};
 use crate::accounts::registration::{
@@ -22,7 +23,7 @@ use crate::db::upstream_links::{self, LinkRow};
 use crate::db::users::{self, UserRow};
 use crate::db::{self, Db, DbConnection, DbError};
 use crate::db::{rate_limits, upstream_used_states};
-use crate::domain::{Email, Username};
+use crate::domain::{Email, ProviderKind, Username};
 use crate::mail::AccountLinkedEmail;
 
 /// Whether a storage error is a unique violation: two sign-ins racing for one identity, address
@@ -83,6 +84,29 @@ pub enum SignInOutcome {
     /// already linked another account at this provider, or a new account would need a verified
     /// address.
     Refused(String),
+}
+
+/// Why a first-party app's upstream token got no Latchkey tokens
+/// ([`Upstream::sign_in_with_token`]).
+#[derive(Debug, thiserror::Error)]
+pub enum TokenSignInError {
+    /// No enabled OpenID Connect provider has that id, or none was named and there is not
+    /// exactly one Google provider.
+    #[error("{0}")]
+    Provider(String),
+    /// The token does not verify, is another application's or expired, or its identity may
+    /// not sign in (not linked and no account may be made, account disabled, …).
+    #[error("{0}")]
+    Refused(String),
+    /// The provider cannot be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// A new account would pass `accounts.registrations_per_ip`: retry after this many seconds.
+    #[error("too many accounts were made from this network; try again in {0} s")]
+    Limited(u64),
+    /// Storage failed (nothing was kept).
+    #[error(transparent)]
+    Db(#[from] DbError),
 }
 
 /// Upstream login's service.
@@ -233,6 +257,19 @@ impl Upstream {
             return Err(UpstreamError::State);
         }
         self.rp.finish(provider, pending, code).await
+    }
+
+    /// Checks the `iss` of an authorization response (RFC 9207; see
+    /// [`RelyingParty::check_issuer`]).
+    ///
+    /// # Errors
+    /// As [`RelyingParty::check_issuer`].
+    pub async fn check_issuer(
+        &self,
+        provider: &UpstreamProvider,
+        iss: Option<&str>,
+    ) -> Result<(), UpstreamError> {
+        self.rp.check_issuer(provider, iss).await
     }
 
     /// Carries out what `identity` at `provider` leads to, in one transaction: with
@@ -432,6 +469,79 @@ impl Upstream {
         };
         if let Err(e) = self.accounts.mailer().send(&user.email, &email).await {
             tracing::warn!(error = %e, "the notice of a new link could not be sent");
+        }
+    }
+
+    /// A sign-in with a token a first-party app obtained from an upstream OpenID Connect
+    /// provider (RFC 8693 token exchange, `/api/google/`): the provider `provider_id` (by
+    /// default the only Google provider), the token verified as
+    /// [`RelyingParty::token_identity`] says, then the linking rules of [`Upstream::sign_in`]
+    /// with no browser (nothing is linked to a signed-in user). Returns the user to issue
+    /// tokens for and the provider's id (the ID token's `idp`).
+    ///
+    /// # Errors
+    /// [`TokenSignInError`].
+    #[tracing::instrument(skip_all, fields(provider = provider_id.unwrap_or("")))]
+    pub async fn sign_in_with_token(
+        &self,
+        provider_id: Option<&str>,
+        token: &SubjectToken,
+        ip: Option<IpAddr>,
+    ) -> Result<(String, String), TokenSignInError> {
+        let provider = match provider_id {
+            Some(id) => self
+                .provider(id)
+                .map_err(|e| TokenSignInError::Provider(e.to_string()))?,
+            None => {
+                let mut google = self
+                    .providers
+                    .iter()
+                    .filter(|p| p.enabled && p.kind == ProviderKind::Google);
+                match (google.next(), google.next()) {
+                    (Some(only), None) => only,
+                    _ => {
+                        return Err(TokenSignInError::Provider(
+                            "name the provider (there is not exactly one Google provider)"
+                                .to_owned(),
+                        ))
+                    }
+                }
+            }
+        };
+        if !provider.kind.is_oidc() {
+            return Err(TokenSignInError::Provider(format!(
+                "{} is not an OpenID Connect provider",
+                provider.id
+            )));
+        }
+        let identity = self
+            .rp
+            .token_identity(provider, token, db::now().and_utc().timestamp())
+            .await
+            .map_err(|e| match e {
+                UpstreamError::Unreachable(message) => TokenSignInError::Unreachable(message),
+                other => TokenSignInError::Refused(other.to_string()),
+            })?;
+        let label = &provider.label;
+        let provider_id = provider.id.to_string();
+        match self.sign_in(provider, identity, None, ip).await? {
+            SignInOutcome::SignIn { user_id, .. } | SignInOutcome::Linked { user_id, .. } => {
+                Ok((user_id, provider_id))
+            }
+            // An app has no page for the emailed code: the browser sign-in asks for it.
+            SignInOutcome::CodeRequired { .. } => Err(TokenSignInError::Refused(
+                "the account asks for an emailed sign-in code, which token exchange cannot ask for: sign in through the browser".to_owned(),
+            )),
+            SignInOutcome::Limited {
+                retry_after_seconds,
+            } => Err(TokenSignInError::Limited(retry_after_seconds)),
+            SignInOutcome::PasswordFirst => Err(TokenSignInError::Refused(format!(
+                "no account here is linked to this {label} account, and none can be made from it: sign in with the password and link {label} first"
+            ))),
+            SignInOutcome::Inactive => Err(TokenSignInError::Refused(
+                "the account is disabled".to_owned(),
+            )),
+            SignInOutcome::Refused(message) => Err(TokenSignInError::Refused(message)),
         }
     }
 

@@ -173,14 +173,15 @@ async fn a_callback_from_another_browser_or_with_an_error_signs_nobody_in() {
         .get_response("/accounts/upstream/corp/callback/?error=access_denied&state=x")
         .await;
     assert_eq!(foreign.status(), StatusCode::BAD_REQUEST);
-    // … with it, the provider says the user refused.
+    // … with it, the provider says the user refused (naming itself, RFC 9207, as it announces).
     let start = starter
         .get_response("/accounts/upstream/corp/login/?next=/")
         .await;
     let state = crate::helpers::query_param(&location(&start), "state").expect("state");
+    let iss: String = url::form_urlencoded::byte_serialize(provider.address.as_bytes()).collect();
     let denied = starter
         .get_response(&format!(
-            "/accounts/upstream/corp/callback/?error=access_denied&state={state}"
+            "/accounts/upstream/corp/callback/?error=access_denied&state={state}&iss={iss}"
         ))
         .await;
     assert_eq!(denied.status(), StatusCode::FORBIDDEN);

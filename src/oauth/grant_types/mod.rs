@@ -9,6 +9,7 @@ pub mod client_credentials;
 pub mod mfa_otp;
 pub mod password;
 pub mod refresh_token;
+pub mod token_exchange;
 
 use diesel::Connection;
 
@@ -86,6 +87,7 @@ where
         refresh_token: minted.refresh_token,
         scope: minted.scope,
         id_token: None,
+        issued_token_type: None,
     };
     let scope = ScopeSet::from_stored(&response.scope);
     if let (true, Some(auth)) = (scope.contains(OPENID), auth) {

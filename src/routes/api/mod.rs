@@ -7,6 +7,9 @@
 //!   `/api/verify-otp/`, `/api/activate/…`, `/api/resend-otp/`,
 //!   `/api/resend-activation-email/`).
 //! * [`password_reset`]: `/api/password-reset/` and `/api/password-reset-confirm/…`.
+//! * [`google`]: `/api/google/` (and `/accounts/api/google/`), a mobile app's Google token
+//!   traded for Latchkey tokens — RFC 8693 token exchange in seed 002's shape, so its errors
+//!   are the token endpoint's RFC 6749 §5.2 bodies, not the ones below.
 //!
 //! One shape for all of them: a handler takes its body as [`ApiBody`](super::extract::ApiBody)
 //! and its credentials as [`Bearer`], and returns `Result<HttpResponse, ApiError>`; every error
@@ -17,6 +20,7 @@
 //! bodies of their own ([`crate::oauth::OAuthError`]).
 
 pub(super) mod accounts;
+pub(super) mod google;
 pub(super) mod password_reset;
 pub(super) mod registration;
 pub(super) mod users;

@@ -131,7 +131,7 @@ impl FormValues {
         // The password grant is a first-party power: offered to those who may give it, and
         // shown on a client that has it (so that it can be taken away).
         let grant_offered = |g: GrantType| {
-            g != GrantType::Password
+            !matches!(g, GrantType::Password | GrantType::TokenExchange)
                 || access.grant_powers
                 || stored_spec
                     .as_ref()
@@ -209,6 +209,9 @@ fn grant_label(grant: GrantType) -> &'static str {
         }
         GrantType::ClientCredentials => {
             "Client credentials (your server acts as itself, no user; only for the scopes the server allows without a user)"
+        }
+        GrantType::TokenExchange => {
+            "Token exchange (your app trades a Google sign-in for tokens here — first-party apps only)"
         }
     }
 }

@@ -185,6 +185,12 @@ pub async fn callback(
             .get("state")
             .is_some_and(|state| pending.answers(provider.id.as_str(), state))
     };
+    // RFC 9207: the answer names the provider it comes from, when it says (and must say, for a
+    // provider that announced it); an error answer too.
+    upstream
+        .check_issuer(provider, params.get("iss"))
+        .await
+        .map_err(failure)?;
     if let Some(error) = params.get("error") {
         if !pending.as_ref().is_some_and(state_matches) {
             return Err(failure(UpstreamError::State));

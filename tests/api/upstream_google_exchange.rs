@@ -1,0 +1,501 @@
+//! Mobile apps trading a Google token for Latchkey tokens (issue 11): `POST /api/google/` (and
+//! seed 002's `/accounts/api/google/`) and RFC 8693 token exchange at `/o/token/`, against the
+//! Google fake. A token issued to another application is refused (the confused-deputy case:
+//! an access token is checked at tokeninfo before UserInfo is asked who it is).
+
+use latchkey::clients::ClientSpec;
+use latchkey::oauth::token_exchange::{ACCESS_TOKEN_TYPE, GRANT_TYPE, ID_TOKEN_TYPE};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::google_fake::{now, userinfo_of, FakeGoogle, ANDROID_CLIENT_ID, FOREIGN_CLIENT_ID};
+use crate::helpers::{spec, TestApp};
+use crate::upstream_google::rp_of;
+
+/// A Latchkey with the fake as `[upstream.google]`, and a confidential client allowed token
+/// exchange (and refresh tokens): (app, client id, secret).
+async fn exchange_rp(google: &FakeGoogle) -> (TestApp, String, String) {
+    let rp = rp_of(google, "google", "google", "").await;
+    let (client, secret) = rp
+        .register(&ClientSpec {
+            scopes: ["openid", "profile", "email"].map(str::to_owned).to_vec(),
+            ..spec("confidential", &[GRANT_TYPE, "refresh_token"])
+        })
+        .await;
+    (rp, client.id().to_owned(), secret.expect("a secret"))
+}
+
+/// An ID token as Google gives Latchkey's Android app for its server: `aud` the web client
+/// id, `azp` the Android client id, no nonce.
+fn android_id_token(google: &FakeGoogle, edit: impl FnOnce(&mut Value)) -> String {
+    let mut claims = google.claims(None);
+    claims["azp"] = json!(ANDROID_CLIENT_ID);
+    edit(&mut claims);
+    google.sign(&claims)
+}
+
+/// Makes `token` a Google access token issued to `audience` that expires at `exp`.
+fn access_token(google: &FakeGoogle, token: &str, audience: &str, exp: i64) {
+    let claims = google.claims(None);
+    google.accept_access_token(
+        token,
+        &json!({
+            "azp": audience,
+            "aud": audience,
+            "sub": claims["sub"],
+            "scope": "openid https://www.googleapis.com/auth/userinfo.email",
+            "exp": exp.to_string(),
+            "expires_in": (exp - now()).to_string(),
+            "email": claims["email"],
+            "email_verified": "true",
+            "access_type": "online",
+        }),
+        &userinfo_of(&claims),
+    );
+}
+
+async fn post_json(
+    rp: &TestApp,
+    path: &str,
+    body: &Value,
+    basic: Option<(&str, &str)>,
+) -> (StatusCode, Value) {
+    let mut request = rp.api.post(rp.url(path)).json(body);
+    if let Some((id, secret)) = basic {
+        request = request.basic_auth(id, Some(secret));
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    assert_eq!(
+        response
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    (status, response.json().await.expect("a JSON body"))
+}
+
+async fn ann(rp: &TestApp) -> Option<latchkey::accounts::Account> {
+    rp.services
+        .accounts
+        .find_by_login("ann@gmail.example")
+        .await
+        .expect("db")
+}
+
+fn assert_error(status: StatusCode, body: &Value, want: StatusCode, code: &str) {
+    assert_eq!(status, want, "{body}");
+    assert_eq!(body["error"], code, "{body}");
+    assert!(body["error_description"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn an_android_id_token_gets_tokens_at_api_google_on_both_paths() {
+    let google = FakeGoogle::start().await;
+    let (rp, id, secret) = exchange_rp(&google).await;
+    let id_token = android_id_token(&google, |_| {});
+    let (status, tokens) = post_json(
+        &rp,
+        "/api/google/",
+        &json!({ "id_token": id_token }),
+        Some((&id, &secret)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert!(tokens["refresh_token"].is_string());
+    assert_eq!(tokens["issued_token_type"], ACCESS_TOKEN_TYPE);
+    let user = ann(&rp).await.expect("an account for Ann");
+    assert!(user.email_verified);
+    let me = rp
+        .get_with_bearer("/api/me", tokens["access_token"].as_str().expect("token"))
+        .await;
+    assert_eq!(me.status(), StatusCode::OK);
+    let me: Value = me.json().await.expect("json");
+    assert_eq!(me["sub"], user.id.as_str());
+    assert_eq!(me["email"], "ann@gmail.example");
+
+    // Seed 002's path, the client authenticating in the body (client_secret_post): the link
+    // signs the same user in.
+    let (status, again) = post_json(
+        &rp,
+        "/accounts/api/google/",
+        &json!({ "id_token": id_token, "client_id": id, "client_secret": secret, "provider": "google" }),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    let me: Value = rp
+        .get_with_bearer("/api/me", again["access_token"].as_str().expect("token"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["sub"], user.id.as_str());
+    let links = rp.services.upstream.links_of(&user.id).await.expect("db");
+    assert_eq!(links.len(), 1);
+    assert!(!rp.audit_events("upstream.login").await.is_empty());
+}
+
+#[tokio::test]
+async fn token_exchange_at_the_token_endpoint_takes_both_token_kinds() {
+    let google = FakeGoogle::start().await;
+    let rp = rp_of(&google, "google", "google", "").await;
+    // A public client (the mobile app) authenticates by its client_id alone.
+    let (client, _) = rp
+        .register(&ClientSpec {
+            scopes: ["openid", "profile", "email"].map(str::to_owned).to_vec(),
+            ..spec("public", &[GRANT_TYPE])
+        })
+        .await;
+    let id = client.id();
+    access_token(&google, "ya29.mobile", ANDROID_CLIENT_ID, now() + 3000);
+    let (status, tokens) = rp
+        .post_token(
+            &[
+                ("grant_type", GRANT_TYPE),
+                ("client_id", id),
+                ("subject_token", "ya29.mobile"),
+                ("subject_token_type", ACCESS_TOKEN_TYPE),
+                ("subject_issuer", "google"),
+                ("scope", "openid profile"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    // RFC 8693 §2.2.1.
+    assert_eq!(tokens["issued_token_type"], ACCESS_TOKEN_TYPE);
+    assert_eq!(tokens["token_type"], "Bearer");
+    assert!(tokens["expires_in"].as_i64().is_some_and(|s| s > 0));
+    assert_eq!(tokens["scope"], "openid profile");
+    assert!(tokens["id_token"].is_string(), "openid asked: {tokens}");
+    assert!(
+        tokens.get("refresh_token").is_none(),
+        "not allowed refresh tokens"
+    );
+    let user = ann(&rp).await.expect("an account for Ann");
+
+    // The ID token kind, the provider by default (the only Google one).
+    let id_token = android_id_token(&google, |_| {});
+    let (status, tokens) = rp
+        .post_token(
+            &[
+                ("grant_type", GRANT_TYPE),
+                ("client_id", id),
+                ("subject_token", &id_token),
+                ("subject_token_type", ID_TOKEN_TYPE),
+                ("requested_token_type", ACCESS_TOKEN_TYPE),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let me: Value = rp
+        .get_with_bearer("/api/me", tokens["access_token"].as_str().expect("token"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["sub"], user.id.as_str());
+
+    // /api/google/ with the access token too.
+    let (status, tokens) = post_json(
+        &rp,
+        "/api/google/",
+        &json!({ "access_token": "ya29.mobile", "client_id": id }),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+
+    // Advertised (RFC 8414).
+    let metadata: Value = rp
+        .api
+        .get(rp.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .expect("metadata")
+        .json()
+        .await
+        .expect("json");
+    assert!(metadata["grant_types_supported"]
+        .as_array()
+        .expect("a list")
+        .contains(&json!(GRANT_TYPE)));
+}
+
+#[tokio::test]
+async fn a_token_issued_to_another_application_is_refused() {
+    let google = FakeGoogle::start().await;
+    let (rp, id, secret) = exchange_rp(&google).await;
+    let basic = Some((id.as_str(), secret.as_str()));
+    // An access token some other app obtained for Ann: tokeninfo says whose it is, and
+    // UserInfo is never asked.
+    access_token(&google, "ya29.theirs", FOREIGN_CLIENT_ID, now() + 3000);
+    let (status, body) = post_json(
+        &rp,
+        "/api/google/",
+        &json!({ "access_token": "ya29.theirs" }),
+        basic,
+    )
+    .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert!(
+        body["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("issued to an application")),
+        "{body}"
+    );
+    assert_eq!(google.requests_to("/v1/userinfo").await, 0);
+    // An ID token of another app, and one naming several audiences with another app as the
+    // authorized party.
+    for id_token in [
+        android_id_token(&google, |c| {
+            c["aud"] = json!(FOREIGN_CLIENT_ID);
+            c["azp"] = json!(FOREIGN_CLIENT_ID);
+        }),
+        android_id_token(&google, |c| {
+            c["aud"] = json!([FOREIGN_CLIENT_ID, ANDROID_CLIENT_ID]);
+            c["azp"] = json!(FOREIGN_CLIENT_ID);
+        }),
+    ] {
+        let (status, body) = rp
+            .post_token(
+                &[
+                    ("grant_type", GRANT_TYPE),
+                    ("subject_token", &id_token),
+                    ("subject_token_type", ID_TOKEN_TYPE),
+                ],
+                basic,
+            )
+            .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    }
+    assert!(ann(&rp).await.is_none());
+}
+
+#[tokio::test]
+async fn expired_unknown_and_forged_tokens_are_refused() {
+    let google = FakeGoogle::start().await;
+    let (rp, id, secret) = exchange_rp(&google).await;
+    let basic = Some((id.as_str(), secret.as_str()));
+    access_token(&google, "ya29.old", ANDROID_CLIENT_ID, now() - 10);
+    let expired_id_token = android_id_token(&google, |c| {
+        c["iat"] = json!(now() - 7200);
+        c["exp"] = json!(now() - 3600);
+    });
+    let forged = crate::google_fake::TestKey::generate("key-1").sign(&google.claims(None));
+    for (case, body) in [
+        (
+            "an expired access token",
+            json!({ "access_token": "ya29.old" }),
+        ),
+        (
+            "an access token Google does not know",
+            json!({ "access_token": "ya29.nobody" }),
+        ),
+        (
+            "an expired ID token",
+            json!({ "id_token": expired_id_token }),
+        ),
+        ("a forged ID token", json!({ "id_token": forged })),
+        ("not a JWT", json!({ "id_token": "not-a-jwt" })),
+    ] {
+        let (status, answer) = post_json(&rp, "/api/google/", &body, basic).await;
+        assert_eq!(answer["error"], "invalid_grant", "{case}: {answer}");
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{case}");
+    }
+    assert!(ann(&rp).await.is_none());
+}
+
+#[tokio::test]
+async fn clients_and_requests_that_may_not_exchange_are_refused_with_rfc_6749_errors() {
+    let google = FakeGoogle::start().await;
+    let (rp, id, secret) = exchange_rp(&google).await;
+    let id_token = android_id_token(&google, |_| {});
+    let body = json!({ "id_token": id_token });
+    // A client not allowed the grant.
+    let (password_only, password_secret) = rp.password_client(&[]).await;
+    let (status, answer) = post_json(
+        &rp,
+        "/api/google/",
+        &body,
+        Some((&password_only, &password_secret)),
+    )
+    .await;
+    assert_error(
+        status,
+        &answer,
+        StatusCode::BAD_REQUEST,
+        "unauthorized_client",
+    );
+    // A wrong secret, and no client at all.
+    let (status, answer) = post_json(&rp, "/api/google/", &body, Some((&id, "wrong-secret"))).await;
+    assert_error(status, &answer, StatusCode::UNAUTHORIZED, "invalid_client");
+    let (status, answer) = post_json(&rp, "/api/google/", &body, None).await;
+    assert_error(status, &answer, StatusCode::UNAUTHORIZED, "invalid_client");
+    // An unknown provider, and one that is not OpenID Connect.
+    let basic = Some((id.as_str(), secret.as_str()));
+    let (status, answer) = post_json(
+        &rp,
+        "/api/google/",
+        &json!({ "id_token": id_token, "provider": "nope" }),
+        basic,
+    )
+    .await;
+    assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
+    let (status, answer) = rp
+        .post_token(
+            &[
+                ("grant_type", GRANT_TYPE),
+                ("subject_token", &id_token),
+                ("subject_token_type", ID_TOKEN_TYPE),
+                ("subject_issuer", "nope"),
+            ],
+            basic,
+        )
+        .await;
+    assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
+    // Malformed bodies.
+    for (case, raw, content_type) in [
+        ("not JSON", "{not json", "application/json"),
+        (
+            "both tokens",
+            r#"{"id_token": "a", "access_token": "b"}"#,
+            "application/json",
+        ),
+        ("no token", r#"{"provider": "google"}"#, "application/json"),
+        (
+            "a token that is not a string",
+            r#"{"id_token": 42}"#,
+            "application/json",
+        ),
+        ("another media type", r#"{"id_token": "a"}"#, "text/plain"),
+    ] {
+        let response = rp
+            .api
+            .post(rp.url("/api/google/"))
+            .basic_auth(&id, Some(&secret))
+            .header("content-type", content_type)
+            .body(raw)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        let answer: Value = response.json().await.expect("a JSON body");
+        assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
+        assert!(!case.is_empty());
+    }
+    for form in [
+        vec![("subject_token", id_token.as_str())],
+        vec![
+            ("subject_token", id_token.as_str()),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:saml2",
+            ),
+        ],
+        vec![("subject_token_type", ID_TOKEN_TYPE)],
+        vec![
+            ("subject_token", id_token.as_str()),
+            ("subject_token_type", ID_TOKEN_TYPE),
+            (
+                "requested_token_type",
+                "urn:ietf:params:oauth:token-type:refresh_token",
+            ),
+        ],
+        vec![
+            ("subject_token", id_token.as_str()),
+            ("subject_token_type", ID_TOKEN_TYPE),
+            ("actor_token", "x"),
+            ("actor_token_type", ACCESS_TOKEN_TYPE),
+        ],
+    ] {
+        let mut all = vec![("grant_type", GRANT_TYPE)];
+        all.extend(form);
+        let (status, answer) = rp.post_token(&all, basic).await;
+        assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_request");
+    }
+    let get = rp
+        .api
+        .get(rp.url("/api/google/"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(get.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(ann(&rp).await.is_none());
+}
+
+#[tokio::test]
+async fn an_address_taken_here_is_not_linked_without_the_password() {
+    let google = FakeGoogle::start().await;
+    let (rp, id, secret) = exchange_rp(&google).await;
+    rp.create_user("ann").await;
+    let id_token = android_id_token(&google, |c| c["email"] = json!("ann@example.com"));
+    let (status, answer) = post_json(
+        &rp,
+        "/api/google/",
+        &json!({ "id_token": id_token }),
+        Some((&id, &secret)),
+    )
+    .await;
+    assert_error(status, &answer, StatusCode::BAD_REQUEST, "invalid_grant");
+    assert!(
+        answer["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("sign in with the password")),
+        "{answer}"
+    );
+    let user = rp
+        .services
+        .accounts
+        .find_by_login("ann")
+        .await
+        .expect("db")
+        .expect("ann");
+    assert!(rp
+        .services
+        .upstream
+        .links_of(&user.id)
+        .await
+        .expect("db")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn google_down_is_a_503_never_a_500() {
+    let down = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(wiremock::ResponseTemplate::new(503))
+        .mount(&down)
+        .await;
+    let rp = crate::helpers::spawn_app_with(&format!(
+        r#"
+[upstream.google]
+kind = "google"
+issuer = "{0}"
+client_id = "web"
+client_secret = "s"
+tokeninfo_endpoint = "{0}/tokeninfo"
+"#,
+        down.uri()
+    ))
+    .await;
+    let (client, secret) = rp.register(&spec("confidential", &[GRANT_TYPE])).await;
+    let secret = secret.expect("a secret");
+    for body in [
+        json!({ "id_token": "a.b.c" }),
+        json!({ "access_token": "ya29.x" }),
+    ] {
+        let (status, answer) =
+            post_json(&rp, "/api/google/", &body, Some((client.id(), &secret))).await;
+        assert_error(
+            status,
+            &answer,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+        );
+    }
+}
