@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use url::Url;
 
+use super::discord::{DiscordProfile, RawDiscordUser};
 use super::Identity;
 use crate::config::UpstreamProvider;
 use crate::domain::ProviderKind;
@@ -442,6 +443,7 @@ impl RelyingParty {
             ),
             email: claims.email().map(|e| e.as_str().to_lowercase()),
             email_verified: claims.email_verified().unwrap_or(false),
+            discord: None,
         }
         .checked(&provider.label)
     }
@@ -543,7 +545,7 @@ fn token_failure<RE: std::error::Error + 'static, T: oauth2::ErrorResponse + 'st
 /// `text` as stored and shown: control characters (NUL included) and bidirectional overrides
 /// (U+202A–U+202E, U+2066–U+2069, which can make a name read as another) dropped, at most `max`
 /// characters.
-fn clean(text: &str, max: usize) -> String {
+pub(super) fn clean(text: &str, max: usize) -> String {
     text.chars()
         .filter(|c| {
             !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
@@ -579,11 +581,13 @@ impl Identity {
             username: clean(&self.username, 150),
             display_name: clean(&self.display_name, 150),
             subject: self.subject,
+            discord: self.discord,
         })
     }
 }
 
-/// The part of Discord's user object (`GET /users/@me`, API v10) a sign-in reads.
+/// Discord's user object (`GET /users/@me`, API v10): what a sign-in reads and what the Discord
+/// profile keeps.
 #[derive(Debug, Deserialize)]
 struct DiscordUser {
     id: String,
@@ -593,25 +597,58 @@ struct DiscordUser {
     #[serde(default)]
     global_name: Option<String>,
     #[serde(default)]
+    avatar: Option<String>,
+    #[serde(default)]
+    public_flags: Option<i64>,
+    #[serde(default)]
+    flags: Option<i64>,
+    #[serde(default)]
+    locale: Option<String>,
+    #[serde(default)]
+    mfa_enabled: Option<bool>,
+    #[serde(default)]
     email: Option<String>,
     #[serde(default)]
     verified: Option<bool>,
 }
 
 impl DiscordUser {
+    /// Who signed in, with their Discord profile: the subject is the snowflake (refused unless
+    /// it is a decimal 64-bit id), the name the tag Discord shows.
     fn identity(self) -> Result<Identity, UpstreamError> {
-        let tag = match self.discriminator.as_deref() {
-            None | Some("0" | "") => self.username.clone(),
-            Some(d) => format!("{}#{d}", self.username),
-        };
-        Identity {
-            subject: self.id,
-            display_name: self.global_name.unwrap_or_else(|| self.username.clone()),
-            username: tag,
+        let identity = Identity {
+            subject: self.id.clone(),
+            display_name: self
+                .global_name
+                .clone()
+                .unwrap_or_else(|| self.username.clone()),
+            username: self.username.clone(),
             email: self.email.map(|e| e.to_lowercase()),
             email_verified: self.verified.unwrap_or(false),
+            discord: None,
         }
-        .checked("Discord")
+        .checked("Discord")?;
+        let profile = DiscordProfile::new(RawDiscordUser {
+            id: self.id,
+            username: self.username,
+            discriminator: self.discriminator,
+            global_name: self.global_name,
+            avatar: self.avatar,
+            public_flags: self.public_flags,
+            flags: self.flags,
+            locale: self.locale,
+            mfa_enabled: self.mfa_enabled,
+            email: identity.email.clone(),
+            verified: self.verified,
+        })
+        .ok_or_else(|| {
+            UpstreamError::Invalid("Discord sent an unusable account identifier".to_owned())
+        })?;
+        Ok(Identity {
+            username: profile.tag(),
+            discord: Some(profile),
+            ..identity
+        })
     }
 }
 
@@ -635,6 +672,11 @@ mod tests {
             username: "nelly".to_owned(),
             discriminator: discriminator.map(str::to_owned),
             global_name: global.map(str::to_owned),
+            avatar: None,
+            public_flags: Some(0),
+            flags: None,
+            locale: Some("en-US".to_owned()),
+            mfa_enabled: Some(false),
             email: Some("Nelly@Example.com".to_owned()),
             verified: Some(true),
         };
@@ -664,6 +706,16 @@ mod tests {
             ..user(Some("0"), None)
         };
         assert!(no_id.identity().is_err());
+        // A subject that is not a 64-bit snowflake makes no profile, so no sign-in.
+        let not_a_snowflake = DiscordUser {
+            id: "abc".to_owned(),
+            ..user(Some("0"), None)
+        };
+        assert!(not_a_snowflake.identity().is_err());
+        let profile = new.discord.expect("a Discord sign-in carries the profile");
+        assert_eq!(profile.id, 80_351_110_224_678_912);
+        assert_eq!(profile.email.as_deref(), Some("nelly@example.com"));
+        assert_eq!(profile.locale.as_deref(), Some("en-US"));
     }
 
     #[test]

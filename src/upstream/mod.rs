@@ -6,13 +6,15 @@
 //! Built so far: the provider settings, the link storage, the linking rule ([`decide`]), the
 //! relying party ([`client`]: authorization request with state, PKCE and nonce; code exchange;
 //! ID-token verification; Discord's `/users/@me`) and the service that carries a verified
-//! identity out ([`service::Upstream`]). The account page's links, the Discord profile and the
-//! Google token exchange come next (`docs/architecture.md`, "Upstream login").
+//! identity out ([`service::Upstream`]), and the Discord profile ([`discord`]). The Google token
+//! exchange comes next (`docs/architecture.md`, "Upstream login").
 
 pub mod client;
+pub mod discord;
 pub mod service;
 
 pub use client::{PendingLogin, UpstreamError};
+pub use discord::{DiscordAccount, DiscordProfile, DISCORD_SCOPE};
 pub use service::{AccountPolicy, ProviderButton, SignInOutcome, Upstream};
 
 use crate::db::upstream_links::LinkRow;
@@ -34,6 +36,8 @@ pub struct Identity {
     /// Whether the provider said it verified `email` (OIDC `email_verified`, Discord's
     /// `verified`).
     pub email_verified: bool,
+    /// Discord's whole profile (Discord sign-ins only), stored in `discord_accounts`.
+    pub discord: Option<DiscordProfile>,
 }
 
 /// What a sign-in with an upstream identity leads to (the linking rules of issue 11, in order).
@@ -143,6 +147,7 @@ mod tests {
             display_name: "Ann".to_owned(),
             email: Some("ann@example.com".to_owned()),
             email_verified: verified,
+            discord: None,
         }
     }
 

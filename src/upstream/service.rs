@@ -9,11 +9,13 @@ use diesel::Connection;
 use url::Url;
 
 use super::client::{PendingLogin, RelyingParty, UpstreamError};
+use super::discord::{self, DiscordAccount};
 use super::{decide, Decision, Identity};
 use crate::accounts::registration::{domain_allowed, free_username, username_base};
 use crate::accounts::{Account, Accounts};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::{EmailVerification, UpstreamProvider};
+use crate::db::discord_accounts;
 use crate::db::upstream_links::{self, LinkRow};
 use crate::db::users::{self, UserRow};
 use crate::db::{self, Db, DbConnection, DbError};
@@ -367,6 +369,18 @@ impl Upstream {
             .await
     }
 
+    /// `user_id`'s Discord profile, when they linked a Discord account (with links at several
+    /// Discord providers: the one signed in with last).
+    ///
+    /// # Errors
+    /// [`DbError`] when storage fails.
+    pub async fn discord_account(&self, user_id: &str) -> Result<Option<DiscordAccount>, DbError> {
+        let id = user_id.to_owned();
+        self.db
+            .read(move |conn| discord::account_of(conn, &id).map_err(DbError::from))
+            .await
+    }
+
     /// `user_id`'s links, by provider id.
     ///
     /// # Errors
@@ -430,6 +444,7 @@ fn linked_at(
         .any(|l| l.provider_id == provider_id))
 }
 
+/// Makes the link of `identity` to `user_id`, and keeps what comes with it (see [`keep`]).
 fn insert_link(
     conn: &mut DbConnection,
     (provider_id, issuer): (&str, &str),
@@ -437,10 +452,11 @@ fn insert_link(
     user_id: &str,
     now: chrono::NaiveDateTime,
 ) -> diesel::QueryResult<()> {
+    let id = uuid::Uuid::new_v4().to_string();
     upstream_links::insert(
         conn,
         &LinkRow {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: id.clone(),
             user_id: user_id.to_owned(),
             provider_id: provider_id.to_owned(),
             issuer: issuer.to_owned(),
@@ -455,9 +471,12 @@ fn insert_link(
             created_at: now,
             last_login_at: Some(now),
         },
-    )
+    )?;
+    keep(conn, &id, identity, now)
 }
 
+/// Records a sign-in through `link`: the provider's current names and address, and what comes
+/// with them (see [`keep`]).
 fn touch(
     conn: &mut DbConnection,
     link: &LinkRow,
@@ -474,7 +493,22 @@ fn touch(
             identity.email.as_deref(),
             identity.email_verified,
         ),
-    )
+    )?;
+    keep(conn, &link.id, identity, now)
+}
+
+/// Keeps what a sign-in brings beside the link `link_id`, in the sign-in's transaction: the
+/// Discord profile (`discord_accounts`), refreshed at every Discord sign-in.
+fn keep(
+    conn: &mut DbConnection,
+    link_id: &str,
+    identity: &Identity,
+    now: chrono::NaiveDateTime,
+) -> diesel::QueryResult<()> {
+    if let Some(profile) = &identity.discord {
+        discord_accounts::upsert(conn, &profile.to_row(link_id, now))?;
+    }
+    Ok(())
 }
 
 fn record(

@@ -46,5 +46,6 @@ mod sessions;
 mod sign_in_context;
 mod smtp;
 mod upstream_discord;
+mod upstream_discord_profile;
 mod upstream_links;
 mod upstream_login;

@@ -14,7 +14,7 @@ async fn discord_rp(discord: &MockServer) -> TestApp {
 }
 
 /// [`discord_rp`] with more settings (`extra`, TOML placed before the provider's table).
-async fn discord_rp_with(discord: &MockServer, extra: &str) -> TestApp {
+pub(crate) async fn discord_rp_with(discord: &MockServer, extra: &str) -> TestApp {
     spawn_app_with(&format!(
         r#"
 {1}
@@ -34,7 +34,7 @@ api_base = "{0}/api/v10"
 
 /// Starts a Discord sign-in in `visitor` and comes back to the callback with `code` and the
 /// sign-in's own state, as Discord would.
-async fn round_trip(visitor: &crate::helpers::Visitor, code: &str) -> reqwest::Response {
+pub(crate) async fn round_trip(visitor: &crate::helpers::Visitor, code: &str) -> reqwest::Response {
     let start = visitor
         .get_response("/accounts/upstream/discord/login/")
         .await;
@@ -46,7 +46,7 @@ async fn round_trip(visitor: &crate::helpers::Visitor, code: &str) -> reqwest::R
         .await
 }
 
-fn token_response() -> ResponseTemplate {
+pub(crate) fn token_response() -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_json(serde_json::json!({
         "access_token": "discord-access-token",
         "token_type": "Bearer",
@@ -56,7 +56,7 @@ fn token_response() -> ResponseTemplate {
     }))
 }
 
-fn me() -> serde_json::Value {
+pub(crate) fn me() -> serde_json::Value {
     serde_json::json!({
         "id": "80351110224678912",
         "username": "nelly",

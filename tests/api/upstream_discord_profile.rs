@@ -1,0 +1,198 @@
+//! The Discord profile (issue 11, seed 000's `DiscordUser`) over HTTP against the wiremock
+//! Discord: stored at the first sign-in and refreshed at each one after, keyed by the snowflake.
+
+use latchkey::db::discord_accounts::{self, DiscordAccountRow};
+use latchkey::db::DbError;
+use reqwest::StatusCode;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{spawn_app_with, TestApp};
+use crate::upstream_discord::{me, round_trip, token_response};
+
+/// The snowflake of [`me`].
+const NELLY: i64 = 80_351_110_224_678_912;
+
+/// A server with the Discord fake as provider `discord`, `provider` (TOML) added to its table.
+async fn discord_rp_with_provider(discord: &MockServer, provider: &str) -> TestApp {
+    spawn_app_with(&format!(
+        r#"
+[upstream.discord]
+kind = "discord"
+client_id = "1234567890"
+client_secret = "discord-secret"
+authorization_endpoint = "{0}/oauth2/authorize"
+token_endpoint = "{0}/api/oauth2/token"
+api_base = "{0}/api/v10"
+{1}
+"#,
+        discord.uri(),
+        provider
+    ))
+    .await
+}
+
+/// Discord's token endpoint, answering every exchange.
+async fn tokens(discord: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path("/api/oauth2/token"))
+        .respond_with(token_response())
+        .mount(discord)
+        .await;
+}
+
+/// `GET /users/@me` answering `profile`, for the next `times` calls.
+async fn profile_once(discord: &MockServer, profile: serde_json::Value, times: u64) {
+    Mock::given(method("GET"))
+        .and(path("/api/v10/users/@me"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(profile))
+        .up_to_n_times(times)
+        .mount(discord)
+        .await;
+}
+
+/// The stored profile of snowflake `id`.
+async fn stored(app: &TestApp, id: i64) -> Option<DiscordAccountRow> {
+    app.services
+        .db
+        .read(move |conn| discord_accounts::find(conn, id).map_err(DbError::from))
+        .await
+        .expect("db")
+}
+
+#[tokio::test]
+async fn the_profile_is_stored_at_sign_in_and_refreshed_at_the_next() {
+    let discord = MockServer::start().await;
+    tokens(&discord).await;
+    profile_once(&discord, me(), 1).await;
+    let mut changed = me();
+    changed["username"] = "nelly.f".into();
+    changed["global_name"] = serde_json::Value::Null;
+    changed["avatar"] = "a_1269e74af4df7417b13759eae50c83dc".into();
+    changed["locale"] = "pt-BR".into();
+    changed["mfa_enabled"] = false.into();
+    changed["public_flags"] = 0.into();
+    profile_once(&discord, changed, 1).await;
+    let rp = discord_rp_with_provider(&discord, "").await;
+
+    let first = round_trip(&rp.anonymous_visitor(), "c1").await;
+    assert_eq!(first.status(), StatusCode::SEE_OTHER);
+    let row = stored(&rp, NELLY).await.expect("a profile row");
+    let user = rp
+        .services
+        .accounts
+        .find_by_login("nelly")
+        .await
+        .expect("db")
+        .expect("account");
+    let links = rp.services.upstream.links_of(&user.id).await.expect("db");
+    assert_eq!(row.link_id, links[0].id, "one-to-one with the link");
+    assert_eq!(
+        (
+            row.username.as_str(),
+            row.tag.as_str(),
+            row.discriminator.as_str()
+        ),
+        ("nelly", "nelly", "0")
+    );
+    assert_eq!(row.global_name.as_deref(), Some("Nelly Furtado"));
+    assert_eq!(
+        row.avatar.as_deref(),
+        Some("8342729096ea3675442027381ff50dfe")
+    );
+    assert_eq!((row.public_flags, row.flags), (64, 64));
+    assert_eq!(row.locale.as_deref(), Some("en-US"));
+    assert!(row.mfa_enabled && row.verified);
+    assert_eq!(row.email.as_deref(), Some("nelly@discord.example"));
+    let first_login = row.last_login;
+
+    // The next sign-in (another browser) refreshes every field in place.
+    let second = round_trip(&rp.anonymous_visitor(), "c2").await;
+    assert_eq!(second.status(), StatusCode::SEE_OTHER);
+    let row = stored(&rp, NELLY).await.expect("still one row");
+    assert_eq!(
+        (row.username.as_str(), row.tag.as_str()),
+        ("nelly.f", "nelly.f")
+    );
+    assert_eq!(row.global_name, None);
+    assert_eq!(
+        row.avatar.as_deref(),
+        Some("a_1269e74af4df7417b13759eae50c83dc")
+    );
+    assert_eq!(row.locale.as_deref(), Some("pt-BR"));
+    assert!(!row.mfa_enabled);
+    assert_eq!(row.public_flags, 0);
+    assert!(row.last_login >= first_login);
+    let account = rp
+        .services
+        .upstream
+        .discord_account(&user.id)
+        .await
+        .expect("db")
+        .expect("linked");
+    assert_eq!(
+        account.profile.avatar_url(),
+        format!(
+            "https://cdn.discordapp.com/avatars/{NELLY}/a_1269e74af4df7417b13759eae50c83dc.gif"
+        )
+    );
+    // The link shows the new name too.
+    let links = rp.services.upstream.links_of(&user.id).await.expect("db");
+    assert_eq!(links[0].username, "nelly.f");
+}
+
+#[tokio::test]
+async fn a_legacy_tag_and_the_default_avatar_are_kept_as_discord_shows_them() {
+    let discord = MockServer::start().await;
+    tokens(&discord).await;
+    let mut legacy = me();
+    legacy["discriminator"] = "1337".into();
+    legacy["avatar"] = serde_json::Value::Null;
+    profile_once(&discord, legacy, 1).await;
+    let rp = discord_rp_with_provider(&discord, "").await;
+    let response = round_trip(&rp.anonymous_visitor(), "c").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let row = stored(&rp, NELLY).await.expect("a profile row");
+    assert_eq!(row.tag, "nelly#1337");
+    assert_eq!(row.avatar, None);
+    let user = rp
+        .services
+        .accounts
+        .find_by_login("nelly@discord.example")
+        .await
+        .expect("db")
+        .expect("account");
+    let account = rp
+        .services
+        .upstream
+        .discord_account(&user.id)
+        .await
+        .expect("db")
+        .expect("linked");
+    // A legacy account's default avatar: discriminator % 5.
+    assert_eq!(
+        account.profile.avatar_url(),
+        "https://cdn.discordapp.com/embed/avatars/2.png"
+    );
+}
+
+#[tokio::test]
+async fn a_discord_id_that_is_not_a_snowflake_signs_nobody_in() {
+    let discord = MockServer::start().await;
+    tokens(&discord).await;
+    let mut odd = me();
+    odd["id"] = "not-a-number".into();
+    profile_once(&discord, odd, 1).await;
+    let rp = discord_rp_with_provider(&discord, "").await;
+    let response = round_trip(&rp.anonymous_visitor(), "c").await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let html = response.text().await.expect("page");
+    assert!(html.contains("unusable account identifier"), "{html}");
+    assert!(rp
+        .services
+        .accounts
+        .find_by_login("nelly")
+        .await
+        .expect("db")
+        .is_none());
+}
