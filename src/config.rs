@@ -190,6 +190,8 @@ struct RawUpstream {
     allowed_hosted_domains: Vec<String>,
     #[serde(default)]
     required_claims: BTreeMap<String, String>,
+    #[serde(default)]
+    keep_tokens: Option<bool>,
 }
 
 fn enabled_by_default() -> bool {
@@ -583,6 +585,10 @@ pub struct UpstreamProvider {
     /// `required_claims` (OpenID Connect): claims the ID token or UserInfo must carry with
     /// these values (a string claim equal to it, or an array of strings containing it).
     pub required_claims: BTreeMap<String, String>,
+    /// `keep_tokens` (Discord): keep the access and refresh tokens of each sign-in, sealed, for
+    /// later calls to Discord's API on the user's behalf (the Discord connector's
+    /// `guilds.join`). Default: on when `scopes` holds `guilds.join`, else off.
+    pub keep_tokens: bool,
 }
 
 impl UpstreamProvider {
@@ -1162,6 +1168,14 @@ fn upstream_settings(id: &str, raw: RawUpstream) -> anyhow::Result<UpstreamProvi
             scopes
         }
     };
+    // Upstream tokens are kept only for a later call to the provider's API, which only the
+    // Discord connector makes (with `guilds.join`).
+    let keep_tokens = match (kind, raw.keep_tokens) {
+        (ProviderKind::Discord, Some(keep)) => keep,
+        (ProviderKind::Discord, None) => scopes.iter().any(|s| s == "guilds.join"),
+        (_, Some(true)) => bail!("{key}.keep_tokens is for Discord only"),
+        (_, _) => false,
+    };
     let label = match raw.label.trim() {
         "" => match kind {
             ProviderKind::Discord => "Discord".to_owned(),
@@ -1193,6 +1207,7 @@ fn upstream_settings(id: &str, raw: RawUpstream) -> anyhow::Result<UpstreamProvi
             .map(|d| d.trim().to_ascii_lowercase())
             .collect(),
         required_claims: raw.required_claims,
+        keep_tokens,
     })
 }
 
@@ -1507,6 +1522,30 @@ enabled = false
             Some("https://discord.com/api/v10")
         );
         assert_eq!(discord.client_secret.expose_secret(), "d-secret");
+        assert!(!discord.keep_tokens && !google.keep_tokens);
+    }
+
+    #[test]
+    fn discord_keeps_its_tokens_by_default_only_for_guilds_join() {
+        let discord = |more: &str| {
+            Settings::from_toml(&format!(
+                "[upstream.d]\nkind = \"discord\"\nclient_id = \"x\"\nclient_secret = \"y\"\n{more}"
+            ))
+            .map(|s| s.upstream[0].keep_tokens)
+        };
+        assert!(!discord("").expect("valid"));
+        assert!(discord("scopes = [\"identify\", \"guilds.join\"]").expect("valid"));
+        assert!(
+            !discord("scopes = [\"identify\", \"guilds.join\"]\nkeep_tokens = false")
+                .expect("valid")
+        );
+        assert!(discord("keep_tokens = true").expect("valid"));
+        let oidc = Settings::from_toml(
+            "[upstream.x]\nkind = \"oidc\"\nclient_id = \"x\"\nclient_secret = \"y\"\nissuer = \"https://a.example\"\nkeep_tokens = true",
+        );
+        assert!(
+            format!("{:#}", oidc.expect_err("refused")).contains("keep_tokens is for Discord only")
+        );
     }
 
     #[test]

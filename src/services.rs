@@ -118,7 +118,9 @@ impl Services {
                 verification: settings.accounts.email_verification,
                 allowed_email_domains: settings.accounts.allowed_email_domains.clone(),
             },
-        );
+            settings.secret_key.expose_secret(),
+        )
+        .context("cannot set up the sealing of upstream tokens")?;
         Ok(Self {
             upstream,
             groups: Groups::new(db.clone()),

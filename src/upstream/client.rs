@@ -15,12 +15,13 @@ use oauth2::{
 };
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{IssuerUrl, Nonce, UserInfoUrl};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use url::Url;
 
 use super::discord::{DiscordProfile, RawDiscordUser};
+use super::tokens::UpstreamTokens;
 use super::Identity;
 use crate::config::UpstreamProvider;
 use crate::domain::ProviderKind;
@@ -285,7 +286,7 @@ impl RelyingParty {
         let code = AuthorizationCode::new(code.to_owned());
         let verifier = PkceCodeVerifier::new(pending.code_verifier.clone());
         match provider.kind {
-            ProviderKind::Discord => self.discord_identity(provider, code, verifier).await,
+            ProviderKind::Discord => self.discord_identity(provider, code, verifier, now).await,
             ProviderKind::Google | ProviderKind::Oidc => {
                 let nonce = Nonce::new(pending.nonce.clone().unwrap_or_default());
                 self.oidc_identity(provider, code, verifier, &nonce).await
@@ -444,6 +445,7 @@ impl RelyingParty {
             email: claims.email().map(|e| e.as_str().to_lowercase()),
             email_verified: claims.email_verified().unwrap_or(false),
             discord: None,
+            tokens: None,
         }
         .checked(&provider.label)
     }
@@ -482,12 +484,14 @@ impl RelyingParty {
 
     /// A Discord sign-in: the code exchange, then `GET /users/@me` (API v10) with the new
     /// token. The subject is the user's snowflake; the name is the unique username, or the
-    /// legacy `name#1234` tag where the discriminator is not `"0"`.
+    /// legacy `name#1234` tag where the discriminator is not `"0"`. The identity carries the
+    /// whole profile and the tokens (their expiry counted from `now`, Unix seconds).
     async fn discord_identity(
         &self,
         provider: &UpstreamProvider,
         code: AuthorizationCode,
         verifier: PkceCodeVerifier,
+        now: i64,
     ) -> Result<Identity, UpstreamError> {
         let http = |request| call(&self.http, request);
         let tokens = self
@@ -522,7 +526,22 @@ impl RelyingParty {
         let me: DiscordUser = serde_json::from_slice(response.body()).map_err(|e| {
             UpstreamError::Invalid(format!("Discord's profile is not what Discord sends: {e}"))
         })?;
-        me.identity()
+        // RFC 6749 §5.1: `expires_in` is the access token's lifetime in seconds (bounded here
+        // to a year, so that no answer makes an unrepresentable time).
+        let expires_at = tokens.expires_in().and_then(|lifetime| {
+            let seconds = i64::try_from(lifetime.as_secs()).ok()?.min(365 * 24 * 3600);
+            chrono::DateTime::from_timestamp(now.checked_add(seconds)?, 0).map(|t| t.naive_utc())
+        });
+        Ok(Identity {
+            tokens: Some(UpstreamTokens {
+                access_token: SecretString::from(tokens.access_token().secret().as_str()),
+                refresh_token: tokens
+                    .refresh_token()
+                    .map(|r| SecretString::from(r.secret().as_str())),
+                expires_at,
+            }),
+            ..me.identity()?
+        })
     }
 }
 
@@ -582,6 +601,7 @@ impl Identity {
             display_name: clean(&self.display_name, 150),
             subject: self.subject,
             discord: self.discord,
+            tokens: self.tokens,
         })
     }
 }
@@ -626,6 +646,7 @@ impl DiscordUser {
             email: self.email.map(|e| e.to_lowercase()),
             email_verified: self.verified.unwrap_or(false),
             discord: None,
+            tokens: None,
         }
         .checked("Discord")?;
         let profile = DiscordProfile::new(RawDiscordUser {

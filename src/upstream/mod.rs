@@ -12,10 +12,12 @@
 pub mod client;
 pub mod discord;
 pub mod service;
+pub mod tokens;
 
 pub use client::{PendingLogin, UpstreamError};
 pub use discord::{DiscordAccount, DiscordProfile, DISCORD_SCOPE};
-pub use service::{AccountPolicy, ProviderButton, SignInOutcome, Upstream};
+pub use service::{AccountPolicy, KeptTokensError, ProviderButton, SignInOutcome, Upstream};
+pub use tokens::UpstreamTokens;
 
 use crate::db::upstream_links::LinkRow;
 use crate::db::users::UserRow;
@@ -38,6 +40,9 @@ pub struct Identity {
     pub email_verified: bool,
     /// Discord's whole profile (Discord sign-ins only), stored in `discord_accounts`.
     pub discord: Option<DiscordProfile>,
+    /// The tokens the provider issued (Discord sign-ins only), kept sealed when the provider's
+    /// `keep_tokens` is on.
+    pub tokens: Option<UpstreamTokens>,
 }
 
 /// What a sign-in with an upstream identity leads to (the linking rules of issue 11, in order).
@@ -148,6 +153,7 @@ mod tests {
             email: Some("ann@example.com".to_owned()),
             email_verified: verified,
             discord: None,
+            tokens: None,
         }
     }
 

@@ -196,3 +196,186 @@ async fn a_discord_id_that_is_not_a_snowflake_signs_nobody_in() {
         .expect("db")
         .is_none());
 }
+
+/// Every text the database holds, to look for a plaintext secret in: on SQLite the database
+/// file and its write-ahead log byte for byte; on PostgreSQL each row of every table as text.
+async fn everything_stored(app: &TestApp) -> String {
+    if app.backend == "sqlite" {
+        let file = app.db_url.trim_start_matches("sqlite://").to_owned();
+        let mut all = Vec::new();
+        for path in [file.clone(), format!("{file}-wal")] {
+            if let Ok(bytes) = std::fs::read(&path) {
+                all.extend_from_slice(&bytes);
+            }
+        }
+        return String::from_utf8_lossy(&all).into_owned();
+    }
+    #[derive(diesel::QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        line: String,
+    }
+    app.services
+        .db
+        .read(|conn| {
+            use diesel::RunQueryDsl;
+            #[derive(diesel::QueryableByName)]
+            struct Table {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                table_name: String,
+            }
+            let tables: Vec<Table> = diesel::sql_query(
+                "SELECT table_name::text AS table_name FROM information_schema.tables WHERE table_schema = 'public'",
+            )
+            .load(conn)?;
+            let mut all = String::new();
+            for table in tables {
+                let lines: Vec<Line> = diesel::sql_query(format!(
+                    "SELECT CAST(t AS TEXT) AS line FROM \"{}\" t",
+                    table.table_name
+                ))
+                .load(conn)?;
+                for line in lines {
+                    all.push_str(&line.line);
+                    all.push('\n');
+                }
+            }
+            Ok::<_, DbError>(all)
+        })
+        .await
+        .expect("db")
+}
+
+#[tokio::test]
+async fn discord_tokens_are_kept_sealed_when_guilds_join_is_asked_and_read_back_whole() {
+    use secrecy::ExposeSecret;
+    let discord = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/oauth2/token"))
+        .respond_with(token_response())
+        .up_to_n_times(1)
+        .mount(&discord)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/oauth2/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "access_token": "second-access-token",
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "scope": "identify email guilds.join"
+        })))
+        .mount(&discord)
+        .await;
+    profile_once(&discord, me(), 2).await;
+    // `guilds.join` among the scopes turns keep_tokens on by default.
+    let rp = discord_rp_with_provider(&discord, r#"scopes = ["identify", "email", "guilds.join"]"#)
+        .await;
+    let before = chrono::Utc::now().naive_utc();
+    let response = round_trip(&rp.anonymous_visitor(), "c1").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let user = rp
+        .services
+        .accounts
+        .find_by_login("nelly")
+        .await
+        .expect("db")
+        .expect("account");
+    let link = rp.services.upstream.links_of(&user.id).await.expect("db")[0].clone();
+    let (access, refresh) = (
+        link.access_token_sealed
+            .clone()
+            .expect("sealed access token"),
+        link.refresh_token_sealed
+            .clone()
+            .expect("sealed refresh token"),
+    );
+    assert!(!access.contains("discord-access-token") && !refresh.contains("discord-refresh-token"));
+    let expires = link.token_expires_at.expect("expiry");
+    let week = chrono::TimeDelta::seconds(604_800);
+    assert!(
+        expires >= before + week - chrono::TimeDelta::seconds(2)
+            && expires <= chrono::Utc::now().naive_utc() + week
+    );
+    let stored_text = everything_stored(&rp).await;
+    assert!(
+        stored_text.contains("nelly@discord.example"),
+        "the scan sees what is stored"
+    );
+    for secret in ["discord-access-token", "discord-refresh-token"] {
+        assert!(
+            !stored_text.contains(secret),
+            "{secret} stored in plaintext ({})",
+            rp.backend
+        );
+    }
+
+    let kept = rp
+        .services
+        .upstream
+        .kept_tokens(&user.id, "discord")
+        .await
+        .expect("readable")
+        .expect("kept");
+    assert_eq!(kept.access_token.expose_secret(), "discord-access-token");
+    assert_eq!(
+        kept.refresh_token.as_ref().map(ExposeSecret::expose_secret),
+        Some("discord-refresh-token")
+    );
+    assert_eq!(kept.expires_at, Some(expires));
+    assert!(!format!("{kept:?}").contains("discord-access-token"));
+
+    // The next sign-in's tokens replace them (this answer has no refresh token).
+    let response = round_trip(&rp.anonymous_visitor(), "c2").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let kept = rp
+        .services
+        .upstream
+        .kept_tokens(&user.id, "discord")
+        .await
+        .expect("readable")
+        .expect("kept");
+    assert_eq!(kept.access_token.expose_secret(), "second-access-token");
+    assert!(kept.refresh_token.is_none());
+    assert!(!everything_stored(&rp).await.contains("second-access-token"));
+    // No other provider, no tokens.
+    assert!(rp
+        .services
+        .upstream
+        .kept_tokens(&user.id, "google")
+        .await
+        .expect("db")
+        .is_none());
+}
+
+#[tokio::test]
+async fn without_keep_tokens_no_token_is_stored() {
+    let discord = MockServer::start().await;
+    tokens(&discord).await;
+    profile_once(&discord, me(), 1).await;
+    let rp = discord_rp_with_provider(&discord, "").await;
+    let response = round_trip(&rp.anonymous_visitor(), "c").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let user = rp
+        .services
+        .accounts
+        .find_by_login("nelly")
+        .await
+        .expect("db")
+        .expect("account");
+    let link = rp.services.upstream.links_of(&user.id).await.expect("db")[0].clone();
+    assert_eq!(
+        (
+            link.access_token_sealed,
+            link.refresh_token_sealed,
+            link.token_expires_at
+        ),
+        (None, None, None)
+    );
+    assert!(rp
+        .services
+        .upstream
+        .kept_tokens(&user.id, "discord")
+        .await
+        .expect("db")
+        .is_none());
+}
