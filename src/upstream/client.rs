@@ -22,7 +22,7 @@ use url::Url;
 
 use super::discord::{DiscordProfile, RawDiscordUser};
 use super::tokens::UpstreamTokens;
-use super::Identity;
+use super::{clean, Identity};
 use crate::config::UpstreamProvider;
 use crate::domain::ProviderKind;
 
@@ -559,18 +559,6 @@ fn token_failure<RE: std::error::Error + 'static, T: oauth2::ErrorResponse + 'st
         )),
         _ => UpstreamError::Unreachable(format!("{label} could not be reached")),
     }
-}
-
-/// `text` as stored and shown: control characters (NUL included) and bidirectional overrides
-/// (U+202A–U+202E, U+2066–U+2069, which can make a name read as another) dropped, at most `max`
-/// characters.
-pub(super) fn clean(text: &str, max: usize) -> String {
-    text.chars()
-        .filter(|c| {
-            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        })
-        .take(max)
-        .collect()
 }
 
 /// The longest subject accepted, in bytes (OIDC Core §2: at most 255 ASCII characters).

@@ -13,7 +13,7 @@
 use chrono::NaiveDateTime;
 use serde::Serialize;
 
-use super::client::clean;
+use super::clean;
 use crate::db::discord_accounts::{self, DiscordAccountRow};
 use crate::db::DbConnection;
 

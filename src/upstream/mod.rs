@@ -122,6 +122,18 @@ pub fn decide(
     }
 }
 
+/// `text` as stored and shown: control characters (NUL included) and bidirectional overrides
+/// (U+202A–U+202E, U+2066–U+2069, which can make a name read as another) dropped, at most `max`
+/// characters.
+fn clean(text: &str, max: usize) -> String {
+    text.chars()
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .take(max)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

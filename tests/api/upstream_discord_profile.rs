@@ -379,3 +379,157 @@ async fn without_keep_tokens_no_token_is_stored() {
         .expect("db")
         .is_none());
 }
+
+/// Links the Discord fake's account to `username` (signed in with a password) through the
+/// Linked accounts page's button, as that user's browser would.
+async fn link_discord(app: &TestApp, username: &str) -> crate::helpers::Visitor {
+    let visitor = app.visitor(username).await;
+    let (status, page) = visitor.get("/account/linked/").await;
+    assert_eq!(status, StatusCode::OK);
+    let start = visitor
+        .post_with_csrf_of(&page, "/accounts/upstream/discord/link/", &[])
+        .await;
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    let state =
+        crate::helpers::query_param(&crate::helpers::location(&start), "state").expect("state");
+    let back = visitor
+        .get_response(&format!(
+            "/accounts/upstream/discord/callback/?code=link&state={state}"
+        ))
+        .await;
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    assert_eq!(crate::helpers::location(&back), "/account/linked/");
+    visitor
+}
+
+/// The payload of a JWT.
+fn payload(jwt: &str) -> serde_json::Value {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON")
+}
+
+/// Password-grant tokens for `username` with `scope`: (access token, ID token claims).
+async fn tokens_for(
+    app: &TestApp,
+    client: &(String, String),
+    username: &str,
+    scope: &str,
+) -> (String, serde_json::Value) {
+    let (status, body) = app
+        .post_token(
+            &[
+                ("grant_type", "password"),
+                ("username", username),
+                ("password", crate::helpers::PASSWORD),
+                ("scope", scope),
+            ],
+            Some((&client.0, &client.1)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    (
+        body["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned(),
+        payload(body["id_token"].as_str().expect("an ID token")),
+    )
+}
+
+async fn json_with_bearer(app: &TestApp, path: &str, token: &str) -> serde_json::Value {
+    let response = app.get_with_bearer(path, token).await;
+    assert_eq!(response.status(), StatusCode::OK, "{path}");
+    response.json().await.expect("JSON")
+}
+
+#[tokio::test]
+async fn the_discord_scope_shows_the_linked_profile_in_id_tokens_userinfo_and_api_me() {
+    let discord = MockServer::start().await;
+    tokens(&discord).await;
+    profile_once(&discord, me(), 1).await;
+    let app = discord_rp_with_provider(&discord, "").await;
+    app.create_user("ann").await;
+    app.create_user("bob").await;
+    link_discord(&app, "ann").await;
+    let client = app.password_client(&[]).await;
+
+    let (access, id_token) = tokens_for(&app, &client, "ann", "openid profile discord").await;
+    let expected = serde_json::json!({
+        "id": "80351110224678912",
+        "username": "nelly",
+        "tag": "nelly",
+        "global_name": "Nelly Furtado",
+        "avatar": "8342729096ea3675442027381ff50dfe",
+        "avatar_url": "https://cdn.discordapp.com/avatars/80351110224678912/8342729096ea3675442027381ff50dfe.png",
+        "public_flags": 64,
+        "flags": 64,
+        "locale": "en-US",
+        "mfa_enabled": true,
+        "email": "nelly@discord.example",
+        "verified": true
+    });
+    assert_eq!(id_token["discord"], expected);
+    let userinfo = json_with_bearer(&app, "/o/userinfo/", &access).await;
+    assert_eq!(userinfo["discord"], expected);
+    assert_eq!(userinfo["preferred_username"], "ann");
+    let api_me = json_with_bearer(&app, "/api/me", &access).await;
+    assert_eq!(api_me["discord"], expected);
+
+    // Without the scope: no profile anywhere.
+    let (access, id_token) = tokens_for(&app, &client, "ann", "openid profile email").await;
+    assert!(id_token.get("discord").is_none(), "{id_token}");
+    let userinfo = json_with_bearer(&app, "/o/userinfo/", &access).await;
+    assert!(userinfo.get("discord").is_none(), "{userinfo}");
+    let api_me = json_with_bearer(&app, "/api/me", &access).await;
+    assert!(api_me.get("discord").is_none(), "{api_me}");
+
+    // With the scope but no Discord account linked: the claim is left out, not null.
+    let (access, id_token) = tokens_for(&app, &client, "bob", "openid profile discord").await;
+    assert!(id_token.get("discord").is_none(), "{id_token}");
+    let userinfo = json_with_bearer(&app, "/o/userinfo/", &access).await;
+    assert!(userinfo.get("discord").is_none(), "{userinfo}");
+    let api_me = json_with_bearer(&app, "/api/me", &access).await;
+    assert!(api_me.get("discord").is_none(), "{api_me}");
+
+    // Discovery names the scope and the claim.
+    let (_, discovery) = app
+        .anonymous_visitor()
+        .get("/.well-known/openid-configuration")
+        .await;
+    let discovery: serde_json::Value = serde_json::from_str(&discovery).expect("JSON");
+    for (list, item) in [
+        ("scopes_supported", "discord"),
+        ("claims_supported", "discord"),
+    ] {
+        assert!(
+            discovery[list]
+                .as_array()
+                .expect("a list")
+                .contains(&item.into()),
+            "{list}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_consent_page_says_what_the_discord_scope_shows() {
+    let app = spawn_app_with("").await;
+    app.create_user("ann").await;
+    let (client, _) = app
+        .register(&crate::helpers::spec("public", &["authorization_code"]))
+        .await;
+    let (_, challenge) = crate::helpers::pkce_pair();
+    let url = app.authorize_url(client.id(), "openid discord", &challenge, "st");
+    assert_eq!(
+        app.login("ann", crate::helpers::PASSWORD).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let consent = app.browse(&url).await;
+    assert_eq!(consent.status(), StatusCode::OK);
+    let html = consent.text().await.expect("html");
+    assert!(html.contains("See your linked Discord account"), "{html}");
+}

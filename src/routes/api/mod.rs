@@ -30,6 +30,7 @@ use crate::oauth::OAuth;
 use crate::routes::errors::ApiError;
 use crate::routes::extract::Bearer;
 use crate::routes::http::no_store;
+use crate::upstream::{Upstream, DISCORD_SCOPE};
 
 /// The profile returned by `/api/me`.
 #[derive(Debug, Serialize)]
@@ -44,16 +45,33 @@ struct Me {
     email_verified: Option<bool>,
     scope: String,
     client_id: String,
+    /// The user's Discord profile (the `discord` claim), with the `discord` scope and a linked
+    /// Discord account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    discord: Option<serde_json::Value>,
 }
 
 /// `GET /api/me`: needs an access token with the `profile` scope issued to a user; `email`
-/// and `email_verified` are included when the token also has `email`.
-pub async fn me(bearer: Bearer, oauth: web::Data<OAuth>) -> Result<HttpResponse, ApiError> {
+/// and `email_verified` are included when the token also has `email`, and `discord` (the
+/// user's Discord profile, when they linked a Discord account) when it has `discord`.
+pub async fn me(
+    bearer: Bearer,
+    oauth: web::Data<OAuth>,
+    upstream: web::Data<Upstream>,
+) -> Result<HttpResponse, ApiError> {
     let grant = oauth
         .validate_bearer(bearer.authorization(), Some("profile"))
         .await?;
     let user = grant.user.ok_or(BearerError::UserRequired)?;
     let with_email = grant.scope.contains("email");
+    let discord = if grant.scope.contains(DISCORD_SCOPE) {
+        upstream
+            .discord_account(&user.id)
+            .await?
+            .map(|d| d.profile.claim())
+    } else {
+        None
+    };
     Ok(no_store(&mut HttpResponse::Ok()).json(Me {
         sub: user.id,
         username: user.username,
@@ -63,6 +81,7 @@ pub async fn me(bearer: Bearer, oauth: web::Data<OAuth>) -> Result<HttpResponse,
         email_verified: with_email.then_some(user.email_verified),
         scope: grant.scope.to_string(),
         client_id: grant.client_id,
+        discord,
     }))
 }
 
