@@ -59,6 +59,10 @@ pub struct PendingLogin {
     /// button); `None` for a sign-in, which never links to a signed-in user.
     #[serde(default)]
     pub link_for: Option<String>,
+    /// The path of the `redirect_uri` sent (under the issuer): the callback must come back
+    /// to it, and the code exchange sends the same URI (RFC 6749 §4.1.3).
+    #[serde(default)]
+    pub callback_path: String,
 }
 
 impl PendingLogin {
@@ -68,6 +72,14 @@ impl PendingLogin {
     pub fn answers(&self, provider_id: &str, state: &str) -> bool {
         self.provider == provider_id
             && crate::secret::ct_eq(self.state.as_bytes(), state.as_bytes())
+    }
+
+    /// Whether `path` (a request's path) is the callback this sign-in's `redirect_uri` named,
+    /// with or without its trailing slash.
+    #[must_use]
+    pub fn came_back_to(&self, path: &str) -> bool {
+        let bare = self.callback_path.trim_end_matches('/');
+        !bare.is_empty() && bare == path.trim_end_matches('/')
     }
 }
 
@@ -188,33 +200,39 @@ impl RelyingParty {
         }
     }
 
-    /// The redirect URI registered at the provider: `<issuer>/accounts/upstream/<id>/callback/`.
+    /// The redirect URI registered at the provider: `<issuer>` and the provider's callback
+    /// path (`/accounts/upstream/<id>/callback/` unless its `callback_path` says otherwise).
     #[must_use]
     pub fn callback_url(&self, provider: &UpstreamProvider) -> String {
-        format!(
-            "{}/accounts/upstream/{}/callback/",
-            self.issuer, provider.id
-        )
+        format!("{}{}", self.issuer, provider.callback_path())
     }
 
     fn redirect_url(&self, provider: &UpstreamProvider) -> Result<RedirectUrl, UpstreamError> {
-        RedirectUrl::new(self.callback_url(provider))
+        self.redirect_url_at(&provider.callback_path())
+    }
+
+    /// The redirect URI of callback `path` under the issuer.
+    fn redirect_url_at(&self, path: &str) -> Result<RedirectUrl, UpstreamError> {
+        RedirectUrl::new(format!("{}{path}", self.issuer))
             .map_err(|e| UpstreamError::Invalid(format!("the callback URL is invalid: {e}")))
     }
 
     /// Starts a sign-in: the provider's authorization URL to send the browser to, and what to
-    /// keep for the callback. `next` is where to continue afterwards; `link_for` the signed-in
-    /// user who asked to link the provider, if that is what this is.
+    /// keep for the callback. `callback_path` is the path of the `redirect_uri` to send (the
+    /// provider's own, or a seed's for Discord); `next` is where to continue afterwards;
+    /// `link_for` the signed-in user who asked to link the provider, if that is what this is.
     ///
     /// # Errors
     /// [`UpstreamError::Unreachable`] when an OpenID Connect provider's discovery fails.
     pub async fn begin(
         &self,
         provider: &UpstreamProvider,
+        callback_path: &str,
         next: &str,
         link_for: Option<String>,
         now: i64,
     ) -> Result<(Url, PendingLogin), UpstreamError> {
+        let redirect = self.redirect_url_at(callback_path)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let scopes = provider.scopes.iter().map(|s| Scope::new(s.clone()));
         let (url, state, nonce) = if provider.kind.is_oidc() {
@@ -225,7 +243,7 @@ impl RelyingParty {
                     provider.client_secret.expose_secret().to_owned(),
                 )),
             )
-            .set_redirect_uri(self.redirect_url(provider)?);
+            .set_redirect_uri(redirect);
             let mut request = client
                 .authorize_url(
                     CoreAuthenticationFlow::AuthorizationCode,
@@ -243,7 +261,7 @@ impl RelyingParty {
             (url, state, Some(nonce.secret().clone()))
         } else {
             let (url, state) = self
-                .oauth_client(provider)?
+                .oauth_client(provider, redirect)
                 .authorize_url(CsrfToken::new_random)
                 .add_scopes(scopes)
                 .set_pkce_challenge(challenge)
@@ -260,6 +278,7 @@ impl RelyingParty {
                 next: next.to_owned(),
                 started_at: now,
                 link_for,
+                callback_path: callback_path.to_owned(),
             },
         ))
     }
@@ -286,7 +305,12 @@ impl RelyingParty {
         let code = AuthorizationCode::new(code.to_owned());
         let verifier = PkceCodeVerifier::new(pending.code_verifier.clone());
         match provider.kind {
-            ProviderKind::Discord => self.discord_identity(provider, code, verifier, now).await,
+            ProviderKind::Discord => {
+                // RFC 6749 §4.1.3: the redirect URI of the authorization request, again.
+                let redirect = self.redirect_url_at(&pending.callback_path)?;
+                self.discord_identity(provider, redirect, code, verifier, now)
+                    .await
+            }
             ProviderKind::Google | ProviderKind::Oidc => {
                 let nonce = Nonce::new(pending.nonce.clone().unwrap_or_default());
                 self.oidc_identity(provider, code, verifier, &nonce).await
@@ -450,19 +474,17 @@ impl RelyingParty {
         .checked(&provider.label)
     }
 
-    /// The OAuth 2.0 client for Discord: its endpoints unless overridden.
+    /// The OAuth 2.0 client for Discord, sending `redirect`: its endpoints unless overridden.
     fn oauth_client(
         &self,
         provider: &UpstreamProvider,
-    ) -> Result<
-        BasicClient<
-            oauth2::EndpointSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointSet,
-        >,
-        UpstreamError,
+        redirect: RedirectUrl,
+    ) -> BasicClient<
+        oauth2::EndpointSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointSet,
     > {
         let parse = |raw: &str| Url::parse(raw).expect("Discord's endpoints are URLs");
         let auth = provider
@@ -473,29 +495,31 @@ impl RelyingParty {
             .token_endpoint
             .clone()
             .unwrap_or_else(|| parse("https://discord.com/api/oauth2/token"));
-        Ok(BasicClient::new(ClientId::new(provider.client_id.clone()))
+        BasicClient::new(ClientId::new(provider.client_id.clone()))
             .set_client_secret(ClientSecret::new(
                 provider.client_secret.expose_secret().to_owned(),
             ))
             .set_auth_uri(AuthUrl::from_url(auth))
             .set_token_uri(TokenUrl::from_url(token))
-            .set_redirect_uri(self.redirect_url(provider)?))
+            .set_redirect_uri(redirect)
     }
 
     /// A Discord sign-in: the code exchange, then `GET /users/@me` (API v10) with the new
     /// token. The subject is the user's snowflake; the name is the unique username, or the
     /// legacy `name#1234` tag where the discriminator is not `"0"`. The identity carries the
-    /// whole profile and the tokens (their expiry counted from `now`, Unix seconds).
+    /// whole profile and the tokens (their expiry counted from `now`, Unix seconds). `redirect`
+    /// is the authorization request's redirect URI.
     async fn discord_identity(
         &self,
         provider: &UpstreamProvider,
+        redirect: RedirectUrl,
         code: AuthorizationCode,
         verifier: PkceCodeVerifier,
         now: i64,
     ) -> Result<Identity, UpstreamError> {
         let http = |request| call(&self.http, request);
         let tokens = self
-            .oauth_client(provider)?
+            .oauth_client(provider, redirect)
             .exchange_code(code)
             .set_pkce_verifier(verifier)
             .request_async(&http)

@@ -20,7 +20,8 @@ use crate::db::discord_accounts;
 use crate::db::upstream_links::{self, LinkRow};
 use crate::db::users::{self, UserRow};
 use crate::db::{self, Db, DbConnection, DbError};
-use crate::domain::{Email, Username};
+use crate::domain::upstream::DISCORD_LEGACY_LOGIN_CALLBACK;
+use crate::domain::{Email, ProviderKind, Username};
 use crate::secret::SealError;
 
 /// Whether a storage error is a unique violation: two sign-ins racing for one identity, address
@@ -167,7 +168,8 @@ impl Upstream {
             .ok_or_else(|| UpstreamError::UnknownProvider(id.to_owned()))
     }
 
-    /// Starts a sign-in at `provider` (see [`RelyingParty::begin`]).
+    /// Starts a sign-in at `provider` (see [`RelyingParty::begin`]), coming back to the
+    /// provider's callback path.
     ///
     /// # Errors
     /// As [`RelyingParty::begin`].
@@ -178,7 +180,51 @@ impl Upstream {
         link_for: Option<String>,
     ) -> Result<(Url, PendingLogin), UpstreamError> {
         self.rp
-            .begin(provider, next, link_for, db::now().and_utc().timestamp())
+            .begin(
+                provider,
+                &provider.callback_path(),
+                next,
+                link_for,
+                db::now().and_utc().timestamp(),
+            )
+            .await
+    }
+
+    /// The Discord provider of the seeds' paths (`/oauth2/login/` and its callbacks): the one
+    /// enabled provider of kind `discord`.
+    ///
+    /// # Errors
+    /// [`UpstreamError::UnknownProvider`] when there is none, or more than one (the seeds'
+    /// paths cannot tell them apart; each has its own `/accounts/upstream/<id>/login/`).
+    pub fn legacy_discord(&self) -> Result<&UpstreamProvider, UpstreamError> {
+        let mut discord = self
+            .providers
+            .iter()
+            .filter(|p| p.enabled && p.kind == ProviderKind::Discord);
+        match (discord.next(), discord.next()) {
+            (Some(provider), None) => Ok(provider),
+            _ => Err(UpstreamError::UnknownProvider("discord".to_owned())),
+        }
+    }
+
+    /// Starts a sign-in at seed 000's `/oauth2/login/` with the Discord `provider`: its
+    /// redirect URI is the provider's `callback_path` when set, else seed 000's
+    /// `/oauth2/login/redirect/`, so that a Discord application registered for the seed needs
+    /// no change.
+    ///
+    /// # Errors
+    /// As [`RelyingParty::begin`].
+    pub async fn begin_legacy_discord(
+        &self,
+        provider: &UpstreamProvider,
+        next: &str,
+    ) -> Result<(Url, PendingLogin), UpstreamError> {
+        let path = provider
+            .callback_path
+            .clone()
+            .unwrap_or_else(|| DISCORD_LEGACY_LOGIN_CALLBACK.to_owned());
+        self.rp
+            .begin(provider, &path, next, None, db::now().and_utc().timestamp())
             .await
     }
 

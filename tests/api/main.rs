@@ -47,5 +47,6 @@ mod sign_in_context;
 mod smtp;
 mod upstream_discord;
 mod upstream_discord_profile;
+mod upstream_discord_seeds;
 mod upstream_links;
 mod upstream_login;

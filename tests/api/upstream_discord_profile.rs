@@ -14,7 +14,7 @@ use crate::upstream_discord::{me, round_trip, token_response};
 const NELLY: i64 = 80_351_110_224_678_912;
 
 /// A server with the Discord fake as provider `discord`, `provider` (TOML) added to its table.
-async fn discord_rp_with_provider(discord: &MockServer, provider: &str) -> TestApp {
+pub(crate) async fn discord_rp_with_provider(discord: &MockServer, provider: &str) -> TestApp {
     spawn_app_with(&format!(
         r#"
 [upstream.discord]
@@ -33,7 +33,7 @@ api_base = "{0}/api/v10"
 }
 
 /// Discord's token endpoint, answering every exchange.
-async fn tokens(discord: &MockServer) {
+pub(crate) async fn tokens(discord: &MockServer) {
     Mock::given(method("POST"))
         .and(path("/api/oauth2/token"))
         .respond_with(token_response())
@@ -42,7 +42,7 @@ async fn tokens(discord: &MockServer) {
 }
 
 /// `GET /users/@me` answering `profile`, for the next `times` calls.
-async fn profile_once(discord: &MockServer, profile: serde_json::Value, times: u64) {
+pub(crate) async fn profile_once(discord: &MockServer, profile: serde_json::Value, times: u64) {
     Mock::given(method("GET"))
         .and(path("/api/v10/users/@me"))
         .respond_with(ResponseTemplate::new(200).set_body_json(profile))
@@ -532,4 +532,93 @@ async fn the_consent_page_says_what_the_discord_scope_shows() {
     assert_eq!(consent.status(), StatusCode::OK);
     let html = consent.text().await.expect("html");
     assert!(html.contains("See your linked Discord account"), "{html}");
+}
+
+/// `GET /auth/` in `visitor`: the status and the JSON body.
+pub(crate) async fn auth(visitor: &crate::helpers::Visitor) -> (StatusCode, serde_json::Value) {
+    let response = visitor.get_response("/auth/").await;
+    let status = response.status();
+    assert_eq!(
+        response
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store"),
+        "/auth/ answers {status} with no-store"
+    );
+    (status, response.json().await.expect("JSON"))
+}
+
+#[tokio::test]
+async fn auth_answers_the_signed_in_users_discord_profile_or_401_or_404() {
+    let discord = MockServer::start().await;
+    tokens(&discord).await;
+    profile_once(&discord, me(), 1).await;
+    let mut second = me();
+    second["id"] = "41771983423143937".into();
+    second["username"] = "ann_d".into();
+    profile_once(&discord, second, 1).await;
+    let app = discord_rp_with_provider(&discord, "").await;
+
+    let (status, body) = auth(&app.anonymous_visitor()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"], "login_required");
+
+    // Signed in with a password, no Discord account linked.
+    app.create_user("ann").await;
+    let ann = app.visitor("ann").await;
+    let (status, body) = auth(&ann).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"], "not_found");
+
+    // Signed in with Discord.
+    let nelly = app.anonymous_visitor();
+    assert_eq!(
+        round_trip(&nelly, "c").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let (status, body) = auth(&nelly).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["id"], "80351110224678912");
+    assert_eq!(body["tag"], "nelly");
+    assert_eq!(body["global_name"], "Nelly Furtado");
+    assert_eq!(
+        body["avatar_url"],
+        "https://cdn.discordapp.com/avatars/80351110224678912/8342729096ea3675442027381ff50dfe.png"
+    );
+    assert_eq!(body["email"], "nelly@discord.example");
+    assert_eq!(
+        (body["verified"].clone(), body["mfa_enabled"].clone()),
+        (true.into(), true.into())
+    );
+    let last_login = body["last_login"].as_str().expect("last_login");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(last_login).is_ok(),
+        "{last_login}"
+    );
+
+    // Only GET.
+    let post = nelly
+        .client
+        .post(nelly.url("/auth/"))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    // Unlinking Discord takes the profile with it.
+    let ann_links = link_discord(&app, "ann").await;
+    let (status, body) = auth(&ann_links).await;
+    assert_eq!(
+        (status, body["username"].clone()),
+        (StatusCode::OK, "ann_d".into())
+    );
+    let (_, page) = ann_links.get("/account/linked/").await;
+    let unlinked = ann_links
+        .post_with_csrf_of(&page, "/account/linked/discord/unlink/", &[])
+        .await;
+    assert_eq!(unlinked.status(), StatusCode::SEE_OTHER);
+    let (status, _) = auth(&ann_links).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(stored(&app, 41_771_983_423_143_937).await.is_none());
 }

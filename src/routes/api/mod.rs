@@ -7,6 +7,8 @@
 //!   `/api/verify-otp/`, `/api/activate/…`, `/api/resend-otp/`,
 //!   `/api/resend-activation-email/`).
 //! * [`password_reset`]: `/api/password-reset/` and `/api/password-reset-confirm/…`.
+//! * [`discord`]: `/auth/`, the signed-in user's Discord profile (seed 000's path; the
+//!   browser's session, not a bearer token).
 //!
 //! One shape for all of them: a handler takes its body as [`ApiBody`](super::extract::ApiBody)
 //! and its credentials as [`Bearer`], and returns `Result<HttpResponse, ApiError>`; every error
@@ -17,6 +19,7 @@
 //! bodies of their own ([`crate::oauth::OAuthError`]).
 
 pub(super) mod accounts;
+pub(super) mod discord;
 pub(super) mod password_reset;
 pub(super) mod registration;
 pub(super) mod users;

@@ -17,6 +17,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 use crate::accounts::Accounts;
+use crate::config::UpstreamProvider;
 use crate::oauth::Params;
 use crate::routes::browser::{current_user, safe_next, start_session, LoginBasis, SessionError};
 use crate::routes::chrome::{flash, page, Chrome, Notice, Section};
@@ -31,7 +32,7 @@ use crate::upstream::{PendingLogin, SignInOutcome, Upstream, UpstreamError};
 const SESSION_UPSTREAM: &str = "upstream_pending";
 
 /// The page of a failed upstream sign-in.
-fn failure(e: UpstreamError) -> PageError {
+pub(super) fn failure(e: UpstreamError) -> PageError {
     match e {
         UpstreamError::UnknownProvider(_) => {
             PageError::not_found("Unknown sign-in provider", e.to_string())
@@ -64,7 +65,7 @@ pub async fn start(
 }
 
 /// Keeps `pending` in the session and sends the browser to the provider.
-fn redirect_to_provider(
+pub(super) fn redirect_to_provider(
     session: &Session,
     url: &url::Url,
     pending: &PendingLogin,
@@ -168,19 +169,43 @@ pub async fn callback(
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
 ) -> Result<HttpResponse, PageError> {
-    // Single use: whatever happens next, this browser's pending sign-in is gone.
-    let pending = session
-        .remove_as::<PendingLogin>(SESSION_UPSTREAM)
-        .and_then(Result::ok);
+    let pending = take_pending(&session);
     let provider = upstream.provider(&path).map_err(failure)?;
+    finish(
+        &req, &session, provider, pending, &upstream, &accounts, &web,
+    )
+    .await
+}
+
+/// This browser's pending upstream sign-in, removed from its session: single use, whatever
+/// happens next.
+pub(super) fn take_pending(session: &Session) -> Option<PendingLogin> {
+    session
+        .remove_as::<PendingLogin>(SESSION_UPSTREAM)
+        .and_then(Result::ok)
+}
+
+/// Finishes the sign-in `pending` (already taken from the session, see [`take_pending`]) at
+/// `provider`'s callback: `req` must carry its `state` and come to the callback path its
+/// `redirect_uri` named.
+pub(super) async fn finish(
+    req: &HttpRequest,
+    session: &Session,
+    provider: &UpstreamProvider,
+    pending: Option<PendingLogin>,
+    upstream: &Upstream,
+    accounts: &Accounts,
+    web: &WebConfig,
+) -> Result<HttpResponse, PageError> {
     let params = Params::from_query(req.query_string())
         .map_err(|e| PageError::bad_request("Sign-in not finished", e.description.into_string()))?;
     // An error answer counts only when it carries this browser's state (RFC 6749 §4.1.2.1
     // returns `state` with errors too): anything else is a callback nobody here started.
     let state_matches = |pending: &PendingLogin| {
-        params
-            .get("state")
-            .is_some_and(|state| pending.answers(provider.id.as_str(), state))
+        pending.came_back_to(req.path())
+            && params
+                .get("state")
+                .is_some_and(|state| pending.answers(provider.id.as_str(), state))
     };
     if let Some(error) = params.get("error") {
         if !pending.as_ref().is_some_and(state_matches) {
@@ -206,6 +231,9 @@ pub async fn callback(
     else {
         return Err(failure(UpstreamError::State));
     };
+    if !pending.came_back_to(req.path()) {
+        return Err(failure(UpstreamError::State));
+    }
     let identity = upstream
         .finish(provider, &pending, state, code)
         .await
@@ -213,7 +241,7 @@ pub async fn callback(
     // A link only for the user who asked for it from this browser, and is still signed in.
     let signed_in = match &pending.link_for {
         Some(asked) => {
-            let current = current_user(&session, &accounts, &web).await?.map(|u| u.id);
+            let current = current_user(session, accounts, web).await?.map(|u| u.id);
             if current.as_deref() != Some(asked.as_str()) {
                 return Err(failure(UpstreamError::State));
             }
@@ -222,11 +250,11 @@ pub async fn callback(
         None => None,
     };
     let outcome = upstream
-        .sign_in(provider, identity, signed_in, peer_ip(&req))
+        .sign_in(provider, identity, signed_in, peer_ip(req))
         .await?;
     match outcome {
         SignInOutcome::SignIn { user_id, .. } => {
-            match start_session(&req, &session, &accounts, &user_id, "", LoginBasis::default())
+            match start_session(req, session, accounts, &user_id, "", LoginBasis::default())
                 .await
             {
                 Ok(()) => Ok(see_other(&pending.next)),
@@ -243,7 +271,7 @@ pub async fn callback(
         }
         SignInOutcome::Linked { .. } => {
             flash(
-                &session,
+                session,
                 Notice::success(format!("Your {} account is linked.", provider.label)),
             );
             Ok(see_other(&pending.next))
