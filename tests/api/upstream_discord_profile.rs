@@ -622,3 +622,95 @@ async fn auth_answers_the_signed_in_users_discord_profile_or_401_or_404() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(stored(&app, 41_771_983_423_143_937).await.is_none());
 }
+
+#[tokio::test]
+async fn one_discord_user_through_two_discord_providers_has_one_profile_that_follows_the_latest_link(
+) {
+    let discord = MockServer::start().await;
+    tokens(&discord).await;
+    profile_once(&discord, me(), 3).await;
+    let provider = |id: &str| {
+        format!(
+            r#"
+[upstream.{id}]
+kind = "discord"
+client_id = "{id}-client"
+client_secret = "s"
+authorization_endpoint = "{0}/oauth2/authorize"
+token_endpoint = "{0}/api/oauth2/token"
+api_base = "{0}/api/v10"
+"#,
+            discord.uri()
+        )
+    };
+    let app = spawn_app_with(&format!("{}{}", provider("one"), provider("two"))).await;
+    // Signs in through "one" (a new account), then links "two" from the same browser.
+    let visitor = app.anonymous_visitor();
+    let start = visitor.get_response("/accounts/upstream/one/login/").await;
+    let state =
+        crate::helpers::query_param(&crate::helpers::location(&start), "state").expect("state");
+    let back = visitor
+        .get_response(&format!(
+            "/accounts/upstream/one/callback/?code=c&state={state}"
+        ))
+        .await;
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    let link_of = |provider: &'static str| {
+        let app = &app;
+        async move {
+            let user = app
+                .services
+                .accounts
+                .find_by_login("nelly")
+                .await
+                .expect("db")
+                .expect("account");
+            app.services
+                .upstream
+                .links_of(&user.id)
+                .await
+                .expect("db")
+                .into_iter()
+                .find(|l| l.provider_id == provider)
+                .expect("linked")
+                .id
+        }
+    };
+    assert_eq!(
+        stored(&app, NELLY).await.expect("row").link_id,
+        link_of("one").await
+    );
+
+    let (_, page) = visitor.get("/account/linked/").await;
+    let start = visitor
+        .post_with_csrf_of(&page, "/accounts/upstream/two/link/", &[])
+        .await;
+    let state =
+        crate::helpers::query_param(&crate::helpers::location(&start), "state").expect("state");
+    let back = visitor
+        .get_response(&format!(
+            "/accounts/upstream/two/callback/?code=c&state={state}"
+        ))
+        .await;
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        stored(&app, NELLY).await.expect("row").link_id,
+        link_of("two").await
+    );
+
+    // Signing in through "one" again takes it back.
+    let again = app.anonymous_visitor();
+    let start = again.get_response("/accounts/upstream/one/login/").await;
+    let state =
+        crate::helpers::query_param(&crate::helpers::location(&start), "state").expect("state");
+    let back = again
+        .get_response(&format!(
+            "/accounts/upstream/one/callback/?code=c&state={state}"
+        ))
+        .await;
+    assert_eq!(back.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        stored(&app, NELLY).await.expect("row").link_id,
+        link_of("one").await
+    );
+}
