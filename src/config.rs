@@ -194,6 +194,10 @@ struct RawUpstream {
     accepted_audiences: Option<Vec<String>>,
     #[serde(default)]
     tokeninfo_endpoint: String,
+    #[serde(default)]
+    keep_tokens: Option<bool>,
+    #[serde(default)]
+    callback_path: String,
 }
 
 fn enabled_by_default() -> bool {
@@ -596,9 +600,27 @@ pub struct UpstreamProvider {
     /// before it is used (default `https://oauth2.googleapis.com/tokeninfo`); `None` for other
     /// kinds, whose access tokens are not accepted from apps.
     pub tokeninfo_endpoint: Option<Url>,
+    /// `keep_tokens` (Discord): keep the access and refresh tokens of each sign-in, sealed, for
+    /// later calls to Discord's API on the user's behalf (the Discord connector's
+    /// `guilds.join`). Default: on when `scopes` holds `guilds.join`, else off.
+    pub keep_tokens: bool,
+    /// `callback_path` (Discord): the path of the redirect URI every sign-in with this provider
+    /// sends (the one registered at Discord): its own `/accounts/upstream/<id>/callback/` (the
+    /// default), or a seed's `/oauth2/login/redirect/` or `/discord/sso/callback`
+    /// ([`crate::domain::upstream::DISCORD_LEGACY_CALLBACK_PATHS`]). `None` when not set.
+    pub callback_path: Option<String>,
 }
 
 impl UpstreamProvider {
+    /// The path of the redirect URI this provider's sign-ins send: `callback_path`, or
+    /// `/accounts/upstream/<id>/callback/`.
+    #[must_use]
+    pub fn callback_path(&self) -> String {
+        self.callback_path
+            .clone()
+            .unwrap_or_else(|| crate::domain::upstream::default_callback_path(&self.id))
+    }
+
     /// What the provider's subjects are unique within, stored with every link: the OpenID
     /// Connect issuer (OIDC Core §2: `sub` is unique per issuer), or `discord`.
     #[must_use]
@@ -1196,6 +1218,26 @@ fn upstream_settings(id: &str, raw: RawUpstream) -> anyhow::Result<UpstreamProvi
             scopes
         }
     };
+    // Upstream tokens are kept only for a later call to the provider's API, which only the
+    // Discord connector makes (with `guilds.join`).
+    let keep_tokens = match (kind, raw.keep_tokens) {
+        (ProviderKind::Discord, Some(keep)) => keep,
+        (ProviderKind::Discord, None) => scopes.iter().any(|s| s == "guilds.join"),
+        (_, Some(true)) => bail!("{key}.keep_tokens is for Discord only"),
+        (_, _) => false,
+    };
+    let callback_path = match (kind, raw.callback_path.trim()) {
+        (_, "") => None,
+        (ProviderKind::Discord, path) => {
+            if !crate::domain::upstream::is_discord_callback_path(&id, path) {
+                bail!(
+                    "{key}.callback_path must be /accounts/upstream/{id}/callback/, /oauth2/login/redirect/ or /discord/sso/callback (got {path:?})"
+                );
+            }
+            Some(path.to_owned())
+        }
+        (_, _) => bail!("{key}.callback_path is for Discord only"),
+    };
     let label = match raw.label.trim() {
         "" => match kind {
             ProviderKind::Discord => "Discord".to_owned(),
@@ -1229,6 +1271,8 @@ fn upstream_settings(id: &str, raw: RawUpstream) -> anyhow::Result<UpstreamProvi
         required_claims: raw.required_claims,
         accepted_audiences,
         tokeninfo_endpoint,
+        keep_tokens,
+        callback_path,
     })
 }
 
@@ -1543,6 +1587,62 @@ enabled = false
             Some("https://discord.com/api/v10")
         );
         assert_eq!(discord.client_secret.expose_secret(), "d-secret");
+        assert!(!discord.keep_tokens && !google.keep_tokens);
+    }
+
+    #[test]
+    fn discord_keeps_its_tokens_by_default_only_for_guilds_join() {
+        let discord = |more: &str| {
+            Settings::from_toml(&format!(
+                "[upstream.d]\nkind = \"discord\"\nclient_id = \"x\"\nclient_secret = \"y\"\n{more}"
+            ))
+            .map(|s| s.upstream[0].keep_tokens)
+        };
+        assert!(!discord("").expect("valid"));
+        assert!(discord("scopes = [\"identify\", \"guilds.join\"]").expect("valid"));
+        assert!(
+            !discord("scopes = [\"identify\", \"guilds.join\"]\nkeep_tokens = false")
+                .expect("valid")
+        );
+        assert!(discord("keep_tokens = true").expect("valid"));
+        let oidc = Settings::from_toml(
+            "[upstream.x]\nkind = \"oidc\"\nclient_id = \"x\"\nclient_secret = \"y\"\nissuer = \"https://a.example\"\nkeep_tokens = true",
+        );
+        assert!(
+            format!("{:#}", oidc.expect_err("refused")).contains("keep_tokens is for Discord only")
+        );
+    }
+
+    #[test]
+    fn a_discord_callback_path_is_its_own_or_a_seeds() {
+        let discord = |more: &str| {
+            Settings::from_toml(&format!(
+                "[upstream.d]\nkind = \"discord\"\nclient_id = \"x\"\nclient_secret = \"y\"\n{more}"
+            ))
+            .map(|s| {
+                (
+                    s.upstream[0].callback_path.clone(),
+                    s.upstream[0].callback_path(),
+                )
+            })
+        };
+        assert_eq!(
+            discord("").expect("valid"),
+            (None, "/accounts/upstream/d/callback/".to_owned())
+        );
+        assert_eq!(
+            discord("callback_path = \"/discord/sso/callback\"")
+                .expect("valid")
+                .1,
+            "/discord/sso/callback"
+        );
+        let refused = discord("callback_path = \"/elsewhere/\"").expect_err("refused");
+        assert!(format!("{refused:#}").contains("callback_path must be"));
+        let oidc = Settings::from_toml(
+            "[upstream.x]\nkind = \"oidc\"\nclient_id = \"x\"\nclient_secret = \"y\"\nissuer = \"https://a.example\"\ncallback_path = \"/oauth2/login/redirect/\"",
+        );
+        assert!(format!("{:#}", oidc.expect_err("refused"))
+            .contains("callback_path is for Discord only"));
     }
 
     #[test]

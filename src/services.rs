@@ -113,7 +113,9 @@ impl Services {
                 registrations_per_ip: settings.accounts.registrations_per_ip,
                 window: settings.rate_limits.window,
             },
-        );
+            settings.secret_key.expose_secret(),
+        )
+        .context("cannot set up the sealing of upstream tokens")?;
         let oauth = OAuth::new(
             db.clone(),
             OAuthConfig::from_settings(settings),

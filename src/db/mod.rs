@@ -14,6 +14,7 @@ pub mod audit_events;
 pub mod clients;
 pub mod codes;
 pub mod consents;
+pub mod discord_accounts;
 pub mod groups;
 pub mod held_secrets;
 pub mod jobs;

@@ -239,6 +239,25 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    discord_accounts (id) {
+        id -> BigInt,
+        link_id -> Text,
+        username -> Text,
+        discriminator -> Text,
+        tag -> Text,
+        global_name -> Nullable<Text>,
+        avatar -> Nullable<Text>,
+        public_flags -> BigInt,
+        flags -> BigInt,
+        locale -> Nullable<Text>,
+        mfa_enabled -> Bool,
+        email -> Nullable<Text>,
+        verified -> Bool,
+        last_login -> Timestamp,
+    }
+}
+
 diesel::joinable!(authorization_codes -> clients (client_id));
 diesel::joinable!(tokens -> clients (client_id));
 diesel::joinable!(consents -> clients (client_id));
@@ -246,6 +265,7 @@ diesel::joinable!(group_members -> groups (group_id));
 diesel::joinable!(group_members -> users (user_id));
 diesel::joinable!(tokens -> users (user_id));
 diesel::joinable!(upstream_links -> users (user_id));
+diesel::joinable!(discord_accounts -> upstream_links (link_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -264,4 +284,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     held_secrets,
     upstream_used_states,
     upstream_links,
+    discord_accounts,
 );

@@ -109,6 +109,30 @@ pub fn touch(
         .map(|_| ())
 }
 
+/// Sets the link's kept upstream tokens: `sealed` is (access token, refresh token), sealed
+/// (`crate::secret::Sealer`), with the access token's expiry; `None` clears all three.
+///
+/// # Errors
+/// Query failures only.
+pub fn set_tokens(
+    conn: &mut DbConnection,
+    id: &str,
+    sealed: Option<(&str, Option<&str>, Option<NaiveDateTime>)>,
+) -> QueryResult<()> {
+    let (access, refresh, expires_at) = match sealed {
+        Some((access, refresh, expires_at)) => (Some(access), refresh, expires_at),
+        None => (None, None, None),
+    };
+    diesel::update(upstream_links::table.find(id))
+        .set((
+            upstream_links::access_token_sealed.eq(access),
+            upstream_links::refresh_token_sealed.eq(refresh),
+            upstream_links::token_expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .map(|_| ())
+}
+
 /// Deletes `user_id`'s link at `provider_id`; returns whether there was one.
 ///
 /// # Errors

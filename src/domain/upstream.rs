@@ -131,6 +131,37 @@ pub fn endpoint_url(raw: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// The Discord callback paths of the projects Latchkey replaces, answered like
+/// `/accounts/upstream/<id>/callback/` so that Discord applications registered for them need no
+/// change: seed 000's `/oauth2/login/redirect/` and seed 003's `/discord/sso/callback`.
+pub const DISCORD_LEGACY_CALLBACK_PATHS: [&str; 2] =
+    ["/oauth2/login/redirect/", "/discord/sso/callback"];
+
+/// The redirect URI path of a sign-in started at seed 000's `/oauth2/login/` when the provider
+/// sets no `callback_path`: seed 000's own callback.
+pub const DISCORD_LEGACY_LOGIN_CALLBACK: &str = "/oauth2/login/redirect/";
+
+/// The path of provider `id`'s own callback: `/accounts/upstream/<id>/callback/`.
+#[must_use]
+pub fn default_callback_path(id: &ProviderId) -> String {
+    format!("/accounts/upstream/{id}/callback/")
+}
+
+/// Whether `path` is a callback Latchkey answers for Discord provider `id` — its own, or one of
+/// [`DISCORD_LEGACY_CALLBACK_PATHS`] — written with or without the trailing slash (both are
+/// answered; the provider compares the redirect URI exactly, so the one written is the one
+/// sent).
+#[must_use]
+pub fn is_discord_callback_path(id: &ProviderId, path: &str) -> bool {
+    let bare = path.trim_end_matches('/');
+    !bare.is_empty()
+        && path.len() - bare.len() <= 1
+        && (default_callback_path(id).trim_end_matches('/') == bare
+            || DISCORD_LEGACY_CALLBACK_PATHS
+                .iter()
+                .any(|p| p.trim_end_matches('/') == bare))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +192,31 @@ mod tests {
         assert!(ProviderKind::Google.is_oidc() && !ProviderKind::Discord.is_oidc());
         assert!(ProviderKind::Oidc.default_scopes().contains(&"openid"));
         assert!(!ProviderKind::Discord.default_scopes().contains(&"openid"));
+    }
+
+    #[test]
+    fn discord_callbacks_are_its_own_or_the_seeds() {
+        let id = ProviderId::parse("discord").expect("id");
+        for good in [
+            "/accounts/upstream/discord/callback/",
+            "/accounts/upstream/discord/callback",
+            "/oauth2/login/redirect/",
+            "/oauth2/login/redirect",
+            "/discord/sso/callback",
+            "/discord/sso/callback/",
+        ] {
+            assert!(is_discord_callback_path(&id, good), "{good}");
+        }
+        for bad in [
+            "",
+            "/",
+            "/accounts/upstream/other/callback/",
+            "/oauth2/login/",
+            "/discord/sso/callback//",
+            "https://x.example/discord/sso/callback",
+        ] {
+            assert!(!is_discord_callback_path(&id, bad), "{bad}");
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use crate::accounts::Account;
 use crate::domain::ScopeSet;
+use crate::upstream::{DiscordProfile, DISCORD_SCOPE};
 
 pub use keys::{KeyStore, SigningAlg};
 
@@ -24,7 +25,7 @@ pub use crate::domain::{OFFLINE_ACCESS, OPENID};
 
 /// Claims advertised in discovery (`claims_supported`): exactly what Latchkey puts in ID tokens
 /// and UserInfo responses.
-pub const CLAIMS_SUPPORTED: [&str; 17] = [
+pub const CLAIMS_SUPPORTED: [&str; 18] = [
     "iss",
     "sub",
     "aud",
@@ -42,6 +43,7 @@ pub const CLAIMS_SUPPORTED: [&str; 17] = [
     "preferred_username",
     "email",
     "email_verified",
+    "discord",
 ];
 
 /// Who authenticated, when and how: what an ID token says about the login behind a grant.
@@ -96,6 +98,20 @@ pub fn user_claims(user: &Account, scope: &ScopeSet) -> Map<String, Value> {
     claims
 }
 
+/// Adds the `discord` claim — the user's Discord profile ([`DiscordProfile::claim`]) — when
+/// `scope` holds the `discord` scope and the user linked a Discord account (`discord`): a
+/// scope-requested claim in the manner of OIDC Core §5.4, left out when there is no value
+/// (§5.3.2).
+pub fn add_discord_claim(
+    claims: &mut Map<String, Value>,
+    scope: &ScopeSet,
+    discord: Option<&DiscordProfile>,
+) {
+    if let (true, Some(profile)) = (scope.contains(DISCORD_SCOPE), discord) {
+        claims.insert(DISCORD_SCOPE.into(), profile.claim());
+    }
+}
+
 /// Everything an ID token needs beyond the authentication.
 #[derive(Clone, Debug)]
 pub struct IdTokenRequest<'a> {
@@ -111,15 +127,18 @@ pub struct IdTokenRequest<'a> {
     pub alg: SigningAlg,
     /// Lifetime in seconds.
     pub lifetime_seconds: i64,
+    /// The user's Discord profile, for the `discord` claim ([`add_discord_claim`]).
+    pub discord: Option<&'a DiscordProfile>,
 }
 
 /// The claims of an ID token (OIDC Core §2, §3.1.3.6): `iss`, `sub`, `aud`, `exp`, `iat`,
 /// `auth_time`, `nonce` (when the request had one), `at_hash`, `azp`, `amr`, plus the user
-/// claims of the granted scope.
+/// claims of the granted scope (`discord` included).
 #[must_use]
 pub fn id_token_claims(auth: &Authentication, req: &IdTokenRequest<'_>) -> Map<String, Value> {
     let now = Utc::now().timestamp();
     let mut claims = user_claims(&auth.user, req.scope);
+    add_discord_claim(&mut claims, req.scope, req.discord);
     claims.insert("iss".into(), req.issuer.into());
     claims.insert("aud".into(), req.client_id.into());
     claims.insert("azp".into(), req.client_id.into());

@@ -140,6 +140,25 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         r.route(web::get().to(login::upstream::callback))
             .default_service(web::to(pages::method_not_allowed))
     });
+    // The Discord logins Latchkey replaces (seeds 000 and 003; routes/login/discord.rs), and
+    // seed 000's profile of the signed-in user (routes/api/discord.rs). The callbacks are
+    // `domain::upstream::DISCORD_LEGACY_CALLBACK_PATHS`.
+    both(cfg, "/oauth2/login/", |r| {
+        r.route(web::get().to(login::discord::start_legacy_sign_in))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/oauth2/login/redirect/", |r| {
+        r.route(web::get().to(login::discord::finish_legacy_sign_in))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/discord/sso/callback/", |r| {
+        r.route(web::get().to(login::discord::finish_legacy_sign_in))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/auth/", |r| {
+        r.route(web::get().to(api::discord::show_discord_profile))
+            .default_service(web::to(api::method_not_allowed))
+    });
     both(cfg, "/accounts/logout/", |r| {
         r.route(web::post().to(login::logout))
             .default_service(web::to(pages::method_not_allowed))

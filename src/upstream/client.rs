@@ -15,12 +15,14 @@ use oauth2::{
 };
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient};
 use openidconnect::Nonce;
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use url::Url;
 
-use super::{oidc, Identity};
+use super::discord::{DiscordProfile, RawDiscordUser};
+use super::tokens::UpstreamTokens;
+use super::{clean, oidc, Identity};
 use crate::config::UpstreamProvider;
 use crate::domain::ProviderKind;
 
@@ -66,6 +68,10 @@ pub struct PendingLogin {
     /// button); `None` for a sign-in, which never links to a signed-in user.
     #[serde(default)]
     pub link_for: Option<String>,
+    /// The path of the `redirect_uri` sent (under the issuer): the callback must come back
+    /// to it, and the code exchange sends the same URI (RFC 6749 §4.1.3).
+    #[serde(default)]
+    pub callback_path: String,
 }
 
 impl PendingLogin {
@@ -75,6 +81,14 @@ impl PendingLogin {
     pub fn answers(&self, provider_id: &str, state: &str) -> bool {
         self.provider == provider_id
             && crate::secret::ct_eq(self.state.as_bytes(), state.as_bytes())
+    }
+
+    /// Whether `path` (a request's path) is the callback this sign-in's `redirect_uri` named,
+    /// with or without its trailing slash.
+    #[must_use]
+    pub fn came_back_to(&self, path: &str) -> bool {
+        let bare = self.callback_path.trim_end_matches('/');
+        !bare.is_empty() && bare == path.trim_end_matches('/')
     }
 }
 
@@ -208,33 +222,39 @@ impl RelyingParty {
         }
     }
 
-    /// The redirect URI registered at the provider: `<issuer>/accounts/upstream/<id>/callback/`.
+    /// The redirect URI registered at the provider: `<issuer>` and the provider's callback
+    /// path (`/accounts/upstream/<id>/callback/` unless its `callback_path` says otherwise).
     #[must_use]
     pub fn callback_url(&self, provider: &UpstreamProvider) -> String {
-        format!(
-            "{}/accounts/upstream/{}/callback/",
-            self.issuer, provider.id
-        )
+        format!("{}{}", self.issuer, provider.callback_path())
     }
 
     fn redirect_url(&self, provider: &UpstreamProvider) -> Result<RedirectUrl, UpstreamError> {
-        RedirectUrl::new(self.callback_url(provider))
+        self.redirect_url_at(&provider.callback_path())
+    }
+
+    /// The redirect URI of callback `path` under the issuer.
+    fn redirect_url_at(&self, path: &str) -> Result<RedirectUrl, UpstreamError> {
+        RedirectUrl::new(format!("{}{path}", self.issuer))
             .map_err(|e| UpstreamError::Invalid(format!("the callback URL is invalid: {e}")))
     }
 
     /// Starts a sign-in: the provider's authorization URL to send the browser to, and what to
-    /// keep for the callback. `next` is where to continue afterwards; `link_for` the signed-in
-    /// user who asked to link the provider, if that is what this is.
+    /// keep for the callback. `callback_path` is the path of the `redirect_uri` to send (the
+    /// provider's own, or a seed's for Discord); `next` is where to continue afterwards;
+    /// `link_for` the signed-in user who asked to link the provider, if that is what this is.
     ///
     /// # Errors
     /// [`UpstreamError::Unreachable`] when an OpenID Connect provider's discovery fails.
     pub async fn begin(
         &self,
         provider: &UpstreamProvider,
+        callback_path: &str,
         next: &str,
         link_for: Option<String>,
         now: i64,
     ) -> Result<(Url, PendingLogin), UpstreamError> {
+        let redirect = self.redirect_url_at(callback_path)?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let scopes = provider.scopes.iter().map(|s| Scope::new(s.clone()));
         let (url, state, nonce) = if provider.kind.is_oidc() {
@@ -245,7 +265,7 @@ impl RelyingParty {
                     provider.client_secret.expose_secret().to_owned(),
                 )),
             )
-            .set_redirect_uri(self.redirect_url(provider)?);
+            .set_redirect_uri(redirect);
             let mut request = client
                 .authorize_url(
                     CoreAuthenticationFlow::AuthorizationCode,
@@ -263,7 +283,7 @@ impl RelyingParty {
             (url, state, Some(nonce.secret().clone()))
         } else {
             let (url, state) = self
-                .oauth_client(provider)?
+                .oauth_client(provider, redirect)
                 .authorize_url(CsrfToken::new_random)
                 .add_scopes(scopes)
                 .set_pkce_challenge(challenge)
@@ -280,6 +300,7 @@ impl RelyingParty {
                 next: next.to_owned(),
                 started_at: now,
                 link_for,
+                callback_path: callback_path.to_owned(),
             },
         ))
     }
@@ -319,7 +340,13 @@ impl RelyingParty {
         let code = AuthorizationCode::new(code.to_owned());
         let verifier = PkceCodeVerifier::new(pending.code_verifier.clone());
         match provider.kind {
-            ProviderKind::Discord => self.discord_identity(provider, code, verifier).await,
+            ProviderKind::Discord => {
+                // RFC 6749 §4.1.3: the redirect URI of the authorization request, again.
+                let redirect = self.redirect_url_at(&pending.callback_path)?;
+                let now = crate::db::now().and_utc().timestamp();
+                self.discord_identity(provider, redirect, code, verifier, now)
+                    .await
+            }
             ProviderKind::Google | ProviderKind::Oidc => {
                 let nonce = pending.nonce.as_deref().unwrap_or_default();
                 self.oidc_identity(provider, code, verifier, nonce).await
@@ -571,19 +598,17 @@ impl RelyingParty {
         oidc::identity(&all, &provider.label)
     }
 
-    /// The OAuth 2.0 client for Discord: its endpoints unless overridden.
+    /// The OAuth 2.0 client for Discord, sending `redirect`: its endpoints unless overridden.
     fn oauth_client(
         &self,
         provider: &UpstreamProvider,
-    ) -> Result<
-        BasicClient<
-            oauth2::EndpointSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointNotSet,
-            oauth2::EndpointSet,
-        >,
-        UpstreamError,
+        redirect: RedirectUrl,
+    ) -> BasicClient<
+        oauth2::EndpointSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointNotSet,
+        oauth2::EndpointSet,
     > {
         let parse = |raw: &str| Url::parse(raw).expect("Discord's endpoints are URLs");
         let auth = provider
@@ -594,27 +619,31 @@ impl RelyingParty {
             .token_endpoint
             .clone()
             .unwrap_or_else(|| parse("https://discord.com/api/oauth2/token"));
-        Ok(BasicClient::new(ClientId::new(provider.client_id.clone()))
+        BasicClient::new(ClientId::new(provider.client_id.clone()))
             .set_client_secret(ClientSecret::new(
                 provider.client_secret.expose_secret().to_owned(),
             ))
             .set_auth_uri(AuthUrl::from_url(auth))
             .set_token_uri(TokenUrl::from_url(token))
-            .set_redirect_uri(self.redirect_url(provider)?))
+            .set_redirect_uri(redirect)
     }
 
     /// A Discord sign-in: the code exchange, then `GET /users/@me` (API v10) with the new
     /// token. The subject is the user's snowflake; the name is the unique username, or the
-    /// legacy `name#1234` tag where the discriminator is not `"0"`.
+    /// legacy `name#1234` tag where the discriminator is not `"0"`. The identity carries the
+    /// whole profile and the tokens (their expiry counted from `now`, Unix seconds). `redirect`
+    /// is the authorization request's redirect URI.
     async fn discord_identity(
         &self,
         provider: &UpstreamProvider,
+        redirect: RedirectUrl,
         code: AuthorizationCode,
         verifier: PkceCodeVerifier,
+        now: i64,
     ) -> Result<Identity, UpstreamError> {
         let http = |request| call(&self.http, request);
         let tokens = self
-            .oauth_client(provider)?
+            .oauth_client(provider, redirect)
             .exchange_code(code)
             .set_pkce_verifier(verifier)
             .request_async(&http)
@@ -645,7 +674,22 @@ impl RelyingParty {
         let me: DiscordUser = serde_json::from_slice(response.body()).map_err(|e| {
             UpstreamError::Invalid(format!("Discord's profile is not what Discord sends: {e}"))
         })?;
-        me.identity()
+        // RFC 6749 §5.1: `expires_in` is the access token's lifetime in seconds (bounded here
+        // to a year, so that no answer makes an unrepresentable time).
+        let expires_at = tokens.expires_in().and_then(|lifetime| {
+            let seconds = i64::try_from(lifetime.as_secs()).ok()?.min(365 * 24 * 3600);
+            chrono::DateTime::from_timestamp(now.checked_add(seconds)?, 0).map(|t| t.naive_utc())
+        });
+        Ok(Identity {
+            tokens: Some(UpstreamTokens {
+                access_token: SecretString::from(tokens.access_token().secret().as_str()),
+                refresh_token: tokens
+                    .refresh_token()
+                    .map(|r| SecretString::from(r.secret().as_str())),
+                expires_at,
+            }),
+            ..me.identity()?
+        })
     }
 }
 
@@ -675,18 +719,6 @@ fn refused_id_token(provider: &UpstreamProvider, problem: &oidc::TokenProblem) -
     UpstreamError::Invalid(format!("{}'s ID token is invalid: {why}", provider.label))
 }
 
-/// `text` as stored and shown: control characters (NUL included) and bidirectional overrides
-/// (U+202A–U+202E, U+2066–U+2069, which can make a name read as another) dropped, at most `max`
-/// characters.
-fn clean(text: &str, max: usize) -> String {
-    text.chars()
-        .filter(|c| {
-            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        })
-        .take(max)
-        .collect()
-}
-
 /// The longest subject accepted, in bytes (OIDC Core §2: at most 255 ASCII characters).
 const MAX_SUBJECT_BYTES: usize = 255;
 
@@ -714,11 +746,14 @@ impl Identity {
             username: clean(&self.username, 150),
             display_name: clean(&self.display_name, 150),
             subject: self.subject,
+            discord: self.discord,
+            tokens: self.tokens,
         })
     }
 }
 
-/// The part of Discord's user object (`GET /users/@me`, API v10) a sign-in reads.
+/// Discord's user object (`GET /users/@me`, API v10): what a sign-in reads and what the Discord
+/// profile keeps.
 #[derive(Debug, Deserialize)]
 struct DiscordUser {
     id: String,
@@ -728,25 +763,59 @@ struct DiscordUser {
     #[serde(default)]
     global_name: Option<String>,
     #[serde(default)]
+    avatar: Option<String>,
+    #[serde(default)]
+    public_flags: Option<i64>,
+    #[serde(default)]
+    flags: Option<i64>,
+    #[serde(default)]
+    locale: Option<String>,
+    #[serde(default)]
+    mfa_enabled: Option<bool>,
+    #[serde(default)]
     email: Option<String>,
     #[serde(default)]
     verified: Option<bool>,
 }
 
 impl DiscordUser {
+    /// Who signed in, with their Discord profile: the subject is the snowflake (refused unless
+    /// it is a decimal 64-bit id), the name the tag Discord shows.
     fn identity(self) -> Result<Identity, UpstreamError> {
-        let tag = match self.discriminator.as_deref() {
-            None | Some("0" | "") => self.username.clone(),
-            Some(d) => format!("{}#{d}", self.username),
-        };
-        Identity {
-            subject: self.id,
-            display_name: self.global_name.unwrap_or_else(|| self.username.clone()),
-            username: tag,
+        let identity = Identity {
+            subject: self.id.clone(),
+            display_name: self
+                .global_name
+                .clone()
+                .unwrap_or_else(|| self.username.clone()),
+            username: self.username.clone(),
             email: self.email.map(|e| e.to_lowercase()),
             email_verified: self.verified.unwrap_or(false),
+            discord: None,
+            tokens: None,
         }
-        .checked("Discord")
+        .checked("Discord")?;
+        let profile = DiscordProfile::new(RawDiscordUser {
+            id: self.id,
+            username: self.username,
+            discriminator: self.discriminator,
+            global_name: self.global_name,
+            avatar: self.avatar,
+            public_flags: self.public_flags,
+            flags: self.flags,
+            locale: self.locale,
+            mfa_enabled: self.mfa_enabled,
+            email: identity.email.clone(),
+            verified: self.verified,
+        })
+        .ok_or_else(|| {
+            UpstreamError::Invalid("Discord sent an unusable account identifier".to_owned())
+        })?;
+        Ok(Identity {
+            username: profile.tag(),
+            discord: Some(profile),
+            ..identity
+        })
     }
 }
 
@@ -761,6 +830,11 @@ mod tests {
             username: "nelly".to_owned(),
             discriminator: discriminator.map(str::to_owned),
             global_name: global.map(str::to_owned),
+            avatar: None,
+            public_flags: Some(0),
+            flags: None,
+            locale: Some("en-US".to_owned()),
+            mfa_enabled: Some(false),
             email: Some("Nelly@Example.com".to_owned()),
             verified: Some(true),
         };
@@ -790,5 +864,15 @@ mod tests {
             ..user(Some("0"), None)
         };
         assert!(no_id.identity().is_err());
+        // A subject that is not a 64-bit snowflake makes no profile, so no sign-in.
+        let not_a_snowflake = DiscordUser {
+            id: "abc".to_owned(),
+            ..user(Some("0"), None)
+        };
+        assert!(not_a_snowflake.identity().is_err());
+        let profile = new.discord.expect("a Discord sign-in carries the profile");
+        assert_eq!(profile.id, 80_351_110_224_678_912);
+        assert_eq!(profile.email.as_deref(), Some("nelly@example.com"));
+        assert_eq!(profile.locale.as_deref(), Some("en-US"));
     }
 }

@@ -6,18 +6,23 @@
 //! Built so far: the provider settings, the link storage, the linking rule ([`decide`]), the
 //! relying party ([`client`]: authorization request with state, PKCE and nonce; code exchange;
 //! ID-token verification; Discord's `/users/@me`) and the service that carries a verified
-//! identity out ([`service::Upstream`]). The account page's links, the Discord profile and the
-//! Google token exchange come next (`docs/architecture.md`, "Upstream login").
+//! identity out ([`service::Upstream`]), and the Discord profile ([`discord`]). The Google token
+//! exchange comes next (`docs/architecture.md`, "Upstream login").
 
 pub mod client;
+pub mod discord;
 pub mod oidc;
 pub mod service;
+pub mod tokens;
 
 pub use client::{PendingLogin, UpstreamError};
+pub use discord::{DiscordAccount, DiscordProfile, DISCORD_SCOPE};
 pub use oidc::SubjectToken;
 pub use service::{
-    AccountPolicy, LinkRemovalError, ProviderButton, SignInOutcome, TokenSignInError, Upstream,
+    AccountPolicy, KeptTokensError, LinkRemovalError, ProviderButton, SignInOutcome,
+    TokenSignInError, Upstream,
 };
+pub use tokens::UpstreamTokens;
 
 use crate::db::upstream_links::LinkRow;
 use crate::db::users::UserRow;
@@ -38,6 +43,11 @@ pub struct Identity {
     /// Whether the provider said it verified `email` (OIDC `email_verified`, Discord's
     /// `verified`).
     pub email_verified: bool,
+    /// Discord's whole profile (Discord sign-ins only), stored in `discord_accounts`.
+    pub discord: Option<DiscordProfile>,
+    /// The tokens the provider issued (Discord sign-ins only), kept sealed when the provider's
+    /// `keep_tokens` is on.
+    pub tokens: Option<UpstreamTokens>,
 }
 
 /// What a sign-in with an upstream identity leads to (the linking rules of issue 11, in order).
@@ -117,6 +127,18 @@ pub fn decide(
     }
 }
 
+/// `text` as stored and shown: control characters (NUL included) and bidirectional overrides
+/// (U+202A–U+202E, U+2066–U+2069, which can make a name read as another) dropped, at most `max`
+/// characters.
+fn clean(text: &str, max: usize) -> String {
+    text.chars()
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .take(max)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +169,8 @@ mod tests {
             display_name: "Ann".to_owned(),
             email: Some("ann@example.com".to_owned()),
             email_verified: verified,
+            discord: None,
+            tokens: None,
         }
     }
 

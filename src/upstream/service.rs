@@ -9,7 +9,9 @@ use diesel::Connection;
 use url::Url;
 
 use super::client::{PendingLogin, RelyingParty, UpstreamError, PENDING_LIFETIME_SECONDS};
+use super::discord::{self, DiscordAccount};
 use super::oidc::SubjectToken;
+use super::tokens::{TokenSealer, UpstreamTokens};
 use super::{decide, Decision, Identity};
 use crate::accounts::privileges::{self, NotAllowed};
 use crate::accounts::registration::{
@@ -19,12 +21,15 @@ use crate::accounts::reset::RESET_REQUEST_PATH;
 use crate::accounts::{Account, Accounts};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::{EmailVerification, UpstreamProvider};
+use crate::db::discord_accounts;
 use crate::db::upstream_links::{self, LinkRow};
 use crate::db::users::{self, UserRow};
 use crate::db::{self, Db, DbConnection, DbError};
 use crate::db::{rate_limits, upstream_used_states};
+use crate::domain::upstream::DISCORD_LEGACY_LOGIN_CALLBACK;
 use crate::domain::{Email, ProviderKind, Username};
 use crate::mail::AccountLinkedEmail;
+use crate::secret::SealError;
 
 /// Whether a storage error is a unique violation: two sign-ins racing for one identity, address
 /// or username.
@@ -117,6 +122,20 @@ pub struct Upstream {
     db: Db,
     accounts: Accounts,
     policy: AccountPolicy,
+    /// Seals the upstream tokens kept for providers with `keep_tokens`.
+    sealer: Arc<TokenSealer>,
+}
+
+/// Why kept upstream tokens could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum KeptTokensError {
+    /// Storage failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The sealed tokens do not open: sealed under another `secrets.secret_key`, or altered.
+    /// The user must sign in with the provider again.
+    #[error("the kept tokens cannot be opened (was secrets.secret_key changed?)")]
+    Unreadable,
 }
 
 /// The `[accounts]` settings accounts made by upstream sign-in follow.
@@ -153,22 +172,27 @@ impl std::fmt::Debug for Upstream {
 
 impl Upstream {
     /// The service over `providers`, with callbacks under `issuer`; new accounts follow
-    /// `policy`, and `accounts` says who must enter an emailed sign-in code.
-    #[must_use]
+    /// `policy`, and `accounts` says who must enter an emailed sign-in code. Kept upstream
+    /// tokens are sealed under a key derived from `secret_key` (`secrets.secret_key`).
+    ///
+    /// # Errors
+    /// [`SealError`] if the sealing key cannot be set up.
     pub fn new(
         db: Db,
         accounts: Accounts,
         providers: Vec<UpstreamProvider>,
         issuer: &str,
         policy: AccountPolicy,
-    ) -> Self {
-        Self {
+        secret_key: &[u8],
+    ) -> Result<Self, SealError> {
+        Ok(Self {
             providers: Arc::new(providers),
             rp: Arc::new(RelyingParty::new(issuer)),
             db,
             accounts,
             policy,
-        }
+            sealer: Arc::new(TokenSealer::new(secret_key)?),
+        })
     }
 
     /// The enabled providers, in configuration order (by id).
@@ -205,7 +229,8 @@ impl Upstream {
             .ok_or_else(|| UpstreamError::UnknownProvider(id.to_owned()))
     }
 
-    /// Starts a sign-in at `provider` (see [`RelyingParty::begin`]).
+    /// Starts a sign-in at `provider` (see [`RelyingParty::begin`]), coming back to the
+    /// provider's callback path.
     ///
     /// # Errors
     /// As [`RelyingParty::begin`].
@@ -216,7 +241,51 @@ impl Upstream {
         link_for: Option<String>,
     ) -> Result<(Url, PendingLogin), UpstreamError> {
         self.rp
-            .begin(provider, next, link_for, db::now().and_utc().timestamp())
+            .begin(
+                provider,
+                &provider.callback_path(),
+                next,
+                link_for,
+                db::now().and_utc().timestamp(),
+            )
+            .await
+    }
+
+    /// The Discord provider of the seeds' paths (`/oauth2/login/` and its callbacks): the one
+    /// enabled provider of kind `discord`.
+    ///
+    /// # Errors
+    /// [`UpstreamError::UnknownProvider`] when there is none, or more than one (the seeds'
+    /// paths cannot tell them apart; each has its own `/accounts/upstream/<id>/login/`).
+    pub fn legacy_discord(&self) -> Result<&UpstreamProvider, UpstreamError> {
+        let mut discord = self
+            .providers
+            .iter()
+            .filter(|p| p.enabled && p.kind == ProviderKind::Discord);
+        match (discord.next(), discord.next()) {
+            (Some(provider), None) => Ok(provider),
+            _ => Err(UpstreamError::UnknownProvider("discord".to_owned())),
+        }
+    }
+
+    /// Starts a sign-in at seed 000's `/oauth2/login/` with the Discord `provider`: its
+    /// redirect URI is the provider's `callback_path` when set, else seed 000's
+    /// `/oauth2/login/redirect/`, so that a Discord application registered for the seed needs
+    /// no change.
+    ///
+    /// # Errors
+    /// As [`RelyingParty::begin`].
+    pub async fn begin_legacy_discord(
+        &self,
+        provider: &UpstreamProvider,
+        next: &str,
+    ) -> Result<(Url, PendingLogin), UpstreamError> {
+        let path = provider
+            .callback_path
+            .clone()
+            .unwrap_or_else(|| DISCORD_LEGACY_LOGIN_CALLBACK.to_owned());
+        self.rp
+            .begin(provider, &path, next, None, db::now().and_utc().timestamp())
             .await
     }
 
@@ -276,7 +345,9 @@ impl Upstream {
     /// `signed_in` (the signed-in user who asked to link the provider, from the linked-accounts
     /// page) the identity is linked to them; otherwise the linking rules ([`decide`]) — sign in through
     /// the link, link by email, create the account and its link, or ask for the password
-    /// first. Every link, new account and upstream sign-in is an audit event.
+    /// first. Every link, new account and upstream sign-in is an audit event. With the link
+    /// comes what the sign-in brought: the Discord profile, and the provider's tokens (sealed)
+    /// when its `keep_tokens` is on.
     ///
     /// # Errors
     /// [`DbError`] when storage fails (nothing is kept).
@@ -295,6 +366,7 @@ impl Upstream {
         let link_by_email = provider.link_by_email;
         let policy = self.policy.clone();
         let accounts = self.accounts.clone();
+        let sealer = provider.keep_tokens.then(|| self.sealer.clone());
         // An account with sign-in codes is linked only from a signed-in browser: a link made by
         // email before the code was entered would outlive an abandoned code step.
         let code_refusal = format!(
@@ -305,6 +377,7 @@ impl Upstream {
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
                     let now = db::now();
+                    let sealer = sealer.as_deref();
                     let link = upstream_links::find(conn, &provider_id, &issuer, &identity.subject)?;
                     let linked_user = match &link {
                         Some(link) => users::lock(conn, &link.user_id)?,
@@ -314,7 +387,7 @@ impl Upstream {
                         return link_to(
                             conn,
                             (&provider_id, &issuer, &label),
-                            &identity,
+                            (&identity, sealer),
                             link.as_ref(),
                             &user_id,
                             ip,
@@ -347,7 +420,7 @@ impl Upstream {
                                     "Your email address is not verified: sign in with your password to verify it first.".to_owned(),
                                 ));
                             }
-                            touch(conn, &link, &identity, now)?;
+                            touch(conn, &link, (&identity, sealer), now)?;
                             if needs_code(&user) {
                                 return Ok(SignInOutcome::CodeRequired { user_id });
                             }
@@ -369,7 +442,7 @@ impl Upstream {
                             if needs_code(&user) {
                                 return Ok(SignInOutcome::Refused(code_refusal));
                             }
-                            insert_link(conn, (&provider_id, &issuer), &identity, &user_id, now)?;
+                            insert_link(conn, (&provider_id, &issuer), (&identity, sealer), &user_id, now)?;
                             record(conn, "upstream.linked", &user_id, &provider_id, ip)?;
                             record(conn, "upstream.login", &user_id, &provider_id, ip)?;
                             SignInOutcome::SignIn {
@@ -405,7 +478,7 @@ impl Upstream {
                                     .detail("username", user.username.clone())
                                     .detail("provider", provider_id.clone()),
                             )?;
-                            insert_link(conn, (&provider_id, &issuer), &identity, &user.id, now)?;
+                            insert_link(conn, (&provider_id, &issuer), (&identity, sealer), &user.id, now)?;
                             record(conn, "upstream.linked", &user.id, &provider_id, ip)?;
                             // Every account asks for a code (`accounts.login_code`): the new
                             // one too, sent to the address the provider verified.
@@ -622,6 +695,55 @@ impl Upstream {
             .await
     }
 
+    /// `user_id`'s Discord profile, when they linked a Discord account (with links at several
+    /// Discord providers: the one signed in with last).
+    ///
+    /// # Errors
+    /// [`DbError`] when storage fails.
+    pub async fn discord_account(&self, user_id: &str) -> Result<Option<DiscordAccount>, DbError> {
+        let id = user_id.to_owned();
+        self.db
+            .read(move |conn| discord::account_of(conn, &id).map_err(DbError::from))
+            .await
+    }
+
+    /// The upstream tokens kept from `user_id`'s latest sign-in at `provider_id` (a provider
+    /// with `keep_tokens`), unsealed: for calls to the provider's API on the user's behalf
+    /// (the Discord connector). `None` when the user has no link there or no tokens were
+    /// kept. The tokens must never be logged.
+    ///
+    /// # Errors
+    /// [`KeptTokensError::Db`] when storage fails; [`KeptTokensError::Unreadable`] when they
+    /// were sealed under another secret key or altered.
+    pub async fn kept_tokens(
+        &self,
+        user_id: &str,
+        provider_id: &str,
+    ) -> Result<Option<UpstreamTokens>, KeptTokensError> {
+        let id = user_id.to_owned();
+        let links = self
+            .db
+            .read(move |conn| upstream_links::for_user(conn, &id).map_err(DbError::from))
+            .await?;
+        let Some(link) = links.into_iter().find(|l| l.provider_id == provider_id) else {
+            return Ok(None);
+        };
+        let Some(access) = &link.access_token_sealed else {
+            return Ok(None);
+        };
+        self.sealer
+            .open(
+                &link.id,
+                (access, link.refresh_token_sealed.as_deref()),
+                link.token_expires_at,
+            )
+            .map(Some)
+            .map_err(|_| {
+                tracing::warn!(provider = provider_id, "kept upstream tokens do not open");
+                KeptTokensError::Unreadable
+            })
+    }
+
     /// `user_id`'s links, by provider id.
     ///
     /// # Errors
@@ -659,7 +781,7 @@ impl From<diesel::result::Error> for LinkRemovalError {
 fn link_to(
     conn: &mut DbConnection,
     (provider_id, issuer, label): (&str, &str, &str),
-    identity: &Identity,
+    brought: Brought<'_>,
     link: Option<&LinkRow>,
     user_id: &str,
     ip: Option<IpAddr>,
@@ -667,7 +789,7 @@ fn link_to(
     let now = db::now();
     match link {
         Some(link) if link.user_id == user_id => {
-            touch(conn, link, identity, now)?;
+            touch(conn, link, brought, now)?;
             return Ok(SignInOutcome::Linked {
                 user_id: user_id.to_owned(),
                 new: false,
@@ -688,7 +810,7 @@ fn link_to(
             "you have already linked another {label} account: unlink it first"
         )));
     }
-    insert_link(conn, (provider_id, issuer), identity, user_id, now)?;
+    insert_link(conn, (provider_id, issuer), brought, user_id, now)?;
     record(conn, "upstream.linked", user_id, provider_id, ip)?;
     Ok(SignInOutcome::Linked {
         user_id: user_id.to_owned(),
@@ -707,17 +829,24 @@ fn linked_at(
         .any(|l| l.provider_id == provider_id))
 }
 
+/// What a sign-in brought: the identity, and the sealer of its tokens when the provider keeps
+/// them.
+type Brought<'a> = (&'a Identity, Option<&'a TokenSealer>);
+
+/// Makes the link of `identity` to `user_id`, and keeps what comes with it (see [`keep`]).
 fn insert_link(
     conn: &mut DbConnection,
     (provider_id, issuer): (&str, &str),
-    identity: &Identity,
+    brought: Brought<'_>,
     user_id: &str,
     now: chrono::NaiveDateTime,
 ) -> diesel::QueryResult<()> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let identity = brought.0;
     upstream_links::insert(
         conn,
         &LinkRow {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: id.clone(),
             user_id: user_id.to_owned(),
             provider_id: provider_id.to_owned(),
             issuer: issuer.to_owned(),
@@ -732,15 +861,19 @@ fn insert_link(
             created_at: now,
             last_login_at: Some(now),
         },
-    )
+    )?;
+    keep(conn, &id, brought, false, now)
 }
 
+/// Records a sign-in through `link`: the provider's current names and address, and what comes
+/// with them (see [`keep`]).
 fn touch(
     conn: &mut DbConnection,
     link: &LinkRow,
-    identity: &Identity,
+    brought: Brought<'_>,
     now: chrono::NaiveDateTime,
 ) -> diesel::QueryResult<()> {
+    let identity = brought.0;
     upstream_links::touch(
         conn,
         &link.id,
@@ -751,7 +884,45 @@ fn touch(
             identity.email.as_deref(),
             identity.email_verified,
         ),
-    )
+    )?;
+    let had_tokens = link.access_token_sealed.is_some() || link.refresh_token_sealed.is_some();
+    keep(conn, &link.id, brought, had_tokens, now)
+}
+
+/// Keeps what a sign-in brings beside the link `link_id`, in the sign-in's transaction: the
+/// Discord profile (`discord_accounts`), refreshed at every Discord sign-in; and, when the
+/// provider keeps tokens (a sealer is given), this sign-in's tokens sealed in place of the
+/// previous ones. A link that `had_tokens` from when the provider kept them loses them.
+fn keep(
+    conn: &mut DbConnection,
+    link_id: &str,
+    (identity, sealer): Brought<'_>,
+    had_tokens: bool,
+    now: chrono::NaiveDateTime,
+) -> diesel::QueryResult<()> {
+    if let Some(profile) = &identity.discord {
+        discord_accounts::upsert(conn, &profile.to_row(link_id, now))?;
+    }
+    let sealed = match (sealer, &identity.tokens) {
+        (Some(sealer), Some(tokens)) => match sealer.seal(link_id, tokens) {
+            Ok(sealed) => Some((sealed, tokens.expires_at)),
+            Err(e) => {
+                // The sign-in stands; the connector finds no tokens and asks for a new one.
+                tracing::error!(error = %e, "the upstream tokens could not be sealed; not kept");
+                None
+            }
+        },
+        _ => None,
+    };
+    match sealed {
+        Some(((access, refresh), expires_at)) => upstream_links::set_tokens(
+            conn,
+            link_id,
+            Some((&access, refresh.as_deref(), expires_at)),
+        ),
+        None if sealer.is_some() || had_tokens => upstream_links::set_tokens(conn, link_id, None),
+        None => Ok(()),
+    }
 }
 
 fn record(

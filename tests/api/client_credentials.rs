@@ -54,7 +54,7 @@ async fn token_responses_are_not_cacheable() {
         assert_eq!(response.headers()["pragma"], "no-cache");
         let body: serde_json::Value = response.json().await.expect("json");
         assert_eq!(
-            body["scope"], "email profile read write",
+            body["scope"], "discord email profile read write",
             "no scope → the client's allowed scopes"
         );
     }
@@ -266,7 +266,7 @@ async fn portal_clients_get_no_user_less_tokens_by_default_and_operator_clients_
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["scope"], "email profile read write");
+    assert_eq!(body["scope"], "discord email profile read write");
 }
 
 #[tokio::test]

@@ -47,6 +47,8 @@ mod sessions;
 mod sign_in_context;
 mod smtp;
 mod upstream_discord;
+mod upstream_discord_profile;
+mod upstream_discord_seeds;
 mod upstream_google;
 mod upstream_google_exchange;
 mod upstream_hardening;

@@ -21,11 +21,13 @@ use crate::accounts::PasswordLogin;
 use crate::clients::Client;
 use crate::clients::GrantType;
 use crate::db::users;
-use crate::db::DbConnection;
+use crate::db::{DbConnection, DbError};
 use crate::domain::ScopeSet;
 use crate::oidc::keys::KeyError;
 use crate::oidc::Authentication;
 use crate::oidc::{id_token_claims, IdTokenRequest, ID_TOKEN_TYP, OFFLINE_ACCESS, OPENID};
+use crate::upstream::discord::account_of;
+use crate::upstream::DISCORD_SCOPE;
 
 /// Runs `grant` in a transaction on the writer connection and answers with its tokens, plus an
 /// ID token when the granted scope holds `openid` (OIDC Core §3.1.3.3; on refresh too, §12.2,
@@ -91,6 +93,17 @@ where
     };
     let scope = ScopeSet::from_stored(&response.scope);
     if let (true, Some(auth)) = (scope.contains(OPENID), auth) {
+        // The `discord` claim's profile, read after the grant's transaction like the rest of
+        // the ID token's making.
+        let discord = if scope.contains(DISCORD_SCOPE) {
+            let user_id = auth.user.id.clone();
+            oauth
+                .db
+                .read(move |conn| account_of(conn, &user_id).map_err(DbError::from))
+                .await?
+        } else {
+            None
+        };
         let claims = id_token_claims(
             &auth,
             &IdTokenRequest {
@@ -101,6 +114,7 @@ where
                 alg,
                 lifetime_seconds: i64::try_from(oauth.cfg.lifetimes.id_token.as_secs())
                     .unwrap_or(3600),
+                discord: discord.as_ref().map(|d| &d.profile),
             },
         );
         response.id_token = Some(

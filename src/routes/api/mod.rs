@@ -10,6 +10,8 @@
 //! * [`google`]: `/api/google/` (and `/accounts/api/google/`), a mobile app's Google token
 //!   traded for Latchkey tokens — RFC 8693 token exchange in seed 002's shape, so its errors
 //!   are the token endpoint's RFC 6749 §5.2 bodies, not the ones below.
+//! * [`discord`]: `/auth/`, the signed-in user's Discord profile (seed 000's path; the
+//!   browser's session, not a bearer token).
 //!
 //! One shape for all of them: a handler takes its body as [`ApiBody`](super::extract::ApiBody)
 //! and its credentials as [`Bearer`], and returns `Result<HttpResponse, ApiError>`; every error
@@ -20,6 +22,7 @@
 //! bodies of their own ([`crate::oauth::OAuthError`]).
 
 pub(super) mod accounts;
+pub(super) mod discord;
 pub(super) mod google;
 pub(super) mod password_reset;
 pub(super) mod registration;
@@ -34,6 +37,7 @@ use crate::oauth::OAuth;
 use crate::routes::errors::ApiError;
 use crate::routes::extract::Bearer;
 use crate::routes::http::no_store;
+use crate::upstream::{Upstream, DISCORD_SCOPE};
 
 /// The profile returned by `/api/me`.
 #[derive(Debug, Serialize)]
@@ -48,16 +52,33 @@ struct Me {
     email_verified: Option<bool>,
     scope: String,
     client_id: String,
+    /// The user's Discord profile (the `discord` claim), with the `discord` scope and a linked
+    /// Discord account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    discord: Option<serde_json::Value>,
 }
 
 /// `GET /api/me`: needs an access token with the `profile` scope issued to a user; `email`
-/// and `email_verified` are included when the token also has `email`.
-pub async fn me(bearer: Bearer, oauth: web::Data<OAuth>) -> Result<HttpResponse, ApiError> {
+/// and `email_verified` are included when the token also has `email`, and `discord` (the
+/// user's Discord profile, when they linked a Discord account) when it has `discord`.
+pub async fn me(
+    bearer: Bearer,
+    oauth: web::Data<OAuth>,
+    upstream: web::Data<Upstream>,
+) -> Result<HttpResponse, ApiError> {
     let grant = oauth
         .validate_bearer(bearer.authorization(), Some("profile"))
         .await?;
     let user = grant.user.ok_or(BearerError::UserRequired)?;
     let with_email = grant.scope.contains("email");
+    let discord = if grant.scope.contains(DISCORD_SCOPE) {
+        upstream
+            .discord_account(&user.id)
+            .await?
+            .map(|d| d.profile.claim())
+    } else {
+        None
+    };
     Ok(no_store(&mut HttpResponse::Ok()).json(Me {
         sub: user.id,
         username: user.username,
@@ -67,6 +88,7 @@ pub async fn me(bearer: Bearer, oauth: web::Data<OAuth>) -> Result<HttpResponse,
         email_verified: with_email.then_some(user.email_verified),
         scope: grant.scope.to_string(),
         client_id: grant.client_id,
+        discord,
     }))
 }
 

@@ -100,6 +100,8 @@ struct UserPage<'a> {
     active_tokens: i64,
     /// The user's accounts at upstream identity providers.
     links: Vec<LinkLine>,
+    /// Show the linked-accounts section: providers are configured, or the user has links.
+    show_links: bool,
     /// The user has no password: removing their last link leaves them to set one by email.
     has_password: bool,
 }
@@ -515,7 +517,7 @@ async fn user_page(
     forms: UserForms,
 ) -> Result<HttpResponse, PageError> {
     let labels = upstream.labels();
-    let links = upstream
+    let links: Vec<LinkLine> = upstream
         .links_of(&user.id)
         .await?
         .into_iter()
@@ -578,6 +580,7 @@ async fn user_page(
             groups: mine,
             other_groups,
             active_tokens,
+            show_links: !links.is_empty() || !labels.is_empty(),
             links,
             has_password: user.has_password,
         },

@@ -27,6 +27,9 @@ pub enum ApiErrorCode {
     InvalidToken,
     /// 403 (RFC 6750 §3.1): the token lacks the scope this API needs.
     InsufficientScope,
+    /// 401: the route answers for the browser's signed-in user (session cookie), and no one
+    /// is signed in (`/auth/`). The name is OIDC Core §3.1.2.6's.
+    LoginRequired,
     /// 403: the token's user may not do this (e.g. not staff).
     Forbidden,
     /// 404: no such thing (or one the caller may not see).
@@ -59,6 +62,7 @@ impl ApiErrorCode {
             Self::InvalidRequest => "invalid_request",
             Self::InvalidToken => "invalid_token",
             Self::InsufficientScope => "insufficient_scope",
+            Self::LoginRequired => "login_required",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::RegistrationClosed => "registration_closed",
@@ -78,7 +82,7 @@ impl ApiErrorCode {
     pub fn status(self) -> StatusCode {
         match self {
             Self::InvalidRequest | Self::InvalidOtp | Self::InvalidLink => StatusCode::BAD_REQUEST,
-            Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::InvalidToken | Self::LoginRequired => StatusCode::UNAUTHORIZED,
             Self::InsufficientScope
             | Self::Forbidden
             | Self::RegistrationClosed
@@ -307,10 +311,11 @@ mod tests {
     }
 
     /// Every code, in the README's order.
-    const ALL_CODES: [ApiErrorCode; 13] = [
+    const ALL_CODES: [ApiErrorCode; 14] = [
         ApiErrorCode::InvalidRequest,
         ApiErrorCode::InvalidToken,
         ApiErrorCode::InsufficientScope,
+        ApiErrorCode::LoginRequired,
         ApiErrorCode::Forbidden,
         ApiErrorCode::NotFound,
         ApiErrorCode::RegistrationClosed,
@@ -329,6 +334,7 @@ mod tests {
             ApiErrorCode::InvalidRequest
             | ApiErrorCode::InvalidToken
             | ApiErrorCode::InsufficientScope
+            | ApiErrorCode::LoginRequired
             | ApiErrorCode::Forbidden
             | ApiErrorCode::NotFound
             | ApiErrorCode::RegistrationClosed

@@ -3,7 +3,9 @@
 //! * this file — `/accounts/login/` (sign-in) and `/accounts/logout/` (sign-out);
 //! * [`code`] — the emailed one-time code step after the password;
 //! * [`register`] — registration; [`verify`] — email verification;
-//! * [`reset`] — password reset.
+//! * [`reset`] — password reset;
+//! * [`upstream`] — sign-in through upstream identity providers, and [`discord`] — the seeds'
+//!   Discord paths.
 //!
 //! The pages are for visitors: their chrome is [`Chrome::visitor`] (or the signed-in chrome on
 //! the pages a signed-in user may open too). A login's session rules live in
@@ -14,6 +16,7 @@
 //! `/o/authorize/?…client_id=…` URL), it names the application the user is signing in to.
 
 pub(super) mod code;
+pub(super) mod discord;
 pub(super) mod register;
 pub(super) mod reset;
 pub(super) mod upstream;

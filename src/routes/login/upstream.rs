@@ -18,6 +18,7 @@ use askama::Template;
 
 use crate::accounts::Accounts;
 use crate::clients::Clients;
+use crate::config::UpstreamProvider;
 use crate::oauth::Params;
 use crate::routes::browser::{current_user, safe_next, start_session, LoginBasis, SessionError};
 use crate::routes::chrome::{flash, page, Chrome, Notice, Section};
@@ -33,7 +34,7 @@ use crate::upstream::{PendingLogin, SignInOutcome, Upstream, UpstreamError};
 const SESSION_UPSTREAM: &str = "upstream_pending";
 
 /// The page of a failed upstream sign-in.
-fn failure(e: UpstreamError) -> PageError {
+pub(super) fn failure(e: UpstreamError) -> PageError {
     match e {
         UpstreamError::UnknownProvider(_) => {
             PageError::not_found("Unknown sign-in provider", e.to_string())
@@ -66,7 +67,7 @@ pub async fn start(
 }
 
 /// Keeps `pending` in the session and sends the browser to the provider.
-fn redirect_to_provider(
+pub(super) fn redirect_to_provider(
     session: &Session,
     url: &url::Url,
     pending: &PendingLogin,
@@ -171,19 +172,47 @@ pub async fn callback(
     clients: web::Data<Clients>,
     web: web::Data<WebConfig>,
 ) -> Result<HttpResponse, PageError> {
-    // Single use: whatever happens next, this browser's pending sign-in is gone.
-    let pending = session
-        .remove_as::<PendingLogin>(SESSION_UPSTREAM)
-        .and_then(Result::ok);
+    let pending = take_pending(&session);
     let provider = upstream.provider(&path).map_err(failure)?;
+    finish(
+        &req,
+        &session,
+        provider,
+        pending,
+        (&upstream, &accounts, &clients),
+        &web,
+    )
+    .await
+}
+
+/// This browser's pending upstream sign-in, removed from its session: single use, whatever
+/// happens next.
+pub(super) fn take_pending(session: &Session) -> Option<PendingLogin> {
+    session
+        .remove_as::<PendingLogin>(SESSION_UPSTREAM)
+        .and_then(Result::ok)
+}
+
+/// Finishes the sign-in `pending` (already taken from the session, see [`take_pending`]) at
+/// `provider`'s callback: `req` must carry its `state` and come to the callback path its
+/// `redirect_uri` named.
+pub(super) async fn finish(
+    req: &HttpRequest,
+    session: &Session,
+    provider: &UpstreamProvider,
+    pending: Option<PendingLogin>,
+    (upstream, accounts, clients): (&Upstream, &Accounts, &Clients),
+    web: &WebConfig,
+) -> Result<HttpResponse, PageError> {
     let params = Params::from_query(req.query_string())
         .map_err(|e| PageError::bad_request("Sign-in not finished", e.description.into_string()))?;
     // An error answer counts only when it carries this browser's state (RFC 6749 §4.1.2.1
     // returns `state` with errors too): anything else is a callback nobody here started.
     let state_matches = |pending: &PendingLogin| {
-        params
-            .get("state")
-            .is_some_and(|state| pending.answers(provider.id.as_str(), state))
+        pending.came_back_to(req.path())
+            && params
+                .get("state")
+                .is_some_and(|state| pending.answers(provider.id.as_str(), state))
     };
     // RFC 9207: the answer names the provider it comes from, when it says (and must say, for a
     // provider that announced it); an error answer too.
@@ -215,6 +244,9 @@ pub async fn callback(
     else {
         return Err(failure(UpstreamError::State));
     };
+    if !pending.came_back_to(req.path()) {
+        return Err(failure(UpstreamError::State));
+    }
     let identity = upstream
         .finish(provider, &pending, state, code)
         .await
@@ -222,7 +254,7 @@ pub async fn callback(
     // A link only for the user who asked for it from this browser, and is still signed in.
     let signed_in = match &pending.link_for {
         Some(asked) => {
-            let current = current_user(&session, &accounts, &web).await?.map(|u| u.id);
+            let current = current_user(session, accounts, web).await?.map(|u| u.id);
             if current.as_deref() != Some(asked.as_str()) {
                 return Err(failure(UpstreamError::State));
             }
@@ -231,7 +263,7 @@ pub async fn callback(
         None => None,
     };
     let outcome = upstream
-        .sign_in(provider, identity, signed_in, peer_ip(&req))
+        .sign_in(provider, identity, signed_in, peer_ip(req))
         .await?;
     match outcome {
         SignInOutcome::SignIn { user_id, .. } => {
@@ -240,7 +272,7 @@ pub async fn callback(
                 idp: Some(provider.id.to_string()),
                 ..LoginBasis::default()
             };
-            match start_session(&req, &session, &accounts, &user_id, "", basis).await {
+            match start_session(req, session, accounts, &user_id, "", basis).await {
                 Ok(()) => Ok(see_other(&pending.next)),
                 // Deactivated, or signed out everywhere, in the moment since the sign-in.
                 Err(SessionError::Outdated) => Err(PageError::forbidden(
@@ -258,10 +290,10 @@ pub async fn callback(
                 return Err(failure(UpstreamError::State));
             };
             code::begin(
-                &req,
-                &session,
-                &accounts,
-                &clients,
+                req,
+                session,
+                accounts,
+                clients,
                 &web.brand,
                 code::FirstStep::Upstream {
                     user: &user,
@@ -273,7 +305,7 @@ pub async fn callback(
         }
         SignInOutcome::Linked { .. } => {
             flash(
-                &session,
+                session,
                 Notice::success(format!("Your {} account is linked.", provider.label)),
             );
             Ok(see_other(&pending.next))

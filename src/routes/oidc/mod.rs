@@ -11,7 +11,7 @@ use crate::oauth::bearer::BearerError;
 use crate::oauth::metadata::ServerMetadata;
 use crate::oauth::{OAuth, Params};
 use crate::oidc::logout::{LogoutError, LogoutPlan};
-use crate::oidc::{user_claims, OPENID};
+use crate::oidc::{add_discord_claim, user_claims, OPENID};
 use crate::routes::browser::{csrf_ok, current_user};
 use crate::routes::chrome::{render, Chrome};
 use crate::routes::errors::ApiError;
@@ -19,6 +19,7 @@ use crate::routes::errors::PageError;
 use crate::routes::http::{authorization_header, no_store, read_form, see_other};
 use crate::routes::oauth::{preflight_for, request_origin, with_cors};
 use crate::routes::WebConfig;
+use crate::upstream::{Upstream, DISCORD_SCOPE};
 
 /// `GET /.well-known/openid-configuration` (OpenID Connect Discovery 1.0 §4) and
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414 §3): the same document, built from
@@ -56,7 +57,8 @@ pub async fn jwks(oauth: web::Data<OAuth>) -> HttpResponse {
 /// `GET` or `POST /o/userinfo/` (OIDC Core §5.3): the claims the access token's scope grants.
 /// The token comes in the `Authorization: Bearer` header, or for `POST` as `access_token` in a
 /// form body (RFC 6750 §2.2), never both (§2). It must carry `openid` and belong to a user:
-/// client-credentials tokens describe no user and get 403 `insufficient_scope`.
+/// client-credentials tokens describe no user and get 403 `insufficient_scope`. The `discord`
+/// scope adds the user's Discord profile (`discord`) when they linked a Discord account.
 ///
 /// CORS as at the token endpoint: a browser at an origin gets `Access-Control-Allow-Origin`
 /// when the client the token was issued to registered that origin; an error (no valid token,
@@ -66,9 +68,10 @@ pub async fn userinfo(
     payload: web::Payload,
     oauth: web::Data<OAuth>,
     clients: web::Data<Clients>,
+    upstream: web::Data<Upstream>,
     web: web::Data<WebConfig>,
 ) -> HttpResponse {
-    let (response, client_id) = userinfo_response(&req, payload, &oauth, &web).await;
+    let (response, client_id) = userinfo_response(&req, payload, &oauth, &upstream, &web).await;
     let origin = match request_origin(&req) {
         Some(origin) => match clients.origin_allowed(origin, client_id.as_deref()).await {
             Ok(true) => Some(origin.to_owned()),
@@ -89,6 +92,7 @@ async fn userinfo_response(
     req: &HttpRequest,
     payload: web::Payload,
     oauth: &OAuth,
+    upstream: &Upstream,
     web: &WebConfig,
 ) -> (HttpResponse, Option<String>) {
     let header_value = authorization_header(req).map(str::to_owned);
@@ -126,11 +130,26 @@ async fn userinfo_response(
             Some(grant.client_id),
         );
     };
+    let mut claims = user_claims(&user, &grant.scope);
+    if grant.scope.contains(DISCORD_SCOPE) {
+        match upstream.discord_account(&user.id).await {
+            Ok(discord) => {
+                add_discord_claim(
+                    &mut claims,
+                    &grant.scope,
+                    discord.as_ref().map(|d| &d.profile),
+                );
+            }
+            Err(e) => {
+                return (
+                    actix_web::ResponseError::error_response(&ApiError::from(e)),
+                    Some(grant.client_id),
+                )
+            }
+        }
+    }
     let mut builder = HttpResponse::Ok();
-    (
-        no_store(&mut builder).json(user_claims(&user, &grant.scope)),
-        Some(grant.client_id),
-    )
+    (no_store(&mut builder).json(claims), Some(grant.client_id))
 }
 
 /// An RFC 6750 §3 answer: status, `WWW-Authenticate` challenge and JSON body, written as the

@@ -137,7 +137,9 @@ async fn admin_deactivates_user() {
     );
     let facts = browser.text_of("dl.facts").await;
     assert!(facts.contains(&dana.id), "{facts}");
-    let groups = browser.text_of("table.list tbody").await;
+    let groups = browser
+        .text_of("div[aria-label='Groups of dana'] table.list tbody")
+        .await;
     assert!(groups.contains("Support"), "{groups}");
     browser.screenshot("admin-user-detail").await;
 
