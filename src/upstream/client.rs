@@ -72,6 +72,12 @@ pub struct PendingLogin {
     /// to it, and the code exchange sends the same URI (RFC 6749 §4.1.3).
     #[serde(default)]
     pub callback_path: String,
+    /// The `max_age` sent to an OpenID Connect provider (OIDC Core §3.1.2.1), in seconds: the
+    /// Latchkey authorization request behind this sign-in asked for a fresh login
+    /// (`prompt=login` gives 0, `max_age` its value). The ID token's `auth_time` must then be
+    /// at most this long before the sign-in started.
+    #[serde(default)]
+    pub max_age: Option<u64>,
 }
 
 impl PendingLogin {
@@ -252,9 +258,13 @@ impl RelyingParty {
         callback_path: &str,
         next: &str,
         link_for: Option<String>,
+        max_age: Option<u64>,
         now: i64,
     ) -> Result<(Url, PendingLogin), UpstreamError> {
         let redirect = self.redirect_url_at(callback_path)?;
+        // A fresh login is passed on to generic OpenID Connect providers only: Google knows no
+        // `prompt=login`, and Discord's OAuth 2.0 has neither.
+        let max_age = max_age.filter(|_| provider.kind == ProviderKind::Oidc);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let scopes = provider.scopes.iter().map(|s| Scope::new(s.clone()));
         let (url, state, nonce) = if provider.kind.is_oidc() {
@@ -279,6 +289,13 @@ impl RelyingParty {
             if let [domain] = provider.allowed_hosted_domains.as_slice() {
                 request = request.add_extra_param("hd", domain.clone());
             }
+            // OIDC Core §3.1.2.1: the provider authenticates again, or says when it last did.
+            if let Some(age) = max_age {
+                request = request.add_extra_param("max_age", age.to_string());
+                if age == 0 {
+                    request = request.add_extra_param("prompt", "login");
+                }
+            }
             let (url, state, nonce) = request.url();
             (url, state, Some(nonce.secret().clone()))
         } else {
@@ -301,6 +318,7 @@ impl RelyingParty {
                 started_at: now,
                 link_for,
                 callback_path: callback_path.to_owned(),
+                max_age,
             },
         ))
     }
@@ -349,7 +367,9 @@ impl RelyingParty {
             }
             ProviderKind::Google | ProviderKind::Oidc => {
                 let nonce = pending.nonce.as_deref().unwrap_or_default();
-                self.oidc_identity(provider, code, verifier, nonce).await
+                let fresh = pending.max_age.map(|age| (age, pending.started_at));
+                self.oidc_identity(provider, code, verifier, nonce, fresh)
+                    .await
             }
         }
     }
@@ -556,6 +576,7 @@ impl RelyingParty {
         code: AuthorizationCode,
         verifier: PkceCodeVerifier,
         nonce: &str,
+        fresh: Option<(u64, i64)>,
     ) -> Result<Identity, UpstreamError> {
         let discovered = self.discovered(provider).await?;
         let tokens = oidc::exchange_code(
@@ -580,6 +601,9 @@ impl RelyingParty {
                 Some(nonce),
             )
             .await?;
+        if let Some((max_age, started_at)) = fresh {
+            check_auth_time(provider, &claims, max_age, started_at)?;
+        }
         let subject = claims.get("sub").and_then(serde_json::Value::as_str);
         let userinfo = oidc::userinfo(
             &self.http,
@@ -707,6 +731,36 @@ pub(super) fn token_failure<RE: std::error::Error + 'static, T: oauth2::ErrorRes
         )),
         _ => UpstreamError::Unreachable(format!("{label} could not be reached")),
     }
+}
+
+/// Leeway for the provider's clock when `auth_time` is compared with ours, in seconds.
+const AUTH_TIME_LEEWAY_SECONDS: i64 = 60;
+
+/// OIDC Core §3.1.2.1: with `max_age` sent, the ID token MUST carry `auth_time`, and the
+/// provider's authentication must be at most `max_age` seconds older than the sign-in's start
+/// (`started_at`, Unix seconds), give or take [`AUTH_TIME_LEEWAY_SECONDS`].
+fn check_auth_time(
+    provider: &UpstreamProvider,
+    claims: &serde_json::Map<String, serde_json::Value>,
+    max_age: u64,
+    started_at: i64,
+) -> Result<(), UpstreamError> {
+    let Some(auth_time) = claims.get("auth_time").and_then(serde_json::Value::as_i64) else {
+        return Err(UpstreamError::Invalid(format!(
+            "{} did not say when you signed in there, and this application asked for a fresh sign-in",
+            provider.label
+        )));
+    };
+    let oldest = started_at
+        .saturating_sub(i64::try_from(max_age).unwrap_or(i64::MAX))
+        .saturating_sub(AUTH_TIME_LEEWAY_SECONDS);
+    if auth_time < oldest {
+        return Err(UpstreamError::Invalid(format!(
+            "{} used an earlier sign-in, and this application asked for a fresh one: sign out at {} and try again",
+            provider.label, provider.label
+        )));
+    }
+    Ok(())
 }
 
 /// The page of a refused ID token; the detail goes to the log too.

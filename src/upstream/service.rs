@@ -230,7 +230,9 @@ impl Upstream {
     }
 
     /// Starts a sign-in at `provider` (see [`RelyingParty::begin`]), coming back to the
-    /// provider's callback path.
+    /// provider's callback path. `max_age` (seconds): the authorization request behind the
+    /// sign-in asked for a login at most this old (`prompt=login`: 0), passed on to OpenID
+    /// Connect providers.
     ///
     /// # Errors
     /// As [`RelyingParty::begin`].
@@ -239,6 +241,7 @@ impl Upstream {
         provider: &UpstreamProvider,
         next: &str,
         link_for: Option<String>,
+        max_age: Option<u64>,
     ) -> Result<(Url, PendingLogin), UpstreamError> {
         self.rp
             .begin(
@@ -246,6 +249,7 @@ impl Upstream {
                 &provider.callback_path(),
                 next,
                 link_for,
+                max_age,
                 db::now().and_utc().timestamp(),
             )
             .await
@@ -285,7 +289,14 @@ impl Upstream {
             .clone()
             .unwrap_or_else(|| DISCORD_LEGACY_LOGIN_CALLBACK.to_owned());
         self.rp
-            .begin(provider, &path, next, None, db::now().and_utc().timestamp())
+            .begin(
+                provider,
+                &path,
+                next,
+                None,
+                None,
+                db::now().and_utc().timestamp(),
+            )
             .await
     }
 

@@ -63,8 +63,23 @@ pub async fn sign_in_with(
     more: &str,
     token_for: impl FnOnce(&str) -> (String, Value),
 ) -> reqwest::Response {
+    sign_in_from(google, visitor, id, "", more, token_for).await
+}
+
+/// [`sign_in_with`], started with `?next=` `next` (URL-encoded here).
+async fn sign_in_from(
+    google: &FakeGoogle,
+    visitor: &Visitor,
+    id: &str,
+    next: &str,
+    more: &str,
+    token_for: impl FnOnce(&str) -> (String, Value),
+) -> reqwest::Response {
     let start = visitor
-        .get_response(&format!("/accounts/upstream/{id}/login/"))
+        .get_response(&format!(
+            "/accounts/upstream/{id}/login/?next={}",
+            urlencode(next)
+        ))
         .await;
     assert_eq!(start.status(), StatusCode::SEE_OTHER);
     let authorize = location(&start);
@@ -643,4 +658,69 @@ async fn a_provider_announcing_rfc_9207_must_name_itself() {
     let response = sign_in_with(&google, &visitor, "google", &own, signed(&google, |_| {})).await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert!(visitor.signed_in().await);
+}
+
+#[tokio::test]
+async fn a_fresh_login_the_application_asked_for_is_asked_of_an_openid_connect_provider() {
+    let google = FakeGoogle::start().await;
+    // The authorization request behind the sign-in says prompt=login (and a max_age).
+    let next = "/o/authorize/?response_type=code&client_id=app&prompt=login&max_age=600";
+    let rp = rp_of(&google, "corp", "oidc", "").await;
+    let visitor = rp.anonymous_visitor();
+    let start = visitor
+        .get_response(&format!(
+            "/accounts/upstream/corp/login/?next={}",
+            urlencode(next)
+        ))
+        .await;
+    let authorize = location(&start);
+    assert_eq!(query_param(&authorize, "prompt").as_deref(), Some("login"));
+    assert_eq!(query_param(&authorize, "max_age").as_deref(), Some("0"));
+    // OIDC Core §3.1.2.1: with max_age sent, the ID token must say when the user
+    // authenticated, and that must be now, not an hour ago.
+    for (case, auth_time) in [
+        ("no auth_time", None),
+        ("an old sign-in", Some(now() - 3600)),
+    ] {
+        let response = sign_in_from(
+            &google,
+            &rp.anonymous_visitor(),
+            "corp",
+            next,
+            "",
+            signed(&google, move |c| {
+                if let Some(t) = auth_time {
+                    c["auth_time"] = json!(t);
+                }
+            }),
+        )
+        .await;
+        let html = refused(response, case).await;
+        assert!(html.contains("asked for a fresh"), "{case}: {html}");
+        no_account(&rp).await;
+    }
+    let response = sign_in_from(
+        &google,
+        &rp.anonymous_visitor(),
+        "corp",
+        next,
+        "",
+        signed(&google, |c| c["auth_time"] = json!(now())),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(location(&response), next);
+
+    // Google knows no prompt=login: nothing is passed on to it, and no auth_time is asked.
+    let google_rp = google_rp(&google, "").await;
+    let start = google_rp
+        .anonymous_visitor()
+        .get_response(&format!(
+            "/accounts/upstream/google/login/?next={}",
+            urlencode(next)
+        ))
+        .await;
+    let authorize = location(&start);
+    assert_eq!(query_param(&authorize, "prompt"), None);
+    assert_eq!(query_param(&authorize, "max_age"), None);
 }

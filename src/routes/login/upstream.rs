@@ -60,10 +60,28 @@ pub async fn start(
     let params = Params::from_query(req.query_string()).unwrap_or_default();
     let next = safe_next(params.get("next"));
     let (url, pending) = upstream
-        .begin(provider, next, None)
+        .begin(provider, next, None, requested_max_age(next))
         .await
         .map_err(failure)?;
     redirect_to_provider(&session, &url, &pending)
+}
+
+/// How fresh a login the authorization request in `next` asks for, in seconds, when `next` is
+/// one (`/o/authorize/?…`): `prompt=login` gives 0, `max_age=N` gives N (OIDC Core
+/// §3.1.2.1), the smaller when both. Passed on to the upstream provider, so that a sign-in
+/// through it is as fresh as one with the password.
+fn requested_max_age(next: &str) -> Option<u64> {
+    let query = next.strip_prefix("/o/authorize/")?.strip_prefix('?')?;
+    let params = Params::from_query(query).ok()?;
+    let login = params
+        .get("prompt")
+        .is_some_and(|p| p.split(' ').any(|v| v == "login"))
+        .then_some(0);
+    let max_age = params.get("max_age").and_then(|v| v.parse::<u64>().ok());
+    match (login, max_age) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Keeps `pending` in the session and sends the browser to the provider.
@@ -89,7 +107,7 @@ pub async fn start_link(
 ) -> Result<HttpResponse, PageError> {
     let provider = upstream.provider(&path).map_err(failure)?;
     let (url, pending) = upstream
-        .begin(provider, "/account/linked/", Some(user.id.clone()))
+        .begin(provider, "/account/linked/", Some(user.id.clone()), None)
         .await
         .map_err(failure)?;
     redirect_to_provider(user.session(), &url, &pending)
