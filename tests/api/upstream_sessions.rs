@@ -179,3 +179,64 @@ async fn a_linked_account_with_codes_on_enters_its_code_after_the_provider() {
     assert_eq!(id_token["amr"], serde_json::json!(["otp"]));
     assert_eq!(id_token["idp"], "discord");
 }
+
+/// Links `user_id` to the Discord account of `me()` directly (the sign-in that makes links is
+/// tested elsewhere).
+async fn link_to_discord(rp: &TestApp, user_id: &str) {
+    let mut row = crate::upstream_links::link("l-1", user_id, "discord", "80351110224678912");
+    row.issuer = "discord".to_owned();
+    rp.services
+        .db
+        .write(move |conn| {
+            latchkey::db::upstream_links::insert(conn, &row).map_err(latchkey::db::DbError::from)
+        })
+        .await
+        .expect("link");
+}
+
+#[tokio::test]
+async fn a_deactivated_or_unverified_account_is_not_signed_in_through_its_link() {
+    let discord = discord().await;
+    let rp = discord_rp_with(&discord, "[accounts]\nemail_verification = \"mandatory\"").await;
+    let ann = rp.create_user("ann").await;
+    link_to_discord(&rp, &ann.id).await;
+    // Deactivated: a page saying so, no session.
+    rp.deactivate(&ann.id).await;
+    let visitor = rp.anonymous_visitor();
+    let response = round_trip(&visitor, "c").await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let html = response.text().await.expect("page");
+    assert!(html.contains("This account is disabled"), "{html}");
+    assert!(!visitor.signed_in().await);
+    // Active again, but the address is unverified where verification is mandatory: the
+    // password sign-in verifies it first.
+    rp.services
+        .accounts
+        .set_flags(
+            &latchkey::audit::Actor::system(),
+            &ann.id,
+            latchkey::accounts::AccountFlags {
+                is_active: true,
+                is_staff: false,
+                is_superuser: false,
+            },
+        )
+        .await
+        .expect("reactivate");
+    let id = ann.id.clone();
+    rp.services
+        .db
+        .write(move |conn| {
+            latchkey::db::users::mark_email_unverified(conn, &id)
+                .map_err(latchkey::db::DbError::from)
+        })
+        .await
+        .expect("unverify");
+    let visitor = rp.anonymous_visitor();
+    let response = round_trip(&visitor, "c").await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let html = response.text().await.expect("page");
+    assert!(html.contains("not verified"), "{html}");
+    assert!(!visitor.signed_in().await);
+    assert!(rp.audit_events("upstream.login").await.is_empty());
+}
