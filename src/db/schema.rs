@@ -229,6 +229,7 @@ diesel::table! {
         token_expires_at -> Nullable<Timestamp>,
         created_at -> Timestamp,
         last_login_at -> Nullable<Timestamp>,
+        picture -> Nullable<Text>,
     }
 }
 

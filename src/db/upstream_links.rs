@@ -41,6 +41,9 @@ pub struct LinkRow {
     pub created_at: NaiveDateTime,
     /// The last sign-in through it (UTC).
     pub last_login_at: Option<NaiveDateTime>,
+    /// The account's picture at the provider: an https URL (OpenID Connect `picture`, the
+    /// Discord avatar); `None` when it gave none.
+    pub picture: Option<String>,
 }
 
 /// Inserts a link.
@@ -94,9 +97,9 @@ pub fn touch(
     conn: &mut DbConnection,
     id: &str,
     now: NaiveDateTime,
-    profile: (&str, &str, Option<&str>, bool),
+    profile: (&str, &str, Option<&str>, bool, Option<&str>),
 ) -> QueryResult<()> {
-    let (username, display_name, email, email_verified) = profile;
+    let (username, display_name, email, email_verified, picture) = profile;
     diesel::update(upstream_links::table.find(id))
         .set((
             upstream_links::last_login_at.eq(Some(now)),
@@ -104,6 +107,7 @@ pub fn touch(
             upstream_links::display_name.eq(display_name),
             upstream_links::email.eq(email),
             upstream_links::email_verified.eq(email_verified),
+            upstream_links::picture.eq(picture),
         ))
         .execute(conn)
         .map(|_| ())

@@ -776,6 +776,13 @@ fn refused_id_token(provider: &UpstreamProvider, problem: &oidc::TokenProblem) -
 /// The longest subject accepted, in bytes (OIDC Core §2: at most 255 ASCII characters).
 const MAX_SUBJECT_BYTES: usize = 255;
 
+/// Whether `picture` is shown and stored: an https URL of at most [`MAX_PICTURE_BYTES`]
+/// (pages load it as an image; the Content-Security-Policy's `img-src` allows https).
+fn picture_ok(picture: &str) -> bool {
+    picture.len() <= super::MAX_PICTURE_BYTES
+        && Url::parse(picture).is_ok_and(|u| u.scheme() == "https" && u.host_str().is_some())
+}
+
 impl Identity {
     /// `self` with every string the provider chose made safe to store and show: a subject of
     /// 1 to 255 visible ASCII characters (or an error), names without control characters and
@@ -799,6 +806,7 @@ impl Identity {
             email,
             username: clean(&self.username, 150),
             display_name: clean(&self.display_name, 150),
+            picture: self.picture.filter(|p| picture_ok(p)),
             subject: self.subject,
             discord: self.discord,
             tokens: self.tokens,
@@ -845,6 +853,7 @@ impl DiscordUser {
             username: self.username.clone(),
             email: self.email.map(|e| e.to_lowercase()),
             email_verified: self.verified.unwrap_or(false),
+            picture: None,
             discord: None,
             tokens: None,
         }
@@ -867,6 +876,7 @@ impl DiscordUser {
         })?;
         Ok(Identity {
             username: profile.tag(),
+            picture: Some(profile.avatar_url()),
             discord: Some(profile),
             ..identity
         })

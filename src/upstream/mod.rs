@@ -24,6 +24,9 @@ pub use service::{
 };
 pub use tokens::UpstreamTokens;
 
+/// The longest picture URL kept from a provider, in bytes.
+pub const MAX_PICTURE_BYTES: usize = 2000;
+
 use crate::db::upstream_links::LinkRow;
 use crate::db::users::UserRow;
 
@@ -43,6 +46,9 @@ pub struct Identity {
     /// Whether the provider said it verified `email` (OIDC `email_verified`, Discord's
     /// `verified`).
     pub email_verified: bool,
+    /// The account's picture: an https URL of at most [`MAX_PICTURE_BYTES`] (OpenID Connect
+    /// `picture`, the Discord avatar's CDN URL); `None` when none was given or it is not one.
+    pub picture: Option<String>,
     /// Discord's whole profile (Discord sign-ins only), stored in `discord_accounts`.
     pub discord: Option<DiscordProfile>,
     /// The tokens the provider issued (Discord sign-ins only), kept sealed when the provider's
@@ -169,6 +175,7 @@ mod tests {
             display_name: "Ann".to_owned(),
             email: Some("ann@example.com".to_owned()),
             email_verified: verified,
+            picture: None,
             discord: None,
             tokens: None,
         }
@@ -190,6 +197,7 @@ mod tests {
             token_expires_at: None,
             created_at: crate::db::now(),
             last_login_at: None,
+            picture: None,
         }
     }
 

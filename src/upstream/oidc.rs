@@ -504,6 +504,10 @@ pub fn identity(claims: &Map<String, Value>, label: &str) -> Result<Identity, Up
             .and_then(Value::as_str)
             .map(str::to_lowercase),
         email_verified: verified(claims.get("email_verified")),
+        picture: claims
+            .get("picture")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
         discord: None,
         tokens: None,
     }

@@ -871,6 +871,7 @@ fn insert_link(
             token_expires_at: None,
             created_at: now,
             last_login_at: Some(now),
+            picture: identity.picture.clone(),
         },
     )?;
     keep(conn, &id, brought, false, now)
@@ -894,6 +895,7 @@ fn touch(
             &identity.display_name,
             identity.email.as_deref(),
             identity.email_verified,
+            identity.picture.as_deref(),
         ),
     )?;
     let had_tokens = link.access_token_sealed.is_some() || link.refresh_token_sealed.is_some();

@@ -120,6 +120,9 @@ pub async fn browser(app: &TestApp) -> Option<Browser> {
             "--no-sandbox",
             "--disable-gpu",
             "--disable-dev-shm-usage",
+            // Only loopback: no page a test opens reaches the network (a linked account's
+            // avatar at Discord's CDN, say), whatever it links to.
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
             format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
             format!("--user-data-dir={}", profile.path().display()),
         ],

@@ -22,6 +22,7 @@ pub(crate) fn link(id: &str, user_id: &str, provider: &str, subject: &str) -> Li
         token_expires_at: None,
         created_at: db::now(),
         last_login_at: None,
+        picture: Some(format!("https://{provider}.example/{id}.png")),
     }
 }
 
@@ -67,7 +68,7 @@ async fn a_link_is_unique_per_subject_and_per_provider_and_goes_with_its_user() 
                 conn,
                 "l1",
                 db::now(),
-                ("ann", "Ann B", Some("new@example.com"), false),
+                ("ann", "Ann B", Some("new@example.com"), false, None),
             )?;
             let touched = upstream_links::find(
                 conn,
@@ -180,6 +181,10 @@ async fn the_console_shows_a_users_links_and_an_admin_who_may_change_the_account
         "{page}"
     );
     assert!(page.contains("Ann (ann#0)"), "{page}");
+    assert!(
+        page.contains(r#"<img class="avatar" src="https://discord.example/l-ann.png""#),
+        "the picture at the provider: {page}"
+    );
     let remove = format!("/admin/users/{}/links/discord/remove/", ann.id);
     let response = admin.post_with_csrf_of(&page, &remove, &[]).await;
     assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);

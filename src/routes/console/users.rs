@@ -114,6 +114,8 @@ struct LinkLine {
     provider: String,
     /// The name (and display name) at the provider.
     name: String,
+    /// The picture at the provider (an https URL).
+    picture: Option<String>,
     /// The address the provider gave, and whether it said it verified it.
     email: Option<(String, bool)>,
     since: Moment,
@@ -532,6 +534,7 @@ async fn user_page(
                 format!("{} ({})", l.display_name, l.username)
             },
             email: l.email.clone().map(|e| (e, l.email_verified)),
+            picture: l.picture.clone(),
             since: Moment::of(&l.created_at),
             last_used: l.last_login_at.as_ref().map(Moment::of),
             provider_id: l.provider_id,

@@ -119,6 +119,8 @@ struct LinkLine {
     label: String,
     /// The linked account's name at the provider, when linked.
     linked_as: Option<String>,
+    /// The linked account's picture (an https URL), when the provider gave one.
+    picture: Option<String>,
     since: Option<Moment>,
     last_used: Option<Moment>,
 }
@@ -149,6 +151,7 @@ pub async fn linked_accounts(
                         format!("{} ({})", l.display_name, l.username)
                     }
                 }),
+                picture: link.and_then(|l| l.picture.clone()),
                 since: link.map(|l| Moment::of(&l.created_at)),
                 last_used: link.and_then(|l| l.last_login_at.as_ref().map(Moment::of)),
                 id: b.id,

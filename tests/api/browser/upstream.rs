@@ -134,6 +134,18 @@ async fn browser_signs_in_with_discord_and_authorizes_an_application() {
         rows.contains("Discord") && rows.contains("Nelly Furtado (nelly)"),
         "{rows}"
     );
+    // Nelly's Discord avatar, from Discord's CDN (not loaded here: the test has no network).
+    let avatar = browser
+        .wait_for("table.list img.avatar")
+        .await
+        .attr("src")
+        .await
+        .expect("src")
+        .expect("an avatar");
+    assert_eq!(
+        avatar,
+        "https://cdn.discordapp.com/avatars/80351110224678912/8342729096ea3675442027381ff50dfe.png"
+    );
     browser.screenshot("upstream-linked").await;
     assert!(browser.csp_violations().await.is_empty());
     browser.close().await;
