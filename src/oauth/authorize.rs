@@ -140,6 +140,10 @@ pub enum AuthorizeOutcome {
         resume_query: String,
         /// OIDC `login_hint`, to pre-fill the login form.
         login_hint: Option<String>,
+        /// How old, at most, the new login may be, in seconds, when the request said
+        /// (`prompt=login`: 0; `max_age`): passed on to an upstream provider the user signs in
+        /// through (OIDC Core §3.1.2.1), since the resumed request no longer says it.
+        fresh_within: Option<u64>,
     },
     /// Ask the user (boxed: the prompt is much larger than the other outcomes).
     Consent(Box<ConsentPrompt>),
@@ -463,6 +467,7 @@ impl OAuth {
                     return Ok(AuthorizeOutcome::Login {
                         resume_query: resume_query(&params),
                         login_hint: params.get("login_hint").map(str::to_owned),
+                        fresh_within: if prompt.login { Some(0) } else { max_age },
                     })
                 }
             };
@@ -513,6 +518,7 @@ impl OAuth {
             IssueOutcome::LoginRequired => AuthorizeOutcome::Login {
                 resume_query: resume_query(&params_for_login),
                 login_hint: login_hint.clone(),
+                fresh_within: None,
             },
         })
     }

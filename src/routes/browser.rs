@@ -25,6 +25,10 @@ pub const SESSION_AMR: &str = "amr";
 /// through one.
 pub const SESSION_IDP: &str = "idp";
 
+/// Session key: how fresh a login the pending authorization request asked for, in seconds
+/// (`prompt=login`: 0; `max_age`), for an upstream sign-in to ask of its provider.
+pub const SESSION_FRESH_LOGIN: &str = "fresh_login";
+
 /// Session key: an authorization request asked for a new login (`prompt=login`, `max_age`).
 /// Until the user logs in again (which clears the session), the old login does not count for
 /// authorization requests, so opening the resume URL without logging in gains nothing.

@@ -660,33 +660,59 @@ async fn a_provider_announcing_rfc_9207_must_name_itself() {
     assert!(visitor.signed_in().await);
 }
 
+/// A visitor who opened an authorization request of a client at `rp` with `extra` (e.g.
+/// `&prompt=login`) and was sent to the sign-in page: the visitor and the page's `next`.
+async fn at_sign_in_for(rp: &TestApp, extra: &str) -> (Visitor, String) {
+    let (client, _) = rp
+        .register(&crate::helpers::spec("public", &["authorization_code"]))
+        .await;
+    let (_, challenge) = crate::helpers::pkce_pair();
+    let url = format!(
+        "{}{extra}",
+        rp.authorize_url(client.id(), "openid", &challenge, "st")
+    );
+    let visitor = rp.anonymous_visitor();
+    let response = visitor.client.get(&url).send().await.expect("authorize");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let login = rp.url(&location(&response));
+    let next = query_param(&login, "next").expect("next");
+    assert!(
+        !next.contains("prompt=login"),
+        "the resumed request: {next}"
+    );
+    (visitor, next)
+}
+
 #[tokio::test]
 async fn a_fresh_login_the_application_asked_for_is_asked_of_an_openid_connect_provider() {
     let google = FakeGoogle::start().await;
-    // The authorization request behind the sign-in says prompt=login (and a max_age).
-    let next = "/o/authorize/?response_type=code&client_id=app&prompt=login&max_age=600";
     let rp = rp_of(&google, "corp", "oidc", "").await;
-    let visitor = rp.anonymous_visitor();
+    // The authorization request says prompt=login; the sign-in page's `next` no longer does,
+    // but the sign-in through the provider still asks it for a fresh login.
+    let (visitor, next) = at_sign_in_for(&rp, "&prompt=login").await;
     let start = visitor
         .get_response(&format!(
             "/accounts/upstream/corp/login/?next={}",
-            urlencode(next)
+            urlencode(&next)
         ))
         .await;
     let authorize = location(&start);
     assert_eq!(query_param(&authorize, "prompt").as_deref(), Some("login"));
     assert_eq!(query_param(&authorize, "max_age").as_deref(), Some("0"));
+    let (_, next_max_age) = at_sign_in_for(&rp, "&max_age=600").await;
+    assert!(!next_max_age.contains("max_age"), "{next_max_age}");
     // OIDC Core §3.1.2.1: with max_age sent, the ID token must say when the user
     // authenticated, and that must be now, not an hour ago.
     for (case, auth_time) in [
         ("no auth_time", None),
         ("an old sign-in", Some(now() - 3600)),
     ] {
+        let (visitor, next) = at_sign_in_for(&rp, "&prompt=login").await;
         let response = sign_in_from(
             &google,
-            &rp.anonymous_visitor(),
+            &visitor,
             "corp",
-            next,
+            &next,
             "",
             signed(&google, move |c| {
                 if let Some(t) = auth_time {
@@ -699,13 +725,14 @@ async fn a_fresh_login_the_application_asked_for_is_asked_of_an_openid_connect_p
         assert!(html.contains("asked for a fresh"), "{case}: {html}");
         no_account(&rp).await;
     }
+    let (visitor, next) = at_sign_in_for(&rp, "&max_age=600").await;
     let response = sign_in_from(
         &google,
-        &rp.anonymous_visitor(),
+        &visitor,
         "corp",
-        next,
+        &next,
         "",
-        signed(&google, |c| c["auth_time"] = json!(now())),
+        signed(&google, |c| c["auth_time"] = json!(now() - 300)),
     )
     .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
@@ -713,11 +740,11 @@ async fn a_fresh_login_the_application_asked_for_is_asked_of_an_openid_connect_p
 
     // Google knows no prompt=login: nothing is passed on to it, and no auth_time is asked.
     let google_rp = google_rp(&google, "").await;
-    let start = google_rp
-        .anonymous_visitor()
+    let (visitor, next) = at_sign_in_for(&google_rp, "&prompt=login").await;
+    let start = visitor
         .get_response(&format!(
             "/accounts/upstream/google/login/?next={}",
-            urlencode(next)
+            urlencode(&next)
         ))
         .await;
     let authorize = location(&start);

@@ -20,7 +20,9 @@ use crate::accounts::Accounts;
 use crate::clients::Clients;
 use crate::config::UpstreamProvider;
 use crate::oauth::Params;
-use crate::routes::browser::{current_user, safe_next, start_session, LoginBasis, SessionError};
+use crate::routes::browser::{
+    current_user, safe_next, start_session, LoginBasis, SessionError, SESSION_FRESH_LOGIN,
+};
 use crate::routes::chrome::{flash, page, Chrome, Notice, Section};
 use crate::routes::errors::PageError;
 use crate::routes::extract::{Form, SignedIn};
@@ -60,28 +62,17 @@ pub async fn start(
     let params = Params::from_query(req.query_string()).unwrap_or_default();
     let next = safe_next(params.get("next"));
     let (url, pending) = upstream
-        .begin(provider, next, None, requested_max_age(next))
+        .begin(
+            provider,
+            next,
+            None,
+            // What the authorization request behind this sign-in asked (kept by the
+            // authorization endpoint: the resumed request in `next` no longer says it).
+            session.get::<u64>(SESSION_FRESH_LOGIN).ok().flatten(),
+        )
         .await
         .map_err(failure)?;
     redirect_to_provider(&session, &url, &pending)
-}
-
-/// How fresh a login the authorization request in `next` asks for, in seconds, when `next` is
-/// one (`/o/authorize/?…`): `prompt=login` gives 0, `max_age=N` gives N (OIDC Core
-/// §3.1.2.1), the smaller when both. Passed on to the upstream provider, so that a sign-in
-/// through it is as fresh as one with the password.
-fn requested_max_age(next: &str) -> Option<u64> {
-    let query = next.strip_prefix("/o/authorize/")?.strip_prefix('?')?;
-    let params = Params::from_query(query).ok()?;
-    let login = params
-        .get("prompt")
-        .is_some_and(|p| p.split(' ').any(|v| v == "login"))
-        .then_some(0);
-    let max_age = params.get("max_age").and_then(|v| v.parse::<u64>().ok());
-    match (login, max_age) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 /// Keeps `pending` in the session and sends the browser to the provider.

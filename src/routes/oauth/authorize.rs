@@ -9,7 +9,7 @@ use askama::Template;
 use crate::accounts::Accounts;
 use crate::oauth::authorize::{AuthorizeOutcome, ConsentPrompt, Decision};
 use crate::oauth::OAuth;
-use crate::routes::browser::{csrf_ok, current_login, SESSION_REAUTH};
+use crate::routes::browser::{csrf_ok, current_login, SESSION_FRESH_LOGIN, SESSION_REAUTH};
 use crate::routes::chrome::{render, Chrome};
 use crate::routes::errors::{error_page, PageError};
 use crate::routes::http::{peer_ip, read_form, see_other};
@@ -156,6 +156,7 @@ async fn respond(
         AuthorizeOutcome::Login {
             resume_query,
             login_hint,
+            fresh_within,
         } => {
             if login.is_some() {
                 // A new login was asked for (prompt=login, max_age): the current one no longer
@@ -163,6 +164,18 @@ async fn respond(
                 if let Err(e) = session.insert(SESSION_REAUTH, true) {
                     tracing::error!(error = %e, "could not store the session");
                 }
+            }
+            // Kept for an upstream sign-in, which asks its provider for the same freshness
+            // (the login clears the session, and with it this).
+            let kept = match fresh_within {
+                Some(seconds) => session.insert(SESSION_FRESH_LOGIN, seconds),
+                None => {
+                    session.remove(SESSION_FRESH_LOGIN);
+                    Ok(())
+                }
+            };
+            if let Err(e) = kept {
+                tracing::error!(error = %e, "could not store the session");
             }
             let resume = format!("{}?{resume_query}", req.path());
             let mut location = form_urlencoded::Serializer::new(String::new());
