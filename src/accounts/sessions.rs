@@ -51,6 +51,9 @@ pub struct NewSession {
     /// ([`PasswordLogin::verified_hash`](super::PasswordLogin::verified_hash)): the session is
     /// refused if the stored hash is another by the time it is recorded.
     pub verified_hash: Option<VerifiedHash>,
+    /// The upstream identity provider the login went through (`[upstream.<id>]`); `None` for
+    /// a local login.
+    pub idp: Option<String>,
 }
 
 /// The row id of the session whose cookie holds `handle`.
@@ -123,6 +126,7 @@ impl Accounts {
             user_agent: clean_user_agent(&new.user_agent),
             amr: new.amr,
             ended_at: None,
+            idp: new.idp,
         };
         let recorded = self
             .db

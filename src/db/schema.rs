@@ -187,6 +187,7 @@ diesel::table! {
         user_agent -> Text,
         amr -> Text,
         ended_at -> Nullable<Timestamp>,
+        idp -> Nullable<Text>,
     }
 }
 

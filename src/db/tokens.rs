@@ -284,6 +284,28 @@ pub fn revoke_for_user(
     revoke_ids(conn, &ids, at)
 }
 
+/// Revokes every active token of `user_id` minted from a login through the upstream provider
+/// `idp` (its link was removed); returns how many changed. Locks the user's row first, as
+/// [`revoke_for_user`] does.
+///
+/// # Errors
+/// Query failures only.
+pub fn revoke_for_idp(
+    conn: &mut DbConnection,
+    user_id: &str,
+    idp: &str,
+    at: NaiveDateTime,
+) -> QueryResult<usize> {
+    users::lock(conn, user_id)?;
+    let ids: Vec<String> = tokens::table
+        .filter(tokens::user_id.eq(user_id))
+        .filter(tokens::idp.eq(idp))
+        .filter(tokens::revoked_at.is_null())
+        .select(tokens::id)
+        .load(conn)?;
+    revoke_ids(conn, &ids, at)
+}
+
 /// Revokes the tokens with these row ids (already revoked ones are left alone); returns how
 /// many changed.
 ///

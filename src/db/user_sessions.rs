@@ -32,6 +32,9 @@ pub struct SessionRow {
     /// When the session was ended (logout, ended from the account page, sign out everywhere);
     /// `None` while it lasts.
     pub ended_at: Option<NaiveDateTime>,
+    /// The upstream identity provider the login went through (`[upstream.<id>]`); `None` for
+    /// a local login.
+    pub idp: Option<String>,
 }
 
 /// Inserts a session.
@@ -141,6 +144,27 @@ pub fn end_all_for_user(
             .filter(user_sessions::user_id.eq(user_id))
             .filter(user_sessions::ended_at.is_null())
             .filter(user_sessions::id.ne(keep.unwrap_or_default())),
+    )
+    .set(user_sessions::ended_at.eq(Some(at)))
+    .execute(conn)
+}
+
+/// Ends every live session of `user_id` whose login went through the upstream provider `idp`
+/// (its link was removed); returns how many changed.
+///
+/// # Errors
+/// Query failures only.
+pub fn end_for_idp(
+    conn: &mut DbConnection,
+    user_id: &str,
+    idp: &str,
+    at: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        user_sessions::table
+            .filter(user_sessions::user_id.eq(user_id))
+            .filter(user_sessions::idp.eq(idp))
+            .filter(user_sessions::ended_at.is_null()),
     )
     .set(user_sessions::ended_at.eq(Some(at)))
     .execute(conn)

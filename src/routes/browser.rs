@@ -113,6 +113,7 @@ pub async fn start_session(
                 amr: amr.to_owned(),
                 began: basis.began,
                 verified_hash: basis.verified_hash,
+                idp: basis.idp.clone(),
             },
             replacing,
         )

@@ -796,10 +796,14 @@ impl Identity {
                 "{label} sent an unusable account identifier"
             )));
         }
+        // An address with anything but ASCII is not kept: Unicode lower-casing folds some
+        // characters into ASCII ones (the Kelvin sign K into k), and a provider-verified
+        // "\u{212A}im@corp.example" must not become the verified kim@corp.example here.
         let email = self
             .email
             .as_deref()
-            .and_then(|e| crate::domain::Email::parse(e).ok())
+            .filter(|e| e.is_ascii())
+            .and_then(|e| crate::domain::Email::parse(&e.to_ascii_lowercase()).ok())
             .map(|e| e.as_str().to_owned());
         Ok(Self {
             email_verified: self.email_verified && email.is_some(),
@@ -851,7 +855,7 @@ impl DiscordUser {
                 .clone()
                 .unwrap_or_else(|| self.username.clone()),
             username: self.username.clone(),
-            email: self.email.map(|e| e.to_lowercase()),
+            email: self.email,
             email_verified: self.verified.unwrap_or(false),
             picture: None,
             discord: None,
@@ -923,6 +927,14 @@ mod tests {
         let cleaned = hostile.identity().expect("valid");
         assert_eq!(cleaned.display_name, "Nelly");
         assert_eq!((cleaned.email, cleaned.email_verified), (None, false));
+        // The Kelvin sign lower-cases to an ASCII k: such an address is not kept at all, so it
+        // can neither match kim@… for linking nor register as a verified kim@….
+        let kelvin = DiscordUser {
+            email: Some("\u{212A}im@corp.example".to_owned()),
+            ..user(Some("0"), None)
+        };
+        let kept = kelvin.identity().expect("valid");
+        assert_eq!((kept.email, kept.email_verified), (None, false));
         let no_id = DiscordUser {
             id: "a b".to_owned(),
             ..user(Some("0"), None)

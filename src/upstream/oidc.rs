@@ -502,7 +502,7 @@ pub fn identity(claims: &Map<String, Value>, label: &str) -> Result<Identity, Up
         email: claims
             .get("email")
             .and_then(Value::as_str)
-            .map(str::to_lowercase),
+            .map(str::to_owned),
         email_verified: verified(claims.get("email_verified")),
         picture: claims
             .get("picture")

@@ -445,6 +445,18 @@ impl Upstream {
                             let Some(user) = users::lock(conn, &user_id)? else {
                                 return Ok(SignInOutcome::PasswordFirst);
                             };
+                            // The rule again on the locked row: a promotion to staff, an
+                            // address change or a deactivation that committed since the
+                            // unlocked read is seen here.
+                            if Some(&user.email) != identity.email.as_ref()
+                                || !user.email_verified
+                                || user.has_staff_access()
+                            {
+                                return Ok(SignInOutcome::PasswordFirst);
+                            }
+                            if !user.is_active {
+                                return Ok(SignInOutcome::Inactive);
+                            }
                             if linked_at(conn, &user_id, &provider_id)? {
                                 return Ok(SignInOutcome::Refused(format!(
                                     "Your account is linked to another {label} account: sign in with that one, or with your password."
@@ -630,7 +642,8 @@ impl Upstream {
     }
 
     /// Removes `user_id`'s link at `provider_id` — unless it is their last way to sign in (no
-    /// password and no other link). Returns whether a link was removed.
+    /// password and no link at another enabled provider) — and ends the sessions and revokes
+    /// the tokens of logins through it ([`cut_off`]). Returns whether a link was removed.
     ///
     /// # Errors
     /// [`DbError`] when storage fails; `Ok(Err(message))` when the link is the last way in.
@@ -641,6 +654,9 @@ impl Upstream {
         ip: Option<IpAddr>,
     ) -> Result<Result<bool, String>, DbError> {
         let (user_id, provider_id) = (user_id.to_owned(), provider_id.to_owned());
+        // Only links at enabled providers are ways in.
+        let usable: std::collections::HashSet<String> =
+            self.buttons().into_iter().map(|b| b.id).collect();
         self.db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
@@ -651,12 +667,17 @@ impl Upstream {
                     if !links.iter().any(|l| l.provider_id == provider_id) {
                         return Ok(Ok(false));
                     }
-                    if user.password_hash.is_none() && links.len() == 1 {
+                    let other_ways_in = links
+                        .iter()
+                        .filter(|l| l.provider_id != provider_id && usable.contains(&l.provider_id))
+                        .count();
+                    if user.password_hash.is_none() && other_ways_in == 0 {
                         return Ok(Err(
                             "This is your only way to sign in: set a password first (\"Forgot your password?\" on the sign-in page sends a link), then unlink it.".to_owned(),
                         ));
                     }
                     upstream_links::delete(conn, &user_id, &provider_id)?;
+                    cut_off(conn, &user_id, &provider_id)?;
                     record(conn, "upstream.unlinked", &user_id, &provider_id, ip)?;
                     Ok(Ok(true))
                 })
@@ -670,8 +691,8 @@ impl Upstream {
     /// checked in the removal's transaction after the account's row is locked). Unlike the
     /// user's own unlink, it may remove the last way in — cutting off a compromised upstream
     /// account must not wait — and the user then signs in by setting a password ("Forgot your
-    /// password?"). Recorded as `upstream.unlinked` by the admin. Returns whether a link was
-    /// removed.
+    /// password?"). The sessions and tokens of logins through it end with it ([`cut_off`]).
+    /// Recorded as `upstream.unlinked` by the admin. Returns whether a link was removed.
     ///
     /// # Errors
     /// [`LinkRemovalError::NotFound`] for an unknown user, [`LinkRemovalError::Forbidden`] when
@@ -693,6 +714,7 @@ impl Upstream {
                     if !upstream_links::delete(conn, &user_id, &provider_id)? {
                         return Ok(false);
                     }
+                    cut_off(conn, &user_id, &provider_id)?;
                     audit::record(
                         conn,
                         AuditEvent::new("upstream.unlinked")
@@ -827,6 +849,16 @@ fn link_to(
         user_id: user_id.to_owned(),
         new: true,
     })
+}
+
+/// What a removed link took with it: every browser session and every token of `user_id` whose
+/// login went through `provider_id` ends now, so that whoever signed in with the upstream
+/// account — the reason to remove it, often — is out at once.
+fn cut_off(conn: &mut DbConnection, user_id: &str, provider_id: &str) -> diesel::QueryResult<()> {
+    let now = db::now();
+    crate::db::user_sessions::end_for_idp(conn, user_id, provider_id, now)?;
+    crate::db::tokens::revoke_for_idp(conn, user_id, provider_id, now)?;
+    Ok(())
 }
 
 /// Whether `user_id` already has a link at `provider_id` (one per provider per user).

@@ -706,6 +706,7 @@ async fn start_session(
                 } else {
                     None
                 },
+                idp: None,
             },
             None,
         )

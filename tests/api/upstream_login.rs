@@ -155,7 +155,8 @@ async fn a_callback_from_another_browser_or_with_an_error_signs_nobody_in() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let html = response.text().await.expect("page");
     assert!(html.contains("was not started in this browser"), "{html}");
-    // A tampered state in the right browser: refused too, and the pending sign-in is spent.
+    // A tampered state in the right browser (a forged callback, a link from another site):
+    // refused, without cancelling the sign-in under way …
     let tampered = callback.replace("state=", "state=x");
     assert_eq!(
         starter.get_response(&tampered).await.status(),
@@ -163,8 +164,15 @@ async fn a_callback_from_another_browser_or_with_an_error_signs_nobody_in() {
     );
     assert_eq!(
         starter.get_response(&callback).await.status(),
+        StatusCode::SEE_OTHER,
+        "the genuine callback still finishes it"
+    );
+    // … which is then spent.
+    assert_eq!(
+        starter.get_response(&callback).await.status(),
         StatusCode::BAD_REQUEST
     );
+    starter.get_response("/accounts/logout/").await;
     // An error answer without this browser's state is a callback nobody here started …
     starter
         .get_response("/accounts/upstream/corp/login/?next=/")
@@ -198,13 +206,9 @@ async fn a_callback_from_another_browser_or_with_an_error_signs_nobody_in() {
             .status(),
         StatusCode::NOT_FOUND
     );
-    assert!(rp
-        .services
-        .accounts
-        .find_by_login("olivia")
-        .await
-        .expect("db")
-        .is_none());
+    // Only the genuine callback, in the browser that started it, signed anyone in.
+    assert!(!attacker.signed_in().await);
+    assert_eq!(rp.audit_events("upstream.login").await.len(), 1);
 }
 
 #[tokio::test]

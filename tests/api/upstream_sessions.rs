@@ -240,3 +240,70 @@ async fn a_deactivated_or_unverified_account_is_not_signed_in_through_its_link()
     assert!(!visitor.signed_in().await);
     assert!(rp.audit_events("upstream.login").await.is_empty());
 }
+
+/// Whether `access_token` still opens UserInfo.
+async fn token_works(rp: &TestApp, access_token: &str) -> bool {
+    rp.get_with_bearer("/o/userinfo/", access_token)
+        .await
+        .status()
+        == StatusCode::OK
+}
+
+#[tokio::test]
+async fn removing_a_link_ends_the_sessions_and_tokens_of_logins_through_it() {
+    let discord = discord().await;
+    let rp = discord_rp_with(&discord, "").await;
+    let root = rp.create_staff("root").await;
+    for by_admin in [false, true] {
+        let name = if by_admin { "bea" } else { "ann" };
+        let user = rp.create_user(name).await;
+        link_to_discord(&rp, &user.id).await;
+        // A browser signed in through Discord, with an application's token from that login …
+        let through_discord = rp.anonymous_visitor();
+        assert_eq!(
+            round_trip(&through_discord, "c").await.status(),
+            StatusCode::SEE_OTHER
+        );
+        let discord_tokens = tokens_for(&rp, &through_discord).await;
+        let discord_access = discord_tokens["first"]["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        // … and one signed in with the password, with its own token.
+        let with_password = rp.visitor(name).await;
+        let password_tokens = tokens_for(&rp, &with_password).await;
+        let password_access = password_tokens["first"]["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        assert!(token_works(&rp, &discord_access).await);
+
+        let response = if by_admin {
+            let admin = rp.visitor("root").await;
+            let (_, page) = admin.get(&format!("/admin/users/{}/", user.id)).await;
+            admin
+                .post_with_csrf_of(
+                    &page,
+                    &format!("/admin/users/{}/links/discord/remove/", user.id),
+                    &[],
+                )
+                .await
+        } else {
+            let (_, page) = with_password.get("/account/linked/").await;
+            with_password
+                .post_with_csrf_of(&page, "/account/linked/discord/unlink/", &[])
+                .await
+        };
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{name}");
+        // What the Discord login gave is gone; what the password gave stays.
+        assert!(!through_discord.signed_in().await, "{name}");
+        assert!(!token_works(&rp, &discord_access).await, "{name}");
+        assert!(with_password.signed_in().await, "{name}");
+        assert!(token_works(&rp, &password_access).await, "{name}");
+    }
+    let removals = rp.audit_events("upstream.unlinked").await;
+    assert_eq!(removals.len(), 2);
+    assert!(removals
+        .iter()
+        .any(|e| e.actor_id.as_deref() == Some(root.id.as_str())));
+}

@@ -55,7 +55,7 @@ pub async fn finish_legacy_sign_in(
     clients: web::Data<Clients>,
     web: web::Data<WebConfig>,
 ) -> Result<HttpResponse, PageError> {
-    let pending = take_pending(&session);
+    let pending = take_pending(&session, &req);
     // The seeds' paths name no provider: the pending sign-in does (whose callback path must be
     // this one, checked by `finish`), else the Discord provider, for the page's words.
     let provider = match &pending {

@@ -21,7 +21,8 @@ use crate::clients::Clients;
 use crate::config::UpstreamProvider;
 use crate::oauth::Params;
 use crate::routes::browser::{
-    current_user, safe_next, start_session, LoginBasis, SessionError, SESSION_FRESH_LOGIN,
+    current_user, safe_next, start_session, LoginBasis, SessionError, SESSION_AUTH_TIME,
+    SESSION_FRESH_LOGIN,
 };
 use crate::routes::chrome::{flash, page, Chrome, Notice, Section};
 use crate::routes::errors::PageError;
@@ -88,8 +89,19 @@ pub(super) fn redirect_to_provider(
     Ok(see_other(url.as_str()))
 }
 
+/// How recent a sign-in must be to link an account, in seconds: a link is a new way in that
+/// outlives a password change, so a stolen session cookie alone must not make one.
+pub const LINK_LOGIN_MAX_AGE_SECONDS: i64 = 600;
+
+/// Whether a session signed in at `auth_time` (Unix seconds) may link an account at `now`.
+fn recent_enough_to_link(auth_time: Option<i64>, now: i64) -> bool {
+    auth_time.is_some_and(|t| (0..=LINK_LOGIN_MAX_AGE_SECONDS).contains(&(now - t)))
+}
+
 /// `POST /accounts/upstream/{provider}/link/` (signed in, CSRF token): starts a sign-in at the
-/// provider whose identity is then linked to this user.
+/// provider whose identity is then linked to this user — when the user signed in within
+/// [`LINK_LOGIN_MAX_AGE_SECONDS`]; otherwise to the sign-in page first, back to the
+/// linked-accounts page.
 pub async fn start_link(
     user: SignedIn,
     _form: Form,
@@ -97,6 +109,18 @@ pub async fn start_link(
     upstream: web::Data<Upstream>,
 ) -> Result<HttpResponse, PageError> {
     let provider = upstream.provider(&path).map_err(failure)?;
+    let auth_time = user.session().get::<i64>(SESSION_AUTH_TIME).ok().flatten();
+    if !recent_enough_to_link(auth_time, chrono::Utc::now().timestamp()) {
+        flash(
+            user.session(),
+            Notice::info("For your safety, sign in again to link an account."),
+        );
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query
+            .append_pair("next", "/account/linked/")
+            .append_pair("login_hint", &user.username);
+        return Ok(see_other(&format!("/accounts/login/?{}", query.finish())));
+    }
     let (url, pending) = upstream
         .begin(provider, "/account/linked/", Some(user.id.clone()), None)
         .await
@@ -184,7 +208,7 @@ pub async fn callback(
     clients: web::Data<Clients>,
     web: web::Data<WebConfig>,
 ) -> Result<HttpResponse, PageError> {
-    let pending = take_pending(&session);
+    let pending = take_pending(&session, &req);
     let provider = upstream.provider(&path).map_err(failure)?;
     finish(
         &req,
@@ -197,12 +221,22 @@ pub async fn callback(
     .await
 }
 
-/// This browser's pending upstream sign-in, removed from its session: single use, whatever
-/// happens next.
-pub(super) fn take_pending(session: &Session) -> Option<PendingLogin> {
-    session
-        .remove_as::<PendingLogin>(SESSION_UPSTREAM)
-        .and_then(Result::ok)
+/// This browser's pending upstream sign-in, removed from its session when `req` carries its
+/// `state` (compared in constant time): single use, whatever happens next. A request with
+/// another state — a callback someone else forged, a link from another site — leaves it
+/// alone, so it cannot cancel the sign-in under way, and gets `None`.
+pub(super) fn take_pending(session: &Session, req: &HttpRequest) -> Option<PendingLogin> {
+    let pending = session
+        .get::<PendingLogin>(SESSION_UPSTREAM)
+        .ok()
+        .flatten()?;
+    let params = Params::from_query(req.query_string()).ok()?;
+    let state = params.get("state")?;
+    if !crate::secret::ct_eq(pending.state.as_bytes(), state.as_bytes()) {
+        return None;
+    }
+    session.remove(SESSION_UPSTREAM);
+    Some(pending)
 }
 
 /// Finishes the sign-in `pending` (already taken from the session, see [`take_pending`]) at
@@ -343,5 +377,29 @@ pub(super) async fn finish(
                 crate::routes::format::wait_phrase(retry_after_seconds)
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_recent_sign_in_links_an_account() {
+        let now = 1_800_000_000;
+        assert!(recent_enough_to_link(Some(now), now));
+        assert!(recent_enough_to_link(
+            Some(now - LINK_LOGIN_MAX_AGE_SECONDS),
+            now
+        ));
+        assert!(!recent_enough_to_link(
+            Some(now - LINK_LOGIN_MAX_AGE_SECONDS - 1),
+            now
+        ));
+        assert!(!recent_enough_to_link(None, now));
+        assert!(
+            !recent_enough_to_link(Some(now + 5), now),
+            "a time from the future"
+        );
     }
 }
