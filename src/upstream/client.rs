@@ -495,10 +495,13 @@ impl RelyingParty {
     }
 
     /// Who a token that a first-party app obtained from `provider` says signed in (RFC 8693
-    /// `subject_token`; no browser, so no state, PKCE or nonce):
-    /// - an ID token is verified like a sign-in's ([`oidc::verify_id_token`]: signature with the
-    ///   JWKS, `iss`, `exp`), except that its `aud` or `azp` must be among the provider's
-    ///   `accepted_audiences` (the apps' own client ids) and no nonce is asked;
+    /// `subject_token`; no browser, so no state, PKCE or nonce), at `now` (Unix seconds):
+    /// - an ID token is verified like a sign-in's ([`oidc::verify_id_token`]: not a JWT access
+    ///   token, signature with the JWKS, `iss`, `exp`), except that every audience and the
+    ///   `azp` must be among the provider's `accepted_audiences` (the apps' own client ids,
+    ///   [`oidc::Audience::FirstParty`]) and no nonce is asked; it must have been issued at
+    ///   most [`oidc::EXCHANGE_MAX_AGE_SECONDS`] ago, and the answer carries the
+    ///   [`oidc::SingleUse`] record the caller keeps so that it is exchanged once;
     /// - an access token (Google only) is first checked at Google's tokeninfo endpoint
     ///   ([`oidc::tokeninfo`]: issued to an accepted client id, not expired), then UserInfo says
     ///   who it is, for the same subject.
@@ -515,7 +518,7 @@ impl RelyingParty {
         provider: &UpstreamProvider,
         token: &oidc::SubjectToken,
         now: i64,
-    ) -> Result<Identity, UpstreamError> {
+    ) -> Result<(Identity, Option<oidc::SingleUse>), UpstreamError> {
         if !provider.kind.is_oidc() {
             return Err(UpstreamError::Invalid(format!(
                 "{} is not an OpenID Connect provider",
@@ -525,16 +528,18 @@ impl RelyingParty {
         let discovered = self.discovered(provider).await?;
         match token {
             oidc::SubjectToken::IdToken(id_token) => {
-                let audience = oidc::Audience::AnyOf(&provider.accepted_audiences);
+                let audience = oidc::Audience::FirstParty(&provider.accepted_audiences);
                 let claims = self
                     .verify_id_token(provider, &discovered, id_token, audience, None)
                     .await?;
+                let once = oidc::exchange_once(id_token, &claims, now)
+                    .map_err(|why| refused_id_token(provider, &oidc::TokenProblem::Invalid(why)))?;
                 oidc::admit(
                     provider,
                     claims.get("hd").and_then(serde_json::Value::as_str),
                     &claims,
                 )?;
-                oidc::identity(&claims, &provider.label)
+                Ok((oidc::identity(&claims, &provider.label)?, Some(once)))
             }
             oidc::SubjectToken::AccessToken(access_token) => {
                 let Some(endpoint) = &provider.tokeninfo_endpoint else {
@@ -560,7 +565,7 @@ impl RelyingParty {
                     claims.get("hd").and_then(serde_json::Value::as_str),
                     &claims,
                 )?;
-                oidc::identity(&claims, &provider.label)
+                Ok((oidc::identity(&claims, &provider.label)?, None))
             }
         }
     }
