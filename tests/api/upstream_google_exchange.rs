@@ -460,6 +460,117 @@ async fn of_two_exchanges_of_one_id_token_at_once_one_succeeds() {
     }
 }
 
+/// A Latchkey with the fake as `[upstream.google]`, `rate_limits.token_exchanges_per_ip =
+/// limit`, and a public client (the mobile app) allowed token exchange: (app, client id).
+async fn limited_rp(google: &FakeGoogle, limit: u32) -> (TestApp, String) {
+    let rp = rp_of(
+        google,
+        "google",
+        "google",
+        &format!("[rate_limits]\ntoken_exchanges_per_ip = {limit}"),
+    )
+    .await;
+    let (client, _) = rp
+        .register(&ClientSpec {
+            scopes: ["openid", "profile", "email"].map(str::to_owned).to_vec(),
+            ..spec("public", &[GRANT_TYPE])
+        })
+        .await;
+    (rp, client.id().to_owned())
+}
+
+/// The `Retry-After` of `response`, in seconds.
+fn retry_after(response: &reqwest::Response) -> Option<u64> {
+    response
+        .headers()
+        .get("retry-after")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+#[tokio::test]
+async fn token_exchange_attempts_are_limited_per_address() {
+    let google = FakeGoogle::start().await;
+    let (rp, id) = limited_rp(&google, 3).await;
+    // Access tokens Google does not know: each attempt costs a call to tokeninfo.
+    for n in 0..3 {
+        let (status, body) = rp
+            .post_token(
+                &[
+                    ("grant_type", GRANT_TYPE),
+                    ("client_id", &id),
+                    ("subject_token", &format!("ya29.guess-{n}")),
+                    ("subject_token_type", ACCESS_TOKEN_TYPE),
+                ],
+                None,
+            )
+            .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_grant");
+    }
+    assert_eq!(google.requests_to("/tokeninfo").await, 3);
+    // The fourth, even with a good token and at /api/google/: 429, RFC 6749 §5.2 body,
+    // Retry-After, and no call to Google.
+    access_token(&google, "ya29.good", ANDROID_CLIENT_ID, now() + 3000);
+    for _ in 0..2 {
+        let response = rp
+            .api
+            .post(rp.url("/api/google/"))
+            .json(&json!({ "access_token": "ya29.good", "client_id": id }))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let wait = retry_after(&response).expect("a Retry-After header");
+        assert!((1..=900).contains(&wait), "{wait}");
+        let body: Value = response.json().await.expect("a JSON body");
+        assert_eq!(body["error"], "invalid_grant", "{body}");
+        assert!(body["error_description"].is_string(), "{body}");
+    }
+    let (status, body) = rp
+        .post_token(
+            &[
+                ("grant_type", GRANT_TYPE),
+                ("client_id", &id),
+                ("subject_token", &android_id_token(&google, |_| {})),
+                ("subject_token_type", ID_TOKEN_TYPE),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(google.requests_to("/tokeninfo").await, 3);
+    assert!(ann(&rp).await.is_none());
+    // The lock is recorded once, with the address.
+    let locks = rp.audit_events("token_exchange.locked").await;
+    assert_eq!(locks.len(), 1);
+    assert_eq!(locks[0].ip.as_deref(), Some("127.0.0.1"));
+}
+
+#[tokio::test]
+async fn parallel_token_exchanges_pass_the_limit_no_more_often_than_it_allows() {
+    let google = FakeGoogle::start().await;
+    let (rp, id) = limited_rp(&google, 4).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..12 {
+        let request = rp.api.post(rp.url("/o/token/")).form(&[
+            ("grant_type", GRANT_TYPE),
+            ("client_id", id.as_str()),
+            ("subject_token", &format!("ya29.guess-{n}")),
+            ("subject_token_type", ACCESS_TOKEN_TYPE),
+        ]);
+        tasks.spawn(async move { request.send().await.expect("request").status() });
+    }
+    let statuses: Vec<StatusCode> = tasks.join_all().await;
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(limited, 8, "{statuses:?}");
+    assert_eq!(google.requests_to("/tokeninfo").await, 4);
+}
+
 #[tokio::test]
 async fn expired_unknown_and_forged_tokens_are_refused() {
     let google = FakeGoogle::start().await;
