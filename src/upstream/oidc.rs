@@ -118,7 +118,12 @@ type ExchangeClient = oauth2::Client<
 /// configured one character for character (OIDC Discovery 1.0 §4.3), and every endpoint it
 /// names passes the rule configured ones pass (https, or http on loopback; no credentials):
 /// a document pointing the token endpoint or the JWKS elsewhere would otherwise receive the
-/// client secret, the code and the verifier, or choose the keys.
+/// client secret, the code and the verifier, or choose the keys. The endpoints this server
+/// calls itself (token, UserInfo, JWKS) must moreover not be on this machine or a private
+/// network unless the issuer is ([`crate::domain::upstream::discovered_endpoint`]): a remote
+/// issuer's document would otherwise make this server send a user's bearer token, or its
+/// requests, to services that trust the local network. Nothing is fetched from a refused
+/// document.
 ///
 /// # Errors
 /// [`UpstreamError::Unreachable`], with the detail in the log only.
@@ -149,14 +154,24 @@ pub async fn discover(
             metadata.issuer().as_str()
         )));
     }
+    // The authorization endpoint is the browser's to visit; the others this server calls.
     let discovered = [
-        Some(metadata.authorization_endpoint().url().as_str()),
-        metadata.token_endpoint().map(|u| u.url().as_str()),
-        metadata.userinfo_endpoint().map(|u| u.url().as_str()),
-        Some(metadata.jwks_uri().url().as_str()),
+        (
+            Some(metadata.authorization_endpoint().url().as_str()),
+            false,
+        ),
+        (metadata.token_endpoint().map(|u| u.url().as_str()), true),
+        (metadata.userinfo_endpoint().map(|u| u.url().as_str()), true),
+        (Some(metadata.jwks_uri().url().as_str()), true),
     ];
-    for url in discovered.into_iter().flatten() {
-        if let Err(e) = crate::domain::upstream::endpoint_url(url) {
+    for (url, called) in discovered {
+        let Some(url) = url else { continue };
+        let checked = if called {
+            crate::domain::upstream::discovered_endpoint(issuer, url)
+        } else {
+            crate::domain::upstream::endpoint_url(url)
+        };
+        if let Err(e) = checked {
             tracing::warn!(provider = %provider.id, url, "a discovered endpoint is refused");
             return Err(UpstreamError::Unreachable(format!(
                 "{}'s discovery document names an endpoint this server will not call (it {e})",
