@@ -325,10 +325,12 @@ impl RelyingParty {
 
     /// Checks a callback's `state` against the pending sign-in (which the caller has already
     /// removed from the session): the same provider, the same state (constant time), and at
-    /// most [`PENDING_LIFETIME_SECONDS`] since the start (RFC 6749 §10.12).
+    /// most [`PENDING_LIFETIME_SECONDS`] since the start (RFC 6749 §10.12). At an OpenID
+    /// Connect provider, the pending sign-in must also have sent a nonce (OIDC Core
+    /// §3.1.2.1, see [`RelyingParty::finish`]).
     ///
     /// # Errors
-    /// [`UpstreamError::State`] for a foreign or late callback.
+    /// [`UpstreamError::State`] for a foreign or late callback, or one without a nonce.
     pub fn check_state(
         provider: &UpstreamProvider,
         pending: &PendingLogin,
@@ -336,6 +338,10 @@ impl RelyingParty {
         now: i64,
     ) -> Result<(), UpstreamError> {
         let fresh = (0..=PENDING_LIFETIME_SECONDS).contains(&(now - pending.started_at));
+        if provider.kind.is_oidc() && pending_nonce(pending).is_none() {
+            tracing::warn!(provider = %provider.id, "a callback at an OpenID Connect provider for a sign-in that sent no nonce");
+            return Err(UpstreamError::State);
+        }
         if fresh && pending.answers(provider.id.as_str(), state) {
             Ok(())
         } else {
@@ -344,11 +350,16 @@ impl RelyingParty {
     }
 
     /// Finishes a sign-in whose state passed [`Self::check_state`] (and was recorded as used):
-    /// exchanges `code` with the pending sign-in's PKCE verifier, and says who signed in.
+    /// exchanges `code` with the pending sign-in's PKCE verifier, and says who signed in. At
+    /// an OpenID Connect provider the pending sign-in's nonce is required, and the ID token
+    /// must carry it: a sign-in that sent none (a Discord one begun under a provider id that
+    /// has since become an OpenID Connect provider) would otherwise accept any ID token the
+    /// provider issued for this client, replayed or injected (OIDC Core §3.1.2.1, §15.5.2).
     ///
     /// # Errors
     /// [`UpstreamError::Unreachable`] when the provider fails; [`UpstreamError::Invalid`] for
-    /// an answer that does not verify.
+    /// an answer that does not verify; [`UpstreamError::State`] for an OpenID Connect sign-in
+    /// that sent no nonce.
     pub async fn finish(
         &self,
         provider: &UpstreamProvider,
@@ -366,7 +377,7 @@ impl RelyingParty {
                     .await
             }
             ProviderKind::Google | ProviderKind::Oidc => {
-                let nonce = pending.nonce.as_deref().unwrap_or_default();
+                let nonce = pending_nonce(pending).ok_or(UpstreamError::State)?;
                 let fresh = pending.max_age.map(|age| (age, pending.started_at));
                 self.oidc_identity(provider, code, verifier, nonce, fresh)
                     .await
@@ -736,6 +747,11 @@ pub(super) fn token_failure<RE: std::error::Error + 'static, T: oauth2::ErrorRes
         )),
         _ => UpstreamError::Unreachable(format!("{label} could not be reached")),
     }
+}
+
+/// The nonce `pending` sent, when it sent one (an empty one counts as none).
+fn pending_nonce(pending: &PendingLogin) -> Option<&str> {
+    pending.nonce.as_deref().filter(|n| !n.is_empty())
 }
 
 /// Leeway for the provider's clock when `auth_time` is compared with ours, in seconds.

@@ -368,8 +368,9 @@ fn is_access_token_typ(typ: &str) -> bool {
 /// or the only one of the algorithm's type without a `kid` (§10.1) — and an asymmetric
 /// algorithm the provider lists (step 7); `iss` equal to the discovered issuer (step 2; for
 /// Google also [`GOOGLE_BARE_ISSUER`]); the audience rules of `audience` (steps 3–5); `exp`
-/// in the future, with [`CLOCK_LEEWAY_SECONDS`] for clocks (step 9); `nonce` equal to `nonce`
-/// when one was sent (step 11, compared in constant time).
+/// in the future, with [`CLOCK_LEEWAY_SECONDS`] for clocks (step 9); with `nonce` (a browser
+/// sign-in, which always sends one), a `nonce` claim equal to it (step 11, compared in
+/// constant time): a missing claim, or an empty `nonce`, is refused.
 ///
 /// # Errors
 /// [`TokenProblem`].
@@ -422,8 +423,12 @@ pub fn verify_id_token(
         .claims;
     check_audience(&claims, audience).map_err(invalid)?;
     if let Some(expected) = nonce {
-        let sent = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
-        if !crate::secret::ct_eq(sent.as_bytes(), expected.as_bytes()) {
+        let Some(sent) = claims.get("nonce").and_then(Value::as_str) else {
+            return Err(invalid(
+                "it carries no nonce, and this sign-in sent one".to_owned(),
+            ));
+        };
+        if expected.is_empty() || !crate::secret::ct_eq(sent.as_bytes(), expected.as_bytes()) {
             return Err(invalid(
                 "its nonce is not the one this sign-in sent".to_owned(),
             ));

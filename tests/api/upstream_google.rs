@@ -808,3 +808,54 @@ async fn a_remote_issuers_discovery_cannot_point_this_server_at_this_machine() {
         assert_eq!(fetched, ["/.well-known/openid-configuration"], "{endpoint}");
     }
 }
+
+#[tokio::test]
+async fn a_sign_in_that_sent_no_nonce_finishes_nothing_at_an_openid_connect_provider() {
+    // The provider `corp` was Discord (no nonce) when the sign-in began and is an OpenID
+    // Connect provider when the browser comes back: two servers sharing the secret key (so
+    // each reads the other's session cookie, which the browser sends to both loopback ports)
+    // stand for the restart in between.
+    let google = FakeGoogle::start().await;
+    let before = spawn_app_with(&format!(
+        r#"
+[upstream.corp]
+kind = "discord"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+authorization_endpoint = "{issuer}/o/oauth2/v2/auth"
+"#,
+        issuer = google.issuer()
+    ))
+    .await;
+    let after = rp_of(&google, "corp", "oidc", "").await;
+    let visitor = before.anonymous_visitor();
+    let start = visitor.get_response("/accounts/upstream/corp/login/").await;
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    let authorize = location(&start);
+    let state = query_param(&authorize, "state").expect("state");
+    assert_eq!(
+        query_param(&authorize, "nonce"),
+        None,
+        "Discord gets no nonce"
+    );
+    // The provider answers the code with a good ID token for this client, without a nonce
+    // (as any of its ID tokens for Latchkey, replayed or injected, could be).
+    let code = format!("4/{}", uuid::Uuid::new_v4().simple());
+    let claims = google.claims(None);
+    google.accept_code(&code, &google.sign(&claims), &userinfo_of(&claims));
+    let response = visitor
+        .client
+        .get(after.url(&format!(
+            "/accounts/upstream/corp/callback/?code={}&state={state}",
+            urlencode(&code)
+        )))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let html = response.text().await.expect("a page");
+    assert!(html.contains("Sign-in not finished"), "{html}");
+    no_account(&after).await;
+    // Nothing reached the provider's token endpoint: the code is still unused.
+    assert_eq!(google.requests_to("/token").await, 0);
+}
