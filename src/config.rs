@@ -334,6 +334,7 @@ struct RawRateLimits {
     failed_client_auth_per_client: u32,
     failed_client_auth_per_ip: u32,
     code_guesses_per_ip: u32,
+    token_exchanges_per_ip: u32,
     window_seconds: u64,
 }
 
@@ -533,6 +534,10 @@ pub struct RateLimits {
     /// Emailed-code guesses (address verification, login codes, the mfa-otp grant) per client
     /// address per window, across accounts; a right code is not counted.
     pub code_guesses_per_ip: u32,
+    /// Token-exchange attempts (RFC 8693 at the token endpoint, `/api/google/`) per client
+    /// address per window, valid or not: each can cost calls to the provider. Past it the
+    /// address gets 429.
+    pub token_exchanges_per_ip: u32,
     /// Window length.
     pub window: Duration,
 }
@@ -884,6 +889,7 @@ impl Settings {
             failed_client_auth_per_client: raw.rate_limits.failed_client_auth_per_client,
             failed_client_auth_per_ip: raw.rate_limits.failed_client_auth_per_ip,
             code_guesses_per_ip: raw.rate_limits.code_guesses_per_ip,
+            token_exchanges_per_ip: raw.rate_limits.token_exchanges_per_ip,
             window: bounded_duration("rate_limits.window_seconds", raw.rate_limits.window_seconds)?,
         };
         let log_format = match raw.log.format.as_str() {

@@ -107,15 +107,9 @@ impl ProviderKind {
 /// A sentence saying what is wrong.
 pub fn endpoint_url(raw: &str) -> Result<Url, String> {
     let url = Url::parse(raw).map_err(|e| format!("is not a URL ({e}): {raw:?}"))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    };
     match url.scheme() {
         "https" => {}
-        "http" if loopback => {}
+        "http" if is_loopback(&url) => {}
         _ => {
             return Err(format!(
                 "must be an https URL (http only on a loopback host): {raw:?}"
@@ -129,6 +123,79 @@ pub fn endpoint_url(raw: &str) -> Result<Url, String> {
         return Err(format!("must not have a #fragment: {raw:?}"));
     }
     Ok(url)
+}
+
+/// Whether `url`'s host is this machine, as [`endpoint_url`] allows plain http to it:
+/// `localhost`, or a loopback IP literal (127.0.0.0/8, `::1`).
+#[must_use]
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Whether `host` is one a remote party must not make this server call (server-side request
+/// forgery): a name of this machine — `localhost` and the names under it (RFC 6761 §6.3), with
+/// or without the final dot — or an IP literal that is loopback, unspecified or "this network"
+/// (0.0.0.0/8), private (RFC 1918; RFC 4193's fc00::/7), shared (RFC 6598's 100.64.0.0/10),
+/// link-local (169.254.0.0/16, where cloud metadata services answer; fe80::/10) or broadcast.
+/// An IPv4-mapped IPv6 literal (`::ffff:a.b.c.d`) is judged as its IPv4 address. Other names
+/// are not resolved here.
+#[must_use]
+pub fn is_internal_host(host: &url::Host<&str>) -> bool {
+    fn internal_v4(ip: std::net::Ipv4Addr) -> bool {
+        let [a, b, ..] = ip.octets();
+        ip.is_loopback()
+            || ip.is_private()
+            || ip.is_link_local()
+            || ip.is_broadcast()
+            || a == 0
+            || (a == 100 && (b & 0xc0) == 64)
+    }
+    match host {
+        url::Host::Domain(d) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        url::Host::Ipv4(ip) => internal_v4(*ip),
+        url::Host::Ipv6(ip) => match ip.to_ipv4_mapped() {
+            Some(v4) => internal_v4(v4),
+            None => {
+                ip.is_loopback()
+                    || ip.is_unspecified()
+                    || ip.is_unique_local()
+                    || ip.is_unicast_link_local()
+            }
+        },
+    }
+}
+
+/// An endpoint that `issuer`'s discovery document names and that this server calls itself
+/// (token endpoint, UserInfo, JWKS): [`endpoint_url`]'s rule and, unless the issuer is on
+/// loopback itself (a provider on this machine, in development and tests), no internal host
+/// ([`is_internal_host`]) other than the issuer's own. A remote issuer's document must not
+/// point this server — with the client secret, a code, a user's bearer token — at this
+/// machine or the private network behind it; an issuer the operator configured on a private
+/// address may still name itself.
+///
+/// # Errors
+/// A sentence saying what is wrong.
+pub fn discovered_endpoint(issuer: &str, raw: &str) -> Result<Url, String> {
+    let url = endpoint_url(raw)?;
+    let issuer =
+        Url::parse(issuer).map_err(|e| format!("has an issuer that is not a URL ({e})"))?;
+    if is_loopback(&issuer) {
+        return Ok(url);
+    }
+    match url.host() {
+        Some(host) if is_internal_host(&host) && url.host() != issuer.host() => Err(format!(
+            "points at an address on this machine or its private network: {raw:?}"
+        )),
+        _ => Ok(url),
+    }
 }
 
 /// The Discord callback paths of the projects Latchkey replaces, answered like
@@ -217,6 +284,88 @@ mod tests {
         ] {
             assert!(!is_discord_callback_path(&id, bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn internal_hosts_are_this_machine_and_private_networks() {
+        let internal = |raw: &str| {
+            let url = Url::parse(raw).expect(raw);
+            is_internal_host(&url.host().expect(raw))
+        };
+        for yes in [
+            "https://localhost/",
+            "https://LOCALHOST./",
+            "https://api.localhost/",
+            "https://127.0.0.1/",
+            "https://127.9.9.9/",
+            "https://2130706433/",
+            "https://0.0.0.0/",
+            "https://0.1.2.3/",
+            "https://10.0.0.1/",
+            "https://172.16.0.1/",
+            "https://172.31.255.255/",
+            "https://192.168.1.1/",
+            "https://169.254.169.254/",
+            "https://100.64.0.1/",
+            "https://100.127.255.255/",
+            "https://255.255.255.255/",
+            "https://[::1]/",
+            "https://[::]/",
+            "https://[fc00::1]/",
+            "https://[fd12:3456::1]/",
+            "https://[fe80::1]/",
+            "https://[::ffff:127.0.0.1]/",
+            "https://[::ffff:10.1.2.3]/",
+        ] {
+            assert!(internal(yes), "{yes}");
+        }
+        for no in [
+            "https://accounts.google.com/",
+            "https://localhost.example.com/",
+            "https://8.8.8.8/",
+            "https://172.32.0.1/",
+            "https://100.128.0.1/",
+            "https://192.169.0.1/",
+            "https://[2001:db8::1]/",
+            "https://[::ffff:8.8.8.8]/",
+        ] {
+            assert!(!internal(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn a_remote_issuer_names_no_internal_endpoint_but_its_own_host() {
+        let remote = "https://idp.example.com";
+        assert!(discovered_endpoint(remote, "https://idp.example.com/jwks").is_ok());
+        assert!(discovered_endpoint(remote, "https://www.googleapis.com/oauth2/v3/certs").is_ok());
+        for bad in [
+            "http://127.0.0.1:8080/userinfo",
+            "https://127.0.0.1/userinfo",
+            "http://localhost:9000/token",
+            "https://10.0.0.5/token",
+            "https://169.254.169.254/latest/meta-data/",
+            "https://[::1]/jwks",
+            "https://[fd00::1]/jwks",
+            "https://internal.localhost/jwks",
+        ] {
+            assert!(discovered_endpoint(remote, bad).is_err(), "{bad}");
+        }
+        // An issuer on loopback (development, tests) may name anything endpoint_url allows.
+        for issuer in [
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "http://[::1]:1",
+        ] {
+            assert!(discovered_endpoint(issuer, "http://127.0.0.1:9000/jwks").is_ok());
+            assert!(discovered_endpoint(issuer, "https://10.0.0.5/jwks").is_ok());
+        }
+        // An issuer the operator put on a private address names its own host, nothing else.
+        let private = "https://10.0.0.5:8443/realms/x";
+        assert!(discovered_endpoint(private, "https://10.0.0.5:8443/token").is_ok());
+        assert!(discovered_endpoint(private, "https://10.0.0.6/token").is_err());
+        assert!(discovered_endpoint(private, "https://127.0.0.1/token").is_err());
+        // endpoint_url's rule still holds.
+        assert!(discovered_endpoint(remote, "http://idp.example.com/jwks").is_err());
     }
 
     #[test]

@@ -22,7 +22,8 @@ impl OAuth {
     /// older than `audit.retention_days`, browser-session rows that ended (or began) longer
     /// than `server.session_max_age_seconds` ago, one-time codes expired over a day ago, and new
     /// client secrets held for a view that never came (`held_secrets`), and the used states of
-    /// upstream sign-ins past their lifetime (`upstream_used_states`). Returns
+    /// upstream sign-ins past their lifetime and the exchanged ID tokens past theirs
+    /// (`upstream_used_states`). Returns
     /// the first three counts.
     ///
     /// # Errors

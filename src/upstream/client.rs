@@ -325,10 +325,12 @@ impl RelyingParty {
 
     /// Checks a callback's `state` against the pending sign-in (which the caller has already
     /// removed from the session): the same provider, the same state (constant time), and at
-    /// most [`PENDING_LIFETIME_SECONDS`] since the start (RFC 6749 §10.12).
+    /// most [`PENDING_LIFETIME_SECONDS`] since the start (RFC 6749 §10.12). At an OpenID
+    /// Connect provider, the pending sign-in must also have sent a nonce (OIDC Core
+    /// §3.1.2.1, see [`RelyingParty::finish`]).
     ///
     /// # Errors
-    /// [`UpstreamError::State`] for a foreign or late callback.
+    /// [`UpstreamError::State`] for a foreign or late callback, or one without a nonce.
     pub fn check_state(
         provider: &UpstreamProvider,
         pending: &PendingLogin,
@@ -336,6 +338,10 @@ impl RelyingParty {
         now: i64,
     ) -> Result<(), UpstreamError> {
         let fresh = (0..=PENDING_LIFETIME_SECONDS).contains(&(now - pending.started_at));
+        if provider.kind.is_oidc() && pending_nonce(pending).is_none() {
+            tracing::warn!(provider = %provider.id, "a callback at an OpenID Connect provider for a sign-in that sent no nonce");
+            return Err(UpstreamError::State);
+        }
         if fresh && pending.answers(provider.id.as_str(), state) {
             Ok(())
         } else {
@@ -344,11 +350,16 @@ impl RelyingParty {
     }
 
     /// Finishes a sign-in whose state passed [`Self::check_state`] (and was recorded as used):
-    /// exchanges `code` with the pending sign-in's PKCE verifier, and says who signed in.
+    /// exchanges `code` with the pending sign-in's PKCE verifier, and says who signed in. At
+    /// an OpenID Connect provider the pending sign-in's nonce is required, and the ID token
+    /// must carry it: a sign-in that sent none (a Discord one begun under a provider id that
+    /// has since become an OpenID Connect provider) would otherwise accept any ID token the
+    /// provider issued for this client, replayed or injected (OIDC Core §3.1.2.1, §15.5.2).
     ///
     /// # Errors
     /// [`UpstreamError::Unreachable`] when the provider fails; [`UpstreamError::Invalid`] for
-    /// an answer that does not verify.
+    /// an answer that does not verify; [`UpstreamError::State`] for an OpenID Connect sign-in
+    /// that sent no nonce.
     pub async fn finish(
         &self,
         provider: &UpstreamProvider,
@@ -366,7 +377,7 @@ impl RelyingParty {
                     .await
             }
             ProviderKind::Google | ProviderKind::Oidc => {
-                let nonce = pending.nonce.as_deref().unwrap_or_default();
+                let nonce = pending_nonce(pending).ok_or(UpstreamError::State)?;
                 let fresh = pending.max_age.map(|age| (age, pending.started_at));
                 self.oidc_identity(provider, code, verifier, nonce, fresh)
                     .await
@@ -495,10 +506,13 @@ impl RelyingParty {
     }
 
     /// Who a token that a first-party app obtained from `provider` says signed in (RFC 8693
-    /// `subject_token`; no browser, so no state, PKCE or nonce):
-    /// - an ID token is verified like a sign-in's ([`oidc::verify_id_token`]: signature with the
-    ///   JWKS, `iss`, `exp`), except that its `aud` or `azp` must be among the provider's
-    ///   `accepted_audiences` (the apps' own client ids) and no nonce is asked;
+    /// `subject_token`; no browser, so no state, PKCE or nonce), at `now` (Unix seconds):
+    /// - an ID token is verified like a sign-in's ([`oidc::verify_id_token`]: not a JWT access
+    ///   token, signature with the JWKS, `iss`, `exp`), except that every audience and the
+    ///   `azp` must be among the provider's `accepted_audiences` (the apps' own client ids,
+    ///   [`oidc::Audience::FirstParty`]) and no nonce is asked; it must have been issued at
+    ///   most [`oidc::EXCHANGE_MAX_AGE_SECONDS`] ago, and the answer carries the
+    ///   [`oidc::SingleUse`] record the caller keeps so that it is exchanged once;
     /// - an access token (Google only) is first checked at Google's tokeninfo endpoint
     ///   ([`oidc::tokeninfo`]: issued to an accepted client id, not expired), then UserInfo says
     ///   who it is, for the same subject.
@@ -515,7 +529,7 @@ impl RelyingParty {
         provider: &UpstreamProvider,
         token: &oidc::SubjectToken,
         now: i64,
-    ) -> Result<Identity, UpstreamError> {
+    ) -> Result<(Identity, Option<oidc::SingleUse>), UpstreamError> {
         if !provider.kind.is_oidc() {
             return Err(UpstreamError::Invalid(format!(
                 "{} is not an OpenID Connect provider",
@@ -525,16 +539,18 @@ impl RelyingParty {
         let discovered = self.discovered(provider).await?;
         match token {
             oidc::SubjectToken::IdToken(id_token) => {
-                let audience = oidc::Audience::AnyOf(&provider.accepted_audiences);
+                let audience = oidc::Audience::FirstParty(&provider.accepted_audiences);
                 let claims = self
                     .verify_id_token(provider, &discovered, id_token, audience, None)
                     .await?;
+                let once = oidc::exchange_once(id_token, &claims, now)
+                    .map_err(|why| refused_id_token(provider, &oidc::TokenProblem::Invalid(why)))?;
                 oidc::admit(
                     provider,
                     claims.get("hd").and_then(serde_json::Value::as_str),
                     &claims,
                 )?;
-                oidc::identity(&claims, &provider.label)
+                Ok((oidc::identity(&claims, &provider.label)?, Some(once)))
             }
             oidc::SubjectToken::AccessToken(access_token) => {
                 let Some(endpoint) = &provider.tokeninfo_endpoint else {
@@ -560,7 +576,7 @@ impl RelyingParty {
                     claims.get("hd").and_then(serde_json::Value::as_str),
                     &claims,
                 )?;
-                oidc::identity(&claims, &provider.label)
+                Ok((oidc::identity(&claims, &provider.label)?, None))
             }
         }
     }
@@ -731,6 +747,11 @@ pub(super) fn token_failure<RE: std::error::Error + 'static, T: oauth2::ErrorRes
         )),
         _ => UpstreamError::Unreachable(format!("{label} could not be reached")),
     }
+}
+
+/// The nonce `pending` sent, when it sent one (an empty one counts as none).
+fn pending_nonce(pending: &PendingLogin) -> Option<&str> {
+    pending.nonce.as_deref().filter(|n| !n.is_empty())
 }
 
 /// Leeway for the provider's clock when `auth_time` is compared with ours, in seconds.

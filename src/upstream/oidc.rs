@@ -118,7 +118,12 @@ type ExchangeClient = oauth2::Client<
 /// configured one character for character (OIDC Discovery 1.0 §4.3), and every endpoint it
 /// names passes the rule configured ones pass (https, or http on loopback; no credentials):
 /// a document pointing the token endpoint or the JWKS elsewhere would otherwise receive the
-/// client secret, the code and the verifier, or choose the keys.
+/// client secret, the code and the verifier, or choose the keys. The endpoints this server
+/// calls itself (token, UserInfo, JWKS) must moreover not be on this machine or a private
+/// network unless the issuer is ([`crate::domain::upstream::discovered_endpoint`]): a remote
+/// issuer's document would otherwise make this server send a user's bearer token, or its
+/// requests, to services that trust the local network. Nothing is fetched from a refused
+/// document.
 ///
 /// # Errors
 /// [`UpstreamError::Unreachable`], with the detail in the log only.
@@ -149,14 +154,24 @@ pub async fn discover(
             metadata.issuer().as_str()
         )));
     }
+    // The authorization endpoint is the browser's to visit; the others this server calls.
     let discovered = [
-        Some(metadata.authorization_endpoint().url().as_str()),
-        metadata.token_endpoint().map(|u| u.url().as_str()),
-        metadata.userinfo_endpoint().map(|u| u.url().as_str()),
-        Some(metadata.jwks_uri().url().as_str()),
+        (
+            Some(metadata.authorization_endpoint().url().as_str()),
+            false,
+        ),
+        (metadata.token_endpoint().map(|u| u.url().as_str()), true),
+        (metadata.userinfo_endpoint().map(|u| u.url().as_str()), true),
+        (Some(metadata.jwks_uri().url().as_str()), true),
     ];
-    for url in discovered.into_iter().flatten() {
-        if let Err(e) = crate::domain::upstream::endpoint_url(url) {
+    for (url, called) in discovered {
+        let Some(url) = url else { continue };
+        let checked = if called {
+            crate::domain::upstream::discovered_endpoint(issuer, url)
+        } else {
+            crate::domain::upstream::endpoint_url(url)
+        };
+        if let Err(e) = checked {
             tracing::warn!(provider = %provider.id, url, "a discovered endpoint is refused");
             return Err(UpstreamError::Unreachable(format!(
                 "{}'s discovery document names an endpoint this server will not call (it {e})",
@@ -296,9 +311,14 @@ pub enum Audience<'a> {
         /// Other audiences an ID token may also name.
         trusted: &'a [String],
     },
-    /// One a first-party app obtained for itself: a single `aud` among `accepted`, or an `azp`
-    /// among `accepted` (which several audiences require).
-    AnyOf(&'a [String]),
+    /// One a first-party app obtained for itself and presents for token exchange: every
+    /// audience in `aud` is among `accepted` (OIDC Core §3.1.3.7 step 3 — an audience this
+    /// server does not trust is a party that received the token and could replay it here),
+    /// `azp`, when present, is among `accepted` too, and several audiences require an `azp`
+    /// (step 4). An `azp` of ours never vouches for an `aud` of someone else's: with a
+    /// provider whose access tokens are JWTs signed by the same keys, a third-party API that
+    /// received our app's token would otherwise replay it as an ID token.
+    FirstParty(&'a [String]),
 }
 
 /// Why an ID token was refused.
@@ -324,13 +344,33 @@ const ASYMMETRIC: [Algorithm; 9] = [
     Algorithm::EdDSA,
 ];
 
-/// Verifies `id_token` from `provider` (OIDC Core §3.1.3.7) and returns its claims: the
-/// signature with a key of the provider's JWKS — the key named by `kid`, or the only one of the
-/// algorithm's type without a `kid` (§10.1) — and an asymmetric algorithm the provider lists
-/// (step 7); `iss` equal to the discovered issuer (step 2; for Google also
-/// [`GOOGLE_BARE_ISSUER`]); the audience rules of `audience` (steps 3–5); `exp` in the
-/// future, with a minute's leeway for clocks (step 9); `nonce` equal to `nonce` when one was
-/// sent (step 11, compared in constant time).
+/// Leeway for the provider's clock when `exp` and `iat` are compared with ours, in seconds.
+pub const CLOCK_LEEWAY_SECONDS: u64 = 60;
+
+/// How long after its issue (`iat`) an ID token may still be exchanged by a first-party app
+/// (token exchange, `/api/google/`), in seconds: ten minutes. An app exchanges the ID token it
+/// has just been given; an older one is more likely a copy that travelled further than the
+/// app (a log, another service). It also bounds how long each exchanged token must be
+/// remembered ([`SingleUse`]).
+pub const EXCHANGE_MAX_AGE_SECONDS: i64 = 600;
+
+/// Whether a JWT's `typ` header says it is a JWT access token (RFC 9068 §2.1: `at+jwt`, or
+/// `application/at+jwt`; RFC 7515 §4.1.9: media types compare without regard to case, the
+/// `application/` prefix being optional).
+fn is_access_token_typ(typ: &str) -> bool {
+    let typ = typ.to_ascii_lowercase();
+    typ.strip_prefix("application/").unwrap_or(&typ) == "at+jwt"
+}
+
+/// Verifies `id_token` from `provider` (OIDC Core §3.1.3.7) and returns its claims: not a JWT
+/// access token (`typ` `at+jwt`, RFC 9068 §2.1 — the header exists so that one is never taken
+/// for an ID token); the signature with a key of the provider's JWKS — the key named by `kid`,
+/// or the only one of the algorithm's type without a `kid` (§10.1) — and an asymmetric
+/// algorithm the provider lists (step 7); `iss` equal to the discovered issuer (step 2; for
+/// Google also [`GOOGLE_BARE_ISSUER`]); the audience rules of `audience` (steps 3–5); `exp`
+/// in the future, with [`CLOCK_LEEWAY_SECONDS`] for clocks (step 9); with `nonce` (a browser
+/// sign-in, which always sends one), a `nonce` claim equal to it (step 11, compared in
+/// constant time): a missing claim, or an empty `nonce`, is refused.
 ///
 /// # Errors
 /// [`TokenProblem`].
@@ -344,6 +384,11 @@ pub fn verify_id_token(
     let invalid = |why: String| TokenProblem::Invalid(why);
     let header = jsonwebtoken::decode_header(id_token)
         .map_err(|_| invalid("its header cannot be read".to_owned()))?;
+    if header.typ.as_deref().is_some_and(is_access_token_typ) {
+        return Err(invalid(
+            "it is a JWT access token (typ at+jwt), not an ID token".to_owned(),
+        ));
+    }
     let alg = header.alg;
     if !ASYMMETRIC.contains(&alg) {
         return Err(invalid(format!(
@@ -364,6 +409,7 @@ pub fn verify_id_token(
     }
     let key = signing_key(&discovered.keys, header.kid.as_deref(), alg)?;
     let mut validation = Validation::new(alg);
+    validation.leeway = CLOCK_LEEWAY_SECONDS;
     let mut issuers = vec![discovered.issuer().to_owned()];
     if provider.kind == ProviderKind::Google {
         issuers.push(GOOGLE_BARE_ISSUER.to_owned());
@@ -377,14 +423,87 @@ pub fn verify_id_token(
         .claims;
     check_audience(&claims, audience).map_err(invalid)?;
     if let Some(expected) = nonce {
-        let sent = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
-        if !crate::secret::ct_eq(sent.as_bytes(), expected.as_bytes()) {
+        let Some(sent) = claims.get("nonce").and_then(Value::as_str) else {
+            return Err(invalid(
+                "it carries no nonce, and this sign-in sent one".to_owned(),
+            ));
+        };
+        if expected.is_empty() || !crate::secret::ct_eq(sent.as_bytes(), expected.as_bytes()) {
             return Err(invalid(
                 "its nonce is not the one this sign-in sent".to_owned(),
             ));
         }
     }
     Ok(claims)
+}
+
+/// What makes an exchanged ID token single use: the record of it in `upstream_used_states`
+/// ([`crate::db::upstream_used_states`]), kept until the token could no longer be exchanged
+/// anyway.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SingleUse {
+    /// `id_token:` and the SHA-256 (hex) of the token's signed part (header and payload): a
+    /// second encoding of the same signature (ECDSA's `s` and `n − s` both verify) is the same
+    /// token. A sign-in's state is recorded as its bare digest, so the two never meet.
+    pub key: String,
+    /// When the token stops being acceptable: its `exp` plus [`CLOCK_LEEWAY_SECONDS`], or
+    /// [`EXCHANGE_MAX_AGE_SECONDS`] after its `iat`, whichever comes first.
+    pub expires_at: chrono::NaiveDateTime,
+}
+
+/// The prefix of [`SingleUse::key`].
+pub const SINGLE_USE_PREFIX: &str = "id_token:";
+
+/// A NumericDate claim (RFC 7519 §2: seconds, possibly with a fraction, here cut off).
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Option<i64> {
+    match claims.get(name) {
+        #[allow(clippy::cast_possible_truncation)]
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64)),
+        _ => None,
+    }
+}
+
+/// The token-exchange rules beyond [`verify_id_token`], for the verified `claims` of
+/// `id_token` at `now` (Unix seconds): `iat` is present, not in the future (beyond
+/// [`CLOCK_LEEWAY_SECONDS`]) and at most [`EXCHANGE_MAX_AGE_SECONDS`] old. Returns what makes
+/// the token single use, for the caller to record.
+///
+/// # Errors
+/// The reason, for the log and the answer.
+pub fn exchange_once(
+    id_token: &str,
+    claims: &Map<String, Value>,
+    now: i64,
+) -> Result<SingleUse, String> {
+    let leeway = i64::try_from(CLOCK_LEEWAY_SECONDS).unwrap_or(i64::MAX);
+    let Some(iat) = numeric_date(claims, "iat") else {
+        return Err("it does not say when it was issued (iat)".to_owned());
+    };
+    if iat > now.saturating_add(leeway) {
+        return Err("it says it was issued in the future (iat)".to_owned());
+    }
+    if iat < now.saturating_sub(EXCHANGE_MAX_AGE_SECONDS) {
+        return Err(format!(
+            "it was issued more than {} minutes ago: exchange a fresh ID token",
+            EXCHANGE_MAX_AGE_SECONDS / 60
+        ));
+    }
+    let exp = numeric_date(claims, "exp").ok_or_else(|| "it has no expiry (exp)".to_owned())?;
+    let until = exp
+        .saturating_add(leeway)
+        .min(iat.saturating_add(EXCHANGE_MAX_AGE_SECONDS));
+    let expires_at = chrono::DateTime::from_timestamp(until, 0)
+        .ok_or_else(|| "its times are out of range".to_owned())?
+        .naive_utc();
+    let signed = id_token
+        .rsplit_once('.')
+        .map_or(id_token, |(signed, _)| signed);
+    Ok(SingleUse {
+        key: format!("{SINGLE_USE_PREFIX}{}", crate::secret::sha256_hex(signed)),
+        expires_at,
+    })
 }
 
 /// The key of `keys` that verifies a signature by `alg` with key id `kid`.
@@ -457,16 +576,24 @@ fn check_audience(claims: &Map<String, Value>, audience: Audience<'_>) -> Result
                 _ => Ok(()),
             }
         }
-        Audience::AnyOf(accepted) => {
-            let accepted_azp = azp.is_some_and(|azp| accepted.iter().any(|a| a == azp));
-            let accepted_aud = matches!(aud.as_slice(), [one] if accepted.iter().any(|a| a == one));
-            if accepted_azp || accepted_aud {
-                Ok(())
-            } else {
-                Err(
-                    "it was issued to an application this server does not accept (aud, azp)"
-                        .to_owned(),
-                )
+        Audience::FirstParty(accepted) => {
+            let is_accepted = |a: &str| accepted.iter().any(|x| x == a);
+            if aud.is_empty() {
+                return Err("it names no audience (aud)".to_owned());
+            }
+            if let Some(other) = aud.iter().find(|a| !is_accepted(a)) {
+                return Err(format!(
+                    "it was issued to an application this server does not accept (aud {other})"
+                ));
+            }
+            match azp {
+                Some(azp) if !is_accepted(azp) => Err(
+                    "it was issued to an application this server does not accept (azp)".to_owned(),
+                ),
+                None if aud.len() > 1 => {
+                    Err("it names several audiences but no authorized party (azp)".to_owned())
+                }
+                _ => Ok(()),
             }
         }
     }
@@ -732,23 +859,99 @@ mod tests {
     }
 
     #[test]
-    fn a_first_party_token_needs_an_accepted_audience_or_party() {
+    fn a_first_party_token_needs_accepted_audiences_and_party() {
         let accepted = vec!["web".to_owned(), "android".to_owned()];
-        let ok = |json| check_audience(&claims(json), Audience::AnyOf(&accepted)).is_ok();
+        let ok = |json| check_audience(&claims(json), Audience::FirstParty(&accepted)).is_ok();
+        // Google's Android sign-in for a server: `aud` the web client id, `azp` the app's.
+        assert!(ok(serde_json::json!({"aud": "web", "azp": "android"})));
+        assert!(ok(serde_json::json!({"aud": "android"})));
         assert!(ok(
-            serde_json::json!({"aud": "web", "azp": "some-android-app"})
+            serde_json::json!({"aud": ["web", "android"], "azp": "android"})
         ));
-        assert!(ok(
+        // Our app's token for another service: an accepted `azp` does not make it ours.
+        assert!(!ok(
             serde_json::json!({"aud": "elsewhere", "azp": "android"})
         ));
-        assert!(ok(
+        assert!(!ok(
             serde_json::json!({"aud": ["web", "x"], "azp": "android"})
+        ));
+        assert!(!ok(
+            serde_json::json!({"aud": "web", "azp": "some-android-app"})
         ));
         assert!(!ok(serde_json::json!({"aud": ["web", "x"], "azp": "x"})));
         assert!(!ok(
             serde_json::json!({"aud": "someone-else", "azp": "someone-else"})
         ));
-        assert!(!ok(serde_json::json!({"aud": ["web", "x"]})));
+        assert!(
+            !ok(serde_json::json!({"aud": ["web", "android"]})),
+            "azp required"
+        );
+        assert!(!ok(serde_json::json!({"aud": [], "azp": "web"})));
+        assert!(!ok(serde_json::json!({"azp": "web"})));
+    }
+
+    #[test]
+    fn jwt_access_tokens_are_told_by_their_typ() {
+        for typ in [
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "Application/At+JWT",
+        ] {
+            assert!(is_access_token_typ(typ), "{typ}");
+        }
+        for typ in ["JWT", "jwt", "application/jwt", "at+jwt2", "x/at+jwt", ""] {
+            assert!(!is_access_token_typ(typ), "{typ}");
+        }
+    }
+
+    #[test]
+    fn an_exchanged_id_token_is_fresh_and_single_use_until_it_dies() {
+        let now = 1_800_000_000;
+        let at = |iat: Option<i64>, exp: i64| {
+            let mut c = claims(serde_json::json!({ "exp": exp }));
+            if let Some(iat) = iat {
+                c.insert("iat".into(), iat.into());
+            }
+            exchange_once("h.p.sig", &c, now)
+        };
+        let once = at(Some(now - 5), now + 3600).expect("fresh");
+        assert_eq!(
+            once.key,
+            format!("id_token:{}", crate::secret::sha256_hex("h.p"))
+        );
+        // Remembered until iat + the age allowed, which comes before exp here …
+        assert_eq!(
+            once.expires_at.and_utc().timestamp(),
+            now - 5 + EXCHANGE_MAX_AGE_SECONDS
+        );
+        // … or until exp (and the leeway) when that comes first.
+        assert_eq!(
+            at(Some(now), now + 30)
+                .expect("fresh")
+                .expires_at
+                .and_utc()
+                .timestamp(),
+            now + 90
+        );
+        // Another signature over the same content is the same token.
+        assert_eq!(
+            exchange_once(
+                "h.p.other",
+                &claims(serde_json::json!({"iat": now - 5, "exp": now + 3600})),
+                now
+            )
+            .expect("fresh")
+            .key,
+            once.key
+        );
+        assert!(at(None, now + 3600).is_err(), "iat required");
+        assert!(at(Some(now - EXCHANGE_MAX_AGE_SECONDS - 1), now + 3600).is_err());
+        assert!(at(Some(now - EXCHANGE_MAX_AGE_SECONDS), now + 3600).is_ok());
+        assert!(at(Some(now + 61), now + 3600).is_err(), "from the future");
+        assert!(at(Some(now + 60), now + 3600).is_ok(), "within the leeway");
+        let float = claims(serde_json::json!({"iat": (now as f64) - 0.5, "exp": now + 60}));
+        assert!(exchange_once("a.b.c", &float, now).is_ok());
     }
 
     #[test]

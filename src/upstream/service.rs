@@ -571,7 +571,7 @@ impl Upstream {
     /// A sign-in with a token a first-party app obtained from an upstream OpenID Connect
     /// provider (RFC 8693 token exchange, `/api/google/`): the provider `provider_id` (by
     /// default the only Google provider), the token verified as
-    /// [`RelyingParty::token_identity`] says, then the linking rules of [`Upstream::sign_in`]
+    /// [`RelyingParty::token_identity`] says (an ID token once only), then the linking rules of [`Upstream::sign_in`]
     /// with no browser (nothing is linked to a signed-in user). Returns the user to issue
     /// tokens for and the provider's id (the ID token's `idp`).
     ///
@@ -610,7 +610,7 @@ impl Upstream {
                 provider.id
             )));
         }
-        let identity = self
+        let (identity, once) = self
             .rp
             .token_identity(provider, token, db::now().and_utc().timestamp())
             .await
@@ -619,6 +619,22 @@ impl Upstream {
                 other => TokenSignInError::Refused(other.to_string()),
             })?;
         let label = &provider.label;
+        // An ID token is exchanged once, on every node: recorded before anything is signed in,
+        // so that of two exchanges of one token one is refused (`upstream_used_states`).
+        if let Some(once) = once {
+            let first = self
+                .db
+                .write(move |conn| {
+                    upstream_used_states::record(conn, &once.key, once.expires_at)
+                        .map_err(DbError::from)
+                })
+                .await?;
+            if !first {
+                return Err(TokenSignInError::Refused(format!(
+                    "this {label} ID token was already exchanged: obtain a new one"
+                )));
+            }
+        }
         let provider_id = provider.id.to_string();
         match self.sign_in(provider, identity, None, ip).await? {
             SignInOutcome::SignIn { user_id, .. } | SignInOutcome::Linked { user_id, .. } => {

@@ -72,6 +72,15 @@ impl TestKey {
         jsonwebtoken::encode(&header, claims, &self.encoding).expect("signed")
     }
 
+    /// `claims` signed with RS256 under this key's `kid`, the header's `typ` being `typ` (e.g.
+    /// RFC 9068's `at+jwt` of a JWT access token).
+    pub fn sign_typed(&self, typ: &str, claims: &Value) -> String {
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some(typ.to_owned());
+        jsonwebtoken::encode(&header, claims, &self.encoding).expect("signed")
+    }
+
     /// `claims` signed with RS256 under another `kid`.
     pub fn sign_as(&self, kid: &str, claims: &Value) -> String {
         let mut header = Header::new(Algorithm::RS256);

@@ -751,3 +751,138 @@ async fn a_fresh_login_the_application_asked_for_is_asked_of_an_openid_connect_p
     assert_eq!(query_param(&authorize, "prompt"), None);
     assert_eq!(query_param(&authorize, "max_age"), None);
 }
+
+/// A provider whose issuer is `https://idp.test` (a remote host), and a client that reaches
+/// `idp.test` at `fake` (on loopback) without DNS: discovery as this server would do it for a
+/// remote issuer, with the fake answering.
+async fn remote_issuer_at(
+    fake: &MockServer,
+) -> (TestApp, latchkey::config::UpstreamProvider, reqwest::Client) {
+    let rp = spawn_app_with(
+        "[upstream.corp]\nkind = \"oidc\"\nissuer = \"https://idp.test\"\nclient_id = \"c\"\nclient_secret = \"s\"",
+    )
+    .await;
+    let mut provider = rp
+        .services
+        .upstream
+        .provider("corp")
+        .expect("the provider")
+        .clone();
+    // Plain http, so the fake needs no certificate; the host is what the rule looks at.
+    provider.issuer = Some(format!("http://idp.test:{}", fake.address().port()));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve("idp.test", *fake.address())
+        .build()
+        .expect("a client");
+    (rp, provider, http)
+}
+
+#[tokio::test]
+async fn a_remote_issuers_discovery_cannot_point_this_server_at_this_machine() {
+    let key = TestKey::generate("k");
+    // Each document names one endpoint this server would call on loopback: the JWKS (fetched
+    // at once), UserInfo (sent the user's bearer token), the token endpoint (sent the client
+    // secret and the code).
+    for (endpoint, internal) in [
+        ("jwks_uri", "http://127.0.0.1:{port}/certs"),
+        ("userinfo_endpoint", "http://localhost:{port}/userinfo"),
+        ("token_endpoint", "http://[::1]:{port}/token"),
+    ] {
+        let fake = MockServer::start().await;
+        let port = fake.address().port();
+        let issuer = format!("http://idp.test:{port}");
+        let mut document = json!({
+            "issuer": issuer,
+            "authorization_endpoint": "https://idp.test/authorize",
+            "token_endpoint": "https://idp.test/token",
+            "userinfo_endpoint": "https://idp.test/userinfo",
+            "jwks_uri": format!("http://127.0.0.1:{port}/certs"),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        });
+        // The JWKS must be fetchable over plain http for discovery to succeed at all, so it is
+        // on loopback in every document; the endpoints are checked token, UserInfo, JWKS, and
+        // the refusal names the one under test.
+        let internal = internal.replace("{port}", &port.to_string());
+        document[endpoint] = json!(internal);
+        Mock::given(method("GET"))
+            .and(path("/.well-known/openid-configuration"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(&document))
+            .mount(&fake)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/certs"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "keys": [key.jwk] })))
+            .mount(&fake)
+            .await;
+        let (_rp, provider, http) = remote_issuer_at(&fake).await;
+        let answer = latchkey::upstream::oidc::discover(&http, &provider).await;
+        let Err(latchkey::upstream::UpstreamError::Unreachable(message)) = answer else {
+            panic!("{endpoint}: a discovery naming {internal} was accepted");
+        };
+        assert!(message.contains("will not call"), "{endpoint}: {message}");
+        assert!(message.contains(&internal), "{endpoint}: {message}");
+        // Nothing was fetched from the refused document.
+        let fetched: Vec<String> = fake
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r.url.path().to_owned())
+            .collect();
+        assert_eq!(fetched, ["/.well-known/openid-configuration"], "{endpoint}");
+    }
+}
+
+#[tokio::test]
+async fn a_sign_in_that_sent_no_nonce_finishes_nothing_at_an_openid_connect_provider() {
+    // The provider `corp` was Discord (no nonce) when the sign-in began and is an OpenID
+    // Connect provider when the browser comes back: two servers sharing the secret key (so
+    // each reads the other's session cookie, which the browser sends to both loopback ports)
+    // stand for the restart in between.
+    let google = FakeGoogle::start().await;
+    let before = spawn_app_with(&format!(
+        r#"
+[upstream.corp]
+kind = "discord"
+client_id = "{CLIENT_ID}"
+client_secret = "{CLIENT_SECRET}"
+authorization_endpoint = "{issuer}/o/oauth2/v2/auth"
+"#,
+        issuer = google.issuer()
+    ))
+    .await;
+    let after = rp_of(&google, "corp", "oidc", "").await;
+    let visitor = before.anonymous_visitor();
+    let start = visitor.get_response("/accounts/upstream/corp/login/").await;
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    let authorize = location(&start);
+    let state = query_param(&authorize, "state").expect("state");
+    assert_eq!(
+        query_param(&authorize, "nonce"),
+        None,
+        "Discord gets no nonce"
+    );
+    // The provider answers the code with a good ID token for this client, without a nonce
+    // (as any of its ID tokens for Latchkey, replayed or injected, could be).
+    let code = format!("4/{}", uuid::Uuid::new_v4().simple());
+    let claims = google.claims(None);
+    google.accept_code(&code, &google.sign(&claims), &userinfo_of(&claims));
+    let response = visitor
+        .client
+        .get(after.url(&format!(
+            "/accounts/upstream/corp/callback/?code={}&state={state}",
+            urlencode(&code)
+        )))
+        .send()
+        .await
+        .expect("callback");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let html = response.text().await.expect("a page");
+    assert!(html.contains("Sign-in not finished"), "{html}");
+    no_account(&after).await;
+    // Nothing reached the provider's token endpoint: the code is still unused.
+    assert_eq!(google.requests_to("/token").await, 0);
+}

@@ -16,6 +16,15 @@
 //! `invalid_grant` for a token that does not verify, is another application's, expired, or
 //! whose identity may not sign in; `temporarily_unavailable` (503) when the provider cannot be
 //! reached.
+//!
+//! Every attempt that gets as far as the provider's checks counts against
+//! `rate_limits.token_exchanges_per_ip` for the client's address ([`Limiter::attempt`]: counted
+//! first, valid or not, since each may cost calls to the provider — an access token costs two
+//! to Google — and a public client needs no secret to try): past it the answer is
+//! `invalid_grant` with 429 and `Retry-After`, and the first refusal of a window is the audit
+//! event `token_exchange.locked`.
+//!
+//! [`Limiter::attempt`]: crate::limits::Limiter::attempt
 
 use std::net::IpAddr;
 
@@ -25,8 +34,10 @@ use super::super::params::Params;
 use super::super::OAuth;
 use super::{negotiate_scope, run};
 use crate::accounts::Account;
+use crate::audit::AuditEvent;
 use crate::clients::{Client, GrantType};
 use crate::db::users;
+use crate::limits::{self, LimitError};
 use crate::oidc::Authentication;
 use crate::upstream::{SubjectToken, TokenSignInError};
 
@@ -86,6 +97,7 @@ pub(crate) async fn exchange(
             "token exchange is not available on this server",
         ));
     };
+    count_attempt(oauth, ip).await?;
     let (user_id, provider_id) = upstream
         .sign_in_with_token(params.get("subject_issuer"), &token, ip)
         .await
@@ -142,4 +154,50 @@ pub(crate) async fn exchange(
     .await?;
     response.issued_token_type = Some(ACCESS_TOKEN_TYPE);
     Ok(response)
+}
+
+/// The limiter bucket of token-exchange attempts from `ip` (the whole IPv4 address, or the IPv6
+/// /64).
+fn attempts_bucket(ip: IpAddr) -> String {
+    limits::bucket("token_exchange:ip", &limits::ip_prefix(ip))
+}
+
+/// Counts a token-exchange attempt from `ip` against `rate_limits.token_exchanges_per_ip`
+/// (0 = no limit; no address, as for a request that did not come over TCP: not counted).
+///
+/// # Errors
+/// `invalid_grant` with 429 and the seconds until the window ends, past the limit (the first
+/// refusal of a window is recorded as `token_exchange.locked`); storage failures.
+async fn count_attempt(oauth: &OAuth, ip: Option<IpAddr>) -> Result<(), OAuthError> {
+    let Some(ip) = ip else {
+        return Ok(());
+    };
+    let limits = oauth.cfg.rate_limits;
+    let refused = |seconds: u64| {
+        OAuthError::invalid_grant("too many token exchanges from this network; try again later")
+            .rate_limited(seconds)
+    };
+    match oauth
+        .limiter
+        .attempt(
+            vec![(attempts_bucket(ip), limits.token_exchanges_per_ip)],
+            limits.window,
+        )
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(LimitError::Reached(retry)) => {
+            oauth
+                .audit
+                .record(
+                    AuditEvent::new("token_exchange.locked")
+                        .ip(Some(ip))
+                        .detail("retry_after_seconds", retry.0),
+                )
+                .await?;
+            Err(refused(retry.0))
+        }
+        Err(LimitError::Limited(retry)) => Err(refused(retry.0)),
+        Err(LimitError::Db(e)) => Err(e.into()),
+    }
 }

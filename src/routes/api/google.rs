@@ -24,7 +24,7 @@ use crate::routes::http::{
 use crate::routes::WebConfig;
 
 /// The body of `POST /api/google/`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 struct GoogleLogin {
     access_token: Option<String>,
     id_token: Option<String>,
@@ -32,6 +32,21 @@ struct GoogleLogin {
     scope: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for GoogleLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The tokens and the client secret are secrets: only whether they were sent is shown.
+        let sent = |field: &Option<String>| field.as_ref().map(|_| "..");
+        f.debug_struct("GoogleLogin")
+            .field("access_token", &sent(&self.access_token))
+            .field("id_token", &sent(&self.id_token))
+            .field("provider", &self.provider)
+            .field("scope", &self.scope)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &sent(&self.client_secret))
+            .finish()
+    }
 }
 
 /// `POST /api/google/`: Latchkey tokens for a Google access token or ID token.
@@ -124,4 +139,29 @@ pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
     let mut response = oauth_error(&e);
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_prints_no_token_or_secret() {
+        let login = GoogleLogin {
+            access_token: Some("ya29.the-access-token".to_owned()),
+            id_token: Some("eyJ.the-id-token.sig".to_owned()),
+            provider: Some("google".to_owned()),
+            scope: Some("openid".to_owned()),
+            client_id: Some("the-app".to_owned()),
+            client_secret: Some("the-client-secret".to_owned()),
+        };
+        let printed = format!("{login:?} {login:#?}");
+        for secret in ["the-access-token", "the-id-token", "the-client-secret"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        for shown in ["google", "openid", "the-app", "access_token: Some(\"..\")"] {
+            assert!(printed.contains(shown), "{printed}");
+        }
+        assert!(format!("{:?}", GoogleLogin::default()).contains("id_token: None"));
+    }
 }
