@@ -37,8 +37,9 @@ pub struct WebConfig {
     pub trusted_proxies: crate::domain::TrustedProxies,
     /// The product name, logo and accent stylesheet every page shows (`[branding]`).
     pub brand: std::sync::Arc<Brand>,
-    /// The enabled upstream identity providers, for the sign-in page's buttons.
-    pub upstream: std::sync::Arc<[crate::upstream::ProviderButton]>,
+    /// The live set of upstream identity providers (the configuration file's and the
+    /// console's), for the sign-in page's buttons.
+    pub upstream: crate::upstream::ProviderSet,
 }
 
 /// Registers every URL Latchkey answers. Paths taken from django-oauth-toolkit answer with and

@@ -60,7 +60,7 @@ pub async fn start(
     let params = Params::from_query(req.query_string()).unwrap_or_default();
     let next = safe_next(params.get("next"));
     let (url, pending) = upstream
-        .begin(provider, next, None)
+        .begin(&provider, next, None)
         .await
         .map_err(failure)?;
     redirect_to_provider(&session, &url, &pending)
@@ -89,7 +89,7 @@ pub async fn start_link(
 ) -> Result<HttpResponse, PageError> {
     let provider = upstream.provider(&path).map_err(failure)?;
     let (url, pending) = upstream
-        .begin(provider, "/account/linked/", Some(user.id.clone()))
+        .begin(&provider, "/account/linked/", Some(user.id.clone()))
         .await
         .map_err(failure)?;
     redirect_to_provider(user.session(), &url, &pending)
@@ -177,7 +177,7 @@ pub async fn callback(
     finish(
         &req,
         &session,
-        provider,
+        &provider,
         pending,
         (&upstream, &accounts, &clients),
         &web,
