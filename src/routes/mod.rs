@@ -238,6 +238,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(console::groups::delete_group))
             .default_service(web::to(pages::method_not_allowed))
     });
+    both(cfg, "/admin/providers/", |r| {
+        r.route(web::get().to(console::providers::list_providers))
+            .route(web::post().to(console::providers::create_provider))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/providers/{id}/", |r| {
+        r.route(web::get().to(console::providers::show_provider))
+            .route(web::post().to(console::providers::update_provider))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/providers/{id}/delete/", |r| {
+        r.route(web::get().to(console::providers::confirm_delete_provider))
+            .route(web::post().to(console::providers::delete_provider))
+            .default_service(web::to(pages::method_not_allowed))
+    });
     both(cfg, "/admin/tokens/", |r| {
         r.route(web::get().to(console::tokens::list_tokens))
             .default_service(web::to(pages::method_not_allowed))

@@ -202,6 +202,10 @@ struct ProviderState {
     keys_refetched_at: Option<Instant>,
 }
 
+/// What is known of one provider: the revision of its settings it was learnt under, and the
+/// state itself.
+type Learnt = (String, Arc<Mutex<ProviderState>>);
+
 /// The relying party for every configured provider.
 pub struct RelyingParty {
     http: reqwest::Client,
@@ -209,7 +213,7 @@ pub struct RelyingParty {
     issuer: String,
     /// What is known of each OpenID Connect provider, by id, with the revision of the
     /// provider's settings it was learnt under ([`UpstreamProvider::revision`]).
-    discovered: Mutex<HashMap<String, (String, Arc<Mutex<ProviderState>>)>>,
+    discovered: Mutex<HashMap<String, Learnt>>,
 }
 
 impl RelyingParty {

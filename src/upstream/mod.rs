@@ -4,7 +4,7 @@
 //! [`crate::db::upstream_links`]).
 //!
 //! The parts: the providers — the configuration file's and the console's, one live set
-//! ([`providers`]) —, the link storage, the linking rule ([`decide`]), the relying party
+//! ([`providers`]), the console's stored in the database ([`stored`]) —, the link storage, the linking rule ([`decide`]), the relying party
 //! ([`client`]: authorization request with state, PKCE and nonce; code exchange; ID-token
 //! verification; Discord's `/users/@me`), the service that carries a verified identity out
 //! ([`service::Upstream`]), the Discord profile ([`discord`]) and kept upstream tokens
@@ -15,6 +15,7 @@ pub mod discord;
 pub mod oidc;
 pub mod providers;
 pub mod service;
+pub mod stored;
 pub mod tokens;
 
 pub use client::{PendingLogin, UpstreamError};

@@ -194,6 +194,12 @@ impl Upstream {
         })
     }
 
+    /// The live provider set (the sign-in page's buttons come from it).
+    #[must_use]
+    pub fn providers(&self) -> ProviderSet {
+        self.providers.clone()
+    }
+
     /// The enabled providers' buttons, by id (the live set: see [`super::providers`]).
     #[must_use]
     pub fn buttons(&self) -> Vec<ProviderButton> {
