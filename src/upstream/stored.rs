@@ -21,6 +21,7 @@ use crate::config::{upstream_settings, RawUpstream, UpstreamErrors, UpstreamProv
 use crate::db::upstream_links;
 use crate::db::upstream_providers::{self, ProviderRow};
 use crate::db::{self, DbError};
+use crate::domain::ProviderId;
 
 /// Adds `result`'s problems to `errors`; the provider when there were none at all.
 fn checked(
@@ -270,7 +271,9 @@ impl Upstream {
                             "id",
                             "is the id of a provider of the configuration file: choose another",
                         );
-                    } else if upstream_providers::find(conn, &id)?.is_some() {
+                    } else if ProviderId::parse(&id).is_ok()
+                        && upstream_providers::find(conn, &id)?.is_some()
+                    {
                         errors.add("id", "is the id of another provider: choose another");
                     }
                     settings.client_secret = Some(client_secret.clone());

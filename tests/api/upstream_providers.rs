@@ -797,3 +797,62 @@ async fn a_changed_provider_is_discovered_again() {
     assert!(visitor.signed_in().await);
     assert_eq!(first.requests_to("/token").await, 0);
 }
+
+#[tokio::test]
+async fn two_admins_adding_the_same_id_at_once_make_one_provider() {
+    let app = spawn_app().await;
+    let root = app.create_staff("root").await;
+    let actor = Actor::user(root.id.clone(), None);
+    let settings = |label: &str| RawUpstream {
+        kind: "discord".to_owned(),
+        label: label.to_owned(),
+        client_id: "1234567890".to_owned(),
+        ..RawUpstream::default()
+    };
+    // Reloads run all along (the timer of every node): none may put back an older set.
+    let reloading = {
+        let upstream = app.services.upstream.clone();
+        tokio::spawn(async move {
+            for _ in 0..50 {
+                upstream.reload().await.expect("reload");
+            }
+        })
+    };
+    let upstream = &app.services.upstream;
+    let (a, b) = tokio::join!(
+        upstream.create_provider(&actor, "chat", settings("A"), SecretString::from("s1")),
+        upstream.create_provider(&actor, "chat", settings("B"), SecretString::from("s2")),
+    );
+    reloading.await.expect("reloads");
+    let refused = match (a, b) {
+        (Ok(()), Err(e)) | (Err(e), Ok(())) => e,
+        other => panic!("exactly one is added: {other:?}"),
+    };
+    match refused {
+        ProviderChangeError::Invalid(problems) => assert!(
+            problems
+                .to_string()
+                .contains("is the id of another provider"),
+            "{problems}"
+        ),
+        other => panic!("the other is told the id is taken: {other:?}"),
+    }
+    assert_eq!(
+        app.services
+            .upstream
+            .list_providers()
+            .await
+            .expect("db")
+            .len(),
+        1
+    );
+    assert_eq!(app.audit_events("upstream.provider_created").await.len(), 1);
+    assert!(
+        app.services
+            .upstream
+            .buttons()
+            .iter()
+            .any(|b| b.id == "chat"),
+        "the set in place has it"
+    );
+}
