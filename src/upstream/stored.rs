@@ -165,14 +165,18 @@ impl Upstream {
             })
             .collect();
         for row in &rows {
-            let stored = self.describe(row, links(&row.id));
+            let (stored, provider) = self.describe(row, links(&row.id));
             listed.push(ProviderListing {
                 id: stored.id,
                 kind: stored.settings.kind,
-                label: match stored.settings.label.trim() {
-                    "" => row.id.clone(),
-                    label => label.to_owned(),
-                },
+                // The label in use (the kind's default when none was given).
+                label: provider.map_or_else(
+                    || match stored.settings.label.trim() {
+                        "" => row.id.clone(),
+                        label => label.to_owned(),
+                    },
+                    |p| p.label,
+                ),
                 enabled: stored.settings.enabled,
                 source: ProviderSource::Console,
                 links: stored.links,
@@ -186,27 +190,37 @@ impl Upstream {
         Ok(listed)
     }
 
-    /// The stored row as the console shows it, with why it does not load.
-    fn describe(&self, row: &ProviderRow, links: i64) -> StoredProvider {
-        let (settings, problem) = match settings_of(row) {
+    /// The stored row as the console shows it, with why it does not load; and the provider
+    /// it is when it does.
+    fn describe(
+        &self,
+        row: &ProviderRow,
+        links: i64,
+    ) -> (StoredProvider, Option<UpstreamProvider>) {
+        let (settings, loaded) = match settings_of(row) {
             Ok(settings) => {
-                let problem = if self.is_file_provider(&row.id) {
-                    Some("the configuration file defines a provider with this id, which is used instead".to_owned())
+                let loaded = if self.is_file_provider(&row.id) {
+                    Err("the configuration file defines a provider with this id, which is used instead".to_owned())
                 } else {
-                    load(&self.secrets, row).err()
+                    load(&self.secrets, row)
                 };
-                (settings, problem)
+                (settings, loaded)
             }
-            Err(reason) => (RawUpstream::default(), Some(reason)),
+            Err(reason) => (RawUpstream::default(), Err(reason)),
         };
-        StoredProvider {
+        let (problem, provider) = match loaded {
+            Ok(provider) => (None, Some(provider)),
+            Err(reason) => (Some(reason), None),
+        };
+        let stored = StoredProvider {
             id: row.id.clone(),
             settings,
             created_at: row.created_at,
             updated_at: row.updated_at,
             links,
             problem,
-        }
+        };
+        (stored, provider)
     }
 
     /// The stored provider `id` for its form (never its secret).
@@ -225,7 +239,7 @@ impl Upstream {
                 Ok::<_, DbError>(Some((row, links)))
             })
             .await?;
-        Ok(found.map(|(row, links)| self.describe(&row, links)))
+        Ok(found.map(|(row, links)| self.describe(&row, links).0))
     }
 
     /// How many accounts are linked through provider `id` (the deletion's confirmation says).

@@ -856,3 +856,47 @@ async fn two_admins_adding_the_same_id_at_once_make_one_provider() {
         "the set in place has it"
     );
 }
+
+#[tokio::test]
+async fn a_stored_provider_with_unreadable_settings_is_left_out_and_can_be_set_again() {
+    let discord = discord_fake().await;
+    let app = spawn_app().await;
+    let admin = superuser(&app).await;
+    let sealed = ProviderSecrets::new(&[0u8; 64]).expect("sealer");
+    // Settings a newer version wrote (an unknown key), under the right key or not: unreadable.
+    let row = latchkey::db::upstream_providers::ProviderRow {
+        id: "chat".to_owned(),
+        settings: r#"{"kind":"discord","client_id":"x","a_later_setting":true}"#.to_owned(),
+        client_secret_sealed: sealed.seal("chat", &SecretString::from("s")).expect("seal"),
+        created_at: latchkey::db::now(),
+        updated_at: latchkey::db::now(),
+    };
+    app.services
+        .db
+        .write(move |conn| {
+            latchkey::db::upstream_providers::insert(conn, &row)
+                .map_err(latchkey::db::DbError::from)
+        })
+        .await
+        .expect("insert");
+    app.services.upstream.reload().await.expect("reload");
+    assert!(app.services.upstream.buttons().is_empty());
+    let (status, page) = admin.get("/admin/providers/chat/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("stored settings cannot be read"), "{page}");
+    assert!(
+        page.contains("name=\"kind\""),
+        "the kind is asked again: {page}"
+    );
+    let mut fields = discord_fields(&discord, "chat", SECRET);
+    fields.retain(|(k, _)| *k != "id");
+    let saved = post_form(
+        &admin,
+        "/admin/providers/chat/",
+        "/admin/providers/chat/",
+        &fields,
+    )
+    .await;
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    assert!(offers(&app.anonymous_visitor(), "Chat").await);
+}

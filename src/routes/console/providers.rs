@@ -589,7 +589,10 @@ async fn provider_page(
             Problems::default(),
         )
     });
-    form.kind.clone_from(&stored.settings.kind);
+    if kind.is_some() {
+        // The kind stays as created; the form does not send it.
+        form.kind.clone_from(&stored.settings.kind);
+    }
     Ok(render(
         status_of(&problems.errors),
         &ProviderPage {
