@@ -159,45 +159,94 @@ struct Raw {
     upstream: BTreeMap<String, RawUpstream>,
 }
 
-/// One `[upstream.<id>]` table (issue 11): an identity provider users may sign in with.
-#[derive(Debug, Deserialize)]
+/// One `[upstream.<id>]` table (issue 11): an identity provider users may sign in with, as
+/// written — in the configuration file, or (without `client_secret`, which is sealed in a column
+/// of its own) as the `settings` JSON of a provider stored by the console (`upstream_providers`).
+/// [`upstream_settings`] checks it into an [`UpstreamProvider`], the same way for both. Empty
+/// strings and `None` mean "not set" (the kind's default, where it has one).
+#[derive(Clone, Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct RawUpstream {
-    kind: String,
+pub struct RawUpstream {
+    /// `discord`, `google` or `oidc`.
+    pub kind: String,
+    /// The button's words; empty: the kind's name (the id for `oidc`).
     #[serde(default)]
-    label: String,
+    pub label: String,
+    /// The id the provider gave Latchkey.
     #[serde(default)]
-    client_id: String,
+    pub client_id: String,
+    /// The secret the provider gave Latchkey. Never serialized: a stored provider keeps it
+    /// sealed beside the settings.
+    #[serde(default, skip_serializing)]
+    pub client_secret: Option<SecretString>,
+    /// The OpenID Connect issuer (Google's by default; none for Discord).
     #[serde(default)]
-    client_secret: Option<SecretString>,
+    pub issuer: String,
+    /// The scopes asked for; `None`: the kind's defaults.
     #[serde(default)]
-    issuer: String,
-    #[serde(default)]
-    scopes: Option<Vec<String>>,
+    pub scopes: Option<Vec<String>>,
+    /// Whether the provider is offered and accepted (default `true`).
     #[serde(default = "enabled_by_default")]
-    enabled: bool,
+    pub enabled: bool,
+    /// Overrides the discovered (or Discord's) authorization endpoint.
     #[serde(default)]
-    authorization_endpoint: String,
+    pub authorization_endpoint: String,
+    /// Overrides the discovered (or Discord's) token endpoint.
     #[serde(default)]
-    token_endpoint: String,
+    pub token_endpoint: String,
+    /// Overrides the discovered UserInfo endpoint.
     #[serde(default)]
-    userinfo_endpoint: String,
+    pub userinfo_endpoint: String,
+    /// Discord's API root.
     #[serde(default)]
-    api_base: String,
+    pub api_base: String,
+    /// Whether an unknown identity may be linked to the account with the same verified address.
     #[serde(default)]
-    link_by_email: bool,
+    pub link_by_email: bool,
+    /// Google: the hosted domains (`hd`) admitted; empty: any account.
     #[serde(default)]
-    allowed_hosted_domains: Vec<String>,
+    pub allowed_hosted_domains: Vec<String>,
+    /// OpenID Connect: claims the user must carry, by name.
     #[serde(default)]
-    required_claims: BTreeMap<String, String>,
+    pub required_claims: BTreeMap<String, String>,
+    /// OpenID Connect: the client ids whose tokens are accepted; `None`: `[client_id]`.
     #[serde(default)]
-    accepted_audiences: Option<Vec<String>>,
+    pub accepted_audiences: Option<Vec<String>>,
+    /// Google: where app access tokens are checked.
     #[serde(default)]
-    tokeninfo_endpoint: String,
+    pub tokeninfo_endpoint: String,
+    /// Discord: keep the sign-in's tokens, sealed; `None`: on when `scopes` has `guilds.join`.
     #[serde(default)]
-    keep_tokens: Option<bool>,
+    pub keep_tokens: Option<bool>,
+    /// Discord: the redirect URI's path.
     #[serde(default)]
-    callback_path: String,
+    pub callback_path: String,
+}
+
+impl Default for RawUpstream {
+    /// Nothing set: an empty kind, enabled (as a table that does not say).
+    fn default() -> Self {
+        Self {
+            kind: String::new(),
+            label: String::new(),
+            client_id: String::new(),
+            client_secret: None,
+            issuer: String::new(),
+            scopes: None,
+            enabled: true,
+            authorization_endpoint: String::new(),
+            token_endpoint: String::new(),
+            userinfo_endpoint: String::new(),
+            api_base: String::new(),
+            link_by_email: false,
+            allowed_hosted_domains: Vec::new(),
+            required_claims: BTreeMap::new(),
+            accepted_audiences: None,
+            tokeninfo_endpoint: String::new(),
+            keep_tokens: None,
+            callback_path: String::new(),
+        }
+    }
 }
 
 fn enabled_by_default() -> bool {
@@ -614,6 +663,11 @@ pub struct UpstreamProvider {
     /// default), or a seed's `/oauth2/login/redirect/` or `/discord/sso/callback`
     /// ([`crate::domain::upstream::DISCORD_LEGACY_CALLBACK_PATHS`]). `None` when not set.
     pub callback_path: Option<String>,
+    /// Which version of the provider's settings this is: empty for a provider of the
+    /// configuration file (fixed while the server runs); for one stored by the console, a
+    /// digest of its stored row, so that what the relying party cached for an earlier version
+    /// (discovery, keys, a failure) is never used for this one.
+    pub revision: String,
 }
 
 impl UpstreamProvider {
@@ -909,7 +963,7 @@ impl Settings {
             .upstream
             .into_iter()
             .map(|(id, provider)| upstream_settings(&id, provider))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
         if let Some(color) = branding.accent_color {
             let contrast = color.contrast_with_white();
             if contrast < 4.5 {
@@ -1139,71 +1193,235 @@ fn scheduler_settings(raw: &RawScheduler) -> anyhow::Result<SchedulerSettings> {
     })
 }
 
-/// Validates one `[upstream.<id>]` table: every URL https (http only on loopback), the
-/// settings that belong to another kind refused rather than ignored.
-fn upstream_settings(id: &str, raw: RawUpstream) -> anyhow::Result<UpstreamProvider> {
-    use crate::domain::upstream::endpoint_url;
-    use crate::domain::{ProviderId, ProviderKind};
-    let key = format!("upstream.{id}");
-    let id = ProviderId::parse(id).map_err(|e| anyhow::anyhow!("{key}: the id {e}"))?;
-    let kind = ProviderKind::parse(&raw.kind).map_err(|e| anyhow::anyhow!("{key}.kind {e}"))?;
-    let url = |field: &str, value: &str| -> anyhow::Result<Option<Url>> {
-        match value.trim() {
-            "" => Ok(None),
-            v => endpoint_url(v)
-                .map(Some)
-                .map_err(|e| anyhow::anyhow!("{key}.{field} {e}")),
+/// Why one provider's settings were refused (`[upstream.<id>]`, or the console's form): every
+/// problem found, each naming its setting, so that a form shows them all at once and the
+/// configuration error lists them all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamErrors {
+    id: String,
+    problems: Vec<(&'static str, String)>,
+}
+
+impl UpstreamErrors {
+    /// No problem yet with provider `id`'s settings.
+    #[must_use]
+    pub fn new(id: &str) -> Self {
+        Self {
+            id: id.to_owned(),
+            problems: Vec::new(),
         }
-    };
-    if raw.client_id.trim().is_empty() {
-        bail!("{key}.client_id is required (the id the provider gave Latchkey)");
     }
-    let Some(client_secret) = raw.client_secret.filter(|s| !s.expose_secret().is_empty()) else {
-        bail!("{key}.client_secret is required (the secret the provider gave Latchkey)");
-    };
-    let issuer = match (kind, url("issuer", &raw.issuer)?) {
-        (ProviderKind::Discord, Some(_)) => {
-            bail!("{key}.issuer is for OpenID Connect providers; Discord has none")
+
+    /// One problem: `field` (a setting's name, or `id`) and what is wrong with it, as a phrase
+    /// that follows the name ("is required …").
+    #[must_use]
+    pub fn one(id: &str, field: &'static str, message: impl Into<String>) -> Self {
+        let mut errors = Self::new(id);
+        errors.add(field, message);
+        errors
+    }
+
+    /// Adds a problem with `field` (see [`UpstreamErrors::one`]).
+    pub fn add(&mut self, field: &'static str, message: impl Into<String>) {
+        self.problems.push((field, message.into()));
+    }
+
+    /// Whether nothing is wrong.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// Adds `other`'s problems after these.
+    pub fn extend(&mut self, other: Self) {
+        self.problems.extend(other.problems);
+    }
+
+    /// Every problem as (setting, sentence naming it: `client_id is required …`), in the order
+    /// found.
+    pub fn sentences(&self) -> impl Iterator<Item = (&'static str, String)> + '_ {
+        self.problems
+            .iter()
+            .map(|(field, message)| (*field, format!("{field} {message}")))
+    }
+}
+
+impl std::fmt::Display for UpstreamErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let key = format!("upstream.{}", self.id);
+        for (i, (field, message)) in self.problems.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            if *field == "id" {
+                write!(f, "{key}: the id {message}")?;
+            } else {
+                write!(f, "{key}.{field} {message}")?;
+            }
         }
-        (ProviderKind::Oidc, None) => bail!("{key}.issuer is required for kind = \"oidc\""),
-        (ProviderKind::Google, None) => Some("https://accounts.google.com".to_owned()),
+        Ok(())
+    }
+}
+
+impl std::error::Error for UpstreamErrors {}
+
+/// `value` as an endpoint URL ([`crate::domain::upstream::endpoint_url`]); `None` when empty,
+/// or when it is refused (the problem then recorded under `field`).
+fn endpoint_setting(errors: &mut UpstreamErrors, field: &'static str, value: &str) -> Option<Url> {
+    match value.trim() {
+        "" => None,
+        v => crate::domain::upstream::endpoint_url(v)
+            .map_err(|e| errors.add(field, e))
+            .ok(),
+    }
+}
+
+/// Whether `value` is a list entry worth keeping: not empty, no whitespace or control
+/// characters, at most 255 characters.
+fn is_list_word(value: &str) -> bool {
+    !value.is_empty()
+        && value.chars().count() <= 255
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Validates one provider's settings — a `[upstream.<id>]` table of the configuration, or a
+/// provider stored by the console (its `settings` JSON with the opened secret): every URL
+/// https (http only on loopback), the settings that belong to another kind refused rather than
+/// ignored, the kind's defaults filled in. The one check both sources go through.
+///
+/// # Errors
+/// [`UpstreamErrors`] with every problem found, each under its setting's name.
+#[allow(clippy::too_many_lines)] // one check per setting, in the order of the table
+pub fn upstream_settings(id: &str, raw: RawUpstream) -> Result<UpstreamProvider, UpstreamErrors> {
+    use crate::domain::{ProviderId, ProviderKind};
+    let mut errors = UpstreamErrors::new(id);
+    let parsed_id = ProviderId::parse(id).map_err(|e| errors.add("id", e)).ok();
+    let kind = ProviderKind::parse(raw.kind.trim())
+        .map_err(|e| errors.add("kind", e))
+        .ok();
+    let client_id = raw.client_id.trim().to_owned();
+    if client_id.is_empty() {
+        errors.add(
+            "client_id",
+            "is required (the id the provider gave Latchkey)",
+        );
+    } else if client_id.chars().count() > 1000 || client_id.chars().any(char::is_control) {
+        errors.add("client_id", "must be at most 1000 printable characters");
+    }
+    let client_secret = raw.client_secret.filter(|s| !s.expose_secret().is_empty());
+    if client_secret.is_none() {
+        errors.add(
+            "client_secret",
+            "is required (the secret the provider gave Latchkey)",
+        );
+    }
+    let issuer_url = endpoint_setting(&mut errors, "issuer", &raw.issuer);
+    let api_base_url = endpoint_setting(&mut errors, "api_base", &raw.api_base);
+    let tokeninfo_url =
+        endpoint_setting(&mut errors, "tokeninfo_endpoint", &raw.tokeninfo_endpoint);
+    let authorization_endpoint = endpoint_setting(
+        &mut errors,
+        "authorization_endpoint",
+        &raw.authorization_endpoint,
+    );
+    let token_endpoint = endpoint_setting(&mut errors, "token_endpoint", &raw.token_endpoint);
+    let userinfo_endpoint =
+        endpoint_setting(&mut errors, "userinfo_endpoint", &raw.userinfo_endpoint);
+    let label = match raw.label.trim() {
+        label if label.chars().count() > 64 || label.chars().any(char::is_control) => {
+            errors.add("label", "must be at most 64 printable characters");
+            String::new()
+        }
+        "" => match kind {
+            Some(ProviderKind::Discord) => "Discord".to_owned(),
+            Some(ProviderKind::Google) => "Google".to_owned(),
+            _ => id.to_owned(),
+        },
+        label => label.to_owned(),
+    };
+    // The rest depends on the kind.
+    let Some(kind) = kind else {
+        return Err(errors);
+    };
+    let issuer_set = !raw.issuer.trim().is_empty();
+    let issuer = match (kind, issuer_url) {
+        (ProviderKind::Discord, _) if issuer_set => {
+            errors.add(
+                "issuer",
+                "is for OpenID Connect providers; Discord has none",
+            );
+            None
+        }
+        (ProviderKind::Oidc, _) if !issuer_set => {
+            errors.add("issuer", "is required for kind = \"oidc\"");
+            None
+        }
+        (ProviderKind::Google, _) if !issuer_set => Some("https://accounts.google.com".to_owned()),
         (_, Some(_)) => Some(raw.issuer.trim().to_owned()),
         (_, None) => None,
     };
-    let api_base = match (kind, url("api_base", &raw.api_base)?) {
-        (ProviderKind::Discord, None) => {
+    let api_base = match kind {
+        ProviderKind::Discord if raw.api_base.trim().is_empty() => {
             Some(Url::parse("https://discord.com/api/v10").expect("Discord's API is a URL"))
         }
-        (ProviderKind::Discord, base) => base,
-        (_, Some(_)) => bail!("{key}.api_base is for Discord only"),
-        (_, None) => None,
+        ProviderKind::Discord => api_base_url,
+        _ => {
+            if !raw.api_base.trim().is_empty() {
+                errors.add("api_base", "is for Discord only");
+            }
+            None
+        }
     };
     if kind != ProviderKind::Google && !raw.allowed_hosted_domains.is_empty() {
-        bail!("{key}.allowed_hosted_domains is for Google only");
+        errors.add("allowed_hosted_domains", "is for Google only");
+    } else if raw
+        .allowed_hosted_domains
+        .iter()
+        .any(|d| !is_list_word(d.trim()))
+    {
+        errors.add(
+            "allowed_hosted_domains",
+            "must list domain names, none empty or holding spaces",
+        );
     }
     if kind == ProviderKind::Discord && !raw.required_claims.is_empty() {
-        bail!("{key}.required_claims is for OpenID Connect providers only");
+        errors.add("required_claims", "is for OpenID Connect providers only");
+    } else if raw.required_claims.iter().any(|(name, value)| {
+        !is_list_word(name) || value.is_empty() || value.chars().any(char::is_control)
+    }) {
+        errors.add(
+            "required_claims",
+            "must pair claim names (no spaces) with non-empty values",
+        );
     }
     let accepted_audiences = match raw.accepted_audiences {
-        None => vec![raw.client_id.trim().to_owned()],
+        None => vec![client_id.clone()],
         Some(_) if kind == ProviderKind::Discord => {
-            bail!("{key}.accepted_audiences is for OpenID Connect providers only")
+            errors.add("accepted_audiences", "is for OpenID Connect providers only");
+            Vec::new()
         }
         Some(list) => {
-            if list.is_empty() || list.iter().any(|a| a.trim().is_empty()) {
-                bail!("{key}.accepted_audiences must name at least one client id, none empty");
+            if list.is_empty() || list.iter().any(|a| !is_list_word(a.trim())) {
+                errors.add(
+                    "accepted_audiences",
+                    "must name at least one client id, none empty",
+                );
             }
             list.iter().map(|a| a.trim().to_owned()).collect()
         }
     };
-    let tokeninfo_endpoint = match (kind, url("tokeninfo_endpoint", &raw.tokeninfo_endpoint)?) {
-        (ProviderKind::Google, None) => Some(
+    let tokeninfo_endpoint = match kind {
+        ProviderKind::Google if raw.tokeninfo_endpoint.trim().is_empty() => Some(
             Url::parse("https://oauth2.googleapis.com/tokeninfo")
                 .expect("Google's tokeninfo endpoint is a URL"),
         ),
-        (ProviderKind::Google, endpoint) => endpoint,
-        (_, Some(_)) => bail!("{key}.tokeninfo_endpoint is for Google only"),
-        (_, None) => None,
+        ProviderKind::Google => tokeninfo_url,
+        _ => {
+            if !raw.tokeninfo_endpoint.trim().is_empty() {
+                errors.add("tokeninfo_endpoint", "is for Google only");
+            }
+            None
+        }
     };
     let scopes = match raw.scopes {
         None => kind
@@ -1216,10 +1434,15 @@ fn upstream_settings(id: &str, raw: RawUpstream) -> anyhow::Result<UpstreamProvi
                 .iter()
                 .find(|s| s.is_empty() || !s.chars().all(crate::domain::is_scope_char))
             {
-                bail!("{key}.scopes: {bad:?} is not a scope (RFC 6749 section 3.3)");
-            }
-            if kind.is_oidc() && !scopes.iter().any(|s| s == "openid") {
-                bail!("{key}.scopes must contain \"openid\" for an OpenID Connect provider");
+                errors.add(
+                    "scopes",
+                    format!("holds {bad:?}, which is not a scope (RFC 6749 section 3.3)"),
+                );
+            } else if kind.is_oidc() && !scopes.iter().any(|s| s == "openid") {
+                errors.add(
+                    "scopes",
+                    "must contain \"openid\" for an OpenID Connect provider",
+                );
             }
             scopes
         }
@@ -1229,40 +1452,44 @@ fn upstream_settings(id: &str, raw: RawUpstream) -> anyhow::Result<UpstreamProvi
     let keep_tokens = match (kind, raw.keep_tokens) {
         (ProviderKind::Discord, Some(keep)) => keep,
         (ProviderKind::Discord, None) => scopes.iter().any(|s| s == "guilds.join"),
-        (_, Some(true)) => bail!("{key}.keep_tokens is for Discord only"),
+        (_, Some(true)) => {
+            errors.add("keep_tokens", "is for Discord only");
+            false
+        }
         (_, _) => false,
     };
     let callback_path = match (kind, raw.callback_path.trim()) {
         (_, "") => None,
         (ProviderKind::Discord, path) => {
-            if !crate::domain::upstream::is_discord_callback_path(&id, path) {
-                bail!(
-                    "{key}.callback_path must be /accounts/upstream/{id}/callback/, /oauth2/login/redirect/ or /discord/sso/callback (got {path:?})"
-                );
+            if let Some(id) = &parsed_id {
+                if !crate::domain::upstream::is_discord_callback_path(id, path) {
+                    errors.add(
+                        "callback_path",
+                        format!(
+                            "must be /accounts/upstream/{id}/callback/, /oauth2/login/redirect/ or /discord/sso/callback (got {path:?})"
+                        ),
+                    );
+                }
             }
             Some(path.to_owned())
         }
-        (_, _) => bail!("{key}.callback_path is for Discord only"),
-    };
-    let label = match raw.label.trim() {
-        "" => match kind {
-            ProviderKind::Discord => "Discord".to_owned(),
-            ProviderKind::Google => "Google".to_owned(),
-            ProviderKind::Oidc => id.to_string(),
-        },
-        label if label.chars().count() > 64 || label.chars().any(char::is_control) => {
-            bail!("{key}.label must be at most 64 printable characters")
+        (_, _) => {
+            errors.add("callback_path", "is for Discord only");
+            None
         }
-        label => label.to_owned(),
+    };
+    let (Some(id), Some(client_secret), true) = (parsed_id, client_secret, errors.is_empty())
+    else {
+        return Err(errors);
     };
     Ok(UpstreamProvider {
-        authorization_endpoint: url("authorization_endpoint", &raw.authorization_endpoint)?,
-        token_endpoint: url("token_endpoint", &raw.token_endpoint)?,
-        userinfo_endpoint: url("userinfo_endpoint", &raw.userinfo_endpoint)?,
+        authorization_endpoint,
+        token_endpoint,
+        userinfo_endpoint,
         id,
         kind,
         label,
-        client_id: raw.client_id.trim().to_owned(),
+        client_id,
         client_secret,
         issuer,
         scopes,
@@ -1279,6 +1506,7 @@ fn upstream_settings(id: &str, raw: RawUpstream) -> anyhow::Result<UpstreamProvi
         tokeninfo_endpoint,
         keep_tokens,
         callback_path,
+        revision: String::new(),
     })
 }
 

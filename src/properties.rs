@@ -2,7 +2,8 @@
 //! and query strings with duplicate parameters ([`crate::oauth::params`]), HTTP Basic client
 //! credentials ([`crate::oauth::client_auth`]), redirect URIs, scope strings, PKCE values
 //! ([`crate::domain`]), `id_token_hint`s ([`crate::oidc::keys::KeyStore::verify`], what
-//! `/o/logout/` runs) and signed account links ([`crate::accounts::links`]).
+//! `/o/logout/` runs), signed account links ([`crate::accounts::links`]) and upstream provider
+//! settings from the console's form ([`crate::config::upstream_settings`]).
 //!
 //! Properties, not only "does not panic": round trips, idempotence, and refusal of whatever the
 //! grammar forbids. Each test's case count is chosen for its cost so that `cargo test` spends a
@@ -849,5 +850,192 @@ mod account_links {
         assert_eq!(decode_uid(&encode_uid("\0")), None);
         assert_eq!(decode_uid("AA"), None);
         assert_eq!(decode_uid(&encode_uid("a\u{7}b")), None);
+    }
+}
+
+mod upstream_settings {
+    use std::collections::BTreeMap;
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::config::{upstream_settings, RawUpstream};
+
+    /// The settings' names, as the problems name them.
+    const FIELDS: [&str; 19] = [
+        "id",
+        "kind",
+        "label",
+        "client_id",
+        "client_secret",
+        "issuer",
+        "scopes",
+        "enabled",
+        "authorization_endpoint",
+        "token_endpoint",
+        "userinfo_endpoint",
+        "api_base",
+        "link_by_email",
+        "allowed_hosted_domains",
+        "required_claims",
+        "accepted_audiences",
+        "tokeninfo_endpoint",
+        "keep_tokens",
+        "callback_path",
+    ];
+
+    // Weighted towards what is valid (most settings blank), so that many cases are accepted
+    // and the properties of accepted providers are exercised too.
+    fn url() -> impl Strategy<Value = String> {
+        prop_oneof![
+            8 => Just(String::new()),
+            2 => "https://[a-z]{1,8}\\.example(/[a-z]{0,6})?",
+            1 => "http://(127\\.0\\.0\\.1|localhost|idp\\.example):[0-9]{1,4}/[a-z]{0,5}",
+            1 => text(30),
+        ]
+    }
+
+    fn word() -> impl Strategy<Value = String> {
+        prop_oneof![4 => "[a-z][a-z0-9.]{0,10}", 1 => text(12)]
+    }
+
+    fn words() -> impl Strategy<Value = Vec<String>> {
+        prop_oneof![4 => Just(Vec::new()), 1 => proptest::collection::vec(word(), 1..4)]
+    }
+
+    fn rarely<T: std::fmt::Debug + Clone>(
+        value: impl Strategy<Value = T>,
+    ) -> impl Strategy<Value = Option<T>> {
+        prop_oneof![4 => Just(None), 1 => value.prop_map(Some)]
+    }
+
+    /// An id and settings as the console's form can send them.
+    fn settings() -> impl Strategy<Value = (String, RawUpstream)> {
+        let names = (
+            prop_oneof![8 => "[a-z][a-z0-9-]{0,12}", 1 => text(40)],
+            prop_oneof![
+                3 => Just("discord".to_owned()),
+                3 => Just("google".to_owned()),
+                3 => Just("oidc".to_owned()),
+                1 => text(8),
+            ],
+            prop_oneof![8 => "[A-Za-z0-9 ]{0,30}", 1 => text(70)],
+            prop_oneof![8 => "[a-z0-9.-]{1,20}", 1 => text(20)],
+            prop_oneof![8 => "[!-~]{1,12}".prop_map(Some), 1 => proptest::option::of(text(12))],
+            rarely(prop_oneof![
+                Just(vec!["openid".to_owned(), "email".to_owned()]),
+                Just(vec!["identify".to_owned(), "guilds.join".to_owned()]),
+                words(),
+            ]),
+            any::<(bool, bool)>(),
+        );
+        let urls = (url(), url(), url(), url(), url(), url());
+        let rest = (
+            words(),
+            prop_oneof![
+                4 => Just(BTreeMap::new()),
+                1 => proptest::collection::btree_map(word(), text(8), 1..3),
+            ],
+            rarely(words()),
+            rarely(any::<bool>()),
+            prop_oneof![
+                6 => Just(String::new()),
+                1 => Just("/oauth2/login/redirect/".to_owned()),
+                1 => Just("/discord/sso/callback".to_owned()),
+                1 => text(20),
+            ],
+        );
+        (names, urls, rest).prop_map(
+            |(
+                (id, kind, label, client_id, secret, scopes, (enabled, link_by_email)),
+                (
+                    issuer,
+                    authorization_endpoint,
+                    token_endpoint,
+                    userinfo_endpoint,
+                    api_base,
+                    tokeninfo_endpoint,
+                ),
+                (
+                    allowed_hosted_domains,
+                    required_claims,
+                    accepted_audiences,
+                    keep_tokens,
+                    callback_path,
+                ),
+            )| {
+                let raw = RawUpstream {
+                    kind,
+                    label,
+                    client_id,
+                    client_secret: secret.map(SecretString::from),
+                    issuer,
+                    scopes,
+                    enabled,
+                    authorization_endpoint,
+                    token_endpoint,
+                    userinfo_endpoint,
+                    api_base,
+                    link_by_email,
+                    allowed_hosted_domains,
+                    required_claims,
+                    accepted_audiences,
+                    tokeninfo_endpoint,
+                    keep_tokens,
+                    callback_path,
+                };
+                (id, raw)
+            },
+        )
+    }
+
+    proptest! {
+        #![proptest_config(cases(512))]
+
+        /// Any settings are checked without panicking; a refusal names only real settings; an
+        /// accepted provider keeps to every rule, and the JSON the console stores (without the
+        /// secret) reads back into the same provider.
+        #[test]
+        fn arbitrary_settings_are_checked_and_read_back_from_storage((id, raw) in settings()) {
+            let secret = raw.client_secret.clone();
+            match upstream_settings(&id, raw.clone()) {
+                Err(problems) => {
+                    prop_assert!(!problems.is_empty());
+                    for (field, sentence) in problems.sentences() {
+                        prop_assert!(FIELDS.contains(&field), "{}", field);
+                        prop_assert!(sentence.starts_with(field));
+                    }
+                }
+                Ok(provider) => {
+                    prop_assert_eq!(provider.id.as_str(), id.as_str());
+                    prop_assert!(provider.label.chars().count() <= 64);
+                    prop_assert!(!provider.label.chars().any(char::is_control));
+                    let urls = [
+                        &provider.authorization_endpoint,
+                        &provider.token_endpoint,
+                        &provider.userinfo_endpoint,
+                        &provider.api_base,
+                        &provider.tokeninfo_endpoint,
+                    ];
+                    for url in urls.into_iter().flatten() {
+                        prop_assert!(crate::domain::upstream::endpoint_url(url.as_str()).is_ok(), "{}", url);
+                    }
+                    if provider.kind.is_oidc() {
+                        prop_assert!(provider.scopes.iter().any(|s| s == "openid"));
+                        prop_assert!(provider.issuer.is_some());
+                    } else {
+                        prop_assert!(provider.issuer.is_none());
+                        prop_assert!(provider.required_claims.is_empty());
+                    }
+                    prop_assert!(!provider.keep_tokens || !provider.kind.is_oidc());
+                    let json = serde_json::to_string(&raw).expect("serializes");
+                    let mut stored: RawUpstream = serde_json::from_str(&json).expect("reads back");
+                    prop_assert!(stored.client_secret.is_none());
+                    stored.client_secret = secret;
+                    let again = upstream_settings(&id, stored).expect("still valid");
+                    prop_assert_eq!(format!("{provider:?}"), format!("{again:?}"));
+                }
+            }
+        }
     }
 }

@@ -115,7 +115,11 @@ impl Services {
             },
             settings.secret_key.expose_secret(),
         )
-        .context("cannot set up the sealing of upstream tokens")?;
+        .context("cannot set up the sealing of upstream tokens and provider secrets")?;
+        upstream
+            .reload()
+            .await
+            .context("cannot read the upstream providers stored by the console")?;
         let oauth = OAuth::new(
             db.clone(),
             OAuthConfig::from_settings(settings),

@@ -19,6 +19,7 @@ use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder, Trac
 
 use crate::config::Settings;
 use crate::routes::{self, WebConfig};
+use crate::upstream::Upstream;
 
 pub use crate::services::Services;
 
@@ -26,6 +27,8 @@ pub use crate::services::Services;
 pub struct Application {
     port: u16,
     server: Server,
+    /// Reloaded on a timer while the server runs ([`Upstream::spawn_reloader`]).
+    upstream: Upstream,
 }
 
 impl Application {
@@ -72,7 +75,7 @@ impl Application {
             page_size: settings.page_size,
             trusted_proxies: settings.trusted_proxies.clone(),
             brand: std::sync::Arc::new(routes::Brand::new(&settings.branding)),
-            upstream: services.upstream.buttons().into(),
+            upstream: services.upstream.providers(),
         };
         // With an https issuer: HSTS, and the session cookie named with the `__Host-` prefix
         // (RFC 6265bis §4.1.3.2: Secure, Path=/, no Domain), so that no other host, and no
@@ -84,6 +87,7 @@ impl Application {
         let clients = web::Data::new(services.clients);
         let oauth = web::Data::new(services.oauth);
         let groups = web::Data::new(services.groups);
+        let reloaded = services.upstream.clone();
         let upstream = web::Data::new(services.upstream);
         let audit = web::Data::new(services.audit);
         let jobs = web::Data::new(services.jobs);
@@ -126,6 +130,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
+            upstream: reloaded,
         })
     }
 
@@ -142,12 +147,18 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until the process is stopped (SIGINT/SIGTERM stop gracefully).
+    /// Serves until the process is stopped (SIGINT/SIGTERM stop gracefully). Meanwhile the
+    /// upstream providers are re-read every
+    /// [`PROVIDER_RELOAD_SECONDS`](crate::upstream::PROVIDER_RELOAD_SECONDS), so that a change
+    /// made in the console on another node reaches this one.
     ///
     /// # Errors
     /// I/O errors from the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let reloader = self.upstream.spawn_reloader();
+        let served = self.server.await;
+        reloader.abort();
+        served
     }
 }
 

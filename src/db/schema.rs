@@ -260,6 +260,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    upstream_providers (id) {
+        id -> Text,
+        settings -> Text,
+        client_secret_sealed -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(authorization_codes -> clients (client_id));
 diesel::joinable!(tokens -> clients (client_id));
 diesel::joinable!(consents -> clients (client_id));
@@ -287,4 +297,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     upstream_used_states,
     upstream_links,
     discord_accounts,
+    upstream_providers,
 );

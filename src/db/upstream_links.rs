@@ -2,6 +2,7 @@
 //! keyed by (provider, subject) — never by email.
 
 use chrono::NaiveDateTime;
+use diesel::dsl::count_star;
 use diesel::prelude::*;
 
 use super::schema::upstream_links;
@@ -149,4 +150,28 @@ pub fn delete(conn: &mut DbConnection, user_id: &str, provider_id: &str) -> Quer
     )
     .execute(conn)
     .map(|n| n > 0)
+}
+
+/// How many links each provider id has (`upstream_links`, whether or not the provider still
+/// exists), by provider id.
+///
+/// # Errors
+/// Query failures only.
+pub fn count_by_provider(conn: &mut DbConnection) -> QueryResult<Vec<(String, i64)>> {
+    upstream_links::table
+        .group_by(upstream_links::provider_id)
+        .select((upstream_links::provider_id, count_star()))
+        .order(upstream_links::provider_id)
+        .load(conn)
+}
+
+/// How many links provider `id` has.
+///
+/// # Errors
+/// Query failures only.
+pub fn count_for_provider(conn: &mut DbConnection, id: &str) -> QueryResult<i64> {
+    upstream_links::table
+        .filter(upstream_links::provider_id.eq(id))
+        .count()
+        .get_result(conn)
 }

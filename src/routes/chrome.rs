@@ -55,6 +55,8 @@ pub enum AdminArea {
     Users,
     /// `/admin/groups/…`.
     Groups,
+    /// `/admin/providers/…`.
+    Providers,
     /// `/admin/tokens/`.
     Tokens,
     /// `/admin/audit/`.
@@ -75,14 +77,15 @@ impl Section {
         }
     }
 
-    /// The admin console's area (`dashboard`, `users`, `groups`, `tokens`, `audit`), or the
-    /// empty string outside the console.
+    /// The admin console's area (`dashboard`, `users`, `groups`, `providers`, `tokens`,
+    /// `audit`), or the empty string outside the console.
     #[must_use]
     pub fn area(&self) -> &'static str {
         match self {
             Self::Admin(AdminArea::Dashboard) => "dashboard",
             Self::Admin(AdminArea::Users) => "users",
             Self::Admin(AdminArea::Groups) => "groups",
+            Self::Admin(AdminArea::Providers) => "providers",
             Self::Admin(AdminArea::Tokens) => "tokens",
             Self::Admin(AdminArea::Audit) => "audit",
             _ => "",

@@ -37,8 +37,9 @@ pub struct WebConfig {
     pub trusted_proxies: crate::domain::TrustedProxies,
     /// The product name, logo and accent stylesheet every page shows (`[branding]`).
     pub brand: std::sync::Arc<Brand>,
-    /// The enabled upstream identity providers, for the sign-in page's buttons.
-    pub upstream: std::sync::Arc<[crate::upstream::ProviderButton]>,
+    /// The live set of upstream identity providers (the configuration file's and the
+    /// console's), for the sign-in page's buttons.
+    pub upstream: crate::upstream::ProviderSet,
 }
 
 /// Registers every URL Latchkey answers. Paths taken from django-oauth-toolkit answer with and
@@ -235,6 +236,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     both(cfg, "/admin/groups/{id}/delete/", |r| {
         r.route(web::get().to(console::groups::confirm_delete_group))
             .route(web::post().to(console::groups::delete_group))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/providers/", |r| {
+        r.route(web::get().to(console::providers::list_providers))
+            .route(web::post().to(console::providers::create_provider))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/providers/{id}/", |r| {
+        r.route(web::get().to(console::providers::show_provider))
+            .route(web::post().to(console::providers::update_provider))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/providers/{id}/delete/", |r| {
+        r.route(web::get().to(console::providers::confirm_delete_provider))
+            .route(web::post().to(console::providers::delete_provider))
             .default_service(web::to(pages::method_not_allowed))
     });
     both(cfg, "/admin/tokens/", |r| {

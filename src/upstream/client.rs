@@ -208,13 +208,18 @@ struct ProviderState {
     keys_refetched_at: Option<Instant>,
 }
 
+/// What is known of one provider: the revision of its settings it was learnt under, and the
+/// state itself.
+type Learnt = (String, Arc<Mutex<ProviderState>>);
+
 /// The relying party for every configured provider.
 pub struct RelyingParty {
     http: reqwest::Client,
     /// Our issuer, without a trailing slash: callbacks are under it.
     issuer: String,
-    /// What is known of each OpenID Connect provider, by id.
-    discovered: Mutex<HashMap<String, Arc<Mutex<ProviderState>>>>,
+    /// What is known of each OpenID Connect provider, by id, with the revision of the
+    /// provider's settings it was learnt under ([`UpstreamProvider::revision`]).
+    discovered: Mutex<HashMap<String, Learnt>>,
 }
 
 impl RelyingParty {
@@ -385,14 +390,24 @@ impl RelyingParty {
         }
     }
 
-    /// The state kept for `provider`.
+    /// The state kept for `provider`: a fresh one when none is kept, or when what is kept was
+    /// learnt under another revision of the provider's settings (changed in the console: its
+    /// issuer, endpoints or keys may be others now).
     async fn state_of(&self, provider: &UpstreamProvider) -> Arc<Mutex<ProviderState>> {
-        self.discovered
-            .lock()
-            .await
+        let mut map = self.discovered.lock().await;
+        let entry = map
             .entry(provider.id.to_string())
-            .or_default()
-            .clone()
+            .or_insert_with(|| (provider.revision.clone(), Arc::default()));
+        if entry.0 != provider.revision {
+            *entry = (provider.revision.clone(), Arc::default());
+        }
+        entry.1.clone()
+    }
+
+    /// Drops what is known of provider `id` (discovery, keys, a remembered failure): its
+    /// settings changed, or it was deleted. The next sign-in with it starts afresh.
+    pub async fn forget(&self, id: &str) {
+        self.discovered.lock().await.remove(id);
     }
 
     /// The provider's discovery document and keys ([`oidc::discover`]), cached for

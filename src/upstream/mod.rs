@@ -3,24 +3,30 @@
 //! and link those accounts to their Latchkey account (`upstream_links`,
 //! [`crate::db::upstream_links`]).
 //!
-//! Built so far: the provider settings, the link storage, the linking rule ([`decide`]), the
-//! relying party ([`client`]: authorization request with state, PKCE and nonce; code exchange;
-//! ID-token verification; Discord's `/users/@me`) and the service that carries a verified
-//! identity out ([`service::Upstream`]), and the Discord profile ([`discord`]). The Google token
-//! exchange comes next (`docs/architecture.md`, "Upstream login").
+//! The parts: the providers — the configuration file's and the console's, one live set
+//! ([`providers`]), the console's stored in the database ([`stored`]) —, the link storage, the linking rule ([`decide`]), the relying party
+//! ([`client`]: authorization request with state, PKCE and nonce; code exchange; ID-token
+//! verification; Discord's `/users/@me`), the service that carries a verified identity out
+//! ([`service::Upstream`]), the Discord profile ([`discord`]) and kept upstream tokens
+//! ([`tokens`]) (`docs/architecture.md`, "Upstream login").
 
 pub mod client;
 pub mod discord;
 pub mod oidc;
+pub mod providers;
 pub mod service;
+pub mod stored;
 pub mod tokens;
 
 pub use client::{PendingLogin, UpstreamError};
 pub use discord::{DiscordAccount, DiscordProfile, DISCORD_SCOPE};
 pub use oidc::SubjectToken;
+pub use providers::{
+    ProviderButton, ProviderChangeError, ProviderListing, ProviderSet, ProviderSource,
+    StoredProvider, PROVIDER_RELOAD_SECONDS,
+};
 pub use service::{
-    AccountPolicy, KeptTokensError, LinkRemovalError, ProviderButton, SignInOutcome,
-    TokenSignInError, Upstream,
+    AccountPolicy, KeptTokensError, LinkRemovalError, SignInOutcome, TokenSignInError, Upstream,
 };
 pub use tokens::UpstreamTokens;
 

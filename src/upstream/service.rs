@@ -11,6 +11,7 @@ use url::Url;
 use super::client::{PendingLogin, RelyingParty, UpstreamError, PENDING_LIFETIME_SECONDS};
 use super::discord::{self, DiscordAccount};
 use super::oidc::SubjectToken;
+use super::providers::{ProviderButton, ProviderSecrets, ProviderSet};
 use super::tokens::{TokenSealer, UpstreamTokens};
 use super::{decide, Decision, Identity};
 use crate::accounts::privileges::{self, NotAllowed};
@@ -38,15 +39,6 @@ fn is_unique_violation(e: &diesel::result::Error) -> bool {
         e,
         diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
     )
-}
-
-/// A provider as the sign-in page shows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProviderButton {
-    /// The id in its URLs.
-    pub id: String,
-    /// The button's words.
-    pub label: String,
 }
 
 /// What a verified upstream identity came to.
@@ -117,9 +109,17 @@ pub enum TokenSignInError {
 /// Upstream login's service.
 #[derive(Clone)]
 pub struct Upstream {
-    providers: Arc<Vec<UpstreamProvider>>,
-    rp: Arc<RelyingParty>,
-    db: Db,
+    /// The providers in use: the configuration file's and the console's
+    /// ([`super::providers`]).
+    pub(super) providers: ProviderSet,
+    /// The configuration file's providers, by id (fixed while the server runs).
+    pub(super) files: Arc<Vec<Arc<UpstreamProvider>>>,
+    /// Seals the client secrets of the console's providers.
+    pub(super) secrets: Arc<ProviderSecrets>,
+    /// Held by [`Upstream::reload`], so that reloads never overlap.
+    pub(super) reload_lock: Arc<tokio::sync::Mutex<()>>,
+    pub(super) rp: Arc<RelyingParty>,
+    pub(super) db: Db,
     accounts: Accounts,
     policy: AccountPolicy,
     /// Seals the upstream tokens kept for providers with `keep_tokens`.
@@ -158,25 +158,20 @@ impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // No secrets: ids only.
         f.debug_struct("Upstream")
-            .field(
-                "providers",
-                &self
-                    .providers
-                    .iter()
-                    .map(|p| p.id.as_str())
-                    .collect::<Vec<_>>(),
-            )
+            .field("providers", &self.providers)
             .finish_non_exhaustive()
     }
 }
 
 impl Upstream {
-    /// The service over `providers`, with callbacks under `issuer`; new accounts follow
-    /// `policy`, and `accounts` says who must enter an emailed sign-in code. Kept upstream
-    /// tokens are sealed under a key derived from `secret_key` (`secrets.secret_key`).
+    /// The service over the configuration file's `providers` (the console's are read by
+    /// [`Upstream::reload`], which `Services::build` calls before the server starts), with
+    /// callbacks under `issuer`; new accounts follow `policy`, and `accounts` says who must
+    /// enter an emailed sign-in code. Kept upstream tokens and the console's client secrets are
+    /// sealed under keys derived from `secret_key` (`secrets.secret_key`).
     ///
     /// # Errors
-    /// [`SealError`] if the sealing key cannot be set up.
+    /// [`SealError`] if a sealing key cannot be set up.
     pub fn new(
         db: Db,
         accounts: Accounts,
@@ -185,8 +180,12 @@ impl Upstream {
         policy: AccountPolicy,
         secret_key: &[u8],
     ) -> Result<Self, SealError> {
+        let files: Vec<Arc<UpstreamProvider>> = providers.into_iter().map(Arc::new).collect();
         Ok(Self {
-            providers: Arc::new(providers),
+            providers: ProviderSet::new_with(files.clone()),
+            files: Arc::new(files),
+            secrets: Arc::new(ProviderSecrets::new(secret_key)?),
+            reload_lock: Arc::new(tokio::sync::Mutex::new(())),
             rp: Arc::new(RelyingParty::new(issuer)),
             db,
             accounts,
@@ -195,37 +194,32 @@ impl Upstream {
         })
     }
 
-    /// The enabled providers, in configuration order (by id).
+    /// The live provider set (the sign-in page's buttons come from it).
+    #[must_use]
+    pub fn providers(&self) -> ProviderSet {
+        self.providers.clone()
+    }
+
+    /// The enabled providers' buttons, by id (the live set: see [`super::providers`]).
     #[must_use]
     pub fn buttons(&self) -> Vec<ProviderButton> {
-        self.providers
-            .iter()
-            .filter(|p| p.enabled)
-            .map(|p| ProviderButton {
-                id: p.id.to_string(),
-                label: p.label.clone(),
-            })
-            .collect()
+        self.providers.buttons()
     }
 
-    /// Every configured provider's label by id, enabled or not (pages naming the provider of
-    /// a stored link).
+    /// Every provider's label by id, enabled or not (pages naming the provider of a stored
+    /// link).
     #[must_use]
     pub fn labels(&self) -> std::collections::HashMap<String, String> {
-        self.providers
-            .iter()
-            .map(|p| (p.id.to_string(), p.label.clone()))
-            .collect()
+        self.providers.labels()
     }
 
-    /// The enabled provider `id`.
+    /// The enabled provider `id`, as the live set has it now.
     ///
     /// # Errors
     /// [`UpstreamError::UnknownProvider`] for an unknown or disabled one.
-    pub fn provider(&self, id: &str) -> Result<&UpstreamProvider, UpstreamError> {
+    pub fn provider(&self, id: &str) -> Result<Arc<UpstreamProvider>, UpstreamError> {
         self.providers
-            .iter()
-            .find(|p| p.enabled && p.id.as_str() == id)
+            .enabled(id)
             .ok_or_else(|| UpstreamError::UnknownProvider(id.to_owned()))
     }
 
@@ -261,13 +255,13 @@ impl Upstream {
     /// # Errors
     /// [`UpstreamError::UnknownProvider`] when there is none, or more than one (the seeds'
     /// paths cannot tell them apart; each has its own `/accounts/upstream/<id>/login/`).
-    pub fn legacy_discord(&self) -> Result<&UpstreamProvider, UpstreamError> {
-        let mut discord = self
-            .providers
+    pub fn legacy_discord(&self) -> Result<Arc<UpstreamProvider>, UpstreamError> {
+        let all = self.providers.all();
+        let mut discord = all
             .iter()
             .filter(|p| p.enabled && p.kind == ProviderKind::Discord);
         match (discord.next(), discord.next()) {
-            (Some(provider), None) => Ok(provider),
+            (Some(provider), None) => Ok(Arc::clone(provider)),
             _ => Err(UpstreamError::UnknownProvider("discord".to_owned())),
         }
     }
@@ -589,12 +583,12 @@ impl Upstream {
                 .provider(id)
                 .map_err(|e| TokenSignInError::Provider(e.to_string()))?,
             None => {
-                let mut google = self
-                    .providers
+                let all = self.providers.all();
+                let mut google = all
                     .iter()
                     .filter(|p| p.enabled && p.kind == ProviderKind::Google);
                 match (google.next(), google.next()) {
-                    (Some(only), None) => only,
+                    (Some(only), None) => Arc::clone(only),
                     _ => {
                         return Err(TokenSignInError::Provider(
                             "name the provider (there is not exactly one Google provider)"
@@ -612,7 +606,7 @@ impl Upstream {
         }
         let (identity, once) = self
             .rp
-            .token_identity(provider, token, db::now().and_utc().timestamp())
+            .token_identity(&provider, token, db::now().and_utc().timestamp())
             .await
             .map_err(|e| match e {
                 UpstreamError::Unreachable(message) => TokenSignInError::Unreachable(message),
@@ -636,7 +630,7 @@ impl Upstream {
             }
         }
         let provider_id = provider.id.to_string();
-        match self.sign_in(provider, identity, None, ip).await? {
+        match self.sign_in(&provider, identity, None, ip).await? {
             SignInOutcome::SignIn { user_id, .. } | SignInOutcome::Linked { user_id, .. } => {
                 Ok((user_id, provider_id))
             }

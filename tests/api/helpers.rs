@@ -82,6 +82,20 @@ pub async fn spawn_app() -> TestApp {
 
 /// Spawns the server with `overrides` (TOML) merged over the test defaults.
 pub async fn spawn_app_with(overrides: &str) -> TestApp {
+    spawn_node(None, overrides).await
+}
+
+impl TestApp {
+    /// Another node of this server's cluster: its own server, services and caches over the
+    /// same database (and secret key), with `overrides` (TOML) over the test defaults. It must
+    /// not outlive `self`, whose directory holds a SQLite database.
+    pub async fn second_node(&self, overrides: &str) -> TestApp {
+        spawn_node(Some((self.db_url.clone(), self.backend)), overrides).await
+    }
+}
+
+/// Spawns a server over `database` (URL and backend), or a fresh test database.
+async fn spawn_node(database: Option<(String, &'static str)>, overrides: &str) -> TestApp {
     TRACING.call_once(|| {
         if std::env::var("TEST_LOG").is_ok() {
             latchkey::telemetry::init("debug", latchkey::config::LogFormat::Text);
@@ -90,7 +104,10 @@ pub async fn spawn_app_with(overrides: &str) -> TestApp {
     let dir = tempfile::tempdir().expect("temporary directory");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     let port = listener.local_addr().expect("local address").port();
-    let (db_url, backend) = test_database(dir.path()).await;
+    let (db_url, backend) = match database {
+        Some(database) => database,
+        None => test_database(dir.path()).await,
+    };
     let base = format!(
         r#"
 [server]

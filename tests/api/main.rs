@@ -54,4 +54,5 @@ mod upstream_google_exchange;
 mod upstream_hardening;
 mod upstream_links;
 mod upstream_login;
+mod upstream_providers;
 mod upstream_sessions;

@@ -767,6 +767,7 @@ async fn remote_issuer_at(
         .upstream
         .provider("corp")
         .expect("the provider")
+        .as_ref()
         .clone();
     // Plain http, so the fake needs no certificate; the host is what the rule looks at.
     provider.issuer = Some(format!("http://idp.test:{}", fake.address().port()));

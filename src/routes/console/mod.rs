@@ -5,6 +5,8 @@
 //!   everywhere), with [`user_actions`] — password-reset and verification emails, deleting a
 //!   user;
 //! * [`groups`] — groups and their members;
+//! * [`providers`] — the sign-in providers: those of the configuration file (read-only) and
+//!   those added here (a superuser's);
 //! * [`tokens`] — active tokens, revoked after a confirmation;
 //! * [`audit`] — the audit log (and the event lines the dashboard shows);
 //! * this file — what they share: links, names in tables, the user filter of the lists, and the
@@ -32,6 +34,7 @@
 pub(super) mod audit;
 pub(super) mod dashboard;
 pub(super) mod groups;
+pub(super) mod providers;
 pub(super) mod tokens;
 pub(super) mod user_actions;
 pub(super) mod users;

@@ -38,7 +38,7 @@ pub async fn start_legacy_sign_in(
     let params = Params::from_query(req.query_string()).unwrap_or_default();
     let next = safe_next(params.get("next"));
     let (url, pending) = upstream
-        .begin_legacy_discord(provider, next)
+        .begin_legacy_discord(&provider, next)
         .await
         .map_err(failure)?;
     redirect_to_provider(&session, &url, &pending)
@@ -66,7 +66,7 @@ pub async fn finish_legacy_sign_in(
     finish(
         &req,
         &session,
-        provider,
+        &provider,
         pending,
         (&upstream, &accounts, &clients),
         &web,

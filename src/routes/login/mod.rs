@@ -84,11 +84,12 @@ impl<'a> SignInContext<'a> {
         }
     }
 
-    /// The same context offering `web`'s upstream providers (`[upstream.<id>]`).
+    /// The same context offering the enabled upstream providers as they are now (the
+    /// configuration file's and the console's).
     #[must_use]
     pub fn with_providers(self, web: &WebConfig) -> Self {
         Self {
-            providers: Arc::clone(&web.upstream),
+            providers: web.upstream.buttons().into(),
             ..self
         }
     }

@@ -64,7 +64,7 @@ pub async fn start(
     let next = safe_next(params.get("next"));
     let (url, pending) = upstream
         .begin(
-            provider,
+            &provider,
             next,
             None,
             // What the authorization request behind this sign-in asked (kept by the
@@ -122,7 +122,7 @@ pub async fn start_link(
         return Ok(see_other(&format!("/accounts/login/?{}", query.finish())));
     }
     let (url, pending) = upstream
-        .begin(provider, "/account/linked/", Some(user.id.clone()), None)
+        .begin(&provider, "/account/linked/", Some(user.id.clone()), None)
         .await
         .map_err(failure)?;
     redirect_to_provider(user.session(), &url, &pending)
@@ -213,7 +213,7 @@ pub async fn callback(
     finish(
         &req,
         &session,
-        provider,
+        &provider,
         pending,
         (&upstream, &accounts, &clients),
         &web,
