@@ -1083,11 +1083,29 @@ fn resolve_secret_key(
     rand::rngs::OsRng.fill_bytes(&mut key);
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    // Written whole under a name of its own, then linked into place: a process starting at
+    // the same moment (tests do, in a fresh checkout) either links first — and this one
+    // reads that key — or finds this one complete, never a half-written file.
+    let partial = data_dir.join(format!(
+        "secret_key.{}.partial",
+        crate::secret::random_alphanumeric(12)
+    ));
     write_private_file(
-        &path,
+        &partial,
         &base64::engine::general_purpose::STANDARD.encode(&key),
     )
-    .with_context(|| format!("cannot write {}", path.display()))?;
+    .with_context(|| format!("cannot write {}", partial.display()))?;
+    let linked = std::fs::hard_link(&partial, &path);
+    let _ = std::fs::remove_file(&partial);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let existing = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            return decode_key(existing.trim()).map(|k| SecretBox::new(Box::new(k)));
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot write {}", path.display())),
+    }
     warnings.push(format!(
         "no secrets.secret_key configured: generated one in {} (development only; set \
          LATCHKEY_SECRETS__SECRET_KEY in production)",

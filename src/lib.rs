@@ -33,9 +33,11 @@
 //!   "sign out everywhere". [`mail`] sends their emails (SMTP or the development outbox).
 //! * [`clients`] — client registration rules and secrets (SHA-256, shown once).
 //! * [`groups`] — groups of users for admins (upstream connectors map them to outside roles).
-//! * [`upstream`] — sign-in through Discord, Google and OpenID Connect providers (issue 11, in
-//!   progress): provider settings, the relying party (`openidconnect`/`oauth2` over reqwest),
-//!   linked accounts and the linking rule; the hosted flow is `routes/login/upstream.rs`.
+//! * [`upstream`] — sign-in through Discord, Google and OpenID Connect providers (issue 11):
+//!   providers from the configuration and the console (one live set), the relying party
+//!   (`oauth2` over reqwest, ID tokens verified with `jsonwebtoken` against the JWKS), linked
+//!   accounts and the linking rule, the Discord profile, kept upstream tokens, and Google
+//!   token exchange for first-party apps; the hosted flow is `routes/login/upstream.rs`.
 //! * [`audit`] — the audit log: services record security events with [`audit::record`] inside
 //!   the transaction of the change they describe; the admin console lists them. The web pages
 //!   (developer portal, account, admin console) are in [`routes`] and only call services.
