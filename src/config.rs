@@ -157,6 +157,32 @@ struct Raw {
     branding: RawBranding,
     #[serde(default)]
     upstream: BTreeMap<String, RawUpstream>,
+    discord: RawDiscord,
+}
+
+/// `[discord]`: the Discord connector (issue 12).
+#[derive(Deserialize)]
+struct RawDiscord {
+    enabled: bool,
+    provider: String,
+    bot_token: SecretString,
+    bot_token_file: PathBuf,
+    guild_id: String,
+    invite_link: String,
+    remote_priority: bool,
+    apply_interval_seconds: u64,
+    verify_interval_seconds: u64,
+}
+
+impl std::fmt::Debug for RawDiscord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bot token is never printed.
+        f.debug_struct("RawDiscord")
+            .field("enabled", &self.enabled)
+            .field("provider", &self.provider)
+            .field("guild_id", &self.guild_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One `[upstream.<id>]` table (issue 11): an identity provider users may sign in with.
@@ -631,6 +657,39 @@ impl UpstreamProvider {
     }
 }
 
+/// The Discord connector's settings (`[discord]`, issue 12), present when `discord.enabled`.
+#[derive(Clone)]
+pub struct DiscordSettings {
+    /// `provider`: the `[upstream.<id>]` provider users link their Discord account with. Checked
+    /// against the providers when the connector starts (it must be of kind `discord`), not here:
+    /// providers may also live in the database.
+    pub provider: crate::domain::ProviderId,
+    /// `bot_token` (or the contents of `bot_token_file`): the bot's token. Never printed.
+    pub bot_token: SecretString,
+    /// `guild_id`: the Discord server's snowflake (non-zero).
+    pub guild_id: u64,
+    /// `invite_link`: a non-expiring invite to the server (https), shown to users.
+    pub invite_link: Option<Url>,
+    /// `remote_priority`: Discord's role membership wins over local groups (the seed's
+    /// `DISCORD_REMOTE_PRIORITY`).
+    pub remote_priority: bool,
+    /// `apply_interval_seconds` (1 s to 1 h): how often queued role changes are applied.
+    pub apply_interval: Duration,
+    /// `verify_interval_seconds` (60 s to 7 days; `None` when 0): how often
+    /// `verify_all_discord_users_groups` runs.
+    pub verify_interval: Option<Duration>,
+}
+
+impl std::fmt::Debug for DiscordSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordSettings")
+            .field("provider", &self.provider)
+            .field("guild_id", &self.guild_id)
+            .field("remote_priority", &self.remote_priority)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -704,6 +763,8 @@ pub struct Settings {
     pub branding: Branding,
     /// Upstream identity providers (`[upstream.<id>]`), by id.
     pub upstream: Vec<UpstreamProvider>,
+    /// The Discord connector (`[discord]`); `None` when `discord.enabled` is false.
+    pub discord: Option<DiscordSettings>,
     /// Messages to log once telemetry is up (unknown variables, generated key).
     pub warnings: Vec<String>,
     /// Set by `serve --demo` (not a configuration key): serves the demo callback page.
@@ -904,6 +965,7 @@ impl Settings {
             .into_iter()
             .map(|(id, provider)| upstream_settings(&id, provider))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let discord = discord_settings(raw.discord)?;
         if let Some(color) = branding.accent_color {
             let contrast = color.contrast_with_white();
             if contrast < 4.5 {
@@ -947,6 +1009,7 @@ impl Settings {
             scheduler,
             branding,
             upstream,
+            discord,
             warnings,
             demo: false,
         })
@@ -1131,6 +1194,70 @@ fn scheduler_settings(raw: &RawScheduler) -> anyhow::Result<SchedulerSettings> {
         retry: bounded_duration("scheduler.retry_seconds", raw.retry_seconds)?,
         lease: bounded_duration("scheduler.lease_seconds", raw.lease_seconds)?,
     })
+}
+
+/// Validates `[discord]`: nothing is required while it is off; when on, the provider id, the
+/// bot token and the guild id are, and the invite link must be https.
+fn discord_settings(raw: RawDiscord) -> anyhow::Result<Option<DiscordSettings>> {
+    if !raw.enabled {
+        return Ok(None);
+    }
+    let provider = crate::domain::ProviderId::parse(raw.provider.trim()).map_err(|e| {
+        anyhow::anyhow!(
+            "discord.provider must name the [upstream.<id>] provider of kind \"discord\": the id {e}"
+        )
+    })?;
+    let bot_token = if raw.bot_token_file.as_os_str().is_empty() {
+        raw.bot_token.expose_secret().trim().to_owned()
+    } else {
+        std::fs::read_to_string(&raw.bot_token_file)
+            .with_context(|| {
+                format!(
+                    "cannot read discord.bot_token_file {}",
+                    raw.bot_token_file.display()
+                )
+            })?
+            .trim()
+            .to_owned()
+    };
+    // Discord's tokens are printable ASCII (base64 parts and dots); anything else would not
+    // even fit an HTTP header.
+    if bot_token.is_empty() || !bot_token.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!("discord.bot_token (or discord.bot_token_file) is required when discord.enabled, as the bot's token from Discord's developer portal");
+    }
+    let guild_id = raw.guild_id.trim();
+    let guild_id = match guild_id.parse::<u64>() {
+        Ok(id) if id > 0 && guild_id.bytes().all(|b| b.is_ascii_digit()) => id,
+        _ => bail!("discord.guild_id must be the server's id, a number like 81384788765712384 (got {guild_id:?})"),
+    };
+    let invite_link = match raw.invite_link.trim() {
+        "" => None,
+        link => {
+            let url = Url::parse(link)
+                .ok()
+                .filter(|u| u.scheme() == "https" && u.host().is_some())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("discord.invite_link must be an https URL like https://discord.gg/abc123 (got {link:?})")
+                })?;
+            Some(url)
+        }
+    };
+    if !(1..=3600).contains(&raw.apply_interval_seconds) {
+        bail!("discord.apply_interval_seconds must be between 1 and 3600");
+    }
+    let verify = raw.verify_interval_seconds;
+    if verify != 0 && !(60..=7 * DAY).contains(&verify) {
+        bail!("discord.verify_interval_seconds must be 0 (off) or between 60 and 604800");
+    }
+    Ok(Some(DiscordSettings {
+        provider,
+        bot_token: SecretString::from(bot_token),
+        guild_id,
+        invite_link,
+        remote_priority: raw.remote_priority,
+        apply_interval: Duration::from_secs(raw.apply_interval_seconds),
+        verify_interval: (verify > 0).then(|| Duration::from_secs(verify)),
+    }))
 }
 
 /// Validates one `[upstream.<id>]` table: every URL https (http only on loopback), the

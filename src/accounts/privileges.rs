@@ -19,6 +19,8 @@
 //!   deletes their own.
 //! * The admin powers that are not about one account — groups, the console's token list — are
 //!   staff's ([`check_staff`]): a user who is not active staff is refused whoever calls.
+//! * The powers that reach outside Latchkey — the Discord connector's role mappings and syncs —
+//!   are a superuser's ([`check_superuser`]).
 //! * Group memberships ([`check_may_change_groups`]) follow the account rule, except that a
 //!   staff member does not change their own (they would pick the groups that upstream
 //!   connectors turn into outside roles); a superuser does. Renaming a group that has a staff or
@@ -59,6 +61,10 @@ pub enum NotAllowed {
     /// themselves out, the last admin the console too.
     #[error("you cannot delete your own account")]
     OwnAccount,
+    /// A power that reaches outside Latchkey (the Discord connector's settings, role mappings
+    /// and syncs), used by an actor who is not an active superuser.
+    #[error("only a superuser can do this")]
+    SuperuserOnly,
 }
 
 /// Locks the user's row until the transaction ends (PostgreSQL; SQLite has one writer) and
@@ -148,6 +154,23 @@ where
     E: From<NotAllowed> + From<diesel::result::Error>,
 {
     as_staff(conn, actor, |_| Ok(()))
+}
+
+/// Checks that `actor` is the system or an active superuser, read on `conn` (inside the
+/// change's transaction): the powers that reach outside Latchkey — the Discord connector's
+/// role mappings and syncs, whose effects land in another service.
+///
+/// # Errors
+/// `E::from(NotAllowed::SuperuserOnly)` when refused; query failures.
+pub fn check_superuser<E>(conn: &mut DbConnection, actor: &Actor) -> Result<(), E>
+where
+    E: From<NotAllowed> + From<diesel::result::Error>,
+{
+    if is_superuser(conn, actor)? {
+        Ok(())
+    } else {
+        Err(NotAllowed::SuperuserOnly.into())
+    }
 }
 
 /// Checks that `actor` may add `target` to a group or take them out of one (also by deleting

@@ -258,6 +258,42 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    discord_roles (id) {
+        id -> BigInt,
+        name -> Text,
+        color -> BigInt,
+        position -> BigInt,
+        managed -> Bool,
+        unmappable -> Nullable<Text>,
+        synced_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    discord_role_mappings (group_id, role_id) {
+        group_id -> Text,
+        role_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    discord_role_changes (id) {
+        id -> Text,
+        user_id -> Text,
+        role_id -> BigInt,
+        generation -> BigInt,
+        attempts -> BigInt,
+        next_attempt_at -> Timestamp,
+        claimed_by -> Nullable<Text>,
+        claimed_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        failed -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(authorization_codes -> clients (client_id));
 diesel::joinable!(tokens -> clients (client_id));
 diesel::joinable!(consents -> clients (client_id));
@@ -266,6 +302,8 @@ diesel::joinable!(group_members -> users (user_id));
 diesel::joinable!(tokens -> users (user_id));
 diesel::joinable!(upstream_links -> users (user_id));
 diesel::joinable!(discord_accounts -> upstream_links (link_id));
+diesel::joinable!(discord_role_mappings -> groups (group_id));
+diesel::joinable!(discord_role_changes -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -285,4 +323,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     upstream_used_states,
     upstream_links,
     discord_accounts,
+    discord_roles,
+    discord_role_mappings,
+    discord_role_changes,
 );

@@ -19,7 +19,7 @@ pub use client::{PendingLogin, UpstreamError};
 pub use discord::{DiscordAccount, DiscordProfile, DISCORD_SCOPE};
 pub use oidc::SubjectToken;
 pub use service::{
-    AccountPolicy, KeptTokensError, LinkRemovalError, ProviderButton, SignInOutcome,
+    AccountPolicy, FreshTokensError, KeptTokensError, LinkRemovalError, ProviderButton, SignInOutcome,
     TokenSignInError, Upstream,
 };
 pub use tokens::UpstreamTokens;

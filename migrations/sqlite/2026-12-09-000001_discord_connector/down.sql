@@ -1,0 +1,3 @@
+DROP TABLE discord_role_changes;
+DROP TABLE discord_role_mappings;
+DROP TABLE discord_roles;
