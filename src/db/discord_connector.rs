@@ -318,22 +318,20 @@ pub fn queue(
     });
     match inserted {
         Ok(_) => Ok(()),
-        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-            diesel::update(
-                discord_role_changes::table
-                    .filter(discord_role_changes::user_id.eq(user_id))
-                    .filter(discord_role_changes::role_id.eq(role_id)),
-            )
-            .set((
-                discord_role_changes::generation.eq(discord_role_changes::generation + 1),
-                discord_role_changes::attempts.eq(0_i64),
-                discord_role_changes::next_attempt_at.eq(now),
-                discord_role_changes::last_error.eq(None::<String>),
-                discord_role_changes::failed.eq(false),
-            ))
-            .execute(conn)
-            .map(|_| ())
-        }
+        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => diesel::update(
+            discord_role_changes::table
+                .filter(discord_role_changes::user_id.eq(user_id))
+                .filter(discord_role_changes::role_id.eq(role_id)),
+        )
+        .set((
+            discord_role_changes::generation.eq(discord_role_changes::generation + 1),
+            discord_role_changes::attempts.eq(0_i64),
+            discord_role_changes::next_attempt_at.eq(now),
+            discord_role_changes::last_error.eq(None::<String>),
+            discord_role_changes::failed.eq(false),
+        ))
+        .execute(conn)
+        .map(|_| ()),
         Err(e) => Err(e),
     }
 }
@@ -364,7 +362,11 @@ pub fn queue_for_membership(
 ///
 /// # Errors
 /// Query failures.
-pub fn due(conn: &mut DbConnection, now: NaiveDateTime, limit: i64) -> QueryResult<Vec<RoleChangeRow>> {
+pub fn due(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<RoleChangeRow>> {
     discord_role_changes::table
         .filter(discord_role_changes::failed.eq(false))
         .filter(discord_role_changes::next_attempt_at.le(now))

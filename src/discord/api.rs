@@ -169,7 +169,9 @@ impl DiscordApi {
             .timeout(TIMEOUT);
         if api_base.as_str().trim_end_matches('/') != DISCORD_API {
             let path_ok = api_base.path().trim_end_matches('/') == "/api/v10";
-            let host = api_base.host_str().filter(|_| path_ok && api_base.query().is_none());
+            let host = api_base
+                .host_str()
+                .filter(|_| path_ok && api_base.query().is_none());
             let Some(host) = host else {
                 return Err(ApiSetupError::Base(api_base.to_string()));
             };
@@ -209,7 +211,11 @@ impl DiscordApi {
             let (wait, failure) = classify(error);
             match wait {
                 Some(Wait::RetryAfter(after)) if tries < MAX_TRIES && after <= MAX_WAIT => {
-                    tracing::warn!(call = what, retry_after_ms = after.as_millis(), "Discord rate-limited a call; waiting");
+                    tracing::warn!(
+                        call = what,
+                        retry_after_ms = after.as_millis(),
+                        "Discord rate-limited a call; waiting"
+                    );
                     tokio::time::sleep(after).await;
                 }
                 Some(Wait::Backoff) if tries < MAX_TRIES => {
@@ -241,11 +247,13 @@ impl DiscordApi {
     /// # Errors
     /// [`ApiError`]; 403/404 when the bot is not in the guild.
     pub async fn roles(&self) -> Result<Vec<Role>, ApiError> {
-        self.send("GET /guilds/{guild}/roles", || self.client.roles(self.guild))
-            .await?
-            .models()
-            .await
-            .map_err(unreadable)
+        self.send("GET /guilds/{guild}/roles", || {
+            self.client.roles(self.guild)
+        })
+        .await?
+        .models()
+        .await
+        .map_err(unreadable)
     }
 
     /// The member `user` of the guild; `None` when they are not one (404 Unknown Member).
@@ -420,7 +428,10 @@ fn classify(error: twilight_http::Error) -> (Option<Wait>, ApiError) {
             Some(Wait::Backoff),
             ApiError::Unavailable("an error answer that is not Discord's".to_owned()),
         ),
-        (ErrorType::RequestError | ErrorType::RequestTimedOut | ErrorType::ChunkingResponse, source) => (
+        (
+            ErrorType::RequestError | ErrorType::RequestTimedOut | ErrorType::ChunkingResponse,
+            source,
+        ) => (
             Some(Wait::Backoff),
             ApiError::Unavailable(source.map_or_else(|| "no answer".to_owned(), |s| s.to_string())),
         ),

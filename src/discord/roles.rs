@@ -156,11 +156,19 @@ mod tests {
         );
         assert!(bot.missing_in_words().contains("Manage Nicknames"));
         assert!(bot.unmappable(guild, &roles[0]).is_some(), "@everyone");
-        assert!(bot.unmappable(guild, &roles[1]).expect("managed").contains("managed"));
+        assert!(bot
+            .unmappable(guild, &roles[1])
+            .expect("managed")
+            .contains("managed"));
         assert_eq!(bot.unmappable(guild, &roles[2]), None);
-        assert!(bot.unmappable(guild, &roles[3]).expect("high").contains("above"));
+        assert!(bot
+            .unmappable(guild, &roles[3])
+            .expect("high")
+            .contains("above"));
         // A role at the bot's own position is not below it.
-        assert!(bot.unmappable(guild, &role(4, 5, Permissions::empty(), false)).is_some());
+        assert!(bot
+            .unmappable(guild, &role(4, 5, Permissions::empty(), false))
+            .is_some());
     }
 
     #[test]

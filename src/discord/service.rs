@@ -363,7 +363,10 @@ impl DiscordConnector {
             .await?;
         let mut by_role: HashMap<i64, Vec<(String, String)>> = HashMap::new();
         for (group_id, group_name, role_id) in mappings {
-            by_role.entry(role_id).or_default().push((group_id, group_name));
+            by_role
+                .entry(role_id)
+                .or_default()
+                .push((group_id, group_name));
         }
         let s = &inner.settings;
         Ok(ConnectorStatus {
@@ -474,7 +477,12 @@ impl DiscordConnector {
             .filter_map(|role| {
                 Some(DiscordRoleRow {
                     id: i64::try_from(role.id.get()).ok()?,
-                    name: role.name.chars().filter(|c| !c.is_control()).take(100).collect(),
+                    name: role
+                        .name
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(100)
+                        .collect(),
                     color: i64::from(role.color),
                     position: role.position,
                     managed: role.managed,
@@ -716,9 +724,12 @@ impl DiscordConnector {
             })
             .await
             .map_err(|e| Failure::give_up(format!("storage: {e}")))?;
-        let role = u64::try_from(change.role_id)
-            .map_err(|_| Failure::give_up("a negative role id"))?;
-        let member = api.member(discord_id).await.map_err(|e| Failure::from_api(&e))?;
+        let role =
+            u64::try_from(change.role_id).map_err(|_| Failure::give_up("a negative role id"))?;
+        let member = api
+            .member(discord_id)
+            .await
+            .map_err(|e| Failure::from_api(&e))?;
         match (member, wanted) {
             (None, false) => Ok((Outcome::Unchanged, Some(discord_id))),
             (Some(m), wanted) if m.roles.contains(&role) == wanted => {
@@ -731,7 +742,11 @@ impl DiscordConnector {
             }
             (Some(_), false) => {
                 match api
-                    .remove_role(discord_id, role, "Latchkey: no longer in a group mapped to this role")
+                    .remove_role(
+                        discord_id,
+                        role,
+                        "Latchkey: no longer in a group mapped to this role",
+                    )
                     .await
                 {
                     Ok(()) => Ok((Outcome::Removed, Some(discord_id))),
@@ -745,8 +760,12 @@ impl DiscordConnector {
                 let joined = self
                     .join(inner, api, &change.user_id, discord_id, &provider)
                     .await?;
-                let reason = reason_added(&giving);
-                self.give_role(api, discord_id, role, &reason).await?;
+                // Added (201): with every role their groups give, this one included. Already a
+                // member (204, joined meanwhile): Discord ignored the roles.
+                if joined == Joined::AlreadyMember {
+                    let reason = reason_added(&giving);
+                    self.give_role(api, discord_id, role, &reason).await?;
+                }
                 Ok((
                     Outcome::Added {
                         joined: joined == Joined::Added,
@@ -801,9 +820,7 @@ impl DiscordConnector {
         let user = user_id.to_owned();
         let roles: Vec<u64> = self
             .db
-            .read(move |conn| {
-                store::mapped_roles_of_user(conn, &user).map_err(DiscordError::from)
-            })
+            .read(move |conn| store::mapped_roles_of_user(conn, &user).map_err(DiscordError::from))
             .await
             .map_err(|e| Failure::give_up(format!("storage: {e}")))?
             .into_iter()
@@ -867,9 +884,10 @@ impl DiscordConnector {
             }
             Err(failure) => {
                 let attempts = change.attempts + 1;
-                let retry_at = failure.retry_after.filter(|_| attempts < MAX_ATTEMPTS).map(|after| {
-                    db::now() + after.max(retry_delay(attempts))
-                });
+                let retry_at = failure
+                    .retry_after
+                    .filter(|_| attempts < MAX_ATTEMPTS)
+                    .map(|after| db::now() + after.max(retry_delay(attempts)));
                 if retry_at.is_some() {
                     report.retrying += 1;
                 } else {
@@ -881,7 +899,9 @@ impl DiscordConnector {
                 self.db
                     .write(move |conn| {
                         conn.transaction::<_, DiscordError, _>(|conn| {
-                            store::record_failure(conn, &id, &owner, generation, &message, retry_at)?;
+                            store::record_failure(
+                                conn, &id, &owner, generation, &message, retry_at,
+                            )?;
                             if given_up {
                                 audit::record(
                                     conn,
@@ -964,7 +984,10 @@ impl DiscordConnector {
         let mut roles_of_group: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
         for (group, _, role) in &mappings {
             if let Ok(role) = u64::try_from(*role) {
-                roles_of_group.entry(group.clone()).or_default().insert(role);
+                roles_of_group
+                    .entry(group.clone())
+                    .or_default()
+                    .insert(role);
             }
         }
         let mut groups_of_user: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -972,8 +995,14 @@ impl DiscordConnector {
             groups_of_user.entry(user).or_default().insert(group);
         }
         if inner.settings.remote_priority {
-            self.pull_from_discord(&linked, &held, &roles_of_group, &groups_of_user, &mut report)
-                .await?;
+            self.pull_from_discord(
+                &linked,
+                &held,
+                &roles_of_group,
+                &groups_of_user,
+                &mut report,
+            )
+            .await?;
         } else {
             let mut queue = Vec::new();
             for (discord_id, user) in &linked {

@@ -19,8 +19,8 @@ pub use client::{PendingLogin, UpstreamError};
 pub use discord::{DiscordAccount, DiscordProfile, DISCORD_SCOPE};
 pub use oidc::SubjectToken;
 pub use service::{
-    AccountPolicy, FreshTokensError, KeptTokensError, LinkRemovalError, ProviderButton, SignInOutcome,
-    TokenSignInError, Upstream,
+    AccountPolicy, FreshTokensError, KeptTokensError, LinkRemovalError, ProviderButton,
+    SignInOutcome, TokenSignInError, Upstream,
 };
 pub use tokens::UpstreamTokens;
 

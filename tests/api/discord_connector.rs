@@ -1,0 +1,701 @@
+//! The Discord connector (issue 12) against the Discord fake (`discord_fake`): syncing and
+//! mapping roles, role changes queued with membership changes and applied once, joining a user
+//! with their kept `guilds.join` token (refreshed when expired), rate limits and outages
+//! waited out, and the verify job in both priority directions.
+
+use latchkey::audit::Actor;
+use latchkey::db::discord_connector;
+use latchkey::db::DbError;
+use latchkey::discord::{DiscordConnector, DiscordError};
+use reqwest::StatusCode;
+use wiremock::ResponseTemplate;
+
+use crate::discord_fake::{
+    DiscordFake, ADMINS, BOOSTER, BOT_TOKEN, GUILD, HANDMADE, RAIDERS, SCOUTS,
+};
+use crate::helpers::{location, query_param, spawn_app_with, TestApp};
+
+/// A server whose Discord provider and connector talk to `fake`.
+pub(crate) async fn connector_app(fake: &DiscordFake, remote_priority: bool) -> TestApp {
+    spawn_app_with(&format!(
+        r#"
+[upstream.discord]
+kind = "discord"
+client_id = "1234567890"
+client_secret = "discord-secret"
+authorization_endpoint = "{0}/oauth2/authorize"
+token_endpoint = "{0}/api/oauth2/token"
+api_base = "{0}/api/v10"
+scopes = ["identify", "email", "guilds.join"]
+[discord]
+enabled = true
+provider = "discord"
+bot_token = "{BOT_TOKEN}"
+guild_id = "{GUILD}"
+invite_link = "https://discord.gg/latchkey"
+remote_priority = {remote_priority}
+"#,
+        fake.uri
+    ))
+    .await
+}
+
+/// Creates local user `username`, and links Discord user `discord_id` to it through the Linked
+/// accounts page, as their browser would; returns the user's id.
+pub(crate) async fn linked_user(
+    app: &TestApp,
+    fake: &DiscordFake,
+    username: &str,
+    discord_id: u64,
+) -> String {
+    let user = app.create_user(username).await;
+    fake.add_user(discord_id, username);
+    let visitor = app.visitor(username).await;
+    let (status, page) = visitor.get("/account/linked/").await;
+    assert_eq!(status, StatusCode::OK);
+    let start = visitor
+        .post_with_csrf_of(&page, "/accounts/upstream/discord/link/", &[])
+        .await;
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    let state = query_param(&location(&start), "state").expect("state");
+    let back = visitor
+        .get_response(&format!(
+            "/accounts/upstream/discord/callback/?code=code-{discord_id}&state={state}"
+        ))
+        .await;
+    assert_eq!(location(&back), "/account/linked/", "the link is made");
+    user.id
+}
+
+/// Syncs the roles and makes a group `name` mapped to `role`; returns its id.
+pub(crate) async fn mapped_group(app: &TestApp, name: &str, role: u64) -> String {
+    let system = Actor::system();
+    app.services
+        .discord
+        .sync_roles(&system)
+        .await
+        .expect("roles synced");
+    let group = app
+        .services
+        .groups
+        .create(&system, name, "")
+        .await
+        .expect("group");
+    assert!(app
+        .services
+        .discord
+        .map_role(&system, &group.id, i64::try_from(role).expect("i64"))
+        .await
+        .expect("mapped"));
+    group.id
+}
+
+/// Queued changes (waiting, failed).
+async fn queue_counts(app: &TestApp) -> (i64, i64) {
+    app.services
+        .db
+        .read(|conn| discord_connector::change_counts(conn).map_err(DbError::from))
+        .await
+        .expect("counts")
+}
+
+#[tokio::test]
+async fn roles_sync_and_managed_or_too_high_roles_are_refused_with_the_reason() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let admin = app.create_staff("root").await;
+    let staff = app.create_plain_staff("helper").await;
+    let root = Actor::user(admin.id.clone(), None);
+    let discord = &app.services.discord;
+
+    let report = discord.test_connection(&root).await.expect("tested");
+    assert_eq!(report.bot.as_deref(), Some("latchkey-bot"));
+    assert!(report.in_guild);
+    assert!(
+        report.permissions.iter().all(|(_, has, _)| *has),
+        "{report:?}"
+    );
+    assert!(report.problems.is_empty(), "{report:?}");
+
+    assert_eq!(discord.sync_roles(&root).await.expect("synced"), 7);
+    let status = discord.status(&root).await.expect("status");
+    let reason = |id: u64| {
+        status
+            .roles
+            .iter()
+            .find(|r| r.role.id == i64::try_from(id).expect("i64"))
+            .expect("listed")
+            .role
+            .unmappable
+            .clone()
+    };
+    assert_eq!(reason(RAIDERS), None);
+    assert!(reason(BOOSTER).expect("refused").contains("managed"));
+    assert!(reason(ADMINS)
+        .expect("refused")
+        .contains("above the bot's highest role"));
+    assert!(reason(GUILD).expect("refused").contains("@everyone"));
+    assert_eq!(status.roles[0].role.name, "Admins", "highest first");
+
+    let group = app
+        .services
+        .groups
+        .create(&root, "Raiders", "")
+        .await
+        .expect("group");
+    for (role, words) in [(BOOSTER, "managed"), (ADMINS, "above"), (999, "sync roles")] {
+        match discord
+            .map_role(&root, &group.id, i64::try_from(role).expect("i64"))
+            .await
+        {
+            Err(DiscordError::Invalid(why)) => assert!(why.contains(words), "{why}"),
+            other => panic!("{role}: {other:?}"),
+        }
+    }
+    assert!(discord
+        .map_role(&root, &group.id, i64::try_from(RAIDERS).expect("i64"))
+        .await
+        .expect("mapped"));
+    assert!(!discord
+        .map_role(&root, &group.id, i64::try_from(RAIDERS).expect("i64"))
+        .await
+        .expect("already mapped"));
+    assert_eq!(app.audit_events("discord.role_mapped").await.len(), 1);
+
+    // Staff who are not superusers may do none of it, whoever calls.
+    let helper = Actor::user(staff.id.clone(), None);
+    assert!(matches!(
+        discord.sync_roles(&helper).await,
+        Err(DiscordError::Forbidden(_))
+    ));
+    assert!(matches!(
+        discord
+            .map_role(&helper, &group.id, i64::try_from(SCOUTS).expect("i64"))
+            .await,
+        Err(DiscordError::Forbidden(_))
+    ));
+    assert!(matches!(
+        discord.status(&helper).await,
+        Err(DiscordError::Forbidden(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_connection_test_says_what_is_wrong_in_words() {
+    let fake = DiscordFake::start().await;
+    let app = spawn_app_with(&format!(
+        r#"
+[upstream.discord]
+kind = "discord"
+client_id = "1234567890"
+client_secret = "discord-secret"
+api_base = "{0}/api/v10"
+[discord]
+enabled = true
+provider = "discord"
+bot_token = "not-the-bot-token"
+guild_id = "{GUILD}"
+"#,
+        fake.uri
+    ))
+    .await;
+    let report = app
+        .services
+        .discord
+        .test_connection(&Actor::system())
+        .await
+        .expect("a report");
+    assert_eq!(report.bot, None);
+    assert!(
+        report.problems[0].contains("refused the bot token"),
+        "{report:?}"
+    );
+    // twilight remembers the 401 and sends nothing more with that token.
+    let calls = fake.seen().len();
+    assert!(app
+        .services
+        .discord
+        .sync_roles(&Actor::system())
+        .await
+        .is_err());
+    assert_eq!(fake.seen().len(), calls, "no request after a 401");
+}
+
+#[tokio::test]
+async fn group_changes_give_and_take_the_mapped_role_and_leave_hand_given_roles_alone() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let ann = linked_user(&app, &fake, "ann", 1001).await;
+    fake.add_member(1001, &[HANDMADE]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let staff = app.create_plain_staff("helper").await;
+    let helper = Actor::user(staff.id, None);
+
+    assert!(app
+        .services
+        .groups
+        .add_member(&helper, &group, "ann")
+        .await
+        .expect("added"));
+    assert_eq!(
+        queue_counts(&app).await,
+        (1, 0),
+        "queued with the membership"
+    );
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.added, 1, "{report}");
+    assert_eq!(fake.roles_of(1001), Some([RAIDERS, HANDMADE].into()));
+    let calls = fake.role_calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0],
+        (
+            "PUT".to_owned(),
+            1001,
+            RAIDERS,
+            Some("Latchkey: member of Raiders".to_owned())
+        )
+    );
+    assert_eq!(queue_counts(&app).await, (0, 0));
+    let events = app.audit_events("discord.role_added").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].user_id.as_deref(), Some(ann.as_str()));
+
+    // Nothing queued: the worker calls nobody.
+    let before = fake.seen().len();
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(fake.seen().len(), before);
+
+    assert!(app
+        .services
+        .groups
+        .remove_member(&helper, &group, &ann)
+        .await
+        .expect("removed"));
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.removed, 1, "{report}");
+    assert_eq!(
+        fake.roles_of(1001),
+        Some([HANDMADE].into()),
+        "hand-given role kept"
+    );
+    assert_eq!(app.audit_events("discord.role_removed").await.len(), 1);
+    assert!(
+        fake.role_calls()
+            .iter()
+            .all(|(_, _, role, _)| *role == RAIDERS),
+        "only the mapped role is touched"
+    );
+}
+
+#[tokio::test]
+async fn a_role_two_groups_give_stays_until_the_last_one_goes_and_quick_changes_end_in_the_last_state(
+) {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let bob = linked_user(&app, &fake, "bob", 1002).await;
+    fake.add_member(1002, &[]);
+    let raiders = mapped_group(&app, "Raiders", RAIDERS).await;
+    let veterans = mapped_group(&app, "Veterans", RAIDERS).await;
+    let groups = &app.services.groups;
+    let system = Actor::system();
+    groups
+        .add_member(&system, &raiders, "bob")
+        .await
+        .expect("added");
+    groups
+        .add_member(&system, &veterans, "bob")
+        .await
+        .expect("added");
+    groups
+        .remove_member(&system, &raiders, &bob)
+        .await
+        .expect("removed");
+    assert_eq!(
+        queue_counts(&app).await,
+        (1, 0),
+        "one row per user and role"
+    );
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(
+        fake.roles_of(1002),
+        Some([RAIDERS].into()),
+        "Veterans still gives it"
+    );
+    groups.delete(&system, &veterans).await.expect("deleted");
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(
+        fake.roles_of(1002),
+        Some([].into()),
+        "its last group is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_user_not_in_the_server_is_added_with_their_guilds_join_token() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "cleo", 1003).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let scouts = mapped_group(&app, "Scouts", SCOUTS).await;
+    let system = Actor::system();
+    app.services
+        .groups
+        .add_member(&system, &group, "cleo")
+        .await
+        .expect("added");
+    app.services
+        .groups
+        .add_member(&system, &scouts, "cleo")
+        .await
+        .expect("added");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.joined, 1, "{report}");
+    assert_eq!(
+        (report.added, report.unchanged),
+        (1, 1),
+        "the join brought both roles: {report}"
+    );
+    assert_eq!(fake.joins(), [1003], "joined once, with both roles");
+    assert_eq!(fake.roles_of(1003), Some([RAIDERS, SCOUTS].into()));
+    assert!(fake.role_calls().is_empty(), "no role call after the join");
+    assert_eq!(app.audit_events("discord.member_joined").await.len(), 1);
+    assert_eq!(fake.refreshes(), 0, "a fresh token is used as it is");
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_before_joining_and_a_dead_one_asks_for_a_new_sign_in() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    // Tokens that expired a minute after they were issued, long ago.
+    fake.set_token_lifetime(1);
+    let dana = linked_user(&app, &fake, "dana", 1004).await;
+    fake.set_token_lifetime(604_800);
+    fake.expire_access_tokens();
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "dana")
+        .await
+        .expect("added");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!((report.joined, report.failed), (1, 0), "{report}");
+    assert_eq!(fake.refreshes(), 1);
+    assert_eq!(fake.roles_of(1004), Some([RAIDERS].into()));
+    let kept = app
+        .services
+        .upstream
+        .kept_tokens(&dana, "discord")
+        .await
+        .expect("readable")
+        .expect("kept");
+    assert!(
+        kept.expires_at.expect("expiry") > latchkey::db::now(),
+        "the new tokens are kept"
+    );
+
+    // Eve's refresh token is dead too: the change fails, and says what to do.
+    fake.set_token_lifetime(1);
+    let eve = linked_user(&app, &fake, "eve", 1005).await;
+    fake.revoke_refresh_tokens();
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "eve")
+        .await
+        .expect("added");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.failed, 1, "{report}");
+    assert_eq!(fake.roles_of(1005), None, "not joined");
+    assert_eq!(queue_counts(&app).await, (0, 1));
+    let failed = app.audit_events("discord.role_change_failed").await;
+    assert_eq!(failed[0].user_id.as_deref(), Some(eve.as_str()));
+    assert!(
+        failed[0].details.contains("sign in with Discord again"),
+        "{}",
+        failed[0].details
+    );
+    assert!(
+        app.services
+            .upstream
+            .kept_tokens(&eve, "discord")
+            .await
+            .expect("readable")
+            .is_none(),
+        "refused tokens are dropped"
+    );
+    assert_eq!(app.audit_events("upstream.tokens_refused").await.len(), 1);
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_waited_out() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "finn", 1006).await;
+    fake.add_member(1006, &[]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "finn")
+        .await
+        .expect("added");
+    fake.fail_next(
+        "GET",
+        "/members/1006",
+        ResponseTemplate::new(502)
+            .set_body_json(serde_json::json!({"code": 0, "message": "502: Bad Gateway"})),
+    );
+    fake.fail_next(
+        "PUT",
+        &format!("/roles/{RAIDERS}"),
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "1")
+            .set_body_json(serde_json::json!({
+                "message": "You are being rate limited.",
+                "retry_after": 0.25,
+                "global": false
+            })),
+    );
+    let started = std::time::Instant::now();
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.added, 1, "{report}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(700),
+        "waited"
+    );
+    assert_eq!(fake.roles_of(1006), Some([RAIDERS].into()));
+    let puts = fake.role_calls().len();
+    assert_eq!(puts, 2, "the rate-limited call, then the one that worked");
+    let member_reads = fake
+        .seen()
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.ends_with("/members/1006"))
+        .count();
+    assert_eq!(member_reads, 2, "the 502, then the answer");
+}
+
+#[tokio::test]
+async fn refusals_are_not_retried_and_outages_are_retried_later() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "gus", 1007).await;
+    fake.add_member(1007, &[]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "gus")
+        .await
+        .expect("added");
+    fake.fail_next(
+        "PUT",
+        &format!("/roles/{RAIDERS}"),
+        ResponseTemplate::new(403)
+            .set_body_json(serde_json::json!({"code": 50013, "message": "Missing Permissions"})),
+    );
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.failed, 1, "{report}");
+    assert_eq!(fake.role_calls().len(), 1, "a 403 is not sent again");
+    assert_eq!(queue_counts(&app).await, (0, 1));
+    // Queued again (an admin re-adds the user): it goes through.
+    app.services
+        .groups
+        .remove_member(
+            &Actor::system(),
+            &group,
+            &app.services
+                .accounts
+                .find_by_login("gus")
+                .await
+                .expect("db")
+                .expect("gus")
+                .id,
+        )
+        .await
+        .expect("removed");
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "gus")
+        .await
+        .expect("added");
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(fake.roles_of(1007), Some([RAIDERS].into()));
+
+    // Four 503s in a row: the change waits for a later run.
+    for _ in 0..4 {
+        fake.fail_next(
+            "GET",
+            "/members/1007",
+            ResponseTemplate::new(503).set_body_string("upstream connect error"),
+        );
+    }
+    let gus = app
+        .services
+        .accounts
+        .find_by_login("gus")
+        .await
+        .expect("db")
+        .expect("gus")
+        .id;
+    app.services
+        .groups
+        .remove_member(&Actor::system(), &group, &gus)
+        .await
+        .expect("removed");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.retrying, 1, "{report}");
+    let (waiting, failed) = queue_counts(&app).await;
+    assert_eq!((waiting, failed), (1, 0));
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report, Default::default(), "not due yet");
+}
+
+#[tokio::test]
+async fn a_queued_change_is_applied_once_when_two_nodes_run_the_worker() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    for (i, name) in ["h1", "h2", "h3", "h4"].iter().enumerate() {
+        let id = 2000 + u64::try_from(i).expect("small");
+        linked_user(&app, &fake, name, id).await;
+        fake.add_member(id, &[]);
+    }
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    for name in ["h1", "h2", "h3", "h4"] {
+        app.services
+            .groups
+            .add_member(&Actor::system(), &group, name)
+            .await
+            .expect("added");
+    }
+    let other_node = DiscordConnector::new(
+        app.services.db.clone(),
+        app.services.discord.settings().cloned(),
+        app.services.upstream.clone(),
+        app.services.groups.clone(),
+    );
+    let (a, b) = tokio::join!(
+        app.services.discord.apply_queued(),
+        other_node.apply_queued()
+    );
+    let (a, b) = (a.expect("node a"), b.expect("node b"));
+    assert_eq!(a.added + b.added, 4, "{a} / {b}");
+    assert_eq!(
+        a.added + a.unchanged + b.added + b.unchanged,
+        4,
+        "each change handled by one node: {a} / {b}"
+    );
+    assert_eq!(fake.role_calls().len(), 4, "each change sent once");
+    assert_eq!(queue_counts(&app).await, (0, 0));
+}
+
+#[tokio::test]
+async fn verify_makes_discord_follow_the_groups_when_latchkey_wins() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    // Ivy is in the group but Discord lost her role; Jack has it by hand but is in no group;
+    // Kim has only an unmapped role; Liam should have it and is not in the server.
+    linked_user(&app, &fake, "ivy", 3001).await;
+    linked_user(&app, &fake, "jack", 3002).await;
+    linked_user(&app, &fake, "kim", 3003).await;
+    linked_user(&app, &fake, "liam", 3004).await;
+    for name in ["ivy", "liam"] {
+        app.services
+            .groups
+            .add_member(&Actor::system(), &group, name)
+            .await
+            .expect("added");
+    }
+    // The queue is emptied without Discord: these memberships predate the connector.
+    app.services
+        .db
+        .write(|conn| {
+            diesel::RunQueryDsl::execute(
+                diesel::delete(latchkey::db::schema::discord_role_changes::table),
+                conn,
+            )
+            .map_err(DbError::from)
+        })
+        .await
+        .expect("cleared");
+    fake.add_member(3001, &[]);
+    fake.add_member(3002, &[RAIDERS, HANDMADE]);
+    fake.add_member(3003, &[HANDMADE]);
+    // Enough members for two pages of 1,000.
+    for id in 10_000..11_200 {
+        fake.add_member(id, &[RAIDERS]);
+    }
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(report.linked, 4, "{report}");
+    assert_eq!(report.members, 1_204, "{report}");
+    assert_eq!(report.queued, 3, "{report}");
+    assert_eq!(fake.roles_of(3001), Some([RAIDERS].into()));
+    assert_eq!(fake.roles_of(3002), Some([HANDMADE].into()));
+    assert_eq!(fake.roles_of(3003), Some([HANDMADE].into()));
+    assert_eq!(fake.roles_of(3004), Some([RAIDERS].into()), "joined");
+    assert_eq!(
+        fake.roles_of(10_500),
+        Some([RAIDERS].into()),
+        "unlinked members untouched"
+    );
+    let pages: Vec<String> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "GET" && s.path.ends_with(&format!("/guilds/{GUILD}/members")))
+        .map(|s| s.path)
+        .collect();
+    assert_eq!(pages.len(), 2, "a page of 1,000 at a time");
+    // A second run finds nothing to do.
+    let again = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(again.queued, 0, "{again}");
+}
+
+#[tokio::test]
+async fn verify_makes_the_groups_follow_discord_when_discord_wins() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, true).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let ivy = linked_user(&app, &fake, "ivy", 3001).await;
+    let jack = linked_user(&app, &fake, "jack", 3002).await;
+    let liam = linked_user(&app, &fake, "liam", 3004).await;
+    for name in ["ivy", "liam"] {
+        app.services
+            .groups
+            .add_member(&Actor::system(), &group, name)
+            .await
+            .expect("added");
+    }
+    app.services.discord.apply_queued().await.expect("applied");
+    let calls_before = fake.role_calls().len();
+    // Ivy and Liam were joined with the role; then Ivy lost it in Discord, and Jack, in no
+    // group, was given it there.
+    assert_eq!(fake.roles_of(3004), Some([RAIDERS].into()));
+    fake.add_member(3001, &[HANDMADE]);
+    fake.add_member(3002, &[RAIDERS]);
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(
+        (report.groups_added, report.groups_removed),
+        (1, 1),
+        "{report}"
+    );
+    let members: Vec<String> = app
+        .services
+        .groups
+        .find(&group)
+        .await
+        .expect("db")
+        .expect("group")
+        .1
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert!(members.contains(&jack));
+    assert!(!members.contains(&ivy));
+    assert!(members.contains(&liam));
+    assert_eq!(
+        fake.role_calls().len(),
+        calls_before,
+        "nothing pushed back to Discord"
+    );
+    assert_eq!(fake.roles_of(3001), Some([HANDMADE].into()));
+    let added = app.audit_events("group.member_added").await;
+    assert!(added.iter().any(|e| e.details.contains("discord")));
+}
