@@ -167,11 +167,29 @@ struct RawDiscord {
     provider: String,
     bot_token: SecretString,
     bot_token_file: PathBuf,
-    guild_id: String,
+    guild_id: RawSnowflake,
     invite_link: String,
     remote_priority: bool,
     apply_interval_seconds: u64,
     verify_interval_seconds: u64,
+}
+
+/// A Discord id as written: a string (as Discord shows ids), or a number (TOML, or an
+/// environment variable, which figment reads as one).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSnowflake {
+    Text(String),
+    Number(u64),
+}
+
+impl RawSnowflake {
+    fn text(&self) -> String {
+        match self {
+            Self::Text(t) => t.trim().to_owned(),
+            Self::Number(n) => n.to_string(),
+        }
+    }
 }
 
 impl std::fmt::Debug for RawDiscord {
@@ -1225,7 +1243,7 @@ fn discord_settings(raw: RawDiscord) -> anyhow::Result<Option<DiscordSettings>> 
     if bot_token.is_empty() || !bot_token.bytes().all(|b| b.is_ascii_graphic()) {
         bail!("discord.bot_token (or discord.bot_token_file) is required when discord.enabled, as the bot's token from Discord's developer portal");
     }
-    let guild_id = raw.guild_id.trim();
+    let guild_id = raw.guild_id.text();
     let guild_id = match guild_id.parse::<u64>() {
         Ok(id) if id > 0 && guild_id.bytes().all(|b| b.is_ascii_digit()) => id,
         _ => bail!("discord.guild_id must be the server's id, a number like 81384788765712384 (got {guild_id:?})"),
@@ -1808,6 +1826,50 @@ enabled = false
             "[upstream.google]\nkind = \"google\"\n{base}tokeninfo_endpoint = \"http://tokeninfo.example\""
         ))
         .contains("tokeninfo_endpoint"));
+    }
+
+    #[test]
+    fn the_discord_connector_is_off_by_default_and_checked_when_on() {
+        assert!(Settings::from_toml("").expect("defaults").discord.is_none());
+        let on = |more: &str| {
+            Settings::from_toml(&format!(
+                "[discord]\nenabled = true\nprovider = \"discord\"\nbot_token = \"abc.def\"\n{more}"
+            ))
+        };
+        let s = on("guild_id = \"81384788765712384\"\ninvite_link = \"https://discord.gg/x\"")
+            .expect("valid")
+            .discord
+            .expect("on");
+        assert_eq!(s.guild_id, 81_384_788_765_712_384);
+        assert_eq!(s.apply_interval, Duration::from_secs(15));
+        assert_eq!(s.verify_interval, Some(Duration::from_secs(300)));
+        assert!(
+            !format!("{s:?}").contains("abc.def"),
+            "the bot token is never printed"
+        );
+        // A number works as well as a string (environment variables arrive as numbers).
+        assert_eq!(
+            on("guild_id = 81384788765712384")
+                .expect("valid")
+                .discord
+                .map(|d| d.guild_id),
+            Some(81_384_788_765_712_384)
+        );
+        let refused = |more: &str| format!("{:#}", on(more).expect_err("refused"));
+        assert!(refused("").contains("discord.guild_id"));
+        assert!(refused("guild_id = \"0\"").contains("discord.guild_id"));
+        assert!(
+            refused("guild_id = \"12\"\ninvite_link = \"http://discord.gg/x\"").contains("https")
+        );
+        assert!(
+            refused("guild_id = \"12\"\nverify_interval_seconds = 5").contains("verify_interval")
+        );
+        assert!(refused("guild_id = \"12\"\napply_interval_seconds = 0").contains("apply_interval"));
+        let no_token = Settings::from_toml(
+            "[discord]\nenabled = true\nprovider = \"discord\"\nguild_id = \"12\"",
+        )
+        .expect_err("refused");
+        assert!(format!("{no_token:#}").contains("bot_token"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::TimeDelta;
+use chrono::{NaiveDateTime, TimeDelta};
 use diesel::Connection;
 
 use super::api::{ApiError, DiscordApi, Joined, UNKNOWN_MEMBER};
@@ -85,30 +85,63 @@ impl From<GroupError> for DiscordError {
     }
 }
 
-/// A guild role as the console lists it.
+/// A guild role as the console lists it (as the last sync read it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoleLine {
-    /// The stored role.
-    pub role: DiscordRoleRow,
+    /// The role's snowflake.
+    pub id: i64,
+    /// Its name in Discord.
+    pub name: String,
+    /// Its colour, `0xRRGGBB` (0: none).
+    pub color: i64,
+    /// Its position (higher ranks higher).
+    pub position: i64,
+    /// Whether an integration manages it.
+    pub managed: bool,
+    /// Why it cannot be mapped, in words; `None` when it can.
+    pub unmappable: Option<String>,
+    /// When it was read (UTC).
+    pub synced_at: NaiveDateTime,
     /// The groups mapped to it, as (id, name).
     pub groups: Vec<(String, String)>,
 }
 
 impl RoleLine {
+    fn new(role: DiscordRoleRow, groups: Vec<(String, String)>) -> Self {
+        Self {
+            id: role.id,
+            name: role.name,
+            color: role.color,
+            position: role.position,
+            managed: role.managed,
+            unmappable: role.unmappable,
+            synced_at: role.synced_at,
+            groups,
+        }
+    }
+
     /// The role's colour as `#rrggbb`, `None` for Discord's "no colour" (0).
     #[must_use]
     pub fn color_hex(&self) -> Option<String> {
-        (self.role.color != 0).then(|| format!("#{:06x}", self.role.color & 0x00ff_ffff))
+        (self.color != 0).then(|| format!("#{:06x}", self.color & 0x00ff_ffff))
     }
 }
 
 /// A queued change that failed at least once, as the console lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TroubledChange {
-    /// The change.
-    pub change: RoleChangeRow,
     /// The user's username.
     pub username: String,
+    /// The role.
+    pub role_id: i64,
+    /// Failed attempts.
+    pub attempts: i64,
+    /// Given up on (waits for the next membership change or verify run).
+    pub failed: bool,
+    /// The latest failure, in words.
+    pub last_error: String,
+    /// When it is next tried (UTC), unless given up on.
+    pub next_attempt_at: NaiveDateTime,
 }
 
 /// The connector's state for the console.
@@ -379,14 +412,21 @@ impl DiscordConnector {
             failed,
             roles: roles
                 .into_iter()
-                .map(|role| RoleLine {
-                    groups: by_role.remove(&role.id).unwrap_or_default(),
-                    role,
+                .map(|role| {
+                    let groups = by_role.remove(&role.id).unwrap_or_default();
+                    RoleLine::new(role, groups)
                 })
                 .collect(),
             troubled: troubled
                 .into_iter()
-                .map(|(change, username)| TroubledChange { change, username })
+                .map(|(change, username)| TroubledChange {
+                    username,
+                    role_id: change.role_id,
+                    attempts: change.attempts,
+                    failed: change.failed,
+                    last_error: change.last_error.unwrap_or_default(),
+                    next_attempt_at: change.next_attempt_at,
+                })
                 .collect(),
         })
     }

@@ -59,6 +59,8 @@ pub enum AdminArea {
     Tokens,
     /// `/admin/audit/`.
     Audit,
+    /// `/admin/discord/`.
+    Discord,
 }
 
 impl Section {
@@ -85,6 +87,7 @@ impl Section {
             Self::Admin(AdminArea::Groups) => "groups",
             Self::Admin(AdminArea::Tokens) => "tokens",
             Self::Admin(AdminArea::Audit) => "audit",
+            Self::Admin(AdminArea::Discord) => "discord",
             _ => "",
         }
     }

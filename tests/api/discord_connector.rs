@@ -123,9 +123,8 @@ async fn roles_sync_and_managed_or_too_high_roles_are_refused_with_the_reason() 
         status
             .roles
             .iter()
-            .find(|r| r.role.id == i64::try_from(id).expect("i64"))
+            .find(|r| r.id == i64::try_from(id).expect("i64"))
             .expect("listed")
-            .role
             .unmappable
             .clone()
     };
@@ -135,7 +134,7 @@ async fn roles_sync_and_managed_or_too_high_roles_are_refused_with_the_reason() 
         .expect("refused")
         .contains("above the bot's highest role"));
     assert!(reason(GUILD).expect("refused").contains("@everyone"));
-    assert_eq!(status.roles[0].role.name, "Admins", "highest first");
+    assert_eq!(status.roles[0].name, "Admins", "highest first");
 
     let group = app
         .services
@@ -698,4 +697,278 @@ async fn verify_makes_the_groups_follow_discord_when_discord_wins() {
     assert_eq!(fake.roles_of(3001), Some([HANDMADE].into()));
     let added = app.audit_events("group.member_added").await;
     assert!(added.iter().any(|e| e.details.contains("discord")));
+}
+
+#[tokio::test]
+async fn the_console_page_tests_syncs_and_maps_for_superusers_only() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    app.create_staff("root").await;
+    app.create_plain_staff("helper").await;
+    let group = app
+        .services
+        .groups
+        .create(&Actor::system(), "Raiders", "")
+        .await
+        .expect("group");
+    let root = app.visitor("root").await;
+
+    let (status, page) = root.get("/admin/discord/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("No roles yet"), "{page}");
+    assert!(page.contains("https://discord.gg/latchkey"));
+
+    let tested = root
+        .post_with_csrf_of(&page, "/admin/discord/test/", &[])
+        .await;
+    assert_eq!(tested.status(), StatusCode::OK);
+    let tested = tested.text().await.expect("page");
+    assert!(tested.contains("the bot is latchkey-bot"), "{tested}");
+    assert!(tested.contains("The bot can do everything the connector needs."));
+
+    let synced = root
+        .post_with_csrf_of(&page, "/admin/discord/roles/sync/", &[])
+        .await;
+    assert_eq!(location(&synced), "/admin/discord/");
+    let (_, page) = root.get("/admin/discord/").await;
+    assert!(page.contains("7 roles were read from Discord."), "{page}");
+    assert!(page.contains("Cannot be mapped: managed by an integration"));
+    assert!(
+        page.contains("Cannot be mapped: at or above the bot&#39;s highest role"),
+        "{page}"
+    );
+
+    let refused = root
+        .post_with_csrf_of(
+            &page,
+            "/admin/discord/mappings/",
+            &[("group_id", &group.id), ("role_id", &BOOSTER.to_string())],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused
+        .text()
+        .await
+        .expect("page")
+        .contains("cannot be mapped: managed"));
+    let mapped = root
+        .post_with_csrf_of(
+            &page,
+            "/admin/discord/mappings/",
+            &[("group_id", &group.id), ("role_id", &RAIDERS.to_string())],
+        )
+        .await;
+    assert_eq!(location(&mapped), "/admin/discord/");
+    let (_, page) = root.get("/admin/discord/").await;
+    assert!(
+        page.contains(&format!("href=\"/admin/groups/{}/\">Raiders</a>", group.id)),
+        "{page}"
+    );
+
+    let created = root
+        .post_with_csrf_of(&page, "/admin/discord/groups/", &[])
+        .await;
+    assert_eq!(location(&created), "/admin/discord/");
+    let (_, page) = root.get("/admin/discord/").await;
+    assert!(
+        page.contains("2 groups were mapped to roles of the same name."),
+        "{page}"
+    );
+    assert!(app
+        .services
+        .groups
+        .all()
+        .await
+        .expect("groups")
+        .iter()
+        .any(|g| g.name == "Scouts"));
+
+    let unmapped = root
+        .post_with_csrf_of(
+            &page,
+            "/admin/discord/mappings/remove/",
+            &[("group_id", &group.id), ("role_id", &RAIDERS.to_string())],
+        )
+        .await;
+    assert_eq!(location(&unmapped), "/admin/discord/");
+    assert_eq!(app.audit_events("discord.role_unmapped").await.len(), 1);
+
+    // A staff member who is not a superuser sees a 403 page and changes nothing.
+    let helper = app.visitor("helper").await;
+    let (status, _) = helper.get("/admin/discord/").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, groups_page) = helper.get("/admin/groups/").await;
+    let refused = helper
+        .post_with_csrf_of(&groups_page, "/admin/discord/roles/sync/", &[])
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.audit_events("discord.roles_synced").await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_console_says_when_the_connector_is_off_and_bad_input_is_a_page() {
+    let app = crate::helpers::spawn_app().await;
+    app.create_staff("root").await;
+    let root = app.visitor("root").await;
+    let (status, page) = root.get("/admin/discord/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("The Discord connector is off."), "{page}");
+    let answer = root
+        .post_with_csrf_of(
+            &page,
+            "/admin/discord/mappings/",
+            &[("group_id", "nope"), ("role_id", "x\u{0}")],
+        )
+        .await;
+    assert!(answer.status().is_client_error(), "{}", answer.status());
+    let answer = root
+        .post_with_csrf_of(&page, "/admin/discord/roles/sync/", &[])
+        .await;
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_command_line_runs_the_connectors_jobs() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "mona", 4001).await;
+    fake.add_member(4001, &[]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "mona")
+        .await
+        .expect("added");
+    let (db, uri) = (app.db_url.clone(), fake.uri.clone());
+    let run = move |args: &'static [&'static str]| {
+        let (db, uri) = (db.clone(), uri.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let dir = tempfile::tempdir().expect("dir");
+                std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+                    .args(args)
+                    .env("LATCHKEY_DATABASE__URL", &db)
+                    .env("LATCHKEY_SECRETS__SECRET_KEY", crate::helpers::TEST_KEY)
+                    .env("LATCHKEY_SERVER__DATA_DIR", dir.path())
+                    .env("LATCHKEY_LOG__LEVEL", "warn")
+                    .env("LATCHKEY_UPSTREAM__DISCORD__KIND", "discord")
+                    .env("LATCHKEY_UPSTREAM__DISCORD__CLIENT_ID", "the-app")
+                    .env(
+                        "LATCHKEY_UPSTREAM__DISCORD__CLIENT_SECRET",
+                        "discord-secret",
+                    )
+                    .env(
+                        "LATCHKEY_UPSTREAM__DISCORD__API_BASE",
+                        format!("{uri}/api/v10"),
+                    )
+                    .env("LATCHKEY_DISCORD__ENABLED", "true")
+                    .env("LATCHKEY_DISCORD__PROVIDER", "discord")
+                    .env("LATCHKEY_DISCORD__BOT_TOKEN", BOT_TOKEN)
+                    .env("LATCHKEY_DISCORD__GUILD_ID", GUILD.to_string())
+                    .env_remove("LATCHKEY_TEST_POSTGRES_URL")
+                    .current_dir(dir.path())
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .expect("run latchkey")
+            })
+            .await
+            .expect("task")
+        }
+    };
+    let test = run(&["discord", "test"]).await;
+    let out = String::from_utf8_lossy(&test.stdout).into_owned();
+    assert!(
+        test.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    assert!(out.contains("Manage Roles: yes"), "{out}");
+    let apply = run(&["discord", "apply"]).await;
+    let out = String::from_utf8_lossy(&apply.stdout).into_owned();
+    assert!(
+        apply.status.success(),
+        "{}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    assert!(out.contains("1 roles added"), "{out}");
+    assert_eq!(fake.roles_of(4001), Some([RAIDERS].into()));
+    let verify = run(&["discord", "verify"]).await;
+    let out = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(out.contains("0 role changes queued"), "{out}");
+    let off = tokio::task::spawn_blocking({
+        let db = app.db_url.clone();
+        move || {
+            let dir = tempfile::tempdir().expect("dir");
+            std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+                .args(["discord", "verify"])
+                .env("LATCHKEY_DATABASE__URL", &db)
+                .env("LATCHKEY_SECRETS__SECRET_KEY", crate::helpers::TEST_KEY)
+                .env("LATCHKEY_SERVER__DATA_DIR", dir.path())
+                .env_remove("LATCHKEY_TEST_POSTGRES_URL")
+                .current_dir(dir.path())
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("run latchkey")
+        }
+    })
+    .await
+    .expect("task");
+    assert!(!off.status.success());
+    assert!(String::from_utf8_lossy(&off.stderr).contains("connector is off"));
+}
+
+#[tokio::test]
+async fn the_connectors_jobs_run_on_the_scheduler_one_node_per_slot() {
+    use latchkey::discord::jobs::{self, APPLY_ROLE_CHANGES, VERIFY_ALL};
+    use latchkey::scheduler::Scheduler;
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "nina", 5001).await;
+    fake.add_member(5001, &[]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "nina")
+        .await
+        .expect("added");
+    let settings = app.services.discord.settings().cloned().expect("on");
+    let scheduler_settings = latchkey::config::SchedulerSettings {
+        enabled: true,
+        cleanup_interval: None,
+        retry: std::time::Duration::from_secs(30),
+        lease: std::time::Duration::from_secs(60),
+    };
+    let nodes: Vec<Scheduler> = (0..2)
+        .map(|_| {
+            let mut node = Scheduler::new(app.services.db.clone(), &scheduler_settings);
+            let connector = DiscordConnector::new(
+                app.services.db.clone(),
+                Some(settings.clone()),
+                app.services.upstream.clone(),
+                app.services.groups.clone(),
+            );
+            jobs::register(&mut node, &connector, &settings).expect("registered");
+            node
+        })
+        .collect();
+    assert_eq!(nodes[0].job_names(), [APPLY_ROLE_CHANGES, VERIFY_ALL]);
+    let (a, b) = tokio::join!(nodes[0].run_due(), nodes[1].run_due());
+    let mut runs: Vec<String> = a
+        .expect("pass")
+        .into_iter()
+        .chain(b.expect("pass"))
+        .map(|r| {
+            assert!(r.outcome.is_ok(), "{r:?}");
+            r.name
+        })
+        .collect();
+    runs.sort();
+    assert_eq!(runs, [APPLY_ROLE_CHANGES, VERIFY_ALL], "each slot ran once");
+    assert_eq!(fake.roles_of(5001), Some([RAIDERS].into()));
+    assert_eq!(fake.role_calls().len(), 1);
 }

@@ -7,6 +7,7 @@
 //! * [`groups`] — groups and their members;
 //! * [`tokens`] — active tokens, revoked after a confirmation;
 //! * [`audit`] — the audit log (and the event lines the dashboard shows);
+//! * [`discord`] — the Discord connector (superusers only): test connection, roles, mappings;
 //! * this file — what they share: links, names in tables, the user filter of the lists, and the
 //!   pages for refused changes.
 //!
@@ -31,6 +32,7 @@
 
 pub(super) mod audit;
 pub(super) mod dashboard;
+pub(super) mod discord;
 pub(super) mod groups;
 pub(super) mod tokens;
 pub(super) mod user_actions;
