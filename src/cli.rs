@@ -80,6 +80,12 @@ pub enum DiscordCommand {
     /// Compare every linked user's mapped roles with their groups and fix the differences in
     /// the direction discord.remote_priority says (the `verify_all_discord_users_groups` job).
     Verify,
+    /// Make every linked member's local groups follow their mapped roles in Discord, whatever
+    /// discord.remote_priority says (`remote_sync_all_discord_users_groups`; expensive).
+    RemoteSync,
+    /// Refresh linked members' usernames, display names, avatars and nicknames from the
+    /// server's member list (`sync_discord_users_accounts`).
+    SyncAccounts,
 }
 
 /// `latchkey user …`
@@ -507,6 +513,11 @@ async fn discord_command(cmd: DiscordCommand, settings: Settings) -> anyhow::Res
         }
         DiscordCommand::Apply => println!("{}", discord.apply_queued().await?),
         DiscordCommand::Verify => println!("{}", discord.verify_all().await?),
+        DiscordCommand::RemoteSync => println!("{}", discord.remote_sync_all().await?),
+        DiscordCommand::SyncAccounts => {
+            let (read, changed) = discord.sync_accounts().await?;
+            println!("{read} members read, {changed} profiles refreshed");
+        }
     }
     Ok(())
 }

@@ -172,6 +172,8 @@ struct RawDiscord {
     remote_priority: bool,
     apply_interval_seconds: u64,
     verify_interval_seconds: u64,
+    remote_sync_interval_seconds: u64,
+    sync_accounts_interval_seconds: u64,
 }
 
 /// A Discord id as written: a string (as Discord shows ids), or a number (TOML, or an
@@ -696,6 +698,12 @@ pub struct DiscordSettings {
     /// `verify_interval_seconds` (60 s to 7 days; `None` when 0): how often
     /// `verify_all_discord_users_groups` runs.
     pub verify_interval: Option<Duration>,
+    /// `remote_sync_interval_seconds` (60 s to 30 days; `None` when 0): how often
+    /// `remote_sync_all_discord_users_groups` runs.
+    pub remote_sync_interval: Option<Duration>,
+    /// `sync_accounts_interval_seconds` (60 s to 30 days; `None` when 0): how often
+    /// `sync_discord_users_accounts` runs.
+    pub sync_accounts_interval: Option<Duration>,
 }
 
 impl std::fmt::Debug for DiscordSettings {
@@ -1267,6 +1275,13 @@ fn discord_settings(raw: RawDiscord) -> anyhow::Result<Option<DiscordSettings>> 
     if verify != 0 && !(60..=7 * DAY).contains(&verify) {
         bail!("discord.verify_interval_seconds must be 0 (off) or between 60 and 604800");
     }
+    let optional = |key: &str, seconds: u64| -> anyhow::Result<Option<Duration>> {
+        match seconds {
+            0 => Ok(None),
+            s if (60..=30 * DAY).contains(&s) => Ok(Some(Duration::from_secs(s))),
+            _ => bail!("discord.{key} must be 0 (off) or between 60 and 2592000"),
+        }
+    };
     Ok(Some(DiscordSettings {
         provider,
         bot_token: SecretString::from(bot_token),
@@ -1275,6 +1290,14 @@ fn discord_settings(raw: RawDiscord) -> anyhow::Result<Option<DiscordSettings>> 
         remote_priority: raw.remote_priority,
         apply_interval: Duration::from_secs(raw.apply_interval_seconds),
         verify_interval: (verify > 0).then(|| Duration::from_secs(verify)),
+        remote_sync_interval: optional(
+            "remote_sync_interval_seconds",
+            raw.remote_sync_interval_seconds,
+        )?,
+        sync_accounts_interval: optional(
+            "sync_accounts_interval_seconds",
+            raw.sync_accounts_interval_seconds,
+        )?,
     }))
 }
 

@@ -274,6 +274,77 @@ pub fn linked_users(
         .load(conn)
 }
 
+/// What `sync_discord_users_accounts` refreshes of a stored Discord profile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileRefresh {
+    /// The unique username (or legacy name).
+    pub username: String,
+    /// The legacy discriminator, `"0"` for a unique username.
+    pub discriminator: String,
+    /// The name as Discord shows it.
+    pub tag: String,
+    /// The display name.
+    pub global_name: Option<String>,
+    /// The avatar's image hash.
+    pub avatar: Option<String>,
+    /// The nickname in the connector's guild.
+    pub nick: Option<String>,
+}
+
+/// Refreshes the stored profile of Discord user `id` (when stored) with `fresh`; returns
+/// whether anything changed.
+///
+/// # Errors
+/// Query failures.
+pub fn refresh_profile(
+    conn: &mut DbConnection,
+    id: i64,
+    fresh: &ProfileRefresh,
+) -> QueryResult<bool> {
+    type Stored = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let stored: Option<Stored> = discord_accounts::table
+        .find(id)
+        .select((
+            discord_accounts::username,
+            discord_accounts::discriminator,
+            discord_accounts::global_name,
+            discord_accounts::avatar,
+            discord_accounts::nick,
+        ))
+        .first(conn)
+        .optional()?;
+    let Some(stored) = stored else {
+        return Ok(false);
+    };
+    let now = (
+        fresh.username.clone(),
+        fresh.discriminator.clone(),
+        fresh.global_name.clone(),
+        fresh.avatar.clone(),
+        fresh.nick.clone(),
+    );
+    if stored == now {
+        return Ok(false);
+    }
+    diesel::update(discord_accounts::table.find(id))
+        .set((
+            discord_accounts::username.eq(&fresh.username),
+            discord_accounts::discriminator.eq(&fresh.discriminator),
+            discord_accounts::tag.eq(&fresh.tag),
+            discord_accounts::global_name.eq(&fresh.global_name),
+            discord_accounts::avatar.eq(&fresh.avatar),
+            discord_accounts::nick.eq(&fresh.nick),
+        ))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
 /// Whether `user_id` has a linked Discord account (through any Discord provider).
 ///
 /// # Errors

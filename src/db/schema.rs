@@ -255,6 +255,7 @@ diesel::table! {
         email -> Nullable<Text>,
         verified -> Bool,
         last_login -> Timestamp,
+        nick -> Nullable<Text>,
     }
 }
 

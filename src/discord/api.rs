@@ -96,6 +96,14 @@ pub struct GuildMember {
     pub user_id: u64,
     /// Their username.
     pub username: String,
+    /// Their legacy discriminator (0 for a unique username).
+    pub discriminator: u16,
+    /// Their display name.
+    pub global_name: Option<String>,
+    /// Their avatar's image hash (`a_…` when animated).
+    pub avatar: Option<String>,
+    /// Their nickname in the guild.
+    pub nick: Option<String>,
     /// Their roles in the guild (`@everyone` not listed).
     pub roles: Vec<u64>,
 }
@@ -105,6 +113,10 @@ impl From<Member> for GuildMember {
         Self {
             user_id: m.user.id.get(),
             username: m.user.name,
+            discriminator: m.user.discriminator,
+            global_name: m.user.global_name,
+            avatar: m.user.avatar.map(|a| a.to_string()),
+            nick: m.nick,
             roles: m.roles.iter().map(|r| r.get()).collect(),
         }
     }

@@ -13,6 +13,12 @@ pub const APPLY_ROLE_CHANGES: &str = "discord_apply_role_changes";
 /// `verify_all_discord_users_groups` (`latchkey discord verify`).
 pub const VERIFY_ALL: &str = "verify_all_discord_users_groups";
 
+/// `remote_sync_all_discord_users_groups` (`latchkey discord remote-sync`): expensive.
+pub const REMOTE_SYNC_ALL: &str = "remote_sync_all_discord_users_groups";
+
+/// `sync_discord_users_accounts` (`latchkey discord sync-accounts`).
+pub const SYNC_ACCOUNTS: &str = "sync_discord_users_accounts";
+
 /// Registers the connector's jobs on `scheduler` with the schedules of `settings`.
 ///
 /// # Errors
@@ -32,6 +38,23 @@ pub fn register(
         scheduler.register(VERIFY_ALL, every, move || {
             let connector = verifier.clone();
             async move { Ok::<_, JobError>(connector.verify_all().await?.to_string()) }
+        })?;
+    }
+    if let Some(every) = settings.remote_sync_interval {
+        let syncer = connector.clone();
+        scheduler.register(REMOTE_SYNC_ALL, every, move || {
+            let connector = syncer.clone();
+            async move { Ok::<_, JobError>(connector.remote_sync_all().await?.to_string()) }
+        })?;
+    }
+    if let Some(every) = settings.sync_accounts_interval {
+        let syncer = connector.clone();
+        scheduler.register(SYNC_ACCOUNTS, every, move || {
+            let connector = syncer.clone();
+            async move {
+                let (read, changed) = connector.sync_accounts().await?;
+                Ok::<_, JobError>(format!("{read} members read, {changed} profiles refreshed"))
+            }
         })?;
     }
     Ok(())

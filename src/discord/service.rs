@@ -9,16 +9,17 @@ use std::time::Duration;
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::Connection;
 
-use super::api::{ApiError, DiscordApi, Joined, UNKNOWN_MEMBER};
+use super::api::{ApiError, DiscordApi, GuildMember, Joined, UNKNOWN_MEMBER};
 use super::roles::BotStanding;
 use crate::accounts::privileges::{self, NotAllowed};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::DiscordSettings;
-use crate::db::discord_connector::{self as store, DiscordRoleRow, RoleChangeRow};
+use crate::db::discord_connector::{self as store, DiscordRoleRow, ProfileRefresh, RoleChangeRow};
 use crate::db::{self, groups as group_rows, Db, DbError};
 use crate::domain::ProviderKind;
 use crate::groups::{GroupError, Groups};
-use crate::upstream::{FreshTokensError, Upstream};
+use crate::upstream::discord::RawDiscordUser;
+use crate::upstream::{DiscordProfile, FreshTokensError, Upstream};
 
 /// Members read per request by the verify job (Discord's largest page).
 pub const MEMBERS_PAGE: u16 = 1000;
@@ -972,6 +973,23 @@ impl DiscordConnector {
     /// # Errors
     /// [`DiscordError`]; Discord failing while members are read.
     pub async fn verify_all(&self) -> Result<VerifyReport, DiscordError> {
+        let discord_wins = self.inner()?.settings.remote_priority;
+        self.reconcile(discord_wins).await
+    }
+
+    /// `remote_sync_all_discord_users_groups` (the seed's hard sync from Discord's side, an
+    /// expensive job): [`Self::verify_all`] with Discord winning whatever `remote_priority`
+    /// says — every linked member's mapped roles become their local groups.
+    ///
+    /// # Errors
+    /// As [`Self::verify_all`].
+    pub async fn remote_sync_all(&self) -> Result<VerifyReport, DiscordError> {
+        self.reconcile(true).await
+    }
+
+    /// Compares linked members' mapped roles with their groups; `discord_wins` says which
+    /// side is changed.
+    async fn reconcile(&self, discord_wins: bool) -> Result<VerifyReport, DiscordError> {
         let inner = self.inner()?;
         let api = self.api()?;
         let provider = inner.settings.provider.to_string();
@@ -1034,7 +1052,7 @@ impl DiscordConnector {
         for (group, user) in memberships {
             groups_of_user.entry(user).or_default().insert(group);
         }
-        if inner.settings.remote_priority {
+        if discord_wins {
             self.pull_from_discord(
                 &linked,
                 &held,
@@ -1076,6 +1094,59 @@ impl DiscordConnector {
             report.applied = self.apply_queued().await?;
         }
         Ok(report)
+    }
+
+    /// `sync_discord_users_accounts`: reads the guild's members a page of [`MEMBERS_PAGE`] at a
+    /// time and refreshes the stored Discord profile of each linked member — username, legacy
+    /// discriminator and tag, display name, avatar — and their nickname in the guild, cleaned
+    /// as a sign-in cleans them. Linked users who are not members are refreshed at their next
+    /// Discord sign-in. Returns (members read, profiles changed).
+    ///
+    /// # Errors
+    /// [`DiscordError`]; Discord failing while members are read.
+    pub async fn sync_accounts(&self) -> Result<(usize, usize), DiscordError> {
+        let inner = self.inner()?;
+        let api = self.api()?;
+        let provider = inner.settings.provider.to_string();
+        let linked: BTreeSet<u64> = self
+            .db
+            .read(move |conn| store::linked_users(conn, &provider).map_err(DiscordError::from))
+            .await?
+            .into_iter()
+            .filter_map(|(_, subject)| subject.parse().ok())
+            .collect();
+        let mut fresh = Vec::new();
+        let mut read = 0;
+        let mut after = 0;
+        loop {
+            let page = api.members_page(after, MEMBERS_PAGE).await?;
+            read += page.len();
+            for member in page.iter().filter(|m| linked.contains(&m.user_id)) {
+                if let Some(refresh) = profile_refresh(member) {
+                    fresh.push((member.user_id, refresh));
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == usize::from(MEMBERS_PAGE) => after = last.user_id,
+                _ => break,
+            }
+        }
+        let changed = self
+            .db
+            .write(move |conn| {
+                conn.transaction::<_, DiscordError, _>(|conn| {
+                    let mut changed = 0;
+                    for (id, refresh) in &fresh {
+                        let Ok(id) = i64::try_from(*id) else { continue };
+                        if store::refresh_profile(conn, id, refresh)? {
+                            changed += 1;
+                        }
+                    }
+                    Ok(changed)
+                })
+            })
+            .await?;
+        Ok((read, changed))
     }
 
     /// Discord wins: group memberships follow the linked members' mapped roles.
@@ -1146,6 +1217,40 @@ impl Failure {
             retry_after: Some(TimeDelta::zero()),
         }
     }
+}
+
+/// A member's profile as `sync_discord_users_accounts` stores it, checked and cleaned like a
+/// sign-in's ([`DiscordProfile::new`]); `None` for an id that is not a snowflake.
+fn profile_refresh(member: &GuildMember) -> Option<ProfileRefresh> {
+    let profile = DiscordProfile::new(RawDiscordUser {
+        id: member.user_id.to_string(),
+        username: member.username.clone(),
+        discriminator: Some(format!("{:04}", member.discriminator)),
+        global_name: member.global_name.clone(),
+        avatar: member.avatar.clone(),
+        ..RawDiscordUser::default()
+    })?;
+    let nick = member
+        .nick
+        .as_deref()
+        .map(|n| {
+            n.chars()
+                .filter(|c| {
+                    !c.is_control()
+                        && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+                })
+                .take(64)
+                .collect::<String>()
+        })
+        .filter(|n| !n.trim().is_empty());
+    Some(ProfileRefresh {
+        tag: profile.tag(),
+        username: profile.username,
+        discriminator: profile.discriminator,
+        global_name: profile.global_name,
+        avatar: profile.avatar,
+        nick,
+    })
 }
 
 /// Discord's audit-log reason for a role given because of `groups`.

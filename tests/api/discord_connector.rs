@@ -924,7 +924,9 @@ async fn the_command_line_runs_the_connectors_jobs() {
 
 #[tokio::test]
 async fn the_connectors_jobs_run_on_the_scheduler_one_node_per_slot() {
-    use latchkey::discord::jobs::{self, APPLY_ROLE_CHANGES, VERIFY_ALL};
+    use latchkey::discord::jobs::{
+        self, APPLY_ROLE_CHANGES, REMOTE_SYNC_ALL, SYNC_ACCOUNTS, VERIFY_ALL,
+    };
     use latchkey::scheduler::Scheduler;
     let fake = DiscordFake::start().await;
     let app = connector_app(&fake, false).await;
@@ -956,7 +958,15 @@ async fn the_connectors_jobs_run_on_the_scheduler_one_node_per_slot() {
             node
         })
         .collect();
-    assert_eq!(nodes[0].job_names(), [APPLY_ROLE_CHANGES, VERIFY_ALL]);
+    assert_eq!(
+        nodes[0].job_names(),
+        [
+            APPLY_ROLE_CHANGES,
+            VERIFY_ALL,
+            REMOTE_SYNC_ALL,
+            SYNC_ACCOUNTS
+        ]
+    );
     let (a, b) = tokio::join!(nodes[0].run_due(), nodes[1].run_due());
     let mut runs: Vec<String> = a
         .expect("pass")
@@ -968,7 +978,153 @@ async fn the_connectors_jobs_run_on_the_scheduler_one_node_per_slot() {
         })
         .collect();
     runs.sort();
-    assert_eq!(runs, [APPLY_ROLE_CHANGES, VERIFY_ALL], "each slot ran once");
+    let mut all = [
+        APPLY_ROLE_CHANGES,
+        VERIFY_ALL,
+        REMOTE_SYNC_ALL,
+        SYNC_ACCOUNTS,
+    ];
+    all.sort_unstable();
+    assert_eq!(runs, all, "each slot ran once");
     assert_eq!(fake.roles_of(5001), Some([RAIDERS].into()));
     assert_eq!(fake.role_calls().len(), 1);
+}
+
+#[tokio::test]
+async fn a_change_held_by_a_node_that_died_is_applied_by_another_once_its_claim_lapses() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "olga", 6001).await;
+    fake.add_member(6001, &[]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "olga")
+        .await
+        .expect("added");
+    // A node claims the change, then dies before applying it.
+    let claimed = app
+        .services
+        .db
+        .write(|conn| {
+            let now = latchkey::db::now();
+            let change = discord_connector::due(conn, now, 10)?.remove(0);
+            let won = discord_connector::claim(
+                conn,
+                &change.id,
+                "dead-node",
+                now,
+                now + chrono::TimeDelta::seconds(120),
+            )?;
+            Ok::<_, DbError>((change, won))
+        })
+        .await
+        .expect("claimed");
+    assert!(claimed.1);
+    let report = app.services.discord.apply_queued().await.expect("ran");
+    assert_eq!(report, Default::default(), "held by the other node");
+    assert!(fake.role_calls().is_empty());
+    // Its claim lapses (as two minutes later).
+    let id = claimed.0.id.clone();
+    app.services
+        .db
+        .write(move |conn| {
+            use diesel::prelude::*;
+            use latchkey::db::schema::discord_role_changes as c;
+            diesel::update(c::table.find(id))
+                .set(c::claimed_until.eq(Some(latchkey::db::now() - chrono::TimeDelta::seconds(1))))
+                .execute(conn)
+                .map_err(DbError::from)
+        })
+        .await
+        .expect("lapsed");
+    let report = app.services.discord.apply_queued().await.expect("ran");
+    assert_eq!(report.added, 1, "{report}");
+    assert_eq!(fake.roles_of(6001), Some([RAIDERS].into()));
+    // The dead node coming back cannot finish what is no longer its.
+    let (id, generation) = (claimed.0.id.clone(), claimed.0.generation);
+    let finished = app
+        .services
+        .db
+        .write(move |conn| {
+            discord_connector::finish(conn, &id, "dead-node", generation).map_err(DbError::from)
+        })
+        .await
+        .expect("db");
+    assert!(!finished);
+    assert_eq!(fake.role_calls().len(), 1, "applied once");
+}
+
+#[tokio::test]
+async fn remote_sync_makes_the_groups_follow_discord_whatever_the_priority() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let pia = linked_user(&app, &fake, "pia", 7001).await;
+    fake.add_member(7001, &[RAIDERS]);
+    let report = app
+        .services
+        .discord
+        .remote_sync_all()
+        .await
+        .expect("synced");
+    assert_eq!(
+        (report.groups_added, report.groups_removed),
+        (1, 0),
+        "{report}"
+    );
+    let (_, members) = app
+        .services
+        .groups
+        .find(&group)
+        .await
+        .expect("db")
+        .expect("group");
+    assert!(members.iter().any(|m| m.id == pia));
+    assert!(fake.role_calls().is_empty(), "nothing pushed to Discord");
+    assert_eq!(queue_counts(&app).await, (0, 0), "nothing queued back");
+}
+
+#[tokio::test]
+async fn sync_accounts_refreshes_linked_members_profiles_and_nicknames() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "quinn", 7002).await;
+    fake.add_member(7002, &[]);
+    fake.add_member(7003, &[]); // not linked
+    fake.set_profile(
+        7002,
+        "quinn_renamed",
+        Some("Quinn \u{202e}Q"),
+        Some("a_0123456789abcdef0123456789abcdef"),
+        Some("Q the raider"),
+    );
+    let (read, changed) = app.services.discord.sync_accounts().await.expect("synced");
+    assert_eq!((read, changed), (3, 1));
+    let (row, nick) = app
+        .services
+        .db
+        .read(|conn| {
+            use diesel::prelude::*;
+            use latchkey::db::schema::discord_accounts as a;
+            let row = latchkey::db::discord_accounts::find(conn, 7002)?.expect("stored");
+            let nick: Option<String> = a::table.find(7002_i64).select(a::nick).first(conn)?;
+            Ok::<_, DbError>((row, nick))
+        })
+        .await
+        .expect("db");
+    assert_eq!(row.username, "quinn_renamed");
+    assert_eq!(row.tag, "quinn_renamed");
+    assert_eq!(
+        row.global_name.as_deref(),
+        Some("Quinn Q"),
+        "cleaned as a sign-in cleans"
+    );
+    assert_eq!(
+        row.avatar.as_deref(),
+        Some("a_0123456789abcdef0123456789abcdef")
+    );
+    assert_eq!(nick.as_deref(), Some("Q the raider"));
+    let (_, changed) = app.services.discord.sync_accounts().await.expect("synced");
+    assert_eq!(changed, 0, "nothing new the second time");
 }

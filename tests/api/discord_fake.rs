@@ -66,6 +66,8 @@ struct State {
     members: BTreeMap<u64, (String, BTreeSet<u64>)>,
     /// Users Discord knows: id → username.
     users: BTreeMap<u64, String>,
+    /// What members show besides their username: id → (global name, avatar hash, nickname).
+    profiles: BTreeMap<u64, Profile>,
     /// OAuth2 codes: code → user id.
     codes: BTreeMap<String, u64>,
     /// Live user access tokens → user id.
@@ -160,6 +162,7 @@ impl DiscordFake {
                 roles,
                 members,
                 users: BTreeMap::from([(BOT, "latchkey-bot".to_owned())]),
+                profiles: BTreeMap::new(),
                 codes: BTreeMap::new(),
                 access_tokens: BTreeMap::new(),
                 refresh_tokens: BTreeMap::new(),
@@ -200,6 +203,30 @@ impl DiscordFake {
         s.users.insert(id, name.clone());
         s.members
             .insert(id, (name, roles.iter().copied().collect()));
+    }
+
+    /// Renames user `id` to `username` and sets their display name, avatar hash and nickname.
+    pub fn set_profile(
+        &self,
+        id: u64,
+        username: &str,
+        global_name: Option<&str>,
+        avatar: Option<&str>,
+        nick: Option<&str>,
+    ) {
+        let mut s = self.lock();
+        s.users.insert(id, username.to_owned());
+        if let Some((name, _)) = s.members.get_mut(&id) {
+            username.clone_into(name);
+        }
+        s.profiles.insert(
+            id,
+            (
+                global_name.map(str::to_owned),
+                avatar.map(str::to_owned),
+                nick.map(str::to_owned),
+            ),
+        );
     }
 
     /// Member `id`'s roles, `None` when not a member.
@@ -292,10 +319,16 @@ fn user_json(id: u64, name: &str, bot: bool) -> Value {
     })
 }
 
-fn member_json(id: u64, name: &str, roles: &BTreeSet<u64>) -> Value {
+type Profile = (Option<String>, Option<String>, Option<String>);
+
+fn member_json(id: u64, name: &str, roles: &BTreeSet<u64>, profile: Option<&Profile>) -> Value {
+    let (global_name, avatar, nick) = profile.cloned().unwrap_or_default();
+    let mut user = user_json(id, name, id == BOT);
+    user["global_name"] = json!(global_name);
+    user["avatar"] = json!(avatar);
     json!({
-        "user": user_json(id, name, id == BOT),
-        "nick": null,
+        "user": user,
+        "nick": nick,
         "avatar": null,
         "roles": roles.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "joined_at": "2024-01-01T00:00:00.000000+00:00",
@@ -419,7 +452,7 @@ impl State {
                     .members
                     .range(after + 1..)
                     .take(limit)
-                    .map(|(id, (name, roles))| member_json(*id, name, roles))
+                    .map(|(id, (name, roles))| member_json(*id, name, roles, self.profiles.get(id)))
                     .collect();
                 ResponseTemplate::new(200).set_body_json(Value::Array(page))
             }
@@ -429,9 +462,8 @@ impl State {
                     .ok()
                     .and_then(|u| self.members.get(&u).map(|m| (u, m)))
                 {
-                    Some((id, (name, roles))) => {
-                        ResponseTemplate::new(200).set_body_json(member_json(id, name, roles))
-                    }
+                    Some((id, (name, roles))) => ResponseTemplate::new(200)
+                        .set_body_json(member_json(id, name, roles, self.profiles.get(&id))),
                     None => error(404, 10_007, "Unknown Member"),
                 }
             }
@@ -476,7 +508,7 @@ impl State {
                     .filter_map(|r| r.as_str()?.parse().ok())
                     .collect();
                 let name = self.users.get(&user).cloned().unwrap_or_default();
-                let member = member_json(user, &name, &roles);
+                let member = member_json(user, &name, &roles, self.profiles.get(&user));
                 self.members.insert(user, (name, roles));
                 ResponseTemplate::new(201).set_body_json(member)
             }

@@ -48,3 +48,7 @@ CREATE TABLE discord_role_changes (
     UNIQUE (user_id, role_id)
 );
 CREATE INDEX discord_role_changes_due ON discord_role_changes (failed, next_attempt_at);
+
+-- The member's nickname in the connector's guild, as sync_discord_users_accounts last read it
+-- (NULL: none, or not read yet). Not written by sign-ins, which do not see it.
+ALTER TABLE discord_accounts ADD COLUMN nick TEXT;
