@@ -86,6 +86,9 @@ pub enum DiscordCommand {
     /// Refresh linked members' usernames, display names, avatars and nicknames from the
     /// server's member list (`sync_discord_users_accounts`).
     SyncAccounts,
+    /// Set linked members' nicknames from discord.nickname_template
+    /// (`enforce_discord_nicknames`).
+    EnforceNicknames,
 }
 
 /// `latchkey user …`
@@ -518,6 +521,7 @@ async fn discord_command(cmd: DiscordCommand, settings: Settings) -> anyhow::Res
             let (read, changed) = discord.sync_accounts().await?;
             println!("{read} members read, {changed} profiles refreshed");
         }
+        DiscordCommand::EnforceNicknames => println!("{}", discord.enforce_nicknames().await?),
     }
     Ok(())
 }

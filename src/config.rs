@@ -174,6 +174,8 @@ struct RawDiscord {
     verify_interval_seconds: u64,
     remote_sync_interval_seconds: u64,
     sync_accounts_interval_seconds: u64,
+    nickname_template: String,
+    enforce_nicknames_interval_seconds: u64,
 }
 
 /// A Discord id as written: a string (as Discord shows ids), or a number (TOML, or an
@@ -704,6 +706,12 @@ pub struct DiscordSettings {
     /// `sync_accounts_interval_seconds` (60 s to 30 days; `None` when 0): how often
     /// `sync_discord_users_accounts` runs.
     pub sync_accounts_interval: Option<Duration>,
+    /// `nickname_template`: the nickname strategy of `enforce_discord_nicknames`; `None` (empty,
+    /// the default) leaves nicknames alone.
+    pub nickname_template: Option<crate::domain::NicknameTemplate>,
+    /// `enforce_nicknames_interval_seconds` (60 s to 30 days; `None` when 0 or without a
+    /// template): how often `enforce_discord_nicknames` runs.
+    pub enforce_nicknames_interval: Option<Duration>,
 }
 
 impl std::fmt::Debug for DiscordSettings {
@@ -1275,6 +1283,13 @@ fn discord_settings(raw: RawDiscord) -> anyhow::Result<Option<DiscordSettings>> 
     if verify != 0 && !(60..=7 * DAY).contains(&verify) {
         bail!("discord.verify_interval_seconds must be 0 (off) or between 60 and 604800");
     }
+    let nickname_template = match raw.nickname_template.trim() {
+        "" => None,
+        t => Some(
+            crate::domain::NicknameTemplate::parse(t)
+                .map_err(|e| anyhow::anyhow!("discord.nickname_template: {e}"))?,
+        ),
+    };
     let optional = |key: &str, seconds: u64| -> anyhow::Result<Option<Duration>> {
         match seconds {
             0 => Ok(None),
@@ -1298,6 +1313,12 @@ fn discord_settings(raw: RawDiscord) -> anyhow::Result<Option<DiscordSettings>> 
             "sync_accounts_interval_seconds",
             raw.sync_accounts_interval_seconds,
         )?,
+        enforce_nicknames_interval: optional(
+            "enforce_nicknames_interval_seconds",
+            raw.enforce_nicknames_interval_seconds,
+        )?
+        .filter(|_| nickname_template.is_some()),
+        nickname_template,
     }))
 }
 
@@ -1888,6 +1909,17 @@ enabled = false
             refused("guild_id = \"12\"\nverify_interval_seconds = 5").contains("verify_interval")
         );
         assert!(refused("guild_id = \"12\"\napply_interval_seconds = 0").contains("apply_interval"));
+        assert!(refused("guild_id = \"12\"\nnickname_template = \"{nick}\"")
+            .contains("discord.nickname_template"));
+        let nicknames = on("guild_id = \"12\"\nnickname_template = \"{first_name}\"")
+            .expect("valid")
+            .discord
+            .expect("on");
+        assert_eq!(
+            nicknames.enforce_nicknames_interval,
+            Some(Duration::from_secs(86_400))
+        );
+        assert_eq!(s.enforce_nicknames_interval, None, "no template, no job");
         let no_token = Settings::from_toml(
             "[discord]\nenabled = true\nprovider = \"discord\"\nguild_id = \"12\"",
         )

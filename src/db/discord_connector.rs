@@ -257,7 +257,8 @@ pub fn member_ids(conn: &mut DbConnection, group_id: &str) -> QueryResult<Vec<St
 }
 
 /// Every user linked at `provider_id`, as (user id, the provider's subject: the Discord user
-/// id as text), active accounts only.
+/// id as text). Deactivated accounts too: their groups decide their roles like anyone's (the
+/// queue does not look at the flag either).
 ///
 /// # Errors
 /// Query failures.
@@ -268,7 +269,6 @@ pub fn linked_users(
     upstream_links::table
         .inner_join(users::table)
         .filter(upstream_links::provider_id.eq(provider_id))
-        .filter(users::is_active.eq(true))
         .order(upstream_links::user_id.asc())
         .select((upstream_links::user_id, upstream_links::subject))
         .load(conn)
@@ -343,6 +343,28 @@ pub fn refresh_profile(
         ))
         .execute(conn)
         .map(|n| n == 1)
+}
+
+/// Every user linked at `provider_id` with the fields a nickname template may name, as (the
+/// provider's subject, username, first name, last name).
+///
+/// # Errors
+/// Query failures.
+pub fn linked_user_names(
+    conn: &mut DbConnection,
+    provider_id: &str,
+) -> QueryResult<Vec<(String, String, String, String)>> {
+    upstream_links::table
+        .inner_join(users::table)
+        .filter(upstream_links::provider_id.eq(provider_id))
+        .order(upstream_links::user_id.asc())
+        .select((
+            upstream_links::subject,
+            users::username,
+            users::first_name,
+            users::last_name,
+        ))
+        .load(conn)
 }
 
 /// Whether `user_id` has a linked Discord account (through any Discord provider).

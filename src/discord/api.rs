@@ -312,6 +312,38 @@ impl DiscordApi {
         Ok(members.into_iter().map(GuildMember::from).collect())
     }
 
+    /// The guild owner's user id (`GET /guilds/{guild}`).
+    ///
+    /// # Errors
+    /// [`ApiError`].
+    pub async fn owner(&self) -> Result<u64, ApiError> {
+        let guild = self
+            .send("GET /guilds/{guild}", || self.client.guild(self.guild))
+            .await?
+            .model()
+            .await
+            .map_err(unreadable)?;
+        Ok(guild.owner_id.get())
+    }
+
+    /// Sets member `user`'s nickname (1 to 32 characters), with `reason`.
+    /// `PATCH /guilds/{guild}/members/{user}`.
+    ///
+    /// # Errors
+    /// [`ApiError`]; [`ApiError::Refused`] for a nickname Discord would not take.
+    pub async fn set_nick(&self, user: u64, nick: &str, reason: &str) -> Result<(), ApiError> {
+        let user = snowflake::<UserMarker>(user)
+            .ok_or_else(|| ApiError::Refused("user id 0".to_owned()))?;
+        self.send("PATCH /guilds/{guild}/members/{user}", || {
+            self.client
+                .update_guild_member(self.guild, user)
+                .nick(Some(nick))
+                .reason(reason)
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Gives member `user` role `role`, with `reason` for Discord's audit log (at most 512
     /// characters). `PUT /guilds/{guild}/members/{user}/roles/{role}` (204).
     ///

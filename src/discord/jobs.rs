@@ -19,6 +19,9 @@ pub const REMOTE_SYNC_ALL: &str = "remote_sync_all_discord_users_groups";
 /// `sync_discord_users_accounts` (`latchkey discord sync-accounts`).
 pub const SYNC_ACCOUNTS: &str = "sync_discord_users_accounts";
 
+/// `enforce_discord_nicknames` (`latchkey discord enforce-nicknames`), when a template is set.
+pub const ENFORCE_NICKNAMES: &str = "enforce_discord_nicknames";
+
 /// Registers the connector's jobs on `scheduler` with the schedules of `settings`.
 ///
 /// # Errors
@@ -55,6 +58,13 @@ pub fn register(
                 let (read, changed) = connector.sync_accounts().await?;
                 Ok::<_, JobError>(format!("{read} members read, {changed} profiles refreshed"))
             }
+        })?;
+    }
+    if let Some(every) = settings.enforce_nicknames_interval {
+        let enforcer = connector.clone();
+        scheduler.register(ENFORCE_NICKNAMES, every, move || {
+            let connector = enforcer.clone();
+            async move { Ok::<_, JobError>(connector.enforce_nicknames().await?.to_string()) }
         })?;
     }
     Ok(())

@@ -9,6 +9,9 @@
 //!   that applies queued role changes, and `verify_all_discord_users_groups`.
 //! * [`jobs`] — the scheduler jobs and their names.
 //!
+//! The nickname strategy of `enforce_discord_nicknames` is a domain value
+//! (`crate::domain::NicknameTemplate`), checked when the settings are read.
+//!
 //! Role changes are queued by the groups service (`crate::groups`) in the transaction of each
 //! membership change, as rows of `discord_role_changes` (`crate::db::discord_connector`), and
 //! applied by the worker, so they survive restarts and each is applied by one node. The
@@ -22,6 +25,6 @@ pub mod service;
 
 pub use api::{ApiError, DiscordApi};
 pub use service::{
-    ApplyReport, ConnectionReport, ConnectorStatus, DiscordConnector, DiscordError, RoleLine,
-    TroubledChange, VerifyReport,
+    ApplyReport, ConnectionReport, ConnectorStatus, DiscordConnector, DiscordError, NicknameReport,
+    RoleLine, TroubledChange, VerifyReport,
 };

@@ -16,7 +16,7 @@ use crate::audit::{self, Actor, AuditEvent};
 use crate::config::DiscordSettings;
 use crate::db::discord_connector::{self as store, DiscordRoleRow, ProfileRefresh, RoleChangeRow};
 use crate::db::{self, groups as group_rows, Db, DbError};
-use crate::domain::ProviderKind;
+use crate::domain::{NicknameFields, ProviderKind};
 use crate::groups::{GroupError, Groups};
 use crate::upstream::discord::RawDiscordUser;
 use crate::upstream::{DiscordProfile, FreshTokensError, Upstream};
@@ -236,6 +236,29 @@ impl std::fmt::Display for VerifyReport {
             self.applied,
             self.groups_added,
             self.groups_removed
+        )
+    }
+}
+
+/// What `enforce_discord_nicknames` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NicknameReport {
+    /// Nicknames set.
+    pub changed: usize,
+    /// Nicknames already right.
+    pub unchanged: usize,
+    /// Members left alone: the owner, the bot, members at or above the bot, an empty result.
+    pub skipped: usize,
+    /// Nicknames Discord refused.
+    pub refused: usize,
+}
+
+impl std::fmt::Display for NicknameReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} nicknames set, {} already right, {} members skipped, {} refused",
+            self.changed, self.unchanged, self.skipped, self.refused
         )
     }
 }
@@ -1147,6 +1170,101 @@ impl DiscordConnector {
             })
             .await?;
         Ok((read, changed))
+    }
+
+    /// `enforce_discord_nicknames`: sets each linked member's nickname from
+    /// `discord.nickname_template` ([`NicknameTemplate::render`]), skipping the guild owner,
+    /// the bot, members whose highest role is at or above the bot's (Discord refuses those) and
+    /// members whose nickname is already right. A refusal for one member is logged and counted,
+    /// and the run goes on.
+    ///
+    /// # Errors
+    /// [`DiscordError::Invalid`] without a template; [`DiscordError`] when Discord fails while
+    /// the guild or its members are read.
+    pub async fn enforce_nicknames(&self) -> Result<NicknameReport, DiscordError> {
+        let inner = self.inner()?;
+        let api = self.api()?;
+        let template = inner.settings.nickname_template.clone().ok_or_else(|| {
+            DiscordError::Invalid("discord.nickname_template is not set".to_owned())
+        })?;
+        let provider = inner.settings.provider.to_string();
+        let names: HashMap<u64, NicknameFields> = self
+            .db
+            .read(move |conn| store::linked_user_names(conn, &provider).map_err(DiscordError::from))
+            .await?
+            .into_iter()
+            .filter_map(|(subject, username, first_name, last_name)| {
+                Some((
+                    subject.parse().ok()?,
+                    NicknameFields {
+                        username,
+                        first_name,
+                        last_name,
+                        ..NicknameFields::default()
+                    },
+                ))
+            })
+            .collect();
+        let owner = api.owner().await?;
+        let (bot_id, _) = api.bot_user().await?;
+        let roles = api.roles().await?;
+        let bot_roles = api
+            .member(bot_id)
+            .await?
+            .map(|m| m.roles)
+            .unwrap_or_default();
+        let bot = BotStanding::of(api.guild(), &roles, &bot_roles);
+        let position: HashMap<u64, i64> = roles.iter().map(|r| (r.id.get(), r.position)).collect();
+        let mut report = NicknameReport::default();
+        let mut after = 0;
+        loop {
+            let page = api.members_page(after, MEMBERS_PAGE).await?;
+            for member in &page {
+                let Some(fields) = names.get(&member.user_id) else {
+                    continue;
+                };
+                let top = member
+                    .roles
+                    .iter()
+                    .filter_map(|r| position.get(r))
+                    .max()
+                    .copied()
+                    .unwrap_or(0);
+                if member.user_id == owner || member.user_id == bot_id || top >= bot.top_position {
+                    report.skipped += 1;
+                    continue;
+                }
+                let fields = NicknameFields {
+                    discord_username: member.username.clone(),
+                    discord_global_name: member.global_name.clone().unwrap_or_default(),
+                    ..fields.clone()
+                };
+                let Some(nick) = template.render(&fields) else {
+                    report.skipped += 1;
+                    continue;
+                };
+                if member.nick.as_deref() == Some(nick.as_str()) {
+                    report.unchanged += 1;
+                    continue;
+                }
+                match api
+                    .set_nick(member.user_id, &nick, "Latchkey: nickname strategy")
+                    .await
+                {
+                    Ok(()) => report.changed += 1,
+                    Err(e) if !e.is_transient() => {
+                        tracing::warn!(discord_user_id = member.user_id, error = %e, "Discord refused a nickname");
+                        report.refused += 1;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == usize::from(MEMBERS_PAGE) => after = last.user_id,
+                _ => break,
+            }
+        }
+        Ok(report)
     }
 
     /// Discord wins: group memberships follow the linked members' mapped roles.

@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use wiremock::ResponseTemplate;
 
 use crate::discord_fake::{
-    DiscordFake, ADMINS, BOOSTER, BOT_TOKEN, GUILD, HANDMADE, RAIDERS, SCOUTS,
+    DiscordFake, ADMINS, BOOSTER, BOT_TOKEN, GUILD, HANDMADE, OWNER, RAIDERS, SCOUTS,
 };
 use crate::helpers::{location, query_param, spawn_app_with, TestApp};
 
@@ -1127,4 +1127,80 @@ async fn sync_accounts_refreshes_linked_members_profiles_and_nicknames() {
     assert_eq!(nick.as_deref(), Some("Q the raider"));
     let (_, changed) = app.services.discord.sync_accounts().await.expect("synced");
     assert_eq!(changed, 0, "nothing new the second time");
+}
+
+#[tokio::test]
+async fn nicknames_follow_the_template_except_for_the_owner_and_members_above_the_bot() {
+    let fake = DiscordFake::start().await;
+    let app = spawn_app_with(&format!(
+        r#"
+[upstream.discord]
+kind = "discord"
+client_id = "1234567890"
+client_secret = "discord-secret"
+authorization_endpoint = "{0}/oauth2/authorize"
+token_endpoint = "{0}/api/oauth2/token"
+api_base = "{0}/api/v10"
+[discord]
+enabled = true
+provider = "discord"
+bot_token = "{BOT_TOKEN}"
+guild_id = "{GUILD}"
+nickname_template = "{{first_name}} {{last_name}} ({{discord_username}})"
+"#,
+        fake.uri
+    ))
+    .await;
+    let names = [
+        ("rita", 8001),
+        ("sam", 8002),
+        ("tess", 8003),
+        ("boss", OWNER),
+    ];
+    for (name, id) in names {
+        let user = linked_user(&app, &fake, name, id).await;
+        app.services
+            .accounts
+            .update_profile(
+                &Actor::system(),
+                &user,
+                latchkey::accounts::Profile {
+                    first_name: name.to_uppercase(),
+                    last_name: "Lee".into(),
+                    email: format!("{name}@example.com"),
+                    current_password: None,
+                },
+            )
+            .await
+            .expect("named");
+    }
+    fake.add_member(8001, &[]);
+    fake.add_member(8002, &[ADMINS]); // above the bot
+    fake.add_member(8003, &[]);
+    fake.set_profile(8003, "tess", None, None, Some("TESS Lee (tess)"));
+    fake.add_member(OWNER, &[]);
+    fake.add_member(9999, &[]); // not linked
+    let report = app
+        .services
+        .discord
+        .enforce_nicknames()
+        .await
+        .expect("enforced");
+    assert_eq!(
+        (
+            report.changed,
+            report.unchanged,
+            report.skipped,
+            report.refused
+        ),
+        (1, 1, 2, 0),
+        "{report}"
+    );
+    assert_eq!(fake.nick_of(8001).as_deref(), Some("RITA Lee (rita)"));
+    assert_eq!(fake.nick_of(8002), None);
+    assert_eq!(fake.nick_of(OWNER), None);
+    assert_eq!(
+        fake.nick_calls(),
+        [(8001, Some("Latchkey: nickname strategy".to_owned()))]
+    );
 }

@@ -19,6 +19,8 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 pub const GUILD: u64 = 81_384_788_765_712_384;
 /// The bot's user id.
 pub const BOT: u64 = 41_771_983_423_143_937;
+/// The guild owner's user id.
+pub const OWNER: u64 = 7_777;
 /// The bot token the fake accepts.
 pub const BOT_TOKEN: &str = "bot-token.abc.def";
 
@@ -261,6 +263,20 @@ impl DiscordFake {
         self.lock().seen.clone()
     }
 
+    /// Member `id`'s nickname.
+    pub fn nick_of(&self, id: u64) -> Option<String> {
+        self.lock().profiles.get(&id).and_then(|p| p.2.clone())
+    }
+
+    /// The nickname changes made so far: (user, reason).
+    pub fn nick_calls(&self) -> Vec<(u64, Option<String>)> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.method == "PATCH")
+            .filter_map(|s| Some((s.path.rsplit('/').next()?.parse().ok()?, s.reason)))
+            .collect()
+    }
+
     /// The role changes made so far: (method, user, role, reason).
     pub fn role_calls(&self) -> Vec<(String, u64, u64, Option<String>)> {
         self.seen()
@@ -385,6 +401,42 @@ impl State {
         }
     }
 
+    /// The guild object of `GET /guilds/{guild}`, as Discord's documentation shows it.
+    fn guild_json(&self) -> Value {
+        json!({
+            "id": GUILD.to_string(),
+            "name": "Latchkey Raiders",
+            "icon": null,
+            "splash": null,
+            "discovery_splash": null,
+            "owner_id": OWNER.to_string(),
+            "afk_channel_id": null,
+            "afk_timeout": 300,
+            "verification_level": 1,
+            "default_message_notifications": 1,
+            "explicit_content_filter": 2,
+            "roles": self.roles_json(),
+            "emojis": [],
+            "features": ["COMMUNITY"],
+            "mfa_level": 0,
+            "application_id": null,
+            "system_channel_id": null,
+            "system_channel_flags": 0,
+            "rules_channel_id": null,
+            "vanity_url_code": null,
+            "description": null,
+            "banner": null,
+            "premium_tier": 0,
+            "premium_subscription_count": 0,
+            "preferred_locale": "en-US",
+            "public_updates_channel_id": null,
+            "nsfw_level": 0,
+            "premium_progress_bar_enabled": false,
+            "safety_alerts_channel_id": null,
+            "stickers": []
+        })
+    }
+
     fn roles_json(&self) -> Value {
         Value::Array(
             self.roles
@@ -434,6 +486,38 @@ impl State {
                 ResponseTemplate::new(200).set_body_json(user_json(BOT, "latchkey-bot", true))
             }
             (_, ["guilds", g, ..]) if *g != guild => error(404, 10_004, "Unknown Guild"),
+            ("GET", ["guilds", _]) => ResponseTemplate::new(200).set_body_json(self.guild_json()),
+            ("PATCH", ["guilds", _, "members", user]) => {
+                let Ok(user) = user.parse::<u64>() else {
+                    return error(404, 10_007, "Unknown Member");
+                };
+                let Some((_, roles)) = self.members.get(&user) else {
+                    return error(404, 10_007, "Unknown Member");
+                };
+                let top = self
+                    .roles
+                    .iter()
+                    .filter(|r| roles.contains(&r.id))
+                    .map(|r| r.position)
+                    .max()
+                    .unwrap_or(0);
+                if user == OWNER || top >= 10 {
+                    return error(403, 50_013, "Missing Permissions");
+                }
+                let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+                let nick = body["nick"].as_str().map(str::to_owned);
+                if nick.as_ref().is_some_and(|n| n.chars().count() > 32) {
+                    return error(400, 50_035, "Invalid Form Body");
+                }
+                self.profiles.entry(user).or_default().2 = nick;
+                let (name, roles) = self.members[&user].clone();
+                ResponseTemplate::new(200).set_body_json(member_json(
+                    user,
+                    &name,
+                    &roles,
+                    self.profiles.get(&user),
+                ))
+            }
             ("GET", ["guilds", _, "roles"]) => {
                 ResponseTemplate::new(200).set_body_json(self.roles_json())
             }
