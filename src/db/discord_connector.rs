@@ -558,9 +558,10 @@ fn release(conn: &mut DbConnection, id: &str, owner: &str) -> QueryResult<usize>
     .execute(conn)
 }
 
-/// Records a failed attempt of `owner`'s claim on change `id`: `error`, one more attempt, and
-/// the next try at `retry_at`; or, with `retry_at` `None`, gives up on it (`failed`) — unless it
-/// was queued again since `generation`, which then stays due.
+/// Records a failed attempt of `owner`'s claim on change `id` at `now`: `error`, one more
+/// attempt, and the next try at `retry_at`; or, with `retry_at` `None`, gives up on it
+/// (`failed`, `next_attempt_at` = `now`) — unless it was queued again since `generation`, which
+/// then stays due.
 ///
 /// # Errors
 /// Query failures.
@@ -571,6 +572,7 @@ pub fn record_failure(
     generation: i64,
     error: &str,
     retry_at: Option<NaiveDateTime>,
+    now: NaiveDateTime,
 ) -> QueryResult<()> {
     let mine = discord_role_changes::table
         .find(id)
@@ -584,16 +586,35 @@ pub fn record_failure(
                 discord_role_changes::last_error.eq(Some(error)),
             ))
             .execute(conn)?,
+        // Given up: `next_attempt_at` keeps when (nothing is due while `failed`).
         None => diesel::update(mine)
             .set((
                 discord_role_changes::attempts.eq(discord_role_changes::attempts + 1),
                 discord_role_changes::last_error.eq(Some(error)),
                 discord_role_changes::failed.eq(true),
+                discord_role_changes::next_attempt_at.eq(now),
             ))
             .execute(conn)?,
     };
     let _ = updated;
     release(conn, id, owner).map(|_| ())
+}
+
+/// When `user_id`'s latest change given up with `error` failed, if one did.
+///
+/// # Errors
+/// Query failures.
+pub fn latest_failure(
+    conn: &mut DbConnection,
+    user_id: &str,
+    error: &str,
+) -> QueryResult<Option<NaiveDateTime>> {
+    discord_role_changes::table
+        .filter(discord_role_changes::user_id.eq(user_id))
+        .filter(discord_role_changes::failed.eq(true))
+        .filter(discord_role_changes::last_error.eq(error))
+        .select(diesel::dsl::max(discord_role_changes::next_attempt_at))
+        .first(conn)
 }
 
 /// Queued changes waiting (failed ones not counted) and failed ones.

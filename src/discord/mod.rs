@@ -25,6 +25,6 @@ pub mod service;
 
 pub use api::{ApiError, DiscordApi};
 pub use service::{
-    ApplyReport, ConnectionReport, ConnectorStatus, DiscordConnector, DiscordError, NicknameReport,
-    RoleLine, TroubledChange, VerifyReport,
+    AccountDiscord, ApplyReport, ConnectionReport, ConnectorStatus, DiscordConnector, DiscordError,
+    NicknameReport, RoleLine, TroubledChange, VerifyReport,
 };

@@ -42,6 +42,25 @@ const CALL_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest error kept on a queued change, in characters.
 const MAX_ERROR_CHARS: usize = 500;
 
+/// The error of a change given up because the user must sign in with Discord again (their
+/// kept `guilds.join` token is missing, refused or cannot be refreshed); the account page asks
+/// for that sign-in while such a change is newer than their latest one.
+pub const SIGN_IN_AGAIN: &str = "the user is not in the Discord server and no usable guilds.join token is kept: they must sign in with Discord again (the provider's scopes must include guilds.join)";
+
+/// What a user's account page shows of the connector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountDiscord {
+    /// The server's invite link.
+    pub invite_link: Option<String>,
+    /// The provider to sign in with again (its id in `/accounts/upstream/<id>/link/`).
+    pub provider: String,
+    /// Whether the user linked a Discord account at the connector's provider.
+    pub linked: bool,
+    /// Whether a role change failed since their latest Discord sign-in because Latchkey could
+    /// not add them to the server: they should sign in with Discord again.
+    pub needs_sign_in: bool,
+}
+
 /// Why a connector operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscordError {
@@ -398,6 +417,43 @@ impl DiscordConnector {
         self.db
             .read(move |conn| privileges::check_superuser::<DiscordError>(conn, &actor))
             .await
+    }
+
+    /// What `user_id`'s account page shows: the invite link, whether they linked Discord at
+    /// the connector's provider, and whether they must sign in with Discord again (a change
+    /// failed with [`SIGN_IN_AGAIN`] after their latest sign-in there). `None` when the
+    /// connector is off.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn account_view(&self, user_id: &str) -> Result<Option<AccountDiscord>, DbError> {
+        let Some(inner) = self.inner.as_deref() else {
+            return Ok(None);
+        };
+        let provider = inner.settings.provider.to_string();
+        let link = inner
+            .upstream
+            .links_of(user_id)
+            .await?
+            .into_iter()
+            .find(|l| l.provider_id == provider);
+        let user = user_id.to_owned();
+        let failed_at = self
+            .db
+            .read(move |conn| {
+                store::latest_failure(conn, &user, SIGN_IN_AGAIN).map_err(DbError::from)
+            })
+            .await?;
+        let needs_sign_in = match (&link, failed_at) {
+            (Some(link), Some(failed)) => link.last_login_at.is_none_or(|at| at < failed),
+            _ => false,
+        };
+        Ok(Some(AccountDiscord {
+            invite_link: inner.settings.invite_link.as_ref().map(ToString::to_string),
+            provider,
+            linked: link.is_some(),
+            needs_sign_in,
+        }))
     }
 
     /// The connector's state for the console (superusers only).
@@ -868,7 +924,6 @@ impl DiscordConnector {
         discord_id: u64,
         provider: &str,
     ) -> Result<Joined, Failure> {
-        const SIGN_IN_AGAIN: &str = "the user is not in the Discord server and no usable guilds.join token is kept: they must sign in with Discord again (the provider's scopes must include guilds.join)";
         let tokens = match inner.upstream.fresh_kept_tokens(user_id, provider).await {
             Ok(Some(tokens)) => tokens,
             Ok(None) | Err(FreshTokensError::Refused(_) | FreshTokensError::Kept(_)) => {
@@ -964,7 +1019,13 @@ impl DiscordConnector {
                     .write(move |conn| {
                         conn.transaction::<_, DiscordError, _>(|conn| {
                             store::record_failure(
-                                conn, &id, &owner, generation, &message, retry_at,
+                                conn,
+                                &id,
+                                &owner,
+                                generation,
+                                &message,
+                                retry_at,
+                                db::now(),
                             )?;
                             if given_up {
                                 audit::record(

@@ -50,6 +50,17 @@ pub(crate) async fn linked_user(
 ) -> String {
     let user = app.create_user(username).await;
     fake.add_user(discord_id, username);
+    link_discord(app, username, discord_id).await;
+    user.id
+}
+
+/// Signs `username` in with their password and (re)links Discord user `discord_id` through
+/// the Linked accounts page; returns the signed-in browser.
+pub(crate) async fn link_discord(
+    app: &TestApp,
+    username: &str,
+    discord_id: u64,
+) -> crate::helpers::Visitor {
     let visitor = app.visitor(username).await;
     let (status, page) = visitor.get("/account/linked/").await;
     assert_eq!(status, StatusCode::OK);
@@ -64,7 +75,7 @@ pub(crate) async fn linked_user(
         ))
         .await;
     assert_eq!(location(&back), "/account/linked/", "the link is made");
-    user.id
+    visitor
 }
 
 /// Syncs the roles and makes a group `name` mapped to `role`; returns its id.
@@ -423,6 +434,25 @@ async fn an_expired_token_is_refreshed_before_joining_and_a_dead_one_asks_for_a_
         "refused tokens are dropped"
     );
     assert_eq!(app.audit_events("upstream.tokens_refused").await.len(), 1);
+
+    // Her account page asks her to sign in with Discord again; Dana's shows the invite link.
+    let (_, page) = app.visitor("eve").await.get("/account/").await;
+    assert!(page.contains("Sign in with Discord again"), "{page}");
+    assert!(page.contains("https://discord.gg/latchkey"));
+    let (_, page) = app.visitor("dana").await.get("/account/").await;
+    assert!(!page.contains("Sign in with Discord again"));
+    assert!(
+        page.contains("Join the server: <a href=\"https://discord.gg/latchkey\""),
+        "{page}"
+    );
+    // She does; the next verify adds her to the server, and the page stops asking.
+    fake.set_token_lifetime(604_800);
+    let eve_browser = link_discord(&app, "eve", 1005).await;
+    let (_, page) = eve_browser.get("/account/").await;
+    assert!(!page.contains("Sign in with Discord again"), "{page}");
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(report.applied.joined, 1, "{report}");
+    assert_eq!(fake.roles_of(1005), Some([RAIDERS].into()));
 }
 
 #[tokio::test]
