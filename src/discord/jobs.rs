@@ -22,6 +22,15 @@ pub const SYNC_ACCOUNTS: &str = "sync_discord_users_accounts";
 /// `enforce_discord_nicknames` (`latchkey discord enforce-nicknames`), when a template is set.
 pub const ENFORCE_NICKNAMES: &str = "enforce_discord_nicknames";
 
+/// Every job of the connector, in the order the console lists them.
+pub const ALL: [&str; 5] = [
+    APPLY_ROLE_CHANGES,
+    VERIFY_ALL,
+    REMOTE_SYNC_ALL,
+    SYNC_ACCOUNTS,
+    ENFORCE_NICKNAMES,
+];
+
 /// Registers the connector's jobs on `scheduler` with the schedules of `settings`.
 ///
 /// # Errors

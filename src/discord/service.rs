@@ -15,6 +15,7 @@ use crate::accounts::privileges::{self, NotAllowed};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::DiscordSettings;
 use crate::db::discord_connector::{self as store, DiscordRoleRow, ProfileRefresh, RoleChangeRow};
+use crate::db::jobs::{self as job_rows, JobRow};
 use crate::db::{self, groups as group_rows, Db, DbError};
 use crate::domain::{NicknameFields, ProviderKind};
 use crate::groups::{GroupError, Groups};
@@ -454,6 +455,59 @@ impl DiscordConnector {
             linked: link.is_some(),
             needs_sign_in,
         }))
+    }
+
+    /// The connector's jobs as scheduled (`jobs` rows; a job no node has registered has
+    /// none), in [`super::jobs::ALL`]'s order (superusers only).
+    ///
+    /// # Errors
+    /// [`DiscordError::Off`], [`DiscordError::Forbidden`], storage failures.
+    pub async fn jobs(&self, actor: &Actor) -> Result<Vec<JobRow>, DiscordError> {
+        self.inner()?;
+        self.check_superuser(actor).await?;
+        let rows = self
+            .db
+            .read(|conn| job_rows::all(conn).map_err(DiscordError::from))
+            .await?;
+        Ok(super::jobs::ALL
+            .iter()
+            .filter_map(|name| rows.iter().find(|r| r.name == *name).cloned())
+            .collect())
+    }
+
+    /// "Run now" (superusers only): makes job `name` (one of [`super::jobs::ALL`]) due at
+    /// once, so that the next scheduler pass — within a minute, on whichever node claims it —
+    /// runs it; the slot stays one node's. Returns `false` when no node has scheduled it (its
+    /// `jobs` row does not exist).
+    ///
+    /// # Errors
+    /// [`DiscordError::Invalid`] for another name, [`DiscordError::Forbidden`], storage.
+    pub async fn run_job_soon(&self, actor: &Actor, name: &str) -> Result<bool, DiscordError> {
+        self.inner()?;
+        let Some(name) = super::jobs::ALL.iter().find(|n| **n == name) else {
+            return Err(DiscordError::Invalid(format!(
+                "{name:?} is not one of the connector's jobs"
+            )));
+        };
+        let actor = actor.clone();
+        self.db
+            .write(move |conn| {
+                conn.transaction::<_, DiscordError, _>(|conn| {
+                    privileges::check_superuser::<DiscordError>(conn, &actor)?;
+                    if !job_rows::all(conn)?.iter().any(|r| r.name == *name) {
+                        return Ok(false);
+                    }
+                    job_rows::pull_forward(conn, name, db::now())?;
+                    audit::record(
+                        conn,
+                        AuditEvent::new("job.run_requested")
+                            .by(&actor)
+                            .detail("job", *name),
+                    )?;
+                    Ok(true)
+                })
+            })
+            .await
     }
 
     /// The connector's state for the console (superusers only).

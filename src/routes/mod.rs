@@ -273,6 +273,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         r.route(web::post().to(console::discord::create_groups))
             .default_service(web::to(pages::method_not_allowed))
     });
+    both(cfg, "/admin/discord/jobs/{name}/run/", |r| {
+        r.route(web::post().to(console::discord::run_job))
+            .default_service(web::to(pages::method_not_allowed))
+    });
     // The developer portal (django-oauth-toolkit's paths).
     both(cfg, "/o/applications/", |r| {
         r.route(web::get().to(apps::list_applications))

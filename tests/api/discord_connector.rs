@@ -1018,6 +1018,39 @@ async fn the_connectors_jobs_run_on_the_scheduler_one_node_per_slot() {
     assert_eq!(runs, all, "each slot ran once");
     assert_eq!(fake.roles_of(5001), Some([RAIDERS].into()));
     assert_eq!(fake.role_calls().len(), 1);
+
+    // The Discord page lists the jobs and starts one now: it is due at the next pass.
+    app.create_staff("root").await;
+    let root = app.visitor("root").await;
+    let (_, page) = root.get("/admin/discord/").await;
+    assert!(
+        page.contains("<code>verify_all_discord_users_groups</code>"),
+        "{page}"
+    );
+    assert!(page.contains("expensive"));
+    let started = root
+        .post_with_csrf_of(
+            &page,
+            &format!("/admin/discord/jobs/{VERIFY_ALL}/run/"),
+            &[],
+        )
+        .await;
+    assert_eq!(location(&started), "/admin/discord/");
+    let (_, page) = root.get("/admin/discord/").await;
+    assert!(page.contains("runs within a minute"), "{page}");
+    let (a, b) = tokio::join!(nodes[0].run_due(), nodes[1].run_due());
+    let again: Vec<String> = a
+        .expect("pass")
+        .into_iter()
+        .chain(b.expect("pass"))
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(again, [VERIFY_ALL], "run once, on one node");
+    assert_eq!(app.audit_events("job.run_requested").await.len(), 1);
+    let refused = root
+        .post_with_csrf_of(&page, "/admin/discord/jobs/cleanup/run/", &[])
+        .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
 }
 
 #[tokio::test]

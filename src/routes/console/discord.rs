@@ -8,6 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
+use super::dashboard::JobLine;
 use super::{group_not_found, not_allowed};
 use crate::db::groups::GroupRow;
 use crate::discord::{ConnectionReport, ConnectorStatus, DiscordConnector, DiscordError};
@@ -55,6 +56,8 @@ struct DiscordPage {
     /// The result of "test connection", when just run.
     report: Option<ConnectionReport>,
     groups: Vec<GroupRow>,
+    /// The connector's scheduled jobs.
+    jobs: Vec<JobLine>,
     /// The mapping form's message (`mapping`).
     errors: FieldErrors,
 }
@@ -100,6 +103,18 @@ async fn discord_page(
         Ok(status) => Some(status),
         Err(DiscordError::Off) => None,
         Err(e) => return Err(discord_failure(e)),
+    };
+    let now = crate::db::now();
+    let jobs = if status.is_some() {
+        connector
+            .jobs(&admin.actor())
+            .await
+            .map_err(discord_failure)?
+            .into_iter()
+            .map(|row| JobLine::from_row(row, now))
+            .collect()
+    } else {
+        Vec::new()
     };
     let names: std::collections::HashMap<i64, String> = status
         .iter()
@@ -153,6 +168,7 @@ async fn discord_page(
             synced,
             report,
             groups: groups.all().await?,
+            jobs,
             errors,
         },
     ))
@@ -286,5 +302,31 @@ pub async fn create_groups(
             "{count} groups were mapped to roles of the same name."
         )),
     );
+    Ok(see_other(DISCORD_PATH))
+}
+
+/// `POST /admin/discord/jobs/{name}/run/`: the job runs at the scheduler's next pass.
+pub async fn run_job(
+    admin: Staff,
+    _form: Form,
+    path: web::Path<String>,
+    connector: web::Data<DiscordConnector>,
+) -> Result<HttpResponse, PageError> {
+    let notice = if connector
+        .run_job_soon(&admin.actor(), &path)
+        .await
+        .map_err(discord_failure)?
+    {
+        Notice::success(format!(
+            "{} runs within a minute, on one node.",
+            path.as_str()
+        ))
+    } else {
+        Notice::problem(format!(
+            "No node schedules {} (is scheduler.enabled false, or its interval 0?); `latchkey discord` runs it now.",
+            path.as_str()
+        ))
+    };
+    flash(admin.session(), notice);
     Ok(see_other(DISCORD_PATH))
 }
