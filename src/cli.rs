@@ -62,6 +62,33 @@ pub enum Command {
     Cleartokens,
     /// Check the configuration and that the database is reachable.
     Check,
+    /// The Discord connector's jobs, run now (`serve` runs them on its schedule).
+    #[command(subcommand)]
+    Discord(DiscordCommand),
+}
+
+/// `latchkey discord …` (issue 12): each runs as the system, on this node, and prints what it
+/// did; exits non-zero when the connector is off or Discord refuses.
+#[derive(Debug, Subcommand)]
+pub enum DiscordCommand {
+    /// Test the bot token, the bot's membership of the server and its permissions.
+    Test,
+    /// Read the server's roles from Discord ("sync roles from Discord").
+    SyncRoles,
+    /// Apply the queued role changes that are due (the `discord_apply_role_changes` job).
+    Apply,
+    /// Compare every linked user's mapped roles with their groups and fix the differences in
+    /// the direction discord.remote_priority says (the `verify_all_discord_users_groups` job).
+    Verify,
+    /// Make every linked member's local groups follow their mapped roles in Discord, whatever
+    /// discord.remote_priority says (`remote_sync_all_discord_users_groups`; expensive).
+    RemoteSync,
+    /// Refresh linked members' usernames, display names, avatars and nicknames from the
+    /// server's member list (`sync_discord_users_accounts`).
+    SyncAccounts,
+    /// Set linked members' nicknames from discord.nickname_template
+    /// (`enforce_discord_nicknames`).
+    EnforceNicknames,
 }
 
 /// `latchkey user …`
@@ -444,6 +471,7 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         }
         Command::Client(cmd) => client_command(cmd, settings).await,
         Command::Keys(cmd) => keys_command(cmd, settings).await,
+        Command::Discord(cmd) => discord_command(cmd, settings).await,
         Command::Demo(DemoCommand::Remove) => {
             let services = Services::build(&settings).await?;
             let removed = demo::remove(&services, &Actor::system()).await?;
@@ -455,6 +483,47 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn discord_command(cmd: DiscordCommand, settings: Settings) -> anyhow::Result<()> {
+    let services = Services::build(&settings).await?;
+    let discord = &services.discord;
+    let system = Actor::system();
+    match cmd {
+        DiscordCommand::Test => {
+            let report = discord.test_connection(&system).await?;
+            match &report.bot {
+                Some(bot) => println!("bot token: works (the bot is {bot})"),
+                None => println!("bot token: refused"),
+            }
+            println!(
+                "in the server: {}",
+                if report.in_guild { "yes" } else { "no" }
+            );
+            for (name, has, _) in &report.permissions {
+                println!("{name}: {}", if *has { "yes" } else { "missing" });
+            }
+            for problem in &report.problems {
+                println!("problem: {problem}");
+            }
+            if !report.problems.is_empty() {
+                bail!("the Discord connector cannot do all it needs");
+            }
+        }
+        DiscordCommand::SyncRoles => {
+            let count = discord.sync_roles(&system).await?;
+            println!("{count} roles read from Discord");
+        }
+        DiscordCommand::Apply => println!("{}", discord.apply_queued().await?),
+        DiscordCommand::Verify => println!("{}", discord.verify_all().await?),
+        DiscordCommand::RemoteSync => println!("{}", discord.remote_sync_all().await?),
+        DiscordCommand::SyncAccounts => {
+            let (read, changed) = discord.sync_accounts().await?;
+            println!("{read} members read, {changed} profiles refreshed");
+        }
+        DiscordCommand::EnforceNicknames => println!("{}", discord.enforce_nicknames().await?),
+    }
+    Ok(())
 }
 
 async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
@@ -484,15 +553,20 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
         println!("{report}");
     }
     let plan = MaintenancePlan::from_settings(&settings);
-    let scheduler = if settings.scheduler.enabled && !plan.is_empty() {
-        let mut scheduler = Scheduler::new(services.db.clone(), &settings.scheduler);
-        maintenance::register(&mut scheduler, &services.oauth, &plan)
-            .context("cannot register the maintenance jobs")?;
-        Some(scheduler.start())
-    } else {
-        tracing::info!("no scheduled jobs on this node");
-        None
-    };
+    let scheduler =
+        if settings.scheduler.enabled && (!plan.is_empty() || settings.discord.is_some()) {
+            let mut scheduler = Scheduler::new(services.db.clone(), &settings.scheduler);
+            maintenance::register(&mut scheduler, &services.oauth, &plan)
+                .context("cannot register the maintenance jobs")?;
+            if let Some(discord) = &settings.discord {
+                crate::discord::jobs::register(&mut scheduler, &services.discord, discord)
+                    .context("cannot register the Discord connector's jobs")?;
+            }
+            Some(scheduler.start())
+        } else {
+            tracing::info!("no scheduled jobs on this node");
+            None
+        };
     tracing::info!(
         listen = %settings.listen,
         port = app.port(),

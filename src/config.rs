@@ -157,6 +157,54 @@ struct Raw {
     branding: RawBranding,
     #[serde(default)]
     upstream: BTreeMap<String, RawUpstream>,
+    discord: RawDiscord,
+}
+
+/// `[discord]`: the Discord connector (issue 12).
+#[derive(Deserialize)]
+struct RawDiscord {
+    enabled: bool,
+    provider: String,
+    bot_token: SecretString,
+    bot_token_file: PathBuf,
+    guild_id: RawSnowflake,
+    invite_link: String,
+    remote_priority: bool,
+    apply_interval_seconds: u64,
+    verify_interval_seconds: u64,
+    remote_sync_interval_seconds: u64,
+    sync_accounts_interval_seconds: u64,
+    nickname_template: String,
+    enforce_nicknames_interval_seconds: u64,
+}
+
+/// A Discord id as written: a string (as Discord shows ids), or a number (TOML, or an
+/// environment variable, which figment reads as one).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSnowflake {
+    Text(String),
+    Number(u64),
+}
+
+impl RawSnowflake {
+    fn text(&self) -> String {
+        match self {
+            Self::Text(t) => t.trim().to_owned(),
+            Self::Number(n) => n.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RawDiscord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bot token is never printed.
+        f.debug_struct("RawDiscord")
+            .field("enabled", &self.enabled)
+            .field("provider", &self.provider)
+            .field("guild_id", &self.guild_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One `[upstream.<id>]` table (issue 11): an identity provider users may sign in with, as
@@ -690,6 +738,51 @@ impl UpstreamProvider {
     }
 }
 
+/// The Discord connector's settings (`[discord]`, issue 12), present when `discord.enabled`.
+#[derive(Clone)]
+pub struct DiscordSettings {
+    /// `provider`: the `[upstream.<id>]` provider users link their Discord account with. Checked
+    /// against the providers when the connector starts (it must be of kind `discord`), not here:
+    /// providers may also live in the database.
+    pub provider: crate::domain::ProviderId,
+    /// `bot_token` (or the contents of `bot_token_file`): the bot's token. Never printed.
+    pub bot_token: SecretString,
+    /// `guild_id`: the Discord server's snowflake (non-zero).
+    pub guild_id: u64,
+    /// `invite_link`: a non-expiring invite to the server (https), shown to users.
+    pub invite_link: Option<Url>,
+    /// `remote_priority`: Discord's role membership wins over local groups (the seed's
+    /// `DISCORD_REMOTE_PRIORITY`).
+    pub remote_priority: bool,
+    /// `apply_interval_seconds` (1 s to 1 h): how often queued role changes are applied.
+    pub apply_interval: Duration,
+    /// `verify_interval_seconds` (60 s to 7 days; `None` when 0): how often
+    /// `verify_all_discord_users_groups` runs.
+    pub verify_interval: Option<Duration>,
+    /// `remote_sync_interval_seconds` (60 s to 30 days; `None` when 0): how often
+    /// `remote_sync_all_discord_users_groups` runs.
+    pub remote_sync_interval: Option<Duration>,
+    /// `sync_accounts_interval_seconds` (60 s to 30 days; `None` when 0): how often
+    /// `sync_discord_users_accounts` runs.
+    pub sync_accounts_interval: Option<Duration>,
+    /// `nickname_template`: the nickname strategy of `enforce_discord_nicknames`; `None` (empty,
+    /// the default) leaves nicknames alone.
+    pub nickname_template: Option<crate::domain::NicknameTemplate>,
+    /// `enforce_nicknames_interval_seconds` (60 s to 30 days; `None` when 0 or without a
+    /// template): how often `enforce_discord_nicknames` runs.
+    pub enforce_nicknames_interval: Option<Duration>,
+}
+
+impl std::fmt::Debug for DiscordSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiscordSettings")
+            .field("provider", &self.provider)
+            .field("guild_id", &self.guild_id)
+            .field("remote_priority", &self.remote_priority)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
@@ -763,6 +856,8 @@ pub struct Settings {
     pub branding: Branding,
     /// Upstream identity providers (`[upstream.<id>]`), by id.
     pub upstream: Vec<UpstreamProvider>,
+    /// The Discord connector (`[discord]`); `None` when `discord.enabled` is false.
+    pub discord: Option<DiscordSettings>,
     /// Messages to log once telemetry is up (unknown variables, generated key).
     pub warnings: Vec<String>,
     /// Set by `serve --demo` (not a configuration key): serves the demo callback page.
@@ -964,6 +1059,7 @@ impl Settings {
             .into_iter()
             .map(|(id, provider)| upstream_settings(&id, provider))
             .collect::<Result<Vec<_>, _>>()?;
+        let discord = discord_settings(raw.discord)?;
         if let Some(color) = branding.accent_color {
             let contrast = color.contrast_with_white();
             if contrast < 4.5 {
@@ -1007,6 +1103,7 @@ impl Settings {
             scheduler,
             branding,
             upstream,
+            discord,
             warnings,
             demo: false,
         })
@@ -1209,6 +1306,98 @@ fn scheduler_settings(raw: &RawScheduler) -> anyhow::Result<SchedulerSettings> {
         retry: bounded_duration("scheduler.retry_seconds", raw.retry_seconds)?,
         lease: bounded_duration("scheduler.lease_seconds", raw.lease_seconds)?,
     })
+}
+
+/// Validates `[discord]`: nothing is required while it is off; when on, the provider id, the
+/// bot token and the guild id are, and the invite link must be https.
+fn discord_settings(raw: RawDiscord) -> anyhow::Result<Option<DiscordSettings>> {
+    if !raw.enabled {
+        return Ok(None);
+    }
+    let provider = crate::domain::ProviderId::parse(raw.provider.trim()).map_err(|e| {
+        anyhow::anyhow!(
+            "discord.provider must name the [upstream.<id>] provider of kind \"discord\": the id {e}"
+        )
+    })?;
+    let bot_token = if raw.bot_token_file.as_os_str().is_empty() {
+        raw.bot_token.expose_secret().trim().to_owned()
+    } else {
+        std::fs::read_to_string(&raw.bot_token_file)
+            .with_context(|| {
+                format!(
+                    "cannot read discord.bot_token_file {}",
+                    raw.bot_token_file.display()
+                )
+            })?
+            .trim()
+            .to_owned()
+    };
+    // Discord's tokens are printable ASCII (base64 parts and dots); anything else would not
+    // even fit an HTTP header.
+    if bot_token.is_empty() || !bot_token.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!("discord.bot_token (or discord.bot_token_file) is required when discord.enabled, as the bot's token from Discord's developer portal");
+    }
+    let guild_id = raw.guild_id.text();
+    let guild_id = match guild_id.parse::<u64>() {
+        Ok(id) if id > 0 && guild_id.bytes().all(|b| b.is_ascii_digit()) => id,
+        _ => bail!("discord.guild_id must be the server's id, a number like 81384788765712384 (got {guild_id:?})"),
+    };
+    let invite_link = match raw.invite_link.trim() {
+        "" => None,
+        link => {
+            let url = Url::parse(link)
+                .ok()
+                .filter(|u| u.scheme() == "https" && u.host().is_some())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("discord.invite_link must be an https URL like https://discord.gg/abc123 (got {link:?})")
+                })?;
+            Some(url)
+        }
+    };
+    if !(1..=3600).contains(&raw.apply_interval_seconds) {
+        bail!("discord.apply_interval_seconds must be between 1 and 3600");
+    }
+    let verify = raw.verify_interval_seconds;
+    if verify != 0 && !(60..=7 * DAY).contains(&verify) {
+        bail!("discord.verify_interval_seconds must be 0 (off) or between 60 and 604800");
+    }
+    let nickname_template = match raw.nickname_template.trim() {
+        "" => None,
+        t => Some(
+            crate::domain::NicknameTemplate::parse(t)
+                .map_err(|e| anyhow::anyhow!("discord.nickname_template: {e}"))?,
+        ),
+    };
+    let optional = |key: &str, seconds: u64| -> anyhow::Result<Option<Duration>> {
+        match seconds {
+            0 => Ok(None),
+            s if (60..=30 * DAY).contains(&s) => Ok(Some(Duration::from_secs(s))),
+            _ => bail!("discord.{key} must be 0 (off) or between 60 and 2592000"),
+        }
+    };
+    Ok(Some(DiscordSettings {
+        provider,
+        bot_token: SecretString::from(bot_token),
+        guild_id,
+        invite_link,
+        remote_priority: raw.remote_priority,
+        apply_interval: Duration::from_secs(raw.apply_interval_seconds),
+        verify_interval: (verify > 0).then(|| Duration::from_secs(verify)),
+        remote_sync_interval: optional(
+            "remote_sync_interval_seconds",
+            raw.remote_sync_interval_seconds,
+        )?,
+        sync_accounts_interval: optional(
+            "sync_accounts_interval_seconds",
+            raw.sync_accounts_interval_seconds,
+        )?,
+        enforce_nicknames_interval: optional(
+            "enforce_nicknames_interval_seconds",
+            raw.enforce_nicknames_interval_seconds,
+        )?
+        .filter(|_| nickname_template.is_some()),
+        nickname_template,
+    }))
 }
 
 /// Why one provider's settings were refused (`[upstream.<id>]`, or the console's form): every
@@ -1933,6 +2122,61 @@ enabled = false
             "[upstream.google]\nkind = \"google\"\n{base}tokeninfo_endpoint = \"http://tokeninfo.example\""
         ))
         .contains("tokeninfo_endpoint"));
+    }
+
+    #[test]
+    fn the_discord_connector_is_off_by_default_and_checked_when_on() {
+        assert!(Settings::from_toml("").expect("defaults").discord.is_none());
+        let on = |more: &str| {
+            Settings::from_toml(&format!(
+                "[discord]\nenabled = true\nprovider = \"discord\"\nbot_token = \"abc.def\"\n{more}"
+            ))
+        };
+        let s = on("guild_id = \"81384788765712384\"\ninvite_link = \"https://discord.gg/x\"")
+            .expect("valid")
+            .discord
+            .expect("on");
+        assert_eq!(s.guild_id, 81_384_788_765_712_384);
+        assert_eq!(s.apply_interval, Duration::from_secs(15));
+        assert_eq!(s.verify_interval, Some(Duration::from_secs(300)));
+        assert!(
+            !format!("{s:?}").contains("abc.def"),
+            "the bot token is never printed"
+        );
+        // A number works as well as a string (environment variables arrive as numbers).
+        assert_eq!(
+            on("guild_id = 81384788765712384")
+                .expect("valid")
+                .discord
+                .map(|d| d.guild_id),
+            Some(81_384_788_765_712_384)
+        );
+        let refused = |more: &str| format!("{:#}", on(more).expect_err("refused"));
+        assert!(refused("").contains("discord.guild_id"));
+        assert!(refused("guild_id = \"0\"").contains("discord.guild_id"));
+        assert!(
+            refused("guild_id = \"12\"\ninvite_link = \"http://discord.gg/x\"").contains("https")
+        );
+        assert!(
+            refused("guild_id = \"12\"\nverify_interval_seconds = 5").contains("verify_interval")
+        );
+        assert!(refused("guild_id = \"12\"\napply_interval_seconds = 0").contains("apply_interval"));
+        assert!(refused("guild_id = \"12\"\nnickname_template = \"{nick}\"")
+            .contains("discord.nickname_template"));
+        let nicknames = on("guild_id = \"12\"\nnickname_template = \"{first_name}\"")
+            .expect("valid")
+            .discord
+            .expect("on");
+        assert_eq!(
+            nicknames.enforce_nicknames_interval,
+            Some(Duration::from_secs(86_400))
+        );
+        assert_eq!(s.enforce_nicknames_interval, None, "no template, no job");
+        let no_token = Settings::from_toml(
+            "[discord]\nenabled = true\nprovider = \"discord\"\nguild_id = \"12\"",
+        )
+        .expect_err("refused");
+        assert!(format!("{no_token:#}").contains("bot_token"));
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! to outside roles (the Discord connector: a group ↔ a guild role) in tables of their own, so
 //! a group never needs to know which connectors use it.
 //!
+//! A membership change (adding, removing, deleting a group) queues, in its own transaction, a
+//! check of each Discord role mapped to the group for the user's linked Discord account
+//! ([`discord_connector::queue_for_membership`]); the Discord connector applies it. So every
+//! caller — console, admin API, command line — keeps Discord in step.
+//!
 //! Every change is checked here, inside its transaction, whoever calls ([`privileges`]): only
 //! the system or an active staff member or superuser changes groups at all; memberships follow
 //! the account rule (staff change those of ordinary users, not their own nor an admin's); a
@@ -12,6 +17,7 @@ use diesel::Connection;
 use crate::accounts::privileges::{self, NotAllowed};
 use crate::accounts::Account;
 use crate::audit::{self, Actor, AuditEvent};
+use crate::db::discord_connector;
 use crate::db::groups::{self, GroupRow};
 use crate::db::{self, users, Db, DbError};
 use crate::domain::{Page, PageRequest};
@@ -259,8 +265,12 @@ impl Groups {
                     let Some(old) = groups::find(conn, &id)? else {
                         return Err(GroupError::NotFound);
                     };
+                    let now = db::now();
                     for member in groups::members(conn, &id)? {
                         privileges::check_may_change_groups::<GroupError>(conn, &actor, &member)?;
+                        // Checked once the group is gone: its roles go unless another group
+                        // still gives them.
+                        discord_connector::queue_for_membership(conn, &id, &member.id, now)?;
                     }
                     groups::delete(conn, &id)?;
                     audit::record(
@@ -307,8 +317,10 @@ impl Groups {
                         return Err(GroupError::NotFound);
                     };
                     privileges::check_may_change_groups::<GroupError>(conn, &actor, &user)?;
-                    let added = groups::add_member(conn, &group.id, &user.id, db::now())?;
+                    let now = db::now();
+                    let added = groups::add_member(conn, &group.id, &user.id, now)?;
                     if added {
+                        discord_connector::queue_for_membership(conn, &group.id, &user.id, now)?;
                         audit::record(
                             conn,
                             AuditEvent::new("group.member_added")
@@ -347,6 +359,12 @@ impl Groups {
                     }
                     let removed = groups::remove_member(conn, &group_id, &user_id)?;
                     if removed {
+                        discord_connector::queue_for_membership(
+                            conn,
+                            &group_id,
+                            &user_id,
+                            db::now(),
+                        )?;
                         audit::record(
                             conn,
                             AuditEvent::new("group.member_removed")

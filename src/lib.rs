@@ -33,6 +33,9 @@
 //!   "sign out everywhere". [`mail`] sends their emails (SMTP or the development outbox).
 //! * [`clients`] — client registration rules and secrets (SHA-256, shown once).
 //! * [`groups`] — groups of users for admins (upstream connectors map them to outside roles).
+//! * [`discord`] — the Discord connector (issue 12): groups mapped to guild roles, role changes
+//!   queued with membership changes and applied by a bot (twilight's REST client), jobs on the
+//!   scheduler.
 //! * [`upstream`] — sign-in through Discord, Google and OpenID Connect providers (issue 11):
 //!   providers from the configuration and the console (one live set), the relying party
 //!   (`oauth2` over reqwest, ID tokens verified with `jsonwebtoken` against the JWKS), linked
@@ -62,6 +65,7 @@ pub mod clients;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod discord;
 pub mod domain;
 pub mod error;
 pub mod groups;

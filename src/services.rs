@@ -12,6 +12,7 @@ use crate::audit::Audit;
 use crate::clients::Clients;
 use crate::config::Settings;
 use crate::db::Db;
+use crate::discord::DiscordConnector;
 use crate::groups::Groups;
 use crate::mail::{EmailBrand, Mailer};
 use crate::oauth::{OAuth, OAuthConfig};
@@ -40,6 +41,8 @@ pub struct Services {
     pub jobs: Jobs,
     /// Sign-in through upstream identity providers.
     pub upstream: Upstream,
+    /// The Discord connector (off unless `[discord] enabled`).
+    pub discord: DiscordConnector,
 }
 
 impl Services {
@@ -128,9 +131,17 @@ impl Services {
             keys.clone(),
         )
         .with_upstream(upstream.clone());
+        let groups = Groups::new(db.clone());
+        let discord = DiscordConnector::new(
+            db.clone(),
+            settings.discord.clone(),
+            upstream.clone(),
+            groups.clone(),
+        );
         Ok(Self {
             upstream,
-            groups: Groups::new(db.clone()),
+            discord,
+            groups,
             audit: Audit::new(db.clone()),
             jobs: Jobs::new(db.clone()),
             db,

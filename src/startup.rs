@@ -89,6 +89,7 @@ impl Application {
         let groups = web::Data::new(services.groups);
         let reloaded = services.upstream.clone();
         let upstream = web::Data::new(services.upstream);
+        let discord = web::Data::new(services.discord);
         let audit = web::Data::new(services.audit);
         let jobs = web::Data::new(services.jobs);
         let web_config = web::Data::new(web_config);
@@ -116,6 +117,7 @@ impl Application {
                 .app_data(oauth.clone())
                 .app_data(groups.clone())
                 .app_data(upstream.clone())
+                .app_data(discord.clone())
                 .app_data(audit.clone())
                 .app_data(jobs.clone())
                 .app_data(web_config.clone())

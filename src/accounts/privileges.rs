@@ -19,8 +19,9 @@
 //!   deletes their own.
 //! * The admin powers that are not about one account — groups, the console's token list — are
 //!   staff's ([`check_staff`]): a user who is not active staff is refused whoever calls.
-//! * The upstream sign-in providers stored by the console are a superuser's
-//!   ([`check_superuser`]): whoever may change them decides who can sign in, as anyone.
+//! * The powers that decide who can sign in at all — the upstream sign-in providers the console
+//!   stores — and those that reach outside Latchkey — the Discord connector's settings, role
+//!   mappings and syncs — are a superuser's ([`check_superuser`]).
 //! * Group memberships ([`check_may_change_groups`]) follow the account rule, except that a
 //!   staff member does not change their own (they would pick the groups that upstream
 //!   connectors turn into outside roles); a superuser does. Renaming a group that has a staff or
@@ -61,8 +62,9 @@ pub enum NotAllowed {
     /// themselves out, the last admin the console too.
     #[error("you cannot delete your own account")]
     OwnAccount,
-    /// A superuser's power (the sign-in providers: who may change them decides who can sign
-    /// in) used by an actor who is not an active superuser.
+    /// A superuser's power — the sign-in providers (who may change them decides who can sign
+    /// in), the Discord connector's settings, role mappings and syncs (they reach outside
+    /// Latchkey) — used by an actor who is not an active superuser.
     #[error("only a superuser can do this")]
     SuperuserOnly,
 }
@@ -158,7 +160,8 @@ where
 
 /// Checks that `actor` is the system or an active superuser, read on `conn` (inside the
 /// change's transaction): the powers that decide who can sign in at all (the upstream
-/// providers the console stores).
+/// providers the console stores) and those that reach outside Latchkey (the Discord
+/// connector's role mappings and syncs, whose effects land in another service).
 ///
 /// # Errors
 /// `E::from(NotAllowed::SuperuserOnly)` when refused; query failures.

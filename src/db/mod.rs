@@ -15,6 +15,7 @@ pub mod clients;
 pub mod codes;
 pub mod consents;
 pub mod discord_accounts;
+pub mod discord_connector;
 pub mod groups;
 pub mod held_secrets;
 pub mod jobs;

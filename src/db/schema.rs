@@ -257,6 +257,43 @@ diesel::table! {
         email -> Nullable<Text>,
         verified -> Bool,
         last_login -> Timestamp,
+        nick -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    discord_roles (id) {
+        id -> BigInt,
+        name -> Text,
+        color -> BigInt,
+        position -> BigInt,
+        managed -> Bool,
+        unmappable -> Nullable<Text>,
+        synced_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    discord_role_mappings (group_id, role_id) {
+        group_id -> Text,
+        role_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    discord_role_changes (id) {
+        id -> Text,
+        user_id -> Text,
+        role_id -> BigInt,
+        generation -> BigInt,
+        attempts -> BigInt,
+        next_attempt_at -> Timestamp,
+        claimed_by -> Nullable<Text>,
+        claimed_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        failed -> Bool,
+        created_at -> Timestamp,
     }
 }
 
@@ -278,6 +315,8 @@ diesel::joinable!(group_members -> users (user_id));
 diesel::joinable!(tokens -> users (user_id));
 diesel::joinable!(upstream_links -> users (user_id));
 diesel::joinable!(discord_accounts -> upstream_links (link_id));
+diesel::joinable!(discord_role_mappings -> groups (group_id));
+diesel::joinable!(discord_role_changes -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     users,
@@ -298,4 +337,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     upstream_links,
     discord_accounts,
     upstream_providers,
+    discord_roles,
+    discord_role_mappings,
+    discord_role_changes,
 );

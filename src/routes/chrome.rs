@@ -61,6 +61,8 @@ pub enum AdminArea {
     Tokens,
     /// `/admin/audit/`.
     Audit,
+    /// `/admin/discord/`.
+    Discord,
 }
 
 impl Section {
@@ -88,6 +90,7 @@ impl Section {
             Self::Admin(AdminArea::Providers) => "providers",
             Self::Admin(AdminArea::Tokens) => "tokens",
             Self::Admin(AdminArea::Audit) => "audit",
+            Self::Admin(AdminArea::Discord) => "discord",
             _ => "",
         }
     }

@@ -265,6 +265,34 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         r.route(web::get().to(console::audit::list_audit_events))
             .default_service(web::to(pages::method_not_allowed))
     });
+    both(cfg, "/admin/discord/", |r| {
+        r.route(web::get().to(console::discord::show_discord))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/discord/test/", |r| {
+        r.route(web::post().to(console::discord::test_connection))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/discord/roles/sync/", |r| {
+        r.route(web::post().to(console::discord::sync_roles))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/discord/mappings/", |r| {
+        r.route(web::post().to(console::discord::map_role))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/discord/mappings/remove/", |r| {
+        r.route(web::post().to(console::discord::unmap_role))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/discord/groups/", |r| {
+        r.route(web::post().to(console::discord::create_groups))
+            .default_service(web::to(pages::method_not_allowed))
+    });
+    both(cfg, "/admin/discord/jobs/{name}/run/", |r| {
+        r.route(web::post().to(console::discord::run_job))
+            .default_service(web::to(pages::method_not_allowed))
+    });
     // The developer portal (django-oauth-toolkit's paths).
     both(cfg, "/o/applications/", |r| {
         r.route(web::get().to(apps::list_applications))

@@ -195,6 +195,27 @@ pub(super) async fn call(
     Ok(builder.body(body)?)
 }
 
+/// [`call`] as an `oauth2` HTTP client whose future is boxed: a background job (the Discord
+/// connector's token refresh) can hold it, where the future of a closure client is not `Send`
+/// for every lifetime the scheduler asks about.
+struct Bounded<'a>(&'a reqwest::Client);
+
+impl<'c> oauth2::AsyncHttpClient<'c> for Bounded<'_> {
+    type Error = HttpError;
+    type Future = std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<oauth2::HttpResponse, HttpError>>
+                + Send
+                + Sync
+                + 'c,
+        >,
+    >;
+
+    fn call(&'c self, request: oauth2::HttpRequest) -> Self::Future {
+        Box::pin(call(self.0, request))
+    }
+}
+
 /// What the relying party knows of one OpenID Connect provider. Its lock is held while the
 /// provider is being discovered, so that sign-ins starting together wait for one discovery
 /// (and, when it fails, all see the failure) rather than each calling the provider.
@@ -729,12 +750,7 @@ impl RelyingParty {
         let me: DiscordUser = serde_json::from_slice(response.body()).map_err(|e| {
             UpstreamError::Invalid(format!("Discord's profile is not what Discord sends: {e}"))
         })?;
-        // RFC 6749 §5.1: `expires_in` is the access token's lifetime in seconds (bounded here
-        // to a year, so that no answer makes an unrepresentable time).
-        let expires_at = tokens.expires_in().and_then(|lifetime| {
-            let seconds = i64::try_from(lifetime.as_secs()).ok()?.min(365 * 24 * 3600);
-            chrono::DateTime::from_timestamp(now.checked_add(seconds)?, 0).map(|t| t.naive_utc())
-        });
+        let expires_at = expiry(tokens.expires_in(), now);
         Ok(Identity {
             tokens: Some(UpstreamTokens {
                 access_token: SecretString::from(tokens.access_token().secret().as_str()),
@@ -746,6 +762,50 @@ impl RelyingParty {
             ..me.identity()?
         })
     }
+}
+
+impl RelyingParty {
+    /// New Discord tokens for a kept refresh token (RFC 6749 §6), their expiry counted from
+    /// `now` (Unix seconds). Discord rotates refresh tokens: the answer's refresh token replaces
+    /// the old one (kept when the answer has none, RFC 6749 §5.1).
+    ///
+    /// # Errors
+    /// [`UpstreamError::Invalid`] when Discord refuses the refresh token (RFC 6749 §5.2:
+    /// revoked, expired, the application de-authorized) — the user must sign in with Discord
+    /// again; [`UpstreamError::Unreachable`] when Discord cannot be reached or fails.
+    pub async fn refresh_discord(
+        &self,
+        provider: &UpstreamProvider,
+        refresh_token: &SecretString,
+        now: i64,
+    ) -> Result<UpstreamTokens, UpstreamError> {
+        let redirect = self.redirect_url(provider)?;
+        let tokens = self
+            .oauth_client(provider, redirect)
+            .exchange_refresh_token(&oauth2::RefreshToken::new(
+                refresh_token.expose_secret().to_owned(),
+            ))
+            .request_async(&Bounded(&self.http))
+            .await
+            .map_err(|e| token_failure(&provider.label, &e))?;
+        Ok(UpstreamTokens {
+            access_token: SecretString::from(tokens.access_token().secret().as_str()),
+            refresh_token: Some(tokens.refresh_token().map_or_else(
+                || refresh_token.clone(),
+                |r| SecretString::from(r.secret().as_str()),
+            )),
+            expires_at: expiry(tokens.expires_in(), now),
+        })
+    }
+}
+
+/// RFC 6749 §5.1: `expires_in` is the access token's lifetime in seconds, counted from `now`
+/// (Unix seconds); bounded to a year, so that no answer makes an unrepresentable time.
+fn expiry(lifetime: Option<Duration>, now: i64) -> Option<chrono::NaiveDateTime> {
+    lifetime.and_then(|lifetime| {
+        let seconds = i64::try_from(lifetime.as_secs()).ok()?.min(365 * 24 * 3600);
+        chrono::DateTime::from_timestamp(now.checked_add(seconds)?, 0).map(|t| t.naive_utc())
+    })
 }
 
 /// The page of a failed code exchange: the provider refusing the code (RFC 6749 §5.2, e.g. a

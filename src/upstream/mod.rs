@@ -26,7 +26,8 @@ pub use providers::{
     StoredProvider, PROVIDER_RELOAD_SECONDS,
 };
 pub use service::{
-    AccountPolicy, KeptTokensError, LinkRemovalError, SignInOutcome, TokenSignInError, Upstream,
+    AccountPolicy, FreshTokensError, KeptTokensError, LinkRemovalError, SignInOutcome,
+    TokenSignInError, Upstream,
 };
 pub use tokens::UpstreamTokens;
 

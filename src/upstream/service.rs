@@ -799,6 +799,120 @@ impl Upstream {
     }
 }
 
+/// Why kept tokens could not be made fresh ([`Upstream::fresh_kept_tokens`]).
+#[derive(Debug, thiserror::Error)]
+pub enum FreshTokensError {
+    /// Reading or opening the kept tokens failed.
+    #[error(transparent)]
+    Kept(#[from] KeptTokensError),
+    /// The provider refused the refresh token (revoked, expired, the application removed):
+    /// the kept tokens are dropped and the user must sign in with the provider again.
+    #[error("{0} refused the kept refresh token; the user must sign in with it again")]
+    Refused(String),
+    /// The provider could not be reached; try again later.
+    #[error("{0}")]
+    Unreachable(String),
+    /// No such provider, or not one of kind `discord`.
+    #[error("{0}")]
+    Provider(String),
+}
+
+impl Upstream {
+    /// The tokens kept from `user_id`'s latest sign-in at the Discord provider `provider_id`,
+    /// refreshed first (RFC 6749 §6) when the access token has expired or expires within a
+    /// minute; the refreshed tokens are sealed in place of the old ones. `None` when the user
+    /// has no link there or no tokens were kept (or had no refresh token left to renew an
+    /// expired access token with). A refused refresh drops the kept tokens, so that the link
+    /// shows it needs a fresh sign-in. For the Discord connector's `guilds.join`.
+    ///
+    /// # Errors
+    /// [`FreshTokensError`].
+    pub async fn fresh_kept_tokens(
+        &self,
+        user_id: &str,
+        provider_id: &str,
+    ) -> Result<Option<UpstreamTokens>, FreshTokensError> {
+        let Some(tokens) = self.kept_tokens(user_id, provider_id).await? else {
+            return Ok(None);
+        };
+        let now = db::now();
+        let fresh = tokens
+            .expires_at
+            .is_none_or(|at| at > now + chrono::TimeDelta::seconds(60));
+        if fresh {
+            return Ok(Some(tokens));
+        }
+        let Some(refresh) = &tokens.refresh_token else {
+            return Ok(None);
+        };
+        let provider = self
+            .provider(provider_id)
+            .ok()
+            .filter(|p| p.kind == ProviderKind::Discord)
+            .ok_or_else(|| {
+                FreshTokensError::Provider(format!(
+                    "there is no enabled Discord provider called {provider_id:?}"
+                ))
+            })?;
+        let label = provider.label.clone();
+        let refreshed = self
+            .rp
+            .refresh_discord(&provider, refresh, now.and_utc().timestamp())
+            .await;
+        let (user, provider_id) = (user_id.to_owned(), provider_id.to_owned());
+        let links = self
+            .db
+            .read(move |conn| upstream_links::for_user(conn, &user).map_err(DbError::from))
+            .await
+            .map_err(KeptTokensError::from)?;
+        let Some(link) = links.into_iter().find(|l| l.provider_id == provider_id) else {
+            return Ok(None);
+        };
+        match refreshed {
+            Ok(tokens) => {
+                let (access, refresh) = self
+                    .sealer
+                    .seal(&link.id, &tokens)
+                    .map_err(|_| KeptTokensError::Unreadable)?;
+                let (id, expires_at) = (link.id.clone(), tokens.expires_at);
+                self.db
+                    .write(move |conn| {
+                        upstream_links::set_tokens(
+                            conn,
+                            &id,
+                            Some((&access, refresh.as_deref(), expires_at)),
+                        )
+                        .map_err(DbError::from)
+                    })
+                    .await
+                    .map_err(KeptTokensError::from)?;
+                Ok(Some(tokens))
+            }
+            Err(UpstreamError::Invalid(_)) => {
+                let (id, user_id) = (link.id.clone(), link.user_id.clone());
+                let provider = provider_id.clone();
+                self.db
+                    .write(move |conn| {
+                        conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                            upstream_links::set_tokens(conn, &id, None)?;
+                            audit::record(
+                                conn,
+                                AuditEvent::new("upstream.tokens_refused")
+                                    .user(user_id)
+                                    .detail("provider", provider),
+                            )
+                        })
+                        .map_err(DbError::from)
+                    })
+                    .await
+                    .map_err(KeptTokensError::from)?;
+                Err(FreshTokensError::Refused(label))
+            }
+            Err(e) => Err(FreshTokensError::Unreachable(e.to_string())),
+        }
+    }
+}
+
 /// Why an administrator's removal of a link failed ([`Upstream::remove_link`]).
 #[derive(Debug, thiserror::Error)]
 pub enum LinkRemovalError {

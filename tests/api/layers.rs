@@ -17,7 +17,14 @@ const LAYERS: &[&[&str]] = &[
     // Cross-cutting services every domain service records to or counts with.
     &["audit", "limits", "mail"],
     // Domain services.
-    &["accounts", "clients", "groups", "scheduler", "upstream"],
+    &[
+        "accounts",
+        "clients",
+        "groups",
+        "scheduler",
+        "upstream",
+        "discord",
+    ],
     // OpenID Connect: keys, claims, RP-initiated logout planning.
     &["oidc"],
     // The OAuth protocol core (mints ID tokens through `oidc`).

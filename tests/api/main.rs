@@ -20,6 +20,8 @@ mod client_metadata;
 mod client_powers;
 mod config_bounds;
 mod cors;
+mod discord_connector;
+mod discord_fake;
 mod error_bodies;
 mod google_fake;
 mod helpers;

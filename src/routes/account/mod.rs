@@ -20,6 +20,7 @@ use askama::Template;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::accounts::{Account, AccountError, Accounts, Profile};
+use crate::discord::{AccountDiscord, DiscordConnector};
 use crate::domain::Email;
 use crate::oauth::Params;
 use crate::routes::browser::keep_session;
@@ -65,6 +66,9 @@ struct AccountPage<'a> {
     sessions: Vec<SessionLine>,
     /// The sign-in code switch.
     login_code: sign_in_codes::LoginCodeSwitch,
+    /// The Discord server (invite link, and whether to sign in with Discord again), when the
+    /// Discord connector is on.
+    discord: Option<AccountDiscord>,
 }
 
 impl AccountPage<'_> {
@@ -78,9 +82,18 @@ pub async fn show_account(
     user: SignedIn,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
+    discord: web::Data<DiscordConnector>,
 ) -> Result<HttpResponse, PageError> {
     let profile = ProfileValues::of(&user);
-    account_page(&user, &accounts, &web, profile, FieldErrors::new()).await
+    account_page(
+        &user,
+        &accounts,
+        &web,
+        &discord,
+        profile,
+        FieldErrors::new(),
+    )
+    .await
 }
 
 /// `GET /account/profile/` and `GET /account/password/` (the forms' targets, opened by hand or
@@ -96,6 +109,7 @@ pub async fn update_profile(
     Form(form): Form,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
+    discord: web::Data<DiscordConnector>,
 ) -> Result<HttpResponse, PageError> {
     let field = |name: &str| form.get(name).unwrap_or_default().to_owned();
     let submitted = ProfileValues {
@@ -107,7 +121,7 @@ pub async fn update_profile(
     // error, so each is shown at its own field.
     if let Err(message) = Email::parse(&submitted.email) {
         let errors = FieldErrors::one("email", message);
-        return account_page(&user, &accounts, &web, submitted, errors).await;
+        return account_page(&user, &accounts, &web, &discord, submitted, errors).await;
     }
     let profile = Profile {
         email: submitted.email.clone(),
@@ -140,7 +154,7 @@ pub async fn update_profile(
         Err(AccountError::Invalid(message)) => FieldErrors::one("names", message),
         Err(e) => return Err(account_failure(e)),
     };
-    account_page(&user, &accounts, &web, submitted, errors).await
+    account_page(&user, &accounts, &web, &discord, submitted, errors).await
 }
 
 /// `POST /account/password/`: changes the password after checking the current one. The user's
@@ -151,6 +165,7 @@ pub async fn change_password(
     Form(form): Form<Params>,
     accounts: web::Data<Accounts>,
     web: web::Data<WebConfig>,
+    discord: web::Data<DiscordConnector>,
 ) -> Result<HttpResponse, PageError> {
     let secret = |name: &str| SecretString::from(form.get(name).unwrap_or_default().to_owned());
     let (current, new, confirm) = (
@@ -164,7 +179,7 @@ pub async fn change_password(
             "confirm_password",
             "The two new passwords are not the same.",
         );
-        return account_page(&user, &accounts, &web, stored, errors).await;
+        return account_page(&user, &accounts, &web, &discord, stored, errors).await;
     }
     // "Also sign out of applications" is on unless the form that offered it came back unticked:
     // a form without the box (a page from before it existed) signs out too.
@@ -202,7 +217,7 @@ pub async fn change_password(
         ),
         Err(e) => return Err(account_failure(e)),
     };
-    account_page(&user, &accounts, &web, stored, errors).await
+    account_page(&user, &accounts, &web, &discord, stored, errors).await
 }
 
 /// `GET /account/sessions/end/`: asks for confirmation.
@@ -239,6 +254,7 @@ async fn account_page(
     user: &SignedIn,
     accounts: &Accounts,
     web: &WebConfig,
+    discord: &DiscordConnector,
     profile: ProfileValues,
     errors: FieldErrors,
 ) -> Result<HttpResponse, PageError> {
@@ -261,6 +277,7 @@ async fn account_page(
             max_password_chars: accounts.password_policy().max_chars,
             sessions,
             login_code: sign_in_codes::LoginCodeSwitch::for_user(accounts, user),
+            discord: discord.account_view(&user.id).await?,
         },
     ))
 }

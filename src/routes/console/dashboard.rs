@@ -33,19 +33,20 @@ struct DashboardPage {
     jobs: Vec<JobLine>,
 }
 
-/// One scheduled job on the dashboard (`jobs` rows, see `crate::scheduler`).
-struct JobLine {
-    name: String,
+/// One scheduled job on the dashboard (`jobs` rows, see `crate::scheduler`); the Discord page
+/// lists its jobs the same way.
+pub(super) struct JobLine {
+    pub(super) name: String,
     /// "running", "failing" or "ok"; `None` before the first run.
-    status: Option<&'static str>,
-    last_run: Option<Moment>,
-    next_run: Moment,
-    failures: i64,
-    last_error: Option<String>,
+    pub(super) status: Option<&'static str>,
+    pub(super) last_run: Option<Moment>,
+    pub(super) next_run: Moment,
+    pub(super) failures: i64,
+    pub(super) last_error: Option<String>,
 }
 
 impl JobLine {
-    fn from_row(row: JobRow, now: chrono::NaiveDateTime) -> Self {
+    pub(super) fn from_row(row: JobRow, now: chrono::NaiveDateTime) -> Self {
         let status = if row.running_until.is_some_and(|u| u >= now) {
             Some("running")
         } else if row.last_error.is_some() {

@@ -9,6 +9,7 @@
 //!   those added here (a superuser's);
 //! * [`tokens`] — active tokens, revoked after a confirmation;
 //! * [`audit`] — the audit log (and the event lines the dashboard shows);
+//! * [`discord`] — the Discord connector (superusers only): test connection, roles, mappings;
 //! * this file — what they share: links, names in tables, the user filter of the lists, and the
 //!   pages for refused changes.
 //!
@@ -33,6 +34,7 @@
 
 pub(super) mod audit;
 pub(super) mod dashboard;
+pub(super) mod discord;
 pub(super) mod groups;
 pub(super) mod providers;
 pub(super) mod tokens;

@@ -1,0 +1,651 @@
+//! The Discord connector's tables (issue 12): `discord_roles` (the guild's roles as last read),
+//! `discord_role_mappings` (local group → guild roles) and `discord_role_changes` (role changes
+//! waiting to be applied in Discord, one row per user and role), and the reads over links and
+//! memberships the connector needs.
+//!
+//! A queued change says only "check this user's role": whether to add or remove it is decided
+//! when it is applied, from the user's groups at that moment ([`wants_role`]), so that changes
+//! in quick succession end in the last state and a role two groups give stays while one of them
+//! still holds the user. A change is applied by one node: [`claim`] is one conditional `UPDATE`
+//! (the same way [`super::jobs::claim`] gives a job slot to one node), and a row queued again
+//! while it is applied keeps its place ([`finish`] deletes it only at the generation it
+//! claimed).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error};
+
+use super::schema::{
+    discord_accounts, discord_role_changes, discord_role_mappings, discord_roles, group_members,
+    groups, upstream_links, users,
+};
+use super::DbConnection;
+
+/// A row of `discord_roles`: a guild role as the last sync read it.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = discord_roles)]
+pub struct DiscordRoleRow {
+    /// The role's snowflake.
+    pub id: i64,
+    /// Its name in Discord.
+    pub name: String,
+    /// Its colour, `0xRRGGBB` (0: none).
+    pub color: i64,
+    /// Its position in the guild's role list (higher ranks higher; `@everyone` is 0).
+    pub position: i64,
+    /// Whether an integration manages it (a bot's own role, the booster role): nobody may give
+    /// or take it.
+    pub managed: bool,
+    /// Why it cannot be mapped, in words; `None` when it can.
+    pub unmappable: Option<String>,
+    /// When it was read (UTC).
+    pub synced_at: NaiveDateTime,
+}
+
+/// A row of `discord_role_changes`.
+#[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = discord_role_changes)]
+pub struct RoleChangeRow {
+    /// Random id (UUID v4 text).
+    pub id: String,
+    /// The local user.
+    pub user_id: String,
+    /// The guild role to check.
+    pub role_id: i64,
+    /// Grows each time the change is queued again.
+    pub generation: i64,
+    /// Failed attempts so far.
+    pub attempts: i64,
+    /// When it may next be tried (UTC).
+    pub next_attempt_at: NaiveDateTime,
+    /// The node applying it now.
+    pub claimed_by: Option<String>,
+    /// Until when that node holds it (UTC).
+    pub claimed_until: Option<NaiveDateTime>,
+    /// The latest failure, in words (never a token).
+    pub last_error: Option<String>,
+    /// Given up on: Discord refused it, or the user must sign in with Discord again.
+    pub failed: bool,
+    /// When it was first queued (UTC).
+    pub created_at: NaiveDateTime,
+}
+
+/// Replaces the stored roles with `rows` (a sync).
+///
+/// # Errors
+/// Query failures.
+pub fn replace_roles(conn: &mut DbConnection, rows: &[DiscordRoleRow]) -> QueryResult<()> {
+    diesel::delete(discord_roles::table).execute(conn)?;
+    for row in rows {
+        diesel::insert_into(discord_roles::table)
+            .values(row)
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// The stored roles, highest first.
+///
+/// # Errors
+/// Query failures.
+pub fn roles(conn: &mut DbConnection) -> QueryResult<Vec<DiscordRoleRow>> {
+    discord_roles::table
+        .order((discord_roles::position.desc(), discord_roles::id.asc()))
+        .select(DiscordRoleRow::as_select())
+        .load(conn)
+}
+
+/// The stored role `id`.
+///
+/// # Errors
+/// Query failures.
+pub fn role(conn: &mut DbConnection, id: i64) -> QueryResult<Option<DiscordRoleRow>> {
+    discord_roles::table
+        .find(id)
+        .select(DiscordRoleRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Maps `group_id` to `role_id`; `false` when it was already.
+///
+/// # Errors
+/// Query failures (a foreign-key error for an unknown group).
+pub fn map(
+    conn: &mut DbConnection,
+    group_id: &str,
+    role_id: i64,
+    at: NaiveDateTime,
+) -> QueryResult<bool> {
+    let exists: i64 = discord_role_mappings::table
+        .filter(discord_role_mappings::group_id.eq(group_id))
+        .filter(discord_role_mappings::role_id.eq(role_id))
+        .count()
+        .get_result(conn)?;
+    if exists > 0 {
+        return Ok(false);
+    }
+    diesel::insert_into(discord_role_mappings::table)
+        .values((
+            discord_role_mappings::group_id.eq(group_id),
+            discord_role_mappings::role_id.eq(role_id),
+            discord_role_mappings::created_at.eq(at),
+        ))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// Removes the mapping of `group_id` to `role_id`; whether there was one.
+///
+/// # Errors
+/// Query failures.
+pub fn unmap(conn: &mut DbConnection, group_id: &str, role_id: i64) -> QueryResult<bool> {
+    diesel::delete(
+        discord_role_mappings::table
+            .filter(discord_role_mappings::group_id.eq(group_id))
+            .filter(discord_role_mappings::role_id.eq(role_id)),
+    )
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Every mapping as (group id, group name, role id), by group name.
+///
+/// # Errors
+/// Query failures.
+pub fn mappings(conn: &mut DbConnection) -> QueryResult<Vec<(String, String, i64)>> {
+    discord_role_mappings::table
+        .inner_join(groups::table)
+        .order((groups::name_key.asc(), discord_role_mappings::role_id.asc()))
+        .select((groups::id, groups::name, discord_role_mappings::role_id))
+        .load(conn)
+}
+
+/// The roles mapped to `group_id`.
+///
+/// # Errors
+/// Query failures.
+pub fn roles_of_group(conn: &mut DbConnection, group_id: &str) -> QueryResult<Vec<i64>> {
+    discord_role_mappings::table
+        .filter(discord_role_mappings::group_id.eq(group_id))
+        .order(discord_role_mappings::role_id.asc())
+        .select(discord_role_mappings::role_id)
+        .load(conn)
+}
+
+/// Whether `user_id` belongs to a group mapped to `role_id`: whether Latchkey's groups give
+/// them the role.
+///
+/// # Errors
+/// Query failures.
+pub fn wants_role(conn: &mut DbConnection, user_id: &str, role_id: i64) -> QueryResult<bool> {
+    let n: i64 = discord_role_mappings::table
+        .inner_join(
+            group_members::table.on(group_members::group_id.eq(discord_role_mappings::group_id)),
+        )
+        .filter(group_members::user_id.eq(user_id))
+        .filter(discord_role_mappings::role_id.eq(role_id))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+/// Every role `user_id`'s groups give them.
+///
+/// # Errors
+/// Query failures.
+pub fn mapped_roles_of_user(conn: &mut DbConnection, user_id: &str) -> QueryResult<Vec<i64>> {
+    discord_role_mappings::table
+        .inner_join(
+            group_members::table.on(group_members::group_id.eq(discord_role_mappings::group_id)),
+        )
+        .filter(group_members::user_id.eq(user_id))
+        .select(discord_role_mappings::role_id)
+        .distinct()
+        .order(discord_role_mappings::role_id.asc())
+        .load(conn)
+}
+
+/// The names of `user_id`'s groups that are mapped to `role_id` (for Discord's audit-log
+/// reason), by name.
+///
+/// # Errors
+/// Query failures.
+pub fn groups_giving(
+    conn: &mut DbConnection,
+    user_id: &str,
+    role_id: i64,
+) -> QueryResult<Vec<String>> {
+    discord_role_mappings::table
+        .inner_join(groups::table)
+        .inner_join(
+            group_members::table.on(group_members::group_id.eq(discord_role_mappings::group_id)),
+        )
+        .filter(group_members::user_id.eq(user_id))
+        .filter(discord_role_mappings::role_id.eq(role_id))
+        .order(groups::name_key.asc())
+        .select(groups::name)
+        .load(conn)
+}
+
+/// Every (group, user) membership of a group that has a mapping, as (group id, user id).
+///
+/// # Errors
+/// Query failures.
+pub fn mapped_memberships(conn: &mut DbConnection) -> QueryResult<Vec<(String, String)>> {
+    group_members::table
+        .filter(
+            group_members::group_id.eq_any(
+                discord_role_mappings::table
+                    .select(discord_role_mappings::group_id)
+                    .distinct(),
+            ),
+        )
+        .select((group_members::group_id, group_members::user_id))
+        .load(conn)
+}
+
+/// The members of `group_id` (user ids).
+///
+/// # Errors
+/// Query failures.
+pub fn member_ids(conn: &mut DbConnection, group_id: &str) -> QueryResult<Vec<String>> {
+    group_members::table
+        .filter(group_members::group_id.eq(group_id))
+        .select(group_members::user_id)
+        .load(conn)
+}
+
+/// Every user linked at `provider_id`, as (user id, the provider's subject: the Discord user
+/// id as text). Deactivated accounts too: their groups decide their roles like anyone's (the
+/// queue does not look at the flag either).
+///
+/// # Errors
+/// Query failures.
+pub fn linked_users(
+    conn: &mut DbConnection,
+    provider_id: &str,
+) -> QueryResult<Vec<(String, String)>> {
+    upstream_links::table
+        .inner_join(users::table)
+        .filter(upstream_links::provider_id.eq(provider_id))
+        .order(upstream_links::user_id.asc())
+        .select((upstream_links::user_id, upstream_links::subject))
+        .load(conn)
+}
+
+/// What `sync_discord_users_accounts` refreshes of a stored Discord profile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProfileRefresh {
+    /// The unique username (or legacy name).
+    pub username: String,
+    /// The legacy discriminator, `"0"` for a unique username.
+    pub discriminator: String,
+    /// The name as Discord shows it.
+    pub tag: String,
+    /// The display name.
+    pub global_name: Option<String>,
+    /// The avatar's image hash.
+    pub avatar: Option<String>,
+    /// The nickname in the connector's guild.
+    pub nick: Option<String>,
+}
+
+/// Refreshes the stored profile of Discord user `id` (when stored) with `fresh`; returns
+/// whether anything changed.
+///
+/// # Errors
+/// Query failures.
+pub fn refresh_profile(
+    conn: &mut DbConnection,
+    id: i64,
+    fresh: &ProfileRefresh,
+) -> QueryResult<bool> {
+    type Stored = (
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let stored: Option<Stored> = discord_accounts::table
+        .find(id)
+        .select((
+            discord_accounts::username,
+            discord_accounts::discriminator,
+            discord_accounts::global_name,
+            discord_accounts::avatar,
+            discord_accounts::nick,
+        ))
+        .first(conn)
+        .optional()?;
+    let Some(stored) = stored else {
+        return Ok(false);
+    };
+    let now = (
+        fresh.username.clone(),
+        fresh.discriminator.clone(),
+        fresh.global_name.clone(),
+        fresh.avatar.clone(),
+        fresh.nick.clone(),
+    );
+    if stored == now {
+        return Ok(false);
+    }
+    diesel::update(discord_accounts::table.find(id))
+        .set((
+            discord_accounts::username.eq(&fresh.username),
+            discord_accounts::discriminator.eq(&fresh.discriminator),
+            discord_accounts::tag.eq(&fresh.tag),
+            discord_accounts::global_name.eq(&fresh.global_name),
+            discord_accounts::avatar.eq(&fresh.avatar),
+            discord_accounts::nick.eq(&fresh.nick),
+        ))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// Every user linked at `provider_id` with the fields a nickname template may name, as (the
+/// provider's subject, username, first name, last name).
+///
+/// # Errors
+/// Query failures.
+pub fn linked_user_names(
+    conn: &mut DbConnection,
+    provider_id: &str,
+) -> QueryResult<Vec<(String, String, String, String)>> {
+    upstream_links::table
+        .inner_join(users::table)
+        .filter(upstream_links::provider_id.eq(provider_id))
+        .order(upstream_links::user_id.asc())
+        .select((
+            upstream_links::subject,
+            users::username,
+            users::first_name,
+            users::last_name,
+        ))
+        .load(conn)
+}
+
+/// Whether `user_id` has a linked Discord account (through any Discord provider).
+///
+/// # Errors
+/// Query failures.
+pub fn has_discord_account(conn: &mut DbConnection, user_id: &str) -> QueryResult<bool> {
+    let n: i64 = discord_accounts::table
+        .inner_join(upstream_links::table)
+        .filter(upstream_links::user_id.eq(user_id))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+/// Queues a check of `user_id`'s `role_id` due at `now`: a new row, or the existing one queued
+/// again (its generation grows, its attempts and error are cleared, it is no longer failed).
+///
+/// # Errors
+/// Query failures.
+pub fn queue(
+    conn: &mut DbConnection,
+    user_id: &str,
+    role_id: i64,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    // A savepoint, so that losing an insert race leaves the outer transaction usable.
+    let inserted = conn.transaction(|conn| {
+        diesel::insert_into(discord_role_changes::table)
+            .values(&RoleChangeRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                user_id: user_id.to_owned(),
+                role_id,
+                generation: 0,
+                attempts: 0,
+                next_attempt_at: now,
+                claimed_by: None,
+                claimed_until: None,
+                last_error: None,
+                failed: false,
+                created_at: now,
+            })
+            .execute(conn)
+    });
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => diesel::update(
+            discord_role_changes::table
+                .filter(discord_role_changes::user_id.eq(user_id))
+                .filter(discord_role_changes::role_id.eq(role_id)),
+        )
+        .set((
+            discord_role_changes::generation.eq(discord_role_changes::generation + 1),
+            discord_role_changes::attempts.eq(0_i64),
+            discord_role_changes::next_attempt_at.eq(now),
+            discord_role_changes::last_error.eq(None::<String>),
+            discord_role_changes::failed.eq(false),
+        ))
+        .execute(conn)
+        .map(|_| ()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Queues a check of every role mapped to `group_id` for `user_id`, when the user has a linked
+/// Discord account (the groups service calls it in the transaction of a membership change);
+/// returns how many were queued.
+///
+/// # Errors
+/// Query failures.
+pub fn queue_for_membership(
+    conn: &mut DbConnection,
+    group_id: &str,
+    user_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let roles = roles_of_group(conn, group_id)?;
+    if roles.is_empty() || !has_discord_account(conn, user_id)? {
+        return Ok(0);
+    }
+    for role in &roles {
+        queue(conn, user_id, *role, now)?;
+    }
+    Ok(roles.len())
+}
+
+/// Up to `limit` changes that are due at `now` and held by no node, oldest due first.
+///
+/// # Errors
+/// Query failures.
+pub fn due(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<RoleChangeRow>> {
+    discord_role_changes::table
+        .filter(discord_role_changes::failed.eq(false))
+        .filter(discord_role_changes::next_attempt_at.le(now))
+        .filter(
+            discord_role_changes::claimed_until
+                .is_null()
+                .or(discord_role_changes::claimed_until.lt(now)),
+        )
+        .order((
+            discord_role_changes::next_attempt_at.asc(),
+            discord_role_changes::id.asc(),
+        ))
+        .limit(limit)
+        .select(RoleChangeRow::as_select())
+        .load(conn)
+}
+
+/// Claims change `id` for `owner` until `until`: `true` for exactly one caller while it is due
+/// and held by nobody (one conditional `UPDATE`).
+///
+/// # Errors
+/// Query failures.
+pub fn claim(
+    conn: &mut DbConnection,
+    id: &str,
+    owner: &str,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        discord_role_changes::table
+            .find(id)
+            .filter(discord_role_changes::failed.eq(false))
+            .filter(discord_role_changes::next_attempt_at.le(now))
+            .filter(
+                discord_role_changes::claimed_until
+                    .is_null()
+                    .or(discord_role_changes::claimed_until.lt(now)),
+            ),
+    )
+    .set((
+        discord_role_changes::claimed_by.eq(Some(owner)),
+        discord_role_changes::claimed_until.eq(Some(until)),
+    ))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// The change `id`.
+///
+/// # Errors
+/// Query failures.
+pub fn change(conn: &mut DbConnection, id: &str) -> QueryResult<Option<RoleChangeRow>> {
+    discord_role_changes::table
+        .find(id)
+        .select(RoleChangeRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Ends `owner`'s successful application of change `id` claimed at `generation`: the row goes,
+/// unless it was queued again meanwhile (then it is released, still due, to be applied again).
+/// Returns whether it went.
+///
+/// # Errors
+/// Query failures.
+pub fn finish(
+    conn: &mut DbConnection,
+    id: &str,
+    owner: &str,
+    generation: i64,
+) -> QueryResult<bool> {
+    let deleted = diesel::delete(
+        discord_role_changes::table
+            .find(id)
+            .filter(discord_role_changes::claimed_by.eq(owner))
+            .filter(discord_role_changes::generation.eq(generation)),
+    )
+    .execute(conn)?;
+    if deleted == 0 {
+        release(conn, id, owner)?;
+    }
+    Ok(deleted == 1)
+}
+
+fn release(conn: &mut DbConnection, id: &str, owner: &str) -> QueryResult<usize> {
+    diesel::update(
+        discord_role_changes::table
+            .find(id)
+            .filter(discord_role_changes::claimed_by.eq(owner)),
+    )
+    .set((
+        discord_role_changes::claimed_by.eq(None::<String>),
+        discord_role_changes::claimed_until.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)
+}
+
+/// Records a failed attempt of `owner`'s claim on change `id` at `now`: `error`, one more
+/// attempt, and the next try at `retry_at`; or, with `retry_at` `None`, gives up on it
+/// (`failed`, `next_attempt_at` = `now`) — unless it was queued again since `generation`, which
+/// then stays due.
+///
+/// # Errors
+/// Query failures.
+pub fn record_failure(
+    conn: &mut DbConnection,
+    id: &str,
+    owner: &str,
+    generation: i64,
+    error: &str,
+    retry_at: Option<NaiveDateTime>,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    let mine = discord_role_changes::table
+        .find(id)
+        .filter(discord_role_changes::claimed_by.eq(owner))
+        .filter(discord_role_changes::generation.eq(generation));
+    let updated = match retry_at {
+        Some(at) => diesel::update(mine)
+            .set((
+                discord_role_changes::attempts.eq(discord_role_changes::attempts + 1),
+                discord_role_changes::next_attempt_at.eq(at),
+                discord_role_changes::last_error.eq(Some(error)),
+            ))
+            .execute(conn)?,
+        // Given up: `next_attempt_at` keeps when (nothing is due while `failed`).
+        None => diesel::update(mine)
+            .set((
+                discord_role_changes::attempts.eq(discord_role_changes::attempts + 1),
+                discord_role_changes::last_error.eq(Some(error)),
+                discord_role_changes::failed.eq(true),
+                discord_role_changes::next_attempt_at.eq(now),
+            ))
+            .execute(conn)?,
+    };
+    let _ = updated;
+    release(conn, id, owner).map(|_| ())
+}
+
+/// When `user_id`'s latest change given up with `error` failed, if one did.
+///
+/// # Errors
+/// Query failures.
+pub fn latest_failure(
+    conn: &mut DbConnection,
+    user_id: &str,
+    error: &str,
+) -> QueryResult<Option<NaiveDateTime>> {
+    discord_role_changes::table
+        .filter(discord_role_changes::user_id.eq(user_id))
+        .filter(discord_role_changes::failed.eq(true))
+        .filter(discord_role_changes::last_error.eq(error))
+        .select(diesel::dsl::max(discord_role_changes::next_attempt_at))
+        .first(conn)
+}
+
+/// Queued changes waiting (failed ones not counted) and failed ones.
+///
+/// # Errors
+/// Query failures.
+pub fn change_counts(conn: &mut DbConnection) -> QueryResult<(i64, i64)> {
+    let waiting = discord_role_changes::table
+        .filter(discord_role_changes::failed.eq(false))
+        .count()
+        .get_result(conn)?;
+    let failed = discord_role_changes::table
+        .filter(discord_role_changes::failed.eq(true))
+        .count()
+        .get_result(conn)?;
+    Ok((waiting, failed))
+}
+
+/// Up to `limit` changes that failed or are retrying, most recent first, with the username.
+///
+/// # Errors
+/// Query failures.
+pub fn troubled_changes(
+    conn: &mut DbConnection,
+    limit: i64,
+) -> QueryResult<Vec<(RoleChangeRow, String)>> {
+    discord_role_changes::table
+        .inner_join(users::table)
+        .filter(discord_role_changes::last_error.is_not_null())
+        .order(discord_role_changes::next_attempt_at.desc())
+        .limit(limit)
+        .select((RoleChangeRow::as_select(), users::username))
+        .load(conn)
+}

@@ -1,0 +1,1523 @@
+//! The connector's service: settings and status, the connection test, role syncs and mappings
+//! (superusers only, checked here in the transaction of each change), the worker that applies
+//! queued role changes, and the verify job.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, TimeDelta};
+use diesel::Connection;
+
+use super::api::{ApiError, DiscordApi, GuildMember, Joined, UNKNOWN_MEMBER};
+use super::roles::BotStanding;
+use crate::accounts::privileges::{self, NotAllowed};
+use crate::audit::{self, Actor, AuditEvent};
+use crate::config::DiscordSettings;
+use crate::db::discord_connector::{self as store, DiscordRoleRow, ProfileRefresh, RoleChangeRow};
+use crate::db::jobs::{self as job_rows, JobRow};
+use crate::db::{self, groups as group_rows, Db, DbError};
+use crate::domain::{NicknameFields, ProviderKind};
+use crate::groups::{GroupError, Groups};
+use crate::upstream::discord::RawDiscordUser;
+use crate::upstream::{DiscordProfile, FreshTokensError, Upstream};
+
+/// Members read per request by the verify job (Discord's largest page).
+pub const MEMBERS_PAGE: u16 = 1000;
+
+/// How long a node holds a queued change it is applying.
+const CLAIM_LEASE: TimeDelta = TimeDelta::seconds(120);
+
+/// Changes one worker run looks at.
+const BATCH: i64 = 200;
+
+/// Tries of a queued change before it is given up (failed); transient failures only.
+pub const MAX_ATTEMPTS: i64 = 20;
+
+/// First delay after a transient failure; it doubles with each attempt, up to an hour.
+const RETRY_BASE: TimeDelta = TimeDelta::seconds(30);
+
+/// The doubling delay between a failed call's tries inside one call ([`DiscordApi`]).
+const CALL_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The longest error kept on a queued change, in characters.
+const MAX_ERROR_CHARS: usize = 500;
+
+/// The error of a change given up because the user must sign in with Discord again (their
+/// kept `guilds.join` token is missing, refused or cannot be refreshed); the account page asks
+/// for that sign-in while such a change is newer than their latest one.
+pub const SIGN_IN_AGAIN: &str = "the user is not in the Discord server and no usable guilds.join token is kept: they must sign in with Discord again (the provider's scopes must include guilds.join)";
+
+/// What a user's account page shows of the connector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountDiscord {
+    /// The server's invite link.
+    pub invite_link: Option<String>,
+    /// The provider to sign in with again (its id in `/accounts/upstream/<id>/link/`).
+    pub provider: String,
+    /// Whether the user linked a Discord account at the connector's provider.
+    pub linked: bool,
+    /// Whether a role change failed since their latest Discord sign-in because Latchkey could
+    /// not add them to the server: they should sign in with Discord again.
+    pub needs_sign_in: bool,
+}
+
+/// Why a connector operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscordError {
+    /// `[discord] enabled = false`.
+    #[error("the Discord connector is off (set [discord] enabled = true)")]
+    Off,
+    /// The settings do not work (the provider is missing or not Discord, the API root is
+    /// unusable); the message says what to fix.
+    #[error("{0}")]
+    Misconfigured(String),
+    /// The actor may not do this (superusers only).
+    #[error(transparent)]
+    Forbidden(#[from] NotAllowed),
+    /// The request cannot be carried out; the message is for the admin.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such group.
+    #[error("no such group")]
+    NotFound,
+    /// Discord refused or failed.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// Storage failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<diesel::result::Error> for DiscordError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(DbError::from(e))
+    }
+}
+
+impl From<GroupError> for DiscordError {
+    fn from(e: GroupError) -> Self {
+        match e {
+            GroupError::Forbidden(n) => Self::Forbidden(n),
+            GroupError::Db(e) => Self::Db(e),
+            GroupError::NotFound => Self::NotFound,
+            other => Self::Invalid(other.to_string()),
+        }
+    }
+}
+
+/// A guild role as the console lists it (as the last sync read it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoleLine {
+    /// The role's snowflake.
+    pub id: i64,
+    /// Its name in Discord.
+    pub name: String,
+    /// Its colour, `0xRRGGBB` (0: none).
+    pub color: i64,
+    /// Its position (higher ranks higher).
+    pub position: i64,
+    /// Whether an integration manages it.
+    pub managed: bool,
+    /// Why it cannot be mapped, in words; `None` when it can.
+    pub unmappable: Option<String>,
+    /// When it was read (UTC).
+    pub synced_at: NaiveDateTime,
+    /// The groups mapped to it, as (id, name).
+    pub groups: Vec<(String, String)>,
+}
+
+impl RoleLine {
+    fn new(role: DiscordRoleRow, groups: Vec<(String, String)>) -> Self {
+        Self {
+            id: role.id,
+            name: role.name,
+            color: role.color,
+            position: role.position,
+            managed: role.managed,
+            unmappable: role.unmappable,
+            synced_at: role.synced_at,
+            groups,
+        }
+    }
+
+    /// The role's colour as `#rrggbb`, `None` for Discord's "no colour" (0).
+    #[must_use]
+    pub fn color_hex(&self) -> Option<String> {
+        (self.color != 0).then(|| format!("#{:06x}", self.color & 0x00ff_ffff))
+    }
+}
+
+/// A queued change that failed at least once, as the console lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TroubledChange {
+    /// The user's username.
+    pub username: String,
+    /// The role.
+    pub role_id: i64,
+    /// Failed attempts.
+    pub attempts: i64,
+    /// Given up on (waits for the next membership change or verify run).
+    pub failed: bool,
+    /// The latest failure, in words.
+    pub last_error: String,
+    /// When it is next tried (UTC), unless given up on.
+    pub next_attempt_at: NaiveDateTime,
+}
+
+/// The connector's state for the console.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectorStatus {
+    /// The upstream provider's id.
+    pub provider: String,
+    /// What is wrong with the settings, when something is.
+    pub problem: Option<String>,
+    /// The guild's id.
+    pub guild_id: u64,
+    /// The invite link shown to users.
+    pub invite_link: Option<String>,
+    /// `remote_priority`.
+    pub remote_priority: bool,
+    /// Queued changes waiting.
+    pub waiting: i64,
+    /// Queued changes given up on.
+    pub failed: i64,
+    /// The guild's roles as last synced, highest first, with their groups.
+    pub roles: Vec<RoleLine>,
+    /// The latest changes that failed.
+    pub troubled: Vec<TroubledChange>,
+}
+
+/// What "test connection" found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionReport {
+    /// The bot's username, when the token works.
+    pub bot: Option<String>,
+    /// Whether the bot is a member of the guild.
+    pub in_guild: bool,
+    /// Each needed permission: its name, whether the bot has it, and what it is for.
+    pub permissions: Vec<(&'static str, bool, &'static str)>,
+    /// What is wrong, in words; empty when all is well.
+    pub problems: Vec<String>,
+}
+
+/// What one run of the worker did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    /// Roles given in Discord.
+    pub added: usize,
+    /// Roles taken in Discord.
+    pub removed: usize,
+    /// Users added to the guild with their `guilds.join` token.
+    pub joined: usize,
+    /// Changes with nothing to do (Discord already agreed, or the user has no link).
+    pub unchanged: usize,
+    /// Changes that will be tried again.
+    pub retrying: usize,
+    /// Changes given up on.
+    pub failed: usize,
+}
+
+impl std::fmt::Display for ApplyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} roles added, {} removed, {} users joined, {} unchanged, {} retrying, {} failed",
+            self.added, self.removed, self.joined, self.unchanged, self.retrying, self.failed
+        )
+    }
+}
+
+/// What the verify job found and did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Guild members read.
+    pub members: usize,
+    /// Linked users compared.
+    pub linked: usize,
+    /// Role differences queued for Discord (Latchkey wins).
+    pub queued: usize,
+    /// Users added to local groups (Discord wins).
+    pub groups_added: usize,
+    /// Users taken out of local groups (Discord wins).
+    pub groups_removed: usize,
+    /// What applying the queued changes did.
+    pub applied: ApplyReport,
+}
+
+impl std::fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} members read, {} linked users compared; {} role changes queued ({}); {} group memberships added, {} removed",
+            self.members,
+            self.linked,
+            self.queued,
+            self.applied,
+            self.groups_added,
+            self.groups_removed
+        )
+    }
+}
+
+/// What `enforce_discord_nicknames` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NicknameReport {
+    /// Nicknames set.
+    pub changed: usize,
+    /// Nicknames already right.
+    pub unchanged: usize,
+    /// Members left alone: the owner, the bot, members at or above the bot, an empty result.
+    pub skipped: usize,
+    /// Nicknames Discord refused.
+    pub refused: usize,
+}
+
+impl std::fmt::Display for NicknameReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} nicknames set, {} already right, {} members skipped, {} refused",
+            self.changed, self.unchanged, self.skipped, self.refused
+        )
+    }
+}
+
+/// The Discord connector (cheap to clone).
+#[derive(Clone)]
+pub struct DiscordConnector {
+    db: Db,
+    inner: Option<Arc<Inner>>,
+}
+
+struct Inner {
+    settings: DiscordSettings,
+    /// The bot's client, or why there is none.
+    api: Result<DiscordApi, String>,
+    upstream: Upstream,
+    groups: Groups,
+    /// This instance's claim owner id (random).
+    owner: String,
+}
+
+impl std::fmt::Debug for DiscordConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No secrets: the bot token stays inside twilight's client, which redacts it.
+        f.debug_struct("DiscordConnector")
+            .field("settings", &self.inner.as_ref().map(|i| &i.settings))
+            .finish_non_exhaustive()
+    }
+}
+
+/// One queued change's outcome.
+enum Outcome {
+    Added { joined: bool },
+    Removed,
+    Unchanged,
+}
+
+/// Why a queued change was not applied.
+struct Failure {
+    message: String,
+    /// `Some(delay)` to try again after it; `None` to give up.
+    retry_after: Option<TimeDelta>,
+}
+
+impl Failure {
+    fn give_up(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn from_api(e: &ApiError) -> Self {
+        match e {
+            ApiError::RateLimited { retry_after } => Self {
+                message: e.to_string(),
+                retry_after: Some(TimeDelta::from_std(*retry_after).unwrap_or(TimeDelta::MAX)),
+            },
+            ApiError::Unavailable(_) => Self {
+                message: e.to_string(),
+                retry_after: Some(TimeDelta::zero()),
+            },
+            other => Self::give_up(other.to_string()),
+        }
+    }
+}
+
+impl DiscordConnector {
+    /// The connector for `settings` (`None`: off). The Discord provider it names is looked up
+    /// through `upstream`; when it is missing or not of kind `discord`, the connector is built
+    /// but every call says so ([`DiscordError::Misconfigured`]).
+    #[must_use]
+    pub fn new(
+        db: Db,
+        settings: Option<DiscordSettings>,
+        upstream: Upstream,
+        groups: Groups,
+    ) -> Self {
+        let inner = settings.map(|settings| {
+            let api = match upstream.provider(settings.provider.as_str()) {
+                Ok(p) if p.kind == ProviderKind::Discord => {
+                    let base = p.api_base.clone().unwrap_or_else(|| {
+                        url::Url::parse(super::api::DISCORD_API).expect("Discord's API is a URL")
+                    });
+                    DiscordApi::new(&base, &settings.bot_token, settings.guild_id, CALL_BACKOFF)
+                        .map_err(|e| format!("[upstream.{}] api_base: {e}", settings.provider))
+                }
+                Ok(_) => Err(format!(
+                    "discord.provider {:?} is not a provider of kind \"discord\"",
+                    settings.provider.as_str()
+                )),
+                Err(_) => Err(format!(
+                    "discord.provider {:?} names no enabled [upstream.<id>] provider",
+                    settings.provider.as_str()
+                )),
+            };
+            if let Err(problem) = &api {
+                tracing::error!(%problem, "the Discord connector cannot work");
+            }
+            Arc::new(Inner {
+                settings,
+                api,
+                upstream,
+                groups,
+                owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            })
+        });
+        Self { db, inner }
+    }
+
+    /// Whether the connector is on (`[discord] enabled`).
+    #[must_use]
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The settings, when on.
+    #[must_use]
+    pub fn settings(&self) -> Option<&DiscordSettings> {
+        self.inner.as_ref().map(|i| &i.settings)
+    }
+
+    fn inner(&self) -> Result<&Inner, DiscordError> {
+        self.inner.as_deref().ok_or(DiscordError::Off)
+    }
+
+    fn api(&self) -> Result<&DiscordApi, DiscordError> {
+        self.inner()?
+            .api
+            .as_ref()
+            .map_err(|m| DiscordError::Misconfigured(m.clone()))
+    }
+
+    /// Refuses `actor` unless they are an active superuser (or the system).
+    async fn check_superuser(&self, actor: &Actor) -> Result<(), DiscordError> {
+        let actor = actor.clone();
+        self.db
+            .read(move |conn| privileges::check_superuser::<DiscordError>(conn, &actor))
+            .await
+    }
+
+    /// What `user_id`'s account page shows: the invite link, whether they linked Discord at
+    /// the connector's provider, and whether they must sign in with Discord again (a change
+    /// failed with [`SIGN_IN_AGAIN`] after their latest sign-in there). `None` when the
+    /// connector is off.
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn account_view(&self, user_id: &str) -> Result<Option<AccountDiscord>, DbError> {
+        let Some(inner) = self.inner.as_deref() else {
+            return Ok(None);
+        };
+        let provider = inner.settings.provider.to_string();
+        let link = inner
+            .upstream
+            .links_of(user_id)
+            .await?
+            .into_iter()
+            .find(|l| l.provider_id == provider);
+        let user = user_id.to_owned();
+        let failed_at = self
+            .db
+            .read(move |conn| {
+                store::latest_failure(conn, &user, SIGN_IN_AGAIN).map_err(DbError::from)
+            })
+            .await?;
+        let needs_sign_in = match (&link, failed_at) {
+            (Some(link), Some(failed)) => link.last_login_at.is_none_or(|at| at < failed),
+            _ => false,
+        };
+        Ok(Some(AccountDiscord {
+            invite_link: inner.settings.invite_link.as_ref().map(ToString::to_string),
+            provider,
+            linked: link.is_some(),
+            needs_sign_in,
+        }))
+    }
+
+    /// The connector's jobs as scheduled (`jobs` rows; a job no node has registered has
+    /// none), in [`super::jobs::ALL`]'s order (superusers only).
+    ///
+    /// # Errors
+    /// [`DiscordError::Off`], [`DiscordError::Forbidden`], storage failures.
+    pub async fn jobs(&self, actor: &Actor) -> Result<Vec<JobRow>, DiscordError> {
+        self.inner()?;
+        self.check_superuser(actor).await?;
+        let rows = self
+            .db
+            .read(|conn| job_rows::all(conn).map_err(DiscordError::from))
+            .await?;
+        Ok(super::jobs::ALL
+            .iter()
+            .filter_map(|name| rows.iter().find(|r| r.name == *name).cloned())
+            .collect())
+    }
+
+    /// "Run now" (superusers only): makes job `name` (one of [`super::jobs::ALL`]) due at
+    /// once, so that the next scheduler pass — within a minute, on whichever node claims it —
+    /// runs it; the slot stays one node's. Returns `false` when no node has scheduled it (its
+    /// `jobs` row does not exist).
+    ///
+    /// # Errors
+    /// [`DiscordError::Invalid`] for another name, [`DiscordError::Forbidden`], storage.
+    pub async fn run_job_soon(&self, actor: &Actor, name: &str) -> Result<bool, DiscordError> {
+        self.inner()?;
+        let Some(name) = super::jobs::ALL.iter().find(|n| **n == name) else {
+            return Err(DiscordError::Invalid(format!(
+                "{name:?} is not one of the connector's jobs"
+            )));
+        };
+        let actor = actor.clone();
+        self.db
+            .write(move |conn| {
+                conn.transaction::<_, DiscordError, _>(|conn| {
+                    privileges::check_superuser::<DiscordError>(conn, &actor)?;
+                    if !job_rows::all(conn)?.iter().any(|r| r.name == *name) {
+                        return Ok(false);
+                    }
+                    job_rows::pull_forward(conn, name, db::now())?;
+                    audit::record(
+                        conn,
+                        AuditEvent::new("job.run_requested")
+                            .by(&actor)
+                            .detail("job", *name),
+                    )?;
+                    Ok(true)
+                })
+            })
+            .await
+    }
+
+    /// The connector's state for the console (superusers only).
+    ///
+    /// # Errors
+    /// [`DiscordError::Off`], [`DiscordError::Forbidden`], storage failures.
+    pub async fn status(&self, actor: &Actor) -> Result<ConnectorStatus, DiscordError> {
+        let inner = self.inner()?;
+        self.check_superuser(actor).await?;
+        let (roles, mappings, (waiting, failed), troubled) = self
+            .db
+            .read(|conn| {
+                Ok::<_, DiscordError>((
+                    store::roles(conn)?,
+                    store::mappings(conn)?,
+                    store::change_counts(conn)?,
+                    store::troubled_changes(conn, 20)?,
+                ))
+            })
+            .await?;
+        let mut by_role: HashMap<i64, Vec<(String, String)>> = HashMap::new();
+        for (group_id, group_name, role_id) in mappings {
+            by_role
+                .entry(role_id)
+                .or_default()
+                .push((group_id, group_name));
+        }
+        let s = &inner.settings;
+        Ok(ConnectorStatus {
+            provider: s.provider.to_string(),
+            problem: inner.api.as_ref().err().cloned(),
+            guild_id: s.guild_id,
+            invite_link: s.invite_link.as_ref().map(ToString::to_string),
+            remote_priority: s.remote_priority,
+            waiting,
+            failed,
+            roles: roles
+                .into_iter()
+                .map(|role| {
+                    let groups = by_role.remove(&role.id).unwrap_or_default();
+                    RoleLine::new(role, groups)
+                })
+                .collect(),
+            troubled: troubled
+                .into_iter()
+                .map(|(change, username)| TroubledChange {
+                    username,
+                    role_id: change.role_id,
+                    attempts: change.attempts,
+                    failed: change.failed,
+                    last_error: change.last_error.unwrap_or_default(),
+                    next_attempt_at: change.next_attempt_at,
+                })
+                .collect(),
+        })
+    }
+
+    /// "Test connection" (superusers only): whether the bot token works, whether the bot is in
+    /// the guild, and which needed permissions it has, with what is missing in words.
+    ///
+    /// # Errors
+    /// [`DiscordError::Off`], [`DiscordError::Misconfigured`], [`DiscordError::Forbidden`];
+    /// Discord being unreachable ([`DiscordError::Api`]). Refusals by Discord are part of the
+    /// report.
+    pub async fn test_connection(&self, actor: &Actor) -> Result<ConnectionReport, DiscordError> {
+        let api = self.api()?;
+        self.check_superuser(actor).await?;
+        let mut report = ConnectionReport {
+            bot: None,
+            in_guild: false,
+            permissions: BotStanding {
+                permissions: twilight_model::guild::Permissions::empty(),
+                top_position: 0,
+            }
+            .needed(),
+            problems: Vec::new(),
+        };
+        let (bot_id, bot_name) = match api.bot_user().await {
+            Ok(me) => me,
+            Err(ApiError::Unauthorized) => {
+                report.problems.push("Discord refused the bot token: copy it again from the developer portal (Bot → Reset Token) into discord.bot_token.".to_owned());
+                return Ok(report);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        report.bot = Some(bot_name);
+        match self.bot_standing(api, bot_id).await {
+            Ok(Some(standing)) => {
+                report.in_guild = true;
+                report.permissions = standing.needed();
+                let missing = standing.missing_in_words();
+                if !missing.is_empty() {
+                    report.problems.push(missing);
+                }
+            }
+            Ok(None) | Err(ApiError::Forbidden { .. } | ApiError::NotFound { .. }) => {
+                report.problems.push(format!(
+                    "The bot is not a member of server {}: invite it with the OAuth2 URL generator of your Discord application (scope \"bot\", permissions Manage Roles, Manage Nicknames and Create Instant Invite).",
+                    api.guild()
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(report)
+    }
+
+    /// The bot's standing in the guild, `None` when it is not a member; with the roles read.
+    async fn bot_standing(
+        &self,
+        api: &DiscordApi,
+        bot_id: u64,
+    ) -> Result<Option<BotStanding>, ApiError> {
+        let Some(member) = api.member(bot_id).await? else {
+            return Ok(None);
+        };
+        let roles = api.roles().await?;
+        Ok(Some(BotStanding::of(api.guild(), &roles, &member.roles)))
+    }
+
+    /// "Sync roles from Discord" (superusers only): reads the guild's roles and the bot's
+    /// standing, stores every role with why it cannot be mapped (managed, `@everyone`, at or
+    /// above the bot's highest role); returns how many roles there are.
+    ///
+    /// # Errors
+    /// [`DiscordError::Api`] when Discord refuses (the bot is not in the guild) or fails.
+    pub async fn sync_roles(&self, actor: &Actor) -> Result<usize, DiscordError> {
+        let api = self.api()?;
+        self.check_superuser(actor).await?;
+        let (bot_id, _) = api.bot_user().await?;
+        let Some(member) = api.member(bot_id).await? else {
+            return Err(DiscordError::Invalid(format!(
+                "the bot is not a member of server {}: invite it first",
+                api.guild()
+            )));
+        };
+        let roles = api.roles().await?;
+        let standing = BotStanding::of(api.guild(), &roles, &member.roles);
+        let now = db::now();
+        let rows: Vec<DiscordRoleRow> = roles
+            .iter()
+            .filter_map(|role| {
+                Some(DiscordRoleRow {
+                    id: i64::try_from(role.id.get()).ok()?,
+                    name: role
+                        .name
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(100)
+                        .collect(),
+                    color: i64::from(role.color),
+                    position: role.position,
+                    managed: role.managed,
+                    unmappable: standing.unmappable(api.guild(), role),
+                    synced_at: now,
+                })
+            })
+            .collect();
+        let count = rows.len();
+        let actor = actor.clone();
+        self.db
+            .write(move |conn| {
+                conn.transaction::<_, DiscordError, _>(|conn| {
+                    privileges::check_superuser::<DiscordError>(conn, &actor)?;
+                    store::replace_roles(conn, &rows)?;
+                    audit::record(
+                        conn,
+                        AuditEvent::new("discord.roles_synced")
+                            .by(&actor)
+                            .detail("roles", count),
+                    )?;
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(count)
+    }
+
+    /// Maps `group_id` to guild role `role_id` (superusers only): refused for a role the last
+    /// sync did not see or found unmappable, with the reason. The group's members with a linked
+    /// Discord account get the role (queued). Returns whether the mapping is new.
+    ///
+    /// # Errors
+    /// [`DiscordError::Invalid`] (with the reason), [`DiscordError::NotFound`],
+    /// [`DiscordError::Forbidden`].
+    pub async fn map_role(
+        &self,
+        actor: &Actor,
+        group_id: &str,
+        role_id: i64,
+    ) -> Result<bool, DiscordError> {
+        self.inner()?;
+        let (actor, group_id) = (actor.clone(), group_id.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.transaction::<_, DiscordError, _>(|conn| {
+                    privileges::check_superuser::<DiscordError>(conn, &actor)?;
+                    let group = group_rows::find(conn, &group_id)?.ok_or(DiscordError::NotFound)?;
+                    let Some(role) = store::role(conn, role_id)? else {
+                        return Err(DiscordError::Invalid(
+                            "this role is not among the server's roles as last synced: sync roles from Discord first".to_owned(),
+                        ));
+                    };
+                    if let Some(why) = role.unmappable {
+                        return Err(DiscordError::Invalid(format!(
+                            "the role {} cannot be mapped: {why}",
+                            role.name
+                        )));
+                    }
+                    let now = db::now();
+                    if !store::map(conn, &group.id, role_id, now)? {
+                        return Ok(false);
+                    }
+                    for user in store::member_ids(conn, &group.id)? {
+                        if store::has_discord_account(conn, &user)? {
+                            store::queue(conn, &user, role_id, now)?;
+                        }
+                    }
+                    audit::record(
+                        conn,
+                        AuditEvent::new("discord.role_mapped")
+                            .by(&actor)
+                            .detail("group_id", group.id)
+                            .detail("group", group.name)
+                            .detail("role_id", role_id.to_string())
+                            .detail("role", role.name),
+                    )?;
+                    Ok(true)
+                })
+            })
+            .await
+    }
+
+    /// Removes the mapping of `group_id` to `role_id` (superusers only); the group's members
+    /// lose the role unless another of their groups gives it (queued). Returns whether there
+    /// was one.
+    ///
+    /// # Errors
+    /// [`DiscordError::Forbidden`], storage failures.
+    pub async fn unmap_role(
+        &self,
+        actor: &Actor,
+        group_id: &str,
+        role_id: i64,
+    ) -> Result<bool, DiscordError> {
+        self.inner()?;
+        let (actor, group_id) = (actor.clone(), group_id.to_owned());
+        self.db
+            .write(move |conn| {
+                conn.transaction::<_, DiscordError, _>(|conn| {
+                    privileges::check_superuser::<DiscordError>(conn, &actor)?;
+                    if !store::unmap(conn, &group_id, role_id)? {
+                        return Ok(false);
+                    }
+                    let now = db::now();
+                    for user in store::member_ids(conn, &group_id)? {
+                        if store::has_discord_account(conn, &user)? {
+                            store::queue(conn, &user, role_id, now)?;
+                        }
+                    }
+                    audit::record(
+                        conn,
+                        AuditEvent::new("discord.role_unmapped")
+                            .by(&actor)
+                            .detail("group_id", group_id.clone())
+                            .detail("role_id", role_id.to_string()),
+                    )?;
+                    Ok(true)
+                })
+            })
+            .await
+    }
+
+    /// "Create a local group per role" (superusers only; the seed's "sync your groups"): every
+    /// mappable role that no group is mapped to gets a group of its name (an existing group of
+    /// that name is used) mapped to it. Returns the groups mapped.
+    ///
+    /// # Errors
+    /// [`DiscordError::Forbidden`], storage failures.
+    pub async fn create_groups_for_roles(&self, actor: &Actor) -> Result<usize, DiscordError> {
+        let inner = self.inner()?;
+        self.check_superuser(actor).await?;
+        let (roles, mappings, groups) = self
+            .db
+            .read(|conn| {
+                Ok::<_, DiscordError>((
+                    store::roles(conn)?,
+                    store::mappings(conn)?,
+                    group_rows::all(conn)?,
+                ))
+            })
+            .await?;
+        let mapped: BTreeSet<i64> = mappings.iter().map(|(_, _, r)| *r).collect();
+        let mut done = 0;
+        for role in roles
+            .iter()
+            .filter(|r| r.unmappable.is_none() && !mapped.contains(&r.id))
+        {
+            let key = role.name.trim().to_lowercase();
+            let group_id = match groups.iter().find(|g| g.name_key == key) {
+                Some(g) => g.id.clone(),
+                None => match inner
+                    .groups
+                    .create(actor, &role.name, &format!("Discord role {}", role.name))
+                    .await
+                {
+                    Ok(g) => g.id,
+                    Err(GroupError::Invalid(why)) => {
+                        tracing::warn!(role = %role.name, %why, "no group for this Discord role");
+                        continue;
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            if self.map_role(actor, &group_id, role.id).await? {
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// The worker: applies the queued role changes that are due, each claimed first so that one
+    /// node applies it. For each: the user's Discord id through their link at the connector's
+    /// provider (none: nothing to do); whether their groups give the role now; the member as
+    /// Discord has them; then the role is given or taken when Discord differs — a user not in
+    /// the guild who should have it is added with their kept `guilds.join` token (refreshed
+    /// when expired) and the role. Every change carries an `X-Audit-Log-Reason` and is an
+    /// audit event. Rate limits and outages are tried again later (doubling delays, at most
+    /// [`MAX_ATTEMPTS`]); Discord's refusals are given up at once and shown in the console.
+    ///
+    /// # Errors
+    /// [`DiscordError::Off`], [`DiscordError::Misconfigured`], storage failures.
+    pub async fn apply_queued(&self) -> Result<ApplyReport, DiscordError> {
+        let inner = self.inner()?;
+        let api = self.api()?;
+        let now = db::now();
+        let due = self
+            .db
+            .read(move |conn| store::due(conn, now, BATCH).map_err(DiscordError::from))
+            .await?;
+        let mut report = ApplyReport::default();
+        for change in due {
+            let (id, owner) = (change.id.clone(), inner.owner.clone());
+            let now = db::now();
+            let claimed = self
+                .db
+                .write(move |conn| {
+                    store::claim(conn, &id, &owner, now, now + CLAIM_LEASE)
+                        .map_err(DiscordError::from)
+                })
+                .await?;
+            if !claimed {
+                continue;
+            }
+            let outcome = self.apply_one(inner, api, &change).await;
+            self.record(inner, &change, outcome, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    /// Applies one claimed change; the events to record with its end.
+    async fn apply_one(
+        &self,
+        inner: &Inner,
+        api: &DiscordApi,
+        change: &RoleChangeRow,
+    ) -> Result<(Outcome, Option<u64>), Failure> {
+        let provider = inner.settings.provider.to_string();
+        let links = inner
+            .upstream
+            .links_of(&change.user_id)
+            .await
+            .map_err(|e| Failure::from_db(&e))?;
+        let Some(discord_id) = links
+            .iter()
+            .find(|l| l.provider_id == provider)
+            .and_then(|l| l.subject.parse::<u64>().ok())
+        else {
+            return Ok((Outcome::Unchanged, None));
+        };
+        let (user, role) = (change.user_id.clone(), change.role_id);
+        let (wanted, giving) = self
+            .db
+            .read(move |conn| {
+                Ok::<_, DiscordError>((
+                    store::wants_role(conn, &user, role)?,
+                    store::groups_giving(conn, &user, role)?,
+                ))
+            })
+            .await
+            .map_err(|e| Failure::give_up(format!("storage: {e}")))?;
+        let role =
+            u64::try_from(change.role_id).map_err(|_| Failure::give_up("a negative role id"))?;
+        let member = api
+            .member(discord_id)
+            .await
+            .map_err(|e| Failure::from_api(&e))?;
+        match (member, wanted) {
+            (None, false) => Ok((Outcome::Unchanged, Some(discord_id))),
+            (Some(m), wanted) if m.roles.contains(&role) == wanted => {
+                Ok((Outcome::Unchanged, Some(discord_id)))
+            }
+            (Some(_), true) => {
+                let reason = reason_added(&giving);
+                self.give_role(api, discord_id, role, &reason).await?;
+                Ok((Outcome::Added { joined: false }, Some(discord_id)))
+            }
+            (Some(_), false) => {
+                match api
+                    .remove_role(
+                        discord_id,
+                        role,
+                        "Latchkey: no longer in a group mapped to this role",
+                    )
+                    .await
+                {
+                    Ok(()) => Ok((Outcome::Removed, Some(discord_id))),
+                    Err(ApiError::NotFound { code, .. }) if code == UNKNOWN_MEMBER => {
+                        Ok((Outcome::Unchanged, Some(discord_id)))
+                    }
+                    Err(e) => Err(Failure::from_api(&e)),
+                }
+            }
+            (None, true) => {
+                let joined = self
+                    .join(inner, api, &change.user_id, discord_id, &provider)
+                    .await?;
+                // Added (201): with every role their groups give, this one included. Already a
+                // member (204, joined meanwhile): Discord ignored the roles.
+                if joined == Joined::AlreadyMember {
+                    let reason = reason_added(&giving);
+                    self.give_role(api, discord_id, role, &reason).await?;
+                }
+                Ok((
+                    Outcome::Added {
+                        joined: joined == Joined::Added,
+                    },
+                    Some(discord_id),
+                ))
+            }
+        }
+    }
+
+    async fn give_role(
+        &self,
+        api: &DiscordApi,
+        discord_id: u64,
+        role: u64,
+        reason: &str,
+    ) -> Result<(), Failure> {
+        api.add_role(discord_id, role, reason)
+            .await
+            .map_err(|e| match e {
+                ApiError::NotFound { code, .. } if code == UNKNOWN_MEMBER => Failure {
+                    message: "the user left the server meanwhile".to_owned(),
+                    retry_after: Some(TimeDelta::zero()),
+                },
+                e => Failure::from_api(&e),
+            })
+    }
+
+    /// Adds `discord_id` to the guild with the user's kept `guilds.join` token (refreshed
+    /// first when expired) and every role their groups give.
+    async fn join(
+        &self,
+        inner: &Inner,
+        api: &DiscordApi,
+        user_id: &str,
+        discord_id: u64,
+        provider: &str,
+    ) -> Result<Joined, Failure> {
+        let tokens = match inner.upstream.fresh_kept_tokens(user_id, provider).await {
+            Ok(Some(tokens)) => tokens,
+            Ok(None) | Err(FreshTokensError::Refused(_) | FreshTokensError::Kept(_)) => {
+                return Err(Failure::give_up(SIGN_IN_AGAIN));
+            }
+            Err(e) => {
+                return Err(Failure {
+                    message: e.to_string(),
+                    retry_after: Some(TimeDelta::zero()),
+                })
+            }
+        };
+        let user = user_id.to_owned();
+        let roles: Vec<u64> = self
+            .db
+            .read(move |conn| store::mapped_roles_of_user(conn, &user).map_err(DiscordError::from))
+            .await
+            .map_err(|e| Failure::give_up(format!("storage: {e}")))?
+            .into_iter()
+            .filter_map(|r| u64::try_from(r).ok())
+            .collect();
+        match api.join(discord_id, &tokens.access_token, &roles).await {
+            Ok(joined) => Ok(joined),
+            Err(ApiError::Unauthorized | ApiError::Forbidden { .. }) => {
+                Err(Failure::give_up(SIGN_IN_AGAIN))
+            }
+            Err(e) => Err(Failure::from_api(&e)),
+        }
+    }
+
+    /// Ends a claimed change: gone on success (with its audit events), or its failure recorded.
+    async fn record(
+        &self,
+        inner: &Inner,
+        change: &RoleChangeRow,
+        outcome: Result<(Outcome, Option<u64>), Failure>,
+        report: &mut ApplyReport,
+    ) -> Result<(), DiscordError> {
+        let (id, owner, generation) = (change.id.clone(), inner.owner.clone(), change.generation);
+        let (user, role) = (change.user_id.clone(), change.role_id);
+        match outcome {
+            Ok((outcome, discord_id)) => {
+                let mut events = Vec::new();
+                let event = |name| {
+                    AuditEvent::new(name)
+                        .by(&Actor::system())
+                        .user(user.clone())
+                        .detail("role_id", role.to_string())
+                        .detail("discord_user_id", discord_id.unwrap_or(0).to_string())
+                };
+                match outcome {
+                    Outcome::Added { joined } => {
+                        report.added += 1;
+                        if joined {
+                            report.joined += 1;
+                            events.push(event("discord.member_joined"));
+                        }
+                        events.push(event("discord.role_added"));
+                    }
+                    Outcome::Removed => {
+                        report.removed += 1;
+                        events.push(event("discord.role_removed"));
+                    }
+                    Outcome::Unchanged => report.unchanged += 1,
+                }
+                self.db
+                    .write(move |conn| {
+                        conn.transaction::<_, DiscordError, _>(|conn| {
+                            store::finish(conn, &id, &owner, generation)?;
+                            for e in events {
+                                audit::record(conn, e)?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .await
+            }
+            Err(failure) => {
+                let attempts = change.attempts + 1;
+                let retry_at = failure
+                    .retry_after
+                    .filter(|_| attempts < MAX_ATTEMPTS)
+                    .map(|after| db::now() + after.max(retry_delay(attempts)));
+                if retry_at.is_some() {
+                    report.retrying += 1;
+                } else {
+                    report.failed += 1;
+                }
+                tracing::warn!(user_id = %user, role_id = role, error = %failure.message, retrying = retry_at.is_some(), "a Discord role change failed");
+                let message: String = failure.message.chars().take(MAX_ERROR_CHARS).collect();
+                let given_up = retry_at.is_none();
+                self.db
+                    .write(move |conn| {
+                        conn.transaction::<_, DiscordError, _>(|conn| {
+                            store::record_failure(
+                                conn,
+                                &id,
+                                &owner,
+                                generation,
+                                &message,
+                                retry_at,
+                                db::now(),
+                            )?;
+                            if given_up {
+                                audit::record(
+                                    conn,
+                                    AuditEvent::new("discord.role_change_failed")
+                                        .by(&Actor::system())
+                                        .user(user)
+                                        .detail("role_id", role.to_string())
+                                        .detail("error", message.clone()),
+                                )?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .await
+            }
+        }
+    }
+
+    /// `verify_all_discord_users_groups`: reads the guild's members a page of
+    /// [`MEMBERS_PAGE`] at a time and compares each linked user's mapped roles with their
+    /// groups. With `remote_priority` off, Latchkey wins: each difference is queued and the
+    /// queue applied (a linked user missing from the guild is joined when their groups give
+    /// roles). With it on, Discord wins: a linked member is put in each mapped group one of
+    /// whose roles they hold, and taken out of each mapped group none of whose roles they hold
+    /// (members who are not in the guild are left alone); those membership changes come from
+    /// Discord, so they queue nothing back to it. Roles nobody mapped are never looked at.
+    ///
+    /// # Errors
+    /// [`DiscordError`]; Discord failing while members are read.
+    pub async fn verify_all(&self) -> Result<VerifyReport, DiscordError> {
+        let discord_wins = self.inner()?.settings.remote_priority;
+        self.reconcile(discord_wins).await
+    }
+
+    /// `remote_sync_all_discord_users_groups` (the seed's hard sync from Discord's side, an
+    /// expensive job): [`Self::verify_all`] with Discord winning whatever `remote_priority`
+    /// says — every linked member's mapped roles become their local groups.
+    ///
+    /// # Errors
+    /// As [`Self::verify_all`].
+    pub async fn remote_sync_all(&self) -> Result<VerifyReport, DiscordError> {
+        self.reconcile(true).await
+    }
+
+    /// Compares linked members' mapped roles with their groups; `discord_wins` says which
+    /// side is changed.
+    async fn reconcile(&self, discord_wins: bool) -> Result<VerifyReport, DiscordError> {
+        let inner = self.inner()?;
+        let api = self.api()?;
+        let provider = inner.settings.provider.to_string();
+        let (linked, mappings, memberships) = self
+            .db
+            .read(move |conn| {
+                Ok::<_, DiscordError>((
+                    store::linked_users(conn, &provider)?,
+                    store::mappings(conn)?,
+                    store::mapped_memberships(conn)?,
+                ))
+            })
+            .await?;
+        let mut report = VerifyReport::default();
+        // Discord id → local user, for linked users.
+        let linked: BTreeMap<u64, String> = linked
+            .into_iter()
+            .filter_map(|(user, subject)| Some((subject.parse::<u64>().ok()?, user)))
+            .collect();
+        report.linked = linked.len();
+        let mapped_roles: BTreeSet<u64> = mappings
+            .iter()
+            .filter_map(|(_, _, r)| u64::try_from(*r).ok())
+            .collect();
+        // The mapped roles each linked member holds in Discord.
+        let mut held: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+        let mut after = 0;
+        loop {
+            let page = api.members_page(after, MEMBERS_PAGE).await?;
+            report.members += page.len();
+            for member in &page {
+                if linked.contains_key(&member.user_id) {
+                    held.insert(
+                        member.user_id,
+                        member
+                            .roles
+                            .iter()
+                            .copied()
+                            .filter(|r| mapped_roles.contains(r))
+                            .collect(),
+                    );
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == usize::from(MEMBERS_PAGE) => after = last.user_id,
+                _ => break,
+            }
+        }
+        // Roles by group, and each user's groups among the mapped ones.
+        let mut roles_of_group: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+        for (group, _, role) in &mappings {
+            if let Ok(role) = u64::try_from(*role) {
+                roles_of_group
+                    .entry(group.clone())
+                    .or_default()
+                    .insert(role);
+            }
+        }
+        let mut groups_of_user: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (group, user) in memberships {
+            groups_of_user.entry(user).or_default().insert(group);
+        }
+        if discord_wins {
+            self.pull_from_discord(
+                &linked,
+                &held,
+                &roles_of_group,
+                &groups_of_user,
+                &mut report,
+            )
+            .await?;
+        } else {
+            let mut queue = Vec::new();
+            for (discord_id, user) in &linked {
+                let wanted: BTreeSet<u64> = groups_of_user
+                    .get(user)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|g| roles_of_group.get(g))
+                    .flatten()
+                    .copied()
+                    .collect();
+                let has = held.get(discord_id).cloned().unwrap_or_default();
+                for role in wanted.symmetric_difference(&has) {
+                    queue.push((user.clone(), i64::try_from(*role).unwrap_or_default()));
+                }
+            }
+            report.queued = queue.len();
+            if !queue.is_empty() {
+                self.db
+                    .write(move |conn| {
+                        conn.transaction::<_, DiscordError, _>(|conn| {
+                            let now = db::now();
+                            for (user, role) in &queue {
+                                store::queue(conn, user, *role, now)?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .await?;
+            }
+            report.applied = self.apply_queued().await?;
+        }
+        Ok(report)
+    }
+
+    /// `sync_discord_users_accounts`: reads the guild's members a page of [`MEMBERS_PAGE`] at a
+    /// time and refreshes the stored Discord profile of each linked member — username, legacy
+    /// discriminator and tag, display name, avatar — and their nickname in the guild, cleaned
+    /// as a sign-in cleans them. Linked users who are not members are refreshed at their next
+    /// Discord sign-in. Returns (members read, profiles changed).
+    ///
+    /// # Errors
+    /// [`DiscordError`]; Discord failing while members are read.
+    pub async fn sync_accounts(&self) -> Result<(usize, usize), DiscordError> {
+        let inner = self.inner()?;
+        let api = self.api()?;
+        let provider = inner.settings.provider.to_string();
+        let linked: BTreeSet<u64> = self
+            .db
+            .read(move |conn| store::linked_users(conn, &provider).map_err(DiscordError::from))
+            .await?
+            .into_iter()
+            .filter_map(|(_, subject)| subject.parse().ok())
+            .collect();
+        let mut fresh = Vec::new();
+        let mut read = 0;
+        let mut after = 0;
+        loop {
+            let page = api.members_page(after, MEMBERS_PAGE).await?;
+            read += page.len();
+            for member in page.iter().filter(|m| linked.contains(&m.user_id)) {
+                if let Some(refresh) = profile_refresh(member) {
+                    fresh.push((member.user_id, refresh));
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == usize::from(MEMBERS_PAGE) => after = last.user_id,
+                _ => break,
+            }
+        }
+        let changed = self
+            .db
+            .write(move |conn| {
+                conn.transaction::<_, DiscordError, _>(|conn| {
+                    let mut changed = 0;
+                    for (id, refresh) in &fresh {
+                        let Ok(id) = i64::try_from(*id) else { continue };
+                        if store::refresh_profile(conn, id, refresh)? {
+                            changed += 1;
+                        }
+                    }
+                    Ok(changed)
+                })
+            })
+            .await?;
+        Ok((read, changed))
+    }
+
+    /// `enforce_discord_nicknames`: sets each linked member's nickname from
+    /// `discord.nickname_template` ([`NicknameTemplate::render`]), skipping the guild owner,
+    /// the bot, members whose highest role is at or above the bot's (Discord refuses those) and
+    /// members whose nickname is already right. A refusal for one member is logged and counted,
+    /// and the run goes on.
+    ///
+    /// # Errors
+    /// [`DiscordError::Invalid`] without a template; [`DiscordError`] when Discord fails while
+    /// the guild or its members are read.
+    pub async fn enforce_nicknames(&self) -> Result<NicknameReport, DiscordError> {
+        let inner = self.inner()?;
+        let api = self.api()?;
+        let template = inner.settings.nickname_template.clone().ok_or_else(|| {
+            DiscordError::Invalid("discord.nickname_template is not set".to_owned())
+        })?;
+        let provider = inner.settings.provider.to_string();
+        let names: HashMap<u64, NicknameFields> = self
+            .db
+            .read(move |conn| store::linked_user_names(conn, &provider).map_err(DiscordError::from))
+            .await?
+            .into_iter()
+            .filter_map(|(subject, username, first_name, last_name)| {
+                Some((
+                    subject.parse().ok()?,
+                    NicknameFields {
+                        username,
+                        first_name,
+                        last_name,
+                        ..NicknameFields::default()
+                    },
+                ))
+            })
+            .collect();
+        let owner = api.owner().await?;
+        let (bot_id, _) = api.bot_user().await?;
+        let roles = api.roles().await?;
+        let bot_roles = api
+            .member(bot_id)
+            .await?
+            .map(|m| m.roles)
+            .unwrap_or_default();
+        let bot = BotStanding::of(api.guild(), &roles, &bot_roles);
+        let position: HashMap<u64, i64> = roles.iter().map(|r| (r.id.get(), r.position)).collect();
+        let mut report = NicknameReport::default();
+        let mut after = 0;
+        loop {
+            let page = api.members_page(after, MEMBERS_PAGE).await?;
+            for member in &page {
+                let Some(fields) = names.get(&member.user_id) else {
+                    continue;
+                };
+                let top = member
+                    .roles
+                    .iter()
+                    .filter_map(|r| position.get(r))
+                    .max()
+                    .copied()
+                    .unwrap_or(0);
+                if member.user_id == owner || member.user_id == bot_id || top >= bot.top_position {
+                    report.skipped += 1;
+                    continue;
+                }
+                let fields = NicknameFields {
+                    discord_username: member.username.clone(),
+                    discord_global_name: member.global_name.clone().unwrap_or_default(),
+                    ..fields.clone()
+                };
+                let Some(nick) = template.render(&fields) else {
+                    report.skipped += 1;
+                    continue;
+                };
+                if member.nick.as_deref() == Some(nick.as_str()) {
+                    report.unchanged += 1;
+                    continue;
+                }
+                match api
+                    .set_nick(member.user_id, &nick, "Latchkey: nickname strategy")
+                    .await
+                {
+                    Ok(()) => report.changed += 1,
+                    Err(e) if !e.is_transient() => {
+                        tracing::warn!(discord_user_id = member.user_id, error = %e, "Discord refused a nickname");
+                        report.refused += 1;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == usize::from(MEMBERS_PAGE) => after = last.user_id,
+                _ => break,
+            }
+        }
+        Ok(report)
+    }
+
+    /// Discord wins: group memberships follow the linked members' mapped roles.
+    async fn pull_from_discord(
+        &self,
+        linked: &BTreeMap<u64, String>,
+        held: &BTreeMap<u64, BTreeSet<u64>>,
+        roles_of_group: &BTreeMap<String, BTreeSet<u64>>,
+        groups_of_user: &BTreeMap<String, BTreeSet<String>>,
+        report: &mut VerifyReport,
+    ) -> Result<(), DiscordError> {
+        let mut changes: Vec<(String, String, bool)> = Vec::new();
+        for (discord_id, user) in linked {
+            let Some(roles) = held.get(discord_id) else {
+                continue;
+            };
+            let member_of = groups_of_user.get(user);
+            for (group, group_roles) in roles_of_group {
+                let should = !roles.is_disjoint(group_roles);
+                let is = member_of.is_some_and(|g| g.contains(group));
+                if should != is {
+                    changes.push((group.clone(), user.clone(), should));
+                }
+            }
+        }
+        report.groups_added = changes.iter().filter(|c| c.2).count();
+        report.groups_removed = changes.len() - report.groups_added;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.db
+            .write(move |conn| {
+                conn.transaction::<_, DiscordError, _>(|conn| {
+                    let now = db::now();
+                    for (group, user, add) in changes {
+                        let changed = if add {
+                            group_rows::add_member(conn, &group, &user, now)?
+                        } else {
+                            group_rows::remove_member(conn, &group, &user)?
+                        };
+                        if changed {
+                            let name = if add {
+                                "group.member_added"
+                            } else {
+                                "group.member_removed"
+                            };
+                            audit::record(
+                                conn,
+                                AuditEvent::new(name)
+                                    .by(&Actor::system())
+                                    .user(user)
+                                    .detail("group_id", group)
+                                    .detail("source", "discord"),
+                            )?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+}
+
+impl Failure {
+    fn from_db(e: &DbError) -> Self {
+        Self {
+            message: format!("storage: {e}"),
+            retry_after: Some(TimeDelta::zero()),
+        }
+    }
+}
+
+/// A member's profile as `sync_discord_users_accounts` stores it, checked and cleaned like a
+/// sign-in's ([`DiscordProfile::new`]); `None` for an id that is not a snowflake.
+fn profile_refresh(member: &GuildMember) -> Option<ProfileRefresh> {
+    let profile = DiscordProfile::new(RawDiscordUser {
+        id: member.user_id.to_string(),
+        username: member.username.clone(),
+        discriminator: Some(format!("{:04}", member.discriminator)),
+        global_name: member.global_name.clone(),
+        avatar: member.avatar.clone(),
+        ..RawDiscordUser::default()
+    })?;
+    let nick = member
+        .nick
+        .as_deref()
+        .map(|n| {
+            n.chars()
+                .filter(|c| {
+                    !c.is_control()
+                        && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+                })
+                .take(64)
+                .collect::<String>()
+        })
+        .filter(|n| !n.trim().is_empty());
+    Some(ProfileRefresh {
+        tag: profile.tag(),
+        username: profile.username,
+        discriminator: profile.discriminator,
+        global_name: profile.global_name,
+        avatar: profile.avatar,
+        nick,
+    })
+}
+
+/// Discord's audit-log reason for a role given because of `groups`.
+fn reason_added(groups: &[String]) -> String {
+    let mut reason = format!("Latchkey: member of {}", groups.join(", "));
+    if reason.chars().count() > 400 {
+        reason = reason.chars().take(399).collect::<String>() + "…";
+    }
+    reason
+}
+
+/// The delay after the `attempts`-th transient failure: 30 s doubling, at most an hour.
+fn retry_delay(attempts: i64) -> TimeDelta {
+    let doublings = u32::try_from(attempts.clamp(1, 12) - 1).unwrap_or(0);
+    (RETRY_BASE * (1_i32 << doublings)).min(TimeDelta::hours(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_from_thirty_seconds_to_an_hour() {
+        let secs: Vec<i64> = (1..=9).map(|a| retry_delay(a).num_seconds()).collect();
+        assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+    }
+
+    #[test]
+    fn reasons_name_the_groups_and_stay_short() {
+        assert_eq!(
+            reason_added(&["Raiders".to_owned(), "Scouts".to_owned()]),
+            "Latchkey: member of Raiders, Scouts"
+        );
+        let long = reason_added(&["x".repeat(600)]);
+        assert_eq!(long.chars().count(), 400);
+    }
+}

@@ -1,0 +1,1269 @@
+//! The Discord connector (issue 12) against the Discord fake (`discord_fake`): syncing and
+//! mapping roles, role changes queued with membership changes and applied once, joining a user
+//! with their kept `guilds.join` token (refreshed when expired), rate limits and outages
+//! waited out, and the verify job in both priority directions.
+
+use latchkey::audit::Actor;
+use latchkey::db::discord_connector;
+use latchkey::db::DbError;
+use latchkey::discord::{DiscordConnector, DiscordError};
+use reqwest::StatusCode;
+use wiremock::ResponseTemplate;
+
+use crate::discord_fake::{
+    DiscordFake, ADMINS, BOOSTER, BOT_TOKEN, GUILD, HANDMADE, OWNER, RAIDERS, SCOUTS,
+};
+use crate::helpers::{location, query_param, spawn_app_with, TestApp};
+
+/// A server whose Discord provider and connector talk to `fake`.
+pub(crate) async fn connector_app(fake: &DiscordFake, remote_priority: bool) -> TestApp {
+    spawn_app_with(&format!(
+        r#"
+[upstream.discord]
+kind = "discord"
+client_id = "1234567890"
+client_secret = "discord-secret"
+authorization_endpoint = "{0}/oauth2/authorize"
+token_endpoint = "{0}/api/oauth2/token"
+api_base = "{0}/api/v10"
+scopes = ["identify", "email", "guilds.join"]
+[discord]
+enabled = true
+provider = "discord"
+bot_token = "{BOT_TOKEN}"
+guild_id = "{GUILD}"
+invite_link = "https://discord.gg/latchkey"
+remote_priority = {remote_priority}
+"#,
+        fake.uri
+    ))
+    .await
+}
+
+/// Creates local user `username`, and links Discord user `discord_id` to it through the Linked
+/// accounts page, as their browser would; returns the user's id.
+pub(crate) async fn linked_user(
+    app: &TestApp,
+    fake: &DiscordFake,
+    username: &str,
+    discord_id: u64,
+) -> String {
+    let user = app.create_user(username).await;
+    fake.add_user(discord_id, username);
+    link_discord(app, username, discord_id).await;
+    user.id
+}
+
+/// Signs `username` in with their password and (re)links Discord user `discord_id` through
+/// the Linked accounts page; returns the signed-in browser.
+pub(crate) async fn link_discord(
+    app: &TestApp,
+    username: &str,
+    discord_id: u64,
+) -> crate::helpers::Visitor {
+    let visitor = app.visitor(username).await;
+    let (status, page) = visitor.get("/account/linked/").await;
+    assert_eq!(status, StatusCode::OK);
+    let start = visitor
+        .post_with_csrf_of(&page, "/accounts/upstream/discord/link/", &[])
+        .await;
+    assert_eq!(start.status(), StatusCode::SEE_OTHER);
+    let state = query_param(&location(&start), "state").expect("state");
+    let back = visitor
+        .get_response(&format!(
+            "/accounts/upstream/discord/callback/?code=code-{discord_id}&state={state}"
+        ))
+        .await;
+    assert_eq!(location(&back), "/account/linked/", "the link is made");
+    visitor
+}
+
+/// Syncs the roles and makes a group `name` mapped to `role`; returns its id.
+pub(crate) async fn mapped_group(app: &TestApp, name: &str, role: u64) -> String {
+    let system = Actor::system();
+    app.services
+        .discord
+        .sync_roles(&system)
+        .await
+        .expect("roles synced");
+    let group = app
+        .services
+        .groups
+        .create(&system, name, "")
+        .await
+        .expect("group");
+    assert!(app
+        .services
+        .discord
+        .map_role(&system, &group.id, i64::try_from(role).expect("i64"))
+        .await
+        .expect("mapped"));
+    group.id
+}
+
+/// Queued changes (waiting, failed).
+async fn queue_counts(app: &TestApp) -> (i64, i64) {
+    app.services
+        .db
+        .read(|conn| discord_connector::change_counts(conn).map_err(DbError::from))
+        .await
+        .expect("counts")
+}
+
+#[tokio::test]
+async fn roles_sync_and_managed_or_too_high_roles_are_refused_with_the_reason() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let admin = app.create_staff("root").await;
+    let staff = app.create_plain_staff("helper").await;
+    let root = Actor::user(admin.id.clone(), None);
+    let discord = &app.services.discord;
+
+    let report = discord.test_connection(&root).await.expect("tested");
+    assert_eq!(report.bot.as_deref(), Some("latchkey-bot"));
+    assert!(report.in_guild);
+    assert!(
+        report.permissions.iter().all(|(_, has, _)| *has),
+        "{report:?}"
+    );
+    assert!(report.problems.is_empty(), "{report:?}");
+
+    assert_eq!(discord.sync_roles(&root).await.expect("synced"), 7);
+    let status = discord.status(&root).await.expect("status");
+    let reason = |id: u64| {
+        status
+            .roles
+            .iter()
+            .find(|r| r.id == i64::try_from(id).expect("i64"))
+            .expect("listed")
+            .unmappable
+            .clone()
+    };
+    assert_eq!(reason(RAIDERS), None);
+    assert!(reason(BOOSTER).expect("refused").contains("managed"));
+    assert!(reason(ADMINS)
+        .expect("refused")
+        .contains("above the bot's highest role"));
+    assert!(reason(GUILD).expect("refused").contains("@everyone"));
+    assert_eq!(status.roles[0].name, "Admins", "highest first");
+
+    let group = app
+        .services
+        .groups
+        .create(&root, "Raiders", "")
+        .await
+        .expect("group");
+    for (role, words) in [(BOOSTER, "managed"), (ADMINS, "above"), (999, "sync roles")] {
+        match discord
+            .map_role(&root, &group.id, i64::try_from(role).expect("i64"))
+            .await
+        {
+            Err(DiscordError::Invalid(why)) => assert!(why.contains(words), "{why}"),
+            other => panic!("{role}: {other:?}"),
+        }
+    }
+    assert!(discord
+        .map_role(&root, &group.id, i64::try_from(RAIDERS).expect("i64"))
+        .await
+        .expect("mapped"));
+    assert!(!discord
+        .map_role(&root, &group.id, i64::try_from(RAIDERS).expect("i64"))
+        .await
+        .expect("already mapped"));
+    assert_eq!(app.audit_events("discord.role_mapped").await.len(), 1);
+
+    // Staff who are not superusers may do none of it, whoever calls.
+    let helper = Actor::user(staff.id.clone(), None);
+    assert!(matches!(
+        discord.sync_roles(&helper).await,
+        Err(DiscordError::Forbidden(_))
+    ));
+    assert!(matches!(
+        discord
+            .map_role(&helper, &group.id, i64::try_from(SCOUTS).expect("i64"))
+            .await,
+        Err(DiscordError::Forbidden(_))
+    ));
+    assert!(matches!(
+        discord.status(&helper).await,
+        Err(DiscordError::Forbidden(_))
+    ));
+}
+
+#[tokio::test]
+async fn the_connection_test_says_what_is_wrong_in_words() {
+    let fake = DiscordFake::start().await;
+    let app = spawn_app_with(&format!(
+        r#"
+[upstream.discord]
+kind = "discord"
+client_id = "1234567890"
+client_secret = "discord-secret"
+api_base = "{0}/api/v10"
+[discord]
+enabled = true
+provider = "discord"
+bot_token = "not-the-bot-token"
+guild_id = "{GUILD}"
+"#,
+        fake.uri
+    ))
+    .await;
+    let report = app
+        .services
+        .discord
+        .test_connection(&Actor::system())
+        .await
+        .expect("a report");
+    assert_eq!(report.bot, None);
+    assert!(
+        report.problems[0].contains("refused the bot token"),
+        "{report:?}"
+    );
+    // twilight remembers the 401 and sends nothing more with that token.
+    let calls = fake.seen().len();
+    assert!(app
+        .services
+        .discord
+        .sync_roles(&Actor::system())
+        .await
+        .is_err());
+    assert_eq!(fake.seen().len(), calls, "no request after a 401");
+}
+
+#[tokio::test]
+async fn group_changes_give_and_take_the_mapped_role_and_leave_hand_given_roles_alone() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let ann = linked_user(&app, &fake, "ann", 1001).await;
+    fake.add_member(1001, &[HANDMADE]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let staff = app.create_plain_staff("helper").await;
+    let helper = Actor::user(staff.id, None);
+
+    assert!(app
+        .services
+        .groups
+        .add_member(&helper, &group, "ann")
+        .await
+        .expect("added"));
+    assert_eq!(
+        queue_counts(&app).await,
+        (1, 0),
+        "queued with the membership"
+    );
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.added, 1, "{report}");
+    assert_eq!(fake.roles_of(1001), Some([RAIDERS, HANDMADE].into()));
+    let calls = fake.role_calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0],
+        (
+            "PUT".to_owned(),
+            1001,
+            RAIDERS,
+            Some("Latchkey: member of Raiders".to_owned())
+        )
+    );
+    assert_eq!(queue_counts(&app).await, (0, 0));
+    let events = app.audit_events("discord.role_added").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].user_id.as_deref(), Some(ann.as_str()));
+
+    // Nothing queued: the worker calls nobody.
+    let before = fake.seen().len();
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(fake.seen().len(), before);
+
+    assert!(app
+        .services
+        .groups
+        .remove_member(&helper, &group, &ann)
+        .await
+        .expect("removed"));
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.removed, 1, "{report}");
+    assert_eq!(
+        fake.roles_of(1001),
+        Some([HANDMADE].into()),
+        "hand-given role kept"
+    );
+    assert_eq!(app.audit_events("discord.role_removed").await.len(), 1);
+    assert!(
+        fake.role_calls()
+            .iter()
+            .all(|(_, _, role, _)| *role == RAIDERS),
+        "only the mapped role is touched"
+    );
+}
+
+#[tokio::test]
+async fn a_role_two_groups_give_stays_until_the_last_one_goes_and_quick_changes_end_in_the_last_state(
+) {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let bob = linked_user(&app, &fake, "bob", 1002).await;
+    fake.add_member(1002, &[]);
+    let raiders = mapped_group(&app, "Raiders", RAIDERS).await;
+    let veterans = mapped_group(&app, "Veterans", RAIDERS).await;
+    let groups = &app.services.groups;
+    let system = Actor::system();
+    groups
+        .add_member(&system, &raiders, "bob")
+        .await
+        .expect("added");
+    groups
+        .add_member(&system, &veterans, "bob")
+        .await
+        .expect("added");
+    groups
+        .remove_member(&system, &raiders, &bob)
+        .await
+        .expect("removed");
+    assert_eq!(
+        queue_counts(&app).await,
+        (1, 0),
+        "one row per user and role"
+    );
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(
+        fake.roles_of(1002),
+        Some([RAIDERS].into()),
+        "Veterans still gives it"
+    );
+    groups.delete(&system, &veterans).await.expect("deleted");
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(
+        fake.roles_of(1002),
+        Some([].into()),
+        "its last group is gone"
+    );
+}
+
+#[tokio::test]
+async fn a_user_not_in_the_server_is_added_with_their_guilds_join_token() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "cleo", 1003).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let scouts = mapped_group(&app, "Scouts", SCOUTS).await;
+    let system = Actor::system();
+    app.services
+        .groups
+        .add_member(&system, &group, "cleo")
+        .await
+        .expect("added");
+    app.services
+        .groups
+        .add_member(&system, &scouts, "cleo")
+        .await
+        .expect("added");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.joined, 1, "{report}");
+    assert_eq!(
+        (report.added, report.unchanged),
+        (1, 1),
+        "the join brought both roles: {report}"
+    );
+    assert_eq!(fake.joins(), [1003], "joined once, with both roles");
+    assert_eq!(fake.roles_of(1003), Some([RAIDERS, SCOUTS].into()));
+    assert!(fake.role_calls().is_empty(), "no role call after the join");
+    assert_eq!(app.audit_events("discord.member_joined").await.len(), 1);
+    assert_eq!(fake.refreshes(), 0, "a fresh token is used as it is");
+}
+
+#[tokio::test]
+async fn an_expired_token_is_refreshed_before_joining_and_a_dead_one_asks_for_a_new_sign_in() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    // Tokens that expired a minute after they were issued, long ago.
+    fake.set_token_lifetime(1);
+    let dana = linked_user(&app, &fake, "dana", 1004).await;
+    fake.set_token_lifetime(604_800);
+    fake.expire_access_tokens();
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "dana")
+        .await
+        .expect("added");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!((report.joined, report.failed), (1, 0), "{report}");
+    assert_eq!(fake.refreshes(), 1);
+    assert_eq!(fake.roles_of(1004), Some([RAIDERS].into()));
+    let kept = app
+        .services
+        .upstream
+        .kept_tokens(&dana, "discord")
+        .await
+        .expect("readable")
+        .expect("kept");
+    assert!(
+        kept.expires_at.expect("expiry") > latchkey::db::now(),
+        "the new tokens are kept"
+    );
+
+    // Eve's refresh token is dead too: the change fails, and says what to do.
+    fake.set_token_lifetime(1);
+    let eve = linked_user(&app, &fake, "eve", 1005).await;
+    fake.revoke_refresh_tokens();
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "eve")
+        .await
+        .expect("added");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.failed, 1, "{report}");
+    assert_eq!(fake.roles_of(1005), None, "not joined");
+    assert_eq!(queue_counts(&app).await, (0, 1));
+    let failed = app.audit_events("discord.role_change_failed").await;
+    assert_eq!(failed[0].user_id.as_deref(), Some(eve.as_str()));
+    assert!(
+        failed[0].details.contains("sign in with Discord again"),
+        "{}",
+        failed[0].details
+    );
+    assert!(
+        app.services
+            .upstream
+            .kept_tokens(&eve, "discord")
+            .await
+            .expect("readable")
+            .is_none(),
+        "refused tokens are dropped"
+    );
+    assert_eq!(app.audit_events("upstream.tokens_refused").await.len(), 1);
+
+    // Her account page asks her to sign in with Discord again; Dana's shows the invite link.
+    let (_, page) = app.visitor("eve").await.get("/account/").await;
+    assert!(page.contains("Sign in with Discord again"), "{page}");
+    assert!(page.contains("https://discord.gg/latchkey"));
+    let (_, page) = app.visitor("dana").await.get("/account/").await;
+    assert!(!page.contains("Sign in with Discord again"));
+    assert!(
+        page.contains("Join the server: <a href=\"https://discord.gg/latchkey\""),
+        "{page}"
+    );
+    // She does; the next verify adds her to the server, and the page stops asking.
+    fake.set_token_lifetime(604_800);
+    let eve_browser = link_discord(&app, "eve", 1005).await;
+    let (_, page) = eve_browser.get("/account/").await;
+    assert!(!page.contains("Sign in with Discord again"), "{page}");
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(report.applied.joined, 1, "{report}");
+    assert_eq!(fake.roles_of(1005), Some([RAIDERS].into()));
+}
+
+#[tokio::test]
+async fn rate_limits_and_server_errors_are_waited_out() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "finn", 1006).await;
+    fake.add_member(1006, &[]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "finn")
+        .await
+        .expect("added");
+    fake.fail_next(
+        "GET",
+        "/members/1006",
+        ResponseTemplate::new(502)
+            .set_body_json(serde_json::json!({"code": 0, "message": "502: Bad Gateway"})),
+    );
+    fake.fail_next(
+        "PUT",
+        &format!("/roles/{RAIDERS}"),
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "1")
+            .set_body_json(serde_json::json!({
+                "message": "You are being rate limited.",
+                "retry_after": 0.25,
+                "global": false
+            })),
+    );
+    let started = std::time::Instant::now();
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.added, 1, "{report}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(700),
+        "waited"
+    );
+    assert_eq!(fake.roles_of(1006), Some([RAIDERS].into()));
+    let puts = fake.role_calls().len();
+    assert_eq!(puts, 2, "the rate-limited call, then the one that worked");
+    let member_reads = fake
+        .seen()
+        .iter()
+        .filter(|s| s.method == "GET" && s.path.ends_with("/members/1006"))
+        .count();
+    assert_eq!(member_reads, 2, "the 502, then the answer");
+}
+
+#[tokio::test]
+async fn refusals_are_not_retried_and_outages_are_retried_later() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "gus", 1007).await;
+    fake.add_member(1007, &[]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "gus")
+        .await
+        .expect("added");
+    fake.fail_next(
+        "PUT",
+        &format!("/roles/{RAIDERS}"),
+        ResponseTemplate::new(403)
+            .set_body_json(serde_json::json!({"code": 50013, "message": "Missing Permissions"})),
+    );
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.failed, 1, "{report}");
+    assert_eq!(fake.role_calls().len(), 1, "a 403 is not sent again");
+    assert_eq!(queue_counts(&app).await, (0, 1));
+    // Queued again (an admin re-adds the user): it goes through.
+    app.services
+        .groups
+        .remove_member(
+            &Actor::system(),
+            &group,
+            &app.services
+                .accounts
+                .find_by_login("gus")
+                .await
+                .expect("db")
+                .expect("gus")
+                .id,
+        )
+        .await
+        .expect("removed");
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "gus")
+        .await
+        .expect("added");
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(fake.roles_of(1007), Some([RAIDERS].into()));
+
+    // Four 503s in a row: the change waits for a later run.
+    for _ in 0..4 {
+        fake.fail_next(
+            "GET",
+            "/members/1007",
+            ResponseTemplate::new(503).set_body_string("upstream connect error"),
+        );
+    }
+    let gus = app
+        .services
+        .accounts
+        .find_by_login("gus")
+        .await
+        .expect("db")
+        .expect("gus")
+        .id;
+    app.services
+        .groups
+        .remove_member(&Actor::system(), &group, &gus)
+        .await
+        .expect("removed");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.retrying, 1, "{report}");
+    let (waiting, failed) = queue_counts(&app).await;
+    assert_eq!((waiting, failed), (1, 0));
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report, Default::default(), "not due yet");
+}
+
+#[tokio::test]
+async fn a_queued_change_is_applied_once_when_two_nodes_run_the_worker() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    for (i, name) in ["h1", "h2", "h3", "h4"].iter().enumerate() {
+        let id = 2000 + u64::try_from(i).expect("small");
+        linked_user(&app, &fake, name, id).await;
+        fake.add_member(id, &[]);
+    }
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    for name in ["h1", "h2", "h3", "h4"] {
+        app.services
+            .groups
+            .add_member(&Actor::system(), &group, name)
+            .await
+            .expect("added");
+    }
+    let other_node = DiscordConnector::new(
+        app.services.db.clone(),
+        app.services.discord.settings().cloned(),
+        app.services.upstream.clone(),
+        app.services.groups.clone(),
+    );
+    let (a, b) = tokio::join!(
+        app.services.discord.apply_queued(),
+        other_node.apply_queued()
+    );
+    let (a, b) = (a.expect("node a"), b.expect("node b"));
+    assert_eq!(a.added + b.added, 4, "{a} / {b}");
+    assert_eq!(
+        a.added + a.unchanged + b.added + b.unchanged,
+        4,
+        "each change handled by one node: {a} / {b}"
+    );
+    assert_eq!(fake.role_calls().len(), 4, "each change sent once");
+    assert_eq!(queue_counts(&app).await, (0, 0));
+}
+
+#[tokio::test]
+async fn verify_makes_discord_follow_the_groups_when_latchkey_wins() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    // Ivy is in the group but Discord lost her role; Jack has it by hand but is in no group;
+    // Kim has only an unmapped role; Liam should have it and is not in the server.
+    linked_user(&app, &fake, "ivy", 3001).await;
+    linked_user(&app, &fake, "jack", 3002).await;
+    linked_user(&app, &fake, "kim", 3003).await;
+    linked_user(&app, &fake, "liam", 3004).await;
+    for name in ["ivy", "liam"] {
+        app.services
+            .groups
+            .add_member(&Actor::system(), &group, name)
+            .await
+            .expect("added");
+    }
+    // The queue is emptied without Discord: these memberships predate the connector.
+    app.services
+        .db
+        .write(|conn| {
+            diesel::RunQueryDsl::execute(
+                diesel::delete(latchkey::db::schema::discord_role_changes::table),
+                conn,
+            )
+            .map_err(DbError::from)
+        })
+        .await
+        .expect("cleared");
+    fake.add_member(3001, &[]);
+    fake.add_member(3002, &[RAIDERS, HANDMADE]);
+    fake.add_member(3003, &[HANDMADE]);
+    // Enough members for two pages of 1,000.
+    for id in 10_000..11_200 {
+        fake.add_member(id, &[RAIDERS]);
+    }
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(report.linked, 4, "{report}");
+    assert_eq!(report.members, 1_204, "{report}");
+    assert_eq!(report.queued, 3, "{report}");
+    assert_eq!(fake.roles_of(3001), Some([RAIDERS].into()));
+    assert_eq!(fake.roles_of(3002), Some([HANDMADE].into()));
+    assert_eq!(fake.roles_of(3003), Some([HANDMADE].into()));
+    assert_eq!(fake.roles_of(3004), Some([RAIDERS].into()), "joined");
+    assert_eq!(
+        fake.roles_of(10_500),
+        Some([RAIDERS].into()),
+        "unlinked members untouched"
+    );
+    let pages: Vec<String> = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "GET" && s.path.ends_with(&format!("/guilds/{GUILD}/members")))
+        .map(|s| s.path)
+        .collect();
+    assert_eq!(pages.len(), 2, "a page of 1,000 at a time");
+    // A second run finds nothing to do.
+    let again = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(again.queued, 0, "{again}");
+}
+
+#[tokio::test]
+async fn verify_makes_the_groups_follow_discord_when_discord_wins() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, true).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let ivy = linked_user(&app, &fake, "ivy", 3001).await;
+    let jack = linked_user(&app, &fake, "jack", 3002).await;
+    let liam = linked_user(&app, &fake, "liam", 3004).await;
+    for name in ["ivy", "liam"] {
+        app.services
+            .groups
+            .add_member(&Actor::system(), &group, name)
+            .await
+            .expect("added");
+    }
+    app.services.discord.apply_queued().await.expect("applied");
+    let calls_before = fake.role_calls().len();
+    // Ivy and Liam were joined with the role; then Ivy lost it in Discord, and Jack, in no
+    // group, was given it there.
+    assert_eq!(fake.roles_of(3004), Some([RAIDERS].into()));
+    fake.add_member(3001, &[HANDMADE]);
+    fake.add_member(3002, &[RAIDERS]);
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(
+        (report.groups_added, report.groups_removed),
+        (1, 1),
+        "{report}"
+    );
+    let members: Vec<String> = app
+        .services
+        .groups
+        .find(&group)
+        .await
+        .expect("db")
+        .expect("group")
+        .1
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    assert!(members.contains(&jack));
+    assert!(!members.contains(&ivy));
+    assert!(members.contains(&liam));
+    assert_eq!(
+        fake.role_calls().len(),
+        calls_before,
+        "nothing pushed back to Discord"
+    );
+    assert_eq!(fake.roles_of(3001), Some([HANDMADE].into()));
+    let added = app.audit_events("group.member_added").await;
+    assert!(added.iter().any(|e| e.details.contains("discord")));
+}
+
+#[tokio::test]
+async fn the_console_page_tests_syncs_and_maps_for_superusers_only() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    app.create_staff("root").await;
+    app.create_plain_staff("helper").await;
+    let group = app
+        .services
+        .groups
+        .create(&Actor::system(), "Raiders", "")
+        .await
+        .expect("group");
+    let root = app.visitor("root").await;
+
+    let (status, page) = root.get("/admin/discord/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("No roles yet"), "{page}");
+    assert!(page.contains("https://discord.gg/latchkey"));
+
+    let tested = root
+        .post_with_csrf_of(&page, "/admin/discord/test/", &[])
+        .await;
+    assert_eq!(tested.status(), StatusCode::OK);
+    let tested = tested.text().await.expect("page");
+    assert!(tested.contains("the bot is latchkey-bot"), "{tested}");
+    assert!(tested.contains("The bot can do everything the connector needs."));
+
+    let synced = root
+        .post_with_csrf_of(&page, "/admin/discord/roles/sync/", &[])
+        .await;
+    assert_eq!(location(&synced), "/admin/discord/");
+    let (_, page) = root.get("/admin/discord/").await;
+    assert!(page.contains("7 roles were read from Discord."), "{page}");
+    assert!(page.contains("Cannot be mapped: managed by an integration"));
+    assert!(
+        page.contains("Cannot be mapped: at or above the bot&#39;s highest role"),
+        "{page}"
+    );
+
+    let refused = root
+        .post_with_csrf_of(
+            &page,
+            "/admin/discord/mappings/",
+            &[("group_id", &group.id), ("role_id", &BOOSTER.to_string())],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused
+        .text()
+        .await
+        .expect("page")
+        .contains("cannot be mapped: managed"));
+    let mapped = root
+        .post_with_csrf_of(
+            &page,
+            "/admin/discord/mappings/",
+            &[("group_id", &group.id), ("role_id", &RAIDERS.to_string())],
+        )
+        .await;
+    assert_eq!(location(&mapped), "/admin/discord/");
+    let (_, page) = root.get("/admin/discord/").await;
+    assert!(
+        page.contains(&format!("href=\"/admin/groups/{}/\">Raiders</a>", group.id)),
+        "{page}"
+    );
+
+    let created = root
+        .post_with_csrf_of(&page, "/admin/discord/groups/", &[])
+        .await;
+    assert_eq!(location(&created), "/admin/discord/");
+    let (_, page) = root.get("/admin/discord/").await;
+    assert!(
+        page.contains("2 groups were mapped to roles of the same name."),
+        "{page}"
+    );
+    assert!(app
+        .services
+        .groups
+        .all()
+        .await
+        .expect("groups")
+        .iter()
+        .any(|g| g.name == "Scouts"));
+
+    let unmapped = root
+        .post_with_csrf_of(
+            &page,
+            "/admin/discord/mappings/remove/",
+            &[("group_id", &group.id), ("role_id", &RAIDERS.to_string())],
+        )
+        .await;
+    assert_eq!(location(&unmapped), "/admin/discord/");
+    assert_eq!(app.audit_events("discord.role_unmapped").await.len(), 1);
+
+    // A staff member who is not a superuser sees a 403 page and changes nothing.
+    let helper = app.visitor("helper").await;
+    let (status, _) = helper.get("/admin/discord/").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (_, groups_page) = helper.get("/admin/groups/").await;
+    let refused = helper
+        .post_with_csrf_of(&groups_page, "/admin/discord/roles/sync/", &[])
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.audit_events("discord.roles_synced").await.len(), 1);
+}
+
+#[tokio::test]
+async fn the_console_says_when_the_connector_is_off_and_bad_input_is_a_page() {
+    let app = crate::helpers::spawn_app().await;
+    app.create_staff("root").await;
+    let root = app.visitor("root").await;
+    let (status, page) = root.get("/admin/discord/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("The Discord connector is off."), "{page}");
+    let answer = root
+        .post_with_csrf_of(
+            &page,
+            "/admin/discord/mappings/",
+            &[("group_id", "nope"), ("role_id", "x\u{0}")],
+        )
+        .await;
+    assert!(answer.status().is_client_error(), "{}", answer.status());
+    let answer = root
+        .post_with_csrf_of(&page, "/admin/discord/roles/sync/", &[])
+        .await;
+    assert_eq!(answer.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_command_line_runs_the_connectors_jobs() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "mona", 4001).await;
+    fake.add_member(4001, &[]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "mona")
+        .await
+        .expect("added");
+    let (db, uri) = (app.db_url.clone(), fake.uri.clone());
+    let run = move |args: &'static [&'static str]| {
+        let (db, uri) = (db.clone(), uri.clone());
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let dir = tempfile::tempdir().expect("dir");
+                std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+                    .args(args)
+                    .env("LATCHKEY_DATABASE__URL", &db)
+                    .env("LATCHKEY_SECRETS__SECRET_KEY", crate::helpers::TEST_KEY)
+                    .env("LATCHKEY_SERVER__DATA_DIR", dir.path())
+                    .env("LATCHKEY_LOG__LEVEL", "warn")
+                    .env("LATCHKEY_UPSTREAM__DISCORD__KIND", "discord")
+                    .env("LATCHKEY_UPSTREAM__DISCORD__CLIENT_ID", "the-app")
+                    .env(
+                        "LATCHKEY_UPSTREAM__DISCORD__CLIENT_SECRET",
+                        "discord-secret",
+                    )
+                    .env(
+                        "LATCHKEY_UPSTREAM__DISCORD__API_BASE",
+                        format!("{uri}/api/v10"),
+                    )
+                    .env("LATCHKEY_DISCORD__ENABLED", "true")
+                    .env("LATCHKEY_DISCORD__PROVIDER", "discord")
+                    .env("LATCHKEY_DISCORD__BOT_TOKEN", BOT_TOKEN)
+                    .env("LATCHKEY_DISCORD__GUILD_ID", GUILD.to_string())
+                    .env_remove("LATCHKEY_TEST_POSTGRES_URL")
+                    .current_dir(dir.path())
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .expect("run latchkey")
+            })
+            .await
+            .expect("task")
+        }
+    };
+    let test = run(&["discord", "test"]).await;
+    let out = String::from_utf8_lossy(&test.stdout).into_owned();
+    assert!(
+        test.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&test.stderr)
+    );
+    assert!(out.contains("Manage Roles: yes"), "{out}");
+    let apply = run(&["discord", "apply"]).await;
+    let out = String::from_utf8_lossy(&apply.stdout).into_owned();
+    assert!(
+        apply.status.success(),
+        "{}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    assert!(out.contains("1 roles added"), "{out}");
+    assert_eq!(fake.roles_of(4001), Some([RAIDERS].into()));
+    let verify = run(&["discord", "verify"]).await;
+    let out = String::from_utf8_lossy(&verify.stdout).into_owned();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(out.contains("0 role changes queued"), "{out}");
+    let off = tokio::task::spawn_blocking({
+        let db = app.db_url.clone();
+        move || {
+            let dir = tempfile::tempdir().expect("dir");
+            std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+                .args(["discord", "verify"])
+                .env("LATCHKEY_DATABASE__URL", &db)
+                .env("LATCHKEY_SECRETS__SECRET_KEY", crate::helpers::TEST_KEY)
+                .env("LATCHKEY_SERVER__DATA_DIR", dir.path())
+                .env_remove("LATCHKEY_TEST_POSTGRES_URL")
+                .current_dir(dir.path())
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("run latchkey")
+        }
+    })
+    .await
+    .expect("task");
+    assert!(!off.status.success());
+    assert!(String::from_utf8_lossy(&off.stderr).contains("connector is off"));
+}
+
+#[tokio::test]
+async fn the_connectors_jobs_run_on_the_scheduler_one_node_per_slot() {
+    use latchkey::discord::jobs::{
+        self, APPLY_ROLE_CHANGES, REMOTE_SYNC_ALL, SYNC_ACCOUNTS, VERIFY_ALL,
+    };
+    use latchkey::scheduler::Scheduler;
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "nina", 5001).await;
+    fake.add_member(5001, &[]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "nina")
+        .await
+        .expect("added");
+    let settings = app.services.discord.settings().cloned().expect("on");
+    let scheduler_settings = latchkey::config::SchedulerSettings {
+        enabled: true,
+        cleanup_interval: None,
+        retry: std::time::Duration::from_secs(30),
+        lease: std::time::Duration::from_secs(60),
+    };
+    let nodes: Vec<Scheduler> = (0..2)
+        .map(|_| {
+            let mut node = Scheduler::new(app.services.db.clone(), &scheduler_settings);
+            let connector = DiscordConnector::new(
+                app.services.db.clone(),
+                Some(settings.clone()),
+                app.services.upstream.clone(),
+                app.services.groups.clone(),
+            );
+            jobs::register(&mut node, &connector, &settings).expect("registered");
+            node
+        })
+        .collect();
+    assert_eq!(
+        nodes[0].job_names(),
+        [
+            APPLY_ROLE_CHANGES,
+            VERIFY_ALL,
+            REMOTE_SYNC_ALL,
+            SYNC_ACCOUNTS
+        ]
+    );
+    let (a, b) = tokio::join!(nodes[0].run_due(), nodes[1].run_due());
+    let mut runs: Vec<String> = a
+        .expect("pass")
+        .into_iter()
+        .chain(b.expect("pass"))
+        .map(|r| {
+            assert!(r.outcome.is_ok(), "{r:?}");
+            r.name
+        })
+        .collect();
+    runs.sort();
+    let mut all = [
+        APPLY_ROLE_CHANGES,
+        VERIFY_ALL,
+        REMOTE_SYNC_ALL,
+        SYNC_ACCOUNTS,
+    ];
+    all.sort_unstable();
+    assert_eq!(runs, all, "each slot ran once");
+    assert_eq!(fake.roles_of(5001), Some([RAIDERS].into()));
+    assert_eq!(fake.role_calls().len(), 1);
+
+    // The Discord page lists the jobs and starts one now: it is due at the next pass.
+    app.create_staff("root").await;
+    let root = app.visitor("root").await;
+    let (_, page) = root.get("/admin/discord/").await;
+    assert!(
+        page.contains("<code>verify_all_discord_users_groups</code>"),
+        "{page}"
+    );
+    assert!(page.contains("expensive"));
+    let started = root
+        .post_with_csrf_of(
+            &page,
+            &format!("/admin/discord/jobs/{VERIFY_ALL}/run/"),
+            &[],
+        )
+        .await;
+    assert_eq!(location(&started), "/admin/discord/");
+    let (_, page) = root.get("/admin/discord/").await;
+    assert!(page.contains("runs within a minute"), "{page}");
+    let (a, b) = tokio::join!(nodes[0].run_due(), nodes[1].run_due());
+    let again: Vec<String> = a
+        .expect("pass")
+        .into_iter()
+        .chain(b.expect("pass"))
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(again, [VERIFY_ALL], "run once, on one node");
+    assert_eq!(app.audit_events("job.run_requested").await.len(), 1);
+    let refused = root
+        .post_with_csrf_of(&page, "/admin/discord/jobs/cleanup/run/", &[])
+        .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_change_held_by_a_node_that_died_is_applied_by_another_once_its_claim_lapses() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "olga", 6001).await;
+    fake.add_member(6001, &[]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "olga")
+        .await
+        .expect("added");
+    // A node claims the change, then dies before applying it.
+    let claimed = app
+        .services
+        .db
+        .write(|conn| {
+            let now = latchkey::db::now();
+            let change = discord_connector::due(conn, now, 10)?.remove(0);
+            let won = discord_connector::claim(
+                conn,
+                &change.id,
+                "dead-node",
+                now,
+                now + chrono::TimeDelta::seconds(120),
+            )?;
+            Ok::<_, DbError>((change, won))
+        })
+        .await
+        .expect("claimed");
+    assert!(claimed.1);
+    let report = app.services.discord.apply_queued().await.expect("ran");
+    assert_eq!(report, Default::default(), "held by the other node");
+    assert!(fake.role_calls().is_empty());
+    // Its claim lapses (as two minutes later).
+    let id = claimed.0.id.clone();
+    app.services
+        .db
+        .write(move |conn| {
+            use diesel::prelude::*;
+            use latchkey::db::schema::discord_role_changes as c;
+            diesel::update(c::table.find(id))
+                .set(c::claimed_until.eq(Some(latchkey::db::now() - chrono::TimeDelta::seconds(1))))
+                .execute(conn)
+                .map_err(DbError::from)
+        })
+        .await
+        .expect("lapsed");
+    let report = app.services.discord.apply_queued().await.expect("ran");
+    assert_eq!(report.added, 1, "{report}");
+    assert_eq!(fake.roles_of(6001), Some([RAIDERS].into()));
+    // The dead node coming back cannot finish what is no longer its.
+    let (id, generation) = (claimed.0.id.clone(), claimed.0.generation);
+    let finished = app
+        .services
+        .db
+        .write(move |conn| {
+            discord_connector::finish(conn, &id, "dead-node", generation).map_err(DbError::from)
+        })
+        .await
+        .expect("db");
+    assert!(!finished);
+    assert_eq!(fake.role_calls().len(), 1, "applied once");
+}
+
+#[tokio::test]
+async fn remote_sync_makes_the_groups_follow_discord_whatever_the_priority() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let pia = linked_user(&app, &fake, "pia", 7001).await;
+    fake.add_member(7001, &[RAIDERS]);
+    let report = app
+        .services
+        .discord
+        .remote_sync_all()
+        .await
+        .expect("synced");
+    assert_eq!(
+        (report.groups_added, report.groups_removed),
+        (1, 0),
+        "{report}"
+    );
+    let (_, members) = app
+        .services
+        .groups
+        .find(&group)
+        .await
+        .expect("db")
+        .expect("group");
+    assert!(members.iter().any(|m| m.id == pia));
+    assert!(fake.role_calls().is_empty(), "nothing pushed to Discord");
+    assert_eq!(queue_counts(&app).await, (0, 0), "nothing queued back");
+}
+
+#[tokio::test]
+async fn sync_accounts_refreshes_linked_members_profiles_and_nicknames() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "quinn", 7002).await;
+    fake.add_member(7002, &[]);
+    fake.add_member(7003, &[]); // not linked
+    fake.set_profile(
+        7002,
+        "quinn_renamed",
+        Some("Quinn \u{202e}Q"),
+        Some("a_0123456789abcdef0123456789abcdef"),
+        Some("Q the raider"),
+    );
+    let (read, changed) = app.services.discord.sync_accounts().await.expect("synced");
+    assert_eq!((read, changed), (3, 1));
+    let (row, nick) = app
+        .services
+        .db
+        .read(|conn| {
+            use diesel::prelude::*;
+            use latchkey::db::schema::discord_accounts as a;
+            let row = latchkey::db::discord_accounts::find(conn, 7002)?.expect("stored");
+            let nick: Option<String> = a::table.find(7002_i64).select(a::nick).first(conn)?;
+            Ok::<_, DbError>((row, nick))
+        })
+        .await
+        .expect("db");
+    assert_eq!(row.username, "quinn_renamed");
+    assert_eq!(row.tag, "quinn_renamed");
+    assert_eq!(
+        row.global_name.as_deref(),
+        Some("Quinn Q"),
+        "cleaned as a sign-in cleans"
+    );
+    assert_eq!(
+        row.avatar.as_deref(),
+        Some("a_0123456789abcdef0123456789abcdef")
+    );
+    assert_eq!(nick.as_deref(), Some("Q the raider"));
+    let (_, changed) = app.services.discord.sync_accounts().await.expect("synced");
+    assert_eq!(changed, 0, "nothing new the second time");
+}
+
+#[tokio::test]
+async fn nicknames_follow_the_template_except_for_the_owner_and_members_above_the_bot() {
+    let fake = DiscordFake::start().await;
+    let app = spawn_app_with(&format!(
+        r#"
+[upstream.discord]
+kind = "discord"
+client_id = "1234567890"
+client_secret = "discord-secret"
+authorization_endpoint = "{0}/oauth2/authorize"
+token_endpoint = "{0}/api/oauth2/token"
+api_base = "{0}/api/v10"
+[discord]
+enabled = true
+provider = "discord"
+bot_token = "{BOT_TOKEN}"
+guild_id = "{GUILD}"
+nickname_template = "{{first_name}} {{last_name}} ({{discord_username}})"
+"#,
+        fake.uri
+    ))
+    .await;
+    let names = [
+        ("rita", 8001),
+        ("sam", 8002),
+        ("tess", 8003),
+        ("boss", OWNER),
+    ];
+    for (name, id) in names {
+        let user = linked_user(&app, &fake, name, id).await;
+        app.services
+            .accounts
+            .update_profile(
+                &Actor::system(),
+                &user,
+                latchkey::accounts::Profile {
+                    first_name: name.to_uppercase(),
+                    last_name: "Lee".into(),
+                    email: format!("{name}@example.com"),
+                    current_password: None,
+                },
+            )
+            .await
+            .expect("named");
+    }
+    fake.add_member(8001, &[]);
+    fake.add_member(8002, &[ADMINS]); // above the bot
+    fake.add_member(8003, &[]);
+    fake.set_profile(8003, "tess", None, None, Some("TESS Lee (tess)"));
+    fake.add_member(OWNER, &[]);
+    fake.add_member(9999, &[]); // not linked
+    let report = app
+        .services
+        .discord
+        .enforce_nicknames()
+        .await
+        .expect("enforced");
+    assert_eq!(
+        (
+            report.changed,
+            report.unchanged,
+            report.skipped,
+            report.refused
+        ),
+        (1, 1, 2, 0),
+        "{report}"
+    );
+    assert_eq!(fake.nick_of(8001).as_deref(), Some("RITA Lee (rita)"));
+    assert_eq!(fake.nick_of(8002), None);
+    assert_eq!(fake.nick_of(OWNER), None);
+    assert_eq!(
+        fake.nick_calls(),
+        [(8001, Some("Latchkey: nickname strategy".to_owned()))]
+    );
+}
