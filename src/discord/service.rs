@@ -651,12 +651,7 @@ impl DiscordConnector {
             .filter_map(|role| {
                 Some(DiscordRoleRow {
                     id: i64::try_from(role.id.get()).ok()?,
-                    name: role
-                        .name
-                        .chars()
-                        .filter(|c| !c.is_control())
-                        .take(100)
-                        .collect(),
+                    name: clean(&role.name, 100),
                     color: i64::from(role.color),
                     position: role.position,
                     managed: role.managed,
@@ -1466,15 +1461,7 @@ fn profile_refresh(member: &GuildMember) -> Option<ProfileRefresh> {
     let nick = member
         .nick
         .as_deref()
-        .map(|n| {
-            n.chars()
-                .filter(|c| {
-                    !c.is_control()
-                        && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-                })
-                .take(64)
-                .collect::<String>()
-        })
+        .map(|n| clean(n, 64))
         .filter(|n| !n.trim().is_empty());
     Some(ProfileRefresh {
         tag: profile.tag(),
@@ -1484,6 +1471,17 @@ fn profile_refresh(member: &GuildMember) -> Option<ProfileRefresh> {
         avatar: profile.avatar,
         nick,
     })
+}
+
+/// `text` as stored and shown: control characters and bidirectional overrides (which can make a
+/// name read as another) dropped, at most `max` characters (as sign-ins clean Discord names).
+fn clean(text: &str, max: usize) -> String {
+    text.chars()
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .take(max)
+        .collect()
 }
 
 /// Discord's audit-log reason for a role given because of `groups`.
