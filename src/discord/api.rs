@@ -378,7 +378,7 @@ impl DiscordApi {
         .map(|_| ())
     }
 
-    /// Adds `user` to the guild with their OAuth2 `access_token` (granted the `guilds.join`
+    /// Adds `user` to the guild with their `OAuth2` `access_token` (granted the `guilds.join`
     /// scope to this application) and `roles`. `PUT /guilds/{guild}/members/{user}`: 201 when
     /// added, 204 when already a member (both success; Discord ignores `roles` then).
     ///

@@ -350,6 +350,9 @@ impl DiscordConnector {
     /// The connector for `settings` (`None`: off). The Discord provider it names is looked up
     /// through `upstream`; when it is missing or not of kind `discord`, the connector is built
     /// but every call says so ([`DiscordError::Misconfigured`]).
+    ///
+    /// # Panics
+    /// Never: Discord's API root, parsed here when the provider names none, is a valid URL.
     #[must_use]
     pub fn new(
         db: Db,

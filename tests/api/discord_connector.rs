@@ -1267,3 +1267,52 @@ nickname_template = "{{first_name}} {{last_name}} ({{discord_username}})"
         [(8001, Some("Latchkey: nickname strategy".to_owned()))]
     );
 }
+
+#[tokio::test]
+async fn a_membership_change_in_the_console_queues_the_role_change_too() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "uma", 9001).await;
+    fake.add_member(9001, &[]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.create_plain_staff("helper").await;
+    let helper = app.visitor("helper").await;
+    let (_, page) = helper.get(&format!("/admin/groups/{group}/")).await;
+    let added = helper
+        .post_with_csrf_of(
+            &page,
+            &format!("/admin/groups/{group}/members/add/"),
+            &[("login", "uma")],
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    assert_eq!(queue_counts(&app).await, (1, 0));
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(fake.roles_of(9001), Some([RAIDERS].into()));
+    // A change the groups service refuses (another staff member's groups are a superuser's)
+    // queues nothing: the queue is written in the refused transaction.
+    let other = linked_user(&app, &fake, "other", 9002).await;
+    app.services
+        .accounts
+        .set_flags(
+            &Actor::system(),
+            &other,
+            latchkey::accounts::AccountFlags {
+                is_active: true,
+                is_staff: true,
+                is_superuser: false,
+            },
+        )
+        .await
+        .expect("staff");
+    let (_, page) = helper.get(&format!("/admin/groups/{group}/")).await;
+    let refused = helper
+        .post_with_csrf_of(
+            &page,
+            &format!("/admin/groups/{group}/members/add/"),
+            &[("login", "other")],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(queue_counts(&app).await, (0, 0));
+}
