@@ -296,6 +296,8 @@ struct Inner {
     api: Result<DiscordApi, String>,
     upstream: Upstream,
     groups: Groups,
+    /// Whether the provider keeps `guilds.join` tokens (users can be added to the guild).
+    can_join: bool,
     /// This instance's claim owner id (random).
     owner: String,
 }
@@ -363,6 +365,9 @@ impl DiscordConnector {
         let inner = settings.map(|settings| {
             let api = match upstream.provider(settings.provider.as_str()) {
                 Ok(p) if p.kind == ProviderKind::Discord => {
+                    if !p.keep_tokens || !p.scopes.iter().any(|s| s == "guilds.join") {
+                        tracing::warn!(provider = %p.id, "the Discord connector's provider does not keep guilds.join tokens: users not yet in the server cannot be added to it");
+                    }
                     let base = p.api_base.clone().unwrap_or_else(|| {
                         url::Url::parse(super::api::DISCORD_API).expect("Discord's API is a URL")
                     });
@@ -381,7 +386,11 @@ impl DiscordConnector {
             if let Err(problem) = &api {
                 tracing::error!(%problem, "the Discord connector cannot work");
             }
+            let can_join = upstream
+                .provider(settings.provider.as_str())
+                .is_ok_and(|p| p.keep_tokens && p.scopes.iter().any(|s| s == "guilds.join"));
             Arc::new(Inner {
+                can_join,
                 settings,
                 api,
                 upstream,
@@ -597,6 +606,12 @@ impl DiscordConnector {
             Err(e) => return Err(e.into()),
         };
         report.bot = Some(bot_name);
+        if !self.inner()?.can_join {
+            report.problems.push(format!(
+                "The sign-in provider {} does not ask for the guilds.join scope (or keep_tokens is off): users who are not yet in the server cannot be added to it. Add \"guilds.join\" to its scopes; users then sign in with Discord once more.",
+                self.inner()?.settings.provider
+            ));
+        }
         match self.bot_standing(api, bot_id).await {
             Ok(Some(standing)) => {
                 report.in_guild = true;

@@ -220,6 +220,7 @@ guild_id = "{GUILD}"
         report.problems[0].contains("refused the bot token"),
         "{report:?}"
     );
+    assert_eq!(report.problems.len(), 1, "nothing else is known yet");
     // twilight remembers the 401 and sends nothing more with that token.
     let calls = fake.seen().len();
     assert!(app
@@ -1315,4 +1316,34 @@ async fn a_membership_change_in_the_console_queues_the_role_change_too() {
         .await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert_eq!(queue_counts(&app).await, (0, 0));
+}
+
+#[tokio::test]
+async fn the_connection_test_says_when_users_cannot_be_added_to_the_server() {
+    let fake = DiscordFake::start().await;
+    let app = spawn_app_with(&format!(
+        r#"
+[upstream.discord]
+kind = "discord"
+client_id = "1234567890"
+client_secret = "discord-secret"
+api_base = "{0}/api/v10"
+[discord]
+enabled = true
+provider = "discord"
+bot_token = "{BOT_TOKEN}"
+guild_id = "{GUILD}"
+"#,
+        fake.uri
+    ))
+    .await;
+    let report = app
+        .services
+        .discord
+        .test_connection(&Actor::system())
+        .await
+        .expect("a report");
+    assert!(report.in_guild);
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    assert!(report.problems[0].contains("guilds.join"), "{report:?}");
 }
