@@ -892,6 +892,10 @@ async fn the_command_line_runs_the_connectors_jobs() {
                         "LATCHKEY_UPSTREAM__DISCORD__API_BASE",
                         format!("{uri}/api/v10"),
                     )
+                    .env(
+                        "LATCHKEY_UPSTREAM__DISCORD__SCOPES",
+                        r#"["identify", "email", "guilds.join"]"#,
+                    )
                     .env("LATCHKEY_DISCORD__ENABLED", "true")
                     .env("LATCHKEY_DISCORD__PROVIDER", "discord")
                     .env("LATCHKEY_DISCORD__BOT_TOKEN", BOT_TOKEN)
