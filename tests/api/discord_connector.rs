@@ -1351,3 +1351,96 @@ guild_id = "{GUILD}"
     assert_eq!(report.problems.len(), 1, "{report:?}");
     assert!(report.problems[0].contains("guilds.join"), "{report:?}");
 }
+
+/// A `latchkey serve` child process, killed if the test ends early.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_runs_the_connectors_worker_even_without_maintenance_jobs() {
+    use std::time::{Duration, Instant};
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "vera", 9101).await;
+    fake.add_member(9101, &[]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "vera")
+        .await
+        .expect("added");
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let log = dir.path().join("serve.log");
+    let mut server = Serving(
+        std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .arg("serve")
+            .env("LATCHKEY_DATABASE__URL", &app.db_url)
+            .env("LATCHKEY_SECRETS__SECRET_KEY", crate::helpers::TEST_KEY)
+            .env("LATCHKEY_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("LATCHKEY_SERVER__WORKERS", "1")
+            .env("LATCHKEY_SERVER__DATA_DIR", dir.path())
+            .env("LATCHKEY_SCHEDULER__CLEANUP_INTERVAL_SECONDS", "0")
+            .env("LATCHKEY_LOG__LEVEL", "info")
+            .env("LATCHKEY_LOG__FORMAT", "text")
+            .env("LATCHKEY_UPSTREAM__DISCORD__KIND", "discord")
+            .env("LATCHKEY_UPSTREAM__DISCORD__CLIENT_ID", "the-app")
+            .env(
+                "LATCHKEY_UPSTREAM__DISCORD__CLIENT_SECRET",
+                "discord-secret",
+            )
+            .env(
+                "LATCHKEY_UPSTREAM__DISCORD__API_BASE",
+                format!("{}/api/v10", fake.uri),
+            )
+            .env("LATCHKEY_DISCORD__ENABLED", "true")
+            .env("LATCHKEY_DISCORD__PROVIDER", "discord")
+            .env("LATCHKEY_DISCORD__BOT_TOKEN", BOT_TOKEN)
+            .env("LATCHKEY_DISCORD__GUILD_ID", GUILD.to_string())
+            .env_remove("LATCHKEY_TEST_POSTGRES_URL")
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start latchkey serve"),
+    );
+    // The worker's first run is due at once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fake.roles_of(9101) != Some([RAIDERS].into()) {
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not run: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = server.0.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("discord_apply_role_changes"), "{log}");
+    assert!(!log.contains(BOT_TOKEN), "the bot token is never logged");
+}
