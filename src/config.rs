@@ -1059,7 +1059,7 @@ impl Settings {
             .into_iter()
             .map(|(id, provider)| upstream_settings(&id, provider))
             .collect::<Result<Vec<_>, _>>()?;
-        let discord = discord_settings(raw.discord)?;
+        let discord = discord_settings(&raw.discord)?;
         if let Some(color) = branding.accent_color {
             let contrast = color.contrast_with_white();
             if contrast < 4.5 {
@@ -1310,7 +1310,7 @@ fn scheduler_settings(raw: &RawScheduler) -> anyhow::Result<SchedulerSettings> {
 
 /// Validates `[discord]`: nothing is required while it is off; when on, the provider id, the
 /// bot token and the guild id are, and the invite link must be https.
-fn discord_settings(raw: RawDiscord) -> anyhow::Result<Option<DiscordSettings>> {
+fn discord_settings(raw: &RawDiscord) -> anyhow::Result<Option<DiscordSettings>> {
     if !raw.enabled {
         return Ok(None);
     }

@@ -10,7 +10,9 @@
 //! * a 5xx, a timeout, a broken connection or an error answer that is not Discord's JSON (a
 //!   proxy's HTML page) is tried again after [`DiscordApi::backoff`], doubling, up to
 //!   [`MAX_TRIES`] tries;
-//! * 401, 403, 404 and other 4xx are never tried again: they are Discord's answer.
+//! * 401, 403, 404 and other 4xx are never tried again: they are Discord's answer;
+//! * requests of one client are spaced [`MIN_INTERVAL`] apart, under Discord's global limit of
+//!   50 per second (twilight's ratelimiter only waits after a global 429).
 //!
 //! Reference: Discord's developer documentation, "Rate Limits", "Guild" (roles, members,
 //! `PUT /guilds/{guild}/members/{user}` with the user's `guilds.join` token) and "Audit Logs"
@@ -40,6 +42,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 /// Discord's API root; [`DiscordApi::new`] accepts another host (a test fake) with the same
 /// path.
 pub const DISCORD_API: &str = "https://discord.com/api/v10";
+
+/// The least time between two requests of one client: Discord's global limit is 50 requests
+/// per second per bot (twilight only reacts to a global 429; this keeps us under it).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Discord's JSON error code for a user who is not a member of the guild.
 pub const UNKNOWN_MEMBER: u64 = 10_007;
@@ -136,6 +142,27 @@ pub struct DiscordApi {
     client: twilight_http::Client,
     guild: Id<GuildMarker>,
     backoff: Duration,
+    pacer: Pacer,
+}
+
+/// Spaces requests [`MIN_INTERVAL`] apart (Discord's global 50 requests per second).
+#[derive(Debug)]
+struct Pacer(tokio::sync::Mutex<Option<tokio::time::Instant>>);
+
+impl Pacer {
+    fn new() -> Self {
+        Self(tokio::sync::Mutex::new(None))
+    }
+
+    /// Waits until [`MIN_INTERVAL`] has passed since the previous request, then lets this one
+    /// go.
+    async fn wait_turn(&self) {
+        let mut last = self.0.lock().await;
+        if let Some(at) = *last {
+            tokio::time::sleep_until(at + MIN_INTERVAL).await;
+        }
+        *last = Some(tokio::time::Instant::now());
+    }
 }
 
 impl std::fmt::Debug for DiscordApi {
@@ -197,6 +224,7 @@ impl DiscordApi {
             client: builder.build(),
             guild,
             backoff,
+            pacer: Pacer::new(),
         })
     }
 
@@ -216,6 +244,7 @@ impl DiscordApi {
         let mut tries = 0;
         loop {
             tries += 1;
+            self.pacer.wait_turn().await;
             let error = match make().into_future().await {
                 Ok(response) => return Ok(response),
                 Err(e) => e,
@@ -378,7 +407,7 @@ impl DiscordApi {
         .map(|_| ())
     }
 
-    /// Adds `user` to the guild with their OAuth2 `access_token` (granted the `guilds.join`
+    /// Adds `user` to the guild with their `OAuth2` `access_token` (granted the `guilds.join`
     /// scope to this application) and `roles`. `PUT /guilds/{guild}/members/{user}`: 201 when
     /// added, 204 when already a member (both success; Discord ignores `roles` then).
     ///
@@ -484,5 +513,40 @@ fn classify(error: twilight_http::Error) -> (Option<Wait>, ApiError) {
             ApiError::Refused(source.map_or_else(String::new, |s| s.to_string())),
         ),
         (other, _) => (None, ApiError::Refused(format!("{other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn requests_are_spaced_under_the_global_limit() {
+        let pacer = Pacer::new();
+        let started = tokio::time::Instant::now();
+        for _ in 0..11 {
+            pacer.wait_turn().await;
+        }
+        assert!(started.elapsed() >= MIN_INTERVAL * 10);
+    }
+
+    #[test]
+    fn the_api_root_is_discords_or_a_host_serving_api_v10() {
+        let token = SecretString::from("t");
+        let ok = |base: &str| {
+            DiscordApi::new(&Url::parse(base).expect("url"), &token, 1, MIN_INTERVAL).is_ok()
+        };
+        assert!(ok(DISCORD_API));
+        assert!(ok("http://127.0.0.1:9999/api/v10"));
+        assert!(ok("https://discord-proxy.internal/api/v10/"));
+        assert!(!ok("https://discord.com/api/v9"));
+        assert!(!ok("http://127.0.0.1:9999/"));
+        assert!(DiscordApi::new(
+            &Url::parse(DISCORD_API).expect("url"),
+            &token,
+            0,
+            MIN_INTERVAL
+        )
+        .is_err());
     }
 }

@@ -296,6 +296,8 @@ struct Inner {
     api: Result<DiscordApi, String>,
     upstream: Upstream,
     groups: Groups,
+    /// Whether the provider keeps `guilds.join` tokens (users can be added to the guild).
+    can_join: bool,
     /// This instance's claim owner id (random).
     owner: String,
 }
@@ -350,6 +352,9 @@ impl DiscordConnector {
     /// The connector for `settings` (`None`: off). The Discord provider it names is looked up
     /// through `upstream`; when it is missing or not of kind `discord`, the connector is built
     /// but every call says so ([`DiscordError::Misconfigured`]).
+    ///
+    /// # Panics
+    /// Never: Discord's API root, parsed here when the provider names none, is a valid URL.
     #[must_use]
     pub fn new(
         db: Db,
@@ -360,6 +365,9 @@ impl DiscordConnector {
         let inner = settings.map(|settings| {
             let api = match upstream.provider(settings.provider.as_str()) {
                 Ok(p) if p.kind == ProviderKind::Discord => {
+                    if !p.keep_tokens || !p.scopes.iter().any(|s| s == "guilds.join") {
+                        tracing::warn!(provider = %p.id, "the Discord connector's provider does not keep guilds.join tokens: users not yet in the server cannot be added to it");
+                    }
                     let base = p.api_base.clone().unwrap_or_else(|| {
                         url::Url::parse(super::api::DISCORD_API).expect("Discord's API is a URL")
                     });
@@ -378,7 +386,11 @@ impl DiscordConnector {
             if let Err(problem) = &api {
                 tracing::error!(%problem, "the Discord connector cannot work");
             }
+            let can_join = upstream
+                .provider(settings.provider.as_str())
+                .is_ok_and(|p| p.keep_tokens && p.scopes.iter().any(|s| s == "guilds.join"));
             Arc::new(Inner {
+                can_join,
                 settings,
                 api,
                 upstream,
@@ -594,6 +606,12 @@ impl DiscordConnector {
             Err(e) => return Err(e.into()),
         };
         report.bot = Some(bot_name);
+        if !self.inner()?.can_join {
+            report.problems.push(format!(
+                "The sign-in provider {} does not ask for the guilds.join scope (or keep_tokens is off): users who are not yet in the server cannot be added to it. Add \"guilds.join\" to its scopes; users then sign in with Discord once more.",
+                self.inner()?.settings.provider
+            ));
+        }
         match self.bot_standing(api, bot_id).await {
             Ok(Some(standing)) => {
                 report.in_guild = true;
@@ -651,12 +669,7 @@ impl DiscordConnector {
             .filter_map(|role| {
                 Some(DiscordRoleRow {
                     id: i64::try_from(role.id.get()).ok()?,
-                    name: role
-                        .name
-                        .chars()
-                        .filter(|c| !c.is_control())
-                        .take(100)
-                        .collect(),
+                    name: clean(&role.name, 100),
                     color: i64::from(role.color),
                     position: role.position,
                     managed: role.managed,
@@ -1466,15 +1479,7 @@ fn profile_refresh(member: &GuildMember) -> Option<ProfileRefresh> {
     let nick = member
         .nick
         .as_deref()
-        .map(|n| {
-            n.chars()
-                .filter(|c| {
-                    !c.is_control()
-                        && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-                })
-                .take(64)
-                .collect::<String>()
-        })
+        .map(|n| clean(n, 64))
         .filter(|n| !n.trim().is_empty());
     Some(ProfileRefresh {
         tag: profile.tag(),
@@ -1484,6 +1489,17 @@ fn profile_refresh(member: &GuildMember) -> Option<ProfileRefresh> {
         avatar: profile.avatar,
         nick,
     })
+}
+
+/// `text` as stored and shown: control characters and bidirectional overrides (which can make a
+/// name read as another) dropped, at most `max` characters (as sign-ins clean Discord names).
+fn clean(text: &str, max: usize) -> String {
+    text.chars()
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .take(max)
+        .collect()
 }
 
 /// Discord's audit-log reason for a role given because of `groups`.

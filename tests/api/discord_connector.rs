@@ -220,6 +220,7 @@ guild_id = "{GUILD}"
         report.problems[0].contains("refused the bot token"),
         "{report:?}"
     );
+    assert_eq!(report.problems.len(), 1, "nothing else is known yet");
     // twilight remembers the 401 and sends nothing more with that token.
     let calls = fake.seen().len();
     assert!(app
@@ -891,6 +892,10 @@ async fn the_command_line_runs_the_connectors_jobs() {
                         "LATCHKEY_UPSTREAM__DISCORD__API_BASE",
                         format!("{uri}/api/v10"),
                     )
+                    .env(
+                        "LATCHKEY_UPSTREAM__DISCORD__SCOPES",
+                        r#"["identify", "email", "guilds.join"]"#,
+                    )
                     .env("LATCHKEY_DISCORD__ENABLED", "true")
                     .env("LATCHKEY_DISCORD__PROVIDER", "discord")
                     .env("LATCHKEY_DISCORD__BOT_TOKEN", BOT_TOKEN)
@@ -1266,4 +1271,176 @@ nickname_template = "{{first_name}} {{last_name}} ({{discord_username}})"
         fake.nick_calls(),
         [(8001, Some("Latchkey: nickname strategy".to_owned()))]
     );
+}
+
+#[tokio::test]
+async fn a_membership_change_in_the_console_queues_the_role_change_too() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "uma", 9001).await;
+    fake.add_member(9001, &[]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.create_plain_staff("helper").await;
+    let helper = app.visitor("helper").await;
+    let (_, page) = helper.get(&format!("/admin/groups/{group}/")).await;
+    let added = helper
+        .post_with_csrf_of(
+            &page,
+            &format!("/admin/groups/{group}/members/add/"),
+            &[("login", "uma")],
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::SEE_OTHER);
+    assert_eq!(queue_counts(&app).await, (1, 0));
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(fake.roles_of(9001), Some([RAIDERS].into()));
+    // A change the groups service refuses (another staff member's groups are a superuser's)
+    // queues nothing: the queue is written in the refused transaction.
+    let other = linked_user(&app, &fake, "other", 9002).await;
+    app.services
+        .accounts
+        .set_flags(
+            &Actor::system(),
+            &other,
+            latchkey::accounts::AccountFlags {
+                is_active: true,
+                is_staff: true,
+                is_superuser: false,
+            },
+        )
+        .await
+        .expect("staff");
+    let (_, page) = helper.get(&format!("/admin/groups/{group}/")).await;
+    let refused = helper
+        .post_with_csrf_of(
+            &page,
+            &format!("/admin/groups/{group}/members/add/"),
+            &[("login", "other")],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(queue_counts(&app).await, (0, 0));
+}
+
+#[tokio::test]
+async fn the_connection_test_says_when_users_cannot_be_added_to_the_server() {
+    let fake = DiscordFake::start().await;
+    let app = spawn_app_with(&format!(
+        r#"
+[upstream.discord]
+kind = "discord"
+client_id = "1234567890"
+client_secret = "discord-secret"
+api_base = "{0}/api/v10"
+[discord]
+enabled = true
+provider = "discord"
+bot_token = "{BOT_TOKEN}"
+guild_id = "{GUILD}"
+"#,
+        fake.uri
+    ))
+    .await;
+    let report = app
+        .services
+        .discord
+        .test_connection(&Actor::system())
+        .await
+        .expect("a report");
+    assert!(report.in_guild);
+    assert_eq!(report.problems.len(), 1, "{report:?}");
+    assert!(report.problems[0].contains("guilds.join"), "{report:?}");
+}
+
+/// A `latchkey serve` child process, killed if the test ends early.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_runs_the_connectors_worker_even_without_maintenance_jobs() {
+    use std::time::{Duration, Instant};
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    linked_user(&app, &fake, "vera", 9101).await;
+    fake.add_member(9101, &[]);
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "vera")
+        .await
+        .expect("added");
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let log = dir.path().join("serve.log");
+    let mut server = Serving(
+        std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .arg("serve")
+            .env("LATCHKEY_DATABASE__URL", &app.db_url)
+            .env("LATCHKEY_SECRETS__SECRET_KEY", crate::helpers::TEST_KEY)
+            .env("LATCHKEY_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("LATCHKEY_SERVER__WORKERS", "1")
+            .env("LATCHKEY_SERVER__DATA_DIR", dir.path())
+            .env("LATCHKEY_SCHEDULER__CLEANUP_INTERVAL_SECONDS", "0")
+            .env("LATCHKEY_LOG__LEVEL", "info")
+            .env("LATCHKEY_LOG__FORMAT", "text")
+            .env("LATCHKEY_UPSTREAM__DISCORD__KIND", "discord")
+            .env("LATCHKEY_UPSTREAM__DISCORD__CLIENT_ID", "the-app")
+            .env(
+                "LATCHKEY_UPSTREAM__DISCORD__CLIENT_SECRET",
+                "discord-secret",
+            )
+            .env(
+                "LATCHKEY_UPSTREAM__DISCORD__API_BASE",
+                format!("{}/api/v10", fake.uri),
+            )
+            .env("LATCHKEY_DISCORD__ENABLED", "true")
+            .env("LATCHKEY_DISCORD__PROVIDER", "discord")
+            .env("LATCHKEY_DISCORD__BOT_TOKEN", BOT_TOKEN)
+            .env("LATCHKEY_DISCORD__GUILD_ID", GUILD.to_string())
+            .env_remove("LATCHKEY_TEST_POSTGRES_URL")
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start latchkey serve"),
+    );
+    // The worker's first run is due at once.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while fake.roles_of(9101) != Some([RAIDERS].into()) {
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not run: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = server.0.id().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(log.contains("discord_apply_role_changes"), "{log}");
+    assert!(!log.contains(BOT_TOKEN), "the bot token is never logged");
 }
