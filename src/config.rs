@@ -743,12 +743,14 @@ impl UpstreamProvider {
 pub struct DiscordSettings {
     /// `provider`: the `[upstream.<id>]` provider users link their Discord account with. Checked
     /// against the providers when the connector starts (it must be of kind `discord`), not here:
-    /// providers may also live in the database.
-    pub provider: crate::domain::ProviderId,
+    /// providers may also live in the database. `None` when empty: set in the console.
+    pub provider: Option<crate::domain::ProviderId>,
     /// `bot_token` (or the contents of `bot_token_file`): the bot's token. Never printed.
-    pub bot_token: SecretString,
-    /// `guild_id`: the Discord server's snowflake (non-zero).
-    pub guild_id: u64,
+    /// `None` when empty: set in the console (sealed in the database), which wins.
+    pub bot_token: Option<SecretString>,
+    /// `guild_id`: the Discord server's snowflake (non-zero); `None` when empty: set in the
+    /// console.
+    pub guild_id: Option<u64>,
     /// `invite_link`: a non-expiring invite to the server (https), shown to users.
     pub invite_link: Option<Url>,
     /// `remote_priority`: Discord's role membership wins over local groups (the seed's
@@ -1308,17 +1310,21 @@ fn scheduler_settings(raw: &RawScheduler) -> anyhow::Result<SchedulerSettings> {
     })
 }
 
-/// Validates `[discord]`: nothing is required while it is off; when on, the provider id, the
-/// bot token and the guild id are, and the invite link must be https.
+/// Validates `[discord]`: nothing is read while it is off; when on, what is given is checked
+/// (the provider id, the bot token's characters, the guild id, an https invite link); what is
+/// empty is set in the console's Discord page instead.
 fn discord_settings(raw: &RawDiscord) -> anyhow::Result<Option<DiscordSettings>> {
     if !raw.enabled {
         return Ok(None);
     }
-    let provider = crate::domain::ProviderId::parse(raw.provider.trim()).map_err(|e| {
-        anyhow::anyhow!(
-            "discord.provider must name the [upstream.<id>] provider of kind \"discord\": the id {e}"
-        )
-    })?;
+    let provider = match raw.provider.trim() {
+        "" => None,
+        id => Some(crate::domain::ProviderId::parse(id).map_err(|e| {
+            anyhow::anyhow!(
+                "discord.provider must name the [upstream.<id>] provider of kind \"discord\": the id {e}"
+            )
+        })?),
+    };
     let bot_token = if raw.bot_token_file.as_os_str().is_empty() {
         raw.bot_token.expose_secret().trim().to_owned()
     } else {
@@ -1334,12 +1340,14 @@ fn discord_settings(raw: &RawDiscord) -> anyhow::Result<Option<DiscordSettings>>
     };
     // Discord's tokens are printable ASCII (base64 parts and dots); anything else would not
     // even fit an HTTP header.
-    if bot_token.is_empty() || !bot_token.bytes().all(|b| b.is_ascii_graphic()) {
-        bail!("discord.bot_token (or discord.bot_token_file) is required when discord.enabled, as the bot's token from Discord's developer portal");
+    if !bot_token.bytes().all(|b| b.is_ascii_graphic()) {
+        bail!("discord.bot_token (or discord.bot_token_file) must be the bot's token from Discord's developer portal");
     }
+    let bot_token = (!bot_token.is_empty()).then(|| SecretString::from(bot_token));
     let guild_id = raw.guild_id.text();
     let guild_id = match guild_id.parse::<u64>() {
-        Ok(id) if id > 0 && guild_id.bytes().all(|b| b.is_ascii_digit()) => id,
+        _ if guild_id.is_empty() => None,
+        Ok(id) if id > 0 && guild_id.bytes().all(|b| b.is_ascii_digit()) => Some(id),
         _ => bail!("discord.guild_id must be the server's id, a number like 81384788765712384 (got {guild_id:?})"),
     };
     let invite_link = match raw.invite_link.trim() {
@@ -1377,7 +1385,7 @@ fn discord_settings(raw: &RawDiscord) -> anyhow::Result<Option<DiscordSettings>>
     };
     Ok(Some(DiscordSettings {
         provider,
-        bot_token: SecretString::from(bot_token),
+        bot_token,
         guild_id,
         invite_link,
         remote_priority: raw.remote_priority,
@@ -2136,7 +2144,7 @@ enabled = false
             .expect("valid")
             .discord
             .expect("on");
-        assert_eq!(s.guild_id, 81_384_788_765_712_384);
+        assert_eq!(s.guild_id, Some(81_384_788_765_712_384));
         assert_eq!(s.apply_interval, Duration::from_secs(15));
         assert_eq!(s.verify_interval, Some(Duration::from_secs(300)));
         assert!(
@@ -2148,11 +2156,17 @@ enabled = false
             on("guild_id = 81384788765712384")
                 .expect("valid")
                 .discord
-                .map(|d| d.guild_id),
+                .and_then(|d| d.guild_id),
             Some(81_384_788_765_712_384)
         );
         let refused = |more: &str| format!("{:#}", on(more).expect_err("refused"));
-        assert!(refused("").contains("discord.guild_id"));
+        assert_eq!(
+            on("")
+                .expect("left to the console")
+                .discord
+                .and_then(|d| d.guild_id),
+            None
+        );
         assert!(refused("guild_id = \"0\"").contains("discord.guild_id"));
         assert!(
             refused("guild_id = \"12\"\ninvite_link = \"http://discord.gg/x\"").contains("https")
@@ -2172,11 +2186,14 @@ enabled = false
             Some(Duration::from_secs(86_400))
         );
         assert_eq!(s.enforce_nicknames_interval, None, "no template, no job");
-        let no_token = Settings::from_toml(
-            "[discord]\nenabled = true\nprovider = \"discord\"\nguild_id = \"12\"",
-        )
-        .expect_err("refused");
-        assert!(format!("{no_token:#}").contains("bot_token"));
+        let bare = Settings::from_toml("[discord]\nenabled = true")
+            .expect("everything left to the console")
+            .discord
+            .expect("on");
+        assert!(bare.provider.is_none() && bare.bot_token.is_none() && bare.guild_id.is_none());
+        let bad_token = Settings::from_toml("[discord]\nenabled = true\nbot_token = \"a b\"")
+            .expect_err("refused");
+        assert!(format!("{bad_token:#}").contains("bot_token"));
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //!
 //! A membership change (adding, removing, deleting a group) queues, in its own transaction, a
 //! check of each Discord role mapped to the group for the user's linked Discord account
-//! ([`discord_connector::queue_for_membership`]); the Discord connector applies it. So every
-//! caller — console, admin API, command line — keeps Discord in step.
+//! ([`discord_connector::queue_for_membership`]); the Discord connector applies it. So
+//! whoever calls this service — the console today, any API, command or group source later —
+//! keeps Discord in step.
 //!
 //! Every change is checked here, inside its transaction, whoever calls ([`privileges`]): only
 //! the system or an active staff member or superuser changes groups at all; memberships follow

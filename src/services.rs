@@ -137,7 +137,9 @@ impl Services {
             settings.discord.clone(),
             upstream.clone(),
             groups.clone(),
-        );
+            settings.secret_key.expose_secret(),
+        )
+        .context("cannot set up the sealing of the Discord bot token")?;
         Ok(Self {
             upstream,
             discord,

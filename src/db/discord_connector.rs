@@ -16,8 +16,8 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error};
 
 use super::schema::{
-    discord_accounts, discord_role_changes, discord_role_mappings, discord_roles, group_members,
-    groups, upstream_links, users,
+    discord_accounts, discord_connector_settings, discord_role_changes, discord_role_mappings,
+    discord_roles, group_members, groups, upstream_links, users,
 };
 use super::DbConnection;
 
@@ -68,6 +68,75 @@ pub struct RoleChangeRow {
     pub failed: bool,
     /// When it was first queued (UTC).
     pub created_at: NaiveDateTime,
+}
+
+/// The row of `discord_connector_settings`: the settings saved in the console.
+#[derive(Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = discord_connector_settings)]
+pub struct ConnectorSettingsRow {
+    /// Always 1: one row.
+    pub id: i64,
+    /// The `[upstream.<id>]` provider.
+    pub provider: String,
+    /// The guild's snowflake.
+    pub guild_id: i64,
+    /// The invite link shown to users.
+    pub invite_link: Option<String>,
+    /// Whether Discord's roles win.
+    pub remote_priority: bool,
+    /// The bot token, sealed (`None`: `[discord]`'s is used).
+    pub bot_token_sealed: Option<String>,
+    /// When it was saved (UTC): a node whose client is older rebuilds it.
+    pub updated_at: NaiveDateTime,
+    /// Who saved it.
+    pub updated_by: Option<String>,
+}
+
+impl std::fmt::Debug for ConnectorSettingsRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Even sealed, the token is not printed.
+        f.debug_struct("ConnectorSettingsRow")
+            .field("provider", &self.provider)
+            .field("guild_id", &self.guild_id)
+            .field("updated_at", &self.updated_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The settings saved in the console, if any.
+///
+/// # Errors
+/// Query failures.
+pub fn settings(conn: &mut DbConnection) -> QueryResult<Option<ConnectorSettingsRow>> {
+    discord_connector_settings::table
+        .find(1_i64)
+        .select(ConnectorSettingsRow::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// When the console's settings were last saved (`None`: never).
+///
+/// # Errors
+/// Query failures.
+pub fn settings_version(conn: &mut DbConnection) -> QueryResult<Option<NaiveDateTime>> {
+    discord_connector_settings::table
+        .find(1_i64)
+        .select(discord_connector_settings::updated_at)
+        .first(conn)
+        .optional()
+}
+
+/// Stores `row` as the console's settings (replacing the previous ones).
+///
+/// # Errors
+/// Query failures.
+pub fn save_settings(conn: &mut DbConnection, row: &ConnectorSettingsRow) -> QueryResult<()> {
+    diesel::delete(discord_connector_settings::table).execute(conn)?;
+    diesel::insert_into(discord_connector_settings::table)
+        .values(row)
+        .execute(conn)
+        .map(|_| ())
 }
 
 /// Replaces the stored roles with `rows` (a sync).

@@ -307,6 +307,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    discord_connector_settings (id) {
+        id -> BigInt,
+        provider -> Text,
+        guild_id -> BigInt,
+        invite_link -> Nullable<Text>,
+        remote_priority -> Bool,
+        bot_token_sealed -> Nullable<Text>,
+        updated_at -> Timestamp,
+        updated_by -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(authorization_codes -> clients (client_id));
 diesel::joinable!(tokens -> clients (client_id));
 diesel::joinable!(consents -> clients (client_id));
@@ -340,4 +353,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     discord_roles,
     discord_role_mappings,
     discord_role_changes,
+    discord_connector_settings,
 );

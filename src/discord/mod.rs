@@ -25,6 +25,7 @@ pub mod service;
 
 pub use api::{ApiError, DiscordApi};
 pub use service::{
-    AccountDiscord, ApplyReport, ConnectionReport, ConnectorStatus, DiscordConnector, DiscordError,
-    NicknameReport, RoleLine, TroubledChange, VerifyReport,
+    AccountDiscord, ApplyReport, ConnectionReport, ConnectorSettings, ConnectorStatus,
+    DiscordConnector, DiscordError, EditableSettings, NicknameReport, RoleLine, SettingsChange,
+    TroubledChange, VerifyReport,
 };

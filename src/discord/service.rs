@@ -3,22 +3,26 @@
 //! queued role changes, and the verify job.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, TimeDelta};
 use diesel::Connection;
+use secrecy::{ExposeSecret, SecretString};
 
 use super::api::{ApiError, DiscordApi, GuildMember, Joined, UNKNOWN_MEMBER};
 use super::roles::BotStanding;
 use crate::accounts::privileges::{self, NotAllowed};
 use crate::audit::{self, Actor, AuditEvent};
 use crate::config::DiscordSettings;
-use crate::db::discord_connector::{self as store, DiscordRoleRow, ProfileRefresh, RoleChangeRow};
+use crate::db::discord_connector::{
+    self as store, ConnectorSettingsRow, DiscordRoleRow, ProfileRefresh, RoleChangeRow,
+};
 use crate::db::jobs::{self as job_rows, JobRow};
 use crate::db::{self, groups as group_rows, Db, DbError};
-use crate::domain::{NicknameFields, ProviderKind};
+use crate::domain::{NicknameFields, NicknameTemplate, ProviderId, ProviderKind};
 use crate::groups::{GroupError, Groups};
+use crate::secret::{SealError, Sealer};
 use crate::upstream::discord::RawDiscordUser;
 use crate::upstream::{DiscordProfile, FreshTokensError, Upstream};
 
@@ -168,16 +172,10 @@ pub struct TroubledChange {
 /// The connector's state for the console.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectorStatus {
-    /// The upstream provider's id.
-    pub provider: String,
+    /// The settings in effect, as the form shows them.
+    pub settings: EditableSettings,
     /// What is wrong with the settings, when something is.
     pub problem: Option<String>,
-    /// The guild's id.
-    pub guild_id: u64,
-    /// The invite link shown to users.
-    pub invite_link: Option<String>,
-    /// `remote_priority`.
-    pub remote_priority: bool,
     /// Queued changes waiting.
     pub waiting: i64,
     /// Queued changes given up on.
@@ -283,15 +281,92 @@ impl std::fmt::Display for NicknameReport {
     }
 }
 
-/// The Discord connector (cheap to clone).
+/// The connector's settings in effect: those saved in the console (the bot token sealed in
+/// the database) over `[discord]`'s.
+#[derive(Clone)]
+pub struct ConnectorSettings {
+    /// The `[upstream.<id>]` provider users link their Discord account with.
+    pub provider: ProviderId,
+    /// The bot's token. Never printed.
+    pub bot_token: SecretString,
+    /// The guild's snowflake.
+    pub guild_id: u64,
+    /// The invite link shown to users.
+    pub invite_link: Option<String>,
+    /// Whether Discord's roles win over local groups.
+    pub remote_priority: bool,
+    /// `discord.nickname_template`.
+    pub nickname_template: Option<NicknameTemplate>,
+}
+
+impl std::fmt::Debug for ConnectorSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectorSettings")
+            .field("provider", &self.provider)
+            .field("guild_id", &self.guild_id)
+            .field("remote_priority", &self.remote_priority)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The settings as the console's form shows them (never the token).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EditableSettings {
+    /// The provider's id ("" when none is set).
+    pub provider: String,
+    /// The guild's snowflake, when set.
+    pub guild_id: Option<u64>,
+    /// The invite link ("" when none).
+    pub invite_link: String,
+    /// Whether Discord's roles win.
+    pub remote_priority: bool,
+    /// Whether a bot token is set (saved in the console, or in `[discord]`).
+    pub has_token: bool,
+    /// Whether the settings were saved in the console (else they are `[discord]`'s).
+    pub saved_in_console: bool,
+}
+
+/// A settings change from the console's form.
+pub struct SettingsChange {
+    /// The provider's id.
+    pub provider: String,
+    /// The guild's id, as typed.
+    pub guild_id: String,
+    /// The invite link, as typed ("" for none).
+    pub invite_link: String,
+    /// Whether Discord's roles win.
+    pub remote_priority: bool,
+    /// A new bot token; `None` keeps the one in use.
+    pub bot_token: Option<SecretString>,
+}
+
+/// The Discord connector (cheap to clone). Its settings in effect are re-read from the
+/// database when the console saved new ones (on any node), and its client rebuilt.
 #[derive(Clone)]
 pub struct DiscordConnector {
     db: Db,
-    inner: Option<Arc<Inner>>,
+    /// `None` when `[discord]` is off.
+    base: Option<Arc<Base>>,
+    /// The client for the settings saved at that time (`None`: none saved), once built.
+    current: Arc<RwLock<Option<Built>>>,
+}
+
+/// A client and the save (`updated_at` of the settings row; `None`: none) it was built for.
+type Built = (Option<NaiveDateTime>, Arc<Inner>);
+
+/// What does not change with the console's settings.
+struct Base {
+    config: DiscordSettings,
+    upstream: Upstream,
+    groups: Groups,
+    /// Seals the bot token saved in the console.
+    sealer: Sealer,
+    /// This instance's claim owner id (random).
+    owner: String,
 }
 
 struct Inner {
-    settings: DiscordSettings,
+    settings: ConnectorSettings,
     /// The bot's client, or why there is none.
     api: Result<DiscordApi, String>,
     upstream: Upstream,
@@ -302,11 +377,25 @@ struct Inner {
     owner: String,
 }
 
+impl Inner {
+    fn api(&self) -> Result<&DiscordApi, DiscordError> {
+        self.api
+            .as_ref()
+            .map_err(|m| DiscordError::Misconfigured(m.clone()))
+    }
+}
+
+/// The HKDF purpose of the bot token's sealing key.
+const BOT_TOKEN_PURPOSE: &str = "discord-bot-token/v1";
+
+/// The associated data of the sealed bot token.
+const BOT_TOKEN_AAD: &[u8] = b"discord_connector_settings/bot_token";
+
 impl std::fmt::Debug for DiscordConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // No secrets: the bot token stays inside twilight's client, which redacts it.
         f.debug_struct("DiscordConnector")
-            .field("settings", &self.inner.as_ref().map(|i| &i.settings))
+            .field("config", &self.base.as_ref().map(|b| &b.config))
             .finish_non_exhaustive()
     }
 }
@@ -349,79 +438,77 @@ impl Failure {
 }
 
 impl DiscordConnector {
-    /// The connector for `settings` (`None`: off). The Discord provider it names is looked up
-    /// through `upstream`; when it is missing or not of kind `discord`, the connector is built
-    /// but every call says so ([`DiscordError::Misconfigured`]).
+    /// The connector for `settings` (`None`: off). Settings saved in the console win over
+    /// these; the bot token saved there is sealed under a key derived from `secret_key`
+    /// (`secrets.secret_key`). The Discord provider is looked up through `upstream`; when it is
+    /// missing or not of kind `discord`, or a setting is missing, every call says so
+    /// ([`DiscordError::Misconfigured`]) until the console sets it.
     ///
-    /// # Panics
-    /// Never: Discord's API root, parsed here when the provider names none, is a valid URL.
-    #[must_use]
+    /// # Errors
+    /// [`SealError`] if the sealing key cannot be set up.
     pub fn new(
         db: Db,
         settings: Option<DiscordSettings>,
         upstream: Upstream,
         groups: Groups,
-    ) -> Self {
-        let inner = settings.map(|settings| {
-            let api = match upstream.provider(settings.provider.as_str()) {
-                Ok(p) if p.kind == ProviderKind::Discord => {
-                    if !p.keep_tokens || !p.scopes.iter().any(|s| s == "guilds.join") {
-                        tracing::warn!(provider = %p.id, "the Discord connector's provider does not keep guilds.join tokens: users not yet in the server cannot be added to it");
-                    }
-                    let base = p.api_base.clone().unwrap_or_else(|| {
-                        url::Url::parse(super::api::DISCORD_API).expect("Discord's API is a URL")
-                    });
-                    DiscordApi::new(&base, &settings.bot_token, settings.guild_id, CALL_BACKOFF)
-                        .map_err(|e| format!("[upstream.{}] api_base: {e}", settings.provider))
-                }
-                Ok(_) => Err(format!(
-                    "discord.provider {:?} is not a provider of kind \"discord\"",
-                    settings.provider.as_str()
-                )),
-                Err(_) => Err(format!(
-                    "discord.provider {:?} names no enabled [upstream.<id>] provider",
-                    settings.provider.as_str()
-                )),
-            };
-            if let Err(problem) = &api {
-                tracing::error!(%problem, "the Discord connector cannot work");
-            }
-            let can_join = upstream
-                .provider(settings.provider.as_str())
-                .is_ok_and(|p| p.keep_tokens && p.scopes.iter().any(|s| s == "guilds.join"));
-            Arc::new(Inner {
-                can_join,
-                settings,
-                api,
+        secret_key: &[u8],
+    ) -> Result<Self, SealError> {
+        let base = match settings {
+            Some(config) => Some(Arc::new(Base {
+                config,
                 upstream,
                 groups,
+                sealer: Sealer::new(secret_key, BOT_TOKEN_PURPOSE)?,
                 owner: format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
-            })
-        });
-        Self { db, inner }
+            })),
+            None => None,
+        };
+        Ok(Self {
+            db,
+            base,
+            current: Arc::new(RwLock::new(None)),
+        })
     }
 
     /// Whether the connector is on (`[discord] enabled`).
     #[must_use]
     pub fn is_enabled(&self) -> bool {
-        self.inner.is_some()
+        self.base.is_some()
     }
 
-    /// The settings, when on.
+    /// The `[discord]` settings, when on (the console's may override some).
     #[must_use]
     pub fn settings(&self) -> Option<&DiscordSettings> {
-        self.inner.as_ref().map(|i| &i.settings)
+        self.base.as_ref().map(|b| &b.config)
     }
 
-    fn inner(&self) -> Result<&Inner, DiscordError> {
-        self.inner.as_deref().ok_or(DiscordError::Off)
+    fn base(&self) -> Result<&Arc<Base>, DiscordError> {
+        self.base.as_ref().ok_or(DiscordError::Off)
     }
 
-    fn api(&self) -> Result<&DiscordApi, DiscordError> {
-        self.inner()?
-            .api
-            .as_ref()
-            .map_err(|m| DiscordError::Misconfigured(m.clone()))
+    /// The client for the settings in effect: the one built before, unless the console saved
+    /// settings since (on any node), then a new one.
+    async fn inner(&self) -> Result<Arc<Inner>, DiscordError> {
+        let base = self.base()?.clone();
+        let version = self
+            .db
+            .read(|conn| store::settings_version(conn).map_err(DiscordError::from))
+            .await?;
+        if let Some((built, inner)) = self.current.read().ok().and_then(|c| c.clone()) {
+            if built == version {
+                return Ok(inner);
+            }
+        }
+        let row = self
+            .db
+            .read(|conn| store::settings(conn).map_err(DiscordError::from))
+            .await?;
+        let settings = effective(&base, row.as_ref()).map_err(DiscordError::Misconfigured)?;
+        let inner = Arc::new(build(&base, settings));
+        if let Ok(mut current) = self.current.write() {
+            *current = Some((row.map(|r| r.updated_at), inner.clone()));
+        }
+        Ok(inner)
     }
 
     /// Refuses `actor` unless they are an active superuser (or the system).
@@ -440,8 +527,11 @@ impl DiscordConnector {
     /// # Errors
     /// Storage failures.
     pub async fn account_view(&self, user_id: &str) -> Result<Option<AccountDiscord>, DbError> {
-        let Some(inner) = self.inner.as_deref() else {
-            return Ok(None);
+        let inner = match self.inner().await {
+            Ok(inner) => inner,
+            Err(DiscordError::Db(e)) => return Err(e),
+            // Off, or not set up yet: nothing to show.
+            Err(_) => return Ok(None),
         };
         let provider = inner.settings.provider.to_string();
         let link = inner
@@ -469,13 +559,130 @@ impl DiscordConnector {
         }))
     }
 
+    /// Saves the connector's settings from the console (superusers only): the provider (an
+    /// enabled provider of kind `discord`), the server id, the invite link (https, or none),
+    /// who wins, and a new bot token (sealed; `None` keeps the one in use, which there must
+    /// be). Every node uses them from its next operation. The token is never shown again, nor
+    /// logged; the audit event says only whether it changed.
+    ///
+    /// # Errors
+    /// [`DiscordError::Invalid`] with the reason, [`DiscordError::Forbidden`], storage.
+    pub async fn save_settings(
+        &self,
+        actor: &Actor,
+        change: SettingsChange,
+    ) -> Result<(), DiscordError> {
+        let base = self.base()?.clone();
+        let provider = ProviderId::parse(change.provider.trim())
+            .ok()
+            .filter(|p| {
+                base.upstream
+                    .provider(p.as_str())
+                    .is_ok_and(|p| p.kind == ProviderKind::Discord)
+            })
+            .ok_or_else(|| {
+                DiscordError::Invalid(format!(
+                    "{:?} is not an enabled sign-in provider of kind \"discord\"",
+                    change.provider.trim()
+                ))
+            })?;
+        let guild_text = change.guild_id.trim();
+        let guild_id = guild_text
+            .parse::<i64>()
+            .ok()
+            .filter(|g| *g > 0 && guild_text.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                DiscordError::Invalid(
+                    "the server id is a number like 81384788765712384 (Copy Server ID in Discord)"
+                        .to_owned(),
+                )
+            })?;
+        let invite_link = match change.invite_link.trim() {
+            "" => None,
+            link => Some(
+                url::Url::parse(link)
+                    .ok()
+                    .filter(|u| u.scheme() == "https" && u.host().is_some())
+                    .ok_or_else(|| {
+                        DiscordError::Invalid(
+                            "the invite link is an https URL like https://discord.gg/abc123"
+                                .to_owned(),
+                        )
+                    })?
+                    .to_string(),
+            ),
+        };
+        let sealed =
+            match change
+                .bot_token
+                .as_ref()
+                .map(|t| t.expose_secret().trim().to_owned())
+                .filter(|t| !t.is_empty())
+            {
+                Some(token) if token.bytes().all(|b| b.is_ascii_graphic()) => Some(
+                    base.sealer
+                        .seal(BOT_TOKEN_AAD, token.as_bytes())
+                        .map_err(|_| {
+                            DiscordError::Invalid("the token could not be sealed".to_owned())
+                        })?,
+                ),
+                Some(_) => return Err(DiscordError::Invalid(
+                    "the bot token is the one Discord's developer portal shows (Bot → Reset Token)"
+                        .to_owned(),
+                )),
+                None => None,
+            };
+        let token_changed = sealed.is_some();
+        let has_config_token = base.config.bot_token.is_some();
+        let actor = actor.clone();
+        self.db
+            .write(move |conn| {
+                conn.transaction::<_, DiscordError, _>(|conn| {
+                    privileges::check_superuser::<DiscordError>(conn, &actor)?;
+                    let kept = store::settings(conn)?.and_then(|r| r.bot_token_sealed);
+                    let bot_token_sealed = sealed.or(kept);
+                    if bot_token_sealed.is_none() && !has_config_token {
+                        return Err(DiscordError::Invalid(
+                            "enter the bot token (Discord's developer portal: Bot → Reset Token)"
+                                .to_owned(),
+                        ));
+                    }
+                    store::save_settings(
+                        conn,
+                        &ConnectorSettingsRow {
+                            id: 1,
+                            provider: provider.to_string(),
+                            guild_id,
+                            invite_link: invite_link.clone(),
+                            remote_priority: change.remote_priority,
+                            bot_token_sealed,
+                            updated_at: db::now(),
+                            updated_by: actor.user_id.clone(),
+                        },
+                    )?;
+                    audit::record(
+                        conn,
+                        AuditEvent::new("discord.settings_changed")
+                            .by(&actor)
+                            .detail("provider", provider.to_string())
+                            .detail("guild_id", guild_id.to_string())
+                            .detail("invite_link", invite_link.unwrap_or_default())
+                            .detail("remote_priority", change.remote_priority)
+                            .detail("bot_token_changed", token_changed),
+                    )?;
+                    Ok(())
+                })
+            })
+            .await
+    }
+
     /// The connector's jobs as scheduled (`jobs` rows; a job no node has registered has
     /// none), in [`super::jobs::ALL`]'s order (superusers only).
     ///
     /// # Errors
     /// [`DiscordError::Off`], [`DiscordError::Forbidden`], storage failures.
     pub async fn jobs(&self, actor: &Actor) -> Result<Vec<JobRow>, DiscordError> {
-        self.inner()?;
+        self.base()?;
         self.check_superuser(actor).await?;
         let rows = self
             .db
@@ -495,7 +702,7 @@ impl DiscordConnector {
     /// # Errors
     /// [`DiscordError::Invalid`] for another name, [`DiscordError::Forbidden`], storage.
     pub async fn run_job_soon(&self, actor: &Actor, name: &str) -> Result<bool, DiscordError> {
-        self.inner()?;
+        self.base()?;
         let Some(name) = super::jobs::ALL.iter().find(|n| **n == name) else {
             return Err(DiscordError::Invalid(format!(
                 "{name:?} is not one of the connector's jobs"
@@ -527,8 +734,18 @@ impl DiscordConnector {
     /// # Errors
     /// [`DiscordError::Off`], [`DiscordError::Forbidden`], storage failures.
     pub async fn status(&self, actor: &Actor) -> Result<ConnectorStatus, DiscordError> {
-        let inner = self.inner()?;
+        let base = self.base()?.clone();
         self.check_superuser(actor).await?;
+        let problem = match self.inner().await {
+            Ok(inner) => inner.api.as_ref().err().cloned(),
+            Err(DiscordError::Misconfigured(problem)) => Some(problem),
+            Err(e) => return Err(e),
+        };
+        let row = self
+            .db
+            .read(|conn| store::settings(conn).map_err(DiscordError::from))
+            .await?;
+        let settings = editable(&base, row.as_ref());
         let (roles, mappings, (waiting, failed), troubled) = self
             .db
             .read(|conn| {
@@ -547,13 +764,9 @@ impl DiscordConnector {
                 .or_default()
                 .push((group_id, group_name));
         }
-        let s = &inner.settings;
         Ok(ConnectorStatus {
-            provider: s.provider.to_string(),
-            problem: inner.api.as_ref().err().cloned(),
-            guild_id: s.guild_id,
-            invite_link: s.invite_link.as_ref().map(ToString::to_string),
-            remote_priority: s.remote_priority,
+            settings,
+            problem,
             waiting,
             failed,
             roles: roles
@@ -585,7 +798,8 @@ impl DiscordConnector {
     /// Discord being unreachable ([`DiscordError::Api`]). Refusals by Discord are part of the
     /// report.
     pub async fn test_connection(&self, actor: &Actor) -> Result<ConnectionReport, DiscordError> {
-        let api = self.api()?;
+        let inner = self.inner().await?;
+        let api = inner.api()?;
         self.check_superuser(actor).await?;
         let mut report = ConnectionReport {
             bot: None,
@@ -600,16 +814,16 @@ impl DiscordConnector {
         let (bot_id, bot_name) = match api.bot_user().await {
             Ok(me) => me,
             Err(ApiError::Unauthorized) => {
-                report.problems.push("Discord refused the bot token: copy it again from the developer portal (Bot → Reset Token) into discord.bot_token.".to_owned());
+                report.problems.push("Discord refused the bot token: copy it again from the developer portal (Bot → Reset Token) into the settings above (or discord.bot_token).".to_owned());
                 return Ok(report);
             }
             Err(e) => return Err(e.into()),
         };
         report.bot = Some(bot_name);
-        if !self.inner()?.can_join {
+        if !inner.can_join {
             report.problems.push(format!(
                 "The sign-in provider {} does not ask for the guilds.join scope (or keep_tokens is off): users who are not yet in the server cannot be added to it. Add \"guilds.join\" to its scopes; users then sign in with Discord once more.",
-                self.inner()?.settings.provider
+                inner.settings.provider
             ));
         }
         match self.bot_standing(api, bot_id).await {
@@ -652,7 +866,8 @@ impl DiscordConnector {
     /// # Errors
     /// [`DiscordError::Api`] when Discord refuses (the bot is not in the guild) or fails.
     pub async fn sync_roles(&self, actor: &Actor) -> Result<usize, DiscordError> {
-        let api = self.api()?;
+        let inner = self.inner().await?;
+        let api = inner.api()?;
         self.check_superuser(actor).await?;
         let (bot_id, _) = api.bot_user().await?;
         let Some(member) = api.member(bot_id).await? else {
@@ -711,7 +926,7 @@ impl DiscordConnector {
         group_id: &str,
         role_id: i64,
     ) -> Result<bool, DiscordError> {
-        self.inner()?;
+        self.base()?;
         let (actor, group_id) = (actor.clone(), group_id.to_owned());
         self.db
             .write(move |conn| {
@@ -765,7 +980,7 @@ impl DiscordConnector {
         group_id: &str,
         role_id: i64,
     ) -> Result<bool, DiscordError> {
-        self.inner()?;
+        self.base()?;
         let (actor, group_id) = (actor.clone(), group_id.to_owned());
         self.db
             .write(move |conn| {
@@ -800,7 +1015,7 @@ impl DiscordConnector {
     /// # Errors
     /// [`DiscordError::Forbidden`], storage failures.
     pub async fn create_groups_for_roles(&self, actor: &Actor) -> Result<usize, DiscordError> {
-        let inner = self.inner()?;
+        let inner = self.inner().await?;
         self.check_superuser(actor).await?;
         let (roles, mappings, groups) = self
             .db
@@ -853,8 +1068,8 @@ impl DiscordConnector {
     /// # Errors
     /// [`DiscordError::Off`], [`DiscordError::Misconfigured`], storage failures.
     pub async fn apply_queued(&self) -> Result<ApplyReport, DiscordError> {
-        let inner = self.inner()?;
-        let api = self.api()?;
+        let inner = self.inner().await?;
+        let api = inner.api()?;
         let now = db::now();
         let due = self
             .db
@@ -874,8 +1089,8 @@ impl DiscordConnector {
             if !claimed {
                 continue;
             }
-            let outcome = self.apply_one(inner, api, &change).await;
-            self.record(inner, &change, outcome, &mut report).await?;
+            let outcome = self.apply_one(&inner, api, &change).await;
+            self.record(&inner, &change, outcome, &mut report).await?;
         }
         Ok(report)
     }
@@ -1124,7 +1339,7 @@ impl DiscordConnector {
     /// # Errors
     /// [`DiscordError`]; Discord failing while members are read.
     pub async fn verify_all(&self) -> Result<VerifyReport, DiscordError> {
-        let discord_wins = self.inner()?.settings.remote_priority;
+        let discord_wins = self.inner().await?.settings.remote_priority;
         self.reconcile(discord_wins).await
     }
 
@@ -1141,8 +1356,8 @@ impl DiscordConnector {
     /// Compares linked members' mapped roles with their groups; `discord_wins` says which
     /// side is changed.
     async fn reconcile(&self, discord_wins: bool) -> Result<VerifyReport, DiscordError> {
-        let inner = self.inner()?;
-        let api = self.api()?;
+        let inner = self.inner().await?;
+        let api = inner.api()?;
         let provider = inner.settings.provider.to_string();
         let (linked, mappings, memberships) = self
             .db
@@ -1256,8 +1471,8 @@ impl DiscordConnector {
     /// # Errors
     /// [`DiscordError`]; Discord failing while members are read.
     pub async fn sync_accounts(&self) -> Result<(usize, usize), DiscordError> {
-        let inner = self.inner()?;
-        let api = self.api()?;
+        let inner = self.inner().await?;
+        let api = inner.api()?;
         let provider = inner.settings.provider.to_string();
         let linked: BTreeSet<u64> = self
             .db
@@ -1310,8 +1525,8 @@ impl DiscordConnector {
     /// [`DiscordError::Invalid`] without a template; [`DiscordError`] when Discord fails while
     /// the guild or its members are read.
     pub async fn enforce_nicknames(&self) -> Result<NicknameReport, DiscordError> {
-        let inner = self.inner()?;
-        let api = self.api()?;
+        let inner = self.inner().await?;
+        let api = inner.api()?;
         let template = inner.settings.nickname_template.clone().ok_or_else(|| {
             DiscordError::Invalid("discord.nickname_template is not set".to_owned())
         })?;
@@ -1453,6 +1668,123 @@ impl DiscordConnector {
                 })
             })
             .await
+    }
+}
+
+/// The settings in effect: the console's row over `[discord]`; why they do not work, when
+/// something is missing.
+fn effective(base: &Base, row: Option<&ConnectorSettingsRow>) -> Result<ConnectorSettings, String> {
+    let config = &base.config;
+    let provider = match row {
+        Some(r) => Some(r.provider.clone()),
+        None => config.provider.as_ref().map(ToString::to_string),
+    }
+    .and_then(|p| ProviderId::parse(&p).ok())
+    .ok_or("choose the Discord sign-in provider on the Discord page (or set discord.provider)")?;
+    let bot_token = match row.and_then(|r| r.bot_token_sealed.as_deref()) {
+        Some(sealed) => {
+            let token = base
+                .sealer
+                .open(BOT_TOKEN_AAD, sealed)
+                .ok()
+                .and_then(|t| String::from_utf8(t).ok())
+                .ok_or("the bot token saved on the Discord page cannot be opened (was secrets.secret_key changed?): enter it again")?;
+            Some(SecretString::from(token))
+        }
+        None => config.bot_token.clone(),
+    }
+    .ok_or("enter the bot token on the Discord page (or set discord.bot_token)")?;
+    let guild_id = match row {
+        Some(r) => u64::try_from(r.guild_id).ok().filter(|g| *g > 0),
+        None => config.guild_id,
+    }
+    .ok_or("enter the server id on the Discord page (or set discord.guild_id)")?;
+    Ok(ConnectorSettings {
+        provider,
+        bot_token,
+        guild_id,
+        invite_link: match row {
+            Some(r) => r.invite_link.clone(),
+            None => config.invite_link.as_ref().map(ToString::to_string),
+        },
+        remote_priority: row.map_or(config.remote_priority, |r| r.remote_priority),
+        nickname_template: config.nickname_template.clone(),
+    })
+}
+
+/// The settings as the console's form shows them: the row saved there, else `[discord]`'s.
+fn editable(base: &Base, row: Option<&ConnectorSettingsRow>) -> EditableSettings {
+    let config = &base.config;
+    match row {
+        Some(r) => EditableSettings {
+            provider: r.provider.clone(),
+            guild_id: u64::try_from(r.guild_id).ok(),
+            invite_link: r.invite_link.clone().unwrap_or_default(),
+            remote_priority: r.remote_priority,
+            has_token: r.bot_token_sealed.is_some() || config.bot_token.is_some(),
+            saved_in_console: true,
+        },
+        None => EditableSettings {
+            provider: config
+                .provider
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            guild_id: config.guild_id,
+            invite_link: config
+                .invite_link
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            remote_priority: config.remote_priority,
+            has_token: config.bot_token.is_some(),
+            saved_in_console: false,
+        },
+    }
+}
+
+/// The bot's client for `settings`, or why there is none (the provider is missing, not
+/// Discord, or its API root unusable).
+fn build(base: &Base, settings: ConnectorSettings) -> Inner {
+    let upstream = &base.upstream;
+    let api = match upstream.provider(settings.provider.as_str()) {
+        Ok(p) if p.kind == ProviderKind::Discord => {
+            if !p.keep_tokens || !p.scopes.iter().any(|s| s == "guilds.join") {
+                tracing::warn!(provider = %p.id, "the Discord connector's provider does not keep guilds.join tokens: users not yet in the server cannot be added to it");
+            }
+            let api_base = p.api_base.clone().unwrap_or_else(|| {
+                url::Url::parse(super::api::DISCORD_API).expect("Discord's API is a URL")
+            });
+            DiscordApi::new(
+                &api_base,
+                &settings.bot_token,
+                settings.guild_id,
+                CALL_BACKOFF,
+            )
+            .map_err(|e| format!("[upstream.{}] api_base: {e}", settings.provider))
+        }
+        Ok(_) => Err(format!(
+            "the provider {:?} is not of kind \"discord\"",
+            settings.provider.as_str()
+        )),
+        Err(_) => Err(format!(
+            "the provider {:?} is no enabled [upstream.<id>] provider",
+            settings.provider.as_str()
+        )),
+    };
+    if let Err(problem) = &api {
+        tracing::error!(%problem, "the Discord connector cannot work");
+    }
+    let can_join = upstream
+        .provider(settings.provider.as_str())
+        .is_ok_and(|p| p.keep_tokens && p.scopes.iter().any(|s| s == "guilds.join"));
+    Inner {
+        can_join,
+        settings,
+        api,
+        upstream: base.upstream.clone(),
+        groups: base.groups.clone(),
+        owner: base.owner.clone(),
     }
 }
 

@@ -269,6 +269,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         r.route(web::get().to(console::discord::show_discord))
             .default_service(web::to(pages::method_not_allowed))
     });
+    both(cfg, "/admin/discord/settings/", |r| {
+        r.route(web::post().to(console::discord::save_settings))
+            .default_service(web::to(pages::method_not_allowed))
+    });
     both(cfg, "/admin/discord/test/", |r| {
         r.route(web::post().to(console::discord::test_connection))
             .default_service(web::to(pages::method_not_allowed))

@@ -15,6 +15,14 @@ use crate::discord_fake::{
 };
 use crate::helpers::{location, query_param, spawn_app_with, TestApp};
 
+/// The secret key the test servers run with, decoded (another node seals with it too).
+fn test_secret() -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(crate::helpers::TEST_KEY)
+        .expect("base64")
+}
+
 /// A server whose Discord provider and connector talk to `fake`.
 pub(crate) async fn connector_app(fake: &DiscordFake, remote_priority: bool) -> TestApp {
     spawn_app_with(&format!(
@@ -600,7 +608,9 @@ async fn a_queued_change_is_applied_once_when_two_nodes_run_the_worker() {
         app.services.discord.settings().cloned(),
         app.services.upstream.clone(),
         app.services.groups.clone(),
-    );
+        &test_secret(),
+    )
+    .expect("another node");
     let (a, b) = tokio::join!(
         app.services.discord.apply_queued(),
         other_node.apply_queued()
@@ -988,7 +998,9 @@ async fn the_connectors_jobs_run_on_the_scheduler_one_node_per_slot() {
                 Some(settings.clone()),
                 app.services.upstream.clone(),
                 app.services.groups.clone(),
-            );
+                &test_secret(),
+            )
+            .expect("a node");
             jobs::register(&mut node, &connector, &settings).expect("registered");
             node
         })
@@ -1443,4 +1455,164 @@ async fn serve_runs_the_connectors_worker_even_without_maintenance_jobs() {
     assert!(status.success(), "{status:?}\n{log}");
     assert!(log.contains("discord_apply_role_changes"), "{log}");
     assert!(!log.contains(BOT_TOKEN), "the bot token is never logged");
+}
+
+#[tokio::test]
+async fn settings_saved_in_the_console_are_sealed_win_and_reach_every_node() {
+    let fake = DiscordFake::start().await;
+    let app = spawn_app_with(&format!(
+        r#"
+[upstream.discord]
+kind = "discord"
+client_id = "1234567890"
+client_secret = "discord-secret"
+api_base = "{0}/api/v10"
+scopes = ["identify", "email", "guilds.join"]
+[discord]
+enabled = true
+"#,
+        fake.uri
+    ))
+    .await;
+    app.create_staff("root").await;
+    app.create_plain_staff("helper").await;
+    let other_node = DiscordConnector::new(
+        app.services.db.clone(),
+        app.services.discord.settings().cloned(),
+        app.services.upstream.clone(),
+        app.services.groups.clone(),
+        &test_secret(),
+    )
+    .expect("another node");
+    assert!(matches!(
+        other_node.sync_roles(&Actor::system()).await,
+        Err(DiscordError::Misconfigured(_))
+    ));
+    let root = app.visitor("root").await;
+    let (status, page) = root.get("/admin/discord/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("choose the Discord sign-in provider"),
+        "{page}"
+    );
+    assert!(page.contains("No token yet"));
+
+    let save = |fields: Vec<(&'static str, String)>| {
+        let root = &root;
+        async move {
+            let (_, page) = root.get("/admin/discord/").await;
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            root.post_with_csrf_of(&page, "/admin/discord/settings/", &fields)
+                .await
+        }
+    };
+    let saved = save(vec![
+        ("provider", "discord".into()),
+        ("guild_id", GUILD.to_string()),
+        ("invite_link", "https://discord.gg/saved".into()),
+        ("bot_token", BOT_TOKEN.into()),
+    ])
+    .await;
+    assert_eq!(location(&saved), "/admin/discord/");
+    let (_, page) = root.get("/admin/discord/").await;
+    assert!(page.contains("The settings were saved."), "{page}");
+    assert!(page.contains("A token is set; it is never shown again."));
+    assert!(!page.contains(BOT_TOKEN), "the token is never shown");
+    assert!(page.contains("https://discord.gg/saved"));
+    let sealed = app
+        .services
+        .db
+        .read(|conn| discord_connector::settings(conn).map_err(DbError::from))
+        .await
+        .expect("db")
+        .expect("saved")
+        .bot_token_sealed
+        .expect("sealed");
+    assert!(!sealed.contains(BOT_TOKEN), "stored sealed");
+    let events = app.audit_events("discord.settings_changed").await;
+    assert_eq!(events.len(), 1);
+    assert!(events[0].details.contains("\"bot_token_changed\":true"));
+    assert!(!events[0].details.contains(BOT_TOKEN));
+
+    // Both nodes work with the saved settings from their next call.
+    let report = app
+        .services
+        .discord
+        .test_connection(&Actor::system())
+        .await
+        .expect("tested");
+    assert_eq!(report.bot.as_deref(), Some("latchkey-bot"));
+    assert_eq!(
+        other_node
+            .sync_roles(&Actor::system())
+            .await
+            .expect("synced"),
+        7
+    );
+
+    // Saving without a token keeps it; refused values come back with the reason.
+    let kept = save(vec![
+        ("provider", "discord".into()),
+        ("guild_id", GUILD.to_string()),
+        ("remote_priority", "on".into()),
+    ])
+    .await;
+    assert_eq!(location(&kept), "/admin/discord/");
+    assert!(other_node.sync_roles(&Actor::system()).await.is_ok());
+    for (field, value, words) in [
+        ("guild_id", "abc", "server id"),
+        ("provider", "google", "not an enabled sign-in provider"),
+        ("invite_link", "http://discord.gg/x", "https"),
+        ("bot_token", "has space", "developer portal"),
+    ] {
+        let mut fields = vec![
+            ("provider", "discord".to_owned()),
+            ("guild_id", GUILD.to_string()),
+        ];
+        fields.retain(|(k, _)| *k != field);
+        fields.push((field, value.to_owned()));
+        let refused = save(fields).await;
+        assert_eq!(
+            refused.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}"
+        );
+        let page = refused.text().await.expect("page");
+        assert!(page.contains(words), "{field}: {page}");
+    }
+    // A wrong token saved is used at once (a new client), and so is the right one again.
+    save(vec![
+        ("provider", "discord".into()),
+        ("guild_id", GUILD.to_string()),
+        ("bot_token", "wrong.token".into()),
+    ])
+    .await;
+    let report = other_node
+        .test_connection(&Actor::system())
+        .await
+        .expect("a report");
+    assert_eq!(report.bot, None, "{report:?}");
+    save(vec![
+        ("provider", "discord".into()),
+        ("guild_id", GUILD.to_string()),
+        ("bot_token", BOT_TOKEN.into()),
+    ])
+    .await;
+    let report = other_node
+        .test_connection(&Actor::system())
+        .await
+        .expect("a report");
+    assert_eq!(report.bot.as_deref(), Some("latchkey-bot"));
+
+    // Staff who are not superusers cannot change them.
+    let helper = app.visitor("helper").await;
+    let (_, groups_page) = helper.get("/admin/groups/").await;
+    let refused = helper
+        .post_with_csrf_of(
+            &groups_page,
+            "/admin/discord/settings/",
+            &[("provider", "discord"), ("guild_id", "1")],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 }

@@ -52,3 +52,19 @@ CREATE INDEX discord_role_changes_due ON discord_role_changes (failed, next_atte
 -- The member's nickname in the connector's guild, as sync_discord_users_accounts last read it
 -- (NULL: none, or not read yet). Not written by sign-ins, which do not see it.
 ALTER TABLE discord_accounts ADD COLUMN nick TEXT;
+
+-- The connector's settings as saved in the console's Discord page (one row, id 1), over the
+-- [discord] settings: the sign-in provider, the guild, the invite link, who wins, and the bot
+-- token sealed with AES-256-GCM under a key derived from secrets.secret_key for this purpose
+-- alone (NULL: the token of [discord] is used). Never shown again once saved. `updated_at`
+-- tells every node to rebuild its client.
+CREATE TABLE discord_connector_settings (
+    id BIGINT PRIMARY KEY NOT NULL,
+    provider TEXT NOT NULL,
+    guild_id BIGINT NOT NULL,
+    invite_link TEXT,
+    remote_priority BOOLEAN NOT NULL DEFAULT FALSE,
+    bot_token_sealed TEXT,
+    updated_at TIMESTAMP NOT NULL,
+    updated_by TEXT
+);

@@ -11,7 +11,10 @@ use askama::Template;
 use super::dashboard::JobLine;
 use super::{group_not_found, not_allowed};
 use crate::db::groups::GroupRow;
-use crate::discord::{ConnectionReport, ConnectorStatus, DiscordConnector, DiscordError};
+use crate::discord::{
+    ConnectionReport, ConnectorStatus, DiscordConnector, DiscordError, EditableSettings,
+    SettingsChange,
+};
 use crate::groups::Groups;
 use crate::routes::chrome::{flash, render, AdminArea, Chrome, Notice, Section};
 use crate::routes::errors::{FieldErrors, PageError};
@@ -58,6 +61,8 @@ struct DiscordPage {
     groups: Vec<GroupRow>,
     /// The connector's scheduled jobs.
     jobs: Vec<JobLine>,
+    /// The settings form's values (the settings in effect, or what was typed).
+    form: EditableSettings,
     /// The mapping form's message (`mapping`).
     errors: FieldErrors,
 }
@@ -98,6 +103,18 @@ async fn discord_page(
     groups: &Groups,
     report: Option<ConnectionReport>,
     errors: FieldErrors,
+) -> Result<HttpResponse, PageError> {
+    discord_page_with(admin, connector, groups, report, errors, None).await
+}
+
+/// [`discord_page`] with the settings form showing `typed` instead of the settings in effect.
+async fn discord_page_with(
+    admin: &Staff,
+    connector: &DiscordConnector,
+    groups: &Groups,
+    report: Option<ConnectionReport>,
+    errors: FieldErrors,
+    typed: Option<EditableSettings>,
 ) -> Result<HttpResponse, PageError> {
     let status = match connector.status(&admin.actor()).await {
         Ok(status) => Some(status),
@@ -153,6 +170,9 @@ async fn discord_page(
         .as_ref()
         .and_then(|s| s.roles.first())
         .map(|r| Moment::of(&r.synced_at));
+    let form = typed
+        .or_else(|| status.as_ref().map(|s| s.settings.clone()))
+        .unwrap_or_default();
     let code = if errors.is_empty() {
         StatusCode::OK
     } else {
@@ -168,6 +188,7 @@ async fn discord_page(
             synced,
             report,
             groups: groups.all().await?,
+            form,
             jobs,
             errors,
         },
@@ -329,4 +350,50 @@ pub async fn run_job(
     };
     flash(admin.session(), notice);
     Ok(see_other(DISCORD_PATH))
+}
+
+/// `POST /admin/discord/settings/`: saves the connector's settings (the bot token sealed;
+/// empty keeps the one in use); a refused value comes back with the reason (422).
+pub async fn save_settings(
+    admin: Staff,
+    Form(form): Form,
+    connector: web::Data<DiscordConnector>,
+    groups: web::Data<Groups>,
+) -> Result<HttpResponse, PageError> {
+    let field = |name: &str| form.get(name).unwrap_or_default().trim().to_owned();
+    let change = SettingsChange {
+        provider: field("provider"),
+        guild_id: field("guild_id"),
+        invite_link: field("invite_link"),
+        remote_priority: form.get("remote_priority") == Some("on"),
+        bot_token: Some(field("bot_token"))
+            .filter(|t| !t.is_empty())
+            .map(secrecy::SecretString::from),
+    };
+    let typed = EditableSettings {
+        provider: change.provider.clone(),
+        guild_id: change.guild_id.parse().ok(),
+        invite_link: change.invite_link.clone(),
+        remote_priority: change.remote_priority,
+        has_token: false,
+        saved_in_console: false,
+    };
+    match connector.save_settings(&admin.actor(), change).await {
+        Ok(()) => {
+            flash(admin.session(), Notice::success("The settings were saved."));
+            Ok(see_other(DISCORD_PATH))
+        }
+        Err(DiscordError::Invalid(why)) => {
+            discord_page_with(
+                &admin,
+                &connector,
+                &groups,
+                None,
+                FieldErrors::one("settings", why),
+                Some(typed),
+            )
+            .await
+        }
+        Err(e) => Err(discord_failure(e)),
+    }
 }
