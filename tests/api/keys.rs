@@ -138,7 +138,7 @@ async fn keys_revoke_removes_a_key_everywhere_at_once_and_signing_goes_on() {
         String::from_utf8_lossy(&unknown.stderr)
     );
 
-    let revoked = latchkey(&app, &["keys", "revoke", &kid, "--json"]);
+    let revoked = latchkey(&app, &["keys", "revoke", "--json", "--", &kid]);
     assert!(
         revoked.status.success(),
         "{}",
@@ -221,7 +221,9 @@ async fn keys_revoke_removes_a_key_everywhere_at_once_and_signing_goes_on() {
     let listed = latchkey(&app, &["keys", "list", "--json"]);
     let listed: Value = serde_json::from_slice(&listed.stdout).expect("json");
     assert!(!listed.to_string().contains(&kid));
-    assert!(!latchkey(&app, &["keys", "revoke", &kid]).status.success());
+    assert!(!latchkey(&app, &["keys", "revoke", "--", &kid])
+        .status
+        .success());
     let events = app
         .services
         .audit
@@ -257,7 +259,7 @@ async fn revoking_a_key_that_no_longer_signs_needs_no_replacement() {
     assert!(rotated.status.success());
     // The old ES256 key is retired (it signed until the new one activated: with a zero cache,
     // at once) but still published; revoking it removes it and makes no new key.
-    let revoked = latchkey(&app, &["keys", "revoke", &es256, "--json"]);
+    let revoked = latchkey(&app, &["keys", "revoke", "--json", "--", &es256]);
     assert!(
         revoked.status.success(),
         "{}",
