@@ -187,6 +187,11 @@ enum RawSnowflake {
     Number(u64),
 }
 
+/// A setting written as a string or a number ([`RawSnowflake`]), as text.
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    RawSnowflake::deserialize(d).map(|raw| raw.text())
+}
+
 impl RawSnowflake {
     fn text(&self) -> String {
         match self {
@@ -220,8 +225,9 @@ pub struct RawUpstream {
     /// The button's words; empty: the kind's name (the id for `oidc`).
     #[serde(default)]
     pub label: String,
-    /// The id the provider gave Latchkey.
-    #[serde(default)]
+    /// The id the provider gave Latchkey. Read from a string or a number: Discord's ids are
+    /// digits, and figment reads `LATCHKEY_UPSTREAM__<ID>__CLIENT_ID=1234567890` as a number.
+    #[serde(default, deserialize_with = "text_or_number")]
     pub client_id: String,
     /// The secret the provider gave Latchkey. Never serialized: a stored provider keeps it
     /// sealed beside the settings.
@@ -2060,6 +2066,16 @@ enabled = false
         assert!(
             format!("{:#}", oidc.expect_err("refused")).contains("keep_tokens is for Discord only")
         );
+    }
+
+    #[test]
+    fn a_numeric_client_id_is_read_as_its_digits() {
+        // TOML integers, and environment variables figment reads as numbers.
+        let settings = Settings::from_toml(
+            "[upstream.d]\nkind = \"discord\"\nclient_id = 1234567890\nclient_secret = \"y\"",
+        )
+        .expect("a numeric client id is accepted");
+        assert_eq!(settings.upstream[0].client_id, "1234567890");
     }
 
     #[test]
