@@ -14,6 +14,11 @@
 //!   failure but never later than the job's own interval. A success clears the error.
 //! * [`Scheduler::start`] runs the loop on the tokio runtime; [`SchedulerHandle::shutdown`]
 //!   stops claiming and waits (bounded) for a run in progress, so `serve` stops gracefully.
+//! * A job's interval can change at run time: the `jobs` row's `every_seconds` (set by
+//!   [`crate::db::jobs::set_interval`], e.g. from the console's Discord page) wins over the
+//!   registered one, and every node reads it at its next pass (at most a minute later). A job
+//!   can be off ([`Scheduler::register_optional`] with `None`, or `every_seconds` 0): it is
+//!   then never due on its own, and runs once when asked ("Run now" makes it due).
 //! * Time comes from an injectable clock ([`Scheduler::with_clock`]) so tests can step through
 //!   slots without sleeping.
 
@@ -81,8 +86,34 @@ pub struct JobRun {
 
 struct Job {
     name: String,
-    every: Duration,
+    /// The registered interval; `None`: off unless the row sets one.
+    every: Option<Duration>,
     run: JobFn,
+}
+
+impl Job {
+    /// The interval in effect: the row's `every_seconds` over the registered one; `None` when
+    /// off.
+    fn interval(&self, row: Option<&JobRow>) -> Option<Duration> {
+        match row.and_then(|r| r.every_seconds) {
+            None => self.every,
+            Some(s) => u64::try_from(s)
+                .ok()
+                .filter(|s| *s > 0)
+                .map(|s| Duration::from_secs(s).clamp(INTERVAL_RANGE.0, INTERVAL_RANGE.1)),
+        }
+    }
+}
+
+/// When an off job is next due on its own: never, in practice (only "Run now" makes it due).
+const OFF: Duration = INTERVAL_RANGE.1;
+
+/// When an off job set off at `now` is next due on its own (the `off_until` of
+/// [`crate::db::jobs::set_interval`]): one longest interval (366 days) ahead, i.e. never in
+/// practice.
+#[must_use]
+pub fn off_until(now: NaiveDateTime) -> NaiveDateTime {
+    now + delta(OFF)
 }
 
 /// Runs registered jobs, each slot on exactly one node. Build it, [`register`](Self::register)
@@ -154,6 +185,25 @@ impl Scheduler {
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = JobResult> + Send + 'static,
     {
+        self.register_optional(name, Some(every), job)
+    }
+
+    /// [`register`](Self::register) for a job that may be off: `None` registers it off (never
+    /// due on its own; it runs when asked, and the `jobs` row's `every_seconds` can turn it on
+    /// at run time).
+    ///
+    /// # Errors
+    /// [`SchedulerError`] for a bad or duplicate name or an interval out of range.
+    pub fn register_optional<F, Fut>(
+        &mut self,
+        name: &str,
+        every: Option<Duration>,
+        job: F,
+    ) -> Result<&mut Self, SchedulerError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = JobResult> + Send + 'static,
+    {
         let valid = !name.is_empty()
             && name.len() <= MAX_JOB_NAME
             && name
@@ -165,7 +215,7 @@ impl Scheduler {
         if self.jobs.iter().any(|j| j.name == name) {
             return Err(SchedulerError::Duplicate(name.to_owned()));
         }
-        if every < INTERVAL_RANGE.0 || every > INTERVAL_RANGE.1 {
+        if every.is_some_and(|every| every < INTERVAL_RANGE.0 || every > INTERVAL_RANGE.1) {
             return Err(SchedulerError::InvalidInterval(name.to_owned()));
         }
         self.jobs.push(Job {
@@ -202,11 +252,12 @@ impl Scheduler {
             if row.next_run_at > now || row.running_until.is_some_and(|u| u >= now) {
                 continue;
             }
+            let every = job.interval(Some(row));
             // A job earlier in this pass may have taken a while: claim with the time now.
             let now = (self.clock)();
             let claimed = {
                 let (name, owner) = (job.name.clone(), self.owner.clone());
-                let next = now + delta(job.every);
+                let next = now + delta(every.unwrap_or(OFF));
                 let lease_until = now + delta(self.lease);
                 self.db
                     .write(move |conn| {
@@ -220,7 +271,8 @@ impl Scheduler {
             }
             let outcome = self.execute(job).await;
             let finished = (self.clock)();
-            let retry_in = backoff(self.retry, row.failures, job.every);
+            // An off job that failed is not retried on its own either.
+            let retry_in = every.map_or(OFF, |every| backoff(self.retry, row.failures, every));
             let failure = outcome
                 .as_ref()
                 .err()
@@ -265,12 +317,13 @@ impl Scheduler {
             .read(|conn| jobs::all(conn).map_err(DbError::from))
             .await?;
         let first = !self.prepared.load(Ordering::SeqCst);
-        let wanted: Vec<(String, NaiveDateTime, bool)> = self
+        // (name, interval in effect, whether the row is missing)
+        let wanted: Vec<(String, Option<Duration>, bool)> = self
             .jobs
             .iter()
             .map(|j| {
-                let missing = !rows.iter().any(|r| r.name == j.name);
-                (j.name.clone(), now + delta(j.every), missing)
+                let row = rows.iter().find(|r| r.name == j.name);
+                (j.name.clone(), j.interval(row), row.is_none())
             })
             .filter(|(_, _, missing)| first || *missing)
             .collect();
@@ -280,9 +333,20 @@ impl Scheduler {
         let rows = self
             .db
             .write(move |conn| {
-                for (name, latest, _) in &wanted {
-                    jobs::insert_missing(conn, name, now)?;
-                    jobs::pull_forward(conn, name, *latest)?;
+                for (name, every, _) in &wanted {
+                    match every {
+                        Some(every) => {
+                            jobs::insert_missing(conn, name, now)?;
+                            jobs::pull_forward(conn, name, now + delta(*every))?;
+                        }
+                        // Off: not due on its own (a "Run now" from before a restart is
+                        // dropped).
+                        None => {
+                            if !jobs::insert_missing(conn, name, now + delta(OFF))? {
+                                jobs::push_back(conn, name, now + delta(OFF))?;
+                            }
+                        }
+                    }
                 }
                 jobs::all(conn).map_err(DbError::from)
             })

@@ -90,6 +90,8 @@ pub struct ConnectorSettingsRow {
     pub updated_at: NaiveDateTime,
     /// Who saved it.
     pub updated_by: Option<String>,
+    /// The nickname template (`None`: `discord.nickname_template`'s; `""`: none).
+    pub nickname_template: Option<String>,
 }
 
 impl std::fmt::Debug for ConnectorSettingsRow {

@@ -31,6 +31,10 @@ pub struct JobRow {
     pub last_error: Option<String>,
     /// Consecutive failed runs (0 after a success); the retry delay doubles with each.
     pub failures: i64,
+    /// The interval set at run time (the console), over the registered one: `None` follows
+    /// the node's configuration, `Some(0)` is off (the job runs only when asked to), more is
+    /// the interval in seconds. See [`set_interval`].
+    pub every_seconds: Option<i64>,
 }
 
 /// Every job, by name.
@@ -85,6 +89,57 @@ pub fn pull_forward(
         .set(jobs::next_run_at.eq(latest))
         .execute(conn)
         .map(|n| n == 1)
+}
+
+/// Moves the next run of `name` back to `at` when it is earlier (the job was turned off);
+/// returns whether it moved.
+///
+/// # Errors
+/// Query failures.
+pub fn push_back(conn: &mut DbConnection, name: &str, at: NaiveDateTime) -> QueryResult<bool> {
+    diesel::update(jobs::table.find(name).filter(jobs::next_run_at.lt(at)))
+        .set(jobs::next_run_at.eq(at))
+        .execute(conn)
+        .map(|n| n == 1)
+}
+
+/// Sets the interval of `name` at run time (see [`JobRow::every_seconds`]): `0` turns it off
+/// (not due on its own until `off_until`, i.e. never in practice), more is the interval in
+/// seconds and the next run moves to at most one interval from `now`. Every node's scheduler
+/// follows at its next pass. Creates the row (due as said) when no node has registered the job
+/// yet. Returns whether the setting changed.
+///
+/// # Errors
+/// Query failures.
+pub fn set_interval(
+    conn: &mut DbConnection,
+    name: &str,
+    every_seconds: i64,
+    now: NaiveDateTime,
+    off_until: NaiveDateTime,
+) -> QueryResult<bool> {
+    let every_seconds = every_seconds.max(0);
+    let next = match every_seconds {
+        0 => off_until,
+        s => now + chrono::TimeDelta::seconds(s),
+    };
+    insert_missing(conn, name, next)?;
+    let before: Option<i64> = jobs::table
+        .find(name)
+        .select(jobs::every_seconds)
+        .first(conn)?;
+    let changed = before != Some(every_seconds);
+    if changed {
+        diesel::update(jobs::table.find(name))
+            .set(jobs::every_seconds.eq(Some(every_seconds)))
+            .execute(conn)?;
+    }
+    if every_seconds == 0 {
+        push_back(conn, name, off_until)?;
+    } else {
+        pull_forward(conn, name, next)?;
+    }
+    Ok(changed)
 }
 
 /// Claims the slot of `name` that is due at `now` for `owner`: the next run moves to

@@ -201,6 +201,7 @@ diesel::table! {
         last_finished_at -> Nullable<Timestamp>,
         last_error -> Nullable<Text>,
         failures -> BigInt,
+        every_seconds -> Nullable<BigInt>,
     }
 }
 
@@ -317,6 +318,7 @@ diesel::table! {
         bot_token_sealed -> Nullable<Text>,
         updated_at -> Timestamp,
         updated_by -> Nullable<Text>,
+        nickname_template -> Nullable<Text>,
     }
 }
 

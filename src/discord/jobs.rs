@@ -31,7 +31,9 @@ pub const ALL: [&str; 5] = [
     ENFORCE_NICKNAMES,
 ];
 
-/// Registers the connector's jobs on `scheduler` with the schedules of `settings`.
+/// Registers the connector's jobs on `scheduler` with the schedules of `settings`. Every job is
+/// registered, the ones `settings` leave at 0 as off: the console's Discord page can turn them
+/// on (or change any interval) at run time, and "Run now" runs an off job once.
 ///
 /// # Errors
 /// [`SchedulerError`] if a job of the same name is already registered.
@@ -45,36 +47,32 @@ pub fn register(
         let connector = worker.clone();
         async move { Ok::<_, JobError>(connector.apply_queued().await?.to_string()) }
     })?;
-    if let Some(every) = settings.verify_interval {
-        let verifier = connector.clone();
-        scheduler.register(VERIFY_ALL, every, move || {
-            let connector = verifier.clone();
-            async move { Ok::<_, JobError>(connector.verify_all().await?.to_string()) }
-        })?;
-    }
-    if let Some(every) = settings.remote_sync_interval {
-        let syncer = connector.clone();
-        scheduler.register(REMOTE_SYNC_ALL, every, move || {
-            let connector = syncer.clone();
-            async move { Ok::<_, JobError>(connector.remote_sync_all().await?.to_string()) }
-        })?;
-    }
-    if let Some(every) = settings.sync_accounts_interval {
-        let syncer = connector.clone();
-        scheduler.register(SYNC_ACCOUNTS, every, move || {
-            let connector = syncer.clone();
-            async move {
-                let (read, changed) = connector.sync_accounts().await?;
-                Ok::<_, JobError>(format!("{read} members read, {changed} profiles refreshed"))
-            }
-        })?;
-    }
-    if let Some(every) = settings.enforce_nicknames_interval {
-        let enforcer = connector.clone();
-        scheduler.register(ENFORCE_NICKNAMES, every, move || {
+    let verifier = connector.clone();
+    scheduler.register_optional(VERIFY_ALL, settings.verify_interval, move || {
+        let connector = verifier.clone();
+        async move { Ok::<_, JobError>(connector.verify_all().await?.to_string()) }
+    })?;
+    let syncer = connector.clone();
+    scheduler.register_optional(REMOTE_SYNC_ALL, settings.remote_sync_interval, move || {
+        let connector = syncer.clone();
+        async move { Ok::<_, JobError>(connector.remote_sync_all().await?.to_string()) }
+    })?;
+    let syncer = connector.clone();
+    scheduler.register_optional(SYNC_ACCOUNTS, settings.sync_accounts_interval, move || {
+        let connector = syncer.clone();
+        async move {
+            let (read, changed) = connector.sync_accounts().await?;
+            Ok::<_, JobError>(format!("{read} members read, {changed} profiles refreshed"))
+        }
+    })?;
+    let enforcer = connector.clone();
+    scheduler.register_optional(
+        ENFORCE_NICKNAMES,
+        settings.enforce_nicknames_interval,
+        move || {
             let connector = enforcer.clone();
             async move { Ok::<_, JobError>(connector.enforce_nicknames().await?.to_string()) }
-        })?;
-    }
+        },
+    )?;
     Ok(())
 }

@@ -324,6 +324,114 @@ pub struct EditableSettings {
     pub has_token: bool,
     /// Whether the settings were saved in the console (else they are `[discord]`'s).
     pub saved_in_console: bool,
+    /// The nickname strategy of `enforce_discord_nicknames` ("" for none).
+    pub nickname_template: String,
+    /// The jobs' intervals in minutes (0: off).
+    pub schedules: JobSchedules,
+}
+
+/// The intervals of the connector's scheduled jobs as the console's form shows and takes
+/// them: whole minutes, `0` for off (the job then runs only when asked: "Run now" or the
+/// CLI); an empty field keeps the interval in effect. The queue worker's interval
+/// (`discord.apply_interval_seconds`) stays in the configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobSchedules {
+    /// `verify_all_discord_users_groups`: 0, or 1 minute to 7 days (10,080).
+    pub verify: String,
+    /// `remote_sync_all_discord_users_groups`: 0, or 1 minute to 30 days (43,200).
+    pub remote_sync: String,
+    /// `sync_discord_users_accounts`: 0, or 1 minute to 30 days.
+    pub sync_accounts: String,
+    /// `enforce_discord_nicknames`: 0, or 1 minute to 30 days; needs a nickname template.
+    pub enforce_nicknames: String,
+}
+
+/// Longest interval of the verify job, in minutes (7 days).
+const MAX_VERIFY_MINUTES: i64 = 7 * 24 * 60;
+
+/// Longest interval of the other scheduled jobs, in minutes (30 days).
+const MAX_JOB_MINUTES: i64 = 30 * 24 * 60;
+
+impl JobSchedules {
+    /// The form's values as `(job, seconds)` (0: off; `None`: keep), or what is wrong, in
+    /// words.
+    fn parse(&self, has_template: bool) -> Result<[(&'static str, Option<i64>); 4], String> {
+        let minutes = |label: &str, text: &str, max: i64| -> Result<Option<i64>, String> {
+            let text = text.trim();
+            if text.is_empty() {
+                return Ok(None);
+            }
+            text.parse::<i64>()
+                .ok()
+                .filter(|m| (0..=max).contains(m))
+                .map(|m| Some(m * 60))
+                .ok_or_else(|| {
+                    format!("{label} runs every 1 to {max} minutes, or 0 for off (got {text:?})")
+                })
+        };
+        let enforce = minutes(
+            "enforce_discord_nicknames",
+            &self.enforce_nicknames,
+            MAX_JOB_MINUTES,
+        )?;
+        if enforce.is_some_and(|e| e > 0) && !has_template {
+            return Err(
+                "enforce_discord_nicknames needs a nickname template, like {first_name} {last_name}"
+                    .to_owned(),
+            );
+        }
+        Ok([
+            (
+                super::jobs::VERIFY_ALL,
+                minutes(
+                    "verify_all_discord_users_groups",
+                    &self.verify,
+                    MAX_VERIFY_MINUTES,
+                )?,
+            ),
+            (
+                super::jobs::REMOTE_SYNC_ALL,
+                minutes(
+                    "remote_sync_all_discord_users_groups",
+                    &self.remote_sync,
+                    MAX_JOB_MINUTES,
+                )?,
+            ),
+            (
+                super::jobs::SYNC_ACCOUNTS,
+                minutes(
+                    "sync_discord_users_accounts",
+                    &self.sync_accounts,
+                    MAX_JOB_MINUTES,
+                )?,
+            ),
+            (super::jobs::ENFORCE_NICKNAMES, enforce),
+        ])
+    }
+
+    /// The intervals in effect: each job's row (set here before) over `config`'s.
+    fn in_effect(config: &DiscordSettings, rows: &[JobRow]) -> Self {
+        let show = |name: &str, configured: Option<Duration>| {
+            let seconds = rows
+                .iter()
+                .find(|r| r.name == name)
+                .and_then(|r| r.every_seconds)
+                .unwrap_or_else(|| {
+                    configured.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                });
+            // Whole minutes, rounded up (the configuration takes seconds).
+            (seconds.max(0).saturating_add(59) / 60).to_string()
+        };
+        Self {
+            verify: show(super::jobs::VERIFY_ALL, config.verify_interval),
+            remote_sync: show(super::jobs::REMOTE_SYNC_ALL, config.remote_sync_interval),
+            sync_accounts: show(super::jobs::SYNC_ACCOUNTS, config.sync_accounts_interval),
+            enforce_nicknames: show(
+                super::jobs::ENFORCE_NICKNAMES,
+                config.enforce_nicknames_interval,
+            ),
+        }
+    }
 }
 
 /// A settings change from the console's form.
@@ -338,6 +446,10 @@ pub struct SettingsChange {
     pub remote_priority: bool,
     /// A new bot token; `None` keeps the one in use.
     pub bot_token: Option<SecretString>,
+    /// The nickname template, as typed ("" for none; `None` keeps the one in effect).
+    pub nickname_template: Option<String>,
+    /// The jobs' intervals, as typed.
+    pub schedules: JobSchedules,
 }
 
 /// The Discord connector (cheap to clone). Its settings in effect are re-read from the
@@ -632,6 +744,23 @@ impl DiscordConnector {
                 )),
                 None => None,
             };
+        // `None`: keep the template in effect (read in the transaction below).
+        let typed_template = match change.nickname_template.as_deref().map(str::trim) {
+            None => None,
+            Some("") => Some(None),
+            Some(t) => Some(Some(
+                NicknameTemplate::parse(t)
+                    .map_err(|e| DiscordError::Invalid(format!("the nickname template: {e}")))?
+                    .as_str()
+                    .to_owned(),
+            )),
+        };
+        let configured_template = base
+            .config
+            .nickname_template
+            .as_ref()
+            .map(|t| t.as_str().to_owned());
+        let typed_schedules = change.schedules.clone();
         let token_changed = sealed.is_some();
         let has_config_token = base.config.bot_token.is_some();
         let actor = actor.clone();
@@ -639,7 +768,17 @@ impl DiscordConnector {
             .write(move |conn| {
                 conn.transaction::<_, DiscordError, _>(|conn| {
                     privileges::check_superuser::<DiscordError>(conn, &actor)?;
-                    let kept = store::settings(conn)?.and_then(|r| r.bot_token_sealed);
+                    let saved = store::settings(conn)?;
+                    let template = typed_template.unwrap_or_else(|| {
+                        match saved.as_ref().and_then(|r| r.nickname_template.clone()) {
+                            Some(t) => Some(t).filter(|t| !t.is_empty()),
+                            None => configured_template,
+                        }
+                    });
+                    let schedules = typed_schedules
+                        .parse(template.is_some())
+                        .map_err(DiscordError::Invalid)?;
+                    let kept = saved.and_then(|r| r.bot_token_sealed);
                     let bot_token_sealed = sealed.or(kept);
                     if bot_token_sealed.is_none() && !has_config_token {
                         return Err(DiscordError::Invalid(
@@ -658,18 +797,33 @@ impl DiscordConnector {
                             bot_token_sealed,
                             updated_at: db::now(),
                             updated_by: actor.user_id.clone(),
+                            nickname_template: Some(template.clone().unwrap_or_default()),
                         },
                     )?;
-                    audit::record(
-                        conn,
-                        AuditEvent::new("discord.settings_changed")
-                            .by(&actor)
-                            .detail("provider", provider.to_string())
-                            .detail("guild_id", guild_id.to_string())
-                            .detail("invite_link", invite_link.unwrap_or_default())
-                            .detail("remote_priority", change.remote_priority)
-                            .detail("bot_token_changed", token_changed),
-                    )?;
+                    let now = db::now();
+                    let off_until = crate::scheduler::off_until(now);
+                    let mut event = AuditEvent::new("discord.settings_changed")
+                        .by(&actor)
+                        .detail("provider", provider.to_string())
+                        .detail("guild_id", guild_id.to_string())
+                        .detail("invite_link", invite_link.unwrap_or_default())
+                        .detail("remote_priority", change.remote_priority)
+                        .detail("bot_token_changed", token_changed)
+                        .detail("nickname_template", template.clone().unwrap_or_default());
+                    let no_template = template.is_none();
+                    for (job, seconds) in schedules {
+                        // Without a template the nickname job is off.
+                        let seconds = if job == super::jobs::ENFORCE_NICKNAMES && no_template {
+                            Some(0)
+                        } else {
+                            seconds
+                        };
+                        if let Some(seconds) = seconds {
+                            job_rows::set_interval(conn, job, seconds, now, off_until)?;
+                            event = event.detail(&format!("{job}_every_seconds"), seconds);
+                        }
+                    }
+                    audit::record(conn, event)?;
                     Ok(())
                 })
             })
@@ -741,11 +895,11 @@ impl DiscordConnector {
             Err(DiscordError::Misconfigured(problem)) => Some(problem),
             Err(e) => return Err(e),
         };
-        let row = self
+        let (row, jobs) = self
             .db
-            .read(|conn| store::settings(conn).map_err(DiscordError::from))
+            .read(|conn| Ok::<_, DiscordError>((store::settings(conn)?, job_rows::all(conn)?)))
             .await?;
-        let settings = editable(&base, row.as_ref());
+        let settings = editable(&base, row.as_ref(), &jobs);
         let (roles, mappings, (waiting, failed), troubled) = self
             .db
             .read(|conn| {
@@ -1708,13 +1862,25 @@ fn effective(base: &Base, row: Option<&ConnectorSettingsRow>) -> Result<Connecto
             None => config.invite_link.as_ref().map(ToString::to_string),
         },
         remote_priority: row.map_or(config.remote_priority, |r| r.remote_priority),
-        nickname_template: config.nickname_template.clone(),
+        // Checked when saved; a row saved before the column existed follows the configuration.
+        nickname_template: match row.and_then(|r| r.nickname_template.as_deref()) {
+            None => config.nickname_template.clone(),
+            Some(t) => NicknameTemplate::parse(t).ok(),
+        },
     })
 }
 
 /// The settings as the console's form shows them: the row saved there, else `[discord]`'s.
-fn editable(base: &Base, row: Option<&ConnectorSettingsRow>) -> EditableSettings {
+fn editable(base: &Base, row: Option<&ConnectorSettingsRow>, jobs: &[JobRow]) -> EditableSettings {
     let config = &base.config;
+    let configured_template = || {
+        config
+            .nickname_template
+            .as_ref()
+            .map(|t| t.as_str().to_owned())
+            .unwrap_or_default()
+    };
+    let schedules = JobSchedules::in_effect(config, jobs);
     match row {
         Some(r) => EditableSettings {
             provider: r.provider.clone(),
@@ -1723,6 +1889,11 @@ fn editable(base: &Base, row: Option<&ConnectorSettingsRow>) -> EditableSettings
             remote_priority: r.remote_priority,
             has_token: r.bot_token_sealed.is_some() || config.bot_token.is_some(),
             saved_in_console: true,
+            nickname_template: r
+                .nickname_template
+                .clone()
+                .unwrap_or_else(configured_template),
+            schedules,
         },
         None => EditableSettings {
             provider: config
@@ -1739,6 +1910,8 @@ fn editable(base: &Base, row: Option<&ConnectorSettingsRow>) -> EditableSettings
             remote_priority: config.remote_priority,
             has_token: config.bot_token.is_some(),
             saved_in_console: false,
+            nickname_template: configured_template(),
+            schedules,
         },
     }
 }

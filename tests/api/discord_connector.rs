@@ -970,7 +970,7 @@ async fn the_command_line_runs_the_connectors_jobs() {
 #[tokio::test]
 async fn the_connectors_jobs_run_on_the_scheduler_one_node_per_slot() {
     use latchkey::discord::jobs::{
-        self, APPLY_ROLE_CHANGES, REMOTE_SYNC_ALL, SYNC_ACCOUNTS, VERIFY_ALL,
+        self, APPLY_ROLE_CHANGES, ENFORCE_NICKNAMES, REMOTE_SYNC_ALL, SYNC_ACCOUNTS, VERIFY_ALL,
     };
     use latchkey::scheduler::Scheduler;
     let fake = DiscordFake::start().await;
@@ -1005,13 +1005,16 @@ async fn the_connectors_jobs_run_on_the_scheduler_one_node_per_slot() {
             node
         })
         .collect();
+    // Every job is registered; the nickname job is off without a template (it never runs on
+    // its own).
     assert_eq!(
         nodes[0].job_names(),
         [
             APPLY_ROLE_CHANGES,
             VERIFY_ALL,
             REMOTE_SYNC_ALL,
-            SYNC_ACCOUNTS
+            SYNC_ACCOUNTS,
+            ENFORCE_NICKNAMES
         ]
     );
     let (a, b) = tokio::join!(nodes[0].run_due(), nodes[1].run_due());
@@ -1615,4 +1618,182 @@ enabled = true
         )
         .await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn job_schedules_and_the_nickname_template_are_set_on_the_discord_page_for_every_node() {
+    use latchkey::db::jobs as job_rows;
+    use latchkey::discord::jobs::{self, ENFORCE_NICKNAMES, SYNC_ACCOUNTS, VERIFY_ALL};
+    use latchkey::scheduler::Scheduler;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let user = linked_user(&app, &fake, "uma", 6001).await;
+    app.services
+        .accounts
+        .update_profile(
+            &Actor::system(),
+            &user,
+            latchkey::accounts::Profile {
+                first_name: "Uma".into(),
+                last_name: "Stone".into(),
+                email: "uma@example.com".into(),
+                current_password: None,
+            },
+        )
+        .await
+        .expect("named");
+    fake.add_member(6001, &[]);
+    // One node whose clock the test moves (minutes ahead of the real one).
+    let ahead = Arc::new(AtomicI64::new(0));
+    let clock_ahead = ahead.clone();
+    let settings = app.services.discord.settings().cloned().expect("on");
+    let mut node = Scheduler::new(
+        app.services.db.clone(),
+        &latchkey::config::SchedulerSettings {
+            enabled: true,
+            cleanup_interval: None,
+            retry: std::time::Duration::from_secs(30),
+            lease: std::time::Duration::from_secs(60),
+        },
+    )
+    .with_clock(Arc::new(move || {
+        latchkey::db::now() + chrono::TimeDelta::minutes(clock_ahead.load(Ordering::SeqCst))
+    }));
+    jobs::register(&mut node, &app.services.discord, &settings).expect("registered");
+    let ran = |runs: Vec<latchkey::scheduler::JobRun>| -> Vec<String> {
+        let mut names: Vec<String> = runs
+            .into_iter()
+            .map(|r| {
+                assert!(r.outcome.is_ok(), "{r:?}");
+                r.name
+            })
+            .collect();
+        names.sort();
+        names
+    };
+    let first = ran(node.run_due().await.expect("pass"));
+    assert!(first.contains(&VERIFY_ALL.to_owned()), "{first:?}");
+    assert!(
+        !first.contains(&ENFORCE_NICKNAMES.to_owned()),
+        "off: {first:?}"
+    );
+
+    app.create_staff("root").await;
+    let root = app.visitor("root").await;
+    let (_, page) = root.get("/admin/discord/").await;
+    // The form shows the intervals in effect, in minutes (the configuration's defaults).
+    assert!(
+        page.contains(r#"name="verify_minutes" type="text" inputmode="numeric" value="5""#),
+        "{page}"
+    );
+    assert!(page
+        .contains(r#"name="enforce_nicknames_minutes" type="text" inputmode="numeric" value="0""#));
+    let save = |fields: Vec<(&'static str, &'static str)>| {
+        let root = &root;
+        async move {
+            let (_, page) = root.get("/admin/discord/").await;
+            let mut all = vec![("provider", "discord"), ("guild_id", "81384788765712384")];
+            all.extend(fields);
+            root.post_with_csrf_of(&page, "/admin/discord/settings/", &all)
+                .await
+        }
+    };
+    // Refused: a job without a template, out of range, a bad template; nothing changes.
+    for (fields, words) in [
+        (
+            vec![("enforce_nicknames_minutes", "60")],
+            "needs a nickname template",
+        ),
+        (vec![("verify_minutes", "10081")], "1 to 10080 minutes"),
+        (vec![("sync_accounts_minutes", "-1")], "1 to 43200 minutes"),
+        (
+            vec![("sync_accounts_minutes", "soon")],
+            "1 to 43200 minutes",
+        ),
+        (vec![("nickname_template", "{nope}")], "nickname template"),
+    ] {
+        let refused = save(fields).await;
+        assert_eq!(
+            refused.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{words}"
+        );
+        let page = refused.text().await.expect("page");
+        assert!(page.contains(words), "{words}: {page}");
+    }
+    let row = |name: &'static str| {
+        let db = app.services.db.clone();
+        async move {
+            db.read(|conn| job_rows::all(conn).map_err(DbError::from))
+                .await
+                .expect("rows")
+                .into_iter()
+                .find(|r| r.name == name)
+                .expect("row")
+        }
+    };
+    assert_eq!(row(VERIFY_ALL).await.every_seconds, None);
+
+    // Verify off, nicknames hourly from a template, the accounts job kept as it was (empty).
+    let saved = save(vec![
+        ("verify_minutes", "0"),
+        ("enforce_nicknames_minutes", "60"),
+        ("sync_accounts_minutes", ""),
+        ("nickname_template", "{first_name} {last_name}"),
+    ])
+    .await;
+    assert_eq!(location(&saved), "/admin/discord/");
+    assert_eq!(row(VERIFY_ALL).await.every_seconds, Some(0));
+    assert_eq!(row(ENFORCE_NICKNAMES).await.every_seconds, Some(3600));
+    assert_eq!(row(SYNC_ACCOUNTS).await.every_seconds, None, "kept");
+    let (_, page) = root.get("/admin/discord/").await;
+    assert!(
+        page.contains(r#"value="{first_name} {last_name}""#),
+        "{page}"
+    );
+    assert!(page.contains(
+        r#"name="enforce_nicknames_minutes" type="text" inputmode="numeric" value="60""#
+    ));
+    assert!(
+        page.contains(r#"<span class="muted">off</span>"#),
+        "verify is off"
+    );
+    let event = &app.audit_events("discord.settings_changed").await[0];
+    assert!(
+        event
+            .details
+            .contains("\"verify_all_discord_users_groups_every_seconds\":0"),
+        "{}",
+        event.details
+    );
+
+    // An hour on, the nickname job runs with the saved template; verify does not.
+    ahead.store(61, Ordering::SeqCst);
+    let later = ran(node.run_due().await.expect("pass"));
+    assert!(later.contains(&ENFORCE_NICKNAMES.to_owned()), "{later:?}");
+    assert!(!later.contains(&VERIFY_ALL.to_owned()), "{later:?}");
+    assert_eq!(fake.nick_of(6001).as_deref(), Some("Uma Stone"));
+
+    // "Run now" runs an off job once.
+    let (_, page) = root.get("/admin/discord/").await;
+    root.post_with_csrf_of(
+        &page,
+        &format!("/admin/discord/jobs/{VERIFY_ALL}/run/"),
+        &[],
+    )
+    .await;
+    assert_eq!(ran(node.run_due().await.expect("pass")), [VERIFY_ALL]);
+    assert!(ran(node.run_due().await.expect("pass")).is_empty());
+
+    // Clearing the template turns the nickname job off.
+    save(vec![("nickname_template", "")]).await;
+    assert_eq!(row(ENFORCE_NICKNAMES).await.every_seconds, Some(0));
+    ahead.store(24 * 60, Ordering::SeqCst);
+    let day_later = ran(node.run_due().await.expect("pass"));
+    assert!(
+        !day_later.contains(&ENFORCE_NICKNAMES.to_owned()),
+        "{day_later:?}"
+    );
 }

@@ -41,6 +41,8 @@ pub(super) struct JobLine {
     pub(super) status: Option<&'static str>,
     pub(super) last_run: Option<Moment>,
     pub(super) next_run: Moment,
+    /// Off: not due on its own (it runs when asked).
+    pub(super) off: bool,
     pub(super) failures: i64,
     pub(super) last_error: Option<String>,
 }
@@ -61,6 +63,8 @@ impl JobLine {
             status,
             last_run: row.last_started_at.as_ref().map(Moment::of),
             next_run: Moment::of(&row.next_run_at),
+            off: row.every_seconds == Some(0)
+                || row.next_run_at > now + chrono::TimeDelta::days(365),
             failures: row.failures,
             last_error: row.last_error,
         }

@@ -13,7 +13,7 @@ use super::{group_not_found, not_allowed};
 use crate::db::groups::GroupRow;
 use crate::discord::{
     ConnectionReport, ConnectorStatus, DiscordConnector, DiscordError, EditableSettings,
-    SettingsChange,
+    JobSchedules, SettingsChange,
 };
 use crate::groups::Groups;
 use crate::routes::chrome::{flash, render, AdminArea, Chrome, Notice, Section};
@@ -344,7 +344,7 @@ pub async fn run_job(
         ))
     } else {
         Notice::problem(format!(
-            "No node schedules {} (is scheduler.enabled false, or its interval 0?); `latchkey discord` runs it now.",
+            "No node schedules {} (is scheduler.enabled false?); `latchkey discord` runs it now.",
             path.as_str()
         ))
     };
@@ -369,6 +369,15 @@ pub async fn save_settings(
         bot_token: Some(field("bot_token"))
             .filter(|t| !t.is_empty())
             .map(secrecy::SecretString::from),
+        // The form always sends it; empty (which form parsing cannot tell from absent) is
+        // none.
+        nickname_template: Some(field("nickname_template")),
+        schedules: JobSchedules {
+            verify: field("verify_minutes"),
+            remote_sync: field("remote_sync_minutes"),
+            sync_accounts: field("sync_accounts_minutes"),
+            enforce_nicknames: field("enforce_nicknames_minutes"),
+        },
     };
     let typed = EditableSettings {
         provider: change.provider.clone(),
@@ -377,6 +386,8 @@ pub async fn save_settings(
         remote_priority: change.remote_priority,
         has_token: false,
         saved_in_console: false,
+        nickname_template: change.nickname_template.clone().unwrap_or_default(),
+        schedules: change.schedules.clone(),
     };
     match connector.save_settings(&admin.actor(), change).await {
         Ok(()) => {
