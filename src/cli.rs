@@ -152,7 +152,9 @@ pub enum KeysCommand {
     /// Relying parties drop it when their cached copy of the JWKS expires (the JWKS is served
     /// with max-age 300).
     Revoke {
-        /// The key's kid (see `latchkey keys list`).
+        /// The key's kid (see `latchkey keys list`). A kid is a base64url JWK thumbprint
+        /// (RFC 7638) and may start with `-`: it is read as the kid, not as an option.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Print JSON.
         #[arg(long)]
@@ -820,5 +822,25 @@ fn read_password() -> anyhow::Result<SecretString> {
         Ok(SecretString::from(
             line.trim_end_matches(['\r', '\n']).to_owned(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, KeysCommand};
+
+    #[test]
+    fn a_kid_that_starts_with_a_hyphen_is_read_as_the_kid() {
+        let cli = Cli::try_parse_from(["latchkey", "keys", "revoke", "-x1Y_z", "--json"])
+            .expect("parsed");
+        match cli.command {
+            Command::Keys(KeysCommand::Revoke { kid, json }) => {
+                assert_eq!(kid, "-x1Y_z");
+                assert!(json);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
