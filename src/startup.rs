@@ -10,15 +10,14 @@ use actix_web::body::MessageBody;
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::DefaultHeaders;
-use actix_web::HttpMessage;
+use actix_web::middleware::{from_fn, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use secrecy::ExposeSecret;
-use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder, TracingLogger};
+use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 
 use crate::config::Settings;
-use crate::routes::{self, WebConfig};
+use crate::routes::{self, request_id, WebConfig};
 use crate::upstream::Upstream;
 
 pub use crate::services::Services;
@@ -110,6 +109,7 @@ impl Application {
                         .build(),
                 )
                 .wrap(security_headers(https, hsts_include_subdomains))
+                .wrap(from_fn(request_id::add_request_id_header))
                 .wrap(TracingLogger::<PathOnlySpan>::new())
                 .app_data(db.clone())
                 .app_data(accounts.clone())
@@ -165,16 +165,18 @@ impl Application {
 }
 
 /// The request span: method, path and request id, but never the query string — authorization
-/// codes and other secrets can arrive there (tracing-actix-web's default records it).
+/// codes and other secrets can arrive there (tracing-actix-web's default records it). Every
+/// event inside it, on any thread the request's work moves to (the database helper and the
+/// password threads carry the span), is written with these fields: the text format prefixes
+/// them to the line, the JSON format lists them under `spans`.
 struct PathOnlySpan;
 
 impl RootSpanBuilder for PathOnlySpan {
     fn on_request_start(request: &ServiceRequest) -> tracing::Span {
-        let request_id = request
-            .extensions()
-            .get::<RequestId>()
-            .map(ToString::to_string)
-            .unwrap_or_default();
+        // Chosen here, before any layer inside can log; `X-Request-Id` answers it
+        // (`routes::request_id`).
+        let id = request_id::assign(request);
+        let request_id = id.to_str().unwrap_or_default();
         tracing::info_span!(
             "http_request",
             http.method = %request.method(),

@@ -17,6 +17,7 @@ mod login;
 mod oauth;
 mod oidc;
 mod pages;
+pub mod request_id;
 
 use actix_web::web;
 

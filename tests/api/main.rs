@@ -42,6 +42,7 @@ mod proxies;
 mod races;
 mod refresh;
 mod registration;
+mod request_ids;
 mod resource;
 mod resource_indicators;
 mod scheduler;
