@@ -218,7 +218,9 @@ impl Scheduler {
             if !claimed {
                 continue;
             }
+            let started = std::time::Instant::now();
             let outcome = self.execute(job).await;
+            crate::metrics::job_run(&job.name, outcome.is_ok(), started.elapsed());
             let finished = (self.clock)();
             let retry_in = backoff(self.retry, row.failures, job.every);
             let failure = outcome

@@ -32,6 +32,7 @@ mod layers;
 mod login_code;
 mod login_limits;
 mod metadata_health;
+mod metrics;
 mod migrations;
 mod oidc;
 mod oidc_flows;
