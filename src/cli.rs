@@ -572,6 +572,7 @@ async fn serve(mut settings: Settings, demo: bool) -> anyhow::Result<()> {
     tracing::info!(
         listen = %settings.listen,
         port = app.port(),
+        metrics_port = ?app.metrics_port(),
         issuer = %settings.issuer_str(),
         database = %settings.database_url.redacted(),
         "Latchkey is serving"

@@ -158,6 +158,26 @@ struct Raw {
     #[serde(default)]
     upstream: BTreeMap<String, RawUpstream>,
     discord: RawDiscord,
+    metrics: RawMetrics,
+}
+
+/// `[metrics]`: Prometheus metrics at `/metrics`.
+#[derive(Deserialize)]
+struct RawMetrics {
+    enabled: bool,
+    listen: String,
+    bearer_token: SecretString,
+    bearer_token_file: PathBuf,
+    allow_unauthenticated: bool,
+}
+
+impl std::fmt::Debug for RawMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawMetrics")
+            .field("enabled", &self.enabled)
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[discord]`: the Discord connector (issue 12).
@@ -800,6 +820,20 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[metrics]`, validated: where `/metrics` is served and who may read it.
+#[derive(Debug)]
+pub struct MetricsSettings {
+    /// `metrics.listen`: a separate address serving only `/metrics` (the main listener then
+    /// answers 404 there); `None` = the main listener.
+    pub listen: Option<SocketAddr>,
+    /// `metrics.bearer_token` (or the contents of `metrics.bearer_token_file`): when set,
+    /// `/metrics` asks for `Authorization: Bearer <token>` (RFC 6750), on whichever listener.
+    pub bearer_token: Option<SecretString>,
+}
+
+/// Shortest `metrics.bearer_token`, in characters.
+pub const MIN_METRICS_TOKEN_CHARS: usize = 16;
+
 /// Every setting, validated.
 #[derive(Debug)]
 pub struct Settings {
@@ -866,6 +900,8 @@ pub struct Settings {
     pub upstream: Vec<UpstreamProvider>,
     /// The Discord connector (`[discord]`); `None` when `discord.enabled` is false.
     pub discord: Option<DiscordSettings>,
+    /// Prometheus metrics (`[metrics]`); `None` when `metrics.enabled` is false.
+    pub metrics: Option<MetricsSettings>,
     /// Messages to log once telemetry is up (unknown variables, generated key).
     pub warnings: Vec<String>,
     /// Set by `serve --demo` (not a configuration key): serves the demo callback page.
@@ -1068,6 +1104,7 @@ impl Settings {
             .map(|(id, provider)| upstream_settings(&id, provider))
             .collect::<Result<Vec<_>, _>>()?;
         let discord = discord_settings(&raw.discord)?;
+        let metrics = metrics_settings(&raw.metrics, listen)?;
         if let Some(color) = branding.accent_color {
             let contrast = color.contrast_with_white();
             if contrast < 4.5 {
@@ -1112,6 +1149,7 @@ impl Settings {
             branding,
             upstream,
             discord,
+            metrics,
             warnings,
             demo: false,
         })
@@ -1314,6 +1352,68 @@ fn scheduler_settings(raw: &RawScheduler) -> anyhow::Result<SchedulerSettings> {
         retry: bounded_duration("scheduler.retry_seconds", raw.retry_seconds)?,
         lease: bounded_duration("scheduler.lease_seconds", raw.lease_seconds)?,
     })
+}
+
+/// Validates `[metrics]`: nothing is read while it is off. When on, `/metrics` on the main
+/// listener (`listen` empty) needs a bearer token or an explicit `allow_unauthenticated`: the
+/// issuer's listener is usually reachable by anyone, and operators rarely mean to publish their
+/// traffic figures. A separate `listen` address is the operator's choice of who reaches it, so
+/// it serves without a token unless one is set.
+fn metrics_settings(raw: &RawMetrics, main: SocketAddr) -> anyhow::Result<Option<MetricsSettings>> {
+    if !raw.enabled {
+        return Ok(None);
+    }
+    let listen = match raw.listen.trim() {
+        "" => None,
+        text => {
+            let addr: SocketAddr = text.parse().with_context(|| {
+                format!("metrics.listen {text:?} is not an address like 127.0.0.1:9464")
+            })?;
+            if addr == main {
+                bail!("metrics.listen must differ from server.listen ({main})");
+            }
+            Some(addr)
+        }
+    };
+    let token = if raw.bearer_token_file.as_os_str().is_empty() {
+        raw.bearer_token.expose_secret().trim().to_owned()
+    } else {
+        std::fs::read_to_string(&raw.bearer_token_file)
+            .with_context(|| {
+                format!(
+                    "cannot read metrics.bearer_token_file {}",
+                    raw.bearer_token_file.display()
+                )
+            })?
+            .trim()
+            .to_owned()
+    };
+    // RFC 6750 §2.1: a b64token, which is all a client can send.
+    if !token.is_empty()
+        && (token.chars().count() < MIN_METRICS_TOKEN_CHARS
+            || !token.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/' | b'=')
+            }))
+    {
+        bail!(
+            "metrics.bearer_token (or metrics.bearer_token_file) must be at least \
+             {MIN_METRICS_TOKEN_CHARS} characters of A-Z a-z 0-9 - . _ ~ + / = \
+             (e.g. `openssl rand -hex 32`)"
+        );
+    }
+    let bearer_token = (!token.is_empty()).then(|| SecretString::from(token));
+    if listen.is_none() && bearer_token.is_none() && !raw.allow_unauthenticated {
+        bail!(
+            "metrics.enabled serves /metrics on server.listen, which needs metrics.bearer_token \
+             (or metrics.bearer_token_file), or metrics.allow_unauthenticated = true; or set \
+             metrics.listen to serve it on an address of its own"
+        );
+    }
+    Ok(Some(MetricsSettings {
+        listen,
+        bearer_token,
+    }))
 }
 
 /// Validates `[discord]`: nothing is read while it is off; when on, what is given is checked
@@ -2146,6 +2246,77 @@ enabled = false
             "[upstream.google]\nkind = \"google\"\n{base}tokeninfo_endpoint = \"http://tokeninfo.example\""
         ))
         .contains("tokeninfo_endpoint"));
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_never_public_by_accident() {
+        let defaults = Settings::from_toml("").expect("defaults");
+        assert!(defaults.metrics.is_none());
+        // Nothing is read while off.
+        assert!(Settings::from_toml("[metrics]\nlisten = \"nonsense\"")
+            .expect("off")
+            .metrics
+            .is_none());
+        let on = |more: &str| Settings::from_toml(&format!("[metrics]\nenabled = true\n{more}"));
+        // On the main listener: a token, or an explicit opening.
+        let refused = on("").expect_err("neither token nor opening");
+        assert!(
+            format!("{refused:#}").contains("metrics.bearer_token"),
+            "{refused:#}"
+        );
+        let open = on("allow_unauthenticated = true")
+            .expect("open")
+            .metrics
+            .expect("on");
+        assert!(open.listen.is_none() && open.bearer_token.is_none());
+        let token = "0123456789abcdef-_.~+/=";
+        let guarded = on(&format!("bearer_token = \"  {token}\\n\""))
+            .expect("token")
+            .metrics
+            .expect("on");
+        assert_eq!(
+            guarded
+                .bearer_token
+                .as_ref()
+                .map(ExposeSecret::expose_secret),
+            Some(token)
+        );
+        assert!(
+            !format!("{guarded:?}").contains(token),
+            "the token is never printed"
+        );
+        for bad in ["short", "0123456789abcdef 0", "0123456789abcdef\\u00e9"] {
+            let e = on(&format!("bearer_token = \"{bad}\"")).expect_err(bad);
+            assert!(format!("{e:#}").contains("at least 16"), "{e:#}");
+        }
+        // An address of its own needs no token; it must be an address, and not the main one.
+        let apart = on("listen = \"127.0.0.1:9464\"")
+            .expect("apart")
+            .metrics
+            .expect("on");
+        assert_eq!(apart.listen, Some("127.0.0.1:9464".parse().expect("addr")));
+        assert!(on("listen = \"localhost\"").is_err());
+        let same = on("listen = \"127.0.0.1:8080\"").expect_err("the main listener");
+        assert!(format!("{same:#}").contains("server.listen"), "{same:#}");
+        // The token from a file.
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, format!("{token}\n")).expect("write");
+        let from_file = on(&format!(
+            "bearer_token_file = {:?}",
+            file.display().to_string()
+        ))
+        .expect("file")
+        .metrics
+        .expect("on");
+        assert_eq!(
+            from_file
+                .bearer_token
+                .as_ref()
+                .map(ExposeSecret::expose_secret),
+            Some(token)
+        );
+        assert!(on("bearer_token_file = \"/nonexistent/token\"").is_err());
     }
 
     #[test]

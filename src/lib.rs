@@ -49,7 +49,9 @@
 //! * [`scheduler`] — jobs every node may run, each run claimed by exactly one node through a
 //!   conditional update of its `jobs` row; [`maintenance`] registers cleanup and key rotation.
 //! * [`config`] (figment), [`cli`] (clap), [`startup`] (builds the app; tests use it too),
-//!   [`telemetry`] (tracing, `audit` target), [`domain`] (validated newtypes), [`secret`].
+//!   [`telemetry`] (tracing, `audit` target; every request's log lines carry its request id),
+//!   [`metrics`] (Prometheus metrics every layer records to, rendered at `/metrics`),
+//!   [`domain`] (validated newtypes), [`secret`].
 //!
 //! Nothing that nodes must share lives in memory: a session cookie holds only a handle to a
 //! `user_sessions` row; codes (authorization and one-time), tokens, consents, rate-limit
@@ -72,6 +74,7 @@ pub mod groups;
 pub mod limits;
 pub mod mail;
 pub mod maintenance;
+pub mod metrics;
 pub mod oauth;
 pub mod oidc;
 #[cfg(test)]

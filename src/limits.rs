@@ -17,7 +17,8 @@
 //! ([`Allowance::Delay`]): a slowdown rather than a lock.
 //!
 //! Bucket names carry a SHA-256 of the user-supplied part, so they have a fixed length whatever
-//! the input.
+//! the input. Every refusal counts in the `latchkey_limits_tripped_total` metric under its
+//! bucket's kind ([`crate::metrics::limit_tripped`]).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -225,6 +226,7 @@ impl Limiter {
                 for rule in &rules {
                     let counter = rate_limits::find(conn, &rule.bucket).map_err(DbError::from)?;
                     if let Some(retry) = rule.refusal(counter.as_ref(), now) {
+                        crate::metrics::limit_tripped(&rule.bucket);
                         return Err(LimitError::Limited(retry));
                     }
                 }
@@ -288,6 +290,7 @@ impl Limiter {
                     for rule in &rules {
                         let counter = rate_limits::find(conn, &rule.bucket)?;
                         if let Some(retry) = rule.refusal(counter.as_ref(), now) {
+                            crate::metrics::limit_tripped(&rule.bucket);
                             return Err(Stop::Refused(retry));
                         }
                     }
@@ -335,6 +338,7 @@ impl Limiter {
                     for (bucket, max) in buckets.iter().filter(|(_, max)| *max > 0) {
                         let (hits, until) = rate_limits::hit(conn, bucket, window, now)?;
                         if hits > i64::from(*max) {
+                            crate::metrics::limit_tripped(bucket);
                             first |= hits == i64::from(*max) + 1;
                             let secs = seconds_until(until, now).0;
                             limited = Some(limited.map_or(secs, |s: u64| s.max(secs)));

@@ -269,7 +269,9 @@ impl Scheduler {
             if !claimed {
                 continue;
             }
+            let started = std::time::Instant::now();
             let outcome = self.execute(job).await;
+            crate::metrics::job_run(&job.name, outcome.is_ok(), started.elapsed());
             let finished = (self.clock)();
             // An off job that failed is not retried on its own either.
             let retry_in = every.map_or(OFF, |every| backoff(self.retry, row.failures, every));

@@ -10,15 +10,16 @@ use actix_web::body::MessageBody;
 use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::DefaultHeaders;
-use actix_web::HttpMessage;
+use actix_web::middleware::{from_fn, Condition, DefaultHeaders};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::ExposeSecret;
-use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder, TracingLogger};
+use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 
 use crate::config::Settings;
-use crate::routes::{self, WebConfig};
+use crate::routes::metrics::MetricsEndpoint;
+use crate::routes::{self, request_id, WebConfig};
 use crate::upstream::Upstream;
 
 pub use crate::services::Services;
@@ -29,6 +30,9 @@ pub struct Application {
     server: Server,
     /// Reloaded on a timer while the server runs ([`Upstream::spawn_reloader`]).
     upstream: Upstream,
+    /// With `[metrics]`: the recorder (upkept while the server runs) and, with
+    /// `metrics.listen`, the server of that address and its port.
+    metrics: Option<(PrometheusHandle, Option<(Server, u16)>)>,
 }
 
 impl Application {
@@ -63,6 +67,25 @@ impl Application {
         services: Services,
     ) -> anyhow::Result<Self> {
         let port = listener.local_addr()?.port();
+        let metrics = match &settings.metrics {
+            Some(m) => {
+                let handle = crate::metrics::install()?;
+                let endpoint = web::Data::new(MetricsEndpoint::new(
+                    handle.clone(),
+                    services.db.clone(),
+                    services.accounts.clone(),
+                    m.bearer_token.as_ref(),
+                ));
+                Some((handle, m.listen, endpoint))
+            }
+            None => None,
+        };
+        // `/metrics` on the main listener only when it is not given an address of its own.
+        let metrics_here = metrics
+            .as_ref()
+            .filter(|(_, listen, _)| listen.is_none())
+            .map(|(_, _, endpoint)| endpoint.clone());
+        let record_requests = metrics.is_some();
         let key = Key::derive_from(settings.secret_key.expose_secret());
         let cookie_secure = settings.cookie_secure;
         let hsts_include_subdomains = settings.hsts_include_subdomains;
@@ -95,8 +118,11 @@ impl Application {
         let web_config = web::Data::new(web_config);
         let max_body = settings.max_body_bytes;
         let mut server = HttpServer::new(move || {
-            App::new()
-                .wrap(actix_web::middleware::from_fn(routes::refuse_nul_in_path))
+            let mut app = App::new();
+            if let Some(endpoint) = &metrics_here {
+                app = app.app_data(endpoint.clone());
+            }
+            app.wrap(actix_web::middleware::from_fn(routes::refuse_nul_in_path))
                 .wrap(actix_web::middleware::from_fn(routes::brand_error_pages))
                 .wrap(
                     SessionMiddleware::builder(CookieSessionStore::default(), key.clone())
@@ -110,7 +136,12 @@ impl Application {
                         .build(),
                 )
                 .wrap(security_headers(https, hsts_include_subdomains))
+                .wrap(from_fn(request_id::add_request_id_header))
                 .wrap(TracingLogger::<PathOnlySpan>::new())
+                .wrap(Condition::new(
+                    record_requests,
+                    from_fn(routes::metrics::record_request),
+                ))
                 .app_data(db.clone())
                 .app_data(accounts.clone())
                 .app_data(clients.clone())
@@ -129,10 +160,19 @@ impl Application {
         if settings.workers > 0 {
             server = server.workers(settings.workers);
         }
+        let metrics = match metrics {
+            Some((handle, Some(listen), endpoint)) => {
+                let (server, port) = metrics_server(listen, endpoint)?;
+                Some((handle, Some((server, port))))
+            }
+            Some((handle, None, _)) => Some((handle, None)),
+            None => None,
+        };
         Ok(Self {
             port,
             server: server.run(),
             upstream: reloaded,
+            metrics,
         })
     }
 
@@ -140,6 +180,15 @@ impl Application {
     #[must_use]
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of `metrics.listen`, when metrics have an address of their own.
+    #[must_use]
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics
+            .as_ref()
+            .and_then(|(_, server)| server.as_ref())
+            .map(|(_, port)| *port)
     }
 
     /// A handle that stops the server (tests stop theirs when they end, so that no worker
@@ -158,23 +207,66 @@ impl Application {
     /// I/O errors from the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let reloader = self.upstream.spawn_reloader();
+        let (upkeep, metrics_server) = match self.metrics {
+            Some((handle, server)) => (
+                Some(tokio::spawn(crate::metrics::upkeep(handle))),
+                server.map(|(server, _)| (server.handle(), tokio::spawn(server))),
+            ),
+            None => (None, None),
+        };
         let served = self.server.await;
+        // The metrics listener lives as long as the main one.
+        if let Some((handle, task)) = metrics_server {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
+        if let Some(upkeep) = upkeep {
+            upkeep.abort();
+        }
         reloader.abort();
         served
     }
 }
 
+/// The server of `metrics.listen`: `/metrics` and nothing else (`routes::configure_metrics_listener`),
+/// on one worker, stopped by [`Application::run_until_stopped`] when the main server stops
+/// (signals are the main server's). Its answers carry request ids too.
+fn metrics_server(
+    listen: std::net::SocketAddr,
+    endpoint: web::Data<MetricsEndpoint>,
+) -> anyhow::Result<(Server, u16)> {
+    let listener = TcpListener::bind(listen)
+        .with_context(|| format!("cannot listen on {listen} (metrics.listen)"))?;
+    let port = listener.local_addr()?.port();
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(request_id::add_request_id_header))
+            .wrap(TracingLogger::<PathOnlySpan>::new())
+            .app_data(endpoint.clone())
+            .configure(routes::configure_metrics_listener)
+            .default_service(actix_web::dev::fn_service(routes::not_found))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .listen(listener)?
+    .run();
+    Ok((server, port))
+}
+
 /// The request span: method, path and request id, but never the query string — authorization
-/// codes and other secrets can arrive there (tracing-actix-web's default records it).
+/// codes and other secrets can arrive there (tracing-actix-web's default records it). Every
+/// event inside it, on any thread the request's work moves to (the database helper and the
+/// password threads carry the span), is written with these fields: the text format prefixes
+/// them to the line, the JSON format lists them under `spans`.
 struct PathOnlySpan;
 
 impl RootSpanBuilder for PathOnlySpan {
     fn on_request_start(request: &ServiceRequest) -> tracing::Span {
-        let request_id = request
-            .extensions()
-            .get::<RequestId>()
-            .map(ToString::to_string)
-            .unwrap_or_default();
+        // Chosen here, before any layer inside can log; `X-Request-Id` answers it
+        // (`routes::request_id`).
+        let id = request_id::assign(request);
+        let request_id = id.to_str().unwrap_or_default();
         tracing::info_span!(
             "http_request",
             http.method = %request.method(),

@@ -190,6 +190,20 @@ pub enum LoginError {
     Hash(#[from] password::HashError),
 }
 
+impl LoginError {
+    /// How a password check that ended in this error counts in the metrics.
+    #[must_use]
+    pub fn outcome(&self) -> crate::metrics::LoginOutcome {
+        use crate::metrics::LoginOutcome;
+        match self {
+            Self::InvalidCredentials => LoginOutcome::Failure,
+            Self::Locked(_) => LoginOutcome::Locked,
+            Self::Unverified(_) => LoginOutcome::Unverified,
+            Self::Db(_) | Self::Hash(_) => LoginOutcome::Error,
+        }
+    }
+}
+
 impl From<LimitError> for LoginError {
     fn from(e: LimitError) -> Self {
         match e {
@@ -320,6 +334,12 @@ impl Accounts {
     #[must_use]
     pub fn password_policy(&self) -> password::PasswordPolicy {
         *self.hasher.policy()
+    }
+
+    /// The password threads' slots, queue and policy checks now (for the metrics).
+    #[must_use]
+    pub fn password_load(&self) -> crate::metrics::PasswordLoad {
+        self.hasher.load()
     }
 
     /// The mailer.

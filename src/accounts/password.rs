@@ -20,6 +20,7 @@
 //! their own with a bounded queue (`argon2.policy_queue`, refused with [`HashError::Busy`]), so
 //! that a flood of registrations neither delays logins' hashes nor waits without end.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString};
@@ -302,6 +303,9 @@ pub struct PasswordHasher {
     policy_slots: Arc<Semaphore>,
     /// Policy checks running or waiting; one more is refused with [`HashError::Busy`].
     policy_queue: Arc<Semaphore>,
+    /// The sizes of `permits` and `policy_queue`, and the tasks waiting for a permit (metrics).
+    sizes: (usize, usize),
+    waiting: Arc<AtomicUsize>,
     buffers: Arc<Mutex<Vec<Vec<Block>>>>,
     dummy: Arc<OnceCell<String>>,
 }
@@ -333,6 +337,22 @@ impl Drop for Memory {
 #[derive(Debug)]
 pub struct HashPermit {
     _slot: OwnedSemaphorePermit,
+}
+
+/// One task counted in a waiting count while it lives (a caller that stops waiting drops it).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn on(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The user's details owned, to cross to the blocking pool.
@@ -376,12 +396,15 @@ impl PasswordHasher {
             None,
         )
         .map_err(|e| HashError::Failed(e.to_string()))?;
+        let sizes = (settings.max_concurrent.max(1), settings.policy_queue.max(1));
         Ok(Self {
             params,
             policy,
-            permits: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
+            permits: Arc::new(Semaphore::new(sizes.0)),
             policy_slots: Arc::new(Semaphore::new((settings.max_concurrent / 2).max(1))),
-            policy_queue: Arc::new(Semaphore::new(settings.policy_queue.max(1))),
+            policy_queue: Arc::new(Semaphore::new(sizes.1)),
+            sizes,
+            waiting: Arc::new(AtomicUsize::new(0)),
             buffers: Arc::new(Mutex::new(Vec::new())),
             dummy: Arc::new(OnceCell::new()),
         })
@@ -398,6 +421,23 @@ impl PasswordHasher {
         Memory {
             blocks: buffer,
             pool: Arc::clone(&self.buffers),
+        }
+    }
+
+    /// The slots, the queue for them and the policy checks now, for the metrics.
+    #[must_use]
+    pub fn load(&self) -> crate::metrics::PasswordLoad {
+        crate::metrics::PasswordLoad {
+            slots: self.sizes.0,
+            in_flight: self
+                .sizes
+                .0
+                .saturating_sub(self.permits.available_permits()),
+            waiting: self.waiting.load(Ordering::Relaxed),
+            policy_queued: self
+                .sizes
+                .1
+                .saturating_sub(self.policy_queue.available_permits()),
         }
     }
 
@@ -426,7 +466,10 @@ impl PasswordHasher {
         }
         let _queued = Arc::clone(&self.policy_queue)
             .try_acquire_owned()
-            .map_err(|_| HashError::Busy)?;
+            .map_err(|_| {
+                crate::metrics::limit_tripped("password_policy_queue");
+                HashError::Busy
+            })?;
         let slot = Arc::clone(&self.policy_slots)
             .acquire_owned()
             .await
@@ -472,6 +515,7 @@ impl PasswordHasher {
     }
 
     async fn slot(&self) -> Result<HashPermit, HashError> {
+        let _waiting = Waiting::on(&self.waiting);
         Arc::clone(&self.permits)
             .acquire_owned()
             .await

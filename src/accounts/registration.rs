@@ -424,7 +424,8 @@ impl Accounts {
         ));
         self.limiter.take(rules).await?;
         let accounts = self.clone();
-        tokio::spawn(async move {
+        // In the request's span, so that its log lines carry the request id.
+        let task = async move {
             let result = match accounts.pending_user(&typed).await {
                 Ok(Some(user)) => accounts.send_verification_code(&user, false).await,
                 Ok(None) => Ok(()),
@@ -436,7 +437,8 @@ impl Accounts {
                     tracing::error!(error = %e, "the verification email could not be sent");
                 }
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::in_current_span(task));
         Ok(())
     }
 

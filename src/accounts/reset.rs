@@ -93,11 +93,12 @@ impl Accounts {
         self.reset_limits(email, ip).await?;
         let accounts = self.clone();
         let email = email.clone();
-        tokio::spawn(async move {
+        // In the request's span, so that its log lines carry the request id.
+        tokio::spawn(tracing::Instrument::in_current_span(async move {
             if let Err(e) = accounts.send_reset_link(&email, ip).await {
                 tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "password reset request failed");
             }
-        });
+        }));
         Ok(())
     }
 

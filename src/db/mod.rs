@@ -294,14 +294,27 @@ impl DbError {
 struct GatedPool {
     pool: Pool<ConnectionManager>,
     gate: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The pool's name in metrics.
+    name: crate::metrics::DbPool,
 }
 
 impl GatedPool {
-    fn new(pool: Pool<ConnectionManager>) -> Self {
+    fn new(pool: Pool<ConnectionManager>, name: crate::metrics::DbPool) -> Self {
         let permits = pool.max_size() as usize;
         Self {
             pool,
             gate: std::sync::Arc::new(tokio::sync::Semaphore::new(permits)),
+            name,
+        }
+    }
+
+    fn usage(&self) -> crate::metrics::PoolUsage {
+        let state = self.pool.state();
+        crate::metrics::PoolUsage {
+            pool: self.name,
+            in_use: state.connections.saturating_sub(state.idle_connections),
+            idle: state.idle_connections,
+            max: self.pool.max_size(),
         }
     }
 }
@@ -359,8 +372,9 @@ impl Db {
                         })?;
                     }
                 }
-                let writer = GatedPool::new(build(1)?);
-                let reader = GatedPool::new(build(max_connections)?);
+                let writer = GatedPool::new(build(1)?, crate::metrics::DbPool::Writer);
+                let reader =
+                    GatedPool::new(build(max_connections)?, crate::metrics::DbPool::Reader);
                 Ok(Self {
                     writer,
                     reader,
@@ -368,7 +382,7 @@ impl Db {
                 })
             }
             DatabaseUrl::Postgres(_) => {
-                let pool = GatedPool::new(build(max_connections)?);
+                let pool = GatedPool::new(build(max_connections)?, crate::metrics::DbPool::Shared);
                 Ok(Self {
                     writer: pool.clone(),
                     reader: pool,
@@ -382,6 +396,17 @@ impl Db {
     #[must_use]
     pub fn url(&self) -> &DatabaseUrl {
         &self.url
+    }
+
+    /// Each pool's connections now (SQLite: the reader and the writer; PostgreSQL: the shared
+    /// pool), for the metrics.
+    #[must_use]
+    pub fn pool_usage(&self) -> Vec<crate::metrics::PoolUsage> {
+        if self.writer.name == self.reader.name {
+            vec![self.reader.usage()]
+        } else {
+            vec![self.reader.usage(), self.writer.usage()]
+        }
     }
 
     /// Runs `f` with a connection meant for reading. See [`Db::write`].
@@ -419,12 +444,15 @@ impl Db {
         E: From<DbError> + Send + 'static,
     {
         let span = tracing::Span::current();
+        // The wait for a connection: the gate, the blocking pool's thread and r2d2's checkout.
+        let waiting = std::time::Instant::now();
         let Ok(_permit) = pool.gate.acquire().await else {
             return Err(E::from(DbError::Closed));
         };
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let mut conn = pool.pool.get().map_err(|e| E::from(DbError::Pool(e)))?;
+            crate::metrics::db_pool_wait(pool.name, waiting.elapsed());
             f(&mut conn)
         })
         .await

@@ -41,7 +41,11 @@ impl OAuth {
                     "only a client allowed the password grant may use the mfa-otp grant",
                 ));
             }
-            return grant_types::mfa_otp::exchange(self, client, params, ip).await;
+            let answer = grant_types::mfa_otp::exchange(self, client, params, ip).await;
+            if answer.is_ok() {
+                crate::metrics::token_issued("mfa_otp");
+            }
+            return answer;
         }
         let grant: GrantType = grant_type.parse().map_err(|_| {
             OAuthError::new(
@@ -58,7 +62,7 @@ impl OAuth {
                 "this client is not allowed to use the {grant_type} grant"
             )));
         }
-        match grant {
+        let answer = match grant {
             GrantType::AuthorizationCode => {
                 grant_types::authorization_code::exchange(self, client, params).await
             }
@@ -72,6 +76,19 @@ impl OAuth {
             GrantType::TokenExchange => {
                 grant_types::token_exchange::exchange(self, client, params, ip).await
             }
+        };
+        if answer.is_ok() {
+            crate::metrics::token_issued(metric_label(grant));
         }
+        answer
+    }
+}
+
+/// The `grant_type` label of [`crate::metrics::TOKENS_ISSUED`]: the parameter's value, with
+/// RFC 8693's URN shortened.
+fn metric_label(grant: GrantType) -> &'static str {
+    match grant {
+        GrantType::TokenExchange => "token_exchange",
+        other => other.as_str(),
     }
 }

@@ -14,9 +14,11 @@ mod format;
 mod health;
 mod http;
 mod login;
+pub mod metrics;
 mod oauth;
 mod oidc;
 mod pages;
+pub mod request_id;
 
 use actix_web::web;
 
@@ -60,6 +62,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/favicon.ico", web::get().to(pages::favicon))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        // Prometheus metrics (routes/metrics.rs): a 404 unless `[metrics]` serves them on the
+        // main listener; `configure_metrics_listener` is the table of `metrics.listen`.
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(metrics::scrape))
+                .default_service(web::to(api::method_not_allowed)),
+        )
         .route("/demo/callback", web::get().to(demo::callback))
         .service(
             web::resource("/.well-known/oauth-authorization-server")
@@ -488,6 +497,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/me")
             .route(web::get().to(api::me))
+            .default_service(web::to(api::method_not_allowed)),
+    );
+}
+
+/// Registers every URL of the separate metrics listener (`metrics.listen`): `/metrics` alone.
+pub fn configure_metrics_listener(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics::scrape))
             .default_service(web::to(api::method_not_allowed)),
     );
 }

@@ -97,25 +97,27 @@ pub async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 
 /// The 404 answer: JSON under the API prefixes, a page elsewhere.
 pub async fn not_found(req: ServiceRequest) -> Result<ServiceResponse, actix_web::Error> {
-    let path = req.path().to_owned();
-    let response = if path.starts_with("/o/")
-        || path.starts_with("/api/")
-        || path.starts_with("/.well-known/")
-    {
+    let response = not_found_response(req.request());
+    let (req, _) = req.into_parts();
+    Ok(ServiceResponse::new(req, response))
+}
+
+/// [`not_found`]'s answer to `req`.
+pub fn not_found_response(req: &HttpRequest) -> HttpResponse {
+    let path = req.path();
+    if path.starts_with("/o/") || path.starts_with("/api/") || path.starts_with("/.well-known/") {
         ResponseError::error_response(&ApiError::new(
             ApiErrorCode::NotFound,
             &format!("nothing is served at {path}"),
         ))
     } else {
         error_page(
-            &brand_of(req.request()),
+            &brand_of(req),
             StatusCode::NOT_FOUND,
             "Page not found",
             "There is nothing at this address.",
         )
-    };
-    let (req, _) = req.into_parts();
-    Ok(ServiceResponse::new(req, response))
+    }
 }
 
 /// Middleware: a path holding an encoded NUL (`%00`) names nothing we serve, so it is answered

@@ -37,6 +37,8 @@ pub struct TestApp {
     pub backend: &'static str,
     /// The database URL (for running the CLI against the same database).
     pub db_url: String,
+    /// `http://127.0.0.1:PORT` of the metrics listener, when `metrics.listen` gives one.
+    pub metrics_address: Option<String>,
     server: actix_web::dev::ServerHandle,
     _dir: tempfile::TempDir,
 }
@@ -134,6 +136,9 @@ key_cache_seconds = 0
     let app =
         Application::from_listener(listener, &settings, services.clone()).expect("application");
     let server = app.handle();
+    let metrics_address = app
+        .metrics_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     tokio::spawn(app.run_until_stopped());
     let browser = reqwest::Client::builder()
         .cookie_store(true)
@@ -151,6 +156,7 @@ key_cache_seconds = 0
         api,
         backend,
         db_url,
+        metrics_address,
         server,
         _dir: dir,
     }

@@ -8,8 +8,9 @@ use std::path::Path;
 
 /// Top-level modules of `src/` by layer, lowest first.
 const LAYERS: &[&[&str]] = &[
-    // Pure values and helpers: no I/O, no configuration.
-    &["domain", "secret"],
+    // Pure values and helpers: no I/O, no configuration; and the metrics every layer records
+    // to (names and recording functions over the `metrics` crate's global recorder).
+    &["domain", "secret", "metrics"],
     // Storage, and the error vocabulary over it.
     &["db", "error"],
     // Settings and logging.

@@ -16,6 +16,7 @@ use super::super::params::Params;
 use super::super::OAuth;
 use crate::accounts::{LoginError, PasswordLogin};
 use crate::clients::Client;
+use crate::metrics::{self, LoginOutcome, LoginVia};
 
 /// The RFC 8176 method of a login by password alone.
 const AMR_PASSWORD: &str = "pwd";
@@ -37,6 +38,8 @@ pub(crate) async fn exchange(
         .accounts
         .check_login(username, SecretString::from(password.to_owned()), ip)
         .await
+        .inspect(|_| metrics::login(LoginVia::PasswordGrant, LoginOutcome::Success))
+        .inspect_err(|e| metrics::login(LoginVia::PasswordGrant, e.outcome()))
         .map_err(|e| match e {
             LoginError::InvalidCredentials => {
                 OAuthError::invalid_grant("invalid username or password")

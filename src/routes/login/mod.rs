@@ -32,6 +32,7 @@ use secrecy::SecretString;
 
 use crate::accounts::{Accounts, LoginError};
 use crate::clients::Clients;
+use crate::metrics::{self, LoginOutcome, LoginVia};
 use crate::oauth::Params;
 use crate::routes::browser::{
     current_user, log_out, safe_next, start_session, LoginBasis, SessionError,
@@ -154,6 +155,8 @@ pub async fn submit_login(
     let refused = match accounts
         .check_login(username, password, peer_ip(&req))
         .await
+        .inspect(|_| metrics::login(LoginVia::LoginPage, LoginOutcome::Success))
+        .inspect_err(|e| metrics::login(LoginVia::LoginPage, e.outcome()))
     {
         // Email 2FA (login/code.rs): the code is emailed, the login waits for it.
         Ok(login) if accounts.needs_login_code(login.user()) => {
