@@ -163,6 +163,25 @@ pub fn http_client() -> reqwest::Client {
         .expect("the HTTP client's settings are valid")
 }
 
+/// [`http_client`] resolving through [`super::dns::PublicOnly`] (public addresses only),
+/// without proxies (a proxy would resolve the name itself): for the endpoints a public
+/// issuer's discovery document names on other hosts.
+///
+/// # Panics
+/// Never in practice: building a reqwest client with these settings cannot fail.
+#[must_use]
+pub fn guarded_http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(TIMEOUT_SECONDS))
+        .connect_timeout(Duration::from_secs(TIMEOUT_SECONDS))
+        .user_agent(USER_AGENT)
+        .dns_resolver(Arc::new(super::dns::PublicOnly))
+        .no_proxy()
+        .build()
+        .expect("the HTTP client's settings are valid")
+}
+
 /// The `User-Agent` of calls to providers.
 pub const USER_AGENT: &str = concat!(
     "Latchkey (https://github.com/latchkey, ",
@@ -172,7 +191,7 @@ pub const USER_AGENT: &str = concat!(
 
 /// The relying party's two HTTP clients: `plain` ([`http_client`]) for what the operator
 /// configured (the issuer, overrides, Discord, Google's tokeninfo), and `guarded`
-/// ([`super::dns::guarded_http_client`]: public addresses only) for the endpoints a public
+/// ([`guarded_http_client`]: public addresses only) for the endpoints a public
 /// issuer's discovery document names on other hosts.
 #[derive(Clone, Debug)]
 pub struct HttpClients {
@@ -186,7 +205,7 @@ impl Default for HttpClients {
     fn default() -> Self {
         Self {
             plain: http_client(),
-            guarded: super::dns::guarded_http_client(),
+            guarded: guarded_http_client(),
         }
     }
 }

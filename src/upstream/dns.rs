@@ -3,16 +3,14 @@
 //! private network behind it (server-side request forgery that the IP-literal check of
 //! [`crate::domain::upstream::discovered_endpoint`] cannot see). [`PublicOnly`] resolves with
 //! the system resolver and keeps only public addresses ([`is_internal_ip`]); the HTTP client
-//! built on it ([`guarded_http_client`]) connects to nothing else, and uses no proxy (a proxy
-//! would resolve the name itself). IP literals skip resolvers: the literal check covers them.
+//! built on it (`super::client::guarded_http_client`) connects to nothing else, and uses no
+//! proxy (a proxy would resolve the name itself). IP literals skip resolvers: the literal check
+//! covers them.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::client::TIMEOUT_SECONDS;
 use crate::domain::upstream::is_internal_ip;
 
 /// A resolver that answers only public addresses: the system resolver's answer
@@ -51,24 +49,6 @@ impl Resolve for PublicOnly {
             Ok(addrs)
         })
     }
-}
-
-/// [`super::client::http_client`] resolving through [`PublicOnly`], without proxies: for the
-/// endpoints a public issuer's discovery document names on other hosts.
-///
-/// # Panics
-/// Never in practice: building a reqwest client with these settings cannot fail.
-#[must_use]
-pub fn guarded_http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(TIMEOUT_SECONDS))
-        .connect_timeout(Duration::from_secs(TIMEOUT_SECONDS))
-        .user_agent(super::client::USER_AGENT)
-        .dns_resolver(Arc::new(PublicOnly))
-        .no_proxy()
-        .build()
-        .expect("the HTTP client's settings are valid")
 }
 
 #[cfg(test)]

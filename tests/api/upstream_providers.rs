@@ -657,7 +657,11 @@ async fn a_stored_provider_that_does_not_load_is_left_out_and_can_be_repaired() 
         id: "chat".to_owned(),
         settings,
         client_secret_sealed: other_key
-            .seal("chat", std::slice::from_ref(&uri), &SecretString::from(SECRET))
+            .seal(
+                "chat",
+                std::slice::from_ref(&uri),
+                &SecretString::from(SECRET),
+            )
             .expect("seal"),
         created_at: latchkey::db::now(),
         updated_at: latchkey::db::now(),

@@ -253,7 +253,7 @@ async fn the_guarded_client_does_not_connect_to_names_of_this_machine() {
         .await
         .expect("the plain client connects");
     assert_eq!(plain.status(), StatusCode::OK);
-    let guarded = latchkey::upstream::dns::guarded_http_client()
+    let guarded = latchkey::upstream::client::guarded_http_client()
         .get(&url)
         .send()
         .await
