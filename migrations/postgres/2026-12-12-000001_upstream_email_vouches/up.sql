@@ -12,3 +12,14 @@ CREATE TABLE upstream_email_vouches (
     email TEXT NOT NULL,
     created_at TIMESTAMP NOT NULL
 );
+
+-- Accounts made by upstream sign-ins before this table existed: best effort from the audit log
+-- (`user.created` with a `provider`), for those whose address is still verified and was the
+-- only one they had (a password-less account made by a provider). Where the audit log was
+-- pruned, such accounts count as verified by Latchkey, as before.
+INSERT INTO upstream_email_vouches (user_id, provider_id, email, created_at)
+SELECT u.id, MIN(CASE WHEN a.details LIKE '{%"provider"%}' THEN (a.details::json ->> 'provider') END), u.email, u.date_joined
+FROM users u
+JOIN audit_events a ON a.user_id = u.id AND a.event = 'user.created'
+WHERE u.email_verified AND u.password_hash IS NULL AND CASE WHEN a.details LIKE '{%"provider"%}' THEN (a.details::json ->> 'provider') END IS NOT NULL
+GROUP BY u.id, u.email, u.date_joined;
