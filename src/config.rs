@@ -292,6 +292,10 @@ pub struct RawUpstream {
     /// Discord: keep the sign-in's tokens, sealed; `None`: on when `scopes` has `guilds.join`.
     #[serde(default)]
     pub keep_tokens: Option<bool>,
+    /// Google: whether apps may exchange Google access tokens (not only ID tokens); off by
+    /// default.
+    #[serde(default)]
+    pub accept_access_tokens: bool,
     /// Discord: the redirect URI's path.
     #[serde(default)]
     pub callback_path: String,
@@ -318,6 +322,7 @@ impl Default for RawUpstream {
             accepted_audiences: None,
             tokeninfo_endpoint: String::new(),
             keep_tokens: None,
+            accept_access_tokens: false,
             callback_path: String::new(),
         }
     }
@@ -732,6 +737,11 @@ pub struct UpstreamProvider {
     /// later calls to Discord's API on the user's behalf (the Discord connector's
     /// `guilds.join`). Default: on when `scopes` holds `guilds.join`, else off.
     pub keep_tokens: bool,
+    /// `accept_access_tokens` (Google): whether a first-party app may trade a Google *access*
+    /// token (at `/api/google/` and in token exchange) — checked at `tokeninfo_endpoint`,
+    /// issued to an accepted audience, single use. Off by default: only ID tokens, which are
+    /// verified locally, carry their audience and issue time, are exchanged.
+    pub accept_access_tokens: bool,
     /// `callback_path` (Discord): the path of the redirect URI every sign-in with this provider
     /// sends (the one registered at Discord): its own `/accounts/upstream/<id>/callback/` (the
     /// default), or a seed's `/oauth2/login/redirect/` or `/discord/sso/callback`
@@ -755,12 +765,26 @@ impl UpstreamProvider {
     }
 
     /// What the provider's subjects are unique within, stored with every link: the OpenID
-    /// Connect issuer (OIDC Core §2: `sub` is unique per issuer), or `discord`.
+    /// Connect issuer (OIDC Core §2: `sub` is unique per issuer), or `discord` — and
+    /// `discord:<origin>` for a Discord provider whose `api_base` is not Discord's own
+    /// (`https://discord.com`): whoever answers `/users/@me` there says who signed in, so links
+    /// made through one API host cannot be claimed through another.
     #[must_use]
     pub fn subject_issuer(&self) -> String {
-        self.issuer
-            .clone()
-            .unwrap_or_else(|| self.kind.as_str().to_owned())
+        if let Some(issuer) = &self.issuer {
+            return issuer.clone();
+        }
+        match &self.api_base {
+            Some(api) if self.kind == crate::domain::ProviderKind::Discord => {
+                let origin = api.origin().ascii_serialization();
+                if origin == "https://discord.com" {
+                    "discord".to_owned()
+                } else {
+                    format!("discord:{origin}")
+                }
+            }
+            _ => self.kind.as_str().to_owned(),
+        }
     }
 }
 
@@ -1779,6 +1803,10 @@ pub fn upstream_settings(id: &str, raw: RawUpstream) -> Result<UpstreamProvider,
         }
         (_, _) => false,
     };
+    if raw.accept_access_tokens && kind != ProviderKind::Google {
+        errors.add("accept_access_tokens", "is for Google only");
+    }
+    let accept_access_tokens = raw.accept_access_tokens && kind == ProviderKind::Google;
     let callback_path = match (kind, raw.callback_path.trim()) {
         (_, "") => None,
         (ProviderKind::Discord, path) => {
@@ -1826,6 +1854,7 @@ pub fn upstream_settings(id: &str, raw: RawUpstream) -> Result<UpstreamProvider,
         accepted_audiences,
         tokeninfo_endpoint,
         keep_tokens,
+        accept_access_tokens,
         callback_path,
         revision: String::new(),
     })

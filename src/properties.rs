@@ -982,6 +982,8 @@ mod upstream_settings {
                     accepted_audiences,
                     tokeninfo_endpoint,
                     keep_tokens,
+                    // Not drawn: a flag the check reads for Google only.
+                    accept_access_tokens: false,
                     callback_path,
                 };
                 (id, raw)

@@ -25,6 +25,7 @@ pub mod rate_limits;
 pub mod schema;
 pub mod signing_keys;
 pub mod tokens;
+pub mod upstream_email_vouches;
 pub mod upstream_links;
 pub mod upstream_providers;
 pub mod upstream_used_states;

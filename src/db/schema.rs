@@ -236,6 +236,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    upstream_email_vouches (user_id) {
+        user_id -> Text,
+        provider_id -> Text,
+        email -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     upstream_used_states (state_hash) {
         state_hash -> Text,
         expires_at -> Timestamp,
@@ -329,6 +338,7 @@ diesel::joinable!(group_members -> groups (group_id));
 diesel::joinable!(group_members -> users (user_id));
 diesel::joinable!(tokens -> users (user_id));
 diesel::joinable!(upstream_links -> users (user_id));
+diesel::joinable!(upstream_email_vouches -> users (user_id));
 diesel::joinable!(discord_accounts -> upstream_links (link_id));
 diesel::joinable!(discord_role_mappings -> groups (group_id));
 diesel::joinable!(discord_role_changes -> users (user_id));
@@ -349,6 +359,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     jobs,
     held_secrets,
     upstream_used_states,
+    upstream_email_vouches,
     upstream_links,
     discord_accounts,
     upstream_providers,

@@ -306,6 +306,21 @@ pub fn revoke_for_idp(
     revoke_ids(conn, &ids, at)
 }
 
+/// The users with an unrevoked token whose login went through provider `idp`, sorted.
+///
+/// # Errors
+/// Query failures only.
+pub fn users_with_idp(conn: &mut DbConnection, idp: &str) -> QueryResult<Vec<String>> {
+    tokens::table
+        .filter(tokens::idp.eq(idp))
+        .filter(tokens::revoked_at.is_null())
+        .filter(tokens::user_id.is_not_null())
+        .select(tokens::user_id.assume_not_null())
+        .distinct()
+        .order(tokens::user_id.assume_not_null())
+        .load(conn)
+}
+
 /// Revokes the tokens with these row ids (already revoked ones are left alone); returns how
 /// many changed.
 ///

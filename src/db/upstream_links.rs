@@ -138,6 +138,30 @@ pub fn set_tokens(
         .map(|_| ())
 }
 
+/// Clears the kept upstream tokens of every link at `provider_id` (the provider's token
+/// endpoint or API host changed: they must not be sent to the new one); returns how many links
+/// had some.
+///
+/// # Errors
+/// Query failures only.
+pub fn clear_tokens_for_provider(conn: &mut DbConnection, provider_id: &str) -> QueryResult<usize> {
+    diesel::update(
+        upstream_links::table
+            .filter(upstream_links::provider_id.eq(provider_id))
+            .filter(
+                upstream_links::access_token_sealed
+                    .is_not_null()
+                    .or(upstream_links::refresh_token_sealed.is_not_null()),
+            ),
+    )
+    .set((
+        upstream_links::access_token_sealed.eq(None::<String>),
+        upstream_links::refresh_token_sealed.eq(None::<String>),
+        upstream_links::token_expires_at.eq(None::<NaiveDateTime>),
+    ))
+    .execute(conn)
+}
+
 /// Deletes `user_id`'s link at `provider_id`; returns whether there was one.
 ///
 /// # Errors

@@ -170,6 +170,20 @@ pub fn end_for_idp(
     .execute(conn)
 }
 
+/// The users with a live session whose login went through provider `idp`, sorted.
+///
+/// # Errors
+/// Query failures only.
+pub fn users_with_idp(conn: &mut DbConnection, idp: &str) -> QueryResult<Vec<String>> {
+    user_sessions::table
+        .filter(user_sessions::idp.eq(idp))
+        .filter(user_sessions::ended_at.is_null())
+        .select(user_sessions::user_id)
+        .distinct()
+        .order(user_sessions::user_id)
+        .load(conn)
+}
+
 /// Sets the login time of a live session to `created_at` (used to keep the session that
 /// changed the password past the cut-off it made); returns whether it changed.
 ///

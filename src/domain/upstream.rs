@@ -137,40 +137,80 @@ pub fn is_loopback(url: &Url) -> bool {
     }
 }
 
-/// Whether `host` is one a remote party must not make this server call (server-side request
-/// forgery): a name of this machine — `localhost` and the names under it (RFC 6761 §6.3), with
-/// or without the final dot — or an IP literal that is loopback, unspecified or "this network"
-/// (0.0.0.0/8), private (RFC 1918; RFC 4193's fc00::/7), shared (RFC 6598's 100.64.0.0/10),
-/// link-local (169.254.0.0/16, where cloud metadata services answer; fe80::/10) or broadcast.
-/// An IPv4-mapped IPv6 literal (`::ffff:a.b.c.d`) is judged as its IPv4 address. Other names
-/// are not resolved here.
+/// Whether `ip` is an address a remote party must not make this server call (server-side
+/// request forgery): loopback, unspecified or "this network" (0.0.0.0/8), private (RFC 1918;
+/// RFC 4193's fc00::/7), shared (RFC 6598's 100.64.0.0/10), link-local (169.254.0.0/16, where
+/// cloud metadata services answer; fe80::/10), benchmarking (RFC 2544's 198.18.0.0/15),
+/// reserved (240.0.0.0/4) or broadcast, multicast; and the IPv6 forms that carry an IPv4
+/// address — IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (::/96) judged as that
+/// address, NAT64 (RFC 6052's 64:ff9b::/96) and 6to4 (2002::/16) refused outright.
 #[must_use]
-pub fn is_internal_host(host: &url::Host<&str>) -> bool {
+pub fn is_internal_ip(ip: std::net::IpAddr) -> bool {
     fn internal_v4(ip: std::net::Ipv4Addr) -> bool {
         let [a, b, ..] = ip.octets();
         ip.is_loopback()
             || ip.is_private()
             || ip.is_link_local()
             || ip.is_broadcast()
+            || ip.is_multicast()
             || a == 0
+            || a >= 240
             || (a == 100 && (b & 0xc0) == 64)
+            || (a == 198 && (b & 0xfe) == 18)
     }
+    match ip {
+        std::net::IpAddr::V4(ip) => internal_v4(ip),
+        std::net::IpAddr::V6(ip) => {
+            let segments = ip.segments();
+            if let Some(v4) = ip.to_ipv4_mapped() {
+                return internal_v4(v4);
+            }
+            // ::/96 (IPv4-compatible, deprecated; also :: and ::1).
+            if segments[..6].iter().all(|s| *s == 0) {
+                return true;
+            }
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || ip.is_unique_local()
+                || ip.is_unicast_link_local()
+                || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+                || segments[0] == 0x2002
+        }
+    }
+}
+
+/// Whether `host` is one a remote party must not make this server call (server-side request
+/// forgery): a name of this machine — `localhost` and the names under it (RFC 6761 §6.3), with
+/// or without the final dot — or an IP literal [`is_internal_ip`] refuses. Other names are not
+/// resolved here: the HTTP client for discovered endpoints resolves them to public addresses
+/// only (`crate::upstream::dns::PublicOnly`).
+#[must_use]
+pub fn is_internal_host(host: &url::Host<&str>) -> bool {
     match host {
         url::Host::Domain(d) => {
             let d = d.trim_end_matches('.').to_ascii_lowercase();
             d == "localhost" || d.ends_with(".localhost")
         }
-        url::Host::Ipv4(ip) => internal_v4(*ip),
-        url::Host::Ipv6(ip) => match ip.to_ipv4_mapped() {
-            Some(v4) => internal_v4(v4),
-            None => {
-                ip.is_loopback()
-                    || ip.is_unspecified()
-                    || ip.is_unique_local()
-                    || ip.is_unicast_link_local()
-            }
-        },
+        url::Host::Ipv4(ip) => is_internal_ip(std::net::IpAddr::V4(*ip)),
+        url::Host::Ipv6(ip) => is_internal_ip(std::net::IpAddr::V6(*ip)),
     }
+}
+
+/// Whether this server must call `url`, an endpoint `issuer`'s discovery document named, with
+/// the HTTP client that connects to public addresses only: when the issuer is itself public
+/// (not on loopback, not an internal IP literal) and `url` is on another host. The issuer's own
+/// host and an issuer the operator put on this machine or a private network are called as
+/// configured.
+#[must_use]
+pub fn needs_public_resolution(issuer: &str, url: &Url) -> bool {
+    let Ok(issuer) = Url::parse(issuer) else {
+        return true;
+    };
+    if is_loopback(&issuer) || issuer.host().is_some_and(|h| is_internal_host(&h)) {
+        return false;
+    }
+    url.host() != issuer.host()
 }
 
 /// An endpoint that `issuer`'s discovery document names and that this server calls itself
@@ -316,6 +356,14 @@ mod tests {
             "https://[fe80::1]/",
             "https://[::ffff:127.0.0.1]/",
             "https://[::ffff:10.1.2.3]/",
+            "https://198.18.0.1/",
+            "https://198.19.255.255/",
+            "https://240.0.0.1/",
+            "https://224.0.0.1/",
+            "https://[64:ff9b::a00:1]/",
+            "https://[::a00:1]/",
+            "https://[2002:a00:1::1]/",
+            "https://[ff02::1]/",
         ] {
             assert!(internal(yes), "{yes}");
         }
@@ -330,6 +378,30 @@ mod tests {
             "https://[::ffff:8.8.8.8]/",
         ] {
             assert!(!internal(no), "{no}");
+        }
+    }
+
+    #[test]
+    fn only_a_public_issuers_other_hosts_are_resolved_to_public_addresses() {
+        let url = |raw: &str| Url::parse(raw).expect(raw);
+        let remote = "https://idp.example.com/realm";
+        assert!(needs_public_resolution(
+            remote,
+            &url("https://keys.example.net/jwks")
+        ));
+        assert!(!needs_public_resolution(
+            remote,
+            &url("https://idp.example.com/jwks")
+        ));
+        for own in [
+            "http://127.0.0.1:8080",
+            "https://10.0.0.5",
+            "http://localhost:1",
+        ] {
+            assert!(!needs_public_resolution(
+                own,
+                &url("https://keys.example.net/jwks")
+            ));
         }
     }
 

@@ -158,13 +158,70 @@ pub fn http_client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(TIMEOUT_SECONDS))
         .connect_timeout(Duration::from_secs(TIMEOUT_SECONDS))
-        .user_agent(concat!(
-            "Latchkey (https://github.com/latchkey, ",
-            env!("CARGO_PKG_VERSION"),
-            ")"
-        ))
+        .user_agent(USER_AGENT)
         .build()
         .expect("the HTTP client's settings are valid")
+}
+
+/// [`http_client`] resolving through [`super::dns::PublicOnly`] (public addresses only),
+/// without proxies (a proxy would resolve the name itself): for the endpoints a public
+/// issuer's discovery document names on other hosts.
+///
+/// # Panics
+/// Never in practice: building a reqwest client with these settings cannot fail.
+#[must_use]
+pub fn guarded_http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(TIMEOUT_SECONDS))
+        .connect_timeout(Duration::from_secs(TIMEOUT_SECONDS))
+        .user_agent(USER_AGENT)
+        .dns_resolver(Arc::new(super::dns::PublicOnly))
+        .no_proxy()
+        .build()
+        .expect("the HTTP client's settings are valid")
+}
+
+/// The `User-Agent` of calls to providers.
+pub const USER_AGENT: &str = concat!(
+    "Latchkey (https://github.com/latchkey, ",
+    env!("CARGO_PKG_VERSION"),
+    ")"
+);
+
+/// The relying party's two HTTP clients: `plain` ([`http_client`]) for what the operator
+/// configured (the issuer, overrides, Discord, Google's tokeninfo), and `guarded`
+/// ([`guarded_http_client`]: public addresses only) for the endpoints a public
+/// issuer's discovery document names on other hosts.
+#[derive(Clone, Debug)]
+pub struct HttpClients {
+    /// For configured endpoints.
+    pub plain: reqwest::Client,
+    /// For discovered endpoints on another host than a public issuer's.
+    pub guarded: reqwest::Client,
+}
+
+impl Default for HttpClients {
+    fn default() -> Self {
+        Self {
+            plain: http_client(),
+            guarded: guarded_http_client(),
+        }
+    }
+}
+
+impl HttpClients {
+    /// The client for `url`, an endpoint `provider`'s discovery document named
+    /// ([`crate::domain::upstream::needs_public_resolution`]).
+    #[must_use]
+    pub fn for_discovered(&self, provider: &UpstreamProvider, url: &Url) -> &reqwest::Client {
+        match provider.issuer.as_deref() {
+            Some(issuer) if crate::domain::upstream::needs_public_resolution(issuer, url) => {
+                &self.guarded
+            }
+            _ => &self.plain,
+        }
+    }
 }
 
 /// One request for the `oauth2`/`openidconnect` crates, its answer read to at most
@@ -236,6 +293,8 @@ type Learnt = (String, Arc<Mutex<ProviderState>>);
 /// The relying party for every configured provider.
 pub struct RelyingParty {
     http: reqwest::Client,
+    /// Both clients, for OpenID Connect calls to discovered endpoints.
+    clients: HttpClients,
     /// Our issuer, without a trailing slash: callbacks are under it.
     issuer: String,
     /// What is known of each OpenID Connect provider, by id, with the revision of the
@@ -247,8 +306,10 @@ impl RelyingParty {
     /// A relying party whose callbacks are under `issuer`.
     #[must_use]
     pub fn new(issuer: &str) -> Self {
+        let clients = HttpClients::default();
         Self {
-            http: http_client(),
+            http: clients.plain.clone(),
+            clients,
             issuer: issuer.trim_end_matches('/').to_owned(),
             discovered: Mutex::new(HashMap::new()),
         }
@@ -450,7 +511,7 @@ impl RelyingParty {
                 return Err(UpstreamError::Unreachable(message.clone()));
             }
         }
-        match oidc::discover(&self.http, provider).await {
+        match oidc::discover(&self.clients, provider).await {
             Ok(discovered) => {
                 state.discovered = Some(discovered.clone());
                 state.failed = None;
@@ -469,17 +530,29 @@ impl RelyingParty {
     /// [`JWKS_REFETCH_FLOOR_SECONDS`]; `None` when that was done too recently or failed.
     async fn refetch_keys(&self, provider: &UpstreamProvider) -> Option<oidc::Discovered> {
         let state = self.state_of(provider).await;
-        let mut state = state.lock().await;
-        if state
-            .keys_refetched_at
-            .is_some_and(|at| at.elapsed() < Duration::from_secs(JWKS_REFETCH_FLOOR_SECONDS))
-        {
-            return None;
-        }
-        state.keys_refetched_at = Some(Instant::now());
-        let discovered = state.discovered.as_mut()?;
-        match oidc::fetch_keys(&self.http, discovered.metadata.jwks_uri().url()).await {
+        // The floor is claimed under the lock, the JWKS fetched without it (a slow provider
+        // must not hold up every sign-in with it, nor discovery), then the keys put in place.
+        let jwks_uri = {
+            let mut state = state.lock().await;
+            if state
+                .keys_refetched_at
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(JWKS_REFETCH_FLOOR_SECONDS))
+            {
+                return None;
+            }
+            state.keys_refetched_at = Some(Instant::now());
+            state.discovered.as_ref()?.metadata.jwks_uri().url().clone()
+        };
+        let http = self.clients.for_discovered(provider, &jwks_uri);
+        match oidc::fetch_keys(http, &jwks_uri).await {
             Ok(keys) => {
+                let mut state = state.lock().await;
+                // Discovery may have run meanwhile; the keys belong to the document they came
+                // from.
+                let discovered = state
+                    .discovered
+                    .as_mut()
+                    .filter(|d| *d.metadata.jwks_uri().url() == jwks_uri)?;
                 discovered.keys = keys;
                 Some(discovered.clone())
             }
@@ -549,9 +622,10 @@ impl RelyingParty {
     ///   [`oidc::Audience::FirstParty`]) and no nonce is asked; it must have been issued at
     ///   most [`oidc::EXCHANGE_MAX_AGE_SECONDS`] ago, and the answer carries the
     ///   [`oidc::SingleUse`] record the caller keeps so that it is exchanged once;
-    /// - an access token (Google only) is first checked at Google's tokeninfo endpoint
-    ///   ([`oidc::tokeninfo`]: issued to an accepted client id, not expired), then UserInfo says
-    ///   who it is, for the same subject.
+    /// - an access token (Google only, when its `accept_access_tokens` is on) is first checked
+    ///   at Google's tokeninfo endpoint ([`oidc::tokeninfo`]: `aud` — and `azp` when present —
+    ///   an accepted client id, not expired), then UserInfo says who it is, for the same
+    ///   subject; it too is exchanged once ([`oidc::SingleUse`], until it expires).
     ///
     /// Then the provider's own rules ([`oidc::admit`]), `hd` read from the ID token, or from
     /// UserInfo for an access token.
@@ -589,17 +663,20 @@ impl RelyingParty {
                 Ok((oidc::identity(&claims, &provider.label)?, Some(once)))
             }
             oidc::SubjectToken::AccessToken(access_token) => {
-                let Some(endpoint) = &provider.tokeninfo_endpoint else {
-                    return Err(UpstreamError::Invalid(format!(
-                        "access tokens are accepted from Google only; send {}'s ID token",
-                        provider.label
-                    )));
+                let endpoint = match &provider.tokeninfo_endpoint {
+                    Some(endpoint) if provider.accept_access_tokens => endpoint,
+                    _ => {
+                        return Err(UpstreamError::Invalid(format!(
+                            "access tokens are not accepted from {0}; send {0}'s ID token",
+                            provider.label
+                        )))
+                    }
                 };
-                let info =
+                let (info, once) =
                     oidc::tokeninfo(&self.http, provider, endpoint, access_token, now).await?;
                 let subject = info.get("sub").and_then(serde_json::Value::as_str);
                 let claims =
-                    oidc::userinfo(&self.http, provider, &discovered, access_token, subject)
+                    oidc::userinfo(&self.clients, provider, &discovered, access_token, subject)
                         .await?
                         .ok_or_else(|| {
                             UpstreamError::Invalid(format!(
@@ -612,7 +689,7 @@ impl RelyingParty {
                     claims.get("hd").and_then(serde_json::Value::as_str),
                     &claims,
                 )?;
-                Ok((oidc::identity(&claims, &provider.label)?, None))
+                Ok((oidc::identity(&claims, &provider.label)?, Some(once)))
             }
         }
     }
@@ -632,7 +709,7 @@ impl RelyingParty {
     ) -> Result<Identity, UpstreamError> {
         let discovered = self.discovered(provider).await?;
         let tokens = oidc::exchange_code(
-            &self.http,
+            &self.clients,
             provider,
             &discovered,
             self.redirect_url(provider)?,
@@ -658,7 +735,7 @@ impl RelyingParty {
         }
         let subject = claims.get("sub").and_then(serde_json::Value::as_str);
         let userinfo = oidc::userinfo(
-            &self.http,
+            &self.clients,
             provider,
             &discovered,
             &tokens.access_token,
@@ -908,6 +985,10 @@ impl Identity {
             display_name: clean(&self.display_name, 150),
             picture: self.picture.filter(|p| picture_ok(p)),
             subject: self.subject,
+            // A domain name: ASCII only, like the address.
+            hosted_domain: self
+                .hosted_domain
+                .filter(|hd| hd.is_ascii() && hd.len() <= 253),
             discord: self.discord,
             tokens: self.tokens,
         })
@@ -953,6 +1034,7 @@ impl DiscordUser {
             username: self.username.clone(),
             email: self.email,
             email_verified: self.verified.unwrap_or(false),
+            hosted_domain: None,
             picture: None,
             discord: None,
             tokens: None,

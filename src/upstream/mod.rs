@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod discord;
+pub mod dns;
 pub mod oidc;
 pub mod providers;
 pub mod service;
@@ -53,6 +54,8 @@ pub struct Identity {
     /// Whether the provider said it verified `email` (OIDC `email_verified`, Discord's
     /// `verified`).
     pub email_verified: bool,
+    /// Google's `hd` (the Workspace domain of the account), lower-cased; `None` elsewhere.
+    pub hosted_domain: Option<String>,
     /// The account's picture: an https URL of at most [`MAX_PICTURE_BYTES`] (OpenID Connect
     /// `picture`, the Discord avatar's CDN URL); `None` when none was given or it is not one.
     pub picture: Option<String>,
@@ -140,6 +143,49 @@ pub fn decide(
     }
 }
 
+/// Whether an identity at provider `provider_id` (of `kind`) may be linked by email to the
+/// local account whose address is `address` (its other conditions are [`decide`]'s): `vouch`
+/// is who alone verified that account's address ([`crate::db::upstream_email_vouches`]: the
+/// provider and the address, for an account an upstream sign-in created).
+///
+/// * The local address must be one Latchkey verified itself (a code or link it sent) — or one
+///   the same provider vouched for —, never one only *another* provider vouched for: otherwise
+///   whoever first signs in through a lax provider claiming someone's address would receive that
+///   person's later sign-ins through a strict one (a pre-account-takeover). A vouch for an
+///   address the account no longer has does not count (the new one was verified here).
+/// * Google vouches for the addresses it hosts only: `email_verified` is proof for linking when
+///   the address is `@gmail.com` / `@googlemail.com`, or its domain is the account's `hd`
+///   (a Workspace domain Google administers); a Google account made on any other address only
+///   proves someone once received mail there.
+#[must_use]
+pub fn may_link_by_email(
+    kind: crate::domain::ProviderKind,
+    provider_id: &str,
+    identity: &Identity,
+    address: &str,
+    vouch: Option<&(String, String)>,
+) -> bool {
+    let verified_here = match vouch {
+        Some((by, email)) => by == provider_id || !email.eq_ignore_ascii_case(address),
+        None => true,
+    };
+    verified_here && (kind != crate::domain::ProviderKind::Google || google_hosts(identity))
+}
+
+/// Whether Google hosts `identity`'s address: a consumer Google address, or one on the
+/// account's Workspace domain (`hd`).
+fn google_hosts(identity: &Identity) -> bool {
+    let Some((_, domain)) = identity.email.as_deref().and_then(|e| e.rsplit_once('@')) else {
+        return false;
+    };
+    let domain = domain.to_ascii_lowercase();
+    matches!(domain.as_str(), "gmail.com" | "googlemail.com")
+        || identity
+            .hosted_domain
+            .as_deref()
+            .is_some_and(|hd| hd.eq_ignore_ascii_case(&domain))
+}
+
 /// `text` as stored and shown: control characters (NUL included) and bidirectional overrides
 /// (U+202A–U+202E, U+2066–U+2069, which can make a name read as another) dropped, at most `max`
 /// characters.
@@ -182,6 +228,7 @@ mod tests {
             display_name: "Ann".to_owned(),
             email: Some("ann@example.com".to_owned()),
             email_verified: verified,
+            hosted_domain: None,
             picture: None,
             discord: None,
             tokens: None,
@@ -291,5 +338,56 @@ mod tests {
             decide(&no_email, None, None, false, true),
             Decision::PasswordFirst
         );
+    }
+
+    #[test]
+    fn linking_by_email_needs_an_address_latchkey_or_the_same_provider_verified() {
+        use crate::domain::ProviderKind::{Google, Oidc};
+        let ann = identity(true);
+        let address = "ann@example.com";
+        assert!(may_link_by_email(Oidc, "corp", &ann, address, None));
+        let by_lax = ("lax".to_owned(), address.to_owned());
+        assert!(
+            !may_link_by_email(Oidc, "corp", &ann, address, Some(&by_lax)),
+            "only another provider vouched for it"
+        );
+        let by_corp = ("corp".to_owned(), address.to_owned());
+        assert!(may_link_by_email(
+            Oidc,
+            "corp",
+            &ann,
+            address,
+            Some(&by_corp)
+        ));
+        let stale = ("lax".to_owned(), "old@example.com".to_owned());
+        assert!(may_link_by_email(Oidc, "corp", &ann, address, Some(&stale)));
+
+        // Google: its word counts for the addresses it hosts only.
+        assert!(!may_link_by_email(Google, "google", &ann, address, None));
+        let workspace = Identity {
+            hosted_domain: Some("example.com".to_owned()),
+            ..identity(true)
+        };
+        assert!(may_link_by_email(
+            Google, "google", &workspace, address, None
+        ));
+        let other_hd = Identity {
+            hosted_domain: Some("other.example".to_owned()),
+            ..identity(true)
+        };
+        assert!(!may_link_by_email(
+            Google, "google", &other_hd, address, None
+        ));
+        let gmail = Identity {
+            email: Some("ann@gmail.com".to_owned()),
+            ..identity(true)
+        };
+        assert!(may_link_by_email(
+            Google,
+            "google",
+            &gmail,
+            "ann@gmail.com",
+            None
+        ));
     }
 }

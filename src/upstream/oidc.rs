@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::client::{call, token_failure, HttpError, UpstreamError};
+use super::client::{call, token_failure, HttpClients, HttpError, UpstreamError};
 use super::Identity;
 use crate::config::UpstreamProvider;
 use crate::domain::ProviderKind;
@@ -128,7 +128,7 @@ type ExchangeClient = oauth2::Client<
 /// # Errors
 /// [`UpstreamError::Unreachable`], with the detail in the log only.
 pub async fn discover(
-    http: &reqwest::Client,
+    clients: &HttpClients,
     provider: &UpstreamProvider,
 ) -> Result<Discovered, UpstreamError> {
     let unreachable = |detail: String| {
@@ -143,7 +143,7 @@ pub async fn discover(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
     );
-    let document = get_json(http, &url, None)
+    let document = get_json(&clients.plain, &url, None)
         .await
         .map_err(|e| unreachable(format!("{url}: {e}")))?;
     let mut metadata: ProviderMetadata = serde_json::from_value(Value::Object(document))
@@ -179,7 +179,8 @@ pub async fn discover(
             )));
         }
     }
-    let keys = fetch_keys(http, metadata.jwks_uri().url())
+    let jwks_uri = metadata.jwks_uri().url();
+    let keys = fetch_keys(clients.for_discovered(provider, jwks_uri), jwks_uri)
         .await
         .map_err(unreachable)?;
     if let Some(url) = &provider.authorization_endpoint {
@@ -262,7 +263,7 @@ pub struct CodeTokens {
 /// [`UpstreamError::Invalid`] when the provider refuses the code or sends no ID token;
 /// [`UpstreamError::Unreachable`] when it cannot be reached or answers with something else.
 pub async fn exchange_code(
-    http: &reqwest::Client,
+    clients: &HttpClients,
     provider: &UpstreamProvider,
     discovered: &Discovered,
     redirect: RedirectUrl,
@@ -280,8 +281,15 @@ pub async fn exchange_code(
         .set_client_secret(ClientSecret::new(
             provider.client_secret.expose_secret().to_owned(),
         ))
-        .set_token_uri(token_url)
+        .set_token_uri(token_url.clone())
         .set_redirect_uri(redirect);
+    // A configured token endpoint is called as configured; a discovered one on another host
+    // than a public issuer's, at public addresses only.
+    let http = if provider.token_endpoint.is_some() {
+        &clients.plain
+    } else {
+        clients.for_discovered(provider, token_url.url())
+    };
     let send = |request| call(http, request);
     let tokens = client
         .exchange_code(code)
@@ -451,8 +459,12 @@ pub struct SingleUse {
     pub expires_at: chrono::NaiveDateTime,
 }
 
-/// The prefix of [`SingleUse::key`].
+/// The prefix of [`SingleUse::key`] for an ID token.
 pub const SINGLE_USE_PREFIX: &str = "id_token:";
+
+/// The prefix of [`SingleUse::key`] for an access token: its SHA-256 (hex), kept until it
+/// expires.
+pub const ACCESS_TOKEN_SINGLE_USE_PREFIX: &str = "access_token:";
 
 /// A NumericDate claim (RFC 7519 §2: seconds, possibly with a fraction, here cut off).
 fn numeric_date(claims: &Map<String, Value>, name: &str) -> Option<i64> {
@@ -631,6 +643,10 @@ pub fn identity(claims: &Map<String, Value>, label: &str) -> Result<Identity, Up
             .and_then(Value::as_str)
             .map(str::to_owned),
         email_verified: verified(claims.get("email_verified")),
+        hosted_domain: claims
+            .get("hd")
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase),
         picture: claims
             .get("picture")
             .and_then(Value::as_str)
@@ -689,7 +705,7 @@ pub fn admit(
 /// [`UpstreamError::Unreachable`] when UserInfo fails; [`UpstreamError::Invalid`] for another
 /// subject.
 pub async fn userinfo(
-    http: &reqwest::Client,
+    clients: &HttpClients,
     provider: &UpstreamProvider,
     discovered: &Discovered,
     access_token: &str,
@@ -697,6 +713,11 @@ pub async fn userinfo(
 ) -> Result<Option<Map<String, Value>>, UpstreamError> {
     let Some(endpoint) = discovered.metadata.userinfo_endpoint() else {
         return Ok(None);
+    };
+    let http = if provider.userinfo_endpoint.is_some() {
+        &clients.plain
+    } else {
+        clients.for_discovered(provider, endpoint.url())
     };
     let claims = get_json(http, endpoint.url().as_str(), Some(access_token))
         .await
@@ -737,10 +758,11 @@ impl std::fmt::Debug for SubjectToken {
     }
 }
 
-/// Google's tokeninfo answer for an access token, checked: it was issued to one of `accepted`
-/// (its `aud` or `azp` — the confused-deputy check that calling UserInfo alone skips: any
-/// app's token for the user would do there) and has not expired. Returns the answer (`sub`,
-/// `email`, …).
+/// Google's tokeninfo answer for an access token, checked: it was issued to one of the
+/// provider's `accepted_audiences` — its `aud`, and its `azp` when present (the confused-deputy
+/// check that calling UserInfo alone skips: any app's token for the user would do there) — and
+/// has not expired. Returns the answer (`sub`, `email`, …) and the [`SingleUse`] record that
+/// makes the token exchanged once (its digest, kept until it expires).
 ///
 /// # Errors
 /// [`UpstreamError::Invalid`] when Google does not know the token, or it is another app's or
@@ -751,7 +773,7 @@ pub async fn tokeninfo(
     endpoint: &Url,
     access_token: &str,
     now: i64,
-) -> Result<Map<String, Value>, UpstreamError> {
+) -> Result<(Map<String, Value>, SingleUse), UpstreamError> {
     let mut url = endpoint.clone();
     url.query_pairs_mut()
         .append_pair("access_token", access_token);
@@ -783,10 +805,10 @@ pub async fn tokeninfo(
     let info: Map<String, Value> = serde_json::from_slice(response.body())
         .map_err(|e| unreachable(format!("the answer is not a JSON object: {e}")))?;
     let text = |name: &str| info.get(name).and_then(Value::as_str);
-    let issued_to_us = [text("aud"), text("azp")]
-        .into_iter()
-        .flatten()
-        .any(|a| provider.accepted_audiences.iter().any(|x| x == a));
+    let accepted = |a: &str| provider.accepted_audiences.iter().any(|x| x == a);
+    // As for an ID token: the audience must be ours, and so must the authorized party when
+    // named (the app the token was issued to).
+    let issued_to_us = text("aud").is_some_and(accepted) && text("azp").is_none_or(accepted);
     if !issued_to_us {
         return Err(UpstreamError::Invalid(format!(
             "this {} access token was issued to an application this server does not accept",
@@ -803,13 +825,28 @@ pub async fn tokeninfo(
         (None, Some(left)) => left > 0,
         (None, None) => false,
     };
-    if !live {
+    let until = match (seconds("exp"), seconds("expires_in")) {
+        (Some(exp), _) => Some(exp),
+        (None, Some(left)) => now.checked_add(left),
+        (None, None) => None,
+    };
+    let expires_at = until
+        .filter(|_| live)
+        .and_then(|until| chrono::DateTime::from_timestamp(until, 0));
+    let Some(expires_at) = expires_at else {
         return Err(UpstreamError::Invalid(format!(
             "this {} access token has expired",
             provider.label
         )));
-    }
-    Ok(info)
+    };
+    let once = SingleUse {
+        key: format!(
+            "{ACCESS_TOKEN_SINGLE_USE_PREFIX}{}",
+            crate::secret::sha256_hex(access_token)
+        ),
+        expires_at: expires_at.naive_utc(),
+    };
+    Ok((info, once))
 }
 
 /// `base` with the claims of `more` it lacks.

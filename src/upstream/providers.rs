@@ -169,8 +169,13 @@ impl ProviderSet {
 }
 
 /// Seals and opens the client secrets of stored providers: AES-256-GCM under a key derived
-/// from `secrets.secret_key` for this purpose alone, the provider's id as associated data (a
-/// sealed secret moved to another row does not open).
+/// from `secrets.secret_key` for this purpose alone, with associated data binding the sealed
+/// secret to its provider's id *and* to the origins it is sent to ([`secret_origins`]): a sealed
+/// secret moved to another row, or to settings that would send it elsewhere, does not open.
+///
+/// Sealed values written before the origins were bound (no [`SEAL_V2_PREFIX`]) still open with
+/// the id alone: [`super::Upstream::update_provider`] refuses to keep such a secret when the
+/// origins change (it must be entered again) and seals it anew, bound, at every change.
 pub struct ProviderSecrets(Sealer);
 
 impl std::fmt::Debug for ProviderSecrets {
@@ -179,9 +184,21 @@ impl std::fmt::Debug for ProviderSecrets {
     }
 }
 
-/// The associated data of provider `id`'s client secret.
-fn aad(id: &str) -> Vec<u8> {
+/// The prefix of a client secret sealed bound to its origins (base64url never holds a dot).
+pub const SEAL_V2_PREFIX: &str = "v2.";
+
+/// The associated data of provider `id`'s client secret, sealed before origins were bound.
+fn aad_v1(id: &str) -> Vec<u8> {
     format!("upstream_providers/{id}/client_secret").into_bytes()
+}
+
+/// The associated data of provider `id`'s client secret, bound to `origins`.
+fn aad_v2(id: &str, origins: &[String]) -> Vec<u8> {
+    format!(
+        "upstream_providers/{id}/client_secret/v2\n{}",
+        origins.join("\n")
+    )
+    .into_bytes()
 }
 
 impl ProviderSecrets {
@@ -193,26 +210,83 @@ impl ProviderSecrets {
         Sealer::new(secret, PROVIDER_SECRETS_PURPOSE).map(Self)
     }
 
-    /// `client_secret` sealed for provider `id`.
+    /// `client_secret` sealed for provider `id` sending it to `origins` ([`secret_origins`]):
+    /// [`SEAL_V2_PREFIX`] then the sealed value.
     ///
     /// # Errors
     /// [`SealError::Seal`] if the crypto library fails.
-    pub fn seal(&self, id: &str, client_secret: &SecretString) -> Result<String, SealError> {
+    pub fn seal(
+        &self,
+        id: &str,
+        origins: &[String],
+        client_secret: &SecretString,
+    ) -> Result<String, SealError> {
         self.0
-            .seal(&aad(id), client_secret.expose_secret().as_bytes())
+            .seal(
+                &aad_v2(id, origins),
+                client_secret.expose_secret().as_bytes(),
+            )
+            .map(|sealed| format!("{SEAL_V2_PREFIX}{sealed}"))
     }
 
-    /// The client secret sealed for provider `id`.
+    /// The client secret sealed for provider `id` sending it to `origins` (a value sealed
+    /// before origins were bound opens with the id alone; see the type's documentation).
     ///
     /// # Errors
-    /// [`SealError::Open`] when it was sealed under another secret key or for another
-    /// provider, or altered.
-    pub fn open(&self, id: &str, sealed: &str) -> Result<SecretString, SealError> {
-        let plain = self.0.open(&aad(id), sealed)?;
+    /// [`SealError::Open`] when it was sealed under another secret key, for another provider
+    /// or other origins, or altered.
+    pub fn open(
+        &self,
+        id: &str,
+        origins: &[String],
+        sealed: &str,
+    ) -> Result<SecretString, SealError> {
+        let plain = match sealed.strip_prefix(SEAL_V2_PREFIX) {
+            Some(bound) => self.0.open(&aad_v2(id, origins), bound)?,
+            None => self.0.open(&aad_v1(id), sealed)?,
+        };
         String::from_utf8(plain)
             .map(SecretString::from)
             .map_err(|_| SealError::Open)
     }
+}
+
+/// Discord's default token endpoint's and API's origin.
+const DISCORD_ORIGIN: &str = "https://discord.com";
+
+/// The origin of `url` as text (`https://host[:port]`).
+fn origin_of(url: &url::Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// The origins that receive `provider`'s client secret or its users' tokens, sorted and
+/// without repeats: for OpenID Connect (and Google) the token endpoint's (its override's, or
+/// the issuer's — discovery's endpoints are checked against it); for Discord the token
+/// endpoint's and the API's (`api_base`, which receives the users' access tokens and whose
+/// `/users/@me` says who signed in). When they change, the stored secret is not sent there
+/// until it is entered again, and the users' kept tokens are dropped.
+#[must_use]
+pub fn secret_origins(provider: &UpstreamProvider) -> Vec<String> {
+    let mut origins = Vec::new();
+    match (&provider.token_endpoint, provider.kind) {
+        (Some(url), _) => origins.push(origin_of(url)),
+        (None, crate::domain::ProviderKind::Discord) => origins.push(DISCORD_ORIGIN.to_owned()),
+        (None, _) => {
+            if let Some(issuer) = provider
+                .issuer
+                .as_deref()
+                .and_then(|i| url::Url::parse(i).ok())
+            {
+                origins.push(origin_of(&issuer));
+            }
+        }
+    }
+    if let Some(api) = &provider.api_base {
+        origins.push(origin_of(api));
+    }
+    origins.sort();
+    origins.dedup();
+    origins
 }
 
 /// The revision of a stored row: a digest of its settings and sealed secret (a new secret is
@@ -247,16 +321,31 @@ pub(super) fn load(
     secrets: &ProviderSecrets,
     row: &ProviderRow,
 ) -> Result<UpstreamProvider, String> {
-    let mut raw = settings_of(row)?;
-    raw.client_secret = Some(
-        secrets
-            .open(&row.id, &row.client_secret_sealed)
-            .map_err(|_| UNREADABLE_SECRET.to_owned())?,
-    );
-    let mut provider = upstream_settings(&row.id, raw).map_err(|e| e.to_string())?;
+    let mut provider = settings_without_secret(row)?;
+    provider.client_secret = secrets
+        .open(
+            &row.id,
+            &secret_origins(&provider),
+            &row.client_secret_sealed,
+        )
+        .map_err(|_| UNREADABLE_SECRET.to_owned())?;
     provider.revision = revision_of(row);
     Ok(provider)
 }
+
+/// A stored row's settings checked by [`upstream_settings`], a placeholder standing in for the
+/// secret (which is opened only once the origins it goes to are known).
+///
+/// # Errors
+/// A sentence saying why the settings do not load.
+pub(super) fn settings_without_secret(row: &ProviderRow) -> Result<UpstreamProvider, String> {
+    let mut raw = settings_of(row)?;
+    raw.client_secret = Some(SecretString::from(PLACEHOLDER_SECRET));
+    upstream_settings(&row.id, raw).map_err(|e| e.to_string())
+}
+
+/// What stands in for a secret while settings are checked without it.
+pub(super) const PLACEHOLDER_SECRET: &str = "unreadable";
 
 /// A provider as the console lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -330,22 +419,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stored_secrets_open_only_for_their_provider_and_key() {
+    fn stored_secrets_open_only_for_their_provider_key_and_origins() {
         let secrets = ProviderSecrets::new(&[3u8; 64]).expect("sealer");
+        let here = vec!["https://sso.example".to_owned()];
         let sealed = secrets
-            .seal("corp", &SecretString::from("the-client-secret"))
+            .seal("corp", &here, &SecretString::from("the-client-secret"))
             .expect("seal");
+        assert!(sealed.starts_with(SEAL_V2_PREFIX));
         assert!(!sealed.contains("the-client-secret"));
         assert_eq!(
             secrets
-                .open("corp", &sealed)
+                .open("corp", &here, &sealed)
                 .expect("opens")
                 .expose_secret(),
             "the-client-secret"
         );
-        assert!(secrets.open("other", &sealed).is_err());
+        assert!(secrets.open("other", &here, &sealed).is_err());
+        let elsewhere = vec!["https://evil.example".to_owned()];
+        assert!(
+            secrets.open("corp", &elsewhere, &sealed).is_err(),
+            "not for another host"
+        );
         let other_key = ProviderSecrets::new(&[4u8; 64]).expect("sealer");
-        assert!(other_key.open("corp", &sealed).is_err());
+        assert!(other_key.open("corp", &here, &sealed).is_err());
+        // A secret sealed before origins were bound still opens (the update path guards it).
+        let legacy = secrets
+            .0
+            .seal(&aad_v1("corp"), b"old-secret")
+            .expect("seal");
+        assert_eq!(
+            secrets
+                .open("corp", &here, &legacy)
+                .expect("opens")
+                .expose_secret(),
+            "old-secret"
+        );
+    }
+
+    fn provider(raw: serde_json::Value) -> UpstreamProvider {
+        let mut raw: RawUpstream = serde_json::from_value(raw).expect("shape");
+        raw.client_secret = Some(SecretString::from("s"));
+        upstream_settings("p", raw).expect("valid")
+    }
+
+    #[test]
+    fn the_secret_goes_to_the_token_endpoint_and_discords_api() {
+        let oidc = provider(serde_json::json!({
+            "kind": "oidc", "issuer": "https://sso.example/realm", "client_id": "x"}));
+        assert_eq!(secret_origins(&oidc), ["https://sso.example"]);
+        let moved = provider(serde_json::json!({
+            "kind": "oidc", "issuer": "https://sso.example/realm", "client_id": "x",
+            "token_endpoint": "https://evil.example:8443/token"}));
+        assert_eq!(secret_origins(&moved), ["https://evil.example:8443"]);
+        let google = provider(serde_json::json!({"kind": "google", "client_id": "x"}));
+        assert_eq!(secret_origins(&google), ["https://accounts.google.com"]);
+        let discord = provider(serde_json::json!({"kind": "discord", "client_id": "1"}));
+        assert_eq!(secret_origins(&discord), ["https://discord.com"]);
+        assert_eq!(discord.subject_issuer(), "discord");
+        let other_api = provider(serde_json::json!({
+            "kind": "discord", "client_id": "1", "api_base": "https://api.evil.example/v10"}));
+        assert_eq!(
+            secret_origins(&other_api),
+            ["https://api.evil.example", "https://discord.com"]
+        );
+        assert_eq!(
+            other_api.subject_issuer(),
+            "discord:https://api.evil.example",
+            "links made through one API host are not claimed through another"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::discord::{self, DiscordAccount};
 use super::oidc::SubjectToken;
 use super::providers::{ProviderButton, ProviderSecrets, ProviderSet};
 use super::tokens::{TokenSealer, UpstreamTokens};
-use super::{decide, Decision, Identity};
+use super::{decide, may_link_by_email, Decision, Identity};
 use crate::accounts::privileges::{self, NotAllowed};
 use crate::accounts::registration::{
     domain_allowed, free_username, registration_bucket, username_base,
@@ -26,7 +26,7 @@ use crate::db::discord_accounts;
 use crate::db::upstream_links::{self, LinkRow};
 use crate::db::users::{self, UserRow};
 use crate::db::{self, Db, DbConnection, DbError};
-use crate::db::{rate_limits, upstream_used_states};
+use crate::db::{rate_limits, upstream_email_vouches, upstream_used_states};
 use crate::domain::upstream::DISCORD_LEGACY_LOGIN_CALLBACK;
 use crate::domain::{Email, ProviderKind, Username};
 use crate::mail::AccountLinkedEmail;
@@ -213,6 +213,15 @@ impl Upstream {
         self.providers.labels()
     }
 
+    /// Whether `provider` (a copy taken earlier) is still enabled in the live set, at the same
+    /// revision.
+    #[must_use]
+    pub fn still_in_use(&self, provider: &UpstreamProvider) -> bool {
+        self.providers
+            .enabled(provider.id.as_str())
+            .is_some_and(|live| live.revision == provider.revision)
+    }
+
     /// The enabled provider `id`, as the live set has it now.
     ///
     /// # Errors
@@ -363,12 +372,22 @@ impl Upstream {
         signed_in: Option<String>,
         ip: Option<IpAddr>,
     ) -> Result<SignInOutcome, DbError> {
+        // The upstream round trip may have taken a while (up to the timeouts): a provider
+        // disabled, deleted or changed meanwhile signs nobody in with its old copy.
+        if !self.still_in_use(provider) {
+            tracing::info!(provider = %provider.id, "a sign-in through a provider disabled or changed during it is refused");
+            return Ok(SignInOutcome::Refused(format!(
+                "{} was disabled or changed while you were signing in: please start again",
+                provider.label
+            )));
+        }
         let provider_id = provider.id.to_string();
         let issuer = provider.subject_issuer();
         let label = provider.label.clone();
         let label_for_mail = label.clone();
         let linked_as = identity.username.clone();
         let link_by_email = provider.link_by_email;
+        let kind = provider.kind;
         let policy = self.policy.clone();
         let accounts = self.accounts.clone();
         let sealer = provider.keep_tokens.then(|| self.sealer.clone());
@@ -401,6 +420,21 @@ impl Upstream {
                     let same_email = match &identity.email {
                         Some(email) => users::find_by_email(conn, email)?,
                         None => None,
+                    };
+                    // Linking by email also needs an address Latchkey (or this provider)
+                    // verified, and Google's word only for the addresses it hosts.
+                    let link_by_email = match &same_email {
+                        Some(user) if link_by_email => {
+                            let vouch = upstream_email_vouches::find(conn, &user.id)?;
+                            may_link_by_email(
+                                kind,
+                                &provider_id,
+                                &identity,
+                                &user.email,
+                                vouch.as_ref(),
+                            )
+                        }
+                        _ => false,
                     };
                     let decision = decide(
                         &identity,
@@ -487,6 +521,16 @@ impl Upstream {
                                 )));
                             };
                             users::insert(conn, &user)?;
+                            if user.email_verified {
+                                // Only this provider's word verified the address.
+                                upstream_email_vouches::record(
+                                    conn,
+                                    &user.id,
+                                    &provider_id,
+                                    &user.email,
+                                    now,
+                                )?;
+                            }
                             audit::record(
                                 conn,
                                 AuditEvent::new("user.created")
@@ -613,8 +657,13 @@ impl Upstream {
                 other => TokenSignInError::Refused(other.to_string()),
             })?;
         let label = &provider.label;
-        // An ID token is exchanged once, on every node: recorded before anything is signed in,
-        // so that of two exchanges of one token one is refused (`upstream_used_states`).
+        // A token (ID or access) is exchanged once, on every node: recorded before anything is
+        // signed in, so that of two exchanges of one token one is refused
+        // (`upstream_used_states`).
+        let kind_of_token = match token {
+            SubjectToken::IdToken(_) => "ID token",
+            SubjectToken::AccessToken(_) => "access token",
+        };
         if let Some(once) = once {
             let first = self
                 .db
@@ -625,7 +674,7 @@ impl Upstream {
                 .await?;
             if !first {
                 return Err(TokenSignInError::Refused(format!(
-                    "this {label} ID token was already exchanged: obtain a new one"
+                    "this {label} {kind_of_token} was already exchanged: obtain a new one"
                 )));
             }
         }
@@ -983,6 +1032,26 @@ fn cut_off(conn: &mut DbConnection, user_id: &str, provider_id: &str) -> diesel:
     crate::db::user_sessions::end_for_idp(conn, user_id, provider_id, now)?;
     crate::db::tokens::revoke_for_idp(conn, user_id, provider_id, now)?;
     Ok(())
+}
+
+/// What a disabled or deleted provider takes with it (when asked): every live browser session
+/// and every token whose login went through `provider_id`, whoever's, as [`cut_off`] does for
+/// one user (users in id order, each row-locked by the revocation). Returns how many users.
+///
+/// # Errors
+/// Query failures only.
+pub(super) fn cut_off_provider(
+    conn: &mut DbConnection,
+    provider_id: &str,
+) -> diesel::QueryResult<usize> {
+    let mut users = crate::db::user_sessions::users_with_idp(conn, provider_id)?;
+    users.extend(crate::db::tokens::users_with_idp(conn, provider_id)?);
+    users.sort();
+    users.dedup();
+    for user_id in &users {
+        cut_off(conn, user_id, provider_id)?;
+    }
+    Ok(users.len())
 }
 
 /// Whether `user_id` already has a link at `provider_id` (one per provider per user).

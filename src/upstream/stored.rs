@@ -11,8 +11,9 @@ use diesel::Connection;
 use secrecy::SecretString;
 
 use super::providers::{
-    load, revision_of, settings_json, settings_of, ProviderChangeError, ProviderListing,
-    ProviderSource, Snapshot, StoredProvider, PROVIDER_RELOAD_SECONDS,
+    load, revision_of, secret_origins, settings_json, settings_of, settings_without_secret,
+    ProviderChangeError, ProviderListing, ProviderSource, Snapshot, StoredProvider,
+    PLACEHOLDER_SECRET, PROVIDER_RELOAD_SECONDS,
 };
 use super::service::Upstream;
 use crate::accounts::privileges;
@@ -98,7 +99,10 @@ impl Upstream {
 
     /// Reloads the providers every [`PROVIDER_RELOAD_SECONDS`] until the task is aborted
     /// (the HTTP server starts it and aborts it when it stops). A failed reload is logged and
-    /// the set in place stays until the next.
+    /// the set in place stays until the next — but after [`MAX_RELOAD_FAILURES`] in a row
+    /// (about 50 s) this node stops serving the stored providers ([`Upstream::drop_stored`]):
+    /// one disabled or deleted elsewhere meanwhile must not stay usable here for as long as the
+    /// database is out of reach. The next successful reload puts them back.
     #[must_use]
     pub fn spawn_reloader(&self) -> tokio::task::JoinHandle<()> {
         let upstream = self.clone();
@@ -107,13 +111,41 @@ impl Upstream {
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             // The first tick is immediate; the set was read at start-up.
             every.tick().await;
+            let mut failures = 0u32;
             loop {
                 every.tick().await;
-                if let Err(e) = upstream.reload().await {
-                    tracing::warn!(error = %e, "could not reload the upstream providers");
+                match upstream.reload().await {
+                    Ok(()) => failures = 0,
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(error = %e, failures, "could not reload the upstream providers");
+                        if failures == MAX_RELOAD_FAILURES {
+                            upstream.drop_stored().await;
+                        }
+                    }
                 }
             }
         })
+    }
+
+    /// Puts in place the configuration file's providers alone (the stored ones could not be
+    /// re-read for too long); what the relying party cached for the others is dropped.
+    pub async fn drop_stored(&self) {
+        let before = self.providers.replace(Snapshot {
+            providers: self.files.as_ref().clone(),
+            skipped: HashMap::new(),
+        });
+        tracing::error!(
+            failures = MAX_RELOAD_FAILURES,
+            "the stored upstream providers could not be re-read: they are not served until they can"
+        );
+        for old in before
+            .providers
+            .iter()
+            .filter(|p| !self.is_file_provider(p.id.as_str()))
+        {
+            self.rp.forget(old.id.as_str()).await;
+        }
     }
 
     /// Reloads after a change made here, logging a failure (the change is saved; the next
@@ -294,7 +326,7 @@ impl Upstream {
                     let provider = checked(errors, upstream_settings(&id, settings.clone()))?;
                     settings.client_secret = None;
                     let sealed = secrets
-                        .seal(&id, &client_secret)
+                        .seal(&id, &secret_origins(&provider), &client_secret)
                         .map_err(|_| ProviderChangeError::Seal)?;
                     let now = db::now();
                     upstream_providers::insert(
@@ -328,7 +360,9 @@ impl Upstream {
 
     /// Changes stored provider `id` to `settings` (a superuser's power, checked in the
     /// transaction); `client_secret` replaces the secret, `None` keeps it. The kind stays the
-    /// one it was created with (`settings.kind` is ignored). Checked by [`upstream_settings`],
+    /// one it was created with (`settings.kind` is ignored). With `end_logins`, a change that
+    /// leaves the provider disabled also ends every live session and revokes every token whose
+    /// login went through it (whoever's). Checked by [`upstream_settings`],
     /// recorded as `upstream.provider_updated` by `actor` (whether the secret changed, never
     /// the secret), put in place on this node at once.
     ///
@@ -345,6 +379,7 @@ impl Upstream {
         id: &str,
         mut settings: RawUpstream,
         client_secret: Option<SecretString>,
+        end_logins: bool,
     ) -> Result<(), ProviderChangeError> {
         let (actor, id) = (actor.clone(), id.to_owned());
         let file_defined = self.is_file_provider(&id);
@@ -359,14 +394,33 @@ impl Upstream {
                     }
                     let row = upstream_providers::lock(conn, &id)?
                         .ok_or(ProviderChangeError::NotFound)?;
-                    if let Ok(stored) = settings_of(&row) {
-                        settings.kind = stored.kind;
+                    let before_settings = settings_of(&row).ok();
+                    if let Some(stored) = &before_settings {
+                        settings.kind.clone_from(&stored.kind);
                     }
                     let mut errors = UpstreamErrors::new(&id);
                     let secret_changed = client_secret.is_some();
+                    // Where the secret and the users' tokens went, and where they would go now.
+                    let before = settings_without_secret(&row).ok();
+                    let old_origins = before.as_ref().map(secret_origins);
+                    settings.client_secret = Some(client_secret.clone().unwrap_or_else(|| {
+                        SecretString::from(PLACEHOLDER_SECRET)
+                    }));
+                    let checked_settings = upstream_settings(&id, settings.clone());
+                    let new_origins = checked_settings.as_ref().ok().map(secret_origins);
+                    let origins_changed = new_origins.is_some() && old_origins != new_origins;
                     let secret = match client_secret {
                         Some(secret) => Some(secret),
-                        None => match secrets.open(&id, &row.client_secret_sealed) {
+                        // The stored secret goes only where it was entered for.
+                        None if origins_changed => {
+                            errors.add("client_secret", SECRET_MUST_BE_ENTERED_AGAIN);
+                            None
+                        }
+                        None => match secrets.open(
+                            &id,
+                            old_origins.as_deref().unwrap_or_default(),
+                            &row.client_secret_sealed,
+                        ) {
                             Ok(secret) => Some(secret),
                             Err(_) => {
                                 errors.add(
@@ -377,31 +431,53 @@ impl Upstream {
                             }
                         },
                     };
-                    // A placeholder stands in for an unreadable secret, so that the other
-                    // settings are checked too; the problem above refuses the change anyway.
-                    settings.client_secret =
-                        Some(secret.clone().unwrap_or_else(|| SecretString::from("unreadable")));
-                    let provider = checked(errors, upstream_settings(&id, settings.clone()))?;
+                    let mut provider = checked(errors, checked_settings)?;
                     settings.client_secret = None;
-                    let sealed = match (secret_changed, &secret) {
-                        (true, Some(secret)) => Some(
-                            secrets
-                                .seal(&id, secret)
-                                .map_err(|_| ProviderChangeError::Seal)?,
-                        ),
-                        _ => None,
+                    // (`checked` refused a missing secret: its problem was added above.)
+                    let Some(secret) = secret else {
+                        return Err(ProviderChangeError::Invalid(UpstreamErrors::one(
+                            &id,
+                            "client_secret",
+                            SECRET_MUST_BE_ENTERED_AGAIN,
+                        )));
                     };
+                    provider.client_secret = secret;
+                    let new_origins = secret_origins(&provider);
+                    // Sealed anew at every change, bound to where it goes now (a secret sealed
+                    // before origins were bound is bound from here on).
+                    let sealed = secrets
+                        .seal(&id, &new_origins, &provider.client_secret)
+                        .map_err(|_| ProviderChangeError::Seal)?;
                     let json = settings_json(&settings);
-                    upstream_providers::update(conn, &id, &json, sealed.as_deref(), db::now())?;
-                    audit::record(
-                        conn,
-                        AuditEvent::new("upstream.provider_updated")
-                            .by(&actor)
-                            .detail("provider", id.clone())
-                            .detail("kind", provider.kind.as_str())
-                            .detail("enabled", provider.enabled)
-                            .detail("secret_changed", secret_changed),
-                    )?;
+                    upstream_providers::update(conn, &id, &json, Some(&sealed), db::now())?;
+                    let mut event = AuditEvent::new("upstream.provider_updated")
+                        .by(&actor)
+                        .detail("provider", id.clone())
+                        .detail("kind", provider.kind.as_str())
+                        .detail("enabled", provider.enabled)
+                        .detail("secret_changed", secret_changed)
+                        .detail(
+                            "changed",
+                            changed_fields(before_settings.as_ref(), &settings).join(" "),
+                        );
+                    if origins_changed {
+                        // The users' kept tokens were issued by, and would be sent to, the old
+                        // hosts: dropped.
+                        let dropped = upstream_links::clear_tokens_for_provider(conn, &id)?;
+                        event = event
+                            .detail(
+                                "old_origins",
+                                old_origins.unwrap_or_default().join(" "),
+                            )
+                            .detail("new_origins", new_origins.join(" "))
+                            .detail("tokens_dropped", dropped);
+                    }
+                    if end_logins && !provider.enabled {
+                        // Disabled, and asked to: its logins end too (see `delete_provider`).
+                        let users = super::service::cut_off_provider(conn, &id)?;
+                        event = event.detail("logins_ended_for_users", users);
+                    }
+                    audit::record(conn, event)?;
                     Ok(())
                 })
             })
@@ -415,8 +491,10 @@ impl Upstream {
     /// Deletes stored provider `id` (a superuser's power, checked in the transaction); returns
     /// how many links it leaves. Links stay in `upstream_links` — a provider with the same id
     /// and issuer added later signs their users in again —, but nobody signs in with it any
-    /// more: on this node at once, on the others within [`PROVIDER_RELOAD_SECONDS`]. Recorded
-    /// as `upstream.provider_deleted` by `actor`.
+    /// more: on this node at once, on the others within [`PROVIDER_RELOAD_SECONDS`]. With
+    /// `end_logins` (the console's default) every live session and unrevoked token whose login
+    /// went through it ends too, in the same transaction. Recorded as
+    /// `upstream.provider_deleted` by `actor`.
     ///
     /// # Errors
     /// [`ProviderChangeError::Forbidden`] (checked first); [`ProviderChangeError::FileDefined`];
@@ -426,6 +504,7 @@ impl Upstream {
         &self,
         actor: &Actor,
         id: &str,
+        end_logins: bool,
     ) -> Result<i64, ProviderChangeError> {
         let (actor, id) = (actor.clone(), id.to_owned());
         let file_defined = self.is_file_provider(&id);
@@ -442,14 +521,16 @@ impl Upstream {
                     upstream_providers::delete(conn, &id)?;
                     let links = upstream_links::count_for_provider(conn, &id)?;
                     let kind = settings_of(&row).map(|s| s.kind).unwrap_or_default();
-                    audit::record(
-                        conn,
-                        AuditEvent::new("upstream.provider_deleted")
-                            .by(&actor)
-                            .detail("provider", id.clone())
-                            .detail("kind", kind)
-                            .detail("links", links),
-                    )?;
+                    let mut event = AuditEvent::new("upstream.provider_deleted")
+                        .by(&actor)
+                        .detail("provider", id.clone())
+                        .detail("kind", kind)
+                        .detail("links", links);
+                    if end_logins {
+                        let users = super::service::cut_off_provider(conn, &id)?;
+                        event = event.detail("logins_ended_for_users", users);
+                    }
+                    audit::record(conn, event)?;
                     Ok(links)
                 })
             })
@@ -459,6 +540,33 @@ impl Upstream {
         }
         deleted
     }
+}
+
+/// How many reloads in a row may fail before a node stops serving the stored providers
+/// (× [`PROVIDER_RELOAD_SECONDS`]: about 50 s).
+pub const MAX_RELOAD_FAILURES: u32 = 5;
+
+/// Why a change that moves where the secret goes is refused without a new secret.
+pub const SECRET_MUST_BE_ENTERED_AGAIN: &str = "must be entered again: the token endpoint, issuer or API host changed, and the stored secret is sent only where it was entered for";
+
+/// The settings that differ between `before` (`None`: unreadable) and `after`, by name (never
+/// a secret: the stored settings hold none).
+fn changed_fields(before: Option<&RawUpstream>, after: &RawUpstream) -> Vec<String> {
+    let as_map = |raw: &RawUpstream| match serde_json::to_value(raw) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let after = as_map(after);
+    let before = before.map(as_map).unwrap_or_default();
+    let mut names: Vec<String> = after
+        .keys()
+        .chain(before.keys())
+        .filter(|name| before.get(*name) != after.get(*name))
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// An insert's failure: a unique violation is another provider that took the id meanwhile.

@@ -59,4 +59,5 @@ mod upstream_hardening;
 mod upstream_links;
 mod upstream_login;
 mod upstream_providers;
+mod upstream_security;
 mod upstream_sessions;

@@ -819,7 +819,11 @@ async fn a_remote_issuers_discovery_cannot_point_this_server_at_this_machine() {
             .mount(&fake)
             .await;
         let (_rp, provider, http) = remote_issuer_at(&fake).await;
-        let answer = latchkey::upstream::oidc::discover(&http, &provider).await;
+        let clients = latchkey::upstream::client::HttpClients {
+            plain: http.clone(),
+            guarded: http,
+        };
+        let answer = latchkey::upstream::oidc::discover(&clients, &provider).await;
         let Err(latchkey::upstream::UpstreamError::Unreachable(message)) = answer else {
             panic!("{endpoint}: a discovery naming {internal} was accepted");
         };

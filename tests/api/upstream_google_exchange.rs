@@ -17,7 +17,7 @@ use crate::upstream_google::rp_of;
 /// A Latchkey with the fake as `[upstream.google]`, and a confidential client allowed token
 /// exchange (and refresh tokens): (app, client id, secret).
 async fn exchange_rp(google: &FakeGoogle) -> (TestApp, String, String) {
-    let rp = rp_of(google, "google", "google", "").await;
+    let rp = rp_of(google, "google", "google", "accept_access_tokens = true").await;
     let (client, secret) = rp
         .register(&ClientSpec {
             scopes: ["openid", "profile", "email"].map(str::to_owned).to_vec(),
@@ -145,7 +145,7 @@ async fn an_android_id_token_gets_tokens_at_api_google_on_both_paths() {
 #[tokio::test]
 async fn token_exchange_at_the_token_endpoint_takes_both_token_kinds() {
     let google = FakeGoogle::start().await;
-    let rp = rp_of(&google, "google", "google", "").await;
+    let rp = rp_of(&google, "google", "google", "accept_access_tokens = true").await;
     // A public client (the mobile app) authenticates by its client_id alone.
     let (client, _) = rp
         .register(&ClientSpec {
@@ -204,11 +204,12 @@ async fn token_exchange_at_the_token_endpoint_takes_both_token_kinds() {
         .expect("json");
     assert_eq!(me["sub"], user.id.as_str());
 
-    // /api/google/ with the access token too.
+    // /api/google/ with an access token too (another: each is exchanged once).
+    access_token(&google, "ya29.mobile2", ANDROID_CLIENT_ID, now() + 3000);
     let (status, tokens) = post_json(
         &rp,
         "/api/google/",
-        &json!({ "access_token": "ya29.mobile", "client_id": id }),
+        &json!({ "access_token": "ya29.mobile2", "client_id": id }),
         None,
     )
     .await;
@@ -467,7 +468,7 @@ async fn limited_rp(google: &FakeGoogle, limit: u32) -> (TestApp, String) {
         google,
         "google",
         "google",
-        &format!("[rate_limits]\ntoken_exchanges_per_ip = {limit}"),
+        &format!("accept_access_tokens = true\n[rate_limits]\ntoken_exchanges_per_ip = {limit}"),
     )
     .await;
     let (client, _) = rp
@@ -774,6 +775,7 @@ issuer = "{0}"
 client_id = "web"
 client_secret = "s"
 tokeninfo_endpoint = "{0}/tokeninfo"
+accept_access_tokens = true
 "#,
         down.uri()
     ))

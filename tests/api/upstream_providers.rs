@@ -407,21 +407,18 @@ async fn only_a_superuser_changes_providers() {
     let staff_account = app.create_plain_staff("staffer").await;
     let staff = app.visitor("staffer").await;
 
-    // The pages, read-only.
-    let (status, list) = staff.get("/admin/providers/").await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(
-        list.contains("chat") && !list.contains("Add a provider"),
-        "{list}"
-    );
-    let (status, page) = staff.get("/admin/providers/chat/").await;
-    assert_eq!(status, StatusCode::OK);
-    assert!(page.contains("Only a superuser"), "{page}");
-    assert!(!page.contains("action=\"/admin/providers/chat/\""));
-    assert_eq!(
-        staff.get("/admin/providers/chat/delete/").await.0,
-        StatusCode::FORBIDDEN
-    );
+    // No page: providers are a superuser's (403 pages, nothing of the settings shown).
+    for page in [
+        "/admin/providers/",
+        "/admin/providers/chat/",
+        "/admin/providers/chat/delete/",
+    ] {
+        let (status, html) = staff.get(page).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{page}");
+        assert!(!html.contains("1234567890"), "{page}: {html}");
+    }
+    // A page of the console the staff member may see, for its CSRF token.
+    let (_, list) = staff.get("/admin/").await;
 
     // Every POST refused by the service, nothing changed.
     let other = discord_fields(&discord, "other", SECRET);
@@ -475,7 +472,11 @@ async fn only_a_superuser_changes_providers() {
             matches!(created, Err(ProviderChangeError::Forbidden(_))),
             "{created:?}"
         );
-        let deleted = app.services.upstream.delete_provider(&actor, "chat").await;
+        let deleted = app
+            .services
+            .upstream
+            .delete_provider(&actor, "chat", true)
+            .await;
         assert!(
             matches!(deleted, Err(ProviderChangeError::Forbidden(_))),
             "{deleted:?}"
@@ -656,7 +657,11 @@ async fn a_stored_provider_that_does_not_load_is_left_out_and_can_be_repaired() 
         id: "chat".to_owned(),
         settings,
         client_secret_sealed: other_key
-            .seal("chat", &SecretString::from(SECRET))
+            .seal(
+                "chat",
+                std::slice::from_ref(&uri),
+                &SecretString::from(SECRET),
+            )
             .expect("seal"),
         created_at: latchkey::db::now(),
         updated_at: latchkey::db::now(),
@@ -867,7 +872,9 @@ async fn a_stored_provider_with_unreadable_settings_is_left_out_and_can_be_set_a
     let row = latchkey::db::upstream_providers::ProviderRow {
         id: "chat".to_owned(),
         settings: r#"{"kind":"discord","client_id":"x","a_later_setting":true}"#.to_owned(),
-        client_secret_sealed: sealed.seal("chat", &SecretString::from("s")).expect("seal"),
+        client_secret_sealed: sealed
+            .seal("chat", &[], &SecretString::from("s"))
+            .expect("seal"),
         created_at: latchkey::db::now(),
         updated_at: latchkey::db::now(),
     };
@@ -898,5 +905,296 @@ async fn a_stored_provider_with_unreadable_settings_is_left_out_and_can_be_set_a
     )
     .await;
     assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    assert!(offers(&app.anonymous_visitor(), "Chat").await);
+}
+
+#[tokio::test]
+async fn moving_the_token_endpoint_or_api_host_needs_the_secret_again_and_drops_kept_tokens() {
+    let discord = discord_fake().await;
+    let elsewhere = MockServer::start().await;
+    let app = spawn_app().await;
+    let admin = superuser(&app).await;
+    let fields = discord_fields(&discord, "chat", SECRET);
+    post_form(&admin, "/admin/providers/", "/admin/providers/", &fields).await;
+    let row = stored_row(&app, "chat").await.expect("stored");
+    assert!(
+        row.client_secret_sealed.starts_with("v2."),
+        "bound to its origins"
+    );
+    let nelly = app.anonymous_visitor();
+    assert_eq!(
+        round_trip(&nelly, "chat", "c1").await.status(),
+        StatusCode::SEE_OTHER
+    );
+    let user_id = app
+        .services
+        .accounts
+        .find_by_login("nelly")
+        .await
+        .expect("db")
+        .expect("nelly")
+        .id;
+    let links = app.services.upstream.links_of(&user_id).await.expect("db");
+    assert_eq!(
+        links[0].issuer,
+        format!("discord:{}", discord.uri()),
+        "a link through another API host than Discord's names it"
+    );
+    // Another host, the secret left blank: refused, nothing saved, nothing sent there.
+    let other = elsewhere.uri();
+    let moved = |secret: &str| -> Vec<(&'static str, String)> {
+        vec![
+            ("label", "Chat".to_owned()),
+            ("client_id", "1234567890".to_owned()),
+            ("client_secret", secret.to_owned()),
+            ("enabled", "on".to_owned()),
+            (
+                "authorization_endpoint",
+                format!("{}/oauth2/authorize", discord.uri()),
+            ),
+            ("token_endpoint", format!("{other}/api/oauth2/token")),
+            ("api_base", format!("{other}/api/v10")),
+        ]
+    };
+    let refused = post_form(
+        &admin,
+        "/admin/providers/chat/",
+        "/admin/providers/chat/",
+        &moved(""),
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused
+        .text()
+        .await
+        .expect("page")
+        .contains("client_secret must be entered again"));
+    assert_eq!(
+        stored_row(&app, "chat").await.expect("stored").settings,
+        row.settings
+    );
+    round_trip(&app.anonymous_visitor(), "chat", "c2").await;
+    assert!(
+        elsewhere
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .is_empty(),
+        "the stored secret never went to the new host"
+    );
+
+    // The user's kept tokens (as the connector keeps them).
+    let link_id = links[0].id.clone();
+    app.services
+        .db
+        .write(move |conn| {
+            latchkey::db::upstream_links::set_tokens(
+                conn,
+                &link_id,
+                Some(("sealed-a", Some("sealed-r"), None)),
+            )
+            .map_err(latchkey::db::DbError::from)
+        })
+        .await
+        .expect("tokens");
+
+    // With the secret entered again: saved, the kept tokens dropped, the audit event says what
+    // moved (never the secret).
+    let saved = post_form(
+        &admin,
+        "/admin/providers/chat/",
+        "/admin/providers/chat/",
+        &moved("another-secret"),
+    )
+    .await;
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    let links = app.services.upstream.links_of(&user_id).await.expect("db");
+    assert!(
+        links[0].access_token_sealed.is_none() && links[0].refresh_token_sealed.is_none(),
+        "kept tokens dropped"
+    );
+    let updated = app.audit_events("upstream.provider_updated").await;
+    let details = &updated[0].details;
+    for words in [
+        "api_base",
+        "token_endpoint",
+        &format!("\"old_origins\":\"{}\"", discord.uri()),
+        &format!("\"new_origins\":\"{other}\""),
+        "\"tokens_dropped\":1",
+    ] {
+        assert!(details.contains(words), "{words}: {details}");
+    }
+    assert!(!details.contains("another-secret") && !details.contains(SECRET));
+
+    // A change that keeps the origins keeps the secret without asking.
+    let mut relabelled = moved("");
+    relabelled[0].1 = "Chat again".to_owned();
+    let kept = post_form(
+        &admin,
+        "/admin/providers/chat/",
+        "/admin/providers/chat/",
+        &relabelled,
+    )
+    .await;
+    assert_eq!(kept.status(), StatusCode::SEE_OTHER);
+}
+
+/// The form of the stored provider `chat` at `discord`, secret blank (kept), with `more`.
+fn chat_edit(discord: &MockServer, more: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
+    let mut fields: Vec<(&'static str, String)> = discord_fields(discord, "chat", "")
+        .into_iter()
+        .filter(|(k, _)| !matches!(*k, "enabled" | "id" | "kind"))
+        .collect();
+    fields.extend(more.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    fields
+}
+
+#[tokio::test]
+async fn disabling_with_end_logins_or_deleting_ends_the_logins_through_the_provider() {
+    let discord = discord_fake().await;
+    let app = spawn_app().await;
+    let admin = superuser(&app).await;
+    post_form(
+        &admin,
+        "/admin/providers/",
+        "/admin/providers/",
+        &discord_fields(&discord, "chat", SECRET),
+    )
+    .await;
+    let nelly = app.anonymous_visitor();
+    round_trip(&nelly, "chat", "c1").await;
+    assert!(nelly.signed_in().await);
+    // Disabled without the box: her session stays.
+    let saved = post_form(
+        &admin,
+        "/admin/providers/chat/",
+        "/admin/providers/chat/",
+        &chat_edit(&discord, &[]),
+    )
+    .await;
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    assert!(nelly.signed_in().await);
+    // Enabled, she signs in again elsewhere; disabled with the box: every login through it ends.
+    post_form(
+        &admin,
+        "/admin/providers/chat/",
+        "/admin/providers/chat/",
+        &chat_edit(&discord, &[("enabled", "on")]),
+    )
+    .await;
+    let again = app.anonymous_visitor();
+    round_trip(&again, "chat", "c2").await;
+    assert!(again.signed_in().await);
+    let saved = post_form(
+        &admin,
+        "/admin/providers/chat/",
+        "/admin/providers/chat/",
+        &chat_edit(&discord, &[("end_logins", "on")]),
+    )
+    .await;
+    assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+    assert!(!nelly.signed_in().await && !again.signed_in().await);
+    assert!(admin.signed_in().await, "a password login is not touched");
+    let updated = app.audit_events("upstream.provider_updated").await;
+    assert!(
+        updated[0].details.contains("\"logins_ended_for_users\":1"),
+        "{}",
+        updated[0].details
+    );
+    // Deleting ends them by default.
+    post_form(
+        &admin,
+        "/admin/providers/chat/",
+        "/admin/providers/chat/",
+        &chat_edit(&discord, &[("enabled", "on")]),
+    )
+    .await;
+    let third = app.anonymous_visitor();
+    round_trip(&third, "chat", "c3").await;
+    assert!(third.signed_in().await);
+    let (_, confirm) = admin.get("/admin/providers/chat/delete/").await;
+    assert!(confirm.contains("Every session and token"), "{confirm}");
+    let deleted = admin
+        .post_with_csrf_of(&confirm, "/admin/providers/chat/delete/", &[])
+        .await;
+    assert_eq!(deleted.status(), StatusCode::SEE_OTHER);
+    assert!(!third.signed_in().await);
+    assert!(admin.signed_in().await);
+}
+
+#[tokio::test]
+async fn a_provider_disabled_during_the_round_trip_signs_nobody_in() {
+    let discord = MockServer::start().await;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("1234567890:{SECRET}"));
+    Mock::given(method("POST"))
+        .and(path("/api/oauth2/token"))
+        .and(header("authorization", format!("Basic {basic}").as_str()))
+        .respond_with(token_response().set_delay(std::time::Duration::from_secs(2)))
+        .mount(&discord)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v10/users/@me"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(me()))
+        .mount(&discord)
+        .await;
+    let app = spawn_app().await;
+    let admin = superuser(&app).await;
+    post_form(
+        &admin,
+        "/admin/providers/",
+        "/admin/providers/",
+        &discord_fields(&discord, "chat", SECRET),
+    )
+    .await;
+    let nelly = app.anonymous_visitor();
+    let callback = round_trip(&nelly, "chat", "slow");
+    let disable = async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        post_form(
+            &admin,
+            "/admin/providers/chat/",
+            "/admin/providers/chat/",
+            &chat_edit(&discord, &[]),
+        )
+        .await
+    };
+    let (callback, disabled) = tokio::join!(callback, disable);
+    assert_eq!(disabled.status(), StatusCode::SEE_OTHER);
+    assert_ne!(callback.status(), StatusCode::SEE_OTHER);
+    assert!(!nelly.signed_in().await);
+    assert!(app
+        .services
+        .accounts
+        .find_by_login("nelly")
+        .await
+        .expect("db")
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_node_that_cannot_reread_the_providers_stops_serving_the_stored_ones() {
+    let discord = discord_fake().await;
+    let app = spawn_app().await;
+    let admin = superuser(&app).await;
+    post_form(
+        &admin,
+        "/admin/providers/",
+        "/admin/providers/",
+        &discord_fields(&discord, "chat", SECRET),
+    )
+    .await;
+    assert!(offers(&app.anonymous_visitor(), "Chat").await);
+    // What the reloader does after `MAX_RELOAD_FAILURES` failed reloads in a row.
+    app.services.upstream.drop_stored().await;
+    assert!(!offers(&app.anonymous_visitor(), "Chat").await);
+    assert_eq!(
+        app.anonymous_visitor()
+            .get_response("/accounts/upstream/chat/login/")
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    // Back with the next successful reload.
+    app.services.upstream.reload().await.expect("reload");
     assert!(offers(&app.anonymous_visitor(), "Chat").await);
 }

@@ -159,7 +159,8 @@ async fn a_linked_account_with_codes_on_enters_its_code_after_the_provider() {
         .await
         .expect("codes on");
     let mut row = crate::upstream_links::link("l-ann", &ann.id, "discord", "80351110224678912");
-    row.issuer = "discord".to_owned();
+    // The fake's API host is not Discord's: links through it carry its origin.
+    row.issuer = format!("discord:{}", discord.uri());
     rp.services
         .db
         .write(move |conn| {
@@ -182,9 +183,10 @@ async fn a_linked_account_with_codes_on_enters_its_code_after_the_provider() {
 
 /// Links `user_id` to the Discord account of `me()` directly (the sign-in that makes links is
 /// tested elsewhere).
-async fn link_to_discord(rp: &TestApp, user_id: &str) {
+async fn link_to_discord(rp: &TestApp, discord: &MockServer, user_id: &str) {
     let mut row = crate::upstream_links::link("l-1", user_id, "discord", "80351110224678912");
-    row.issuer = "discord".to_owned();
+    // The fake's API host is not Discord's: links through it carry its origin.
+    row.issuer = format!("discord:{}", discord.uri());
     rp.services
         .db
         .write(move |conn| {
@@ -199,7 +201,7 @@ async fn a_deactivated_or_unverified_account_is_not_signed_in_through_its_link()
     let discord = discord().await;
     let rp = discord_rp_with(&discord, "[accounts]\nemail_verification = \"mandatory\"").await;
     let ann = rp.create_user("ann").await;
-    link_to_discord(&rp, &ann.id).await;
+    link_to_discord(&rp, &discord, &ann.id).await;
     // Deactivated: a page saying so, no session.
     rp.deactivate(&ann.id).await;
     let visitor = rp.anonymous_visitor();
@@ -257,7 +259,7 @@ async fn removing_a_link_ends_the_sessions_and_tokens_of_logins_through_it() {
     for by_admin in [false, true] {
         let name = if by_admin { "bea" } else { "ann" };
         let user = rp.create_user(name).await;
-        link_to_discord(&rp, &user.id).await;
+        link_to_discord(&rp, &discord, &user.id).await;
         // A browser signed in through Discord, with an application's token from that login …
         let through_discord = rp.anonymous_visitor();
         assert_eq!(

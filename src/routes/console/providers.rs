@@ -2,10 +2,10 @@
 //! (`/admin/providers/`), a provider's page (`/admin/providers/{id}/`: the form of a provider
 //! added here, or the read-only settings of one from the configuration file), and deleting one.
 //!
-//! Who may call: staff see the list and the pages; changing providers is a superuser's (who may
-//! add one decides who can sign in), so a staff member who is not a superuser gets the pages
-//! without their forms, and the service ([`Upstream::create_provider`] and the others) refuses
-//! their POSTs with 403 whatever the page showed. A provider of the configuration file is
+//! Who may call: superusers only (who may add a provider decides who can sign in, and its pages
+//! show where its secret and users' tokens go): a staff member who is not a superuser gets a
+//! 403 page for every page ([`superuser_only`]), and the service ([`Upstream::create_provider`]
+//! and the others) refuses their POSTs with 403 whatever the page showed. A provider of the configuration file is
 //! read-only here (403 for a forged POST).
 //!
 //! The form shows every setting when adding a provider, each marked with the kinds it belongs
@@ -80,6 +80,7 @@ struct ProviderValues {
     api_base: String,
     /// `""` (the kind's default), `"yes"` or `"no"`.
     keep_tokens: String,
+    accept_access_tokens: bool,
     callback_path: String,
 }
 
@@ -127,6 +128,7 @@ impl ProviderValues {
             tokeninfo_endpoint: text("tokeninfo_endpoint"),
             api_base: text("api_base"),
             keep_tokens: text("keep_tokens"),
+            accept_access_tokens: form.get("accept_access_tokens").is_some(),
             callback_path: text("callback_path"),
         }
     }
@@ -147,6 +149,7 @@ impl ProviderValues {
                 .unwrap_or_default(),
             enabled: settings.enabled,
             link_by_email: settings.link_by_email,
+            accept_access_tokens: settings.accept_access_tokens,
             allowed_hosted_domains: lines(&settings.allowed_hosted_domains),
             required_claims: settings
                 .required_claims
@@ -241,6 +244,7 @@ impl ProviderValues {
                 "no" => Some(false),
                 _ => None,
             },
+            accept_access_tokens: self.accept_access_tokens,
             callback_path: self.callback_path.clone(),
         }
     }
@@ -254,7 +258,9 @@ fn shows(kind: Option<ProviderKind>, field: &str) -> bool {
     };
     match field {
         "issuer" | "accepted_audiences" | "required_claims" | "userinfo_endpoint" => kind.is_oidc(),
-        "allowed_hosted_domains" | "tokeninfo_endpoint" => kind == ProviderKind::Google,
+        "allowed_hosted_domains" | "tokeninfo_endpoint" | "accept_access_tokens" => {
+            kind == ProviderKind::Google
+        }
         "api_base" | "keep_tokens" | "callback_path" => kind == ProviderKind::Discord,
         _ => true,
     }
@@ -425,6 +431,7 @@ pub async fn list_providers(
     upstream: web::Data<Upstream>,
     web: web::Data<WebConfig>,
 ) -> Result<HttpResponse, PageError> {
+    superuser_only(&admin)?;
     providers_page(
         &admin,
         &upstream,
@@ -433,6 +440,20 @@ pub async fn list_providers(
         Problems::default(),
     )
     .await
+}
+
+/// The providers' pages are a superuser's: staff who are not get a 403 page.
+///
+/// # Errors
+/// [`PageError`] 403 for staff who are not superusers.
+fn superuser_only(admin: &Staff) -> Result<(), PageError> {
+    if admin.is_superuser {
+        Ok(())
+    } else {
+        Err(not_allowed(
+            "only a superuser can see or change the sign-in providers",
+        ))
+    }
 }
 
 /// `POST /admin/providers/`: adds a provider (a superuser's; the service checks).
@@ -509,6 +530,7 @@ pub async fn show_provider(
     upstream: web::Data<Upstream>,
     web: web::Data<WebConfig>,
 ) -> Result<HttpResponse, PageError> {
+    superuser_only(&admin)?;
     provider_page(&admin, &upstream, &web, &path, None).await
 }
 
@@ -529,7 +551,13 @@ pub async fn update_provider(
         .filter(|s| !s.is_empty())
         .map(SecretString::from);
     match upstream
-        .update_provider(&admin.actor(), &path, values.settings(), secret)
+        .update_provider(
+            &admin.actor(),
+            &path,
+            values.settings(),
+            secret,
+            form.get("end_logins").is_some(),
+        )
         .await
     {
         Ok(()) => {
@@ -656,6 +684,9 @@ fn file_settings(p: &crate::config::UpstreamProvider) -> FileSettings {
     if let Some(path) = &p.callback_path {
         others.push(("callback_path", path.clone()));
     }
+    if p.accept_access_tokens {
+        others.push(("accept_access_tokens", "true".to_owned()));
+    }
     FileSettings {
         kind: p.kind.as_str(),
         label: p.label.clone(),
@@ -704,7 +735,7 @@ pub async fn confirm_delete_provider(
         confirm: ConfirmText {
             title: format!("Delete the sign-in provider “{label}”?"),
             message: format!(
-                "Nobody can sign in with it any more: on this server at once, on the others within {PROVIDER_RELOAD_SECONDS} seconds. {links}"
+                "Nobody can sign in with it any more: on this server at once, on the others within {PROVIDER_RELOAD_SECONDS} seconds. Every session and token of a login through it ends now. {links}"
             ),
             action: format!("{}delete/", provider_path(&stored.id)),
             hidden: Vec::new(),
@@ -718,12 +749,14 @@ pub async fn confirm_delete_provider(
 /// checks); its links stay.
 pub async fn delete_provider(
     admin: Staff,
-    _form: Form,
+    Form(form): Form,
     path: web::Path<String>,
     upstream: web::Data<Upstream>,
 ) -> Result<HttpResponse, PageError> {
+    // On by default: a deleted provider's logins end with it, unless the form says to keep them.
+    let end_logins = form.get("keep_logins").is_none();
     let links = upstream
-        .delete_provider(&admin.actor(), &path)
+        .delete_provider(&admin.actor(), &path, end_logins)
         .await
         .map_err(|e| change_failure(&path, e))?;
     let kept = if links == 0 {
