@@ -13,7 +13,11 @@
 //!   verifying until the longest-lived token it could have signed has expired, then leaves the
 //!   JWKS.
 //! - Each node keeps the keys in memory for `oidc.key_cache_seconds` and re-reads them after
-//!   that.
+//!   that, or at once when the database disagrees with its cache about the `kid` it is about to
+//!   sign or verify with (one primary-key read each time): a cached key that `keys revoke`
+//!   deleted, or a stored key it has not cached — the replacement that `keys revoke` makes signs
+//!   at once, so another node may have signed with it already. The JWKS compares every stored
+//!   kid with the cache on each request.
 
 use std::fmt;
 use std::sync::{Arc, RwLock};
@@ -622,17 +626,21 @@ impl KeyStore {
         }
     }
 
-    /// The cached keys if `kid` is still stored, or the keys re-read at once when it is not
-    /// (it was revoked since they were read). One primary-key read: this is what makes a
-    /// revocation take effect on every node without waiting for the cache to expire.
+    /// The cached keys when they agree with the database about `kid`, or the keys re-read at
+    /// once when they do not: a cached key that is no longer stored was revoked since they were
+    /// read, and a stored key that is not cached is newer than them — the replacement that
+    /// `keys revoke` makes signs at once, so another node may already have signed with it.
+    /// One primary-key read: this is what makes a revocation take effect on every node without
+    /// waiting for the cache to expire.
     async fn confirmed(&self, set: Arc<KeySet>, kid: &str) -> Result<Arc<KeySet>, KeyError> {
+        let cached = set.keys.iter().any(|k| k.kid == kid);
         let kid = kid.to_owned();
         let stored = self
             .inner
             .db
             .read(move |conn| signing_keys::exists(conn, &kid).map_err(DbError::from))
             .await?;
-        if stored {
+        if stored == cached {
             Ok(set)
         } else {
             self.reload().await
@@ -746,17 +754,15 @@ impl KeyStore {
         let kid = header
             .kid
             .ok_or_else(|| JwtVerifyError::Invalid("the JWT has no kid".into()))?;
-        // No re-read for an unknown kid: a new key is published on every node before any node
-        // signs with it, so an unknown kid is not ours (and must not cost a database read).
-        let set = self.current().await?;
+        // The cached keys, confirmed against the database for this kid (one primary-key read,
+        // whether the kid is cached or not): a revoked key is deleted, so a cached one must
+        // still be stored; and the replacement `keys revoke` makes signs at once, so a kid this
+        // node has not cached yet may be one another node signed with since. A rotated key
+        // needs neither: it is published on every node before any node signs with it.
+        let set = self.confirmed(self.current().await?, &kid).await?;
         let now = db::now();
         let not_current =
             || JwtVerifyError::Invalid("the JWT was not signed by a current key".into());
-        if !set.keys.iter().any(|k| k.kid == kid) {
-            return Err(not_current());
-        }
-        // A revoked key is deleted: confirm this one is still stored before trusting it.
-        let set = self.confirmed(set, &kid).await?;
         let key = set
             .keys
             .iter()

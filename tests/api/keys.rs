@@ -342,3 +342,73 @@ async fn tokens_minted_while_their_key_is_revoked_never_outlive_it() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_replacement_signing_on_one_node_verifies_at_once_on_another() {
+    // Two nodes of one cluster (one issuer, one database), each caching keys for an hour.
+    // Found by bench/cluster.sh: after `keys revoke` of the signing key, the node that signed
+    // next used the replacement at once, and the other refused its ID tokens as
+    // id_token_hints until its cache expired (it did not look up a kid it had not cached).
+    let app = spawn_app_with("[oidc]\nkey_cache_seconds = 3600").await;
+    let other = app
+        .second_node(&format!(
+            "[server]\nissuer = \"{}\"\n[oidc]\nkey_cache_seconds = 3600",
+            app.address
+        ))
+        .await;
+    app.create_user("keyholder").await;
+    let (client, secret) = app
+        .register(&ClientSpec {
+            scopes: vec!["openid profile".into()],
+            id_token_alg: Some("RS256".into()),
+            ..spec("confidential", &["password"])
+        })
+        .await;
+    let secret = secret.expect("secret");
+    let logout_at = |node: &TestApp, hint: &str| {
+        node.api
+            .get(node.url("/o/logout/"))
+            .query(&[("id_token_hint", hint)])
+            .send()
+    };
+    let before = tokens(&app, client.id(), &secret).await;
+    let before = before["id_token"].as_str().expect("id_token").to_owned();
+    let status = logout_at(&other, &before).await.expect("logout").status();
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the other node verifies the first's ID token"
+    );
+
+    let revoked = latchkey(&app, &["keys", "revoke", "--json", "--", &kid_of(&before)]);
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    let revoked: Value = serde_json::from_slice(&revoked.stdout).expect("json");
+    let replacement = revoked["replacement"].as_str().expect("a replacement");
+
+    // The first node signs with the replacement at once; the other, whose cache predates it,
+    // accepts that ID token at once too, and still refuses the revoked key's.
+    let after = tokens(&app, client.id(), &secret).await;
+    let after = after["id_token"].as_str().expect("id_token").to_owned();
+    assert_eq!(kid_of(&after), replacement);
+    let response = logout_at(&other, &after).await.expect("logout");
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+    let status = logout_at(&other, &before).await.expect("logout").status();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A kid that is not stored anywhere is still refused.
+    let forged = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(br#"{"alg":"RS256","typ":"JWT","kid":"no-such-kid"}"#),
+        after.split_once('.').expect("a JWT").1
+    );
+    let status = logout_at(&other, &forged).await.expect("logout").status();
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
