@@ -35,6 +35,7 @@ mod metadata_health;
 mod migrations;
 mod oidc;
 mod oidc_flows;
+mod openapi;
 mod password;
 mod password_reset;
 mod portal;
