@@ -82,6 +82,56 @@ impl Serialize for ErrorDescription {
     }
 }
 
+/// In the OpenAPI document (`/api/openapi.json`): a string of at most
+/// [`ErrorDescription::MAX_CHARS`] characters whose `pattern` is built from
+/// [`ErrorDescription::is_allowed`], so the document states exactly what the type enforces.
+impl utoipa::PartialSchema for ErrorDescription {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "For the developer, never for programs to parse: printable ASCII without '\"' \
+                 and '\\' (RFC 6749 section 5.2), at most 512 characters.",
+            ))
+            .max_length(Some(Self::MAX_CHARS))
+            .pattern(Some(Self::pattern()))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ErrorDescription {}
+
+impl ErrorDescription {
+    /// The allowed characters as a regular expression over the whole text
+    /// (`^[\x20-\x21\x23-\x5B\x5D-\x7E]*$`), derived from [`ErrorDescription::is_allowed`].
+    fn pattern() -> String {
+        fn close(class: &mut String, (first, last): (u8, u8)) {
+            class.push_str(&format!("\\x{first:02X}"));
+            if last > first {
+                class.push_str(&format!("-\\x{last:02X}"));
+            }
+        }
+        let mut class = String::new();
+        let mut run: Option<(u8, u8)> = None;
+        for b in 0..=0x7Fu8 {
+            run = match (Self::is_allowed(char::from(b)), run) {
+                (true, Some((first, _))) => Some((first, b)),
+                (true, None) => Some((b, b)),
+                (false, Some(r)) => {
+                    close(&mut class, r);
+                    None
+                }
+                (false, None) => None,
+            };
+        }
+        if let Some(r) = run {
+            close(&mut class, r);
+        }
+        format!("^[{class}]*$")
+    }
+}
+
 impl From<&str> for ErrorDescription {
     fn from(text: &str) -> Self {
         Self::new(text)
@@ -94,8 +144,16 @@ impl From<String> for ErrorDescription {
     }
 }
 
-/// An RFC-registered OAuth error code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An RFC-registered OAuth error code. In the OpenAPI document its names are
+/// [`ErrorCode::as_str`]'s (a unit test compares them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(
+    as = OAuthErrorCode,
+    rename_all = "snake_case",
+    description = "An OAuth error code: RFC 6749 sections 4.1.2.1 and 5.2, RFC 6750 section \
+        3.1, RFC 8707 section 2, OpenID Connect Core section 3.1.2.6; and Latchkey's \
+        `mfa_required` (the password was right, an emailed code is needed)."
+)]
 pub enum ErrorCode {
     /// Malformed request (RFC 6749 §5.2).
     InvalidRequest,
@@ -276,15 +334,19 @@ impl OAuthError {
     }
 }
 
-/// `{"error": …, "error_description": …}`.
-#[derive(Debug, Serialize)]
+/// `{"error": …, "error_description": …}`: RFC 6749 §5.2's error body, the answer of the token,
+/// introspection and revocation endpoints to every refusal.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = OAuthError)]
 pub struct ErrorBody<'a> {
     /// The code.
+    #[schema(value_type = ErrorCode)]
     pub error: &'static str,
     /// The description.
     pub error_description: &'a ErrorDescription,
-    /// With `mfa_required` only.
+    /// With `mfa_required` only: the handle the mfa-otp grant takes back with the emailed code.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub mfa_token: Option<&'a str>,
 }
 
@@ -372,6 +434,70 @@ mod tests {
             // Cleaning is idempotent: a clean description is left alone.
             assert_eq!(ErrorDescription::new(d.as_str()), d);
         }
+    }
+
+    #[test]
+    fn the_documented_pattern_is_the_allowed_set() {
+        assert_eq!(
+            ErrorDescription::pattern(),
+            r"^[\x20-\x21\x23-\x5B\x5D-\x7E]*$"
+        );
+    }
+
+    /// Every code, for the OpenAPI check below.
+    const ALL_CODES: [ErrorCode; 16] = [
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidClient,
+        ErrorCode::InvalidGrant,
+        ErrorCode::UnauthorizedClient,
+        ErrorCode::UnsupportedGrantType,
+        ErrorCode::InvalidScope,
+        ErrorCode::InvalidTarget,
+        ErrorCode::AccessDenied,
+        ErrorCode::UnsupportedResponseType,
+        ErrorCode::ServerError,
+        ErrorCode::InvalidToken,
+        ErrorCode::InsufficientScope,
+        ErrorCode::LoginRequired,
+        ErrorCode::ConsentRequired,
+        ErrorCode::MfaRequired,
+        ErrorCode::TemporarilyUnavailable,
+    ];
+
+    /// Fails to compile when a code is added without being put in [`ALL_CODES`].
+    fn _every_code_is_listed(code: ErrorCode) {
+        match code {
+            ErrorCode::InvalidRequest
+            | ErrorCode::InvalidClient
+            | ErrorCode::InvalidGrant
+            | ErrorCode::UnauthorizedClient
+            | ErrorCode::UnsupportedGrantType
+            | ErrorCode::InvalidScope
+            | ErrorCode::InvalidTarget
+            | ErrorCode::AccessDenied
+            | ErrorCode::UnsupportedResponseType
+            | ErrorCode::ServerError
+            | ErrorCode::InvalidToken
+            | ErrorCode::InsufficientScope
+            | ErrorCode::LoginRequired
+            | ErrorCode::ConsentRequired
+            | ErrorCode::MfaRequired
+            | ErrorCode::TemporarilyUnavailable => {}
+        }
+    }
+
+    #[test]
+    fn the_documented_codes_are_the_codes_sent() {
+        let schema =
+            serde_json::to_value(<ErrorCode as utoipa::PartialSchema>::schema()).expect("json");
+        let documented: Vec<&str> = schema["enum"]
+            .as_array()
+            .expect("an enum")
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        let sent: Vec<&str> = ALL_CODES.iter().map(|c| c.as_str()).collect();
+        assert_eq!(documented, sent);
     }
 
     #[test]

@@ -21,38 +21,47 @@ use crate::secret;
 
 /// The introspection response (RFC 7662 §2.2); every field but `active` is omitted for
 /// inactive tokens.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Introspection {
     /// Whether the token is currently usable.
     pub active: bool,
     /// Granted scope, space-separated.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub scope: Option<String>,
     /// The client the token was issued to.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub client_id: Option<String>,
     /// The resource owner's username.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub username: Option<String>,
     /// `Bearer` for access tokens, `refresh_token` for refresh tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, nullable = false, pattern = "^(Bearer|refresh_token)$")]
     pub token_type: Option<&'static str>,
     /// Expiry, seconds since the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub exp: Option<i64>,
     /// Issue time, seconds since the Unix epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub iat: Option<i64>,
     /// The resource owner's stable id (absent for client-credentials tokens).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub sub: Option<String>,
     /// Intended audience (RFC 7662 §2.2): the token's RFC 8707 resources, or
     /// `oidc.access_token_audience` when it names none — the `aud` a JWT access token carries.
     /// A string, or an array of several.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub aud: Option<Audience>,
     /// The issuer.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub iss: Option<String>,
 }
 

@@ -71,24 +71,28 @@ pub(crate) struct Mint<'a> {
 }
 
 /// A successful token response (RFC 6749 §5.1).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TokenResponse {
-    /// The access token (opaque, 256 bits).
+    /// The access token (opaque, 256 bits, or an RFC 9068 JWT for clients that get those).
     pub access_token: String,
     /// Always `Bearer` (RFC 6750).
+    #[schema(value_type = String, pattern = "^Bearer$")]
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: i64,
     /// A refresh token, when the client may use the refresh_token grant.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub refresh_token: Option<String>,
     /// The granted scope, space-separated (always sent, RFC 6749 §5.1 allows it).
     pub scope: String,
     /// An ID token (OIDC Core §3.1.3.3) when the granted scope contains `openid`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub id_token: Option<String>,
     /// RFC 8693 §2.2.1: the type of `access_token`, in a token-exchange answer only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, nullable = false)]
     pub issued_token_type: Option<&'static str>,
 }
 

@@ -212,7 +212,7 @@ pub struct IdTokenHint {
 }
 
 /// `aud` is a string or an array of strings (RFC 7519 §4.1.3).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Audience {
     /// One audience.

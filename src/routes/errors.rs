@@ -36,7 +36,9 @@ use super::chrome::{brand_of, Brand, Chrome};
 use crate::db::DbError;
 
 mod api;
+pub mod responses;
 
+pub(in crate::routes) use api::ApiErrorBody;
 pub use api::{ApiError, ApiErrorCode};
 
 /// What a hosted page answers instead of its content.
@@ -304,7 +306,8 @@ pub async fn brand_error_pages(
 /// Messages per field of a form (`{"email": ["…"], "password": ["…", "…"]}` in JSON answers):
 /// the one shape field errors take, on pages (next to each field, all at once) and in the JSON
 /// APIs (`fields`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(description = "The messages of each wrong field, by field name.")]
 #[serde(transparent)]
 pub struct FieldErrors(BTreeMap<String, Vec<String>>);
 

@@ -17,6 +17,7 @@ mod login;
 pub mod metrics;
 mod oauth;
 mod oidc;
+mod openapi;
 mod pages;
 pub mod request_id;
 
@@ -497,6 +498,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/me")
             .route(web::get().to(api::me))
+            .default_service(web::to(api::method_not_allowed)),
+    );
+    // The OpenAPI 3.1 document of the JSON APIs (routes/openapi.rs).
+    cfg.service(
+        web::resource("/api/openapi.json")
+            .route(web::get().to(openapi::show_document))
             .default_service(web::to(api::method_not_allowed)),
     );
 }

@@ -204,23 +204,30 @@ impl DiscordProfile {
     }
 }
 
-/// The `discord` claim's members.
-#[derive(Serialize)]
-struct DiscordClaim<'a> {
+/// The `discord` claim's members ([`DiscordProfile::claim`]; also in the OpenAPI document of
+/// `/api/me` and UserInfo).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(description = "The user's Discord profile (the `discord` claim).")]
+pub struct DiscordClaim<'a> {
+    /// The Discord user id (a snowflake, as a string).
     id: String,
     username: &'a str,
     tag: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     global_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     avatar: Option<&'a str>,
     avatar_url: String,
     public_flags: i64,
     flags: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     locale: Option<&'a str>,
     mfa_enabled: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     email: Option<&'a str>,
     verified: bool,
 }

@@ -36,6 +36,7 @@ mod metrics;
 mod migrations;
 mod oidc;
 mod oidc_flows;
+mod openapi;
 mod password;
 mod password_reset;
 mod portal;

@@ -16,21 +16,36 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
+use crate::oauth::error::ErrorBody;
+use crate::oauth::token::TokenResponse;
 use crate::oauth::token_exchange::{ACCESS_TOKEN_TYPE, GRANT_TYPE, ID_TOKEN_TYPE};
 use crate::oauth::{OAuth, OAuthError, Params};
+use crate::routes::errors::responses::{InvalidClient, OAuthServerError, OAuthTooManyRequests};
 use crate::routes::http::{
     authorization_header, no_store, oauth_error, peer_ip, read_body, BodyError,
 };
 use crate::routes::WebConfig;
 
-/// The body of `POST /api/google/`.
-#[derive(Default, Deserialize)]
-struct GoogleLogin {
+/// The body of `POST /api/google/`: exactly one of `access_token` and `id_token`.
+#[derive(Default, Deserialize, utoipa::ToSchema)]
+pub(super) struct GoogleLogin {
+    /// A Google access token for one of the provider's `accepted_audiences`.
+    #[schema(nullable = false)]
     access_token: Option<String>,
+    /// A Google ID token, issued less than 10 minutes ago to one of `accepted_audiences`.
+    #[schema(nullable = false)]
     id_token: Option<String>,
+    /// The `[upstream.<id>]` id (default: the only `kind = "google"` provider).
+    #[schema(nullable = false)]
     provider: Option<String>,
+    /// Space-separated, as at the token endpoint.
+    #[schema(nullable = false)]
     scope: Option<String>,
+    /// The client, when it does not use HTTP Basic.
+    #[schema(nullable = false)]
     client_id: Option<String>,
+    /// A confidential client's secret, when it does not use HTTP Basic (`client_secret_post`).
+    #[schema(nullable = false)]
     client_secret: Option<String>,
 }
 
@@ -50,6 +65,31 @@ impl std::fmt::Debug for GoogleLogin {
 }
 
 /// `POST /api/google/`: Latchkey tokens for a Google access token or ID token.
+/// (`/accounts/api/google/` is the same operation; the OpenAPI document lists it too.)
+#[utoipa::path(
+    post,
+    path = "/api/google/",
+    tag = "oauth",
+    security(("client_secret_basic" = []), ()),
+    request_body(content(
+        (GoogleLogin = "application/json"),
+        (GoogleLogin = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "The token endpoint's answer (RFC 6749 section 5.1, with \
+            `issued_token_type`).", body = TokenResponse),
+        (status = 400, description = "RFC 6749 section 5.2: `invalid_request` (a body that \
+            cannot be read or is too large, another media type, not exactly one token, an \
+            unknown provider), `invalid_grant` (a token that does not verify, is another app's, \
+            expired, or whose user may not sign in), `unauthorized_client`, `invalid_scope`.",
+            body = ErrorBody),
+        (status = 401, response = InvalidClient),
+        (status = 429, response = OAuthTooManyRequests),
+        (status = 500, response = OAuthServerError),
+        (status = 503, description = "`temporarily_unavailable`: the provider cannot be \
+            reached.", body = ErrorBody),
+    )
+)]
 pub async fn exchange_google_token(
     req: HttpRequest,
     payload: web::Payload,

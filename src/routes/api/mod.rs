@@ -34,33 +34,56 @@ use serde::Serialize;
 
 use crate::oauth::bearer::BearerError;
 use crate::oauth::OAuth;
-use crate::routes::errors::ApiError;
+use crate::routes::errors::responses::{BearerRequired, ScopeRequired, Unavailable};
+use crate::routes::errors::{ApiError, ApiErrorBody};
 use crate::routes::extract::Bearer;
 use crate::routes::http::no_store;
 use crate::upstream::{Upstream, DISCORD_SCOPE};
 
 /// The profile returned by `/api/me`.
-#[derive(Debug, Serialize)]
-struct Me {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Me {
+    /// The user's stable id.
     sub: String,
     username: String,
     first_name: String,
     last_name: String,
+    /// With the `email` scope.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     email: Option<String>,
+    /// With the `email` scope.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     email_verified: Option<bool>,
+    /// The token's scope, space-separated.
     scope: String,
+    /// The client the token was issued to.
     client_id: String,
     /// The user's Discord profile (the `discord` claim), with the `discord` scope and a linked
     /// Discord account.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::upstream::discord::DiscordClaim>, nullable = false)]
     discord: Option<serde_json::Value>,
 }
 
 /// `GET /api/me`: needs an access token with the `profile` scope issued to a user; `email`
 /// and `email_verified` are included when the token also has `email`, and `discord` (the
 /// user's Discord profile, when they linked a Discord account) when it has `discord`.
+#[utoipa::path(
+    get,
+    path = "/api/me",
+    tag = "account",
+    security(("bearer" = ["profile"])),
+    responses(
+        (status = 200, description = "The token's user.", body = Me),
+        (status = 400, description = "`invalid_request`: the `Authorization` header is not \
+            `Bearer` with a well-formed token.", body = ApiErrorBody),
+        (status = 401, response = BearerRequired),
+        (status = 403, response = ScopeRequired),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn me(
     bearer: Bearer,
     oauth: web::Data<OAuth>,
@@ -98,8 +121,29 @@ pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiErr
     Err(ApiError::invalid_request(&message).with_status(StatusCode::METHOD_NOT_ALLOWED))
 }
 
-/// `{"status": status}` with 200 and `Cache-Control: no-store`: the answer of the API calls
-/// that only report that they were done.
-fn done(status: &str) -> HttpResponse {
-    no_store(&mut HttpResponse::Ok()).json(serde_json::json!({ "status": status }))
+/// `{"status": …}`: the answer of the API calls that only report that they were done.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct Done {
+    /// What was done.
+    status: DoneStatus,
+}
+
+/// What an API call that only reports it was done did.
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum DoneStatus {
+    /// `/api/verify-otp/`, `/api/activate/…`: the address is verified.
+    Verified,
+    /// `/api/resend-otp/`, `/api/resend-activation-email/`, `/api/password-reset/`: an email
+    /// is on its way if the address is waiting for one.
+    Sent,
+    /// `/api/logout/`: the grant's tokens are revoked.
+    LoggedOut,
+    /// `/api/password-reset-confirm/…`: the password is changed.
+    PasswordChanged,
+}
+
+/// `{"status": status}` with 200 and `Cache-Control: no-store`.
+fn done(status: DoneStatus) -> HttpResponse {
+    no_store(&mut HttpResponse::Ok()).json(Done { status })
 }

@@ -16,7 +16,10 @@ use crate::accounts::reset::ResetError;
 use crate::accounts::Accounts;
 use crate::domain::Email;
 use crate::limits::LimitError;
-use crate::routes::errors::{ApiError, ApiErrorCode, FieldErrors};
+use crate::routes::errors::responses::{
+    BodyTooLarge, ServerError, TooManyRequests, Unavailable, UnsupportedMediaType,
+};
+use crate::routes::errors::{ApiError, ApiErrorBody, ApiErrorCode, FieldErrors};
 use crate::routes::extract::ApiBody;
 use crate::routes::format::capitalized;
 use crate::routes::http::peer_ip;
@@ -60,13 +63,34 @@ fn invalid_link() -> ApiError {
 }
 
 /// The body of `POST /api/password-reset/`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"email": "ada@example.com"}))]
 pub struct ResetRequestBody {
+    /// The account's address.
     email: String,
 }
 
 /// `POST /api/password-reset/` (`email`): 200 `{"status":"sent"}` whether or not an account
 /// has the address; 400 for a malformed address; 429 with `Retry-After` when a limit refuses.
+#[utoipa::path(
+    post,
+    path = "/api/password-reset/",
+    tag = "account",
+    request_body(content(
+        (ResetRequestBody = "application/json"),
+        (ResetRequestBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "`{\"status\": \"sent\"}` whether or not an account has \
+            the address.", body = super::Done),
+        (status = 400, description = "`invalid_request`: the body cannot be read, or the \
+            address is malformed (`fields`).", body = ApiErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 429, response = TooManyRequests),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn request_reset(
     req: HttpRequest,
     ApiBody(body): ApiBody<ResetRequestBody>,
@@ -79,19 +103,47 @@ pub async fn request_reset(
         .request_password_reset(&email, peer_ip(&req))
         .await
         .map_err(request_refused)?;
-    Ok(super::done("sent"))
+    Ok(super::done(super::DoneStatus::Sent))
 }
 
 /// The body of `POST /api/password-reset-confirm/<uidb64>/<token>/`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct NewPasswordBody {
+    /// The new password (the registration rules apply).
     password: String,
+    /// The same again.
     confirm_password: String,
 }
 
 /// `POST /api/password-reset-confirm/{uidb64}/{token}/` (`password`, `confirm_password`):
 /// 200 `{"status":"password_changed"}`; 400 `invalid_link`; 400 `invalid_request` with
 /// `fields` for a mismatch or a password the validators refuse.
+#[utoipa::path(
+    post,
+    path = "/api/password-reset-confirm/{uidb64}/{token}/",
+    tag = "account",
+    params(
+        ("uidb64" = String, Path, description = "From the emailed link."),
+        ("token" = String, Path, description = "From the emailed link."),
+    ),
+    request_body(content(
+        (NewPasswordBody = "application/json"),
+        (NewPasswordBody = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, description = "The password is changed, every token of the user revoked \
+            and every session ended: `{\"status\": \"password_changed\"}`.", body = super::Done),
+        (status = 400, description = "`invalid_link`: the link is invalid, expired or used; \
+            `invalid_request`: the body cannot be read, or the passwords differ or are refused \
+            (`fields`).", body = ApiErrorBody),
+        (status = 404, description = "`not_found`: the path holds an encoded NUL, or an empty \
+            segment.", body = ApiErrorBody),
+        (status = 413, response = BodyTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 500, response = ServerError),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn confirm_reset(
     req: HttpRequest,
     path: web::Path<(String, String)>,
@@ -117,5 +169,5 @@ pub async fn confirm_reset(
             peer_ip(&req),
         )
         .await?;
-    Ok(super::done("password_changed"))
+    Ok(super::done(super::DoneStatus::PasswordChanged))
 }

@@ -11,7 +11,8 @@ use crate::db::DbError;
 use crate::domain::{Page, PageRequest};
 use crate::groups::Groups;
 use crate::oauth::Params;
-use crate::routes::errors::{ApiError, ApiErrorCode};
+use crate::routes::errors::responses::{BearerRequired, Unavailable};
+use crate::routes::errors::{ApiError, ApiErrorBody, ApiErrorCode};
 use crate::routes::extract::StaffToken;
 use crate::routes::http::no_store;
 use crate::routes::WebConfig;
@@ -19,9 +20,15 @@ use crate::routes::WebConfig;
 /// The largest `page_size` of the users API.
 pub const MAX_API_PAGE_SIZE: i64 = 100;
 
+/// The largest `page`: beyond it a page could not be addressed (`PageRequest` clamps it). The
+/// OpenAPI document spells it out (a unit test in `routes/openapi.rs` compares).
+pub(in crate::routes) const MAX_PAGE: i64 = i64::MAX / crate::domain::page::MAX_PAGE_SIZE;
+
 /// A user as the admin API shows it.
-#[derive(Debug, Serialize)]
-struct ApiUser {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
+pub(super) struct ApiUser {
+    /// The user's stable id (the `sub` of their tokens).
     id: String,
     username: String,
     email: String,
@@ -34,6 +41,7 @@ struct ApiUser {
     /// RFC 3339, UTC.
     date_joined: String,
     /// RFC 3339, UTC; `null` before the first login.
+    #[schema(required = true)]
     last_login: Option<String>,
     /// Names of the user's groups, by name.
     groups: Vec<String>,
@@ -59,22 +67,55 @@ impl ApiUser {
 }
 
 /// One page of the users list.
-#[derive(Debug, Serialize)]
-struct UserList {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(super) struct UserList {
     /// Users matching the filters, on every page.
     count: i64,
+    /// This page's number, from 1.
     page: i64,
+    /// Users per page.
     page_size: i64,
     /// The next page's URL, or `null` on the last page.
+    #[schema(required = true)]
     next: Option<String>,
     /// The previous page's URL, or `null` on the first page.
+    #[schema(required = true)]
     previous: Option<String>,
+    /// This page's users, by username.
     results: Vec<ApiUser>,
 }
 
 /// `GET /api/users/?search=&active=true|false&staff=true|false&page=N&page_size=N`: users by
 /// username, `page_size` (default `console.page_size`) at most [`MAX_API_PAGE_SIZE`]. The query
 /// is read after the token is accepted, so a caller without one learns nothing from it.
+#[utoipa::path(
+    get,
+    path = "/api/users/",
+    tag = "admin",
+    summary = "A page of users, by username.",
+    security(("bearer" = ["admin"])),
+    params(
+        ("search" = Option<String>, Query, description = "Matches username, email and names \
+            (the first 200 characters; blank: no filter)."),
+        ("active" = Option<bool>, Query, description = "`true` or `false`; blank: no filter."),
+        ("staff" = Option<bool>, Query, description = "`true` or `false`; blank: no filter."),
+        ("page" = Option<i64>, Query, minimum = 1, maximum = 46_116_860_184_273_879_i64,
+            description = "From 1 (default 1)."),
+        ("page_size" = Option<i64>, Query, minimum = 1, maximum = 100,
+            description = "1 to 100 (default `console.page_size`)."),
+    ),
+    responses(
+        (status = 200, description = "A page of users.", body = UserList),
+        (status = 400, description = "`invalid_request`: a query parameter is malformed or \
+            out of range (checked after the token), or the `Authorization` header is not \
+            `Bearer` with a well-formed token.", body = ApiErrorBody),
+        (status = 401, response = BearerRequired),
+        (status = 403, description = "`insufficient_scope`: the token lacks `admin` or has no \
+            user (with a `WWW-Authenticate` challenge); `forbidden`: its user is not staff.",
+            body = ApiErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list_users(
     _: StaffToken,
     req: HttpRequest,
@@ -107,6 +148,25 @@ pub async fn list_users(
 }
 
 /// `GET /api/users/{id}/`: one user, or `404 not_found`. Same access rule as the list.
+#[utoipa::path(
+    get,
+    path = "/api/users/{id}/",
+    tag = "admin",
+    security(("bearer" = ["admin"])),
+    params(("id" = String, Path, description = "The user's id.")),
+    responses(
+        (status = 200, description = "The user.", body = ApiUser),
+        (status = 400, description = "`invalid_request`: the `Authorization` header is not \
+            `Bearer` with a well-formed token.", body = ApiErrorBody),
+        (status = 401, response = BearerRequired),
+        (status = 403, description = "`insufficient_scope`: the token lacks `admin` or has no \
+            user (with a `WWW-Authenticate` challenge); `forbidden`: its user is not staff.",
+            body = ApiErrorBody),
+        (status = 404, description = "`not_found`: no user has this id (or the path holds an \
+            encoded NUL).", body = ApiErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn show_user(
     _: StaffToken,
     path: web::Path<String>,
@@ -163,8 +223,7 @@ impl UsersQuery {
                 active: flag("active")?,
                 staff: flag("staff")?,
             },
-            // Beyond this a page could not be addressed (`PageRequest` clamps it).
-            page: number("page", 1, i64::MAX / crate::domain::page::MAX_PAGE_SIZE)?,
+            page: number("page", 1, MAX_PAGE)?,
             page_size: number(
                 "page_size",
                 default_size.clamp(1, MAX_API_PAGE_SIZE),

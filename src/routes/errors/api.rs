@@ -13,9 +13,15 @@ use crate::db::DbError;
 use crate::oauth::bearer::BearerError;
 use crate::oauth::ErrorDescription;
 
-/// The `error` codes of the JSON APIs; [`ApiErrorCode::as_str`] is what goes on the wire. The
-/// README's "Errors of the JSON APIs" table lists them with their statuses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The `error` codes of the JSON APIs; [`ApiErrorCode::as_str`] is what goes on the wire (and in
+/// the OpenAPI document: a unit test compares them). The README's "Errors of the JSON APIs"
+/// table lists them with their statuses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(
+    rename_all = "snake_case",
+    description = "What a JSON API refused, for programs to act on; the README's \"Errors of \
+        the JSON APIs\" gives each code's meaning and status."
+)]
 pub enum ApiErrorCode {
     /// 400: the request is malformed: unreadable body, missing or invalid fields (`fields`
     /// says which). With 413 for a body over `server.max_body_bytes`, 415 for a body that is
@@ -106,11 +112,19 @@ pub struct ApiError {
     challenge: Option<String>,
 }
 
-#[derive(Serialize)]
-struct ApiErrorBody<'a> {
+/// The body of every refusal of the JSON APIs (README, "Errors of the JSON APIs"):
+/// `{"error", "error_description", "fields"?}`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiError)]
+pub(in crate::routes) struct ApiErrorBody<'a> {
+    /// What was refused, for programs to act on.
+    #[schema(value_type = ApiErrorCode)]
     error: &'static str,
-    error_description: &'a str,
+    /// What was refused, for the developer.
+    error_description: &'a ErrorDescription,
+    /// The messages of each wrong field, by field name, when named fields are wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     fields: Option<&'a FieldErrors>,
 }
 
@@ -279,7 +293,7 @@ impl ResponseError for ApiError {
         }
         builder.json(ApiErrorBody {
             error: self.code.as_str(),
-            error_description: self.description.as_str(),
+            error_description: &self.description,
             fields: self.fields.as_ref(),
         })
     }
@@ -370,6 +384,20 @@ mod tests {
             .map(|c| (c.as_str().to_owned(), c.status().as_u16().to_string()))
             .collect();
         assert_eq!(rows, listed);
+    }
+
+    #[test]
+    fn the_documented_codes_are_the_codes_sent() {
+        let schema =
+            serde_json::to_value(<ApiErrorCode as utoipa::PartialSchema>::schema()).expect("json");
+        let documented: Vec<&str> = schema["enum"]
+            .as_array()
+            .expect("an enum")
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        let sent: Vec<&str> = ALL_CODES.iter().map(|c| c.as_str()).collect();
+        assert_eq!(documented, sent);
     }
 
     #[test]

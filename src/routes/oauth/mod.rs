@@ -1,17 +1,51 @@
 //! Token, introspection and revocation endpoints, and RFC 8414 metadata.
 
 pub(super) mod authorize;
+pub(super) mod forms;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::clients::Clients;
 use crate::oauth::client_auth::presented_client;
+use crate::oauth::error::ErrorBody;
+use crate::oauth::introspect::Introspection;
+use crate::oauth::token::TokenResponse;
 use crate::oauth::{OAuth, OAuthError, Params};
+use crate::routes::errors::responses::{
+    FormTooLarge, InvalidClient, OAuthServerError, OAuthTooManyRequests,
+};
 use crate::routes::extract::OAuthForm;
 use crate::routes::http::{authorization_header, no_store, oauth_error, peer_ip};
 
-/// `POST /o/token/` (RFC 6749 §3.2).
+/// `POST /o/token/` (RFC 6749 §3.2): tokens for a grant. Answers carry `Cache-Control:
+/// no-store`; a browser's `Origin` that the client registered gets CORS headers.
+#[utoipa::path(
+    post,
+    path = "/o/token/",
+    tag = "oauth",
+    security(("client_secret_basic" = []), ()),
+    request_body(content((forms::TokenRequest = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "RFC 6749 section 5.1.", body = TokenResponse),
+        (status = 400, description = "RFC 6749 section 5.2: `invalid_request` (a body that is \
+            not a form or cannot be read, a repeated or missing parameter, two ways of client \
+            authentication), `invalid_grant` (a wrong, expired, used or revoked code, refresh \
+            token, password, `mfa_token` or code, or a failed PKCE check), \
+            `unauthorized_client` (the client may not use this grant), \
+            `unsupported_grant_type`, `invalid_scope`, `invalid_target` (RFC 8707).",
+            body = ErrorBody),
+        (status = 401, response = InvalidClient),
+        (status = 403, description = "`mfa_required`: the password was right and the user must \
+            also enter the code emailed to them; `mfa_token` goes back with it in the mfa-otp \
+            grant.", body = ErrorBody),
+        (status = 413, response = FormTooLarge),
+        (status = 429, response = OAuthTooManyRequests),
+        (status = 500, response = OAuthServerError),
+        (status = 503, description = "`temporarily_unavailable`: the upstream provider of a \
+            token exchange cannot be reached.", body = ErrorBody),
+    )
+)]
 pub async fn token(
     req: HttpRequest,
     OAuthForm(params): OAuthForm,
@@ -29,7 +63,27 @@ pub async fn token(
     with_cors(response, origin)
 }
 
-/// `POST /o/introspect/` (RFC 7662 §2).
+/// `POST /o/introspect/` (RFC 7662 §2): whether a token is active, for the client it was
+/// issued to (or a resource server it is meant for, or a client allowed to introspect all).
+#[utoipa::path(
+    post,
+    path = "/o/introspect/",
+    tag = "oauth",
+    security(("client_secret_basic" = []), ()),
+    request_body(content((forms::TokenForm = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "RFC 7662 section 2.2: `{\"active\": false}` alone for \
+            an unknown, expired or revoked token or one the client may not see.",
+            body = Introspection),
+        (status = 400, description = "`invalid_request`: a body that is not a form or cannot \
+            be read, a repeated parameter, no `token`, two ways of client authentication.",
+            body = ErrorBody),
+        (status = 401, response = InvalidClient),
+        (status = 413, response = FormTooLarge),
+        (status = 429, response = OAuthTooManyRequests),
+        (status = 500, response = OAuthServerError),
+    )
+)]
 pub async fn introspect(
     req: HttpRequest,
     OAuthForm(params): OAuthForm,
@@ -45,6 +99,25 @@ pub async fn introspect(
 }
 
 /// `POST /o/revoke_token/` (RFC 7009 §2): 200 with an empty body on success.
+#[utoipa::path(
+    post,
+    path = "/o/revoke_token/",
+    tag = "oauth",
+    security(("client_secret_basic" = []), ()),
+    request_body(content((forms::TokenForm = "application/x-www-form-urlencoded"))),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke (an unknown token, or \
+            another client's: RFC 7009 section 2.2). A refresh token takes the access tokens of \
+            its grant with it. No body."),
+        (status = 400, description = "`invalid_request`: a body that is not a form or cannot \
+            be read, a repeated parameter, no `token`, two ways of client authentication.",
+            body = ErrorBody),
+        (status = 401, response = InvalidClient),
+        (status = 413, response = FormTooLarge),
+        (status = 429, response = OAuthTooManyRequests),
+        (status = 500, response = OAuthServerError),
+    )
+)]
 pub async fn revoke(
     req: HttpRequest,
     OAuthForm(params): OAuthForm,

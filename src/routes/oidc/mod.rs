@@ -14,8 +14,8 @@ use crate::oidc::logout::{LogoutError, LogoutPlan};
 use crate::oidc::{add_discord_claim, user_claims, OPENID};
 use crate::routes::browser::{csrf_ok, current_user};
 use crate::routes::chrome::{render, Chrome};
-use crate::routes::errors::ApiError;
-use crate::routes::errors::PageError;
+use crate::routes::errors::responses::{BearerRequired, ScopeRequired, Unavailable};
+use crate::routes::errors::{ApiError, ApiErrorBody, PageError};
 use crate::routes::http::{authorization_header, no_store, read_form, see_other};
 use crate::routes::oauth::{preflight_for, request_origin, with_cors};
 use crate::routes::WebConfig;
@@ -54,6 +54,44 @@ pub async fn jwks(oauth: web::Data<OAuth>) -> HttpResponse {
     }
 }
 
+/// The UserInfo answer (OIDC Core §5.3.2): `sub`, and the claims the token's scope grants, as
+/// [`user_claims`] and [`add_discord_claim`] build them — a JSON object, not this struct, which
+/// only describes it in the OpenAPI document (a unit test in `routes/openapi.rs` checks that
+/// every claim `user_claims` sends is listed). A claim without a value is left out.
+#[derive(utoipa::ToSchema)]
+#[schema(
+    description = "`sub`, and the claims the token's scope grants (OpenID Connect Core \
+    section 5.3.2): `profile`, `email`, and `discord` when the user linked a Discord account. \
+    A claim without a value is left out."
+)]
+#[allow(dead_code)]
+pub(super) struct UserInfoClaims {
+    /// The user's stable id.
+    sub: String,
+    /// `profile`: first and last name.
+    #[serde(default)]
+    name: String,
+    /// `profile`.
+    #[serde(default)]
+    given_name: String,
+    /// `profile`.
+    #[serde(default)]
+    family_name: String,
+    /// `profile`.
+    #[serde(default)]
+    preferred_username: String,
+    /// `email`.
+    #[serde(default)]
+    email: String,
+    /// `email`.
+    #[serde(default)]
+    email_verified: bool,
+    /// `discord`, when the user linked a Discord account.
+    #[serde(default)]
+    #[schema(value_type = crate::upstream::discord::DiscordClaim)]
+    discord: serde_json::Value,
+}
+
 /// `GET` or `POST /o/userinfo/` (OIDC Core §5.3): the claims the access token's scope grants.
 /// The token comes in the `Authorization: Bearer` header, or for `POST` as `access_token` in a
 /// form body (RFC 6750 §2.2), never both (§2). It must carry `openid` and belong to a user:
@@ -63,6 +101,23 @@ pub async fn jwks(oauth: web::Data<OAuth>) -> HttpResponse {
 /// CORS as at the token endpoint: a browser at an origin gets `Access-Control-Allow-Origin`
 /// when the client the token was issued to registered that origin; an error (no valid token,
 /// so no client) gets it when some client registered the origin, as a preflight does.
+///
+/// (The OpenAPI document lists `POST` as a second operation with the form body.)
+#[utoipa::path(
+    get,
+    path = "/o/userinfo/",
+    tag = "oidc",
+    security(("bearer" = ["openid"])),
+    responses(
+        (status = 200, description = "The user's claims.", body = UserInfoClaims),
+        (status = 400, description = "`invalid_request`: the `Authorization` header is not \
+            `Bearer` with a well-formed token; for `POST`, a body that is not a form or cannot \
+            be read, or a token sent both in the header and in the body.", body = ApiErrorBody),
+        (status = 401, response = BearerRequired),
+        (status = 403, response = ScopeRequired),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn userinfo(
     req: HttpRequest,
     payload: web::Payload,
