@@ -3,10 +3,15 @@
 //! waiting to be applied in Discord, one row per user and role), and the reads over links and
 //! memberships the connector needs.
 //!
-//! A queued change says only "check this user's role": whether to add or remove it is decided
-//! when it is applied, from the user's groups at that moment ([`wants_role`]), so that changes
-//! in quick succession end in the last state and a role two groups give stays while one of them
-//! still holds the user. A change is applied by one node: [`claim`] is one conditional `UPDATE`
+//! A queued change is one of two actions. A *check* ([`ACTION_CHECK`]) says only "check this
+//! user's role": whether to add or remove it is decided when it is applied, from the user's
+//! groups at that moment ([`wants_role`]), so that changes in quick succession end in the last
+//! state and a role two groups give stays while one of them still holds the user. A *removal*
+//! ([`ACTION_REMOVE`]) carries the Discord user id and takes the role from that Discord account
+//! without needing the link: it is queued when a Discord link goes (unlinked, removed by an
+//! administrator, or its user deleted, [`queue_removals_for_link`], [`queue_removals_for_user`]),
+//! in the transaction that removes it. A change is applied by one node: [`claim`] is one
+//! conditional `UPDATE`
 //! (the same way [`super::jobs::claim`] gives a job slot to one node), and a row queued again
 //! while it is applied keeps its place ([`finish`] deletes it only at the generation it
 //! claimed).
@@ -42,14 +47,21 @@ pub struct DiscordRoleRow {
     pub synced_at: NaiveDateTime,
 }
 
+/// A change that checks a user's role against their groups when applied.
+pub const ACTION_CHECK: &str = "check";
+
+/// A change that takes a role from a Discord account whose link is gone.
+pub const ACTION_REMOVE: &str = "remove";
+
 /// A row of `discord_role_changes`.
 #[derive(Clone, Debug, PartialEq, Eq, Queryable, Selectable, Insertable)]
 #[diesel(table_name = discord_role_changes)]
 pub struct RoleChangeRow {
     /// Random id (UUID v4 text).
     pub id: String,
-    /// The local user.
-    pub user_id: String,
+    /// The local user: a check's subject; for a removal the user whose link went (`None` once
+    /// that user is deleted).
+    pub user_id: Option<String>,
     /// The guild role to check.
     pub role_id: i64,
     /// Grows each time the change is queued again.
@@ -68,6 +80,20 @@ pub struct RoleChangeRow {
     pub failed: bool,
     /// When it was first queued (UTC).
     pub created_at: NaiveDateTime,
+    /// [`ACTION_CHECK`] or [`ACTION_REMOVE`].
+    pub action: String,
+    /// A removal's Discord account (`None` for a check, whose account is the user's link).
+    pub discord_user_id: Option<i64>,
+    /// Whether applying the check may add the user to the guild with their `guilds.join` token.
+    pub may_join: bool,
+}
+
+impl RoleChangeRow {
+    /// Whether this change is a removal from a Discord account whose link is gone.
+    #[must_use]
+    pub fn is_removal(&self) -> bool {
+        self.action == ACTION_REMOVE
+    }
 }
 
 /// The row of `discord_connector_settings`: the settings saved in the console.
@@ -467,7 +493,7 @@ pub fn queue(
         diesel::insert_into(discord_role_changes::table)
             .values(&RoleChangeRow {
                 id: uuid::Uuid::new_v4().to_string(),
-                user_id: user_id.to_owned(),
+                user_id: Some(user_id.to_owned()),
                 role_id,
                 generation: 0,
                 attempts: 0,
@@ -477,6 +503,9 @@ pub fn queue(
                 last_error: None,
                 failed: false,
                 created_at: now,
+                action: ACTION_CHECK.to_owned(),
+                discord_user_id: None,
+                may_join: true,
             })
             .execute(conn)
     });
@@ -484,6 +513,7 @@ pub fn queue(
         Ok(_) => Ok(()),
         Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => diesel::update(
             discord_role_changes::table
+                .filter(discord_role_changes::action.eq(ACTION_CHECK))
                 .filter(discord_role_changes::user_id.eq(user_id))
                 .filter(discord_role_changes::role_id.eq(role_id)),
         )
@@ -704,19 +734,177 @@ pub fn change_counts(conn: &mut DbConnection) -> QueryResult<(i64, i64)> {
     Ok((waiting, failed))
 }
 
-/// Up to `limit` changes that failed or are retrying, most recent first, with the username.
+/// Up to `limit` changes that failed or are retrying, most recent first, with the username
+/// (`None` for a removal whose user was deleted).
 ///
 /// # Errors
 /// Query failures.
 pub fn troubled_changes(
     conn: &mut DbConnection,
     limit: i64,
-) -> QueryResult<Vec<(RoleChangeRow, String)>> {
+) -> QueryResult<Vec<(RoleChangeRow, Option<String>)>> {
     discord_role_changes::table
-        .inner_join(users::table)
+        .left_join(users::table)
         .filter(discord_role_changes::last_error.is_not_null())
         .order(discord_role_changes::next_attempt_at.desc())
         .limit(limit)
-        .select((RoleChangeRow::as_select(), users::username))
+        .select((RoleChangeRow::as_select(), users::username.nullable()))
         .load(conn)
+}
+
+/// Every role some group is mapped to.
+///
+/// # Errors
+/// Query failures.
+pub fn mapped_role_ids(conn: &mut DbConnection) -> QueryResult<Vec<i64>> {
+    discord_role_mappings::table
+        .select(discord_role_mappings::role_id)
+        .distinct()
+        .order(discord_role_mappings::role_id.asc())
+        .load(conn)
+}
+
+/// The user linked to Discord account `subject` (the snowflake as text) at `provider_id`.
+///
+/// # Errors
+/// Query failures.
+pub fn user_linked_to(
+    conn: &mut DbConnection,
+    provider_id: &str,
+    subject: &str,
+) -> QueryResult<Option<String>> {
+    upstream_links::table
+        .filter(upstream_links::provider_id.eq(provider_id))
+        .filter(upstream_links::subject.eq(subject))
+        .select(upstream_links::user_id)
+        .first(conn)
+        .optional()
+}
+
+/// Queues the removal of `role_id` from Discord account `discord_user_id`, whose link to
+/// `user_id` is going, due at `now`: a new row, or the removal already queued queued again.
+///
+/// # Errors
+/// Query failures.
+pub fn queue_removal(
+    conn: &mut DbConnection,
+    user_id: &str,
+    discord_user_id: i64,
+    role_id: i64,
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    // A savepoint, so that losing an insert race leaves the outer transaction usable.
+    let inserted = conn.transaction(|conn| {
+        diesel::insert_into(discord_role_changes::table)
+            .values(&RoleChangeRow {
+                id: uuid::Uuid::new_v4().to_string(),
+                user_id: Some(user_id.to_owned()),
+                role_id,
+                generation: 0,
+                attempts: 0,
+                next_attempt_at: now,
+                claimed_by: None,
+                claimed_until: None,
+                last_error: None,
+                failed: false,
+                created_at: now,
+                action: ACTION_REMOVE.to_owned(),
+                discord_user_id: Some(discord_user_id),
+                may_join: false,
+            })
+            .execute(conn)
+    });
+    match inserted {
+        Ok(_) => Ok(()),
+        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => diesel::update(
+            discord_role_changes::table
+                .filter(discord_role_changes::action.eq(ACTION_REMOVE))
+                .filter(discord_role_changes::discord_user_id.eq(discord_user_id))
+                .filter(discord_role_changes::role_id.eq(role_id)),
+        )
+        .set((
+            discord_role_changes::user_id.eq(Some(user_id)),
+            discord_role_changes::generation.eq(discord_role_changes::generation + 1),
+            discord_role_changes::attempts.eq(0_i64),
+            discord_role_changes::next_attempt_at.eq(now),
+            discord_role_changes::last_error.eq(None::<String>),
+            discord_role_changes::failed.eq(false),
+        ))
+        .execute(conn)
+        .map(|_| ()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The Discord accounts (snowflakes) of `user_id`'s links — at `provider_id` only, when given.
+fn discord_accounts_of(
+    conn: &mut DbConnection,
+    user_id: &str,
+    provider_id: Option<&str>,
+) -> QueryResult<Vec<i64>> {
+    let mut query = discord_accounts::table
+        .inner_join(upstream_links::table)
+        .filter(upstream_links::user_id.eq(user_id))
+        .select(discord_accounts::id)
+        .into_boxed();
+    if let Some(provider) = provider_id {
+        query = query.filter(upstream_links::provider_id.eq(provider.to_owned()));
+    }
+    query.load(conn)
+}
+
+/// Queues, before `user_id`'s link at `provider_id` is removed (in the removal's transaction),
+/// the removal of every mapped role from the link's Discord account, when it is one: unlinking
+/// must not leave the account holding what the user's groups gave it. Returns how many were
+/// queued.
+///
+/// # Errors
+/// Query failures.
+pub fn queue_removals_for_link(
+    conn: &mut DbConnection,
+    user_id: &str,
+    provider_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let accounts = discord_accounts_of(conn, user_id, Some(provider_id))?;
+    queue_removals(conn, user_id, &accounts, now)
+}
+
+/// Queues, before `user_id` is deleted (in the deletion's transaction), the removal of every
+/// mapped role from each Discord account they linked, and drops their checks (which could no
+/// longer be applied). Returns how many removals were queued.
+///
+/// # Errors
+/// Query failures.
+pub fn queue_removals_for_user(
+    conn: &mut DbConnection,
+    user_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let accounts = discord_accounts_of(conn, user_id, None)?;
+    diesel::delete(
+        discord_role_changes::table
+            .filter(discord_role_changes::action.eq(ACTION_CHECK))
+            .filter(discord_role_changes::user_id.eq(user_id)),
+    )
+    .execute(conn)?;
+    queue_removals(conn, user_id, &accounts, now)
+}
+
+fn queue_removals(
+    conn: &mut DbConnection,
+    user_id: &str,
+    accounts: &[i64],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    if accounts.is_empty() {
+        return Ok(0);
+    }
+    let roles = mapped_role_ids(conn)?;
+    for account in accounts {
+        for role in &roles {
+            queue_removal(conn, user_id, *account, *role, now)?;
+        }
+    }
+    Ok(accounts.len() * roles.len())
 }

@@ -285,7 +285,7 @@ diesel::table! {
 diesel::table! {
     discord_role_changes (id) {
         id -> Text,
-        user_id -> Text,
+        user_id -> Nullable<Text>,
         role_id -> BigInt,
         generation -> BigInt,
         attempts -> BigInt,
@@ -295,6 +295,9 @@ diesel::table! {
         last_error -> Nullable<Text>,
         failed -> Bool,
         created_at -> Timestamp,
+        action -> Text,
+        discord_user_id -> Nullable<BigInt>,
+        may_join -> Bool,
     }
 }
 

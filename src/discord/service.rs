@@ -933,7 +933,12 @@ impl DiscordConnector {
             troubled: troubled
                 .into_iter()
                 .map(|(change, username)| TroubledChange {
-                    username,
+                    username: username.unwrap_or_else(|| {
+                        format!(
+                            "Discord user {} (its user was deleted)",
+                            change.discord_user_id.unwrap_or_default()
+                        )
+                    }),
                     role_id: change.role_id,
                     attempts: change.attempts,
                     failed: change.failed,
@@ -1257,35 +1262,65 @@ impl DiscordConnector {
         change: &RoleChangeRow,
     ) -> Result<(Outcome, Option<u64>), Failure> {
         let provider = inner.settings.provider.to_string();
-        let links = inner
-            .upstream
-            .links_of(&change.user_id)
-            .await
-            .map_err(|e| Failure::from_db(&e))?;
-        let Some(discord_id) = links
-            .iter()
-            .find(|l| l.provider_id == provider)
-            .and_then(|l| l.subject.parse::<u64>().ok())
-        else {
-            return Ok((Outcome::Unchanged, None));
+        // Whose role it is: a check's user, through their link at the provider; a removal's
+        // Discord account, and the user linked to it now (when it was linked again), if any.
+        let (user, discord_id) = if change.is_removal() {
+            let Some(discord_id) = change.discord_user_id.and_then(|d| u64::try_from(d).ok())
+            else {
+                return Ok((Outcome::Unchanged, None));
+            };
+            let (provider, subject) = (provider.clone(), discord_id.to_string());
+            let user = self
+                .db
+                .read(move |conn| {
+                    store::user_linked_to(conn, &provider, &subject).map_err(DbError::from)
+                })
+                .await
+                .map_err(|e| Failure::from_db(&e))?;
+            (user, discord_id)
+        } else {
+            let Some(user_id) = change.user_id.clone() else {
+                return Ok((Outcome::Unchanged, None));
+            };
+            let links = inner
+                .upstream
+                .links_of(&user_id)
+                .await
+                .map_err(|e| Failure::from_db(&e))?;
+            let Some(discord_id) = links
+                .iter()
+                .find(|l| l.provider_id == provider)
+                .and_then(|l| l.subject.parse::<u64>().ok())
+            else {
+                return Ok((Outcome::Unchanged, None));
+            };
+            (Some(user_id), discord_id)
         };
-        let (user, role) = (change.user_id.clone(), change.role_id);
-        let (wanted, giving) = self
-            .db
-            .read(move |conn| {
-                Ok::<_, DiscordError>((
-                    store::wants_role(conn, &user, role)?,
-                    store::groups_giving(conn, &user, role)?,
-                ))
-            })
-            .await
-            .map_err(|e| Failure::give_up(format!("storage: {e}")))?;
+        let role = change.role_id;
+        let (wanted, giving) = match user.clone() {
+            Some(user) => self
+                .db
+                .read(move |conn| {
+                    Ok::<_, DbError>((
+                        store::wants_role(conn, &user, role)?,
+                        store::groups_giving(conn, &user, role)?,
+                    ))
+                })
+                .await
+                .map_err(|e| Failure::from_db(&e))?,
+            None => (false, Vec::new()),
+        };
         let role =
             u64::try_from(change.role_id).map_err(|_| Failure::give_up("a negative role id"))?;
         let member = api
             .member(discord_id)
             .await
             .map_err(|e| Failure::from_api(&e))?;
+        let removal_reason = if user.is_none() {
+            "Latchkey: the Discord account was unlinked (or its user deleted)"
+        } else {
+            "Latchkey: no longer in a group mapped to this role"
+        };
         match (member, wanted) {
             (None, false) => Ok((Outcome::Unchanged, Some(discord_id))),
             (Some(m), wanted) if m.roles.contains(&role) == wanted => {
@@ -1296,25 +1331,19 @@ impl DiscordConnector {
                 self.give_role(api, discord_id, role, &reason).await?;
                 Ok((Outcome::Added { joined: false }, Some(discord_id)))
             }
-            (Some(_), false) => {
-                match api
-                    .remove_role(
-                        discord_id,
-                        role,
-                        "Latchkey: no longer in a group mapped to this role",
-                    )
-                    .await
-                {
-                    Ok(()) => Ok((Outcome::Removed, Some(discord_id))),
-                    Err(ApiError::NotFound { code, .. }) if code == UNKNOWN_MEMBER => {
-                        Ok((Outcome::Unchanged, Some(discord_id)))
-                    }
-                    Err(e) => Err(Failure::from_api(&e)),
+            (Some(_), false) => match api.remove_role(discord_id, role, removal_reason).await {
+                Ok(()) => Ok((Outcome::Removed, Some(discord_id))),
+                Err(ApiError::NotFound { code, .. }) if code == UNKNOWN_MEMBER => {
+                    Ok((Outcome::Unchanged, Some(discord_id)))
                 }
-            }
+                Err(e) => Err(Failure::from_api(&e)),
+            },
+            // A removal never adds anyone to the guild.
+            (None, true) if change.is_removal() => Ok((Outcome::Unchanged, Some(discord_id))),
             (None, true) => {
+                let user_id = user.unwrap_or_default();
                 let joined = self
-                    .join(inner, api, &change.user_id, discord_id, &provider)
+                    .join(inner, api, &user_id, discord_id, &provider)
                     .await?;
                 // Added (201): with every role their groups give, this one included. Already a
                 // member (204, joined meanwhile): Discord ignored the roles.
@@ -1375,9 +1404,9 @@ impl DiscordConnector {
         let user = user_id.to_owned();
         let roles: Vec<u64> = self
             .db
-            .read(move |conn| store::mapped_roles_of_user(conn, &user).map_err(DiscordError::from))
+            .read(move |conn| store::mapped_roles_of_user(conn, &user).map_err(DbError::from))
             .await
-            .map_err(|e| Failure::give_up(format!("storage: {e}")))?
+            .map_err(|e| Failure::from_db(&e))?
             .into_iter()
             .filter_map(|r| u64::try_from(r).ok())
             .collect();
@@ -1406,7 +1435,7 @@ impl DiscordConnector {
                 let event = |name| {
                     AuditEvent::new(name)
                         .by(&Actor::system())
-                        .user(user.clone())
+                        .maybe_user(user.as_deref())
                         .detail("role_id", role.to_string())
                         .detail("discord_user_id", discord_id.unwrap_or(0).to_string())
                 };
@@ -1448,7 +1477,7 @@ impl DiscordConnector {
                 } else {
                     report.failed += 1;
                 }
-                tracing::warn!(user_id = %user, role_id = role, error = %failure.message, retrying = retry_at.is_some(), "a Discord role change failed");
+                tracing::warn!(user_id = ?user, role_id = role, error = %failure.message, retrying = retry_at.is_some(), "a Discord role change failed");
                 let message: String = failure.message.chars().take(MAX_ERROR_CHARS).collect();
                 let given_up = retry_at.is_none();
                 self.db
@@ -1468,7 +1497,7 @@ impl DiscordConnector {
                                     conn,
                                     AuditEvent::new("discord.role_change_failed")
                                         .by(&Actor::system())
-                                        .user(user)
+                                        .maybe_user(user.as_deref())
                                         .detail("role_id", role.to_string())
                                         .detail("error", message.clone()),
                                 )?;

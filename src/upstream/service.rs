@@ -686,6 +686,13 @@ impl Upstream {
                             "This is your only way to sign in: set a password first (\"Forgot your password?\" on the sign-in page sends a link), then unlink it.".to_owned(),
                         ));
                     }
+                    // The Discord account keeps nothing the user's groups gave it.
+                    crate::db::discord_connector::queue_removals_for_link(
+                        conn,
+                        &user_id,
+                        &provider_id,
+                        db::now(),
+                    )?;
                     upstream_links::delete(conn, &user_id, &provider_id)?;
                     cut_off(conn, &user_id, &provider_id)?;
                     record(conn, "upstream.unlinked", &user_id, &provider_id, ip)?;
@@ -721,6 +728,12 @@ impl Upstream {
                     let target = privileges::lock_target(conn, &user_id)?
                         .ok_or(LinkRemovalError::NotFound)?;
                     privileges::check_may_change::<LinkRemovalError>(conn, &actor, &target)?;
+                    crate::db::discord_connector::queue_removals_for_link(
+                        conn,
+                        &user_id,
+                        &provider_id,
+                        db::now(),
+                    )?;
                     if !upstream_links::delete(conn, &user_id, &provider_id)? {
                         return Ok(false);
                     }

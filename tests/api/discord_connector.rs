@@ -1797,3 +1797,141 @@ async fn job_schedules_and_the_nickname_template_are_set_on_the_discord_page_for
         "{day_later:?}"
     );
 }
+
+/// Queued changes as stored, oldest due first.
+async fn queued_rows(app: &TestApp) -> Vec<discord_connector::RoleChangeRow> {
+    app.services
+        .db
+        .read(|conn| {
+            use diesel::prelude::*;
+            use latchkey::db::schema::discord_role_changes as c;
+            c::table
+                .order((c::next_attempt_at.asc(), c::id.asc()))
+                .select(discord_connector::RoleChangeRow::as_select())
+                .load(conn)
+                .map_err(DbError::from)
+        })
+        .await
+        .expect("rows")
+}
+
+#[tokio::test]
+async fn unlinking_a_discord_account_takes_its_mapped_roles_and_a_new_link_does_not_keep_them() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let ann = linked_user(&app, &fake, "ann", 1101).await;
+    fake.add_member(1101, &[HANDMADE]);
+    let raiders = mapped_group(&app, "Raiders", RAIDERS).await;
+    mapped_group(&app, "Scouts", SCOUTS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &raiders, "ann")
+        .await
+        .expect("added");
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(fake.roles_of(1101), Some([RAIDERS, HANDMADE].into()));
+
+    // Ann unlinks account A on her Linked accounts page: a removal per mapped role is queued
+    // in the unlink's transaction, carrying A's id.
+    let visitor = app.visitor("ann").await;
+    let (_, page) = visitor.get("/account/linked/").await;
+    let unlinked = visitor
+        .post_with_csrf_of(&page, "/account/linked/discord/unlink/", &[])
+        .await;
+    assert_eq!(unlinked.status(), StatusCode::SEE_OTHER);
+    let rows = queued_rows(&app).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows
+        .iter()
+        .all(|r| r.is_removal() && r.discord_user_id == Some(1101)));
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!((report.removed, report.unchanged), (1, 1), "{report}");
+    assert_eq!(
+        fake.roles_of(1101),
+        Some([HANDMADE].into()),
+        "the mapped role is gone, the hand-given one stays"
+    );
+    let removed = app.audit_events("discord.role_removed").await;
+    assert_eq!(removed[0].user_id.as_deref(), Some(ann.as_str()));
+    assert!(fake
+        .role_calls()
+        .iter()
+        .any(|(m, user, role, reason)| m == "DELETE"
+            && *user == 1101
+            && *role == RAIDERS
+            && reason.as_deref().is_some_and(|r| r.contains("unlinked"))));
+
+    // She links account B, a member: B gets the role her groups give, A does not get it back.
+    fake.add_user(1102, "ann-b");
+    fake.add_member(1102, &[]);
+    link_discord(&app, "ann", 1102).await;
+    app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(fake.roles_of(1102), Some([RAIDERS].into()));
+    assert_eq!(fake.roles_of(1101), Some([HANDMADE].into()));
+}
+
+#[tokio::test]
+async fn an_admin_removing_a_link_or_deleting_the_user_takes_the_mapped_roles_away() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    app.create_staff("root").await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let mut ids = Vec::new();
+    for (name, discord_id) in [("bob", 1201), ("cleo", 1202), ("dana", 1203)] {
+        ids.push(linked_user(&app, &fake, name, discord_id).await);
+        fake.add_member(discord_id, &[HANDMADE]);
+        app.services
+            .groups
+            .add_member(&Actor::system(), &group, name)
+            .await
+            .expect("added");
+    }
+    app.services.discord.apply_queued().await.expect("applied");
+    for id in [1201, 1202, 1203] {
+        assert_eq!(fake.roles_of(id), Some([RAIDERS, HANDMADE].into()));
+    }
+    let root = app.visitor("root").await;
+
+    // The console removes Bob's link (a compromised Discord account, say).
+    let (_, page) = root.get(&format!("/admin/users/{}/", ids[0])).await;
+    let removed = root
+        .post_with_csrf_of(
+            &page,
+            &format!("/admin/users/{}/links/discord/remove/", ids[0]),
+            &[],
+        )
+        .await;
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    // Cleo leaves the company: her account is deleted; the removals outlive her.
+    let delete = format!("/admin/users/{}/delete/", ids[1]);
+    let (_, confirm) = root.get(&delete).await;
+    let deleted = root.post_with_csrf_of(&confirm, &delete, &[]).await;
+    assert_eq!(deleted.status(), StatusCode::SEE_OTHER);
+    let rows = queued_rows(&app).await;
+    let cleo: Vec<_> = rows
+        .iter()
+        .filter(|r| r.discord_user_id == Some(1202))
+        .collect();
+    assert_eq!(cleo.len(), 1, "{rows:?}");
+    assert_eq!(cleo[0].user_id, None, "her user is gone, the removal stays");
+    // Dana's link is removed, and she links the same account again before the worker runs:
+    // her groups still give the role, so it stays.
+    let (_, page) = root.get(&format!("/admin/users/{}/", ids[2])).await;
+    root.post_with_csrf_of(
+        &page,
+        &format!("/admin/users/{}/links/discord/remove/", ids[2]),
+        &[],
+    )
+    .await;
+    link_discord(&app, "dana", 1203).await;
+
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.removed, 2, "{report}");
+    assert_eq!(fake.roles_of(1201), Some([HANDMADE].into()));
+    assert_eq!(fake.roles_of(1202), Some([HANDMADE].into()));
+    assert_eq!(fake.roles_of(1203), Some([RAIDERS, HANDMADE].into()));
+    assert_eq!(queue_counts(&app).await, (0, 0));
+    // The console lists what failed for a deleted user by its Discord id.
+    let (status, _) = root.get("/admin/discord/").await;
+    assert_eq!(status, StatusCode::OK);
+}
