@@ -353,21 +353,71 @@ pub fn member_ids(conn: &mut DbConnection, group_id: &str) -> QueryResult<Vec<St
         .load(conn)
 }
 
-/// Every user linked at `provider_id`, as (user id, the provider's subject: the Discord user
-/// id as text). Deactivated accounts too: their groups decide their roles like anyone's (the
-/// queue does not look at the flag either).
+/// A user linked at the connector's provider, as the jobs read them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkedUser {
+    /// The local user.
+    pub user_id: String,
+    /// The provider's subject: the Discord user id as text.
+    pub subject: String,
+    /// Whether the account is active.
+    pub is_active: bool,
+    /// Whether it is a staff account.
+    pub is_staff: bool,
+    /// Whether it is a superuser's.
+    pub is_superuser: bool,
+}
+
+impl LinkedUser {
+    /// Whether Discord may change this user's groups when it wins: not for staff, superusers
+    /// or deactivated accounts (whose groups only people with the right to may change).
+    #[must_use]
+    pub fn groups_follow_discord(&self) -> bool {
+        self.is_active && !self.is_staff && !self.is_superuser
+    }
+}
+
+/// Every user linked at `provider_id`, deactivated accounts included, by user id.
 ///
 /// # Errors
 /// Query failures.
-pub fn linked_users(
-    conn: &mut DbConnection,
-    provider_id: &str,
-) -> QueryResult<Vec<(String, String)>> {
-    upstream_links::table
+pub fn linked_users(conn: &mut DbConnection, provider_id: &str) -> QueryResult<Vec<LinkedUser>> {
+    let rows: Vec<(String, String, bool, bool, bool)> = upstream_links::table
         .inner_join(users::table)
         .filter(upstream_links::provider_id.eq(provider_id))
         .order(upstream_links::user_id.asc())
-        .select((upstream_links::user_id, upstream_links::subject))
+        .select((
+            upstream_links::user_id,
+            upstream_links::subject,
+            users::is_active,
+            users::is_staff,
+            users::is_superuser,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(user_id, subject, is_active, is_staff, is_superuser)| LinkedUser {
+                user_id,
+                subject,
+                is_active,
+                is_staff,
+                is_superuser,
+            },
+        )
+        .collect())
+}
+
+/// The roles with a check of `user_id` queued, retrying or given up: changes Latchkey has yet
+/// to make in Discord (or could not), which Discord's side must not undo.
+///
+/// # Errors
+/// Query failures.
+pub fn pending_check_roles(conn: &mut DbConnection, user_id: &str) -> QueryResult<Vec<i64>> {
+    discord_role_changes::table
+        .filter(discord_role_changes::action.eq(ACTION_CHECK))
+        .filter(discord_role_changes::user_id.eq(user_id))
+        .select(discord_role_changes::role_id)
         .load(conn)
 }
 

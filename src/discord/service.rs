@@ -52,6 +52,9 @@ const MAX_ERROR_CHARS: usize = 500;
 /// for that sign-in while such a change is newer than their latest one.
 pub const SIGN_IN_AGAIN: &str = "the user is not in the Discord server and no usable guilds.join token is kept: they must sign in with Discord again (the provider's scopes must include guilds.join)";
 
+/// Why `remote_sync_all_discord_users_groups` refuses to run while Latchkey's groups win.
+pub const REMOTE_SYNC_NEEDS_DISCORD_WINNING: &str = "remote_sync_all_discord_users_groups changes local groups from Discord's roles: it runs only when Discord's roles win (tick \"Discord's roles win over local groups\" on the Discord page, or set discord.remote_priority = true), and is off otherwise";
+
 /// What a user's account page shows of the connector.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountDiscord {
@@ -239,6 +242,12 @@ pub struct VerifyReport {
     pub groups_added: usize,
     /// Users taken out of local groups (Discord wins).
     pub groups_removed: usize,
+    /// Linked members whose groups Discord would have changed but may not (Discord wins):
+    /// staff, superusers and deactivated accounts.
+    pub skipped: usize,
+    /// Memberships left as they are because a change of one of the group's roles is still
+    /// queued (or failed) for the user (Discord wins): Latchkey's pending change is not undone.
+    pub deferred: usize,
     /// What applying the queued changes did.
     pub applied: ApplyReport,
 }
@@ -247,13 +256,15 @@ impl std::fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} members read, {} linked users compared; {} role changes queued ({}); {} group memberships added, {} removed",
+            "{} members read, {} linked users compared; {} role changes queued ({}); {} group memberships added, {} removed, {} users skipped (staff, superusers, deactivated), {} memberships waiting for a queued role change",
             self.members,
             self.linked,
             self.queued,
             self.applied,
             self.groups_added,
-            self.groups_removed
+            self.groups_removed,
+            self.skipped,
+            self.deferred
         )
     }
 }
@@ -812,8 +823,11 @@ impl DiscordConnector {
                         .detail("nickname_template", template.clone().unwrap_or_default());
                     let no_template = template.is_none();
                     for (job, seconds) in schedules {
-                        // Without a template the nickname job is off.
-                        let seconds = if job == super::jobs::ENFORCE_NICKNAMES && no_template {
+                        // Without a template the nickname job is off; without Discord winning,
+                        // the remote sync (which it alone may run).
+                        let seconds = if (job == super::jobs::ENFORCE_NICKNAMES && no_template)
+                            || (job == super::jobs::REMOTE_SYNC_ALL && !change.remote_priority)
+                        {
                             Some(0)
                         } else {
                             seconds
@@ -1514,10 +1528,13 @@ impl DiscordConnector {
     /// [`MEMBERS_PAGE`] at a time and compares each linked user's mapped roles with their
     /// groups. With `remote_priority` off, Latchkey wins: each difference is queued and the
     /// queue applied (a linked user missing from the guild is joined when their groups give
-    /// roles). With it on, Discord wins: a linked member is put in each mapped group one of
-    /// whose roles they hold, and taken out of each mapped group none of whose roles they hold
-    /// (members who are not in the guild are left alone); those membership changes come from
-    /// Discord, so they queue nothing back to it. Roles nobody mapped are never looked at.
+    /// roles). With it on, Discord wins ((`pull_from_discord`): a linked member is put
+    /// in each mapped group all of whose roles they hold, and taken out of each mapped group
+    /// one of whose roles they lack (members who are not in the guild are left alone); staff,
+    /// superusers and deactivated accounts are skipped, and so is a membership while a change
+    /// of one of its group's roles is queued or failed for the user. Those membership changes
+    /// come from Discord, so they queue nothing back to it. Roles nobody mapped are never
+    /// looked at.
     ///
     /// # Errors
     /// [`DiscordError`]; Discord failing while members are read.
@@ -1527,12 +1544,19 @@ impl DiscordConnector {
     }
 
     /// `remote_sync_all_discord_users_groups` (the seed's hard sync from Discord's side, an
-    /// expensive job): [`Self::verify_all`] with Discord winning whatever `remote_priority`
-    /// says — every linked member's mapped roles become their local groups.
+    /// expensive job): [`Self::verify_all`] with Discord winning — linked members' mapped
+    /// roles become their local groups, by the rules of verify's Discord-wins side. It runs
+    /// only when Discord's roles win (`remote_priority`): otherwise Discord would change local
+    /// groups that Latchkey is meant to decide.
     ///
     /// # Errors
-    /// As [`Self::verify_all`].
+    /// [`DiscordError::Invalid`] when `remote_priority` is off; as [`Self::verify_all`].
     pub async fn remote_sync_all(&self) -> Result<VerifyReport, DiscordError> {
+        if !self.inner().await?.settings.remote_priority {
+            return Err(DiscordError::Invalid(
+                REMOTE_SYNC_NEEDS_DISCORD_WINNING.to_owned(),
+            ));
+        }
         self.reconcile(true).await
     }
 
@@ -1554,9 +1578,9 @@ impl DiscordConnector {
             .await?;
         let mut report = VerifyReport::default();
         // Discord id → local user, for linked users.
-        let linked: BTreeMap<u64, String> = linked
+        let linked: BTreeMap<u64, store::LinkedUser> = linked
             .into_iter()
-            .filter_map(|(user, subject)| Some((subject.parse::<u64>().ok()?, user)))
+            .filter_map(|user| Some((user.subject.parse::<u64>().ok()?, user)))
             .collect();
         report.linked = linked.len();
         let mapped_roles: BTreeSet<u64> = mappings
@@ -1613,6 +1637,7 @@ impl DiscordConnector {
         } else {
             let mut queue = Vec::new();
             for (discord_id, user) in &linked {
+                let user = &user.user_id;
                 let wanted: BTreeSet<u64> = groups_of_user
                     .get(user)
                     .into_iter()
@@ -1662,7 +1687,7 @@ impl DiscordConnector {
             .read(move |conn| store::linked_users(conn, &provider).map_err(DiscordError::from))
             .await?
             .into_iter()
-            .filter_map(|(_, subject)| subject.parse().ok())
+            .filter_map(|user| user.subject.parse().ok())
             .collect();
         let mut fresh = Vec::new();
         let mut read = 0;
@@ -1793,65 +1818,132 @@ impl DiscordConnector {
         Ok(report)
     }
 
-    /// Discord wins: group memberships follow the linked members' mapped roles.
+    /// Discord wins: group memberships follow the linked members' mapped roles. A member is
+    /// put in a mapped group when they hold *every* role the group is mapped to, and taken out
+    /// when they lack one of them: one role given by hand in Discord never opens a group that
+    /// also gives other roles (which Latchkey would then give them). Never changed: the groups
+    /// of staff, superusers and deactivated accounts (counted as skipped), and a membership
+    /// whose group has a role with a change queued or failed for the user (Latchkey has yet to
+    /// make it in Discord: deferred). Each user's changes are one transaction through the
+    /// groups' store that re-reads the account and its memberships first.
     async fn pull_from_discord(
         &self,
-        linked: &BTreeMap<u64, String>,
+        linked: &BTreeMap<u64, store::LinkedUser>,
         held: &BTreeMap<u64, BTreeSet<u64>>,
         roles_of_group: &BTreeMap<String, BTreeSet<u64>>,
         groups_of_user: &BTreeMap<String, BTreeSet<String>>,
         report: &mut VerifyReport,
     ) -> Result<(), DiscordError> {
-        let mut changes: Vec<(String, String, bool)> = Vec::new();
         for (discord_id, user) in linked {
+            // Members who are not in the guild are left alone.
             let Some(roles) = held.get(discord_id) else {
                 continue;
             };
-            let member_of = groups_of_user.get(user);
-            for (group, group_roles) in roles_of_group {
-                let should = !roles.is_disjoint(group_roles);
-                let is = member_of.is_some_and(|g| g.contains(group));
-                if should != is {
-                    changes.push((group.clone(), user.clone(), should));
-                }
-            }
-        }
-        report.groups_added = changes.iter().filter(|c| c.2).count();
-        report.groups_removed = changes.len() - report.groups_added;
-        if changes.is_empty() {
-            return Ok(());
-        }
-        self.db
-            .write(move |conn| {
-                conn.transaction::<_, DiscordError, _>(|conn| {
-                    let now = db::now();
-                    for (group, user, add) in changes {
-                        let changed = if add {
-                            group_rows::add_member(conn, &group, &user, now)?
-                        } else {
-                            group_rows::remove_member(conn, &group, &user)?
-                        };
-                        if changed {
-                            let name = if add {
-                                "group.member_added"
-                            } else {
-                                "group.member_removed"
-                            };
-                            audit::record(
-                                conn,
-                                AuditEvent::new(name)
-                                    .by(&Actor::system())
-                                    .user(user)
-                                    .detail("group_id", group)
-                                    .detail("source", "discord"),
-                            )?;
-                        }
-                    }
-                    Ok(())
+            let member_of = groups_of_user.get(&user.user_id);
+            let changes: Vec<(String, BTreeSet<u64>, bool)> = roles_of_group
+                .iter()
+                .filter_map(|(group, group_roles)| {
+                    let should = !group_roles.is_empty() && group_roles.is_subset(roles);
+                    let is = member_of.is_some_and(|g| g.contains(group));
+                    (should != is).then(|| (group.clone(), group_roles.clone(), should))
                 })
-            })
-            .await
+                .collect();
+            if changes.is_empty() {
+                continue;
+            }
+            if !user.groups_follow_discord() {
+                report.skipped += 1;
+                continue;
+            }
+            let user_id = user.user_id.clone();
+            let done = self
+                .db
+                .write(move |conn| {
+                    conn.transaction::<_, DiscordError, _>(|conn| {
+                        pull_user(conn, &user_id, changes)
+                    })
+                })
+                .await?;
+            report.groups_added += done.added;
+            report.groups_removed += done.removed;
+            report.deferred += done.deferred;
+            report.skipped += usize::from(done.skipped);
+        }
+        Ok(())
     }
+}
+
+/// What one user's pull did.
+#[derive(Default)]
+struct Pulled {
+    added: usize,
+    removed: usize,
+    deferred: usize,
+    skipped: bool,
+}
+
+/// Makes `user_id`'s memberships what Discord says (`changes`: group, its roles, whether the
+/// user should be in it), inside the caller's transaction: the account is locked and read again
+/// (skipped unless an active ordinary account), and so are its memberships and its queued
+/// role changes.
+fn pull_user(
+    conn: &mut db::DbConnection,
+    user_id: &str,
+    changes: Vec<(String, BTreeSet<u64>, bool)>,
+) -> Result<Pulled, DiscordError> {
+    let mut done = Pulled::default();
+    let Some(account) = privileges::lock_target(conn, user_id)? else {
+        return Ok(done);
+    };
+    if !account.is_active || account.is_staff || account.is_superuser {
+        done.skipped = true;
+        return Ok(done);
+    }
+    let pending: BTreeSet<u64> = store::pending_check_roles(conn, user_id)?
+        .into_iter()
+        .filter_map(|r| u64::try_from(r).ok())
+        .collect();
+    let current: BTreeSet<String> = group_rows::of_user(conn, user_id)?
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    let now = db::now();
+    for (group, group_roles, add) in changes {
+        if !group_roles.is_disjoint(&pending) {
+            done.deferred += 1;
+            continue;
+        }
+        if current.contains(&group) == add {
+            continue;
+        }
+        let changed = if add {
+            group_rows::add_member(conn, &group, user_id, now)?
+        } else {
+            group_rows::remove_member(conn, &group, user_id)?
+        };
+        if !changed {
+            continue;
+        }
+        if add {
+            done.added += 1;
+        } else {
+            done.removed += 1;
+        }
+        let name = if add {
+            "group.member_added"
+        } else {
+            "group.member_removed"
+        };
+        audit::record(
+            conn,
+            AuditEvent::new(name)
+                .by(&Actor::system())
+                .user(user_id.to_owned())
+                .detail("group_id", group)
+                .detail("source", "discord"),
+        )?;
+    }
+    Ok(done)
 }
 
 /// The settings in effect: the console's row over `[discord]`; why they do not work, when

@@ -945,6 +945,13 @@ async fn the_command_line_runs_the_connectors_jobs() {
         String::from_utf8_lossy(&verify.stderr)
     );
     assert!(out.contains("0 role changes queued"), "{out}");
+    let refused = run(&["discord", "remote-sync"]).await;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("only when Discord's roles win"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     let off = tokio::task::spawn_blocking({
         let db = app.db_url.clone();
         move || {
@@ -1028,12 +1035,8 @@ async fn the_connectors_jobs_run_on_the_scheduler_one_node_per_slot() {
         })
         .collect();
     runs.sort();
-    let mut all = [
-        APPLY_ROLE_CHANGES,
-        VERIFY_ALL,
-        REMOTE_SYNC_ALL,
-        SYNC_ACCOUNTS,
-    ];
+    // The remote sync is off by default (it runs only when Discord's roles win).
+    let mut all = [APPLY_ROLE_CHANGES, VERIFY_ALL, SYNC_ACCOUNTS];
     all.sort_unstable();
     assert_eq!(runs, all, "each slot ran once");
     assert_eq!(fake.roles_of(5001), Some([RAIDERS].into()));
@@ -1139,12 +1142,89 @@ async fn a_change_held_by_a_node_that_died_is_applied_by_another_once_its_claim_
 }
 
 #[tokio::test]
-async fn remote_sync_makes_the_groups_follow_discord_whatever_the_priority() {
+async fn remote_sync_runs_only_when_discord_wins_and_then_makes_the_groups_follow_discord() {
+    use latchkey::discord::jobs::{self, REMOTE_SYNC_ALL};
     let fake = DiscordFake::start().await;
     let app = connector_app(&fake, false).await;
+    let settings = app.services.discord.settings().cloned().expect("on");
+    assert_eq!(settings.remote_sync_interval, None, "off by default");
     let group = mapped_group(&app, "Raiders", RAIDERS).await;
     let pia = linked_user(&app, &fake, "pia", 7001).await;
     fake.add_member(7001, &[RAIDERS]);
+    // Latchkey wins: the remote sync refuses, and says why; nothing changes.
+    match app.services.discord.remote_sync_all().await {
+        Err(DiscordError::Invalid(why)) => {
+            assert!(why.contains("only when Discord's roles win"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let (_, members) = app
+        .services
+        .groups
+        .find(&group)
+        .await
+        .expect("db")
+        .expect("group");
+    assert!(members.is_empty());
+    // On the scheduler (Run now) the job fails visibly.
+    let mut node = latchkey::scheduler::Scheduler::new(
+        app.services.db.clone(),
+        &latchkey::config::SchedulerSettings {
+            enabled: true,
+            cleanup_interval: None,
+            retry: std::time::Duration::from_secs(30),
+            lease: std::time::Duration::from_secs(60),
+        },
+    );
+    jobs::register(&mut node, &app.services.discord, &settings).expect("registered");
+    node.run_due().await.expect("pass");
+    app.services
+        .db
+        .write(|conn| {
+            latchkey::db::jobs::pull_forward(conn, REMOTE_SYNC_ALL, latchkey::db::now())
+                .map_err(DbError::from)
+        })
+        .await
+        .expect("due");
+    let runs = node.run_due().await.expect("pass");
+    let run = runs
+        .iter()
+        .find(|r| r.name == REMOTE_SYNC_ALL)
+        .expect("ran");
+    assert!(run.outcome.is_err(), "{run:?}");
+    let row = app
+        .services
+        .db
+        .read(|conn| latchkey::db::jobs::all(conn).map_err(DbError::from))
+        .await
+        .expect("rows")
+        .into_iter()
+        .find(|r| r.name == REMOTE_SYNC_ALL)
+        .expect("row");
+    assert!(row
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("only when Discord's roles win")));
+
+    // Discord wins: the member's mapped role puts them in the group. (The scheduler's verify
+    // took the role Latchkey's groups do not give; a moderator gives it again.)
+    fake.add_member(7001, &[RAIDERS]);
+    let calls = fake.role_calls().len();
+    app.create_staff("root").await;
+    let root = app.visitor("root").await;
+    let (_, page) = root.get("/admin/discord/").await;
+    let saved = root
+        .post_with_csrf_of(
+            &page,
+            "/admin/discord/settings/",
+            &[
+                ("provider", "discord"),
+                ("guild_id", &GUILD.to_string()),
+                ("remote_priority", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&saved), "/admin/discord/");
     let report = app
         .services
         .discord
@@ -1164,8 +1244,136 @@ async fn remote_sync_makes_the_groups_follow_discord_whatever_the_priority() {
         .expect("db")
         .expect("group");
     assert!(members.iter().any(|m| m.id == pia));
-    assert!(fake.role_calls().is_empty(), "nothing pushed to Discord");
+    assert_eq!(fake.role_calls().len(), calls, "nothing pushed to Discord");
     assert_eq!(queue_counts(&app).await, (0, 0), "nothing queued back");
+}
+
+#[tokio::test]
+async fn discord_wins_only_with_every_role_of_a_group_and_never_for_admins_or_deactivated_accounts()
+{
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, true).await;
+    // Officers give Raiders and Scouts; Scouting gives Scouts.
+    let officers = mapped_group(&app, "Officers", RAIDERS).await;
+    assert!(app
+        .services
+        .discord
+        .map_role(
+            &Actor::system(),
+            &officers,
+            i64::try_from(SCOUTS).expect("i64")
+        )
+        .await
+        .expect("mapped"));
+    let scouting = mapped_group(&app, "Scouting", SCOUTS).await;
+    // Olaf is an officer whose Discord account has lost Scouts.
+    let olaf = linked_user(&app, &fake, "olaf", 1306).await;
+    fake.add_member(1306, &[]);
+    app.services
+        .groups
+        .add_member(&Actor::system(), &officers, "olaf")
+        .await
+        .expect("added");
+    app.services.discord.apply_queued().await.expect("applied");
+    fake.add_member(1306, &[RAIDERS]);
+    // Mo was given Raiders by a Discord moderator (maybe himself): one role of two.
+    let mo = linked_user(&app, &fake, "mo", 1301).await;
+    fake.add_member(1301, &[RAIDERS, HANDMADE]);
+    // Nia holds both.
+    let nia = linked_user(&app, &fake, "nia", 1302).await;
+    fake.add_member(1302, &[RAIDERS, SCOUTS]);
+    // A staff member, a superuser and a deactivated account hold both too.
+    let sid = app.create_plain_staff("sid").await.id;
+    let sue = app.create_staff("sue").await.id;
+    let ina = app.create_user("ina").await.id;
+    for (name, id) in [("sid", 1303), ("sue", 1304), ("ina", 1305)] {
+        fake.add_user(id, name);
+        link_discord(&app, name, id).await;
+        fake.add_member(id, &[RAIDERS, SCOUTS]);
+    }
+    app.deactivate(&ina).await;
+
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(
+        (report.groups_added, report.groups_removed, report.skipped),
+        (2, 1, 3),
+        "{report}"
+    );
+    let members = |group: String| {
+        let app = &app;
+        async move {
+            let (_, members) = app
+                .services
+                .groups
+                .find(&group)
+                .await
+                .expect("db")
+                .expect("group");
+            members.into_iter().map(|m| m.id).collect::<Vec<_>>()
+        }
+    };
+    let officers_now = members(officers.clone()).await;
+    assert_eq!(officers_now, [nia.clone()], "only Nia holds every role");
+    assert!(!officers_now.contains(&mo), "one role of two is not enough");
+    assert!(
+        !officers_now.contains(&olaf),
+        "lacking one role takes him out"
+    );
+    let scouting_now = members(scouting).await;
+    assert_eq!(scouting_now, [nia.clone()]);
+    for id in [&sid, &sue, &ina] {
+        assert!(!officers_now.contains(id));
+    }
+    // Nothing was pushed to Discord: Mo keeps his hand-given role and gets no Scouts.
+    assert_eq!(fake.roles_of(1301), Some([RAIDERS, HANDMADE].into()));
+    let again = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(
+        (again.groups_added, again.groups_removed),
+        (0, 0),
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn discord_wins_does_not_undo_a_membership_change_waiting_to_be_applied() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, true).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let pia = linked_user(&app, &fake, "pia", 1401).await;
+    fake.add_member(1401, &[]);
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "pia")
+        .await
+        .expect("added");
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(fake.roles_of(1401), Some([RAIDERS].into()));
+    // An admin takes Pia out; verify runs before the worker has taken the role.
+    app.services
+        .groups
+        .remove_member(&Actor::system(), &group, &pia)
+        .await
+        .expect("removed");
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(
+        (report.groups_added, report.deferred),
+        (0, 1),
+        "not put back: {report}"
+    );
+    // (verify applies the queue after the comparison when Latchkey wins only; Discord wins
+    // here, so the worker takes the role on its own run.)
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(fake.roles_of(1401), Some([].into()));
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!((report.groups_added, report.deferred), (0, 0), "{report}");
+    let (_, members) = app
+        .services
+        .groups
+        .find(&group)
+        .await
+        .expect("db")
+        .expect("group");
+    assert!(members.is_empty());
 }
 
 #[tokio::test]
