@@ -270,8 +270,9 @@ pub fn roles_of_group(conn: &mut DbConnection, group_id: &str) -> QueryResult<Ve
         .load(conn)
 }
 
-/// Whether `user_id` belongs to a group mapped to `role_id`: whether Latchkey's groups give
-/// them the role.
+/// Whether `user_id` is active and belongs to a group mapped to `role_id`: whether Latchkey's
+/// groups give them the role. A deactivated account's groups give none (its memberships stay,
+/// so reactivating it gives the roles back).
 ///
 /// # Errors
 /// Query failures.
@@ -280,6 +281,8 @@ pub fn wants_role(conn: &mut DbConnection, user_id: &str, role_id: i64) -> Query
         .inner_join(
             group_members::table.on(group_members::group_id.eq(discord_role_mappings::group_id)),
         )
+        .inner_join(users::table.on(users::id.eq(group_members::user_id)))
+        .filter(users::is_active.eq(true))
         .filter(group_members::user_id.eq(user_id))
         .filter(discord_role_mappings::role_id.eq(role_id))
         .count()
@@ -492,8 +495,9 @@ pub fn refresh_profile(
         .map(|n| n == 1)
 }
 
-/// Every user linked at `provider_id` with the fields a nickname template may name, as (the
-/// provider's subject, username, first name, last name).
+/// Every active user linked at `provider_id` with the fields a nickname template may name, as
+/// (the provider's subject, username, first name, last name). Deactivated accounts' nicknames
+/// are left alone.
 ///
 /// # Errors
 /// Query failures.
@@ -504,6 +508,7 @@ pub fn linked_user_names(
     upstream_links::table
         .inner_join(users::table)
         .filter(upstream_links::provider_id.eq(provider_id))
+        .filter(users::is_active.eq(true))
         .order(upstream_links::user_id.asc())
         .select((
             upstream_links::subject,
@@ -527,8 +532,36 @@ pub fn has_discord_account(conn: &mut DbConnection, user_id: &str) -> QueryResul
     Ok(n > 0)
 }
 
-/// Queues a check of `user_id`'s `role_id` due at `now`: a new row, or the existing one queued
-/// again (its generation grows, its attempts and error are cleared, it is no longer failed).
+/// The error of a change given up because the user must sign in with Discord again (their
+/// kept `guilds.join` token is missing, refused or cannot be refreshed): the account page asks
+/// for that sign-in while such a change is newer than their latest one, and the sign-in queues
+/// it again ([`requeue_sign_in_failures`]).
+pub const SIGN_IN_AGAIN: &str = "the user is not in the Discord server and no usable guilds.join token is kept: they must sign in with Discord again (the provider's scopes must include guilds.join)";
+
+/// How long the verify job leaves a given-up change alone before it may queue it again.
+pub const FAILED_QUIET_HOURS: i64 = 24;
+
+/// Why a check is queued: what it does to a row already there, and whether applying it may add
+/// the user to the guild.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// A membership change (the groups service): the row is queued afresh (attempts and a
+    /// failure cleared), and applying it may add the user to the guild with their
+    /// `guilds.join` token.
+    Membership,
+    /// Another administrator's change (a mapping, deactivation, reactivation): queued afresh,
+    /// never adds anyone to the guild.
+    Admin,
+    /// The verify job: a new row, never adding anyone to the guild; a row already queued or
+    /// retrying is left as it is, and a given-up one too unless it was given up more than
+    /// [`FAILED_QUIET_HOURS`] ago (or only because the user was not in the guild, which verify
+    /// has just seen they are): Discord's refusals are not repeated every run.
+    Verify,
+}
+
+/// Queues a check of `user_id`'s `role_id` due at `now`, for `cause`: a new row, or the
+/// existing one queued again as [`Cause`] says (its generation grows). Returns whether
+/// anything was queued.
 ///
 /// # Errors
 /// Query failures.
@@ -537,7 +570,8 @@ pub fn queue(
     user_id: &str,
     role_id: i64,
     now: NaiveDateTime,
-) -> QueryResult<()> {
+    cause: Cause,
+) -> QueryResult<bool> {
     // A savepoint, so that losing an insert race leaves the outer transaction usable.
     let inserted = conn.transaction(|conn| {
         diesel::insert_into(discord_role_changes::table)
@@ -555,34 +589,51 @@ pub fn queue(
                 created_at: now,
                 action: ACTION_CHECK.to_owned(),
                 discord_user_id: None,
-                may_join: true,
+                may_join: cause == Cause::Membership,
             })
             .execute(conn)
     });
     match inserted {
-        Ok(_) => Ok(()),
-        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => diesel::update(
-            discord_role_changes::table
+        Ok(_) => Ok(true),
+        Err(Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+            let mine = discord_role_changes::table
                 .filter(discord_role_changes::action.eq(ACTION_CHECK))
                 .filter(discord_role_changes::user_id.eq(user_id))
-                .filter(discord_role_changes::role_id.eq(role_id)),
-        )
-        .set((
-            discord_role_changes::generation.eq(discord_role_changes::generation + 1),
-            discord_role_changes::attempts.eq(0_i64),
-            discord_role_changes::next_attempt_at.eq(now),
-            discord_role_changes::last_error.eq(None::<String>),
-            discord_role_changes::failed.eq(false),
-        ))
-        .execute(conn)
-        .map(|_| ()),
+                .filter(discord_role_changes::role_id.eq(role_id));
+            let afresh = (
+                discord_role_changes::generation.eq(discord_role_changes::generation + 1),
+                discord_role_changes::attempts.eq(0_i64),
+                discord_role_changes::next_attempt_at.eq(now),
+                discord_role_changes::last_error.eq(None::<String>),
+                discord_role_changes::failed.eq(false),
+            );
+            let n = match cause {
+                Cause::Membership => diesel::update(mine)
+                    .set((afresh, discord_role_changes::may_join.eq(true)))
+                    .execute(conn)?,
+                Cause::Admin => diesel::update(mine).set(afresh).execute(conn)?,
+                Cause::Verify => {
+                    let quiet_since = now - chrono::TimeDelta::hours(FAILED_QUIET_HOURS);
+                    diesel::update(
+                        mine.filter(discord_role_changes::failed.eq(true)).filter(
+                            discord_role_changes::next_attempt_at
+                                .le(quiet_since)
+                                .or(discord_role_changes::last_error.eq(SIGN_IN_AGAIN)),
+                        ),
+                    )
+                    .set(afresh)
+                    .execute(conn)?
+                }
+            };
+            Ok(n > 0)
+        }
         Err(e) => Err(e),
     }
 }
 
 /// Queues a check of every role mapped to `group_id` for `user_id`, when the user has a linked
-/// Discord account (the groups service calls it in the transaction of a membership change);
-/// returns how many were queued.
+/// Discord account (the groups service calls it in the transaction of a membership change,
+/// [`Cause::Membership`]); returns how many were queued.
 ///
 /// # Errors
 /// Query failures.
@@ -597,9 +648,59 @@ pub fn queue_for_membership(
         return Ok(0);
     }
     for role in &roles {
-        queue(conn, user_id, *role, now)?;
+        queue(conn, user_id, *role, now, Cause::Membership)?;
     }
     Ok(roles.len())
+}
+
+/// Queues a check of every role `user_id`'s groups give, when the user has a linked Discord
+/// account (deactivation and reactivation call it in their transaction, [`Cause::Admin`]: a
+/// deactivated user's groups give no role, so the roles go and come back with the account);
+/// returns how many were queued.
+///
+/// # Errors
+/// Query failures.
+pub fn queue_for_user(
+    conn: &mut DbConnection,
+    user_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    if !has_discord_account(conn, user_id)? {
+        return Ok(0);
+    }
+    let roles = mapped_roles_of_user(conn, user_id)?;
+    for role in &roles {
+        queue(conn, user_id, *role, now, Cause::Admin)?;
+    }
+    Ok(roles.len())
+}
+
+/// Queues again, due at `now`, `user_id`'s changes given up with [`SIGN_IN_AGAIN`] (the
+/// sign-in with Discord that brings new kept tokens calls it in its transaction): what failed
+/// for want of a token is tried with the new one. Returns how many.
+///
+/// # Errors
+/// Query failures.
+pub fn requeue_sign_in_failures(
+    conn: &mut DbConnection,
+    user_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        discord_role_changes::table
+            .filter(discord_role_changes::action.eq(ACTION_CHECK))
+            .filter(discord_role_changes::user_id.eq(user_id))
+            .filter(discord_role_changes::failed.eq(true))
+            .filter(discord_role_changes::last_error.eq(SIGN_IN_AGAIN)),
+    )
+    .set((
+        discord_role_changes::generation.eq(discord_role_changes::generation + 1),
+        discord_role_changes::attempts.eq(0_i64),
+        discord_role_changes::next_attempt_at.eq(now),
+        discord_role_changes::last_error.eq(None::<String>),
+        discord_role_changes::failed.eq(false),
+    ))
+    .execute(conn)
 }
 
 /// Up to `limit` changes that are due at `now` and held by no node, oldest due first.

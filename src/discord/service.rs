@@ -24,7 +24,7 @@ use crate::domain::{NicknameFields, NicknameTemplate, ProviderId, ProviderKind};
 use crate::groups::{GroupError, Groups};
 use crate::secret::{SealError, Sealer};
 use crate::upstream::discord::RawDiscordUser;
-use crate::upstream::{DiscordProfile, FreshTokensError, Upstream};
+use crate::upstream::{DiscordProfile, FreshTokensError, KeptTokensError, Upstream};
 
 /// Members read per request by the verify job (Discord's largest page).
 pub const MEMBERS_PAGE: u16 = 1000;
@@ -47,10 +47,16 @@ const CALL_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest error kept on a queued change, in characters.
 const MAX_ERROR_CHARS: usize = 500;
 
-/// The error of a change given up because the user must sign in with Discord again (their
-/// kept `guilds.join` token is missing, refused or cannot be refreshed); the account page asks
-/// for that sign-in while such a change is newer than their latest one.
-pub const SIGN_IN_AGAIN: &str = "the user is not in the Discord server and no usable guilds.join token is kept: they must sign in with Discord again (the provider's scopes must include guilds.join)";
+pub use crate::db::discord_connector::SIGN_IN_AGAIN;
+
+/// Discord's JSON error codes that mean the bot lacks a permission or access in the guild
+/// (50013 Missing Permissions, 50001 Missing Access): every later call of the run would be
+/// refused the same way, so the worker stops.
+const MISSING_PERMISSION_CODES: [u64; 2] = [50_013, 50_001];
+
+/// Discord's JSON error code for a user's `OAuth2` access token it does not accept (50025
+/// Invalid `OAuth2` access token), answered to `PUT /guilds/{guild}/members/{user}`.
+const INVALID_USER_TOKEN: u64 = 50_025;
 
 /// Why `remote_sync_all_discord_users_groups` refuses to run while Latchkey's groups win.
 pub const REMOTE_SYNC_NEEDS_DISCORD_WINNING: &str = "remote_sync_all_discord_users_groups changes local groups from Discord's roles: it runs only when Discord's roles win (tick \"Discord's roles win over local groups\" on the Discord page, or set discord.remote_priority = true), and is off otherwise";
@@ -91,6 +97,10 @@ pub enum DiscordError {
     /// Discord refused or failed.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// The worker stopped its run: Discord refused the bot a permission every change needs
+    /// (the message says which, and what to do). The changes not yet tried wait untouched.
+    #[error("role changes stopped: {0}")]
+    Stopped(String),
     /// Storage failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -535,6 +545,10 @@ struct Failure {
     message: String,
     /// `Some(delay)` to try again after it; `None` to give up.
     retry_after: Option<TimeDelta>,
+    /// Whether the run stops here: Discord refused the bot a permission, so every later call
+    /// would be refused too (and count towards Discord's ban of clients that send too many
+    /// invalid requests).
+    stop: bool,
 }
 
 impl Failure {
@@ -542,6 +556,15 @@ impl Failure {
         Self {
             message: message.into(),
             retry_after: None,
+            stop: false,
+        }
+    }
+
+    fn retry(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retry_after: Some(TimeDelta::zero()),
+            stop: false,
         }
     }
 
@@ -550,10 +573,15 @@ impl Failure {
             ApiError::RateLimited { retry_after } => Self {
                 message: e.to_string(),
                 retry_after: Some(TimeDelta::from_std(*retry_after).unwrap_or(TimeDelta::MAX)),
+                stop: false,
             },
-            ApiError::Unavailable(_) => Self {
-                message: e.to_string(),
-                retry_after: Some(TimeDelta::zero()),
+            ApiError::Unavailable(_) => Self::retry(e.to_string()),
+            ApiError::Forbidden { code, .. } if MISSING_PERMISSION_CODES.contains(code) => Self {
+                message: format!(
+                    "{e}: the bot lacks a permission in the server (Test connection on the Discord page says which), or the role is above the bot's highest role"
+                ),
+                retry_after: None,
+                stop: true,
             },
             other => Self::give_up(other.to_string()),
         }
@@ -914,6 +942,18 @@ impl DiscordConnector {
             .read(|conn| Ok::<_, DiscordError>((store::settings(conn)?, job_rows::all(conn)?)))
             .await?;
         let settings = editable(&base, row.as_ref(), &jobs);
+        // A worker that stopped (Discord refused the bot a permission, or its token) says so.
+        let problem = problem.or_else(|| {
+            jobs.iter()
+                .find(|j| j.name == super::jobs::APPLY_ROLE_CHANGES)
+                .and_then(|j| j.last_error.clone())
+                .map(|e| {
+                    format!(
+                        "The role worker ({}) is failing: {e}",
+                        super::jobs::APPLY_ROLE_CHANGES
+                    )
+                })
+        });
         let (roles, mappings, (waiting, failed), troubled) = self
             .db
             .read(|conn| {
@@ -1123,7 +1163,7 @@ impl DiscordConnector {
                     }
                     for user in store::member_ids(conn, &group.id)? {
                         if store::has_discord_account(conn, &user)? {
-                            store::queue(conn, &user, role_id, now)?;
+                            store::queue(conn, &user, role_id, now, store::Cause::Admin)?;
                         }
                     }
                     audit::record(
@@ -1165,7 +1205,7 @@ impl DiscordConnector {
                     let now = db::now();
                     for user in store::member_ids(conn, &group_id)? {
                         if store::has_discord_account(conn, &user)? {
-                            store::queue(conn, &user, role_id, now)?;
+                            store::queue(conn, &user, role_id, now, store::Cause::Admin)?;
                         }
                     }
                     audit::record(
@@ -1236,10 +1276,17 @@ impl DiscordConnector {
     /// the guild who should have it is added with their kept `guilds.join` token (refreshed
     /// when expired) and the role. Every change carries an `X-Audit-Log-Reason` and is an
     /// audit event. Rate limits and outages are tried again later (doubling delays, at most
-    /// [`MAX_ATTEMPTS`]); Discord's refusals are given up at once and shown in the console.
+    /// [`MAX_ATTEMPTS`]); Discord's refusals are given up at once and shown in the console. A
+    /// refusal for a permission the bot lacks (403 with code 50013 or 50001) gives up that
+    /// change and stops the run: the changes not yet tried are left untouched for the next run
+    /// rather than each refused in turn (Discord bans clients that send too many invalid
+    /// requests). Only a change queued by a membership change adds a user to the guild, and
+    /// never a deactivated one.
     ///
     /// # Errors
-    /// [`DiscordError::Off`], [`DiscordError::Misconfigured`], storage failures.
+    /// [`DiscordError::Off`], [`DiscordError::Misconfigured`], storage failures;
+    /// [`DiscordError::Stopped`] when the run stopped (the job then shows as failing, and the
+    /// Discord page's problem line says why).
     pub async fn apply_queued(&self) -> Result<ApplyReport, DiscordError> {
         let inner = self.inner().await?;
         let api = inner.api()?;
@@ -1263,7 +1310,18 @@ impl DiscordConnector {
                 continue;
             }
             let outcome = self.apply_one(&inner, api, &change).await;
+            let stopped = match &outcome {
+                Err(failure) if failure.stop => Some(failure.message.clone()),
+                _ => None,
+            };
             self.record(&inner, &change, outcome, &mut report).await?;
+            if let Some(why) = stopped {
+                // The changes not yet claimed wait, untouched, for the next run.
+                tracing::error!(error = %why, "the Discord role worker stopped its run");
+                return Err(DiscordError::Stopped(format!(
+                    "{why}; {report} before it stopped"
+                )));
+            }
         }
         Ok(report)
     }
@@ -1352,8 +1410,12 @@ impl DiscordConnector {
                 }
                 Err(e) => Err(Failure::from_api(&e)),
             },
-            // A removal never adds anyone to the guild.
-            (None, true) if change.is_removal() => Ok((Outcome::Unchanged, Some(discord_id))),
+            // Only a change caused by a membership change adds the user to the guild (never a
+            // removal, verify, or an admin's other change): nobody is pulled back after they
+            // left or were kicked. `wanted` is false for a deactivated user.
+            (None, true) if change.is_removal() || !change.may_join => {
+                Ok((Outcome::Unchanged, Some(discord_id)))
+            }
             (None, true) => {
                 let user_id = user.unwrap_or_default();
                 let joined = self
@@ -1385,10 +1447,9 @@ impl DiscordConnector {
         api.add_role(discord_id, role, reason)
             .await
             .map_err(|e| match e {
-                ApiError::NotFound { code, .. } if code == UNKNOWN_MEMBER => Failure {
-                    message: "the user left the server meanwhile".to_owned(),
-                    retry_after: Some(TimeDelta::zero()),
-                },
+                ApiError::NotFound { code, .. } if code == UNKNOWN_MEMBER => {
+                    Failure::retry("the user left the server meanwhile")
+                }
                 e => Failure::from_api(&e),
             })
     }
@@ -1403,17 +1464,17 @@ impl DiscordConnector {
         discord_id: u64,
         provider: &str,
     ) -> Result<Joined, Failure> {
+        // "Sign in again" only when the user's token is what is wrong: none kept, kept under
+        // another key, or refused by Discord (invalid_grant on refresh, 50025 on the join).
         let tokens = match inner.upstream.fresh_kept_tokens(user_id, provider).await {
             Ok(Some(tokens)) => tokens,
-            Ok(None) | Err(FreshTokensError::Refused(_) | FreshTokensError::Kept(_)) => {
+            Ok(None)
+            | Err(
+                FreshTokensError::Refused(_) | FreshTokensError::Kept(KeptTokensError::Unreadable),
+            ) => {
                 return Err(Failure::give_up(SIGN_IN_AGAIN));
             }
-            Err(e) => {
-                return Err(Failure {
-                    message: e.to_string(),
-                    retry_after: Some(TimeDelta::zero()),
-                })
-            }
+            Err(e) => return Err(Failure::retry(e.to_string())),
         };
         let user = user_id.to_owned();
         let roles: Vec<u64> = self
@@ -1426,7 +1487,7 @@ impl DiscordConnector {
             .collect();
         match api.join(discord_id, &tokens.access_token, &roles).await {
             Ok(joined) => Ok(joined),
-            Err(ApiError::Unauthorized | ApiError::Forbidden { .. }) => {
+            Err(ApiError::Forbidden { code, .. }) if code == INVALID_USER_TOKEN => {
                 Err(Failure::give_up(SIGN_IN_AGAIN))
             }
             Err(e) => Err(Failure::from_api(&e)),
@@ -1637,30 +1698,40 @@ impl DiscordConnector {
         } else {
             let mut queue = Vec::new();
             for (discord_id, user) in &linked {
-                let user = &user.user_id;
+                // Users who are not in the guild are left alone: verify never adds anyone.
+                let Some(has) = held.get(discord_id) else {
+                    continue;
+                };
+                // A deactivated user's groups give no role.
                 let wanted: BTreeSet<u64> = groups_of_user
-                    .get(user)
+                    .get(&user.user_id)
                     .into_iter()
                     .flatten()
+                    .filter(|_| user.is_active)
                     .filter_map(|g| roles_of_group.get(g))
                     .flatten()
                     .copied()
                     .collect();
-                let has = held.get(discord_id).cloned().unwrap_or_default();
-                for role in wanted.symmetric_difference(&has) {
-                    queue.push((user.clone(), i64::try_from(*role).unwrap_or_default()));
+                for role in wanted.symmetric_difference(has) {
+                    queue.push((
+                        user.user_id.clone(),
+                        i64::try_from(*role).unwrap_or_default(),
+                    ));
                 }
             }
-            report.queued = queue.len();
             if !queue.is_empty() {
-                self.db
+                report.queued = self
+                    .db
                     .write(move |conn| {
                         conn.transaction::<_, DiscordError, _>(|conn| {
                             let now = db::now();
+                            let mut queued = 0;
                             for (user, role) in &queue {
-                                store::queue(conn, user, *role, now)?;
+                                if store::queue(conn, user, *role, now, store::Cause::Verify)? {
+                                    queued += 1;
+                                }
                             }
-                            Ok(())
+                            Ok(queued)
                         })
                     })
                     .await?;
@@ -2084,10 +2155,7 @@ fn build(base: &Base, settings: ConnectorSettings) -> Inner {
 
 impl Failure {
     fn from_db(e: &DbError) -> Self {
-        Self {
-            message: format!("storage: {e}"),
-            retry_after: Some(TimeDelta::zero()),
-        }
+        Self::retry(format!("storage: {e}"))
     }
 }
 

@@ -1043,7 +1043,11 @@ fn insert_link(
             picture: identity.picture.clone(),
         },
     )?;
-    keep(conn, &id, brought, false, now)
+    keep(conn, &id, brought, false, now)?;
+    if identity.discord.is_some() {
+        crate::db::discord_connector::requeue_sign_in_failures(conn, user_id, now)?;
+    }
+    Ok(())
 }
 
 /// Records a sign-in through `link`: the provider's current names and address, and what comes
@@ -1068,7 +1072,12 @@ fn touch(
         ),
     )?;
     let had_tokens = link.access_token_sealed.is_some() || link.refresh_token_sealed.is_some();
-    keep(conn, &link.id, brought, had_tokens, now)
+    keep(conn, &link.id, brought, had_tokens, now)?;
+    if brought.0.discord.is_some() {
+        // Role changes given up for want of a usable guilds.join token try the new one.
+        crate::db::discord_connector::requeue_sign_in_failures(conn, &link.user_id, now)?;
+    }
+    Ok(())
 }
 
 /// Keeps what a sign-in brings beside the link `link_id`, in the sign-in's transaction: the

@@ -454,13 +454,19 @@ async fn an_expired_token_is_refreshed_before_joining_and_a_dead_one_asks_for_a_
         page.contains("Join the server: <a href=\"https://discord.gg/latchkey\""),
         "{page}"
     );
-    // She does; the next verify adds her to the server, and the page stops asking.
+    // She does: the sign-in queues the change again, the worker adds her to the server with
+    // the new token, and the page stops asking.
     fake.set_token_lifetime(604_800);
     let eve_browser = link_discord(&app, "eve", 1005).await;
     let (_, page) = eve_browser.get("/account/").await;
     assert!(!page.contains("Sign in with Discord again"), "{page}");
-    let report = app.services.discord.verify_all().await.expect("verified");
-    assert_eq!(report.applied.joined, 1, "{report}");
+    assert_eq!(
+        queue_counts(&app).await,
+        (1, 0),
+        "queued again by the sign-in"
+    );
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.joined, 1, "{report}");
     assert_eq!(fake.roles_of(1005), Some([RAIDERS].into()));
 }
 
@@ -529,8 +535,11 @@ async fn refusals_are_not_retried_and_outages_are_retried_later() {
         ResponseTemplate::new(403)
             .set_body_json(serde_json::json!({"code": 50013, "message": "Missing Permissions"})),
     );
-    let report = app.services.discord.apply_queued().await.expect("applied");
-    assert_eq!(report.failed, 1, "{report}");
+    // A missing permission gives the change up and stops the run.
+    match app.services.discord.apply_queued().await {
+        Err(DiscordError::Stopped(why)) => assert!(why.contains("Missing Permissions"), "{why}"),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(fake.role_calls().len(), 1, "a 403 is not sent again");
     assert_eq!(queue_counts(&app).await, (0, 1));
     // Queued again (an admin re-adds the user): it goes through.
@@ -632,7 +641,8 @@ async fn verify_makes_discord_follow_the_groups_when_latchkey_wins() {
     let app = connector_app(&fake, false).await;
     let group = mapped_group(&app, "Raiders", RAIDERS).await;
     // Ivy is in the group but Discord lost her role; Jack has it by hand but is in no group;
-    // Kim has only an unmapped role; Liam should have it and is not in the server.
+    // Kim has only an unmapped role; Liam should have it and is not in the server (verify
+    // leaves him alone: he joins with the invite link, or at his next membership change).
     linked_user(&app, &fake, "ivy", 3001).await;
     linked_user(&app, &fake, "jack", 3002).await;
     linked_user(&app, &fake, "kim", 3003).await;
@@ -666,11 +676,16 @@ async fn verify_makes_discord_follow_the_groups_when_latchkey_wins() {
     let report = app.services.discord.verify_all().await.expect("verified");
     assert_eq!(report.linked, 4, "{report}");
     assert_eq!(report.members, 1_204, "{report}");
-    assert_eq!(report.queued, 3, "{report}");
+    assert_eq!(report.queued, 2, "{report}");
     assert_eq!(fake.roles_of(3001), Some([RAIDERS].into()));
     assert_eq!(fake.roles_of(3002), Some([HANDMADE].into()));
     assert_eq!(fake.roles_of(3003), Some([HANDMADE].into()));
-    assert_eq!(fake.roles_of(3004), Some([RAIDERS].into()), "joined");
+    assert_eq!(
+        fake.roles_of(3004),
+        None,
+        "verify never adds anyone to the server"
+    );
+    assert!(fake.joins().is_empty());
     assert_eq!(
         fake.roles_of(10_500),
         Some([RAIDERS].into()),
@@ -2142,4 +2157,263 @@ async fn an_admin_removing_a_link_or_deleting_the_user_takes_the_mapped_roles_aw
     // The console lists what failed for a deleted user by its Discord id.
     let (status, _) = root.get("/admin/discord/").await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn verify_never_pulls_back_a_member_who_left_and_deactivated_users_are_never_joined() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let raiders = mapped_group(&app, "Raiders", RAIDERS).await;
+    let scouts = mapped_group(&app, "Scouts", SCOUTS).await;
+    linked_user(&app, &fake, "kai", 1501).await;
+    fake.add_member(1501, &[]);
+    app.services
+        .groups
+        .add_member(&Actor::system(), &raiders, "kai")
+        .await
+        .expect("added");
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(fake.roles_of(1501), Some([RAIDERS].into()));
+    // Kai leaves the server (or is kicked): verify, run after run, leaves him out.
+    fake.remove_member(1501);
+    for _ in 0..2 {
+        let report = app.services.discord.verify_all().await.expect("verified");
+        assert_eq!(report.queued, 0, "{report}");
+    }
+    assert_eq!(fake.roles_of(1501), None);
+    assert!(fake.joins().is_empty());
+    // A membership change is what adds him again, with every role his groups give.
+    app.services
+        .groups
+        .add_member(&Actor::system(), &scouts, "kai")
+        .await
+        .expect("added");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.joined, 1, "{report}");
+    assert_eq!(fake.roles_of(1501), Some([RAIDERS, SCOUTS].into()));
+
+    // Lea's account is deactivated: a membership change neither joins her nor refreshes her
+    // expired token.
+    fake.set_token_lifetime(1);
+    let lea = linked_user(&app, &fake, "lea", 1502).await;
+    app.create_staff("root").await;
+    let root = app.visitor("root").await;
+    let (_, page) = root.get(&format!("/admin/users/{lea}/")).await;
+    let off = root
+        .post_with_csrf_of(
+            &page,
+            &format!("/admin/users/{lea}/flags/"),
+            &[("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(off.status(), StatusCode::SEE_OTHER);
+    assert!(!app.stored_user(&lea).await.is_active);
+    app.services
+        .groups
+        .add_member(&Actor::system(), &raiders, "lea")
+        .await
+        .expect("added");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!((report.joined, report.unchanged), (0, 1), "{report}");
+    assert_eq!(fake.roles_of(1502), None);
+    assert_eq!(fake.refreshes(), 0, "her token is not refreshed");
+}
+
+#[tokio::test]
+async fn deactivation_takes_the_mapped_roles_and_reactivation_gives_them_back() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let mia = linked_user(&app, &fake, "mia", 1601).await;
+    fake.add_member(1601, &[HANDMADE]);
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "mia")
+        .await
+        .expect("added");
+    app.services.discord.apply_queued().await.expect("applied");
+    app.create_staff("root").await;
+    let root = app.visitor("root").await;
+    let flags = |fields: Vec<(&'static str, &'static str)>| {
+        let (root, mia) = (&root, mia.clone());
+        async move {
+            let (_, page) = root.get(&format!("/admin/users/{mia}/")).await;
+            let saved = root
+                .post_with_csrf_of(&page, &format!("/admin/users/{mia}/flags/"), &fields)
+                .await;
+            assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+        }
+    };
+    flags(vec![("confirm", "yes")]).await;
+    assert_eq!(
+        queue_counts(&app).await,
+        (1, 0),
+        "queued with the deactivation"
+    );
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.removed, 1, "{report}");
+    assert_eq!(fake.roles_of(1601), Some([HANDMADE].into()));
+    // Verify agrees: a deactivated account's groups give nothing.
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(report.queued, 0, "{report}");
+    // Her memberships stayed: reactivating gives the role back.
+    flags(vec![("is_active", "on")]).await;
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.added, 1, "{report}");
+    assert_eq!(fake.roles_of(1601), Some([RAIDERS, HANDMADE].into()));
+}
+
+#[tokio::test]
+async fn a_missing_permission_stops_the_run_and_verify_does_not_repeat_a_refusal_for_a_day() {
+    use latchkey::discord::jobs::APPLY_ROLE_CHANGES;
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    for (name, id) in [("nat", 1701), ("oli", 1702)] {
+        linked_user(&app, &fake, name, id).await;
+        fake.add_member(id, &[]);
+        app.services
+            .groups
+            .add_member(&Actor::system(), &group, name)
+            .await
+            .expect("added");
+    }
+    // The bot lost Manage Roles: the first PUT is refused; the run stops there.
+    let missing = || {
+        ResponseTemplate::new(403)
+            .set_body_json(serde_json::json!({"code": 50013, "message": "Missing Permissions"}))
+    };
+    fake.fail_next("PUT", &format!("/roles/{RAIDERS}"), missing());
+    // A node that runs the worker's job alone (its verify would apply the rest at once).
+    let mut node = latchkey::scheduler::Scheduler::new(
+        app.services.db.clone(),
+        &latchkey::config::SchedulerSettings {
+            enabled: true,
+            cleanup_interval: None,
+            retry: std::time::Duration::from_secs(30),
+            lease: std::time::Duration::from_secs(60),
+        },
+    );
+    let connector = app.services.discord.clone();
+    node.register(
+        APPLY_ROLE_CHANGES,
+        std::time::Duration::from_secs(15),
+        move || {
+            let connector = connector.clone();
+            async move {
+                Ok::<_, latchkey::scheduler::JobError>(connector.apply_queued().await?.to_string())
+            }
+        },
+    )
+    .expect("registered");
+    let runs = node.run_due().await.expect("pass");
+    let apply = runs
+        .iter()
+        .find(|r| r.name == APPLY_ROLE_CHANGES)
+        .expect("ran");
+    assert!(apply.outcome.is_err(), "{apply:?}");
+    assert_eq!(
+        fake.role_calls().len(),
+        1,
+        "one refused call, not one per change"
+    );
+    assert_eq!(
+        queue_counts(&app).await,
+        (1, 1),
+        "the other change waits untouched"
+    );
+    // The Discord page's problem line says so.
+    app.create_staff("root").await;
+    let (_, page) = app.visitor("root").await.get("/admin/discord/").await;
+    assert!(page.contains("The role worker"), "{page}");
+    assert!(page.contains("Missing Permissions"), "{page}");
+
+    // The next run applies what waited.
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.added, 1, "{report}");
+    let refused: Vec<u64> = [1701, 1702]
+        .into_iter()
+        .filter(|id| fake.roles_of(*id) == Some([].into()))
+        .collect();
+    assert_eq!(refused.len(), 1);
+    // Verify leaves the given-up change alone (no PUT every five minutes)…
+    let calls = fake.role_calls().len();
+    for _ in 0..2 {
+        let report = app.services.discord.verify_all().await.expect("verified");
+        assert_eq!(report.queued, 0, "{report}");
+    }
+    assert_eq!(fake.role_calls().len(), calls);
+    // …until it was given up more than a day ago.
+    app.services
+        .db
+        .write(|conn| {
+            use diesel::prelude::*;
+            use latchkey::db::schema::discord_role_changes as c;
+            diesel::update(c::table.filter(c::failed.eq(true)))
+                .set(c::next_attempt_at.eq(latchkey::db::now() - chrono::TimeDelta::hours(25)))
+                .execute(conn)
+                .map_err(DbError::from)
+        })
+        .await
+        .expect("aged");
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!((report.queued, report.applied.added), (1, 1), "{report}");
+    assert_eq!(fake.roles_of(refused[0]), Some([RAIDERS].into()));
+}
+
+#[tokio::test]
+async fn a_join_refused_for_a_missing_permission_does_not_ask_the_user_to_sign_in_again() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    linked_user(&app, &fake, "pam", 1801).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "pam")
+        .await
+        .expect("added");
+    fake.fail_next(
+        "PUT",
+        "/members/1801",
+        ResponseTemplate::new(403)
+            .set_body_json(serde_json::json!({"code": 50013, "message": "Missing Permissions"})),
+    );
+    assert!(matches!(
+        app.services.discord.apply_queued().await,
+        Err(DiscordError::Stopped(_))
+    ));
+    let rows = queued_rows(&app).await;
+    assert!(rows[0].failed);
+    assert_ne!(
+        rows[0].last_error.as_deref(),
+        Some(latchkey::discord::service::SIGN_IN_AGAIN)
+    );
+    let (_, page) = app.visitor("pam").await.get("/account/").await;
+    assert!(!page.contains("Sign in with Discord again"), "{page}");
+    // A token Discord refuses (50025) does ask.
+    app.services
+        .groups
+        .remove_member(
+            &Actor::system(),
+            &group,
+            &app.services
+                .accounts
+                .find_by_login("pam")
+                .await
+                .expect("db")
+                .expect("pam")
+                .id,
+        )
+        .await
+        .expect("removed");
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "pam")
+        .await
+        .expect("added");
+    fake.expire_access_tokens();
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.failed, 1, "{report}");
+    let (_, page) = app.visitor("pam").await.get("/account/").await;
+    assert!(page.contains("Sign in with Discord again"), "{page}");
 }

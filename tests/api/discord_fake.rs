@@ -207,6 +207,11 @@ impl DiscordFake {
             .insert(id, (name, roles.iter().copied().collect()));
     }
 
+    /// Takes `id` out of the guild (they left, or were kicked).
+    pub fn remove_member(&self, id: u64) {
+        self.lock().members.remove(&id);
+    }
+
     /// Renames user `id` to `username` and sets their display name, avatar hash and nickname.
     pub fn set_profile(
         &self,

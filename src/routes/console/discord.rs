@@ -90,6 +90,10 @@ fn discord_failure(e: DiscordError) -> PageError {
                 message: format!("{e}. Nothing was changed."),
             }
         }
+        DiscordError::Stopped(m) => PageError::BadGateway {
+            title: "Discord refused the bot",
+            message: format!("{m}."),
+        },
         DiscordError::Misconfigured(m) | DiscordError::Invalid(m) => {
             PageError::bad_request("Not done", format!("{m}."))
         }
