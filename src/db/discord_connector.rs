@@ -797,7 +797,12 @@ pub fn finish(
     Ok(deleted == 1)
 }
 
-fn release(conn: &mut DbConnection, id: &str, owner: &str) -> QueryResult<usize> {
+/// Releases `owner`'s claim on change `id` without recording anything on it (a run that
+/// stopped before it could know the change's fate): it stays due as it was.
+///
+/// # Errors
+/// Query failures.
+pub fn release(conn: &mut DbConnection, id: &str, owner: &str) -> QueryResult<usize> {
     diesel::update(
         discord_role_changes::table
             .find(id)

@@ -549,6 +549,9 @@ struct Failure {
     /// would be refused too (and count towards Discord's ban of clients that send too many
     /// invalid requests).
     stop: bool,
+    /// Whether nothing is recorded on the change (its claim is only released): the failure
+    /// says nothing about it (Discord refused the bot's token).
+    untouched: bool,
 }
 
 impl Failure {
@@ -557,6 +560,7 @@ impl Failure {
             message: message.into(),
             retry_after: None,
             stop: false,
+            untouched: false,
         }
     }
 
@@ -565,6 +569,7 @@ impl Failure {
             message: message.into(),
             retry_after: Some(TimeDelta::zero()),
             stop: false,
+            untouched: false,
         }
     }
 
@@ -574,14 +579,24 @@ impl Failure {
                 message: e.to_string(),
                 retry_after: Some(TimeDelta::from_std(*retry_after).unwrap_or(TimeDelta::MAX)),
                 stop: false,
+                untouched: false,
             },
             ApiError::Unavailable(_) => Self::retry(e.to_string()),
+            // twilight refuses every later call with this token: none of the changes can be
+            // applied, and none is to blame.
+            ApiError::Unauthorized => Self {
+                message: "Discord refused the bot token (401): enter it again on the Discord page (or discord.bot_token); no change was applied or marked".to_owned(),
+                retry_after: None,
+                stop: true,
+                untouched: true,
+            },
             ApiError::Forbidden { code, .. } if MISSING_PERMISSION_CODES.contains(code) => Self {
                 message: format!(
                     "{e}: the bot lacks a permission in the server (Test connection on the Discord page says which), or the role is above the bot's highest role"
                 ),
                 retry_after: None,
                 stop: true,
+                untouched: false,
             },
             other => Self::give_up(other.to_string()),
         }
@@ -1280,8 +1295,11 @@ impl DiscordConnector {
     /// refusal for a permission the bot lacks (403 with code 50013 or 50001) gives up that
     /// change and stops the run: the changes not yet tried are left untouched for the next run
     /// rather than each refused in turn (Discord bans clients that send too many invalid
-    /// requests). Only a change queued by a membership change adds a user to the guild, and
-    /// never a deactivated one.
+    /// requests). A bot token Discord refuses (401; twilight then refuses every later call
+    /// with it) stops the run without recording anything on the change: its claim is released
+    /// and every change waits, as it was, for a working token. Storage failures while a change
+    /// is applied are tried again later. Only a change queued by a membership change adds a
+    /// user to the guild, and never a deactivated one.
     ///
     /// # Errors
     /// [`DiscordError::Off`], [`DiscordError::Misconfigured`], storage failures;
@@ -1314,7 +1332,16 @@ impl DiscordConnector {
                 Err(failure) if failure.stop => Some(failure.message.clone()),
                 _ => None,
             };
-            self.record(&inner, &change, outcome, &mut report).await?;
+            if matches!(&outcome, Err(failure) if failure.untouched) {
+                let (id, owner) = (change.id.clone(), inner.owner.clone());
+                self.db
+                    .write(move |conn| {
+                        store::release(conn, &id, &owner).map_err(DiscordError::from)
+                    })
+                    .await?;
+            } else {
+                self.record(&inner, &change, outcome, &mut report).await?;
+            }
             if let Some(why) = stopped {
                 // The changes not yet claimed wait, untouched, for the next run.
                 tracing::error!(error = %why, "the Discord role worker stopped its run");

@@ -2417,3 +2417,80 @@ async fn a_join_refused_for_a_missing_permission_does_not_ask_the_user_to_sign_i
     let (_, page) = app.visitor("pam").await.get("/account/").await;
     assert!(page.contains("Sign in with Discord again"), "{page}");
 }
+
+#[tokio::test]
+async fn a_rejected_bot_token_stops_the_worker_and_loses_no_change() {
+    use latchkey::discord::{JobSchedules, SettingsChange};
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let mut users = Vec::new();
+    for (name, id) in [("quin", 1901), ("rex", 1902), ("sol", 1903)] {
+        users.push(linked_user(&app, &fake, name, id).await);
+        fake.add_member(id, &[]);
+        app.services
+            .groups
+            .add_member(&Actor::system(), &group, name)
+            .await
+            .expect("added");
+    }
+    app.services.discord.apply_queued().await.expect("applied");
+    // Quin leaves the group, Rex unlinks: a check and a removal wait.
+    app.services
+        .groups
+        .remove_member(&Actor::system(), &group, &users[0])
+        .await
+        .expect("removed");
+    app.services
+        .upstream
+        .unlink(&users[1], "discord", None)
+        .await
+        .expect("db")
+        .expect("unlinked");
+    let waiting = queue_counts(&app).await;
+    // The bot token is revoked at Discord: the first call of the run gets a 401 (and twilight
+    // sends nothing more with that token).
+    fake.fail_next(
+        "GET",
+        "/members/1901",
+        ResponseTemplate::new(401)
+            .set_body_json(serde_json::json!({"code": 0, "message": "401: Unauthorized"})),
+    );
+    for _ in 0..2 {
+        match app.services.discord.apply_queued().await {
+            Err(DiscordError::Stopped(why)) => assert!(why.contains("bot token"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(queue_counts(&app).await, waiting, "nothing given up");
+    for row in queued_rows(&app).await {
+        assert_eq!(
+            (row.attempts, row.failed, row.last_error, row.claimed_by),
+            (0, false, None, None),
+            "untouched and released"
+        );
+    }
+    assert!(fake.role_calls().iter().all(|(m, ..)| m == "PUT"));
+    // The token is entered again on the Discord page: the changes go through.
+    app.services
+        .discord
+        .save_settings(
+            &Actor::system(),
+            SettingsChange {
+                provider: "discord".into(),
+                guild_id: GUILD.to_string(),
+                invite_link: String::new(),
+                remote_priority: false,
+                bot_token: Some(BOT_TOKEN.into()),
+                nickname_template: None,
+                schedules: JobSchedules::default(),
+            },
+        )
+        .await
+        .expect("saved");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.removed, 2, "{report}");
+    assert_eq!(fake.roles_of(1901), Some([].into()));
+    assert_eq!(fake.roles_of(1902), Some([].into()));
+    assert_eq!(fake.roles_of(1903), Some([RAIDERS].into()));
+}
