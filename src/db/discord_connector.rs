@@ -45,6 +45,29 @@ pub struct DiscordRoleRow {
     pub unmappable: Option<String>,
     /// When it was read (UTC).
     pub synced_at: NaiveDateTime,
+    /// What it allows: Discord's permission bits (`None`: read before they were kept).
+    pub permissions: Option<i64>,
+}
+
+impl DiscordRoleRow {
+    /// Why the worker does not give this role (`None`: it does): it cannot be mapped (as the
+    /// last sync found), or what it allows is not known.
+    #[must_use]
+    pub fn not_given(&self) -> Option<String> {
+        if let Some(why) = &self.unmappable {
+            return Some(format!(
+                "the role {} is not given: {why}; unmap it on the Discord page",
+                self.name
+            ));
+        }
+        if self.permissions.is_none() {
+            return Some(format!(
+                "the role {} is not given until roles are synced from Discord again (what it allows is not known)",
+                self.name
+            ));
+        }
+        None
+    }
 }
 
 /// A change that checks a user's role against their groups when applied.
@@ -343,6 +366,17 @@ pub fn mapped_memberships(conn: &mut DbConnection) -> QueryResult<Vec<(String, S
         )
         .select((group_members::group_id, group_members::user_id))
         .load(conn)
+}
+
+/// How many members `group_id` has.
+///
+/// # Errors
+/// Query failures.
+pub fn member_count(conn: &mut DbConnection, group_id: &str) -> QueryResult<i64> {
+    group_members::table
+        .filter(group_members::group_id.eq(group_id))
+        .count()
+        .get_result(conn)
 }
 
 /// The members of `group_id` (user ids).

@@ -271,6 +271,7 @@ diesel::table! {
         managed -> Bool,
         unmappable -> Nullable<Text>,
         synced_at -> Timestamp,
+        permissions -> Nullable<BigInt>,
     }
 }
 

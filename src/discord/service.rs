@@ -197,6 +197,35 @@ pub struct ConnectorStatus {
     pub roles: Vec<RoleLine>,
     /// The latest changes that failed.
     pub troubled: Vec<TroubledChange>,
+    /// Mappable roles without a group whose name an existing group has: "create a local group
+    /// per role" leaves them for the admin to map (or not) explicitly.
+    pub clashes: Vec<NameClash>,
+}
+
+/// A mappable, unmapped role whose name an existing local group has. That group is not
+/// adopted by "create a local group per role": its members (anyone staff added) would get the
+/// role; the admin maps it explicitly if it is meant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameClash {
+    /// The role's snowflake.
+    pub role_id: i64,
+    /// The role's name.
+    pub role: String,
+    /// The existing group's id.
+    pub group_id: String,
+    /// The existing group's name.
+    pub group: String,
+    /// How many members the group has.
+    pub members: i64,
+}
+
+/// What "create a local group per role" did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoleGroupsReport {
+    /// Groups created and mapped to the role of their name.
+    pub created: usize,
+    /// Roles left unmapped because a group of their name exists already.
+    pub clashes: Vec<NameClash>,
 }
 
 /// What "test connection" found.
@@ -969,7 +998,7 @@ impl DiscordConnector {
                     )
                 })
         });
-        let (roles, mappings, (waiting, failed), troubled) = self
+        let (roles, mappings, (waiting, failed), troubled, clashes) = self
             .db
             .read(|conn| {
                 Ok::<_, DiscordError>((
@@ -977,6 +1006,7 @@ impl DiscordConnector {
                     store::mappings(conn)?,
                     store::change_counts(conn)?,
                     store::troubled_changes(conn, 20)?,
+                    name_clashes(conn)?,
                 ))
             })
             .await?;
@@ -1015,6 +1045,7 @@ impl DiscordConnector {
                     next_attempt_at: change.next_attempt_at,
                 })
                 .collect(),
+            clashes,
         })
     }
 
@@ -1088,15 +1119,17 @@ impl DiscordConnector {
     }
 
     /// "Sync roles from Discord" (superusers only): reads the guild's roles and the bot's
-    /// standing, stores every role with why it cannot be mapped (managed, `@everyone`, at or
-    /// above the bot's highest role); returns how many roles there are.
+    /// standing, stores every role with what it allows and why it cannot be mapped (managed,
+    /// `@everyone`, giving a moderation or administration power — [`super::roles::DANGEROUS`]
+    /// —, at or above the bot's highest role); returns how many roles there are.
     ///
     /// # Errors
     /// [`DiscordError::Api`] when Discord refuses (the bot is not in the guild) or fails.
     pub async fn sync_roles(&self, actor: &Actor) -> Result<usize, DiscordError> {
+        self.base()?;
+        self.check_superuser(actor).await?;
         let inner = self.inner().await?;
         let api = inner.api()?;
-        self.check_superuser(actor).await?;
         let (bot_id, _) = api.bot_user().await?;
         let Some(member) = api.member(bot_id).await? else {
             return Err(DiscordError::Invalid(format!(
@@ -1118,6 +1151,7 @@ impl DiscordConnector {
                     managed: role.managed,
                     unmappable: standing.unmappable(api.guild(), role),
                     synced_at: now,
+                    permissions: i64::try_from(role.permissions.bits()).ok(),
                 })
             })
             .collect();
@@ -1169,6 +1203,12 @@ impl DiscordConnector {
                     if let Some(why) = role.unmappable {
                         return Err(DiscordError::Invalid(format!(
                             "the role {} cannot be mapped: {why}",
+                            role.name
+                        )));
+                    }
+                    if role.permissions.is_none() {
+                        return Err(DiscordError::Invalid(format!(
+                            "what the role {} allows is not known: sync roles from Discord first",
                             role.name
                         )));
                     }
@@ -1237,14 +1277,20 @@ impl DiscordConnector {
     }
 
     /// "Create a local group per role" (superusers only; the seed's "sync your groups"): every
-    /// mappable role that no group is mapped to gets a group of its name (an existing group of
-    /// that name is used) mapped to it. Returns the groups mapped.
+    /// mappable role that no group is mapped to gets a new group of its name, mapped to it. An
+    /// existing group of that name is never adopted — its members, whoever added them, would
+    /// get the role —: the role is reported as a name clash (with the group's member count) for
+    /// the admin to map explicitly, or not.
     ///
     /// # Errors
-    /// [`DiscordError::Forbidden`], storage failures.
-    pub async fn create_groups_for_roles(&self, actor: &Actor) -> Result<usize, DiscordError> {
-        let inner = self.inner().await?;
+    /// [`DiscordError::Forbidden`] (checked first), storage failures.
+    pub async fn create_groups_for_roles(
+        &self,
+        actor: &Actor,
+    ) -> Result<RoleGroupsReport, DiscordError> {
+        self.base()?;
         self.check_superuser(actor).await?;
+        let inner = self.inner().await?;
         let (roles, mappings, groups) = self
             .db
             .read(|conn| {
@@ -1256,32 +1302,34 @@ impl DiscordConnector {
             })
             .await?;
         let mapped: BTreeSet<i64> = mappings.iter().map(|(_, _, r)| *r).collect();
-        let mut done = 0;
+        let mut report = RoleGroupsReport::default();
         for role in roles
             .iter()
-            .filter(|r| r.unmappable.is_none() && !mapped.contains(&r.id))
+            .filter(|r| r.not_given().is_none() && !mapped.contains(&r.id))
         {
             let key = role.name.trim().to_lowercase();
-            let group_id = match groups.iter().find(|g| g.name_key == key) {
-                Some(g) => g.id.clone(),
-                None => match inner
-                    .groups
-                    .create(actor, &role.name, &format!("Discord role {}", role.name))
-                    .await
-                {
-                    Ok(g) => g.id,
-                    Err(GroupError::Invalid(why)) => {
-                        tracing::warn!(role = %role.name, %why, "no group for this Discord role");
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                },
+            if groups.iter().any(|g| g.name_key == key) {
+                continue;
+            }
+            let group_id = match inner
+                .groups
+                .create(actor, &role.name, &format!("Discord role {}", role.name))
+                .await
+            {
+                Ok(g) => g.id,
+                Err(GroupError::Invalid(why)) => {
+                    // Another group of that name (made meanwhile), or a name groups refuse.
+                    tracing::warn!(role = %role.name, %why, "no group for this Discord role");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             };
             if self.map_role(actor, &group_id, role.id).await? {
-                done += 1;
+                report.created += 1;
             }
         }
-        Ok(done)
+        report.clashes = self.db.read(|conn| name_clashes(conn)).await?;
+        Ok(report)
     }
 
     /// The worker: applies the queued role changes that are due, each claimed first so that one
@@ -1396,19 +1444,28 @@ impl DiscordConnector {
             (Some(user_id), discord_id)
         };
         let role = change.role_id;
-        let (wanted, giving) = match user.clone() {
-            Some(user) => self
-                .db
-                .read(move |conn| {
-                    Ok::<_, DbError>((
+        let for_user = user.clone();
+        let (wanted, giving, not_given) = self
+            .db
+            .read(move |conn| {
+                let not_given = match store::role(conn, role)? {
+                    Some(row) => row.not_given(),
+                    None => Some(
+                        "the role is not among the server's roles as last synced (deleted in Discord?): sync roles from Discord, and unmap it"
+                            .to_owned(),
+                    ),
+                };
+                let (wanted, giving) = match for_user {
+                    Some(user) => (
                         store::wants_role(conn, &user, role)?,
                         store::groups_giving(conn, &user, role)?,
-                    ))
-                })
-                .await
-                .map_err(|e| Failure::from_db(&e))?,
-            None => (false, Vec::new()),
-        };
+                    ),
+                    None => (false, Vec::new()),
+                };
+                Ok::<_, DbError>((wanted, giving, not_given))
+            })
+            .await
+            .map_err(|e| Failure::from_db(&e))?;
         let role =
             u64::try_from(change.role_id).map_err(|_| Failure::give_up("a negative role id"))?;
         let member = api
@@ -1424,6 +1481,11 @@ impl DiscordConnector {
             (None, false) => Ok((Outcome::Unchanged, Some(discord_id))),
             (Some(m), wanted) if m.roles.contains(&role) == wanted => {
                 Ok((Outcome::Unchanged, Some(discord_id)))
+            }
+            // A role that cannot be mapped (it gives a moderation power, say) is never given,
+            // though it stays mapped; taking it is always allowed.
+            (Some(_), true) if not_given.is_some() => {
+                Err(Failure::give_up(not_given.unwrap_or_default()))
             }
             (Some(_), true) => {
                 let reason = reason_added(&giving);
@@ -1444,6 +1506,9 @@ impl DiscordConnector {
                 Ok((Outcome::Unchanged, Some(discord_id)))
             }
             (None, true) => {
+                if let Some(why) = not_given {
+                    return Err(Failure::give_up(why));
+                }
                 let user_id = user.unwrap_or_default();
                 let joined = self
                     .join(inner, api, &user_id, discord_id, &provider)
@@ -1506,11 +1571,23 @@ impl DiscordConnector {
         let user = user_id.to_owned();
         let roles: Vec<u64> = self
             .db
-            .read(move |conn| store::mapped_roles_of_user(conn, &user).map_err(DbError::from))
+            .read(move |conn| {
+                let givable: BTreeSet<i64> = store::roles(conn)?
+                    .into_iter()
+                    .filter(|r| r.not_given().is_none())
+                    .map(|r| r.id)
+                    .collect();
+                let mine = store::mapped_roles_of_user(conn, &user)?;
+                Ok::<_, DbError>(
+                    mine.into_iter()
+                        .filter(|r| givable.contains(r))
+                        .collect::<Vec<i64>>(),
+                )
+            })
             .await
             .map_err(|e| Failure::from_db(&e))?
             .into_iter()
-            .filter_map(|r| u64::try_from(r).ok())
+            .filter_map(|r: i64| u64::try_from(r).ok())
             .collect();
         match api.join(discord_id, &tokens.access_token, &roles).await {
             Ok(joined) => Ok(joined),
@@ -1654,16 +1731,40 @@ impl DiscordConnector {
         let inner = self.inner().await?;
         let api = inner.api()?;
         let provider = inner.settings.provider.to_string();
-        let (linked, mappings, memberships) = self
+        let (linked, mappings, memberships, roles) = self
             .db
             .read(move |conn| {
                 Ok::<_, DiscordError>((
                     store::linked_users(conn, &provider)?,
                     store::mappings(conn)?,
                     store::mapped_memberships(conn)?,
+                    store::roles(conn)?,
                 ))
             })
             .await?;
+        // Mappings to a role the worker does not give (it cannot be mapped, say because it gives
+        // a moderation power) are left out: Latchkey-wins compares only the roles it gives, and
+        // Discord-wins ignores every group with such a mapping.
+        let givable: BTreeSet<i64> = roles
+            .iter()
+            .filter(|r| r.not_given().is_none())
+            .map(|r| r.id)
+            .collect();
+        let refused_groups: BTreeSet<String> = mappings
+            .iter()
+            .filter(|(_, _, r)| !givable.contains(r))
+            .map(|(g, _, _)| g.clone())
+            .collect();
+        let mappings: Vec<(String, String, i64)> = mappings
+            .into_iter()
+            .filter(|(g, _, r)| {
+                if discord_wins {
+                    !refused_groups.contains(g)
+                } else {
+                    givable.contains(r)
+                }
+            })
+            .collect();
         let mut report = VerifyReport::default();
         // Discord id → local user, for linked users.
         let linked: BTreeMap<u64, store::LinkedUser> = linked
@@ -1969,6 +2070,33 @@ impl DiscordConnector {
         }
         Ok(())
     }
+}
+
+/// Mappable roles no group is mapped to whose name an existing group has, with that group's
+/// member count, by role position (highest first).
+fn name_clashes(conn: &mut db::DbConnection) -> Result<Vec<NameClash>, DiscordError> {
+    let mapped: BTreeSet<i64> = store::mappings(conn)?
+        .into_iter()
+        .map(|(_, _, r)| r)
+        .collect();
+    let groups = group_rows::all(conn)?;
+    let mut clashes = Vec::new();
+    for role in store::roles(conn)? {
+        if role.not_given().is_some() || mapped.contains(&role.id) {
+            continue;
+        }
+        let key = role.name.trim().to_lowercase();
+        if let Some(group) = groups.iter().find(|g| g.name_key == key) {
+            clashes.push(NameClash {
+                role_id: role.id,
+                role: role.name.clone(),
+                group_id: group.id.clone(),
+                group: group.name.clone(),
+                members: store::member_count(conn, &group.id)?,
+            });
+        }
+    }
+    Ok(clashes)
 }
 
 /// What one user's pull did.

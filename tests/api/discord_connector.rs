@@ -790,7 +790,11 @@ async fn the_console_page_tests_syncs_and_maps_for_superusers_only() {
     assert!(page.contains("7 roles were read from Discord."), "{page}");
     assert!(page.contains("Cannot be mapped: managed by an integration"));
     assert!(
-        page.contains("Cannot be mapped: at or above the bot&#39;s highest role"),
+        page.contains("Cannot be mapped: gives Administrator"),
+        "{page}"
+    );
+    assert!(
+        page.contains("at or above the bot&#39;s highest role"),
         "{page}"
     );
 
@@ -827,7 +831,7 @@ async fn the_console_page_tests_syncs_and_maps_for_superusers_only() {
     assert_eq!(location(&created), "/admin/discord/");
     let (_, page) = root.get("/admin/discord/").await;
     assert!(
-        page.contains("2 groups were mapped to roles of the same name."),
+        page.contains("2 groups were created and mapped to roles of the same name."),
         "{page}"
     );
     assert!(app
@@ -2493,4 +2497,166 @@ async fn a_rejected_bot_token_stops_the_worker_and_loses_no_change() {
     assert_eq!(fake.roles_of(1901), Some([].into()));
     assert_eq!(fake.roles_of(1902), Some([].into()));
     assert_eq!(fake.roles_of(1903), Some([RAIDERS].into()));
+}
+
+#[tokio::test]
+async fn creating_a_group_per_role_never_adopts_an_existing_group_of_that_name() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    app.create_staff("root").await;
+    let staff = app.create_plain_staff("helper").await;
+    let helper = Actor::user(staff.id.clone(), None);
+    app.services
+        .discord
+        .sync_roles(&Actor::system())
+        .await
+        .expect("synced");
+    // A staff member makes "scouts" ahead of time and fills it with accounts of their own.
+    let alts = app
+        .services
+        .groups
+        .create(&helper, "scouts", "")
+        .await
+        .expect("group");
+    for name in ["alt1", "alt2"] {
+        linked_user(&app, &fake, name, if name == "alt1" { 2101 } else { 2102 }).await;
+        app.services
+            .groups
+            .add_member(&helper, &alts.id, name)
+            .await
+            .expect("added");
+    }
+    // The superuser then clicks "Create a local group per role".
+    let root = app.visitor("root").await;
+    let (_, page) = root.get("/admin/discord/").await;
+    let created = root
+        .post_with_csrf_of(&page, "/admin/discord/groups/", &[])
+        .await;
+    assert_eq!(location(&created), "/admin/discord/");
+    let (_, page) = root.get("/admin/discord/").await;
+    assert!(
+        page.contains("2 groups were created and mapped to roles of the same name. 1 roles have the name of an existing group"),
+        "{page}"
+    );
+    assert!(page.contains("Roles whose name a group has"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "<a href=\"/admin/groups/{}/\">scouts</a></td>\n        <td data-label=\"Members\" class=\"num\">2</td>",
+            alts.id
+        )),
+        "{page}"
+    );
+    let status = app
+        .services
+        .discord
+        .status(&Actor::system())
+        .await
+        .expect("status");
+    let scouts = status
+        .roles
+        .iter()
+        .find(|r| r.id == i64::try_from(SCOUTS).expect("i64"))
+        .expect("role");
+    assert!(scouts.groups.is_empty(), "the existing group is not mapped");
+    assert_eq!(status.clashes.len(), 1);
+    assert_eq!(
+        (status.clashes[0].group.as_str(), status.clashes[0].members),
+        ("scouts", 2)
+    );
+    for role in [RAIDERS, HANDMADE] {
+        let line = status
+            .roles
+            .iter()
+            .find(|r| r.id == i64::try_from(role).expect("i64"))
+            .expect("role");
+        assert_eq!(line.groups.len(), 1, "a new group for {}", line.name);
+    }
+    assert_eq!(queue_counts(&app).await, (0, 0), "nothing for the alts");
+}
+
+#[tokio::test]
+async fn a_role_that_gives_moderation_powers_cannot_be_mapped_and_an_old_mapping_is_not_applied() {
+    const MODS: u64 = 506;
+    const BAN_AND_KICK: u64 = (1 << 2) | (1 << 1);
+    let fake = DiscordFake::start().await;
+    fake.add_role(MODS, "Mods", 6, BAN_AND_KICK);
+    let app = connector_app(&fake, false).await;
+    let system = Actor::system();
+    let raiders = mapped_group(&app, "Raiders", RAIDERS).await;
+    let status = app.services.discord.status(&system).await.expect("status");
+    let mods = status
+        .roles
+        .iter()
+        .find(|r| r.id == i64::try_from(MODS).expect("i64"))
+        .expect("role");
+    assert_eq!(
+        mods.unmappable
+            .as_deref()
+            .map(|w| w.starts_with("gives Ban Members, Kick Members")),
+        Some(true),
+        "{mods:?}"
+    );
+    match app
+        .services
+        .discord
+        .map_role(&system, &raiders, i64::try_from(MODS).expect("i64"))
+        .await
+    {
+        Err(DiscordError::Invalid(why)) => assert!(why.contains("gives Ban Members"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // A mapping made before roles' permissions were checked: the worker refuses to give it.
+    let moderators = app
+        .services
+        .groups
+        .create(&system, "Moderators", "")
+        .await
+        .expect("group");
+    let group = moderators.id.clone();
+    app.services
+        .db
+        .write(move |conn| {
+            discord_connector::map(
+                conn,
+                &group,
+                i64::try_from(MODS).expect("i64"),
+                latchkey::db::now(),
+            )
+            .map_err(DbError::from)
+        })
+        .await
+        .expect("mapped");
+    linked_user(&app, &fake, "tia", 2201).await;
+    fake.add_member(2201, &[]);
+    let staff = app.create_plain_staff("helper").await;
+    app.services
+        .groups
+        .add_member(&Actor::user(staff.id, None), &moderators.id, "tia")
+        .await
+        .expect("added");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.failed, 1, "{report}");
+    assert_eq!(fake.roles_of(2201), Some([].into()), "not given");
+    assert!(fake.role_calls().is_empty(), "Discord was not even asked");
+    let rows = queued_rows(&app).await;
+    assert!(
+        rows[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("the role Mods is not given: gives Ban Members")),
+        "{rows:?}"
+    );
+    // Verify does not queue it again, nor take the role from someone who holds it by hand.
+    linked_user(&app, &fake, "uli", 2202).await;
+    fake.add_member(2202, &[MODS]);
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(report.queued, 0, "{report}");
+    assert_eq!(fake.roles_of(2202), Some([MODS].into()));
+    // The page says why, and offers to unmap it.
+    app.create_staff("root").await;
+    let (_, page) = app.visitor("root").await.get("/admin/discord/").await;
+    assert!(page.contains("not given</span> still mapped"), "{page}");
+    assert!(page.contains(&format!(
+        "<span class=\"visually-hidden\"> Moderators from Mods</span>"
+    )));
 }

@@ -207,6 +207,19 @@ impl DiscordFake {
             .insert(id, (name, roles.iter().copied().collect()));
     }
 
+    /// Adds a role below the bot's (unless `position` says otherwise) with `permissions`
+    /// (Discord's bits).
+    pub fn add_role(&self, id: u64, name: &str, position: i64, permissions: u64) {
+        self.lock().roles.push(Role {
+            id,
+            name: name.to_owned(),
+            position,
+            managed: false,
+            permissions,
+            color: 0,
+        });
+    }
+
     /// Takes `id` out of the guild (they left, or were kicked).
     pub fn remove_member(&self, id: u64) {
         self.lock().members.remove(&id);
