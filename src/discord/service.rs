@@ -513,8 +513,10 @@ pub struct DiscordConnector {
     current: Arc<RwLock<Option<Built>>>,
 }
 
-/// A client and the save (`updated_at` of the settings row; `None`: none) it was built for.
-type Built = (Option<NaiveDateTime>, Arc<Inner>);
+/// A client and what it was built for: the save (`updated_at` of the settings row; `None`:
+/// none) and the provider's API address (`api_base`, which a superuser may change on the
+/// providers page).
+type Built = (Option<NaiveDateTime>, String, Arc<Inner>);
 
 /// What does not change with the console's settings.
 struct Base {
@@ -550,8 +552,63 @@ impl Inner {
 /// The HKDF purpose of the bot token's sealing key.
 const BOT_TOKEN_PURPOSE: &str = "discord-bot-token/v1";
 
-/// The associated data of the sealed bot token.
-const BOT_TOKEN_AAD: &[u8] = b"discord_connector_settings/bot_token";
+/// The associated data of a bot token sealed before it was bound to its API host (no prefix):
+/// such a token opens only while the provider talks to Discord's own API.
+const LEGACY_BOT_TOKEN_AAD: &[u8] = b"discord_connector_settings/bot_token";
+
+/// The prefix of a bot token sealed for one API host ([`bot_token_aad`]).
+const BOT_TOKEN_V2: &str = "v2:";
+
+/// The associated data of a bot token sealed for the API at `api_base`: its origin (scheme,
+/// host and port). A token saved while the provider talked to one host does not open for
+/// another, so a superuser who points the provider's `api_base` at their own server cannot
+/// have the bot's `Authorization: Bot …` sent there without entering the token again.
+fn bot_token_aad(api_base: &url::Url) -> Vec<u8> {
+    format!(
+        "discord_connector_settings/bot_token@{}",
+        api_base.origin().ascii_serialization()
+    )
+    .into_bytes()
+}
+
+/// Seals `token` for the API at `api_base`.
+fn seal_bot_token(sealer: &Sealer, token: &str, api_base: &url::Url) -> Result<String, SealError> {
+    Ok(format!(
+        "{BOT_TOKEN_V2}{}",
+        sealer.seal(&bot_token_aad(api_base), token.as_bytes())?
+    ))
+}
+
+/// Opens a sealed bot token for the API at `api_base`: one sealed for that origin, or a legacy
+/// one (sealed before the binding) only while `api_base` is Discord's own. `None` otherwise.
+fn open_bot_token(sealer: &Sealer, sealed: &str, api_base: &url::Url) -> Option<String> {
+    let opened = match sealed.strip_prefix(BOT_TOKEN_V2) {
+        Some(bound) => sealer.open(&bot_token_aad(api_base), bound).ok()?,
+        None => {
+            let discord = url::Url::parse(super::api::DISCORD_API).ok()?;
+            if api_base.origin() != discord.origin() {
+                return None;
+            }
+            sealer.open(LEGACY_BOT_TOKEN_AAD, sealed).ok()?
+        }
+    };
+    String::from_utf8(opened).ok()
+}
+
+/// The API root of provider `provider` (Discord's when it sets none, or is not found: the
+/// client then refuses to be built anyway).
+fn api_base_of(base: &Base, provider: &str) -> url::Url {
+    base.upstream
+        .provider(provider)
+        .ok()
+        .and_then(|p| p.api_base.clone())
+        .unwrap_or_else(|| {
+            url::Url::parse(super::api::DISCORD_API).expect("Discord's API is a URL")
+        })
+}
+
+/// What the page says when the saved bot token does not open for the provider's API address.
+const TOKEN_FOR_ANOTHER_API: &str = "the provider's API address changed since the bot token was saved (or secrets.secret_key did): enter the bot token again on the Discord page";
 
 impl std::fmt::Debug for DiscordConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -682,15 +739,16 @@ impl DiscordConnector {
     }
 
     /// The client for the settings in effect: the one built before, unless the console saved
-    /// settings since (on any node), then a new one.
+    /// settings since (on any node) or the provider's API address changed, then a new one.
     async fn inner(&self) -> Result<Arc<Inner>, DiscordError> {
         let base = self.base()?.clone();
         let version = self
             .db
             .read(|conn| store::settings_version(conn).map_err(DiscordError::from))
             .await?;
-        if let Some((built, inner)) = self.current.read().ok().and_then(|c| c.clone()) {
-            if built == version {
+        if let Some((built, api, inner)) = self.current.read().ok().and_then(|c| c.clone()) {
+            let api_now = api_base_of(&base, inner.settings.provider.as_str());
+            if built == version && api == api_now.as_str() {
                 return Ok(inner);
             }
         }
@@ -699,9 +757,10 @@ impl DiscordConnector {
             .read(|conn| store::settings(conn).map_err(DiscordError::from))
             .await?;
         let settings = effective(&base, row.as_ref()).map_err(DiscordError::Misconfigured)?;
+        let api = api_base_of(&base, settings.provider.as_str()).to_string();
         let inner = Arc::new(build(&base, settings));
         if let Ok(mut current) = self.current.write() {
-            *current = Some((row.map(|r| r.updated_at), inner.clone()));
+            *current = Some((row.map(|r| r.updated_at), api, inner.clone()));
         }
         Ok(inner)
     }
@@ -807,6 +866,8 @@ impl DiscordConnector {
                     .to_string(),
             ),
         };
+        // The token is sealed for the provider's API host: it opens for no other.
+        let api_base = api_base_of(&base, provider.as_str());
         let sealed =
             match change
                 .bot_token
@@ -815,11 +876,9 @@ impl DiscordConnector {
                 .filter(|t| !t.is_empty())
             {
                 Some(token) if token.bytes().all(|b| b.is_ascii_graphic()) => Some(
-                    base.sealer
-                        .seal(BOT_TOKEN_AAD, token.as_bytes())
-                        .map_err(|_| {
-                            DiscordError::Invalid("the token could not be sealed".to_owned())
-                        })?,
+                    seal_bot_token(&base.sealer, &token, &api_base).map_err(|_| {
+                        DiscordError::Invalid("the token could not be sealed".to_owned())
+                    })?,
                 ),
                 Some(_) => return Err(DiscordError::Invalid(
                     "the bot token is the one Discord's developer portal shows (Bot → Reset Token)"
@@ -846,6 +905,7 @@ impl DiscordConnector {
         let typed_schedules = change.schedules.clone();
         let token_changed = sealed.is_some();
         let has_config_token = base.config.bot_token.is_some();
+        let sealer_base = base.clone();
         let actor = actor.clone();
         self.db
             .write(move |conn| {
@@ -861,7 +921,26 @@ impl DiscordConnector {
                     let schedules = typed_schedules
                         .parse(template.is_some())
                         .map_err(DiscordError::Invalid)?;
-                    let kept = saved.and_then(|r| r.bot_token_sealed);
+                    // A kept token must open for the provider's API host (sealed again, bound to
+                    // it: a legacy token is upgraded), else it is entered again.
+                    let kept = match (&sealed, saved.and_then(|r| r.bot_token_sealed)) {
+                        (None, Some(kept)) => {
+                            let token = open_bot_token(&sealer_base.sealer, &kept, &api_base)
+                                .ok_or_else(|| {
+                                    DiscordError::Invalid(TOKEN_FOR_ANOTHER_API.to_owned())
+                                })?;
+                            Some(
+                                seal_bot_token(&sealer_base.sealer, &token, &api_base).map_err(
+                                    |_| {
+                                        DiscordError::Invalid(
+                                            "the token could not be sealed".to_owned(),
+                                        )
+                                    },
+                                )?,
+                            )
+                        }
+                        _ => None,
+                    };
                     let bot_token_sealed = sealed.or(kept);
                     if bot_token_sealed.is_none() && !has_config_token {
                         return Err(DiscordError::Invalid(
@@ -2184,14 +2263,12 @@ fn effective(base: &Base, row: Option<&ConnectorSettingsRow>) -> Result<Connecto
     .ok_or("choose the Discord sign-in provider on the Discord page (or set discord.provider)")?;
     let bot_token = match row.and_then(|r| r.bot_token_sealed.as_deref()) {
         Some(sealed) => {
-            let token = base
-                .sealer
-                .open(BOT_TOKEN_AAD, sealed)
-                .ok()
-                .and_then(|t| String::from_utf8(t).ok())
-                .ok_or("the bot token saved on the Discord page cannot be opened (was secrets.secret_key changed?): enter it again")?;
+            let api_base = api_base_of(base, provider.as_str());
+            let token =
+                open_bot_token(&base.sealer, sealed, &api_base).ok_or(TOKEN_FOR_ANOTHER_API)?;
             Some(SecretString::from(token))
         }
+        // The configuration's token: the operator sets both it and the API address.
         None => config.bot_token.clone(),
     }
     .ok_or("enter the bot token on the Discord page (or set discord.bot_token)")?;
@@ -2374,6 +2451,43 @@ mod tests {
     fn retries_double_from_thirty_seconds_to_an_hour() {
         let secs: Vec<i64> = (1..=9).map(|a| retry_delay(a).num_seconds()).collect();
         assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+    }
+
+    #[test]
+    fn a_sealed_bot_token_opens_only_for_the_api_host_it_was_saved_for() {
+        let sealer = Sealer::new(&[7; 32], BOT_TOKEN_PURPOSE).expect("sealer");
+        let url = |u: &str| url::Url::parse(u).expect("url");
+        let fake = url("http://127.0.0.1:9000/api/v10");
+        let sealed = seal_bot_token(&sealer, "bot.token", &fake).expect("sealed");
+        assert!(sealed.starts_with("v2:"));
+        assert_eq!(
+            open_bot_token(&sealer, &sealed, &url("http://127.0.0.1:9000/api/v10/")).as_deref(),
+            Some("bot.token")
+        );
+        for other in [
+            "http://127.0.0.1:9001/api/v10",
+            "https://127.0.0.1:9000/api/v10",
+            "https://attacker.example/api/v10",
+            super::super::api::DISCORD_API,
+        ] {
+            assert_eq!(
+                open_bot_token(&sealer, &sealed, &url(other)),
+                None,
+                "{other}"
+            );
+        }
+        // A token sealed before the binding opens only for Discord's own API.
+        let legacy = sealer
+            .seal(LEGACY_BOT_TOKEN_AAD, b"old.token")
+            .expect("sealed");
+        assert_eq!(
+            open_bot_token(&sealer, &legacy, &url(super::super::api::DISCORD_API)).as_deref(),
+            Some("old.token")
+        );
+        assert_eq!(
+            open_bot_token(&sealer, &legacy, &url("https://attacker.example/api/v10")),
+            None
+        );
     }
 
     #[test]

@@ -2660,3 +2660,131 @@ async fn a_role_that_gives_moderation_powers_cannot_be_mapped_and_an_old_mapping
         "<span class=\"visually-hidden\"> Moderators from Mods</span>"
     )));
 }
+
+#[tokio::test]
+async fn a_saved_bot_token_is_never_sent_to_another_api_host_than_the_one_it_was_saved_for() {
+    use latchkey::config::RawUpstream;
+    use secrecy::SecretString;
+    let fake = DiscordFake::start().await;
+    let attacker = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path_regex(".*"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&attacker)
+        .await;
+    let app = spawn_app_with("[discord]\nenabled = true\n").await;
+    let root = app.create_staff("root").await;
+    let superuser = Actor::user(root.id.clone(), None);
+    let settings = |api: &str| RawUpstream {
+        kind: "discord".to_owned(),
+        client_id: "1234567890".to_owned(),
+        api_base: format!("{api}/api/v10"),
+        scopes: Some(vec![
+            "identify".into(),
+            "email".into(),
+            "guilds.join".into(),
+        ]),
+        ..RawUpstream::default()
+    };
+    // The provider lives in the database, so a superuser can edit it on /admin/providers/.
+    app.services
+        .upstream
+        .create_provider(
+            &superuser,
+            "chat",
+            settings(&fake.uri),
+            SecretString::from("discord-secret"),
+        )
+        .await
+        .expect("provider");
+    let root_browser = app.visitor("root").await;
+    let save = |fields: Vec<(&'static str, String)>| {
+        let root = &root_browser;
+        async move {
+            let (_, page) = root.get("/admin/discord/").await;
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            root.post_with_csrf_of(&page, "/admin/discord/settings/", &fields)
+                .await
+        }
+    };
+    let saved = save(vec![
+        ("provider", "chat".into()),
+        ("guild_id", GUILD.to_string()),
+        ("bot_token", BOT_TOKEN.into()),
+    ])
+    .await;
+    assert_eq!(location(&saved), "/admin/discord/");
+    let discord = &app.services.discord;
+    assert_eq!(discord.sync_roles(&superuser).await.expect("synced"), 7);
+
+    // A superuser points the provider's API at their own host, keeping the token.
+    app.services
+        .upstream
+        .update_provider(&superuser, "chat", settings(&attacker.uri()), None)
+        .await
+        .expect("updated");
+    for _ in 0..2 {
+        match discord.sync_roles(&superuser).await {
+            Err(DiscordError::Misconfigured(why)) => {
+                assert!(why.contains("API address changed"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(discord.apply_queued().await.is_err());
+    assert!(discord.verify_all().await.is_err());
+    let (status, page) = root_browser.get("/admin/discord/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("API address changed since the bot token was saved"),
+        "{page}"
+    );
+    // Saving without the token keeps nothing that would open there: enter it again.
+    let kept = save(vec![
+        ("provider", "chat".into()),
+        ("guild_id", GUILD.to_string()),
+    ])
+    .await;
+    assert_eq!(kept.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(kept
+        .text()
+        .await
+        .expect("page")
+        .contains("enter the bot token again"));
+    let received = attacker.received_requests().await.unwrap_or_default();
+    assert!(received.is_empty(), "{received:?}");
+
+    // Back at the real host, the saved token works again; a token sealed before the binding
+    // (no prefix) opens only for Discord's own API, not for this one.
+    app.services
+        .upstream
+        .update_provider(&superuser, "chat", settings(&fake.uri), None)
+        .await
+        .expect("updated");
+    assert_eq!(discord.sync_roles(&superuser).await.expect("synced"), 7);
+    let legacy = latchkey::secret::Sealer::new(&test_secret(), "discord-bot-token/v1")
+        .expect("sealer")
+        .seal(
+            b"discord_connector_settings/bot_token",
+            BOT_TOKEN.as_bytes(),
+        )
+        .expect("sealed");
+    app.services
+        .db
+        .write(move |conn| {
+            use diesel::prelude::*;
+            use latchkey::db::schema::discord_connector_settings as s;
+            diesel::update(s::table)
+                .set((
+                    s::bot_token_sealed.eq(Some(legacy)),
+                    s::updated_at.eq(latchkey::db::now()),
+                ))
+                .execute(conn)
+                .map_err(DbError::from)
+        })
+        .await
+        .expect("legacy token");
+    assert!(matches!(
+        discord.sync_roles(&superuser).await,
+        Err(DiscordError::Misconfigured(_))
+    ));
+}
