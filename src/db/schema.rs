@@ -232,6 +232,7 @@ diesel::table! {
         created_at -> Timestamp,
         last_login_at -> Nullable<Timestamp>,
         picture -> Nullable<Text>,
+        tokens_refreshing_until -> Nullable<Timestamp>,
     }
 }
 

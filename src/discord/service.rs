@@ -29,8 +29,77 @@ use crate::upstream::{DiscordProfile, FreshTokensError, KeptTokensError, Upstrea
 /// Members read per request by the verify job (Discord's largest page).
 pub const MEMBERS_PAGE: u16 = 1000;
 
+/// The most pages of members one job reads (1,000,000 members): a hostile or broken API cannot
+/// keep a job paging forever.
+pub const MAX_MEMBER_PAGES: usize = 1000;
+
+/// The guild's member list read a page at a time (`GET /guilds/{guild}/members?after=…`), by
+/// user id: each full page's last id must be greater than the `after` it was asked for, and at
+/// most [`MAX_MEMBER_PAGES`] are read; otherwise the job stops with an error rather than loop.
+struct MemberPages {
+    after: u64,
+    pages: usize,
+    done: bool,
+}
+
+impl MemberPages {
+    fn new() -> Self {
+        Self {
+            after: 0,
+            pages: 0,
+            done: false,
+        }
+    }
+
+    /// The next page, `None` after the last.
+    async fn next(&mut self, api: &DiscordApi) -> Result<Option<Vec<GuildMember>>, DiscordError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = api.members_page(self.after, MEMBERS_PAGE).await?;
+        self.advance(&page, usize::from(MEMBERS_PAGE), MAX_MEMBER_PAGES)
+            .map_err(|why| DiscordError::Api(ApiError::Refused(why)))?;
+        Ok(Some(page))
+    }
+
+    /// Takes in `page` (asked for with at most `full` members): a shorter page is the last; a
+    /// full one must end past `after`, and be within `max_pages`.
+    fn advance(
+        &mut self,
+        page: &[GuildMember],
+        full: usize,
+        max_pages: usize,
+    ) -> Result<(), String> {
+        self.pages += 1;
+        let Some(last) = page.last().filter(|_| page.len() >= full) else {
+            self.done = true;
+            return Ok(());
+        };
+        if last.user_id <= self.after {
+            self.done = true;
+            return Err(format!(
+                "the member list did not move forward (a full page after {} ended at {}): stopped",
+                self.after, last.user_id
+            ));
+        }
+        if self.pages >= max_pages {
+            self.done = true;
+            return Err(format!(
+                "the member list goes on past {max_pages} pages of {full}: stopped"
+            ));
+        }
+        self.after = last.user_id;
+        Ok(())
+    }
+}
+
 /// How long a node holds a queued change it is applying.
 const CLAIM_LEASE: TimeDelta = TimeDelta::seconds(120);
+
+/// The longest one change may take to apply (reading the member, refreshing a token, joining,
+/// giving the role: each up to ~43 s with its tries): well inside [`CLAIM_LEASE`], so that no
+/// other node claims a change still being applied.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(100);
 
 /// Changes one worker run looks at.
 const BATCH: i64 = 200;
@@ -511,6 +580,8 @@ pub struct DiscordConnector {
     base: Option<Arc<Base>>,
     /// The client for the settings saved at that time (`None`: none saved), once built.
     current: Arc<RwLock<Option<Built>>>,
+    /// The longest one queued change may take to apply ([`APPLY_TIMEOUT`]).
+    apply_timeout: Duration,
 }
 
 /// A client and what it was built for: the save (`updated_at` of the settings row; `None`:
@@ -719,7 +790,17 @@ impl DiscordConnector {
             db,
             base,
             current: Arc::new(RwLock::new(None)),
+            apply_timeout: APPLY_TIMEOUT,
         })
+    }
+
+    /// This connector with `timeout` as the longest one queued change may take to apply
+    /// (tests; [`APPLY_TIMEOUT`] otherwise).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_apply_timeout(mut self, timeout: Duration) -> Self {
+        self.apply_timeout = timeout;
+        self
     }
 
     /// Whether the connector is on (`[discord] enabled`).
@@ -1136,9 +1217,11 @@ impl DiscordConnector {
     /// Discord being unreachable ([`DiscordError::Api`]). Refusals by Discord are part of the
     /// report.
     pub async fn test_connection(&self, actor: &Actor) -> Result<ConnectionReport, DiscordError> {
+        self.base()?;
+        // Checked first: staff learn nothing of the configuration.
+        self.check_superuser(actor).await?;
         let inner = self.inner().await?;
         let api = inner.api()?;
-        self.check_superuser(actor).await?;
         let mut report = ConnectionReport {
             bot: None,
             in_guild: false,
@@ -1407,7 +1490,7 @@ impl DiscordConnector {
                 report.created += 1;
             }
         }
-        report.clashes = self.db.read(|conn| name_clashes(conn)).await?;
+        report.clashes = self.db.read(name_clashes).await?;
         Ok(report)
     }
 
@@ -1454,7 +1537,16 @@ impl DiscordConnector {
             if !claimed {
                 continue;
             }
-            let outcome = self.apply_one(&inner, api, &change).await;
+            // Bounded well inside the claim's lease: past it another node could apply it too.
+            let outcome =
+                tokio::time::timeout(self.apply_timeout, self.apply_one(&inner, api, &change))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Failure::retry(format!(
+                            "applying it took longer than {} s; tried again later",
+                            self.apply_timeout.as_secs_f64()
+                        )))
+                    });
             let stopped = match &outcome {
                 Err(failure) if failure.stop => Some(failure.message.clone()),
                 _ => None,
@@ -1857,9 +1949,8 @@ impl DiscordConnector {
             .collect();
         // The mapped roles each linked member holds in Discord.
         let mut held: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
-        let mut after = 0;
-        loop {
-            let page = api.members_page(after, MEMBERS_PAGE).await?;
+        let mut pages = MemberPages::new();
+        while let Some(page) = pages.next(api).await? {
             report.members += page.len();
             for member in &page {
                 if linked.contains_key(&member.user_id) {
@@ -1873,10 +1964,6 @@ impl DiscordConnector {
                             .collect(),
                     );
                 }
-            }
-            match page.last() {
-                Some(last) if page.len() == usize::from(MEMBERS_PAGE) => after = last.user_id,
-                _ => break,
             }
         }
         // Roles by group, and each user's groups among the mapped ones.
@@ -1969,18 +2056,13 @@ impl DiscordConnector {
             .collect();
         let mut fresh = Vec::new();
         let mut read = 0;
-        let mut after = 0;
-        loop {
-            let page = api.members_page(after, MEMBERS_PAGE).await?;
+        let mut pages = MemberPages::new();
+        while let Some(page) = pages.next(api).await? {
             read += page.len();
             for member in page.iter().filter(|m| linked.contains(&m.user_id)) {
                 if let Some(refresh) = profile_refresh(member) {
                     fresh.push((member.user_id, refresh));
                 }
-            }
-            match page.last() {
-                Some(last) if page.len() == usize::from(MEMBERS_PAGE) => after = last.user_id,
-                _ => break,
             }
         }
         let changed = self
@@ -2045,9 +2127,8 @@ impl DiscordConnector {
         let bot = BotStanding::of(api.guild(), &roles, &bot_roles);
         let position: HashMap<u64, i64> = roles.iter().map(|r| (r.id.get(), r.position)).collect();
         let mut report = NicknameReport::default();
-        let mut after = 0;
-        loop {
-            let page = api.members_page(after, MEMBERS_PAGE).await?;
+        let mut pages = MemberPages::new();
+        while let Some(page) = pages.next(api).await? {
             for member in &page {
                 let Some(fields) = names.get(&member.user_id) else {
                     continue;
@@ -2087,10 +2168,6 @@ impl DiscordConnector {
                     }
                     Err(e) => return Err(e.into()),
                 }
-            }
-            match page.last() {
-                Some(last) if page.len() == usize::from(MEMBERS_PAGE) => after = last.user_id,
-                _ => break,
             }
         }
         Ok(report)
@@ -2417,13 +2494,11 @@ fn profile_refresh(member: &GuildMember) -> Option<ProfileRefresh> {
     })
 }
 
-/// `text` as stored and shown: control characters and bidirectional overrides (which can make a
-/// name read as another) dropped, at most `max` characters (as sign-ins clean Discord names).
+/// `text` as stored and shown: control characters, bidirectional controls and zero-width
+/// characters (which can make a name read as another) dropped, at most `max` characters.
 fn clean(text: &str, max: usize) -> String {
     text.chars()
-        .filter(|c| {
-            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        })
+        .filter(|c| !crate::domain::nickname::is_hidden(*c))
         .take(max)
         .collect()
 }
@@ -2488,6 +2563,48 @@ mod tests {
             open_bot_token(&sealer, &legacy, &url("https://attacker.example/api/v10")),
             None
         );
+    }
+
+    fn members(ids: &[u64]) -> Vec<GuildMember> {
+        ids.iter()
+            .map(|id| GuildMember {
+                user_id: *id,
+                username: format!("u{id}"),
+                discriminator: 0,
+                global_name: None,
+                avatar: None,
+                nick: None,
+                roles: Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn member_pages_must_move_forward_and_end() {
+        let mut pages = MemberPages::new();
+        pages.advance(&members(&[1, 2]), 2, 10).expect("full");
+        assert_eq!(pages.after, 2);
+        pages.advance(&members(&[3]), 2, 10).expect("last");
+        assert!(pages.done);
+        // A full page that does not end past `after` (a loop) stops the job.
+        let mut pages = MemberPages::new();
+        pages.advance(&members(&[5, 9]), 2, 10).expect("full");
+        let looped = pages.advance(&members(&[3, 9]), 2, 10).expect_err("loop");
+        assert!(looped.contains("did not move forward"), "{looped}");
+        assert!(pages.done);
+        // Pages that always move forward stop at the cap.
+        let mut pages = MemberPages::new();
+        let mut id = 0;
+        let mut outcome = Ok(());
+        for _ in 0..10 {
+            id += 2;
+            outcome = pages.advance(&members(&[id - 1, id]), 2, 10);
+            if outcome.is_err() {
+                break;
+            }
+        }
+        assert!(outcome.expect_err("capped").contains("past 10 pages"));
+        assert_eq!(pages.pages, 10);
     }
 
     #[test]

@@ -25,7 +25,12 @@ fn test_secret() -> Vec<u8> {
 
 /// A server whose Discord provider and connector talk to `fake`.
 pub(crate) async fn connector_app(fake: &DiscordFake, remote_priority: bool) -> TestApp {
-    spawn_app_with(&format!(
+    spawn_app_with(&connector_config(fake, remote_priority)).await
+}
+
+/// The settings of [`connector_app`].
+fn connector_config(fake: &DiscordFake, remote_priority: bool) -> String {
+    format!(
         r#"
 [upstream.discord]
 kind = "discord"
@@ -44,8 +49,7 @@ invite_link = "https://discord.gg/latchkey"
 remote_priority = {remote_priority}
 "#,
         fake.uri
-    ))
-    .await
+    )
 }
 
 /// Creates local user `username`, and links Discord user `discord_id` to it through the Linked
@@ -1332,14 +1336,14 @@ async fn discord_wins_only_with_every_role_of_a_group_and_never_for_admins_or_de
         }
     };
     let officers_now = members(officers.clone()).await;
-    assert_eq!(officers_now, [nia.clone()], "only Nia holds every role");
+    assert_eq!(officers_now, [nia.as_str()], "only Nia holds every role");
     assert!(!officers_now.contains(&mo), "one role of two is not enough");
     assert!(
         !officers_now.contains(&olaf),
         "lacking one role takes him out"
     );
     let scouting_now = members(scouting).await;
-    assert_eq!(scouting_now, [nia.clone()]);
+    assert_eq!(scouting_now, [nia.as_str()]);
     for id in [&sid, &sue, &ina] {
         assert!(!officers_now.contains(id));
     }
@@ -2656,9 +2660,7 @@ async fn a_role_that_gives_moderation_powers_cannot_be_mapped_and_an_old_mapping
     app.create_staff("root").await;
     let (_, page) = app.visitor("root").await.get("/admin/discord/").await;
     assert!(page.contains("not given</span> still mapped"), "{page}");
-    assert!(page.contains(&format!(
-        "<span class=\"visually-hidden\"> Moderators from Mods</span>"
-    )));
+    assert!(page.contains("<span class=\"visually-hidden\"> Moderators from Mods</span>"));
 }
 
 #[tokio::test]
@@ -2785,6 +2787,180 @@ async fn a_saved_bot_token_is_never_sent_to_another_api_host_than_the_one_it_was
         .expect("legacy token");
     assert!(matches!(
         discord.sync_roles(&superuser).await,
+        Err(DiscordError::Misconfigured(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_change_that_takes_too_long_is_given_back_before_its_claim_could_lapse() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    linked_user(&app, &fake, "vic", 2301).await;
+    fake.add_member(2301, &[]);
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "vic")
+        .await
+        .expect("added");
+    // A node whose bound is one second (100 s in production, inside the 120 s claim).
+    let node = DiscordConnector::new(
+        app.services.db.clone(),
+        app.services.discord.settings().cloned(),
+        app.services.upstream.clone(),
+        app.services.groups.clone(),
+        &test_secret(),
+    )
+    .expect("a node")
+    .with_apply_timeout(std::time::Duration::from_secs(1));
+    fake.fail_next(
+        "GET",
+        "/members/2301",
+        ResponseTemplate::new(200)
+            .set_delay(std::time::Duration::from_secs(3))
+            .set_body_json(serde_json::json!({})),
+    );
+    let started = std::time::Instant::now();
+    let report = node.apply_queued().await.expect("ran");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert_eq!(report.retrying, 1, "{report}");
+    let rows = queued_rows(&app).await;
+    assert_eq!(rows[0].claimed_by, None, "released");
+    assert_eq!(rows[0].attempts, 1);
+    assert!(
+        rows[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("took longer than 1 s")),
+        "{rows:?}"
+    );
+    assert!(fake.role_calls().is_empty());
+}
+
+#[tokio::test]
+async fn two_nodes_refreshing_the_same_kept_token_spend_it_once() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    fake.set_token_lifetime(1);
+    let wes = linked_user(&app, &fake, "wes", 2401).await;
+    fake.set_token_lifetime(604_800);
+    let other = app.second_node(&connector_config(&fake, false)).await;
+    let upstream = &app.services.upstream;
+    let (a, b) = tokio::join!(
+        upstream.fresh_kept_tokens(&wes, "discord"),
+        other.services.upstream.fresh_kept_tokens(&wes, "discord")
+    );
+    assert_eq!(fake.refreshes(), 1, "one refresh: {a:?} / {b:?}");
+    let fresh: Vec<_> = [a, b]
+        .into_iter()
+        .filter_map(|r| match r {
+            Ok(Some(tokens)) => Some(tokens),
+            Err(latchkey::upstream::FreshTokensError::Busy) => None,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(!fresh.is_empty());
+    // The tokens stored are the refreshed ones, kept: nothing was dropped.
+    let kept = upstream
+        .kept_tokens(&wes, "discord")
+        .await
+        .expect("readable")
+        .expect("kept");
+    assert!(kept.expires_at.expect("expiry") > latchkey::db::now());
+    assert!(app.audit_events("upstream.tokens_refused").await.is_empty());
+    // Once done, a later call uses them as they are.
+    upstream
+        .fresh_kept_tokens(&wes, "discord")
+        .await
+        .expect("fresh")
+        .expect("kept");
+    assert_eq!(fake.refreshes(), 1);
+}
+
+#[tokio::test]
+async fn a_member_list_that_does_not_move_forward_stops_the_job() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    mapped_group(&app, "Raiders", RAIDERS).await;
+    for id in 30_000..31_000 {
+        fake.add_member(id, &[]);
+    }
+    fake.loop_member_pages();
+    match app.services.discord.verify_all().await {
+        Err(DiscordError::Api(e)) => assert!(e.to_string().contains("did not move forward"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(app.services.discord.sync_accounts().await.is_err());
+    let pages = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "GET" && s.path.ends_with(&format!("/guilds/{GUILD}/members")))
+        .count();
+    assert_eq!(pages, 4, "two pages per job, then it stopped");
+}
+
+#[tokio::test]
+async fn nicknames_drop_invisible_characters_members_put_in_their_names() {
+    let fake = DiscordFake::start().await;
+    let app = spawn_app_with(&format!(
+        r#"
+[upstream.discord]
+kind = "discord"
+client_id = "1234567890"
+client_secret = "discord-secret"
+token_endpoint = "{0}/api/oauth2/token"
+api_base = "{0}/api/v10"
+[discord]
+enabled = true
+provider = "discord"
+bot_token = "{BOT_TOKEN}"
+guild_id = "{GUILD}"
+nickname_template = "{{discord_global_name}}"
+"#,
+        fake.uri
+    ))
+    .await;
+    linked_user(&app, &fake, "xia", 2501).await;
+    fake.add_member(2501, &[]);
+    // The member names themselves "Admin" with zero-width and bidi characters in between.
+    fake.set_profile(
+        2501,
+        "xia",
+        Some("Ad\u{200b}m\u{2060}i\u{feff}n\u{200f}"),
+        None,
+        None,
+    );
+    let report = app
+        .services
+        .discord
+        .enforce_nicknames()
+        .await
+        .expect("enforced");
+    assert_eq!(report.changed, 1, "{report}");
+    assert_eq!(fake.nick_of(2501).as_deref(), Some("Admin"));
+}
+
+#[tokio::test]
+async fn staff_learn_nothing_of_the_connectors_configuration() {
+    let app = spawn_app_with("[discord]\nenabled = true\n").await;
+    let staff = app.create_plain_staff("helper").await;
+    let helper = Actor::user(staff.id, None);
+    let discord = &app.services.discord;
+    // Misconfigured (no provider, no token): staff are refused before that is looked at.
+    assert!(matches!(
+        discord.test_connection(&helper).await,
+        Err(DiscordError::Forbidden(_))
+    ));
+    assert!(matches!(
+        discord.create_groups_for_roles(&helper).await,
+        Err(DiscordError::Forbidden(_))
+    ));
+    assert!(matches!(
+        discord.sync_roles(&helper).await,
+        Err(DiscordError::Forbidden(_))
+    ));
+    assert!(matches!(
+        discord.test_connection(&Actor::system()).await,
         Err(DiscordError::Misconfigured(_))
     ));
 }

@@ -82,6 +82,8 @@ struct State {
     failures: VecDeque<(String, String, ResponseTemplate)>,
     seen: Vec<Seen>,
     issued: u64,
+    /// The member list ignores `after` (a broken or hostile API that pages forever).
+    looping: bool,
 }
 
 /// The fake (cheap to clone: shared state).
@@ -172,6 +174,7 @@ impl DiscordFake {
                 failures: VecDeque::new(),
                 seen: Vec::new(),
                 issued: 0,
+                looping: false,
             })),
             uri: server.uri(),
             _server: Arc::new(server),
@@ -218,6 +221,11 @@ impl DiscordFake {
             permissions,
             color: 0,
         });
+    }
+
+    /// Makes the member list ignore `after`: every page is the first one again.
+    pub fn loop_member_pages(&self) {
+        self.lock().looping = true;
     }
 
     /// Takes `id` out of the guild (they left, or were kicked).
@@ -549,7 +557,11 @@ impl State {
                 if !(1..=1000).contains(&limit) {
                     return error(400, 50_035, "Invalid Form Body");
                 }
-                let after: u64 = query.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+                let after: u64 = query
+                    .get("after")
+                    .and_then(|a| a.parse().ok())
+                    .filter(|_| !self.looping)
+                    .unwrap_or(0);
                 let page: Vec<Value> = self
                     .members
                     .range(after + 1..)
