@@ -80,8 +80,9 @@ pub enum DiscordCommand {
     /// Compare every linked user's mapped roles with their groups and fix the differences in
     /// the direction discord.remote_priority says (the `verify_all_discord_users_groups` job).
     Verify,
-    /// Make every linked member's local groups follow their mapped roles in Discord, whatever
-    /// discord.remote_priority says (`remote_sync_all_discord_users_groups`; expensive).
+    /// Make linked members' local groups follow their mapped roles in Discord
+    /// (`remote_sync_all_discord_users_groups`; expensive). Refused unless Discord's roles win
+    /// (discord.remote_priority, or the Discord page).
     RemoteSync,
     /// Refresh linked members' usernames, display names, avatars and nicknames from the
     /// server's member list (`sync_discord_users_accounts`).

@@ -811,8 +811,9 @@ pub struct DiscordSettings {
     /// `verify_interval_seconds` (60 s to 7 days; `None` when 0): how often
     /// `verify_all_discord_users_groups` runs.
     pub verify_interval: Option<Duration>,
-    /// `remote_sync_interval_seconds` (60 s to 30 days; `None` when 0): how often
-    /// `remote_sync_all_discord_users_groups` runs.
+    /// `remote_sync_interval_seconds` (60 s to 30 days; `None` when 0, the default): how often
+    /// `remote_sync_all_discord_users_groups` runs (it refuses to run unless Discord's roles
+    /// win).
     pub remote_sync_interval: Option<Duration>,
     /// `sync_accounts_interval_seconds` (60 s to 30 days; `None` when 0): how often
     /// `sync_discord_users_accounts` runs.

@@ -333,6 +333,11 @@ pub async fn remove(services: &Services, actor: &Actor) -> anyhow::Result<Leftov
                     }
                 }
                 for user in users_to_remove {
+                    crate::db::discord_connector::queue_removals_for_user(
+                        conn,
+                        &user.id,
+                        crate::db::now(),
+                    )?;
                     if users::delete(conn, &user.id)? {
                         removed.users.push(user);
                     }

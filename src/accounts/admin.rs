@@ -19,6 +19,9 @@
 //!   registered (a client without an owner would pass for an operator's), each with its own
 //!   tokens, codes and consents ([`users::delete_with_clients`]). Recorded as `user.deleted`
 //!   with the username, and `client.deleted` per client; earlier audit events keep the ids.
+//!   Their linked Discord accounts lose every mapped role: the Discord connector's removals are
+//!   queued in the same transaction
+//!   ([`crate::db::discord_connector::queue_removals_for_user`]).
 
 use diesel::Connection;
 
@@ -182,6 +185,12 @@ impl Accounts {
                     let target =
                         privileges::lock_target(conn, &id)?.ok_or(UserActionError::NotFound)?;
                     privileges::check_may_delete::<UserActionError>(conn, &actor, &target)?;
+                    // Their Discord accounts lose the mapped roles, though the links go now.
+                    crate::db::discord_connector::queue_removals_for_user(
+                        conn,
+                        &id,
+                        crate::db::now(),
+                    )?;
                     let clients = users::delete_with_clients(conn, &id)?;
                     for (client_id, name) in &clients {
                         audit::record(

@@ -1027,7 +1027,9 @@ impl Accounts {
     }
 
     /// Sets the active, staff and superuser flags. Deactivating also revokes the user's tokens
-    /// and ends their sessions. Each changed flag is an audit event.
+    /// and ends their sessions. Each changed flag is an audit event. Deactivating and
+    /// reactivating queue, in the same transaction, a check of each Discord role the user's
+    /// groups give (the Discord connector takes them from a deactivated account).
     ///
     /// Who may ([`privileges`], checked in the change's transaction): staff change the active
     /// flag of ordinary users; only a superuser (or the system) changes a staff or superuser
@@ -1100,6 +1102,11 @@ impl Accounts {
                     }
                     if old.is_active && !flags.is_active {
                         end_everything(conn, &actor, &id)?;
+                    }
+                    if old.is_active != flags.is_active {
+                        // A deactivated account's groups give no Discord role: its mapped roles
+                        // go now, and come back when it is reactivated.
+                        crate::db::discord_connector::queue_for_user(conn, &id, crate::db::now())?;
                     }
                     Ok(users::find(conn, &id)?)
                 })

@@ -232,6 +232,7 @@ diesel::table! {
         created_at -> Timestamp,
         last_login_at -> Nullable<Timestamp>,
         picture -> Nullable<Text>,
+        tokens_refreshing_until -> Nullable<Timestamp>,
     }
 }
 
@@ -280,6 +281,7 @@ diesel::table! {
         managed -> Bool,
         unmappable -> Nullable<Text>,
         synced_at -> Timestamp,
+        permissions -> Nullable<BigInt>,
     }
 }
 
@@ -294,7 +296,7 @@ diesel::table! {
 diesel::table! {
     discord_role_changes (id) {
         id -> Text,
-        user_id -> Text,
+        user_id -> Nullable<Text>,
         role_id -> BigInt,
         generation -> BigInt,
         attempts -> BigInt,
@@ -304,6 +306,9 @@ diesel::table! {
         last_error -> Nullable<Text>,
         failed -> Bool,
         created_at -> Timestamp,
+        action -> Text,
+        discord_user_id -> Nullable<BigInt>,
+        may_join -> Bool,
     }
 }
 

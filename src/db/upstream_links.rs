@@ -162,6 +162,42 @@ pub fn clear_tokens_for_provider(conn: &mut DbConnection, provider_id: &str) -> 
     .execute(conn)
 }
 
+/// Claims the refresh of link `id`'s kept tokens until `until`: `true` for one caller while no
+/// other holds it (one conditional `UPDATE`: `tokens_refreshing_until` NULL or past `now`), so
+/// that two nodes never spend the same refresh token. End it with [`end_token_refresh`] (or
+/// let it lapse: a node that died holding it).
+///
+/// # Errors
+/// Query failures only.
+pub fn claim_token_refresh(
+    conn: &mut DbConnection,
+    id: &str,
+    now: NaiveDateTime,
+    until: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        upstream_links::table.find(id).filter(
+            upstream_links::tokens_refreshing_until
+                .is_null()
+                .or(upstream_links::tokens_refreshing_until.lt(now)),
+        ),
+    )
+    .set(upstream_links::tokens_refreshing_until.eq(Some(until)))
+    .execute(conn)
+    .map(|n| n == 1)
+}
+
+/// Ends the refresh claimed with [`claim_token_refresh`].
+///
+/// # Errors
+/// Query failures only.
+pub fn end_token_refresh(conn: &mut DbConnection, id: &str) -> QueryResult<()> {
+    diesel::update(upstream_links::table.find(id))
+        .set(upstream_links::tokens_refreshing_until.eq(None::<NaiveDateTime>))
+        .execute(conn)
+        .map(|_| ())
+}
+
 /// Deletes `user_id`'s link at `provider_id`; returns whether there was one.
 ///
 /// # Errors

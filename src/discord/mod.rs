@@ -26,6 +26,6 @@ pub mod service;
 pub use api::{ApiError, DiscordApi};
 pub use service::{
     AccountDiscord, ApplyReport, ConnectionReport, ConnectorSettings, ConnectorStatus,
-    DiscordConnector, DiscordError, EditableSettings, JobSchedules, NicknameReport, RoleLine,
-    SettingsChange, TroubledChange, VerifyReport,
+    DiscordConnector, DiscordError, EditableSettings, JobSchedules, NameClash, NicknameReport,
+    RoleGroupsReport, RoleLine, SettingsChange, TroubledChange, VerifyReport,
 };

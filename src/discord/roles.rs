@@ -25,6 +25,40 @@ pub const NEEDED: [(Permissions, &str, &str); 3] = [
     ),
 ];
 
+/// Permissions a mappable role must not give, with their names in Discord's settings: staff,
+/// who may add ordinary users to groups, would otherwise hand out these powers in Discord
+/// through a mapping.
+pub const DANGEROUS: [(Permissions, &str); 8] = [
+    (Permissions::ADMINISTRATOR, "Administrator"),
+    (Permissions::MANAGE_GUILD, "Manage Server"),
+    (Permissions::MANAGE_ROLES, "Manage Roles"),
+    (Permissions::MANAGE_CHANNELS, "Manage Channels"),
+    (Permissions::BAN_MEMBERS, "Ban Members"),
+    (Permissions::KICK_MEMBERS, "Kick Members"),
+    (Permissions::MANAGE_WEBHOOKS, "Manage Webhooks"),
+    (
+        Permissions::MODERATE_MEMBERS,
+        "Moderate Members (time-outs)",
+    ),
+];
+
+/// Why a role whose permissions are `permissions` (Discord's bits) cannot be mapped, in words
+/// ("gives Administrator, Ban Members: …"); `None` when it gives none of [`DANGEROUS`].
+#[must_use]
+pub fn dangerous_in_words(permissions: Permissions) -> Option<String> {
+    let given: Vec<&str> = DANGEROUS
+        .iter()
+        .filter(|(p, _)| permissions.contains(*p))
+        .map(|(_, name)| *name)
+        .collect();
+    (!given.is_empty()).then(|| {
+        format!(
+            "gives {}: whoever may add users to its groups could hand these powers out in Discord",
+            given.join(", ")
+        )
+    })
+}
+
 /// The bot's standing in the guild.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BotStanding {
@@ -58,26 +92,31 @@ impl BotStanding {
         }
     }
 
-    /// Why `role` cannot be mapped (given and taken by the bot), in words; `None` when it can.
-    /// `guild_id` is the guild's (its `@everyone` role has the same id).
+    /// Why `role` cannot be mapped (given and taken by the bot), in words — every reason,
+    /// joined with "; " —; `None` when it can. `guild_id` is the guild's (its `@everyone` role
+    /// has the same id).
     #[must_use]
     pub fn unmappable(&self, guild_id: u64, role: &Role) -> Option<String> {
         if role.id.get() == guild_id {
             return Some("@everyone: every member has it".to_owned());
         }
+        let mut why = Vec::new();
         if role.managed {
-            return Some(
+            why.push(
                 "managed by an integration (a bot's own role or the booster role): Discord gives and takes it itself"
                     .to_owned(),
             );
         }
+        if let Some(dangerous) = dangerous_in_words(role.permissions) {
+            why.push(dangerous);
+        }
         if role.position >= self.top_position {
-            return Some(
+            why.push(
                 "at or above the bot's highest role: Discord lets the bot give only roles below its own (move the bot's role higher in Server Settings → Roles)"
                     .to_owned(),
             );
         }
-        None
+        (!why.is_empty()).then(|| why.join("; "))
     }
 
     /// Each needed permission's name, whether the bot has it, and what it is for.
@@ -169,6 +208,59 @@ mod tests {
         assert!(bot
             .unmappable(guild, &role(4, 5, Permissions::empty(), false))
             .is_some());
+    }
+
+    #[test]
+    fn roles_that_give_moderation_or_administration_powers_cannot_be_mapped() {
+        let roles = [role(100, 0, Permissions::empty(), false)];
+        let bot = BotStanding::of(100, &roles, &[]);
+        let bot = BotStanding {
+            top_position: 10,
+            ..bot
+        };
+        for (permission, words) in [
+            (Permissions::ADMINISTRATOR, "gives Administrator"),
+            (Permissions::MANAGE_GUILD, "Manage Server"),
+            (Permissions::MANAGE_ROLES, "Manage Roles"),
+            (Permissions::MANAGE_CHANNELS, "Manage Channels"),
+            (Permissions::BAN_MEMBERS, "Ban Members"),
+            (Permissions::KICK_MEMBERS, "Kick Members"),
+            (Permissions::MANAGE_WEBHOOKS, "Manage Webhooks"),
+            (Permissions::MODERATE_MEMBERS, "Moderate Members"),
+        ] {
+            let why = bot
+                .unmappable(
+                    100,
+                    &role(7, 3, permission | Permissions::SEND_MESSAGES, false),
+                )
+                .expect("refused");
+            assert!(why.contains(words), "{why}");
+        }
+        let both = bot
+            .unmappable(
+                100,
+                &role(
+                    8,
+                    12,
+                    Permissions::BAN_MEMBERS | Permissions::KICK_MEMBERS,
+                    false,
+                ),
+            )
+            .expect("refused");
+        assert!(both.contains("gives Ban Members, Kick Members"), "{both}");
+        assert!(both.contains("above the bot"), "every reason: {both}");
+        assert_eq!(
+            bot.unmappable(
+                100,
+                &role(
+                    9,
+                    3,
+                    Permissions::SEND_MESSAGES | Permissions::CREATE_INVITE,
+                    false
+                )
+            ),
+            None
+        );
     }
 
     #[test]

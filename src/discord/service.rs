@@ -24,13 +24,82 @@ use crate::domain::{NicknameFields, NicknameTemplate, ProviderId, ProviderKind};
 use crate::groups::{GroupError, Groups};
 use crate::secret::{SealError, Sealer};
 use crate::upstream::discord::RawDiscordUser;
-use crate::upstream::{DiscordProfile, FreshTokensError, Upstream};
+use crate::upstream::{DiscordProfile, FreshTokensError, KeptTokensError, Upstream};
 
 /// Members read per request by the verify job (Discord's largest page).
 pub const MEMBERS_PAGE: u16 = 1000;
 
+/// The most pages of members one job reads (1,000,000 members): a hostile or broken API cannot
+/// keep a job paging forever.
+pub const MAX_MEMBER_PAGES: usize = 1000;
+
+/// The guild's member list read a page at a time (`GET /guilds/{guild}/members?after=…`), by
+/// user id: each full page's last id must be greater than the `after` it was asked for, and at
+/// most [`MAX_MEMBER_PAGES`] are read; otherwise the job stops with an error rather than loop.
+struct MemberPages {
+    after: u64,
+    pages: usize,
+    done: bool,
+}
+
+impl MemberPages {
+    fn new() -> Self {
+        Self {
+            after: 0,
+            pages: 0,
+            done: false,
+        }
+    }
+
+    /// The next page, `None` after the last.
+    async fn next(&mut self, api: &DiscordApi) -> Result<Option<Vec<GuildMember>>, DiscordError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = api.members_page(self.after, MEMBERS_PAGE).await?;
+        self.advance(&page, usize::from(MEMBERS_PAGE), MAX_MEMBER_PAGES)
+            .map_err(|why| DiscordError::Api(ApiError::Refused(why)))?;
+        Ok(Some(page))
+    }
+
+    /// Takes in `page` (asked for with at most `full` members): a shorter page is the last; a
+    /// full one must end past `after`, and be within `max_pages`.
+    fn advance(
+        &mut self,
+        page: &[GuildMember],
+        full: usize,
+        max_pages: usize,
+    ) -> Result<(), String> {
+        self.pages += 1;
+        let Some(last) = page.last().filter(|_| page.len() >= full) else {
+            self.done = true;
+            return Ok(());
+        };
+        if last.user_id <= self.after {
+            self.done = true;
+            return Err(format!(
+                "the member list did not move forward (a full page after {} ended at {}): stopped",
+                self.after, last.user_id
+            ));
+        }
+        if self.pages >= max_pages {
+            self.done = true;
+            return Err(format!(
+                "the member list goes on past {max_pages} pages of {full}: stopped"
+            ));
+        }
+        self.after = last.user_id;
+        Ok(())
+    }
+}
+
 /// How long a node holds a queued change it is applying.
 const CLAIM_LEASE: TimeDelta = TimeDelta::seconds(120);
+
+/// The longest one change may take to apply (reading the member, refreshing a token, joining,
+/// giving the role: each up to ~43 s with its tries): well inside [`CLAIM_LEASE`], so that no
+/// other node claims a change still being applied.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(100);
 
 /// Changes one worker run looks at.
 const BATCH: i64 = 200;
@@ -47,10 +116,19 @@ const CALL_BACKOFF: Duration = Duration::from_millis(500);
 /// The longest error kept on a queued change, in characters.
 const MAX_ERROR_CHARS: usize = 500;
 
-/// The error of a change given up because the user must sign in with Discord again (their
-/// kept `guilds.join` token is missing, refused or cannot be refreshed); the account page asks
-/// for that sign-in while such a change is newer than their latest one.
-pub const SIGN_IN_AGAIN: &str = "the user is not in the Discord server and no usable guilds.join token is kept: they must sign in with Discord again (the provider's scopes must include guilds.join)";
+pub use crate::db::discord_connector::SIGN_IN_AGAIN;
+
+/// Discord's JSON error codes that mean the bot lacks a permission or access in the guild
+/// (50013 Missing Permissions, 50001 Missing Access): every later call of the run would be
+/// refused the same way, so the worker stops.
+const MISSING_PERMISSION_CODES: [u64; 2] = [50_013, 50_001];
+
+/// Discord's JSON error code for a user's `OAuth2` access token it does not accept (50025
+/// Invalid `OAuth2` access token), answered to `PUT /guilds/{guild}/members/{user}`.
+const INVALID_USER_TOKEN: u64 = 50_025;
+
+/// Why `remote_sync_all_discord_users_groups` refuses to run while Latchkey's groups win.
+pub const REMOTE_SYNC_NEEDS_DISCORD_WINNING: &str = "remote_sync_all_discord_users_groups changes local groups from Discord's roles: it runs only when Discord's roles win (tick \"Discord's roles win over local groups\" on the Discord page, or set discord.remote_priority = true), and is off otherwise";
 
 /// What a user's account page shows of the connector.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +166,10 @@ pub enum DiscordError {
     /// Discord refused or failed.
     #[error(transparent)]
     Api(#[from] ApiError),
+    /// The worker stopped its run: Discord refused the bot a permission every change needs
+    /// (the message says which, and what to do). The changes not yet tried wait untouched.
+    #[error("role changes stopped: {0}")]
+    Stopped(String),
     /// Storage failed.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -184,6 +266,35 @@ pub struct ConnectorStatus {
     pub roles: Vec<RoleLine>,
     /// The latest changes that failed.
     pub troubled: Vec<TroubledChange>,
+    /// Mappable roles without a group whose name an existing group has: "create a local group
+    /// per role" leaves them for the admin to map (or not) explicitly.
+    pub clashes: Vec<NameClash>,
+}
+
+/// A mappable, unmapped role whose name an existing local group has. That group is not
+/// adopted by "create a local group per role": its members (anyone staff added) would get the
+/// role; the admin maps it explicitly if it is meant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameClash {
+    /// The role's snowflake.
+    pub role_id: i64,
+    /// The role's name.
+    pub role: String,
+    /// The existing group's id.
+    pub group_id: String,
+    /// The existing group's name.
+    pub group: String,
+    /// How many members the group has.
+    pub members: i64,
+}
+
+/// What "create a local group per role" did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoleGroupsReport {
+    /// Groups created and mapped to the role of their name.
+    pub created: usize,
+    /// Roles left unmapped because a group of their name exists already.
+    pub clashes: Vec<NameClash>,
 }
 
 /// What "test connection" found.
@@ -239,6 +350,12 @@ pub struct VerifyReport {
     pub groups_added: usize,
     /// Users taken out of local groups (Discord wins).
     pub groups_removed: usize,
+    /// Linked members whose groups Discord would have changed but may not (Discord wins):
+    /// staff, superusers and deactivated accounts.
+    pub skipped: usize,
+    /// Memberships left as they are because a change of one of the group's roles is still
+    /// queued (or failed) for the user (Discord wins): Latchkey's pending change is not undone.
+    pub deferred: usize,
     /// What applying the queued changes did.
     pub applied: ApplyReport,
 }
@@ -247,13 +364,15 @@ impl std::fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} members read, {} linked users compared; {} role changes queued ({}); {} group memberships added, {} removed",
+            "{} members read, {} linked users compared; {} role changes queued ({}); {} group memberships added, {} removed, {} users skipped (staff, superusers, deactivated), {} memberships waiting for a queued role change",
             self.members,
             self.linked,
             self.queued,
             self.applied,
             self.groups_added,
-            self.groups_removed
+            self.groups_removed,
+            self.skipped,
+            self.deferred
         )
     }
 }
@@ -461,10 +580,14 @@ pub struct DiscordConnector {
     base: Option<Arc<Base>>,
     /// The client for the settings saved at that time (`None`: none saved), once built.
     current: Arc<RwLock<Option<Built>>>,
+    /// The longest one queued change may take to apply ([`APPLY_TIMEOUT`]).
+    apply_timeout: Duration,
 }
 
-/// A client and the save (`updated_at` of the settings row; `None`: none) it was built for.
-type Built = (Option<NaiveDateTime>, Arc<Inner>);
+/// A client and what it was built for: the save (`updated_at` of the settings row; `None`:
+/// none) and the provider's API address (`api_base`, which a superuser may change on the
+/// providers page).
+type Built = (Option<NaiveDateTime>, String, Arc<Inner>);
 
 /// What does not change with the console's settings.
 struct Base {
@@ -500,8 +623,63 @@ impl Inner {
 /// The HKDF purpose of the bot token's sealing key.
 const BOT_TOKEN_PURPOSE: &str = "discord-bot-token/v1";
 
-/// The associated data of the sealed bot token.
-const BOT_TOKEN_AAD: &[u8] = b"discord_connector_settings/bot_token";
+/// The associated data of a bot token sealed before it was bound to its API host (no prefix):
+/// such a token opens only while the provider talks to Discord's own API.
+const LEGACY_BOT_TOKEN_AAD: &[u8] = b"discord_connector_settings/bot_token";
+
+/// The prefix of a bot token sealed for one API host ([`bot_token_aad`]).
+const BOT_TOKEN_V2: &str = "v2:";
+
+/// The associated data of a bot token sealed for the API at `api_base`: its origin (scheme,
+/// host and port). A token saved while the provider talked to one host does not open for
+/// another, so a superuser who points the provider's `api_base` at their own server cannot
+/// have the bot's `Authorization: Bot …` sent there without entering the token again.
+fn bot_token_aad(api_base: &url::Url) -> Vec<u8> {
+    format!(
+        "discord_connector_settings/bot_token@{}",
+        api_base.origin().ascii_serialization()
+    )
+    .into_bytes()
+}
+
+/// Seals `token` for the API at `api_base`.
+fn seal_bot_token(sealer: &Sealer, token: &str, api_base: &url::Url) -> Result<String, SealError> {
+    Ok(format!(
+        "{BOT_TOKEN_V2}{}",
+        sealer.seal(&bot_token_aad(api_base), token.as_bytes())?
+    ))
+}
+
+/// Opens a sealed bot token for the API at `api_base`: one sealed for that origin, or a legacy
+/// one (sealed before the binding) only while `api_base` is Discord's own. `None` otherwise.
+fn open_bot_token(sealer: &Sealer, sealed: &str, api_base: &url::Url) -> Option<String> {
+    let opened = match sealed.strip_prefix(BOT_TOKEN_V2) {
+        Some(bound) => sealer.open(&bot_token_aad(api_base), bound).ok()?,
+        None => {
+            let discord = url::Url::parse(super::api::DISCORD_API).ok()?;
+            if api_base.origin() != discord.origin() {
+                return None;
+            }
+            sealer.open(LEGACY_BOT_TOKEN_AAD, sealed).ok()?
+        }
+    };
+    String::from_utf8(opened).ok()
+}
+
+/// The API root of provider `provider` (Discord's when it sets none, or is not found: the
+/// client then refuses to be built anyway).
+fn api_base_of(base: &Base, provider: &str) -> url::Url {
+    base.upstream
+        .provider(provider)
+        .ok()
+        .and_then(|p| p.api_base.clone())
+        .unwrap_or_else(|| {
+            url::Url::parse(super::api::DISCORD_API).expect("Discord's API is a URL")
+        })
+}
+
+/// What the page says when the saved bot token does not open for the provider's API address.
+const TOKEN_FOR_ANOTHER_API: &str = "the provider's API address changed since the bot token was saved (or secrets.secret_key did): enter the bot token again on the Discord page";
 
 impl std::fmt::Debug for DiscordConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -524,6 +702,13 @@ struct Failure {
     message: String,
     /// `Some(delay)` to try again after it; `None` to give up.
     retry_after: Option<TimeDelta>,
+    /// Whether the run stops here: Discord refused the bot a permission, so every later call
+    /// would be refused too (and count towards Discord's ban of clients that send too many
+    /// invalid requests).
+    stop: bool,
+    /// Whether nothing is recorded on the change (its claim is only released): the failure
+    /// says nothing about it (Discord refused the bot's token).
+    untouched: bool,
 }
 
 impl Failure {
@@ -531,6 +716,17 @@ impl Failure {
         Self {
             message: message.into(),
             retry_after: None,
+            stop: false,
+            untouched: false,
+        }
+    }
+
+    fn retry(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retry_after: Some(TimeDelta::zero()),
+            stop: false,
+            untouched: false,
         }
     }
 
@@ -539,10 +735,25 @@ impl Failure {
             ApiError::RateLimited { retry_after } => Self {
                 message: e.to_string(),
                 retry_after: Some(TimeDelta::from_std(*retry_after).unwrap_or(TimeDelta::MAX)),
+                stop: false,
+                untouched: false,
             },
-            ApiError::Unavailable(_) => Self {
-                message: e.to_string(),
-                retry_after: Some(TimeDelta::zero()),
+            ApiError::Unavailable(_) => Self::retry(e.to_string()),
+            // twilight refuses every later call with this token: none of the changes can be
+            // applied, and none is to blame.
+            ApiError::Unauthorized => Self {
+                message: "Discord refused the bot token (401): enter it again on the Discord page (or discord.bot_token); no change was applied or marked".to_owned(),
+                retry_after: None,
+                stop: true,
+                untouched: true,
+            },
+            ApiError::Forbidden { code, .. } if MISSING_PERMISSION_CODES.contains(code) => Self {
+                message: format!(
+                    "{e}: the bot lacks a permission in the server (Test connection on the Discord page says which), or the role is above the bot's highest role"
+                ),
+                retry_after: None,
+                stop: true,
+                untouched: false,
             },
             other => Self::give_up(other.to_string()),
         }
@@ -579,7 +790,17 @@ impl DiscordConnector {
             db,
             base,
             current: Arc::new(RwLock::new(None)),
+            apply_timeout: APPLY_TIMEOUT,
         })
+    }
+
+    /// This connector with `timeout` as the longest one queued change may take to apply
+    /// (tests; [`APPLY_TIMEOUT`] otherwise).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_apply_timeout(mut self, timeout: Duration) -> Self {
+        self.apply_timeout = timeout;
+        self
     }
 
     /// Whether the connector is on (`[discord] enabled`).
@@ -599,15 +820,16 @@ impl DiscordConnector {
     }
 
     /// The client for the settings in effect: the one built before, unless the console saved
-    /// settings since (on any node), then a new one.
+    /// settings since (on any node) or the provider's API address changed, then a new one.
     async fn inner(&self) -> Result<Arc<Inner>, DiscordError> {
         let base = self.base()?.clone();
         let version = self
             .db
             .read(|conn| store::settings_version(conn).map_err(DiscordError::from))
             .await?;
-        if let Some((built, inner)) = self.current.read().ok().and_then(|c| c.clone()) {
-            if built == version {
+        if let Some((built, api, inner)) = self.current.read().ok().and_then(|c| c.clone()) {
+            let api_now = api_base_of(&base, inner.settings.provider.as_str());
+            if built == version && api == api_now.as_str() {
                 return Ok(inner);
             }
         }
@@ -616,9 +838,10 @@ impl DiscordConnector {
             .read(|conn| store::settings(conn).map_err(DiscordError::from))
             .await?;
         let settings = effective(&base, row.as_ref()).map_err(DiscordError::Misconfigured)?;
+        let api = api_base_of(&base, settings.provider.as_str()).to_string();
         let inner = Arc::new(build(&base, settings));
         if let Ok(mut current) = self.current.write() {
-            *current = Some((row.map(|r| r.updated_at), inner.clone()));
+            *current = Some((row.map(|r| r.updated_at), api, inner.clone()));
         }
         Ok(inner)
     }
@@ -724,6 +947,8 @@ impl DiscordConnector {
                     .to_string(),
             ),
         };
+        // The token is sealed for the provider's API host: it opens for no other.
+        let api_base = api_base_of(&base, provider.as_str());
         let sealed =
             match change
                 .bot_token
@@ -732,11 +957,9 @@ impl DiscordConnector {
                 .filter(|t| !t.is_empty())
             {
                 Some(token) if token.bytes().all(|b| b.is_ascii_graphic()) => Some(
-                    base.sealer
-                        .seal(BOT_TOKEN_AAD, token.as_bytes())
-                        .map_err(|_| {
-                            DiscordError::Invalid("the token could not be sealed".to_owned())
-                        })?,
+                    seal_bot_token(&base.sealer, &token, &api_base).map_err(|_| {
+                        DiscordError::Invalid("the token could not be sealed".to_owned())
+                    })?,
                 ),
                 Some(_) => return Err(DiscordError::Invalid(
                     "the bot token is the one Discord's developer portal shows (Bot → Reset Token)"
@@ -763,6 +986,7 @@ impl DiscordConnector {
         let typed_schedules = change.schedules.clone();
         let token_changed = sealed.is_some();
         let has_config_token = base.config.bot_token.is_some();
+        let sealer_base = base.clone();
         let actor = actor.clone();
         self.db
             .write(move |conn| {
@@ -778,7 +1002,26 @@ impl DiscordConnector {
                     let schedules = typed_schedules
                         .parse(template.is_some())
                         .map_err(DiscordError::Invalid)?;
-                    let kept = saved.and_then(|r| r.bot_token_sealed);
+                    // A kept token must open for the provider's API host (sealed again, bound to
+                    // it: a legacy token is upgraded), else it is entered again.
+                    let kept = match (&sealed, saved.and_then(|r| r.bot_token_sealed)) {
+                        (None, Some(kept)) => {
+                            let token = open_bot_token(&sealer_base.sealer, &kept, &api_base)
+                                .ok_or_else(|| {
+                                    DiscordError::Invalid(TOKEN_FOR_ANOTHER_API.to_owned())
+                                })?;
+                            Some(
+                                seal_bot_token(&sealer_base.sealer, &token, &api_base).map_err(
+                                    |_| {
+                                        DiscordError::Invalid(
+                                            "the token could not be sealed".to_owned(),
+                                        )
+                                    },
+                                )?,
+                            )
+                        }
+                        _ => None,
+                    };
                     let bot_token_sealed = sealed.or(kept);
                     if bot_token_sealed.is_none() && !has_config_token {
                         return Err(DiscordError::Invalid(
@@ -812,8 +1055,11 @@ impl DiscordConnector {
                         .detail("nickname_template", template.clone().unwrap_or_default());
                     let no_template = template.is_none();
                     for (job, seconds) in schedules {
-                        // Without a template the nickname job is off.
-                        let seconds = if job == super::jobs::ENFORCE_NICKNAMES && no_template {
+                        // Without a template the nickname job is off; without Discord winning,
+                        // the remote sync (which it alone may run).
+                        let seconds = if (job == super::jobs::ENFORCE_NICKNAMES && no_template)
+                            || (job == super::jobs::REMOTE_SYNC_ALL && !change.remote_priority)
+                        {
                             Some(0)
                         } else {
                             seconds
@@ -900,7 +1146,19 @@ impl DiscordConnector {
             .read(|conn| Ok::<_, DiscordError>((store::settings(conn)?, job_rows::all(conn)?)))
             .await?;
         let settings = editable(&base, row.as_ref(), &jobs);
-        let (roles, mappings, (waiting, failed), troubled) = self
+        // A worker that stopped (Discord refused the bot a permission, or its token) says so.
+        let problem = problem.or_else(|| {
+            jobs.iter()
+                .find(|j| j.name == super::jobs::APPLY_ROLE_CHANGES)
+                .and_then(|j| j.last_error.clone())
+                .map(|e| {
+                    format!(
+                        "The role worker ({}) is failing: {e}",
+                        super::jobs::APPLY_ROLE_CHANGES
+                    )
+                })
+        });
+        let (roles, mappings, (waiting, failed), troubled, clashes) = self
             .db
             .read(|conn| {
                 Ok::<_, DiscordError>((
@@ -908,6 +1166,7 @@ impl DiscordConnector {
                     store::mappings(conn)?,
                     store::change_counts(conn)?,
                     store::troubled_changes(conn, 20)?,
+                    name_clashes(conn)?,
                 ))
             })
             .await?;
@@ -933,7 +1192,12 @@ impl DiscordConnector {
             troubled: troubled
                 .into_iter()
                 .map(|(change, username)| TroubledChange {
-                    username,
+                    username: username.unwrap_or_else(|| {
+                        format!(
+                            "Discord user {} (its user was deleted)",
+                            change.discord_user_id.unwrap_or_default()
+                        )
+                    }),
                     role_id: change.role_id,
                     attempts: change.attempts,
                     failed: change.failed,
@@ -941,6 +1205,7 @@ impl DiscordConnector {
                     next_attempt_at: change.next_attempt_at,
                 })
                 .collect(),
+            clashes,
         })
     }
 
@@ -952,9 +1217,11 @@ impl DiscordConnector {
     /// Discord being unreachable ([`DiscordError::Api`]). Refusals by Discord are part of the
     /// report.
     pub async fn test_connection(&self, actor: &Actor) -> Result<ConnectionReport, DiscordError> {
+        self.base()?;
+        // Checked first: staff learn nothing of the configuration.
+        self.check_superuser(actor).await?;
         let inner = self.inner().await?;
         let api = inner.api()?;
-        self.check_superuser(actor).await?;
         let mut report = ConnectionReport {
             bot: None,
             in_guild: false,
@@ -1014,15 +1281,17 @@ impl DiscordConnector {
     }
 
     /// "Sync roles from Discord" (superusers only): reads the guild's roles and the bot's
-    /// standing, stores every role with why it cannot be mapped (managed, `@everyone`, at or
-    /// above the bot's highest role); returns how many roles there are.
+    /// standing, stores every role with what it allows and why it cannot be mapped (managed,
+    /// `@everyone`, giving a moderation or administration power — [`super::roles::DANGEROUS`]
+    /// —, at or above the bot's highest role); returns how many roles there are.
     ///
     /// # Errors
     /// [`DiscordError::Api`] when Discord refuses (the bot is not in the guild) or fails.
     pub async fn sync_roles(&self, actor: &Actor) -> Result<usize, DiscordError> {
+        self.base()?;
+        self.check_superuser(actor).await?;
         let inner = self.inner().await?;
         let api = inner.api()?;
-        self.check_superuser(actor).await?;
         let (bot_id, _) = api.bot_user().await?;
         let Some(member) = api.member(bot_id).await? else {
             return Err(DiscordError::Invalid(format!(
@@ -1044,6 +1313,7 @@ impl DiscordConnector {
                     managed: role.managed,
                     unmappable: standing.unmappable(api.guild(), role),
                     synced_at: now,
+                    permissions: i64::try_from(role.permissions.bits()).ok(),
                 })
             })
             .collect();
@@ -1098,13 +1368,19 @@ impl DiscordConnector {
                             role.name
                         )));
                     }
+                    if role.permissions.is_none() {
+                        return Err(DiscordError::Invalid(format!(
+                            "what the role {} allows is not known: sync roles from Discord first",
+                            role.name
+                        )));
+                    }
                     let now = db::now();
                     if !store::map(conn, &group.id, role_id, now)? {
                         return Ok(false);
                     }
                     for user in store::member_ids(conn, &group.id)? {
                         if store::has_discord_account(conn, &user)? {
-                            store::queue(conn, &user, role_id, now)?;
+                            store::queue(conn, &user, role_id, now, store::Cause::Admin)?;
                         }
                     }
                     audit::record(
@@ -1146,7 +1422,7 @@ impl DiscordConnector {
                     let now = db::now();
                     for user in store::member_ids(conn, &group_id)? {
                         if store::has_discord_account(conn, &user)? {
-                            store::queue(conn, &user, role_id, now)?;
+                            store::queue(conn, &user, role_id, now, store::Cause::Admin)?;
                         }
                     }
                     audit::record(
@@ -1163,14 +1439,20 @@ impl DiscordConnector {
     }
 
     /// "Create a local group per role" (superusers only; the seed's "sync your groups"): every
-    /// mappable role that no group is mapped to gets a group of its name (an existing group of
-    /// that name is used) mapped to it. Returns the groups mapped.
+    /// mappable role that no group is mapped to gets a new group of its name, mapped to it. An
+    /// existing group of that name is never adopted — its members, whoever added them, would
+    /// get the role —: the role is reported as a name clash (with the group's member count) for
+    /// the admin to map explicitly, or not.
     ///
     /// # Errors
-    /// [`DiscordError::Forbidden`], storage failures.
-    pub async fn create_groups_for_roles(&self, actor: &Actor) -> Result<usize, DiscordError> {
-        let inner = self.inner().await?;
+    /// [`DiscordError::Forbidden`] (checked first), storage failures.
+    pub async fn create_groups_for_roles(
+        &self,
+        actor: &Actor,
+    ) -> Result<RoleGroupsReport, DiscordError> {
+        self.base()?;
         self.check_superuser(actor).await?;
+        let inner = self.inner().await?;
         let (roles, mappings, groups) = self
             .db
             .read(|conn| {
@@ -1182,32 +1464,34 @@ impl DiscordConnector {
             })
             .await?;
         let mapped: BTreeSet<i64> = mappings.iter().map(|(_, _, r)| *r).collect();
-        let mut done = 0;
+        let mut report = RoleGroupsReport::default();
         for role in roles
             .iter()
-            .filter(|r| r.unmappable.is_none() && !mapped.contains(&r.id))
+            .filter(|r| r.not_given().is_none() && !mapped.contains(&r.id))
         {
             let key = role.name.trim().to_lowercase();
-            let group_id = match groups.iter().find(|g| g.name_key == key) {
-                Some(g) => g.id.clone(),
-                None => match inner
-                    .groups
-                    .create(actor, &role.name, &format!("Discord role {}", role.name))
-                    .await
-                {
-                    Ok(g) => g.id,
-                    Err(GroupError::Invalid(why)) => {
-                        tracing::warn!(role = %role.name, %why, "no group for this Discord role");
-                        continue;
-                    }
-                    Err(e) => return Err(e.into()),
-                },
+            if groups.iter().any(|g| g.name_key == key) {
+                continue;
+            }
+            let group_id = match inner
+                .groups
+                .create(actor, &role.name, &format!("Discord role {}", role.name))
+                .await
+            {
+                Ok(g) => g.id,
+                Err(GroupError::Invalid(why)) => {
+                    // Another group of that name (made meanwhile), or a name groups refuse.
+                    tracing::warn!(role = %role.name, %why, "no group for this Discord role");
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             };
             if self.map_role(actor, &group_id, role.id).await? {
-                done += 1;
+                report.created += 1;
             }
         }
-        Ok(done)
+        report.clashes = self.db.read(name_clashes).await?;
+        Ok(report)
     }
 
     /// The worker: applies the queued role changes that are due, each claimed first so that one
@@ -1217,10 +1501,20 @@ impl DiscordConnector {
     /// the guild who should have it is added with their kept `guilds.join` token (refreshed
     /// when expired) and the role. Every change carries an `X-Audit-Log-Reason` and is an
     /// audit event. Rate limits and outages are tried again later (doubling delays, at most
-    /// [`MAX_ATTEMPTS`]); Discord's refusals are given up at once and shown in the console.
+    /// [`MAX_ATTEMPTS`]); Discord's refusals are given up at once and shown in the console. A
+    /// refusal for a permission the bot lacks (403 with code 50013 or 50001) gives up that
+    /// change and stops the run: the changes not yet tried are left untouched for the next run
+    /// rather than each refused in turn (Discord bans clients that send too many invalid
+    /// requests). A bot token Discord refuses (401; twilight then refuses every later call
+    /// with it) stops the run without recording anything on the change: its claim is released
+    /// and every change waits, as it was, for a working token. Storage failures while a change
+    /// is applied are tried again later. Only a change queued by a membership change adds a
+    /// user to the guild, and never a deactivated one.
     ///
     /// # Errors
-    /// [`DiscordError::Off`], [`DiscordError::Misconfigured`], storage failures.
+    /// [`DiscordError::Off`], [`DiscordError::Misconfigured`], storage failures;
+    /// [`DiscordError::Stopped`] when the run stopped (the job then shows as failing, and the
+    /// Discord page's problem line says why).
     pub async fn apply_queued(&self) -> Result<ApplyReport, DiscordError> {
         let inner = self.inner().await?;
         let api = inner.api()?;
@@ -1243,8 +1537,37 @@ impl DiscordConnector {
             if !claimed {
                 continue;
             }
-            let outcome = self.apply_one(&inner, api, &change).await;
-            self.record(&inner, &change, outcome, &mut report).await?;
+            // Bounded well inside the claim's lease: past it another node could apply it too.
+            let outcome =
+                tokio::time::timeout(self.apply_timeout, self.apply_one(&inner, api, &change))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Failure::retry(format!(
+                            "applying it took longer than {} s; tried again later",
+                            self.apply_timeout.as_secs_f64()
+                        )))
+                    });
+            let stopped = match &outcome {
+                Err(failure) if failure.stop => Some(failure.message.clone()),
+                _ => None,
+            };
+            if matches!(&outcome, Err(failure) if failure.untouched) {
+                let (id, owner) = (change.id.clone(), inner.owner.clone());
+                self.db
+                    .write(move |conn| {
+                        store::release(conn, &id, &owner).map_err(DiscordError::from)
+                    })
+                    .await?;
+            } else {
+                self.record(&inner, &change, outcome, &mut report).await?;
+            }
+            if let Some(why) = stopped {
+                // The changes not yet claimed wait, untouched, for the next run.
+                tracing::error!(error = %why, "the Discord role worker stopped its run");
+                return Err(DiscordError::Stopped(format!(
+                    "{why}; {report} before it stopped"
+                )));
+            }
         }
         Ok(report)
     }
@@ -1257,64 +1580,109 @@ impl DiscordConnector {
         change: &RoleChangeRow,
     ) -> Result<(Outcome, Option<u64>), Failure> {
         let provider = inner.settings.provider.to_string();
-        let links = inner
-            .upstream
-            .links_of(&change.user_id)
-            .await
-            .map_err(|e| Failure::from_db(&e))?;
-        let Some(discord_id) = links
-            .iter()
-            .find(|l| l.provider_id == provider)
-            .and_then(|l| l.subject.parse::<u64>().ok())
-        else {
-            return Ok((Outcome::Unchanged, None));
+        // Whose role it is: a check's user, through their link at the provider; a removal's
+        // Discord account, and the user linked to it now (when it was linked again), if any.
+        let (user, discord_id) = if change.is_removal() {
+            let Some(discord_id) = change.discord_user_id.and_then(|d| u64::try_from(d).ok())
+            else {
+                return Ok((Outcome::Unchanged, None));
+            };
+            let (provider, subject) = (provider.clone(), discord_id.to_string());
+            let user = self
+                .db
+                .read(move |conn| {
+                    store::user_linked_to(conn, &provider, &subject).map_err(DbError::from)
+                })
+                .await
+                .map_err(|e| Failure::from_db(&e))?;
+            (user, discord_id)
+        } else {
+            let Some(user_id) = change.user_id.clone() else {
+                return Ok((Outcome::Unchanged, None));
+            };
+            let links = inner
+                .upstream
+                .links_of(&user_id)
+                .await
+                .map_err(|e| Failure::from_db(&e))?;
+            let Some(discord_id) = links
+                .iter()
+                .find(|l| l.provider_id == provider)
+                .and_then(|l| l.subject.parse::<u64>().ok())
+            else {
+                return Ok((Outcome::Unchanged, None));
+            };
+            (Some(user_id), discord_id)
         };
-        let (user, role) = (change.user_id.clone(), change.role_id);
-        let (wanted, giving) = self
+        let role = change.role_id;
+        let for_user = user.clone();
+        let (wanted, giving, not_given) = self
             .db
             .read(move |conn| {
-                Ok::<_, DiscordError>((
-                    store::wants_role(conn, &user, role)?,
-                    store::groups_giving(conn, &user, role)?,
-                ))
+                let not_given = match store::role(conn, role)? {
+                    Some(row) => row.not_given(),
+                    None => Some(
+                        "the role is not among the server's roles as last synced (deleted in Discord?): sync roles from Discord, and unmap it"
+                            .to_owned(),
+                    ),
+                };
+                let (wanted, giving) = match for_user {
+                    Some(user) => (
+                        store::wants_role(conn, &user, role)?,
+                        store::groups_giving(conn, &user, role)?,
+                    ),
+                    None => (false, Vec::new()),
+                };
+                Ok::<_, DbError>((wanted, giving, not_given))
             })
             .await
-            .map_err(|e| Failure::give_up(format!("storage: {e}")))?;
+            .map_err(|e| Failure::from_db(&e))?;
         let role =
             u64::try_from(change.role_id).map_err(|_| Failure::give_up("a negative role id"))?;
         let member = api
             .member(discord_id)
             .await
             .map_err(|e| Failure::from_api(&e))?;
+        let removal_reason = if user.is_none() {
+            "Latchkey: the Discord account was unlinked (or its user deleted)"
+        } else {
+            "Latchkey: no longer in a group mapped to this role"
+        };
         match (member, wanted) {
             (None, false) => Ok((Outcome::Unchanged, Some(discord_id))),
             (Some(m), wanted) if m.roles.contains(&role) == wanted => {
                 Ok((Outcome::Unchanged, Some(discord_id)))
+            }
+            // A role that cannot be mapped (it gives a moderation power, say) is never given,
+            // though it stays mapped; taking it is always allowed.
+            (Some(_), true) if not_given.is_some() => {
+                Err(Failure::give_up(not_given.unwrap_or_default()))
             }
             (Some(_), true) => {
                 let reason = reason_added(&giving);
                 self.give_role(api, discord_id, role, &reason).await?;
                 Ok((Outcome::Added { joined: false }, Some(discord_id)))
             }
-            (Some(_), false) => {
-                match api
-                    .remove_role(
-                        discord_id,
-                        role,
-                        "Latchkey: no longer in a group mapped to this role",
-                    )
-                    .await
-                {
-                    Ok(()) => Ok((Outcome::Removed, Some(discord_id))),
-                    Err(ApiError::NotFound { code, .. }) if code == UNKNOWN_MEMBER => {
-                        Ok((Outcome::Unchanged, Some(discord_id)))
-                    }
-                    Err(e) => Err(Failure::from_api(&e)),
+            (Some(_), false) => match api.remove_role(discord_id, role, removal_reason).await {
+                Ok(()) => Ok((Outcome::Removed, Some(discord_id))),
+                Err(ApiError::NotFound { code, .. }) if code == UNKNOWN_MEMBER => {
+                    Ok((Outcome::Unchanged, Some(discord_id)))
                 }
+                Err(e) => Err(Failure::from_api(&e)),
+            },
+            // Only a change caused by a membership change adds the user to the guild (never a
+            // removal, verify, or an admin's other change): nobody is pulled back after they
+            // left or were kicked. `wanted` is false for a deactivated user.
+            (None, true) if change.is_removal() || !change.may_join => {
+                Ok((Outcome::Unchanged, Some(discord_id)))
             }
             (None, true) => {
+                if let Some(why) = not_given {
+                    return Err(Failure::give_up(why));
+                }
+                let user_id = user.unwrap_or_default();
                 let joined = self
-                    .join(inner, api, &change.user_id, discord_id, &provider)
+                    .join(inner, api, &user_id, discord_id, &provider)
                     .await?;
                 // Added (201): with every role their groups give, this one included. Already a
                 // member (204, joined meanwhile): Discord ignored the roles.
@@ -1342,10 +1710,9 @@ impl DiscordConnector {
         api.add_role(discord_id, role, reason)
             .await
             .map_err(|e| match e {
-                ApiError::NotFound { code, .. } if code == UNKNOWN_MEMBER => Failure {
-                    message: "the user left the server meanwhile".to_owned(),
-                    retry_after: Some(TimeDelta::zero()),
-                },
+                ApiError::NotFound { code, .. } if code == UNKNOWN_MEMBER => {
+                    Failure::retry("the user left the server meanwhile")
+                }
                 e => Failure::from_api(&e),
             })
     }
@@ -1360,30 +1727,42 @@ impl DiscordConnector {
         discord_id: u64,
         provider: &str,
     ) -> Result<Joined, Failure> {
+        // "Sign in again" only when the user's token is what is wrong: none kept, kept under
+        // another key, or refused by Discord (invalid_grant on refresh, 50025 on the join).
         let tokens = match inner.upstream.fresh_kept_tokens(user_id, provider).await {
             Ok(Some(tokens)) => tokens,
-            Ok(None) | Err(FreshTokensError::Refused(_) | FreshTokensError::Kept(_)) => {
+            Ok(None)
+            | Err(
+                FreshTokensError::Refused(_) | FreshTokensError::Kept(KeptTokensError::Unreadable),
+            ) => {
                 return Err(Failure::give_up(SIGN_IN_AGAIN));
             }
-            Err(e) => {
-                return Err(Failure {
-                    message: e.to_string(),
-                    retry_after: Some(TimeDelta::zero()),
-                })
-            }
+            Err(e) => return Err(Failure::retry(e.to_string())),
         };
         let user = user_id.to_owned();
         let roles: Vec<u64> = self
             .db
-            .read(move |conn| store::mapped_roles_of_user(conn, &user).map_err(DiscordError::from))
+            .read(move |conn| {
+                let givable: BTreeSet<i64> = store::roles(conn)?
+                    .into_iter()
+                    .filter(|r| r.not_given().is_none())
+                    .map(|r| r.id)
+                    .collect();
+                let mine = store::mapped_roles_of_user(conn, &user)?;
+                Ok::<_, DbError>(
+                    mine.into_iter()
+                        .filter(|r| givable.contains(r))
+                        .collect::<Vec<i64>>(),
+                )
+            })
             .await
-            .map_err(|e| Failure::give_up(format!("storage: {e}")))?
+            .map_err(|e| Failure::from_db(&e))?
             .into_iter()
-            .filter_map(|r| u64::try_from(r).ok())
+            .filter_map(|r: i64| u64::try_from(r).ok())
             .collect();
         match api.join(discord_id, &tokens.access_token, &roles).await {
             Ok(joined) => Ok(joined),
-            Err(ApiError::Unauthorized | ApiError::Forbidden { .. }) => {
+            Err(ApiError::Forbidden { code, .. }) if code == INVALID_USER_TOKEN => {
                 Err(Failure::give_up(SIGN_IN_AGAIN))
             }
             Err(e) => Err(Failure::from_api(&e)),
@@ -1406,7 +1785,7 @@ impl DiscordConnector {
                 let event = |name| {
                     AuditEvent::new(name)
                         .by(&Actor::system())
-                        .user(user.clone())
+                        .maybe_user(user.as_deref())
                         .detail("role_id", role.to_string())
                         .detail("discord_user_id", discord_id.unwrap_or(0).to_string())
                 };
@@ -1448,7 +1827,7 @@ impl DiscordConnector {
                 } else {
                     report.failed += 1;
                 }
-                tracing::warn!(user_id = %user, role_id = role, error = %failure.message, retrying = retry_at.is_some(), "a Discord role change failed");
+                tracing::warn!(user_id = ?user, role_id = role, error = %failure.message, retrying = retry_at.is_some(), "a Discord role change failed");
                 let message: String = failure.message.chars().take(MAX_ERROR_CHARS).collect();
                 let given_up = retry_at.is_none();
                 self.db
@@ -1468,7 +1847,7 @@ impl DiscordConnector {
                                     conn,
                                     AuditEvent::new("discord.role_change_failed")
                                         .by(&Actor::system())
-                                        .user(user)
+                                        .maybe_user(user.as_deref())
                                         .detail("role_id", role.to_string())
                                         .detail("error", message.clone()),
                                 )?;
@@ -1485,10 +1864,13 @@ impl DiscordConnector {
     /// [`MEMBERS_PAGE`] at a time and compares each linked user's mapped roles with their
     /// groups. With `remote_priority` off, Latchkey wins: each difference is queued and the
     /// queue applied (a linked user missing from the guild is joined when their groups give
-    /// roles). With it on, Discord wins: a linked member is put in each mapped group one of
-    /// whose roles they hold, and taken out of each mapped group none of whose roles they hold
-    /// (members who are not in the guild are left alone); those membership changes come from
-    /// Discord, so they queue nothing back to it. Roles nobody mapped are never looked at.
+    /// roles). With it on, Discord wins ((`pull_from_discord`): a linked member is put
+    /// in each mapped group all of whose roles they hold, and taken out of each mapped group
+    /// one of whose roles they lack (members who are not in the guild are left alone); staff,
+    /// superusers and deactivated accounts are skipped, and so is a membership while a change
+    /// of one of its group's roles is queued or failed for the user. Those membership changes
+    /// come from Discord, so they queue nothing back to it. Roles nobody mapped are never
+    /// looked at.
     ///
     /// # Errors
     /// [`DiscordError`]; Discord failing while members are read.
@@ -1498,12 +1880,19 @@ impl DiscordConnector {
     }
 
     /// `remote_sync_all_discord_users_groups` (the seed's hard sync from Discord's side, an
-    /// expensive job): [`Self::verify_all`] with Discord winning whatever `remote_priority`
-    /// says — every linked member's mapped roles become their local groups.
+    /// expensive job): [`Self::verify_all`] with Discord winning — linked members' mapped
+    /// roles become their local groups, by the rules of verify's Discord-wins side. It runs
+    /// only when Discord's roles win (`remote_priority`): otherwise Discord would change local
+    /// groups that Latchkey is meant to decide.
     ///
     /// # Errors
-    /// As [`Self::verify_all`].
+    /// [`DiscordError::Invalid`] when `remote_priority` is off; as [`Self::verify_all`].
     pub async fn remote_sync_all(&self) -> Result<VerifyReport, DiscordError> {
+        if !self.inner().await?.settings.remote_priority {
+            return Err(DiscordError::Invalid(
+                REMOTE_SYNC_NEEDS_DISCORD_WINNING.to_owned(),
+            ));
+        }
         self.reconcile(true).await
     }
 
@@ -1513,21 +1902,45 @@ impl DiscordConnector {
         let inner = self.inner().await?;
         let api = inner.api()?;
         let provider = inner.settings.provider.to_string();
-        let (linked, mappings, memberships) = self
+        let (linked, mappings, memberships, roles) = self
             .db
             .read(move |conn| {
                 Ok::<_, DiscordError>((
                     store::linked_users(conn, &provider)?,
                     store::mappings(conn)?,
                     store::mapped_memberships(conn)?,
+                    store::roles(conn)?,
                 ))
             })
             .await?;
+        // Mappings to a role the worker does not give (it cannot be mapped, say because it gives
+        // a moderation power) are left out: Latchkey-wins compares only the roles it gives, and
+        // Discord-wins ignores every group with such a mapping.
+        let givable: BTreeSet<i64> = roles
+            .iter()
+            .filter(|r| r.not_given().is_none())
+            .map(|r| r.id)
+            .collect();
+        let refused_groups: BTreeSet<String> = mappings
+            .iter()
+            .filter(|(_, _, r)| !givable.contains(r))
+            .map(|(g, _, _)| g.clone())
+            .collect();
+        let mappings: Vec<(String, String, i64)> = mappings
+            .into_iter()
+            .filter(|(g, _, r)| {
+                if discord_wins {
+                    !refused_groups.contains(g)
+                } else {
+                    givable.contains(r)
+                }
+            })
+            .collect();
         let mut report = VerifyReport::default();
         // Discord id → local user, for linked users.
-        let linked: BTreeMap<u64, String> = linked
+        let linked: BTreeMap<u64, store::LinkedUser> = linked
             .into_iter()
-            .filter_map(|(user, subject)| Some((subject.parse::<u64>().ok()?, user)))
+            .filter_map(|user| Some((user.subject.parse::<u64>().ok()?, user)))
             .collect();
         report.linked = linked.len();
         let mapped_roles: BTreeSet<u64> = mappings
@@ -1536,9 +1949,8 @@ impl DiscordConnector {
             .collect();
         // The mapped roles each linked member holds in Discord.
         let mut held: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
-        let mut after = 0;
-        loop {
-            let page = api.members_page(after, MEMBERS_PAGE).await?;
+        let mut pages = MemberPages::new();
+        while let Some(page) = pages.next(api).await? {
             report.members += page.len();
             for member in &page {
                 if linked.contains_key(&member.user_id) {
@@ -1552,10 +1964,6 @@ impl DiscordConnector {
                             .collect(),
                     );
                 }
-            }
-            match page.last() {
-                Some(last) if page.len() == usize::from(MEMBERS_PAGE) => after = last.user_id,
-                _ => break,
             }
         }
         // Roles by group, and each user's groups among the mapped ones.
@@ -1584,29 +1992,40 @@ impl DiscordConnector {
         } else {
             let mut queue = Vec::new();
             for (discord_id, user) in &linked {
+                // Users who are not in the guild are left alone: verify never adds anyone.
+                let Some(has) = held.get(discord_id) else {
+                    continue;
+                };
+                // A deactivated user's groups give no role.
                 let wanted: BTreeSet<u64> = groups_of_user
-                    .get(user)
+                    .get(&user.user_id)
                     .into_iter()
                     .flatten()
+                    .filter(|_| user.is_active)
                     .filter_map(|g| roles_of_group.get(g))
                     .flatten()
                     .copied()
                     .collect();
-                let has = held.get(discord_id).cloned().unwrap_or_default();
-                for role in wanted.symmetric_difference(&has) {
-                    queue.push((user.clone(), i64::try_from(*role).unwrap_or_default()));
+                for role in wanted.symmetric_difference(has) {
+                    queue.push((
+                        user.user_id.clone(),
+                        i64::try_from(*role).unwrap_or_default(),
+                    ));
                 }
             }
-            report.queued = queue.len();
             if !queue.is_empty() {
-                self.db
+                report.queued = self
+                    .db
                     .write(move |conn| {
                         conn.transaction::<_, DiscordError, _>(|conn| {
                             let now = db::now();
+                            let mut queued = 0;
                             for (user, role) in &queue {
-                                store::queue(conn, user, *role, now)?;
+                                if store::queue(conn, user, *role, now, store::Cause::Verify)? {
+                                    queued += 1;
+                                }
                             }
-                            Ok(())
+                            Ok(queued)
                         })
                     })
                     .await?;
@@ -1633,22 +2052,17 @@ impl DiscordConnector {
             .read(move |conn| store::linked_users(conn, &provider).map_err(DiscordError::from))
             .await?
             .into_iter()
-            .filter_map(|(_, subject)| subject.parse().ok())
+            .filter_map(|user| user.subject.parse().ok())
             .collect();
         let mut fresh = Vec::new();
         let mut read = 0;
-        let mut after = 0;
-        loop {
-            let page = api.members_page(after, MEMBERS_PAGE).await?;
+        let mut pages = MemberPages::new();
+        while let Some(page) = pages.next(api).await? {
             read += page.len();
             for member in page.iter().filter(|m| linked.contains(&m.user_id)) {
                 if let Some(refresh) = profile_refresh(member) {
                     fresh.push((member.user_id, refresh));
                 }
-            }
-            match page.last() {
-                Some(last) if page.len() == usize::from(MEMBERS_PAGE) => after = last.user_id,
-                _ => break,
             }
         }
         let changed = self
@@ -1713,9 +2127,8 @@ impl DiscordConnector {
         let bot = BotStanding::of(api.guild(), &roles, &bot_roles);
         let position: HashMap<u64, i64> = roles.iter().map(|r| (r.id.get(), r.position)).collect();
         let mut report = NicknameReport::default();
-        let mut after = 0;
-        loop {
-            let page = api.members_page(after, MEMBERS_PAGE).await?;
+        let mut pages = MemberPages::new();
+        while let Some(page) = pages.next(api).await? {
             for member in &page {
                 let Some(fields) = names.get(&member.user_id) else {
                     continue;
@@ -1756,73 +2169,163 @@ impl DiscordConnector {
                     Err(e) => return Err(e.into()),
                 }
             }
-            match page.last() {
-                Some(last) if page.len() == usize::from(MEMBERS_PAGE) => after = last.user_id,
-                _ => break,
-            }
         }
         Ok(report)
     }
 
-    /// Discord wins: group memberships follow the linked members' mapped roles.
+    /// Discord wins: group memberships follow the linked members' mapped roles. A member is
+    /// put in a mapped group when they hold *every* role the group is mapped to, and taken out
+    /// when they lack one of them: one role given by hand in Discord never opens a group that
+    /// also gives other roles (which Latchkey would then give them). Never changed: the groups
+    /// of staff, superusers and deactivated accounts (counted as skipped), and a membership
+    /// whose group has a role with a change queued or failed for the user (Latchkey has yet to
+    /// make it in Discord: deferred). Each user's changes are one transaction through the
+    /// groups' store that re-reads the account and its memberships first.
     async fn pull_from_discord(
         &self,
-        linked: &BTreeMap<u64, String>,
+        linked: &BTreeMap<u64, store::LinkedUser>,
         held: &BTreeMap<u64, BTreeSet<u64>>,
         roles_of_group: &BTreeMap<String, BTreeSet<u64>>,
         groups_of_user: &BTreeMap<String, BTreeSet<String>>,
         report: &mut VerifyReport,
     ) -> Result<(), DiscordError> {
-        let mut changes: Vec<(String, String, bool)> = Vec::new();
         for (discord_id, user) in linked {
+            // Members who are not in the guild are left alone.
             let Some(roles) = held.get(discord_id) else {
                 continue;
             };
-            let member_of = groups_of_user.get(user);
-            for (group, group_roles) in roles_of_group {
-                let should = !roles.is_disjoint(group_roles);
-                let is = member_of.is_some_and(|g| g.contains(group));
-                if should != is {
-                    changes.push((group.clone(), user.clone(), should));
-                }
-            }
-        }
-        report.groups_added = changes.iter().filter(|c| c.2).count();
-        report.groups_removed = changes.len() - report.groups_added;
-        if changes.is_empty() {
-            return Ok(());
-        }
-        self.db
-            .write(move |conn| {
-                conn.transaction::<_, DiscordError, _>(|conn| {
-                    let now = db::now();
-                    for (group, user, add) in changes {
-                        let changed = if add {
-                            group_rows::add_member(conn, &group, &user, now)?
-                        } else {
-                            group_rows::remove_member(conn, &group, &user)?
-                        };
-                        if changed {
-                            let name = if add {
-                                "group.member_added"
-                            } else {
-                                "group.member_removed"
-                            };
-                            audit::record(
-                                conn,
-                                AuditEvent::new(name)
-                                    .by(&Actor::system())
-                                    .user(user)
-                                    .detail("group_id", group)
-                                    .detail("source", "discord"),
-                            )?;
-                        }
-                    }
-                    Ok(())
+            let member_of = groups_of_user.get(&user.user_id);
+            let changes: Vec<(String, BTreeSet<u64>, bool)> = roles_of_group
+                .iter()
+                .filter_map(|(group, group_roles)| {
+                    let should = !group_roles.is_empty() && group_roles.is_subset(roles);
+                    let is = member_of.is_some_and(|g| g.contains(group));
+                    (should != is).then(|| (group.clone(), group_roles.clone(), should))
                 })
-            })
-            .await
+                .collect();
+            if changes.is_empty() {
+                continue;
+            }
+            if !user.groups_follow_discord() {
+                report.skipped += 1;
+                continue;
+            }
+            let user_id = user.user_id.clone();
+            let done = self
+                .db
+                .write(move |conn| {
+                    conn.transaction::<_, DiscordError, _>(|conn| {
+                        pull_user(conn, &user_id, changes)
+                    })
+                })
+                .await?;
+            report.groups_added += done.added;
+            report.groups_removed += done.removed;
+            report.deferred += done.deferred;
+            report.skipped += usize::from(done.skipped);
+        }
+        Ok(())
     }
+}
+
+/// Mappable roles no group is mapped to whose name an existing group has, with that group's
+/// member count, by role position (highest first).
+fn name_clashes(conn: &mut db::DbConnection) -> Result<Vec<NameClash>, DiscordError> {
+    let mapped: BTreeSet<i64> = store::mappings(conn)?
+        .into_iter()
+        .map(|(_, _, r)| r)
+        .collect();
+    let groups = group_rows::all(conn)?;
+    let mut clashes = Vec::new();
+    for role in store::roles(conn)? {
+        if role.not_given().is_some() || mapped.contains(&role.id) {
+            continue;
+        }
+        let key = role.name.trim().to_lowercase();
+        if let Some(group) = groups.iter().find(|g| g.name_key == key) {
+            clashes.push(NameClash {
+                role_id: role.id,
+                role: role.name.clone(),
+                group_id: group.id.clone(),
+                group: group.name.clone(),
+                members: store::member_count(conn, &group.id)?,
+            });
+        }
+    }
+    Ok(clashes)
+}
+
+/// What one user's pull did.
+#[derive(Default)]
+struct Pulled {
+    added: usize,
+    removed: usize,
+    deferred: usize,
+    skipped: bool,
+}
+
+/// Makes `user_id`'s memberships what Discord says (`changes`: group, its roles, whether the
+/// user should be in it), inside the caller's transaction: the account is locked and read again
+/// (skipped unless an active ordinary account), and so are its memberships and its queued
+/// role changes.
+fn pull_user(
+    conn: &mut db::DbConnection,
+    user_id: &str,
+    changes: Vec<(String, BTreeSet<u64>, bool)>,
+) -> Result<Pulled, DiscordError> {
+    let mut done = Pulled::default();
+    let Some(account) = privileges::lock_target(conn, user_id)? else {
+        return Ok(done);
+    };
+    if !account.is_active || account.is_staff || account.is_superuser {
+        done.skipped = true;
+        return Ok(done);
+    }
+    let pending: BTreeSet<u64> = store::pending_check_roles(conn, user_id)?
+        .into_iter()
+        .filter_map(|r| u64::try_from(r).ok())
+        .collect();
+    let current: BTreeSet<String> = group_rows::of_user(conn, user_id)?
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    let now = db::now();
+    for (group, group_roles, add) in changes {
+        if !group_roles.is_disjoint(&pending) {
+            done.deferred += 1;
+            continue;
+        }
+        if current.contains(&group) == add {
+            continue;
+        }
+        let changed = if add {
+            group_rows::add_member(conn, &group, user_id, now)?
+        } else {
+            group_rows::remove_member(conn, &group, user_id)?
+        };
+        if !changed {
+            continue;
+        }
+        if add {
+            done.added += 1;
+        } else {
+            done.removed += 1;
+        }
+        let name = if add {
+            "group.member_added"
+        } else {
+            "group.member_removed"
+        };
+        audit::record(
+            conn,
+            AuditEvent::new(name)
+                .by(&Actor::system())
+                .user(user_id.to_owned())
+                .detail("group_id", group)
+                .detail("source", "discord"),
+        )?;
+    }
+    Ok(done)
 }
 
 /// The settings in effect: the console's row over `[discord]`; why they do not work, when
@@ -1837,14 +2340,12 @@ fn effective(base: &Base, row: Option<&ConnectorSettingsRow>) -> Result<Connecto
     .ok_or("choose the Discord sign-in provider on the Discord page (or set discord.provider)")?;
     let bot_token = match row.and_then(|r| r.bot_token_sealed.as_deref()) {
         Some(sealed) => {
-            let token = base
-                .sealer
-                .open(BOT_TOKEN_AAD, sealed)
-                .ok()
-                .and_then(|t| String::from_utf8(t).ok())
-                .ok_or("the bot token saved on the Discord page cannot be opened (was secrets.secret_key changed?): enter it again")?;
+            let api_base = api_base_of(base, provider.as_str());
+            let token =
+                open_bot_token(&base.sealer, sealed, &api_base).ok_or(TOKEN_FOR_ANOTHER_API)?;
             Some(SecretString::from(token))
         }
+        // The configuration's token: the operator sets both it and the API address.
         None => config.bot_token.clone(),
     }
     .ok_or("enter the bot token on the Discord page (or set discord.bot_token)")?;
@@ -1963,10 +2464,7 @@ fn build(base: &Base, settings: ConnectorSettings) -> Inner {
 
 impl Failure {
     fn from_db(e: &DbError) -> Self {
-        Self {
-            message: format!("storage: {e}"),
-            retry_after: Some(TimeDelta::zero()),
-        }
+        Self::retry(format!("storage: {e}"))
     }
 }
 
@@ -1996,13 +2494,11 @@ fn profile_refresh(member: &GuildMember) -> Option<ProfileRefresh> {
     })
 }
 
-/// `text` as stored and shown: control characters and bidirectional overrides (which can make a
-/// name read as another) dropped, at most `max` characters (as sign-ins clean Discord names).
+/// `text` as stored and shown: control characters, bidirectional controls and zero-width
+/// characters (which can make a name read as another) dropped, at most `max` characters.
 fn clean(text: &str, max: usize) -> String {
     text.chars()
-        .filter(|c| {
-            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-        })
+        .filter(|c| !crate::domain::nickname::is_hidden(*c))
         .take(max)
         .collect()
 }
@@ -2030,6 +2526,85 @@ mod tests {
     fn retries_double_from_thirty_seconds_to_an_hour() {
         let secs: Vec<i64> = (1..=9).map(|a| retry_delay(a).num_seconds()).collect();
         assert_eq!(secs, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+    }
+
+    #[test]
+    fn a_sealed_bot_token_opens_only_for_the_api_host_it_was_saved_for() {
+        let sealer = Sealer::new(&[7; 32], BOT_TOKEN_PURPOSE).expect("sealer");
+        let url = |u: &str| url::Url::parse(u).expect("url");
+        let fake = url("http://127.0.0.1:9000/api/v10");
+        let sealed = seal_bot_token(&sealer, "bot.token", &fake).expect("sealed");
+        assert!(sealed.starts_with("v2:"));
+        assert_eq!(
+            open_bot_token(&sealer, &sealed, &url("http://127.0.0.1:9000/api/v10/")).as_deref(),
+            Some("bot.token")
+        );
+        for other in [
+            "http://127.0.0.1:9001/api/v10",
+            "https://127.0.0.1:9000/api/v10",
+            "https://attacker.example/api/v10",
+            super::super::api::DISCORD_API,
+        ] {
+            assert_eq!(
+                open_bot_token(&sealer, &sealed, &url(other)),
+                None,
+                "{other}"
+            );
+        }
+        // A token sealed before the binding opens only for Discord's own API.
+        let legacy = sealer
+            .seal(LEGACY_BOT_TOKEN_AAD, b"old.token")
+            .expect("sealed");
+        assert_eq!(
+            open_bot_token(&sealer, &legacy, &url(super::super::api::DISCORD_API)).as_deref(),
+            Some("old.token")
+        );
+        assert_eq!(
+            open_bot_token(&sealer, &legacy, &url("https://attacker.example/api/v10")),
+            None
+        );
+    }
+
+    fn members(ids: &[u64]) -> Vec<GuildMember> {
+        ids.iter()
+            .map(|id| GuildMember {
+                user_id: *id,
+                username: format!("u{id}"),
+                discriminator: 0,
+                global_name: None,
+                avatar: None,
+                nick: None,
+                roles: Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn member_pages_must_move_forward_and_end() {
+        let mut pages = MemberPages::new();
+        pages.advance(&members(&[1, 2]), 2, 10).expect("full");
+        assert_eq!(pages.after, 2);
+        pages.advance(&members(&[3]), 2, 10).expect("last");
+        assert!(pages.done);
+        // A full page that does not end past `after` (a loop) stops the job.
+        let mut pages = MemberPages::new();
+        pages.advance(&members(&[5, 9]), 2, 10).expect("full");
+        let looped = pages.advance(&members(&[3, 9]), 2, 10).expect_err("loop");
+        assert!(looped.contains("did not move forward"), "{looped}");
+        assert!(pages.done);
+        // Pages that always move forward stop at the cap.
+        let mut pages = MemberPages::new();
+        let mut id = 0;
+        let mut outcome = Ok(());
+        for _ in 0..10 {
+            id += 2;
+            outcome = pages.advance(&members(&[id - 1, id]), 2, 10);
+            if outcome.is_err() {
+                break;
+            }
+        }
+        assert!(outcome.expect_err("capped").contains("past 10 pages"));
+        assert_eq!(pages.pages, 10);
     }
 
     #[test]

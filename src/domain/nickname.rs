@@ -3,10 +3,30 @@
 //! `{discord_global_name}` — checked once when the settings are read ([`NicknameTemplate::parse`])
 //! and rendered per member ([`NicknameTemplate::render`]) into what Discord accepts as a
 //! nickname: 1 to 32 characters (Discord's "Modify Guild Member": `nick`), no control
-//! characters or bidirectional overrides, spaces collapsed.
+//! characters, bidirectional controls or zero-width characters ([`is_hidden`]), spaces
+//! collapsed. Members' own Discord names (`{discord_username}`, `{discord_global_name}`) and
+//! users' profile names feed it: what cannot be seen is dropped so that no nickname reads as
+//! another's.
 
 /// Discord's longest nickname, in characters.
 pub const MAX_NICK_CHARS: usize = 32;
+
+/// Whether `c` is a character that changes how a name reads without being seen: a control
+/// character, a bidirectional control (U+061C, U+200E–U+200F, U+202A–U+202E, U+2066–U+2069)
+/// or a zero-width or invisible one (U+200B–U+200D, U+2060–U+2064, U+FEFF).
+#[must_use]
+pub fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200b}'..='\u{200f}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{feff}'
+        )
+}
 
 /// The fields a template may name.
 pub const FIELDS: [&str; 5] = [
@@ -127,9 +147,9 @@ impl NicknameTemplate {
         &self.source
     }
 
-    /// The nickname for `fields`: control characters and bidirectional overrides dropped,
-    /// runs of spaces made one, trimmed, cut to [`MAX_NICK_CHARS`]; `None` when nothing is
-    /// left (the member keeps their nickname).
+    /// The nickname for `fields`: hidden characters ([`is_hidden`]: control, bidirectional
+    /// and zero-width characters) dropped, runs of spaces made one, trimmed, cut to
+    /// [`MAX_NICK_CHARS`]; `None` when nothing is left (the member keeps their nickname).
     #[must_use]
     pub fn render(&self, fields: &NicknameFields) -> Option<String> {
         let mut raw = String::new();
@@ -139,12 +159,7 @@ impl NicknameTemplate {
                 Piece::Field(f) => raw.push_str(fields.get(*f)),
             }
         }
-        let cleaned: String = raw
-            .chars()
-            .filter(|c| {
-                !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-            })
-            .collect();
+        let cleaned: String = raw.chars().filter(|c| !is_hidden(*c)).collect();
         let nick: String = cleaned
             .split_whitespace()
             .collect::<Vec<_>>()
@@ -194,6 +209,17 @@ mod tests {
         assert_eq!(t.render(&hostile).as_deref(), Some("Ann x"));
         let empty = NicknameFields::default();
         assert_eq!(t.render(&empty), None, "nothing to set");
+        let invisible = NicknameFields {
+            first_name:
+                "A\u{200b}n\u{200c}n\u{200d}\u{200e}\u{200f}\u{2060}\u{feff}\u{061c}\u{2066}".into(),
+            ..ann()
+        };
+        assert_eq!(t.render(&invisible).as_deref(), Some("Ann"));
+        let only_invisible = NicknameFields {
+            first_name: "\u{200b}\u{feff}".into(),
+            ..ann()
+        };
+        assert_eq!(t.render(&only_invisible), None);
     }
 
     #[test]

@@ -735,6 +735,13 @@ impl Upstream {
                             "This is your only way to sign in: set a password first (\"Forgot your password?\" on the sign-in page sends a link), then unlink it.".to_owned(),
                         ));
                     }
+                    // The Discord account keeps nothing the user's groups gave it.
+                    crate::db::discord_connector::queue_removals_for_link(
+                        conn,
+                        &user_id,
+                        &provider_id,
+                        db::now(),
+                    )?;
                     upstream_links::delete(conn, &user_id, &provider_id)?;
                     cut_off(conn, &user_id, &provider_id)?;
                     record(conn, "upstream.unlinked", &user_id, &provider_id, ip)?;
@@ -770,6 +777,12 @@ impl Upstream {
                     let target = privileges::lock_target(conn, &user_id)?
                         .ok_or(LinkRemovalError::NotFound)?;
                     privileges::check_may_change::<LinkRemovalError>(conn, &actor, &target)?;
+                    crate::db::discord_connector::queue_removals_for_link(
+                        conn,
+                        &user_id,
+                        &provider_id,
+                        db::now(),
+                    )?;
                     if !upstream_links::delete(conn, &user_id, &provider_id)? {
                         return Ok(false);
                     }
@@ -864,12 +877,18 @@ pub enum FreshTokensError {
     /// No such provider, or not one of kind `discord`.
     #[error("{0}")]
     Provider(String),
+    /// Another node is refreshing these tokens right now; try again shortly.
+    #[error("another node is refreshing the user's kept tokens; trying again shortly")]
+    Busy,
 }
 
 impl Upstream {
     /// The tokens kept from `user_id`'s latest sign-in at the Discord provider `provider_id`,
     /// refreshed first (RFC 6749 §6) when the access token has expired or expires within a
-    /// minute; the refreshed tokens are sealed in place of the old ones. `None` when the user
+    /// minute; the refreshed tokens are sealed in place of the old ones. One node refreshes a
+    /// link's tokens at a time (a lease on the link, claimed with one conditional `UPDATE`,
+    /// and the tokens read again once it is held): Discord rotates refresh tokens, so a second
+    /// refresh with the same one would be refused and drop the tokens the first stored. `None` when the user
     /// has no link there or no tokens were kept (or had no refresh token left to renew an
     /// expired access token with). A refused refresh drops the kept tokens, so that the link
     /// shows it needs a fresh sign-in. For the Discord connector's `guilds.join`.
@@ -884,11 +903,68 @@ impl Upstream {
         let Some(tokens) = self.kept_tokens(user_id, provider_id).await? else {
             return Ok(None);
         };
+        if still_fresh(&tokens, db::now()) {
+            return Ok(Some(tokens));
+        }
+        if tokens.refresh_token.is_none() {
+            return Ok(None);
+        }
+        if !self
+            .provider(provider_id)
+            .is_ok_and(|p| p.kind == ProviderKind::Discord)
+        {
+            return Err(FreshTokensError::Provider(format!(
+                "there is no enabled Discord provider called {provider_id:?}"
+            )));
+        }
+        let (user, provider) = (user_id.to_owned(), provider_id.to_owned());
+        let links = self
+            .db
+            .read(move |conn| upstream_links::for_user(conn, &user).map_err(DbError::from))
+            .await
+            .map_err(KeptTokensError::from)?;
+        let Some(link) = links.into_iter().find(|l| l.provider_id == provider) else {
+            return Ok(None);
+        };
+        // One node refreshes at a time (Discord rotates refresh tokens: a second refresh with
+        // the same one is refused, and would drop what the first stored).
+        let (id, now) = (link.id.clone(), db::now());
+        let claimed = self
+            .db
+            .write(move |conn| {
+                upstream_links::claim_token_refresh(conn, &id, now, now + TOKEN_REFRESH_LEASE)
+                    .map_err(DbError::from)
+            })
+            .await
+            .map_err(KeptTokensError::from)?;
+        if !claimed {
+            return Err(FreshTokensError::Busy);
+        }
+        let refreshed = self.refresh_claimed(user_id, provider_id, &link).await;
+        let id = link.id.clone();
+        let ended = self
+            .db
+            .write(move |conn| upstream_links::end_token_refresh(conn, &id).map_err(DbError::from))
+            .await;
+        let tokens = refreshed?;
+        ended.map_err(KeptTokensError::from)?;
+        Ok(tokens)
+    }
+
+    /// [`Self::fresh_kept_tokens`] once this node holds the link's refresh: the tokens are read
+    /// again (another node may have refreshed them just before), then refreshed if they still
+    /// need it.
+    async fn refresh_claimed(
+        &self,
+        user_id: &str,
+        provider_id: &str,
+        link: &LinkRow,
+    ) -> Result<Option<UpstreamTokens>, FreshTokensError> {
+        let Some(tokens) = self.kept_tokens(user_id, provider_id).await? else {
+            return Ok(None);
+        };
         let now = db::now();
-        let fresh = tokens
-            .expires_at
-            .is_none_or(|at| at > now + chrono::TimeDelta::seconds(60));
-        if fresh {
+        if still_fresh(&tokens, now) {
             return Ok(Some(tokens));
         }
         let Some(refresh) = &tokens.refresh_token else {
@@ -908,15 +984,6 @@ impl Upstream {
             .rp
             .refresh_discord(&provider, refresh, now.and_utc().timestamp())
             .await;
-        let (user, provider_id) = (user_id.to_owned(), provider_id.to_owned());
-        let links = self
-            .db
-            .read(move |conn| upstream_links::for_user(conn, &user).map_err(DbError::from))
-            .await
-            .map_err(KeptTokensError::from)?;
-        let Some(link) = links.into_iter().find(|l| l.provider_id == provider_id) else {
-            return Ok(None);
-        };
         match refreshed {
             Ok(tokens) => {
                 let (access, refresh) = self
@@ -939,7 +1006,7 @@ impl Upstream {
             }
             Err(UpstreamError::Invalid(_)) => {
                 let (id, user_id) = (link.id.clone(), link.user_id.clone());
-                let provider = provider_id.clone();
+                let provider = provider_id.to_owned();
                 self.db
                     .write(move |conn| {
                         conn.transaction::<_, diesel::result::Error, _>(|conn| {
@@ -960,6 +1027,17 @@ impl Upstream {
             Err(e) => Err(FreshTokensError::Unreachable(e.to_string())),
         }
     }
+}
+
+/// How long a node holds a link's token refresh (longer than the refresh's HTTP timeout).
+const TOKEN_REFRESH_LEASE: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// Whether kept `tokens` can be used as they are at `now`: no expiry, or more than a minute
+/// left.
+fn still_fresh(tokens: &UpstreamTokens, now: chrono::NaiveDateTime) -> bool {
+    tokens
+        .expires_at
+        .is_none_or(|at| at > now + chrono::TimeDelta::seconds(60))
 }
 
 /// Why an administrator's removal of a link failed ([`Upstream::remove_link`]).
@@ -1099,7 +1177,11 @@ fn insert_link(
             picture: identity.picture.clone(),
         },
     )?;
-    keep(conn, &id, brought, false, now)
+    keep(conn, &id, brought, false, now)?;
+    if identity.discord.is_some() {
+        crate::db::discord_connector::requeue_sign_in_failures(conn, user_id, now)?;
+    }
+    Ok(())
 }
 
 /// Records a sign-in through `link`: the provider's current names and address, and what comes
@@ -1124,7 +1206,12 @@ fn touch(
         ),
     )?;
     let had_tokens = link.access_token_sealed.is_some() || link.refresh_token_sealed.is_some();
-    keep(conn, &link.id, brought, had_tokens, now)
+    keep(conn, &link.id, brought, had_tokens, now)?;
+    if brought.0.discord.is_some() {
+        // Role changes given up for want of a usable guilds.join token try the new one.
+        crate::db::discord_connector::requeue_sign_in_failures(conn, &link.user_id, now)?;
+    }
+    Ok(())
 }
 
 /// Keeps what a sign-in brings beside the link `link_id`, in the sign-in's transaction: the

@@ -25,7 +25,12 @@ fn test_secret() -> Vec<u8> {
 
 /// A server whose Discord provider and connector talk to `fake`.
 pub(crate) async fn connector_app(fake: &DiscordFake, remote_priority: bool) -> TestApp {
-    spawn_app_with(&format!(
+    spawn_app_with(&connector_config(fake, remote_priority)).await
+}
+
+/// The settings of [`connector_app`].
+fn connector_config(fake: &DiscordFake, remote_priority: bool) -> String {
+    format!(
         r#"
 [upstream.discord]
 kind = "discord"
@@ -44,8 +49,7 @@ invite_link = "https://discord.gg/latchkey"
 remote_priority = {remote_priority}
 "#,
         fake.uri
-    ))
-    .await
+    )
 }
 
 /// Creates local user `username`, and links Discord user `discord_id` to it through the Linked
@@ -454,13 +458,19 @@ async fn an_expired_token_is_refreshed_before_joining_and_a_dead_one_asks_for_a_
         page.contains("Join the server: <a href=\"https://discord.gg/latchkey\""),
         "{page}"
     );
-    // She does; the next verify adds her to the server, and the page stops asking.
+    // She does: the sign-in queues the change again, the worker adds her to the server with
+    // the new token, and the page stops asking.
     fake.set_token_lifetime(604_800);
     let eve_browser = link_discord(&app, "eve", 1005).await;
     let (_, page) = eve_browser.get("/account/").await;
     assert!(!page.contains("Sign in with Discord again"), "{page}");
-    let report = app.services.discord.verify_all().await.expect("verified");
-    assert_eq!(report.applied.joined, 1, "{report}");
+    assert_eq!(
+        queue_counts(&app).await,
+        (1, 0),
+        "queued again by the sign-in"
+    );
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.joined, 1, "{report}");
     assert_eq!(fake.roles_of(1005), Some([RAIDERS].into()));
 }
 
@@ -529,8 +539,11 @@ async fn refusals_are_not_retried_and_outages_are_retried_later() {
         ResponseTemplate::new(403)
             .set_body_json(serde_json::json!({"code": 50013, "message": "Missing Permissions"})),
     );
-    let report = app.services.discord.apply_queued().await.expect("applied");
-    assert_eq!(report.failed, 1, "{report}");
+    // A missing permission gives the change up and stops the run.
+    match app.services.discord.apply_queued().await {
+        Err(DiscordError::Stopped(why)) => assert!(why.contains("Missing Permissions"), "{why}"),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(fake.role_calls().len(), 1, "a 403 is not sent again");
     assert_eq!(queue_counts(&app).await, (0, 1));
     // Queued again (an admin re-adds the user): it goes through.
@@ -632,7 +645,8 @@ async fn verify_makes_discord_follow_the_groups_when_latchkey_wins() {
     let app = connector_app(&fake, false).await;
     let group = mapped_group(&app, "Raiders", RAIDERS).await;
     // Ivy is in the group but Discord lost her role; Jack has it by hand but is in no group;
-    // Kim has only an unmapped role; Liam should have it and is not in the server.
+    // Kim has only an unmapped role; Liam should have it and is not in the server (verify
+    // leaves him alone: he joins with the invite link, or at his next membership change).
     linked_user(&app, &fake, "ivy", 3001).await;
     linked_user(&app, &fake, "jack", 3002).await;
     linked_user(&app, &fake, "kim", 3003).await;
@@ -666,11 +680,16 @@ async fn verify_makes_discord_follow_the_groups_when_latchkey_wins() {
     let report = app.services.discord.verify_all().await.expect("verified");
     assert_eq!(report.linked, 4, "{report}");
     assert_eq!(report.members, 1_204, "{report}");
-    assert_eq!(report.queued, 3, "{report}");
+    assert_eq!(report.queued, 2, "{report}");
     assert_eq!(fake.roles_of(3001), Some([RAIDERS].into()));
     assert_eq!(fake.roles_of(3002), Some([HANDMADE].into()));
     assert_eq!(fake.roles_of(3003), Some([HANDMADE].into()));
-    assert_eq!(fake.roles_of(3004), Some([RAIDERS].into()), "joined");
+    assert_eq!(
+        fake.roles_of(3004),
+        None,
+        "verify never adds anyone to the server"
+    );
+    assert!(fake.joins().is_empty());
     assert_eq!(
         fake.roles_of(10_500),
         Some([RAIDERS].into()),
@@ -775,7 +794,11 @@ async fn the_console_page_tests_syncs_and_maps_for_superusers_only() {
     assert!(page.contains("7 roles were read from Discord."), "{page}");
     assert!(page.contains("Cannot be mapped: managed by an integration"));
     assert!(
-        page.contains("Cannot be mapped: at or above the bot&#39;s highest role"),
+        page.contains("Cannot be mapped: gives Administrator"),
+        "{page}"
+    );
+    assert!(
+        page.contains("at or above the bot&#39;s highest role"),
         "{page}"
     );
 
@@ -812,7 +835,7 @@ async fn the_console_page_tests_syncs_and_maps_for_superusers_only() {
     assert_eq!(location(&created), "/admin/discord/");
     let (_, page) = root.get("/admin/discord/").await;
     assert!(
-        page.contains("2 groups were mapped to roles of the same name."),
+        page.contains("2 groups were created and mapped to roles of the same name."),
         "{page}"
     );
     assert!(app
@@ -945,6 +968,13 @@ async fn the_command_line_runs_the_connectors_jobs() {
         String::from_utf8_lossy(&verify.stderr)
     );
     assert!(out.contains("0 role changes queued"), "{out}");
+    let refused = run(&["discord", "remote-sync"]).await;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("only when Discord's roles win"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     let off = tokio::task::spawn_blocking({
         let db = app.db_url.clone();
         move || {
@@ -1028,12 +1058,8 @@ async fn the_connectors_jobs_run_on_the_scheduler_one_node_per_slot() {
         })
         .collect();
     runs.sort();
-    let mut all = [
-        APPLY_ROLE_CHANGES,
-        VERIFY_ALL,
-        REMOTE_SYNC_ALL,
-        SYNC_ACCOUNTS,
-    ];
+    // The remote sync is off by default (it runs only when Discord's roles win).
+    let mut all = [APPLY_ROLE_CHANGES, VERIFY_ALL, SYNC_ACCOUNTS];
     all.sort_unstable();
     assert_eq!(runs, all, "each slot ran once");
     assert_eq!(fake.roles_of(5001), Some([RAIDERS].into()));
@@ -1139,12 +1165,89 @@ async fn a_change_held_by_a_node_that_died_is_applied_by_another_once_its_claim_
 }
 
 #[tokio::test]
-async fn remote_sync_makes_the_groups_follow_discord_whatever_the_priority() {
+async fn remote_sync_runs_only_when_discord_wins_and_then_makes_the_groups_follow_discord() {
+    use latchkey::discord::jobs::{self, REMOTE_SYNC_ALL};
     let fake = DiscordFake::start().await;
     let app = connector_app(&fake, false).await;
+    let settings = app.services.discord.settings().cloned().expect("on");
+    assert_eq!(settings.remote_sync_interval, None, "off by default");
     let group = mapped_group(&app, "Raiders", RAIDERS).await;
     let pia = linked_user(&app, &fake, "pia", 7001).await;
     fake.add_member(7001, &[RAIDERS]);
+    // Latchkey wins: the remote sync refuses, and says why; nothing changes.
+    match app.services.discord.remote_sync_all().await {
+        Err(DiscordError::Invalid(why)) => {
+            assert!(why.contains("only when Discord's roles win"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let (_, members) = app
+        .services
+        .groups
+        .find(&group)
+        .await
+        .expect("db")
+        .expect("group");
+    assert!(members.is_empty());
+    // On the scheduler (Run now) the job fails visibly.
+    let mut node = latchkey::scheduler::Scheduler::new(
+        app.services.db.clone(),
+        &latchkey::config::SchedulerSettings {
+            enabled: true,
+            cleanup_interval: None,
+            retry: std::time::Duration::from_secs(30),
+            lease: std::time::Duration::from_secs(60),
+        },
+    );
+    jobs::register(&mut node, &app.services.discord, &settings).expect("registered");
+    node.run_due().await.expect("pass");
+    app.services
+        .db
+        .write(|conn| {
+            latchkey::db::jobs::pull_forward(conn, REMOTE_SYNC_ALL, latchkey::db::now())
+                .map_err(DbError::from)
+        })
+        .await
+        .expect("due");
+    let runs = node.run_due().await.expect("pass");
+    let run = runs
+        .iter()
+        .find(|r| r.name == REMOTE_SYNC_ALL)
+        .expect("ran");
+    assert!(run.outcome.is_err(), "{run:?}");
+    let row = app
+        .services
+        .db
+        .read(|conn| latchkey::db::jobs::all(conn).map_err(DbError::from))
+        .await
+        .expect("rows")
+        .into_iter()
+        .find(|r| r.name == REMOTE_SYNC_ALL)
+        .expect("row");
+    assert!(row
+        .last_error
+        .as_deref()
+        .is_some_and(|e| e.contains("only when Discord's roles win")));
+
+    // Discord wins: the member's mapped role puts them in the group. (The scheduler's verify
+    // took the role Latchkey's groups do not give; a moderator gives it again.)
+    fake.add_member(7001, &[RAIDERS]);
+    let calls = fake.role_calls().len();
+    app.create_staff("root").await;
+    let root = app.visitor("root").await;
+    let (_, page) = root.get("/admin/discord/").await;
+    let saved = root
+        .post_with_csrf_of(
+            &page,
+            "/admin/discord/settings/",
+            &[
+                ("provider", "discord"),
+                ("guild_id", &GUILD.to_string()),
+                ("remote_priority", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(location(&saved), "/admin/discord/");
     let report = app
         .services
         .discord
@@ -1164,8 +1267,136 @@ async fn remote_sync_makes_the_groups_follow_discord_whatever_the_priority() {
         .expect("db")
         .expect("group");
     assert!(members.iter().any(|m| m.id == pia));
-    assert!(fake.role_calls().is_empty(), "nothing pushed to Discord");
+    assert_eq!(fake.role_calls().len(), calls, "nothing pushed to Discord");
     assert_eq!(queue_counts(&app).await, (0, 0), "nothing queued back");
+}
+
+#[tokio::test]
+async fn discord_wins_only_with_every_role_of_a_group_and_never_for_admins_or_deactivated_accounts()
+{
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, true).await;
+    // Officers give Raiders and Scouts; Scouting gives Scouts.
+    let officers = mapped_group(&app, "Officers", RAIDERS).await;
+    assert!(app
+        .services
+        .discord
+        .map_role(
+            &Actor::system(),
+            &officers,
+            i64::try_from(SCOUTS).expect("i64")
+        )
+        .await
+        .expect("mapped"));
+    let scouting = mapped_group(&app, "Scouting", SCOUTS).await;
+    // Olaf is an officer whose Discord account has lost Scouts.
+    let olaf = linked_user(&app, &fake, "olaf", 1306).await;
+    fake.add_member(1306, &[]);
+    app.services
+        .groups
+        .add_member(&Actor::system(), &officers, "olaf")
+        .await
+        .expect("added");
+    app.services.discord.apply_queued().await.expect("applied");
+    fake.add_member(1306, &[RAIDERS]);
+    // Mo was given Raiders by a Discord moderator (maybe himself): one role of two.
+    let mo = linked_user(&app, &fake, "mo", 1301).await;
+    fake.add_member(1301, &[RAIDERS, HANDMADE]);
+    // Nia holds both.
+    let nia = linked_user(&app, &fake, "nia", 1302).await;
+    fake.add_member(1302, &[RAIDERS, SCOUTS]);
+    // A staff member, a superuser and a deactivated account hold both too.
+    let sid = app.create_plain_staff("sid").await.id;
+    let sue = app.create_staff("sue").await.id;
+    let ina = app.create_user("ina").await.id;
+    for (name, id) in [("sid", 1303), ("sue", 1304), ("ina", 1305)] {
+        fake.add_user(id, name);
+        link_discord(&app, name, id).await;
+        fake.add_member(id, &[RAIDERS, SCOUTS]);
+    }
+    app.deactivate(&ina).await;
+
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(
+        (report.groups_added, report.groups_removed, report.skipped),
+        (2, 1, 3),
+        "{report}"
+    );
+    let members = |group: String| {
+        let app = &app;
+        async move {
+            let (_, members) = app
+                .services
+                .groups
+                .find(&group)
+                .await
+                .expect("db")
+                .expect("group");
+            members.into_iter().map(|m| m.id).collect::<Vec<_>>()
+        }
+    };
+    let officers_now = members(officers.clone()).await;
+    assert_eq!(officers_now, [nia.as_str()], "only Nia holds every role");
+    assert!(!officers_now.contains(&mo), "one role of two is not enough");
+    assert!(
+        !officers_now.contains(&olaf),
+        "lacking one role takes him out"
+    );
+    let scouting_now = members(scouting).await;
+    assert_eq!(scouting_now, [nia.as_str()]);
+    for id in [&sid, &sue, &ina] {
+        assert!(!officers_now.contains(id));
+    }
+    // Nothing was pushed to Discord: Mo keeps his hand-given role and gets no Scouts.
+    assert_eq!(fake.roles_of(1301), Some([RAIDERS, HANDMADE].into()));
+    let again = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(
+        (again.groups_added, again.groups_removed),
+        (0, 0),
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn discord_wins_does_not_undo_a_membership_change_waiting_to_be_applied() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, true).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let pia = linked_user(&app, &fake, "pia", 1401).await;
+    fake.add_member(1401, &[]);
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "pia")
+        .await
+        .expect("added");
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(fake.roles_of(1401), Some([RAIDERS].into()));
+    // An admin takes Pia out; verify runs before the worker has taken the role.
+    app.services
+        .groups
+        .remove_member(&Actor::system(), &group, &pia)
+        .await
+        .expect("removed");
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(
+        (report.groups_added, report.deferred),
+        (0, 1),
+        "not put back: {report}"
+    );
+    // (verify applies the queue after the comparison when Latchkey wins only; Discord wins
+    // here, so the worker takes the role on its own run.)
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(fake.roles_of(1401), Some([].into()));
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!((report.groups_added, report.deferred), (0, 0), "{report}");
+    let (_, members) = app
+        .services
+        .groups
+        .find(&group)
+        .await
+        .expect("db")
+        .expect("group");
+    assert!(members.is_empty());
 }
 
 #[tokio::test]
@@ -1796,4 +2027,940 @@ async fn job_schedules_and_the_nickname_template_are_set_on_the_discord_page_for
         !day_later.contains(&ENFORCE_NICKNAMES.to_owned()),
         "{day_later:?}"
     );
+}
+
+/// Queued changes as stored, oldest due first.
+async fn queued_rows(app: &TestApp) -> Vec<discord_connector::RoleChangeRow> {
+    app.services
+        .db
+        .read(|conn| {
+            use diesel::prelude::*;
+            use latchkey::db::schema::discord_role_changes as c;
+            c::table
+                .order((c::next_attempt_at.asc(), c::id.asc()))
+                .select(discord_connector::RoleChangeRow::as_select())
+                .load(conn)
+                .map_err(DbError::from)
+        })
+        .await
+        .expect("rows")
+}
+
+#[tokio::test]
+async fn unlinking_a_discord_account_takes_its_mapped_roles_and_a_new_link_does_not_keep_them() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let ann = linked_user(&app, &fake, "ann", 1101).await;
+    fake.add_member(1101, &[HANDMADE]);
+    let raiders = mapped_group(&app, "Raiders", RAIDERS).await;
+    mapped_group(&app, "Scouts", SCOUTS).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &raiders, "ann")
+        .await
+        .expect("added");
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(fake.roles_of(1101), Some([RAIDERS, HANDMADE].into()));
+
+    // Ann unlinks account A on her Linked accounts page: a removal per mapped role is queued
+    // in the unlink's transaction, carrying A's id.
+    let visitor = app.visitor("ann").await;
+    let (_, page) = visitor.get("/account/linked/").await;
+    let unlinked = visitor
+        .post_with_csrf_of(&page, "/account/linked/discord/unlink/", &[])
+        .await;
+    assert_eq!(unlinked.status(), StatusCode::SEE_OTHER);
+    let rows = queued_rows(&app).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows
+        .iter()
+        .all(|r| r.is_removal() && r.discord_user_id == Some(1101)));
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!((report.removed, report.unchanged), (1, 1), "{report}");
+    assert_eq!(
+        fake.roles_of(1101),
+        Some([HANDMADE].into()),
+        "the mapped role is gone, the hand-given one stays"
+    );
+    let removed = app.audit_events("discord.role_removed").await;
+    assert_eq!(removed[0].user_id.as_deref(), Some(ann.as_str()));
+    assert!(fake
+        .role_calls()
+        .iter()
+        .any(|(m, user, role, reason)| m == "DELETE"
+            && *user == 1101
+            && *role == RAIDERS
+            && reason.as_deref().is_some_and(|r| r.contains("unlinked"))));
+
+    // She links account B, a member: B gets the role her groups give, A does not get it back.
+    fake.add_user(1102, "ann-b");
+    fake.add_member(1102, &[]);
+    link_discord(&app, "ann", 1102).await;
+    app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(fake.roles_of(1102), Some([RAIDERS].into()));
+    assert_eq!(fake.roles_of(1101), Some([HANDMADE].into()));
+}
+
+#[tokio::test]
+async fn an_admin_removing_a_link_or_deleting_the_user_takes_the_mapped_roles_away() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    app.create_staff("root").await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let mut ids = Vec::new();
+    for (name, discord_id) in [("bob", 1201), ("cleo", 1202), ("dana", 1203)] {
+        ids.push(linked_user(&app, &fake, name, discord_id).await);
+        fake.add_member(discord_id, &[HANDMADE]);
+        app.services
+            .groups
+            .add_member(&Actor::system(), &group, name)
+            .await
+            .expect("added");
+    }
+    app.services.discord.apply_queued().await.expect("applied");
+    for id in [1201, 1202, 1203] {
+        assert_eq!(fake.roles_of(id), Some([RAIDERS, HANDMADE].into()));
+    }
+    let root = app.visitor("root").await;
+
+    // The console removes Bob's link (a compromised Discord account, say).
+    let (_, page) = root.get(&format!("/admin/users/{}/", ids[0])).await;
+    let removed = root
+        .post_with_csrf_of(
+            &page,
+            &format!("/admin/users/{}/links/discord/remove/", ids[0]),
+            &[],
+        )
+        .await;
+    assert_eq!(removed.status(), StatusCode::SEE_OTHER);
+    // Cleo leaves the company: her account is deleted; the removals outlive her.
+    let delete = format!("/admin/users/{}/delete/", ids[1]);
+    let (_, confirm) = root.get(&delete).await;
+    let deleted = root.post_with_csrf_of(&confirm, &delete, &[]).await;
+    assert_eq!(deleted.status(), StatusCode::SEE_OTHER);
+    let rows = queued_rows(&app).await;
+    let cleo: Vec<_> = rows
+        .iter()
+        .filter(|r| r.discord_user_id == Some(1202))
+        .collect();
+    assert_eq!(cleo.len(), 1, "{rows:?}");
+    assert_eq!(cleo[0].user_id, None, "her user is gone, the removal stays");
+    // Dana's link is removed, and she links the same account again before the worker runs:
+    // her groups still give the role, so it stays.
+    let (_, page) = root.get(&format!("/admin/users/{}/", ids[2])).await;
+    root.post_with_csrf_of(
+        &page,
+        &format!("/admin/users/{}/links/discord/remove/", ids[2]),
+        &[],
+    )
+    .await;
+    link_discord(&app, "dana", 1203).await;
+
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.removed, 2, "{report}");
+    assert_eq!(fake.roles_of(1201), Some([HANDMADE].into()));
+    assert_eq!(fake.roles_of(1202), Some([HANDMADE].into()));
+    assert_eq!(fake.roles_of(1203), Some([RAIDERS, HANDMADE].into()));
+    assert_eq!(queue_counts(&app).await, (0, 0));
+    // The console lists what failed for a deleted user by its Discord id.
+    let (status, _) = root.get("/admin/discord/").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn verify_never_pulls_back_a_member_who_left_and_deactivated_users_are_never_joined() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let raiders = mapped_group(&app, "Raiders", RAIDERS).await;
+    let scouts = mapped_group(&app, "Scouts", SCOUTS).await;
+    linked_user(&app, &fake, "kai", 1501).await;
+    fake.add_member(1501, &[]);
+    app.services
+        .groups
+        .add_member(&Actor::system(), &raiders, "kai")
+        .await
+        .expect("added");
+    app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(fake.roles_of(1501), Some([RAIDERS].into()));
+    // Kai leaves the server (or is kicked): verify, run after run, leaves him out.
+    fake.remove_member(1501);
+    for _ in 0..2 {
+        let report = app.services.discord.verify_all().await.expect("verified");
+        assert_eq!(report.queued, 0, "{report}");
+    }
+    assert_eq!(fake.roles_of(1501), None);
+    assert!(fake.joins().is_empty());
+    // A membership change is what adds him again, with every role his groups give.
+    app.services
+        .groups
+        .add_member(&Actor::system(), &scouts, "kai")
+        .await
+        .expect("added");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.joined, 1, "{report}");
+    assert_eq!(fake.roles_of(1501), Some([RAIDERS, SCOUTS].into()));
+
+    // Lea's account is deactivated: a membership change neither joins her nor refreshes her
+    // expired token.
+    fake.set_token_lifetime(1);
+    let lea = linked_user(&app, &fake, "lea", 1502).await;
+    app.create_staff("root").await;
+    let root = app.visitor("root").await;
+    let (_, page) = root.get(&format!("/admin/users/{lea}/")).await;
+    let off = root
+        .post_with_csrf_of(
+            &page,
+            &format!("/admin/users/{lea}/flags/"),
+            &[("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(off.status(), StatusCode::SEE_OTHER);
+    assert!(!app.stored_user(&lea).await.is_active);
+    app.services
+        .groups
+        .add_member(&Actor::system(), &raiders, "lea")
+        .await
+        .expect("added");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!((report.joined, report.unchanged), (0, 1), "{report}");
+    assert_eq!(fake.roles_of(1502), None);
+    assert_eq!(fake.refreshes(), 0, "her token is not refreshed");
+}
+
+#[tokio::test]
+async fn deactivation_takes_the_mapped_roles_and_reactivation_gives_them_back() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let mia = linked_user(&app, &fake, "mia", 1601).await;
+    fake.add_member(1601, &[HANDMADE]);
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "mia")
+        .await
+        .expect("added");
+    app.services.discord.apply_queued().await.expect("applied");
+    app.create_staff("root").await;
+    let root = app.visitor("root").await;
+    let flags = |fields: Vec<(&'static str, &'static str)>| {
+        let (root, mia) = (&root, mia.clone());
+        async move {
+            let (_, page) = root.get(&format!("/admin/users/{mia}/")).await;
+            let saved = root
+                .post_with_csrf_of(&page, &format!("/admin/users/{mia}/flags/"), &fields)
+                .await;
+            assert_eq!(saved.status(), StatusCode::SEE_OTHER);
+        }
+    };
+    flags(vec![("confirm", "yes")]).await;
+    assert_eq!(
+        queue_counts(&app).await,
+        (1, 0),
+        "queued with the deactivation"
+    );
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.removed, 1, "{report}");
+    assert_eq!(fake.roles_of(1601), Some([HANDMADE].into()));
+    // Verify agrees: a deactivated account's groups give nothing.
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(report.queued, 0, "{report}");
+    // Her memberships stayed: reactivating gives the role back.
+    flags(vec![("is_active", "on")]).await;
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.added, 1, "{report}");
+    assert_eq!(fake.roles_of(1601), Some([RAIDERS, HANDMADE].into()));
+}
+
+#[tokio::test]
+async fn a_missing_permission_stops_the_run_and_verify_does_not_repeat_a_refusal_for_a_day() {
+    use latchkey::discord::jobs::APPLY_ROLE_CHANGES;
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    for (name, id) in [("nat", 1701), ("oli", 1702)] {
+        linked_user(&app, &fake, name, id).await;
+        fake.add_member(id, &[]);
+        app.services
+            .groups
+            .add_member(&Actor::system(), &group, name)
+            .await
+            .expect("added");
+    }
+    // The bot lost Manage Roles: the first PUT is refused; the run stops there.
+    let missing = || {
+        ResponseTemplate::new(403)
+            .set_body_json(serde_json::json!({"code": 50013, "message": "Missing Permissions"}))
+    };
+    fake.fail_next("PUT", &format!("/roles/{RAIDERS}"), missing());
+    // A node that runs the worker's job alone (its verify would apply the rest at once).
+    let mut node = latchkey::scheduler::Scheduler::new(
+        app.services.db.clone(),
+        &latchkey::config::SchedulerSettings {
+            enabled: true,
+            cleanup_interval: None,
+            retry: std::time::Duration::from_secs(30),
+            lease: std::time::Duration::from_secs(60),
+        },
+    );
+    let connector = app.services.discord.clone();
+    node.register(
+        APPLY_ROLE_CHANGES,
+        std::time::Duration::from_secs(15),
+        move || {
+            let connector = connector.clone();
+            async move {
+                Ok::<_, latchkey::scheduler::JobError>(connector.apply_queued().await?.to_string())
+            }
+        },
+    )
+    .expect("registered");
+    let runs = node.run_due().await.expect("pass");
+    let apply = runs
+        .iter()
+        .find(|r| r.name == APPLY_ROLE_CHANGES)
+        .expect("ran");
+    assert!(apply.outcome.is_err(), "{apply:?}");
+    assert_eq!(
+        fake.role_calls().len(),
+        1,
+        "one refused call, not one per change"
+    );
+    assert_eq!(
+        queue_counts(&app).await,
+        (1, 1),
+        "the other change waits untouched"
+    );
+    // The Discord page's problem line says so.
+    app.create_staff("root").await;
+    let (_, page) = app.visitor("root").await.get("/admin/discord/").await;
+    assert!(page.contains("The role worker"), "{page}");
+    assert!(page.contains("Missing Permissions"), "{page}");
+
+    // The next run applies what waited.
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.added, 1, "{report}");
+    let refused: Vec<u64> = [1701, 1702]
+        .into_iter()
+        .filter(|id| fake.roles_of(*id) == Some([].into()))
+        .collect();
+    assert_eq!(refused.len(), 1);
+    // Verify leaves the given-up change alone (no PUT every five minutes)…
+    let calls = fake.role_calls().len();
+    for _ in 0..2 {
+        let report = app.services.discord.verify_all().await.expect("verified");
+        assert_eq!(report.queued, 0, "{report}");
+    }
+    assert_eq!(fake.role_calls().len(), calls);
+    // …until it was given up more than a day ago.
+    app.services
+        .db
+        .write(|conn| {
+            use diesel::prelude::*;
+            use latchkey::db::schema::discord_role_changes as c;
+            diesel::update(c::table.filter(c::failed.eq(true)))
+                .set(c::next_attempt_at.eq(latchkey::db::now() - chrono::TimeDelta::hours(25)))
+                .execute(conn)
+                .map_err(DbError::from)
+        })
+        .await
+        .expect("aged");
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!((report.queued, report.applied.added), (1, 1), "{report}");
+    assert_eq!(fake.roles_of(refused[0]), Some([RAIDERS].into()));
+}
+
+#[tokio::test]
+async fn a_join_refused_for_a_missing_permission_does_not_ask_the_user_to_sign_in_again() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    linked_user(&app, &fake, "pam", 1801).await;
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "pam")
+        .await
+        .expect("added");
+    fake.fail_next(
+        "PUT",
+        "/members/1801",
+        ResponseTemplate::new(403)
+            .set_body_json(serde_json::json!({"code": 50013, "message": "Missing Permissions"})),
+    );
+    assert!(matches!(
+        app.services.discord.apply_queued().await,
+        Err(DiscordError::Stopped(_))
+    ));
+    let rows = queued_rows(&app).await;
+    assert!(rows[0].failed);
+    assert_ne!(
+        rows[0].last_error.as_deref(),
+        Some(latchkey::discord::service::SIGN_IN_AGAIN)
+    );
+    let (_, page) = app.visitor("pam").await.get("/account/").await;
+    assert!(!page.contains("Sign in with Discord again"), "{page}");
+    // A token Discord refuses (50025) does ask.
+    app.services
+        .groups
+        .remove_member(
+            &Actor::system(),
+            &group,
+            &app.services
+                .accounts
+                .find_by_login("pam")
+                .await
+                .expect("db")
+                .expect("pam")
+                .id,
+        )
+        .await
+        .expect("removed");
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "pam")
+        .await
+        .expect("added");
+    fake.expire_access_tokens();
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.failed, 1, "{report}");
+    let (_, page) = app.visitor("pam").await.get("/account/").await;
+    assert!(page.contains("Sign in with Discord again"), "{page}");
+}
+
+#[tokio::test]
+async fn a_rejected_bot_token_stops_the_worker_and_loses_no_change() {
+    use latchkey::discord::{JobSchedules, SettingsChange};
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    let mut users = Vec::new();
+    for (name, id) in [("quin", 1901), ("rex", 1902), ("sol", 1903)] {
+        users.push(linked_user(&app, &fake, name, id).await);
+        fake.add_member(id, &[]);
+        app.services
+            .groups
+            .add_member(&Actor::system(), &group, name)
+            .await
+            .expect("added");
+    }
+    app.services.discord.apply_queued().await.expect("applied");
+    // Quin leaves the group, Rex unlinks: a check and a removal wait.
+    app.services
+        .groups
+        .remove_member(&Actor::system(), &group, &users[0])
+        .await
+        .expect("removed");
+    app.services
+        .upstream
+        .unlink(&users[1], "discord", None)
+        .await
+        .expect("db")
+        .expect("unlinked");
+    let waiting = queue_counts(&app).await;
+    // The bot token is revoked at Discord: the first call of the run gets a 401 (and twilight
+    // sends nothing more with that token).
+    fake.fail_next(
+        "GET",
+        "/members/1901",
+        ResponseTemplate::new(401)
+            .set_body_json(serde_json::json!({"code": 0, "message": "401: Unauthorized"})),
+    );
+    for _ in 0..2 {
+        match app.services.discord.apply_queued().await {
+            Err(DiscordError::Stopped(why)) => assert!(why.contains("bot token"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(queue_counts(&app).await, waiting, "nothing given up");
+    for row in queued_rows(&app).await {
+        assert_eq!(
+            (row.attempts, row.failed, row.last_error, row.claimed_by),
+            (0, false, None, None),
+            "untouched and released"
+        );
+    }
+    assert!(fake.role_calls().iter().all(|(m, ..)| m == "PUT"));
+    // The token is entered again on the Discord page: the changes go through.
+    app.services
+        .discord
+        .save_settings(
+            &Actor::system(),
+            SettingsChange {
+                provider: "discord".into(),
+                guild_id: GUILD.to_string(),
+                invite_link: String::new(),
+                remote_priority: false,
+                bot_token: Some(BOT_TOKEN.into()),
+                nickname_template: None,
+                schedules: JobSchedules::default(),
+            },
+        )
+        .await
+        .expect("saved");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.removed, 2, "{report}");
+    assert_eq!(fake.roles_of(1901), Some([].into()));
+    assert_eq!(fake.roles_of(1902), Some([].into()));
+    assert_eq!(fake.roles_of(1903), Some([RAIDERS].into()));
+}
+
+#[tokio::test]
+async fn creating_a_group_per_role_never_adopts_an_existing_group_of_that_name() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    app.create_staff("root").await;
+    let staff = app.create_plain_staff("helper").await;
+    let helper = Actor::user(staff.id.clone(), None);
+    app.services
+        .discord
+        .sync_roles(&Actor::system())
+        .await
+        .expect("synced");
+    // A staff member makes "scouts" ahead of time and fills it with accounts of their own.
+    let alts = app
+        .services
+        .groups
+        .create(&helper, "scouts", "")
+        .await
+        .expect("group");
+    for name in ["alt1", "alt2"] {
+        linked_user(&app, &fake, name, if name == "alt1" { 2101 } else { 2102 }).await;
+        app.services
+            .groups
+            .add_member(&helper, &alts.id, name)
+            .await
+            .expect("added");
+    }
+    // The superuser then clicks "Create a local group per role".
+    let root = app.visitor("root").await;
+    let (_, page) = root.get("/admin/discord/").await;
+    let created = root
+        .post_with_csrf_of(&page, "/admin/discord/groups/", &[])
+        .await;
+    assert_eq!(location(&created), "/admin/discord/");
+    let (_, page) = root.get("/admin/discord/").await;
+    assert!(
+        page.contains("2 groups were created and mapped to roles of the same name. 1 roles have the name of an existing group"),
+        "{page}"
+    );
+    assert!(page.contains("Roles whose name a group has"), "{page}");
+    assert!(
+        page.contains(&format!(
+            "<a href=\"/admin/groups/{}/\">scouts</a></td>\n        <td data-label=\"Members\" class=\"num\">2</td>",
+            alts.id
+        )),
+        "{page}"
+    );
+    let status = app
+        .services
+        .discord
+        .status(&Actor::system())
+        .await
+        .expect("status");
+    let scouts = status
+        .roles
+        .iter()
+        .find(|r| r.id == i64::try_from(SCOUTS).expect("i64"))
+        .expect("role");
+    assert!(scouts.groups.is_empty(), "the existing group is not mapped");
+    assert_eq!(status.clashes.len(), 1);
+    assert_eq!(
+        (status.clashes[0].group.as_str(), status.clashes[0].members),
+        ("scouts", 2)
+    );
+    for role in [RAIDERS, HANDMADE] {
+        let line = status
+            .roles
+            .iter()
+            .find(|r| r.id == i64::try_from(role).expect("i64"))
+            .expect("role");
+        assert_eq!(line.groups.len(), 1, "a new group for {}", line.name);
+    }
+    assert_eq!(queue_counts(&app).await, (0, 0), "nothing for the alts");
+}
+
+#[tokio::test]
+async fn a_role_that_gives_moderation_powers_cannot_be_mapped_and_an_old_mapping_is_not_applied() {
+    const MODS: u64 = 506;
+    const BAN_AND_KICK: u64 = (1 << 2) | (1 << 1);
+    let fake = DiscordFake::start().await;
+    fake.add_role(MODS, "Mods", 6, BAN_AND_KICK);
+    let app = connector_app(&fake, false).await;
+    let system = Actor::system();
+    let raiders = mapped_group(&app, "Raiders", RAIDERS).await;
+    let status = app.services.discord.status(&system).await.expect("status");
+    let mods = status
+        .roles
+        .iter()
+        .find(|r| r.id == i64::try_from(MODS).expect("i64"))
+        .expect("role");
+    assert_eq!(
+        mods.unmappable
+            .as_deref()
+            .map(|w| w.starts_with("gives Ban Members, Kick Members")),
+        Some(true),
+        "{mods:?}"
+    );
+    match app
+        .services
+        .discord
+        .map_role(&system, &raiders, i64::try_from(MODS).expect("i64"))
+        .await
+    {
+        Err(DiscordError::Invalid(why)) => assert!(why.contains("gives Ban Members"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // A mapping made before roles' permissions were checked: the worker refuses to give it.
+    let moderators = app
+        .services
+        .groups
+        .create(&system, "Moderators", "")
+        .await
+        .expect("group");
+    let group = moderators.id.clone();
+    app.services
+        .db
+        .write(move |conn| {
+            discord_connector::map(
+                conn,
+                &group,
+                i64::try_from(MODS).expect("i64"),
+                latchkey::db::now(),
+            )
+            .map_err(DbError::from)
+        })
+        .await
+        .expect("mapped");
+    linked_user(&app, &fake, "tia", 2201).await;
+    fake.add_member(2201, &[]);
+    let staff = app.create_plain_staff("helper").await;
+    app.services
+        .groups
+        .add_member(&Actor::user(staff.id, None), &moderators.id, "tia")
+        .await
+        .expect("added");
+    let report = app.services.discord.apply_queued().await.expect("applied");
+    assert_eq!(report.failed, 1, "{report}");
+    assert_eq!(fake.roles_of(2201), Some([].into()), "not given");
+    assert!(fake.role_calls().is_empty(), "Discord was not even asked");
+    let rows = queued_rows(&app).await;
+    assert!(
+        rows[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("the role Mods is not given: gives Ban Members")),
+        "{rows:?}"
+    );
+    // Verify does not queue it again, nor take the role from someone who holds it by hand.
+    linked_user(&app, &fake, "uli", 2202).await;
+    fake.add_member(2202, &[MODS]);
+    let report = app.services.discord.verify_all().await.expect("verified");
+    assert_eq!(report.queued, 0, "{report}");
+    assert_eq!(fake.roles_of(2202), Some([MODS].into()));
+    // The page says why, and offers to unmap it.
+    app.create_staff("root").await;
+    let (_, page) = app.visitor("root").await.get("/admin/discord/").await;
+    assert!(page.contains("not given</span> still mapped"), "{page}");
+    assert!(page.contains("<span class=\"visually-hidden\"> Moderators from Mods</span>"));
+}
+
+#[tokio::test]
+async fn a_saved_bot_token_is_never_sent_to_another_api_host_than_the_one_it_was_saved_for() {
+    use latchkey::config::RawUpstream;
+    use secrecy::SecretString;
+    let fake = DiscordFake::start().await;
+    let attacker = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path_regex(".*"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&attacker)
+        .await;
+    let app = spawn_app_with("[discord]\nenabled = true\n").await;
+    let root = app.create_staff("root").await;
+    let superuser = Actor::user(root.id.clone(), None);
+    let settings = |api: &str| RawUpstream {
+        kind: "discord".to_owned(),
+        client_id: "1234567890".to_owned(),
+        api_base: format!("{api}/api/v10"),
+        scopes: Some(vec![
+            "identify".into(),
+            "email".into(),
+            "guilds.join".into(),
+        ]),
+        ..RawUpstream::default()
+    };
+    // The provider lives in the database, so a superuser can edit it on /admin/providers/.
+    app.services
+        .upstream
+        .create_provider(
+            &superuser,
+            "chat",
+            settings(&fake.uri),
+            SecretString::from("discord-secret"),
+        )
+        .await
+        .expect("provider");
+    let root_browser = app.visitor("root").await;
+    let save = |fields: Vec<(&'static str, String)>| {
+        let root = &root_browser;
+        async move {
+            let (_, page) = root.get("/admin/discord/").await;
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            root.post_with_csrf_of(&page, "/admin/discord/settings/", &fields)
+                .await
+        }
+    };
+    let saved = save(vec![
+        ("provider", "chat".into()),
+        ("guild_id", GUILD.to_string()),
+        ("bot_token", BOT_TOKEN.into()),
+    ])
+    .await;
+    assert_eq!(location(&saved), "/admin/discord/");
+    let discord = &app.services.discord;
+    assert_eq!(discord.sync_roles(&superuser).await.expect("synced"), 7);
+
+    // A superuser points the provider's API at their own host, keeping the token.
+    app.services
+        .upstream
+        .update_provider(&superuser, "chat", settings(&attacker.uri()), None)
+        .await
+        .expect("updated");
+    for _ in 0..2 {
+        match discord.sync_roles(&superuser).await {
+            Err(DiscordError::Misconfigured(why)) => {
+                assert!(why.contains("API address changed"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(discord.apply_queued().await.is_err());
+    assert!(discord.verify_all().await.is_err());
+    let (status, page) = root_browser.get("/admin/discord/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("API address changed since the bot token was saved"),
+        "{page}"
+    );
+    // Saving without the token keeps nothing that would open there: enter it again.
+    let kept = save(vec![
+        ("provider", "chat".into()),
+        ("guild_id", GUILD.to_string()),
+    ])
+    .await;
+    assert_eq!(kept.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(kept
+        .text()
+        .await
+        .expect("page")
+        .contains("enter the bot token again"));
+    let received = attacker.received_requests().await.unwrap_or_default();
+    assert!(received.is_empty(), "{received:?}");
+
+    // Back at the real host, the saved token works again; a token sealed before the binding
+    // (no prefix) opens only for Discord's own API, not for this one.
+    app.services
+        .upstream
+        .update_provider(&superuser, "chat", settings(&fake.uri), None)
+        .await
+        .expect("updated");
+    assert_eq!(discord.sync_roles(&superuser).await.expect("synced"), 7);
+    let legacy = latchkey::secret::Sealer::new(&test_secret(), "discord-bot-token/v1")
+        .expect("sealer")
+        .seal(
+            b"discord_connector_settings/bot_token",
+            BOT_TOKEN.as_bytes(),
+        )
+        .expect("sealed");
+    app.services
+        .db
+        .write(move |conn| {
+            use diesel::prelude::*;
+            use latchkey::db::schema::discord_connector_settings as s;
+            diesel::update(s::table)
+                .set((
+                    s::bot_token_sealed.eq(Some(legacy)),
+                    s::updated_at.eq(latchkey::db::now()),
+                ))
+                .execute(conn)
+                .map_err(DbError::from)
+        })
+        .await
+        .expect("legacy token");
+    assert!(matches!(
+        discord.sync_roles(&superuser).await,
+        Err(DiscordError::Misconfigured(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_change_that_takes_too_long_is_given_back_before_its_claim_could_lapse() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    let group = mapped_group(&app, "Raiders", RAIDERS).await;
+    linked_user(&app, &fake, "vic", 2301).await;
+    fake.add_member(2301, &[]);
+    app.services
+        .groups
+        .add_member(&Actor::system(), &group, "vic")
+        .await
+        .expect("added");
+    // A node whose bound is one second (100 s in production, inside the 120 s claim).
+    let node = DiscordConnector::new(
+        app.services.db.clone(),
+        app.services.discord.settings().cloned(),
+        app.services.upstream.clone(),
+        app.services.groups.clone(),
+        &test_secret(),
+    )
+    .expect("a node")
+    .with_apply_timeout(std::time::Duration::from_secs(1));
+    fake.fail_next(
+        "GET",
+        "/members/2301",
+        ResponseTemplate::new(200)
+            .set_delay(std::time::Duration::from_secs(3))
+            .set_body_json(serde_json::json!({})),
+    );
+    let started = std::time::Instant::now();
+    let report = node.apply_queued().await.expect("ran");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert_eq!(report.retrying, 1, "{report}");
+    let rows = queued_rows(&app).await;
+    assert_eq!(rows[0].claimed_by, None, "released");
+    assert_eq!(rows[0].attempts, 1);
+    assert!(
+        rows[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("took longer than 1 s")),
+        "{rows:?}"
+    );
+    assert!(fake.role_calls().is_empty());
+}
+
+#[tokio::test]
+async fn two_nodes_refreshing_the_same_kept_token_spend_it_once() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    fake.set_token_lifetime(1);
+    let wes = linked_user(&app, &fake, "wes", 2401).await;
+    fake.set_token_lifetime(604_800);
+    let other = app.second_node(&connector_config(&fake, false)).await;
+    let upstream = &app.services.upstream;
+    let (a, b) = tokio::join!(
+        upstream.fresh_kept_tokens(&wes, "discord"),
+        other.services.upstream.fresh_kept_tokens(&wes, "discord")
+    );
+    assert_eq!(fake.refreshes(), 1, "one refresh: {a:?} / {b:?}");
+    let fresh: Vec<_> = [a, b]
+        .into_iter()
+        .filter_map(|r| match r {
+            Ok(Some(tokens)) => Some(tokens),
+            Err(latchkey::upstream::FreshTokensError::Busy) => None,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(!fresh.is_empty());
+    // The tokens stored are the refreshed ones, kept: nothing was dropped.
+    let kept = upstream
+        .kept_tokens(&wes, "discord")
+        .await
+        .expect("readable")
+        .expect("kept");
+    assert!(kept.expires_at.expect("expiry") > latchkey::db::now());
+    assert!(app.audit_events("upstream.tokens_refused").await.is_empty());
+    // Once done, a later call uses them as they are.
+    upstream
+        .fresh_kept_tokens(&wes, "discord")
+        .await
+        .expect("fresh")
+        .expect("kept");
+    assert_eq!(fake.refreshes(), 1);
+}
+
+#[tokio::test]
+async fn a_member_list_that_does_not_move_forward_stops_the_job() {
+    let fake = DiscordFake::start().await;
+    let app = connector_app(&fake, false).await;
+    mapped_group(&app, "Raiders", RAIDERS).await;
+    for id in 30_000..31_000 {
+        fake.add_member(id, &[]);
+    }
+    fake.loop_member_pages();
+    match app.services.discord.verify_all().await {
+        Err(DiscordError::Api(e)) => assert!(e.to_string().contains("did not move forward"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(app.services.discord.sync_accounts().await.is_err());
+    let pages = fake
+        .seen()
+        .into_iter()
+        .filter(|s| s.method == "GET" && s.path.ends_with(&format!("/guilds/{GUILD}/members")))
+        .count();
+    assert_eq!(pages, 4, "two pages per job, then it stopped");
+}
+
+#[tokio::test]
+async fn nicknames_drop_invisible_characters_members_put_in_their_names() {
+    let fake = DiscordFake::start().await;
+    let app = spawn_app_with(&format!(
+        r#"
+[upstream.discord]
+kind = "discord"
+client_id = "1234567890"
+client_secret = "discord-secret"
+token_endpoint = "{0}/api/oauth2/token"
+api_base = "{0}/api/v10"
+[discord]
+enabled = true
+provider = "discord"
+bot_token = "{BOT_TOKEN}"
+guild_id = "{GUILD}"
+nickname_template = "{{discord_global_name}}"
+"#,
+        fake.uri
+    ))
+    .await;
+    linked_user(&app, &fake, "xia", 2501).await;
+    fake.add_member(2501, &[]);
+    // The member names themselves "Admin" with zero-width and bidi characters in between.
+    fake.set_profile(
+        2501,
+        "xia",
+        Some("Ad\u{200b}m\u{2060}i\u{feff}n\u{200f}"),
+        None,
+        None,
+    );
+    let report = app
+        .services
+        .discord
+        .enforce_nicknames()
+        .await
+        .expect("enforced");
+    assert_eq!(report.changed, 1, "{report}");
+    assert_eq!(fake.nick_of(2501).as_deref(), Some("Admin"));
+}
+
+#[tokio::test]
+async fn staff_learn_nothing_of_the_connectors_configuration() {
+    let app = spawn_app_with("[discord]\nenabled = true\n").await;
+    let staff = app.create_plain_staff("helper").await;
+    let helper = Actor::user(staff.id, None);
+    let discord = &app.services.discord;
+    // Misconfigured (no provider, no token): staff are refused before that is looked at.
+    assert!(matches!(
+        discord.test_connection(&helper).await,
+        Err(DiscordError::Forbidden(_))
+    ));
+    assert!(matches!(
+        discord.create_groups_for_roles(&helper).await,
+        Err(DiscordError::Forbidden(_))
+    ));
+    assert!(matches!(
+        discord.sync_roles(&helper).await,
+        Err(DiscordError::Forbidden(_))
+    ));
+    assert!(matches!(
+        discord.test_connection(&Actor::system()).await,
+        Err(DiscordError::Misconfigured(_))
+    ));
 }

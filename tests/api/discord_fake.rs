@@ -82,6 +82,8 @@ struct State {
     failures: VecDeque<(String, String, ResponseTemplate)>,
     seen: Vec<Seen>,
     issued: u64,
+    /// The member list ignores `after` (a broken or hostile API that pages forever).
+    looping: bool,
 }
 
 /// The fake (cheap to clone: shared state).
@@ -172,6 +174,7 @@ impl DiscordFake {
                 failures: VecDeque::new(),
                 seen: Vec::new(),
                 issued: 0,
+                looping: false,
             })),
             uri: server.uri(),
             _server: Arc::new(server),
@@ -205,6 +208,29 @@ impl DiscordFake {
         s.users.insert(id, name.clone());
         s.members
             .insert(id, (name, roles.iter().copied().collect()));
+    }
+
+    /// Adds a role below the bot's (unless `position` says otherwise) with `permissions`
+    /// (Discord's bits).
+    pub fn add_role(&self, id: u64, name: &str, position: i64, permissions: u64) {
+        self.lock().roles.push(Role {
+            id,
+            name: name.to_owned(),
+            position,
+            managed: false,
+            permissions,
+            color: 0,
+        });
+    }
+
+    /// Makes the member list ignore `after`: every page is the first one again.
+    pub fn loop_member_pages(&self) {
+        self.lock().looping = true;
+    }
+
+    /// Takes `id` out of the guild (they left, or were kicked).
+    pub fn remove_member(&self, id: u64) {
+        self.lock().members.remove(&id);
     }
 
     /// Renames user `id` to `username` and sets their display name, avatar hash and nickname.
@@ -531,7 +557,11 @@ impl State {
                 if !(1..=1000).contains(&limit) {
                     return error(400, 50_035, "Invalid Form Body");
                 }
-                let after: u64 = query.get("after").and_then(|a| a.parse().ok()).unwrap_or(0);
+                let after: u64 = query
+                    .get("after")
+                    .and_then(|a| a.parse().ok())
+                    .filter(|_| !self.looping)
+                    .unwrap_or(0);
                 let page: Vec<Value> = self
                     .members
                     .range(after + 1..)

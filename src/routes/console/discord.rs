@@ -90,6 +90,10 @@ fn discord_failure(e: DiscordError) -> PageError {
                 message: format!("{e}. Nothing was changed."),
             }
         }
+        DiscordError::Stopped(m) => PageError::BadGateway {
+            title: "Discord refused the bot",
+            message: format!("{m}."),
+        },
         DiscordError::Misconfigured(m) | DiscordError::Invalid(m) => {
             PageError::bad_request("Not done", format!("{m}."))
         }
@@ -307,22 +311,28 @@ pub async fn unmap_role(
     Ok(see_other(DISCORD_PATH))
 }
 
-/// `POST /admin/discord/groups/`: a local group for each mappable role that has none.
+/// `POST /admin/discord/groups/`: a new local group for each mappable role that has none (an
+/// existing group of the role's name is listed as a clash, never adopted).
 pub async fn create_groups(
     admin: Staff,
     _form: Form,
     connector: web::Data<DiscordConnector>,
 ) -> Result<HttpResponse, PageError> {
-    let count = connector
+    let report = connector
         .create_groups_for_roles(&admin.actor())
         .await
         .map_err(discord_failure)?;
-    flash(
-        admin.session(),
-        Notice::success(format!(
-            "{count} groups were mapped to roles of the same name."
-        )),
+    let mut message = format!(
+        "{} groups were created and mapped to roles of the same name.",
+        report.created
     );
+    if !report.clashes.is_empty() {
+        message.push_str(&format!(
+            " {} roles have the name of an existing group, which was not used: see “Roles whose name a group has” to map them yourself.",
+            report.clashes.len()
+        ));
+    }
+    flash(admin.session(), Notice::success(message));
     Ok(see_other(DISCORD_PATH))
 }
 

@@ -1,0 +1,1 @@
+ALTER TABLE discord_roles DROP COLUMN permissions;

@@ -1,0 +1,1 @@
+ALTER TABLE upstream_links DROP COLUMN tokens_refreshing_until;
