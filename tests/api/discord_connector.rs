@@ -2721,7 +2721,14 @@ async fn a_saved_bot_token_is_never_sent_to_another_api_host_than_the_one_it_was
     // A superuser points the provider's API at their own host, keeping the token.
     app.services
         .upstream
-        .update_provider(&superuser, "chat", settings(&attacker.uri()), None)
+        .update_provider(
+            &superuser,
+            "chat",
+            settings(&attacker.uri()),
+            // Moving the API host needs the client secret again (the bot token too, below).
+            Some(secrecy::SecretString::from("discord-secret")),
+            false,
+        )
         .await
         .expect("updated");
     for _ in 0..2 {
@@ -2759,7 +2766,14 @@ async fn a_saved_bot_token_is_never_sent_to_another_api_host_than_the_one_it_was
     // (no prefix) opens only for Discord's own API, not for this one.
     app.services
         .upstream
-        .update_provider(&superuser, "chat", settings(&fake.uri), None)
+        .update_provider(
+            &superuser,
+            "chat",
+            settings(&fake.uri),
+            // Moving the API host needs the client secret again (the bot token too, below).
+            Some(secrecy::SecretString::from("discord-secret")),
+            false,
+        )
         .await
         .expect("updated");
     assert_eq!(discord.sync_roles(&superuser).await.expect("synced"), 7);
