@@ -19,7 +19,7 @@ use crate::db::tokens::{self, TokenRow};
 use crate::db::{self, DbConnection};
 use crate::domain::{ResourceSet, ScopeSet};
 use crate::oidc::keys::Signer;
-use crate::oidc::{AccessTokenClaims, Audience, Authentication, ACCESS_TOKEN_TYP};
+use crate::oidc::{AccessTokenClaims, Audience, Authentication, ACCESS_TOKEN_TYP, OPENID};
 use crate::secret;
 
 /// Tokens just minted, as the token response carries them (RFC 6749 §5.1).
@@ -124,6 +124,14 @@ impl<'a> Issuing<'a> {
 pub(crate) struct Issued {
     pub minted: Minted,
     pub auth: Option<Authentication>,
+}
+
+impl Issued {
+    /// Whether the answer carries an ID token: a user's grant whose scope holds `openid`
+    /// (OIDC Core §3.1.3.3).
+    pub fn wants_id_token(&self) -> bool {
+        self.auth.is_some() && ScopeSet::from_stored(&self.minted.scope).contains(OPENID)
+    }
 }
 
 /// Why a grant minted nothing, and what becomes of its transaction.

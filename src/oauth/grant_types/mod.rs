@@ -54,7 +54,12 @@ where
     };
     let alg = client.signing_alg();
     let client_id = client.id().to_owned();
-    let issued = oauth
+    // The ID token's key as cached (no read of its own): confirmed below in the grant's
+    // transaction, when the grant turns out to need an ID token. `None` when the keys cannot
+    // be loaded now: `KeyStore::sign` then tries again after the transaction.
+    let id_signer = oauth.keys.cached_signer().await.ok();
+    let confirming = id_signer.clone();
+    let (issued, id_key_confirmed) = oauth
         .db
         .write(move |conn| {
             let mut refused = None;
@@ -65,7 +70,15 @@ where
                     signer: signer.as_ref(),
                 };
                 match grant(conn, &issuing) {
-                    Ok(issued) => Ok(Ok(issued)),
+                    Ok(issued) => {
+                        let confirmed = match &confirming {
+                            Some(id_signer) if issued.wants_id_token() => {
+                                id_signer.confirm(conn, alg)?
+                            }
+                            _ => false,
+                        };
+                        Ok(Ok((issued, confirmed)))
+                    }
                     Err(Refusal::Commit(e)) => Ok(Err(e)),
                     Err(Refusal::Rollback(e)) => {
                         refused = Some(e);
@@ -117,13 +130,11 @@ where
                 discord: discord.as_ref().map(|d| &d.profile),
             },
         );
-        response.id_token = Some(
-            oauth
-                .keys
-                .sign(alg, ID_TOKEN_TYP, &claims)
-                .await
-                .map_err(signing_failed)?,
-        );
+        let signed = match id_signer.filter(|_| id_key_confirmed) {
+            Some(id_signer) => id_signer.sign(alg, ID_TOKEN_TYP, &claims).await,
+            None => oauth.keys.sign(alg, ID_TOKEN_TYP, &claims).await,
+        };
+        response.id_token = Some(signed.map_err(signing_failed)?);
     }
     Ok(response)
 }
