@@ -219,7 +219,7 @@ impl Mint<'_> {
             .auth
             .map(|a| (Some(a.auth_time), Some(a.amr.clone()), a.idp.clone()))
             .unwrap_or_default();
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = uuid::Uuid::now_v7().to_string();
         let (access, signing_kid) = match self.signer {
             None => (secret::new_token(), None),
             Some(signer) => {
@@ -272,7 +272,7 @@ impl Mint<'_> {
                 self.cfg.lifetimes.refresh_token,
             );
             rows.push(TokenRow {
-                id: uuid::Uuid::new_v4().to_string(),
+                id: uuid::Uuid::now_v7().to_string(),
                 token_hash: secret::sha256_hex(&refresh),
                 kind: tokens::REFRESH.to_owned(),
                 scope: refresh_scope.to_string(),
