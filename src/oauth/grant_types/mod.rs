@@ -59,7 +59,8 @@ where
     // be loaded now: `KeyStore::sign` then tries again after the transaction.
     let id_signer = oauth.keys.cached_signer().await.ok();
     let confirming = id_signer.clone();
-    let (issued, id_key_confirmed) = oauth
+    let client_id_check = client_id.clone();
+    let issued = oauth
         .db
         .write(move |conn| {
             let mut refused = None;
@@ -90,10 +91,29 @@ where
             match (result, refused) {
                 (Ok(answer), _) => Ok(answer),
                 (Err(_), Some(e)) => Ok(Err(e)),
+                // The client authenticated from a row this node keeps for a few seconds
+                // (`Clients::find_for_authentication`) and was deleted meanwhile: its tokens
+                // cannot reference it. That is a failed authentication, not a storage failure.
+                (Err(e), None) if is_foreign_key_violation(&e) => {
+                    if crate::db::clients::find(conn, &client_id_check)?.is_none() {
+                        Ok(Err(OAuthError::invalid_client("client authentication failed")))
+                    } else {
+                        Err(OAuthError::from(e))
+                    }
+                }
                 (Err(e), None) => Err(OAuthError::from(e)),
             }
         })
-        .await??;
+        .await?;
+    let (issued, id_key_confirmed) = match issued {
+        Ok(issued) => issued,
+        Err(e) => {
+            if e.status() == 401 {
+                oauth.clients.forget_cached();
+            }
+            return Err(e);
+        }
+    };
     let Issued { minted, auth } = issued;
     let mut response = TokenResponse {
         access_token: minted.access_token,
@@ -137,6 +157,16 @@ where
         response.id_token = Some(signed.map_err(signing_failed)?);
     }
     Ok(response)
+}
+
+fn is_foreign_key_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+            _
+        )
+    )
 }
 
 fn signing_failed(e: KeyError) -> OAuthError {
