@@ -389,7 +389,11 @@ async fn a_rotated_secret_stops_at_once_here_and_within_the_cache_bound_elsewher
     let grant = [("grant_type", "client_credentials")];
     for node in [&app, &other] {
         let (status, _) = node.post_token(&grant, Some((client.id(), &old))).await;
-        assert_eq!(status, StatusCode::OK, "the secret works before the rotation");
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "the secret works before the rotation"
+        );
     }
     let new = app
         .services
@@ -407,7 +411,11 @@ async fn a_rotated_secret_stops_at_once_here_and_within_the_cache_bound_elsewher
     ))
     .await;
     let (status, _) = other.post_token(&grant, Some((client.id(), &old))).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "within the bound elsewhere");
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "within the bound elsewhere"
+    );
     let (status, _) = other.post_token(&grant, Some((client.id(), &new))).await;
     assert_eq!(status, StatusCode::OK);
 
@@ -417,5 +425,9 @@ async fn a_rotated_secret_stops_at_once_here_and_within_the_cache_bound_elsewher
         .await
         .expect("delete");
     let (status, _) = app.post_token(&grant, Some((client.id(), &new))).await;
-    assert_eq!(status, StatusCode::UNAUTHORIZED, "a deleted client, at once");
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a deleted client, at once"
+    );
 }

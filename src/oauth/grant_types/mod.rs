@@ -96,7 +96,9 @@ where
                 // cannot reference it. That is a failed authentication, not a storage failure.
                 (Err(e), None) if is_foreign_key_violation(&e) => {
                     if crate::db::clients::find(conn, &client_id_check)?.is_none() {
-                        Ok(Err(OAuthError::invalid_client("client authentication failed")))
+                        Ok(Err(OAuthError::invalid_client(
+                            "client authentication failed",
+                        )))
                     } else {
                         Err(OAuthError::from(e))
                     }
