@@ -1468,6 +1468,27 @@ impl Clients {
         Ok(found)
     }
 
+    /// The row kept for `client_id` by [`Clients::find_for_authentication`], if it is fresh
+    /// (memory only, no database read).
+    #[must_use]
+    pub fn cached_for_authentication(&self, client_id: &str) -> Option<Client> {
+        self.cache
+            .get(client_id, Duration::from_secs(CLIENT_CACHE_SECONDS))
+    }
+
+    /// The cache's generation now: pass it to [`Clients::remember_for_authentication`] with a
+    /// row read after this call.
+    #[must_use]
+    pub fn cache_generation(&self) -> u64 {
+        self.cache.generation.load(Ordering::Acquire)
+    }
+
+    /// Keeps `client`, read after [`Clients::cache_generation`] returned `generation`, for
+    /// authentication (left out when a change committed since).
+    pub fn remember_for_authentication(&self, generation: u64, client: &Client) {
+        self.cache.put(generation, client);
+    }
+
     /// Forgets the rows kept for authentication, after a change to clients committed (or
     /// failed: forgetting costs one read per client).
     pub fn forget_cached(&self) {
