@@ -14,6 +14,7 @@ PORT=${BENCH_PORT:-18080}
 BASE="http://127.0.0.1:$PORT"
 N=${BENCH_REQUESTS:-20000}        # requests per fast scenario
 N_PASSWORD=${BENCH_PASSWORD_REQUESTS:-1000}
+N_ARGON2=${BENCH_ARGON2_VERIFICATIONS:-200} # argon2id-only verifications beside the password grant
 N_CODES=${BENCH_CODES:-3000}       # authorization codes exchanged per ID-token algorithm
 CONCURRENCY=${BENCH_CONCURRENCY:-32}
 LIMIT=${BENCH_SECONDS:-60}        # hard time limit per scenario
@@ -166,7 +167,20 @@ echo "|---|---|---|---|---|---|"
 want client_credentials && run client_credentials /o/token/ "$N" "grant_type=client_credentials"
 want introspection && run introspection /o/introspect/ "$N" "token=$TOKEN"
 want metadata && run metadata /.well-known/oauth-authorization-server "$N"
-want password_grant && run password_grant /o/token/ "$N_PASSWORD" "grant_type=password&username=bench&password=bench-password"
+if want password_grant; then
+  # argon2id alone with the same parameters on as many password threads as the server uses,
+  # measured here, on this machine, while the server is idle; the password grant beside it.
+  ARGON2_JSON=$($BIN argon2-rate --verifications "$N_ARGON2" --json)
+  run password_grant /o/token/ "$N_PASSWORD" "grant_type=password&username=bench&password=bench-password"
+  python3 - "$WORK/password_grant.json" "$ARGON2_JSON" <<'PY'
+import json, sys
+grant = json.load(open(sys.argv[1]))["summary"]["requestsPerSec"]
+a = json.loads(sys.argv[2])
+print(f"| argon2id alone (m={a['memory_kib']} KiB, t={a['iterations']}, p={a['parallelism']}; "
+      f"{a['verifications']} verifications on {a['threads']} threads) | {a['per_second']:.1f} | | | | "
+      f"password grant = {100 * grant / a['per_second']:.0f} % of it |")
+PY
+fi
 want code_exchange_id_token_rs256 && exchange code_exchange_id_token_rs256 RS256
 want code_exchange_id_token_es256 && exchange code_exchange_id_token_es256 ES256
 if want userinfo; then

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::SecretString;
 use serde_json::json;
 
+use crate::accounts::password::{PasswordHasher, PasswordPolicy};
 use crate::accounts::NewUser;
 use crate::audit::Actor;
 use crate::clients::{Client, ClientError, ClientSpec};
@@ -65,6 +66,17 @@ pub enum Command {
     /// The Discord connector's jobs, run now (`serve` runs them on its schedule).
     #[command(subcommand)]
     Discord(DiscordCommand),
+    /// Measure argon2id alone with the configured argon2.* parameters, on as many password
+    /// threads as the server uses (argon2.max_concurrent), and print verifications per second
+    /// (the benchmark compares the password grant with it). Needs no database.
+    Argon2Rate {
+        /// How many verifications to run.
+        #[arg(long, default_value_t = 200)]
+        verifications: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `latchkey discord …` (issue 12): each runs as the system, on this node, and prints what it
@@ -431,6 +443,29 @@ pub async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 "database: {} (reachable, migrated)",
                 settings.database_url.redacted()
             );
+            Ok(())
+        }
+        Command::Argon2Rate {
+            verifications,
+            json,
+        } => {
+            let hasher = PasswordHasher::new(&settings.argon2, PasswordPolicy::default())
+                .context("invalid argon2 settings")?;
+            let rate = hasher.measure(verifications.max(1)).await?;
+            if json {
+                println!("{}", serde_json::to_string(&rate)?);
+            } else {
+                println!(
+                    "argon2id m={} KiB t={} p={}: {} verifications on {} threads in {:.2} s = {:.1}/s",
+                    rate.memory_kib,
+                    rate.iterations,
+                    rate.parallelism,
+                    rate.verifications,
+                    rate.threads,
+                    rate.seconds,
+                    rate.per_second
+                );
+            }
             Ok(())
         }
         Command::Cleartokens => {

@@ -1,10 +1,12 @@
 //! Client registration rules: types, grant types, authentication methods, redirect URIs,
 //! scopes, and the client secret (server-generated, shown once, stored as SHA-256).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use diesel::Connection;
 
@@ -1094,6 +1096,58 @@ pub const HELD_SECRET_SECONDS: i64 = 5 * 60;
 /// The HKDF `info` of the held secrets' sealing key.
 const HELD_SECRETS_PURPOSE: &str = "held-client-secrets/v1";
 
+/// How long a node authenticates clients from a row it read earlier
+/// ([`Clients::find_for_authentication`]): the bound on how long another node (or the command
+/// line, another process) keeps accepting a rotated secret or a deleted or changed client. The
+/// node that makes the change forgets the row at once.
+pub const CLIENT_CACHE_SECONDS: u64 = 5;
+
+/// Most client rows kept; past it the cache starts afresh (only registered clients are kept,
+/// so unknown `client_id`s cannot fill it).
+const CLIENT_CACHE_ENTRIES: usize = 4096;
+
+/// The client rows that authenticated requests read, kept [`CLIENT_CACHE_SECONDS`] per row:
+/// client authentication at the token, introspection and revocation endpoints then needs no
+/// database read. Each change a [`Clients`] method makes bumps the generation after its
+/// transaction has committed, which drops every row, and a read that began before a change
+/// does not store what it read.
+#[derive(Debug, Default)]
+pub struct ClientCache {
+    rows: RwLock<HashMap<String, (Instant, Client)>>,
+    generation: AtomicU64,
+}
+
+impl ClientCache {
+    fn get(&self, client_id: &str, ttl: Duration) -> Option<Client> {
+        let rows = self.rows.read().ok()?;
+        rows.get(client_id)
+            .filter(|(read_at, _)| read_at.elapsed() < ttl)
+            .map(|(_, client)| client.clone())
+    }
+
+    fn put(&self, generation: u64, client: &Client) {
+        if let Ok(mut rows) = self.rows.write() {
+            // Checked under the lock that `forget_all` takes: a change committed after the
+            // read began leaves its row out.
+            if self.generation.load(Ordering::Acquire) != generation {
+                return;
+            }
+            if rows.len() >= CLIENT_CACHE_ENTRIES {
+                rows.clear();
+            }
+            rows.insert(client.id().to_owned(), (Instant::now(), client.clone()));
+        }
+    }
+
+    /// Forgets every row: called after a change to clients committed.
+    pub fn forget_all(&self) {
+        if let Ok(mut rows) = self.rows.write() {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+            rows.clear();
+        }
+    }
+}
+
 /// The clients service.
 #[derive(Clone, Debug)]
 pub struct Clients {
@@ -1101,6 +1155,8 @@ pub struct Clients {
     known_scopes: BTreeMap<String, String>,
     /// Seals the secrets held for their one view.
     sealer: Arc<secret::Sealer>,
+    /// Rows read to authenticate clients, shared by every clone.
+    cache: Arc<ClientCache>,
 }
 
 impl Clients {
@@ -1118,6 +1174,7 @@ impl Clients {
             db,
             known_scopes,
             sealer: Arc::new(secret::Sealer::new(secret_key, HELD_SECRETS_PURPOSE)?),
+            cache: Arc::default(),
         })
     }
 
@@ -1226,7 +1283,8 @@ impl Clients {
             .maybe_user(row.owner_id.as_deref())
             .detail("name", row.name.clone());
         let actor = actor.clone();
-        self.db
+        let result = self
+            .db
             .write(move |conn| {
                 conn.transaction::<_, ClientError, _>(|conn| {
                     // The owner's row lock: a deletion of the owner runs wholly before this
@@ -1246,7 +1304,9 @@ impl Clients {
                     Ok(())
                 })
             })
-            .await?;
+            .await;
+        self.forget_cached();
+        result?;
         Ok((Client::from_row(row), plain))
     }
 
@@ -1267,7 +1327,8 @@ impl Clients {
             row.secret_hash = Some(secret::sha256_hex(secret));
             row.secret_hint = Some(secret.chars().take(SECRET_HINT_CHARS).collect());
         }
-        self.db
+        let result = self
+            .db
             .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
                     match clients::find(conn, &row.client_id)? {
@@ -1282,7 +1343,9 @@ impl Clients {
                 })
                 .map_err(ClientError::from)
             })
-            .await
+            .await;
+        self.forget_cached();
+        result
     }
 
     /// Replaces a client's settings (not its id, secret, owner or creation time).
@@ -1325,8 +1388,9 @@ impl Clients {
                     Ok(Some(row))
                 })
             })
-            .await?
-            .ok_or(ClientError::NotFound)?;
+            .await;
+        self.forget_cached();
+        let updated = updated?.ok_or(ClientError::NotFound)?;
         Ok(Client::from_row(updated))
     }
 
@@ -1381,6 +1445,63 @@ impl Clients {
             .map(|r| r.map(Client::from_row))
     }
 
+    /// The client with this id, for client authentication (RFC 6749 §2.3): from a row read at
+    /// most [`CLIENT_CACHE_SECONDS`] ago, else read now and kept. Changes made through this
+    /// service on this node take effect at once (the rows are forgotten when they commit);
+    /// changes made elsewhere within [`CLIENT_CACHE_SECONDS`].
+    ///
+    /// # Errors
+    /// Storage failures.
+    pub async fn find_for_authentication(
+        &self,
+        client_id: &str,
+    ) -> Result<Option<Client>, DbError> {
+        let ttl = Duration::from_secs(CLIENT_CACHE_SECONDS);
+        if let Some(client) = self.cache.get(client_id, ttl) {
+            return Ok(Some(client));
+        }
+        let generation = self.cache.generation.load(Ordering::Acquire);
+        let found = self.find(client_id).await?;
+        if let Some(client) = &found {
+            self.cache.put(generation, client);
+        }
+        Ok(found)
+    }
+
+    /// The row kept for `client_id` by [`Clients::find_for_authentication`], if it is fresh
+    /// (memory only, no database read).
+    #[must_use]
+    pub fn cached_for_authentication(&self, client_id: &str) -> Option<Client> {
+        self.cache
+            .get(client_id, Duration::from_secs(CLIENT_CACHE_SECONDS))
+    }
+
+    /// The cache's generation now: pass it to [`Clients::remember_for_authentication`] with a
+    /// row read after this call.
+    #[must_use]
+    pub fn cache_generation(&self) -> u64 {
+        self.cache.generation.load(Ordering::Acquire)
+    }
+
+    /// Keeps `client`, read after [`Clients::cache_generation`] returned `generation`, for
+    /// authentication (left out when a change committed since).
+    pub fn remember_for_authentication(&self, generation: u64, client: &Client) {
+        self.cache.put(generation, client);
+    }
+
+    /// Forgets the rows kept for authentication, after a change to clients committed (or
+    /// failed: forgetting costs one read per client).
+    pub fn forget_cached(&self) {
+        self.cache.forget_all();
+    }
+
+    /// The rows kept for authentication, for services that delete clients themselves
+    /// (deleting a user deletes the clients they own) to forget them.
+    #[must_use]
+    pub fn cache(&self) -> Arc<ClientCache> {
+        self.cache.clone()
+    }
+
     /// All clients.
     ///
     /// # Errors
@@ -1420,8 +1541,9 @@ impl Clients {
                     Ok(true)
                 })
             })
-            .await?;
-        if !deleted {
+            .await;
+        self.forget_cached();
+        if !deleted? {
             return Err(ClientError::NotFound);
         }
         Ok(())
@@ -1462,8 +1584,9 @@ impl Clients {
                     Ok(changed)
                 })
             })
-            .await?;
-        if !changed {
+            .await;
+        self.forget_cached();
+        if !changed? {
             return Err(ClientError::NotFound);
         }
         Ok(plain)

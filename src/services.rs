@@ -80,6 +80,12 @@ impl Services {
             EmailBrand::new(&settings.branding, &settings.issuer),
         )
         .context("invalid email settings")?;
+        let clients = Clients::new(
+            db.clone(),
+            settings.scopes.clone(),
+            settings.secret_key.expose_secret(),
+        )
+        .context("cannot set up the sealing of held client secrets")?;
         let accounts = Accounts::new(
             db.clone(),
             hasher,
@@ -90,13 +96,8 @@ impl Services {
                 mailer,
                 links: LinkSigner::new(settings.secret_key.expose_secret()),
             },
-        );
-        let clients = Clients::new(
-            db.clone(),
-            settings.scopes.clone(),
-            settings.secret_key.expose_secret(),
         )
-        .context("cannot set up the sealing of held client secrets")?;
+        .with_client_cache(clients.cache());
         let keys = KeyStore::new(
             db.clone(),
             settings.secret_key.expose_secret(),

@@ -179,7 +179,8 @@ impl Accounts {
         user_id: &str,
     ) -> Result<Account, UserActionError> {
         let (actor, id) = (actor.clone(), user_id.to_owned());
-        self.db
+        let deleted = self
+            .db
             .write(move |conn| {
                 conn.transaction::<_, UserActionError, _>(|conn| {
                     let target =
@@ -214,7 +215,11 @@ impl Accounts {
                     Ok(target)
                 })
             })
-            .await
-            .map(Account::from)
+            .await;
+        // The user's clients are gone: they stop authenticating here at once.
+        if let Some(cache) = &self.client_cache {
+            cache.forget_all();
+        }
+        deleted.map(Account::from)
     }
 }

@@ -21,6 +21,7 @@ use diesel::Connection;
 use secrecy::SecretString;
 
 use crate::audit::{self, Actor, Audit, AuditEvent};
+use crate::clients::ClientCache;
 use crate::config::{AccountSettings, RateLimits};
 pub use crate::db::users::UserFilter;
 use crate::db::users::{self, UserRow};
@@ -308,6 +309,9 @@ pub struct Accounts {
     limits: RateLimits,
     audit: Audit,
     cfg: Arc<AccountsConfig>,
+    /// The client rows kept for client authentication, forgotten when deleting a user deletes
+    /// their clients ([`Accounts::with_client_cache`]).
+    client_cache: Option<Arc<ClientCache>>,
 }
 
 impl Accounts {
@@ -321,7 +325,16 @@ impl Accounts {
             hasher,
             limits,
             cfg: Arc::new(cfg),
+            client_cache: None,
         }
+    }
+
+    /// This service, forgetting `cache`'s rows when a user's deletion deletes their clients,
+    /// so those clients stop authenticating at once on this node.
+    #[must_use]
+    pub fn with_client_cache(mut self, cache: Arc<ClientCache>) -> Self {
+        self.client_cache = Some(cache);
+        self
     }
 
     /// The `[accounts]` settings.

@@ -591,6 +591,41 @@ impl PasswordHasher {
         Ok((matched && real, slot))
     }
 
+    /// Measures the argon2id-only rate with these parameters: `verifications` verifications of
+    /// one correct password, all started at once through [`PasswordHasher::verify`], so they
+    /// run on the same `max_concurrent` password threads, at the same priority and with the
+    /// same pooled memory as logins. `latchkey argon2-rate` prints it; the benchmark puts the
+    /// password grant's rate beside it.
+    ///
+    /// # Errors
+    /// [`HashError`] when the password thread fails or a verification does not match.
+    pub async fn measure(&self, verifications: usize) -> Result<Argon2Rate, HashError> {
+        let threads = self.permits.available_permits();
+        let password = SecretString::from(crate::secret::new_token());
+        let hash = self.hash(password.clone()).await?;
+        let started = std::time::Instant::now();
+        let mut running = tokio::task::JoinSet::new();
+        for _ in 0..verifications {
+            let (this, password, hash) = (self.clone(), password.clone(), hash.clone());
+            running.spawn(async move { this.verify(password, Some(hash)).await });
+        }
+        while let Some(matched) = running.join_next().await {
+            if !matched.map_err(|e| HashError::Failed(e.to_string()))? {
+                return Err(HashError::Failed("a verification did not match".into()));
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        Ok(Argon2Rate {
+            verifications,
+            threads,
+            seconds,
+            per_second: verifications as f64 / seconds,
+            memory_kib: self.params.m_cost(),
+            iterations: self.params.t_cost(),
+            parallelism: self.params.p_cost(),
+        })
+    }
+
     /// Makes the dummy hash that unknown users are verified against, once.
     async fn dummy_hash(&self) {
         if let Err(e) = self
@@ -604,6 +639,25 @@ impl PasswordHasher {
             tracing::error!(error = %e, "the dummy password hash could not be made");
         }
     }
+}
+
+/// What [`PasswordHasher::measure`] measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Argon2Rate {
+    /// Verifications run.
+    pub verifications: usize,
+    /// Password threads they ran on at once (`argon2.max_concurrent`).
+    pub threads: usize,
+    /// Wall-clock seconds for all of them.
+    pub seconds: f64,
+    /// Verifications per second.
+    pub per_second: f64,
+    /// `argon2.memory_kib`.
+    pub memory_kib: u32,
+    /// `argon2.iterations` (argon2's t).
+    pub iterations: u32,
+    /// `argon2.parallelism` (argon2's p).
+    pub parallelism: u32,
 }
 
 /// The scheduling priority of the threads that check passwords, on thread-priority's 0–99 scale,

@@ -3,10 +3,12 @@
 //! * [`DbConnection`] is a `diesel::MultiConnection` over both backends; the backend is chosen by
 //!   [`DatabaseUrl::parse`] from the URL scheme (never by trying each backend in turn).
 //! * [`Db`] owns the r2d2 pools and is the **one** way to touch the database: [`Db::read`] and
-//!   [`Db::write`] run a closure on tokio's blocking pool with a pooled connection and carry the
-//!   caller's tracing span. On SQLite all writes go through a single connection (SQLite has one
-//!   writer), so writers queue in the pool instead of failing with `SQLITE_BUSY`; reads use a
-//!   separate pool and run concurrently thanks to WAL. On PostgreSQL both share one pool.
+//!   [`Db::write`] run a closure with a connection and carry the caller's tracing span. Reads
+//!   run on tokio's blocking pool with a pooled connection. On SQLite all writes go to one
+//!   thread that owns the one connection allowed to write (SQLite has one writer, so writers
+//!   queue instead of failing with `SQLITE_BUSY`) and commits the writes waiting at that moment
+//!   together, answering each only after the commit ([`writer`]); reads use a separate pool and
+//!   run concurrently thanks to WAL. On PostgreSQL both share one pool.
 //! * Error policy: the table modules return `diesel::QueryResult`; [`DbError`] adds pool and
 //!   task failures; services wrap it in their own `thiserror` enums.
 
@@ -31,6 +33,7 @@ pub mod upstream_providers;
 pub mod upstream_used_states;
 pub mod user_sessions;
 pub mod users;
+pub mod writer;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -264,6 +267,10 @@ pub enum DbError {
     /// The pool was shut down.
     #[error("the database pool is closed")]
     Closed,
+    /// A write was not committed: its group commit failed or was abandoned, or the SQLite
+    /// writer could not open its connection (see [`writer`]).
+    #[error("database write failed: {0}")]
+    Writer(String),
 }
 
 impl DbError {
@@ -322,10 +329,17 @@ impl GatedPool {
 
 type DbPool = GatedPool;
 
+/// Where writes go: SQLite's writer thread, or PostgreSQL's shared pool.
+#[derive(Clone)]
+enum Writer {
+    Sqlite(writer::SqliteWriter),
+    Pool(DbPool),
+}
+
 /// The database handle shared by every request: cheap to clone.
 #[derive(Clone)]
 pub struct Db {
-    writer: DbPool,
+    writer: Writer,
     reader: DbPool,
     url: DatabaseUrl,
 }
@@ -339,9 +353,10 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
-    /// Opens the pools (and, for SQLite, creates the file's directory). `max_connections` bounds
-    /// the read pool on SQLite and the shared pool on PostgreSQL; SQLite writes use one
-    /// connection. Blocks while connecting: call it from startup code, not from a request.
+    /// Opens the pools (and, for SQLite, creates the file's directory and starts the writer
+    /// thread). `max_connections` bounds the read pool on SQLite and the shared pool on
+    /// PostgreSQL; SQLite writes use one connection. Blocks while connecting: call it from
+    /// startup code, not from a request.
     ///
     /// # Errors
     /// [`DbError::Pool`] when the first connection cannot be opened within 10 seconds.
@@ -373,7 +388,7 @@ impl Db {
                         })?;
                     }
                 }
-                let writer = GatedPool::new(build(1)?, crate::metrics::DbPool::Writer);
+                let writer = Writer::Sqlite(writer::SqliteWriter::start(manager.clone())?);
                 let reader =
                     GatedPool::new(build(max_connections)?, crate::metrics::DbPool::Reader);
                 Ok(Self {
@@ -385,7 +400,7 @@ impl Db {
             DatabaseUrl::Postgres(_) => {
                 let pool = GatedPool::new(build(max_connections)?, crate::metrics::DbPool::Shared);
                 Ok(Self {
-                    writer: pool.clone(),
+                    writer: Writer::Pool(pool.clone()),
                     reader: pool,
                     url: url.clone(),
                 })
@@ -399,15 +414,11 @@ impl Db {
         &self.url
     }
 
-    /// Each pool's connections now (SQLite: the reader and the writer; PostgreSQL: the shared
-    /// pool), for the metrics.
+    /// Each pool's connections now (SQLite: the readers — writes go to the writer thread's one
+    /// connection, which is no pool; PostgreSQL: the shared pool), for the metrics.
     #[must_use]
     pub fn pool_usage(&self) -> Vec<crate::metrics::PoolUsage> {
-        if self.writer.name == self.reader.name {
-            vec![self.reader.usage()]
-        } else {
-            vec![self.reader.usage(), self.writer.usage()]
-        }
+        vec![self.reader.usage()]
     }
 
     /// Runs `f` with a connection meant for reading. See [`Db::write`].
@@ -424,18 +435,38 @@ impl Db {
         Self::run(self.reader.clone(), f).await
     }
 
-    /// Runs `f` with the connection that may write, on the blocking pool. Use a transaction
-    /// inside `f` for anything that writes more than one row.
+    /// Runs `f` with the connection that may write. Use a transaction inside `f` for anything
+    /// that writes more than one row: on SQLite `f` runs inside a group commit (see
+    /// [`writer`]), where `f`'s own transaction is a savepoint that an error rolls back alone,
+    /// and the answer comes only after the group committed. On PostgreSQL `f` runs on the
+    /// blocking pool with a pooled connection, as [`Db::read`].
     ///
     /// # Errors
-    /// As [`Db::read`].
+    /// As [`Db::read`]; [`DbError::Writer`] when the group `f` ran in did not commit.
     pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
-        Self::run(self.writer.clone(), f).await
+        match &self.writer {
+            Writer::Sqlite(writer) => writer.run(false, f).await,
+            Writer::Pool(pool) => Self::run(pool.clone(), f).await,
+        }
+    }
+
+    /// Runs `f` alone with the connection that may write, outside any transaction of the
+    /// group commit (migrations, which manage their own).
+    async fn write_alone<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        match &self.writer {
+            Writer::Sqlite(writer) => writer.run(true, f).await,
+            Writer::Pool(pool) => Self::run(pool.clone(), f).await,
+        }
     }
 
     async fn run<T, E, F>(pool: DbPool, f: F) -> Result<T, E>
@@ -466,7 +497,7 @@ impl Db {
     /// # Errors
     /// [`DbError::Migration`] with the migration's own message.
     pub async fn migrate(&self) -> Result<Vec<String>, DbError> {
-        self.write(|conn| run_migrations(conn).map_err(DbError::Migration))
+        self.write_alone(|conn| run_migrations(conn).map_err(DbError::Migration))
             .await
     }
 

@@ -635,7 +635,7 @@ impl OAuth {
                     codes::insert(
                         conn,
                         &CodeRow {
-                            id: uuid::Uuid::new_v4().to_string(),
+                            id: uuid::Uuid::now_v7().to_string(),
                             code_hash: secret::sha256_hex(&code),
                             client_id: client.id().to_owned(),
                             user_id: user_id.clone(),

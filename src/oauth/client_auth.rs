@@ -155,7 +155,7 @@ impl OAuth {
         presented: PresentedClient,
         ip: Option<IpAddr>,
     ) -> Result<Client, OAuthError> {
-        match self.clients.find(presented.id()).await? {
+        match self.clients.find_for_authentication(presented.id()).await? {
             Some(client) if presented.authenticates(&client) => Ok(client),
             _ => Err(self.client_auth_failed(&presented, ip).await),
         }

@@ -19,7 +19,7 @@ use crate::db::tokens::{self, TokenRow};
 use crate::db::{self, DbConnection};
 use crate::domain::{ResourceSet, ScopeSet};
 use crate::oidc::keys::Signer;
-use crate::oidc::{AccessTokenClaims, Audience, Authentication, ACCESS_TOKEN_TYP};
+use crate::oidc::{AccessTokenClaims, Audience, Authentication, ACCESS_TOKEN_TYP, OPENID};
 use crate::secret;
 
 /// Tokens just minted, as the token response carries them (RFC 6749 §5.1).
@@ -130,6 +130,14 @@ pub(crate) struct Issued {
     pub auth: Option<Authentication>,
 }
 
+impl Issued {
+    /// Whether the answer carries an ID token: a user's grant whose scope holds `openid`
+    /// (OIDC Core §3.1.3.3).
+    pub fn wants_id_token(&self) -> bool {
+        self.auth.is_some() && ScopeSet::from_stored(&self.minted.scope).contains(OPENID)
+    }
+}
+
 /// Why a grant minted nothing, and what becomes of its transaction.
 pub(crate) enum Refusal {
     /// Storage failed: roll back, `server_error`.
@@ -215,7 +223,7 @@ impl Mint<'_> {
             .auth
             .map(|a| (Some(a.auth_time), Some(a.amr.clone()), a.idp.clone()))
             .unwrap_or_default();
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = uuid::Uuid::now_v7().to_string();
         let (access, signing_kid) = match self.signer {
             None => (secret::new_token(), None),
             Some(signer) => {
@@ -268,7 +276,7 @@ impl Mint<'_> {
                 self.cfg.lifetimes.refresh_token,
             );
             rows.push(TokenRow {
-                id: uuid::Uuid::new_v4().to_string(),
+                id: uuid::Uuid::now_v7().to_string(),
                 token_hash: secret::sha256_hex(&refresh),
                 kind: tokens::REFRESH.to_owned(),
                 scope: refresh_scope.to_string(),

@@ -122,6 +122,12 @@ async fn client_commands_manage_clients_that_work_over_http() {
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("redirect_uris"), "{}", stderr(&bad));
 
+    // The command line is another process: the server authenticated this client a moment ago
+    // and may keep its row for up to CLIENT_CACHE_SECONDS (the staleness bound across nodes).
+    tokio::time::sleep(std::time::Duration::from_millis(
+        latchkey::clients::CLIENT_CACHE_SECONDS * 1000 + 200,
+    ))
+    .await;
     let (status, _) = app
         .post_token(
             &[("grant_type", "client_credentials")],

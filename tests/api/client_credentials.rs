@@ -314,3 +314,120 @@ async fn portal_clients_get_only_the_scopes_an_operator_allows_without_a_user() 
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 }
+
+/// Group commit (issue 13): many tokens issued at once — on SQLite they are committed together
+/// — and every token answered 200 is stored with its audit event: it introspects active on
+/// another node (its own caches, reading the database), and there is one `token.issued` event
+/// per answered token.
+#[tokio::test]
+async fn every_token_answered_under_concurrency_is_stored() {
+    let app = spawn_app().await;
+    let (client, secret) = app
+        .register(&spec("confidential", &["client_credentials"]))
+        .await;
+    let secret = secret.expect("secret");
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..120 {
+        let (http, url, id, secret) = (
+            app.api.clone(),
+            app.url("/o/token/"),
+            client.id().to_owned(),
+            secret.clone(),
+        );
+        requests.spawn(async move {
+            let response = http
+                .post(url)
+                .basic_auth(id, Some(secret))
+                .form(&[("grant_type", "client_credentials"), ("scope", "read")])
+                .send()
+                .await
+                .expect("request");
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.expect("json");
+            (status, body)
+        });
+    }
+    let mut tokens = Vec::new();
+    while let Some(answer) = requests.join_next().await {
+        let (status, body) = answer.expect("task");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        tokens.push(body["access_token"].as_str().expect("token").to_owned());
+    }
+    let other = app.second_node("").await;
+    for token in &tokens {
+        let (status, body) = other
+            .post_oauth(
+                "/o/introspect/",
+                &[("token", token)],
+                Some((client.id(), &secret)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["active"], true, "an answered token was not stored");
+    }
+    let issued = app.audit_events("token.issued").await;
+    assert_eq!(
+        issued
+            .iter()
+            .filter(|e| e.client_id.as_deref() == Some(client.id()))
+            .count(),
+        tokens.len()
+    );
+}
+
+/// The client cache (issue 13): a rotated secret stops working at once on the node that
+/// rotated it, and on another node — which authenticated with the old secret a moment before,
+/// so it holds the row — within `CLIENT_CACHE_SECONDS`. A deleted client likewise.
+#[tokio::test]
+async fn a_rotated_secret_stops_at_once_here_and_within_the_cache_bound_elsewhere() {
+    let app = spawn_app().await;
+    let other = app.second_node("").await;
+    let (client, secret) = app
+        .register(&spec("confidential", &["client_credentials"]))
+        .await;
+    let old = secret.expect("secret");
+    let grant = [("grant_type", "client_credentials")];
+    for node in [&app, &other] {
+        let (status, _) = node.post_token(&grant, Some((client.id(), &old))).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "the secret works before the rotation"
+        );
+    }
+    let new = app
+        .services
+        .clients
+        .rotate_secret(&latchkey::audit::Actor::system(), client.id())
+        .await
+        .expect("rotate")
+        .0;
+    let (status, _) = app.post_token(&grant, Some((client.id(), &old))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "at once on this node");
+    let (status, _) = app.post_token(&grant, Some((client.id(), &new))).await;
+    assert_eq!(status, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(
+        latchkey::clients::CLIENT_CACHE_SECONDS * 1000 + 200,
+    ))
+    .await;
+    let (status, _) = other.post_token(&grant, Some((client.id(), &old))).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "within the bound elsewhere"
+    );
+    let (status, _) = other.post_token(&grant, Some((client.id(), &new))).await;
+    assert_eq!(status, StatusCode::OK);
+
+    app.services
+        .clients
+        .delete(&latchkey::audit::Actor::system(), client.id())
+        .await
+        .expect("delete");
+    let (status, _) = app.post_token(&grant, Some((client.id(), &new))).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "a deleted client, at once"
+    );
+}

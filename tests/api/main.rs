@@ -22,6 +22,7 @@ mod config_bounds;
 mod cors;
 mod discord_connector;
 mod discord_fake;
+mod durability;
 mod error_bodies;
 mod google_fake;
 mod helpers;

@@ -30,7 +30,7 @@ pub(crate) async fn exchange(
     let scope = negotiate(&client, oauth.config(), params.get("scope"))?;
     let resources = oauth.requested_resources(&params).await?;
     super::run(oauth, client, move |conn, issuing| {
-        let family = uuid::Uuid::new_v4().to_string();
+        let family = uuid::Uuid::now_v7().to_string();
         let minted = issuing.mint(None, &resources, None).mint(
             conn,
             &TokenGrant {

@@ -54,6 +54,12 @@ where
     };
     let alg = client.signing_alg();
     let client_id = client.id().to_owned();
+    // The ID token's key as cached (no read of its own): confirmed below in the grant's
+    // transaction, when the grant turns out to need an ID token. `None` when the keys cannot
+    // be loaded now: `KeyStore::sign` then tries again after the transaction.
+    let id_signer = oauth.keys.cached_signer().await.ok();
+    let confirming = id_signer.clone();
+    let client_id_check = client_id.clone();
     let issued = oauth
         .db
         .write(move |conn| {
@@ -65,7 +71,15 @@ where
                     signer: signer.as_ref(),
                 };
                 match grant(conn, &issuing) {
-                    Ok(issued) => Ok(Ok(issued)),
+                    Ok(issued) => {
+                        let confirmed = match &confirming {
+                            Some(id_signer) if issued.wants_id_token() => {
+                                id_signer.confirm(conn, alg)?
+                            }
+                            _ => false,
+                        };
+                        Ok(Ok((issued, confirmed)))
+                    }
                     Err(Refusal::Commit(e)) => Ok(Err(e)),
                     Err(Refusal::Rollback(e)) => {
                         refused = Some(e);
@@ -77,10 +91,31 @@ where
             match (result, refused) {
                 (Ok(answer), _) => Ok(answer),
                 (Err(_), Some(e)) => Ok(Err(e)),
+                // The client authenticated from a row this node keeps for a few seconds
+                // (`Clients::find_for_authentication`) and was deleted meanwhile: its tokens
+                // cannot reference it. That is a failed authentication, not a storage failure.
+                (Err(e), None) if is_foreign_key_violation(&e) => {
+                    if crate::db::clients::find(conn, &client_id_check)?.is_none() {
+                        Ok(Err(OAuthError::invalid_client(
+                            "client authentication failed",
+                        )))
+                    } else {
+                        Err(OAuthError::from(e))
+                    }
+                }
                 (Err(e), None) => Err(OAuthError::from(e)),
             }
         })
-        .await??;
+        .await?;
+    let (issued, id_key_confirmed) = match issued {
+        Ok(issued) => issued,
+        Err(e) => {
+            if e.status() == 401 {
+                oauth.clients.forget_cached();
+            }
+            return Err(e);
+        }
+    };
     let Issued { minted, auth } = issued;
     let mut response = TokenResponse {
         access_token: minted.access_token,
@@ -117,15 +152,23 @@ where
                 discord: discord.as_ref().map(|d| &d.profile),
             },
         );
-        response.id_token = Some(
-            oauth
-                .keys
-                .sign(alg, ID_TOKEN_TYP, &claims)
-                .await
-                .map_err(signing_failed)?,
-        );
+        let signed = match id_signer.filter(|_| id_key_confirmed) {
+            Some(id_signer) => id_signer.sign(alg, ID_TOKEN_TYP, &claims).await,
+            None => oauth.keys.sign(alg, ID_TOKEN_TYP, &claims).await,
+        };
+        response.id_token = Some(signed.map_err(signing_failed)?);
     }
     Ok(response)
+}
+
+fn is_foreign_key_violation(e: &diesel::result::Error) -> bool {
+    matches!(
+        e,
+        diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+            _
+        )
+    )
 }
 
 fn signing_failed(e: KeyError) -> OAuthError {
@@ -179,7 +222,7 @@ pub(crate) async fn issue_for_login(
             nonce: None,
             session_id: None,
         };
-        let family = uuid::Uuid::new_v4().to_string();
+        let family = uuid::Uuid::now_v7().to_string();
         let minted = issuing.mint(Some(&auth), &resources, None).mint(
             conn,
             &TokenGrant {

@@ -135,7 +135,7 @@ pub(crate) async fn exchange(
             nonce: None,
             session_id: None,
         };
-        let family = uuid::Uuid::new_v4().to_string();
+        let family = uuid::Uuid::now_v7().to_string();
         let minted = issuing.mint(Some(&auth), &resources, None).mint(
             conn,
             &TokenGrant {
