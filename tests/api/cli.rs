@@ -647,6 +647,12 @@ async fn clients_serve_resources_set_from_the_command_line() {
     let json: serde_json::Value = serde_json::from_str(&stdout(&cleared)).expect("json");
     assert_eq!(json["resource_uris"], serde_json::json!([]));
     let id = json["client_id"].as_str().expect("id").to_owned();
+    // The command line is another process: the server keeps the client's row for up to
+    // CLIENT_CACHE_SECONDS after it last read it (the staleness bound across nodes).
+    tokio::time::sleep(std::time::Duration::from_millis(
+        latchkey::clients::CLIENT_CACHE_SECONDS * 1000 + 200,
+    ))
+    .await;
     let (_, answer) = app
         .post_oauth("/o/introspect/", &[("token", &token)], Some((&id, &secret)))
         .await;
