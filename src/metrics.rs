@@ -265,7 +265,7 @@ pub fn limit_tripped(bucket: &str) {
 pub enum DbPool {
     /// SQLite's read pool.
     Reader,
-    /// SQLite's one writer connection.
+    /// SQLite's writer thread (`db::writer`): its wait is the time a write queued for it.
     Writer,
     /// PostgreSQL's one pool for reads and writes.
     Shared,

@@ -92,8 +92,12 @@ impl SqliteWriter {
         E: From<DbError> + Send + 'static,
     {
         let span = tracing::Span::current();
+        let queued = std::time::Instant::now();
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<T, E>>();
         let work: Work = Box::new(move |conn| {
+            // The wait for the one writer connection (`latchkey_db_pool_wait_seconds`,
+            // `pool="writer"`): the queue and the batches ahead of this write.
+            crate::metrics::db_pool_wait(crate::metrics::DbPool::Writer, queued.elapsed());
             let result = span.in_scope(|| f(conn));
             Box::new(move |failure: Option<DbError>| {
                 let _ = tx.send(match failure {

@@ -159,6 +159,17 @@ async fn counters_move_with_tokens_failed_logins_and_tripped_limits() {
             ) >= 1.0
         );
     }
+    // On SQLite the writes queue for the writer thread: their wait is recorded too.
+    if app.backend == "sqlite" {
+        assert!(
+            value(
+                &after,
+                "latchkey_db_pool_wait_seconds_count",
+                &[("pool", "writer")]
+            ) >= 1.0,
+            "{after}"
+        );
+    }
     // The argon2 slots (one per core here) and their queue, sampled at the scrape.
     assert!(
         value(&after, "latchkey_argon2_slots", &[]) >= 1.0,
