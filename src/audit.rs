@@ -124,30 +124,28 @@ impl AuditEvent {
 /// # Errors
 /// Query failures only.
 pub fn record(conn: &mut DbConnection, event: AuditEvent) -> QueryResult<()> {
-    let details = serde_json::Value::Object(event.details).to_string();
-    let ip = event.ip.map(|ip| ip.to_string());
-    tracing::info!(
-        target: "audit",
-        event = event.event,
-        actor_id = event.actor_id.as_deref(),
-        user_id = event.user_id.as_deref(),
-        client_id = event.client_id.as_deref(),
-        ip = ip.as_deref(),
-        details = %details,
-    );
-    audit_events::insert(
-        conn,
-        &AuditRow {
+    let row = event.into_row();
+    audit_events::log(&row);
+    audit_events::insert(conn, &row)
+}
+
+impl AuditEvent {
+    /// The row this event is stored as: a new UUID v7 id, the time now, the details as a JSON
+    /// object. For writes made ready before they are handed to storage (the token endpoint's
+    /// group inserts, `db::Db::insert_issued`); [`record`] does this itself.
+    #[must_use]
+    pub fn into_row(self) -> AuditRow {
+        AuditRow {
             id: uuid::Uuid::now_v7().to_string(),
             occurred_at: db::now(),
-            event: event.event.to_owned(),
-            actor_id: event.actor_id,
-            user_id: event.user_id,
-            client_id: event.client_id,
-            ip,
-            details,
-        },
-    )
+            event: self.event.to_owned(),
+            actor_id: self.actor_id,
+            user_id: self.user_id,
+            client_id: self.client_id,
+            ip: self.ip.map(|ip| ip.to_string()),
+            details: serde_json::Value::Object(self.details).to_string(),
+        }
+    }
 }
 
 /// Reading the audit log, and recording events that change nothing else.

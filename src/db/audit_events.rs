@@ -53,6 +53,21 @@ pub fn insert(conn: &mut DbConnection, row: &AuditRow) -> QueryResult<()> {
     crate::per_backend!(conn, |c| query.execute(c)).map(|_| ())
 }
 
+/// Writes an event that is stored (or about to be, in the same transaction) to the `audit`
+/// tracing target: `crate::audit::record` and the token endpoint's group inserts
+/// ([`super::group_insert`]) call it.
+pub fn log(row: &AuditRow) {
+    tracing::info!(
+        target: "audit",
+        event = row.event,
+        actor_id = row.actor_id.as_deref(),
+        user_id = row.user_id.as_deref(),
+        client_id = row.client_id.as_deref(),
+        ip = row.ip.as_deref(),
+        details = %row.details,
+    );
+}
+
 fn filtered<'a>(filter: &'a AuditFilter) -> audit_events::BoxedQuery<'a, MultiBackend> {
     let mut query = audit_events::table.into_boxed();
     if let Some(event) = filter.event.as_deref().filter(|e| !e.is_empty()) {

@@ -18,6 +18,7 @@ pub mod codes;
 pub mod consents;
 pub mod discord_accounts;
 pub mod discord_connector;
+pub mod group_insert;
 pub mod groups;
 pub mod held_secrets;
 pub mod jobs;
@@ -329,11 +330,12 @@ impl GatedPool {
 
 type DbPool = GatedPool;
 
-/// Where writes go: SQLite's writer thread, or PostgreSQL's shared pool.
+/// Where writes go: SQLite's writer thread, or PostgreSQL's shared pool (and its group insert
+/// for token issues).
 #[derive(Clone)]
 enum Writer {
     Sqlite(writer::SqliteWriter),
-    Pool(DbPool),
+    Pool(DbPool, group_insert::GroupInsert),
 }
 
 /// The database handle shared by every request: cheap to clone.
@@ -399,8 +401,9 @@ impl Db {
             }
             DatabaseUrl::Postgres(_) => {
                 let pool = GatedPool::new(build(max_connections)?, crate::metrics::DbPool::Shared);
+                let group = group_insert::GroupInsert::start(manager)?;
                 Ok(Self {
-                    writer: Writer::Pool(pool.clone()),
+                    writer: Writer::Pool(pool.clone(), group),
                     reader: pool,
                     url: url.clone(),
                 })
@@ -451,7 +454,30 @@ impl Db {
     {
         match &self.writer {
             Writer::Sqlite(writer) => writer.run(false, f).await,
-            Writer::Pool(pool) => Self::run(pool.clone(), f).await,
+            Writer::Pool(pool, _) => Self::run(pool.clone(), f).await,
+        }
+    }
+
+    /// Stores a token response's rows made ready beforehand ([`tokens::TokenIssue`]), all or
+    /// nothing, and answers once they are committed: on SQLite as any write (in the writer's
+    /// group commit), on PostgreSQL in a group insert ([`group_insert`]) — with the issues of
+    /// other requests waiting at that moment, in one transaction.
+    ///
+    /// # Errors
+    /// [`DbError::Query`] when the rows were refused (a foreign key: the client is gone);
+    /// [`DbError::Writer`] when they were not committed for another reason.
+    pub async fn insert_issued(&self, issue: tokens::TokenIssue) -> Result<(), DbError> {
+        match &self.writer {
+            Writer::Sqlite(writer) => {
+                writer
+                    .run(false, move |conn| {
+                        conn.transaction(|c| issue.insert(c))?;
+                        audit_events::log(&issue.audit);
+                        Ok::<_, DbError>(())
+                    })
+                    .await
+            }
+            Writer::Pool(_, group) => group.insert(issue).await,
         }
     }
 
@@ -465,7 +491,7 @@ impl Db {
     {
         match &self.writer {
             Writer::Sqlite(writer) => writer.run(true, f).await,
-            Writer::Pool(pool) => Self::run(pool.clone(), f).await,
+            Writer::Pool(pool, _) => Self::run(pool.clone(), f).await,
         }
     }
 

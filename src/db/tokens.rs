@@ -86,6 +86,46 @@ pub fn insert(conn: &mut DbConnection, row: &TokenRow) -> QueryResult<()> {
     crate::per_backend!(conn, |c| query.execute(c)).map(|_| ())
 }
 
+/// The rows one token response stores, made before storage is asked: its token rows and their
+/// `token.issued` audit event. Used where minting needs no lock and no read — the
+/// client-credentials grant with opaque tokens (no user, so the lock rule above does not apply)
+/// — so that storage only inserts: on SQLite inside the writer's group commit, on PostgreSQL
+/// in a group insert ([`super::group_insert`]).
+#[derive(Clone, Debug)]
+pub struct TokenIssue {
+    /// The token rows (an access token, and a refresh token when one was minted).
+    pub tokens: Vec<TokenRow>,
+    /// The `token.issued` event.
+    pub audit: super::audit_events::AuditRow,
+}
+
+impl TokenIssue {
+    /// Inserts the rows one statement each (inside the caller's transaction).
+    ///
+    /// # Errors
+    /// Query failures only.
+    pub fn insert(&self, conn: &mut DbConnection) -> QueryResult<()> {
+        for row in &self.tokens {
+            insert(conn, row)?;
+        }
+        super::audit_events::insert(conn, &self.audit)
+    }
+}
+
+/// Inserts every row of `issues` with one multi-row `INSERT` per table (inside the caller's
+/// transaction: all or nothing).
+///
+/// # Errors
+/// Query failures only; the first failing row fails the whole statement.
+pub fn insert_issues(conn: &mut DbConnection, issues: &[TokenIssue]) -> QueryResult<()> {
+    let rows: Vec<&TokenRow> = issues.iter().flat_map(|i| &i.tokens).collect();
+    let audit: Vec<&super::audit_events::AuditRow> = issues.iter().map(|i| &i.audit).collect();
+    let tokens = diesel::insert_into(tokens::table).values(rows);
+    crate::per_backend!(conn, |c| tokens.execute(c))?;
+    let events = diesel::insert_into(super::schema::audit_events::table).values(audit);
+    crate::per_backend!(conn, |c| events.execute(c)).map(|_| ())
+}
+
 /// The token with this hash and kind (`None` for either kind). Both forms are static queries,
 /// so diesel caches their prepared statements (a boxed query would be prepared every time).
 ///

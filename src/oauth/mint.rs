@@ -13,12 +13,12 @@ use serde::Serialize;
 
 use super::error::OAuthError;
 use super::OAuthConfig;
-use crate::audit::{self, AuditEvent};
+use crate::audit::AuditEvent;
 use crate::clients::Client;
-use crate::db::tokens::{self, TokenRow};
+use crate::db::tokens::{self, TokenIssue, TokenRow};
 use crate::db::{self, DbConnection};
 use crate::domain::{ResourceSet, ScopeSet};
-use crate::oidc::keys::Signer;
+use crate::oidc::keys::{KeyError, Signer};
 use crate::oidc::{AccessTokenClaims, Audience, Authentication, ACCESS_TOKEN_TYP, OPENID};
 use crate::secret;
 
@@ -212,6 +212,39 @@ impl Mint<'_> {
         conn: &mut DbConnection,
         grant: &TokenGrant<'_>,
     ) -> Result<Minted, MintError> {
+        let (minted, issue) = self.prepare(grant, |signer, alg, claims| {
+            // The key stays locked until this transaction commits, so a concurrent
+            // revocation of it also revokes this token (`Signer::sign_held`).
+            signer.sign_held(conn, alg, ACCESS_TOKEN_TYP, claims)
+        })?;
+        issue.insert(conn)?;
+        crate::db::audit_events::log(&issue.audit);
+        Ok(minted)
+    }
+
+    /// Makes the tokens and the rows that store them without touching storage, for a client
+    /// that gets opaque access tokens (no key to hold while signing): storage then only
+    /// inserts the rows ([`crate::db::Db::insert_issued`]).
+    ///
+    /// # Errors
+    /// [`MintError::Target`] for a resource outside the grant; [`MintError::Signing`] when the
+    /// client gets JWT access tokens (use [`Mint::mint`] for those).
+    pub fn prepare_opaque(
+        &self,
+        grant: &TokenGrant<'_>,
+    ) -> Result<(Minted, TokenIssue), MintError> {
+        self.prepare(grant, |_, alg, _| Err(KeyError::NoActiveKey(alg)))
+    }
+
+    /// The tokens of `grant` and their rows; a JWT access token is signed by `sign`.
+    fn prepare<S>(&self, grant: &TokenGrant<'_>, sign: S) -> Result<(Minted, TokenIssue), MintError>
+    where
+        S: FnOnce(
+            &Signer,
+            crate::domain::SigningAlg,
+            &AccessTokenClaims,
+        ) -> Result<(String, String), KeyError>,
+    {
         let (audience, grant_resources) = self.resources()?;
         let now = db::now();
         let scope = grant.scope.to_string();
@@ -239,14 +272,10 @@ impl Mint<'_> {
                     exp: (now + access_ttl).and_utc().timestamp(),
                     auth_time: auth_time.map(|t| t.and_utc().timestamp()),
                 };
-                // The key stays locked until this transaction commits, so a concurrent
-                // revocation of it also revokes this token (`Signer::sign_held`).
-                let (jwt, kid) = signer
-                    .sign_held(conn, self.client.signing_alg(), ACCESS_TOKEN_TYP, &claims)
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "signing a JWT access token failed");
-                        MintError::Signing
-                    })?;
+                let (jwt, kid) = sign(signer, self.client.signing_alg(), &claims).map_err(|e| {
+                    tracing::error!(error = %e, "signing a JWT access token failed");
+                    MintError::Signing
+                })?;
                 (jwt, Some(kid))
             }
         };
@@ -287,26 +316,27 @@ impl Mint<'_> {
             });
             refresh
         });
-        for row in &rows {
-            tokens::insert(conn, row)?;
-        }
-        audit::record(
-            conn,
-            AuditEvent::new("token.issued")
-                .client(self.client.id())
-                .maybe_user(grant.user_id)
-                .detail("grant_type", grant.grant_type)
-                .detail("family_id", grant.family_id)
-                .detail("scope", scope.clone())
-                .detail("resources", audience.to_string())
-                .detail("refresh_token", refresh.is_some()),
-        )?;
-        Ok(Minted {
-            access_token: access,
-            refresh_token: refresh,
-            expires_in: access_ttl.num_seconds(),
-            scope,
-        })
+        let audit = AuditEvent::new("token.issued")
+            .client(self.client.id())
+            .maybe_user(grant.user_id)
+            .detail("grant_type", grant.grant_type)
+            .detail("family_id", grant.family_id)
+            .detail("scope", scope.clone())
+            .detail("resources", audience.to_string())
+            .detail("refresh_token", refresh.is_some())
+            .into_row();
+        Ok((
+            Minted {
+                access_token: access,
+                refresh_token: refresh,
+                expires_in: access_ttl.num_seconds(),
+                scope,
+            },
+            TokenIssue {
+                tokens: rows,
+                audit,
+            },
+        ))
     }
 }
 

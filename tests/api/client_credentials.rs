@@ -431,3 +431,73 @@ async fn a_rotated_secret_stops_at_once_here_and_within_the_cache_bound_elsewher
         "a deleted client, at once"
     );
 }
+
+/// Tokens made before storage is asked (issue 13) and inserted in groups: when a client is
+/// deleted while another node still keeps its row, that node's requests for it fail client
+/// authentication (401, not a 500) — the token rows break the foreign key — and requests of
+/// other clients inserted in the same groups are answered and stored all the same.
+#[tokio::test]
+async fn a_client_deleted_elsewhere_is_refused_without_failing_the_others_in_its_group() {
+    let app = spawn_app().await;
+    let other = app.second_node("").await;
+    let spec = spec("confidential", &["client_credentials"]);
+    let (kept, kept_secret) = app.register(&spec).await;
+    let (gone, gone_secret) = app.register(&spec).await;
+    let (kept_secret, gone_secret) = (kept_secret.expect("secret"), gone_secret.expect("secret"));
+    let grant = [("grant_type", "client_credentials")];
+    // The other node authenticates both once, and so keeps both rows.
+    for (client, secret) in [(&kept, &kept_secret), (&gone, &gone_secret)] {
+        let (status, _) = other.post_token(&grant, Some((client.id(), secret))).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    app.services
+        .clients
+        .delete(&latchkey::audit::Actor::system(), gone.id())
+        .await
+        .expect("delete");
+    let mut requests = tokio::task::JoinSet::new();
+    // A third for the deleted client: well under `failed_client_auth_per_ip`.
+    for i in 0..60 {
+        let (client, secret) = if i % 3 != 0 {
+            (kept.id().to_owned(), kept_secret.clone())
+        } else {
+            (gone.id().to_owned(), gone_secret.clone())
+        };
+        let (http, url) = (other.api.clone(), other.url("/o/token/"));
+        requests.spawn(async move {
+            let response = http
+                .post(url)
+                .basic_auth(&client, Some(secret))
+                .form(&[("grant_type", "client_credentials")])
+                .send()
+                .await
+                .expect("request");
+            let status = response.status();
+            let body: serde_json::Value = response.json().await.expect("json");
+            (client, status, body)
+        });
+    }
+    let mut tokens = Vec::new();
+    while let Some(answer) = requests.join_next().await {
+        let (client, status, body) = answer.expect("task");
+        if client == kept.id() {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            tokens.push(body["access_token"].as_str().expect("token").to_owned());
+        } else {
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+            assert_eq!(body["error"], "invalid_client");
+        }
+    }
+    assert_eq!(tokens.len(), 40);
+    for token in &tokens {
+        let (status, body) = app
+            .post_oauth(
+                "/o/introspect/",
+                &[("token", token)],
+                Some((kept.id(), &kept_secret)),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["active"], true, "an answered token was not stored");
+    }
+}

@@ -29,22 +29,34 @@ pub(crate) async fn exchange(
     }
     let scope = negotiate(&client, oauth.config(), params.get("scope"))?;
     let resources = oauth.requested_resources(&params).await?;
+    let family = uuid::Uuid::now_v7().to_string();
+    if !client.jwt_access_tokens() {
+        // Opaque tokens: everything is made here, storage only inserts.
+        return super::run_prepared(oauth, client, move |issuing| {
+            issuing
+                .mint(None, &resources, None)
+                .prepare_opaque(&grant(&scope, &family))
+        })
+        .await;
+    }
     super::run(oauth, client, move |conn, issuing| {
-        let family = uuid::Uuid::now_v7().to_string();
-        let minted = issuing.mint(None, &resources, None).mint(
-            conn,
-            &TokenGrant {
-                user_id: None,
-                scope: &scope,
-                family_id: &family,
-                grant_type: GrantType::ClientCredentials.as_str(),
-                // RFC 6749 §4.4.3: no refresh token.
-                refresh_scope: None,
-            },
-        )?;
+        let minted = issuing
+            .mint(None, &resources, None)
+            .mint(conn, &grant(&scope, &family))?;
         Ok(Issued { minted, auth: None })
     })
     .await
+}
+
+/// A client-credentials grant's tokens: no user, and (RFC 6749 §4.4.3) no refresh token.
+fn grant<'a>(scope: &'a ScopeSet, family: &'a str) -> TokenGrant<'a> {
+    TokenGrant {
+        user_id: None,
+        scope,
+        family_id: family,
+        grant_type: GrantType::ClientCredentials.as_str(),
+        refresh_scope: None,
+    }
 }
 
 /// The scope a client-credentials request gets: as for every grant

@@ -14,12 +14,13 @@ pub mod token_exchange;
 use diesel::Connection;
 
 use super::error::OAuthError;
-use super::mint::{Issued, Issuing, Refusal, TokenGrant, TokenResponse};
+use super::mint::{Issued, Issuing, MintError, Minted, Refusal, TokenGrant, TokenResponse};
 use super::params::Params;
 use super::{OAuth, OAuthConfig};
 use crate::accounts::PasswordLogin;
 use crate::clients::Client;
 use crate::clients::GrantType;
+use crate::db::tokens::TokenIssue;
 use crate::db::users;
 use crate::db::{DbConnection, DbError};
 use crate::domain::ScopeSet;
@@ -159,6 +160,56 @@ where
         response.id_token = Some(signed.map_err(signing_failed)?);
     }
     Ok(response)
+}
+
+/// Issues tokens whose rows are all made before storage is asked — the client-credentials
+/// grant with opaque access tokens: no user to lock, no key to hold, nothing to read — so
+/// storage only inserts them ([`crate::db::Db::insert_issued`]: in a group commit on SQLite,
+/// a group insert on PostgreSQL), and answers once they are committed.
+pub(crate) async fn run_prepared<F>(
+    oauth: &OAuth,
+    client: Client,
+    prepare: F,
+) -> Result<TokenResponse, OAuthError>
+where
+    F: for<'a> FnOnce(&Issuing<'a>) -> Result<(Minted, TokenIssue), MintError>,
+{
+    let issuing = Issuing {
+        cfg: oauth.config(),
+        client: &client,
+        signer: None,
+    };
+    let (minted, issue) = prepare(&issuing).map_err(|e| match Refusal::from(e) {
+        Refusal::Commit(e) | Refusal::Rollback(e) => e,
+        Refusal::Db(e) => OAuthError::from(e),
+    })?;
+    match oauth.db.insert_issued(issue).await {
+        Ok(()) => {}
+        // As in `run`: the client authenticated from a row kept for a few seconds and was
+        // deleted meanwhile.
+        Err(DbError::Query(e)) if is_foreign_key_violation(&e) => {
+            let client_id = client.id().to_owned();
+            let found = oauth
+                .db
+                .read(move |conn| crate::db::clients::find(conn, &client_id).map_err(DbError::from))
+                .await?;
+            oauth.clients.forget_cached();
+            return Err(match found {
+                None => OAuthError::invalid_client("client authentication failed"),
+                Some(_) => OAuthError::from(e),
+            });
+        }
+        Err(e) => return Err(OAuthError::from(e)),
+    }
+    Ok(TokenResponse {
+        access_token: minted.access_token,
+        token_type: "Bearer",
+        expires_in: minted.expires_in,
+        refresh_token: minted.refresh_token,
+        scope: minted.scope,
+        id_token: None,
+        issued_token_type: None,
+    })
 }
 
 fn is_foreign_key_violation(e: &diesel::result::Error) -> bool {
