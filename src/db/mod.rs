@@ -438,6 +438,34 @@ impl Db {
         Self::run(self.reader.clone(), f).await
     }
 
+    /// Runs `f`, a lookup by an indexed key (a few microseconds on SQLite), with a connection
+    /// meant for reading — on SQLite **on the calling thread** when a pooled connection is idle
+    /// at once, instead of handing it to the blocking pool and back. Under introspection load
+    /// those two thread hand-offs were about a third of the server's CPU (`perf`: the
+    /// scheduler's `finish_task_switch` alone 25 %), more than the query. A WAL reader never
+    /// waits for the writer, so the lookup cannot stall the HTTP worker on a lock. When no
+    /// connection is idle, and always on PostgreSQL (a network round trip), it is
+    /// [`Db::read`]. Not for queries whose cost grows with the data.
+    ///
+    /// # Errors
+    /// As [`Db::read`].
+    pub async fn lookup<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        if matches!(self.url, DatabaseUrl::Sqlite(_)) {
+            if let Ok(_permit) = self.reader.gate.try_acquire() {
+                if let Some(mut conn) = self.reader.pool.try_get() {
+                    crate::metrics::db_pool_wait(self.reader.name, Duration::ZERO);
+                    return f(&mut conn);
+                }
+            }
+        }
+        self.read(f).await
+    }
+
     /// Runs `f` with the connection that may write. Use a transaction inside `f` for anything
     /// that writes more than one row: on SQLite `f` runs inside a group commit (see
     /// [`writer`]), where `f`'s own transaction is a savepoint that an error rolls back alone,

@@ -93,7 +93,7 @@ impl OAuth {
         let was_cached = cached.is_some();
         let outcome = self
             .db
-            .read(move |conn| -> Result<_, DbError> {
+            .lookup(move |conn| -> Result<_, DbError> {
                 let client = match cached {
                     Some(client) => Some(client),
                     None => clients::find(conn, presented.id())?.map(Client::from_row),
