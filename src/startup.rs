@@ -279,11 +279,50 @@ impl RootSpanBuilder for PathOnlySpan {
         )
     }
 
+    /// The span's status fields (tracing-actix-web's), and one event for an answer that came
+    /// from an error, at [`error_event_level`]'s level. tracing-actix-web's own event
+    /// (`emit_event_on_error`, off in Cargo.toml) is an ERROR for every error answer that is not
+    /// a 4xx, the sign-in redirect (the web layer's `PageError::SignIn`, a 303) included.
     fn on_request_end<B: MessageBody>(
         span: tracing::Span,
         outcome: &Result<ServiceResponse<B>, actix_web::Error>,
     ) {
-        DefaultRootSpanBuilder::on_request_end(span, outcome);
+        DefaultRootSpanBuilder::on_request_end(span.clone(), outcome);
+        let (status, error) = match outcome {
+            Ok(response) => (response.status(), response.response().error()),
+            Err(error) => (error.as_response_error().status_code(), Some(error)),
+        };
+        let Some(error) = error else { return };
+        if status.is_redirection() {
+            // A redirect is how the request was meant to end, not a failure of the server.
+            span.record("otel.status_code", "OK");
+        }
+        let error = error.as_response_error();
+        let level = error_event_level(status);
+        if level == tracing::Level::ERROR {
+            tracing::error!("{ERROR_EVENT}: {error:?}");
+        } else if level == tracing::Level::WARN {
+            tracing::warn!("{ERROR_EVENT}: {error:?}");
+        } else {
+            tracing::debug!("{ERROR_EVENT}: {error:?}");
+        }
+    }
+}
+
+/// The message of the event for an answer that came from an error (tracing-actix-web's).
+const ERROR_EVENT: &str = "Error encountered while processing the incoming HTTP request";
+
+/// The level of the event for an answer with `status` that came from an error: ERROR for a
+/// failure of the server (5xx), WARN for a request refused (4xx), DEBUG for a redirect (3xx:
+/// the sign-in redirect of a page opened by nobody signed in is an error value in the web
+/// layer, but an ordinary answer).
+fn error_event_level(status: actix_web::http::StatusCode) -> tracing::Level {
+    if status.is_redirection() {
+        tracing::Level::DEBUG
+    } else if status.is_client_error() {
+        tracing::Level::WARN
+    } else {
+        tracing::Level::ERROR
     }
 }
 
@@ -346,7 +385,30 @@ fn security_headers(https: bool, hsts_include_subdomains: bool) -> DefaultHeader
 
 #[cfg(test)]
 mod tests {
-    use super::redacted_path;
+    use actix_web::http::StatusCode;
+    use tracing::Level;
+
+    use super::{error_event_level, redacted_path};
+
+    #[test]
+    fn only_server_failures_are_logged_as_errors() {
+        // The sign-in redirect (`PageError::SignIn`) answers 303.
+        assert_eq!(error_event_level(StatusCode::SEE_OTHER), Level::DEBUG);
+        assert_eq!(error_event_level(StatusCode::FOUND), Level::DEBUG);
+        assert_eq!(error_event_level(StatusCode::FORBIDDEN), Level::WARN);
+        assert_eq!(
+            error_event_level(StatusCode::METHOD_NOT_ALLOWED),
+            Level::WARN
+        );
+        assert_eq!(
+            error_event_level(StatusCode::SERVICE_UNAVAILABLE),
+            Level::ERROR
+        );
+        assert_eq!(
+            error_event_level(StatusCode::INTERNAL_SERVER_ERROR),
+            Level::ERROR
+        );
+    }
 
     #[test]
     fn account_link_tokens_stay_out_of_the_request_span() {

@@ -260,6 +260,9 @@ pub struct Chrome {
     pub who: Option<String>,
     /// Whether the signed-in user may open the admin console.
     pub is_staff: bool,
+    /// Whether the signed-in user is a superuser (the console's superuser-only pages, such as
+    /// the sign-in providers, are linked for them alone).
+    pub is_superuser: bool,
     /// Where the page belongs in the navigation.
     pub section: Section,
     /// This session's CSRF token, for every form on the page (empty on pages without one).
@@ -282,6 +285,7 @@ impl Chrome {
         Self {
             who: Some(user.username.clone()),
             is_staff: user.has_staff_access(),
+            is_superuser: user.is_superuser,
             section,
             csrf_token: super::browser::csrf_token(session),
             notice: take_flash(session),
@@ -320,6 +324,7 @@ impl Chrome {
         Self {
             who: user.map(|u| u.username.clone()),
             is_staff: user.is_some_and(Account::has_staff_access),
+            is_superuser: user.is_some_and(|u| u.is_superuser),
             section: Section::None,
             csrf_token: super::browser::csrf_token(session),
             notice: None,
@@ -343,6 +348,7 @@ impl Chrome {
         Self {
             who: None,
             is_staff: false,
+            is_superuser: false,
             section: Section::None,
             csrf_token: String::new(),
             notice: None,

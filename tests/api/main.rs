@@ -33,6 +33,7 @@ mod layers;
 mod login_code;
 mod login_limits;
 mod metadata_health;
+mod methods;
 mod metrics;
 mod migrations;
 mod oidc;

@@ -1198,3 +1198,28 @@ async fn a_node_that_cannot_reread_the_providers_stops_serving_the_stored_ones()
     app.services.upstream.reload().await.expect("reload");
     assert!(offers(&app.anonymous_visitor(), "Chat").await);
 }
+
+#[tokio::test]
+async fn the_console_links_the_providers_for_superusers_only() {
+    let app = spawn_app().await;
+    let admin = superuser(&app).await;
+    app.create_plain_staff("staffer").await;
+    let staff = app.visitor("staffer").await;
+    let link = r#"href="/admin/providers/""#;
+
+    let (status, dashboard) = admin.get("/admin/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(dashboard.contains(link), "{dashboard}");
+    // Staff who are not superusers would get the 403 page there: no link, on any console page.
+    for page in [
+        "/admin/",
+        "/admin/users/",
+        "/admin/groups/",
+        "/admin/audit/",
+    ] {
+        let (status, html) = staff.get(page).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(html.contains(r#"href="/admin/users/""#), "{page}: {html}");
+        assert!(!html.contains(link), "{page}: {html}");
+    }
+}
