@@ -48,7 +48,7 @@
 //!   migrations, and the one helper through which every query runs: reads on the blocking pool,
 //!   SQLite writes on one writer thread that commits them in groups (`db::writer`);
 //!   client-credentials tokens made before storage is asked and, on PostgreSQL, inserted in
-//!   groups (`db::group_insert`).
+//!   groups (`db::grouped`).
 //! * [`scheduler`] — jobs every node may run, each run claimed by exactly one node through a
 //!   conditional update of its `jobs` row; [`maintenance`] registers cleanup and key rotation.
 //! * [`config`] (figment), [`cli`] (clap), [`startup`] (builds the app; tests use it too),

@@ -55,7 +55,7 @@ pub fn insert(conn: &mut DbConnection, row: &AuditRow) -> QueryResult<()> {
 
 /// Writes an event that is stored (or about to be, in the same transaction) to the `audit`
 /// tracing target: `crate::audit::record` and the token endpoint's group inserts
-/// ([`super::group_insert`]) call it.
+/// ([`super::grouped`]) call it.
 pub fn log(row: &AuditRow) {
     tracing::info!(
         target: "audit",

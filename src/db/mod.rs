@@ -18,7 +18,7 @@ pub mod codes;
 pub mod consents;
 pub mod discord_accounts;
 pub mod discord_connector;
-pub mod group_insert;
+pub mod grouped;
 pub mod groups;
 pub mod held_secrets;
 pub mod jobs;
@@ -330,12 +330,12 @@ impl GatedPool {
 
 type DbPool = GatedPool;
 
-/// Where writes go: SQLite's writer thread, or PostgreSQL's shared pool (and its group insert
-/// for token issues).
+/// Where writes go: SQLite's writer thread, or PostgreSQL's shared pool (and the threads
+/// that insert token issues and look tokens up in groups, [`grouped`]).
 #[derive(Clone)]
 enum Writer {
     Sqlite(writer::SqliteWriter),
-    Pool(DbPool, group_insert::GroupInsert),
+    Pool(DbPool, grouped::GroupInsert, grouped::GroupLookup),
 }
 
 /// The database handle shared by every request: cheap to clone.
@@ -401,9 +401,10 @@ impl Db {
             }
             DatabaseUrl::Postgres(_) => {
                 let pool = GatedPool::new(build(max_connections)?, crate::metrics::DbPool::Shared);
-                let group = group_insert::GroupInsert::start(manager)?;
+                let insert = grouped::GroupInsert::start(manager.clone())?;
+                let lookup = grouped::GroupLookup::start(manager)?;
                 Ok(Self {
-                    writer: Writer::Pool(pool.clone(), group),
+                    writer: Writer::Pool(pool.clone(), insert, lookup),
                     reader: pool,
                     url: url.clone(),
                 })
@@ -466,6 +467,28 @@ impl Db {
         self.read(f).await
     }
 
+    /// The token whose SHA-256 is `token_hash` when it is usable at `now`, with its owner
+    /// ([`tokens::find_usable`]): on SQLite a [`Db::lookup`], on PostgreSQL in a group lookup
+    /// ([`grouped::GroupLookup`]: one query for every lookup waiting at that moment).
+    ///
+    /// # Errors
+    /// [`DbError`] when storage fails.
+    pub async fn find_usable_token(
+        &self,
+        token_hash: String,
+        now: NaiveDateTime,
+    ) -> Result<grouped::Usable, DbError> {
+        match &self.writer {
+            Writer::Pool(_, _, lookup) => lookup.find_usable(token_hash, now).await,
+            Writer::Sqlite(_) => {
+                self.lookup(move |conn| {
+                    tokens::find_usable(conn, &token_hash, None, now).map_err(DbError::from)
+                })
+                .await
+            }
+        }
+    }
+
     /// Runs `f` with the connection that may write. Use a transaction inside `f` for anything
     /// that writes more than one row: on SQLite `f` runs inside a group commit (see
     /// [`writer`]), where `f`'s own transaction is a savepoint that an error rolls back alone,
@@ -482,13 +505,13 @@ impl Db {
     {
         match &self.writer {
             Writer::Sqlite(writer) => writer.run(false, f).await,
-            Writer::Pool(pool, _) => Self::run(pool.clone(), f).await,
+            Writer::Pool(pool, _, _) => Self::run(pool.clone(), f).await,
         }
     }
 
     /// Stores a token response's rows made ready beforehand ([`tokens::TokenIssue`]), all or
     /// nothing, and answers once they are committed: on SQLite as any write (in the writer's
-    /// group commit), on PostgreSQL in a group insert ([`group_insert`]) — with the issues of
+    /// group commit), on PostgreSQL in a group insert ([`grouped`]) — with the issues of
     /// other requests waiting at that moment, in one transaction.
     ///
     /// # Errors
@@ -505,7 +528,7 @@ impl Db {
                     })
                     .await
             }
-            Writer::Pool(_, group) => group.insert(issue).await,
+            Writer::Pool(_, insert, _) => insert.insert(issue).await,
         }
     }
 
@@ -519,7 +542,7 @@ impl Db {
     {
         match &self.writer {
             Writer::Sqlite(writer) => writer.run(true, f).await,
-            Writer::Pool(pool, _) => Self::run(pool.clone(), f).await,
+            Writer::Pool(pool, _, _) => Self::run(pool.clone(), f).await,
         }
     }
 

@@ -90,7 +90,7 @@ pub fn insert(conn: &mut DbConnection, row: &TokenRow) -> QueryResult<()> {
 /// `token.issued` audit event. Used where minting needs no lock and no read — the
 /// client-credentials grant with opaque tokens (no user, so the lock rule above does not apply)
 /// — so that storage only inserts: on SQLite inside the writer's group commit, on PostgreSQL
-/// in a group insert ([`super::group_insert`]).
+/// in a group insert ([`super::grouped`]).
 #[derive(Clone, Debug)]
 pub struct TokenIssue {
     /// The token rows (an access token, and a refresh token when one was minted).
@@ -195,6 +195,34 @@ pub fn find_usable(
         },
     };
     Ok(Some((row, owner)))
+}
+
+/// The tokens whose hashes are in `token_hashes` (any kind, used or not), and the users who
+/// own them: one query each (on PostgreSQL `= ANY($1)`), for lookups served in groups
+/// ([`super::grouped::GroupLookup`]). Callers apply [`find_usable`]'s rules themselves.
+///
+/// # Errors
+/// Query failures only.
+pub fn find_many_with_owners(
+    conn: &mut DbConnection,
+    token_hashes: &[&str],
+) -> QueryResult<(Vec<TokenRow>, Vec<UserRow>)> {
+    let hashes = token_hashes.to_vec();
+    let rows: Vec<TokenRow> = crate::per_backend!(conn, |c| tokens::table
+        .filter(tokens::token_hash.eq_any(&hashes))
+        .select(TokenRow::as_select())
+        .load(c))?;
+    let mut owners: Vec<&str> = rows.iter().filter_map(|r| r.user_id.as_deref()).collect();
+    owners.sort_unstable();
+    owners.dedup();
+    if owners.is_empty() {
+        return Ok((rows, Vec::new()));
+    }
+    let users = crate::per_backend!(conn, |c| super::schema::users::table
+        .filter(super::schema::users::id.eq_any(&owners))
+        .select(UserRow::as_select())
+        .load(c))?;
+    Ok((rows, users))
 }
 
 /// Marks a refresh token rotated if it was not already; `true` only for the caller that won.

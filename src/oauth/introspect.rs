@@ -91,23 +91,33 @@ impl OAuth {
             .filter(|c| presented.authenticates(c));
         let generation = self.clients.cache_generation();
         let was_cached = cached.is_some();
-        let outcome = self
-            .db
-            .lookup(move |conn| -> Result<_, DbError> {
-                let client = match cached {
-                    Some(client) => Some(client),
-                    None => clients::find(conn, presented.id())?.map(Client::from_row),
-                };
-                let Some(client) = client.filter(|c| presented.authenticates(c)) else {
-                    return Ok(Err(presented));
-                };
-                let found = match &hash {
-                    Some(hash) => tokens::find_usable(conn, hash, None, db::now())?,
-                    None => None,
-                };
-                Ok(Ok((client, found)))
-            })
-            .await?;
+        let outcome = match (cached, hash) {
+            // The usual case: this node keeps the client's row, and only the token is read —
+            // on PostgreSQL in a group with the lookups of other requests waiting at that
+            // moment (`Db::find_usable_token`).
+            (Some(client), Some(hash)) => {
+                let found = self.db.find_usable_token(hash, db::now()).await?;
+                Ok((client, found))
+            }
+            (cached, hash) => {
+                self.db
+                    .lookup(move |conn| -> Result<_, DbError> {
+                        let client = match cached {
+                            Some(client) => Some(client),
+                            None => clients::find(conn, presented.id())?.map(Client::from_row),
+                        };
+                        let Some(client) = client.filter(|c| presented.authenticates(c)) else {
+                            return Ok(Err(presented));
+                        };
+                        let found = match &hash {
+                            Some(hash) => tokens::find_usable(conn, hash, None, db::now())?,
+                            None => None,
+                        };
+                        Ok(Ok((client, found)))
+                    })
+                    .await?
+            }
+        };
         let (client, found) = match outcome {
             Ok(found) => {
                 if !was_cached {

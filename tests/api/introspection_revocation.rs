@@ -302,3 +302,73 @@ async fn a_public_client_never_introspects_every_token() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, serde_json::json!({ "active": false }));
 }
+
+/// Introspections at once (on PostgreSQL they are looked up in groups, one query for every
+/// lookup waiting: issue 13) each get their own token's answer: active tokens of an active user
+/// and user-less ones, a revoked token, an unknown one, and a deactivated user's token.
+#[tokio::test]
+async fn concurrent_introspections_each_get_their_own_answer() {
+    let f = fixture().await;
+    let gone = f.app.create_user("gone").await;
+    let password = |user: &'static str| {
+        [
+            ("grant_type", "password"),
+            ("username", user),
+            ("password", PASSWORD),
+        ]
+    };
+    let (_, of_gone) = f
+        .app
+        .post_token(&password("gone"), Some((&f.id, &f.secret)))
+        .await;
+    let of_gone = of_gone["access_token"].as_str().expect("token").to_owned();
+    f.app.deactivate(&gone.id).await;
+    let (_, revoked) = f
+        .app
+        .post_token(&password("pat"), Some((&f.id, &f.secret)))
+        .await;
+    let revoked = revoked["access_token"].as_str().expect("token").to_owned();
+    let (status, _) = f
+        .app
+        .post_oauth(
+            "/o/revoke_token/",
+            &[("token", &revoked)],
+            Some((&f.id, &f.secret)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let cases = [
+        (f.access.clone(), true),
+        (f.refresh.clone(), true),
+        (revoked, false),
+        ("no-such-token".to_owned(), false),
+        (of_gone, false),
+    ];
+    let mut requests = tokio::task::JoinSet::new();
+    for round in 0..20 {
+        for (i, (token, active)) in cases.iter().enumerate() {
+            let (http, url) = (f.app.api.clone(), f.app.url("/o/introspect/"));
+            let (id, secret, token, active) =
+                (f.id.clone(), f.secret.clone(), token.clone(), *active);
+            requests.spawn(async move {
+                let response = http
+                    .post(url)
+                    .basic_auth(id, Some(secret))
+                    .form(&[("token", token)])
+                    .send()
+                    .await
+                    .expect("request");
+                assert_eq!(response.status(), StatusCode::OK);
+                let body: serde_json::Value = response.json().await.expect("json");
+                (round, i, active, body)
+            });
+        }
+    }
+    while let Some(answer) = requests.join_next().await {
+        let (round, i, active, body) = answer.expect("task");
+        assert_eq!(body["active"], active, "case {i} of round {round}: {body}");
+        if active {
+            assert_eq!(body["username"], "pat", "{body}");
+        }
+    }
+}
