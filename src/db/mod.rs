@@ -520,13 +520,15 @@ impl Db {
     pub async fn insert_issued(&self, issue: tokens::TokenIssue) -> Result<(), DbError> {
         match &self.writer {
             Writer::Sqlite(writer) => {
-                writer
+                // The audit line is written here, after the commit, not in the writer thread.
+                let issue = writer
                     .run(false, move |conn| {
                         conn.transaction(|c| issue.insert(c))?;
-                        audit_events::log(&issue.audit);
-                        Ok::<_, DbError>(())
+                        Ok::<_, DbError>(issue)
                     })
-                    .await
+                    .await?;
+                audit_events::log(&issue.audit);
+                Ok(())
             }
             Writer::Pool(_, insert, _) => insert.insert(issue).await,
         }
