@@ -265,7 +265,8 @@ pub fn limit_tripped(bucket: &str) {
 pub enum DbPool {
     /// SQLite's read pool.
     Reader,
-    /// SQLite's writer thread (`db::writer`): its wait is the time a write queued for it.
+    /// SQLite's writer thread (`db::writer`): its wait is the time a write queued for it; on
+    /// PostgreSQL the group insert's thread (`db::grouped`), likewise.
     Writer,
     /// PostgreSQL's one pool for reads and writes.
     Shared,
