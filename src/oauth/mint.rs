@@ -96,6 +96,21 @@ pub struct TokenResponse {
     pub issued_token_type: Option<&'static str>,
 }
 
+impl From<Minted> for TokenResponse {
+    /// The answer for `minted` alone: no ID token, no RFC 8693 token type.
+    fn from(minted: Minted) -> Self {
+        Self {
+            access_token: minted.access_token,
+            token_type: "Bearer",
+            expires_in: minted.expires_in,
+            refresh_token: minted.refresh_token,
+            scope: minted.scope,
+            id_token: None,
+            issued_token_type: None,
+        }
+    }
+}
+
 /// What a grant mints with: the settings, the authenticated client, and its signer when it
 /// gets RFC 9068 JWT access tokens.
 pub(crate) struct Issuing<'a> {

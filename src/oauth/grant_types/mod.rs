@@ -118,15 +118,7 @@ where
         }
     };
     let Issued { minted, auth } = issued;
-    let mut response = TokenResponse {
-        access_token: minted.access_token,
-        token_type: "Bearer",
-        expires_in: minted.expires_in,
-        refresh_token: minted.refresh_token,
-        scope: minted.scope,
-        id_token: None,
-        issued_token_type: None,
-    };
+    let mut response = TokenResponse::from(minted);
     let scope = ScopeSet::from_stored(&response.scope);
     if let (true, Some(auth)) = (scope.contains(OPENID), auth) {
         // The `discord` claim's profile, read after the grant's transaction like the rest of
@@ -201,15 +193,7 @@ where
         }
         Err(e) => return Err(OAuthError::from(e)),
     }
-    Ok(TokenResponse {
-        access_token: minted.access_token,
-        token_type: "Bearer",
-        expires_in: minted.expires_in,
-        refresh_token: minted.refresh_token,
-        scope: minted.scope,
-        id_token: None,
-        issued_token_type: None,
-    })
+    Ok(TokenResponse::from(minted))
 }
 
 fn is_foreign_key_violation(e: &diesel::result::Error) -> bool {
