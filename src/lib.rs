@@ -45,10 +45,11 @@
 //!   the transaction of the change they describe; the admin console lists them. The web pages
 //!   (developer portal, account, admin console) are in [`routes`] and only call services.
 //! * [`db`] — one diesel codebase over SQLite and PostgreSQL (`MultiConnection`), embedded
-//!   migrations, and the one helper through which every query runs: reads on the blocking pool,
-//!   SQLite writes on one writer thread that commits them in groups (`db::writer`);
-//!   client-credentials tokens made before storage is asked and, on PostgreSQL, inserted in
-//!   groups (`db::grouped`).
+//!   migrations, and the one helper through which every query runs: reads on the blocking pool
+//!   (lookups by key on SQLite on the calling thread, `Db::lookup`), SQLite writes on one
+//!   writer thread that commits them in groups (`db::writer`); client-credentials tokens made
+//!   before storage is asked and, on PostgreSQL, inserted in groups, and introspected tokens
+//!   looked up in groups (`db::grouped`).
 //! * [`scheduler`] — jobs every node may run, each run claimed by exactly one node through a
 //!   conditional update of its `jobs` row; [`maintenance`] registers cleanup and key rotation.
 //! * [`config`] (figment), [`cli`] (clap), [`startup`] (builds the app; tests use it too),
