@@ -21,8 +21,8 @@
 //!   result.
 //! * **A panic** answers every request of its group with an error; the thread goes on.
 //!
-//! Each thread has a connection of its own (not one of the pool's), opened at start and opened
-//! again after any failure. Groups hold at most [`MAX_GROUP`] requests (an insert group binds
+//! Each thread has a connection of its own (not one of the pool's), opened for its first group
+//! and again after any failure. Groups hold at most [`MAX_GROUP`] requests (an insert group binds
 //! about 2,200 parameters of PostgreSQL's 65,535).
 
 use std::collections::HashMap;
@@ -56,20 +56,25 @@ impl<J> Clone for Grouped<J> {
     }
 }
 
+impl<J> std::fmt::Debug for Grouped<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Grouped").finish_non_exhaustive()
+    }
+}
+
 impl<J: Send + 'static> Grouped<J> {
+    /// Starts the thread. Its connection is opened for the first group, not here: a process
+    /// that never sends one (the command line) opens none.
     fn start(
         name: &str,
         manager: ConnectionManager,
         serve: fn(Option<&mut DbConnection>, Vec<J>) -> bool,
     ) -> Result<Self, DbError> {
-        let conn = manager
-            .connect()
-            .map_err(|e| DbError::Writer(format!("cannot open {name}'s connection: {e}")))?;
         let (jobs, queue) = mpsc::channel::<J>();
         std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                let mut conn = Some(conn);
+                let mut conn: Option<DbConnection> = None;
                 while let Ok(first) = queue.recv() {
                     let mut group = vec![first];
                     while group.len() < MAX_GROUP {
@@ -98,8 +103,18 @@ impl<J: Send + 'static> Grouped<J> {
         Ok(Self { jobs })
     }
 
-    fn send(&self, job: J) -> Result<(), DbError> {
-        self.jobs.send(job).map_err(|_| DbError::Closed)
+    /// Sends the job `job` makes around its answer's sender, and waits for the answer; a job
+    /// dropped unanswered (its group panicked) is [`DbError::Writer`] with `lost`.
+    async fn ask<T>(
+        &self,
+        job: impl FnOnce(tokio::sync::oneshot::Sender<Result<T, DbError>>) -> J,
+        lost: &'static str,
+    ) -> Result<T, DbError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.jobs.send(job(answer)).map_err(|_| DbError::Closed)?;
+        answered
+            .await
+            .unwrap_or_else(|_| Err(DbError::Writer(lost.into())))
     }
 }
 
@@ -121,21 +136,14 @@ struct InsertJob {
 
 /// Inserts token responses' rows in groups (see the module documentation). Cheap to clone;
 /// dropping the last clone ends the thread.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct GroupInsert(Grouped<InsertJob>);
 
-impl std::fmt::Debug for GroupInsert {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupInsert").finish_non_exhaustive()
-    }
-}
-
 impl GroupInsert {
-    /// Opens the thread's connection (so an unreachable database fails at start) and starts
-    /// the `pg-group-insert` thread.
+    /// Starts the `pg-group-insert` thread.
     ///
     /// # Errors
-    /// [`DbError::Writer`] when the connection cannot be opened or the thread started.
+    /// [`DbError::Writer`] when the thread cannot be started.
     pub fn start(manager: ConnectionManager) -> Result<Self, DbError> {
         Grouped::start("pg-group-insert", manager, insert_group).map(Self)
     }
@@ -147,15 +155,17 @@ impl GroupInsert {
     /// [`DbError::Writer`] when its group did not commit for another reason or the thread is
     /// gone.
     pub async fn insert(&self, issue: TokenIssue) -> Result<(), DbError> {
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        self.0.send(InsertJob {
-            issue,
-            queued: Instant::now(),
-            answer,
-        })?;
-        answered
+        let queued = Instant::now();
+        self.0
+            .ask(
+                |answer| InsertJob {
+                    issue,
+                    queued,
+                    answer,
+                },
+                "the insert was not committed",
+            )
             .await
-            .unwrap_or_else(|_| Err(DbError::Writer("the insert was not committed".into())))
     }
 }
 
@@ -226,20 +236,14 @@ struct LookupJob {
 
 /// Looks tokens up by hash in groups (see the module documentation). Cheap to clone;
 /// dropping the last clone ends the thread.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct GroupLookup(Grouped<LookupJob>);
 
-impl std::fmt::Debug for GroupLookup {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupLookup").finish_non_exhaustive()
-    }
-}
-
 impl GroupLookup {
-    /// Opens the thread's connection and starts the `pg-group-lookup` thread.
+    /// Starts the `pg-group-lookup` thread.
     ///
     /// # Errors
-    /// [`DbError::Writer`] when the connection cannot be opened or the thread started.
+    /// [`DbError::Writer`] when the thread cannot be started.
     pub fn start(manager: ConnectionManager) -> Result<Self, DbError> {
         Grouped::start("pg-group-lookup", manager, lookup_group).map(Self)
     }
@@ -255,16 +259,18 @@ impl GroupLookup {
         token_hash: String,
         now: NaiveDateTime,
     ) -> Result<Usable, DbError> {
-        let (answer, answered) = tokio::sync::oneshot::channel();
-        self.0.send(LookupJob {
-            token_hash,
-            now,
-            queued: Instant::now(),
-            answer,
-        })?;
-        answered
+        let queued = Instant::now();
+        self.0
+            .ask(
+                |answer| LookupJob {
+                    token_hash,
+                    now,
+                    queued,
+                    answer,
+                },
+                "the lookup was not answered",
+            )
             .await
-            .unwrap_or_else(|_| Err(DbError::Writer("the lookup was not answered".into())))
     }
 }
 
