@@ -92,17 +92,8 @@ where
             match (result, refused) {
                 (Ok(answer), _) => Ok(answer),
                 (Err(_), Some(e)) => Ok(Err(e)),
-                // The client authenticated from a row this node keeps for a few seconds
-                // (`Clients::find_for_authentication`) and was deleted meanwhile: its tokens
-                // cannot reference it. That is a failed authentication, not a storage failure.
                 (Err(e), None) if is_foreign_key_violation(&e) => {
-                    if crate::db::clients::find(conn, &client_id_check)?.is_none() {
-                        Ok(Err(OAuthError::invalid_client(
-                            "client authentication failed",
-                        )))
-                    } else {
-                        Err(OAuthError::from(e))
-                    }
+                    deleted_client(conn, &client_id_check, e).map(Err)
                 }
                 (Err(e), None) => Err(OAuthError::from(e)),
             }
@@ -177,23 +168,38 @@ where
     })?;
     match oauth.db.insert_issued(issue).await {
         Ok(()) => {}
-        // As in `run`: the client authenticated from a row kept for a few seconds and was
-        // deleted meanwhile.
         Err(DbError::Query(e)) if is_foreign_key_violation(&e) => {
             let client_id = client.id().to_owned();
-            let found = oauth
+            let refused = oauth
                 .db
-                .read(move |conn| crate::db::clients::find(conn, &client_id).map_err(DbError::from))
-                .await?;
-            oauth.clients.forget_cached();
-            return Err(match found {
-                None => OAuthError::invalid_client("client authentication failed"),
-                Some(_) => OAuthError::from(e),
-            });
+                .read(move |conn| Ok::<_, OAuthError>(deleted_client(conn, &client_id, e)))
+                .await?
+                .unwrap_or_else(|e| e);
+            if refused.status() == 401 {
+                oauth.clients.forget_cached();
+            }
+            return Err(refused);
         }
         Err(e) => return Err(OAuthError::from(e)),
     }
     Ok(TokenResponse::from(minted))
+}
+
+/// The answer when a token row was refused by its client's foreign key `e`: the client
+/// authenticated from a row this node keeps for a few seconds
+/// (`Clients::find_for_authentication`) and was deleted meanwhile, so its tokens cannot
+/// reference it — a failed authentication (`Ok(invalid_client)`), not a storage failure.
+/// `Err` with the storage failure when the client is still there or cannot be read.
+fn deleted_client(
+    conn: &mut DbConnection,
+    client_id: &str,
+    e: diesel::result::Error,
+) -> Result<OAuthError, OAuthError> {
+    match crate::db::clients::find(conn, client_id) {
+        Ok(None) => Ok(OAuthError::invalid_client("client authentication failed")),
+        Ok(Some(_)) => Err(OAuthError::from(e)),
+        Err(read) => Err(OAuthError::from(read)),
+    }
 }
 
 fn is_foreign_key_violation(e: &diesel::result::Error) -> bool {
