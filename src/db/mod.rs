@@ -443,10 +443,11 @@ impl Db {
     /// meant for reading — on SQLite **on the calling thread** when a pooled connection is idle
     /// at once, instead of handing it to the blocking pool and back. Under introspection load
     /// those two thread hand-offs were about a third of the server's CPU (`perf`: the
-    /// scheduler's `finish_task_switch` alone 25 %), more than the query. A WAL reader never
-    /// waits for the writer, so the lookup cannot stall the HTTP worker on a lock. When no
-    /// connection is idle, and always on PostgreSQL (a network round trip), it is
-    /// [`Db::read`]. Not for queries whose cost grows with the data.
+    /// scheduler's `finish_task_switch` alone 25 %), more than the query. A WAL reader does not
+    /// wait for the writer's lock; a read that begins while the writer restarts the WAL
+    /// (`writer::checkpointer`) retries inside SQLite for a moment. When no connection is
+    /// idle, and always on PostgreSQL (a network round trip), it is [`Db::read`]. Not for
+    /// queries whose cost grows with the data.
     ///
     /// # Errors
     /// As [`Db::read`].
